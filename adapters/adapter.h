@@ -1,0 +1,129 @@
+/* The interface every action sits behind. An adapter is a description
+ * (data the loader validates a state's `with:` against, and `cairn
+ * adapters` prints) plus start/cancel functions driven by the libuv loop.
+ * Adapters know nothing of the journal or the engine: they get resolved
+ * inputs and report through callbacks.
+ *
+ * Memory: the caller owns struct adapter_call and everything it points
+ * to, and keeps it all valid until on_done has returned; the adapter calls
+ * on_done exactly once per successful start, and only after every libuv
+ * handle it opened is closed, so the caller may free the call inside
+ * on_done. The result passed to on_done is borrowed for the duration of
+ * the callback (take a reference to outputs to keep them). */
+#ifndef CAIRN_ADAPTER_H
+#define CAIRN_ADAPTER_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/error.h"
+
+enum adapter_type {
+  ADAPTER_T_STRING,
+  ADAPTER_T_INTEGER,
+  ADAPTER_T_NUMBER,
+  ADAPTER_T_BOOLEAN,
+  ADAPTER_T_DURATION, /* a duration string ("5s") or integer seconds */
+  ADAPTER_T_ARGV,     /* a non-empty array of strings */
+  ADAPTER_T_STRMAP,   /* an object of string values */
+  ADAPTER_T_ANY,
+};
+const char *adapter_type_name(enum adapter_type t);
+
+struct adapter_input {
+  const char *name;
+  enum adapter_type type;
+  int required;
+  const char *default_json; /* JSON text of the default, or NULL */
+  const char *doc;
+};
+
+struct adapter_output {
+  const char *name;
+  const char *type;
+  const char *doc;
+};
+
+enum adapter_outcome {
+  ADAPTER_SUCCEEDED,
+  ADAPTER_FAILED,
+  ADAPTER_TIMED_OUT,
+  ADAPTER_CANCELLED,
+};
+const char *adapter_outcome_name(enum adapter_outcome o);
+
+struct adapter_result {
+  enum adapter_outcome outcome;
+  int exit_code;       /* -1 when it did not exit normally */
+  int term_signal;     /* 0 when none */
+  json_t *outputs;     /* object, never NULL */
+  char *tail;          /* last output, redacted, may be "" */
+  char error[512];     /* why it failed, one line; "" on success */
+  int64_t duration_ms;
+};
+
+struct adapter_call;
+
+struct adapter_desc {
+  const char *name;
+  const char *summary;
+  const struct adapter_input *inputs;   /* ends with a {NULL} entry */
+  const struct adapter_output *outputs; /* ends with a {NULL} entry */
+  int idempotent;
+  /* Extra checks of a state's raw `with` beyond the input table (e.g. exec
+   * wants argv or shell, not both); may be NULL. Values that are
+   * template strings must be accepted. */
+  int (*check)(json_t *with, struct cairn_error *err);
+  /* Starts the action. On error nothing is running and on_done will not
+   * be called. */
+  int (*start)(struct adapter_call *call, struct cairn_error *err);
+  /* Asks a running action to stop (process group: SIGTERM, grace,
+   * SIGKILL); on_done follows with ADAPTER_CANCELLED. */
+  void (*cancel)(struct adapter_call *call);
+};
+
+struct adapter_call {
+  uv_loop_t *loop;
+  const struct adapter_desc *desc;
+  json_t *inputs;            /* resolved, defaults applied (borrowed) */
+  const char *log_path;      /* output appended here, redacted; 0600 */
+  int64_t timeout_ms;        /* 0: none; on expiry the outcome is
+                                ADAPTER_TIMED_OUT */
+  int64_t kill_grace_ms;     /* SIGTERM to SIGKILL; 0 means 5000 */
+  const char *const *env_extra; /* "K=V" added to a child's environment,
+                                   NULL-terminated, may be NULL */
+  const char *const *redact; /* values to print as ***, NULL-terminated,
+                                may be NULL */
+  void (*on_spawned)(struct adapter_call *call, int pid, int pgid,
+                     int64_t proc_start); /* may be NULL */
+  void (*on_done)(struct adapter_call *call,
+                  const struct adapter_result *res);
+  void *data;                /* the caller's */
+  void *priv;                /* the adapter's */
+};
+
+/* Every adapter, NULL-terminated (borrowed, static). */
+extern const struct adapter_desc *const adapter_registry[];
+/* The adapter named name, or NULL. */
+const struct adapter_desc *adapter_find(const char *name);
+
+/* Checks raw `with` against desc: unknown keys, missing required keys,
+ * values of the wrong type (a string containing "{{" passes any type: it
+ * is checked once rendered). On error returns CAIRN_E_INVAL with the
+ * offending key in *bad_key (borrowed from with, may be NULL). */
+int adapter_check_with(const struct adapter_desc *desc, json_t *with,
+                       const char **bad_key, struct cairn_error *err);
+
+/* Returns a new object: rendered `with` plus defaults for missing keys,
+ * type-checked after rendering (durations become integer milliseconds).
+ * *out is owned by the caller. */
+int adapter_apply_defaults(const struct adapter_desc *desc, json_t *with,
+                           json_t **out, struct cairn_error *err);
+
+/* Replaces each occurrence of each redact value in s (in place, s is
+ * malloc'd and may be reallocated) by "***". Returns the new pointer. */
+char *adapter_redact(char *s, const char *const *redact);
+
+#endif

@@ -1,0 +1,78 @@
+/* The error table and the helpers that fill struct cairn_error. */
+#include "common/error.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+
+int cairn_error_vset(struct cairn_error *err, int code, const char *fmt,
+                     va_list ap)
+{
+  if (err == NULL)
+    return code;
+  err->code = code;
+  vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+  for (char *p = err->msg; *p; p++)
+    if (*p == '\n' || *p == '\r')
+      *p = ' ';
+  return code;
+}
+
+int cairn_error_set(struct cairn_error *err, int code, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  cairn_error_vset(err, code, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+void cairn_error_prefix(struct cairn_error *err, const char *fmt, ...)
+{
+  char head[CAIRN_ERRMSG_MAX];
+  char old[CAIRN_ERRMSG_MAX];
+  va_list ap;
+
+  if (err == NULL)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(head, sizeof head, fmt, ap);
+  va_end(ap);
+  memcpy(old, err->msg, sizeof old);
+  snprintf(err->msg, sizeof err->msg, "%s: %s", head, old);
+}
+
+void cairn_error_clear(struct cairn_error *err)
+{
+  if (err == NULL)
+    return;
+  err->code = 0;
+  err->msg[0] = '\0';
+}
+
+const char *cairn_strerror(int code)
+{
+  switch (code) {
+  case 0:
+    return "success";
+#define CAIRN__MSG(name, val, msg) case val: return msg;
+  CAIRN_ERROR_MAP(CAIRN__MSG)
+#undef CAIRN__MSG
+  default:
+    break;
+  }
+  if (code < 0 && code > -4096)
+    return uv_strerror(code);
+  return "unknown error";
+}
+
+const char *cairn_errname(int code)
+{
+  switch (code) {
+#define CAIRN__NAME(name, val, msg) case val: return "E_" #name;
+  CAIRN_ERROR_MAP(CAIRN__NAME)
+#undef CAIRN__NAME
+  default:
+    return "errno";
+  }
+}

@@ -1,0 +1,34 @@
+/* Facts about processes on this host, read from /proc, and stopping a
+ * process group without ever signalling a reused pid. */
+#ifndef CAIRN_PROC_H
+#define CAIRN_PROC_H
+
+#include <stdint.h>
+
+/* Start time of pid in clock ticks since boot (/proc/PID/stat field 22).
+ * Returns 0, or -ESRCH when there is no such process. */
+int cairn_proc_start_time(int pid, int64_t *ticks);
+
+/* 1 when pid exists and started at start_ticks (so it is the same process,
+ * not a reuse of the pid), 0 otherwise. start_ticks 0 skips that check. */
+int cairn_proc_alive(int pid, int64_t start_ticks);
+
+/* This boot's id (/proc/sys/kernel/random/boot_id), 36 characters and a
+ * NUL; "" when unreadable. Pids from another boot are never signalled. */
+void cairn_proc_boot_id(char out[40]);
+
+/* Stops process group pgid whose leader was pid started at start_ticks:
+ * when the leader is the same process (or already gone but the group
+ * still has members), SIGTERM to the group, wait up to grace_ms for it to
+ * empty, then SIGKILL. Blocks (used by resume, before the loop runs).
+ * Returns 0 when the group is gone, or -errno. */
+int cairn_proc_stop_group(int pgid, int pid, int64_t start_ticks,
+                          int64_t grace_ms);
+
+/* 1 when any process is in group pgid, else 0. */
+int cairn_proc_group_alive(int pgid);
+
+/* "user@host" of this process, into out of size n. */
+void cairn_proc_actor(char *out, unsigned long n);
+
+#endif

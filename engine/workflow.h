@@ -1,0 +1,161 @@
+/* The workflow model (what a YAML file says, checked) and its strict loader.
+ *
+ * Memory: a struct engine_workflow owns every string, array and json value
+ * reachable from it; engine_workflow_destroy frees it all. Pointers handed
+ * out by the lookup functions are borrowed from the workflow. */
+#ifndef CAIRN_ENGINE_WORKFLOW_H
+#define CAIRN_ENGINE_WORKFLOW_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+
+struct engine_pos {
+  int line; /* 1-based; 0 when unknown */
+  int col;  /* 1-based */
+};
+
+enum engine_kind {
+  ENGINE_DO,
+  ENGINE_PARALLEL,
+  ENGINE_CHOICE,
+  ENGINE_WAIT,
+  ENGINE_SUCCEED,
+  ENGINE_FAIL,
+};
+/* "do", "parallel", ... */
+const char *engine_kind_name(enum engine_kind k);
+
+struct engine_retry {
+  int attempts;         /* total attempts, >= 1 (1: no retry) */
+  int64_t delay_ms;     /* before the 2nd attempt */
+  double backoff;       /* delay multiplier per attempt, >= 1 */
+  int64_t max_delay_ms; /* cap; 0: none */
+};
+
+/* One action: an adapter name and its inputs, with the policies around it.
+ * `with` keeps template strings unrendered. */
+struct engine_action {
+  char *adapter;             /* "exec" */
+  json_t *with;              /* object, never NULL */
+  struct engine_retry retry;
+  int64_t timeout_ms;        /* 0: none */
+  int idempotent;            /* 1, 0, or -1 for the adapter's default */
+  struct engine_action *probe; /* NULL when none; a probe has no probe */
+  struct engine_pos pos;     /* of the `do` key */
+};
+
+struct engine_branch {
+  char *name;
+  struct engine_action action;
+  struct engine_pos pos;
+};
+
+struct engine_when {
+  char *expr;  /* a template expression, without the braces */
+  char *next;
+  struct engine_pos pos;
+};
+
+struct engine_state {
+  char *name;
+  enum engine_kind kind;
+  struct engine_pos pos;
+  char *description;           /* may be NULL */
+
+  struct engine_action action; /* ENGINE_DO */
+
+  struct engine_branch *branches; /* ENGINE_PARALLEL, in declaration order */
+  size_t nbranches;
+
+  struct engine_when *whens;   /* ENGINE_CHOICE */
+  size_t nwhens;
+  char *default_next;          /* ENGINE_CHOICE; may be NULL */
+
+  int64_t wait_ms;             /* ENGINE_WAIT */
+
+  char *next;                  /* NULL for terminals and choice */
+  char *on_failure;            /* "rollback" (default), "fail" or a state */
+  struct engine_pos on_failure_pos;
+  char *message;               /* ENGINE_FAIL: optional message */
+};
+
+enum engine_param_type {
+  ENGINE_PARAM_STRING,
+  ENGINE_PARAM_INTEGER,
+  ENGINE_PARAM_NUMBER,
+  ENGINE_PARAM_BOOLEAN,
+};
+
+struct engine_param {
+  char *name;
+  enum engine_param_type type;
+  json_t *default_value; /* NULL: the param is required */
+  char *pattern;         /* POSIX extended regex, or NULL */
+  char *description;
+  struct engine_pos pos;
+};
+
+struct engine_environment {
+  char *name;
+  json_t *vars;          /* object, never NULL */
+  char *after;           /* may be NULL */
+  int approvals;
+  struct engine_pos pos;
+};
+
+struct engine_workflow {
+  char *file;            /* absolute path */
+  char sha256[65];       /* hex SHA-256 of the file's bytes */
+  char *name;
+  char *description;
+  struct engine_param *params;
+  size_t nparams;
+  char **secrets;        /* names */
+  size_t nsecrets;
+  struct engine_environment *envs;
+  size_t nenvs;
+  char *start;
+  struct engine_state *states; /* in file order */
+  size_t nstates;
+};
+
+/* Loads and checks path strictly. On error returns CAIRN_E_WORKFLOW (or
+ * CAIRN_E_IO for an unreadable file) with err->msg of the form
+ *   "FILE:LINE:COL: error: WHAT (hint: HOW)"
+ * (FILE as given). Checks: YAML well-formed; `cairn: 1`; unknown keys
+ * (with a did-you-mean hint); duplicate keys; required keys (`name`,
+ * `start`, `states`); exactly one kind per state; a transition (next,
+ * on_failure, choice next/default, start) to a missing state; unreachable
+ * states; states with no path to a terminal; bad durations; bad retry
+ * values; bad param types/patterns/defaults; template syntax and
+ * references (params.X must be declared, states.S must exist, vars.X must
+ * be declared in some environment, secrets.X declared in `secrets`, run.id
+ * and run.dir, env.ANY). *out is owned by the caller. */
+int engine_workflow_load(struct engine_workflow **out, const char *path,
+                         struct cairn_error *err);
+/* The same from a buffer; `name` stands for the file in messages and
+ * file stays as name; sha256 is of the buffer. */
+int engine_workflow_load_buffer(struct engine_workflow **out, const char *name,
+                                const char *buf, size_t len,
+                                struct cairn_error *err);
+void engine_workflow_destroy(struct engine_workflow *wf);
+
+const struct engine_state *engine_workflow_state(
+    const struct engine_workflow *wf, const char *name);
+const struct engine_environment *engine_workflow_env(
+    const struct engine_workflow *wf, const char *name);
+const struct engine_param *engine_workflow_param(
+    const struct engine_workflow *wf, const char *name);
+
+/* Builds the params object for a run: defaults, then each "name=value" of
+ * sets (converted to the declared type, checked against the pattern).
+ * Unknown names, missing required params and bad values are
+ * CAIRN_E_INVAL with a message naming the param. *out owned by caller. */
+int engine_workflow_params(const struct engine_workflow *wf,
+                           const char *const *sets, size_t nsets,
+                           json_t **out, struct cairn_error *err);
+
+#endif

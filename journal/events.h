@@ -1,0 +1,118 @@
+/* Every event kind the journal holds, with its payload, in one place; and
+ * the replay that folds one run's events back into its state.
+ *
+ * Rules that hold between events of one run (the engine keeps them, replay
+ * relies on them):
+ *  - run.started is the run's first event; run.finished, when present, its
+ *    last (a resume after run.interrupted appends run.resumed and goes on).
+ *  - For a state path P: state.entered(P) comes before any action.* of P;
+ *    action.started(P, n) before action.spawned(P, n) before
+ *    action.finished(P, n). Attempts count up from 1 within one entry.
+ *  - action.finished and the transition it causes are in one transaction.
+ *  - A second state.entered(P) (a loop through a choice) starts P afresh.
+ *
+ * Paths: a top-level state is its name ("migrate"); a branch of a
+ * parallel state is "state/branch" ("infra/redis"). */
+#ifndef CAIRN_JOURNAL_EVENTS_H
+#define CAIRN_JOURNAL_EVENTS_H
+
+#include "journal/journal.h"
+
+/* run.started     {workflow, file, file_sha256, env, release, params, actor}
+ * run.resumed     {actor, allow_changed: bool, file_sha256}
+ * run.interrupted {signal}
+ * run.finished    {status, error?}
+ * workflow.changed {old_sha256, new_sha256, actor}  (resume --allow-changed)
+ * lock.taken_over {run_id, pid, host, proc_start}   (previous holder)
+ * state.entered   {kind, inputs?, wait_until_ms?}   inputs resolved, redacted
+ * action.started  {adapter, attempt}
+ * action.spawned  {pid, pgid, proc_start, boot_id}
+ * action.finished {outcome, exit_code?, signal?, outputs?, tail?, error?,
+ *                  duration_ms}
+ *                  outcome: succeeded | failed | timed_out | cancelled |
+ *                  interrupted
+ * action.retrying {delay_ms, next_attempt}
+ * probe.finished  {outcome: succeeded|failed, exit_code?, tail?}
+ * decision.assumed {outcome: succeeded|failed, actor}
+ * transition      {from, to, reason}  to: a state, or "" when the run ends;
+ *                  reason: next | on_failure | when:<expr> | default |
+ *                  succeed | fail
+ */
+#define JOURNAL_EV_RUN_STARTED "run.started"
+#define JOURNAL_EV_RUN_RESUMED "run.resumed"
+#define JOURNAL_EV_RUN_INTERRUPTED "run.interrupted"
+#define JOURNAL_EV_RUN_FINISHED "run.finished"
+#define JOURNAL_EV_WORKFLOW_CHANGED "workflow.changed"
+#define JOURNAL_EV_LOCK_TAKEN_OVER "lock.taken_over"
+#define JOURNAL_EV_STATE_ENTERED "state.entered"
+#define JOURNAL_EV_ACTION_STARTED "action.started"
+#define JOURNAL_EV_ACTION_SPAWNED "action.spawned"
+#define JOURNAL_EV_ACTION_FINISHED "action.finished"
+#define JOURNAL_EV_ACTION_RETRYING "action.retrying"
+#define JOURNAL_EV_PROBE_FINISHED "probe.finished"
+#define JOURNAL_EV_DECISION_ASSUMED "decision.assumed"
+#define JOURNAL_EV_TRANSITION "transition"
+
+/* Run statuses (runs.status and run.finished's status). */
+#define JOURNAL_STATUS_RUNNING "running"
+#define JOURNAL_STATUS_SUCCEEDED "succeeded"
+#define JOURNAL_STATUS_FAILED "failed"
+#define JOURNAL_STATUS_INTERRUPTED "interrupted"
+#define JOURNAL_STATUS_WAITING "waiting" /* needs a decision (exit 3) */
+
+enum journal_phase {
+  JOURNAL_PHASE_ENTERED,     /* state.entered, no attempt started yet */
+  JOURNAL_PHASE_STARTED,     /* action.started (maybe spawned), unfinished */
+  JOURNAL_PHASE_RETRY_WAIT,  /* action.retrying: next attempt not started */
+  JOURNAL_PHASE_SUCCEEDED,   /* last action.finished succeeded, or probe or
+                                decision said so */
+  JOURNAL_PHASE_FAILED,      /* last action.finished failed or timed out */
+  JOURNAL_PHASE_CANCELLED,
+  JOURNAL_PHASE_INTERRUPTED, /* finished with outcome interrupted: treated
+                                by resume like STARTED */
+};
+
+/* What the events say about one state path, as of the last event. */
+struct journal_step {
+  char *path;
+  char *kind;            /* state.entered's kind ("do", "parallel", ...) */
+  enum journal_phase phase;
+  int attempt;           /* latest attempt started, 0 before any */
+  json_t *inputs;        /* state.entered's inputs, or NULL */
+  json_t *spawn;         /* latest action.spawned payload, or NULL */
+  json_t *outputs;       /* outputs of the succeeding action.finished */
+  json_t *finished;      /* latest action.finished payload, or NULL */
+  int64_t wait_until_ms; /* from state.entered, 0 when none */
+  int64_t entered_seq;
+  int64_t finished_seq;  /* seq that made the phase final, 0 before */
+  int64_t entered_ms;
+  int64_t finished_ms;
+};
+
+struct journal_replay {
+  char run_id[JOURNAL_RUN_ID_LEN];
+  json_t *started;       /* run.started payload */
+  char *status;          /* from run.finished, else "interrupted" after
+                            run.interrupted, else "running" */
+  char *current;         /* state the run is in: the `to` of the last
+                            transition, or the first state.entered's path
+                            when no transition yet; NULL when finished or
+                            nothing entered */
+  char *file_sha256;     /* latest accepted sha (run.started, or the new
+                            one of workflow.changed) */
+  struct journal_step *steps; /* in order of first entry */
+  size_t nsteps;
+  int64_t last_seq;
+  int64_t events;
+};
+
+/* Folds the events of run_id into *out. CAIRN_E_NORUN when the run has no
+ * events. out owns everything; release with journal_replay_release. */
+int journal_replay(struct journal *j, const char *run_id,
+                   struct journal_replay *out, struct cairn_error *err);
+void journal_replay_release(struct journal_replay *r);
+/* The step of a path, or NULL (borrowed from r). */
+struct journal_step *journal_replay_step(const struct journal_replay *r,
+                                         const char *path);
+
+#endif

@@ -1,0 +1,207 @@
+/* The journal: one SQLite file holding runs, an append-only hash-chained
+ * event log and run locks. It knows nothing of workflows or the engine:
+ * event kinds and payloads are listed in journal/events.h, and their
+ * meaning belongs to the engine.
+ *
+ * Memory: every `const char *` or `json_t *` argument is borrowed (the
+ * journal copies or serialises what it keeps). Structs filled for the
+ * caller (journal_run, journal_event, ...) own their strings and json
+ * values and are released with the matching _release function. */
+#ifndef CAIRN_JOURNAL_H
+#define CAIRN_JOURNAL_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+
+#define JOURNAL_SCHEMA_VERSION 1
+#define JOURNAL_HASH_HEX 65 /* 64 hex digits and a NUL */
+#define JOURNAL_RUN_ID_LEN 27 /* 26-character ULID and a NUL */
+
+struct journal;
+
+enum journal_open_flags {
+  JOURNAL_CREATE = 1 << 0,   /* create the file (and its folder, 0700) */
+  JOURNAL_READONLY = 1 << 1, /* never write, never migrate */
+};
+
+/* Opens (and with JOURNAL_CREATE creates) the journal at path; ":memory:"
+ * gives an in-memory journal (for simulation and tests). Sets WAL (reads
+ * back that it is "wal"), synchronous=FULL (read back), a busy timeout,
+ * file mode 0600, and migrates the schema forward from any older
+ * user_version. A file that is not SQLite or has no cairn schema gives
+ * CAIRN_E_NOTJOURNAL; a newer user_version gives CAIRN_E_SCHEMA; in both
+ * cases the file is left untouched. *out is owned by the caller and
+ * released with journal_close(). */
+int journal_open(struct journal **out, const char *path, unsigned flags,
+                 struct cairn_error *err);
+/* Closes; journal_close(NULL) does nothing. */
+void journal_close(struct journal *j);
+/* The path given to journal_open (borrowed, valid until close). */
+const char *journal_path(const struct journal *j);
+
+/* Finds the journal path: $CAIRN_JOURNAL if set, else the first
+ * ".cairn/journal.db" found walking up from start_dir (NULL: the working
+ * directory). When none exists, fills the path under start_dir (so a first
+ * `cairn run` creates it there) and returns CAIRN_E_NOTFOUND. out has size
+ * n. */
+int journal_find_path(char *out, size_t n, const char *start_dir,
+                      struct cairn_error *err);
+
+/* Explicit transactions: BEGIN IMMEDIATE ... COMMIT. Every append outside
+ * an explicit transaction runs in one of its own. Nested begin is an
+ * error. In builds with -DCAIRN_TEST_HOOKS, journal_commit counts commits
+ * and, when $CAIRN_TEST_KILL_AFTER_COMMIT equals that count, raises
+ * SIGKILL right after the commit returns (the crash tests use this). */
+int journal_begin(struct journal *j, struct cairn_error *err);
+int journal_commit(struct journal *j, struct cairn_error *err);
+void journal_rollback(struct journal *j);
+
+/* ---- runs ---- */
+
+struct journal_run {
+  char id[JOURNAL_RUN_ID_LEN];
+  char *workflow;      /* workflow name */
+  char *file;          /* absolute path of the workflow file */
+  char *file_sha256;   /* hex */
+  char *env;           /* "" when the workflow has no environments */
+  char *release;       /* "" when none */
+  json_t *params;      /* object, secrets redacted */
+  char *status;        /* see JOURNAL_STATUS_* in events.h */
+  char *actor;         /* user@host */
+  char *parent;        /* parent run id or "" */
+  int64_t created_ms;  /* unix ms */
+  int64_t updated_ms;
+  int64_t finished_ms; /* 0 while unfinished */
+};
+void journal_run_release(struct journal_run *run);
+
+/* Makes a new time-sortable run id (ULID: 48-bit ms time, 80 random bits
+ * from RAND_bytes, Crockford base32). */
+int journal_new_run_id(char out[JOURNAL_RUN_ID_LEN], struct cairn_error *err);
+
+/* Inserts a run row (run->id must be set; created/updated default to now
+ * when 0). Does not append any event. */
+int journal_run_insert(struct journal *j, const struct journal_run *run,
+                       struct cairn_error *err);
+/* Sets status (and finished_ms when finished_ms != 0) and updated_ms. */
+int journal_run_set_status(struct journal *j, const char *run_id,
+                           const char *status, int64_t finished_ms,
+                           struct cairn_error *err);
+/* Loads one run by full id or unique prefix (>= 4 characters).
+ * CAIRN_E_NORUN when none, CAIRN_E_AMBIGUOUS when the prefix matches
+ * several. */
+int journal_run_get(struct journal *j, const char *id_or_prefix,
+                    struct journal_run *out, struct cairn_error *err);
+
+struct journal_run_filter {
+  const char *workflow; /* NULL: any */
+  const char *env;
+  const char *release;
+  const char *status;
+  int64_t since_ms;     /* 0: any */
+  int limit;            /* 0: no limit */
+};
+/* Calls cb for each matching run, newest first; a non-zero return from cb
+ * stops and is returned. The run passed to cb is released after cb. */
+int journal_run_foreach(struct journal *j, const struct journal_run_filter *f,
+                        int (*cb)(const struct journal_run *run, void *ud),
+                        void *ud, struct cairn_error *err);
+
+/* ---- events ---- */
+
+struct journal_event {
+  int64_t seq;          /* global sequence, 1.. */
+  char run_id[JOURNAL_RUN_ID_LEN];
+  char *kind;           /* e.g. "state.entered" */
+  char *state;          /* state path or "" */
+  int attempt;          /* 0 when not about an attempt */
+  int64_t time_ms;      /* unix ms */
+  json_t *payload;      /* object (never NULL when loaded) */
+  char prev_hash[JOURNAL_HASH_HEX];
+  char hash[JOURNAL_HASH_HEX];
+};
+void journal_event_release(struct journal_event *ev);
+
+/* Appends one event to the chain: takes the last hash, computes this
+ * event's hash (see journal_event_hash) and inserts it. payload may be
+ * NULL (stored as {}). time_ms 0 means now. *seq_out (may be NULL) gets
+ * the sequence number. */
+int journal_append(struct journal *j, const char *run_id, const char *kind,
+                   const char *state, int attempt, int64_t time_ms,
+                   json_t *payload, int64_t *seq_out, struct cairn_error *err);
+
+/* Calls cb for each event of run_id in sequence order (run_id NULL: every
+ * event of the journal). The event is released after cb; a non-zero
+ * return from cb stops and is returned. */
+int journal_event_foreach(struct journal *j, const char *run_id,
+                          int64_t after_seq,
+                          int (*cb)(const struct journal_event *ev, void *ud),
+                          void *ud, struct cairn_error *err);
+
+/* The hash of an event: SHA-256 (OpenSSL EVP) over the byte 0x01 (domain
+ * separation), seq as 8 bytes big-endian, then run_id, kind, state,
+ * attempt (decimal), time_ms (decimal) and the canonical payload each as
+ * a 4-byte big-endian length and the bytes, then the 32 bytes of
+ * prev_hash (all zero for the first event). Writes 64 hex digits. */
+int journal_event_hash(const struct journal_event *ev,
+                       char out[JOURNAL_HASH_HEX], struct cairn_error *err);
+
+/* Canonical JSON: sorted keys, compact, UTF-8, no trailing newline.
+ * Returns a malloc'd string the caller frees, or NULL on failure. */
+char *journal_canonical_json(const json_t *value);
+
+/* ---- verify ---- */
+
+struct journal_verify_result {
+  int64_t events;        /* events checked */
+  int64_t first_bad_seq; /* 0 when the chain is intact */
+  char reason[256];      /* what is wrong with first_bad_seq */
+  char last_hash[JOURNAL_HASH_HEX];
+};
+/* Recomputes the whole chain. Returns 0 with first_bad_seq == 0 when it
+ * holds; CAIRN_E_CHAIN with first_bad_seq and reason set when an event
+ * was edited (hash mismatch), deleted (gap in seq or prev_hash mismatch)
+ * or swapped (prev_hash mismatch); other codes for I/O errors. */
+int journal_verify(struct journal *j, struct journal_verify_result *res,
+                   struct cairn_error *err);
+
+/* ---- locks: one active run per (workflow, env) ---- */
+
+struct journal_lock_holder {
+  char run_id[JOURNAL_RUN_ID_LEN];
+  int pid;
+  char host[256];
+  int64_t proc_start;   /* process start time, clock ticks since boot */
+  int64_t acquired_ms;
+  int64_t heartbeat_ms;
+};
+
+/* Takes the lock of (workflow, env) for run_id held by this process.
+ * When a lock exists and its holder is alive (same host: pid exists with
+ * the same start time; other host: always assumed alive), returns
+ * CAIRN_E_LOCKED and fills *holder. When its holder is dead on this host,
+ * the lock is taken over: *taken_over is set to 1 and *holder describes
+ * the previous holder (the caller journals it). Re-taking a lock already
+ * held by the same run_id succeeds (resume after a crash). holder and
+ * taken_over may be NULL. */
+int journal_lock_acquire(struct journal *j, const char *workflow,
+                         const char *env, const char *run_id,
+                         struct journal_lock_holder *holder, int *taken_over,
+                         struct cairn_error *err);
+/* Releases the lock if run_id holds it; otherwise does nothing. */
+int journal_lock_release(struct journal *j, const char *workflow,
+                         const char *env, const char *run_id,
+                         struct cairn_error *err);
+/* Looks up the holder of (workflow, env): 0 and *holder filled, or
+ * CAIRN_E_NOTFOUND. *alive (may be NULL) says whether it is alive. */
+int journal_lock_get(struct journal *j, const char *workflow, const char *env,
+                     struct journal_lock_holder *holder, int *alive,
+                     struct cairn_error *err);
+
+/* Unix time in milliseconds. */
+int64_t journal_now_ms(void);
+
+#endif
