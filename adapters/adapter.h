@@ -126,4 +126,19 @@ int adapter_apply_defaults(const struct adapter_desc *desc, json_t *with,
  * malloc'd and may be reallocated) by "***". Returns the new pointer. */
 char *adapter_redact(char *s, const char *const *redact);
 
+/* The streaming form of adapter_redact, for output that arrives in
+ * pieces. Passes in[0..n) to emit (in runs, "***" for each redact value;
+ * where values overlap the longest wins) and returns how many bytes of in
+ * it consumed. Unless final, the unconsumed rest (shorter than the longest
+ * value) may be the start of a value split across pieces: pass it again,
+ * in front of the next piece. With final everything is consumed. Empty
+ * redact values are ignored; redact may be NULL. */
+size_t adapter_redact_feed(const char *in, size_t n,
+                           const char *const *redact, int final,
+                           void (*emit)(void *ud, const char *p, size_t n),
+                           void *ud);
+
+/* The adapters themselves (static; also reachable through the registry). */
+extern const struct adapter_desc adapter_exec;
+
 #endif

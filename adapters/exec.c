@@ -1,1 +1,1099 @@
-/* placeholder: being written */
+/* The exec adapter: runs a command from an argv array (or a /bin/sh -c
+ * script where a state says `shell:`) as the leader of its own session and
+ * process group, appends its output, redacted, to the step's log, and
+ * reports how it ended.
+ *
+ * Life of one call (struct exec_run, hung on call->priv):
+ *
+ *   RUNNING    spawned; stdout and stderr are read as they come; the timer
+ *              holds the timeout, if any.
+ *   STOPPING   timed out or cancelled: SIGTERM (and SIGCONT) went to the
+ *              whole group; the timer holds the grace.
+ *   KILLED     the grace ran out: SIGKILL went to the group.
+ *   REAPING    the leader exited while stopping but its group still has
+ *              live members: poll until it is empty, SIGKILL it at the end
+ *              of the grace.
+ *   DRAINING   the leader is gone; wait for EOF on both pipes, but at most
+ *              EXEC_DRAIN_MS: a daemon the command left behind may hold
+ *              them open for ever. A leader that exits by itself never has
+ *              its group killed (it may leave a daemon behind on purpose).
+ *   FINISHING  every handle is closing; the last close callback calls
+ *              on_done, then frees the run.
+ *
+ * A failed spawn goes straight to FINISHING and is reported through
+ * on_done as a failed attempt, like any command that fails. */
+#include "adapters/adapter.h"
+#include "common/proc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define EXEC_TAIL_MAX 4096            /* result.tail, bytes */
+#define EXEC_STDOUT_MAX (1024 * 1024) /* stdout kept for the json output */
+#define EXEC_DRAIN_MS 100
+#define EXEC_REAP_POLL_MS 20
+#define EXEC_GRACE_MS 5000            /* when call->kill_grace_ms is 0 */
+
+enum exec_phase {
+  EXEC_RUNNING,
+  EXEC_STOPPING,
+  EXEC_KILLED,
+  EXEC_REAPING,
+  EXEC_DRAINING,
+  EXEC_FINISHING,
+};
+
+struct exec_buf {
+  char *p;
+  size_t len;
+  size_t cap;
+  int failed;
+};
+
+struct exec_stream {
+  uv_pipe_t pipe;
+  int is_stdout;
+  int closed;       /* uv_close called */
+  char *carry;      /* held back: maybe the start of a split secret */
+  size_t carry_len; /* < the longest redact value */
+};
+
+struct exec_run {
+  struct adapter_call *call;
+  uv_process_t proc;
+  uv_timer_t timer;
+  struct exec_stream out;
+  struct exec_stream err;
+  int nopen; /* handles not closed yet */
+  enum exec_phase phase;
+
+  int spawned;
+  int pid; /* also the pgid */
+  int exited;
+  int64_t exit_status;
+  int term_signal;
+  int stopped; /* timed out or cancelled */
+  enum adapter_outcome stop_outcome;
+
+  uint64_t start_ns;
+  uint64_t end_ns;
+  int64_t timeout_ms; /* effective: the smaller of call's and input's */
+  int64_t grace_ms;
+  uint64_t grace_deadline; /* uv_now() value */
+
+  int log_fd;
+  int log_failed;
+  const char *const *redact; /* NULL when there is nothing to redact */
+  size_t redact_max;         /* longest value */
+  struct exec_buf work;      /* carry + chunk */
+  struct exec_buf obuf;      /* one chunk, redacted */
+  struct exec_buf sout;      /* raw stdout, from its first '{' */
+  int sout_state;            /* 0: only blanks yet, 1: keeping, 2: no json */
+
+  char tail[2 * EXEC_TAIL_MAX];
+  size_t tail_len;
+  char tail_out[EXEC_TAIL_MAX + 1];
+  json_t *outputs;
+  char error[512];
+  char rbuf[16384]; /* read buffer shared by both pipes */
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void buf_emit(void *ud, const char *p, size_t n)
+{
+  struct exec_buf *b = ud;
+
+  if (b->failed || n == 0)
+    return;
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    char *np;
+    while (cap < b->len + n)
+      cap *= 2;
+    if ((np = realloc(b->p, cap)) == NULL) {
+      b->failed = 1;
+      return;
+    }
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, p, n);
+  b->len += n;
+}
+
+static void buf_release(struct exec_buf *b)
+{
+  free(b->p);
+  memset(b, 0, sizeof *b);
+}
+
+/* strsignal() wording varies and sigabbrev_np() is recent glibc. */
+static const char *signal_name(int sig, char *buf, size_t n)
+{
+  static const struct {
+    int sig;
+    const char *name;
+  } names[] = {
+    { SIGHUP, "SIGHUP" },     { SIGINT, "SIGINT" },   { SIGQUIT, "SIGQUIT" },
+    { SIGILL, "SIGILL" },     { SIGTRAP, "SIGTRAP" }, { SIGABRT, "SIGABRT" },
+    { SIGBUS, "SIGBUS" },     { SIGFPE, "SIGFPE" },   { SIGKILL, "SIGKILL" },
+    { SIGUSR1, "SIGUSR1" },   { SIGSEGV, "SIGSEGV" }, { SIGUSR2, "SIGUSR2" },
+    { SIGPIPE, "SIGPIPE" },   { SIGALRM, "SIGALRM" }, { SIGTERM, "SIGTERM" },
+    { SIGCHLD, "SIGCHLD" },   { SIGCONT, "SIGCONT" }, { SIGSTOP, "SIGSTOP" },
+    { SIGTSTP, "SIGTSTP" },   { SIGTTIN, "SIGTTIN" }, { SIGTTOU, "SIGTTOU" },
+    { SIGURG, "SIGURG" },     { SIGXCPU, "SIGXCPU" }, { SIGXFSZ, "SIGXFSZ" },
+    { SIGVTALRM, "SIGVTALRM" }, { SIGPROF, "SIGPROF" },
+    { SIGWINCH, "SIGWINCH" }, { SIGIO, "SIGIO" },     { SIGSYS, "SIGSYS" },
+  };
+
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (names[i].sig == sig)
+      return names[i].name;
+  snprintf(buf, n, "%d", sig);
+  return buf;
+}
+
+/* "250ms", "2s", "1.5s", "1m30s", "2h" */
+static void format_ms(int64_t ms, char *out, size_t n)
+{
+  long long h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60;
+  long long frac = ms % 1000;
+  size_t len = 0;
+
+  if (ms < 1000) {
+    snprintf(out, n, "%lldms", (long long)ms);
+    return;
+  }
+  out[0] = '\0';
+  if (h)
+    len += (size_t)snprintf(out + len, n - len, "%lldh", h);
+  if (m && len < n)
+    len += (size_t)snprintf(out + len, n - len, "%lldm", m);
+  if ((s || frac) && len < n) {
+    if (frac) {
+      char f[8];
+      snprintf(f, sizeof f, "%03lld", frac);
+      for (int i = 2; i > 0 && f[i] == '0'; i--)
+        f[i] = '\0';
+      snprintf(out + len, n - len, "%lld.%ss", s, f);
+    } else {
+      snprintf(out + len, n - len, "%llds", s);
+    }
+  }
+}
+
+/* Children must inherit no descriptor but 0-2: libuv's own are
+ * close-on-exec, the journal's SQLite file and others may not be. */
+static void cloexec_fds(void)
+{
+  DIR *d;
+  struct dirent *e;
+  int dfd;
+
+#if defined(CLOSE_RANGE_CLOEXEC) && !defined(CAIRN_EXEC_NO_CLOSE_RANGE)
+  static int no_close_range; /* the kernel said ENOSYS or EINVAL once */
+  if (!no_close_range) {
+    if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+      return;
+    no_close_range = 1;
+  }
+#endif
+  if ((d = opendir("/proc/self/fd")) == NULL)
+    return;
+  dfd = dirfd(d);
+  while ((e = readdir(d)) != NULL) {
+    char *end;
+    long fd = strtol(e->d_name, &end, 10);
+    int fl;
+    if (*end != '\0' || end == e->d_name || fd <= 2 || fd == dfd)
+      continue;
+    fl = fcntl((int)fd, F_GETFD);
+    if (fl >= 0 && !(fl & FD_CLOEXEC))
+      fcntl((int)fd, F_SETFD, fl | FD_CLOEXEC);
+  }
+  closedir(d);
+}
+
+/* 1 when group pgid has a member that is not a zombie. Orphans that died
+ * stay zombies where init does not reap (some containers); they are gone
+ * for our purpose. Only used while stopping, so the /proc scan is rare. */
+static int group_has_live_members(int pgid)
+{
+  DIR *d;
+  struct dirent *e;
+  int live = 0;
+
+  if (kill(-pgid, 0) < 0 && errno == ESRCH)
+    return 0;
+  if ((d = opendir("/proc")) == NULL)
+    return 1;
+  while (!live && (e = readdir(d)) != NULL) {
+    char path[64];
+    char buf[512];
+    char *p;
+    char state;
+    int pgrp;
+    int fd;
+    ssize_t n;
+
+    char *end;
+    long pid = strtol(e->d_name, &end, 10);
+
+    if (*end != '\0' || pid <= 0)
+      continue;
+    snprintf(path, sizeof path, "%ld/stat", pid);
+    if ((fd = openat(dirfd(d), path, O_RDONLY | O_CLOEXEC)) < 0)
+      continue;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+      continue;
+    buf[n] = '\0';
+    /* pid (comm) state ppid pgrp ...; comm may hold spaces and ')' */
+    if ((p = strrchr(buf, ')')) == NULL)
+      continue;
+    if (sscanf(p + 1, " %c %*d %d", &state, &pgrp) != 2)
+      continue;
+    if (pgrp == pgid && state != 'Z' && state != 'X')
+      live = 1;
+  }
+  closedir(d);
+  return live;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static void tail_append(struct exec_run *r, const char *p, size_t n)
+{
+  if (n >= EXEC_TAIL_MAX) {
+    memcpy(r->tail, p + n - EXEC_TAIL_MAX, EXEC_TAIL_MAX);
+    r->tail_len = EXEC_TAIL_MAX;
+    return;
+  }
+  if (r->tail_len + n > sizeof r->tail) {
+    size_t keep = EXEC_TAIL_MAX - n;
+    memmove(r->tail, r->tail + r->tail_len - keep, keep);
+    r->tail_len = keep;
+  }
+  memcpy(r->tail + r->tail_len, p, n);
+  r->tail_len += n;
+}
+
+/* Redacted output goes here: the log and the tail. */
+static void sink(struct exec_run *r, const char *p, size_t n)
+{
+  if (n == 0)
+    return;
+  if (r->log_fd >= 0 && !r->log_failed && write_all(r->log_fd, p, n) < 0)
+    r->log_failed = 1; /* a full disk must not fail the deploy */
+  tail_append(r, p, n);
+}
+
+static int is_blank(char c)
+{
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static void keep_stdout(struct exec_run *r, const char *p, size_t n)
+{
+  if (r->sout_state == 2)
+    return;
+  if (r->sout_state == 0) {
+    size_t i = 0;
+    while (i < n && is_blank(p[i]))
+      i++;
+    if (i == n)
+      return;
+    if (p[i] != '{') {
+      r->sout_state = 2;
+      return;
+    }
+    r->sout_state = 1;
+    p += i;
+    n -= i;
+  }
+  if (r->sout.len + n > EXEC_STDOUT_MAX) {
+    r->sout_state = 2;
+    buf_release(&r->sout);
+    return;
+  }
+  buf_emit(&r->sout, p, n);
+  if (r->sout.failed) {
+    r->sout_state = 2;
+    buf_release(&r->sout);
+  }
+}
+
+static void output(struct exec_run *r, struct exec_stream *s, const char *p,
+                   size_t n)
+{
+  const char *in = p;
+  size_t len = n;
+  size_t used;
+
+  if (s->is_stdout)
+    keep_stdout(r, p, n);
+  if (r->redact == NULL) {
+    sink(r, p, n);
+    return;
+  }
+  if (s->carry_len > 0) {
+    r->work.len = 0;
+    buf_emit(&r->work, s->carry, s->carry_len);
+    buf_emit(&r->work, p, n);
+    if (r->work.failed) { /* drop the output rather than leak a secret */
+      buf_release(&r->work);
+      s->carry_len = 0;
+      return;
+    }
+    in = r->work.p;
+    len = r->work.len;
+  }
+  r->obuf.len = 0;
+  r->obuf.failed = 0;
+  used = adapter_redact_feed(in, len, r->redact, 0, buf_emit, &r->obuf);
+  s->carry_len = len - used; /* < redact_max, by the feed's contract */
+  memmove(s->carry, in + used, s->carry_len);
+  sink(r, r->obuf.p, r->obuf.len);
+}
+
+static void flush_carry(struct exec_run *r, struct exec_stream *s)
+{
+  if (s->carry_len == 0)
+    return;
+  r->obuf.len = 0;
+  r->obuf.failed = 0;
+  adapter_redact_feed(s->carry, s->carry_len, r->redact, 1, buf_emit,
+                      &r->obuf);
+  s->carry_len = 0;
+  sink(r, r->obuf.p, r->obuf.len);
+}
+
+/* The tail as valid UTF-8 (invalid bytes and NULs become '?'), cut at a
+ * character boundary. */
+static const char *make_tail(struct exec_run *r)
+{
+  const unsigned char *p = (const unsigned char *)r->tail;
+  size_t start = 0, len = r->tail_len, o = 0;
+
+  if (len > EXEC_TAIL_MAX) {
+    start = len - EXEC_TAIL_MAX;
+    for (int k = 0; k < 3 && start < len && (p[start] & 0xC0) == 0x80; k++)
+      start++;
+  }
+  for (size_t i = start; i < len;) {
+    unsigned char c = p[i];
+    size_t need = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+
+    if (c >= 0x01 && c <= 0x7F) {
+      r->tail_out[o++] = (char)c;
+      i++;
+      continue;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+      need = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      need = 2;
+      if (c == 0xE0)
+        lo = 0xA0;
+      else if (c == 0xED)
+        hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      need = 3;
+      if (c == 0xF0)
+        lo = 0x90;
+      else if (c == 0xF4)
+        hi = 0x8F;
+    }
+    if (need && i + need < len) {
+      size_t k;
+      int ok = p[i + 1] >= lo && p[i + 1] <= hi;
+      for (k = 2; ok && k <= need; k++)
+        ok = (p[i + k] & 0xC0) == 0x80;
+      if (ok) {
+        memcpy(r->tail_out + o, p + i, need + 1);
+        o += need + 1;
+        i += need + 1;
+        continue;
+      }
+    }
+    r->tail_out[o++] = '?';
+    i++;
+  }
+  r->tail_out[o] = '\0';
+  return r->tail_out;
+}
+
+/* ---- json output -------------------------------------------------------- */
+
+static json_t *redact_json(json_t *v, const char *const *redact);
+
+static json_t *redact_string(const char *s, size_t n,
+                             const char *const *redact)
+{
+  struct exec_buf b = { 0 };
+  json_t *j;
+
+  adapter_redact_feed(s, n, redact, 1, buf_emit, &b);
+  if (b.failed) {
+    buf_release(&b);
+    return json_string("***");
+  }
+  j = json_stringn(b.p ? b.p : "", b.len);
+  if (j == NULL) /* the cut made it invalid UTF-8 */
+    j = json_string("***");
+  buf_release(&b);
+  return j;
+}
+
+/* A copy of v with every string and key redacted (new reference). */
+static json_t *redact_json(json_t *v, const char *const *redact)
+{
+  const char *key;
+  json_t *item;
+  size_t i;
+  json_t *out;
+
+  switch (json_typeof(v)) {
+  case JSON_STRING:
+    return redact_string(json_string_value(v), json_string_length(v),
+                         redact);
+  case JSON_OBJECT:
+    if ((out = json_object()) == NULL)
+      return NULL;
+    json_object_foreach(v, key, item) {
+      json_t *k = redact_string(key, strlen(key), redact);
+      json_t *val = redact_json(item, redact);
+      if (k && val)
+        json_object_set_new(out, json_string_value(k), val);
+      else
+        json_decref(val);
+      json_decref(k);
+    }
+    return out;
+  case JSON_ARRAY:
+    if ((out = json_array()) == NULL)
+      return NULL;
+    json_array_foreach(v, i, item) {
+      json_array_append_new(out, redact_json(item, redact));
+    }
+    return out;
+  default:
+    return json_incref(v);
+  }
+}
+
+static void add_json_output(struct exec_run *r)
+{
+  json_t *j;
+
+  if (r->sout_state != 1 || r->sout.len == 0)
+    return;
+  j = json_loadb(r->sout.p, r->sout.len, 0, NULL);
+  if (j == NULL || !json_is_object(j)) {
+    json_decref(j);
+    return;
+  }
+  if (r->redact) {
+    json_t *red = redact_json(j, r->redact);
+    json_decref(j);
+    j = red;
+  }
+  if (j)
+    json_object_set_new(r->outputs, "json", j);
+}
+
+/* ---- the run ------------------------------------------------------------ */
+
+static void run_free(struct exec_run *r)
+{
+  json_decref(r->outputs);
+  free(r->out.carry);
+  free(r->err.carry);
+  buf_release(&r->work);
+  buf_release(&r->obuf);
+  buf_release(&r->sout);
+  if (r->log_fd >= 0)
+    close(r->log_fd);
+  free(r);
+}
+
+static void complete(struct exec_run *r)
+{
+  struct adapter_call *call = r->call;
+  struct adapter_result res;
+  char sigbuf[16];
+
+  if (r->log_fd >= 0) {
+    close(r->log_fd);
+    r->log_fd = -1;
+  }
+  memset(&res, 0, sizeof res);
+  res.exit_code = -1;
+  res.duration_ms = (int64_t)((r->end_ns - r->start_ns) / 1000000);
+  if (!r->spawned) {
+    res.outcome = ADAPTER_FAILED;
+    snprintf(res.error, sizeof res.error, "%s", r->error);
+  } else {
+    res.term_signal = r->term_signal;
+    if (r->term_signal == 0)
+      res.exit_code = (int)r->exit_status;
+    if (r->stopped) {
+      res.outcome = r->stop_outcome;
+      snprintf(res.error, sizeof res.error, "%s", r->error);
+    } else if (r->term_signal != 0) {
+      res.outcome = ADAPTER_FAILED;
+      snprintf(res.error, sizeof res.error, "killed by signal %s",
+               signal_name(r->term_signal, sigbuf, sizeof sigbuf));
+    } else if (r->exit_status != 0) {
+      res.outcome = ADAPTER_FAILED;
+      snprintf(res.error, sizeof res.error, "exited with status %d",
+               (int)r->exit_status);
+    } else {
+      res.outcome = ADAPTER_SUCCEEDED;
+    }
+  }
+  json_object_set_new(r->outputs, "exit_code", json_integer(res.exit_code));
+  add_json_output(r);
+  res.outputs = r->outputs;
+  res.tail = (char *)make_tail(r);
+
+  call->priv = NULL;
+  call->on_done(call, &res); /* may free call */
+  run_free(r);
+}
+
+static void on_close(uv_handle_t *h)
+{
+  struct exec_run *r = h->data;
+
+  if (--r->nopen == 0)
+    complete(r);
+}
+
+static void stream_close(struct exec_run *r, struct exec_stream *s)
+{
+  if (s->closed)
+    return;
+  s->closed = 1;
+  flush_carry(r, s);
+  uv_close((uv_handle_t *)&s->pipe, on_close);
+}
+
+static void finish(struct exec_run *r)
+{
+  if (r->phase == EXEC_FINISHING)
+    return;
+  r->phase = EXEC_FINISHING;
+  r->end_ns = uv_hrtime();
+  uv_close((uv_handle_t *)&r->timer, on_close);
+  uv_close((uv_handle_t *)&r->proc, on_close);
+  stream_close(r, &r->out);
+  stream_close(r, &r->err);
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* The leader is gone (and, after a stop, its group too). */
+static void after_exit(struct exec_run *r)
+{
+  uv_timer_stop(&r->timer);
+  if (r->out.closed && r->err.closed) {
+    finish(r);
+    return;
+  }
+  r->phase = EXEC_DRAINING;
+  uv_timer_start(&r->timer, on_timer, EXEC_DRAIN_MS, 0);
+}
+
+static void terminate(struct exec_run *r, enum adapter_outcome why)
+{
+  char d[32];
+
+  r->stopped = 1;
+  r->stop_outcome = why;
+  if (why == ADAPTER_TIMED_OUT) {
+    format_ms(r->timeout_ms, d, sizeof d);
+    snprintf(r->error, sizeof r->error, "timed out after %s", d);
+  } else {
+    snprintf(r->error, sizeof r->error, "cancelled");
+  }
+  kill(-r->pid, SIGTERM);
+  kill(-r->pid, SIGCONT); /* a stopped process acts on SIGTERM only then */
+  r->phase = EXEC_STOPPING;
+  r->grace_deadline = uv_now(r->call->loop) + (uint64_t)r->grace_ms;
+  uv_timer_start(&r->timer, on_timer, (uint64_t)r->grace_ms, 0);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+  struct exec_run *r = t->data;
+
+  switch (r->phase) {
+  case EXEC_RUNNING:
+    terminate(r, ADAPTER_TIMED_OUT);
+    break;
+  case EXEC_STOPPING:
+    kill(-r->pid, SIGKILL);
+    r->phase = EXEC_KILLED;
+    break;
+  case EXEC_REAPING:
+    if (!group_has_live_members(r->pid)) {
+      after_exit(r);
+    } else if (uv_now(r->call->loop) >= r->grace_deadline) {
+      kill(-r->pid, SIGKILL);
+      after_exit(r);
+    }
+    break;
+  case EXEC_DRAINING:
+    finish(r);
+    break;
+  case EXEC_KILLED:
+  case EXEC_FINISHING:
+    break;
+  }
+}
+
+static void on_proc_exit(uv_process_t *p, int64_t exit_status, int term_signal)
+{
+  struct exec_run *r = p->data;
+
+  r->exited = 1;
+  r->exit_status = exit_status;
+  r->term_signal = term_signal;
+  if (r->phase == EXEC_STOPPING && group_has_live_members(r->pid)) {
+    /* keep the grace deadline; poll for the group to empty */
+    r->phase = EXEC_REAPING;
+    uv_timer_start(&r->timer, on_timer, EXEC_REAP_POLL_MS,
+                   EXEC_REAP_POLL_MS);
+    return;
+  }
+  after_exit(r);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  struct exec_run *r = h->data;
+
+  (void)suggested;
+  /* libuv reads and calls back before it allocates again, so one buffer
+   * serves both pipes */
+  buf->base = r->rbuf;
+  buf->len = sizeof r->rbuf;
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+  struct exec_run *r = st->data;
+  struct exec_stream *s =
+      st == (uv_stream_t *)&r->out.pipe ? &r->out : &r->err;
+
+  if (nread > 0) {
+    output(r, s, buf->base, (size_t)nread);
+    return;
+  }
+  if (nread == 0)
+    return;
+  stream_close(r, s); /* EOF or a read error */
+  if (r->phase == EXEC_DRAINING && r->out.closed && r->err.closed)
+    finish(r);
+}
+
+/* ---- inputs ------------------------------------------------------------- */
+
+static json_t *input(json_t *in, const char *name)
+{
+  json_t *v = json_object_get(in, name);
+  return json_is_null(v) ? NULL : v;
+}
+
+static int exec_check(json_t *with, struct cairn_error *err)
+{
+  json_t *argv = input(with, "argv");
+  json_t *shell = input(with, "shell");
+  json_t *env = input(with, "env");
+  const char *key;
+  json_t *v;
+
+  if (argv && shell)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "'argv' and 'shell' cannot be used together");
+  if (!argv && !shell)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "either 'argv' or 'shell' is required");
+  json_object_foreach(env, key, v) {
+    if (key[0] == '\0' || strchr(key, '=') != NULL)
+      return cairn_error_set(err, CAIRN_E_INVAL,
+                             "bad environment variable name '%s' in input "
+                             "'env'",
+                             key);
+  }
+  return 0;
+}
+
+/* The child's environment: ours, then env_extra, then the `env` input
+ * (a later value of a name replaces an earlier one). One allocation. */
+static int name_len(const char *kv)
+{
+  const char *eq = strchr(kv, '=');
+  return eq ? (int)(eq - kv) : -1;
+}
+
+static int same_name(const char *a, const char *b)
+{
+  int la = name_len(a), lb = name_len(b);
+  return la >= 0 && la == lb && memcmp(a, b, (size_t)la) == 0;
+}
+
+static char **build_env(const char *const *extra, json_t *env)
+{
+  size_t ne = 0, nx = 0, nv = json_object_size(env), size, no = 0, k = 0;
+  const char **over;
+  char **envp;
+  char *strs;
+  const char *key;
+  json_t *v;
+
+  while (environ && environ[ne])
+    ne++;
+  while (extra && extra[nx])
+    nx++;
+  size = (ne + nx + nv + 1) * sizeof(char *) + (nx + nv) * sizeof(char *);
+  json_object_foreach(env, key, v)
+    size += strlen(key) + json_string_length(v) + 2;
+  if ((envp = malloc(size)) == NULL)
+    return NULL;
+  over = (const char **)(envp + ne + nx + nv + 1);
+  strs = (char *)(over + nx + nv);
+
+  for (size_t i = 0; i < nx; i++)
+    if (name_len(extra[i]) > 0)
+      over[no++] = extra[i];
+  json_object_foreach(env, key, v) {
+    size_t kl = strlen(key), vl = json_string_length(v);
+    memcpy(strs, key, kl);
+    strs[kl] = '=';
+    memcpy(strs + kl + 1, json_string_value(v), vl);
+    strs[kl + 1 + vl] = '\0';
+    over[no++] = strs;
+    strs += kl + vl + 2;
+  }
+  for (size_t i = 0; i < ne; i++) {
+    int replaced = 0;
+    for (size_t j = 0; j < no && !replaced; j++)
+      replaced = same_name(environ[i], over[j]);
+    if (!replaced)
+      envp[k++] = environ[i];
+  }
+  for (size_t i = 0; i < no; i++) {
+    int later = 0;
+    for (size_t j = i + 1; j < no && !later; j++)
+      later = same_name(over[i], over[j]);
+    if (!later)
+      envp[k++] = (char *)over[i];
+  }
+  envp[k] = NULL;
+  return envp;
+}
+
+static int check_inputs(json_t *in, struct cairn_error *err)
+{
+  json_t *v;
+  size_t i;
+  const char *key;
+  json_t *item;
+  int rc;
+
+  if (!json_is_object(in))
+    return cairn_error_set(err, CAIRN_E_INVAL, "inputs of exec must be a map");
+  if ((rc = exec_check(in, err)) < 0)
+    return rc;
+  if ((v = input(in, "argv")) != NULL) {
+    if (!json_is_array(v) || json_array_size(v) == 0)
+      goto bad_argv;
+    json_array_foreach(v, i, item) {
+      if (!json_is_string(item))
+        goto bad_argv;
+    }
+  }
+  if ((v = input(in, "shell")) != NULL && !json_is_string(v))
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "input 'shell' must be a string");
+  if ((v = input(in, "cwd")) != NULL && !json_is_string(v))
+    return cairn_error_set(err, CAIRN_E_INVAL, "input 'cwd' must be a string");
+  if ((v = input(in, "env")) != NULL) {
+    if (!json_is_object(v))
+      goto bad_env;
+    json_object_foreach(v, key, item) {
+      if (!json_is_string(item))
+        goto bad_env;
+    }
+  }
+  if ((v = input(in, "timeout")) != NULL &&
+      (!json_is_integer(v) || json_integer_value(v) < 0))
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "input 'timeout' must be integer milliseconds "
+                           "(apply the adapter's defaults first)");
+  return 0;
+
+bad_argv:
+  return cairn_error_set(err, CAIRN_E_INVAL,
+                         "input 'argv' must be a non-empty list of strings");
+bad_env:
+  return cairn_error_set(err, CAIRN_E_INVAL,
+                         "input 'env' must be a map of strings");
+}
+
+/* Why the spawn failed, as a user reads it. */
+static void spawn_error(struct exec_run *r, int rc, const char *file,
+                        const char *cwd)
+{
+  struct stat st;
+
+  if (cwd != NULL) {
+    int e = 0;
+    if (stat(cwd, &st) < 0)
+      e = errno;
+    else if (!S_ISDIR(st.st_mode))
+      e = ENOTDIR;
+    else if (access(cwd, X_OK) < 0)
+      e = errno;
+    if (e) {
+      snprintf(r->error, sizeof r->error,
+               "cannot change to directory '%s': %s", cwd,
+               uv_strerror(-e));
+      return;
+    }
+  }
+  snprintf(r->error, sizeof r->error, "cannot run '%s': %s", file,
+           uv_strerror(rc));
+}
+
+static int exec_start(struct adapter_call *call, struct cairn_error *err)
+{
+  json_t *in = call->inputs;
+  json_t *argv, *shell, *cwdv, *env, *tov;
+  const char *cwd;
+  const char *sh_args[4] = { "/bin/sh", "-c", NULL, NULL };
+  const char **args = NULL;
+  char **envp = NULL;
+  struct exec_run *r = NULL;
+  uv_process_options_t opt;
+  uv_stdio_container_t stdio[3];
+  int64_t t;
+  int rc;
+
+  if ((rc = check_inputs(in, err)) < 0)
+    return rc;
+  argv = input(in, "argv");
+  shell = input(in, "shell");
+  cwdv = input(in, "cwd");
+  env = input(in, "env");
+  tov = input(in, "timeout");
+  cwd = cwdv ? json_string_value(cwdv) : NULL;
+
+  if ((r = calloc(1, sizeof *r)) == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  r->call = call;
+  r->log_fd = -1;
+  if ((r->outputs = json_object()) == NULL) {
+    rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    goto fail;
+  }
+
+  if (argv) {
+    size_t i, n = json_array_size(argv);
+    json_t *item;
+    if ((args = calloc(n + 1, sizeof *args)) == NULL) {
+      rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+      goto fail;
+    }
+    json_array_foreach(argv, i, item) {
+      args[i] = json_string_value(item);
+    }
+  } else {
+    sh_args[2] = json_string_value(shell);
+  }
+  if ((call->env_extra && call->env_extra[0]) || json_object_size(env) > 0) {
+    if ((envp = build_env(call->env_extra, env)) == NULL) {
+      rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+      goto fail;
+    }
+  }
+
+  for (const char *const *s = call->redact; s && *s; s++) {
+    size_t len = strlen(*s);
+    if (len > r->redact_max)
+      r->redact_max = len;
+  }
+  if (r->redact_max > 0) {
+    r->redact = call->redact;
+    r->out.carry = malloc(r->redact_max);
+    r->err.carry = malloc(r->redact_max);
+    if (r->out.carry == NULL || r->err.carry == NULL) {
+      rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+      goto fail;
+    }
+  }
+
+  r->timeout_ms = call->timeout_ms > 0 ? call->timeout_ms : 0;
+  t = tov ? (int64_t)json_integer_value(tov) : 0;
+  if (t > 0 && (r->timeout_ms == 0 || t < r->timeout_ms))
+    r->timeout_ms = t;
+  r->grace_ms = call->kill_grace_ms > 0 ? call->kill_grace_ms : EXEC_GRACE_MS;
+
+  if (call->log_path) {
+    r->log_fd = open(call->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+                     0600);
+    if (r->log_fd < 0) {
+      rc = cairn_error_set(err, CAIRN_E_IO, "cannot open log '%s': %s",
+                           call->log_path, uv_strerror(-errno));
+      goto fail;
+    }
+  }
+
+  /* From here on nothing fails: a failed spawn is a failed attempt,
+   * reported through on_done. uv_*_init cannot fail on Unix. */
+  r->start_ns = uv_hrtime();
+  r->phase = EXEC_RUNNING;
+  r->out.is_stdout = 1;
+  uv_timer_init(call->loop, &r->timer);
+  uv_pipe_init(call->loop, &r->out.pipe, 0);
+  uv_pipe_init(call->loop, &r->err.pipe, 0);
+  r->timer.data = r;
+  r->out.pipe.data = r;
+  r->err.pipe.data = r;
+  r->proc.data = r;
+  call->priv = r;
+
+  memset(&opt, 0, sizeof opt);
+  memset(stdio, 0, sizeof stdio);
+  stdio[0].flags = UV_IGNORE; /* /dev/null */
+  stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[1].data.stream = (uv_stream_t *)&r->out.pipe;
+  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[2].data.stream = (uv_stream_t *)&r->err.pipe;
+  opt.exit_cb = on_proc_exit;
+  opt.args = (char **)(args ? args : sh_args);
+  opt.file = opt.args[0];
+  opt.env = envp;
+  opt.cwd = cwd;
+  opt.flags = UV_PROCESS_DETACHED; /* setsid: its own session and group */
+  opt.stdio = stdio;
+  opt.stdio_count = 3;
+
+  cloexec_fds();
+  rc = uv_spawn(call->loop, &r->proc, &opt); /* inits proc in any case */
+  r->nopen = 4;
+  if (rc < 0) {
+    spawn_error(r, rc, opt.file, cwd);
+    free(args);
+    free(envp);
+    finish(r);
+    return 0;
+  }
+  free(args);
+  free(envp);
+  r->spawned = 1;
+  r->pid = r->proc.pid;
+
+  if (uv_read_start((uv_stream_t *)&r->out.pipe, on_alloc, on_read) < 0)
+    stream_close(r, &r->out);
+  if (uv_read_start((uv_stream_t *)&r->err.pipe, on_alloc, on_read) < 0)
+    stream_close(r, &r->err);
+  if (r->timeout_ms > 0)
+    uv_timer_start(&r->timer, on_timer, (uint64_t)r->timeout_ms, 0);
+
+  if (call->on_spawned) { /* last: it may cancel */
+    int64_t ticks = 0;
+    if (cairn_proc_start_time(r->pid, &ticks) < 0)
+      ticks = 0;
+    call->on_spawned(call, r->pid, r->pid, ticks);
+  }
+  return 0;
+
+fail:
+  free(args);
+  free(envp);
+  run_free(r);
+  call->priv = NULL;
+  return rc;
+}
+
+static void exec_cancel(struct adapter_call *call)
+{
+  struct exec_run *r = call ? call->priv : NULL;
+
+  if (r == NULL)
+    return;
+  switch (r->phase) {
+  case EXEC_RUNNING:
+    uv_timer_stop(&r->timer);
+    terminate(r, ADAPTER_CANCELLED);
+    break;
+  case EXEC_DRAINING:
+    finish(r); /* it already exited: its own outcome stands */
+    break;
+  default:
+    break; /* already stopping, or done */
+  }
+}
+
+static const struct adapter_input exec_inputs[] = {
+  { "argv", ADAPTER_T_ARGV, 0, NULL,
+    "program and arguments, run without a shell (this or shell)" },
+  { "shell", ADAPTER_T_STRING, 0, NULL,
+    "a script run by /bin/sh -c (this or argv)" },
+  { "cwd", ADAPTER_T_STRING, 0, NULL, "directory to run in" },
+  { "env", ADAPTER_T_STRMAP, 0, NULL,
+    "variables added to the inherited environment" },
+  { "timeout", ADAPTER_T_DURATION, 0, NULL,
+    "stop the command after this long (with the state's timeout, the "
+    "smaller wins)" },
+  { NULL, 0, 0, NULL, NULL },
+};
+
+static const struct adapter_output exec_outputs[] = {
+  { "exit_code", "integer",
+    "the exit status; -1 when it did not exit normally" },
+  { "json", "object",
+    "what the command printed, when its whole stdout is one JSON object" },
+  { NULL, NULL, NULL },
+};
+
+const struct adapter_desc adapter_exec = {
+  .name = "exec",
+  .summary = "run a command",
+  .inputs = exec_inputs,
+  .outputs = exec_outputs,
+  .idempotent = 0,
+  .check = exec_check,
+  .start = exec_start,
+  .cancel = exec_cancel,
+};

@@ -1,1 +1,641 @@
-/* placeholder: being written */
+/* The adapter table, the checks of a state's `with` against an adapter's
+ * input table, defaults and conversions, and redaction of secrets from
+ * text (whole strings, or output arriving in pieces). */
+#include "adapters/adapter.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const struct adapter_desc *const adapter_registry[] = {
+  &adapter_exec,
+  NULL,
+};
+
+const struct adapter_desc *adapter_find(const char *name)
+{
+  if (name == NULL)
+    return NULL;
+  for (size_t i = 0; adapter_registry[i] != NULL; i++)
+    if (strcmp(adapter_registry[i]->name, name) == 0)
+      return adapter_registry[i];
+  return NULL;
+}
+
+/* Kept beside enum adapter_type: name, and the phrase used in messages. */
+static const struct {
+  const char *name;
+  const char *phrase;
+} type_info[] = {
+  [ADAPTER_T_STRING]   = { "string", "a string" },
+  [ADAPTER_T_INTEGER]  = { "integer", "an integer" },
+  [ADAPTER_T_NUMBER]   = { "number", "a number" },
+  [ADAPTER_T_BOOLEAN]  = { "boolean", "a boolean" },
+  [ADAPTER_T_DURATION] = { "duration", "a duration" },
+  [ADAPTER_T_ARGV]     = { "list of strings", "a non-empty list of strings" },
+  [ADAPTER_T_STRMAP]   = { "map of strings", "a map of strings" },
+  [ADAPTER_T_ANY]      = { "any", "any value" },
+};
+
+const char *adapter_type_name(enum adapter_type t)
+{
+  if ((unsigned)t >= sizeof type_info / sizeof type_info[0])
+    return "unknown";
+  return type_info[t].name;
+}
+
+/* Kept beside enum adapter_outcome; these are the journal's words. */
+static const char *const outcome_names[] = {
+  [ADAPTER_SUCCEEDED] = "succeeded",
+  [ADAPTER_FAILED]    = "failed",
+  [ADAPTER_TIMED_OUT] = "timed_out",
+  [ADAPTER_CANCELLED] = "cancelled",
+};
+
+const char *adapter_outcome_name(enum adapter_outcome o)
+{
+  if ((unsigned)o >= sizeof outcome_names / sizeof outcome_names[0])
+    return "unknown";
+  return outcome_names[o];
+}
+
+/* ---- durations ----------------------------------------------------------
+ * The same language as engine/duration.h (adapters must not depend on the
+ * engine): "250ms", "5s", "1m30s", "1.5s", "2h", "1d"; parts in decreasing
+ * order, each unit once; a bare integer (JSON or digits) is seconds. */
+
+static int is_digit(char c)
+{
+  return c >= '0' && c <= '9';
+}
+
+/* Parses s into *out_ms; on error writes why into why[n] and returns -1. */
+static int duration_parse(const char *s, int64_t *out_ms, char *why, size_t n)
+{
+  static const struct {
+    const char *unit;
+    int64_t ms;
+  } units[] = {
+    { "d", 86400000 }, { "h", 3600000 }, { "m", 60000 }, { "s", 1000 },
+    { "ms", 1 },
+  };
+  const char *p = s;
+  int64_t total = 0;
+  int last = -1;
+
+  if (*p == '\0') {
+    snprintf(why, n, "empty");
+    return -1;
+  }
+  while (*p) {
+    int64_t ip = 0;
+    int64_t v;
+    int64_t scale;
+    const char *frac = NULL;
+    const char *u0;
+    int u = -1;
+
+    if (!is_digit(*p)) {
+      snprintf(why, n, "a number was expected at '%s'", p);
+      return -1;
+    }
+    while (is_digit(*p)) {
+      int d = *p++ - '0';
+      if (ip > (INT64_MAX - d) / 10)
+        goto too_large;
+      ip = ip * 10 + d;
+    }
+    if (*p == '.') {
+      frac = ++p;
+      if (!is_digit(*p)) {
+        snprintf(why, n, "a digit was expected after '.'");
+        return -1;
+      }
+      while (is_digit(*p))
+        p++;
+    }
+    if (*p == '\0' && p == s + strspn(s, "0123456789") && frac == NULL) {
+      u = 3; /* a bare integer: seconds */
+    } else {
+      u0 = p;
+      while (*p && !is_digit(*p) && *p != '.')
+        p++;
+      for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if ((size_t)(p - u0) == strlen(units[i].unit) &&
+            memcmp(u0, units[i].unit, (size_t)(p - u0)) == 0)
+          u = (int)i;
+      if (p == u0) {
+        snprintf(why, n, "a unit (ms, s, m, h, d) was expected after the "
+                 "number");
+        return -1;
+      }
+      if (u < 0) {
+        snprintf(why, n, "unknown unit '%.*s'", (int)(p - u0), u0);
+        return -1;
+      }
+    }
+    if (u <= last) {
+      snprintf(why, n, "units must be in decreasing order, each once");
+      return -1;
+    }
+    last = u;
+    if (ip > INT64_MAX / units[u].ms)
+      goto too_large;
+    v = ip * units[u].ms;
+    scale = units[u].ms;
+    for (const char *f = frac; f != NULL && is_digit(*f); f++) {
+      int64_t add;
+      scale /= 10;
+      add = (*f - '0') * scale;
+      if (v > INT64_MAX - add)
+        goto too_large;
+      v += add;
+    }
+    if (total > INT64_MAX - v)
+      goto too_large;
+    total += v;
+  }
+  *out_ms = total;
+  return 0;
+
+too_large:
+  snprintf(why, n, "too large");
+  return -1;
+}
+
+/* A JSON duration (string, integer seconds or number of seconds) in ms. */
+static int duration_value(json_t *v, int64_t *ms, char *why, size_t n)
+{
+  if (json_is_integer(v)) {
+    json_int_t x = json_integer_value(v);
+    if (x < 0) {
+      snprintf(why, n, "negative");
+      return -1;
+    }
+    if (x > INT64_MAX / 1000) {
+      snprintf(why, n, "too large");
+      return -1;
+    }
+    *ms = (int64_t)x * 1000;
+    return 0;
+  }
+  if (json_is_real(v)) {
+    double x = json_real_value(v);
+    if (!(x >= 0)) {
+      snprintf(why, n, "negative");
+      return -1;
+    }
+    if (x > 9.0e15) {
+      snprintf(why, n, "too large");
+      return -1;
+    }
+    *ms = (int64_t)(x * 1000 + 0.5);
+    return 0;
+  }
+  if (json_is_string(v))
+    return duration_parse(json_string_value(v), ms, why, n);
+  snprintf(why, n, "not a duration");
+  return -1;
+}
+
+/* ---- checking and converting inputs ------------------------------------- */
+
+static int is_template(json_t *v)
+{
+  return json_is_string(v) && strstr(json_string_value(v), "{{") != NULL;
+}
+
+/* How a JSON value's type reads in a message ("not a list"). */
+static const char *json_kind(json_t *v)
+{
+  switch (json_typeof(v)) {
+  case JSON_OBJECT:  return "a map";
+  case JSON_ARRAY:   return "a list";
+  case JSON_STRING:  return "a string";
+  case JSON_INTEGER: return "an integer";
+  case JSON_REAL:    return "a number";
+  case JSON_TRUE:
+  case JSON_FALSE:   return "a boolean";
+  case JSON_NULL:    return "null";
+  }
+  return "a value";
+}
+
+/* A scalar as a JSON string (new reference), or NULL for null, lists and
+ * maps. YAML users write `argv: [sleep, 5]` and `env: { PORT: 8080 }`. */
+static json_t *scalar_string(json_t *v)
+{
+  char buf[64];
+
+  switch (json_typeof(v)) {
+  case JSON_STRING:
+    return json_incref(v);
+  case JSON_INTEGER:
+    snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    return json_string(buf);
+  case JSON_REAL:
+    snprintf(buf, sizeof buf, "%.15g", json_real_value(v));
+    return json_string(buf);
+  case JSON_TRUE:
+    return json_string("true");
+  case JSON_FALSE:
+    return json_string("false");
+  default:
+    return NULL;
+  }
+}
+
+/* Checks v (not null) against in->type. With templates, a string holding
+ * "{{" passes wherever a value or an item is expected. With out, *out
+ * gets the converted value (new reference): durations in integer ms,
+ * items of lists and maps as strings. */
+static int check_value(const struct adapter_input *in, json_t *v,
+                       int templates, json_t **out, struct cairn_error *err)
+{
+  char why[160];
+  int ok = 0;
+
+  if (out)
+    *out = NULL;
+  if (templates && is_template(v))
+    return 0;
+
+  switch (in->type) {
+  case ADAPTER_T_STRING:
+    ok = json_is_string(v);
+    break;
+  case ADAPTER_T_INTEGER:
+    ok = json_is_integer(v);
+    break;
+  case ADAPTER_T_NUMBER:
+    ok = json_is_number(v);
+    break;
+  case ADAPTER_T_BOOLEAN:
+    ok = json_is_boolean(v);
+    break;
+  case ADAPTER_T_ANY:
+    ok = 1;
+    break;
+  case ADAPTER_T_DURATION: {
+    int64_t ms;
+    if (!json_is_string(v) && !json_is_number(v))
+      break;
+    if (duration_value(v, &ms, why, sizeof why) < 0) {
+      if (json_is_string(v))
+        return cairn_error_set(err, CAIRN_E_INVAL,
+                               "bad duration '%s' for input '%s': %s",
+                               json_string_value(v), in->name, why);
+      return cairn_error_set(err, CAIRN_E_INVAL,
+                             "bad duration for input '%s': %s", in->name,
+                             why);
+    }
+    if (out && (*out = json_integer(ms)) == NULL)
+      return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    return 0;
+  }
+  case ADAPTER_T_ARGV: {
+    size_t i;
+    json_t *item;
+    json_t *arr = NULL;
+    if (!json_is_array(v) || json_array_size(v) == 0)
+      break;
+    if (out && (arr = json_array()) == NULL)
+      return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    json_array_foreach(v, i, item) {
+      json_t *s;
+      if (templates && is_template(item))
+        continue;
+      s = scalar_string(item);
+      if (s == NULL) {
+        json_decref(arr);
+        return cairn_error_set(err, CAIRN_E_INVAL,
+                               "input '%s' item %zu must be a string, not %s",
+                               in->name, i + 1, json_kind(item));
+      }
+      if (arr && json_array_append_new(arr, s) < 0) {
+        json_decref(arr);
+        return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+      }
+      if (!arr)
+        json_decref(s);
+    }
+    if (out)
+      *out = arr;
+    return 0;
+  }
+  case ADAPTER_T_STRMAP: {
+    const char *key;
+    json_t *item;
+    json_t *obj = NULL;
+    if (!json_is_object(v))
+      break;
+    if (out && (obj = json_object()) == NULL)
+      return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    json_object_foreach(v, key, item) {
+      json_t *s;
+      if (templates && is_template(item))
+        continue;
+      s = scalar_string(item);
+      if (s == NULL) {
+        json_decref(obj);
+        return cairn_error_set(err, CAIRN_E_INVAL,
+                               "input '%s' key '%s' must be a string, not %s",
+                               in->name, key, json_kind(item));
+      }
+      if (obj && json_object_set_new(obj, key, s) < 0) {
+        json_decref(obj);
+        return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+      }
+      if (!obj)
+        json_decref(s);
+    }
+    if (out)
+      *out = obj;
+    return 0;
+  }
+  }
+
+  if (!ok)
+    return cairn_error_set(err, CAIRN_E_INVAL, "input '%s' must be %s, not %s",
+                           in->name, type_info[in->type].phrase,
+                           json_kind(v));
+  if (out)
+    *out = json_incref(v);
+  return 0;
+}
+
+static const struct adapter_input *find_input(const struct adapter_desc *desc,
+                                              const char *name)
+{
+  for (const struct adapter_input *in = desc->inputs; in && in->name; in++)
+    if (strcmp(in->name, name) == 0)
+      return in;
+  return NULL;
+}
+
+/* Levenshtein distance, capped: enough for a did-you-mean. */
+static size_t edit_distance(const char *a, const char *b)
+{
+  size_t la = strlen(a), lb = strlen(b);
+  size_t row[65];
+
+  if (la > 64 || lb > 64)
+    return 99;
+  for (size_t j = 0; j <= lb; j++)
+    row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t up = row[j];
+      size_t best = diag + (a[i - 1] != b[j - 1]);
+      if (up + 1 < best)
+        best = up + 1;
+      if (row[j - 1] + 1 < best)
+        best = row[j - 1] + 1;
+      row[j] = best;
+      diag = up;
+    }
+  }
+  return row[lb];
+}
+
+static int unknown_input(const struct adapter_desc *desc, const char *key,
+                         struct cairn_error *err)
+{
+  const char *best = NULL;
+  size_t bestd = 3; /* suggest only within two edits */
+
+  for (const struct adapter_input *in = desc->inputs; in && in->name; in++) {
+    size_t d = edit_distance(key, in->name);
+    if (d < bestd) {
+      bestd = d;
+      best = in->name;
+    }
+  }
+  if (best)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "unknown input '%s' for %s (did you mean '%s'?)",
+                           key, desc->name, best);
+  return cairn_error_set(err, CAIRN_E_INVAL, "unknown input '%s' for %s", key,
+                         desc->name);
+}
+
+int adapter_check_with(const struct adapter_desc *desc, json_t *with,
+                       const char **bad_key, struct cairn_error *err)
+{
+  const char *key;
+  json_t *v;
+  int rc;
+
+  if (bad_key)
+    *bad_key = NULL;
+  if (with != NULL && !json_is_object(with))
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "inputs of %s must be a map, not %s", desc->name,
+                           json_kind(with));
+
+  json_object_foreach(with, key, v) {
+    const struct adapter_input *in = find_input(desc, key);
+    if (in == NULL) {
+      if (bad_key)
+        *bad_key = key;
+      return unknown_input(desc, key, err);
+    }
+    if (json_is_null(v))
+      continue; /* null means not given */
+    if ((rc = check_value(in, v, 1, NULL, err)) < 0) {
+      if (bad_key)
+        *bad_key = key;
+      return rc;
+    }
+  }
+  for (const struct adapter_input *in = desc->inputs; in && in->name; in++) {
+    v = json_object_get(with, in->name);
+    if (in->required && (v == NULL || json_is_null(v)))
+      return cairn_error_set(err, CAIRN_E_INVAL,
+                             "missing required input '%s' for %s", in->name,
+                             desc->name);
+  }
+  if (desc->check)
+    return desc->check(with, err);
+  return 0;
+}
+
+int adapter_apply_defaults(const struct adapter_desc *desc, json_t *with,
+                           json_t **out, struct cairn_error *err)
+{
+  json_t *res = NULL;
+  const char *key;
+  json_t *v;
+  int rc;
+
+  *out = NULL;
+  if (with != NULL && !json_is_object(with))
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "inputs of %s must be a map, not %s", desc->name,
+                           json_kind(with));
+  json_object_foreach(with, key, v) {
+    if (find_input(desc, key) == NULL)
+      return unknown_input(desc, key, err);
+  }
+  if ((res = json_object()) == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+
+  for (const struct adapter_input *in = desc->inputs; in && in->name; in++) {
+    json_t *given = json_object_get(with, in->name);
+    json_t *dflt = NULL;
+    json_t *conv = NULL;
+
+    if (given == NULL || json_is_null(given)) {
+      if (in->default_json == NULL) {
+        if (in->required) {
+          rc = cairn_error_set(err, CAIRN_E_INVAL,
+                               "missing required input '%s' for %s",
+                               in->name, desc->name);
+          goto fail;
+        }
+        continue;
+      }
+      dflt = json_loads(in->default_json, JSON_DECODE_ANY, NULL);
+      if (dflt == NULL) {
+        rc = cairn_error_set(err, CAIRN_E_INVAL,
+                             "bad default for input '%s' of %s", in->name,
+                             desc->name);
+        goto fail;
+      }
+      given = dflt;
+    }
+    rc = check_value(in, given, 0, &conv, err);
+    json_decref(dflt);
+    if (rc < 0)
+      goto fail;
+    if (json_object_set_new(res, in->name, conv) < 0) {
+      rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+      goto fail;
+    }
+  }
+  if (desc->check && (rc = desc->check(with, err)) < 0)
+    goto fail;
+  *out = res;
+  return 0;
+
+fail:
+  json_decref(res);
+  return rc;
+}
+
+/* ---- redaction ---------------------------------------------------------- */
+
+size_t adapter_redact_feed(const char *in, size_t n,
+                           const char *const *redact, int final,
+                           void (*emit)(void *ud, const char *p, size_t n),
+                           void *ud)
+{
+  size_t i = 0;
+  size_t run = 0; /* start of the bytes not yet emitted */
+
+  if (redact == NULL) {
+    if (n)
+      emit(ud, in, n);
+    return n;
+  }
+  while (i < n) {
+    size_t best = 0;  /* longest value matching at i */
+    size_t maybe = 0; /* longest value that might, given more bytes */
+
+    for (const char *const *r = redact; *r; r++) {
+      const char *val = *r;
+      size_t len;
+      if (val[0] != in[i] || val[0] == '\0')
+        continue;
+      len = strlen(val);
+      if (n - i >= len) {
+        if (len > best && memcmp(in + i, val, len) == 0)
+          best = len;
+      } else if (!final && len > maybe && memcmp(in + i, val, n - i) == 0) {
+        maybe = len;
+      }
+    }
+    if (maybe > best) {
+      if (i > run)
+        emit(ud, in + run, i - run);
+      return i;
+    }
+    if (best) {
+      if (i > run)
+        emit(ud, in + run, i - run);
+      emit(ud, "***", 3);
+      i += best;
+      run = i;
+    } else {
+      i++;
+    }
+  }
+  if (n > run)
+    emit(ud, in + run, n - run);
+  return n;
+}
+
+struct redact_buf {
+  char *p;
+  size_t len;
+  size_t cap;
+  int failed;
+};
+
+static void redact_buf_emit(void *ud, const char *p, size_t n)
+{
+  struct redact_buf *b = ud;
+
+  if (b->failed)
+    return;
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 64;
+    char *np;
+    while (cap < b->len + n + 1)
+      cap *= 2;
+    if ((np = realloc(b->p, cap)) == NULL) {
+      b->failed = 1;
+      return;
+    }
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, p, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+char *adapter_redact(char *s, const char *const *redact)
+{
+  struct redact_buf b = { 0 };
+  int found = 0;
+
+  if (s == NULL || redact == NULL)
+    return s;
+  for (const char *const *r = redact; *r && !found; r++)
+    found = (*r)[0] != '\0' && strstr(s, *r) != NULL;
+  if (!found)
+    return s;
+
+  adapter_redact_feed(s, strlen(s), redact, 1, redact_buf_emit, &b);
+  if (b.failed) {
+    /* Out of memory: mask in place, same length, rather than leak. */
+    free(b.p);
+    for (const char *const *r = redact; *r; r++) {
+      size_t len = strlen(*r);
+      char *p = s;
+      if (len == 0)
+        continue;
+      while ((p = strstr(p, *r)) != NULL) {
+        memset(p, '*', len);
+        p += len;
+      }
+    }
+    return s;
+  }
+  free(s);
+  return b.p;
+}

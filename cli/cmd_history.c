@@ -1,1 +1,103 @@
-/* placeholder: being written */
+/* cairn history: every run, newest first, one line each. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+const char *cli_run_status(struct journal *j, const struct journal_run *run)
+{
+  struct journal_lock_holder h;
+  int alive = 0;
+  if (strcmp(run->status, JOURNAL_STATUS_RUNNING) != 0)
+    return run->status;
+  if (journal_lock_get(j, run->workflow, run->env, &h, &alive, NULL) == 0 &&
+      alive && strcmp(h.run_id, run->id) == 0)
+    return run->status;
+  return JOURNAL_STATUS_INTERRUPTED; /* its engine is gone */
+}
+
+json_t *cli_run_json(struct journal *j, const struct journal_run *r)
+{
+  return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:O,s:I,s:I}",
+                   "id", r->id, "workflow", r->workflow, "env", r->env,
+                   "release", r->release, "status", cli_run_status(j, r),
+                   "actor", r->actor, "parent", r->parent, "file", r->file,
+                   "file_sha256", r->file_sha256, "params", r->params,
+                   "created_ms", (json_int_t)r->created_ms, "finished_ms",
+                   (json_int_t)r->finished_ms);
+}
+
+struct hctx {
+  struct cli_ctx *ctx;
+  struct journal *j;
+  int n;
+};
+
+static int print_run(const struct journal_run *r, void *ud)
+{
+  struct hctx *h = ud;
+  char t[32], d[32];
+  if (h->ctx->json) {
+    json_t *v = cli_run_json(h->j, r);
+    cli_print_json(v);
+    json_decref(v);
+  } else {
+    if (h->n == 0)
+      printf("%-26s  %-20s %-8s %-10s %-11s %-19s %8s  %s\n", "RUN",
+             "WORKFLOW", "ENV", "RELEASE", "STATUS", "STARTED", "TOOK",
+             "ACTOR");
+    printf("%-26s  %-20s %-8s %-10s %-11s %-19s %8s  %s\n", r->id,
+           r->workflow, *r->env ? r->env : "-", *r->release ? r->release : "-",
+           cli_run_status(h->j, r), cli_time(r->created_ms, t, sizeof t),
+           r->finished_ms ? cli_duration(r->finished_ms - r->created_ms, d,
+                                         sizeof d)
+                          : "-",
+           r->actor);
+  }
+  h->n++;
+  return 0;
+}
+
+int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
+{
+  const char *workflow = NULL, *env = NULL, *status = NULL, *release = NULL;
+  long limit = 0;
+  const struct cli_option opts[] = {
+    {"workflow", CLI_OPT_STRING, &workflow, "NAME", "only this workflow"},
+    {"env", CLI_OPT_STRING, &env, "NAME", "only this environment"},
+    {"release", CLI_OPT_STRING, &release, "RELEASE", "only this release"},
+    {"status", CLI_OPT_STRING, &status, "STATUS",
+     "only runs with this status (succeeded, failed, interrupted, running)"},
+    {"limit", CLI_OPT_INT, &limit, "N", "at most N runs"},
+    {NULL, 0, NULL, NULL, NULL},
+  };
+  struct journal *j = NULL;
+  struct cairn_error err = {0};
+  int npos = 0;
+  int code = cli_parse(argc, argv, ctx, opts,
+                       "cairn history [--workflow W] [--env E] [--status S] "
+                       "[--limit N] [--json]",
+                       "Lists runs, newest first.", &npos);
+  if (code != 0)
+    return code == 1 ? CLI_EXIT_OK : code;
+  if (npos != 0) {
+    cli_error("history takes no arguments (hint: 'cairn show RUN' shows one "
+              "run)");
+    return CLI_EXIT_USAGE;
+  }
+  code = cli_open_journal(ctx, 0, 1, &j);
+  if (code != 0)
+    return code;
+  struct journal_run_filter f = {workflow, env, release, status, 0,
+                                 (int)limit};
+  struct hctx h = {ctx, j, 0};
+  int rc = journal_run_foreach(j, &f, print_run, &h, &err);
+  if (rc != 0) {
+    cli_error("%s", err.msg);
+    code = cli_exit_for(rc);
+  } else if (h.n == 0 && !ctx->json) {
+    printf("no runs\n");
+  }
+  journal_close(j);
+  return code;
+}

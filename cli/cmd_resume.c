@@ -1,1 +1,131 @@
-/* placeholder: being written */
+/* cairn resume [RUN]: carry on an interrupted run from its journal. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+struct unfinished {
+  char first[JOURNAL_RUN_ID_LEN];
+  int n;
+  char list[512];
+};
+
+static int collect_unfinished(const struct journal_run *run, void *ud)
+{
+  struct unfinished *u = ud;
+  if (strcmp(run->status, JOURNAL_STATUS_SUCCEEDED) == 0 ||
+      strcmp(run->status, JOURNAL_STATUS_FAILED) == 0)
+    return 0;
+  if (u->n == 0)
+    memcpy(u->first, run->id, sizeof u->first);
+  if (u->n < 5) {
+    size_t len = strlen(u->list);
+    snprintf(u->list + len, sizeof u->list - len, "%s%s (%s)",
+             u->n ? ", " : "", run->id, run->workflow);
+  }
+  u->n++;
+  return 0;
+}
+
+int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
+{
+  const char *assume = NULL, *grace = NULL;
+  int allow_changed = 0;
+  const struct cli_option opts[] = {
+    {"assume", CLI_OPT_STRING, &assume, "succeeded|failed",
+     "decide an interrupted step that cannot be re-run or probed"},
+    {"allow-changed", CLI_OPT_FLAG, &allow_changed, NULL,
+     "accept a workflow file changed since the run started (journaled)"},
+    {"grace", CLI_OPT_STRING, &grace, "DURATION",
+     "after Ctrl-C, how long running steps may finish (default 10s)"},
+    {NULL, 0, NULL, NULL, NULL},
+  };
+  struct journal *j = NULL;
+  struct journal_run run = {0};
+  struct engine_workflow *wf = NULL;
+  struct cli_progress *p = NULL;
+  struct cairn_error err = {0};
+  struct engine_options o;
+  struct engine_result res;
+  int npos = 0, code, have_run = 0;
+
+  code = cli_parse(argc, argv, ctx, opts,
+                   "cairn resume [RUN] [--assume succeeded|failed] "
+                   "[--allow-changed] [--json]",
+                   "Carries on an interrupted run from where its journal says "
+                   "it stopped.\nWithout RUN, the one unfinished run of this "
+                   "journal.", &npos);
+  if (code != 0)
+    return code == 1 ? CLI_EXIT_OK : code;
+  if (npos > 1) {
+    cli_error("resume takes at most one run id");
+    return CLI_EXIT_USAGE;
+  }
+  if (assume && strcmp(assume, "succeeded") != 0 &&
+      strcmp(assume, "failed") != 0) {
+    cli_error("--assume takes 'succeeded' or 'failed', not '%s'", assume);
+    return CLI_EXIT_USAGE;
+  }
+  code = cli_open_journal(ctx, 0, 0, &j);
+  if (code != 0)
+    goto out;
+
+  if (npos == 1) {
+    code = cli_get_run(j, argv[1], &run);
+    if (code != 0)
+      goto out;
+  } else {
+    struct unfinished u = {0};
+    if (journal_run_foreach(j, NULL, collect_unfinished, &u, &err) != 0) {
+      cli_error("%s", err.msg);
+      code = CLI_EXIT_FAILED;
+      goto out;
+    }
+    if (u.n == 0) {
+      cli_error("no unfinished run in this journal to resume");
+      code = CLI_EXIT_USAGE;
+      goto out;
+    }
+    if (u.n > 1) {
+      cli_error("%d unfinished runs: %s (hint: name one, 'cairn resume "
+                "RUN')", u.n, u.list);
+      code = CLI_EXIT_USAGE;
+      goto out;
+    }
+    code = cli_get_run(j, u.first, &run);
+    if (code != 0)
+      goto out;
+  }
+  have_run = 1;
+  if (engine_workflow_load(&wf, run.file, &err) != 0) {
+    fprintf(stderr, "%s\n", err.msg);
+    cli_error("cannot resume run %s: its workflow file does not load",
+              run.id);
+    code = CLI_EXIT_USAGE;
+    goto out;
+  }
+  p = cli_progress_create(ctx);
+  if (p == NULL) {
+    code = CLI_EXIT_FAILED;
+    goto out;
+  }
+  code = cli_run_options(&o, grace, p, ctx);
+  if (code != 0)
+    goto out;
+  o.assume = assume;
+  o.allow_changed = allow_changed;
+  int rc = engine_resume(j, wf, run.id, &o, &res, &err);
+  if (rc != 0) {
+    cli_error("%s", err.msg);
+    code = cli_exit_for(rc);
+    goto out;
+  }
+  code = cli_progress_result(p, &res, journal_path(j));
+out:
+  if (have_run)
+    journal_run_release(&run);
+  cli_progress_destroy(p);
+  engine_workflow_destroy(wf);
+  journal_close(j);
+  return code;
+}

@@ -1,1 +1,176 @@
-/* placeholder: being written */
+/* cairn show RUN: a run's header and the timeline of its states, rebuilt
+ * from its events. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char *phase_name(enum journal_phase p)
+{
+  switch (p) {
+  case JOURNAL_PHASE_ENTERED: return "entered";
+  case JOURNAL_PHASE_STARTED: return "running";
+  case JOURNAL_PHASE_RETRY_WAIT: return "retrying";
+  case JOURNAL_PHASE_SUCCEEDED: return "succeeded";
+  case JOURNAL_PHASE_FAILED: return "failed";
+  case JOURNAL_PHASE_CANCELLED: return "cancelled";
+  case JOURNAL_PHASE_INTERRUPTED: return "interrupted";
+  }
+  return "?";
+}
+
+static int collect_event(const struct journal_event *ev, void *ud)
+{
+  json_t *a = ud;
+  json_array_append_new(a, json_pack("{s:I,s:s,s:s,s:i,s:I,s:O,s:s}", "seq",
+                                     (json_int_t)ev->seq, "kind", ev->kind,
+                                     "state", ev->state, "attempt",
+                                     ev->attempt, "time_ms",
+                                     (json_int_t)ev->time_ms, "payload",
+                                     ev->payload, "hash", ev->hash));
+  return 0;
+}
+
+int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
+{
+  int events = 0;
+  const struct cli_option opts[] = {
+    {"events", CLI_OPT_FLAG, &events, NULL, "list every event too"},
+    {NULL, 0, NULL, NULL, NULL},
+  };
+  struct journal *j = NULL;
+  struct journal_run run = {0};
+  struct journal_replay rp = {0};
+  struct cairn_error err = {0};
+  json_t *evs = NULL;
+  int npos = 0, have_run = 0, have_rp = 0;
+  char t[32], d[32];
+  int code = cli_parse(argc, argv, ctx, opts, "cairn show RUN [--events] "
+                       "[--json]",
+                       "Shows one run (by id or a unique prefix of it): who "
+                       "ran which workflow where,\nand each state with its "
+                       "start, duration, attempts, outcome and outputs.",
+                       &npos);
+  if (code != 0)
+    return code == 1 ? CLI_EXIT_OK : code;
+  if (npos != 1) {
+    cli_error("show needs one run id (hint: 'cairn history' lists them)");
+    return CLI_EXIT_USAGE;
+  }
+  code = cli_open_journal(ctx, 0, 1, &j);
+  if (code != 0)
+    return code;
+  code = cli_get_run(j, argv[1], &run);
+  if (code != 0)
+    goto out;
+  have_run = 1;
+  if (journal_replay(j, run.id, &rp, &err) != 0) {
+    cli_error("%s", err.msg);
+    code = CLI_EXIT_FAILED;
+    goto out;
+  }
+  have_rp = 1;
+  evs = json_array();
+  if (journal_event_foreach(j, run.id, 0, collect_event, evs, &err) != 0) {
+    cli_error("%s", err.msg);
+    code = CLI_EXIT_FAILED;
+    goto out;
+  }
+
+  if (ctx->json) {
+    json_t *steps = json_array();
+    for (size_t i = 0; i < rp.nsteps; i++) {
+      const struct journal_step *s = &rp.steps[i];
+      json_t *o = json_pack("{s:s,s:s,s:s,s:i,s:I,s:I}", "path", s->path,
+                            "kind", s->kind ? s->kind : "", "phase",
+                            phase_name(s->phase), "attempts", s->attempt,
+                            "entered_ms", (json_int_t)s->entered_ms,
+                            "finished_ms", (json_int_t)s->finished_ms);
+      if (s->outputs)
+        json_object_set(o, "outputs", s->outputs);
+      if (s->inputs)
+        json_object_set(o, "inputs", s->inputs);
+      if (s->finished && json_object_get(s->finished, "error"))
+        json_object_set(o, "error", json_object_get(s->finished, "error"));
+      json_array_append_new(steps, o);
+    }
+    json_t *v = json_pack("{s:o,s:o,s:O}", "run", cli_run_json(j, &run),
+                          "states", steps, "events", evs);
+    cli_print_json(v);
+    json_decref(v);
+    goto out;
+  }
+
+  printf("run       %s\n", run.id);
+  printf("workflow  %s (%s, sha256 %.12s)\n", run.workflow, run.file,
+         run.file_sha256);
+  if (*run.env)
+    printf("env       %s\n", run.env);
+  if (*run.release)
+    printf("release   %s\n", run.release);
+  {
+    char *ps = json_dumps(run.params, JSON_COMPACT | JSON_SORT_KEYS);
+    printf("params    %s\n", ps ? ps : "{}");
+    free(ps);
+  }
+  printf("actor     %s\n", run.actor);
+  printf("status    %s\n", cli_run_status(j, &run));
+  printf("started   %s\n", cli_time(run.created_ms, t, sizeof t));
+  if (run.finished_ms)
+    printf("took      %s\n",
+           cli_duration(run.finished_ms - run.created_ms, d, sizeof d));
+  printf("\n%-28s %-10s %-12s %8s %8s  %s\n", "STATE", "KIND", "OUTCOME",
+         "START", "TOOK", "DETAIL");
+  for (size_t i = 0; i < rp.nsteps; i++) {
+    const struct journal_step *s = &rp.steps[i];
+    char start[32], took[32] = "-", detail[512] = "";
+    cli_duration(s->entered_ms - run.created_ms, start, sizeof start);
+    if (s->finished_ms)
+      cli_duration(s->finished_ms - s->entered_ms, took, sizeof took);
+    const char *e = s->finished
+        ? json_string_value(json_object_get(s->finished, "error"))
+        : NULL;
+    if (e && s->phase != JOURNAL_PHASE_SUCCEEDED)
+      snprintf(detail, sizeof detail, "%s", e);
+    else if (s->outputs && json_object_size(s->outputs)) {
+      char *o = json_dumps(s->outputs, JSON_COMPACT | JSON_SORT_KEYS);
+      snprintf(detail, sizeof detail, "%.200s", o ? o : "");
+      free(o);
+    }
+    char outcome[48];
+    if (s->attempt > 1)
+      snprintf(outcome, sizeof outcome, "%s x%d", phase_name(s->phase),
+               s->attempt);
+    else
+      snprintf(outcome, sizeof outcome, "%s",
+               s->kind && strcmp(s->kind, "do") != 0 &&
+                       strcmp(s->kind, "branch") != 0 && s->attempt == 0
+                   ? "passed"
+                   : phase_name(s->phase));
+    printf("%-28s %-10s %-12s %8s %8s  %s\n", s->path,
+           s->kind ? s->kind : "", outcome, start, took, detail);
+  }
+  if (events) {
+    printf("\n%6s %-16s %-24s %s\n", "SEQ", "KIND", "STATE", "PAYLOAD");
+    size_t i;
+    json_t *ev;
+    json_array_foreach(evs, i, ev) {
+      char *pl = json_dumps(json_object_get(ev, "payload"),
+                            JSON_COMPACT | JSON_SORT_KEYS);
+      printf("%6lld %-16s %-24s %.160s\n",
+             (long long)json_integer_value(json_object_get(ev, "seq")),
+             json_string_value(json_object_get(ev, "kind")),
+             json_string_value(json_object_get(ev, "state")), pl ? pl : "");
+      free(pl);
+    }
+  }
+out:
+  json_decref(evs);
+  if (have_rp)
+    journal_replay_release(&rp);
+  if (have_run)
+    journal_run_release(&run);
+  journal_close(j);
+  return code;
+}

@@ -1,1 +1,160 @@
-/* placeholder: being written */
+/* cairn's entry point: the command table (git's commands[] shape), the
+ * shared helpers every command uses, and the map from errors to exit
+ * codes. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static const struct cli_command commands[] = {
+  {"run", cli_cmd_run, CLI_JSON, "run a workflow"},
+  {"resume", cli_cmd_resume, CLI_JSON, "carry on an interrupted run"},
+  {"status", cli_cmd_status, CLI_JSON, "show runs in progress, or one run"},
+  {"history", cli_cmd_history, CLI_JSON, "list runs, newest first"},
+  {"show", cli_cmd_show, CLI_JSON, "show one run: its states and events"},
+  {"validate", cli_cmd_validate, CLI_JSON, "check a workflow file"},
+  {"verify", cli_cmd_verify, CLI_JSON, "check the journal's hash chain"},
+  {"version", cli_cmd_version, CLI_JSON, "print the version"},
+};
+
+void cli_error(const char *fmt, ...)
+{
+  va_list ap;
+  fputs("cairn: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+int cli_exit_for(int code)
+{
+  switch (code) {
+  case 0:
+    return CLI_EXIT_OK;
+  case CAIRN_E_LOCKED:
+    return CLI_EXIT_LOCKED;
+  case CAIRN_E_INTERRUPTED:
+  case CAIRN_E_DECISION:
+    return CLI_EXIT_INTERRUPTED;
+  case CAIRN_E_INVAL:
+  case CAIRN_E_WORKFLOW:
+  case CAIRN_E_TEMPLATE:
+  case CAIRN_E_NOTJOURNAL:
+  case CAIRN_E_SCHEMA:
+  case CAIRN_E_NORUN:
+  case CAIRN_E_AMBIGUOUS:
+  case CAIRN_E_CHANGED:
+  case CAIRN_E_STATE:
+  case CAIRN_E_NOTFOUND:
+  case CAIRN_E_IO:
+    return CLI_EXIT_USAGE;
+  default:
+    return CLI_EXIT_FAILED;
+  }
+}
+
+int cli_open_journal(struct cli_ctx *ctx, int create, int readonly,
+                     struct journal **out)
+{
+  struct cairn_error err = {0};
+  char path[4096];
+  int rc;
+
+  *out = NULL;
+  if (ctx->journal_opt) {
+    snprintf(path, sizeof path, "%s", ctx->journal_opt);
+  } else {
+    rc = journal_find_path(path, sizeof path, NULL, &err);
+    if (rc == CAIRN_E_NOTFOUND && !create) {
+      cli_error("no cairn journal here (looked for .cairn/journal.db in "
+                "this folder and above; hint: run a workflow first, or "
+                "pass --journal PATH)");
+      return CLI_EXIT_USAGE;
+    }
+    if (rc != 0 && rc != CAIRN_E_NOTFOUND) {
+      cli_error("%s", err.msg);
+      return cli_exit_for(rc);
+    }
+  }
+  if (!create && access(path, F_OK) != 0) {
+    cli_error("no journal at '%s': %s", path, strerror(errno));
+    return CLI_EXIT_USAGE;
+  }
+  unsigned flags = (create ? JOURNAL_CREATE : 0) |
+                   (readonly ? JOURNAL_READONLY : 0);
+  rc = journal_open(out, path, flags, &err);
+  if (rc != 0) {
+    cli_error("%s", err.msg);
+    return cli_exit_for(rc);
+  }
+  return 0;
+}
+
+int cli_get_run(struct journal *j, const char *id, struct journal_run *out)
+{
+  struct cairn_error err = {0};
+  int rc = journal_run_get(j, id, out, &err);
+  if (rc != 0) {
+    cli_error("%s", err.msg);
+    return cli_exit_for(rc);
+  }
+  return 0;
+}
+
+static void usage(FILE *f)
+{
+  fprintf(f, "usage: cairn COMMAND [options]\n\n"
+             "cairn runs deploys written as state machines in YAML, "
+             "journaling every step to SQLite\nso an interrupted deploy "
+             "resumes where it stopped.\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "\n'cairn COMMAND --help' tells more about one command; "
+             "'man cairn' about all.\n"
+             "exit codes: 0 done, 1 failed, 2 usage or invalid input, "
+             "3 interrupted or waiting\nfor a decision, 4 locked by another "
+             "run.\n");
+}
+
+int main(int argc, char **argv)
+{
+  struct cli_ctx ctx = {0};
+  const char *nc = getenv("NO_COLOR");
+
+  ctx.prog = "cairn";
+  ctx.tty = isatty(STDOUT_FILENO);
+  ctx.color = ctx.tty && !(nc && *nc);
+
+  if (argc < 2) {
+    usage(stderr);
+    return CLI_EXIT_USAGE;
+  }
+  const char *name = argv[1];
+  if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 ||
+      strcmp(name, "help") == 0) {
+    if (argc > 2 && strcmp(name, "help") == 0) {
+      /* "cairn help run" is "cairn run --help". */
+      char *hargv[] = {argv[2], "--help", NULL};
+      for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(commands[i].name, argv[2]) == 0)
+          return commands[i].fn(2, hargv, &ctx);
+      cli_error("unknown command '%s' (hint: 'cairn help' lists them)",
+                argv[2]);
+      return CLI_EXIT_USAGE;
+    }
+    usage(stdout);
+    return CLI_EXIT_OK;
+  }
+  if (strcmp(name, "--version") == 0)
+    name = "version";
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (strcmp(commands[i].name, name) == 0)
+      return commands[i].fn(argc - 1, argv + 1, &ctx);
+  cli_error("unknown command '%s' (hint: 'cairn help' lists them)", name);
+  return CLI_EXIT_USAGE;
+}

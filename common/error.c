@@ -29,17 +29,31 @@ int cairn_error_set(struct cairn_error *err, int code, const char *fmt, ...)
 
 void cairn_error_prefix(struct cairn_error *err, const char *fmt, ...)
 {
-  char head[CAIRN_ERRMSG_MAX];
-  char old[CAIRN_ERRMSG_MAX];
+  char out[CAIRN_ERRMSG_MAX];
   va_list ap;
+  int n;
 
   if (err == NULL)
     return;
   va_start(ap, fmt);
-  vsnprintf(head, sizeof head, fmt, ap);
+  n = vsnprintf(out, sizeof out, fmt, ap);
   va_end(ap);
-  memcpy(old, err->msg, sizeof old);
-  snprintf(err->msg, sizeof err->msg, "%s: %s", head, old);
+  if (n < 0)
+    return;
+  /* Append ": old message", cut where the buffer ends. */
+  size_t len = (size_t)n < sizeof out ? (size_t)n : sizeof out - 1;
+  size_t left = sizeof out - len - 1;
+  const char sep[] = ": ";
+  size_t k = left < 2 ? left : 2;
+  memcpy(out + len, sep, k);
+  len += k;
+  left -= k;
+  size_t old = strlen(err->msg);
+  k = old < left ? old : left;
+  memcpy(out + len, err->msg, k);
+  len += k;
+  out[len] = '\0';
+  memcpy(err->msg, out, len + 1);
 }
 
 void cairn_error_clear(struct cairn_error *err)

@@ -1,1 +1,1607 @@
-/* placeholder: being written */
+/* The workflow loader: YAML text -> a checked struct engine_workflow.
+ *
+ * Three steps, the first error stops them all:
+ *  1. libyaml's event API builds a small tree of ynodes that keeps where
+ *     each node starts. Aliases become copies of their anchored node;
+ *     merge keys, tags other than !!str, duplicate keys, complex keys and
+ *     a second document are refused here.
+ *  2. The tree is read into the model section by section (cairn, name,
+ *     params, secrets, environments, states, start), with every check that
+ *     needs only the declarations: keys, types, names, durations, retry
+ *     values, adapters and their inputs, transitions, templates and the
+ *     references they make. A first look over `states` learns every
+ *     state's name and kind, so a state may name a later one.
+ *  3. The graph: every state reachable from start, every state able to
+ *     reach a terminal (or the end of the run through on_failure rollback
+ *     or fail, or a choice without default).
+ *
+ * Errors read "FILE:LINE:COL: error: WHAT (hint: HOW)", 1-based. Scalars
+ * are typed by the YAML 1.2 core schema: only plain scalars are typed,
+ * quoted ones are always strings. */
+#include "engine/workflow.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <locale.h>
+#include <math.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <yaml.h>
+
+#include "adapters/adapter.h"
+#include "engine/duration.h"
+#include "engine/template.h"
+#include "engine/yaml_tree.h"
+
+#define LOAD_MAX_BYTES ((size_t)16 * 1024 * 1024)
+
+static const char *const kind_names[] = {
+  [ENGINE_DO] = "do", [ENGINE_PARALLEL] = "parallel",
+  [ENGINE_CHOICE] = "choice", [ENGINE_WAIT] = "wait",
+  [ENGINE_SUCCEED] = "succeed", [ENGINE_FAIL] = "fail", NULL,
+};
+
+const char *engine_kind_name(enum engine_kind k)
+{
+  if ((unsigned)k > ENGINE_FAIL)
+    return "unknown";
+  return kind_names[k];
+}
+
+/* Short names for the tree (engine/yaml_tree.h). */
+typedef struct engine__ynode ynode;
+#define Y_SCALAR ENGINE__YSCALAR
+#define Y_SEQ ENGINE__YSEQ
+#define Y_MAP ENGINE__YMAP
+#define S_NULL ENGINE__YNULL
+#define S_BOOL ENGINE__YBOOL
+#define S_INT ENGINE__YINT
+#define S_FLOAT ENGINE__YFLOAT
+#define S_STR ENGINE__YSTR
+#define DIGITS "0123456789"
+
+static enum engine__ystype stype_of(const ynode *n)
+{
+  return engine__ynode_stype(n);
+}
+
+static int int_of(const ynode *n, long long *v)
+{
+  return engine__ynode_int(n, v);
+}
+
+static double num_of(const ynode *n)
+{
+  return engine__ynode_num(n);
+}
+
+static const char *tname(const ynode *n)
+{
+  return engine__ynode_tname(n);
+}
+
+static int is_str(const ynode *n)
+{
+  return n->type == Y_SCALAR && stype_of(n) == S_STR;
+}
+
+static int is_true(const ynode *n)
+{
+  return n->type == Y_SCALAR && stype_of(n) == S_BOOL && n->text[0] != 'f' &&
+         n->text[0] != 'F';
+}
+
+static int all_of(const char *s, const char *set)
+{
+  return *s != '\0' && s[strspn(s, set)] == '\0';
+}
+
+struct loader {
+  const char *fname;       /* names the file in messages */
+  struct cairn_error *err;
+  struct engine_workflow *wf;
+  int *kinds;              /* per state, from the first look; -1: none */
+};
+
+static int lerr_at(struct loader *L, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int lerr_at(struct loader *L, int line, int col, const char *fmt, ...)
+{
+  char what[CAIRN_ERRMSG_MAX];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  return cairn_error_set(L->err, CAIRN_E_WORKFLOW, "%s:%d:%d: error: %s",
+                         L->fname, line, col, what);
+}
+#define lerr(L, node, ...) lerr_at((L), (node)->line, (node)->col, __VA_ARGS__)
+
+static int nomem(struct loader *L)
+{
+  return cairn_error_set(L->err, CAIRN_E_NOMEM, "out of memory");
+}
+
+static int node_json(struct loader *L, const ynode *n, json_t **out)
+{
+  return engine__ynode_json(L->fname, n, out, L->err);
+}
+
+/* snprintf for message parts, where a long name may be cut short. */
+static void fmt(char *buf, size_t size, const char *f, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fmt(char *buf, size_t size, const char *f, ...)
+{
+  va_list ap;
+  va_start(ap, f);
+  vsnprintf(buf, size, f, ap);
+  va_end(ap);
+}
+
+
+/* ---- names, suggestions, small helpers ---------------------------------- */
+
+/* A list of names read through a stride, so the `name` member of an array
+ * of structs can be listed as well as an array of strings. */
+struct names {
+  const void *base;
+  size_t stride, n;
+};
+
+static const char *name_at(struct names nl, size_t i)
+{
+  return *(const char *const *)(const void *)((const char *)nl.base +
+                                              i * nl.stride);
+}
+
+static struct names list_names(const char *const *list)
+{
+  size_t n = 0;
+  while (list[n] != NULL)
+    n++;
+  return (struct names){list, sizeof *list, n};
+}
+
+static struct names state_names(const struct engine_workflow *wf)
+{
+  return (struct names){wf->nstates ? (const void *)&wf->states[0].name : NULL,
+                        sizeof *wf->states, wf->nstates};
+}
+
+static int in_names(struct names nl, const char *s)
+{
+  for (size_t i = 0; i < nl.n; i++)
+    if (strcmp(name_at(nl, i), s) == 0)
+      return (int)i;
+  return -1;
+}
+
+/* Edit distance with transpositions (optimal string alignment); 99 when
+ * clearly far. */
+static int edist(const char *a, const char *b)
+{
+  size_t la = strlen(a), lb = strlen(b);
+  int d[3][66];
+
+  if (la > 64 || lb > 64 || la > lb + 2 || lb > la + 2)
+    return 99;
+  for (size_t j = 0; j <= lb; j++)
+    d[0][j] = (int)j;
+  for (size_t i = 1; i <= la; i++) {
+    int *cur = d[i % 3], *prev = d[(i - 1) % 3], *pp = d[(i + 1) % 3];
+    cur[0] = (int)i;
+    for (size_t j = 1; j <= lb; j++) {
+      int v = prev[j - 1] + (a[i - 1] != b[j - 1]);
+      if (prev[j] + 1 < v)
+        v = prev[j] + 1;
+      if (cur[j - 1] + 1 < v)
+        v = cur[j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+          pp[j - 2] + 1 < v)
+        v = pp[j - 2] + 1;
+      cur[j] = v;
+    }
+  }
+  return d[la % 3][lb];
+}
+
+/* The closest name within distance 2 (and shorter than both words), or
+ * NULL. */
+static const char *suggest(const char *bad, struct names nl)
+{
+  const char *best = NULL;
+  int bd = 3;
+
+  for (size_t i = 0; i < nl.n; i++) {
+    const char *s = name_at(nl, i);
+    size_t longest = strlen(s) > strlen(bad) ? strlen(s) : strlen(bad);
+    int d = edist(bad, s);
+    if (d < bd && (size_t)d < longest) {
+      bd = d;
+      best = s;
+    }
+  }
+  return best;
+}
+
+static void append(char *buf, size_t size, const char *s)
+{
+  size_t used = strlen(buf);
+  if (used + 1 < size)
+    snprintf(buf + used, size - used, "%s", s);
+}
+
+/* "a, b, c, ..." with at most max names. */
+static void join(char *buf, size_t size, struct names nl, size_t max)
+{
+  buf[0] = '\0';
+  for (size_t i = 0; i < nl.n && i < max; i++) {
+    if (i > 0)
+      append(buf, size, ", ");
+    append(buf, size, name_at(nl, i));
+  }
+  if (nl.n > max)
+    append(buf, size, ", ...");
+}
+
+/* "did you mean 'x'?" or "<intro> a, b, c, ..." */
+static void name_hint(char *buf, size_t size, const char *bad, struct names nl,
+                      const char *intro)
+{
+  const char *s = suggest(bad, nl);
+  char list[512];
+
+  if (s != NULL) {
+    snprintf(buf, size, "did you mean '%s'?", s);
+    return;
+  }
+  join(list, sizeof list, nl, 5);
+  snprintf(buf, size, "%s %s", intro, list);
+}
+
+/* msg (another module's) with " in SUBJ" put before a closing
+ * parenthesis, which becomes a "(hint: ...)" if it is not one. */
+static void add_context(char *out, size_t size, const char *msg,
+                        const char *subj)
+{
+  const char *paren = strstr(msg, " (");
+  size_t len = strlen(msg);
+
+  if (paren == NULL || msg[len - 1] != ')')
+    snprintf(out, size, "%s in %s", msg, subj);
+  else if (strncmp(paren, " (hint: ", 8) == 0)
+    snprintf(out, size, "%.*s in %s%s", (int)(paren - msg), msg, subj, paren);
+  else
+    snprintf(out, size, "%.*s in %s (hint: %s", (int)(paren - msg), msg, subj,
+             paren + 2);
+}
+
+enum name_rule { N_WORKFLOW, N_STATE, N_SECRET, N_PARAM };
+
+static int name_ok(const char *s, enum name_rule r)
+{
+  static const char lower[] = "abcdefghijklmnopqrstuvwxyz";
+  static const char upper[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  char set[80];
+
+  switch (r) {
+  case N_WORKFLOW:
+    snprintf(set, sizeof set, "%s%s_.-", lower, DIGITS);
+    return *s && (strchr(lower, *s) || strchr(DIGITS, *s)) && all_of(s, set);
+  case N_STATE:
+    snprintf(set, sizeof set, "%s%s%s_-", lower, upper, DIGITS);
+    return all_of(s, set);
+  case N_SECRET:
+    snprintf(set, sizeof set, "%s%s_", upper, DIGITS);
+    return *s && (strchr(upper, *s) || *s == '_') && all_of(s, set);
+  case N_PARAM:
+    snprintf(set, sizeof set, "%s%s%s_", lower, upper, DIGITS);
+    return *s && !strchr(DIGITS, *s) && all_of(s, set);
+  }
+  return 0;
+}
+
+static const ynode *map_get(const ynode *m, const char *key,
+                                   const ynode **k)
+{
+  for (size_t i = 0; i + 1 < m->n; i += 2)
+    if (strcmp(m->kids[i]->text, key) == 0) {
+      if (k != NULL)
+        *k = m->kids[i];
+      return m->kids[i + 1];
+    }
+  return NULL;
+}
+
+static int unknown_key(struct loader *L, const ynode *k,
+                       const char *const *allowed, const char *subj)
+{
+  const char *s = suggest(k->text, list_names(allowed));
+  char list[512];
+
+  if (s != NULL)
+    return lerr(L, k, "unknown key '%s' in %s (hint: did you mean '%s'?)",
+                k->text, subj, s);
+  join(list, sizeof list, list_names(allowed), SIZE_MAX);
+  return lerr(L, k, "unknown key '%s' in %s (hint: allowed keys are %s)",
+              k->text, subj, list);
+}
+
+static int check_keys(struct loader *L, const ynode *m,
+                      const char *const *allowed, const char *subj)
+{
+  for (size_t i = 0; i < m->n; i += 2)
+    if (in_names(list_names(allowed), m->kids[i]->text) < 0)
+      return unknown_key(L, m->kids[i], allowed, subj);
+  return 0;
+}
+
+static int want_map(struct loader *L, const ynode *v, const char *key,
+                    const char *subj)
+{
+  if (v->type == Y_MAP)
+    return 0;
+  return lerr(L, v, "'%s' in %s must be a mapping, got %s", key, subj,
+              tname(v));
+}
+
+/* *out: a copy of the string value v of key. */
+static int get_str(struct loader *L, const ynode *v, const char *key,
+                   const char *subj, char **out)
+{
+  if (!is_str(v))
+    return lerr(L, v, "'%s' in %s must be a string, got %s%s", key, subj,
+                tname(v), v->type == Y_SCALAR && stype_of(v) != S_NULL
+                              ? " (hint: quote it to make it a string)" : "");
+  free(*out);
+  if ((*out = strdup(v->text)) == NULL)
+    return nomem(L);
+  return 0;
+}
+
+/* An integer >= min that fits an int; hint (may be "") follows the
+ * too-small message. */
+static int get_int(struct loader *L, const ynode *v, const char *key,
+                   const char *subj, int min, const char *hint, int *out)
+{
+  long long x = 0;
+  int range;
+
+  if (v->type != Y_SCALAR || stype_of(v) != S_INT)
+    return lerr(L, v, "'%s' in %s must be an integer, got %s", key, subj,
+                tname(v));
+  range = int_of(v, &x);
+  if ((range && v->text[0] == '-') || (!range && x < min))
+    return lerr(L, v, "'%s' in %s must be at least %d, got %s%s", key, subj,
+                min, v->text, hint);
+  if (range || x > INT_MAX)
+    return lerr(L, v, "'%s' in %s is too large, got %s", key, subj, v->text);
+  *out = (int)x;
+  return 0;
+}
+
+#define DURATION_HINT "durations look like 250ms, 5s, 1m30s, 2h or 1d"
+
+static int get_duration(struct loader *L, const ynode *v,
+                        const char *key, const char *subj, int64_t *ms)
+{
+  struct cairn_error e = {0};
+  enum engine__ystype t = stype_of(v);
+
+  if (v->type != Y_SCALAR || t == S_NULL || t == S_BOOL)
+    return lerr(L, v, "'%s' in %s must be a duration, got %s (hint: "
+                DURATION_HINT ")", key, subj, tname(v));
+  if (engine_duration_parse(v->text, ms, &e) != 0)
+    return lerr(L, v, "invalid '%s' in %s: %s (hint: " DURATION_HINT ")", key,
+                subj, e.msg);
+  return 0;
+}
+
+/* ---- templates and references ------------------------------------------- */
+
+struct tctx {
+  struct loader *L;
+  size_t state;        /* whose action this is */
+  int in_undo, in_probe;
+  int failed;          /* set by ref_cb */
+  size_t offset;
+  char msg[CAIRN_ERRMSG_MAX];
+};
+
+static int tfail(struct tctx *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int tfail(struct tctx *t, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(t->msg, sizeof t->msg, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+static int var_declared(const struct engine_workflow *wf, const char *name)
+{
+  for (size_t i = 0; i < wf->nenvs; i++)
+    if (json_object_get(wf->envs[i].vars, name) != NULL)
+      return 1;
+  return 0;
+}
+
+static int ref_check(struct tctx *t, const char *const *path, size_t n)
+{
+  const struct engine_workflow *wf = t->L->wf;
+  const char *root = path[0], *name = n > 1 ? path[1] : NULL;
+  char hint[640], full[256];
+  int j;
+
+  if (strcmp(root, "params") == 0) {
+    struct names nl = {wf->nparams ? (const void *)&wf->params[0].name : NULL,
+                       sizeof *wf->params, wf->nparams};
+    if (name == NULL || in_names(nl, name) >= 0)
+      return 0;
+    if (wf->nparams == 0)
+      return tfail(t, "unknown param '%s' (hint: declare it under 'params')",
+                   name);
+    name_hint(hint, sizeof hint, name, nl, "declared params are");
+    return tfail(t, "unknown param '%s' (hint: %s)", name, hint);
+  }
+  if (strcmp(root, "vars") == 0) {
+    if (wf->nenvs == 0)
+      return tfail(t, "use of 'vars' without environments (hint: declare "
+                   "'environments' with 'vars')");
+    if (name == NULL || var_declared(wf, name))
+      return 0;
+    return tfail(t, "unknown var '%s' (hint: declare it in the 'vars' of an "
+                 "environment)", name);
+  }
+  if (strcmp(root, "secrets") == 0) {
+    struct names nl = {wf->secrets, sizeof *wf->secrets, wf->nsecrets};
+    if (name == NULL || in_names(nl, name) >= 0)
+      return 0;
+    if (suggest(name, nl) != NULL)
+      return tfail(t, "unknown secret '%s' (hint: did you mean '%s'?)", name,
+                   suggest(name, nl));
+    return tfail(t, "unknown secret '%s' (hint: add it to 'secrets')", name);
+  }
+  if (strcmp(root, "states") == 0) {
+    if (name == NULL)
+      return tfail(t, "'states' without a state name (hint: write "
+                   "states.NAME.output.KEY)");
+    if ((j = in_names(state_names(wf), name)) < 0) {
+      name_hint(hint, sizeof hint, name, state_names(wf), "states are");
+      return tfail(t, "reference to unknown state '%s' (hint: %s)", name,
+                   hint);
+    }
+    if (t->L->kinds[j] != ENGINE_DO && t->L->kinds[j] != ENGINE_PARALLEL)
+      return tfail(t, "reference to the output of %s state '%s' (hint: only "
+                   "do and parallel states have outputs)",
+                   t->L->kinds[j] >= 0 ? kind_names[t->L->kinds[j]]
+                                       : "invalid", name);
+    if ((size_t)j == t->state && !t->in_undo)
+      return tfail(t, "reference to the state's own output (hint: "
+                   "states.%s.output is only available in its undo)", name);
+    return 0;
+  }
+  if (strcmp(root, "run") == 0) {
+    if (n == 2 && (!strcmp(name, "id") || !strcmp(name, "dir")))
+      return 0;
+    full[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+      if (i > 0)
+        append(full, sizeof full, ".");
+      append(full, sizeof full, path[i]);
+    }
+    return tfail(t, "unknown reference '%s' (hint: use run.id or run.dir)",
+                 full);
+  }
+  if (strcmp(root, "env") == 0)
+    return name != NULL ? 0 : tfail(t, "'env' needs a variable name (hint: "
+                                    "write env.NAME)");
+  if (strcmp(root, "self") == 0)
+    return t->in_undo || t->in_probe
+               ? 0 : tfail(t, "use of 'self' outside undo and probe (hint: "
+                           "use states.NAME.output)");
+  if (strcmp(root, "item") == 0)
+    return tfail(t, "use of 'item' outside a map state (hint: item is only "
+                 "available inside map states)");
+  return tfail(t, "unknown reference '%s' (hint: use params, vars, env, "
+               "secrets, states or run)", root);
+}
+
+static int ref_cb(void *ud, const char *const *path, size_t n, size_t offset,
+                  struct cairn_error *err)
+{
+  struct tctx *t = ud;
+
+  if (n == 0 || ref_check(t, path, n) == 0)
+    return 0;
+  t->failed = 1;
+  t->offset = offset;
+  return cairn_error_set(err, CAIRN_E_TEMPLATE, "%s", t->msg);
+}
+
+/* Checks text (a template string, or a bare expression when is_expr),
+ * found at byte base of node n's value. */
+static int check_text(struct tctx *t, const ynode *n, const char *text,
+                      size_t base, int is_expr, const char *subj)
+{
+  struct cairn_error e = {0};
+  size_t off = 0;
+  char msg[CAIRN_ERRMSG_MAX];
+  int rc, col = n->col;
+
+  t->failed = 0;
+  rc = is_expr ? engine_template_check_expr(text, ref_cb, t, &off, &e)
+               : engine_template_check(text, ref_cb, t, &off, &e);
+  if (rc == 0)
+    return 0;
+  if (rc == CAIRN_E_NOMEM)
+    return nomem(t->L);
+  if (t->failed)
+    off = t->offset;
+  if (n->one_line && base + off < (size_t)INT_MAX / 2)
+    col += n->quoted + (int)(base + off);
+  add_context(msg, sizeof msg, t->failed ? t->msg
+                               : e.msg[0] ? e.msg : "invalid template", subj);
+  return lerr_at(t->L, n->line, col, "%s", msg);
+}
+
+/* Every string under n (values, not keys). */
+static int check_tree(struct tctx *t, const ynode *n, const char *subj)
+{
+  int rc = 0;
+
+  if (n->type == Y_SCALAR)
+    return is_str(n) ? check_text(t, n, n->text, 0, 0, subj) : 0;
+  for (size_t i = n->type == Y_MAP; rc == 0 && i < n->n;
+       i += n->type == Y_MAP ? 2 : 1)
+    rc = check_tree(t, n->kids[i], subj);
+  return rc;
+}
+
+/* ---- states and actions ------------------------------------------------- */
+
+static int check_target(struct loader *L, const ynode *v,
+                        const char *name, const char *what, int on_failure)
+{
+  static const char *const ends[] = {"rollback", "fail", NULL};
+  const char *s;
+  char hint[640], list[512];
+
+  if (on_failure && in_names(list_names(ends), name) >= 0)
+    return 0;
+  if (in_names(state_names(L->wf), name) >= 0)
+    return 0;
+  s = suggest(name, state_names(L->wf));
+  if (s == NULL && on_failure)
+    s = suggest(name, list_names(ends));
+  join(list, sizeof list, state_names(L->wf), 5);
+  if (s != NULL)
+    snprintf(hint, sizeof hint, "did you mean '%s'?", s);
+  else if (on_failure)
+    snprintf(hint, sizeof hint, "use rollback, fail or a state: %s", list);
+  else
+    snprintf(hint, sizeof hint, "states are %s", list);
+  return lerr(L, v, "unknown state '%s' in %s (hint: %s)", name, what, hint);
+}
+
+static const char *const retry_keys[] = {"attempts", "delay", "backoff",
+                                         "max_delay", NULL};
+
+static int parse_retry(struct loader *L, const ynode *m,
+                       const char *owner, struct engine_retry *r)
+{
+  const ynode *v;
+  char subj[300];
+  int rc;
+
+  fmt(subj, sizeof subj, "the retry of %s", owner);
+  if (m->type != Y_MAP)
+    return lerr(L, m, "'retry' in %s must be a mapping, got %s (hint: write "
+                "'retry: { attempts: 3, delay: 1s }')", owner, tname(m));
+  if ((rc = check_keys(L, m, retry_keys, subj)) != 0)
+    return rc;
+  if ((v = map_get(m, "attempts", NULL)) != NULL &&
+      (rc = get_int(L, v, "attempts", subj, 1, " (hint: 1 means no retry)",
+                    &r->attempts)) != 0)
+    return rc;
+  if ((v = map_get(m, "delay", NULL)) != NULL &&
+      (rc = get_duration(L, v, "delay", subj, &r->delay_ms)) != 0)
+    return rc;
+  if ((v = map_get(m, "backoff", NULL)) != NULL) {
+    enum engine__ystype t = stype_of(v);
+    if (v->type != Y_SCALAR || (t != S_INT && t != S_FLOAT))
+      return lerr(L, v, "'backoff' in %s must be a number, got %s", subj,
+                  tname(v));
+    r->backoff = num_of(v);
+    if (isnan(r->backoff) || r->backoff < 1)
+      return lerr(L, v, "'backoff' in %s must be at least 1, got %s (hint: 1 "
+                  "keeps the delay constant)", subj, v->text);
+  }
+  if ((v = map_get(m, "max_delay", NULL)) != NULL &&
+      (rc = get_duration(L, v, "max_delay", subj, &r->max_delay_ms)) != 0)
+    return rc;
+  return 0;
+}
+
+enum role { R_STATE, R_BRANCH, R_PROBE, R_UNDO };
+
+static const char *const branch_keys[] = {"do", "with", "retry", "timeout",
+                                          "idempotent", "probe", "undo", NULL};
+static const char *const sub_keys[] = {"do", "with", "timeout", "retry", NULL};
+
+static int unknown_adapter(struct loader *L, const ynode *v,
+                           const char *subj)
+{
+  char list[512] = "";
+  const char *best = NULL;
+  int bd = 3;
+
+  for (size_t i = 0; adapter_registry[i] != NULL; i++) {
+    const char *name = adapter_registry[i]->name;
+    int d = edist(v->text, name);
+    if (d < bd && (size_t)d < strlen(name)) {
+      bd = d;
+      best = name;
+    }
+    if (i > 0)
+      append(list, sizeof list, ", ");
+    append(list, sizeof list, name);
+  }
+  if (best != NULL)
+    return lerr(L, v, "unknown adapter '%s' in %s (hint: did you mean '%s'? "
+                "known adapters are %s)", v->text, subj, best, list);
+  return lerr(L, v, "unknown adapter '%s' in %s (hint: known adapters are "
+              "%s)", v->text, subj, list);
+}
+
+static int parse_action(struct loader *L, const ynode *m,
+                        struct engine_action *a, enum role role,
+                        const char *subj, size_t state);
+
+static int parse_sub(struct loader *L, const ynode *m,
+                     struct engine_action **out, enum role role,
+                     const char *owner, size_t state)
+{
+  const char *key = role == R_PROBE ? "probe" : "undo";
+  char subj[300];
+
+  fmt(subj, sizeof subj, "the %s of %s", key, owner);
+  if (m->type != Y_MAP)
+    return lerr(L, m, "'%s' in %s must be a mapping, got %s (hint: write "
+                "'%s: { do: ADAPTER, with: {...} }')", key, owner, tname(m),
+                key);
+  if ((*out = calloc(1, sizeof **out)) == NULL)
+    return nomem(L);
+  return parse_action(L, m, *out, role, subj, state);
+}
+
+static int parse_action(struct loader *L, const ynode *m,
+                        struct engine_action *a, enum role role,
+                        const char *subj, size_t state)
+{
+  const struct adapter_desc *desc;
+  const ynode *k = NULL, *v, *w;
+  struct cairn_error e = {0};
+  const char *bad = NULL;
+  char msg[CAIRN_ERRMSG_MAX];
+  struct tctx t = {.L = L, .state = state, .in_undo = role == R_UNDO,
+                   .in_probe = role == R_PROBE};
+  int rc;
+
+  a->retry = (struct engine_retry){1, 1000, 2.0, 0};
+  a->idempotent = -1;
+  if (role == R_PROBE || role == R_UNDO) {
+    for (size_t i = 0; i < m->n; i += 2)
+      if (in_names(list_names(sub_keys), m->kids[i]->text) < 0 &&
+          in_names(list_names(branch_keys), m->kids[i]->text) >= 0)
+        return lerr(L, m->kids[i], "key '%s' is not allowed in %s (hint: a "
+                    "probe or undo takes do, with, timeout and retry)",
+                    m->kids[i]->text, subj);
+    if ((rc = check_keys(L, m, sub_keys, subj)) != 0)
+      return rc;
+  } else if (role == R_BRANCH && (rc = check_keys(L, m, branch_keys, subj)))
+    return rc;
+
+  if ((v = map_get(m, "do", &k)) == NULL)
+    return lerr(L, m, "missing key 'do' in %s (hint: name an adapter, e.g. "
+                "'do: exec')", subj);
+  a->pos = (struct engine_pos){k->line, k->col};
+  if ((rc = get_str(L, v, "do", subj, &a->adapter)) != 0)
+    return rc;
+  if ((desc = adapter_find(a->adapter)) == NULL)
+    return unknown_adapter(L, v, subj);
+  if ((w = map_get(m, "with", NULL)) != NULL) {
+    if ((rc = want_map(L, w, "with", subj)) != 0 ||
+        (rc = node_json(L, w, &a->with)) != 0)
+      return rc;
+  } else if ((a->with = json_object()) == NULL) {
+    return nomem(L);
+  }
+  if (adapter_check_with(desc, a->with, &bad, &e) != 0) {
+    const ynode *at = w != NULL ? w : k;
+    if (bad != NULL && w != NULL)
+      map_get(w, bad, &at);
+    add_context(msg, sizeof msg, e.msg[0] ? e.msg : "invalid 'with'", subj);
+    return lerr(L, at, "%s", msg);
+  }
+  if ((v = map_get(m, "retry", NULL)) != NULL &&
+      (rc = parse_retry(L, v, subj, &a->retry)) != 0)
+    return rc;
+  if ((v = map_get(m, "timeout", NULL)) != NULL &&
+      (rc = get_duration(L, v, "timeout", subj, &a->timeout_ms)) != 0)
+    return rc;
+  if ((v = map_get(m, "idempotent", NULL)) != NULL) {
+    if (v->type != Y_SCALAR || stype_of(v) != S_BOOL)
+      return lerr(L, v, "'idempotent' in %s must be a boolean, got %s", subj,
+                  tname(v));
+    a->idempotent = is_true(v);
+  }
+  if (w != NULL && (rc = check_tree(&t, w, subj)) != 0)
+    return rc;
+  if ((v = map_get(m, "probe", NULL)) != NULL &&
+      (rc = parse_sub(L, v, &a->probe, R_PROBE, subj, state)) != 0)
+    return rc;
+  if ((v = map_get(m, "undo", NULL)) != NULL &&
+      (rc = parse_sub(L, v, &a->undo, R_UNDO, subj, state)) != 0)
+    return rc;
+  return 0;
+}
+
+static int parse_parallel(struct loader *L, struct engine_state *s,
+                          const ynode *m, const char *subj,
+                          size_t state)
+{
+  char bsubj[300];
+  int rc;
+
+  if (m->type != Y_MAP)
+    return lerr(L, m, "'parallel' in %s must be a mapping of branches, got %s",
+                subj, tname(m));
+  if (m->n == 0)
+    return lerr(L, m, "'parallel' in %s has no branches (hint: add at least "
+                "one, e.g. 'db: { do: exec, with: {...} }')", subj);
+  if ((s->branches = calloc(m->n / 2, sizeof *s->branches)) == NULL)
+    return nomem(L);
+  s->nbranches = m->n / 2;
+  for (size_t i = 0; i < s->nbranches; i++) {
+    const ynode *k = m->kids[2 * i], *v = m->kids[2 * i + 1];
+    struct engine_branch *b = &s->branches[i];
+    if ((b->name = strdup(k->text)) == NULL)
+      return nomem(L);
+    b->pos = (struct engine_pos){k->line, k->col};
+    if (!name_ok(b->name, N_STATE))
+      return lerr(L, k, "invalid branch name '%s' in %s (hint: use letters, "
+                  "digits, '_' and '-')", b->name, subj);
+    fmt(bsubj, sizeof bsubj, "branch '%s' of %s", b->name, subj);
+    if (v->type != Y_MAP)
+      return lerr(L, v, "%s must be a mapping, got %s (hint: write '%s: { do: "
+                  "ADAPTER, with: {...} }')", bsubj, tname(v), b->name);
+    if ((rc = parse_action(L, v, &b->action, R_BRANCH, bsubj, state)) != 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* The expression of a `when`: s trimmed, without one pair of surrounding
+ * braces; [*b, *e) in s. */
+static void when_span(const char *s, size_t *b, size_t *e)
+{
+  size_t i = 0, j = strlen(s);
+
+  for (int pass = 0; pass < 2; pass++) {
+    while (i < j && strchr(" \t\r\n", s[i]))
+      i++;
+    while (j > i && strchr(" \t\r\n", s[j - 1]))
+      j--;
+    if (pass == 0 && j - i >= 4 && !strncmp(s + i, "{{", 2) &&
+        !strncmp(s + j - 2, "}}", 2)) {
+      char *inner = strndup(s + i + 2, j - i - 4);
+      int single = inner && !strstr(inner, "{{") && !strstr(inner, "}}");
+      free(inner);
+      if (!single)
+        break;
+      i += 2;
+      j -= 2;
+    }
+  }
+  *b = i;
+  *e = j;
+}
+
+static const char *const when_keys[] = {"when", "next", NULL};
+
+static int parse_choice(struct loader *L, struct engine_state *s,
+                        const ynode *m, const char *subj, size_t state)
+{
+  struct tctx t = {.L = L, .state = state};
+  char csubj[300], what[340];
+  int rc;
+
+  if (m->type != Y_SEQ)
+    return lerr(L, m, "'choice' in %s must be a list of 'when' and 'next', "
+                "got %s", subj, tname(m));
+  if (m->n == 0)
+    return lerr(L, m, "'choice' in %s is empty (hint: add '- when: EXPR' "
+                "with 'next: STATE')", subj);
+  if ((s->whens = calloc(m->n, sizeof *s->whens)) == NULL)
+    return nomem(L);
+  s->nwhens = m->n;
+  for (size_t i = 0; i < m->n; i++) {
+    const ynode *it = m->kids[i], *wv, *nv;
+    struct engine_when *w = &s->whens[i];
+    size_t b, e;
+    fmt(csubj, sizeof csubj, "choice %zu of %s", i + 1, subj);
+    w->pos = (struct engine_pos){it->line, it->col};
+    if (it->type != Y_MAP)
+      return lerr(L, it, "%s must be a mapping, got %s (hint: write '- when: "
+                  "EXPR' with 'next: STATE')", csubj, tname(it));
+    if ((rc = check_keys(L, it, when_keys, csubj)) != 0)
+      return rc;
+    if ((wv = map_get(it, "when", NULL)) == NULL)
+      return lerr(L, it, "missing key 'when' in %s (hint: add 'when: EXPR', "
+                  "e.g. 'when: params.replicas > 1')", csubj);
+    if ((nv = map_get(it, "next", NULL)) == NULL)
+      return lerr(L, it, "missing key 'next' in %s (hint: add 'next: STATE')",
+                  csubj);
+    if (!is_str(wv))
+      return get_str(L, wv, "when", csubj, &w->expr);
+    when_span(wv->text, &b, &e);
+    if ((w->expr = strndup(wv->text + b, e - b)) == NULL)
+      return nomem(L);
+    if (w->expr[0] == '\0')
+      return lerr(L, wv, "'when' in %s is empty (hint: write an expression, "
+                  "e.g. 'params.replicas > 1')", csubj);
+    if ((rc = check_text(&t, wv, w->expr, b, 1, csubj)) != 0 ||
+        (rc = get_str(L, nv, "next", csubj, &w->next)) != 0)
+      return rc;
+    fmt(what, sizeof what, "'next' of %s", csubj);
+    if ((rc = check_target(L, nv, w->next, what, 0)) != 0)
+      return rc;
+  }
+  return 0;
+}
+
+static const char *const kind_keys[] = {"do", "parallel", "choice", "wait",
+                                        "succeed", "fail", NULL};
+static const char *const keys_by_kind[][11] = {
+  [ENGINE_DO] = {"description", "do", "with", "retry", "timeout",
+                 "idempotent", "probe", "undo", "next", "on_failure", NULL},
+  [ENGINE_PARALLEL] = {"description", "parallel", "next", "on_failure", NULL},
+  [ENGINE_CHOICE] = {"description", "choice", "default", NULL},
+  [ENGINE_WAIT] = {"description", "wait", "next", NULL},
+  [ENGINE_SUCCEED] = {"description", "succeed", NULL},
+  [ENGINE_FAIL] = {"description", "fail", "message", NULL},
+};
+static const char *const state_keys[] = {
+  "description", "do", "with", "retry", "timeout", "idempotent", "probe",
+  "undo", "next", "on_failure", "parallel", "choice", "default", "wait",
+  "succeed", "fail", "message", NULL,
+};
+
+/* The first kind key of a state's mapping, or -1. */
+static int kind_of(const ynode *m, const ynode **kk)
+{
+  if (m->type != Y_MAP)
+    return -1;
+  for (size_t i = 0; i < m->n; i += 2) {
+    int k = in_names(list_names(kind_keys), m->kids[i]->text);
+    if (k >= 0) {
+      if (kk != NULL)
+        *kk = m->kids[i];
+      return k;
+    }
+  }
+  return -1;
+}
+
+static int parse_state(struct loader *L, size_t idx, const ynode *k,
+                       const ynode *m)
+{
+  struct engine_state *s = &L->wf->states[idx];
+  const ynode *v, *kk = NULL;
+  char subj[300], what[340], list[512];
+  int kind, rc = 0;
+
+  s->pos = (struct engine_pos){k->line, k->col};
+  fmt(subj, sizeof subj, "state '%s'", s->name);
+  if (!strcmp(s->name, "rollback") || !strcmp(s->name, "fail"))
+    return lerr(L, k, "'%s' cannot be a state name (hint: it is reserved for "
+                "on_failure; rename the state)", s->name);
+  if (!name_ok(s->name, N_STATE))
+    return lerr(L, k, "invalid state name '%s' (hint: use letters, digits, "
+                "'_' and '-')", s->name);
+  if (m->type != Y_MAP)
+    return lerr(L, m, "state '%s' must be a mapping, got %s (hint: give it a "
+                "kind, e.g. 'do: exec')", s->name, tname(m));
+  kind = kind_of(m, &kk);
+  for (size_t i = 0; i < m->n; i += 2) {
+    const ynode *key = m->kids[i];
+    if (kind >= 0 && key != kk &&
+        in_names(list_names(kind_keys), key->text) >= 0)
+      return lerr(L, key, "state '%s' has both '%s' and '%s' (hint: a state "
+                  "has exactly one of do, parallel, choice, wait, succeed, "
+                  "fail)", s->name, kk->text, key->text);
+  }
+  for (size_t i = 0; i < m->n; i += 2) {
+    const ynode *key = m->kids[i];
+    if (kind < 0 && in_names(list_names(state_keys), key->text) < 0)
+      return unknown_key(L, key, state_keys, subj);
+    if (kind < 0 || in_names(list_names(keys_by_kind[kind]), key->text) >= 0)
+      continue;
+    if (in_names(list_names(state_keys), key->text) < 0)
+      return unknown_key(L, key, keys_by_kind[kind], subj);
+    join(list, sizeof list, list_names(keys_by_kind[kind]), SIZE_MAX);
+    return lerr(L, key, "key '%s' is not allowed in %s state '%s' (hint: a "
+                "%s state takes %s)", key->text, kind_names[kind], s->name,
+                kind_names[kind], list);
+  }
+  if (kind < 0)
+    return lerr(L, k, "state '%s' has no kind (hint: give it one of do, "
+                "parallel, choice, wait, succeed, fail)", s->name);
+  s->kind = (enum engine_kind)kind;
+  if ((v = map_get(m, "description", NULL)) != NULL &&
+      (rc = get_str(L, v, "description", subj, &s->description)) != 0)
+    return rc;
+  if ((s->on_failure = strdup("rollback")) == NULL)
+    return nomem(L);
+  s->on_failure_pos = s->pos;
+
+  v = map_get(m, kind_names[kind], NULL);
+  switch (s->kind) {
+  case ENGINE_DO:
+    rc = parse_action(L, m, &s->action, R_STATE, subj, idx);
+    break;
+  case ENGINE_PARALLEL:
+    rc = parse_parallel(L, s, v, subj, idx);
+    break;
+  case ENGINE_CHOICE:
+    rc = parse_choice(L, s, v, subj, idx);
+    if (rc == 0 && (v = map_get(m, "default", NULL)) != NULL &&
+        (rc = get_str(L, v, "default", subj, &s->default_next)) == 0) {
+      fmt(what, sizeof what, "'default' of %s", subj);
+      rc = check_target(L, v, s->default_next, what, 0);
+    }
+    break;
+  case ENGINE_WAIT:
+    rc = get_duration(L, v, "wait", subj, &s->wait_ms);
+    break;
+  case ENGINE_SUCCEED:
+  case ENGINE_FAIL:
+    if (!is_true(v))
+      return lerr(L, v, "'%s' in %s must be true, got %s", kind_names[kind],
+                  subj, v->type == Y_SCALAR && stype_of(v) == S_BOOL
+                            ? "false" : tname(v));
+    if ((v = map_get(m, "message", NULL)) != NULL)
+      rc = get_str(L, v, "message", subj, &s->message);
+    break;
+  }
+  if (rc != 0)
+    return rc;
+  if (s->kind == ENGINE_DO || s->kind == ENGINE_PARALLEL ||
+      s->kind == ENGINE_WAIT) {
+    if ((v = map_get(m, "next", NULL)) == NULL)
+      return lerr(L, k, "missing key 'next' in %s (hint: name the state that "
+                  "comes after it)", subj);
+    fmt(what, sizeof what, "'next' of %s", subj);
+    if ((rc = get_str(L, v, "next", subj, &s->next)) != 0 ||
+        (rc = check_target(L, v, s->next, what, 0)) != 0)
+      return rc;
+  }
+  if ((v = map_get(m, "on_failure", NULL)) != NULL) {
+    s->on_failure_pos = (struct engine_pos){v->line, v->col};
+    fmt(what, sizeof what, "'on_failure' of %s", subj);
+    if ((rc = get_str(L, v, "on_failure", subj, &s->on_failure)) != 0 ||
+        (rc = check_target(L, v, s->on_failure, what, 1)) != 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* ---- params, secrets, environments -------------------------------------- */
+
+static const char *const param_keys[] = {"default", "type", "pattern",
+                                         "description", NULL};
+static const char *const type_names[] = {"string", "integer", "number",
+                                         "boolean", NULL};
+static const char *const type_a[] = {"a string", "an integer", "a number",
+                                     "a boolean"};
+
+static int parse_param(struct loader *L, struct engine_param *p,
+                       const ynode *k, const ynode *m)
+{
+  const ynode *tv, *dv, *pv, *v;
+  enum engine_param_type natural = ENGINE_PARAM_STRING;
+  char subj[300], hint[640];
+  int rc;
+
+  if ((p->name = strdup(k->text)) == NULL)
+    return nomem(L);
+  p->pos = (struct engine_pos){k->line, k->col};
+  if (!name_ok(p->name, N_PARAM))
+    return lerr(L, k, "invalid param name '%s' (hint: use letters, digits and "
+                "'_', not starting with a digit)", p->name);
+  fmt(subj, sizeof subj, "param '%s'", p->name);
+  if (m->type != Y_MAP)
+    return lerr(L, m, "param '%s' must be a mapping, got %s (hint: write '%s: "
+                "{ default: VALUE }', or '%s: {}' for a required string)",
+                p->name, tname(m), p->name, p->name);
+  if ((rc = check_keys(L, m, param_keys, subj)) != 0)
+    return rc;
+  p->type = ENGINE_PARAM_STRING;
+  if ((tv = map_get(m, "type", NULL)) != NULL) {
+    char *t = NULL;
+    int ti;
+    if ((rc = get_str(L, tv, "type", subj, &t)) != 0)
+      return rc;
+    ti = in_names(list_names(type_names), t);
+    free(t);
+    if (ti < 0) {
+      const char *s = suggest(tv->text, list_names(type_names));
+      if (s != NULL)
+        snprintf(hint, sizeof hint, "did you mean '%s'?", s);
+      else
+        snprintf(hint, sizeof hint, "use string, integer, number or boolean");
+      return lerr(L, tv, "unknown type '%s' in %s (hint: %s)", tv->text, subj,
+                  hint);
+    }
+    p->type = (enum engine_param_type)ti;
+  }
+  if ((dv = map_get(m, "default", NULL)) != NULL) {
+    if (dv->type != Y_SCALAR)
+      return lerr(L, dv, "'default' in %s must be a string, integer, number "
+                  "or boolean, got %s", subj, tname(dv));
+    switch (stype_of(dv)) {
+    case S_NULL:
+      return lerr(L, dv, "'default' in %s cannot be null (hint: remove "
+                  "'default' to make the param required)", subj);
+    case S_BOOL: natural = ENGINE_PARAM_BOOLEAN; break;
+    case S_INT: natural = ENGINE_PARAM_INTEGER; break;
+    case S_FLOAT: natural = ENGINE_PARAM_NUMBER; break;
+    case S_STR: natural = ENGINE_PARAM_STRING; break;
+    }
+    if (tv == NULL)
+      p->type = natural;
+    else if (natural != p->type && !(p->type == ENGINE_PARAM_NUMBER &&
+                                     natural == ENGINE_PARAM_INTEGER))
+      return lerr(L, dv, "'default' in %s must be %s, got %s (hint: the param "
+                  "is declared 'type: %s')", subj, type_a[p->type], tname(dv),
+                  type_names[p->type]);
+    if ((rc = node_json(L, dv, &p->default_value)) != 0)
+      return rc;
+  }
+  if ((pv = map_get(m, "pattern", NULL)) != NULL) {
+    regex_t re;
+    int rerr;
+    if ((rc = get_str(L, pv, "pattern", subj, &p->pattern)) != 0)
+      return rc;
+    if (p->type != ENGINE_PARAM_STRING)
+      return lerr(L, pv, "'pattern' in %s only applies to strings (hint: "
+                  "remove it, or declare 'type: string')", subj);
+    if ((rerr = regcomp(&re, p->pattern, REG_EXTENDED | REG_NOSUB)) != 0) {
+      char rmsg[256];
+      regerror(rerr, &re, rmsg, sizeof rmsg);
+      return lerr(L, pv, "invalid 'pattern' in %s: %s (hint: patterns are "
+                  "POSIX extended regular expressions)", subj, rmsg);
+    }
+    rerr = dv != NULL ? regexec(&re, dv->text, 0, NULL, 0) : 0;
+    regfree(&re);
+    if (rerr != 0)
+      return lerr(L, dv, "'default' in %s must match '%s', got '%s' (hint: "
+                  "change the default or the pattern)", subj, p->pattern,
+                  dv->text);
+  }
+  if ((v = map_get(m, "description", NULL)) != NULL &&
+      (rc = get_str(L, v, "description", subj, &p->description)) != 0)
+    return rc;
+  return 0;
+}
+
+static int parse_params(struct loader *L, const ynode *m)
+{
+  struct engine_workflow *wf = L->wf;
+  int rc;
+
+  if ((rc = want_map(L, m, "params", "the workflow")) != 0 || m->n == 0)
+    return rc;
+  if ((wf->params = calloc(m->n / 2, sizeof *wf->params)) == NULL)
+    return nomem(L);
+  wf->nparams = m->n / 2;
+  for (size_t i = 0; i < wf->nparams; i++)
+    if ((rc = parse_param(L, &wf->params[i], m->kids[2 * i],
+                          m->kids[2 * i + 1])) != 0)
+      return rc;
+  return 0;
+}
+
+static int parse_secrets(struct loader *L, const ynode *m)
+{
+  struct engine_workflow *wf = L->wf;
+
+  if (m->type != Y_SEQ)
+    return lerr(L, m, "'secrets' in the workflow must be a list of names, got "
+                "%s", tname(m));
+  if (m->n == 0)
+    return 0;
+  if ((wf->secrets = calloc(m->n, sizeof *wf->secrets)) == NULL)
+    return nomem(L);
+  wf->nsecrets = m->n;
+  for (size_t i = 0; i < m->n; i++) {
+    const ynode *v = m->kids[i];
+    if (!is_str(v))
+      return lerr(L, v, "secret names must be strings, got %s", tname(v));
+    if (!name_ok(v->text, N_SECRET))
+      return lerr(L, v, "invalid secret name '%s' (hint: use upper-case "
+                  "letters, digits and '_', e.g. 'JWT_SECRET')", v->text);
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(m->kids[j]->text, v->text) == 0)
+        return lerr(L, v, "duplicate secret '%s' (hint: first listed on line "
+                    "%d)", v->text, m->kids[j]->line);
+    if ((wf->secrets[i] = strdup(v->text)) == NULL)
+      return nomem(L);
+  }
+  return 0;
+}
+
+static const char *const env_keys[] = {"vars", "after", "approvals", NULL};
+
+static int find_env(const struct engine_workflow *wf, const char *name)
+{
+  for (size_t i = 0; name != NULL && i < wf->nenvs; i++)
+    if (strcmp(wf->envs[i].name, name) == 0)
+      return (int)i;
+  return -1;
+}
+
+/* After every environment is read: `after` names one, without cycles. */
+static int check_after(struct loader *L, const ynode *m)
+{
+  struct engine_workflow *wf = L->wf;
+  struct names nl = {&wf->envs[0].name, sizeof *wf->envs, wf->nenvs};
+  size_t n = wf->nenvs;
+  size_t *mark = calloc(n, sizeof *mark);
+  char hint[640], path[640];
+  int rc = 0;
+
+  if (mark == NULL)
+    return nomem(L);
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    const ynode *av = map_get(m->kids[2 * i + 1], "after", NULL);
+    if (wf->envs[i].after == NULL || find_env(wf, wf->envs[i].after) >= 0)
+      continue;
+    name_hint(hint, sizeof hint, wf->envs[i].after, nl, "environments are");
+    rc = lerr(L, av, "unknown environment '%s' in 'after' of environment "
+              "'%s' (hint: %s)", wf->envs[i].after, wf->envs[i].name, hint);
+  }
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    int j = (int)i, first;
+    while (j >= 0 && mark[j] == 0) {
+      mark[j] = i + 1;
+      j = find_env(wf, wf->envs[j].after);
+    }
+    if (j < 0 || mark[j] != i + 1)
+      continue;
+    first = j; /* on a cycle: report it at its first environment */
+    for (int c = find_env(wf, wf->envs[j].after); c != j;
+         c = find_env(wf, wf->envs[c].after))
+      if (c < first)
+        first = c;
+    snprintf(path, sizeof path, "%s", wf->envs[first].name);
+    j = first;
+    do {
+      j = find_env(wf, wf->envs[j].after);
+      append(path, sizeof path, " -> ");
+      append(path, sizeof path, wf->envs[j].name);
+    } while (j != first);
+    rc = lerr(L, map_get(m->kids[2 * first + 1], "after", NULL),
+              "environment '%s' comes after itself: %s (hint: remove one of "
+              "these 'after' keys)", wf->envs[first].name, path);
+  }
+  free(mark);
+  return rc;
+}
+
+static int parse_envs(struct loader *L, const ynode *m)
+{
+  struct engine_workflow *wf = L->wf;
+  char subj[300];
+  int rc;
+
+  if ((rc = want_map(L, m, "environments", "the workflow")) != 0 || m->n == 0)
+    return rc;
+  if ((wf->envs = calloc(m->n / 2, sizeof *wf->envs)) == NULL)
+    return nomem(L);
+  wf->nenvs = m->n / 2;
+  for (size_t i = 0; i < wf->nenvs; i++) {
+    const ynode *k = m->kids[2 * i], *v = m->kids[2 * i + 1], *x;
+    struct engine_environment *e = &wf->envs[i];
+    if ((e->name = strdup(k->text)) == NULL)
+      return nomem(L);
+    e->pos = (struct engine_pos){k->line, k->col};
+    if (!name_ok(e->name, N_STATE))
+      return lerr(L, k, "invalid environment name '%s' (hint: use letters, "
+                  "digits, '_' and '-')", e->name);
+    fmt(subj, sizeof subj, "environment '%s'", e->name);
+    if (v->type != Y_MAP)
+      return lerr(L, v, "environment '%s' must be a mapping, got %s (hint: "
+                  "write '%s: {}' for an environment without settings)",
+                  e->name, tname(v), e->name);
+    if ((rc = check_keys(L, v, env_keys, subj)) != 0)
+      return rc;
+    if ((x = map_get(v, "vars", NULL)) != NULL) {
+      if ((rc = want_map(L, x, "vars", subj)) != 0 ||
+          (rc = node_json(L, x, &e->vars)) != 0)
+        return rc;
+    } else if ((e->vars = json_object()) == NULL) {
+      return nomem(L);
+    }
+    if ((x = map_get(v, "after", NULL)) != NULL &&
+        (rc = get_str(L, x, "after", subj, &e->after)) != 0)
+      return rc;
+    if ((x = map_get(v, "approvals", NULL)) != NULL &&
+        (rc = get_int(L, x, "approvals", subj, 0, "", &e->approvals)) != 0)
+      return rc;
+  }
+  return check_after(L, m);
+}
+
+/* ---- the graph ---------------------------------------------------------- */
+
+/* Index of the j-th transition target of s (next, on_failure, default,
+ * then each choice), or -1 for none or the end of the run. */
+static int target(const struct engine_workflow *wf,
+                  const struct engine_state *s, size_t j)
+{
+  const char *name = j == 0 ? s->next : j == 1 ? s->on_failure
+                     : j == 2 ? s->default_next : s->whens[j - 3].next;
+  return name != NULL ? in_names(state_names(wf), name) : -1;
+}
+
+static int check_graph(struct loader *L)
+{
+  const struct engine_workflow *wf = L->wf;
+  size_t n = wf->nstates, head = 0, tail = 0;
+  size_t *queue = malloc(n * sizeof *queue);
+  char *seen = calloc(n, 1), *ends = calloc(n, 1);
+  int changed = 1, rc = 0;
+
+  if (queue == NULL || seen == NULL || ends == NULL) {
+    rc = nomem(L);
+    goto out;
+  }
+  queue[tail++] = (size_t)in_names(state_names(wf), wf->start);
+  seen[queue[0]] = 1;
+  while (head < tail) {
+    const struct engine_state *s = &wf->states[queue[head++]];
+    for (size_t j = 0; j < 3 + s->nwhens; j++) {
+      int t = target(wf, s, j);
+      if (t >= 0 && !seen[t]) {
+        seen[t] = 1;
+        queue[tail++] = (size_t)t;
+      }
+    }
+  }
+  for (size_t i = 0; i < n; i++)
+    if (!seen[i]) {
+      rc = lerr_at(L, wf->states[i].pos.line, wf->states[i].pos.col,
+                   "state '%s' is unreachable from '%s' (hint: go to it with "
+                   "next, on_failure or a choice, or remove it)",
+                   wf->states[i].name, wf->start);
+      goto out;
+    }
+  for (size_t i = 0; i < n; i++) {
+    const struct engine_state *s = &wf->states[i];
+    ends[i] = s->kind == ENGINE_SUCCEED || s->kind == ENGINE_FAIL ||
+              (s->kind == ENGINE_CHOICE && s->default_next == NULL) ||
+              ((s->kind == ENGINE_DO || s->kind == ENGINE_PARALLEL) &&
+               (!strcmp(s->on_failure, "rollback") ||
+                !strcmp(s->on_failure, "fail")));
+  }
+  while (changed) {
+    changed = 0;
+    for (size_t i = 0; i < n; i++)
+      for (size_t j = 0; !ends[i] && j < 3 + wf->states[i].nwhens; j++) {
+        int t = target(wf, &wf->states[i], j);
+        if (t >= 0 && ends[t])
+          ends[i] = changed = 1;
+      }
+  }
+  for (size_t i = 0; i < n; i++)
+    if (!ends[i]) {
+      rc = lerr_at(L, wf->states[i].pos.line, wf->states[i].pos.col,
+                   "state '%s' has no path to a succeed or fail state (hint: "
+                   "give its loop a way out, e.g. a choice 'default' that "
+                   "leads to a terminal)", wf->states[i].name);
+      goto out;
+    }
+out:
+  free(queue);
+  free(seen);
+  free(ends);
+  return rc;
+}
+
+/* ---- the workflow ------------------------------------------------------- */
+
+static const char *const top_keys[] = {"cairn", "name", "description",
+                                       "params", "secrets", "environments",
+                                       "start", "states", NULL};
+
+static int parse_states_and_start(struct loader *L, const ynode *r)
+{
+  struct engine_workflow *wf = L->wf;
+  const ynode *m = map_get(r, "states", NULL), *v;
+  int rc;
+
+  if (m == NULL)
+    return lerr(L, r, "missing key 'states' in the workflow (hint: add "
+                "'states:' with at least one state)");
+  if ((rc = want_map(L, m, "states", "the workflow")) != 0)
+    return rc;
+  if (m->n == 0)
+    return lerr(L, m, "'states' in the workflow is empty (hint: add at least "
+                "one state)");
+  if ((wf->states = calloc(m->n / 2, sizeof *wf->states)) == NULL ||
+      (L->kinds = calloc(m->n / 2, sizeof *L->kinds)) == NULL)
+    return nomem(L);
+  wf->nstates = m->n / 2;
+  for (size_t i = 0; i < wf->nstates; i++) {
+    if ((wf->states[i].name = strdup(m->kids[2 * i]->text)) == NULL)
+      return nomem(L);
+    L->kinds[i] = kind_of(m->kids[2 * i + 1], NULL);
+  }
+  if ((v = map_get(r, "start", NULL)) == NULL)
+    return lerr(L, r, "missing key 'start' in the workflow (hint: add 'start: "
+                "%s')", wf->states[0].name);
+  if ((rc = get_str(L, v, "start", "the workflow", &wf->start)) != 0 ||
+      (rc = check_target(L, v, wf->start, "'start'", 0)) != 0)
+    return rc;
+  for (size_t i = 0; i < wf->nstates; i++)
+    if ((rc = parse_state(L, i, m->kids[2 * i], m->kids[2 * i + 1])) != 0)
+      return rc;
+  return check_graph(L);
+}
+
+static int parse_workflow(struct loader *L, const ynode *r)
+{
+  struct engine_workflow *wf = L->wf;
+  const ynode *v;
+  long long ver;
+  int rc;
+
+  if (r == NULL)
+    return lerr_at(L, 1, 1, "the file is empty (hint: a workflow starts with "
+                   "'cairn: 1')");
+  if (r->type != Y_MAP)
+    return lerr(L, r, "a workflow must be a mapping, got %s (hint: a workflow "
+                "starts with 'cairn: 1')", tname(r));
+  if ((v = map_get(r, "cairn", NULL)) == NULL)
+    return lerr(L, r, "missing key 'cairn' in the workflow (hint: add 'cairn: "
+                "1' as the first line)");
+  if (v->type != Y_SCALAR || stype_of(v) != S_INT)
+    return lerr(L, v, "'cairn' in the workflow must be an integer, got %s "
+                "(hint: write 'cairn: 1')", tname(v));
+  if (int_of(v, &ver) != 0 || ver != 1)
+    return lerr(L, v, "unsupported format version '%s' (hint: this cairn "
+                "reads 'cairn: 1')", v->text);
+  if ((rc = check_keys(L, r, top_keys, "the workflow")) != 0)
+    return rc;
+  if ((v = map_get(r, "name", NULL)) == NULL)
+    return lerr(L, r, "missing key 'name' in the workflow (hint: add 'name: "
+                "my-app')");
+  if ((rc = get_str(L, v, "name", "the workflow", &wf->name)) != 0)
+    return rc;
+  if (!name_ok(wf->name, N_WORKFLOW))
+    return lerr(L, v, "invalid workflow name '%s' (hint: use lower-case "
+                "letters, digits, '_', '.' and '-', starting with a letter or "
+                "digit)", wf->name);
+  if ((v = map_get(r, "description", NULL)) != NULL &&
+      (rc = get_str(L, v, "description", "the workflow",
+                    &wf->description)) != 0)
+    return rc;
+  if ((v = map_get(r, "params", NULL)) != NULL &&
+      (rc = parse_params(L, v)) != 0)
+    return rc;
+  if ((v = map_get(r, "secrets", NULL)) != NULL &&
+      (rc = parse_secrets(L, v)) != 0)
+    return rc;
+  if ((v = map_get(r, "environments", NULL)) != NULL &&
+      (rc = parse_envs(L, v)) != 0)
+    return rc;
+  return parse_states_and_start(L, r);
+}
+
+static int load(struct engine_workflow **out, const char *msgname,
+                const char *file, const char *buf, size_t len,
+                struct cairn_error *err)
+{
+  struct loader L = {.fname = msgname, .err = err};
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  ynode *root = NULL;
+  int rc;
+
+  if (len > LOAD_MAX_BYTES)
+    return cairn_error_set(err, CAIRN_E_WORKFLOW, "%s: error: the file is "
+                           "larger than 16 MiB", msgname);
+  if ((L.wf = calloc(1, sizeof *L.wf)) == NULL ||
+      (L.wf->file = strdup(file)) == NULL) {
+    rc = nomem(&L);
+    goto out;
+  }
+  if (!EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32) {
+    rc = cairn_error_set(err, CAIRN_E_NOMEM, "cannot compute SHA-256 of '%s'",
+                         msgname);
+    goto out;
+  }
+  for (unsigned i = 0; i < mdlen; i++)
+    snprintf(L.wf->sha256 + 2 * i, 3, "%02x", md[i]);
+  if ((rc = engine__yaml_parse(msgname, buf, len, &root, err)) == 0)
+    rc = parse_workflow(&L, root);
+out:
+  engine__ynode_free(root);
+  free(L.kinds);
+  if (rc != 0) {
+    engine_workflow_destroy(L.wf);
+    return rc;
+  }
+  *out = L.wf;
+  return 0;
+}
+
+int engine_workflow_load_buffer(struct engine_workflow **out, const char *name,
+                                const char *buf, size_t len,
+                                struct cairn_error *err)
+{
+  if (out == NULL || name == NULL || (buf == NULL && len > 0))
+    return cairn_error_set(err, CAIRN_E_INVAL, "invalid argument");
+  *out = NULL;
+  return load(out, name, name, buf != NULL ? buf : "", len, err);
+}
+
+int engine_workflow_load(struct engine_workflow **out, const char *path,
+                         struct cairn_error *err)
+{
+  char *buf = NULL, *abs = NULL, eb[128];
+  size_t n = 0, cap = 0;
+  int fd, rc;
+
+  if (out == NULL || path == NULL)
+    return cairn_error_set(err, CAIRN_E_INVAL, "invalid argument");
+  *out = NULL;
+  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+    return cairn_error_set(err, CAIRN_E_IO, "cannot read '%s': %s", path,
+                           strerror_r(errno, eb, sizeof eb));
+  for (;;) {
+    ssize_t r;
+    if (n == cap) {
+      size_t nc = cap ? cap * 2 : 65536;
+      char *q;
+      if (cap > LOAD_MAX_BYTES) {
+        rc = cairn_error_set(err, CAIRN_E_WORKFLOW, "%s: error: the file is "
+                             "larger than 16 MiB", path);
+        goto out;
+      }
+      if (nc > LOAD_MAX_BYTES + 1)
+        nc = LOAD_MAX_BYTES + 1;
+      if ((q = realloc(buf, nc)) == NULL) {
+        rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto out;
+      }
+      buf = q;
+      cap = nc;
+    }
+    if ((r = read(fd, buf + n, cap - n)) < 0) {
+      if (errno == EINTR)
+        continue;
+      rc = cairn_error_set(err, CAIRN_E_IO, "cannot read '%s': %s", path,
+                           strerror_r(errno, eb, sizeof eb));
+      goto out;
+    }
+    if (r == 0)
+      break;
+    n += (size_t)r;
+  }
+  abs = realpath(path, NULL);
+  rc = load(out, path, abs != NULL ? abs : path, buf, n, err);
+out:
+  close(fd);
+  free(buf);
+  free(abs);
+  return rc;
+}
+
+/* ---- the model ---------------------------------------------------------- */
+
+static void action_release(struct engine_action *a)
+{
+  free(a->adapter);
+  json_decref(a->with);
+  if (a->probe != NULL)
+    action_release(a->probe);
+  if (a->undo != NULL)
+    action_release(a->undo);
+  free(a->probe);
+  free(a->undo);
+}
+
+void engine_workflow_destroy(struct engine_workflow *wf)
+{
+  if (wf == NULL)
+    return;
+  for (size_t i = 0; i < wf->nparams; i++) {
+    free(wf->params[i].name);
+    json_decref(wf->params[i].default_value);
+    free(wf->params[i].pattern);
+    free(wf->params[i].description);
+  }
+  for (size_t i = 0; i < wf->nsecrets; i++)
+    free(wf->secrets[i]);
+  for (size_t i = 0; i < wf->nenvs; i++) {
+    free(wf->envs[i].name);
+    json_decref(wf->envs[i].vars);
+    free(wf->envs[i].after);
+  }
+  for (size_t i = 0; i < wf->nstates; i++) {
+    struct engine_state *s = &wf->states[i];
+    free(s->name);
+    free(s->description);
+    action_release(&s->action);
+    for (size_t j = 0; j < s->nbranches; j++) {
+      free(s->branches[j].name);
+      action_release(&s->branches[j].action);
+    }
+    for (size_t j = 0; j < s->nwhens; j++) {
+      free(s->whens[j].expr);
+      free(s->whens[j].next);
+    }
+    free(s->branches);
+    free(s->whens);
+    free(s->default_next);
+    free(s->next);
+    free(s->on_failure);
+    free(s->message);
+  }
+  free(wf->file);
+  free(wf->name);
+  free(wf->description);
+  free(wf->params);
+  free(wf->secrets);
+  free(wf->envs);
+  free(wf->start);
+  free(wf->states);
+  free(wf);
+}
+
+const struct engine_state *engine_workflow_state(
+    const struct engine_workflow *wf, const char *name)
+{
+  for (size_t i = 0; wf != NULL && name != NULL && i < wf->nstates; i++)
+    if (strcmp(wf->states[i].name, name) == 0)
+      return &wf->states[i];
+  return NULL;
+}
+
+const struct engine_environment *engine_workflow_env(
+    const struct engine_workflow *wf, const char *name)
+{
+  int i = wf != NULL ? find_env(wf, name) : -1;
+  return i >= 0 ? &wf->envs[i] : NULL;
+}
+
+const struct engine_param *engine_workflow_param(
+    const struct engine_workflow *wf, const char *name)
+{
+  for (size_t i = 0; wf != NULL && name != NULL && i < wf->nparams; i++)
+    if (strcmp(wf->params[i].name, name) == 0)
+      return &wf->params[i];
+  return NULL;
+}

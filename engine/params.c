@@ -1,1 +1,187 @@
-/* placeholder: being written */
+/* The params of a run: the workflow's defaults, then each --set NAME=VALUE
+ * converted to the declared type and checked against the pattern. */
+#include "engine/workflow.h"
+
+#include <errno.h>
+#include <locale.h>
+#include <math.h>
+#include <regex.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int conv_integer(const char *v, json_t **out)
+{
+  char *end;
+  long long x;
+  const char *d = (*v == '-' || *v == '+') ? v + 1 : v;
+
+  if (*d < '0' || *d > '9' || strspn(d, "0123456789") != strlen(d))
+    return -1;
+  errno = 0;
+  x = strtoll(v, &end, 10);
+  if (errno == ERANGE)
+    return -1;
+  *out = json_integer(x);
+  return 0;
+}
+
+static int conv_number(const char *v, json_t **out)
+{
+  locale_t c;
+  char *end = NULL;
+  double d;
+  const char *p = (*v == '-' || *v == '+') ? v + 1 : v;
+
+  /* Decimal only: strtod would also take hex, inf and nan. */
+  if (*p == '\0' || strspn(p, "0123456789.eE+-") != strlen(p) ||
+      !((*p >= '0' && *p <= '9') || *p == '.'))
+    return -1;
+  if (conv_integer(v, out) == 0)
+    return 0;
+  if ((c = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0)) == (locale_t)0)
+    return -1;
+  d = strtod_l(v, &end, c);
+  freelocale(c);
+  if (end == v || *end != '\0' || !isfinite(d))
+    return -1;
+  *out = json_real(d);
+  return 0;
+}
+
+static int conv_boolean(const char *v, json_t **out)
+{
+  if (!strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "TRUE"))
+    *out = json_true();
+  else if (!strcmp(v, "false") || !strcmp(v, "False") || !strcmp(v, "FALSE"))
+    *out = json_false();
+  else
+    return -1;
+  return 0;
+}
+
+/* *out: value converted to p's type (a new reference). */
+static int convert(const struct engine_param *p, const char *value,
+                   json_t **out, struct cairn_error *err)
+{
+  static const char *const type_a[] = {"a string", "an integer", "a number",
+                                       "a boolean"};
+  int bad = 0;
+
+  *out = NULL;
+  switch (p->type) {
+  case ENGINE_PARAM_STRING:
+    if ((*out = json_string(value)) == NULL)
+      return cairn_error_set(err, CAIRN_E_INVAL,
+                             "param '%s' is not valid UTF-8", p->name);
+    break;
+  case ENGINE_PARAM_INTEGER:
+    bad = conv_integer(value, out);
+    break;
+  case ENGINE_PARAM_NUMBER:
+    bad = conv_number(value, out);
+    break;
+  case ENGINE_PARAM_BOOLEAN:
+    bad = conv_boolean(value, out);
+    break;
+  }
+  if (bad)
+    return cairn_error_set(err, CAIRN_E_INVAL, "param '%s' must be %s, got "
+                           "'%s'%s", p->name, type_a[p->type], value,
+                           p->type == ENGINE_PARAM_BOOLEAN
+                               ? " (hint: use true or false)" : "");
+  if (*out == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  if (p->pattern != NULL) {
+    regex_t re;
+    int rc = regcomp(&re, p->pattern, REG_EXTENDED | REG_NOSUB);
+    if (rc == 0) {
+      rc = regexec(&re, value, 0, NULL, 0);
+      regfree(&re);
+    }
+    if (rc != 0) {
+      json_decref(*out);
+      *out = NULL;
+      return cairn_error_set(err, CAIRN_E_INVAL, "param '%s' must match "
+                             "'%s', got '%s'", p->name, p->pattern, value);
+    }
+  }
+  return 0;
+}
+
+static int unknown_param(const struct engine_workflow *wf, const char *name,
+                         struct cairn_error *err)
+{
+  char list[512] = "";
+  size_t used = 0;
+
+  if (wf->nparams == 0)
+    return cairn_error_set(err, CAIRN_E_INVAL, "unknown param '%s' (hint: "
+                           "this workflow declares no params)", name);
+  for (size_t i = 0; i < wf->nparams && used + 1 < sizeof list; i++)
+    used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
+                             i ? ", " : "", wf->params[i].name);
+  return cairn_error_set(err, CAIRN_E_INVAL, "unknown param '%s' (hint: "
+                         "declared params are %s)", name, list);
+}
+
+int engine_workflow_params(const struct engine_workflow *wf,
+                           const char *const *sets, size_t nsets,
+                           json_t **out, struct cairn_error *err)
+{
+  json_t *obj, *v = NULL;
+  char *name = NULL;
+  int rc = 0;
+
+  if (out == NULL || wf == NULL || (sets == NULL && nsets > 0))
+    return cairn_error_set(err, CAIRN_E_INVAL, "invalid argument");
+  *out = NULL;
+  if ((obj = json_object()) == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  for (size_t i = 0; i < wf->nparams; i++) {
+    const struct engine_param *p = &wf->params[i];
+    if (p->default_value != NULL &&
+        json_object_set_new(obj, p->name, json_deep_copy(p->default_value))) {
+      rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+      goto out;
+    }
+  }
+  for (size_t i = 0; i < nsets; i++) {
+    const char *eq = strchr(sets[i], '=');
+    const struct engine_param *p;
+    if (eq == NULL) {
+      rc = cairn_error_set(err, CAIRN_E_INVAL, "invalid param setting '%s' "
+                           "(hint: use --set NAME=VALUE)", sets[i]);
+      goto out;
+    }
+    free(name);
+    if ((name = strndup(sets[i], (size_t)(eq - sets[i]))) == NULL) {
+      rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+      goto out;
+    }
+    if ((p = engine_workflow_param(wf, name)) == NULL) {
+      rc = unknown_param(wf, name, err);
+      goto out;
+    }
+    if ((rc = convert(p, eq + 1, &v, err)) != 0)
+      goto out;
+    if (json_object_set_new(obj, p->name, v)) {
+      rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+      goto out;
+    }
+  }
+  for (size_t i = 0; i < wf->nparams; i++)
+    if (json_object_get(obj, wf->params[i].name) == NULL) {
+      rc = cairn_error_set(err, CAIRN_E_INVAL, "param '%s' is required "
+                           "(hint: --set %s=VALUE)", wf->params[i].name,
+                           wf->params[i].name);
+      goto out;
+    }
+out:
+  free(name);
+  if (rc != 0) {
+    json_decref(obj);
+    return rc;
+  }
+  *out = obj;
+  return 0;
+}

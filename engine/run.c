@@ -1,1 +1,1229 @@
-/* placeholder: being written */
+/* The state-machine runtime on libuv. Every event is queued by
+ * engine__emit and committed by flush() in one transaction per loop turn
+ * (group commit) before anything it announces is started: actions queued
+ * for spawning wait in spawn_head until the flush that journals their
+ * action.started has committed. */
+#include "engine/runtime.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/proc.h"
+#include "engine/template.h"
+
+static void flush(struct engine__rt *rt);
+static void free_dead(struct engine__rt *rt);
+
+static void idle_noop(uv_idle_t *h)
+{
+  (void)h;
+}
+
+static void rt_close_all(struct engine__rt *rt);
+static void task_start_now(struct engine__task *t);
+
+/* ---- the event queue and group commit ---- */
+
+void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
+                  int attempt, json_t *payload)
+{
+  if (rt->nqueue == rt->capqueue) {
+    size_t cap = rt->capqueue ? rt->capqueue * 2 : 16;
+    struct engine__qitem *q = realloc(rt->queue, cap * sizeof *q);
+    if (q == NULL) {
+      json_decref(payload);
+      rt->fatal = CAIRN_E_NOMEM;
+      return;
+    }
+    rt->queue = q;
+    rt->capqueue = cap;
+  }
+  struct engine__qitem *it = &rt->queue[rt->nqueue++];
+  it->kind = kind;
+  it->state = strdup(state ? state : "");
+  it->attempt = attempt;
+  it->payload = payload ? payload : json_object();
+  /* Keep the loop from blocking in poll until the flush has run. */
+  uv_idle_start(&rt->idle, idle_noop);
+}
+
+static int is_final_kind(const char *kind)
+{
+  return strcmp(kind, JOURNAL_EV_RUN_FINISHED) == 0 ||
+         strcmp(kind, JOURNAL_EV_RUN_INTERRUPTED) == 0;
+}
+
+/* Commits every queued event in one transaction, tells the observer, then
+ * starts the actions that were waiting for it. */
+static void flush(struct engine__rt *rt)
+{
+  while (rt->nqueue > 0 && !rt->fatal) {
+    size_t n = rt->nqueue;
+    int64_t *seqs = calloc(n, sizeof *seqs);
+    int64_t now = journal_now_ms();
+    int rc = seqs ? journal_begin(rt->j, rt->err) : CAIRN_E_NOMEM;
+
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+      struct engine__qitem *it = &rt->queue[i];
+      rc = journal_append(rt->j, rt->run_id, it->kind, it->state, it->attempt,
+                          now, it->payload, &seqs[i], rt->err);
+      if (rc == 0 && is_final_kind(it->kind)) {
+        const char *status = json_string_value(
+            json_object_get(it->payload, "status"));
+        if (status == NULL)
+          status = JOURNAL_STATUS_INTERRUPTED;
+        rc = journal_run_set_status(rt->j, rt->run_id, status, now, rt->err);
+        if (rc == 0)
+          rc = journal_lock_release(rt->j, rt->wf->name, rt->env_name,
+                                    rt->run_id, rt->err);
+      }
+    }
+    if (rc == 0)
+      rc = journal_commit(rt->j, rt->err);
+    if (rc != 0) {
+      journal_rollback(rt->j);
+      free(seqs);
+      rt->fatal = rc;
+      break;
+    }
+    for (size_t i = 0; i < n; i++) {
+      struct engine__qitem *it = &rt->queue[i];
+      if (rt->opt->observe) {
+        struct journal_event ev = {0};
+        ev.seq = seqs[i];
+        memcpy(ev.run_id, rt->run_id, sizeof ev.run_id);
+        ev.kind = (char *)it->kind;
+        ev.state = it->state;
+        ev.attempt = it->attempt;
+        ev.time_ms = now;
+        ev.payload = it->payload;
+        rt->opt->observe(rt->opt->ud, &ev);
+      }
+      free(it->state);
+      json_decref(it->payload);
+    }
+    free(seqs);
+    /* Events queued by the observer (none today) stay for the next round. */
+    memmove(rt->queue, rt->queue + n, (rt->nqueue - n) * sizeof *rt->queue);
+    rt->nqueue -= n;
+
+    /* Their intent is durable: start what waited for it. */
+    while (rt->spawn_head && !rt->fatal) {
+      struct engine__task *t = rt->spawn_head;
+      rt->spawn_head = t->next_queued;
+      if (rt->spawn_head == NULL)
+        rt->spawn_tail = NULL;
+      t->next_queued = NULL;
+      task_start_now(t);
+    }
+  }
+  if (rt->fatal) {
+    /* The journal cannot be written: stop everything, record nothing
+     * more. What was committed is consistent; resume picks it up. */
+    for (size_t i = 0; i < rt->nqueue; i++) {
+      free(rt->queue[i].state);
+      json_decref(rt->queue[i].payload);
+    }
+    rt->nqueue = 0;
+    rt->spawn_head = rt->spawn_tail = NULL;
+    if (rt->cur)
+      for (size_t i = 0; i < rt->cur->ntasks; i++) {
+        struct engine__task *t = &rt->cur->tasks[i];
+        if (t->phase == ENGINE__TASK_RUNNING && t->call)
+          t->desc->cancel(t->call);
+      }
+    rt->finished = 1;
+  }
+  free_dead(rt);
+  uv_idle_stop(&rt->idle);
+  if (rt->finished && !rt->closing && (rt->cur == NULL || rt->cur->open == 0))
+    rt_close_all(rt);
+}
+
+static void check_cb(uv_check_t *h)
+{
+  flush(h->data);
+}
+
+/* ---- scope and helpers ---- */
+
+static char *path_to_log_name(const char *path)
+{
+  char *s = strdup(path);
+  for (char *p = s; p && *p; p++)
+    if (*p == '/')
+      *p = '.';
+  return s;
+}
+
+void engine__record_outputs(struct engine__rt *rt, const char *state,
+                            json_t *outputs)
+{
+  json_t *states = json_object_get(rt->scope, "states");
+  json_object_set_new(states, state,
+                      json_pack("{s:o}", "output",
+                                outputs ? json_incref(outputs)
+                                        : json_object()));
+}
+
+/* Does any redact value occur in a string inside v? */
+static int holds_secret(json_t *v, char **redact)
+{
+  if (redact == NULL || redact[0] == NULL)
+    return 0;
+  if (json_is_string(v)) {
+    for (char **r = redact; *r; r++)
+      if (**r && strstr(json_string_value(v), *r))
+        return 1;
+    return 0;
+  }
+  size_t i;
+  const char *k;
+  json_t *x;
+  if (json_is_array(v)) {
+    json_array_foreach(v, i, x) if (holds_secret(x, redact)) return 1;
+  } else if (json_is_object(v)) {
+    json_object_foreach(v, k, x) if (holds_secret(x, redact)) return 1;
+  }
+  return 0;
+}
+
+/* A copy of v with every secret value replaced by ***. */
+static json_t *redacted_copy(json_t *v, char **redact)
+{
+  if (json_is_string(v)) {
+    char *s = strdup(json_string_value(v));
+    s = adapter_redact(s, (const char *const *)redact);
+    json_t *out = json_string(s ? s : "");
+    free(s);
+    return out;
+  }
+  size_t i;
+  const char *k;
+  json_t *x;
+  if (json_is_array(v)) {
+    json_t *a = json_array();
+    json_array_foreach(v, i, x) json_array_append_new(a, redacted_copy(x, redact));
+    return a;
+  }
+  if (json_is_object(v)) {
+    json_t *o = json_object();
+    json_object_foreach(v, k, x) json_object_set_new(o, k, redacted_copy(x, redact));
+    return o;
+  }
+  return json_incref(v);
+}
+
+int engine__task_resolve(struct engine__task *t, struct cairn_error *err)
+{
+  json_t *rendered = NULL;
+  int rc = engine_template_render(t->action->with, t->rt->scope, &rendered, err);
+  if (rc != 0)
+    return rc;
+  json_decref(t->inputs);
+  t->inputs = NULL;
+  rc = adapter_apply_defaults(t->desc, rendered, &t->inputs, err);
+  json_decref(rendered);
+  if (rc == 0)
+    t->redacted = holds_secret(t->inputs, t->rt->redact);
+  return rc;
+}
+
+/* The journaled form of a task's inputs (secrets redacted). */
+static json_t *journal_inputs(struct engine__task *t)
+{
+  return t->redacted ? redacted_copy(t->inputs, t->rt->redact)
+                     : json_incref(t->inputs);
+}
+
+/* ---- tasks ---- */
+
+static void timer_free_cb(uv_handle_t *h)
+{
+  free(h);
+}
+
+static void task_release(struct engine__task *t)
+{
+  json_decref(t->inputs);
+  json_decref(t->outputs);
+  json_decref(t->call_inputs);
+  t->inputs = t->outputs = t->call_inputs = NULL;
+  for (size_t i = 0; i < sizeof t->env_extra / sizeof t->env_extra[0]; i++) {
+    free(t->env_extra[i]);
+    t->env_extra[i] = NULL;
+  }
+  if (t->retry_timer) {
+    uv_close((uv_handle_t *)t->retry_timer, timer_free_cb);
+    t->retry_timer = NULL;
+  }
+}
+
+void engine__sx_destroy(struct engine__sx *sx)
+{
+  if (sx == NULL)
+    return;
+  for (size_t i = 0; i < sx->ntasks; i++)
+    task_release(&sx->tasks[i]);
+  free(sx->tasks);
+  free(sx);
+}
+
+static void sx_retire(struct engine__rt *rt, struct engine__sx *sx)
+{
+  if (sx == NULL)
+    return;
+  sx->next_dead = rt->dead;
+  rt->dead = sx;
+}
+
+static void free_dead(struct engine__rt *rt)
+{
+  while (rt->dead) {
+    struct engine__sx *sx = rt->dead;
+    rt->dead = sx->next_dead;
+    engine__sx_destroy(sx);
+  }
+}
+
+static int task_init(struct engine__rt *rt, struct engine__sx *sx,
+                     struct engine__task *t, const char *path,
+                     const struct engine_action *action)
+{
+  memset(t, 0, sizeof *t);
+  t->rt = rt;
+  t->sx = sx;
+  snprintf(t->path, sizeof t->path, "%s", path);
+  t->action = action;
+  t->desc = adapter_find(action->adapter);
+  if (t->desc == NULL)
+    return CAIRN_E_WORKFLOW;
+  char *name = path_to_log_name(path);
+  int w = snprintf(t->log_path, sizeof t->log_path, "%s/%s.log", rt->run_dir,
+                   name ? name : "state");
+  free(name);
+  if (w < 0 || (size_t)w >= sizeof t->log_path)
+    return CAIRN_E_INVAL;
+  if (asprintf(&t->env_extra[0], "CAIRN_RUN_ID=%s", rt->run_id) < 0 ||
+      asprintf(&t->env_extra[1], "CAIRN_STATE=%s", path) < 0 ||
+      asprintf(&t->env_extra[2], "CAIRN_RUN_DIR=%s", rt->run_dir) < 0)
+    return CAIRN_E_NOMEM;
+  t->env_extra[3] = NULL;
+  return 0;
+}
+
+struct engine__sx *engine__sx_new(struct engine__rt *rt,
+                                  const struct engine_state *st)
+{
+  struct engine__sx *sx = calloc(1, sizeof *sx);
+  if (sx == NULL)
+    return NULL;
+  sx->st = st;
+  if (st->kind == ENGINE_DO) {
+    sx->ntasks = 1;
+  } else if (st->kind == ENGINE_PARALLEL) {
+    sx->ntasks = st->nbranches;
+  }
+  if (sx->ntasks) {
+    sx->tasks = calloc(sx->ntasks, sizeof *sx->tasks);
+    if (sx->tasks == NULL) {
+      free(sx);
+      return NULL;
+    }
+  }
+  for (size_t i = 0; i < sx->ntasks; i++) {
+    char path[320];
+    const struct engine_action *a;
+    if (st->kind == ENGINE_DO) {
+      snprintf(path, sizeof path, "%s", st->name);
+      a = &st->action;
+    } else {
+      snprintf(path, sizeof path, "%s/%s", st->name, st->branches[i].name);
+      a = &st->branches[i].action;
+    }
+    if (task_init(rt, sx, &sx->tasks[i], path, a) != 0) {
+      engine__sx_destroy(sx);
+      return NULL;
+    }
+  }
+  sx->open = sx->ntasks;
+  return sx;
+}
+
+static void queue_spawn(struct engine__task *t)
+{
+  struct engine__rt *rt = t->rt;
+  t->phase = ENGINE__TASK_QUEUED;
+  t->next_queued = NULL;
+  if (rt->spawn_tail)
+    rt->spawn_tail->next_queued = t;
+  else
+    rt->spawn_head = t;
+  rt->spawn_tail = t;
+  uv_idle_start(&rt->idle, idle_noop);
+}
+
+void engine__task_attempt(struct engine__task *t)
+{
+  t->attempt++;
+  t->probing = 0;
+  engine__emit(t->rt, JOURNAL_EV_ACTION_STARTED, t->path, t->attempt,
+               json_pack("{s:s,s:i}", "adapter", t->desc->name, "attempt",
+                         t->attempt));
+  queue_spawn(t);
+}
+
+void engine__task_probe(struct engine__task *t)
+{
+  t->probing = 1;
+  queue_spawn(t);
+}
+
+static void on_spawned(struct adapter_call *call, int pid, int pgid,
+                       int64_t proc_start)
+{
+  struct engine__task *t = call->data;
+  char boot[40];
+  if (t->probing)
+    return;
+  cairn_proc_boot_id(boot);
+  engine__emit(t->rt, JOURNAL_EV_ACTION_SPAWNED, t->path, t->attempt,
+               json_pack("{s:i,s:i,s:I,s:s}", "pid", pid, "pgid", pgid,
+                         "proc_start", (json_int_t)proc_start, "boot_id",
+                         boot));
+}
+
+static int64_t retry_delay(const struct engine_retry *r, int failures)
+{
+  double d = (double)r->delay_ms;
+  for (int i = 1; i < failures; i++)
+    d *= r->backoff > 0 ? r->backoff : 1;
+  if (r->max_delay_ms > 0 && d > (double)r->max_delay_ms)
+    d = (double)r->max_delay_ms;
+  if (d > (double)INT64_MAX / 2)
+    d = (double)INT64_MAX / 2;
+  return (int64_t)d;
+}
+
+static void retry_timer_cb(uv_timer_t *h)
+{
+  struct engine__task *t = h->data;
+  if (t->rt->interrupted) {
+    engine__task_done(t, 0, 1, "interrupted");
+    return;
+  }
+  engine__task_attempt(t);
+}
+
+static json_t *finished_payload(const struct adapter_result *res,
+                                const char *outcome)
+{
+  json_t *p = json_pack("{s:s,s:I}", "outcome", outcome, "duration_ms",
+                        (json_int_t)res->duration_ms);
+  if (res->exit_code >= 0)
+    json_object_set_new(p, "exit_code", json_integer(res->exit_code));
+  if (res->term_signal)
+    json_object_set_new(p, "signal", json_integer(res->term_signal));
+  if (res->outputs && json_object_size(res->outputs))
+    json_object_set(p, "outputs", res->outputs);
+  if (res->tail && res->tail[0])
+    json_object_set_new(p, "tail", json_string(res->tail));
+  if (res->error[0])
+    json_object_set_new(p, "error", json_string(res->error));
+  return p;
+}
+
+static void on_done(struct adapter_call *call, const struct adapter_result *res)
+{
+  struct engine__task *t = call->data;
+  struct engine__rt *rt = t->rt;
+  int ok = res->outcome == ADAPTER_SUCCEEDED;
+  int stopped = res->outcome == ADAPTER_CANCELLED;
+
+  free(call);
+  t->call = NULL;
+  json_decref(t->call_inputs);
+  t->call_inputs = NULL;
+
+  if (t->probing) {
+    t->probing = 0;
+    engine__emit(rt, JOURNAL_EV_PROBE_FINISHED, t->path, t->attempt,
+                 finished_payload(res, ok ? "succeeded" : "failed"));
+    if (ok) {
+      t->outputs = json_incref(res->outputs);
+      engine__task_done(t, 1, 0, NULL);
+    } else if (rt->interrupted || stopped) {
+      engine__task_done(t, 0, 1, "interrupted");
+    } else {
+      /* The interrupted action did not take effect: run it again. */
+      engine__task_attempt(t);
+    }
+    return;
+  }
+
+  const char *outcome = adapter_outcome_name(res->outcome);
+  if (stopped && rt->interrupted)
+    outcome = "interrupted";
+  engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, t->path, t->attempt,
+               finished_payload(res, outcome));
+  if (ok) {
+    t->outputs = json_incref(res->outputs);
+    engine__task_done(t, 1, 0, NULL);
+    return;
+  }
+  if (stopped) {
+    engine__task_done(t, 0, 1, rt->interrupted ? "interrupted" : "cancelled");
+    return;
+  }
+  t->failures++;
+  snprintf(t->error, sizeof t->error, "%s", res->error);
+  if (t->failures < t->action->retry.attempts && !rt->interrupted &&
+      !t->sx->failed) {
+    int64_t delay = retry_delay(&t->action->retry, t->failures);
+    engine__emit(rt, JOURNAL_EV_ACTION_RETRYING, t->path, t->attempt,
+                 json_pack("{s:I,s:i}", "delay_ms", (json_int_t)delay,
+                           "next_attempt", t->attempt + 1));
+    if (t->retry_timer == NULL) {
+      t->retry_timer = malloc(sizeof *t->retry_timer);
+      if (t->retry_timer == NULL) {
+        rt->fatal = CAIRN_E_NOMEM;
+        return;
+      }
+      uv_timer_init(&rt->loop, t->retry_timer);
+      t->retry_timer->data = t;
+    }
+    t->phase = ENGINE__TASK_RETRY_WAIT;
+    uv_timer_start(t->retry_timer, retry_timer_cb, (uint64_t)delay, 0);
+    return;
+  }
+  engine__task_done(t, 0, 0, res->error);
+}
+
+/* Starts the task's action (or probe) now: its intent is journaled. */
+static void task_start_now(struct engine__task *t)
+{
+  struct engine__rt *rt = t->rt;
+  struct cairn_error err = {0};
+  const struct engine_action *a = t->probing ? t->action->probe : t->action;
+  const struct adapter_desc *desc = t->probing ? adapter_find(a->adapter)
+                                               : t->desc;
+  struct adapter_call *call;
+  json_t *inputs = NULL;
+  int rc;
+
+  if (rt->interrupted) {
+    /* Journaled as started but never spawned: resume will see it. */
+    engine__task_done(t, 0, 1, "interrupted");
+    return;
+  }
+  if (t->probing) {
+    json_t *rendered = NULL;
+    rc = engine_template_render(a->with, rt->scope, &rendered, &err);
+    if (rc == 0)
+      rc = adapter_apply_defaults(desc, rendered, &inputs, &err);
+    json_decref(rendered);
+    if (rc != 0) {
+      engine__emit(rt, JOURNAL_EV_PROBE_FINISHED, t->path, t->attempt,
+                   json_pack("{s:s,s:s}", "outcome", "failed", "error",
+                             err.msg));
+      t->probing = 0;
+      engine__task_attempt(t);
+      return;
+    }
+  } else {
+    inputs = json_incref(t->inputs);
+  }
+
+  call = calloc(1, sizeof *call);
+  if (call == NULL) {
+    json_decref(inputs);
+    rt->fatal = CAIRN_E_NOMEM;
+    return;
+  }
+  call->loop = &rt->loop;
+  call->desc = desc;
+  call->inputs = inputs;
+  call->log_path = t->log_path;
+  call->timeout_ms = a->timeout_ms;
+  call->kill_grace_ms = rt->opt->kill_grace_ms;
+  call->env_extra = (const char *const *)t->env_extra;
+  call->redact = (const char *const *)rt->redact;
+  call->on_spawned = on_spawned;
+  call->on_done = on_done;
+  call->data = t;
+  t->call = call;
+  t->call_inputs = inputs;
+  t->phase = ENGINE__TASK_RUNNING;
+
+  {
+    /* A header per attempt keeps one log readable across retries. The
+     * log is private like the journal: created 0600. */
+    int fd = open(t->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                  0600);
+    if (fd >= 0) {
+      dprintf(fd, "--- %s attempt %d ---\n", t->probing ? "probe" : "action",
+              t->attempt);
+      close(fd);
+    }
+  }
+  rc = desc->start(call, &err);
+  if (rc != 0) {
+    t->call = NULL;
+    t->call_inputs = NULL;
+    free(call);
+    json_decref(inputs);
+    struct adapter_result res = {0};
+    res.outcome = ADAPTER_FAILED;
+    res.exit_code = -1;
+    res.outputs = NULL;
+    snprintf(res.error, sizeof res.error, "%s", err.msg);
+    /* Route through the common path so retries apply. */
+    struct adapter_call *fake = calloc(1, sizeof *fake);
+    if (fake == NULL) {
+      rt->fatal = CAIRN_E_NOMEM;
+      return;
+    }
+    fake->data = t;
+    t->call = fake;
+    on_done(fake, &res);
+  }
+}
+
+void engine__task_done(struct engine__task *t, int ok, int cancelled,
+                       const char *error)
+{
+  struct engine__sx *sx = t->sx;
+  struct engine__rt *rt = t->rt;
+
+  if (t->phase == ENGINE__TASK_DONE)
+    return;
+  if (t->retry_timer)
+    uv_timer_stop(t->retry_timer);
+  t->phase = ENGINE__TASK_DONE;
+  t->succeeded = ok;
+  t->cancelled = cancelled;
+  if (error && !ok)
+    snprintf(t->error, sizeof t->error, "%s", error);
+  sx->open--;
+
+  if (!ok && !cancelled && !sx->failed) {
+    sx->failed = 1;
+    snprintf(sx->failed_path, sizeof sx->failed_path, "%s", t->path);
+    snprintf(sx->error, sizeof sx->error, "%s", t->error);
+    /* A failed branch stops its siblings. */
+    for (size_t i = 0; i < sx->ntasks; i++) {
+      struct engine__task *o = &sx->tasks[i];
+      if (o == t)
+        continue;
+      if (o->phase == ENGINE__TASK_RUNNING && o->call)
+        o->desc->cancel(o->call);
+      else if (o->phase == ENGINE__TASK_RETRY_WAIT) {
+        engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, o->path, o->attempt,
+                     json_pack("{s:s,s:s}", "outcome", "cancelled", "error",
+                               "cancelled: a sibling branch failed"));
+        engine__task_done(o, 0, 1, "cancelled");
+      }
+    }
+  }
+  if (sx->open == 0)
+    engine__state_done(rt, sx);
+}
+
+/* ---- states and transitions ---- */
+
+static void finish_interrupted(struct engine__rt *rt)
+{
+  if (rt->finished)
+    return;
+  engine__emit(rt, JOURNAL_EV_RUN_INTERRUPTED, NULL, 0,
+               json_pack("{s:i}", "signal", rt->interrupted));
+  rt->res->outcome = ENGINE_INTERRUPTED;
+  snprintf(rt->res->message, sizeof rt->res->message,
+           "interrupted by %s", rt->interrupted == SIGTERM ? "SIGTERM"
+                                                           : "SIGINT");
+  rt->finished = 1;
+}
+
+static void end_run(struct engine__rt *rt, const char *status,
+                    const char *state, const char *error)
+{
+  json_t *p = json_pack("{s:s}", "status", status);
+  if (error && *error)
+    json_object_set_new(p, "error", json_string(error));
+  engine__emit(rt, JOURNAL_EV_RUN_FINISHED, NULL, 0, p);
+  rt->res->outcome = strcmp(status, JOURNAL_STATUS_SUCCEEDED) == 0
+                         ? ENGINE_SUCCEEDED
+                         : ENGINE_FAILED;
+  if (state)
+    snprintf(rt->res->state, sizeof rt->res->state, "%s", state);
+  if (error)
+    snprintf(rt->res->message, sizeof rt->res->message, "%s", error);
+  rt->finished = 1;
+}
+
+void engine__transition(struct engine__rt *rt, const char *from,
+                        const char *to, const char *reason,
+                        const char *status, const char *error)
+{
+  engine__emit(rt, JOURNAL_EV_TRANSITION, from, 0,
+               json_pack("{s:s,s:s,s:s}", "from", from ? from : "", "to",
+                         to ? to : "", "reason", reason));
+  if (to == NULL) {
+    end_run(rt, status, from, error);
+    return;
+  }
+  engine__enter(rt, to);
+}
+
+static void wait_cb(uv_timer_t *h)
+{
+  struct engine__rt *rt = h->data;
+  struct engine__sx *sx = rt->cur;
+  if (sx == NULL || sx->st->kind != ENGINE_WAIT)
+    return;
+  engine__state_done(rt, sx);
+}
+
+/* Starts waiting in a wait state until until_ms (journaled on entry). */
+void engine__start_wait(struct engine__rt *rt, int64_t until_ms)
+{
+  int64_t left = until_ms - journal_now_ms();
+  uv_timer_start(&rt->wait_timer, wait_cb, (uint64_t)(left > 0 ? left : 0),
+                 0);
+}
+
+static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
+{
+  struct cairn_error err = {0};
+  for (size_t i = 0; i < st->nwhens; i++) {
+    int truth = 0;
+    if (engine_template_eval_bool(st->whens[i].expr, rt->scope, &truth,
+                                  &err) != 0) {
+      char msg[1200];
+      snprintf(msg, sizeof msg, "choice '%s': %s", st->name, err.msg);
+      engine__transition(rt, st->name, NULL, "failed",
+                         JOURNAL_STATUS_FAILED, msg);
+      return;
+    }
+    if (truth) {
+      char reason[600];
+      snprintf(reason, sizeof reason, "when: %s", st->whens[i].expr);
+      engine__transition(rt, st->name, st->whens[i].next, reason, NULL, NULL);
+      return;
+    }
+  }
+  if (st->default_next) {
+    engine__transition(rt, st->name, st->default_next, "default", NULL, NULL);
+    return;
+  }
+  char msg[600];
+  snprintf(msg, sizeof msg, "no branch of choice '%s' matched and it has no "
+                            "default", st->name);
+  engine__transition(rt, st->name, NULL, "failed", JOURNAL_STATUS_FAILED,
+                     msg);
+}
+
+void engine__enter(struct engine__rt *rt, const char *name)
+{
+  const struct engine_state *st = engine_workflow_state(rt->wf, name);
+  struct engine__sx *sx;
+
+  sx_retire(rt, rt->cur);
+  rt->cur = NULL;
+  if (st == NULL) {
+    char msg[600];
+    snprintf(msg, sizeof msg, "state '%s' does not exist", name);
+    end_run(rt, JOURNAL_STATUS_FAILED, name, msg);
+    return;
+  }
+  if (rt->interrupted) {
+    /* Start nothing new; resume enters it. */
+    finish_interrupted(rt);
+    return;
+  }
+  sx = engine__sx_new(rt, st);
+  if (sx == NULL) {
+    rt->fatal = CAIRN_E_NOMEM;
+    return;
+  }
+  rt->cur = sx;
+
+  switch (st->kind) {
+  case ENGINE_DO:
+  case ENGINE_PARALLEL:
+    if (st->kind == ENGINE_PARALLEL)
+      engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0,
+                   json_pack("{s:s}", "kind", "parallel"));
+    for (size_t i = 0; i < sx->ntasks; i++) {
+      struct engine__task *t = &sx->tasks[i];
+      struct cairn_error err = {0};
+      int rc = engine__task_resolve(t, &err);
+      /* A do state's entry and a branch's entry carry the inputs that
+       * were resolved now, once, for every attempt and for resume. */
+      json_t *p = json_pack("{s:s}", "kind",
+                            st->kind == ENGINE_DO ? "do" : "branch");
+      if (rc == 0)
+        json_object_set_new(p, "inputs", journal_inputs(t));
+      else
+        json_object_set_new(p, "error", json_string(err.msg));
+      if (t->redacted)
+        json_object_set_new(p, "redacted", json_true());
+      engine__emit(rt, JOURNAL_EV_STATE_ENTERED, t->path, 0, p);
+      if (rc != 0) {
+        char msg[1200];
+        snprintf(msg, sizeof msg, "cannot resolve the inputs of '%s': %s",
+                 t->path, err.msg);
+        engine__task_done(t, 0, 0, msg);
+        if (rt->cur != sx)
+          return;
+        continue;
+      }
+      if (!sx->failed)
+        engine__task_attempt(t);
+      else
+        engine__task_done(t, 0, 1, "cancelled");
+      if (rt->cur != sx)
+        return;
+    }
+    break;
+  case ENGINE_CHOICE:
+    engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0,
+                 json_pack("{s:s}", "kind", "choice"));
+    choice_decide(rt, st);
+    break;
+  case ENGINE_WAIT: {
+    int64_t until = journal_now_ms() + st->wait_ms;
+    engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0,
+                 json_pack("{s:s,s:I}", "kind", "wait", "wait_until_ms",
+                           (json_int_t)until));
+    engine__start_wait(rt, until);
+    break;
+  }
+  case ENGINE_SUCCEED:
+    engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0,
+                 json_pack("{s:s}", "kind", "succeed"));
+    end_run(rt, JOURNAL_STATUS_SUCCEEDED, NULL, NULL);
+    break;
+  case ENGINE_FAIL: {
+    char msg[1200];
+    engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0,
+                 json_pack("{s:s}", "kind", "fail"));
+    snprintf(msg, sizeof msg, "reached fail state '%s'%s%s", st->name,
+             st->message ? ": " : "", st->message ? st->message : "");
+    end_run(rt, JOURNAL_STATUS_FAILED, st->name, msg);
+    break;
+  }
+  }
+}
+
+void engine__state_failed(struct engine__rt *rt, struct engine__sx *sx)
+{
+  const struct engine_state *st = sx->st;
+  const char *on = st->on_failure ? st->on_failure : "rollback";
+  char msg[1400];
+  const char *log = NULL;
+
+  for (size_t i = 0; i < sx->ntasks; i++)
+    if (strcmp(sx->tasks[i].path, sx->failed_path) == 0)
+      log = sx->tasks[i].log_path;
+  snprintf(msg, sizeof msg, "state '%s' failed: %s%s%s%s", sx->failed_path,
+           sx->error, log ? " (log: " : "", log ? log : "", log ? ")" : "");
+  if (strcmp(on, "rollback") == 0 || strcmp(on, "fail") == 0) {
+    /* Undo steps come with rollback; without any, the run fails here. */
+    engine__transition(rt, st->name, NULL, "on_failure",
+                       JOURNAL_STATUS_FAILED, msg);
+    return;
+  }
+  engine__transition(rt, st->name, on, "on_failure", NULL, NULL);
+}
+
+void engine__state_done(struct engine__rt *rt, struct engine__sx *sx)
+{
+  const struct engine_state *st = sx->st;
+
+  if (rt->cur != sx)
+    return;
+  if (sx->failed && !rt->interrupted) {
+    engine__state_failed(rt, sx);
+    return;
+  }
+  if (rt->interrupted) {
+    /* Finished actions are journaled; the transition waits for resume. */
+    finish_interrupted(rt);
+    return;
+  }
+  if (st->kind == ENGINE_DO) {
+    engine__record_outputs(rt, st->name, sx->tasks[0].outputs);
+  } else if (st->kind == ENGINE_PARALLEL) {
+    json_t *o = json_object();
+    for (size_t i = 0; i < sx->ntasks; i++)
+      json_object_set(o, st->branches[i].name,
+                      sx->tasks[i].outputs ? sx->tasks[i].outputs
+                                           : json_object());
+    engine__record_outputs(rt, st->name, o);
+    json_decref(o);
+  }
+  engine__transition(rt, st->name, st->next, "next", NULL, NULL);
+}
+
+/* ---- signals, ticks, lifecycle ---- */
+
+static void stop_running(struct engine__rt *rt)
+{
+  struct engine__sx *sx = rt->cur;
+  rt->stopping = 1;
+  if (sx == NULL)
+    return;
+  for (size_t i = 0; i < sx->ntasks; i++) {
+    struct engine__task *t = &sx->tasks[i];
+    if (t->phase == ENGINE__TASK_RUNNING && t->call)
+      t->desc->cancel(t->call);
+  }
+}
+
+static void grace_cb(uv_timer_t *h)
+{
+  stop_running(h->data);
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+  struct engine__rt *rt = h->data;
+  struct engine__sx *sx = rt->cur;
+  int running = 0;
+
+  if (rt->finished)
+    return;
+  if (rt->interrupted) {
+    /* A second signal: stop now. */
+    stop_running(rt);
+    return;
+  }
+  rt->interrupted = signum;
+  if (sx) {
+    for (size_t i = 0; i < sx->ntasks; i++) {
+      struct engine__task *t = &sx->tasks[i];
+      if (t->phase == ENGINE__TASK_RUNNING)
+        running++;
+      else if (t->phase == ENGINE__TASK_RETRY_WAIT)
+        engine__task_done(t, 0, 1, "interrupted");
+      if (rt->cur != sx)
+        return;
+    }
+    if (sx->st->kind == ENGINE_WAIT)
+      uv_timer_stop(&rt->wait_timer);
+  }
+  if (running == 0) {
+    finish_interrupted(rt);
+    uv_idle_start(&rt->idle, idle_noop);
+    return;
+  }
+  uv_timer_start(&rt->grace_timer, grace_cb,
+                 (uint64_t)(rt->opt->grace_ms > 0 ? rt->opt->grace_ms : 10000),
+                 0);
+}
+
+static void tick_cb(uv_timer_t *h)
+{
+  struct engine__rt *rt = h->data;
+  if (rt->opt->tick)
+    rt->opt->tick(rt->opt->ud);
+}
+
+static void rt_close_all(struct engine__rt *rt)
+{
+  rt->closing = 1;
+  uv_close((uv_handle_t *)&rt->idle, NULL);
+  uv_close((uv_handle_t *)&rt->check, NULL);
+  uv_close((uv_handle_t *)&rt->sigint, NULL);
+  uv_close((uv_handle_t *)&rt->sigterm, NULL);
+  uv_close((uv_handle_t *)&rt->grace_timer, NULL);
+  uv_close((uv_handle_t *)&rt->wait_timer, NULL);
+  uv_close((uv_handle_t *)&rt->tick_timer, NULL);
+  sx_retire(rt, rt->cur);
+  rt->cur = NULL;
+  free_dead(rt);
+}
+
+int engine_run_dir(const struct journal *j, const char *run_id, char *out,
+                   size_t n, struct cairn_error *err)
+{
+  const char *jp = journal_path(j);
+  const char *slash;
+  int w;
+
+  if (strcmp(jp, ":memory:") == 0) {
+    const char *tmp = getenv("TMPDIR");
+    w = snprintf(out, n, "%s/cairn-%d/%s", tmp && *tmp ? tmp : "/tmp",
+                 (int)getpid(), run_id);
+  } else if ((slash = strrchr(jp, '/')) != NULL) {
+    w = snprintf(out, n, "%.*s/runs/%s", (int)(slash - jp), jp, run_id);
+  } else {
+    w = snprintf(out, n, "runs/%s", run_id);
+  }
+  if (w < 0 || (size_t)w >= n)
+    return cairn_error_set(err, CAIRN_E_INVAL, "run folder path too long");
+  return 0;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    if (mkdir(buf, mode) != 0 && errno != EEXIST)
+      return -errno;
+    *p = '/';
+  }
+  if (mkdir(buf, mode) != 0 && errno != EEXIST)
+    return -errno;
+  return 0;
+}
+
+static json_t *env_vars(const struct engine_workflow *wf, const char *env)
+{
+  const struct engine_environment *e = env ? engine_workflow_env(wf, env) : NULL;
+  return e ? json_deep_copy(e->vars) : json_object();
+}
+
+int engine__rt_init(struct engine__rt *rt, struct journal *j,
+                    const struct engine_workflow *wf,
+                    const struct engine_options *opt,
+                    struct engine_result *res, struct cairn_error *err)
+{
+  size_t nred = 0;
+  memset(rt, 0, sizeof *rt);
+  rt->j = j;
+  rt->wf = wf;
+  rt->opt = opt;
+  rt->res = res;
+  rt->err = err;
+  rt->start_ms = journal_now_ms();
+  snprintf(rt->env_name, sizeof rt->env_name, "%s", opt->env ? opt->env : "");
+
+  rt->scope = json_pack("{s:{},s:o,s:{},s:{},s:{}}", "params", "vars",
+                        env_vars(wf, opt->env), "secrets", "states", "run");
+  rt->redact = calloc(wf->nsecrets + 1, sizeof *rt->redact);
+  if (rt->scope == NULL || rt->redact == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  /* Secrets come from the environment; their values are never journaled
+   * or printed. */
+  for (size_t i = 0; i < wf->nsecrets; i++) {
+    const char *v = getenv(wf->secrets[i]);
+    if (v == NULL)
+      continue;
+    json_object_set_new(json_object_get(rt->scope, "secrets"),
+                        wf->secrets[i], json_string(v));
+    if (*v)
+      rt->redact[nred++] = strdup(v);
+  }
+
+  int rc = uv_loop_init(&rt->loop);
+  if (rc != 0)
+    return cairn_error_set(err, rc, "cannot start the event loop: %s",
+                           uv_strerror(rc));
+  rt->loop.data = rt;
+  uv_idle_init(&rt->loop, &rt->idle);
+  uv_check_init(&rt->loop, &rt->check);
+  uv_signal_init(&rt->loop, &rt->sigint);
+  uv_signal_init(&rt->loop, &rt->sigterm);
+  uv_timer_init(&rt->loop, &rt->grace_timer);
+  uv_timer_init(&rt->loop, &rt->wait_timer);
+  uv_timer_init(&rt->loop, &rt->tick_timer);
+  rt->idle.data = rt->check.data = rt->sigint.data = rt->sigterm.data = rt;
+  rt->grace_timer.data = rt->wait_timer.data = rt->tick_timer.data = rt;
+  uv_check_start(&rt->check, check_cb);
+  uv_unref((uv_handle_t *)&rt->check);
+  uv_signal_start(&rt->sigint, signal_cb, SIGINT);
+  uv_signal_start(&rt->sigterm, signal_cb, SIGTERM);
+  uv_unref((uv_handle_t *)&rt->sigint);
+  uv_unref((uv_handle_t *)&rt->sigterm);
+  if (opt->tick && opt->tick_ms > 0) {
+    uv_timer_start(&rt->tick_timer, tick_cb, (uint64_t)opt->tick_ms,
+                   (uint64_t)opt->tick_ms);
+    uv_unref((uv_handle_t *)&rt->tick_timer);
+  }
+  return 0;
+}
+
+/* Sets run.id and run.dir in the scope and makes the run folder. */
+static int rt_set_run(struct engine__rt *rt, const char *run_id)
+{
+  snprintf(rt->run_id, sizeof rt->run_id, "%s", run_id);
+  memcpy(rt->res->run_id, rt->run_id, sizeof rt->run_id);
+  int rc = engine_run_dir(rt->j, run_id, rt->run_dir, sizeof rt->run_dir,
+                          rt->err);
+  if (rc != 0)
+    return rc;
+  snprintf(rt->res->run_dir, sizeof rt->res->run_dir, "%s", rt->run_dir);
+  json_object_set_new(json_object_get(rt->scope, "run"), "id",
+                      json_string(run_id));
+  json_object_set_new(json_object_get(rt->scope, "run"), "dir",
+                      json_string(rt->run_dir));
+  rc = mkdir_p(rt->run_dir, 0700);
+  if (rc != 0)
+    return cairn_error_set(rt->err, CAIRN_E_IO,
+                           "cannot create run folder '%s': %s", rt->run_dir,
+                           strerror(-rc));
+  return 0;
+}
+
+int engine__rt_loop(struct engine__rt *rt)
+{
+  uv_idle_start(&rt->idle, idle_noop);
+  uv_run(&rt->loop, UV_RUN_DEFAULT);
+  if (!rt->closing) {
+    /* Nothing left to wait for but the run did not end: a bug, but never
+     * hang. Close what is open and report. */
+    if (!rt->fatal)
+      rt->fatal = cairn_error_set(rt->err, CAIRN_E_STATE,
+                                  "run %s stalled in state '%s'", rt->run_id,
+                                  rt->cur ? rt->cur->st->name : "?");
+    rt_close_all(rt);
+    uv_run(&rt->loop, UV_RUN_DEFAULT);
+  }
+  rt->res->duration_ms = journal_now_ms() - rt->start_ms;
+  if (uv_loop_close(&rt->loop) != 0) {
+    uv_walk(&rt->loop, NULL, NULL);
+  }
+  return rt->fatal;
+}
+
+void engine__rt_abort(struct engine__rt *rt)
+{
+  /* The loop may hold initialised handles: close them cleanly. */
+  if (rt->loop.data != rt)
+    return;
+  rt_close_all(rt);
+  uv_run(&rt->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&rt->loop);
+}
+
+void engine__rt_release(struct engine__rt *rt)
+{
+  for (size_t i = 0; i < rt->nqueue; i++) {
+    free(rt->queue[i].state);
+    json_decref(rt->queue[i].payload);
+  }
+  free(rt->queue);
+  json_decref(rt->scope);
+  if (rt->redact)
+    for (char **r = rt->redact; *r; r++)
+      free(*r);
+  free(rt->redact);
+}
+
+static void actor_of(const struct engine_options *opt, char *out, size_t n)
+{
+  const char *a = opt->actor ? opt->actor : getenv("CAIRN_ACTOR");
+  if (a && *a)
+    snprintf(out, n, "%s", a);
+  else
+    cairn_proc_actor(out, n);
+}
+
+int engine_run(struct journal *j, const struct engine_workflow *wf,
+               const struct engine_options *opt, struct engine_result *res,
+               struct cairn_error *err)
+{
+  struct engine__rt rt;
+  struct journal_lock_holder holder;
+  struct journal_run run = {0};
+  char run_id[JOURNAL_RUN_ID_LEN];
+  char actor[300];
+  json_t *params = NULL;
+  int taken_over = 0;
+  int rc;
+
+  memset(res, 0, sizeof *res);
+  if (wf->nenvs > 0 && opt->env == NULL)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "workflow '%s' declares environments: choose one "
+                           "with --env", wf->name);
+  if (opt->env && engine_workflow_env(wf, opt->env) == NULL)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "workflow '%s' has no environment '%s'", wf->name,
+                           opt->env);
+  rc = engine_workflow_params(wf, opt->sets, opt->nsets, &params, err);
+  if (rc != 0)
+    return rc;
+  rc = journal_new_run_id(run_id, err);
+  if (rc != 0)
+    goto out_params;
+
+  rc = engine__rt_init(&rt, j, wf, opt, res, err);
+  if (rc != 0)
+    goto out_rt;
+  json_object_set(rt.scope, "params", params);
+  rc = rt_set_run(&rt, run_id);
+  if (rc != 0)
+    goto out_rt;
+
+  rc = journal_lock_acquire(j, wf->name, rt.env_name, run_id, &holder,
+                            &taken_over, err);
+  if (rc != 0)
+    goto out_rt;
+
+  actor_of(opt, actor, sizeof actor);
+  memcpy(run.id, run_id, sizeof run.id);
+  run.workflow = wf->name;
+  run.file = wf->file;
+  run.file_sha256 = (char *)wf->sha256;
+  run.env = rt.env_name;
+  json_t *rel = json_object_get(params, "release");
+  run.release = (char *)(json_is_string(rel) ? json_string_value(rel) : "");
+  run.params = params;
+  run.status = JOURNAL_STATUS_RUNNING;
+  run.actor = actor;
+  run.parent = "";
+
+  rc = journal_begin(j, err);
+  if (rc == 0)
+    rc = journal_run_insert(j, &run, err);
+  if (rc == 0)
+    rc = journal_append(j, run_id, JOURNAL_EV_RUN_STARTED, "", 0, 0,
+                        json_pack("{s:s,s:s,s:s,s:s,s:s,s:O,s:s}", "workflow",
+                                  wf->name, "file", wf->file, "file_sha256",
+                                  wf->sha256, "env", rt.env_name, "release",
+                                  run.release, "params", params, "actor",
+                                  actor),
+                        NULL, err);
+  if (rc == 0 && taken_over)
+    rc = journal_append(j, run_id, JOURNAL_EV_LOCK_TAKEN_OVER, "", 0, 0,
+                        json_pack("{s:s,s:i,s:s,s:I}", "run_id",
+                                  holder.run_id, "pid", holder.pid, "host",
+                                  holder.host, "proc_start",
+                                  (json_int_t)holder.proc_start),
+                        NULL, err);
+  if (rc == 0)
+    rc = journal_commit(j, err);
+  if (rc != 0) {
+    journal_rollback(j);
+    journal_lock_release(j, wf->name, rt.env_name, run_id, NULL);
+    goto out_rt;
+  }
+
+  engine__enter(&rt, wf->start);
+  rc = engine__rt_loop(&rt);
+  engine__rt_release(&rt);
+  json_decref(params);
+  return rc;
+
+out_rt:
+  engine__rt_abort(&rt);
+  engine__rt_release(&rt);
+out_params:
+  json_decref(params);
+  return rc;
+}

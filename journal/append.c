@@ -1,1 +1,361 @@
-/* placeholder: being written */
+/* Appending to the hash chain, the hash itself, canonical JSON, and
+ * reading events back. */
+#include "journal/internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EVENT_COLUMNS \
+  "seq, run_id, kind, state, attempt, time_ms, payload, prev_hash, hash"
+
+static const char hexdigits[] = "0123456789abcdef";
+
+const char *journal__column_text(sqlite3_stmt *st, int col)
+{
+  const unsigned char *s = sqlite3_column_text(st, col);
+
+  return s != NULL ? (const char *)s : "";
+}
+
+void journal__hex32(const unsigned char raw[32], char out[JOURNAL_HASH_HEX])
+{
+  for (int i = 0; i < 32; i++) {
+    out[2 * i] = hexdigits[raw[i] >> 4];
+    out[2 * i + 1] = hexdigits[raw[i] & 15];
+  }
+  out[64] = '\0';
+}
+
+static int hexval(char c)
+{
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+int journal__unhex32(const char *hex, unsigned char out[32])
+{
+  if (hex == NULL || *hex == '\0') {
+    memset(out, 0, 32);
+    return 0;
+  }
+  if (strlen(hex) != 64)
+    return -1;
+  for (int i = 0; i < 32; i++) {
+    int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+
+    if (hi < 0 || lo < 0)
+      return -1;
+    out[i] = (unsigned char)(hi << 4 | lo);
+  }
+  return 0;
+}
+
+/* ---- the hash ---- */
+
+static int put_u32(EVP_MD_CTX *ctx, size_t n)
+{
+  unsigned char b[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16),
+                        (unsigned char)(n >> 8), (unsigned char)n};
+
+  return EVP_DigestUpdate(ctx, b, sizeof b);
+}
+
+static int put_field(EVP_MD_CTX *ctx, const char *s, size_t n)
+{
+  if (n > UINT32_MAX)
+    return 0;
+  return put_u32(ctx, n) && EVP_DigestUpdate(ctx, s, n);
+}
+
+int journal__hash_fields(int64_t seq, const char *run_id, const char *kind,
+                         const char *state, int attempt, int64_t time_ms,
+                         const char *payload, size_t payload_len,
+                         const unsigned char prev[32],
+                         char out[JOURNAL_HASH_HEX], struct cairn_error *err)
+{
+  unsigned char head[9], md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  char num_attempt[16], num_time[24];
+  EVP_MD_CTX *ctx;
+  uint64_t useq = (uint64_t)seq;
+  int ok;
+
+  head[0] = 0x01; /* domain: a journal event */
+  for (int i = 0; i < 8; i++)
+    head[1 + i] = (unsigned char)(useq >> (56 - 8 * i));
+  snprintf(num_attempt, sizeof num_attempt, "%d", attempt);
+  snprintf(num_time, sizeof num_time, "%" PRId64, time_ms);
+
+  ctx = EVP_MD_CTX_new();
+  ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+       EVP_DigestUpdate(ctx, head, sizeof head) &&
+       put_field(ctx, run_id, strlen(run_id)) &&
+       put_field(ctx, kind, strlen(kind)) &&
+       put_field(ctx, state, strlen(state)) &&
+       put_field(ctx, num_attempt, strlen(num_attempt)) &&
+       put_field(ctx, num_time, strlen(num_time)) &&
+       put_field(ctx, payload, payload_len) &&
+       EVP_DigestUpdate(ctx, prev, 32) &&
+       EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen == 32;
+  EVP_MD_CTX_free(ctx);
+  if (!ok) {
+    char detail[256];
+
+    ERR_error_string_n(ERR_get_error(), detail, sizeof detail);
+    return cairn_error_set(err, CAIRN_E_JOURNAL,
+                           "cannot compute an event hash: %s", detail);
+  }
+  journal__hex32(md, out);
+  return 0;
+}
+
+/* ---- canonical JSON ---- */
+
+char *journal_canonical_json(const json_t *value)
+{
+  json_malloc_t jmalloc;
+  json_free_t jfree;
+  char *s, *copy;
+  size_t n;
+
+  if (value == NULL)
+    return NULL;
+  s = json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+  if (s == NULL)
+    return NULL;
+  /* The caller frees with free(); jansson may have its own allocator. */
+  n = strlen(s) + 1;
+  copy = malloc(n);
+  if (copy != NULL)
+    memcpy(copy, s, n);
+  json_get_alloc_funcs(&jmalloc, &jfree);
+  jfree(s);
+  return copy;
+}
+
+int journal_event_hash(const struct journal_event *ev,
+                       char out[JOURNAL_HASH_HEX], struct cairn_error *err)
+{
+  unsigned char prev[32];
+  char *payload;
+  int rc;
+
+  if (ev == NULL || ev->kind == NULL)
+    return cairn_error_set(err, CAIRN_E_INVAL, "no event to hash");
+  if (journal__unhex32(ev->prev_hash, prev) != 0)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "event %" PRId64 " has a malformed prev_hash",
+                           ev->seq);
+  payload = ev->payload != NULL ? journal_canonical_json(ev->payload)
+                                : strdup("{}");
+  if (payload == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM,
+                           "cannot serialise the payload of event %" PRId64,
+                           ev->seq);
+  rc = journal__hash_fields(ev->seq, ev->run_id, ev->kind,
+                            ev->state != NULL ? ev->state : "", ev->attempt,
+                            ev->time_ms, payload, strlen(payload), prev, out,
+                            err);
+  free(payload);
+  return rc;
+}
+
+/* ---- append ---- */
+
+int journal_append(struct journal *j, const char *run_id, const char *kind,
+                   const char *state, int attempt, int64_t time_ms,
+                   json_t *payload, int64_t *seq_out, struct cairn_error *err)
+{
+  sqlite3_stmt *last = NULL, *ins = NULL;
+  unsigned char prev[32];
+  char prev_hex[JOURNAL_HASH_HEX], hash[JOURNAL_HASH_HEX];
+  char *text = NULL;
+  int64_t seq = 1;
+  int own = 0, rc;
+
+  if (run_id == NULL || *run_id == '\0' ||
+      strlen(run_id) >= JOURNAL_RUN_ID_LEN || kind == NULL || *kind == '\0' ||
+      attempt < 0)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "cannot append event '%s' of run '%s' (bad "
+                           "argument)",
+                           kind != NULL ? kind : "",
+                           run_id != NULL ? run_id : "");
+  if (payload != NULL && !json_is_object(payload))
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "payload of event '%s' is not a json object",
+                           kind);
+  if (state == NULL)
+    state = "";
+  if (time_ms == 0)
+    time_ms = journal_now_ms();
+  text = payload != NULL ? journal_canonical_json(payload) : strdup("{}");
+  if (text == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM,
+                           "cannot serialise the payload of event '%s'", kind);
+
+  rc = journal__write_begin(j, &own, err);
+  if (rc != 0)
+    goto out;
+
+  /* The chain's end, read inside the write transaction. */
+  rc = journal__stmt(j, JOURNAL__ST_EVENT_LAST,
+                     "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+                     &last, err);
+  if (rc != 0)
+    goto out;
+  switch (sqlite3_step(last)) {
+  case SQLITE_ROW:
+    seq = sqlite3_column_int64(last, 0) + 1;
+    if (journal__unhex32(journal__column_text(last, 1), prev) != 0) {
+      rc = cairn_error_set(err, CAIRN_E_CHAIN,
+                           "journal '%s' has a malformed hash at event %" PRId64,
+                           j->path, seq - 1);
+      goto out;
+    }
+    break;
+  case SQLITE_DONE:
+    memset(prev, 0, sizeof prev);
+    break;
+  default:
+    rc = journal__sqlite_error(j, err, "cannot read journal");
+    goto out;
+  }
+  journal__stmt_done(j, JOURNAL__ST_EVENT_LAST, last);
+  last = NULL;
+
+  journal__hex32(prev, prev_hex);
+  rc = journal__hash_fields(seq, run_id, kind, state, attempt, time_ms, text,
+                            strlen(text), prev, hash, err);
+  if (rc != 0)
+    goto out;
+
+  rc = journal__stmt(j, JOURNAL__ST_EVENT_INSERT,
+                     "INSERT INTO events (" EVENT_COLUMNS ") "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     &ins, err);
+  if (rc != 0)
+    goto out;
+  sqlite3_bind_int64(ins, 1, seq);
+  sqlite3_bind_text(ins, 2, run_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(ins, 3, kind, -1, SQLITE_STATIC);
+  sqlite3_bind_text(ins, 4, state, -1, SQLITE_STATIC);
+  sqlite3_bind_int(ins, 5, attempt);
+  sqlite3_bind_int64(ins, 6, time_ms);
+  sqlite3_bind_text(ins, 7, text, -1, SQLITE_STATIC);
+  sqlite3_bind_text(ins, 8, prev_hex, -1, SQLITE_STATIC);
+  sqlite3_bind_text(ins, 9, hash, -1, SQLITE_STATIC);
+  if (sqlite3_step(ins) != SQLITE_DONE) {
+    if (sqlite3_extended_errcode(j->db) == SQLITE_CONSTRAINT_FOREIGNKEY)
+      rc = cairn_error_set(err, CAIRN_E_NORUN,
+                           "no run '%s' in journal '%s' (insert the run "
+                           "before its events)",
+                           run_id, j->path);
+    else
+      rc = journal__sqlite_error(j, err, "cannot append to journal");
+    goto out;
+  }
+out:
+  journal__stmt_done(j, JOURNAL__ST_EVENT_LAST, last);
+  journal__stmt_done(j, JOURNAL__ST_EVENT_INSERT, ins);
+  rc = journal__write_end(j, own, rc, err);
+  if (rc == 0 && seq_out != NULL)
+    *seq_out = seq;
+  free(text);
+  return rc;
+}
+
+/* ---- reading ---- */
+
+void journal_event_release(struct journal_event *ev)
+{
+  if (ev == NULL)
+    return;
+  free(ev->kind);
+  free(ev->state);
+  json_decref(ev->payload);
+  ev->kind = NULL;
+  ev->state = NULL;
+  ev->payload = NULL;
+}
+
+/* Fills ev from a row of EVENT_COLUMNS; ev owns what it gets. */
+static int event_from_row(struct journal *j, sqlite3_stmt *st,
+                          struct journal_event *ev, struct cairn_error *err)
+{
+  json_error_t jerr;
+
+  memset(ev, 0, sizeof *ev);
+  ev->seq = sqlite3_column_int64(st, 0);
+  snprintf(ev->run_id, sizeof ev->run_id, "%s", journal__column_text(st, 1));
+  ev->kind = strdup(journal__column_text(st, 2));
+  ev->state = strdup(journal__column_text(st, 3));
+  ev->attempt = sqlite3_column_int(st, 4);
+  ev->time_ms = sqlite3_column_int64(st, 5);
+  snprintf(ev->prev_hash, sizeof ev->prev_hash, "%s",
+           journal__column_text(st, 7));
+  snprintf(ev->hash, sizeof ev->hash, "%s", journal__column_text(st, 8));
+  if (ev->kind == NULL || ev->state == NULL) {
+    journal_event_release(ev);
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  }
+  ev->payload = json_loads(journal__column_text(st, 6), 0, &jerr);
+  if (ev->payload == NULL || !json_is_object(ev->payload)) {
+    int64_t seq = ev->seq;
+
+    journal_event_release(ev);
+    return cairn_error_set(err, CAIRN_E_JOURNAL,
+                           "event %" PRId64 " of journal '%s' has a payload "
+                           "that is not a json object",
+                           seq, j->path);
+  }
+  return 0;
+}
+
+int journal_event_foreach(struct journal *j, const char *run_id,
+                          int64_t after_seq,
+                          int (*cb)(const struct journal_event *ev, void *ud),
+                          void *ud, struct cairn_error *err)
+{
+  enum journal__stmt_id id =
+      run_id != NULL ? JOURNAL__ST_EVENTS_OF_RUN : JOURNAL__ST_EVENTS_ALL;
+  const char *sql =
+      run_id != NULL
+          ? "SELECT " EVENT_COLUMNS " FROM events "
+            "WHERE run_id = ?1 AND seq > ?2 ORDER BY seq"
+          : "SELECT " EVENT_COLUMNS " FROM events WHERE seq > ?2 ORDER BY seq";
+  sqlite3_stmt *st = NULL;
+  struct journal_event ev;
+  int rc, step;
+
+  rc = journal__stmt(j, id, sql, &st, err);
+  if (rc != 0)
+    return rc;
+  if (run_id != NULL)
+    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, after_seq);
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    rc = event_from_row(j, st, &ev, err);
+    if (rc != 0)
+      goto out;
+    rc = cb(&ev, ud);
+    journal_event_release(&ev);
+    if (rc != 0)
+      goto out;
+  }
+  if (step != SQLITE_DONE)
+    rc = journal__sqlite_error(j, err, "cannot read journal");
+out:
+  journal__stmt_done(j, id, st);
+  return rc;
+}

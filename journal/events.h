@@ -12,7 +12,49 @@
  *  - A second state.entered(P) (a loop through a choice) starts P afresh.
  *
  * Paths: a top-level state is its name ("migrate"); a branch of a
- * parallel state is "state/branch" ("infra/redis"). */
+ * parallel state is "state/branch" ("infra/redis"). A state's
+ * state.entered comes before those of its branches.
+ *
+ * How journal_replay folds the events of one run (each row: the event and
+ * what it does to the run or to the step of ev->state):
+ *   run.started       started = payload; file_sha256; status "running"
+ *   run.resumed       status "running"
+ *   run.interrupted   status "interrupted"
+ *   run.finished      status = payload.status (required); current = NULL
+ *   workflow.changed  file_sha256 = new_sha256
+ *   transition        current = payload.to (required), NULL when "" (the
+ *                     run ended); before any transition, current is the
+ *                     path of the first state.entered
+ *   state.entered     the step of P is created (order of first entry) or,
+ *                     when P was entered before, reset in place: phase
+ *                     ENTERED, attempt 0, inputs/kind/wait_until_ms from
+ *                     the payload, spawn/outputs/finished NULL, seqs 0; the
+ *                     steps of P's branches ("P/...") are removed, so a
+ *                     new entry of a parallel state starts its branches
+ *                     afresh too (they come back with their next entry)
+ *   action.started    phase STARTED; attempt = ev->attempt (or payload
+ *                     attempt, or previous + 1); spawn and outputs NULL
+ *   action.spawned    spawn = payload (so spawn is always the current
+ *                     attempt's process, NULL until it has spawned)
+ *   action.finished   finished = payload; by outcome: succeeded ->
+ *                     SUCCEEDED with outputs = payload.outputs; failed and
+ *                     timed_out -> FAILED; cancelled -> CANCELLED;
+ *                     interrupted -> INTERRUPTED (not final, finished_seq
+ *                     stays 0)
+ *   action.retrying   phase RETRY_WAIT (finished_seq back to 0)
+ *   probe.finished    succeeded -> SUCCEEDED (the crashed attempt took
+ *                     effect); failed -> ENTERED keeping attempt: the
+ *                     action did not take effect and runs again as
+ *                     attempt + 1 (not FAILED: no on_failure, no retry
+ *                     budget spent)
+ *   decision.assumed  succeeded -> SUCCEEDED; failed -> FAILED
+ *   lock.taken_over, and kinds replay does not know: ignored
+ * SUCCEEDED, FAILED and CANCELLED set finished_seq/finished_ms to that
+ * event. An action.*, probe.finished or decision.assumed of a path with no
+ * state.entered, an action.spawned/finished for another attempt than the
+ * one started, a missing or unknown outcome, a transition without `to`
+ * or a run.finished without status is CAIRN_E_JOURNAL naming the event.
+ */
 #ifndef CAIRN_JOURNAL_EVENTS_H
 #define CAIRN_JOURNAL_EVENTS_H
 
@@ -61,12 +103,16 @@
 #define JOURNAL_STATUS_WAITING "waiting" /* needs a decision (exit 3) */
 
 enum journal_phase {
-  JOURNAL_PHASE_ENTERED,     /* state.entered, no attempt started yet */
+  JOURNAL_PHASE_ENTERED,     /* state.entered, no attempt running: none
+                                started yet (attempt 0), or a probe said
+                                the last one did not take effect (attempt
+                                > 0: run attempt + 1) */
   JOURNAL_PHASE_STARTED,     /* action.started (maybe spawned), unfinished */
   JOURNAL_PHASE_RETRY_WAIT,  /* action.retrying: next attempt not started */
   JOURNAL_PHASE_SUCCEEDED,   /* last action.finished succeeded, or probe or
                                 decision said so */
-  JOURNAL_PHASE_FAILED,      /* last action.finished failed or timed out */
+  JOURNAL_PHASE_FAILED,      /* last action.finished failed or timed
+                                out, or a decision said failed */
   JOURNAL_PHASE_CANCELLED,
   JOURNAL_PHASE_INTERRUPTED, /* finished with outcome interrupted: treated
                                 by resume like STARTED */
@@ -79,8 +125,10 @@ struct journal_step {
   enum journal_phase phase;
   int attempt;           /* latest attempt started, 0 before any */
   json_t *inputs;        /* state.entered's inputs, or NULL */
-  json_t *spawn;         /* latest action.spawned payload, or NULL */
-  json_t *outputs;       /* outputs of the succeeding action.finished */
+  json_t *spawn;         /* action.spawned payload of the latest attempt,
+                            NULL until that attempt has spawned */
+  json_t *outputs;       /* outputs of the succeeding action.finished (or
+                            probe/decision), NULL unless SUCCEEDED */
   json_t *finished;      /* latest action.finished payload, or NULL */
   int64_t wait_until_ms; /* from state.entered, 0 when none */
   int64_t entered_seq;

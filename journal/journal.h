@@ -34,7 +34,13 @@ enum journal_open_flags {
  * user_version. A file that is not SQLite or has no cairn schema gives
  * CAIRN_E_NOTJOURNAL; a newer user_version gives CAIRN_E_SCHEMA; in both
  * cases the file is left untouched. *out is owned by the caller and
- * released with journal_close(). */
+ * released with journal_close().
+ * Also: a missing file without JOURNAL_CREATE gives CAIRN_E_NOTFOUND;
+ * JOURNAL_READONLY on a journal whose schema needs migrating gives
+ * CAIRN_E_JOURNAL (read-only never writes); JOURNAL_CREATE together with
+ * JOURNAL_READONLY is CAIRN_E_INVAL; ":memory:" ignores JOURNAL_READONLY.
+ * Only folders that JOURNAL_CREATE makes get mode 0700, and only a file it
+ * makes gets 0600 (both set with chmod, whatever the umask). */
 int journal_open(struct journal **out, const char *path, unsigned flags,
                  struct cairn_error *err);
 /* Closes; journal_close(NULL) does nothing. */
@@ -52,9 +58,16 @@ int journal_find_path(char *out, size_t n, const char *start_dir,
 
 /* Explicit transactions: BEGIN IMMEDIATE ... COMMIT. Every append outside
  * an explicit transaction runs in one of its own. Nested begin is an
- * error. In builds with -DCAIRN_TEST_HOOKS, journal_commit counts commits
- * and, when $CAIRN_TEST_KILL_AFTER_COMMIT equals that count, raises
- * SIGKILL right after the commit returns (the crash tests use this). */
+ * error (CAIRN_E_INVAL), as is commit without begin. In builds with
+ * -DCAIRN_TEST_HOOKS, journal_commit counts commits and, when
+ * $CAIRN_TEST_KILL_AFTER_COMMIT equals that count, raises SIGKILL right
+ * after the commit returns (the crash tests use this). The count covers
+ * every commit the journal makes in the process, in the order made:
+ * explicit commits, the own transaction of an append, run insert/status
+ * and lock acquire/release/heartbeat outside an explicit transaction, and
+ * the schema creation or migration of journal_open (commit 1 on a new
+ * journal). Inside an explicit transaction those writes do not commit on
+ * their own. */
 int journal_begin(struct journal *j, struct cairn_error *err);
 int journal_commit(struct journal *j, struct cairn_error *err);
 void journal_rollback(struct journal *j);
@@ -90,9 +103,10 @@ int journal_run_insert(struct journal *j, const struct journal_run *run,
 int journal_run_set_status(struct journal *j, const char *run_id,
                            const char *status, int64_t finished_ms,
                            struct cairn_error *err);
-/* Loads one run by full id or unique prefix (>= 4 characters).
- * CAIRN_E_NORUN when none, CAIRN_E_AMBIGUOUS when the prefix matches
- * several. */
+/* Loads one run by full id or unique prefix (>= 4 characters; a prefix
+ * matches case-insensitively, as ULIDs do). CAIRN_E_NORUN when none,
+ * CAIRN_E_AMBIGUOUS when the prefix matches several. *out is owned by the
+ * caller (journal_run_release) when 0 is returned, zeroed otherwise. */
 int journal_run_get(struct journal *j, const char *id_or_prefix,
                     struct journal_run *out, struct cairn_error *err);
 
@@ -127,8 +141,10 @@ void journal_event_release(struct journal_event *ev);
 
 /* Appends one event to the chain: takes the last hash, computes this
  * event's hash (see journal_event_hash) and inserts it. payload may be
- * NULL (stored as {}). time_ms 0 means now. *seq_out (may be NULL) gets
- * the sequence number. */
+ * NULL (stored as {}), else it must be an object (CAIRN_E_INVAL). time_ms
+ * 0 means now. *seq_out (may be NULL) gets the sequence number. run_id
+ * must name a run already inserted with journal_run_insert (a foreign
+ * key; CAIRN_E_NORUN otherwise). */
 int journal_append(struct journal *j, const char *run_id, const char *kind,
                    const char *state, int attempt, int64_t time_ms,
                    json_t *payload, int64_t *seq_out, struct cairn_error *err);
@@ -145,21 +161,26 @@ int journal_event_foreach(struct journal *j, const char *run_id,
  * separation), seq as 8 bytes big-endian, then run_id, kind, state,
  * attempt (decimal), time_ms (decimal) and the canonical payload each as
  * a 4-byte big-endian length and the bytes, then the 32 bytes of
- * prev_hash (all zero for the first event). Writes 64 hex digits. */
+ * prev_hash (all zero for the first event; "" is taken as all zero).
+ * ev->payload NULL hashes as {}. Writes 64 lower-case hex digits. */
 int journal_event_hash(const struct journal_event *ev,
                        char out[JOURNAL_HASH_HEX], struct cairn_error *err);
 
-/* Canonical JSON: sorted keys, compact, UTF-8, no trailing newline.
- * Returns a malloc'd string the caller frees, or NULL on failure. */
+/* Canonical JSON: sorted keys (byte order), compact, UTF-8, no trailing
+ * newline; json_dumps(JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY), so
+ * any value, not only objects. Returns a malloc'd string the caller frees
+ * with free(), or NULL on failure (value NULL included). */
 char *journal_canonical_json(const json_t *value);
 
 /* ---- verify ---- */
 
 struct journal_verify_result {
-  int64_t events;        /* events checked */
-  int64_t first_bad_seq; /* 0 when the chain is intact */
+  int64_t events;        /* events checked (all of them, also past a bad one) */
+  int64_t first_bad_seq; /* 0 when the chain is intact; for missing events
+                            the first missing seq */
   char reason[256];      /* what is wrong with first_bad_seq */
-  char last_hash[JOURNAL_HASH_HEX];
+  char last_hash[JOURNAL_HASH_HEX]; /* stored hash of the newest event, ""
+                                       when there is none */
 };
 /* Recomputes the whole chain. Returns 0 with first_bad_seq == 0 when it
  * holds; CAIRN_E_CHAIN with first_bad_seq and reason set when an event
@@ -186,7 +207,13 @@ struct journal_lock_holder {
  * the lock is taken over: *taken_over is set to 1 and *holder describes
  * the previous holder (the caller journals it). Re-taking a lock already
  * held by the same run_id succeeds (resume after a crash). holder and
- * taken_over may be NULL. */
+ * taken_over may be NULL.
+ * Precisely: a holder on this host is dead when its pid is gone, is a
+ * zombie, has another start time, or ran in an earlier boot (boot_id).
+ * Re-taking for the same run_id succeeds when the holder is this process
+ * or dead, and is CAIRN_E_LOCKED when another live process holds it for
+ * that run (two resumes of one run); it sets *taken_over to 0 and fills
+ * *holder with the previous holder. */
 int journal_lock_acquire(struct journal *j, const char *workflow,
                          const char *env, const char *run_id,
                          struct journal_lock_holder *holder, int *taken_over,
@@ -195,6 +222,12 @@ int journal_lock_acquire(struct journal *j, const char *workflow,
 int journal_lock_release(struct journal *j, const char *workflow,
                          const char *env, const char *run_id,
                          struct cairn_error *err);
+/* Sets the heartbeat_ms of the lock of (workflow, env) to now if run_id
+ * holds it; CAIRN_E_NOTFOUND otherwise. (Added with the journal module;
+ * nothing reads heartbeat_ms to decide liveness yet.) */
+int journal_lock_heartbeat(struct journal *j, const char *workflow,
+                           const char *env, const char *run_id,
+                           struct cairn_error *err);
 /* Looks up the holder of (workflow, env): 0 and *holder filled, or
  * CAIRN_E_NOTFOUND. *alive (may be NULL) says whether it is alive. */
 int journal_lock_get(struct journal *j, const char *workflow, const char *env,

@@ -1,0 +1,135 @@
+/* The command line: the command table, option parsing, output and the
+ * exit codes. Only cli/ prints or exits. */
+#ifndef CAIRN_CLI_H
+#define CAIRN_CLI_H
+
+#include <stdio.h>
+
+#include "common/error.h"
+#include "engine/run.h"
+#include "journal/journal.h"
+
+/* Exit codes (documented in docs/cli.md and cairn(1)). */
+enum cli_exit {
+  CLI_EXIT_OK = 0,          /* done / succeeded */
+  CLI_EXIT_FAILED = 1,      /* the run failed (and was rolled back) */
+  CLI_EXIT_USAGE = 2,       /* bad usage, invalid workflow, bad input */
+  CLI_EXIT_INTERRUPTED = 3, /* interrupted, or waiting for a decision */
+  CLI_EXIT_LOCKED = 4,      /* another run holds the lock */
+  CLI_EXIT_GATE = 5,        /* promotion gate refused */
+  CLI_EXIT_ROLLBACK = 6,    /* rollback failed */
+};
+
+struct cli_ctx {
+  const char *prog;         /* "cairn" */
+  const char *journal_opt;  /* --journal, or NULL */
+  int json;                 /* --json */
+  int tty;                  /* stdout is a terminal */
+  int color;                /* tty and NO_COLOR unset */
+};
+
+enum cli_cmd_flags {
+  CLI_JSON = 1 << 0, /* accepts --json */
+};
+
+struct cli_command {
+  const char *name;
+  int (*fn)(int argc, char **argv, struct cli_ctx *ctx);
+  unsigned flags;
+  const char *summary;
+};
+
+/* ---- options (cli/args.c) ---- */
+
+enum cli_opt_type {
+  CLI_OPT_FLAG,    /* int *: set to 1 */
+  CLI_OPT_STRING,  /* const char **: last one wins */
+  CLI_OPT_LIST,    /* struct cli_list *: every occurrence */
+  CLI_OPT_INT,     /* long *: a non-negative integer */
+};
+
+struct cli_list {
+  const char **items; /* malloc'd array of borrowed argv strings */
+  size_t n;
+};
+
+struct cli_option {
+  const char *name;     /* long name without "--"; NULL ends the table */
+  enum cli_opt_type type;
+  void *value;
+  const char *arg;      /* name of the argument in help, e.g. "FILE" */
+  const char *help;
+};
+
+/* Parses argv (argv[0] is the command name) against opts; --help, --json
+ * and --journal are always understood. Positional arguments are moved to
+ * the front of argv+1 and counted in *npos. Returns 0 to go on, 1 when
+ * --help was printed (exit 0), or CLI_EXIT_USAGE after printing a
+ * one-line error and the usage line. usage is "cairn run FILE [options]";
+ * description is printed under it by --help. */
+int cli_parse(int argc, char **argv, struct cli_ctx *ctx,
+              const struct cli_option *opts, const char *usage,
+              const char *description, int *npos);
+void cli_list_release(struct cli_list *l);
+
+/* ---- shared helpers (cli/main.c) ---- */
+
+/* Prints "cairn: MESSAGE" (and "hint" lines are part of message) to
+ * stderr, one line. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Maps a negative error code to an exit code. */
+int cli_exit_for(int code);
+/* Opens the journal of this working directory (or --journal /
+ * CAIRN_JOURNAL). create: create it when missing. On failure prints the
+ * error and returns the exit code to use; 0 on success. *out is owned by
+ * the caller (journal_close). */
+int cli_open_journal(struct cli_ctx *ctx, int create, int readonly,
+                     struct journal **out);
+/* Loads a run by id or prefix, printing an error when none. Returns 0 or
+ * an exit code. */
+int cli_get_run(struct journal *j, const char *id, struct journal_run *out);
+
+/* ---- output (cli/output.c) ---- */
+
+struct cli_progress;
+/* A progress printer for run/resume (human lines, a live view on a TTY, or
+ * JSON lines). Owned by the caller, freed by cli_progress_destroy. */
+struct cli_progress *cli_progress_create(struct cli_ctx *ctx);
+void cli_progress_destroy(struct cli_progress *p);
+/* Engine callbacks; ud is the struct cli_progress. */
+void cli_progress_observe(void *ud, const struct journal_event *ev);
+void cli_progress_tick(void *ud);
+/* Prints the end of a run/resume and returns its exit code. */
+int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
+                        const char *journal_path);
+
+/* "1.2s" etc. into buf. */
+const char *cli_duration(int64_t ms, char *buf, size_t n);
+/* "2026-11-22 19:57:01" (local time) into buf. */
+const char *cli_time(int64_t ms, char *buf, size_t n);
+/* Prints a JSON value as one line to stdout. Steals nothing. */
+void cli_print_json(json_t *v);
+
+/* Fills the engine options run and resume share (grace, progress). Returns
+ * 0 or an exit code after printing the error. */
+int cli_run_options(struct engine_options *o, const char *grace,
+                    struct cli_progress *p, struct cli_ctx *ctx);
+/* The status to show for a run: a "running" run whose engine is gone is
+ * shown as "interrupted". Returns a static string or run->status. */
+const char *cli_run_status(struct journal *j, const struct journal_run *run);
+
+/* A run as a JSON object (new reference). */
+json_t *cli_run_json(struct journal *j, const struct journal_run *run);
+
+/* ---- commands ---- */
+
+int cli_cmd_run(int argc, char **argv, struct cli_ctx *ctx);
+int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx);
+int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx);
+int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx);
+int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx);
+int cli_cmd_validate(int argc, char **argv, struct cli_ctx *ctx);
+int cli_cmd_verify(int argc, char **argv, struct cli_ctx *ctx);
+int cli_cmd_version(int argc, char **argv, struct cli_ctx *ctx);
+
+#endif

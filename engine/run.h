@@ -1,0 +1,81 @@
+/* The runtime: runs a workflow's state machine on a libuv loop, journaling
+ * every step before it acts; and resumes a run from its journal.
+ *
+ * Memory: the journal, workflow and options are borrowed and must outlive
+ * the call; results are filled into caller-owned structs. Events passed to
+ * the observer are borrowed for the duration of the callback. */
+#ifndef CAIRN_ENGINE_RUN_H
+#define CAIRN_ENGINE_RUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "engine/workflow.h"
+#include "journal/events.h"
+#include "journal/journal.h"
+
+enum engine_outcome {
+  ENGINE_SUCCEEDED,   /* reached a succeed state */
+  ENGINE_FAILED,      /* a failure ended the run (fail state, on_failure) */
+  ENGINE_INTERRUPTED, /* SIGINT/SIGTERM: resumable */
+  ENGINE_WAITING,     /* resume needs a decision (--assume) */
+};
+
+struct engine_result {
+  enum engine_outcome outcome;
+  char run_id[JOURNAL_RUN_ID_LEN];
+  char run_dir[4096];
+  char state[256];      /* the failed/undecided state, "" otherwise */
+  char message[2048];   /* why it failed / what decision is needed */
+  int64_t duration_ms;
+};
+
+/* Called after each event is committed (so what it reports is durable). */
+typedef void (*engine_observe_cb)(void *ud, const struct journal_event *ev);
+/* Called every tick_ms while the loop runs (live progress). */
+typedef void (*engine_tick_cb)(void *ud);
+
+struct engine_options {
+  const char *env;                 /* NULL: none */
+  const char *const *sets;         /* "name=value" overrides */
+  size_t nsets;
+  const char *actor;               /* NULL: $CAIRN_ACTOR or user@host */
+  int64_t grace_ms;                /* after SIGINT/SIGTERM, how long running
+                                      actions may finish before they are
+                                      stopped; 0 means 10 s */
+  int64_t kill_grace_ms;           /* SIGTERM to SIGKILL; 0 means 5 s */
+  engine_observe_cb observe;
+  engine_tick_cb tick;
+  int64_t tick_ms;
+  void *ud;
+  /* resume only */
+  const char *assume;              /* "succeeded", "failed" or NULL */
+  int allow_changed;
+};
+
+/* Starts a new run of wf and runs it to its end (or an interruption).
+ * Returns 0 with *res filled for every outcome; a negative code when the
+ * run could not start (bad params: CAIRN_E_INVAL; lock held:
+ * CAIRN_E_LOCKED with the holder named; journal errors), in which case
+ * nothing was journaled. */
+int engine_run(struct journal *j, const struct engine_workflow *wf,
+               const struct engine_options *opt, struct engine_result *res,
+               struct cairn_error *err);
+
+/* Resumes run_id (a full id) of wf, which must be the workflow the run was
+ * started from (same sha256 unless opt->allow_changed). Rebuilds the run
+ * from its events only. Returns 0 with *res filled, or a negative code
+ * (CAIRN_E_STATE when the run already finished, CAIRN_E_CHANGED,
+ * CAIRN_E_LOCKED, CAIRN_E_DECISION never: a needed decision is the
+ * ENGINE_WAITING outcome) with nothing journaled. */
+int engine_resume(struct journal *j, const struct engine_workflow *wf,
+                  const char *run_id, const struct engine_options *opt,
+                  struct engine_result *res, struct cairn_error *err);
+
+/* The folder of a run's logs: "<journal dir>/runs/<run id>" (out of size
+ * n). */
+int engine_run_dir(const struct journal *j, const char *run_id, char *out,
+                   size_t n, struct cairn_error *err);
+
+#endif

@@ -1,0 +1,142 @@
+/* Internals shared by engine/run.c (the runtime) and engine/resume.c
+ * (rebuilding a runtime from the journal). Not part of the engine's API. */
+#ifndef CAIRN_ENGINE_RUNTIME_H
+#define CAIRN_ENGINE_RUNTIME_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "adapters/adapter.h"
+#include "engine/run.h"
+
+enum engine__task_phase {
+  ENGINE__TASK_IDLE,       /* not started in this process */
+  ENGINE__TASK_QUEUED,     /* waiting for the journal flush to start */
+  ENGINE__TASK_RUNNING,
+  ENGINE__TASK_RETRY_WAIT,
+  ENGINE__TASK_DONE,
+};
+
+/* One action being carried out: a `do` state, or one parallel branch. */
+struct engine__task {
+  struct engine__rt *rt;
+  struct engine__sx *sx;
+  char path[320];                 /* "build" or "infra/db" */
+  const struct engine_action *action;
+  const struct adapter_desc *desc;
+  json_t *inputs;                 /* resolved, defaults applied (owned) */
+  int redacted;                   /* inputs held a secret value */
+  int attempt;                    /* last attempt number journaled */
+  int failures;                   /* failed attempts in this entry */
+  int probing;                    /* the running call is the probe */
+  enum engine__task_phase phase;
+  int succeeded;                  /* when DONE */
+  int cancelled;                  /* when DONE: stopped, not failed */
+  json_t *outputs;                /* owned, when succeeded */
+  char error[512];
+  char log_path[4200];
+  struct adapter_call *call;      /* while RUNNING (freed in on_done) */
+  json_t *call_inputs;            /* inputs of the running call (owned) */
+  uv_timer_t *retry_timer;        /* heap, freed in its close callback */
+  char *env_extra[4];
+  struct engine__task *next_queued;
+};
+
+/* The state being carried out. */
+struct engine__sx {
+  const struct engine_state *st;
+  struct engine__task *tasks;     /* 1 for do, one per branch */
+  size_t ntasks;
+  size_t open;                    /* tasks not DONE */
+  int failed;
+  char error[600];
+  char failed_path[320];
+  struct engine__sx *next_dead;   /* freed at the next flush, never
+                                     inside a callback that may still
+                                     walk its tasks */
+};
+
+struct engine__qitem {
+  const char *kind;               /* static string */
+  char *state;
+  int attempt;
+  json_t *payload;                /* owned */
+};
+
+/* One run being carried out by this process. */
+struct engine__rt {
+  uv_loop_t loop;
+  struct journal *j;
+  const struct engine_workflow *wf;
+  const struct engine_options *opt;
+  struct engine_result *res;
+  struct cairn_error *err;
+  char run_id[JOURNAL_RUN_ID_LEN];
+  char run_dir[4096];
+  char env_name[256];
+  json_t *scope;                  /* params, vars, secrets, states, run */
+  char **redact;                  /* secret values, NULL-terminated */
+
+  struct engine__qitem *queue;
+  size_t nqueue, capqueue;
+  struct engine__task *spawn_head, *spawn_tail;
+  uv_idle_t idle;
+  uv_check_t check;
+  uv_signal_t sigint, sigterm;
+  uv_timer_t grace_timer, wait_timer, tick_timer;
+
+  struct engine__sx *cur;
+  struct engine__sx *dead;
+  int interrupted;                /* signal number, 0 when none */
+  int stopping;                   /* grace is over: cancel what runs */
+  int finished;                   /* run.finished or run.interrupted queued */
+  int closing;
+  int fatal;                      /* a journal write failed */
+  int64_t start_ms;
+};
+
+int engine__rt_init(struct engine__rt *rt, struct journal *j,
+                    const struct engine_workflow *wf,
+                    const struct engine_options *opt,
+                    struct engine_result *res, struct cairn_error *err);
+/* Runs the loop until the run ends, closes every handle and the loop. */
+int engine__rt_loop(struct engine__rt *rt);
+void engine__rt_release(struct engine__rt *rt);
+/* Closes the handles of a runtime whose run never started, and its loop. */
+void engine__rt_abort(struct engine__rt *rt);
+/* Frees a state execution none of whose tasks is running (NULL: no-op). */
+void engine__sx_destroy(struct engine__sx *sx);
+/* Waits in the current wait state until until_ms, then moves on. */
+void engine__start_wait(struct engine__rt *rt, int64_t until_ms);
+
+/* Queues an event (payload stolen, may be NULL). */
+void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
+                  int attempt, json_t *payload);
+/* Enters a state: journals state.entered and starts what it does. */
+void engine__enter(struct engine__rt *rt, const char *name);
+/* The one place a run moves on: journals the transition from `from` to
+ * `to` (NULL ends the run with `status`) and enters `to`. */
+void engine__transition(struct engine__rt *rt, const char *from,
+                        const char *to, const char *reason,
+                        const char *status, const char *error);
+/* Sets up the state execution for st without journaling (resume). */
+struct engine__sx *engine__sx_new(struct engine__rt *rt,
+                                  const struct engine_state *st);
+/* Starts the next attempt of t (journals action.started, then spawns). */
+void engine__task_attempt(struct engine__task *t);
+/* Runs t's probe (resume). */
+void engine__task_probe(struct engine__task *t);
+/* Marks t done (ok or not) and moves the state on when all are done. */
+void engine__task_done(struct engine__task *t, int ok, int cancelled,
+                       const char *error);
+/* Resolves t's inputs from the scope (templates, defaults). */
+int engine__task_resolve(struct engine__task *t, struct cairn_error *err);
+/* Records a finished state's outputs in the template scope. */
+void engine__record_outputs(struct engine__rt *rt, const char *state,
+                            json_t *outputs);
+/* Applies a state's failure path (on_failure). */
+void engine__state_failed(struct engine__rt *rt, struct engine__sx *sx);
+/* Called when every task of sx is done. */
+void engine__state_done(struct engine__rt *rt, struct engine__sx *sx);
+
+#endif

@@ -1,0 +1,655 @@
+/* One YAML document as a tree of nodes that remember where they start
+ * (engine/yaml_tree.h), built from libyaml's event API, and the YAML 1.2
+ * core schema for plain scalars.
+ *
+ * Collections are attached to their parent when they open, so a tree
+ * under construction is always reachable from its root and one
+ * engine__ynode_free undoes everything on error. Anchors are registered
+ * when their node is complete; an alias copies the node (its own position
+ * becomes the alias's, the inside keeps the anchor's), after checking
+ * the node-count and depth limits, so expansion cannot blow up. */
+#include "engine/yaml_tree.h"
+
+#include <errno.h>
+#include <locale.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yaml.h>
+
+#define YT_MAX_NODES 1000000 /* after alias expansion */
+#define YT_MAX_DEPTH 128     /* nesting, after alias expansion */
+
+/* Short names for this file. */
+typedef struct engine__ynode ynode;
+#define Y_SCALAR ENGINE__YSCALAR
+#define Y_SEQ ENGINE__YSEQ
+#define Y_MAP ENGINE__YMAP
+#define S_NULL ENGINE__YNULL
+#define S_BOOL ENGINE__YBOOL
+#define S_INT ENGINE__YINT
+#define S_FLOAT ENGINE__YFLOAT
+#define S_STR ENGINE__YSTR
+
+struct yctx {
+  const char *fname; /* names the file in messages */
+  struct cairn_error *err;
+};
+
+static int lerr_at(const struct yctx *L, int line, int col, const char *fmt,
+                   ...) __attribute__((format(printf, 4, 5)));
+static int lerr_at(const struct yctx *L, int line, int col, const char *fmt,
+                   ...)
+{
+  char what[CAIRN_ERRMSG_MAX];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  return cairn_error_set(L->err, CAIRN_E_WORKFLOW, "%s:%d:%d: error: %s",
+                         L->fname, line, col, what);
+}
+#define lerr(L, node, ...) lerr_at((L), (node)->line, (node)->col, __VA_ARGS__)
+
+static int nomem(const struct yctx *L)
+{
+  return cairn_error_set(L->err, CAIRN_E_NOMEM, "out of memory");
+}
+
+/* ---- the tree ----------------------------------------------------------- */
+
+void engine__ynode_free(ynode *n)
+{
+  if (n == NULL)
+    return;
+  for (size_t i = 0; i < n->n; i++)
+    engine__ynode_free(n->kids[i]);
+  free(n->kids);
+  free(n->text);
+  free(n);
+}
+
+static ynode *ynode_copy(const ynode *n)
+{
+  ynode *c = malloc(sizeof *c);
+
+  if (c == NULL)
+    return NULL;
+  *c = *n;
+  c->text = NULL;
+  c->kids = NULL;
+  c->n = c->cap = 0;
+  if (n->text != NULL && (c->text = strdup(n->text)) == NULL)
+    goto fail;
+  if (n->n > 0) {
+    if ((c->kids = calloc(n->n, sizeof *c->kids)) == NULL)
+      goto fail;
+    c->cap = n->n;
+    for (; c->n < n->n; c->n++)
+      if ((c->kids[c->n] = ynode_copy(n->kids[c->n])) == NULL)
+        goto fail;
+  }
+  return c;
+fail:
+  engine__ynode_free(c);
+  return NULL;
+}
+
+/* p grown to hold need elements of size bytes; NULL (p untouched) when
+ * out of memory. */
+static void *grow(void *p, size_t *cap, size_t need, size_t size)
+{
+  size_t nc;
+  void *q;
+
+  if (need <= *cap)
+    return p;
+  nc = *cap ? *cap * 2 : 4;
+  while (nc < need)
+    nc *= 2;
+  if ((q = realloc(p, nc * size)) != NULL)
+    *cap = nc;
+  return q;
+}
+
+struct yanchor {
+  char *name;
+  const ynode *node; /* borrowed from the tree */
+};
+
+struct yframe {
+  ynode *node;
+  char *anchor; /* registered when the node is complete */
+};
+
+struct ybuild {
+  const struct yctx *L;
+  struct yframe *stack;
+  size_t depth, scap;
+  struct yanchor *anchors;
+  size_t nanchors, acap;
+  size_t nnodes;
+  int ndocs;
+  ynode *root;
+};
+
+static int mark_err(struct ybuild *b, const yaml_mark_t *m, const char *what)
+{
+  return lerr_at(b->L, (int)m->line + 1, (int)m->column + 1, "%s", what);
+}
+
+/* Makes room for `more` nodes under the limit. */
+static int yb_count(struct ybuild *b, size_t more, const yaml_mark_t *m)
+{
+  char what[160];
+
+  if (more > YT_MAX_NODES - b->nnodes) {
+    snprintf(what, sizeof what,
+             "the document has more than %d nodes once aliases are expanded "
+             "(hint: use fewer aliases)", YT_MAX_NODES);
+    return mark_err(b, m, what);
+  }
+  b->nnodes += more;
+  return 0;
+}
+
+static int yb_anchor(struct ybuild *b, char *name, const ynode *node)
+{
+  struct yanchor *a = grow(b->anchors, &b->acap, b->nanchors + 1, sizeof *a);
+
+  if (a == NULL) {
+    free(name);
+    return nomem(b->L);
+  }
+  b->anchors = a;
+  a[b->nanchors].name = name;
+  a[b->nanchors++].node = node;
+  return 0;
+}
+
+/* Hands node to the tree (as the root, a sequence item, a key or a
+ * value); frees it on error. */
+static int yb_attach(struct ybuild *b, ynode *node)
+{
+  ynode *p, **kids;
+
+  if (b->depth == 0) {
+    b->root = node;
+    return 0;
+  }
+  p = b->stack[b->depth - 1].node;
+  if (p->type == Y_MAP && p->n % 2 == 0) {
+    int rc = 0;
+    if (node->type != Y_SCALAR)
+      rc = lerr(b->L, node, "mapping keys must be scalars (hint: use a "
+                "plain name as the key)");
+    else if (node->plain && strcmp(node->text, "<<") == 0)
+      rc = lerr(b->L, node, "merge keys ('<<') are not supported (hint: "
+                "repeat the keys, or alias the whole mapping with '*name')");
+    for (size_t i = 0; rc == 0 && i < p->n; i += 2)
+      if (strcmp(p->kids[i]->text, node->text) == 0)
+        rc = lerr(b->L, node, "duplicate key '%s' (hint: first defined on "
+                  "line %d)", node->text, p->kids[i]->line);
+    if (rc) {
+      engine__ynode_free(node);
+      return rc;
+    }
+  }
+  if ((kids = grow(p->kids, &p->cap, p->n + 1, sizeof *kids)) == NULL) {
+    engine__ynode_free(node);
+    return nomem(b->L);
+  }
+  p->kids = kids;
+  kids[p->n++] = node;
+  return 0;
+}
+
+static ynode *yb_new(struct ybuild *b, enum engine__ytype t,
+                            const yaml_mark_t *m, int *rc)
+{
+  ynode *n;
+
+  if ((*rc = yb_count(b, 1, m)) != 0)
+    return NULL;
+  if ((n = calloc(1, sizeof *n)) == NULL) {
+    *rc = nomem(b->L);
+    return NULL;
+  }
+  n->type = t;
+  n->line = (int)m->line + 1;
+  n->col = (int)m->column + 1;
+  n->size = 1;
+  return n;
+}
+
+/* 0 when tag is "!" or the core tag `core` ("str", "map", "seq"), else an
+ * error: the core schema is implied, other tags are refused. */
+static int yb_tag(struct ybuild *b, const yaml_mark_t *m, const char *tag,
+                  const char *core)
+{
+  static const char prefix[] = "tag:yaml.org,2002:";
+  size_t pl = sizeof prefix - 1;
+  char what[CAIRN_ERRMSG_MAX];
+  int core_form = strncmp(tag, prefix, pl) == 0;
+
+  if (strcmp(tag, "!") == 0 || (core_form && strcmp(tag + pl, core) == 0))
+    return 0;
+  snprintf(what, sizeof what, "unsupported tag '%s%.200s' (hint: remove it; "
+           "only !!str is supported)", core_form ? "!!" : "",
+           tag + (core_form ? pl : 0));
+  return mark_err(b, m, what);
+}
+
+static int yb_scalar(struct ybuild *b, const yaml_event_t *ev)
+{
+  const char *tag = (const char *)ev->data.scalar.tag;
+  const char *val = (const char *)ev->data.scalar.value;
+  size_t len = ev->data.scalar.length;
+  yaml_scalar_style_t style = ev->data.scalar.style;
+  ynode *n;
+  int rc;
+
+  if (tag != NULL && (rc = yb_tag(b, &ev->start_mark, tag, "str")) != 0)
+    return rc;
+  if (memchr(val, '\0', len) != NULL)
+    return mark_err(b, &ev->start_mark, "NUL character in a scalar (hint: "
+                    "remove the \\0 escape)");
+  if ((n = yb_new(b, Y_SCALAR, &ev->start_mark, &rc)) == NULL)
+    return rc;
+  if ((n->text = malloc(len + 1)) == NULL) {
+    free(n);
+    return nomem(b->L);
+  }
+  memcpy(n->text, val, len);
+  n->text[len] = '\0';
+  n->plain = style == YAML_PLAIN_SCALAR_STYLE && tag == NULL;
+  n->quoted = style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+              style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
+  n->one_line = ev->start_mark.line == ev->end_mark.line &&
+                (n->quoted || style == YAML_PLAIN_SCALAR_STYLE);
+  if ((rc = yb_attach(b, n)) != 0)
+    return rc;
+  if (ev->data.scalar.anchor != NULL) {
+    char *name = strdup((const char *)ev->data.scalar.anchor);
+    if (name == NULL)
+      return nomem(b->L);
+    return yb_anchor(b, name, n);
+  }
+  return 0;
+}
+
+static int yb_open(struct ybuild *b, const yaml_event_t *ev)
+{
+  int is_map = ev->type == YAML_MAPPING_START_EVENT;
+  const char *tag = (const char *)(is_map ? ev->data.mapping_start.tag
+                                          : ev->data.sequence_start.tag);
+  const char *anchor = (const char *)(is_map ? ev->data.mapping_start.anchor
+                                             : ev->data.sequence_start.anchor);
+  struct yframe *st;
+  ynode *n;
+  char what[80];
+  int rc;
+
+  if (tag != NULL && (rc = yb_tag(b, &ev->start_mark, tag,
+                                  is_map ? "map" : "seq")) != 0)
+    return rc;
+  if (b->depth >= YT_MAX_DEPTH) {
+    snprintf(what, sizeof what, "nesting is deeper than %d levels",
+             YT_MAX_DEPTH);
+    return mark_err(b, &ev->start_mark, what);
+  }
+  if ((st = grow(b->stack, &b->scap, b->depth + 1, sizeof *st)) == NULL)
+    return nomem(b->L);
+  b->stack = st;
+  if ((n = yb_new(b, is_map ? Y_MAP : Y_SEQ, &ev->start_mark, &rc)) == NULL)
+    return rc;
+  if ((rc = yb_attach(b, n)) != 0)
+    return rc;
+  st[b->depth].node = n;
+  st[b->depth].anchor = NULL;
+  b->depth++;
+  if (anchor != NULL && (st[b->depth - 1].anchor = strdup(anchor)) == NULL)
+    return nomem(b->L);
+  return 0;
+}
+
+static int yb_close(struct ybuild *b)
+{
+  struct yframe *f = &b->stack[--b->depth];
+  ynode *n = f->node;
+  char *anchor = f->anchor;
+
+  for (size_t i = 0; i < n->n; i++) {
+    n->size += n->kids[i]->size;
+    if (n->kids[i]->height + 1 > n->height)
+      n->height = n->kids[i]->height + 1;
+  }
+  if (n->height == 0)
+    n->height = 1;
+  f->anchor = NULL;
+  return anchor != NULL ? yb_anchor(b, anchor, n) : 0;
+}
+
+static int yb_alias(struct ybuild *b, const yaml_event_t *ev)
+{
+  const char *name = (const char *)ev->data.alias.anchor;
+  const ynode *a = NULL;
+  char what[CAIRN_ERRMSG_MAX];
+  ynode *c;
+  int rc;
+
+  for (size_t i = b->nanchors; i-- > 0 && a == NULL;)
+    if (strcmp(b->anchors[i].name, name) == 0)
+      a = b->anchors[i].node;
+  if (a == NULL) {
+    int open = 0;
+    for (size_t i = 0; i < b->depth; i++)
+      if (b->stack[i].anchor && strcmp(b->stack[i].anchor, name) == 0)
+        open = 1;
+    if (open)
+      snprintf(what, sizeof what, "alias '*%.200s' is inside its own anchor "
+               "(hint: recursive aliases are not supported)", name);
+    else
+      snprintf(what, sizeof what, "unknown alias '*%.200s' (hint: define "
+               "'&%.200s' before using it)", name, name);
+    return mark_err(b, &ev->start_mark, what);
+  }
+  if (b->depth + (size_t)a->height > YT_MAX_DEPTH) {
+    snprintf(what, sizeof what, "nesting is deeper than %d levels",
+             YT_MAX_DEPTH);
+    return mark_err(b, &ev->start_mark, what);
+  }
+  if ((rc = yb_count(b, a->size, &ev->start_mark)) != 0)
+    return rc;
+  if ((c = ynode_copy(a)) == NULL)
+    return nomem(b->L);
+  /* The copy stands where the alias is; what is inside keeps its own
+   * place (template offsets are not added to an aliased scalar). */
+  c->line = (int)ev->start_mark.line + 1;
+  c->col = (int)ev->start_mark.column + 1;
+  c->one_line = 0;
+  return yb_attach(b, c);
+}
+
+static int yb_event(struct ybuild *b, const yaml_event_t *ev, int *done)
+{
+  switch (ev->type) {
+  case YAML_STREAM_END_EVENT:
+    *done = 1;
+    return 0;
+  case YAML_DOCUMENT_START_EVENT:
+    if (b->ndocs++ > 0)
+      return mark_err(b, &ev->start_mark, "more than one document in the "
+                      "file (hint: keep one workflow per file, without a "
+                      "second '---')");
+    return 0;
+  case YAML_ALIAS_EVENT:
+    return yb_alias(b, ev);
+  case YAML_SCALAR_EVENT:
+    return yb_scalar(b, ev);
+  case YAML_SEQUENCE_START_EVENT:
+  case YAML_MAPPING_START_EVENT:
+    return yb_open(b, ev);
+  case YAML_SEQUENCE_END_EVENT:
+  case YAML_MAPPING_END_EVENT:
+    return yb_close(b);
+  default:
+    return 0;
+  }
+}
+
+static int yaml_syntax_error(const struct yctx *L, const yaml_parser_t *p,
+                             const char *buf, size_t len)
+{
+  const char *problem = p->problem ? p->problem : "syntax error";
+  int line = 1, col = 1;
+
+  if (p->error == YAML_MEMORY_ERROR)
+    return nomem(L);
+  if (p->error == YAML_READER_ERROR) {
+    for (size_t i = 0; i < p->problem_offset && i < len; i++) {
+      col++;
+      if (buf[i] == '\n') {
+        line++;
+        col = 1;
+      }
+    }
+    return lerr_at(L, line, col, "malformed YAML: %s (hint: a workflow is "
+                   "UTF-8 text without control characters)", problem);
+  }
+  line = (int)p->problem_mark.line + 1;
+  col = (int)p->problem_mark.column + 1;
+  if (p->context != NULL)
+    return lerr_at(L, line, col, "malformed YAML: %s %s started on line %d "
+                   "(hint: check the indentation and quoting)", problem,
+                   p->context, (int)p->context_mark.line + 1);
+  return lerr_at(L, line, col, "malformed YAML: %s (hint: check the "
+                 "indentation and quoting)", problem);
+}
+
+int engine__yaml_parse(const char *fname, const char *buf, size_t len,
+                       ynode **out, struct cairn_error *err)
+{
+  const struct yctx ctx = {fname, err}, *L = &ctx;
+  struct ybuild b = {.L = L};
+  yaml_parser_t p;
+  yaml_event_t ev;
+  int rc = 0, done = 0;
+
+  if (!yaml_parser_initialize(&p))
+    return nomem(L);
+  yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
+  while (!done && rc == 0) {
+    if (!yaml_parser_parse(&p, &ev)) {
+      rc = yaml_syntax_error(L, &p, buf, len);
+      break;
+    }
+    rc = yb_event(&b, &ev, &done);
+    yaml_event_delete(&ev);
+  }
+  yaml_parser_delete(&p);
+  for (size_t i = 0; i < b.depth; i++)
+    free(b.stack[i].anchor);
+  for (size_t i = 0; i < b.nanchors; i++)
+    free(b.anchors[i].name);
+  free(b.stack);
+  free(b.anchors);
+  if (rc != 0) {
+    engine__ynode_free(b.root);
+    return rc;
+  }
+  *out = b.root;
+  return 0;
+}
+
+/* ---- scalars: the YAML 1.2 core schema ---------------------------------- */
+
+#define DIGITS "0123456789"
+
+static int all_of(const char *s, const char *set)
+{
+  return *s != '\0' && s[strspn(s, set)] == '\0';
+}
+
+static int is_int(const char *s)
+{
+  if (s[0] == '0' && s[1] == 'o')
+    return all_of(s + 2, "01234567");
+  if (s[0] == '0' && s[1] == 'x')
+    return all_of(s + 2, DIGITS "abcdefABCDEF");
+  if (*s == '-' || *s == '+')
+    s++;
+  return all_of(s, DIGITS);
+}
+
+static int is_float(const char *s)
+{
+  size_t whole, frac = 0;
+
+  if (!strcmp(s, ".nan") || !strcmp(s, ".NaN") || !strcmp(s, ".NAN"))
+    return 1;
+  if (*s == '-' || *s == '+')
+    s++;
+  if (!strcmp(s, ".inf") || !strcmp(s, ".Inf") || !strcmp(s, ".INF"))
+    return 1;
+  whole = strspn(s, DIGITS);
+  s += whole;
+  if (*s == '.') {
+    frac = strspn(++s, DIGITS);
+    s += frac;
+  }
+  if (whole == 0 && frac == 0)
+    return 0;
+  if (*s == 'e' || *s == 'E') {
+    s++;
+    if (*s == '-' || *s == '+')
+      s++;
+    if (strspn(s, DIGITS) == 0)
+      return 0;
+    s += strspn(s, DIGITS);
+  }
+  return *s == '\0';
+}
+
+enum engine__ystype engine__ynode_stype(const ynode *n)
+{
+  const char *s = n->text;
+
+  if (n->type != Y_SCALAR || !n->plain)
+    return S_STR;
+  if (!*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+      !strcmp(s, "NULL"))
+    return S_NULL;
+  if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE") ||
+      !strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
+    return S_BOOL;
+  if (is_int(s))
+    return S_INT;
+  if (is_float(s))
+    return S_FLOAT;
+  return S_STR;
+}
+
+static int is_true(const ynode *n)
+{
+  return n->type == Y_SCALAR && engine__ynode_stype(n) == S_BOOL && n->text[0] != 'f' &&
+         n->text[0] != 'F';
+}
+
+/* 0, or -1 when out of range. Only for S_INT scalars. */
+int engine__ynode_int(const ynode *n, long long *v)
+{
+  const char *s = n->text;
+  int base = 10;
+
+  if (s[0] == '0' && (s[1] == 'o' || s[1] == 'x')) {
+    base = s[1] == 'o' ? 8 : 16;
+    s += 2;
+  }
+  errno = 0;
+  *v = strtoll(s, NULL, base);
+  return errno == ERANGE ? -1 : 0;
+}
+
+/* The value of an S_FLOAT or S_INT scalar, NAN when not finite. */
+double engine__ynode_num(const ynode *n)
+{
+  locale_t c;
+  double d;
+
+  if (engine__ynode_stype(n) == S_INT) {
+    long long v;
+    return engine__ynode_int(n, &v) ? NAN : (double)v;
+  }
+  if (strchr(n->text, 'i') || strchr(n->text, 'I') || strchr(n->text, 'a') ||
+      strchr(n->text, 'A'))
+    return NAN; /* .inf, .nan */
+  c = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+  d = c ? strtod_l(n->text, NULL, c) : strtod(n->text, NULL);
+  if (c)
+    freelocale(c);
+  return isfinite(d) ? d : NAN;
+}
+
+const char *engine__ynode_tname(const ynode *n)
+{
+  static const char *const names[] = {
+    [S_NULL] = "null", [S_BOOL] = "a boolean", [S_INT] = "an integer",
+    [S_FLOAT] = "a number", [S_STR] = "a string",
+  };
+  if (n->type == Y_SEQ)
+    return "a list";
+  if (n->type == Y_MAP)
+    return "a mapping";
+  return names[engine__ynode_stype(n)];
+}
+
+/* *out: a new json value for the node. */
+static int node_json(const struct yctx *L, const ynode *n, json_t **out)
+{
+  json_t *j = NULL, *kid = NULL;
+  int rc = 0;
+
+  *out = NULL;
+  if (n->type == Y_SCALAR) {
+    long long v;
+    double d;
+    switch (engine__ynode_stype(n)) {
+    case S_NULL:
+      j = json_null();
+      break;
+    case S_BOOL:
+      j = json_boolean(is_true(n));
+      break;
+    case S_INT:
+      if (engine__ynode_int(n, &v))
+        return lerr(L, n, "integer '%s' is out of range (hint: quote it to "
+                    "keep it as a string)", n->text);
+      j = json_integer(v);
+      break;
+    case S_FLOAT:
+      if (isnan(d = engine__ynode_num(n)))
+        return lerr(L, n, "'%s' is not a finite number (hint: quote it to "
+                    "keep it as a string)", n->text);
+      j = json_real(d);
+      break;
+    case S_STR:
+      if ((j = json_string(n->text)) == NULL)
+        return lerr(L, n, "string is not valid UTF-8");
+      break;
+    }
+    if (j == NULL)
+      return nomem(L);
+    *out = j;
+    return 0;
+  }
+  if ((j = n->type == Y_MAP ? json_object() : json_array()) == NULL)
+    return nomem(L);
+  for (size_t i = n->type == Y_MAP; i < n->n; i += n->type == Y_MAP ? 2 : 1) {
+    if ((rc = node_json(L, n->kids[i], &kid)) != 0)
+      break;
+    if (n->type == Y_MAP ? json_object_set_new(j, n->kids[i - 1]->text, kid)
+                         : json_array_append_new(j, kid)) {
+      rc = lerr(L, n->kids[i - (n->type == Y_MAP)], "cannot store this "
+                "value (hint: keys must be valid UTF-8)");
+      break;
+    }
+  }
+  if (rc != 0) {
+    json_decref(j);
+    return rc;
+  }
+  *out = j;
+  return 0;
+}
+
+int engine__ynode_json(const char *fname, const ynode *n, json_t **out,
+                       struct cairn_error *err)
+{
+  const struct yctx ctx = {fname, err};
+  return node_json(&ctx, n, out);
+}

@@ -1,0 +1,128 @@
+/* Shared between the journal's own files, never included outside
+ * journal/ (and its unit test). The public contract is journal/journal.h;
+ * everything here carries the `journal__` prefix.
+ *
+ * Memory: struct journal owns its sqlite3 connection, its path and every
+ * cached statement; journal_close() frees them all. Statements handed out
+ * by journal__stmt() are borrowed until journal__stmt_done(). */
+#ifndef CAIRN_JOURNAL_INTERNAL_H
+#define CAIRN_JOURNAL_INTERNAL_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "journal/journal.h"
+
+/* PRAGMA application_id of every cairn journal ("crn1" in ASCII): tells
+ * our file apart from someone else's SQLite database that happens to have
+ * the same user_version. */
+#define JOURNAL__APPLICATION_ID 0x63726e31
+
+#define JOURNAL__BUSY_TIMEOUT_MS 5000
+
+/* One slot per statement the journal prepares; each is prepared once per
+ * connection (SQLITE_PREPARE_PERSISTENT) and reset after every use. */
+enum journal__stmt_id {
+  JOURNAL__ST_BEGIN,
+  JOURNAL__ST_COMMIT,
+  JOURNAL__ST_ROLLBACK,
+  JOURNAL__ST_EVENT_LAST,
+  JOURNAL__ST_EVENT_INSERT,
+  JOURNAL__ST_EVENTS_OF_RUN,
+  JOURNAL__ST_EVENTS_ALL,
+  JOURNAL__ST_VERIFY,
+  JOURNAL__ST_RUN_INSERT,
+  JOURNAL__ST_RUN_STATUS,
+  JOURNAL__ST_RUN_EXACT,
+  JOURNAL__ST_RUN_PREFIX,
+  JOURNAL__ST_RUN_LIST,
+  JOURNAL__ST_LOCK_GET,
+  JOURNAL__ST_LOCK_INSERT,
+  JOURNAL__ST_LOCK_UPDATE,
+  JOURNAL__ST_LOCK_DELETE,
+  JOURNAL__ST_LOCK_HEARTBEAT,
+  JOURNAL__ST_COUNT
+};
+
+struct journal__cached_stmt {
+  sqlite3_stmt *st; /* NULL until first use */
+  int busy;         /* handed out and not yet done */
+};
+
+struct journal {
+  sqlite3 *db;
+  char *path;       /* as given to journal_open */
+  unsigned flags;   /* enum journal_open_flags */
+  int in_tx;        /* an explicit journal_begin() is open */
+  struct journal__cached_stmt stmts[JOURNAL__ST_COUNT];
+};
+
+/* ---- open.c ---- */
+
+/* Hands out the cached statement of slot id, preparing sql on first use.
+ * When that statement is already in use (a foreach callback re-entered
+ * the journal), a one-off statement is prepared instead. *out is borrowed
+ * until journal__stmt_done(), which resets it (or finalises a one-off).
+ * sql must be the same text for a given id at every call. */
+int journal__stmt(struct journal *j, enum journal__stmt_id id, const char *sql,
+                  sqlite3_stmt **out, struct cairn_error *err);
+void journal__stmt_done(struct journal *j, enum journal__stmt_id id,
+                        sqlite3_stmt *st);
+
+/* Fills err with CAIRN_E_JOURNAL, "<what> '<path>': <sqlite3_errmsg>",
+ * and returns CAIRN_E_JOURNAL. */
+int journal__sqlite_error(struct journal *j, struct cairn_error *err,
+                          const char *what);
+
+/* Opens a write transaction unless an explicit one is open: *own says
+ * whether this call opened it. journal__write_end() commits (when rc is
+ * 0) or rolls back a transaction it owns and returns rc or the commit's
+ * error; with own == 0 it only returns rc. */
+int journal__write_begin(struct journal *j, int *own, struct cairn_error *err);
+int journal__write_end(struct journal *j, int own, int rc,
+                       struct cairn_error *err);
+
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK on the connection, below the
+ * explicit-transaction bookkeeping. Every successful COMMIT goes through
+ * journal__tx_commit and counts for the crash hook. */
+int journal__tx_begin(struct journal *j, struct cairn_error *err);
+int journal__tx_commit(struct journal *j, struct cairn_error *err);
+void journal__tx_rollback(struct journal *j);
+
+#ifdef CAIRN_TEST_HOOKS
+/* Commits this process has made so far (the crash hook's counter). */
+long journal__test_commits(void);
+#endif
+
+/* ---- schema.c ---- */
+
+/* Looks at an existing file through a read-only connection that is closed
+ * again, without writing anything: CAIRN_E_NOTJOURNAL, CAIRN_E_SCHEMA, or
+ * 0 with *version set (0 for an empty database). */
+int journal__schema_probe(const char *path, int *version,
+                          struct cairn_error *err);
+/* Brings the open connection's schema to JOURNAL_SCHEMA_VERSION in one
+ * BEGIN IMMEDIATE transaction (nothing to do when it is current). */
+int journal__schema_migrate(struct journal *j, struct cairn_error *err);
+
+/* ---- append.c ---- */
+
+/* 64 hex digits of 32 raw bytes, and back. journal__unhex32 accepts ""
+ * as all zero and returns -1 for anything but "" or 64 hex digits. */
+void journal__hex32(const unsigned char raw[32], char out[JOURNAL_HASH_HEX]);
+int journal__unhex32(const char *hex, unsigned char out[32]);
+
+/* The event hash of journal_event_hash over already-serialised fields
+ * (verify hashes the stored payload text exactly as stored). */
+int journal__hash_fields(int64_t seq, const char *run_id, const char *kind,
+                         const char *state, int attempt, int64_t time_ms,
+                         const char *payload, size_t payload_len,
+                         const unsigned char prev[32],
+                         char out[JOURNAL_HASH_HEX], struct cairn_error *err);
+
+/* The text of column col, "" for NULL (borrowed from st until its next
+ * step or reset). */
+const char *journal__column_text(sqlite3_stmt *st, int col);
+
+#endif

@@ -1,0 +1,549 @@
+#!/bin/bash
+# t0003-resume: interrupting runs (SIGINT, kill -9) and carrying them on
+# with cairn resume: probes, --assume, changed workflow files, locks.
+. "$(dirname "$0")/lib.sh"
+
+# ---- helpers -----------------------------------------------------------------
+
+last_run() {
+	sqlite3 "${1:-.cairn/journal.db}" \
+		"SELECT id FROM runs ORDER BY created_ms DESC, id DESC LIMIT 1"
+}
+
+q() { sqlite3 .cairn/journal.db "$@"; }
+
+# proc_alive PID: exists and is not a zombie.
+proc_alive() {
+	local st
+	st=$(sed -n 's/^.*) \(.\) .*$/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
+# start_run ARGS...: starts "cairn ARGS" in the background (output in
+# bg.out and bg.err); its pid is $BGPID. If the test body ends before
+# wait_run, the engine is killed.
+start_run() {
+	"$CAIRN_BIN" "$@" >bg.out 2>bg.err &
+	BGPID=$!
+	trap 'if [ -n "${BGPID:-}" ]; then kill -9 "$BGPID" 2>/dev/null; fi' EXIT
+}
+
+# wait_run CODE: the background cairn must exit with CODE.
+wait_run() {
+	local rc=0
+	wait "$BGPID" || rc=$?
+	BGPID=
+	if [ "$rc" -ne "$1" ]; then
+		echo "background cairn exited with $rc, expected $1"
+		cat bg.out bg.err
+		return 1
+	fi
+}
+
+# journal_state: what a refused command must leave as it was (the events,
+# the runs and the locks, as sqlite3 dumps them).
+journal_state() {
+	q "SELECT count(*) FROM events" &&
+	sqlite3 .cairn/journal.db .dump
+}
+
+# ---- fixtures ----------------------------------------------------------------
+
+# long.sh NAME: a long step; it returns at once when the file "go" exists.
+cat >long.sh <<\EOF
+echo "$1" >>trace.txt
+touch "$1.started"
+[ -e go ] || sleep 20
+touch "$1.done"
+EOF
+
+# A non-idempotent step with a probe that says whether it finished.
+write_workflow probe.yaml <<\EOF
+cairn: 1
+name: probe
+start: prep
+states:
+  prep:
+    do: exec
+    with: { argv: [sh, -c, "echo prep >>trace.txt"] }
+    idempotent: true
+    next: long
+  long:
+    do: exec
+    with: { argv: [sh, ../long.sh, long] }
+    probe:
+      do: exec
+      with: { argv: [test, -e, long.done] }
+    next: after
+  after:
+    do: exec
+    with: { argv: [sh, -c, "echo after >>trace.txt"] }
+    idempotent: true
+    next: done
+  done: { succeed: true }
+EOF
+
+# The same, but the probe finds that the step took effect.
+write_workflow probe-ok.yaml <<\EOF
+cairn: 1
+name: probe-ok
+start: prep
+states:
+  prep:
+    do: exec
+    with: { argv: [sh, -c, "echo prep >>trace.txt"] }
+    idempotent: true
+    next: long
+  long:
+    do: exec
+    with: { argv: [sh, ../long.sh, long] }
+    probe:
+      do: exec
+      with: { argv: [test, -e, long.started] }
+    next: after
+  after:
+    do: exec
+    with: { argv: [sh, -c, "echo after >>trace.txt"] }
+    idempotent: true
+    next: done
+  done: { succeed: true }
+EOF
+
+# orphan.sh: the first attempt records its pids and sleeps; a later one
+# notes whether the first one is still alive.
+cat >orphan.sh <<\EOF
+if [ -e first.pid ]; then
+	for p in $(cat first.pid); do
+		st=$(sed -n 's/^.*) \(.\) .*$/\1/p' "/proc/$p/stat" 2>/dev/null)
+		if [ -n "$st" ] && [ "$st" != Z ]; then
+			echo "overlap $p" >>trace.txt
+		fi
+	done
+	echo again >>trace.txt
+	exit 0
+fi
+sleep 20 >/dev/null 2>&1 &
+echo "$$ $!" >first.pid.tmp
+mv first.pid.tmp first.pid
+echo first >>trace.txt
+wait
+EOF
+
+write_workflow kill9.yaml <<\EOF
+cairn: 1
+name: kill9
+start: step
+states:
+  step:
+    do: exec
+    with: { argv: [sh, ../orphan.sh] }
+    idempotent: true
+    next: after
+  after:
+    do: exec
+    with: { argv: [sh, -c, "echo after >>trace.txt"] }
+    next: done
+  done: { succeed: true }
+EOF
+
+# Not idempotent, no probe: resume must ask.
+write_workflow ask.yaml <<\EOF
+cairn: 1
+name: ask
+start: deploy
+states:
+  deploy:
+    do: exec
+    with: { argv: [sh, ../long.sh, deploy] }
+    on_failure: recover
+    next: after
+  after:
+    do: exec
+    with: { argv: [sh, -c, "echo after >>trace.txt"] }
+    next: done
+  recover:
+    do: exec
+    with: { argv: [sh, -c, "echo recover >>trace.txt"] }
+    next: done
+  done: { succeed: true }
+EOF
+
+# An idempotent long step (resume simply runs it again).
+write_workflow simple.yaml <<\EOF
+cairn: 1
+name: simple
+start: long
+states:
+  long:
+    do: exec
+    with: { argv: [sh, ../long.sh, long] }
+    idempotent: true
+    next: after
+  after:
+    do: exec
+    with: { argv: [sh, -c, "echo after >>trace.txt"] }
+    next: done
+  done: { succeed: true }
+EOF
+
+# A step that ends on its own shortly after it started.
+write_workflow short.yaml <<\EOF
+cairn: 1
+name: short
+start: brief
+states:
+  brief:
+    do: exec
+    with: { shell: "touch brief.started; sleep 0.5; echo brief >>trace.txt" }
+    next: after
+  after:
+    do: exec
+    with: { argv: [sh, -c, "echo after >>trace.txt"] }
+    next: done
+  done: { succeed: true }
+EOF
+
+export CAIRN_ACTOR=tester@example
+
+# ---- SIGINT, then resume with a probe ------------------------------------------------
+
+test_expect_success 'SIGINT during a long step: exit 3, the run is interrupted' '
+	mkdir a && cp probe.yaml a/ &&
+	cd a
+	start_run run --grace 1s probe.yaml
+	wait_for_file long.started 10
+	kill -INT "$BGPID"
+	wait_run 3
+	RUN=$(last_run) &&
+	tail -n 1 bg.out >last &&
+	echo "run $RUN interrupted by SIGINT; continue it with '\''cairn resume $RUN'\''" >expect &&
+	test_cmp expect last &&
+	q "SELECT status FROM runs" >actual &&
+	echo interrupted >expect &&
+	test_cmp expect actual &&
+	q "SELECT json_extract(payload, '\''$.outcome'\'') FROM events
+	   WHERE kind = '\''action.finished'\'' AND state = '\''long'\''" >actual &&
+	echo interrupted >expect &&
+	test_cmp expect actual &&
+	test_path_is_missing long.done
+'
+
+test_expect_success 'cairn status RUN says it is interrupted and how to resume' '
+	cd a &&
+	RUN=$(last_run) &&
+	cairn status "$RUN" >out &&
+	cat >expect <<-EOF &&
+	run $RUN (probe): interrupted, in state '\''long'\''
+	continue it with '\''cairn resume $RUN'\''
+	EOF
+	test_cmp expect out &&
+	cairn status --json "$RUN" >out.json &&
+	jq -e ".status == \"interrupted\" and .current == \"long\"" out.json
+'
+
+# engine/run.c flush() starts queued spawns only after it has committed
+# queued events; a probe queues no event (and run.resumed is appended
+# directly), so resume never starts the probe: "run ... stalled in state".
+test_expect_failure 'cairn resume finishes it; the probe said no, so the step ran again' '
+	cd a &&
+	RUN=$(last_run) &&
+	touch go &&
+	cairn resume >out &&
+	printf "prep\nlong\nlong\nafter\n" >expect &&
+	test_cmp expect trace.txt &&
+	q "SELECT status FROM runs" >actual &&
+	echo succeeded >expect &&
+	test_cmp expect actual &&
+	q "SELECT kind || '\'' '\'' || attempt || '\'' '\'' || coalesce(json_extract(payload, '\''$.outcome'\''), '\''-'\'')
+	   FROM events WHERE state = '\''long'\'' AND kind IN
+	   ('\''probe.finished'\'', '\''action.started'\'', '\''action.finished'\'') ORDER BY seq" >actual &&
+	cat >expect <<-\EOF &&
+	action.started 1 -
+	action.finished 1 interrupted
+	probe.finished 1 failed
+	action.started 2 -
+	action.finished 2 succeeded
+	EOF
+	test_cmp expect actual &&
+	q "SELECT count(*) FROM events WHERE kind = '\''run.resumed'\''" >actual &&
+	echo 1 >expect &&
+	test_cmp expect actual &&
+	tail -n 1 out >last &&
+	test_grep -E "^run $RUN succeeded in " last
+'
+
+test_expect_failure 'a probe that finds the step took effect: it is not run again' '
+	mkdir b && cp probe-ok.yaml b/ &&
+	cd b
+	start_run run --grace 1s probe-ok.yaml
+	wait_for_file long.started 10
+	kill -INT "$BGPID"
+	wait_run 3
+	touch go &&
+	cairn resume >out &&
+	printf "prep\nlong\nafter\n" >expect &&
+	test_cmp expect trace.txt &&
+	test_grep -E "^✓ long \(probe: it took effect\) " out &&
+	q "SELECT json_extract(payload, '\''$.outcome'\'') FROM events WHERE kind = '\''probe.finished'\''" >actual &&
+	echo succeeded >expect &&
+	test_cmp expect actual
+'
+
+test_expect_success 'a step that ends within the grace keeps its success; resume goes on' '
+	mkdir g && cp short.yaml g/ &&
+	cd g
+	start_run run --grace 5s short.yaml
+	wait_for_file brief.started 10
+	kill -INT "$BGPID"
+	wait_run 3
+	echo brief >expect &&
+	test_cmp expect trace.txt &&
+	q "SELECT json_extract(payload, '\''$.outcome'\'') FROM events
+	   WHERE kind = '\''action.finished'\'' AND state = '\''brief'\''" >actual &&
+	echo succeeded >expect &&
+	test_cmp expect actual &&
+	cairn resume >out &&
+	printf "brief\nafter\n" >expect &&
+	test_cmp expect trace.txt
+'
+
+# ---- kill -9 ----------------------------------------------------------------------
+
+test_expect_success 'kill -9 of the engine leaves its step running' '
+	mkdir c && cp kill9.yaml c/ &&
+	cd c
+	start_run run kill9.yaml
+	wait_for_file first.pid 10
+	kill -9 "$BGPID"
+	wait_run 137
+	for p in $(cat first.pid); do
+		proc_alive "$p" || { echo "$p is gone already"; exit 1; }
+	done
+'
+
+test_expect_success 'after kill -9, status shows the run interrupted' '
+	cd c &&
+	RUN=$(last_run) &&
+	cairn status "$RUN" >out &&
+	cat >expect <<-EOF &&
+	run $RUN (kill9): interrupted, in state '\''step'\''
+	continue it with '\''cairn resume $RUN'\''
+	EOF
+	test_cmp expect out
+'
+
+test_expect_success 'resume RUN stops the orphaned process group first, then finishes' '
+	cd c &&
+	RUN=$(last_run) &&
+	cairn resume "$RUN" >out &&
+	printf "first\nagain\nafter\n" >expect &&
+	test_cmp expect trace.txt &&
+	for p in $(cat first.pid); do
+		if proc_alive "$p"; then
+			echo "$p survived the resume"
+			kill -9 "$p"
+			exit 1
+		fi
+	done &&
+	q "SELECT status FROM runs" >actual &&
+	echo succeeded >expect &&
+	test_cmp expect actual
+'
+
+# ---- no probe: --assume ---------------------------------------------------------------
+
+test_expect_success 'setup: interrupt a non-idempotent step without probe' '
+	mkdir d && cp ask.yaml d/ &&
+	cd d
+	start_run run --grace 1s ask.yaml
+	wait_for_file deploy.started 10
+	kill -INT "$BGPID"
+	wait_run 3
+	echo deploy >expect &&
+	test_cmp expect trace.txt
+'
+
+test_expect_success 'resume refuses to guess: exit 3, says what --assume would do' '
+	cd d &&
+	RUN=$(last_run) &&
+	journal_state >before &&
+	test_must_fail_with 3 cairn resume "$RUN" >out 2>err &&
+	test_cmp /dev/null err &&
+	cat >expect <<-EOF &&
+	run $RUN needs a decision: state '\''deploy'\'' was running (attempt 1) when the run stopped; it is not idempotent and has no probe, so cairn cannot tell whether it took effect: check, then run '\''cairn resume $RUN --assume succeeded'\'' to count it as done and go on to after, or '\''--assume failed'\'' to treat the attempt as failed (retry or on_failure)
+	EOF
+	test_cmp expect out &&
+	journal_state >after &&
+	test_cmp before after &&
+	echo deploy >expect &&
+	test_cmp expect trace.txt
+'
+
+test_expect_success 'the same without a run id, and with --json' '
+	cd d &&
+	RUN=$(last_run) &&
+	journal_state >before &&
+	test_must_fail_with 3 cairn resume >out &&
+	test_grep "^run $RUN needs a decision: " out &&
+	test_must_fail_with 3 cairn resume --json "$RUN" >out.json &&
+	jq -e --arg run "$RUN" ".kind == \"result\" and .exit_code == 3 and .status == \"waiting\" and
+		.run == \$run and .state == \"deploy\" and (.message|contains(\"--assume succeeded\"))" out.json &&
+	journal_state >after &&
+	test_cmp before after
+'
+
+test_expect_success 'resume --assume succeeded goes on; decision.assumed is journaled' '
+	cd d &&
+	RUN=$(last_run) &&
+	cairn resume "$RUN" --assume succeeded >out &&
+	printf "deploy\nafter\n" >expect &&
+	test_cmp expect trace.txt &&
+	q "SELECT state || '\'' '\'' || json_extract(payload, '\''$.outcome'\'') || '\'' '\'' || json_extract(payload, '\''$.actor'\'')
+	   FROM events WHERE kind = '\''decision.assumed'\''" >actual &&
+	echo "deploy succeeded tester@example" >expect &&
+	test_cmp expect actual &&
+	test_grep "^! deploy: assumed succeeded (by tester@example)$" out &&
+	q "SELECT status FROM runs" >actual &&
+	echo succeeded >expect &&
+	test_cmp expect actual
+'
+
+test_expect_success 'resume --assume failed takes the failure path' '
+	mkdir d2 && cp ask.yaml d2/ &&
+	cd d2
+	start_run run --grace 1s ask.yaml
+	wait_for_file deploy.started 10
+	kill -INT "$BGPID"
+	wait_run 3
+	RUN=$(last_run) &&
+	cairn resume "$RUN" --assume failed >out &&
+	printf "deploy\nrecover\n" >expect &&
+	test_cmp expect trace.txt &&
+	q "SELECT state || '\'' '\'' || json_extract(payload, '\''$.outcome'\'') FROM events
+	   WHERE kind = '\''decision.assumed'\''" >actual &&
+	echo "deploy failed" >expect &&
+	test_cmp expect actual &&
+	q "SELECT json_extract(payload, '\''$.to'\'') || '\'' '\'' || json_extract(payload, '\''$.reason'\'')
+	   FROM events WHERE kind = '\''transition'\'' AND state = '\''deploy'\''" >actual &&
+	echo "recover on_failure" >expect &&
+	test_cmp expect actual
+'
+
+test_expect_success '--assume takes only succeeded or failed' '
+	cd d2 &&
+	test_must_fail_with 2 cairn resume --assume maybe 2>err &&
+	echo "cairn: --assume takes '\''succeeded'\'' or '\''failed'\'', not '\''maybe'\''" >expect &&
+	test_cmp expect err
+'
+
+# ---- a changed workflow file ---------------------------------------------------------
+
+test_expect_success 'setup: interrupt a run of simple.yaml' '
+	mkdir e && cp simple.yaml e/ &&
+	cd e
+	start_run run --grace 1s simple.yaml
+	wait_for_file long.started 10
+	kill -INT "$BGPID"
+	wait_run 3
+	sha256sum simple.yaml | cut -d" " -f1 >old.sha
+'
+
+test_expect_success 'resume refuses a changed workflow file: exit 2, nothing written' '
+	cd e &&
+	RUN=$(last_run) &&
+	echo "# a change" >>simple.yaml &&
+	journal_state >before &&
+	test_must_fail_with 2 cairn resume "$RUN" >out 2>err &&
+	test_cmp /dev/null out &&
+	echo "cairn: workflow file '\''$TRASH/e/simple.yaml'\'' changed since run $RUN started (hint: review the change, then resume with --allow-changed)" >expect &&
+	test_cmp expect err &&
+	journal_state >after &&
+	test_cmp before after
+'
+
+test_expect_success 'resume --allow-changed goes on and journals workflow.changed' '
+	cd e &&
+	RUN=$(last_run) &&
+	touch go &&
+	cairn resume "$RUN" --allow-changed >out &&
+	printf "long\nlong\nafter\n" >expect &&
+	test_cmp expect trace.txt &&
+	sha256sum simple.yaml | cut -d" " -f1 >new.sha &&
+	q "SELECT json_extract(payload, '\''$.old_sha256'\'') || '\'' '\'' || json_extract(payload, '\''$.new_sha256'\'')
+	   || '\'' '\'' || json_extract(payload, '\''$.actor'\'') FROM events WHERE kind = '\''workflow.changed'\''" >actual &&
+	echo "$(cat old.sha) $(cat new.sha) tester@example" >expect &&
+	test_cmp expect actual &&
+	q "SELECT json_extract(payload, '\''$.allow_changed'\'') FROM events WHERE kind = '\''run.resumed'\''" >actual &&
+	echo 1 >expect &&
+	test_cmp expect actual
+'
+
+test_expect_failure 'resume --allow-changed says so on the terminal (workflow.changed observed)' '
+	cd e &&
+	test_grep "^! the workflow file changed since the run started (--allow-changed)$" out
+'
+
+test_expect_success 'resume of a finished run: exit 2' '
+	cd e &&
+	RUN=$(last_run) &&
+	journal_state >before &&
+	test_must_fail_with 2 cairn resume "$RUN" >out 2>err &&
+	echo "cairn: run $RUN already finished (succeeded): nothing to resume" >expect &&
+	test_cmp expect err &&
+	test_must_fail_with 2 cairn resume 2>err &&
+	echo "cairn: no unfinished run in this journal to resume" >expect &&
+	test_cmp expect err &&
+	journal_state >after &&
+	test_cmp before after
+'
+
+# ---- locks -----------------------------------------------------------------------------
+
+test_expect_success 'a second run of a workflow while one runs: exit 4 naming the holder' '
+	mkdir f && cp simple.yaml f/ &&
+	cd f
+	start_run run simple.yaml
+	wait_for_file long.started 10
+	echo "$BGPID" >holder.pid
+	HOLDER=$(last_run) &&
+	q "SELECT count(*) FROM runs" >before &&
+	test_must_fail_with 4 cairn run simple.yaml >out 2>err &&
+	echo "cairn: workflow '\''simple'\'' is locked by run $HOLDER (pid $BGPID on $(hostname))" >expect &&
+	test_cmp expect err &&
+	q "SELECT count(*) FROM runs" >after &&
+	test_cmp before after &&
+	cairn status "$HOLDER" >status &&
+	test_grep "^run $HOLDER (simple): running, in state '\''long'\''$" status
+	kill -9 "$BGPID"
+	wait_run 137
+'
+
+test_expect_success 'after kill -9, a new run takes the dead lock over (lock.taken_over)' '
+	cd f &&
+	OLD=$(last_run) &&
+	touch go &&
+	cairn run simple.yaml >out &&
+	NEW=$(last_run) &&
+	test "$NEW" != "$OLD" &&
+	q "SELECT json_extract(payload, '\''$.run_id'\'') || '\'' '\'' || json_extract(payload, '\''$.pid'\'')
+	   FROM events WHERE kind = '\''lock.taken_over'\'' AND run_id = '\''$NEW'\''" >actual &&
+	echo "$OLD $(cat holder.pid)" >expect &&
+	test_cmp expect actual
+'
+
+test_expect_failure 'the take-over is shown on the terminal (lock.taken_over observed)' '
+	cd f &&
+	OLD=$(sqlite3 .cairn/journal.db "SELECT id FROM runs ORDER BY created_ms LIMIT 1") &&
+	test_grep "^! took over the lock of run $OLD (pid $(cat holder.pid) is gone)$" out
+'
+
+test_expect_success 'resume of the killed run stops its orphan and finishes it' '
+	cd f &&
+	OLD=$(sqlite3 .cairn/journal.db "SELECT id FROM runs ORDER BY created_ms LIMIT 1") &&
+	cairn resume "$OLD" >out &&
+	q "SELECT status FROM runs WHERE id = '\''$OLD'\''" >actual &&
+	echo succeeded >expect &&
+	test_cmp expect actual
+'
+
+test_done

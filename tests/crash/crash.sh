@@ -1,0 +1,529 @@
+#!/bin/bash
+# tests/crash/crash.sh: kill the engine at every journal commit of the
+# reference workflow and at random moments, resume, and prove that every
+# run ends as an uninterrupted run does, with every non-idempotent action
+# having taken effect exactly once. See tests/crash/README.md.
+#
+# Needs a cairn built with -Dtest_hooks=true (CAIRN_BIN) and jq.
+# Environment:
+#   CRASH_SEED=N          seed of the random kill moments (printed; replay)
+#   CRASH_RANDOM=N        how many random kills (default 50)
+#   CRASH_FAILURES_DIR=D  where failing cases are kept (default
+#                         /tmp/crash-failures)
+. "$(dirname "$0")/../cli/lib.sh"
+
+REF=$CAIRN_SRCDIR/tests/crash/reference.yaml
+# The markers an uninterrupted run writes, one line each, sorted.
+EXPECTED_MARKERS='announce
+blue_switch
+create_db
+provision
+register'
+CRASH_FAILURES_DIR=${CRASH_FAILURES_DIR:-/tmp/crash-failures}
+CRASH_RANDOM=${CRASH_RANDOM:-50}
+CRASH_SEED=${CRASH_SEED:-$(( $(date +%s) % 1000000 ))}
+export REF EXPECTED_MARKERS
+
+if ! command -v jq >/dev/null 2>&1; then
+  test_skip_all 'jq is not installed'
+fi
+if [ ! -f "$REF" ]; then
+  _cairn_test_bail "no reference workflow at $REF (set CAIRN_SRCDIR)"
+fi
+
+# ---- what a run did: its trace ----------------------------------------------
+#
+# The trace of a run is the part of its events that says which states it
+# went through and which actions took effect, in order, one line each:
+#   enter PATH                      state.entered
+#   done PATH                       action.finished with outcome succeeded,
+#                                   or probe.finished with outcome succeeded
+#                                   (after a crash the probe is what tells
+#                                   that the action took effect)
+#   transition FROM -> TO (REASON)  transition ("" TO when the run ends)
+#   finished - STATUS               run.finished
+# Everything else is left out: what a resume adds (run.resumed,
+# lock.taken_over, probe.finished failed, action.finished interrupted),
+# and what differs from attempt to attempt (action.started, .spawned,
+# .retrying, failed or cancelled action.finished). decision.assumed must
+# never happen (every non-idempotent state has a probe) and is checked
+# apart.
+#
+# The branches of a parallel state finish in any order, so each run of
+# consecutive branch lines (PATH with a "/") is sorted by PATH, stably: a
+# branch's "enter" stays before its "done". The order of everything else
+# is compared as is, so a state run twice, skipped or moved shows.
+TRACE_JQ='.events[] |
+  if .kind == "state.entered" then "enter \(.state)"
+  elif (.kind == "action.finished" or .kind == "probe.finished")
+       and .payload.outcome == "succeeded" then "done \(.state)"
+  elif .kind == "transition"
+    then "transition \(.payload.from) -> \(.payload.to) (\(.payload.reason))"
+  elif .kind == "run.finished" then "finished - \(.payload.status)"
+  else empty end'
+
+# What must hold in a journal at any moment, since each of these pairs is
+# committed in one transaction (DESIGN.md, Journal): prints one line per
+# violation.
+#  - a transition to a state is followed by that state's state.entered;
+#  - a top-level action that took effect (action.finished or
+#    probe.finished succeeded) is followed by the transition out of it;
+#  - a do state's state.entered is followed by its action.started;
+#  - run.finished is the run's last event.
+INVARIANTS_JQ='.events as $e | ($e | length) as $n |
+  range(0; $n) as $i | $e[$i] as $ev | $e[$i + 1:] as $after |
+  if $ev.kind == "transition" and $ev.payload.to != "" then
+    if any($after[]; .kind == "state.entered" and .state == $ev.payload.to)
+    then empty
+    else "event \($ev.seq): transition to \($ev.payload.to) but no state.entered of it after"
+    end
+  elif ($ev.kind == "action.finished" or $ev.kind == "probe.finished")
+       and $ev.payload.outcome == "succeeded"
+       and ($ev.state | contains("/") | not) then
+    if any($after[]; .kind == "transition" and .payload.from == $ev.state)
+    then empty
+    else "event \($ev.seq): \($ev.kind) succeeded of \($ev.state) but no transition out of it after"
+    end
+  elif $ev.kind == "state.entered" and $ev.payload.kind == "do" then
+    if any($after[]; .kind == "action.started" and .state == $ev.state)
+    then empty
+    else "event \($ev.seq): state.entered of do state \($ev.state) but no action.started after"
+    end
+  elif $ev.kind == "run.finished" and $i != $n - 1 then
+    "event \($ev.seq): run.finished is not the last event of the run"
+  else empty end'
+export TRACE_JQ INVARIANTS_JQ
+
+# canon_parallel: sorts each run of consecutive branch lines by path.
+canon_parallel() {
+  awk -v cmd='sort -s -k2,2' '
+    function flush() { if (n) { close(cmd); n = 0 } }
+    $2 ~ /\// { print | cmd; n++; next }
+    { flush(); print; fflush() }
+    END { flush() }'
+}
+
+# trace_of RUN: the canonical trace of RUN in $CAIRN_JOURNAL.
+trace_of() {
+  local json
+  json=$(cairn show "$1" --json) || { echo "cairn show $1 --json failed"; return 1; }
+  printf '%s\n' "$json" | jq -r "$TRACE_JQ" | canon_parallel
+}
+
+# check_invariants RUN: nothing half-written in RUN's events.
+check_invariants() {
+  local json bad
+  json=$(cairn show "$1" --json) || { echo "cairn show $1 --json failed"; return 1; }
+  bad=$(printf '%s\n' "$json" | jq -r "$INVARIANTS_JQ") ||
+    { echo "jq failed on the events of $1"; return 1; }
+  if [ -n "$bad" ]; then
+    echo "half-written journal (run $1):"
+    printf '%s\n' "$bad"
+    return 1
+  fi
+}
+
+# run_ids: the ids of the runs in $CAIRN_JOURNAL, one a line.
+run_ids() {
+  cairn history --json | jq -r '.id'
+}
+
+# run_status RUN: the status `cairn status` reports.
+run_status() {
+  cairn status "$1" --json | jq -r '.status'
+}
+
+# verify_journal WHEN: `cairn verify` must pass.
+verify_journal() {
+  local rc=0
+  cairn verify >"verify-$1.out" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "cairn verify failed ($rc) $1:"
+    cat "verify-$1.out"
+    return 1
+  fi
+}
+
+sleep_ms() {
+  sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"
+}
+
+# start_killed MS ARGS...: runs `cairn ARGS` in the background, SIGKILLs
+# it after MS milliseconds (if it still runs), sets rc to its exit status.
+start_killed() {
+  local ms=$1 pid
+  shift
+  # The binary itself, not the cairn function: $! must be the engine.
+  "$CAIRN_BIN" "$@" &
+  pid=$!
+  sleep_ms "$ms"
+  kill -9 "$pid" 2>/dev/null || :
+  rc=0
+  wait "$pid" || rc=$?
+}
+
+# check_markers: markers/ holds exactly the expected files, one line each.
+check_markers() {
+  local m lines got
+  got=$(cd markers 2>/dev/null && ls | sort)
+  if [ "$got" != "$EXPECTED_MARKERS" ]; then
+    echo "marker files differ from an uninterrupted run's:"
+    diff <(printf '%s\n' "$EXPECTED_MARKERS") <(printf '%s\n' "$got")
+    return 1
+  fi
+  for m in $EXPECTED_MARKERS; do
+    lines=$(wc -l <"markers/$m")
+    if [ "$lines" -ne 1 ]; then
+      echo "marker $m holds $lines lines, not 1 (its action took effect $lines times):"
+      cat "markers/$m"
+      return 1
+    fi
+  done
+  # For the last check of the script: nothing may change them later.
+  wc -l markers/* >markers.snapshot
+}
+
+# after_kill RUN: what must hold right after the engine was killed.
+after_kill() {
+  local st
+  verify_journal after-kill || return 1
+  check_invariants "$1" || return 1
+  st=$(run_status "$1") || return 1
+  case $st in
+    succeeded) ;;
+    interrupted) ;;
+    *) echo "a killed run's status reads '$st', not interrupted"; return 1 ;;
+  esac
+}
+
+# resume_to_end RUN [SPEC...]: resumes until the run has ended. SPEC i
+# says how resume i is killed: hook:K (CAIRN_TEST_KILL_AFTER_COMMIT=K) or
+# after:MS (kill -9 after MS milliseconds); resumes past the specs run
+# untouched.
+resume_to_end() {
+  local run=$1 i=0 spec st
+  shift
+  while :; do
+    i=$((i + 1))
+    if [ "$i" -gt 10 ]; then
+      echo "run $run has not ended after 10 resumes"
+      return 1
+    fi
+    spec=
+    if [ $# -gt 0 ]; then
+      spec=$1
+      shift
+    fi
+    rc=0
+    case $spec in
+      '')
+        cairn resume "$run" --json >"resume$i.out" 2>"resume$i.err" || rc=$? ;;
+      hook:*)
+        CAIRN_TEST_KILL_AFTER_COMMIT=${spec#hook:} \
+          cairn resume "$run" --json >"resume$i.out" 2>"resume$i.err" || rc=$? ;;
+      after:*)
+        start_killed "${spec#after:}" resume "$run" --json \
+          >"resume$i.out" 2>"resume$i.err" ;;
+    esac
+    echo "resume $i${spec:+ ($spec)}: exit $rc"
+    case $rc in
+      0)
+        return 0 ;;
+      137)
+        if [ -z "$spec" ]; then
+          echo "resume $i died of SIGKILL, and nobody killed it"
+          return 1
+        fi
+        after_kill "$run" || return 1
+        st=$(run_status "$run") || return 1
+        case $st in
+          succeeded | failed)
+            echo "the run had ended before its engine was killed"
+            return 0 ;;
+        esac
+        ;;
+      3)
+        st=$(tail -n 1 "resume$i.out" | jq -r 'select(.kind == "result") | .status')
+        if [ "$st" != interrupted ]; then
+          echo "resume $i stopped with status '$st': a resume must never need a decision here (every non-idempotent state has a probe)"
+          cat "resume$i.out" "resume$i.err"
+          return 1
+        fi
+        ;;
+      *)
+        echo "resume $i failed:"
+        cat "resume$i.out" "resume$i.err"
+        return 1 ;;
+    esac
+  done
+}
+
+# same_as_baseline RUN: RUN ended as the uninterrupted run did.
+same_as_baseline() {
+  local run=$1 st n
+  st=$(run_status "$run") || return 1
+  if [ "$st" != "$(cat "$TRASH/baseline/status")" ]; then
+    echo "final status '$st', the uninterrupted run's: '$(cat "$TRASH/baseline/status")'"
+    return 1
+  fi
+  trace_of "$run" >trace || return 1
+  if ! test_cmp "$TRASH/baseline/trace" trace; then
+    echo "the states completed differ from the uninterrupted run's (- baseline, + this run)"
+    return 1
+  fi
+  check_markers || return 1
+  verify_journal at-end || return 1
+  check_invariants "$run" || return 1
+  n=$(cairn show "$run" --json | jq '[.events[] | select(.kind == "decision.assumed")] | length')
+  if [ "$n" -ne 0 ]; then
+    echo "$n decision.assumed events: nobody was asked to decide"
+    return 1
+  fi
+}
+
+# crash_case NAME MODE ARG [SPEC...]: one case in folder $TRASH/NAME.
+#   MODE hook: CAIRN_TEST_KILL_AFTER_COMMIT=ARG on the run; an exit that
+#              is not SIGKILL means ARG is past its last commit: the case
+#              touches $TRASH/hook-past-end and checks the run as an
+#              uninterrupted one.
+#   MODE after: kill -9 of the run after ARG milliseconds.
+# SPECs: how the resumes are killed (resume_to_end).
+crash_case() {
+  local name=$1 mode=$2 arg=$3 d=$TRASH/$1 runs run
+  shift 3
+  mkdir -p "$d" && cd "$d" || return 1
+  CAIRN_JOURNAL=$d/journal.db
+  export CAIRN_JOURNAL
+  rc=0
+  case $mode in
+    hook)
+      CAIRN_TEST_KILL_AFTER_COMMIT=$arg \
+        cairn run "$REF" --set dir="$d" >run.out 2>run.err || rc=$? ;;
+    after)
+      start_killed "$arg" run "$REF" --set dir="$d" >run.out 2>run.err ;;
+  esac
+  echo "run: exit $rc"
+  if [ "$mode" = hook ] && [ "$rc" -ne 137 ]; then
+    touch "$TRASH/hook-past-end"
+    if [ "$rc" -ne 0 ]; then
+      echo "the run ended with exit $rc, neither killed nor succeeded:"
+      cat run.out run.err
+      return 1
+    fi
+    echo "commit $arg is past the last commit: an uninterrupted run"
+  elif [ "$rc" -ne 137 ] && [ "$rc" -ne 0 ]; then
+    echo "the run ended with exit $rc, neither killed nor succeeded:"
+    cat run.out run.err
+    return 1
+  fi
+
+  if [ ! -e journal.db ]; then
+    echo "killed before the journal existed"
+    runs=
+  else
+    if [ "$rc" -eq 137 ]; then
+      verify_journal after-kill || return 1
+    fi
+    runs=$(run_ids) || { echo "cairn history failed"; return 1; }
+  fi
+  case $runs in
+    '')
+      # Killed before its run was journaled: it must have done nothing,
+      # and a new run must start (taking over a lock the dead one held).
+      if [ -n "$(ls markers 2>/dev/null)" ]; then
+        echo "a run that never reached the journal left markers:"
+        ls markers
+        return 1
+      fi
+      echo "no run in the journal: starting a new one"
+      rc=0
+      cairn run "$REF" --set dir="$d" >run2.out 2>run2.err || rc=$?
+      if [ "$rc" -ne 0 ]; then
+        echo "the new run ended with exit $rc:"
+        cat run2.out run2.err
+        return 1
+      fi
+      run=$(run_ids)
+      ;;
+    *$'\n'*)
+      echo "more than one run in the journal: $runs"
+      return 1 ;;
+    *)
+      run=$runs
+      echo "run $run"
+      if [ "$rc" -eq 137 ]; then
+        after_kill "$run" || return 1
+      fi
+      if [ "$(run_status "$run")" != succeeded ]; then
+        resume_to_end "$run" "$@" || return 1
+      fi
+      ;;
+  esac
+  same_as_baseline "$run"
+}
+
+# keep_failure NAME WHAT: after a failed test, keeps the case's folder.
+keep_failure() {
+  local src=$TRASH/$1 dst
+  [ -d "$src" ] || return 0
+  mkdir -p "$CRASH_FAILURES_DIR" || return 0
+  dst=$CRASH_FAILURES_DIR/$1-seed$CRASH_SEED-$$
+  rm -rf "$dst"
+  cp -a "$src" "$dst" || return 0
+  {
+    printf 'case: %s\n' "$2"
+    printf 'original folder: %s (the journal names it: params.dir)\n' "$src"
+    printf 'inspect: CAIRN_JOURNAL=%s/journal.db %s show RUN --events\n' \
+      "$dst" "$CAIRN_BIN"
+    printf 'replay: CRASH_SEED=%s CAIRN_BIN=%s CAIRN_SRCDIR=%s bash tests/crash/crash.sh\n' \
+      "$CRASH_SEED" "$CAIRN_BIN" "$CAIRN_SRCDIR"
+  } >"$dst/REPRODUCE"
+  printf '# kept in %s\n' "$dst"
+}
+
+# run_case NAME DESCRIPTION 'MODE ARG [SPEC...]': one TAP test around
+# crash_case.
+run_case() {
+  local name=$1 desc=$2 before=$test_failed
+  test_expect_success "$desc" "crash_case $name $3"
+  if [ "$test_failed" -gt "$before" ]; then
+    keep_failure "$name" "$desc"
+  fi
+}
+
+printf '# CRASH_SEED=%s (random kill moments; set it to replay)\n' "$CRASH_SEED"
+
+# ---- the hook is there ------------------------------------------------------
+
+mkdir "$TRASH/probe"
+rc=0
+CAIRN_JOURNAL=$TRASH/probe/journal.db CAIRN_TEST_KILL_AFTER_COMMIT=1 \
+  "$CAIRN_BIN" run "$REF" --set dir="$TRASH/probe" \
+  >"$TRASH/probe/out" 2>&1 || rc=$?
+case $rc in
+  137) ;;
+  0) test_skip_all "$CAIRN_BIN has no crash hook (configure with -Dtest_hooks=true)" ;;
+  *) _cairn_test_bail "cairn run of the reference workflow exits $rc: $(head -c 600 "$TRASH/probe/out")" ;;
+esac
+
+# ---- the uninterrupted run ----------------------------------------------------
+
+test_expect_success 'an uninterrupted run of the reference workflow succeeds' '
+	d=$TRASH/baseline &&
+	mkdir -p "$d" && cd "$d" &&
+	export CAIRN_JOURNAL=$d/journal.db &&
+	start=$(date +%s%3N) &&
+	cairn run "$REF" --set dir="$d" >run.out 2>run.err &&
+	echo $(( $(date +%s%3N) - start )) >duration_ms &&
+	run=$(run_ids) &&
+	test -n "$run" &&
+	run_status "$run" >status &&
+	echo succeeded >expect && test_cmp expect status &&
+	trace_of "$run" >trace &&
+	check_markers &&
+	verify_journal at-end &&
+	check_invariants "$run" &&
+	cat trace
+'
+if [ "$test_failed" -ne 0 ]; then
+  _cairn_test_bail 'the uninterrupted run failed: nothing to compare with'
+fi
+base_ms=$(cat "$TRASH/baseline/duration_ms")
+printf '# the uninterrupted run took %d ms\n' "$base_ms"
+
+test_expect_success 'the reference workflow has what the crash test needs' '
+	t=$TRASH/baseline/trace &&
+	test "$(grep -c "^enter [^/]*$" "$t")" -ge 10 &&
+	test_grep "^enter fanout$" "$t" &&
+	test_grep "^done fanout/provision$" "$t" &&
+	test_grep "^transition route -> blue_switch (when: " "$t" &&
+	test_grep "^enter settle$" "$t" &&
+	test_grep "^finished - succeeded$" "$t" &&
+	test_grep ! green_switch "$t" &&
+	cd "$TRASH/baseline" &&
+	export CAIRN_JOURNAL=$TRASH/baseline/journal.db &&
+	cairn show "$(run_ids)" --json >show.json &&
+	jq -e "[.events[] | select(.kind == \"action.retrying\" and .state == \"migrate\")] | length == 1" show.json
+'
+
+# ---- a kill after every commit ----------------------------------------------
+
+# Every third case also kills the first resume after its K-th commit (K
+# cycles through 1..4), every ninth the second resume after its 2nd.
+n=0
+fails_in_a_row=0
+rm -f "$TRASH/hook-past-end"
+while :; do
+  n=$((n + 1))
+  specs=
+  extra=
+  if [ $((n % 3)) -eq 0 ]; then
+    k=$(( (n / 3) % 4 + 1 ))
+    specs="hook:$k"
+    extra=", and the resume after its commit $k"
+    if [ $((n % 9)) -eq 0 ]; then
+      specs="$specs hook:2"
+      extra="$extra, and the next after its commit 2"
+    fi
+  fi
+  before=$test_failed
+  run_case "hook-$n" "kill after commit $n$extra: resume ends like the uninterrupted run" \
+    "hook $n $specs"
+  if [ "$test_failed" -gt "$before" ]; then
+    fails_in_a_row=$((fails_in_a_row + 1))
+  else
+    fails_in_a_row=0
+  fi
+  [ -e "$TRASH/hook-past-end" ] && break
+  if [ "$fails_in_a_row" -ge 5 ] || [ "$n" -ge 400 ]; then
+    printf '# giving up the commit-by-commit kills at commit %d\n' "$n"
+    break
+  fi
+done
+commits=$((n - 1))
+printf '# an uninterrupted run makes %d commits\n' "$commits"
+test_expect_success "the kill hook fired at more than 10 commits ($commits)" "
+	test -e \"\$TRASH/hook-past-end\" &&
+	test $commits -gt 10
+"
+
+# ---- kills at random moments --------------------------------------------------
+
+# Drawn here, in order, so that CRASH_SEED gives the same moments. Every
+# fifth case also kills its first resume at a random moment.
+RANDOM=$CRASH_SEED
+window=$((base_ms > 0 ? base_ms : 1))
+i=0
+while [ "$i" -lt "$CRASH_RANDOM" ]; do
+  i=$((i + 1))
+  ms=$(( (RANDOM * 32768 + RANDOM) % window ))
+  specs=
+  extra=
+  if [ $((i % 5)) -eq 0 ]; then
+    rms=$(( (RANDOM * 32768 + RANDOM) % window ))
+    specs="after:$rms"
+    extra=", and the resume at ${rms}ms"
+  fi
+  run_case "random-$i" "kill -9 at ${ms}ms$extra (random $i of $CRASH_RANDOM, CRASH_SEED=$CRASH_SEED): resume ends like the uninterrupted run" \
+    "after $ms $specs"
+done
+
+# ---- nothing happened behind our back ----------------------------------------
+
+# A process of a killed engine that a resume failed to stop would write
+# its marker late, after its case was checked: look again at the end.
+sleep 1
+test_expect_success 'no marker changed after its case was checked' '
+	for s in "$TRASH"/*/markers.snapshot; do
+		d=${s%/markers.snapshot} &&
+		(cd "$d" && wc -l markers/* >markers.now && test_cmp markers.snapshot markers.now) ||
+		{ echo "in $d"; exit 1; }
+	done
+'
+
+test_expect_success 'no process of the test is left running' '
+	ps -eo pid=,args= | grep -F "$TRASH/" | grep -v -e "grep -F" -e "ps -eo" >left || :
+	if [ -s left ]; then cat left; exit 1; fi
+'
+
+test_done

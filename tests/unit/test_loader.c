@@ -1,0 +1,1200 @@
+/* The workflow loader (engine/load.c) and engine_workflow_params
+ * (engine/params.c).
+ *
+ * Every error test writes its YAML inline and asserts the whole message,
+ * position included. The positions were counted by hand from the YAML
+ * text (the comments beside each case show the count), not copied from
+ * the loader's output. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "adapters/adapter.h"
+#include "engine/workflow.h"
+
+/* Lines 1-4; states start on line 5. */
+#define HEAD "cairn: 1\nname: t\nstart: a\nstates:\n"
+
+static struct engine_workflow *load_ok(const char *yaml)
+{
+  struct engine_workflow *wf = NULL;
+  struct cairn_error err = {0};
+  int rc = engine_workflow_load_buffer(&wf, "wf.yaml", yaml, strlen(yaml),
+                                       &err);
+  if (rc != 0)
+    print_error("unexpected error: %s\n", err.msg);
+  assert_int_equal(rc, 0);
+  assert_non_null(wf);
+  return wf;
+}
+
+/* Loads yaml, which must fail with CAIRN_E_WORKFLOW and exactly want. */
+static void expect_error(const char *yaml, const char *want)
+{
+  struct engine_workflow *wf = (struct engine_workflow *)1;
+  struct cairn_error err = {0};
+  int rc = engine_workflow_load_buffer(&wf, "wf.yaml", yaml, strlen(yaml),
+                                       &err);
+  assert_int_equal(rc, CAIRN_E_WORKFLOW);
+  assert_int_equal(err.code, CAIRN_E_WORKFLOW);
+  assert_null(wf);
+  assert_string_equal(err.msg, want);
+}
+
+/* ---- a full, valid workflow -------------------------------------------- */
+
+static const char full[] =
+  "cairn: 1\n"                                                       /* 1 */
+  "name: quickstart\n"                                               /* 2 */
+  "description: a full example\n"                                    /* 3 */
+  "params:\n"                                                        /* 4 */
+  "  release: { default: \"1.4.0\", pattern: \"^[0-9]+\\\\.[0-9]+\\\\.[0-9]+$\","
+  " description: the release }\n"                                    /* 5 */
+  "  replicas: { default: 2 }\n"                                     /* 6 */
+  "  ratio: { default: 1, type: number }\n"                          /* 7 */
+  "  debug: { default: false }\n"                                    /* 8 */
+  "  token: { type: string }\n"                                      /* 9 */
+  "secrets: [JWT_SECRET, DB_PASSWORD]\n"                             /* 10 */
+  "environments:\n"                                                  /* 11 */
+  "  dev: { vars: { base_port: 18000 } }\n"                          /* 12 */
+  "  prod: { vars: { base_port: 38000 }, after: dev, approvals: 2 }\n" /* 13 */
+  "start: build\n"                                                   /* 14 */
+  "states:\n"                                                        /* 15 */
+  "  build:\n"                                                       /* 16 */
+  "    description: compile it\n"                                    /* 17 */
+  "    do: exec\n"                                                   /* 18 */
+  "    with: { argv: [make, \"{{ params.release }}\"],"
+  " env: { JWT: \"{{ secrets.JWT_SECRET }}\" } }\n"                  /* 19 */
+  "    retry: { attempts: 3, delay: 1s, backoff: 2, max_delay: 30s }\n" /* 20 */
+  "    timeout: 5m\n"                                                /* 21 */
+  "    idempotent: true\n"                                           /* 22 */
+  "    probe: { do: exec, with: { argv: [test, -f, out] }, timeout: 10s }\n"
+  "    undo: { do: exec, with: { argv: [rm, \"{{ states.build.output.json.f }}\"] },"
+  " timeout: 10s, retry: { attempts: 2, delay: 250ms } }\n"          /* 24 */
+  "    next: infra\n"                                                /* 25 */
+  "  infra:\n"                                                       /* 26 */
+  "    parallel:\n"                                                  /* 27 */
+  "      web: { do: exec, with: { argv: [\"{{ vars.base_port }}\"] },"
+  " idempotent: false }\n"                                           /* 28 */
+  "      db: { do: exec, with: { shell: \"echo {{ run.id }}\" },"
+  " undo: { do: exec, with: { argv: [dropdb, \"{{ self.x }}\"] } } }\n"
+  "    next: check\n"                                                /* 30 */
+  "    on_failure: cleanup\n"                                        /* 31 */
+  "  check:\n"                                                       /* 32 */
+  "    choice:\n"                                                    /* 33 */
+  "      - when: \"params.replicas > 1\"\n"                          /* 34 */
+  "        next: pause\n"                                            /* 35 */
+  "      - when: \"{{ states.infra.output.x == 'y' }}\"\n"           /* 36 */
+  "        next: done\n"                                             /* 37 */
+  "    default: done\n"                                              /* 38 */
+  "  pause:\n"                                                       /* 39 */
+  "    wait: 1m30s\n"                                                /* 40 */
+  "    next: done\n"                                                 /* 41 */
+  "  cleanup: { do: exec, with: { argv: [\"true\"] }, next: broken,"
+  " on_failure: fail }\n"                                            /* 42 */
+  "  done: { succeed: true }\n"                                      /* 43 */
+  "  broken: { fail: true, message: gave up }\n";                    /* 44 */
+
+static void test_full_workflow(void **state)
+{
+  struct engine_workflow *wf = load_ok(full);
+  const struct engine_state *s;
+  const struct engine_action *a;
+  (void)state;
+
+  assert_string_equal(wf->file, "wf.yaml");
+  assert_int_equal(strlen(wf->sha256), 64);
+  assert_string_equal(wf->name, "quickstart");
+  assert_string_equal(wf->description, "a full example");
+  assert_string_equal(wf->start, "build");
+
+  assert_int_equal(wf->nparams, 5);
+  assert_string_equal(wf->params[0].name, "release");
+  assert_int_equal(wf->params[0].type, ENGINE_PARAM_STRING);
+  assert_string_equal(json_string_value(wf->params[0].default_value), "1.4.0");
+  assert_string_equal(wf->params[0].pattern, "^[0-9]+\\.[0-9]+\\.[0-9]+$");
+  assert_string_equal(wf->params[0].description, "the release");
+  assert_int_equal(wf->params[0].pos.line, 5);
+  assert_int_equal(wf->params[0].pos.col, 3);
+  assert_int_equal(wf->params[1].type, ENGINE_PARAM_INTEGER);
+  assert_int_equal(json_integer_value(wf->params[1].default_value), 2);
+  assert_int_equal(wf->params[2].type, ENGINE_PARAM_NUMBER);
+  assert_true(json_is_number(wf->params[2].default_value));
+  assert_int_equal(wf->params[3].type, ENGINE_PARAM_BOOLEAN);
+  assert_true(json_is_false(wf->params[3].default_value));
+  assert_int_equal(wf->params[4].type, ENGINE_PARAM_STRING);
+  assert_null(wf->params[4].default_value);
+  assert_null(wf->params[4].pattern);
+
+  assert_int_equal(wf->nsecrets, 2);
+  assert_string_equal(wf->secrets[0], "JWT_SECRET");
+  assert_string_equal(wf->secrets[1], "DB_PASSWORD");
+
+  assert_int_equal(wf->nenvs, 2);
+  assert_string_equal(wf->envs[0].name, "dev");
+  assert_null(wf->envs[0].after);
+  assert_int_equal(wf->envs[0].approvals, 0);
+  assert_int_equal(json_integer_value(json_object_get(wf->envs[0].vars,
+                                                      "base_port")), 18000);
+  assert_string_equal(wf->envs[1].after, "dev");
+  assert_int_equal(wf->envs[1].approvals, 2);
+  assert_int_equal(wf->envs[1].pos.line, 13);
+  assert_int_equal(wf->envs[1].pos.col, 3);
+
+  /* states in file order */
+  assert_int_equal(wf->nstates, 7);
+  {
+    static const char *const names[] = {"build", "infra", "check", "pause",
+                                        "cleanup", "done", "broken"};
+    static const enum engine_kind kinds[] = {
+      ENGINE_DO, ENGINE_PARALLEL, ENGINE_CHOICE, ENGINE_WAIT, ENGINE_DO,
+      ENGINE_SUCCEED, ENGINE_FAIL};
+    for (size_t i = 0; i < 7; i++) {
+      assert_string_equal(wf->states[i].name, names[i]);
+      assert_int_equal(wf->states[i].kind, kinds[i]);
+      assert_non_null(wf->states[i].on_failure);
+    }
+  }
+
+  s = &wf->states[0];
+  assert_int_equal(s->pos.line, 16);
+  assert_int_equal(s->pos.col, 3);
+  assert_string_equal(s->description, "compile it");
+  assert_string_equal(s->next, "infra");
+  assert_string_equal(s->on_failure, "rollback");
+  assert_int_equal(s->on_failure_pos.line, 16); /* default: the state's */
+  a = &s->action;
+  assert_string_equal(a->adapter, "exec");
+  assert_int_equal(a->pos.line, 18);
+  assert_int_equal(a->pos.col, 5);
+  assert_string_equal(json_string_value(json_array_get(
+                        json_object_get(a->with, "argv"), 1)),
+                      "{{ params.release }}");
+  assert_int_equal(a->retry.attempts, 3);
+  assert_int_equal(a->retry.delay_ms, 1000);
+  assert_true(a->retry.backoff == 2.0);
+  assert_int_equal(a->retry.max_delay_ms, 30000);
+  assert_int_equal(a->timeout_ms, 300000);
+  assert_int_equal(a->idempotent, 1);
+  assert_non_null(a->probe);
+  assert_int_equal(a->probe->timeout_ms, 10000);
+  assert_int_equal(a->probe->retry.attempts, 1); /* the defaults */
+  assert_int_equal(a->probe->retry.delay_ms, 1000);
+  assert_true(a->probe->retry.backoff == 2.0);
+  assert_int_equal(a->probe->retry.max_delay_ms, 0);
+  assert_null(a->probe->probe);
+  assert_null(a->probe->undo);
+  assert_non_null(a->undo);
+  assert_int_equal(a->undo->retry.attempts, 2);
+  assert_int_equal(a->undo->retry.delay_ms, 250);
+  assert_int_equal(a->undo->timeout_ms, 10000);
+  assert_int_equal(a->undo->idempotent, -1);
+
+  s = &wf->states[1];
+  assert_int_equal(s->nbranches, 2);
+  assert_string_equal(s->branches[0].name, "web"); /* declaration order */
+  assert_string_equal(s->branches[1].name, "db");
+  assert_int_equal(s->branches[0].pos.line, 28);
+  assert_int_equal(s->branches[0].pos.col, 7);
+  assert_int_equal(s->branches[0].action.idempotent, 0);
+  assert_int_equal(s->branches[1].action.idempotent, -1);
+  assert_null(s->branches[0].action.undo);
+  assert_non_null(s->branches[1].action.undo);
+  assert_string_equal(s->next, "check");
+  assert_string_equal(s->on_failure, "cleanup");
+  assert_int_equal(s->on_failure_pos.line, 31);
+  assert_int_equal(s->on_failure_pos.col, 17); /* "    on_failure: " */
+
+  s = &wf->states[2];
+  assert_null(s->next);
+  assert_int_equal(s->nwhens, 2);
+  assert_string_equal(s->whens[0].expr, "params.replicas > 1");
+  assert_string_equal(s->whens[0].next, "pause");
+  assert_int_equal(s->whens[0].pos.line, 34);
+  assert_int_equal(s->whens[0].pos.col, 9); /* "      - " */
+  assert_string_equal(s->whens[1].expr, "states.infra.output.x == 'y'");
+  assert_string_equal(s->whens[1].next, "done");
+  assert_string_equal(s->default_next, "done");
+
+  assert_int_equal(wf->states[3].wait_ms, 90000);
+  assert_string_equal(wf->states[3].next, "done");
+  assert_string_equal(wf->states[4].on_failure, "fail");
+  assert_int_equal(wf->states[4].action.idempotent, -1);
+  assert_null(wf->states[5].next);
+  assert_string_equal(wf->states[6].message, "gave up");
+
+  engine_workflow_destroy(wf);
+}
+
+static void test_lookups(void **state)
+{
+  struct engine_workflow *wf = load_ok(full);
+  (void)state;
+
+  assert_ptr_equal(engine_workflow_state(wf, "pause"), &wf->states[3]);
+  assert_null(engine_workflow_state(wf, "nope"));
+  assert_ptr_equal(engine_workflow_env(wf, "prod"), &wf->envs[1]);
+  assert_null(engine_workflow_env(wf, "staging"));
+  assert_ptr_equal(engine_workflow_param(wf, "ratio"), &wf->params[2]);
+  assert_null(engine_workflow_param(wf, "nope"));
+  assert_string_equal(engine_kind_name(ENGINE_DO), "do");
+  assert_string_equal(engine_kind_name(ENGINE_PARALLEL), "parallel");
+  assert_string_equal(engine_kind_name(ENGINE_CHOICE), "choice");
+  assert_string_equal(engine_kind_name(ENGINE_WAIT), "wait");
+  assert_string_equal(engine_kind_name(ENGINE_SUCCEED), "succeed");
+  assert_string_equal(engine_kind_name(ENGINE_FAIL), "fail");
+  engine_workflow_destroy(wf);
+  engine_workflow_destroy(NULL);
+}
+
+static void test_load_file(void **state)
+{
+  static const char text[] = HEAD "  a: { succeed: true }\n";
+  char dir[] = "/tmp/cairn-loader-XXXXXX", path[PATH_MAX], rel[PATH_MAX];
+  struct engine_workflow *wf = NULL, *wb = NULL;
+  struct cairn_error err = {0};
+  char *cwd = getcwd(NULL, 0);
+  FILE *f;
+  (void)state;
+
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/wf.yaml", dir);
+  assert_non_null(f = fopen(path, "w"));
+  fputs(text, f);
+  fclose(f);
+
+  /* a relative name is stored as the absolute path */
+  assert_int_equal(chdir(dir), 0);
+  snprintf(rel, sizeof rel, "./wf.yaml");
+  assert_int_equal(engine_workflow_load(&wf, rel, &err), 0);
+  assert_int_equal(chdir(cwd), 0);
+  {
+    char *real = realpath(path, NULL); /* /tmp may be a link */
+    assert_non_null(real);
+    assert_string_equal(wf->file, real);
+    free(real);
+  }
+  /* sha256sum of the bytes above, computed outside the test */
+  assert_string_equal(wf->sha256, "17f8e1226c9c3636f51e2e23f8a681b9"
+                                  "d28d1f88484d79cc944e011cd9d4d5ff");
+  assert_int_equal(engine_workflow_load_buffer(&wb, "x", text,
+                                               strlen(text), &err), 0);
+  assert_string_equal(wb->sha256, wf->sha256);
+  engine_workflow_destroy(wf);
+  engine_workflow_destroy(wb);
+
+  /* errors name the file as given */
+  assert_non_null(f = fopen(path, "w"));
+  fputs("cairn: 2\n", f);
+  fclose(f);
+  assert_int_equal(engine_workflow_load(&wf, path, &err), CAIRN_E_WORKFLOW);
+  assert_null(wf);
+  {
+    char want[PATH_MAX + 128];
+    snprintf(want, sizeof want, "%s:1:8: error: unsupported format version "
+             "'2' (hint: this cairn reads 'cairn: 1')", path);
+    assert_string_equal(err.msg, want);
+  }
+  unlink(path);
+  rmdir(dir);
+  free(cwd);
+}
+
+static void test_missing_file(void **state)
+{
+  struct engine_workflow *wf = (struct engine_workflow *)1;
+  struct cairn_error err = {0};
+  (void)state;
+
+  assert_int_equal(engine_workflow_load(&wf, "/nonexistent/x.yaml", &err),
+                   CAIRN_E_IO);
+  assert_null(wf);
+  assert_string_equal(err.msg, "cannot read '/nonexistent/x.yaml': No such "
+                               "file or directory");
+  assert_int_equal(engine_workflow_load(&wf, "/", &err), CAIRN_E_IO);
+  assert_string_equal(err.msg, "cannot read '/': Is a directory");
+}
+
+/* ---- YAML ------------------------------------------------------------- */
+
+static void test_yaml12_typing(void **state)
+{
+  struct engine_workflow *wf = load_ok(
+    "cairn: 1\nname: t\n"
+    "environments:\n"
+    "  dev:\n"
+    "    vars: { a: no, b: 010, c: 0x1F, d: 0o17, e: 1.5e1, f: \"true\","
+    " g: True, h: ~, i: yes, j: on, k: 1_000, l: .5, m: '7', n: -3,"
+    " o: 1., p: null, q: !!str 5, r: FALSE }\n"
+    "start: a\nstates:\n  a: { succeed: true }\n");
+  json_t *v = wf->envs[0].vars;
+  (void)state;
+
+  assert_string_equal(json_string_value(json_object_get(v, "a")), "no");
+  assert_int_equal(json_integer_value(json_object_get(v, "b")), 10);
+  assert_int_equal(json_integer_value(json_object_get(v, "c")), 31);
+  assert_int_equal(json_integer_value(json_object_get(v, "d")), 15);
+  assert_true(json_is_real(json_object_get(v, "e")));
+  assert_true(json_real_value(json_object_get(v, "e")) == 15.0);
+  assert_string_equal(json_string_value(json_object_get(v, "f")), "true");
+  assert_true(json_is_true(json_object_get(v, "g")));
+  assert_true(json_is_null(json_object_get(v, "h")));
+  assert_string_equal(json_string_value(json_object_get(v, "i")), "yes");
+  assert_string_equal(json_string_value(json_object_get(v, "j")), "on");
+  assert_string_equal(json_string_value(json_object_get(v, "k")), "1_000");
+  assert_true(json_real_value(json_object_get(v, "l")) == 0.5);
+  assert_string_equal(json_string_value(json_object_get(v, "m")), "7");
+  assert_int_equal(json_integer_value(json_object_get(v, "n")), -3);
+  assert_true(json_is_real(json_object_get(v, "o")));
+  assert_true(json_is_null(json_object_get(v, "p")));
+  assert_string_equal(json_string_value(json_object_get(v, "q")), "5");
+  assert_true(json_is_false(json_object_get(v, "r")));
+  engine_workflow_destroy(wf);
+}
+
+static void test_aliases(void **state)
+{
+  struct engine_workflow *wf = load_ok(
+    HEAD
+    "  a: { do: exec, with: &w { argv: [make, all] }, next: b }\n"
+    "  b: { do: exec, with: *w, retry: &r { attempts: 4 }, next: c }\n"
+    "  c: { do: exec, with: *w, retry: *r, next: d }\n"
+    "  d: { succeed: true }\n");
+  (void)state;
+
+  assert_true(json_equal(wf->states[0].action.with,
+                         wf->states[1].action.with));
+  assert_true(json_equal(wf->states[0].action.with,
+                         wf->states[2].action.with));
+  /* copies, not shared */
+  assert_ptr_not_equal(wf->states[0].action.with, wf->states[1].action.with);
+  assert_int_equal(wf->states[2].action.retry.attempts, 4);
+  engine_workflow_destroy(wf);
+}
+
+static void test_yaml_errors(void **state)
+{
+  (void)state;
+  /* "  start" makes "t start" a multi-line plain scalar; its ':' is the
+   * 8th character of line 3 */
+  expect_error("cairn: 1\nname: t\n  start: a\n",
+               "wf.yaml:3:8: error: malformed YAML: mapping values are not "
+               "allowed in this context (hint: check the indentation and "
+               "quoting)");
+  /* the flow mapping opened on line 2 is still open at the end (3:1) */
+  expect_error("cairn: 1\nstates: { a: b\n",
+               "wf.yaml:3:1: error: malformed YAML: did not find expected "
+               "',' or '}' while parsing a flow mapping started on line 2 "
+               "(hint: check the indentation and quoting)");
+  expect_error("", "wf.yaml:1:1: error: the file is empty (hint: a workflow "
+                   "starts with 'cairn: 1')");
+  expect_error("# only a comment\n",
+               "wf.yaml:1:1: error: the file is empty (hint: a workflow "
+               "starts with 'cairn: 1')");
+  expect_error("- cairn\n", "wf.yaml:1:1: error: a workflow must be a "
+               "mapping, got a list (hint: a workflow starts with 'cairn: "
+               "1')");
+  /* second document: the "---" on line 6 */
+  expect_error(HEAD "  a: { succeed: true }\n---\ncairn: 1\n",
+               "wf.yaml:6:1: error: more than one document in the file "
+               "(hint: keep one workflow per file, without a second '---')");
+  /* "cairn: " is 7 characters */
+  expect_error("cairn: !!int 1\n",
+               "wf.yaml:1:8: error: unsupported tag '!!int' (hint: remove "
+               "it; only !!str is supported)");
+  /* "  a: " is 5 characters */
+  expect_error(HEAD "  a: *nope\n",
+               "wf.yaml:5:6: error: unknown alias '*nope' (hint: define "
+               "'&nope' before using it)");
+  expect_error(HEAD "  a: &x { do: exec, with: *x }\n",
+               "wf.yaml:5:27: error: alias '*x' is inside its own anchor "
+               "(hint: recursive aliases are not supported)");
+  expect_error(HEAD "  ? [a]\n  : { succeed: true }\n",
+               "wf.yaml:5:5: error: mapping keys must be scalars (hint: use "
+               "a plain name as the key)");
+}
+
+static void test_duplicate_keys(void **state)
+{
+  (void)state;
+  expect_error(HEAD
+               "  a:\n"              /* 5 */
+               "    succeed: true\n" /* 6 */
+               "    description: x\n"
+               "    succeed: true\n", /* 8 */
+               "wf.yaml:8:5: error: duplicate key 'succeed' (hint: first "
+               "defined on line 6)");
+  expect_error(HEAD "  a: { succeed: true }\n  a: { succeed: true }\n",
+               "wf.yaml:6:3: error: duplicate key 'a' (hint: first defined "
+               "on line 5)");
+  /* the same key, once plain and once quoted, is still the same key */
+  expect_error("cairn: 1\nname: t\n\"name\": u\n",
+               "wf.yaml:3:1: error: duplicate key 'name' (hint: first "
+               "defined on line 2)");
+}
+
+static void test_merge_key_refused(void **state)
+{
+  (void)state;
+  expect_error("cairn: 1\nname: t\nstart: a\nstates:\n  a:\n"
+               "    <<: { succeed: true }\n",
+               "wf.yaml:6:5: error: merge keys ('<<') are not supported "
+               "(hint: repeat the keys, or alias the whole mapping with "
+               "'*name')");
+  /* a quoted "<<" is an ordinary key, and so an unknown one here */
+  expect_error(HEAD "  a: { succeed: true, \"<<\": 1 }\n",
+               "wf.yaml:5:23: error: unknown key '<<' in state 'a' (hint: "
+               "allowed keys are description, succeed)");
+}
+
+/* ---- the top level ----------------------------------------------------- */
+
+static void test_cairn_version(void **state)
+{
+  (void)state;
+  expect_error("name: t\n", "wf.yaml:1:1: error: missing key 'cairn' in the "
+               "workflow (hint: add 'cairn: 1' as the first line)");
+  expect_error("cairn: 2\nname: t\n", "wf.yaml:1:8: error: unsupported "
+               "format version '2' (hint: this cairn reads 'cairn: 1')");
+  expect_error("cairn: \"1\"\n", "wf.yaml:1:8: error: 'cairn' in the "
+               "workflow must be an integer, got a string (hint: write "
+               "'cairn: 1')");
+}
+
+static void test_unknown_keys(void **state)
+{
+  (void)state;
+  expect_error("cairn: 1\nname: t\nstrat: a\n",
+               "wf.yaml:3:1: error: unknown key 'strat' in the workflow "
+               "(hint: did you mean 'start'?)");
+  expect_error(HEAD
+               "  a:\n"                       /* 5 */
+               "    do: exec\n"               /* 6 */
+               "    with: { argv: [make] }\n" /* 7 */
+               "    nxt: b\n"                 /* 8 */
+               "  b: { succeed: true }\n",
+               "wf.yaml:8:5: error: unknown key 'nxt' in state 'a' (hint: "
+               "did you mean 'next'?)");
+  /* "  a: { succeed: true, " is 22 characters */
+  expect_error(HEAD "  a: { succeed: true, colour: red }\n",
+               "wf.yaml:5:23: error: unknown key 'colour' in state 'a' "
+               "(hint: allowed keys are description, succeed)");
+  /* "  a: { wait: 5s, next: b, " is 26 characters */
+  expect_error(HEAD "  a: { wait: 5s, next: b, retry: { attempts: 2 } }\n"
+               "  b: { succeed: true }\n",
+               "wf.yaml:5:27: error: key 'retry' is not allowed in wait "
+               "state 'a' (hint: a wait state takes description, wait, "
+               "next)");
+  /* "  a: { do: exec, with: { argv: [x] }, retry: { " is 47 */
+  expect_error(HEAD "  a: { do: exec, with: { argv: [x] }, retry: { attemps: "
+               "3 }, next: b }\n  b: { succeed: true }\n",
+               "wf.yaml:5:48: error: unknown key 'attemps' in the retry of "
+               "state 'a' (hint: did you mean 'attempts'?)");
+  expect_error("cairn: 1\nname: t\nparams:\n  n: { defualt: 1 }\n",
+               "wf.yaml:4:8: error: unknown key 'defualt' in param 'n' "
+               "(hint: did you mean 'default'?)");
+  expect_error("cairn: 1\nname: t\nenvironments:\n  dev: { var: {} }\n",
+               "wf.yaml:4:10: error: unknown key 'var' in environment 'dev' "
+               "(hint: did you mean 'vars'?)");
+}
+
+static void test_undo_placement(void **state)
+{
+  (void)state;
+  /* "  a: { succeed: true, " is 22 characters */
+  expect_error(HEAD "  a: { succeed: true, undo: { do: exec } }\n",
+               "wf.yaml:5:23: error: key 'undo' is not allowed in succeed "
+               "state 'a' (hint: a succeed state takes description, "
+               "succeed)");
+  expect_error(HEAD
+               "  a:\n"
+               "    choice: [ { when: \"true\", next: b } ]\n"
+               "    undo: { do: exec }\n" /* 7 */
+               "  b: { succeed: true }\n",
+               "wf.yaml:7:5: error: key 'undo' is not allowed in choice "
+               "state 'a' (hint: a choice state takes description, choice, "
+               "default)");
+  /* "    undo: { do: exec, with: { argv: [y] }, " is 43 characters */
+  expect_error(HEAD
+               "  a:\n"
+               "    do: exec\n"
+               "    with: { argv: [x] }\n"
+               "    undo: { do: exec, with: { argv: [y] }, undo: { do: exec } "
+               "}\n" /* 8 */
+               "    next: b\n"
+               "  b: { succeed: true }\n",
+               "wf.yaml:8:44: error: key 'undo' is not allowed in the undo of "
+               "state 'a' (hint: a probe or undo takes do, with, timeout and "
+               "retry)");
+  /* "    probe: { do: exec, with: { argv: [y] }, " is 44 characters */
+  expect_error(HEAD
+               "  a:\n"
+               "    do: exec\n"
+               "    with: { argv: [x] }\n"
+               "    probe: { do: exec, with: { argv: [y] }, idempotent: true "
+               "}\n" /* 8 */
+               "    next: b\n"
+               "  b: { succeed: true }\n",
+               "wf.yaml:8:45: error: key 'idempotent' is not allowed in the "
+               "probe of state 'a' (hint: a probe or undo takes do, with, "
+               "timeout and retry)");
+}
+
+static void test_wrong_types(void **state)
+{
+  (void)state;
+  expect_error("cairn: 1\nname: [t]\n", "wf.yaml:2:7: error: 'name' in the "
+               "workflow must be a string, got a list");
+  /* "  a: { do: exec, with: { argv: [x] }, next: " is 44 characters */
+  expect_error(HEAD "  a: { do: exec, with: { argv: [x] }, next: 5 }\n",
+               "wf.yaml:5:45: error: 'next' in state 'a' must be a string, "
+               "got an integer (hint: quote it to make it a string)");
+  /* "  a: { do: exec, with: " is 23 characters */
+  expect_error(HEAD "  a: { do: exec, with: [x], next: a }\n",
+               "wf.yaml:5:24: error: 'with' in state 'a' must be a mapping, "
+               "got a list");
+  /* "  a: { do: exec, with: { argv: [x] }, idempotent: " is 50 */
+  expect_error(HEAD "  a: { do: exec, with: { argv: [x] }, idempotent: yes, "
+               "next: a }\n",
+               "wf.yaml:5:51: error: 'idempotent' in state 'a' must be a "
+               "boolean, got a string");
+  expect_error(HEAD "  a: { succeed: false }\n",
+               "wf.yaml:5:17: error: 'succeed' in state 'a' must be true, "
+               "got false");
+  expect_error(HEAD "  a: [succeed]\n",
+               "wf.yaml:5:6: error: state 'a' must be a mapping, got a list "
+               "(hint: give it a kind, e.g. 'do: exec')");
+  expect_error("cairn: 1\nname: t\nsecrets: JWT\n",
+               "wf.yaml:3:10: error: 'secrets' in the workflow must be a list "
+               "of names, got a string");
+  /* "  prod: { approvals: " is 21 characters */
+  expect_error("cairn: 1\nname: t\nenvironments:\n  prod: { approvals: -1 }\n",
+               "wf.yaml:4:22: error: 'approvals' in environment 'prod' must "
+               "be at least 0, got -1");
+  expect_error(HEAD "  a: { do: exec, with: { argv: [x] }, timeout: [1], "
+               "next: a }\n",
+               "wf.yaml:5:48: error: 'timeout' in state 'a' must be a "
+               "duration, got a list (hint: durations look like 250ms, 5s, "
+               "1m30s, 2h or 1d)");
+  /* an integer too large for JSON, inside `with`: "  a: { do: exec, with:
+   * { argv: [x], env: { N: " is 46 characters */
+  expect_error(HEAD "  a: { do: exec, with: { argv: [x], env: { N: "
+               "99999999999999999999 } }, next: a }\n",
+               "wf.yaml:5:47: error: integer '99999999999999999999' is out of "
+               "range (hint: quote it to keep it as a string)");
+}
+
+static void test_required_keys(void **state)
+{
+  (void)state;
+  expect_error("cairn: 1\nstart: a\nstates:\n  a: { succeed: true }\n",
+               "wf.yaml:1:1: error: missing key 'name' in the workflow (hint: "
+               "add 'name: my-app')");
+  expect_error("cairn: 1\nname: t\nstates:\n  a: { succeed: true }\n",
+               "wf.yaml:1:1: error: missing key 'start' in the workflow "
+               "(hint: add 'start: a')");
+  expect_error("cairn: 1\nname: t\nstart: a\n",
+               "wf.yaml:1:1: error: missing key 'states' in the workflow "
+               "(hint: add 'states:' with at least one state)");
+  expect_error("cairn: 1\nname: t\nstart: a\nstates: {}\n",
+               "wf.yaml:4:9: error: 'states' in the workflow is empty (hint: "
+               "add at least one state)");
+  expect_error(HEAD "  a: { do: exec, with: { argv: [x] } }\n",
+               "wf.yaml:5:3: error: missing key 'next' in state 'a' (hint: "
+               "name the state that comes after it)");
+  /* a branch without `do`: its mapping starts at "      db: " + 1 */
+  expect_error(HEAD
+               "  a:\n"
+               "    parallel:\n"
+               "      db: { with: { argv: [x] } }\n" /* 7 */
+               "    next: a\n",
+               "wf.yaml:7:11: error: missing key 'do' in branch 'db' of state "
+               "'a' (hint: name an adapter, e.g. 'do: exec')");
+  expect_error(HEAD "  a:\n    parallel: {}\n    next: a\n",
+               "wf.yaml:6:15: error: 'parallel' in state 'a' has no branches "
+               "(hint: add at least one, e.g. 'db: { do: exec, with: {...} "
+               "}')");
+  expect_error(HEAD "  a:\n    choice: []\n",
+               "wf.yaml:6:13: error: 'choice' in state 'a' is empty (hint: "
+               "add '- when: EXPR' with 'next: STATE')");
+  expect_error(HEAD "  a:\n    choice:\n      - when: \"true\"\n",
+               "wf.yaml:7:9: error: missing key 'next' in choice 1 of state "
+               "'a' (hint: add 'next: STATE')");
+}
+
+static void test_names(void **state)
+{
+  (void)state;
+  expect_error("cairn: 1\nname: My App\n",
+               "wf.yaml:2:7: error: invalid workflow name 'My App' (hint: use "
+               "lower-case letters, digits, '_', '.' and '-', starting with a "
+               "letter or digit)");
+  expect_error("cairn: 1\nname: t\nstart: rollback\nstates:\n"
+               "  rollback: { succeed: true }\n",
+               "wf.yaml:5:3: error: 'rollback' cannot be a state name (hint: "
+               "it is reserved for on_failure; rename the state)");
+  expect_error("cairn: 1\nname: t\nstart: a/b\nstates:\n"
+               "  a/b: { succeed: true }\n",
+               "wf.yaml:5:3: error: invalid state name 'a/b' (hint: use "
+               "letters, digits, '_' and '-')");
+  expect_error(HEAD "  a:\n    parallel:\n      x/y: { do: exec }\n"
+               "    next: a\n",
+               "wf.yaml:7:7: error: invalid branch name 'x/y' in state 'a' "
+               "(hint: use letters, digits, '_' and '-')");
+  expect_error("cairn: 1\nname: t\nsecrets: [jwt]\n",
+               "wf.yaml:3:11: error: invalid secret name 'jwt' (hint: use "
+               "upper-case letters, digits and '_', e.g. 'JWT_SECRET')");
+  expect_error("cairn: 1\nname: t\nsecrets: [A, B, A]\n",
+               "wf.yaml:3:17: error: duplicate secret 'A' (hint: first listed "
+               "on line 3)");
+  expect_error("cairn: 1\nname: t\nparams:\n  my-param: {}\n",
+               "wf.yaml:4:3: error: invalid param name 'my-param' (hint: use "
+               "letters, digits and '_', not starting with a digit)");
+}
+
+static void test_kinds(void **state)
+{
+  (void)state;
+  /* "  a: { do: exec, " is 17 characters */
+  expect_error(HEAD "  a: { do: exec, wait: 5s }\n",
+               "wf.yaml:5:18: error: state 'a' has both 'do' and 'wait' (hint: "
+               "a state has exactly one of do, parallel, choice, wait, "
+               "succeed, fail)");
+  expect_error(HEAD "  a: { next: a }\n",
+               "wf.yaml:5:3: error: state 'a' has no kind (hint: give it one "
+               "of do, parallel, choice, wait, succeed, fail)");
+  expect_error(HEAD "  a: { od: exec }\n",
+               "wf.yaml:5:8: error: unknown key 'od' in state 'a' (hint: did "
+               "you mean 'do'?)");
+}
+
+static void test_transitions(void **state)
+{
+  (void)state;
+  expect_error("cairn: 1\nname: t\nstart: bulid\nstates:\n"
+               "  build: { succeed: true }\n",
+               "wf.yaml:3:8: error: unknown state 'bulid' in 'start' (hint: "
+               "did you mean 'build'?)");
+  expect_error(HEAD "  a: { do: exec, with: { argv: [x] }, next: zzz }\n"
+               "  b: { succeed: true }\n",
+               "wf.yaml:5:45: error: unknown state 'zzz' in 'next' of state "
+               "'a' (hint: states are a, b)");
+  /* "  a: { do: exec, with: { argv: [x] }, next: done, on_failure: " is 62 */
+  expect_error(HEAD "  a: { do: exec, with: { argv: [x] }, next: done, "
+               "on_failure: rolback }\n  done: { succeed: true }\n",
+               "wf.yaml:5:63: error: unknown state 'rolback' in 'on_failure' "
+               "of state 'a' (hint: did you mean 'rollback'?)");
+  expect_error(HEAD "  a: { do: exec, with: { argv: [x] }, next: done, "
+               "on_failure: zzz }\n  done: { succeed: true }\n",
+               "wf.yaml:5:63: error: unknown state 'zzz' in 'on_failure' of "
+               "state 'a' (hint: use rollback, fail or a state: a, done)");
+  expect_error(HEAD
+               "  a:\n"
+               "    choice:\n"
+               "      - when: \"1 > 0\"\n"
+               "        next: nowhere\n" /* 8: "        next: " is 14 */
+               "    default: b\n"
+               "  b: { succeed: true }\n",
+               "wf.yaml:8:15: error: unknown state 'nowhere' in 'next' of "
+               "choice 1 of state 'a' (hint: states are a, b)");
+  expect_error(HEAD
+               "  a:\n"
+               "    choice:\n"
+               "      - when: \"1 > 0\"\n"
+               "        next: b\n"
+               "    default: c\n" /* 9: "    default: " is 13 */
+               "  b: { succeed: true }\n",
+               "wf.yaml:9:14: error: unknown state 'c' in 'default' of state "
+               "'a' (hint: states are a, b)");
+}
+
+static void test_graph(void **state)
+{
+  struct engine_workflow *wf;
+  (void)state;
+
+  expect_error(HEAD "  a: { do: exec, with: { argv: [x] }, next: b }\n"
+               "  b: { succeed: true }\n"
+               "  orphan: { succeed: true }\n",
+               "wf.yaml:7:3: error: state 'orphan' is unreachable from 'a' "
+               "(hint: go to it with next, on_failure or a choice, or remove "
+               "it)");
+  /* a wait/choice loop without a way out; `a` itself ends through its
+   * default on_failure (rollback) */
+  expect_error(HEAD
+               "  a: { do: exec, with: { argv: [x] }, next: poll }\n"
+               "  poll: { wait: 5s, next: check }\n" /* 6 */
+               "  check:\n"
+               "    choice:\n"
+               "      - when: \"1 > 0\"\n"
+               "        next: poll\n"
+               "    default: poll\n",
+               "wf.yaml:6:3: error: state 'poll' has no path to a succeed or "
+               "fail state (hint: give its loop a way out, e.g. a choice "
+               "'default' that leads to a terminal)");
+  /* the same loop with a way out is fine; so is a choice without default
+   * (no match fails the run) */
+  wf = load_ok(HEAD
+               "  a: { do: exec, with: { argv: [x] }, next: poll }\n"
+               "  poll: { wait: 5s, next: check }\n"
+               "  check:\n"
+               "    choice:\n"
+               "      - when: \"1 > 0\"\n"
+               "        next: poll\n"
+               "      - when: \"2 > 1\"\n"
+               "        next: done\n"
+               "    default: poll\n"
+               "  done: { succeed: true }\n");
+  engine_workflow_destroy(wf);
+  wf = load_ok(HEAD
+               "  a: { wait: 1s, next: check }\n"
+               "  check: { choice: [ { when: \"true\", next: a } ] }\n");
+  engine_workflow_destroy(wf);
+}
+
+static void test_durations_and_retry(void **state)
+{
+  (void)state;
+  expect_error(HEAD "  a: { do: exec, with: { argv: [x] }, timeout: 5x, "
+               "next: a }\n",
+               "wf.yaml:5:48: error: invalid 'timeout' in state 'a': unknown "
+               "unit 'x' in '5x' (hint: durations look like 250ms, 5s, 1m30s, "
+               "2h or 1d)");
+  expect_error(HEAD "  a: { wait: -1s, next: a }\n",
+               "wf.yaml:5:14: error: invalid 'wait' in state 'a': negative "
+               "duration '-1s' (hint: durations look like 250ms, 5s, 1m30s, "
+               "2h or 1d)");
+  /* "  a: { do: exec, with: { argv: [x] }, retry: { attempts: " is 57 */
+  expect_error(HEAD "  a: { do: exec, with: { argv: [x] }, retry: { attempts: "
+               "0 }, next: a }\n",
+               "wf.yaml:5:58: error: 'attempts' in the retry of state 'a' must "
+               "be at least 1, got 0 (hint: 1 means no retry)");
+  /* "  a: { do: exec, with: { argv: [x] }, retry: { backoff: " is 56 */
+  expect_error(HEAD "  a: { do: exec, with: { argv: [x] }, retry: { backoff: "
+               "0.5 }, next: a }\n",
+               "wf.yaml:5:57: error: 'backoff' in the retry of state 'a' must "
+               "be at least 1, got 0.5 (hint: 1 keeps the delay constant)");
+  /* "  a: { do: exec, with: { argv: [x] }, retry: { delay: " is 54 */
+  expect_error(HEAD "  a: { do: exec, with: { argv: [x] }, retry: { delay: "
+               "1m1h }, next: a }\n",
+               "wf.yaml:5:55: error: invalid 'delay' in the retry of state "
+               "'a': units out of order in '1m1h' (hint: durations look like "
+               "250ms, 5s, 1m30s, 2h or 1d)");
+}
+
+static void test_params_declarations(void **state)
+{
+  (void)state;
+  /* "  n: { type: " is 13 characters */
+  expect_error("cairn: 1\nname: t\nparams:\n  n: { type: int }\n",
+               "wf.yaml:4:14: error: unknown type 'int' in param 'n' (hint: "
+               "use string, integer, number or boolean)");
+  expect_error("cairn: 1\nname: t\nparams:\n  n: { type: strig }\n",
+               "wf.yaml:4:14: error: unknown type 'strig' in param 'n' (hint: "
+               "did you mean 'string'?)");
+  /* "  n: { type: integer, default: " is 31 characters */
+  expect_error("cairn: 1\nname: t\nparams:\n  n: { type: integer, default: "
+               "abc }\n",
+               "wf.yaml:4:32: error: 'default' in param 'n' must be an "
+               "integer, got a string (hint: the param is declared 'type: "
+               "integer')");
+  /* "  v: { default: " is 16 characters */
+  expect_error("cairn: 1\nname: t\nparams:\n  v: { default: \"1.4\", pattern: "
+               "\"^[0-9]+\\\\.[0-9]+\\\\.[0-9]+$\" }\n",
+               "wf.yaml:4:17: error: 'default' in param 'v' must match "
+               "'^[0-9]+\\.[0-9]+\\.[0-9]+$', got '1.4' (hint: change the "
+               "default or the pattern)");
+  expect_error("cairn: 1\nname: t\nparams:\n  v: { pattern: \"a(\" }\n",
+               "wf.yaml:4:17: error: invalid 'pattern' in param 'v': "
+               "Unmatched ( or \\( (hint: patterns are POSIX extended regular "
+               "expressions)");
+  /* "  n: { default: 1, pattern: " is 28 characters */
+  expect_error("cairn: 1\nname: t\nparams:\n  n: { default: 1, pattern: x }\n",
+               "wf.yaml:4:29: error: 'pattern' in param 'n' only applies to "
+               "strings (hint: remove it, or declare 'type: string')");
+  expect_error("cairn: 1\nname: t\nparams:\n  n: { default: ~ }\n",
+               "wf.yaml:4:17: error: 'default' in param 'n' cannot be null "
+               "(hint: remove 'default' to make the param required)");
+  expect_error("cairn: 1\nname: t\nparams:\n  n: 5\n",
+               "wf.yaml:4:6: error: param 'n' must be a mapping, got an "
+               "integer (hint: write 'n: { default: VALUE }', or 'n: {}' for "
+               "a required string)");
+}
+
+static void test_environments(void **state)
+{
+  (void)state;
+  /* "  prod: { after: " is 17 characters */
+  expect_error("cairn: 1\nname: t\nenvironments:\n  dev: {}\n"
+               "  prod: { after: dve }\n",
+               "wf.yaml:5:18: error: unknown environment 'dve' in 'after' of "
+               "environment 'prod' (hint: did you mean 'dev'?)");
+  /* "  b: { after: " is 14 characters; reported at the first of the cycle */
+  expect_error("cairn: 1\nname: t\nenvironments:\n  x: {}\n  b: { after: c }\n"
+               "  c: { after: b }\n",
+               "wf.yaml:5:15: error: environment 'b' comes after itself: b -> "
+               "c -> b (hint: remove one of these 'after' keys)");
+  expect_error("cairn: 1\nname: t\nenvironments:\n  a: { after: a }\n",
+               "wf.yaml:4:15: error: environment 'a' comes after itself: a -> "
+               "a (hint: remove one of these 'after' keys)");
+}
+
+/* Lines 1-7, states from line 8. */
+#define HEAD2                                                               \
+  "cairn: 1\nname: t\nparams: { release: { default: \"1.0\" } }\n"           \
+  "secrets: [TOKEN]\nenvironments: { dev: { vars: { port: 1 } } }\n"         \
+  "start: a\nstates:\n"
+/* A do state whose argv holds one template; the quote is at column 33 and
+ * the text of the template starts at column 34. */
+#define ONE(tpl)                                                            \
+  HEAD2 "  a: { do: exec, with: { argv: [\"" tpl "\"] }, next: b }\n"        \
+        "  b: { succeed: true }\n"
+
+static void test_templates(void **state)
+{
+  struct engine_workflow *wf;
+  (void)state;
+
+  /* "}}" at offset 7 of "{{ 1 + }}": 34 + 7 */
+  expect_error(ONE("{{ 1 + }}"), "wf.yaml:8:41: error: expected a value "
+               "after '+' in state 'a'");
+  /* every reference starts at offset 3: 34 + 3 */
+  expect_error(ONE("{{ params.relese }}"), "wf.yaml:8:37: error: unknown "
+               "param 'relese' in state 'a' (hint: did you mean 'release'?)");
+  expect_error(ONE("{{ vars.prot }}"), "wf.yaml:8:37: error: unknown var "
+               "'prot' in state 'a' (hint: declare it in the 'vars' of an "
+               "environment)");
+  expect_error(ONE("{{ secrets.TOKN }}"), "wf.yaml:8:37: error: unknown "
+               "secret 'TOKN' in state 'a' (hint: did you mean 'TOKEN'?)");
+  expect_error(ONE("{{ secrets.OTHER }}"), "wf.yaml:8:37: error: unknown "
+               "secret 'OTHER' in state 'a' (hint: add it to 'secrets')");
+  expect_error(ONE("{{ states.zz.output.x }}"), "wf.yaml:8:37: error: "
+               "reference to unknown state 'zz' in state 'a' (hint: states "
+               "are a, b)");
+  expect_error(ONE("{{ states.b.output.x }}"), "wf.yaml:8:37: error: "
+               "reference to the output of succeed state 'b' in state 'a' "
+               "(hint: only do and parallel states have outputs)");
+  expect_error(ONE("{{ states.a.output.x }}"), "wf.yaml:8:37: error: "
+               "reference to the state's own output in state 'a' (hint: "
+               "states.a.output is only available in its undo)");
+  expect_error(ONE("{{ run.user }}"), "wf.yaml:8:37: error: unknown "
+               "reference 'run.user' in state 'a' (hint: use run.id or "
+               "run.dir)");
+  expect_error(ONE("{{ self.x }}"), "wf.yaml:8:37: error: use of 'self' "
+               "outside undo and probe in state 'a' (hint: use "
+               "states.NAME.output)");
+  expect_error(ONE("{{ item.x }}"), "wf.yaml:8:37: error: use of 'item' "
+               "outside a map state in state 'a' (hint: item is only "
+               "available inside map states)");
+  /* after some text: "port={{ " puts the reference at offset 8 */
+  expect_error(ONE("port={{ vars.nope }}"), "wf.yaml:8:42: error: unknown "
+               "var 'nope' in state 'a' (hint: declare it in the 'vars' of "
+               "an environment)");
+  /* vars with no environments at all; a plain scalar has no quote:
+   * "      shell: " is 13, "echo {{ " 8 more */
+  expect_error(HEAD "  a:\n    do: exec\n    with:\n"
+               "      shell: echo {{ vars.x }}\n" /* 8 */
+               "    next: a\n",
+               "wf.yaml:8:22: error: use of 'vars' without environments in "
+               "state 'a' (hint: declare 'environments' with 'vars')");
+  /* deep in `with`: "  a: { do: exec, with: { argv: [x], env: { K: " is
+   * 46, the quote at 47, "env" 3 bytes into the string */
+  expect_error(HEAD2 "  a: { do: exec, with: { argv: [x], env: { K: "
+               "\"{{ env }}\" } }, next: b }\n  b: { succeed: true }\n",
+               "wf.yaml:8:51: error: expected env.NAME in state 'a'");
+
+  /* accepted: env.ANY, run.id, run.dir, states of an earlier or later do
+   * state, a state's own output in its undo, self in probe and undo */
+  wf = load_ok(HEAD2
+               "  a:\n"
+               "    do: exec\n"
+               "    with: { argv: [\"{{ env.HOME }}\", \"{{ run.id }}/{{ run.dir }}\","
+               " \"{{ states.b.output.x }}\", \"{{ params.release }}\","
+               " \"{{ secrets.TOKEN }}\", \"{{ vars.port + 1 }}\"] }\n"
+               "    probe: { do: exec, with: { argv: [\"{{ self.x }}\"] } }\n"
+               "    undo: { do: exec, with: { argv: [\"{{ states.a.output.y }}\","
+               " \"{{ self.x }}\"] } }\n"
+               "    next: b\n"
+               "  b: { do: exec, with: { argv: [\"{{ states.a.output.x }}\"] },"
+               " next: c }\n"
+               "  c: { succeed: true }\n");
+  engine_workflow_destroy(wf);
+}
+
+static void test_choice_when(void **state)
+{
+  (void)state;
+  /* with braces: the quote is at column 15 ("      - when: " is 14), the
+   * expression starts 3 bytes into the string */
+  expect_error(HEAD
+               "  a:\n"
+               "    choice:\n"
+               "      - when: \"{{ params.x > 1 }}\"\n"
+               "        next: b\n"
+               "  b: { succeed: true }\n",
+               "wf.yaml:7:19: error: unknown param 'x' in choice 1 of state "
+               "'a' (hint: declare it under 'params')");
+  /* without braces, plain: the reference is the first byte */
+  expect_error(HEAD
+               "  a:\n"
+               "    choice:\n"
+               "      - when: b\n"
+               "        next: b\n"
+               "      - when: params.x > 1\n"
+               "        next: b\n"
+               "  b: { succeed: true }\n",
+               "wf.yaml:7:15: error: unknown name 'b' in choice 1 of state "
+               "'a' (hint: use params.b, vars.b, env.B, secrets.B, "
+               "states.NAME.output.KEY, run.id or run.dir)");
+  expect_error(HEAD
+               "  a:\n"
+               "    choice:\n"
+               "      - when: \"true\"\n"
+               "        next: b\n"
+               "      - when: params.x > 1\n" /* 9 */
+               "        next: b\n"
+               "  b: { succeed: true }\n",
+               "wf.yaml:9:15: error: unknown param 'x' in choice 2 of state "
+               "'a' (hint: declare it under 'params')");
+  expect_error(HEAD
+               "  a:\n"
+               "    choice:\n"
+               "      - when: \"{{ }}\"\n"
+               "        next: b\n"
+               "  b: { succeed: true }\n",
+               "wf.yaml:7:15: error: 'when' in choice 1 of state 'a' is empty "
+               "(hint: write an expression, e.g. 'params.replicas > 1')");
+}
+
+static void test_adapters(void **state)
+{
+  struct engine_workflow *wf = (struct engine_workflow *)1;
+  struct cairn_error err = {0};
+  static const char yaml[] = HEAD "  a: { do: exce, next: a }\n";
+  (void)state;
+
+  /* the list of adapters grows; the start of the message does not */
+  assert_int_equal(engine_workflow_load_buffer(&wf, "wf.yaml", yaml,
+                                               strlen(yaml), &err),
+                   CAIRN_E_WORKFLOW);
+  assert_null(wf);
+  {
+    const char *want = "wf.yaml:5:12: error: unknown adapter 'exce' in state "
+                       "'a' (hint: did you mean 'exec'? known adapters are ";
+    assert_true(strncmp(err.msg, want, strlen(want)) == 0);
+  }
+  assert_non_null(strstr(err.msg, "exec"));
+
+  /* the bad input's key: "  a: { do: exec, with: { argv: [x], " is 36 */
+  expect_error(HEAD "  a: { do: exec, with: { argv: [x], argz: 1 }, next: a "
+               "}\n",
+               "wf.yaml:5:37: error: unknown input 'argz' for exec in state "
+               "'a' (hint: did you mean 'argv'?)");
+  /* no key to blame: at the `with` mapping ("  a: { do: exec, with: ") */
+  expect_error(HEAD "  a: { do: exec, with: { cwd: /tmp }, next: a }\n",
+               "wf.yaml:5:24: error: either 'argv' or 'shell' is required in "
+               "state 'a'");
+  /* no `with` at all: at the `do` key */
+  expect_error(HEAD "  a: { do: exec, next: a }\n",
+               "wf.yaml:5:8: error: either 'argv' or 'shell' is required in "
+               "state 'a'");
+  /* probe and undo `with` are checked the same way */
+  expect_error(HEAD "  a: { do: exec, with: { argv: [x] }, undo: { do: exec, "
+               "with: { argz: [y] } }, next: a }\n",
+               "wf.yaml:5:65: error: unknown input 'argz' for exec in the undo "
+               "of state 'a' (hint: did you mean 'argv'?)");
+}
+
+/* ---- engine_workflow_params -------------------------------------------- */
+
+static const char params_yaml[] =
+  "cairn: 1\nname: t\n"
+  "params:\n"
+  "  release: { pattern: \"^[0-9]+$\" }\n"
+  "  replicas: { default: 1 }\n"
+  "  ratio: { type: number, default: 0.5 }\n"
+  "  debug: { default: false }\n"
+  "  note: { default: \"\" }\n"
+  "start: a\nstates:\n  a: { succeed: true }\n";
+
+static void expect_params_error(const struct engine_workflow *wf,
+                                const char *const *sets, size_t n,
+                                const char *want)
+{
+  struct cairn_error err = {0};
+  json_t *out = (json_t *)1;
+
+  assert_int_equal(engine_workflow_params(wf, sets, n, &out, &err),
+                   CAIRN_E_INVAL);
+  assert_null(out);
+  assert_string_equal(err.msg, want);
+}
+
+static void test_params(void **state)
+{
+  struct engine_workflow *wf = load_ok(params_yaml);
+  struct cairn_error err = {0};
+  json_t *out = NULL;
+  (void)state;
+
+  {
+    const char *sets[] = {"release=12", "replicas=3", "ratio=2",
+                          "debug=true", "note=a=b"};
+    assert_int_equal(engine_workflow_params(wf, sets, 5, &out, &err), 0);
+    assert_string_equal(json_string_value(json_object_get(out, "release")),
+                        "12");
+    assert_true(json_is_integer(json_object_get(out, "replicas")));
+    assert_int_equal(json_integer_value(json_object_get(out, "replicas")), 3);
+    assert_true(json_is_number(json_object_get(out, "ratio")));
+    assert_true(json_number_value(json_object_get(out, "ratio")) == 2.0);
+    assert_true(json_is_true(json_object_get(out, "debug")));
+    assert_string_equal(json_string_value(json_object_get(out, "note")),
+                        "a=b");
+    json_decref(out);
+  }
+  {
+    /* defaults stay where nothing is set; the last set wins */
+    const char *sets[] = {"release=1", "release=2", "ratio=-1.25e1"};
+    assert_int_equal(engine_workflow_params(wf, sets, 3, &out, &err), 0);
+    assert_string_equal(json_string_value(json_object_get(out, "release")),
+                        "2");
+    assert_int_equal(json_integer_value(json_object_get(out, "replicas")), 1);
+    assert_true(json_real_value(json_object_get(out, "ratio")) == -12.5);
+    assert_true(json_is_false(json_object_get(out, "debug")));
+    assert_string_equal(json_string_value(json_object_get(out, "note")), "");
+    assert_int_equal(json_object_size(out), 5);
+    json_decref(out);
+  }
+  expect_params_error(wf, NULL, 0, "param 'release' is required (hint: --set "
+                      "release=VALUE)");
+  {
+    const char *sets[] = {"release=1", "replicas=abc"};
+    expect_params_error(wf, sets, 2, "param 'replicas' must be an integer, "
+                        "got 'abc'");
+  }
+  {
+    const char *sets[] = {"release=1", "replicas=1.5"};
+    expect_params_error(wf, sets, 2, "param 'replicas' must be an integer, "
+                        "got '1.5'");
+  }
+  {
+    const char *sets[] = {"release=1", "ratio=0x10"};
+    expect_params_error(wf, sets, 2, "param 'ratio' must be a number, got "
+                        "'0x10'");
+  }
+  {
+    const char *sets[] = {"release=1", "debug=yes"};
+    expect_params_error(wf, sets, 2, "param 'debug' must be a boolean, got "
+                        "'yes' (hint: use true or false)");
+  }
+  {
+    const char *sets[] = {"release=1.x"};
+    expect_params_error(wf, sets, 1, "param 'release' must match '^[0-9]+$', "
+                        "got '1.x'");
+  }
+  {
+    const char *sets[] = {"nope=1"};
+    expect_params_error(wf, sets, 1, "unknown param 'nope' (hint: declared "
+                        "params are release, replicas, ratio, debug, note)");
+  }
+  {
+    const char *sets[] = {"release"};
+    expect_params_error(wf, sets, 1, "invalid param setting 'release' (hint: "
+                        "use --set NAME=VALUE)");
+  }
+  engine_workflow_destroy(wf);
+
+  wf = load_ok(HEAD "  a: { succeed: true }\n");
+  assert_int_equal(engine_workflow_params(wf, NULL, 0, &out, &err), 0);
+  assert_int_equal(json_object_size(out), 0);
+  json_decref(out);
+  {
+    const char *sets[] = {"x=1"};
+    expect_params_error(wf, sets, 1, "unknown param 'x' (hint: this workflow "
+                        "declares no params)");
+  }
+  engine_workflow_destroy(wf);
+}
+
+/* ---- limits ------------------------------------------------------------ */
+
+static void test_limits(void **state)
+{
+  struct engine_workflow *wf = (struct engine_workflow *)1;
+  struct cairn_error err = {0};
+  size_t n = (size_t)16 * 1024 * 1024 + 1;
+  char *big = malloc(n), *nest;
+  (void)state;
+
+  /* too large */
+  assert_non_null(big);
+  memset(big, '#', n);
+  assert_int_equal(engine_workflow_load_buffer(&wf, "wf.yaml", big, n, &err),
+                   CAIRN_E_WORKFLOW);
+  assert_null(wf);
+  assert_string_equal(err.msg, "wf.yaml: error: the file is larger than 16 "
+                               "MiB");
+  free(big);
+
+  /* alias expansion is bounded (a "billion laughs"): before line 6 there
+   * are 123451 nodes (the map, 5 keys, then 11, 111, ... 111111), key f
+   * and its list make 123453, and each *e adds 111111: the 8th one, at
+   * column 8 + 7 * 4, passes 1000000 */
+  expect_error("a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+               "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+               "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+               "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+               "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+               "f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
+               "wf.yaml:6:36: error: the document has more than 1000000 nodes "
+               "once aliases are expanded (hint: use fewer aliases)");
+
+  /* so is nesting: 200 '[' */
+  nest = calloc(1, 256);
+  assert_non_null(nest);
+  memset(nest, '[', 200);
+  expect_error(nest, "wf.yaml:1:129: error: nesting is deeper than 128 "
+               "levels");
+  free(nest);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_full_workflow),
+    cmocka_unit_test(test_lookups),
+    cmocka_unit_test(test_load_file),
+    cmocka_unit_test(test_missing_file),
+    cmocka_unit_test(test_yaml12_typing),
+    cmocka_unit_test(test_aliases),
+    cmocka_unit_test(test_yaml_errors),
+    cmocka_unit_test(test_duplicate_keys),
+    cmocka_unit_test(test_merge_key_refused),
+    cmocka_unit_test(test_cairn_version),
+    cmocka_unit_test(test_unknown_keys),
+    cmocka_unit_test(test_undo_placement),
+    cmocka_unit_test(test_wrong_types),
+    cmocka_unit_test(test_required_keys),
+    cmocka_unit_test(test_names),
+    cmocka_unit_test(test_kinds),
+    cmocka_unit_test(test_transitions),
+    cmocka_unit_test(test_graph),
+    cmocka_unit_test(test_durations_and_retry),
+    cmocka_unit_test(test_params_declarations),
+    cmocka_unit_test(test_environments),
+    cmocka_unit_test(test_templates),
+    cmocka_unit_test(test_choice_when),
+    cmocka_unit_test(test_adapters),
+    cmocka_unit_test(test_params),
+    cmocka_unit_test(test_limits),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
