@@ -27,6 +27,13 @@ static void idle_noop(uv_idle_t *h)
   (void)h;
 }
 
+#define LAZY_MS 50
+
+static void lazy_cb(uv_timer_t *h)
+{
+  flush(h->data);
+}
+
 static void rt_close_all(struct engine__rt *rt);
 static void task_start_now(struct engine__task *t);
 
@@ -51,6 +58,16 @@ void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
   it->state = strdup(state ? state : "");
   it->attempt = attempt;
   it->payload = payload ? payload : json_object();
+  if (strcmp(kind, JOURNAL_EV_ACTION_SPAWNED) == 0) {
+    /* A child's pid is journaled with the next commit (usually its
+     * action.finished), at most LAZY_MS later: one commit per short step
+     * instead of two. Until then resume finds the child by the markers
+     * in its environment. */
+    if (!uv_is_active((uv_handle_t *)&rt->lazy_timer))
+      uv_timer_start(&rt->lazy_timer, lazy_cb, LAZY_MS, 0);
+    return;
+  }
+  rt->urgent++;
   /* Keep the loop from blocking in poll until the flush has run. */
   uv_idle_start(&rt->idle, idle_noop);
 }
@@ -65,7 +82,13 @@ static int is_final_kind(const char *kind)
  * starts the actions that were waiting for it. */
 static void flush(struct engine__rt *rt)
 {
-  while (rt->nqueue > 0 && !rt->fatal) {
+  int first = 1;
+  /* Commit whatever is queued; go round again only for urgent events the
+   * observer or the spawns queued. */
+  while (rt->nqueue > 0 && (first || rt->urgent > 0) && !rt->fatal) {
+    first = 0;
+    rt->urgent = 0;
+    uv_timer_stop(&rt->lazy_timer);
     size_t n = rt->nqueue;
     int64_t *seqs = calloc(n, sizeof *seqs);
     int64_t now = journal_now_ms();
@@ -133,6 +156,7 @@ static void flush(struct engine__rt *rt)
       json_decref(rt->queue[i].payload);
     }
     rt->nqueue = 0;
+    rt->urgent = 0;
     rt->spawn_head = rt->spawn_tail = NULL;
     if (rt->cur)
       for (size_t i = 0; i < rt->cur->ntasks; i++) {
@@ -150,7 +174,10 @@ static void flush(struct engine__rt *rt)
 
 static void check_cb(uv_check_t *h)
 {
-  flush(h->data);
+  struct engine__rt *rt = h->data;
+  /* Lazy events alone wait for their timer or the next urgent commit. */
+  if (rt->urgent > 0 || rt->finished || rt->dead)
+    flush(rt);
 }
 
 /* ---- scope and helpers ---- */
@@ -948,6 +975,7 @@ static void rt_close_all(struct engine__rt *rt)
   uv_close((uv_handle_t *)&rt->grace_timer, NULL);
   uv_close((uv_handle_t *)&rt->wait_timer, NULL);
   uv_close((uv_handle_t *)&rt->tick_timer, NULL);
+  uv_close((uv_handle_t *)&rt->lazy_timer, NULL);
   sx_retire(rt, rt->cur);
   rt->cur = NULL;
   free_dead(rt);
@@ -1041,6 +1069,8 @@ int engine__rt_init(struct engine__rt *rt, struct journal *j,
   uv_timer_init(&rt->loop, &rt->grace_timer);
   uv_timer_init(&rt->loop, &rt->wait_timer);
   uv_timer_init(&rt->loop, &rt->tick_timer);
+  uv_timer_init(&rt->loop, &rt->lazy_timer);
+  rt->lazy_timer.data = rt;
   rt->idle.data = rt->check.data = rt->sigint.data = rt->sigterm.data = rt;
   rt->grace_timer.data = rt->wait_timer.data = rt->tick_timer.data = rt;
   uv_check_start(&rt->check, check_cb);

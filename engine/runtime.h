@@ -79,6 +79,9 @@ struct engine__rt {
 
   struct engine__qitem *queue;
   size_t nqueue, capqueue;
+  size_t urgent;                  /* queued events that must be committed
+                                     this loop turn (all but spawns) */
+  uv_timer_t lazy_timer;          /* commits lazy events within 50 ms */
   struct engine__task *spawn_head, *spawn_tail;
   uv_idle_t idle;
   uv_check_t check;
