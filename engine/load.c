@@ -1,10 +1,9 @@
 /* The workflow loader: YAML text -> a checked struct engine_workflow.
  *
  * Three steps, the first error stops them all:
- *  1. libyaml's event API builds a small tree of ynodes that keeps where
- *     each node starts. Aliases become copies of their anchored node;
- *     merge keys, tags other than !!str, duplicate keys, complex keys and
- *     a second document are refused here.
+ *  1. engine/yaml_tree.c turns the text into a tree of nodes that keep
+ *     where they start (aliases copied; merge keys, duplicate keys, other
+ *     tags and second documents refused there).
  *  2. The tree is read into the model section by section (cairn, name,
  *     params, secrets, environments, states, start), with every check that
  *     needs only the declarations: keys, types, names, durations, retry
@@ -15,15 +14,15 @@
  *     reach a terminal (or the end of the run through on_failure rollback
  *     or fail, or a choice without default).
  *
- * Errors read "FILE:LINE:COL: error: WHAT (hint: HOW)", 1-based. Scalars
- * are typed by the YAML 1.2 core schema: only plain scalars are typed,
- * quoted ones are always strings. */
+ * Errors read "FILE:LINE:COL: error: WHAT (hint: HOW)", 1-based; WHAT
+ * names where ("in state 'build'", "in the retry of state 'build'"). A
+ * template error points at the byte in a one-line scalar (its column, +1
+ * past a quote, + the offset), else at the scalar. */
 #include "engine/workflow.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <locale.h>
 #include <math.h>
 #include <regex.h>
 #include <stdarg.h>
@@ -33,7 +32,6 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
-#include <yaml.h>
 
 #include "adapters/adapter.h"
 #include "engine/duration.h"
@@ -1015,6 +1013,112 @@ static const char *const type_names[] = {"string", "integer", "number",
 static const char *const type_a[] = {"a string", "an integer", "a number",
                                      "a boolean"};
 
+/* glibc's regcomp copies a repeated atom once per repetition, and
+ * repetitions in a row ("a+++", undefined in POSIX) double the copies
+ * each time, so a short pattern can take exponential time and memory; a
+ * back-reference makes matching exponential. So a pattern is refused for
+ * repetitions in a row, back-references, groups nested deeper than 32,
+ * or an estimated compiled size past 10000 nodes. 0, or -1 with why. */
+#define PATTERN_MAX_COST 10000.0
+#define PATTERN_MAX_DEPTH 32
+
+static int pattern_refused(const char *p, char *why, size_t n)
+{
+  struct {
+    double cur, last;
+  } st[PATTERN_MAX_DEPTH];
+  size_t depth = 0;
+  double cur = 0, last = 0, k;
+  int quant = 0; /* the previous token was a repetition */
+
+  while (*p) {
+    double atom = 1;
+    char c = *p;
+    if (c == '\\') {
+      if (p[1] >= '1' && p[1] <= '9') {
+        fmt(why, n, "back-references such as '\\%c' are not supported", p[1]);
+        return -1;
+      }
+      p += p[1] ? 2 : 1;
+    } else if (c == '[') { /* a bracket expression is one atom */
+      const char *q = p + 1 + (p[1] == '^');
+      if (*q == ']')
+        q++;
+      while (*q && *q != ']') {
+        if (*q == '[' && (q[1] == ':' || q[1] == '.' || q[1] == '=')) {
+          const char *e = q + 2;
+          while (*e && !(e[0] == q[1] && e[1] == ']'))
+            e++;
+          q = *e ? e + 2 : e;
+        } else {
+          q++;
+        }
+      }
+      p = *q ? q + 1 : q;
+    } else if (c == '(') {
+      if (depth == PATTERN_MAX_DEPTH) {
+        fmt(why, n, "groups nest deeper than %d", PATTERN_MAX_DEPTH);
+        return -1;
+      }
+      st[depth].cur = cur;
+      st[depth++].last = last;
+      cur = last = 0;
+      quant = 0;
+      p++;
+      continue;
+    } else if (c == ')' && depth > 0) { /* the group is the atom */
+      atom = cur > 1 ? cur : 1;
+      depth--;
+      cur = st[depth].cur;
+      last = st[depth].last;
+      p++;
+    } else if (c == '|') {
+      last = 0;
+      quant = 0;
+      p++;
+      continue;
+    } else if (c == '*' || c == '?' || c == '+' ||
+               (c == '{' && p[1] >= '0' && p[1] <= '9')) {
+      if (quant) {
+        fmt(why, n, "repetition operator '%c' right after another", c);
+        return -1;
+      }
+      k = c == '+' ? 2 : 1;
+      p++;
+      if (c == '{') { /* {m}, {m,} or {m,n}: up to max(m, n) copies */
+        double m = 0, x = 0;
+        while (*p >= '0' && *p <= '9')
+          m = m * 10 + (*p++ - '0');
+        if (*p == ',')
+          for (p++; *p >= '0' && *p <= '9';)
+            x = x * 10 + (*p++ - '0');
+        k = (m > x ? m : x) + 1;
+      }
+      cur += last * k;
+      last *= k;
+      quant = 1;
+      if (cur > PATTERN_MAX_COST)
+        break;
+      continue;
+    } else {
+      p++;
+    }
+    cur += atom;
+    last = atom;
+    quant = 0;
+    if (cur > PATTERN_MAX_COST)
+      break;
+  }
+  for (size_t i = 0; i < depth; i++)
+    cur += st[i].cur;
+  if (cur > PATTERN_MAX_COST) {
+    fmt(why, n, "too complex: its repetitions make more than %.0f copies",
+        PATTERN_MAX_COST);
+    return -1;
+  }
+  return 0;
+}
+
 static int parse_param(struct loader *L, struct engine_param *p,
                        const ynode *k, const ynode *m)
 {
@@ -1086,6 +1190,9 @@ static int parse_param(struct loader *L, struct engine_param *p,
     if (p->type != ENGINE_PARAM_STRING)
       return lerr(L, pv, "'pattern' in %s only applies to strings (hint: "
                   "remove it, or declare 'type: string')", subj);
+    if (pattern_refused(p->pattern, hint, sizeof hint) != 0)
+      return lerr(L, pv, "invalid 'pattern' in %s: %s (hint: patterns are "
+                  "POSIX extended regular expressions)", subj, hint);
     if ((rerr = regcomp(&re, p->pattern, REG_EXTENDED | REG_NOSUB)) != 0) {
       char rmsg[256];
       regerror(rerr, &re, rmsg, sizeof rmsg);

@@ -350,25 +350,23 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   }
   rc = journal_begin(j, err);
   if (rc == 0 && strcmp(wf->sha256, rp.file_sha256 ? rp.file_sha256 : "") != 0)
-    rc = journal_append(j, run_id, JOURNAL_EV_WORKFLOW_CHANGED, "", 0, 0,
-                        json_pack("{s:s,s:s,s:s}", "old_sha256",
-                                  rp.file_sha256 ? rp.file_sha256 : "",
-                                  "new_sha256", wf->sha256, "actor", actor),
-                        NULL, err);
+    rc = engine__append_direct(&rt, JOURNAL_EV_WORKFLOW_CHANGED,
+                               json_pack("{s:s,s:s,s:s}", "old_sha256",
+                                         rp.file_sha256 ? rp.file_sha256 : "",
+                                         "new_sha256", wf->sha256, "actor",
+                                         actor));
   if (rc == 0 && taken_over && strcmp(holder.run_id, run_id) != 0)
-    rc = journal_append(j, run_id, JOURNAL_EV_LOCK_TAKEN_OVER, "", 0, 0,
-                        json_pack("{s:s,s:i,s:s,s:I}", "run_id",
-                                  holder.run_id, "pid", holder.pid, "host",
-                                  holder.host, "proc_start",
-                                  (json_int_t)holder.proc_start),
-                        NULL, err);
+    rc = engine__append_direct(&rt, JOURNAL_EV_LOCK_TAKEN_OVER,
+                               json_pack("{s:s,s:i,s:s,s:I}", "run_id",
+                                         holder.run_id, "pid", holder.pid,
+                                         "host", holder.host, "proc_start",
+                                         (json_int_t)holder.proc_start));
   if (rc == 0)
-    rc = journal_append(j, run_id, JOURNAL_EV_RUN_RESUMED, "", 0, 0,
-                        json_pack("{s:s,s:b,s:s,s:s?}", "actor", actor,
-                                  "allow_changed", opt.allow_changed,
-                                  "file_sha256", wf->sha256, "assume",
-                                  opt.assume),
-                        NULL, err);
+    rc = engine__append_direct(&rt, JOURNAL_EV_RUN_RESUMED,
+                               json_pack("{s:s,s:b,s:s,s:s?}", "actor", actor,
+                                         "allow_changed", opt.allow_changed,
+                                         "file_sha256", wf->sha256, "assume",
+                                         opt.assume));
   if (rc == 0)
     rc = journal_run_set_status(j, run_id, JOURNAL_STATUS_RUNNING, 0, err);
   if (rc == 0)
@@ -378,6 +376,7 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
     journal_lock_release(j, wf->name, env ? env : "", run_id, NULL);
     goto out_rt;
   }
+  engine__notify_direct(&rt);
 
   /* Carry on. */
   rt.cur = sx;

@@ -72,81 +72,135 @@ void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
   uv_idle_start(&rt->idle, idle_noop);
 }
 
+int engine__append_direct(struct engine__rt *rt, const char *kind,
+                          json_t *payload)
+{
+  int64_t seq = 0;
+  if (payload == NULL)
+    payload = json_object();
+  int rc = journal_append(rt->j, rt->run_id, kind, "", 0, 0, payload, &seq,
+                          rt->err);
+  if (rc == 0) {
+    if (rt->direct == NULL)
+      rt->direct = json_array();
+    json_array_append_new(rt->direct, json_pack("[s,I,O]", kind,
+                                                (json_int_t)seq, payload));
+  }
+  json_decref(payload);
+  return rc;
+}
+
+void engine__notify_direct(struct engine__rt *rt)
+{
+  size_t i;
+  json_t *e;
+  if (rt->direct && rt->opt->observe) {
+    json_array_foreach(rt->direct, i, e) {
+      struct journal_event ev = {0};
+      ev.seq = json_integer_value(json_array_get(e, 1));
+      memcpy(ev.run_id, rt->run_id, sizeof ev.run_id);
+      ev.kind = (char *)json_string_value(json_array_get(e, 0));
+      ev.state = "";
+      ev.time_ms = journal_now_ms();
+      ev.payload = json_array_get(e, 2);
+      rt->opt->observe(rt->opt->ud, &ev);
+    }
+  }
+  json_decref(rt->direct);
+  rt->direct = NULL;
+}
+
 static int is_final_kind(const char *kind)
 {
   return strcmp(kind, JOURNAL_EV_RUN_FINISHED) == 0 ||
          strcmp(kind, JOURNAL_EV_RUN_INTERRUPTED) == 0;
 }
 
-/* Commits every queued event in one transaction, tells the observer, then
- * starts the actions that were waiting for it. */
+/* Commits every queued event in one transaction and tells the observer.
+ * Returns 0 or the journal's error. */
+static int commit_queue(struct engine__rt *rt)
+{
+  size_t n = rt->nqueue;
+  int64_t *seqs = calloc(n, sizeof *seqs);
+  int64_t now = journal_now_ms();
+  int rc = seqs ? journal_begin(rt->j, rt->err) : CAIRN_E_NOMEM;
+
+  uv_timer_stop(&rt->lazy_timer);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    struct engine__qitem *it = &rt->queue[i];
+    rc = journal_append(rt->j, rt->run_id, it->kind, it->state, it->attempt,
+                        now, it->payload, &seqs[i], rt->err);
+    if (rc == 0 && is_final_kind(it->kind)) {
+      const char *status = json_string_value(
+          json_object_get(it->payload, "status"));
+      if (status == NULL)
+        status = JOURNAL_STATUS_INTERRUPTED;
+      rc = journal_run_set_status(rt->j, rt->run_id, status, now, rt->err);
+      if (rc == 0)
+        rc = journal_lock_release(rt->j, rt->wf->name, rt->env_name,
+                                  rt->run_id, rt->err);
+    }
+  }
+  if (rc == 0)
+    rc = journal_commit(rt->j, rt->err);
+  if (rc != 0) {
+    journal_rollback(rt->j);
+    free(seqs);
+    return rc;
+  }
+  for (size_t i = 0; i < n; i++) {
+    struct engine__qitem *it = &rt->queue[i];
+    if (rt->opt->observe) {
+      struct journal_event ev = {0};
+      ev.seq = seqs[i];
+      memcpy(ev.run_id, rt->run_id, sizeof ev.run_id);
+      ev.kind = (char *)it->kind;
+      ev.state = it->state;
+      ev.attempt = it->attempt;
+      ev.time_ms = now;
+      ev.payload = it->payload;
+      rt->opt->observe(rt->opt->ud, &ev);
+    }
+    free(it->state);
+    json_decref(it->payload);
+  }
+  free(seqs);
+  /* Events queued meanwhile (none today) stay for the next round. */
+  memmove(rt->queue, rt->queue + n, (rt->nqueue - n) * sizeof *rt->queue);
+  rt->nqueue -= n;
+  return 0;
+}
+
+/* Starts the actions whose intent is now durable. */
+static void start_spawns(struct engine__rt *rt)
+{
+  while (rt->spawn_head && !rt->fatal) {
+    struct engine__task *t = rt->spawn_head;
+    rt->spawn_head = t->next_queued;
+    if (rt->spawn_head == NULL)
+      rt->spawn_tail = NULL;
+    t->next_queued = NULL;
+    task_start_now(t);
+  }
+}
+
+/* Group commit: everything queued this loop turn in one transaction, then
+ * the actions waiting for it; again while that queued urgent events (a
+ * spawn that failed at once) or more spawns (a probe that failed). */
 static void flush(struct engine__rt *rt)
 {
   int first = 1;
-  /* Commit whatever is queued; go round again only for urgent events the
-   * observer or the spawns queued. */
-  while (rt->nqueue > 0 && (first || rt->urgent > 0) && !rt->fatal) {
+  while (!rt->fatal && (first || rt->urgent > 0 || rt->spawn_head)) {
     first = 0;
     rt->urgent = 0;
-    uv_timer_stop(&rt->lazy_timer);
-    size_t n = rt->nqueue;
-    int64_t *seqs = calloc(n, sizeof *seqs);
-    int64_t now = journal_now_ms();
-    int rc = seqs ? journal_begin(rt->j, rt->err) : CAIRN_E_NOMEM;
-
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-      struct engine__qitem *it = &rt->queue[i];
-      rc = journal_append(rt->j, rt->run_id, it->kind, it->state, it->attempt,
-                          now, it->payload, &seqs[i], rt->err);
-      if (rc == 0 && is_final_kind(it->kind)) {
-        const char *status = json_string_value(
-            json_object_get(it->payload, "status"));
-        if (status == NULL)
-          status = JOURNAL_STATUS_INTERRUPTED;
-        rc = journal_run_set_status(rt->j, rt->run_id, status, now, rt->err);
-        if (rc == 0)
-          rc = journal_lock_release(rt->j, rt->wf->name, rt->env_name,
-                                    rt->run_id, rt->err);
+    if (rt->nqueue > 0) {
+      int rc = commit_queue(rt);
+      if (rc != 0) {
+        rt->fatal = rc;
+        break;
       }
     }
-    if (rc == 0)
-      rc = journal_commit(rt->j, rt->err);
-    if (rc != 0) {
-      journal_rollback(rt->j);
-      free(seqs);
-      rt->fatal = rc;
-      break;
-    }
-    for (size_t i = 0; i < n; i++) {
-      struct engine__qitem *it = &rt->queue[i];
-      if (rt->opt->observe) {
-        struct journal_event ev = {0};
-        ev.seq = seqs[i];
-        memcpy(ev.run_id, rt->run_id, sizeof ev.run_id);
-        ev.kind = (char *)it->kind;
-        ev.state = it->state;
-        ev.attempt = it->attempt;
-        ev.time_ms = now;
-        ev.payload = it->payload;
-        rt->opt->observe(rt->opt->ud, &ev);
-      }
-      free(it->state);
-      json_decref(it->payload);
-    }
-    free(seqs);
-    /* Events queued by the observer (none today) stay for the next round. */
-    memmove(rt->queue, rt->queue + n, (rt->nqueue - n) * sizeof *rt->queue);
-    rt->nqueue -= n;
-
-    /* Their intent is durable: start what waited for it. */
-    while (rt->spawn_head && !rt->fatal) {
-      struct engine__task *t = rt->spawn_head;
-      rt->spawn_head = t->next_queued;
-      if (rt->spawn_head == NULL)
-        rt->spawn_tail = NULL;
-      t->next_queued = NULL;
-      task_start_now(t);
-    }
+    start_spawns(rt);
   }
   if (rt->fatal) {
     /* The journal cannot be written: stop everything, record nothing
@@ -176,7 +230,7 @@ static void check_cb(uv_check_t *h)
 {
   struct engine__rt *rt = h->data;
   /* Lazy events alone wait for their timer or the next urgent commit. */
-  if (rt->urgent > 0 || rt->finished || rt->dead)
+  if (rt->urgent > 0 || rt->spawn_head || rt->finished || rt->dead)
     flush(rt);
 }
 
@@ -1147,6 +1201,7 @@ void engine__rt_release(struct engine__rt *rt)
     json_decref(rt->queue[i].payload);
   }
   free(rt->queue);
+  json_decref(rt->direct);
   json_decref(rt->scope);
   if (rt->redact)
     for (char **r = rt->redact; *r; r++)
@@ -1222,20 +1277,19 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
   if (rc == 0)
     rc = journal_run_insert(j, &run, err);
   if (rc == 0)
-    rc = journal_append(j, run_id, JOURNAL_EV_RUN_STARTED, "", 0, 0,
-                        json_pack("{s:s,s:s,s:s,s:s,s:s,s:O,s:s}", "workflow",
-                                  wf->name, "file", wf->file, "file_sha256",
-                                  wf->sha256, "env", rt.env_name, "release",
-                                  run.release, "params", params, "actor",
-                                  actor),
-                        NULL, err);
+    rc = engine__append_direct(&rt, JOURNAL_EV_RUN_STARTED,
+                               json_pack("{s:s,s:s,s:s,s:s,s:s,s:O,s:s}",
+                                         "workflow", wf->name, "file",
+                                         wf->file, "file_sha256", wf->sha256,
+                                         "env", rt.env_name, "release",
+                                         run.release, "params", params,
+                                         "actor", actor));
   if (rc == 0 && taken_over)
-    rc = journal_append(j, run_id, JOURNAL_EV_LOCK_TAKEN_OVER, "", 0, 0,
-                        json_pack("{s:s,s:i,s:s,s:I}", "run_id",
-                                  holder.run_id, "pid", holder.pid, "host",
-                                  holder.host, "proc_start",
-                                  (json_int_t)holder.proc_start),
-                        NULL, err);
+    rc = engine__append_direct(&rt, JOURNAL_EV_LOCK_TAKEN_OVER,
+                               json_pack("{s:s,s:i,s:s,s:I}", "run_id",
+                                         holder.run_id, "pid", holder.pid,
+                                         "host", holder.host, "proc_start",
+                                         (json_int_t)holder.proc_start));
   if (rc == 0)
     rc = journal_commit(j, err);
   if (rc != 0) {
@@ -1243,6 +1297,7 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
     journal_lock_release(j, wf->name, rt.env_name, run_id, NULL);
     goto out_rt;
   }
+  engine__notify_direct(&rt);
 
   engine__enter(&rt, wf->start);
   rc = engine__rt_loop(&rt);

@@ -82,6 +82,8 @@ struct engine__rt {
   size_t urgent;                  /* queued events that must be committed
                                      this loop turn (all but spawns) */
   uv_timer_t lazy_timer;          /* commits lazy events within 50 ms */
+  json_t *direct;                 /* [[kind, seq, payload]...] appended
+                                     directly, not yet observed */
   struct engine__task *spawn_head, *spawn_tail;
   uv_idle_t idle;
   uv_check_t check;
@@ -112,6 +114,13 @@ void engine__sx_destroy(struct engine__sx *sx);
 /* Waits in the current wait state until until_ms, then moves on. */
 void engine__start_wait(struct engine__rt *rt, int64_t until_ms);
 
+/* Appends an event now, inside the caller's open transaction (payload
+ * stolen, may be NULL); the observer hears of it at engine__notify_direct,
+ * called once that transaction has committed. For the events written
+ * before the loop runs (run.started, run.resumed, ...). */
+int engine__append_direct(struct engine__rt *rt, const char *kind,
+                          json_t *payload);
+void engine__notify_direct(struct engine__rt *rt);
 /* Queues an event (payload stolen, may be NULL). */
 void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
                   int attempt, json_t *payload);

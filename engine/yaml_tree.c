@@ -617,9 +617,8 @@ static int node_json(const struct yctx *L, const ynode *n, json_t **out)
                     "keep it as a string)", n->text);
       j = json_real(d);
       break;
-    case S_STR:
-      if ((j = json_string(n->text)) == NULL)
-        return lerr(L, n, "string is not valid UTF-8");
+    case S_STR: /* libyaml only yields UTF-8 (and NUL is refused) */
+      j = json_string(n->text);
       break;
     }
     if (j == NULL)
@@ -634,8 +633,7 @@ static int node_json(const struct yctx *L, const ynode *n, json_t **out)
       break;
     if (n->type == Y_MAP ? json_object_set_new(j, n->kids[i - 1]->text, kid)
                          : json_array_append_new(j, kid)) {
-      rc = lerr(L, n->kids[i - (n->type == Y_MAP)], "cannot store this "
-                "value (hint: keys must be valid UTF-8)");
+      rc = nomem(L);
       break;
     }
   }

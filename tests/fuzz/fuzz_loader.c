@@ -13,9 +13,9 @@
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined \
  *     -fno-sanitize-recover=undefined -D_GNU_SOURCE -I. \
  *     $(pkg-config --cflags yaml-0.1 jansson openssl libuv) \
- *     common/error.c common/proc.c engine/load.c engine/params.c \
- *     engine/duration.c engine/template.c adapters/registry.c \
- *     adapters/exec.c tests/fuzz/fuzz_loader.c \
+ *     common/error.c common/proc.c engine/load.c engine/yaml_tree.c \
+ *     engine/params.c engine/duration.c engine/template.c \
+ *     adapters/registry.c adapters/exec.c tests/fuzz/fuzz_loader.c \
  *     $(pkg-config --libs yaml-0.1 jansson openssl libuv) -lm \
  *     -o /tmp/fuzz_loader
  *   mkdir -p /tmp/corpus && cp examples/quickstart/deploy.yaml /tmp/corpus/
