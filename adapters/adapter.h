@@ -138,7 +138,25 @@ size_t adapter_redact_feed(const char *in, size_t n,
                            void (*emit)(void *ud, const char *p, size_t n),
                            void *ud);
 
-/* The adapters themselves (static; also reachable through the registry). */
+/* The adapters themselves (static; also reachable through the registry).
+ *
+ * exec: runs `argv` (no shell) or `shell` (/bin/sh -c) as the leader of
+ * its own session and process group (pgid == pid), stdin /dev/null, no
+ * descriptor but 0-2 inherited. Its inputs must come from
+ * adapter_apply_defaults (`timeout` in integer ms). stdout and stderr are
+ * appended, redacted, to log_path; outputs: exit_code (-1 when it did not
+ * exit normally) and json (when the whole stdout is one JSON object of at
+ * most 1 MiB; its strings and keys redacted). on_done comes after the
+ * leader exited and both pipes reached EOF, or 100 ms after the leader's
+ * exit when something it left behind holds them. A leader that exits by
+ * itself never has its group signalled. Timeout and cancel: SIGTERM and
+ * SIGCONT to the group, then SIGKILL after kill_grace_ms; on_done waits
+ * until no live member is left (or the grace ran out and SIGKILL went).
+ * A cancel after the leader exited by itself only ends the wait: the
+ * outcome stays what the exit says. A failed spawn is ADAPTER_FAILED
+ * through on_done ("cannot run 'x': no such file or directory"); start()
+ * fails only for bad inputs (CAIRN_E_INVAL) or an unopenable log
+ * (CAIRN_E_IO). */
 extern const struct adapter_desc adapter_exec;
 
 #endif

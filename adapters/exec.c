@@ -224,53 +224,6 @@ static void cloexec_fds(void)
   closedir(d);
 }
 
-/* 1 when group pgid has a member that is not a zombie. Orphans that died
- * stay zombies where init does not reap (some containers); they are gone
- * for our purpose. Only used while stopping, so the /proc scan is rare. */
-static int group_has_live_members(int pgid)
-{
-  DIR *d;
-  struct dirent *e;
-  int live = 0;
-
-  if (kill(-pgid, 0) < 0 && errno == ESRCH)
-    return 0;
-  if ((d = opendir("/proc")) == NULL)
-    return 1;
-  while (!live && (e = readdir(d)) != NULL) {
-    char path[64];
-    char buf[512];
-    char *p;
-    char state;
-    int pgrp;
-    int fd;
-    ssize_t n;
-
-    char *end;
-    long pid = strtol(e->d_name, &end, 10);
-
-    if (*end != '\0' || pid <= 0)
-      continue;
-    snprintf(path, sizeof path, "%ld/stat", pid);
-    if ((fd = openat(dirfd(d), path, O_RDONLY | O_CLOEXEC)) < 0)
-      continue;
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-      continue;
-    buf[n] = '\0';
-    /* pid (comm) state ppid pgrp ...; comm may hold spaces and ')' */
-    if ((p = strrchr(buf, ')')) == NULL)
-      continue;
-    if (sscanf(p + 1, " %c %*d %d", &state, &pgrp) != 2)
-      continue;
-    if (pgrp == pgid && state != 'Z' && state != 'X')
-      live = 1;
-  }
-  closedir(d);
-  return live;
-}
-
 static int write_all(int fd, const char *p, size_t n)
 {
   while (n > 0) {
@@ -647,6 +600,7 @@ static void terminate(struct exec_run *r, enum adapter_outcome why)
   kill(-r->pid, SIGTERM);
   kill(-r->pid, SIGCONT); /* a stopped process acts on SIGTERM only then */
   r->phase = EXEC_STOPPING;
+  uv_update_time(r->call->loop); /* cancel may come from outside a callback */
   r->grace_deadline = uv_now(r->call->loop) + (uint64_t)r->grace_ms;
   uv_timer_start(&r->timer, on_timer, (uint64_t)r->grace_ms, 0);
 }
@@ -664,7 +618,7 @@ static void on_timer(uv_timer_t *t)
     r->phase = EXEC_KILLED;
     break;
   case EXEC_REAPING:
-    if (!group_has_live_members(r->pid)) {
+    if (!cairn_proc_group_alive(r->pid)) {
       after_exit(r);
     } else if (uv_now(r->call->loop) >= r->grace_deadline) {
       kill(-r->pid, SIGKILL);
@@ -687,7 +641,7 @@ static void on_proc_exit(uv_process_t *p, int64_t exit_status, int term_signal)
   r->exited = 1;
   r->exit_status = exit_status;
   r->term_signal = term_signal;
-  if (r->phase == EXEC_STOPPING && group_has_live_members(r->pid)) {
+  if (r->phase == EXEC_STOPPING && cairn_proc_group_alive(r->pid)) {
     /* keep the grace deadline; poll for the group to empty */
     r->phase = EXEC_REAPING;
     uv_timer_start(&r->timer, on_timer, EXEC_REAP_POLL_MS,
@@ -1027,8 +981,12 @@ static int exec_start(struct adapter_call *call, struct cairn_error *err)
     stream_close(r, &r->out);
   if (uv_read_start((uv_stream_t *)&r->err.pipe, on_alloc, on_read) < 0)
     stream_close(r, &r->err);
-  if (r->timeout_ms > 0)
+  if (r->timeout_ms > 0) {
+    /* the loop's clock may be stale (the engine may have blocked on a
+     * commit since): a stale base would shorten the timeout */
+    uv_update_time(call->loop);
     uv_timer_start(&r->timer, on_timer, (uint64_t)r->timeout_ms, 0);
+  }
 
   if (call->on_spawned) { /* last: it may cancel */
     int64_t ticks = 0;

@@ -416,8 +416,19 @@ static void test_stdin_is_dev_null(void **state)
 {
   struct fixture *f = *state;
   struct t_call t = { 0 };
+  int saved = dup(0);
+  int p[2];
 
+  /* our stdin is a pipe nobody writes to: a child that inherited it would
+   * block in cat */
+  assert_true(saved >= 0);
+  assert_int_equal(pipe(p), 0);
+  assert_int_equal(dup2(p[0], 0), 0);
   run_exec(f, &t, shell("cat; readlink /proc/self/fd/0"));
+  assert_int_equal(dup2(saved, 0), 0);
+  close(saved);
+  close(p[0]);
+  close(p[1]);
   assert_int_equal(t.outcome, ADAPTER_SUCCEEDED);
   assert_string_equal(t.tail, "/dev/null\n");
   t_reset(&t);
@@ -523,6 +534,30 @@ static void test_env_and_cwd(void **state)
   assert_int_equal(t.outcome, ADAPTER_SUCCEEDED);
   snprintf(want, sizeof want, "bar baz\nparent\nnew\n1\n8080\n%s\n", f->dir);
   assert_log(f, want);
+  t_reset(&t);
+
+  /* the raw environment (a shell would hide duplicates): each name once,
+   * the input's value last */
+  truncate(f->log, 0);
+  {
+    static const char *const extra[] = { "CAIRN_T_OVR=extra", NULL };
+    char *log;
+    t.call.env_extra = extra;
+    run_prepared(f, &t, json_pack("{s:[s], s:{s:s}}", "argv", "env", "env",
+                                  "CAIRN_T_OVR", "new"));
+    log = slurp(f->log, NULL);
+    assert_non_null(strstr(log, "\nCAIRN_T_OVR=new\n"));
+    assert_null(strstr(log, "CAIRN_T_OVR=old"));
+    assert_null(strstr(log, "CAIRN_T_OVR=extra"));
+    assert_non_null(strstr(log, "\nCAIRN_T_INHERIT=parent\n"));
+    {
+      int n = 0;
+      for (char *q = log; (q = strstr(q, "CAIRN_T_OVR=")) != NULL; q++)
+        n++;
+      assert_int_equal(n, 1);
+    }
+    free(log);
+  }
   /* the parent's environment is untouched */
   assert_string_equal(getenv("CAIRN_T_OVR"), "old");
   assert_null(getenv("FOO"));
@@ -597,6 +632,23 @@ static void test_timeout_kills_group(void **state)
   end_loop(f);
 }
 
+/* The engine may block (a journal commit) between loop turns: the
+ * timeout counts from start(), not from the loop's cached clock. */
+static void test_timeout_counts_from_start(void **state)
+{
+  struct fixture *f = *state;
+  struct t_call t = { 0 };
+
+  uv_run(&f->loop, UV_RUN_NOWAIT); /* caches the loop's clock */
+  usleep(400 * 1000);
+  t.call.timeout_ms = 300;
+  run_prepared(f, &t, shell("sleep 100"));
+  assert_int_equal(t.outcome, ADAPTER_TIMED_OUT);
+  assert_true(t.duration_ms >= 300);
+  t_reset(&t);
+  end_loop(f);
+}
+
 static void test_timeout_smaller_wins(void **state)
 {
   struct fixture *f = *state;
@@ -643,6 +695,30 @@ static void test_timeout_grace_then_sigkill(void **state)
   assert_int_equal(t.term_signal, SIGKILL);
   assert_true(t.duration_ms >= 500);
   assert_true(proc_gone(read_pid(pidfile)));
+  t_reset(&t);
+  end_loop(f);
+}
+
+/* The leader dies of the SIGTERM, a member of its group ignores it: the
+ * step waits for the grace and kills the group, not only the leader. */
+static void test_timeout_member_ignores_term(void **state)
+{
+  struct fixture *f = *state;
+  struct t_call t = { 0 };
+  char script[PATH_MAX + 128];
+  char pidfile[PATH_MAX + 16];
+
+  snprintf(pidfile, sizeof pidfile, "%s/gc.pid", f->dir);
+  snprintf(script, sizeof script,
+           "sh -c \"trap '' TERM; exec sleep 100\" & echo $! > '%s'; wait",
+           pidfile);
+  t.call.timeout_ms = 200;
+  t.call.kill_grace_ms = 400;
+  run_prepared(f, &t, shell(script));
+  assert_int_equal(t.outcome, ADAPTER_TIMED_OUT);
+  assert_int_equal(t.term_signal, SIGTERM); /* the leader's */
+  assert_true(proc_gone(read_pid(pidfile)));
+  assert_true(t.duration_ms >= 600);
   t_reset(&t);
   end_loop(f);
 }
@@ -1381,9 +1457,13 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_env_extra, setup, teardown),
     cmocka_unit_test_setup_teardown(test_timeout_kills_group, setup,
                                     teardown),
+    cmocka_unit_test_setup_teardown(test_timeout_counts_from_start, setup,
+                                    teardown),
     cmocka_unit_test_setup_teardown(test_timeout_smaller_wins, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_timeout_grace_then_sigkill, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_timeout_member_ignores_term, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
     cmocka_unit_test_setup_teardown(test_redaction_in_log_and_tail, setup,

@@ -59,9 +59,51 @@ static int rm_one(const char *p, const struct stat *sb, int flag,
   return remove(p);
 }
 
+/* Children that wait for their end block on reading the lifeline, whose
+ * write end only this process holds: if a failed assertion skips their
+ * kill, they still exit with the test program. Teardown kills and reaps
+ * the tracked children that are still ours and running. */
+static int lifeline[2] = {-1, -1};
+static pid_t kids_alive[32];
+static int nkids;
+
+static pid_t track(pid_t pid)
+{
+  if (pid > 0 && nkids < 32)
+    kids_alive[nkids++] = pid;
+  return pid;
+}
+
+/* In a child: wait until killed or the test program has gone. */
+static void child_wait(void)
+{
+  char c;
+
+  close(lifeline[1]);
+  while (read(lifeline[0], &c, 1) < 0 && errno == EINTR)
+    ;
+  _exit(0);
+}
+
+static void reap_kids(void)
+{
+  for (int i = 0; i < nkids; i++) {
+    int status;
+
+    /* 0: our child, still running (never a reused pid). */
+    if (waitpid(kids_alive[i], &status, WNOHANG) == 0) {
+      kill(kids_alive[i], SIGKILL);
+      waitpid(kids_alive[i], &status, 0);
+    }
+  }
+  nkids = 0;
+}
+
 static int teardown_dir(void **state)
 {
   struct fx *fx = *state;
+
+  reap_kids();
 
   nftw(fx->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
   free(fx);
@@ -1606,9 +1648,9 @@ static pid_t sleeper(int own_group)
       setpgid(0, 0);
     if (write(fds[1], "r", 1) != 1)
       _exit(1);
-    for (;;)
-      pause();
+    child_wait();
   }
+  track(pid);
   close(fds[1]);
   assert_int_equal(read(fds[0], &c, 1), 1);
   close(fds[0]);
@@ -1948,9 +1990,9 @@ static void test_proc_start_time(void **state)
     prctl(PR_SET_NAME, "a) (b c) 7 d", 0, 0, 0);
     if (write(toparent[1], "k", 1) != 1)
       _exit(1);
-    for (;;)
-      pause();
+    child_wait();
   }
+  track(pid);
   assert_int_equal(cairn_proc_start_time(pid, &t1), 0);
   assert_int_equal(write(tochild[1], "g", 1), 1);
   assert_int_equal(read(toparent[0], &c, 1), 1);
@@ -2009,9 +2051,9 @@ static void test_proc_stop_group(void **state)
     signal(SIGTERM, SIG_IGN);
     if (write(fds[1], "r", 1) != 1)
       _exit(1);
-    for (;;)
-      pause();
+    child_wait();
   }
+  track(pid);
   assert_int_equal(read(fds[0], &(char){0}, 1), 1);
   assert_int_equal(cairn_proc_start_time(pid, &st), 0);
   assert_int_equal(cairn_proc_stop_group(pid, pid, st, 100), 0);
@@ -2036,14 +2078,13 @@ static void test_proc_stop_group(void **state)
 
     setpgid(0, 0);
     m = fork();
-    if (m == 0) {
-      for (;;)
-        pause();
-    }
+    if (m == 0)
+      child_wait();
     if (write(fds[1], &m, sizeof m) != sizeof m)
       _exit(1);
     _exit(0);
   }
+  track(leader);
   setpgid(leader, leader); /* either side may win the race */
   assert_int_equal(read(fds[0], &member, sizeof member), sizeof member);
   assert_int_equal(cairn_proc_start_time(leader, &st), 0);
@@ -2117,5 +2158,7 @@ int main(void)
   };
 #undef T
 
+  if (pipe(lifeline) != 0)
+    return 1;
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
