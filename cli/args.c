@@ -72,9 +72,14 @@ int cli_parse(int argc, char **argv, struct cli_ctx *ctx,
       continue;
     }
     if (c == '?' || c == ':') {
+      /* Inside a cluster (-xy) getopt does not move optind: name the
+       * letter itself. */
+      char shortopt[3] = {'-', (char)optopt, '\0'};
+      const char *what = optopt > 0 && optopt < 256 ? shortopt
+                                                    : argv[optind - 1];
       fprintf(stderr, "%s: %s '%s' (hint: see '%s %s --help')\n",
               ctx->prog, c == ':' ? "missing value for" : "unknown option",
-              argv[optind - 1], ctx->prog, argv[0]);
+              what, ctx->prog, argv[0]);
       return CLI_EXIT_USAGE;
     }
     const struct cli_option *o = &opts[c - 1000];

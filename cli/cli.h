@@ -77,6 +77,8 @@ void cli_list_release(struct cli_list *l);
 /* Prints "cairn: MESSAGE" (and "hint" lines are part of message) to
  * stderr, one line. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints a workflow loader error on stderr, one line. */
+void cli_workflow_error(const struct cairn_error *err);
 /* Maps a negative error code to an exit code. */
 int cli_exit_for(int code);
 /* Opens the journal of this working directory (or --journal /

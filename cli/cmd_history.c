@@ -30,6 +30,8 @@ json_t *cli_run_json(struct journal *j, const struct journal_run *r)
 struct hctx {
   struct cli_ctx *ctx;
   struct journal *j;
+  const char *status; /* as shown: a dead engine's run is interrupted */
+  long limit;
   int n;
 };
 
@@ -37,6 +39,10 @@ static int print_run(const struct journal_run *r, void *ud)
 {
   struct hctx *h = ud;
   char t[32], d[32];
+  if (h->status && strcmp(cli_run_status(h->j, r), h->status) != 0)
+    return 0;
+  if (h->limit > 0 && h->n >= h->limit)
+    return 1;
   if (h->ctx->json) {
     json_t *v = cli_run_json(h->j, r);
     cli_print_json(v);
@@ -88,10 +94,14 @@ int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
   code = cli_open_journal(ctx, 0, 1, &j);
   if (code != 0)
     return code;
-  struct journal_run_filter f = {workflow, env, release, status, 0,
-                                 (int)limit};
-  struct hctx h = {ctx, j, 0};
+  /* Status and limit are applied to what is shown, since a run recorded
+   * as running whose engine is gone is shown (and found) as
+   * interrupted. */
+  struct journal_run_filter f = {workflow, env, release, NULL, 0, 0};
+  struct hctx h = {ctx, j, status, limit, 0};
   int rc = journal_run_foreach(j, &f, print_run, &h, &err);
+  if (rc == 1)
+    rc = 0;
   if (rc != 0) {
     cli_error("%s", err.msg);
     code = cli_exit_for(rc);

@@ -98,7 +98,7 @@ int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
   }
   have_run = 1;
   if (engine_workflow_load(&wf, run.file, &err) != 0) {
-    fprintf(stderr, "%s\n", err.msg);
+    cli_workflow_error(&err);
     cli_error("cannot resume run %s: its workflow file does not load",
               run.id);
     code = CLI_EXIT_USAGE;

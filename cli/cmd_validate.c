@@ -35,7 +35,7 @@ int cli_cmd_validate(int argc, char **argv, struct cli_ctx *ctx)
     printf("%s: ok (workflow '%s', %zu states)\n", argv[1], wf->name,
            wf->nstates);
   } else {
-    fprintf(stderr, "%s\n", err.msg);
+    cli_workflow_error(&err);
   }
   engine_workflow_destroy(wf);
   return rc == 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;

@@ -31,6 +31,16 @@ void cli_error(const char *fmt, ...)
   fputc('\n', stderr);
 }
 
+void cli_workflow_error(const struct cairn_error *err)
+{
+  /* A loader error already reads "FILE:LINE:COL: error: ..."; a file that
+   * cannot be read at all gets the program's prefix like any error. */
+  if (err->code == CAIRN_E_IO)
+    cli_error("%s", err->msg);
+  else
+    fprintf(stderr, "%s\n", err->msg);
+}
+
 int cli_exit_for(int code)
 {
   switch (code) {

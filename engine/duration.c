@@ -116,7 +116,8 @@ int engine_duration_parse(const char *s, int64_t *out_ms,
       return cairn_error_set(err, CAIRN_E_INVAL, "duration '%s' is too large",
                              s);
     /* frac < 1e9 and ms <= 8.64e7: the product fits in 63 bits */
-    part = add_ms(whole * units[u].ms, (frac * units[u].ms + scale / 2) / scale);
+    part = add_ms(whole * units[u].ms,
+                  (frac * units[u].ms + scale / 2) / scale);
     total = part < 0 ? -1 : add_ms(total, part);
     if (total < 0)
       return cairn_error_set(err, CAIRN_E_INVAL, "duration '%s' is too large",

@@ -101,11 +101,25 @@ static int all_of(const char *s, const char *set)
   return *s != '\0' && s[strspn(s, set)] == '\0';
 }
 
+/* Names sorted for lookups: a 16 MiB file may name 100000s of things,
+ * and each is looked up from many places. */
+struct named {
+  const char *name; /* borrowed */
+  size_t i;         /* its index in file order */
+};
+
+struct nindex {
+  struct named *v;
+  size_t n;
+};
+
 struct loader {
   const char *fname;       /* names the file in messages */
   struct cairn_error *err;
   struct engine_workflow *wf;
   int *kinds;              /* per state, from the first look; -1: none */
+  struct nindex states, params, secrets, envs;
+  json_t *vars;            /* every var name of every environment */
 };
 
 static int lerr_at(struct loader *L, int line, int col, const char *fmt, ...)
@@ -144,7 +158,6 @@ static void fmt(char *buf, size_t size, const char *f, ...)
   va_end(ap);
 }
 
-
 /* ---- names, suggestions, small helpers ---------------------------------- */
 
 /* A list of names read through a stride, so the `name` member of an array
@@ -182,6 +195,46 @@ static int in_names(struct names nl, const char *s)
   return -1;
 }
 
+static int named_cmp(const void *a, const void *b)
+{
+  const struct named *x = a, *y = b;
+  int c = strcmp(x->name, y->name);
+  return c != 0 ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/* ix over the names of nl, which must outlive it. */
+static int nindex_build(struct loader *L, struct nindex *ix, struct names nl)
+{
+  ix->n = 0;
+  if (nl.n == 0)
+    return 0;
+  if ((ix->v = malloc(nl.n * sizeof *ix->v)) == NULL)
+    return nomem(L);
+  for (size_t i = 0; i < nl.n; i++)
+    ix->v[i] = (struct named){name_at(nl, i), i};
+  ix->n = nl.n;
+  qsort(ix->v, nl.n, sizeof *ix->v, named_cmp);
+  return 0;
+}
+
+/* The index of name's first occurrence, or -1. */
+static int nindex_find(const struct nindex *ix, const char *name)
+{
+  size_t lo = 0, hi = ix->n;
+
+  if (name == NULL)
+    return -1;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (strcmp(ix->v[mid].name, name) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < ix->n && strcmp(ix->v[lo].name, name) == 0 ? (int)ix->v[lo].i
+                                                         : -1;
+}
+
 /* Edit distance with transpositions (optimal string alignment); 99 when
  * clearly far. */
 static int edist(const char *a, const char *b)
@@ -211,8 +264,8 @@ static int edist(const char *a, const char *b)
   return d[la % 3][lb];
 }
 
-/* The closest name within distance 2 (and shorter than both words), or
- * NULL. */
+/* The closest name within edit distance 2, or NULL. The distance must
+ * also be less than the longer word's length: "x" suggests nothing. */
 static const char *suggest(const char *bad, struct names nl)
 {
   const char *best = NULL;
@@ -308,7 +361,7 @@ static int name_ok(const char *s, enum name_rule r)
 }
 
 static const ynode *map_get(const ynode *m, const char *key,
-                                   const ynode **k)
+                            const ynode **k)
 {
   for (size_t i = 0; i + 1 < m->n; i += 2)
     if (strcmp(m->kids[i]->text, key) == 0) {
@@ -425,14 +478,6 @@ static int tfail(struct tctx *t, const char *fmt, ...)
   return -1;
 }
 
-static int var_declared(const struct engine_workflow *wf, const char *name)
-{
-  for (size_t i = 0; i < wf->nenvs; i++)
-    if (json_object_get(wf->envs[i].vars, name) != NULL)
-      return 1;
-  return 0;
-}
-
 static int ref_check(struct tctx *t, const char *const *path, size_t n)
 {
   const struct engine_workflow *wf = t->L->wf;
@@ -443,7 +488,7 @@ static int ref_check(struct tctx *t, const char *const *path, size_t n)
   if (strcmp(root, "params") == 0) {
     struct names nl = {wf->nparams ? (const void *)&wf->params[0].name : NULL,
                        sizeof *wf->params, wf->nparams};
-    if (name == NULL || in_names(nl, name) >= 0)
+    if (name == NULL || nindex_find(&t->L->params, name) >= 0)
       return 0;
     if (wf->nparams == 0)
       return tfail(t, "unknown param '%s' (hint: declare it under 'params')",
@@ -455,14 +500,14 @@ static int ref_check(struct tctx *t, const char *const *path, size_t n)
     if (wf->nenvs == 0)
       return tfail(t, "use of 'vars' without environments (hint: declare "
                    "'environments' with 'vars')");
-    if (name == NULL || var_declared(wf, name))
+    if (name == NULL || json_object_get(t->L->vars, name) != NULL)
       return 0;
     return tfail(t, "unknown var '%s' (hint: declare it in the 'vars' of an "
                  "environment)", name);
   }
   if (strcmp(root, "secrets") == 0) {
     struct names nl = {wf->secrets, sizeof *wf->secrets, wf->nsecrets};
-    if (name == NULL || in_names(nl, name) >= 0)
+    if (name == NULL || nindex_find(&t->L->secrets, name) >= 0)
       return 0;
     if (suggest(name, nl) != NULL)
       return tfail(t, "unknown secret '%s' (hint: did you mean '%s'?)", name,
@@ -473,7 +518,7 @@ static int ref_check(struct tctx *t, const char *const *path, size_t n)
     if (name == NULL)
       return tfail(t, "'states' without a state name (hint: write "
                    "states.NAME.output.KEY)");
-    if ((j = in_names(state_names(wf), name)) < 0) {
+    if ((j = nindex_find(&t->L->states, name)) < 0) {
       name_hint(hint, sizeof hint, name, state_names(wf), "states are");
       return tfail(t, "reference to unknown state '%s' (hint: %s)", name,
                    hint);
@@ -576,7 +621,7 @@ static int check_target(struct loader *L, const ynode *v,
 
   if (on_failure && in_names(list_names(ends), name) >= 0)
     return 0;
-  if (in_names(state_names(L->wf), name) >= 0)
+  if (nindex_find(&L->states, name) >= 0)
     return 0;
   s = suggest(name, state_names(L->wf));
   if (s == NULL && on_failure)
@@ -1226,12 +1271,16 @@ static int parse_params(struct loader *L, const ynode *m)
     if ((rc = parse_param(L, &wf->params[i], m->kids[2 * i],
                           m->kids[2 * i + 1])) != 0)
       return rc;
-  return 0;
+  return nindex_build(L, &L->params,
+                      (struct names){&wf->params[0].name, sizeof *wf->params,
+                                     wf->nparams});
 }
 
 static int parse_secrets(struct loader *L, const ynode *m)
 {
   struct engine_workflow *wf = L->wf;
+  const struct named *first = NULL, *second = NULL;
+  int rc;
 
   if (m->type != Y_SEQ)
     return lerr(L, m, "'secrets' in the workflow must be a list of names, got "
@@ -1248,25 +1297,31 @@ static int parse_secrets(struct loader *L, const ynode *m)
     if (!name_ok(v->text, N_SECRET))
       return lerr(L, v, "invalid secret name '%s' (hint: use upper-case "
                   "letters, digits and '_', e.g. 'JWT_SECRET')", v->text);
-    for (size_t j = 0; j < i; j++)
-      if (strcmp(m->kids[j]->text, v->text) == 0)
-        return lerr(L, v, "duplicate secret '%s' (hint: first listed on line "
-                    "%d)", v->text, m->kids[j]->line);
     if ((wf->secrets[i] = strdup(v->text)) == NULL)
       return nomem(L);
   }
+  if ((rc = nindex_build(L, &L->secrets,
+                         (struct names){wf->secrets, sizeof *wf->secrets,
+                                        wf->nsecrets})) != 0)
+    return rc;
+  /* a repeat: the earliest second occurrence, with its group's first */
+  for (size_t k = 1; k < L->secrets.n; k++) {
+    const struct named *a = &L->secrets.v[k - 1], *b = &L->secrets.v[k];
+    if (strcmp(a->name, b->name) == 0 && (k < 2 ||
+        strcmp(L->secrets.v[k - 2].name, a->name) != 0) &&
+        (second == NULL || b->i < second->i)) {
+      first = a;
+      second = b;
+    }
+  }
+  if (second != NULL)
+    return lerr(L, m->kids[second->i], "duplicate secret '%s' (hint: first "
+                "listed on line %d)", second->name, m->kids[first->i]->line);
   return 0;
 }
 
 static const char *const env_keys[] = {"vars", "after", "approvals", NULL};
 
-static int find_env(const struct engine_workflow *wf, const char *name)
-{
-  for (size_t i = 0; name != NULL && i < wf->nenvs; i++)
-    if (strcmp(wf->envs[i].name, name) == 0)
-      return (int)i;
-  return -1;
-}
 
 /* After every environment is read: `after` names one, without cycles. */
 static int check_after(struct loader *L, const ynode *m)
@@ -1275,36 +1330,41 @@ static int check_after(struct loader *L, const ynode *m)
   struct names nl = {&wf->envs[0].name, sizeof *wf->envs, wf->nenvs};
   size_t n = wf->nenvs;
   size_t *mark = calloc(n, sizeof *mark);
+  int *after = malloc(n * sizeof *after); /* index, or -1 */
   char hint[640], path[640];
   int rc = 0;
 
-  if (mark == NULL)
-    return nomem(L);
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    const ynode *av = map_get(m->kids[2 * i + 1], "after", NULL);
-    if (wf->envs[i].after == NULL || find_env(wf, wf->envs[i].after) >= 0)
-      continue;
-    name_hint(hint, sizeof hint, wf->envs[i].after, nl, "environments are");
-    rc = lerr(L, av, "unknown environment '%s' in 'after' of environment "
-              "'%s' (hint: %s)", wf->envs[i].after, wf->envs[i].name, hint);
+  if (mark == NULL || after == NULL) {
+    rc = nomem(L);
+    goto out;
   }
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    const char *name = wf->envs[i].after;
+    if ((after[i] = nindex_find(&L->envs, name)) >= 0 || name == NULL)
+      continue;
+    name_hint(hint, sizeof hint, name, nl, "environments are");
+    rc = lerr(L, map_get(m->kids[2 * i + 1], "after", NULL),
+              "unknown environment '%s' in 'after' of environment '%s' "
+              "(hint: %s)", name, wf->envs[i].name, hint);
+  }
+  /* Follow each chain, marking it with where it began; meeting that mark
+   * again closes a cycle. */
   for (size_t i = 0; i < n && rc == 0; i++) {
     int j = (int)i, first;
     while (j >= 0 && mark[j] == 0) {
       mark[j] = i + 1;
-      j = find_env(wf, wf->envs[j].after);
+      j = after[j];
     }
     if (j < 0 || mark[j] != i + 1)
       continue;
-    first = j; /* on a cycle: report it at its first environment */
-    for (int c = find_env(wf, wf->envs[j].after); c != j;
-         c = find_env(wf, wf->envs[c].after))
+    first = j; /* report the cycle at its first environment */
+    for (int c = after[j]; c != j; c = after[c])
       if (c < first)
         first = c;
     snprintf(path, sizeof path, "%s", wf->envs[first].name);
     j = first;
     do {
-      j = find_env(wf, wf->envs[j].after);
+      j = after[j];
       append(path, sizeof path, " -> ");
       append(path, sizeof path, wf->envs[j].name);
     } while (j != first);
@@ -1312,7 +1372,9 @@ static int check_after(struct loader *L, const ynode *m)
               "environment '%s' comes after itself: %s (hint: remove one of "
               "these 'after' keys)", wf->envs[first].name, path);
   }
+out:
   free(mark);
+  free(after);
   return rc;
 }
 
@@ -1357,39 +1419,61 @@ static int parse_envs(struct loader *L, const ynode *m)
         (rc = get_int(L, x, "approvals", subj, 0, "", &e->approvals)) != 0)
       return rc;
   }
-  return check_after(L, m);
+  if ((rc = nindex_build(L, &L->envs,
+                         (struct names){&wf->envs[0].name, sizeof *wf->envs,
+                                        wf->nenvs})) != 0 ||
+      (rc = check_after(L, m)) != 0)
+    return rc;
+  if ((L->vars = json_object()) == NULL)
+    return nomem(L);
+  for (size_t i = 0; i < wf->nenvs; i++) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(wf->envs[i].vars, key, v) {
+      if (json_object_set_new(L->vars, key, json_true()) != 0)
+        return nomem(L);
+    }
+  }
+  return 0;
 }
 
 /* ---- the graph ---------------------------------------------------------- */
 
 /* Index of the j-th transition target of s (next, on_failure, default,
  * then each choice), or -1 for none or the end of the run. */
-static int target(const struct engine_workflow *wf,
-                  const struct engine_state *s, size_t j)
+static int target(const struct loader *L, const struct engine_state *s,
+                  size_t j)
 {
   const char *name = j == 0 ? s->next : j == 1 ? s->on_failure
                      : j == 2 ? s->default_next : s->whens[j - 3].next;
-  return name != NULL ? in_names(state_names(wf), name) : -1;
+  return nindex_find(&L->states, name);
 }
 
+/* Every state reachable from start (a search forwards), and every state
+ * able to end the run (a search backwards from the states that can: the
+ * terminals, a do or parallel state whose on_failure ends the run, a
+ * choice without default). */
 static int check_graph(struct loader *L)
 {
   const struct engine_workflow *wf = L->wf;
-  size_t n = wf->nstates, head = 0, tail = 0;
+  size_t n = wf->nstates, head = 0, tail = 0, nedges = 0;
   size_t *queue = malloc(n * sizeof *queue);
+  size_t *first = calloc(n + 1, sizeof *first); /* reverse edges, CSR */
+  size_t *fill = malloc(n * sizeof *fill), *from = NULL;
   char *seen = calloc(n, 1), *ends = calloc(n, 1);
-  int changed = 1, rc = 0;
+  int rc = 0;
 
-  if (queue == NULL || seen == NULL || ends == NULL) {
+  if (queue == NULL || first == NULL || fill == NULL || seen == NULL ||
+      ends == NULL) {
     rc = nomem(L);
     goto out;
   }
-  queue[tail++] = (size_t)in_names(state_names(wf), wf->start);
+  queue[tail++] = (size_t)nindex_find(&L->states, wf->start);
   seen[queue[0]] = 1;
   while (head < tail) {
     const struct engine_state *s = &wf->states[queue[head++]];
     for (size_t j = 0; j < 3 + s->nwhens; j++) {
-      int t = target(wf, s, j);
+      int t = target(L, s, j);
       if (t >= 0 && !seen[t]) {
         seen[t] = 1;
         queue[tail++] = (size_t)t;
@@ -1404,21 +1488,46 @@ static int check_graph(struct loader *L)
                    wf->states[i].name, wf->start);
       goto out;
     }
+
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < 3 + wf->states[i].nwhens; j++) {
+      int t = target(L, &wf->states[i], j);
+      if (t >= 0) {
+        first[t + 1]++;
+        nedges++;
+      }
+    }
+  for (size_t t = 0; t < n; t++) {
+    first[t + 1] += first[t];
+    fill[t] = first[t];
+  }
+  if ((from = malloc((nedges ? nedges : 1) * sizeof *from)) == NULL) {
+    rc = nomem(L);
+    goto out;
+  }
+  head = tail = 0;
   for (size_t i = 0; i < n; i++) {
     const struct engine_state *s = &wf->states[i];
-    ends[i] = s->kind == ENGINE_SUCCEED || s->kind == ENGINE_FAIL ||
-              (s->kind == ENGINE_CHOICE && s->default_next == NULL) ||
-              ((s->kind == ENGINE_DO || s->kind == ENGINE_PARALLEL) &&
-               (!strcmp(s->on_failure, "rollback") ||
-                !strcmp(s->on_failure, "fail")));
+    for (size_t j = 0; j < 3 + s->nwhens; j++) {
+      int t = target(L, s, j);
+      if (t >= 0)
+        from[fill[t]++] = i;
+    }
+    if (s->kind == ENGINE_SUCCEED || s->kind == ENGINE_FAIL ||
+        (s->kind == ENGINE_CHOICE && s->default_next == NULL) ||
+        ((s->kind == ENGINE_DO || s->kind == ENGINE_PARALLEL) &&
+         (!strcmp(s->on_failure, "rollback") ||
+          !strcmp(s->on_failure, "fail")))) {
+      ends[i] = 1;
+      queue[tail++] = i;
+    }
   }
-  while (changed) {
-    changed = 0;
-    for (size_t i = 0; i < n; i++)
-      for (size_t j = 0; !ends[i] && j < 3 + wf->states[i].nwhens; j++) {
-        int t = target(wf, &wf->states[i], j);
-        if (t >= 0 && ends[t])
-          ends[i] = changed = 1;
+  while (head < tail) {
+    size_t t = queue[head++];
+    for (size_t k = first[t]; k < first[t + 1]; k++)
+      if (!ends[from[k]]) {
+        ends[from[k]] = 1;
+        queue[tail++] = from[k];
       }
   }
   for (size_t i = 0; i < n; i++)
@@ -1431,6 +1540,9 @@ static int check_graph(struct loader *L)
     }
 out:
   free(queue);
+  free(first);
+  free(fill);
+  free(from);
   free(seen);
   free(ends);
   return rc;
@@ -1465,6 +1577,8 @@ static int parse_states_and_start(struct loader *L, const ynode *r)
       return nomem(L);
     L->kinds[i] = kind_of(m->kids[2 * i + 1], NULL);
   }
+  if ((rc = nindex_build(L, &L->states, state_names(wf))) != 0)
+    return rc;
   if ((v = map_get(r, "start", NULL)) == NULL)
     return lerr(L, r, "missing key 'start' in the workflow (hint: add 'start: "
                 "%s')", wf->states[0].name);
@@ -1556,6 +1670,11 @@ static int load(struct engine_workflow **out, const char *msgname,
 out:
   engine__ynode_free(root);
   free(L.kinds);
+  free(L.states.v);
+  free(L.params.v);
+  free(L.secrets.v);
+  free(L.envs.v);
+  json_decref(L.vars);
   if (rc != 0) {
     engine_workflow_destroy(L.wf);
     return rc;
@@ -1700,8 +1819,10 @@ const struct engine_state *engine_workflow_state(
 const struct engine_environment *engine_workflow_env(
     const struct engine_workflow *wf, const char *name)
 {
-  int i = wf != NULL ? find_env(wf, name) : -1;
-  return i >= 0 ? &wf->envs[i] : NULL;
+  for (size_t i = 0; wf != NULL && name != NULL && i < wf->nenvs; i++)
+    if (strcmp(wf->envs[i].name, name) == 0)
+      return &wf->envs[i];
+  return NULL;
 }
 
 const struct engine_param *engine_workflow_param(

@@ -1251,14 +1251,16 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
   if (rc != 0)
     goto out_rt;
   json_object_set(rt.scope, "params", params);
-  rc = rt_set_run(&rt, run_id);
-  if (rc != 0)
-    goto out_rt;
-
   rc = journal_lock_acquire(j, wf->name, rt.env_name, run_id, &holder,
                             &taken_over, err);
   if (rc != 0)
     goto out_rt;
+  /* Only a run that holds the lock gets a folder. */
+  rc = rt_set_run(&rt, run_id);
+  if (rc != 0) {
+    journal_lock_release(j, wf->name, rt.env_name, run_id, NULL);
+    goto out_rt;
+  }
 
   actor_of(opt, actor, sizeof actor);
   memcpy(run.id, run_id, sizeof run.id);

@@ -14,6 +14,7 @@
 #include <locale.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,7 +124,9 @@ struct yanchor {
 
 struct yframe {
   ynode *node;
-  char *anchor; /* registered when the node is complete */
+  char *anchor;  /* registered when the node is complete */
+  size_t *slots; /* a mapping's keys: open addressing, kid index + 1 */
+  size_t nslots, used;
 };
 
 struct ybuild {
@@ -149,8 +152,9 @@ static int yb_count(struct ybuild *b, size_t more, const yaml_mark_t *m)
 
   if (more > YT_MAX_NODES - b->nnodes) {
     snprintf(what, sizeof what,
-             "the document has more than %d nodes once aliases are expanded "
-             "(hint: use fewer aliases)", YT_MAX_NODES);
+             "the document has more than %d nodes (hint: split the "
+             "workflow; an alias counts as a copy of its anchor)",
+             YT_MAX_NODES);
     return mark_err(b, m, what);
   }
   b->nnodes += more;
@@ -173,27 +177,70 @@ static int yb_anchor(struct ybuild *b, char *name, const ynode *node)
 
 /* Hands node to the tree (as the root, a sequence item, a key or a
  * value); frees it on error. */
+/* The slot of key text in f's table: where it is, or the empty slot
+ * where it would go. The table is never full. */
+static size_t key_slot(const struct yframe *f, const char *text)
+{
+  uint64_t h = 1469598103934665603u; /* FNV-1a */
+  size_t i;
+
+  for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+    h = (h ^ *p) * 1099511628211u;
+  for (i = (size_t)h & (f->nslots - 1); f->slots[i] != 0;
+       i = (i + 1) & (f->nslots - 1))
+    if (strcmp(f->node->kids[f->slots[i] - 1]->text, text) == 0)
+      break;
+  return i;
+}
+
+/* Records that kid k of f's mapping is a key; grows the table at half
+ * full. */
+static int key_add(struct ybuild *b, struct yframe *f, size_t k)
+{
+  if ((f->used + 1) * 2 > f->nslots) {
+    size_t n = f->nslots ? f->nslots * 2 : 16, *old = f->slots;
+    if ((f->slots = calloc(n, sizeof *f->slots)) == NULL) {
+      f->slots = old;
+      return nomem(b->L);
+    }
+    f->nslots = n;
+    free(old);
+    for (size_t i = 0; i < k; i += 2)
+      f->slots[key_slot(f, f->node->kids[i]->text)] = i + 1;
+  }
+  f->slots[key_slot(f, f->node->kids[k]->text)] = k + 1;
+  f->used++;
+  return 0;
+}
+
+/* Hands node to the tree (as the root, a sequence item, a key or a
+ * value); frees it on error. */
 static int yb_attach(struct ybuild *b, ynode *node)
 {
+  struct yframe *f;
   ynode *p, **kids;
+  int is_key;
 
   if (b->depth == 0) {
     b->root = node;
     return 0;
   }
-  p = b->stack[b->depth - 1].node;
-  if (p->type == Y_MAP && p->n % 2 == 0) {
+  f = &b->stack[b->depth - 1];
+  p = f->node;
+  is_key = p->type == Y_MAP && p->n % 2 == 0;
+  if (is_key) {
     int rc = 0;
+    size_t slot;
     if (node->type != Y_SCALAR)
       rc = lerr(b->L, node, "mapping keys must be scalars (hint: use a "
                 "plain name as the key)");
     else if (node->plain && strcmp(node->text, "<<") == 0)
       rc = lerr(b->L, node, "merge keys ('<<') are not supported (hint: "
                 "repeat the keys, or alias the whole mapping with '*name')");
-    for (size_t i = 0; rc == 0 && i < p->n; i += 2)
-      if (strcmp(p->kids[i]->text, node->text) == 0)
-        rc = lerr(b->L, node, "duplicate key '%s' (hint: first defined on "
-                  "line %d)", node->text, p->kids[i]->line);
+    else if (f->nslots > 0 &&
+             f->slots[slot = key_slot(f, node->text)] != 0)
+      rc = lerr(b->L, node, "duplicate key '%s' (hint: first defined on "
+                "line %d)", node->text, p->kids[f->slots[slot] - 1]->line);
     if (rc) {
       engine__ynode_free(node);
       return rc;
@@ -205,11 +252,11 @@ static int yb_attach(struct ybuild *b, ynode *node)
   }
   p->kids = kids;
   kids[p->n++] = node;
-  return 0;
+  return is_key ? key_add(b, f, p->n - 1) : 0;
 }
 
 static ynode *yb_new(struct ybuild *b, enum engine__ytype t,
-                            const yaml_mark_t *m, int *rc)
+                     const yaml_mark_t *m, int *rc)
 {
   ynode *n;
 
@@ -309,8 +356,7 @@ static int yb_open(struct ybuild *b, const yaml_event_t *ev)
     return rc;
   if ((rc = yb_attach(b, n)) != 0)
     return rc;
-  st[b->depth].node = n;
-  st[b->depth].anchor = NULL;
+  st[b->depth] = (struct yframe){.node = n};
   b->depth++;
   if (anchor != NULL && (st[b->depth - 1].anchor = strdup(anchor)) == NULL)
     return nomem(b->L);
@@ -323,6 +369,8 @@ static int yb_close(struct ybuild *b)
   ynode *n = f->node;
   char *anchor = f->anchor;
 
+  free(f->slots);
+  f->slots = NULL;
   for (size_t i = 0; i < n->n; i++) {
     n->size += n->kids[i]->size;
     if (n->kids[i]->height + 1 > n->height)
@@ -452,8 +500,10 @@ int engine__yaml_parse(const char *fname, const char *buf, size_t len,
     yaml_event_delete(&ev);
   }
   yaml_parser_delete(&p);
-  for (size_t i = 0; i < b.depth; i++)
+  for (size_t i = 0; i < b.depth; i++) {
     free(b.stack[i].anchor);
+    free(b.stack[i].slots);
+  }
   for (size_t i = 0; i < b.nanchors; i++)
     free(b.anchors[i].name);
   free(b.stack);
@@ -536,8 +586,8 @@ enum engine__ystype engine__ynode_stype(const ynode *n)
 
 static int is_true(const ynode *n)
 {
-  return n->type == Y_SCALAR && engine__ynode_stype(n) == S_BOOL && n->text[0] != 'f' &&
-         n->text[0] != 'F';
+  return n->type == Y_SCALAR && engine__ynode_stype(n) == S_BOOL &&
+         n->text[0] != 'f' && n->text[0] != 'F';
 }
 
 /* 0, or -1 when out of range. Only for S_INT scalars. */

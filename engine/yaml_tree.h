@@ -7,8 +7,8 @@
  * duplicate keys (at the second, naming the first's line), merge keys
  * ('<<'), keys that are not scalars, tags other than !!str (and !!map,
  * !!seq on collections), NUL characters in scalars, unknown or recursive
- * aliases, nesting deeper than 128 and more than 1,000,000 nodes once
- * aliases are expanded (an alias becomes a copy of its anchored node).
+ * aliases, nesting deeper than 128 and more than 1,000,000 nodes (an
+ * alias becomes, and counts as, a copy of its anchored node).
  *
  * Memory: the tree owns its nodes and strings; engine__ynode_free frees a
  * whole tree. Nothing points into the parsed buffer. */

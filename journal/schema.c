@@ -84,6 +84,7 @@
 #include "journal/internal.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -213,11 +214,18 @@ static int classify(const char *path, const struct facts *f,
   return 0;
 }
 
-/* The first bytes of a non-empty SQLite file. */
+/* The first bytes of a non-empty SQLite file. Refuses the file when its
+ * 100-byte header alone shows it is not for us: another
+ * application's id, or a newer schema. Deciding from the header means a
+ * refused file never gets SQLite's -wal and -shm side files. The header
+ * is what was last committed to the file; when a -wal exists it may be
+ * newer, so then only the magic is checked here. */
 static int looks_like_sqlite(const char *path, struct cairn_error *err)
 {
   static const char magic[16] = "SQLite format 3";
-  char head[16];
+  unsigned char head[100];
+  char wal[4200];
+  struct facts f = {0, 0, 0};
   ssize_t got;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
 
@@ -236,6 +244,22 @@ static int looks_like_sqlite(const char *path, struct cairn_error *err)
                            "'%s' is not a cairn journal (file is not a "
                            "database)",
                            path);
+  snprintf(wal, sizeof wal, "%s-wal", path);
+  if (access(wal, F_OK) == 0)
+    return 0;
+  /* Big-endian: user_version at offset 60, application_id at 68. */
+  f.version = (int)((uint32_t)head[60] << 24 | (uint32_t)head[61] << 16 |
+                    (uint32_t)head[62] << 8 | head[63]);
+  f.app_id = (int)((uint32_t)head[68] << 24 | (uint32_t)head[69] << 16 |
+                   (uint32_t)head[70] << 8 | head[71]);
+  if (f.version > JOURNAL_SCHEMA_VERSION || f.version < 0 ||
+      (f.app_id != 0 && f.app_id != JOURNAL__APPLICATION_ID)) {
+    if (f.app_id != 0 && f.app_id != JOURNAL__APPLICATION_ID)
+      return cairn_error_set(err, CAIRN_E_NOTJOURNAL,
+                             "'%s' is not a cairn journal (no cairn schema)",
+                             path);
+    return classify(path, &f, err);
+  }
   return 0;
 }
 

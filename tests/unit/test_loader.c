@@ -56,7 +56,8 @@ static const char full[] =
   "name: quickstart\n"                                               /* 2 */
   "description: a full example\n"                                    /* 3 */
   "params:\n"                                                        /* 4 */
-  "  release: { default: \"1.4.0\", pattern: \"^[0-9]+\\\\.[0-9]+\\\\.[0-9]+$\","
+  "  release: { default: \"1.4.0\","
+  " pattern: \"^[0-9]+\\\\.[0-9]+\\\\.[0-9]+$\","
   " description: the release }\n"                                    /* 5 */
   "  replicas: { default: 2 }\n"                                     /* 6 */
   "  ratio: { default: 1, type: number }\n"                          /* 7 */
@@ -77,7 +78,8 @@ static const char full[] =
   "    timeout: 5m\n"                                                /* 21 */
   "    idempotent: true\n"                                           /* 22 */
   "    probe: { do: exec, with: { argv: [test, -f, out] }, timeout: 10s }\n"
-  "    undo: { do: exec, with: { argv: [rm, \"{{ states.build.output.json.f }}\"] },"
+  "    undo: { do: exec,"
+  " with: { argv: [rm, \"{{ states.build.output.json.f }}\"] },"
   " timeout: 10s, retry: { attempts: 2, delay: 250ms } }\n"          /* 24 */
   "    next: infra\n"                                                /* 25 */
   "  infra:\n"                                                       /* 26 */
@@ -441,6 +443,54 @@ static void test_duplicate_keys(void **state)
                "defined on line 2)");
 }
 
+/* Many keys (the table grows several times), then a repeat of an early
+ * one: line 5 + 40 = 45 repeats the key of line 5 + 3. */
+static void test_duplicate_in_big_mapping(void **state)
+{
+  char yaml[4096], *p = yaml;
+  (void)state;
+
+  p += sprintf(p, "cairn: 1\nname: t\nenvironments:\n  dev:\n    vars:\n");
+  for (int i = 0; i < 40; i++)
+    p += sprintf(p, "      k%d: %d\n", i, i); /* lines 6..45 */
+  sprintf(p, "      k3: 0\n");                /* line 46 */
+  expect_error(yaml, "wf.yaml:46:7: error: duplicate key 'k3' (hint: first "
+               "defined on line 9)");
+}
+
+/* A chain written backwards, s0 <- s1 <- ... <- s2999 (start), with
+ * s0 (line 5) as given. */
+static char *chain(const char *s0)
+{
+  char *yaml = malloc(3000 * 40 + 256), *p;
+
+  assert_non_null(yaml);
+  p = yaml + sprintf(yaml, "cairn: 1\nname: t\nstart: s2999\nstates:\n"
+                           "  s0: %s\n", s0);
+  for (int i = 1; i < 3000; i++)
+    p += sprintf(p, "  s%d: { wait: 1s, next: s%d }\n", i, i - 1);
+  return yaml;
+}
+
+static void test_long_chain(void **state)
+{
+  struct engine_workflow *wf;
+  char *yaml = chain("{ succeed: true }");
+  (void)state;
+
+  wf = load_ok(yaml);
+  assert_int_equal(wf->nstates, 3000);
+  engine_workflow_destroy(wf);
+  free(yaml);
+
+  /* the same chain whose end loops back instead of succeeding */
+  yaml = chain("{ wait: 1s, next: s9 }");
+  expect_error(yaml, "wf.yaml:5:3: error: state 's0' has no path to a succeed "
+               "or fail state (hint: give its loop a way out, e.g. a choice "
+               "'default' that leads to a terminal)");
+  free(yaml);
+}
+
 static void test_merge_key_refused(void **state)
 {
   (void)state;
@@ -652,6 +702,10 @@ static void test_names(void **state)
   expect_error("cairn: 1\nname: t\nsecrets: [jwt]\n",
                "wf.yaml:3:11: error: invalid secret name 'jwt' (hint: use "
                "upper-case letters, digits and '_', e.g. 'JWT_SECRET')");
+  /* the earliest repeat, naming the first: "secrets: [B, A, C, " is 19 */
+  expect_error("cairn: 1\nname: t\nsecrets: [B, A, C, A, B, A]\n",
+               "wf.yaml:3:20: error: duplicate secret 'A' (hint: first listed "
+               "on line 3)");
   expect_error("cairn: 1\nname: t\nsecrets: [A, B, A]\n",
                "wf.yaml:3:17: error: duplicate secret 'A' (hint: first listed "
                "on line 3)");
@@ -816,6 +870,20 @@ static void test_params_declarations(void **state)
                "wf.yaml:4:17: error: invalid 'pattern' in param 'v': "
                "Unmatched ( or \\( (hint: patterns are POSIX extended regular "
                "expressions)");
+  /* patterns that would make regcomp or regexec blow up */
+  expect_error("cairn: 1\nname: t\nparams:\n  v: { pattern: \"^[0-9]+++$\" }\n",
+               "wf.yaml:4:17: error: invalid 'pattern' in param 'v': "
+               "repetition operator '+' right after another (hint: patterns "
+               "are POSIX extended regular expressions)");
+  expect_error("cairn: 1\nname: t\nparams:\n"
+               "  v: { pattern: \"((a{20}){20}){20}\" }\n",
+               "wf.yaml:4:17: error: invalid 'pattern' in param 'v': too "
+               "complex: its repetitions make more than 10000 copies (hint: "
+               "patterns are POSIX extended regular expressions)");
+  expect_error("cairn: 1\nname: t\nparams:\n  v: { pattern: '(a)\\1' }\n",
+               "wf.yaml:4:17: error: invalid 'pattern' in param 'v': "
+               "back-references such as '\\1' are not supported (hint: "
+               "patterns are POSIX extended regular expressions)");
   /* "  n: { default: 1, pattern: " is 28 characters */
   expect_error("cairn: 1\nname: t\nparams:\n  n: { default: 1, pattern: x }\n",
                "wf.yaml:4:29: error: 'pattern' in param 'n' only applies to "
@@ -916,11 +984,13 @@ static void test_templates(void **state)
   wf = load_ok(HEAD2
                "  a:\n"
                "    do: exec\n"
-               "    with: { argv: [\"{{ env.HOME }}\", \"{{ run.id }}/{{ run.dir }}\","
+               "    with: { argv: [\"{{ env.HOME }}\","
+               " \"{{ run.id }}/{{ run.dir }}\","
                " \"{{ states.b.output.x }}\", \"{{ params.release }}\","
                " \"{{ secrets.TOKEN }}\", \"{{ vars.port + 1 }}\"] }\n"
                "    probe: { do: exec, with: { argv: [\"{{ self.x }}\"] } }\n"
-               "    undo: { do: exec, with: { argv: [\"{{ states.a.output.y }}\","
+               "    undo: { do: exec,"
+               " with: { argv: [\"{{ states.a.output.y }}\","
                " \"{{ self.x }}\"] } }\n"
                "    next: b\n"
                "  b: { do: exec, with: { argv: [\"{{ states.a.output.x }}\"] },"
@@ -1155,7 +1225,8 @@ static void test_limits(void **state)
                "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
                "f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
                "wf.yaml:6:36: error: the document has more than 1000000 nodes "
-               "once aliases are expanded (hint: use fewer aliases)");
+               "(hint: split the workflow; an alias counts as a copy of its "
+               "anchor)");
 
   /* so is nesting: 200 '[' */
   nest = calloc(1, 256);
@@ -1177,6 +1248,8 @@ int main(void)
     cmocka_unit_test(test_aliases),
     cmocka_unit_test(test_yaml_errors),
     cmocka_unit_test(test_duplicate_keys),
+    cmocka_unit_test(test_duplicate_in_big_mapping),
+    cmocka_unit_test(test_long_chain),
     cmocka_unit_test(test_merge_key_refused),
     cmocka_unit_test(test_cairn_version),
     cmocka_unit_test(test_unknown_keys),
