@@ -401,12 +401,12 @@ int journal_open(struct journal **out, const char *path, unsigned flags,
     if (rc != 0)
       goto out;
     if ((flags & JOURNAL_READONLY) && version < JOURNAL_SCHEMA_VERSION) {
-      rc = cairn_error_set(err, CAIRN_E_JOURNAL,
-                           "journal '%s' needs its schema upgraded from "
-                           "version %d to %d, which a read-only open does "
-                           "not do",
-                           path, version, JOURNAL_SCHEMA_VERSION);
-      goto out;
+      /* An older schema, or a journal whose creation was cut short (a
+       * first run killed before its schema commit leaves an empty
+       * version-0 file): the probe accepted it as ours, so finish the job
+       * the next run would do rather than refuse to read it. */
+      flags &= ~(unsigned)JOURNAL_READONLY;
+      j->flags = flags;
     }
   }
 

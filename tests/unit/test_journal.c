@@ -546,9 +546,12 @@ static void test_v0_empty_migrates(void **state)
   bytes = slurp(path, &n);
   assert_true(n > 0);
   free(bytes);
-  /* Read-only does not migrate, and leaves it alone. */
-  assert_int_equal(journal_open(&j, path, JOURNAL_READONLY, &err),
-                   CAIRN_E_JOURNAL);
+  /* What a first run killed before its schema commit leaves: even a
+   * read-only open finishes creating the schema instead of refusing it. */
+  assert_int_equal(journal_open(&j, path, JOURNAL_READONLY, &err), 0);
+  assert_int_equal(event_count(j), 0);
+  journal_close(j);
+  check_schema_v1(path);
   assert_int_equal(journal_open(&j, path, 0, &err), 0);
   insert_run(j, RUN_A, "w", "", NULL, 0);
   app(j, RUN_A, "run.started", "", 0, "{}");
