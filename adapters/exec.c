@@ -23,6 +23,7 @@
  * A failed spawn goes straight to FINISHING and is reported through
  * on_done as a failed attempt, like any command that fails. */
 #include "adapters/adapter.h"
+#include "common/buf.h"
 #include "common/proc.h"
 
 #include <dirent.h>
@@ -52,12 +53,6 @@ enum exec_phase {
   EXEC_FINISHING,
 };
 
-struct exec_buf {
-  char *p;
-  size_t len;
-  size_t cap;
-  int failed;
-};
 
 struct exec_stream {
   uv_pipe_t pipe;
@@ -94,9 +89,9 @@ struct exec_run {
   int log_failed;
   const char *const *redact; /* NULL when there is nothing to redact */
   size_t redact_max;         /* longest value */
-  struct exec_buf work;      /* carry + chunk */
-  struct exec_buf obuf;      /* one chunk, redacted */
-  struct exec_buf sout;      /* raw stdout, from its first '{' */
+  struct cairn_buf work;      /* carry + chunk */
+  struct cairn_buf obuf;      /* one chunk, redacted */
+  struct cairn_buf sout;      /* raw stdout, from its first '{' */
   int sout_state;            /* 0: only blanks yet, 1: keeping, 2: no json */
 
   char tail[2 * EXEC_TAIL_MAX];
@@ -108,34 +103,6 @@ struct exec_run {
 };
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static void buf_emit(void *ud, const char *p, size_t n)
-{
-  struct exec_buf *b = ud;
-
-  if (b->failed || n == 0)
-    return;
-  if (b->len + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    char *np;
-    while (cap < b->len + n)
-      cap *= 2;
-    if ((np = realloc(b->p, cap)) == NULL) {
-      b->failed = 1;
-      return;
-    }
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, p, n);
-  b->len += n;
-}
-
-static void buf_release(struct exec_buf *b)
-{
-  free(b->p);
-  memset(b, 0, sizeof *b);
-}
 
 /* strsignal() wording varies and sigabbrev_np() is recent glibc. */
 static const char *signal_name(int sig, char *buf, size_t n)
@@ -292,13 +259,13 @@ static void keep_stdout(struct exec_run *r, const char *p, size_t n)
   }
   if (r->sout.len + n > EXEC_STDOUT_MAX) {
     r->sout_state = 2;
-    buf_release(&r->sout);
+    cairn_buf_release(&r->sout);
     return;
   }
-  buf_emit(&r->sout, p, n);
+  cairn_buf_emit(&r->sout, p, n);
   if (r->sout.failed) {
     r->sout_state = 2;
-    buf_release(&r->sout);
+    cairn_buf_release(&r->sout);
   }
 }
 
@@ -317,10 +284,10 @@ static void output(struct exec_run *r, struct exec_stream *s, const char *p,
   }
   if (s->carry_len > 0) {
     r->work.len = 0;
-    buf_emit(&r->work, s->carry, s->carry_len);
-    buf_emit(&r->work, p, n);
+    cairn_buf_emit(&r->work, s->carry, s->carry_len);
+    cairn_buf_emit(&r->work, p, n);
     if (r->work.failed) { /* drop the output rather than leak a secret */
-      buf_release(&r->work);
+      cairn_buf_release(&r->work);
       s->carry_len = 0;
       return;
     }
@@ -329,7 +296,7 @@ static void output(struct exec_run *r, struct exec_stream *s, const char *p,
   }
   r->obuf.len = 0;
   r->obuf.failed = 0;
-  used = adapter_redact_feed(in, len, r->redact, 0, buf_emit, &r->obuf);
+  used = adapter_redact_feed(in, len, r->redact, 0, cairn_buf_emit, &r->obuf);
   s->carry_len = len - used; /* < redact_max, by the feed's contract */
   memmove(s->carry, in + used, s->carry_len);
   sink(r, r->obuf.p, r->obuf.len);
@@ -341,7 +308,7 @@ static void flush_carry(struct exec_run *r, struct exec_stream *s)
     return;
   r->obuf.len = 0;
   r->obuf.failed = 0;
-  adapter_redact_feed(s->carry, s->carry_len, r->redact, 1, buf_emit,
+  adapter_redact_feed(s->carry, s->carry_len, r->redact, 1, cairn_buf_emit,
                       &r->obuf);
   s->carry_len = 0;
   sink(r, r->obuf.p, r->obuf.len);
@@ -410,18 +377,18 @@ static json_t *redact_json(json_t *v, const char *const *redact);
 static json_t *redact_string(const char *s, size_t n,
                              const char *const *redact)
 {
-  struct exec_buf b = { 0 };
+  struct cairn_buf b = { 0 };
   json_t *j;
 
-  adapter_redact_feed(s, n, redact, 1, buf_emit, &b);
+  adapter_redact_feed(s, n, redact, 1, cairn_buf_emit, &b);
   if (b.failed) {
-    buf_release(&b);
+    cairn_buf_release(&b);
     return json_string("***");
   }
   j = json_stringn(b.p ? b.p : "", b.len);
   if (j == NULL) /* the cut made it invalid UTF-8 */
     j = json_string("***");
-  buf_release(&b);
+  cairn_buf_release(&b);
   return j;
 }
 
@@ -489,9 +456,9 @@ static void run_free(struct exec_run *r)
   json_decref(r->outputs);
   free(r->out.carry);
   free(r->err.carry);
-  buf_release(&r->work);
-  buf_release(&r->obuf);
-  buf_release(&r->sout);
+  cairn_buf_release(&r->work);
+  cairn_buf_release(&r->obuf);
+  cairn_buf_release(&r->sout);
   if (r->log_fd >= 0)
     close(r->log_fd);
   free(r);

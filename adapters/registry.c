@@ -2,6 +2,7 @@
  * input table, defaults and conversions, and redaction of secrets from
  * text (whole strings, or output arriving in pieces). */
 #include "adapters/adapter.h"
+#include "common/buf.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -578,39 +579,9 @@ size_t adapter_redact_feed(const char *in, size_t n,
   return n;
 }
 
-struct redact_buf {
-  char *p;
-  size_t len;
-  size_t cap;
-  int failed;
-};
-
-static void redact_buf_emit(void *ud, const char *p, size_t n)
-{
-  struct redact_buf *b = ud;
-
-  if (b->failed)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 64;
-    char *np;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    if ((np = realloc(b->p, cap)) == NULL) {
-      b->failed = 1;
-      return;
-    }
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, p, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
 char *adapter_redact(char *s, const char *const *redact)
 {
-  struct redact_buf b = { 0 };
+  struct cairn_buf b = { 0 };
   int found = 0;
 
   if (s == NULL || redact == NULL)
@@ -620,7 +591,7 @@ char *adapter_redact(char *s, const char *const *redact)
   if (!found)
     return s;
 
-  adapter_redact_feed(s, strlen(s), redact, 1, redact_buf_emit, &b);
+  adapter_redact_feed(s, strlen(s), redact, 1, cairn_buf_emit, &b);
   if (b.failed) {
     /* Out of memory: mask in place, same length, rather than leak. */
     free(b.p);

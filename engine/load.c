@@ -122,19 +122,9 @@ struct loader {
   json_t *vars;            /* every var name of every environment */
 };
 
-static int lerr_at(struct loader *L, int line, int col, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int lerr_at(struct loader *L, int line, int col, const char *fmt, ...)
-{
-  char what[CAIRN_ERRMSG_MAX];
-  va_list ap;
-
-  va_start(ap, fmt);
-  vsnprintf(what, sizeof what, fmt, ap);
-  va_end(ap);
-  return cairn_error_set(L->err, CAIRN_E_WORKFLOW, "%s:%d:%d: error: %s",
-                         L->fname, line, col, what);
-}
+/* Errors read "FILE:LINE:COL: error: WHAT (hint: HOW)". */
+#define lerr_at(L, line, col, ...)                                            \
+  engine__yerror((L)->err, (L)->fname, (line), (col), __VA_ARGS__)
 #define lerr(L, node, ...) lerr_at((L), (node)->line, (node)->col, __VA_ARGS__)
 
 static int nomem(struct loader *L)

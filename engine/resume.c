@@ -341,13 +341,7 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   if (rc != 0)
     goto out_rt;
 
-  {
-    const char *a = opt.actor ? opt.actor : getenv("CAIRN_ACTOR");
-    if (a && *a)
-      snprintf(actor, sizeof actor, "%s", a);
-    else
-      cairn_proc_actor(actor, sizeof actor);
-  }
+  engine__actor(&opt, actor, sizeof actor);
   rc = journal_begin(j, err);
   if (rc == 0 && strcmp(wf->sha256, rp.file_sha256 ? rp.file_sha256 : "") != 0)
     rc = engine__append_direct(&rt, JOURNAL_EV_WORKFLOW_CHANGED,
@@ -356,11 +350,7 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
                                          "new_sha256", wf->sha256, "actor",
                                          actor));
   if (rc == 0 && taken_over && strcmp(holder.run_id, run_id) != 0)
-    rc = engine__append_direct(&rt, JOURNAL_EV_LOCK_TAKEN_OVER,
-                               json_pack("{s:s,s:i,s:s,s:I}", "run_id",
-                                         holder.run_id, "pid", holder.pid,
-                                         "host", holder.host, "proc_start",
-                                         (json_int_t)holder.proc_start));
+    rc = engine__append_takeover(&rt, &holder);
   if (rc == 0)
     rc = engine__append_direct(&rt, JOURNAL_EV_RUN_RESUMED,
                                json_pack("{s:s,s:b,s:s,s:s?}", "actor", actor,

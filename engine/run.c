@@ -90,6 +90,16 @@ int engine__append_direct(struct engine__rt *rt, const char *kind,
   return rc;
 }
 
+int engine__append_takeover(struct engine__rt *rt,
+                            const struct journal_lock_holder *h)
+{
+  return engine__append_direct(rt, JOURNAL_EV_LOCK_TAKEN_OVER,
+                               json_pack("{s:s,s:i,s:s,s:I}", "run_id",
+                                         h->run_id, "pid", h->pid, "host",
+                                         h->host, "proc_start",
+                                         (json_int_t)h->proc_start));
+}
+
 void engine__notify_direct(struct engine__rt *rt)
 {
   size_t i;
@@ -1012,6 +1022,19 @@ static void signal_cb(uv_signal_t *h, int signum)
                  0);
 }
 
+#define HEARTBEAT_MS 10000
+
+/* The lock row says when its holder was last seen alive; a failure to
+ * write it is not worth stopping a deploy for (the next commit will say
+ * whether the journal is still writable). */
+static void heartbeat_cb(uv_timer_t *h)
+{
+  struct engine__rt *rt = h->data;
+  if (!rt->finished)
+    journal_lock_heartbeat(rt->j, rt->wf->name, rt->env_name, rt->run_id,
+                           NULL);
+}
+
 static void tick_cb(uv_timer_t *h)
 {
   struct engine__rt *rt = h->data;
@@ -1030,6 +1053,7 @@ static void rt_close_all(struct engine__rt *rt)
   uv_close((uv_handle_t *)&rt->wait_timer, NULL);
   uv_close((uv_handle_t *)&rt->tick_timer, NULL);
   uv_close((uv_handle_t *)&rt->lazy_timer, NULL);
+  uv_close((uv_handle_t *)&rt->heartbeat_timer, NULL);
   sx_retire(rt, rt->cur);
   rt->cur = NULL;
   free_dead(rt);
@@ -1124,7 +1148,8 @@ int engine__rt_init(struct engine__rt *rt, struct journal *j,
   uv_timer_init(&rt->loop, &rt->wait_timer);
   uv_timer_init(&rt->loop, &rt->tick_timer);
   uv_timer_init(&rt->loop, &rt->lazy_timer);
-  rt->lazy_timer.data = rt;
+  uv_timer_init(&rt->loop, &rt->heartbeat_timer);
+  rt->lazy_timer.data = rt->heartbeat_timer.data = rt;
   rt->idle.data = rt->check.data = rt->sigint.data = rt->sigterm.data = rt;
   rt->grace_timer.data = rt->wait_timer.data = rt->tick_timer.data = rt;
   uv_check_start(&rt->check, check_cb);
@@ -1166,6 +1191,9 @@ static int rt_set_run(struct engine__rt *rt, const char *run_id)
 int engine__rt_loop(struct engine__rt *rt)
 {
   uv_idle_start(&rt->idle, idle_noop);
+  uv_timer_start(&rt->heartbeat_timer, heartbeat_cb, HEARTBEAT_MS,
+                 HEARTBEAT_MS);
+  uv_unref((uv_handle_t *)&rt->heartbeat_timer);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   if (!rt->closing) {
     /* Nothing left to wait for but the run did not end: a bug, but never
@@ -1209,7 +1237,7 @@ void engine__rt_release(struct engine__rt *rt)
   free(rt->redact);
 }
 
-static void actor_of(const struct engine_options *opt, char *out, size_t n)
+void engine__actor(const struct engine_options *opt, char *out, size_t n)
 {
   const char *a = opt->actor ? opt->actor : getenv("CAIRN_ACTOR");
   if (a && *a)
@@ -1262,7 +1290,7 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
     goto out_rt;
   }
 
-  actor_of(opt, actor, sizeof actor);
+  engine__actor(opt, actor, sizeof actor);
   memcpy(run.id, run_id, sizeof run.id);
   run.workflow = wf->name;
   run.file = wf->file;
@@ -1287,11 +1315,7 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
                                          run.release, "params", params,
                                          "actor", actor));
   if (rc == 0 && taken_over)
-    rc = engine__append_direct(&rt, JOURNAL_EV_LOCK_TAKEN_OVER,
-                               json_pack("{s:s,s:i,s:s,s:I}", "run_id",
-                                         holder.run_id, "pid", holder.pid,
-                                         "host", holder.host, "proc_start",
-                                         (json_int_t)holder.proc_start));
+    rc = engine__append_takeover(&rt, &holder);
   if (rc == 0)
     rc = journal_commit(j, err);
   if (rc != 0) {

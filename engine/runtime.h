@@ -82,6 +82,7 @@ struct engine__rt {
   size_t urgent;                  /* queued events that must be committed
                                      this loop turn (all but spawns) */
   uv_timer_t lazy_timer;          /* commits lazy events within 50 ms */
+  uv_timer_t heartbeat_timer;     /* refreshes the lock's heartbeat */
   json_t *direct;                 /* [[kind, seq, payload]...] appended
                                      directly, not yet observed */
   struct engine__task *spawn_head, *spawn_tail;
@@ -121,6 +122,11 @@ void engine__start_wait(struct engine__rt *rt, int64_t until_ms);
 int engine__append_direct(struct engine__rt *rt, const char *kind,
                           json_t *payload);
 void engine__notify_direct(struct engine__rt *rt);
+/* Appends lock.taken_over naming the previous holder (direct). */
+int engine__append_takeover(struct engine__rt *rt,
+                            const struct journal_lock_holder *h);
+/* Who is acting: opt->actor, else $CAIRN_ACTOR, else user@host. */
+void engine__actor(const struct engine_options *opt, char *out, size_t n);
 /* Queues an event (payload stolen, may be NULL). */
 void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
                   int attempt, json_t *payload);

@@ -40,10 +40,13 @@ struct yctx {
   struct cairn_error *err;
 };
 
-static int lerr_at(const struct yctx *L, int line, int col, const char *fmt,
-                   ...) __attribute__((format(printf, 4, 5)));
-static int lerr_at(const struct yctx *L, int line, int col, const char *fmt,
-                   ...)
+/* Errors read "FILE:LINE:COL: error: WHAT (hint: HOW)". */
+#define lerr_at(L, line, col, ...)                                            \
+  engine__yerror((L)->err, (L)->fname, (line), (col), __VA_ARGS__)
+#define lerr(L, node, ...) lerr_at((L), (node)->line, (node)->col, __VA_ARGS__)
+
+int engine__yerror(struct cairn_error *err, const char *fname, int line,
+                   int col, const char *fmt, ...)
 {
   char what[CAIRN_ERRMSG_MAX];
   va_list ap;
@@ -51,10 +54,9 @@ static int lerr_at(const struct yctx *L, int line, int col, const char *fmt,
   va_start(ap, fmt);
   vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
-  return cairn_error_set(L->err, CAIRN_E_WORKFLOW, "%s:%d:%d: error: %s",
-                         L->fname, line, col, what);
+  return cairn_error_set(err, CAIRN_E_WORKFLOW, "%s:%d:%d: error: %s", fname,
+                         line, col, what);
 }
-#define lerr(L, node, ...) lerr_at((L), (node)->line, (node)->col, __VA_ARGS__)
 
 static int nomem(const struct yctx *L)
 {

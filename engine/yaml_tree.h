@@ -70,4 +70,10 @@ const char *engine__ynode_tname(const struct engine__ynode *n);
 int engine__ynode_json(const char *fname, const struct engine__ynode *n,
                        json_t **out, struct cairn_error *err);
 
+/* Fills err with "FNAME:LINE:COL: error: WHAT" (CAIRN_E_WORKFLOW) and
+ * returns that code: the one form of every loader error. */
+int engine__yerror(struct cairn_error *err, const char *fname, int line,
+                   int col, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 #endif

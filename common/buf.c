@@ -1,0 +1,43 @@
+/* The growable buffer of common/buf.h. */
+#include "common/buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void cairn_buf_add(struct cairn_buf *b, const char *p, size_t n)
+{
+  if (b->failed || n == 0)
+    return;
+  if (b->max && b->len + n > b->max) {
+    b->failed = 1;
+    return;
+  }
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    char *np;
+    while (cap < b->len + n + 1)
+      cap *= 2;
+    if ((np = realloc(b->p, cap)) == NULL) {
+      b->failed = 1;
+      return;
+    }
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, p, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+void cairn_buf_emit(void *ud, const char *p, size_t n)
+{
+  cairn_buf_add(ud, p, n);
+}
+
+void cairn_buf_release(struct cairn_buf *b)
+{
+  size_t max = b->max;
+  free(b->p);
+  memset(b, 0, sizeof *b);
+  b->max = max;
+}
