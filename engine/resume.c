@@ -318,6 +318,15 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
       break;
     }
   }
+  /* A branch that failed for good decides the state: its siblings are
+   * cancelled (their groups stopped below), never asked about. */
+  int settled = 0;
+  for (size_t i = 0; i < sx->ntasks; i++)
+    settled |= plans[i] == PLAN_FAILED;
+  if (settled) {
+    ask[0] = '\0';
+    res->state[0] = '\0';
+  }
   if (ask[0]) {
     /* Nothing is written: the run stays as it was. */
     res->outcome = ENGINE_WAITING;

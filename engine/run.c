@@ -701,7 +701,7 @@ void engine__task_done(struct engine__task *t, int ok, int cancelled,
   t->phase = ENGINE__TASK_DONE;
   t->succeeded = ok;
   t->cancelled = cancelled;
-  if (error && !ok)
+  if (error && !ok && error != t->error)
     snprintf(t->error, sizeof t->error, "%s", error);
   sx->open--;
 

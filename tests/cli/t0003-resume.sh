@@ -572,4 +572,46 @@ test_expect_success 'resume of the killed run stops its orphan and finishes it' 
 	test_cmp expect actual
 '
 
+# A parallel state whose branch failed for good is settled: after a crash
+# between that failure and the cancellation of its sibling, resume must
+# cancel the sibling and fail the run, never ask for a decision about it.
+# Needs the crash hook (builds with -Dtest_hooks=true).
+write_workflow settled/pf.yaml <<\EOF
+cairn: 1
+name: settled
+start: both
+states:
+  both:
+    parallel:
+      bad: { do: exec, with: { argv: ["false"] } }
+      slow: { do: exec, with: { argv: [sleep, "5"] } }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'resume after a failed branch cancels its sibling instead of asking' '
+	cd settled &&
+	found= &&
+	for n in 1 2 3 4 5 6 7 8 9 10; do
+		rm -rf .cairn &&
+		st=0 && CAIRN_TEST_KILL_AFTER_COMMIT=$n cairn run pf.yaml >/dev/null 2>&1 || st=$? &&
+		if test $st -ne 137; then
+			break
+		fi &&
+		failed=$(sqlite3 .cairn/journal.db "select count(*) from events where state = '\''both/bad'\'' and kind = '\''action.finished'\''") &&
+		slow=$(sqlite3 .cairn/journal.db "select count(*) from events where state = '\''both/slow'\'' and kind = '\''action.finished'\''") &&
+		if test "$failed" = 1 && test "$slow" = 0; then
+			found=$n && break
+		fi
+	done &&
+	if test -z "$found"; then
+		echo "no kill point between the failure and the cancellation (no crash hook?)" &&
+		exit 1
+	fi &&
+	test_must_fail_with 1 cairn resume >out 2>err &&
+	test_grep "state '\''both/bad'\'' failed: exited with status 1" out &&
+	test_grep "both/slow cancelled" out &&
+	test_grep ! "assume" out
+'
+
 test_done
