@@ -532,17 +532,29 @@ static json_t *finished_payload(const struct adapter_result *res,
   return p;
 }
 
+static void task_finished(struct engine__task *t,
+                          const struct adapter_result *res);
+
+/* The adapter is done with the call (every handle closed): free it. */
 static void on_done(struct adapter_call *call, const struct adapter_result *res)
 {
   struct engine__task *t = call->data;
-  struct engine__rt *rt = t->rt;
-  int ok = res->outcome == ADAPTER_SUCCEEDED;
-  int stopped = res->outcome == ADAPTER_CANCELLED;
 
   free(call);
   t->call = NULL;
   json_decref(t->call_inputs);
   t->call_inputs = NULL;
+  task_finished(t, res);
+}
+
+/* Journals how an attempt (or probe) ended and decides what follows:
+ * done, a retry after its delay, or the state's failure. */
+static void task_finished(struct engine__task *t,
+                          const struct adapter_result *res)
+{
+  struct engine__rt *rt = t->rt;
+  int ok = res->outcome == ADAPTER_SUCCEEDED;
+  int stopped = res->outcome == ADAPTER_CANCELLED;
 
   if (t->probing) {
     t->probing = 0;
@@ -667,24 +679,17 @@ static void task_start_now(struct engine__task *t)
   }
   rc = desc->start(call, &err);
   if (rc != 0) {
+    /* Nothing runs and on_done will not come: a failed attempt like any
+     * other, so retries apply. */
+    struct adapter_result res = {0};
     t->call = NULL;
     t->call_inputs = NULL;
     free(call);
     json_decref(inputs);
-    struct adapter_result res = {0};
     res.outcome = ADAPTER_FAILED;
     res.exit_code = -1;
-    res.outputs = NULL;
     snprintf(res.error, sizeof res.error, "%s", err.msg);
-    /* Route through the common path so retries apply. */
-    struct adapter_call *fake = calloc(1, sizeof *fake);
-    if (fake == NULL) {
-      rt->fatal = CAIRN_E_NOMEM;
-      return;
-    }
-    fake->data = t;
-    t->call = fake;
-    on_done(fake, &res);
+    task_finished(t, &res);
   }
 }
 
