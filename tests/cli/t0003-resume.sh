@@ -614,4 +614,72 @@ test_expect_success 'resume after a failed branch cancels its sibling instead of
 	test_grep ! "assume" out
 '
 
+# An interrupt during a wait state: nothing is running, so the run stops at
+# once; resume waits only what is left of the journaled deadline.
+write_workflow waiting/w.yaml <<\EOF
+cairn: 1
+name: waiting
+start: pause
+states:
+  pause:
+    wait: 3s
+    next: after
+  after:
+    do: exec
+    with: { argv: [touch, after.done] }
+    idempotent: true
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'SIGINT during a wait stops at once; resume waits only the rest' '
+	cd waiting &&
+	start_run run w.yaml &&
+	sleep 1 &&
+	kill -INT $BGPID &&
+	t0=$(date +%s%N) &&
+	wait_run 3 &&
+	t1=$(date +%s%N) &&
+	test $(( (t1 - t0) / 1000000 )) -lt 1500 &&
+	test_path_is_missing after.done &&
+	test "$(q "SELECT status FROM runs")" = interrupted &&
+	cairn resume >out &&
+	t2=$(date +%s%N) &&
+	test_path_is_file after.done &&
+	# about 2 s of the 3 s wait were left: resume waits those, not 3 s
+	# again, and not nothing
+	took=$(( (t2 - t1) / 1000000 )) &&
+	echo "resume took ${took}ms" &&
+	test $took -lt 2700 &&
+	test $took -ge 1400
+'
+
+# A second Ctrl-C does not wait for the grace period.
+write_workflow twice/w.yaml <<\EOF
+cairn: 1
+name: twice
+start: long
+states:
+  long:
+    do: exec
+    with: { argv: [sh, -c, "touch started; sleep 30"] }
+    idempotent: true
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a second SIGINT stops running steps without waiting out the grace' '
+	cd twice &&
+	start_run run w.yaml --grace 20s &&
+	wait_for_file started 10 &&
+	kill -INT $BGPID &&
+	sleep 0.5 &&
+	kill -INT $BGPID &&
+	t0=$(date +%s%N) &&
+	wait_run 3 &&
+	t1=$(date +%s%N) &&
+	test $(( (t1 - t0) / 1000000 )) -lt 8000 &&
+	test "$(q "SELECT json_extract(payload, '\''$.outcome'\'') FROM events WHERE kind = '\''action.finished'\''")" = interrupted
+'
+
 test_done
