@@ -89,6 +89,8 @@ struct adapter_call {
   const struct adapter_desc *desc;
   json_t *inputs;            /* resolved, defaults applied (borrowed) */
   const char *log_path;      /* output appended here, redacted; 0600 */
+  const char *log_header;    /* written to the log before the output (a
+                                line, with its newline); may be NULL */
   int64_t timeout_ms;        /* 0: none; on expiry the outcome is
                                 ADAPTER_TIMED_OUT */
   int64_t kill_grace_ms;     /* SIGTERM to SIGKILL; 0 means 5000 */

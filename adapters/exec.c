@@ -21,7 +21,13 @@
  *              on_done, then frees the run.
  *
  * A failed spawn goes straight to FINISHING and is reported through
- * on_done as a failed attempt, like any command that fails. */
+ * on_done as a failed attempt, like any command that fails.
+ *
+ * The child comes from posix_spawn (glibc's is vfork-like: no copy of our
+ * page tables, unlike libuv's fork), its output through two pipes read on
+ * the loop; the leader's exit through its pidfd, polled on the loop, then
+ * waitpid (or, on a kernel without pidfds, waitpid every
+ * EXEC_WAIT_POLL_MS). There is no SIGCHLD handler. */
 #include "adapters/adapter.h"
 #include "common/buf.h"
 #include "common/proc.h"
@@ -30,10 +36,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -43,6 +52,7 @@ extern char **environ;
 #define EXEC_DRAIN_MS 100
 #define EXEC_REAP_POLL_MS 20
 #define EXEC_GRACE_MS 5000            /* when call->kill_grace_ms is 0 */
+#define EXEC_WAIT_POLL_MS 10          /* waitpid polling, without pidfds */
 
 enum exec_phase {
   EXEC_RUNNING,
@@ -64,7 +74,14 @@ struct exec_stream {
 
 struct exec_run {
   struct adapter_call *call;
-  uv_process_t proc;
+  union { /* learns of the leader's exit */
+    uv_handle_t handle;
+    uv_poll_t poll;   /* on pidfd */
+    uv_timer_t timer; /* polls waitpid, when there is no pidfd */
+  } exitw;
+  int exitw_init;   /* exitw is a live handle */
+  int exitw_closed; /* uv_close called on it */
+  int pidfd;        /* -1 when none; closed after exitw */
   uv_timer_t timer;
   struct exec_stream out;
   struct exec_stream err;
@@ -517,6 +534,26 @@ static void on_close(uv_handle_t *h)
     complete(r);
 }
 
+/* uv_poll does not own the pidfd: close it once the handle is closed. */
+static void on_exitw_close(uv_handle_t *h)
+{
+  struct exec_run *r = h->data;
+
+  if (r->pidfd >= 0) {
+    close(r->pidfd);
+    r->pidfd = -1;
+  }
+  on_close(h);
+}
+
+static void exitw_close(struct exec_run *r)
+{
+  if (!r->exitw_init || r->exitw_closed)
+    return;
+  r->exitw_closed = 1;
+  uv_close(&r->exitw.handle, on_exitw_close);
+}
+
 static void stream_close(struct exec_run *r, struct exec_stream *s)
 {
   if (s->closed)
@@ -533,7 +570,7 @@ static void finish(struct exec_run *r)
   r->phase = EXEC_FINISHING;
   r->end_ns = uv_hrtime();
   uv_close((uv_handle_t *)&r->timer, on_close);
-  uv_close((uv_handle_t *)&r->proc, on_close);
+  exitw_close(r);
   stream_close(r, &r->out);
   stream_close(r, &r->err);
 }
@@ -601,10 +638,9 @@ static void on_timer(uv_timer_t *t)
   }
 }
 
-static void on_proc_exit(uv_process_t *p, int64_t exit_status, int term_signal)
+static void on_proc_exit(struct exec_run *r, int64_t exit_status,
+                         int term_signal)
 {
-  struct exec_run *r = p->data;
-
   r->exited = 1;
   r->exit_status = exit_status;
   r->term_signal = term_signal;
@@ -616,6 +652,40 @@ static void on_proc_exit(uv_process_t *p, int64_t exit_status, int term_signal)
     return;
   }
   after_exit(r);
+}
+
+/* Reaps the leader if it exited. Decodes its status as libuv did. */
+static void reap(struct exec_run *r)
+{
+  int status = 0;
+  pid_t w;
+
+  if (r->exited)
+    return;
+  do
+    w = waitpid(r->pid, &status, WNOHANG);
+  while (w < 0 && errno == EINTR);
+  if (w == 0)
+    return; /* still running */
+  exitw_close(r);
+  if (w < 0) { /* ECHILD: reaped by someone else; its status is lost */
+    on_proc_exit(r, -1, 0);
+    return;
+  }
+  on_proc_exit(r, WIFEXITED(status) ? WEXITSTATUS(status) : 0,
+               WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+static void on_pidfd(uv_poll_t *p, int status, int events)
+{
+  (void)status;
+  (void)events;
+  reap(p->data);
+}
+
+static void on_wait_poll(uv_timer_t *t)
+{
+  reap(t->data);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -816,6 +886,237 @@ static void spawn_error(struct exec_run *r, int rc, const char *file,
            uv_strerror(rc));
 }
 
+/* ---- spawning ----------------------------------------------------------- */
+
+/* posix_spawn (vfork-like, no copy of our page tables) as libuv's execvp
+ * child did it: argv[0] without a '/' is looked up in the PATH of the
+ * child's environment, and a file the kernel cannot execute (ENOEXEC: a
+ * script without "#!") runs through /bin/sh, as execvp does. */
+struct spawn_req {
+  const posix_spawn_file_actions_t *fa;
+  const posix_spawnattr_t *attr;
+  char *const *args;
+  char *const *envp;
+};
+
+static int spawn_file(pid_t *pid, const char *path,
+                      const struct spawn_req *q)
+{
+  size_t n = 0;
+  char **sh;
+  int rc;
+
+  rc = posix_spawn(pid, path, q->fa, q->attr, q->args, q->envp);
+  if (rc != ENOEXEC)
+    return rc;
+  while (q->args[n])
+    n++;
+  if ((sh = calloc(n + 2, sizeof *sh)) == NULL)
+    return ENOMEM;
+  sh[0] = (char *)"/bin/sh";
+  sh[1] = (char *)path;
+  for (size_t i = 1; i < n; i++)
+    sh[i + 1] = q->args[i];
+  rc = posix_spawn(pid, "/bin/sh", q->fa, q->attr, sh, q->envp);
+  free(sh);
+  return rc;
+}
+
+/* execvp's search, one spawn per candidate (a missing cwd fails each one
+ * with ENOENT: spawn_error tells it apart). */
+static int spawn_search(pid_t *pid, const char *file, const char *path,
+                        const struct spawn_req *q)
+{
+  size_t flen = strlen(file);
+  int eacces = 0, rc = ENOENT;
+  char *buf;
+
+  if (path == NULL)
+    path = "/bin:/usr/bin"; /* glibc's default, as execvp's */
+  if ((buf = malloc(strlen(path) + flen + 2)) == NULL)
+    return ENOMEM;
+  for (const char *p = path;; p++) {
+    const char *end = strchr(p, ':');
+    size_t dlen = end ? (size_t)(end - p) : strlen(p);
+
+    if (dlen > 0) { /* an empty element is the current directory */
+      memcpy(buf, p, dlen);
+      buf[dlen] = '/';
+      memcpy(buf + dlen + 1, file, flen + 1);
+    } else {
+      memcpy(buf, file, flen + 1);
+    }
+    rc = spawn_file(pid, buf, q);
+    switch (rc) {
+    case EACCES:
+      eacces = 1;
+      break;
+    case ENOENT:
+    case ENOTDIR:
+    case ESTALE:
+    case ENODEV:
+    case ETIMEDOUT:
+      break;
+    default:
+      free(buf);
+      return rc; /* 0 too */
+    }
+    if (end == NULL)
+      break;
+    p = end;
+  }
+  free(buf);
+  return eacces ? EACCES : rc;
+}
+
+static const char *path_of(char *const *env)
+{
+  for (; env && *env; env++)
+    if (strncmp(*env, "PATH=", 5) == 0)
+      return *env + 5;
+  return NULL;
+}
+
+static int spawn_argv(pid_t *pid, char *const *args, char **envp,
+                      const struct spawn_req *q)
+{
+  const char *file = args[0];
+  const char *ours, *theirs;
+
+  if (file[0] == '\0')
+    return ENOENT;
+  if (strchr(file, '/') != NULL)
+    return spawn_file(pid, file, q);
+  ours = getenv("PATH");
+  theirs = envp ? path_of(envp) : ours;
+  if ((ours == NULL) != (theirs == NULL) ||
+      (ours != NULL && strcmp(ours, theirs) != 0))
+    return spawn_search(pid, file, theirs, q);
+  /* posix_spawnp searches our PATH: the same */
+  {
+    int rc = posix_spawnp(pid, file, q->fa, q->attr, args, q->envp);
+    if (rc == ENOEXEC) /* needs /bin/sh with the full name */
+      rc = spawn_search(pid, file, theirs, q);
+    return rc;
+  }
+}
+
+/* A descriptor above 2, so that the child's dup2s and /dev/null cannot
+ * clobber one another (we may run with 0-2 closed). */
+static int above_stdio(int fd)
+{
+  int nfd;
+
+  if (fd > 2)
+    return fd;
+  nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  close(fd);
+  return nfd;
+}
+
+static int make_pipe(int fds[2])
+{
+  int p[2];
+
+  if (pipe2(p, O_CLOEXEC) < 0)
+    return errno;
+  p[0] = above_stdio(p[0]);
+  p[1] = above_stdio(p[1]);
+  if (p[0] < 0 || p[1] < 0) {
+    int e = errno;
+    if (p[0] >= 0)
+      close(p[0]);
+    if (p[1] >= 0)
+      close(p[1]);
+    return e;
+  }
+  fds[0] = p[0];
+  fds[1] = p[1];
+  return 0;
+}
+
+/* Runs the child: its own session, default signal dispositions and an
+ * empty mask, stdin /dev/null, stdout and stderr the pipes' write ends. */
+static int spawn_child(pid_t *pid, char *const *args, char **envp,
+                       const char *cwd, int out_w, int err_w)
+{
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_t fa;
+  struct spawn_req q;
+  sigset_t all, none;
+  int rc;
+
+  if ((rc = posix_spawnattr_init(&attr)) != 0)
+    return rc;
+  if ((rc = posix_spawn_file_actions_init(&fa)) != 0) {
+    posix_spawnattr_destroy(&attr);
+    return rc;
+  }
+  sigfillset(&all);
+  sigemptyset(&none);
+  if ((rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID |
+                                                POSIX_SPAWN_SETSIGDEF |
+                                                POSIX_SPAWN_SETSIGMASK)) ||
+      (rc = posix_spawnattr_setsigdefault(&attr, &all)) ||
+      (rc = posix_spawnattr_setsigmask(&attr, &none)) ||
+      (rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
+                                             0)) ||
+      (rc = posix_spawn_file_actions_adddup2(&fa, out_w, 1)) ||
+      (rc = posix_spawn_file_actions_adddup2(&fa, err_w, 2)) ||
+      (cwd && (rc = posix_spawn_file_actions_addchdir_np(&fa, cwd))))
+    goto out;
+  q.fa = &fa;
+  q.attr = &attr;
+  q.args = args;
+  q.envp = envp ? envp : environ;
+  rc = spawn_argv(pid, args, envp, &q);
+out:
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  return rc;
+}
+
+/* Learns of the leader's exit: a pidfd polled on the loop, or, where the
+ * kernel has none, waitpid every EXEC_WAIT_POLL_MS. No SIGCHLD handler. */
+static void watch_exit(struct exec_run *r)
+{
+  uv_loop_t *loop = r->call->loop;
+  int fd = -1;
+
+#ifdef SYS_pidfd_open
+  fd = (int)syscall(SYS_pidfd_open, r->pid, 0); /* close-on-exec */
+#endif
+  if (fd >= 0 && uv_poll_init(loop, &r->exitw.poll, fd) == 0) {
+    r->pidfd = fd;
+    r->exitw.poll.data = r;
+    r->exitw_init = 1;
+    uv_poll_start(&r->exitw.poll, UV_READABLE, on_pidfd);
+    return;
+  }
+  if (fd >= 0)
+    close(fd);
+  uv_timer_init(loop, &r->exitw.timer);
+  r->exitw.timer.data = r;
+  r->exitw_init = 1;
+  uv_timer_start(&r->exitw.timer, on_wait_poll, EXEC_WAIT_POLL_MS,
+                 EXEC_WAIT_POLL_MS);
+}
+
+/* The read end of a pipe becomes the stream's; its EOF closes it. */
+static void read_pipe(struct exec_run *r, struct exec_stream *s, int fd)
+{
+  int fl = fcntl(fd, F_GETFL);
+
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+      uv_pipe_open(&s->pipe, fd) < 0) {
+    close(fd);
+    stream_close(r, s);
+    return;
+  }
+  if (uv_read_start((uv_stream_t *)&s->pipe, on_alloc, on_read) < 0)
+    stream_close(r, s);
+}
+
 static int exec_start(struct adapter_call *call, struct cairn_error *err)
 {
   json_t *in = call->inputs;
@@ -825,8 +1126,9 @@ static int exec_start(struct adapter_call *call, struct cairn_error *err)
   const char **args = NULL;
   char **envp = NULL;
   struct exec_run *r = NULL;
-  uv_process_options_t opt;
-  uv_stdio_container_t stdio[3];
+  char **spawn_args;
+  int out_p[2] = { -1, -1 }, err_p[2] = { -1, -1 };
+  pid_t pid = -1;
   int64_t t;
   int rc;
 
@@ -897,6 +1199,12 @@ static int exec_start(struct adapter_call *call, struct cairn_error *err)
                            call->log_path, uv_strerror(-errno));
       goto fail;
     }
+    if (call->log_header) {
+      /* The caller's line before this run's output (best effort, like
+       * every log write). */
+      ssize_t w = write(r->log_fd, call->log_header, strlen(call->log_header));
+      (void)w;
+    }
   }
 
   /* From here on nothing fails: a failed spawn is a failed attempt,
@@ -910,30 +1218,24 @@ static int exec_start(struct adapter_call *call, struct cairn_error *err)
   r->timer.data = r;
   r->out.pipe.data = r;
   r->err.pipe.data = r;
-  r->proc.data = r;
+  r->pidfd = -1;
   call->priv = r;
 
-  memset(&opt, 0, sizeof opt);
-  memset(stdio, 0, sizeof stdio);
-  stdio[0].flags = UV_IGNORE; /* /dev/null */
-  stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-  stdio[1].data.stream = (uv_stream_t *)&r->out.pipe;
-  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-  stdio[2].data.stream = (uv_stream_t *)&r->err.pipe;
-  opt.exit_cb = on_proc_exit;
-  opt.args = (char **)(args ? args : sh_args);
-  opt.file = opt.args[0];
-  opt.env = envp;
-  opt.cwd = cwd;
-  opt.flags = UV_PROCESS_DETACHED; /* setsid: its own session and group */
-  opt.stdio = stdio;
-  opt.stdio_count = 3;
-
+  spawn_args = (char **)(args ? args : sh_args);
   cloexec_fds();
-  rc = uv_spawn(call->loop, &r->proc, &opt); /* inits proc in any case */
-  r->nopen = 4;
-  if (rc < 0) {
-    spawn_error(r, rc, opt.file, cwd);
+  if ((rc = make_pipe(out_p)) == 0 && (rc = make_pipe(err_p)) == 0)
+    rc = spawn_child(&pid, spawn_args, envp, cwd, out_p[1], err_p[1]);
+  if (out_p[1] >= 0)
+    close(out_p[1]);
+  if (err_p[1] >= 0)
+    close(err_p[1]);
+  if (rc != 0) {
+    if (out_p[0] >= 0)
+      close(out_p[0]);
+    if (err_p[0] >= 0)
+      close(err_p[0]);
+    r->nopen = 3;
+    spawn_error(r, -rc, spawn_args[0], cwd);
     free(args);
     free(envp);
     finish(r);
@@ -942,12 +1244,12 @@ static int exec_start(struct adapter_call *call, struct cairn_error *err)
   free(args);
   free(envp);
   r->spawned = 1;
-  r->pid = r->proc.pid;
+  r->pid = (int)pid;
+  r->nopen = 4;
+  watch_exit(r);
 
-  if (uv_read_start((uv_stream_t *)&r->out.pipe, on_alloc, on_read) < 0)
-    stream_close(r, &r->out);
-  if (uv_read_start((uv_stream_t *)&r->err.pipe, on_alloc, on_read) < 0)
-    stream_close(r, &r->err);
+  read_pipe(r, &r->out, out_p[0]);
+  read_pipe(r, &r->err, err_p[0]);
   if (r->timeout_ms > 0) {
     /* the loop's clock may be stale (the engine may have blocked on a
      * commit since): a stale base would shorten the timeout */

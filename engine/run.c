@@ -482,14 +482,12 @@ static void on_spawned(struct adapter_call *call, int pid, int pgid,
                        int64_t proc_start)
 {
   struct engine__task *t = call->data;
-  char boot[40];
   if (t->probing)
     return;
-  cairn_proc_boot_id(boot);
   engine__emit(t->rt, JOURNAL_EV_ACTION_SPAWNED, t->path, t->attempt,
                json_pack("{s:i,s:i,s:I,s:s}", "pid", pid, "pgid", pgid,
                          "proc_start", (json_int_t)proc_start, "boot_id",
-                         boot));
+                         t->rt->boot_id));
 }
 
 static int64_t retry_delay(const struct engine_retry *r, int failures)
@@ -666,17 +664,10 @@ static void task_start_now(struct engine__task *t)
   t->call_inputs = inputs;
   t->phase = ENGINE__TASK_RUNNING;
 
-  {
-    /* A header per attempt keeps one log readable across retries. The
-     * log is private like the journal: created 0600. */
-    int fd = open(t->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                  0600);
-    if (fd >= 0) {
-      dprintf(fd, "--- %s attempt %d ---\n", t->probing ? "probe" : "action",
-              t->attempt);
-      close(fd);
-    }
-  }
+  /* A header per attempt keeps one log readable across retries. */
+  snprintf(t->log_header, sizeof t->log_header, "--- %s attempt %d ---\n",
+           t->probing ? "probe" : "action", t->attempt);
+  call->log_header = t->log_header;
   rc = desc->start(call, &err);
   if (rc != 0) {
     /* Nothing runs and on_done will not come: a failed attempt like any
@@ -1121,6 +1112,7 @@ int engine__rt_init(struct engine__rt *rt, struct journal *j,
   rt->res = res;
   rt->err = err;
   rt->start_ms = journal_now_ms();
+  cairn_proc_boot_id(rt->boot_id);
   snprintf(rt->env_name, sizeof rt->env_name, "%s", opt->env ? opt->env : "");
 
   rt->scope = json_pack("{s:{},s:o,s:{},s:{},s:{}}", "params", "vars",

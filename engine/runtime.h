@@ -35,6 +35,7 @@ struct engine__task {
   json_t *outputs;                /* owned, when succeeded */
   char error[512];
   char log_path[4200];
+  char log_header[64];            /* "--- action attempt N ---\n" */
   struct adapter_call *call;      /* while RUNNING (freed in on_done) */
   json_t *call_inputs;            /* inputs of the running call (owned) */
   uv_timer_t *retry_timer;        /* heap, freed in its close callback */
@@ -74,6 +75,8 @@ struct engine__rt {
   char run_id[JOURNAL_RUN_ID_LEN];
   char run_dir[4096];
   char env_name[256];
+  char boot_id[40];               /* read once: it cannot change while we
+                                     run */
   json_t *scope;                  /* params, vars, secrets, states, run */
   char **redact;                  /* secret values, NULL-terminated */
 
