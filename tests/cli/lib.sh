@@ -358,3 +358,22 @@ wait_for_file() {
     sleep 0.1
   done
 }
+
+# ---- journal and process helpers shared by the scripts ----------------------
+
+# last_run [JOURNAL]: the id of the newest run.
+last_run() {
+	sqlite3 "${1:-.cairn/journal.db}" \
+		"SELECT id FROM runs ORDER BY created_ms DESC, id DESC LIMIT 1"
+}
+
+# q SQL: a query on .cairn/journal.db.
+q() { sqlite3 .cairn/journal.db "$@"; }
+
+# proc_alive PID: the process exists and is not a zombie (an orphan whose
+# parent is gone may stay a zombie where pid 1 does not reap).
+proc_alive() {
+	local st
+	st=$(sed -n 's/^.*) \(.\) .*$/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}

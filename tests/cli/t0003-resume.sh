@@ -5,20 +5,6 @@
 
 # ---- helpers -----------------------------------------------------------------
 
-last_run() {
-	sqlite3 "${1:-.cairn/journal.db}" \
-		"SELECT id FROM runs ORDER BY created_ms DESC, id DESC LIMIT 1"
-}
-
-q() { sqlite3 .cairn/journal.db "$@"; }
-
-# proc_alive PID: exists and is not a zombie.
-proc_alive() {
-	local st
-	st=$(sed -n 's/^.*) \(.\) .*$/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
-	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
-}
-
 # start_run ARGS...: starts "cairn ARGS" in the background (output in
 # bg.out and bg.err); its pid is $BGPID. If the test body ends before
 # wait_run, the engine is killed.

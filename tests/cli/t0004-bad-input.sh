@@ -17,15 +17,6 @@ one_line() {
 	fi
 }
 
-q() { sqlite3 .cairn/journal.db "$@"; }
-
-# proc_alive PID: exists and is not a zombie.
-proc_alive() {
-	local st
-	st=$(sed -n 's/^.*) \(.\) .*$/\1/p' "/proc/$1/stat" 2>/dev/null) || return 1
-	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
-}
-
 # ---- fixtures ----------------------------------------------------------------
 
 write_workflow main/ok.yaml <<\EOF

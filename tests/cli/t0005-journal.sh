@@ -5,13 +5,6 @@
 
 # ---- helpers -----------------------------------------------------------------
 
-last_run() {
-	sqlite3 "${1:-.cairn/journal.db}" \
-		"SELECT id FROM runs ORDER BY created_ms DESC, id DESC LIMIT 1"
-}
-
-q() { sqlite3 .cairn/journal.db "$@"; }
-
 # tampered NAME SQL: a copy of the journal as NAME.db, changed by SQL on a
 # raw connection with the append-only triggers dropped.
 tampered() {
