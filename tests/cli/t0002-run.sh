@@ -5,8 +5,6 @@
 # overrides, file modes, inherited descriptors and secrets.
 . "$(dirname "$0")/lib.sh"
 
-# ---- helpers -----------------------------------------------------------------
-
 # ---- fixtures ----------------------------------------------------------------
 
 write_workflow seq.yaml <<\EOF
