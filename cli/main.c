@@ -48,9 +48,6 @@ int cli_exit_for(int code)
     return CLI_EXIT_OK;
   case CAIRN_E_LOCKED:
     return CLI_EXIT_LOCKED;
-  case CAIRN_E_INTERRUPTED:
-  case CAIRN_E_DECISION:
-    return CLI_EXIT_INTERRUPTED;
   case CAIRN_E_INVAL:
   case CAIRN_E_WORKFLOW:
   case CAIRN_E_TEMPLATE:

@@ -20,8 +20,6 @@
   X(NORUN,        -5009, "no such run")                                      \
   X(LOCKED,       -5010, "locked by another run")                            \
   X(CHANGED,      -5011, "workflow file changed since the run started")      \
-  X(DECISION,     -5012, "a decision is needed")                             \
-  X(INTERRUPTED,  -5013, "interrupted")                                      \
   X(FAILED,       -5014, "failed")                                           \
   X(CHAIN,        -5015, "journal hash chain is broken")                     \
   X(NOTFOUND,     -5016, "not found")                                        \

@@ -695,8 +695,6 @@ void engine__task_done(struct engine__task *t, int ok, int cancelled,
   if (t->retry_timer)
     uv_timer_stop(t->retry_timer);
   t->phase = ENGINE__TASK_DONE;
-  t->succeeded = ok;
-  t->cancelled = cancelled;
   if (error && !ok && error != t->error)
     snprintf(t->error, sizeof t->error, "%s", error);
   sx->open--;
@@ -966,7 +964,6 @@ void engine__state_done(struct engine__rt *rt, struct engine__sx *sx)
 static void stop_running(struct engine__rt *rt)
 {
   struct engine__sx *sx = rt->cur;
-  rt->stopping = 1;
   if (sx == NULL)
     return;
   for (size_t i = 0; i < sx->ntasks; i++) {

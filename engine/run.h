@@ -67,7 +67,7 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
  * started from (same sha256 unless opt->allow_changed). Rebuilds the run
  * from its events only. Returns 0 with *res filled, or a negative code
  * (CAIRN_E_STATE when the run already finished, CAIRN_E_CHANGED,
- * CAIRN_E_LOCKED, CAIRN_E_DECISION never: a needed decision is the
+ * CAIRN_E_LOCKED; a needed decision is not an error but the
  * ENGINE_WAITING outcome) with nothing journaled. */
 int engine_resume(struct journal *j, const struct engine_workflow *wf,
                   const char *run_id, const struct engine_options *opt,

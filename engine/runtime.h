@@ -30,8 +30,6 @@ struct engine__task {
   int failures;                   /* failed attempts in this entry */
   int probing;                    /* the running call is the probe */
   enum engine__task_phase phase;
-  int succeeded;                  /* when DONE */
-  int cancelled;                  /* when DONE: stopped, not failed */
   json_t *outputs;                /* owned, when succeeded */
   char error[512];
   char log_path[4200];
@@ -97,7 +95,6 @@ struct engine__rt {
   struct engine__sx *cur;
   struct engine__sx *dead;
   int interrupted;                /* signal number, 0 when none */
-  int stopping;                   /* grace is over: cancel what runs */
   int finished;                   /* run.finished or run.interrupted queued */
   int closing;
   int fatal;                      /* a journal write failed */

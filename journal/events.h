@@ -100,7 +100,6 @@
 #define JOURNAL_STATUS_SUCCEEDED "succeeded"
 #define JOURNAL_STATUS_FAILED "failed"
 #define JOURNAL_STATUS_INTERRUPTED "interrupted"
-#define JOURNAL_STATUS_WAITING "waiting" /* needs a decision (exit 3) */
 
 enum journal_phase {
   JOURNAL_PHASE_ENTERED,     /* state.entered, no attempt running: none
