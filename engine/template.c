@@ -833,23 +833,33 @@ static int parse_atom(struct parser *p, struct node **out)
   return rc;
 }
 
-static int parse_unary(struct parser *p, struct node **out)
+typedef int (*parse_fn)(struct parser *p, struct node **out);
+
+/* A prefix operator (unary minus, not): `op` applied to itself again, or
+ * the next level down when the token is not `op`. */
+static int parse_prefix(struct parser *p, enum tok op, enum node_kind kind,
+                        parse_fn self, parse_fn below, struct node **out)
 {
   struct node *a;
   size_t off = p->tok.off;
   int rc;
 
-  if (p->tok.kind != T_MINUS)
-    return parse_atom(p, out);
+  if (p->tok.kind != op)
+    return below(p, out);
   rc = enter(p, off);
   if (rc == 0)
     rc = lex(p);
   if (rc == 0)
-    rc = parse_unary(p, &a);
+    rc = self(p, &a);
   if (rc != 0)
     return rc;
   p->depth--;
-  return make_node(p, N_NEG, T_MINUS, off, a, NULL, out);
+  return make_node(p, kind, op, off, a, NULL, out);
+}
+
+static int parse_unary(struct parser *p, struct node **out)
+{
+  return parse_prefix(p, T_MINUS, N_NEG, parse_unary, parse_atom, out);
 }
 
 static int parse_prod(struct parser *p, struct node **out)
@@ -932,21 +942,7 @@ static int parse_cmp(struct parser *p, struct node **out)
 
 static int parse_not(struct parser *p, struct node **out)
 {
-  struct node *a;
-  size_t off = p->tok.off;
-  int rc;
-
-  if (p->tok.kind != T_NOT)
-    return parse_cmp(p, out);
-  rc = enter(p, off);
-  if (rc == 0)
-    rc = lex(p);
-  if (rc == 0)
-    rc = parse_not(p, &a);
-  if (rc != 0)
-    return rc;
-  p->depth--;
-  return make_node(p, N_NOT, T_NOT, off, a, NULL, out);
+  return parse_prefix(p, T_NOT, N_NOT, parse_not, parse_cmp, out);
 }
 
 static int parse_and(struct parser *p, struct node **out)
