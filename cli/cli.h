@@ -109,6 +109,9 @@ int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
 const char *cli_duration(int64_t ms, char *buf, size_t n);
 /* "2026-11-22 19:57:01" (local time) into buf. */
 const char *cli_time(int64_t ms, char *buf, size_t n);
+/* Prints "↶ rollback plan: undo:a, undo:b" for a rollback.planned
+ * payload (borrowed). */
+void cli_print_plan_line(json_t *planned);
 /* Prints a JSON value as one line to stdout. Steals nothing. */
 void cli_print_json(json_t *v);
 
@@ -133,5 +136,19 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_validate(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_verify(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_version(int argc, char **argv, struct cli_ctx *ctx);
+int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx);
+int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx);
+int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx);
+
+/* ---- simulation (cli/cmd_simulate.c), shared with plan ---- */
+
+/* Simulates wf (engine_simulate) with env, sets and sim; events go to
+ * observe(ud). Everything is borrowed. */
+int cli_simulate(const struct engine_workflow *wf, const char *env,
+                 const struct cli_list *sets, const struct engine_sim *sim,
+                 engine_observe_cb observe, void *ud,
+                 struct engine_result *res, struct cairn_error *err);
+/* The exit code a real run that ended like res would give. */
+int cli_sim_exit_code(const struct engine_result *res);
 
 #endif

@@ -16,7 +16,13 @@ static const struct cli_command commands[] = {
   {"status", cli_cmd_status, CLI_JSON, "show runs in progress, or one run"},
   {"history", cli_cmd_history, CLI_JSON, "list runs, newest first"},
   {"show", cli_cmd_show, CLI_JSON, "show one run: its states and events"},
+  {"rollback", cli_cmd_rollback, CLI_JSON,
+   "undo a succeeded run, or print its plan (--dry-run)"},
   {"validate", cli_cmd_validate, CLI_JSON, "check a workflow file"},
+  {"plan", cli_cmd_plan, CLI_JSON,
+   "print the happy path and where each failure leads"},
+  {"simulate", cli_cmd_simulate, CLI_JSON,
+   "run the engine with scripted outcomes, touching nothing"},
   {"verify", cli_cmd_verify, CLI_JSON, "check the journal's hash chain"},
   {"version", cli_cmd_version, CLI_JSON, "print the version"},
 };
@@ -125,7 +131,7 @@ static void usage(FILE *f)
              "'man cairn' about all.\n"
              "exit codes: 0 done, 1 failed, 2 usage or invalid input, "
              "3 interrupted or waiting\nfor a decision, 4 locked by another "
-             "run.\n");
+             "run, 6 rollback failed.\n");
 }
 
 int main(int argc, char **argv)

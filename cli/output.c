@@ -207,6 +207,11 @@ void cli_progress_observe(void *ud, const struct journal_event *ev)
       printf("… %s: waiting %s\n", ev->state,
              cli_duration(until - ev->time_ms, d, sizeof d));
     }
+  } else if (strcmp(k, JOURNAL_EV_ROLLBACK_REQUESTED) == 0) {
+    printf("run %s: rollback requested by %s\n", ev->run_id,
+           pstr(ev, "actor"));
+  } else if (strcmp(k, JOURNAL_EV_ROLLBACK_PLANNED) == 0) {
+    cli_print_plan_line(ev->payload);
   } else if (strcmp(k, JOURNAL_EV_DECISION_ASSUMED) == 0) {
     printf("! %s: assumed %s (by %s)\n", ev->state, pstr(ev, "outcome"),
            pstr(ev, "actor"));
@@ -221,6 +226,20 @@ void cli_progress_observe(void *ud, const struct journal_event *ev)
   fflush(stdout);
   if (p->ctx->tty)
     draw_live(p);
+}
+
+void cli_print_plan_line(json_t *planned)
+{
+  json_t *steps = json_object_get(planned, "steps");
+  size_t i;
+  json_t *st;
+  printf("↶ rollback plan:");
+  if (json_array_size(steps) == 0)
+    printf(" nothing to undo");
+  json_array_foreach(steps, i, st)
+    printf("%s %s", i ? "," : "",
+           json_string_value(json_object_get(st, "undo_path")));
+  fputc('\n', stdout);
 }
 
 void cli_progress_tick(void *ud)
@@ -246,7 +265,15 @@ int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
     break;
   case ENGINE_FAILED:
     code = CLI_EXIT_FAILED;
-    status = "failed";
+    status = r->status[0] ? r->status : "failed";
+    break;
+  case ENGINE_ROLLBACK_FAILED:
+    code = CLI_EXIT_ROLLBACK;
+    status = "rollback_failed";
+    break;
+  case ENGINE_ROLLED_BACK:
+    code = CLI_EXIT_OK;
+    status = "rolled_back";
     break;
   case ENGINE_WAITING:
     code = CLI_EXIT_INTERRUPTED;
@@ -276,6 +303,16 @@ int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
   case ENGINE_FAILED:
     printf("run %s %sfailed%s in %s: %s\n", r->run_id, c_on(p, "\033[31m"),
            c_off(p), cli_duration(r->duration_ms, d, sizeof d), r->message);
+    break;
+  case ENGINE_ROLLED_BACK:
+    printf("run %s %srolled back%s in %s: %s\n", r->run_id,
+           c_on(p, "\033[32m"), c_off(p),
+           cli_duration(r->duration_ms, d, sizeof d), r->message);
+    break;
+  case ENGINE_ROLLBACK_FAILED:
+    printf("run %s %srollback failed%s in %s: %s\n", r->run_id,
+           c_on(p, "\033[31m"), c_off(p),
+           cli_duration(r->duration_ms, d, sizeof d), r->message);
     break;
   case ENGINE_WAITING:
     printf("run %s needs a decision: %s\n", r->run_id, r->message);

@@ -670,6 +670,10 @@ enum role { R_STATE, R_BRANCH, R_PROBE, R_UNDO };
 static const char *const branch_keys[] = {"do", "with", "retry", "timeout",
                                           "idempotent", "probe", "undo", NULL};
 static const char *const sub_keys[] = {"do", "with", "timeout", "retry", NULL};
+/* An undo may be interrupted like any action, so it may say whether it
+ * can run again, or how to learn whether it took effect. */
+static const char *const undo_keys[] = {"do", "with", "timeout", "retry",
+                                        "idempotent", "probe", NULL};
 
 static int unknown_adapter(struct loader *L, const ynode *v,
                            const char *subj)
@@ -733,13 +737,17 @@ static int parse_action(struct loader *L, const ynode *m,
   a->retry = (struct engine_retry){1, 1000, 2.0, 0};
   a->idempotent = -1;
   if (role == R_PROBE || role == R_UNDO) {
+    const char *const *keys = role == R_UNDO ? undo_keys : sub_keys;
     for (size_t i = 0; i < m->n; i += 2)
-      if (in_names(list_names(sub_keys), m->kids[i]->text) < 0 &&
+      if (in_names(list_names(keys), m->kids[i]->text) < 0 &&
           in_names(list_names(branch_keys), m->kids[i]->text) >= 0)
-        return lerr(L, m->kids[i], "key '%s' is not allowed in %s (hint: a "
-                    "probe or undo takes do, with, timeout and retry)",
-                    m->kids[i]->text, subj);
-    if ((rc = check_keys(L, m, sub_keys, subj)) != 0)
+        return lerr(L, m->kids[i], "key '%s' is not allowed in %s (hint: %s)",
+                    m->kids[i]->text, subj,
+                    role == R_UNDO ? "an undo takes do, with, timeout, retry, "
+                                     "idempotent and probe"
+                                   : "a probe takes do, with, timeout and "
+                                     "retry");
+    if ((rc = check_keys(L, m, keys, subj)) != 0)
       return rc;
   } else if (role == R_BRANCH && (rc = check_keys(L, m, branch_keys, subj)))
     return rc;

@@ -142,13 +142,13 @@ static int has_redaction(json_t *v)
   return 0;
 }
 
-/* Rebuilds states.*.output from every step that succeeded. */
-static void rebuild_outputs(struct engine__rt *rt,
-                            const struct journal_replay *rp)
+void engine__rebuild_outputs(struct engine__rt *rt,
+                             const struct journal_replay *rp)
 {
   for (size_t i = 0; i < rp->nsteps; i++) {
     const struct journal_step *s = &rp->steps[i];
-    if (s->phase != JOURNAL_PHASE_SUCCEEDED)
+    if (s->phase != JOURNAL_PHASE_SUCCEEDED ||
+        strncmp(s->path, JOURNAL_UNDO_PREFIX, strlen(JOURNAL_UNDO_PREFIX)) == 0)
       continue;
     const char *slash = strchr(s->path, '/');
     if (slash == NULL) {
@@ -191,7 +191,10 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   snprintf(res->run_id, sizeof res->run_id, "%s", run_id);
 
   if (strcmp(rp.status, JOURNAL_STATUS_SUCCEEDED) == 0 ||
-      strcmp(rp.status, JOURNAL_STATUS_FAILED) == 0) {
+      strcmp(rp.status, JOURNAL_STATUS_FAILED) == 0 ||
+      strcmp(rp.status, JOURNAL_STATUS_ROLLED_BACK) == 0 ||
+      (strcmp(rp.status, JOURNAL_STATUS_ROLLBACK_FAILED) == 0 &&
+       rp.rollback == NULL)) {
     rc = cairn_error_set(err, CAIRN_E_STATE,
                          "run %s already finished (%s): nothing to resume",
                          run_id, rp.status);
@@ -238,26 +241,64 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
                       json_string(run_id));
   json_object_set_new(json_object_get(rt.scope, "run"), "dir",
                       json_string(rt.run_dir));
-  rebuild_outputs(&rt, &rp);
+  engine__rebuild_outputs(&rt, &rp);
 
   /* Decide, per action of the current state, before writing anything. */
   const char *cur = rp.current ? rp.current : wf->start;
-  st = engine_workflow_state(wf, cur);
-  if (st == NULL) {
+  int undoing = rp.rollback != NULL;
+  size_t nplan = 0;
+  if (undoing) {
+    /* A rollback goes on with its journaled plan, never a recomputed one:
+     * from the first step whose undo has not succeeded. */
+    const char *e = json_string_value(json_object_get(rp.rollback, "error"));
+    snprintf(rt.rb_error, sizeof rt.rb_error, "%s", e ? e : "");
+    const char *fs = json_string_value(json_object_get(rp.rollback, "state"));
+    rt.rb_requested = fs == NULL;
+    snprintf(res->state, sizeof res->state, "%s", fs ? fs : "");
+    rt.plan = json_incref(json_object_get(rp.rollback, "steps"));
+    nplan = json_array_size(rt.plan);
+    for (rt.plan_next = 0; rt.plan_next < nplan; rt.plan_next++) {
+      const char *up = json_string_value(json_object_get(
+          json_array_get(rt.plan, rt.plan_next), "undo_path"));
+      const struct journal_step *s = journal_replay_step(&rp, up);
+      if (s == NULL || s->phase != JOURNAL_PHASE_SUCCEEDED)
+        break;
+    }
+    cur = NULL;
+  }
+  st = undoing ? NULL : engine_workflow_state(wf, cur);
+  if (undoing && rt.plan_next < nplan) {
+    sx = engine__undo_sx(&rt, rt.plan_next, err);
+    if (sx == NULL) {
+      rc = err->code;
+      goto out_rt;
+    }
+    st = sx->st;
+  } else if (undoing) {
+    st = NULL; /* every undo done: only the run's end is left */
+  } else if (st == NULL) {
     rc = cairn_error_set(err, CAIRN_E_CHANGED,
                          "run %s is in state '%s', which the workflow no "
                          "longer has", run_id, cur);
     goto out_rt;
   }
-  const struct journal_step *top = journal_replay_step(&rp, st->name);
-  sx = engine__sx_new(&rt, st);
-  if (sx == NULL) {
+  const struct journal_step *top = NULL;
+  if (undoing && sx) {
+    top = journal_replay_step(&rp, sx->tasks[0].path);
+    /* An undo that failed for good (rollback_failed) is retried afresh. */
+    if (top && top->phase == JOURNAL_PHASE_FAILED)
+      top = NULL;
+  } else if (!undoing) {
+    top = journal_replay_step(&rp, st->name);
+    sx = engine__sx_new(&rt, st);
+  }
+  if (sx == NULL && !undoing) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     goto out_rt;
   }
-  plans = calloc(sx->ntasks + 1, sizeof *plans);
+  plans = calloc(sx ? sx->ntasks + 1 : 1, sizeof *plans);
   char ask[1500] = "";
-  for (size_t i = 0; i < sx->ntasks; i++) {
+  for (size_t i = 0; sx && i < sx->ntasks; i++) {
     struct engine__task *t = &sx->tasks[i];
     const struct journal_step *s = top ? journal_replay_step(&rp, t->path)
                                        : NULL;
@@ -312,7 +353,8 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
                    "on%s%s, or '--assume failed' to treat the attempt as "
                    "failed (retry or on_failure)",
                    t->path, s->attempt, run_id,
-                   st->next ? " to " : "", st->next ? st->next : "");
+                   !undoing && st->next ? " to " : "",
+                   !undoing && st->next ? st->next : "");
         }
       }
       break;
@@ -321,7 +363,7 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   /* A branch that failed for good decides the state: its siblings are
    * cancelled (their groups stopped below), never asked about. */
   int settled = 0;
-  for (size_t i = 0; i < sx->ntasks; i++)
+  for (size_t i = 0; sx && i < sx->ntasks; i++)
     settled |= plans[i] == PLAN_FAILED;
   if (settled) {
     ask[0] = '\0';
@@ -338,7 +380,7 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   /* Make sure nothing from the dead engine still runs before anything is
    * started again (pid and start time checked: a reused pid is never
    * signalled). */
-  for (size_t i = 0; i < sx->ntasks; i++) {
+  for (size_t i = 0; sx && i < sx->ntasks; i++) {
     const struct journal_step *s = journal_replay_step(&rp, sx->tasks[i].path);
     if (s && (s->phase == JOURNAL_PHASE_STARTED ||
               s->phase == JOURNAL_PHASE_INTERRUPTED))
@@ -380,7 +422,10 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   /* Carry on. */
   rt.cur = sx;
   sx = NULL;
-  if (top == NULL) {
+  if (undoing && (rt.cur == NULL || top == NULL)) {
+    /* The next undo afresh, or the end of a finished plan. */
+    engine__undo_next(&rt);
+  } else if (top == NULL) {
     /* Crashed right after the transition into it was journaled. */
     engine__sx_destroy(rt.cur);
     rt.cur = NULL;
@@ -419,10 +464,19 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
       if (t->phase == ENGINE__TASK_DONE)
         continue;
       if (x->failed) {
-        engine__emit(&rt, JOURNAL_EV_ACTION_FINISHED, t->path, t->attempt,
-                     json_pack("{s:s,s:s}", "outcome", "cancelled", "error",
-                               "cancelled: a sibling branch failed"));
-        engine__task_done(t, 0, 1, "cancelled");
+        const struct journal_step *s = journal_replay_step(&rp, t->path);
+        if (s == NULL || s->phase != JOURNAL_PHASE_CANCELLED)
+          engine__emit(&rt, JOURNAL_EV_ACTION_FINISHED, t->path, t->attempt,
+                       json_pack("{s:s,s:s}", "outcome", "cancelled", "error",
+                                 "cancelled: a sibling branch failed"));
+        /* As in a run: a cancelled branch's probe says whether it took
+         * effect (and so whether its undo joins the plan). */
+        if (t->action->probe && s && s->attempt > 0) {
+          t->cancel_probe = 1;
+          engine__task_probe(t);
+        } else {
+          engine__task_done(t, 0, 1, "cancelled");
+        }
         continue;
       }
       switch (plans[i]) {

@@ -226,7 +226,7 @@ static void flush(struct engine__rt *rt)
       for (size_t i = 0; i < rt->cur->ntasks; i++) {
         struct engine__task *t = &rt->cur->tasks[i];
         if (t->phase == ENGINE__TASK_RUNNING && t->call)
-          t->desc->cancel(t->call);
+          t->call->desc->cancel(t->call);
       }
     rt->finished = 1;
   }
@@ -317,6 +317,13 @@ int engine__task_resolve(struct engine__task *t, struct cairn_error *err)
 {
   json_t *rendered = NULL;
   int rc = engine_template_render(t->action->with, t->rt->scope, &rendered, err);
+  if (rc != 0 && t->rt->opt->sim) {
+    /* A simulated action's outputs are placeholders, so a template that
+     * reads them may not resolve: show it as written. */
+    json_decref(t->inputs);
+    t->inputs = json_deep_copy(t->action->with);
+    return 0;
+  }
   if (rc != 0)
     return rc;
   json_decref(t->inputs);
@@ -328,8 +335,7 @@ int engine__task_resolve(struct engine__task *t, struct cairn_error *err)
   return rc;
 }
 
-/* The journaled form of a task's inputs (secrets redacted). */
-static json_t *journal_inputs(struct engine__task *t)
+json_t *engine__journal_inputs(struct engine__task *t)
 {
   return t->redacted ? redacted_copy(t->inputs, t->rt->redact)
                      : json_incref(t->inputs);
@@ -368,7 +374,7 @@ void engine__sx_destroy(struct engine__sx *sx)
   free(sx);
 }
 
-static void sx_retire(struct engine__rt *rt, struct engine__sx *sx)
+void engine__sx_retire(struct engine__rt *rt, struct engine__sx *sx)
 {
   if (sx == NULL)
     return;
@@ -385,9 +391,9 @@ static void free_dead(struct engine__rt *rt)
   }
 }
 
-static int task_init(struct engine__rt *rt, struct engine__sx *sx,
-                     struct engine__task *t, const char *path,
-                     const struct engine_action *action)
+int engine__task_init(struct engine__rt *rt, struct engine__sx *sx,
+                      struct engine__task *t, const char *path,
+                      const struct engine_action *action)
 {
   memset(t, 0, sizeof *t);
   t->rt = rt;
@@ -440,7 +446,7 @@ struct engine__sx *engine__sx_new(struct engine__rt *rt,
       snprintf(path, sizeof path, "%s/%s", st->name, st->branches[i].name);
       a = &st->branches[i].action;
     }
-    if (task_init(rt, sx, &sx->tasks[i], path, a) != 0) {
+    if (engine__task_init(rt, sx, &sx->tasks[i], path, a) != 0) {
       engine__sx_destroy(sx);
       return NULL;
     }
@@ -533,6 +539,18 @@ static json_t *finished_payload(const struct adapter_result *res,
 static void task_finished(struct engine__task *t,
                           const struct adapter_result *res);
 
+/* A branch cancelled because a sibling failed: a probe, when it has one,
+ * learns whether it took effect before the state counts as done. */
+static void task_after_cancel(struct engine__task *t)
+{
+  if (t->action->probe && !t->rt->interrupted) {
+    t->cancel_probe = 1;
+    engine__task_probe(t);
+    return;
+  }
+  engine__task_done(t, 0, 1, "cancelled");
+}
+
 /* The adapter is done with the call (every handle closed): free it. */
 static void on_done(struct adapter_call *call, const struct adapter_result *res)
 {
@@ -558,7 +576,14 @@ static void task_finished(struct engine__task *t,
     t->probing = 0;
     engine__emit(rt, JOURNAL_EV_PROBE_FINISHED, t->path, t->attempt,
                  finished_payload(res, ok ? "succeeded" : "failed"));
-    if (ok) {
+    if (t->cancel_probe) {
+      /* A cancelled branch: the probe only says whether it took effect
+       * (then it counts as done and its undo joins the plan). */
+      t->cancel_probe = 0;
+      if (ok)
+        t->outputs = json_incref(res->outputs);
+      engine__task_done(t, ok, !ok, ok ? NULL : "cancelled");
+    } else if (ok) {
       t->outputs = json_incref(res->outputs);
       engine__task_done(t, 1, 0, NULL);
     } else if (rt->interrupted || stopped) {
@@ -581,7 +606,10 @@ static void task_finished(struct engine__task *t,
     return;
   }
   if (stopped) {
-    engine__task_done(t, 0, 1, rt->interrupted ? "interrupted" : "cancelled");
+    if (rt->interrupted)
+      engine__task_done(t, 0, 1, "interrupted");
+    else
+      task_after_cancel(t);
     return;
   }
   t->failures++;
@@ -602,7 +630,9 @@ static void task_finished(struct engine__task *t,
       t->retry_timer->data = t;
     }
     t->phase = ENGINE__TASK_RETRY_WAIT;
-    uv_timer_start(t->retry_timer, retry_timer_cb, (uint64_t)delay, 0);
+    /* A simulation journals the delay it would wait, and goes on. */
+    uv_timer_start(t->retry_timer, retry_timer_cb,
+                   rt->opt->sim ? 0 : (uint64_t)delay, 0);
     return;
   }
   engine__task_done(t, 0, 0, res->error);
@@ -614,8 +644,9 @@ static void task_start_now(struct engine__task *t)
   struct engine__rt *rt = t->rt;
   struct cairn_error err = {0};
   const struct engine_action *a = t->probing ? t->action->probe : t->action;
-  const struct adapter_desc *desc = t->probing ? adapter_find(a->adapter)
-                                               : t->desc;
+  const struct adapter_desc *desc = rt->opt->sim ? &engine__sim_adapter
+                                   : t->probing ? adapter_find(a->adapter)
+                                                : t->desc;
   struct adapter_call *call;
   json_t *inputs = NULL;
   int rc;
@@ -627,10 +658,19 @@ static void task_start_now(struct engine__task *t)
   }
   if (t->probing) {
     json_t *rendered = NULL;
+    /* A probe sees the inputs of the action it checks as self.input. */
+    json_object_set_new(rt->scope, "self",
+                        json_pack("{s:O}", "input", t->inputs));
     rc = engine_template_render(a->with, rt->scope, &rendered, &err);
+    json_object_del(rt->scope, "self");
     if (rc == 0)
-      rc = adapter_apply_defaults(desc, rendered, &inputs, &err);
+      rc = adapter_apply_defaults(adapter_find(a->adapter), rendered, &inputs,
+                                  &err);
     json_decref(rendered);
+    if (rc != 0 && rt->opt->sim) {
+      inputs = json_deep_copy(a->with);
+      rc = 0;
+    }
     if (rc != 0) {
       engine__emit(rt, JOURNAL_EV_PROBE_FINISHED, t->path, t->attempt,
                    json_pack("{s:s,s:s}", "outcome", "failed", "error",
@@ -709,12 +749,13 @@ void engine__task_done(struct engine__task *t, int ok, int cancelled,
       if (o == t)
         continue;
       if (o->phase == ENGINE__TASK_RUNNING && o->call)
-        o->desc->cancel(o->call);
+        o->call->desc->cancel(o->call);
       else if (o->phase == ENGINE__TASK_RETRY_WAIT) {
+        uv_timer_stop(o->retry_timer);
         engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, o->path, o->attempt,
                      json_pack("{s:s,s:s}", "outcome", "cancelled", "error",
                                "cancelled: a sibling branch failed"));
-        engine__task_done(o, 0, 1, "cancelled");
+        task_after_cancel(o);
       }
     }
   }
@@ -724,7 +765,7 @@ void engine__task_done(struct engine__task *t, int ok, int cancelled,
 
 /* ---- states and transitions ---- */
 
-static void finish_interrupted(struct engine__rt *rt)
+void engine__finish_interrupted(struct engine__rt *rt)
 {
   if (rt->finished)
     return;
@@ -737,16 +778,23 @@ static void finish_interrupted(struct engine__rt *rt)
   rt->finished = 1;
 }
 
-static void end_run(struct engine__rt *rt, const char *status,
-                    const char *state, const char *error)
+void engine__end_run(struct engine__rt *rt, const char *status,
+                     const char *state, const char *error, json_t *extra)
 {
   json_t *p = json_pack("{s:s}", "status", status);
   if (error && *error)
     json_object_set_new(p, "error", json_string(error));
+  if (extra)
+    json_object_update(p, extra);
+  json_decref(extra);
   engine__emit(rt, JOURNAL_EV_RUN_FINISHED, NULL, 0, p);
-  rt->res->outcome = strcmp(status, JOURNAL_STATUS_SUCCEEDED) == 0
-                         ? ENGINE_SUCCEEDED
-                         : ENGINE_FAILED;
+  snprintf(rt->res->status, sizeof rt->res->status, "%s", status);
+  if (strcmp(status, JOURNAL_STATUS_SUCCEEDED) == 0)
+    rt->res->outcome = ENGINE_SUCCEEDED;
+  else if (strcmp(status, JOURNAL_STATUS_ROLLBACK_FAILED) == 0)
+    rt->res->outcome = ENGINE_ROLLBACK_FAILED;
+  else
+    rt->res->outcome = ENGINE_FAILED;
   if (state)
     snprintf(rt->res->state, sizeof rt->res->state, "%s", state);
   if (error)
@@ -762,7 +810,11 @@ void engine__transition(struct engine__rt *rt, const char *from,
                json_pack("{s:s,s:s,s:s}", "from", from ? from : "", "to",
                          to ? to : "", "reason", reason));
   if (to == NULL) {
-    end_run(rt, status, from, error);
+    engine__end_run(rt, status, from, error, NULL);
+    return;
+  }
+  if (strcmp(to, JOURNAL_ROLLBACK) == 0) {
+    engine__rollback_begin(rt, from, error);
     return;
   }
   engine__enter(rt, to);
@@ -781,6 +833,8 @@ static void wait_cb(uv_timer_t *h)
 void engine__start_wait(struct engine__rt *rt, int64_t until_ms)
 {
   int64_t left = until_ms - journal_now_ms();
+  if (rt->opt->sim)
+    left = 0; /* a simulation journals the wait and goes on */
   uv_timer_start(&rt->wait_timer, wait_cb, (uint64_t)(left > 0 ? left : 0),
                  0);
 }
@@ -821,17 +875,17 @@ void engine__enter(struct engine__rt *rt, const char *name)
   const struct engine_state *st = engine_workflow_state(rt->wf, name);
   struct engine__sx *sx;
 
-  sx_retire(rt, rt->cur);
+  engine__sx_retire(rt, rt->cur);
   rt->cur = NULL;
   if (st == NULL) {
     char msg[600];
     snprintf(msg, sizeof msg, "state '%s' does not exist", name);
-    end_run(rt, JOURNAL_STATUS_FAILED, name, msg);
+    engine__end_run(rt, JOURNAL_STATUS_FAILED, name, msg, NULL);
     return;
   }
   if (rt->interrupted) {
     /* Start nothing new; resume enters it. */
-    finish_interrupted(rt);
+    engine__finish_interrupted(rt);
     return;
   }
   sx = engine__sx_new(rt, st);
@@ -856,7 +910,7 @@ void engine__enter(struct engine__rt *rt, const char *name)
       json_t *p = json_pack("{s:s}", "kind",
                             st->kind == ENGINE_DO ? "do" : "branch");
       if (rc == 0)
-        json_object_set_new(p, "inputs", journal_inputs(t));
+        json_object_set_new(p, "inputs", engine__journal_inputs(t));
       else
         json_object_set_new(p, "error", json_string(err.msg));
       if (t->redacted)
@@ -895,7 +949,7 @@ void engine__enter(struct engine__rt *rt, const char *name)
   case ENGINE_SUCCEED:
     engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0,
                  json_pack("{s:s}", "kind", "succeed"));
-    end_run(rt, JOURNAL_STATUS_SUCCEEDED, NULL, NULL);
+    engine__end_run(rt, JOURNAL_STATUS_SUCCEEDED, NULL, NULL, NULL);
     break;
   case ENGINE_FAIL: {
     char msg[1200];
@@ -903,7 +957,7 @@ void engine__enter(struct engine__rt *rt, const char *name)
                  json_pack("{s:s}", "kind", "fail"));
     snprintf(msg, sizeof msg, "reached fail state '%s'%s%s", st->name,
              st->message ? ": " : "", st->message ? st->message : "");
-    end_run(rt, JOURNAL_STATUS_FAILED, st->name, msg);
+    engine__end_run(rt, JOURNAL_STATUS_FAILED, st->name, msg, NULL);
     break;
   }
   }
@@ -921,8 +975,12 @@ void engine__state_failed(struct engine__rt *rt, struct engine__sx *sx)
       log = sx->tasks[i].log_path;
   snprintf(msg, sizeof msg, "state '%s' failed: %s%s%s%s", sx->failed_path,
            sx->error, log ? " (log: " : "", log ? log : "", log ? ")" : "");
-  if (strcmp(on, "rollback") == 0 || strcmp(on, "fail") == 0) {
-    /* Undo steps come with rollback; without any, the run fails here. */
+  if (strcmp(on, "rollback") == 0) {
+    engine__transition(rt, st->name, JOURNAL_ROLLBACK, "on_failure", NULL,
+                       msg);
+    return;
+  }
+  if (strcmp(on, "fail") == 0) {
     engine__transition(rt, st->name, NULL, "on_failure",
                        JOURNAL_STATUS_FAILED, msg);
     return;
@@ -936,13 +994,17 @@ void engine__state_done(struct engine__rt *rt, struct engine__sx *sx)
 
   if (rt->cur != sx)
     return;
+  if (sx->is_undo) {
+    engine__undo_done(rt, sx);
+    return;
+  }
   if (sx->failed && !rt->interrupted) {
     engine__state_failed(rt, sx);
     return;
   }
   if (rt->interrupted) {
     /* Finished actions are journaled; the transition waits for resume. */
-    finish_interrupted(rt);
+    engine__finish_interrupted(rt);
     return;
   }
   if (st->kind == ENGINE_DO) {
@@ -969,7 +1031,7 @@ static void stop_running(struct engine__rt *rt)
   for (size_t i = 0; i < sx->ntasks; i++) {
     struct engine__task *t = &sx->tasks[i];
     if (t->phase == ENGINE__TASK_RUNNING && t->call)
-      t->desc->cancel(t->call);
+      t->call->desc->cancel(t->call);
   }
 }
 
@@ -1006,7 +1068,7 @@ static void signal_cb(uv_signal_t *h, int signum)
       uv_timer_stop(&rt->wait_timer);
   }
   if (running == 0) {
-    finish_interrupted(rt);
+    engine__finish_interrupted(rt);
     uv_idle_start(&rt->idle, idle_noop);
     return;
   }
@@ -1047,7 +1109,8 @@ static void rt_close_all(struct engine__rt *rt)
   uv_close((uv_handle_t *)&rt->tick_timer, NULL);
   uv_close((uv_handle_t *)&rt->lazy_timer, NULL);
   uv_close((uv_handle_t *)&rt->heartbeat_timer, NULL);
-  sx_retire(rt, rt->cur);
+  uv_close((uv_handle_t *)&rt->sim_idle, NULL);
+  engine__sx_retire(rt, rt->cur);
   rt->cur = NULL;
   free_dead(rt);
 }
@@ -1143,6 +1206,8 @@ int engine__rt_init(struct engine__rt *rt, struct journal *j,
   uv_timer_init(&rt->loop, &rt->tick_timer);
   uv_timer_init(&rt->loop, &rt->lazy_timer);
   uv_timer_init(&rt->loop, &rt->heartbeat_timer);
+  uv_idle_init(&rt->loop, &rt->sim_idle);
+  rt->sim_idle.data = rt;
   rt->lazy_timer.data = rt->heartbeat_timer.data = rt;
   rt->idle.data = rt->check.data = rt->sigint.data = rt->sigterm.data = rt;
   rt->grace_timer.data = rt->wait_timer.data = rt->tick_timer.data = rt;
@@ -1174,7 +1239,8 @@ static int rt_set_run(struct engine__rt *rt, const char *run_id)
                       json_string(run_id));
   json_object_set_new(json_object_get(rt->scope, "run"), "dir",
                       json_string(rt->run_dir));
-  rc = mkdir_p(rt->run_dir, 0700);
+  /* A simulation touches nothing outside the process. */
+  rc = rt->opt->sim ? 0 : mkdir_p(rt->run_dir, 0700);
   if (rc != 0)
     return cairn_error_set(rt->err, CAIRN_E_IO,
                            "cannot create run folder '%s': %s", rt->run_dir,
@@ -1223,6 +1289,8 @@ void engine__rt_release(struct engine__rt *rt)
     json_decref(rt->queue[i].payload);
   }
   free(rt->queue);
+  free(rt->simq);
+  json_decref(rt->plan);
   json_decref(rt->direct);
   json_decref(rt->scope);
   if (rt->redact)

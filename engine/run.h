@@ -17,7 +17,10 @@
 
 enum engine_outcome {
   ENGINE_SUCCEEDED,   /* reached a succeed state */
-  ENGINE_FAILED,      /* a failure ended the run (fail state, on_failure) */
+  ENGINE_FAILED,      /* a failure ended the run (fail state, on_failure),
+                         rolled back or not (see status) */
+  ENGINE_ROLLBACK_FAILED, /* an undo failed after its retries: resumable */
+  ENGINE_ROLLED_BACK, /* a rollback on request (engine_rollback) is done */
   ENGINE_INTERRUPTED, /* SIGINT/SIGTERM: resumable */
   ENGINE_WAITING,     /* resume needs a decision (--assume) */
 };
@@ -26,9 +29,21 @@ struct engine_result {
   enum engine_outcome outcome;
   char run_id[JOURNAL_RUN_ID_LEN];
   char run_dir[4096];
+  char status[32];      /* the run's final status ("succeeded", "failed",
+                           "rolled_back", "rollback_failed"), or "" */
   char state[256];      /* the failed/undecided state, "" otherwise */
   char message[2048];   /* why it failed / what decision is needed */
   int64_t duration_ms;
+};
+
+/* A simulation: every action is replaced by a scripted outcome. Paths
+ * are action paths ("migrate", "infra/redis"). */
+struct engine_sim {
+  const char *const *fail_at;   /* "PATH" (every attempt fails) or
+                                   "PATH:N" (attempt N fails) */
+  size_t nfail_at;
+  const char *const *fail_undo; /* "PATH": the undo of PATH fails */
+  size_t nfail_undo;
 };
 
 /* Called after each event is committed (so what it reports is durable). */
@@ -49,6 +64,8 @@ struct engine_options {
   engine_tick_cb tick;
   int64_t tick_ms;
   void *ud;
+  const struct engine_sim *sim;    /* non-NULL: simulate (see
+                                      engine_simulate) */
   /* resume only */
   const char *assume;              /* "succeeded", "failed" or NULL */
   int allow_changed;
@@ -72,6 +89,42 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
 int engine_resume(struct journal *j, const struct engine_workflow *wf,
                   const char *run_id, const struct engine_options *opt,
                   struct engine_result *res, struct cairn_error *err);
+
+/* Rolls back run_id, a succeeded run of wf, on request: journals
+ * rollback.requested and the plan, then runs the undo steps (same rules as
+ * after a failure). The run ends rolled_back (outcome ENGINE_FAILED with
+ * status "rolled_back") or rollback_failed. Errors, with nothing
+ * journaled: CAIRN_E_LOCKED when the run (or another of its workflow and
+ * environment) is running; CAIRN_E_STATE when the run did not succeed or
+ * was already rolled back; CAIRN_E_CHANGED when wf is not the file the
+ * run used (unless opt->allow_changed). */
+int engine_rollback(struct journal *j, const struct engine_workflow *wf,
+                    const char *run_id, const struct engine_options *opt,
+                    struct engine_result *res, struct cairn_error *err);
+
+/* The undo plan of run_id as the journal implies it: the journaled plan
+ * when a rollback was planned (*journaled = 1), else the plan a rollback
+ * would journal now. *steps (owned by the caller) is an array of
+ * {path, undo_path, state, adapter, cancelled?, inputs, outputs}. */
+int engine_rollback_plan(struct journal *j, const struct engine_workflow *wf,
+                         const char *run_id, json_t **steps, int *journaled,
+                         struct cairn_error *err);
+
+/* Checks sim against wf: every fail_at names an action path (a do state
+ * or a branch "STATE/BRANCH") and an attempt it can reach; every
+ * fail_undo names an action path with an undo. CAIRN_E_INVAL naming the
+ * first bad one, with a did-you-mean hint. */
+int engine_sim_check(const struct engine_workflow *wf,
+                     const struct engine_sim *sim, struct cairn_error *err);
+
+/* Runs wf with opt->sim set on a new in-memory journal: the real engine,
+ * every action replaced by a scripted outcome (success unless named in
+ * sim), retry delays and waits not waited, branches completing one by
+ * one in declaration order. Nothing outside the process is touched.
+ * Events go to opt->observe as in a real run. */
+int engine_simulate(const struct engine_workflow *wf,
+                    const struct engine_options *opt,
+                    struct engine_result *res, struct cairn_error *err);
 
 /* The folder of a run's logs: "<journal dir>/runs/<run id>" (out of size
  * n). */

@@ -29,6 +29,9 @@ struct engine__task {
   int attempt;                    /* last attempt number journaled */
   int failures;                   /* failed attempts in this entry */
   int probing;                    /* the running call is the probe */
+  int cancel_probe;               /* that probe follows a cancellation: it
+                                     decides whether the branch took
+                                     effect (and its undo joins a plan) */
   enum engine__task_phase phase;
   json_t *outputs;                /* owned, when succeeded */
   char error[512];
@@ -50,6 +53,8 @@ struct engine__sx {
   int failed;
   char error[600];
   char failed_path[320];
+  int is_undo;                    /* an undo of rt->plan[step] */
+  size_t step;
   struct engine__sx *next_dead;   /* freed at the next flush, never
                                      inside a callback that may still
                                      walk its tasks */
@@ -94,6 +99,19 @@ struct engine__rt {
 
   struct engine__sx *cur;
   struct engine__sx *dead;
+
+  /* rollback: the journaled plan's steps and the next one to undo */
+  json_t *plan;
+  size_t plan_next;
+  char rb_error[1400];            /* why the rollback started */
+  int rb_requested;               /* cairn rollback, not a failure */
+
+  /* simulation: scripted calls complete one per loop turn, in the order
+   * they started (engine/simulate.c) */
+  struct adapter_call **simq;
+  size_t nsimq, capsimq;
+  uv_idle_t sim_idle;
+
   int interrupted;                /* signal number, 0 when none */
   int finished;                   /* run.finished or run.interrupted queued */
   int closing;
@@ -133,7 +151,8 @@ void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
 /* Enters a state: journals state.entered and starts what it does. */
 void engine__enter(struct engine__rt *rt, const char *name);
 /* The one place a run moves on: journals the transition from `from` to
- * `to` (NULL ends the run with `status`) and enters `to`. */
+ * `to` (NULL ends the run with `status`; JOURNAL_ROLLBACK starts the
+ * rollback, error saying why) and enters `to`. */
 void engine__transition(struct engine__rt *rt, const char *from,
                         const char *to, const char *reason,
                         const char *status, const char *error);
@@ -149,9 +168,61 @@ void engine__task_done(struct engine__task *t, int ok, int cancelled,
                        const char *error);
 /* Resolves t's inputs from the scope (templates, defaults). */
 int engine__task_resolve(struct engine__task *t, struct cairn_error *err);
+/* Rebuilds states.*.output from every step of rp that succeeded
+ * (engine/resume.c). */
+void engine__rebuild_outputs(struct engine__rt *rt,
+                             const struct journal_replay *rp);
 /* Records a finished state's outputs in the template scope. */
 void engine__record_outputs(struct engine__rt *rt, const char *state,
                             json_t *outputs);
+/* Ends the run with status (journals run.finished with extra's members
+ * added, extra stolen, may be NULL). */
+void engine__end_run(struct engine__rt *rt, const char *status,
+                     const char *state, const char *error, json_t *extra);
+/* Journals run.interrupted and stops (once). */
+void engine__finish_interrupted(struct engine__rt *rt);
+/* Sets up a task of sx (path, log, environment markers). */
+int engine__task_init(struct engine__rt *rt, struct engine__sx *sx,
+                      struct engine__task *t, const char *path,
+                      const struct engine_action *action);
+/* The journaled form of a task's resolved inputs (secrets redacted). */
+json_t *engine__journal_inputs(struct engine__task *t);
+/* Retires sx (freed at the next flush). */
+void engine__sx_retire(struct engine__rt *rt, struct engine__sx *sx);
+
+/* ---- rollback (engine/rollback.c) ---- */
+
+/* The action at an action path ("S" for a do state, "S/B" for a branch),
+ * and its state (*st_out, may be set even when NULL is returned) and
+ * branch index (*branch, -1 for a do state). NULL when wf has no such
+ * action. Borrowed from wf. */
+const struct engine_action *engine__action_at(
+    const struct engine_workflow *wf, const char *path,
+    const struct engine_state **st_out, int *branch);
+
+/* Computes the undo plan from the run's committed events and those still
+ * queued (so it is what the journal will say), journals it with
+ * rollback.planned and starts the first undo. from: the failed state, or
+ * NULL for a rollback on request; error: why. */
+void engine__rollback_begin(struct engine__rt *rt, const char *from,
+                            const char *error);
+/* Starts the undo of rt->plan[rt->plan_next], or ends the run when the
+ * plan is done. */
+void engine__undo_next(struct engine__rt *rt);
+/* Sets up the state execution of undo step i of rt->plan without
+ * journaling (resume). NULL when out of memory or the step's state is no
+ * longer in the workflow (err says which). */
+struct engine__sx *engine__undo_sx(struct engine__rt *rt, size_t i,
+                                   struct cairn_error *err);
+/* Called when the undo sx is done (state_done's counterpart). */
+void engine__undo_done(struct engine__rt *rt, struct engine__sx *sx);
+
+/* ---- simulation (engine/simulate.c) ---- */
+
+/* The adapter every action is replaced by in a simulation. */
+extern const struct adapter_desc engine__sim_adapter;
+int engine__sim_init(struct engine__rt *rt);
+
 /* Applies a state's failure path (on_failure). */
 void engine__state_failed(struct engine__rt *rt, struct engine__sx *sx);
 /* Called when every task of sx is done. */

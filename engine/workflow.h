@@ -44,8 +44,8 @@ struct engine_action {
   int64_t timeout_ms;        /* 0: none */
   int idempotent;            /* 1, 0, or -1 for the adapter's default */
   struct engine_action *probe; /* NULL when none; a probe has no probe */
-  struct engine_action *undo;  /* NULL when none; an undo has no undo and
-                                  no probe */
+  struct engine_action *undo;  /* NULL when none; an undo has no undo
+                                  (it may have a probe and idempotent) */
   struct engine_pos pos;     /* of the `do` key */
 };
 

@@ -13,17 +13,30 @@
  *
  * Paths: a top-level state is its name ("migrate"); a branch of a
  * parallel state is "state/branch" ("infra/redis"). A state's
- * state.entered comes before those of its branches.
+ * state.entered comes before those of its branches. The undo of a path P
+ * runs as the path "undo:P" (state names cannot hold ':'), or "undo:P#N"
+ * for the Nth undo of P in one plan (a state completed N times through a
+ * loop); its events are those of a forward action.
+ *
+ * A rollback is one transition {to: "rollback"} (after a failure) or one
+ * rollback.requested (a finished run, on request), then one
+ * rollback.planned in the same transaction, then the undo paths in plan
+ * order, then run.finished with status failed (the rollback of a failure),
+ * rolled_back (a rollback on request) or rollback_failed.
  *
  * How journal_replay folds the events of one run (each row: the event and
  * what it does to the run or to the step of ev->state):
  *   run.started       started = payload; file_sha256; status "running"
  *   run.resumed       status "running"
+ *   rollback.requested status "running" (a succeeded run rolled back on
+ *                     request goes on after its run.finished)
+ *   rollback.planned  rollback = payload (the journaled undo plan)
  *   run.interrupted   status "interrupted"
  *   run.finished      status = payload.status (required); current = NULL
  *   workflow.changed  file_sha256 = new_sha256
  *   transition        current = payload.to (required), NULL when "" (the
- *                     run ended); before any transition, current is the
+ *                     run ended), "rollback" when a failure started a
+ *                     rollback; before any transition, current is the
  *                     path of the first state.entered
  *   state.entered     the step of P is created (order of first entry) or,
  *                     when P was entered before, reset in place: phase
@@ -76,9 +89,15 @@
  * action.retrying {delay_ms, next_attempt}
  * probe.finished  {outcome: succeeded|failed, exit_code?, tail?}
  * decision.assumed {outcome: succeeded|failed, actor}
- * transition      {from, to, reason}  to: a state, or "" when the run ends;
- *                  reason: next | on_failure | when:<expr> | default |
- *                  succeed | fail
+ * transition      {from, to, reason}  to: a state, "" when the run ends,
+ *                  or "rollback"; reason: next | on_failure | when:<expr> |
+ *                  default | succeed | fail
+ * rollback.requested {actor}                        (cairn rollback RUN)
+ * rollback.planned {reason: failure|request, state?, error?,
+ *                   steps: [{path, undo_path, state, adapter, cancelled?,
+ *                            inputs, outputs}...]}  in the order they run
+ * run.finished after a rollback adds {undone: [path...], failed?: path,
+ *                  left: [path...]}
  */
 #define JOURNAL_EV_RUN_STARTED "run.started"
 #define JOURNAL_EV_RUN_RESUMED "run.resumed"
@@ -94,12 +113,21 @@
 #define JOURNAL_EV_PROBE_FINISHED "probe.finished"
 #define JOURNAL_EV_DECISION_ASSUMED "decision.assumed"
 #define JOURNAL_EV_TRANSITION "transition"
+#define JOURNAL_EV_ROLLBACK_REQUESTED "rollback.requested"
+#define JOURNAL_EV_ROLLBACK_PLANNED "rollback.planned"
+
+/* The prefix of an undo's path, and the `to` of a transition into a
+ * rollback. */
+#define JOURNAL_UNDO_PREFIX "undo:"
+#define JOURNAL_ROLLBACK "rollback"
 
 /* Run statuses (runs.status and run.finished's status). */
 #define JOURNAL_STATUS_RUNNING "running"
 #define JOURNAL_STATUS_SUCCEEDED "succeeded"
 #define JOURNAL_STATUS_FAILED "failed"
 #define JOURNAL_STATUS_INTERRUPTED "interrupted"
+#define JOURNAL_STATUS_ROLLED_BACK "rolled_back"
+#define JOURNAL_STATUS_ROLLBACK_FAILED "rollback_failed"
 
 enum journal_phase {
   JOURNAL_PHASE_ENTERED,     /* state.entered, no attempt running: none
@@ -147,6 +175,7 @@ struct journal_replay {
                             nothing entered */
   char *file_sha256;     /* latest accepted sha (run.started, or the new
                             one of workflow.changed) */
+  json_t *rollback;      /* the last rollback.planned payload, or NULL */
   struct journal_step *steps; /* in order of first entry */
   size_t nsteps;
   int64_t last_seq;

@@ -75,6 +75,7 @@ void journal_replay_release(struct journal_replay *r)
   if (r == NULL)
     return;
   json_decref(r->started);
+  json_decref(r->rollback);
   free(r->status);
   free(r->current);
   free(r->file_sha256);
@@ -295,7 +296,8 @@ static int fold_event(const struct journal_event *ev, void *ud)
     if (set_str(&r->file_sha256, jstr(ev->payload, "file_sha256")) != 0 ||
         set_str(&r->status, JOURNAL_STATUS_RUNNING) != 0)
       return nomem(f);
-  } else if (strcmp(kind, JOURNAL_EV_RUN_RESUMED) == 0) {
+  } else if (strcmp(kind, JOURNAL_EV_RUN_RESUMED) == 0 ||
+             strcmp(kind, JOURNAL_EV_ROLLBACK_REQUESTED) == 0) {
     if (set_str(&r->status, JOURNAL_STATUS_RUNNING) != 0)
       return nomem(f);
   } else if (strcmp(kind, JOURNAL_EV_RUN_INTERRUPTED) == 0) {
@@ -308,6 +310,10 @@ static int fold_event(const struct journal_event *ev, void *ud)
     if (set_str(&r->status, s) != 0)
       return nomem(f);
     set_str(&r->current, NULL);
+  } else if (strcmp(kind, JOURNAL_EV_ROLLBACK_PLANNED) == 0) {
+    if (!json_is_array(json_object_get(ev->payload, "steps")))
+      return bad(f, ev, "rollback.planned without steps");
+    set_json(&r->rollback, ev->payload);
   } else if (strcmp(kind, JOURNAL_EV_WORKFLOW_CHANGED) == 0) {
     s = jstr(ev->payload, "new_sha256");
     if (s != NULL && set_str(&r->file_sha256, s) != 0)

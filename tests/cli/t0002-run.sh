@@ -606,7 +606,7 @@ test_expect_success '--json of a failing run: the result has exit_code 1 and the
 	RUN=$(last_run) &&
 	jq -e --arg log "$TRASH/.cairn/runs/$RUN/boom.log" ".kind == \"result\" and .exit_code == 1 and
 		.status == \"failed\" and .state == \"boom\" and
-		(.message | endswith(\"state '\''boom'\'' failed: exited with status 3 (log: \" + \$log + \")\"))" result
+		(.message | endswith(\"state '\''boom'\'' failed: exited with status 3 (log: \" + \$log + \"); rolled back: nothing to undo\"))" result
 '
 
 # ---- where the journal is -------------------------------------------------------------

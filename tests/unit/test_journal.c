@@ -1340,9 +1340,10 @@ static void test_replay_reentry_and_decisions(void **state)
   app(j, RUN_A, "transition", "x", 0, "{\"from\":\"x\",\"to\":\"infra\"}");
   app(j, RUN_A, "state.entered", "infra", 0, "{\"kind\":\"parallel\"}");
   app(j, RUN_A, "state.entered", "infra/b", 0, NULL);
-  app(j, RUN_A, "rollback.planned", "", 0, "{\"plan\":[]}"); /* unknown */
+  app(j, RUN_A, "notify.sent", "", 0, "{\"plan\":[]}"); /* unknown */
   r = replay_ok(j, RUN_A);
   assert_order(&r, after, 4);
+  assert_null(r.rollback);
   assert_int_equal(step(&r, "infra/b")->phase, JOURNAL_PHASE_ENTERED);
   assert_int_equal(step(&r, "infra/b")->attempt, 0);
   assert_int_equal(step(&r, "infra")->entered_seq, 15);
@@ -1352,6 +1353,21 @@ static void test_replay_reentry_and_decisions(void **state)
 
   app(j, RUN_A, "probe.finished", "infra/b", 0, "{\"outcome\":\"succeeded\"}");
   r = replay_ok(j, RUN_A);
+  assert_int_equal(step(&r, "infra/b")->phase, JOURNAL_PHASE_SUCCEEDED);
+  journal_replay_release(&r);
+
+  /* A rollback: the transition's "rollback" is the current place, the
+   * plan is kept whole, and an undo path is a step like any other. */
+  app(j, RUN_A, "transition", "infra", 0,
+      "{\"from\":\"infra\",\"to\":\"rollback\"}");
+  app(j, RUN_A, "rollback.planned", "infra", 0,
+      "{\"reason\":\"failure\",\"steps\":[{\"path\":\"infra/b\","
+      "\"undo_path\":\"undo:infra/b\"}]}");
+  app(j, RUN_A, "state.entered", "undo:infra/b", 0, "{\"kind\":\"undo\"}");
+  r = replay_ok(j, RUN_A);
+  assert_string_equal(r.current, "rollback");
+  assert_int_equal(json_array_size(json_object_get(r.rollback, "steps")), 1);
+  assert_int_equal(step(&r, "undo:infra/b")->phase, JOURNAL_PHASE_ENTERED);
   assert_int_equal(step(&r, "infra/b")->phase, JOURNAL_PHASE_SUCCEEDED);
   journal_replay_release(&r);
   journal_close(j);
@@ -1402,6 +1418,15 @@ static void test_replay_errors(void **state)
                       "event 8 of run '01HZXTESTRUN00000000000003' in "
                       "journal ':memory:': action.finished with unknown "
                       "outcome 'exploded'");
+
+  insert_run(j, "01HZXTESTRUN00000000000004", "w", "", NULL, 0);
+  app(j, "01HZXTESTRUN00000000000004", "rollback.planned", "", 0,
+      "{\"steps\":{}}");
+  assert_int_equal(journal_replay(j, "01HZXTESTRUN00000000000004", &r, &err),
+                   CAIRN_E_JOURNAL);
+  assert_string_equal(err.msg,
+                      "event 9 of run '01HZXTESTRUN00000000000004' in "
+                      "journal ':memory:': rollback.planned without steps");
   journal_close(j);
 }
 

@@ -582,8 +582,8 @@ static void test_undo_placement(void **state)
                "    next: b\n"
                "  b: { succeed: true }\n",
                "wf.yaml:8:44: error: key 'undo' is not allowed in the undo of "
-               "state 'a' (hint: a probe or undo takes do, with, timeout and "
-               "retry)");
+               "state 'a' (hint: an undo takes do, with, timeout, retry, "
+               "idempotent and probe)");
   /* "    probe: { do: exec, with: { argv: [y] }, " is 44 characters */
   expect_error(HEAD
                "  a:\n"
@@ -594,8 +594,8 @@ static void test_undo_placement(void **state)
                "    next: b\n"
                "  b: { succeed: true }\n",
                "wf.yaml:8:45: error: key 'idempotent' is not allowed in the "
-               "probe of state 'a' (hint: a probe or undo takes do, with, "
-               "timeout and retry)");
+               "probe of state 'a' (hint: a probe takes do, with, timeout and "
+               "retry)");
 }
 
 static void test_wrong_types(void **state)

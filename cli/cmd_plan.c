@@ -1,0 +1,208 @@
+/* cairn plan FILE: validate a workflow and print its happy path and, for
+ * each action, what its failure would lead to, as simulations of the real
+ * engine decide them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+/* What one simulation showed. */
+struct sim_seen {
+  const char *fail_path;  /* the path made to fail, or NULL */
+  json_t *path;           /* top-level states entered, in order */
+  int reached;            /* fail_path failed for good */
+  char to[320];           /* where its state's failure went */
+  json_t *undo;           /* the undo_paths of the rollback plan */
+};
+
+static void seen_event(void *ud, const struct journal_event *ev)
+{
+  struct sim_seen *s = ud;
+  const char *k = ev->kind;
+
+  if (strcmp(k, JOURNAL_EV_STATE_ENTERED) == 0) {
+    if (strchr(ev->state, '/') == NULL &&
+        strncmp(ev->state, JOURNAL_UNDO_PREFIX,
+                strlen(JOURNAL_UNDO_PREFIX)) != 0)
+      json_array_append_new(s->path, json_string(ev->state));
+  } else if (strcmp(k, JOURNAL_EV_TRANSITION) == 0 && s->fail_path &&
+             strcmp(json_string_value(json_object_get(ev->payload,
+                                                      "reason")),
+                    "on_failure") == 0 && s->to[0] == '\0') {
+    const char *to = json_string_value(json_object_get(ev->payload, "to"));
+    s->reached = 1;
+    snprintf(s->to, sizeof s->to, "%s", to && *to ? to : "fail");
+  } else if (strcmp(k, JOURNAL_EV_ROLLBACK_PLANNED) == 0 && s->undo == NULL) {
+    size_t i;
+    json_t *st;
+    s->undo = json_array();
+    json_array_foreach(json_object_get(ev->payload, "steps"), i, st)
+      json_array_append(s->undo, json_object_get(st, "undo_path"));
+  }
+}
+
+/* "a → b → c" */
+static void join_path(json_t *a, const char *sep, char *out, size_t n)
+{
+  size_t len = 0, i;
+  json_t *v;
+  out[0] = '\0';
+  json_array_foreach(a, i, v) {
+    if (len >= n)
+      break;
+    len += (size_t)snprintf(out + len, n - len, "%s%s", i ? sep : "",
+                            json_string_value(v));
+  }
+}
+
+/* Every action path of wf, in file order. */
+static json_t *action_paths(const struct engine_workflow *wf)
+{
+  json_t *a = json_array();
+  char p[320];
+  for (size_t i = 0; i < wf->nstates; i++) {
+    const struct engine_state *st = &wf->states[i];
+    if (st->kind == ENGINE_DO)
+      json_array_append_new(a, json_string(st->name));
+    for (size_t b = 0; st->kind == ENGINE_PARALLEL && b < st->nbranches;
+         b++) {
+      snprintf(p, sizeof p, "%s/%s", st->name, st->branches[b].name);
+      json_array_append_new(a, json_string(p));
+    }
+  }
+  return a;
+}
+
+static const struct engine_state *state_of(const struct engine_workflow *wf,
+                                           const char *path)
+{
+  char name[320];
+  snprintf(name, sizeof name, "%.*s", (int)strcspn(path, "/"), path);
+  return engine_workflow_state(wf, name);
+}
+
+int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx)
+{
+  const char *env = NULL;
+  struct cli_list sets = {0};
+  const struct cli_option opts[] = {
+    {"env", CLI_OPT_STRING, &env, "NAME", "the environment to plan for"},
+    {"set", CLI_OPT_LIST, &sets, "NAME=VALUE", "set a param (repeatable)"},
+    {NULL, 0, NULL, NULL, NULL},
+  };
+  struct engine_workflow *wf = NULL;
+  struct cairn_error err = {0};
+  struct engine_result res;
+  struct engine_sim sim = {0};
+  struct sim_seen happy = {0};
+  json_t *paths = NULL, *out = NULL;
+  char line[4096];
+  int npos = 0, code, rc;
+
+  code = cli_parse(argc, argv, ctx, opts,
+                   "cairn plan FILE [--env NAME] [--set NAME=VALUE]... "
+                   "[--json]",
+                   "Validates FILE and prints the path a run takes when "
+                   "every action succeeds and, for\neach action, where its "
+                   "failure (after its retries) leads: a state, the end of "
+                   "the\nrun, or a rollback with its undo steps. Each line "
+                   "comes from a simulation of the\nreal engine (see cairn "
+                   "simulate); nothing runs.", &npos);
+  if (code != 0) {
+    code = code == 1 ? CLI_EXIT_OK : code;
+    goto done;
+  }
+  if (npos != 1) {
+    cli_error("plan needs one workflow file (usage: cairn plan FILE)");
+    code = CLI_EXIT_USAGE;
+    goto done;
+  }
+  if (engine_workflow_load(&wf, argv[1], &err) != 0) {
+    cli_workflow_error(&err);
+    code = CLI_EXIT_USAGE;
+    goto done;
+  }
+
+  happy.path = json_array();
+  rc = cli_simulate(wf, env, &sets, &sim, seen_event, &happy, &res, &err);
+  if (rc != 0) {
+    cli_error("%s", err.msg);
+    code = cli_exit_for(rc);
+    goto done;
+  }
+  out = json_pack("{s:s,s:s,s:O,s:s,s:i,s:[]}", "workflow", wf->name, "file",
+                  argv[1], "happy_path", happy.path, "status", res.status,
+                  "exit_code", cli_sim_exit_code(&res), "failures");
+  if (!ctx->json) {
+    join_path(happy.path, " → ", line, sizeof line);
+    printf("%s (%s): valid, %zu states\n", wf->name, argv[1], wf->nstates);
+    printf("happy path: %s → %s (exit %d)\n", line, res.status,
+           cli_sim_exit_code(&res));
+    printf("when an action fails (after its retries):\n");
+  }
+
+  paths = action_paths(wf);
+  size_t i, width = 0;
+  json_t *v;
+  json_array_foreach(paths, i, v)
+    if (strlen(json_string_value(v)) > width)
+      width = strlen(json_string_value(v));
+  json_array_foreach(paths, i, v) {
+    const char *path = json_string_value(v);
+    const char *fail[1] = {path};
+    struct engine_sim s1 = {fail, 1, NULL, 0};
+    struct sim_seen seen = {path, json_array(), 0, "", NULL};
+    const struct engine_state *st = state_of(wf, path);
+
+    rc = cli_simulate(wf, env, &sets, &s1, seen_event, &seen, &res, &err);
+    if (rc != 0) {
+      json_decref(seen.path);
+      json_decref(seen.undo);
+      cli_error("%s", err.msg);
+      code = cli_exit_for(rc);
+      goto done;
+    }
+    json_t *f = json_pack("{s:s,s:b,s:s}", "path", path, "reached",
+                          seen.reached, "on_failure", st->on_failure);
+    if (seen.reached) {
+      json_object_set_new(f, "to", json_string(seen.to));
+      json_object_set_new(f, "status", json_string(res.status));
+      json_object_set_new(f, "exit_code",
+                          json_integer(cli_sim_exit_code(&res)));
+      if (seen.undo)
+        json_object_set(f, "rollback", seen.undo);
+    }
+    json_array_append_new(json_object_get(out, "failures"), f);
+    if (!ctx->json) {
+      int ex = cli_sim_exit_code(&res);
+      if (!seen.reached) {
+        printf("  %-*s  not reached on the happy path (on_failure: %s)\n",
+               (int)width, path, st->on_failure);
+      } else if (seen.undo) {
+        join_path(seen.undo, ", ", line, sizeof line);
+        printf("  %-*s  → rollback%s%s → %s (exit %d)\n", (int)width, path,
+               json_array_size(seen.undo) ? ": " : ", nothing to undo",
+               json_array_size(seen.undo) ? line : "", res.status, ex);
+      } else if (strcmp(seen.to, "fail") == 0) {
+        printf("  %-*s  → fail, nothing undone → %s (exit %d)\n",
+               (int)width, path, res.status, ex);
+      } else {
+        printf("  %-*s  → %s (on_failure) → %s (exit %d)\n", (int)width,
+               path, seen.to, res.status, ex);
+      }
+    }
+    json_decref(seen.path);
+    json_decref(seen.undo);
+  }
+  if (ctx->json)
+    cli_print_json(out);
+  code = CLI_EXIT_OK;
+done:
+  json_decref(out);
+  json_decref(paths);
+  json_decref(happy.path);
+  engine_workflow_destroy(wf);
+  cli_list_release(&sets);
+  return code;
+}

@@ -1,0 +1,135 @@
+/* cairn rollback RUN [--dry-run]: undo a succeeded run on request, or
+ * print the plan its journal implies. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+/* Prints the plan: one numbered line per undo, with its inputs. */
+static void print_plan(struct cli_ctx *ctx, const struct journal_run *run,
+                       json_t *steps, int journaled)
+{
+  size_t i;
+  json_t *st;
+
+  if (ctx->json) {
+    json_t *v = json_pack("{s:s,s:s,s:b,s:O}", "run", run->id, "status",
+                          run->status, "journaled", journaled, "steps",
+                          steps);
+    cli_print_json(v);
+    json_decref(v);
+    return;
+  }
+  printf("run %s (%s, %s): %s\n", run->id, run->workflow, run->status,
+         journaled ? "the journaled rollback plan"
+                   : "a rollback would undo, in this order");
+  if (json_array_size(steps) == 0)
+    printf("  nothing to undo: no finished state has an undo\n");
+  json_array_foreach(steps, i, st) {
+    char *in = json_dumps(json_object_get(st, "inputs"),
+                          JSON_COMPACT | JSON_SORT_KEYS);
+    printf("  %zu. %s: %s%s\n", i + 1,
+           json_string_value(json_object_get(st, "path")),
+           json_string_value(json_object_get(st, "adapter")),
+           json_is_true(json_object_get(st, "cancelled"))
+               ? " (its step was cancelled; undone to be safe)"
+               : "");
+    if (in)
+      printf("     forward inputs: %s\n", in);
+    free(in);
+  }
+  if (!journaled)
+    printf("nothing was changed (dry run)\n");
+}
+
+int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
+{
+  const char *grace = NULL;
+  int dry_run = 0, allow_changed = 0;
+  const struct cli_option opts[] = {
+    {"dry-run", CLI_OPT_FLAG, &dry_run, NULL,
+     "print the plan the journal implies; change nothing"},
+    {"allow-changed", CLI_OPT_FLAG, &allow_changed, NULL,
+     "accept a workflow file changed since the run started"},
+    {"grace", CLI_OPT_STRING, &grace, "DURATION",
+     "after Ctrl-C, how long running undo steps may finish (default 10s)"},
+    {NULL, 0, NULL, NULL, NULL},
+  };
+  struct journal *j = NULL;
+  struct journal_run run = {0};
+  struct engine_workflow *wf = NULL;
+  struct cli_progress *p = NULL;
+  struct cairn_error err = {0};
+  struct engine_options o;
+  struct engine_result res;
+  json_t *steps = NULL;
+  int npos = 0, code, have_run = 0, journaled = 0;
+
+  code = cli_parse(argc, argv, ctx, opts,
+                   "cairn rollback RUN [--dry-run] [--allow-changed] [--json]",
+                   "Undoes a succeeded run: the undo of every finished state, "
+                   "in reverse order of\ncompletion (parallel branches in "
+                   "reverse order of declaration), planned from the\njournal "
+                   "alone and journaled before the first undo runs. With "
+                   "--dry-run, prints that\nplan and changes nothing.", &npos);
+  if (code != 0)
+    return code == 1 ? CLI_EXIT_OK : code;
+  if (npos != 1) {
+    cli_error("rollback needs one run id (usage: cairn rollback RUN "
+              "[--dry-run])");
+    return CLI_EXIT_USAGE;
+  }
+  code = cli_open_journal(ctx, 0, dry_run, &j);
+  if (code != 0)
+    goto out;
+  code = cli_get_run(j, argv[1], &run);
+  if (code != 0)
+    goto out;
+  have_run = 1;
+  if (engine_workflow_load(&wf, run.file, &err) != 0) {
+    cli_workflow_error(&err);
+    cli_error("cannot roll back run %s: its workflow file does not load",
+              run.id);
+    code = CLI_EXIT_USAGE;
+    goto out;
+  }
+  if (dry_run) {
+    int rc = engine_rollback_plan(j, wf, run.id, &steps, &journaled, &err);
+    if (rc != 0) {
+      cli_error("%s", err.msg);
+      code = cli_exit_for(rc);
+      goto out;
+    }
+    if (strcmp(wf->sha256, run.file_sha256) != 0 && !ctx->json)
+      printf("note: workflow file '%s' changed since the run started; the "
+             "plan uses the undo steps it has now\n", wf->file);
+    print_plan(ctx, &run, steps, journaled);
+    code = CLI_EXIT_OK;
+    goto out;
+  }
+  p = cli_progress_create(ctx);
+  if (p == NULL) {
+    code = CLI_EXIT_FAILED;
+    goto out;
+  }
+  code = cli_run_options(&o, grace, p, ctx);
+  if (code != 0)
+    goto out;
+  o.allow_changed = allow_changed;
+  int rc = engine_rollback(j, wf, run.id, &o, &res, &err);
+  if (rc != 0) {
+    cli_error("%s", err.msg);
+    code = cli_exit_for(rc);
+    goto out;
+  }
+  code = cli_progress_result(p, &res, journal_path(j));
+out:
+  json_decref(steps);
+  if (have_run)
+    journal_run_release(&run);
+  cli_progress_destroy(p);
+  engine_workflow_destroy(wf);
+  journal_close(j);
+  return code;
+}

@@ -1,0 +1,178 @@
+/* cairn simulate FILE --fail-at STATE: run the real engine on an
+ * in-memory journal with scripted outcomes and print its trace. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+int cli_sim_exit_code(const struct engine_result *res)
+{
+  switch (res->outcome) {
+  case ENGINE_SUCCEEDED:
+  case ENGINE_ROLLED_BACK:
+    return CLI_EXIT_OK;
+  case ENGINE_ROLLBACK_FAILED:
+    return CLI_EXIT_ROLLBACK;
+  case ENGINE_FAILED:
+    return CLI_EXIT_FAILED;
+  default:
+    return CLI_EXIT_INTERRUPTED;
+  }
+}
+
+int cli_simulate(const struct engine_workflow *wf, const char *env,
+                 const struct cli_list *sets, const struct engine_sim *sim,
+                 engine_observe_cb observe, void *ud,
+                 struct engine_result *res, struct cairn_error *err)
+{
+  struct engine_options o;
+
+  memset(&o, 0, sizeof o);
+  o.env = env;
+  o.sets = sets->items;
+  o.nsets = sets->n;
+  o.actor = "simulation";
+  o.sim = sim;
+  o.observe = observe;
+  o.ud = ud;
+  return engine_simulate(wf, &o, res, err);
+}
+
+static const char *pstr(const struct journal_event *ev, const char *key)
+{
+  const char *s = json_string_value(json_object_get(ev->payload, key));
+  return s ? s : "";
+}
+
+/* One line per event that says what the engine decided; the rest
+ * (action.started, lock and run bookkeeping) is left out. */
+static void trace_line(void *ud, const struct journal_event *ev)
+{
+  struct cli_ctx *ctx = ud;
+  const char *k = ev->kind;
+
+  if (ctx->json) {
+    /* As run --json, less what differs from one simulation to the next
+     * (the run id and the clock). */
+    json_t *v = json_pack("{s:I,s:s,s:s,s:i,s:O}", "seq",
+                          (json_int_t)ev->seq, "kind", ev->kind, "state",
+                          ev->state, "attempt", ev->attempt, "payload",
+                          ev->payload);
+    cli_print_json(v);
+    json_decref(v);
+    return;
+  }
+  if (strcmp(k, JOURNAL_EV_STATE_ENTERED) == 0) {
+    const char *kind = pstr(ev, "kind");
+    if (strcmp(kind, "do") == 0 || strcmp(kind, "branch") == 0 ||
+        strcmp(kind, "undo") == 0)
+      printf("enter %s\n", ev->state);
+    else
+      printf("enter %s (%s)\n", ev->state, kind);
+  } else if (strcmp(k, JOURNAL_EV_ACTION_FINISHED) == 0) {
+    const char *o = pstr(ev, "outcome");
+    if (strcmp(o, "succeeded") == 0)
+      printf("  ✓ %s (attempt %d)\n", ev->state, ev->attempt);
+    else
+      printf("  ✗ %s (attempt %d): %s\n", ev->state, ev->attempt, o);
+  } else if (strcmp(k, JOURNAL_EV_PROBE_FINISHED) == 0) {
+    printf("  ? %s: probe %s\n", ev->state, pstr(ev, "outcome"));
+  } else if (strcmp(k, JOURNAL_EV_ACTION_RETRYING) == 0) {
+    char d[32];
+    printf("  ↻ %s: attempt %d after %s\n", ev->state,
+           (int)json_integer_value(json_object_get(ev->payload,
+                                                   "next_attempt")),
+           cli_duration(json_integer_value(json_object_get(ev->payload,
+                                                           "delay_ms")),
+                        d, sizeof d));
+  } else if (strcmp(k, JOURNAL_EV_TRANSITION) == 0) {
+    const char *to = pstr(ev, "to");
+    printf("→ %s (%s)\n", *to ? to : "end", pstr(ev, "reason"));
+  } else if (strcmp(k, JOURNAL_EV_ROLLBACK_PLANNED) == 0) {
+    cli_print_plan_line(ev->payload);
+  } else if (strcmp(k, JOURNAL_EV_RUN_FINISHED) == 0) {
+    printf("■ %s\n", pstr(ev, "status"));
+  }
+}
+
+int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx)
+{
+  const char *env = NULL;
+  struct cli_list sets = {0}, fail_at = {0}, fail_undo = {0};
+  const struct cli_option opts[] = {
+    {"env", CLI_OPT_STRING, &env, "NAME", "the environment to simulate"},
+    {"set", CLI_OPT_LIST, &sets, "NAME=VALUE", "set a param (repeatable)"},
+    {"fail-at", CLI_OPT_LIST, &fail_at, "STATE[:ATTEMPT]",
+     "make this action fail: every attempt, or only ATTEMPT (repeatable)"},
+    {"fail-undo", CLI_OPT_LIST, &fail_undo, "STATE",
+     "make the undo of this action fail (repeatable)"},
+    {NULL, 0, NULL, NULL, NULL},
+  };
+  struct engine_workflow *wf = NULL;
+  struct cairn_error err = {0};
+  struct engine_result res;
+  struct engine_sim sim;
+  int npos = 0, code;
+
+  code = cli_parse(argc, argv, ctx, opts,
+                   "cairn simulate FILE [--env NAME] [--set NAME=VALUE]... "
+                   "[--fail-at STATE[:ATTEMPT]]... [--fail-undo STATE]... "
+                   "[--json]",
+                   "Runs the real engine on an in-memory journal with every "
+                   "action replaced by a scripted\noutcome (success unless "
+                   "named by --fail-at) and prints its trace: states "
+                   "entered,\ntransitions and why, retries, the rollback plan "
+                   "and each undo, and the status and\nexit code a real run "
+                   "would end with. Nothing runs and no journal is written.\n"
+                   "Exits 0 when the simulation ran, whatever it predicts.",
+                   &npos);
+  if (code != 0) {
+    code = code == 1 ? CLI_EXIT_OK : code;
+    goto out;
+  }
+  if (npos != 1) {
+    cli_error("simulate needs one workflow file (usage: cairn simulate FILE "
+              "--fail-at STATE...)");
+    code = CLI_EXIT_USAGE;
+    goto out;
+  }
+  if (engine_workflow_load(&wf, argv[1], &err) != 0) {
+    cli_workflow_error(&err);
+    code = CLI_EXIT_USAGE;
+    goto out;
+  }
+  sim.fail_at = fail_at.items;
+  sim.nfail_at = fail_at.n;
+  sim.fail_undo = fail_undo.items;
+  sim.nfail_undo = fail_undo.n;
+  if (engine_sim_check(wf, &sim, &err) != 0) {
+    cli_error("%s", err.msg);
+    code = CLI_EXIT_USAGE;
+    goto out;
+  }
+  int rc = cli_simulate(wf, env, &sets, &sim, trace_line, ctx, &res, &err);
+  if (rc != 0) {
+    cli_error("%s", err.msg);
+    code = cli_exit_for(rc);
+    goto out;
+  }
+  int would = cli_sim_exit_code(&res);
+  if (ctx->json) {
+    json_t *v = json_pack("{s:s,s:s,s:i,s:s,s:s}", "kind", "result",
+                          "status", res.status, "exit_code", would, "state",
+                          res.state, "message", res.message);
+    cli_print_json(v);
+    json_decref(v);
+  } else {
+    printf("result: %s; a real run would exit %d\n",
+           res.status[0] ? res.status : "interrupted", would);
+  }
+  code = CLI_EXIT_OK;
+out:
+  engine_workflow_destroy(wf);
+  cli_list_release(&sets);
+  cli_list_release(&fail_at);
+  cli_list_release(&fail_undo);
+  return code;
+}

@@ -1,0 +1,556 @@
+/* Rollback: the undo plan, computed from a run's events alone, journaled
+ * whole before the first undo runs, then carried out one undo at a time.
+ *
+ * The plan is every completed action path whose action has an undo, in
+ * reverse order of completion, where the branches of one entry of a
+ * parallel state are undone in reverse order of declaration, whatever
+ * order they finished in. A path counts as completed when an
+ * action.finished, probe.finished or decision.assumed says succeeded. A
+ * branch cancelled because a sibling failed counts as completed when it
+ * has no probe (it may have done part of its work, and an undo must
+ * tolerate nothing to undo), and otherwise only when its probe succeeded.
+ * A state completed twice (a loop through a choice) is undone twice, the
+ * later completion first. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/runtime.h"
+
+/* ---- the planner: a fold over a run's events ---- */
+
+struct planner {
+  const struct engine_workflow *wf;
+  json_t *inputs;     /* path -> inputs of its latest state.entered */
+  json_t *done;       /* completions, in journal order */
+  int entry;          /* counts entries of top-level states */
+  int planned;        /* a rollback.planned was seen: nothing more to add */
+};
+
+static int is_undo_path(const char *path)
+{
+  return strncmp(path, JOURNAL_UNDO_PREFIX, strlen(JOURNAL_UNDO_PREFIX)) == 0;
+}
+
+const struct engine_action *engine__action_at(
+    const struct engine_workflow *wf, const char *path,
+    const struct engine_state **st_out, int *branch)
+{
+  const char *slash = strchr(path, '/');
+  char name[320];
+  const struct engine_state *st;
+
+  snprintf(name, sizeof name, "%.*s",
+           (int)(slash ? (size_t)(slash - path) : strlen(path)), path);
+  st = engine_workflow_state(wf, name);
+  *st_out = st;
+  *branch = -1;
+  if (st == NULL)
+    return NULL;
+  if (slash == NULL)
+    return st->kind == ENGINE_DO ? &st->action : NULL;
+  for (size_t i = 0; st->kind == ENGINE_PARALLEL && i < st->nbranches; i++)
+    if (strcmp(st->branches[i].name, slash + 1) == 0) {
+      *branch = (int)i;
+      return &st->branches[i].action;
+    }
+  return NULL;
+}
+
+static void planner_add(struct planner *p, const char *path, json_t *outputs,
+                        int cancelled)
+{
+  const struct engine_state *st;
+  int branch;
+  const struct engine_action *a = engine__action_at(p->wf, path, &st, &branch);
+
+  if (a == NULL || a->undo == NULL)
+    return;
+  json_t *inputs = json_object_get(p->inputs, path);
+  json_t *c = json_pack("{s:s,s:s,s:s,s:i,s:i,s:O,s:O}", "path", path,
+                        "state", st->name, "adapter", a->undo->adapter,
+                        "branch", branch, "entry", p->entry, "inputs",
+                        inputs ? inputs : json_object(), "outputs",
+                        outputs ? outputs : json_object());
+  if (c && cancelled)
+    json_object_set_new(c, "cancelled", json_true());
+  json_array_append_new(p->done, c);
+}
+
+static void planner_feed(struct planner *p, const char *kind,
+                         const char *path, json_t *payload)
+{
+  const char *outcome = json_string_value(json_object_get(payload,
+                                                          "outcome"));
+  if (p->planned || path == NULL || is_undo_path(path)) {
+    if (strcmp(kind, JOURNAL_EV_ROLLBACK_PLANNED) == 0)
+      p->planned = 1;
+    return;
+  }
+  if (strcmp(kind, JOURNAL_EV_ROLLBACK_PLANNED) == 0) {
+    p->planned = 1;
+  } else if (strcmp(kind, JOURNAL_EV_STATE_ENTERED) == 0) {
+    if (strchr(path, '/') == NULL)
+      p->entry++;
+    json_t *in = json_object_get(payload, "inputs");
+    json_object_set(p->inputs, path, in ? in : json_null());
+  } else if (outcome == NULL) {
+    return;
+  } else if (strcmp(kind, JOURNAL_EV_ACTION_FINISHED) == 0) {
+    if (strcmp(outcome, "succeeded") == 0) {
+      planner_add(p, path, json_object_get(payload, "outputs"), 0);
+    } else if (strcmp(outcome, "cancelled") == 0) {
+      const struct engine_state *st;
+      int branch;
+      const struct engine_action *a = engine__action_at(p->wf, path, &st, &branch);
+      if (a && a->probe == NULL)
+        planner_add(p, path, NULL, 1);
+    }
+  } else if (strcmp(kind, JOURNAL_EV_PROBE_FINISHED) == 0 ||
+             strcmp(kind, JOURNAL_EV_DECISION_ASSUMED) == 0) {
+    if (strcmp(outcome, "succeeded") == 0)
+      planner_add(p, path, json_object_get(payload, "outputs"), 0);
+  }
+}
+
+static int cmp_completion(const void *a, const void *b)
+{
+  json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+  json_int_t ex = json_integer_value(json_object_get(x, "entry"));
+  json_int_t ey = json_integer_value(json_object_get(y, "entry"));
+  json_int_t bx = json_integer_value(json_object_get(x, "branch"));
+  json_int_t by = json_integer_value(json_object_get(y, "branch"));
+  json_int_t ix = json_integer_value(json_object_get(x, "_i"));
+  json_int_t iy = json_integer_value(json_object_get(y, "_i"));
+
+  /* later entries first; within one, later-declared branches first */
+  if (ex != ey)
+    return ex > ey ? -1 : 1;
+  if (bx != by)
+    return bx > by ? -1 : 1;
+  return ix > iy ? -1 : ix < iy;
+}
+
+/* The plan's steps, in the order they run (a new array). */
+static json_t *planner_steps(struct planner *p)
+{
+  size_t n = json_array_size(p->done);
+  json_t **v = calloc(n ? n : 1, sizeof *v);
+  json_t *steps = json_array();
+  json_t *seen = json_object();
+
+  if (v == NULL || steps == NULL || seen == NULL) {
+    free(v);
+    json_decref(steps);
+    json_decref(seen);
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    v[i] = json_array_get(p->done, i);
+    json_object_set_new(v[i], "_i", json_integer((json_int_t)i));
+  }
+  qsort(v, n, sizeof *v, cmp_completion);
+  for (size_t i = 0; i < n; i++) {
+    const char *path = json_string_value(json_object_get(v[i], "path"));
+    json_int_t k = json_integer_value(json_object_get(seen, path)) + 1;
+    char undo_path[400];
+
+    json_object_set_new(seen, path, json_integer(k));
+    if (k == 1)
+      snprintf(undo_path, sizeof undo_path, JOURNAL_UNDO_PREFIX "%s", path);
+    else
+      snprintf(undo_path, sizeof undo_path, JOURNAL_UNDO_PREFIX "%s#%d",
+               path, (int)k);
+    json_t *s = json_pack("{s:s,s:s,s:O,s:O,s:O,s:O}", "path", path,
+                          "undo_path", undo_path, "state",
+                          json_object_get(v[i], "state"), "adapter",
+                          json_object_get(v[i], "adapter"), "inputs",
+                          json_object_get(v[i], "inputs"), "outputs",
+                          json_object_get(v[i], "outputs"));
+    if (json_is_true(json_object_get(v[i], "cancelled")))
+      json_object_set_new(s, "cancelled", json_true());
+    json_array_append_new(steps, s);
+  }
+  free(v);
+  json_decref(seen);
+  return steps;
+}
+
+static int planner_event_cb(const struct journal_event *ev, void *ud)
+{
+  planner_feed(ud, ev->kind, ev->state, ev->payload);
+  return 0;
+}
+
+/* Folds the committed events of run_id (and, when rt is given, the
+ * events it has queued but not yet committed) into *steps. */
+static int plan_compute(struct journal *j, const struct engine_workflow *wf,
+                        const char *run_id, struct engine__rt *rt,
+                        json_t **steps, struct cairn_error *err)
+{
+  struct planner p = {wf, json_object(), json_array(), 0, 0};
+  int rc = 0;
+
+  *steps = NULL;
+  if (p.inputs == NULL || p.done == NULL) {
+    rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    goto out;
+  }
+  rc = journal_event_foreach(j, run_id, 0, planner_event_cb, &p, err);
+  for (size_t i = 0; rc == 0 && rt && i < rt->nqueue; i++)
+    planner_feed(&p, rt->queue[i].kind, rt->queue[i].state,
+                 rt->queue[i].payload);
+  if (rc == 0 && (*steps = planner_steps(&p)) == NULL)
+    rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+out:
+  json_decref(p.inputs);
+  json_decref(p.done);
+  return rc;
+}
+
+/* ---- carrying out the plan ---- */
+
+/* "a, b, c" of the `path` of steps [from, to). */
+static void list_paths(json_t *plan, size_t from, size_t to, char *out,
+                       size_t n)
+{
+  size_t len = 0;
+  out[0] = '\0';
+  for (size_t i = from; i < to && len < n; i++)
+    len += (size_t)snprintf(out + len, n - len, "%s%s", i > from ? ", " : "",
+                            json_string_value(json_object_get(
+                                json_array_get(plan, i), "path")));
+}
+
+static json_t *paths_array(json_t *plan, size_t from, size_t to)
+{
+  json_t *a = json_array();
+  for (size_t i = from; i < to; i++)
+    json_array_append(a, json_object_get(json_array_get(plan, i), "path"));
+  return a;
+}
+
+void engine__rollback_begin(struct engine__rt *rt, const char *from,
+                            const char *error)
+{
+  struct cairn_error err = {0};
+  json_t *steps = NULL;
+  json_t *p;
+
+  snprintf(rt->rb_error, sizeof rt->rb_error, "%s", error ? error : "");
+  rt->rb_requested = from == NULL;
+  if (from)
+    snprintf(rt->res->state, sizeof rt->res->state, "%s", from);
+  if (plan_compute(rt->j, rt->wf, rt->run_id, rt, &steps, &err) != 0) {
+    /* The journal cannot be read: nothing is undone, say why. */
+    char msg[2200];
+    snprintf(msg, sizeof msg, "%s; cannot plan the rollback: %s",
+             rt->rb_error, err.msg);
+    engine__end_run(rt, JOURNAL_STATUS_ROLLBACK_FAILED, from, msg, NULL);
+    return;
+  }
+  /* Queued behind the transition into the rollback: one commit. */
+  p = json_pack("{s:s,s:O}", "reason", from ? "failure" : "request", "steps",
+                steps);
+  if (from)
+    json_object_set_new(p, "state", json_string(from));
+  if (error && *error)
+    json_object_set_new(p, "error", json_string(error));
+  engine__emit(rt, JOURNAL_EV_ROLLBACK_PLANNED, from, 0, p);
+  json_decref(rt->plan);
+  rt->plan = steps;
+  rt->plan_next = 0;
+  engine__sx_retire(rt, rt->cur);
+  rt->cur = NULL;
+  engine__undo_next(rt);
+}
+
+struct engine__sx *engine__undo_sx(struct engine__rt *rt, size_t i,
+                                   struct cairn_error *err)
+{
+  json_t *step = json_array_get(rt->plan, i);
+  const char *path = json_string_value(json_object_get(step, "path"));
+  const char *undo_path = json_string_value(json_object_get(step,
+                                                            "undo_path"));
+  const struct engine_state *st;
+  int branch;
+  const struct engine_action *a;
+  struct engine__sx *sx;
+
+  if (path == NULL || undo_path == NULL) {
+    cairn_error_set(err, CAIRN_E_JOURNAL, "step %zu of the rollback plan of "
+                    "run %s has no path", i + 1, rt->run_id);
+    return NULL;
+  }
+  a = engine__action_at(rt->wf, path, &st, &branch);
+  if (a == NULL || a->undo == NULL) {
+    cairn_error_set(err, CAIRN_E_CHANGED, "the rollback plan of run %s "
+                    "undoes '%s', which has no undo in workflow '%s' any "
+                    "more", rt->run_id, path, rt->wf->file);
+    return NULL;
+  }
+  sx = calloc(1, sizeof *sx);
+  if (sx == NULL || (sx->tasks = calloc(1, sizeof *sx->tasks)) == NULL) {
+    free(sx);
+    cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    return NULL;
+  }
+  sx->st = st;
+  sx->ntasks = sx->open = 1;
+  sx->is_undo = 1;
+  sx->step = i;
+  if (engine__task_init(rt, sx, &sx->tasks[0], undo_path, a->undo) != 0) {
+    engine__sx_destroy(sx);
+    cairn_error_set(err, CAIRN_E_NOMEM, "cannot set up the undo of '%s'",
+                    path);
+    return NULL;
+  }
+  return sx;
+}
+
+/* Resolves an undo's inputs with self = the forward action's journaled
+ * inputs and outputs. */
+static int undo_resolve(struct engine__rt *rt, struct engine__task *t,
+                        json_t *step, struct cairn_error *err)
+{
+  json_object_set_new(rt->scope, "self",
+                      json_pack("{s:O,s:O}", "input",
+                                json_object_get(step, "inputs"), "output",
+                                json_object_get(step, "outputs")));
+  int rc = engine__task_resolve(t, err);
+  json_object_del(rt->scope, "self");
+  return rc;
+}
+
+void engine__undo_next(struct engine__rt *rt)
+{
+  size_t n = json_array_size(rt->plan);
+  struct cairn_error err = {0};
+  struct engine__sx *sx;
+
+  engine__sx_retire(rt, rt->cur);
+  rt->cur = NULL;
+  if (rt->interrupted) {
+    engine__finish_interrupted(rt);
+    return;
+  }
+  if (rt->plan_next >= n) {
+    char done[1200], msg[2800];
+    list_paths(rt->plan, 0, n, done, sizeof done);
+    if (rt->rb_error[0])
+      snprintf(msg, sizeof msg, "%s; rolled back: %s", rt->rb_error,
+               n ? done : "nothing to undo");
+    else
+      snprintf(msg, sizeof msg, "rolled back: %s",
+               n ? done : "nothing to undo");
+    /* A failed deploy stays failed once undone; only a rollback on
+     * request turns a run into rolled_back. */
+    engine__end_run(rt, rt->rb_requested ? JOURNAL_STATUS_ROLLED_BACK
+                                         : JOURNAL_STATUS_FAILED, NULL, msg,
+                    json_pack("{s:o,s:[]}", "undone", paths_array(rt->plan, 0,
+                                                                 n),
+                              "left"));
+    if (rt->rb_requested)
+      rt->res->outcome = ENGINE_ROLLED_BACK;
+    return;
+  }
+  json_t *step = json_array_get(rt->plan, rt->plan_next);
+  sx = engine__undo_sx(rt, rt->plan_next, &err);
+  if (sx == NULL) {
+    if (err.code == CAIRN_E_NOMEM) {
+      rt->fatal = CAIRN_E_NOMEM;
+      return;
+    }
+    /* cannot happen in a run that planned with this workflow; on resume
+     * engine__undo_sx is checked before anything is journaled */
+    engine__end_run(rt, JOURNAL_STATUS_ROLLBACK_FAILED, NULL, err.msg, NULL);
+    return;
+  }
+  rt->cur = sx;
+  struct engine__task *t = &sx->tasks[0];
+  int rc = undo_resolve(rt, t, step, &err);
+  json_t *p = json_pack("{s:s,s:s}", "kind", "undo", "of",
+                        json_string_value(json_object_get(step, "path")));
+  if (rc == 0)
+    json_object_set_new(p, "inputs", engine__journal_inputs(t));
+  else
+    json_object_set_new(p, "error", json_string(err.msg));
+  if (t->redacted)
+    json_object_set_new(p, "redacted", json_true());
+  engine__emit(rt, JOURNAL_EV_STATE_ENTERED, t->path, 0, p);
+  if (rc != 0) {
+    engine__task_done(t, 0, 0, err.msg);
+    return;
+  }
+  engine__task_attempt(t);
+}
+
+void engine__undo_done(struct engine__rt *rt, struct engine__sx *sx)
+{
+  struct engine__task *t = &sx->tasks[0];
+  size_t n = json_array_size(rt->plan);
+
+  if (rt->interrupted) {
+    engine__finish_interrupted(rt);
+    return;
+  }
+  if (!sx->failed) {
+    rt->plan_next = sx->step + 1;
+    engine__undo_next(rt);
+    return;
+  }
+  char undone[1200], left[1200], msg[4000];
+  list_paths(rt->plan, 0, sx->step, undone, sizeof undone);
+  list_paths(rt->plan, sx->step + 1, n, left, sizeof left);
+  snprintf(msg, sizeof msg,
+           "undo of '%s' failed: %s (log: %s); undone: %s; left: %s; fix the "
+           "cause, then 'cairn resume %s' retries the rest",
+           json_string_value(json_object_get(json_array_get(rt->plan,
+                                                            sx->step),
+                                             "path")),
+           t->error, t->log_path, undone[0] ? undone : "nothing",
+           left[0] ? left : "nothing", rt->run_id);
+  json_t *extra = json_pack("{s:o,s:O,s:o}", "undone",
+                            paths_array(rt->plan, 0, sx->step), "failed",
+                            json_object_get(json_array_get(rt->plan,
+                                                           sx->step),
+                                            "path"),
+                            "left", paths_array(rt->plan, sx->step + 1, n));
+  engine__end_run(rt, JOURNAL_STATUS_ROLLBACK_FAILED, t->path, msg, extra);
+}
+
+/* ---- the public entry points ---- */
+
+int engine_rollback_plan(struct journal *j, const struct engine_workflow *wf,
+                         const char *run_id, json_t **steps, int *journaled,
+                         struct cairn_error *err)
+{
+  struct journal_replay rp;
+  int rc = journal_replay(j, run_id, &rp, err);
+
+  *steps = NULL;
+  *journaled = 0;
+  if (rc != 0)
+    return rc;
+  if (rp.rollback) {
+    *steps = json_incref(json_object_get(rp.rollback, "steps"));
+    *journaled = 1;
+  } else {
+    rc = plan_compute(j, wf, run_id, NULL, steps, err);
+  }
+  journal_replay_release(&rp);
+  return rc;
+}
+
+int engine_rollback(struct journal *j, const struct engine_workflow *wf,
+                    const char *run_id, const struct engine_options *opt_in,
+                    struct engine_result *res, struct cairn_error *err)
+{
+  struct journal_replay rp;
+  struct engine_options opt = *opt_in;
+  struct engine__rt rt;
+  struct journal_lock_holder holder;
+  int taken_over = 0, alive = 0;
+  char actor[300];
+  int rc;
+
+  memset(res, 0, sizeof *res);
+  rc = journal_replay(j, run_id, &rp, err);
+  if (rc != 0)
+    return rc;
+  snprintf(res->run_id, sizeof res->run_id, "%s", run_id);
+  const char *env = json_string_value(json_object_get(rp.started, "env"));
+  opt.env = env && *env ? env : NULL;
+
+  if (strcmp(rp.status, JOURNAL_STATUS_RUNNING) == 0 &&
+      journal_lock_get(j, wf->name, env ? env : "", &holder, &alive, NULL) ==
+          0 &&
+      alive && strcmp(holder.run_id, run_id) == 0) {
+    rc = cairn_error_set(err, CAIRN_E_LOCKED,
+                         "run %s is still running (pid %d on %s): wait for "
+                         "it to end, or interrupt it first", run_id,
+                         holder.pid, holder.host);
+    goto out;
+  }
+  if (strcmp(rp.status, JOURNAL_STATUS_ROLLED_BACK) == 0) {
+    rc = cairn_error_set(err, CAIRN_E_STATE,
+                         "run %s was already rolled back: nothing to undo",
+                         run_id);
+    goto out;
+  }
+  if (rp.rollback || strcmp(rp.status, JOURNAL_STATUS_ROLLBACK_FAILED) == 0) {
+    rc = cairn_error_set(err, CAIRN_E_STATE,
+                         "run %s is being rolled back already (hint: 'cairn "
+                         "resume %s' carries on its rollback)", run_id,
+                         run_id);
+    goto out;
+  }
+  if (strcmp(rp.status, JOURNAL_STATUS_SUCCEEDED) != 0) {
+    rc = cairn_error_set(err, CAIRN_E_STATE,
+                         "run %s is %s, not succeeded: only a succeeded run "
+                         "is rolled back on request (hint: a failed run "
+                         "rolls back by itself; an interrupted one goes on "
+                         "with 'cairn resume %s')", run_id, rp.status,
+                         run_id);
+    goto out;
+  }
+  if (strcmp(wf->sha256, rp.file_sha256 ? rp.file_sha256 : "") != 0 &&
+      !opt.allow_changed) {
+    rc = cairn_error_set(err, CAIRN_E_CHANGED,
+                         "workflow file '%s' changed since run %s started, "
+                         "and its undo steps come from it (hint: review the "
+                         "change, then roll back with --allow-changed)",
+                         wf->file, run_id);
+    goto out;
+  }
+
+  rc = engine__rt_init(&rt, j, wf, &opt, res, err);
+  if (rc != 0) {
+    engine__rt_abort(&rt);
+    engine__rt_release(&rt);
+    goto out;
+  }
+  json_object_set(rt.scope, "params", json_object_get(rp.started, "params"));
+  snprintf(rt.run_id, sizeof rt.run_id, "%s", run_id);
+  rc = engine_run_dir(j, run_id, rt.run_dir, sizeof rt.run_dir, err);
+  if (rc == 0)
+    rc = journal_lock_acquire(j, wf->name, env ? env : "", run_id, &holder,
+                              &taken_over, err);
+  if (rc != 0) {
+    engine__rt_abort(&rt);
+    engine__rt_release(&rt);
+    goto out;
+  }
+  snprintf(res->run_dir, sizeof res->run_dir, "%s", rt.run_dir);
+  json_object_set_new(json_object_get(rt.scope, "run"), "id",
+                      json_string(run_id));
+  json_object_set_new(json_object_get(rt.scope, "run"), "dir",
+                      json_string(rt.run_dir));
+  engine__rebuild_outputs(&rt, &rp);
+
+  engine__actor(&opt, actor, sizeof actor);
+  rc = journal_begin(j, err);
+  if (rc == 0 && taken_over && strcmp(holder.run_id, run_id) != 0)
+    rc = engine__append_takeover(&rt, &holder);
+  if (rc == 0)
+    rc = engine__append_direct(&rt, JOURNAL_EV_ROLLBACK_REQUESTED,
+                               json_pack("{s:s}", "actor", actor));
+  if (rc == 0)
+    rc = journal_run_set_status(j, run_id, JOURNAL_STATUS_RUNNING, 0, err);
+  if (rc == 0)
+    rc = journal_commit(j, err);
+  if (rc != 0) {
+    journal_rollback(j);
+    journal_lock_release(j, wf->name, env ? env : "", run_id, NULL);
+    engine__rt_abort(&rt);
+    engine__rt_release(&rt);
+    goto out;
+  }
+  engine__notify_direct(&rt);
+  engine__rollback_begin(&rt, NULL, NULL);
+  rc = engine__rt_loop(&rt);
+  engine__rt_release(&rt);
+out:
+  journal_replay_release(&rp);
+  return rc;
+}

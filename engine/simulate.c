@@ -1,0 +1,261 @@
+/* Simulation: the real runtime on an in-memory journal, with every action
+ * replaced by a scripted outcome. Calls complete one per loop turn in the
+ * order they started, so parallel branches finish in declaration order
+ * and a simulation prints the same trace every time. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/runtime.h"
+
+struct sim_priv {
+  int cancelled;
+};
+
+static int sim_push(struct engine__rt *rt, struct adapter_call *call)
+{
+  if (rt->nsimq == rt->capsimq) {
+    size_t cap = rt->capsimq ? rt->capsimq * 2 : 16;
+    struct adapter_call **q = realloc(rt->simq, cap * sizeof *q);
+    if (q == NULL)
+      return CAIRN_E_NOMEM;
+    rt->simq = q;
+    rt->capsimq = cap;
+  }
+  rt->simq[rt->nsimq++] = call;
+  return 0;
+}
+
+static int listed(const char *const *list, size_t n, const char *s)
+{
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(list[i], s) == 0)
+      return 1;
+  return 0;
+}
+
+/* Does the script make this attempt of t fail? */
+static int scripted_failure(const struct engine__task *t,
+                            const struct engine_sim *sim)
+{
+  char key[400];
+
+  if (t->probing)
+    return 0; /* a probe finds that the action took effect */
+  if (strncmp(t->path, JOURNAL_UNDO_PREFIX, strlen(JOURNAL_UNDO_PREFIX)) == 0) {
+    /* "undo:P" or "undo:P#N" undoes P */
+    const char *p = t->path + strlen(JOURNAL_UNDO_PREFIX);
+    snprintf(key, sizeof key, "%.*s", (int)strcspn(p, "#"), p);
+    return listed(sim->fail_undo, sim->nfail_undo, key);
+  }
+  snprintf(key, sizeof key, "%s:%d", t->path, t->attempt);
+  return listed(sim->fail_at, sim->nfail_at, t->path) ||
+         listed(sim->fail_at, sim->nfail_at, key);
+}
+
+/* An output of each declared name with the empty value of its type, so
+ * that templates reading them resolve. */
+static json_t *placeholder_outputs(const struct adapter_desc *desc)
+{
+  json_t *o = json_object();
+  for (const struct adapter_output *out = desc->outputs; out && out->name;
+       out++) {
+    json_t *v;
+    if (strcmp(out->type, "integer") == 0)
+      v = json_integer(0);
+    else if (strcmp(out->type, "number") == 0)
+      v = json_real(0);
+    else if (strcmp(out->type, "boolean") == 0)
+      v = json_false();
+    else if (strcmp(out->type, "object") == 0)
+      v = json_object();
+    else if (strcmp(out->type, "array") == 0)
+      v = json_array();
+    else
+      v = json_string("");
+    json_object_set_new(o, out->name, v);
+  }
+  return o;
+}
+
+static void sim_idle_cb(uv_idle_t *h)
+{
+  struct engine__rt *rt = h->data;
+  struct adapter_call *call;
+  struct engine__task *t;
+  struct sim_priv *priv;
+  struct adapter_result res = {0};
+
+  if (rt->nsimq == 0) {
+    uv_idle_stop(h);
+    return;
+  }
+  call = rt->simq[0];
+  memmove(rt->simq, rt->simq + 1, (rt->nsimq - 1) * sizeof *rt->simq);
+  if (--rt->nsimq == 0)
+    uv_idle_stop(h);
+
+  t = call->data;
+  priv = call->priv;
+  res.tail = "";
+  if (priv->cancelled) {
+    res.outcome = ADAPTER_CANCELLED;
+    res.exit_code = -1;
+    res.term_signal = 15;
+    snprintf(res.error, sizeof res.error, "cancelled");
+    res.outputs = json_object();
+  } else if (scripted_failure(t, rt->opt->sim)) {
+    res.outcome = ADAPTER_FAILED;
+    res.exit_code = 1;
+    snprintf(res.error, sizeof res.error, "simulated failure");
+    res.outputs = json_object();
+  } else {
+    res.outcome = ADAPTER_SUCCEEDED;
+    res.exit_code = 0;
+    res.outputs = placeholder_outputs(t->desc);
+  }
+  free(priv);
+  call->priv = NULL;
+  json_t *outputs = res.outputs;
+  call->on_done(call, &res); /* may free call */
+  json_decref(outputs);
+}
+
+static int sim_start(struct adapter_call *call, struct cairn_error *err)
+{
+  struct engine__task *t = call->data;
+  struct engine__rt *rt = t->rt;
+
+  call->priv = calloc(1, sizeof(struct sim_priv));
+  if (call->priv == NULL || sim_push(rt, call) != 0) {
+    free(call->priv);
+    call->priv = NULL;
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  }
+  uv_idle_start(&rt->sim_idle, sim_idle_cb);
+  return 0;
+}
+
+static void sim_cancel(struct adapter_call *call)
+{
+  struct sim_priv *priv = call->priv;
+  if (priv)
+    priv->cancelled = 1;
+}
+
+static const struct adapter_input sim_inputs[] = {{NULL, 0, 0, NULL, NULL}};
+static const struct adapter_output sim_outputs[] = {{NULL, NULL, NULL}};
+
+const struct adapter_desc engine__sim_adapter = {
+  .name = "simulated",
+  .summary = "a scripted outcome (cairn simulate)",
+  .inputs = sim_inputs,
+  .outputs = sim_outputs,
+  .idempotent = 1,
+  .check = NULL,
+  .start = sim_start,
+  .cancel = sim_cancel,
+};
+
+/* ---- checking a script against the workflow ---- */
+
+static const struct engine_action *action_at(const struct engine_workflow *wf,
+                                             const char *path)
+{
+  const struct engine_state *st;
+  int branch;
+  return engine__action_at(wf, path, &st, &branch);
+}
+
+/* "a, b, c/d" of every action path, for a hint. */
+static void action_paths(const struct engine_workflow *wf, int with_undo,
+                         char *out, size_t n)
+{
+  size_t len = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < wf->nstates; i++) {
+    const struct engine_state *st = &wf->states[i];
+    if (st->kind == ENGINE_DO && (!with_undo || st->action.undo))
+      len += (size_t)snprintf(out + len, len < n ? n - len : 0, "%s%s",
+                              len ? ", " : "", st->name);
+    for (size_t b = 0; st->kind == ENGINE_PARALLEL && b < st->nbranches; b++)
+      if (!with_undo || st->branches[b].action.undo)
+        len += (size_t)snprintf(out + len, len < n ? n - len : 0, "%s%s/%s",
+                                len ? ", " : "", st->name,
+                                st->branches[b].name);
+    if (len >= n)
+      return;
+  }
+}
+
+int engine_sim_check(const struct engine_workflow *wf,
+                     const struct engine_sim *sim, struct cairn_error *err)
+{
+  char list[1024];
+
+  for (size_t i = 0; i < sim->nfail_at; i++) {
+    char path[320];
+    const char *spec = sim->fail_at[i];
+    const char *colon = strrchr(spec, ':');
+    long attempt = 0;
+
+    snprintf(path, sizeof path, "%.*s",
+             (int)(colon ? (size_t)(colon - spec) : strlen(spec)), spec);
+    if (colon) {
+      char *end;
+      attempt = strtol(colon + 1, &end, 10);
+      if (colon[1] == '\0' || *end != '\0' || attempt < 1)
+        return cairn_error_set(err, CAIRN_E_INVAL,
+                               "--fail-at '%s': the attempt must be a "
+                               "number from 1 (hint: --fail-at STATE:2 fails "
+                               "the second attempt)", spec);
+    }
+    const struct engine_action *a = action_at(wf, path);
+    if (a == NULL) {
+      action_paths(wf, 0, list, sizeof list);
+      return cairn_error_set(err, CAIRN_E_INVAL,
+                             "--fail-at '%s': workflow '%s' has no action "
+                             "state '%s' (hint: action states are %s)", spec,
+                             wf->name, path, list[0] ? list : "none");
+    }
+    if (attempt > a->retry.attempts)
+      return cairn_error_set(err, CAIRN_E_INVAL,
+                             "--fail-at '%s': '%s' makes at most %d "
+                             "attempt%s, so attempt %ld never runs", spec,
+                             path, a->retry.attempts,
+                             a->retry.attempts == 1 ? "" : "s", attempt);
+  }
+  for (size_t i = 0; i < sim->nfail_undo; i++) {
+    const struct engine_action *a = action_at(wf, sim->fail_undo[i]);
+    if (a == NULL || a->undo == NULL) {
+      action_paths(wf, 1, list, sizeof list);
+      return cairn_error_set(err, CAIRN_E_INVAL,
+                             "--fail-undo '%s': workflow '%s' has no action "
+                             "state '%s' with an undo (hint: states with an "
+                             "undo are %s)", sim->fail_undo[i], wf->name,
+                             sim->fail_undo[i], list[0] ? list : "none");
+    }
+  }
+  return 0;
+}
+
+int engine_simulate(const struct engine_workflow *wf,
+                    const struct engine_options *opt,
+                    struct engine_result *res, struct cairn_error *err)
+{
+  struct journal *j = NULL;
+  int rc;
+
+  memset(res, 0, sizeof *res);
+  if (opt->sim == NULL)
+    return cairn_error_set(err, CAIRN_E_INVAL, "no simulation script");
+  rc = engine_sim_check(wf, opt->sim, err);
+  if (rc != 0)
+    return rc;
+  rc = journal_open(&j, ":memory:", JOURNAL_CREATE, err);
+  if (rc != 0)
+    return rc;
+  rc = engine_run(j, wf, opt, res, err);
+  journal_close(j);
+  return rc;
+}
