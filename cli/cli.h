@@ -134,6 +134,7 @@ int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_validate(int argc, char **argv, struct cli_ctx *ctx);
+int cli_cmd_graph(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_verify(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_version(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx);

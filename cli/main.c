@@ -19,6 +19,7 @@ static const struct cli_command commands[] = {
   {"rollback", cli_cmd_rollback, CLI_JSON,
    "undo a succeeded run, or print its plan (--dry-run)"},
   {"validate", cli_cmd_validate, CLI_JSON, "check a workflow file"},
+  {"graph", cli_cmd_graph, 0, "print the state machine as Graphviz dot or Mermaid"},
   {"plan", cli_cmd_plan, CLI_JSON,
    "print the happy path and where each failure leads"},
   {"simulate", cli_cmd_simulate, CLI_JSON,
