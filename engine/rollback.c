@@ -478,7 +478,8 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
                          run_id);
     goto out;
   }
-  if (rp.rollback || strcmp(rp.status, JOURNAL_STATUS_ROLLBACK_FAILED) == 0) {
+  if (strcmp(rp.status, JOURNAL_STATUS_FAILED) != 0 &&
+      (rp.rollback || strcmp(rp.status, JOURNAL_STATUS_ROLLBACK_FAILED) == 0)) {
     rc = cairn_error_set(err, CAIRN_E_STATE,
                          "run %s is being rolled back already (hint: 'cairn "
                          "resume %s' carries on its rollback)", run_id,

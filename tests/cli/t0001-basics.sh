@@ -12,7 +12,11 @@ resume|usage: cairn resume [RUN] [--assume succeeded|failed] [--allow-changed] [
 status|usage: cairn status [RUN] [--json]
 history|usage: cairn history [--workflow W] [--env E] [--status S] [--limit N] [--json]
 show|usage: cairn show RUN [--events] [--json]
+rollback|usage: cairn rollback RUN [--dry-run] [--allow-changed] [--json]
 validate|usage: cairn validate FILE [--json]
+plan|usage: cairn plan FILE [--env NAME] [--set NAME=VALUE]... [--json]
+simulate|usage: cairn simulate FILE [--env NAME] [--set NAME=VALUE]... [--fail-at STATE[:ATTEMPT]]... [--fail-undo STATE]... [--json]
+graph|usage: cairn graph FILE [--format dot|mermaid]
 verify|usage: cairn verify [--json]
 version|usage: cairn version [--json]
 EOF
