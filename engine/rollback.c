@@ -67,11 +67,12 @@ static void planner_add(struct planner *p, const char *path, json_t *outputs,
   if (a == NULL || a->undo == NULL)
     return;
   json_t *inputs = json_object_get(p->inputs, path);
-  json_t *c = json_pack("{s:s,s:s,s:s,s:i,s:i,s:O,s:O}", "path", path,
+  json_t *c = json_pack("{s:s,s:s,s:s,s:i,s:i,s:o,s:o}", "path", path,
                         "state", st->name, "adapter", a->undo->adapter,
                         "branch", branch, "entry", p->entry, "inputs",
-                        inputs ? inputs : json_object(), "outputs",
-                        outputs ? outputs : json_object());
+                        inputs ? json_incref(inputs) : json_object(),
+                        "outputs",
+                        outputs ? json_incref(outputs) : json_object());
   if (c && cancelled)
     json_object_set_new(c, "cancelled", json_true());
   json_array_append_new(p->done, c);
