@@ -27,8 +27,9 @@ static void print_plan(struct cli_ctx *ctx, const struct journal_run *run,
   if (json_array_size(steps) == 0)
     printf("  nothing to undo: no finished state has an undo\n");
   json_array_foreach(steps, i, st) {
-    char *in = json_dumps(json_object_get(st, "inputs"),
-                          JSON_COMPACT | JSON_SORT_KEYS);
+    json_t *undo = json_object_get(st, "undo_inputs");
+    char *in = undo ? json_dumps(undo, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    const char *e = json_string_value(json_object_get(st, "undo_error"));
     printf("  %zu. %s: %s%s\n", i + 1,
            json_string_value(json_object_get(st, "path")),
            json_string_value(json_object_get(st, "adapter")),
@@ -36,7 +37,9 @@ static void print_plan(struct cli_ctx *ctx, const struct journal_run *run,
                ? " (its step was cancelled; undone to be safe)"
                : "");
     if (in)
-      printf("     forward inputs: %s\n", in);
+      printf("     with %s\n", in);
+    else if (e)
+      printf("     (its inputs do not resolve now: %s)\n", e);
     free(in);
   }
   if (!journaled)

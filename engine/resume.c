@@ -142,8 +142,7 @@ static int has_redaction(json_t *v)
   return 0;
 }
 
-void engine__rebuild_outputs(struct engine__rt *rt,
-                             const struct journal_replay *rp)
+void engine__rebuild_outputs(json_t *states, const struct journal_replay *rp)
 {
   for (size_t i = 0; i < rp->nsteps; i++) {
     const struct journal_step *s = &rp->steps[i];
@@ -152,12 +151,14 @@ void engine__rebuild_outputs(struct engine__rt *rt,
       continue;
     const char *slash = strchr(s->path, '/');
     if (slash == NULL) {
-      engine__record_outputs(rt, s->path, s->outputs);
+      json_object_set_new(states, s->path,
+                          json_pack("{s:o}", "output",
+                                    s->outputs ? json_incref(s->outputs)
+                                               : json_object()));
       continue;
     }
     char parent[320];
     snprintf(parent, sizeof parent, "%.*s", (int)(slash - s->path), s->path);
-    json_t *states = json_object_get(rt->scope, "states");
     json_t *st = json_object_get(states, parent);
     if (st == NULL) {
       st = json_pack("{s:{}}", "output");
@@ -241,7 +242,7 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
                       json_string(run_id));
   json_object_set_new(json_object_get(rt.scope, "run"), "dir",
                       json_string(rt.run_dir));
-  engine__rebuild_outputs(&rt, &rp);
+  engine__rebuild_outputs(json_object_get(rt.scope, "states"), &rp);
 
   /* Decide, per action of the current state, before writing anything. */
   const char *cur = rp.current ? rp.current : wf->start;

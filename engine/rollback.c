@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "engine/runtime.h"
+#include "engine/template.h"
 
 /* ---- the planner: a fold over a run's events ---- */
 
@@ -422,6 +423,60 @@ void engine__undo_done(struct engine__rt *rt, struct engine__sx *sx)
 
 /* ---- the public entry points ---- */
 
+/* Adds to each step the inputs its undo would run with now (undo_inputs,
+ * secrets shown as ***), or why they cannot be resolved (undo_error). */
+static void preview_undo_inputs(struct journal *j,
+                                const struct engine_workflow *wf,
+                                const struct journal_replay *rp,
+                                json_t *steps)
+{
+  char dir[4096];
+  const char *env = json_string_value(json_object_get(rp->started, "env"));
+  const struct engine_environment *e = env && *env ? engine_workflow_env(wf,
+                                                                         env)
+                                                   : NULL;
+  struct cairn_error err = {0};
+  json_t *scope = json_pack("{s:O,s:o,s:{},s:{},s:{s:s}}", "params",
+                            json_object_get(rp->started, "params"), "vars",
+                            e ? json_deep_copy(e->vars) : json_object(),
+                            "secrets", "states", "run", "id", rp->run_id);
+  size_t i;
+  json_t *st;
+
+  if (scope == NULL)
+    return;
+  for (i = 0; i < wf->nsecrets; i++)
+    json_object_set_new(json_object_get(scope, "secrets"), wf->secrets[i],
+                        json_string("***"));
+  if (engine_run_dir(j, rp->run_id, dir, sizeof dir, &err) == 0)
+    json_object_set_new(json_object_get(scope, "run"), "dir",
+                        json_string(dir));
+  engine__rebuild_outputs(json_object_get(scope, "states"), rp);
+  json_array_foreach(steps, i, st) {
+    const struct engine_state *s;
+    int branch;
+    const struct engine_action *a = engine__action_at(
+        wf, json_string_value(json_object_get(st, "path")), &s, &branch);
+    json_t *rendered = NULL, *inputs = NULL;
+    if (a == NULL || a->undo == NULL)
+      continue;
+    json_object_set_new(scope, "self",
+                        json_pack("{s:O,s:O}", "input",
+                                  json_object_get(st, "inputs"), "output",
+                                  json_object_get(st, "outputs")));
+    int rc = engine_template_render(a->undo->with, scope, &rendered, &err);
+    if (rc == 0)
+      rc = adapter_apply_defaults(adapter_find(a->undo->adapter), rendered,
+                                  &inputs, &err);
+    if (rc == 0)
+      json_object_set_new(st, "undo_inputs", inputs);
+    else
+      json_object_set_new(st, "undo_error", json_string(err.msg));
+    json_decref(rendered);
+  }
+  json_decref(scope);
+}
+
 int engine_rollback_plan(struct journal *j, const struct engine_workflow *wf,
                          const char *run_id, json_t **steps, int *journaled,
                          struct cairn_error *err)
@@ -434,11 +489,13 @@ int engine_rollback_plan(struct journal *j, const struct engine_workflow *wf,
   if (rc != 0)
     return rc;
   if (rp.rollback) {
-    *steps = json_incref(json_object_get(rp.rollback, "steps"));
+    *steps = json_deep_copy(json_object_get(rp.rollback, "steps"));
     *journaled = 1;
   } else {
     rc = plan_compute(j, wf, run_id, NULL, steps, err);
   }
+  if (rc == 0)
+    preview_undo_inputs(j, wf, &rp, *steps);
   journal_replay_release(&rp);
   return rc;
 }
@@ -528,7 +585,7 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
                       json_string(run_id));
   json_object_set_new(json_object_get(rt.scope, "run"), "dir",
                       json_string(rt.run_dir));
-  engine__rebuild_outputs(&rt, &rp);
+  engine__rebuild_outputs(json_object_get(rt.scope, "states"), &rp);
 
   engine__actor(&opt, actor, sizeof actor);
   rc = journal_begin(j, err);

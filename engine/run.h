@@ -105,7 +105,10 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
 /* The undo plan of run_id as the journal implies it: the journaled plan
  * when a rollback was planned (*journaled = 1), else the plan a rollback
  * would journal now. *steps (owned by the caller) is an array of
- * {path, undo_path, state, adapter, cancelled?, inputs, outputs}. */
+ * {path, undo_path, state, adapter, cancelled?, inputs, outputs} (the
+ * forward action's journaled inputs and outputs), each with the undo's
+ * inputs as they would render now (undo_inputs, secrets as ***) or why
+ * they do not (undo_error). */
 int engine_rollback_plan(struct journal *j, const struct engine_workflow *wf,
                          const char *run_id, json_t **steps, int *journaled,
                          struct cairn_error *err);

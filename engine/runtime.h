@@ -168,10 +168,9 @@ void engine__task_done(struct engine__task *t, int ok, int cancelled,
                        const char *error);
 /* Resolves t's inputs from the scope (templates, defaults). */
 int engine__task_resolve(struct engine__task *t, struct cairn_error *err);
-/* Rebuilds states.*.output from every step of rp that succeeded
- * (engine/resume.c). */
-void engine__rebuild_outputs(struct engine__rt *rt,
-                             const struct journal_replay *rp);
+/* Rebuilds states (the scope's "states" object) from every step of rp
+ * that succeeded (engine/resume.c). */
+void engine__rebuild_outputs(json_t *states, const struct journal_replay *rp);
 /* Records a finished state's outputs in the template scope. */
 void engine__record_outputs(struct engine__rt *rt, const char *state,
                             json_t *outputs);

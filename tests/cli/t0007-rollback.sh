@@ -251,8 +251,10 @@ test_expect_success 'rollback --dry-run prints the plan and writes nothing' '
 	test_grep "^  2\. infra/b: exec$" out &&
 	test_grep "^  3\. infra/a: exec$" out &&
 	test_grep "^  4\. prep: exec$" out &&
+	test_grep -F "     with {\"shell\":\"echo '\''undo prep back to 41 from 0'\'' >>undo.txt\"}" out &&
 	cairn rollback $RUN --dry-run --json >out.json &&
-	jq -e ".journaled == false and ([.steps[].undo_path] == [\"undo:last\", \"undo:infra/b\", \"undo:infra/a\", \"undo:prep\"])" out.json
+	jq -e ".journaled == false and ([.steps[].undo_path] == [\"undo:last\", \"undo:infra/b\", \"undo:infra/a\", \"undo:prep\"]) and
+		.steps[3].outputs.json.version == 41 and (.steps[3].undo_inputs.shell | test(\"back to 41\"))" out.json
 '
 
 test_expect_success 'rollback RUN undoes a succeeded run: exit 0, status rolled_back' '
