@@ -92,11 +92,16 @@ int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx)
   } else {
     printf("run %s (%s%s%s): %s", run.id, run.workflow, *run.env ? ", " : "",
            run.env, st);
-    if (rp.current && *rp.current)
+    if (rp.current && strcmp(rp.current, JOURNAL_ROLLBACK) == 0)
+      printf(", rolling back");
+    else if (rp.current && *rp.current)
       printf(", in state '%s'", rp.current);
     printf("\n");
     if (strcmp(st, JOURNAL_STATUS_INTERRUPTED) == 0)
       printf("continue it with 'cairn resume %s'\n", run.id);
+    else if (strcmp(st, JOURNAL_STATUS_ROLLBACK_FAILED) == 0)
+      printf("an undo failed (see 'cairn show %s'); fix the cause, then "
+             "'cairn resume %s' retries it and the rest\n", run.id, run.id);
   }
   journal_replay_release(&rp);
   journal_run_release(&run);

@@ -191,7 +191,8 @@ test_expect_success 'an undo that fails after its retries: exit 6, what is done 
 	echo rollback_failed >expect &&
 	test_cmp expect actual &&
 	cairn status $RUN >st &&
-	test_grep rollback_failed st
+	test_grep "^run $RUN (rb): rollback_failed$" st &&
+	test_grep -F "then '\''cairn resume $RUN'\'' retries it and the rest" st
 '
 
 test_expect_success 'a rollback_failed run resumes with a fixed environment' '
