@@ -62,6 +62,11 @@ struct adapter_result {
   char *tail;          /* last output, redacted, may be "" */
   char error[512];     /* why it failed, one line; "" on success */
   int64_t duration_ms;
+  json_t *secrets;     /* NULL, or an object NAME -> value the run learns
+                          (secrets.generate): the engine adds them to
+                          {{ secrets.NAME }} and redacts them everywhere;
+                          they are never journaled. Owned by the adapter
+                          (borrowed by on_done, like outputs). */
 };
 
 struct adapter_call;
@@ -72,6 +77,19 @@ struct adapter_desc {
   const struct adapter_input *inputs;   /* ends with a {NULL} entry */
   const struct adapter_output *outputs; /* ends with a {NULL} entry */
   int idempotent;
+  /* The undo a state gets when it writes none (NULL: none): an adapter
+   * name and its `with` as JSON text, where templates may use
+   * self.input.K and self.output.K (the forward call's inputs and
+   * outputs), e.g. process.start's {"pid_file": "{{ self.output.pid_file
+   * }}"}. */
+  const char *undo_adapter;
+  const char *undo_with;
+  /* For adapters that produce secrets: the secrets a finished call made,
+   * from its journaled inputs and outputs (which hold no secret; e.g. the
+   * env file they were written to), so a resumed run has them again. May
+   * be NULL. *secrets is a new object owned by the caller. */
+  int (*secrets_of)(json_t *inputs, json_t *outputs, json_t **secrets,
+                    struct cairn_error *err);
   /* Extra checks of a state's raw `with` beyond the input table (e.g. exec
    * wants argv or shell, not both); may be NULL. Values that are
    * template strings must be accepted. */
@@ -89,6 +107,11 @@ struct adapter_call {
   const struct adapter_desc *desc;
   json_t *inputs;            /* resolved, defaults applied (borrowed) */
   const char *log_path;      /* output appended here, redacted; 0600 */
+  const char *run_dir;       /* the run's private folder (0700), where an
+                                adapter keeps what it needs (pid files,
+                                backups); may be NULL in a simulation */
+  const char *name;          /* the state path as a file name
+                                ("infra.db"), to name such files */
   const char *log_header;    /* written to the log before the output (a
                                 line, with its newline); may be NULL */
   int64_t timeout_ms;        /* 0: none; on expiry the outcome is

@@ -404,9 +404,10 @@ int engine__task_init(struct engine__rt *rt, struct engine__sx *sx,
   if (t->desc == NULL)
     return CAIRN_E_WORKFLOW;
   char *name = path_to_log_name(path);
-  int w = snprintf(t->log_path, sizeof t->log_path, "%s/%s.log", rt->run_dir,
-                   name ? name : "state");
+  snprintf(t->name, sizeof t->name, "%s", name ? name : "state");
   free(name);
+  int w = snprintf(t->log_path, sizeof t->log_path, "%s/%s.log", rt->run_dir,
+                   t->name);
   if (w < 0 || (size_t)w >= sizeof t->log_path)
     return CAIRN_E_INVAL;
   if (asprintf(&t->env_extra[0], "CAIRN_RUN_ID=%s", rt->run_id) < 0 ||
@@ -693,6 +694,8 @@ static void task_start_now(struct engine__task *t)
   call->desc = desc;
   call->inputs = inputs;
   call->log_path = t->log_path;
+  call->run_dir = rt->run_dir;
+  call->name = t->name;
   call->timeout_ms = a->timeout_ms;
   call->kill_grace_ms = rt->opt->kill_grace_ms;
   call->env_extra = (const char *const *)t->env_extra;

@@ -22,6 +22,7 @@ struct engine__task {
   struct engine__rt *rt;
   struct engine__sx *sx;
   char path[320];                 /* "build" or "infra/db" */
+  char name[320];                 /* path as a file name: "infra.db" */
   const struct engine_action *action;
   const struct adapter_desc *desc;
   json_t *inputs;                 /* resolved, defaults applied (owned) */
