@@ -665,10 +665,11 @@ static int parse_retry(struct loader *L, const ynode *m,
   return 0;
 }
 
-enum role { R_STATE, R_BRANCH, R_PROBE, R_UNDO };
+enum role { R_STATE, R_BRANCH, R_PROBE, R_UNDO, R_READY };
 
 static const char *const branch_keys[] = {"do", "with", "retry", "timeout",
-                                          "idempotent", "probe", "undo", NULL};
+                                          "idempotent", "probe", "undo",
+                                          "ready", NULL};
 static const char *const sub_keys[] = {"do", "with", "timeout", "retry", NULL};
 /* An undo may be interrupted like any action, so it may say whether it
  * can run again, or how to learn whether it took effect. */
@@ -704,11 +705,42 @@ static int parse_action(struct loader *L, const ynode *m,
                         struct engine_action *a, enum role role,
                         const char *subj, size_t state);
 
+/* The undo an adapter gives a state that writes none (its description's
+ * undo_adapter and undo_with). */
+static int default_undo(struct loader *L, struct engine_action *a,
+                        const struct adapter_desc *desc, const char *subj)
+{
+  json_error_t je;
+  struct engine_action *u = calloc(1, sizeof *u);
+
+  if (u == NULL || (u->adapter = strdup(desc->undo_adapter)) == NULL) {
+    free(u);
+    return nomem(L);
+  }
+  u->with = desc->undo_with ? json_loads(desc->undo_with, 0, &je)
+                            : json_object();
+  if (u->with == NULL || adapter_find(u->adapter) == NULL) {
+    free(u->adapter);
+    json_decref(u->with);
+    free(u);
+    return cairn_error_set(L->err, CAIRN_E_WORKFLOW,
+                           "%s: adapter '%s' has a broken default undo "
+                           "(a bug in cairn)", subj, desc->name);
+  }
+  u->retry = (struct engine_retry){1, 1000, 2.0, 0};
+  u->idempotent = -1;
+  u->pos = a->pos;
+  a->undo = u;
+  a->undo_default = 1;
+  return 0;
+}
+
 static int parse_sub(struct loader *L, const ynode *m,
                      struct engine_action **out, enum role role,
                      const char *owner, size_t state)
 {
-  const char *key = role == R_PROBE ? "probe" : "undo";
+  const char *key = role == R_PROBE ? "probe" : role == R_READY ? "ready"
+                                                                : "undo";
   char subj[300];
 
   fmt(subj, sizeof subj, "the %s of %s", key, owner);
@@ -731,12 +763,12 @@ static int parse_action(struct loader *L, const ynode *m,
   const char *bad = NULL;
   char msg[CAIRN_ERRMSG_MAX];
   struct tctx t = {.L = L, .state = state, .in_undo = role == R_UNDO,
-                   .in_probe = role == R_PROBE};
+                   .in_probe = role == R_PROBE || role == R_READY};
   int rc;
 
   a->retry = (struct engine_retry){1, 1000, 2.0, 0};
   a->idempotent = -1;
-  if (role == R_PROBE || role == R_UNDO) {
+  if (role == R_PROBE || role == R_UNDO || role == R_READY) {
     const char *const *keys = role == R_UNDO ? undo_keys : sub_keys;
     for (size_t i = 0; i < m->n; i += 2)
       if (in_names(list_names(keys), m->kids[i]->text) < 0 &&
@@ -745,8 +777,10 @@ static int parse_action(struct loader *L, const ynode *m,
                     m->kids[i]->text, subj,
                     role == R_UNDO ? "an undo takes do, with, timeout, retry, "
                                      "idempotent and probe"
-                                   : "a probe takes do, with, timeout and "
-                                     "retry");
+                    : role == R_READY ? "a ready check takes do, with, "
+                                        "timeout and retry"
+                                      : "a probe takes do, with, timeout and "
+                                        "retry");
     if ((rc = check_keys(L, m, keys, subj)) != 0)
       return rc;
   } else if (role == R_BRANCH && (rc = check_keys(L, m, branch_keys, subj)))
@@ -791,9 +825,16 @@ static int parse_action(struct loader *L, const ynode *m,
   if ((v = map_get(m, "probe", NULL)) != NULL &&
       (rc = parse_sub(L, v, &a->probe, R_PROBE, subj, state)) != 0)
     return rc;
-  if ((v = map_get(m, "undo", NULL)) != NULL &&
-      (rc = parse_sub(L, v, &a->undo, R_UNDO, subj, state)) != 0)
+  if ((v = map_get(m, "ready", NULL)) != NULL &&
+      (rc = parse_sub(L, v, &a->ready, R_READY, subj, state)) != 0)
     return rc;
+  v = map_get(m, "undo", NULL);
+  if (v != NULL && v->type == Y_SCALAR && stype_of(v) == S_BOOL && !is_true(v))
+    return 0; /* undo: false: none, not even the adapter's own */
+  if (v != NULL)
+    return parse_sub(L, v, &a->undo, R_UNDO, subj, state);
+  if ((role == R_STATE || role == R_BRANCH) && desc->undo_adapter != NULL)
+    return default_undo(L, a, desc, subj);
   return 0;
 }
 
@@ -913,9 +954,10 @@ static int parse_choice(struct loader *L, struct engine_state *s,
 
 static const char *const kind_keys[] = {"do", "parallel", "choice", "wait",
                                         "succeed", "fail", NULL};
-static const char *const keys_by_kind[][11] = {
+static const char *const keys_by_kind[][12] = {
   [ENGINE_DO] = {"description", "do", "with", "retry", "timeout",
-                 "idempotent", "probe", "undo", "next", "on_failure", NULL},
+                 "idempotent", "probe", "undo", "ready", "next",
+                 "on_failure", NULL},
   [ENGINE_PARALLEL] = {"description", "parallel", "next", "on_failure", NULL},
   [ENGINE_CHOICE] = {"description", "choice", "default", NULL},
   [ENGINE_WAIT] = {"description", "wait", "next", NULL},
@@ -924,8 +966,8 @@ static const char *const keys_by_kind[][11] = {
 };
 static const char *const state_keys[] = {
   "description", "do", "with", "retry", "timeout", "idempotent", "probe",
-  "undo", "next", "on_failure", "parallel", "choice", "default", "wait",
-  "succeed", "fail", "message", NULL,
+  "undo", "ready", "next", "on_failure", "parallel", "choice", "default",
+  "wait", "succeed", "fail", "message", NULL,
 };
 
 /* The first kind key of a state's mapping, or -1. */
@@ -1753,8 +1795,11 @@ static void action_release(struct engine_action *a)
     action_release(a->probe);
   if (a->undo != NULL)
     action_release(a->undo);
+  if (a->ready != NULL)
+    action_release(a->ready);
   free(a->probe);
   free(a->undo);
+  free(a->ready);
 }
 
 void engine_workflow_destroy(struct engine_workflow *wf)

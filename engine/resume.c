@@ -243,6 +243,9 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   json_object_set_new(json_object_get(rt.scope, "run"), "dir",
                       json_string(rt.run_dir));
   engine__rebuild_outputs(json_object_get(rt.scope, "states"), &rp);
+  rc = engine__restore_secrets(&rt, &rp, err);
+  if (rc != 0)
+    goto out_rt;
 
   /* Decide, per action of the current state, before writing anything. */
   const char *cur = rp.current ? rp.current : wf->start;

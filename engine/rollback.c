@@ -76,6 +76,17 @@ static void planner_add(struct planner *p, const char *path, json_t *outputs,
                         outputs ? json_incref(outputs) : json_object());
   if (c && cancelled)
     json_object_set_new(c, "cancelled", json_true());
+  /* One undo per entry of a path: a later attempt of the same entry (it
+   * succeeded after one that only failed its ready check) replaces it. */
+  for (size_t i = json_array_size(p->done); i-- > 0;) {
+    json_t *o = json_array_get(p->done, i);
+    if (json_integer_value(json_object_get(o, "entry")) != p->entry)
+      break;
+    if (strcmp(json_string_value(json_object_get(o, "path")), path) == 0) {
+      json_array_set_new(p->done, i, c);
+      return;
+    }
+  }
   json_array_append_new(p->done, c);
 }
 
@@ -100,6 +111,9 @@ static void planner_feed(struct planner *p, const char *kind,
     return;
   } else if (strcmp(kind, JOURNAL_EV_ACTION_FINISHED) == 0) {
     if (strcmp(outcome, "succeeded") == 0) {
+      planner_add(p, path, json_object_get(payload, "outputs"), 0);
+    } else if (json_is_true(json_object_get(payload, "took_effect"))) {
+      /* failed its ready check: it ran, so it is undone, once per entry */
       planner_add(p, path, json_object_get(payload, "outputs"), 0);
     } else if (strcmp(outcome, "cancelled") == 0) {
       const struct engine_state *st;
@@ -586,6 +600,13 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
   json_object_set_new(json_object_get(rt.scope, "run"), "dir",
                       json_string(rt.run_dir));
   engine__rebuild_outputs(json_object_get(rt.scope, "states"), &rp);
+  rc = engine__restore_secrets(&rt, &rp, err);
+  if (rc != 0) {
+    journal_lock_release(j, wf->name, env ? env : "", run_id, NULL);
+    engine__rt_abort(&rt);
+    engine__rt_release(&rt);
+    goto out;
+  }
 
   engine__actor(&opt, actor, sizeof actor);
   rc = journal_begin(j, err);

@@ -353,7 +353,8 @@ static void task_release(struct engine__task *t)
   json_decref(t->inputs);
   json_decref(t->outputs);
   json_decref(t->call_inputs);
-  t->inputs = t->outputs = t->call_inputs = NULL;
+  json_decref(t->pending);
+  t->inputs = t->outputs = t->call_inputs = t->pending = NULL;
   for (size_t i = 0; i < sizeof t->env_extra / sizeof t->env_extra[0]; i++) {
     free(t->env_extra[i]);
     t->env_extra[i] = NULL;
@@ -489,7 +490,7 @@ static void on_spawned(struct adapter_call *call, int pid, int pgid,
                        int64_t proc_start)
 {
   struct engine__task *t = call->data;
-  if (t->probing)
+  if (t->probing || t->readying)
     return;
   engine__emit(t->rt, JOURNAL_EV_ACTION_SPAWNED, t->path, t->attempt,
                json_pack("{s:i,s:i,s:I,s:s}", "pid", pid, "pgid", pgid,
@@ -557,6 +558,8 @@ static void on_done(struct adapter_call *call, const struct adapter_result *res)
 {
   struct engine__task *t = call->data;
 
+  if (res->secrets && !t->probing)
+    engine__learn_secrets(t->rt, res->secrets);
   free(call);
   t->call = NULL;
   json_decref(t->call_inputs);
@@ -596,11 +599,37 @@ static void task_finished(struct engine__task *t,
     return;
   }
 
+  struct adapter_result merged;
+  int not_ready = 0;
+  if (t->readying) {
+    /* The ready check decides the attempt; the action's outputs stand. */
+    merged = *res;
+    t->readying = 0;
+    if (ok) {
+      merged.outputs = t->pending;
+    } else if (!stopped) {
+      snprintf(merged.error, sizeof merged.error, "not ready: %s",
+               res->error);
+      merged.outcome = ADAPTER_FAILED;
+      not_ready = 1;
+    }
+    res = &merged;
+  } else if (ok && t->action->ready && !rt->interrupted) {
+    /* Done, but not ready yet: run the check before anything is
+     * journaled (it changes nothing, so nothing is announced). */
+    json_decref(t->pending);
+    t->pending = json_incref(res->outputs);
+    t->readying = 1;
+    task_start_now(t);
+    return;
+  }
   const char *outcome = adapter_outcome_name(res->outcome);
   if (stopped && rt->interrupted)
     outcome = "interrupted";
-  engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, t->path, t->attempt,
-               finished_payload(res, outcome));
+  json_t *fp = finished_payload(res, outcome);
+  if (not_ready) /* the action ran: a rollback must undo it */
+    json_object_set_new(fp, "took_effect", json_true());
+  engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, t->path, t->attempt, fp);
   if (ok) {
     t->outputs = json_incref(res->outputs);
     engine__task_done(t, 1, 0, NULL);
@@ -644,10 +673,12 @@ static void task_start_now(struct engine__task *t)
 {
   struct engine__rt *rt = t->rt;
   struct cairn_error err = {0};
-  const struct engine_action *a = t->probing ? t->action->probe : t->action;
+  const struct engine_action *a = t->probing    ? t->action->probe
+                                 : t->readying ? t->action->ready
+                                               : t->action;
   const struct adapter_desc *desc = rt->opt->sim ? &engine__sim_adapter
-                                   : t->probing ? adapter_find(a->adapter)
-                                                : t->desc;
+                                   : a != t->action ? adapter_find(a->adapter)
+                                                    : t->desc;
   struct adapter_call *call;
   json_t *inputs = NULL;
   int rc;
@@ -657,11 +688,15 @@ static void task_start_now(struct engine__task *t)
     engine__task_done(t, 0, 1, "interrupted");
     return;
   }
-  if (t->probing) {
+  if (a != t->action) {
     json_t *rendered = NULL;
-    /* A probe sees the inputs of the action it checks as self.input. */
+    /* A probe or ready check sees the inputs (and a ready check the
+     * outputs) of the action it checks as self. */
     json_object_set_new(rt->scope, "self",
-                        json_pack("{s:O}", "input", t->inputs));
+                        json_pack("{s:O,s:o}", "input", t->inputs, "output",
+                                  t->readying && t->pending
+                                      ? json_incref(t->pending)
+                                      : json_object()));
     rc = engine_template_render(a->with, rt->scope, &rendered, &err);
     json_object_del(rt->scope, "self");
     if (rc == 0)
@@ -671,6 +706,14 @@ static void task_start_now(struct engine__task *t)
     if (rc != 0 && rt->opt->sim) {
       inputs = json_deep_copy(a->with);
       rc = 0;
+    }
+    if (rc != 0 && t->readying) {
+      struct adapter_result res = {0};
+      res.outcome = ADAPTER_FAILED;
+      res.exit_code = -1;
+      snprintf(res.error, sizeof res.error, "%s", err.msg);
+      task_finished(t, &res);
+      return;
     }
     if (rc != 0) {
       engine__emit(rt, JOURNAL_EV_PROBE_FINISHED, t->path, t->attempt,
@@ -709,7 +752,8 @@ static void task_start_now(struct engine__task *t)
 
   /* A header per attempt keeps one log readable across retries. */
   snprintf(t->log_header, sizeof t->log_header, "--- %s attempt %d ---\n",
-           t->probing ? "probe" : "action", t->attempt);
+           t->probing ? "probe" : t->readying ? "ready check" : "action",
+           t->attempt);
   call->log_header = t->log_header;
   rc = desc->start(call, &err);
   if (rc != 0) {
@@ -1180,7 +1224,11 @@ int engine__rt_init(struct engine__rt *rt, struct journal *j,
 
   rt->scope = json_pack("{s:{},s:o,s:{},s:{},s:{}}", "params", "vars",
                         env_vars(wf, opt->env), "secrets", "states", "run");
-  rt->redact = calloc(wf->nsecrets + 1, sizeof *rt->redact);
+  /* Room for a value of each declared secret from the environment and
+   * one generated, and some more: running calls hold this array, so it
+   * never moves (see engine__learn_secrets). */
+  rt->capredact = 2 * wf->nsecrets + ENGINE__REDACT_SPARE;
+  rt->redact = calloc(rt->capredact + 1, sizeof *rt->redact);
   if (rt->scope == NULL || rt->redact == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   /* Secrets come from the environment; their values are never journaled

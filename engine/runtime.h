@@ -30,6 +30,9 @@ struct engine__task {
   int attempt;                    /* last attempt number journaled */
   int failures;                   /* failed attempts in this entry */
   int probing;                    /* the running call is the probe */
+  int readying;                   /* the running call is the ready check */
+  json_t *pending;                /* the action's outputs while its ready
+                                     check runs (owned) */
   int cancel_probe;               /* that probe follows a cancellation: it
                                      decides whether the branch took
                                      effect (and its undo joins a plan) */
@@ -68,6 +71,8 @@ struct engine__qitem {
   json_t *payload;                /* owned */
 };
 
+#define ENGINE__REDACT_SPARE 32
+
 /* One run being carried out by this process. */
 struct engine__rt {
   uv_loop_t loop;
@@ -82,7 +87,9 @@ struct engine__rt {
   char boot_id[40];               /* read once: it cannot change while we
                                      run */
   json_t *scope;                  /* params, vars, secrets, states, run */
-  char **redact;                  /* secret values, NULL-terminated */
+  char **redact;                  /* secret values, NULL-terminated; its
+                                     capacity is fixed (calls hold it) */
+  size_t capredact;
 
   struct engine__qitem *queue;
   size_t nqueue, capqueue;
@@ -169,6 +176,14 @@ void engine__task_done(struct engine__task *t, int ok, int cancelled,
                        const char *error);
 /* Resolves t's inputs from the scope (templates, defaults). */
 int engine__task_resolve(struct engine__task *t, struct cairn_error *err);
+/* Adds secrets a call made (NAME -> value) to the scope and the
+ * redaction list. */
+void engine__learn_secrets(struct engine__rt *rt, json_t *secrets);
+/* Gives a resumed run the secrets its finished steps made (adapters with
+ * secrets_of). */
+int engine__restore_secrets(struct engine__rt *rt,
+                            const struct journal_replay *rp,
+                            struct cairn_error *err);
 /* Rebuilds states (the scope's "states" object) from every step of rp
  * that succeeded (engine/resume.c). */
 void engine__rebuild_outputs(json_t *states, const struct journal_replay *rp);

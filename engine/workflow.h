@@ -46,6 +46,9 @@ struct engine_action {
   struct engine_action *probe; /* NULL when none; a probe has no probe */
   struct engine_action *undo;  /* NULL when none; an undo has no undo
                                   (it may have a probe and idempotent) */
+  int undo_default;          /* undo is the adapter's own (none written) */
+  struct engine_action *ready; /* NULL when none: checked after the action
+                                  succeeds; its failure fails the attempt */
   struct engine_pos pos;     /* of the `do` key */
 };
 

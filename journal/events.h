@@ -83,7 +83,8 @@
  * action.started  {adapter, attempt}
  * action.spawned  {pid, pgid, proc_start, boot_id}
  * action.finished {outcome, exit_code?, signal?, outputs?, tail?, error?,
- *                  duration_ms}
+ *                  duration_ms, took_effect?}  took_effect: failed, but
+ *                  only its ready check did (the action ran)
  *                  outcome: succeeded | failed | timed_out | cancelled |
  *                  interrupted
  * action.retrying {delay_ms, next_attempt}
