@@ -140,6 +140,7 @@ int cli_cmd_version(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx);
+int cli_cmd_adapters(int argc, char **argv, struct cli_ctx *ctx);
 
 /* ---- simulation (cli/cmd_simulate.c), shared with plan ---- */
 

@@ -25,6 +25,8 @@ static const struct cli_command commands[] = {
   {"simulate", cli_cmd_simulate, CLI_JSON,
    "run the engine with scripted outcomes, touching nothing"},
   {"verify", cli_cmd_verify, CLI_JSON, "check the journal's hash chain"},
+  {"adapters", cli_cmd_adapters, CLI_JSON,
+   "list the actions a state can take, with inputs and outputs"},
   {"version", cli_cmd_version, CLI_JSON, "print the version"},
 };
 
@@ -151,6 +153,12 @@ int main(int argc, char **argv)
   const char *name = argv[1];
   if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 ||
       strcmp(name, "help") == 0) {
+    if (argc > 2 && strcmp(name, "help") == 0 &&
+        strcmp(argv[2], "adapters") == 0) {
+      /* The reference of the actions, like git help's guides. */
+      char *aargv[] = {argv[2], argc > 3 ? argv[3] : NULL, NULL};
+      return cli_cmd_adapters(argc > 3 ? 2 : 1, aargv, &ctx);
+    }
     if (argc > 2 && strcmp(name, "help") == 0) {
       /* "cairn help run" is "cairn run --help". */
       char *hargv[] = {argv[2], "--help", NULL};

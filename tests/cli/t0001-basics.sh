@@ -18,6 +18,7 @@ plan|usage: cairn plan FILE [--env NAME] [--set NAME=VALUE]... [--json]
 simulate|usage: cairn simulate FILE [--env NAME] [--set NAME=VALUE]... [--fail-at STATE[:ATTEMPT]]... [--fail-undo STATE]... [--json]
 graph|usage: cairn graph FILE [--format dot|mermaid]
 verify|usage: cairn verify [--json]
+adapters|usage: cairn adapters [NAME] [--json]
 version|usage: cairn version [--json]
 EOF
 
