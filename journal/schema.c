@@ -220,6 +220,27 @@ static int classify(const char *path, const struct facts *f,
  * refused file never gets SQLite's -wal and -shm side files. The header
  * is what was last committed to the file; when a -wal exists it may be
  * newer, so then only the magic is checked here. */
+/* Is there a rollback journal beside path (SQLite's magic at its start)?
+ * A cairn killed while SQLite created the file leaves one, with the file
+ * perhaps not yet holding its header. */
+static int hot_journal(const char *path)
+{
+  static const unsigned char jmagic[8] = {0xd9, 0xd5, 0x05, 0xf9,
+                                          0x20, 0xa1, 0x63, 0xd7};
+  unsigned char head[8];
+  char jpath[4200];
+  int fd, ok;
+
+  snprintf(jpath, sizeof jpath, "%s-journal", path);
+  fd = open(jpath, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  ok = read(fd, head, sizeof head) == (ssize_t)sizeof head &&
+       memcmp(head, jmagic, sizeof jmagic) == 0;
+  close(fd);
+  return ok;
+}
+
 static int looks_like_sqlite(const char *path, struct cairn_error *err)
 {
   static const char magic[16] = "SQLite format 3";
@@ -239,6 +260,9 @@ static int looks_like_sqlite(const char *path, struct cairn_error *err)
                            strerror(errno));
   if (got == 0)
     return 0; /* empty: a database with nothing in it yet */
+  if (((size_t)got < sizeof head || memcmp(head, magic, sizeof magic) != 0) &&
+      hot_journal(path))
+    return 0; /* a transaction cut short: SQLite rolls it back (probe) */
   if ((size_t)got < sizeof head || memcmp(head, magic, sizeof magic) != 0)
     return cairn_error_set(err, CAIRN_E_NOTJOURNAL,
                            "'%s' is not a cairn journal (file is not a "
@@ -276,8 +300,22 @@ int journal__schema_probe(const char *path, int *version,
     return rc;
   src = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
   if (src == SQLITE_OK) {
+    sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, JOURNAL__BUSY_TIMEOUT_MS);
     src = read_facts(db, &f);
+  }
+  if (src == SQLITE_READONLY_ROLLBACK) {
+    /* A hot rollback journal: a cairn killed while it created this file
+     * (before the switch to WAL). Its header is ours or blank (checked
+     * above), so do what any SQLite reader with write access does: roll
+     * the interrupted transaction back, then look again. */
+    sqlite3_close_v2(db);
+    db = NULL;
+    src = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+    if (src == SQLITE_OK) {
+      sqlite3_busy_timeout(db, JOURNAL__BUSY_TIMEOUT_MS);
+      src = read_facts(db, &f);
+    }
   }
   if (src == SQLITE_NOTADB || src == SQLITE_CORRUPT)
     rc = cairn_error_set(err, CAIRN_E_NOTJOURNAL,

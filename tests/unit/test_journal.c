@@ -574,6 +574,54 @@ static void test_v0_empty_migrates(void **state)
   journal_close(j);
 }
 
+/* A first run killed while SQLite was writing the new file in its
+ * default rollback mode, before the switch to WAL, leaves a hot journal
+ * beside it. A read-only open (cairn verify, history) must not fail with
+ * "attempt to write a readonly database": it rolls the hot journal back
+ * and finds an empty journal. */
+static void test_hot_rollback_journal(void **state)
+{
+  struct fx *fx = *state;
+  struct journal *j = NULL;
+  struct cairn_error err = {0, ""};
+  char path[1024], hot[1100];
+  pid_t pid;
+  int status;
+
+  snprintf(path, sizeof path, "%s/hot.db", fx->dir);
+  snprintf(hot, sizeof hot, "%s-journal", path);
+  write_file(path, "", 0);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    /* A one-page cache spills the transaction into the file while its
+     * journal exists; _exit leaves both behind as a crash would. */
+    sqlite3 *db = NULL;
+    if (sqlite3_open(path, &db) != SQLITE_OK ||
+        sqlite3_exec(db, "PRAGMA cache_size=1; BEGIN; CREATE TABLE t(x);"
+                         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
+                         "SELECT i + 1 FROM n WHERE i < 400) INSERT INTO t "
+                         "SELECT randomblob(600) FROM n;",
+                     NULL, NULL, NULL) != SQLITE_OK)
+      _exit(1);
+    _exit(0);
+  }
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_int_equal(access(hot, F_OK), 0); /* the journal is hot */
+
+  int rc = journal_open(&j, path, JOURNAL_READONLY, &err);
+  if (rc != 0)
+    print_error("%s\n", err.msg);
+  assert_int_equal(rc, 0);
+  assert_int_equal(event_count(j), 0);
+  struct journal_verify_result vr;
+  assert_int_equal(journal_verify(j, &vr, &err), 0);
+  journal_close(j);
+  assert_int_not_equal(access(hot, F_OK), 0);
+  check_schema_v1(path);
+}
+
 static void test_find_path(void **state)
 {
   struct fx *fx = *state;
@@ -2157,6 +2205,7 @@ int main(void)
       T(test_newer_schema_refused),
       T(test_foreign_sqlite_refused),
       T(test_v0_empty_migrates),
+      T(test_hot_rollback_journal),
       T(test_find_path),
       T(test_canonical_json),
       T(test_append_chain),
