@@ -126,8 +126,7 @@ static void stop_stale(const char *run_id, const struct journal_step *step,
     cairn_proc_stop_group(pgid, pid, start, grace_ms);
 }
 
-/* Does any string in v equal or contain "***" (redacted when journaled)? */
-static int has_redaction(json_t *v)
+int engine__has_redaction(json_t *v)
 {
   size_t i;
   const char *k;
@@ -135,9 +134,9 @@ static int has_redaction(json_t *v)
   if (json_is_string(v))
     return strstr(json_string_value(v), "***") != NULL;
   if (json_is_array(v)) {
-    json_array_foreach(v, i, x) if (has_redaction(x)) return 1;
+    json_array_foreach(v, i, x) if (engine__has_redaction(x)) return 1;
   } else if (json_is_object(v)) {
-    json_object_foreach(v, k, x) if (has_redaction(x)) return 1;
+    json_object_foreach(v, k, x) if (engine__has_redaction(x)) return 1;
   }
   return 0;
 }
@@ -313,7 +312,7 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
     t->attempt = s->attempt;
     t->failures = (int)json_integer_value(json_object_get(fails.count,
                                                           t->path));
-    if (s->inputs && !has_redaction(s->inputs)) {
+    if (s->inputs && !engine__has_redaction(s->inputs)) {
       t->inputs = json_incref(s->inputs);
     } else if (engine__task_resolve(t, err) != 0) {
       rc = err->code;

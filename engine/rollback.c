@@ -329,9 +329,28 @@ struct engine__sx *engine__undo_sx(struct engine__rt *rt, size_t i,
 static int undo_resolve(struct engine__rt *rt, struct engine__task *t,
                         json_t *step, struct cairn_error *err)
 {
+  json_t *input = json_incref(json_object_get(step, "inputs"));
+  const struct engine_state *st;
+  int branch;
+  const struct engine_action *a = engine__action_at(
+      rt->wf, json_string_value(json_object_get(step, "path")), &st, &branch);
+
+  /* The journal holds the forward inputs with secrets as ***: the undo
+   * needs the real values (a password to migrate back with), so those are
+   * rendered again from the state's `with`, as resume does for a forward
+   * action. They are journaled redacted like any input. */
+  if (a && engine__has_redaction(input)) {
+    json_t *rendered = NULL, *full = NULL;
+    if (engine_template_render(a->with, rt->scope, &rendered, NULL) == 0 &&
+        adapter_apply_defaults(adapter_find(a->adapter), rendered, &full,
+                               NULL) == 0) {
+      json_decref(input);
+      input = full;
+    }
+    json_decref(rendered);
+  }
   json_object_set_new(rt->scope, "self",
-                      json_pack("{s:O,s:O}", "input",
-                                json_object_get(step, "inputs"), "output",
+                      json_pack("{s:o,s:O}", "input", input, "output",
                                 json_object_get(step, "outputs")));
   int rc = engine__task_resolve(t, err);
   json_object_del(rt->scope, "self");

@@ -176,6 +176,8 @@ void engine__task_done(struct engine__task *t, int ok, int cancelled,
                        const char *error);
 /* Resolves t's inputs from the scope (templates, defaults). */
 int engine__task_resolve(struct engine__task *t, struct cairn_error *err);
+/* Does any string in v contain "***" (journaled with a secret redacted)? */
+int engine__has_redaction(json_t *v);
 /* Adds secrets a call made (NAME -> value) to the scope and the
  * redaction list. */
 void engine__learn_secrets(struct engine__rt *rt, json_t *secrets);
