@@ -647,6 +647,10 @@ static int plan(struct sql_run *r)
 {
   int64_t current = 0, target = 0;
 
+  for (size_t i = 0; i < r->nhist; i++)
+    if (r->hist[i].version > current)
+      current = r->hist[i].version;
+  r->from_version = r->version = current; /* outputs, even on failure */
   for (size_t i = 0; i < r->nhist; i++) {
     struct sql_hist *h = &r->hist[i];
     struct sql_mig *m = mig_find(r, h->version);
@@ -662,8 +666,6 @@ static int plan(struct sql_run *r)
                 r->dir, m->up, m->sum, h->sum);
       return -1;
     }
-    if (h->version > current)
-      current = h->version;
   }
   for (size_t i = 0; i < r->nmigs; i++) {
     struct sql_mig *m = &r->migs[i];
@@ -684,7 +686,6 @@ static int plan(struct sql_run *r)
     }
     target = r->to;
   }
-  r->from_version = r->version = current;
   if ((r->steps = calloc(r->nmigs ? r->nmigs : 1, sizeof *r->steps)) ==
       NULL) {
     set_error(r, "out of memory");
