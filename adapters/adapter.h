@@ -184,4 +184,19 @@ size_t adapter_redact_feed(const char *in, size_t n,
  * (CAIRN_E_IO). */
 extern const struct adapter_desc adapter_exec;
 
+/* sql.migrate: applies the NNN_name.up.sql files of `dir` above the
+ * database's version up to `to` (default: the highest), or reverts with the
+ * down files, newest first, when `to` is lower; one transaction per file,
+ * each recorded (version, name, SHA-256 of the up file, applied_at) in the
+ * history table `table`. Every applied file's checksum is checked first: a
+ * changed file fails the call, naming it. `db` is a SQLite file
+ * (`sqlite:PATH` too; the sqlite3 library, on a libuv worker thread) or a
+ * postgres:// URL (psql children through adapter_exec, the password only as
+ * PGPASSWORD in their environment). Outputs from_version, to_version (also
+ * after a failure: the version the database stayed at) and applied (file
+ * names). Folder, file and database problems are ADAPTER_FAILED through
+ * on_done; start() fails only for bad inputs (CAIRN_E_INVAL) or an
+ * unopenable log (CAIRN_E_IO). */
+extern const struct adapter_desc adapter_sql_migrate;
+
 #endif

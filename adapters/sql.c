@@ -1,0 +1,1296 @@
+/* The sql.migrate adapter: versioned migration files applied to (or
+ * rolled back from) a SQLite file or a PostgreSQL database, one
+ * transaction each, recorded with their SHA-256 in a history table.
+ *
+ * Life of one call (struct sql_run, hung on call->priv):
+ *
+ *   SCANNING   a worker thread (uv_queue_work) reads the folder and hashes
+ *              every up file; for SQLite it then does all the work itself:
+ *              history, checksum checks, plan, one transaction per file.
+ *   PG_HISTORY PostgreSQL: a psql child creates the history table if
+ *              needed and prints it as one JSON object (through the exec
+ *              adapter, which owns process groups, logs and redaction).
+ *   PG_STEP    one psql child per migration: the file and its history
+ *              row in one --single-transaction.
+ *   FINISHING  the timeout timer is closing; its close callback calls
+ *              on_done, then frees the run.
+ *
+ * Timeout and cancel: SQLite work is interrupted with sqlite3_interrupt
+ * (the transaction in flight rolls back) and no further file starts; a
+ * psql child is cancelled through the exec adapter (SIGTERM to its group,
+ * then SIGKILL), and the server rolls back its transaction.
+ *
+ * The password never reaches an argv: it is taken out of the URL and
+ * passed as PGPASSWORD in the child's environment only, and is redacted
+ * from everything logged. */
+#include "adapters/adapter.h"
+#include "common/buf.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SQL_FILE_MAX (64 * 1024 * 1024) /* one migration file, bytes */
+#define SQL_BUSY_MS 10000               /* SQLite busy timeout */
+#define SQL_TABLE_MAX 63                /* PostgreSQL's identifier limit */
+
+enum sql_kind { SQL_SQLITE, SQL_POSTGRES };
+
+enum sql_phase {
+  SQL_SCANNING,
+  SQL_PG_HISTORY,
+  SQL_PG_STEP,
+  SQL_FINISHING,
+};
+
+struct sql_mig {
+  int64_t version;
+  char *up;      /* file names in dir, owned */
+  char *down;
+  char sum[65];  /* SHA-256 of the up file, hex */
+};
+
+struct sql_hist {
+  int64_t version;
+  char sum[65];
+};
+
+struct sql_run {
+  struct adapter_call *call;
+  enum sql_kind kind;
+  enum sql_phase phase;
+  char *dir;      /* as given, without trailing '/' */
+  char *target;   /* SQLite path, or the URL without its password */
+  char *password; /* NULL when none */
+  char *table;
+  int has_to;
+  int64_t to;
+  char **redact;  /* call->redact plus the password; NULL-terminated */
+  char *url_pw;   /* the URL's password as written, for redaction */
+
+  struct sql_mig *migs; /* sorted by version */
+  size_t nmigs;
+  struct sql_hist *hist; /* sorted by version */
+  size_t nhist;
+  size_t *steps; /* indexes into migs, in the order to run */
+  size_t nsteps;
+  size_t next;   /* steps[next] runs next */
+  int down;
+
+  int64_t from_version;
+  int64_t version; /* the database's version now */
+  json_t *applied;
+
+  uv_work_t work;
+  uv_mutex_t mu;  /* guards db and stop between the threads */
+  sqlite3 *db;
+  int stop;       /* 0, or ADAPTER_TIMED_OUT / ADAPTER_CANCELLED */
+
+  struct adapter_call child;
+  json_t *child_inputs;
+  int child_running;
+  char child_header[PATH_MAX + 64];
+
+  uv_timer_t timer;
+  int64_t timeout_ms;
+  uint64_t start_ns;
+  int log_fd;
+  int failed;
+  char error[512];
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static json_t *input(json_t *in, const char *name)
+{
+  json_t *v = json_object_get(in, name);
+  return json_is_null(v) ? NULL : v;
+}
+
+static int is_template_str(json_t *v)
+{
+  return json_is_string(v) && strstr(json_string_value(v), "{{") != NULL;
+}
+
+static int starts_with(const char *s, const char *prefix)
+{
+  return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static int is_postgres_url(const char *s)
+{
+  return starts_with(s, "postgres://") || starts_with(s, "postgresql://");
+}
+
+/* SQL identifiers are put into statements as they are: only plain ones. */
+static int table_ok(const char *t)
+{
+  size_t n = strlen(t);
+
+  if (n == 0 || n > SQL_TABLE_MAX || (t[0] >= '0' && t[0] <= '9'))
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= '0' && t[i] <= '9') ||
+          t[i] == '_'))
+      return 0;
+  return 1;
+}
+
+static void format_ms(int64_t ms, char *out, size_t n)
+{
+  if (ms % 1000 == 0)
+    snprintf(out, n, "%llds", (long long)(ms / 1000));
+  else
+    snprintf(out, n, "%lldms", (long long)ms);
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* One line of our own to the log, redacted (best effort: a full disk must
+ * not fail the deploy). */
+static void log_line(struct sql_run *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void log_line(struct sql_run *r, const char *fmt, ...)
+{
+  va_list ap;
+  char *s;
+  int n;
+
+  if (r->log_fd < 0)
+    return;
+  va_start(ap, fmt);
+  n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (s = malloc((size_t)n + 2)) == NULL)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(s, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  s[n] = '\n';
+  s[n + 1] = '\0';
+  s = adapter_redact(s, (const char *const *)r->redact);
+  if (s != NULL)
+    (void)write_all(r->log_fd, s, strlen(s));
+  free(s);
+}
+
+static void set_error(struct sql_run *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void set_error(struct sql_run *r, const char *fmt, ...)
+{
+  va_list ap;
+
+  if (r->failed)
+    return; /* the first error is the one that matters */
+  r->failed = 1;
+  va_start(ap, fmt);
+  vsnprintf(r->error, sizeof r->error, fmt, ap);
+  va_end(ap);
+  for (char *p = r->error; *p; p++)
+    if (*p == '\n' || *p == '\r')
+      *p = ' ';
+}
+
+/* Reads a whole file (at most SQL_FILE_MAX bytes) into a NUL-terminated
+ * malloc'd string. Returns 0 or -errno. */
+static int read_file(const char *path, char **out, size_t *len)
+{
+  struct cairn_buf b = { .max = SQL_FILE_MAX + 1 };
+  char chunk[65536];
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int rc = 0;
+
+  if (fd < 0)
+    return -errno;
+  for (;;) {
+    ssize_t n = read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      rc = -errno;
+      break;
+    }
+    if (n == 0)
+      break;
+    cairn_buf_add(&b, chunk, (size_t)n);
+    if (b.failed) {
+      rc = b.len > SQL_FILE_MAX ? -EFBIG : -ENOMEM;
+      break;
+    }
+  }
+  close(fd);
+  if (rc == 0 && b.p == NULL && (b.p = strdup("")) == NULL)
+    rc = -ENOMEM;
+  if (rc < 0) {
+    cairn_buf_release(&b);
+    return rc;
+  }
+  *out = b.p;
+  *len = b.len;
+  return 0;
+}
+
+static int sha256_hex(const char *p, size_t n, char out[65])
+{
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+
+  if (EVP_Digest(p, n, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
+    return -1;
+  for (unsigned i = 0; i < mdlen; i++)
+    snprintf(out + 2 * i, 3, "%02x", md[i]);
+  return 0;
+}
+
+/* ---- inputs ------------------------------------------------------------- */
+
+static int check_db(const char *db, struct cairn_error *err)
+{
+  const char *colon = strchr(db, ':');
+
+  if (db[0] == '\0')
+    return cairn_error_set(err, CAIRN_E_INVAL, "input 'db' is empty");
+  if (is_postgres_url(db))
+    return 0;
+  if (starts_with(db, "sqlite:")) {
+    if (db[7] == '\0')
+      return cairn_error_set(err, CAIRN_E_INVAL,
+                             "input 'db' names no file after 'sqlite:'");
+    return 0;
+  }
+  if (colon != NULL && colon[1] == '/' && colon[2] == '/')
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "unsupported database URL '%.*s...' in input 'db' "
+                           "(use a SQLite file, sqlite:PATH or postgres://)",
+                           (int)(colon - db), db);
+  return 0;
+}
+
+static int sql_check(json_t *with, struct cairn_error *err)
+{
+  json_t *db = input(with, "db");
+  json_t *table = input(with, "table");
+  json_t *to = input(with, "to");
+  int rc;
+
+  if (json_is_string(db) && !is_template_str(db) &&
+      (rc = check_db(json_string_value(db), err)) < 0)
+    return rc;
+  if (json_is_string(table) && !is_template_str(table) &&
+      !table_ok(json_string_value(table)))
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "bad history table name '%s' in input 'table' "
+                           "(want lowercase letters, digits and '_')",
+                           json_string_value(table));
+  if (json_is_integer(to) && json_integer_value(to) < 0)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "input 'to' must not be negative");
+  return 0;
+}
+
+static int hexval(char c)
+{
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* Percent-decodes n bytes of s into a new string, or NULL. */
+static char *pct_decode(const char *s, size_t n)
+{
+  char *out = malloc(n + 1), *o = out;
+
+  if (out == NULL)
+    return NULL;
+  for (size_t i = 0; i < n; i++) {
+    int hi, lo;
+    if (s[i] == '%' && i + 2 < n &&
+        (hi = hexval(s[i + 1])) >= 0 && (lo = hexval(s[i + 2])) >= 0) {
+      *o++ = (char)(hi * 16 + lo);
+      i += 2;
+    } else {
+      *o++ = s[i];
+    }
+  }
+  *o = '\0';
+  return out;
+}
+
+/* Splits a postgres URL into the URL without a password (*url) and the
+ * password (*pw, NULL when the URL has none). Both new strings. */
+static int split_url(const char *in, char **url, char **pw,
+                     struct cairn_error *err)
+{
+  const char *auth = strstr(in, "://") + 3;
+  size_t alen = strcspn(auth, "/?#");
+  const char *at = NULL, *colon;
+
+  *url = NULL;
+  *pw = NULL;
+  if (strstr(auth + alen, "password=") != NULL)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "the database URL in input 'db' has a password "
+                           "parameter; give it in input 'password' instead");
+  for (size_t i = 0; i < alen; i++)
+    if (auth[i] == '@')
+      at = auth + i;
+  if (at == NULL || (colon = memchr(auth, ':', (size_t)(at - auth))) == NULL) {
+    if ((*url = strdup(in)) == NULL)
+      return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    return 0;
+  }
+  *pw = pct_decode(colon + 1, (size_t)(at - colon - 1));
+  *url = malloc(strlen(in) + 1);
+  if (*pw == NULL || *url == NULL) {
+    free(*pw);
+    free(*url);
+    *pw = *url = NULL;
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  }
+  /* scheme://user + @rest */
+  memcpy(*url, in, (size_t)(colon - in));
+  strcpy(*url + (colon - in), at);
+  return 0;
+}
+
+/* ---- the run ------------------------------------------------------------ */
+
+static void run_free(struct sql_run *r)
+{
+  for (size_t i = 0; i < r->nmigs; i++) {
+    free(r->migs[i].up);
+    free(r->migs[i].down);
+  }
+  free(r->migs);
+  free(r->hist);
+  free(r->steps);
+  free(r->dir);
+  free(r->target);
+  if (r->password) {
+    OPENSSL_cleanse(r->password, strlen(r->password));
+    free(r->password);
+  }
+  free(r->table);
+  free(r->redact);
+  free(r->url_pw);
+  json_decref(r->applied);
+  json_decref(r->child_inputs);
+  if (r->log_fd >= 0)
+    close(r->log_fd);
+  uv_mutex_destroy(&r->mu);
+  free(r);
+}
+
+static void on_timer_close(uv_handle_t *h)
+{
+  struct sql_run *r = h->data;
+  struct adapter_call *call = r->call;
+  struct adapter_result res;
+  char *tail;
+  json_t *out = json_pack("{s:I,s:I,s:O}", "from_version",
+                          (json_int_t)r->from_version, "to_version",
+                          (json_int_t)r->version, "applied", r->applied);
+
+  memset(&res, 0, sizeof res);
+  res.exit_code = r->failed || r->stop ? -1 : 0;
+  res.duration_ms = (int64_t)((uv_hrtime() - r->start_ns) / 1000000);
+  if (r->stop) {
+    char d[32];
+    res.outcome = (enum adapter_outcome)r->stop;
+    format_ms(r->timeout_ms, d, sizeof d);
+    if (r->stop == ADAPTER_TIMED_OUT)
+      snprintf(res.error, sizeof res.error,
+               "timed out after %s (the database is at version %" PRId64 ")",
+               d, r->version);
+    else
+      snprintf(res.error, sizeof res.error,
+               "cancelled (the database is at version %" PRId64 ")",
+               r->version);
+  } else if (r->failed) {
+    res.outcome = ADAPTER_FAILED;
+    snprintf(res.error, sizeof res.error, "%s", r->error);
+  } else {
+    res.outcome = ADAPTER_SUCCEEDED;
+  }
+  tail = strdup(res.error);
+  tail = adapter_redact(tail, (const char *const *)r->redact);
+  if (tail == NULL || out == NULL) {
+    free(tail);
+    tail = NULL;
+  }
+  res.tail = tail ? tail : (char *)"";
+  res.outputs = out ? out : json_object();
+  call->priv = NULL;
+  call->on_done(call, &res); /* may free call */
+  json_decref(res.outputs);
+  free(tail);
+  run_free(r);
+}
+
+static void finish(struct sql_run *r)
+{
+  if (r->phase == SQL_FINISHING)
+    return;
+  r->phase = SQL_FINISHING;
+  uv_timer_stop(&r->timer);
+  uv_close((uv_handle_t *)&r->timer, on_timer_close);
+}
+
+static int stopped(struct sql_run *r)
+{
+  int s;
+
+  uv_mutex_lock(&r->mu);
+  s = r->stop;
+  uv_mutex_unlock(&r->mu);
+  return s;
+}
+
+/* ---- scanning the folder ------------------------------------------------ */
+
+static int cmp_str(const void *a, const void *b)
+{
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int cmp_mig(const void *a, const void *b)
+{
+  const struct sql_mig *x = a, *y = b;
+  return (x->version > y->version) - (x->version < y->version);
+}
+
+/* "NNN_name.up.sql" -> version, is_up; 0, or -1 when malformed. */
+static int parse_name(const char *f, int64_t *version, int *is_up)
+{
+  size_t n = strlen(f), i = 0, stem;
+  int64_t v = 0;
+
+  if (n > 7 && strcmp(f + n - 7, ".up.sql") == 0) {
+    *is_up = 1;
+    stem = n - 7;
+  } else if (n > 9 && strcmp(f + n - 9, ".down.sql") == 0) {
+    *is_up = 0;
+    stem = n - 9;
+  } else {
+    return -1;
+  }
+  while (i < stem && f[i] >= '0' && f[i] <= '9') {
+    if (v > (INT64_MAX - (f[i] - '0')) / 10)
+      return -1;
+    v = v * 10 + (f[i] - '0');
+    i++;
+  }
+  if (i == 0 || i + 1 >= stem || f[i] != '_')
+    return -1;
+  for (i++; i < stem; i++)
+    if (!((f[i] >= 'a' && f[i] <= 'z') || (f[i] >= 'A' && f[i] <= 'Z') ||
+          (f[i] >= '0' && f[i] <= '9') || f[i] == '_' || f[i] == '-'))
+      return -1;
+  *version = v;
+  return 0;
+}
+
+/* "001_a.up.sql" and "001_a.down.sql" are one migration; "1_a" is not
+ * "001_a". */
+static int same_stem(const char *a, const char *b)
+{
+  size_t n = strcspn(a, ".");
+  return n == strcspn(b, ".") && strncmp(a, b, n) == 0;
+}
+
+static struct sql_mig *mig_find(struct sql_run *r, int64_t version)
+{
+  for (size_t i = 0; i < r->nmigs; i++)
+    if (r->migs[i].version == version)
+      return &r->migs[i];
+  return NULL;
+}
+
+/* Fills r->migs from the folder (runs on the worker thread). */
+static int scan(struct sql_run *r)
+{
+  DIR *d = opendir(r->dir);
+  struct dirent *e;
+  char **names = NULL;
+  size_t nnames = 0, cap = 0;
+  int rc = -1;
+
+  if (d == NULL) {
+    set_error(r, "cannot read migrations folder '%s': %s", r->dir,
+              strerror(errno));
+    return -1;
+  }
+  while ((e = readdir(d)) != NULL) {
+    size_t n = strlen(e->d_name);
+    if (e->d_name[0] == '.' || n < 4 || strcmp(e->d_name + n - 4, ".sql"))
+      continue; /* a README or an editor's file is not a migration */
+    if (nnames == cap) {
+      char **nn = realloc(names, (cap = cap ? cap * 2 : 16) * sizeof *nn);
+      if (nn == NULL)
+        goto nomem;
+      names = nn;
+    }
+    if ((names[nnames] = strdup(e->d_name)) == NULL)
+      goto nomem;
+    nnames++;
+  }
+  qsort(names, nnames, sizeof *names, cmp_str); /* stable messages */
+  if ((r->migs = calloc(nnames ? nnames : 1, sizeof *r->migs)) == NULL)
+    goto nomem;
+
+  for (size_t i = 0; i < nnames; i++) {
+    int64_t v;
+    int up;
+    struct sql_mig *m;
+    char **slot;
+    const char *other;
+
+    if (parse_name(names[i], &v, &up) < 0) {
+      set_error(r, "%s/%s: malformed migration file name (want "
+                "NNN_name.up.sql or NNN_name.down.sql)", r->dir, names[i]);
+      goto out;
+    }
+    if ((m = mig_find(r, v)) == NULL) {
+      m = &r->migs[r->nmigs++];
+      m->version = v;
+    }
+    slot = up ? &m->up : &m->down;
+    other = up ? m->down : m->up;
+    if (*slot != NULL || (other != NULL && !same_stem(other, names[i]))) {
+      set_error(r, "%s/%s and %s/%s have the same version %" PRId64, r->dir,
+                *slot ? *slot : other, r->dir, names[i], v);
+      goto out;
+    }
+    *slot = names[i];
+    names[i] = NULL;
+  }
+  qsort(r->migs, r->nmigs, sizeof *r->migs, cmp_mig);
+  for (size_t i = 0; i < r->nmigs; i++) {
+    struct sql_mig *m = &r->migs[i];
+    char path[PATH_MAX];
+    char *text;
+    size_t len;
+    int e2;
+
+    if (m->up == NULL) {
+      set_error(r, "%s/%s has no up file (%.*s.up.sql)", r->dir, m->down,
+                (int)(strlen(m->down) - 9), m->down);
+      goto out;
+    }
+    if (m->down == NULL) {
+      set_error(r, "%s/%s has no down file (%.*s.down.sql)", r->dir, m->up,
+                (int)(strlen(m->up) - 7), m->up);
+      goto out;
+    }
+    snprintf(path, sizeof path, "%s/%s", r->dir, m->up);
+    if ((e2 = read_file(path, &text, &len)) < 0) {
+      set_error(r, "cannot read '%s': %s", path, strerror(-e2));
+      goto out;
+    }
+    e2 = sha256_hex(text, len, m->sum);
+    free(text);
+    if (e2 < 0) {
+      set_error(r, "cannot compute the SHA-256 of '%s'", path);
+      goto out;
+    }
+  }
+  rc = 0;
+  goto out;
+nomem:
+  set_error(r, "out of memory");
+out:
+  for (size_t i = 0; i < nnames; i++)
+    free(names[i]);
+  free(names);
+  closedir(d);
+  return rc;
+}
+
+/* ---- the plan ----------------------------------------------------------- */
+
+static int hist_has(struct sql_run *r, int64_t version)
+{
+  for (size_t i = 0; i < r->nhist; i++)
+    if (r->hist[i].version == version)
+      return 1;
+  return 0;
+}
+
+/* Checks the history against the files and decides which files run, in
+ * which order (pure: no I/O, either thread). */
+static int plan(struct sql_run *r)
+{
+  int64_t current = 0, target = 0;
+
+  for (size_t i = 0; i < r->nhist; i++)
+    if (r->hist[i].version > current)
+      current = r->hist[i].version;
+  r->from_version = r->version = current; /* outputs, even on failure */
+  for (size_t i = 0; i < r->nhist; i++) {
+    struct sql_hist *h = &r->hist[i];
+    struct sql_mig *m = mig_find(r, h->version);
+    if (m == NULL) {
+      set_error(r, "version %" PRId64 " is recorded as applied in '%s' but "
+                "'%s' has no file for it; restore its files", h->version,
+                r->table, r->dir);
+      return -1;
+    }
+    if (strcmp(m->sum, h->sum) != 0) {
+      set_error(r, "%s/%s changed since it was applied (checksum %.12s, "
+                "recorded %.12s); restore it or write a new migration",
+                r->dir, m->up, m->sum, h->sum);
+      return -1;
+    }
+  }
+  for (size_t i = 0; i < r->nmigs; i++) {
+    struct sql_mig *m = &r->migs[i];
+    if (m->version < current && !hist_has(r, m->version)) {
+      set_error(r, "%s/%s is older than the database's version %" PRId64
+                " and was never applied; give it a version above %" PRId64,
+                r->dir, m->up, current, current);
+      return -1;
+    }
+    if (m->version > target)
+      target = m->version;
+  }
+  if (r->has_to) {
+    if (r->to != 0 && mig_find(r, r->to) == NULL) {
+      set_error(r, "input 'to' is %" PRId64 " but '%s' has no migration "
+                "with that version", r->to, r->dir);
+      return -1;
+    }
+    target = r->to;
+  }
+  if ((r->steps = calloc(r->nmigs ? r->nmigs : 1, sizeof *r->steps)) ==
+      NULL) {
+    set_error(r, "out of memory");
+    return -1;
+  }
+  r->down = target < current;
+  if (!r->down) {
+    for (size_t i = 0; i < r->nmigs; i++)
+      if (r->migs[i].version > current && r->migs[i].version <= target)
+        r->steps[r->nsteps++] = i;
+  } else {
+    for (size_t i = r->nmigs; i-- > 0;)
+      if (r->migs[i].version > target && hist_has(r, r->migs[i].version))
+        r->steps[r->nsteps++] = i;
+  }
+  return 0;
+}
+
+/* After steps[next] succeeded: the version the database is at. */
+static void step_done(struct sql_run *r)
+{
+  struct sql_mig *m = &r->migs[r->steps[r->next]];
+
+  json_array_append_new(r->applied, json_string(r->down ? m->down : m->up));
+  if (!r->down) {
+    r->version = m->version;
+  } else {
+    int64_t below = 0;
+    for (size_t i = 0; i < r->nhist; i++)
+      if (r->hist[i].version < m->version && r->hist[i].version > below)
+        below = r->hist[i].version;
+    r->version = below;
+  }
+  r->next++;
+}
+
+/* ---- SQLite (on the worker thread) -------------------------------------- */
+
+static int sqlite_fail(struct sql_run *r, const char *what)
+{
+  set_error(r, "%s: %s", what, sqlite3_errmsg(r->db));
+  return -1;
+}
+
+static int sqlite_history(struct sql_run *r)
+{
+  char sql[256];
+  sqlite3_stmt *st = NULL;
+  size_t cap = 0;
+  int rc;
+
+  snprintf(sql, sizeof sql,
+           "CREATE TABLE IF NOT EXISTS %s (version INTEGER PRIMARY KEY, "
+           "name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TEXT "
+           "NOT NULL)",
+           r->table);
+  if (sqlite3_exec(r->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+    return sqlite_fail(r, "cannot create the history table");
+  snprintf(sql, sizeof sql,
+           "SELECT version, checksum FROM %s ORDER BY version", r->table);
+  if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK)
+    return sqlite_fail(r, "cannot read the history table");
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const unsigned char *sum = sqlite3_column_text(st, 1);
+    if (r->nhist == cap) {
+      struct sql_hist *h =
+          realloc(r->hist, (cap = cap ? cap * 2 : 16) * sizeof *h);
+      if (h == NULL) {
+        sqlite3_finalize(st);
+        set_error(r, "out of memory");
+        return -1;
+      }
+      r->hist = h;
+    }
+    r->hist[r->nhist].version = sqlite3_column_int64(st, 0);
+    snprintf(r->hist[r->nhist].sum, sizeof r->hist[r->nhist].sum, "%s",
+             sum ? (const char *)sum : "");
+    r->nhist++;
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE)
+    return sqlite_fail(r, "cannot read the history table");
+  return 0;
+}
+
+/* One migration file and its history row in one transaction. */
+static int sqlite_step(struct sql_run *r, struct sql_mig *m)
+{
+  const char *file = r->down ? m->down : m->up;
+  char path[PATH_MAX], sql[256];
+  char *text = NULL, *errmsg = NULL;
+  sqlite3_stmt *st = NULL;
+  size_t len;
+  int rc;
+
+  snprintf(path, sizeof path, "%s/%s", r->dir, file);
+  if ((rc = read_file(path, &text, &len)) < 0) {
+    set_error(r, "cannot read '%s': %s", path, strerror(-rc));
+    return -1;
+  }
+  log_line(r, "sql.migrate: %s %s", r->down ? "reverting" : "applying",
+           path);
+  if (sqlite3_exec(r->db, "BEGIN IMMEDIATE", NULL, NULL, &errmsg) !=
+      SQLITE_OK)
+    goto failed;
+  if (sqlite3_exec(r->db, text, NULL, NULL, &errmsg) != SQLITE_OK)
+    goto failed;
+  if (r->down)
+    snprintf(sql, sizeof sql, "DELETE FROM %s WHERE version = ?1", r->table);
+  else
+    snprintf(sql, sizeof sql,
+             "INSERT INTO %s (version, name, checksum, applied_at) VALUES "
+             "(?1, ?2, ?3, strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', 'now'))",
+             r->table);
+  if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK)
+    goto failed;
+  sqlite3_bind_int64(st, 1, m->version);
+  if (!r->down) {
+    sqlite3_bind_text(st, 2, m->up, (int)strcspn(m->up, "."),
+                      SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, m->sum, -1, SQLITE_STATIC);
+  }
+  if (sqlite3_step(st) != SQLITE_DONE)
+    goto failed;
+  sqlite3_finalize(st);
+  st = NULL;
+  if (sqlite3_exec(r->db, "COMMIT", NULL, NULL, &errmsg) != SQLITE_OK)
+    goto failed;
+  free(text);
+  return 0;
+
+failed:
+  set_error(r, "%s failed: %s", path,
+            errmsg ? errmsg : sqlite3_errmsg(r->db));
+  log_line(r, "sql.migrate: %s", r->error);
+  sqlite3_free(errmsg);
+  sqlite3_finalize(st);
+  /* an interrupted or failed statement may have ended the transaction */
+  if (!sqlite3_get_autocommit(r->db))
+    sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
+  free(text);
+  return -1;
+}
+
+static void sqlite_migrate(struct sql_run *r)
+{
+  sqlite3 *db = NULL;
+
+  if (sqlite3_open_v2(r->target, &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+      SQLITE_OK) {
+    set_error(r, "cannot open SQLite database '%s': %s", r->target,
+              db ? sqlite3_errmsg(db) : "out of memory");
+    sqlite3_close(db);
+    return;
+  }
+  sqlite3_busy_timeout(db, SQL_BUSY_MS);
+  uv_mutex_lock(&r->mu);
+  r->db = db;
+  if (r->stop)
+    sqlite3_interrupt(db);
+  uv_mutex_unlock(&r->mu);
+
+  if (sqlite_history(r) == 0 && plan(r) == 0) {
+    if (r->nsteps == 0)
+      log_line(r, "sql.migrate: '%s' is at version %" PRId64 ": nothing to "
+               "do", r->target, r->version);
+    while (r->next < r->nsteps && !stopped(r) &&
+           sqlite_step(r, &r->migs[r->steps[r->next]]) == 0)
+      step_done(r);
+  }
+  uv_mutex_lock(&r->mu);
+  r->db = NULL;
+  uv_mutex_unlock(&r->mu);
+  sqlite3_close(db);
+}
+
+static void on_work(uv_work_t *w)
+{
+  struct sql_run *r = w->data;
+
+  if (scan(r) < 0 || stopped(r))
+    return;
+  if (r->kind == SQL_SQLITE)
+    sqlite_migrate(r);
+}
+
+/* ---- PostgreSQL (psql children through the exec adapter) ---------------- */
+
+static void pg_next(struct sql_run *r);
+
+/* The line of psql's output that says what went wrong. */
+static void pg_message(const char *tail, char *out, size_t n)
+{
+  const char *best = NULL, *last = NULL, *p = tail;
+  size_t best_len = 0, last_len = 0;
+
+  while (*p) {
+    size_t len = strcspn(p, "\n");
+    const char *e = NULL;
+    for (const char *k = p; k < p + len && e == NULL; k++)
+      if (starts_with(k, "ERROR:") || starts_with(k, "FATAL:"))
+        e = k;
+    if (e && best == NULL) {
+      best = e;
+      best_len = len - (size_t)(e - p);
+    }
+    if (len > 0) {
+      last = p;
+      last_len = len;
+    }
+    p += len + (p[len] == '\n');
+  }
+  if (best == NULL) {
+    best = last;
+    best_len = last_len;
+  }
+  if (best == NULL)
+    snprintf(out, n, "psql printed nothing");
+  else
+    snprintf(out, n, "%.*s", (int)best_len, best);
+}
+
+static void pg_on_spawned(struct adapter_call *child, int pid, int pgid,
+                          int64_t proc_start)
+{
+  struct sql_run *r = child->data;
+
+  /* the engine journals the group, so a resume after a crash stops it */
+  if (r->call->on_spawned)
+    r->call->on_spawned(r->call, pid, pgid, proc_start);
+}
+
+static int pg_history(struct sql_run *r, json_t *outputs)
+{
+  json_t *rows = json_object_get(json_object_get(outputs, "json"), "rows");
+  size_t i;
+  json_t *row;
+
+  if (!json_is_array(rows)) {
+    set_error(r, "cannot read the history table '%s' in '%s': psql printed "
+              "no rows", r->table, r->target);
+    return -1;
+  }
+  if ((r->hist = calloc(json_array_size(rows) + 1, sizeof *r->hist)) ==
+      NULL) {
+    set_error(r, "out of memory");
+    return -1;
+  }
+  json_array_foreach(rows, i, row) {
+    json_t *v = json_array_get(row, 0), *s = json_array_get(row, 1);
+    if (!json_is_integer(v) || !json_is_string(s)) {
+      set_error(r, "cannot read the history table '%s' in '%s': bad row %zu",
+                r->table, r->target, i + 1);
+      return -1;
+    }
+    r->hist[r->nhist].version = json_integer_value(v);
+    snprintf(r->hist[r->nhist].sum, sizeof r->hist[r->nhist].sum, "%s",
+             json_string_value(s));
+    r->nhist++;
+  }
+  return 0;
+}
+
+static void pg_on_done(struct adapter_call *child,
+                       const struct adapter_result *res)
+{
+  struct sql_run *r = child->data;
+  char msg[400];
+
+  r->child_running = 0;
+  if (r->stop) {
+    finish(r);
+    return;
+  }
+  if (res->outcome != ADAPTER_SUCCEEDED) {
+    pg_message(res->tail, msg, sizeof msg);
+    if (res->exit_code < 0 && res->error[0])
+      snprintf(msg, sizeof msg, "psql: %s", res->error);
+    if (r->phase == SQL_PG_HISTORY) {
+      set_error(r, "cannot read the history table '%s' in '%s': %s",
+                r->table, r->target, msg);
+    } else {
+      struct sql_mig *m = &r->migs[r->steps[r->next]];
+      set_error(r, "%s/%s failed: %s", r->dir, r->down ? m->down : m->up,
+                msg);
+    }
+    finish(r);
+    return;
+  }
+  if (r->phase == SQL_PG_HISTORY) {
+    if (pg_history(r, res->outputs) < 0 || plan(r) < 0) {
+      finish(r);
+      return;
+    }
+    if (r->nsteps == 0)
+      log_line(r, "sql.migrate: the database is at version %" PRId64
+               ": nothing to do", r->version);
+    r->phase = SQL_PG_STEP;
+  } else {
+    step_done(r);
+  }
+  pg_next(r);
+}
+
+/* Runs psql with argv (NULL-terminated) through the exec adapter. */
+static void pg_spawn(struct sql_run *r, const char *const *argv)
+{
+  struct adapter_call *c = &r->child;
+  struct cairn_error err = { 0 };
+  json_t *args = json_array();
+
+  for (size_t i = 0; argv[i]; i++)
+    json_array_append_new(args, json_string(argv[i]));
+  json_decref(r->child_inputs);
+  r->child_inputs = json_pack("{s:o}", "argv", args);
+  if (r->child_inputs && r->password)
+    json_object_set_new(r->child_inputs, "env",
+                        json_pack("{s:s}", "PGPASSWORD", r->password));
+  if (r->child_inputs == NULL) {
+    set_error(r, "out of memory");
+    finish(r);
+    return;
+  }
+  memset(c, 0, sizeof *c);
+  c->loop = r->call->loop;
+  c->desc = &adapter_exec;
+  c->inputs = r->child_inputs;
+  c->log_path = r->call->log_path;
+  c->log_header = r->child_header;
+  c->kill_grace_ms = r->call->kill_grace_ms;
+  c->env_extra = r->call->env_extra;
+  c->redact = (const char *const *)r->redact;
+  c->on_spawned = pg_on_spawned;
+  c->on_done = pg_on_done;
+  c->data = r;
+  if (adapter_exec.start(c, &err) < 0) {
+    set_error(r, "cannot run psql: %s", err.msg);
+    finish(r);
+    return;
+  }
+  r->child_running = 1;
+}
+
+static void pg_next(struct sql_run *r)
+{
+  char sql[512], ver[32], file[PATH_MAX];
+  struct sql_mig *m;
+
+  if (r->phase == SQL_PG_HISTORY) {
+    char create[256], select[384];
+    const char *argv[] = {
+      "psql", "--no-psqlrc", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At",
+      "-d", r->target, "-c", "SET client_min_messages = warning",
+      "-c", create, "-c", select, NULL,
+    };
+    snprintf(create, sizeof create,
+             "CREATE TABLE IF NOT EXISTS %s (version bigint PRIMARY KEY, "
+             "name text NOT NULL, checksum text NOT NULL, applied_at "
+             "timestamptz NOT NULL DEFAULT now())",
+             r->table);
+    snprintf(select, sizeof select,
+             "SELECT json_build_object('rows', coalesce(json_agg("
+             "json_build_array(version, checksum) ORDER BY version), "
+             "'[]'::json)) FROM %s",
+             r->table);
+    snprintf(r->child_header, sizeof r->child_header,
+             "sql.migrate: reading the history table '%s'\n", r->table);
+    pg_spawn(r, argv);
+    return;
+  }
+  if (r->next >= r->nsteps) {
+    finish(r);
+    return;
+  }
+  m = &r->migs[r->steps[r->next]];
+  snprintf(file, sizeof file, "%s/%s", r->dir, r->down ? m->down : m->up);
+  snprintf(ver, sizeof ver, "%" PRId64, m->version);
+  if (r->down)
+    snprintf(sql, sizeof sql, "DELETE FROM %s WHERE version = %s", r->table,
+             ver);
+  else /* the name is letters, digits, '_' and '-' (parse_name) */
+    snprintf(sql, sizeof sql,
+             "INSERT INTO %s (version, name, checksum) VALUES (%s, '%.*s', "
+             "'%s')",
+             r->table, ver, (int)strcspn(m->up, "."), m->up, m->sum);
+  snprintf(r->child_header, sizeof r->child_header, "sql.migrate: %s %s\n",
+           r->down ? "reverting" : "applying", file);
+  {
+    const char *argv[] = {
+      "psql", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+      "-X", "-q", "-d", r->target, "-f", file, "-c", sql, NULL,
+    };
+    pg_spawn(r, argv);
+  }
+}
+
+static void on_work_done(uv_work_t *w, int status)
+{
+  struct sql_run *r = w->data;
+
+  (void)status; /* UV_ECANCELED cannot happen: we never uv_cancel it */
+  if (r->failed || r->stop || r->kind == SQL_SQLITE) {
+    finish(r);
+    return;
+  }
+  r->phase = SQL_PG_HISTORY;
+  pg_next(r);
+}
+
+/* ---- start and cancel --------------------------------------------------- */
+
+static void stop(struct sql_run *r, enum adapter_outcome why)
+{
+  if (r == NULL || r->phase == SQL_FINISHING)
+    return;
+  uv_mutex_lock(&r->mu);
+  if (r->stop == 0)
+    r->stop = (int)why;
+  if (r->db)
+    sqlite3_interrupt(r->db); /* thread-safe, by SQLite's contract */
+  uv_mutex_unlock(&r->mu);
+  if (r->child_running)
+    adapter_exec.cancel(&r->child);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+  stop(t->data, ADAPTER_TIMED_OUT);
+}
+
+static void sql_cancel(struct adapter_call *call)
+{
+  stop(call ? call->priv : NULL, ADAPTER_CANCELLED);
+}
+
+/* call->redact, then the password (plain and as it may sit in a URL). */
+static int build_redact(struct sql_run *r, const char *raw_pw)
+{
+  size_t n = 0, k = 0;
+
+  while (r->call->redact && r->call->redact[n])
+    n++;
+  if ((r->redact = calloc(n + 3, sizeof *r->redact)) == NULL)
+    return -1;
+  for (size_t i = 0; i < n; i++)
+    r->redact[k++] = (char *)r->call->redact[i];
+  if (r->password && r->password[0])
+    r->redact[k++] = r->password;
+  if (raw_pw && raw_pw[0])
+    r->redact[k++] = (char *)raw_pw;
+  return 0;
+}
+
+static int sql_start(struct adapter_call *call, struct cairn_error *err)
+{
+  json_t *in = call->inputs;
+  json_t *dir = input(in, "dir"), *db = input(in, "db");
+  json_t *to = input(in, "to"), *table = input(in, "table");
+  json_t *pw = input(in, "password");
+  struct sql_run *r;
+  const char *dbs;
+  char *url_pw = NULL;
+  int rc;
+
+  if (!json_is_string(dir) || json_string_length(dir) == 0)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "input 'dir' must be a folder name");
+  if (!json_is_string(db))
+    return cairn_error_set(err, CAIRN_E_INVAL, "input 'db' must be a string");
+  if (to != NULL && !json_is_integer(to))
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "input 'to' must be an integer");
+  if (table != NULL && !json_is_string(table))
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "input 'table' must be a string");
+  if (pw != NULL && !json_is_string(pw))
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "input 'password' must be a string");
+  if ((rc = sql_check(in, err)) < 0)
+    return rc;
+  dbs = json_string_value(db);
+  if ((rc = check_db(dbs, err)) < 0)
+    return rc;
+
+  if ((r = calloc(1, sizeof *r)) == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  r->call = call;
+  r->log_fd = -1;
+  uv_mutex_init(&r->mu);
+  r->kind = is_postgres_url(dbs) ? SQL_POSTGRES : SQL_SQLITE;
+  r->dir = strdup(json_string_value(dir));
+  r->table = strdup(table ? json_string_value(table) : "cairn_migrations");
+  r->applied = json_array();
+  r->has_to = to != NULL;
+  r->to = to ? (int64_t)json_integer_value(to) : 0;
+  if (r->dir == NULL || r->table == NULL || r->applied == NULL) {
+    rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    goto fail;
+  }
+  for (size_t n = strlen(r->dir); n > 1 && r->dir[n - 1] == '/'; n--)
+    r->dir[n - 1] = '\0';
+  if (r->kind == SQL_POSTGRES) {
+    if ((rc = split_url(dbs, &r->target, &url_pw, err)) < 0)
+      goto fail;
+    /* the input wins over a password in the URL */
+    if (pw && json_string_length(pw) > 0) {
+      r->password = strdup(json_string_value(pw));
+    } else if (url_pw) {
+      r->password = url_pw;
+      url_pw = NULL;
+    }
+  } else {
+    r->target = strdup(starts_with(dbs, "sqlite:") ? dbs + 7 : dbs);
+  }
+  if (r->target == NULL ||
+      (pw && json_string_length(pw) > 0 && r->password == NULL)) {
+    rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    goto fail;
+  }
+  /* the URL's password as written (maybe percent-encoded), for redaction */
+  if (r->kind == SQL_POSTGRES) {
+    const char *auth = strstr(dbs, "://") + 3;
+    const char *at = memchr(auth, '@', strcspn(auth, "/?#"));
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    free(url_pw);
+    url_pw = colon ? strndup(colon + 1, (size_t)(at - colon - 1)) : NULL;
+  }
+  if (build_redact(r, url_pw) < 0) {
+    rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    goto fail;
+  }
+  r->url_pw = url_pw; /* in the redact list: freed with the run */
+  url_pw = NULL;
+  if (call->log_path) {
+    r->log_fd = open(call->log_path,
+                     O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (r->log_fd < 0) {
+      rc = cairn_error_set(err, CAIRN_E_IO, "cannot open log '%s': %s",
+                           call->log_path, uv_strerror(-errno));
+      goto fail;
+    }
+    if (call->log_header)
+      (void)write_all(r->log_fd, call->log_header, strlen(call->log_header));
+  }
+
+  r->timeout_ms = call->timeout_ms > 0 ? call->timeout_ms : 0;
+  r->start_ns = uv_hrtime();
+  r->phase = SQL_SCANNING;
+  r->work.data = r;
+  if ((rc = uv_queue_work(call->loop, &r->work, on_work, on_work_done)) < 0) {
+    rc = cairn_error_set(err, CAIRN_E_IO, "cannot queue the migration: %s",
+                         uv_strerror(rc));
+    goto fail;
+  }
+  /* from here nothing fails (uv_timer_init cannot on Unix) */
+  uv_timer_init(call->loop, &r->timer);
+  r->timer.data = r;
+  if (r->timeout_ms > 0) {
+    uv_update_time(call->loop);
+    uv_timer_start(&r->timer, on_timeout, (uint64_t)r->timeout_ms, 0);
+  }
+  call->priv = r;
+  return 0;
+
+fail:
+  free(url_pw);
+  run_free(r);
+  return rc;
+}
+
+static const struct adapter_input sql_inputs[] = {
+  { "dir", ADAPTER_T_STRING, 1, NULL,
+    "folder of NNN_name.up.sql and NNN_name.down.sql files" },
+  { "db", ADAPTER_T_STRING, 1, NULL,
+    "a SQLite file (or sqlite:PATH), or a postgres:// URL" },
+  { "to", ADAPTER_T_INTEGER, 0, NULL,
+    "the version to migrate to, up or down (default: the highest in dir)" },
+  { "table", ADAPTER_T_STRING, 0, "\"cairn_migrations\"",
+    "the history table in the target database" },
+  { "password", ADAPTER_T_STRING, 0, "\"\"",
+    "PostgreSQL password, passed as PGPASSWORD (never on a command line)" },
+  { NULL, 0, 0, NULL, NULL },
+};
+
+static const struct adapter_output sql_outputs[] = {
+  { "from_version", "integer", "the database's version before (0: none)" },
+  { "to_version", "integer", "the database's version after" },
+  { "applied", "list", "the files run, in order" },
+  { NULL, NULL, NULL },
+};
+
+const struct adapter_desc adapter_sql_migrate = {
+  .name = "sql.migrate",
+  .summary = "apply or revert versioned SQL migrations (SQLite, PostgreSQL)",
+  .inputs = sql_inputs,
+  .outputs = sql_outputs,
+  .idempotent = 1,
+  .undo_adapter = "sql.migrate",
+  .undo_with = "{\"dir\": \"{{ self.input.dir }}\", "
+               "\"db\": \"{{ self.input.db }}\", "
+               "\"table\": \"{{ self.input.table }}\", "
+               "\"password\": \"{{ self.input.password }}\", "
+               "\"to\": \"{{ self.output.from_version }}\"}",
+  .check = sql_check,
+  .start = sql_start,
+  .cancel = sql_cancel,
+};

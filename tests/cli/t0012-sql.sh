@@ -1,0 +1,306 @@
+#!/bin/bash
+# t0012-sql: sql.migrate against a real PostgreSQL from Debian (initdb in a
+# temporary folder, pg_ctl on a free loopback port, stopped at the end)
+# through real workflows: migrate up, a rerun that does nothing, a failing
+# migration that leaves the previous version, a later failure whose
+# rollback runs the default undo back to from_version, a password in the
+# URL, and the password nowhere in the journal, its -wal or the logs.
+# SQLite and psql's argv are covered by tests/unit/test_sql.c.
+. "$(dirname "$0")/lib.sh"
+
+# ---- a PostgreSQL server of our own ------------------------------------------
+
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ] || ! command -v psql >/dev/null; then
+  test_skip_all "PostgreSQL is not installed (apt-get install postgresql)"
+fi
+
+# initdb refuses to run as root: the server runs as the postgres user, in a
+# folder of its own (the trash directory is private to root).
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+  test_skip_all "running as root and there is no postgres user to run the server"
+fi
+
+PGROOT=$(mktemp -d "${TMPDIR:-/tmp}/cairn-pg.XXXXXX") || _cairn_test_bail "mktemp failed"
+PGDATA=$PGROOT/data
+PW=pw-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+if [ "$(id -u)" -eq 0 ]; then chown postgres: "$PGROOT"; fi
+printf '%s\n' "$PW" >"$PGROOT/pwfile"
+if [ "$(id -u)" -eq 0 ]; then chown postgres: "$PGROOT/pwfile"; fi
+
+stop_pg() {
+  as_pg "$PGBIN/pg_ctl" -D "$PGDATA" stop -m fast >/dev/null 2>&1
+  rm -rf "$PGROOT"
+}
+# lib.sh's EXIT trap reports and cleans up: run ours first, then it.
+trap 'stop_pg; _cairn_test_exit' EXIT
+
+free_port() {
+  local p
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+
+as_pg "$PGBIN/initdb" -D "$PGDATA" -U cairn --auth=md5 \
+  --pwfile="$PGROOT/pwfile" >"$PGROOT/initdb.log" 2>&1 ||
+  _cairn_test_bail "initdb failed: $(tail -n 5 "$PGROOT/initdb.log")"
+PGPORT_T=
+for _ in 1 2 3; do
+  port=$(free_port) || break
+  if as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -w -t 30 -l "$PGROOT/log" \
+       -o "-p $port -k $PGROOT -c listen_addresses=127.0.0.1" start >/dev/null 2>&1; then
+    PGPORT_T=$port
+    break
+  fi
+done
+[ -n "$PGPORT_T" ] || _cairn_test_bail "pg_ctl start failed: $(tail -n 5 "$PGROOT/log" 2>/dev/null)"
+export PGPORT_T
+
+# pg: psql as the test's client, on the database app.
+pg() {
+  PGPASSWORD=$PW psql -X -q -At -h 127.0.0.1 -p "$PGPORT_T" -U cairn -d app "$@"
+}
+PGPASSWORD=$PW psql -X -q -h 127.0.0.1 -p "$PGPORT_T" -U cairn -d postgres \
+  -c "CREATE DATABASE app" >/dev/null ||
+  _cairn_test_bail "cannot create the database app"
+
+# The tables of the public schema, one line, sorted.
+tables() {
+  pg -c "SELECT coalesce(string_agg(table_name, ',' ORDER BY table_name), '')
+         FROM information_schema.tables WHERE table_schema = 'public'"
+}
+history() {
+  pg -c "SELECT coalesce(string_agg(version || ':' || name, ',' ORDER BY version), '')
+         FROM cairn_migrations"
+}
+
+# ---- fixtures ----------------------------------------------------------------
+
+mkdir migrations
+cat >migrations/001_accounts.up.sql <<\EOF
+CREATE TABLE accounts (id serial PRIMARY KEY, email text NOT NULL);
+EOF
+cat >migrations/001_accounts.down.sql <<\EOF
+DROP TABLE accounts;
+EOF
+cat >migrations/002_users.up.sql <<\EOF
+CREATE TABLE users (id serial PRIMARY KEY, account int REFERENCES accounts);
+INSERT INTO accounts (email) VALUES ('ada@example.com');
+EOF
+cat >migrations/002_users.down.sql <<\EOF
+DROP TABLE users;
+DELETE FROM accounts WHERE email = 'ada@example.com';
+EOF
+
+# The password comes in as a secret; the state after the migration fails
+# when the file fail-after exists.
+write_workflow migrate.yaml <<\EOF
+cairn: 1
+name: migrate
+secrets: [POSTGRES_PASSWORD]
+start: migrate
+states:
+  migrate:
+    do: sql.migrate
+    with:
+      dir: migrations
+      db: "postgres://cairn@127.0.0.1:{{ env.PGPORT_T }}/app"
+      password: "{{ secrets.POSTGRES_PASSWORD }}"
+    next: check
+  check:
+    do: exec
+    with: { shell: "test ! -e fail-after" }
+    next: done
+  done: { succeed: true }
+EOF
+
+write_workflow inurl.yaml <<\EOF
+cairn: 1
+name: inurl
+secrets: [POSTGRES_PASSWORD]
+start: migrate
+states:
+  migrate:
+    do: sql.migrate
+    with:
+      dir: migrations
+      db: "postgresql://cairn:{{ secrets.POSTGRES_PASSWORD }}@127.0.0.1:{{ env.PGPORT_T }}/app?sslmode=disable"
+      to: 1
+    next: done
+  done: { succeed: true }
+EOF
+
+# The same, with the password from cairn's own environment (PGPASSWORD),
+# which psql inherits.
+write_workflow migrate-env.yaml <<\EOF
+cairn: 1
+name: migrate-env
+start: migrate
+states:
+  migrate:
+    do: sql.migrate
+    with:
+      dir: migrations
+      db: "postgres://cairn@127.0.0.1:{{ env.PGPORT_T }}/app"
+    next: check
+  check:
+    do: exec
+    with: { shell: "test ! -e fail-after" }
+    next: done
+  done: { succeed: true }
+EOF
+
+run_migrate() {
+  POSTGRES_PASSWORD=$PW cairn run "$@"
+}
+
+# ---- tests -------------------------------------------------------------------
+
+test_expect_success 'cairn validate knows sql.migrate' '
+	cairn validate migrate.yaml &&
+	write_workflow bad.yaml <<-\EOF &&
+	cairn: 1
+	name: bad
+	start: m
+	states:
+	  m:
+	    do: sql.migrate
+	    with: { dir: migrations, db: app.db, table: "drop table x" }
+	    next: done
+	  done: { succeed: true }
+	EOF
+	test_must_fail_with 2 cairn validate bad.yaml 2>err &&
+	test_grep -F "bad history table name '\''drop table x'\''" err
+'
+
+test_expect_success 'migrate up from an empty database' '
+	run_migrate migrate.yaml >out 2>&1 &&
+	echo accounts,cairn_migrations,users >expect &&
+	tables >actual &&
+	test_cmp expect actual &&
+	echo 1:001_accounts,2:002_users >expect &&
+	history >actual &&
+	test_cmp expect actual &&
+	sha256sum <migrations/002_users.up.sql | cut -c1-64 >expect &&
+	pg -c "SELECT checksum FROM cairn_migrations WHERE version = 2" >actual &&
+	test_cmp expect actual &&
+	RUN=$(last_run) &&
+	q "SELECT payload FROM events WHERE run_id = '\''$RUN'\'' AND kind = '\''action.finished'\'' AND state = '\''migrate'\''" >fin &&
+	jq -e ".outputs.from_version == 0 and .outputs.to_version == 2 and
+	       .outputs.applied == [\"001_accounts.up.sql\", \"002_users.up.sql\"]" fin
+'
+
+test_expect_success 'a rerun is a no-op' '
+	pg -c "SELECT applied_at FROM cairn_migrations ORDER BY version" >before &&
+	run_migrate migrate.yaml >out 2>&1 &&
+	pg -c "SELECT applied_at FROM cairn_migrations ORDER BY version" >after &&
+	test_cmp before after &&
+	RUN=$(last_run) &&
+	test_grep "the database is at version 2: nothing to do" .cairn/runs/$RUN/migrate.log &&
+	q "SELECT payload FROM events WHERE run_id = '\''$RUN'\'' AND kind = '\''action.finished'\'' AND state = '\''migrate'\''" >fin &&
+	jq -e ".outputs.from_version == 2 and .outputs.to_version == 2 and .outputs.applied == []" fin
+'
+
+test_expect_success 'a failing migration leaves the database at the previous version' '
+	cat >migrations/003_broken.up.sql <<-\EOF &&
+	CREATE TABLE broken (id int);
+	INSERT INTO nope VALUES (1);
+	EOF
+	echo "DROP TABLE broken;" >migrations/003_broken.down.sql &&
+	test_must_fail_with 1 run_migrate migrate.yaml >out 2>&1 &&
+	test_grep -F "migrations/003_broken.up.sql failed: ERROR:  relation \"nope\" does not exist" out &&
+	echo accounts,cairn_migrations,users >expect &&
+	tables >actual &&
+	test_cmp expect actual &&
+	echo 1:001_accounts,2:002_users >expect &&
+	history >actual &&
+	test_cmp expect actual &&
+	rm migrations/003_broken.*
+'
+
+test_expect_success 'a changed file is refused with its name' '
+	cp migrations/002_users.up.sql keep.sql &&
+	echo "-- an edit" >>migrations/002_users.up.sql &&
+	test_must_fail_with 1 run_migrate migrate.yaml >out 2>&1 &&
+	test_grep -F "migrations/002_users.up.sql changed since it was applied (checksum " out &&
+	test_grep -F "restore it or write a new migration" out &&
+	mv keep.sql migrations/002_users.up.sql
+'
+
+# The default undo of a state that took the password from an input gets
+# self.input.password from the journal, where it is redacted ("***"): a
+# known breakage until the engine renders undo inputs with the secrets.
+test_expect_failure 'a later failure rolls back: the default undo migrates back (password input)' '
+	echo "CREATE TABLE orders (id int);" >migrations/003_orders.up.sql &&
+	echo "DROP TABLE orders;" >migrations/003_orders.down.sql &&
+	touch fail-after &&
+	test_must_fail_with 1 run_migrate migrate.yaml >out 2>&1 &&
+	rm fail-after &&
+	test_grep -F "rolled back: migrate" out &&
+	echo 1:001_accounts,2:002_users >expect &&
+	history >actual &&
+	test_cmp expect actual
+'
+
+test_expect_success 'a later failure rolls back: the default undo migrates back to from_version' '
+	rm -f fail-after &&
+	pg -c "DROP TABLE IF EXISTS orders" \
+		-c "DELETE FROM cairn_migrations WHERE version = 3" &&
+	echo "CREATE TABLE orders (id int);" >migrations/003_orders.up.sql &&
+	echo "DROP TABLE orders;" >migrations/003_orders.down.sql &&
+	touch fail-after &&
+	PGPASSWORD=$PW test_must_fail_with 1 cairn run migrate-env.yaml >out 2>&1 &&
+	rm fail-after &&
+	test_grep -F "rolled back: migrate" out &&
+	echo accounts,cairn_migrations,users >expect &&
+	tables >actual &&
+	test_cmp expect actual &&
+	echo 1:001_accounts,2:002_users >expect &&
+	history >actual &&
+	test_cmp expect actual &&
+	RUN=$(last_run) &&
+	test_grep "applying migrations/003_orders.up.sql" .cairn/runs/$RUN/migrate.log &&
+	test_grep "reverting migrations/003_orders.down.sql" ".cairn/runs/$RUN/undo:migrate.log" &&
+	q "SELECT payload FROM events WHERE run_id = '\''$RUN'\'' AND kind = '\''state.entered'\'' AND state = '\''undo:migrate'\''" >undo &&
+	jq -e ".inputs.to == 2" undo &&
+	rm migrations/003_orders.*
+'
+
+test_expect_success 'a password in the URL goes to PGPASSWORD; to: migrates down' '
+	run_migrate inurl.yaml >out 2>&1 &&
+	echo accounts,cairn_migrations >expect &&
+	tables >actual &&
+	test_cmp expect actual &&
+	echo 1:001_accounts >expect &&
+	history >actual &&
+	test_cmp expect actual
+'
+
+test_expect_success 'a wrong password fails with the server message, not the password' '
+	POSTGRES_PASSWORD=wrong-$PW test_must_fail_with 1 cairn run migrate.yaml >out 2>&1 &&
+	test_grep -F "password authentication failed for user \"cairn\"" out &&
+	test_grep ! -F "wrong-$PW" out
+'
+
+test_expect_success 'the password is nowhere in the journal, its -wal or the logs' '
+	sqlite3 .cairn/journal.db .dump >dump &&
+	test_grep ! -F "$PW" dump &&
+	if [ -e .cairn/journal.db-wal ]; then
+		test_grep ! -a -F "$PW" .cairn/journal.db-wal
+	fi &&
+	test_grep ! -a -F "$PW" .cairn/journal.db &&
+	cat .cairn/runs/*/*.log >logs &&
+	test_grep ! -F "$PW" logs &&
+	test_grep "applying migrations/001_accounts.up.sql" logs
+'
+
+test_done
