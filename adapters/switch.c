@@ -207,8 +207,22 @@ static int run_nginx(struct adapter__job *j, const char *const *extra,
   /* the lines that say why, joined */
   len = 0;
   for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+    char lvl[32];
     if (strncmp(line, "nginx: ", 7) == 0)
       line += 7;
+    /* "2024/01/02 03:04:05 [emerg] 123#123: why": the level and the why */
+    if (line[0] >= '0' && line[0] <= '9' && strchr(line, '[')) {
+      char *lb = strchr(line, '['), *rb = strchr(lb, ']');
+      char *colon = rb ? strstr(rb, ": ") : NULL;
+      if (rb && colon && (size_t)(rb - lb) < sizeof lvl - 1) {
+        snprintf(lvl, sizeof lvl, "%.*s", (int)(rb - lb + 1), lb);
+        len += (size_t)snprintf(out + len, len < n ? n - len : 0, "%s%s %s",
+                                len ? "; " : "", lvl, colon + 2);
+        if (len >= n)
+          break;
+        continue;
+      }
+    }
     if (strstr(line, "test failed") || strstr(line, "syntax is ok") ||
         strstr(line, "test is successful") || *line == '\0')
       continue;
