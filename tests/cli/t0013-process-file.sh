@@ -12,8 +12,10 @@
 # Every pid a test saw; the last test proves none is left.
 PIDS=$TRASH/pids.txt
 : >"$PIDS"
-cleanup_pids() {
+cleanup_pids() { # keeps $? for _cairn_test_exit
+  local st=$?
   while read -r p; do kill -9 "$p" 2>/dev/null; done <"$PIDS"
+  return $st
 }
 trap 'cleanup_pids; _cairn_test_exit' EXIT
 

@@ -119,11 +119,13 @@ http {
 }
 EOF
 
-stop_nginx() {
+stop_nginx() { # keeps $? for _cairn_test_exit
+  local st=$?
   if [ -f "$NX/nginx.pid" ]; then
     "$NX_BIN" -p "$NX" -c "$NX/nginx.conf" -s quit 2>/dev/null
     kill "$(cat "$NX/nginx.pid")" 2>/dev/null
   fi
+  return $st
 }
 NX_BIN=$NGINX
 trap 'stop_nginx; _cairn_test_exit' EXIT
