@@ -5,7 +5,7 @@
 # with its log; stop of a gone process and of a reused pid (a live
 # unrelated process that must not be signalled); a failed run whose
 # rollback stops the service (no orphan) and restores a file byte for
-# byte or removes a new one. Every pid the tests record is checked gone at
+# byte or removes a new one (all by the adapters' default undos). Every pid the tests record is checked gone at
 # the end.
 . "$(dirname "$0")/lib.sh"
 
@@ -32,7 +32,6 @@ states:
   svc:
     do: process.start
     with: { argv: [nc, -lk, 127.0.0.1, "0"], pid_file: "svc.pid", log: "svc.log", wait: 200ms }
-    undo: { do: process.stop, with: { pid_file: "{{ self.output.pid_file }}" } }
     next: last
   last:
     do: exec
@@ -169,12 +168,10 @@ states:
   old:
     do: file.write
     with: { path: "old.txt", content: "new content\n", mode: "0600" }
-    undo: { do: file.write, with: { path: "{{ self.output.path }}", restore_from: "{{ self.output.backup }}" } }
     next: fresh
   fresh:
     do: file.write
     with: { path: "fresh.txt", content: "made by cairn\n" }
-    undo: { do: file.write, with: { path: "{{ self.output.path }}", restore_from: "{{ self.output.backup }}" } }
     next: gone
   gone:
     do: file.remove
