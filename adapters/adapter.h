@@ -198,5 +198,39 @@ extern const struct adapter_desc adapter_exec;
  * on_done; start() fails only for bad inputs (CAIRN_E_INVAL) or an
  * unopenable log (CAIRN_E_IO). */
 extern const struct adapter_desc adapter_sql_migrate;
+/* process.start: starts `argv` detached (its own session and process
+ * group, stdin /dev/null, stdout and stderr appended to `log`, no
+ * descriptor but 0-2 inherited, the inherited environment plus env_extra
+ * plus `env`) and writes a pid file (pid, pgid, start time, argv, log,
+ * boot id). A pid file naming a live process with the same start time and
+ * argv makes it a no-op with the same outputs; one naming a live process
+ * with another argv fails. With `wait` it fails, with the service log's
+ * last lines as tail, when the service is not alive after that long.
+ * Default undo: process.stop of its pid_file.
+ * process.stop: SIGTERM (and SIGCONT) to the group, polls on the loop for
+ * up to `grace`, then SIGKILL; a gone process, or a pid now owned by a
+ * process with another start time (never signalled), is success with
+ * stopped false. Removes the pid file. */
+extern const struct adapter_desc adapter_process_start;
+extern const struct adapter_desc adapter_process_stop;
+
+/* file.write: writes `content` to `path` atomically (temporary file,
+ * fsync, rename) with `mode`, keeping what was there under
+ * run_dir/backups/NAME; its default undo (file.write with restore_from)
+ * puts that back byte for byte, or removes a file that did not exist.
+ * file.remove: removes a file; a missing one is success. Both run in the
+ * thread pool. */
+extern const struct adapter_desc adapter_file_write;
+extern const struct adapter_desc adapter_file_remove;
+
+/* switch.blue-green: points live traffic at colour `to`. mode symlink:
+ * renames a new symlink over `link` (atomic), pointing at targets[to].
+ * mode nginx: writes `include` (a server line for upstreams[to])
+ * atomically, runs `nginx -t` (restoring the include and failing with
+ * nginx's message when it fails), reloads nginx, then polls confirm_url
+ * (curl_easy in the thread pool) until its body holds confirm_expect.
+ * Outputs from (the colour before, "" when none) and to. Default undo:
+ * the same switch back to `from`. */
+extern const struct adapter_desc adapter_switch_blue_green;
 
 #endif

@@ -29,14 +29,13 @@
  * waitpid (or, on a kernel without pidfds, waitpid every
  * EXEC_WAIT_POLL_MS). There is no SIGCHLD handler. */
 #include "adapters/adapter.h"
+#include "adapters/spawn.h"
 #include "common/buf.h"
 #include "common/proc.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,8 +43,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
 
 #define EXEC_TAIL_MAX 4096            /* result.tail, bytes */
 #define EXEC_STDOUT_MAX (1024 * 1024) /* stdout kept for the json output */
@@ -119,109 +116,6 @@ struct exec_run {
   char rbuf[16384]; /* read buffer shared by both pipes */
 };
 
-/* ---- small helpers ------------------------------------------------------ */
-
-/* strsignal() wording varies and sigabbrev_np() is recent glibc. */
-static const char *signal_name(int sig, char *buf, size_t n)
-{
-  static const struct {
-    int sig;
-    const char *name;
-  } names[] = {
-    { SIGHUP, "SIGHUP" },     { SIGINT, "SIGINT" },   { SIGQUIT, "SIGQUIT" },
-    { SIGILL, "SIGILL" },     { SIGTRAP, "SIGTRAP" }, { SIGABRT, "SIGABRT" },
-    { SIGBUS, "SIGBUS" },     { SIGFPE, "SIGFPE" },   { SIGKILL, "SIGKILL" },
-    { SIGUSR1, "SIGUSR1" },   { SIGSEGV, "SIGSEGV" }, { SIGUSR2, "SIGUSR2" },
-    { SIGPIPE, "SIGPIPE" },   { SIGALRM, "SIGALRM" }, { SIGTERM, "SIGTERM" },
-    { SIGCHLD, "SIGCHLD" },   { SIGCONT, "SIGCONT" }, { SIGSTOP, "SIGSTOP" },
-    { SIGTSTP, "SIGTSTP" },   { SIGTTIN, "SIGTTIN" }, { SIGTTOU, "SIGTTOU" },
-    { SIGURG, "SIGURG" },     { SIGXCPU, "SIGXCPU" }, { SIGXFSZ, "SIGXFSZ" },
-    { SIGVTALRM, "SIGVTALRM" }, { SIGPROF, "SIGPROF" },
-    { SIGWINCH, "SIGWINCH" }, { SIGIO, "SIGIO" },     { SIGSYS, "SIGSYS" },
-  };
-
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (names[i].sig == sig)
-      return names[i].name;
-  snprintf(buf, n, "%d", sig);
-  return buf;
-}
-
-/* "250ms", "2s", "1.5s", "1m30s", "2h" */
-static void format_ms(int64_t ms, char *out, size_t n)
-{
-  long long h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60;
-  long long frac = ms % 1000;
-  size_t len = 0;
-
-  if (ms < 1000) {
-    snprintf(out, n, "%lldms", (long long)ms);
-    return;
-  }
-  out[0] = '\0';
-  if (h)
-    len += (size_t)snprintf(out + len, n - len, "%lldh", h);
-  if (m && len < n)
-    len += (size_t)snprintf(out + len, n - len, "%lldm", m);
-  if ((s || frac) && len < n) {
-    if (frac) {
-      char f[8];
-      snprintf(f, sizeof f, "%03lld", frac);
-      for (int i = 2; i > 0 && f[i] == '0'; i--)
-        f[i] = '\0';
-      snprintf(out + len, n - len, "%lld.%ss", s, f);
-    } else {
-      snprintf(out + len, n - len, "%llds", s);
-    }
-  }
-}
-
-/* Children must inherit no descriptor but 0-2: libuv's own are
- * close-on-exec, the journal's SQLite file and others may not be. */
-static void cloexec_fds(void)
-{
-  DIR *d;
-  struct dirent *e;
-  int dfd;
-
-#if defined(CLOSE_RANGE_CLOEXEC) && !defined(CAIRN_EXEC_NO_CLOSE_RANGE)
-  static int no_close_range; /* the kernel said ENOSYS or EINVAL once */
-  if (!no_close_range) {
-    if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
-      return;
-    no_close_range = 1;
-  }
-#endif
-  if ((d = opendir("/proc/self/fd")) == NULL)
-    return;
-  dfd = dirfd(d);
-  while ((e = readdir(d)) != NULL) {
-    char *end;
-    long fd = strtol(e->d_name, &end, 10);
-    int fl;
-    if (*end != '\0' || end == e->d_name || fd <= 2 || fd == dfd)
-      continue;
-    fl = fcntl((int)fd, F_GETFD);
-    if (fl >= 0 && !(fl & FD_CLOEXEC))
-      fcntl((int)fd, F_SETFD, fl | FD_CLOEXEC);
-  }
-  closedir(d);
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
 
 /* ---- output ------------------------------------------------------------- */
 
@@ -246,7 +140,7 @@ static void sink(struct exec_run *r, const char *p, size_t n)
 {
   if (n == 0)
     return;
-  if (r->log_fd >= 0 && !r->log_failed && write_all(r->log_fd, p, n) < 0)
+  if (r->log_fd >= 0 && !r->log_failed && adapter__write_all(r->log_fd, p, n) < 0)
     r->log_failed = 1; /* a full disk must not fail the deploy */
   tail_append(r, p, n);
 }
@@ -507,7 +401,7 @@ static void complete(struct exec_run *r)
     } else if (r->term_signal != 0) {
       res.outcome = ADAPTER_FAILED;
       snprintf(res.error, sizeof res.error, "killed by signal %s",
-               signal_name(r->term_signal, sigbuf, sizeof sigbuf));
+               adapter__signal_name(r->term_signal, sigbuf, sizeof sigbuf));
     } else if (r->exit_status != 0) {
       res.outcome = ADAPTER_FAILED;
       snprintf(res.error, sizeof res.error, "exited with status %d",
@@ -596,7 +490,7 @@ static void terminate(struct exec_run *r, enum adapter_outcome why)
   r->stopped = 1;
   r->stop_outcome = why;
   if (why == ADAPTER_TIMED_OUT) {
-    format_ms(r->timeout_ms, d, sizeof d);
+    adapter__format_ms(r->timeout_ms, d, sizeof d);
     snprintf(r->error, sizeof r->error, "timed out after %s", d);
   } else {
     snprintf(r->error, sizeof r->error, "cancelled");
@@ -748,70 +642,6 @@ static int exec_check(json_t *with, struct cairn_error *err)
   return 0;
 }
 
-/* The child's environment: ours, then env_extra, then the `env` input
- * (a later value of a name replaces an earlier one). One allocation. */
-static int name_len(const char *kv)
-{
-  const char *eq = strchr(kv, '=');
-  return eq ? (int)(eq - kv) : -1;
-}
-
-static int same_name(const char *a, const char *b)
-{
-  int la = name_len(a), lb = name_len(b);
-  return la >= 0 && la == lb && memcmp(a, b, (size_t)la) == 0;
-}
-
-static char **build_env(const char *const *extra, json_t *env)
-{
-  size_t ne = 0, nx = 0, nv = json_object_size(env), size, no = 0, k = 0;
-  const char **over;
-  char **envp;
-  char *strs;
-  const char *key;
-  json_t *v;
-
-  while (environ && environ[ne])
-    ne++;
-  while (extra && extra[nx])
-    nx++;
-  size = (ne + nx + nv + 1) * sizeof(char *) + (nx + nv) * sizeof(char *);
-  json_object_foreach(env, key, v)
-    size += strlen(key) + json_string_length(v) + 2;
-  if ((envp = malloc(size)) == NULL)
-    return NULL;
-  over = (const char **)(envp + ne + nx + nv + 1);
-  strs = (char *)(over + nx + nv);
-
-  for (size_t i = 0; i < nx; i++)
-    if (name_len(extra[i]) > 0)
-      over[no++] = extra[i];
-  json_object_foreach(env, key, v) {
-    size_t kl = strlen(key), vl = json_string_length(v);
-    memcpy(strs, key, kl);
-    strs[kl] = '=';
-    memcpy(strs + kl + 1, json_string_value(v), vl);
-    strs[kl + 1 + vl] = '\0';
-    over[no++] = strs;
-    strs += kl + vl + 2;
-  }
-  for (size_t i = 0; i < ne; i++) {
-    int replaced = 0;
-    for (size_t j = 0; j < no && !replaced; j++)
-      replaced = same_name(environ[i], over[j]);
-    if (!replaced)
-      envp[k++] = environ[i];
-  }
-  for (size_t i = 0; i < no; i++) {
-    int later = 0;
-    for (size_t j = i + 1; j < no && !later; j++)
-      later = same_name(over[i], over[j]);
-    if (!later)
-      envp[k++] = (char *)over[i];
-  }
-  envp[k] = NULL;
-  return envp;
-}
 
 static int check_inputs(json_t *in, struct cairn_error *err)
 {
@@ -859,221 +689,6 @@ bad_argv:
 bad_env:
   return cairn_error_set(err, CAIRN_E_INVAL,
                          "input 'env' must be a map of strings");
-}
-
-/* Why the spawn failed, as a user reads it. */
-static void spawn_error(struct exec_run *r, int rc, const char *file,
-                        const char *cwd)
-{
-  struct stat st;
-
-  if (cwd != NULL) {
-    int e = 0;
-    if (stat(cwd, &st) < 0)
-      e = errno;
-    else if (!S_ISDIR(st.st_mode))
-      e = ENOTDIR;
-    else if (access(cwd, X_OK) < 0)
-      e = errno;
-    if (e) {
-      snprintf(r->error, sizeof r->error,
-               "cannot change to directory '%s': %s", cwd,
-               uv_strerror(-e));
-      return;
-    }
-  }
-  snprintf(r->error, sizeof r->error, "cannot run '%s': %s", file,
-           uv_strerror(rc));
-}
-
-/* ---- spawning ----------------------------------------------------------- */
-
-/* posix_spawn (vfork-like, no copy of our page tables) as libuv's execvp
- * child did it: argv[0] without a '/' is looked up in the PATH of the
- * child's environment, and a file the kernel cannot execute (ENOEXEC: a
- * script without "#!") runs through /bin/sh, as execvp does. */
-struct spawn_req {
-  const posix_spawn_file_actions_t *fa;
-  const posix_spawnattr_t *attr;
-  char *const *args;
-  char *const *envp;
-};
-
-static int spawn_file(pid_t *pid, const char *path,
-                      const struct spawn_req *q)
-{
-  size_t n = 0;
-  char **sh;
-  int rc;
-
-  rc = posix_spawn(pid, path, q->fa, q->attr, q->args, q->envp);
-  if (rc != ENOEXEC)
-    return rc;
-  while (q->args[n])
-    n++;
-  if ((sh = calloc(n + 2, sizeof *sh)) == NULL)
-    return ENOMEM;
-  sh[0] = (char *)"/bin/sh";
-  sh[1] = (char *)path;
-  for (size_t i = 1; i < n; i++)
-    sh[i + 1] = q->args[i];
-  rc = posix_spawn(pid, "/bin/sh", q->fa, q->attr, sh, q->envp);
-  free(sh);
-  return rc;
-}
-
-/* execvp's search, one spawn per candidate (a missing cwd fails each one
- * with ENOENT: spawn_error tells it apart). */
-static int spawn_search(pid_t *pid, const char *file, const char *path,
-                        const struct spawn_req *q)
-{
-  size_t flen = strlen(file);
-  int eacces = 0, rc = ENOENT;
-  char *buf;
-
-  if (path == NULL)
-    path = "/bin:/usr/bin"; /* glibc's default, as execvp's */
-  if ((buf = malloc(strlen(path) + flen + 2)) == NULL)
-    return ENOMEM;
-  for (const char *p = path;; p++) {
-    const char *end = strchr(p, ':');
-    size_t dlen = end ? (size_t)(end - p) : strlen(p);
-
-    if (dlen > 0) { /* an empty element is the current directory */
-      memcpy(buf, p, dlen);
-      buf[dlen] = '/';
-      memcpy(buf + dlen + 1, file, flen + 1);
-    } else {
-      memcpy(buf, file, flen + 1);
-    }
-    rc = spawn_file(pid, buf, q);
-    switch (rc) {
-    case EACCES:
-      eacces = 1;
-      break;
-    case ENOENT:
-    case ENOTDIR:
-    case ESTALE:
-    case ENODEV:
-    case ETIMEDOUT:
-      break;
-    default:
-      free(buf);
-      return rc; /* 0 too */
-    }
-    if (end == NULL)
-      break;
-    p = end;
-  }
-  free(buf);
-  return eacces ? EACCES : rc;
-}
-
-static const char *path_of(char *const *env)
-{
-  for (; env && *env; env++)
-    if (strncmp(*env, "PATH=", 5) == 0)
-      return *env + 5;
-  return NULL;
-}
-
-static int spawn_argv(pid_t *pid, char *const *args, char **envp,
-                      const struct spawn_req *q)
-{
-  const char *file = args[0];
-  const char *ours, *theirs;
-
-  if (file[0] == '\0')
-    return ENOENT;
-  if (strchr(file, '/') != NULL)
-    return spawn_file(pid, file, q);
-  ours = getenv("PATH");
-  theirs = envp ? path_of(envp) : ours;
-  if ((ours == NULL) != (theirs == NULL) ||
-      (ours != NULL && strcmp(ours, theirs) != 0))
-    return spawn_search(pid, file, theirs, q);
-  /* posix_spawnp searches our PATH: the same */
-  {
-    int rc = posix_spawnp(pid, file, q->fa, q->attr, args, q->envp);
-    if (rc == ENOEXEC) /* needs /bin/sh with the full name */
-      rc = spawn_search(pid, file, theirs, q);
-    return rc;
-  }
-}
-
-/* A descriptor above 2, so that the child's dup2s and /dev/null cannot
- * clobber one another (we may run with 0-2 closed). */
-static int above_stdio(int fd)
-{
-  int nfd;
-
-  if (fd > 2)
-    return fd;
-  nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  close(fd);
-  return nfd;
-}
-
-static int make_pipe(int fds[2])
-{
-  int p[2];
-
-  if (pipe2(p, O_CLOEXEC) < 0)
-    return errno;
-  p[0] = above_stdio(p[0]);
-  p[1] = above_stdio(p[1]);
-  if (p[0] < 0 || p[1] < 0) {
-    int e = errno;
-    if (p[0] >= 0)
-      close(p[0]);
-    if (p[1] >= 0)
-      close(p[1]);
-    return e;
-  }
-  fds[0] = p[0];
-  fds[1] = p[1];
-  return 0;
-}
-
-/* Runs the child: its own session, default signal dispositions and an
- * empty mask, stdin /dev/null, stdout and stderr the pipes' write ends. */
-static int spawn_child(pid_t *pid, char *const *args, char **envp,
-                       const char *cwd, int out_w, int err_w)
-{
-  posix_spawnattr_t attr;
-  posix_spawn_file_actions_t fa;
-  struct spawn_req q;
-  sigset_t all, none;
-  int rc;
-
-  if ((rc = posix_spawnattr_init(&attr)) != 0)
-    return rc;
-  if ((rc = posix_spawn_file_actions_init(&fa)) != 0) {
-    posix_spawnattr_destroy(&attr);
-    return rc;
-  }
-  sigfillset(&all);
-  sigemptyset(&none);
-  if ((rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID |
-                                                POSIX_SPAWN_SETSIGDEF |
-                                                POSIX_SPAWN_SETSIGMASK)) ||
-      (rc = posix_spawnattr_setsigdefault(&attr, &all)) ||
-      (rc = posix_spawnattr_setsigmask(&attr, &none)) ||
-      (rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
-                                             0)) ||
-      (rc = posix_spawn_file_actions_adddup2(&fa, out_w, 1)) ||
-      (rc = posix_spawn_file_actions_adddup2(&fa, err_w, 2)) ||
-      (cwd && (rc = posix_spawn_file_actions_addchdir_np(&fa, cwd))))
-    goto out;
-  q.fa = &fa;
-  q.attr = &attr;
-  q.args = args;
-  q.envp = envp ? envp : environ;
-  rc = spawn_argv(pid, args, envp, &q);
-out:
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  return rc;
 }
 
 /* Learns of the leader's exit: a pidfd polled on the loop, or, where the
@@ -1164,7 +779,7 @@ static int exec_start(struct adapter_call *call, struct cairn_error *err)
     sh_args[2] = json_string_value(shell);
   }
   if ((call->env_extra && call->env_extra[0]) || json_object_size(env) > 0) {
-    if ((envp = build_env(call->env_extra, env)) == NULL) {
+    if ((envp = adapter__build_env(call->env_extra, env)) == NULL) {
       rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
       goto fail;
     }
@@ -1222,9 +837,9 @@ static int exec_start(struct adapter_call *call, struct cairn_error *err)
   call->priv = r;
 
   spawn_args = (char **)(args ? args : sh_args);
-  cloexec_fds();
-  if ((rc = make_pipe(out_p)) == 0 && (rc = make_pipe(err_p)) == 0)
-    rc = spawn_child(&pid, spawn_args, envp, cwd, out_p[1], err_p[1]);
+  adapter__cloexec_fds();
+  if ((rc = adapter__pipe(out_p)) == 0 && (rc = adapter__pipe(err_p)) == 0)
+    rc = adapter__spawn(&pid, spawn_args, envp, cwd, out_p[1], err_p[1]);
   if (out_p[1] >= 0)
     close(out_p[1]);
   if (err_p[1] >= 0)
@@ -1235,7 +850,7 @@ static int exec_start(struct adapter_call *call, struct cairn_error *err)
     if (err_p[0] >= 0)
       close(err_p[0]);
     r->nopen = 3;
-    spawn_error(r, -rc, spawn_args[0], cwd);
+    adapter__spawn_error(r->error, sizeof r->error, -rc, spawn_args[0], cwd);
     free(args);
     free(envp);
     finish(r);

@@ -12,6 +12,11 @@
 const struct adapter_desc *const adapter_registry[] = {
   &adapter_exec,
   &adapter_sql_migrate,
+  &adapter_process_start,
+  &adapter_process_stop,
+  &adapter_file_write,
+  &adapter_file_remove,
+  &adapter_switch_blue_green,
   NULL,
 };
 

@@ -1,0 +1,493 @@
+/* The file adapters: file.write (atomic, keeping the previous content
+ * under the run folder so its undo restores it byte for byte) and
+ * file.remove; plus the atomic write and bounded read the other adapters
+ * use for their own files (adapters/job.h).
+ *
+ * Backups: the first file.write of a state keeps what was at `path`
+ * before it in RUN_DIR/backups/STATE (0600) and a note in
+ * RUN_DIR/backups/STATE.json ({"path", "previous", "mode"}). A retried or
+ * resumed attempt finds the note and keeps it: what it would see at
+ * `path` is already its own content. The undo is file.write with
+ * restore_from set to the backup ("" when there was no file: the undo
+ * removes it). The work runs in the thread pool (fsync blocks). */
+#include "adapters/adapter.h"
+#include "adapters/job.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FILE_MAX (64 * 1024 * 1024) /* largest file kept as a backup */
+
+/* ---- shared with the other adapters ------------------------------------- */
+
+int adapter__read_file(const char *path, size_t max, char **out, size_t *n)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  char *buf;
+  size_t len = 0;
+
+  *out = NULL;
+  *n = 0;
+  if (fd < 0)
+    return -errno;
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+      (size_t)st.st_size > max) {
+    int e = S_ISREG(st.st_mode) ? EFBIG : EISDIR;
+    close(fd);
+    return -e;
+  }
+  if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+    close(fd);
+    return -ENOMEM;
+  }
+  while (len < (size_t)st.st_size) {
+    ssize_t r = read(fd, buf + len, (size_t)st.st_size - len);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break; /* shrank under us: what we have */
+    len += (size_t)r;
+  }
+  close(fd);
+  buf[len] = '\0';
+  *out = buf;
+  *n = len;
+  return 0;
+}
+
+static int fsync_dir(const char *path)
+{
+  char *copy = strdup(path);
+  int fd, rc = 0;
+
+  if (copy == NULL)
+    return -ENOMEM;
+  fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  free(copy);
+  if (fd < 0)
+    return -errno;
+  if (fsync(fd) < 0 && errno != EINVAL) /* some file systems cannot */
+    rc = -errno;
+  close(fd);
+  return rc;
+}
+
+int adapter__write_atomic(const char *path, const char *data, size_t n,
+                          unsigned mode, char *why, size_t len)
+{
+  size_t plen = strlen(path);
+  char *tmp = malloc(plen + 16);
+  char *slash;
+  int fd, e;
+
+  if (tmp == NULL) {
+    snprintf(why, len, "out of memory");
+    return -ENOMEM;
+  }
+  /* ".NAME.XXXXXX" beside it: the same file system, so rename is atomic */
+  slash = strrchr(path, '/');
+  if (slash)
+    snprintf(tmp, plen + 16, "%.*s.%s.XXXXXX", (int)(slash - path + 1), path,
+             slash + 1);
+  else
+    snprintf(tmp, plen + 16, ".%s.XXXXXX", path);
+  if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
+    e = errno;
+    snprintf(why, len, "cannot write '%s': %s", path, uv_strerror(-e));
+    free(tmp);
+    return -e;
+  }
+  while (n > 0) {
+    ssize_t w = write(fd, data, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0)
+      goto fail;
+    data += w;
+    n -= (size_t)w;
+  }
+  if (fchmod(fd, mode) < 0 || fsync(fd) < 0)
+    goto fail;
+  if (close(fd) < 0) {
+    fd = -1;
+    goto fail;
+  }
+  fd = -1;
+  if (rename(tmp, path) < 0)
+    goto fail;
+  free(tmp);
+  fsync_dir(path); /* the rename is done; durability is best effort now */
+  return 0;
+
+fail:
+  e = errno;
+  if (fd >= 0)
+    close(fd);
+  unlink(tmp);
+  free(tmp);
+  snprintf(why, len, "cannot write '%s': %s", path, uv_strerror(-e));
+  return -e;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static json_t *input(json_t *in, const char *name)
+{
+  json_t *v = json_object_get(in, name);
+  return json_is_null(v) ? NULL : v;
+}
+
+static const char *input_str(json_t *in, const char *name)
+{
+  return json_string_value(input(in, name));
+}
+
+/* "0644" -> 0644; -1 when it is not an octal mode. */
+static long parse_mode(const char *s)
+{
+  char *end;
+  long m;
+
+  if (s == NULL || *s == '\0' || strspn(s, "01234567") != strlen(s))
+    return -1;
+  m = strtol(s, &end, 8);
+  return m > 07777 ? -1 : m;
+}
+
+static void sha256_hex(const char *p, size_t n, char out[65])
+{
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+
+  out[0] = '\0';
+  if (EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) != 1)
+    return;
+  for (unsigned i = 0; i < len; i++)
+    snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static int mkdir_0700(const char *dir)
+{
+  if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+    return -errno;
+  return 0;
+}
+
+/* ---- file.write --------------------------------------------------------- */
+
+/* Keeps what is at path (or that nothing is) under the run folder, once
+ * per state. *backup gets the backup's path ("" when there was no file);
+ * *previous whether there was one. */
+static int keep_previous(struct adapter__job *j, const char *path,
+                         char *backup, size_t bn, int *previous)
+{
+  struct adapter_call *call = j->call;
+  char dir[4200], meta[4300], why[512];
+  char *text = NULL, *old = NULL;
+  size_t tn = 0, on = 0;
+  struct stat st;
+  json_t *note;
+  int rc;
+
+  if (call->run_dir == NULL || call->name == NULL) {
+    adapter__job_fail(j, "file.write needs a run folder to keep '%s' in "
+                      "for its undo", path);
+    return -1;
+  }
+  snprintf(dir, sizeof dir, "%s/backups", call->run_dir);
+  snprintf(backup, bn, "%s/%s", dir, call->name);
+  snprintf(meta, sizeof meta, "%s.json", backup);
+  if (adapter__read_file(meta, 65536, &text, &tn) == 0) {
+    note = json_loadb(text, tn, 0, NULL);
+    free(text);
+    if (json_is_object(note) &&
+        json_is_string(json_object_get(note, "path")) &&
+        strcmp(json_string_value(json_object_get(note, "path")), path) == 0) {
+      *previous = json_is_true(json_object_get(note, "previous"));
+      if (!*previous)
+        backup[0] = '\0';
+      json_decref(note);
+      return 0; /* an earlier attempt of this state kept it */
+    }
+    json_decref(note);
+  }
+
+  if ((rc = mkdir_0700(dir)) < 0) {
+    adapter__job_fail(j, "cannot create backup folder '%s': %s", dir,
+                      uv_strerror(rc));
+    return -1;
+  }
+  *previous = 0;
+  if (lstat(path, &st) == 0) {
+    if (!S_ISREG(st.st_mode)) {
+      adapter__job_fail(j, "'%s' is not a regular file; file.write replaces "
+                        "only files", path);
+      return -1;
+    }
+    if ((rc = adapter__read_file(path, FILE_MAX, &old, &on)) < 0) {
+      adapter__job_fail(j, "cannot read '%s' to keep it for the undo: %s",
+                        path, uv_strerror(rc));
+      return -1;
+    }
+    *previous = 1;
+    rc = adapter__write_atomic(backup, old, on, 0600, why, sizeof why);
+    free(old);
+    if (rc < 0) {
+      adapter__job_fail(j, "%s", why);
+      return -1;
+    }
+  } else if (errno != ENOENT) {
+    adapter__job_fail(j, "cannot read '%s': %s", path, uv_strerror(-errno));
+    return -1;
+  }
+  note = json_pack("{s:s, s:b, s:i}", "path", path, "previous", *previous,
+                   "mode", *previous ? (int)(st.st_mode & 07777) : 0);
+  text = note ? json_dumps(note, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(note);
+  if (text == NULL) {
+    adapter__job_fail(j, "out of memory");
+    return -1;
+  }
+  rc = adapter__write_atomic(meta, text, strlen(text), 0600, why, sizeof why);
+  free(text);
+  if (rc < 0) {
+    adapter__job_fail(j, "%s", why);
+    return -1;
+  }
+  if (!*previous)
+    backup[0] = '\0';
+  return 0;
+}
+
+/* Writes content with mode unless path already holds exactly that. */
+static int put(struct adapter__job *j, const char *path, const char *content,
+               size_t n, unsigned mode)
+{
+  char *old = NULL;
+  size_t on = 0;
+  struct stat st;
+  char why[512];
+  int same = 0;
+
+  if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+      (st.st_mode & 07777) == mode &&
+      adapter__read_file(path, FILE_MAX, &old, &on) == 0)
+    same = on == n && memcmp(old, content, n) == 0;
+  free(old);
+  if (same) {
+    adapter__job_note(j, "file.write: '%s' already has this content", path);
+    return 0;
+  }
+  if (adapter__write_atomic(path, content, n, mode, why, sizeof why) < 0) {
+    adapter__job_fail(j, "%s", why);
+    return -1;
+  }
+  adapter__job_note(j, "file.write: wrote '%s' (%zu bytes, mode %04o)", path,
+                    n, mode);
+  return 0;
+}
+
+/* The undo: put the kept content (and mode) back, or remove the file. */
+static void restore(struct adapter__job *j, const char *path,
+                    const char *from)
+{
+  char meta[4300];
+  char *text = NULL, *data = NULL;
+  size_t tn = 0, dn = 0;
+  json_t *note = NULL;
+  unsigned mode = 0644;
+  char sum[65] = "";
+  int rc, existed = access(path, F_OK) == 0;
+
+  if (from[0] == '\0') {
+    if (unlink(path) < 0 && errno != ENOENT) {
+      adapter__job_fail(j, "cannot remove '%s': %s", path,
+                        uv_strerror(-errno));
+      return;
+    }
+    adapter__job_note(j, "file.write: removed '%s' (there was no file "
+                      "before)", path);
+    goto out;
+  }
+  if ((rc = adapter__read_file(from, FILE_MAX, &data, &dn)) < 0) {
+    adapter__job_fail(j, "cannot read backup '%s': %s", from,
+                      uv_strerror(rc));
+    return;
+  }
+  snprintf(meta, sizeof meta, "%s.json", from);
+  if (adapter__read_file(meta, 65536, &text, &tn) == 0 &&
+      (note = json_loadb(text, tn, 0, NULL)) != NULL &&
+      json_integer_value(json_object_get(note, "mode")) > 0)
+    mode = (unsigned)json_integer_value(json_object_get(note, "mode"));
+  free(text);
+  json_decref(note);
+  if (put(j, path, data, dn, mode) == 0)
+    sha256_hex(data, dn, sum);
+  free(data);
+out:
+  json_object_set_new(j->outputs, "path", json_string(path));
+  json_object_set_new(j->outputs, "sha256", json_string(sum));
+  json_object_set_new(j->outputs, "previous", json_boolean(existed));
+  json_object_set_new(j->outputs, "backup", json_string(""));
+}
+
+static void write_work(struct adapter__job *j)
+{
+  json_t *in = j->call->inputs;
+  const char *path = input_str(in, "path");
+  json_t *content = input(in, "content");
+  const char *from = input_str(in, "restore_from");
+  long mode = parse_mode(input_str(in, "mode"));
+  char backup[4300], sum[65];
+  int previous = 0;
+
+  if (from) {
+    restore(j, path, from);
+    return;
+  }
+  if (keep_previous(j, path, backup, sizeof backup, &previous) < 0)
+    return;
+  if (put(j, path, json_string_value(content), json_string_length(content),
+          (unsigned)mode) < 0)
+    return;
+  sha256_hex(json_string_value(content), json_string_length(content), sum);
+  json_object_set_new(j->outputs, "path", json_string(path));
+  json_object_set_new(j->outputs, "sha256", json_string(sum));
+  json_object_set_new(j->outputs, "previous", json_boolean(previous));
+  json_object_set_new(j->outputs, "backup", json_string(backup));
+}
+
+static int write_check(json_t *with, struct cairn_error *err)
+{
+  json_t *content = input(with, "content");
+  json_t *from = input(with, "restore_from");
+  json_t *mode = input(with, "mode");
+
+  if (content && from)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "'content' and 'restore_from' cannot be used "
+                           "together");
+  if (!content && !from)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "either 'content' or 'restore_from' is required");
+  if (json_is_string(mode) && !strstr(json_string_value(mode), "{{") &&
+      parse_mode(json_string_value(mode)) < 0)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "bad mode '%s' for input 'mode': an octal string "
+                           "such as \"0644\" is expected",
+                           json_string_value(mode));
+  return 0;
+}
+
+static int write_start(struct adapter_call *call, struct cairn_error *err)
+{
+  int rc;
+
+  if (input_str(call->inputs, "path") == NULL ||
+      input_str(call->inputs, "path")[0] == '\0')
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "input 'path' must be a non-empty string");
+  if ((rc = write_check(call->inputs, err)) < 0)
+    return rc;
+  return adapter__job_start(call, write_work, err);
+}
+
+/* ---- file.remove -------------------------------------------------------- */
+
+static void remove_work(struct adapter__job *j)
+{
+  const char *path = input_str(j->call->inputs, "path");
+  struct stat st;
+  int removed = 0;
+
+  if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+    adapter__job_fail(j, "'%s' is a directory; file.remove removes only "
+                      "files", path);
+    return;
+  }
+  if (unlink(path) == 0) {
+    removed = 1;
+    fsync_dir(path);
+    adapter__job_note(j, "file.remove: removed '%s'", path);
+  } else if (errno == ENOENT) {
+    adapter__job_note(j, "file.remove: '%s' was already gone", path);
+  } else {
+    adapter__job_fail(j, "cannot remove '%s': %s", path, uv_strerror(-errno));
+    return;
+  }
+  json_object_set_new(j->outputs, "path", json_string(path));
+  json_object_set_new(j->outputs, "removed", json_boolean(removed));
+}
+
+static int remove_start(struct adapter_call *call, struct cairn_error *err)
+{
+  const char *path = input_str(call->inputs, "path");
+
+  if (path == NULL || path[0] == '\0')
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "input 'path' must be a non-empty string");
+  return adapter__job_start(call, remove_work, err);
+}
+
+static const struct adapter_input write_inputs[] = {
+  { "path", ADAPTER_T_STRING, 1, NULL, "the file to write" },
+  { "content", ADAPTER_T_STRING, 0, NULL,
+    "what to write (templates in it are rendered by the engine)" },
+  { "mode", ADAPTER_T_STRING, 0, "\"0644\"", "permissions, an octal string" },
+  { "restore_from", ADAPTER_T_STRING, 0, NULL,
+    "instead of content: a backup file.write kept (its output 'backup'); "
+    "\"\" removes path (there was no file before)" },
+  { NULL, 0, 0, NULL, NULL },
+};
+
+static const struct adapter_output write_outputs[] = {
+  { "path", "string", "the file written" },
+  { "sha256", "string", "SHA-256 of its content, hex" },
+  { "previous", "boolean", "whether a file was there before" },
+  { "backup", "string",
+    "where the previous content is kept (\"\" when there was none)" },
+  { NULL, NULL, NULL },
+};
+
+const struct adapter_desc adapter_file_write = {
+  .name = "file.write",
+  .summary = "write a file atomically, keeping the previous one for undo",
+  .inputs = write_inputs,
+  .outputs = write_outputs,
+  .idempotent = 1,
+  .undo_adapter = "file.write",
+  .undo_with = "{\"path\": \"{{ self.output.path }}\", "
+               "\"restore_from\": \"{{ self.output.backup }}\"}",
+  .check = write_check,
+  .start = write_start,
+  .cancel = adapter__job_cancel,
+};
+
+static const struct adapter_input remove_inputs[] = {
+  { "path", ADAPTER_T_STRING, 1, NULL, "the file to remove" },
+  { NULL, 0, 0, NULL, NULL },
+};
+
+static const struct adapter_output remove_outputs[] = {
+  { "path", "string", "the file" },
+  { "removed", "boolean", "false when it was already gone" },
+  { NULL, NULL, NULL },
+};
+
+const struct adapter_desc adapter_file_remove = {
+  .name = "file.remove",
+  .summary = "remove a file (a missing file is success)",
+  .inputs = remove_inputs,
+  .outputs = remove_outputs,
+  .idempotent = 1,
+  .start = remove_start,
+  .cancel = adapter__job_cancel,
+};

@@ -1,0 +1,59 @@
+/* Internal to adapters/: an action whose work blocks (file writes and
+ * fsync, nginx -t, an HTTP poll with curl_easy) runs in libuv's thread
+ * pool, off the loop, and reports on the loop. */
+#ifndef CAIRN_ADAPTERS_JOB_H
+#define CAIRN_ADAPTERS_JOB_H
+
+#include "adapters/adapter.h"
+
+#include <stdatomic.h>
+
+#define ADAPTER__JOB_TAIL 4096
+
+struct adapter__job {
+  uv_work_t req;
+  struct adapter_call *call;
+  /* Runs in a worker thread: touches only the job and call->inputs (read
+   * only), sets outcome and error, adds to outputs, appends to tail. */
+  void (*work)(struct adapter__job *j);
+  atomic_int cancelled; /* set by cancel; work checks it between steps */
+  enum adapter_outcome outcome;
+  char error[512];
+  json_t *outputs;      /* owned by the job */
+  char tail[ADAPTER__JOB_TAIL];
+  uint64_t start_ns;
+};
+
+/* Queues work for call (call->priv becomes the job). on_done follows,
+ * on the loop, once work has returned (or with ADAPTER_CANCELLED if it
+ * was cancelled before it began). Returns 0 or CAIRN_E_NOMEM. */
+int adapter__job_start(struct adapter_call *call,
+                       void (*work)(struct adapter__job *j),
+                       struct cairn_error *err);
+
+/* The cancel of a job adapter: stops a queued job, flags a running one. */
+void adapter__job_cancel(struct adapter_call *call);
+
+/* printf into j->error (one line); sets outcome ADAPTER_FAILED. */
+void adapter__job_fail(struct adapter__job *j, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Appends a line (printf; a newline is added) to j->tail and to the
+ * step's log (call->log_path), redacted. */
+void adapter__job_note(struct adapter__job *j, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Files, for the adapters that keep state in them (adapters/file.c). */
+
+/* Writes data[0..n) to path atomically: a temporary file in the same
+ * folder, fchmod mode, fsync, rename over path, fsync the folder. On
+ * error path is untouched, why[len] says why (one line) and -errno is
+ * returned. */
+int adapter__write_atomic(const char *path, const char *data, size_t n,
+                          unsigned mode, char *why, size_t len);
+
+/* Reads at most max bytes of path into *out (malloc'd, NUL-terminated,
+ * owned by the caller), its size in *n. Returns 0 or -errno. */
+int adapter__read_file(const char *path, size_t max, char **out, size_t *n);
+
+#endif

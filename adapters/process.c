@@ -1,0 +1,758 @@
+/* The process adapters: process.start runs a long-lived service detached
+ * (its own session, a log file, a pid file), process.stop stops it.
+ *
+ * The pid file is JSON: {"pid", "pgid", "proc_start", "argv", "log",
+ * "boot_id"}. proc_start (clock ticks since boot, /proc/PID/stat) tells a
+ * live service from a later process that got the same pid: a pid whose
+ * start time differs is never signalled.
+ *
+ * One struct proc_run per call, with one timer:
+ *   START_WAIT  process.start: the service runs; the timer ends the
+ *               `wait` (or fires at once), then it must still be alive.
+ *   STOPPING    SIGTERM went to the group; the timer polls every
+ *               PROC_POLL_MS until the group is empty or the grace ends.
+ *   KILLED      SIGKILL went; polls until empty, at most PROC_KILL_MS.
+ *   FINISHING   the timer is closing; its close callback calls on_done.
+ * The service stays a child of cairn: every poll reaps it (waitpid
+ * WNOHANG), and /proc counts a zombie as gone. */
+#include "adapters/adapter.h"
+#include "adapters/job.h"
+#include "adapters/spawn.h"
+#include "common/proc.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define PROC_POLL_MS 20
+#define PROC_KILL_MS 5000     /* after SIGKILL, how long to wait for it */
+#define PROC_PIDFILE_MAX 65536
+#define PROC_TAIL_MAX 4096    /* bytes of the service log in the tail */
+
+enum proc_phase { START_WAIT, STOPPING, KILLED, FINISHING };
+
+struct proc_run {
+  struct adapter_call *call;
+  uv_timer_t timer;
+  enum proc_phase phase;
+  int is_start;
+  int pid, pgid;
+  int64_t proc_start;
+  int64_t grace_ms;
+  uint64_t deadline;       /* uv_now() value */
+  const char *signal;      /* the last one sent, "" when none */
+  int stopped;             /* process.stop: it was running and we stopped it */
+  int cancelled;
+  enum adapter_outcome outcome;
+  char error[512];
+  char *tail;              /* malloc'd, redacted; NULL for "" */
+  char pid_file[4200];
+  char log[4200];
+  json_t *outputs;
+  uint64_t start_ns;
+};
+
+static json_t *input(json_t *in, const char *name)
+{
+  json_t *v = json_object_get(in, name);
+  return json_is_null(v) ? NULL : v;
+}
+
+static const char *input_str(json_t *in, const char *name)
+{
+  return json_string_value(input(in, name));
+}
+
+/* A line to the step's log (not the service's), best effort. */
+static void step_log(struct proc_run *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void step_log(struct proc_run *r, const char *fmt, ...)
+{
+  va_list ap;
+  char *line = NULL;
+  int fd;
+
+  if (r->call->log_path == NULL)
+    return;
+  va_start(ap, fmt);
+  if (vasprintf(&line, fmt, ap) < 0)
+    line = NULL;
+  va_end(ap);
+  if (line == NULL)
+    return;
+  line = adapter_redact(line, r->call->redact);
+  fd = open(r->call->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+            0600);
+  if (fd >= 0) {
+    adapter__write_all(fd, line, strlen(line));
+    adapter__write_all(fd, "\n", 1);
+    close(fd);
+  }
+  free(line);
+}
+
+/* Reaps pid if it is our child and has exited; never blocks. */
+static void reap(int pid)
+{
+  while (waitpid(pid, NULL, WNOHANG) < 0 && errno == EINTR)
+    ;
+}
+
+/* ---- finishing ---------------------------------------------------------- */
+
+static void on_timer_close(uv_handle_t *h)
+{
+  struct proc_run *r = h->data;
+  struct adapter_call *call = r->call;
+  struct adapter_result res;
+
+  memset(&res, 0, sizeof res);
+  res.outcome = r->outcome;
+  res.exit_code = -1;
+  snprintf(res.error, sizeof res.error, "%s", r->error);
+  res.outputs = r->outputs;
+  res.tail = r->tail ? r->tail : (char *)"";
+  res.duration_ms = (int64_t)((uv_hrtime() - r->start_ns) / 1000000);
+  call->priv = NULL;
+  call->on_done(call, &res); /* may free call */
+  json_decref(r->outputs);
+  free(r->tail);
+  free(r);
+}
+
+static void free_on_close(uv_handle_t *h)
+{
+  struct proc_run *r = h->data;
+
+  json_decref(r->outputs);
+  free(r->tail);
+  free(r);
+}
+
+static void finish(struct proc_run *r, enum adapter_outcome outcome)
+{
+  if (r->phase == FINISHING)
+    return;
+  r->phase = FINISHING;
+  r->outcome = outcome;
+  if (outcome == ADAPTER_SUCCEEDED)
+    r->error[0] = '\0';
+  uv_close((uv_handle_t *)&r->timer, on_timer_close);
+}
+
+static struct proc_run *run_create(struct adapter_call *call, int is_start)
+{
+  struct proc_run *r = calloc(1, sizeof *r);
+
+  if (r == NULL)
+    return NULL;
+  if ((r->outputs = json_object()) == NULL) {
+    free(r);
+    return NULL;
+  }
+  r->call = call;
+  r->is_start = is_start;
+  r->signal = "";
+  r->start_ns = uv_hrtime();
+  uv_timer_init(call->loop, &r->timer);
+  r->timer.data = r;
+  call->priv = r;
+  return r;
+}
+
+/* ---- the pid file ------------------------------------------------------- */
+
+struct pidinfo {
+  int pid, pgid;
+  int64_t proc_start;
+  json_t *doc; /* the whole file (owned), or NULL */
+};
+
+/* 1 with *pi filled when path holds a pid file of this boot, 0 when there
+ * is none (or it is from another boot: every process of it is gone),
+ * -1 with why when it cannot be read or parsed. */
+static int pidfile_read(const char *path, struct pidinfo *pi, char *why,
+                        size_t n)
+{
+  char *text = NULL;
+  size_t len = 0;
+  json_t *doc;
+  const char *b;
+  char boot[40];
+  int rc;
+
+  memset(pi, 0, sizeof *pi);
+  if ((rc = adapter__read_file(path, PROC_PIDFILE_MAX, &text, &len)) < 0) {
+    if (rc == -ENOENT)
+      return 0;
+    snprintf(why, n, "cannot read pid file '%s': %s", path, uv_strerror(rc));
+    return -1;
+  }
+  doc = json_loadb(text, len, 0, NULL);
+  free(text);
+  if (!json_is_object(doc) ||
+      !json_is_integer(json_object_get(doc, "pid")) ||
+      json_integer_value(json_object_get(doc, "pid")) <= 0) {
+    json_decref(doc);
+    snprintf(why, n, "pid file '%s' is not one process.start wrote (remove "
+             "it if nothing runs)", path);
+    return -1;
+  }
+  cairn_proc_boot_id(boot);
+  b = json_string_value(json_object_get(doc, "boot_id"));
+  if (b && *boot && strcmp(b, boot) != 0) {
+    json_decref(doc);
+    return 0;
+  }
+  pi->pid = (int)json_integer_value(json_object_get(doc, "pid"));
+  pi->pgid = (int)json_integer_value(json_object_get(doc, "pgid"));
+  if (pi->pgid <= 0)
+    pi->pgid = pi->pid;
+  pi->proc_start = json_integer_value(json_object_get(doc, "proc_start"));
+  pi->doc = doc;
+  return 1;
+}
+
+/* ---- process.start ------------------------------------------------------ */
+
+static int path_or_default(char *out, size_t n, const char *given,
+                           const struct adapter_call *call, const char *ext,
+                           const char *input_name, struct cairn_error *err)
+{
+  int w;
+
+  if (given)
+    w = snprintf(out, n, "%s", given);
+  else if (call->run_dir && call->name)
+    w = snprintf(out, n, "%s/%s%s", call->run_dir, call->name, ext);
+  else
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "process.start needs input '%s' here (there is no "
+                           "run folder to keep it in)",
+                           input_name);
+  if (w < 0 || (size_t)w >= n)
+    return cairn_error_set(err, CAIRN_E_INVAL, "path too long for input '%s'",
+                           input_name);
+  return 0;
+}
+
+static void start_outputs(struct proc_run *r)
+{
+  json_object_set_new(r->outputs, "pid", json_integer(r->pid));
+  json_object_set_new(r->outputs, "pgid", json_integer(r->pgid));
+  json_object_set_new(r->outputs, "proc_start", json_integer(r->proc_start));
+  json_object_set_new(r->outputs, "pid_file", json_string(r->pid_file));
+  json_object_set_new(r->outputs, "log", json_string(r->log));
+}
+
+/* The last lines of the service's log (at most PROC_TAIL_MAX bytes, from
+ * a line start), redacted, into r->tail; its last non-empty line into
+ * last[n]. */
+static void log_tail(struct proc_run *r, char *last, size_t n)
+{
+  char buf[PROC_TAIL_MAX + 1];
+  ssize_t got;
+  off_t size;
+  int fd = open(r->log, O_RDONLY | O_CLOEXEC);
+  char *p, *end, *line;
+
+  last[0] = '\0';
+  if (fd < 0)
+    return;
+  size = lseek(fd, 0, SEEK_END);
+  if (size > PROC_TAIL_MAX)
+    lseek(fd, size - PROC_TAIL_MAX, SEEK_SET);
+  else
+    lseek(fd, 0, SEEK_SET);
+  got = read(fd, buf, PROC_TAIL_MAX);
+  close(fd);
+  if (got <= 0)
+    return;
+  buf[got] = '\0';
+  for (ssize_t i = 0; i < got; i++)
+    if (buf[i] == '\0' || (unsigned char)buf[i] >= 0x80)
+      buf[i] = '?'; /* the tail goes into JSON: keep it plain text */
+  p = buf;
+  if (size > PROC_TAIL_MAX && (p = strchr(buf, '\n')) != NULL)
+    p++;
+  else
+    p = buf;
+  free(r->tail);
+  r->tail = adapter_redact(strdup(p), r->call->redact);
+  if (r->tail == NULL)
+    return;
+  end = r->tail + strlen(r->tail);
+  while (end > r->tail && (end[-1] == '\n' || end[-1] == '\r'))
+    end--;
+  line = end;
+  while (line > r->tail && line[-1] != '\n')
+    line--;
+  snprintf(last, n, "%.*s", (int)(end - line), line);
+}
+
+static void start_check(struct proc_run *r)
+{
+  char last[256];
+  int status = 0;
+  pid_t w;
+
+  do
+    w = waitpid(r->pid, &status, WNOHANG);
+  while (w < 0 && errno == EINTR);
+  if (w == 0 || (w < 0 && cairn_proc_alive(r->pid, r->proc_start))) {
+    start_outputs(r);
+    finish(r, ADAPTER_SUCCEEDED);
+    return;
+  }
+  /* It died: its group may not have. */
+  if (cairn_proc_group_alive(r->pgid))
+    kill(-r->pgid, SIGKILL);
+  unlink(r->pid_file);
+  log_tail(r, last, sizeof last);
+  if (w > 0 && WIFSIGNALED(status)) {
+    char sb[16];
+    snprintf(r->error, sizeof r->error,
+             "service pid %d was killed by %s right after it started%s%s",
+             r->pid, adapter__signal_name(WTERMSIG(status), sb, sizeof sb),
+             last[0] ? ": " : "", last);
+  } else {
+    snprintf(r->error, sizeof r->error,
+             "service pid %d exited with status %d right after it "
+             "started%s%s (log '%s')",
+             r->pid, w > 0 ? WEXITSTATUS(status) : -1, last[0] ? ": " : "",
+             last, r->log);
+  }
+  finish(r, ADAPTER_FAILED);
+}
+
+static void stop_poll(struct proc_run *r);
+
+static void on_timer(uv_timer_t *t)
+{
+  struct proc_run *r = t->data;
+
+  if (r->phase == START_WAIT)
+    start_check(r);
+  else
+    stop_poll(r);
+}
+
+/* 1 when the pid file at r->pid_file names this very service, alive, with
+ * the same argv: r's pid fields are filled. -1 with r->error when it names
+ * a live process with another argv (or cannot be read). */
+static int start_already(struct proc_run *r, json_t *argv)
+{
+  struct pidinfo pi;
+  int rc = pidfile_read(r->pid_file, &pi, r->error, sizeof r->error);
+  json_t *log;
+
+  if (rc <= 0)
+    return rc;
+  if (!cairn_proc_alive(pi.pid, pi.proc_start)) {
+    json_decref(pi.doc);
+    return 0;
+  }
+  if (!json_equal(json_object_get(pi.doc, "argv"), argv)) {
+    snprintf(r->error, sizeof r->error,
+             "pid file '%s' names pid %d, running with another argv; stop it "
+             "first (process.stop)",
+             r->pid_file, pi.pid);
+    json_decref(pi.doc);
+    return -1;
+  }
+  r->pid = pi.pid;
+  r->pgid = pi.pgid;
+  r->proc_start = pi.proc_start;
+  if ((log = json_object_get(pi.doc, "log")) && json_is_string(log))
+    snprintf(r->log, sizeof r->log, "%s", json_string_value(log));
+  json_decref(pi.doc);
+  return 1;
+}
+
+static int start_write_pidfile(struct proc_run *r, json_t *argv)
+{
+  char boot[40];
+  char why[512];
+  char *text;
+  int rc;
+  json_t *doc;
+
+  cairn_proc_boot_id(boot);
+  doc = json_pack("{s:i, s:i, s:I, s:O, s:s, s:s}", "pid", r->pid, "pgid",
+                  r->pgid, "proc_start", (json_int_t)r->proc_start, "argv",
+                  argv, "log", r->log, "boot_id", boot);
+  text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(doc);
+  if (text == NULL) {
+    snprintf(r->error, sizeof r->error, "out of memory");
+    return CAIRN_E_NOMEM;
+  }
+  rc = adapter__write_atomic(r->pid_file, text, strlen(text), 0600, why,
+                             sizeof why);
+  free(text);
+  if (rc < 0)
+    snprintf(r->error, sizeof r->error, "%s", why);
+  return rc;
+}
+
+static int start_start(struct adapter_call *call, struct cairn_error *err)
+{
+  json_t *in = call->inputs;
+  json_t *argv = input(in, "argv");
+  json_t *env = input(in, "env");
+  json_t *waitv = input(in, "wait");
+  const char *cwd = input_str(in, "cwd");
+  struct proc_run *r;
+  const char **args = NULL;
+  char **envp = NULL;
+  json_t *item;
+  size_t i;
+  int fd = -1, rc;
+  pid_t pid;
+
+  if (!json_is_array(argv) || json_array_size(argv) == 0)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "input 'argv' must be a non-empty list of strings");
+  json_array_foreach(argv, i, item) {
+    if (!json_is_string(item))
+      return cairn_error_set(err, CAIRN_E_INVAL,
+                             "input 'argv' must be a non-empty list of "
+                             "strings");
+  }
+  if ((r = run_create(call, 1)) == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  if ((rc = path_or_default(r->pid_file, sizeof r->pid_file,
+                            input_str(in, "pid_file"), call, ".pid",
+                            "pid_file", err)) < 0 ||
+      (rc = path_or_default(r->log, sizeof r->log, input_str(in, "log"), call,
+                            ".service.log", "log", err)) < 0)
+    goto fail;
+
+  rc = start_already(r, argv);
+  if (rc < 0) {
+    finish(r, ADAPTER_FAILED);
+    return 0;
+  }
+  if (rc > 0) {
+    step_log(r, "process.start: already running as pid %d (pid file '%s')",
+             r->pid, r->pid_file);
+    start_outputs(r);
+    finish(r, ADAPTER_SUCCEEDED);
+    return 0;
+  }
+
+  args = calloc(json_array_size(argv) + 1, sizeof *args);
+  if ((call->env_extra && call->env_extra[0]) || json_object_size(env) > 0)
+    envp = adapter__build_env(call->env_extra, env);
+  else
+    envp = NULL;
+  if (args == NULL ||
+      (envp == NULL &&
+       ((call->env_extra && call->env_extra[0]) || json_object_size(env)))) {
+    rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    goto fail;
+  }
+  json_array_foreach(argv, i, item) {
+    args[i] = json_string_value(item);
+  }
+  fd = open(r->log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0 && fd <= 2) { /* adapter__spawn wants it above stdio */
+    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    close(fd);
+    fd = nfd;
+  }
+  if (fd < 0) {
+    snprintf(r->error, sizeof r->error, "cannot open service log '%s': %s",
+             r->log, uv_strerror(-errno));
+    goto failed;
+  }
+  adapter__cloexec_fds();
+  rc = adapter__spawn(&pid, (char *const *)args, envp, cwd, fd, fd);
+  close(fd);
+  fd = -1;
+  if (rc != 0) {
+    adapter__spawn_error(r->error, sizeof r->error, -rc, args[0], cwd);
+    goto failed;
+  }
+  r->pid = r->pgid = (int)pid;
+  if (cairn_proc_start_time(r->pid, &r->proc_start) < 0)
+    r->proc_start = 0; /* gone already: start_check will say so */
+  if (start_write_pidfile(r, argv) < 0) {
+    kill(-r->pgid, SIGKILL);
+    reap(r->pid);
+    goto failed;
+  }
+  step_log(r, "process.start: started pid %d; log '%s', pid file '%s'",
+           r->pid, r->log, r->pid_file);
+  free(args);
+  free(envp);
+  r->phase = START_WAIT;
+  uv_update_time(call->loop);
+  uv_timer_start(&r->timer, on_timer,
+                 waitv ? (uint64_t)json_integer_value(waitv) : 0, 0);
+  if (call->on_spawned) /* last: it may cancel */
+    call->on_spawned(call, r->pid, r->pgid, r->proc_start);
+  return 0;
+
+failed: /* reported through on_done, like any failed attempt */
+  free(args);
+  free(envp);
+  finish(r, ADAPTER_FAILED);
+  return 0;
+
+fail:
+  free(args);
+  free(envp);
+  /* no on_done after an error from start: close without it */
+  r->phase = FINISHING;
+  call->priv = NULL;
+  uv_close((uv_handle_t *)&r->timer, free_on_close);
+  return rc;
+}
+
+/* ---- stopping a group --------------------------------------------------- */
+
+static void stop_done(struct proc_run *r)
+{
+  json_object_set_new(r->outputs, "stopped", json_boolean(r->stopped));
+  json_object_set_new(r->outputs, "signal", json_string(r->signal));
+  json_object_set_new(r->outputs, "pid", json_integer(r->pid));
+  if (!r->is_start && r->pid_file[0]) {
+    /* only when it still names what we stopped */
+    struct pidinfo pi;
+    char why[64];
+    if (pidfile_read(r->pid_file, &pi, why, sizeof why) >= 0 &&
+        (pi.doc == NULL || (pi.pid == r->pid &&
+                            pi.proc_start == r->proc_start)))
+      unlink(r->pid_file);
+    json_decref(pi.doc);
+  }
+  if (r->is_start) {
+    unlink(r->pid_file);
+    finish(r, ADAPTER_CANCELLED);
+  } else {
+    finish(r, r->cancelled ? ADAPTER_CANCELLED : ADAPTER_SUCCEEDED);
+  }
+}
+
+/* SIGTERM (and SIGCONT: a stopped process acts on it only then) to the
+ * group, then poll. */
+static void stop_begin(struct proc_run *r)
+{
+  kill(-r->pgid, SIGTERM);
+  kill(-r->pgid, SIGCONT);
+  r->signal = "SIGTERM";
+  r->stopped = 1;
+  r->phase = STOPPING;
+  uv_update_time(r->call->loop);
+  r->deadline = uv_now(r->call->loop) + (uint64_t)r->grace_ms;
+  uv_timer_start(&r->timer, on_timer, PROC_POLL_MS, PROC_POLL_MS);
+}
+
+static void stop_poll(struct proc_run *r)
+{
+  reap(r->pid);
+  if (!cairn_proc_group_alive(r->pgid)) {
+    step_log(r, "process.stop: pid %d stopped by %s", r->pid, r->signal);
+    stop_done(r);
+    return;
+  }
+  if (uv_now(r->call->loop) < r->deadline)
+    return;
+  if (r->phase == STOPPING) {
+    kill(-r->pgid, SIGKILL);
+    r->signal = "SIGKILL";
+    r->phase = KILLED;
+    r->deadline = uv_now(r->call->loop) + PROC_KILL_MS;
+    return;
+  }
+  snprintf(r->error, sizeof r->error,
+           "process group %d still has live members %d ms after SIGKILL "
+           "(in uninterruptible sleep?)",
+           r->pgid, PROC_KILL_MS);
+  finish(r, ADAPTER_FAILED);
+}
+
+/* ---- process.stop ------------------------------------------------------- */
+
+static int stop_start(struct adapter_call *call, struct cairn_error *err)
+{
+  json_t *in = call->inputs;
+  const char *pf = input_str(in, "pid_file");
+  json_t *gv = input(in, "grace");
+  struct proc_run *r;
+  int64_t now_start = 0;
+  int rc;
+
+  if (pf == NULL && input(in, "pid") == NULL)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "process.stop needs 'pid_file' or 'pid'");
+  if ((r = run_create(call, 0)) == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  r->grace_ms = gv ? (int64_t)json_integer_value(gv) : 10000;
+  if (pf) {
+    struct pidinfo pi;
+    snprintf(r->pid_file, sizeof r->pid_file, "%s", pf);
+    rc = pidfile_read(pf, &pi, r->error, sizeof r->error);
+    if (rc < 0) {
+      finish(r, ADAPTER_FAILED);
+      return 0;
+    }
+    if (rc == 0) {
+      step_log(r, "process.stop: already stopped (no pid file '%s')", pf);
+      stop_done(r);
+      return 0;
+    }
+    r->pid = pi.pid;
+    r->pgid = pi.pgid;
+    r->proc_start = pi.proc_start;
+    json_decref(pi.doc);
+  } else {
+    r->pid = r->pgid = (int)json_integer_value(input(in, "pid"));
+    r->proc_start = json_integer_value(input(in, "proc_start"));
+  }
+  if (r->pid <= 1 || r->pid == getpid()) {
+    snprintf(r->error, sizeof r->error, "refusing to stop pid %d", r->pid);
+    finish(r, ADAPTER_FAILED);
+    return 0;
+  }
+
+  reap(r->pid);
+  rc = cairn_proc_start_time(r->pid, &now_start);
+  if (rc == 0 && r->proc_start != 0 && now_start != r->proc_start) {
+    /* The pid was reused (the kernel never reuses a live group's id, so
+     * the service's group is empty too): not ours to signal. */
+    step_log(r, "process.stop: already stopped (pid %d now belongs to "
+             "another process)", r->pid);
+    stop_done(r);
+    return 0;
+  }
+  if (!cairn_proc_alive(r->pid, r->proc_start) &&
+      !cairn_proc_group_alive(r->pgid)) {
+    step_log(r, "process.stop: already stopped (pid %d is gone)", r->pid);
+    stop_done(r);
+    return 0;
+  }
+  stop_begin(r);
+  return 0;
+}
+
+static void proc_cancel(struct adapter_call *call)
+{
+  struct proc_run *r = call ? call->priv : NULL;
+
+  if (r == NULL || r->cancelled || r->phase == FINISHING)
+    return;
+  r->cancelled = 1;
+  snprintf(r->error, sizeof r->error, "cancelled");
+  if (r->phase == START_WAIT) {
+    /* a service never reported started: stop it like process.stop */
+    uv_timer_stop(&r->timer);
+    r->grace_ms = call->kill_grace_ms > 0 ? call->kill_grace_ms : 5000;
+    stop_begin(r);
+  } else if (r->phase == STOPPING) {
+    r->deadline = 0; /* SIGKILL at the next poll */
+  }
+}
+
+static int start_check_with(json_t *with, struct cairn_error *err)
+{
+  const char *key;
+  json_t *v;
+
+  json_object_foreach(input(with, "env"), key, v) {
+    if (key[0] == '\0' || strchr(key, '=') != NULL)
+      return cairn_error_set(err, CAIRN_E_INVAL,
+                             "bad environment variable name '%s' in input "
+                             "'env'",
+                             key);
+  }
+  return 0;
+}
+
+static int stop_check_with(json_t *with, struct cairn_error *err)
+{
+  if (input(with, "pid_file") == NULL && input(with, "pid") == NULL)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "process.stop needs 'pid_file' or 'pid'");
+  if (input(with, "pid_file") && input(with, "pid"))
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "'pid_file' and 'pid' cannot be used together");
+  return 0;
+}
+
+static const struct adapter_input start_inputs[] = {
+  { "argv", ADAPTER_T_ARGV, 1, NULL,
+    "program and arguments of the service, run without a shell" },
+  { "cwd", ADAPTER_T_STRING, 0, NULL, "directory to run in" },
+  { "env", ADAPTER_T_STRMAP, 0, NULL,
+    "variables added to the inherited environment" },
+  { "log", ADAPTER_T_STRING, 0, NULL,
+    "file its stdout and stderr are appended to (default "
+    "RUN_DIR/STATE.service.log)" },
+  { "pid_file", ADAPTER_T_STRING, 0, NULL,
+    "where its pid and start time are kept (default RUN_DIR/STATE.pid)" },
+  { "wait", ADAPTER_T_DURATION, 0, NULL,
+    "fail if the service is not alive after this long" },
+  { NULL, 0, 0, NULL, NULL },
+};
+
+static const struct adapter_output start_outputs_desc[] = {
+  { "pid", "integer", "the service's pid (also its process group and "
+    "session)" },
+  { "pgid", "integer", "its process group" },
+  { "proc_start", "integer", "its start time, clock ticks since boot" },
+  { "pid_file", "string", "the pid file" },
+  { "log", "string", "the service's log file" },
+  { NULL, NULL, NULL },
+};
+
+const struct adapter_desc adapter_process_start = {
+  .name = "process.start",
+  .summary = "start a long-running service, detached",
+  .inputs = start_inputs,
+  .outputs = start_outputs_desc,
+  .idempotent = 1,
+  .undo_adapter = "process.stop",
+  .undo_with = "{\"pid_file\": \"{{ self.output.pid_file }}\"}",
+  .check = start_check_with,
+  .start = start_start,
+  .cancel = proc_cancel,
+};
+
+static const struct adapter_input stop_inputs[] = {
+  { "pid_file", ADAPTER_T_STRING, 0, NULL,
+    "the pid file process.start wrote (this or pid)" },
+  { "pid", ADAPTER_T_INTEGER, 0, NULL,
+    "the leader of the process group to stop (this or pid_file)" },
+  { "proc_start", ADAPTER_T_INTEGER, 0, NULL,
+    "with pid: its start time; another start time means the pid was "
+    "reused and nothing is signalled" },
+  { "grace", ADAPTER_T_DURATION, 0, "\"10s\"",
+    "how long after SIGTERM to send SIGKILL" },
+  { NULL, 0, 0, NULL, NULL },
+};
+
+static const struct adapter_output stop_outputs[] = {
+  { "stopped", "boolean", "false when it was already gone" },
+  { "signal", "string", "SIGTERM, SIGKILL, or \"\" when nothing was sent" },
+  { "pid", "integer", "the pid it stopped (or found gone)" },
+  { NULL, NULL, NULL },
+};
+
+const struct adapter_desc adapter_process_stop = {
+  .name = "process.stop",
+  .summary = "stop a service's process group (SIGTERM, grace, SIGKILL)",
+  .inputs = stop_inputs,
+  .outputs = stop_outputs,
+  .idempotent = 1,
+  .check = stop_check_with,
+  .start = stop_start,
+  .cancel = proc_cancel,
+};

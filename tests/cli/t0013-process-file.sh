@@ -1,0 +1,260 @@
+#!/bin/bash
+# t0013-process-file: process.start/stop and file.write/remove with real
+# processes and files: a service started, found again by a second start
+# (same pid, no new process), stopped; a service that dies at once fails
+# with its log; stop of a gone process and of a reused pid (a live
+# unrelated process that must not be signalled); a failed run whose
+# rollback stops the service (no orphan) and restores a file byte for
+# byte or removes a new one (all by the adapters' default undos). Every pid the tests record is checked gone at
+# the end.
+. "$(dirname "$0")/lib.sh"
+
+# Every pid a test saw; the last test proves none is left.
+PIDS=$TRASH/pids.txt
+: >"$PIDS"
+cleanup_pids() { # keeps $? for _cairn_test_exit
+  local st=$?
+  while read -r p; do kill -9 "$p" 2>/dev/null; done <"$PIDS"
+  return $st
+}
+trap 'cleanup_pids; _cairn_test_exit' EXIT
+
+pidfile_pid() { jq -r .pid "$1"; }
+
+write_workflow svc.yaml <<\EOF
+cairn: 1
+name: svc
+params:
+  fail: { default: "" }
+  argv: { default: "" }
+start: svc
+states:
+  svc:
+    do: process.start
+    with: { argv: [nc, -lk, 127.0.0.1, "0"], pid_file: "svc.pid", log: "svc.log", wait: 200ms }
+    next: last
+  last:
+    do: exec
+    with: { shell: "test '{{ params.fail }}' != yes" }
+    next: done
+  done: { succeed: true }
+EOF
+
+write_workflow stop.yaml <<\EOF
+cairn: 1
+name: stop
+start: stop
+states:
+  stop:
+    do: process.stop
+    with: { pid_file: "svc.pid", grace: 2s }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'process.start starts a detached service with a pid file' '
+  cairn run svc.yaml &&
+  pid=$(pidfile_pid svc.pid) && echo "$pid" >>"$PIDS" &&
+  proc_alive "$pid" &&
+  test "$(ps -o pgid= -p "$pid" | tr -d " ")" = "$pid" &&
+  test "$(ps -o sid= -p "$pid" | tr -d " ")" = "$pid" &&
+  test "$(jq -r .proc_start svc.pid)" = "$(cut -d")" -f2 /proc/$pid/stat | cut -d" " -f21)" &&
+  test "$(jq -c .argv svc.pid)" = "[\"nc\",\"-lk\",\"127.0.0.1\",\"0\"]" &&
+  test "$(readlink /proc/$pid/fd/0)" = /dev/null &&
+  test "$(readlink /proc/$pid/fd/1)" = "$TRASH/svc.log" &&
+  test "$(ls /proc/$pid/fd | sort -n | tr "\n" " ")" = "0 1 2 3 " &&
+  q "SELECT json_extract(payload, \"$.outputs.pid\") FROM events
+     WHERE kind = \"action.finished\" AND state = \"svc\"" >out.txt &&
+  test "$(cat out.txt)" = "$pid"
+'
+# fd 3 above is nc's own listening socket: nothing of cairn's leaked.
+
+test_expect_success 'a second start finds the same live service: no new process' '
+  pid=$(pidfile_pid svc.pid) &&
+  before=$(pgrep -c -x nc) &&
+  cairn run svc.yaml &&
+  test "$(pidfile_pid svc.pid)" = "$pid" &&
+  test "$(pgrep -c -x nc)" = "$before" &&
+  test_grep "already running as pid $pid" .cairn/runs/$(last_run)/svc.log
+'
+
+test_expect_success 'a start with another argv over a live pid file is refused' '
+  pid=$(pidfile_pid svc.pid) &&
+  sed "s/\"0\"\]/\"0\", -v]/" svc.yaml >svc2.yaml &&
+  test_must_fail_with 1 cairn run svc2.yaml >out.txt 2>&1 &&
+  test_grep "names pid $pid, running with another argv; stop it first" out.txt &&
+  proc_alive "$pid"
+'
+
+test_expect_success 'process.stop stops the group and removes the pid file' '
+  pid=$(pidfile_pid svc.pid) &&
+  cairn run stop.yaml &&
+  ! proc_alive "$pid" &&
+  test_path_is_missing svc.pid &&
+  q "SELECT json_extract(payload, \"$.outputs.signal\") || \" \" ||
+            json_extract(payload, \"$.outputs.stopped\")
+     FROM events WHERE kind = \"action.finished\" AND state = \"stop\"" >out.txt &&
+  test "$(cat out.txt)" = "SIGTERM 1"
+'
+
+test_expect_success 'process.stop of a gone service succeeds (already stopped)' '
+  cairn run stop.yaml &&
+  test_grep "already stopped (no pid file" .cairn/runs/$(last_run)/stop.log &&
+  { sleep 300 & } &&
+  dead=$! && echo $dead >>"$PIDS" &&
+  start=$(cut -d")" -f2 /proc/$dead/stat | cut -d" " -f21) &&
+  kill $dead && { wait $dead || true; } &&
+  printf "{\"pid\":%d,\"pgid\":%d,\"proc_start\":%s}" $dead $dead $start >svc.pid &&
+  cairn run stop.yaml &&
+  test_grep "already stopped (pid $dead is gone)" .cairn/runs/$(last_run)/stop.log
+'
+
+test_expect_success 'process.stop never signals a reused pid (start time differs)' '
+  { setsid sleep 300 & } &&
+  other=$! && echo $other >>"$PIDS" &&
+  sleep 0.1 &&
+  test "$(ps -o pgid= -p $other | tr -d " ")" = $other &&
+  printf "{\"pid\":%d,\"pgid\":%d,\"proc_start\":1}" $other $other >svc.pid &&
+  cairn run stop.yaml &&
+  proc_alive $other &&
+  test_grep "pid $other now belongs to another process" .cairn/runs/$(last_run)/stop.log &&
+  q "SELECT json_extract(payload, \"$.outputs.stopped\") FROM events
+     WHERE kind = \"action.finished\" AND state = \"stop\"
+     ORDER BY seq DESC LIMIT 1" >out.txt &&
+  test "$(cat out.txt)" = 0 &&
+  kill $other && { wait $other || true; }
+'
+
+test_expect_success 'a service that dies at once fails with the end of its log' '
+  write_workflow die.yaml <<-\EOF &&
+	cairn: 1
+	name: die
+	start: svc
+	states:
+	  svc:
+	    do: process.start
+	    with: { argv: [sh, -c, "echo listening; echo port taken >&2; exit 3"], wait: 300ms }
+	    next: done
+	  done: { succeed: true }
+	EOF
+  test_must_fail_with 1 cairn run die.yaml >out.txt 2>&1 &&
+  test_grep "exited with status 3 right after it started: port taken" out.txt &&
+  run=$(last_run) &&
+  test_path_is_missing .cairn/runs/$run/svc.pid &&
+  q "SELECT json_extract(payload, \"$.tail\") FROM events
+     WHERE kind = \"action.finished\" AND state = \"svc\"" >tail.txt &&
+  test_grep listening tail.txt
+'
+
+test_expect_success 'a failed run rolls back: the undo stops the service, no orphan' '
+  cairn run svc.yaml --set fail=yes >out.txt 2>&1 || true &&
+  test_grep "rolled back" out.txt &&
+  pid=$(q "SELECT json_extract(payload, \"$.outputs.pid\") FROM events
+           WHERE kind = \"action.finished\" AND state = \"svc\"
+           AND run_id = \"$(last_run)\"") &&
+  echo "$pid" >>"$PIDS" &&
+  test -n "$pid" &&
+  ! proc_alive "$pid" &&
+  test_path_is_missing svc.pid
+'
+
+write_workflow fw.yaml <<\EOF
+cairn: 1
+name: fw
+params:
+  fail: { default: "" }
+start: old
+states:
+  old:
+    do: file.write
+    with: { path: "old.txt", content: "new content\n", mode: "0600" }
+    next: fresh
+  fresh:
+    do: file.write
+    with: { path: "fresh.txt", content: "made by cairn\n" }
+    next: gone
+  gone:
+    do: file.remove
+    with: { path: "nothing-here.txt" }
+    next: last
+  last:
+    do: exec
+    with: { shell: "test '{{ params.fail }}' != yes" }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'file.write writes atomically with its mode; outputs say what was there' '
+  printf "old\000bytes\nno newline" >old.txt && chmod 0640 old.txt &&
+  cp old.txt old.orig &&
+  cairn run fw.yaml &&
+  printf "new content\n" >want && test_cmp want old.txt &&
+  test "$(stat -c %a old.txt)" = 600 &&
+  test "$(stat -c %a fresh.txt)" = 644 &&
+  q "SELECT json_extract(payload, \"$.outputs.previous\") || \" \" ||
+            json_extract(payload, \"$.outputs.sha256\")
+     FROM events WHERE kind = \"action.finished\" AND state = \"old\"" >out.txt &&
+  test "$(cat out.txt)" = "1 $(sha256sum old.txt | cut -d" " -f1)" &&
+  run=$(last_run) &&
+  cmp old.orig .cairn/runs/$run/backups/old &&
+  test "$(stat -c %a .cairn/runs/$run/backups/old)" = 600 &&
+  test_path_is_missing .cairn/runs/$run/backups/fresh
+'
+
+test_expect_success 'file.write again with the same content changes nothing' '
+  touch -d @1000000000 fresh.txt &&
+  cairn run fw.yaml &&
+  test "$(stat -c %Y fresh.txt)" = 1000000000 &&
+  test_grep "already has this content" .cairn/runs/$(last_run)/fresh.log
+'
+
+test_expect_success 'rollback restores a file byte for byte and removes a new one' '
+  cp old.orig old.txt && chmod 0640 old.txt && rm -f fresh.txt &&
+  test_must_fail_with 1 cairn run fw.yaml --set fail=yes &&
+  cmp old.orig old.txt &&
+  test "$(stat -c %a old.txt)" = 640 &&
+  test_path_is_missing fresh.txt
+'
+
+test_expect_success 'file.remove removes a file; a missing one is success' '
+  echo x >nothing-here.txt &&
+  cairn run fw.yaml &&
+  test_path_is_missing nothing-here.txt &&
+  test_grep "removed" .cairn/runs/$(last_run)/gone.log &&
+  cairn run fw.yaml &&
+  test_grep "already gone" .cairn/runs/$(last_run)/gone.log
+'
+
+test_expect_success 'bad inputs are caught by validate' '
+  write_workflow bad.yaml <<-\EOF &&
+	cairn: 1
+	name: bad
+	start: w
+	states:
+	  w: { do: file.write, with: { path: x, content: y, mode: "rw-r--r--" }, next: done }
+	  done: { succeed: true }
+	EOF
+  test_must_fail_with 2 cairn validate bad.yaml >out.txt 2>&1 &&
+  test_grep "bad mode .rw-r--r--. for input .mode." out.txt &&
+  sed "s/mode: \"rw-r--r--\"/restore_from: z/" bad.yaml >bad2.yaml &&
+  test_must_fail_with 2 cairn validate bad2.yaml >out.txt 2>&1 &&
+  test_grep "cannot be used together" out.txt &&
+  write_workflow bad3.yaml <<-\EOF &&
+	cairn: 1
+	name: bad3
+	start: s
+	states:
+	  s: { do: process.stop, with: { grace: 1s }, next: done }
+	  done: { succeed: true }
+	EOF
+  test_must_fail_with 2 cairn validate bad3.yaml >out.txt 2>&1 &&
+  test_grep "process.stop needs .pid_file. or .pid." out.txt
+'
+
+test_expect_success 'no process the tests recorded is left' '
+  while read -r p; do
+    if proc_alive "$p"; then echo "left behind: $p"; exit 1; fi
+  done <"$PIDS"
+'
+
+test_done

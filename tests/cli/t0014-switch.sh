@@ -1,0 +1,216 @@
+#!/bin/bash
+# t0014-switch: switch.blue-green. symlink mode: atomic swap, from/to,
+# idempotent, undo switching back. nginx mode against a real nginx on
+# 127.0.0.1 (its own prefix, config, pid and logs in the trash folder, on
+# free ports) serving a blue and a green backend: switch with an HTTP
+# confirm through nginx, a broken include rejected by nginx -t and
+# restored, and the rollback switching back. nginx is stopped at the end.
+. "$(dirname "$0")/lib.sh"
+
+# ---- symlink mode ------------------------------------------------------------
+
+mkdir -p releases/blue releases/green
+echo blue >releases/blue/colour
+echo green >releases/green/colour
+ln -s releases/blue live
+
+write_workflow sl.yaml <<\EOF
+cairn: 1
+name: sl
+params:
+  to: { default: green }
+  fail: { default: "" }
+start: switch
+states:
+  switch:
+    do: switch.blue-green
+    with: { to: "{{ params.to }}", link: live,
+            targets: { blue: releases/blue, green: releases/green } }
+    undo:
+      do: switch.blue-green
+      with: { to: "{{ self.output.from }}", mode: "{{ self.input.mode }}", link: "{{ self.input.link }}",
+              targets: "{{ self.input.targets }}" }
+    next: last
+  last:
+    do: exec
+    with: { shell: "test '{{ params.fail }}' != yes" }
+    next: done
+  done: { succeed: true }
+EOF
+
+out_of() { # out_of STATE KEY: the output KEY of STATE in the last run
+  q "SELECT json_extract(payload, '$.outputs.$2') FROM events
+     WHERE kind = 'action.finished' AND state = '$1' AND run_id = '$(last_run)'
+     ORDER BY seq LIMIT 1"
+}
+
+test_expect_success 'symlink: switch to green; from is blue' '
+  cairn run sl.yaml &&
+  test "$(readlink live)" = releases/green &&
+  test "$(cat live/colour)" = green &&
+  test "$(out_of switch from)" = blue &&
+  test "$(out_of switch to)" = green
+'
+
+test_expect_success 'symlink: a second switch to green changes nothing' '
+  cairn run sl.yaml &&
+  test "$(out_of switch from)" = green &&
+  test_grep "already points at green" .cairn/runs/$(last_run)/switch.log
+'
+
+test_expect_success 'symlink: a failed run switches back (undo)' '
+  test_must_fail_with 1 cairn run sl.yaml --set to=blue --set fail=yes &&
+  test "$(readlink live)" = releases/green
+'
+
+test_expect_success 'symlink: a live path that is a folder is refused' '
+  mv live live.link && mkdir live &&
+  test_must_fail_with 1 cairn run sl.yaml --set to=blue >out.txt 2>&1 &&
+  test_grep "it is a directory, not a link" out.txt &&
+  rmdir live && mv live.link live
+'
+
+test_expect_success 'validate: a colour not in targets, a missing link' '
+  sed "s/{{ params.to }}/red/" sl.yaml >bad.yaml &&
+  test_must_fail_with 2 cairn validate bad.yaml >out.txt 2>&1 &&
+  test_grep "colour .red. is not in input .targets." out.txt &&
+  sed "s/ link: live,//" sl.yaml >bad2.yaml &&
+  test_must_fail_with 2 cairn validate bad2.yaml >out.txt 2>&1 &&
+  test_grep "in symlink mode needs input .link." out.txt
+'
+
+# ---- nginx mode ----------------------------------------------------------------
+
+if ! command -v nginx >/dev/null 2>&1 && ! [ -x /usr/sbin/nginx ]; then
+  test_skip 'nginx mode' 'nginx is not installed (apt-get install nginx)'
+  test_done
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+    shuf -i 20000-60000 -n 1
+}
+P_LIVE=$(free_port); P_BLUE=$(free_port); P_GREEN=$(free_port)
+while [ "$P_BLUE" = "$P_LIVE" ]; do P_BLUE=$(free_port); done
+while [ "$P_GREEN" = "$P_LIVE" ] || [ "$P_GREEN" = "$P_BLUE" ]; do P_GREEN=$(free_port); done
+NX=$TRASH/nginx
+mkdir -p "$NX/logs" "$NX/tmp"
+cat >"$NX/live.conf" <<EOF
+# cairn switch.blue-green: blue
+server 127.0.0.1:$P_BLUE;
+EOF
+cat >"$NX/nginx.conf" <<EOF
+worker_processes 1;
+error_log $NX/logs/error.log;
+pid $NX/nginx.pid;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path $NX/tmp/body;
+  proxy_temp_path $NX/tmp/proxy;
+  fastcgi_temp_path $NX/tmp/fastcgi;
+  uwsgi_temp_path $NX/tmp/uwsgi;
+  scgi_temp_path $NX/tmp/scgi;
+  server { listen 127.0.0.1:$P_BLUE; location / { return 200 "blue\n"; } }
+  server { listen 127.0.0.1:$P_GREEN; location / { return 200 "green\n"; } }
+  upstream live { include $NX/live.conf; }
+  server { listen 127.0.0.1:$P_LIVE; location / { proxy_pass http://live; } }
+}
+EOF
+
+stop_nginx() { # keeps $? for _cairn_test_exit
+  local st=$?
+  if [ -f "$NX/nginx.pid" ]; then
+    "$NX_BIN" -p "$NX" -c "$NX/nginx.conf" -s quit 2>/dev/null
+    kill "$(cat "$NX/nginx.pid")" 2>/dev/null
+  fi
+  return $st
+}
+NX_BIN=$NGINX
+trap 'stop_nginx; _cairn_test_exit' EXIT
+
+test_expect_success 'nginx starts on loopback and serves blue' '
+  "$NGINX" -p "$NX" -c "$NX/nginx.conf" &&
+  wait_for_file "$NX/nginx.pid" 5 &&
+  for i in $(seq 50); do curl -fs http://127.0.0.1:$P_LIVE/ >body.txt && break; sleep 0.1; done &&
+  test "$(cat body.txt)" = blue
+'
+
+write_workflow nx.yaml <<EOF
+cairn: 1
+name: nx
+params:
+  to: { default: green }
+  green: { default: "127.0.0.1:$P_GREEN" }
+  fail: { default: "" }
+start: switch
+states:
+  switch:
+    do: switch.blue-green
+    with:
+      to: "{{ params.to }}"
+      mode: nginx
+      include: $NX/live.conf
+      upstreams: { blue: "127.0.0.1:$P_BLUE", green: "{{ params.green }}" }
+      nginx: $NGINX
+      nginx_conf: $NX/nginx.conf
+      nginx_prefix: $NX
+      confirm_url: "http://127.0.0.1:$P_LIVE/"
+      confirm_within: 5s
+    undo:
+      do: switch.blue-green
+      with: { to: "{{ self.output.from }}", mode: "{{ self.input.mode }}",
+              include: "{{ self.input.include }}", upstreams: "{{ self.input.upstreams }}",
+              nginx: "{{ self.input.nginx }}", nginx_conf: "{{ self.input.nginx_conf }}",
+              nginx_prefix: "{{ self.input.nginx_prefix }}", confirm_url: "{{ self.input.confirm_url }}" }
+    next: last
+  last:
+    do: exec
+    with: { shell: "test '{{ params.fail }}' != yes" }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'nginx: switch to green, confirmed through nginx' '
+  cairn run nx.yaml &&
+  test "$(curl -fs http://127.0.0.1:$P_LIVE/)" = green &&
+  test "$(out_of switch from)" = blue &&
+  test "$(out_of switch to)" = green &&
+  test_grep "answers with .green." .cairn/runs/$(last_run)/switch.log &&
+  test_grep "server 127.0.0.1:$P_GREEN;" "$NX/live.conf"
+'
+
+test_expect_success 'nginx: a broken include is rejected by nginx -t and restored byte for byte' '
+  printf "# cairn switch.blue-green: blue\nserver 127.0.0.1:$P_BLUE;\n" >"$NX/live.conf" &&
+  "$NGINX" -p "$NX" -c "$NX/nginx.conf" -s reload &&
+  for i in $(seq 50); do test "$(curl -fs http://127.0.0.1:$P_LIVE/)" = blue && break; sleep 0.1; done &&
+  cp "$NX/live.conf" before.conf &&
+  test_must_fail_with 1 cairn run nx.yaml --set green=127.0.0.1:notaport >out.txt 2>&1 &&
+  test_grep "nginx -t rejected the include for .green. (restored the previous one): \[emerg\] invalid port" out.txt &&
+  cmp before.conf "$NX/live.conf" &&
+  test "$(curl -fs http://127.0.0.1:$P_LIVE/)" = blue
+'
+
+test_expect_success 'nginx: a failed run switches back to blue (undo), confirmed' '
+  test_must_fail_with 1 cairn run nx.yaml --set fail=yes >out.txt 2>&1 &&
+  test "$(curl -fs http://127.0.0.1:$P_LIVE/)" = blue &&
+  test_grep "# cairn switch.blue-green: blue" "$NX/live.conf"
+'
+
+test_expect_success 'nginx: a colour that never answers fails and switches back' '
+  sed "s/confirm_within: 5s/confirm_within: 1s/" nx.yaml >nx2.yaml &&
+  test_must_fail_with 1 cairn run nx2.yaml --set green=127.0.0.1:$P_BLUE >out.txt 2>&1 &&
+  test_grep "did not answer with .green." out.txt &&
+  test "$(curl -fs http://127.0.0.1:$P_LIVE/)" = blue &&
+  test_grep "# cairn switch.blue-green: blue" "$NX/live.conf"
+'
+
+test_expect_success 'nginx stops and nothing of it is left' '
+  pid=$(cat "$NX/nginx.pid") &&
+  "$NGINX" -p "$NX" -c "$NX/nginx.conf" -s quit &&
+  for i in $(seq 50); do proc_alive "$pid" || break; sleep 0.1; done &&
+  ! proc_alive "$pid"
+'
+
+test_done

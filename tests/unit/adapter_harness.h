@@ -1,0 +1,131 @@
+/* A small harness for unit tests of adapters: a real loop in a temporary
+ * run folder, one call driven to its end (checked and defaulted as the
+ * engine does), and the result kept. Included by test_process.c and
+ * test_file.c (one executable each). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "adapters/adapter.h"
+
+struct h_fix {
+  uv_loop_t loop;
+  char dir[PATH_MAX];
+  char log[PATH_MAX + 32];
+};
+
+struct h_res {
+  int done;
+  enum adapter_outcome outcome;
+  char error[512];
+  char *tail;
+  json_t *outputs;
+};
+
+static int h_rm(const char *path, const struct stat *st, int flag,
+                struct FTW *ftw)
+{
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+static int h_setup(void **state)
+{
+  struct h_fix *f = calloc(1, sizeof *f);
+  char tmpl[] = "/tmp/cairn-adapter-XXXXXX";
+
+  if (f == NULL || uv_loop_init(&f->loop) != 0 || mkdtemp(tmpl) == NULL ||
+      realpath(tmpl, f->dir) == NULL)
+    return -1;
+  snprintf(f->log, sizeof f->log, "%s/step.log", f->dir);
+  *state = f;
+  return 0;
+}
+
+static int h_teardown(void **state)
+{
+  struct h_fix *f = *state;
+
+  assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+  nftw(f->dir, h_rm, 16, FTW_DEPTH | FTW_PHYS);
+  free(f);
+  return 0;
+}
+
+static void h_on_done(struct adapter_call *call,
+                      const struct adapter_result *res)
+{
+  struct h_res *r = call->data;
+
+  r->done++;
+  r->outcome = res->outcome;
+  snprintf(r->error, sizeof r->error, "%s", res->error);
+  free(r->tail);
+  r->tail = strdup(res->tail ? res->tail : "");
+  json_decref(r->outputs);
+  r->outputs = json_incref(res->outputs);
+  assert_null(call->priv);
+}
+
+static void h_release(struct h_res *r)
+{
+  free(r->tail);
+  json_decref(r->outputs);
+  memset(r, 0, sizeof *r);
+}
+
+/* Runs desc with `with` (JSON text) as state `name`; fills r. */
+static void h_run(struct h_fix *f, const struct adapter_desc *desc,
+                  const char *name, const char *with_text, struct h_res *r)
+{
+  struct cairn_error err = { 0 };
+  struct adapter_call call;
+  json_t *with = json_loads(with_text, 0, NULL);
+  json_t *inputs = NULL;
+  const char *bad = NULL;
+
+  h_release(r);
+  assert_non_null(with);
+  if (adapter_check_with(desc, with, &bad, &err) != 0)
+    fail_msg("check_with: %s", err.msg);
+  if (adapter_apply_defaults(desc, with, &inputs, &err) != 0)
+    fail_msg("apply_defaults: %s", err.msg);
+  memset(&call, 0, sizeof call);
+  call.loop = &f->loop;
+  call.desc = desc;
+  call.inputs = inputs;
+  call.log_path = f->log;
+  call.run_dir = f->dir;
+  call.name = name;
+  call.on_done = h_on_done;
+  call.data = r;
+  if (desc->start(&call, &err) != 0)
+    fail_msg("start: %s", err.msg);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(r->done, 1);
+  json_decref(inputs);
+  json_decref(with);
+}
+
+static inline const char *h_str(struct h_res *r, const char *key)
+{
+  return json_string_value(json_object_get(r->outputs, key));
+}
+
+static inline json_int_t h_int(struct h_res *r, const char *key)
+{
+  return json_integer_value(json_object_get(r->outputs, key));
+}

@@ -1,0 +1,136 @@
+/* file.write and file.remove on a real loop with real files: atomic
+ * write with its mode, the backup and the undo restoring byte for byte or
+ * removing a new file, idempotency, file.remove of a missing file. */
+#include "adapter_harness.h"
+
+static void put_file(const char *path, const char *data, size_t n,
+                     mode_t mode)
+{
+  FILE *fp = fopen(path, "wb");
+  assert_non_null(fp);
+  assert_int_equal(fwrite(data, 1, n, fp), n);
+  fclose(fp);
+  chmod(path, mode);
+}
+
+static size_t get_file(const char *path, char *buf, size_t max)
+{
+  FILE *fp = fopen(path, "rb");
+  size_t n;
+  assert_non_null(fp);
+  n = fread(buf, 1, max, fp);
+  fclose(fp);
+  return n;
+}
+
+static void test_write_and_undo(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  static const char old[] = "old\0binary\xff\nno newline";
+  char path[PATH_MAX + 16], with[PATH_MAX * 2 + 64], buf[128];
+  struct stat st;
+  char *backup;
+
+  snprintf(path, sizeof path, "%s/app.conf", f->dir);
+  put_file(path, old, sizeof old - 1, 0640);
+  snprintf(with, sizeof with,
+           "{\"path\": \"%s\", \"content\": \"port=1\\n\", \"mode\": "
+           "\"0600\"}",
+           path);
+  h_run(f, &adapter_file_write, "cfg", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_int_equal(get_file(path, buf, sizeof buf), 7);
+  assert_memory_equal(buf, "port=1\n", 7);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0600);
+  assert_true(json_is_true(json_object_get(r.outputs, "previous")));
+  /* sha256 of "port=1\n" */
+  assert_int_equal(strlen(h_str(&r, "sha256")), 64);
+  backup = strdup(h_str(&r, "backup"));
+
+  /* a retry keeps the first backup (the file now holds our content) */
+  h_run(f, &adapter_file_write, "cfg", with, &r);
+  assert_string_equal(h_str(&r, "backup"), backup);
+  assert_int_equal(get_file(backup, buf, sizeof buf), sizeof old - 1);
+  assert_memory_equal(buf, old, sizeof old - 1);
+
+  /* the default undo's inputs */
+  snprintf(with, sizeof with, "{\"path\": \"%s\", \"restore_from\": \"%s\"}",
+           path, backup);
+  h_run(f, &adapter_file_write, "undo", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_int_equal(get_file(path, buf, sizeof buf), sizeof old - 1);
+  assert_memory_equal(buf, old, sizeof old - 1);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0640);
+  free(backup);
+  h_release(&r);
+}
+
+static void test_new_file_undo_removes(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char path[PATH_MAX + 16], with[PATH_MAX + 96];
+
+  snprintf(path, sizeof path, "%s/new.txt", f->dir);
+  snprintf(with, sizeof with, "{\"path\": \"%s\", \"content\": \"x\"}", path);
+  h_run(f, &adapter_file_write, "new", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_false(json_is_true(json_object_get(r.outputs, "previous")));
+  assert_string_equal(h_str(&r, "backup"), "");
+  assert_string_equal(h_str(&r, "sha256"),
+                      "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881");
+  snprintf(with, sizeof with, "{\"path\": \"%s\", \"restore_from\": \"\"}",
+           path);
+  h_run(f, &adapter_file_write, "undo", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_int_equal(access(path, F_OK), -1);
+
+  snprintf(with, sizeof with, "{\"path\": \"%s\"}", path);
+  h_run(f, &adapter_file_remove, "rm", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_false(json_is_true(json_object_get(r.outputs, "removed")));
+  h_release(&r);
+}
+
+static void test_errors(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  struct cairn_error err = { 0 };
+  char with[PATH_MAX + 96];
+  json_t *w = json_loads("{\"path\": \"x\", \"content\": \"y\", \"mode\": "
+                         "\"999\"}", 0, NULL);
+  const char *bad = NULL;
+
+  assert_int_equal(adapter_check_with(&adapter_file_write, w, &bad, &err),
+                   CAIRN_E_INVAL);
+  assert_string_equal(err.msg, "bad mode '999' for input 'mode': an octal "
+                               "string such as \"0644\" is expected");
+  json_decref(w);
+
+  snprintf(with, sizeof with, "{\"path\": \"%s\"}", f->dir);
+  h_run(f, &adapter_file_remove, "rm", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_FAILED);
+  assert_non_null(strstr(r.error, "is a directory"));
+
+  snprintf(with, sizeof with, "{\"path\": \"%s/no/such/dir/f\", \"content\": "
+           "\"y\"}", f->dir);
+  h_run(f, &adapter_file_write, "w", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_FAILED);
+  assert_non_null(strstr(r.error, "cannot write '"));
+  h_release(&r);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_write_and_undo, h_setup, h_teardown),
+    cmocka_unit_test_setup_teardown(test_new_file_undo_removes, h_setup,
+                                    h_teardown),
+    cmocka_unit_test_setup_teardown(test_errors, h_setup, h_teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
