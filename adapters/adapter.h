@@ -184,4 +184,12 @@ size_t adapter_redact_feed(const char *in, size_t n,
  * (CAIRN_E_IO). */
 extern const struct adapter_desc adapter_exec;
 
+/* secrets.generate: for each of `names`, a value of `length` random bytes
+ * (RAND_bytes) written in `alphabet`, kept in the env `file` (0600, its
+ * folder 0700 when created, written atomically); a NAME=value already
+ * there is kept. The values come back in result->secrets only, never in
+ * outputs (file, generated, kept); secrets_of reads them back from the
+ * file on resume. The file work runs on libuv's thread pool. */
+extern const struct adapter_desc adapter_secrets_generate;
+
 #endif

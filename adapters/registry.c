@@ -11,6 +11,7 @@
 
 const struct adapter_desc *const adapter_registry[] = {
   &adapter_exec,
+  &adapter_secrets_generate,
   NULL,
 };
 
