@@ -12,6 +12,9 @@
 const struct adapter_desc *const adapter_registry[] = {
   &adapter_exec,
   &adapter_secrets_generate,
+  &adapter_kubectl,
+  &adapter_helm,
+  &adapter_compose,
   NULL,
 };
 
