@@ -16,12 +16,6 @@ PATH=$TRASH/bin:$PATH
 FAKE_DIR=$TRASH
 export PATH FAKE_DIR
 
-# Default undos (desc->undo_adapter/undo_with) are being wired into the
-# engine on another branch; until they land these tests are known
-# breakages. When they pass (meson reports an unexpected pass), make this
-# test_expect_success.
-default_undo_test=test_expect_failure
-
 # calls: every recorded call, one line each, arguments separated by '|'.
 calls() {
 	local f
@@ -149,7 +143,7 @@ test_expect_success 'helm revert: rollback to the revision before' '
 	echo 7 >expect && test_cmp expect helm.rev
 '
 
-$default_undo_test 'helm: the default undo reverts on rollback (needs the engine default undos)' '
+test_expect_success 'helm: the default undo reverts on rollback' '
 	fresh && echo 7 >helm.rev &&
 	test_must_fail_with 1 cairn run helm.yaml --set fail=yes >out 2>&1 &&
 	calls | tail -n 1 >actual &&
@@ -203,7 +197,7 @@ test_expect_success 'kubectl: a failing rollout status fails the step with its s
 	test_grep "'"'"'kubectl rollout status'"'"' exited with status 3: reason: boom" out
 '
 
-$default_undo_test 'kubectl: the default undo is rollout undo of each deployment (needs the engine default undos)' '
+test_expect_success 'kubectl: the default undo is rollout undo of each deployment' '
 	fresh &&
 	test_must_fail_with 1 cairn run kube.yaml --set fail=yes >out 2>&1 &&
 	calls | tail -n 2 >actual &&
@@ -246,7 +240,7 @@ test_expect_success 'compose: a service starting with - is refused' '
 	test_grep "input .services. must not have an item starting with .-." err
 '
 
-$default_undo_test 'compose: the default undo is down (needs the engine default undos)' '
+test_expect_success 'compose: the default undo is down' '
 	fresh &&
 	test_must_fail_with 1 cairn run compose.yaml --set fail=yes >out 2>&1 &&
 	calls | tail -n 1 >actual &&
