@@ -232,5 +232,26 @@ extern const struct adapter_desc adapter_file_remove;
  * Outputs from (the colour before, "" when none) and to. Default undo:
  * the same switch back to `from`. */
 extern const struct adapter_desc adapter_switch_blue_green;
+/* secrets.generate: for each of `names`, a value of `length` random bytes
+ * (RAND_bytes) written in `alphabet`, kept in the env `file` (0600, its
+ * folder 0700 when created, written atomically); a NAME=value already
+ * there is kept. The values come back in result->secrets only, never in
+ * outputs (file, generated, kept); secrets_of reads them back from the
+ * file on resume. The file work runs on libuv's thread pool. */
+extern const struct adapter_desc adapter_secrets_generate;
+
+/* kubectl, helm, compose: thin actions over the command-line tools
+ * (adapters/tools.c). Each runs a short sequence of commands found on
+ * PATH (argv, no shell; options as --name=value; a value that would stand
+ * alone and starts with '-' is refused), parses what they print into
+ * outputs and has the natural undo as its default: kubectl rollout undo
+ * of the deployments applied, helm revert (rollback to the revision
+ * before, or uninstall when there was none), docker compose down. A tool
+ * that fails gives "'helm upgrade' exited with status 1: <last line of
+ * its stderr>". Timeout and cancel stop the running command's group
+ * (SIGTERM, grace, SIGKILL) and start no further one. */
+extern const struct adapter_desc adapter_kubectl;
+extern const struct adapter_desc adapter_helm;
+extern const struct adapter_desc adapter_compose;
 
 #endif

@@ -17,6 +17,10 @@ const struct adapter_desc *const adapter_registry[] = {
   &adapter_file_write,
   &adapter_file_remove,
   &adapter_switch_blue_green,
+  &adapter_secrets_generate,
+  &adapter_kubectl,
+  &adapter_helm,
+  &adapter_compose,
   NULL,
 };
 

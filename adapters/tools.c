@@ -1,0 +1,1302 @@
+/* The kubectl, helm and compose adapters: thin actions over the real
+ * command-line tools, each a short sequence of commands (argv, never a
+ * shell; every value one element, options written --name=value so a value
+ * is never read as a flag), with what the tools print parsed into outputs
+ * and the natural undo as each one's default.
+ *
+ * One runner serves the three (struct tool_job): an adapter's next()
+ * names the next command from what the last one did, until it says done
+ * or failed. Commands start with uv_spawn (a session of their own, stdin
+ * /dev/null); stdout is kept (1 MiB) for parsing, and both streams go,
+ * redacted, to the step's log and the tail. This is a minimal runner of
+ * its own rather than exec.c's posix_spawn machinery, which is static
+ * there: the two can share one helper once adapters/spawn.c exists.
+ *
+ * Life of a job: RUNNING a command (its process, two pipes and a drain
+ * timer make up one struct tool_proc, freed by its last close callback),
+ * then the next command or the end; a timeout or cancel sends SIGTERM to
+ * the command's group and SIGKILL after the grace, and no further command
+ * starts. The job's timer is closed last; its close callback calls
+ * on_done. */
+#include "adapters/adapter.h"
+#include "common/buf.h"
+#include "common/proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define TOOL_STDOUT_MAX (1024 * 1024) /* kept for parsing */
+#define TOOL_TAIL_MAX 4096
+#define TOOL_DRAIN_MS 1000  /* pipes held open after the exit */
+#define TOOL_GRACE_MS 5000  /* when call->kill_grace_ms is 0 */
+
+enum tool_next {
+  TOOL_SPAWN, /* j->argv holds the next command */
+  TOOL_DONE,
+  TOOL_FAIL,  /* j->error says why */
+};
+
+struct tool_job;
+
+struct tool_kind {
+  /* Called with j->ran 0 before the first command, then after each. */
+  enum tool_next (*next)(struct tool_job *j);
+};
+
+struct tool_stream {
+  uv_pipe_t pipe;
+  int is_stdout;
+  int closed;
+  char *carry;  /* maybe the start of a secret split across reads */
+  size_t carry_len;
+};
+
+struct tool_proc {
+  struct tool_job *job;
+  uv_process_t proc;
+  struct tool_stream out, err;
+  uv_timer_t drain;
+  int nopen;
+  int exited;
+};
+
+struct tool_job {
+  struct adapter_call *call;
+  const struct tool_kind *kind;
+  json_t *in;       /* call->inputs, borrowed */
+  json_t *outputs;
+  int stage;        /* the adapter's own step counter */
+  size_t idx;       /* its position in a list (deployments) */
+  json_t *list;     /* its list, owned */
+
+  /* the command */
+  json_t *argv;     /* strings, owned */
+  char what[64];    /* "helm upgrade", for messages */
+  struct tool_proc *proc;
+  int ran;          /* commands finished */
+  int spawn_err;    /* libuv code when the last spawn failed */
+  int64_t exit_status;
+  int term_signal;
+  struct cairn_buf sout;   /* its raw stdout */
+  char errtail[512];       /* its redacted stderr, the end */
+  size_t errtail_len;
+
+  uv_timer_t timer; /* timeout, then grace */
+  int stopping;     /* 1: SIGTERM sent; 2: SIGKILL sent */
+  enum adapter_outcome stop_outcome;
+  int finishing;
+
+  int log_fd;
+  const char *const *redact;
+  size_t redact_max;
+  struct cairn_buf work, obuf;
+  char tail[2 * TOOL_TAIL_MAX];
+  size_t tail_len;
+  char error[512];
+  uint64_t start_ns;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static const char *in_str(struct tool_job *j, const char *name)
+{
+  const char *s = json_string_value(json_object_get(j->in, name));
+  return s ? s : "";
+}
+
+static int is_template(json_t *v)
+{
+  return json_is_string(v) && strstr(json_string_value(v), "{{") != NULL;
+}
+
+static void av_add(struct tool_job *j, const char *s)
+{
+  json_array_append_new(j->argv, json_string(s));
+}
+
+/* "--name=value" when value is not empty. */
+static void av_opt(struct tool_job *j, const char *flag, const char *value)
+{
+  char *s;
+  size_t n;
+
+  if (value == NULL || value[0] == '\0')
+    return;
+  n = strlen(flag) + strlen(value) + 2;
+  if ((s = malloc(n)) == NULL)
+    return;
+  snprintf(s, n, "%s=%s", flag, value);
+  av_add(j, s);
+  free(s);
+}
+
+/* A new command: argv[0] tool, then words; what names it in messages. */
+static void av_begin(struct tool_job *j, const char *what)
+{
+  json_decref(j->argv);
+  j->argv = json_array();
+  snprintf(j->what, sizeof j->what, "%s", what);
+  for (const char *p = what; *p;) {
+    size_t n = strcspn(p, " ");
+    json_array_append_new(j->argv, json_stringn(p, n));
+    p += n;
+    p += strspn(p, " ");
+  }
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static void tail_append(struct tool_job *j, const char *p, size_t n)
+{
+  if (n >= TOOL_TAIL_MAX) {
+    memcpy(j->tail, p + n - TOOL_TAIL_MAX, TOOL_TAIL_MAX);
+    j->tail_len = TOOL_TAIL_MAX;
+    return;
+  }
+  if (j->tail_len + n > sizeof j->tail) {
+    size_t keep = TOOL_TAIL_MAX - n;
+    memmove(j->tail, j->tail + j->tail_len - keep, keep);
+    j->tail_len = keep;
+  }
+  memcpy(j->tail + j->tail_len, p, n);
+  j->tail_len += n;
+}
+
+static void errtail_append(struct tool_job *j, const char *p, size_t n)
+{
+  size_t cap = sizeof j->errtail - 1;
+
+  if (n >= cap) {
+    memcpy(j->errtail, p + n - cap, cap);
+    j->errtail_len = cap;
+  } else {
+    if (j->errtail_len + n > cap) {
+      size_t drop = j->errtail_len + n - cap;
+      memmove(j->errtail, j->errtail + drop, j->errtail_len - drop);
+      j->errtail_len -= drop;
+    }
+    memcpy(j->errtail + j->errtail_len, p, n);
+    j->errtail_len += n;
+  }
+  j->errtail[j->errtail_len] = '\0';
+}
+
+/* Redacted output: the log, the tail, and for stderr the error's tail. */
+static void sink(struct tool_job *j, int is_stdout, const char *p, size_t n)
+{
+  if (n == 0)
+    return;
+  if (j->log_fd >= 0)
+    (void)write_all(j->log_fd, p, n); /* a full disk must not fail a deploy */
+  tail_append(j, p, n);
+  if (!is_stdout)
+    errtail_append(j, p, n);
+}
+
+static void sink_cb_out(void *ud, const char *p, size_t n)
+{
+  sink(ud, 1, p, n);
+}
+
+static void sink_cb_err(void *ud, const char *p, size_t n)
+{
+  sink(ud, 0, p, n);
+}
+
+static void output(struct tool_job *j, struct tool_stream *s, const char *p,
+                   size_t n, int final)
+{
+  void (*emit)(void *, const char *, size_t) =
+    s->is_stdout ? sink_cb_out : sink_cb_err;
+  size_t used;
+
+  if (j->redact == NULL) {
+    emit(j, p, n);
+    return;
+  }
+  j->work.len = 0;
+  cairn_buf_add(&j->work, s->carry, s->carry_len);
+  cairn_buf_add(&j->work, p, n);
+  if (j->work.failed) { /* drop the output rather than leak a secret */
+    cairn_buf_release(&j->work);
+    s->carry_len = 0;
+    return;
+  }
+  used = adapter_redact_feed(j->work.p ? j->work.p : "", j->work.len,
+                             j->redact, final, emit, j);
+  s->carry_len = j->work.len - used;
+  memcpy(s->carry, j->work.p + used, s->carry_len);
+}
+
+/* The last non-empty line of the command's stderr, redacted. */
+static const char *last_err_line(struct tool_job *j, char *buf, size_t n)
+{
+  size_t end = j->errtail_len, start;
+
+  while (end > 0 && (j->errtail[end - 1] == '\n' || j->errtail[end - 1] == '\r'
+                     || j->errtail[end - 1] == ' '))
+    end--;
+  start = end;
+  while (start > 0 && j->errtail[start - 1] != '\n')
+    start--;
+  snprintf(buf, n, "%.*s", (int)(end - start), j->errtail + start);
+  return buf;
+}
+
+/* ---- the job's end ------------------------------------------------------ */
+
+static void on_timer_close(uv_handle_t *h)
+{
+  struct tool_job *j = h->data;
+  struct adapter_call *call = j->call;
+  struct adapter_result res;
+
+  memset(&res, 0, sizeof res);
+  res.exit_code = j->ran && !j->spawn_err && !j->term_signal
+                    ? (int)j->exit_status : -1;
+  res.term_signal = j->term_signal;
+  res.duration_ms = (int64_t)((uv_hrtime() - j->start_ns) / 1000000);
+  res.outputs = j->outputs;
+  if (j->stopping) {
+    res.outcome = j->stop_outcome;
+    snprintf(res.error, sizeof res.error, "%s", j->error);
+  } else if (j->error[0]) {
+    res.outcome = ADAPTER_FAILED;
+    snprintf(res.error, sizeof res.error, "%s", j->error);
+  } else {
+    res.outcome = ADAPTER_SUCCEEDED;
+  }
+  if (j->tail_len > TOOL_TAIL_MAX) {
+    memmove(j->tail, j->tail + j->tail_len - TOOL_TAIL_MAX, TOOL_TAIL_MAX);
+    j->tail_len = TOOL_TAIL_MAX;
+  }
+  j->tail[j->tail_len < sizeof j->tail ? j->tail_len : sizeof j->tail - 1] =
+    '\0';
+  for (size_t i = 0; i < j->tail_len; i++)
+    if (j->tail[i] == '\0' || (unsigned char)j->tail[i] >= 0x80)
+      j->tail[i] = '?'; /* the tail is journaled as JSON text */
+  res.tail = j->tail;
+  if (j->log_fd >= 0) {
+    close(j->log_fd);
+    j->log_fd = -1;
+  }
+  call->priv = NULL;
+  call->on_done(call, &res);
+  json_decref(j->outputs);
+  json_decref(j->argv);
+  json_decref(j->list);
+  cairn_buf_release(&j->sout);
+  cairn_buf_release(&j->work);
+  cairn_buf_release(&j->obuf);
+  free(j);
+}
+
+static void finish(struct tool_job *j)
+{
+  if (j->finishing)
+    return;
+  j->finishing = 1;
+  uv_timer_stop(&j->timer);
+  uv_close((uv_handle_t *)&j->timer, on_timer_close);
+}
+
+static void spawn_next(struct tool_job *j);
+
+/* The command is over and its handles are closed. */
+static void command_done(struct tool_job *j)
+{
+  char line[400];
+
+  j->ran++;
+  if (j->stopping) {
+    finish(j);
+    return;
+  }
+  if (j->spawn_err) {
+    snprintf(j->error, sizeof j->error,
+             "cannot run '%s': %s (is it installed and on PATH?)",
+             json_string_value(json_array_get(j->argv, 0)),
+             uv_strerror(j->spawn_err));
+    finish(j);
+    return;
+  }
+  switch (j->kind->next(j)) {
+  case TOOL_SPAWN:
+    spawn_next(j);
+    return;
+  case TOOL_DONE:
+    j->error[0] = '\0';
+    break;
+  case TOOL_FAIL:
+    if (j->error[0] == '\0') {
+      last_err_line(j, line, sizeof line);
+      if (j->term_signal)
+        snprintf(j->error, sizeof j->error, "'%s' was killed by signal %d%s%s",
+                 j->what, j->term_signal, line[0] ? ": " : "", line);
+      else
+        snprintf(j->error, sizeof j->error, "'%s' exited with status %d%s%s",
+                 j->what, (int)j->exit_status, line[0] ? ": " : "", line);
+    }
+    break;
+  }
+  finish(j);
+}
+
+/* 1 when the last command exited with status 0. */
+static int ran_ok(struct tool_job *j)
+{
+  return !j->spawn_err && !j->term_signal && j->exit_status == 0;
+}
+
+/* ---- one command -------------------------------------------------------- */
+
+static void on_proc_close(uv_handle_t *h)
+{
+  struct tool_proc *p = h->data;
+  struct tool_job *j = p->job;
+
+  if (--p->nopen > 0)
+    return;
+  free(p->out.carry);
+  free(p->err.carry);
+  free(p);
+  j->proc = NULL;
+  command_done(j);
+}
+
+static void stream_close(struct tool_proc *p, struct tool_stream *s)
+{
+  if (s->closed)
+    return;
+  s->closed = 1;
+  output(p->job, s, "", 0, 1); /* what was held back */
+  uv_close((uv_handle_t *)&s->pipe, on_proc_close);
+  if (p->out.closed && p->err.closed && p->exited &&
+      !uv_is_closing((uv_handle_t *)&p->drain))
+    uv_close((uv_handle_t *)&p->drain, on_proc_close);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  static char rbuf[16384]; /* one loop thread; used before the next read */
+  (void)h;
+  (void)suggested;
+  buf->base = rbuf;
+  buf->len = sizeof rbuf;
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+  struct tool_proc *p = st->data;
+  struct tool_job *j = p->job;
+  struct tool_stream *s = (uv_pipe_t *)st == &p->out.pipe ? &p->out : &p->err;
+
+  if (nread < 0) {
+    stream_close(p, s);
+    return;
+  }
+  if (nread == 0)
+    return;
+  if (s->is_stdout) {
+    if (j->sout.len + (size_t)nread <= TOOL_STDOUT_MAX)
+      cairn_buf_add(&j->sout, buf->base, (size_t)nread);
+    else
+      j->sout.failed = 1;
+  }
+  output(j, s, buf->base, (size_t)nread, 0);
+}
+
+static void on_drain(uv_timer_t *t)
+{
+  struct tool_proc *p = t->data;
+
+  /* something the tool left behind holds the pipes: stop reading */
+  stream_close(p, &p->out);
+  stream_close(p, &p->err);
+}
+
+static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
+{
+  struct tool_proc *p = proc->data;
+  struct tool_job *j = p->job;
+
+  j->exit_status = status;
+  j->term_signal = sig;
+  p->exited = 1;
+  uv_close((uv_handle_t *)&p->proc, on_proc_close);
+  if (p->out.closed && p->err.closed)
+    uv_close((uv_handle_t *)&p->drain, on_proc_close);
+  else
+    uv_timer_start(&p->drain, on_drain, TOOL_DRAIN_MS, 0);
+}
+
+/* call->env_extra over our environment, or NULL when there is none. */
+static char **build_env(const char *const *extra)
+{
+  size_t ne = 0, nx = 0, k = 0;
+  char **envp;
+
+  if (extra == NULL || extra[0] == NULL)
+    return NULL;
+  while (environ[ne])
+    ne++;
+  while (extra[nx])
+    nx++;
+  if ((envp = calloc(ne + nx + 1, sizeof *envp)) == NULL)
+    return NULL;
+  for (size_t i = 0; i < ne; i++) {
+    size_t len = strcspn(environ[i], "=");
+    int over = 0;
+    for (size_t x = 0; x < nx && !over; x++)
+      over = strncmp(extra[x], environ[i], len) == 0 && extra[x][len] == '=';
+    if (!over)
+      envp[k++] = environ[i];
+  }
+  for (size_t x = 0; x < nx; x++)
+    envp[k++] = (char *)extra[x];
+  envp[k] = NULL;
+  return envp;
+}
+
+static void log_command(struct tool_job *j)
+{
+  struct cairn_buf b = { 0 };
+  size_t i;
+  json_t *item;
+  char *s;
+
+  if (j->log_fd < 0)
+    return;
+  cairn_buf_add(&b, "$", 1);
+  json_array_foreach(j->argv, i, item) {
+    cairn_buf_add(&b, " ", 1);
+    cairn_buf_add(&b, json_string_value(item), json_string_length(item));
+  }
+  cairn_buf_add(&b, "\n", 1);
+  if (!b.failed && (s = adapter_redact(b.p, j->redact)) != NULL) {
+    (void)write_all(j->log_fd, s, strlen(s));
+    b.p = s;
+  }
+  cairn_buf_release(&b);
+}
+
+static void spawn_next(struct tool_job *j)
+{
+  struct adapter_call *call = j->call;
+  uv_process_options_t o;
+  uv_stdio_container_t stdio[3];
+  struct tool_proc *p;
+  size_t n = json_array_size(j->argv);
+  char **args = NULL;
+  char **envp = NULL;
+  int rc;
+
+  j->spawn_err = 0;
+  j->exit_status = 0;
+  j->term_signal = 0;
+  j->errtail_len = 0;
+  j->errtail[0] = '\0';
+  j->sout.len = 0;
+  j->sout.failed = 0;
+  log_command(j);
+  if ((p = calloc(1, sizeof *p)) == NULL ||
+      (args = calloc(n + 1, sizeof *args)) == NULL ||
+      (j->redact_max &&
+       ((p->out.carry = malloc(j->redact_max)) == NULL ||
+        (p->err.carry = malloc(j->redact_max)) == NULL))) {
+    if (p) {
+      free(p->out.carry);
+      free(p->err.carry);
+    }
+    free(p);
+    free(args);
+    snprintf(j->error, sizeof j->error, "out of memory");
+    finish(j);
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    args[i] = (char *)json_string_value(json_array_get(j->argv, i));
+  envp = build_env(call->env_extra);
+
+  p->job = j;
+  p->out.is_stdout = 1;
+  j->proc = p;
+  uv_pipe_init(call->loop, &p->out.pipe, 0);
+  uv_pipe_init(call->loop, &p->err.pipe, 0);
+  uv_timer_init(call->loop, &p->drain);
+  p->out.pipe.data = p;
+  p->err.pipe.data = p;
+  p->drain.data = p;
+  p->proc.data = p;
+  p->nopen = 4;
+
+  memset(&o, 0, sizeof o);
+  stdio[0].flags = UV_IGNORE; /* /dev/null */
+  stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[1].data.stream = (uv_stream_t *)&p->out.pipe;
+  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[2].data.stream = (uv_stream_t *)&p->err.pipe;
+  o.file = args[0];
+  o.args = args;
+  o.env = envp;
+  o.stdio = stdio;
+  o.stdio_count = 3;
+  o.flags = UV_PROCESS_DETACHED; /* setsid: its own group, to signal */
+  o.exit_cb = on_exit_cb;
+  rc = uv_spawn(call->loop, &p->proc, &o);
+  free(args);
+  free(envp);
+  if (rc < 0) {
+    j->spawn_err = rc;
+    p->exited = 1;
+    p->out.closed = p->err.closed = 1;
+    uv_close((uv_handle_t *)&p->proc, on_proc_close);
+    uv_close((uv_handle_t *)&p->out.pipe, on_proc_close);
+    uv_close((uv_handle_t *)&p->err.pipe, on_proc_close);
+    uv_close((uv_handle_t *)&p->drain, on_proc_close);
+    return;
+  }
+  uv_read_start((uv_stream_t *)&p->out.pipe, on_alloc, on_read);
+  uv_read_start((uv_stream_t *)&p->err.pipe, on_alloc, on_read);
+  if (call->on_spawned) {
+    int64_t ticks = 0;
+    if (cairn_proc_start_time(p->proc.pid, &ticks) < 0)
+      ticks = 0;
+    call->on_spawned(call, p->proc.pid, p->proc.pid, ticks);
+  }
+}
+
+/* ---- timeout and cancel ------------------------------------------------- */
+
+static void signal_group(struct tool_job *j, int sig)
+{
+  struct tool_proc *p = j->proc;
+
+  if (p && !p->exited && p->proc.pid > 0)
+    kill(-p->proc.pid, sig);
+}
+
+static void stop(struct tool_job *j, enum adapter_outcome why)
+{
+  if (j->stopping || j->finishing)
+    return;
+  j->stopping = 1;
+  j->stop_outcome = why;
+  if (why == ADAPTER_TIMED_OUT)
+    snprintf(j->error, sizeof j->error, "'%s' timed out after %lld ms",
+             j->what, (long long)j->call->timeout_ms);
+  else
+    snprintf(j->error, sizeof j->error, "cancelled during '%s'", j->what);
+  signal_group(j, SIGTERM);
+  signal_group(j, SIGCONT); /* a stopped group must see the SIGTERM */
+}
+
+static void on_timer(uv_timer_t *t)
+{
+  struct tool_job *j = t->data;
+
+  if (j->stopping) {
+    j->stopping = 2;
+    signal_group(j, SIGKILL);
+    return;
+  }
+  stop(j, ADAPTER_TIMED_OUT);
+  uv_timer_start(&j->timer, on_timer,
+                 (uint64_t)(j->call->kill_grace_ms > 0
+                              ? j->call->kill_grace_ms : TOOL_GRACE_MS), 0);
+}
+
+static void tool_cancel(struct adapter_call *call)
+{
+  struct tool_job *j = call ? call->priv : NULL;
+
+  if (j == NULL || j->stopping || j->finishing)
+    return;
+  stop(j, ADAPTER_CANCELLED);
+  uv_timer_start(&j->timer, on_timer,
+                 (uint64_t)(call->kill_grace_ms > 0 ? call->kill_grace_ms
+                                                    : TOOL_GRACE_MS), 0);
+}
+
+static int tool_start(struct adapter_call *call, const struct tool_kind *kind,
+                      struct cairn_error *err)
+{
+  struct tool_job *j;
+  enum tool_next first;
+
+  if (!json_is_object(call->inputs))
+    return cairn_error_set(err, CAIRN_E_INVAL, "inputs of %s must be a map",
+                           call->desc ? call->desc->name : "a tool");
+  if ((j = calloc(1, sizeof *j)) == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  j->call = call;
+  j->kind = kind;
+  j->in = call->inputs;
+  j->log_fd = -1;
+  j->sout.max = TOOL_STDOUT_MAX + 1;
+  if ((j->outputs = json_object()) == NULL) {
+    free(j);
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  }
+  for (const char *const *s = call->redact; s && *s; s++)
+    if (strlen(*s) > j->redact_max)
+      j->redact_max = strlen(*s);
+  if (j->redact_max)
+    j->redact = call->redact;
+
+  first = kind->next(j); /* checks the inputs, builds the first argv */
+  if (first != TOOL_SPAWN) {
+    int rc = cairn_error_set(err, CAIRN_E_INVAL, "%s",
+                             j->error[0] ? j->error : "nothing to run");
+    json_decref(j->outputs);
+    json_decref(j->argv);
+    json_decref(j->list);
+    free(j);
+    return rc;
+  }
+  if (call->log_path) {
+    j->log_fd = open(call->log_path,
+                     O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (j->log_fd < 0) {
+      int rc = cairn_error_set(err, CAIRN_E_IO, "cannot open log '%s': %s",
+                               call->log_path, uv_strerror(-errno));
+      json_decref(j->outputs);
+      json_decref(j->argv);
+      json_decref(j->list);
+      free(j);
+      return rc;
+    }
+    if (call->log_header)
+      (void)write_all(j->log_fd, call->log_header, strlen(call->log_header));
+  }
+  j->start_ns = uv_hrtime();
+  uv_timer_init(call->loop, &j->timer);
+  j->timer.data = j;
+  call->priv = j;
+  if (call->timeout_ms > 0) {
+    uv_update_time(call->loop);
+    uv_timer_start(&j->timer, on_timer, (uint64_t)call->timeout_ms, 0);
+  }
+  spawn_next(j);
+  return 0;
+}
+
+/* ---- checks shared by the three ----------------------------------------- */
+
+/* A value that would be read as a flag where it stands alone. */
+static int check_not_flag(json_t *with, const char *key,
+                          struct cairn_error *err)
+{
+  json_t *v = json_object_get(with, key);
+  size_t i;
+  json_t *item;
+
+  if (json_is_string(v) && !is_template(v) && json_string_value(v)[0] == '-')
+    return cairn_error_set(err, CAIRN_E_INVAL, "input '%s' must not start "
+                           "with '-' ('%s' would be read as an option)", key,
+                           json_string_value(v));
+  if (json_is_array(v)) {
+    json_array_foreach(v, i, item) {
+      if (json_is_string(item) && !is_template(item) &&
+          json_string_value(item)[0] == '-')
+        return cairn_error_set(err, CAIRN_E_INVAL, "input '%s' must not "
+                               "have an item starting with '-' ('%s' would "
+                               "be read as an option)", key,
+                               json_string_value(item));
+    }
+  }
+  return 0;
+}
+
+/* The input `action` is one of the words in `allowed` (space-separated). */
+static int check_action(json_t *with, const char *allowed,
+                        struct cairn_error *err)
+{
+  json_t *v = json_object_get(with, "action");
+  const char *a;
+  size_t n;
+
+  if (!json_is_string(v) || is_template(v))
+    return 0;
+  a = json_string_value(v);
+  n = strlen(a);
+  for (const char *p = allowed; *p;) {
+    size_t w = strcspn(p, " ");
+    if (w == n && memcmp(p, a, n) == 0)
+      return 0;
+    p += w;
+    p += strspn(p, " ");
+  }
+  return cairn_error_set(err, CAIRN_E_INVAL, "unknown action '%s' (use %s)",
+                         a, allowed);
+}
+
+static const char *action_of(json_t *with, const char *dflt)
+{
+  const char *a = json_string_value(json_object_get(with, "action"));
+  return a ? a : dflt;
+}
+
+static int given(json_t *with, const char *key)
+{
+  json_t *v = json_object_get(with, key);
+  return v != NULL && !json_is_null(v) &&
+         !(json_is_string(v) && json_string_length(v) == 0);
+}
+
+/* "300s" for --timeout, from integer milliseconds (rounded up). */
+static void seconds_text(json_t *ms, char *out, size_t n)
+{
+  out[0] = '\0';
+  if (json_is_integer(ms))
+    snprintf(out, n, "%llds",
+             (long long)((json_integer_value(ms) + 999) / 1000));
+}
+
+/* Runs check on the rendered inputs; on error j->error says why. */
+static enum tool_next recheck(struct tool_job *j,
+                              int (*check)(json_t *, struct cairn_error *))
+{
+  struct cairn_error e = { 0 };
+
+  if (check(j->in, &e) < 0) {
+    snprintf(j->error, sizeof j->error, "%s", e.msg);
+    return TOOL_FAIL;
+  }
+  return TOOL_SPAWN;
+}
+
+/* ---- kubectl ------------------------------------------------------------ */
+
+static int kubectl_check(json_t *with, struct cairn_error *err)
+{
+  const char *action = action_of(with, "apply");
+  int rc;
+  json_t *res = json_object_get(with, "resources");
+  size_t i;
+  json_t *item;
+
+  if ((rc = check_action(with, "apply rollout_undo", err)) < 0)
+    return rc;
+  if ((rc = check_not_flag(with, "deployment", err)) < 0)
+    return rc;
+  if (strcmp(action, "apply") == 0 &&
+      given(with, "file") == given(with, "kustomize"))
+    return cairn_error_set(err, CAIRN_E_INVAL, "kubectl apply needs exactly "
+                           "one of 'file' and 'kustomize'");
+  if (json_is_string(json_object_get(with, "file")) &&
+      strcmp(json_string_value(json_object_get(with, "file")), "-") == 0)
+    return cairn_error_set(err, CAIRN_E_INVAL, "input 'file' cannot be '-' "
+                           "(standard input is /dev/null)");
+  if (res && !json_is_null(res) && !is_template(res)) {
+    if (!json_is_array(res))
+      return cairn_error_set(err, CAIRN_E_INVAL, "input 'resources' must be "
+                             "a list of kind/name strings");
+    json_array_foreach(res, i, item) {
+      if (!json_is_string(item))
+        return cairn_error_set(err, CAIRN_E_INVAL, "input 'resources' must "
+                               "be a list of kind/name strings");
+    }
+  }
+  return 0;
+}
+
+static void kubectl_globals(struct tool_job *j)
+{
+  av_opt(j, "--namespace", in_str(j, "namespace"));
+  av_opt(j, "--context", in_str(j, "context"));
+}
+
+/* The deployments to wait for or undo: `deployment`, or each
+ * deployment in resources ("deployment.apps/web" -> "web"). */
+static json_t *deployments_of(struct tool_job *j, json_t *resources)
+{
+  json_t *list = json_array();
+  const char *d = in_str(j, "deployment");
+  size_t i;
+  json_t *item;
+
+  if (d[0]) {
+    json_array_append_new(list, json_string(d));
+    return list;
+  }
+  json_array_foreach(resources, i, item) {
+    const char *s = json_string_value(item);
+    const char *slash = s ? strchr(s, '/') : NULL;
+    if (slash == NULL)
+      continue;
+    if ((size_t)(slash - s) == strlen("deployment.apps") &&
+        strncmp(s, "deployment.apps", (size_t)(slash - s)) == 0)
+      json_array_append_new(list, json_string(slash + 1));
+    else if ((size_t)(slash - s) == strlen("deployment") &&
+             strncmp(s, "deployment", (size_t)(slash - s)) == 0)
+      json_array_append_new(list, json_string(slash + 1));
+  }
+  return list;
+}
+
+/* `kubectl apply -o name` prints one kind/name per line. */
+static json_t *parse_names(struct tool_job *j)
+{
+  json_t *res = json_array();
+  const char *p = j->sout.p ? j->sout.p : "", *end = p + j->sout.len;
+
+  while (p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    size_t ll = eol ? (size_t)(eol - p) : (size_t)(end - p);
+    size_t a = 0;
+    while (a < ll && (p[a] == ' ' || p[a] == '\t'))
+      a++;
+    while (ll > a && (p[ll - 1] == ' ' || p[ll - 1] == '\r'))
+      ll--;
+    if (ll > a && memchr(p + a, '/', ll - a) != NULL) {
+      char *s = strndup(p + a, ll - a);
+      if (s) {
+        s = adapter_redact(s, j->redact);
+        json_array_append_new(res, json_string(s));
+        free(s);
+      }
+    }
+    p += (eol ? (size_t)(eol - p) : (size_t)(end - p)) + 1;
+  }
+  return res;
+}
+
+static enum tool_next kubectl_deployment_cmd(struct tool_job *j,
+                                             const char *verb)
+{
+  char what[64], rt[32], target[512];
+  const char *name = json_string_value(json_array_get(j->list, j->idx));
+
+  snprintf(what, sizeof what, "kubectl rollout %s", verb);
+  av_begin(j, what);
+  snprintf(target, sizeof target, "deployment/%s", name);
+  av_add(j, target);
+  if (strcmp(verb, "status") == 0) {
+    seconds_text(json_object_get(j->in, "rollout_timeout"), rt, sizeof rt);
+    av_opt(j, "--timeout", rt);
+  }
+  kubectl_globals(j);
+  j->idx++;
+  return TOOL_SPAWN;
+}
+
+static enum tool_next kubectl_next(struct tool_job *j)
+{
+  int apply = strcmp(in_str(j, "action"), "apply") == 0;
+
+  if (j->stage == 0) {
+    if (recheck(j, kubectl_check) == TOOL_FAIL)
+      return TOOL_FAIL;
+    j->stage = 1;
+    if (apply) {
+      av_begin(j, "kubectl apply");
+      av_opt(j, "--filename", in_str(j, "file"));
+      av_opt(j, "--kustomize", in_str(j, "kustomize"));
+      av_add(j, "--output=name");
+      kubectl_globals(j);
+      return TOOL_SPAWN;
+    }
+    j->list = deployments_of(j, json_object_get(j->in, "resources"));
+    json_object_set(j->outputs, "deployments", j->list);
+    j->stage = 2;
+    if (json_array_size(j->list) == 0)
+      return TOOL_DONE; /* nothing that rollout undo knows */
+    return kubectl_deployment_cmd(j, "undo");
+  }
+  if (!ran_ok(j))
+    return TOOL_FAIL;
+  if (j->stage == 1) { /* apply ran */
+    json_t *res = parse_names(j);
+    json_object_set_new(j->outputs, "resources", res);
+    j->list = deployments_of(j, res);
+    json_object_set(j->outputs, "deployments", j->list);
+    j->stage = 2;
+    if (!json_is_true(json_object_get(j->in, "wait")))
+      return TOOL_DONE;
+  }
+  if (j->idx < json_array_size(j->list))
+    return kubectl_deployment_cmd(j, apply ? "status" : "undo");
+  return TOOL_DONE;
+}
+
+static int kubectl_start(struct adapter_call *call, struct cairn_error *err)
+{
+  static const struct tool_kind k = { kubectl_next };
+  return tool_start(call, &k, err);
+}
+
+/* ---- helm --------------------------------------------------------------- */
+
+static int helm_check(json_t *with, struct cairn_error *err)
+{
+  const char *action = action_of(with, "upgrade");
+  int rc;
+
+  if ((rc = check_action(with, "upgrade rollback uninstall revert",
+                         err)) < 0 ||
+      (rc = check_not_flag(with, "release", err)) < 0 ||
+      (rc = check_not_flag(with, "chart", err)) < 0)
+    return rc;
+  if (strcmp(action, "upgrade") == 0 && !given(with, "chart"))
+    return cairn_error_set(err, CAIRN_E_INVAL, "helm upgrade needs 'chart'");
+  if (strcmp(action, "rollback") == 0 && !given(with, "revision"))
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "helm rollback needs 'revision'");
+  if (strcmp(action, "revert") == 0 && !given(with, "previous_revision"))
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "helm revert needs 'previous_revision' (0: "
+                           "uninstall)");
+  return 0;
+}
+
+static void helm_globals(struct tool_job *j)
+{
+  av_opt(j, "--namespace", in_str(j, "namespace"));
+  av_opt(j, "--kube-context", in_str(j, "kube_context"));
+}
+
+static void helm_status_cmd(struct tool_job *j)
+{
+  av_begin(j, "helm status");
+  av_add(j, in_str(j, "release"));
+  av_add(j, "--output=json");
+  helm_globals(j);
+}
+
+/* The release's revision from `helm status -o json` ("version"), or -1. */
+static json_int_t helm_revision(struct tool_job *j, json_t **status)
+{
+  json_t *doc = j->sout.failed ? NULL
+                               : json_loadb(j->sout.p ? j->sout.p : "",
+                                            j->sout.len, 0, NULL);
+  json_t *v = json_object_get(doc, "version");
+  json_int_t rev = json_is_integer(v) ? json_integer_value(v) : -1;
+
+  if (status) {
+    const char *s =
+      json_string_value(json_object_get(json_object_get(doc, "info"),
+                                        "status"));
+    *status = s ? json_string(s) : NULL;
+  }
+  json_decref(doc);
+  return rev;
+}
+
+static void helm_wait_opts(struct tool_job *j)
+{
+  char t[32];
+
+  if (json_is_true(json_object_get(j->in, "wait")))
+    av_add(j, "--wait");
+  seconds_text(json_object_get(j->in, "timeout"), t, sizeof t);
+  av_opt(j, "--timeout", t);
+}
+
+static enum tool_next helm_rollback_cmd(struct tool_job *j, json_int_t rev)
+{
+  char r[32];
+
+  snprintf(r, sizeof r, "%" JSON_INTEGER_FORMAT, rev);
+  av_begin(j, "helm rollback");
+  av_add(j, in_str(j, "release"));
+  av_add(j, r);
+  helm_globals(j);
+  helm_wait_opts(j);
+  json_object_set_new(j->outputs, "revision", json_integer(rev));
+  return TOOL_SPAWN;
+}
+
+static enum tool_next helm_next(struct tool_job *j)
+{
+  const char *action = in_str(j, "action");
+  json_t *item;
+  size_t i;
+
+  if (j->stage == 0) {
+    if (recheck(j, helm_check) == TOOL_FAIL)
+      return TOOL_FAIL;
+    json_object_set_new(j->outputs, "release",
+                        json_string(in_str(j, "release")));
+    j->stage = 1;
+    if (strcmp(action, "upgrade") == 0) {
+      helm_status_cmd(j); /* the revision before */
+      return TOOL_SPAWN;
+    }
+    if (strcmp(action, "rollback") == 0)
+      return helm_rollback_cmd(
+        j, json_integer_value(json_object_get(j->in, "revision")));
+    if (strcmp(action, "revert") == 0) {
+      json_int_t prev =
+        json_integer_value(json_object_get(j->in, "previous_revision"));
+      if (prev > 0) {
+        json_object_set_new(j->outputs, "did", json_string("rollback"));
+        return helm_rollback_cmd(j, prev);
+      }
+    }
+    json_object_set_new(j->outputs, "did", json_string("uninstall"));
+    av_begin(j, "helm uninstall");
+    av_add(j, in_str(j, "release"));
+    helm_globals(j);
+    return TOOL_SPAWN;
+  }
+  if (strcmp(action, "upgrade") != 0)
+    return ran_ok(j) ? TOOL_DONE : TOOL_FAIL;
+
+  switch (j->stage) {
+  case 1: { /* status before */
+    json_int_t prev = 0;
+    if (ran_ok(j)) {
+      if ((prev = helm_revision(j, NULL)) < 0) {
+        snprintf(j->error, sizeof j->error, "cannot read the revision of "
+                 "release '%s' from 'helm status -o json'",
+                 in_str(j, "release"));
+        return TOOL_FAIL;
+      }
+    } else if (j->spawn_err || strstr(j->errtail, "not found") == NULL) {
+      return TOOL_FAIL;
+    }
+    json_object_set_new(j->outputs, "previous_revision", json_integer(prev));
+    j->stage = 2;
+    av_begin(j, "helm upgrade");
+    av_add(j, in_str(j, "release"));
+    av_add(j, in_str(j, "chart"));
+    av_add(j, "--install");
+    helm_globals(j);
+    json_array_foreach(json_object_get(j->in, "values"), i, item) {
+      av_opt(j, "--values", json_string_value(item));
+    }
+    json_array_foreach(json_object_get(j->in, "set"), i, item) {
+      av_opt(j, "--set", json_string_value(item));
+    }
+    av_opt(j, "--version", in_str(j, "version"));
+    helm_wait_opts(j);
+    return TOOL_SPAWN;
+  }
+  case 2: /* upgraded */
+    if (!ran_ok(j))
+      return TOOL_FAIL;
+    j->stage = 3;
+    helm_status_cmd(j);
+    return TOOL_SPAWN;
+  default: { /* status after */
+    json_t *status = NULL;
+    json_int_t rev;
+    if (!ran_ok(j))
+      return TOOL_FAIL;
+    if ((rev = helm_revision(j, &status)) < 0) {
+      snprintf(j->error, sizeof j->error, "cannot read the revision of "
+               "release '%s' from 'helm status -o json'",
+               in_str(j, "release"));
+      return TOOL_FAIL;
+    }
+    json_object_set_new(j->outputs, "revision", json_integer(rev));
+    if (status)
+      json_object_set_new(j->outputs, "status", status);
+    return TOOL_DONE;
+  }
+  }
+}
+
+static int helm_start(struct adapter_call *call, struct cairn_error *err)
+{
+  static const struct tool_kind k = { helm_next };
+  return tool_start(call, &k, err);
+}
+
+/* ---- compose ------------------------------------------------------------ */
+
+static int compose_check(json_t *with, struct cairn_error *err)
+{
+  int rc;
+
+  if ((rc = check_action(with, "up down", err)) < 0 ||
+      (rc = check_not_flag(with, "services", err)) < 0)
+    return rc;
+  return 0;
+}
+
+static enum tool_next compose_next(struct tool_job *j)
+{
+  int up = strcmp(in_str(j, "action"), "up") == 0;
+  json_t *services = json_object_get(j->in, "services");
+  json_t *item;
+  size_t i;
+
+  if (j->stage > 0)
+    return ran_ok(j) ? TOOL_DONE : TOOL_FAIL;
+  if (recheck(j, compose_check) == TOOL_FAIL)
+    return TOOL_FAIL;
+  j->stage = 1;
+  av_begin(j, "docker compose"); /* its options go before the subcommand */
+  snprintf(j->what, sizeof j->what, "docker compose %s", up ? "up" : "down");
+  av_opt(j, "--file", in_str(j, "file"));
+  av_opt(j, "--project-name", in_str(j, "project"));
+  av_add(j, up ? "up" : "down");
+  if (up) {
+    av_add(j, "--detach");
+    json_array_foreach(services, i, item) {
+      av_add(j, json_string_value(item));
+    }
+  }
+  json_object_set_new(j->outputs, "project",
+                      json_string(in_str(j, "project")));
+  json_object_set_new(j->outputs, "file", json_string(in_str(j, "file")));
+  json_object_set_new(j->outputs, "services",
+                      services ? json_incref(services) : json_array());
+  return TOOL_SPAWN;
+}
+
+static int compose_start(struct adapter_call *call, struct cairn_error *err)
+{
+  static const struct tool_kind k = { compose_next };
+  return tool_start(call, &k, err);
+}
+
+/* ---- descriptions ------------------------------------------------------- */
+
+/* Optional strings default to "" (not given) so that undo templates can
+ * name them whether or not the state did. */
+static const struct adapter_input kubectl_inputs[] = {
+  { "action", ADAPTER_T_STRING, 0, "\"apply\"", "apply or rollout_undo" },
+  { "file", ADAPTER_T_STRING, 0, "\"\"",
+    "apply: a manifest file or folder (--filename; this or kustomize)" },
+  { "kustomize", ADAPTER_T_STRING, 0, "\"\"",
+    "apply: a kustomization folder (--kustomize; this or file)" },
+  { "namespace", ADAPTER_T_STRING, 0, "\"\"", "--namespace" },
+  { "context", ADAPTER_T_STRING, 0, "\"\"", "--context" },
+  { "wait", ADAPTER_T_BOOLEAN, 0, "false",
+    "apply: then wait for each deployment with kubectl rollout status" },
+  { "rollout_timeout", ADAPTER_T_DURATION, 0, "\"5m\"",
+    "how long rollout status waits (--timeout)" },
+  { "deployment", ADAPTER_T_STRING, 0, "\"\"",
+    "the deployment to wait for or undo (default: every deployment "
+    "applied, or every one in resources)" },
+  { "resources", ADAPTER_T_ANY, 0, "[]",
+    "rollout_undo: kind/name list, as apply's output" },
+  { NULL, 0, 0, NULL, NULL },
+};
+
+static const struct adapter_output kubectl_outputs[] = {
+  { "resources", "list", "apply: each kind/name applied (-o name)" },
+  { "deployments", "list", "the deployments waited for or undone" },
+  { NULL, NULL, NULL },
+};
+
+const struct adapter_desc adapter_kubectl = {
+  .name = "kubectl",
+  .summary = "kubectl apply (and wait for the rollout), or rollout undo",
+  .inputs = kubectl_inputs,
+  .outputs = kubectl_outputs,
+  .idempotent = 1,
+  .undo_adapter = "kubectl",
+  .undo_with = "{\"action\": \"rollout_undo\","
+               " \"resources\": \"{{ self.output.resources }}\","
+               " \"deployment\": \"{{ self.input.deployment }}\","
+               " \"namespace\": \"{{ self.input.namespace }}\","
+               " \"context\": \"{{ self.input.context }}\"}",
+  .check = kubectl_check,
+  .start = kubectl_start,
+  .cancel = tool_cancel,
+};
+
+static const struct adapter_input helm_inputs[] = {
+  { "action", ADAPTER_T_STRING, 0, "\"upgrade\"",
+    "upgrade (--install), rollback, uninstall, or revert (rollback to "
+    "previous_revision, uninstall when it is 0)" },
+  { "release", ADAPTER_T_STRING, 1, NULL, "the release name" },
+  { "chart", ADAPTER_T_STRING, 0, "\"\"", "upgrade: chart reference or path" },
+  { "namespace", ADAPTER_T_STRING, 0, "\"\"", "--namespace" },
+  { "kube_context", ADAPTER_T_STRING, 0, "\"\"", "--kube-context" },
+  { "values", ADAPTER_T_ARGV, 0, NULL, "upgrade: values files (--values)" },
+  { "set", ADAPTER_T_ARGV, 0, NULL, "upgrade: key=value items (--set)" },
+  { "version", ADAPTER_T_STRING, 0, "\"\"", "upgrade: chart version" },
+  { "wait", ADAPTER_T_BOOLEAN, 0, "false", "--wait" },
+  { "timeout", ADAPTER_T_DURATION, 0, NULL, "--timeout for helm" },
+  { "revision", ADAPTER_T_INTEGER, 0, NULL, "rollback: the revision" },
+  { "previous_revision", ADAPTER_T_INTEGER, 0, NULL,
+    "revert: upgrade's previous_revision" },
+  { NULL, 0, 0, NULL, NULL },
+};
+
+static const struct adapter_output helm_outputs[] = {
+  { "release", "string", "the release" },
+  { "revision", "integer", "upgrade: the new revision; rollback: the "
+    "revision rolled back to" },
+  { "previous_revision", "integer",
+    "upgrade: the revision before (0: the release did not exist)" },
+  { "status", "string", "upgrade: helm's status of the release" },
+  { "did", "string", "revert: rollback or uninstall" },
+  { NULL, NULL, NULL },
+};
+
+const struct adapter_desc adapter_helm = {
+  .name = "helm",
+  .summary = "helm upgrade --install, rollback or uninstall a release",
+  .inputs = helm_inputs,
+  .outputs = helm_outputs,
+  .idempotent = 1,
+  .undo_adapter = "helm",
+  .undo_with = "{\"action\": \"revert\","
+               " \"release\": \"{{ self.input.release }}\","
+               " \"namespace\": \"{{ self.input.namespace }}\","
+               " \"kube_context\": \"{{ self.input.kube_context }}\","
+               " \"wait\": \"{{ self.input.wait }}\","
+               " \"previous_revision\":"
+               " \"{{ self.output.previous_revision }}\"}",
+  .check = helm_check,
+  .start = helm_start,
+  .cancel = tool_cancel,
+};
+
+static const struct adapter_input compose_inputs[] = {
+  { "action", ADAPTER_T_STRING, 0, "\"up\"", "up (--detach) or down" },
+  { "file", ADAPTER_T_STRING, 1, NULL, "the compose file (--file)" },
+  { "project", ADAPTER_T_STRING, 1, NULL, "the project name "
+    "(--project-name)" },
+  { "services", ADAPTER_T_ARGV, 0, NULL, "up: only these services" },
+  { NULL, 0, 0, NULL, NULL },
+};
+
+static const struct adapter_output compose_outputs[] = {
+  { "project", "string", "the project" },
+  { "file", "string", "the compose file" },
+  { "services", "list", "the services named (empty: all)" },
+  { NULL, NULL, NULL },
+};
+
+const struct adapter_desc adapter_compose = {
+  .name = "compose",
+  .summary = "docker compose up --detach, or down",
+  .inputs = compose_inputs,
+  .outputs = compose_outputs,
+  .idempotent = 1,
+  .undo_adapter = "compose",
+  .undo_with = "{\"action\": \"down\", \"file\": \"{{ self.input.file }}\","
+               " \"project\": \"{{ self.input.project }}\"}",
+  .check = compose_check,
+  .start = compose_start,
+  .cancel = tool_cancel,
+};
