@@ -236,10 +236,10 @@ test_expect_success 'a changed file is refused with its name' '
 	mv keep.sql migrations/002_users.up.sql
 '
 
-# The default undo of a state that took the password from an input gets
-# self.input.password from the journal, where it is redacted ("***"): a
-# known breakage until the engine renders undo inputs with the secrets.
-test_expect_failure 'a later failure rolls back: the default undo migrates back (password input)' '
+# The default undo of a state that took the password from an input: the
+# journal holds it redacted ("***"), so the engine renders the undo's
+# self.input again with the run's secrets.
+test_expect_success 'a later failure rolls back: the default undo migrates back (password input)' '
 	echo "CREATE TABLE orders (id int);" >migrations/003_orders.up.sql &&
 	echo "DROP TABLE orders;" >migrations/003_orders.down.sql &&
 	touch fail-after &&
