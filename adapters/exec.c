@@ -147,35 +147,6 @@ static const char *signal_name(int sig, char *buf, size_t n)
   return buf;
 }
 
-/* "250ms", "2s", "1.5s", "1m30s", "2h" */
-static void format_ms(int64_t ms, char *out, size_t n)
-{
-  long long h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60;
-  long long frac = ms % 1000;
-  size_t len = 0;
-
-  if (ms < 1000) {
-    snprintf(out, n, "%lldms", (long long)ms);
-    return;
-  }
-  out[0] = '\0';
-  if (h)
-    len += (size_t)snprintf(out + len, n - len, "%lldh", h);
-  if (m && len < n)
-    len += (size_t)snprintf(out + len, n - len, "%lldm", m);
-  if ((s || frac) && len < n) {
-    if (frac) {
-      char f[8];
-      snprintf(f, sizeof f, "%03lld", frac);
-      for (int i = 2; i > 0 && f[i] == '0'; i--)
-        f[i] = '\0';
-      snprintf(out + len, n - len, "%lld.%ss", s, f);
-    } else {
-      snprintf(out + len, n - len, "%llds", s);
-    }
-  }
-}
-
 /* Children must inherit no descriptor but 0-2: libuv's own are
  * close-on-exec, the journal's SQLite file and others may not be. */
 static void cloexec_fds(void)
@@ -389,63 +360,6 @@ static const char *make_tail(struct exec_run *r)
 
 /* ---- json output -------------------------------------------------------- */
 
-static json_t *redact_json(json_t *v, const char *const *redact);
-
-static json_t *redact_string(const char *s, size_t n,
-                             const char *const *redact)
-{
-  struct cairn_buf b = { 0 };
-  json_t *j;
-
-  adapter_redact_feed(s, n, redact, 1, cairn_buf_emit, &b);
-  if (b.failed) {
-    cairn_buf_release(&b);
-    return json_string("***");
-  }
-  j = json_stringn(b.p ? b.p : "", b.len);
-  if (j == NULL) /* the cut made it invalid UTF-8 */
-    j = json_string("***");
-  cairn_buf_release(&b);
-  return j;
-}
-
-/* A copy of v with every string and key redacted (new reference). */
-static json_t *redact_json(json_t *v, const char *const *redact)
-{
-  const char *key;
-  json_t *item;
-  size_t i;
-  json_t *out;
-
-  switch (json_typeof(v)) {
-  case JSON_STRING:
-    return redact_string(json_string_value(v), json_string_length(v),
-                         redact);
-  case JSON_OBJECT:
-    if ((out = json_object()) == NULL)
-      return NULL;
-    json_object_foreach(v, key, item) {
-      json_t *k = redact_string(key, strlen(key), redact);
-      json_t *val = redact_json(item, redact);
-      if (k && val)
-        json_object_set_new(out, json_string_value(k), val);
-      else
-        json_decref(val);
-      json_decref(k);
-    }
-    return out;
-  case JSON_ARRAY:
-    if ((out = json_array()) == NULL)
-      return NULL;
-    json_array_foreach(v, i, item) {
-      json_array_append_new(out, redact_json(item, redact));
-    }
-    return out;
-  default:
-    return json_incref(v);
-  }
-}
-
 static void add_json_output(struct exec_run *r)
 {
   json_t *j;
@@ -458,7 +372,7 @@ static void add_json_output(struct exec_run *r)
     return;
   }
   if (r->redact) {
-    json_t *red = redact_json(j, r->redact);
+    json_t *red = adapter_redact_json(j, r->redact);
     json_decref(j);
     j = red;
   }
@@ -596,7 +510,7 @@ static void terminate(struct exec_run *r, enum adapter_outcome why)
   r->stopped = 1;
   r->stop_outcome = why;
   if (why == ADAPTER_TIMED_OUT) {
-    format_ms(r->timeout_ms, d, sizeof d);
+    adapter_format_duration(r->timeout_ms, d, sizeof d);
     snprintf(r->error, sizeof r->error, "timed out after %s", d);
   } else {
     snprintf(r->error, sizeof r->error, "cancelled");
