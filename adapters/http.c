@@ -556,8 +556,11 @@ static void on_xfer_done(CURL *easy, CURLcode rc, void *ud)
     log_line(r, "%s %s: %s", r->method, r->url, r->why);
   }
   if (r->deadline && now + (uint64_t)r->interval_ms < r->deadline) {
+    uint64_t wait = (uint64_t)r->interval_ms;
+    if (r->hard_deadline && now + wait > r->hard_deadline)
+      wait = r->hard_deadline > now ? r->hard_deadline - now : 0;
     r->phase = HTTP_WAITING;
-    uv_timer_start(&r->timer, on_timer, (uint64_t)r->interval_ms, 0);
+    uv_timer_start(&r->timer, on_timer, wait, 0);
     return;
   }
   fail(r, ADAPTER_FAILED);

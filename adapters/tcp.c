@@ -148,12 +148,13 @@ static void set_last(struct tcp_run *r, int status)
 static void attempt_failed(struct tcp_run *r)
 {
   uint64_t now = uv_now(r->call->loop);
+  uint64_t wend = r->within_ms > 0 ? r->start + (uint64_t)r->within_ms : 0;
 
-  if (r->deadline == 0 || now + (uint64_t)r->interval_ms >= r->deadline) {
-    if (r->hard_deadline && now >= r->hard_deadline)
-      fail(r, ADAPTER_TIMED_OUT);
-    else
-      fail(r, ADAPTER_FAILED);
+  /* out of `within` (or one attempt only): failed; a state timeout that
+   * comes first is waited for, to end as timed out */
+  if (wend == 0 || (now + (uint64_t)r->interval_ms >= wend &&
+                    (r->hard_deadline == 0 || wend <= r->hard_deadline))) {
+    fail(r, ADAPTER_FAILED);
     return;
   }
   r->phase = TCP_IDLE;
