@@ -121,8 +121,8 @@ test_expect_success 'a body that is not JSON fails a json expectation' '
 test_expect_success 'polling: fails while starting, passes once the file says healthy' '
 	printf "{\"status\":\"starting\"}\n" >"$NG/www/slow.json" &&
 	check poll "{ url: \"$U/slow.json\", expect: { json: { status: healthy } }, within: 10s, interval: 200ms }" &&
-	( sleep 1; printf "{\"status\":\"healthy\"}\n" >"$NG/www/slow.json.new" &&
-	  mv "$NG/www/slow.json.new" "$NG/www/slow.json" ) &
+	{ ( sleep 1; printf "{\"status\":\"healthy\"}\n" >"$NG/www/slow.json.new" &&
+	    mv "$NG/www/slow.json.new" "$NG/www/slow.json" ) & } &&
 	cairn run poll.yaml >out 2>err &&
 	wait &&
 	n=$(out attempts) && echo "attempts: $n" &&
@@ -134,6 +134,7 @@ test_expect_success 'polling that never passes: the error counts attempts and th
 	printf "{\"status\":\"starting\"}\n" >"$NG/www/slow.json" &&
 	check never "{ url: \"$U/slow.json\", expect: { json: { status: healthy } }, within: 1s, interval: 200ms }" &&
 	test_must_fail_with 1 cairn run never.yaml >out 2>err &&
+	cat out &&
 	grep -o "GET [^ ]*: json .* (after [0-9]* attempts in 1s)" out | head -n 1 >msg &&
 	n=$(sed "s/.*after \([0-9]*\) attempts.*/\1/" msg) &&
 	test "$n" -ge 2 && test "$n" -le 6
