@@ -163,6 +163,32 @@ size_t adapter_redact_feed(const char *in, size_t n,
                            void (*emit)(void *ud, const char *p, size_t n),
                            void *ud);
 
+/* ms as a person reads a duration: "250ms", "2s", "1.5s", "1m30s", "2h"
+ * (into out of size n). */
+void adapter_format_duration(int64_t ms, char *out, size_t n);
+
+/* A copy of v with every string and key redacted (a new reference, owned
+ * by the caller; NULL when out of memory). */
+json_t *adapter_redact_json(json_t *v, const char *const *redact);
+
+/* Appends call->log_header (if any) and text, redacted, to call->log_path
+ * (created 0600; nothing when log_path is NULL). Best effort: a log that
+ * cannot be written never fails the action. text is borrowed. */
+void adapter_log_write(const struct adapter_call *call, const char *text);
+
+#define ADAPTER_TAIL_MAX 4096 /* bytes of result.tail */
+
+/* For adapters whose output is their own log lines: writes log (may be
+ * NULL) with adapter_log_write, sets res->error from error (redacted; may
+ * be NULL or "") and res->tail to log's last ADAPTER_TAIL_MAX bytes,
+ * redacted. res->tail is malloc'd (NULL only when out of memory): the
+ * caller frees it after on_done. Returns res->tail. */
+char *adapter_finish_text(const struct adapter_call *call, const char *error,
+                          const char *log, struct adapter_result *res);
+
+/* 1 when v is a string holding a template ("{{"), checked once rendered. */
+int adapter_is_template(json_t *v);
+
 /* The adapters themselves (static; also reachable through the registry).
  *
  * exec: runs `argv` (no shell) or `shell` (/bin/sh -c) as the leader of
@@ -253,5 +279,27 @@ extern const struct adapter_desc adapter_secrets_generate;
 extern const struct adapter_desc adapter_kubectl;
 extern const struct adapter_desc adapter_helm;
 extern const struct adapter_desc adapter_compose;
+/* tcp.wait: connects to host:port (uv_getaddrinfo for names, each address
+ * in turn) every `interval` until one connection is accepted (then closed
+ * at once) or `within` runs out: "127.0.0.1:5432 did not accept a
+ * connection within 30s (last: connection refused)". within 0 is one
+ * attempt. The state's timeout ends it as ADAPTER_TIMED_OUT. Outputs:
+ * attempts, elapsed_ms. Idempotent. */
+extern const struct adapter_desc adapter_tcp_wait;
+
+/* http.check: one request (or one every `interval` until `expect` holds,
+ * for up to `within`) through the loop's shared libcurl multi handle
+ * (adapters/curl_uv.h); TLS verified unless insecure is true. The error
+ * names the method, URL and what did not match ("GET http://h/health:
+ * json 'status' is \"starting\", expected \"healthy\" (after 12 attempts
+ * in 30s)"). Outputs: status, latency_ms, headers, json, attempts (strings
+ * redacted). cancel() removes the transfer: ADAPTER_CANCELLED. */
+extern const struct adapter_desc adapter_http_check;
+
+/* notify.webhook: POSTs `body` (or {"event": E, ...data}) as JSON, up to
+ * `attempts` times, through the same shared multi handle. Not delivered
+ * (no 2xx) is logged and reported as success with delivered: false,
+ * unless required is true: then ADAPTER_FAILED. Not idempotent. */
+extern const struct adapter_desc adapter_notify_webhook;
 
 #endif

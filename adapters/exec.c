@@ -283,63 +283,6 @@ static const char *make_tail(struct exec_run *r)
 
 /* ---- json output -------------------------------------------------------- */
 
-static json_t *redact_json(json_t *v, const char *const *redact);
-
-static json_t *redact_string(const char *s, size_t n,
-                             const char *const *redact)
-{
-  struct cairn_buf b = { 0 };
-  json_t *j;
-
-  adapter_redact_feed(s, n, redact, 1, cairn_buf_emit, &b);
-  if (b.failed) {
-    cairn_buf_release(&b);
-    return json_string("***");
-  }
-  j = json_stringn(b.p ? b.p : "", b.len);
-  if (j == NULL) /* the cut made it invalid UTF-8 */
-    j = json_string("***");
-  cairn_buf_release(&b);
-  return j;
-}
-
-/* A copy of v with every string and key redacted (new reference). */
-static json_t *redact_json(json_t *v, const char *const *redact)
-{
-  const char *key;
-  json_t *item;
-  size_t i;
-  json_t *out;
-
-  switch (json_typeof(v)) {
-  case JSON_STRING:
-    return redact_string(json_string_value(v), json_string_length(v),
-                         redact);
-  case JSON_OBJECT:
-    if ((out = json_object()) == NULL)
-      return NULL;
-    json_object_foreach(v, key, item) {
-      json_t *k = redact_string(key, strlen(key), redact);
-      json_t *val = redact_json(item, redact);
-      if (k && val)
-        json_object_set_new(out, json_string_value(k), val);
-      else
-        json_decref(val);
-      json_decref(k);
-    }
-    return out;
-  case JSON_ARRAY:
-    if ((out = json_array()) == NULL)
-      return NULL;
-    json_array_foreach(v, i, item) {
-      json_array_append_new(out, redact_json(item, redact));
-    }
-    return out;
-  default:
-    return json_incref(v);
-  }
-}
-
 static void add_json_output(struct exec_run *r)
 {
   json_t *j;
@@ -352,7 +295,7 @@ static void add_json_output(struct exec_run *r)
     return;
   }
   if (r->redact) {
-    json_t *red = redact_json(j, r->redact);
+    json_t *red = adapter_redact_json(j, r->redact);
     json_decref(j);
     j = red;
   }
@@ -490,7 +433,7 @@ static void terminate(struct exec_run *r, enum adapter_outcome why)
   r->stopped = 1;
   r->stop_outcome = why;
   if (why == ADAPTER_TIMED_OUT) {
-    adapter__format_ms(r->timeout_ms, d, sizeof d);
+    adapter_format_duration(r->timeout_ms, d, sizeof d);
     snprintf(r->error, sizeof r->error, "timed out after %s", d);
   } else {
     snprintf(r->error, sizeof r->error, "cancelled");

@@ -4,10 +4,12 @@
 #include "adapters/adapter.h"
 #include "common/buf.h"
 
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const struct adapter_desc *const adapter_registry[] = {
   &adapter_exec,
@@ -21,6 +23,9 @@ const struct adapter_desc *const adapter_registry[] = {
   &adapter_kubectl,
   &adapter_helm,
   &adapter_compose,
+  &adapter_http_check,
+  &adapter_notify_webhook,
+  &adapter_tcp_wait,
   NULL,
 };
 
@@ -210,9 +215,38 @@ static int duration_value(json_t *v, int64_t *ms, char *why, size_t n)
   return -1;
 }
 
+/* "250ms", "2s", "1.5s", "1m30s", "2h" */
+void adapter_format_duration(int64_t ms, char *out, size_t n)
+{
+  long long h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60;
+  long long frac = ms % 1000;
+  size_t len = 0;
+
+  if (ms < 1000) {
+    snprintf(out, n, "%lldms", (long long)ms);
+    return;
+  }
+  out[0] = '\0';
+  if (h)
+    len += (size_t)snprintf(out + len, n - len, "%lldh", h);
+  if (m && len < n)
+    len += (size_t)snprintf(out + len, n - len, "%lldm", m);
+  if ((s || frac) && len < n) {
+    if (frac) {
+      char f[8];
+      snprintf(f, sizeof f, "%03lld", frac);
+      for (int i = 2; i > 0 && f[i] == '0'; i--)
+        f[i] = '\0';
+      snprintf(out + len, n - len, "%lld.%ss", s, f);
+    } else {
+      snprintf(out + len, n - len, "%llds", s);
+    }
+  }
+}
+
 /* ---- checking and converting inputs ------------------------------------- */
 
-static int is_template(json_t *v)
+int adapter_is_template(json_t *v)
 {
   return json_is_string(v) && strstr(json_string_value(v), "{{") != NULL;
 }
@@ -269,7 +303,7 @@ static int check_value(const struct adapter_input *in, json_t *v,
 
   if (out)
     *out = NULL;
-  if (templates && is_template(v))
+  if (templates && adapter_is_template(v))
     return 0;
 
   switch (in->type) {
@@ -315,7 +349,7 @@ static int check_value(const struct adapter_input *in, json_t *v,
       return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     json_array_foreach(v, i, item) {
       json_t *s;
-      if (templates && is_template(item))
+      if (templates && adapter_is_template(item))
         continue;
       s = scalar_string(item);
       if (s == NULL) {
@@ -345,7 +379,7 @@ static int check_value(const struct adapter_input *in, json_t *v,
       return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     json_object_foreach(v, key, item) {
       json_t *s;
-      if (templates && is_template(item))
+      if (templates && adapter_is_template(item))
         continue;
       s = scalar_string(item);
       if (s == NULL) {
@@ -619,4 +653,106 @@ char *adapter_redact(char *s, const char *const *redact)
   }
   free(s);
   return b.p;
+}
+
+static json_t *redact_string(const char *s, size_t n,
+                             const char *const *redact)
+{
+  struct cairn_buf b = { 0 };
+  json_t *j;
+
+  adapter_redact_feed(s, n, redact, 1, cairn_buf_emit, &b);
+  if (b.failed) {
+    cairn_buf_release(&b);
+    return json_string("***");
+  }
+  j = json_stringn(b.p ? b.p : "", b.len);
+  if (j == NULL) /* the cut made it invalid UTF-8 */
+    j = json_string("***");
+  cairn_buf_release(&b);
+  return j;
+}
+
+json_t *adapter_redact_json(json_t *v, const char *const *redact)
+{
+  const char *key;
+  json_t *item;
+  size_t i;
+  json_t *out;
+
+  switch (json_typeof(v)) {
+  case JSON_STRING:
+    return redact_string(json_string_value(v), json_string_length(v),
+                         redact);
+  case JSON_OBJECT:
+    if ((out = json_object()) == NULL)
+      return NULL;
+    json_object_foreach(v, key, item) {
+      json_t *k = redact_string(key, strlen(key), redact);
+      json_t *val = adapter_redact_json(item, redact);
+      if (k && val)
+        json_object_set_new(out, json_string_value(k), val);
+      else
+        json_decref(val);
+      json_decref(k);
+    }
+    return out;
+  case JSON_ARRAY:
+    if ((out = json_array()) == NULL)
+      return NULL;
+    json_array_foreach(v, i, item) {
+      json_array_append_new(out, adapter_redact_json(item, redact));
+    }
+    return out;
+  default:
+    return json_incref(v);
+  }
+}
+
+/* ---- logs --------------------------------------------------------------- */
+
+void adapter_log_write(const struct adapter_call *call, const char *text)
+{
+  char *red;
+  int fd;
+  ssize_t w;
+
+  if (call->log_path == NULL || text == NULL)
+    return;
+  fd = open(call->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return; /* best effort: a full disk must not fail the deploy */
+  if (call->log_header)
+    w = write(fd, call->log_header, strlen(call->log_header));
+  red = adapter_redact(strdup(text), call->redact);
+  if (red) {
+    w = write(fd, red, strlen(red));
+    free(red);
+  }
+  (void)w;
+  close(fd);
+}
+
+char *adapter_finish_text(const struct adapter_call *call, const char *error,
+                          const char *log, struct adapter_result *res)
+{
+  const char *tail = log ? log : "";
+  size_t len = strlen(tail);
+  char *e;
+
+  res->error[0] = '\0';
+  if (error && error[0] && (e = adapter_redact(strdup(error), call->redact))) {
+    snprintf(res->error, sizeof res->error, "%s", e);
+    free(e);
+  }
+  adapter_log_write(call, tail);
+  if (len > ADAPTER_TAIL_MAX) {
+    tail += len - ADAPTER_TAIL_MAX;
+    while ((*tail & 0xC0) == 0x80) /* not in the middle of a character */
+      tail++;
+  }
+  res->tail = adapter_redact(strdup(tail), call->redact);
+  if (res->tail == NULL)
+    res->tail = strdup("");
+  return res->tail;
 }

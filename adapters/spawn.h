@@ -41,9 +41,6 @@ void adapter__spawn_error(char *out, size_t n, int rc, const char *file,
 /* "SIGTERM"; digits into buf for a signal without a name here. */
 const char *adapter__signal_name(int sig, char *buf, size_t n);
 
-/* "250ms", "2s", "1.5s", "1m30s", "2h" */
-void adapter__format_ms(int64_t ms, char *out, size_t n);
-
 /* write(2) until done; 0 or -1 with errno. */
 int adapter__write_all(int fd, const char *p, size_t n);
 

@@ -1,0 +1,85 @@
+/* libcurl's multi interface driven by a libuv loop, shared by the HTTP
+ * adapters (http.check, notify.webhook): one CURLM per loop, created when
+ * the first user acquires it and cleaned up when the last one releases it,
+ * so many checks in flight on one loop share connections and one timer.
+ *
+ * Single-threaded: a loop's users must all run on that loop's thread (as
+ * cairn's engine does). Memory: the shared state belongs to this module;
+ * users own their easy handles and must remove them before releasing. */
+#ifndef CAIRN_ADAPTERS_CURL_UV_H
+#define CAIRN_ADAPTERS_CURL_UV_H
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "common/error.h"
+
+struct adapter__curlm;
+
+/* Called once per transfer added with adapter__curlm_add, when it ends
+ * (rc is its CURLcode), from the loop. The easy handle is still in the
+ * multi: the callback removes it (adapter__curlm_remove) or not, as it
+ * likes; the callback may also release its user of the shared state. */
+typedef void adapter__curl_done_fn(CURL *easy, CURLcode rc, void *ud);
+
+/* The loop's shared multi handle, created on first use; adds one user.
+ * Returns NULL (with err filled) when curl cannot be set up. */
+struct adapter__curlm *adapter__curlm_acquire(uv_loop_t *loop,
+                                              struct cairn_error *err);
+
+/* Drops one user. The last one tears the shared state down (multi
+ * cleanup, then its libuv handles are closed); released(ud) is called
+ * once nothing of it is left open on the loop: at once when others still
+ * use it, else from a close callback. released may be NULL. */
+void adapter__curlm_release(struct adapter__curlm *m,
+                            void (*released)(void *ud), void *ud);
+
+/* Starts a transfer; done(easy, rc, ud) follows exactly once, unless the
+ * handle is removed first. CURLOPT_PRIVATE is used by this module. */
+int adapter__curlm_add(struct adapter__curlm *m, CURL *easy,
+                       adapter__curl_done_fn *done, void *ud,
+                       struct cairn_error *err);
+
+/* Stops a transfer (done is not called); harmless when it already ended. */
+void adapter__curlm_remove(struct adapter__curlm *m, CURL *easy);
+
+/* A one-line description of a failed transfer: "connection refused",
+ * "no response within 10s", the TLS verification failure, else curl's
+ * own words (errbuf, CURL_ERROR_SIZE, may be ""). */
+void adapter__curl_describe(CURL *easy, CURLcode rc, const char *errbuf,
+                            long timeout_ms, char *out, size_t n);
+
+/* Options every request shares: method, url, headers (a list the caller
+ * owns and frees after the transfer), body (may be NULL; copied by curl
+ * only when the caller keeps it alive: it must outlive the transfer),
+ * timeout, TLS (insecure, ca may be NULL), errbuf, body and header sinks
+ * (may be NULL). Returns 0 or CAIRN_E_INVAL naming the bad option. */
+struct adapter__curl_req {
+  const char *method;
+  const char *url;
+  struct curl_slist *headers;
+  const char *body;
+  size_t body_len;
+  long timeout_ms;
+  int insecure;
+  const char *ca;
+  char *errbuf;
+  size_t (*on_body)(char *p, size_t size, size_t n, void *ud);
+  size_t (*on_header)(char *p, size_t size, size_t n, void *ud);
+  void *ud;
+};
+int adapter__curl_setup(CURL *easy, const struct adapter__curl_req *q,
+                        struct cairn_error *err);
+
+/* The `headers` input (a map of strings, may be NULL) as a curl list,
+ * plus extra ("Name: value", may be NULL). *out is owned by the caller
+ * (curl_slist_free_all); NULL when there are none. */
+int adapter__curl_headers(json_t *map, const char *extra,
+                          struct curl_slist **out, struct cairn_error *err);
+
+/* Frees what adapter__curlm_add hung on easy, then the handle itself
+ * (NULL does nothing). Call after removing it from the multi. */
+void adapter__curl_free(CURL *easy);
+
+#endif
