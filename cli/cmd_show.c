@@ -150,6 +150,9 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
                    : phase_name(s->phase));
     printf("%-28s %-10s %-12s %8s %8s  %s\n", s->path,
            s->kind ? s->kind : "", outcome, start, took, detail);
+    /* Turning TLS verification off must not pass unnoticed in review. */
+    if (json_is_true(json_object_get(s->inputs, "insecure")))
+      printf("%-28s ! TLS not verified (insecure: true)\n", "");
   }
   if (events) {
     printf("\n%6s %-16s %-24s %s\n", "SEQ", "KIND", "STATE", "PAYLOAD");

@@ -186,15 +186,19 @@ test_expect_success 'TLS: a self-signed certificate is refused by default' '
 
 test_expect_success 'TLS: accepted with ca: pointing at the certificate' '
 	check tlsca "{ url: \"https://127.0.0.1:$TLS_PORT/health.json\", ca: \"$NG/cert.pem\", expect: { json: { status: healthy } } }" &&
-	cairn run tlsca.yaml >out 2>err
+	cairn run tlsca.yaml >out 2>err &&
+	cairn show $(last_run) >shown &&
+	test_grep ! "TLS not verified" shown
 '
 
-test_expect_success 'TLS: accepted with insecure: true, which the journal shows' '
+test_expect_success 'TLS: accepted with insecure: true, which the journal and show say' '
 	check tlsins "{ url: \"https://127.0.0.1:$TLS_PORT/health.json\", insecure: true }" &&
 	cairn run tlsins.yaml >out 2>err &&
 	q "SELECT count(*) FROM events WHERE run_id = '\''$(last_run)'\''
 	   AND payload LIKE '\''%\"insecure\":true%'\''" >n &&
-	test "$(cat n)" -ge 1
+	test "$(cat n)" -ge 1 &&
+	cairn show $(last_run) >shown &&
+	test_grep "^ *! TLS not verified (insecure: true)$" shown
 '
 
 test_expect_success 'a secret sent in a header is redacted from the json output' '
