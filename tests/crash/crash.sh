@@ -1,41 +1,93 @@
 #!/bin/bash
-# tests/crash/crash.sh: kill the engine at every journal commit of the
-# reference workflow and at random moments, resume, and prove that every
-# run ends as an uninterrupted run does, with every non-idempotent action
-# having taken effect exactly once. See tests/crash/README.md.
+# tests/crash/crash.sh: kill the engine at every journal commit and at
+# random moments, resume, and prove that every run ends as an
+# uninterrupted run does, with every non-idempotent action having taken
+# effect exactly once. Part 1 runs the reference workflow, which succeeds;
+# part 2 the rollback workflow, which fails late and rolls back: there the
+# undo steps that run must be exactly the journaled plan, each undo's
+# effect once. See tests/crash/README.md.
 #
 # Needs a cairn built with -Dtest_hooks=true (CAIRN_BIN) and jq.
 # Environment:
 #   CRASH_SEED=N          seed of the random kill moments (printed; replay)
-#   CRASH_RANDOM=N        how many random kills (default 50)
+#   CRASH_RANDOM=N        how many random kills in part 1 (default 50)
+#   CRASH_RB_RANDOM=N     how many random kills in the rollback (default 10)
 #   CRASH_FAILURES_DIR=D  where failing cases are kept (default
 #                         /tmp/crash-failures)
 #   CRASH_JOBS=N          cases run N at a time (default 2)
 #   CRASH_TIMEOUT=S       a run or resume hung longer fails (default 60)
+#   CRASH_PARTS=LIST      the parts to run (default "forward rollback")
 #
 # shellcheck disable=SC2317 # helpers are called from test bodies (eval)
 # shellcheck disable=SC2016,SC2089,SC2090 # jq programs in single quotes
 . "$(dirname "$0")/../cli/lib.sh"
 
-REF=$CAIRN_SRCDIR/tests/crash/reference.yaml
-# The markers an uninterrupted run writes, one line each, sorted.
-EXPECTED_MARKERS='announce
+# ---- the two parts ------------------------------------------------------------
+#
+# What a case runs and compares with is the current part's (use_part):
+#   PART             forward | rollback
+#   REF              the workflow
+#   REF_SET          more --set arguments of its runs (words)
+#   BASE             the folder of the part's uninterrupted run
+#   RUN_EXIT         the exit status of a run or resume that ends as the
+#                    uninterrupted run does (0 succeeded, 1 failed)
+#   EXPECTED_MARKERS the markers an uninterrupted run writes, one line each,
+#                    sorted
+# Cases run in subshells, which see the values of the part they were
+# launched in.
+REF_FORWARD=$CAIRN_SRCDIR/tests/crash/reference.yaml
+REF_ROLLBACK=$CAIRN_SRCDIR/tests/crash/rollback.yaml
+use_part() {
+  PART=$1
+  case $1 in
+    forward)
+      REF=$REF_FORWARD
+      REF_SET=
+      BASE=$TRASH/baseline
+      RUN_EXIT=0
+      EXPECTED_MARKERS='announce
 blue_switch
 create_db
 provision
-register'
+register' ;;
+    rollback)
+      REF=$REF_ROLLBACK
+      REF_SET='--set fail=true'
+      BASE=$TRASH/rb-baseline
+      RUN_EXIT=1
+      EXPECTED_MARKERS='announce
+blue_switch
+create_db
+provision
+register
+undo-blue_switch
+undo-create_db
+undo-provision
+undo-register' ;;
+  esac
+}
+use_part forward
 CRASH_FAILURES_DIR=${CRASH_FAILURES_DIR:-/tmp/crash-failures}
 CRASH_RANDOM=${CRASH_RANDOM:-50}
+CRASH_RB_RANDOM=${CRASH_RB_RANDOM:-10}
 CRASH_SEED=${CRASH_SEED:-$(( $(date +%s) % 1000000 ))}
 CRASH_TIMEOUT=${CRASH_TIMEOUT:-60}
-export REF EXPECTED_MARKERS
+CRASH_PARTS=${CRASH_PARTS:-forward rollback}
+for p in $CRASH_PARTS; do
+  case $p in
+    forward | rollback) ;;
+    *) _cairn_test_bail "CRASH_PARTS: unknown part '$p' (forward, rollback)" ;;
+  esac
+done
 
 if ! command -v jq >/dev/null 2>&1; then
   test_skip_all 'jq is not installed'
 fi
-if [ ! -f "$REF" ]; then
-  _cairn_test_bail "no reference workflow at $REF (set CAIRN_SRCDIR)"
-fi
+for f in "$REF_FORWARD" "$REF_ROLLBACK"; do
+  if [ ! -f "$f" ]; then
+    _cairn_test_bail "no workflow at $f (set CAIRN_SRCDIR)"
+  fi
+done
 
 # ---- what a run did: its trace ----------------------------------------------
 #
@@ -46,8 +98,10 @@ fi
 #                                   or probe.finished with outcome succeeded
 #                                   (after a crash the probe is what tells
 #                                   that the action took effect)
-#   transition FROM -> TO (REASON)  transition ("" TO when the run ends)
+#   transition FROM -> TO (REASON)  transition ("" TO when the run ends,
+#                                   "rollback" when a failure starts one)
 #   finished - STATUS               run.finished
+# An undo is a PATH of its own, undo:PATH, with the lines of an action.
 # Everything else is left out: what a resume adds (run.resumed,
 # lock.taken_over, probe.finished failed, action.finished interrupted),
 # and what differs from attempt to attempt (action.started, .spawned,
@@ -56,9 +110,11 @@ fi
 # apart.
 #
 # The branches of a parallel state finish in any order, so each run of
-# consecutive branch lines (PATH with a "/") is sorted by PATH, stably: a
-# branch's "enter" stays before its "done". The order of everything else
-# is compared as is, so a state run twice, skipped or moved shows.
+# consecutive branch lines (PATH with a "/", not an undo) is sorted by
+# PATH, stably: a branch's "enter" stays before its "done". The order of
+# everything else is compared as is, so a state run twice, skipped or
+# moved shows, and so does an undo run out of the plan's order (undos of
+# branches run one by one too).
 TRACE_JQ='.events[] |
   if .kind == "state.entered" then "enter \(.state)"
   elif (.kind == "action.finished" or .kind == "probe.finished")
@@ -72,39 +128,50 @@ TRACE_JQ='.events[] |
 # committed in one transaction (DESIGN.md, Journal): prints one line per
 # violation.
 #  - a transition to a state is followed by that state's state.entered;
+#  - a transition to "rollback" is followed by rollback.planned;
 #  - a top-level action that took effect (action.finished or
-#    probe.finished succeeded) is followed by the transition out of it;
-#  - a do state's state.entered is followed by its action.started;
+#    probe.finished succeeded) is followed by the transition out of it
+#    (an undo has no transition: it is left out);
+#  - a do state's or an undo's state.entered is followed by its
+#    action.started;
 #  - run.finished is the run's last event.
 INVARIANTS_JQ='.events as $e | ($e | length) as $n |
   range(0; $n) as $i | $e[$i] as $ev | $e[$i + 1:] as $after |
-  if $ev.kind == "transition" and $ev.payload.to != "" then
+  if $ev.kind == "transition" and $ev.payload.to == "rollback" then
+    if any($after[]; .kind == "rollback.planned")
+    then empty
+    else "event \($ev.seq): transition to rollback but no rollback.planned after"
+    end
+  elif $ev.kind == "transition" and $ev.payload.to != "" then
     if any($after[]; .kind == "state.entered" and .state == $ev.payload.to)
     then empty
     else "event \($ev.seq): transition to \($ev.payload.to) but no state.entered of it after"
     end
   elif ($ev.kind == "action.finished" or $ev.kind == "probe.finished")
        and $ev.payload.outcome == "succeeded"
-       and ($ev.state | contains("/") | not) then
+       and ($ev.state | contains("/") | not)
+       and ($ev.state | startswith("undo:") | not) then
     if any($after[]; .kind == "transition" and .payload.from == $ev.state)
     then empty
     else "event \($ev.seq): \($ev.kind) succeeded of \($ev.state) but no transition out of it after"
     end
-  elif $ev.kind == "state.entered" and $ev.payload.kind == "do" then
+  elif $ev.kind == "state.entered"
+       and ($ev.payload.kind == "do" or $ev.payload.kind == "undo") then
     if any($after[]; .kind == "action.started" and .state == $ev.state)
     then empty
-    else "event \($ev.seq): state.entered of do state \($ev.state) but no action.started after"
+    else "event \($ev.seq): state.entered of \($ev.payload.kind) state \($ev.state) but no action.started after"
     end
   elif $ev.kind == "run.finished" and $i != $n - 1 then
     "event \($ev.seq): run.finished is not the last event of the run"
   else empty end'
 export TRACE_JQ INVARIANTS_JQ
 
-# canon_parallel: sorts each run of consecutive branch lines by path.
+# canon_parallel: sorts each run of consecutive branch lines (not undos)
+# by path.
 canon_parallel() {
   awk -v cmd='sort -s -k2,2' '
     function flush() { if (n) { close(cmd); n = 0 } }
-    $2 ~ /\// { print | cmd; n++; next }
+    $2 ~ /\// && $2 !~ /^undo:/ { print | cmd; n++; next }
     { flush(); print; fflush() }
     END { flush() }'
 }
@@ -212,16 +279,24 @@ check_markers() {
 }
 
 # after_kill RUN I: what must hold right after an engine working on RUN
-# was killed (I numbers the kill); sets st to the run's status.
+# was killed (I numbers the kill); sets st to the run's status. A kill
+# that lands after the rollback was planned and before the run ended
+# touches in-rollbackI (the count of kills during a rollback).
 after_kill() {
+  local want
+  want=$(cat "$BASE/status")
   verify_journal "after-kill$2" || return 1
   load_run "$1" "killed$2.json" || return 1
   check_invariants "killed$2.json" || return 1
   st=$(status_of "killed$2.json")
-  case $st in
-    succeeded | interrupted) ;;
-    *) echo "a killed run's status reads '$st', not interrupted"; return 1 ;;
-  esac
+  if [ "$st" != interrupted ] && [ "$st" != "$want" ]; then
+    echo "a killed run's status reads '$st', not interrupted (nor $want)"
+    return 1
+  fi
+  if [ "$st" = interrupted ] &&
+     jq -e 'any(.events[]; .kind == "rollback.planned")' "killed$2.json" >/dev/null; then
+    touch "in-rollback$2"
+  fi
 }
 
 # resume_to_end RUN [SPEC...]: resumes until the run has ended. SPEC i
@@ -255,7 +330,16 @@ resume_to_end() {
     esac
     echo "resume $i${spec:+ ($spec)}: exit $rc"
     case $rc in
-      0)
+      "$RUN_EXIT")
+        if [ "$rc" -ne 0 ]; then
+          # exit 1 is also a resume's own error: it must say the run ended
+          st=$(tail -n 1 "resume$i.out" | jq -r 'select(.kind == "result") | .status')
+          if [ "$st" != "$(cat "$BASE/status")" ]; then
+            echo "resume $i exited $rc, with status '$st'"
+            cat "resume$i.out" "resume$i.err"
+            return 1
+          fi
+        fi
         return 0 ;;
       137)
         if [ -z "$spec" ]; then
@@ -263,7 +347,7 @@ resume_to_end() {
           return 1
         fi
         after_kill "$run" "-resume$i" || return 1
-        if [ "$st" = succeeded ]; then
+        if [ "$st" != interrupted ]; then
           echo "the run had ended before its resume was killed"
           return 0
         fi
@@ -284,10 +368,61 @@ resume_to_end() {
   done
 }
 
+# The undo paths of a run's rollback.planned events, one a line (the plan
+# in the order it runs; twice when it was journaled twice).
+PLAN_JQ='.events[] | select(.kind == "rollback.planned") | .payload.steps[].undo_path'
+# The undo paths entered, and those that took effect, in journal order.
+UNDO_ENTERED_JQ='.events[] | select(.kind == "state.entered" and (.state | startswith("undo:"))) | .state'
+UNDO_DONE_JQ='.events[] | select((.kind == "action.finished" or .kind == "probe.finished")
+    and .payload.outcome == "succeeded" and (.state | startswith("undo:"))) | .state'
+
+# check_rollback FILE: the rollback of the run loaded in FILE carried out
+# the uninterrupted run's plan, journaled once, every undo of it entered
+# once and taking effect once, in plan order; the undos' own effects (the
+# undo markers are checked by check_markers) are there.
+check_rollback() {
+  local n
+  n=$(jq '[.events[] | select(.kind == "rollback.planned")] | length' "$1")
+  if [ "$n" -ne 1 ]; then
+    echo "$n rollback.planned events, not 1: the plan must be journaled once"
+    return 1
+  fi
+  jq -r "$PLAN_JQ" "$1" >plan
+  if ! test_cmp "$BASE/plan" plan; then
+    echo "the journaled plan differs from the uninterrupted run's (- baseline, + this run)"
+    return 1
+  fi
+  jq -r "$UNDO_ENTERED_JQ" "$1" >undo-entered
+  if ! test_cmp plan undo-entered; then
+    echo "the undos entered are not the plan, in its order, once each (- plan, + entered)"
+    return 1
+  fi
+  jq -r "$UNDO_DONE_JQ" "$1" >undo-done
+  if ! test_cmp plan undo-done; then
+    echo "the undos that took effect are not the plan, in its order, once each (- plan, + done)"
+    return 1
+  fi
+  # run.finished lists what it undid: the plan's paths
+  if ! jq -e '([.events[] | select(.kind == "rollback.planned") | .payload.steps[].path]) as $p
+              | [.events[] | select(.kind == "run.finished")] | length == 1 and .[0].payload.undone == $p' \
+         "$1" >/dev/null; then
+    echo "run.finished does not list the plan's paths as undone:"
+    jq -c '.events[] | select(.kind == "run.finished") | .payload' "$1"
+    return 1
+  fi
+  # the idempotent undos took effect: fetch's removed work/fetched,
+  # migrate's (after a failed first attempt) wrote work/unmigrated
+  if [ -e work/fetched ] || [ "$(cat work/unmigrated 2>/dev/null)" != down ]; then
+    echo "an idempotent undo did not take effect (work/fetched must be gone, work/unmigrated read 'down'):"
+    ls -l work
+    return 1
+  fi
+}
+
 # same_as_baseline RUN: RUN ended as the uninterrupted run did.
 same_as_baseline() {
   local run=$1 st n want
-  want=$(cat "$TRASH/baseline/status")
+  want=$(cat "$BASE/status")
   verify_journal at-end || return 1
   load_run "$run" final.json || return 1
   st=$(status_of final.json)
@@ -296,7 +431,7 @@ same_as_baseline() {
     return 1
   fi
   trace_of final.json >trace || return 1
-  if ! test_cmp "$TRASH/baseline/trace" trace; then
+  if ! test_cmp "$BASE/trace" trace; then
     echo "the states completed differ from the uninterrupted run's (- baseline, + this run)"
     return 1
   fi
@@ -307,6 +442,44 @@ same_as_baseline() {
     echo "$n decision.assumed events: nobody was asked to decide"
     return 1
   fi
+  if [ "$PART" = rollback ]; then
+    check_rollback final.json || return 1
+  fi
+}
+
+# baseline_run STATUS: the current part's uninterrupted run, in $BASE: it
+# must exit $RUN_EXIT and end STATUS, as every check says it should. Leaves
+# there final.json, status, trace, start_ms (when it started, epoch ms) and
+# duration_ms; prints its trace.
+baseline_run() {
+  local d=$BASE rc=0 start run
+  mkdir -p "$d" && cd "$d" || return 1
+  CAIRN_JOURNAL=$d/journal.db
+  export CAIRN_JOURNAL
+  start=$(date +%s%3N)
+  echo "$start" >start_ms
+  # shellcheck disable=SC2086 # REF_SET holds words
+  cairn_t run "$REF" --set dir="$d" $REF_SET >run.out 2>run.err || rc=$?
+  echo $(( $(date +%s%3N) - start )) >duration_ms
+  if [ "$rc" -ne "$RUN_EXIT" ]; then
+    explain_exit "the uninterrupted run" "$rc"
+    cat run.out run.err
+    return 1
+  fi
+  run=$(run_ids) || return 1
+  if [ -z "$run" ]; then
+    echo "no run in the journal"
+    return 1
+  fi
+  load_run "$run" final.json || return 1
+  status_of final.json >status
+  echo "$1" >expect
+  test_cmp expect status || return 1
+  trace_of final.json >trace || return 1
+  check_markers || return 1
+  verify_journal at-end || return 1
+  check_invariants final.json || return 1
+  cat trace
 }
 
 # crash_case NAME MODE ARG [SPEC...]: one case in folder $TRASH/NAME.
@@ -325,24 +498,26 @@ crash_case() {
   rc=0
   case $mode in
     hook)
+      # shellcheck disable=SC2086 # REF_SET holds words
       CAIRN_TEST_KILL_AFTER_COMMIT=$arg \
-        cairn_t run "$REF" --set dir="$d" >run.out 2>run.err || rc=$? ;;
+        cairn_t run "$REF" --set dir="$d" $REF_SET >run.out 2>run.err || rc=$? ;;
     after)
-      start_killed "$arg" run "$REF" --set dir="$d" >run.out 2>run.err ;;
+      # shellcheck disable=SC2086
+      start_killed "$arg" run "$REF" --set dir="$d" $REF_SET >run.out 2>run.err ;;
   esac
   echo "run: exit $rc"
   if [ "$mode" = hook ] && [ "$rc" -ne 137 ]; then
     touch past-end
-    if [ "$rc" -ne 0 ]; then
-      explain_exit "the run, neither killed nor succeeding," "$rc"
+    if [ "$rc" -ne "$RUN_EXIT" ]; then
+      explain_exit "the run, neither killed nor ending as the uninterrupted one," "$rc"
       cat run.out run.err
       return 1
     fi
     echo "commit $arg is past the last commit: an uninterrupted run"
   elif [ "$mode" = hook ]; then
     touch killed
-  elif [ "$rc" -ne 137 ] && [ "$rc" -ne 0 ]; then
-    explain_exit "the run, neither killed nor succeeding," "$rc"
+  elif [ "$rc" -ne 137 ] && [ "$rc" -ne "$RUN_EXIT" ]; then
+    explain_exit "the run, neither killed nor ending as the uninterrupted one," "$rc"
     cat run.out run.err
     return 1
   fi
@@ -367,8 +542,9 @@ crash_case() {
       fi
       echo "no run in the journal: starting a new one"
       rc=0
-      cairn_t run "$REF" --set dir="$d" >run2.out 2>run2.err || rc=$?
-      if [ "$rc" -ne 0 ]; then
+      # shellcheck disable=SC2086
+      cairn_t run "$REF" --set dir="$d" $REF_SET >run2.out 2>run2.err || rc=$?
+      if [ "$rc" -ne "$RUN_EXIT" ]; then
         explain_exit "the new run" "$rc"
         cat run2.out run2.err
         return 1
@@ -471,33 +647,122 @@ case $rc in
   *) _cairn_test_bail "cairn run of the reference workflow exits $rc: $(head -c 600 "$TRASH/probe/out")" ;;
 esac
 
-# ---- the uninterrupted run ----------------------------------------------------
+CRASH_JOBS=${CRASH_JOBS:-2}
 
-test_expect_success 'an uninterrupted run of the reference workflow succeeds' '
-	d=$TRASH/baseline &&
-	mkdir -p "$d" && cd "$d" &&
-	export CAIRN_JOURNAL=$d/journal.db &&
-	start=$(date +%s%3N) &&
-	cairn_t run "$REF" --set dir="$d" >run.out 2>run.err &&
-	echo $(( $(date +%s%3N) - start )) >duration_ms &&
-	run=$(run_ids) &&
-	test -n "$run" &&
-	load_run "$run" final.json &&
-	status_of final.json >status &&
-	echo succeeded >expect && test_cmp expect status &&
-	trace_of final.json >trace &&
-	check_markers &&
-	verify_journal at-end &&
-	check_invariants final.json &&
-	cat trace
-'
-if [ "$test_failed" -ne 0 ]; then
-  _cairn_test_bail 'the uninterrupted run failed: nothing to compare with'
-fi
-base_ms=$(cat "$TRASH/baseline/duration_ms")
-printf '# the uninterrupted run took %d ms\n' "$base_ms"
+# ---- a kill after every commit ----------------------------------------------
 
-test_expect_success 'the reference workflow has what the crash test needs' '
+# hook_case N: sets args and desc of the case that kills after commit N.
+# Every third case also kills the first resume after its K-th commit (K
+# cycles through 1..4, in the rollback part 1..6), every ninth the second
+# resume after its 2nd.
+hook_case() {
+  local k ks=4
+  [ "$PART" = forward ] || ks=6
+  args="hook $1"
+  desc="kill after commit $1"
+  if [ $(($1 % 3)) -eq 0 ]; then
+    k=$(( ($1 / 3) % ks + 1 ))
+    args="$args hook:$k"
+    desc="$desc, and the resume after its commit $k"
+    if [ $(($1 % 9)) -eq 0 ]; then
+      args="$args hook:2"
+      desc="$desc, and the next after its commit 2"
+    fi
+  fi
+  desc="$desc: $PART_END"
+}
+
+# hook_series PREFIX: the cases PREFIX-1, PREFIX-2 ... of the current
+# part; sets max_killed, the last commit the hook killed a run after.
+#
+# Cases run ahead of their report. A run whose engine is not killed made
+# fewer than N commits. How many commits a run makes varies a little
+# (group commit: completions that arrive in one loop turn share one), so
+# the series ends after three such runs in a row, not at the first; they
+# are uninterrupted runs, checked as such.
+hook_series() {
+  local prefix=$1 n=0 launched=0 fails_in_a_row=0 past_in_a_row=0 stop='' before
+  max_killed=0
+  while :; do
+    n=$((n + 1))
+    while [ -z "$stop" ] && [ "$launched" -lt $((n + CRASH_JOBS - 1)) ]; do
+      launched=$((launched + 1))
+      hook_case "$launched"
+      case_launch "$prefix-$launched" "$args"
+    done
+    [ "$n" -le "$launched" ] || break
+    hook_case "$n"
+    before=$test_failed
+    case_report "$prefix-$n" "$desc"
+    if [ "$test_failed" -gt "$before" ]; then
+      fails_in_a_row=$((fails_in_a_row + 1))
+    else
+      fails_in_a_row=0
+    fi
+    if [ -e "$TRASH/$prefix-$n/past-end" ]; then
+      past_in_a_row=$((past_in_a_row + 1))
+    else
+      past_in_a_row=0
+      [ ! -e "$TRASH/$prefix-$n/killed" ] || max_killed=$n
+    fi
+    if [ -z "$stop" ] && [ "$past_in_a_row" -ge 3 ]; then
+      stop=1
+    fi
+    if [ -z "$stop" ] && { [ "$fails_in_a_row" -ge 5 ] || [ "$n" -ge 400 ]; }; then
+      printf '# giving up the commit-by-commit kills at commit %d\n' "$n"
+      stop=1
+    fi
+  done
+  printf '# the last commit the hook killed a run after: %d\n' "$max_killed"
+}
+
+# ---- kills at random moments --------------------------------------------------
+
+# random_series PREFIX COUNT FROM TO EVERY RTO: COUNT cases PREFIX-1 ...
+# that kill the run at a moment drawn in [FROM, TO) ms after its start;
+# every EVERY-th also kills its first resume at a moment in [0, RTO).
+# Drawn first, in order, so that CRASH_SEED gives the same moments.
+random_series() {
+  local prefix=$1 count=$2 from=$3 to=$4 every=$5 rto=$6 i ms rms launched=0
+  local -a rargs rdesc
+  local window=$((to > from ? to - from : 1))
+  [ "$rto" -gt 0 ] || rto=1
+  for ((i = 1; i <= count; i++)); do
+    ms=$(( from + (RANDOM * 32768 + RANDOM) % window ))
+    rargs[i]="after $ms"
+    rdesc[i]="kill -9 at ${ms}ms"
+    if [ $((i % every)) -eq 0 ]; then
+      rms=$(( (RANDOM * 32768 + RANDOM) % rto ))
+      rargs[i]="${rargs[i]} after:$rms"
+      rdesc[i]="${rdesc[i]}, and the resume at ${rms}ms"
+    fi
+    rdesc[i]="${rdesc[i]} ($prefix $i of $count, CRASH_SEED=$CRASH_SEED): $PART_END"
+  done
+  for ((i = 1; i <= count; i++)); do
+    while [ "$launched" -lt $((i + CRASH_JOBS - 1)) ] &&
+          [ "$launched" -lt "$count" ]; do
+      launched=$((launched + 1))
+      case_launch "$prefix-$launched" "${rargs[launched]}"
+    done
+    case_report "$prefix-$i" "${rdesc[i]}"
+  done
+}
+
+# ---- part 1: the reference workflow, which succeeds ---------------------------
+
+# part_forward: the cases of part 1.
+part_forward() {
+  # Its uninterrupted run: the reference of the part.
+  test_expect_success 'an uninterrupted run of the reference workflow succeeds' '
+	baseline_run succeeded
+  '
+  if [ "$test_failed" -ne 0 ]; then
+    _cairn_test_bail 'the uninterrupted run failed: nothing to compare with'
+  fi
+  base_ms=$(cat "$TRASH/baseline/duration_ms")
+  printf '# the uninterrupted run took %d ms\n' "$base_ms"
+
+  test_expect_success 'the reference workflow has what the crash test needs' '
 	cd "$TRASH/baseline" &&
 	test "$(grep -c "^enter [^/]*$" trace)" -ge 10 &&
 	test_grep "^enter fanout$" trace &&
@@ -507,115 +772,118 @@ test_expect_success 'the reference workflow has what the crash test needs' '
 	test_grep "^finished - succeeded$" trace &&
 	test_grep ! green_switch trace &&
 	jq -e "[.events[] | select(.kind == \"action.retrying\" and .state == \"migrate\")] | length == 1" final.json
-'
+  '
 
-CRASH_JOBS=${CRASH_JOBS:-2}
+  PART_END='resume ends like the uninterrupted run'
+  hook_series hook
+  test_expect_success "the kill hook fired after more than 10 commits ($max_killed)" "
+	test $max_killed -gt 10
+  "
 
-# ---- a kill after every commit ----------------------------------------------
-
-# hook_case N: sets args and desc of the case that kills after commit N.
-# Every third case also kills the first resume after its K-th commit (K
-# cycles through 1..4), every ninth the second resume after its 2nd.
-hook_case() {
-  local k
-  args="hook $1"
-  desc="kill after commit $1"
-  if [ $(($1 % 3)) -eq 0 ]; then
-    k=$(( ($1 / 3) % 4 + 1 ))
-    args="$args hook:$k"
-    desc="$desc, and the resume after its commit $k"
-    if [ $(($1 % 9)) -eq 0 ]; then
-      args="$args hook:2"
-      desc="$desc, and the next after its commit 2"
-    fi
-  fi
-  desc="$desc: resume ends like the uninterrupted run"
+  # Every fifth case also kills its first resume at a random moment.
+  RANDOM=$CRASH_SEED
+  random_series random "$CRASH_RANDOM" 0 "$base_ms" 5 "$base_ms"
 }
 
-# Cases run ahead of their report. A run whose engine is not killed made
-# fewer than N commits. How many commits a run makes varies a little
-# (group commit: completions that arrive in one loop turn share one), so
-# the series ends after three such runs in a row, not at the first; they
-# are uninterrupted runs, checked as such.
-n=0
-launched=0
-fails_in_a_row=0
-past_in_a_row=0
-max_killed=0
-stop=
-while :; do
-  n=$((n + 1))
-  while [ -z "$stop" ] && [ "$launched" -lt $((n + CRASH_JOBS - 1)) ]; do
-    launched=$((launched + 1))
-    hook_case "$launched"
-    case_launch "hook-$launched" "$args"
-  done
-  [ "$n" -le "$launched" ] || break
-  hook_case "$n"
-  before=$test_failed
-  case_report "hook-$n" "$desc"
-  if [ "$test_failed" -gt "$before" ]; then
-    fails_in_a_row=$((fails_in_a_row + 1))
-  else
-    fails_in_a_row=0
-  fi
-  if [ -e "$TRASH/hook-$n/past-end" ]; then
-    past_in_a_row=$((past_in_a_row + 1))
-  else
-    past_in_a_row=0
-    [ ! -e "$TRASH/hook-$n/killed" ] || max_killed=$n
-  fi
-  if [ -z "$stop" ] && [ "$past_in_a_row" -ge 3 ]; then
-    stop=1
-  fi
-  if [ -z "$stop" ] && { [ "$fails_in_a_row" -ge 5 ] || [ "$n" -ge 400 ]; }; then
-    printf '# giving up the commit-by-commit kills at commit %d\n' "$n"
-    stop=1
-  fi
-done
-printf '# the last commit the hook killed a run after: %d\n' "$max_killed"
-test_expect_success "the kill hook fired after more than 10 commits ($max_killed)" "
-	test $max_killed -gt 10
-"
+# ---- part 2: the rollback workflow, which fails late and rolls back ------------
 
-# ---- kills at random moments --------------------------------------------------
+# part_rollback: the cases of part 2.
+part_rollback() {
+  use_part rollback
+  PART_END='resume rolls back as the uninterrupted run did'
 
-# Drawn here, in order, so that CRASH_SEED gives the same moments. Every
-# fifth case also kills its first resume at a random moment.
-RANDOM=$CRASH_SEED
-window=$((base_ms > 0 ? base_ms : 1))
-rargs=()
-rdesc=()
-for ((i = 1; i <= CRASH_RANDOM; i++)); do
-  ms=$(( (RANDOM * 32768 + RANDOM) % window ))
-  rargs[i]="after $ms"
-  rdesc[i]="kill -9 at ${ms}ms"
-  if [ $((i % 5)) -eq 0 ]; then
-    rms=$(( (RANDOM * 32768 + RANDOM) % window ))
-    rargs[i]="${rargs[i]} after:$rms"
-    rdesc[i]="${rdesc[i]}, and the resume at ${rms}ms"
+  # Its uninterrupted run: the reference of the part. plan holds the
+  # journaled plan's undo paths; plan_ms and duration_ms when the plan was
+  # journaled and when the run ended, in ms after its start.
+  test_expect_success 'an uninterrupted run of the rollback workflow fails and rolls back' '
+	baseline_run failed &&
+	cd "$BASE" &&
+	jq -r "$PLAN_JQ" final.json >plan &&
+	jq -r ".events[] | select(.kind == \"rollback.planned\") | .time_ms - $(cat start_ms)" final.json >plan_ms &&
+	check_rollback final.json
+  '
+  if [ "$test_failed" -ne 0 ]; then
+    _cairn_test_bail 'the uninterrupted run of the rollback workflow failed otherwise: nothing to compare with'
   fi
-  rdesc[i]="${rdesc[i]} (random $i of $CRASH_RANDOM, CRASH_SEED=$CRASH_SEED): resume ends like the uninterrupted run"
-done
-launched=0
-for ((i = 1; i <= CRASH_RANDOM; i++)); do
-  while [ "$launched" -lt $((i + CRASH_JOBS - 1)) ] &&
-        [ "$launched" -lt "$CRASH_RANDOM" ]; do
-    launched=$((launched + 1))
-    case_launch "random-$launched" "${rargs[launched]}"
-  done
-  case_report "random-$i" "${rdesc[i]}"
+  rb_ms=$(cat "$BASE/duration_ms")
+  plan_ms=$(cat "$BASE/plan_ms")
+  printf '# the uninterrupted run took %d ms, its rollback was planned at %d ms\n' \
+    "$rb_ms" "$plan_ms"
+
+  # The plan is the one docs/workflow-format.md (rollback) implies: reverse
+  # order of completion, the branches of fanout in reverse order of
+  # declaration, nothing for prepare and announce (no undo) nor for the
+  # choice not taken.
+  test_expect_success 'the rollback workflow has what the crash test needs' '
+	cd "$BASE" &&
+	cat >expect <<-\EOF &&
+	undo:blue_switch
+	undo:migrate
+	undo:fanout/register
+	undo:fanout/provision
+	undo:fanout/fetch
+	undo:create_db
+	EOF
+	test_cmp expect plan &&
+	test_grep "^transition smoke -> rollback (on_failure)$" trace &&
+	test_grep "^finished - failed$" trace &&
+	test "$(grep -c "^enter fanout/" trace)" -eq 3 &&
+	jq -e "[.events[] | select(.kind == \"action.retrying\") | .state] == [\"migrate\", \"undo:migrate\"]" final.json &&
+	test "$plan_ms" -gt 0 && test "$plan_ms" -lt "$rb_ms"
+  '
+
+  hook_series rb-hook
+  in_rb=$(find "$TRASH" -maxdepth 2 -path "$TRASH/rb-hook-*/in-rollback*" | wc -l)
+  printf '# %d kills of a run or resume landed during its rollback: of the runs after commits%s\n' \
+    "$in_rb" "$(cd "$TRASH" && find . -maxdepth 2 -path './rb-hook-*/in-rollback' |
+                 sed 's,^./rb-hook-,,; s,/.*,,' | sort -n | tr '\n' ' ' | sed 's/^/ /; s/ $//')"
+  # (the rollback phase has some ten commits of the run's own, fewer when
+  # a busy machine makes completions share a commit, and some resumes are
+  # killed in it too)
+  test_expect_success "the kill hook fired after more than 20 commits ($max_killed), 6 times or more during a rollback ($in_rb)" "
+	test $max_killed -gt 20 && test $in_rb -ge 6
+  "
+  # A resume that found a non-idempotent undo interrupted asked its probe.
+  probed=$(cd "$TRASH" && for f in rb-hook-*/final.json; do
+             jq -r '.events[] | select(.kind == "probe.finished" and (.state | startswith("undo:")))
+                    | "\(.state) \(.payload.outcome)"' "$f"
+           done | sort | uniq -c | sed 's/^ *//' | paste -sd, - | sed 's/,/, /g')
+  printf '# probes of interrupted undos: %s\n' "${probed:-none}"
+  test_expect_success "a resume probed an interrupted undo (${probed:-none})" "
+	test -n '$probed'
+  "
+
+  # Moments in the uninterrupted run's rollback phase; every second case
+  # also kills its first resume at a moment in the length of that phase.
+  RANDOM=$((CRASH_SEED + 1))
+  random_series rb-random "$CRASH_RB_RANDOM" "$plan_ms" "$rb_ms" 2 $((rb_ms - plan_ms))
+  in_rb=$(find "$TRASH" -maxdepth 2 -path "$TRASH/rb-random-*/in-rollback" | wc -l)
+  printf '# %d of %d random kills of a run landed during its rollback\n' "$in_rb" "$CRASH_RB_RANDOM"
+}
+
+# ---- the parts chosen ---------------------------------------------------------
+
+for p in $CRASH_PARTS; do
+  part_start=$SECONDS
+  "part_$p"
+  printf '# part %s took %ds\n' "$p" $((SECONDS - part_start))
 done
 
 # ---- nothing happened behind our back ----------------------------------------
 
 # A process of a killed engine that a resume failed to stop would write
-# its marker late, after its case was checked: look again at the end.
+# its marker late, after its case was checked, or, in the rollback part,
+# bring work/fetched back after its undo: look again at the end.
 sleep 1
 test_expect_success 'no marker changed after its case was checked' '
 	for s in "$TRASH"/*/markers.snapshot; do
 		d=${s%/markers.snapshot} &&
 		(cd "$d" && wc -l markers/* >markers.now && test_cmp markers.snapshot markers.now) ||
+		{ echo "in $d"; exit 1; }
+	done &&
+	for s in "$TRASH"/rb-*/markers.snapshot; do
+		d=${s%/markers.snapshot} &&
+		test_path_is_missing "$d/work/fetched" ||
 		{ echo "in $d"; exit 1; }
 	done
 '
