@@ -457,6 +457,25 @@ struct engine__sx *engine__sx_new(struct engine__rt *rt,
   return sx;
 }
 
+/* Takes t out of the tasks waiting for the flush to start them. */
+static void spawn_unlink(struct engine__rt *rt, struct engine__task *t)
+{
+  struct engine__task *prev = NULL;
+  for (struct engine__task *x = rt->spawn_head; x; prev = x,
+                           x = x->next_queued) {
+    if (x != t)
+      continue;
+    if (prev)
+      prev->next_queued = x->next_queued;
+    else
+      rt->spawn_head = x->next_queued;
+    if (rt->spawn_tail == x)
+      rt->spawn_tail = prev;
+    x->next_queued = NULL;
+    return;
+  }
+}
+
 static void queue_spawn(struct engine__task *t)
 {
   struct engine__rt *rt = t->rt;
@@ -797,7 +816,22 @@ void engine__task_done(struct engine__task *t, int ok, int cancelled,
         continue;
       if (o->phase == ENGINE__TASK_RUNNING && o->call)
         o->call->desc->cancel(o->call);
-      else if (o->phase == ENGINE__TASK_RETRY_WAIT) {
+      else if (o->phase == ENGINE__TASK_QUEUED) {
+        /* Its attempt is journaled but not started yet: it never will
+         * be. Cancelled like a running sibling, in a run as in a
+         * simulation. */
+        spawn_unlink(rt, o);
+        if (o->probing) {
+          o->probing = o->cancel_probe = 0;
+          engine__task_done(o, 0, 1, "cancelled");
+        } else {
+          engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, o->path, o->attempt,
+                       json_pack("{s:s,s:s}", "outcome", "cancelled",
+                                 "error",
+                                 "cancelled: a sibling branch failed"));
+          task_after_cancel(o);
+        }
+      } else if (o->phase == ENGINE__TASK_RETRY_WAIT) {
         uv_timer_stop(o->retry_timer);
         engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, o->path, o->attempt,
                      json_pack("{s:s,s:s}", "outcome", "cancelled", "error",
