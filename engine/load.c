@@ -1707,6 +1707,14 @@ static int load(struct engine_workflow **out, const char *msgname,
     snprintf(L.wf->sha256 + 2 * i, 3, "%02x", md[i]);
   if ((rc = engine__yaml_parse(msgname, buf, len, &root, err)) == 0)
     rc = parse_workflow(&L, root);
+  /* The runtime looks a state up at every transition: by name, not by a
+   * scan, so a 10,000-state workflow is not quadratic. */
+  if (rc == 0 && (L.wf->by_name = json_object()) == NULL)
+    rc = nomem(&L);
+  for (size_t i = 0; rc == 0 && i < L.wf->nstates; i++)
+    if (json_object_set_new(L.wf->by_name, L.wf->states[i].name,
+                            json_integer((json_int_t)i)) != 0)
+      rc = nomem(&L);
 out:
   engine__ynode_free(root);
   free(L.kinds);
@@ -1806,6 +1814,7 @@ void engine_workflow_destroy(struct engine_workflow *wf)
 {
   if (wf == NULL)
     return;
+  json_decref(wf->by_name);
   for (size_t i = 0; i < wf->nparams; i++) {
     free(wf->params[i].name);
     json_decref(wf->params[i].default_value);
@@ -1853,9 +1862,16 @@ void engine_workflow_destroy(struct engine_workflow *wf)
 const struct engine_state *engine_workflow_state(
     const struct engine_workflow *wf, const char *name)
 {
-  for (size_t i = 0; wf != NULL && name != NULL && i < wf->nstates; i++)
-    if (strcmp(wf->states[i].name, name) == 0)
-      return &wf->states[i];
+  json_t *i;
+  if (wf == NULL || name == NULL)
+    return NULL;
+  if (wf->by_name != NULL) {
+    i = json_object_get(wf->by_name, name);
+    return i ? &wf->states[json_integer_value(i)] : NULL;
+  }
+  for (size_t k = 0; k < wf->nstates; k++) /* still loading */
+    if (strcmp(wf->states[k].name, name) == 0)
+      return &wf->states[k];
   return NULL;
 }
 

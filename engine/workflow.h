@@ -125,6 +125,7 @@ struct engine_workflow {
   char *start;
   struct engine_state *states; /* in file order */
   size_t nstates;
+  json_t *by_name;       /* state name -> index into states (lookups) */
 };
 
 /* Loads and checks path strictly. On error returns CAIRN_E_WORKFLOW (or
