@@ -18,8 +18,8 @@ static void print_help(const struct cli_option *opts, const char *usage,
   printf("\noptions:\n");
   for (const struct cli_option *o = opts; o && o->name; o++) {
     char left[64];
-    snprintf(left, sizeof left, "--%s%s%s", o->name, o->arg ? " " : "",
-             o->arg ? o->arg : "");
+    snprintf(left, sizeof left, "%s%s%s%s", o->name[1] ? "--" : "-",
+             o->name, o->arg ? " " : "", o->arg ? o->arg : "");
     printf("  %-24s %s\n", left, o->help);
   }
   if (flags_json)
@@ -35,6 +35,9 @@ int cli_parse(int argc, char **argv, struct cli_ctx *ctx,
               const char *description, int *npos)
 {
   struct option lo[MAX_OPTS + 4];
+  /* ":h" and each one-letter option, with ':' when it takes a value */
+  char shorts[3 + 2 * MAX_OPTS] = ":h";
+  size_t ns = 2;
   size_t n = 0;
   int help = 0, json = 0;
 
@@ -43,8 +46,15 @@ int cli_parse(int argc, char **argv, struct cli_ctx *ctx,
     lo[n].has_arg = o->type == CLI_OPT_FLAG ? no_argument : required_argument;
     lo[n].flag = NULL;
     lo[n].val = 1000 + (int)n;
+    if (o->name[0] && !o->name[1] && o->name[0] != 'h') {
+      shorts[ns++] = o->name[0];
+      if (o->type != CLI_OPT_FLAG)
+        shorts[ns++] = ':';
+    }
     n++;
   }
+  shorts[ns] = '\0';
+  size_t nopts = n;
   lo[n++] = (struct option){"help", no_argument, NULL, 'h'};
   lo[n++] = (struct option){"journal", required_argument, NULL, 'J'};
   lo[n++] = (struct option){"json", no_argument, NULL, 'j'};
@@ -56,9 +66,12 @@ int cli_parse(int argc, char **argv, struct cli_ctx *ctx,
     int idx = -1;
     /* ":" makes a missing value ':' apart from an unknown option '?'; no
      * "+" so options may follow the positional arguments. */
-    int c = getopt_long(argc, argv, ":h", lo, &idx);
+    int c = getopt_long(argc, argv, shorts, lo, &idx);
     if (c == -1)
       break;
+    for (size_t k = 0; k < nopts && c > 0 && c < 256 && c != 'h'; k++)
+      if (opts[k].name[0] == c && !opts[k].name[1])
+        c = 1000 + (int)k; /* "-x": the option named "x" */
     if (c == 'h') {
       help = 1;
       continue;

@@ -54,7 +54,10 @@ struct cli_list {
 };
 
 struct cli_option {
-  const char *name;     /* long name without "--"; NULL ends the table */
+  const char *name;     /* long name without "--"; NULL ends the table; a
+                           one-letter name is also taken as "-x" (give
+                           the long spelling its own row with the same
+                           value) */
   enum cli_opt_type type;
   void *value;
   const char *arg;      /* name of the argument in help, e.g. "FILE" */
@@ -141,6 +144,7 @@ int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_adapters(int argc, char **argv, struct cli_ctx *ctx);
+int cli_cmd_report(int argc, char **argv, struct cli_ctx *ctx);
 
 /* ---- simulation (cli/cmd_simulate.c), shared with plan ---- */
 

@@ -24,6 +24,8 @@ static const struct cli_command commands[] = {
    "print the happy path and where each failure leads"},
   {"simulate", cli_cmd_simulate, CLI_JSON,
    "run the engine with scripted outcomes, touching nothing"},
+  {"report", cli_cmd_report, 0,
+   "write an HTML page: history per environment, a run's timeline"},
   {"verify", cli_cmd_verify, CLI_JSON, "check the journal's hash chain"},
   {"adapters", cli_cmd_adapters, CLI_JSON,
    "list the actions a state can take, with inputs and outputs"},
