@@ -12,6 +12,7 @@
  * removes it). The work runs in the thread pool (fsync blocks). */
 #include "adapters/adapter.h"
 #include "adapters/job.h"
+#include "common/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,78 +64,14 @@ int adapter__read_file(const char *path, size_t max, char **out, size_t *n)
   return 0;
 }
 
-static int fsync_dir(const char *path)
-{
-  char *copy = strdup(path);
-  int fd, rc = 0;
-
-  if (copy == NULL)
-    return -ENOMEM;
-  fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  free(copy);
-  if (fd < 0)
-    return -errno;
-  if (fsync(fd) < 0 && errno != EINVAL) /* some file systems cannot */
-    rc = -errno;
-  close(fd);
-  return rc;
-}
-
 int adapter__write_atomic(const char *path, const char *data, size_t n,
                           unsigned mode, char *why, size_t len)
 {
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + 16);
-  char *slash;
-  int fd, e;
-
-  if (tmp == NULL) {
-    snprintf(why, len, "out of memory");
-    return -ENOMEM;
-  }
-  /* ".NAME.XXXXXX" beside it: the same file system, so rename is atomic */
-  slash = strrchr(path, '/');
-  if (slash)
-    snprintf(tmp, plen + 16, "%.*s.%s.XXXXXX", (int)(slash - path + 1), path,
-             slash + 1);
-  else
-    snprintf(tmp, plen + 16, ".%s.XXXXXX", path);
-  if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) {
-    e = errno;
-    snprintf(why, len, "cannot write '%s': %s", path, uv_strerror(-e));
-    free(tmp);
-    return -e;
-  }
-  while (n > 0) {
-    ssize_t w = write(fd, data, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0)
-      goto fail;
-    data += w;
-    n -= (size_t)w;
-  }
-  if (fchmod(fd, mode) < 0 || fsync(fd) < 0)
-    goto fail;
-  if (close(fd) < 0) {
-    fd = -1;
-    goto fail;
-  }
-  fd = -1;
-  if (rename(tmp, path) < 0)
-    goto fail;
-  free(tmp);
-  fsync_dir(path); /* the rename is done; durability is best effort now */
-  return 0;
-
-fail:
-  e = errno;
-  if (fd >= 0)
-    close(fd);
-  unlink(tmp);
-  free(tmp);
-  snprintf(why, len, "cannot write '%s': %s", path, uv_strerror(-e));
-  return -e;
+  struct cairn_error err = {0};
+  int rc = cairn_write_atomic(path, data, n, mode, &err);
+  if (rc != 0)
+    snprintf(why, len, "%s", err.msg);
+  return rc != 0 ? -EIO : 0;
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -415,7 +352,7 @@ static void remove_work(struct adapter__job *j)
   }
   if (unlink(path) == 0) {
     removed = 1;
-    fsync_dir(path);
+    cairn_fsync_dir(path);
     adapter__job_note(j, "file.remove: removed '%s'", path);
   } else if (errno == ENOENT) {
     adapter__job_note(j, "file.remove: '%s' was already gone", path);

@@ -46,9 +46,9 @@ void adapter__job_note(struct adapter__job *j, const char *fmt, ...)
 /* Files, for the adapters that keep state in them (adapters/file.c). */
 
 /* Writes data[0..n) to path atomically: a temporary file in the same
- * folder, fchmod mode, fsync, rename over path, fsync the folder. On
- * error path is untouched, why[len] says why (one line) and -errno is
- * returned. */
+ * folder, fchmod mode, fsync, rename over path, fsync the folder
+ * (cairn_write_atomic, with its message in why[len]). On error path is
+ * untouched and a negative value is returned. */
 int adapter__write_atomic(const char *path, const char *data, size_t n,
                           unsigned mode, char *why, size_t len);
 

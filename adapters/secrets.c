@@ -9,6 +9,7 @@
 #include "adapters/adapter.h"
 #include "adapters/secrets.h"
 #include "common/buf.h"
+#include "common/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -279,29 +280,13 @@ static int make_dirs(const char *dir, struct cairn_error *err)
   return 0;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-/* Replaces path by text: a temporary file beside it (0600), fsync,
- * rename, fsync of the folder. */
+/* Replaces path by text (mode 0600), its folder made 0700 if missing. */
 static int write_atomic(const char *path, const char *text, size_t len,
                         struct cairn_error *err)
 {
-  char dir[PATH_MAX], tmp[PATH_MAX + 16];
+  char dir[PATH_MAX];
   const char *slash = strrchr(path, '/');
-  int fd, dfd, rc;
+  int rc;
 
   if (slash == NULL)
     snprintf(dir, sizeof dir, ".");
@@ -311,30 +296,7 @@ static int write_atomic(const char *path, const char *text, size_t len,
     snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
   if ((rc = make_dirs(dir, err)) < 0)
     return rc;
-  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= sizeof tmp)
-    return cairn_error_set(err, CAIRN_E_INVAL, "path too long: '%s'", path);
-  if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) /* mode 0600 */
-    return cairn_error_set(err, CAIRN_E_IO, "cannot write secrets file "
-                           "'%s': %s", path, strerror(errno));
-  if (fchmod(fd, 0600) < 0 || write_all(fd, text, len) < 0 || fsync(fd) < 0) {
-    int e = errno;
-    close(fd);
-    unlink(tmp);
-    return cairn_error_set(err, CAIRN_E_IO, "cannot write secrets file "
-                           "'%s': %s", path, strerror(e));
-  }
-  close(fd);
-  if (rename(tmp, path) < 0) {
-    int e = errno;
-    unlink(tmp);
-    return cairn_error_set(err, CAIRN_E_IO, "cannot write secrets file "
-                           "'%s': %s", path, strerror(e));
-  }
-  if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-    fsync(dfd); /* the rename itself must survive a crash */
-    close(dfd);
-  }
-  return 0;
+  return cairn_write_atomic(path, text, len, 0600, err);
 }
 
 /* ---- the call ----------------------------------------------------------- */
@@ -433,21 +395,6 @@ out:
   buf_scrub(&out);
 }
 
-static void log_line(struct adapter_call *call, const char *line)
-{
-  int fd;
-
-  if (call->log_path == NULL)
-    return;
-  fd = open(call->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return; /* a log that cannot be written must not fail the deploy */
-  if (call->log_header)
-    write_all(fd, call->log_header, strlen(call->log_header));
-  write_all(fd, line, strlen(line));
-  close(fd);
-}
-
 static void names_text(struct cairn_buf *b, json_t *names)
 {
   size_t i;
@@ -495,7 +442,7 @@ static void secrets_after(uv_work_t *req, int status)
     cairn_buf_add(&msg, j->file, strlen(j->file));
     cairn_buf_add(&msg, "\n", 1);
     if (!msg.failed)
-      log_line(call, msg.p);
+      adapter_log_write(call, msg.p);
     cairn_buf_release(&msg);
   }
   call->priv = NULL;

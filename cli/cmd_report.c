@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli/report.h"
+#include "common/file.h"
 
 #define REPORT_MODE 0644 /* the journal it reads is redacted; see cli.md */
 
@@ -210,64 +211,6 @@ static json_t *env_order(json_t *runs)
 
 /* ---- writing the file -------------------------------------------------- */
 
-/* Opens a temporary file beside path for the page (the same file system,
- * so the rename is atomic). *tmp is malloc'd, owned by the caller. */
-static FILE *open_temp(const char *path, char **tmp, struct cairn_error *err)
-{
-  const char *slash = strrchr(path, '/');
-  size_t n = strlen(path) + 16;
-  int fd;
-  FILE *f;
-
-  *tmp = malloc(n);
-  if (*tmp == NULL) {
-    cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
-    return NULL;
-  }
-  if (slash)
-    snprintf(*tmp, n, "%.*s.%s.XXXXXX", (int)(slash - path + 1), path,
-             slash + 1);
-  else
-    snprintf(*tmp, n, ".%s.XXXXXX", path);
-  fd = mkostemp(*tmp, O_CLOEXEC);
-  if (fd < 0) {
-    cairn_error_set(err, CAIRN_E_IO, "cannot write '%s': %s (hint: does "
-                    "its folder exist?)", path, strerror(errno));
-    return NULL;
-  }
-  if (fchmod(fd, REPORT_MODE) != 0 || (f = fdopen(fd, "w")) == NULL) {
-    cairn_error_set(err, CAIRN_E_IO, "cannot write '%s': %s", path,
-                    strerror(errno));
-    close(fd);
-    unlink(*tmp);
-    return NULL;
-  }
-  return f;
-}
-
-/* Flushes, fsyncs and closes f, then renames tmp over path. On failure
- * tmp is removed and path is untouched. */
-static int finish_temp(FILE *f, const char *tmp, const char *path,
-                       struct cairn_error *err)
-{
-  int bad = ferror(f) || fflush(f) != 0 || fsync(fileno(f)) != 0;
-  int e = errno;
-  if (fclose(f) != 0 && !bad) {
-    bad = 1;
-    e = errno;
-  }
-  if (!bad && rename(tmp, path) != 0) {
-    bad = 1;
-    e = errno;
-  }
-  if (bad) {
-    unlink(tmp);
-    return cairn_error_set(err, CAIRN_E_IO, "cannot write '%s': %s", path,
-                           strerror(e));
-  }
-  return 0;
-}
-
 /* ---- the command ------------------------------------------------------- */
 
 int cli_cmd_report(int argc, char **argv, struct cli_ctx *ctx)
@@ -289,7 +232,8 @@ int cli_cmd_report(int argc, char **argv, struct cli_ctx *ctx)
   struct cairn_error err = {0};
   json_t *runs = NULL, *envs = NULL;
   FILE *f = NULL;
-  char *tmp = NULL;
+  char *page = NULL;
+  size_t page_len = 0;
   int npos = 0, have_run = 0;
   char t[32];
   int code = cli_parse(argc, argv, ctx, opts,
@@ -341,10 +285,11 @@ int cli_cmd_report(int argc, char **argv, struct cli_ctx *ctx)
   }
   envs = env_order(runs);
 
-  f = open_temp(out, &tmp, &err);
+  /* The page is built in memory, then written whole (common/file.h). */
+  f = open_memstream(&page, &page_len);
   if (f == NULL) {
-    cli_error("%s", err.msg);
-    code = CLI_EXIT_USAGE;
+    cli_error("out of memory");
+    code = CLI_EXIT_FAILED;
     goto out;
   }
   /* Also well-formed XML (void elements closed), so a test can check its
@@ -388,7 +333,9 @@ int cli_cmd_report(int argc, char **argv, struct cli_ctx *ctx)
                       have_run ? run.id : NULL);
   fprintf(f, "</section>\n</body>\n</html>\n");
 
-  rc = finish_temp(f, tmp, out, &err);
+  rc = fclose(f) == 0 ? cairn_write_atomic(out, page, page_len, REPORT_MODE,
+                                           &err)
+                      : cairn_error_set(&err, CAIRN_E_NOMEM, "out of memory");
   f = NULL;
   if (rc != 0) {
     cli_error("%s", err.msg);
@@ -398,11 +345,9 @@ int cli_cmd_report(int argc, char **argv, struct cli_ctx *ctx)
   if (!ctx->json)
     printf("wrote %s\n", out);
 out:
-  if (f) { /* a failure while writing: drop the half page */
+  if (f) /* a failure while building it: nothing was written */
     fclose(f);
-    unlink(tmp);
-  }
-  free(tmp);
+  free(page);
   json_decref(envs);
   json_decref(runs);
   if (have_run)

@@ -1,0 +1,85 @@
+/* The atomic write: temporary file, fsync, rename, fsync of the folder. */
+#include "common/file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int cairn_fsync_dir(const char *path)
+{
+  char *copy = strdup(path);
+  int fd, rc = 0;
+
+  if (copy == NULL)
+    return -ENOMEM;
+  fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  free(copy);
+  if (fd < 0)
+    return -errno;
+  if (fsync(fd) < 0 && errno != EINVAL) /* some file systems cannot */
+    rc = -errno;
+  close(fd);
+  return rc;
+}
+
+static int write_error(const char *path, int e, struct cairn_error *err)
+{
+  return cairn_error_set(err, CAIRN_E_IO, "cannot write '%s': %s%s", path,
+                         strerror(e),
+                         e == ENOENT ? " (hint: does its folder exist?)" : "");
+}
+
+int cairn_write_atomic(const char *path, const void *data, size_t n,
+                       unsigned mode, struct cairn_error *err)
+{
+  size_t plen = strlen(path);
+  char *tmp = malloc(plen + 16);
+  const char *slash = strrchr(path, '/');
+  const char *p = data;
+  int fd, e;
+
+  if (tmp == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  /* ".NAME.XXXXXX" beside it: hidden, and on the same file system */
+  if (slash)
+    snprintf(tmp, plen + 16, "%.*s.%s.XXXXXX", (int)(slash - path + 1), path,
+             slash + 1);
+  else
+    snprintf(tmp, plen + 16, ".%s.XXXXXX", path);
+  if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) { /* created 0600 */
+    e = errno;
+    free(tmp);
+    return write_error(path, e, err);
+  }
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0)
+      goto fail;
+    p += w;
+    n -= (size_t)w;
+  }
+  if (fchmod(fd, (mode_t)mode) < 0 || fsync(fd) < 0)
+    goto fail;
+  e = close(fd);
+  fd = -1;
+  if (e < 0 || rename(tmp, path) < 0)
+    goto fail;
+  free(tmp);
+  cairn_fsync_dir(path);
+  return 0;
+
+fail:
+  e = errno;
+  if (fd >= 0)
+    close(fd);
+  unlink(tmp);
+  free(tmp);
+  return write_error(path, e, err);
+}

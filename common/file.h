@@ -1,0 +1,23 @@
+/* Files written whole or not at all: the one atomic write every part of
+ * cairn uses (pid files, backups, env files of secrets, reports). */
+#ifndef CAIRN_COMMON_FILE_H
+#define CAIRN_COMMON_FILE_H
+
+#include <stddef.h>
+
+#include "common/error.h"
+
+/* Writes data[0..n) to path atomically: a temporary file in the same
+ * folder (so the rename is atomic), fchmod mode, fsync, rename over path,
+ * then fsync of the folder (best effort: the rename is done). On error
+ * path is untouched, no temporary file is left, and the result is
+ * CAIRN_E_IO (CAIRN_E_NOMEM) with err "cannot write 'PATH': WHY" plus a
+ * hint when the folder does not exist. data is borrowed. */
+int cairn_write_atomic(const char *path, const void *data, size_t n,
+                       unsigned mode, struct cairn_error *err);
+
+/* fsync of the folder holding path, so a rename or unlink in it survives
+ * a crash. Returns 0 or -errno. */
+int cairn_fsync_dir(const char *path);
+
+#endif
