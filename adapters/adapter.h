@@ -129,6 +129,11 @@ struct adapter_call {
   void *priv;                /* the adapter's */
 };
 
+/* Sets up what the adapters share process-wide (libcurl's global state),
+ * once, before any thread runs: call it first thing in main(). Returns 0
+ * or CAIRN_E_NOMEM. */
+int adapter_global_init(struct cairn_error *err);
+
 /* Every adapter, NULL-terminated (borrowed, static). */
 extern const struct adapter_desc *const adapter_registry[];
 /* The adapter named name, or NULL. */

@@ -4,6 +4,8 @@
 #include "adapters/adapter.h"
 #include "common/buf.h"
 
+#include <curl/curl.h>
+
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +30,15 @@ const struct adapter_desc *const adapter_registry[] = {
   &adapter_tcp_wait,
   NULL,
 };
+
+int adapter_global_init(struct cairn_error *err)
+{
+  /* Not thread-safe itself, and libcurl would otherwise do it lazily in
+   * whichever thread (a pool worker) first makes a handle. */
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "cannot set up libcurl");
+  return 0;
+}
 
 const struct adapter_desc *adapter_find(const char *name)
 {

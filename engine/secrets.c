@@ -19,7 +19,10 @@ void engine__learn_secrets(struct engine__rt *rt, json_t *secrets)
     int known = 0;
     if (s == NULL)
       continue;
-    json_object_set(json_object_get(rt->scope, "secrets"), name, v);
+    /* A copy: the adapter may wipe its own strings once on_done returns,
+     * and later states render from this one. */
+    json_object_set_new(json_object_get(rt->scope, "secrets"), name,
+                        json_string(s));
     for (size_t i = 0; i < n; i++)
       known |= strcmp(rt->redact[i], s) == 0;
     /* The array is full only with more than ENGINE__REDACT_SPARE secrets

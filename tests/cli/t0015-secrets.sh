@@ -145,4 +145,34 @@ test_expect_success 'resume after the kill: the later step gets the same value' 
 '
 
 
+# A state that renders after the generate step's on_done returned (here
+# after a wait) must still get the value: the adapter wipes its own copy.
+write_workflow later.yaml <<\EOF
+cairn: 1
+name: later
+secrets: [DB_PASSWORD]
+start: gen
+states:
+  gen:
+    do: secrets.generate
+    with: { file: later/app.env, names: [DB_PASSWORD] }
+    next: pause
+  pause: { wait: 200ms, next: use }
+  use:
+    do: exec
+    with:
+      argv: [sh, -c, 'printf %s "$0" | sha256sum | cut -d" " -f1 >later.sha', "{{ secrets.DB_PASSWORD }}"]
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a later state still gets the generated value' '
+	rm -rf later later.sha .cairn &&
+	cairn run later.yaml >out &&
+	v=$(sed -n "s/^DB_PASSWORD=//p" later/app.env) &&
+	test -n "$v" &&
+	printf %s "$v" | sha256sum | cut -d" " -f1 >expect &&
+	test_cmp expect later.sha
+'
+
 test_done
