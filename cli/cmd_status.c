@@ -66,6 +66,8 @@ static void print_rows(struct sctx *s)
   json_array_foreach(s->order, i, k) {
     json_t *row = json_object_get(s->rows, json_string_value(k));
     json_t *live = json_object_get(row, "live");
+    if (!json_is_object(live))
+      live = NULL;
     if (s->ctx->json) {
       cli_print_json(row);
       continue;
