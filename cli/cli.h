@@ -145,6 +145,10 @@ int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_adapters(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_report(int argc, char **argv, struct cli_ctx *ctx);
+int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx);
+int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx);
+/* Who is acting: $CAIRN_ACTOR, else user@host (cli/cmd_approve.c). */
+void cli_actor(char *out, size_t n);
 
 /* ---- simulation (cli/cmd_simulate.c), shared with plan ---- */
 

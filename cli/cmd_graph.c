@@ -24,6 +24,8 @@ static const struct {
   [ENGINE_SUCCEED] = {"doublecircle", "#e8f5e9", "#2e7d32", "(((\"",
                       "\")))"},
   [ENGINE_FAIL] = {"doubleoctagon", "#ffebee", "#c62828", "{{\"", "\"}}"},
+  /* A gate a person opens: a house in dot, a trapezoid in Mermaid. */
+  [ENGINE_APPROVAL] = {"house", "#fce4ec", "#ad1457", "[/\"", "\"\\]"},
 };
 
 #define RED "#c62828"

@@ -1,6 +1,8 @@
 /* cairn history: every run, newest first, one line each. */
+#define _XOPEN_SOURCE 700 /* strptime */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 
@@ -64,16 +66,43 @@ static int print_run(const struct journal_run *r, void *ud)
   return 0;
 }
 
+/* --since: "YYYY-MM-DD" or "YYYY-MM-DD HH:MM[:SS]" (local time, as history
+ * prints it) or "YYYY-MM-DDTHH:MM[:SS]". 0 and *ms, or -1. */
+static int parse_since(const char *s, int64_t *ms)
+{
+  static const char *const fmts[] = {"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S",
+                                     "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M",
+                                     "%Y-%m-%d"};
+  for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
+    struct tm tm = {0};
+    const char *end = strptime(s, fmts[i], &tm);
+    if (end == NULL || *end != '\0')
+      continue;
+    tm.tm_isdst = -1;
+    time_t t = mktime(&tm);
+    if (t == (time_t)-1)
+      return -1;
+    *ms = (int64_t)t * 1000;
+    return 0;
+  }
+  return -1;
+}
+
 int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
 {
   const char *workflow = NULL, *env = NULL, *status = NULL, *release = NULL;
+  const char *since = NULL;
+  int64_t since_ms = 0;
   long limit = 0;
   const struct cli_option opts[] = {
     {"workflow", CLI_OPT_STRING, &workflow, "NAME", "only this workflow"},
     {"env", CLI_OPT_STRING, &env, "NAME", "only this environment"},
     {"release", CLI_OPT_STRING, &release, "RELEASE", "only this release"},
     {"status", CLI_OPT_STRING, &status, "STATUS",
-     "only runs with this status (succeeded, failed, interrupted, running)"},
+     "only runs with this status (succeeded, failed, interrupted, running, "
+     "waiting, rolled_back; refused and approved list promotion records)"},
+    {"since", CLI_OPT_STRING, &since, "DATE",
+     "only runs started at or after DATE (YYYY-MM-DD[ HH:MM[:SS]], local)"},
     {"limit", CLI_OPT_INT, &limit, "N", "at most N runs"},
     {NULL, 0, NULL, NULL, NULL},
   };
@@ -81,8 +110,8 @@ int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
   struct cairn_error err = {0};
   int npos = 0;
   int code = cli_parse(argc, argv, ctx, opts,
-                       "cairn history [--workflow W] [--env E] [--status S] "
-                       "[--limit N] [--json]",
+                       "cairn history [--workflow W] [--env E] [--release R] "
+                       "[--status S] [--since DATE] [--limit N] [--json]",
                        "Lists runs, newest first.", &npos);
   if (code != 0)
     return code == 1 ? CLI_EXIT_OK : code;
@@ -91,13 +120,18 @@ int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
               "run)");
     return CLI_EXIT_USAGE;
   }
+  if (since && parse_since(since, &since_ms) != 0) {
+    cli_error("--since: '%s' is not a date (hint: YYYY-MM-DD or "
+              "'YYYY-MM-DD HH:MM:SS', local time)", since);
+    return CLI_EXIT_USAGE;
+  }
   code = cli_open_journal(ctx, 0, 1, &j);
   if (code != 0)
     return code;
   /* Status and limit are applied to what is shown, since a run recorded
    * as running whose engine is gone is shown (and found) as
    * interrupted. */
-  struct journal_run_filter f = {workflow, env, release, NULL, 0, 0};
+  struct journal_run_filter f = {workflow, env, release, NULL, since_ms, 0};
   struct hctx h = {ctx, j, status, limit, 0};
   int rc = journal_run_foreach(j, &f, print_run, &h, &err);
   if (rc == 1)

@@ -15,7 +15,9 @@ static int collect_unfinished(const struct journal_run *run, void *ud)
   struct unfinished *u = ud;
   if (strcmp(run->status, JOURNAL_STATUS_SUCCEEDED) == 0 ||
       strcmp(run->status, JOURNAL_STATUS_FAILED) == 0 ||
-      strcmp(run->status, JOURNAL_STATUS_ROLLED_BACK) == 0)
+      strcmp(run->status, JOURNAL_STATUS_ROLLED_BACK) == 0 ||
+      strcmp(run->status, JOURNAL_STATUS_APPROVED) == 0 ||
+      strcmp(run->status, JOURNAL_STATUS_REFUSED) == 0)
     return 0;
   if (u->n == 0)
     memcpy(u->first, run->id, sizeof u->first);

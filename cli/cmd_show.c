@@ -20,6 +20,34 @@ static const char *phase_name(enum journal_phase p)
   return "?";
 }
 
+/* The last lines (at most 2 KiB) of a step's log, .cairn/runs/RUN/P.log
+ * (written redacted by the engine); NULL when there is none. Caller
+ * frees. */
+static char *log_tail(struct journal *j, const char *run_id, const char *path)
+{
+  char dir[4096], file[4400], buf[2049];
+  if (engine_run_dir(j, run_id, dir, sizeof dir, NULL) != 0)
+    return NULL;
+  int w = snprintf(file, sizeof file, "%s/%s.log", dir, path);
+  for (char *c = file + strlen(dir) + 1; w > 0 && *c; c++)
+    if (*c == '/')
+      *c = '.';
+  FILE *f = fopen(file, "r");
+  if (f == NULL)
+    return NULL;
+  long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : 0;
+  long from = size > 2048 ? size - 2048 : 0;
+  fseek(f, from, SEEK_SET);
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  /* Start at a whole line when the tail was cut. */
+  char *start = buf;
+  if (from > 0 && (start = strchr(buf, '\n')) != NULL)
+    start++;
+  return strdup(start ? start : buf);
+}
+
 static int collect_event(const struct journal_event *ev, void *ud)
 {
   json_t *a = ud;
@@ -34,9 +62,11 @@ static int collect_event(const struct journal_event *ev, void *ud)
 
 int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
 {
-  int events = 0;
+  int events = 0, logs = 0;
   const struct cli_option opts[] = {
     {"events", CLI_OPT_FLAG, &events, NULL, "list every event too"},
+    {"logs", CLI_OPT_FLAG, &logs, NULL,
+     "add the tail of each state's log (secrets redacted)"},
     {NULL, 0, NULL, NULL, NULL},
   };
   struct journal *j = NULL;
@@ -47,7 +77,7 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
   int npos = 0, have_run = 0, have_rp = 0;
   char t[32], d[32];
   int code = cli_parse(argc, argv, ctx, opts, "cairn show RUN [--events] "
-                       "[--json]",
+                       "[--logs] [--json]",
                        "Shows one run (by id or a unique prefix of it): who "
                        "ran which workflow where,\nand each state with its "
                        "start, duration, attempts, outcome and outputs.",
@@ -93,6 +123,10 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
         json_object_set(o, "inputs", s->inputs);
       if (s->finished && json_object_get(s->finished, "error"))
         json_object_set(o, "error", json_object_get(s->finished, "error"));
+      char *tail = logs ? log_tail(j, run.id, s->path) : NULL;
+      if (tail)
+        json_object_set_new(o, "log_tail", json_string(tail));
+      free(tail);
       json_array_append_new(steps, o);
     }
     json_t *v = json_pack("{s:o,s:o,s:O}", "run", cli_run_json(j, &run),
@@ -115,6 +149,8 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
     free(ps);
   }
   printf("actor     %s\n", run.actor);
+  if (*run.parent)
+    printf("parent    %s\n", run.parent);
   printf("status    %s\n", cli_run_status(j, &run));
   printf("started   %s\n", cli_time(run.created_ms, t, sizeof t));
   if (run.finished_ms)
@@ -153,6 +189,16 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
     /* Turning TLS verification off must not pass unnoticed in review. */
     if (json_is_true(json_object_get(s->inputs, "insecure")))
       printf("%-28s ! TLS not verified (insecure: true)\n", "");
+    char *tail = logs ? log_tail(j, run.id, s->path) : NULL;
+    for (char *l = tail, *nl; l && *l; l = nl) {
+      nl = strchr(l, '\n');
+      if (nl)
+        *nl++ = '\0';
+      else
+        nl = l + strlen(l);
+      printf("%-28s | %s\n", "", l);
+    }
+    free(tail);
   }
   if (events) {
     printf("\n%6s %-16s %-24s %s\n", "SEQ", "KIND", "STATE", "PAYLOAD");

@@ -7,34 +7,84 @@
 struct sctx {
   struct cli_ctx *ctx;
   struct journal *j;
-  json_t *seen; /* "workflow\nenv" -> true */
-  int n;
+  json_t *rows; /* "workflow\nenv" -> {live run fields, in_progress} */
+  json_t *order; /* keys, newest activity first */
 };
 
-static int status_line(const struct journal_run *r, void *ud)
+static int is_record(const struct journal_run *r)
+{
+  return strcmp(r->status, JOURNAL_STATUS_APPROVED) == 0 ||
+         strcmp(r->status, JOURNAL_STATUS_REFUSED) == 0;
+}
+
+/* Runs come newest first: the first succeeded one of a (workflow, env)
+ * is what is live there (rolled back runs have status rolled_back; a
+ * failed run leaves the previous one live); a running one with a live
+ * engine is in progress. */
+static int status_row(const struct journal_run *r, void *ud)
 {
   struct sctx *s = ud;
-  char key[600], t[32];
-  const char *st = cli_run_status(s->j, r);
-  int unfinished = strcmp(st, JOURNAL_STATUS_SUCCEEDED) != 0 &&
-                   strcmp(st, JOURNAL_STATUS_FAILED) != 0;
-
-  snprintf(key, sizeof key, "%s\n%s", r->workflow, r->env);
-  /* The newest run of each (workflow, env), and every unfinished one. */
-  if (json_object_get(s->seen, key) && !unfinished)
+  char key[600];
+  if (is_record(r))
     return 0;
-  json_object_set_new(s->seen, key, json_true());
-  if (s->ctx->json) {
-    json_t *v = cli_run_json(s->j, r);
-    cli_print_json(v);
-    json_decref(v);
-  } else {
-    printf("%-20s %-8s %-11s %s  %s  %s\n", r->workflow,
-           *r->env ? r->env : "-", st, r->id,
-           cli_time(r->created_ms, t, sizeof t), r->actor);
+  snprintf(key, sizeof key, "%s\n%s", r->workflow, r->env);
+  json_t *row = json_object_get(s->rows, key);
+  if (row == NULL) {
+    row = json_pack("{s:s,s:s,s:n,s:b}", "workflow", r->workflow, "env",
+                    r->env, "live", "in_progress", 0);
+    json_object_set_new(s->rows, key, row);
+    json_array_append_new(s->order, json_string(key));
   }
-  s->n++;
+  const char *st = cli_run_status(s->j, r);
+  if ((strcmp(st, JOURNAL_STATUS_RUNNING) == 0 ||
+       strcmp(st, JOURNAL_STATUS_WAITING) == 0) &&
+      !json_is_true(json_object_get(row, "in_progress"))) {
+    json_object_set_new(row, "in_progress", json_true());
+    json_object_set_new(row, "running_run", json_string(r->id));
+  }
+  if (strcmp(st, JOURNAL_STATUS_SUCCEEDED) == 0 &&
+      json_is_null(json_object_get(row, "live")))
+    json_object_set_new(row, "live",
+                        json_pack("{s:s,s:s,s:s,s:I,s:s}", "run", r->id,
+                                  "release", r->release, "actor", r->actor,
+                                  "finished_ms",
+                                  (json_int_t)(r->finished_ms
+                                                   ? r->finished_ms
+                                                   : r->created_ms),
+                                  "parent", r->parent));
   return 0;
+}
+
+static void print_rows(struct sctx *s)
+{
+  size_t i;
+  json_t *k;
+  char t[32];
+  if (!s->ctx->json && json_array_size(s->order))
+    printf("%-20s %-8s %-10s %-26s %-19s %-16s %s\n", "WORKFLOW", "ENV",
+           "RELEASE", "RUN", "DEPLOYED", "BY", "IN PROGRESS");
+  json_array_foreach(s->order, i, k) {
+    json_t *row = json_object_get(s->rows, json_string_value(k));
+    json_t *live = json_object_get(row, "live");
+    if (!json_is_object(live))
+      live = NULL;
+    if (s->ctx->json) {
+      cli_print_json(row);
+      continue;
+    }
+    const char *env = json_string_value(json_object_get(row, "env"));
+    const char *run = json_string_value(json_object_get(row, "running_run"));
+    const char *rel = json_string_value(json_object_get(live, "release"));
+    printf("%-20s %-8s %-10s %-26s %-19s %-16s %s\n",
+           json_string_value(json_object_get(row, "workflow")),
+           *env ? env : "-", live ? (rel && *rel ? rel : "-") : "(none)",
+           live ? json_string_value(json_object_get(live, "run")) : "-",
+           live ? cli_time(json_integer_value(json_object_get(
+                               live, "finished_ms")), t, sizeof t)
+                : "-",
+           live ? json_string_value(json_object_get(live, "actor")) : "-",
+           run ? run : "no");
+  }
 }
 
 int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx)
@@ -44,9 +94,11 @@ int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx)
   struct cairn_error err = {0};
   int npos = 0;
   int code = cli_parse(argc, argv, ctx, opts, "cairn status [RUN] [--json]",
-                       "Without RUN: the latest run of each workflow and "
-                       "environment, and every\nunfinished run. With RUN: "
-                       "where that run stands and what to do next.", &npos);
+                       "Without RUN: one line per workflow and environment: "
+                       "the release live there\n(the last succeeded run not "
+                       "rolled back), its run, when, by whom, and the run\n"
+                       "in progress if any. With RUN: where that run stands "
+                       "and what to do next.", &npos);
   if (code != 0)
     return code == 1 ? CLI_EXIT_OK : code;
   if (npos > 1) {
@@ -57,14 +109,17 @@ int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx)
   if (code != 0)
     return code;
   if (npos == 0) {
-    struct sctx s = {ctx, j, json_object(), 0};
-    if (journal_run_foreach(j, NULL, status_line, &s, &err) != 0) {
+    struct sctx s = {ctx, j, json_object(), json_array()};
+    if (journal_run_foreach(j, NULL, status_row, &s, &err) != 0) {
       cli_error("%s", err.msg);
       code = CLI_EXIT_FAILED;
-    } else if (s.n == 0 && !ctx->json) {
+    } else if (json_array_size(s.order) == 0 && !ctx->json) {
       printf("no runs\n");
+    } else {
+      print_rows(&s);
     }
-    json_decref(s.seen);
+    json_decref(s.rows);
+    json_decref(s.order);
     journal_close(j);
     return code;
   }
@@ -97,8 +152,11 @@ int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx)
     else if (rp.current && *rp.current)
       printf(", in state '%s'", rp.current);
     printf("\n");
-    if (strcmp(st, JOURNAL_STATUS_INTERRUPTED) == 0)
-      printf("continue it with 'cairn resume %s'\n", run.id);
+    if (strcmp(st, JOURNAL_STATUS_INTERRUPTED) == 0 ||
+        strcmp(st, JOURNAL_STATUS_WAITING) == 0)
+      printf("continue it with 'cairn resume %s'%s\n", run.id,
+             strcmp(st, JOURNAL_STATUS_WAITING) == 0
+                 ? " once it is approved ('cairn approve RUN')" : "");
     else if (strcmp(st, JOURNAL_STATUS_ROLLBACK_FAILED) == 0)
       printf("an undo failed (see 'cairn show %s'); fix the cause, then "
              "'cairn resume %s' retries it and the rest\n", run.id, run.id);

@@ -19,6 +19,10 @@ static const struct cli_command commands[] = {
   {"show", cli_cmd_show, CLI_JSON, "show one run: its states and events"},
   {"rollback", cli_cmd_rollback, CLI_JSON,
    "undo a succeeded run, or print its plan (--dry-run)"},
+  {"promote", cli_cmd_promote, CLI_JSON,
+   "run in an environment once its gates pass (exit 5 when refused)"},
+  {"approve", cli_cmd_approve, CLI_JSON,
+   "approve a waiting run, or a release for an environment"},
   {"validate", cli_cmd_validate, CLI_JSON, "check a workflow file"},
   {"graph", cli_cmd_graph, 0, "print the state machine as Graphviz dot or Mermaid"},
   {"plan", cli_cmd_plan, CLI_JSON,
@@ -137,7 +141,7 @@ static void usage(FILE *f)
              "'man cairn' about all.\n"
              "exit codes: 0 done, 1 failed, 2 usage or invalid input, "
              "3 interrupted or waiting\nfor a decision, 4 locked by another "
-             "run, 6 rollback failed.\n");
+             "run, 5 promotion refused, 6 rollback failed.\n");
 }
 
 int main(int argc, char **argv)

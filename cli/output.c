@@ -276,6 +276,7 @@ int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
     status = "rolled_back";
     break;
   case ENGINE_WAITING:
+  case ENGINE_AWAITING_APPROVAL:
     code = CLI_EXIT_INTERRUPTED;
     status = "waiting";
     break;
@@ -316,6 +317,9 @@ int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
     break;
   case ENGINE_WAITING:
     printf("run %s needs a decision: %s\n", r->run_id, r->message);
+    break;
+  case ENGINE_AWAITING_APPROVAL:
+    printf("%s\n", r->message);
     break;
   case ENGINE_INTERRUPTED:
     printf("run %s %s; continue it with 'cairn resume %s'\n", r->run_id,

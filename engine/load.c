@@ -43,7 +43,8 @@
 static const char *const kind_names[] = {
   [ENGINE_DO] = "do", [ENGINE_PARALLEL] = "parallel",
   [ENGINE_CHOICE] = "choice", [ENGINE_WAIT] = "wait",
-  [ENGINE_SUCCEED] = "succeed", [ENGINE_FAIL] = "fail", NULL,
+  [ENGINE_SUCCEED] = "succeed", [ENGINE_FAIL] = "fail",
+  [ENGINE_APPROVAL] = "approval", NULL,
 };
 
 const char *engine_kind_name(enum engine_kind k)
@@ -952,8 +953,70 @@ static int parse_choice(struct loader *L, struct engine_state *s,
   return 0;
 }
 
+/* A non-empty list of distinct actor names (approvers). */
+static int get_names(struct loader *L, const ynode *v, const char *key,
+                     const char *subj, char ***out, size_t *n)
+{
+  if (v->type != Y_SEQ || v->n == 0)
+    return lerr(L, v, "'%s' in %s must be a non-empty list of actor names, "
+                "got %s (hint: e.g. [alice, bob])", key, subj,
+                v->type == Y_SEQ ? "an empty list" : tname(v));
+  if ((*out = calloc(v->n, sizeof **out)) == NULL)
+    return nomem(L);
+  *n = v->n;
+  for (size_t i = 0; i < v->n; i++) {
+    const ynode *x = v->kids[i];
+    if (!is_str(x) || x->text[0] == '\0')
+      return lerr(L, x, "'%s' in %s must hold actor names (strings), got %s",
+                  key, subj, tname(x));
+    for (size_t j = 0; j < i; j++)
+      if (strcmp((*out)[j], x->text) == 0)
+        return lerr(L, x, "duplicate approver '%s' in %s (hint: list each "
+                    "actor once)", x->text, subj);
+    if (((*out)[i] = strdup(x->text)) == NULL)
+      return nomem(L);
+  }
+  return 0;
+}
+
+static const char *const approval_keys[] = {"approvals", "approvers", NULL};
+
+/* approval: {} (the environment's approvals and approvers) or
+ * approval: { approvals: N, approvers: [...] }. */
+static int parse_approval(struct loader *L, struct engine_state *s,
+                          const ynode *v, const char *subj)
+{
+  const ynode *x;
+  char what[340];
+  int rc;
+
+  if (v->type != Y_MAP && !(v->type == Y_SCALAR && stype_of(v) == S_NULL))
+    return lerr(L, v, "'approval' in %s must be a mapping, got %s (hint: "
+                "write 'approval: {}' to use the environment's approvals, "
+                "or 'approval: { approvals: 2, approvers: [alice, bob] }')",
+                subj, tname(v));
+  if (v->type != Y_MAP)
+    return 0;
+  fmt(what, sizeof what, "'approval' of %s", subj);
+  if ((rc = check_keys(L, v, approval_keys, what)) != 0)
+    return rc;
+  if ((x = map_get(v, "approvals", NULL)) != NULL &&
+      (rc = get_int(L, x, "approvals", what, 1, " (hint: at least one "
+                    "approval is needed)", &s->approvals)) != 0)
+    return rc;
+  if ((x = map_get(v, "approvers", NULL)) != NULL &&
+      (rc = get_names(L, x, "approvers", what, &s->approvers,
+                      &s->napprovers)) != 0)
+    return rc;
+  if (s->approvals > 0 && s->approvers && (size_t)s->approvals > s->napprovers)
+    return lerr(L, map_get(v, "approvals", NULL), "%s needs %d approvals but "
+                "lists only %zu approvers (hint: lower 'approvals' or add "
+                "approvers)", what, s->approvals, s->napprovers);
+  return 0;
+}
+
 static const char *const kind_keys[] = {"do", "parallel", "choice", "wait",
-                                        "succeed", "fail", NULL};
+                                        "succeed", "fail", "approval", NULL};
 static const char *const keys_by_kind[][12] = {
   [ENGINE_DO] = {"description", "do", "with", "retry", "timeout",
                  "idempotent", "probe", "undo", "ready", "next",
@@ -963,11 +1026,12 @@ static const char *const keys_by_kind[][12] = {
   [ENGINE_WAIT] = {"description", "wait", "next", NULL},
   [ENGINE_SUCCEED] = {"description", "succeed", NULL},
   [ENGINE_FAIL] = {"description", "fail", "message", NULL},
+  [ENGINE_APPROVAL] = {"description", "approval", "next", NULL},
 };
 static const char *const state_keys[] = {
   "description", "do", "with", "retry", "timeout", "idempotent", "probe",
   "undo", "ready", "next", "on_failure", "parallel", "choice", "default",
-  "wait", "succeed", "fail", "message", NULL,
+  "wait", "succeed", "fail", "message", "approval", NULL,
 };
 
 /* The first kind key of a state's mapping, or -1. */
@@ -1012,7 +1076,7 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
         in_names(list_names(kind_keys), key->text) >= 0)
       return lerr(L, key, "state '%s' has both '%s' and '%s' (hint: a state "
                   "has exactly one of do, parallel, choice, wait, succeed, "
-                  "fail)", s->name, kk->text, key->text);
+                  "fail, approval)", s->name, kk->text, key->text);
   }
   for (size_t i = 0; i < m->n; i += 2) {
     const ynode *key = m->kids[i];
@@ -1029,7 +1093,7 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
   }
   if (kind < 0)
     return lerr(L, k, "state '%s' has no kind (hint: give it one of do, "
-                "parallel, choice, wait, succeed, fail)", s->name);
+                "parallel, choice, wait, succeed, fail, approval)", s->name);
   s->kind = (enum engine_kind)kind;
   if ((v = map_get(m, "description", NULL)) != NULL &&
       (rc = get_str(L, v, "description", subj, &s->description)) != 0)
@@ -1057,6 +1121,9 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
   case ENGINE_WAIT:
     rc = get_duration(L, v, "wait", subj, &s->wait_ms);
     break;
+  case ENGINE_APPROVAL:
+    rc = parse_approval(L, s, v, subj);
+    break;
   case ENGINE_SUCCEED:
   case ENGINE_FAIL:
     if (!is_true(v))
@@ -1070,7 +1137,7 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
   if (rc != 0)
     return rc;
   if (s->kind == ENGINE_DO || s->kind == ENGINE_PARALLEL ||
-      s->kind == ENGINE_WAIT) {
+      s->kind == ENGINE_WAIT || s->kind == ENGINE_APPROVAL) {
     if ((v = map_get(m, "next", NULL)) == NULL)
       return lerr(L, k, "missing key 'next' in %s (hint: name the state that "
                   "comes after it)", subj);
@@ -1360,7 +1427,8 @@ static int parse_secrets(struct loader *L, const ynode *m)
   return 0;
 }
 
-static const char *const env_keys[] = {"vars", "after", "approvals", NULL};
+static const char *const env_keys[] = {"vars", "after", "approvals",
+                                       "approvers", NULL};
 
 
 /* After every environment is read: `after` names one, without cycles. */
@@ -1457,6 +1525,10 @@ static int parse_envs(struct loader *L, const ynode *m)
       return rc;
     if ((x = map_get(v, "approvals", NULL)) != NULL &&
         (rc = get_int(L, x, "approvals", subj, 0, "", &e->approvals)) != 0)
+      return rc;
+    if ((x = map_get(v, "approvers", NULL)) != NULL &&
+        (rc = get_names(L, x, "approvers", subj, &e->approvers,
+                        &e->napprovers)) != 0)
       return rc;
   }
   if ((rc = nindex_build(L, &L->envs,
@@ -1827,6 +1899,9 @@ void engine_workflow_destroy(struct engine_workflow *wf)
     free(wf->envs[i].name);
     json_decref(wf->envs[i].vars);
     free(wf->envs[i].after);
+    for (size_t j = 0; j < wf->envs[i].napprovers; j++)
+      free(wf->envs[i].approvers[j]);
+    free(wf->envs[i].approvers);
   }
   for (size_t i = 0; i < wf->nstates; i++) {
     struct engine_state *s = &wf->states[i];
@@ -1847,6 +1922,9 @@ void engine_workflow_destroy(struct engine_workflow *wf)
     free(s->next);
     free(s->on_failure);
     free(s->message);
+    for (size_t j = 0; j < s->napprovers; j++)
+      free(s->approvers[j]);
+    free(s->approvers);
   }
   free(wf->file);
   free(wf->name);
@@ -1891,4 +1969,20 @@ const struct engine_param *engine_workflow_param(
     if (strcmp(wf->params[i].name, name) == 0)
       return &wf->params[i];
   return NULL;
+}
+
+void engine_approval_rule(const struct engine_workflow *wf,
+                          const struct engine_state *st, const char *env,
+                          int *need, char *const **approvers, size_t *n)
+{
+  const struct engine_environment *e = engine_workflow_env(wf, env);
+  *need = st && st->approvals > 0 ? st->approvals
+          : e && e->approvals > 0 ? e->approvals : 1;
+  if (st && st->approvers) {
+    *approvers = st->approvers;
+    *n = st->napprovers;
+  } else {
+    *approvers = e ? e->approvers : NULL;
+    *n = e ? e->napprovers : 0;
+  }
 }

@@ -123,7 +123,8 @@ void engine__notify_direct(struct engine__rt *rt)
 static int is_final_kind(const char *kind)
 {
   return strcmp(kind, JOURNAL_EV_RUN_FINISHED) == 0 ||
-         strcmp(kind, JOURNAL_EV_RUN_INTERRUPTED) == 0;
+         strcmp(kind, JOURNAL_EV_RUN_INTERRUPTED) == 0 ||
+         strcmp(kind, JOURNAL_EV_APPROVAL_WAITING) == 0;
 }
 
 /* Commits every queued event in one transaction and tells the observer.
@@ -143,7 +144,9 @@ static int commit_queue(struct engine__rt *rt)
     if (rc == 0 && is_final_kind(it->kind)) {
       const char *status = json_string_value(
           json_object_get(it->payload, "status"));
-      if (status == NULL)
+      if (strcmp(it->kind, JOURNAL_EV_APPROVAL_WAITING) == 0)
+        status = JOURNAL_STATUS_WAITING;
+      else if (status == NULL)
         status = JOURNAL_STATUS_INTERRUPTED;
       rc = journal_run_set_status(rt->j, rt->run_id, status, now, rt->err);
       if (rc == 0)
@@ -1027,6 +1030,11 @@ void engine__enter(struct engine__rt *rt, const char *name)
     engine__start_wait(rt, until);
     break;
   }
+  case ENGINE_APPROVAL:
+    engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0,
+                 json_pack("{s:s}", "kind", "approval"));
+    engine__approval_decide(rt, st);
+    break;
   case ENGINE_SUCCEED:
     engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0,
                  json_pack("{s:s}", "kind", "succeed"));
@@ -1445,26 +1453,34 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
   run.env = rt.env_name;
   json_t *rel = json_object_get(params, "release");
   run.release = (char *)(json_is_string(rel) ? json_string_value(rel) : "");
-  run.params = params;
+  /* A param that holds a secret's value (--set TOKEN=$TOKEN) is
+   * journaled as ***, like every input. */
+  json_t *jparams = holds_secret(params, rt.redact)
+                        ? redacted_copy(params, rt.redact)
+                        : json_incref(params);
+  run.params = jparams;
   run.status = JOURNAL_STATUS_RUNNING;
   run.actor = actor;
-  run.parent = "";
+  run.parent = (char *)(opt->parent ? opt->parent : "");
 
   rc = journal_begin(j, err);
   if (rc == 0)
     rc = journal_run_insert(j, &run, err);
-  if (rc == 0)
-    rc = engine__append_direct(&rt, JOURNAL_EV_RUN_STARTED,
-                               json_pack("{s:s,s:s,s:s,s:s,s:s,s:O,s:s}",
-                                         "workflow", wf->name, "file",
-                                         wf->file, "file_sha256", wf->sha256,
-                                         "env", rt.env_name, "release",
-                                         run.release, "params", params,
-                                         "actor", actor));
+  if (rc == 0) {
+    json_t *started = json_pack("{s:s,s:s,s:s,s:s,s:s,s:O,s:s}", "workflow",
+                                wf->name, "file", wf->file, "file_sha256",
+                                wf->sha256, "env", rt.env_name, "release",
+                                run.release, "params", jparams, "actor",
+                                actor);
+    if (started && opt->parent && *opt->parent)
+      json_object_set_new(started, "parent", json_string(opt->parent));
+    rc = engine__append_direct(&rt, JOURNAL_EV_RUN_STARTED, started);
+  }
   if (rc == 0 && taken_over)
     rc = engine__append_takeover(&rt, &holder);
   if (rc == 0)
     rc = journal_commit(j, err);
+  json_decref(jparams);
   if (rc != 0) {
     journal_rollback(j);
     journal_lock_release(j, wf->name, rt.env_name, run_id, NULL);

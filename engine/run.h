@@ -23,6 +23,9 @@ enum engine_outcome {
   ENGINE_ROLLED_BACK, /* a rollback on request (engine_rollback) is done */
   ENGINE_INTERRUPTED, /* SIGINT/SIGTERM: resumable */
   ENGINE_WAITING,     /* resume needs a decision (--assume) */
+  ENGINE_AWAITING_APPROVAL, /* stopped at an approval state with too few
+                               approvals (status "waiting"): approve,
+                               then resume */
 };
 
 struct engine_result {
@@ -56,6 +59,9 @@ struct engine_options {
   const char *const *sets;         /* "name=value" overrides */
   size_t nsets;
   const char *actor;               /* NULL: $CAIRN_ACTOR or user@host */
+  const char *parent;              /* run: the run this one is promoted
+                                      from (runs.parent, run.started's
+                                      parent); NULL: none */
   int64_t grace_ms;                /* after SIGINT/SIGTERM, how long running
                                       actions may finish before they are
                                       stopped; 0 means 10 s */
@@ -128,6 +134,62 @@ int engine_sim_check(const struct engine_workflow *wf,
 int engine_simulate(const struct engine_workflow *wf,
                     const struct engine_options *opt,
                     struct engine_result *res, struct cairn_error *err);
+
+/* ---- approvals and promotion (engine/approval.c) ---- */
+
+/* The distinct actors whose approval.granted counts: those on run_id at
+ * state (run_id NULL: none) and those of the promotion approval records
+ * of (workflow, env, release), in order of first approval. With
+ * approvers (n > 0) only those count; the others go to *ignored. Both
+ * arrays (of strings) are owned by the caller; ignored may be NULL. */
+int engine_approvals(struct journal *j, const char *run_id, const char *state,
+                     const char *workflow, const char *env,
+                     const char *release, char *const *approvers, size_t n,
+                     json_t **counted, json_t **ignored,
+                     struct cairn_error *err);
+
+/* cairn approve RUN: journals approval.granted {actor, comment} on run_id
+ * (a full id), which must be waiting at an approval state (CAIRN_E_STATE
+ * otherwise, nothing journaled). *state (size n) gets that state. */
+int engine_approve_run(struct journal *j, const char *run_id,
+                       const char *actor, const char *comment, char *state,
+                       size_t n, struct cairn_error *err);
+
+/* cairn approve ENV --workflow W --release R: journals a promotion
+ * approval record (events.h) and fills record_id. */
+int engine_approve_release(struct journal *j, const char *workflow,
+                           const char *env, const char *release,
+                           const char *actor, const char *comment,
+                           char record_id[JOURNAL_RUN_ID_LEN],
+                           struct cairn_error *err);
+
+/* What the gates of an environment say about a release. */
+struct engine_gate {
+  int refused;                     /* 1: a gate refused (see gate, reason) */
+  char gate[16];                   /* "after" or "approvals" */
+  char reason[1024];               /* one line: which gate and why */
+  char release[256];               /* the release checked */
+  char parent[JOURNAL_RUN_ID_LEN]; /* the succeeded run in `after`, or "" */
+};
+
+/* The release live in (workflow, env): the newest succeeded run (a run
+ * rolled back on request has status rolled_back; a failed one never
+ * counts). 0 with *run filled (caller releases it), or CAIRN_E_NOTFOUND. */
+int engine_live_run(struct journal *j, const char *workflow, const char *env,
+                    struct journal_run *run, struct cairn_error *err);
+
+/* Checks every gate of env for release (NULL: the release live in the
+ * environment env comes after; none there is CAIRN_E_INVAL). Returns 0
+ * with *g filled (g->refused says whether a gate refused); a negative
+ * code for a bad env or a journal error. Journals nothing. */
+int engine_promotion_check(struct journal *j, const struct engine_workflow *wf,
+                           const char *env, const char *release,
+                           struct engine_gate *g, struct cairn_error *err);
+
+/* Journals a refusal record with one promotion.refused event. */
+int engine_promotion_refuse(struct journal *j, const struct engine_workflow *wf,
+                            const char *env, const struct engine_gate *g,
+                            const char *actor, struct cairn_error *err);
 
 /* The folder of a run's logs: "<journal dir>/runs/<run id>" (out of size
  * n). */

@@ -234,6 +234,15 @@ struct engine__sx *engine__undo_sx(struct engine__rt *rt, size_t i,
 /* Called when the undo sx is done (state_done's counterpart). */
 void engine__undo_done(struct engine__rt *rt, struct engine__sx *sx);
 
+/* ---- approval states (engine/approval.c) ---- */
+
+/* Counts the approvals of the approval state st (just entered): enough
+ * moves on to st->next; too few journals approval.waiting and stops the
+ * run (status waiting, lock released, ENGINE_AWAITING_APPROVAL). In a
+ * simulation the approval passes. */
+void engine__approval_decide(struct engine__rt *rt,
+                             const struct engine_state *st);
+
 /* ---- simulation (engine/simulate.c) ---- */
 
 /* The adapter every action is replaced by in a simulation. */

@@ -24,6 +24,7 @@ enum engine_kind {
   ENGINE_WAIT,
   ENGINE_SUCCEED,
   ENGINE_FAIL,
+  ENGINE_APPROVAL, /* stops the run until enough `cairn approve` */
 };
 /* "do", "parallel", ... */
 const char *engine_kind_name(enum engine_kind k);
@@ -81,6 +82,13 @@ struct engine_state {
 
   int64_t wait_ms;             /* ENGINE_WAIT */
 
+  /* ENGINE_APPROVAL: how many distinct actors must approve, and which
+   * count (NULL: anyone). approvals 0 and approvers NULL mean "as the
+   * run's environment says" (at least 1); see engine_approval_rule. */
+  int approvals;
+  char **approvers;
+  size_t napprovers;
+
   char *next;                  /* NULL for terminals and choice */
   char *on_failure;            /* "rollback" (default), "fail" or a state */
   struct engine_pos on_failure_pos;
@@ -108,6 +116,8 @@ struct engine_environment {
   json_t *vars;          /* object, never NULL */
   char *after;           /* may be NULL */
   int approvals;
+  char **approvers;      /* only these actors count; NULL: anyone */
+  size_t napprovers;
   struct engine_pos pos;
 };
 
@@ -155,6 +165,14 @@ const struct engine_environment *engine_workflow_env(
     const struct engine_workflow *wf, const char *name);
 const struct engine_param *engine_workflow_param(
     const struct engine_workflow *wf, const char *name);
+
+/* What an approval state st (NULL: a promotion to env) needs: *need
+ * distinct actors, only those of *approvers (n of them; NULL: anyone).
+ * The state's own settings win; else the environment's (env may be NULL
+ * or unknown); at least 1. *approvers is borrowed from wf. */
+void engine_approval_rule(const struct engine_workflow *wf,
+                          const struct engine_state *st, const char *env,
+                          int *need, char *const **approvers, size_t *n);
 
 /* Builds the params object for a run: defaults, then each "name=value" of
  * sets (converted to the declared type, checked against the pattern).

@@ -32,6 +32,9 @@
  *                     request goes on after its run.finished)
  *   rollback.planned  rollback = payload (the journaled undo plan)
  *   run.interrupted   status "interrupted"
+ *   approval.waiting  status "waiting"
+ *   approval.granted  (on a run) nothing; on a record: status "approved"
+ *   promotion.refused status "refused"
  *   run.finished      status = payload.status (required); current = NULL
  *   workflow.changed  file_sha256 = new_sha256
  *   transition        current = payload.to (required), NULL when "" (the
@@ -97,6 +100,22 @@
  * rollback.planned {reason: failure|request, state?, error?,
  *                   steps: [{path, undo_path, state, adapter, cancelled?,
  *                            inputs, outputs}...]}  in the order they run
+ * approval.waiting {need, have: [actor...], approvers?: [name...]}  an
+ *                  approval state (ev->state) has too few approvals: the
+ *                  run stops with status waiting and releases its lock;
+ *                  resume enters the state again
+ * approval.granted {actor, comment?}  cairn approve: on a run waiting at
+ *                  an approval state (ev->state = that state), or as the
+ *                  only event of a promotion approval record (below)
+ * promotion.refused {workflow, env, release, gate: after|approvals|release,
+ *                  reason, actor}  the only event of a refusal record
+ *
+ * Records: a promotion approval (cairn approve ENV --workflow W --release
+ * R) and a promotion refusal are journal-level facts, not runs. Each is a
+ * runs row that never ran, with status approved or refused, the
+ * workflow, env, release and actor of the fact, and exactly one event
+ * (approval.granted or promotion.refused) instead of run.started; replay
+ * folds such a record into status = the row's kind and no steps.
  * run.finished after a rollback adds {undone: [path...], failed?: path,
  *                  left: [path...]}
  */
@@ -116,6 +135,9 @@
 #define JOURNAL_EV_TRANSITION "transition"
 #define JOURNAL_EV_ROLLBACK_REQUESTED "rollback.requested"
 #define JOURNAL_EV_ROLLBACK_PLANNED "rollback.planned"
+#define JOURNAL_EV_APPROVAL_WAITING "approval.waiting"
+#define JOURNAL_EV_APPROVAL_GRANTED "approval.granted"
+#define JOURNAL_EV_PROMOTION_REFUSED "promotion.refused"
 
 /* The prefix of an undo's path, and the `to` of a transition into a
  * rollback. */
@@ -129,6 +151,10 @@
 #define JOURNAL_STATUS_INTERRUPTED "interrupted"
 #define JOURNAL_STATUS_ROLLED_BACK "rolled_back"
 #define JOURNAL_STATUS_ROLLBACK_FAILED "rollback_failed"
+#define JOURNAL_STATUS_WAITING "waiting"   /* at an approval state */
+/* Records, not runs (see above): they never start. */
+#define JOURNAL_STATUS_APPROVED "approved"
+#define JOURNAL_STATUS_REFUSED "refused"
 
 enum journal_phase {
   JOURNAL_PHASE_ENTERED,     /* state.entered, no attempt running: none

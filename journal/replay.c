@@ -303,6 +303,17 @@ static int fold_event(const struct journal_event *ev, void *ud)
   } else if (strcmp(kind, JOURNAL_EV_RUN_INTERRUPTED) == 0) {
     if (set_str(&r->status, JOURNAL_STATUS_INTERRUPTED) != 0)
       return nomem(f);
+  } else if (strcmp(kind, JOURNAL_EV_APPROVAL_WAITING) == 0) {
+    if (set_str(&r->status, JOURNAL_STATUS_WAITING) != 0)
+      return nomem(f);
+  } else if (strcmp(kind, JOURNAL_EV_PROMOTION_REFUSED) == 0 ||
+             (strcmp(kind, JOURNAL_EV_APPROVAL_GRANTED) == 0 &&
+              r->started == NULL)) {
+    /* A record, not a run (events.h): it never started. */
+    if (set_str(&r->status, strcmp(kind, JOURNAL_EV_PROMOTION_REFUSED) == 0
+                                ? JOURNAL_STATUS_REFUSED
+                                : JOURNAL_STATUS_APPROVED) != 0)
+      return nomem(f);
   } else if (strcmp(kind, JOURNAL_EV_RUN_FINISHED) == 0) {
     s = jstr(ev->payload, "status");
     if (s == NULL || *s == '\0')

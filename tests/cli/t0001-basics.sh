@@ -10,8 +10,8 @@ cat >usage-lines <<\EOF
 run|usage: cairn run FILE [--env NAME] [--set NAME=VALUE]... [--json]
 resume|usage: cairn resume [RUN] [--assume succeeded|failed] [--allow-changed] [--json]
 status|usage: cairn status [RUN] [--json]
-history|usage: cairn history [--workflow W] [--env E] [--status S] [--limit N] [--json]
-show|usage: cairn show RUN [--events] [--json]
+history|usage: cairn history [--workflow W] [--env E] [--release R] [--status S] [--since DATE] [--limit N] [--json]
+show|usage: cairn show RUN [--events] [--logs] [--json]
 rollback|usage: cairn rollback RUN [--dry-run] [--allow-changed] [--json]
 validate|usage: cairn validate FILE [--json]
 plan|usage: cairn plan FILE [--env NAME] [--set NAME=VALUE]... [--json]
@@ -19,6 +19,8 @@ simulate|usage: cairn simulate FILE [--env NAME] [--set NAME=VALUE]... [--fail-a
 graph|usage: cairn graph FILE [--format dot|mermaid]
 verify|usage: cairn verify [--json]
 adapters|usage: cairn adapters [NAME] [--json]
+promote|usage: cairn promote FILE (--to ENV | --through ENV) [--release R] [--set NAME=VALUE]... [--json]
+approve|usage: cairn approve RUN [--comment TEXT]
 version|usage: cairn version [--json]
 EOF
 

@@ -721,10 +721,10 @@ static void test_kinds(void **state)
   expect_error(HEAD "  a: { do: exec, wait: 5s }\n",
                "wf.yaml:5:18: error: state 'a' has both 'do' and 'wait' (hint: "
                "a state has exactly one of do, parallel, choice, wait, "
-               "succeed, fail)");
+               "succeed, fail, approval)");
   expect_error(HEAD "  a: { next: a }\n",
                "wf.yaml:5:3: error: state 'a' has no kind (hint: give it one "
-               "of do, parallel, choice, wait, succeed, fail)");
+               "of do, parallel, choice, wait, succeed, fail, approval)");
   expect_error(HEAD "  a: { od: exec }\n",
                "wf.yaml:5:8: error: unknown key 'od' in state 'a' (hint: did "
                "you mean 'do'?)");

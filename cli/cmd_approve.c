@@ -1,0 +1,97 @@
+/* cairn approve: approve a run waiting at an approval state, or a
+ * promotion of a release to an environment (a journal-level record). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/proc.h"
+
+void cli_actor(char *out, size_t n)
+{
+  const char *a = getenv("CAIRN_ACTOR");
+  if (a && *a)
+    snprintf(out, n, "%s", a);
+  else
+    cairn_proc_actor(out, n);
+}
+
+int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx)
+{
+  const char *workflow = NULL, *release = NULL, *comment = NULL;
+  const struct cli_option opts[] = {
+    {"workflow", CLI_OPT_STRING, &workflow, "NAME",
+     "a promotion approval: the workflow's name"},
+    {"release", CLI_OPT_STRING, &release, "RELEASE",
+     "a promotion approval: the release approved"},
+    {"comment", CLI_OPT_STRING, &comment, "TEXT", "why (journaled)"},
+    {NULL, 0, NULL, NULL, NULL},
+  };
+  struct journal *j = NULL;
+  struct cairn_error err = {0};
+  char actor[300], state[256] = "", id[JOURNAL_RUN_ID_LEN];
+  int npos = 0, rc;
+  int code = cli_parse(argc, argv, ctx, opts,
+                       "cairn approve RUN [--comment TEXT]\n"
+                       "   or: cairn approve ENV --workflow NAME --release R "
+                       "[--comment TEXT]",
+                       "Journals an approval by you (CAIRN_ACTOR, else "
+                       "user@host): of a run waiting at an\napproval state "
+                       "(then 'cairn resume RUN' goes on), or of promoting "
+                       "release R of\nworkflow NAME to ENV (counted by "
+                       "'cairn promote' and approval states).", &npos);
+  if (code != 0)
+    return code == 1 ? CLI_EXIT_OK : code;
+  if (npos != 1) {
+    cli_error("approve needs one run id, or one environment with --workflow "
+              "and --release");
+    return CLI_EXIT_USAGE;
+  }
+  if ((workflow == NULL) != (release == NULL)) {
+    cli_error("approve ENV needs both --workflow and --release");
+    return CLI_EXIT_USAGE;
+  }
+  cli_actor(actor, sizeof actor);
+  code = cli_open_journal(ctx, 0, 0, &j);
+  if (code != 0)
+    return code;
+  if (workflow) {
+    rc = engine_approve_release(j, workflow, argv[1], release, actor, comment,
+                                id, &err);
+    if (rc == 0 && ctx->json) {
+      json_t *v = json_pack("{s:s,s:s,s:s,s:s,s:s}", "record", id, "workflow",
+                            workflow, "env", argv[1], "release", release,
+                            "actor", actor);
+      cli_print_json(v);
+      json_decref(v);
+    } else if (rc == 0) {
+      printf("approved release %s of %s for %s by %s (%s)\n", release,
+             workflow, argv[1], actor, id);
+    }
+  } else {
+    struct journal_run run = {0};
+    code = cli_get_run(j, argv[1], &run);
+    if (code != 0) {
+      journal_close(j);
+      return code;
+    }
+    rc = engine_approve_run(j, run.id, actor, comment, state, sizeof state,
+                            &err);
+    if (rc == 0 && ctx->json) {
+      json_t *v = json_pack("{s:s,s:s,s:s}", "run", run.id, "state", state,
+                            "actor", actor);
+      cli_print_json(v);
+      json_decref(v);
+    } else if (rc == 0) {
+      printf("approved run %s at state '%s' by %s; go on with 'cairn resume "
+             "%s'\n", run.id, state, actor, run.id);
+    }
+    journal_run_release(&run);
+  }
+  if (rc != 0) {
+    cli_error("%s", err.msg);
+    code = cli_exit_for(rc);
+  }
+  journal_close(j);
+  return code;
+}

@@ -1,0 +1,465 @@
+/* Approvals and promotion gates: counting `cairn approve` from the
+ * journal, the approval state kind, and the checks `cairn promote` makes
+ * before it starts a run. Everything is decided from the journal alone. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/runtime.h"
+
+/* ---- counting approvals ---- */
+
+struct count {
+  const char *state;        /* only events at this state (NULL: any) */
+  char *const *approvers;
+  size_t n;
+  json_t *counted, *ignored; /* arrays of distinct actors */
+};
+
+static int has_str(json_t *a, const char *s)
+{
+  size_t i;
+  json_t *v;
+  json_array_foreach(a, i, v) if (strcmp(json_string_value(v), s) == 0)
+    return 1;
+  return 0;
+}
+
+static void count_actor(struct count *c, const char *actor)
+{
+  int ok = c->n == 0;
+  for (size_t i = 0; i < c->n && !ok; i++)
+    ok = strcmp(c->approvers[i], actor) == 0;
+  json_t *into = ok ? c->counted : c->ignored;
+  /* The same actor approving twice counts once. */
+  if (!has_str(into, actor))
+    json_array_append_new(into, json_string(actor));
+}
+
+static int count_event(const struct journal_event *ev, void *ud)
+{
+  struct count *c = ud;
+  const char *actor = json_string_value(json_object_get(ev->payload,
+                                                        "actor"));
+  if (strcmp(ev->kind, JOURNAL_EV_APPROVAL_GRANTED) != 0 || actor == NULL ||
+      (c->state && strcmp(ev->state, c->state) != 0))
+    return 0;
+  count_actor(c, actor);
+  return 0;
+}
+
+static int collect_id(const struct journal_run *r, void *ud)
+{
+  return json_array_append_new(ud, json_string(r->id)) == 0 ? 0
+                                                             : CAIRN_E_NOMEM;
+}
+
+int engine_approvals(struct journal *j, const char *run_id, const char *state,
+                     const char *workflow, const char *env,
+                     const char *release, char *const *approvers, size_t n,
+                     json_t **counted, json_t **ignored,
+                     struct cairn_error *err)
+{
+  struct count c = {state, approvers, n, json_array(), json_array()};
+  struct journal_run_filter f = {workflow, env ? env : "",
+                                 release ? release : "",
+                                 JOURNAL_STATUS_APPROVED, 0, 0};
+  json_t *ids = json_array();
+  int rc = 0;
+
+  *counted = NULL;
+  if (ignored)
+    *ignored = NULL;
+  if (run_id)
+    rc = journal_event_foreach(j, run_id, 0, count_event, &c, err);
+  /* Records first collected, then read: a callback of run_foreach must
+   * not start another statement of the same slot. */
+  if (rc == 0)
+    rc = journal_run_foreach(j, &f, collect_id, ids, err);
+  /* Oldest first, so actors come in the order they approved. */
+  c.state = NULL;
+  for (size_t i = json_array_size(ids); rc == 0 && i > 0; i--)
+    rc = journal_event_foreach(j, json_string_value(json_array_get(ids, i - 1)),
+                               0, count_event, &c, err);
+  json_decref(ids);
+  if (rc != 0) {
+    json_decref(c.counted);
+    json_decref(c.ignored);
+    return rc;
+  }
+  *counted = c.counted;
+  if (ignored)
+    *ignored = c.ignored;
+  else
+    json_decref(c.ignored);
+  return 0;
+}
+
+/* "alice, bob" into buf (the items of a string array). */
+static const char *join_names(json_t *a, char *buf, size_t n)
+{
+  size_t i, used = 0;
+  json_t *v;
+  buf[0] = '\0';
+  json_array_foreach(a, i, v) {
+    int w = snprintf(buf + used, n - used, "%s%s", i ? ", " : "",
+                     json_string_value(v));
+    if (w < 0 || (size_t)w >= n - used)
+      break;
+    used += (size_t)w;
+  }
+  return buf;
+}
+
+static json_t *names_json(char *const *names, size_t n)
+{
+  json_t *a = json_array();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(a, json_string(names[i]));
+  return a;
+}
+
+/* ---- the approval state ---- */
+
+void engine__approval_decide(struct engine__rt *rt,
+                             const struct engine_state *st)
+{
+  char *const *approvers;
+  size_t n;
+  int need;
+  json_t *have = NULL;
+  struct cairn_error err = {0};
+
+  if (rt->opt->sim) {
+    /* A simulation touches no journal but its own: the approval is
+     * taken as given, and the trace says so. */
+    engine__transition(rt, st->name, st->next, "approval (simulated: passes)",
+                       NULL, NULL);
+    return;
+  }
+  engine_approval_rule(rt->wf, st, rt->env_name, &need, &approvers, &n);
+  const char *release = json_string_value(json_object_get(
+      json_object_get(rt->scope, "params"), "release"));
+  if (engine_approvals(rt->j, rt->run_id, st->name, rt->wf->name,
+                       rt->env_name, release ? release : "", approvers, n,
+                       &have, NULL, &err) != 0) {
+    engine__transition(rt, st->name, NULL, "failed", JOURNAL_STATUS_FAILED,
+                       err.msg);
+    return;
+  }
+  if ((int)json_array_size(have) >= need) {
+    json_decref(have);
+    engine__transition(rt, st->name, st->next, "approved", NULL, NULL);
+    return;
+  }
+  int left = need - (int)json_array_size(have);
+  json_t *p = json_pack("{s:i,s:o}", "need", need, "have", have);
+  char list[600] = "", msg[1200];
+  if (n > 0) {
+    json_t *a = names_json(approvers, n);
+    join_names(a, list, sizeof list);
+    json_object_set_new(p, "approvers", a);
+  }
+  engine__emit(rt, JOURNAL_EV_APPROVAL_WAITING, st->name, 0, p);
+  snprintf(msg, sizeof msg, "run %s waits for %d more approval%s at state "
+           "'%s'%s%s%s: cairn approve %s", rt->run_id, left,
+           left == 1 ? "" : "s", st->name, n ? " (approvers: " : "", list,
+           n ? ")" : "", rt->run_id);
+  rt->res->outcome = ENGINE_AWAITING_APPROVAL;
+  snprintf(rt->res->status, sizeof rt->res->status, "%s",
+           JOURNAL_STATUS_WAITING);
+  snprintf(rt->res->state, sizeof rt->res->state, "%s", st->name);
+  snprintf(rt->res->message, sizeof rt->res->message, "%s", msg);
+  rt->finished = 1;
+}
+
+/* ---- cairn approve ---- */
+
+int engine_approve_run(struct journal *j, const char *run_id,
+                       const char *actor, const char *comment, char *state,
+                       size_t n, struct cairn_error *err)
+{
+  struct journal_replay rp;
+  int rc = journal_replay(j, run_id, &rp, err);
+  if (rc != 0)
+    return rc;
+  if (strcmp(rp.status, JOURNAL_STATUS_WAITING) != 0 || rp.current == NULL) {
+    rc = cairn_error_set(err, CAIRN_E_STATE,
+                         "run %s is not waiting for an approval (it is %s; "
+                         "hint: 'cairn approve ENV --workflow W --release R' "
+                         "approves a promotion)", run_id, rp.status);
+    goto out;
+  }
+  snprintf(state, n, "%s", rp.current);
+  json_t *p = json_pack("{s:s}", "actor", actor);
+  if (comment && *comment)
+    json_object_set_new(p, "comment", json_string(comment));
+  rc = journal_append(j, run_id, JOURNAL_EV_APPROVAL_GRANTED, rp.current, 0,
+                      0, p, NULL, err);
+  json_decref(p);
+out:
+  journal_replay_release(&rp);
+  return rc;
+}
+
+int engine_approve_release(struct journal *j, const char *workflow,
+                           const char *env, const char *release,
+                           const char *actor, const char *comment,
+                           char record_id[JOURNAL_RUN_ID_LEN],
+                           struct cairn_error *err)
+{
+  struct journal_run r = {0};
+  int rc = journal_new_run_id(record_id, err);
+  if (rc != 0)
+    return rc;
+  memcpy(r.id, record_id, sizeof r.id);
+  r.workflow = (char *)workflow;
+  r.env = (char *)env;
+  r.release = (char *)release;
+  r.status = JOURNAL_STATUS_APPROVED;
+  r.actor = (char *)actor;
+  r.finished_ms = journal_now_ms();
+  json_t *p = json_pack("{s:s,s:s,s:s,s:s}", "actor", actor, "workflow",
+                        workflow, "env", env, "release", release);
+  if (comment && *comment)
+    json_object_set_new(p, "comment", json_string(comment));
+  rc = journal_begin(j, err);
+  if (rc == 0)
+    rc = journal_run_insert(j, &r, err);
+  if (rc == 0)
+    rc = journal_append(j, record_id, JOURNAL_EV_APPROVAL_GRANTED, "", 0, 0, p,
+                        NULL, err);
+  if (rc == 0)
+    rc = journal_commit(j, err);
+  else
+    journal_rollback(j);
+  json_decref(p);
+  return rc;
+}
+
+/* ---- promotion ---- */
+
+static int first_run(const struct journal_run *r, void *ud)
+{
+  struct journal_run *out = ud;
+  /* Records (approvals, refusals) are not runs. */
+  if (strcmp(r->status, JOURNAL_STATUS_APPROVED) == 0 ||
+      strcmp(r->status, JOURNAL_STATUS_REFUSED) == 0)
+    return 0;
+  *out = *r;
+  /* Keep the strings: take them over from the row the caller releases. */
+  out->workflow = strdup(r->workflow);
+  out->file = strdup(r->file);
+  out->file_sha256 = strdup(r->file_sha256);
+  out->env = strdup(r->env);
+  out->release = strdup(r->release);
+  out->params = json_incref(r->params);
+  out->status = strdup(r->status);
+  out->actor = strdup(r->actor);
+  out->parent = strdup(r->parent);
+  return 1;
+}
+
+/* The newest run of (workflow, env[, release][, status]) into *out. */
+static int newest(struct journal *j, const char *workflow, const char *env,
+                  const char *release, const char *status,
+                  struct journal_run *out, struct cairn_error *err)
+{
+  struct journal_run_filter f = {workflow, env, release, status, 0, 0};
+  memset(out, 0, sizeof *out);
+  int rc = journal_run_foreach(j, &f, first_run, out, err);
+  if (rc == 1)
+    return 0;
+  if (rc == 0)
+    return CAIRN_E_NOTFOUND;
+  return rc;
+}
+
+int engine_live_run(struct journal *j, const char *workflow, const char *env,
+                    struct journal_run *run, struct cairn_error *err)
+{
+  return newest(j, workflow, env, NULL, JOURNAL_STATUS_SUCCEEDED, run, err);
+}
+
+/* Where a run failed: the state of its on_failure transition, or of the
+ * fail state it reached; "" when not known. */
+struct failed_at {
+  char state[256];
+};
+
+static int find_failed(const struct journal_event *ev, void *ud)
+{
+  struct failed_at *f = ud;
+  const char *reason = json_string_value(json_object_get(ev->payload,
+                                                         "reason"));
+  const char *kind = json_string_value(json_object_get(ev->payload, "kind"));
+  if (f->state[0])
+    return 0;
+  if ((strcmp(ev->kind, JOURNAL_EV_TRANSITION) == 0 && reason &&
+       (strcmp(reason, "on_failure") == 0 || strcmp(reason, "failed") == 0)) ||
+      (strcmp(ev->kind, JOURNAL_EV_STATE_ENTERED) == 0 && kind &&
+       strcmp(kind, "fail") == 0))
+    snprintf(f->state, sizeof f->state, "%s", ev->state);
+  return 0;
+}
+
+static int check_after(struct journal *j, const struct engine_workflow *wf,
+                       const struct engine_environment *e,
+                       struct engine_gate *g, struct cairn_error *err)
+{
+  struct journal_run ok, last;
+  int rc = newest(j, wf->name, e->after, g->release, JOURNAL_STATUS_SUCCEEDED,
+                  &ok, err);
+  if (rc == 0) {
+    memcpy(g->parent, ok.id, sizeof g->parent);
+    journal_run_release(&ok);
+    return 0;
+  }
+  if (rc != CAIRN_E_NOTFOUND)
+    return rc;
+  g->refused = 1;
+  snprintf(g->gate, sizeof g->gate, "after");
+  rc = newest(j, wf->name, e->after, g->release, NULL, &last, err);
+  if (rc == CAIRN_E_NOTFOUND) {
+    snprintf(g->reason, sizeof g->reason,
+             "release %s has no succeeded run in %s; it never ran there",
+             g->release, e->after);
+    return 0;
+  }
+  if (rc != 0)
+    return rc;
+  struct failed_at fa = {""};
+  if (strcmp(last.status, JOURNAL_STATUS_FAILED) == 0 ||
+      strcmp(last.status, JOURNAL_STATUS_ROLLBACK_FAILED) == 0)
+    rc = journal_event_foreach(j, last.id, 0, find_failed, &fa, err);
+  if (rc == 0 && fa.state[0])
+    snprintf(g->reason, sizeof g->reason,
+             "release %s has no succeeded run in %s; last attempt %s failed "
+             "at %s", g->release, e->after, last.id, fa.state);
+  else if (rc == 0)
+    snprintf(g->reason, sizeof g->reason,
+             "release %s has no succeeded run in %s; last attempt %s is %s",
+             g->release, e->after, last.id, last.status);
+  journal_run_release(&last);
+  return rc;
+}
+
+static int check_approvals(struct journal *j, const struct engine_workflow *wf,
+                           const struct engine_environment *e,
+                           struct engine_gate *g, struct cairn_error *err)
+{
+  char *const *approvers;
+  size_t n;
+  int need;
+  json_t *have = NULL, *ignored = NULL;
+  char a[600], b[600], c[600];
+
+  engine_approval_rule(wf, NULL, e->name, &need, &approvers, &n);
+  int rc = engine_approvals(j, NULL, NULL, wf->name, e->name, g->release,
+                            approvers, n, &have, &ignored, err);
+  if (rc != 0)
+    return rc;
+  if ((int)json_array_size(have) < need) {
+    g->refused = 1;
+    snprintf(g->gate, sizeof g->gate, "approvals");
+    json_t *al = names_json(approvers, n);
+    int w = snprintf(g->reason, sizeof g->reason,
+                     "release %s needs %d approval%s from distinct actors "
+                     "for %s, has %zu%s%s%s", g->release, need,
+                     need == 1 ? "" : "s", e->name, json_array_size(have),
+                     json_array_size(have) ? " (" : "",
+                     join_names(have, a, sizeof a),
+                     json_array_size(have) ? ")" : "");
+    if (json_array_size(ignored) && w > 0 && (size_t)w < sizeof g->reason)
+      w += snprintf(g->reason + w, sizeof g->reason - (size_t)w,
+                    "; not counted, not approvers (%s): %s",
+                    join_names(al, b, sizeof b),
+                    join_names(ignored, c, sizeof c));
+    if (w > 0 && (size_t)w < sizeof g->reason)
+      snprintf(g->reason + w, sizeof g->reason - (size_t)w,
+               " (hint: cairn approve %s --workflow %s --release %s)",
+               e->name, wf->name, g->release);
+    json_decref(al);
+  }
+  json_decref(have);
+  json_decref(ignored);
+  return 0;
+}
+
+int engine_promotion_check(struct journal *j, const struct engine_workflow *wf,
+                           const char *env, const char *release,
+                           struct engine_gate *g, struct cairn_error *err)
+{
+  const struct engine_environment *e = engine_workflow_env(wf, env);
+  int rc;
+
+  memset(g, 0, sizeof *g);
+  if (e == NULL)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "workflow '%s' has no environment '%s'", wf->name,
+                           env);
+  if (release == NULL && e->after) {
+    struct journal_run live;
+    rc = engine_live_run(j, wf->name, e->after, &live, err);
+    if (rc == CAIRN_E_NOTFOUND)
+      return cairn_error_set(err, CAIRN_E_INVAL,
+                             "no release of '%s' is live in %s to promote to "
+                             "%s (hint: pass --release)", wf->name, e->after,
+                             env);
+    if (rc != 0)
+      return rc;
+    snprintf(g->release, sizeof g->release, "%s", live.release);
+    journal_run_release(&live);
+  } else if (release == NULL) {
+    /* The root of the chain: the release param's value as a run would
+     * have it (its default). */
+    json_t *params = NULL;
+    rc = engine_workflow_params(wf, NULL, 0, &params, err);
+    if (rc != 0)
+      return rc;
+    const char *r = json_string_value(json_object_get(params, "release"));
+    snprintf(g->release, sizeof g->release, "%s", r ? r : "");
+    json_decref(params);
+  } else {
+    snprintf(g->release, sizeof g->release, "%s", release);
+  }
+  if (e->after && (rc = check_after(j, wf, e, g, err)) != 0)
+    return rc;
+  if (!g->refused && e->approvals > 0 &&
+      (rc = check_approvals(j, wf, e, g, err)) != 0)
+    return rc;
+  return 0;
+}
+
+int engine_promotion_refuse(struct journal *j, const struct engine_workflow *wf,
+                            const char *env, const struct engine_gate *g,
+                            const char *actor, struct cairn_error *err)
+{
+  struct journal_run r = {0};
+  int rc = journal_new_run_id(r.id, err);
+  if (rc != 0)
+    return rc;
+  r.workflow = wf->name;
+  r.file = wf->file;
+  r.file_sha256 = (char *)wf->sha256;
+  r.env = (char *)env;
+  r.release = (char *)g->release;
+  r.status = JOURNAL_STATUS_REFUSED;
+  r.actor = (char *)actor;
+  r.finished_ms = journal_now_ms();
+  json_t *p = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "workflow", wf->name,
+                        "env", env, "release", g->release, "gate", g->gate,
+                        "reason", g->reason, "actor", actor);
+  rc = journal_begin(j, err);
+  if (rc == 0)
+    rc = journal_run_insert(j, &r, err);
+  if (rc == 0)
+    rc = journal_append(j, r.id, JOURNAL_EV_PROMOTION_REFUSED, "", 0, 0, p,
+                        NULL, err);
+  if (rc == 0)
+    rc = journal_commit(j, err);
+  else
+    journal_rollback(j);
+  json_decref(p);
+  return rc;
+}

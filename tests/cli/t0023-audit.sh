@@ -1,0 +1,115 @@
+#!/bin/bash
+# t0023-audit: what the journal answers about deploys (show --json,
+# history filters, status per environment) and how runs share it
+# (locks, readers while a run writes).
+. "$(dirname "$0")/lib.sh"
+
+write_workflow app.yaml <<\EOF
+cairn: 1
+name: app
+params:
+  release: { default: "1.0.0" }
+  fail: { default: "no" }
+  note: { default: "" }
+  hold: { default: "0" }
+secrets: [TOKEN]
+environments:
+  dev: { vars: { name: dev } }
+  staging: { vars: { name: staging }, after: dev }
+start: deploy
+states:
+  deploy:
+    do: exec
+    with: { argv: [sh, -c, "sleep {{ params.hold }}; echo {{ params.release }} > live-{{ vars.name }}"] }
+    undo: { do: exec, with: { argv: [rm, -f, "live-{{ vars.name }}"] } }
+    next: validate
+  validate:
+    do: exec
+    with: { argv: [test, "{{ params.fail }}", "=", "no"] }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_must_be_empty_file() {
+	if [ -s "$1" ]; then echo "$1 is not empty:"; cat "$1"; return 1; fi
+}
+
+# live ENV: the release status says is live in ENV.
+live() { cairn status --json | jq -r --arg e "$1" 'select(.env == $e) | .live.release // "none"'; }
+
+test_expect_success 'show --json: actor, file hash, params with a secret redacted, parent' '
+	TOKEN=s3cr3tvalue CAIRN_ACTOR=alice cairn run app.yaml --env dev --set release=1.0.0 --set note=s3cr3tvalue &&
+	dev=$(last_run) &&
+	cairn promote app.yaml --to staging &&
+	st=$(last_run) &&
+	cairn show "$st" --json >s.json &&
+	jq -e --arg d "$dev" ".run.parent == \$d" s.json &&
+	cairn show "$dev" --json >d.json &&
+	jq -e ".run.actor == \"alice\" and .run.params.note == \"***\"" d.json &&
+	jq -e --arg h "$(sha256sum app.yaml | cut -d" " -f1)" ".run.file_sha256 == \$h" d.json &&
+	test_grep ! s3cr3tvalue .cairn/journal.db &&
+	cairn show "$st" >s.txt &&
+	test_grep "^parent    $dev" s.txt &&
+	cairn show "$st" --logs >l.txt &&
+	test_grep "| --- action attempt 1 ---" l.txt
+'
+
+test_expect_success 'status shows what is live after a deploy' '
+	test "$(live dev)" = 1.0.0 &&
+	test "$(live staging)" = 1.0.0 &&
+	dev=$(q "SELECT id FROM runs WHERE env = \"dev\" AND status = \"succeeded\"") &&
+	cairn status >st &&
+	test_grep "^app  *dev  *1.0.0  *$dev" st
+'
+
+test_expect_success 'a failed deploy that rolled back leaves the old release live' '
+	test_must_fail_with 1 cairn run app.yaml --env dev --set release=2.0.0 --set fail=yes &&
+	test "$(live dev)" = 1.0.0
+'
+
+test_expect_success 'after cairn rollback the previous release is live again' '
+	cairn run app.yaml --env dev --set release=3.0.0 &&
+	r3=$(last_run) &&
+	test "$(live dev)" = 3.0.0 &&
+	cairn rollback "$r3" &&
+	test "$(live dev)" = 1.0.0
+'
+
+test_expect_success 'history filters: env, workflow, release, status, since, limit' '
+	cairn history --env staging --json >h1 && test "$(wc -l <h1)" = 1 &&
+	cairn history --release 3.0.0 --json >h2 && test "$(jq -r .status h2)" = rolled_back &&
+	cairn history --status failed --json >h3 && test "$(jq -r .release h3)" = 2.0.0 &&
+	cairn history --workflow nope >h4 && test_grep "no runs" h4 &&
+	cairn history --since 2000-01-01 --limit 2 --json >h5 && test "$(wc -l <h5)" = 2 &&
+	cairn history --since 2999-01-01 >h6 && test_grep "no runs" h6 &&
+	test_must_fail_with 2 cairn history --since yesterday 2>e &&
+	test_grep "cairn: --since: .yesterday. is not a date" e
+'
+
+test_expect_success 'two runs on one workflow and env: one runs, the other exits 4 naming it' '
+	(cairn run app.yaml --env dev --set hold=3 >first 2>&1; echo $? >first.rc) &
+	for i in $(seq 50); do
+		test "$(q "SELECT count(*) FROM locks")" = 1 && break; sleep 0.1
+	done &&
+	holder=$(q "SELECT run_id FROM locks") &&
+	test_must_fail_with 4 cairn run app.yaml --env dev 2>second &&
+	test_grep "locked by run $holder" second &&
+	cairn run app.yaml --env staging --set release=1.0.0 &&
+	wait &&
+	test "$(cat first.rc)" = 0
+'
+
+test_expect_success 'status and history never fail or block while a run writes' '
+	(cairn run app.yaml --env dev --set hold=2 >/dev/null 2>&1; echo $? >w.rc) &
+	for i in $(seq 20); do
+		timeout 5 "$CAIRN_BIN" status >>s.out 2>>s.err
+		timeout 5 "$CAIRN_BIN" history --limit 5 >>h.out 2>>h.err
+		sleep 0.1
+	done &&
+	wait &&
+	test "$(cat w.rc)" = 0 &&
+	test_must_be_empty_file s.err && test_must_be_empty_file h.err &&
+	test_grep "IN PROGRESS" s.out
+'
+
+test_done
