@@ -27,6 +27,8 @@ static void print_help(const struct cli_option *opts, const char *usage,
   printf("  %-24s %s\n", "--journal PATH",
          "the journal (default: .cairn/journal.db found upwards, or "
          "$CAIRN_JOURNAL)");
+  printf("  %-24s %s\n", "--key-file FILE",
+         "the key of a keyed journal (or $CAIRN_KEY_FILE)");
   printf("  %-24s %s\n", "--help", "show this help");
 }
 
@@ -34,7 +36,7 @@ int cli_parse(int argc, char **argv, struct cli_ctx *ctx,
               const struct cli_option *opts, const char *usage,
               const char *description, int *npos)
 {
-  struct option lo[MAX_OPTS + 4];
+  struct option lo[MAX_OPTS + 5];
   /* ":h" and each one-letter option, with ':' when it takes a value */
   char shorts[3 + 2 * MAX_OPTS] = ":h";
   size_t ns = 2;
@@ -58,6 +60,7 @@ int cli_parse(int argc, char **argv, struct cli_ctx *ctx,
   lo[n++] = (struct option){"help", no_argument, NULL, 'h'};
   lo[n++] = (struct option){"journal", required_argument, NULL, 'J'};
   lo[n++] = (struct option){"json", no_argument, NULL, 'j'};
+  lo[n++] = (struct option){"key-file", required_argument, NULL, 'K'};
   lo[n] = (struct option){NULL, 0, NULL, 0};
 
   optind = 1;
@@ -78,6 +81,10 @@ int cli_parse(int argc, char **argv, struct cli_ctx *ctx,
     }
     if (c == 'J') {
       ctx->journal_opt = optarg;
+      continue;
+    }
+    if (c == 'K') {
+      ctx->key_file = optarg;
       continue;
     }
     if (c == 'j') {

@@ -23,6 +23,7 @@ enum cli_exit {
 struct cli_ctx {
   const char *prog;         /* "cairn" */
   const char *journal_opt;  /* --journal, or NULL */
+  const char *key_file;     /* --key-file, or NULL ($CAIRN_KEY_FILE) */
   int json;                 /* --json */
   int tty;                  /* stdout is a terminal */
   int color;                /* tty and NO_COLOR unset */
@@ -87,7 +88,9 @@ int cli_exit_for(int code);
 /* Opens the journal of this working directory (or --journal /
  * CAIRN_JOURNAL). create: create it when missing. On failure prints the
  * error and returns the exit code to use; 0 on success. *out is owned by
- * the caller (journal_close). */
+ * the caller (journal_close). The key of --key-file (else $CAIRN_KEY_FILE)
+ * is read before the journal is opened and given to it (journal_set_key):
+ * opened for writing, a keyed journal refuses to open without its key. */
 int cli_open_journal(struct cli_ctx *ctx, int create, int readonly,
                      struct journal **out);
 /* Loads a run by id or prefix, printing an error when none. Returns 0 or
@@ -149,6 +152,7 @@ int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx);
 /* Who is acting: $CAIRN_ACTOR, else user@host (cli/cmd_approve.c). */
 void cli_actor(char *out, size_t n);
+int cli_cmd_export(int argc, char **argv, struct cli_ctx *ctx);
 
 /* ---- simulation (cli/cmd_simulate.c), shared with plan ---- */
 

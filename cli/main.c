@@ -32,6 +32,7 @@ static const struct cli_command commands[] = {
   {"report", cli_cmd_report, 0,
    "write an HTML page: history per environment, a run's timeline"},
   {"verify", cli_cmd_verify, CLI_JSON, "check the journal's hash chain"},
+  {"export", cli_cmd_export, 0, "write every run and event as JSON lines or CSV"},
   {"adapters", cli_cmd_adapters, CLI_JSON,
    "list the actions a state can take, with inputs and outputs"},
   {"version", cli_cmd_version, CLI_JSON, "print the version"},
@@ -75,6 +76,7 @@ int cli_exit_for(int code)
   case CAIRN_E_STATE:
   case CAIRN_E_NOTFOUND:
   case CAIRN_E_IO:
+  case CAIRN_E_KEY:
     return CLI_EXIT_USAGE;
   default:
     return CLI_EXIT_FAILED;
@@ -108,10 +110,27 @@ int cli_open_journal(struct cli_ctx *ctx, int create, int readonly,
     cli_error("no journal at '%s': %s", path, strerror(errno));
     return CLI_EXIT_USAGE;
   }
+  /* The key first: a bad key file must not create or touch a journal. */
+  const char *key_file = ctx->key_file;
+  unsigned char *key = NULL;
+  size_t key_len = 0;
+  if (key_file == NULL && getenv("CAIRN_KEY_FILE") != NULL &&
+      *getenv("CAIRN_KEY_FILE") != '\0')
+    key_file = getenv("CAIRN_KEY_FILE");
+  if (key_file != NULL &&
+      (rc = journal_key_load(key_file, &key, &key_len, &err)) != 0) {
+    cli_error("%s", err.msg);
+    return cli_exit_for(rc);
+  }
   unsigned flags = (create ? JOURNAL_CREATE : 0) |
                    (readonly ? JOURNAL_READONLY : 0);
   rc = journal_open(out, path, flags, &err);
+  if (rc == 0)
+    rc = journal_set_key(*out, key, key_len, &err);
+  journal_key_free(key, key_len);
   if (rc != 0) {
+    journal_close(*out);
+    *out = NULL;
     cli_error("%s", err.msg);
     return cli_exit_for(rc);
   }

@@ -24,7 +24,8 @@
   X(CHAIN,        -5015, "journal hash chain is broken")                     \
   X(NOTFOUND,     -5016, "not found")                                        \
   X(STATE,        -5017, "run is not in a state that allows this")           \
-  X(AMBIGUOUS,    -5018, "ambiguous")
+  X(AMBIGUOUS,    -5018, "ambiguous")                                      \
+  X(KEY,          -5019, "journal key missing, wrong or unsafe")
 
 enum cairn_errcode {
 #define CAIRN__ENUM(name, val, msg) CAIRN_E_##name = (val),

@@ -62,52 +62,74 @@ int journal__unhex32(const char *hex, unsigned char out[32])
 
 /* ---- the hash ---- */
 
-static int put_u32(EVP_MD_CTX *ctx, size_t n)
+/* One of SHA-256 (md) or HMAC-SHA-256 (mac) fed the same bytes. */
+struct hasher {
+  EVP_MD_CTX *md;
+  EVP_MAC_CTX *mac;
+};
+
+static int put(struct hasher *h, const void *p, size_t n)
+{
+  return h->mac != NULL ? EVP_MAC_update(h->mac, p, n)
+                        : EVP_DigestUpdate(h->md, p, n);
+}
+
+static int put_u32(struct hasher *h, size_t n)
 {
   unsigned char b[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16),
                         (unsigned char)(n >> 8), (unsigned char)n};
 
-  return EVP_DigestUpdate(ctx, b, sizeof b);
+  return put(h, b, sizeof b);
 }
 
-static int put_field(EVP_MD_CTX *ctx, const char *s, size_t n)
+static int put_field(struct hasher *h, const char *s, size_t n)
 {
   if (n > UINT32_MAX)
     return 0;
-  return put_u32(ctx, n) && EVP_DigestUpdate(ctx, s, n);
+  return put_u32(h, n) && put(h, s, n);
 }
 
-int journal__hash_fields(int64_t seq, const char *run_id, const char *kind,
-                         const char *state, int attempt, int64_t time_ms,
-                         const char *payload, size_t payload_len,
-                         const unsigned char prev[32],
+int journal__hash_fields(EVP_MAC_CTX *mac, int64_t seq, const char *run_id,
+                         const char *kind, const char *state, int attempt,
+                         int64_t time_ms, const char *payload,
+                         size_t payload_len, const unsigned char prev[32],
                          char out[JOURNAL_HASH_HEX], struct cairn_error *err)
 {
   unsigned char head[9], md[EVP_MAX_MD_SIZE];
   unsigned int mdlen = 0;
+  size_t maclen = 0;
   char num_attempt[16], num_time[24];
-  EVP_MD_CTX *ctx;
+  struct hasher h = {NULL, NULL};
   uint64_t useq = (uint64_t)seq;
   int ok;
 
-  head[0] = 0x01; /* domain: a journal event */
+  /* Domain: a journal event, unkeyed (1) or keyed (2). */
+  head[0] = mac != NULL ? 0x02 : 0x01;
   for (int i = 0; i < 8; i++)
     head[1 + i] = (unsigned char)(useq >> (56 - 8 * i));
   snprintf(num_attempt, sizeof num_attempt, "%d", attempt);
   snprintf(num_time, sizeof num_time, "%" PRId64, time_ms);
 
-  ctx = EVP_MD_CTX_new();
-  ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
-       EVP_DigestUpdate(ctx, head, sizeof head) &&
-       put_field(ctx, run_id, strlen(run_id)) &&
-       put_field(ctx, kind, strlen(kind)) &&
-       put_field(ctx, state, strlen(state)) &&
-       put_field(ctx, num_attempt, strlen(num_attempt)) &&
-       put_field(ctx, num_time, strlen(num_time)) &&
-       put_field(ctx, payload, payload_len) &&
-       EVP_DigestUpdate(ctx, prev, 32) &&
-       EVP_DigestFinal_ex(ctx, md, &mdlen) && mdlen == 32;
-  EVP_MD_CTX_free(ctx);
+  if (mac != NULL) {
+    h.mac = EVP_MAC_CTX_dup(mac);
+    ok = h.mac != NULL;
+  } else {
+    h.md = EVP_MD_CTX_new();
+    ok = h.md != NULL && EVP_DigestInit_ex(h.md, EVP_sha256(), NULL);
+  }
+  ok = ok && put(&h, head, sizeof head) &&
+       put_field(&h, run_id, strlen(run_id)) &&
+       put_field(&h, kind, strlen(kind)) &&
+       put_field(&h, state, strlen(state)) &&
+       put_field(&h, num_attempt, strlen(num_attempt)) &&
+       put_field(&h, num_time, strlen(num_time)) &&
+       put_field(&h, payload, payload_len) && put(&h, prev, 32);
+  if (ok && mac != NULL)
+    ok = EVP_MAC_final(h.mac, md, &maclen, sizeof md) && maclen == 32;
+  else if (ok)
+    ok = EVP_DigestFinal_ex(h.md, md, &mdlen) && mdlen == 32;
+  EVP_MD_CTX_free(h.md);
+  EVP_MAC_CTX_free(h.mac);
   if (!ok) {
     char detail[256];
 
@@ -146,6 +168,15 @@ char *journal_canonical_json(const json_t *value)
 int journal_event_hash(const struct journal_event *ev,
                        char out[JOURNAL_HASH_HEX], struct cairn_error *err)
 {
+  return journal_event_hash_keyed(ev, NULL, 0, out, err);
+}
+
+int journal_event_hash_keyed(const struct journal_event *ev,
+                             const unsigned char *key, size_t key_len,
+                             char out[JOURNAL_HASH_HEX],
+                             struct cairn_error *err)
+{
+  EVP_MAC_CTX *mac = NULL;
   unsigned char prev[32];
   char *payload;
   int rc;
@@ -162,10 +193,15 @@ int journal_event_hash(const struct journal_event *ev,
     return cairn_error_set(err, CAIRN_E_NOMEM,
                            "cannot serialise the payload of event %" PRId64,
                            ev->seq);
-  rc = journal__hash_fields(ev->seq, ev->run_id, ev->kind,
+  if (key != NULL && journal__mac_new(key, key_len, &mac, err) != 0) {
+    free(payload);
+    return err != NULL ? err->code : CAIRN_E_JOURNAL;
+  }
+  rc = journal__hash_fields(mac, ev->seq, ev->run_id, ev->kind,
                             ev->state != NULL ? ev->state : "", ev->attempt,
                             ev->time_ms, payload, strlen(payload), prev, out,
                             err);
+  EVP_MAC_CTX_free(mac);
   free(payload);
   return rc;
 }
@@ -234,8 +270,33 @@ int journal_append(struct journal *j, const char *run_id, const char *kind,
   journal__stmt_done(j, JOURNAL__ST_EVENT_LAST, last);
   last = NULL;
 
+  /* Never mix keyed and unkeyed hashes. Without a key, look again inside
+   * this transaction: another process may have keyed an empty journal
+   * since we opened it (with a key, the record cannot change: meta rows
+   * are never updated or deleted). */
+  if (j->key == NULL) {
+    rc = journal__key_load_recorded(j, err);
+    if (rc != 0)
+      goto out;
+  }
+  if (j->recorded_key_id[0] != '\0' &&
+      (j->key == NULL || strcmp(j->key_id, j->recorded_key_id) != 0)) {
+    rc = cairn_error_set(err, CAIRN_E_KEY,
+                         "journal '%s' is keyed (key id %s): write to it "
+                         "with its key (--key-file FILE or CAIRN_KEY_FILE)",
+                         j->path, j->recorded_key_id);
+    goto out;
+  }
+  if (j->key != NULL && j->recorded_key_id[0] == '\0') {
+    rc = cairn_error_set(err, CAIRN_E_KEY,
+                         "journal '%s' records no key: it cannot take keyed "
+                         "events (use a new journal for a keyed history)",
+                         j->path);
+    goto out;
+  }
+
   journal__hex32(prev, prev_hex);
-  rc = journal__hash_fields(seq, run_id, kind, state, attempt, time_ms, text,
+  rc = journal__hash_fields(j->mac, seq, run_id, kind, state, attempt, time_ms, text,
                             strlen(text), prev, hash, err);
   if (rc != 0)
     goto out;
@@ -357,5 +418,35 @@ int journal_event_foreach(struct journal *j, const char *run_id,
     rc = journal__sqlite_error(j, err, "cannot read journal");
 out:
   journal__stmt_done(j, id, st);
+  return rc;
+}
+
+int journal_event_get(struct journal *j, int64_t seq, struct journal_event *out,
+                      struct cairn_error *err)
+{
+  sqlite3_stmt *st = NULL;
+  int rc;
+
+  memset(out, 0, sizeof *out);
+  rc = journal__stmt(j, JOURNAL__ST_EVENT_GET,
+                     "SELECT " EVENT_COLUMNS " FROM events WHERE seq = ?1",
+                     &st, err);
+  if (rc != 0)
+    return rc;
+  sqlite3_bind_int64(st, 1, seq);
+  switch (sqlite3_step(st)) {
+  case SQLITE_ROW:
+    rc = event_from_row(j, st, out, err);
+    break;
+  case SQLITE_DONE:
+    rc = cairn_error_set(err, CAIRN_E_NOTFOUND,
+                         "no event %" PRId64 " in journal '%s'", seq,
+                         j->path);
+    break;
+  default:
+    rc = journal__sqlite_error(j, err, "cannot read journal");
+    break;
+  }
+  journal__stmt_done(j, JOURNAL__ST_EVENT_GET, st);
   return rc;
 }

@@ -8,6 +8,7 @@
 #ifndef CAIRN_JOURNAL_INTERNAL_H
 #define CAIRN_JOURNAL_INTERNAL_H
 
+#include <openssl/evp.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +43,9 @@ enum journal__stmt_id {
   JOURNAL__ST_LOCK_UPDATE,
   JOURNAL__ST_LOCK_DELETE,
   JOURNAL__ST_LOCK_HEARTBEAT,
+  JOURNAL__ST_META_KEY_GET,
+  JOURNAL__ST_META_KEY_SET,
+  JOURNAL__ST_EVENT_GET,
   JOURNAL__ST_COUNT
 };
 
@@ -56,6 +60,14 @@ struct journal {
   unsigned flags;   /* enum journal_open_flags */
   int in_tx;        /* an explicit journal_begin() is open */
   struct journal__cached_stmt stmts[JOURNAL__ST_COUNT];
+  /* Keys (journal/key.c): the key given by journal_set_key (owned, wiped
+   * on close), its id, an HMAC context initialised with it that each hash
+   * duplicates (NULL: unkeyed), and the key id the journal records. */
+  unsigned char *key;
+  size_t key_len;
+  char key_id[JOURNAL_KEY_ID_HEX];
+  EVP_MAC_CTX *mac;
+  char recorded_key_id[JOURNAL_KEY_ID_HEX];
 };
 
 /* ---- open.c ---- */
@@ -93,6 +105,17 @@ void journal__tx_rollback(struct journal *j);
 #ifdef CAIRN_TEST_HOOKS
 /* Commits this process has made so far (the crash hook's counter). */
 long journal__test_commits(void);
+/* ---- key.c ---- */
+
+/* An HMAC-SHA-256 context initialised with key; *out is owned by the
+ * caller (EVP_MAC_CTX_free). */
+int journal__mac_new(const unsigned char *key, size_t len, EVP_MAC_CTX **out,
+                     struct cairn_error *err);
+/* Reads the recorded key id into j->recorded_key_id ("" when none). */
+int journal__key_load_recorded(struct journal *j, struct cairn_error *err);
+/* Wipes and frees what journal_set_key kept. */
+void journal__key_release(struct journal *j);
+
 #endif
 
 /* ---- schema.c ---- */
@@ -114,8 +137,10 @@ void journal__hex32(const unsigned char raw[32], char out[JOURNAL_HASH_HEX]);
 int journal__unhex32(const char *hex, unsigned char out[32]);
 
 /* The event hash of journal_event_hash over already-serialised fields
- * (verify hashes the stored payload text exactly as stored). */
-int journal__hash_fields(int64_t seq, const char *run_id, const char *kind,
+ * (verify hashes the stored payload text exactly as stored). mac NULL:
+ * SHA-256 with domain byte 0x01; else HMAC (mac is a context initialised
+ * with the key, borrowed and duplicated) with domain byte 0x02. */
+int journal__hash_fields(EVP_MAC_CTX *mac, int64_t seq, const char *run_id, const char *kind,
                          const char *state, int attempt, int64_t time_ms,
                          const char *payload, size_t payload_len,
                          const unsigned char prev[32],
@@ -124,5 +149,16 @@ int journal__hash_fields(int64_t seq, const char *run_id, const char *kind,
 /* The text of column col, "" for NULL (borrowed from st until its next
  * step or reset). */
 const char *journal__column_text(sqlite3_stmt *st, int col);
+
+/* ---- key.c ---- */
+
+/* An HMAC-SHA-256 context initialised with key; *out is owned by the
+ * caller (EVP_MAC_CTX_free). */
+int journal__mac_new(const unsigned char *key, size_t len, EVP_MAC_CTX **out,
+                     struct cairn_error *err);
+/* Reads the recorded key id into j->recorded_key_id ("" when none). */
+int journal__key_load_recorded(struct journal *j, struct cairn_error *err);
+/* Wipes and frees what journal_set_key kept. */
+void journal__key_release(struct journal *j);
 
 #endif

@@ -16,9 +16,12 @@
 
 #include "common/error.h"
 
-#define JOURNAL_SCHEMA_VERSION 1
+#define JOURNAL_SCHEMA_VERSION 2
 #define JOURNAL_HASH_HEX 65 /* 64 hex digits and a NUL */
 #define JOURNAL_RUN_ID_LEN 27 /* 26-character ULID and a NUL */
+#define JOURNAL_KEY_MIN 32    /* bytes of random data a key file must hold */
+#define JOURNAL_KEY_MAX 4096  /* a larger key file is not a key */
+#define JOURNAL_KEY_ID_HEX 17 /* 16 hex digits and a NUL */
 
 struct journal;
 
@@ -166,11 +169,55 @@ int journal_event_foreach(struct journal *j, const char *run_id,
 int journal_event_hash(const struct journal_event *ev,
                        char out[JOURNAL_HASH_HEX], struct cairn_error *err);
 
+/* The keyed hash of an event: HMAC-SHA-256 (OpenSSL's EVP_MAC "HMAC" with
+ * digest SHA256) keyed with key, over the same bytes as journal_event_hash
+ * but with the domain byte 0x02, so a keyed hash never equals an unkeyed
+ * one. key NULL gives journal_event_hash. */
+int journal_event_hash_keyed(const struct journal_event *ev,
+                             const unsigned char *key, size_t key_len,
+                             char out[JOURNAL_HASH_HEX],
+                             struct cairn_error *err);
+
 /* Canonical JSON: sorted keys (byte order), compact, UTF-8, no trailing
  * newline; json_dumps(JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY), so
  * any value, not only objects. Returns a malloc'd string the caller frees
  * with free(), or NULL on failure (value NULL included). */
 char *journal_canonical_json(const json_t *value);
+
+/* ---- keys: an HMAC-keyed chain ----
+ *
+ * A journal is keyed when it was created with a key: the table meta then
+ * holds its key id (journal_key_id), never the key, and every event hash
+ * is journal_event_hash_keyed. Writing to a keyed journal needs its key;
+ * an unkeyed journal that has events never becomes keyed (no mixing). */
+
+/* Reads a whole key file (JOURNAL_KEY_MIN..JOURNAL_KEY_MAX bytes). Refuses,
+ * with CAIRN_E_KEY, a file that group or others may read or write, that is
+ * not a regular file, or that is too short or too long; CAIRN_E_IO when it
+ * cannot be read. *key is malloc'd and owned by the caller, released with
+ * journal_key_free (which wipes it). */
+int journal_key_load(const char *path, unsigned char **key, size_t *len,
+                     struct cairn_error *err);
+void journal_key_free(unsigned char *key, size_t len);
+/* The id of a key: the first 8 bytes of its SHA-256, as 16 hex digits. */
+void journal_key_id(const unsigned char *key, size_t len,
+                    char out[JOURNAL_KEY_ID_HEX]);
+/* The key id the journal records, "" when it is not keyed (borrowed,
+ * valid until the next journal call). */
+const char *journal_recorded_key_id(const struct journal *j);
+
+/* Gives the journal the key to hash with (copied; key NULL: none). On a
+ * journal open for writing it also decides whether writing may go on:
+ *   keyed journal, no key                 -> CAIRN_E_KEY
+ *   keyed journal, another key (id)       -> CAIRN_E_KEY
+ *   unkeyed journal with events, a key    -> CAIRN_E_KEY
+ *   unkeyed journal without events, a key -> the key id is recorded (one
+ *                                            commit): the journal is keyed
+ * On a read-only journal it only keeps the key for journal_verify. Appends
+ * to a keyed journal whose key was not set this way are refused
+ * (CAIRN_E_KEY), as are unkeyed appends after another process keyed it. */
+int journal_set_key(struct journal *j, const unsigned char *key, size_t len,
+                    struct cairn_error *err);
 
 /* ---- verify ---- */
 
@@ -181,13 +228,24 @@ struct journal_verify_result {
   char reason[256];      /* what is wrong with first_bad_seq */
   char last_hash[JOURNAL_HASH_HEX]; /* stored hash of the newest event, ""
                                        when there is none */
+  int64_t last_seq;      /* seq of the newest event, 0 when none */
+  char key_id[JOURNAL_KEY_ID_HEX]; /* the journal's recorded key id or "" */
 };
 /* Recomputes the whole chain. Returns 0 with first_bad_seq == 0 when it
  * holds; CAIRN_E_CHAIN with first_bad_seq and reason set when an event
  * was edited (hash mismatch), deleted (gap in seq or prev_hash mismatch)
- * or swapped (prev_hash mismatch); other codes for I/O errors. */
+ * or swapped (prev_hash mismatch); other codes for I/O errors.
+ * Keys: the hashes are recomputed with the key given by journal_set_key.
+ * A keyed journal without a key gives CAIRN_E_KEY (nothing to check
+ * with); a wrong key fails at event 1; a key on a journal that records
+ * none fails at event 1 too (its key record may have been removed). */
 int journal_verify(struct journal *j, struct journal_verify_result *res,
                    struct cairn_error *err);
+
+/* Loads the event numbered seq: 0 and *out filled (owned by the caller,
+ * journal_event_release), or CAIRN_E_NOTFOUND. */
+int journal_event_get(struct journal *j, int64_t seq, struct journal_event *out,
+                      struct cairn_error *err);
 
 /* ---- locks: one active run per (workflow, env) ---- */
 

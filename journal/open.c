@@ -423,6 +423,8 @@ int journal_open(struct journal **out, const char *path, unsigned flags,
   rc = configure(j, memory, err);
   if (rc == 0)
     rc = journal__schema_migrate(j, err);
+  if (rc == 0)
+    rc = journal__key_load_recorded(j, err);
   if (rc != 0)
     goto out;
   *out = j;
@@ -442,6 +444,7 @@ void journal_close(struct journal *j)
       sqlite3_finalize(j->stmts[i].st);
     sqlite3_close_v2(j->db);
   }
+  journal__key_release(j);
   free(j->path);
   free(j);
 }

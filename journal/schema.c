@@ -63,6 +63,16 @@
  *   acquired_ms    when the run first took the lock
  *   heartbeat_ms   when the holder last said it was alive
  *
+ * ---- Version 2 ----
+ *
+ * meta: facts about the journal as a whole, written once, never updated or
+ * deleted (the triggers meta_no_update and meta_no_delete).
+ *   name         what the row says
+ *   value        its value
+ * Rows: 'hmac_key_id' = the key id (journal_key_id: first 8 bytes of the
+ * key's SHA-256, 16 hex digits) of a keyed journal; absent when unkeyed.
+ * The key itself is never stored.
+ *
  * ---- Invariants between and within tables ----
  *
  *  1. events.seq runs 1..N without gaps; events[seq].prev_hash equals
@@ -80,6 +90,10 @@
  *     holder, which a resume takes over).
  *  6. Every write happens in a BEGIN IMMEDIATE transaction; an
  *     action.finished and the transition it causes share one.
+ *  7. With a meta 'hmac_key_id' row, every events.hash is the keyed hash
+ *     (HMAC-SHA-256, domain byte 0x02); without one, every hash is the
+ *     plain SHA-256 (domain byte 0x01). The row is only ever written while
+ *     events is empty, so one journal never mixes the two.
  */
 #include "journal/internal.h"
 
@@ -143,6 +157,15 @@ static const struct migration migrations[] = {
    "  PRIMARY KEY (workflow, env)\n"
    ");\n"
    "PRAGMA application_id = 1668443697;\n"}, /* JOURNAL__APPLICATION_ID */
+  {2,
+   "CREATE TABLE meta (\n"
+   "  name TEXT PRIMARY KEY NOT NULL, -- e.g. 'hmac_key_id'\n"
+   "  value TEXT NOT NULL\n"
+   ");\n"
+   "CREATE TRIGGER meta_no_update BEFORE UPDATE ON meta\n"
+   "BEGIN SELECT RAISE(ABORT, 'journal meta is write-once'); END;\n"
+   "CREATE TRIGGER meta_no_delete BEFORE DELETE ON meta\n"
+   "BEGIN SELECT RAISE(ABORT, 'journal meta is write-once'); END;\n"},
 };
 
 _Static_assert(JOURNAL__APPLICATION_ID == 1668443697,

@@ -7,7 +7,11 @@
  *   3. its hash, recomputed from its stored fields and stored payload
  *      text, is its stored hash (else the event was edited).
  * The walk goes on after the first bad event so that `events` counts them
- * all. Removing the newest events leaves no trace in the chain itself. */
+ * all. Removing the newest events leaves no trace in the chain itself
+ * (an anchor, kept outside the journal, catches that).
+ * A keyed journal is checked with the key given by journal_set_key: an
+ * attacker who edits an event and recomputes every hash after it cannot
+ * do so without the key. */
 #include "journal/internal.h"
 
 #include <inttypes.h>
@@ -44,6 +48,15 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
 
   memset(res, 0, sizeof *res);
   memcpy(last, zeros, sizeof last);
+  rc = journal__key_load_recorded(j, err);
+  if (rc != 0)
+    return rc;
+  memcpy(res->key_id, j->recorded_key_id, sizeof res->key_id);
+  if (j->recorded_key_id[0] != '\0' && j->key == NULL)
+    return cairn_error_set(err, CAIRN_E_KEY,
+                           "journal '%s' is keyed (key id %s): verify it with "
+                           "its key (--key-file FILE or CAIRN_KEY_FILE)",
+                           j->path, j->recorded_key_id);
   rc = journal__stmt(j, JOURNAL__ST_VERIFY,
                      "SELECT seq, run_id, kind, state, attempt, time_ms, "
                      "payload, prev_hash, hash FROM events ORDER BY seq",
@@ -74,7 +87,7 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
              " (an event was removed, inserted or moved)",
              seq - 1);
     } else {
-      rc = journal__hash_fields(seq, journal__column_text(st, 1),
+      rc = journal__hash_fields(j->mac, seq, journal__column_text(st, 1),
                                 journal__column_text(st, 2),
                                 journal__column_text(st, 3),
                                 sqlite3_column_int(st, 4),
@@ -83,13 +96,25 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
                                 computed, err);
       if (rc != 0)
         goto out;
-      if (strcmp(computed, hash) != 0)
+      if (strcmp(computed, hash) != 0 && j->key != NULL &&
+          j->recorded_key_id[0] == '\0')
+        mark(res, seq,
+             "hash is not keyed with the given key, and the journal records "
+             "no key (created without one, or its key record was removed)");
+      else if (strcmp(computed, hash) != 0 && j->key != NULL &&
+               strcmp(j->key_id, j->recorded_key_id) != 0)
+        mark(res, seq,
+             "hash does not match: the key given (id %s) is not the "
+             "journal's (id %s)",
+             j->key_id, j->recorded_key_id);
+      else if (strcmp(computed, hash) != 0)
         mark(res, seq,
              "hash does not match the event's contents (the event was "
              "edited)");
     }
     snprintf(last, sizeof last, "%s", hash);
     expected = seq + 1;
+    res->last_seq = seq;
   }
   if (step != SQLITE_DONE) {
     rc = journal__sqlite_error(j, err, "cannot read journal");

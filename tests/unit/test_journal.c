@@ -456,7 +456,7 @@ static void test_newer_schema_refused(void **state)
   before = slurp(path, &n);
   assert_int_equal(journal_open(&j, path, 0, &err), CAIRN_E_SCHEMA);
   snprintf(msg, sizeof msg,
-           "'%s' has journal schema version 99, newer than this cairn's 1",
+           "'%s' has journal schema version 99, newer than this cairn's 2",
            path);
   assert_string_equal(err.msg, msg);
   assert_int_equal(journal_open(&j, path, JOURNAL_CREATE, &err),
@@ -470,7 +470,7 @@ static void test_newer_schema_refused(void **state)
   /* A newer journal of ours (in WAL mode, with our application id). */
   j = open_new(fx->path);
   journal_close(j);
-  assert_int_equal(raw_exec(fx->path, "PRAGMA user_version = 2;"), SQLITE_OK);
+  assert_int_equal(raw_exec(fx->path, "PRAGMA user_version = 3;"), SQLITE_OK);
   before = slurp(fx->path, &n);
   assert_int_equal(journal_open(&j, fx->path, 0, &err), CAIRN_E_SCHEMA);
   assert_untouched(fx->path, before, n);
@@ -514,7 +514,8 @@ static void check_schema_v1(const char *path)
 
   assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL),
                    SQLITE_OK);
-  assert_int_equal(raw_int(db, "PRAGMA user_version"), 1);
+  assert_int_equal(raw_int(db, "PRAGMA user_version"),
+                   JOURNAL_SCHEMA_VERSION);
   assert_int_equal(raw_int(db, "PRAGMA application_id"),
                    JOURNAL__APPLICATION_ID);
   assert_int_equal(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE "
