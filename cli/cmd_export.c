@@ -198,6 +198,10 @@ int cli_cmd_export(int argc, char **argv, struct cli_ctx *ctx)
               "DATE|DURATION] [--format jsonl|csv] [-o FILE])");
     return CLI_EXIT_USAGE;
   }
+  if (ctx->json) {
+    cli_error("export has no --json (hint: --format jsonl is JSON lines)");
+    return CLI_EXIT_USAGE;
+  }
   if (strcmp(format, "jsonl") != 0 && strcmp(format, "csv") != 0) {
     cli_error("unknown export format '%s' (use jsonl or csv)", format);
     return CLI_EXIT_USAGE;

@@ -21,6 +21,7 @@ test_expect_success 'setup: three runs, one with a comma, a quote and a newline 
 	cairn run deploy.yaml >/dev/null &&
 	cairn run deploy.yaml --set "note=a, \"b\"
 c" >/dev/null &&
+	sleep 1.1 &&
 	cairn run deploy.yaml >/dev/null &&
 	q "SELECT count(*) FROM runs" >runs.count &&
 	q "SELECT count(*) FROM events" >events.count &&
@@ -75,14 +76,16 @@ test_expect_success 'csv: a header, then one record per run and event; quoting r
 	assert len(events) == int(sys.argv[2]), len(events)
 	assert [int(e["seq"]) for e in events] == list(range(1, len(events) + 1))
 	notes = [json.loads(r["params"])["note"] for r in runs]
-	assert 'a, "b"\nc' in notes, notes
+	assert "a, \"b\"\nc" in notes, notes
 	for e in events:
 	    json.loads(e["payload"])
 	EOF
 '
 
-test_expect_success 'csv: the tricky field is quoted with doubled quotes' '
-	test_grep "\"\"b\"\"" out.csv
+test_expect_success 'csv: the tricky field is quoted, its quotes doubled' '
+	printf "%s\n" "\"{\"\"note\"\":\"\"a, \\\"\"b\\\"\"\\nc\"\"}\"," >pattern &&
+	cat pattern &&
+	test_grep -F -f pattern out.csv
 '
 
 test_expect_success '--since: a future date exports nothing, a past one everything' '
@@ -112,14 +115,16 @@ test_expect_success 'a bad --format or --since: one line, exit 2' '
 	echo "cairn: --since '\''yesterday'\'' is neither a date (2026-11-22, 2026-11-22T10:00Z) nor a duration (7d, 12h)" >expect &&
 	test_cmp expect err &&
 	test_must_fail_with 2 cairn export --since 2026-13-01 >out 2>err &&
-	test $(wc -l <err) = 1
+	test $(wc -l <err) = 1 &&
+	test_must_fail_with 2 cairn export --json >out 2>err &&
+	echo "cairn: export has no --json (hint: --format jsonl is JSON lines)" >expect &&
+	test_cmp expect err
 '
 
-test_expect_success 'export where there is no journal: exit 2, none created' '
-	mkdir empty && cd empty &&
-	test_must_fail_with 2 cairn export >out 2>err &&
+test_expect_success 'export of a journal that does not exist: exit 2, none created' '
+	test_must_fail_with 2 cairn export --journal nosuch.db >out 2>err &&
 	test $(wc -l <err) = 1 &&
-	test_path_is_missing .cairn
+	test_path_is_missing nosuch.db
 '
 
 test_done
