@@ -2195,6 +2195,74 @@ static void test_proc_boot_id_and_actor(void **state)
   assert_int_equal(strlen(actor), 3);
 }
 
+/* ---- keyed journals ---- */
+
+static void test_keyed_chain(void **state)
+{
+  struct fx *fx = *state;
+  struct cairn_error err = {0, ""};
+  struct journal_verify_result vr;
+  struct journal_event ev = {0};
+  unsigned char key[32], other[32];
+  char plain[JOURNAL_HASH_HEX], keyed[JOURNAL_HASH_HEX], again[JOURNAL_HASH_HEX];
+  char id[JOURNAL_KEY_ID_HEX];
+  struct journal *j;
+
+  memset(key, 7, sizeof key);
+  memset(other, 9, sizeof other);
+  /* The keyed hash differs from the plain one and depends on the key. */
+  ev.seq = 1;
+  snprintf(ev.run_id, sizeof ev.run_id, "%s", RUN_A);
+  ev.kind = "run.started";
+  assert_int_equal(journal_event_hash(&ev, plain, &err), 0);
+  assert_int_equal(journal_event_hash_keyed(&ev, key, sizeof key, keyed, &err), 0);
+  assert_string_not_equal(plain, keyed);
+  assert_int_equal(journal_event_hash_keyed(&ev, other, sizeof other, again, &err), 0);
+  assert_string_not_equal(keyed, again);
+
+  /* A new journal becomes keyed; its appends verify with the key only. */
+  j = open_new(fx->path);
+  assert_int_equal(journal_set_key(j, key, sizeof key, &err), 0);
+  journal_key_id(key, sizeof key, id);
+  assert_string_equal(journal_recorded_key_id(j), id);
+  insert_run(j, RUN_A, "wf", "", "running", 0);
+  assert_int_equal(journal_append(j, RUN_A, "run.started", "", 0, 1, NULL, NULL, &err), 0);
+  assert_int_equal(journal_append(j, RUN_A, "run.finished", "", 0, 2, NULL, NULL, &err), 0);
+  assert_int_equal(journal_verify(j, &vr, &err), 0);
+  assert_int_equal(vr.last_seq, 2);
+  assert_string_equal(vr.key_id, id);
+  journal_close(j);
+
+  /* Without the key, or with another: no writing; verify needs the key. */
+  assert_int_equal(journal_open(&j, fx->path, 0, &err), 0);
+  assert_int_equal(journal_set_key(j, NULL, 0, &err), CAIRN_E_KEY);
+  assert_int_equal(journal_append(j, RUN_A, "x", "", 0, 3, NULL, NULL, &err), CAIRN_E_KEY);
+  assert_int_equal(journal_set_key(j, other, sizeof other, &err), CAIRN_E_KEY);
+  assert_int_equal(journal_verify(j, &vr, &err), CAIRN_E_KEY);
+  journal_close(j);
+  assert_int_equal(journal_open(&j, fx->path, JOURNAL_READONLY, &err), 0);
+  assert_int_equal(journal_set_key(j, other, sizeof other, &err), 0);
+  assert_int_equal(journal_verify(j, &vr, &err), CAIRN_E_CHAIN);
+  assert_int_equal(vr.first_bad_seq, 1);
+  journal_close(j);
+}
+
+static void test_key_onto_unkeyed_refused(void **state)
+{
+  struct fx *fx = *state;
+  struct cairn_error err = {0, ""};
+  unsigned char key[32];
+  struct journal *j = open_new(fx->path);
+
+  memset(key, 7, sizeof key);
+  insert_run(j, RUN_A, "wf", "", "running", 0);
+  assert_int_equal(journal_append(j, RUN_A, "run.started", "", 0, 1, NULL, NULL, &err), 0);
+  assert_int_equal(journal_set_key(j, key, sizeof key, &err), CAIRN_E_KEY);
+  assert_string_equal(journal_recorded_key_id(j), "");
+  assert_int_equal(journal_set_key(j, key, 31, &err), CAIRN_E_KEY);
+  journal_close(j);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
@@ -2222,6 +2290,8 @@ int main(void)
       T(test_verify_deleted),
       T(test_verify_deleted_first),
       T(test_verify_swapped),
+      T(test_keyed_chain),
+      T(test_key_onto_unkeyed_refused),
       T(test_replay_run),
       T(test_replay_reentry_and_decisions),
       T(test_replay_errors),
