@@ -129,9 +129,9 @@ struct adapter_call {
   void *priv;                /* the adapter's */
 };
 
-/* Sets up what the adapters share process-wide (libcurl's global state),
- * once, before any thread runs: call it first thing in main(). Returns 0
- * or CAIRN_E_NOMEM. */
+/* Sets up what the adapters share process-wide (libcurl's global state)
+ * before any thread runs; the engine calls it when a run starts (not
+ * every command: it costs start-up time). Returns 0 or CAIRN_E_NOMEM. */
 int adapter_global_init(struct cairn_error *err);
 
 /* Every adapter, NULL-terminated (borrowed, static). */

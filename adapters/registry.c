@@ -33,10 +33,12 @@ const struct adapter_desc *const adapter_registry[] = {
 
 int adapter_global_init(struct cairn_error *err)
 {
+  static int done;
   /* Not thread-safe itself, and libcurl would otherwise do it lazily in
    * whichever thread (a pool worker) first makes a handle. */
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+  if (!done && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
     return cairn_error_set(err, CAIRN_E_NOMEM, "cannot set up libcurl");
+  done = 1;
   return 0;
 }
 

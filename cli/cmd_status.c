@@ -110,7 +110,7 @@ int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx)
     return code;
   if (npos == 0) {
     struct sctx s = {ctx, j, json_object(), json_array()};
-    if (journal_run_foreach(j, NULL, status_row, &s, &err) != 0) {
+    if (journal_run_foreach_current(j, status_row, &s, &err) != 0) {
       cli_error("%s", err.msg);
       code = CLI_EXIT_FAILED;
     } else if (json_array_size(s.order) == 0 && !ctx->json) {

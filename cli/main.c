@@ -8,7 +8,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "adapters/adapter.h"
 #include "cli/cli.h"
 
 static const struct cli_command commands[] = {
@@ -169,11 +168,6 @@ int main(int argc, char **argv)
   const char *nc = getenv("NO_COLOR");
 
   ctx.prog = "cairn";
-  struct cairn_error err = {0};
-  if (adapter_global_init(&err) != 0) {
-    cli_error("%s", err.msg);
-    return CLI_EXIT_FAILED;
-  }
   ctx.tty = isatty(STDOUT_FILENO);
   ctx.color = ctx.tty && !(nc && *nc);
 

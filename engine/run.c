@@ -1285,7 +1285,10 @@ int engine__rt_init(struct engine__rt *rt, struct journal *j,
       rt->redact[nred++] = strdup(v);
   }
 
-  int rc = uv_loop_init(&rt->loop);
+  int rc = adapter_global_init(err);
+  if (rc != 0)
+    return rc;
+  rc = uv_loop_init(&rt->loop);
   if (rc != 0)
     return cairn_error_set(err, rc, "cannot start the event loop: %s",
                            uv_strerror(rc));

@@ -127,6 +127,17 @@ int journal_run_foreach(struct journal *j, const struct journal_run_filter *f,
                         int (*cb)(const struct journal_run *run, void *ud),
                         void *ud, struct cairn_error *err);
 
+/* For each (workflow, env): its newest run and its newest succeeded run
+ * (approval and refusal records aside), and every run not finished
+ * (running, waiting, interrupted), all newest first, through cb
+ * as journal_run_foreach does. What `cairn status` shows, without reading
+ * every run: the newest succeeded one is found through the
+ * (workflow, env, created_ms) index. */
+int journal_run_foreach_current(struct journal *j,
+                                int (*cb)(const struct journal_run *run,
+                                          void *ud),
+                                void *ud, struct cairn_error *err);
+
 /* ---- events ---- */
 
 struct journal_event {

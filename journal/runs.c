@@ -336,3 +336,48 @@ out:
   journal__stmt_done(j, JOURNAL__ST_RUN_LIST, st);
   return rc;
 }
+
+int journal_run_foreach_current(struct journal *j,
+                                int (*cb)(const struct journal_run *run,
+                                          void *ud),
+                                void *ud, struct cairn_error *err)
+{
+  sqlite3_stmt *st = NULL;
+  struct journal_run run;
+  int rc, step;
+
+  /* The pairs come from the index alone (DISTINCT over its prefix); each
+   * pair's newest succeeded run is one index lookup. */
+  rc = journal__stmt(j, JOURNAL__ST_RUN_CURRENT,
+                     "SELECT " RUN_COLUMNS " FROM runs WHERE rowid IN ("
+                     "SELECT (SELECT r.rowid FROM runs r "
+                     "WHERE r.workflow = p.workflow AND r.env = p.env "
+                     "AND r.status = 'succeeded' "
+                     "ORDER BY r.created_ms DESC, r.id DESC LIMIT 1) "
+                     "FROM (SELECT DISTINCT workflow, env FROM runs) p "
+                     "UNION ALL "
+                     "SELECT (SELECT r.rowid FROM runs r "
+                     "WHERE r.workflow = p.workflow AND r.env = p.env "
+                     "AND r.status NOT IN ('approved', 'refused') "
+                     "ORDER BY r.created_ms DESC, r.id DESC LIMIT 1) "
+                     "FROM (SELECT DISTINCT workflow, env FROM runs) p) "
+                     "OR status IN ('running', 'waiting', 'interrupted') "
+                     "ORDER BY created_ms DESC, id DESC",
+                     &st, err);
+  if (rc != 0)
+    return rc;
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    rc = run_from_row(j, st, &run, err);
+    if (rc != 0)
+      goto out;
+    rc = cb(&run, ud);
+    journal_run_release(&run);
+    if (rc != 0)
+      goto out;
+  }
+  if (step != SQLITE_DONE)
+    rc = journal__sqlite_error(j, err, "cannot read journal");
+out:
+  journal__stmt_done(j, JOURNAL__ST_RUN_CURRENT, st);
+  return rc;
+}
