@@ -410,8 +410,10 @@ static void switch_work(struct adapter__job *j)
 {
   json_t *in = j->call->inputs;
   const char *to = json_string_value(json_object_get(in, "to"));
+  const char *mode = input_str(in, "mode");
 
-  if (strcmp(input_str(in, "mode"), "nginx") == 0)
+  /* "" is symlink mode, as in switch_check */
+  if (mode != NULL && strcmp(mode, "nginx") == 0)
     nginx_switch(j, to);
   else
     symlink_switch(j, to);

@@ -70,6 +70,16 @@ test_expect_success 'symlink: a live path that is a folder is refused' '
   rmdir live && mv live.link live
 '
 
+test_expect_success 'symlink: mode "" is symlink mode, at check and at run' '
+  sed "s/ link: live,/ mode: \"\", link: live,/" sl.yaml >empty-mode.yaml &&
+  cairn validate empty-mode.yaml &&
+  cairn run empty-mode.yaml --set to=blue &&
+  test "$(readlink live)" = releases/blue &&
+  sed "s/ link: live,/ mode: \"{{ params.fail }}\", link: live,/" sl.yaml >tmpl-mode.yaml &&
+  cairn run tmpl-mode.yaml --set to=green &&
+  test "$(readlink live)" = releases/green
+'
+
 test_expect_success 'validate: a colour not in targets, a missing link' '
   sed "s/{{ params.to }}/red/" sl.yaml >bad.yaml &&
   test_must_fail_with 2 cairn validate bad.yaml >out.txt 2>&1 &&
