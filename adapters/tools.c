@@ -667,7 +667,7 @@ static int tool_start(struct adapter_call *call, const struct tool_kind *kind,
     j->redact = call->redact;
 
   first = kind->next(j); /* checks the inputs, builds the first argv */
-  if (first != TOOL_SPAWN) {
+  if (first == TOOL_FAIL) {
     int rc = cairn_error_set(err, CAIRN_E_INVAL, "%s",
                              j->error[0] ? j->error : "nothing to run");
     json_decref(j->outputs);
@@ -695,6 +695,14 @@ static int tool_start(struct adapter_call *call, const struct tool_kind *kind,
   uv_timer_init(call->loop, &j->timer);
   j->timer.data = j;
   call->priv = j;
+  if (first == TOOL_DONE) {
+    /* nothing to do (a rollout undo without deployments): success, with
+     * on_done from the loop as always */
+    if (j->log_fd >= 0)
+      (void)write_all(j->log_fd, "nothing to run\n", 15);
+    finish(j);
+    return 0;
+  }
   if (call->timeout_ms > 0) {
     uv_update_time(call->loop);
     uv_timer_start(&j->timer, on_timer, (uint64_t)call->timeout_ms, 0);

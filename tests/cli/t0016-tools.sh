@@ -208,6 +208,19 @@ test_expect_success 'kubectl: the default undo is rollout undo of each deploymen
 	test_cmp expect actual
 '
 
+test_expect_success 'kubectl: the undo of an apply without deployments succeeds, doing nothing' '
+	fresh &&
+	printf "%s\n" service/web configmap/web-config >kubectl-apply.out &&
+	test_must_fail_with 1 cairn run kube.yaml --set fail=yes >out 2>&1 &&
+	printf "%s\n" deployment.apps/web service/web configmap/web-config "deployment.apps/worker" >kubectl-apply.out &&
+	test_grep ! "nothing to run" out &&
+	calls >actual &&
+	echo "kubectl|apply|--filename=-my manifests.yaml|--output=name|--namespace=prod|--context=kind kind|" >expect &&
+	test_cmp expect actual &&
+	test_grep "rolled back: apply" out &&
+	test_grep "nothing to run" ".cairn/runs/$(last_run)/undo:apply.log"
+'
+
 write_workflow compose.yaml <<\EOF
 cairn: 1
 name: compose
