@@ -241,7 +241,9 @@ extern const struct adapter_desc adapter_sql_migrate;
  * process.stop: SIGTERM (and SIGCONT) to the group, polls on the loop for
  * up to `grace`, then SIGKILL; a gone process, or a pid now owned by a
  * process with another start time (never signalled), is success with
- * stopped false. Removes the pid file. */
+ * stopped false. A live pid whose start time is unknown (no proc_start)
+ * is never signalled: that fails; so does a pgid that is not the pid's
+ * own group, is 1 or is cairn's. Removes the pid file. */
 extern const struct adapter_desc adapter_process_start;
 extern const struct adapter_desc adapter_process_stop;
 
