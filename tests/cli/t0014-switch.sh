@@ -89,6 +89,40 @@ test_expect_success 'validate: a colour not in targets, a missing link' '
   test_grep "in symlink mode needs input .link." out.txt
 '
 
+# ---- the state's timeout (no real nginx needed) -------------------------------
+
+cat >slow-nginx <<\EOF
+#!/bin/sh
+echo $$ >slow-nginx.pid
+exec sleep 30
+EOF
+chmod +x slow-nginx
+
+write_workflow slow.yaml <<\EOF
+cairn: 1
+name: slow
+start: switch
+states:
+  switch:
+    do: switch.blue-green
+    timeout: 500ms
+    with: { to: green, mode: nginx, include: live.inc, nginx: ./slow-nginx,
+            upstreams: { blue: "127.0.0.1:1", green: "127.0.0.1:2" } }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'the state timeout stops a hanging nginx -t: timed out, its group killed' '
+  start=$(date +%s) &&
+  test_must_fail_with 1 cairn run slow.yaml >out.txt 2>&1 &&
+  test $(( $(date +%s) - start )) -lt 10 &&
+  test_grep "timed out" out.txt &&
+  pid=$(cat slow-nginx.pid) &&
+  sleep 0.2 &&
+  ! kill -0 "$pid" 2>/dev/null &&
+  test_path_is_missing live.inc
+'
+
 # ---- nginx mode ----------------------------------------------------------------
 
 if ! command -v nginx >/dev/null 2>&1 && ! [ -x /usr/sbin/nginx ]; then
