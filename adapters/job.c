@@ -44,6 +44,14 @@ static void job_done(struct adapter__job *j)
     snprintf(res.error, sizeof res.error, "%s",
              res.outcome == ADAPTER_SUCCEEDED ? "" : j->error);
   }
+  if (res.error[0] && call->redact) { /* as adapter_finish_text does */
+    char *e = strdup(res.error);
+    if (e == NULL || (e = adapter_redact(e, call->redact)) == NULL)
+      snprintf(res.error, sizeof res.error, "failed (out of memory)");
+    else
+      snprintf(res.error, sizeof res.error, "%s", e);
+    free(e);
+  }
   res.outputs = j->outputs;
   res.tail = j->tail;
   res.duration_ms = (int64_t)((uv_hrtime() - j->start_ns) / 1000000);
@@ -154,9 +162,18 @@ void adapter__job_fail(struct adapter__job *j, const char *fmt, ...)
 {
   va_list ap;
 
+  char *msg = NULL;
+  int n;
+
+  /* redacted whole, then cut: a cut must not leave half a secret */
   va_start(ap, fmt);
-  vsnprintf(j->error, sizeof j->error, fmt, ap);
+  n = vasprintf(&msg, fmt, ap);
   va_end(ap);
+  if (n < 0 || (msg = adapter_redact(msg, j->call->redact)) == NULL)
+    snprintf(j->error, sizeof j->error, "out of memory");
+  else
+    snprintf(j->error, sizeof j->error, "%s", msg);
+  free(msg);
   for (char *p = j->error; *p; p++)
     if (*p == '\n' || *p == '\r')
       *p = ' ';
