@@ -185,8 +185,9 @@ void adapter_log_write(const struct adapter_call *call, const char *text);
 
 /* For adapters whose output is their own log lines: writes log (may be
  * NULL) with adapter_log_write, sets res->error from error (redacted; may
- * be NULL or "") and res->tail to log's last ADAPTER_TAIL_MAX bytes,
- * redacted. res->tail is malloc'd (NULL only when out of memory): the
+ * be NULL or "") and res->tail to the last ADAPTER_TAIL_MAX bytes of
+ * log redacted (redacted whole, then cut at a UTF-8 character's start,
+ * so no part of a secret survives the cut). res->tail is malloc'd (NULL only when out of memory): the
  * caller frees it after on_done. Returns res->tail. */
 char *adapter_finish_text(const struct adapter_call *call, const char *error,
                           const char *log, struct adapter_result *res);
