@@ -185,8 +185,9 @@ void adapter_log_write(const struct adapter_call *call, const char *text);
 
 /* For adapters whose output is their own log lines: writes log (may be
  * NULL) with adapter_log_write, sets res->error from error (redacted; may
- * be NULL or "") and res->tail to log's last ADAPTER_TAIL_MAX bytes,
- * redacted. res->tail is malloc'd (NULL only when out of memory): the
+ * be NULL or "") and res->tail to the last ADAPTER_TAIL_MAX bytes of
+ * log redacted (redacted whole, then cut at a UTF-8 character's start,
+ * so no part of a secret survives the cut). res->tail is malloc'd (NULL only when out of memory): the
  * caller frees it after on_done. Returns res->tail. */
 char *adapter_finish_text(const struct adapter_call *call, const char *error,
                           const char *log, struct adapter_result *res);
@@ -241,7 +242,9 @@ extern const struct adapter_desc adapter_sql_migrate;
  * process.stop: SIGTERM (and SIGCONT) to the group, polls on the loop for
  * up to `grace`, then SIGKILL; a gone process, or a pid now owned by a
  * process with another start time (never signalled), is success with
- * stopped false. Removes the pid file. */
+ * stopped false. A live pid whose start time is unknown (no proc_start)
+ * is never signalled: that fails; so does a pgid that is not the pid's
+ * own group, is 1 or is cairn's. Removes the pid file. */
 extern const struct adapter_desc adapter_process_start;
 extern const struct adapter_desc adapter_process_stop;
 
@@ -260,8 +263,11 @@ extern const struct adapter_desc adapter_file_remove;
  * atomically, runs `nginx -t` (restoring the include and failing with
  * nginx's message when it fails), reloads nginx, then polls confirm_url
  * (curl_easy in the thread pool) until its body holds confirm_expect.
- * Outputs from (the colour before, "" when none) and to. Default undo:
- * the same switch back to `from`. */
+ * Outputs from (the colour before, "" when none) and to. The state's
+ * timeout and cancel bound every wait: a running nginx has its group
+ * stopped (SIGTERM, grace, SIGKILL), polling ends, and the outcome is
+ * ADAPTER_TIMED_OUT or ADAPTER_CANCELLED. Default undo: the same switch
+ * back to `from`. */
 extern const struct adapter_desc adapter_switch_blue_green;
 /* secrets.generate: for each of `names`, a value of `length` random bytes
  * (RAND_bytes) written in `alphabet`, kept in the env `file` (0600, its

@@ -16,7 +16,12 @@ struct adapter__job {
   /* Runs in a worker thread: touches only the job and call->inputs (read
    * only), sets outcome and error, adds to outputs, appends to tail. */
   void (*work)(struct adapter__job *j);
-  atomic_int cancelled; /* set by cancel; work checks it between steps */
+  atomic_int cancelled; /* set by cancel and on timeout; work checks it
+                           between steps */
+  atomic_int timed_out; /* set when call->timeout_ms ran out */
+  uint64_t deadline_ns; /* uv_hrtime() when the timeout runs out; 0: none */
+  uv_timer_t timer;     /* the timeout (on the loop) */
+  int has_timer;
   enum adapter_outcome outcome;
   char error[512];
   json_t *outputs;      /* owned by the job */
@@ -26,13 +31,25 @@ struct adapter__job {
 
 /* Queues work for call (call->priv becomes the job). on_done follows,
  * on the loop, once work has returned (or with ADAPTER_CANCELLED if it
- * was cancelled before it began). Returns 0 or CAIRN_E_NOMEM. */
+ * was cancelled before it began). With call->timeout_ms a timer on the
+ * loop sets cancelled and timed_out when it runs out: work that then
+ * fails (or had not begun) ends ADAPTER_TIMED_OUT; work that succeeded
+ * anyway keeps its success. Blocking helpers bound their waits with
+ * adapter__job_wait_ms. Returns 0 or CAIRN_E_NOMEM. */
 int adapter__job_start(struct adapter_call *call,
                        void (*work)(struct adapter__job *j),
                        struct cairn_error *err);
 
 /* The cancel of a job adapter: stops a queued job, flags a running one. */
 void adapter__job_cancel(struct adapter_call *call);
+
+/* For a worker that blocks: how long it may wait now, at most max_ms:
+ * 0 once cancelled or timed out, else the time left before the deadline
+ * (max_ms when there is none). */
+int adapter__job_wait_ms(struct adapter__job *j, int max_ms);
+
+/* "timed out" or "cancelled" once either happened, else NULL. */
+const char *adapter__job_stopped(struct adapter__job *j);
 
 /* printf into j->error (one line); sets outcome ADAPTER_FAILED. */
 void adapter__job_fail(struct adapter__job *j, const char *fmt, ...)

@@ -543,10 +543,47 @@ static void stop_done(struct proc_run *r)
 
 /* SIGTERM (and SIGCONT: a stopped process acts on it only then) to the
  * group, then poll. */
+/* kill(-pgid, sig), never for group 0 or 1 (kill(-1) signals every
+ * process we may signal) nor for cairn's own group. */
+static void signal_group(const struct proc_run *r, int sig)
+{
+  if (r->pgid > 1 && r->pgid != (int)getpgrp())
+    kill(-r->pgid, sig);
+}
+
+/* 0 when r->pgid is r->pid's own group and no group cairn must never
+ * signal; else -1 with r->error saying why. A pid file's pgid is not
+ * trusted: the pid must be in that group, or be gone and have been its
+ * leader. */
+static int group_check(struct proc_run *r)
+{
+  pid_t g;
+
+  if (r->pgid <= 1 || r->pgid == (int)getpgrp()) {
+    snprintf(r->error, sizeof r->error,
+             "refusing to signal process group %d", r->pgid);
+    return -1;
+  }
+  g = getpgid(r->pid);
+  if (g >= 0 && (int)g != r->pgid) {
+    snprintf(r->error, sizeof r->error,
+             "refusing to signal process group %d: pid %d is in group %d",
+             r->pgid, r->pid, (int)g);
+    return -1;
+  }
+  if (g < 0 && r->pgid != r->pid) {
+    snprintf(r->error, sizeof r->error,
+             "refusing to signal process group %d: pid %d is gone and did "
+             "not lead it", r->pgid, r->pid);
+    return -1;
+  }
+  return 0;
+}
+
 static void stop_begin(struct proc_run *r)
 {
-  kill(-r->pgid, SIGTERM);
-  kill(-r->pgid, SIGCONT);
+  signal_group(r, SIGTERM);
+  signal_group(r, SIGCONT);
   r->signal = "SIGTERM";
   r->stopped = 1;
   r->phase = STOPPING;
@@ -566,7 +603,7 @@ static void stop_poll(struct proc_run *r)
   if (uv_now(r->call->loop) < r->deadline)
     return;
   if (r->phase == STOPPING) {
-    kill(-r->pgid, SIGKILL);
+    signal_group(r, SIGKILL);
     r->signal = "SIGKILL";
     r->phase = KILLED;
     r->deadline = uv_now(r->call->loop) + PROC_KILL_MS;
@@ -637,6 +674,17 @@ static int stop_start(struct adapter_call *call, struct cairn_error *err)
       !cairn_proc_group_alive(r->pgid)) {
     step_log(r, "process.stop: already stopped (pid %d is gone)", r->pid);
     stop_done(r);
+    return 0;
+  }
+  if (r->proc_start == 0) {
+    /* without it a reused pid cannot be told from the service */
+    snprintf(r->error, sizeof r->error,
+             "refusing to signal pid %d: its start time is unknown", r->pid);
+    finish(r, ADAPTER_FAILED);
+    return 0;
+  }
+  if (group_check(r) < 0) {
+    finish(r, ADAPTER_FAILED);
     return 0;
   }
   stop_begin(r);

@@ -749,23 +749,25 @@ void adapter_log_write(const struct adapter_call *call, const char *text)
 char *adapter_finish_text(const struct adapter_call *call, const char *error,
                           const char *log, struct adapter_result *res)
 {
-  const char *tail = log ? log : "";
-  size_t len = strlen(tail);
-  char *e;
+  char *e, *all;
+  size_t len, cut = 0;
 
   res->error[0] = '\0';
   if (error && error[0] && (e = adapter_redact(strdup(error), call->redact))) {
     snprintf(res->error, sizeof res->error, "%s", e);
     free(e);
   }
-  adapter_log_write(call, tail);
+  adapter_log_write(call, log ? log : "");
+  /* redact the whole text, then cut: a cut first could split a secret
+   * and leave its end in the tail */
+  if ((all = adapter_redact(strdup(log ? log : ""), call->redact)) == NULL)
+    return res->tail = strdup("");
+  len = strlen(all);
   if (len > ADAPTER_TAIL_MAX) {
-    tail += len - ADAPTER_TAIL_MAX;
-    while ((*tail & 0xC0) == 0x80) /* not in the middle of a character */
-      tail++;
+    cut = len - ADAPTER_TAIL_MAX;
+    while (((unsigned char)all[cut] & 0xC0) == 0x80) /* not mid-character */
+      cut++;
+    memmove(all, all + cut, len - cut + 1);
   }
-  res->tail = adapter_redact(strdup(tail), call->redact);
-  if (res->tail == NULL)
-    res->tail = strdup("");
-  return res->tail;
+  return res->tail = all;
 }

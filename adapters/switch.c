@@ -6,7 +6,9 @@
  * renames files, waits for `nginx -t` and `nginx -s reload`, and polls
  * confirm_url with curl_easy, sleeping between tries; none of that may
  * block the loop, and a thread is simpler here than curl's multi on the
- * loop for one request at a time. Cancel is checked between tries.
+ * loop for one request at a time. Cancel and the state's timeout are
+ * checked between tries and bound every wait (nginx runs under poll(),
+ * its group killed when the time is up; each request's own timeout).
  *
  * The include starts with a marker line, "# cairn switch.blue-green:
  * COLOUR", so the next switch knows which colour was live (its `from`). */
@@ -19,6 +21,8 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +36,7 @@
 #define SWITCH_POLL_MS 100
 #define SWITCH_TRY_MS 2000 /* one confirm request */
 #define SWITCH_NGINX_OUT 16384
+#define SWITCH_RESTORE_MS 10000 /* the reload that switches back */
 
 /* Every optional input but `to` has a default ("" or {}) that means
  * "not given": so the default undo's self.input.K always resolves. */
@@ -151,12 +156,54 @@ static void symlink_switch(struct adapter__job *j, const char *to)
 
 /* ---- nginx mode --------------------------------------------------------- */
 
+/* How long nginx may still run, at most max ms: until the job's timeout
+ * or cancel, or with an own limit `until` (now_ms() time, for the reload
+ * that puts the old colour back after a cancel) until then. */
+static int nginx_left(struct adapter__job *j, int64_t until, int max)
+{
+  int64_t left;
+
+  if (until == 0)
+    return adapter__job_wait_ms(j, max);
+  left = until - now_ms();
+  return left <= 0 ? 0 : left < max ? (int)left : max;
+}
+
+/* Waits for nginx (pid, the leader of its own group) to exit; when its
+ * time is up, stops its group: SIGTERM, then SIGKILL after the grace. 1
+ * when it exited by itself (*status set), 0 when it was stopped. */
+static int nginx_wait(struct adapter__job *j, pid_t pid, int64_t until,
+                      int *status)
+{
+  int64_t grace = j->call->kill_grace_ms > 0 ? j->call->kill_grace_ms : 5000;
+  int64_t kill_at = 0;
+
+  for (;;) {
+    pid_t w = waitpid(pid, status, WNOHANG);
+    if (w == pid)
+      return kill_at == 0;
+    if (w < 0 && errno != EINTR)
+      return kill_at == 0;
+    if (kill_at == 0 && nginx_left(j, until, 1) == 0) {
+      kill(-pid, SIGTERM);
+      kill(-pid, SIGCONT);
+      kill_at = now_ms() + grace;
+    } else if (kill_at != 0 && now_ms() >= kill_at) {
+      kill(-pid, SIGKILL);
+      while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+        ;
+      return 0;
+    }
+    sleep_ms(10);
+  }
+}
+
 /* Runs nginx with the prefix and conf inputs and then `extra` (NULL-
  * terminated), collecting what it prints. Returns its exit status (-1 when
  * it could not run or was killed); out gets its output, one line, the
  * "nginx: " prefixes and the "test failed" line dropped. */
 static int run_nginx(struct adapter__job *j, const char *const *extra,
-                     char *out, size_t n)
+                     int64_t until, char *out, size_t n)
 {
   json_t *in = j->call->inputs;
   const char *args[12];
@@ -190,8 +237,20 @@ static int run_nginx(struct adapter__job *j, const char *const *extra,
     adapter__spawn_error(out, n, -rc, args[0], NULL);
     return -1;
   }
+  /* read until EOF, never past the job's timeout or a cancel */
   for (;;) {
-    ssize_t r = read(p[0], buf + len, sizeof buf - 1 - len);
+    struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+    int wait = nginx_left(j, until, SWITCH_POLL_MS);
+    ssize_t r;
+    if (wait == 0)
+      break;
+    if ((rc = poll(&pfd, 1, wait)) < 0 && errno == EINTR)
+      continue;
+    if (rc < 0)
+      break;
+    if (rc == 0)
+      continue;
+    r = read(p[0], buf + len, sizeof buf - 1 - len);
     if (r < 0 && errno == EINTR)
       continue;
     if (r <= 0)
@@ -202,8 +261,11 @@ static int run_nginx(struct adapter__job *j, const char *const *extra,
   }
   close(p[0]);
   buf[len] = '\0';
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-    ;
+  if (!nginx_wait(j, pid, until, &status)) {
+    snprintf(out, n, "%s", until ? "it did not finish in time"
+                                 : adapter__job_stopped(j));
+    return -1;
+  }
   /* the lines that say why, joined */
   len = 0;
   for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
@@ -284,12 +346,15 @@ static int confirm(struct adapter__job *j, const char *url,
   for (;;) {
     CURLcode cc;
     long status = 0;
+    long try_ms = adapter__job_wait_ms(j, SWITCH_TRY_MS);
 
+    if (try_ms == 0) /* cancelled or timed out (0 would mean no limit) */
+      break;
     b->len = 0;
     b->buf[0] = '\0';
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)SWITCH_TRY_MS);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, try_ms);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
     /* a fresh connection each time: a kept one may reach an old worker */
@@ -308,9 +373,9 @@ static int confirm(struct adapter__job *j, const char *url,
     } else {
       snprintf(last, n, "%s", curl_easy_strerror(cc));
     }
-    if (now_ms() >= deadline || atomic_load(&j->cancelled))
+    if (now_ms() >= deadline || adapter__job_wait_ms(j, SWITCH_POLL_MS) == 0)
       break;
-    sleep_ms(SWITCH_POLL_MS);
+    sleep_ms(adapter__job_wait_ms(j, SWITCH_POLL_MS));
   }
 out:
   curl_easy_cleanup(c);
@@ -371,15 +436,23 @@ static void nginx_switch(struct adapter__job *j, const char *to)
     adapter__job_fail(j, "%s", why);
     goto out;
   }
-  if (run_nginx(j, test_args, msg, sizeof msg) != 0) {
+  if (run_nginx(j, test_args, 0, msg, sizeof msg) != 0) {
     include_restore(path, old, on);
-    adapter__job_fail(j, "nginx -t rejected the include for '%s' (restored "
+    if (adapter__job_stopped(j))
+      adapter__job_fail(j, "'nginx -t' stopped (restored the previous "
+                        "include)");
+    else
+      adapter__job_fail(j, "nginx -t rejected the include for '%s' (restored "
                       "the previous one): %s", to, msg);
     goto out;
   }
-  if (run_nginx(j, reload_args, msg, sizeof msg) != 0) {
+  if (run_nginx(j, reload_args, 0, msg, sizeof msg) != 0) {
     include_restore(path, old, on);
-    adapter__job_fail(j, "nginx -s reload failed (restored the previous "
+    if (adapter__job_stopped(j))
+      adapter__job_fail(j, "'nginx -s reload' stopped (restored the "
+                        "previous include)");
+    else
+      adapter__job_fail(j, "nginx -s reload failed (restored the previous "
                       "include): %s", msg);
     goto out;
   }
@@ -392,10 +465,12 @@ static void nginx_switch(struct adapter__job *j, const char *to)
   if (confirm(j, url, expect, within, last, sizeof last) < 0) {
     /* the new colour does not answer: put the old one back live */
     include_restore(path, old, on);
-    run_nginx(j, reload_args, msg, sizeof msg);
+    /* even after a cancel or timeout: nginx must serve the old colour */
+    run_nginx(j, reload_args, now_ms() + SWITCH_RESTORE_MS, msg, sizeof msg);
     adapter__job_fail(j, "%s: '%s' did not answer with '%s' (last: %s); "
                       "switched back to %s",
-                      atomic_load(&j->cancelled) ? "cancelled" : "timed out",
+                      adapter__job_stopped(j) ? adapter__job_stopped(j)
+                                              : "timed out",
                       url, expect, last, from[0] ? from : "the old include");
     goto out;
   }
@@ -410,8 +485,10 @@ static void switch_work(struct adapter__job *j)
 {
   json_t *in = j->call->inputs;
   const char *to = json_string_value(json_object_get(in, "to"));
+  const char *mode = input_str(in, "mode");
 
-  if (strcmp(input_str(in, "mode"), "nginx") == 0)
+  /* "" is symlink mode, as in switch_check */
+  if (mode != NULL && strcmp(mode, "nginx") == 0)
     nginx_switch(j, to);
   else
     symlink_switch(j, to);

@@ -101,6 +101,7 @@ struct tool_job {
   size_t tail_len;
   char error[512];
   uint64_t start_ns;
+  char *set_file;   /* helm: the values file of `set` (removed at the end) */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -301,6 +302,10 @@ static void on_timer_close(uv_handle_t *h)
   if (j->log_fd >= 0) {
     close(j->log_fd);
     j->log_fd = -1;
+  }
+  if (j->set_file) {
+    unlink(j->set_file);
+    free(j->set_file);
   }
   call->priv = NULL;
   call->on_done(call, &res);
@@ -667,7 +672,7 @@ static int tool_start(struct adapter_call *call, const struct tool_kind *kind,
     j->redact = call->redact;
 
   first = kind->next(j); /* checks the inputs, builds the first argv */
-  if (first != TOOL_SPAWN) {
+  if (first == TOOL_FAIL) {
     int rc = cairn_error_set(err, CAIRN_E_INVAL, "%s",
                              j->error[0] ? j->error : "nothing to run");
     json_decref(j->outputs);
@@ -695,6 +700,14 @@ static int tool_start(struct adapter_call *call, const struct tool_kind *kind,
   uv_timer_init(call->loop, &j->timer);
   j->timer.data = j;
   call->priv = j;
+  if (first == TOOL_DONE) {
+    /* nothing to do (a rollout undo without deployments): success, with
+     * on_done from the loop as always */
+    if (j->log_fd >= 0)
+      (void)write_all(j->log_fd, "nothing to run\n", 15);
+    finish(j);
+    return 0;
+  }
   if (call->timeout_ms > 0) {
     uv_update_time(call->loop);
     uv_timer_start(&j->timer, on_timer, (uint64_t)call->timeout_ms, 0);
@@ -1029,6 +1042,151 @@ static enum tool_next helm_rollback_cmd(struct tool_job *j, json_int_t rev)
   return TOOL_SPAWN;
 }
 
+/* One --set value as helm types it: true, false, null, an integer, or a
+ * string. */
+static json_t *helm_set_value(const char *v)
+{
+  char *end;
+  long long n;
+
+  if (strcmp(v, "true") == 0)
+    return json_true();
+  if (strcmp(v, "false") == 0)
+    return json_false();
+  if (strcmp(v, "null") == 0)
+    return json_null();
+  errno = 0;
+  n = strtoll(v, &end, 10);
+  if (v[0] != '\0' && *end == '\0' && errno == 0 &&
+      !(v[0] == '0' && v[1] != '\0'))
+    return json_integer(n);
+  return json_string(v);
+}
+
+/* Puts "a.b=v" (dots split keys; "\." and "\," are literal) into doc. */
+static int helm_set_one(json_t *doc, const char *item, size_t len,
+                        char *why, size_t n)
+{
+  char *key = malloc(len + 1), *val = NULL;
+  size_t k = 0, i = 0;
+  json_t *at = doc;
+  int rc = -1;
+
+  if (key == NULL) {
+    snprintf(why, n, "out of memory");
+    return -1;
+  }
+  for (; i < len && item[i] != '='; i++) {
+    if (item[i] == '[') {
+      snprintf(why, n, "helm set item '%.*s': list indexes are not "
+               "supported (use a values file)", (int)len, item);
+      goto out;
+    }
+    if (item[i] == '\\' && i + 1 < len && item[i + 1] == '.') {
+      key[k++] = '.';
+      i++;
+    } else if (item[i] == '.') {
+      json_t *sub;
+      key[k] = '\0';
+      if (k == 0)
+        break;
+      sub = json_object_get(at, key);
+      if (!json_is_object(sub)) {
+        sub = json_object();
+        json_object_set_new(at, key, sub);
+      }
+      at = sub;
+      k = 0;
+    } else {
+      key[k++] = item[i];
+    }
+  }
+  key[k] = '\0';
+  if (i >= len || k == 0) {
+    snprintf(why, n, "helm set item '%.*s' is not key=value", (int)len, item);
+    goto out;
+  }
+  if ((val = malloc(len - i)) == NULL) {
+    snprintf(why, n, "out of memory");
+    goto out;
+  }
+  k = 0;
+  for (i++; i < len; i++) {
+    if (item[i] == '\\' && i + 1 < len && item[i + 1] == ',')
+      i++;
+    val[k++] = item[i];
+  }
+  val[k] = '\0';
+  json_object_set_new(at, key, helm_set_value(val));
+  rc = 0;
+out:
+  free(key);
+  free(val);
+  return rc;
+}
+
+/* Writes the `set` items to a values file of their own (0600, in the run
+ * folder, removed when the call ends) and passes it with --values: values
+ * in argv would be readable by anyone in /proc/PID/cmdline. */
+static enum tool_next helm_set_file(struct tool_job *j)
+{
+  json_t *set = json_object_get(j->in, "set"), *doc, *item;
+  struct adapter_call *call = j->call;
+  char *text = NULL;
+  size_t i;
+  int fd = -1;
+
+  if (json_array_size(set) == 0)
+    return TOOL_SPAWN;
+  if (call->run_dir == NULL) {
+    snprintf(j->error, sizeof j->error, "helm set needs a run folder");
+    return TOOL_FAIL;
+  }
+  if ((doc = json_object()) == NULL)
+    goto nomem;
+  json_array_foreach(set, i, item) {
+    const char *s = json_string_value(item), *p = s;
+    while (s && *p) { /* items are separated by unescaped commas */
+      size_t len = 0;
+      while (p[len] && !(p[len] == ',' && (len == 0 || p[len - 1] != '\\')))
+        len++;
+      if (helm_set_one(doc, p, len, j->error, sizeof j->error) < 0) {
+        json_decref(doc);
+        return TOOL_FAIL;
+      }
+      p += len;
+      if (*p == ',')
+        p++;
+    }
+  }
+  text = json_dumps(doc, JSON_COMPACT);
+  json_decref(doc);
+  if (text == NULL ||
+      asprintf(&j->set_file, "%s/%s.helm-set.json", call->run_dir,
+               call->name ? call->name : "helm") < 0) {
+    j->set_file = NULL;
+    goto nomem;
+  }
+  unlink(j->set_file); /* one left by a killed cairn */
+  fd = open(j->set_file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0 || write_all(fd, text, strlen(text)) < 0) {
+    snprintf(j->error, sizeof j->error, "cannot write helm values file "
+             "'%s': %s", j->set_file, uv_strerror(-errno));
+    if (fd >= 0)
+      close(fd);
+    free(text);
+    return TOOL_FAIL;
+  }
+  close(fd);
+  free(text);
+  av_opt(j, "--values", j->set_file);
+  return TOOL_SPAWN;
+nomem:
+  free(text);
+  snprintf(j->error, sizeof j->error, "out of memory");
+  return TOOL_FAIL;
+}
+
 static enum tool_next helm_next(struct tool_job *j)
 {
   const char *action = in_str(j, "action");
@@ -1088,9 +1246,8 @@ static enum tool_next helm_next(struct tool_job *j)
     json_array_foreach(json_object_get(j->in, "values"), i, item) {
       av_opt(j, "--values", json_string_value(item));
     }
-    json_array_foreach(json_object_get(j->in, "set"), i, item) {
-      av_opt(j, "--set", json_string_value(item));
-    }
+    if (helm_set_file(j) == TOOL_FAIL)
+      return TOOL_FAIL;
     av_opt(j, "--version", in_str(j, "version"));
     helm_wait_opts(j);
     return TOOL_SPAWN;
@@ -1231,7 +1388,9 @@ static const struct adapter_input helm_inputs[] = {
   { "namespace", ADAPTER_T_STRING, 0, "\"\"", "--namespace" },
   { "kube_context", ADAPTER_T_STRING, 0, "\"\"", "--kube-context" },
   { "values", ADAPTER_T_ARGV, 0, NULL, "upgrade: values files (--values)" },
-  { "set", ADAPTER_T_ARGV, 0, NULL, "upgrade: key=value items (--set)" },
+  { "set", ADAPTER_T_ARGV, 0, NULL, "upgrade: key=value items as --set reads them (a.b=v; true, false, "
+    "null and integers typed), passed in a 0600 values file, never in "
+    "argv" },
   { "version", ADAPTER_T_STRING, 0, "\"\"", "upgrade: chart version" },
   { "wait", ADAPTER_T_BOOLEAN, 0, "false", "--wait" },
   { "timeout", ADAPTER_T_DURATION, 0, NULL, "--timeout for helm" },

@@ -70,6 +70,16 @@ test_expect_success 'symlink: a live path that is a folder is refused' '
   rmdir live && mv live.link live
 '
 
+test_expect_success 'symlink: mode "" is symlink mode, at check and at run' '
+  sed "s/ link: live,/ mode: \"\", link: live,/" sl.yaml >empty-mode.yaml &&
+  cairn validate empty-mode.yaml &&
+  cairn run empty-mode.yaml --set to=blue &&
+  test "$(readlink live)" = releases/blue &&
+  sed "s/ link: live,/ mode: \"{{ params.fail }}\", link: live,/" sl.yaml >tmpl-mode.yaml &&
+  cairn run tmpl-mode.yaml --set to=green &&
+  test "$(readlink live)" = releases/green
+'
+
 test_expect_success 'validate: a colour not in targets, a missing link' '
   sed "s/{{ params.to }}/red/" sl.yaml >bad.yaml &&
   test_must_fail_with 2 cairn validate bad.yaml >out.txt 2>&1 &&
@@ -77,6 +87,40 @@ test_expect_success 'validate: a colour not in targets, a missing link' '
   sed "s/ link: live,//" sl.yaml >bad2.yaml &&
   test_must_fail_with 2 cairn validate bad2.yaml >out.txt 2>&1 &&
   test_grep "in symlink mode needs input .link." out.txt
+'
+
+# ---- the state's timeout (no real nginx needed) -------------------------------
+
+cat >slow-nginx <<\EOF
+#!/bin/sh
+echo $$ >slow-nginx.pid
+exec sleep 30
+EOF
+chmod +x slow-nginx
+
+write_workflow slow.yaml <<\EOF
+cairn: 1
+name: slow
+start: switch
+states:
+  switch:
+    do: switch.blue-green
+    timeout: 500ms
+    with: { to: green, mode: nginx, include: live.inc, nginx: ./slow-nginx,
+            upstreams: { blue: "127.0.0.1:1", green: "127.0.0.1:2" } }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'the state timeout stops a hanging nginx -t: timed out, its group killed' '
+  start=$(date +%s) &&
+  test_must_fail_with 1 cairn run slow.yaml >out.txt 2>&1 &&
+  test $(( $(date +%s) - start )) -lt 10 &&
+  test_grep "timed out" out.txt &&
+  pid=$(cat slow-nginx.pid) &&
+  sleep 0.2 &&
+  ! kill -0 "$pid" 2>/dev/null &&
+  test_path_is_missing live.inc
 '
 
 # ---- nginx mode ----------------------------------------------------------------

@@ -63,16 +63,28 @@ EOF
 test_expect_success 'helm upgrade: exact argv, revisions parsed' '
 	fresh &&
 	cairn run helm.yaml >out &&
-	calls >actual &&
+	calls | sed "s|--values=$TRASH/.cairn/runs/$(last_run)/up.helm-set.json|--values=SETFILE|" >actual &&
 	cat >expect <<-\EOF &&
 	helm|status|web|--output=json|--namespace=prod ns|
-	helm|upgrade|web|./charts/web|--install|--namespace=prod ns|--values=-odd.yaml|--values=my values.yaml|--set=greeting=hello world|--set=replicas=2|--version=1.2.3|--wait|--timeout=120s|
+	helm|upgrade|web|./charts/web|--install|--namespace=prod ns|--values=-odd.yaml|--values=my values.yaml|--values=SETFILE|--version=1.2.3|--wait|--timeout=120s|
 	helm|status|web|--output=json|--namespace=prod ns|
 	EOF
 	test_cmp expect actual &&
 	outputs up >actual &&
 	echo "{\"previous_revision\":0,\"release\":\"web\",\"revision\":1,\"status\":\"deployed\"}" >expect &&
 	test_cmp expect actual
+'
+
+test_expect_success 'helm upgrade: set items go to a 0600 values file, never into argv' '
+	fresh && rm -f helm-set.copy helm-set.mode &&
+	sed "s/set: \[.*\]/set: [\"greeting=hello world\", \"replicas=2\", \"db.password=hunter2\", \"db.tls=true\"]/" helm.yaml >helm-set.yaml &&
+	cairn run helm-set.yaml >out &&
+	! grep -r hunter2 calls &&
+	echo "{\"greeting\":\"hello world\",\"replicas\":2,\"db\":{\"password\":\"hunter2\",\"tls\":true}}" >expect &&
+	jq -c . helm-set.copy >actual &&
+	test_cmp expect actual &&
+	echo 600 >expect && test_cmp expect helm-set.mode &&
+	test_path_is_missing ".cairn/runs/$(last_run)/up.helm-set.json"
 '
 
 test_expect_success 'helm upgrade of an existing release: previous_revision' '
@@ -206,6 +218,19 @@ test_expect_success 'kubectl: the default undo is rollout undo of each deploymen
 	kubectl|rollout|undo|deployment/worker|--namespace=prod|--context=kind kind|
 	EOF
 	test_cmp expect actual
+'
+
+test_expect_success 'kubectl: the undo of an apply without deployments succeeds, doing nothing' '
+	fresh &&
+	printf "%s\n" service/web configmap/web-config >kubectl-apply.out &&
+	test_must_fail_with 1 cairn run kube.yaml --set fail=yes >out 2>&1 &&
+	printf "%s\n" deployment.apps/web service/web configmap/web-config "deployment.apps/worker" >kubectl-apply.out &&
+	test_grep ! "nothing to run" out &&
+	calls >actual &&
+	echo "kubectl|apply|--filename=-my manifests.yaml|--output=name|--namespace=prod|--context=kind kind|" >expect &&
+	test_cmp expect actual &&
+	test_grep "rolled back: apply" out &&
+	test_grep "nothing to run" ".cairn/runs/$(last_run)/undo:apply.log"
 '
 
 write_workflow compose.yaml <<\EOF

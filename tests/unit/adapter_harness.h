@@ -87,6 +87,9 @@ static void h_release(struct h_res *r)
   memset(r, 0, sizeof *r);
 }
 
+/* The values h_run's calls redact (call->redact; NULL: none). */
+static const char *const *h_redact;
+
 /* Runs desc with `with` (JSON text) as state `name`; fills r. */
 static void h_run(struct h_fix *f, const struct adapter_desc *desc,
                   const char *name, const char *with_text, struct h_res *r)
@@ -110,6 +113,7 @@ static void h_run(struct h_fix *f, const struct adapter_desc *desc,
   call.log_path = f->log;
   call.run_dir = f->dir;
   call.name = name;
+  call.redact = h_redact;
   call.on_done = h_on_done;
   call.data = r;
   if (desc->start(&call, &err) != 0)

@@ -850,6 +850,44 @@ static void collect(void *ud, const char *p, size_t n)
   strncat(buf, p, n);
 }
 
+/* adapter_finish_text redacts the whole log before it keeps the last
+ * ADAPTER_TAIL_MAX bytes: a secret the cut would split leaves nothing of
+ * itself in the tail. */
+static void test_finish_text_redacts_before_cut(void **state)
+{
+  static const char *const redact[] = { "SECRETVALUE123456", NULL };
+  struct adapter_call call;
+  struct adapter_result res;
+  size_t n = 2 + 17 + 4084; /* the cut falls 5 bytes into the secret */
+  char *log = malloc(n + 1);
+
+  (void)state;
+  assert_non_null(log);
+  memcpy(log, "AB", 2);
+  memcpy(log + 2, redact[0], 17);
+  memset(log + 19, 'x', n - 19);
+  log[n] = '\0';
+  memset(&call, 0, sizeof call);
+  memset(&res, 0, sizeof res);
+  call.redact = redact;
+  adapter_finish_text(&call, "bad SECRETVALUE123456", log, &res);
+  assert_non_null(res.tail);
+  assert_null(strstr(res.tail, "LUE123456"));
+  assert_true(strncmp(res.tail, "AB***xxx", 8) == 0);
+  assert_true(strlen(res.tail) <= ADAPTER_TAIL_MAX);
+  assert_string_equal(res.error, "bad ***");
+  free(res.tail);
+
+  /* a cut inside a character moves to the next one */
+  memset(log, 'x', n);
+  memcpy(log + n - ADAPTER_TAIL_MAX - 1, "\xc3\xa9", 2); /* é across */
+  adapter_finish_text(&call, NULL, log, &res);
+  assert_int_equal(strlen(res.tail), ADAPTER_TAIL_MAX - 1);
+  assert_int_equal(res.tail[0], 'x');
+  free(res.tail);
+  free(log);
+}
+
 static void test_redact_api(void **state)
 {
   static const char *const one[] = { "secret", NULL };
@@ -1481,6 +1519,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_redaction_in_log_and_tail, setup,
                                     teardown),
     cmocka_unit_test(test_redact_api),
+    cmocka_unit_test(test_finish_text_redacts_before_cut),
     cmocka_unit_test_setup_teardown(test_no_inherited_fds, setup, teardown),
     cmocka_unit_test_setup_teardown(test_spawn_failure, setup, teardown),
     cmocka_unit_test_setup_teardown(test_start_errors, setup, teardown),

@@ -124,6 +124,26 @@ static void test_errors(void **state)
   h_release(&r);
 }
 
+/* A job's error is redacted like its log: a secret in a path never
+ * reaches res.error (journaled). */
+static void test_error_redacted(void **state)
+{
+  static const char *const redact[] = { "s3cr3t-token", NULL };
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char with[PATH_MAX + 96];
+
+  snprintf(with, sizeof with, "{\"path\": \"%s/s3cr3t-token/f\", "
+           "\"content\": \"y\"}", f->dir);
+  h_redact = redact;
+  h_run(f, &adapter_file_write, "w", with, &r);
+  h_redact = NULL;
+  assert_int_equal(r.outcome, ADAPTER_FAILED);
+  assert_non_null(strstr(r.error, "/***/f"));
+  assert_null(strstr(r.error, "s3cr3t"));
+  h_release(&r);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -131,6 +151,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_new_file_undo_removes, h_setup,
                                     h_teardown),
     cmocka_unit_test_setup_teardown(test_errors, h_setup, h_teardown),
+    cmocka_unit_test_setup_teardown(test_error_redacted, h_setup, h_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,29 +90,122 @@ static void test_stop_sigkill_after_grace(void **state)
   h_release(&r);
 }
 
+/* A process of its own session (pgid == pid), for the tests to point pid
+ * files at. */
+static pid_t spawn_sleeper(void)
+{
+  pid_t pid = fork();
+
+  if (pid == 0) {
+    setsid();
+    pause();
+    _exit(0);
+  }
+  assert_true(pid > 0);
+  usleep(50000);
+  return pid;
+}
+
+static void reap_sleeper(pid_t pid)
+{
+  int status;
+
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+}
+
 static void test_reused_pid_not_signalled(void **state)
 {
   struct h_fix *f = *state;
   struct h_res r = { 0 };
   char with[128];
-  int status;
-  pid_t other = fork();
+  pid_t other = spawn_sleeper();
 
-  if (other == 0) {
-    setsid();
-    pause();
-    _exit(0);
-  }
-  assert_true(other > 0);
-  usleep(50000);
   /* a pid file whose start time is not this process's: a reused pid */
   snprintf(with, sizeof with, "{\"pid\": %d, \"proc_start\": 1}", (int)other);
   h_run(f, &adapter_process_stop, "stop", with, &r);
   assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
   assert_false(json_is_true(json_object_get(r.outputs, "stopped")));
   assert_true(alive((int)other));
-  kill(other, SIGKILL);
-  waitpid(other, &status, 0);
+  reap_sleeper(other);
+  h_release(&r);
+}
+
+/* Without a known start time nothing is signalled: the pid may be reused. */
+static void test_stop_needs_start_time(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char with[PATH_MAX + 64], pf[PATH_MAX + 16], expect[128];
+  pid_t other = spawn_sleeper();
+  FILE *fp;
+
+  snprintf(with, sizeof with, "{\"pid\": %d}", (int)other);
+  h_run(f, &adapter_process_stop, "stop", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_FAILED);
+  snprintf(expect, sizeof expect,
+           "refusing to signal pid %d: its start time is unknown", (int)other);
+  assert_string_equal(r.error, expect);
+  assert_true(alive((int)other));
+
+  /* the same from a pid file with proc_start 0 */
+  snprintf(pf, sizeof pf, "%s/old.pid", f->dir);
+  assert_non_null(fp = fopen(pf, "w"));
+  fprintf(fp, "{\"pid\": %d, \"pgid\": %d, \"proc_start\": 0}", (int)other,
+          (int)other);
+  fclose(fp);
+  snprintf(with, sizeof with, "{\"pid_file\": \"%s\"}", pf);
+  h_run(f, &adapter_process_stop, "stop", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_FAILED);
+  assert_string_equal(r.error, expect);
+  assert_true(alive((int)other));
+
+  /* a gone process needs no start time: nothing to signal */
+  reap_sleeper(other);
+  snprintf(with, sizeof with, "{\"pid\": %d}", (int)other);
+  h_run(f, &adapter_process_stop, "stop", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_false(json_is_true(json_object_get(r.outputs, "stopped")));
+  h_release(&r);
+}
+
+/* A pid file's pgid is signalled only when it is the pid's own group. */
+static void test_stop_checks_pgid(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char with[PATH_MAX + 64], pf[PATH_MAX + 16], expect[160];
+  pid_t pid = spawn_sleeper(), victim = spawn_sleeper();
+  int64_t st = 0;
+  int bad[3];
+  FILE *fp;
+
+  assert_int_equal(cairn_proc_start_time((int)pid, &st), 0);
+  bad[0] = (int)victim;   /* another live group */
+  bad[1] = (int)getpgrp(); /* cairn's own */
+  bad[2] = 1;              /* kill(-1) would signal every process */
+  snprintf(pf, sizeof pf, "%s/svc.pid", f->dir);
+  snprintf(with, sizeof with, "{\"pid_file\": \"%s\"}", pf);
+  for (int i = 0; i < 3; i++) {
+    assert_non_null(fp = fopen(pf, "w"));
+    fprintf(fp, "{\"pid\": %d, \"pgid\": %d, \"proc_start\": %lld}",
+            (int)pid, bad[i], (long long)st);
+    fclose(fp);
+    h_run(f, &adapter_process_stop, "stop", with, &r);
+    assert_int_equal(r.outcome, ADAPTER_FAILED);
+    if (i == 0)
+      snprintf(expect, sizeof expect,
+               "refusing to signal process group %d: pid %d is in group %d",
+               bad[i], (int)pid, (int)pid);
+    else
+      snprintf(expect, sizeof expect, "refusing to signal process group %d",
+               bad[i]);
+    assert_string_equal(r.error, expect);
+    assert_true(alive((int)pid));
+    assert_true(alive((int)victim));
+  }
+  reap_sleeper(pid);
+  reap_sleeper(victim);
   h_release(&r);
 }
 
@@ -164,6 +257,10 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_stop_sigkill_after_grace, h_setup,
                                     h_teardown),
     cmocka_unit_test_setup_teardown(test_reused_pid_not_signalled, h_setup,
+                                    h_teardown),
+    cmocka_unit_test_setup_teardown(test_stop_needs_start_time, h_setup,
+                                    h_teardown),
+    cmocka_unit_test_setup_teardown(test_stop_checks_pgid, h_setup,
                                     h_teardown),
     cmocka_unit_test_setup_teardown(test_dies_at_once, h_setup, h_teardown),
     cmocka_unit_test(test_inputs),
