@@ -10,59 +10,16 @@
 
 # ---- a PostgreSQL server of our own ------------------------------------------
 
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ] || ! command -v psql >/dev/null; then
-  test_skip_all "PostgreSQL is not installed (apt-get install postgresql)"
+. "$CAIRN_TEST_LIB_DIR/netlib.sh"
+if pg_missing; then
+  test_skip_all "$PG_MISSING"
 fi
-
-# initdb refuses to run as root: the server runs as the postgres user, in a
-# folder of its own (the trash directory is private to root).
-as_pg() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
-  test_skip_all "running as root and there is no postgres user to run the server"
-fi
-
 PGROOT=$(mktemp -d "${TMPDIR:-/tmp}/cairn-pg.XXXXXX") || _cairn_test_bail "mktemp failed"
-PGDATA=$PGROOT/data
 PW=pw-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
-if [ "$(id -u)" -eq 0 ]; then chown postgres: "$PGROOT"; fi
-printf '%s\n' "$PW" >"$PGROOT/pwfile"
-if [ "$(id -u)" -eq 0 ]; then chown postgres: "$PGROOT/pwfile"; fi
-
-stop_pg() {
-  as_pg "$PGBIN/pg_ctl" -D "$PGDATA" stop -m fast >/dev/null 2>&1
-  rm -rf "$PGROOT"
-}
 # lib.sh's EXIT trap reports and cleans up: run ours first, then it.
-trap 'stop_pg; _cairn_test_exit' EXIT
-
-free_port() {
-  local p
-  for _ in 1 2 3 4 5 6 7 8 9 10; do
-    p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      echo "$p"
-      return 0
-    fi
-  done
-  return 1
-}
-
-as_pg "$PGBIN/initdb" -D "$PGDATA" -U cairn --auth=md5 \
-  --pwfile="$PGROOT/pwfile" >"$PGROOT/initdb.log" 2>&1 ||
-  _cairn_test_bail "initdb failed: $(tail -n 5 "$PGROOT/initdb.log")"
-PGPORT_T=
-for _ in 1 2 3; do
-  port=$(free_port) || break
-  if as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -w -t 30 -l "$PGROOT/log" \
-       -o "-p $port -k $PGROOT -c listen_addresses=127.0.0.1" start >/dev/null 2>&1; then
-    PGPORT_T=$port
-    break
-  fi
-done
-[ -n "$PGPORT_T" ] || _cairn_test_bail "pg_ctl start failed: $(tail -n 5 "$PGROOT/log" 2>/dev/null)"
+trap 'pg_stop "$PGROOT"; rm -rf "$PGROOT"; _cairn_test_exit' EXIT
+pg_start "$PGROOT" "$PW" || _cairn_test_bail "$PG_ERROR"
+PGPORT_T=$PG_PORT
 export PGPORT_T
 
 # pg: psql as the test's client, on the database app.
