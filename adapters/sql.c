@@ -1001,11 +1001,16 @@ static void pg_spawn(struct sql_run *r, const char *const *argv)
   for (size_t i = 0; argv[i]; i++)
     json_array_append_new(args, json_string(argv[i]));
   json_decref(r->child_inputs);
-  r->child_inputs = json_pack("{s:o}", "argv", args);
-  if (r->child_inputs && r->password)
-    json_object_set_new(r->child_inputs, "env",
-                        json_pack("{s:s}", "PGPASSWORD", r->password));
-  if (r->child_inputs == NULL) {
+  r->child_inputs = json_pack("{s:o,s:{}}", "argv", args, "env");
+  json_t *env = json_object_get(r->child_inputs, "env");
+  if (env && r->password)
+    json_object_set_new(env, "PGPASSWORD", json_string(r->password));
+  /* TLS verified by default: libpq's own default (prefer) checks no
+   * certificate and falls back to plaintext. A URL that says sslmode
+   * (sslmode=disable for a local server without TLS) decides itself. */
+  if (env && strstr(r->target, "sslmode=") == NULL)
+    json_object_set_new(env, "PGSSLMODE", json_string("verify-full"));
+  if (r->child_inputs == NULL || env == NULL) {
     set_error(r, "out of memory");
     finish(r);
     return;

@@ -70,7 +70,7 @@ states:
     do: sql.migrate
     with:
       dir: migrations
-      db: "postgres://cairn@127.0.0.1:{{ env.PGPORT_T }}/app"
+      db: "postgres://cairn@127.0.0.1:{{ env.PGPORT_T }}/app?sslmode=disable"
       password: "{{ secrets.POSTGRES_PASSWORD }}"
     next: check
   check:
@@ -107,7 +107,7 @@ states:
     do: sql.migrate
     with:
       dir: migrations
-      db: "postgres://cairn@127.0.0.1:{{ env.PGPORT_T }}/app"
+      db: "postgres://cairn@127.0.0.1:{{ env.PGPORT_T }}/app?sslmode=disable"
     next: check
   check:
     do: exec
@@ -240,6 +240,12 @@ test_expect_success 'a password in the URL goes to PGPASSWORD; to: migrates down
 	echo 1:001_accounts >expect &&
 	history >actual &&
 	test_cmp expect actual
+'
+
+test_expect_success 'TLS is required unless the URL says sslmode: this server has none' '
+	sed "s|/app?sslmode=disable\"|/app\"|" migrate.yaml >notls.yaml &&
+	test_must_fail_with 1 run_migrate notls.yaml >out 2>&1 &&
+	test_grep -F "server does not support SSL, but SSL was required" out
 '
 
 test_expect_success 'a wrong password fails with the server message, not the password' '
