@@ -425,8 +425,21 @@ static void nginx_switch(struct adapter__job *j, const char *to)
                       "'%s' left as it is", path);
     goto out;
   }
-  if (asprintf(&text, "%s%s\nserver %s;\n", SWITCH_MARKER, to,
-               json_string_value(json_object_get(ups, to))) < 0) {
+  const char *addr = json_string_value(json_object_get(ups, to));
+  /* Both go into nginx's configuration: a ';', brace or newline in them
+   * would write configuration of its own. */
+  if (addr == NULL || strspn(to, "abcdefghijklmnopqrstuvwxyz"
+                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+                          strlen(to) ||
+      *addr == '\0' ||
+      strspn(addr, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789.-:[]") != strlen(addr)) {
+    adapter__job_fail(j, "upstream of colour '%s' must be a host:port "
+                      "(letters, digits, '.', '-', ':' and []), got '%s'",
+                      to, addr ? addr : "");
+    goto out;
+  }
+  if (asprintf(&text, "%s%s\nserver %s;\n", SWITCH_MARKER, to, addr) < 0) {
     text = NULL;
     adapter__job_fail(j, "out of memory");
     goto out;

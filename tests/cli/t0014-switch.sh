@@ -236,6 +236,13 @@ test_expect_success 'nginx: a broken include is rejected by nginx -t and restore
   test "$(curl -fs http://127.0.0.1:$P_LIVE/)" = blue
 '
 
+test_expect_success 'nginx: an upstream that would write configuration is refused' '
+  cp "$NX/live.conf" before.conf &&
+  test_must_fail_with 1 cairn run nx.yaml --set "green=127.0.0.1:1; include /etc/passwd" >out.txt 2>&1 &&
+  test_grep -F "upstream of colour '\''green'\'' must be a host:port" out.txt &&
+  cmp before.conf "$NX/live.conf"
+'
+
 test_expect_success 'nginx: a failed run switches back to blue (undo), confirmed' '
   test_must_fail_with 1 cairn run nx.yaml --set fail=yes >out.txt 2>&1 &&
   test "$(curl -fs http://127.0.0.1:$P_LIVE/)" = blue &&
