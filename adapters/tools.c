@@ -19,6 +19,7 @@
  * starts. The job's timer is closed last; its close callback calls
  * on_done. */
 #include "adapters/adapter.h"
+#include "adapters/spawn.h"
 #include "common/buf.h"
 #include "common/proc.h"
 
@@ -570,6 +571,9 @@ static void spawn_next(struct tool_job *j)
   o.stdio_count = 3;
   o.flags = UV_PROCESS_DETACHED; /* setsid: its own group, to signal */
   o.exit_cb = on_exit_cb;
+  /* libuv closes only its own descriptors in the child: the journal's and
+   * others cairn holds must not reach kubectl, helm or docker */
+  adapter__cloexec_fds();
   rc = uv_spawn(call->loop, &p->proc, &o);
   free(args);
   free(envp);

@@ -75,6 +75,16 @@ test_expect_success 'helm upgrade: exact argv, revisions parsed' '
 	test_cmp expect actual
 '
 
+test_expect_success 'the tools inherit no descriptor but 0, 1 and 2' '
+	fresh &&
+	rm -f fds-* &&
+	# fd 7: one cairn itself inherited without close-on-exec
+	cairn run helm.yaml >out 7>extra.txt &&
+	ls "$FAKE_DIR"/fds-* >/dev/null &&
+	cat "$FAKE_DIR"/fds-* | sort -u | grep -vx "0\|1\|2\|255" >leaked || true &&
+	test_cmp /dev/null leaked
+'
+
 test_expect_success 'helm upgrade: set items go to a 0600 values file, never into argv' '
 	fresh && rm -f helm-set.copy helm-set.mode &&
 	sed "s/set: \[.*\]/set: [\"greeting=hello world\", \"replicas=2\", \"db.password=hunter2\", \"db.tls=true\"]/" helm.yaml >helm-set.yaml &&
