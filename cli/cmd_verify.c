@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/file.h"
 
 /* What an anchor file says. */
 struct anchor {
@@ -61,18 +62,18 @@ out:
   return code;
 }
 
-/* Writes the anchor of vr to path: a temporary file beside it (0600),
- * fsync, rename, so a reader sees the old anchor or the new one. */
+/* Writes the anchor of vr to path (0600, atomically: a reader sees the
+ * old anchor or the new one). */
 static int anchor_write(const char *path, struct journal *j,
                         const struct journal_verify_result *vr)
 {
-  char tmp[4200], when[32];
+  struct cairn_error err = {0};
+  char when[32];
   time_t now = time(NULL);
   struct tm tm;
   json_t *v;
   char *text = NULL;
-  int fd = -1, code = CLI_EXIT_FAILED;
-  size_t n;
+  int code = CLI_EXIT_FAILED;
 
   gmtime_r(&now, &tm);
   strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -87,38 +88,20 @@ static int anchor_write(const char *path, struct journal *j,
     cli_error("out of memory");
     return CLI_EXIT_FAILED;
   }
-  if (snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int)sizeof tmp) {
-    cli_error("anchor path too long ('%s')", path);
-    goto out;
+  size_t n = strlen(text);
+  char *line = realloc(text, n + 2);
+  if (line == NULL) {
+    free(text);
+    cli_error("out of memory");
+    return CLI_EXIT_FAILED;
   }
-  fd = mkstemp(tmp); /* mode 0600 */
-  if (fd < 0) {
-    cli_error("cannot write anchor '%s': %s", path, strerror(errno));
-    fd = -1;
-    goto out;
-  }
-  n = strlen(text);
-  if (fchmod(fd, 0600) != 0 || write(fd, text, n) != (ssize_t)n ||
-      write(fd, "\n", 1) != 1 || fsync(fd) != 0 || close(fd) != 0) {
-    cli_error("cannot write anchor '%s': %s", path, strerror(errno));
-    close(fd);
-    fd = -1;
-    unlink(tmp);
-    goto out;
-  }
-  fd = -1;
-  if (rename(tmp, path) != 0) {
-    cli_error("cannot write anchor '%s': %s", path, strerror(errno));
-    unlink(tmp);
-    goto out;
-  }
-  code = 0;
-out:
-  if (fd >= 0) {
-    close(fd);
-    unlink(tmp);
-  }
-  free(text);
+  line[n] = '\n';
+  line[n + 1] = '\0';
+  if (cairn_write_atomic(path, line, n + 1, 0600, &err) != 0)
+    cli_error("anchor: %s", err.msg);
+  else
+    code = 0;
+  free(line);
   return code;
 }
 
