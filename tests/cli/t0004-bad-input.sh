@@ -345,7 +345,14 @@ test_expect_success 'a held lock: exit 4, one line naming the holder, nothing wr
 	"$CAIRN_BIN" run --grace 1s hold.yaml >hold.out 2>&1 &
 	pid=$!
 	trap "kill -9 $pid 2>/dev/null" EXIT
-	wait_for_file hold.pid 10
+	ok=0
+	# the step runs; its action.spawned rides a commit up to 50 ms later:
+	# wait for it, or it would land between the two snapshots
+	wait_for_file hold.pid 10 &&
+	for i in $(seq 100); do
+		test "$(q "SELECT count(*) FROM events WHERE kind = '\''action.spawned'\''")" -ge 1 && break
+		sleep 0.1
+	done &&
 	HOLDER=$(q "SELECT id FROM runs ORDER BY created_ms DESC LIMIT 1") &&
 	q "SELECT count(*) FROM events" >before &&
 	sqlite3 .cairn/journal.db .dump >>before &&
@@ -357,12 +364,14 @@ test_expect_success 'a held lock: exit 4, one line naming the holder, nothing wr
 	q "SELECT count(*) FROM events" >after &&
 	sqlite3 .cairn/journal.db .dump >>after &&
 	test_cmp before after &&
-	ls .cairn/runs >dirs.after
+	ls .cairn/runs >dirs.after &&
+	ok=1
 	kill -INT "$pid"
 	rc=0
 	wait "$pid" || rc=$?
 	trap - EXIT
-	test "$rc" -eq 3
+	test "$ok" = 1 &&
+	test "$rc" -eq 3 || exit 1
 	if proc_alive "$(cat hold.pid)"; then
 		echo "the held step outlived its run"
 		exit 1
