@@ -99,16 +99,17 @@ static long parse_mode(const char *s)
   return m > 07777 ? -1 : m;
 }
 
-static void sha256_hex(const char *p, size_t n, char out[65])
+int adapter__sha256_hex(const char *p, size_t n, char out[65])
 {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
 
   out[0] = '\0';
-  if (EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) != 1)
-    return;
+  if (EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) != 1 || len != 32)
+    return -1;
   for (unsigned i = 0; i < len; i++)
     snprintf(out + 2 * i, 3, "%02x", md[i]);
+  return 0;
 }
 
 static int mkdir_0700(const char *dir)
@@ -267,7 +268,7 @@ static void restore(struct adapter__job *j, const char *path,
   free(text);
   json_decref(note);
   if (put(j, path, data, dn, mode) == 0)
-    sha256_hex(data, dn, sum);
+    adapter__sha256_hex(data, dn, sum);
   free(data);
 out:
   json_object_set_new(j->outputs, "path", json_string(path));
@@ -295,7 +296,7 @@ static void write_work(struct adapter__job *j)
   if (put(j, path, json_string_value(content), json_string_length(content),
           (unsigned)mode) < 0)
     return;
-  sha256_hex(json_string_value(content), json_string_length(content), sum);
+  adapter__sha256_hex(json_string_value(content), json_string_length(content), sum);
   json_object_set_new(j->outputs, "path", json_string(path));
   json_object_set_new(j->outputs, "sha256", json_string(sum));
   json_object_set_new(j->outputs, "previous", json_boolean(previous));

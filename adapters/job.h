@@ -73,4 +73,8 @@ int adapter__write_atomic(const char *path, const char *data, size_t n,
  * owned by the caller), its size in *n. Returns 0 or -errno. */
 int adapter__read_file(const char *path, size_t max, char **out, size_t *n);
 
+/* The SHA-256 of p[0..n) as 64 lower-case hex digits into out. Returns 0,
+ * or -1 with out "" when OpenSSL fails. */
+int adapter__sha256_hex(const char *p, size_t n, char out[65]);
+
 #endif

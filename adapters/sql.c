@@ -24,14 +24,16 @@
  * passed as PGPASSWORD in the child's environment only, and is redacted
  * from everything logged. */
 #include "adapters/adapter.h"
+#include "adapters/job.h"
+#include "adapters/spawn.h"
 #include "common/buf.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <sqlite3.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,21 +154,6 @@ static void format_ms(int64_t ms, char *out, size_t n)
     snprintf(out, n, "%lldms", (long long)ms);
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 /* One line of our own to the log, redacted (best effort: a full disk must
  * not fail the deploy). */
 static void log_line(struct sql_run *r, const char *fmt, ...)
@@ -191,7 +178,7 @@ static void log_line(struct sql_run *r, const char *fmt, ...)
   s[n + 1] = '\0';
   s = adapter_redact(s, (const char *const *)r->redact);
   if (s != NULL)
-    (void)write_all(r->log_fd, s, strlen(s));
+    (void)adapter__write_all(r->log_fd, s, strlen(s));
   free(s);
 }
 
@@ -248,18 +235,6 @@ static int read_file(const char *path, char **out, size_t *len)
   }
   *out = b.p;
   *len = b.len;
-  return 0;
-}
-
-static int sha256_hex(const char *p, size_t n, char out[65])
-{
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int mdlen = 0;
-
-  if (EVP_Digest(p, n, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
-    return -1;
-  for (unsigned i = 0; i < mdlen; i++)
-    snprintf(out + 2 * i, 3, "%02x", md[i]);
   return 0;
 }
 
@@ -612,7 +587,7 @@ static int scan(struct sql_run *r)
       set_error(r, "cannot read '%s': %s", path, strerror(-e2));
       goto out;
     }
-    e2 = sha256_hex(text, len, m->sum);
+    e2 = adapter__sha256_hex(text, len, m->sum);
     free(text);
     if (e2 < 0) {
       set_error(r, "cannot compute the SHA-256 of '%s'", path);
@@ -1234,7 +1209,7 @@ static int sql_start(struct adapter_call *call, struct cairn_error *err)
       goto fail;
     }
     if (call->log_header)
-      (void)write_all(r->log_fd, call->log_header, strlen(call->log_header));
+      (void)adapter__write_all(r->log_fd, call->log_header, strlen(call->log_header));
   }
 
   r->timeout_ms = call->timeout_ms > 0 ? call->timeout_ms : 0;

@@ -153,21 +153,6 @@ static void av_begin(struct tool_job *j, const char *what)
   }
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 /* ---- output ------------------------------------------------------------- */
 
 static void tail_append(struct tool_job *j, const char *p, size_t n)
@@ -211,7 +196,7 @@ static void sink(struct tool_job *j, int is_stdout, const char *p, size_t n)
   if (n == 0)
     return;
   if (j->log_fd >= 0)
-    (void)write_all(j->log_fd, p, n); /* a full disk must not fail a deploy */
+    (void)adapter__write_all(j->log_fd, p, n); /* a full disk must not fail a deploy */
   tail_append(j, p, n);
   if (!is_stdout)
     errtail_append(j, p, n);
@@ -502,7 +487,7 @@ static void log_command(struct tool_job *j)
   }
   cairn_buf_add(&b, "\n", 1);
   if (!b.failed && (s = adapter_redact(b.p, j->redact)) != NULL) {
-    (void)write_all(j->log_fd, s, strlen(s));
+    (void)adapter__write_all(j->log_fd, s, strlen(s));
     b.p = s;
   }
   cairn_buf_release(&b);
@@ -698,7 +683,7 @@ static int tool_start(struct adapter_call *call, const struct tool_kind *kind,
       return rc;
     }
     if (call->log_header)
-      (void)write_all(j->log_fd, call->log_header, strlen(call->log_header));
+      (void)adapter__write_all(j->log_fd, call->log_header, strlen(call->log_header));
   }
   j->start_ns = uv_hrtime();
   uv_timer_init(call->loop, &j->timer);
@@ -708,7 +693,7 @@ static int tool_start(struct adapter_call *call, const struct tool_kind *kind,
     /* nothing to do (a rollout undo without deployments): success, with
      * on_done from the loop as always */
     if (j->log_fd >= 0)
-      (void)write_all(j->log_fd, "nothing to run\n", 15);
+      (void)adapter__write_all(j->log_fd, "nothing to run\n", 15);
     finish(j);
     return 0;
   }
@@ -1173,7 +1158,7 @@ static enum tool_next helm_set_file(struct tool_job *j)
   }
   unlink(j->set_file); /* one left by a killed cairn */
   fd = open(j->set_file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0 || write_all(fd, text, strlen(text)) < 0) {
+  if (fd < 0 || adapter__write_all(fd, text, strlen(text)) < 0) {
     snprintf(j->error, sizeof j->error, "cannot write helm values file "
              "'%s': %s", j->set_file, uv_strerror(-errno));
     if (fd >= 0)
