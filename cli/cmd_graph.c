@@ -26,6 +26,9 @@ static const struct {
   [ENGINE_FAIL] = {"doubleoctagon", "#ffebee", "#c62828", "{{\"", "\"}}"},
   /* A gate a person opens: a house in dot, a trapezoid in Mermaid. */
   [ENGINE_APPROVAL] = {"house", "#fce4ec", "#ad1457", "[/\"", "\"\\]"},
+  /* A used workflow: a folder-like tab; a map: a stack of boxes. */
+  [ENGINE_USE] = {"tab", "#e0f2f1", "#00695c", "[[\"", "\"]]"},
+  [ENGINE_MAP] = {"box3d", "#e3f2fd", "#1565c0", "[\"", "\"]"},
 };
 
 #define RED "#c62828"
@@ -550,7 +553,7 @@ static int graph_mermaid(FILE *f, const struct engine_workflow *wf)
     if (ml.found > 0)
       fprintf(f, " %s\n", link_styles[k].style);
   }
-  for (int k = ENGINE_DO; k <= ENGINE_FAIL; k++)
+  for (int k = ENGINE_DO; k <= ENGINE_MAP; k++)
     fprintf(f, "  classDef kind_%s fill:%s,stroke:%s\n",
             engine_kind_name((enum engine_kind)k), kind_style[k].fill,
             kind_style[k].stroke);

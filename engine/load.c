@@ -44,12 +44,13 @@ static const char *const kind_names[] = {
   [ENGINE_DO] = "do", [ENGINE_PARALLEL] = "parallel",
   [ENGINE_CHOICE] = "choice", [ENGINE_WAIT] = "wait",
   [ENGINE_SUCCEED] = "succeed", [ENGINE_FAIL] = "fail",
-  [ENGINE_APPROVAL] = "approval", NULL,
+  [ENGINE_APPROVAL] = "approval", [ENGINE_USE] = "use", [ENGINE_MAP] = "map",
+  NULL,
 };
 
 const char *engine_kind_name(enum engine_kind k)
 {
-  if ((unsigned)k > ENGINE_FAIL)
+  if ((unsigned)k > ENGINE_MAP)
     return "unknown";
   return kind_names[k];
 }
@@ -114,8 +115,18 @@ struct nindex {
   size_t n;
 };
 
+/* The files being loaded through `use`, innermost first (cycles). */
+struct use_stack {
+  const char *file;
+  const struct use_stack *up;
+};
+
 struct loader {
   const char *fname;       /* names the file in messages */
+  const struct use_stack *stack;
+  struct engine_workflow **subs; /* per state: the used workflow, loaded */
+  size_t nsubs;
+  int in_map;              /* parsing a map's action: `item` is allowed */
   struct cairn_error *err;
   struct engine_workflow *wf;
   int *kinds;              /* per state, from the first look; -1: none */
@@ -262,6 +273,10 @@ static const char *suggest(const char *bad, struct names nl)
   const char *best = NULL;
   int bd = 3;
 
+  /* An abbreviation ("int", "str") means the name it starts. */
+  for (size_t i = 0; strlen(bad) >= 3 && i < nl.n; i++)
+    if (strncmp(name_at(nl, i), bad, strlen(bad)) == 0)
+      return name_at(nl, i);
   for (size_t i = 0; i < nl.n; i++) {
     const char *s = name_at(nl, i);
     size_t longest = strlen(s) > strlen(bad) ? strlen(s) : strlen(bad);
@@ -514,9 +529,10 @@ static int ref_check(struct tctx *t, const char *const *path, size_t n)
       return tfail(t, "reference to unknown state '%s' (hint: %s)", name,
                    hint);
     }
-    if (t->L->kinds[j] != ENGINE_DO && t->L->kinds[j] != ENGINE_PARALLEL)
+    if (t->L->kinds[j] != ENGINE_DO && t->L->kinds[j] != ENGINE_PARALLEL &&
+        t->L->kinds[j] != ENGINE_MAP && t->L->kinds[j] != ENGINE_USE)
       return tfail(t, "reference to the output of %s state '%s' (hint: only "
-                   "do and parallel states have outputs)",
+                   "do, parallel, map and use states have outputs)",
                    t->L->kinds[j] >= 0 ? kind_names[t->L->kinds[j]]
                                        : "invalid", name);
     if ((size_t)j == t->state && !t->in_undo)
@@ -544,7 +560,7 @@ static int ref_check(struct tctx *t, const char *const *path, size_t n)
                ? 0 : tfail(t, "use of 'self' outside undo and probe (hint: "
                            "use states.NAME.output)");
   if (strcmp(root, "item") == 0)
-    return tfail(t, "use of 'item' outside a map state (hint: item is only "
+    return t->L->in_map ? 0 : tfail(t, "use of 'item' outside a map state (hint: item is only "
                  "available inside map states)");
   return tfail(t, "unknown reference '%s' (hint: use params, vars, env, "
                "secrets, states or run)", root);
@@ -666,7 +682,7 @@ static int parse_retry(struct loader *L, const ynode *m,
   return 0;
 }
 
-enum role { R_STATE, R_BRANCH, R_PROBE, R_UNDO, R_READY };
+enum role { R_STATE, R_BRANCH, R_PROBE, R_UNDO, R_READY, R_MAP };
 
 static const char *const branch_keys[] = {"do", "with", "retry", "timeout",
                                           "idempotent", "probe", "undo",
@@ -834,7 +850,8 @@ static int parse_action(struct loader *L, const ynode *m,
     return 0; /* undo: false: none, not even the adapter's own */
   if (v != NULL)
     return parse_sub(L, v, &a->undo, R_UNDO, subj, state);
-  if ((role == R_STATE || role == R_BRANCH) && desc->undo_adapter != NULL)
+  if ((role == R_STATE || role == R_BRANCH || role == R_MAP) &&
+      desc->undo_adapter != NULL)
     return default_undo(L, a, desc, subj);
   return 0;
 }
@@ -1015,9 +1032,187 @@ static int parse_approval(struct loader *L, struct engine_state *s,
   return 0;
 }
 
+/* ---- use and map ------------------------------------------------------- */
+
+static int load_file(struct engine_workflow **out, const char *path,
+                     const struct use_stack *stack, struct cairn_error *err);
+
+/* Where `use: REF` points: "cairn:NAME.yaml" in $CAIRN_WORKFLOWS, else the
+ * installed workflows/, else the source tree's (a build never installed);
+ * any other REF relative to the using file's folder. 0, or -1 with why. */
+static int use_path(const char *from_file, const char *ref, char *out,
+                    size_t n, char *why, size_t nwhy)
+{
+  const char *dirs[3], *env = getenv("CAIRN_WORKFLOWS");
+  size_t nd = 0;
+  int w;
+
+  if (strncmp(ref, "cairn:", 6) == 0) {
+    const char *name = ref + 6;
+    if (*name == '\0' || strchr(name, '/') != NULL || name[0] == '.') {
+      snprintf(why, nwhy, "'%s' names no standard workflow (hint: write "
+               "cairn:NAME.yaml, e.g. cairn:postgres.yaml)", ref);
+      return -1;
+    }
+    if (env && *env)
+      dirs[nd++] = env;
+    dirs[nd++] = CAIRN_WORKFLOWS_DIR;
+#ifdef CAIRN_SOURCE_WORKFLOWS_DIR
+    dirs[nd++] = CAIRN_SOURCE_WORKFLOWS_DIR;
+#endif
+    for (size_t i = 0; i < nd; i++) {
+      w = snprintf(out, n, "%s/%s", dirs[i], name);
+      if (w > 0 && (size_t)w < n && access(out, F_OK) == 0)
+        return 0;
+    }
+    snprintf(why, nwhy, "no standard workflow '%s' in %s%s%s (hint: "
+             "'cairn validate' lists what is there; set CAIRN_WORKFLOWS to "
+             "another folder)", name, nd > 2 ? dirs[0] : dirs[nd - 2],
+             " or ", dirs[nd - 1]);
+    return -1;
+  }
+  if (ref[0] == '/') {
+    w = snprintf(out, n, "%s", ref);
+  } else {
+    const char *slash = strrchr(from_file, '/');
+    w = slash ? snprintf(out, n, "%.*s/%s", (int)(slash - from_file),
+                         from_file, ref)
+              : snprintf(out, n, "%s", ref);
+  }
+  if (w < 0 || (size_t)w >= n) {
+    snprintf(why, nwhy, "path of '%s' is too long", ref);
+    return -1;
+  }
+  return 0;
+}
+
+static int parse_use(struct loader *L, struct engine_state *s,
+                     const ynode *m, const char *subj, size_t idx)
+{
+  struct tctx t = {.L = L, .state = idx};
+  const ynode *k = NULL, *v = map_get(m, "use", &k), *w;
+  struct engine_workflow *sub = NULL;
+  struct cairn_error e = {0};
+  char *ref = NULL, path[4096], why[700];
+  int rc;
+
+  if ((rc = get_str(L, v, "use", subj, &ref)) != 0)
+    return rc;
+  rc = use_path(L->wf->file, ref, path, sizeof path, why, sizeof why);
+  if (rc != 0) {
+    free(ref);
+    return lerr(L, v, "%s in %s", why, subj);
+  }
+  {
+    char *abs = realpath(path, NULL);
+    for (const struct use_stack *u = L->stack; abs && u; u = u->up)
+      if (strcmp(u->file, abs) == 0) {
+        free(abs);
+        rc = lerr(L, v, "'%s' in %s uses itself through 'use' (hint: a "
+                  "workflow cannot use a workflow that uses it)", ref, subj);
+        free(ref);
+        return rc;
+      }
+    free(abs);
+  }
+  free(ref);
+  rc = load_file(&sub, path, L->stack, &e);
+  if (rc != 0) {
+    /* the used file's own error names its file, line and column */
+    return cairn_error_set(L->err, rc, "%s", e.msg);
+  }
+  L->subs[idx] = sub;
+  if ((w = map_get(m, "with", NULL)) != NULL) {
+    if ((rc = want_map(L, w, "with", subj)) != 0 ||
+        (rc = node_json(L, w, &s->use_with)) != 0 ||
+        (rc = check_tree(&t, w, subj)) != 0)
+      return rc;
+    for (size_t i = 0; i < w->n; i += 2) {
+      const ynode *key = w->kids[i];
+      int found = 0;
+      for (size_t j = 0; j < sub->nparams && !found; j++)
+        found = strcmp(sub->params[j].name, key->text) == 0;
+      if (!found) {
+        struct names nl = {sub->nparams ? (const void *)&sub->params[0].name
+                                        : NULL,
+                           sizeof *sub->params, sub->nparams};
+        char hint[640];
+        name_hint(hint, sizeof hint, key->text, nl, "its params are");
+        return lerr(L, key, "unknown param '%s' of '%s' in the 'with' of %s "
+                    "(hint: %s)", key->text, sub->file, subj,
+                    sub->nparams ? hint : "it declares no params");
+      }
+    }
+  } else if ((s->use_with = json_object()) == NULL) {
+    return nomem(L);
+  }
+  for (size_t j = 0; j < sub->nparams; j++)
+    if (sub->params[j].default_value == NULL &&
+        json_object_get(s->use_with, sub->params[j].name) == NULL)
+      return lerr(L, k, "%s does not give param '%s' of '%s', which has no "
+                  "default (hint: add '%s: VALUE' to its 'with')", subj,
+                  sub->params[j].name, sub->file, sub->params[j].name);
+  for (size_t j = 0; j < sub->nsecrets; j++)
+    if (nindex_find(&L->secrets, sub->secrets[j]) < 0)
+      return lerr(L, k, "'%s', used by %s, needs secret '%s' (hint: add it "
+                  "to this workflow's 'secrets')", sub->file, subj,
+                  sub->secrets[j]);
+  return 0;
+}
+
+static const char *const map_keys[] = {"items", "key", "max_concurrency",
+                                       "do", "with", "retry", "timeout",
+                                       "idempotent", "probe", "undo", "ready",
+                                       "use", NULL};
+
+static int parse_map(struct loader *L, struct engine_state *s,
+                     const ynode *m, const char *subj, size_t idx)
+{
+  struct tctx t = {.L = L, .state = idx};
+  const ynode *v;
+  int rc;
+
+  if (m->type != Y_MAP)
+    return lerr(L, m, "'map' in %s must be a mapping, got %s (hint: write "
+                "'map: { items: \"{{ params.list }}\", do: ADAPTER, with: "
+                "{...} }')", subj, tname(m));
+  if ((rc = check_keys(L, m, map_keys, subj)) != 0)
+    return rc;
+  if ((v = map_get(m, "use", NULL)) != NULL)
+    return lerr(L, v, "'use' inside 'map' in %s is not supported (hint: map "
+                "over one action, with ready: and undo:, or write one use "
+                "state per item)", subj);
+  if ((v = map_get(m, "items", NULL)) == NULL)
+    return lerr(L, m, "missing key 'items' in the map of %s (hint: a list, "
+                "or a template that gives one, e.g. \"{{ params.services "
+                "}}\")", subj);
+  if (!(v->type == Y_SEQ || is_str(v)))
+    return lerr(L, v, "'items' in %s must be a list or a template string, "
+                "got %s", subj, tname(v));
+  if ((rc = node_json(L, v, &s->map_items)) != 0 ||
+      (rc = check_tree(&t, v, subj)) != 0)
+    return rc;
+  L->in_map = 1; /* from here on, templates may read `item` */
+  if ((v = map_get(m, "key", NULL)) != NULL &&
+      ((rc = get_str(L, v, "key", subj, &s->map_key)) != 0 ||
+       (rc = check_text(&t, v, s->map_key, 0, 0, subj)) != 0))
+    goto out;
+  if ((v = map_get(m, "max_concurrency", NULL)) != NULL &&
+      (rc = get_int(L, v, "max_concurrency", subj, 1, "", 
+                    &s->max_concurrency)) != 0)
+    goto out;
+  rc = parse_action(L, m, &s->action, R_MAP, subj, idx);
+out:
+  L->in_map = 0;
+  return rc;
+}
+
 static const char *const kind_keys[] = {"do", "parallel", "choice", "wait",
-                                        "succeed", "fail", "approval", NULL};
+                                        "succeed", "fail", "approval", "use",
+                                        "map", NULL};
 static const char *const keys_by_kind[][12] = {
+  [ENGINE_USE] = {"description", "use", "with", "next", "on_failure", NULL},
+  [ENGINE_MAP] = {"description", "map", "next", "on_failure", NULL},
   [ENGINE_DO] = {"description", "do", "with", "retry", "timeout",
                  "idempotent", "probe", "undo", "ready", "next",
                  "on_failure", NULL},
@@ -1031,7 +1226,7 @@ static const char *const keys_by_kind[][12] = {
 static const char *const state_keys[] = {
   "description", "do", "with", "retry", "timeout", "idempotent", "probe",
   "undo", "ready", "next", "on_failure", "parallel", "choice", "default",
-  "wait", "succeed", "fail", "message", "approval", NULL,
+  "wait", "succeed", "fail", "message", "approval", "use", "map", NULL,
 };
 
 /* The first kind key of a state's mapping, or -1. */
@@ -1059,6 +1254,7 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
   int kind, rc = 0;
 
   s->pos = (struct engine_pos){k->line, k->col};
+  s->frame = s->use_frame = -1;
   fmt(subj, sizeof subj, "state '%s'", s->name);
   if (!strcmp(s->name, "rollback") || !strcmp(s->name, "fail"))
     return lerr(L, k, "'%s' cannot be a state name (hint: it is reserved for "
@@ -1076,7 +1272,7 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
         in_names(list_names(kind_keys), key->text) >= 0)
       return lerr(L, key, "state '%s' has both '%s' and '%s' (hint: a state "
                   "has exactly one of do, parallel, choice, wait, succeed, "
-                  "fail, approval)", s->name, kk->text, key->text);
+                  "fail, approval, use, map)", s->name, kk->text, key->text);
   }
   for (size_t i = 0; i < m->n; i += 2) {
     const ynode *key = m->kids[i];
@@ -1093,7 +1289,8 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
   }
   if (kind < 0)
     return lerr(L, k, "state '%s' has no kind (hint: give it one of do, "
-                "parallel, choice, wait, succeed, fail, approval)", s->name);
+                "parallel, choice, wait, succeed, fail, approval, use, map)",
+                s->name);
   s->kind = (enum engine_kind)kind;
   if ((v = map_get(m, "description", NULL)) != NULL &&
       (rc = get_str(L, v, "description", subj, &s->description)) != 0)
@@ -1124,6 +1321,12 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
   case ENGINE_APPROVAL:
     rc = parse_approval(L, s, v, subj);
     break;
+  case ENGINE_USE:
+    rc = parse_use(L, s, m, subj, idx);
+    break;
+  case ENGINE_MAP:
+    rc = parse_map(L, s, v, subj, idx);
+    break;
   case ENGINE_SUCCEED:
   case ENGINE_FAIL:
     if (!is_true(v))
@@ -1136,8 +1339,8 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
   }
   if (rc != 0)
     return rc;
-  if (s->kind == ENGINE_DO || s->kind == ENGINE_PARALLEL ||
-      s->kind == ENGINE_WAIT || s->kind == ENGINE_APPROVAL) {
+  if (s->kind != ENGINE_CHOICE && s->kind != ENGINE_SUCCEED &&
+      s->kind != ENGINE_FAIL) {
     if ((v = map_get(m, "next", NULL)) == NULL)
       return lerr(L, k, "missing key 'next' in %s (hint: name the state that "
                   "comes after it)", subj);
@@ -1161,9 +1364,9 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
 static const char *const param_keys[] = {"default", "type", "pattern",
                                          "description", NULL};
 static const char *const type_names[] = {"string", "integer", "number",
-                                         "boolean", NULL};
+                                         "boolean", "list", "object", NULL};
 static const char *const type_a[] = {"a string", "an integer", "a number",
-                                     "a boolean"};
+                                     "a boolean", "a list", "an object"};
 
 /* glibc's regcomp copies a repeated atom once per repetition, and
  * repetitions in a row ("a+++", undefined in POSIX) double the copies
@@ -1305,17 +1508,19 @@ static int parse_param(struct loader *L, struct engine_param *p,
       if (s != NULL)
         snprintf(hint, sizeof hint, "did you mean '%s'?", s);
       else
-        snprintf(hint, sizeof hint, "use string, integer, number or boolean");
+        snprintf(hint, sizeof hint, "use string, integer, number, boolean, "
+                 "list or object");
       return lerr(L, tv, "unknown type '%s' in %s (hint: %s)", tv->text, subj,
                   hint);
     }
     p->type = (enum engine_param_type)ti;
   }
   if ((dv = map_get(m, "default", NULL)) != NULL) {
-    if (dv->type != Y_SCALAR)
-      return lerr(L, dv, "'default' in %s must be a string, integer, number "
-                  "or boolean, got %s", subj, tname(dv));
-    switch (stype_of(dv)) {
+    if (dv->type == Y_SEQ)
+      natural = ENGINE_PARAM_LIST;
+    else if (dv->type == Y_MAP)
+      natural = ENGINE_PARAM_OBJECT;
+    else switch (stype_of(dv)) {
     case S_NULL:
       return lerr(L, dv, "'default' in %s cannot be null (hint: remove "
                   "'default' to make the param required)", subj);
@@ -1351,7 +1556,8 @@ static int parse_param(struct loader *L, struct engine_param *p,
       return lerr(L, pv, "invalid 'pattern' in %s: %s (hint: patterns are "
                   "POSIX extended regular expressions)", subj, rmsg);
     }
-    rerr = dv != NULL ? regexec(&re, dv->text, 0, NULL, 0) : 0;
+    rerr = dv != NULL && dv->type == Y_SCALAR
+               ? regexec(&re, dv->text, 0, NULL, 0) : 0;
     regfree(&re);
     if (rerr != 0)
       return lerr(L, dv, "'default' in %s must match '%s', got '%s' (hint: "
@@ -1627,7 +1833,8 @@ static int check_graph(struct loader *L)
     }
     if (s->kind == ENGINE_SUCCEED || s->kind == ENGINE_FAIL ||
         (s->kind == ENGINE_CHOICE && s->default_next == NULL) ||
-        ((s->kind == ENGINE_DO || s->kind == ENGINE_PARALLEL) &&
+        ((s->kind == ENGINE_DO || s->kind == ENGINE_PARALLEL ||
+          s->kind == ENGINE_USE || s->kind == ENGINE_MAP) &&
          (!strcmp(s->on_failure, "rollback") ||
           !strcmp(s->on_failure, "fail")))) {
       ends[i] = 1;
@@ -1664,7 +1871,7 @@ out:
 
 static const char *const top_keys[] = {"cairn", "name", "description",
                                        "params", "secrets", "environments",
-                                       "start", "states", NULL};
+                                       "start", "states", "outputs", NULL};
 
 static int parse_states_and_start(struct loader *L, const ynode *r)
 {
@@ -1681,8 +1888,10 @@ static int parse_states_and_start(struct loader *L, const ynode *r)
     return lerr(L, m, "'states' in the workflow is empty (hint: add at least "
                 "one state)");
   if ((wf->states = calloc(m->n / 2, sizeof *wf->states)) == NULL ||
-      (L->kinds = calloc(m->n / 2, sizeof *L->kinds)) == NULL)
+      (L->kinds = calloc(m->n / 2, sizeof *L->kinds)) == NULL ||
+      (L->subs = calloc(m->n / 2, sizeof *L->subs)) == NULL)
     return nomem(L);
+  L->nsubs = m->n / 2;
   wf->nstates = m->n / 2;
   for (size_t i = 0; i < wf->nstates; i++) {
     if ((wf->states[i].name = strdup(m->kids[2 * i]->text)) == NULL)
@@ -1749,14 +1958,167 @@ static int parse_workflow(struct loader *L, const ynode *r)
   if ((v = map_get(r, "environments", NULL)) != NULL &&
       (rc = parse_envs(L, v)) != 0)
     return rc;
-  return parse_states_and_start(L, r);
+  if ((rc = parse_states_and_start(L, r)) != 0)
+    return rc;
+  if ((v = map_get(r, "outputs", NULL)) != NULL) {
+    struct tctx t = {.L = L, .state = SIZE_MAX};
+    if ((rc = want_map(L, v, "outputs", "the workflow")) != 0 ||
+        (rc = node_json(L, v, &wf->outputs)) != 0 ||
+        (rc = check_tree(&t, v, "the outputs of the workflow")) != 0)
+      return rc;
+  } else if ((wf->outputs = json_object()) == NULL) {
+    return nomem(L);
+  }
+  return 0;
+}
+
+/* ---- inlining used workflows -------------------------------------------- */
+
+/* "PREFIX" + name, or NULL for NULL and the on_failure ends. */
+static int prefixed(char **name, const char *prefix, int keep_ends)
+{
+  char *p;
+  if (*name == NULL ||
+      (keep_ends && (!strcmp(*name, "rollback") || !strcmp(*name, "fail"))))
+    return 0;
+  if ((p = malloc(strlen(prefix) + strlen(*name) + 1)) == NULL)
+    return -1;
+  strcpy(p, prefix);
+  strcat(p, *name);
+  free(*name);
+  *name = p;
+  return 0;
+}
+
+/* Moves the states and frames of sub (already inlined itself) into
+ * states/frames after the use state at index ui, renaming them under
+ * "USE/". sub keeps only what engine_workflow_destroy frees. */
+static int inline_one(struct loader *L, struct engine_state *states,
+                      size_t *ns, struct engine_frame *frames, size_t *nf,
+                      size_t ui, struct engine_workflow *sub)
+{
+  struct engine_state *u = &states[ui];
+  size_t f = (*nf)++, base = *nf, first = *ns;
+  struct engine_frame *fr = &frames[f];
+  char *prefix = malloc(strlen(u->name) + 2);
+
+  if (prefix == NULL)
+    return nomem(L);
+  sprintf(prefix, "%s/", u->name);
+  memset(fr, 0, sizeof *fr);
+  fr->prefix = prefix;
+  fr->use_state = ui;
+  fr->parent = u->frame;
+  fr->file = sub->file;
+  sub->file = NULL;
+  memcpy(fr->sha256, sub->sha256, sizeof fr->sha256);
+  fr->params = sub->params;
+  fr->nparams = sub->nparams;
+  sub->params = NULL;
+  sub->nparams = 0;
+  fr->outputs = sub->outputs;
+  sub->outputs = NULL;
+  u->use_frame = (int)f;
+  for (size_t i = 0; i < sub->nframes; i++) {
+    struct engine_frame *g = &frames[(*nf)++];
+    *g = sub->frames[i];
+    memset(&sub->frames[i], 0, sizeof sub->frames[i]);
+    if (prefixed(&g->prefix, prefix, 0) != 0)
+      return nomem(L);
+    g->use_state += first;
+    g->parent = g->parent < 0 ? (int)f : g->parent + (int)base;
+  }
+  free(sub->frames);
+  sub->frames = NULL;
+  sub->nframes = 0;
+  for (size_t i = 0; i < sub->nstates; i++) {
+    struct engine_state *s = &states[(*ns)++];
+    *s = sub->states[i];
+    memset(&sub->states[i], 0, sizeof sub->states[i]);
+    s->frame = s->frame < 0 ? (int)f : s->frame + (int)base;
+    if (s->use_frame >= 0)
+      s->use_frame += (int)base;
+    if (prefixed(&s->name, prefix, 0) || prefixed(&s->next, prefix, 0) ||
+        prefixed(&s->default_next, prefix, 0) ||
+        prefixed(&s->on_failure, prefix, 1))
+      return nomem(L);
+    for (size_t j = 0; j < s->nwhens; j++)
+      if (prefixed(&s->whens[j].next, prefix, 0))
+        return nomem(L);
+  }
+  fr->start = sub->start;
+  sub->start = NULL;
+  if (prefixed(&fr->start, prefix, 0) != 0)
+    return nomem(L);
+  free(sub->states);
+  sub->states = NULL;
+  sub->nstates = 0;
+  return 0;
+}
+
+/* Replaces each use state's file by its states, inlined (see struct
+ * engine_frame), and makes the workflow's hash cover the used files. */
+static int inline_uses(struct loader *L)
+{
+  struct engine_workflow *wf = L->wf;
+  size_t total = 0, ftotal = 0, ns = 0, nf = 0;
+  struct engine_state *states;
+  struct engine_frame *frames;
+  int rc = 0;
+
+  for (size_t i = 0; i < wf->nstates; i++) {
+    total++;
+    if (L->subs[i]) {
+      total += L->subs[i]->nstates;
+      ftotal += 1 + L->subs[i]->nframes;
+    }
+  }
+  if (ftotal == 0)
+    return 0;
+  states = calloc(total, sizeof *states);
+  frames = calloc(ftotal, sizeof *frames);
+  if (states == NULL || frames == NULL) {
+    free(states);
+    free(frames);
+    return nomem(L);
+  }
+  for (size_t i = 0; i < wf->nstates; i++) {
+    states[ns++] = wf->states[i];
+    if (L->subs[i] && rc == 0)
+      rc = inline_one(L, states, &ns, frames, &nf, ns - 1, L->subs[i]);
+  }
+  free(wf->states);
+  wf->states = states;
+  wf->nstates = ns;
+  wf->frames = frames;
+  wf->nframes = nf;
+  if (rc != 0)
+    return rc;
+  {
+    /* the run's hash: the file's, then each used file's, in order */
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    int ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) &&
+             EVP_DigestUpdate(c, wf->sha256, 64);
+    for (size_t i = 0; ok && i < nf; i++)
+      ok = EVP_DigestUpdate(c, frames[i].sha256, 64);
+    ok = ok && EVP_DigestFinal_ex(c, md, &mdlen) && mdlen == 32;
+    EVP_MD_CTX_free(c);
+    if (!ok)
+      return nomem(L);
+    for (unsigned i = 0; i < mdlen; i++)
+      snprintf(wf->sha256 + 2 * i, 3, "%02x", md[i]);
+  }
+  return 0;
 }
 
 static int load(struct engine_workflow **out, const char *msgname,
                 const char *file, const char *buf, size_t len,
-                struct cairn_error *err)
+                const struct use_stack *up, struct cairn_error *err)
 {
-  struct loader L = {.fname = msgname, .err = err};
+  struct use_stack here = {file, up};
+  struct loader L = {.fname = msgname, .err = err, .stack = &here};
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int mdlen = 0;
   ynode *root = NULL;
@@ -1779,6 +2141,8 @@ static int load(struct engine_workflow **out, const char *msgname,
     snprintf(L.wf->sha256 + 2 * i, 3, "%02x", md[i]);
   if ((rc = engine__yaml_parse(msgname, buf, len, &root, err)) == 0)
     rc = parse_workflow(&L, root);
+  if (rc == 0)
+    rc = inline_uses(&L);
   /* The runtime looks a state up at every transition: by name, not by a
    * scan, so a 10,000-state workflow is not quadratic. */
   if (rc == 0 && (L.wf->by_name = json_object()) == NULL)
@@ -1789,6 +2153,9 @@ static int load(struct engine_workflow **out, const char *msgname,
       rc = nomem(&L);
 out:
   engine__ynode_free(root);
+  for (size_t i = 0; i < L.nsubs; i++)
+    engine_workflow_destroy(L.subs[i]);
+  free(L.subs);
   free(L.kinds);
   free(L.states.v);
   free(L.params.v);
@@ -1810,11 +2177,19 @@ int engine_workflow_load_buffer(struct engine_workflow **out, const char *name,
   if (out == NULL || name == NULL || (buf == NULL && len > 0))
     return cairn_error_set(err, CAIRN_E_INVAL, "invalid argument");
   *out = NULL;
-  return load(out, name, name, buf != NULL ? buf : "", len, err);
+  return load(out, name, name, buf != NULL ? buf : "", len, NULL, err);
 }
 
 int engine_workflow_load(struct engine_workflow **out, const char *path,
                          struct cairn_error *err)
+{
+  if (out == NULL || path == NULL)
+    return cairn_error_set(err, CAIRN_E_INVAL, "invalid argument");
+  return load_file(out, path, NULL, err);
+}
+
+static int load_file(struct engine_workflow **out, const char *path,
+                     const struct use_stack *stack, struct cairn_error *err)
 {
   char *buf = NULL, *abs = NULL, eb[128];
   size_t n = 0, cap = 0;
@@ -1857,7 +2232,7 @@ int engine_workflow_load(struct engine_workflow **out, const char *path,
     n += (size_t)r;
   }
   abs = realpath(path, NULL);
-  rc = load(out, path, abs != NULL ? abs : path, buf, n, err);
+  rc = load(out, path, abs != NULL ? abs : path, buf, n, stack, err);
 out:
   close(fd);
   free(buf);
@@ -1882,17 +2257,23 @@ static void action_release(struct engine_action *a)
   free(a->ready);
 }
 
+static void params_release(struct engine_param *p, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    free(p[i].name);
+    json_decref(p[i].default_value);
+    free(p[i].pattern);
+    free(p[i].description);
+  }
+  free(p);
+}
+
 void engine_workflow_destroy(struct engine_workflow *wf)
 {
   if (wf == NULL)
     return;
   json_decref(wf->by_name);
-  for (size_t i = 0; i < wf->nparams; i++) {
-    free(wf->params[i].name);
-    json_decref(wf->params[i].default_value);
-    free(wf->params[i].pattern);
-    free(wf->params[i].description);
-  }
+  params_release(wf->params, wf->nparams);
   for (size_t i = 0; i < wf->nsecrets; i++)
     free(wf->secrets[i]);
   for (size_t i = 0; i < wf->nenvs; i++) {
@@ -1925,11 +2306,23 @@ void engine_workflow_destroy(struct engine_workflow *wf)
     for (size_t j = 0; j < s->napprovers; j++)
       free(s->approvers[j]);
     free(s->approvers);
+    json_decref(s->use_with);
+    json_decref(s->map_items);
+    free(s->map_key);
   }
+  for (size_t i = 0; i < wf->nframes; i++) {
+    struct engine_frame *f = &wf->frames[i];
+    free(f->prefix);
+    free(f->start);
+    free(f->file);
+    params_release(f->params, f->nparams);
+    json_decref(f->outputs);
+  }
+  free(wf->frames);
+  json_decref(wf->outputs);
   free(wf->file);
   free(wf->name);
   free(wf->description);
-  free(wf->params);
   free(wf->secrets);
   free(wf->envs);
   free(wf->start);
@@ -1951,6 +2344,15 @@ const struct engine_state *engine_workflow_state(
     if (strcmp(wf->states[k].name, name) == 0)
       return &wf->states[k];
   return NULL;
+}
+
+const struct engine_frame *engine_workflow_frame(
+    const struct engine_workflow *wf, const struct engine_state *st)
+{
+  if (wf == NULL || st == NULL || st->frame < 0 ||
+      (size_t)st->frame >= wf->nframes)
+    return NULL;
+  return &wf->frames[st->frame];
 }
 
 const struct engine_environment *engine_workflow_env(

@@ -59,12 +59,50 @@ static int conv_boolean(const char *v, json_t **out)
   return 0;
 }
 
+/* A list from --set: JSON ("[1, 2]"), else strings split at commas
+ * ("auth,user"; "" is the empty list). */
+static int conv_list(const char *v, json_t **out)
+{
+  const char *p = v;
+  while (*p == ' ')
+    p++;
+  if (*p == '[') {
+    *out = json_loads(v, JSON_DECODE_ANY, NULL);
+    if (*out != NULL && json_is_array(*out))
+      return 0;
+    json_decref(*out);
+    *out = NULL;
+    return -1;
+  }
+  if ((*out = json_array()) == NULL)
+    return 0;
+  for (p = v; *v != '\0'; p = v) {
+    size_t n = strcspn(p, ",");
+    json_array_append_new(*out, json_stringn(p, n));
+    v = p[n] == ',' ? p + n + 1 : p + n;
+    if (p[n] == ',' && *v == '\0')
+      json_array_append_new(*out, json_string(""));
+  }
+  return 0;
+}
+
+static int conv_object(const char *v, json_t **out)
+{
+  *out = json_loads(v, JSON_DECODE_ANY, NULL);
+  if (*out != NULL && json_is_object(*out))
+    return 0;
+  json_decref(*out);
+  *out = NULL;
+  return -1;
+}
+
+static const char *const type_a[] = {"a string", "an integer", "a number",
+                                     "a boolean", "a list", "an object"};
+
 /* *out: value converted to p's type (a new reference). */
 static int convert(const struct engine_param *p, const char *value,
                    json_t **out, struct cairn_error *err)
 {
-  static const char *const type_a[] = {"a string", "an integer", "a number",
-                                       "a boolean"};
   int bad = 0;
 
   *out = NULL;
@@ -83,12 +121,22 @@ static int convert(const struct engine_param *p, const char *value,
   case ENGINE_PARAM_BOOLEAN:
     bad = conv_boolean(value, out);
     break;
+  case ENGINE_PARAM_LIST:
+    bad = conv_list(value, out);
+    break;
+  case ENGINE_PARAM_OBJECT:
+    bad = conv_object(value, out);
+    break;
   }
   if (bad)
     return cairn_error_set(err, CAIRN_E_INVAL, "param '%s' must be %s, got "
                            "'%s'%s", p->name, type_a[p->type], value,
                            p->type == ENGINE_PARAM_BOOLEAN
-                               ? " (hint: use true or false)" : "");
+                               ? " (hint: use true or false)"
+                           : p->type == ENGINE_PARAM_LIST
+                               ? " (hint: a JSON list, or a,b,c)"
+                           : p->type == ENGINE_PARAM_OBJECT
+                               ? " (hint: a JSON object)" : "");
   if (*out == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   if (p->pattern != NULL) {
@@ -105,6 +153,41 @@ static int convert(const struct engine_param *p, const char *value,
                              "'%s', got '%s'", p->name, p->pattern, value);
     }
   }
+  return 0;
+}
+
+int engine_param_value(const struct engine_param *p, json_t *value,
+                       json_t **out, struct cairn_error *err)
+{
+  int ok = 0;
+
+  *out = NULL;
+  switch (p->type) {
+  case ENGINE_PARAM_STRING: ok = json_is_string(value); break;
+  case ENGINE_PARAM_INTEGER: ok = json_is_integer(value); break;
+  case ENGINE_PARAM_NUMBER: ok = json_is_number(value); break;
+  case ENGINE_PARAM_BOOLEAN: ok = json_is_boolean(value); break;
+  case ENGINE_PARAM_LIST: ok = json_is_array(value); break;
+  case ENGINE_PARAM_OBJECT: ok = json_is_object(value); break;
+  }
+  /* A string is converted as --set would ("{{ x }}" inside a longer
+   * string renders to text), and checked against the pattern. */
+  if (json_is_string(value) && (!ok || p->pattern != NULL)) {
+    struct cairn_error e = {0};
+    if (convert(p, json_string_value(value), out, &e) == 0)
+      return 0;
+    if (ok)
+      return cairn_error_set(err, e.code, "%s", e.msg);
+  }
+  if (!ok)
+    return cairn_error_set(err, CAIRN_E_INVAL, "param '%s' must be %s, got "
+                           "%s", p->name, type_a[p->type],
+                           json_is_string(value) ? "a string"
+                           : json_is_array(value) ? "a list"
+                           : json_is_object(value) ? "an object"
+                           : json_is_boolean(value) ? "a boolean"
+                           : json_is_null(value) ? "null" : "a number");
+  *out = json_incref(value);
   return 0;
 }
 

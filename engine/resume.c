@@ -141,15 +141,18 @@ int engine__has_redaction(json_t *v)
   return 0;
 }
 
-void engine__rebuild_outputs(json_t *states, const struct journal_replay *rp)
+void engine__rebuild_outputs(const struct engine_workflow *wf, json_t *states,
+                             const struct journal_replay *rp)
 {
   for (size_t i = 0; i < rp->nsteps; i++) {
     const struct journal_step *s = &rp->steps[i];
     if (s->phase != JOURNAL_PHASE_SUCCEEDED ||
         strncmp(s->path, JOURNAL_UNDO_PREFIX, strlen(JOURNAL_UNDO_PREFIX)) == 0)
       continue;
-    const char *slash = strchr(s->path, '/');
-    if (slash == NULL) {
+    /* a state's path, else a branch or instance of the state before the
+     * last '/' (a used workflow's state names hold '/') */
+    const char *slash = strrchr(s->path, '/');
+    if (slash == NULL || engine_workflow_state(wf, s->path) != NULL) {
       json_object_set_new(states, s->path,
                           json_pack("{s:o}", "output",
                                     s->outputs ? json_incref(s->outputs)
@@ -241,8 +244,10 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
                       json_string(run_id));
   json_object_set_new(json_object_get(rt.scope, "run"), "dir",
                       json_string(rt.run_dir));
-  engine__rebuild_outputs(json_object_get(rt.scope, "states"), &rp);
+  engine__rebuild_outputs(wf, json_object_get(rt.scope, "states"), &rp);
   rc = engine__restore_secrets(&rt, &rp, err);
+  if (rc == 0)
+    rc = engine__rebuild_frames(&rt, &rp, err);
   if (rc != 0)
     goto out_rt;
 
@@ -294,6 +299,9 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   } else if (!undoing) {
     top = journal_replay_step(&rp, st->name);
     sx = engine__sx_new(&rt, st);
+    if (sx && top && st->kind == ENGINE_MAP && top->inputs &&
+        (rc = engine__map_rebuild(&rt, sx, top, err)) != 0)
+      goto out_rt;
   }
   if (sx == NULL && !undoing) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
@@ -433,8 +441,11 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
     engine__sx_destroy(rt.cur);
     rt.cur = NULL;
     engine__enter(&rt, st->name);
-  } else if (st->kind == ENGINE_DO || st->kind == ENGINE_PARALLEL) {
+  } else if (st->kind == ENGINE_DO || st->kind == ENGINE_PARALLEL ||
+             (st->kind == ENGINE_MAP && top->inputs)) {
     struct engine__sx *x = rt.cur;
+    /* A map starts what never started once the others are settled. */
+    x->starting = st->kind == ENGINE_MAP;
     /* First settle the ones that are already decided, then start. */
     for (size_t i = 0; i < x->ntasks && rt.cur == x; i++) {
       struct engine__task *t = &x->tasks[i];
@@ -485,6 +496,8 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
       switch (plans[i]) {
       case PLAN_FRESH: {
         struct cairn_error e2 = {0};
+        if (st->kind == ENGINE_MAP)
+          break; /* engine__map_more starts it, within the limit */
         if (engine__task_resolve(t, &e2) != 0) {
           engine__task_done(t, 0, 0, e2.msg);
           break;
@@ -520,6 +533,10 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
       default:
         break;
       }
+    }
+    if (st->kind == ENGINE_MAP && rt.cur == x) {
+      x->starting = 0;
+      engine__map_more(&rt, x);
     }
   } else if (st->kind == ENGINE_WAIT) {
     /* The wait's end was journaled on entry: wait only what is left. */

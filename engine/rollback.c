@@ -23,6 +23,7 @@
 struct planner {
   const struct engine_workflow *wf;
   json_t *inputs;     /* path -> inputs of its latest state.entered */
+  json_t *items;      /* map instance path -> [index, item] */
   json_t *done;       /* completions, in journal order */
   int entry;          /* counts entries of top-level states */
   int planned;        /* a rollback.planned was seen: nothing more to add */
@@ -37,19 +38,24 @@ const struct engine_action *engine__action_at(
     const struct engine_workflow *wf, const char *path,
     const struct engine_state **st_out, int *branch)
 {
-  const char *slash = strchr(path, '/');
+  const char *slash;
   char name[320];
-  const struct engine_state *st;
+  const struct engine_state *st = engine_workflow_state(wf, path);
 
-  snprintf(name, sizeof name, "%.*s",
-           (int)(slash ? (size_t)(slash - path) : strlen(path)), path);
-  st = engine_workflow_state(wf, name);
   *st_out = st;
   *branch = -1;
+  /* A state's own path (names may hold '/' in a used workflow), else a
+   * branch or map instance: the state is what comes before the last '/'. */
+  if (st != NULL)
+    return st->kind == ENGINE_DO ? &st->action : NULL;
+  if ((slash = strrchr(path, '/')) == NULL)
+    return NULL;
+  snprintf(name, sizeof name, "%.*s", (int)(slash - path), path);
+  *st_out = st = engine_workflow_state(wf, name);
   if (st == NULL)
     return NULL;
-  if (slash == NULL)
-    return st->kind == ENGINE_DO ? &st->action : NULL;
+  if (st->kind == ENGINE_MAP)
+    return &st->action;
   for (size_t i = 0; st->kind == ENGINE_PARALLEL && i < st->nbranches; i++)
     if (strcmp(st->branches[i].name, slash + 1) == 0) {
       *branch = (int)i;
@@ -68,6 +74,9 @@ static void planner_add(struct planner *p, const char *path, json_t *outputs,
   if (a == NULL || a->undo == NULL)
     return;
   json_t *inputs = json_object_get(p->inputs, path);
+  json_t *inst = json_object_get(p->items, path);
+  if (inst != NULL) /* map instances: undone in reverse item order */
+    branch = (int)json_integer_value(json_array_get(inst, 0));
   json_t *c = json_pack("{s:s,s:s,s:s,s:i,s:i,s:o,s:o}", "path", path,
                         "state", st->name, "adapter", a->undo->adapter,
                         "branch", branch, "entry", p->entry, "inputs",
@@ -76,6 +85,8 @@ static void planner_add(struct planner *p, const char *path, json_t *outputs,
                         outputs ? json_incref(outputs) : json_object());
   if (c && cancelled)
     json_object_set_new(c, "cancelled", json_true());
+  if (c && inst != NULL)
+    json_object_set(c, "item", json_array_get(inst, 1));
   /* One undo per entry of a path: a later attempt of the same entry (it
    * succeeded after one that only failed its ready check) replaces it. */
   for (size_t i = json_array_size(p->done); i-- > 0;) {
@@ -103,10 +114,16 @@ static void planner_feed(struct planner *p, const char *kind,
   if (strcmp(kind, JOURNAL_EV_ROLLBACK_PLANNED) == 0) {
     p->planned = 1;
   } else if (strcmp(kind, JOURNAL_EV_STATE_ENTERED) == 0) {
-    if (strchr(path, '/') == NULL)
-      p->entry++;
+    if (engine_workflow_state(p->wf, path) != NULL)
+      p->entry++; /* a state, not one of its branches or instances */
     json_t *in = json_object_get(payload, "inputs");
     json_object_set(p->inputs, path, in ? in : json_null());
+    json_t *item = json_object_get(payload, "item");
+    if (item != NULL)
+      json_object_set_new(p->items, path,
+                          json_pack("[O,O]", json_object_get(payload,
+                                                             "index"),
+                                    item));
   } else if (outcome == NULL) {
     return;
   } else if (strcmp(kind, JOURNAL_EV_ACTION_FINISHED) == 0) {
@@ -185,6 +202,8 @@ static json_t *planner_steps(struct planner *p)
                           json_object_get(v[i], "outputs"));
     if (json_is_true(json_object_get(v[i], "cancelled")))
       json_object_set_new(s, "cancelled", json_true());
+    if (json_object_get(v[i], "item") != NULL)
+      json_object_set(s, "item", json_object_get(v[i], "item"));
     json_array_append_new(steps, s);
   }
   free(v);
@@ -204,11 +223,11 @@ static int plan_compute(struct journal *j, const struct engine_workflow *wf,
                         const char *run_id, struct engine__rt *rt,
                         json_t **steps, struct cairn_error *err)
 {
-  struct planner p = {wf, json_object(), json_array(), 0, 0};
+  struct planner p = {wf, json_object(), json_object(), json_array(), 0, 0};
   int rc = 0;
 
   *steps = NULL;
-  if (p.inputs == NULL || p.done == NULL) {
+  if (p.inputs == NULL || p.items == NULL || p.done == NULL) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     goto out;
   }
@@ -220,6 +239,7 @@ static int plan_compute(struct journal *j, const struct engine_workflow *wf,
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
 out:
   json_decref(p.inputs);
+  json_decref(p.items);
   json_decref(p.done);
   return rc;
 }
@@ -321,6 +341,8 @@ struct engine__sx *engine__undo_sx(struct engine__rt *rt, size_t i,
                     path);
     return NULL;
   }
+  /* the undo of a map instance sees its item */
+  sx->tasks[0].item = json_incref(json_object_get(step, "item"));
   return sx;
 }
 
@@ -341,13 +363,15 @@ static int undo_resolve(struct engine__rt *rt, struct engine__task *t,
    * action. They are journaled redacted like any input. */
   if (a && engine__has_redaction(input)) {
     json_t *rendered = NULL, *full = NULL;
-    if (engine_template_render(a->with, rt->scope, &rendered, NULL) == 0 &&
+    json_t *scope = engine__scope_for(rt, st, t->item);
+    if (scope && engine_template_render(a->with, scope, &rendered, NULL) == 0 &&
         adapter_apply_defaults(adapter_find(a->adapter), rendered, &full,
                                NULL) == 0) {
       json_decref(input);
       input = full;
     }
     json_decref(rendered);
+    json_decref(scope);
   }
   json_object_set_new(rt->scope, "self",
                       json_pack("{s:o,s:O}", "input", input, "output",
@@ -484,7 +508,7 @@ static void preview_undo_inputs(struct journal *j,
   if (engine_run_dir(j, rp->run_id, dir, sizeof dir, &err) == 0)
     json_object_set_new(json_object_get(scope, "run"), "dir",
                         json_string(dir));
-  engine__rebuild_outputs(json_object_get(scope, "states"), rp);
+  engine__rebuild_outputs(wf, json_object_get(scope, "states"), rp);
   json_array_foreach(steps, i, st) {
     const struct engine_state *s;
     int branch;
@@ -497,6 +521,10 @@ static void preview_undo_inputs(struct journal *j,
                         json_pack("{s:O,s:O}", "input",
                                   json_object_get(st, "inputs"), "output",
                                   json_object_get(st, "outputs")));
+    if (json_object_get(st, "item") != NULL)
+      json_object_set(scope, "item", json_object_get(st, "item"));
+    else
+      json_object_del(scope, "item");
     int rc = engine_template_render(a->undo->with, scope, &rendered, &err);
     if (rc == 0)
       rc = adapter_apply_defaults(adapter_find(a->undo->adapter), rendered,
@@ -618,8 +646,10 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
                       json_string(run_id));
   json_object_set_new(json_object_get(rt.scope, "run"), "dir",
                       json_string(rt.run_dir));
-  engine__rebuild_outputs(json_object_get(rt.scope, "states"), &rp);
+  engine__rebuild_outputs(wf, json_object_get(rt.scope, "states"), &rp);
   rc = engine__restore_secrets(&rt, &rp, err);
+  if (rc == 0)
+    rc = engine__rebuild_frames(&rt, &rp, err);
   if (rc != 0) {
     journal_lock_release(j, wf->name, env ? env : "", run_id, NULL);
     engine__rt_abort(&rt);

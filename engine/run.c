@@ -266,6 +266,7 @@ void engine__record_outputs(struct engine__rt *rt, const char *state,
                       json_pack("{s:o}", "output",
                                 outputs ? json_incref(outputs)
                                         : json_object()));
+  engine__frame_record(rt, engine_workflow_state(rt->wf, state), outputs);
 }
 
 /* Does any redact value occur in a string inside v? */
@@ -319,7 +320,11 @@ static json_t *redacted_copy(json_t *v, char **redact)
 int engine__task_resolve(struct engine__task *t, struct cairn_error *err)
 {
   json_t *rendered = NULL;
-  int rc = engine_template_render(t->action->with, t->rt->scope, &rendered, err);
+  json_t *scope = engine__scope_for(t->rt, t->sx->st, t->item);
+  int rc = scope ? engine_template_render(t->action->with, scope, &rendered,
+                                          err)
+                 : cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  json_decref(scope);
   if (rc != 0 && t->rt->opt->sim) {
     /* A simulated action's outputs are placeholders, so a template that
      * reads them may not resolve: show it as written. */
@@ -336,6 +341,17 @@ int engine__task_resolve(struct engine__task *t, struct cairn_error *err)
   if (rc == 0)
     t->redacted = holds_secret(t->inputs, t->rt->redact);
   return rc;
+}
+
+json_t *engine__redact(struct engine__rt *rt, json_t *v)
+{
+  return holds_secret(v, rt->redact) ? redacted_copy(v, rt->redact)
+                                     : json_incref(v);
+}
+
+int engine__holds_secret(struct engine__rt *rt, json_t *v)
+{
+  return holds_secret(v, rt->redact);
 }
 
 json_t *engine__journal_inputs(struct engine__task *t)
@@ -357,7 +373,8 @@ static void task_release(struct engine__task *t)
   json_decref(t->outputs);
   json_decref(t->call_inputs);
   json_decref(t->pending);
-  t->inputs = t->outputs = t->call_inputs = t->pending = NULL;
+  json_decref(t->item);
+  t->inputs = t->outputs = t->call_inputs = t->pending = t->item = NULL;
   for (size_t i = 0; i < sizeof t->env_extra / sizeof t->env_extra[0]; i++) {
     free(t->env_extra[i]);
     t->env_extra[i] = NULL;
@@ -719,7 +736,10 @@ static void task_start_now(struct engine__task *t)
                                   t->readying && t->pending
                                       ? json_incref(t->pending)
                                       : json_object()));
-    rc = engine_template_render(a->with, rt->scope, &rendered, &err);
+    json_t *scope = engine__scope_for(rt, t->sx->st, t->item);
+    rc = scope ? engine_template_render(a->with, scope, &rendered, &err)
+               : cairn_error_set(&err, CAIRN_E_NOMEM, "out of memory");
+    json_decref(scope);
     json_object_del(rt->scope, "self");
     if (rc == 0)
       rc = adapter_apply_defaults(adapter_find(a->adapter), rendered, &inputs,
@@ -843,6 +863,11 @@ void engine__task_done(struct engine__task *t, int ok, int cancelled,
       }
     }
   }
+  if (sx->st->kind == ENGINE_MAP && !sx->is_undo) {
+    /* the next instance, or none once one failed; done when all are */
+    engine__map_more(rt, sx);
+    return;
+  }
   if (sx->open == 0)
     engine__state_done(rt, sx);
 }
@@ -926,10 +951,12 @@ void engine__start_wait(struct engine__rt *rt, int64_t until_ms)
 static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
 {
   struct cairn_error err = {0};
+  json_t *scope = engine__scope_for(rt, st, NULL);
   for (size_t i = 0; i < st->nwhens; i++) {
     int truth = 0;
-    if (engine_template_eval_bool(st->whens[i].expr, rt->scope, &truth,
+    if (engine_template_eval_bool(st->whens[i].expr, scope, &truth,
                                   &err) != 0) {
+      json_decref(scope);
       char msg[1200];
       snprintf(msg, sizeof msg, "choice '%s': %s", st->name, err.msg);
       engine__transition(rt, st->name, NULL, "failed",
@@ -938,11 +965,13 @@ static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
     }
     if (truth) {
       char reason[600];
+      json_decref(scope);
       snprintf(reason, sizeof reason, "when: %s", st->whens[i].expr);
       engine__transition(rt, st->name, st->whens[i].next, reason, NULL, NULL);
       return;
     }
   }
+  json_decref(scope);
   if (st->default_next) {
     engine__transition(rt, st->name, st->default_next, "default", NULL, NULL);
     return;
@@ -1035,10 +1064,19 @@ void engine__enter(struct engine__rt *rt, const char *name)
                  json_pack("{s:s}", "kind", "approval"));
     engine__approval_decide(rt, st);
     break;
+  case ENGINE_USE:
+    engine__use_enter(rt, sx);
+    break;
+  case ENGINE_MAP:
+    engine__map_enter(rt, sx);
+    break;
   case ENGINE_SUCCEED:
     engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0,
                  json_pack("{s:s}", "kind", "succeed"));
-    engine__end_run(rt, JOURNAL_STATUS_SUCCEEDED, NULL, NULL, NULL);
+    if (st->frame >= 0)
+      engine__frame_succeed(rt, st);
+    else
+      engine__end_run(rt, JOURNAL_STATUS_SUCCEEDED, NULL, NULL, NULL);
     break;
   case ENGINE_FAIL: {
     char msg[1200];
@@ -1046,7 +1084,10 @@ void engine__enter(struct engine__rt *rt, const char *name)
                  json_pack("{s:s}", "kind", "fail"));
     snprintf(msg, sizeof msg, "reached fail state '%s'%s%s", st->name,
              st->message ? ": " : "", st->message ? st->message : "");
-    engine__end_run(rt, JOURNAL_STATUS_FAILED, st->name, msg, NULL);
+    if (st->frame >= 0)
+      engine__fail_state(rt, st, msg); /* the use state fails */
+    else
+      engine__end_run(rt, JOURNAL_STATUS_FAILED, st->name, msg, NULL);
     break;
   }
   }
@@ -1054,8 +1095,6 @@ void engine__enter(struct engine__rt *rt, const char *name)
 
 void engine__state_failed(struct engine__rt *rt, struct engine__sx *sx)
 {
-  const struct engine_state *st = sx->st;
-  const char *on = st->on_failure ? st->on_failure : "rollback";
   char msg[1400];
   const char *log = NULL;
 
@@ -1064,17 +1103,7 @@ void engine__state_failed(struct engine__rt *rt, struct engine__sx *sx)
       log = sx->tasks[i].log_path;
   snprintf(msg, sizeof msg, "state '%s' failed: %s%s%s%s", sx->failed_path,
            sx->error, log ? " (log: " : "", log ? log : "", log ? ")" : "");
-  if (strcmp(on, "rollback") == 0) {
-    engine__transition(rt, st->name, JOURNAL_ROLLBACK, "on_failure", NULL,
-                       msg);
-    return;
-  }
-  if (strcmp(on, "fail") == 0) {
-    engine__transition(rt, st->name, NULL, "on_failure",
-                       JOURNAL_STATUS_FAILED, msg);
-    return;
-  }
-  engine__transition(rt, st->name, on, "on_failure", NULL, NULL);
+  engine__fail_state(rt, sx->st, msg);
 }
 
 void engine__state_done(struct engine__rt *rt, struct engine__sx *sx)
@@ -1098,12 +1127,13 @@ void engine__state_done(struct engine__rt *rt, struct engine__sx *sx)
   }
   if (st->kind == ENGINE_DO) {
     engine__record_outputs(rt, st->name, sx->tasks[0].outputs);
-  } else if (st->kind == ENGINE_PARALLEL) {
+  } else if (st->kind == ENGINE_PARALLEL || st->kind == ENGINE_MAP) {
     json_t *o = json_object();
     for (size_t i = 0; i < sx->ntasks; i++)
-      json_object_set(o, st->branches[i].name,
-                      sx->tasks[i].outputs ? sx->tasks[i].outputs
-                                           : json_object());
+      json_object_set_new(o, sx->tasks[i].path + strlen(st->name) + 1,
+                          sx->tasks[i].outputs
+                              ? json_incref(sx->tasks[i].outputs)
+                              : json_object());
     engine__record_outputs(rt, st->name, o);
     json_decref(o);
   }
@@ -1148,7 +1178,11 @@ static void signal_cb(uv_signal_t *h, int signum)
       struct engine__task *t = &sx->tasks[i];
       if (t->phase == ENGINE__TASK_RUNNING)
         running++;
-      else if (t->phase == ENGINE__TASK_RETRY_WAIT)
+      else if (t->phase == ENGINE__TASK_IDLE && sx->st->kind == ENGINE_MAP &&
+               !sx->is_undo) {
+        t->phase = ENGINE__TASK_DONE; /* a map instance never started */
+        sx->open--;
+      } else if (t->phase == ENGINE__TASK_RETRY_WAIT)
         engine__task_done(t, 0, 1, "interrupted");
       if (rt->cur != sx)
         return;
@@ -1266,6 +1300,9 @@ int engine__rt_init(struct engine__rt *rt, struct journal *j,
 
   rt->scope = json_pack("{s:{},s:o,s:{},s:{},s:{}}", "params", "vars",
                         env_vars(wf, opt->env), "secrets", "states", "run");
+  rt->frames = json_array();
+  for (size_t i = 0; rt->frames && i < wf->nframes; i++)
+    json_array_append_new(rt->frames, json_null());
   /* Room for a value of each declared secret from the environment and
    * one generated, and some more: running calls hold this array, so it
    * never moves (see engine__learn_secrets). */
@@ -1389,6 +1426,7 @@ void engine__rt_release(struct engine__rt *rt)
   json_decref(rt->plan);
   json_decref(rt->direct);
   json_decref(rt->scope);
+  json_decref(rt->frames);
   if (rt->redact)
     for (char **r = rt->redact; *r; r++)
       free(*r);

@@ -46,6 +46,9 @@ struct engine__task {
   uv_timer_t *retry_timer;        /* heap, freed in its close callback */
   char *env_extra[4];
   struct engine__task *next_queued;
+  json_t *item;                   /* a map instance's item (owned), or
+                                     NULL */
+  int index;                      /* a map instance's index in the items */
 };
 
 /* The state being carried out. */
@@ -58,6 +61,8 @@ struct engine__sx {
   char error[600];
   char failed_path[320];
   int is_undo;                    /* an undo of rt->plan[step] */
+  int starting;                   /* a map starting instances (no
+                                     re-entry) */
   size_t step;
   struct engine__sx *next_dead;   /* freed at the next flush, never
                                      inside a callback that may still
@@ -87,6 +92,8 @@ struct engine__rt {
   char boot_id[40];               /* read once: it cannot change while we
                                      run */
   json_t *scope;                  /* params, vars, secrets, states, run */
+  json_t *frames;                 /* per wf->frames: {params, states} once
+                                     its use state was entered, else null */
   char **redact;                  /* secret values, NULL-terminated; its
                                      capacity is fixed (calls hold it) */
   size_t capredact;
@@ -176,6 +183,10 @@ void engine__task_done(struct engine__task *t, int ok, int cancelled,
                        const char *error);
 /* Resolves t's inputs from the scope (templates, defaults). */
 int engine__task_resolve(struct engine__task *t, struct cairn_error *err);
+/* v with every secret value replaced by *** (a new reference; v itself
+ * when it holds none), and whether it holds one. */
+json_t *engine__redact(struct engine__rt *rt, json_t *v);
+int engine__holds_secret(struct engine__rt *rt, json_t *v);
 /* Does any string in v contain "***" (journaled with a secret redacted)? */
 int engine__has_redaction(json_t *v);
 /* Adds secrets a call made (NAME -> value) to the scope and the
@@ -188,7 +199,8 @@ int engine__restore_secrets(struct engine__rt *rt,
                             struct cairn_error *err);
 /* Rebuilds states (the scope's "states" object) from every step of rp
  * that succeeded (engine/resume.c). */
-void engine__rebuild_outputs(json_t *states, const struct journal_replay *rp);
+void engine__rebuild_outputs(const struct engine_workflow *wf, json_t *states,
+                             const struct journal_replay *rp);
 /* Records a finished state's outputs in the template scope. */
 void engine__record_outputs(struct engine__rt *rt, const char *state,
                             json_t *outputs);
@@ -233,6 +245,50 @@ struct engine__sx *engine__undo_sx(struct engine__rt *rt, size_t i,
                                    struct cairn_error *err);
 /* Called when the undo sx is done (state_done's counterpart). */
 void engine__undo_done(struct engine__rt *rt, struct engine__sx *sx);
+
+/* ---- use and map states (engine/frames.c) ---- */
+
+/* The scope the templates of state st render in (st NULL: the run's): the
+ * run's scope, or for a state of a used workflow one whose params and
+ * states are that workflow's; with item (may be NULL) as `item`. A new
+ * reference. */
+json_t *engine__scope_for(struct engine__rt *rt,
+                          const struct engine_state *st, json_t *item);
+/* Records the outputs of a state of a used workflow in its frame too
+ * (called by engine__record_outputs). */
+void engine__frame_record(struct engine__rt *rt,
+                          const struct engine_state *st, json_t *outputs);
+/* Enters use state st: its params resolved and journaled, then its
+ * first state. */
+void engine__use_enter(struct engine__rt *rt, struct engine__sx *sx);
+/* A succeed state st of a used workflow was entered: the use state
+ * succeeds with the workflow's outputs and the run goes on after it. */
+void engine__frame_succeed(struct engine__rt *rt,
+                           const struct engine_state *st);
+/* State st failed with msg: applies its on_failure; in a used workflow,
+ * `rollback` and `fail` fail the use state instead. */
+void engine__fail_state(struct engine__rt *rt, const struct engine_state *st,
+                        const char *msg);
+/* Enters map state sx->st: resolves its items, journals them and starts
+ * the first instances. */
+void engine__map_enter(struct engine__rt *rt, struct engine__sx *sx);
+/* Makes sx's tasks from items and keys (arrays of one length; borrowed).
+ * CAIRN_E_NOMEM. */
+int engine__map_setup(struct engine__rt *rt, struct engine__sx *sx,
+                      json_t *items, json_t *keys);
+/* Starts instances of map sx that have not started, up to its
+ * max_concurrency; none once it failed or the run is interrupted (they
+ * count as done then, unjournaled). */
+void engine__map_more(struct engine__rt *rt, struct engine__sx *sx);
+/* Sets up the tasks of map sx from its journaled entry top (resume). */
+int engine__map_rebuild(struct engine__rt *rt, struct engine__sx *sx,
+                        const struct journal_step *top,
+                        struct cairn_error *err);
+/* Gives a resumed run the params and states of every used workflow
+ * entered (engine/resume.c calls it after engine__rebuild_outputs). */
+int engine__rebuild_frames(struct engine__rt *rt,
+                           const struct journal_replay *rp,
+                           struct cairn_error *err);
 
 /* ---- approval states (engine/approval.c) ---- */
 

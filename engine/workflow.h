@@ -25,6 +25,8 @@ enum engine_kind {
   ENGINE_SUCCEED,
   ENGINE_FAIL,
   ENGINE_APPROVAL, /* stops the run until enough `cairn approve` */
+  ENGINE_USE,      /* runs a sub-workflow (inlined: see struct engine_frame) */
+  ENGINE_MAP,      /* one action per item of a list */
 };
 /* "do", "parallel", ... */
 const char *engine_kind_name(enum engine_kind k);
@@ -93,6 +95,42 @@ struct engine_state {
   char *on_failure;            /* "rollback" (default), "fail" or a state */
   struct engine_pos on_failure_pos;
   char *message;               /* ENGINE_FAIL: optional message */
+
+  /* ENGINE_USE: the sub-workflow's params as written (templates kept) and
+   * the frame its states run in (an index into wf->frames). */
+  json_t *use_with;
+  int use_frame;
+
+  /* ENGINE_MAP: items (a template string or an array), the instance key
+   * (a template, or NULL: the item or its index), how many instances run
+   * at once (0: all), and the action each instance runs (in `action`). */
+  json_t *map_items;
+  char *map_key;
+  int max_concurrency;
+
+  int frame;                   /* the frame the state belongs to; -1: the
+                                  top workflow */
+};
+
+/* A used workflow, inlined: its states are in the using workflow's
+ * `states` under the names PREFIX + their own ("db/start"), so every
+ * state of a run has one path and the runtime stays one state machine.
+ * Inside a frame, `next`, `on_failure` and choices name full paths; an
+ * on_failure of `rollback` or `fail`, and reaching a `fail` state, fail
+ * the use state instead (its own on_failure applies); reaching a
+ * `succeed` state ends the frame: the use state succeeds with the used
+ * workflow's outputs. */
+struct engine_frame {
+  char *prefix;          /* "db/" or "a/db/" */
+  char *start;           /* the full name of its first state */
+  size_t use_state;      /* index of the use state in the top workflow */
+  int parent;            /* frame of the use state; -1: the top */
+  char *file;            /* the used file, absolute */
+  char sha256[65];
+  struct engine_param *params; /* the used workflow's (owned) */
+  size_t nparams;
+  json_t *outputs;       /* name -> template, rendered at its succeed;
+                            object, never NULL */
 };
 
 enum engine_param_type {
@@ -100,6 +138,8 @@ enum engine_param_type {
   ENGINE_PARAM_INTEGER,
   ENGINE_PARAM_NUMBER,
   ENGINE_PARAM_BOOLEAN,
+  ENGINE_PARAM_LIST,
+  ENGINE_PARAM_OBJECT,
 };
 
 struct engine_param {
@@ -136,6 +176,9 @@ struct engine_workflow {
   struct engine_state *states; /* in file order */
   size_t nstates;
   json_t *by_name;       /* state name -> index into states (lookups) */
+  json_t *outputs;       /* `outputs:` name -> template; object */
+  struct engine_frame *frames; /* used workflows, inlined (see above) */
+  size_t nframes;
 };
 
 /* Loads and checks path strictly. On error returns CAIRN_E_WORKFLOW (or
@@ -173,6 +216,16 @@ const struct engine_param *engine_workflow_param(
 void engine_approval_rule(const struct engine_workflow *wf,
                           const struct engine_state *st, const char *env,
                           int *need, char *const **approvers, size_t *n);
+
+/* Checks value against p's type and pattern (a use state's `with`),
+ * converting a string as --set would; *out: the value to use (a new
+ * reference). CAIRN_E_INVAL naming the param when it does not fit. */
+int engine_param_value(const struct engine_param *p, json_t *value,
+                       json_t **out, struct cairn_error *err);
+
+/* The frame of state st, or NULL for the top workflow (borrowed). */
+const struct engine_frame *engine_workflow_frame(
+    const struct engine_workflow *wf, const struct engine_state *st);
 
 /* Builds the params object for a run: defaults, then each "name=value" of
  * sets (converted to the declared type, checked against the pattern).

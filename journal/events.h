@@ -12,7 +12,11 @@
  *  - A second state.entered(P) (a loop through a choice) starts P afresh.
  *
  * Paths: a top-level state is its name ("migrate"); a branch of a
- * parallel state is "state/branch" ("infra/redis"). A state's
+ * parallel state is "state/branch" ("infra/redis"); an instance of a map
+ * state "state/key" ("health/auth"); a state of a workflow used by a use
+ * state "use/state" ("db/start", nested: "a/db/start"), so a path names a
+ * state when the workflow has a state of that name, else the part before
+ * its last '/' is a parallel or map state. A state's
  * state.entered comes before those of its branches. The undo of a path P
  * runs as the path "undo:P" (state names cannot hold ':'), or "undo:P#N"
  * for the Nth undo of P in one plan (a state completed N times through a
@@ -64,6 +68,7 @@
  *                     attempt + 1 (not FAILED: no on_failure, no retry
  *                     budget spent)
  *   decision.assumed  succeeded -> SUCCEEDED; failed -> FAILED
+ *   state.finished    the same (a use state: its used workflow ended)
  *   lock.taken_over, and kinds replay does not know: ignored
  * SUCCEEDED, FAILED and CANCELLED set finished_seq/finished_ms to that
  * event. An action.*, probe.finished or decision.assumed of a path with no
@@ -93,6 +98,12 @@
  * action.retrying {delay_ms, next_attempt}
  * probe.finished  {outcome: succeeded|failed, exit_code?, tail?}
  * decision.assumed {outcome: succeeded|failed, actor}
+ * state.finished  {outcome: succeeded|failed, outputs?, error?}  a use
+ *                  state, when its used workflow reached succeed (outputs:
+ *                  the workflow's `outputs`, redacted) or failed
+ * state.entered of a use state: {kind: use, inputs: its params}; of a map
+ *                  state: {kind: map, inputs: {items, keys}}; of a map
+ *                  instance: {kind: instance, inputs, item, index}
  * transition      {from, to, reason}  to: a state, "" when the run ends,
  *                  or "rollback"; reason: next | on_failure | when:<expr> |
  *                  default | succeed | fail
@@ -132,6 +143,7 @@
 #define JOURNAL_EV_ACTION_RETRYING "action.retrying"
 #define JOURNAL_EV_PROBE_FINISHED "probe.finished"
 #define JOURNAL_EV_DECISION_ASSUMED "decision.assumed"
+#define JOURNAL_EV_STATE_FINISHED "state.finished"
 #define JOURNAL_EV_TRANSITION "transition"
 #define JOURNAL_EV_ROLLBACK_REQUESTED "rollback.requested"
 #define JOURNAL_EV_ROLLBACK_PLANNED "rollback.planned"

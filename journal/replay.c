@@ -343,7 +343,8 @@ static int fold_event(const struct journal_event *ev, void *ud)
              strcmp(kind, JOURNAL_EV_ACTION_FINISHED) == 0 ||
              strcmp(kind, JOURNAL_EV_ACTION_RETRYING) == 0 ||
              strcmp(kind, JOURNAL_EV_PROBE_FINISHED) == 0 ||
-             strcmp(kind, JOURNAL_EV_DECISION_ASSUMED) == 0) {
+             strcmp(kind, JOURNAL_EV_DECISION_ASSUMED) == 0 ||
+             strcmp(kind, JOURNAL_EV_STATE_FINISHED) == 0) {
     return on_step_event(f, ev);
   }
   /* lock.taken_over and kinds this cairn does not know: nothing to fold */

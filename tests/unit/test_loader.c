@@ -721,10 +721,11 @@ static void test_kinds(void **state)
   expect_error(HEAD "  a: { do: exec, wait: 5s }\n",
                "wf.yaml:5:18: error: state 'a' has both 'do' and 'wait' (hint: "
                "a state has exactly one of do, parallel, choice, wait, "
-               "succeed, fail, approval)");
+               "succeed, fail, approval, use, map)");
   expect_error(HEAD "  a: { next: a }\n",
                "wf.yaml:5:3: error: state 'a' has no kind (hint: give it one "
-               "of do, parallel, choice, wait, succeed, fail, approval)");
+               "of do, parallel, choice, wait, succeed, fail, approval, use, "
+               "map)");
   expect_error(HEAD "  a: { od: exec }\n",
                "wf.yaml:5:8: error: unknown key 'od' in state 'a' (hint: did "
                "you mean 'do'?)");
@@ -850,7 +851,7 @@ static void test_params_declarations(void **state)
   /* "  n: { type: " is 13 characters */
   expect_error("cairn: 1\nname: t\nparams:\n  n: { type: int }\n",
                "wf.yaml:4:14: error: unknown type 'int' in param 'n' (hint: "
-               "use string, integer, number or boolean)");
+               "did you mean 'integer'?)");
   expect_error("cairn: 1\nname: t\nparams:\n  n: { type: strig }\n",
                "wf.yaml:4:14: error: unknown type 'strig' in param 'n' (hint: "
                "did you mean 'string'?)");
@@ -949,7 +950,7 @@ static void test_templates(void **state)
                "are a, b)");
   expect_error(ONE("{{ states.b.output.x }}"), "wf.yaml:8:37: error: "
                "reference to the output of succeed state 'b' in state 'a' "
-               "(hint: only do and parallel states have outputs)");
+               "(hint: only do, parallel, map and use states have outputs)");
   expect_error(ONE("{{ states.a.output.x }}"), "wf.yaml:8:37: error: "
                "reference to the state's own output in state 'a' (hint: "
                "states.a.output is only available in its undo)");

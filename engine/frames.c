@@ -1,0 +1,473 @@
+/* Use and map states. A used workflow's states run inline, under the use
+ * state's path, with their own params and states (a frame; see struct
+ * engine_frame); a map state runs its action once per item of a list, at
+ * most max_concurrency at a time. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/runtime.h"
+#include "engine/template.h"
+
+#define MAP_KEY_MAX 63
+
+static json_t *frame_obj(struct engine__rt *rt, int f)
+{
+  return f >= 0 ? json_array_get(rt->frames, (size_t)f) : NULL;
+}
+
+json_t *engine__scope_for(struct engine__rt *rt,
+                          const struct engine_state *st, json_t *item)
+{
+  const char *k;
+  json_t *v, *s, *fr;
+
+  if ((st == NULL || st->frame < 0) && item == NULL)
+    return json_incref(rt->scope);
+  if ((s = json_object()) == NULL)
+    return NULL;
+  json_object_foreach(rt->scope, k, v)
+    json_object_set(s, k, v);
+  if (st != NULL && st->frame >= 0) {
+    fr = frame_obj(rt, st->frame);
+    v = json_object_get(fr, "params");
+    json_object_set_new(s, "params", v ? json_incref(v) : json_object());
+    v = json_object_get(fr, "states");
+    json_object_set_new(s, "states", v ? json_incref(v) : json_object());
+  }
+  if (item != NULL)
+    json_object_set(s, "item", item);
+  return s;
+}
+
+/* Renders v (a template string or a value holding some) in scope. In a
+ * simulation, whose outputs are placeholders, what does not resolve is
+ * kept as written. *out: a new reference. */
+static int render(struct engine__rt *rt, json_t *v, json_t *scope,
+                  json_t **out, struct cairn_error *err)
+{
+  int rc = json_is_string(v)
+               ? engine_template_render_string(json_string_value(v), scope,
+                                               out, err)
+               : engine_template_render(v, scope, out, err);
+  if (rc != 0 && rt->opt->sim) {
+    *out = json_deep_copy(v);
+    return *out ? 0 : CAIRN_E_NOMEM;
+  }
+  return rc;
+}
+
+void engine__frame_record(struct engine__rt *rt,
+                          const struct engine_state *st, json_t *outputs)
+{
+  json_t *fr;
+
+  if (st == NULL || st->frame < 0 ||
+      !json_is_object(fr = frame_obj(rt, st->frame)))
+    return;
+  json_object_set_new(json_object_get(fr, "states"),
+                      st->name + strlen(rt->wf->frames[st->frame].prefix),
+                      json_pack("{s:O}", "output",
+                                outputs ? outputs : json_object()));
+}
+
+/* ---- use ---- */
+
+/* The params a use state gives its workflow: the declared defaults, then
+ * its `with` rendered in the using state's scope and checked against the
+ * declarations. *out: a new reference. */
+static int use_params(struct engine__rt *rt, const struct engine_state *st,
+                      json_t **out, struct cairn_error *err)
+{
+  const struct engine_frame *f = &rt->wf->frames[st->use_frame];
+  json_t *scope = engine__scope_for(rt, st, NULL), *with = NULL, *v;
+  json_t *params = json_object();
+  const char *k;
+  int rc = scope && params ? 0 : CAIRN_E_NOMEM;
+
+  if (rc == 0)
+    rc = render(rt, st->use_with, scope, &with, err);
+  for (size_t i = 0; rc == 0 && i < f->nparams; i++)
+    if (f->params[i].default_value != NULL)
+      json_object_set_new(params, f->params[i].name,
+                          json_deep_copy(f->params[i].default_value));
+  if (rc == 0)
+    json_object_foreach(with, k, v) {
+      const struct engine_param *p = NULL;
+      json_t *cv = NULL;
+      for (size_t i = 0; i < f->nparams && p == NULL; i++)
+        if (strcmp(f->params[i].name, k) == 0)
+          p = &f->params[i];
+      if (p == NULL) /* the loader refuses it; a changed file on resume */
+        continue;
+      if (engine_param_value(p, v, &cv, err) != 0) {
+        if (!rt->opt->sim) {
+          rc = err->code;
+          break;
+        }
+        cv = json_incref(v);
+      }
+      json_object_set_new(params, k, cv);
+    }
+  json_decref(scope);
+  json_decref(with);
+  if (rc != 0) {
+    json_decref(params);
+    return rc;
+  }
+  *out = params;
+  return 0;
+}
+
+static void set_frame(struct engine__rt *rt, int f, json_t *params)
+{
+  json_array_set_new(rt->frames, (size_t)f,
+                     json_pack("{s:o,s:{}}", "params", params, "states"));
+}
+
+void engine__use_enter(struct engine__rt *rt, struct engine__sx *sx)
+{
+  const struct engine_state *st = sx->st;
+  const struct engine_frame *f = &rt->wf->frames[st->use_frame];
+  struct cairn_error err = {0};
+  json_t *params = NULL;
+  int rc = use_params(rt, st, &params, &err);
+  json_t *p = json_pack("{s:s,s:s}", "kind", "use", "file", f->file);
+
+  if (rc == 0) {
+    json_object_set_new(p, "inputs", engine__redact(rt, params));
+    if (engine__holds_secret(rt, params))
+      json_object_set_new(p, "redacted", json_true());
+  } else {
+    json_object_set_new(p, "error", json_string(err.msg));
+  }
+  engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0, p);
+  if (rc != 0) {
+    char msg[1200];
+    snprintf(msg, sizeof msg, "state '%s' failed: cannot resolve the params "
+             "of '%s': %s", st->name, f->file, err.msg);
+    engine__fail_state(rt, st, msg);
+    return;
+  }
+  set_frame(rt, st->use_frame, params);
+  engine__transition(rt, st->name, f->start, "use", NULL, NULL);
+}
+
+/* The use state u fails with msg: journaled, then its on_failure. */
+static void fail_use(struct engine__rt *rt, const struct engine_state *u,
+                     const char *msg)
+{
+  engine__emit(rt, JOURNAL_EV_STATE_FINISHED, u->name, 0,
+               json_pack("{s:s,s:s}", "outcome", "failed", "error", msg));
+  engine__fail_state(rt, u, msg);
+}
+
+void engine__frame_succeed(struct engine__rt *rt,
+                           const struct engine_state *st)
+{
+  const struct engine_frame *f = &rt->wf->frames[st->frame];
+  const struct engine_state *u = &rt->wf->states[f->use_state];
+  struct cairn_error err = {0};
+  json_t *scope = engine__scope_for(rt, st, NULL), *outs = NULL;
+  int rc = scope ? render(rt, f->outputs, scope, &outs, &err)
+                 : CAIRN_E_NOMEM;
+
+  json_decref(scope);
+  if (rc != 0) {
+    char msg[1200];
+    snprintf(msg, sizeof msg, "state '%s' failed: cannot resolve the outputs "
+             "of '%s': %s", u->name, f->file, err.msg);
+    fail_use(rt, u, msg);
+    return;
+  }
+  engine__record_outputs(rt, u->name, outs);
+  engine__emit(rt, JOURNAL_EV_STATE_FINISHED, u->name, 0,
+               json_pack("{s:s,s:o}", "outcome", "succeeded", "outputs",
+                         engine__redact(rt, outs)));
+  json_decref(outs);
+  engine__transition(rt, u->name, u->next, "next", NULL, NULL);
+}
+
+void engine__fail_state(struct engine__rt *rt, const struct engine_state *st,
+                        const char *msg)
+{
+  const char *on = st->on_failure ? st->on_failure : "rollback";
+  int ends = strcmp(on, "rollback") == 0 || strcmp(on, "fail") == 0;
+
+  if (ends && st->frame >= 0) {
+    /* The used workflow failed: its use state did. */
+    fail_use(rt, &rt->wf->states[rt->wf->frames[st->frame].use_state], msg);
+    return;
+  }
+  if (strcmp(on, "rollback") == 0)
+    engine__transition(rt, st->name, JOURNAL_ROLLBACK, "on_failure", NULL,
+                       msg);
+  else if (strcmp(on, "fail") == 0)
+    engine__transition(rt, st->name, NULL, "on_failure",
+                       JOURNAL_STATUS_FAILED, msg);
+  else
+    engine__transition(rt, st->name, on, "on_failure", NULL, NULL);
+}
+
+/* ---- map ---- */
+
+static int key_ok(const char *k)
+{
+  size_t n = strlen(k);
+  if (n == 0 || n > MAP_KEY_MAX || strcmp(k, ".") == 0 ||
+      strcmp(k, "..") == 0)
+    return 0;
+  return strspn(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789._-") == n;
+}
+
+/* The items of map state st and the key of each (new references). */
+static int map_items(struct engine__rt *rt, const struct engine_state *st,
+                     json_t **items_out, json_t **keys_out,
+                     struct cairn_error *err)
+{
+  json_t *scope = engine__scope_for(rt, st, NULL), *items = NULL, *item;
+  json_t *keys = json_array(), *seen = json_object();
+  size_t i;
+  int rc = scope && keys && seen ? 0 : CAIRN_E_NOMEM;
+
+  if (rc == 0)
+    rc = render(rt, st->map_items, scope, &items, err);
+  if (rc == 0 && !json_is_array(items)) {
+    if (rt->opt->sim) {
+      /* a placeholder: one instance shows what each would do */
+      json_t *one = json_pack("[O]", items);
+      json_decref(items);
+      items = one;
+    } else {
+      rc = cairn_error_set(err, CAIRN_E_INVAL, "'items' must give a list, "
+                           "got %s", json_is_object(items) ? "an object"
+                           : json_is_string(items) ? "a string"
+                           : "a scalar");
+    }
+  }
+  json_array_foreach(rc == 0 ? items : NULL, i, item) {
+    char key[128];
+    json_t *kv = NULL;
+    if (st->map_key != NULL) {
+      json_t *s2 = engine__scope_for(rt, st, item);
+      rc = s2 ? engine_template_render_string(st->map_key, s2, &kv, err)
+              : CAIRN_E_NOMEM;
+      json_decref(s2);
+      if (rc != 0 && rt->opt->sim) {
+        kv = json_integer((json_int_t)i);
+        rc = 0;
+      }
+      if (rc != 0)
+        break;
+    } else {
+      kv = json_incref(item);
+    }
+    if (json_is_string(kv))
+      snprintf(key, sizeof key, "%s", json_string_value(kv));
+    else if (json_is_integer(kv))
+      snprintf(key, sizeof key, "%" JSON_INTEGER_FORMAT,
+               json_integer_value(kv));
+    else if (st->map_key == NULL)
+      snprintf(key, sizeof key, "%zu", i);
+    else
+      key[0] = '\0';
+    json_decref(kv);
+    if (!key_ok(key)) {
+      rc = cairn_error_set(err, CAIRN_E_INVAL, "item %zu has the key '%s', "
+                           "not 1 to %d of letters, digits, '.', '_' and "
+                           "'-' (hint: give the map a 'key' that makes one)",
+                           i, key, MAP_KEY_MAX);
+      break;
+    }
+    if (json_object_get(seen, key) != NULL) {
+      rc = cairn_error_set(err, CAIRN_E_INVAL, "items %d and %zu have the "
+                           "same key '%s' (hint: give the map a 'key' that "
+                           "tells them apart)",
+                           (int)json_integer_value(json_object_get(seen,
+                                                                   key)),
+                           i, key);
+      break;
+    }
+    json_object_set_new(seen, key, json_integer((json_int_t)i));
+    json_array_append_new(keys, json_string(key));
+  }
+  json_decref(scope);
+  json_decref(seen);
+  if (rc != 0) {
+    json_decref(items);
+    json_decref(keys);
+    return rc;
+  }
+  *items_out = items;
+  *keys_out = keys;
+  return 0;
+}
+
+int engine__map_setup(struct engine__rt *rt, struct engine__sx *sx,
+                      json_t *items, json_t *keys)
+{
+  size_t n = json_array_size(items);
+
+  if (n == 0)
+    return 0;
+  if ((sx->tasks = calloc(n, sizeof *sx->tasks)) == NULL)
+    return CAIRN_E_NOMEM;
+  sx->ntasks = sx->open = n;
+  for (size_t i = 0; i < n; i++) {
+    char path[320];
+    struct engine__task *t = &sx->tasks[i];
+    snprintf(path, sizeof path, "%s/%s", sx->st->name,
+             json_string_value(json_array_get(keys, i)));
+    if (engine__task_init(rt, sx, t, path, &sx->st->action) != 0)
+      return CAIRN_E_NOMEM;
+    t->item = json_incref(json_array_get(items, i));
+    t->index = (int)i;
+  }
+  return 0;
+}
+
+void engine__map_enter(struct engine__rt *rt, struct engine__sx *sx)
+{
+  const struct engine_state *st = sx->st;
+  struct cairn_error err = {0};
+  json_t *items = NULL, *keys = NULL;
+  int rc = map_items(rt, st, &items, &keys, &err);
+  json_t *p = json_pack("{s:s}", "kind", "map");
+
+  if (rc == 0)
+    json_object_set_new(p, "inputs",
+                        json_pack("{s:o,s:O}", "items",
+                                  engine__redact(rt, items), "keys", keys));
+  else
+    json_object_set_new(p, "error", json_string(err.msg));
+  engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0, p);
+  if (rc == 0 && engine__map_setup(rt, sx, items, keys) != 0)
+    rc = CAIRN_E_NOMEM;
+  json_decref(items);
+  json_decref(keys);
+  if (rc == CAIRN_E_NOMEM) {
+    rt->fatal = CAIRN_E_NOMEM;
+    return;
+  }
+  if (rc != 0) {
+    char msg[1200];
+    snprintf(msg, sizeof msg, "state '%s' failed: %s", st->name, err.msg);
+    engine__fail_state(rt, st, msg);
+    return;
+  }
+  engine__map_more(rt, sx);
+}
+
+/* Journals the entry of instance t and starts its first attempt. */
+static void instance_start(struct engine__rt *rt, struct engine__task *t)
+{
+  struct cairn_error err = {0};
+  int rc = engine__task_resolve(t, &err);
+  json_t *p = json_pack("{s:s,s:o,s:i}", "kind", "instance", "item",
+                        engine__redact(rt, t->item), "index", t->index);
+
+  if (rc == 0)
+    json_object_set_new(p, "inputs", engine__journal_inputs(t));
+  else
+    json_object_set_new(p, "error", json_string(err.msg));
+  if (t->redacted)
+    json_object_set_new(p, "redacted", json_true());
+  engine__emit(rt, JOURNAL_EV_STATE_ENTERED, t->path, 0, p);
+  if (rc != 0) {
+    char msg[1200];
+    snprintf(msg, sizeof msg, "cannot resolve the inputs of '%s': %s",
+             t->path, err.msg);
+    engine__task_done(t, 0, 0, msg);
+    return;
+  }
+  engine__task_attempt(t);
+}
+
+void engine__map_more(struct engine__rt *rt, struct engine__sx *sx)
+{
+  size_t running = 0;
+  int limit = sx->st->max_concurrency;
+
+  if (rt->cur != sx || sx->starting)
+    return;
+  sx->starting = 1;
+  for (size_t i = 0; i < sx->ntasks; i++)
+    running += sx->tasks[i].phase != ENGINE__TASK_IDLE &&
+               sx->tasks[i].phase != ENGINE__TASK_DONE;
+  for (size_t i = 0; i < sx->ntasks && rt->cur == sx; i++) {
+    struct engine__task *t = &sx->tasks[i];
+    if (t->phase != ENGINE__TASK_IDLE)
+      continue;
+    if (sx->failed || rt->interrupted) {
+      /* never started: nothing to journal, nothing to undo */
+      t->phase = ENGINE__TASK_DONE;
+      sx->open--;
+      continue;
+    }
+    if (limit > 0 && running >= (size_t)limit)
+      break;
+    running++;
+    instance_start(rt, t);
+  }
+  sx->starting = 0;
+  if (rt->cur == sx && sx->open == 0)
+    engine__state_done(rt, sx);
+}
+
+/* ---- resume ---- */
+
+int engine__rebuild_frames(struct engine__rt *rt,
+                           const struct journal_replay *rp,
+                           struct cairn_error *err)
+{
+  const struct engine_workflow *wf = rt->wf;
+  const char *k;
+  json_t *v;
+
+  if (wf->nframes == 0)
+    return 0;
+  /* Steps are in order of first entry: a frame's parents come first, so
+   * params that must be rendered again (they held a secret) can be. */
+  for (size_t i = 0; i < rp->nsteps; i++) {
+    const struct journal_step *s = &rp->steps[i];
+    const struct engine_state *st = engine_workflow_state(wf, s->path);
+    json_t *params = NULL;
+    if (st == NULL || st->kind != ENGINE_USE || s->inputs == NULL)
+      continue;
+    if (!engine__has_redaction(s->inputs))
+      params = json_incref(s->inputs);
+    else if (use_params(rt, st, &params, err) != 0)
+      return err->code;
+    set_frame(rt, st->use_frame, params);
+  }
+  json_object_foreach(json_object_get(rt->scope, "states"), k, v)
+    engine__frame_record(rt, engine_workflow_state(wf, k),
+                         json_object_get(v, "output"));
+  return 0;
+}
+
+int engine__map_rebuild(struct engine__rt *rt, struct engine__sx *sx,
+                        const struct journal_step *top,
+                        struct cairn_error *err)
+{
+  json_t *items = json_object_get(top->inputs, "items");
+  json_t *keys = json_object_get(top->inputs, "keys");
+  int rc;
+
+  if (items && keys && !engine__has_redaction(items)) {
+    json_incref(items);
+    json_incref(keys);
+  } else if ((rc = map_items(rt, sx->st, &items, &keys, err)) != 0) {
+    return rc;
+  }
+  if (json_array_size(items) != json_array_size(keys))
+    rc = cairn_error_set(err, CAIRN_E_JOURNAL, "the entry of map state '%s' "
+                         "has %zu items but %zu keys", sx->st->name,
+                         json_array_size(items), json_array_size(keys));
+  else if ((rc = engine__map_setup(rt, sx, items, keys)) != 0)
+    cairn_error_set(err, rc, "out of memory");
+  json_decref(items);
+  json_decref(keys);
+  return rc;
+}
