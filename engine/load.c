@@ -2023,7 +2023,8 @@ static int inline_one(struct loader *L, struct engine_state *states,
     struct engine_frame *g = &frames[(*nf)++];
     *g = sub->frames[i];
     memset(&sub->frames[i], 0, sizeof sub->frames[i]);
-    if (prefixed(&g->prefix, prefix, 0) != 0)
+    if (prefixed(&g->prefix, prefix, 0) != 0 ||
+        prefixed(&g->start, prefix, 0) != 0)
       return nomem(L);
     g->use_state += first;
     g->parent = g->parent < 0 ? (int)f : g->parent + (int)base;
