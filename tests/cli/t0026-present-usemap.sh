@@ -271,4 +271,66 @@ test_expect_success 'mermaid: subgraphs balance, ids are declared once, edges jo
 		}'\'' out.mmd
 '
 
+# ---- plan -------------------------------------------------------------------------
+
+test_expect_success 'plan: the happy path goes through the used workflows, every action of them and every map instance has its line' '
+	cairn plan present.yaml >out 2>err &&
+	test_cmp /dev/null err &&
+	cat >expect <<-\EOF &&
+	present (present.yaml): valid, 18 states
+	happy path: prep → db → db/start → db/core → db/core/boot → db/core/ok → db/ping → db/check → db/done → health → cache → cache/boot → cache/ok → done → succeeded (exit 0)
+	when an action fails (after its retries):
+	  prep          → rollback, nothing to undo → failed (exit 1)
+	  db/start      → fails db → cleanup (on_failure) → failed (exit 1)
+	  db/core/boot  → fails db/core, db → cleanup (on_failure) → failed (exit 1)
+	  db/ping/x     → fails db → cleanup (on_failure) → failed (exit 1)
+	  db/ping/y     → fails db → cleanup (on_failure) → failed (exit 1)
+	  db/check      → db/repair (on_failure) → failed (exit 1)
+	  db/repair     not reached on the happy path (on_failure: cleanup, through db)
+	  health/auth   → rollback: undo:db/ping/y, undo:db/ping/x, undo:db/core/boot, undo:db/start → failed (exit 1)
+	  health/api    → rollback: undo:health/auth, undo:db/ping/y, undo:db/ping/x, undo:db/core/boot, undo:db/start → failed (exit 1)
+	  cache/boot    → fails cache → fail, nothing undone → failed (exit 1)
+	  cleanup       not reached on the happy path (on_failure: rollback)
+	EOF
+	test_cmp expect out
+'
+
+test_expect_success 'plan --json: the use states a failure goes through, and the same paths' '
+	cairn plan --json present.yaml >plan.json &&
+	jq -r ".failures[] | [.path, .on_failure, (.through // [] | join(\",\")), (.to // \"-\")] | join(\" \")" plan.json >actual &&
+	cat >expect <<-\EOF &&
+	prep rollback  rollback
+	db/start cleanup db cleanup
+	db/core/boot cleanup db/core,db cleanup
+	db/ping/x cleanup db cleanup
+	db/ping/y cleanup db cleanup
+	db/check db/repair  db/repair
+	db/repair cleanup db -
+	health/auth rollback  rollback
+	health/api rollback  rollback
+	cache/boot fail cache fail
+	cleanup rollback  -
+	EOF
+	test_cmp expect actual &&
+	jq -e ".happy_path | index(\"db/core/boot\") and (index(\"health/auth\") | not)" plan.json
+'
+
+test_expect_success 'plan: a map the happy path never enters has one line, STATE/*' '
+	write_workflow unreached.yaml <<-\EOF &&
+	cairn: 1
+	name: unreached
+	start: one
+	states:
+	  one: { do: exec, with: { argv: [/bin/true] }, next: done, on_failure: sweep }
+	  sweep:
+	    map: { items: [a, b], do: exec, with: { argv: [/bin/true] } }
+	    next: failed
+	  done: { succeed: true }
+	  failed: { fail: true }
+	EOF
+	cairn plan unreached.yaml >out &&
+	test_grep -x "  sweep/\*  not reached on the happy path (on_failure: rollback)" out &&
+	test_grep -x "  one      → sweep (on_failure) → failed (exit 1)" out
+'
+
 test_done
