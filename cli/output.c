@@ -51,6 +51,16 @@ void cli_print_json(json_t *v)
   fflush(stdout);
 }
 
+int cli_path_depth(const char *path)
+{
+  int depth = 0;
+  /* no state, branch or map key can hold '/' (nor does "undo:"), so
+   * each one is a level */
+  for (; *path; path++)
+    depth += *path == '/';
+  return depth;
+}
+
 const struct engine_state *cli_failure_owner(const struct engine_workflow *wf,
                                              const struct engine_state *st)
 {

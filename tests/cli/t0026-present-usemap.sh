@@ -8,7 +8,8 @@
 # present uses lib/db.yaml (which uses lib/inner.yaml and maps over a
 # YAML list) with on_failure: cleanup, maps over a list param one item at
 # a time, and uses lib/inner.yaml once more with on_failure: fail.
-# --set bad=api makes the map's second instance fail.
+# --set bad=api makes the map's second instance fail, --set db_check=false
+# the check in db (which then fails db).
 write_workflow lib/inner.yaml <<\EOF
 cairn: 1
 name: inner
@@ -29,6 +30,7 @@ cairn: 1
 name: db
 params:
   port: { type: integer, default: 5432 }
+  check: { default: "true" }
 outputs:
   url: "db://127.0.0.1:{{ params.port }}"
 start: start
@@ -51,7 +53,7 @@ states:
     next: check
   check:
     do: exec
-    with: { argv: [/bin/true] }
+    with: { argv: ["/bin/{{ params.check }}"] }
     next: done
     on_failure: repair
   repair:
@@ -68,6 +70,7 @@ name: present
 params:
   services: { type: list, default: [auth, api] }
   bad: { default: none }
+  db_check: { default: "true" }
 start: prep
 states:
   prep:
@@ -76,7 +79,7 @@ states:
     next: db
   db:
     use: ./lib/db.yaml
-    with: { port: 6000 }
+    with: { port: 6000, check: "{{ params.db_check }}" }
     next: health
     on_failure: cleanup
   health:
@@ -331,6 +334,115 @@ test_expect_success 'plan: a map the happy path never enters has one line, STATE
 	cairn plan unreached.yaml >out &&
 	test_grep -x "  sweep/\*  not reached on the happy path (on_failure: rollback)" out &&
 	test_grep -x "  one      → sweep (on_failure) → failed (exit 1)" out
+'
+
+# ---- show and report ------------------------------------------------------------
+
+# table RUN: the state, kind and outcome columns of cairn show's table, the
+# indentation kept (the columns after them hold timings).
+table() {
+	cairn show "$1" >shown &&
+	sed -n "/^STATE /,/^\$/p" shown | sed 1d | cut -c1-52 | sed "s/ *\$//"
+}
+
+test_expect_success 'run it three ways: it succeeds; a map instance fails and rolls back; the check in db fails db' '
+	cairn run present.yaml >out 2>&1 &&
+	last_run >ok.id &&
+	test_must_fail_with 1 cairn run present.yaml --set bad=api >out 2>&1 &&
+	last_run >rb.id &&
+	test_must_fail_with 1 cairn run present.yaml --set db_check=false >out 2>&1 &&
+	last_run >usefail.id
+'
+
+test_expect_success 'show: states of used workflows and map instances are indented under their state' '
+	table "$(cat ok.id)" >actual &&
+	cat >expect <<-\EOF &&
+	prep                         do         succeeded
+	db                           use        succeeded
+	  db/start                   do         succeeded
+	  db/core                    use        succeeded
+	    db/core/boot             do         succeeded
+	    db/core/ok               succeed    passed
+	  db/ping                    map        passed
+	    db/ping/x                instance   succeeded
+	    db/ping/y                instance   succeeded
+	  db/check                   do         succeeded
+	  db/done                    succeed    passed
+	health                       map        passed
+	  health/auth                instance   succeeded
+	  health/api                 instance   succeeded
+	cache                        use        succeeded
+	  cache/boot                 do         succeeded
+	  cache/ok                   succeed    passed
+	done                         succeed    passed
+	EOF
+	test_cmp expect actual &&
+	test_grep -E "^db  +use +succeeded .*\{\"url\":\"db://127.0.0.1:6000\"\}$" shown
+'
+
+test_expect_success 'show: a map with a failed instance failed, and undo paths are as deep as what they undo' '
+	table "$(cat rb.id)" | sed -n "/^health /,\$p" >actual &&
+	cat >expect <<-\EOF &&
+	health                       map        failed
+	  health/auth                instance   succeeded
+	  health/api                 instance   failed
+	  undo:health/auth           undo       succeeded
+	    undo:db/ping/y           undo       succeeded
+	    undo:db/ping/x           undo       succeeded
+	    undo:db/core/boot        undo       succeeded
+	  undo:db/start              undo       succeeded
+	EOF
+	test_cmp expect actual
+'
+
+test_expect_success 'show: a use state whose workflow failed failed' '
+	table "$(cat usefail.id)" >actual &&
+	cat >expect <<-\EOF &&
+	prep                         do         succeeded
+	db                           use        failed
+	  db/start                   do         succeeded
+	  db/core                    use        succeeded
+	    db/core/boot             do         succeeded
+	    db/core/ok               succeed    passed
+	  db/ping                    map        passed
+	    db/ping/x                instance   succeeded
+	    db/ping/y                instance   succeeded
+	  db/check                   do         failed
+	  db/repair                  do         succeeded
+	  db/broken                  fail       passed
+	cleanup                      do         succeeded
+	failed                       fail       passed
+	EOF
+	test_cmp expect actual
+'
+
+test_expect_success 'report: the chart indents the same paths, undo rows by the path they undo' '
+	cairn report --run "$(cat rb.id)" -o report.html >out &&
+	sed -n "s/.*<text class=\"label\" x=\"\([0-9]*\)\" y=\"[0-9]*\">\([^<]*\)<\/text>.*/\1 \2/p" report.html >actual &&
+	cat >expect <<-\EOF &&
+	8 prep
+	8 db
+	22 db/start
+	22 db/core
+	36 db/core/boot
+	36 db/core/ok
+	22 db/ping
+	36 db/ping/x
+	36 db/ping/y
+	22 db/check
+	22 db/done
+	8 health
+	22 health/auth
+	22 health/api
+	22 undo:health/auth
+	36 undo:db/ping/y
+	36 undo:db/ping/x
+	36 undo:db/core/boot
+	22 undo:db/start
+	EOF
+	test_cmp expect actual &&
+	test_grep -E "<g class=\"step failed\"><title>health: failed" report.html &&
+	test_grep -E "<g class=\"step succeeded\"><title>db: succeeded" report.html
 '
 
 test_done
