@@ -121,6 +121,17 @@ void cli_print_plan_line(json_t *planned);
 /* Prints a JSON value as one line to stdout. Steals nothing. */
 void cli_print_json(json_t *v);
 
+/* How deep a journal path nests: one level per '/' (a branch, a map
+ * instance, a state of a used workflow: "db/start" 1, "a/db/start" 2), the
+ * same for an undo path as for the path it undoes ("undo:db/start" 1). */
+int cli_path_depth(const char *path);
+/* The state whose on_failure decides where a failure of st goes: st
+ * itself, unless st is in a used workflow and its on_failure is rollback
+ * or fail, which fail the use state instead: then the first use state up
+ * the chain that names a state, or the top one (borrowed from wf). */
+const struct engine_state *cli_failure_owner(const struct engine_workflow *wf,
+                                             const struct engine_state *st);
+
 /* Fills the engine options run and resume share (grace, progress). Returns
  * 0 or an exit code after printing the error. */
 int cli_run_options(struct engine_options *o, const char *grace,

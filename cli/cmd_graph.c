@@ -37,6 +37,9 @@ static const struct {
 /* U+25F7 "◷": a clock face that common fonts have (U+23F1 "⏱" is in
  * few, and dot draws a box for a missing glyph). */
 #define WAIT_MARK "\xe2\x97\xb7 "
+#define MAP_MARK " \xc3\x97 " /* U+00D7 "×": once per item */
+/* A used workflow's cluster: dashed, lighter than its use state. */
+#define FRAME_FILL "#f4faf9"
 
 /* ---- edges, shared by both formats ---------------------------------------
  *
@@ -48,6 +51,8 @@ enum graph_edge_kind {
   EDGE_NEXT,
   EDGE_WHEN,       /* a choice's when/next pair; label is its expression */
   EDGE_DEFAULT,    /* a choice's default */
+  EDGE_USE,        /* a use state to the start of its workflow */
+  EDGE_RETURN,     /* a used workflow's succeed to the use state's next */
   EDGE_ON_FAILURE, /* on_failure: STATE */
   EDGE_ROLLBACK,   /* on_failure: rollback, to the shared pseudo-node */
   EDGE_FAIL,       /* on_failure: fail, to the shared pseudo-node */
@@ -76,31 +81,71 @@ static int edge_to(const struct engine_workflow *wf, graph_edge_fn fn,
   return fn(wf, &e, ud);
 }
 
+/* The use state of the frame s is in (s->frame >= 0). */
+static const struct engine_state *frame_user(const struct engine_workflow *wf,
+                                             const struct engine_state *s)
+{
+  return &wf->states[wf->frames[s->frame].use_state];
+}
+
+/* The failure edge of from, where the on_failure of owner sends it (owner
+ * is from itself, or the use state a used workflow's failure fails). */
+static int failure_edge(const struct engine_workflow *wf, graph_edge_fn fn,
+                        void *ud, const struct engine_state *from,
+                        const struct engine_state *owner)
+{
+  owner = cli_failure_owner(wf, owner);
+  if (strcmp(owner->on_failure, "rollback") == 0)
+    return edge_to(wf, fn, ud, EDGE_ROLLBACK, from, NULL, NULL);
+  if (strcmp(owner->on_failure, "fail") == 0)
+    return edge_to(wf, fn, ud, EDGE_FAIL, from, NULL, NULL);
+  return edge_to(wf, fn, ud, EDGE_ON_FAILURE, from, owner->on_failure, NULL);
+}
+
 /* Every edge of wf: the entry, then each state's in file order (next, the
- * choice pairs in order, default, on_failure). Only do and parallel states
- * have an on_failure: the loader gives every state the default "rollback",
- * but nothing else can fail. */
+ * choice pairs in order, default, on_failure). A use state leads into its
+ * workflow, whose succeed states return to the use state's next; inside a
+ * used workflow, on_failure rollback or fail and a fail state lead where
+ * the use state's failure does. Only do, parallel, map and use states have
+ * an on_failure: the loader gives every state the default "rollback", but
+ * nothing else can fail. */
 static int graph_each_edge(const struct engine_workflow *wf, graph_edge_fn fn,
                            void *ud)
 {
   int rc = edge_to(wf, fn, ud, EDGE_START, NULL, wf->start, NULL);
   for (size_t i = 0; rc == 0 && i < wf->nstates; i++) {
     const struct engine_state *s = &wf->states[i];
-    if (s->next != NULL)
+    if (s->kind == ENGINE_USE)
+      rc = edge_to(wf, fn, ud, EDGE_USE, s, wf->frames[s->use_frame].start,
+                   NULL);
+    else if (s->next != NULL)
       rc = edge_to(wf, fn, ud, EDGE_NEXT, s, s->next, NULL);
     for (size_t k = 0; rc == 0 && k < s->nwhens; k++)
       rc = edge_to(wf, fn, ud, EDGE_WHEN, s, s->whens[k].next,
                    s->whens[k].expr);
     if (rc == 0 && s->default_next != NULL)
       rc = edge_to(wf, fn, ud, EDGE_DEFAULT, s, s->default_next, NULL);
-    if (rc != 0 || (s->kind != ENGINE_DO && s->kind != ENGINE_PARALLEL))
-      continue;
-    if (strcmp(s->on_failure, "rollback") == 0)
-      rc = edge_to(wf, fn, ud, EDGE_ROLLBACK, s, NULL, NULL);
-    else if (strcmp(s->on_failure, "fail") == 0)
-      rc = edge_to(wf, fn, ud, EDGE_FAIL, s, NULL, NULL);
-    else
-      rc = edge_to(wf, fn, ud, EDGE_ON_FAILURE, s, s->on_failure, NULL);
+    if (rc != 0)
+      break;
+    switch (s->kind) {
+    case ENGINE_DO:
+    case ENGINE_PARALLEL:
+    case ENGINE_MAP:
+    case ENGINE_USE:
+      rc = failure_edge(wf, fn, ud, s, s);
+      break;
+    case ENGINE_SUCCEED:
+      if (s->frame >= 0)
+        rc = edge_to(wf, fn, ud, EDGE_RETURN, s, frame_user(wf, s)->next,
+                     NULL);
+      break;
+    case ENGINE_FAIL:
+      if (s->frame >= 0)
+        rc = failure_edge(wf, fn, ud, s, frame_user(wf, s));
+      break;
+    default:
+      break;
+    }
   }
   return rc;
 }
@@ -130,9 +175,10 @@ static unsigned graph_pseudo_nodes(const struct engine_workflow *wf)
  * (#quot;), and renders labels as HTML, so '<', '>' and '&' are entities
  * too, '#' so that it cannot start one, '|' so that it cannot end an edge
  * label and '`' so that it cannot start a Markdown string. */
-static void put_text(FILE *f, enum graph_format fmt, const char *s)
+static void put_textn(FILE *f, enum graph_format fmt, const char *s,
+                     size_t n)
 {
-  for (; *s; s++) {
+  for (const char *end = s + n; s < end; s++) {
     unsigned char c = (unsigned char)*s;
     if (c == '\n') {
       fputs(fmt == GRAPH_DOT ? "\\n" : "<br/>", f);
@@ -157,6 +203,35 @@ static void put_text(FILE *f, enum graph_format fmt, const char *s)
   }
 }
 
+static void put_text(FILE *f, enum graph_format fmt, const char *s)
+{
+  put_textn(f, fmt, s, strlen(s));
+}
+
+/* A map's items as written: the expression of a lone template
+ * ("params.services" for "{{ params.services }}"), other text as it is,
+ * a list by its length. */
+static void put_items(FILE *f, enum graph_format fmt, const json_t *items)
+{
+  const char *t = json_string_value(items);
+  char n[48];
+  if (t == NULL) {
+    snprintf(n, sizeof n, "%zu item%s", json_array_size(items),
+             json_array_size(items) == 1 ? "" : "s");
+    put_text(f, fmt, n);
+    return;
+  }
+  const char *b = t, *e = t + strlen(t);
+  if (e - b >= 4 && strncmp(b, "{{", 2) == 0 && strcmp(e - 2, "}}") == 0 &&
+      strstr(b + 2, "{{") == NULL) {
+    for (b += 2, e -= 2; b < e && *b == ' '; b++)
+      ;
+    while (e > b && e[-1] == ' ')
+      e--;
+  }
+  put_textn(f, fmt, b, (size_t)(e - b));
+}
+
 /* A wait's duration as a workflow would write it: "30s", "1m30s",
  * "250ms" (engine_duration_format rounds, for people reading timings). */
 static void put_wait(FILE *f, int64_t ms)
@@ -177,14 +252,20 @@ static void put_wait(FILE *f, int64_t ms)
 }
 
 /* The label of a state or a branch, without its quotes: the name, then
- * for an action the adapter and its undo, for a wait the duration. */
+ * for an action the adapter (times the items of a map) and its undo, for
+ * a wait the duration. */
 static void put_label(FILE *f, enum graph_format fmt, const char *name,
-                      const struct engine_action *a, const int64_t *wait_ms)
+                      const struct engine_action *a, const json_t *items,
+                      const int64_t *wait_ms)
 {
   put_text(f, fmt, name);
   if (a != NULL) {
     put_text(f, fmt, "\n");
     put_text(f, fmt, a->adapter);
+    if (items != NULL) {
+      put_text(f, fmt, MAP_MARK);
+      put_items(f, fmt, items);
+    }
     if (a->undo != NULL) {
       put_text(f, fmt, "\n" UNDO_MARK);
       put_text(f, fmt, a->undo->adapter);
@@ -194,6 +275,43 @@ static void put_label(FILE *f, enum graph_format fmt, const char *name,
     put_text(f, fmt, "\n");
     put_wait(f, *wait_ms);
   }
+}
+
+/* A state's name inside its used workflow ("start" for "db/start"): the
+ * cluster around it says which workflow. */
+static const char *local_name(const struct engine_workflow *wf,
+                              const struct engine_state *s)
+{
+  const struct engine_frame *fr = engine_workflow_frame(wf, s);
+  return fr ? s->name + strlen(fr->prefix) : s->name;
+}
+
+/* The label of state s (a parallel state's is its cluster's). */
+static void put_state_label(FILE *f, enum graph_format fmt,
+                            const struct engine_workflow *wf,
+                            const struct engine_state *s)
+{
+  int action = s->kind == ENGINE_DO || s->kind == ENGINE_MAP;
+  put_label(f, fmt, local_name(wf, s), action ? &s->action : NULL,
+            s->kind == ENGINE_MAP ? s->map_items : NULL,
+            s->kind == ENGINE_WAIT ? &s->wait_ms : NULL);
+  if (s->kind == ENGINE_MAP && s->max_concurrency > 0) {
+    char n[48];
+    snprintf(n, sizeof n, "\nmax_concurrency: %d", s->max_concurrency);
+    put_text(f, fmt, n);
+  }
+}
+
+/* A used workflow's label: "db: use postgres.yaml" (the use state's path
+ * and the file's name). */
+static void put_frame_label(FILE *f, enum graph_format fmt,
+                            const struct engine_workflow *wf, size_t fi)
+{
+  const struct engine_frame *fr = &wf->frames[fi];
+  const char *base = strrchr(fr->file, '/');
+  put_text(f, fmt, wf->states[fr->use_state].name);
+  put_text(f, fmt, ": use ");
+  put_text(f, fmt, base ? base + 1 : fr->file);
 }
 
 /* ---- node ids ------------------------------------------------------------ */
@@ -270,17 +388,16 @@ static void dot_style(FILE *f, enum engine_kind k)
           kind_style[k].fill, kind_style[k].stroke);
 }
 
-/* One action node (a do state or a branch); id is written by the caller. */
-static void dot_action_attrs(FILE *f, const char *name,
+/* The attributes of an action node (a do or map state, or a branch) from
+ * " [" to the label's closing quote; the id is written by the caller. */
+static void dot_action_attrs(FILE *f, enum engine_kind k,
                              const struct engine_action *a)
 {
   fputs(" [", f);
-  dot_style(f, ENGINE_DO);
-  fputs(a->undo ? ", penwidth=2, class=\"kind_do has_undo\""
-                : ", class=\"kind_do\"", f);
-  fputs(", label=\"", f);
-  put_label(f, GRAPH_DOT, name, a, NULL);
-  fputs("\"", f);
+  dot_style(f, k);
+  fprintf(f, "%s, class=\"kind_%s%s\", label=\"",
+          a->undo ? ", penwidth=2" : "", engine_kind_name(k),
+          a->undo ? " has_undo" : "");
 }
 
 static void dot_tooltip(FILE *f, const char *description)
@@ -304,10 +421,10 @@ static void dot_part_id(FILE *f, const struct engine_state *s,
   fputc('"', f);
 }
 
-static void dot_bar(FILE *f, const struct engine_state *s, const char *sep,
-                    const char *part)
+static void dot_bar(FILE *f, int ind, const struct engine_state *s,
+                    const char *sep, const char *part)
 {
-  fputs("    ", f);
+  fprintf(f, "%*s", ind, "");
   dot_part_id(f, s, sep, part);
   fprintf(f, " [shape=box, style=filled, fillcolor=\"%s\", color=\"%s\", "
              "height=0.05, width=1.2, fixedsize=true, label=\"\"",
@@ -321,62 +438,99 @@ static void dot_bar(FILE *f, const struct engine_state *s, const char *sep,
  * join bar and the edges between them. Bars rather than edges to the
  * cluster itself (compound=true with lhead/ltail) so that the branches sit
  * side by side on one rank and no branch has to stand for the cluster as
- * an edge's anchor, which a parallel state looping to itself would defeat. */
-static void dot_parallel(FILE *f, const struct engine_state *s)
+ * an edge's anchor, which a parallel state looping to itself would defeat.
+ * ind: the indent of the subgraph line (its contents get two more). */
+static void dot_parallel(FILE *f, const struct engine_workflow *wf,
+                         const struct engine_state *s, int ind)
 {
-  fputs("  subgraph \"cluster_", f);
+  fprintf(f, "%*ssubgraph \"cluster_", ind, "");
   put_text(f, GRAPH_DOT, s->name);
-  fputs("\" {\n    label=\"", f);
-  put_text(f, GRAPH_DOT, s->name);
-  fprintf(f, "\";\n    style=\"rounded,filled\"; fillcolor=\"%s\"; "
+  fprintf(f, "\" {\n%*slabel=\"", ind + 2, "");
+  put_text(f, GRAPH_DOT, local_name(wf, s));
+  fprintf(f, "\";\n%*sstyle=\"rounded,filled\"; fillcolor=\"%s\"; "
              "color=\"%s\"; class=\"kind_parallel\";\n",
-          kind_style[ENGINE_PARALLEL].fill, kind_style[ENGINE_PARALLEL].stroke);
-  dot_bar(f, s, "", "");
+          ind + 2, "", kind_style[ENGINE_PARALLEL].fill,
+          kind_style[ENGINE_PARALLEL].stroke);
+  dot_bar(f, ind + 2, s, "", "");
   for (size_t b = 0; b < s->nbranches; b++) {
     const struct engine_branch *br = &s->branches[b];
-    fputs("    ", f);
+    fprintf(f, "%*s", ind + 2, "");
     dot_part_id(f, s, "/", br->name);
-    dot_action_attrs(f, br->name, &br->action);
-    fputs("];\n", f);
+    dot_action_attrs(f, ENGINE_DO, &br->action);
+    put_label(f, GRAPH_DOT, br->name, &br->action, NULL, NULL);
+    fputs("\"];\n", f);
   }
-  dot_bar(f, s, ":join", "");
+  dot_bar(f, ind + 2, s, ":join", "");
   for (size_t b = 0; b < s->nbranches; b++) {
-    fputs("    ", f);
+    fprintf(f, "%*s", ind + 2, "");
     dot_part_id(f, s, "", "");
     fputs(" -> ", f);
     dot_part_id(f, s, "/", s->branches[b].name);
-    fputs(";\n    ", f);
+    fprintf(f, ";\n%*s", ind + 2, "");
     dot_part_id(f, s, "/", s->branches[b].name);
     fputs(" -> ", f);
     dot_part_id(f, s, ":join", "");
     fputs(";\n", f);
   }
-  fputs("  }\n", f);
+  fprintf(f, "%*s}\n", ind, "");
 }
 
 static void dot_state(FILE *f, const struct engine_workflow *wf,
-                      const struct engine_state *s)
+                      const struct engine_state *s, int ind)
 {
   if (s->kind == ENGINE_PARALLEL) {
-    dot_parallel(f, s);
+    dot_parallel(f, wf, s, ind);
     return;
   }
-  fputs("  ", f);
+  fprintf(f, "%*s", ind, "");
   put_state_id(f, wf, s, GRAPH_DOT, 0);
-  if (s->kind == ENGINE_DO) {
-    dot_action_attrs(f, s->name, &s->action);
+  if (s->kind == ENGINE_DO || s->kind == ENGINE_MAP) {
+    dot_action_attrs(f, s->kind, &s->action);
   } else {
     fputs(" [", f);
     dot_style(f, s->kind);
     if (s->kind == ENGINE_SUCCEED || s->kind == ENGINE_FAIL)
       fputs(", penwidth=2", f);
     fprintf(f, ", class=\"kind_%s\", label=\"", engine_kind_name(s->kind));
-    put_label(f, GRAPH_DOT, s->name, NULL,
-              s->kind == ENGINE_WAIT ? &s->wait_ms : NULL);
-    fputs("\"", f);
   }
+  put_state_label(f, GRAPH_DOT, wf, s);
+  fputs("\"", f);
   dot_tooltip(f, s->description);
   fputs("];\n", f);
+}
+
+static void dot_states(FILE *f, const struct engine_workflow *wf, int frame,
+                       int ind);
+
+/* A used workflow: a dashed cluster of its states (nested ones inside),
+ * right after its use state. */
+static void dot_frame(FILE *f, const struct engine_workflow *wf, int fi,
+                      int ind)
+{
+  const char *stroke = kind_style[ENGINE_USE].stroke;
+  fprintf(f, "%*ssubgraph \"cluster_", ind, "");
+  put_text(f, GRAPH_DOT, wf->states[wf->frames[fi].use_state].name);
+  fprintf(f, "\" {\n%*slabel=\"", ind + 2, "");
+  put_frame_label(f, GRAPH_DOT, wf, (size_t)fi);
+  fprintf(f, "\";\n%*sstyle=\"rounded,dashed,filled\"; fillcolor=\"%s\"; "
+             "color=\"%s\"; fontcolor=\"%s\"; class=\"use_frame\";\n",
+          ind + 2, "", FRAME_FILL, stroke, stroke);
+  dot_states(f, wf, fi, ind + 2);
+  fprintf(f, "%*s}\n", ind, "");
+}
+
+/* The states of one frame (-1: the top workflow), in file order. */
+static void dot_states(FILE *f, const struct engine_workflow *wf, int frame,
+                       int ind)
+{
+  for (size_t i = 0; i < wf->nstates; i++) {
+    const struct engine_state *s = &wf->states[i];
+    if (s->frame != frame)
+      continue;
+    dot_state(f, wf, s, ind);
+    if (s->kind == ENGINE_USE)
+      dot_frame(f, wf, s->use_frame, ind);
+  }
 }
 
 static int dot_edge(const struct engine_workflow *wf,
@@ -389,6 +543,7 @@ static int dot_edge(const struct engine_workflow *wf,
   switch (e->kind) {
   case EDGE_START:
   case EDGE_NEXT:
+  case EDGE_USE:
     break;
   case EDGE_WHEN:
     fputs(" [label=\"", f);
@@ -397,6 +552,9 @@ static int dot_edge(const struct engine_workflow *wf,
     break;
   case EDGE_DEFAULT:
     fputs(" [label=\"default\"]", f);
+    break;
+  case EDGE_RETURN:
+    fputs(" [label=\"return\"]", f);
     break;
   case EDGE_ON_FAILURE:
     fputs(" [style=dashed, color=\"" RED "\", fontcolor=\"" RED "\", "
@@ -425,8 +583,7 @@ static int graph_dot(FILE *f, const struct engine_workflow *wf)
         "  edge [fontname=\"Helvetica\", fontsize=10];\n", f);
   fputs("  \"(start)\" [shape=circle, style=filled, fillcolor=black, "
         "width=0.2, fixedsize=true, label=\"\", class=\"entry\"];\n", f);
-  for (size_t i = 0; i < wf->nstates; i++)
-    dot_state(f, wf, &wf->states[i]);
+  dot_states(f, wf, -1, 2);
   if (pseudo & (1u << EDGE_ROLLBACK))
     fputs("  \"(rollback)\" [shape=octagon, style=dashed, color=\"" ORANGE
           "\", fontcolor=\"" ORANGE "\", class=\"pseudo_rollback\", "
@@ -442,41 +599,49 @@ static int graph_dot(FILE *f, const struct engine_workflow *wf)
 
 /* ---- Mermaid ------------------------------------------------------------- */
 
-static void mermaid_action(FILE *f, const char *indent, const char *id,
-                           const char *name, const struct engine_action *a)
-{
-  fprintf(f, "%s%s%s", indent, id, kind_style[ENGINE_DO].mm_open);
-  put_label(f, GRAPH_MERMAID, name, a, NULL);
-  fprintf(f, "%s:::kind_do\n", kind_style[ENGINE_DO].mm_close);
-}
-
 static void mermaid_state(FILE *f, const struct engine_workflow *wf,
-                          const struct engine_state *s)
+                          const struct engine_state *s, int ind)
 {
   char id[32];
   mermaid_id(wf, s, id, sizeof id);
   if (s->kind == ENGINE_PARALLEL) {
-    fprintf(f, "  subgraph %s[\"", id);
-    put_text(f, GRAPH_MERMAID, s->name);
+    fprintf(f, "%*ssubgraph %s[\"", ind, "", id);
+    put_text(f, GRAPH_MERMAID, local_name(wf, s));
     fputs("\"]\n", f);
     for (size_t b = 0; b < s->nbranches; b++) {
-      char bid[64];
-      snprintf(bid, sizeof bid, "%sb%zu", id, b);
-      mermaid_action(f, "    ", bid, s->branches[b].name,
-                     &s->branches[b].action);
+      fprintf(f, "%*s%sb%zu%s", ind + 2, "", id, b,
+              kind_style[ENGINE_DO].mm_open);
+      put_label(f, GRAPH_MERMAID, s->branches[b].name,
+                &s->branches[b].action, NULL, NULL);
+      fprintf(f, "%s:::kind_do\n", kind_style[ENGINE_DO].mm_close);
     }
-    fputs("  end\n", f);
+    fprintf(f, "%*send\n", ind, "");
     return;
   }
-  if (s->kind == ENGINE_DO) {
-    mermaid_action(f, "  ", id, s->name, &s->action);
-    return;
-  }
-  fprintf(f, "  %s%s", id, kind_style[s->kind].mm_open);
-  put_label(f, GRAPH_MERMAID, s->name, NULL,
-            s->kind == ENGINE_WAIT ? &s->wait_ms : NULL);
+  fprintf(f, "%*s%s%s", ind, "", id, kind_style[s->kind].mm_open);
+  put_state_label(f, GRAPH_MERMAID, wf, s);
   fprintf(f, "%s:::kind_%s\n", kind_style[s->kind].mm_close,
           engine_kind_name(s->kind));
+}
+
+/* The states of one frame (-1: the top workflow); a used workflow is a
+ * subgraph "fN" (N: its frame) right after its use state. */
+static void mermaid_states(FILE *f, const struct engine_workflow *wf,
+                           int frame, int ind)
+{
+  for (size_t i = 0; i < wf->nstates; i++) {
+    const struct engine_state *s = &wf->states[i];
+    if (s->frame != frame)
+      continue;
+    mermaid_state(f, wf, s, ind);
+    if (s->kind != ENGINE_USE)
+      continue;
+    fprintf(f, "%*ssubgraph f%d[\"", ind, "", s->use_frame);
+    put_frame_label(f, GRAPH_MERMAID, wf, (size_t)s->use_frame);
+    fputs("\"]\n", f);
+    mermaid_states(f, wf, s->use_frame, ind + 2);
+    fprintf(f, "%*send\n", ind, "");
+  }
 }
 
 /* Mermaid styles a link by its index among all links; the same walk gives
@@ -504,6 +669,8 @@ static int mermaid_edge(const struct engine_workflow *wf,
     fputs("\"|", f);
   } else if (e->kind == EDGE_DEFAULT) {
     fputs("|\"default\"|", f);
+  } else if (e->kind == EDGE_RETURN) {
+    fputs("|\"return\"|", f);
   } else if (e->kind == EDGE_ON_FAILURE) {
     fputs("|\"on_failure\"|", f);
   }
@@ -539,8 +706,7 @@ static int graph_mermaid(FILE *f, const struct engine_workflow *wf)
 
   fputs("flowchart TD\n", f);
   fputs("  start((\"start\")):::entry\n", f);
-  for (size_t i = 0; i < wf->nstates; i++)
-    mermaid_state(f, wf, &wf->states[i]);
+  mermaid_states(f, wf, -1, 2);
   if (pseudo & (1u << EDGE_ROLLBACK))
     fputs("  rollback>\"rollback\"]:::pseudo_rollback\n", f);
   if (pseudo & (1u << EDGE_FAIL))
@@ -565,11 +731,16 @@ static int graph_mermaid(FILE *f, const struct engine_workflow *wf)
     fputs("  classDef pseudo_fail fill:#fff,stroke:" RED ",color:" RED
           ",stroke-dasharray:4\n", f);
   fputs("  classDef has_undo stroke-width:3px\n", f);
+  if (wf->nframes > 0)
+    fprintf(f, "  classDef use_frame fill:" FRAME_FILL ",stroke:%s,"
+               "color:%s,stroke-dasharray:4\n",
+            kind_style[ENGINE_USE].stroke, kind_style[ENGINE_USE].stroke);
   /* One class per node with ':::'; the undo mark is a second class. */
   size_t nundo = 0;
   for (size_t i = 0; i < wf->nstates; i++) {
     const struct engine_state *s = &wf->states[i];
-    if (s->kind == ENGINE_DO && s->action.undo != NULL) {
+    if ((s->kind == ENGINE_DO || s->kind == ENGINE_MAP) &&
+        s->action.undo != NULL) {
       fputs(nundo++ ? "," : "  class ", f);
       put_state_id(f, wf, s, GRAPH_MERMAID, 0);
     }
@@ -590,6 +761,9 @@ static int graph_mermaid(FILE *f, const struct engine_workflow *wf)
     put_state_id(f, wf, &wf->states[i], GRAPH_MERMAID, 0);
     fputs(" kind_parallel\n", f);
   }
+  for (size_t i = 0; i < wf->nframes; i++)
+    fprintf(f, "%sf%zu%s", i ? "," : "  class ", i,
+            i + 1 == wf->nframes ? " use_frame\n" : "");
   return 0;
 }
 

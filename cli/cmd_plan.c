@@ -9,12 +9,33 @@
 
 /* What one simulation showed. */
 struct sim_seen {
+  const struct engine_workflow *wf;
   const char *fail_path;  /* the path made to fail, or NULL */
-  json_t *path;           /* top-level states entered, in order */
+  json_t *path;           /* states entered (those of used workflows
+                             too, not branches or map instances), in
+                             order */
+  json_t *instances;      /* map state -> the paths of its instances, in
+                             the order they were entered */
   int reached;            /* fail_path failed for good */
   char to[320];           /* where its state's failure went */
   json_t *undo;           /* the undo_paths of the rollback plan */
 };
+
+/* The state of path: a state's own path (a state of a used workflow holds
+ * '/' too), else a branch or map instance: the state is the part before
+ * the last '/'. NULL for neither. */
+static const struct engine_state *state_of(const struct engine_workflow *wf,
+                                           const char *path)
+{
+  const struct engine_state *st = engine_workflow_state(wf, path);
+  const char *slash = strrchr(path, '/');
+  char name[320];
+
+  if (st != NULL || slash == NULL)
+    return st;
+  snprintf(name, sizeof name, "%.*s", (int)(slash - path), path);
+  return engine_workflow_state(wf, name);
+}
 
 static void seen_event(void *ud, const struct journal_event *ev)
 {
@@ -22,10 +43,17 @@ static void seen_event(void *ud, const struct journal_event *ev)
   const char *k = ev->kind;
 
   if (strcmp(k, JOURNAL_EV_STATE_ENTERED) == 0) {
-    if (strchr(ev->state, '/') == NULL &&
-        strncmp(ev->state, JOURNAL_UNDO_PREFIX,
-                strlen(JOURNAL_UNDO_PREFIX)) != 0)
+    const struct engine_state *st;
+    if (engine_workflow_state(s->wf, ev->state) != NULL) {
       json_array_append_new(s->path, json_string(ev->state));
+    } else if (s->instances != NULL &&
+               (st = state_of(s->wf, ev->state)) != NULL &&
+               st->kind == ENGINE_MAP) {
+      json_t *a = json_object_get(s->instances, st->name);
+      if (a == NULL)
+        json_object_set_new(s->instances, st->name, a = json_array());
+      json_array_append_new(a, json_string(ev->state));
+    }
   } else if (strcmp(k, JOURNAL_EV_TRANSITION) == 0 && s->fail_path &&
              strcmp(json_string_value(json_object_get(ev->payload,
                                                       "reason")),
@@ -56,13 +84,17 @@ static void join_path(json_t *a, const char *sep, char *out, size_t n)
   }
 }
 
-/* Every action path of wf, in file order. */
-static json_t *action_paths(const struct engine_workflow *wf)
+/* Every action path of wf, in file order, those of used workflows
+ * included. A map state's are its instances on the happy path (from
+ * instances), or STATE/ and a star when none ran there. */
+static json_t *action_paths(const struct engine_workflow *wf,
+                            json_t *instances)
 {
   json_t *a = json_array();
   char p[320];
   for (size_t i = 0; i < wf->nstates; i++) {
     const struct engine_state *st = &wf->states[i];
+    json_t *inst = json_object_get(instances, st->name);
     if (st->kind == ENGINE_DO)
       json_array_append_new(a, json_string(st->name));
     for (size_t b = 0; st->kind == ENGINE_PARALLEL && b < st->nbranches;
@@ -70,16 +102,29 @@ static json_t *action_paths(const struct engine_workflow *wf)
       snprintf(p, sizeof p, "%s/%s", st->name, st->branches[b].name);
       json_array_append_new(a, json_string(p));
     }
+    if (st->kind == ENGINE_MAP && json_array_size(inst) > 0) {
+      json_array_extend(a, inst);
+    } else if (st->kind == ENGINE_MAP) {
+      snprintf(p, sizeof p, "%s/*", st->name);
+      json_array_append_new(a, json_string(p));
+    }
   }
   return a;
 }
 
-static const struct engine_state *state_of(const struct engine_workflow *wf,
-                                           const char *path)
+/* Where a failure of st goes, by its on_failure or, in a used workflow,
+ * by that of the use state it fails: that on_failure, and the use states
+ * failed on the way (*through: a new array, innermost first). */
+static const char *failure_of(const struct engine_workflow *wf,
+                              const struct engine_state *st, json_t **through)
 {
-  char name[320];
-  snprintf(name, sizeof name, "%.*s", (int)strcspn(path, "/"), path);
-  return engine_workflow_state(wf, name);
+  const struct engine_state *owner = cli_failure_owner(wf, st);
+  *through = json_array();
+  for (const struct engine_state *u = st; u != owner;) {
+    u = &wf->states[wf->frames[u->frame].use_state];
+    json_array_append_new(*through, json_string(u->name));
+  }
+  return owner->on_failure;
 }
 
 int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx)
@@ -124,7 +169,9 @@ int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx)
     goto done;
   }
 
+  happy.wf = wf;
   happy.path = json_array();
+  happy.instances = json_object();
   rc = cli_simulate(wf, env, &sets, &sim, seen_event, &happy, &res, &err);
   if (rc != 0) {
     cli_error("%s", err.msg);
@@ -142,7 +189,7 @@ int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx)
     printf("when an action fails (after its retries):\n");
   }
 
-  paths = action_paths(wf);
+  paths = action_paths(wf, happy.instances);
   size_t i, width = 0;
   json_t *v;
   json_array_foreach(paths, i, v)
@@ -152,19 +199,24 @@ int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx)
     const char *path = json_string_value(v);
     const char *fail[1] = {path};
     struct engine_sim s1 = {fail, 1, NULL, 0};
-    struct sim_seen seen = {path, json_array(), 0, "", NULL};
+    struct sim_seen seen = {wf, path, json_array(), NULL, 0, "", NULL};
     const struct engine_state *st = state_of(wf, path);
+    json_t *through = NULL;
+    const char *on_failure = failure_of(wf, st, &through);
 
     rc = cli_simulate(wf, env, &sets, &s1, seen_event, &seen, &res, &err);
     if (rc != 0) {
       json_decref(seen.path);
       json_decref(seen.undo);
+      json_decref(through);
       cli_error("%s", err.msg);
       code = cli_exit_for(rc);
       goto done;
     }
     json_t *f = json_pack("{s:s,s:b,s:s}", "path", path, "reached",
-                          seen.reached, "on_failure", st->on_failure);
+                          seen.reached, "on_failure", on_failure);
+    if (json_array_size(through) > 0)
+      json_object_set(f, "through", through);
     if (seen.reached) {
       json_object_set_new(f, "to", json_string(seen.to));
       json_object_set_new(f, "status", json_string(res.status));
@@ -176,24 +228,31 @@ int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx)
     json_array_append_new(json_object_get(out, "failures"), f);
     if (!ctx->json) {
       int ex = cli_sim_exit_code(&res);
+      char fails[1200] = "→"; /* "→ fails db →" through used workflows */
+      join_path(through, ", ", line, sizeof line);
+      if (*line)
+        snprintf(fails, sizeof fails, "→ fails %s →", line);
       if (!seen.reached) {
-        printf("  %-*s  not reached on the happy path (on_failure: %s)\n",
-               (int)width, path, st->on_failure);
+        printf("  %-*s  not reached on the happy path (on_failure: %s%s%s)"
+               "\n", (int)width, path, on_failure, *line ? ", through " : "",
+               line);
       } else if (seen.undo) {
         join_path(seen.undo, ", ", line, sizeof line);
-        printf("  %-*s  → rollback%s%s → %s (exit %d)\n", (int)width, path,
+        printf("  %-*s  %s rollback%s%s → %s (exit %d)\n", (int)width, path,
+               fails,
                json_array_size(seen.undo) ? ": " : ", nothing to undo",
                json_array_size(seen.undo) ? line : "", res.status, ex);
       } else if (strcmp(seen.to, "fail") == 0) {
-        printf("  %-*s  → fail, nothing undone → %s (exit %d)\n",
-               (int)width, path, res.status, ex);
+        printf("  %-*s  %s fail, nothing undone → %s (exit %d)\n",
+               (int)width, path, fails, res.status, ex);
       } else {
-        printf("  %-*s  → %s (on_failure) → %s (exit %d)\n", (int)width,
-               path, seen.to, res.status, ex);
+        printf("  %-*s  %s %s (on_failure) → %s (exit %d)\n", (int)width,
+               path, fails, seen.to, res.status, ex);
       }
     }
     json_decref(seen.path);
     json_decref(seen.undo);
+    json_decref(through);
   }
   if (ctx->json)
     cli_print_json(out);
@@ -202,6 +261,7 @@ done:
   json_decref(out);
   json_decref(paths);
   json_decref(happy.path);
+  json_decref(happy.instances);
   engine_workflow_destroy(wf);
   cli_list_release(&sets);
   return code;

@@ -48,6 +48,34 @@ static char *log_tail(struct journal *j, const char *run_id, const char *path)
   return strdup(start ? start : buf);
 }
 
+/* The outcome column of step i: its phase and attempts; "passed" for a
+ * state that runs no action of its own (parallel, map, choice, wait, the
+ * terminals), or "failed" when a branch or instance of it failed. A use
+ * state has the outcome of its used workflow. */
+static void step_outcome(const struct journal_replay *rp, size_t i,
+                         char *out, size_t n)
+{
+  const struct journal_step *s = &rp->steps[i];
+  size_t len = strlen(s->path);
+
+  if (s->attempt > 1) {
+    snprintf(out, n, "%s x%d", phase_name(s->phase), s->attempt);
+    return;
+  }
+  if (s->kind == NULL || strcmp(s->kind, "do") == 0 ||
+      strcmp(s->kind, "branch") == 0 || strcmp(s->kind, "instance") == 0 ||
+      s->attempt > 0 || s->phase != JOURNAL_PHASE_ENTERED) {
+    snprintf(out, n, "%s", phase_name(s->phase));
+    return;
+  }
+  snprintf(out, n, "passed");
+  for (size_t k = i + 1; k < rp->nsteps; k++)
+    if (strncmp(rp->steps[k].path, s->path, len) == 0 &&
+        rp->steps[k].path[len] == '/' &&
+        rp->steps[k].phase == JOURNAL_PHASE_FAILED)
+      snprintf(out, n, "failed");
+}
+
 static int collect_event(const struct journal_event *ev, void *ud)
 {
   json_t *a = ud;
@@ -174,17 +202,13 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
       snprintf(detail, sizeof detail, "%.200s", o ? o : "");
       free(o);
     }
-    char outcome[48];
-    if (s->attempt > 1)
-      snprintf(outcome, sizeof outcome, "%s x%d", phase_name(s->phase),
-               s->attempt);
-    else
-      snprintf(outcome, sizeof outcome, "%s",
-               s->kind && strcmp(s->kind, "do") != 0 &&
-                       strcmp(s->kind, "branch") != 0 && s->attempt == 0
-                   ? "passed"
-                   : phase_name(s->phase));
-    printf("%-28s %-10s %-12s %8s %8s  %s\n", s->path,
+    char outcome[48], path[400];
+    step_outcome(&rp, i, outcome, sizeof outcome);
+    /* branches, map instances and the states of a used workflow (and
+     * their undo steps) indented under their state */
+    snprintf(path, sizeof path, "%*s%s", 2 * cli_path_depth(s->path), "",
+             s->path);
+    printf("%-28s %-10s %-12s %8s %8s  %s\n", path,
            s->kind ? s->kind : "", outcome, start, took, detail);
     /* Turning TLS verification off must not pass unnoticed in review. */
     if (json_is_true(json_object_get(s->inputs, "insecure")))

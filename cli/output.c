@@ -51,6 +51,26 @@ void cli_print_json(json_t *v)
   fflush(stdout);
 }
 
+int cli_path_depth(const char *path)
+{
+  int depth = 0;
+  /* no state, branch or map key can hold '/' (nor does "undo:"), so
+   * each one is a level */
+  for (; *path; path++)
+    depth += *path == '/';
+  return depth;
+}
+
+const struct engine_state *cli_failure_owner(const struct engine_workflow *wf,
+                                             const struct engine_state *st)
+{
+  while (st->frame >= 0 && (size_t)st->frame < wf->nframes &&
+         (strcmp(st->on_failure, "rollback") == 0 ||
+          strcmp(st->on_failure, "fail") == 0))
+    st = &wf->states[wf->frames[st->frame].use_state];
+  return st;
+}
+
 struct cli_progress *cli_progress_create(struct cli_ctx *ctx)
 {
   struct cli_progress *p = calloc(1, sizeof *p);

@@ -66,7 +66,9 @@ struct bar {
   const struct journal_step *step;
   int64_t start, end;
   const char *outcome; /* a word cli_report_class knows */
-  int depth;           /* '/' in the path: branches sit under their state */
+  int depth;           /* cli_path_depth: branches, map instances and the
+                          states of a used workflow sit under their state,
+                          an undo row as deep as the path it undoes */
   int undo;
 };
 
@@ -119,8 +121,7 @@ static struct bar *make_bars(const struct journal_replay *rp,
     r->start = s->entered_ms;
     r->undo = strncmp(s->path, JOURNAL_UNDO_PREFIX,
                       strlen(JOURNAL_UNDO_PREFIX)) == 0;
-    for (const char *p = s->path; *p; p++)
-      r->depth += *p == '/' && !r->undo;
+    r->depth = cli_path_depth(s->path);
     for (size_t k = i + 1; k < rp->nsteps; k++) {
       if (!is_child(s->path, rp->steps[k].path))
         continue;
