@@ -221,6 +221,40 @@ static int key_ok(const char *k)
                    "0123456789._-") == n;
 }
 
+/* The max_concurrency of map state st: its number, or its template
+ * rendered (an integer >= 1). */
+static int map_limit(struct engine__rt *rt, const struct engine_state *st,
+                     int *out, struct cairn_error *err)
+{
+  json_t *scope, *v = NULL;
+  json_int_t n = 0;
+  int rc;
+
+  *out = st->max_concurrency;
+  if (st->map_concurrency == NULL)
+    return 0;
+  if ((scope = engine__scope_for(rt, st, NULL)) == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  rc = engine_template_render_string(st->map_concurrency, scope, &v, err);
+  json_decref(scope);
+  if (rc != 0 && rt->opt->sim) {
+    *out = 0;
+    return 0;
+  }
+  if (rc != 0)
+    return rc;
+  if (json_is_integer(v))
+    n = json_integer_value(v);
+  else if (json_is_string(v))
+    n = strtoll(json_string_value(v), NULL, 10);
+  json_decref(v);
+  if (n < 1 || n > 1000000)
+    return cairn_error_set(err, CAIRN_E_INVAL, "'max_concurrency' must give "
+                           "an integer of at least 1");
+  *out = (int)n;
+  return 0;
+}
+
 /* The items of map state st and the key of each (new references). */
 static int map_items(struct engine__rt *rt, const struct engine_state *st,
                      json_t **items_out, json_t **keys_out,
@@ -273,6 +307,8 @@ static int map_items(struct engine__rt *rt, const struct engine_state *st,
     else
       key[0] = '\0';
     json_decref(kv);
+    if (rt->opt->sim && (!key_ok(key) || json_object_get(seen, key)))
+      snprintf(key, sizeof key, "%zu", i); /* a placeholder item */
     if (!key_ok(key)) {
       rc = cairn_error_set(err, CAIRN_E_INVAL, "item %zu has the key '%s', "
                            "not 1 to %d of letters, digits, '.', '_' and "
@@ -332,13 +368,16 @@ void engine__map_enter(struct engine__rt *rt, struct engine__sx *sx)
   const struct engine_state *st = sx->st;
   struct cairn_error err = {0};
   json_t *items = NULL, *keys = NULL;
-  int rc = map_items(rt, st, &items, &keys, &err);
+  int rc = map_limit(rt, st, &sx->limit, &err);
   json_t *p = json_pack("{s:s}", "kind", "map");
 
   if (rc == 0)
+    rc = map_items(rt, st, &items, &keys, &err);
+  if (rc == 0)
     json_object_set_new(p, "inputs",
-                        json_pack("{s:o,s:O}", "items",
-                                  engine__redact(rt, items), "keys", keys));
+                        json_pack("{s:o,s:O,s:i}", "items",
+                                  engine__redact(rt, items), "keys", keys,
+                                  "max_concurrency", sx->limit));
   else
     json_object_set_new(p, "error", json_string(err.msg));
   engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0, p);
@@ -387,7 +426,7 @@ static void instance_start(struct engine__rt *rt, struct engine__task *t)
 void engine__map_more(struct engine__rt *rt, struct engine__sx *sx)
 {
   size_t running = 0;
-  int limit = sx->st->max_concurrency;
+  int limit = sx->limit;
 
   if (rt->cur != sx || sx->starting)
     return;
@@ -453,7 +492,13 @@ int engine__map_rebuild(struct engine__rt *rt, struct engine__sx *sx,
 {
   json_t *items = json_object_get(top->inputs, "items");
   json_t *keys = json_object_get(top->inputs, "keys");
+  json_t *limit = json_object_get(top->inputs, "max_concurrency");
   int rc;
+
+  if (json_is_integer(limit))
+    sx->limit = (int)json_integer_value(limit);
+  else if ((rc = map_limit(rt, sx->st, &sx->limit, err)) != 0)
+    return rc;
 
   if (items && keys && !engine__has_redaction(items)) {
     json_incref(items);

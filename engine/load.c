@@ -1197,10 +1197,18 @@ static int parse_map(struct loader *L, struct engine_state *s,
       ((rc = get_str(L, v, "key", subj, &s->map_key)) != 0 ||
        (rc = check_text(&t, v, s->map_key, 0, 0, subj)) != 0))
     goto out;
-  if ((v = map_get(m, "max_concurrency", NULL)) != NULL &&
-      (rc = get_int(L, v, "max_concurrency", subj, 1, "", 
-                    &s->max_concurrency)) != 0)
-    goto out;
+  if ((v = map_get(m, "max_concurrency", NULL)) != NULL) {
+    /* a number, or a template for one ("{{ params.parallel }}") */
+    if (is_str(v) && strstr(v->text, "{{") != NULL) {
+      if ((rc = get_str(L, v, "max_concurrency", subj,
+                        &s->map_concurrency)) != 0 ||
+          (rc = check_text(&t, v, s->map_concurrency, 0, 0, subj)) != 0)
+        goto out;
+    } else if ((rc = get_int(L, v, "max_concurrency", subj, 1, "",
+                             &s->max_concurrency)) != 0) {
+      goto out;
+    }
+  }
   rc = parse_action(L, m, &s->action, R_MAP, subj, idx);
 out:
   L->in_map = 0;
@@ -2310,6 +2318,7 @@ void engine_workflow_destroy(struct engine_workflow *wf)
     json_decref(s->use_with);
     json_decref(s->map_items);
     free(s->map_key);
+    free(s->map_concurrency);
   }
   for (size_t i = 0; i < wf->nframes; i++) {
     struct engine_frame *f = &wf->frames[i];

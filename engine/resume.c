@@ -322,8 +322,17 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
                                                           t->path));
     if (s->inputs && !engine__has_redaction(s->inputs)) {
       t->inputs = json_incref(s->inputs);
-    } else if (engine__task_resolve(t, err) != 0) {
-      rc = err->code;
+    } else if ((undoing ? engine__undo_resolve(&rt, t,
+                                               json_array_get(rt.plan,
+                                                              rt.plan_next),
+                                               err)
+                        : engine__task_resolve(t, err)) != 0) {
+      char msg[CAIRN_ERRMSG_MAX];
+      snprintf(msg, sizeof msg, "%s", err->msg);
+      rc = cairn_error_set(err, err->code ? err->code : CAIRN_E_TEMPLATE,
+                           "cannot resolve the inputs of '%s' of run %s: %s "
+                           "(hint: fix the workflow, then resume with "
+                           "--allow-changed)", t->path, run_id, msg);
       goto out_rt;
     }
     switch (s->phase) {

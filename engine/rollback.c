@@ -346,10 +346,8 @@ struct engine__sx *engine__undo_sx(struct engine__rt *rt, size_t i,
   return sx;
 }
 
-/* Resolves an undo's inputs with self = the forward action's journaled
- * inputs and outputs. */
-static int undo_resolve(struct engine__rt *rt, struct engine__task *t,
-                        json_t *step, struct cairn_error *err)
+int engine__undo_resolve(struct engine__rt *rt, struct engine__task *t,
+                         json_t *step, struct cairn_error *err)
 {
   json_t *input = json_incref(json_object_get(step, "inputs"));
   const struct engine_state *st;
@@ -427,7 +425,7 @@ void engine__undo_next(struct engine__rt *rt)
   }
   rt->cur = sx;
   struct engine__task *t = &sx->tasks[0];
-  int rc = undo_resolve(rt, t, step, &err);
+  int rc = engine__undo_resolve(rt, t, step, &err);
   json_t *p = json_pack("{s:s,s:s}", "kind", "undo", "of",
                         json_string_value(json_object_get(step, "path")));
   if (rc == 0)
@@ -460,7 +458,8 @@ void engine__undo_done(struct engine__rt *rt, struct engine__sx *sx)
   }
   char undone[1200], left[1200], msg[4000];
   list_paths(rt->plan, 0, sx->step, undone, sizeof undone);
-  list_paths(rt->plan, sx->step + 1, n, left, sizeof left);
+  /* left: what is still to undo, the failed step first */
+  list_paths(rt->plan, sx->step, n, left, sizeof left);
   snprintf(msg, sizeof msg,
            "undo of '%s' failed: %s (log: %s); undone: %s; left: %s; fix the "
            "cause, then 'cairn resume %s' retries the rest",

@@ -650,6 +650,8 @@ static void task_finished(struct engine__task *t,
       snprintf(merged.error, sizeof merged.error, "not ready: %s",
                res->error);
       merged.outcome = ADAPTER_FAILED;
+      /* the action ran: its outputs are what its undo needs */
+      merged.outputs = t->pending;
       not_ready = 1;
     }
     res = &merged;
@@ -950,12 +952,18 @@ void engine__start_wait(struct engine__rt *rt, int64_t until_ms)
 
 static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
 {
-  struct cairn_error err = {0};
   json_t *scope = engine__scope_for(rt, st, NULL);
   for (size_t i = 0; i < st->nwhens; i++) {
+    struct cairn_error err = {0};
     int truth = 0;
-    if (engine_template_eval_bool(st->whens[i].expr, scope, &truth,
-                                  &err) != 0) {
+    int rc = engine_template_eval_bool(st->whens[i].expr, scope, &truth,
+                                       &err);
+    if (rc != 0 && rt->opt->sim) {
+      /* A simulated action's outputs are placeholders: a `when` that
+       * reads them cannot be decided, so it counts as false (the trace
+       * shows which way the simulation went). */
+      truth = 0;
+    } else if (rc != 0) {
       json_decref(scope);
       char msg[1200];
       snprintf(msg, sizeof msg, "choice '%s': %s", st->name, err.msg);

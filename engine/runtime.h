@@ -63,6 +63,7 @@ struct engine__sx {
   int is_undo;                    /* an undo of rt->plan[step] */
   int starting;                   /* a map starting instances (no
                                      re-entry) */
+  int limit;                      /* a map's max_concurrency; 0: none */
   size_t step;
   struct engine__sx *next_dead;   /* freed at the next flush, never
                                      inside a callback that may still
@@ -243,6 +244,11 @@ void engine__undo_next(struct engine__rt *rt);
  * longer in the workflow (err says which). */
 struct engine__sx *engine__undo_sx(struct engine__rt *rt, size_t i,
                                    struct cairn_error *err);
+/* Resolves the inputs of undo task t of plan step `step`, with self = the
+ * forward action's journaled inputs and outputs (and a redacted secret in
+ * them rendered again). */
+int engine__undo_resolve(struct engine__rt *rt, struct engine__task *t,
+                         json_t *step, struct cairn_error *err);
 /* Called when the undo sx is done (state_done's counterpart). */
 void engine__undo_done(struct engine__rt *rt, struct engine__sx *sx);
 

@@ -107,6 +107,8 @@ struct engine_state {
   json_t *map_items;
   char *map_key;
   int max_concurrency;
+  char *map_concurrency;       /* or a template giving it, rendered on
+                                  entry; NULL when written as a number */
 
   int frame;                   /* the frame the state belongs to; -1: the
                                   top workflow */

@@ -262,7 +262,10 @@ static int on_step_event(struct fold *f, const struct journal_event *ev)
     return 0;
   }
 
-  /* probe.finished and decision.assumed settle an unfinished attempt. */
+  /* probe.finished and decision.assumed settle an unfinished attempt;
+   * state.finished ends a use state (its error is shown like an action's) */
+  if (strcmp(kind, JOURNAL_EV_STATE_FINISHED) == 0)
+    set_json(&s->finished, ev->payload);
   if (outcome != NULL && strcmp(outcome, "succeeded") == 0) {
     set_json(&s->outputs, json_object_get(ev->payload, "outputs"));
     set_final(s, ev, JOURNAL_PHASE_SUCCEEDED);
