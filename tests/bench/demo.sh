@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# tests/bench/demo.sh: the phases of the PyAirtable example's deploy, and
+# how much of it is cairn itself.
+#
+# Deploys examples/pyairtable-local to dev (a fresh journal and stack in a
+# temporary folder), then prints, from the journal, the wall time of each
+# top-level phase (stack, env, postgres, redis, migrate, nginx, the four
+# rollout layers, validate, bluegreen), and cairn's own share of the run:
+# the CPU time of the cairn process alone (utime + stime from
+# /proc/PID/stat, sampled until it exits; its children's CPU is not in
+# it) over the run's wall time. The rest is waiting: on children, on
+# PostgreSQL starting, on health polls. Target: under 2%. Tears the stack
+# down after. A benchmark, never a test: it asserts no timing.
+#
+# Environment: CAIRN_BIN (default build-bench/cli/cairn), PYAIRTABLE_SERVICE_BIN
+# (default build-bench/examples/pyairtable-local/service/pyairtable-service),
+# CAIRN_BENCH_RUNS (deploys measured, default 3).
+set -euo pipefail
+shopt -s inherit_errexit
+
+runs=${CAIRN_BENCH_RUNS:-3}
+bench=demo.sh
+# shellcheck source=tests/bench/lib.sh disable=SC2034 # bench, runs: read by lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+svc=${PYAIRTABLE_SERVICE_BIN:-$root/build-bench/examples/pyairtable-local/service/pyairtable-service}
+[ -x "$svc" ] || die "no example service at $svc (./dev bench builds it)"
+command -v jq >/dev/null 2>&1 || die "jq is not installed"
+ex=$root/examples/pyairtable-local
+tick=$(getconf CLK_TCK)
+
+# cpu_ticks PID: utime + stime of PID alone (fields 14 and 15 after the
+# command name, which may hold spaces: cut at the last ')').
+cpu_ticks() {
+  local s
+  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  s=${s##*) }
+  # shellcheck disable=SC2086 # split the fields
+  set -- $s
+  echo $((${12} + ${13}))
+}
+
+teardown() {
+  (cd "$tmp" && "$bin" run "$ex/teardown.yaml" --env dev >/dev/null 2>&1) || true
+}
+trap 'teardown; bench_cleanup $?' EXIT
+
+rows=()
+shares=()
+for r in $(seq 1 "$runs"); do
+  # a fresh stack each time: PostgreSQL's initdb is part of the deploy
+  teardown
+  rm -rf "$tmp/.cairn"
+  start=$(date +%s%N)
+  (cd "$tmp" && exec "$bin" run "$ex/deploy.yaml" --env dev \
+     --set "example_dir=$ex" --set "service_bin=$svc" >"$tmp/deploy.out" 2>&1) &
+  pid=$!
+  ticks=0
+  while t=$(cpu_ticks "$pid"); do
+    ticks=$t
+    sleep 0.05
+  done
+  wait "$pid" || { cat "$tmp/deploy.out" >&2; die "deploy $r failed"; }
+  wall_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  cpu_ms=$(( ticks * 1000 / tick ))
+  shares+=("$(awk -v c="$cpu_ms" -v w="$wall_ms" 'BEGIN { printf "%.2f", 100 * c / w }')")
+  run=$(cd "$tmp" && "$bin" history --json --limit 1 | jq -r 'if type == "array" then .[0].id else .id end')
+  # phases: each top-level state.entered (a path without '/') to the next,
+  # the last to run.finished
+  phases=$(cd "$tmp" && "$bin" show "$run" --json | jq -r '
+    [.events[] | select((.kind == "state.entered" and (.state | contains("/") | not))
+                        or .kind == "run.finished")
+     | {s: .state, t: .time_ms, k: .kind}] as $e
+    | [range(0; ($e | length) - 1) | select($e[.].k == "state.entered")
+       | "\($e[.].s)=\($e[. + 1].t - $e[.].t)"] | join(" ")')
+  rows+=("$r $wall_ms $cpu_ms $phases")
+  note "deploy $r: ${wall_ms} ms wall, cairn ${cpu_ms} ms CPU (${shares[-1]}%)"
+done
+
+# the median run by wall time
+median=$(printf '%s\n' "${rows[@]}" | sort -k2,2n | sed -n "$(( (runs + 1) / 2 ))p")
+read -r _ wall cpu phases <<<"$median"
+printf '\n| phase | wall (ms) |\n|---|---|\n'
+for p in $phases; do
+  printf '| %s | %s |\n' "${p%%=*}" "${p#*=}"
+done
+printf '| **whole deploy** | %s |\n\n' "$wall"
+printf 'cairn itself: %s ms CPU of %s ms wall in the median deploy; shares over %d deploys: %s%% (target under 2%%)\n' \
+  "$cpu" "$wall" "$runs" "$(IFS=/; echo "${shares[*]}")"
