@@ -1,0 +1,2 @@
+DROP TABLE fields;
+DROP TABLE tables;
