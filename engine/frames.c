@@ -309,6 +309,14 @@ static int map_items(struct engine__rt *rt, const struct engine_state *st,
     json_decref(kv);
     if (rt->opt->sim && (!key_ok(key) || json_object_get(seen, key)))
       snprintf(key, sizeof key, "%zu", i); /* a placeholder item */
+    {
+      /* a key is a path, a log name and a line on the terminal: one that
+       * would show a secret value is the index instead */
+      json_t *ks = json_string(key);
+      if (ks && engine__holds_secret(rt, ks))
+        snprintf(key, sizeof key, "%zu", i);
+      json_decref(ks);
+    }
     if (!key_ok(key)) {
       rc = cairn_error_set(err, CAIRN_E_INVAL, "item %zu has the key '%s', "
                            "not 1 to %d of letters, digits, '.', '_' and "
@@ -338,6 +346,19 @@ static int map_items(struct engine__rt *rt, const struct engine_state *st,
   *items_out = items;
   *keys_out = keys;
   return 0;
+}
+
+json_t *engine__map_item(struct engine__rt *rt, const struct engine_state *st,
+                         size_t index)
+{
+  struct cairn_error err = {0};
+  json_t *items = NULL, *keys = NULL, *item = NULL;
+
+  if (map_items(rt, st, &items, &keys, &err) == 0)
+    item = json_incref(json_array_get(items, index));
+  json_decref(items);
+  json_decref(keys);
+  return item;
 }
 
 int engine__map_setup(struct engine__rt *rt, struct engine__sx *sx,
@@ -483,6 +504,27 @@ int engine__rebuild_frames(struct engine__rt *rt,
   json_object_foreach(json_object_get(rt->scope, "states"), k, v)
     engine__frame_record(rt, engine_workflow_state(wf, k),
                          json_object_get(v, "output"));
+  /* A used workflow's outputs are journaled with secrets redacted: render
+   * them again from its frame, innermost first (an outer frame's states
+   * hold its inner use states' outputs). */
+  for (size_t i = rp->nsteps; i-- > 0;) {
+    const struct journal_step *s = &rp->steps[i];
+    const struct engine_state *st = engine_workflow_state(wf, s->path);
+    const struct engine_frame *f;
+    const struct engine_state *any;
+    json_t *scope, *outs = NULL;
+    if (st == NULL || st->kind != ENGINE_USE ||
+        s->phase != JOURNAL_PHASE_SUCCEEDED || s->outputs == NULL ||
+        !engine__has_redaction(s->outputs))
+      continue;
+    f = &wf->frames[st->use_frame];
+    any = engine_workflow_state(wf, f->start);
+    scope = engine__scope_for(rt, any, NULL);
+    if (scope && render(rt, f->outputs, scope, &outs, err) == 0)
+      engine__record_outputs(rt, st->name, outs);
+    json_decref(outs);
+    json_decref(scope);
+  }
   return 0;
 }
 

@@ -1039,9 +1039,11 @@ static int load_file(struct engine_workflow **out, const char *path,
 
 /* Where `use: REF` points: "cairn:NAME.yaml" in $CAIRN_WORKFLOWS, else the
  * installed workflows/, else the source tree's (a build never installed);
- * any other REF relative to the using file's folder. 0, or -1 with why. */
+ * any other REF relative to the using file's folder. 0, or -1 with why
+ * and a hint (hint: ...). */
 static int use_path(const char *from_file, const char *ref, char *out,
-                    size_t n, char *why, size_t nwhy)
+                    size_t n, char *why, size_t nwhy, char *hint,
+                    size_t nhint)
 {
   const char *dirs[3], *env = getenv("CAIRN_WORKFLOWS");
   size_t nd = 0;
@@ -1050,8 +1052,9 @@ static int use_path(const char *from_file, const char *ref, char *out,
   if (strncmp(ref, "cairn:", 6) == 0) {
     const char *name = ref + 6;
     if (*name == '\0' || strchr(name, '/') != NULL || name[0] == '.') {
-      snprintf(why, nwhy, "'%s' names no standard workflow (hint: write "
-               "cairn:NAME.yaml, e.g. cairn:postgres.yaml)", ref);
+      snprintf(why, nwhy, "'%s' names no standard workflow", ref);
+      snprintf(hint, nhint, "write cairn:NAME.yaml, e.g. "
+               "cairn:postgres.yaml");
       return -1;
     }
     if (env && *env)
@@ -1065,10 +1068,16 @@ static int use_path(const char *from_file, const char *ref, char *out,
       if (w > 0 && (size_t)w < n && access(out, F_OK) == 0)
         return 0;
     }
-    snprintf(why, nwhy, "no standard workflow '%s' in %s%s%s (hint: "
-             "'cairn validate' lists what is there; set CAIRN_WORKFLOWS to "
-             "another folder)", name, nd > 2 ? dirs[0] : dirs[nd - 2],
-             " or ", dirs[nd - 1]);
+    {
+      size_t used = (size_t)snprintf(why, nwhy, "no standard workflow '%s' "
+                                     "in ", name);
+      for (size_t i = 0; i < nd && used < nwhy; i++)
+        used += (size_t)snprintf(why + used, nwhy - used, "%s%s",
+                                 i == 0 ? "" : i + 1 == nd ? " or " : ", ",
+                                 dirs[i]);
+    }
+    snprintf(hint, nhint, "the standard workflows are the .yaml files of "
+             "those folders; set CAIRN_WORKFLOWS to look in another");
     return -1;
   }
   if (ref[0] == '/') {
@@ -1081,6 +1090,13 @@ static int use_path(const char *from_file, const char *ref, char *out,
   }
   if (w < 0 || (size_t)w >= n) {
     snprintf(why, nwhy, "path of '%s' is too long", ref);
+    snprintf(hint, nhint, "use a shorter path");
+    return -1;
+  }
+  if (access(out, R_OK) != 0) {
+    snprintf(why, nwhy, "cannot read '%s': %s", out, strerror(errno));
+    snprintf(hint, nhint, "the path is relative to the folder of the file "
+             "that says 'use'");
     return -1;
   }
   return 0;
@@ -1093,15 +1109,16 @@ static int parse_use(struct loader *L, struct engine_state *s,
   const ynode *k = NULL, *v = map_get(m, "use", &k), *w;
   struct engine_workflow *sub = NULL;
   struct cairn_error e = {0};
-  char *ref = NULL, path[4096], why[700];
+  char *ref = NULL, path[4096], why[700], hint[300];
   int rc;
 
   if ((rc = get_str(L, v, "use", subj, &ref)) != 0)
     return rc;
-  rc = use_path(L->wf->file, ref, path, sizeof path, why, sizeof why);
+  rc = use_path(L->wf->file, ref, path, sizeof path, why, sizeof why, hint,
+                sizeof hint);
   if (rc != 0) {
     free(ref);
-    return lerr(L, v, "%s in %s", why, subj);
+    return lerr(L, v, "%s in %s (hint: %s)", why, subj, hint);
   }
   {
     char *abs = realpath(path, NULL);
@@ -1136,11 +1153,12 @@ static int parse_use(struct loader *L, struct engine_state *s,
         struct names nl = {sub->nparams ? (const void *)&sub->params[0].name
                                         : NULL,
                            sizeof *sub->params, sub->nparams};
-        char hint[640];
-        name_hint(hint, sizeof hint, key->text, nl, "its params are");
+        char names_hint[640];
+        name_hint(names_hint, sizeof names_hint, key->text, nl,
+                  "its params are");
         return lerr(L, key, "unknown param '%s' of '%s' in the 'with' of %s "
                     "(hint: %s)", key->text, sub->file, subj,
-                    sub->nparams ? hint : "it declares no params");
+                    sub->nparams ? names_hint : "it declares no params");
       }
     }
   } else if ((s->use_with = json_object()) == NULL) {

@@ -85,8 +85,10 @@ static void planner_add(struct planner *p, const char *path, json_t *outputs,
                         outputs ? json_incref(outputs) : json_object());
   if (c && cancelled)
     json_object_set_new(c, "cancelled", json_true());
-  if (c && inst != NULL)
+  if (c && inst != NULL) {
     json_object_set(c, "item", json_array_get(inst, 1));
+    json_object_set(c, "index", json_array_get(inst, 0));
+  }
   /* One undo per entry of a path: a later attempt of the same entry (it
    * succeeded after one that only failed its ready check) replaces it. */
   for (size_t i = json_array_size(p->done); i-- > 0;) {
@@ -202,8 +204,10 @@ static json_t *planner_steps(struct planner *p)
                           json_object_get(v[i], "outputs"));
     if (json_is_true(json_object_get(v[i], "cancelled")))
       json_object_set_new(s, "cancelled", json_true());
-    if (json_object_get(v[i], "item") != NULL)
+    if (json_object_get(v[i], "item") != NULL) {
       json_object_set(s, "item", json_object_get(v[i], "item"));
+      json_object_set(s, "index", json_object_get(v[i], "index"));
+    }
     json_array_append_new(steps, s);
   }
   free(v);
@@ -341,8 +345,15 @@ struct engine__sx *engine__undo_sx(struct engine__rt *rt, size_t i,
                     path);
     return NULL;
   }
-  /* the undo of a map instance sees its item */
-  sx->tasks[0].item = json_incref(json_object_get(step, "item"));
+  /* the undo of a map instance sees its item; journaled with a secret
+   * redacted, it is rendered again from the map's items */
+  json_t *item = json_object_get(step, "item");
+  if (item != NULL && engine__has_redaction(item) &&
+      json_is_integer(json_object_get(step, "index")))
+    sx->tasks[0].item = engine__map_item(
+        rt, st, (size_t)json_integer_value(json_object_get(step, "index")));
+  if (sx->tasks[0].item == NULL)
+    sx->tasks[0].item = json_incref(item);
   return sx;
 }
 
@@ -479,6 +490,32 @@ void engine__undo_done(struct engine__rt *rt, struct engine__sx *sx)
 
 /* ---- the public entry points ---- */
 
+/* For a state s of a used workflow: scope with that workflow's params (as
+ * its use state journaled them) and its own states. NULL otherwise. */
+static json_t *frame_view(const struct engine_workflow *wf,
+                          const struct journal_replay *rp, json_t *scope,
+                          const struct engine_state *s)
+{
+  const struct engine_frame *f = engine_workflow_frame(wf, s);
+  const struct journal_step *u;
+  json_t *view, *states, *v;
+  const char *k;
+  size_t n;
+
+  if (f == NULL || (view = json_copy(scope)) == NULL)
+    return NULL;
+  u = journal_replay_step(rp, wf->states[f->use_state].name);
+  json_object_set_new(view, "params", u && u->inputs ? json_incref(u->inputs)
+                                                     : json_object());
+  states = json_object();
+  n = strlen(f->prefix);
+  json_object_foreach(json_object_get(scope, "states"), k, v)
+    if (strncmp(k, f->prefix, n) == 0 && strchr(k + n, '/') == NULL)
+      json_object_set(states, k + n, v);
+  json_object_set_new(view, "states", states);
+  return view;
+}
+
 /* Adds to each step the inputs its undo would run with now (undo_inputs,
  * secrets shown as ***), or why they cannot be resolved (undo_error). */
 static void preview_undo_inputs(struct journal *j,
@@ -524,7 +561,10 @@ static void preview_undo_inputs(struct journal *j,
       json_object_set(scope, "item", json_object_get(st, "item"));
     else
       json_object_del(scope, "item");
-    int rc = engine_template_render(a->undo->with, scope, &rendered, &err);
+    json_t *view = frame_view(wf, rp, scope, s);
+    int rc = engine_template_render(a->undo->with, view ? view : scope,
+                                    &rendered, &err);
+    json_decref(view);
     if (rc == 0)
       rc = adapter_apply_defaults(adapter_find(a->undo->adapter), rendered,
                                   &inputs, &err);

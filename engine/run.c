@@ -950,6 +950,18 @@ void engine__start_wait(struct engine__rt *rt, int64_t until_ms)
                  0);
 }
 
+/* A choice that cannot decide ends the run failed; in a used workflow it
+ * fails the use state (whose on_failure then applies). */
+static void choice_failed(struct engine__rt *rt, const struct engine_state *st,
+                          const char *msg)
+{
+  if (st->frame >= 0)
+    engine__fail_state(rt, st, msg);
+  else
+    engine__transition(rt, st->name, NULL, "failed", JOURNAL_STATUS_FAILED,
+                       msg);
+}
+
 static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
 {
   json_t *scope = engine__scope_for(rt, st, NULL);
@@ -967,8 +979,7 @@ static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
       json_decref(scope);
       char msg[1200];
       snprintf(msg, sizeof msg, "choice '%s': %s", st->name, err.msg);
-      engine__transition(rt, st->name, NULL, "failed",
-                         JOURNAL_STATUS_FAILED, msg);
+      choice_failed(rt, st, msg);
       return;
     }
     if (truth) {
@@ -987,8 +998,7 @@ static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
   char msg[600];
   snprintf(msg, sizeof msg, "no branch of choice '%s' matched and it has no "
                             "default", st->name);
-  engine__transition(rt, st->name, NULL, "failed", JOURNAL_STATUS_FAILED,
-                     msg);
+  choice_failed(rt, st, msg);
 }
 
 void engine__enter(struct engine__rt *rt, const char *name)

@@ -286,6 +286,11 @@ int engine__map_setup(struct engine__rt *rt, struct engine__sx *sx,
  * max_concurrency; none once it failed or the run is interrupted (they
  * count as done then, unjournaled). */
 void engine__map_more(struct engine__rt *rt, struct engine__sx *sx);
+/* Item `index` of map state st, its items rendered again (they were
+ * journaled with a secret redacted). A new reference, NULL when they
+ * cannot be. */
+json_t *engine__map_item(struct engine__rt *rt, const struct engine_state *st,
+                         size_t index);
 /* Sets up the tasks of map sx from its journaled entry top (resume). */
 int engine__map_rebuild(struct engine__rt *rt, struct engine__sx *sx,
                         const struct journal_step *top,

@@ -1500,7 +1500,7 @@ static void test_use_errors(void **state)
     assert_int_equal(engine_workflow_load(&wf, p, &err), CAIRN_E_WORKFLOW);
     assert_null(wf);
     snprintf(want, sizeof want, "%s:6:10: error: no standard workflow "
-             "'hello.yaml' in /nonexistent or ", p);
+             "'hello.yaml' in /nonexistent, ", p);
     assert_true(strncmp(err.msg, want, strlen(want)) == 0);
     if (old) {
       setenv("CAIRN_WORKFLOWS", old, 1);
@@ -1512,18 +1512,6 @@ static void test_use_errors(void **state)
   tdir_remove(&d, use_files);
 }
 
-/* Known bugs: these tests say what the documentation promises and fail
- * today; they run only with CAIRN_TEST_KNOWN_BUGS=1 so the suite stays
- * green until the engine is fixed (then drop the guard). */
-static int known_bug(const char *what)
-{
-  if (getenv("CAIRN_TEST_KNOWN_BUGS") != NULL)
-    return 0;
-  print_message("known bug, skipped (CAIRN_TEST_KNOWN_BUGS=1 runs it): "
-                "%s\n", what);
-  return 1;
-}
-
 static void test_use_missing_file_position(void **state)
 {
   struct tdir d;
@@ -1532,8 +1520,6 @@ static void test_use_missing_file_position(void **state)
   char p[PATH_MAX + 64], want[PATH_MAX + 64];
   (void)state;
 
-  if (known_bug("a missing used file gives no file:line:col"))
-    skip();
   tdir_make(&d);
   tdir_write(&d, "nofile.yaml",
              "cairn: 1\nname: t\nstart: u\nstates:\n"
@@ -1559,9 +1545,6 @@ static void test_use_nested_frames(void **state)
   char p[PATH_MAX + 64];
   (void)state;
 
-  if (known_bug("a nested used workflow's frame starts at 'y/s', not "
-                "'x/y/s' (inline_one does not prefix the inner start)"))
-    skip();
   tdir_make(&d);
   tdir_write(&d, "sub.yaml", use_sub);
   tdir_write(&d, "b.yaml",
