@@ -178,6 +178,9 @@ static void action_paths(const struct engine_workflow *wf, int with_undo,
     if (st->kind == ENGINE_DO && (!with_undo || st->action.undo))
       len += (size_t)snprintf(out + len, len < n ? n - len : 0, "%s%s",
                               len ? ", " : "", st->name);
+    if (st->kind == ENGINE_MAP && (!with_undo || st->action.undo))
+      len += (size_t)snprintf(out + len, len < n ? n - len : 0, "%s%s/KEY",
+                              len ? ", " : "", st->name);
     for (size_t b = 0; st->kind == ENGINE_PARALLEL && b < st->nbranches; b++)
       if (!with_undo || st->branches[b].action.undo)
         len += (size_t)snprintf(out + len, len < n ? n - len : 0, "%s%s/%s",
@@ -211,6 +214,12 @@ int engine_sim_check(const struct engine_workflow *wf,
                                "the second attempt)", spec);
     }
     const struct engine_action *a = action_at(wf, path);
+    const struct engine_state *ms = engine_workflow_state(wf, path);
+    if (ms != NULL && ms->kind == ENGINE_MAP)
+      return cairn_error_set(err, CAIRN_E_INVAL,
+                             "--fail-at '%s': '%s' is a map state; name one "
+                             "of its instances (hint: --fail-at %s/KEY, the "
+                             "KEY of an item)", spec, path, path);
     if (a == NULL) {
       action_paths(wf, 0, list, sizeof list);
       return cairn_error_set(err, CAIRN_E_INVAL,

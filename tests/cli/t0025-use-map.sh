@@ -1322,10 +1322,11 @@ test_expect_success 'simulate --fail-at a used state and a map instance: the rol
 	test_grep "^enter undo:u/two$" out
 '
 
-test_expect_failure 'simulate --fail-at MAP names the map'\''s instances in its hint (BUG: "action states are none")' '
+test_expect_success 'simulate --fail-at MAP names the map'\''s instances in its hint' '
 	in_dir mfail &&
 	test_must_fail_with 2 cairn simulate f.yaml --fail-at m 2>err &&
-	test_grep ! "action states are none" err
+	test_grep ! "action states are none" err &&
+	test_grep "is a map state; name one of its instances (hint: --fail-at m/KEY" err
 '
 
 # ---- the loader -----------------------------------------------------------------------
