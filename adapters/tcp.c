@@ -4,7 +4,9 @@
  *
  * One timer serves two purposes: while connecting it holds the deadline
  * (a connect that never answers is abandoned then), between attempts the
- * interval. Each attempt uses a fresh uv_tcp_t: the next one starts only
+ * interval. An address that fails (refused, or unreachable at once) is
+ * followed by the name's next address in the same attempt; only after
+ * the last does the attempt wait for the interval. Each attempt uses a fresh uv_tcp_t: the next one starts only
  * after the previous handle's close callback. */
 #include "adapters/adapter.h"
 
@@ -169,6 +171,18 @@ static void attempt_failed(struct tcp_run *r)
 static void connect_next(struct tcp_run *r, const struct sockaddr *sa);
 static void on_tcp_switch(uv_handle_t *h);
 
+/* This address failed (r->last says how): the name's next address now,
+ * once this handle is closed, or, after the last, the attempt failed. */
+static void address_failed(struct tcp_run *r)
+{
+  if (r->ai_next) {
+    r->phase = TCP_RESOLVING; /* "between addresses" */
+    uv_close((uv_handle_t *)&r->tcp, on_tcp_switch);
+    return;
+  }
+  attempt_failed(r);
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
   struct tcp_run *r = req->data;
@@ -181,12 +195,7 @@ static void on_connect(uv_connect_t *req, int status)
     return;
   }
   set_last(r, status);
-  if (r->ai_next) { /* another address of the name: after this one closes */
-    r->phase = TCP_RESOLVING; /* "between addresses" */
-    uv_close((uv_handle_t *)&r->tcp, on_tcp_switch);
-    return;
-  }
-  attempt_failed(r);
+  address_failed(r);
 }
 
 static void on_tcp_switch(uv_handle_t *h)
@@ -215,9 +224,11 @@ static void connect_next(struct tcp_run *r, const struct sockaddr *sa)
   r->nopen++;
   r->phase = TCP_CONNECTING;
   r->creq.data = r;
+  /* an error here (network unreachable, an address family the host
+   * lacks) is this address's, as a refusal in on_connect is */
   if ((rc = uv_tcp_connect(&r->creq, &r->tcp, sa, on_connect)) != 0) {
     set_last(r, rc);
-    attempt_failed(r);
+    address_failed(r);
   }
 }
 
