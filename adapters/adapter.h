@@ -285,8 +285,10 @@ extern const struct adapter_desc adapter_secrets_generate;
  * of the deployments applied, helm revert (rollback to the revision
  * before, or uninstall when there was none), docker compose down. A tool
  * that fails gives "'helm upgrade' exited with status 1: <last line of
- * its stderr>". Timeout and cancel stop the running command's group
- * (SIGTERM, grace, SIGKILL) and start no further one. */
+ * its stderr>". Each command is a child of the exec adapter
+ * (adapters/exec.h): timeout and cancel stop the running command's group
+ * (SIGTERM, grace, SIGKILL), on_done comes once it is empty or SIGKILL
+ * went, and no further command starts. */
 extern const struct adapter_desc adapter_kubectl;
 extern const struct adapter_desc adapter_helm;
 extern const struct adapter_desc adapter_compose;

@@ -29,6 +29,7 @@
  * waitpid (or, on a kernel without pidfds, waitpid every
  * EXEC_WAIT_POLL_MS). There is no SIGCHLD handler. */
 #include "adapters/adapter.h"
+#include "adapters/exec.h"
 #include "adapters/spawn.h"
 #include "common/buf.h"
 #include "common/proc.h"
@@ -99,6 +100,7 @@ struct exec_run {
   int64_t grace_ms;
   uint64_t grace_deadline; /* uv_now() value */
 
+  struct adapter__exec_hooks hooks; /* zero for a state's own exec */
   int log_fd;
   int log_failed;
   const char *const *redact; /* NULL when there is nothing to redact */
@@ -135,14 +137,17 @@ static void tail_append(struct exec_run *r, const char *p, size_t n)
   r->tail_len += n;
 }
 
-/* Redacted output goes here: the log and the tail. */
-static void sink(struct exec_run *r, const char *p, size_t n)
+/* Redacted output goes here: the log, the tail and a parent's hook. */
+static void sink(struct exec_run *r, struct exec_stream *s, const char *p,
+                 size_t n)
 {
   if (n == 0)
     return;
   if (r->log_fd >= 0 && !r->log_failed && adapter__write_all(r->log_fd, p, n) < 0)
     r->log_failed = 1; /* a full disk must not fail the deploy */
   tail_append(r, p, n);
+  if (r->hooks.on_output)
+    r->hooks.on_output(r->hooks.ud, s->is_stdout, p, n);
 }
 
 static int is_blank(char c)
@@ -187,10 +192,13 @@ static void output(struct exec_run *r, struct exec_stream *s, const char *p,
   size_t len = n;
   size_t used;
 
-  if (s->is_stdout)
+  if (s->is_stdout) {
     keep_stdout(r, p, n);
+    if (r->hooks.on_stdout_raw)
+      r->hooks.on_stdout_raw(r->hooks.ud, p, n);
+  }
   if (r->redact == NULL) {
-    sink(r, p, n);
+    sink(r, s, p, n);
     return;
   }
   if (s->carry_len > 0) {
@@ -210,7 +218,7 @@ static void output(struct exec_run *r, struct exec_stream *s, const char *p,
   used = adapter_redact_feed(in, len, r->redact, 0, cairn_buf_emit, &r->obuf);
   s->carry_len = len - used; /* < redact_max, by the feed's contract */
   memmove(s->carry, in + used, s->carry_len);
-  sink(r, r->obuf.p, r->obuf.len);
+  sink(r, s, r->obuf.p, r->obuf.len);
 }
 
 static void flush_carry(struct exec_run *r, struct exec_stream *s)
@@ -222,7 +230,7 @@ static void flush_carry(struct exec_run *r, struct exec_stream *s)
   adapter_redact_feed(s->carry, s->carry_len, r->redact, 1, cairn_buf_emit,
                       &r->obuf);
   s->carry_len = 0;
-  sink(r, r->obuf.p, r->obuf.len);
+  sink(r, s, r->obuf.p, r->obuf.len);
 }
 
 /* The tail as valid UTF-8 (invalid bytes and NULs become '?'), cut at a
@@ -675,7 +683,9 @@ static void read_pipe(struct exec_run *r, struct exec_stream *s, int fd)
     stream_close(r, s);
 }
 
-static int exec_start(struct adapter_call *call, struct cairn_error *err)
+int adapter__exec_start(struct adapter_call *call,
+                        const struct adapter__exec_hooks *hooks,
+                        struct cairn_error *err)
 {
   json_t *in = call->inputs;
   json_t *argv, *shell, *cwdv, *env, *tov;
@@ -703,6 +713,8 @@ static int exec_start(struct adapter_call *call, struct cairn_error *err)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   r->call = call;
   r->log_fd = -1;
+  if (hooks)
+    r->hooks = *hooks;
   if ((r->outputs = json_object()) == NULL) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     goto fail;
@@ -831,6 +843,11 @@ fail:
   return rc;
 }
 
+static int exec_start(struct adapter_call *call, struct cairn_error *err)
+{
+  return adapter__exec_start(call, NULL, err);
+}
+
 static void exec_cancel(struct adapter_call *call)
 {
   struct exec_run *r = call ? call->priv : NULL;
@@ -848,6 +865,79 @@ static void exec_cancel(struct adapter_call *call)
   default:
     break; /* already stopping, or done */
   }
+}
+
+/* ---- a child of another adapter ---------------------------------------- */
+
+static void child_on_spawned(struct adapter_call *call, int pid, int pgid,
+                             int64_t proc_start)
+{
+  struct adapter__child *c = (struct adapter__child *)call;
+
+  c->spawned = 1;
+  /* the engine journals the group, so a resume after a crash stops it */
+  if (c->parent->on_spawned)
+    c->parent->on_spawned(c->parent, pid, pgid, proc_start);
+}
+
+static void child_on_done(struct adapter_call *call,
+                          const struct adapter_result *res)
+{
+  struct adapter__child *c = (struct adapter__child *)call;
+
+  c->running = 0;
+  c->on_done(c, res);
+}
+
+int adapter__child_start(struct adapter__child *c,
+                         const struct adapter__child_spec *spec,
+                         struct cairn_error *err)
+{
+  struct adapter_call *p = c->parent, *call = &c->call;
+  json_t *args = json_array();
+  int rc;
+
+  json_decref(c->inputs);
+  c->inputs = json_pack("{s:o}", "argv", args);
+  for (size_t i = 0; args && spec->argv[i]; i++)
+    if (json_array_append_new(args, json_string(spec->argv[i])) < 0)
+      args = NULL;
+  if (c->inputs == NULL || args == NULL ||
+      (spec->env && json_object_set(c->inputs, "env", spec->env) < 0)) {
+    json_decref(c->inputs);
+    c->inputs = NULL;
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  }
+  memset(call, 0, sizeof *call);
+  call->loop = p->loop;
+  call->desc = &adapter_exec;
+  call->inputs = c->inputs;
+  call->log_path = spec->log_path;
+  call->log_header = spec->log_header;
+  call->run_dir = p->run_dir;
+  call->name = p->name;
+  call->kill_grace_ms = p->kill_grace_ms;
+  call->env_extra = p->env_extra;
+  call->redact = spec->redact ? spec->redact : p->redact;
+  call->on_spawned = child_on_spawned;
+  call->on_done = child_on_done;
+  c->spawned = 0;
+  c->running = 1;
+  if ((rc = adapter__exec_start(call, spec->hooks, err)) < 0)
+    c->running = 0;
+  return rc;
+}
+
+void adapter__child_cancel(struct adapter__child *c)
+{
+  if (c->running)
+    exec_cancel(&c->call);
+}
+
+void adapter__child_release(struct adapter__child *c)
+{
+  json_decref(c->inputs);
+  c->inputs = NULL;
 }
 
 static const struct adapter_input exec_inputs[] = {

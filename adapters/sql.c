@@ -24,6 +24,7 @@
  * passed as PGPASSWORD in the child's environment only, and is redacted
  * from everything logged. */
 #include "adapters/adapter.h"
+#include "adapters/exec.h"
 #include "adapters/job.h"
 #include "adapters/spawn.h"
 #include "common/buf.h"
@@ -96,9 +97,7 @@ struct sql_run {
   sqlite3 *db;
   int stop;       /* 0, or ADAPTER_TIMED_OUT / ADAPTER_CANCELLED */
 
-  struct adapter_call child;
-  json_t *child_inputs;
-  int child_running;
+  struct adapter__child child; /* psql */
   char child_header[PATH_MAX + 64];
 
   uv_timer_t timer;
@@ -374,7 +373,7 @@ static void run_free(struct sql_run *r)
   free(r->redact);
   free(r->url_pw);
   json_decref(r->applied);
-  json_decref(r->child_inputs);
+  adapter__child_release(&r->child);
   if (r->log_fd >= 0)
     close(r->log_fd);
   uv_mutex_destroy(&r->mu);
@@ -884,16 +883,6 @@ static void pg_message(const char *tail, char *out, size_t n)
     snprintf(out, n, "%.*s", (int)best_len, best);
 }
 
-static void pg_on_spawned(struct adapter_call *child, int pid, int pgid,
-                          int64_t proc_start)
-{
-  struct sql_run *r = child->data;
-
-  /* the engine journals the group, so a resume after a crash stops it */
-  if (r->call->on_spawned)
-    r->call->on_spawned(r->call, pid, pgid, proc_start);
-}
-
 static int pg_history(struct sql_run *r, json_t *outputs)
 {
   json_t *rows = json_object_get(json_object_get(outputs, "json"), "rows");
@@ -925,13 +914,12 @@ static int pg_history(struct sql_run *r, json_t *outputs)
   return 0;
 }
 
-static void pg_on_done(struct adapter_call *child,
+static void pg_on_done(struct adapter__child *child,
                        const struct adapter_result *res)
 {
   struct sql_run *r = child->data;
   char msg[400];
 
-  r->child_running = 0;
   if (r->stop) {
     finish(r);
     return;
@@ -966,48 +954,36 @@ static void pg_on_done(struct adapter_call *child,
   pg_next(r);
 }
 
-/* Runs psql with argv (NULL-terminated) through the exec adapter. */
+/* Runs psql with argv (NULL-terminated) as a child of the exec adapter. */
 static void pg_spawn(struct sql_run *r, const char *const *argv)
 {
-  struct adapter_call *c = &r->child;
+  struct adapter__child_spec spec = { 0 };
   struct cairn_error err = { 0 };
-  json_t *args = json_array();
+  json_t *env = json_object();
 
-  for (size_t i = 0; argv[i]; i++)
-    json_array_append_new(args, json_string(argv[i]));
-  json_decref(r->child_inputs);
-  r->child_inputs = json_pack("{s:o,s:{}}", "argv", args, "env");
-  json_t *env = json_object_get(r->child_inputs, "env");
-  if (env && r->password)
-    json_object_set_new(env, "PGPASSWORD", json_string(r->password));
   /* TLS verified by default: libpq's own default (prefer) checks no
    * certificate and falls back to plaintext. A URL that says sslmode
    * (sslmode=disable for a local server without TLS) decides itself. */
-  if (env && strstr(r->target, "sslmode=") == NULL)
-    json_object_set_new(env, "PGSSLMODE", json_string("verify-full"));
-  if (r->child_inputs == NULL || env == NULL) {
+  if (env == NULL ||
+      (r->password &&
+       json_object_set_new(env, "PGPASSWORD", json_string(r->password))) ||
+      (strstr(r->target, "sslmode=") == NULL &&
+       json_object_set_new(env, "PGSSLMODE", json_string("verify-full")))) {
+    json_decref(env);
     set_error(r, "out of memory");
     finish(r);
     return;
   }
-  memset(c, 0, sizeof *c);
-  c->loop = r->call->loop;
-  c->desc = &adapter_exec;
-  c->inputs = r->child_inputs;
-  c->log_path = r->call->log_path;
-  c->log_header = r->child_header;
-  c->kill_grace_ms = r->call->kill_grace_ms;
-  c->env_extra = r->call->env_extra;
-  c->redact = (const char *const *)r->redact;
-  c->on_spawned = pg_on_spawned;
-  c->on_done = pg_on_done;
-  c->data = r;
-  if (adapter_exec.start(c, &err) < 0) {
+  spec.argv = argv;
+  spec.env = env;
+  spec.log_path = r->call->log_path;
+  spec.log_header = r->child_header;
+  spec.redact = (const char *const *)r->redact;
+  if (adapter__child_start(&r->child, &spec, &err) < 0) {
     set_error(r, "cannot run psql: %s", err.msg);
     finish(r);
-    return;
   }
-  r->child_running = 1;
+  json_decref(env);
 }
 
 static void pg_next(struct sql_run *r)
@@ -1088,8 +1064,7 @@ static void stop(struct sql_run *r, enum adapter_outcome why)
   if (r->db)
     sqlite3_interrupt(r->db); /* thread-safe, by SQLite's contract */
   uv_mutex_unlock(&r->mu);
-  if (r->child_running)
-    adapter_exec.cancel(&r->child);
+  adapter__child_cancel(&r->child);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -1154,6 +1129,9 @@ static int sql_start(struct adapter_call *call, struct cairn_error *err)
   if ((r = calloc(1, sizeof *r)) == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   r->call = call;
+  r->child.parent = call;
+  r->child.on_done = pg_on_done;
+  r->child.data = r;
   r->log_fd = -1;
   uv_mutex_init(&r->mu);
   r->kind = is_postgres_url(dbs) ? SQL_POSTGRES : SQL_SQLITE;
