@@ -7,6 +7,7 @@
 #include "adapters/adapter.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -438,4 +439,75 @@ int adapter__curl_headers(json_t *map, const char *extra,
 nomem:
   curl_slist_free_all(l);
   return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+}
+
+/* ---- one request's life ---------------------------------------------------- */
+
+int adapter__http_init(struct adapter__http *h, uv_loop_t *loop,
+                       json_t *headers, const char *extra,
+                       struct adapter__curl_req *q, struct cairn_error *err)
+{
+  int rc;
+
+  memset(h, 0, sizeof *h);
+  if ((h->easy = curl_easy_init()) == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  if ((rc = adapter__curl_headers(headers, extra, &h->hdrs, err)) < 0)
+    return rc;
+  q->headers = h->hdrs;
+  q->errbuf = h->errbuf;
+  if ((rc = adapter__curl_setup(h->easy, q, err)) < 0)
+    return rc;
+  if ((h->m = adapter__curlm_acquire(loop, err)) == NULL)
+    return err && err->code ? err->code : CAIRN_E_IO;
+  uv_timer_init(loop, &h->timer); /* cannot fail on Unix */
+  return 0;
+}
+
+int adapter__http_send(struct adapter__http *h, adapter__curl_done_fn *done,
+                       void *ud, struct cairn_error *err)
+{
+  int rc;
+
+  h->errbuf[0] = '\0';
+  if ((rc = adapter__curlm_add(h->m, h->easy, done, ud, err)) < 0)
+    return rc;
+  h->in_multi = 1;
+  return 0;
+}
+
+void adapter__http_sent(struct adapter__http *h)
+{
+  adapter__curlm_remove(h->m, h->easy);
+  h->in_multi = 0;
+}
+
+static void http_timer_closed(uv_handle_t *t)
+{
+  struct adapter__http *h =
+      (struct adapter__http *)((char *)t - offsetof(struct adapter__http,
+                                                     timer));
+
+  adapter__curlm_release(h->m, h->complete, h->ud);
+}
+
+void adapter__http_end(struct adapter__http *h, void (*complete)(void *ud),
+                       void *ud)
+{
+  if (h->ending)
+    return;
+  h->ending = 1;
+  h->complete = complete;
+  h->ud = ud;
+  if (h->in_multi)
+    adapter__http_sent(h);
+  uv_close((uv_handle_t *)&h->timer, http_timer_closed);
+}
+
+void adapter__http_release(struct adapter__http *h)
+{
+  adapter__curl_free(h->easy);
+  h->easy = NULL;
+  curl_slist_free_all(h->hdrs);
+  h->hdrs = NULL;
 }

@@ -82,4 +82,48 @@ int adapter__curl_headers(json_t *map, const char *extra,
  * (NULL does nothing). Call after removing it from the multi. */
 void adapter__curl_free(CURL *easy);
 
+/* One request's life on the loop, as http.check, notify.webhook and
+ * switch.blue-green's confirmation share it: an easy handle set up once
+ * and added to the loop's shared multi for each try, a timer of the
+ * adapter's own (its state timeout, the pause between tries), and one
+ * end: the transfer in flight removed, the timer closed, the shared multi
+ * released, then complete(ud). Embedded in the adapter's run struct. */
+struct adapter__http {
+  struct adapter__curlm *m;
+  CURL *easy;
+  struct curl_slist *hdrs;
+  uv_timer_t timer; /* the adapter's; timer.data is the adapter's too */
+  int in_multi;     /* a transfer is in flight */
+  int ending;
+  char errbuf[CURL_ERROR_SIZE];
+  void (*complete)(void *ud);
+  void *ud;
+};
+
+/* Sets h up for q: the request headers are the `headers` input (may be
+ * NULL) plus extra (may be NULL) and errbuf is h's, whatever q says; the
+ * loop's multi is acquired and the timer initialised. On error nothing is
+ * left open and adapter__http_release frees what there is. */
+int adapter__http_init(struct adapter__http *h, uv_loop_t *loop,
+                       json_t *headers, const char *extra,
+                       struct adapter__curl_req *q, struct cairn_error *err);
+
+/* Starts a try; done(easy, rc, ud) follows once, on the loop (it calls
+ * adapter__http_sent first). */
+int adapter__http_send(struct adapter__http *h, adapter__curl_done_fn *done,
+                       void *ud, struct cairn_error *err);
+
+/* In done: the transfer is over; takes it out of the multi. */
+void adapter__http_sent(struct adapter__http *h);
+
+/* The end (once; later calls do nothing): removes a transfer in flight
+ * (its done never comes), closes the timer, releases the multi, then
+ * complete(ud) from the loop once nothing of h is open. */
+void adapter__http_end(struct adapter__http *h, void (*complete)(void *ud),
+                       void *ud);
+
+/* Frees the easy handle and the header list: in complete, or after a
+ * failed init. */
+void adapter__http_release(struct adapter__http *h);
+
 #endif

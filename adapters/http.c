@@ -24,12 +24,8 @@ enum http_phase { HTTP_REQUEST, HTTP_WAITING, HTTP_FINISHING };
 
 struct http_run {
   struct adapter_call *call;
-  struct adapter__curlm *m;
-  CURL *easy;
-  struct curl_slist *hdrs;
-  uv_timer_t timer;
+  struct adapter__http h; /* the request, the timer, the shared multi */
   enum http_phase phase;
-  int in_multi;
 
   const char *method, *url; /* borrowed from call->inputs */
   json_t *expect;           /* borrowed; may be NULL */
@@ -44,7 +40,6 @@ struct http_run {
   json_t *headers; /* the last response's, names lowercased */
   json_t *json;    /* the last body, when it is JSON */
   char why[512];   /* why the last attempt did not pass */
-  char errbuf[CURL_ERROR_SIZE];
   enum adapter_outcome outcome;
   char error[512];
   struct cairn_buf log;
@@ -427,8 +422,7 @@ static void log_line(struct http_run *r, const char *fmt, ...)
 
 static void run_free(struct http_run *r)
 {
-  adapter__curl_free(r->easy);
-  curl_slist_free_all(r->hdrs);
+  adapter__http_release(&r->h);
   cairn_buf_release(&r->body);
   cairn_buf_release(&r->log);
   json_decref(r->headers);
@@ -473,24 +467,13 @@ static void complete(void *ud)
   run_free(r);
 }
 
-static void on_timer_close(uv_handle_t *h)
-{
-  struct http_run *r = h->data;
-
-  adapter__curlm_release(r->m, complete, r);
-}
-
 static void finish(struct http_run *r, enum adapter_outcome o)
 {
   if (r->phase == HTTP_FINISHING)
     return;
   r->phase = HTTP_FINISHING;
   r->outcome = o;
-  if (r->in_multi) {
-    adapter__curlm_remove(r->m, r->easy);
-    r->in_multi = 0;
-  }
-  uv_close((uv_handle_t *)&r->timer, on_timer_close);
+  adapter__http_end(&r->h, complete, r);
 }
 
 static void fail(struct http_run *r, enum adapter_outcome o)
@@ -526,15 +509,14 @@ static void on_xfer_done(CURL *easy, CURLcode rc, void *ud)
   curl_off_t total = 0;
   uint64_t now;
 
-  adapter__curlm_remove(r->m, easy);
-  r->in_multi = 0;
+  adapter__http_sent(&r->h);
   uv_update_time(r->call->loop);
   now = uv_now(r->call->loop);
   curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total);
   r->latency_ms = (int64_t)(total / 1000);
   if (rc != CURLE_OK) {
     r->status = 0;
-    adapter__curl_describe(easy, rc, r->errbuf, r->timeout_ms, r->why,
+    adapter__curl_describe(easy, rc, r->h.errbuf, r->timeout_ms, r->why,
                            sizeof r->why);
     log_line(r, "%s %s: %s", r->method, r->url, r->why);
   } else {
@@ -560,7 +542,7 @@ static void on_xfer_done(CURL *easy, CURLcode rc, void *ud)
     if (r->hard_deadline && now + wait > r->hard_deadline)
       wait = r->hard_deadline > now ? r->hard_deadline - now : 0;
     r->phase = HTTP_WAITING;
-    uv_timer_start(&r->timer, on_timer, wait, 0);
+    uv_timer_start(&r->h.timer, on_timer, wait, 0);
     return;
   }
   fail(r, ADAPTER_FAILED);
@@ -589,21 +571,18 @@ static void attempt(struct http_run *r)
   cairn_buf_release(&r->body);
   r->body_truncated = 0;
   json_object_clear(r->headers);
-  r->errbuf[0] = '\0';
   /* a request never outlives `within`: its last one is cut short */
   if (r->deadline && r->deadline > now &&
       (t == 0 || (int64_t)(r->deadline - now) < t))
     t = (int64_t)(r->deadline - now);
-  curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)t);
+  curl_easy_setopt(r->h.easy, CURLOPT_TIMEOUT_MS, (long)t);
   if (r->hard_deadline)
-    uv_timer_start(&r->timer, on_timer,
+    uv_timer_start(&r->h.timer, on_timer,
                    r->hard_deadline > now ? r->hard_deadline - now : 0, 0);
-  if (adapter__curlm_add(r->m, r->easy, on_xfer_done, r, &err) < 0) {
+  if (adapter__http_send(&r->h, on_xfer_done, r, &err) < 0) {
     snprintf(r->why, sizeof r->why, "%s", err.msg);
     fail(r, ADAPTER_FAILED);
-    return;
   }
-  r->in_multi = 1;
 }
 
 static int http_check_with(json_t *with, struct cairn_error *err)
@@ -654,33 +633,25 @@ static int http_start(struct adapter_call *call, struct cairn_error *err)
   r->interval_ms = json_integer_value(json_object_get(in, "interval"));
   r->timeout_ms = json_integer_value(json_object_get(in, "timeout"));
   r->log.max = HTTP_LOG_MAX;
-  if ((r->headers = json_object()) == NULL || (r->easy = curl_easy_init()) ==
-      NULL) {
+  if ((r->headers = json_object()) == NULL) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     goto fail;
   }
-  if ((rc = adapter__curl_headers(json_object_get(in, "headers"), NULL,
-                                  &r->hdrs, err)) < 0)
-    goto fail;
   memset(&q, 0, sizeof q);
   q.method = r->method;
   q.url = r->url;
-  q.headers = r->hdrs;
   q.body = json_string_value(body);
   q.body_len = json_string_length(body);
   q.timeout_ms = (long)r->timeout_ms;
   q.insecure = json_is_true(json_object_get(in, "insecure"));
   q.ca = json_string_value(ca);
-  q.errbuf = r->errbuf;
   q.on_body = on_body;
   q.on_header = on_header;
   q.ud = r;
-  if ((rc = adapter__curl_setup(r->easy, &q, err)) < 0)
+  if ((rc = adapter__http_init(&r->h, call->loop,
+                               json_object_get(in, "headers"), NULL, &q,
+                               err)) < 0)
     goto fail;
-  if ((r->m = adapter__curlm_acquire(call->loop, err)) == NULL) {
-    rc = err ? err->code : CAIRN_E_IO;
-    goto fail;
-  }
 
   uv_update_time(call->loop); /* the engine may have blocked on a commit */
   r->start = uv_now(call->loop);
@@ -688,8 +659,7 @@ static int http_start(struct adapter_call *call, struct cairn_error *err)
     r->deadline = r->start + (uint64_t)r->within_ms;
   if (call->timeout_ms > 0)
     r->hard_deadline = r->start + (uint64_t)call->timeout_ms;
-  uv_timer_init(call->loop, &r->timer);
-  r->timer.data = r;
+  r->h.timer.data = r;
   call->priv = r;
   attempt(r);
   return 0;

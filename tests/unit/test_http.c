@@ -142,6 +142,66 @@ static void webhook_not_required_succeeds(void **state)
   t_release(&t);
 }
 
+/* The state timeout falls inside the pause between two tries: the call
+ * ends then, as timed out, not when the pause is over; the retry is never
+ * made. */
+static void webhook_state_timeout_during_delay(void **state)
+{
+  struct net_fixture *f = *state;
+  struct t_call t = { 0 };
+  char text[256];
+  uint64_t t0;
+  int64_t took;
+
+  snprintf(text, sizeof text,
+           "{\"url\": \"http://127.0.0.1:%d/\", \"event\": \"failed\", "
+           "\"attempts\": 5, \"delay\": \"2s\"}",
+           net_free_port(f));
+  t0 = uv_hrtime();
+  t_start(f, &adapter_notify_webhook, &t, json_loads(text, 0, NULL), 300);
+  t_run(f);
+  took = (int64_t)((uv_hrtime() - t0) / 1000000);
+  assert_int_equal(t.outcome, ADAPTER_TIMED_OUT);
+  assert_non_null(strstr(t.error, ": timed out after 300ms"));
+  assert_int_equal(json_integer_value(json_object_get(t.outputs, "attempts")),
+                   1);
+  assert_true(took >= 250 && took < 1500);
+  t_release(&t);
+}
+
+/* Against a listener that never answers: each try ends by its request
+ * timeout, then the pause, then the next try: as many connections as
+ * attempts, never a second request for one try (the retry timer and the
+ * request timeout never both act on one attempt). */
+static void webhook_request_timeouts_and_retries(void **state)
+{
+  struct net_fixture *f = *state;
+  struct t_call t = { 0 };
+  char text[256];
+
+  snprintf(text, sizeof text,
+           "{\"url\": \"http://127.0.0.1:%d/\", \"event\": \"failed\", "
+           "\"attempts\": 3, \"delay\": \"50ms\", \"timeout\": "
+           "\"150ms\"}",
+           f->port);
+  /* a state timeout that ends while the last request is in flight */
+  t_start(f, &adapter_notify_webhook, &t, json_loads(text, 0, NULL), 420);
+  t_run(f);
+  assert_int_equal(t.outcome, ADAPTER_TIMED_OUT);
+  assert_int_equal(json_integer_value(json_object_get(t.outputs, "attempts")),
+                   3);
+  assert_int_equal(f->npeers, 3);
+  t_release(&t);
+  t_start(f, &adapter_notify_webhook, &t, json_loads(text, 0, NULL), 0);
+  t_run(f);
+  assert_int_equal(f->npeers, 6);
+  assert_int_equal(t.outcome, ADAPTER_SUCCEEDED);
+  assert_true(json_is_false(json_object_get(t.outputs, "delivered")));
+  assert_int_equal(json_integer_value(json_object_get(t.outputs, "attempts")),
+                   3);
+  t_release(&t);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -153,6 +213,10 @@ int main(void)
     cmocka_unit_test_setup_teardown(state_timeout_while_polling, net_setup,
                                     net_teardown),
     cmocka_unit_test(expect_is_checked),
+    cmocka_unit_test_setup_teardown(webhook_state_timeout_during_delay,
+                                    net_setup, net_teardown),
+    cmocka_unit_test_setup_teardown(webhook_request_timeouts_and_retries,
+                                    net_setup, net_teardown),
     cmocka_unit_test_setup_teardown(webhook_not_required_succeeds, net_setup,
                                     net_teardown),
   };
