@@ -226,7 +226,9 @@ extern const struct adapter_desc adapter_exec;
  * postgres:// URL (psql children through adapter_exec, the password only as
  * PGPASSWORD in their environment). Outputs from_version, to_version (also
  * after a failure: the version the database stayed at) and applied (file
- * names). Folder, file and database problems are ADAPTER_FAILED through
+ * names); after a stop that killed psql the history table is read again
+ * (once no transaction writes it), so they are the database's even when
+ * the server committed after psql died. Folder, file and database problems are ADAPTER_FAILED through
  * on_done; start() fails only for bad inputs (CAIRN_E_INVAL) or an
  * unopenable log (CAIRN_E_IO). */
 extern const struct adapter_desc adapter_sql_migrate;

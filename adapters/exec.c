@@ -916,6 +916,7 @@ int adapter__child_start(struct adapter__child *c,
   call->log_header = spec->log_header;
   call->run_dir = p->run_dir;
   call->name = p->name;
+  call->timeout_ms = spec->timeout_ms;
   call->kill_grace_ms = p->kill_grace_ms;
   call->env_extra = p->env_extra;
   call->redact = spec->redact ? spec->redact : p->redact;

@@ -49,12 +49,14 @@ struct adapter__child_spec {
                                 kept valid while the command runs */
   const char *const *redact; /* NULL: the parent's */
   const struct adapter__exec_hooks *hooks; /* may be NULL */
+  int64_t timeout_ms;        /* 0: none (the parent's timer decides) */
 };
 
-/* Starts a command for c->parent: no timeout of its own (the parent's
- * timer decides and calls adapter__child_cancel), the parent's grace and
- * env_extra; its pid goes to the parent's on_spawned. On error nothing
- * runs and on_done will not come. */
+/* Starts a command for c->parent, with the parent's grace and env_extra;
+ * its pid goes to the parent's on_spawned. Usually the parent's timer
+ * decides when it stops (adapter__child_cancel); a command the parent
+ * runs after its own stop bounds itself with spec->timeout_ms. On error
+ * nothing runs and on_done will not come. */
 int adapter__child_start(struct adapter__child *c,
                          const struct adapter__child_spec *spec,
                          struct cairn_error *err);

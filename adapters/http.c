@@ -39,6 +39,7 @@ struct http_run {
   int body_truncated;
   json_t *headers; /* the last response's, names lowercased */
   json_t *json;    /* the last body, when it is JSON */
+  json_t *outputs; /* made at the start, filled at the end */
   char why[512];   /* why the last attempt did not pass */
   enum adapter_outcome outcome;
   char error[512];
@@ -427,6 +428,7 @@ static void run_free(struct http_run *r)
   cairn_buf_release(&r->log);
   json_decref(r->headers);
   json_decref(r->json);
+  json_decref(r->outputs);
   free(r);
 }
 
@@ -437,6 +439,7 @@ static void complete(void *ud)
   struct adapter_result res;
   json_t *json = r->json;
   json_t *hdrs = r->headers;
+  int bad;
 
   memset(&res, 0, sizeof res);
   res.outcome = r->outcome;
@@ -449,20 +452,27 @@ static void complete(void *ud)
     json_incref(json);
     json_incref(hdrs);
   }
-  res.outputs = json_pack("{s:I, s:I, s:o*, s:i}", "status",
-                          (json_int_t)r->status, "latency_ms",
-                          (json_int_t)r->latency_ms, "headers", hdrs,
-                          "attempts", r->attempts);
-  if (res.outputs == NULL)
-    res.outputs = json_object();
+  /* every set runs (each takes its value, set or not) */
+  bad = r->json != NULL && json == NULL;
+  bad |= json_object_set_new(r->outputs, "status", json_integer(r->status));
+  bad |= json_object_set_new(r->outputs, "latency_ms",
+                             json_integer(r->latency_ms));
+  bad |= json_object_set_new(r->outputs, "headers", hdrs);
+  bad |= json_object_set_new(r->outputs, "attempts",
+                             json_integer(r->attempts));
   if (json)
-    json_object_set_new(res.outputs, "json", json);
+    bad |= json_object_set_new(r->outputs, "json", json);
+  res.outputs = r->outputs; /* made at the start: never NULL */
+  if (bad) {
+    res.outcome = ADAPTER_FAILED; /* not a success without its outputs */
+    snprintf(r->error, sizeof r->error, "%s %s: out of memory", r->method,
+             r->url);
+  }
   if (r->log.failed)
     log_line(r, "(log cut)");
   adapter_finish_text(call, r->error, r->log.p, &res);
   call->priv = NULL;
   call->on_done(call, &res); /* may free call */
-  json_decref(res.outputs);
   free(res.tail);
   run_free(r);
 }
@@ -633,7 +643,8 @@ static int http_start(struct adapter_call *call, struct cairn_error *err)
   r->interval_ms = json_integer_value(json_object_get(in, "interval"));
   r->timeout_ms = json_integer_value(json_object_get(in, "timeout"));
   r->log.max = HTTP_LOG_MAX;
-  if ((r->headers = json_object()) == NULL) {
+  if ((r->headers = json_object()) == NULL ||
+      (r->outputs = json_object()) == NULL) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     goto fail;
   }

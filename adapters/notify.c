@@ -29,6 +29,7 @@ struct notify_run {
   char why[512];
   char error[512];
   struct cairn_buf log;
+  json_t *outputs; /* made at the start, filled at the end */
 };
 
 /* A response body is not kept. */
@@ -50,6 +51,7 @@ static void run_free(struct notify_run *r)
   adapter__http_release(&r->h);
   free(r->body);
   cairn_buf_release(&r->log);
+  json_decref(r->outputs);
   free(r);
 }
 
@@ -63,19 +65,18 @@ static void complete(void *ud)
   res.outcome = r->outcome;
   res.exit_code = -1;
   res.duration_ms = (int64_t)(uv_now(call->loop) - r->start);
-  res.outputs = json_pack("{s:b, s:I, s:i}", "delivered", r->delivered,
-                          "status", (json_int_t)r->status, "attempts",
-                          r->attempts);
-  if (res.outputs == NULL) {
-    /* a result that says nothing was delivered would be a lie */
-    res.outcome = ADAPTER_FAILED;
-    snprintf(r->error, sizeof r->error, "out of memory");
-    res.outputs = json_object();
+  res.outputs = r->outputs; /* made at the start: never NULL */
+  if (json_object_set_new(r->outputs, "delivered",
+                          json_boolean(r->delivered)) ||
+      json_object_set_new(r->outputs, "status", json_integer(r->status)) ||
+      json_object_set_new(r->outputs, "attempts",
+                          json_integer(r->attempts))) {
+    res.outcome = ADAPTER_FAILED; /* not a success without its outputs */
+    snprintf(r->error, sizeof r->error, "POST %s: out of memory", r->url);
   }
   adapter_finish_text(call, r->error, r->log.p, &res);
   call->priv = NULL;
   call->on_done(call, &res); /* may free call */
-  json_decref(res.outputs);
   free(res.tail);
   run_free(r);
 }
@@ -253,7 +254,8 @@ static int notify_start(struct adapter_call *call, struct cairn_error *err)
   r->delay_ms = json_integer_value(json_object_get(in, "delay"));
   r->timeout_ms = json_integer_value(json_object_get(in, "timeout"));
   r->required = json_is_true(json_object_get(in, "required"));
-  if ((r->body = make_body(in)) == NULL) {
+  if ((r->body = make_body(in)) == NULL ||
+      (r->outputs = json_object()) == NULL) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     goto fail;
   }

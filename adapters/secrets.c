@@ -311,6 +311,7 @@ struct secrets_job {
   json_t *secrets;    /* NAME -> value */
   json_t *generated;  /* names */
   json_t *kept;       /* names */
+  json_t *outputs;    /* made at the start, filled at the end */
   struct cairn_error err;
   uint64_t start_ns;
 };
@@ -420,7 +421,7 @@ static void secrets_after(uv_work_t *req, int status)
   res.exit_code = -1;
   res.tail = (char *)"";
   res.duration_ms = (int64_t)((uv_hrtime() - j->start_ns) / 1000000);
-  res.outputs = json_object();
+  res.outputs = j->outputs; /* made at the start: never NULL */
   if (status == UV_ECANCELED) {
     res.outcome = ADAPTER_CANCELLED;
     snprintf(res.error, sizeof res.error, "cancelled");
@@ -430,10 +431,20 @@ static void secrets_after(uv_work_t *req, int status)
   } else {
     res.outcome = ADAPTER_SUCCEEDED;
     res.exit_code = 0;
-    json_object_set_new(res.outputs, "file", json_string(j->file));
-    json_object_set(res.outputs, "generated", j->generated);
-    json_object_set(res.outputs, "kept", j->kept);
     res.secrets = j->secrets;
+  }
+  if (res.outcome == ADAPTER_SUCCEEDED &&
+      (json_object_set_new(res.outputs, "file", json_string(j->file)) < 0 ||
+       json_object_set(res.outputs, "generated", j->generated) < 0 ||
+       json_object_set(res.outputs, "kept", j->kept) < 0)) {
+    /* the values are in the file, but a success without its outputs
+     * would leave the run without its secrets' names */
+    res.outcome = ADAPTER_FAILED;
+    res.exit_code = -1;
+    res.secrets = NULL;
+    snprintf(res.error, sizeof res.error, "out of memory");
+  }
+  if (res.outcome == ADAPTER_SUCCEEDED) {
     cairn_buf_add(&msg, "secrets.generate: generated ", 28);
     names_text(&msg, j->generated);
     cairn_buf_add(&msg, "; kept ", 7);
@@ -447,7 +458,7 @@ static void secrets_after(uv_work_t *req, int status)
   }
   call->priv = NULL;
   call->on_done(call, &res);
-  json_decref(res.outputs);
+  json_decref(j->outputs);
   /* jansson keeps its strings: overwrite the values before freeing */
   {
     const char *k;
@@ -506,9 +517,10 @@ static int secrets_start(struct adapter_call *call, struct cairn_error *err)
   j->secrets = json_object();
   j->generated = json_array();
   j->kept = json_array();
+  j->outputs = json_object();
   j->start_ns = uv_hrtime();
   j->req.data = j;
-  if (!j->secrets || !j->generated || !j->kept) {
+  if (!j->secrets || !j->generated || !j->kept || !j->outputs) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     goto fail;
   }
@@ -522,6 +534,7 @@ static int secrets_start(struct adapter_call *call, struct cairn_error *err)
   return 0;
 
 fail:
+  json_decref(j->outputs);
   json_decref(j->secrets);
   json_decref(j->generated);
   json_decref(j->kept);

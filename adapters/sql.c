@@ -12,6 +12,11 @@
  *              adapter, which owns process groups, logs and redaction).
  *   PG_STEP    one psql child per migration: the file and its history
  *              row in one --single-transaction.
+ *   PG_RECHECK after a stop that killed psql: the server may still commit
+ *              what psql sent (a slow COMMIT outlives its client), so a
+ *              last psql waits for the history table's lock (any
+ *              transaction still writing it ends first) and reads it
+ *              again: the versions reported are the database's.
  *   FINISHING  the timeout timer is closing; its close callback calls
  *              on_done, then frees the run.
  *
@@ -44,6 +49,7 @@
 #define SQL_FILE_MAX (64 * 1024 * 1024) /* one migration file, bytes */
 #define SQL_BUSY_MS 10000               /* SQLite busy timeout */
 #define SQL_TABLE_MAX 63                /* PostgreSQL's identifier limit */
+#define SQL_RECHECK_MS 30000            /* the history read after a stop */
 
 enum sql_kind { SQL_SQLITE, SQL_POSTGRES };
 
@@ -51,6 +57,7 @@ enum sql_phase {
   SQL_SCANNING,
   SQL_PG_HISTORY,
   SQL_PG_STEP,
+  SQL_PG_RECHECK,
   SQL_FINISHING,
 };
 
@@ -90,7 +97,12 @@ struct sql_run {
 
   int64_t from_version;
   int64_t version; /* the database's version now */
+  int version_known; /* the history was read: version is the database's */
+  json_t *outputs;   /* made at the start, filled at the end */
+  char unknown_why[256]; /* when not: why ("" before anything ran) */
   json_t *applied;
+  enum sql_phase stopped_in; /* the phase a stop killed psql in */
+  int from_known;            /* from_version was read before the stop */
 
   uv_work_t work;
   uv_mutex_t mu;  /* guards db and stop between the threads */
@@ -143,14 +155,6 @@ static int table_ok(const char *t)
           t[i] == '_'))
       return 0;
   return 1;
-}
-
-static void format_ms(int64_t ms, char *out, size_t n)
-{
-  if (ms % 1000 == 0)
-    snprintf(out, n, "%llds", (long long)(ms / 1000));
-  else
-    snprintf(out, n, "%lldms", (long long)ms);
 }
 
 /* One line of our own to the log, redacted (best effort: a full disk must
@@ -373,6 +377,7 @@ static void run_free(struct sql_run *r)
   free(r->redact);
   free(r->url_pw);
   json_decref(r->applied);
+  json_decref(r->outputs);
   adapter__child_release(&r->child);
   if (r->log_fd >= 0)
     close(r->log_fd);
@@ -385,43 +390,49 @@ static void on_timer_close(uv_handle_t *h)
   struct sql_run *r = h->data;
   struct adapter_call *call = r->call;
   struct adapter_result res;
+  char where[400], d[32];
   char *tail;
-  json_t *out = json_pack("{s:I,s:I,s:O}", "from_version",
-                          (json_int_t)r->from_version, "to_version",
-                          (json_int_t)r->version, "applied", r->applied);
 
   memset(&res, 0, sizeof res);
   res.exit_code = r->failed || r->stop ? -1 : 0;
   res.duration_ms = (int64_t)((uv_hrtime() - r->start_ns) / 1000000);
+  if (r->version_known)
+    snprintf(where, sizeof where, "the database is at version %" PRId64,
+             r->version);
+  else if (r->unknown_why[0])
+    snprintf(where, sizeof where, "the database's version is unknown: %s",
+             r->unknown_why);
+  else
+    snprintf(where, sizeof where, "before the database's version was read");
   if (r->stop) {
-    char d[32];
     res.outcome = (enum adapter_outcome)r->stop;
-    format_ms(r->timeout_ms, d, sizeof d);
+    adapter_format_duration(r->timeout_ms, d, sizeof d);
     if (r->stop == ADAPTER_TIMED_OUT)
-      snprintf(res.error, sizeof res.error,
-               "timed out after %s (the database is at version %" PRId64 ")",
-               d, r->version);
+      snprintf(res.error, sizeof res.error, "timed out after %s (%s)", d,
+               where);
     else
-      snprintf(res.error, sizeof res.error,
-               "cancelled (the database is at version %" PRId64 ")",
-               r->version);
+      snprintf(res.error, sizeof res.error, "cancelled (%s)", where);
   } else if (r->failed) {
     res.outcome = ADAPTER_FAILED;
     snprintf(res.error, sizeof res.error, "%s", r->error);
   } else {
     res.outcome = ADAPTER_SUCCEEDED;
   }
-  tail = strdup(res.error);
-  tail = adapter_redact(tail, (const char *const *)r->redact);
-  if (tail == NULL || out == NULL) {
-    free(tail);
-    tail = NULL;
+  /* outputs that say less than the database holds would be a lie: out of
+   * memory fails the call (r->outputs exists since the start) */
+  if (json_object_set_new(r->outputs, "from_version",
+                          json_integer(r->from_version)) < 0 ||
+      json_object_set_new(r->outputs, "to_version",
+                          json_integer(r->version)) < 0 ||
+      json_object_set(r->outputs, "applied", r->applied) < 0) {
+    res.outcome = ADAPTER_FAILED;
+    snprintf(res.error, sizeof res.error, "out of memory (%s)", where);
   }
+  tail = adapter_redact(strdup(res.error), (const char *const *)r->redact);
   res.tail = tail ? tail : (char *)"";
-  res.outputs = out ? out : json_object();
+  res.outputs = r->outputs;
   call->priv = NULL;
   call->on_done(call, &res); /* may free call */
-  json_decref(res.outputs);
   free(tail);
   run_free(r);
 }
@@ -625,6 +636,7 @@ static int plan(struct sql_run *r)
     if (r->hist[i].version > current)
       current = r->hist[i].version;
   r->from_version = r->version = current; /* outputs, even on failure */
+  r->version_known = 1;
   for (size_t i = 0; i < r->nhist; i++) {
     struct sql_hist *h = &r->hist[i];
     struct sql_mig *m = mig_find(r, h->version);
@@ -889,6 +901,9 @@ static int pg_history(struct sql_run *r, json_t *outputs)
   size_t i;
   json_t *row;
 
+  free(r->hist);
+  r->hist = NULL;
+  r->nhist = 0;
   if (!json_is_array(rows)) {
     set_error(r, "cannot read the history table '%s' in '%s': psql printed "
               "no rows", r->table, r->target);
@@ -914,14 +929,116 @@ static int pg_history(struct sql_run *r, json_t *outputs)
   return 0;
 }
 
+static void pg_spawn(struct sql_run *r, const char *const *argv,
+                     int64_t timeout_ms);
+
+/* The history table's SQL: created when missing, read as one JSON object
+ * {"rows": [[version, checksum], ...]}. */
+static void pg_history_sql(struct sql_run *r, char *create, size_t cn,
+                           char *select, size_t sn)
+{
+  snprintf(create, cn,
+           "CREATE TABLE IF NOT EXISTS %s (version bigint PRIMARY KEY, "
+           "name text NOT NULL, checksum text NOT NULL, applied_at "
+           "timestamptz NOT NULL DEFAULT now())",
+           r->table);
+  snprintf(select, sn,
+           "SELECT json_build_object('rows', coalesce(json_agg("
+           "json_build_array(version, checksum) ORDER BY version), "
+           "'[]'::json)) FROM %s",
+           r->table);
+}
+
+/* After a stop that ended a psql: the history again, once every
+ * transaction still writing it has ended (SHARE mode waits for them: a
+ * killed psql's COMMIT may still be under way on the server). Runs in
+ * spite of the stop, bounded by SQL_RECHECK_MS. */
+static void pg_recheck(struct sql_run *r)
+{
+  char create[256], select[384], lock[128];
+  const char *argv[] = {
+    "psql", "--no-psqlrc", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+    "--single-transaction", "-At", "-d", r->target,
+    "-c", "SET client_min_messages = warning", "-c", create,
+    "-c", lock, "-c", select, NULL,
+  };
+
+  r->stopped_in = r->phase;
+  r->phase = SQL_PG_RECHECK;
+  r->from_known = r->version_known;
+  r->version_known = 0; /* until it is read again */
+  snprintf(r->unknown_why, sizeof r->unknown_why,
+           "the history table was not read again after the stop");
+  pg_history_sql(r, create, sizeof create, select, sizeof select);
+  snprintf(lock, sizeof lock, "LOCK TABLE %s IN SHARE MODE", r->table);
+  snprintf(r->child_header, sizeof r->child_header,
+           "sql.migrate: after the stop, reading the history table '%s' "
+           "again\n", r->table);
+  pg_spawn(r, argv, SQL_RECHECK_MS);
+}
+
+/* The recheck ended: the versions are the database's, and the step that
+ * was stopped counts as run when its row says so. */
+static void pg_rechecked(struct sql_run *r, const struct adapter_result *res)
+{
+  int64_t v = 0;
+  char msg[400];
+
+  if (res->outcome != ADAPTER_SUCCEEDED) {
+    pg_message(res->tail, msg, sizeof msg);
+    if (res->exit_code < 0 && res->error[0])
+      snprintf(msg, sizeof msg, "psql: %s", res->error);
+    r->version_known = 0;
+    snprintf(r->unknown_why, sizeof r->unknown_why,
+             "cannot read the history table '%s' after the stop: %s",
+             r->table, msg);
+    log_line(r, "sql.migrate: %s", r->unknown_why);
+    return;
+  }
+  if (pg_history(r, res->outputs) < 0) {
+    r->version_known = 0;
+    snprintf(r->unknown_why, sizeof r->unknown_why, "%s", r->error);
+    return;
+  }
+  for (size_t i = 0; i < r->nhist; i++)
+    if (r->hist[i].version > v)
+      v = r->hist[i].version;
+  if (r->stopped_in == SQL_PG_STEP && r->next < r->nsteps) {
+    struct sql_mig *m = &r->migs[r->steps[r->next]];
+    if (hist_has(r, m->version) != r->down) { /* it committed */
+      json_array_append_new(r->applied,
+                            json_string(r->down ? m->down : m->up));
+      r->next++;
+    }
+  }
+  if (!r->from_known) /* stopped while the history was first read */
+    r->from_version = v;
+  r->version = v;
+  r->version_known = 1;
+  log_line(r, "sql.migrate: after the stop, the history table says version "
+           "%" PRId64, v);
+}
+
 static void pg_on_done(struct adapter__child *child,
                        const struct adapter_result *res)
 {
   struct sql_run *r = child->data;
   char msg[400];
 
-  if (r->stop) {
+  if (r->phase == SQL_PG_RECHECK) {
+    pg_rechecked(r, res);
     finish(r);
+    return;
+  }
+  if (r->stop) {
+    if (r->phase == SQL_PG_STEP && res->outcome == ADAPTER_SUCCEEDED) {
+      step_done(r); /* psql exited 0 by itself: committed */
+      finish(r);
+    } else if (child->spawned) {
+      pg_recheck(r); /* what it sent may still commit */
+    } else {
+      finish(r);
+    }
     return;
   }
   if (res->outcome != ADAPTER_SUCCEEDED) {
@@ -954,8 +1071,10 @@ static void pg_on_done(struct adapter__child *child,
   pg_next(r);
 }
 
-/* Runs psql with argv (NULL-terminated) as a child of the exec adapter. */
-static void pg_spawn(struct sql_run *r, const char *const *argv)
+/* Runs psql with argv (NULL-terminated) as a child of the exec adapter;
+ * timeout_ms 0: none but the run's own. */
+static void pg_spawn(struct sql_run *r, const char *const *argv,
+                     int64_t timeout_ms)
 {
   struct adapter__child_spec spec = { 0 };
   struct cairn_error err = { 0 };
@@ -979,6 +1098,7 @@ static void pg_spawn(struct sql_run *r, const char *const *argv)
   spec.log_path = r->call->log_path;
   spec.log_header = r->child_header;
   spec.redact = (const char *const *)r->redact;
+  spec.timeout_ms = timeout_ms;
   if (adapter__child_start(&r->child, &spec, &err) < 0) {
     set_error(r, "cannot run psql: %s", err.msg);
     finish(r);
@@ -998,19 +1118,10 @@ static void pg_next(struct sql_run *r)
       "-d", r->target, "-c", "SET client_min_messages = warning",
       "-c", create, "-c", select, NULL,
     };
-    snprintf(create, sizeof create,
-             "CREATE TABLE IF NOT EXISTS %s (version bigint PRIMARY KEY, "
-             "name text NOT NULL, checksum text NOT NULL, applied_at "
-             "timestamptz NOT NULL DEFAULT now())",
-             r->table);
-    snprintf(select, sizeof select,
-             "SELECT json_build_object('rows', coalesce(json_agg("
-             "json_build_array(version, checksum) ORDER BY version), "
-             "'[]'::json)) FROM %s",
-             r->table);
+    pg_history_sql(r, create, sizeof create, select, sizeof select);
     snprintf(r->child_header, sizeof r->child_header,
              "sql.migrate: reading the history table '%s'\n", r->table);
-    pg_spawn(r, argv);
+    pg_spawn(r, argv, 0);
     return;
   }
   if (r->next >= r->nsteps) {
@@ -1035,7 +1146,7 @@ static void pg_next(struct sql_run *r)
       "psql", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "--single-transaction",
       "-X", "-q", "-d", r->target, "-f", file, "-c", sql, NULL,
     };
-    pg_spawn(r, argv);
+    pg_spawn(r, argv, 0);
   }
 }
 
@@ -1064,7 +1175,8 @@ static void stop(struct sql_run *r, enum adapter_outcome why)
   if (r->db)
     sqlite3_interrupt(r->db); /* thread-safe, by SQLite's contract */
   uv_mutex_unlock(&r->mu);
-  adapter__child_cancel(&r->child);
+  if (r->phase != SQL_PG_RECHECK) /* that one bounds itself */
+    adapter__child_cancel(&r->child);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -1138,9 +1250,11 @@ static int sql_start(struct adapter_call *call, struct cairn_error *err)
   r->dir = strdup(json_string_value(dir));
   r->table = strdup(table ? json_string_value(table) : "cairn_migrations");
   r->applied = json_array();
+  r->outputs = json_object();
   r->has_to = to != NULL;
   r->to = to ? (int64_t)json_integer_value(to) : 0;
-  if (r->dir == NULL || r->table == NULL || r->applied == NULL) {
+  if (r->dir == NULL || r->table == NULL || r->applied == NULL ||
+      r->outputs == NULL) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     goto fail;
   }

@@ -46,6 +46,7 @@ struct tcp_run {
   int connected;
   enum adapter_outcome outcome;
   char last[128];      /* the last attempt's failure */
+  json_t *outputs;     /* made at the start, filled at the end */
   char error[512];
 };
 
@@ -63,9 +64,15 @@ static void complete(struct tcp_run *r)
   res.outcome = r->outcome;
   res.exit_code = -1;
   res.duration_ms = elapsed;
-  res.outputs = json_pack("{s:i, s:I}", "attempts", r->attempts,
-                          "elapsed_ms", (json_int_t)elapsed);
-  if (r->outcome == ADAPTER_SUCCEEDED)
+  res.outputs = r->outputs; /* made at the start: never NULL */
+  if (json_object_set_new(r->outputs, "attempts", json_integer(r->attempts))
+          < 0 ||
+      json_object_set_new(r->outputs, "elapsed_ms", json_integer(elapsed))
+          < 0) {
+    res.outcome = ADAPTER_FAILED; /* not a success without its outputs */
+    snprintf(r->error, sizeof r->error, "%s: out of memory", r->subject);
+  }
+  if (res.outcome == ADAPTER_SUCCEEDED)
     snprintf(log, sizeof log,
              "%s accepted a connection after %d attempt%s (%lld ms)\n",
              r->subject, r->attempts, r->attempts == 1 ? "" : "s",
@@ -77,7 +84,7 @@ static void complete(struct tcp_run *r)
     uv_freeaddrinfo(r->ai);
   call->priv = NULL;
   call->on_done(call, &res); /* may free call */
-  json_decref(res.outputs);
+  json_decref(r->outputs);
   free(res.tail);
   free(r);
 }
@@ -345,8 +352,11 @@ static int tcp_start(struct adapter_call *call, struct cairn_error *err)
   if (strlen(host) >= sizeof r->host)
     return cairn_error_set(err, CAIRN_E_INVAL, "host '%.40s...' is too long",
                            host);
-  if ((r = calloc(1, sizeof *r)) == NULL)
+  if ((r = calloc(1, sizeof *r)) == NULL ||
+      (r->outputs = json_object()) == NULL) {
+    free(r);
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  }
   r->call = call;
   snprintf(r->host, sizeof r->host, "%s", host);
   snprintf(r->portstr, sizeof r->portstr, "%d",
