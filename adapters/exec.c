@@ -29,6 +29,7 @@
  * waitpid (or, on a kernel without pidfds, waitpid every
  * EXEC_WAIT_POLL_MS). There is no SIGCHLD handler. */
 #include "adapters/adapter.h"
+#include "adapters/input.h"
 #include "adapters/exec.h"
 #include "adapters/spawn.h"
 #include "common/buf.h"
@@ -563,17 +564,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- inputs ------------------------------------------------------------- */
 
-static json_t *input(json_t *in, const char *name)
-{
-  json_t *v = json_object_get(in, name);
-  return json_is_null(v) ? NULL : v;
-}
-
 static int exec_check(json_t *with, struct cairn_error *err)
 {
-  json_t *argv = input(with, "argv");
-  json_t *shell = input(with, "shell");
-  json_t *env = input(with, "env");
+  json_t *argv = adapter__input(with, "argv");
+  json_t *shell = adapter__input(with, "shell");
+  json_t *env = adapter__input(with, "env");
   const char *key;
   json_t *v;
 
@@ -606,7 +601,7 @@ static int check_inputs(json_t *in, struct cairn_error *err)
     return cairn_error_set(err, CAIRN_E_INVAL, "inputs of exec must be a map");
   if ((rc = exec_check(in, err)) < 0)
     return rc;
-  if ((v = input(in, "argv")) != NULL) {
+  if ((v = adapter__input(in, "argv")) != NULL) {
     if (!json_is_array(v) || json_array_size(v) == 0)
       goto bad_argv;
     json_array_foreach(v, i, item) {
@@ -614,12 +609,12 @@ static int check_inputs(json_t *in, struct cairn_error *err)
         goto bad_argv;
     }
   }
-  if ((v = input(in, "shell")) != NULL && !json_is_string(v))
+  if ((v = adapter__input(in, "shell")) != NULL && !json_is_string(v))
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "input 'shell' must be a string");
-  if ((v = input(in, "cwd")) != NULL && !json_is_string(v))
+  if ((v = adapter__input(in, "cwd")) != NULL && !json_is_string(v))
     return cairn_error_set(err, CAIRN_E_INVAL, "input 'cwd' must be a string");
-  if ((v = input(in, "env")) != NULL) {
+  if ((v = adapter__input(in, "env")) != NULL) {
     if (!json_is_object(v))
       goto bad_env;
     json_object_foreach(v, key, item) {
@@ -627,7 +622,7 @@ static int check_inputs(json_t *in, struct cairn_error *err)
         goto bad_env;
     }
   }
-  if ((v = input(in, "timeout")) != NULL &&
+  if ((v = adapter__input(in, "timeout")) != NULL &&
       (!json_is_integer(v) || json_integer_value(v) < 0))
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "input 'timeout' must be integer milliseconds "
@@ -702,11 +697,11 @@ int adapter__exec_start(struct adapter_call *call,
 
   if ((rc = check_inputs(in, err)) < 0)
     return rc;
-  argv = input(in, "argv");
-  shell = input(in, "shell");
-  cwdv = input(in, "cwd");
-  env = input(in, "env");
-  tov = input(in, "timeout");
+  argv = adapter__input(in, "argv");
+  shell = adapter__input(in, "shell");
+  cwdv = adapter__input(in, "cwd");
+  env = adapter__input(in, "env");
+  tov = adapter__input(in, "timeout");
   cwd = cwdv ? json_string_value(cwdv) : NULL;
 
   if ((r = calloc(1, sizeof *r)) == NULL)

@@ -2,6 +2,7 @@
  * input table, defaults and conversions, and redaction of secrets from
  * text (whole strings, or output arriving in pieces). */
 #include "adapters/adapter.h"
+#include "adapters/input.h"
 #include "common/buf.h"
 
 #include <curl/curl.h>
@@ -262,6 +263,29 @@ void adapter_format_duration(int64_t ms, char *out, size_t n)
 int adapter_is_template(json_t *v)
 {
   return json_is_string(v) && strstr(json_string_value(v), "{{") != NULL;
+}
+
+/* ---- reading inputs (adapters/input.h) ----------------------------------- */
+
+json_t *adapter__input(json_t *in, const char *name)
+{
+  json_t *v = json_object_get(in, name);
+  return json_is_null(v) ? NULL : v;
+}
+
+const char *adapter__input_str(json_t *in, const char *name)
+{
+  return json_string_value(json_object_get(in, name));
+}
+
+json_t *adapter__input_given(json_t *in, const char *name)
+{
+  json_t *v = adapter__input(in, name);
+
+  if ((json_is_string(v) && json_string_length(v) == 0) ||
+      (json_is_object(v) && json_object_size(v) == 0))
+    return NULL;
+  return v;
 }
 
 /* How a JSON value's type reads in a message ("not a list"). */

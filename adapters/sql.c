@@ -29,6 +29,7 @@
  * passed as PGPASSWORD in the child's environment only, and is redacted
  * from everything logged. */
 #include "adapters/adapter.h"
+#include "adapters/input.h"
 #include "adapters/exec.h"
 #include "adapters/job.h"
 #include "adapters/spawn.h"
@@ -122,17 +123,6 @@ struct sql_run {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static json_t *input(json_t *in, const char *name)
-{
-  json_t *v = json_object_get(in, name);
-  return json_is_null(v) ? NULL : v;
-}
-
-static int is_template_str(json_t *v)
-{
-  return json_is_string(v) && strstr(json_string_value(v), "{{") != NULL;
-}
-
 static int starts_with(const char *s, const char *prefix)
 {
   return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -202,45 +192,6 @@ static void set_error(struct sql_run *r, const char *fmt, ...)
       *p = ' ';
 }
 
-/* Reads a whole file (at most SQL_FILE_MAX bytes) into a NUL-terminated
- * malloc'd string. Returns 0 or -errno. */
-static int read_file(const char *path, char **out, size_t *len)
-{
-  struct cairn_buf b = { .max = SQL_FILE_MAX + 1 };
-  char chunk[65536];
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  int rc = 0;
-
-  if (fd < 0)
-    return -errno;
-  for (;;) {
-    ssize_t n = read(fd, chunk, sizeof chunk);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      rc = -errno;
-      break;
-    }
-    if (n == 0)
-      break;
-    cairn_buf_add(&b, chunk, (size_t)n);
-    if (b.failed) {
-      rc = b.len > SQL_FILE_MAX ? -EFBIG : -ENOMEM;
-      break;
-    }
-  }
-  close(fd);
-  if (rc == 0 && b.p == NULL && (b.p = strdup("")) == NULL)
-    rc = -ENOMEM;
-  if (rc < 0) {
-    cairn_buf_release(&b);
-    return rc;
-  }
-  *out = b.p;
-  *len = b.len;
-  return 0;
-}
-
 /* ---- inputs ------------------------------------------------------------- */
 
 static int check_db(const char *db, struct cairn_error *err)
@@ -267,15 +218,15 @@ static int check_db(const char *db, struct cairn_error *err)
 
 static int sql_check(json_t *with, struct cairn_error *err)
 {
-  json_t *db = input(with, "db");
-  json_t *table = input(with, "table");
-  json_t *to = input(with, "to");
+  json_t *db = adapter__input(with, "db");
+  json_t *table = adapter__input(with, "table");
+  json_t *to = adapter__input(with, "to");
   int rc;
 
-  if (json_is_string(db) && !is_template_str(db) &&
+  if (json_is_string(db) && !adapter_is_template(db) &&
       (rc = check_db(json_string_value(db), err)) < 0)
     return rc;
-  if (json_is_string(table) && !is_template_str(table) &&
+  if (json_is_string(table) && !adapter_is_template(table) &&
       !table_ok(json_string_value(table)))
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "bad history table name '%s' in input 'table' "
@@ -593,7 +544,7 @@ static int scan(struct sql_run *r)
       goto out;
     }
     snprintf(path, sizeof path, "%s/%s", r->dir, m->up);
-    if ((e2 = read_file(path, &text, &len)) < 0) {
+    if ((e2 = adapter__read_file(path, SQL_FILE_MAX, &text, &len)) < 0) {
       set_error(r, "cannot read '%s': %s", path, strerror(-e2));
       goto out;
     }
@@ -768,7 +719,7 @@ static int sqlite_step(struct sql_run *r, struct sql_mig *m)
   int rc;
 
   snprintf(path, sizeof path, "%s/%s", r->dir, file);
-  if ((rc = read_file(path, &text, &len)) < 0) {
+  if ((rc = adapter__read_file(path, SQL_FILE_MAX, &text, &len)) < 0) {
     set_error(r, "cannot read '%s': %s", path, strerror(-rc));
     return -1;
   }
@@ -1210,9 +1161,9 @@ static int build_redact(struct sql_run *r, const char *raw_pw)
 static int sql_start(struct adapter_call *call, struct cairn_error *err)
 {
   json_t *in = call->inputs;
-  json_t *dir = input(in, "dir"), *db = input(in, "db");
-  json_t *to = input(in, "to"), *table = input(in, "table");
-  json_t *pw = input(in, "password");
+  json_t *dir = adapter__input(in, "dir"), *db = adapter__input(in, "db");
+  json_t *to = adapter__input(in, "to"), *table = adapter__input(in, "table");
+  json_t *pw = adapter__input(in, "password");
   struct sql_run *r;
   const char *dbs;
   char *url_pw = NULL;

@@ -6,8 +6,9 @@
  * (a connect that never answers is abandoned then), between attempts the
  * interval. An address that fails (refused, or unreachable at once) is
  * followed by the name's next address in the same attempt; only after
- * the last does the attempt wait for the interval. Each attempt uses a fresh uv_tcp_t: the next one starts only
- * after the previous handle's close callback. */
+ * the last does the attempt wait for the interval. Each address gets a
+ * fresh uv_tcp_t: the next one starts only after the previous handle's
+ * close callback. */
 #include "adapters/adapter.h"
 
 #include <stdio.h>

@@ -18,6 +18,7 @@
  * further command starts. The job's timer is closed last; its close
  * callback calls on_done. */
 #include "adapters/adapter.h"
+#include "adapters/input.h"
 #include "adapters/exec.h"
 #include "adapters/spawn.h"
 #include "common/buf.h"
@@ -86,11 +87,6 @@ static const char *in_str(struct tool_job *j, const char *name)
 {
   const char *s = json_string_value(json_object_get(j->in, name));
   return s ? s : "";
-}
-
-static int is_template(json_t *v)
-{
-  return json_is_string(v) && strstr(json_string_value(v), "{{") != NULL;
 }
 
 static void av_add(struct tool_job *j, const char *s)
@@ -481,13 +477,13 @@ static int check_not_flag(json_t *with, const char *key,
   size_t i;
   json_t *item;
 
-  if (json_is_string(v) && !is_template(v) && json_string_value(v)[0] == '-')
+  if (json_is_string(v) && !adapter_is_template(v) && json_string_value(v)[0] == '-')
     return cairn_error_set(err, CAIRN_E_INVAL, "input '%s' must not start "
                            "with '-' ('%s' would be read as an option)", key,
                            json_string_value(v));
   if (json_is_array(v)) {
     json_array_foreach(v, i, item) {
-      if (json_is_string(item) && !is_template(item) &&
+      if (json_is_string(item) && !adapter_is_template(item) &&
           json_string_value(item)[0] == '-')
         return cairn_error_set(err, CAIRN_E_INVAL, "input '%s' must not "
                                "have an item starting with '-' ('%s' would "
@@ -506,7 +502,7 @@ static int check_action(json_t *with, const char *allowed,
   const char *a;
   size_t n;
 
-  if (!json_is_string(v) || is_template(v))
+  if (!json_is_string(v) || adapter_is_template(v))
     return 0;
   a = json_string_value(v);
   n = strlen(a);
@@ -525,13 +521,6 @@ static const char *action_of(json_t *with, const char *dflt)
 {
   const char *a = json_string_value(json_object_get(with, "action"));
   return a ? a : dflt;
-}
-
-static int given(json_t *with, const char *key)
-{
-  json_t *v = json_object_get(with, key);
-  return v != NULL && !json_is_null(v) &&
-         !(json_is_string(v) && json_string_length(v) == 0);
 }
 
 /* "300s" for --timeout, from integer milliseconds (rounded up). */
@@ -571,14 +560,15 @@ static int kubectl_check(json_t *with, struct cairn_error *err)
   if ((rc = check_not_flag(with, "deployment", err)) < 0)
     return rc;
   if (strcmp(action, "apply") == 0 &&
-      given(with, "file") == given(with, "kustomize"))
+      !adapter__input_given(with, "file") ==
+          !adapter__input_given(with, "kustomize"))
     return cairn_error_set(err, CAIRN_E_INVAL, "kubectl apply needs exactly "
                            "one of 'file' and 'kustomize'");
   if (json_is_string(json_object_get(with, "file")) &&
       strcmp(json_string_value(json_object_get(with, "file")), "-") == 0)
     return cairn_error_set(err, CAIRN_E_INVAL, "input 'file' cannot be '-' "
                            "(standard input is /dev/null)");
-  if (res && !json_is_null(res) && !is_template(res)) {
+  if (res && !json_is_null(res) && !adapter_is_template(res)) {
     if (!json_is_array(res))
       return cairn_error_set(err, CAIRN_E_INVAL, "input 'resources' must be "
                              "a list of kind/name strings");
@@ -728,12 +718,14 @@ static int helm_check(json_t *with, struct cairn_error *err)
       (rc = check_not_flag(with, "release", err)) < 0 ||
       (rc = check_not_flag(with, "chart", err)) < 0)
     return rc;
-  if (strcmp(action, "upgrade") == 0 && !given(with, "chart"))
+  if (strcmp(action, "upgrade") == 0 && !adapter__input_given(with, "chart"))
     return cairn_error_set(err, CAIRN_E_INVAL, "helm upgrade needs 'chart'");
-  if (strcmp(action, "rollback") == 0 && !given(with, "revision"))
+  if (strcmp(action, "rollback") == 0 &&
+      !adapter__input_given(with, "revision"))
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "helm rollback needs 'revision'");
-  if (strcmp(action, "revert") == 0 && !given(with, "previous_revision"))
+  if (strcmp(action, "revert") == 0 &&
+      !adapter__input_given(with, "previous_revision"))
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "helm revert needs 'previous_revision' (0: "
                            "uninstall)");
