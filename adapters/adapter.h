@@ -264,12 +264,13 @@ extern const struct adapter_desc adapter_file_remove;
  * mode nginx: writes `include` (a server line for upstreams[to])
  * atomically, runs `nginx -t` (restoring the include and failing with
  * nginx's message when it fails), reloads nginx, then polls confirm_url
- * (curl_easy in the thread pool) until its body holds confirm_expect.
- * Outputs from (the colour before, "" when none) and to. The state's
- * timeout and cancel bound every wait: a running nginx has its group
- * stopped (SIGTERM, grace, SIGKILL), polling ends, and the outcome is
- * ADAPTER_TIMED_OUT or ADAPTER_CANCELLED. Default undo: the same switch
- * back to `from`. */
+ * (through the loop's shared curl multi) until its body holds
+ * confirm_expect. File steps run in the thread pool, nginx as a child of
+ * the exec adapter. Outputs from (the colour before, "" when none) and
+ * to. The state's timeout and cancel end every wait at once: a running
+ * nginx has its group stopped (SIGTERM, grace, SIGKILL), the request in
+ * flight is dropped, and the outcome is ADAPTER_TIMED_OUT or
+ * ADAPTER_CANCELLED. Default undo: the same switch back to `from`. */
 extern const struct adapter_desc adapter_switch_blue_green;
 /* secrets.generate: for each of `names`, a value of `length` random bytes
  * (RAND_bytes) written in `alphabet`, kept in the env `file` (0600, its

@@ -1,7 +1,8 @@
 /* libcurl's multi interface driven by a libuv loop, shared by the HTTP
- * adapters (http.check, notify.webhook): one CURLM per loop, created when
- * the first user acquires it and cleaned up when the last one releases it,
- * so many checks in flight on one loop share connections and one timer.
+ * adapters (http.check, notify.webhook, switch.blue-green's confirmation):
+ * one CURLM per loop, created when the first user acquires it and cleaned
+ * up when the last one releases it, so many checks in flight on one loop
+ * share connections and one timer.
  *
  * Single-threaded: a loop's users must all run on that loop's thread (as
  * cairn's engine does). Memory: the shared state belongs to this module;
