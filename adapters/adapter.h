@@ -192,6 +192,12 @@ void adapter_log_write(const struct adapter_call *call, const char *text);
 char *adapter_finish_text(const struct adapter_call *call, const char *error,
                           const char *log, struct adapter_result *res);
 
+/* adapter_finish_text without the log: for a result whose tail (which
+ * the journal keeps) says all there is, so the step's log file need not
+ * be created. */
+char *adapter_result_text(const struct adapter_call *call, const char *error,
+                          const char *log, struct adapter_result *res);
+
 /* 1 when v is a string holding a template ("{{"), checked once rendered. */
 int adapter_is_template(json_t *v);
 

@@ -773,6 +773,13 @@ void adapter_log_write(const struct adapter_call *call, const char *text)
 char *adapter_finish_text(const struct adapter_call *call, const char *error,
                           const char *log, struct adapter_result *res)
 {
+  adapter_log_write(call, log ? log : "");
+  return adapter_result_text(call, error, log, res);
+}
+
+char *adapter_result_text(const struct adapter_call *call, const char *error,
+                          const char *log, struct adapter_result *res)
+{
   char *e, *all;
   size_t len, cut = 0;
 
@@ -781,7 +788,6 @@ char *adapter_finish_text(const struct adapter_call *call, const char *error,
     snprintf(res->error, sizeof res->error, "%s", e);
     free(e);
   }
-  adapter_log_write(call, log ? log : "");
   /* redact the whole text, then cut: a cut first could split a secret
    * and leave its end in the tail */
   if ((all = adapter_redact(strdup(log ? log : ""), call->redact)) == NULL)

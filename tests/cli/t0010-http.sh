@@ -74,7 +74,11 @@ test_expect_success 'status, json equality, regex and numbers pass; outputs' '
 	test "$(out json.data.items[0].name)" = api &&
 	test "$(out headers.x-release)" = 2.4.1 &&
 	test "$(out latency_ms)" -ge 0 &&
-	test_grep "GET $U/health.json: 200 in" .cairn/runs/*/c.log
+	q "SELECT json_extract(payload, '\''\$.tail'\'') FROM events
+	   WHERE run_id = '\''$(last_run)'\'' AND kind = '\''action.finished'\''" >tail &&
+	test_grep "GET $U/health.json: 200 in" tail &&
+	# passed at its first try: the journal has its line, no log file
+	test_path_is_missing ".cairn/runs/$(last_run)/c.log"
 '
 
 test_expect_success 'a json mismatch names the path, the value and the expectation' '
@@ -127,7 +131,8 @@ test_expect_success 'polling: fails while starting, passes once the file says he
 	wait &&
 	n=$(out attempts) && echo "attempts: $n" &&
 	test "$n" -ge 2 &&
-	test_grep "json '\''status'\'' is \"starting\", expected \"healthy\"" .cairn/runs/*/c.log
+	test_grep "json '\''status'\'' is \"starting\", expected \"healthy\"" .cairn/runs/*/c.log &&
+	test_grep "GET $U/slow.json: 200 in" .cairn/runs/*/c.log
 '
 
 test_expect_success 'polling that never passes: the error counts attempts and the window' '
