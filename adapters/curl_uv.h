@@ -19,9 +19,11 @@
 struct adapter__curlm;
 
 /* Called once per transfer added with adapter__curlm_add, when it ends
- * (rc is its CURLcode), from the loop. The easy handle is still in the
- * multi: the callback removes it (adapter__curlm_remove) or not, as it
- * likes; the callback may also release its user of the shared state. */
+ * (rc is its CURLcode; CURLE_OPERATION_TIMEDOUT also for one whose time
+ * ran out while it waited for its turn, unsent), from the loop. The
+ * callback must remove it (adapter__curlm_remove) before the handle is
+ * added again or freed; it may also release its user of the shared
+ * state. */
 typedef void adapter__curl_done_fn(CURL *easy, CURLcode rc, void *ud);
 
 /* The loop's shared multi handle, created on first use; adds one user.
@@ -36,13 +38,17 @@ struct adapter__curlm *adapter__curlm_acquire(uv_loop_t *loop,
 void adapter__curlm_release(struct adapter__curlm *m,
                             void (*released)(void *ud), void *ud);
 
-/* Starts a transfer; done(easy, rc, ud) follows exactly once, unless the
- * handle is removed first. CURLOPT_PRIVATE is used by this module. */
-int adapter__curlm_add(struct adapter__curlm *m, CURL *easy,
+/* Starts a transfer, or queues it behind the others in flight to its
+ * host (see curl_uv.c), with timeout_ms (0: none) counted from now: this
+ * sets CURLOPT_TIMEOUT_MS. done(easy, rc, ud) follows exactly once,
+ * unless the handle is removed first. CURLOPT_PRIVATE is this module's:
+ * set the handle up with adapter__curl_setup first. */
+int adapter__curlm_add(struct adapter__curlm *m, CURL *easy, long timeout_ms,
                        adapter__curl_done_fn *done, void *ud,
                        struct cairn_error *err);
 
-/* Stops a transfer (done is not called); harmless when it already ended. */
+/* Stops a transfer, in flight or waiting (done is not called); harmless
+ * when it already ended. */
 void adapter__curlm_remove(struct adapter__curlm *m, CURL *easy);
 
 /* A one-line description of a failed transfer: "connection refused",
@@ -109,10 +115,11 @@ int adapter__http_init(struct adapter__http *h, uv_loop_t *loop,
                        json_t *headers, const char *extra,
                        struct adapter__curl_req *q, struct cairn_error *err);
 
-/* Starts a try; done(easy, rc, ud) follows once, on the loop (it calls
- * adapter__http_sent first). */
-int adapter__http_send(struct adapter__http *h, adapter__curl_done_fn *done,
-                       void *ud, struct cairn_error *err);
+/* Starts a try, limited to timeout_ms (0: none); done(easy, rc, ud)
+ * follows once, on the loop (it calls adapter__http_sent first). */
+int adapter__http_send(struct adapter__http *h, long timeout_ms,
+                       adapter__curl_done_fn *done, void *ud,
+                       struct cairn_error *err);
 
 /* In done: the transfer is over; takes it out of the multi. */
 void adapter__http_sent(struct adapter__http *h);

@@ -591,11 +591,10 @@ static void attempt(struct http_run *r)
   if (r->deadline && r->deadline > now &&
       (t == 0 || (int64_t)(r->deadline - now) < t))
     t = (int64_t)(r->deadline - now);
-  curl_easy_setopt(r->h.easy, CURLOPT_TIMEOUT_MS, (long)t);
   if (r->hard_deadline)
     uv_timer_start(&r->h.timer, on_timer,
                    r->hard_deadline > now ? r->hard_deadline - now : 0, 0);
-  if (adapter__http_send(&r->h, on_xfer_done, r, &err) < 0) {
+  if (adapter__http_send(&r->h, (long)t, on_xfer_done, r, &err) < 0) {
     snprintf(r->why, sizeof r->why, "%s", err.msg);
     fail(r, ADAPTER_FAILED);
   }

@@ -173,7 +173,8 @@ static void attempt(struct notify_run *r)
   struct cairn_error err = { 0 };
 
   r->attempts++;
-  if (adapter__http_send(&r->h, on_xfer_done, r, &err) < 0) {
+  if (adapter__http_send(&r->h, (long)r->timeout_ms, on_xfer_done, r,
+                         &err) < 0) {
     snprintf(r->why, sizeof r->why, "%s", err.msg);
     give_up(r);
     return;

@@ -362,7 +362,8 @@ static void confirm_try(struct nginx_run *x)
 
   x->body_len = 0;
   x->body[0] = '\0';
-  if (adapter__http_send(&x->h, on_confirm_done, x, &err) < 0) {
+  if (adapter__http_send(&x->h, SWITCH_TRY_MS, on_confirm_done, x, &err) <
+      0) {
     snprintf(x->last, sizeof x->last, "%s", err.msg);
     confirm_end(x, 0);
   }

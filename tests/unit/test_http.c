@@ -58,6 +58,56 @@ static void many_share_one_multi(void **state)
   }
 }
 
+/* 150 checks of one host that never answers: 64 go in flight, the rest
+ * wait for a turn; a waiting check's own timeout runs from when it was
+ * started, so all end at about 300 ms, not in rounds of 300 ms. */
+static void waiting_requests_keep_their_timeout(void **state)
+{
+  struct net_fixture *f = *state;
+  static struct t_call t[150];
+  uint64_t t0 = uv_hrtime();
+  int64_t took;
+
+  memset(t, 0, sizeof t);
+  for (int i = 0; i < 150; i++)
+    t_start(f, &adapter_http_check, &t[i],
+            url_with(f->port, ", \"timeout\": \"300ms\""), 0);
+  t_run(f);
+  took = (int64_t)((uv_hrtime() - t0) / 1000000);
+  for (int i = 0; i < 150; i++) {
+    assert_int_equal(t[i].done, 1);
+    assert_int_equal(t[i].outcome, ADAPTER_FAILED);
+    assert_non_null(strstr(t[i].error, "no response within 300ms"));
+    t_release(&t[i]);
+  }
+  assert_true(took >= 250 && took < 800);
+}
+
+/* Cancelling checks that wait for a turn, and one in flight. */
+static void cancel_waiting(void **state)
+{
+  struct net_fixture *f = *state;
+  static struct t_call t[80];
+  struct t_cancel c[3];
+
+  memset(t, 0, sizeof t);
+  for (int i = 0; i < 80; i++)
+    t_start(f, &adapter_http_check, &t[i],
+            url_with(f->port, ", \"timeout\": \"400ms\""), 0);
+  t_cancel_after(f, &c[0], &t[0], 100);   /* in flight */
+  t_cancel_after(f, &c[1], &t[70], 100);  /* waiting */
+  t_cancel_after(f, &c[2], &t[79], 100);  /* waiting, the last */
+  t_run(f);
+  for (int i = 0; i < 80; i++) {
+    assert_int_equal(t[i].done, 1);
+    if (i == 0 || i == 70 || i == 79)
+      assert_int_equal(t[i].outcome, ADAPTER_CANCELLED);
+    else
+      assert_non_null(strstr(t[i].error, "no response within 400ms"));
+    t_release(&t[i]);
+  }
+}
+
 static void cancel_in_flight(void **state)
 {
   struct net_fixture *f = *state;
@@ -208,6 +258,9 @@ int main(void)
     cmocka_unit_test_setup_teardown(refused, net_setup, net_teardown),
     cmocka_unit_test_setup_teardown(many_share_one_multi, net_setup,
                                     net_teardown),
+    cmocka_unit_test_setup_teardown(waiting_requests_keep_their_timeout,
+                                    net_setup, net_teardown),
+    cmocka_unit_test_setup_teardown(cancel_waiting, net_setup, net_teardown),
     cmocka_unit_test_setup_teardown(cancel_in_flight, net_setup,
                                     net_teardown),
     cmocka_unit_test_setup_teardown(state_timeout_while_polling, net_setup,
