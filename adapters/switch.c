@@ -297,6 +297,21 @@ static void restore_work(struct adapter__job *j)
     unlink(x->path);
 }
 
+/* The include goes back (in the pool), then the call fails with x->why. */
+static void restore_and_fail(struct nginx_run *x)
+{
+  x->phase = NGINX_RESTORE;
+  adapter__job_queue(x->j, restore_work);
+}
+
+/* A stop came before or during step ("nginx -t"). */
+static void stopped_at(struct nginx_run *x, const char *step)
+{
+  snprintf(x->why, sizeof x->why, "'%s' stopped (restored the previous "
+           "include)", step);
+  restore_and_fail(x);
+}
+
 static void confirm_try(struct nginx_run *x);
 
 static void on_pause(uv_timer_t *t)
@@ -444,26 +459,22 @@ static void nginx_done(struct adapter__child *c,
       if (msg[0] == '\0')
         snprintf(msg, sizeof msg, "%s", res->error);
     }
-    if (stopped)
-      snprintf(x->why, sizeof x->why, "'%s' stopped (restored the previous "
-               "include)", x->phase == NGINX_TEST ? "nginx -t"
-                                                   : "nginx -s reload");
-    else if (x->phase == NGINX_TEST)
+    if (stopped) {
+      stopped_at(x, x->phase == NGINX_TEST ? "nginx -t" : "nginx -s reload");
+      return;
+    }
+    if (x->phase == NGINX_TEST)
       snprintf(x->why, sizeof x->why, "nginx -t rejected the include for "
                "'%s' (restored the previous one): %s", x->to, msg);
     else
       snprintf(x->why, sizeof x->why, "nginx -s reload failed (restored "
                "the previous include): %s", msg);
-    x->phase = NGINX_RESTORE;
-    adapter__job_queue(j, restore_work);
+    restore_and_fail(x);
     return;
   }
   if (x->phase == NGINX_TEST) {
     if (stopped) { /* it passed, but the switch goes no further */
-      snprintf(x->why, sizeof x->why, "'nginx -s reload' stopped (restored "
-               "the previous include)");
-      x->phase = NGINX_RESTORE;
-      adapter__job_queue(j, restore_work);
+      stopped_at(x, "nginx -s reload");
       return;
     }
     x->phase = NGINX_RELOAD;
@@ -550,10 +561,7 @@ static void nginx_after(struct adapter__job *j)
       return;
     }
     if (adapter__job_stopped(j)) {
-      snprintf(x->why, sizeof x->why, "'nginx -t' stopped (restored the "
-               "previous include)");
-      x->phase = NGINX_RESTORE;
-      adapter__job_queue(j, restore_work);
+      stopped_at(x, "nginx -t");
       return;
     }
     x->phase = NGINX_TEST;

@@ -159,6 +159,37 @@ static void h_run(struct h_fix *f, const struct adapter_desc *desc,
   json_decref(with);
 }
 
+/* Writes text to f->dir/name with mode (0700 for a script). */
+static inline void h_write(struct h_fix *f, const char *name,
+                           const char *text, mode_t mode)
+{
+  char path[PATH_MAX + 64];
+  FILE *fp;
+
+  snprintf(path, sizeof path, "%s/%s", f->dir, name);
+  fp = fopen(path, "w");
+  assert_non_null(fp);
+  fputs(text, fp);
+  assert_int_equal(fclose(fp), 0);
+  assert_int_equal(chmod(path, mode), 0);
+}
+
+/* What f->dir/name holds (at most 4 KiB), malloc'd; "" when missing. */
+static inline char *h_read(struct h_fix *f, const char *name)
+{
+  char path[PATH_MAX + 64], buf[4096];
+  FILE *fp;
+  size_t n = 0;
+
+  snprintf(path, sizeof path, "%s/%s", f->dir, name);
+  if ((fp = fopen(path, "r")) != NULL) {
+    n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+  }
+  buf[n] = '\0';
+  return strdup(buf);
+}
+
 static inline const char *h_str(struct h_res *r, const char *key)
 {
   return json_string_value(json_object_get(r->outputs, key));

@@ -14,6 +14,16 @@ static json_t *url_with(int port, const char *more)
   return json_loads(text, 0, NULL);
 }
 
+static json_t *webhook_with(int port, const char *more)
+{
+  char text[512];
+
+  snprintf(text, sizeof text,
+           "{\"url\": \"http://127.0.0.1:%d/\", \"event\": \"failed\"%s}",
+           port, more);
+  return json_loads(text, 0, NULL);
+}
+
 static void refused(void **state)
 {
   struct net_fixture *f = *state;
@@ -177,13 +187,11 @@ static void webhook_not_required_succeeds(void **state)
 {
   struct net_fixture *f = *state;
   struct t_call t = { 0 };
-  char text[256];
 
-  snprintf(text, sizeof text,
-           "{\"url\": \"http://127.0.0.1:%d/\", \"event\": \"failed\", "
-           "\"attempts\": 2, \"delay\": \"50ms\"}",
-           net_free_port(f));
-  t_start(f, &adapter_notify_webhook, &t, json_loads(text, 0, NULL), 0);
+  t_start(f, &adapter_notify_webhook, &t,
+          webhook_with(net_free_port(f),
+                       ", \"attempts\": 2, \"delay\": \"50ms\""),
+          0);
   t_run(f);
   assert_int_equal(t.outcome, ADAPTER_SUCCEEDED);
   assert_true(json_is_false(json_object_get(t.outputs, "delivered")));
@@ -199,16 +207,14 @@ static void webhook_state_timeout_during_delay(void **state)
 {
   struct net_fixture *f = *state;
   struct t_call t = { 0 };
-  char text[256];
   uint64_t t0;
   int64_t took;
 
-  snprintf(text, sizeof text,
-           "{\"url\": \"http://127.0.0.1:%d/\", \"event\": \"failed\", "
-           "\"attempts\": 5, \"delay\": \"2s\"}",
-           net_free_port(f));
   t0 = uv_hrtime();
-  t_start(f, &adapter_notify_webhook, &t, json_loads(text, 0, NULL), 300);
+  t_start(f, &adapter_notify_webhook, &t,
+          webhook_with(net_free_port(f),
+                       ", \"attempts\": 5, \"delay\": \"2s\""),
+          300);
   t_run(f);
   took = (int64_t)((uv_hrtime() - t0) / 1000000);
   assert_int_equal(t.outcome, ADAPTER_TIMED_OUT);
@@ -227,22 +233,18 @@ static void webhook_request_timeouts_and_retries(void **state)
 {
   struct net_fixture *f = *state;
   struct t_call t = { 0 };
-  char text[256];
+  const char *more =
+      ", \"attempts\": 3, \"delay\": \"50ms\", \"timeout\": \"150ms\"";
 
-  snprintf(text, sizeof text,
-           "{\"url\": \"http://127.0.0.1:%d/\", \"event\": \"failed\", "
-           "\"attempts\": 3, \"delay\": \"50ms\", \"timeout\": "
-           "\"150ms\"}",
-           f->port);
   /* a state timeout that ends while the last request is in flight */
-  t_start(f, &adapter_notify_webhook, &t, json_loads(text, 0, NULL), 420);
+  t_start(f, &adapter_notify_webhook, &t, webhook_with(f->port, more), 420);
   t_run(f);
   assert_int_equal(t.outcome, ADAPTER_TIMED_OUT);
   assert_int_equal(json_integer_value(json_object_get(t.outputs, "attempts")),
                    3);
   assert_int_equal(f->npeers, 3);
   t_release(&t);
-  t_start(f, &adapter_notify_webhook, &t, json_loads(text, 0, NULL), 0);
+  t_start(f, &adapter_notify_webhook, &t, webhook_with(f->port, more), 0);
   t_run(f);
   assert_int_equal(f->npeers, 6);
   assert_int_equal(t.outcome, ADAPTER_SUCCEEDED);

@@ -27,26 +27,16 @@ static uint64_t started_ns;
 static int switch_setup(void **state)
 {
   struct h_fix *f;
-  char path[PATH_MAX + 64];
   struct sockaddr_in a;
   socklen_t len = sizeof a;
-  FILE *fp;
 
   if (h_setup(state) != 0)
     return -1;
   f = *state;
-  snprintf(path, sizeof path, "%s/nginx", f->dir);
-  if ((fp = fopen(path, "w")) == NULL)
-    return -1;
-  fputs(fake_nginx, fp);
-  fclose(fp);
-  chmod(path, 0700);
+  h_write(f, "nginx", fake_nginx, 0700);
   setenv("FAKE_DIR", f->dir, 1);
-  snprintf(path, sizeof path, "%s/live.inc", f->dir);
-  if ((fp = fopen(path, "w")) == NULL)
-    return -1;
-  fputs("# cairn switch.blue-green: blue\nserver 127.0.0.1:1;\n", fp);
-  fclose(fp);
+  h_write(f, "live.inc", "# cairn switch.blue-green: blue\n"
+                         "server 127.0.0.1:1;\n", 0644);
   /* listening, never accepting: the kernel completes the connections and
    * the requests wait for ever */
   memset(&a, 0, sizeof a);
@@ -64,35 +54,15 @@ static int switch_setup(void **state)
 static int switch_teardown(void **state)
 {
   struct h_fix *f = *state;
-  char path[PATH_MAX + 64];
-  FILE *fp;
-  int pid = 0;
+  char *pid = h_read(f, "nginx.pid");
 
-  snprintf(path, sizeof path, "%s/nginx.pid", f->dir);
-  if ((fp = fopen(path, "r")) != NULL) { /* whatever a failed test left */
-    if (fscanf(fp, "%d", &pid) == 1 && pid > 0)
-      kill(-pid, SIGKILL);
-    fclose(fp);
-  }
+  if (atoi(pid) > 0) /* whatever a failed test left */
+    kill(-atoi(pid), SIGKILL);
+  free(pid);
   close(silent_fd);
   h_cancel_when = NULL;
   h_grace_ms = 0;
   return h_teardown(state);
-}
-
-static char *slurp(struct h_fix *f, const char *name)
-{
-  char path[PATH_MAX + 64], buf[4096];
-  FILE *fp;
-  size_t n;
-
-  snprintf(path, sizeof path, "%s/%s", f->dir, name);
-  if ((fp = fopen(path, "r")) == NULL)
-    return strdup("");
-  n = fread(buf, 1, sizeof buf - 1, fp);
-  fclose(fp);
-  buf[n] = '\0';
-  return strdup(buf);
 }
 
 static int after_300ms(struct h_fix *f)
@@ -132,9 +102,9 @@ static void test_cancel_during_confirm(void **state)
                                   "answer); switched back to blue"));
   /* a request in flight is dropped: not the 2 s it could take */
   assert_true(took < 1500);
-  calls = slurp(f, "calls");
+  calls = h_read(f, "calls");
   assert_string_equal(calls, "-t\n-s reload\n-s reload\n");
-  inc = slurp(f, "live.inc");
+  inc = h_read(f, "live.inc");
   assert_string_equal(inc, "# cairn switch.blue-green: blue\n"
                            "server 127.0.0.1:1;\n");
   assert_string_equal(h_str(&r, "from"), "blue");
@@ -149,15 +119,11 @@ static void test_cancel_during_nginx_test(void **state)
 {
   struct h_fix *f = *state;
   struct h_res r = { 0 };
-  char with[2 * PATH_MAX + 512], path[PATH_MAX + 64];
+  char with[2 * PATH_MAX + 512];
   char *inc, *pid;
   int64_t took;
-  FILE *fp;
 
-  snprintf(path, sizeof path, "%s/hang", f->dir);
-  fp = fopen(path, "w");
-  assert_non_null(fp);
-  fclose(fp);
+  h_write(f, "hang", "", 0600);
   switch_with(f, with, sizeof with);
   h_cancel_when = after_300ms;
   h_grace_ms = 200;
@@ -168,10 +134,10 @@ static void test_cancel_during_nginx_test(void **state)
   assert_string_equal(r.error, "'nginx -t' stopped (restored the previous "
                                "include)");
   assert_true(took < 1500);
-  pid = slurp(f, "nginx.pid");
+  pid = h_read(f, "nginx.pid");
   assert_true(atoi(pid) > 0);
   assert_false(cairn_proc_group_alive(atoi(pid)));
-  inc = slurp(f, "live.inc");
+  inc = h_read(f, "live.inc");
   assert_string_equal(inc, "# cairn switch.blue-green: blue\n"
                            "server 127.0.0.1:1;\n");
   free(inc);

@@ -24,16 +24,10 @@ static const char fake_kubectl[] =
 
 static int read_pid(struct h_fix *f, const char *name)
 {
-  char path[PATH_MAX + 64];
-  FILE *fp;
-  int pid = 0;
+  char *text = h_read(f, name);
+  int pid = atoi(text);
 
-  snprintf(path, sizeof path, "%s/%s", f->dir, name);
-  if ((fp = fopen(path, "r")) == NULL)
-    return 0;
-  if (fscanf(fp, "%d", &pid) != 1)
-    pid = 0;
-  fclose(fp);
+  free(text);
   return pid;
 }
 
@@ -41,7 +35,6 @@ static int tools_setup(void **state)
 {
   struct h_fix *f;
   char path[PATH_MAX + 64], *newpath;
-  FILE *fp;
 
   if (h_setup(state) != 0)
     return -1;
@@ -49,12 +42,7 @@ static int tools_setup(void **state)
   snprintf(path, sizeof path, "%s/bin", f->dir);
   if (mkdir(path, 0700) != 0)
     return -1;
-  snprintf(path, sizeof path, "%s/bin/kubectl", f->dir);
-  if ((fp = fopen(path, "w")) == NULL)
-    return -1;
-  fputs(fake_kubectl, fp);
-  fclose(fp);
-  chmod(path, 0700);
+  h_write(f, "bin/kubectl", fake_kubectl, 0700);
   if (asprintf(&newpath, "%s/bin:%s", f->dir, getenv("PATH")) < 0)
     return -1;
   setenv("PATH", newpath, 1);
