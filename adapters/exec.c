@@ -46,7 +46,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define EXEC_TAIL_MAX 4096            /* result.tail, bytes */
 #define EXEC_STDOUT_MAX (1024 * 1024) /* stdout kept for the json output */
 #define EXEC_DRAIN_MS 100
 #define EXEC_REAP_POLL_MS 20
@@ -111,9 +110,9 @@ struct exec_run {
   struct cairn_buf sout;      /* raw stdout, from its first '{' */
   int sout_state;            /* 0: only blanks yet, 1: keeping, 2: no json */
 
-  char tail[2 * EXEC_TAIL_MAX];
+  char tail[2 * ADAPTER_TAIL_MAX];
   size_t tail_len;
-  char tail_out[EXEC_TAIL_MAX + 1];
+  char tail_out[ADAPTER_TAIL_MAX + 1];
   json_t *outputs;
   char error[512];
   char rbuf[16384]; /* read buffer shared by both pipes */
@@ -121,22 +120,6 @@ struct exec_run {
 
 
 /* ---- output ------------------------------------------------------------- */
-
-static void tail_append(struct exec_run *r, const char *p, size_t n)
-{
-  if (n >= EXEC_TAIL_MAX) {
-    memcpy(r->tail, p + n - EXEC_TAIL_MAX, EXEC_TAIL_MAX);
-    r->tail_len = EXEC_TAIL_MAX;
-    return;
-  }
-  if (r->tail_len + n > sizeof r->tail) {
-    size_t keep = EXEC_TAIL_MAX - n;
-    memmove(r->tail, r->tail + r->tail_len - keep, keep);
-    r->tail_len = keep;
-  }
-  memcpy(r->tail + r->tail_len, p, n);
-  r->tail_len += n;
-}
 
 /* Redacted output goes here: the log, the tail and a parent's hook. */
 static void sink(struct exec_run *r, struct exec_stream *s, const char *p,
@@ -146,7 +129,7 @@ static void sink(struct exec_run *r, struct exec_stream *s, const char *p,
     return;
   if (r->log_fd >= 0 && !r->log_failed && adapter__write_all(r->log_fd, p, n) < 0)
     r->log_failed = 1; /* a full disk must not fail the deploy */
-  tail_append(r, p, n);
+  adapter__tail_add(r->tail, &r->tail_len, p, n);
   if (r->hooks.on_output)
     r->hooks.on_output(r->hooks.ud, s->is_stdout, p, n);
 }
@@ -234,62 +217,6 @@ static void flush_carry(struct exec_run *r, struct exec_stream *s)
   sink(r, s, r->obuf.p, r->obuf.len);
 }
 
-/* The tail as valid UTF-8 (invalid bytes and NULs become '?'), cut at a
- * character boundary. */
-static const char *make_tail(struct exec_run *r)
-{
-  const unsigned char *p = (const unsigned char *)r->tail;
-  size_t start = 0, len = r->tail_len, o = 0;
-
-  if (len > EXEC_TAIL_MAX) {
-    start = len - EXEC_TAIL_MAX;
-    for (int k = 0; k < 3 && start < len && (p[start] & 0xC0) == 0x80; k++)
-      start++;
-  }
-  for (size_t i = start; i < len;) {
-    unsigned char c = p[i];
-    size_t need = 0;
-    unsigned char lo = 0x80, hi = 0xBF;
-
-    if (c >= 0x01 && c <= 0x7F) {
-      r->tail_out[o++] = (char)c;
-      i++;
-      continue;
-    }
-    if (c >= 0xC2 && c <= 0xDF) {
-      need = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      need = 2;
-      if (c == 0xE0)
-        lo = 0xA0;
-      else if (c == 0xED)
-        hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      need = 3;
-      if (c == 0xF0)
-        lo = 0x90;
-      else if (c == 0xF4)
-        hi = 0x8F;
-    }
-    if (need && i + need < len) {
-      size_t k;
-      int ok = p[i + 1] >= lo && p[i + 1] <= hi;
-      for (k = 2; ok && k <= need; k++)
-        ok = (p[i + k] & 0xC0) == 0x80;
-      if (ok) {
-        memcpy(r->tail_out + o, p + i, need + 1);
-        o += need + 1;
-        i += need + 1;
-        continue;
-      }
-    }
-    r->tail_out[o++] = '?';
-    i++;
-  }
-  r->tail_out[o] = '\0';
-  return r->tail_out;
-}
-
 /* ---- json output -------------------------------------------------------- */
 
 static void add_json_output(struct exec_run *r)
@@ -365,7 +292,7 @@ static void complete(struct exec_run *r)
   json_object_set_new(r->outputs, "exit_code", json_integer(res.exit_code));
   add_json_output(r);
   res.outputs = r->outputs;
-  res.tail = (char *)make_tail(r);
+  res.tail = (char *)adapter__tail_text(r->tail, r->tail_len, r->tail_out);
 
   call->priv = NULL;
   call->on_done(call, &res); /* may free call */
@@ -569,8 +496,6 @@ static int exec_check(json_t *with, struct cairn_error *err)
   json_t *argv = adapter__input(with, "argv");
   json_t *shell = adapter__input(with, "shell");
   json_t *env = adapter__input(with, "env");
-  const char *key;
-  json_t *v;
 
   if (argv && shell)
     return cairn_error_set(err, CAIRN_E_INVAL,
@@ -578,14 +503,7 @@ static int exec_check(json_t *with, struct cairn_error *err)
   if (!argv && !shell)
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "either 'argv' or 'shell' is required");
-  json_object_foreach(env, key, v) {
-    if (key[0] == '\0' || strchr(key, '=') != NULL)
-      return cairn_error_set(err, CAIRN_E_INVAL,
-                             "bad environment variable name '%s' in input "
-                             "'env'",
-                             key);
-  }
-  return 0;
+  return adapter__check_env_names(env, err);
 }
 
 

@@ -6,6 +6,8 @@
 
 #include <jansson.h>
 
+#include "common/error.h"
+
 /* The input name, or NULL when it is missing or null. */
 json_t *adapter__input(json_t *in, const char *name);
 
@@ -15,5 +17,9 @@ const char *adapter__input_str(json_t *in, const char *name);
 /* Like adapter__input, but "" and {} count as not given too: the defaults
  * an optional input has so that an undo template can always name it. */
 json_t *adapter__input_given(json_t *in, const char *name);
+
+/* Checks the names of an `env` input (a map, may be NULL): none empty or
+ * holding '='. Returns 0 or CAIRN_E_INVAL. */
+int adapter__check_env_names(json_t *env, struct cairn_error *err);
 
 #endif

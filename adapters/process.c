@@ -702,17 +702,7 @@ static void proc_cancel(struct adapter_call *call)
 
 static int start_check_with(json_t *with, struct cairn_error *err)
 {
-  const char *key;
-  json_t *v;
-
-  json_object_foreach(adapter__input(with, "env"), key, v) {
-    if (key[0] == '\0' || strchr(key, '=') != NULL)
-      return cairn_error_set(err, CAIRN_E_INVAL,
-                             "bad environment variable name '%s' in input "
-                             "'env'",
-                             key);
-  }
-  return 0;
+  return adapter__check_env_names(adapter__input(with, "env"), err);
 }
 
 static int stop_check_with(json_t *with, struct cairn_error *err)

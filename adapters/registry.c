@@ -278,6 +278,21 @@ const char *adapter__input_str(json_t *in, const char *name)
   return json_string_value(json_object_get(in, name));
 }
 
+int adapter__check_env_names(json_t *env, struct cairn_error *err)
+{
+  const char *key;
+  json_t *v;
+
+  json_object_foreach(env, key, v) {
+    if (key[0] == '\0' || strchr(key, '=') != NULL)
+      return cairn_error_set(err, CAIRN_E_INVAL,
+                             "bad environment variable name '%s' in input "
+                             "'env'",
+                             key);
+  }
+  return 0;
+}
+
 json_t *adapter__input_given(json_t *in, const char *name)
 {
   json_t *v = adapter__input(in, name);

@@ -31,7 +31,6 @@
 #include <unistd.h>
 
 #define TOOL_STDOUT_MAX (1024 * 1024) /* kept for parsing */
-#define TOOL_TAIL_MAX 4096
 
 enum tool_next {
   TOOL_SPAWN, /* j->argv holds the next command */
@@ -74,8 +73,9 @@ struct tool_job {
   int finishing;
 
   int log_fd;
-  char tail[2 * TOOL_TAIL_MAX];
+  char tail[2 * ADAPTER_TAIL_MAX];
   size_t tail_len;
+  char tail_out[ADAPTER_TAIL_MAX + 1];
   char error[512];
   uint64_t start_ns;
   char *set_file;   /* helm: the values file of `set` (removed at the end) */
@@ -126,22 +126,6 @@ static void av_begin(struct tool_job *j, const char *what)
 
 /* ---- output ------------------------------------------------------------- */
 
-static void tail_append(struct tool_job *j, const char *p, size_t n)
-{
-  if (n >= TOOL_TAIL_MAX) {
-    memcpy(j->tail, p + n - TOOL_TAIL_MAX, TOOL_TAIL_MAX);
-    j->tail_len = TOOL_TAIL_MAX;
-    return;
-  }
-  if (j->tail_len + n > sizeof j->tail) {
-    size_t keep = TOOL_TAIL_MAX - n;
-    memmove(j->tail, j->tail + j->tail_len - keep, keep);
-    j->tail_len = keep;
-  }
-  memcpy(j->tail + j->tail_len, p, n);
-  j->tail_len += n;
-}
-
 static void errtail_append(struct tool_job *j, const char *p, size_t n)
 {
   size_t cap = sizeof j->errtail - 1;
@@ -167,7 +151,7 @@ static void on_output(void *ud, int is_stdout, const char *p, size_t n)
 {
   struct tool_job *j = ud;
 
-  tail_append(j, p, n);
+  adapter__tail_add(j->tail, &j->tail_len, p, n);
   if (!is_stdout)
     errtail_append(j, p, n);
 }
@@ -238,16 +222,8 @@ static void on_timer_close(uv_handle_t *h)
   } else {
     res.outcome = ADAPTER_SUCCEEDED;
   }
-  if (j->tail_len > TOOL_TAIL_MAX) {
-    memmove(j->tail, j->tail + j->tail_len - TOOL_TAIL_MAX, TOOL_TAIL_MAX);
-    j->tail_len = TOOL_TAIL_MAX;
-  }
-  j->tail[j->tail_len < sizeof j->tail ? j->tail_len : sizeof j->tail - 1] =
-    '\0';
-  for (size_t i = 0; i < j->tail_len; i++)
-    if (j->tail[i] == '\0' || (unsigned char)j->tail[i] >= 0x80)
-      j->tail[i] = '?'; /* the tail is journaled as JSON text */
-  res.tail = j->tail;
+  /* the tail is journaled as JSON text: valid UTF-8 */
+  res.tail = (char *)adapter__tail_text(j->tail, j->tail_len, j->tail_out);
   call->priv = NULL;
   call->on_done(call, &res);
   job_free(j);
