@@ -445,7 +445,6 @@ static void on_sweep(uv_timer_t *t)
         make_due(m, x, CURLE_OPERATION_TIMEDOUT);
       }
     }
-    waiting |= h->head != NULL;
   }
   m->dispatching++;
   while (m->due_head) { /* a callback may remove others: pop one by one */
@@ -457,7 +456,10 @@ static void on_sweep(uv_timer_t *t)
     if (done)
       done(x->easy, x->due_rc, x->ud);
   }
-  if (!waiting && m->sweeping) {
+  /* the callbacks may have queued more: look again */
+  for (struct curl_host *h = m->hosts; h && !waiting; h = h->next)
+    waiting = h->head != NULL;
+  if (!waiting && m->due_head == NULL && m->sweeping) {
     uv_timer_stop(&m->sweep);
     m->sweeping = 0;
   }
