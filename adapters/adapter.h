@@ -192,6 +192,12 @@ void adapter_log_write(const struct adapter_call *call, const char *text);
 char *adapter_finish_text(const struct adapter_call *call, const char *error,
                           const char *log, struct adapter_result *res);
 
+/* adapter_finish_text without the log: for a result whose tail (which
+ * the journal keeps) says all there is, so the step's log file need not
+ * be created. */
+char *adapter_result_text(const struct adapter_call *call, const char *error,
+                          const char *log, struct adapter_result *res);
+
 /* 1 when v is a string holding a template ("{{"), checked once rendered. */
 int adapter_is_template(json_t *v);
 
@@ -226,7 +232,9 @@ extern const struct adapter_desc adapter_exec;
  * postgres:// URL (psql children through adapter_exec, the password only as
  * PGPASSWORD in their environment). Outputs from_version, to_version (also
  * after a failure: the version the database stayed at) and applied (file
- * names). Folder, file and database problems are ADAPTER_FAILED through
+ * names); after a stop that killed psql the history table is read again
+ * (once no transaction writes it), so they are the database's even when
+ * the server committed after psql died. Folder, file and database problems are ADAPTER_FAILED through
  * on_done; start() fails only for bad inputs (CAIRN_E_INVAL) or an
  * unopenable log (CAIRN_E_IO). */
 extern const struct adapter_desc adapter_sql_migrate;
@@ -262,12 +270,13 @@ extern const struct adapter_desc adapter_file_remove;
  * mode nginx: writes `include` (a server line for upstreams[to])
  * atomically, runs `nginx -t` (restoring the include and failing with
  * nginx's message when it fails), reloads nginx, then polls confirm_url
- * (curl_easy in the thread pool) until its body holds confirm_expect.
- * Outputs from (the colour before, "" when none) and to. The state's
- * timeout and cancel bound every wait: a running nginx has its group
- * stopped (SIGTERM, grace, SIGKILL), polling ends, and the outcome is
- * ADAPTER_TIMED_OUT or ADAPTER_CANCELLED. Default undo: the same switch
- * back to `from`. */
+ * (through the loop's shared curl multi) until its body holds
+ * confirm_expect. File steps run in the thread pool, nginx as a child of
+ * the exec adapter. Outputs from (the colour before, "" when none) and
+ * to. The state's timeout and cancel end every wait at once: a running
+ * nginx has its group stopped (SIGTERM, grace, SIGKILL), the request in
+ * flight is dropped, and the outcome is ADAPTER_TIMED_OUT or
+ * ADAPTER_CANCELLED. Default undo: the same switch back to `from`. */
 extern const struct adapter_desc adapter_switch_blue_green;
 /* secrets.generate: for each of `names`, a value of `length` random bytes
  * (RAND_bytes) written in `alphabet`, kept in the env `file` (0600, its
@@ -285,8 +294,10 @@ extern const struct adapter_desc adapter_secrets_generate;
  * of the deployments applied, helm revert (rollback to the revision
  * before, or uninstall when there was none), docker compose down. A tool
  * that fails gives "'helm upgrade' exited with status 1: <last line of
- * its stderr>". Timeout and cancel stop the running command's group
- * (SIGTERM, grace, SIGKILL) and start no further one. */
+ * its stderr>". Each command is a child of the exec adapter
+ * (adapters/exec.h): timeout and cancel stop the running command's group
+ * (SIGTERM, grace, SIGKILL), on_done comes once it is empty or SIGKILL
+ * went, and no further command starts. */
 extern const struct adapter_desc adapter_kubectl;
 extern const struct adapter_desc adapter_helm;
 extern const struct adapter_desc adapter_compose;

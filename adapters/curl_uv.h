@@ -1,7 +1,8 @@
 /* libcurl's multi interface driven by a libuv loop, shared by the HTTP
- * adapters (http.check, notify.webhook): one CURLM per loop, created when
- * the first user acquires it and cleaned up when the last one releases it,
- * so many checks in flight on one loop share connections and one timer.
+ * adapters (http.check, notify.webhook, switch.blue-green's confirmation):
+ * one CURLM per loop, created when the first user acquires it and cleaned
+ * up when the last one releases it, so many checks in flight on one loop
+ * share connections and one timer.
  *
  * Single-threaded: a loop's users must all run on that loop's thread (as
  * cairn's engine does). Memory: the shared state belongs to this module;
@@ -18,9 +19,11 @@
 struct adapter__curlm;
 
 /* Called once per transfer added with adapter__curlm_add, when it ends
- * (rc is its CURLcode), from the loop. The easy handle is still in the
- * multi: the callback removes it (adapter__curlm_remove) or not, as it
- * likes; the callback may also release its user of the shared state. */
+ * (rc is its CURLcode; CURLE_OPERATION_TIMEDOUT also for one whose time
+ * ran out while it waited for its turn, unsent), from the loop. The
+ * callback must remove it (adapter__curlm_remove) before the handle is
+ * added again or freed; it may also release its user of the shared
+ * state. */
 typedef void adapter__curl_done_fn(CURL *easy, CURLcode rc, void *ud);
 
 /* The loop's shared multi handle, created on first use; adds one user.
@@ -35,13 +38,17 @@ struct adapter__curlm *adapter__curlm_acquire(uv_loop_t *loop,
 void adapter__curlm_release(struct adapter__curlm *m,
                             void (*released)(void *ud), void *ud);
 
-/* Starts a transfer; done(easy, rc, ud) follows exactly once, unless the
- * handle is removed first. CURLOPT_PRIVATE is used by this module. */
-int adapter__curlm_add(struct adapter__curlm *m, CURL *easy,
+/* Starts a transfer, or queues it behind the others in flight to its
+ * host (see curl_uv.c), with timeout_ms (0: none) counted from now: this
+ * sets CURLOPT_TIMEOUT_MS. done(easy, rc, ud) follows exactly once,
+ * unless the handle is removed first. CURLOPT_PRIVATE is this module's:
+ * set the handle up with adapter__curl_setup first. */
+int adapter__curlm_add(struct adapter__curlm *m, CURL *easy, long timeout_ms,
                        adapter__curl_done_fn *done, void *ud,
                        struct cairn_error *err);
 
-/* Stops a transfer (done is not called); harmless when it already ended. */
+/* Stops a transfer, in flight or waiting (done is not called); harmless
+ * when it already ended. */
 void adapter__curlm_remove(struct adapter__curlm *m, CURL *easy);
 
 /* A one-line description of a failed transfer: "connection refused",
@@ -81,5 +88,50 @@ int adapter__curl_headers(json_t *map, const char *extra,
 /* Frees what adapter__curlm_add hung on easy, then the handle itself
  * (NULL does nothing). Call after removing it from the multi. */
 void adapter__curl_free(CURL *easy);
+
+/* One request's life on the loop, as http.check, notify.webhook and
+ * switch.blue-green's confirmation share it: an easy handle set up once
+ * and added to the loop's shared multi for each try, a timer of the
+ * adapter's own (its state timeout, the pause between tries), and one
+ * end: the transfer in flight removed, the timer closed, the shared multi
+ * released, then complete(ud). Embedded in the adapter's run struct. */
+struct adapter__http {
+  struct adapter__curlm *m;
+  CURL *easy;
+  struct curl_slist *hdrs;
+  uv_timer_t timer; /* the adapter's; timer.data is the adapter's too */
+  int in_multi;     /* a transfer is in flight */
+  int ending;
+  char errbuf[CURL_ERROR_SIZE];
+  void (*complete)(void *ud);
+  void *ud;
+};
+
+/* Sets h up for q: the request headers are the `headers` input (may be
+ * NULL) plus extra (may be NULL) and errbuf is h's, whatever q says; the
+ * loop's multi is acquired and the timer initialised. On error nothing is
+ * left open and adapter__http_release frees what there is. */
+int adapter__http_init(struct adapter__http *h, uv_loop_t *loop,
+                       json_t *headers, const char *extra,
+                       struct adapter__curl_req *q, struct cairn_error *err);
+
+/* Starts a try, limited to timeout_ms (0: none); done(easy, rc, ud)
+ * follows once, on the loop (it calls adapter__http_sent first). */
+int adapter__http_send(struct adapter__http *h, long timeout_ms,
+                       adapter__curl_done_fn *done, void *ud,
+                       struct cairn_error *err);
+
+/* In done: the transfer is over; takes it out of the multi. */
+void adapter__http_sent(struct adapter__http *h);
+
+/* The end (once; later calls do nothing): removes a transfer in flight
+ * (its done never comes), closes the timer, releases the multi, then
+ * complete(ud) from the loop once nothing of h is open. */
+void adapter__http_end(struct adapter__http *h, void (*complete)(void *ud),
+                       void *ud);
+
+/* Frees the easy handle and the header list: in complete, or after a
+ * failed init. */
+void adapter__http_release(struct adapter__http *h);
 
 #endif

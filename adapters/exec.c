@@ -29,6 +29,8 @@
  * waitpid (or, on a kernel without pidfds, waitpid every
  * EXEC_WAIT_POLL_MS). There is no SIGCHLD handler. */
 #include "adapters/adapter.h"
+#include "adapters/input.h"
+#include "adapters/exec.h"
 #include "adapters/spawn.h"
 #include "common/buf.h"
 #include "common/proc.h"
@@ -44,7 +46,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define EXEC_TAIL_MAX 4096            /* result.tail, bytes */
 #define EXEC_STDOUT_MAX (1024 * 1024) /* stdout kept for the json output */
 #define EXEC_DRAIN_MS 100
 #define EXEC_REAP_POLL_MS 20
@@ -99,6 +100,7 @@ struct exec_run {
   int64_t grace_ms;
   uint64_t grace_deadline; /* uv_now() value */
 
+  struct adapter__exec_hooks hooks; /* zero for a state's own exec */
   int log_fd;
   int log_failed;
   const char *const *redact; /* NULL when there is nothing to redact */
@@ -108,9 +110,9 @@ struct exec_run {
   struct cairn_buf sout;      /* raw stdout, from its first '{' */
   int sout_state;            /* 0: only blanks yet, 1: keeping, 2: no json */
 
-  char tail[2 * EXEC_TAIL_MAX];
+  char tail[2 * ADAPTER_TAIL_MAX];
   size_t tail_len;
-  char tail_out[EXEC_TAIL_MAX + 1];
+  char tail_out[ADAPTER_TAIL_MAX + 1];
   json_t *outputs;
   char error[512];
   char rbuf[16384]; /* read buffer shared by both pipes */
@@ -119,30 +121,17 @@ struct exec_run {
 
 /* ---- output ------------------------------------------------------------- */
 
-static void tail_append(struct exec_run *r, const char *p, size_t n)
-{
-  if (n >= EXEC_TAIL_MAX) {
-    memcpy(r->tail, p + n - EXEC_TAIL_MAX, EXEC_TAIL_MAX);
-    r->tail_len = EXEC_TAIL_MAX;
-    return;
-  }
-  if (r->tail_len + n > sizeof r->tail) {
-    size_t keep = EXEC_TAIL_MAX - n;
-    memmove(r->tail, r->tail + r->tail_len - keep, keep);
-    r->tail_len = keep;
-  }
-  memcpy(r->tail + r->tail_len, p, n);
-  r->tail_len += n;
-}
-
-/* Redacted output goes here: the log and the tail. */
-static void sink(struct exec_run *r, const char *p, size_t n)
+/* Redacted output goes here: the log, the tail and a parent's hook. */
+static void sink(struct exec_run *r, struct exec_stream *s, const char *p,
+                 size_t n)
 {
   if (n == 0)
     return;
   if (r->log_fd >= 0 && !r->log_failed && adapter__write_all(r->log_fd, p, n) < 0)
     r->log_failed = 1; /* a full disk must not fail the deploy */
-  tail_append(r, p, n);
+  adapter__tail_add(r->tail, &r->tail_len, p, n);
+  if (r->hooks.on_output)
+    r->hooks.on_output(r->hooks.ud, s->is_stdout, p, n);
 }
 
 static int is_blank(char c)
@@ -187,10 +176,13 @@ static void output(struct exec_run *r, struct exec_stream *s, const char *p,
   size_t len = n;
   size_t used;
 
-  if (s->is_stdout)
+  if (s->is_stdout) {
     keep_stdout(r, p, n);
+    if (r->hooks.on_stdout_raw)
+      r->hooks.on_stdout_raw(r->hooks.ud, p, n);
+  }
   if (r->redact == NULL) {
-    sink(r, p, n);
+    sink(r, s, p, n);
     return;
   }
   if (s->carry_len > 0) {
@@ -210,7 +202,7 @@ static void output(struct exec_run *r, struct exec_stream *s, const char *p,
   used = adapter_redact_feed(in, len, r->redact, 0, cairn_buf_emit, &r->obuf);
   s->carry_len = len - used; /* < redact_max, by the feed's contract */
   memmove(s->carry, in + used, s->carry_len);
-  sink(r, r->obuf.p, r->obuf.len);
+  sink(r, s, r->obuf.p, r->obuf.len);
 }
 
 static void flush_carry(struct exec_run *r, struct exec_stream *s)
@@ -222,63 +214,7 @@ static void flush_carry(struct exec_run *r, struct exec_stream *s)
   adapter_redact_feed(s->carry, s->carry_len, r->redact, 1, cairn_buf_emit,
                       &r->obuf);
   s->carry_len = 0;
-  sink(r, r->obuf.p, r->obuf.len);
-}
-
-/* The tail as valid UTF-8 (invalid bytes and NULs become '?'), cut at a
- * character boundary. */
-static const char *make_tail(struct exec_run *r)
-{
-  const unsigned char *p = (const unsigned char *)r->tail;
-  size_t start = 0, len = r->tail_len, o = 0;
-
-  if (len > EXEC_TAIL_MAX) {
-    start = len - EXEC_TAIL_MAX;
-    for (int k = 0; k < 3 && start < len && (p[start] & 0xC0) == 0x80; k++)
-      start++;
-  }
-  for (size_t i = start; i < len;) {
-    unsigned char c = p[i];
-    size_t need = 0;
-    unsigned char lo = 0x80, hi = 0xBF;
-
-    if (c >= 0x01 && c <= 0x7F) {
-      r->tail_out[o++] = (char)c;
-      i++;
-      continue;
-    }
-    if (c >= 0xC2 && c <= 0xDF) {
-      need = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      need = 2;
-      if (c == 0xE0)
-        lo = 0xA0;
-      else if (c == 0xED)
-        hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      need = 3;
-      if (c == 0xF0)
-        lo = 0x90;
-      else if (c == 0xF4)
-        hi = 0x8F;
-    }
-    if (need && i + need < len) {
-      size_t k;
-      int ok = p[i + 1] >= lo && p[i + 1] <= hi;
-      for (k = 2; ok && k <= need; k++)
-        ok = (p[i + k] & 0xC0) == 0x80;
-      if (ok) {
-        memcpy(r->tail_out + o, p + i, need + 1);
-        o += need + 1;
-        i += need + 1;
-        continue;
-      }
-    }
-    r->tail_out[o++] = '?';
-    i++;
-  }
-  r->tail_out[o] = '\0';
-  return r->tail_out;
+  sink(r, s, r->obuf.p, r->obuf.len);
 }
 
 /* ---- json output -------------------------------------------------------- */
@@ -356,7 +292,7 @@ static void complete(struct exec_run *r)
   json_object_set_new(r->outputs, "exit_code", json_integer(res.exit_code));
   add_json_output(r);
   res.outputs = r->outputs;
-  res.tail = (char *)make_tail(r);
+  res.tail = (char *)adapter__tail_text(r->tail, r->tail_len, r->tail_out);
 
   call->priv = NULL;
   call->on_done(call, &res); /* may free call */
@@ -555,19 +491,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- inputs ------------------------------------------------------------- */
 
-static json_t *input(json_t *in, const char *name)
-{
-  json_t *v = json_object_get(in, name);
-  return json_is_null(v) ? NULL : v;
-}
-
 static int exec_check(json_t *with, struct cairn_error *err)
 {
-  json_t *argv = input(with, "argv");
-  json_t *shell = input(with, "shell");
-  json_t *env = input(with, "env");
-  const char *key;
-  json_t *v;
+  json_t *argv = adapter__input(with, "argv");
+  json_t *shell = adapter__input(with, "shell");
+  json_t *env = adapter__input(with, "env");
 
   if (argv && shell)
     return cairn_error_set(err, CAIRN_E_INVAL,
@@ -575,14 +503,7 @@ static int exec_check(json_t *with, struct cairn_error *err)
   if (!argv && !shell)
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "either 'argv' or 'shell' is required");
-  json_object_foreach(env, key, v) {
-    if (key[0] == '\0' || strchr(key, '=') != NULL)
-      return cairn_error_set(err, CAIRN_E_INVAL,
-                             "bad environment variable name '%s' in input "
-                             "'env'",
-                             key);
-  }
-  return 0;
+  return adapter__check_env_names(env, err);
 }
 
 
@@ -598,7 +519,7 @@ static int check_inputs(json_t *in, struct cairn_error *err)
     return cairn_error_set(err, CAIRN_E_INVAL, "inputs of exec must be a map");
   if ((rc = exec_check(in, err)) < 0)
     return rc;
-  if ((v = input(in, "argv")) != NULL) {
+  if ((v = adapter__input(in, "argv")) != NULL) {
     if (!json_is_array(v) || json_array_size(v) == 0)
       goto bad_argv;
     json_array_foreach(v, i, item) {
@@ -606,12 +527,12 @@ static int check_inputs(json_t *in, struct cairn_error *err)
         goto bad_argv;
     }
   }
-  if ((v = input(in, "shell")) != NULL && !json_is_string(v))
+  if ((v = adapter__input(in, "shell")) != NULL && !json_is_string(v))
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "input 'shell' must be a string");
-  if ((v = input(in, "cwd")) != NULL && !json_is_string(v))
+  if ((v = adapter__input(in, "cwd")) != NULL && !json_is_string(v))
     return cairn_error_set(err, CAIRN_E_INVAL, "input 'cwd' must be a string");
-  if ((v = input(in, "env")) != NULL) {
+  if ((v = adapter__input(in, "env")) != NULL) {
     if (!json_is_object(v))
       goto bad_env;
     json_object_foreach(v, key, item) {
@@ -619,7 +540,7 @@ static int check_inputs(json_t *in, struct cairn_error *err)
         goto bad_env;
     }
   }
-  if ((v = input(in, "timeout")) != NULL &&
+  if ((v = adapter__input(in, "timeout")) != NULL &&
       (!json_is_integer(v) || json_integer_value(v) < 0))
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "input 'timeout' must be integer milliseconds "
@@ -675,7 +596,9 @@ static void read_pipe(struct exec_run *r, struct exec_stream *s, int fd)
     stream_close(r, s);
 }
 
-static int exec_start(struct adapter_call *call, struct cairn_error *err)
+int adapter__exec_start(struct adapter_call *call,
+                        const struct adapter__exec_hooks *hooks,
+                        struct cairn_error *err)
 {
   json_t *in = call->inputs;
   json_t *argv, *shell, *cwdv, *env, *tov;
@@ -692,17 +615,19 @@ static int exec_start(struct adapter_call *call, struct cairn_error *err)
 
   if ((rc = check_inputs(in, err)) < 0)
     return rc;
-  argv = input(in, "argv");
-  shell = input(in, "shell");
-  cwdv = input(in, "cwd");
-  env = input(in, "env");
-  tov = input(in, "timeout");
+  argv = adapter__input(in, "argv");
+  shell = adapter__input(in, "shell");
+  cwdv = adapter__input(in, "cwd");
+  env = adapter__input(in, "env");
+  tov = adapter__input(in, "timeout");
   cwd = cwdv ? json_string_value(cwdv) : NULL;
 
   if ((r = calloc(1, sizeof *r)) == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   r->call = call;
   r->log_fd = -1;
+  if (hooks)
+    r->hooks = *hooks;
   if ((r->outputs = json_object()) == NULL) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     goto fail;
@@ -831,6 +756,11 @@ fail:
   return rc;
 }
 
+static int exec_start(struct adapter_call *call, struct cairn_error *err)
+{
+  return adapter__exec_start(call, NULL, err);
+}
+
 static void exec_cancel(struct adapter_call *call)
 {
   struct exec_run *r = call ? call->priv : NULL;
@@ -848,6 +778,80 @@ static void exec_cancel(struct adapter_call *call)
   default:
     break; /* already stopping, or done */
   }
+}
+
+/* ---- a child of another adapter ---------------------------------------- */
+
+static void child_on_spawned(struct adapter_call *call, int pid, int pgid,
+                             int64_t proc_start)
+{
+  struct adapter__child *c = (struct adapter__child *)call;
+
+  c->spawned = 1;
+  /* the engine journals the group, so a resume after a crash stops it */
+  if (c->parent->on_spawned)
+    c->parent->on_spawned(c->parent, pid, pgid, proc_start);
+}
+
+static void child_on_done(struct adapter_call *call,
+                          const struct adapter_result *res)
+{
+  struct adapter__child *c = (struct adapter__child *)call;
+
+  c->running = 0;
+  c->on_done(c, res);
+}
+
+int adapter__child_start(struct adapter__child *c,
+                         const struct adapter__child_spec *spec,
+                         struct cairn_error *err)
+{
+  struct adapter_call *p = c->parent, *call = &c->call;
+  json_t *args = json_array();
+  int rc;
+
+  json_decref(c->inputs);
+  c->inputs = json_pack("{s:o}", "argv", args);
+  for (size_t i = 0; args && spec->argv[i]; i++)
+    if (json_array_append_new(args, json_string(spec->argv[i])) < 0)
+      args = NULL;
+  if (c->inputs == NULL || args == NULL ||
+      (spec->env && json_object_set(c->inputs, "env", spec->env) < 0)) {
+    json_decref(c->inputs);
+    c->inputs = NULL;
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  }
+  memset(call, 0, sizeof *call);
+  call->loop = p->loop;
+  call->desc = &adapter_exec;
+  call->inputs = c->inputs;
+  call->log_path = spec->log_path;
+  call->log_header = spec->log_header;
+  call->run_dir = p->run_dir;
+  call->name = p->name;
+  call->timeout_ms = spec->timeout_ms;
+  call->kill_grace_ms = p->kill_grace_ms;
+  call->env_extra = p->env_extra;
+  call->redact = spec->redact ? spec->redact : p->redact;
+  call->on_spawned = child_on_spawned;
+  call->on_done = child_on_done;
+  c->spawned = 0;
+  c->running = 1;
+  if ((rc = adapter__exec_start(call, spec->hooks, err)) < 0)
+    c->running = 0;
+  return rc;
+}
+
+void adapter__child_cancel(struct adapter__child *c)
+{
+  if (c->running)
+    exec_cancel(&c->call);
+}
+
+void adapter__child_release(struct adapter__child *c)
+{
+  json_decref(c->inputs);
+  c->inputs = NULL;
 }
 
 static const struct adapter_input exec_inputs[] = {

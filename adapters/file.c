@@ -11,6 +11,7 @@
  * restore_from set to the backup ("" when there was no file: the undo
  * removes it). The work runs in the thread pool (fsync blocks). */
 #include "adapters/adapter.h"
+#include "adapters/input.h"
 #include "adapters/job.h"
 #include "common/file.h"
 
@@ -34,14 +35,19 @@ int adapter__read_file(const char *path, size_t max, char **out, size_t *n)
   struct stat st;
   char *buf;
   size_t len = 0;
+  int e = 0;
 
   *out = NULL;
   *n = 0;
   if (fd < 0)
     return -errno;
-  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-      (size_t)st.st_size > max) {
-    int e = S_ISREG(st.st_mode) ? EFBIG : EISDIR;
+  if (fstat(fd, &st) < 0)
+    e = errno;
+  else if (!S_ISREG(st.st_mode))
+    e = EISDIR;
+  else if ((size_t)st.st_size > max)
+    e = EFBIG;
+  if (e) {
     close(fd);
     return -e;
   }
@@ -75,17 +81,6 @@ int adapter__write_atomic(const char *path, const char *data, size_t n,
 }
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static json_t *input(json_t *in, const char *name)
-{
-  json_t *v = json_object_get(in, name);
-  return json_is_null(v) ? NULL : v;
-}
-
-static const char *input_str(json_t *in, const char *name)
-{
-  return json_string_value(input(in, name));
-}
 
 /* "0644" -> 0644; -1 when it is not an octal mode. */
 static long parse_mode(const char *s)
@@ -280,10 +275,10 @@ out:
 static void write_work(struct adapter__job *j)
 {
   json_t *in = j->call->inputs;
-  const char *path = input_str(in, "path");
-  json_t *content = input(in, "content");
-  const char *from = input_str(in, "restore_from");
-  long mode = parse_mode(input_str(in, "mode"));
+  const char *path = adapter__input_str(in, "path");
+  json_t *content = adapter__input(in, "content");
+  const char *from = adapter__input_str(in, "restore_from");
+  long mode = parse_mode(adapter__input_str(in, "mode"));
   char backup[4300], sum[65];
   int previous = 0;
 
@@ -305,9 +300,9 @@ static void write_work(struct adapter__job *j)
 
 static int write_check(json_t *with, struct cairn_error *err)
 {
-  json_t *content = input(with, "content");
-  json_t *from = input(with, "restore_from");
-  json_t *mode = input(with, "mode");
+  json_t *content = adapter__input(with, "content");
+  json_t *from = adapter__input(with, "restore_from");
+  json_t *mode = adapter__input(with, "mode");
 
   if (content && from)
     return cairn_error_set(err, CAIRN_E_INVAL,
@@ -329,8 +324,8 @@ static int write_start(struct adapter_call *call, struct cairn_error *err)
 {
   int rc;
 
-  if (input_str(call->inputs, "path") == NULL ||
-      input_str(call->inputs, "path")[0] == '\0')
+  if (adapter__input_str(call->inputs, "path") == NULL ||
+      adapter__input_str(call->inputs, "path")[0] == '\0')
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "input 'path' must be a non-empty string");
   if ((rc = write_check(call->inputs, err)) < 0)
@@ -342,7 +337,7 @@ static int write_start(struct adapter_call *call, struct cairn_error *err)
 
 static void remove_work(struct adapter__job *j)
 {
-  const char *path = input_str(j->call->inputs, "path");
+  const char *path = adapter__input_str(j->call->inputs, "path");
   struct stat st;
   int removed = 0;
 
@@ -367,7 +362,7 @@ static void remove_work(struct adapter__job *j)
 
 static int remove_start(struct adapter_call *call, struct cairn_error *err)
 {
-  const char *path = input_str(call->inputs, "path");
+  const char *path = adapter__input_str(call->inputs, "path");
 
   if (path == NULL || path[0] == '\0')
     return cairn_error_set(err, CAIRN_E_INVAL,

@@ -24,12 +24,8 @@ enum http_phase { HTTP_REQUEST, HTTP_WAITING, HTTP_FINISHING };
 
 struct http_run {
   struct adapter_call *call;
-  struct adapter__curlm *m;
-  CURL *easy;
-  struct curl_slist *hdrs;
-  uv_timer_t timer;
+  struct adapter__http h; /* the request, the timer, the shared multi */
   enum http_phase phase;
-  int in_multi;
 
   const char *method, *url; /* borrowed from call->inputs */
   json_t *expect;           /* borrowed; may be NULL */
@@ -43,8 +39,8 @@ struct http_run {
   int body_truncated;
   json_t *headers; /* the last response's, names lowercased */
   json_t *json;    /* the last body, when it is JSON */
+  json_t *outputs; /* made at the start, filled at the end */
   char why[512];   /* why the last attempt did not pass */
-  char errbuf[CURL_ERROR_SIZE];
   enum adapter_outcome outcome;
   char error[512];
   struct cairn_buf log;
@@ -427,12 +423,12 @@ static void log_line(struct http_run *r, const char *fmt, ...)
 
 static void run_free(struct http_run *r)
 {
-  adapter__curl_free(r->easy);
-  curl_slist_free_all(r->hdrs);
+  adapter__http_release(&r->h);
   cairn_buf_release(&r->body);
   cairn_buf_release(&r->log);
   json_decref(r->headers);
   json_decref(r->json);
+  json_decref(r->outputs);
   free(r);
 }
 
@@ -443,6 +439,7 @@ static void complete(void *ud)
   struct adapter_result res;
   json_t *json = r->json;
   json_t *hdrs = r->headers;
+  int bad;
 
   memset(&res, 0, sizeof res);
   res.outcome = r->outcome;
@@ -455,29 +452,35 @@ static void complete(void *ud)
     json_incref(json);
     json_incref(hdrs);
   }
-  res.outputs = json_pack("{s:I, s:I, s:o*, s:i}", "status",
-                          (json_int_t)r->status, "latency_ms",
-                          (json_int_t)r->latency_ms, "headers", hdrs,
-                          "attempts", r->attempts);
-  if (res.outputs == NULL)
-    res.outputs = json_object();
+  /* every set runs (each takes its value, set or not) */
+  bad = r->json != NULL && json == NULL;
+  bad |= json_object_set_new(r->outputs, "status", json_integer(r->status));
+  bad |= json_object_set_new(r->outputs, "latency_ms",
+                             json_integer(r->latency_ms));
+  bad |= json_object_set_new(r->outputs, "headers", hdrs);
+  bad |= json_object_set_new(r->outputs, "attempts",
+                             json_integer(r->attempts));
   if (json)
-    json_object_set_new(res.outputs, "json", json);
+    bad |= json_object_set_new(r->outputs, "json", json);
+  res.outputs = r->outputs; /* made at the start: never NULL */
+  if (bad) {
+    res.outcome = ADAPTER_FAILED; /* not a success without its outputs */
+    snprintf(r->error, sizeof r->error, "%s %s: out of memory", r->method,
+             r->url);
+  }
   if (r->log.failed)
     log_line(r, "(log cut)");
-  adapter_finish_text(call, r->error, r->log.p, &res);
+  /* A check that passed at its first try has one line to say, and the
+   * journal keeps it (the tail): no log file for it. Creating one file a
+   * check was the largest cost of a fan-out of many checks. */
+  if (res.outcome == ADAPTER_SUCCEEDED && r->attempts == 1)
+    adapter_result_text(call, r->error, r->log.p, &res);
+  else
+    adapter_finish_text(call, r->error, r->log.p, &res);
   call->priv = NULL;
   call->on_done(call, &res); /* may free call */
-  json_decref(res.outputs);
   free(res.tail);
   run_free(r);
-}
-
-static void on_timer_close(uv_handle_t *h)
-{
-  struct http_run *r = h->data;
-
-  adapter__curlm_release(r->m, complete, r);
 }
 
 static void finish(struct http_run *r, enum adapter_outcome o)
@@ -486,11 +489,7 @@ static void finish(struct http_run *r, enum adapter_outcome o)
     return;
   r->phase = HTTP_FINISHING;
   r->outcome = o;
-  if (r->in_multi) {
-    adapter__curlm_remove(r->m, r->easy);
-    r->in_multi = 0;
-  }
-  uv_close((uv_handle_t *)&r->timer, on_timer_close);
+  adapter__http_end(&r->h, complete, r);
 }
 
 static void fail(struct http_run *r, enum adapter_outcome o)
@@ -526,15 +525,14 @@ static void on_xfer_done(CURL *easy, CURLcode rc, void *ud)
   curl_off_t total = 0;
   uint64_t now;
 
-  adapter__curlm_remove(r->m, easy);
-  r->in_multi = 0;
+  adapter__http_sent(&r->h);
   uv_update_time(r->call->loop);
   now = uv_now(r->call->loop);
   curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total);
   r->latency_ms = (int64_t)(total / 1000);
   if (rc != CURLE_OK) {
     r->status = 0;
-    adapter__curl_describe(easy, rc, r->errbuf, r->timeout_ms, r->why,
+    adapter__curl_describe(easy, rc, r->h.errbuf, r->timeout_ms, r->why,
                            sizeof r->why);
     log_line(r, "%s %s: %s", r->method, r->url, r->why);
   } else {
@@ -560,7 +558,7 @@ static void on_xfer_done(CURL *easy, CURLcode rc, void *ud)
     if (r->hard_deadline && now + wait > r->hard_deadline)
       wait = r->hard_deadline > now ? r->hard_deadline - now : 0;
     r->phase = HTTP_WAITING;
-    uv_timer_start(&r->timer, on_timer, wait, 0);
+    uv_timer_start(&r->h.timer, on_timer, wait, 0);
     return;
   }
   fail(r, ADAPTER_FAILED);
@@ -589,21 +587,17 @@ static void attempt(struct http_run *r)
   cairn_buf_release(&r->body);
   r->body_truncated = 0;
   json_object_clear(r->headers);
-  r->errbuf[0] = '\0';
   /* a request never outlives `within`: its last one is cut short */
   if (r->deadline && r->deadline > now &&
       (t == 0 || (int64_t)(r->deadline - now) < t))
     t = (int64_t)(r->deadline - now);
-  curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)t);
   if (r->hard_deadline)
-    uv_timer_start(&r->timer, on_timer,
+    uv_timer_start(&r->h.timer, on_timer,
                    r->hard_deadline > now ? r->hard_deadline - now : 0, 0);
-  if (adapter__curlm_add(r->m, r->easy, on_xfer_done, r, &err) < 0) {
+  if (adapter__http_send(&r->h, (long)t, on_xfer_done, r, &err) < 0) {
     snprintf(r->why, sizeof r->why, "%s", err.msg);
     fail(r, ADAPTER_FAILED);
-    return;
   }
-  r->in_multi = 1;
 }
 
 static int http_check_with(json_t *with, struct cairn_error *err)
@@ -654,33 +648,26 @@ static int http_start(struct adapter_call *call, struct cairn_error *err)
   r->interval_ms = json_integer_value(json_object_get(in, "interval"));
   r->timeout_ms = json_integer_value(json_object_get(in, "timeout"));
   r->log.max = HTTP_LOG_MAX;
-  if ((r->headers = json_object()) == NULL || (r->easy = curl_easy_init()) ==
-      NULL) {
+  if ((r->headers = json_object()) == NULL ||
+      (r->outputs = json_object()) == NULL) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     goto fail;
   }
-  if ((rc = adapter__curl_headers(json_object_get(in, "headers"), NULL,
-                                  &r->hdrs, err)) < 0)
-    goto fail;
   memset(&q, 0, sizeof q);
   q.method = r->method;
   q.url = r->url;
-  q.headers = r->hdrs;
   q.body = json_string_value(body);
   q.body_len = json_string_length(body);
   q.timeout_ms = (long)r->timeout_ms;
   q.insecure = json_is_true(json_object_get(in, "insecure"));
   q.ca = json_string_value(ca);
-  q.errbuf = r->errbuf;
   q.on_body = on_body;
   q.on_header = on_header;
   q.ud = r;
-  if ((rc = adapter__curl_setup(r->easy, &q, err)) < 0)
+  if ((rc = adapter__http_init(&r->h, call->loop,
+                               json_object_get(in, "headers"), NULL, &q,
+                               err)) < 0)
     goto fail;
-  if ((r->m = adapter__curlm_acquire(call->loop, err)) == NULL) {
-    rc = err ? err->code : CAIRN_E_IO;
-    goto fail;
-  }
 
   uv_update_time(call->loop); /* the engine may have blocked on a commit */
   r->start = uv_now(call->loop);
@@ -688,8 +675,7 @@ static int http_start(struct adapter_call *call, struct cairn_error *err)
     r->deadline = r->start + (uint64_t)r->within_ms;
   if (call->timeout_ms > 0)
     r->hard_deadline = r->start + (uint64_t)call->timeout_ms;
-  uv_timer_init(call->loop, &r->timer);
-  r->timer.data = r;
+  r->h.timer.data = r;
   call->priv = r;
   attempt(r);
   return 0;

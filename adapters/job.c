@@ -66,14 +66,11 @@ static void on_timer_close(uv_handle_t *h)
   job_done(h->data);
 }
 
-static void on_after(uv_work_t *req, int status)
+void adapter__job_end(struct adapter__job *j)
 {
-  struct adapter__job *j = req->data;
-
-  if (status == UV_ECANCELED) { /* never began */
-    j->outcome = ADAPTER_CANCELLED;
-    snprintf(j->error, sizeof j->error, "cancelled");
-  }
+  if (j->ending)
+    return;
+  j->ending = 1;
   if (!j->has_timer) {
     job_done(j);
     return;
@@ -82,27 +79,74 @@ static void on_after(uv_work_t *req, int status)
   uv_close((uv_handle_t *)&j->timer, on_timer_close);
 }
 
+static void on_after(uv_work_t *req, int status)
+{
+  struct adapter__job *j = req->data;
+
+  j->in_pool = 0;
+  if (status == UV_ECANCELED) { /* never began */
+    j->outcome = ADAPTER_CANCELLED;
+    snprintf(j->error, sizeof j->error, "cancelled");
+  } else if (j->after) {
+    j->after(j);
+    return;
+  }
+  adapter__job_end(j);
+}
+
+/* A cancel or the timeout: the work in the pool sees the flags (or never
+ * begins); what runs on the loop is stopped by on_stop. */
+static void job_stop(struct adapter__job *j)
+{
+  /* A job that goes on from the loop has each work run and after see the
+   * flags: a file step it skipped could leave what it must put back. */
+  if (j->in_pool && j->after == NULL)
+    uv_cancel((uv_req_t *)&j->req); /* fails harmlessly once it runs */
+  else if (!j->in_pool && !j->ending && j->on_stop)
+    j->on_stop(j);
+}
+
 static void on_timeout(uv_timer_t *t)
 {
   struct adapter__job *j = t->data;
 
   atomic_store(&j->timed_out, 1);
   atomic_store(&j->cancelled, 1);
-  uv_cancel((uv_req_t *)&j->req); /* fails harmlessly once it runs */
+  job_stop(j);
+}
+
+void adapter__job_queue(struct adapter__job *j,
+                        void (*work)(struct adapter__job *j))
+{
+  j->work = work;
+  j->in_pool = 1;
+  /* cannot fail with a valid loop and callbacks */
+  uv_queue_work(j->call->loop, &j->req, on_work, on_after);
 }
 
 int adapter__job_start(struct adapter_call *call,
                        void (*work)(struct adapter__job *j),
                        struct cairn_error *err)
 {
+  struct adapter__job *j = adapter__job_create(call, err);
+
+  if (j == NULL)
+    return err ? err->code : CAIRN_E_NOMEM;
+  adapter__job_queue(j, work);
+  return 0;
+}
+
+struct adapter__job *adapter__job_create(struct adapter_call *call,
+                                         struct cairn_error *err)
+{
   struct adapter__job *j = calloc(1, sizeof *j);
 
   if (j == NULL || (j->outputs = json_object()) == NULL) {
     free(j);
-    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    return NULL;
   }
   j->call = call;
-  j->work = work;
   j->outcome = ADAPTER_SUCCEEDED;
   atomic_init(&j->cancelled, 0);
   atomic_init(&j->timed_out, 0);
@@ -117,9 +161,7 @@ int adapter__job_start(struct adapter_call *call,
     uv_update_time(call->loop);
     uv_timer_start(&j->timer, on_timeout, (uint64_t)call->timeout_ms, 0);
   }
-  /* cannot fail with a valid loop and callbacks */
-  uv_queue_work(call->loop, &j->req, on_work, on_after);
-  return 0;
+  return j;
 }
 
 int adapter__job_wait_ms(struct adapter__job *j, int max_ms)
@@ -152,10 +194,10 @@ void adapter__job_cancel(struct adapter_call *call)
 {
   struct adapter__job *j = call ? call->priv : NULL;
 
-  if (j == NULL)
+  if (j == NULL || j->ending)
     return;
   atomic_store(&j->cancelled, 1);
-  uv_cancel((uv_req_t *)&j->req); /* fails harmlessly once it runs */
+  job_stop(j);
 }
 
 void adapter__job_fail(struct adapter__job *j, const char *fmt, ...)

@@ -1,6 +1,8 @@
 /* Internal to adapters/: an action whose work blocks (file writes and
- * fsync, nginx -t, an HTTP poll with curl_easy) runs in libuv's thread
- * pool, off the loop, and reports on the loop. */
+ * fsync) runs in libuv's thread pool, off the loop, and reports on the
+ * loop. A job may go on from the loop after its work (switch.blue-green
+ * in nginx mode: children and HTTP requests on the loop between file
+ * steps in the pool), with the same timeout, cancel and result. */
 #ifndef CAIRN_ADAPTERS_JOB_H
 #define CAIRN_ADAPTERS_JOB_H
 
@@ -22,6 +24,17 @@ struct adapter__job {
   uint64_t deadline_ns; /* uv_hrtime() when the timeout runs out; 0: none */
   uv_timer_t timer;     /* the timeout (on the loop) */
   int has_timer;
+  int in_pool;          /* work is queued or running */
+  int ending;           /* adapter__job_end was called */
+  /* Set before the first work by a job that goes on from the loop: after
+   * runs on the loop once each work returned (it queues more work, starts
+   * something on the loop, or calls adapter__job_end); NULL: the job ends
+   * then. on_stop runs on the loop when a cancel or the timeout comes
+   * while no work is in the pool and the job has not ended (the flags are
+   * set first); it stops what runs on the loop. data is the adapter's. */
+  void (*after)(struct adapter__job *j);
+  void (*on_stop)(struct adapter__job *j);
+  void *data;
   enum adapter_outcome outcome;
   char error[512];
   json_t *outputs;      /* owned by the job */
@@ -40,7 +53,22 @@ int adapter__job_start(struct adapter_call *call,
                        void (*work)(struct adapter__job *j),
                        struct cairn_error *err);
 
-/* The cancel of a job adapter: stops a queued job, flags a running one. */
+/* adapter__job_start in two steps, for a job that sets after, on_stop and
+ * data first: create (call->priv becomes the job, the timeout runs from
+ * now; CAIRN_E_NOMEM), then queue (also for each later work; on the loop,
+ * never while work is in the pool). */
+struct adapter__job *adapter__job_create(struct adapter_call *call,
+                                         struct cairn_error *err);
+void adapter__job_queue(struct adapter__job *j,
+                        void (*work)(struct adapter__job *j));
+
+/* Ends a job that went on from the loop (nothing of the adapter's may
+ * still run): on_done follows once the timer is closed. */
+void adapter__job_end(struct adapter__job *j);
+
+/* The cancel of a job adapter: flags the job; stops a queued work that
+ * has not begun (not of a job with after, whose steps all run and see the
+ * flags), and calls on_stop while the job runs on the loop. */
 void adapter__job_cancel(struct adapter_call *call);
 
 /* For a worker that blocks: how long it may wait now, at most max_ms:

@@ -13,28 +13,23 @@
 
 struct notify_run {
   struct adapter_call *call;
-  struct adapter__curlm *m;
-  CURL *easy;
-  struct curl_slist *hdrs;
-  uv_timer_t timer;
-  int finishing;
-  int in_multi;
+  struct adapter__http h; /* the request, the timer, the shared multi */
 
   const char *url; /* borrowed from call->inputs */
   char *body;      /* the JSON sent (redacted only in logs) */
   int max_attempts;
   int64_t delay_ms, timeout_ms;
   int required;
-  uint64_t start;
+  uint64_t start, deadline; /* uv_now(); deadline 0: no state timeout */
 
   int attempts;
   long status;
   int delivered;
   enum adapter_outcome outcome;
   char why[512];
-  char errbuf[CURL_ERROR_SIZE];
   char error[512];
   struct cairn_buf log;
+  json_t *outputs; /* made at the start, filled at the end */
 };
 
 /* A response body is not kept. */
@@ -53,10 +48,10 @@ static void log_add(struct notify_run *r, const char *line)
 
 static void run_free(struct notify_run *r)
 {
-  adapter__curl_free(r->easy);
-  curl_slist_free_all(r->hdrs);
+  adapter__http_release(&r->h);
   free(r->body);
   cairn_buf_release(&r->log);
+  json_decref(r->outputs);
   free(r);
 }
 
@@ -70,47 +65,42 @@ static void complete(void *ud)
   res.outcome = r->outcome;
   res.exit_code = -1;
   res.duration_ms = (int64_t)(uv_now(call->loop) - r->start);
-  res.outputs = json_pack("{s:b, s:I, s:i}", "delivered", r->delivered,
-                          "status", (json_int_t)r->status, "attempts",
-                          r->attempts);
-  if (res.outputs == NULL)
-    res.outputs = json_object();
+  res.outputs = r->outputs; /* made at the start: never NULL */
+  if (json_object_set_new(r->outputs, "delivered",
+                          json_boolean(r->delivered)) ||
+      json_object_set_new(r->outputs, "status", json_integer(r->status)) ||
+      json_object_set_new(r->outputs, "attempts",
+                          json_integer(r->attempts))) {
+    res.outcome = ADAPTER_FAILED; /* not a success without its outputs */
+    snprintf(r->error, sizeof r->error, "POST %s: out of memory", r->url);
+  }
   adapter_finish_text(call, r->error, r->log.p, &res);
   call->priv = NULL;
   call->on_done(call, &res); /* may free call */
-  json_decref(res.outputs);
   free(res.tail);
   run_free(r);
 }
 
-static void on_timer_close(uv_handle_t *h)
-{
-  struct notify_run *r = h->data;
-
-  adapter__curlm_release(r->m, complete, r);
-}
-
 static void finish(struct notify_run *r, enum adapter_outcome o)
 {
-  if (r->finishing)
+  if (r->h.ending)
     return;
-  r->finishing = 1;
   r->outcome = o;
-  if (r->in_multi) {
-    adapter__curlm_remove(r->m, r->easy);
-    r->in_multi = 0;
-  }
-  uv_close((uv_handle_t *)&r->timer, on_timer_close);
+  adapter__http_end(&r->h, complete, r);
 }
 
 static void attempt(struct notify_run *r);
 
+/* The one timer: while a request is in flight it holds the state's
+ * deadline; between tries, the pause, cut short by that deadline. So for
+ * one try either the request ends (on_xfer_done) or the deadline does,
+ * never both: the deadline removes the transfer, and a transfer that ends
+ * re-arms the timer for the pause. */
 static void on_timer(uv_timer_t *t)
 {
   struct notify_run *r = t->data;
 
-  if (r->call->timeout_ms > 0 &&
-      uv_now(r->call->loop) >= r->start + (uint64_t)r->call->timeout_ms) {
+  if (r->deadline && uv_now(r->call->loop) >= r->deadline) {
     char d[32];
     adapter_format_duration(r->call->timeout_ms, d, sizeof d);
     snprintf(r->error, sizeof r->error, "POST %s: timed out after %s",
@@ -118,7 +108,7 @@ static void on_timer(uv_timer_t *t)
     finish(r, ADAPTER_TIMED_OUT);
     return;
   }
-  if (!r->in_multi)
+  if (!r->h.in_multi)
     attempt(r);
 }
 
@@ -146,12 +136,12 @@ static void on_xfer_done(CURL *easy, CURLcode rc, void *ud)
 {
   struct notify_run *r = ud;
   char line[700];
+  uint64_t now, wait = (uint64_t)r->delay_ms;
 
-  adapter__curlm_remove(r->m, easy);
-  r->in_multi = 0;
+  adapter__http_sent(&r->h);
   r->status = 0;
   if (rc != CURLE_OK) {
-    adapter__curl_describe(easy, rc, r->errbuf, r->timeout_ms, r->why,
+    adapter__curl_describe(easy, rc, r->h.errbuf, r->timeout_ms, r->why,
                            sizeof r->why);
   } else {
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r->status);
@@ -171,7 +161,11 @@ static void on_xfer_done(CURL *easy, CURLcode rc, void *ud)
     give_up(r);
     return;
   }
-  uv_timer_start(&r->timer, on_timer, (uint64_t)r->delay_ms, 0);
+  uv_update_time(r->call->loop);
+  now = uv_now(r->call->loop);
+  if (r->deadline && now + wait > r->deadline)
+    wait = r->deadline > now ? r->deadline - now : 0;
+  uv_timer_start(&r->h.timer, on_timer, wait, 0);
 }
 
 static void attempt(struct notify_run *r)
@@ -179,17 +173,16 @@ static void attempt(struct notify_run *r)
   struct cairn_error err = { 0 };
 
   r->attempts++;
-  r->errbuf[0] = '\0';
-  if (adapter__curlm_add(r->m, r->easy, on_xfer_done, r, &err) < 0) {
+  if (adapter__http_send(&r->h, (long)r->timeout_ms, on_xfer_done, r,
+                         &err) < 0) {
     snprintf(r->why, sizeof r->why, "%s", err.msg);
     give_up(r);
     return;
   }
-  r->in_multi = 1;
-  if (r->call->timeout_ms > 0) {
+  if (r->deadline) {
     uint64_t now = uv_now(r->call->loop);
-    uint64_t end = r->start + (uint64_t)r->call->timeout_ms;
-    uv_timer_start(&r->timer, on_timer, end > now ? end - now : 0, 0);
+    uv_timer_start(&r->h.timer, on_timer,
+                   r->deadline > now ? r->deadline - now : 0, 0);
   }
 }
 
@@ -263,36 +256,30 @@ static int notify_start(struct adapter_call *call, struct cairn_error *err)
   r->timeout_ms = json_integer_value(json_object_get(in, "timeout"));
   r->required = json_is_true(json_object_get(in, "required"));
   if ((r->body = make_body(in)) == NULL ||
-      (r->easy = curl_easy_init()) == NULL) {
+      (r->outputs = json_object()) == NULL) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     goto fail;
   }
-  if ((rc = adapter__curl_headers(json_object_get(in, "headers"),
-                                  "Content-Type: application/json",
-                                  &r->hdrs, err)) < 0)
-    goto fail;
   memset(&q, 0, sizeof q);
   q.method = "POST";
   q.url = r->url;
-  q.headers = r->hdrs;
   q.body = r->body;
   q.body_len = strlen(r->body);
   q.timeout_ms = (long)r->timeout_ms;
   q.insecure = json_is_true(json_object_get(in, "insecure"));
   q.ca = json_string_value(json_object_get(in, "ca"));
-  q.errbuf = r->errbuf;
   q.on_body = discard;
   q.ud = r;
-  if ((rc = adapter__curl_setup(r->easy, &q, err)) < 0)
+  if ((rc = adapter__http_init(&r->h, call->loop,
+                               json_object_get(in, "headers"),
+                               "Content-Type: application/json", &q,
+                               err)) < 0)
     goto fail;
-  if ((r->m = adapter__curlm_acquire(call->loop, err)) == NULL) {
-    rc = err ? err->code : CAIRN_E_IO;
-    goto fail;
-  }
   uv_update_time(call->loop);
   r->start = uv_now(call->loop);
-  uv_timer_init(call->loop, &r->timer);
-  r->timer.data = r;
+  if (call->timeout_ms > 0)
+    r->deadline = r->start + (uint64_t)call->timeout_ms;
+  r->h.timer.data = r;
   call->priv = r;
   attempt(r);
   return 0;
@@ -306,7 +293,7 @@ static void notify_cancel(struct adapter_call *call)
 {
   struct notify_run *r = call ? call->priv : NULL;
 
-  if (r == NULL || r->finishing)
+  if (r == NULL || r->h.ending)
     return;
   snprintf(r->error, sizeof r->error, "POST %s: cancelled", r->url);
   finish(r, ADAPTER_CANCELLED);

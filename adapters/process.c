@@ -16,6 +16,7 @@
  * The service stays a child of cairn: every poll reaps it (waitpid
  * WNOHANG), and /proc counts a zombie as gone. */
 #include "adapters/adapter.h"
+#include "adapters/input.h"
 #include "adapters/job.h"
 #include "adapters/spawn.h"
 #include "common/proc.h"
@@ -57,17 +58,6 @@ struct proc_run {
   json_t *outputs;
   uint64_t start_ns;
 };
-
-static json_t *input(json_t *in, const char *name)
-{
-  json_t *v = json_object_get(in, name);
-  return json_is_null(v) ? NULL : v;
-}
-
-static const char *input_str(json_t *in, const char *name)
-{
-  return json_string_value(input(in, name));
-}
 
 /* A line to the step's log (not the service's), best effort. */
 static void step_log(struct proc_run *r, const char *fmt, ...)
@@ -404,10 +394,10 @@ static int start_write_pidfile(struct proc_run *r, json_t *argv)
 static int start_start(struct adapter_call *call, struct cairn_error *err)
 {
   json_t *in = call->inputs;
-  json_t *argv = input(in, "argv");
-  json_t *env = input(in, "env");
-  json_t *waitv = input(in, "wait");
-  const char *cwd = input_str(in, "cwd");
+  json_t *argv = adapter__input(in, "argv");
+  json_t *env = adapter__input(in, "env");
+  json_t *waitv = adapter__input(in, "wait");
+  const char *cwd = adapter__input_str(in, "cwd");
   struct proc_run *r;
   const char **args = NULL;
   char **envp = NULL;
@@ -428,9 +418,10 @@ static int start_start(struct adapter_call *call, struct cairn_error *err)
   if ((r = run_create(call, 1)) == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   if ((rc = path_or_default(r->pid_file, sizeof r->pid_file,
-                            input_str(in, "pid_file"), call, ".pid",
+                            adapter__input_str(in, "pid_file"), call, ".pid",
                             "pid_file", err)) < 0 ||
-      (rc = path_or_default(r->log, sizeof r->log, input_str(in, "log"), call,
+      (rc = path_or_default(r->log, sizeof r->log,
+                            adapter__input_str(in, "log"), call,
                             ".service.log", "log", err)) < 0)
     goto fail;
 
@@ -621,13 +612,13 @@ static void stop_poll(struct proc_run *r)
 static int stop_start(struct adapter_call *call, struct cairn_error *err)
 {
   json_t *in = call->inputs;
-  const char *pf = input_str(in, "pid_file");
-  json_t *gv = input(in, "grace");
+  const char *pf = adapter__input_str(in, "pid_file");
+  json_t *gv = adapter__input(in, "grace");
   struct proc_run *r;
   int64_t now_start = 0;
   int rc;
 
-  if (pf == NULL && input(in, "pid") == NULL)
+  if (pf == NULL && adapter__input(in, "pid") == NULL)
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "process.stop needs 'pid_file' or 'pid'");
   if ((r = run_create(call, 0)) == NULL)
@@ -651,8 +642,8 @@ static int stop_start(struct adapter_call *call, struct cairn_error *err)
     r->proc_start = pi.proc_start;
     json_decref(pi.doc);
   } else {
-    r->pid = r->pgid = (int)json_integer_value(input(in, "pid"));
-    r->proc_start = json_integer_value(input(in, "proc_start"));
+    r->pid = r->pgid = (int)json_integer_value(adapter__input(in, "pid"));
+    r->proc_start = json_integer_value(adapter__input(in, "proc_start"));
   }
   if (r->pid <= 1 || r->pid == getpid()) {
     snprintf(r->error, sizeof r->error, "refusing to stop pid %d", r->pid);
@@ -711,25 +702,16 @@ static void proc_cancel(struct adapter_call *call)
 
 static int start_check_with(json_t *with, struct cairn_error *err)
 {
-  const char *key;
-  json_t *v;
-
-  json_object_foreach(input(with, "env"), key, v) {
-    if (key[0] == '\0' || strchr(key, '=') != NULL)
-      return cairn_error_set(err, CAIRN_E_INVAL,
-                             "bad environment variable name '%s' in input "
-                             "'env'",
-                             key);
-  }
-  return 0;
+  return adapter__check_env_names(adapter__input(with, "env"), err);
 }
 
 static int stop_check_with(json_t *with, struct cairn_error *err)
 {
-  if (input(with, "pid_file") == NULL && input(with, "pid") == NULL)
+  if (adapter__input(with, "pid_file") == NULL &&
+      adapter__input(with, "pid") == NULL)
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "process.stop needs 'pid_file' or 'pid'");
-  if (input(with, "pid_file") && input(with, "pid"))
+  if (adapter__input(with, "pid_file") && adapter__input(with, "pid"))
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "'pid_file' and 'pid' cannot be used together");
   return 0;

@@ -2,6 +2,7 @@
  * input table, defaults and conversions, and redaction of secrets from
  * text (whole strings, or output arriving in pieces). */
 #include "adapters/adapter.h"
+#include "adapters/input.h"
 #include "common/buf.h"
 
 #include <curl/curl.h>
@@ -262,6 +263,44 @@ void adapter_format_duration(int64_t ms, char *out, size_t n)
 int adapter_is_template(json_t *v)
 {
   return json_is_string(v) && strstr(json_string_value(v), "{{") != NULL;
+}
+
+/* ---- reading inputs (adapters/input.h) ----------------------------------- */
+
+json_t *adapter__input(json_t *in, const char *name)
+{
+  json_t *v = json_object_get(in, name);
+  return json_is_null(v) ? NULL : v;
+}
+
+const char *adapter__input_str(json_t *in, const char *name)
+{
+  return json_string_value(json_object_get(in, name));
+}
+
+int adapter__check_env_names(json_t *env, struct cairn_error *err)
+{
+  const char *key;
+  json_t *v;
+
+  json_object_foreach(env, key, v) {
+    if (key[0] == '\0' || strchr(key, '=') != NULL)
+      return cairn_error_set(err, CAIRN_E_INVAL,
+                             "bad environment variable name '%s' in input "
+                             "'env'",
+                             key);
+  }
+  return 0;
+}
+
+json_t *adapter__input_given(json_t *in, const char *name)
+{
+  json_t *v = adapter__input(in, name);
+
+  if ((json_is_string(v) && json_string_length(v) == 0) ||
+      (json_is_object(v) && json_object_size(v) == 0))
+    return NULL;
+  return v;
 }
 
 /* How a JSON value's type reads in a message ("not a list"). */
@@ -749,6 +788,13 @@ void adapter_log_write(const struct adapter_call *call, const char *text)
 char *adapter_finish_text(const struct adapter_call *call, const char *error,
                           const char *log, struct adapter_result *res)
 {
+  adapter_log_write(call, log ? log : "");
+  return adapter_result_text(call, error, log, res);
+}
+
+char *adapter_result_text(const struct adapter_call *call, const char *error,
+                          const char *log, struct adapter_result *res)
+{
   char *e, *all;
   size_t len, cut = 0;
 
@@ -757,7 +803,6 @@ char *adapter_finish_text(const struct adapter_call *call, const char *error,
     snprintf(res->error, sizeof res->error, "%s", e);
     free(e);
   }
-  adapter_log_write(call, log ? log : "");
   /* redact the whole text, then cut: a cut first could split a secret
    * and leave its end in the tail */
   if ((all = adapter_redact(strdup(log ? log : ""), call->redact)) == NULL)

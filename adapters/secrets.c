@@ -7,6 +7,7 @@
  * the folder) runs on libuv's thread pool: an fsync must not stall the
  * loop that drives the other branches of a run. */
 #include "adapters/adapter.h"
+#include "adapters/job.h"
 #include "adapters/secrets.h"
 #include "common/buf.h"
 #include "common/file.h"
@@ -133,11 +134,6 @@ static int valid_name(const char *s)
   return 1;
 }
 
-static int is_template(json_t *v)
-{
-  return json_is_string(v) && strstr(json_string_value(v), "{{") != NULL;
-}
-
 /* The cross-field rules: names well-formed and distinct, length in range,
  * a known alphabet. Template strings pass; they are checked rendered. */
 static int secrets_check(json_t *with, struct cairn_error *err)
@@ -151,7 +147,7 @@ static int secrets_check(json_t *with, struct cairn_error *err)
   if (json_is_array(names)) {
     json_array_foreach(names, i, item) {
       const char *s = json_string_value(item);
-      if (is_template(item) || s == NULL)
+      if (adapter_is_template(item) || s == NULL)
         continue;
       if (!valid_name(s))
         return cairn_error_set(err, CAIRN_E_INVAL,
@@ -169,7 +165,7 @@ static int secrets_check(json_t *with, struct cairn_error *err)
                            "input 'length' must be from 1 to %d bytes, not "
                            "%" JSON_INTEGER_FORMAT,
                            SECRETS_LENGTH_MAX, json_integer_value(len));
-  if (json_is_string(alpha) && !is_template(alpha) &&
+  if (json_is_string(alpha) && !adapter_is_template(alpha) &&
       adapter__secret_chars(json_string_value(alpha), 1) == 0)
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "unknown alphabet '%s' (use base64url, hex or "
@@ -180,49 +176,32 @@ static int secrets_check(json_t *with, struct cairn_error *err)
 
 /* ---- the env file ------------------------------------------------------- */
 
-/* Reads path into *buf (NUL-terminated). A missing file is not an error
- * when missing_ok: *buf stays empty and *exists 0. */
-static int read_file(const char *path, struct cairn_buf *buf, int *exists,
-                     int missing_ok, struct cairn_error *err)
+/* Reads path (adapter__read_file) into *buf, its bytes scrubbed when it
+ * is released (buf_scrub). A missing file is not an error when
+ * missing_ok: *buf stays empty. */
+static int read_file(const char *path, struct cairn_buf *buf, int missing_ok,
+                     struct cairn_error *err)
 {
-  char chunk[8192];
-  struct stat st;
-  int fd;
-  ssize_t n;
+  char *text;
+  size_t len;
+  int rc = adapter__read_file(path, SECRETS_FILE_MAX, &text, &len);
 
-  *exists = 0;
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT && missing_ok)
-      return 0;
+  if (rc == -ENOENT && missing_ok)
+    return 0;
+  if (rc == -EFBIG)
     return cairn_error_set(err, CAIRN_E_IO, "cannot read secrets file '%s': "
-                           "%s", path, strerror(errno));
-  }
-  if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
-    close(fd);
+                           "larger than %d bytes", path, SECRETS_FILE_MAX);
+  if (rc == -EISDIR)
     return cairn_error_set(err, CAIRN_E_IO, "cannot read secrets file '%s': "
                            "not a regular file", path);
-  }
-  *exists = 1;
-  buf->max = SECRETS_FILE_MAX;
-  while ((n = read(fd, chunk, sizeof chunk)) != 0) {
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      int e = errno;
-      close(fd);
-      return cairn_error_set(err, CAIRN_E_IO, "cannot read secrets file "
-                             "'%s': %s", path, strerror(e));
-    }
-    cairn_buf_add(buf, chunk, (size_t)n);
-  }
-  OPENSSL_cleanse(chunk, sizeof chunk);
-  close(fd);
-  cairn_buf_add(buf, "", 0);
-  if (buf->failed)
+  if (rc == -ENOMEM)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  if (rc < 0)
     return cairn_error_set(err, CAIRN_E_IO, "cannot read secrets file '%s': "
-                           "larger than %d bytes or out of memory", path,
-                           SECRETS_FILE_MAX);
+                           "%s", path, strerror(-rc));
+  buf->p = text;
+  buf->len = len;
+  buf->cap = len + 1;
   return 0;
 }
 
@@ -311,6 +290,7 @@ struct secrets_job {
   json_t *secrets;    /* NAME -> value */
   json_t *generated;  /* names */
   json_t *kept;       /* names */
+  json_t *outputs;    /* made at the start, filled at the end */
   struct cairn_error err;
   uint64_t start_ns;
 };
@@ -321,11 +301,10 @@ static void secrets_work(uv_work_t *req)
   struct secrets_job *j = req->data;
   struct cairn_buf text = { 0 };
   struct cairn_buf out = { 0 };
-  int exists;
   size_t i;
   json_t *item;
 
-  if (read_file(j->file, &text, &exists, 1, &j->err) < 0)
+  if (read_file(j->file, &text, 1, &j->err) < 0)
     goto out;
   json_array_foreach(j->names, i, item) {
     const char *name = json_string_value(item);
@@ -420,7 +399,7 @@ static void secrets_after(uv_work_t *req, int status)
   res.exit_code = -1;
   res.tail = (char *)"";
   res.duration_ms = (int64_t)((uv_hrtime() - j->start_ns) / 1000000);
-  res.outputs = json_object();
+  res.outputs = j->outputs; /* made at the start: never NULL */
   if (status == UV_ECANCELED) {
     res.outcome = ADAPTER_CANCELLED;
     snprintf(res.error, sizeof res.error, "cancelled");
@@ -430,10 +409,20 @@ static void secrets_after(uv_work_t *req, int status)
   } else {
     res.outcome = ADAPTER_SUCCEEDED;
     res.exit_code = 0;
-    json_object_set_new(res.outputs, "file", json_string(j->file));
-    json_object_set(res.outputs, "generated", j->generated);
-    json_object_set(res.outputs, "kept", j->kept);
     res.secrets = j->secrets;
+  }
+  if (res.outcome == ADAPTER_SUCCEEDED &&
+      (json_object_set_new(res.outputs, "file", json_string(j->file)) < 0 ||
+       json_object_set(res.outputs, "generated", j->generated) < 0 ||
+       json_object_set(res.outputs, "kept", j->kept) < 0)) {
+    /* the values are in the file, but a success without its outputs
+     * would leave the run without its secrets' names */
+    res.outcome = ADAPTER_FAILED;
+    res.exit_code = -1;
+    res.secrets = NULL;
+    snprintf(res.error, sizeof res.error, "out of memory");
+  }
+  if (res.outcome == ADAPTER_SUCCEEDED) {
     cairn_buf_add(&msg, "secrets.generate: generated ", 28);
     names_text(&msg, j->generated);
     cairn_buf_add(&msg, "; kept ", 7);
@@ -447,7 +436,7 @@ static void secrets_after(uv_work_t *req, int status)
   }
   call->priv = NULL;
   call->on_done(call, &res);
-  json_decref(res.outputs);
+  json_decref(j->outputs);
   /* jansson keeps its strings: overwrite the values before freeing */
   {
     const char *k;
@@ -485,7 +474,7 @@ static int secrets_start(struct adapter_call *call, struct cairn_error *err)
     if (!json_is_string(item))
       return cairn_error_set(err, CAIRN_E_INVAL,
                              "input 'names' must be a list of strings");
-    if (is_template(item)) /* rendered, it is still "{{": not a name */
+    if (adapter_is_template(item)) /* rendered, it is still "{{": not a name */
       return cairn_error_set(err, CAIRN_E_INVAL, "bad secret name '%s' (use "
                              "[A-Z_][A-Z0-9_]*)", json_string_value(item));
   }
@@ -506,9 +495,10 @@ static int secrets_start(struct adapter_call *call, struct cairn_error *err)
   j->secrets = json_object();
   j->generated = json_array();
   j->kept = json_array();
+  j->outputs = json_object();
   j->start_ns = uv_hrtime();
   j->req.data = j;
-  if (!j->secrets || !j->generated || !j->kept) {
+  if (!j->secrets || !j->generated || !j->kept || !j->outputs) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     goto fail;
   }
@@ -522,6 +512,7 @@ static int secrets_start(struct adapter_call *call, struct cairn_error *err)
   return 0;
 
 fail:
+  json_decref(j->outputs);
   json_decref(j->secrets);
   json_decref(j->generated);
   json_decref(j->kept);
@@ -549,7 +540,7 @@ static int secrets_of(json_t *inputs, json_t *outputs, json_t **secrets,
   json_t *res = NULL;
   json_t *item;
   size_t i;
-  int exists, rc;
+  int rc;
 
   *secrets = NULL;
   if (!json_is_string(file))
@@ -557,7 +548,7 @@ static int secrets_of(json_t *inputs, json_t *outputs, json_t **secrets,
   if (!json_is_string(file) || !json_is_array(names))
     return cairn_error_set(err, CAIRN_E_INVAL, "secrets.generate: the "
                            "journaled inputs name no file or no names");
-  if ((rc = read_file(json_string_value(file), &text, &exists, 0, err)) < 0) {
+  if ((rc = read_file(json_string_value(file), &text, 0, err)) < 0) {
     cairn_error_prefix(err, "the generated secrets are lost");
     goto out;
   }

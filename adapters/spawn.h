@@ -44,4 +44,13 @@ const char *adapter__signal_name(int sig, char *buf, size_t n);
 /* write(2) until done; 0 or -1 with errno. */
 int adapter__write_all(int fd, const char *p, size_t n);
 
+/* The end of a child's output: buf (2 * ADAPTER_TAIL_MAX bytes, *len of
+ * them used) keeps at least the last ADAPTER_TAIL_MAX bytes added. */
+void adapter__tail_add(char *buf, size_t *len, const char *p, size_t n);
+
+/* Its last ADAPTER_TAIL_MAX bytes as result.tail: valid UTF-8 (invalid
+ * bytes and NULs become '?'), cut at a character's start, into out
+ * (ADAPTER_TAIL_MAX + 1 bytes), which is returned. */
+const char *adapter__tail_text(const char *buf, size_t len, char *out);
+
 #endif

@@ -12,6 +12,11 @@
  *              adapter, which owns process groups, logs and redaction).
  *   PG_STEP    one psql child per migration: the file and its history
  *              row in one --single-transaction.
+ *   PG_RECHECK after a stop that killed psql: the server may still commit
+ *              what psql sent (a slow COMMIT outlives its client), so a
+ *              last psql waits for the history table's lock (any
+ *              transaction still writing it ends first) and reads it
+ *              again: the versions reported are the database's.
  *   FINISHING  the timeout timer is closing; its close callback calls
  *              on_done, then frees the run.
  *
@@ -24,6 +29,8 @@
  * passed as PGPASSWORD in the child's environment only, and is redacted
  * from everything logged. */
 #include "adapters/adapter.h"
+#include "adapters/input.h"
+#include "adapters/exec.h"
 #include "adapters/job.h"
 #include "adapters/spawn.h"
 #include "common/buf.h"
@@ -43,6 +50,7 @@
 #define SQL_FILE_MAX (64 * 1024 * 1024) /* one migration file, bytes */
 #define SQL_BUSY_MS 10000               /* SQLite busy timeout */
 #define SQL_TABLE_MAX 63                /* PostgreSQL's identifier limit */
+#define SQL_RECHECK_MS 30000            /* the history read after a stop */
 
 enum sql_kind { SQL_SQLITE, SQL_POSTGRES };
 
@@ -50,6 +58,7 @@ enum sql_phase {
   SQL_SCANNING,
   SQL_PG_HISTORY,
   SQL_PG_STEP,
+  SQL_PG_RECHECK,
   SQL_FINISHING,
 };
 
@@ -89,16 +98,19 @@ struct sql_run {
 
   int64_t from_version;
   int64_t version; /* the database's version now */
+  int version_known; /* the history was read: version is the database's */
+  json_t *outputs;   /* made at the start, filled at the end */
+  char unknown_why[256]; /* when not: why ("" before anything ran) */
   json_t *applied;
+  enum sql_phase stopped_in; /* the phase a stop killed psql in */
+  int from_known;            /* from_version was read before the stop */
 
   uv_work_t work;
   uv_mutex_t mu;  /* guards db and stop between the threads */
   sqlite3 *db;
   int stop;       /* 0, or ADAPTER_TIMED_OUT / ADAPTER_CANCELLED */
 
-  struct adapter_call child;
-  json_t *child_inputs;
-  int child_running;
+  struct adapter__child child; /* psql */
   char child_header[PATH_MAX + 64];
 
   uv_timer_t timer;
@@ -110,17 +122,6 @@ struct sql_run {
 };
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static json_t *input(json_t *in, const char *name)
-{
-  json_t *v = json_object_get(in, name);
-  return json_is_null(v) ? NULL : v;
-}
-
-static int is_template_str(json_t *v)
-{
-  return json_is_string(v) && strstr(json_string_value(v), "{{") != NULL;
-}
 
 static int starts_with(const char *s, const char *prefix)
 {
@@ -144,14 +145,6 @@ static int table_ok(const char *t)
           t[i] == '_'))
       return 0;
   return 1;
-}
-
-static void format_ms(int64_t ms, char *out, size_t n)
-{
-  if (ms % 1000 == 0)
-    snprintf(out, n, "%llds", (long long)(ms / 1000));
-  else
-    snprintf(out, n, "%lldms", (long long)ms);
 }
 
 /* One line of our own to the log, redacted (best effort: a full disk must
@@ -199,45 +192,6 @@ static void set_error(struct sql_run *r, const char *fmt, ...)
       *p = ' ';
 }
 
-/* Reads a whole file (at most SQL_FILE_MAX bytes) into a NUL-terminated
- * malloc'd string. Returns 0 or -errno. */
-static int read_file(const char *path, char **out, size_t *len)
-{
-  struct cairn_buf b = { .max = SQL_FILE_MAX + 1 };
-  char chunk[65536];
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  int rc = 0;
-
-  if (fd < 0)
-    return -errno;
-  for (;;) {
-    ssize_t n = read(fd, chunk, sizeof chunk);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      rc = -errno;
-      break;
-    }
-    if (n == 0)
-      break;
-    cairn_buf_add(&b, chunk, (size_t)n);
-    if (b.failed) {
-      rc = b.len > SQL_FILE_MAX ? -EFBIG : -ENOMEM;
-      break;
-    }
-  }
-  close(fd);
-  if (rc == 0 && b.p == NULL && (b.p = strdup("")) == NULL)
-    rc = -ENOMEM;
-  if (rc < 0) {
-    cairn_buf_release(&b);
-    return rc;
-  }
-  *out = b.p;
-  *len = b.len;
-  return 0;
-}
-
 /* ---- inputs ------------------------------------------------------------- */
 
 static int check_db(const char *db, struct cairn_error *err)
@@ -264,15 +218,15 @@ static int check_db(const char *db, struct cairn_error *err)
 
 static int sql_check(json_t *with, struct cairn_error *err)
 {
-  json_t *db = input(with, "db");
-  json_t *table = input(with, "table");
-  json_t *to = input(with, "to");
+  json_t *db = adapter__input(with, "db");
+  json_t *table = adapter__input(with, "table");
+  json_t *to = adapter__input(with, "to");
   int rc;
 
-  if (json_is_string(db) && !is_template_str(db) &&
+  if (json_is_string(db) && !adapter_is_template(db) &&
       (rc = check_db(json_string_value(db), err)) < 0)
     return rc;
-  if (json_is_string(table) && !is_template_str(table) &&
+  if (json_is_string(table) && !adapter_is_template(table) &&
       !table_ok(json_string_value(table)))
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "bad history table name '%s' in input 'table' "
@@ -374,7 +328,8 @@ static void run_free(struct sql_run *r)
   free(r->redact);
   free(r->url_pw);
   json_decref(r->applied);
-  json_decref(r->child_inputs);
+  json_decref(r->outputs);
+  adapter__child_release(&r->child);
   if (r->log_fd >= 0)
     close(r->log_fd);
   uv_mutex_destroy(&r->mu);
@@ -386,43 +341,49 @@ static void on_timer_close(uv_handle_t *h)
   struct sql_run *r = h->data;
   struct adapter_call *call = r->call;
   struct adapter_result res;
+  char where[400], d[32];
   char *tail;
-  json_t *out = json_pack("{s:I,s:I,s:O}", "from_version",
-                          (json_int_t)r->from_version, "to_version",
-                          (json_int_t)r->version, "applied", r->applied);
 
   memset(&res, 0, sizeof res);
   res.exit_code = r->failed || r->stop ? -1 : 0;
   res.duration_ms = (int64_t)((uv_hrtime() - r->start_ns) / 1000000);
+  if (r->version_known)
+    snprintf(where, sizeof where, "the database is at version %" PRId64,
+             r->version);
+  else if (r->unknown_why[0])
+    snprintf(where, sizeof where, "the database's version is unknown: %s",
+             r->unknown_why);
+  else
+    snprintf(where, sizeof where, "before the database's version was read");
   if (r->stop) {
-    char d[32];
     res.outcome = (enum adapter_outcome)r->stop;
-    format_ms(r->timeout_ms, d, sizeof d);
+    adapter_format_duration(r->timeout_ms, d, sizeof d);
     if (r->stop == ADAPTER_TIMED_OUT)
-      snprintf(res.error, sizeof res.error,
-               "timed out after %s (the database is at version %" PRId64 ")",
-               d, r->version);
+      snprintf(res.error, sizeof res.error, "timed out after %s (%s)", d,
+               where);
     else
-      snprintf(res.error, sizeof res.error,
-               "cancelled (the database is at version %" PRId64 ")",
-               r->version);
+      snprintf(res.error, sizeof res.error, "cancelled (%s)", where);
   } else if (r->failed) {
     res.outcome = ADAPTER_FAILED;
     snprintf(res.error, sizeof res.error, "%s", r->error);
   } else {
     res.outcome = ADAPTER_SUCCEEDED;
   }
-  tail = strdup(res.error);
-  tail = adapter_redact(tail, (const char *const *)r->redact);
-  if (tail == NULL || out == NULL) {
-    free(tail);
-    tail = NULL;
+  /* outputs that say less than the database holds would be a lie: out of
+   * memory fails the call (r->outputs exists since the start) */
+  if (json_object_set_new(r->outputs, "from_version",
+                          json_integer(r->from_version)) < 0 ||
+      json_object_set_new(r->outputs, "to_version",
+                          json_integer(r->version)) < 0 ||
+      json_object_set(r->outputs, "applied", r->applied) < 0) {
+    res.outcome = ADAPTER_FAILED;
+    snprintf(res.error, sizeof res.error, "out of memory (%s)", where);
   }
+  tail = adapter_redact(strdup(res.error), (const char *const *)r->redact);
   res.tail = tail ? tail : (char *)"";
-  res.outputs = out ? out : json_object();
+  res.outputs = r->outputs;
   call->priv = NULL;
   call->on_done(call, &res); /* may free call */
-  json_decref(res.outputs);
   free(tail);
   run_free(r);
 }
@@ -583,7 +544,7 @@ static int scan(struct sql_run *r)
       goto out;
     }
     snprintf(path, sizeof path, "%s/%s", r->dir, m->up);
-    if ((e2 = read_file(path, &text, &len)) < 0) {
+    if ((e2 = adapter__read_file(path, SQL_FILE_MAX, &text, &len)) < 0) {
       set_error(r, "cannot read '%s': %s", path, strerror(-e2));
       goto out;
     }
@@ -626,6 +587,7 @@ static int plan(struct sql_run *r)
     if (r->hist[i].version > current)
       current = r->hist[i].version;
   r->from_version = r->version = current; /* outputs, even on failure */
+  r->version_known = 1;
   for (size_t i = 0; i < r->nhist; i++) {
     struct sql_hist *h = &r->hist[i];
     struct sql_mig *m = mig_find(r, h->version);
@@ -757,7 +719,7 @@ static int sqlite_step(struct sql_run *r, struct sql_mig *m)
   int rc;
 
   snprintf(path, sizeof path, "%s/%s", r->dir, file);
-  if ((rc = read_file(path, &text, &len)) < 0) {
+  if ((rc = adapter__read_file(path, SQL_FILE_MAX, &text, &len)) < 0) {
     set_error(r, "cannot read '%s': %s", path, strerror(-rc));
     return -1;
   }
@@ -884,22 +846,15 @@ static void pg_message(const char *tail, char *out, size_t n)
     snprintf(out, n, "%.*s", (int)best_len, best);
 }
 
-static void pg_on_spawned(struct adapter_call *child, int pid, int pgid,
-                          int64_t proc_start)
-{
-  struct sql_run *r = child->data;
-
-  /* the engine journals the group, so a resume after a crash stops it */
-  if (r->call->on_spawned)
-    r->call->on_spawned(r->call, pid, pgid, proc_start);
-}
-
 static int pg_history(struct sql_run *r, json_t *outputs)
 {
   json_t *rows = json_object_get(json_object_get(outputs, "json"), "rows");
   size_t i;
   json_t *row;
 
+  free(r->hist);
+  r->hist = NULL;
+  r->nhist = 0;
   if (!json_is_array(rows)) {
     set_error(r, "cannot read the history table '%s' in '%s': psql printed "
               "no rows", r->table, r->target);
@@ -925,15 +880,116 @@ static int pg_history(struct sql_run *r, json_t *outputs)
   return 0;
 }
 
-static void pg_on_done(struct adapter_call *child,
+static void pg_spawn(struct sql_run *r, const char *const *argv,
+                     int64_t timeout_ms);
+
+/* The history table's SQL: created when missing, read as one JSON object
+ * {"rows": [[version, checksum], ...]}. */
+static void pg_history_sql(struct sql_run *r, char *create, size_t cn,
+                           char *select, size_t sn)
+{
+  snprintf(create, cn,
+           "CREATE TABLE IF NOT EXISTS %s (version bigint PRIMARY KEY, "
+           "name text NOT NULL, checksum text NOT NULL, applied_at "
+           "timestamptz NOT NULL DEFAULT now())",
+           r->table);
+  snprintf(select, sn,
+           "SELECT json_build_object('rows', coalesce(json_agg("
+           "json_build_array(version, checksum) ORDER BY version), "
+           "'[]'::json)) FROM %s",
+           r->table);
+}
+
+/* After a stop that ended a psql: the history again, once every
+ * transaction still writing it has ended (SHARE mode waits for them: a
+ * killed psql's COMMIT may still be under way on the server). Runs in
+ * spite of the stop, bounded by SQL_RECHECK_MS. */
+static void pg_recheck(struct sql_run *r)
+{
+  char create[256], select[384], lock[128];
+  const char *argv[] = {
+    "psql", "--no-psqlrc", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+    "--single-transaction", "-At", "-d", r->target,
+    "-c", "SET client_min_messages = warning", "-c", create,
+    "-c", lock, "-c", select, NULL,
+  };
+
+  r->stopped_in = r->phase;
+  r->phase = SQL_PG_RECHECK;
+  r->from_known = r->version_known;
+  r->version_known = 0; /* until it is read again */
+  snprintf(r->unknown_why, sizeof r->unknown_why,
+           "the history table was not read again after the stop");
+  pg_history_sql(r, create, sizeof create, select, sizeof select);
+  snprintf(lock, sizeof lock, "LOCK TABLE %s IN SHARE MODE", r->table);
+  snprintf(r->child_header, sizeof r->child_header,
+           "sql.migrate: after the stop, reading the history table '%s' "
+           "again\n", r->table);
+  pg_spawn(r, argv, SQL_RECHECK_MS);
+}
+
+/* The recheck ended: the versions are the database's, and the step that
+ * was stopped counts as run when its row says so. */
+static void pg_rechecked(struct sql_run *r, const struct adapter_result *res)
+{
+  int64_t v = 0;
+  char msg[400];
+
+  if (res->outcome != ADAPTER_SUCCEEDED) {
+    pg_message(res->tail, msg, sizeof msg);
+    if (res->exit_code < 0 && res->error[0])
+      snprintf(msg, sizeof msg, "psql: %s", res->error);
+    r->version_known = 0;
+    snprintf(r->unknown_why, sizeof r->unknown_why,
+             "cannot read the history table '%s' after the stop: %s",
+             r->table, msg);
+    log_line(r, "sql.migrate: %s", r->unknown_why);
+    return;
+  }
+  if (pg_history(r, res->outputs) < 0) {
+    r->version_known = 0;
+    snprintf(r->unknown_why, sizeof r->unknown_why, "%s", r->error);
+    return;
+  }
+  for (size_t i = 0; i < r->nhist; i++)
+    if (r->hist[i].version > v)
+      v = r->hist[i].version;
+  if (r->stopped_in == SQL_PG_STEP && r->next < r->nsteps) {
+    struct sql_mig *m = &r->migs[r->steps[r->next]];
+    if (hist_has(r, m->version) != r->down) { /* it committed */
+      json_array_append_new(r->applied,
+                            json_string(r->down ? m->down : m->up));
+      r->next++;
+    }
+  }
+  if (!r->from_known) /* stopped while the history was first read */
+    r->from_version = v;
+  r->version = v;
+  r->version_known = 1;
+  log_line(r, "sql.migrate: after the stop, the history table says version "
+           "%" PRId64, v);
+}
+
+static void pg_on_done(struct adapter__child *child,
                        const struct adapter_result *res)
 {
   struct sql_run *r = child->data;
   char msg[400];
 
-  r->child_running = 0;
-  if (r->stop) {
+  if (r->phase == SQL_PG_RECHECK) {
+    pg_rechecked(r, res);
     finish(r);
+    return;
+  }
+  if (r->stop) {
+    if (r->phase == SQL_PG_STEP && res->outcome == ADAPTER_SUCCEEDED) {
+      step_done(r); /* psql exited 0 by itself: committed */
+      finish(r);
+    } else if (child->spawned) {
+      pg_recheck(r); /* what it sent may still commit */
+    } else {
+      finish(r);
+    }
     return;
   }
   if (res->outcome != ADAPTER_SUCCEEDED) {
@@ -966,48 +1022,39 @@ static void pg_on_done(struct adapter_call *child,
   pg_next(r);
 }
 
-/* Runs psql with argv (NULL-terminated) through the exec adapter. */
-static void pg_spawn(struct sql_run *r, const char *const *argv)
+/* Runs psql with argv (NULL-terminated) as a child of the exec adapter;
+ * timeout_ms 0: none but the run's own. */
+static void pg_spawn(struct sql_run *r, const char *const *argv,
+                     int64_t timeout_ms)
 {
-  struct adapter_call *c = &r->child;
+  struct adapter__child_spec spec = { 0 };
   struct cairn_error err = { 0 };
-  json_t *args = json_array();
+  json_t *env = json_object();
 
-  for (size_t i = 0; argv[i]; i++)
-    json_array_append_new(args, json_string(argv[i]));
-  json_decref(r->child_inputs);
-  r->child_inputs = json_pack("{s:o,s:{}}", "argv", args, "env");
-  json_t *env = json_object_get(r->child_inputs, "env");
-  if (env && r->password)
-    json_object_set_new(env, "PGPASSWORD", json_string(r->password));
   /* TLS verified by default: libpq's own default (prefer) checks no
    * certificate and falls back to plaintext. A URL that says sslmode
    * (sslmode=disable for a local server without TLS) decides itself. */
-  if (env && strstr(r->target, "sslmode=") == NULL)
-    json_object_set_new(env, "PGSSLMODE", json_string("verify-full"));
-  if (r->child_inputs == NULL || env == NULL) {
+  if (env == NULL ||
+      (r->password &&
+       json_object_set_new(env, "PGPASSWORD", json_string(r->password))) ||
+      (strstr(r->target, "sslmode=") == NULL &&
+       json_object_set_new(env, "PGSSLMODE", json_string("verify-full")))) {
+    json_decref(env);
     set_error(r, "out of memory");
     finish(r);
     return;
   }
-  memset(c, 0, sizeof *c);
-  c->loop = r->call->loop;
-  c->desc = &adapter_exec;
-  c->inputs = r->child_inputs;
-  c->log_path = r->call->log_path;
-  c->log_header = r->child_header;
-  c->kill_grace_ms = r->call->kill_grace_ms;
-  c->env_extra = r->call->env_extra;
-  c->redact = (const char *const *)r->redact;
-  c->on_spawned = pg_on_spawned;
-  c->on_done = pg_on_done;
-  c->data = r;
-  if (adapter_exec.start(c, &err) < 0) {
+  spec.argv = argv;
+  spec.env = env;
+  spec.log_path = r->call->log_path;
+  spec.log_header = r->child_header;
+  spec.redact = (const char *const *)r->redact;
+  spec.timeout_ms = timeout_ms;
+  if (adapter__child_start(&r->child, &spec, &err) < 0) {
     set_error(r, "cannot run psql: %s", err.msg);
     finish(r);
-    return;
   }
-  r->child_running = 1;
+  json_decref(env);
 }
 
 static void pg_next(struct sql_run *r)
@@ -1022,19 +1069,10 @@ static void pg_next(struct sql_run *r)
       "-d", r->target, "-c", "SET client_min_messages = warning",
       "-c", create, "-c", select, NULL,
     };
-    snprintf(create, sizeof create,
-             "CREATE TABLE IF NOT EXISTS %s (version bigint PRIMARY KEY, "
-             "name text NOT NULL, checksum text NOT NULL, applied_at "
-             "timestamptz NOT NULL DEFAULT now())",
-             r->table);
-    snprintf(select, sizeof select,
-             "SELECT json_build_object('rows', coalesce(json_agg("
-             "json_build_array(version, checksum) ORDER BY version), "
-             "'[]'::json)) FROM %s",
-             r->table);
+    pg_history_sql(r, create, sizeof create, select, sizeof select);
     snprintf(r->child_header, sizeof r->child_header,
              "sql.migrate: reading the history table '%s'\n", r->table);
-    pg_spawn(r, argv);
+    pg_spawn(r, argv, 0);
     return;
   }
   if (r->next >= r->nsteps) {
@@ -1059,7 +1097,7 @@ static void pg_next(struct sql_run *r)
       "psql", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "--single-transaction",
       "-X", "-q", "-d", r->target, "-f", file, "-c", sql, NULL,
     };
-    pg_spawn(r, argv);
+    pg_spawn(r, argv, 0);
   }
 }
 
@@ -1088,8 +1126,8 @@ static void stop(struct sql_run *r, enum adapter_outcome why)
   if (r->db)
     sqlite3_interrupt(r->db); /* thread-safe, by SQLite's contract */
   uv_mutex_unlock(&r->mu);
-  if (r->child_running)
-    adapter_exec.cancel(&r->child);
+  if (r->phase != SQL_PG_RECHECK) /* that one bounds itself */
+    adapter__child_cancel(&r->child);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -1123,9 +1161,9 @@ static int build_redact(struct sql_run *r, const char *raw_pw)
 static int sql_start(struct adapter_call *call, struct cairn_error *err)
 {
   json_t *in = call->inputs;
-  json_t *dir = input(in, "dir"), *db = input(in, "db");
-  json_t *to = input(in, "to"), *table = input(in, "table");
-  json_t *pw = input(in, "password");
+  json_t *dir = adapter__input(in, "dir"), *db = adapter__input(in, "db");
+  json_t *to = adapter__input(in, "to"), *table = adapter__input(in, "table");
+  json_t *pw = adapter__input(in, "password");
   struct sql_run *r;
   const char *dbs;
   char *url_pw = NULL;
@@ -1154,15 +1192,20 @@ static int sql_start(struct adapter_call *call, struct cairn_error *err)
   if ((r = calloc(1, sizeof *r)) == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   r->call = call;
+  r->child.parent = call;
+  r->child.on_done = pg_on_done;
+  r->child.data = r;
   r->log_fd = -1;
   uv_mutex_init(&r->mu);
   r->kind = is_postgres_url(dbs) ? SQL_POSTGRES : SQL_SQLITE;
   r->dir = strdup(json_string_value(dir));
   r->table = strdup(table ? json_string_value(table) : "cairn_migrations");
   r->applied = json_array();
+  r->outputs = json_object();
   r->has_to = to != NULL;
   r->to = to ? (int64_t)json_integer_value(to) : 0;
-  if (r->dir == NULL || r->table == NULL || r->applied == NULL) {
+  if (r->dir == NULL || r->table == NULL || r->applied == NULL ||
+      r->outputs == NULL) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     goto fail;
   }

@@ -2,33 +2,38 @@
  * symlink swap or by nginx's upstream include (nginx -t, reload, then an
  * HTTP request through nginx proves the new colour answers).
  *
- * The whole switch is a job in libuv's thread pool (adapters/job.h): it
- * renames files, waits for `nginx -t` and `nginx -s reload`, and polls
- * confirm_url with curl_easy, sleeping between tries; none of that may
- * block the loop, and a thread is simpler here than curl's multi on the
- * loop for one request at a time. Cancel and the state's timeout are
- * checked between tries and bound every wait (nginx runs under poll(),
- * its group killed when the time is up; each request's own timeout).
+ * Both modes are jobs (adapters/job.h). In symlink mode the whole switch
+ * runs in libuv's thread pool (renames and readlink). In nginx mode only
+ * the file steps do (read and write the include, put it back); between
+ * them the job goes on from the loop: nginx -t and nginx -s reload are
+ * children of the exec adapter (adapters/exec.h: their own group, stopped
+ * SIGTERM, grace, SIGKILL), and confirm_url is polled through the loop's
+ * shared libcurl multi (adapters/curl_uv.h), a pause timer between tries.
+ * So a cancel or the state's timeout stops whatever runs at once: the
+ * child's group, or the request in flight.
+ *
+ *   PREPARE  (pool) read the include, write the new colour's
+ *   TEST     nginx -t           fails or stops: RESTORE, the call fails
+ *   RELOAD   nginx -s reload    fails or stops: RESTORE, the call fails
+ *   CONFIRM  GET confirm_url until its body holds confirm_expect; fails or
+ *            stops: RESTORE, then RELOAD_BACK (bounded by its own
+ *            SWITCH_RESTORE_MS, even after a stop: nginx must serve the old
+ *            colour), the call fails
  *
  * The include starts with a marker line, "# cairn switch.blue-green:
  * COLOUR", so the next switch knows which colour was live (its `from`). */
 #include "adapters/adapter.h"
+#include "adapters/curl_uv.h"
+#include "adapters/exec.h"
+#include "adapters/input.h"
 #include "adapters/job.h"
-#include "adapters/spawn.h"
 
-#include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define SWITCH_MARKER "# cairn switch.blue-green: "
@@ -38,34 +43,11 @@
 #define SWITCH_NGINX_OUT 16384
 #define SWITCH_RESTORE_MS 10000 /* the reload that switches back */
 
-/* Every optional input but `to` has a default ("" or {}) that means
- * "not given": so the default undo's self.input.K always resolves. */
-static json_t *input(json_t *in, const char *name)
+/* Every optional input but `to` has a default ("" or {}) that means "not
+ * given": so the default undo's self.input.K always resolves. */
+static const char *given_str(json_t *in, const char *name)
 {
-  json_t *v = json_object_get(in, name);
-
-  if (json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0) ||
-      (json_is_object(v) && json_object_size(v) == 0))
-    return NULL;
-  return v;
-}
-
-static const char *input_str(json_t *in, const char *name)
-{
-  return json_string_value(input(in, name));
-}
-
-static void sleep_ms(int ms)
-{
-  struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-  while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-    ;
-}
-
-static int64_t now_ms(void)
-{
-  return (int64_t)(uv_hrtime() / 1000000);
+  return json_string_value(adapter__input_given(in, name));
 }
 
 /* ---- symlink mode ------------------------------------------------------- */
@@ -109,8 +91,8 @@ static const char *link_colour(const char *link, json_t *targets)
 static void symlink_switch(struct adapter__job *j, const char *to)
 {
   json_t *in = j->call->inputs;
-  const char *link = input_str(in, "link");
-  json_t *targets = input(in, "targets");
+  const char *link = given_str(in, "link");
+  json_t *targets = adapter__input_given(in, "targets");
   const char *from = link_colour(link, targets);
   const char *target;
   char *tmp;
@@ -156,118 +138,60 @@ static void symlink_switch(struct adapter__job *j, const char *to)
 
 /* ---- nginx mode --------------------------------------------------------- */
 
-/* How long nginx may still run, at most max ms: until the job's timeout
- * or cancel, or with an own limit `until` (now_ms() time, for the reload
- * that puts the old colour back after a cancel) until then. */
-static int nginx_left(struct adapter__job *j, int64_t until, int max)
+enum nginx_phase {
+  NGINX_PREPARE,
+  NGINX_TEST,
+  NGINX_RELOAD,
+  NGINX_CONFIRM,
+  NGINX_RESTORE,     /* after a failed or stopped TEST or RELOAD */
+  NGINX_UNDO,        /* RESTORE after CONFIRM, before RELOAD_BACK */
+  NGINX_RELOAD_BACK,
+  NGINX_DONE,
+};
+
+struct nginx_run {
+  struct adapter__job *j;
+  enum nginx_phase phase;
+  const char *to, *path, *url, *expect; /* borrowed from the inputs */
+  char from[128];
+  char *old;        /* the include before (NULL: there was none) */
+  size_t old_len;
+  int wrote;        /* the new include is in place */
+
+  struct adapter__child child; /* nginx */
+  char out[SWITCH_NGINX_OUT];  /* what it printed */
+  size_t out_len;
+  char why[1024];   /* the step that failed: why */
+
+  struct adapter__http h;      /* the confirmation */
+  int h_live;
+  char body[SWITCH_BODY_MAX + 1];
+  size_t body_len;
+  uint64_t confirm_deadline;   /* uv_now() */
+  char last[160];              /* what the last try got */
+};
+
+/* The colour the include names (its marker line), or "". */
+static void include_colour(const char *text, char *out, size_t n)
 {
-  int64_t left;
+  const char *m = text ? strstr(text, SWITCH_MARKER) : NULL;
+  size_t len;
 
-  if (until == 0)
-    return adapter__job_wait_ms(j, max);
-  left = until - now_ms();
-  return left <= 0 ? 0 : left < max ? (int)left : max;
-}
-
-/* Waits for nginx (pid, the leader of its own group) to exit; when its
- * time is up, stops its group: SIGTERM, then SIGKILL after the grace. 1
- * when it exited by itself (*status set), 0 when it was stopped. */
-static int nginx_wait(struct adapter__job *j, pid_t pid, int64_t until,
-                      int *status)
-{
-  int64_t grace = j->call->kill_grace_ms > 0 ? j->call->kill_grace_ms : 5000;
-  int64_t kill_at = 0;
-
-  for (;;) {
-    pid_t w = waitpid(pid, status, WNOHANG);
-    if (w == pid)
-      return kill_at == 0;
-    if (w < 0 && errno != EINTR)
-      return kill_at == 0;
-    if (kill_at == 0 && nginx_left(j, until, 1) == 0) {
-      kill(-pid, SIGTERM);
-      kill(-pid, SIGCONT);
-      kill_at = now_ms() + grace;
-    } else if (kill_at != 0 && now_ms() >= kill_at) {
-      kill(-pid, SIGKILL);
-      while (waitpid(pid, status, 0) < 0 && errno == EINTR)
-        ;
-      return 0;
-    }
-    sleep_ms(10);
-  }
-}
-
-/* Runs nginx with the prefix and conf inputs and then `extra` (NULL-
- * terminated), collecting what it prints. Returns its exit status (-1 when
- * it could not run or was killed); out gets its output, one line, the
- * "nginx: " prefixes and the "test failed" line dropped. */
-static int run_nginx(struct adapter__job *j, const char *const *extra,
-                     int64_t until, char *out, size_t n)
-{
-  json_t *in = j->call->inputs;
-  const char *args[12];
-  char buf[SWITCH_NGINX_OUT];
-  size_t k = 0, len = 0;
-  int p[2], status = 0, rc;
-  pid_t pid;
-
-  args[k++] = input_str(in, "nginx");
-  if (input_str(in, "nginx_prefix")) {
-    args[k++] = "-p";
-    args[k++] = input_str(in, "nginx_prefix");
-  }
-  if (input_str(in, "nginx_conf")) {
-    args[k++] = "-c";
-    args[k++] = input_str(in, "nginx_conf");
-  }
-  while (*extra && k < 11)
-    args[k++] = *extra++;
-  args[k] = NULL;
   out[0] = '\0';
-  if ((rc = adapter__pipe(p)) != 0) {
-    snprintf(out, n, "cannot make a pipe: %s", uv_strerror(-rc));
-    return -1;
-  }
-  adapter__cloexec_fds();
-  rc = adapter__spawn(&pid, (char *const *)args, NULL, NULL, p[1], p[1]);
-  close(p[1]);
-  if (rc != 0) {
-    close(p[0]);
-    adapter__spawn_error(out, n, -rc, args[0], NULL);
-    return -1;
-  }
-  /* read until EOF, never past the job's timeout or a cancel */
-  for (;;) {
-    struct pollfd pfd = { .fd = p[0], .events = POLLIN };
-    int wait = nginx_left(j, until, SWITCH_POLL_MS);
-    ssize_t r;
-    if (wait == 0)
-      break;
-    if ((rc = poll(&pfd, 1, wait)) < 0 && errno == EINTR)
-      continue;
-    if (rc < 0)
-      break;
-    if (rc == 0)
-      continue;
-    r = read(p[0], buf + len, sizeof buf - 1 - len);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      break;
-    len += (size_t)r;
-    if (len == sizeof buf - 1)
-      break;
-  }
-  close(p[0]);
-  buf[len] = '\0';
-  if (!nginx_wait(j, pid, until, &status)) {
-    snprintf(out, n, "%s", until ? "it did not finish in time"
-                                 : adapter__job_stopped(j));
-    return -1;
-  }
-  /* the lines that say why, joined */
-  len = 0;
+  if (m == NULL)
+    return;
+  m += strlen(SWITCH_MARKER);
+  len = strcspn(m, "\r\n");
+  snprintf(out, n, "%.*s", (int)len, m);
+}
+
+/* The lines of nginx's output that say why, joined on one line: the
+ * "nginx: " prefixes, the "test failed" line and the like dropped. */
+static void nginx_why(char *buf, char *out, size_t n)
+{
+  size_t len = 0;
+
+  out[0] = '\0';
   for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
     char lvl[32];
     if (strncmp(line, "nginx: ", 7) == 0)
@@ -293,235 +217,427 @@ static int run_nginx(struct adapter__job *j, const char *const *extra,
     if (len >= n)
       break;
   }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-/* The colour the include names (its marker line), or "". */
-static void include_colour(const char *text, char *out, size_t n)
+static void nginx_output(void *ud, int is_stdout, const char *p, size_t n)
 {
-  const char *m = text ? strstr(text, SWITCH_MARKER) : NULL;
-  size_t len;
+  struct nginx_run *x = ud;
+  size_t room = sizeof x->out - 1 - x->out_len;
 
-  out[0] = '\0';
-  if (m == NULL)
-    return;
-  m += strlen(SWITCH_MARKER);
-  len = strcspn(m, "\r\n");
-  snprintf(out, n, "%.*s", (int)len, m);
+  (void)is_stdout;
+  if (n > room)
+    n = room;
+  memcpy(x->out + x->out_len, p, n);
+  x->out_len += n;
+  x->out[x->out_len] = '\0';
 }
 
-struct body {
-  char buf[SWITCH_BODY_MAX + 1];
-  size_t len;
-};
+/* Runs nginx with the prefix and conf inputs and then extra (NULL-
+ * terminated); its end comes to nginx_done. timeout_ms 0: the job's. */
+static void nginx_run(struct nginx_run *x, const char *const *extra,
+                      int64_t timeout_ms)
+{
+  json_t *in = x->j->call->inputs;
+  struct adapter__exec_hooks hooks = { NULL, nginx_output, x };
+  struct adapter__child_spec spec = { 0 };
+  struct cairn_error err = { 0 };
+  const char *args[12];
+  size_t k = 0;
+
+  args[k++] = given_str(in, "nginx");
+  if (given_str(in, "nginx_prefix")) {
+    args[k++] = "-p";
+    args[k++] = given_str(in, "nginx_prefix");
+  }
+  if (given_str(in, "nginx_conf")) {
+    args[k++] = "-c";
+    args[k++] = given_str(in, "nginx_conf");
+  }
+  while (*extra && k < 11)
+    args[k++] = *extra++;
+  args[k] = NULL;
+  x->out_len = 0;
+  x->out[0] = '\0';
+  spec.argv = args;
+  spec.hooks = &hooks;
+  spec.timeout_ms = timeout_ms;
+  if (adapter__child_start(&x->child, &spec, &err) < 0) {
+    struct adapter_result res; /* as a child that could not run */
+    memset(&res, 0, sizeof res);
+    res.outcome = ADAPTER_FAILED;
+    res.exit_code = -1;
+    snprintf(res.error, sizeof res.error, "%s", err.msg);
+    x->child.spawned = 0;
+    x->child.on_done(&x->child, &res);
+  }
+}
+
+static void nginx_end(struct nginx_run *x)
+{
+  struct adapter__job *j = x->j;
+
+  x->phase = NGINX_DONE;
+  adapter__child_release(&x->child);
+  free(x->old);
+  free(x);
+  j->data = NULL;
+  adapter__job_end(j);
+}
+
+/* (pool) The old include back, or none when there was none. */
+static void restore_work(struct adapter__job *j)
+{
+  struct nginx_run *x = j->data;
+  char why[256];
+
+  if (x->old)
+    adapter__write_atomic(x->path, x->old, x->old_len, 0644, why,
+                          sizeof why);
+  else
+    unlink(x->path);
+}
+
+/* The include goes back (in the pool), then the call fails with x->why. */
+static void restore_and_fail(struct nginx_run *x)
+{
+  x->phase = NGINX_RESTORE;
+  adapter__job_queue(x->j, restore_work);
+}
+
+/* A stop came before or during step ("nginx -t"). */
+static void stopped_at(struct nginx_run *x, const char *step)
+{
+  snprintf(x->why, sizeof x->why, "'%s' stopped (restored the previous "
+           "include)", step);
+  restore_and_fail(x);
+}
+
+static void confirm_try(struct nginx_run *x);
+
+static void on_pause(uv_timer_t *t)
+{
+  confirm_try(t->data);
+}
+
+static void confirm_closed(void *ud)
+{
+  struct nginx_run *x = ud;
+  struct adapter__job *j = x->j;
+
+  adapter__http_release(&x->h);
+  x->h_live = 0;
+  if (x->phase == NGINX_CONFIRM) { /* it answered */
+    adapter__job_note(j, "switch.blue-green: '%s' answers with '%s'", x->url,
+                      x->expect);
+    nginx_end(x);
+    return;
+  }
+  /* NGINX_UNDO: the new colour does not answer: put the old one back */
+  adapter__job_queue(j, restore_work);
+}
+
+static void confirm_end(struct nginx_run *x, int ok)
+{
+  if (!ok)
+    x->phase = NGINX_UNDO;
+  adapter__http_end(&x->h, confirm_closed, x);
+}
+
+static void on_confirm_done(CURL *easy, CURLcode rc, void *ud)
+{
+  struct nginx_run *x = ud;
+  uv_loop_t *loop = x->j->call->loop;
+  long status = 0;
+
+  adapter__http_sent(&x->h);
+  if (rc == CURLE_OK) {
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status >= 200 && status < 300 && strstr(x->body, x->expect)) {
+      confirm_end(x, 1);
+      return;
+    }
+    snprintf(x->last, sizeof x->last, "HTTP %ld '%.60s'", status, x->body);
+    for (char *p = x->last; *p; p++)
+      if (*p == '\n' || *p == '\r')
+        *p = ' ';
+  } else {
+    snprintf(x->last, sizeof x->last, "%s", curl_easy_strerror(rc));
+  }
+  uv_update_time(loop);
+  if (uv_now(loop) >= x->confirm_deadline) {
+    confirm_end(x, 0);
+    return;
+  }
+  uv_timer_start(&x->h.timer, on_pause, SWITCH_POLL_MS, 0);
+}
+
+static void confirm_try(struct nginx_run *x)
+{
+  struct cairn_error err = { 0 };
+
+  x->body_len = 0;
+  x->body[0] = '\0';
+  if (adapter__http_send(&x->h, SWITCH_TRY_MS, on_confirm_done, x, &err) <
+      0) {
+    snprintf(x->last, sizeof x->last, "%s", err.msg);
+    confirm_end(x, 0);
+  }
+}
 
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 {
-  struct body *b = ud;
+  struct nginx_run *x = ud;
   size_t n = size * nmemb;
-  size_t room = SWITCH_BODY_MAX - b->len;
+  size_t room = SWITCH_BODY_MAX - x->body_len;
 
-  memcpy(b->buf + b->len, p, n < room ? n : room);
-  b->len += n < room ? n : room;
-  b->buf[b->len] = '\0';
+  memcpy(x->body + x->body_len, p, n < room ? n : room);
+  x->body_len += n < room ? n : room;
+  x->body[x->body_len] = '\0';
   return n; /* keep reading: a cut body is fine for a substring */
 }
 
-/* Polls url until its body holds expect. 0, or -1 with last[] saying what
- * it got last. */
-static int confirm(struct adapter__job *j, const char *url,
-                   const char *expect, int64_t within_ms, char *last,
-                   size_t n)
+static void confirm_start(struct nginx_run *x)
 {
-  int64_t deadline = now_ms() + within_ms;
-  struct body *b = malloc(sizeof *b);
-  CURL *c = curl_easy_init();
-  int rc = -1;
+  struct adapter__job *j = x->j;
+  uv_loop_t *loop = j->call->loop;
+  struct adapter__curl_req q;
+  struct cairn_error err = { 0 };
 
-  snprintf(last, n, "no answer");
-  if (b == NULL || c == NULL) {
-    snprintf(last, n, "out of memory");
-    goto out;
+  memset(&q, 0, sizeof q);
+  q.method = "GET";
+  q.url = x->url;
+  q.timeout_ms = SWITCH_TRY_MS;
+  q.on_body = on_body;
+  q.ud = x;
+  x->phase = NGINX_CONFIRM;
+  snprintf(x->last, sizeof x->last, "no answer");
+  if (adapter__http_init(&x->h, loop, NULL, NULL, &q, &err) < 0) {
+    adapter__http_release(&x->h);
+    snprintf(x->last, sizeof x->last, "%s", err.msg);
+    x->phase = NGINX_UNDO;
+    adapter__job_queue(j, restore_work);
+    return;
   }
-  for (;;) {
-    CURLcode cc;
-    long status = 0;
-    long try_ms = adapter__job_wait_ms(j, SWITCH_TRY_MS);
-
-    if (try_ms == 0) /* cancelled or timed out (0 would mean no limit) */
-      break;
-    b->len = 0;
-    b->buf[0] = '\0';
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, try_ms);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
-    /* a fresh connection each time: a kept one may reach an old worker */
-    curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
-    cc = curl_easy_perform(c);
-    if (cc == CURLE_OK) {
-      curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-      if (status >= 200 && status < 300 && strstr(b->buf, expect)) {
-        rc = 0;
-        break;
-      }
-      snprintf(last, n, "HTTP %ld '%.60s'", status, b->buf);
-      for (char *p = last; *p; p++)
-        if (*p == '\n' || *p == '\r')
-          *p = ' ';
-    } else {
-      snprintf(last, n, "%s", curl_easy_strerror(cc));
-    }
-    if (now_ms() >= deadline || adapter__job_wait_ms(j, SWITCH_POLL_MS) == 0)
-      break;
-    sleep_ms(adapter__job_wait_ms(j, SWITCH_POLL_MS));
+  x->h_live = 1;
+  x->h.timer.data = x;
+  /* a fresh connection each time: a kept one may reach an old worker */
+  curl_easy_setopt(x->h.easy, CURLOPT_FORBID_REUSE, 1L);
+  uv_update_time(loop);
+  x->confirm_deadline = uv_now(loop) + (uint64_t)json_integer_value(
+      adapter__input_given(j->call->inputs, "confirm_within"));
+  if (adapter__job_stopped(j)) {
+    confirm_end(x, 0);
+    return;
   }
-out:
-  curl_easy_cleanup(c);
-  free(b);
-  return rc;
+  confirm_try(x);
 }
 
-/* Puts the old include back (or removes it when there was none). */
-static void include_restore(const char *path, const char *old, size_t on)
+/* A child nginx ended. */
+static void nginx_done(struct adapter__child *c,
+                       const struct adapter_result *res)
 {
-  char why[256];
-
-  if (old)
-    adapter__write_atomic(path, old, on, 0644, why, sizeof why);
-  else
-    unlink(path);
-}
-
-static void nginx_switch(struct adapter__job *j, const char *to)
-{
-  static const char *const test_args[] = { "-t", NULL };
   static const char *const reload_args[] = { "-s", "reload", NULL };
-  json_t *in = j->call->inputs;
-  const char *path = input_str(in, "include");
-  json_t *ups = input(in, "upstreams");
-  const char *url = input_str(in, "confirm_url");
-  const char *expect = input_str(in, "confirm_expect");
-  int64_t within = json_integer_value(input(in, "confirm_within"));
-  char from[128], msg[1024], last[160], why[512];
-  char *old = NULL, *text = NULL;
-  size_t on = 0;
+  struct nginx_run *x = c->data;
+  struct adapter__job *j = x->j;
+  const char *stopped = adapter__job_stopped(j);
+  int ok = res->outcome == ADAPTER_SUCCEEDED;
+
+  if (x->phase == NGINX_RELOAD_BACK) { /* its own result does not matter */
+    adapter__job_fail(j, "%s: '%s' did not answer with '%s' (last: %s); "
+                      "switched back to %s",
+                      stopped ? stopped : "timed out", x->url, x->expect,
+                      x->last, x->from[0] ? x->from : "the old include");
+    nginx_end(x);
+    return;
+  }
+  if (!ok) {
+    char msg[1024];
+    if (!c->spawned) { /* "cannot run 'x': ..." */
+      snprintf(msg, sizeof msg, "%s", res->error);
+    } else {
+      nginx_why(x->out, msg, sizeof msg);
+      if (msg[0] == '\0')
+        snprintf(msg, sizeof msg, "%s", res->error);
+    }
+    if (stopped) {
+      stopped_at(x, x->phase == NGINX_TEST ? "nginx -t" : "nginx -s reload");
+      return;
+    }
+    if (x->phase == NGINX_TEST)
+      snprintf(x->why, sizeof x->why, "nginx -t rejected the include for "
+               "'%s' (restored the previous one): %s", x->to, msg);
+    else
+      snprintf(x->why, sizeof x->why, "nginx -s reload failed (restored "
+               "the previous include): %s", msg);
+    restore_and_fail(x);
+    return;
+  }
+  if (x->phase == NGINX_TEST) {
+    if (stopped) { /* it passed, but the switch goes no further */
+      stopped_at(x, "nginx -s reload");
+      return;
+    }
+    x->phase = NGINX_RELOAD;
+    nginx_run(x, reload_args, 0);
+    return;
+  }
+  /* NGINX_RELOAD */
+  adapter__job_note(j, "switch.blue-green: nginx reloaded with '%s' -> %s "
+                    "(was %s)", x->path, x->to, x->from[0] ? x->from : "none");
+  if (x->url == NULL) {
+    nginx_end(x);
+    return;
+  }
+  if (x->expect == NULL)
+    x->expect = x->to;
+  confirm_start(x);
+}
+
+/* (pool) The include: the old one read, the new colour's written. */
+static void prepare_work(struct adapter__job *j)
+{
+  struct nginx_run *x = j->data;
+  json_t *ups = adapter__input_given(j->call->inputs, "upstreams");
+  const char *addr;
+  char why[512];
+  char *text = NULL;
   int rc;
 
-  rc = adapter__read_file(path, 1024 * 1024, &old, &on);
+  rc = adapter__read_file(x->path, 1024 * 1024, &x->old, &x->old_len);
   if (rc < 0 && rc != -ENOENT) {
-    adapter__job_fail(j, "cannot read include '%s': %s", path,
+    adapter__job_fail(j, "cannot read include '%s': %s", x->path,
                       uv_strerror(rc));
     return;
   }
-  include_colour(old, from, sizeof from);
-  json_object_set_new(j->outputs, "from", json_string(from));
-  json_object_set_new(j->outputs, "to", json_string(to));
-  if (to[0] == '\0') {
+  include_colour(x->old, x->from, sizeof x->from);
+  json_object_set_new(j->outputs, "from", json_string(x->from));
+  json_object_set_new(j->outputs, "to", json_string(x->to));
+  if (x->to[0] == '\0') {
     /* undo of a first switch: there was no colour to go back to, and
      * nginx needs some upstream: leave it as it is */
     adapter__job_note(j, "switch.blue-green: nothing was live before; "
-                      "'%s' left as it is", path);
-    goto out;
+                      "'%s' left as it is", x->path);
+    return;
   }
-  const char *addr = json_string_value(json_object_get(ups, to));
+  addr = json_string_value(json_object_get(ups, x->to));
   /* Both go into nginx's configuration: a ';', brace or newline in them
    * would write configuration of its own. */
-  if (addr == NULL || strspn(to, "abcdefghijklmnopqrstuvwxyz"
-                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
-                          strlen(to) ||
+  if (addr == NULL ||
+      strspn(x->to, "abcdefghijklmnopqrstuvwxyz"
+                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+          strlen(x->to) ||
       *addr == '\0' ||
       strspn(addr, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                    "0123456789.-:[]") != strlen(addr)) {
     adapter__job_fail(j, "upstream of colour '%s' must be a host:port "
                       "(letters, digits, '.', '-', ':' and []), got '%s'",
-                      to, addr ? addr : "");
-    goto out;
+                      x->to, addr ? addr : "");
+    return;
   }
-  if (asprintf(&text, "%s%s\nserver %s;\n", SWITCH_MARKER, to, addr) < 0) {
-    text = NULL;
+  if (asprintf(&text, "%s%s\nserver %s;\n", SWITCH_MARKER, x->to, addr) <
+      0) {
     adapter__job_fail(j, "out of memory");
-    goto out;
+    return;
   }
-  if (adapter__write_atomic(path, text, strlen(text), 0644, why,
-                            sizeof why) < 0) {
+  if (adapter__write_atomic(x->path, text, strlen(text), 0644, why,
+                            sizeof why) < 0)
     adapter__job_fail(j, "%s", why);
-    goto out;
-  }
-  if (run_nginx(j, test_args, 0, msg, sizeof msg) != 0) {
-    include_restore(path, old, on);
-    if (adapter__job_stopped(j))
-      adapter__job_fail(j, "'nginx -t' stopped (restored the previous "
-                        "include)");
-    else
-      adapter__job_fail(j, "nginx -t rejected the include for '%s' (restored "
-                      "the previous one): %s", to, msg);
-    goto out;
-  }
-  if (run_nginx(j, reload_args, 0, msg, sizeof msg) != 0) {
-    include_restore(path, old, on);
-    if (adapter__job_stopped(j))
-      adapter__job_fail(j, "'nginx -s reload' stopped (restored the "
-                        "previous include)");
-    else
-      adapter__job_fail(j, "nginx -s reload failed (restored the previous "
-                      "include): %s", msg);
-    goto out;
-  }
-  adapter__job_note(j, "switch.blue-green: nginx reloaded with '%s' -> %s "
-                    "(was %s)", path, to, from[0] ? from : "none");
-  if (url == NULL)
-    goto out;
-  if (expect == NULL)
-    expect = to;
-  if (confirm(j, url, expect, within, last, sizeof last) < 0) {
-    /* the new colour does not answer: put the old one back live */
-    include_restore(path, old, on);
-    /* even after a cancel or timeout: nginx must serve the old colour */
-    run_nginx(j, reload_args, now_ms() + SWITCH_RESTORE_MS, msg, sizeof msg);
-    adapter__job_fail(j, "%s: '%s' did not answer with '%s' (last: %s); "
-                      "switched back to %s",
-                      adapter__job_stopped(j) ? adapter__job_stopped(j)
-                                              : "timed out",
-                      url, expect, last, from[0] ? from : "the old include");
-    goto out;
-  }
-  adapter__job_note(j, "switch.blue-green: '%s' answers with '%s'", url,
-                    expect);
-out:
-  free(old);
+  else
+    x->wrote = 1;
   free(text);
 }
 
-static void switch_work(struct adapter__job *j)
+/* On the loop, after each file step in the pool. */
+static void nginx_after(struct adapter__job *j)
 {
-  json_t *in = j->call->inputs;
-  const char *to = json_string_value(json_object_get(in, "to"));
-  const char *mode = input_str(in, "mode");
+  static const char *const test_args[] = { "-t", NULL };
+  static const char *const reload_args[] = { "-s", "reload", NULL };
+  struct nginx_run *x = j->data;
 
-  /* "" is symlink mode, as in switch_check */
-  if (mode != NULL && strcmp(mode, "nginx") == 0)
-    nginx_switch(j, to);
-  else
-    symlink_switch(j, to);
+  switch (x->phase) {
+  case NGINX_PREPARE:
+    if (!x->wrote) { /* failed, or nothing to do */
+      nginx_end(x);
+      return;
+    }
+    if (adapter__job_stopped(j)) {
+      stopped_at(x, "nginx -t");
+      return;
+    }
+    x->phase = NGINX_TEST;
+    nginx_run(x, test_args, 0);
+    return;
+  case NGINX_RESTORE:
+    adapter__job_fail(j, "%s", x->why);
+    nginx_end(x);
+    return;
+  case NGINX_UNDO:
+    /* even after a cancel or timeout: nginx must serve the old colour */
+    x->phase = NGINX_RELOAD_BACK;
+    nginx_run(x, reload_args, SWITCH_RESTORE_MS);
+    return;
+  default:
+    nginx_end(x);
+    return;
+  }
+}
+
+/* A cancel or the timeout while the job runs on the loop. */
+static void nginx_on_stop(struct adapter__job *j)
+{
+  struct nginx_run *x = j->data;
+
+  if (x == NULL)
+    return;
+  if (x->phase == NGINX_TEST || x->phase == NGINX_RELOAD)
+    adapter__child_cancel(&x->child); /* nginx_done goes on */
+  else if (x->phase == NGINX_CONFIRM && x->h_live && !x->h.ending)
+    confirm_end(x, 0);
+}
+
+static int nginx_start(struct adapter_call *call, const char *to,
+                       struct cairn_error *err)
+{
+  struct nginx_run *x = calloc(1, sizeof *x);
+  struct adapter__job *j;
+
+  if (x == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  if ((j = adapter__job_create(call, err)) == NULL) {
+    free(x);
+    return err ? err->code : CAIRN_E_NOMEM;
+  }
+  x->j = j;
+  x->to = to;
+  x->path = given_str(call->inputs, "include");
+  x->url = given_str(call->inputs, "confirm_url");
+  x->expect = given_str(call->inputs, "confirm_expect");
+  x->child.parent = call;
+  x->child.on_done = nginx_done;
+  x->child.data = x;
+  j->data = x;
+  j->after = nginx_after;
+  j->on_stop = nginx_on_stop;
+  adapter__job_queue(j, prepare_work);
+  return 0;
+}
+
+static void symlink_work(struct adapter__job *j)
+{
+  symlink_switch(j, json_string_value(json_object_get(j->call->inputs,
+                                                      "to")));
 }
 
 /* ---- inputs ------------------------------------------------------------- */
 
-static int is_template(json_t *v)
-{
-  return json_is_string(v) && strstr(json_string_value(v), "{{") != NULL;
-}
-
 static int switch_check(json_t *with, struct cairn_error *err)
 {
-  json_t *mode = input(with, "mode");
-  json_t *to = input(with, "to");
+  json_t *mode = adapter__input_given(with, "mode");
+  json_t *to = adapter__input_given(with, "to");
   const char *m = json_is_string(mode) ? json_string_value(mode) : "symlink";
   const char *need[2], *map;
 
-  if (is_template(mode))
+  if (adapter_is_template(mode))
     return 0;
   if (strcmp(m, "symlink") == 0) {
     need[0] = "link";
@@ -536,13 +652,13 @@ static int switch_check(json_t *with, struct cairn_error *err)
                            m);
   }
   for (int i = 0; i < 2; i++)
-    if (input(with, need[i]) == NULL)
+    if (adapter__input_given(with, need[i]) == NULL)
       return cairn_error_set(err, CAIRN_E_INVAL,
                              "switch.blue-green in %s mode needs input '%s'",
                              m, need[i]);
-  if (json_is_string(to) && !is_template(to) &&
-      json_string_value(to)[0] != '\0' && json_is_object(input(with, map)) &&
-      json_object_get(input(with, map), json_string_value(to)) == NULL)
+  if (json_is_string(to) && !adapter_is_template(to) &&
+      json_string_value(to)[0] != '\0' && json_is_object(adapter__input_given(with, map)) &&
+      json_object_get(adapter__input_given(with, map), json_string_value(to)) == NULL)
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "colour '%s' is not in input '%s'",
                            json_string_value(to), map);
@@ -551,11 +667,20 @@ static int switch_check(json_t *with, struct cairn_error *err)
 
 static int switch_start(struct adapter_call *call, struct cairn_error *err)
 {
+  const char *to = json_string_value(json_object_get(call->inputs, "to"));
+  const char *mode;
   int rc;
 
   if ((rc = switch_check(call->inputs, err)) < 0)
     return rc;
-  return adapter__job_start(call, switch_work, err);
+  if (to == NULL)
+    return cairn_error_set(err, CAIRN_E_INVAL, "input 'to' must be a "
+                           "string");
+  mode = given_str(call->inputs, "mode");
+  /* "" is symlink mode, as in switch_check */
+  if (mode != NULL && strcmp(mode, "nginx") == 0)
+    return nginx_start(call, to, err);
+  return adapter__job_start(call, symlink_work, err);
 }
 
 static const struct adapter_input switch_inputs[] = {

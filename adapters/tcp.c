@@ -4,8 +4,11 @@
  *
  * One timer serves two purposes: while connecting it holds the deadline
  * (a connect that never answers is abandoned then), between attempts the
- * interval. Each attempt uses a fresh uv_tcp_t: the next one starts only
- * after the previous handle's close callback. */
+ * interval. An address that fails (refused, or unreachable at once) is
+ * followed by the name's next address in the same attempt; only after
+ * the last does the attempt wait for the interval. Each address gets a
+ * fresh uv_tcp_t: the next one starts only after the previous handle's
+ * close callback. */
 #include "adapters/adapter.h"
 
 #include <stdio.h>
@@ -44,6 +47,7 @@ struct tcp_run {
   int connected;
   enum adapter_outcome outcome;
   char last[128];      /* the last attempt's failure */
+  json_t *outputs;     /* made at the start, filled at the end */
   char error[512];
 };
 
@@ -61,9 +65,15 @@ static void complete(struct tcp_run *r)
   res.outcome = r->outcome;
   res.exit_code = -1;
   res.duration_ms = elapsed;
-  res.outputs = json_pack("{s:i, s:I}", "attempts", r->attempts,
-                          "elapsed_ms", (json_int_t)elapsed);
-  if (r->outcome == ADAPTER_SUCCEEDED)
+  res.outputs = r->outputs; /* made at the start: never NULL */
+  if (json_object_set_new(r->outputs, "attempts", json_integer(r->attempts))
+          < 0 ||
+      json_object_set_new(r->outputs, "elapsed_ms", json_integer(elapsed))
+          < 0) {
+    res.outcome = ADAPTER_FAILED; /* not a success without its outputs */
+    snprintf(r->error, sizeof r->error, "%s: out of memory", r->subject);
+  }
+  if (res.outcome == ADAPTER_SUCCEEDED)
     snprintf(log, sizeof log,
              "%s accepted a connection after %d attempt%s (%lld ms)\n",
              r->subject, r->attempts, r->attempts == 1 ? "" : "s",
@@ -75,7 +85,7 @@ static void complete(struct tcp_run *r)
     uv_freeaddrinfo(r->ai);
   call->priv = NULL;
   call->on_done(call, &res); /* may free call */
-  json_decref(res.outputs);
+  json_decref(r->outputs);
   free(res.tail);
   free(r);
 }
@@ -169,6 +179,18 @@ static void attempt_failed(struct tcp_run *r)
 static void connect_next(struct tcp_run *r, const struct sockaddr *sa);
 static void on_tcp_switch(uv_handle_t *h);
 
+/* This address failed (r->last says how): the name's next address now,
+ * once this handle is closed, or, after the last, the attempt failed. */
+static void address_failed(struct tcp_run *r)
+{
+  if (r->ai_next) {
+    r->phase = TCP_RESOLVING; /* "between addresses" */
+    uv_close((uv_handle_t *)&r->tcp, on_tcp_switch);
+    return;
+  }
+  attempt_failed(r);
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
   struct tcp_run *r = req->data;
@@ -181,12 +203,7 @@ static void on_connect(uv_connect_t *req, int status)
     return;
   }
   set_last(r, status);
-  if (r->ai_next) { /* another address of the name: after this one closes */
-    r->phase = TCP_RESOLVING; /* "between addresses" */
-    uv_close((uv_handle_t *)&r->tcp, on_tcp_switch);
-    return;
-  }
-  attempt_failed(r);
+  address_failed(r);
 }
 
 static void on_tcp_switch(uv_handle_t *h)
@@ -215,9 +232,11 @@ static void connect_next(struct tcp_run *r, const struct sockaddr *sa)
   r->nopen++;
   r->phase = TCP_CONNECTING;
   r->creq.data = r;
+  /* an error here (network unreachable, an address family the host
+   * lacks) is this address's, as a refusal in on_connect is */
   if ((rc = uv_tcp_connect(&r->creq, &r->tcp, sa, on_connect)) != 0) {
     set_last(r, rc);
-    attempt_failed(r);
+    address_failed(r);
   }
 }
 
@@ -334,8 +353,11 @@ static int tcp_start(struct adapter_call *call, struct cairn_error *err)
   if (strlen(host) >= sizeof r->host)
     return cairn_error_set(err, CAIRN_E_INVAL, "host '%.40s...' is too long",
                            host);
-  if ((r = calloc(1, sizeof *r)) == NULL)
+  if ((r = calloc(1, sizeof *r)) == NULL ||
+      (r->outputs = json_object()) == NULL) {
+    free(r);
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  }
   r->call = call;
   snprintf(r->host, sizeof r->host, "%s", host);
   snprintf(r->portstr, sizeof r->portstr, "%d",

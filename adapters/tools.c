@@ -6,37 +6,31 @@
  *
  * One runner serves the three (struct tool_job): an adapter's next()
  * names the next command from what the last one did, until it says done
- * or failed. Commands start with uv_spawn (a session of their own, stdin
- * /dev/null); stdout is kept (1 MiB) for parsing, and both streams go,
- * redacted, to the step's log and the tail. This is a minimal runner of
- * its own rather than exec.c's posix_spawn machinery, which is static
- * there: the two can share one helper once adapters/spawn.c exists.
+ * or failed. Each command is a child of the exec adapter (adapters/exec.h)
+ * as sql.migrate's psql is: its own session and process group, stdin
+ * /dev/null, no descriptor but 0-2 inherited; its stdout is kept (1 MiB)
+ * for parsing, and both streams go, redacted, to the step's log and the
+ * tail.
  *
- * Life of a job: RUNNING a command (its process, two pipes and a drain
- * timer make up one struct tool_proc, freed by its last close callback),
- * then the next command or the end; a timeout or cancel sends SIGTERM to
- * the command's group and SIGKILL after the grace, and no further command
- * starts. The job's timer is closed last; its close callback calls
- * on_done. */
+ * Life of a job: a command runs, then the next one or the end. A timeout
+ * or cancel stops the running command's whole group (exec: SIGTERM, the
+ * grace, SIGKILL; its end comes only once no member is left) and no
+ * further command starts. The job's timer is closed last; its close
+ * callback calls on_done. */
 #include "adapters/adapter.h"
+#include "adapters/input.h"
+#include "adapters/exec.h"
 #include "adapters/spawn.h"
 #include "common/buf.h"
-#include "common/proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-extern char **environ;
-
 #define TOOL_STDOUT_MAX (1024 * 1024) /* kept for parsing */
-#define TOOL_TAIL_MAX 4096
-#define TOOL_DRAIN_MS 1000  /* pipes held open after the exit */
-#define TOOL_GRACE_MS 5000  /* when call->kill_grace_ms is 0 */
 
 enum tool_next {
   TOOL_SPAWN, /* j->argv holds the next command */
@@ -51,23 +45,6 @@ struct tool_kind {
   enum tool_next (*next)(struct tool_job *j);
 };
 
-struct tool_stream {
-  uv_pipe_t pipe;
-  int is_stdout;
-  int closed;
-  char *carry;  /* maybe the start of a secret split across reads */
-  size_t carry_len;
-};
-
-struct tool_proc {
-  struct tool_job *job;
-  uv_process_t proc;
-  struct tool_stream out, err;
-  uv_timer_t drain;
-  int nopen;
-  int exited;
-};
-
 struct tool_job {
   struct adapter_call *call;
   const struct tool_kind *kind;
@@ -80,26 +57,25 @@ struct tool_job {
   /* the command */
   json_t *argv;     /* strings, owned */
   char what[64];    /* "helm upgrade", for messages */
-  struct tool_proc *proc;
+  struct adapter__child child;
+  char *header;     /* "$ argv...\n" for the log, redacted */
   int ran;          /* commands finished */
-  int spawn_err;    /* libuv code when the last spawn failed */
+  char spawn_err[512]; /* why the last one could not start; "" when it did */
   int64_t exit_status;
   int term_signal;
   struct cairn_buf sout;   /* its raw stdout */
   char errtail[512];       /* its redacted stderr, the end */
   size_t errtail_len;
 
-  uv_timer_t timer; /* timeout, then grace */
-  int stopping;     /* 1: SIGTERM sent; 2: SIGKILL sent */
+  uv_timer_t timer; /* the timeout */
+  int stopping;     /* timed out or cancelled */
   enum adapter_outcome stop_outcome;
   int finishing;
 
   int log_fd;
-  const char *const *redact;
-  size_t redact_max;
-  struct cairn_buf work, obuf;
-  char tail[2 * TOOL_TAIL_MAX];
+  char tail[2 * ADAPTER_TAIL_MAX];
   size_t tail_len;
+  char tail_out[ADAPTER_TAIL_MAX + 1];
   char error[512];
   uint64_t start_ns;
   char *set_file;   /* helm: the values file of `set` (removed at the end) */
@@ -111,11 +87,6 @@ static const char *in_str(struct tool_job *j, const char *name)
 {
   const char *s = json_string_value(json_object_get(j->in, name));
   return s ? s : "";
-}
-
-static int is_template(json_t *v)
-{
-  return json_is_string(v) && strstr(json_string_value(v), "{{") != NULL;
 }
 
 static void av_add(struct tool_job *j, const char *s)
@@ -155,22 +126,6 @@ static void av_begin(struct tool_job *j, const char *what)
 
 /* ---- output ------------------------------------------------------------- */
 
-static void tail_append(struct tool_job *j, const char *p, size_t n)
-{
-  if (n >= TOOL_TAIL_MAX) {
-    memcpy(j->tail, p + n - TOOL_TAIL_MAX, TOOL_TAIL_MAX);
-    j->tail_len = TOOL_TAIL_MAX;
-    return;
-  }
-  if (j->tail_len + n > sizeof j->tail) {
-    size_t keep = TOOL_TAIL_MAX - n;
-    memmove(j->tail, j->tail + j->tail_len - keep, keep);
-    j->tail_len = keep;
-  }
-  memcpy(j->tail + j->tail_len, p, n);
-  j->tail_len += n;
-}
-
 static void errtail_append(struct tool_job *j, const char *p, size_t n)
 {
   size_t cap = sizeof j->errtail - 1;
@@ -190,51 +145,26 @@ static void errtail_append(struct tool_job *j, const char *p, size_t n)
   j->errtail[j->errtail_len] = '\0';
 }
 
-/* Redacted output: the log, the tail, and for stderr the error's tail. */
-static void sink(struct tool_job *j, int is_stdout, const char *p, size_t n)
+/* The command's output, redacted (exec has logged it): the tail, and for
+ * stderr the error's tail. */
+static void on_output(void *ud, int is_stdout, const char *p, size_t n)
 {
-  if (n == 0)
-    return;
-  if (j->log_fd >= 0)
-    (void)adapter__write_all(j->log_fd, p, n); /* a full disk must not fail a deploy */
-  tail_append(j, p, n);
+  struct tool_job *j = ud;
+
+  adapter__tail_add(j->tail, &j->tail_len, p, n);
   if (!is_stdout)
     errtail_append(j, p, n);
 }
 
-static void sink_cb_out(void *ud, const char *p, size_t n)
+/* Its raw stdout, kept for parsing. */
+static void on_stdout_raw(void *ud, const char *p, size_t n)
 {
-  sink(ud, 1, p, n);
-}
+  struct tool_job *j = ud;
 
-static void sink_cb_err(void *ud, const char *p, size_t n)
-{
-  sink(ud, 0, p, n);
-}
-
-static void output(struct tool_job *j, struct tool_stream *s, const char *p,
-                   size_t n, int final)
-{
-  void (*emit)(void *, const char *, size_t) =
-    s->is_stdout ? sink_cb_out : sink_cb_err;
-  size_t used;
-
-  if (j->redact == NULL) {
-    emit(j, p, n);
-    return;
-  }
-  j->work.len = 0;
-  cairn_buf_add(&j->work, s->carry, s->carry_len);
-  cairn_buf_add(&j->work, p, n);
-  if (j->work.failed) { /* drop the output rather than leak a secret */
-    cairn_buf_release(&j->work);
-    s->carry_len = 0;
-    return;
-  }
-  used = adapter_redact_feed(j->work.p ? j->work.p : "", j->work.len,
-                             j->redact, final, emit, j);
-  s->carry_len = j->work.len - used;
-  memcpy(s->carry, j->work.p + used, s->carry_len);
+  if (j->sout.len + n <= TOOL_STDOUT_MAX)
+    cairn_buf_add(&j->sout, p, n);
+  else
+    j->sout.failed = 1;
 }
 
 /* The last non-empty line of the command's stderr, redacted. */
@@ -254,6 +184,23 @@ static const char *last_err_line(struct tool_job *j, char *buf, size_t n)
 
 /* ---- the job's end ------------------------------------------------------ */
 
+static void job_free(struct tool_job *j)
+{
+  if (j->log_fd >= 0)
+    close(j->log_fd);
+  if (j->set_file) {
+    unlink(j->set_file);
+    free(j->set_file);
+  }
+  adapter__child_release(&j->child);
+  json_decref(j->outputs);
+  json_decref(j->argv);
+  json_decref(j->list);
+  cairn_buf_release(&j->sout);
+  free(j->header);
+  free(j);
+}
+
 static void on_timer_close(uv_handle_t *h)
 {
   struct tool_job *j = h->data;
@@ -261,7 +208,7 @@ static void on_timer_close(uv_handle_t *h)
   struct adapter_result res;
 
   memset(&res, 0, sizeof res);
-  res.exit_code = j->ran && !j->spawn_err && !j->term_signal
+  res.exit_code = j->ran && !j->spawn_err[0] && !j->term_signal
                     ? (int)j->exit_status : -1;
   res.term_signal = j->term_signal;
   res.duration_ms = (int64_t)((uv_hrtime() - j->start_ns) / 1000000);
@@ -275,33 +222,11 @@ static void on_timer_close(uv_handle_t *h)
   } else {
     res.outcome = ADAPTER_SUCCEEDED;
   }
-  if (j->tail_len > TOOL_TAIL_MAX) {
-    memmove(j->tail, j->tail + j->tail_len - TOOL_TAIL_MAX, TOOL_TAIL_MAX);
-    j->tail_len = TOOL_TAIL_MAX;
-  }
-  j->tail[j->tail_len < sizeof j->tail ? j->tail_len : sizeof j->tail - 1] =
-    '\0';
-  for (size_t i = 0; i < j->tail_len; i++)
-    if (j->tail[i] == '\0' || (unsigned char)j->tail[i] >= 0x80)
-      j->tail[i] = '?'; /* the tail is journaled as JSON text */
-  res.tail = j->tail;
-  if (j->log_fd >= 0) {
-    close(j->log_fd);
-    j->log_fd = -1;
-  }
-  if (j->set_file) {
-    unlink(j->set_file);
-    free(j->set_file);
-  }
+  /* the tail is journaled as JSON text: valid UTF-8 */
+  res.tail = (char *)adapter__tail_text(j->tail, j->tail_len, j->tail_out);
   call->priv = NULL;
   call->on_done(call, &res);
-  json_decref(j->outputs);
-  json_decref(j->argv);
-  json_decref(j->list);
-  cairn_buf_release(&j->sout);
-  cairn_buf_release(&j->work);
-  cairn_buf_release(&j->obuf);
-  free(j);
+  job_free(j);
 }
 
 static void finish(struct tool_job *j)
@@ -315,21 +240,27 @@ static void finish(struct tool_job *j)
 
 static void spawn_next(struct tool_job *j);
 
-/* The command is over and its handles are closed. */
-static void command_done(struct tool_job *j)
+/* The command is over: its group is empty and its handles are closed. */
+static void command_done(struct adapter__child *c,
+                         const struct adapter_result *res)
 {
+  struct tool_job *j = c->data;
   char line[400];
 
   j->ran++;
+  j->exit_status = res->exit_code;
+  j->term_signal = res->term_signal;
+  j->spawn_err[0] = '\0';
+  if (!c->spawned)
+    snprintf(j->spawn_err, sizeof j->spawn_err, "%s",
+             res->error[0] ? res->error : "cannot run the command");
   if (j->stopping) {
     finish(j);
     return;
   }
-  if (j->spawn_err) {
+  if (j->spawn_err[0]) {
     snprintf(j->error, sizeof j->error,
-             "cannot run '%s': %s (is it installed and on PATH?)",
-             json_string_value(json_array_get(j->argv, 0)),
-             uv_strerror(j->spawn_err));
+             "%s (is it installed and on PATH?)", j->spawn_err);
     finish(j);
     return;
   }
@@ -358,239 +289,68 @@ static void command_done(struct tool_job *j)
 /* 1 when the last command exited with status 0. */
 static int ran_ok(struct tool_job *j)
 {
-  return !j->spawn_err && !j->term_signal && j->exit_status == 0;
+  return !j->spawn_err[0] && !j->term_signal && j->exit_status == 0;
 }
 
 /* ---- one command -------------------------------------------------------- */
 
-static void on_proc_close(uv_handle_t *h)
-{
-  struct tool_proc *p = h->data;
-  struct tool_job *j = p->job;
-
-  if (--p->nopen > 0)
-    return;
-  free(p->out.carry);
-  free(p->err.carry);
-  free(p);
-  j->proc = NULL;
-  command_done(j);
-}
-
-static void stream_close(struct tool_proc *p, struct tool_stream *s)
-{
-  if (s->closed)
-    return;
-  s->closed = 1;
-  output(p->job, s, "", 0, 1); /* what was held back */
-  uv_close((uv_handle_t *)&s->pipe, on_proc_close);
-  if (p->out.closed && p->err.closed && p->exited &&
-      !uv_is_closing((uv_handle_t *)&p->drain))
-    uv_close((uv_handle_t *)&p->drain, on_proc_close);
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-  static char rbuf[16384]; /* one loop thread; used before the next read */
-  (void)h;
-  (void)suggested;
-  buf->base = rbuf;
-  buf->len = sizeof rbuf;
-}
-
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
-{
-  struct tool_proc *p = st->data;
-  struct tool_job *j = p->job;
-  struct tool_stream *s = (uv_pipe_t *)st == &p->out.pipe ? &p->out : &p->err;
-
-  if (nread < 0) {
-    stream_close(p, s);
-    return;
-  }
-  if (nread == 0)
-    return;
-  if (s->is_stdout) {
-    if (j->sout.len + (size_t)nread <= TOOL_STDOUT_MAX)
-      cairn_buf_add(&j->sout, buf->base, (size_t)nread);
-    else
-      j->sout.failed = 1;
-  }
-  output(j, s, buf->base, (size_t)nread, 0);
-}
-
-static void on_drain(uv_timer_t *t)
-{
-  struct tool_proc *p = t->data;
-
-  /* something the tool left behind holds the pipes: stop reading */
-  stream_close(p, &p->out);
-  stream_close(p, &p->err);
-}
-
-static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
-{
-  struct tool_proc *p = proc->data;
-  struct tool_job *j = p->job;
-
-  j->exit_status = status;
-  j->term_signal = sig;
-  p->exited = 1;
-  uv_close((uv_handle_t *)&p->proc, on_proc_close);
-  if (p->out.closed && p->err.closed)
-    uv_close((uv_handle_t *)&p->drain, on_proc_close);
-  else
-    uv_timer_start(&p->drain, on_drain, TOOL_DRAIN_MS, 0);
-}
-
-/* call->env_extra over our environment, or NULL when there is none. */
-static char **build_env(const char *const *extra)
-{
-  size_t ne = 0, nx = 0, k = 0;
-  char **envp;
-
-  if (extra == NULL || extra[0] == NULL)
-    return NULL;
-  while (environ[ne])
-    ne++;
-  while (extra[nx])
-    nx++;
-  if ((envp = calloc(ne + nx + 1, sizeof *envp)) == NULL)
-    return NULL;
-  for (size_t i = 0; i < ne; i++) {
-    size_t len = strcspn(environ[i], "=");
-    int over = 0;
-    for (size_t x = 0; x < nx && !over; x++)
-      over = strncmp(extra[x], environ[i], len) == 0 && extra[x][len] == '=';
-    if (!over)
-      envp[k++] = environ[i];
-  }
-  for (size_t x = 0; x < nx; x++)
-    envp[k++] = (char *)extra[x];
-  envp[k] = NULL;
-  return envp;
-}
-
-static void log_command(struct tool_job *j)
+/* "$ tool args...\n", redacted, for the log: j->header. */
+static int make_header(struct tool_job *j)
 {
   struct cairn_buf b = { 0 };
   size_t i;
   json_t *item;
-  char *s;
 
-  if (j->log_fd < 0)
-    return;
   cairn_buf_add(&b, "$", 1);
   json_array_foreach(j->argv, i, item) {
     cairn_buf_add(&b, " ", 1);
     cairn_buf_add(&b, json_string_value(item), json_string_length(item));
   }
   cairn_buf_add(&b, "\n", 1);
-  if (!b.failed && (s = adapter_redact(b.p, j->redact)) != NULL) {
-    (void)adapter__write_all(j->log_fd, s, strlen(s));
-    b.p = s;
+  free(j->header);
+  j->header = NULL;
+  if (b.failed) {
+    cairn_buf_release(&b);
+    return -1;
   }
-  cairn_buf_release(&b);
+  j->header = adapter_redact(b.p, j->call->redact); /* takes b.p */
+  return 0;
 }
 
 static void spawn_next(struct tool_job *j)
 {
   struct adapter_call *call = j->call;
-  uv_process_options_t o;
-  uv_stdio_container_t stdio[3];
-  struct tool_proc *p;
+  struct adapter__exec_hooks hooks = { on_stdout_raw, on_output, j };
+  struct adapter__child_spec spec = { 0 };
+  struct cairn_error err = { 0 };
   size_t n = json_array_size(j->argv);
-  char **args = NULL;
-  char **envp = NULL;
-  int rc;
+  const char **args;
 
-  j->spawn_err = 0;
-  j->exit_status = 0;
-  j->term_signal = 0;
   j->errtail_len = 0;
   j->errtail[0] = '\0';
   j->sout.len = 0;
   j->sout.failed = 0;
-  log_command(j);
-  if ((p = calloc(1, sizeof *p)) == NULL ||
-      (args = calloc(n + 1, sizeof *args)) == NULL ||
-      (j->redact_max &&
-       ((p->out.carry = malloc(j->redact_max)) == NULL ||
-        (p->err.carry = malloc(j->redact_max)) == NULL))) {
-    if (p) {
-      free(p->out.carry);
-      free(p->err.carry);
-    }
-    free(p);
+  if ((args = calloc(n + 1, sizeof *args)) == NULL || make_header(j) < 0) {
     free(args);
     snprintf(j->error, sizeof j->error, "out of memory");
     finish(j);
     return;
   }
   for (size_t i = 0; i < n; i++)
-    args[i] = (char *)json_string_value(json_array_get(j->argv, i));
-  envp = build_env(call->env_extra);
-
-  p->job = j;
-  p->out.is_stdout = 1;
-  j->proc = p;
-  uv_pipe_init(call->loop, &p->out.pipe, 0);
-  uv_pipe_init(call->loop, &p->err.pipe, 0);
-  uv_timer_init(call->loop, &p->drain);
-  p->out.pipe.data = p;
-  p->err.pipe.data = p;
-  p->drain.data = p;
-  p->proc.data = p;
-  p->nopen = 4;
-
-  memset(&o, 0, sizeof o);
-  stdio[0].flags = UV_IGNORE; /* /dev/null */
-  stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-  stdio[1].data.stream = (uv_stream_t *)&p->out.pipe;
-  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-  stdio[2].data.stream = (uv_stream_t *)&p->err.pipe;
-  o.file = args[0];
-  o.args = args;
-  o.env = envp;
-  o.stdio = stdio;
-  o.stdio_count = 3;
-  o.flags = UV_PROCESS_DETACHED; /* setsid: its own group, to signal */
-  o.exit_cb = on_exit_cb;
-  /* libuv closes only its own descriptors in the child: the journal's and
-   * others cairn holds must not reach kubectl, helm or docker */
-  adapter__cloexec_fds();
-  rc = uv_spawn(call->loop, &p->proc, &o);
+    args[i] = json_string_value(json_array_get(j->argv, i));
+  spec.argv = args;
+  spec.log_path = call->log_path;
+  spec.log_header = j->header;
+  spec.hooks = &hooks;
+  if (adapter__child_start(&j->child, &spec, &err) < 0) {
+    snprintf(j->error, sizeof j->error, "cannot run '%s': %s", j->what,
+             err.msg);
+    finish(j);
+  }
   free(args);
-  free(envp);
-  if (rc < 0) {
-    j->spawn_err = rc;
-    p->exited = 1;
-    p->out.closed = p->err.closed = 1;
-    uv_close((uv_handle_t *)&p->proc, on_proc_close);
-    uv_close((uv_handle_t *)&p->out.pipe, on_proc_close);
-    uv_close((uv_handle_t *)&p->err.pipe, on_proc_close);
-    uv_close((uv_handle_t *)&p->drain, on_proc_close);
-    return;
-  }
-  uv_read_start((uv_stream_t *)&p->out.pipe, on_alloc, on_read);
-  uv_read_start((uv_stream_t *)&p->err.pipe, on_alloc, on_read);
-  if (call->on_spawned) {
-    int64_t ticks = 0;
-    if (cairn_proc_start_time(p->proc.pid, &ticks) < 0)
-      ticks = 0;
-    call->on_spawned(call, p->proc.pid, p->proc.pid, ticks);
-  }
 }
 
 /* ---- timeout and cancel ------------------------------------------------- */
-
-static void signal_group(struct tool_job *j, int sig)
-{
-  struct tool_proc *p = j->proc;
-
-  if (p && !p->exited && p->proc.pid > 0)
-    kill(-p->proc.pid, sig);
-}
 
 static void stop(struct tool_job *j, enum adapter_outcome why)
 {
@@ -603,35 +363,20 @@ static void stop(struct tool_job *j, enum adapter_outcome why)
              j->what, (long long)j->call->timeout_ms);
   else
     snprintf(j->error, sizeof j->error, "cancelled during '%s'", j->what);
-  signal_group(j, SIGTERM);
-  signal_group(j, SIGCONT); /* a stopped group must see the SIGTERM */
+  adapter__child_cancel(&j->child); /* its on_done finishes the job */
 }
 
 static void on_timer(uv_timer_t *t)
 {
-  struct tool_job *j = t->data;
-
-  if (j->stopping) {
-    j->stopping = 2;
-    signal_group(j, SIGKILL);
-    return;
-  }
-  stop(j, ADAPTER_TIMED_OUT);
-  uv_timer_start(&j->timer, on_timer,
-                 (uint64_t)(j->call->kill_grace_ms > 0
-                              ? j->call->kill_grace_ms : TOOL_GRACE_MS), 0);
+  stop(t->data, ADAPTER_TIMED_OUT);
 }
 
 static void tool_cancel(struct adapter_call *call)
 {
   struct tool_job *j = call ? call->priv : NULL;
 
-  if (j == NULL || j->stopping || j->finishing)
-    return;
-  stop(j, ADAPTER_CANCELLED);
-  uv_timer_start(&j->timer, on_timer,
-                 (uint64_t)(call->kill_grace_ms > 0 ? call->kill_grace_ms
-                                                    : TOOL_GRACE_MS), 0);
+  if (j != NULL)
+    stop(j, ADAPTER_CANCELLED);
 }
 
 static int tool_start(struct adapter_call *call, const struct tool_kind *kind,
@@ -639,6 +384,7 @@ static int tool_start(struct adapter_call *call, const struct tool_kind *kind,
 {
   struct tool_job *j;
   enum tool_next first;
+  int rc;
 
   if (!json_is_object(call->inputs))
     return cairn_error_set(err, CAIRN_E_INVAL, "inputs of %s must be a map",
@@ -650,36 +396,28 @@ static int tool_start(struct adapter_call *call, const struct tool_kind *kind,
   j->in = call->inputs;
   j->log_fd = -1;
   j->sout.max = TOOL_STDOUT_MAX + 1;
+  j->child.parent = call;
+  j->child.on_done = command_done;
+  j->child.data = j;
   if ((j->outputs = json_object()) == NULL) {
     free(j);
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   }
-  for (const char *const *s = call->redact; s && *s; s++)
-    if (strlen(*s) > j->redact_max)
-      j->redact_max = strlen(*s);
-  if (j->redact_max)
-    j->redact = call->redact;
 
   first = kind->next(j); /* checks the inputs, builds the first argv */
   if (first == TOOL_FAIL) {
-    int rc = cairn_error_set(err, CAIRN_E_INVAL, "%s",
-                             j->error[0] ? j->error : "nothing to run");
-    json_decref(j->outputs);
-    json_decref(j->argv);
-    json_decref(j->list);
-    free(j);
+    rc = cairn_error_set(err, CAIRN_E_INVAL, "%s",
+                         j->error[0] ? j->error : "nothing to run");
+    job_free(j);
     return rc;
   }
   if (call->log_path) {
     j->log_fd = open(call->log_path,
                      O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (j->log_fd < 0) {
-      int rc = cairn_error_set(err, CAIRN_E_IO, "cannot open log '%s': %s",
-                               call->log_path, uv_strerror(-errno));
-      json_decref(j->outputs);
-      json_decref(j->argv);
-      json_decref(j->list);
-      free(j);
+      rc = cairn_error_set(err, CAIRN_E_IO, "cannot open log '%s': %s",
+                           call->log_path, uv_strerror(-errno));
+      job_free(j);
       return rc;
     }
     if (call->log_header)
@@ -715,13 +453,13 @@ static int check_not_flag(json_t *with, const char *key,
   size_t i;
   json_t *item;
 
-  if (json_is_string(v) && !is_template(v) && json_string_value(v)[0] == '-')
+  if (json_is_string(v) && !adapter_is_template(v) && json_string_value(v)[0] == '-')
     return cairn_error_set(err, CAIRN_E_INVAL, "input '%s' must not start "
                            "with '-' ('%s' would be read as an option)", key,
                            json_string_value(v));
   if (json_is_array(v)) {
     json_array_foreach(v, i, item) {
-      if (json_is_string(item) && !is_template(item) &&
+      if (json_is_string(item) && !adapter_is_template(item) &&
           json_string_value(item)[0] == '-')
         return cairn_error_set(err, CAIRN_E_INVAL, "input '%s' must not "
                                "have an item starting with '-' ('%s' would "
@@ -740,7 +478,7 @@ static int check_action(json_t *with, const char *allowed,
   const char *a;
   size_t n;
 
-  if (!json_is_string(v) || is_template(v))
+  if (!json_is_string(v) || adapter_is_template(v))
     return 0;
   a = json_string_value(v);
   n = strlen(a);
@@ -759,13 +497,6 @@ static const char *action_of(json_t *with, const char *dflt)
 {
   const char *a = json_string_value(json_object_get(with, "action"));
   return a ? a : dflt;
-}
-
-static int given(json_t *with, const char *key)
-{
-  json_t *v = json_object_get(with, key);
-  return v != NULL && !json_is_null(v) &&
-         !(json_is_string(v) && json_string_length(v) == 0);
 }
 
 /* "300s" for --timeout, from integer milliseconds (rounded up). */
@@ -805,14 +536,15 @@ static int kubectl_check(json_t *with, struct cairn_error *err)
   if ((rc = check_not_flag(with, "deployment", err)) < 0)
     return rc;
   if (strcmp(action, "apply") == 0 &&
-      given(with, "file") == given(with, "kustomize"))
+      !adapter__input_given(with, "file") ==
+          !adapter__input_given(with, "kustomize"))
     return cairn_error_set(err, CAIRN_E_INVAL, "kubectl apply needs exactly "
                            "one of 'file' and 'kustomize'");
   if (json_is_string(json_object_get(with, "file")) &&
       strcmp(json_string_value(json_object_get(with, "file")), "-") == 0)
     return cairn_error_set(err, CAIRN_E_INVAL, "input 'file' cannot be '-' "
                            "(standard input is /dev/null)");
-  if (res && !json_is_null(res) && !is_template(res)) {
+  if (res && !json_is_null(res) && !adapter_is_template(res)) {
     if (!json_is_array(res))
       return cairn_error_set(err, CAIRN_E_INVAL, "input 'resources' must be "
                              "a list of kind/name strings");
@@ -876,7 +608,7 @@ static json_t *parse_names(struct tool_job *j)
     if (ll > a && memchr(p + a, '/', ll - a) != NULL) {
       char *s = strndup(p + a, ll - a);
       if (s) {
-        s = adapter_redact(s, j->redact);
+        s = adapter_redact(s, j->call->redact);
         json_array_append_new(res, json_string(s));
         free(s);
       }
@@ -962,12 +694,14 @@ static int helm_check(json_t *with, struct cairn_error *err)
       (rc = check_not_flag(with, "release", err)) < 0 ||
       (rc = check_not_flag(with, "chart", err)) < 0)
     return rc;
-  if (strcmp(action, "upgrade") == 0 && !given(with, "chart"))
+  if (strcmp(action, "upgrade") == 0 && !adapter__input_given(with, "chart"))
     return cairn_error_set(err, CAIRN_E_INVAL, "helm upgrade needs 'chart'");
-  if (strcmp(action, "rollback") == 0 && !given(with, "revision"))
+  if (strcmp(action, "rollback") == 0 &&
+      !adapter__input_given(with, "revision"))
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "helm rollback needs 'revision'");
-  if (strcmp(action, "revert") == 0 && !given(with, "previous_revision"))
+  if (strcmp(action, "revert") == 0 &&
+      !adapter__input_given(with, "previous_revision"))
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "helm revert needs 'previous_revision' (0: "
                            "uninstall)");
@@ -1222,7 +956,7 @@ static enum tool_next helm_next(struct tool_job *j)
                  in_str(j, "release"));
         return TOOL_FAIL;
       }
-    } else if (j->spawn_err || strstr(j->errtail, "not found") == NULL) {
+    } else if (j->spawn_err[0] || strstr(j->errtail, "not found") == NULL) {
       return TOOL_FAIL;
     }
     json_object_set_new(j->outputs, "previous_revision", json_integer(prev));

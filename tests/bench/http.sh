@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # tests/bench/http.sh: 1,000 http.check states in one `parallel` fan-out
 # against a local nginx, all on cairn's one loop thread. Reports the wall
-# time (median of runs), checks per second and peak RSS as a markdown
-# section for docs/benchmarks.md. A benchmark, never a test: it asserts
-# no timing (targets: >= 5,000 checks/s, < 64 MiB).
+# time (median of runs), checks per second, peak RSS and the load average
+# as a markdown section for docs/benchmarks.md. A benchmark, never a test:
+# it asserts no timing (targets: >= 5,000 checks/s, < 64 MiB).
 #
 # Environment: CAIRN_BIN (default build-bench/cli/cairn), TMPDIR,
 # CAIRN_BENCH_CHECKS (default 1000), CAIRN_BENCH_RUNS (default 5).
@@ -59,6 +59,9 @@ journal=$tmp/journal.db
 export CAIRN_JOURNAL=$journal
 fresh() { rm -f "$journal" "$journal-wal" "$journal-shm"; }
 
+# the machine may be shared: say how busy it was, before and after
+load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)
+
 fresh
 "$bin" run "$tmp/http.yaml" >/dev/null || die "the benchmark run failed ($tmp/http.yaml)"
 
@@ -92,6 +95,8 @@ if command -v curl >/dev/null 2>&1 && command -v xargs >/dev/null 2>&1; then
   t_curl=$(awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.1f", ns / 1e6 }')
 fi
 
+load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)
+
 rate() { awk -v t="$1" -v n="$checks" 'BEGIN { if (t > 0) printf "%.0f", n * 1000 / t; else print "n/a" }'; }
 fs=$(df -PT "$tmp" 2>/dev/null | awk 'NR == 2 { print $2 }')
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
@@ -108,5 +113,6 @@ cat <<EOF
 
 cairn peak RSS: $rss.
 Machine: ${cpu:-unknown CPU}, $(nproc) CPUs, $(uname -sr); journal on ${fs:-unknown}; nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), 1 worker.
-cairn: $("$bin" --version 2>/dev/null | head -n 1) (\`$bin\`); median of $runs runs; $(date -u +%Y-%m-%d).
+cairn: $("$bin" --version 2>/dev/null | head -n 1) (\`$bin\`); median of $runs runs; $(date -u '+%Y-%m-%d %H:%M UTC').
+Load average (1, 5, 15 min): $load_before before, $load_after after.
 EOF

@@ -74,7 +74,11 @@ test_expect_success 'status, json equality, regex and numbers pass; outputs' '
 	test "$(out json.data.items[0].name)" = api &&
 	test "$(out headers.x-release)" = 2.4.1 &&
 	test "$(out latency_ms)" -ge 0 &&
-	test_grep "GET $U/health.json: 200 in" .cairn/runs/*/c.log
+	q "SELECT json_extract(payload, '\''\$.tail'\'') FROM events
+	   WHERE run_id = '\''$(last_run)'\'' AND kind = '\''action.finished'\''" >tail &&
+	test_grep "GET $U/health.json: 200 in" tail &&
+	# passed at its first try: the journal has its line, no log file
+	test_path_is_missing ".cairn/runs/$(last_run)/c.log"
 '
 
 test_expect_success 'a json mismatch names the path, the value and the expectation' '
@@ -118,6 +122,21 @@ test_expect_success 'a body that is not JSON fails a json expectation' '
 	test_grep "the body is not JSON" out
 '
 
+test_expect_success 'a parallel state of 150 checks of one server: all pass (64 in flight, the rest wait their turn)' '
+	awk -v u="$U" '\''BEGIN {
+	  print "cairn: 1"; print "name: fan"; print "start: fan"; print "states:"
+	  print "  fan:"; print "    parallel:"
+	  for (i = 1; i <= 150; i++)
+	    printf "      c%03d: { do: http.check, with: { url: \"%s/health.json\", expect: { json: { status: healthy } } } }\n", i, u
+	  print "    next: done"; print "  done: { succeed: true }"
+	}'\'' >fan.yaml &&
+	cairn run fan.yaml >out 2>err &&
+	n=$(q "SELECT count(*) FROM events WHERE run_id = '\''$(last_run)'\''
+	       AND kind = '\''action.finished'\''
+	       AND json_extract(payload, '\''\$.outcome'\'') = '\''succeeded'\''") &&
+	test "$n" = 150
+'
+
 test_expect_success 'polling: fails while starting, passes once the file says healthy' '
 	printf "{\"status\":\"starting\"}\n" >"$NG/www/slow.json" &&
 	check poll "{ url: \"$U/slow.json\", expect: { json: { status: healthy } }, within: 10s, interval: 200ms }" &&
@@ -127,7 +146,8 @@ test_expect_success 'polling: fails while starting, passes once the file says he
 	wait &&
 	n=$(out attempts) && echo "attempts: $n" &&
 	test "$n" -ge 2 &&
-	test_grep "json '\''status'\'' is \"starting\", expected \"healthy\"" .cairn/runs/*/c.log
+	test_grep "json '\''status'\'' is \"starting\", expected \"healthy\"" .cairn/runs/*/c.log &&
+	test_grep "GET $U/slow.json: 200 in" .cairn/runs/*/c.log
 '
 
 test_expect_success 'polling that never passes: the error counts attempts and the window' '

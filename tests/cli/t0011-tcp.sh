@@ -59,6 +59,38 @@ test_expect_success 'a host name is resolved (localhost)' '
 	net_stop "$LISTEN_PID"
 '
 
+# A name whose first address cannot even be tried (224.0.0.1: connect()
+# fails at once with "network is unreachable") and whose second listens:
+# the second is tried in the same attempt, not after the interval. The
+# name and the address order come from a private /etc/hosts and
+# /etc/gai.conf, bind-mounted in a mount namespace of the run's own
+# (unshare -m); where that is not allowed the test is skipped.
+multi_ns() {
+	unshare -m sh -c 'mount --bind "$1" /etc/hosts &&
+		mount --bind "$2" /etc/gai.conf && shift 2 && exec "$@"' \
+		sh "$TRASH/hosts" "$TRASH/gai.conf" "$@"
+}
+printf '224.0.0.1 multi.test\n127.0.0.1 multi.test\n' >hosts
+printf 'precedence ::ffff:224.0.0.0/100 100\nprecedence ::ffff:0:0/96 10\nprecedence ::/0 40\n' >gai.conf
+if test -e /etc/gai.conf &&
+	multi_ns getent ahosts multi.test 2>/dev/null >ahosts &&
+	test "$(awk '$2 == "STREAM" { print $1 }' ahosts | tr '\n' ' ')" = "224.0.0.1 127.0.0.1 "
+then
+	test_expect_success 'an address that fails at once: the next one is tried in the same attempt' '
+		port=$(free_port) &&
+		listen_silent "$port" &&
+		wait_listening "$port" &&
+		wait_wf multi "{ host: multi.test, port: $port, within: 3s, interval: 2s }" &&
+		multi_ns "$CAIRN_BIN" run multi.yaml >out 2>err &&
+		net_stop "$LISTEN_PID" &&
+		test "$(out attempts)" = 1 &&
+		test "$(out elapsed_ms)" -lt 1000
+	'
+else
+	test_skip 'an address that fails at once: the next one is tried in the same attempt' \
+		'no private /etc/hosts here (unshare -m, mount --bind)'
+fi
+
 test_expect_success 'a name that does not resolve says so' '
 	wait_wf noname "{ host: no-such-host.invalid, port: 80, within: 300ms, interval: 100ms }" &&
 	test_must_fail_with 1 cairn run noname.yaml >out 2>err &&

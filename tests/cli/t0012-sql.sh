@@ -254,6 +254,52 @@ test_expect_success 'a wrong password fails with the server message, not the pas
 	test_grep ! -F "wrong-$PW" out
 '
 
+# A COMMIT that outlives psql: a deferred trigger on the history table
+# sleeps 2s at COMMIT; the state's timeout (1s) kills psql meanwhile, but
+# the server finishes the COMMIT. What the state reports must be what the
+# database holds: version 1, 001_slow applied.
+mkdir slowmig
+cat >slowmig/001_slow.up.sql <<\EOF
+CREATE TABLE slow_t (id int);
+CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql
+  AS $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON slow_migrations
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();
+EOF
+cat >slowmig/001_slow.down.sql <<\EOF
+DROP TRIGGER slow_commit ON slow_migrations;
+DROP FUNCTION slow_commit();
+DROP TABLE slow_t;
+EOF
+write_workflow slow.yaml <<\EOF
+cairn: 1
+name: slow
+start: migrate
+states:
+  migrate:
+    do: sql.migrate
+    with:
+      dir: slowmig
+      table: slow_migrations
+      db: "postgres://cairn@127.0.0.1:{{ env.PGPORT_T }}/app?sslmode=disable"
+    timeout: 1s
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a COMMIT that completes after the timeout killed psql: the outputs say so' '
+	PGPASSWORD=$PW test_must_fail_with 1 cairn run slow.yaml >out 2>&1 &&
+	test_grep "timed out after 1s (the database is at version 1)" out &&
+	pg -c "SELECT version FROM slow_migrations ORDER BY version" >actual &&
+	echo 1 >expect &&
+	test_cmp expect actual &&
+	RUN=$(last_run) &&
+	q "SELECT payload FROM events WHERE run_id = '\''$RUN'\'' AND kind = '\''action.finished'\'' AND state = '\''migrate'\''" >fin &&
+	jq -e ".outputs.from_version == 0 and .outputs.to_version == 1 and
+	       .outputs.applied == [\"001_slow.up.sql\"]" fin &&
+	test_grep "after the stop, the history table says version 1" .cairn/runs/$RUN/migrate.log
+'
+
 test_expect_success 'the password is nowhere in the journal, its -wal or the logs' '
 	sqlite3 .cairn/journal.db .dump >dump &&
 	test_grep ! -F "$PW" dump &&

@@ -1,7 +1,8 @@
 /* A small harness for unit tests of adapters: a real loop in a temporary
  * run folder, one call driven to its end (checked and defaulted as the
- * engine does), and the result kept. Included by test_process.c and
- * test_file.c (one executable each). */
+ * engine does), and the result kept, optionally with a timeout or a
+ * cancel. Included by test_process.c, test_file.c and test_tools.c (one
+ * executable each). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -89,6 +90,29 @@ static void h_release(struct h_res *r)
 
 /* The values h_run's calls redact (call->redact; NULL: none). */
 static const char *const *h_redact;
+/* h_run's call->timeout_ms and kill_grace_ms (0: none, the default). */
+static int64_t h_timeout_ms, h_grace_ms;
+/* When set, polled every 10 ms while h_run's call runs: the call is
+ * cancelled the first time it returns 1. */
+static int (*h_cancel_when)(struct h_fix *f);
+
+struct h_canceller {
+  uv_timer_t timer;
+  struct h_fix *f;
+  struct adapter_call *call;
+  struct h_res *r;
+};
+
+static void h_on_cancel_poll(uv_timer_t *t)
+{
+  struct h_canceller *c = t->data;
+
+  if (c->r->done || h_cancel_when(c->f)) {
+    if (!c->r->done)
+      c->call->desc->cancel(c->call);
+    uv_close((uv_handle_t *)t, NULL);
+  }
+}
 
 /* Runs desc with `with` (JSON text) as state `name`; fills r. */
 static void h_run(struct h_fix *f, const struct adapter_desc *desc,
@@ -96,6 +120,7 @@ static void h_run(struct h_fix *f, const struct adapter_desc *desc,
 {
   struct cairn_error err = { 0 };
   struct adapter_call call;
+  struct h_canceller canceller;
   json_t *with = json_loads(with_text, 0, NULL);
   json_t *inputs = NULL;
   const char *bad = NULL;
@@ -114,14 +139,55 @@ static void h_run(struct h_fix *f, const struct adapter_desc *desc,
   call.run_dir = f->dir;
   call.name = name;
   call.redact = h_redact;
+  call.timeout_ms = h_timeout_ms;
+  call.kill_grace_ms = h_grace_ms;
   call.on_done = h_on_done;
   call.data = r;
   if (desc->start(&call, &err) != 0)
     fail_msg("start: %s", err.msg);
+  if (h_cancel_when) {
+    canceller.f = f;
+    canceller.call = &call;
+    canceller.r = r;
+    uv_timer_init(&f->loop, &canceller.timer);
+    canceller.timer.data = &canceller;
+    uv_timer_start(&canceller.timer, h_on_cancel_poll, 10, 10);
+  }
   uv_run(&f->loop, UV_RUN_DEFAULT);
   assert_int_equal(r->done, 1);
   json_decref(inputs);
   json_decref(with);
+}
+
+/* Writes text to f->dir/name with mode (0700 for a script). */
+static inline void h_write(struct h_fix *f, const char *name,
+                           const char *text, mode_t mode)
+{
+  char path[PATH_MAX + 64];
+  FILE *fp;
+
+  snprintf(path, sizeof path, "%s/%s", f->dir, name);
+  fp = fopen(path, "w");
+  assert_non_null(fp);
+  fputs(text, fp);
+  assert_int_equal(fclose(fp), 0);
+  assert_int_equal(chmod(path, mode), 0);
+}
+
+/* What f->dir/name holds (at most 4 KiB), malloc'd; "" when missing. */
+static inline char *h_read(struct h_fix *f, const char *name)
+{
+  char path[PATH_MAX + 64], buf[4096];
+  FILE *fp;
+  size_t n = 0;
+
+  snprintf(path, sizeof path, "%s/%s", f->dir, name);
+  if ((fp = fopen(path, "r")) != NULL) {
+    n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+  }
+  buf[n] = '\0';
+  return strdup(buf);
 }
 
 static inline const char *h_str(struct h_res *r, const char *key)

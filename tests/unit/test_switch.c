@@ -1,0 +1,158 @@
+/* switch.blue-green in nginx mode on a real loop, with a FAKE nginx (a
+ * shell script in the test's folder that records its arguments and exits
+ * 0, or hangs) and a real listener that accepts connections and never
+ * answers, so the confirmation hangs: a cancel must end the switch at
+ * once (the include restored, nginx reloaded back), not after the
+ * request in flight gives up; a cancel while nginx -t hangs stops its
+ * group. tests/cli/t0014-switch.sh runs a real nginx. */
+#include "adapter_harness.h"
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include "common/proc.h"
+
+static const char fake_nginx[] =
+    "#!/bin/sh\n"
+    "# FAKE nginx: records its arguments; hangs when $FAKE_DIR/hang exists\n"
+    "echo \"$*\" >>\"$FAKE_DIR/calls\"\n"
+    "if [ -e \"$FAKE_DIR/hang\" ]; then echo $$ >\"$FAKE_DIR/nginx.pid\"; "
+    "exec sleep 60; fi\n"
+    "exit 0\n";
+
+static int silent_fd = -1, silent_port;
+static uint64_t started_ns;
+
+static int switch_setup(void **state)
+{
+  struct h_fix *f;
+  struct sockaddr_in a;
+  socklen_t len = sizeof a;
+
+  if (h_setup(state) != 0)
+    return -1;
+  f = *state;
+  h_write(f, "nginx", fake_nginx, 0700);
+  setenv("FAKE_DIR", f->dir, 1);
+  h_write(f, "live.inc", "# cairn switch.blue-green: blue\n"
+                         "server 127.0.0.1:1;\n", 0644);
+  /* listening, never accepting: the kernel completes the connections and
+   * the requests wait for ever */
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if ((silent_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+      bind(silent_fd, (struct sockaddr *)&a, sizeof a) < 0 ||
+      listen(silent_fd, 64) < 0 ||
+      getsockname(silent_fd, (struct sockaddr *)&a, &len) < 0)
+    return -1;
+  silent_port = ntohs(a.sin_port);
+  return 0;
+}
+
+static int switch_teardown(void **state)
+{
+  struct h_fix *f = *state;
+  char *pid = h_read(f, "nginx.pid");
+
+  if (atoi(pid) > 0) /* whatever a failed test left */
+    kill(-atoi(pid), SIGKILL);
+  free(pid);
+  close(silent_fd);
+  h_cancel_when = NULL;
+  h_grace_ms = 0;
+  return h_teardown(state);
+}
+
+static int after_300ms(struct h_fix *f)
+{
+  (void)f;
+  return uv_hrtime() - started_ns >= 300 * 1000000ull;
+}
+
+static void switch_with(struct h_fix *f, char *out, size_t n)
+{
+  snprintf(out, n,
+           "{\"to\": \"green\", \"mode\": \"nginx\", \"include\": "
+           "\"%s/live.inc\", \"upstreams\": {\"blue\": \"127.0.0.1:1\", "
+           "\"green\": \"127.0.0.1:2\"}, \"nginx\": \"%s/nginx\", "
+           "\"confirm_url\": \"http://127.0.0.1:%d/\", \"confirm_within\": "
+           "\"20s\"}",
+           f->dir, f->dir, silent_port);
+}
+
+/* The confirmation hangs on a request; the cancel ends it at once. */
+static void test_cancel_during_confirm(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char with[2 * PATH_MAX + 512];
+  char *calls, *inc;
+  int64_t took;
+
+  switch_with(f, with, sizeof with);
+  h_cancel_when = after_300ms;
+  started_ns = uv_hrtime();
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  took = (int64_t)((uv_hrtime() - started_ns) / 1000000);
+  assert_int_equal(r.outcome, ADAPTER_CANCELLED);
+  assert_non_null(strstr(r.error, "cancelled: 'http://127.0.0.1:"));
+  assert_non_null(strstr(r.error, "did not answer with 'green' (last: no "
+                                  "answer); switched back to blue"));
+  /* a request in flight is dropped: not the 2 s it could take */
+  assert_true(took < 1500);
+  calls = h_read(f, "calls");
+  assert_string_equal(calls, "-t\n-s reload\n-s reload\n");
+  inc = h_read(f, "live.inc");
+  assert_string_equal(inc, "# cairn switch.blue-green: blue\n"
+                           "server 127.0.0.1:1;\n");
+  assert_string_equal(h_str(&r, "from"), "blue");
+  assert_string_equal(h_str(&r, "to"), "green");
+  free(calls);
+  free(inc);
+  h_release(&r);
+}
+
+/* nginx -t hangs; the cancel stops its group and restores the include. */
+static void test_cancel_during_nginx_test(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char with[2 * PATH_MAX + 512];
+  char *inc, *pid;
+  int64_t took;
+
+  h_write(f, "hang", "", 0600);
+  switch_with(f, with, sizeof with);
+  h_cancel_when = after_300ms;
+  h_grace_ms = 200;
+  started_ns = uv_hrtime();
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  took = (int64_t)((uv_hrtime() - started_ns) / 1000000);
+  assert_int_equal(r.outcome, ADAPTER_CANCELLED);
+  assert_string_equal(r.error, "'nginx -t' stopped (restored the previous "
+                               "include)");
+  assert_true(took < 1500);
+  pid = h_read(f, "nginx.pid");
+  assert_true(atoi(pid) > 0);
+  assert_false(cairn_proc_group_alive(atoi(pid)));
+  inc = h_read(f, "live.inc");
+  assert_string_equal(inc, "# cairn switch.blue-green: blue\n"
+                           "server 127.0.0.1:1;\n");
+  free(inc);
+  free(pid);
+  h_release(&r);
+}
+
+int main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_cancel_during_confirm, switch_setup,
+                                    switch_teardown),
+    cmocka_unit_test_setup_teardown(test_cancel_during_nginx_test,
+                                    switch_setup, switch_teardown),
+  };
+
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
