@@ -427,21 +427,8 @@ static void instance_start(struct engine__rt *rt, struct engine__task *t)
   json_t *p = json_pack("{s:s,s:o,s:i}", "kind", "instance", "item",
                         engine__redact(rt, t->item), "index", t->index);
 
-  if (rc == 0)
-    json_object_set_new(p, "inputs", engine__journal_inputs(t));
-  else
-    json_object_set_new(p, "error", json_string(err.msg));
-  if (t->redacted)
-    json_object_set_new(p, "redacted", json_true());
-  engine__emit(rt, JOURNAL_EV_STATE_ENTERED, t->path, 0, p);
-  if (rc != 0) {
-    char msg[1200];
-    snprintf(msg, sizeof msg, "cannot resolve the inputs of '%s': %s",
-             t->path, err.msg);
-    engine__task_done(t, 0, 0, msg);
-    return;
-  }
-  engine__task_attempt(t);
+  if (engine__task_entered(t, p, rc, &err, 1) == 0)
+    engine__task_attempt(t);
 }
 
 void engine__map_more(struct engine__rt *rt, struct engine__sx *sx)

@@ -439,17 +439,8 @@ void engine__undo_next(struct engine__rt *rt)
   int rc = engine__undo_resolve(rt, t, step, &err);
   json_t *p = json_pack("{s:s,s:s}", "kind", "undo", "of",
                         json_string_value(json_object_get(step, "path")));
-  if (rc == 0)
-    json_object_set_new(p, "inputs", engine__journal_inputs(t));
-  else
-    json_object_set_new(p, "error", json_string(err.msg));
-  if (t->redacted)
-    json_object_set_new(p, "redacted", json_true());
-  engine__emit(rt, JOURNAL_EV_STATE_ENTERED, t->path, 0, p);
-  if (rc != 0) {
-    engine__task_done(t, 0, 0, err.msg);
+  if (engine__task_entered(t, p, rc, &err, 0) != 0)
     return;
-  }
   engine__task_attempt(t);
 }
 

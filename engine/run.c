@@ -354,6 +354,28 @@ int engine__holds_secret(struct engine__rt *rt, json_t *v)
   return holds_secret(v, rt->redact);
 }
 
+int engine__task_entered(struct engine__task *t, json_t *p, int rc,
+                         const struct cairn_error *err, int say_inputs)
+{
+  if (rc == 0)
+    json_object_set_new(p, "inputs", engine__journal_inputs(t));
+  else
+    json_object_set_new(p, "error", json_string(err->msg));
+  if (t->redacted)
+    json_object_set_new(p, "redacted", json_true());
+  engine__emit(t->rt, JOURNAL_EV_STATE_ENTERED, t->path, 0, p);
+  if (rc != 0) {
+    char msg[1200];
+    if (say_inputs)
+      snprintf(msg, sizeof msg, "cannot resolve the inputs of '%s': %s",
+               t->path, err->msg);
+    else
+      snprintf(msg, sizeof msg, "%s", err->msg);
+    engine__task_done(t, 0, 0, msg);
+  }
+  return rc;
+}
+
 json_t *engine__journal_inputs(struct engine__task *t)
 {
   return t->redacted ? redacted_copy(t->inputs, t->rt->redact)
@@ -1040,18 +1062,7 @@ void engine__enter(struct engine__rt *rt, const char *name)
        * were resolved now, once, for every attempt and for resume. */
       json_t *p = json_pack("{s:s}", "kind",
                             st->kind == ENGINE_DO ? "do" : "branch");
-      if (rc == 0)
-        json_object_set_new(p, "inputs", engine__journal_inputs(t));
-      else
-        json_object_set_new(p, "error", json_string(err.msg));
-      if (t->redacted)
-        json_object_set_new(p, "redacted", json_true());
-      engine__emit(rt, JOURNAL_EV_STATE_ENTERED, t->path, 0, p);
-      if (rc != 0) {
-        char msg[1200];
-        snprintf(msg, sizeof msg, "cannot resolve the inputs of '%s': %s",
-                 t->path, err.msg);
-        engine__task_done(t, 0, 0, msg);
+      if (engine__task_entered(t, p, rc, &err, 1) != 0) {
         if (rt->cur != sx)
           return;
         continue;

@@ -215,6 +215,13 @@ void engine__finish_interrupted(struct engine__rt *rt);
 int engine__task_init(struct engine__rt *rt, struct engine__sx *sx,
                       struct engine__task *t, const char *path,
                       const struct engine_action *action);
+/* Journals state.entered of task t: payload p (stolen; its kind set by
+ * the caller) with t's resolved inputs, or, when their resolution
+ * failed (rc != 0), with err's message; then that fails the task (the
+ * message prefixed "cannot resolve the inputs of PATH" when say_inputs).
+ * Returns rc. */
+int engine__task_entered(struct engine__task *t, json_t *p, int rc,
+                         const struct cairn_error *err, int say_inputs);
 /* The journaled form of a task's resolved inputs (secrets redacted). */
 json_t *engine__journal_inputs(struct engine__task *t);
 /* Retires sx (freed at the next flush). */

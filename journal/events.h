@@ -110,7 +110,8 @@
  * rollback.requested {actor}                        (cairn rollback RUN)
  * rollback.planned {reason: failure|request, state?, error?,
  *                   steps: [{path, undo_path, state, adapter, cancelled?,
- *                            inputs, outputs}...]}  in the order they run
+ *                            inputs, outputs, item?, index?}...]}  in the
+ *                  order they run (item, index: of a map instance)
  * approval.waiting {need, have: [actor...], approvers?: [name...]}  an
  *                  approval state (ev->state) has too few approvals: the
  *                  run stops with status waiting and releases its lock;

@@ -164,8 +164,10 @@ if command -v dot >/dev/null 2>&1; then
 		test_cmp /dev/null dot-err &&
 		test_grep "<svg" k8s.svg &&
 		sed "s/&#45;/-/g" k8s.svg >text.svg &&
-		for name in namespace secrets postgres redis migrate core/deploy \
-			application/health frontend/deploy validate gate approve switch live; do
+		for name in namespace secrets postgres redis migrate deploy \
+			health validate gate approve switch live \
+			"core: use layer.yaml" "application: use layer.yaml" \
+			"frontend: use layer.yaml"; do
 			test_grep -F ">$name</text>" text.svg || exit 1
 		done
 	'
