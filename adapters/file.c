@@ -272,6 +272,17 @@ out:
   json_object_set_new(j->outputs, "backup", json_string(""));
 }
 
+/* Does s hold one of the run's secret values? Then its hash is not an
+ * output: an unsalted SHA-256 of a password file would let anyone who
+ * reads the journal test guesses against it. */
+static int holds_secret(const char *s, const char *const *redact)
+{
+  for (; redact && *redact; redact++)
+    if (**redact && strstr(s, *redact) != NULL)
+      return 1;
+  return 0;
+}
+
 static void write_work(struct adapter__job *j)
 {
   json_t *in = j->call->inputs;
@@ -291,7 +302,11 @@ static void write_work(struct adapter__job *j)
   if (put(j, path, json_string_value(content), json_string_length(content),
           (unsigned)mode) < 0)
     return;
-  adapter__sha256_hex(json_string_value(content), json_string_length(content), sum);
+  if (holds_secret(json_string_value(content), j->call->redact))
+    sum[0] = '\0';
+  else
+    adapter__sha256_hex(json_string_value(content),
+                        json_string_length(content), sum);
   json_object_set_new(j->outputs, "path", json_string(path));
   json_object_set_new(j->outputs, "sha256", json_string(sum));
   json_object_set_new(j->outputs, "previous", json_boolean(previous));
@@ -383,7 +398,7 @@ static const struct adapter_input write_inputs[] = {
 
 static const struct adapter_output write_outputs[] = {
   { "path", "string", "the file written" },
-  { "sha256", "string", "SHA-256 of its content, hex" },
+  { "sha256", "string", "SHA-256 of its content, hex; \"\" when the content holds a secret" },
   { "previous", "boolean", "whether a file was there before" },
   { "backup", "string",
     "where the previous content is kept (\"\" when there was none)" },

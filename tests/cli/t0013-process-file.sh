@@ -259,4 +259,33 @@ test_expect_success 'no process the tests recorded is left' '
   done <"$PIDS"
 '
 
+write_workflow fsecret.yaml <<\EOF
+cairn: 1
+name: fsecret
+secrets: [DB_PASSWORD]
+start: conf
+states:
+  conf:
+    do: file.write
+    with: { path: "db.conf", mode: "0600", content: "password={{ secrets.DB_PASSWORD }}\n" }
+    next: plain
+  plain:
+    do: file.write
+    with: { path: "plain.conf", content: "password=none\n" }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'file.write gives no hash of a content that holds a secret' '
+  DB_PASSWORD=s3cret-pw cairn run fsecret.yaml &&
+  printf "password=s3cret-pw\n" >want && test_cmp want db.conf &&
+  q "SELECT json_extract(payload, \"$.outputs.sha256\")
+     FROM events WHERE kind = \"action.finished\" AND state = \"conf\"" >out.txt &&
+  test "$(cat out.txt)" = "" &&
+  q "SELECT json_extract(payload, \"$.outputs.sha256\")
+     FROM events WHERE kind = \"action.finished\" AND state = \"plain\"" >out.txt &&
+  test "$(cat out.txt)" = "$(sha256sum plain.conf | cut -d" " -f1)" &&
+  ! grep -c "$(sha256sum db.conf | cut -d" " -f1)" .cairn/journal.db
+'
+
 test_done
