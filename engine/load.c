@@ -885,6 +885,13 @@ static int parse_parallel(struct loader *L, struct engine_state *s,
     if (v->type != Y_MAP)
       return lerr(L, v, "%s must be a mapping, got %s (hint: write '%s: { do: "
                   "ADAPTER, with: {...} }')", bsubj, tname(v), b->name);
+    {
+      const ynode *uk = NULL;
+      if (map_get(v, "use", &uk) != NULL)
+        return lerr(L, uk, "'use' in %s is not supported (hint: make it a "
+                    "use state of its own, before or after the parallel "
+                    "state)", bsubj);
+    }
     if ((rc = parse_action(L, v, &b->action, R_BRANCH, bsubj, state)) != 0)
       return rc;
   }

@@ -729,6 +729,12 @@ static void test_kinds(void **state)
   expect_error(HEAD "  a: { od: exec }\n",
                "wf.yaml:5:8: error: unknown key 'od' in state 'a' (hint: did "
                "you mean 'do'?)");
+  /* "  a: { parallel: { b: { " is 24 characters */
+  expect_error(HEAD "  a: { parallel: { b: { use: x.yaml } }, next: d }\n"
+               "  d: { succeed: true }\n",
+               "wf.yaml:5:25: error: 'use' in branch 'b' of state 'a' is not "
+               "supported (hint: make it a use state of its own, before or "
+               "after the parallel state)");
 }
 
 static void test_transitions(void **state)
