@@ -21,22 +21,6 @@ struct sim_seen {
   json_t *undo;           /* the undo_paths of the rollback plan */
 };
 
-/* The state of path: a state's own path (a state of a used workflow holds
- * '/' too), else a branch or map instance: the state is the part before
- * the last '/'. NULL for neither. */
-static const struct engine_state *state_of(const struct engine_workflow *wf,
-                                           const char *path)
-{
-  const struct engine_state *st = engine_workflow_state(wf, path);
-  const char *slash = strrchr(path, '/');
-  char name[320];
-
-  if (st != NULL || slash == NULL)
-    return st;
-  snprintf(name, sizeof name, "%.*s", (int)(slash - path), path);
-  return engine_workflow_state(wf, name);
-}
-
 static void seen_event(void *ud, const struct journal_event *ev)
 {
   struct sim_seen *s = ud;
@@ -47,7 +31,8 @@ static void seen_event(void *ud, const struct journal_event *ev)
     if (engine_workflow_state(s->wf, ev->state) != NULL) {
       json_array_append_new(s->path, json_string(ev->state));
     } else if (s->instances != NULL &&
-               (st = state_of(s->wf, ev->state)) != NULL &&
+               (st = engine_workflow_path_state(s->wf, ev->state, NULL)) !=
+                   NULL &&
                st->kind == ENGINE_MAP) {
       json_t *a = json_object_get(s->instances, st->name);
       if (a == NULL)
@@ -200,7 +185,7 @@ int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx)
     const char *fail[1] = {path};
     struct engine_sim s1 = {fail, 1, NULL, 0};
     struct sim_seen seen = {wf, path, json_array(), NULL, 0, "", NULL};
-    const struct engine_state *st = state_of(wf, path);
+    const struct engine_state *st = engine_workflow_path_state(wf, path, NULL);
     json_t *through = NULL;
     const char *on_failure = failure_of(wf, st, &through);
 

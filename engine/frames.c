@@ -93,11 +93,9 @@ static int use_params(struct engine__rt *rt, const struct engine_state *st,
                           json_deep_copy(f->params[i].default_value));
   if (rc == 0)
     json_object_foreach(with, k, v) {
-      const struct engine_param *p = NULL;
+      const struct engine_param *p = engine_param_find(f->params, f->nparams,
+                                                       k);
       json_t *cv = NULL;
-      for (size_t i = 0; i < f->nparams && p == NULL; i++)
-        if (strcmp(f->params[i].name, k) == 0)
-          p = &f->params[i];
       if (p == NULL) /* the loader refuses it; a changed file on resume */
         continue;
       if (engine_param_value(p, v, &cv, err) != 0) {

@@ -1153,10 +1153,7 @@ static int parse_use(struct loader *L, struct engine_state *s,
       return rc;
     for (size_t i = 0; i < w->n; i += 2) {
       const ynode *key = w->kids[i];
-      int found = 0;
-      for (size_t j = 0; j < sub->nparams && !found; j++)
-        found = strcmp(sub->params[j].name, key->text) == 0;
-      if (!found) {
+      if (engine_workflow_param(sub, key->text) == NULL) {
         struct names nl = {sub->nparams ? (const void *)&sub->params[0].name
                                         : NULL,
                            sizeof *sub->params, sub->nparams};
@@ -2381,6 +2378,23 @@ const struct engine_state *engine_workflow_state(
   return NULL;
 }
 
+const struct engine_state *engine_workflow_path_state(
+    const struct engine_workflow *wf, const char *path, const char **key)
+{
+  const struct engine_state *st = engine_workflow_state(wf, path);
+  const char *slash;
+  char name[320];
+
+  if (key != NULL)
+    *key = NULL;
+  if (st != NULL || path == NULL || (slash = strrchr(path, '/')) == NULL)
+    return st;
+  if (key != NULL)
+    *key = slash + 1;
+  snprintf(name, sizeof name, "%.*s", (int)(slash - path), path);
+  return engine_workflow_state(wf, name);
+}
+
 const struct engine_frame *engine_workflow_frame(
     const struct engine_workflow *wf, const struct engine_state *st)
 {
@@ -2399,13 +2413,19 @@ const struct engine_environment *engine_workflow_env(
   return NULL;
 }
 
+const struct engine_param *engine_param_find(const struct engine_param *params,
+                                             size_t n, const char *name)
+{
+  for (size_t i = 0; name != NULL && i < n; i++)
+    if (strcmp(params[i].name, name) == 0)
+      return &params[i];
+  return NULL;
+}
+
 const struct engine_param *engine_workflow_param(
     const struct engine_workflow *wf, const char *name)
 {
-  for (size_t i = 0; wf != NULL && name != NULL && i < wf->nparams; i++)
-    if (strcmp(wf->params[i].name, name) == 0)
-      return &wf->params[i];
-  return NULL;
+  return wf ? engine_param_find(wf->params, wf->nparams, name) : NULL;
 }
 
 void engine_approval_rule(const struct engine_workflow *wf,

@@ -149,10 +149,11 @@ void engine__rebuild_outputs(const struct engine_workflow *wf, json_t *states,
     if (s->phase != JOURNAL_PHASE_SUCCEEDED ||
         strncmp(s->path, JOURNAL_UNDO_PREFIX, strlen(JOURNAL_UNDO_PREFIX)) == 0)
       continue;
-    /* a state's path, else a branch or instance of the state before the
-     * last '/' (a used workflow's state names hold '/') */
-    const char *slash = strrchr(s->path, '/');
-    if (slash == NULL || engine_workflow_state(wf, s->path) != NULL) {
+    /* a state's own path, else a branch or instance of the state before
+     * the last '/' (kept there even when the workflow lost that state) */
+    const char *key;
+    engine_workflow_path_state(wf, s->path, &key);
+    if (key == NULL) {
       json_object_set_new(states, s->path,
                           json_pack("{s:o}", "output",
                                     s->outputs ? json_incref(s->outputs)
@@ -160,13 +161,14 @@ void engine__rebuild_outputs(const struct engine_workflow *wf, json_t *states,
       continue;
     }
     char parent[320];
-    snprintf(parent, sizeof parent, "%.*s", (int)(slash - s->path), s->path);
+    snprintf(parent, sizeof parent, "%.*s", (int)(key - 1 - s->path),
+             s->path);
     json_t *st = json_object_get(states, parent);
     if (st == NULL) {
       st = json_pack("{s:{}}", "output");
       json_object_set_new(states, parent, st);
     }
-    json_object_set_new(json_object_get(st, "output"), slash + 1,
+    json_object_set_new(json_object_get(st, "output"), key,
                         s->outputs ? json_incref(s->outputs) : json_object());
   }
 }

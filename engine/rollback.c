@@ -38,26 +38,19 @@ const struct engine_action *engine__action_at(
     const struct engine_workflow *wf, const char *path,
     const struct engine_state **st_out, int *branch)
 {
-  const char *slash;
-  char name[320];
-  const struct engine_state *st = engine_workflow_state(wf, path);
+  const char *key;
+  const struct engine_state *st = engine_workflow_path_state(wf, path, &key);
 
   *st_out = st;
   *branch = -1;
-  /* A state's own path (names may hold '/' in a used workflow), else a
-   * branch or map instance: the state is what comes before the last '/'. */
-  if (st != NULL)
-    return st->kind == ENGINE_DO ? &st->action : NULL;
-  if ((slash = strrchr(path, '/')) == NULL)
-    return NULL;
-  snprintf(name, sizeof name, "%.*s", (int)(slash - path), path);
-  *st_out = st = engine_workflow_state(wf, name);
   if (st == NULL)
     return NULL;
+  if (key == NULL)
+    return st->kind == ENGINE_DO ? &st->action : NULL;
   if (st->kind == ENGINE_MAP)
     return &st->action;
   for (size_t i = 0; st->kind == ENGINE_PARALLEL && i < st->nbranches; i++)
-    if (strcmp(st->branches[i].name, slash + 1) == 0) {
+    if (strcmp(st->branches[i].name, key) == 0) {
       *branch = (int)i;
       return &st->branches[i].action;
     }

@@ -210,6 +210,9 @@ const struct engine_environment *engine_workflow_env(
     const struct engine_workflow *wf, const char *name);
 const struct engine_param *engine_workflow_param(
     const struct engine_workflow *wf, const char *name);
+/* The param called name among params[0..n) (a frame's), or NULL. */
+const struct engine_param *engine_param_find(const struct engine_param *params,
+                                             size_t n, const char *name);
 
 /* What an approval state st (NULL: a promotion to env) needs: *need
  * distinct actors, only those of *approvers (n of them; NULL: anyone).
@@ -224,6 +227,14 @@ void engine_approval_rule(const struct engine_workflow *wf,
  * reference). CAIRN_E_INVAL naming the param when it does not fit. */
 int engine_param_value(const struct engine_param *p, json_t *value,
                        json_t **out, struct cairn_error *err);
+
+/* The state a journal path belongs to: the state of that name (a used
+ * workflow's states hold '/'), else the state before the path's last '/',
+ * of which it is a branch or map instance. *key (may be NULL) gets what
+ * follows that '/' (pointing into path), NULL for a state's own path or a
+ * path without '/'. NULL when no state matches. Borrowed from wf. */
+const struct engine_state *engine_workflow_path_state(
+    const struct engine_workflow *wf, const char *path, const char **key);
 
 /* The frame of state st, or NULL for the top workflow (borrowed). */
 const struct engine_frame *engine_workflow_frame(
