@@ -176,6 +176,18 @@ void adapter_format_duration(int64_t ms, char *out, size_t n);
  * by the caller; NULL when out of memory). */
 json_t *adapter_redact_json(json_t *v, const char *const *redact);
 
+/* Appends text (borrowed; written as it is) to the log at path, created
+ * 0600. Best effort: nothing when path or text is NULL or the file cannot
+ * be written. */
+void adapter_log_append(const char *path, const char *text);
+
+/* Formats one line (no newline in fmt), redacts it with call->redact and
+ * appends it and a newline to call->log_path (none when NULL; best
+ * effort). Returns the redacted line (malloc'd, the caller frees it), or
+ * NULL when out of memory. */
+char *adapter_log_line(const struct adapter_call *call, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Appends call->log_header (if any) and text, redacted, to call->log_path
  * (created 0600; nothing when log_path is NULL). Best effort: a log that
  * cannot be written never fails the action. text is borrowed. */
@@ -183,19 +195,15 @@ void adapter_log_write(const struct adapter_call *call, const char *text);
 
 #define ADAPTER_TAIL_MAX 4096 /* bytes of result.tail */
 
-/* For adapters whose output is their own log lines: writes log (may be
- * NULL) with adapter_log_write, sets res->error from error (redacted; may
- * be NULL or "") and res->tail to the last ADAPTER_TAIL_MAX bytes of
- * log redacted (redacted whole, then cut at a UTF-8 character's start,
- * so no part of a secret survives the cut). res->tail is malloc'd (NULL only when out of memory): the
- * caller frees it after on_done. Returns res->tail. */
+/* For adapters whose output is their own log lines: sets res->error from
+ * error (redacted; may be NULL or "") and res->tail to the last
+ * ADAPTER_TAIL_MAX bytes of log redacted (redacted whole, then cut at a
+ * UTF-8 character's start, so no part of a secret survives the cut), and
+ * writes log (may be NULL) with adapter_log_write unless res->outcome is a
+ * success whose whole log fits in the tail (the journal keeps it: no log
+ * file). res->tail is malloc'd (NULL only when out of memory): the caller
+ * frees it after on_done. Returns res->tail. */
 char *adapter_finish_text(const struct adapter_call *call, const char *error,
-                          const char *log, struct adapter_result *res);
-
-/* adapter_finish_text without the log: for a result whose tail (which
- * the journal keeps) says all there is, so the step's log file need not
- * be created. */
-char *adapter_result_text(const struct adapter_call *call, const char *error,
                           const char *log, struct adapter_result *res);
 
 /* 1 when v is a string holding a template ("{{"), checked once rendered. */

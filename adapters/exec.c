@@ -121,13 +121,39 @@ struct exec_run {
 
 /* ---- output ------------------------------------------------------------- */
 
+/* Opens the step's log when there is a first thing to write to it, with
+ * the caller's header line: a step that succeeds without a word has no
+ * log file (creating one a step was a large share of a short step's cost;
+ * the journal says all there is). Best effort: a log that cannot be
+ * opened fails nothing. */
+static int log_ready(struct exec_run *r)
+{
+  const struct adapter_call *call = r->call;
+
+  if (r->log_fd >= 0)
+    return 1;
+  if (call->log_path == NULL || r->log_failed)
+    return 0;
+  r->log_fd = open(call->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+                   0600);
+  if (r->log_fd < 0) {
+    r->log_failed = 1;
+    return 0;
+  }
+  if (call->log_header &&
+      adapter__write_all(r->log_fd, call->log_header,
+                         strlen(call->log_header)) < 0)
+    r->log_failed = 1;
+  return !r->log_failed;
+}
+
 /* Redacted output goes here: the log, the tail and a parent's hook. */
 static void sink(struct exec_run *r, struct exec_stream *s, const char *p,
                  size_t n)
 {
   if (n == 0)
     return;
-  if (r->log_fd >= 0 && !r->log_failed && adapter__write_all(r->log_fd, p, n) < 0)
+  if (log_ready(r) && adapter__write_all(r->log_fd, p, n) < 0)
     r->log_failed = 1; /* a full disk must not fail the deploy */
   adapter__tail_add(r->tail, &r->tail_len, p, n);
   if (r->hooks.on_output)
@@ -260,10 +286,6 @@ static void complete(struct exec_run *r)
   struct adapter_result res;
   char sigbuf[16];
 
-  if (r->log_fd >= 0) {
-    close(r->log_fd);
-    r->log_fd = -1;
-  }
   memset(&res, 0, sizeof res);
   res.exit_code = -1;
   res.duration_ms = (int64_t)((r->end_ns - r->start_ns) / 1000000);
@@ -288,6 +310,17 @@ static void complete(struct exec_run *r)
     } else {
       res.outcome = ADAPTER_SUCCEEDED;
     }
+  }
+  if (res.outcome != ADAPTER_SUCCEEDED && r->log_fd < 0 && log_ready(r)) {
+    /* the failure message names the log: it says why there is nothing */
+    char line[600];
+    snprintf(line, sizeof line, "(no output; %s)\n",
+             res.error[0] ? res.error : "failed");
+    (void)adapter__write_all(r->log_fd, line, strlen(line));
+  }
+  if (r->log_fd >= 0) {
+    close(r->log_fd);
+    r->log_fd = -1;
   }
   json_object_set_new(r->outputs, "exit_code", json_integer(res.exit_code));
   add_json_output(r);
@@ -674,22 +707,6 @@ int adapter__exec_start(struct adapter_call *call,
     r->timeout_ms = t;
   r->grace_ms = call->kill_grace_ms > 0 ? call->kill_grace_ms : EXEC_GRACE_MS;
 
-  if (call->log_path) {
-    r->log_fd = open(call->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-                     0600);
-    if (r->log_fd < 0) {
-      rc = cairn_error_set(err, CAIRN_E_IO, "cannot open log '%s': %s",
-                           call->log_path, uv_strerror(-errno));
-      goto fail;
-    }
-    if (call->log_header) {
-      /* The caller's line before this run's output (best effort, like
-       * every log write). */
-      ssize_t w = write(r->log_fd, call->log_header, strlen(call->log_header));
-      (void)w;
-    }
-  }
-
   /* From here on nothing fails: a failed spawn is a failed attempt,
    * reported through on_done. uv_*_init cannot fail on Unix. */
   r->start_ns = uv_hrtime();
@@ -826,7 +843,10 @@ int adapter__child_start(struct adapter__child *c,
   call->desc = &adapter_exec;
   call->inputs = c->inputs;
   call->log_path = spec->log_path;
-  call->log_header = spec->log_header;
+  /* A parent's log names every command it runs, output or not (a state's
+   * own exec writes its header only with a first output). */
+  adapter_log_append(spec->log_path, spec->log_header);
+  call->log_header = NULL;
   call->run_dir = p->run_dir;
   call->name = p->name;
   call->timeout_ms = spec->timeout_ms;

@@ -234,16 +234,13 @@ void adapter__job_note(struct adapter__job *j, const char *fmt, ...)
   va_end(ap);
   if (n < 0)
     return;
-  line = adapter_redact(line, j->call->redact);
-  if (j->call->log_path) {
-    int fd = open(j->call->log_path,
-                  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (fd >= 0) { /* best effort, like every log write */
-      adapter__write_all(fd, line, strlen(line));
-      adapter__write_all(fd, "\n", 1);
-      close(fd);
-    }
+  {
+    char *raw = line;
+    line = adapter_log_line(j->call, "%s", raw); /* redacted */
+    free(raw);
   }
+  if (line == NULL)
+    return;
   if (have + strlen(line) + 2 < sizeof j->tail)
     snprintf(j->tail + have, sizeof j->tail - have, "%s\n", line);
   free(line);

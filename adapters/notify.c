@@ -74,6 +74,9 @@ static void complete(void *ud)
     res.outcome = ADAPTER_FAILED; /* not a success without its outputs */
     snprintf(r->error, sizeof r->error, "POST %s: out of memory", r->url);
   }
+  if (!r->delivered && res.outcome == ADAPTER_SUCCEEDED)
+    adapter_log_write(call, r->log.p); /* a loss goes to the log: a
+                                          warning someone should read */
   adapter_finish_text(call, r->error, r->log.p, &res);
   call->priv = NULL;
   call->on_done(call, &res); /* may free call */

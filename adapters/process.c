@@ -53,6 +53,8 @@ struct proc_run {
   enum adapter_outcome outcome;
   char error[512];
   char *tail;              /* malloc'd, redacted; NULL for "" */
+  char note[640];          /* what a success's outputs say anyway: to the
+                              step's log only when the step fails */
   char pid_file[4200];
   char log[4200];
   json_t *outputs;
@@ -60,31 +62,19 @@ struct proc_run {
 };
 
 /* A line to the step's log (not the service's), best effort. */
-static void step_log(struct proc_run *r, const char *fmt, ...)
+#define step_log(r, ...) free(adapter_log_line((r)->call, __VA_ARGS__))
+
+/* A line for the step's log that matters only if the step fails (its
+ * outputs say it otherwise): a step that succeeds makes no log file. */
+static void step_note(struct proc_run *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-static void step_log(struct proc_run *r, const char *fmt, ...)
+static void step_note(struct proc_run *r, const char *fmt, ...)
 {
   va_list ap;
-  char *line = NULL;
-  int fd;
 
-  if (r->call->log_path == NULL)
-    return;
   va_start(ap, fmt);
-  if (vasprintf(&line, fmt, ap) < 0)
-    line = NULL;
+  vsnprintf(r->note, sizeof r->note, fmt, ap);
   va_end(ap);
-  if (line == NULL)
-    return;
-  line = adapter_redact(line, r->call->redact);
-  fd = open(r->call->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-            0600);
-  if (fd >= 0) {
-    adapter__write_all(fd, line, strlen(line));
-    adapter__write_all(fd, "\n", 1);
-    close(fd);
-  }
-  free(line);
 }
 
 /* Reaps pid if it is our child and has exited; never blocks. */
@@ -131,6 +121,8 @@ static void finish(struct proc_run *r, enum adapter_outcome outcome)
     return;
   r->phase = FINISHING;
   r->outcome = outcome;
+  if (outcome != ADAPTER_SUCCEEDED && r->note[0])
+    step_log(r, "%s", r->note);
   if (outcome == ADAPTER_SUCCEEDED)
     r->error[0] = '\0';
   uv_close((uv_handle_t *)&r->timer, on_timer_close);
@@ -479,7 +471,7 @@ static int start_start(struct adapter_call *call, struct cairn_error *err)
     reap(r->pid);
     goto failed;
   }
-  step_log(r, "process.start: started pid %d; log '%s', pid file '%s'",
+  step_note(r, "process.start: started pid %d; log '%s', pid file '%s'",
            r->pid, r->log, r->pid_file);
   free(args);
   free(envp);
@@ -587,7 +579,7 @@ static void stop_poll(struct proc_run *r)
 {
   reap(r->pid);
   if (!cairn_proc_group_alive(r->pgid)) {
-    step_log(r, "process.stop: pid %d stopped by %s", r->pid, r->signal);
+    step_note(r, "process.stop: pid %d stopped by %s", r->pid, r->signal);
     stop_done(r);
     return;
   }

@@ -3,11 +3,13 @@
  * text (whole strings, or output arriving in pieces). */
 #include "adapters/adapter.h"
 #include "adapters/input.h"
+#include "adapters/spawn.h"
 #include "common/buf.h"
 
 #include <curl/curl.h>
 
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -763,36 +765,51 @@ json_t *adapter_redact_json(json_t *v, const char *const *redact)
 
 /* ---- logs --------------------------------------------------------------- */
 
-void adapter_log_write(const struct adapter_call *call, const char *text)
+void adapter_log_append(const char *path, const char *text)
 {
-  char *red;
   int fd;
-  ssize_t w;
 
-  if (call->log_path == NULL || text == NULL)
+  if (path == NULL || text == NULL || text[0] == '\0')
     return;
-  fd = open(call->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0)
     return; /* best effort: a full disk must not fail the deploy */
-  if (call->log_header)
-    w = write(fd, call->log_header, strlen(call->log_header));
-  red = adapter_redact(strdup(text), call->redact);
-  if (red) {
-    w = write(fd, red, strlen(red));
-    free(red);
-  }
-  (void)w;
+  (void)adapter__write_all(fd, text, strlen(text));
   close(fd);
 }
 
-char *adapter_finish_text(const struct adapter_call *call, const char *error,
-                          const char *log, struct adapter_result *res)
+char *adapter_log_line(const struct adapter_call *call, const char *fmt, ...)
 {
-  adapter_log_write(call, log ? log : "");
-  return adapter_result_text(call, error, log, res);
+  va_list ap;
+  char *line = NULL, *nl = NULL;
+  int n;
+
+  va_start(ap, fmt);
+  n = vasprintf(&line, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (line = adapter_redact(line, call->redact)) == NULL)
+    return NULL;
+  if (call->log_path && asprintf(&nl, "%s\n", line) >= 0) {
+    adapter_log_append(call->log_path, nl);
+    free(nl);
+  }
+  return line;
 }
 
-char *adapter_result_text(const struct adapter_call *call, const char *error,
+void adapter_log_write(const struct adapter_call *call, const char *text)
+{
+  char *red;
+
+  if (call->log_path == NULL || text == NULL)
+    return;
+  adapter_log_append(call->log_path, call->log_header);
+  red = adapter_redact(strdup(text), call->redact);
+  adapter_log_append(call->log_path, red);
+  free(red);
+}
+
+/* res->error and res->tail from error and log (see adapter_finish_text). */
+static char *adapter_result_text(const struct adapter_call *call, const char *error,
                           const char *log, struct adapter_result *res)
 {
   char *e, *all;
@@ -816,3 +833,15 @@ char *adapter_result_text(const struct adapter_call *call, const char *error,
   }
   return res->tail = all;
 }
+
+char *adapter_finish_text(const struct adapter_call *call, const char *error,
+                          const char *log, struct adapter_result *res)
+{
+  /* A success whose whole text the journal keeps (the tail) needs no log
+   * file: creating one a step was a large share of a short step's cost. */
+  if (res->outcome != ADAPTER_SUCCEEDED ||
+      (log != NULL && strlen(log) > ADAPTER_TAIL_MAX))
+    adapter_log_write(call, log ? log : "");
+  return adapter_result_text(call, error, log, res);
+}
+

@@ -20,32 +20,46 @@ static const char *phase_name(enum journal_phase p)
   return "?";
 }
 
-/* The last lines (at most 2 KiB) of a step's log, .cairn/runs/RUN/P.log
- * (written redacted by the engine); NULL when there is none. Caller
- * frees. */
-static char *log_tail(struct journal *j, const char *run_id, const char *path)
+/* From its first whole line when text (the last bytes of something)
+ * begins mid-line: a copy the caller frees. */
+static char *whole_lines(const char *text, int cut)
+{
+  const char *start = text;
+  if (cut && (start = strchr(text, '\n')) != NULL)
+    start++;
+  return strdup(start ? start : text);
+}
+
+/* The last lines (at most 2 KiB) of step s's log, .cairn/runs/RUN/P.log
+ * (written redacted by the engine), or, for a step that made none (a
+ * success whose words the journal keeps), of its journaled tail; NULL
+ * when there is neither. Caller frees. */
+static char *log_tail(struct journal *j, const char *run_id,
+                      const struct journal_step *s)
 {
   char dir[4096], file[4400], buf[2049];
-  if (engine_run_dir(j, run_id, dir, sizeof dir, NULL) != 0)
-    return NULL;
-  int w = snprintf(file, sizeof file, "%s/%s.log", dir, path);
-  for (char *c = file + strlen(dir) + 1; w > 0 && *c; c++)
-    if (*c == '/')
-      *c = '.';
-  FILE *f = fopen(file, "r");
-  if (f == NULL)
-    return NULL;
+  const char *tail = json_string_value(json_object_get(s->finished, "tail"));
+  FILE *f = NULL;
+
+  if (engine_run_dir(j, run_id, dir, sizeof dir, NULL) == 0) {
+    int w = snprintf(file, sizeof file, "%s/%s.log", dir, s->path);
+    for (char *c = file + strlen(dir) + 1; w > 0 && *c; c++)
+      if (*c == '/')
+        *c = '.';
+    f = fopen(file, "r");
+  }
+  if (f == NULL) {
+    size_t n = tail ? strlen(tail) : 0;
+    return n ? whole_lines(n > 2048 ? tail + n - 2048 : tail, n > 2048)
+             : NULL;
+  }
   long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : 0;
   long from = size > 2048 ? size - 2048 : 0;
   fseek(f, from, SEEK_SET);
   size_t n = fread(buf, 1, sizeof buf - 1, f);
   fclose(f);
   buf[n] = '\0';
-  /* Start at a whole line when the tail was cut. */
-  char *start = buf;
-  if (from > 0 && (start = strchr(buf, '\n')) != NULL)
-    start++;
-  return strdup(start ? start : buf);
+  return whole_lines(buf, from > 0);
 }
 
 /* The outcome column of step i: its phase and attempts; "passed" for a
@@ -151,7 +165,7 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
         json_object_set(o, "inputs", s->inputs);
       if (s->finished && json_object_get(s->finished, "error"))
         json_object_set(o, "error", json_object_get(s->finished, "error"));
-      char *tail = logs ? log_tail(j, run.id, s->path) : NULL;
+      char *tail = logs ? log_tail(j, run.id, s) : NULL;
       if (tail)
         json_object_set_new(o, "log_tail", json_string(tail));
       free(tail);
@@ -213,7 +227,7 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
     /* Turning TLS verification off must not pass unnoticed in review. */
     if (json_is_true(json_object_get(s->inputs, "insecure")))
       printf("%-28s ! TLS not verified (insecure: true)\n", "");
-    char *tail = logs ? log_tail(j, run.id, s->path) : NULL;
+    char *tail = logs ? log_tail(j, run.id, s) : NULL;
     for (char *l = tail, *nl; l && *l; l = nl) {
       nl = strchr(l, '\n');
       if (nl)

@@ -370,6 +370,15 @@ last_run() {
 # q SQL: a query on .cairn/journal.db.
 q() { sqlite3 .cairn/journal.db "$@"; }
 
+# step_tail STATE [RUN]: the tail (the last 4 KiB of what the step said)
+# of STATE's last action.finished in RUN (default: the last run). A step
+# that succeeds keeps its words there, in the journal, and makes no log.
+step_tail() {
+	q "SELECT json_extract(payload, '\$.tail') FROM events
+	   WHERE run_id = '${2:-$(last_run)}' AND kind = 'action.finished'
+	   AND state = '$1' ORDER BY seq DESC LIMIT 1"
+}
+
 # proc_alive PID: the process exists and is not a zombie (an orphan whose
 # parent is gone may stay a zombie where pid 1 does not reap).
 proc_alive() {

@@ -240,7 +240,7 @@ start: show
 states:
   show:
     do: exec
-    with: { argv: [sh, -c, 'echo "$1 $2" >params.txt', sh, "{{ params.release }}", "next={{ params.count + 1 }}"] }
+    with: { argv: [sh, -c, 'echo "$1 $2" | tee params.txt', sh, "{{ params.release }}", "next={{ params.count + 1 }}"] }
     next: done
   done: { succeed: true }
 EOF
@@ -334,7 +334,27 @@ test_expect_success 'the step log is private (0600), whatever the umask' '
 	RUN=$(last_run) &&
 	stat -c "%a" .cairn/runs/$RUN/show.log >actual &&
 	echo 600 >expect &&
-	test_cmp expect actual
+	test_cmp expect actual &&
+	test_grep "^1.0.0 next=2$" .cairn/runs/$RUN/show.log
+'
+
+test_expect_success 'a silent success makes no log file; a silent failure one that says why' '
+	write_workflow quiet.yaml <<-\EOF &&
+	cairn: 1
+	name: quiet
+	start: quiet
+	states:
+	  quiet: { do: exec, with: { argv: ["true"] }, next: mute }
+	  mute: { do: exec, with: { argv: ["false"] }, next: done }
+	  done: { succeed: true }
+	EOF
+	test_must_fail_with 1 cairn run quiet.yaml >out 2>&1 &&
+	RUN=$(last_run) &&
+	test_path_is_missing .cairn/runs/$RUN/quiet.log &&
+	printf "%s\n" "--- action attempt 1 ---" \
+	  "(no output; exited with status 1)" >expect &&
+	test_cmp expect .cairn/runs/$RUN/mute.log &&
+	test_grep -F "(log: $TRASH/.cairn/runs/$RUN/mute.log)" out
 '
 
 # ---- a plain run ---------------------------------------------------------------

@@ -31,7 +31,7 @@ states:
       a: { do: exec, with: { shell: "sleep 0.4; echo a >>fwd.txt" },
            undo: { do: exec, with: { shell: "echo 'undo a' >>undo.txt" } } }
       b: { do: exec, with: { shell: "sleep 0.2; echo b >>fwd.txt" },
-           undo: { do: exec, with: { shell: "echo 'undo b' >>undo.txt; test '{{ params.undo_fail }}' != b" },
+           undo: { do: exec, with: { shell: "echo 'undo b' | tee -a undo.txt; test '{{ params.undo_fail }}' != b" },
                    retry: { attempts: 2, delay: 10ms } } }
       c: { do: exec, with: { shell: "echo c >>fwd.txt" } }
     next: noundo

@@ -146,8 +146,10 @@ test_expect_success 'polling: fails while starting, passes once the file says he
 	wait &&
 	n=$(out attempts) && echo "attempts: $n" &&
 	test "$n" -ge 2 &&
-	test_grep "json '\''status'\'' is \"starting\", expected \"healthy\"" .cairn/runs/*/c.log &&
-	test_grep "GET $U/slow.json: 200 in" .cairn/runs/*/c.log
+	step_tail c >tail &&
+	test_grep "json '\''status'\'' is \"starting\", expected \"healthy\"" tail &&
+	test_grep "GET $U/slow.json: 200 in" tail &&
+	test_path_is_missing .cairn/runs/$(last_run)/c.log
 '
 
 test_expect_success 'polling that never passes: the error counts attempts and the window' '

@@ -37,7 +37,8 @@ test_expect_success 'a port that starts listening after a second is waited for (
 	net_stop "$LISTEN_PID" &&
 	n=$(out attempts) && ms=$(out elapsed_ms) && echo "$n attempts, $ms ms" &&
 	test "$n" -ge 2 &&
-	test_grep "127.0.0.1:$port accepted a connection after $n attempts" .cairn/runs/*/w.log
+	step_tail w >tail &&
+	test_grep "127.0.0.1:$port accepted a connection after $n attempts" tail
 '
 
 test_expect_success 'a port that never listens: the error after within' '

@@ -12,7 +12,7 @@ states:
   svc:
     do: exec
     with: { shell: "echo started >>log.txt; echo '{\"port\": 4711}'" }
-    ready: { do: exec, with: { shell: "echo 'check {{ self.output.json.port }}' >>log.txt; test -e ok" } }
+    ready: { do: exec, with: { shell: "echo 'check {{ self.output.json.port }}' | tee -a log.txt; test -e ok" } }
     undo: { do: exec, with: { shell: "echo stopped >>log.txt" } }
     retry: { attempts: 2, delay: 10ms }
     next: after
@@ -33,7 +33,8 @@ test_expect_success 'a ready check that passes: the state succeeds with the acti
 	   WHERE run_id = '\''$RUN'\'' AND kind = '\''action.finished'\'' AND state = '\''svc'\''" >actual &&
 	echo 4711 >expect &&
 	test_cmp expect actual &&
-	test_grep "^--- ready check attempt 1 ---$" .cairn/runs/$RUN/svc.log
+	test_grep "^--- ready check attempt 1 ---$" .cairn/runs/$RUN/svc.log &&
+	test_grep "^check 4711$" .cairn/runs/$RUN/svc.log
 '
 
 test_expect_success 'a ready check that fails fails the attempt; retries run both again' '

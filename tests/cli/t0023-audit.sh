@@ -20,7 +20,7 @@ start: deploy
 states:
   deploy:
     do: exec
-    with: { argv: [sh, -c, "sleep {{ params.hold }}; echo {{ params.release }} > live-{{ vars.name }}"] }
+    with: { argv: [sh, -c, "sleep {{ params.hold }}; echo {{ params.release }} | tee live-{{ vars.name }}"] }
     undo: { do: exec, with: { argv: [rm, -f, "live-{{ vars.name }}"] } }
     next: validate
   validate:
@@ -51,7 +51,12 @@ test_expect_success 'show --json: actor, file hash, params with a secret redacte
 	cairn show "$st" >s.txt &&
 	test_grep "^parent    $dev" s.txt &&
 	cairn show "$st" --logs >l.txt &&
-	test_grep "| --- action attempt 1 ---" l.txt
+	test_grep "| --- action attempt 1 ---" l.txt &&
+	test_grep "| 1.0.0$" l.txt &&
+	rm .cairn/runs/$st/deploy.log &&
+	cairn show "$st" --logs >l.txt &&
+	test_grep "| 1.0.0$" l.txt &&
+	test_grep ! "action attempt" l.txt
 '
 
 test_expect_success 'status shows what is live after a deploy' '

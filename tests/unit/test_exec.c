@@ -204,6 +204,8 @@ static void run_prepared(struct fixture *f, struct t_call *t, json_t *with)
   t->call.kill_grace_ms = keep.kill_grace_ms;
   t->call.env_extra = keep.env_extra;
   t->call.redact = keep.redact;
+  if (keep.log_path)
+    t->call.log_path = keep.log_path;
   if (adapter_exec.start(&t->call, &err) != 0)
     fail_msg("start: %s", err.msg);
   if (t->cancel_after_ms > 0) {
@@ -1031,19 +1033,29 @@ static void test_start_errors(void **state)
   assert_string_equal(err.msg, "'argv' and 'shell' cannot be used together");
   json_decref(in);
 
-  in = json_pack("{s:[s]}", "argv", "/bin/true");
-  t_prepare(f, &t, in);
-  t.call.log_path = "/nonexistent-cairn-dir/step.log";
-  assert_int_equal(adapter_exec.start(&t.call, &err), CAIRN_E_IO);
-  assert_string_equal(err.msg, "cannot open log "
-                               "'/nonexistent-cairn-dir/step.log': no such "
-                               "file or directory");
-  json_decref(in);
-
   uv_run(&f->loop, UV_RUN_DEFAULT);
   assert_int_equal(t.done, 0);
   assert_int_equal(t.spawned, 0);
   end_loop(f);
+}
+
+/* A log that cannot be written fails nothing (a full disk must not fail
+ * a deploy): the output still reaches the tail. */
+static void test_unwritable_log(void **state)
+{
+  struct fixture *f = *state;
+  struct t_call t = { 0 };
+
+  t.call.log_path = "/nonexistent-cairn-dir/step.log";
+  run_prepared(f, &t, json_pack("{s:[s,s]}", "argv", "/bin/echo", "said"));
+  assert_int_equal(t.outcome, ADAPTER_SUCCEEDED);
+  assert_string_equal(t.tail, "said\n");
+  t_reset(&t);
+  t.call.log_path = "/nonexistent-cairn-dir/step.log";
+  run_prepared(f, &t, json_pack("{s:[s]}", "argv", "/bin/false"));
+  assert_int_equal(t.outcome, ADAPTER_FAILED);
+  assert_string_equal(t.error, "exited with status 1");
+  t_reset(&t);
 }
 
 static void test_daemon_does_not_hang(void **state)
@@ -1523,6 +1535,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_no_inherited_fds, setup, teardown),
     cmocka_unit_test_setup_teardown(test_spawn_failure, setup, teardown),
     cmocka_unit_test_setup_teardown(test_start_errors, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_unwritable_log, setup, teardown),
     cmocka_unit_test_setup_teardown(test_daemon_does_not_hang, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_tail, setup, teardown),
