@@ -34,11 +34,14 @@ int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
 {
   const char *assume = NULL, *grace = NULL;
   int allow_changed = 0;
+  struct cli_list sets = {0};
   const struct cli_option opts[] = {
     {"assume", CLI_OPT_STRING, &assume, "succeeded|failed",
      "decide an interrupted step that cannot be re-run or probed"},
     {"allow-changed", CLI_OPT_FLAG, &allow_changed, NULL,
      "accept a workflow file changed since the run started (journaled)"},
+    {"set", CLI_OPT_LIST, &sets, "NAME=VALUE",
+     "give a secret param again (the journal never kept it; repeatable)"},
     {"grace", CLI_OPT_STRING, &grace, "DURATION",
      "after Ctrl-C, how long running steps may finish (default 10s)"},
     {NULL, 0, NULL, NULL, NULL},
@@ -54,20 +57,24 @@ int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
 
   code = cli_parse(argc, argv, ctx, opts,
                    "cairn resume [RUN] [--assume succeeded|failed] "
-                   "[--allow-changed] [--json]",
+                   "[--allow-changed] [--set NAME=VALUE]... [--json]",
                    "Carries on an interrupted run from where its journal says "
                    "it stopped.\nWithout RUN, the one unfinished run of this "
                    "journal.", &npos);
-  if (code != 0)
+  if (code != 0) {
+    cli_list_release(&sets);
     return code == 1 ? CLI_EXIT_OK : code;
+  }
   if (npos > 1) {
     cli_error("resume takes at most one run id");
-    return CLI_EXIT_USAGE;
+    code = CLI_EXIT_USAGE;
+    goto out;
   }
   if (assume && strcmp(assume, "succeeded") != 0 &&
       strcmp(assume, "failed") != 0) {
     cli_error("--assume takes 'succeeded' or 'failed', not '%s'", assume);
-    return CLI_EXIT_USAGE;
+    code = CLI_EXIT_USAGE;
+    goto out;
   }
   code = cli_open_journal(ctx, 0, 0, &j);
   if (code != 0)
@@ -117,6 +124,8 @@ int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
     goto out;
   o.assume = assume;
   o.allow_changed = allow_changed;
+  o.sets = sets.items;
+  o.nsets = sets.n;
   int rc = engine_resume(j, wf, run.id, &o, &res, &err);
   if (rc != 0) {
     cli_error("%s", err.msg);
@@ -130,5 +139,6 @@ out:
   cli_progress_destroy(p);
   engine_workflow_destroy(wf);
   journal_close(j);
+  cli_list_release(&sets);
   return code;
 }

@@ -50,11 +50,14 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
 {
   const char *grace = NULL;
   int dry_run = 0, allow_changed = 0;
+  struct cli_list sets = {0};
   const struct cli_option opts[] = {
     {"dry-run", CLI_OPT_FLAG, &dry_run, NULL,
      "print the plan the journal implies; change nothing"},
     {"allow-changed", CLI_OPT_FLAG, &allow_changed, NULL,
      "accept a workflow file changed since the run started"},
+    {"set", CLI_OPT_LIST, &sets, "NAME=VALUE",
+     "give a secret param again (the journal never kept it; repeatable)"},
     {"grace", CLI_OPT_STRING, &grace, "DURATION",
      "after Ctrl-C, how long running undo steps may finish (default 10s)"},
     {NULL, 0, NULL, NULL, NULL},
@@ -70,18 +73,22 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
   int npos = 0, code, have_run = 0, journaled = 0;
 
   code = cli_parse(argc, argv, ctx, opts,
-                   "cairn rollback RUN [--dry-run] [--allow-changed] [--json]",
+                   "cairn rollback RUN [--dry-run] [--allow-changed] "
+                   "[--set NAME=VALUE]... [--json]",
                    "Undoes a succeeded run: the undo of every finished state, "
                    "in reverse order of\ncompletion (parallel branches in "
                    "reverse order of declaration), planned from the\njournal "
                    "alone and journaled before the first undo runs. With "
                    "--dry-run, prints that\nplan and changes nothing.", &npos);
-  if (code != 0)
+  if (code != 0) {
+    cli_list_release(&sets);
     return code == 1 ? CLI_EXIT_OK : code;
+  }
   if (npos != 1) {
     cli_error("rollback needs one run id (usage: cairn rollback RUN "
               "[--dry-run])");
-    return CLI_EXIT_USAGE;
+    code = CLI_EXIT_USAGE;
+    goto out;
   }
   code = cli_open_journal(ctx, 0, dry_run, &j);
   if (code != 0)
@@ -120,6 +127,8 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
   if (code != 0)
     goto out;
   o.allow_changed = allow_changed;
+  o.sets = sets.items;
+  o.nsets = sets.n;
   int rc = engine_rollback(j, wf, run.id, &o, &res, &err);
   if (rc != 0) {
     cli_error("%s", err.msg);
@@ -134,5 +143,6 @@ out:
   cli_progress_destroy(p);
   engine_workflow_destroy(wf);
   journal_close(j);
+  cli_list_release(&sets);
   return code;
 }

@@ -113,6 +113,8 @@ static int use_params(struct engine__rt *rt, const struct engine_state *st,
     json_decref(params);
     return rc;
   }
+  /* a value given to a secret param is a secret, whatever gave it */
+  engine__learn_params(rt, f->params, f->nparams, params);
   *out = params;
   return 0;
 }

@@ -1392,7 +1392,7 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
 /* ---- params, secrets, environments -------------------------------------- */
 
 static const char *const param_keys[] = {"default", "type", "pattern",
-                                         "description", NULL};
+                                         "description", "secret", NULL};
 static const char *const type_names[] = {"string", "integer", "number",
                                          "boolean", "list", "object", NULL};
 static const char *const type_a[] = {"a string", "an integer", "a number",
@@ -1597,6 +1597,15 @@ static int parse_param(struct loader *L, struct engine_param *p,
   if ((v = map_get(m, "description", NULL)) != NULL &&
       (rc = get_str(L, v, "description", subj, &p->description)) != 0)
     return rc;
+  if ((v = map_get(m, "secret", NULL)) != NULL) {
+    if (v->type != Y_SCALAR || stype_of(v) != S_BOOL)
+      return lerr(L, v, "'secret' in %s must be a boolean, got %s", subj,
+                  tname(v));
+    p->secret = is_true(v);
+    if (p->secret && p->type != ENGINE_PARAM_STRING)
+      return lerr(L, v, "'secret' in %s only applies to strings (hint: "
+                  "remove it, or declare 'type: string')", subj);
+  }
   return 0;
 }
 

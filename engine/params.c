@@ -149,6 +149,10 @@ static int convert(const struct engine_param *p, const char *value,
     if (rc != 0) {
       json_decref(*out);
       *out = NULL;
+      if (p->secret) /* never on the terminal */
+        return cairn_error_set(err, CAIRN_E_INVAL, "param '%s' must match "
+                               "'%s', and the value given does not (it is "
+                               "secret: not shown)", p->name, p->pattern);
       return cairn_error_set(err, CAIRN_E_INVAL, "param '%s' must match "
                              "'%s', got '%s'", p->name, p->pattern, value);
     }

@@ -236,9 +236,10 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   if (rc != 0)
     goto out_rt;
   rt_ready = 1;
-  json_object_set(rt.scope, "params", json_object_get(rp.started, "params"));
   snprintf(rt.run_id, sizeof rt.run_id, "%s", run_id);
-  rc = engine_run_dir(j, run_id, rt.run_dir, sizeof rt.run_dir, err);
+  rc = engine__run_params(&rt, &rp, err);
+  if (rc == 0)
+    rc = engine_run_dir(j, run_id, rt.run_dir, sizeof rt.run_dir, err);
   if (rc != 0)
     goto out_rt;
   snprintf(res->run_dir, sizeof res->run_dir, "%s", rt.run_dir);

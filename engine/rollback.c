@@ -653,9 +653,10 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
     engine__rt_release(&rt);
     goto out;
   }
-  json_object_set(rt.scope, "params", json_object_get(rp.started, "params"));
   snprintf(rt.run_id, sizeof rt.run_id, "%s", run_id);
-  rc = engine_run_dir(j, run_id, rt.run_dir, sizeof rt.run_dir, err);
+  rc = engine__run_params(&rt, &rp, err);
+  if (rc == 0)
+    rc = engine_run_dir(j, run_id, rt.run_dir, sizeof rt.run_dir, err);
   if (rc == 0)
     rc = journal_lock_acquire(j, wf->name, env ? env : "", run_id, &holder,
                               &taken_over, err);

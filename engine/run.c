@@ -1336,6 +1336,11 @@ int engine__rt_init(struct engine__rt *rt, struct journal *j,
    * one generated, and some more: running calls hold this array, so it
    * never moves (see engine__learn_secrets). */
   rt->capredact = 2 * wf->nsecrets + ENGINE__REDACT_SPARE;
+  for (size_t i = 0; i < wf->nparams; i++)
+    rt->capredact += (size_t)wf->params[i].secret;
+  for (size_t f = 0; f < wf->nframes; f++)
+    for (size_t i = 0; i < wf->frames[f].nparams; i++)
+      rt->capredact += (size_t)wf->frames[f].params[i].secret;
   rt->redact = calloc(rt->capredact + 1, sizeof *rt->redact);
   if (rt->scope == NULL || rt->redact == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
@@ -1504,6 +1509,7 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
   if (rc != 0)
     goto out_rt;
   json_object_set(rt.scope, "params", params);
+  engine__learn_params(&rt, wf->params, wf->nparams, params);
   rc = journal_lock_acquire(j, wf->name, rt.env_name, run_id, &holder,
                             &taken_over, err);
   if (rc != 0)

@@ -193,6 +193,20 @@ int engine__has_redaction(json_t *v);
 /* Adds secrets a call made (NAME -> value) to the scope and the
  * redaction list. */
 void engine__learn_secrets(struct engine__rt *rt, json_t *secrets);
+/* Adds the value s (borrowed; NULL and "" ignored) to the redaction list
+ * once. 0, or CAIRN_E_NOMEM (also set as rt->fatal). */
+int engine__learn_value(struct engine__rt *rt, const char *s);
+/* Adds the values in `values` (borrowed) of the params among params[0..n)
+ * declared `secret` to the redaction list. */
+void engine__learn_params(struct engine__rt *rt,
+                          const struct engine_param *params, size_t n,
+                          json_t *values);
+/* Gives a resumed or rolled-back run its params: the journaled ones, and
+ * each secret param (journaled redacted) again from rt->opt->sets, where
+ * nothing else may be set. CAIRN_E_INVAL with a hint when one is
+ * missing. */
+int engine__run_params(struct engine__rt *rt, const struct journal_replay *rp,
+                       struct cairn_error *err);
 /* Gives a resumed run the secrets its finished steps made (adapters with
  * secrets_of). */
 int engine__restore_secrets(struct engine__rt *rt,

@@ -1,42 +1,111 @@
-/* Secrets a run learns while it runs (secrets.generate) and gets back on
- * resume: into {{ secrets.NAME }} and the redaction list, never into the
- * journal. */
+/* Secrets a run learns while it runs (secrets.generate, secret params)
+ * and gets back on resume: into {{ secrets.NAME }} or params and the
+ * redaction list, never into the journal. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/runtime.h"
 
+int engine__learn_value(struct engine__rt *rt, const char *s)
+{
+  size_t n = 0;
+
+  if (s == NULL || *s == '\0')
+    return 0;
+  for (; rt->redact[n]; n++)
+    if (strcmp(rt->redact[n], s) == 0)
+      return 0;
+  /* The array is full only with more than ENGINE__REDACT_SPARE secrets
+   * nothing declares (see engine__rt_init); only their redaction is lost
+   * then, and a step's output could show them. */
+  if (n >= rt->capredact)
+    return 0;
+  if ((rt->redact[n] = strdup(s)) == NULL) /* rt->redact[n + 1] is NULL */
+    return rt->fatal = CAIRN_E_NOMEM;
+  return 0;
+}
+
 void engine__learn_secrets(struct engine__rt *rt, json_t *secrets)
 {
   const char *name;
   json_t *v;
-  size_t n = 0;
 
-  while (rt->redact[n])
-    n++;
   json_object_foreach(secrets, name, v) {
     const char *s = json_string_value(v);
-    int known = 0;
     if (s == NULL)
       continue;
     /* A copy: the adapter may wipe its own strings once on_done returns,
      * and later states render from this one. */
     json_object_set_new(json_object_get(rt->scope, "secrets"), name,
                         json_string(s));
-    for (size_t i = 0; i < n; i++)
-      known |= strcmp(rt->redact[i], s) == 0;
-    /* The array is full only with more than ENGINE__REDACT_SPARE secrets
-     * no `secrets:` declares; such values cannot be used in templates, so
-     * only their redaction is lost, and a step's output could show them. */
-    if (known || *s == '\0' || n >= rt->capredact)
-      continue;
-    char *copy = strdup(s);
-    if (copy == NULL) {
-      rt->fatal = CAIRN_E_NOMEM;
+    if (engine__learn_value(rt, s) != 0)
       return;
-    }
-    rt->redact[n++] = copy; /* rt->redact[n] stays NULL */
   }
+}
+
+void engine__learn_params(struct engine__rt *rt,
+                          const struct engine_param *params, size_t n,
+                          json_t *values)
+{
+  for (size_t i = 0; i < n; i++)
+    if (params[i].secret)
+      engine__learn_value(rt, json_string_value(json_object_get(
+                                  values, params[i].name)));
+}
+
+int engine__run_params(struct engine__rt *rt, const struct journal_replay *rp,
+                       struct cairn_error *err)
+{
+  const struct engine_workflow *wf = rt->wf;
+  json_t *params = json_deep_copy(json_object_get(rp->started, "params"));
+  int rc = params ? 0 : cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+
+  /* --set here only gives a secret param again: the others are the
+   * journaled ones, and a run does not change its params halfway. */
+  for (size_t i = 0; rc == 0 && i < rt->opt->nsets; i++) {
+    const char *set = rt->opt->sets[i], *eq = strchr(set, '=');
+    int len = eq ? (int)(eq - set) : (int)strlen(set);
+    const struct engine_param *p = NULL;
+    for (size_t k = 0; k < wf->nparams; k++)
+      if ((int)strlen(wf->params[k].name) == len &&
+          strncmp(wf->params[k].name, set, (size_t)len) == 0)
+        p = &wf->params[k];
+    if (eq == NULL || p == NULL || !p->secret)
+      rc = cairn_error_set(err, CAIRN_E_INVAL, "--set %.*s: only a secret "
+                           "param can be given to run %s again (hint: its "
+                           "other params are the journaled ones)", len, set,
+                           rt->run_id);
+  }
+  for (size_t i = 0; rc == 0 && i < wf->nparams; i++) {
+    const struct engine_param *p = &wf->params[i];
+    const char *given = NULL;
+    json_t *v = NULL, *s;
+    size_t len = strlen(p->name);
+    if (!p->secret || !engine__has_redaction(json_object_get(params, p->name)))
+      continue;
+    for (size_t k = 0; k < rt->opt->nsets; k++)
+      if (strncmp(rt->opt->sets[k], p->name, len) == 0 &&
+          rt->opt->sets[k][len] == '=')
+        given = rt->opt->sets[k] + len + 1;
+    if (given == NULL) {
+      rc = cairn_error_set(err, CAIRN_E_INVAL, "run %s has the secret param "
+                           "'%s', which the journal does not keep (hint: "
+                           "give it again with --set %s=VALUE)", rt->run_id,
+                           p->name, p->name);
+      break;
+    }
+    if ((s = json_string(given)) == NULL)
+      rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    else if ((rc = engine_param_value(p, s, &v, err)) == 0)
+      json_object_set_new(params, p->name, v);
+    json_decref(s);
+  }
+  if (rc == 0) {
+    engine__learn_params(rt, wf->params, wf->nparams, params);
+    json_object_set(rt->scope, "params", params);
+  }
+  json_decref(params);
+  return rc;
 }
 
 int engine__restore_secrets(struct engine__rt *rt,

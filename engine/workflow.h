@@ -150,6 +150,8 @@ struct engine_param {
   json_t *default_value; /* NULL: the param is required */
   char *pattern;         /* POSIX extended regex, or NULL */
   char *description;
+  int secret;            /* its value is redacted everywhere, never
+                            journaled (a string) */
   struct engine_pos pos;
 };
 

@@ -39,7 +39,7 @@ export PG_PW=pgpw-$(rand) REDIS_PW=redispw-$(rand)
 # Whatever a failing test leaves running is stopped by its pid file.
 stop_all() {
   local f
-  for f in "$TRASH"/pg/postgres.pid "$TRASH"/redis/redis.pid "$TRASH"/svc/*.pid; do
+  for f in "$TRASH"/pg/postgres.pid "$TRASH"/redis/redis.pid "$TRASH"/redis-alone/redis.pid "$TRASH"/svc/*.pid; do
     [ -e "$f" ] && net_stop "$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p' "$f")"
   done
 }
@@ -93,6 +93,21 @@ test_expect_success 'the passwords are in no journal, log or argv' '
 	for f in "$TRASH"/pg/postgres.pid "$TRASH"/redis/redis.pid; do
 		! tr "\0" " " <"/proc/$(pid_of "$f")/cmdline" | grep -F -e "$PG_PW" -e "$REDIS_PW" || return 1
 	done
+'
+
+test_expect_success 'redis.yaml alone: the password from --set is redacted; rollback asks for it again' '
+	P=$(free_port) && PW=alone-$(rand) &&
+	cairn run "$WF/redis.yaml" --set dir="$TRASH/redis-alone" --set port=$P \
+		--set password="$PW" >out 2>&1 &&
+	RUN=$(last_run) &&
+	redis-cli -p $P -a "$PW" --no-auth-warning ping >pong &&
+	echo PONG >expect && test_cmp expect pong &&
+	{ grep -r -l -a -F -e "$PW" .cairn out >found; test $? -eq 1; } &&
+	test_must_fail_with 2 cairn rollback "$RUN" >out 2>&1 &&
+	test_grep "give it again with --set password=VALUE" out &&
+	cairn rollback "$RUN" --set password="$PW" >out 2>&1 &&
+	test_path_is_missing "$TRASH/redis-alone/redis.pid" &&
+	! redis-cli -p $P -a "$PW" --no-auth-warning ping 2>/dev/null
 '
 
 test_expect_success 'a second run leaves the running servers as they are' '
