@@ -923,6 +923,9 @@ static enum tool_next helm_next(struct tool_job *j)
                         json_string(in_str(j, "release")));
     j->stage = 1;
     if (strcmp(action, "upgrade") == 0) {
+      /* -1 until the revision before is known: a step stopped before its
+       * upgrade began says so, and its undo (revert) has nothing to do */
+      json_object_set_new(j->outputs, "previous_revision", json_integer(-1));
       helm_status_cmd(j); /* the revision before */
       return TOOL_SPAWN;
     }
@@ -932,6 +935,10 @@ static enum tool_next helm_next(struct tool_job *j)
     if (strcmp(action, "revert") == 0) {
       json_int_t prev =
         json_integer_value(json_object_get(j->in, "previous_revision"));
+      if (prev < 0) { /* the upgrade was stopped before it began */
+        json_object_set_new(j->outputs, "did", json_string("nothing"));
+        return TOOL_DONE;
+      }
       if (prev > 0) {
         json_object_set_new(j->outputs, "did", json_string("rollback"));
         return helm_rollback_cmd(j, prev);
@@ -942,6 +949,14 @@ static enum tool_next helm_next(struct tool_job *j)
     av_add(j, in_str(j, "release"));
     helm_globals(j);
     return TOOL_SPAWN;
+  }
+  const char *did = json_string_value(json_object_get(j->outputs, "did"));
+  if (strcmp(action, "revert") == 0 && did && strcmp(did, "uninstall") == 0 &&
+      !ran_ok(j) && !j->spawn_err[0] && strstr(j->errtail, "not found")) {
+    /* an install stopped before it made the release: an undo tolerates
+     * nothing to undo */
+    json_object_set_new(j->outputs, "did", json_string("nothing"));
+    return TOOL_DONE;
   }
   if (strcmp(action, "upgrade") != 0)
     return ran_ok(j) ? TOOL_DONE : TOOL_FAIL;

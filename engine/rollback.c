@@ -131,8 +131,8 @@ static void planner_feed(struct planner *p, const char *kind,
       const struct engine_state *st;
       int branch;
       const struct engine_action *a = engine__action_at(p->wf, path, &st, &branch);
-      if (a && a->probe == NULL)
-        planner_add(p, path, NULL, 1);
+      if (a && a->probe == NULL) /* its undo sees what it had learned */
+        planner_add(p, path, json_object_get(payload, "outputs"), 1);
     }
   } else if (strcmp(kind, JOURNAL_EV_PROBE_FINISHED) == 0 ||
              strcmp(kind, JOURNAL_EV_DECISION_ASSUMED) == 0) {

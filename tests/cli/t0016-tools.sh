@@ -173,6 +173,50 @@ test_expect_success 'helm: the default undo reverts on rollback' '
 	test_cmp expect actual
 '
 
+# A helm upgrade cancelled because a parallel sibling failed: its undo
+# sees what it journaled (the revision before), or knows it never began.
+write_workflow helm-par.yaml <<\EOF
+cairn: 1
+name: helm-par
+start: both
+states:
+  both:
+    parallel:
+      up: { do: helm, with: { release: web, chart: ./charts/web } }
+      boom: { do: exec, with: { shell: "sleep 0.5; exit 1" } }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'helm: an upgrade cancelled midway is reverted to the revision before' '
+	fresh && echo 7 >helm.rev &&
+	test_must_fail_with 1 env FAKE_SLOW="helm upgrade" "$CAIRN_BIN" run helm-par.yaml >out 2>&1 &&
+	test_grep "rolled back: both/up" out &&
+	calls | tail -n 1 >actual &&
+	echo "helm|rollback|web|7|" >expect &&
+	test_cmp expect actual
+'
+
+test_expect_success 'helm: an upgrade cancelled before it began has nothing to undo' '
+	fresh && echo 7 >helm.rev &&
+	test_must_fail_with 1 env FAKE_SLOW="helm status" "$CAIRN_BIN" run helm-par.yaml >out 2>&1 &&
+	test_grep "rolled back: both/up" out &&
+	calls >actual &&
+	echo "helm|status|web|--output=json|" >expect &&
+	test_cmp expect actual &&
+	test "$(outputs undo:both/up | jq -r .did)" = nothing
+'
+
+test_expect_success 'helm: an install cancelled before the release existed: revert tolerates not found' '
+	fresh &&
+	test_must_fail_with 1 env FAKE_SLOW="helm upgrade" "$CAIRN_BIN" run helm-par.yaml >out 2>&1 &&
+	test_grep "rolled back: both/up" out &&
+	calls | tail -n 1 >actual &&
+	echo "helm|uninstall|web|" >expect &&
+	test_cmp expect actual &&
+	test "$(outputs undo:both/up | jq -r .did)" = nothing
+'
+
 write_workflow kube.yaml <<\EOF
 cairn: 1
 name: kube
