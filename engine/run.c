@@ -1273,9 +1273,13 @@ void engine__state_failed(struct engine__rt *rt, struct engine__sx *sx)
   char msg[1400];
   const char *log = NULL;
 
+  if (sx->st->kind == ENGINE_MAP && sx->st->use_frame >= 0) {
+    /* an instance's message names the state of it that failed */
+    engine__fail_state(rt, sx->st, sx->error);
+    return;
+  }
   for (size_t i = 0; i < sx->ntasks; i++)
-    if (strcmp(sx->tasks[i].path, sx->failed_path) == 0 &&
-        sx->tasks[i].inst == NULL) /* an instance's message has its log */
+    if (strcmp(sx->tasks[i].path, sx->failed_path) == 0)
       log = sx->tasks[i].log_path;
   snprintf(msg, sizeof msg, "state '%s' failed: %s%s%s%s", sx->failed_path,
            sx->error, log ? " (log: " : "", log ? log : "", log ? ")" : "");
