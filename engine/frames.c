@@ -181,9 +181,11 @@ static void instance_end(struct engine__rt *rt, struct engine__cursor *cx,
                  json_pack("{s:s,s:o}", "outcome", "succeeded", "outputs",
                            engine__redact(rt, outputs)));
   else if (!rt->interrupted || !cancelled)
+    /* a cancelled instance did not succeed: "failed", marked cancelled
+     * (the map's failure is another instance's) */
     engine__emit(rt, JOURNAL_EV_STATE_FINISHED, t->path, 0,
-                 json_pack("{s:s,s:s}", "outcome",
-                           cancelled ? "cancelled" : "failed", "error", msg));
+                 json_pack("{s:s,s:s,s:b}", "outcome", "failed", "error",
+                           msg, "cancelled", cancelled));
   json_decref(t->outputs);
   t->outputs = outputs;
   engine__sx_retire(rt, cx->cur);

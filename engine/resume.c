@@ -221,10 +221,12 @@ static int decide(struct engine__rt *rt, const struct journal_replay *rp,
     }
     if (instances) {
       /* an instance: its state.finished says how it ended */
+      int cancelled = json_is_true(json_object_get(s->finished,
+                                                   "cancelled"));
       sp->plans[i] = s->phase == JOURNAL_PHASE_SUCCEEDED ? PLAN_DONE_OK
-                     : s->phase == JOURNAL_PHASE_FAILED  ? PLAN_FAILED
-                     : s->phase == JOURNAL_PHASE_CANCELLED ? PLAN_CANCELLED
-                                                           : PLAN_RESUME;
+                     : s->phase == JOURNAL_PHASE_FAILED
+                         ? (cancelled ? PLAN_CANCELLED : PLAN_FAILED)
+                         : PLAN_RESUME;
       if (s->phase == JOURNAL_PHASE_SUCCEEDED)
         t->outputs = s->outputs ? json_incref(s->outputs) : json_object();
       continue;

@@ -98,9 +98,12 @@
  * action.retrying {delay_ms, next_attempt}
  * probe.finished  {outcome: succeeded|failed, exit_code?, tail?}
  * decision.assumed {outcome: succeeded|failed, actor}
- * state.finished  {outcome: succeeded|failed, outputs?, error?}  a use
- *                  state, when its used workflow reached succeed (outputs:
- *                  the workflow's `outputs`, redacted) or failed
+ * state.finished  {outcome: succeeded|failed, outputs?, error?,
+ *                  cancelled?}  a use state or a map instance running a
+ *                  used workflow, when that workflow reached succeed
+ *                  (outputs: the workflow's `outputs`, redacted) or failed
+ *                  (cancelled: true for an instance stopped because
+ *                  another failed)
  * state.entered of a use state: {kind: use, inputs: its params}; of a map
  *                  state: {kind: map, inputs: {items, keys}}; of a map
  *                  instance: {kind: instance, inputs, item, index}
