@@ -529,27 +529,42 @@ void engine__undo_done(struct engine__rt *rt, struct engine__sx *sx)
 
 /* ---- the public entry points ---- */
 
-/* For a state s of a used workflow: scope with that workflow's params (as
- * its use state journaled them) and its own states. NULL otherwise. */
+/* For a state s of a used workflow, at journal path `path`: scope with
+ * that workflow's params (as its use state, or its instance of a map over
+ * it, journaled them) and its own states. NULL otherwise. */
 static json_t *frame_view(const struct engine_workflow *wf,
                           const struct journal_replay *rp, json_t *scope,
-                          const struct engine_state *s)
+                          const struct engine_state *s, const char *path)
 {
   const struct engine_frame *f = engine_workflow_frame(wf, s);
   const struct journal_step *u;
   json_t *view, *states, *v;
-  const char *k;
-  size_t n;
+  const char *k, *uname;
+  char upath[320];
+  size_t n, il;
 
   if (f == NULL || (view = json_copy(scope)) == NULL)
     return NULL;
-  u = journal_replay_step(rp, wf->states[f->use_state].name);
+  uname = wf->states[f->use_state].name;
+  snprintf(upath, sizeof upath, "%s", uname);
+  if ((il = engine_workflow_instance_len(wf, path)) > 0) {
+    /* inside instance "M/KEY": the use state "M/X" runs as "M/KEY/X" */
+    size_t ml = il;
+    while (ml > 0 && path[ml - 1] != '/')
+      ml--;
+    if (ml > 0 && strncmp(uname, path, ml - 1) == 0 &&
+        (uname[ml - 1] == '\0' || uname[ml - 1] == '/'))
+      snprintf(upath, sizeof upath, "%.*s%s", (int)il, path,
+               uname + ml - 1);
+  }
+  u = journal_replay_step(rp, upath);
   json_object_set_new(view, "params", u && u->inputs ? json_incref(u->inputs)
                                                      : json_object());
   states = json_object();
-  n = strlen(f->prefix);
+  strncat(upath, "/", sizeof upath - strlen(upath) - 1);
+  n = strlen(upath);
   json_object_foreach(json_object_get(scope, "states"), k, v)
-    if (strncmp(k, f->prefix, n) == 0 && strchr(k + n, '/') == NULL)
+    if (strncmp(k, upath, n) == 0 && strchr(k + n, '/') == NULL)
       json_object_set(states, k + n, v);
   json_object_set_new(view, "states", states);
   return view;
@@ -600,7 +615,8 @@ static void preview_undo_inputs(struct journal *j,
       json_object_set(scope, "item", json_object_get(st, "item"));
     else
       json_object_del(scope, "item");
-    json_t *view = frame_view(wf, rp, scope, s);
+    json_t *view = frame_view(wf, rp, scope, s,
+                              json_string_value(json_object_get(st, "path")));
     int rc = engine_template_render(a->undo->with, view ? view : scope,
                                     &rendered, &err);
     json_decref(view);
