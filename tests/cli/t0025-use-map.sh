@@ -1527,9 +1527,9 @@ test_expect_success 'validate: a workflow that uses itself, directly or through 
 	validate_error cyc1.yaml
 '
 
-test_expect_success 'validate: use inside map, item outside map or in items, map without items' '
+test_expect_success 'validate: use inside map (checked as a use: t0028), item outside map or in items, map without items' '
 	cd bad &&
-	echo "usemap.yaml:8:12: error: '\''use'\'' inside '\''map'\'' in state '\''m'\'' is not supported (hint: map over one action, with ready: and undo:, or write one use state per item)" >expect &&
+	echo "usemap.yaml:8:7: error: state '\''m'\'' does not give param '\''port'\'' of '\''$PWD/lib/sub.yaml'\'', which has no default (hint: add '\''port: VALUE'\'' to its '\''with'\'')" >expect &&
 	validate_error usemap.yaml &&
 	echo "item.yaml:7:30: error: use of '\''item'\'' outside a map state in state '\''a'\'' (hint: item is only available inside map states)" >expect &&
 	validate_error item.yaml &&
