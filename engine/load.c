@@ -1247,6 +1247,14 @@ static int parse_map(struct loader *L, struct engine_state *s,
                   "'%s' (hint: an instance of a map cannot stop the run for "
                   "an approval; put the approval before the map)",
                   L->subs[idx]->file, subj, L->subs[idx]->states[i].name);
+      else if (L->subs[idx]->states[i].kind == ENGINE_MAP &&
+               L->subs[idx]->states[i].use_frame >= 0)
+        /* resume keeps one level of instance cursors */
+        rc = lerr(L, v, "'%s', used by the map of %s, has a map over a used "
+                  "workflow itself ('%s') (hint: one level of map over use "
+                  "only; give the inner map a do action, or flatten the "
+                  "items)", L->subs[idx]->file, subj,
+                  L->subs[idx]->states[i].name);
     goto out;
   }
   rc = parse_action(L, m, &s->action, R_MAP, subj, idx);

@@ -478,7 +478,29 @@ test_expect_success 'loader: an unknown with key, use with do, a missing require
 	  done: { succeed: true }
 	EOF
 	test_must_fail_with 2 cairn validate missing.yaml 2>err &&
-	grep "missing.yaml:8:7: error: state .m. does not give param .port." err
+	grep "missing.yaml:8:7: error: state .m. does not give param .port." err &&
+	write_workflow lib/inner.yaml <<-\EOF &&
+	cairn: 1
+	name: inner
+	start: m
+	states:
+	  m:
+	    map: { items: [a], use: svc.yaml, with: { name: "{{ item }}", port: 1 } }
+	    next: done
+	  done: { succeed: true }
+	EOF
+	write_workflow nested.yaml <<-\EOF &&
+	cairn: 1
+	name: nested
+	start: m
+	states:
+	  m:
+	    map: { items: [x], use: lib/inner.yaml }
+	    next: done
+	  done: { succeed: true }
+	EOF
+	test_must_fail_with 2 cairn validate nested.yaml 2>err &&
+	grep "nested.yaml:6:29: error: .*inner.yaml., used by the map of state .m., has a map over a used workflow itself (.m.)" err
 '
 
 # ---- presentation ------------------------------------------------------------
