@@ -3,7 +3,9 @@
 # instance runs the used workflow concurrently within max_concurrency,
 # journaled as M/KEY and M/KEY/S; outputs by key; a failed instance cancels
 # the running ones (process groups gone), never starts the rest, and the
-# rollback undoes instance by instance in reverse item order; kill -9 after
+# rollback undoes instance by instance in reverse item order; SIGINT;
+# choices, waits, retries, on_failure, nested use and map of do inside an
+# instance; kill -9 after
 # every journal commit and resume (each effect exactly once, secrets never
 # journaled); simulate --fail-at M/S and M/KEY/S; the loader's errors;
 # graph, plan and show. Each test has its own folder and journal.
@@ -296,6 +298,111 @@ test_expect_success 'SIGINT while instances run: run.interrupted, resume finishe
 	grep -c "^down " ledger >n && test_cmp expect n &&
 	grep -x "report http://127.0.0.1:8002/b c" ledger &&
 	stop_served
+'
+
+# ---- inside an instance -------------------------------------------------------
+
+write_workflow rich/lib/rich.yaml <<\EOF
+cairn: 1
+name: rich
+params:
+  name: {}
+outputs:
+  got: "{{ params.name }}-{{ states.inner.output.said }}-{{ states.each.output.y.json.k }}"
+start: pick
+states:
+  pick:
+    choice:
+      - when: "params.name == 'b'"
+        next: flaky
+    default: pause
+  pause: { wait: 100ms, next: flaky }
+  flaky:
+    do: exec
+    with: { argv: [sh, -c, "test -e ok.{{ params.name }} || { touch ok.{{ params.name }}; exit 1; }; echo flaky-{{ params.name }} >>ledger"] }
+    retry: { attempts: 2, delay: 10ms }
+    next: broken
+  broken:
+    do: exec
+    with: { argv: [sh, -c, "exit 3"] }
+    on_failure: recover
+    next: inner
+  recover:
+    do: exec
+    with: { argv: [sh, -c, "echo recover-{{ params.name }} >>ledger"] }
+    next: inner
+  inner:
+    use: leaf.yaml
+    with: { who: "{{ params.name }}" }
+    next: each
+  each:
+    map:
+      items: [x, y]
+      do: exec
+      with: { argv: [sh, -c, "printf '{\"k\":\"%s\"}' {{ item }}-{{ params.name }}"] }
+    next: done
+  done: { succeed: true }
+EOF
+
+write_workflow rich/lib/leaf.yaml <<\EOF
+cairn: 1
+name: leaf
+params:
+  who: {}
+outputs:
+  said: "leaf-{{ params.who }}"
+start: s
+states:
+  s:
+    do: exec
+    with: { argv: [sh, -c, "echo leaf-{{ params.who }} >>ledger"] }
+    next: done
+  done: { succeed: true }
+EOF
+
+write_workflow rich/top.yaml <<\EOF
+cairn: 1
+name: rich-top
+start: m
+states:
+  m:
+    map:
+      items: [a, b]
+      use: lib/rich.yaml
+      with: { name: "{{ item }}" }
+    next: last
+  last:
+    do: exec
+    with: { argv: [sh, -c, "echo last {{ states.m.output.a.got }} {{ states.m.output.b.got }} >>ledger"] }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'inside an instance: choice, wait, retry, on_failure to a state, a nested use, a map of do' '
+	in_dir rich &&
+	cairn run top.yaml >out 2>err &&
+	grep -x "last a-leaf-a-y-a b-leaf-b-y-b" ledger &&
+	grep -c "^recover-" ledger >n && echo 2 >expect && test_cmp expect n &&
+	entered "m/a/%" >actual &&
+	cat >expect <<-EOF &&
+	m/a/pick
+	m/a/pause
+	m/a/flaky
+	m/a/broken
+	m/a/recover
+	m/a/inner
+	m/a/inner/s
+	m/a/inner/done
+	m/a/each
+	m/a/each/x
+	m/a/each/y
+	m/a/done
+	EOF
+	test_cmp expect actual &&
+	jx action.finished m/b/flaky "\$.outcome" >actual &&
+	printf "%s\n" failed succeeded >expect &&
+	test_cmp expect actual &&
+	cairn verify >/dev/null
 '
 
 # ---- kill -9 at every commit -------------------------------------------------
