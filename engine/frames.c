@@ -127,6 +127,23 @@ static int use_params(struct engine__rt *rt, const struct engine_state *st,
   return 0;
 }
 
+/* Journals the entry at path of a used workflow (a use state, or an
+ * instance of a map over one): payload p (stolen) with its params (rc 0,
+ * secrets redacted) or why they cannot be resolved (err). */
+static void entered_with_params(struct engine__rt *rt, const char *path,
+                                json_t *p, int rc, json_t *params,
+                                const struct cairn_error *err)
+{
+  if (rc == 0) {
+    json_object_set_new(p, "inputs", engine__redact(rt, params));
+    if (engine__holds_secret(rt, params))
+      json_object_set_new(p, "redacted", json_true());
+  } else {
+    json_object_set_new(p, "error", json_string(err->msg));
+  }
+  engine__emit(rt, JOURNAL_EV_STATE_ENTERED, path, 0, p);
+}
+
 static void set_frame(struct engine__rt *rt, int f, json_t *params)
 {
   json_array_set_new(rt->cx && rt->cx->owner ? rt->cx->frames : rt->frames,
@@ -141,16 +158,10 @@ void engine__use_enter(struct engine__rt *rt, struct engine__sx *sx)
   struct cairn_error err = {0};
   json_t *params = NULL;
   int rc = use_params(rt, st, NULL, &params, &err);
-  json_t *p = json_pack("{s:s,s:s}", "kind", "use", "file", f->file);
 
-  if (rc == 0) {
-    json_object_set_new(p, "inputs", engine__redact(rt, params));
-    if (engine__holds_secret(rt, params))
-      json_object_set_new(p, "redacted", json_true());
-  } else {
-    json_object_set_new(p, "error", json_string(err.msg));
-  }
-  engine__emit(rt, JOURNAL_EV_STATE_ENTERED, sx->path, 0, p);
+  entered_with_params(rt, sx->path, json_pack("{s:s,s:s}", "kind", "use",
+                                              "file", f->file),
+                      rc, params, &err);
   if (rc != 0) {
     char msg[1200];
     snprintf(msg, sizeof msg, "state '%s' failed: cannot resolve the params "
@@ -504,7 +515,7 @@ static void use_instance_start(struct engine__rt *rt, struct engine__task *t)
   const struct engine_frame *f = &rt->wf->frames[st->use_frame];
   struct cairn_error err = {0};
   struct engine__cursor *cx = calloc(1, sizeof *cx), *prev = rt->cx;
-  json_t *params = NULL, *p;
+  json_t *params = NULL;
   int rc;
 
   if (cx == NULL || (cx->frames = json_array()) == NULL) {
@@ -520,16 +531,12 @@ static void use_instance_start(struct engine__rt *rt, struct engine__task *t)
   t->inst = cx;
   t->phase = ENGINE__TASK_RUNNING;
   rc = use_params(rt, st, t->item, &params, &err);
-  p = json_pack("{s:s,s:s,s:o,s:i}", "kind", "instance", "file", f->file,
-                "item", engine__redact(rt, t->item), "index", t->index);
-  if (rc == 0) {
-    json_object_set_new(p, "inputs", engine__redact(rt, params));
-    if (engine__holds_secret(rt, params))
-      json_object_set_new(p, "redacted", json_true());
-  } else {
-    json_object_set_new(p, "error", json_string(err.msg));
-  }
-  engine__emit(rt, JOURNAL_EV_STATE_ENTERED, t->path, 0, p);
+  entered_with_params(rt, t->path,
+                      json_pack("{s:s,s:s,s:o,s:i}", "kind", "instance",
+                                "file", f->file, "item",
+                                engine__redact(rt, t->item), "index",
+                                t->index),
+                      rc, params, &err);
   rt->cx = cx;
   if (rc != 0) {
     char msg[1200];

@@ -16,21 +16,7 @@ if ! command -v jq >/dev/null 2>&1 || ! command -v flock >/dev/null 2>&1; then
 	test_skip_all 'jq and flock are needed'
 fi
 
-# in_dir DIR: makes DIR (under $TRASH), goes there and gives it its own
-# journal, DIR/jnl/journal.db.
-in_dir() {
-	mkdir -p "$TRASH/$1/jnl" && cd "$TRASH/$1" &&
-	CAIRN_JOURNAL=$TRASH/$1/jnl/journal.db && export CAIRN_JOURNAL
-}
-
-j() { sqlite3 "$CAIRN_JOURNAL" "$@"; }
-lr() { last_run "$CAIRN_JOURNAL"; }
-
-# entered LIKE: the paths of the last run's state.entered matching LIKE.
-entered() {
-	j "SELECT state FROM events WHERE run_id = '$(lr)' AND
-	   kind = 'state.entered' AND state LIKE '$1' ORDER BY seq"
-}
+# in_dir, j, lr, entered and kill_everywhere: see lib.sh.
 
 # jx KIND STATE JSONPATH: that member of the last run's KIND events of
 # STATE, one line each.
@@ -458,62 +444,11 @@ states:
   done: { succeed: true }
 EOF
 
-# once_case K: in a fresh folder w, runs ../top.yaml killed after journal
-# commit K, resumes it when it was left running, and checks the ledger
-# (every effect exactly once) and that the secret is not in the journal
-# folder. 0, 1 on a failure, 2 when the run was not killed.
-once_case() {
-	local k=$1 st=0 rs=0 status
-	rm -rf w && mkdir -p w/jnl && cd w || return 1
-	CAIRN_JOURNAL=$PWD/jnl/journal.db
-	export CAIRN_JOURNAL
-	CAIRN_TEST_KILL_AFTER_COMMIT=$k "$CAIRN_BIN" run ../top.yaml >run.out 2>&1 || st=$?
-	if [ "$st" -ne 137 ]; then
-		[ "$st" -eq 0 ] || { echo "kill after $k: the run exited $st"; cat run.out; return 1; }
-		sort ledger >got && test_cmp ../expect got || return 1
-		cd ..
-		return 2
-	fi
-	status=$(j "SELECT status FROM runs" 2>/dev/null) || status=
-	case $status in
-	"")
-		test_path_is_missing ledger || return 1 ;;
-	running)
-		RESUMED=$((RESUMED + 1))
-		"$CAIRN_BIN" resume >res.out 2>&1 || rs=$?
-		if [ "$rs" -ne 0 ]; then
-			echo "kill after $k: resume exited $rs"
-			cat res.out
-			return 1
-		fi
-		sort ledger >got
-		test_cmp ../expect got || { echo "kill after $k"; return 1; }
-		"$CAIRN_BIN" verify >/dev/null || { echo "kill after $k: verify"; return 1; } ;;
-	succeeded)
-		sort ledger >got && test_cmp ../expect got || return 1 ;;
-	*)
-		echo "kill after $k: status $status"
-		return 1 ;;
-	esac
-	if grep -rqF "$SECRET" jnl; then
-		echo "kill after $k: the secret is in the journal folder"
-		return 1
-	fi
-	cd ..
-}
-
 test_expect_success 'kill -9 after every commit of a map over use, then resume: each effect exactly once' '
 	cd once &&
 	printf "%s\n" last-a-done-c-done one-a one-b one-c two-a two-b two-c >expect &&
-	k=1 rc=0 RESUMED=0 &&
-	while [ $k -le 200 ]; do
-		once_case $k || rc=$?
-		if [ $rc -eq 2 ]; then break; fi
-		if [ $rc -ne 0 ]; then exit 1; fi
-		k=$((k + 1))
-	done &&
-	echo "$RESUMED runs resumed, the run ended after commit $k" &&
-	test $rc -eq 2 && test "$RESUMED" -ge 8
+	kill_everywhere ../top.yaml 0 succeeded &&
+	test "$RESUMED" -ge 8
 '
 
 # ---- simulate ----------------------------------------------------------------
