@@ -702,6 +702,37 @@ static int rebuild_instances(struct engine__rt *rt,
                           json_pack("{s:O}", "output",
                                     json_object_get(v, "output")));
   }
+  /* An instance's outputs are journaled with secrets redacted: render
+   * them again in its frame, into the map's output (states.M.output.KEY,
+   * where a resumed map takes them from too). */
+  for (size_t i = 0; i < rp->nsteps; i++) {
+    const struct journal_step *s = &rp->steps[i];
+    const struct engine_state *st;
+    const char *key;
+    struct engine__cursor *view, *prev = rt->cx;
+    json_t *scope, *outs = NULL, *mo;
+    char mp[320];
+    if (s->phase != JOURNAL_PHASE_SUCCEEDED || s->outputs == NULL ||
+        !engine__has_redaction(s->outputs) ||
+        engine_workflow_instance_len(wf, s->path) != strlen(s->path) ||
+        (st = engine_workflow_path_state(wf, s->path, &key)) == NULL ||
+        key == NULL || (view = engine__undo_view(rt, s->path)) == NULL)
+      continue;
+    rt->cx = view;
+    scope = engine__scope_for(rt, engine_workflow_state(
+                                      wf, wf->frames[st->use_frame].start),
+                              NULL);
+    rt->cx = prev;
+    snprintf(mp, sizeof mp, "%.*s", (int)(key - 1 - s->path), s->path);
+    mo = json_object_get(json_object_get(json_object_get(rt->scope,
+                                                         "states"), mp),
+                         "output");
+    if (scope && json_is_object(mo) &&
+        render(rt, wf->frames[st->use_frame].outputs, scope, &outs, err) == 0)
+      json_object_set_new(mo, key, outs);
+    json_decref(scope);
+    engine__cursor_free(view);
+  }
   return 0;
 }
 

@@ -227,8 +227,15 @@ static int decide(struct engine__rt *rt, const struct journal_replay *rp,
                      : s->phase == JOURNAL_PHASE_FAILED
                          ? (cancelled ? PLAN_CANCELLED : PLAN_FAILED)
                          : PLAN_RESUME;
-      if (s->phase == JOURNAL_PHASE_SUCCEEDED)
-        t->outputs = s->outputs ? json_incref(s->outputs) : json_object();
+      if (s->phase == JOURNAL_PHASE_SUCCEEDED) {
+        /* as rebuilt (a secret rendered again), else as journaled */
+        json_t *o = json_object_get(json_object_get(json_object_get(
+            json_object_get(rt->scope, "states"), sx->path), "output"),
+            t->path + strlen(sx->path) + 1);
+        t->outputs = o ? json_incref(o)
+                       : s->outputs ? json_incref(s->outputs)
+                                    : json_object();
+      }
       continue;
     }
     t->attempt = s->attempt;

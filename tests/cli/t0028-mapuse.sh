@@ -393,10 +393,10 @@ test_expect_success 'inside an instance: choice, wait, retry, on_failure to a st
 
 # ---- kill -9 at every commit -------------------------------------------------
 
-# eff.sh NAME: a step that is not idempotent: one line in ledger.
+# eff.sh NAME [SECRET]: a step that is not idempotent: one line in ledger.
 cat >eff.sh <<\EOF
 sleep 0.05
-echo "$1" >>ledger
+echo "$1${2:+ $2}" >>ledger
 printf '{"k":"%s"}\n' "$1"
 EOF
 
@@ -408,6 +408,7 @@ params:
   token: {}
 outputs:
   got: "{{ params.name }}-done"
+  tok: "{{ params.token }}"
 start: one
 states:
   one:
@@ -438,15 +439,15 @@ states:
     next: last
   last:
     do: exec
-    with: { argv: [sh, ../../eff.sh, "last-{{ states.m.output.a.got }}-{{ states.m.output.c.got }}"] }
-    probe: { do: exec, with: { argv: [grep, -qx, "last-{{ states.m.output.a.got }}-{{ states.m.output.c.got }}", ledger] } }
+    with: { argv: [sh, ../../eff.sh, "last-{{ states.m.output.a.got }}-{{ states.m.output.c.got }}", "{{ states.m.output.c.tok }}"] }
+    probe: { do: exec, with: { argv: [grep, -qx, "last-{{ states.m.output.a.got }}-{{ states.m.output.c.got }} {{ states.m.output.c.tok }}", ledger] } }
     next: done
   done: { succeed: true }
 EOF
 
 test_expect_success 'kill -9 after every commit of a map over use, then resume: each effect exactly once' '
 	cd once &&
-	printf "%s\n" last-a-done-c-done one-a one-b one-c two-a two-b two-c >expect &&
+	printf "%s\n" "last-a-done-c-done $SECRET" one-a one-b one-c two-a two-b two-c >expect &&
 	kill_everywhere ../top.yaml 0 succeeded &&
 	test "$RESUMED" -ge 8
 '
