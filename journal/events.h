@@ -14,9 +14,13 @@
  * Paths: a top-level state is its name ("migrate"); a branch of a
  * parallel state is "state/branch" ("infra/redis"); an instance of a map
  * state "state/key" ("health/auth"); a state of a workflow used by a use
- * state "use/state" ("db/start", nested: "a/db/start"), so a path names a
- * state when the workflow has a state of that name, else the part before
- * its last '/' is a parallel or map state. A state's
+ * state "use/state" ("db/start", nested: "a/db/start"); a state S of the
+ * workflow a map state M runs per item, in instance KEY, "M/KEY/S" (its
+ * transitions too, so `current` can be such a path while the map runs).
+ * So a path names a state when the workflow has a state of that name,
+ * else, without the KEY after a map over a used workflow, one of its
+ * states, else the part before its last '/' is a parallel or map state.
+ * A state's
  * state.entered comes before those of its branches. The undo of a path P
  * runs as the path "undo:P" (state names cannot hold ':'), or "undo:P#N"
  * for the Nth undo of P in one plan (a state completed N times through a
