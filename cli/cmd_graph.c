@@ -115,7 +115,7 @@ static int graph_each_edge(const struct engine_workflow *wf, graph_edge_fn fn,
   int rc = edge_to(wf, fn, ud, EDGE_START, NULL, wf->start, NULL);
   for (size_t i = 0; rc == 0 && i < wf->nstates; i++) {
     const struct engine_state *s = &wf->states[i];
-    if (s->kind == ENGINE_USE)
+    if (s->use_frame >= 0) /* a use, or a map over a used workflow */
       rc = edge_to(wf, fn, ud, EDGE_USE, s, wf->frames[s->use_frame].start,
                    NULL);
     else if (s->next != NULL)
@@ -261,7 +261,8 @@ static void put_label(FILE *f, enum graph_format fmt, const char *name,
   put_text(f, fmt, name);
   if (a != NULL) {
     put_text(f, fmt, "\n");
-    put_text(f, fmt, a->adapter);
+    /* a map over a used workflow: "use", its frame's cluster says which */
+    put_text(f, fmt, a->adapter ? a->adapter : "use");
     if (items != NULL) {
       put_text(f, fmt, MAP_MARK);
       put_items(f, fmt, items);
@@ -312,6 +313,8 @@ static void put_frame_label(FILE *f, enum graph_format fmt,
   put_text(f, fmt, wf->states[fr->use_state].name);
   put_text(f, fmt, ": use ");
   put_text(f, fmt, base ? base + 1 : fr->file);
+  if (wf->states[fr->use_state].kind == ENGINE_MAP)
+    put_text(f, fmt, " per item");
 }
 
 /* ---- node ids ------------------------------------------------------------ */
@@ -528,7 +531,7 @@ static void dot_states(FILE *f, const struct engine_workflow *wf, int frame,
     if (s->frame != frame)
       continue;
     dot_state(f, wf, s, ind);
-    if (s->kind == ENGINE_USE)
+    if (s->use_frame >= 0)
       dot_frame(f, wf, s->use_frame, ind);
   }
 }
@@ -634,7 +637,7 @@ static void mermaid_states(FILE *f, const struct engine_workflow *wf,
     if (s->frame != frame)
       continue;
     mermaid_state(f, wf, s, ind);
-    if (s->kind != ENGINE_USE)
+    if (s->use_frame < 0)
       continue;
     fprintf(f, "%*ssubgraph f%d[\"", ind, "", s->use_frame);
     put_frame_label(f, GRAPH_MERMAID, wf, (size_t)s->use_frame);

@@ -71,7 +71,8 @@ static void join_path(json_t *a, const char *sep, char *out, size_t n)
 
 /* Every action path of wf, in file order, those of used workflows
  * included. A map state's are its instances on the happy path (from
- * instances), or STATE/ and a star when none ran there. */
+ * instances), or STATE/ and a star when none ran there; a map over a used
+ * workflow has none of its own. */
 static json_t *action_paths(const struct engine_workflow *wf,
                             json_t *instances)
 {
@@ -87,7 +88,10 @@ static json_t *action_paths(const struct engine_workflow *wf,
       snprintf(p, sizeof p, "%s/%s", st->name, st->branches[b].name);
       json_array_append_new(a, json_string(p));
     }
-    if (st->kind == ENGINE_MAP && json_array_size(inst) > 0) {
+    if (st->kind == ENGINE_MAP && st->use_frame >= 0) {
+      /* over a used workflow: its states are listed as M/S (failing in
+       * every instance) */
+    } else if (st->kind == ENGINE_MAP && json_array_size(inst) > 0) {
       json_array_extend(a, inst);
     } else if (st->kind == ENGINE_MAP) {
       snprintf(p, sizeof p, "%s/*", st->name);

@@ -76,6 +76,11 @@ static void step_outcome(const struct journal_replay *rp, size_t i,
     snprintf(out, n, "%s x%d", phase_name(s->phase), s->attempt);
     return;
   }
+  if (json_is_true(json_object_get(s->finished, "cancelled"))) {
+    /* an instance stopped because another failed */
+    snprintf(out, n, "cancelled");
+    return;
+  }
   if (s->kind == NULL || strcmp(s->kind, "do") == 0 ||
       strcmp(s->kind, "branch") == 0 || strcmp(s->kind, "instance") == 0 ||
       s->attempt > 0 || s->phase != JOURNAL_PHASE_ENTERED) {
@@ -200,7 +205,28 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
            cli_duration(run.finished_ms - run.created_ms, d, sizeof d));
   printf("\n%-28s %-10s %-12s %8s %8s  %s\n", "STATE", "KIND", "OUTCOME",
          "START", "TOOK", "DETAIL");
-  for (size_t i = 0; i < rp.nsteps; i++) {
+  /* The states of an instance of a map over a used workflow come right
+   * after it, not interleaved with those of the other instances. */
+  size_t *order = calloc(rp.nsteps + 1, sizeof *order), norder = 0;
+  char *put = calloc(rp.nsteps + 1, 1);
+  for (size_t i = 0; order && put && i < rp.nsteps; i++) {
+    const struct journal_step *s = &rp.steps[i];
+    size_t len = strlen(s->path);
+    if (put[i])
+      continue;
+    order[norder++] = i;
+    put[i] = 1;
+    if (s->kind == NULL || strcmp(s->kind, "instance") != 0)
+      continue;
+    for (size_t k = i + 1; k < rp.nsteps; k++)
+      if (!put[k] && strncmp(rp.steps[k].path, s->path, len) == 0 &&
+          rp.steps[k].path[len] == '/') {
+        order[norder++] = k;
+        put[k] = 1;
+      }
+  }
+  for (size_t oi = 0; oi < norder; oi++) {
+    size_t i = order[oi];
     const struct journal_step *s = &rp.steps[i];
     char start[32], took[32] = "-", detail[512] = "";
     cli_duration(s->entered_ms - run.created_ms, start, sizeof start);
@@ -238,6 +264,8 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
     }
     free(tail);
   }
+  free(order);
+  free(put);
   if (events) {
     printf("\n%6s %-16s %-24s %s\n", "SEQ", "KIND", "STATE", "PAYLOAD");
     size_t i;

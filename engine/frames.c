@@ -1,7 +1,8 @@
 /* Use and map states. A used workflow's states run inline, under the use
  * state's path, with their own params and states (a frame; see struct
- * engine_frame); a map state runs its action once per item of a list, at
- * most max_concurrency at a time. */
+ * engine_frame); a map state runs its action, or its used workflow (each
+ * instance a cursor of its own, see struct engine__cursor), once per item
+ * of a list, at most max_concurrency at a time. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,9 +12,18 @@
 
 #define MAP_KEY_MAX 63
 
+/* Frame f as the cursor being worked on sees it: its instance's own,
+ * else an outer instance's, else the run's. */
 static json_t *frame_obj(struct engine__rt *rt, int f)
 {
-  return f >= 0 ? json_array_get(rt->frames, (size_t)f) : NULL;
+  if (f < 0)
+    return NULL;
+  for (struct engine__cursor *cx = rt->cx; cx; cx = cx->up) {
+    json_t *o = json_array_get(cx->frames, (size_t)f);
+    if (json_is_object(o))
+      return o;
+  }
+  return json_array_get(rt->frames, (size_t)f);
 }
 
 json_t *engine__scope_for(struct engine__rt *rt,
@@ -77,10 +87,10 @@ void engine__frame_record(struct engine__rt *rt,
  * its `with` rendered in the using state's scope and checked against the
  * declarations. *out: a new reference. */
 static int use_params(struct engine__rt *rt, const struct engine_state *st,
-                      json_t **out, struct cairn_error *err)
+                      json_t *item, json_t **out, struct cairn_error *err)
 {
   const struct engine_frame *f = &rt->wf->frames[st->use_frame];
-  json_t *scope = engine__scope_for(rt, st, NULL), *with = NULL, *v;
+  json_t *scope = engine__scope_for(rt, st, item), *with = NULL, *v;
   json_t *params = json_object();
   const char *k;
   int rc = scope && params ? 0 : CAIRN_E_NOMEM;
@@ -119,9 +129,27 @@ static int use_params(struct engine__rt *rt, const struct engine_state *st,
   return 0;
 }
 
+/* Journals the entry at path of a used workflow (a use state, or an
+ * instance of a map over one): payload p (stolen) with its params (rc 0,
+ * secrets redacted) or why they cannot be resolved (err). */
+static void entered_with_params(struct engine__rt *rt, const char *path,
+                                json_t *p, int rc, json_t *params,
+                                const struct cairn_error *err)
+{
+  if (rc == 0) {
+    json_object_set_new(p, "inputs", engine__redact(rt, params));
+    if (engine__holds_secret(rt, params))
+      json_object_set_new(p, "redacted", json_true());
+  } else {
+    json_object_set_new(p, "error", json_string(err->msg));
+  }
+  engine__emit(rt, JOURNAL_EV_STATE_ENTERED, path, 0, p);
+}
+
 static void set_frame(struct engine__rt *rt, int f, json_t *params)
 {
-  json_array_set_new(rt->frames, (size_t)f,
+  json_array_set_new(rt->cx && rt->cx->owner ? rt->cx->frames : rt->frames,
+                     (size_t)f,
                      json_pack("{s:o,s:{}}", "params", params, "states"));
 }
 
@@ -131,21 +159,15 @@ void engine__use_enter(struct engine__rt *rt, struct engine__sx *sx)
   const struct engine_frame *f = &rt->wf->frames[st->use_frame];
   struct cairn_error err = {0};
   json_t *params = NULL;
-  int rc = use_params(rt, st, &params, &err);
-  json_t *p = json_pack("{s:s,s:s}", "kind", "use", "file", f->file);
+  int rc = use_params(rt, st, NULL, &params, &err);
 
-  if (rc == 0) {
-    json_object_set_new(p, "inputs", engine__redact(rt, params));
-    if (engine__holds_secret(rt, params))
-      json_object_set_new(p, "redacted", json_true());
-  } else {
-    json_object_set_new(p, "error", json_string(err.msg));
-  }
-  engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0, p);
+  entered_with_params(rt, sx->path, json_pack("{s:s,s:s}", "kind", "use",
+                                              "file", f->file),
+                      rc, params, &err);
   if (rc != 0) {
     char msg[1200];
     snprintf(msg, sizeof msg, "state '%s' failed: cannot resolve the params "
-             "of '%s': %s", st->name, f->file, err.msg);
+             "of '%s': %s", sx->path, f->file, err.msg);
     engine__fail_state(rt, st, msg);
     return;
   }
@@ -153,11 +175,58 @@ void engine__use_enter(struct engine__rt *rt, struct engine__sx *sx)
   engine__transition(rt, st->name, f->start, "use", NULL, NULL);
 }
 
-/* The use state u fails with msg: journaled, then its on_failure. */
+/* The instance of cursor cx ends: journaled (not when interrupted:
+ * resume carries it on), its cursor's state retired, then its map hears
+ * of it (in the map's own cursor). outputs: stolen, NULL unless ok. */
+static void instance_end(struct engine__rt *rt, struct engine__cursor *cx,
+                         int ok, int cancelled, const char *msg,
+                         json_t *outputs)
+{
+  struct engine__task *t = cx->owner;
+  struct engine__cursor *prev = rt->cx;
+
+  if (t->phase == ENGINE__TASK_DONE) {
+    json_decref(outputs);
+    return;
+  }
+  if (ok)
+    engine__emit(rt, JOURNAL_EV_STATE_FINISHED, t->path, 0,
+                 json_pack("{s:s,s:o}", "outcome", "succeeded", "outputs",
+                           engine__redact(rt, outputs)));
+  else if (!rt->interrupted || !cancelled)
+    /* a cancelled instance did not succeed: "failed", marked cancelled
+     * (the map's failure is another instance's) */
+    engine__emit(rt, JOURNAL_EV_STATE_FINISHED, t->path, 0,
+                 json_pack("{s:s,s:s,s:b}", "outcome", "failed", "error",
+                           msg, "cancelled", cancelled));
+  json_decref(t->outputs);
+  t->outputs = outputs;
+  engine__sx_retire(rt, cx->cur);
+  cx->cur = NULL;
+  rt->cx = cx->up;
+  engine__task_done(t, ok, cancelled, msg);
+  rt->cx = prev;
+}
+
+void engine__cursor_stop(struct engine__rt *rt, struct engine__cursor *cx)
+{
+  instance_end(rt, cx, 0, 1, cx->cancelled ? "cancelled: another instance "
+               "failed" : "interrupted", NULL);
+}
+
+/* The use state u fails with msg: journaled, then its on_failure; for a
+ * map over a used workflow, the instance being worked on fails. */
 static void fail_use(struct engine__rt *rt, const struct engine_state *u,
                      const char *msg)
 {
-  engine__emit(rt, JOURNAL_EV_STATE_FINISHED, u->name, 0,
+  char path[320];
+
+  if (u->kind == ENGINE_MAP) {
+    instance_end(rt, rt->cx, 0, 0, msg, NULL);
+    return;
+  }
+  engine__jpath(rt, u->name, path, sizeof path);
+  engine__emit(rt, JOURNAL_EV_STATE_FINISHED, path, 0,
                json_pack("{s:s,s:s}", "outcome", "failed", "error", msg));
   engine__fail_state(rt, u, msg);
 }
@@ -172,16 +241,24 @@ void engine__frame_succeed(struct engine__rt *rt,
   int rc = scope ? render(rt, f->outputs, scope, &outs, &err)
                  : CAIRN_E_NOMEM;
 
+  char upath[320];
+
   json_decref(scope);
+  engine__jpath(rt, u->name, upath, sizeof upath);
   if (rc != 0) {
     char msg[1200];
     snprintf(msg, sizeof msg, "state '%s' failed: cannot resolve the outputs "
-             "of '%s': %s", u->name, f->file, err.msg);
+             "of '%s': %s", upath, f->file, err.msg);
     fail_use(rt, u, msg);
     return;
   }
+  if (u->kind == ENGINE_MAP) {
+    /* an instance reached succeed: its outputs are the map's for it */
+    instance_end(rt, rt->cx, 1, 0, NULL, outs);
+    return;
+  }
   engine__record_outputs(rt, u->name, outs);
-  engine__emit(rt, JOURNAL_EV_STATE_FINISHED, u->name, 0,
+  engine__emit(rt, JOURNAL_EV_STATE_FINISHED, upath, 0,
                json_pack("{s:s,s:o}", "outcome", "succeeded", "outputs",
                          engine__redact(rt, outs)));
   json_decref(outs);
@@ -374,7 +451,7 @@ int engine__map_setup(struct engine__rt *rt, struct engine__sx *sx,
   for (size_t i = 0; i < n; i++) {
     char path[320];
     struct engine__task *t = &sx->tasks[i];
-    snprintf(path, sizeof path, "%s/%s", sx->st->name,
+    snprintf(path, sizeof path, "%s/%s", sx->path,
              json_string_value(json_array_get(keys, i)));
     if (engine__task_init(rt, sx, t, path, &sx->st->action) != 0)
       return CAIRN_E_NOMEM;
@@ -401,7 +478,7 @@ void engine__map_enter(struct engine__rt *rt, struct engine__sx *sx)
                                   "max_concurrency", sx->limit));
   else
     json_object_set_new(p, "error", json_string(err.msg));
-  engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0, p);
+  engine__emit(rt, JOURNAL_EV_STATE_ENTERED, sx->path, 0, p);
   if (rc == 0 && engine__map_setup(rt, sx, items, keys) != 0)
     rc = CAIRN_E_NOMEM;
   json_decref(items);
@@ -412,7 +489,7 @@ void engine__map_enter(struct engine__rt *rt, struct engine__sx *sx)
   }
   if (rc != 0) {
     char msg[1200];
-    snprintf(msg, sizeof msg, "state '%s' failed: %s", st->name, err.msg);
+    snprintf(msg, sizeof msg, "state '%s' failed: %s", sx->path, err.msg);
     engine__fail_state(rt, st, msg);
     return;
   }
@@ -431,22 +508,70 @@ static void instance_start(struct engine__rt *rt, struct engine__task *t)
     engine__task_attempt(t);
 }
 
+/* Starts instance t of a map over a used workflow: its params resolved
+ * with its item and journaled as its entry, then its cursor enters the
+ * workflow's first state. */
+static void use_instance_start(struct engine__rt *rt, struct engine__task *t)
+{
+  const struct engine_state *st = t->sx->st;
+  const struct engine_frame *f = &rt->wf->frames[st->use_frame];
+  struct cairn_error err = {0};
+  struct engine__cursor *cx = calloc(1, sizeof *cx), *prev = rt->cx;
+  json_t *params = NULL;
+  int rc;
+
+  if (cx == NULL || (cx->frames = json_array()) == NULL) {
+    free(cx);
+    rt->fatal = CAIRN_E_NOMEM;
+    return;
+  }
+  for (size_t i = 0; i < rt->wf->nframes; i++)
+    json_array_append_new(cx->frames, json_null());
+  cx->owner = t;
+  cx->up = t->sx->cx;
+  snprintf(cx->pfx, sizeof cx->pfx, "%s/", t->path);
+  t->inst = cx;
+  t->phase = ENGINE__TASK_RUNNING;
+  rc = use_params(rt, st, t->item, &params, &err);
+  entered_with_params(rt, t->path,
+                      json_pack("{s:s,s:s,s:o,s:i}", "kind", "instance",
+                                "file", f->file, "item",
+                                engine__redact(rt, t->item), "index",
+                                t->index),
+                      rc, params, &err);
+  rt->cx = cx;
+  if (rc != 0) {
+    char msg[1200];
+    snprintf(msg, sizeof msg, "state '%s' failed: cannot resolve the params "
+             "of '%s': %s", t->path, f->file, err.msg);
+    instance_end(rt, cx, 0, 0, msg, NULL);
+  } else {
+    set_frame(rt, st->use_frame, params);
+    json_object_set(rt->inst, t->path, cx->frames);
+    engine__transition(rt, st->name, f->start, "use", NULL, NULL);
+  }
+  rt->cx = prev;
+}
+
 void engine__map_more(struct engine__rt *rt, struct engine__sx *sx)
 {
   size_t running = 0;
   int limit = sx->limit;
+  struct engine__sx **slot = engine__slot(rt, sx->cx);
+  struct engine__cursor *prev = rt->cx;
 
-  if (rt->cur != sx || sx->starting)
+  if (*slot != sx || sx->starting)
     return;
+  rt->cx = sx->cx;
   sx->starting = 1;
   for (size_t i = 0; i < sx->ntasks; i++)
     running += sx->tasks[i].phase != ENGINE__TASK_IDLE &&
                sx->tasks[i].phase != ENGINE__TASK_DONE;
-  for (size_t i = 0; i < sx->ntasks && rt->cur == sx; i++) {
+  for (size_t i = 0; i < sx->ntasks && *slot == sx; i++) {
     struct engine__task *t = &sx->tasks[i];
     if (t->phase != ENGINE__TASK_IDLE)
       continue;
-    if (sx->failed || rt->interrupted) {
+    if (sx->failed || rt->interrupted || (sx->cx && sx->cx->cancelled)) {
       /* never started: nothing to journal, nothing to undo */
       t->phase = ENGINE__TASK_DONE;
       sx->open--;
@@ -455,14 +580,163 @@ void engine__map_more(struct engine__rt *rt, struct engine__sx *sx)
     if (limit > 0 && running >= (size_t)limit)
       break;
     running++;
-    instance_start(rt, t);
+    if (sx->st->use_frame >= 0)
+      use_instance_start(rt, t);
+    else
+      instance_start(rt, t);
   }
   sx->starting = 0;
-  if (rt->cur == sx && sx->open == 0)
+  if (*slot == sx && sx->open == 0)
     engine__state_done(rt, sx);
+  rt->cx = prev;
 }
 
 /* ---- resume ---- */
+
+struct engine__cursor *engine__undo_view(struct engine__rt *rt,
+                                         const char *path)
+{
+  size_t il = engine_workflow_instance_len(rt->wf, path);
+  struct engine__cursor *cx;
+  char key[320];
+  json_t *fr;
+
+  if (il == 0 || il >= sizeof key)
+    return NULL;
+  snprintf(key, sizeof key, "%.*s", (int)il, path);
+  if ((fr = json_object_get(rt->inst, key)) == NULL ||
+      (cx = calloc(1, sizeof *cx)) == NULL)
+    return NULL;
+  cx->frames = json_incref(fr);
+  snprintf(cx->pfx, sizeof cx->pfx, "%s/", key);
+  return cx;
+}
+
+/* The index of instance path "M/KEY" in its map's journaled keys, or -1. */
+static int instance_index(const struct journal_replay *rp, const char *path)
+{
+  const char *slash = strrchr(path, '/');
+  const struct journal_step *m;
+  char mp[320];
+  size_t i;
+  json_t *k;
+
+  if (slash == NULL)
+    return -1;
+  snprintf(mp, sizeof mp, "%.*s", (int)(slash - path), path);
+  if ((m = journal_replay_step(rp, mp)) == NULL)
+    return -1;
+  json_array_foreach(json_object_get(m->inputs, "keys"), i, k)
+    if (strcmp(json_string_value(k), slash + 1) == 0)
+      return (int)i;
+  return -1;
+}
+
+/* The frames of every instance of a map over a used workflow entered
+ * (rt->inst): its params (and those of the uses inside it) from their
+ * entries, the outputs of its states from rt->scope's states. */
+static int rebuild_instances(struct engine__rt *rt,
+                             const struct journal_replay *rp,
+                             struct cairn_error *err)
+{
+  const struct engine_workflow *wf = rt->wf;
+  const char *k;
+  json_t *v;
+
+  for (size_t i = 0; i < rp->nsteps; i++) {
+    const struct journal_step *s = &rp->steps[i];
+    size_t il = engine_workflow_instance_len(wf, s->path);
+    const struct engine_state *st;
+    json_t *frames, *params = NULL;
+    char ip[320];
+
+    if (il == 0 || il >= sizeof ip || s->inputs == NULL ||
+        (st = engine_workflow_path_state(wf, s->path, NULL)) == NULL ||
+        st->use_frame < 0)
+      continue;
+    snprintf(ip, sizeof ip, "%.*s", (int)il, s->path);
+    if (s->path[il] == '\0') {
+      /* the instance: its params were journaled, a secret redacted */
+      if (!engine__has_redaction(s->inputs)) {
+        params = json_incref(s->inputs);
+      } else {
+        int idx = instance_index(rp, s->path);
+        json_t *item = idx >= 0 ? engine__map_item(rt, st, (size_t)idx)
+                                : NULL;
+        int rc = item ? use_params(rt, st, item, &params, err)
+                      : cairn_error_set(err, CAIRN_E_JOURNAL, "cannot "
+                                        "render the params of instance "
+                                        "'%s' again", s->path);
+        json_decref(item);
+        if (rc != 0)
+          return rc;
+      }
+      if ((frames = json_array()) == NULL) {
+        json_decref(params);
+        return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+      }
+      for (size_t f = 0; f < wf->nframes; f++)
+        json_array_append_new(frames, json_null());
+      json_object_set_new(rt->inst, ip, frames);
+    } else if (st->kind == ENGINE_USE &&
+               (frames = json_object_get(rt->inst, ip)) != NULL) {
+      params = json_incref(s->inputs); /* a use inside the instance */
+    } else {
+      continue;
+    }
+    json_array_set_new(frames, (size_t)st->use_frame,
+                       json_pack("{s:o,s:{}}", "params", params, "states"));
+  }
+  json_object_foreach(json_object_get(rt->scope, "states"), k, v) {
+    size_t il = engine_workflow_instance_len(wf, k);
+    const struct engine_state *st;
+    json_t *fo;
+    char ip[320];
+    if (il == 0 || il >= sizeof ip || k[il] != '/' ||
+        (st = engine_workflow_path_state(wf, k, NULL)) == NULL ||
+        st->frame < 0)
+      continue;
+    snprintf(ip, sizeof ip, "%.*s", (int)il, k);
+    fo = json_array_get(json_object_get(rt->inst, ip), (size_t)st->frame);
+    if (json_is_object(fo))
+      json_object_set_new(json_object_get(fo, "states"),
+                          st->name + strlen(wf->frames[st->frame].prefix),
+                          json_pack("{s:O}", "output",
+                                    json_object_get(v, "output")));
+  }
+  /* An instance's outputs are journaled with secrets redacted: render
+   * them again in its frame, into the map's output (states.M.output.KEY,
+   * where a resumed map takes them from too). */
+  for (size_t i = 0; i < rp->nsteps; i++) {
+    const struct journal_step *s = &rp->steps[i];
+    const struct engine_state *st;
+    const char *key;
+    struct engine__cursor *view, *prev = rt->cx;
+    json_t *scope, *outs = NULL, *mo;
+    char mp[320];
+    if (s->phase != JOURNAL_PHASE_SUCCEEDED || s->outputs == NULL ||
+        !engine__has_redaction(s->outputs) ||
+        engine_workflow_instance_len(wf, s->path) != strlen(s->path) ||
+        (st = engine_workflow_path_state(wf, s->path, &key)) == NULL ||
+        key == NULL || (view = engine__undo_view(rt, s->path)) == NULL)
+      continue;
+    rt->cx = view;
+    scope = engine__scope_for(rt, engine_workflow_state(
+                                      wf, wf->frames[st->use_frame].start),
+                              NULL);
+    rt->cx = prev;
+    snprintf(mp, sizeof mp, "%.*s", (int)(key - 1 - s->path), s->path);
+    mo = json_object_get(json_object_get(json_object_get(rt->scope,
+                                                         "states"), mp),
+                         "output");
+    if (scope && json_is_object(mo) &&
+        render(rt, wf->frames[st->use_frame].outputs, scope, &outs, err) == 0)
+      json_object_set_new(mo, key, outs);
+    json_decref(scope);
+    engine__cursor_free(view);
+  }
+  return 0;
+}
 
 int engine__rebuild_frames(struct engine__rt *rt,
                            const struct journal_replay *rp,
@@ -484,13 +758,15 @@ int engine__rebuild_frames(struct engine__rt *rt,
       continue;
     if (!engine__has_redaction(s->inputs))
       params = json_incref(s->inputs);
-    else if (use_params(rt, st, &params, err) != 0)
+    else if (use_params(rt, st, NULL, &params, err) != 0)
       return err->code;
     set_frame(rt, st->use_frame, params);
   }
   json_object_foreach(json_object_get(rt->scope, "states"), k, v)
     engine__frame_record(rt, engine_workflow_state(wf, k),
                          json_object_get(v, "output"));
+  if (rebuild_instances(rt, rp, err) != 0)
+    return err->code;
   /* A used workflow's outputs are journaled with secrets redacted: render
    * them again from its frame, innermost first (an outer frame's states
    * hold its inner use states' outputs). */

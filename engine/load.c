@@ -1200,10 +1200,6 @@ static int parse_map(struct loader *L, struct engine_state *s,
                 "{...} }')", subj, tname(m));
   if ((rc = check_keys(L, m, map_keys, subj)) != 0)
     return rc;
-  if ((v = map_get(m, "use", NULL)) != NULL)
-    return lerr(L, v, "'use' inside 'map' in %s is not supported (hint: map "
-                "over one action, with ready: and undo:, or write one use "
-                "state per item)", subj);
   if ((v = map_get(m, "items", NULL)) == NULL)
     return lerr(L, m, "missing key 'items' in the map of %s (hint: a list, "
                 "or a template that gives one, e.g. \"{{ params.services "
@@ -1230,6 +1226,36 @@ static int parse_map(struct loader *L, struct engine_state *s,
                              &s->max_concurrency)) != 0) {
       goto out;
     }
+  }
+  if ((v = map_get(m, "use", NULL)) != NULL) {
+    /* each instance runs the used workflow; `with` gives its params */
+    static const char *const action_only[] = {"do", "retry", "timeout",
+                                              "idempotent", "probe", "undo",
+                                              "ready", NULL};
+    for (const char *const *a = action_only; *a; a++) {
+      const ynode *k2 = NULL;
+      if (map_get(m, *a, &k2) != NULL)
+        return lerr(L, k2, "the map of %s has both 'use' and '%s' (hint: a "
+                    "map runs either one action (do, with, retry, ...) or "
+                    "a used workflow (use, with) per item)", subj, *a);
+    }
+    rc = parse_use(L, s, m, subj, idx);
+    for (size_t i = 0; rc == 0 && L->subs[idx] && i < L->subs[idx]->nstates;
+         i++)
+      if (L->subs[idx]->states[i].kind == ENGINE_APPROVAL)
+        rc = lerr(L, v, "'%s', used by the map of %s, has approval state "
+                  "'%s' (hint: an instance of a map cannot stop the run for "
+                  "an approval; put the approval before the map)",
+                  L->subs[idx]->file, subj, L->subs[idx]->states[i].name);
+      else if (L->subs[idx]->states[i].kind == ENGINE_MAP &&
+               L->subs[idx]->states[i].use_frame >= 0)
+        /* resume keeps one level of instance cursors */
+        rc = lerr(L, v, "'%s', used by the map of %s, has a map over a used "
+                  "workflow itself ('%s') (hint: one level of map over use "
+                  "only; give the inner map a do action, or flatten the "
+                  "items)", L->subs[idx]->file, subj,
+                  L->subs[idx]->states[i].name);
+    goto out;
   }
   rc = parse_action(L, m, &s->action, R_MAP, subj, idx);
 out:
@@ -2398,10 +2424,52 @@ const struct engine_state *engine_workflow_path_state(
     *key = NULL;
   if (st != NULL || path == NULL || (slash = strrchr(path, '/')) == NULL)
     return st;
+  {
+    /* inside an instance of a map over a used workflow, "M/KEY/S" is a
+     * path of its state "M/S" */
+    size_t il = engine_workflow_instance_len(wf, path);
+    const char *rest = il ? path + il : NULL;
+    if (rest != NULL && *rest == '/') {
+      size_t ml, pl;
+      char buf[320];
+      const char *k2 = NULL;
+      /* the map's name: up to the '/' before KEY */
+      for (ml = il; ml > 0 && path[ml - 1] != '/'; ml--)
+        ;
+      pl = (size_t)snprintf(buf, sizeof buf, "%.*s%s", (int)ml, path, rest + 1);
+      if (pl >= sizeof buf)
+        return NULL;
+      st = engine_workflow_path_state(wf, buf, &k2);
+      if (key != NULL && k2 != NULL)
+        *key = path + strlen(path) - strlen(k2);
+      return st;
+    }
+  }
   if (key != NULL)
     *key = slash + 1;
   snprintf(name, sizeof name, "%.*s", (int)(slash - path), path);
   return engine_workflow_state(wf, name);
+}
+
+size_t engine_workflow_instance_len(const struct engine_workflow *wf,
+                                    const char *path)
+{
+  char name[320];
+
+  for (const char *p = path ? strchr(path, '/') : NULL; p;
+       p = strchr(p + 1, '/')) {
+    const struct engine_state *st;
+    size_t n = (size_t)(p - path);
+    if (n >= sizeof name)
+      return 0;
+    memcpy(name, path, n);
+    name[n] = '\0';
+    st = engine_workflow_state(wf, name);
+    if (st != NULL && st->kind == ENGINE_MAP && st->use_frame >= 0 &&
+        p[1] != '\0')
+      return n + 1 + strcspn(p + 1, "/");
+  }
+  return 0;
 }
 
 const struct engine_frame *engine_workflow_frame(

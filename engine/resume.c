@@ -21,17 +21,32 @@ enum plan {
   PLAN_ASSUME_OK,  /* interrupted; the user said it took effect */
   PLAN_ASSUME_BAD, /* interrupted; the user said it did not */
   PLAN_ASK,        /* interrupted; a person must decide */
+  PLAN_CANCELLED,  /* an instance of a map over a used workflow that
+                      ended cancelled */
+  PLAN_RESUME,     /* an instance started and unfinished: its own cursor
+                      carries on where it is */
 };
 
-/* Failed attempts per path since its last entry (the retry budget). */
+/* Failed attempts per path since its last entry (the retry budget), and
+ * where each instance of a map over a used workflow is. */
 struct failures {
   json_t *count; /* path -> integer */
+  json_t *pos;   /* instance "M/KEY" -> path of its last transition's to */
+  const struct engine_workflow *wf;
 };
 
 static int count_failures(const struct journal_event *ev, void *ud)
 {
   struct failures *f = ud;
-  if (strcmp(ev->kind, JOURNAL_EV_STATE_ENTERED) == 0) {
+  if (strcmp(ev->kind, JOURNAL_EV_TRANSITION) == 0) {
+    const char *to = json_string_value(json_object_get(ev->payload, "to"));
+    size_t il = to ? engine_workflow_instance_len(f->wf, to) : 0;
+    char ip[320];
+    if (il > 0 && il < sizeof ip && to[il] == '/') {
+      snprintf(ip, sizeof ip, "%.*s", (int)il, to);
+      json_object_set_new(f->pos, ip, json_string(to));
+    }
+  } else if (strcmp(ev->kind, JOURNAL_EV_STATE_ENTERED) == 0) {
     json_object_set_new(f->count, ev->state, json_integer(0));
   } else if (strcmp(ev->kind, JOURNAL_EV_ACTION_FINISHED) == 0 ||
              strcmp(ev->kind, JOURNAL_EV_DECISION_ASSUMED) == 0) {
@@ -173,6 +188,328 @@ void engine__rebuild_outputs(const struct engine_workflow *wf, json_t *states,
   }
 }
 
+/* One line of execution being resumed: the run's own, or an instance of
+ * a map over a used workflow (cx). */
+struct spot {
+  const struct engine_state *st;
+  struct engine__sx *sx;
+  const struct journal_step *top; /* the entry of sx's state, or NULL */
+  enum plan *plans;               /* one per task of sx */
+  struct engine__cursor *cx;      /* NULL: the run's own */
+};
+
+/* Decides what resume does with each task of sp->sx (sp->plans), its
+ * inputs and attempts restored from the journal; the first action that
+ * needs a person's decision is said in ask (res->state its path). */
+static int decide(struct engine__rt *rt, const struct journal_replay *rp,
+                  const struct failures *fails, struct spot *sp, int undoing,
+                  const struct engine_options *opt, char *ask, size_t nask,
+                  struct cairn_error *err)
+{
+  struct engine__sx *sx = sp->sx;
+  const struct engine_state *st = sp->st;
+  int instances = st && st->kind == ENGINE_MAP && st->use_frame >= 0 &&
+                  !undoing;
+
+  for (size_t i = 0; sx && i < sx->ntasks; i++) {
+    struct engine__task *t = &sx->tasks[i];
+    const struct journal_step *s = sp->top ? journal_replay_step(rp, t->path)
+                                           : NULL;
+    if (s == NULL) {
+      sp->plans[i] = PLAN_FRESH;
+      continue;
+    }
+    if (instances) {
+      /* an instance: its state.finished says how it ended */
+      int cancelled = json_is_true(json_object_get(s->finished,
+                                                   "cancelled"));
+      sp->plans[i] = s->phase == JOURNAL_PHASE_SUCCEEDED ? PLAN_DONE_OK
+                     : s->phase == JOURNAL_PHASE_FAILED
+                         ? (cancelled ? PLAN_CANCELLED : PLAN_FAILED)
+                         : PLAN_RESUME;
+      if (s->phase == JOURNAL_PHASE_SUCCEEDED) {
+        /* as rebuilt (a secret rendered again), else as journaled */
+        json_t *o = json_object_get(json_object_get(json_object_get(
+            json_object_get(rt->scope, "states"), sx->path), "output"),
+            t->path + strlen(sx->path) + 1);
+        t->outputs = o ? json_incref(o)
+                       : s->outputs ? json_incref(s->outputs)
+                                    : json_object();
+      }
+      continue;
+    }
+    t->attempt = s->attempt;
+    t->failures = (int)json_integer_value(json_object_get(fails->count,
+                                                          t->path));
+    if (s->inputs && !engine__has_redaction(s->inputs)) {
+      t->inputs = json_incref(s->inputs);
+    } else if ((undoing ? engine__undo_resolve(rt, t,
+                                               json_array_get(rt->plan,
+                                                              rt->plan_next),
+                                               err)
+                        : engine__task_resolve(t, err)) != 0) {
+      char msg[CAIRN_ERRMSG_MAX];
+      snprintf(msg, sizeof msg, "%s", err->msg);
+      return cairn_error_set(err, err->code ? err->code : CAIRN_E_TEMPLATE,
+                             "cannot resolve the inputs of '%s' of run %s: "
+                             "%s (hint: fix the workflow, then resume with "
+                             "--allow-changed)", t->path, rt->run_id, msg);
+    }
+    switch (s->phase) {
+    case JOURNAL_PHASE_SUCCEEDED:
+      sp->plans[i] = PLAN_DONE_OK;
+      t->outputs = s->outputs ? json_incref(s->outputs) : json_object();
+      break;
+    case JOURNAL_PHASE_FAILED:
+      sp->plans[i] = t->failures < t->action->retry.attempts ? PLAN_NEXT
+                                                              : PLAN_FAILED;
+      break;
+    case JOURNAL_PHASE_ENTERED:
+    case JOURNAL_PHASE_RETRY_WAIT:
+      sp->plans[i] = PLAN_NEXT;
+      break;
+    case JOURNAL_PHASE_STARTED:
+    case JOURNAL_PHASE_INTERRUPTED:
+    case JOURNAL_PHASE_CANCELLED:
+      if (s->attempt == 0) {
+        sp->plans[i] = PLAN_NEXT;
+      } else if (opt->assume && strcmp(opt->assume, "succeeded") == 0) {
+        sp->plans[i] = PLAN_ASSUME_OK;
+      } else if (opt->assume && strcmp(opt->assume, "failed") == 0) {
+        sp->plans[i] = PLAN_ASSUME_BAD;
+      } else if (is_idempotent(t)) {
+        sp->plans[i] = PLAN_NEXT;
+      } else if (t->action->probe) {
+        sp->plans[i] = PLAN_PROBE;
+      } else {
+        sp->plans[i] = PLAN_ASK;
+        if (ask[0] == '\0') {
+          snprintf(rt->res->state, sizeof rt->res->state, "%s", t->path);
+          snprintf(ask, nask,
+                   "state '%s' was running (attempt %d) when the run stopped; "
+                   "it is not idempotent and has no probe, so cairn cannot "
+                   "tell whether it took effect: check, then run 'cairn "
+                   "resume %s --assume succeeded' to count it as done and go "
+                   "on%s%s, or '--assume failed' to treat the attempt as "
+                   "failed (retry or on_failure)",
+                   t->path, s->attempt, rt->run_id,
+                   !undoing && st->next ? " to " : "",
+                   !undoing && st->next ? st->next : "");
+        }
+      }
+      break;
+    }
+  }
+  return 0;
+}
+
+/* Makes sure nothing of sp from the dead engine still runs before
+ * anything is started again (pid and start time checked: a reused pid is
+ * never signalled). */
+static void stop_spot(const struct journal_replay *rp, const struct spot *sp,
+                      const char *run_id, int64_t grace_ms)
+{
+  for (size_t i = 0; sp->sx && i < sp->sx->ntasks; i++) {
+    const struct journal_step *s = journal_replay_step(rp,
+                                                       sp->sx->tasks[i].path);
+    if (sp->sx->tasks[i].inst == NULL && s &&
+        (s->phase == JOURNAL_PHASE_STARTED ||
+         s->phase == JOURNAL_PHASE_INTERRUPTED))
+      stop_stale(run_id, s, grace_ms);
+  }
+}
+
+/* Sets up the cursor of instance t of map state m (started, unfinished)
+ * at the state its last transition entered, and decides what it does
+ * there (sp). */
+static int instance_spot(struct engine__rt *rt,
+                         const struct journal_replay *rp,
+                         const struct failures *fails, struct engine__task *t,
+                         struct spot *sp, const struct engine_options *opt,
+                         char *ask, size_t nask, struct cairn_error *err)
+{
+  const struct engine_state *m = t->sx->st;
+  const struct engine_frame *f = &rt->wf->frames[m->use_frame];
+  struct engine__cursor *cx = calloc(1, sizeof *cx);
+  const char *pos = json_string_value(json_object_get(fails->pos, t->path));
+  int rc = 0;
+
+  if (cx == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  cx->owner = t;
+  cx->up = t->sx->cx;
+  snprintf(cx->pfx, sizeof cx->pfx, "%s/", t->path);
+  cx->frames = json_incref(json_object_get(rt->inst, t->path));
+  if (cx->frames == NULL) {
+    free(cx);
+    return cairn_error_set(err, CAIRN_E_JOURNAL, "the entry of instance "
+                           "'%s' of run %s has no params", t->path,
+                           rt->run_id);
+  }
+  t->inst = cx;
+  t->phase = ENGINE__TASK_RUNNING;
+  sp->cx = cx;
+  sp->st = pos ? engine_workflow_path_state(rt->wf, pos, NULL)
+               : engine_workflow_state(rt->wf, f->start);
+  if (sp->st == NULL)
+    return cairn_error_set(err, CAIRN_E_CHANGED, "instance '%s' of run %s "
+                           "is in state '%s', which the workflow no longer "
+                           "has", t->path, rt->run_id, pos ? pos : "?");
+  rt->cx = cx;
+  sp->sx = engine__sx_new(rt, sp->st);
+  if (sp->sx == NULL) {
+    rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  } else {
+    sp->top = journal_replay_step(rp, sp->sx->path);
+    if (sp->top && sp->st->kind == ENGINE_MAP && sp->top->inputs)
+      rc = engine__map_rebuild(rt, sp->sx, sp->top, err);
+  }
+  if (rc == 0 && (sp->plans = calloc(sp->sx->ntasks + 1,
+                                     sizeof *sp->plans)) == NULL)
+    rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  if (rc == 0)
+    rc = decide(rt, rp, fails, sp, 0, opt, ask, nask, err);
+  rt->cx = NULL;
+  return rc;
+}
+
+/* Carries sp on: settles the tasks decided, starts the others (a map
+ * what never started, within its limit), or enters its state again. */
+static void carry_on(struct engine__rt *rt, const struct journal_replay *rp,
+                     struct spot *sp, const char *actor)
+{
+  const struct engine_state *st = sp->st;
+  const struct journal_step *top = sp->top;
+  struct engine__sx **slot = engine__slot(rt, sp->cx);
+  struct engine__sx *x = sp->sx;
+  enum plan *plans = sp->plans;
+
+  rt->cx = sp->cx;
+  *slot = x;
+  sp->sx = NULL;
+  if (top == NULL) {
+    /* Crashed right after the transition into it was journaled. */
+    engine__sx_destroy(x);
+    *slot = NULL;
+    engine__enter(rt, st->name);
+  } else if (st->kind == ENGINE_DO || st->kind == ENGINE_PARALLEL ||
+             (st->kind == ENGINE_MAP && top->inputs)) {
+    int use_map = st->kind == ENGINE_MAP && st->use_frame >= 0;
+    /* A map starts what never started once the others are settled. */
+    x->starting = st->kind == ENGINE_MAP;
+    /* First settle the ones that are already decided, then start. */
+    for (size_t i = 0; i < x->ntasks && *slot == x; i++) {
+      struct engine__task *t = &x->tasks[i];
+      switch (plans[i]) {
+      case PLAN_DONE_OK:
+        engine__task_done(t, 1, 0, NULL);
+        break;
+      case PLAN_CANCELLED:
+        engine__task_done(t, 0, 1, "cancelled");
+        break;
+      case PLAN_FAILED: {
+        const struct journal_step *s = journal_replay_step(rp, t->path);
+        const char *e = s && s->finished
+            ? json_string_value(json_object_get(s->finished, "error"))
+            : NULL;
+        snprintf(t->error, sizeof t->error, "%s", e ? e : "failed");
+        engine__task_done(t, 0, 0, t->error);
+        break;
+      }
+      case PLAN_ASSUME_OK:
+        engine__emit(rt, JOURNAL_EV_DECISION_ASSUMED, t->path, t->attempt,
+                     json_pack("{s:s,s:s}", "outcome", "succeeded", "actor",
+                               actor));
+        t->outputs = json_object();
+        engine__task_done(t, 1, 0, NULL);
+        break;
+      default:
+        break;
+      }
+      rt->cx = sp->cx;
+    }
+    for (size_t i = 0; i < x->ntasks && *slot == x; i++) {
+      struct engine__task *t = &x->tasks[i];
+      if (t->phase == ENGINE__TASK_DONE || t->inst)
+        continue;
+      if (x->failed || (sp->cx && sp->cx->cancelled)) {
+        const struct journal_step *s = journal_replay_step(rp, t->path);
+        if (use_map)
+          continue; /* an instance never started: engine__map_more */
+        if (s == NULL || s->phase != JOURNAL_PHASE_CANCELLED)
+          engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, t->path, t->attempt,
+                       json_pack("{s:s,s:s}", "outcome", "cancelled", "error",
+                                 "cancelled: a sibling branch failed"));
+        /* As in a run: a cancelled branch's probe says whether it took
+         * effect (and so whether its undo joins the plan). */
+        if (t->action->probe && s && s->attempt > 0) {
+          t->cancel_probe = 1;
+          engine__task_probe(t);
+        } else {
+          engine__task_done(t, 0, 1, "cancelled");
+        }
+        rt->cx = sp->cx;
+        continue;
+      }
+      switch (plans[i]) {
+      case PLAN_FRESH: {
+        struct cairn_error e2 = {0};
+        if (st->kind == ENGINE_MAP)
+          break; /* engine__map_more starts it, within the limit */
+        if (engine__task_resolve(t, &e2) != 0) {
+          engine__task_done(t, 0, 0, e2.msg);
+          break;
+        }
+        engine__emit(rt, JOURNAL_EV_STATE_ENTERED, t->path, 0,
+                     json_pack("{s:s,s:O}", "kind", "branch", "inputs",
+                               t->inputs));
+        engine__task_attempt(t);
+        break;
+      }
+      case PLAN_NEXT:
+        if (t->failures >= t->action->retry.attempts) {
+          engine__task_done(t, 0, 0, "failed");
+          break;
+        }
+        engine__task_attempt(t);
+        break;
+      case PLAN_PROBE:
+        engine__task_probe(t);
+        break;
+      case PLAN_ASSUME_BAD:
+        engine__emit(rt, JOURNAL_EV_DECISION_ASSUMED, t->path, t->attempt,
+                     json_pack("{s:s,s:s}", "outcome", "failed", "actor",
+                               actor));
+        t->failures++;
+        snprintf(t->error, sizeof t->error,
+                 "assumed failed after an interruption");
+        if (t->failures < t->action->retry.attempts)
+          engine__task_attempt(t);
+        else
+          engine__task_done(t, 0, 0, t->error);
+        break;
+      default:
+        break;
+      }
+      rt->cx = sp->cx;
+    }
+    if (st->kind == ENGINE_MAP && *slot == x && !use_map) {
+      x->starting = 0;
+      engine__map_more(rt, x);
+    }
+  } else if (st->kind == ENGINE_WAIT) {
+    /* The wait's end was journaled on entry: wait only what is left. */
+    engine__start_wait(rt, top->wait_until_ms);
+  } else {
+    /* choice, succeed, fail, use: their entry and outcome are one
+     * commit; a journal that shows only the entry is re-decided. */
+    engine__sx_destroy(x);
+    *slot = NULL;
+    engine__enter(rt, st->name);
+  }
+  rt->cx = NULL;
+}
+
 int engine_resume(struct journal *j, const struct engine_workflow *wf,
                   const char *run_id, const struct engine_options *opt_in,
                   struct engine_result *res, struct cairn_error *err)
@@ -186,6 +523,8 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   struct engine__sx *sx = NULL;
   struct journal_lock_holder holder;
   int taken_over = 0, alive = 0, rt_ready = 0;
+  struct spot *isp = NULL; /* the instances resumed in their cursors */
+  size_t nisp = 0;
   char actor[300];
   int rc;
 
@@ -228,6 +567,8 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   }
 
   fails.count = json_object();
+  fails.pos = json_object();
+  fails.wf = wf;
   rc = journal_event_foreach(j, run_id, 0, count_failures, &fails, err);
   if (rc != 0)
     goto out_rp;
@@ -256,8 +597,19 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
 
   /* Decide, per action of the current state, before writing anything. */
   const char *cur = rp.current ? rp.current : wf->start;
+  char mapcur[320];
   int undoing = rp.rollback != NULL;
   size_t nplan = 0;
+  struct spot main_sp = {0};
+  if (!undoing && cur != NULL && engine_workflow_instance_len(wf, cur) > 0) {
+    /* The last transition was inside an instance of a map over a used
+     * workflow: the run itself is at that map. */
+    size_t il = engine_workflow_instance_len(wf, cur), ml = il;
+    while (ml > 0 && cur[ml - 1] != '/')
+      ml--;
+    snprintf(mapcur, sizeof mapcur, "%.*s", (int)(ml ? ml - 1 : 0), cur);
+    cur = mapcur;
+  }
   if (undoing) {
     /* A rollback goes on with its journaled plan, never a recomputed one:
      * from the first step whose undo has not succeeded. */
@@ -311,83 +663,30 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
     goto out_rt;
   }
   plans = calloc(sx ? sx->ntasks + 1 : 1, sizeof *plans);
-  char ask[1500] = "";
-  for (size_t i = 0; sx && i < sx->ntasks; i++) {
-    struct engine__task *t = &sx->tasks[i];
-    const struct journal_step *s = top ? journal_replay_step(&rp, t->path)
-                                       : NULL;
-    if (s == NULL) {
-      plans[i] = PLAN_FRESH;
-      continue;
-    }
-    t->attempt = s->attempt;
-    t->failures = (int)json_integer_value(json_object_get(fails.count,
-                                                          t->path));
-    if (s->inputs && !engine__has_redaction(s->inputs)) {
-      t->inputs = json_incref(s->inputs);
-    } else if ((undoing ? engine__undo_resolve(&rt, t,
-                                               json_array_get(rt.plan,
-                                                              rt.plan_next),
-                                               err)
-                        : engine__task_resolve(t, err)) != 0) {
-      char msg[CAIRN_ERRMSG_MAX];
-      snprintf(msg, sizeof msg, "%s", err->msg);
-      rc = cairn_error_set(err, err->code ? err->code : CAIRN_E_TEMPLATE,
-                           "cannot resolve the inputs of '%s' of run %s: %s "
-                           "(hint: fix the workflow, then resume with "
-                           "--allow-changed)", t->path, run_id, msg);
-      goto out_rt;
-    }
-    switch (s->phase) {
-    case JOURNAL_PHASE_SUCCEEDED:
-      plans[i] = PLAN_DONE_OK;
-      t->outputs = s->outputs ? json_incref(s->outputs) : json_object();
-      break;
-    case JOURNAL_PHASE_FAILED:
-      plans[i] = t->failures < t->action->retry.attempts ? PLAN_NEXT
-                                                          : PLAN_FAILED;
-      break;
-    case JOURNAL_PHASE_ENTERED:
-    case JOURNAL_PHASE_RETRY_WAIT:
-      plans[i] = PLAN_NEXT;
-      break;
-    case JOURNAL_PHASE_STARTED:
-    case JOURNAL_PHASE_INTERRUPTED:
-    case JOURNAL_PHASE_CANCELLED:
-      if (s->attempt == 0) {
-        plans[i] = PLAN_NEXT;
-      } else if (opt.assume && strcmp(opt.assume, "succeeded") == 0) {
-        plans[i] = PLAN_ASSUME_OK;
-      } else if (opt.assume && strcmp(opt.assume, "failed") == 0) {
-        plans[i] = PLAN_ASSUME_BAD;
-      } else if (is_idempotent(t)) {
-        plans[i] = PLAN_NEXT;
-      } else if (t->action->probe) {
-        plans[i] = PLAN_PROBE;
-      } else {
-        plans[i] = PLAN_ASK;
-        if (ask[0] == '\0') {
-          snprintf(res->state, sizeof res->state, "%s", t->path);
-          snprintf(ask, sizeof ask,
-                   "state '%s' was running (attempt %d) when the run stopped; "
-                   "it is not idempotent and has no probe, so cairn cannot "
-                   "tell whether it took effect: check, then run 'cairn "
-                   "resume %s --assume succeeded' to count it as done and go "
-                   "on%s%s, or '--assume failed' to treat the attempt as "
-                   "failed (retry or on_failure)",
-                   t->path, s->attempt, run_id,
-                   !undoing && st->next ? " to " : "",
-                   !undoing && st->next ? st->next : "");
-        }
-      }
-      break;
-    }
+  isp = calloc(sx ? sx->ntasks + 1 : 1, sizeof *isp);
+  if (plans == NULL || isp == NULL) {
+    rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    goto out_rt;
   }
+  main_sp = (struct spot){st, sx, top, plans, NULL};
+  char ask[1500] = "";
+  if ((rc = decide(&rt, &rp, &fails, &main_sp, undoing, &opt, ask,
+                   sizeof ask, err)) != 0)
+    goto out_rt;
+  /* Each instance started and unfinished resumes where it is. */
+  for (size_t i = 0; sx && i < sx->ntasks; i++)
+    if (plans[i] == PLAN_RESUME &&
+        (rc = instance_spot(&rt, &rp, &fails, &sx->tasks[i], &isp[nisp++],
+                            &opt, ask, sizeof ask, err)) != 0)
+      goto out_rt;
   /* A branch that failed for good decides the state: its siblings are
    * cancelled (their groups stopped below), never asked about. */
   int settled = 0;
   for (size_t i = 0; sx && i < sx->ntasks; i++)
     settled |= plans[i] == PLAN_FAILED;
+  for (size_t k = 0; k < nisp; k++)
+    for (size_t i = 0; isp[k].sx && i < isp[k].sx->ntasks; i++)
+      settled |= isp[k].plans[i] == PLAN_FAILED;
   if (settled) {
     ask[0] = '\0';
     res->state[0] = '\0';
@@ -401,13 +700,12 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   }
 
   /* Make sure nothing from the dead engine still runs before anything is
-   * started again (pid and start time checked: a reused pid is never
-   * signalled). */
-  for (size_t i = 0; sx && i < sx->ntasks; i++) {
-    const struct journal_step *s = journal_replay_step(&rp, sx->tasks[i].path);
-    if (s && (s->phase == JOURNAL_PHASE_STARTED ||
-              s->phase == JOURNAL_PHASE_INTERRUPTED))
-      stop_stale(run_id, s, opt.kill_grace_ms > 0 ? opt.kill_grace_ms : 5000);
+   * started again. */
+  {
+    int64_t grace = opt.kill_grace_ms > 0 ? opt.kill_grace_ms : 5000;
+    stop_spot(&rp, &main_sp, run_id, grace);
+    for (size_t k = 0; k < nisp; k++)
+      stop_spot(&rp, &isp[k], run_id, grace);
   }
 
   rc = journal_lock_acquire(j, wf->name, env ? env : "", run_id, &holder,
@@ -443,132 +741,60 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   engine__notify_direct(&rt);
 
   /* Carry on. */
-  rt.cur = sx;
   sx = NULL;
-  if (undoing && (rt.cur == NULL || top == NULL)) {
-    /* The next undo afresh, or the end of a finished plan. */
-    engine__undo_next(&rt);
-  } else if (top == NULL) {
-    /* Crashed right after the transition into it was journaled. */
-    engine__sx_destroy(rt.cur);
-    rt.cur = NULL;
-    engine__enter(&rt, st->name);
-  } else if (st->kind == ENGINE_DO || st->kind == ENGINE_PARALLEL ||
-             (st->kind == ENGINE_MAP && top->inputs)) {
-    struct engine__sx *x = rt.cur;
-    /* A map starts what never started once the others are settled. */
-    x->starting = st->kind == ENGINE_MAP;
-    /* First settle the ones that are already decided, then start. */
-    for (size_t i = 0; i < x->ntasks && rt.cur == x; i++) {
-      struct engine__task *t = &x->tasks[i];
-      switch (plans[i]) {
-      case PLAN_DONE_OK:
-        engine__task_done(t, 1, 0, NULL);
-        break;
-      case PLAN_FAILED: {
-        const struct journal_step *s = journal_replay_step(&rp, t->path);
-        const char *e = s && s->finished
-            ? json_string_value(json_object_get(s->finished, "error"))
-            : NULL;
-        snprintf(t->error, sizeof t->error, "%s", e ? e : "failed");
-        engine__task_done(t, 0, 0, t->error);
-        break;
-      }
-      case PLAN_ASSUME_OK:
-        engine__emit(&rt, JOURNAL_EV_DECISION_ASSUMED, t->path, t->attempt,
-                     json_pack("{s:s,s:s}", "outcome", "succeeded", "actor",
-                               actor));
-        t->outputs = json_object();
-        engine__task_done(t, 1, 0, NULL);
-        break;
-      default:
-        break;
-      }
+  if (undoing && (main_sp.sx == NULL || top == NULL)) {
+    rt.cur = main_sp.sx;
+    main_sp.sx = NULL;
+    engine__undo_next(&rt); /* the next undo afresh, or the plan's end */
+  } else if (undoing) {
+    carry_on(&rt, &rp, &main_sp, actor);
+  } else if (st->kind == ENGINE_MAP && st->use_frame >= 0 && top &&
+             top->inputs) {
+    /* A map over a used workflow: the instances that ended are settled,
+     * the unfinished carry on in their cursors, then the map starts what
+     * never started, within its limit. */
+    struct engine__sx *x = main_sp.sx;
+    int failed = 0;
+    for (size_t i = 0; i < x->ntasks; i++)
+      failed |= plans[i] == PLAN_FAILED;
+    rt.cur = x;
+    x->starting = 1;
+    /* once one failed, the others are cancelled (as in a run: their
+     * running actions journaled cancelled, the probe rule applied) */
+    for (size_t k = 0; k < nisp; k++) {
+      isp[k].cx->cancelled = failed;
+      if (rt.cur == x && isp[k].cx->owner->phase != ENGINE__TASK_DONE)
+        carry_on(&rt, &rp, &isp[k], actor);
     }
-    for (size_t i = 0; i < x->ntasks && rt.cur == x; i++) {
-      struct engine__task *t = &x->tasks[i];
-      if (t->phase == ENGINE__TASK_DONE)
-        continue;
-      if (x->failed) {
-        const struct journal_step *s = journal_replay_step(&rp, t->path);
-        if (s == NULL || s->phase != JOURNAL_PHASE_CANCELLED)
-          engine__emit(&rt, JOURNAL_EV_ACTION_FINISHED, t->path, t->attempt,
-                       json_pack("{s:s,s:s}", "outcome", "cancelled", "error",
-                                 "cancelled: a sibling branch failed"));
-        /* As in a run: a cancelled branch's probe says whether it took
-         * effect (and so whether its undo joins the plan). */
-        if (t->action->probe && s && s->attempt > 0) {
-          t->cancel_probe = 1;
-          engine__task_probe(t);
-        } else {
-          engine__task_done(t, 0, 1, "cancelled");
-        }
-        continue;
-      }
-      switch (plans[i]) {
-      case PLAN_FRESH: {
-        struct cairn_error e2 = {0};
-        if (st->kind == ENGINE_MAP)
-          break; /* engine__map_more starts it, within the limit */
-        if (engine__task_resolve(t, &e2) != 0) {
-          engine__task_done(t, 0, 0, e2.msg);
-          break;
-        }
-        engine__emit(&rt, JOURNAL_EV_STATE_ENTERED, t->path, 0,
-                     json_pack("{s:s,s:O}", "kind", "branch", "inputs",
-                               t->inputs));
-        engine__task_attempt(t);
-        break;
-      }
-      case PLAN_NEXT:
-        if (t->failures >= t->action->retry.attempts) {
-          engine__task_done(t, 0, 0, "failed");
-          break;
-        }
-        engine__task_attempt(t);
-        break;
-      case PLAN_PROBE:
-        engine__task_probe(t);
-        break;
-      case PLAN_ASSUME_BAD:
-        engine__emit(&rt, JOURNAL_EV_DECISION_ASSUMED, t->path, t->attempt,
-                     json_pack("{s:s,s:s}", "outcome", "failed", "actor",
-                               actor));
-        t->failures++;
-        snprintf(t->error, sizeof t->error,
-                 "assumed failed after an interruption");
-        if (t->failures < t->action->retry.attempts)
-          engine__task_attempt(t);
-        else
-          engine__task_done(t, 0, 0, t->error);
-        break;
-      default:
-        break;
-      }
-    }
-    if (st->kind == ENGINE_MAP && rt.cur == x) {
+    if (rt.cur == x)
+      carry_on(&rt, &rp, &main_sp, actor);
+    if (rt.cur == x) {
       x->starting = 0;
       engine__map_more(&rt, x);
     }
-  } else if (st->kind == ENGINE_WAIT) {
-    /* The wait's end was journaled on entry: wait only what is left. */
-    engine__start_wait(&rt, top->wait_until_ms);
   } else {
-    /* choice, succeed, fail: their entry and outcome are one commit; a
-     * journal that shows only the entry is re-decided. */
-    engine__sx_destroy(rt.cur);
-    rt.cur = NULL;
-    engine__enter(&rt, st->name);
+    carry_on(&rt, &rp, &main_sp, actor);
   }
 
   rc = engine__rt_loop(&rt);
   engine__rt_release(&rt);
+  for (size_t k = 0; k < nisp; k++) {
+    engine__sx_destroy(isp[k].sx); /* not carried on */
+    free(isp[k].plans);
+  }
+  free(isp);
   free(plans);
   json_decref(fails.count);
+  json_decref(fails.pos);
   journal_replay_release(&rp);
   return rc;
 
 out_rt:
+  for (size_t k = 0; k < nisp; k++) {
+    engine__sx_destroy(isp[k].sx);
+    free(isp[k].plans);
+  }
+  free(isp);
   engine__sx_destroy(sx);
   if (rt_ready) {
     engine__rt_abort(&rt);
@@ -577,6 +803,7 @@ out_rt:
   free(plans);
 out_rp:
   json_decref(fails.count);
+  json_decref(fails.pos);
   journal_replay_release(&rp);
   return rc;
 }

@@ -10,7 +10,13 @@
  * has no probe (it may have done part of its work, and an undo must
  * tolerate nothing to undo), and otherwise only when its probe succeeded.
  * A state completed twice (a loop through a choice) is undone twice, the
- * later completion first. */
+ * later completion first.
+ *
+ * A map over a used workflow sits where its entry is in that order, its
+ * instances grouped: the instances in reverse item order, whatever order
+ * they ran in; inside one instance, its own actions in reverse order of
+ * completion, by the same rules (its parallel branches and map instances
+ * as above). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +31,8 @@ struct planner {
   json_t *inputs;     /* path -> inputs of its latest state.entered */
   json_t *items;      /* map instance path -> [index, item] */
   json_t *done;       /* completions, in journal order */
+  json_t *sub;        /* instance "M/KEY" of a map over a used workflow ->
+                         entries of its states so far */
   int entry;          /* counts entries of top-level states */
   int planned;        /* a rollback.planned was seen: nothing more to add */
 };
@@ -68,8 +76,18 @@ static void planner_add(struct planner *p, const char *path, json_t *outputs,
     return;
   json_t *inputs = json_object_get(p->inputs, path);
   json_t *inst = json_object_get(p->items, path);
+  size_t il = engine_workflow_instance_len(p->wf, path);
+  char ip[320];
+  int outer = -1, sub = 0;
   if (inst != NULL) /* map instances: undone in reverse item order */
     branch = (int)json_integer_value(json_array_get(inst, 0));
+  if (il > 0 && il < sizeof ip) {
+    /* inside an instance of a map over a used workflow: grouped by it */
+    snprintf(ip, sizeof ip, "%.*s", (int)il, path);
+    outer = (int)json_integer_value(json_array_get(
+        json_object_get(p->items, ip), 0));
+    sub = (int)json_integer_value(json_object_get(p->sub, ip));
+  }
   json_t *c = json_pack("{s:s,s:s,s:s,s:i,s:i,s:o,s:o}", "path", path,
                         "state", st->name, "adapter", a->undo->adapter,
                         "branch", branch, "entry", p->entry, "inputs",
@@ -78,6 +96,10 @@ static void planner_add(struct planner *p, const char *path, json_t *outputs,
                         outputs ? json_incref(outputs) : json_object());
   if (c && cancelled)
     json_object_set_new(c, "cancelled", json_true());
+  if (c) {
+    json_object_set_new(c, "outer", json_integer(outer));
+    json_object_set_new(c, "sub", json_integer(sub));
+  }
   if (c && inst != NULL) {
     json_object_set(c, "item", json_array_get(inst, 1));
     json_object_set(c, "index", json_array_get(inst, 0));
@@ -88,7 +110,8 @@ static void planner_add(struct planner *p, const char *path, json_t *outputs,
     json_t *o = json_array_get(p->done, i);
     if (json_integer_value(json_object_get(o, "entry")) != p->entry)
       break;
-    if (strcmp(json_string_value(json_object_get(o, "path")), path) == 0) {
+    if (strcmp(json_string_value(json_object_get(o, "path")), path) == 0 &&
+        json_integer_value(json_object_get(o, "sub")) == sub) {
       json_array_set_new(p->done, i, c);
       return;
     }
@@ -109,8 +132,19 @@ static void planner_feed(struct planner *p, const char *kind,
   if (strcmp(kind, JOURNAL_EV_ROLLBACK_PLANNED) == 0) {
     p->planned = 1;
   } else if (strcmp(kind, JOURNAL_EV_STATE_ENTERED) == 0) {
-    if (engine_workflow_state(p->wf, path) != NULL)
+    size_t il = engine_workflow_instance_len(p->wf, path);
+    const char *key = NULL;
+    if (il == 0 && engine_workflow_state(p->wf, path) != NULL)
       p->entry++; /* a state, not one of its branches or instances */
+    else if (il > 0 && path[il] == '/' &&
+             engine_workflow_path_state(p->wf, path, &key) != NULL &&
+             key == NULL) {
+      /* a state of an instance: an entry within it */
+      char ip[320];
+      snprintf(ip, sizeof ip, "%.*s", (int)il, path);
+      json_object_set_new(p->sub, ip, json_integer(
+          json_integer_value(json_object_get(p->sub, ip)) + 1));
+    }
     json_t *in = json_object_get(payload, "inputs");
     json_object_set(p->inputs, path, in ? in : json_null());
     json_t *item = json_object_get(payload, "item");
@@ -150,10 +184,20 @@ static int cmp_completion(const void *a, const void *b)
   json_int_t by = json_integer_value(json_object_get(y, "branch"));
   json_int_t ix = json_integer_value(json_object_get(x, "_i"));
   json_int_t iy = json_integer_value(json_object_get(y, "_i"));
+  json_int_t ox = json_integer_value(json_object_get(x, "outer"));
+  json_int_t oy = json_integer_value(json_object_get(y, "outer"));
+  json_int_t sx = json_integer_value(json_object_get(x, "sub"));
+  json_int_t sy = json_integer_value(json_object_get(y, "sub"));
 
-  /* later entries first; within one, later-declared branches first */
+  /* later entries first; within one, later instances of a map over a
+   * used workflow first, and in one of them its later entries; then
+   * later-declared branches first */
   if (ex != ey)
     return ex > ey ? -1 : 1;
+  if (ox != oy)
+    return ox > oy ? -1 : 1;
+  if (sx != sy)
+    return sx > sy ? -1 : 1;
   if (bx != by)
     return bx > by ? -1 : 1;
   return ix > iy ? -1 : ix < iy;
@@ -220,11 +264,13 @@ static int plan_compute(struct journal *j, const struct engine_workflow *wf,
                         const char *run_id, struct engine__rt *rt,
                         json_t **steps, struct cairn_error *err)
 {
-  struct planner p = {wf, json_object(), json_object(), json_array(), 0, 0};
+  struct planner p = {wf, json_object(), json_object(), json_array(),
+                      json_object(), 0, 0};
   int rc = 0;
 
   *steps = NULL;
-  if (p.inputs == NULL || p.items == NULL || p.done == NULL) {
+  if (p.inputs == NULL || p.items == NULL || p.done == NULL ||
+      p.sub == NULL) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     goto out;
   }
@@ -238,6 +284,7 @@ out:
   json_decref(p.inputs);
   json_decref(p.items);
   json_decref(p.done);
+  json_decref(p.sub);
   return rc;
 }
 
@@ -332,6 +379,11 @@ struct engine__sx *engine__undo_sx(struct engine__rt *rt, size_t i,
   sx->ntasks = sx->open = 1;
   sx->is_undo = 1;
   sx->step = i;
+  /* an undo inside an instance of a map over a used workflow renders
+   * with that instance's params */
+  sx->cx = engine__undo_view(rt, path);
+  sx->cx_owned = sx->cx != NULL;
+  snprintf(sx->path, sizeof sx->path, "%s", undo_path);
   if (engine__task_init(rt, sx, &sx->tasks[0], undo_path, a->undo) != 0) {
     engine__sx_destroy(sx);
     cairn_error_set(err, CAIRN_E_NOMEM, "cannot set up the undo of '%s'",
@@ -365,7 +417,10 @@ int engine__undo_resolve(struct engine__rt *rt, struct engine__task *t,
    * action. They are journaled redacted like any input. */
   if (a && engine__has_redaction(input)) {
     json_t *rendered = NULL, *full = NULL;
+    struct engine__cursor *prev = rt->cx;
+    rt->cx = t->sx->cx;
     json_t *scope = engine__scope_for(rt, st, t->item);
+    rt->cx = prev;
     if (scope && engine_template_render(a->with, scope, &rendered, NULL) == 0 &&
         adapter_apply_defaults(adapter_find(a->adapter), rendered, &full,
                                NULL) == 0) {
@@ -474,27 +529,42 @@ void engine__undo_done(struct engine__rt *rt, struct engine__sx *sx)
 
 /* ---- the public entry points ---- */
 
-/* For a state s of a used workflow: scope with that workflow's params (as
- * its use state journaled them) and its own states. NULL otherwise. */
+/* For a state s of a used workflow, at journal path `path`: scope with
+ * that workflow's params (as its use state, or its instance of a map over
+ * it, journaled them) and its own states. NULL otherwise. */
 static json_t *frame_view(const struct engine_workflow *wf,
                           const struct journal_replay *rp, json_t *scope,
-                          const struct engine_state *s)
+                          const struct engine_state *s, const char *path)
 {
   const struct engine_frame *f = engine_workflow_frame(wf, s);
   const struct journal_step *u;
   json_t *view, *states, *v;
-  const char *k;
-  size_t n;
+  const char *k, *uname;
+  char upath[320];
+  size_t n, il;
 
   if (f == NULL || (view = json_copy(scope)) == NULL)
     return NULL;
-  u = journal_replay_step(rp, wf->states[f->use_state].name);
+  uname = wf->states[f->use_state].name;
+  snprintf(upath, sizeof upath, "%s", uname);
+  if ((il = engine_workflow_instance_len(wf, path)) > 0) {
+    /* inside instance "M/KEY": the use state "M/X" runs as "M/KEY/X" */
+    size_t ml = il;
+    while (ml > 0 && path[ml - 1] != '/')
+      ml--;
+    if (ml > 0 && strncmp(uname, path, ml - 1) == 0 &&
+        (uname[ml - 1] == '\0' || uname[ml - 1] == '/'))
+      snprintf(upath, sizeof upath, "%.*s%s", (int)il, path,
+               uname + ml - 1);
+  }
+  u = journal_replay_step(rp, upath);
   json_object_set_new(view, "params", u && u->inputs ? json_incref(u->inputs)
                                                      : json_object());
   states = json_object();
-  n = strlen(f->prefix);
+  strncat(upath, "/", sizeof upath - strlen(upath) - 1);
+  n = strlen(upath);
   json_object_foreach(json_object_get(scope, "states"), k, v)
-    if (strncmp(k, f->prefix, n) == 0 && strchr(k + n, '/') == NULL)
+    if (strncmp(k, upath, n) == 0 && strchr(k + n, '/') == NULL)
       json_object_set(states, k + n, v);
   json_object_set_new(view, "states", states);
   return view;
@@ -545,7 +615,8 @@ static void preview_undo_inputs(struct journal *j,
       json_object_set(scope, "item", json_object_get(st, "item"));
     else
       json_object_del(scope, "item");
-    json_t *view = frame_view(wf, rp, scope, s);
+    json_t *view = frame_view(wf, rp, scope, s,
+                              json_string_value(json_object_get(st, "path")));
     int rc = engine_template_render(a->undo->with, view ? view : scope,
                                     &rendered, &err);
     json_decref(view);

@@ -203,6 +203,8 @@ static void start_spawns(struct engine__rt *rt)
 static void flush(struct engine__rt *rt)
 {
   int first = 1;
+  /* called from the loop, never inside a cursor's work */
+  rt->cx = NULL;
   while (!rt->fatal && (first || rt->urgent > 0 || rt->spawn_head)) {
     first = 0;
     rt->urgent = 0;
@@ -225,12 +227,7 @@ static void flush(struct engine__rt *rt)
     rt->nqueue = 0;
     rt->urgent = 0;
     rt->spawn_head = rt->spawn_tail = NULL;
-    if (rt->cur)
-      for (size_t i = 0; i < rt->cur->ntasks; i++) {
-        struct engine__task *t = &rt->cur->tasks[i];
-        if (t->phase == ENGINE__TASK_RUNNING && t->call)
-          t->call->desc->cancel(t->call);
-      }
+    engine__stop_calls(rt->cur);
     rt->finished = 1;
   }
   free_dead(rt);
@@ -262,6 +259,12 @@ void engine__record_outputs(struct engine__rt *rt, const char *state,
                             json_t *outputs)
 {
   json_t *states = json_object_get(rt->scope, "states");
+
+  if (rt->cx != NULL && rt->cx->owner != NULL) {
+    /* a state of an instance: its outputs are the instance's own */
+    engine__frame_record(rt, engine_workflow_state(rt->wf, state), outputs);
+    return;
+  }
   json_object_set_new(states, state,
                       json_pack("{s:o}", "output",
                                 outputs ? json_incref(outputs)
@@ -320,10 +323,15 @@ static json_t *redacted_copy(json_t *v, char **redact)
 int engine__task_resolve(struct engine__task *t, struct cairn_error *err)
 {
   json_t *rendered = NULL;
-  json_t *scope = engine__scope_for(t->rt, t->sx->st, t->item);
-  int rc = scope ? engine_template_render(t->action->with, scope, &rendered,
-                                          err)
-                 : cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  struct engine__cursor *prev = t->rt->cx;
+  json_t *scope;
+  int rc;
+
+  t->rt->cx = t->sx->cx;
+  scope = engine__scope_for(t->rt, t->sx->st, t->item);
+  t->rt->cx = prev;
+  rc = scope ? engine_template_render(t->action->with, scope, &rendered, err)
+             : cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   json_decref(scope);
   if (rc != 0 && t->rt->opt->sim) {
     /* A simulated action's outputs are placeholders, so a template that
@@ -405,6 +413,52 @@ static void task_release(struct engine__task *t)
     uv_close((uv_handle_t *)t->retry_timer, timer_free_cb);
     t->retry_timer = NULL;
   }
+  engine__cursor_free(t->inst);
+  t->inst = NULL;
+}
+
+void engine__cursor_free(struct engine__cursor *cx)
+{
+  if (cx == NULL)
+    return;
+  engine__sx_destroy(cx->cur);
+  if (cx->wait_timer)
+    uv_close((uv_handle_t *)cx->wait_timer, timer_free_cb);
+  json_decref(cx->frames);
+  free(cx);
+}
+
+struct engine__sx **engine__slot(struct engine__rt *rt,
+                                 struct engine__cursor *cx)
+{
+  return cx != NULL && cx->owner != NULL ? &cx->cur : &rt->cur;
+}
+
+/* Is sx what its cursor is carrying out (not retired)? */
+static int live(struct engine__rt *rt, struct engine__sx *sx)
+{
+  return *engine__slot(rt, sx->cx) == sx;
+}
+
+void engine__jpath(struct engine__rt *rt, const char *name, char *out,
+                   size_t n)
+{
+  struct engine__cursor *cx = rt->cx;
+  const char *m;
+  size_t ml;
+
+  if (cx == NULL || cx->owner == NULL || name == NULL) {
+    snprintf(out, n, "%s", name ? name : "");
+    return;
+  }
+  m = cx->owner->sx->st->name;
+  ml = strlen(m);
+  if (strncmp(name, m, ml) == 0 && name[ml] == '/')
+    snprintf(out, n, "%s%s", cx->pfx, name + ml + 1);
+  else if (strcmp(name, m) == 0)
+    snprintf(out, n, "%.*s", (int)strlen(cx->pfx) - 1, cx->pfx);
+  else
+    snprintf(out, n, "%s", name);
 }
 
 void engine__sx_destroy(struct engine__sx *sx)
@@ -414,6 +468,8 @@ void engine__sx_destroy(struct engine__sx *sx)
   for (size_t i = 0; i < sx->ntasks; i++)
     task_release(&sx->tasks[i]);
   free(sx->tasks);
+  if (sx->cx_owned)
+    engine__cursor_free(sx->cx);
   free(sx);
 }
 
@@ -443,8 +499,9 @@ int engine__task_init(struct engine__rt *rt, struct engine__sx *sx,
   t->sx = sx;
   snprintf(t->path, sizeof t->path, "%s", path);
   t->action = action;
-  t->desc = adapter_find(action->adapter);
-  if (t->desc == NULL)
+  /* an instance of a map over a used workflow runs no action itself */
+  t->desc = action->adapter ? adapter_find(action->adapter) : NULL;
+  if (t->desc == NULL && action->adapter != NULL)
     return CAIRN_E_WORKFLOW;
   char *name = path_to_log_name(path);
   snprintf(t->name, sizeof t->name, "%s", name ? name : "state");
@@ -468,6 +525,8 @@ struct engine__sx *engine__sx_new(struct engine__rt *rt,
   if (sx == NULL)
     return NULL;
   sx->st = st;
+  sx->cx = rt->cx;
+  engine__jpath(rt, st->name, sx->path, sizeof sx->path);
   if (st->kind == ENGINE_DO) {
     sx->ntasks = 1;
   } else if (st->kind == ENGINE_PARALLEL) {
@@ -484,10 +543,10 @@ struct engine__sx *engine__sx_new(struct engine__rt *rt,
     char path[320];
     const struct engine_action *a;
     if (st->kind == ENGINE_DO) {
-      snprintf(path, sizeof path, "%s", st->name);
+      snprintf(path, sizeof path, "%s", sx->path);
       a = &st->action;
     } else {
-      snprintf(path, sizeof path, "%s/%s", st->name, st->branches[i].name);
+      snprintf(path, sizeof path, "%s/%s", sx->path, st->branches[i].name);
       a = &st->branches[i].action;
     }
     if (engine__task_init(rt, sx, &sx->tasks[i], path, a) != 0) {
@@ -760,7 +819,10 @@ static void task_start_now(struct engine__task *t)
                                   t->readying && t->pending
                                       ? json_incref(t->pending)
                                       : json_object()));
+    struct engine__cursor *prev = rt->cx;
+    rt->cx = t->sx->cx;
     json_t *scope = engine__scope_for(rt, t->sx->st, t->item);
+    rt->cx = prev;
     rc = scope ? engine_template_render(a->with, scope, &rendered, &err)
                : cairn_error_set(&err, CAIRN_E_NOMEM, "out of memory");
     json_decref(scope);
@@ -837,11 +899,82 @@ static void task_start_now(struct engine__task *t)
   }
 }
 
+/* Cancels the tasks of sx but `except` (a sibling failed): running calls
+ * stopped, instances cancelled, attempts journaled but not started and
+ * retries waiting journaled cancelled. */
+static void cancel_tasks(struct engine__rt *rt, struct engine__sx *sx,
+                         struct engine__task *except)
+{
+  for (size_t i = 0; i < sx->ntasks; i++) {
+    struct engine__task *o = &sx->tasks[i];
+    if (o == except)
+      continue;
+    if (o->phase == ENGINE__TASK_RUNNING && o->inst)
+      engine__cursor_cancel(rt, o->inst);
+    else if (o->phase == ENGINE__TASK_RUNNING && o->call)
+      o->call->desc->cancel(o->call);
+    else if (o->phase == ENGINE__TASK_QUEUED) {
+      /* Its attempt is journaled but not started yet: it never will
+       * be. Cancelled like a running sibling, in a run as in a
+       * simulation. */
+      spawn_unlink(rt, o);
+      if (o->probing) {
+        o->probing = o->cancel_probe = 0;
+        engine__task_done(o, 0, 1, "cancelled");
+      } else {
+        engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, o->path, o->attempt,
+                     json_pack("{s:s,s:s}", "outcome", "cancelled",
+                               "error",
+                               "cancelled: a sibling branch failed"));
+        task_after_cancel(o);
+      }
+    } else if (o->phase == ENGINE__TASK_RETRY_WAIT) {
+      uv_timer_stop(o->retry_timer);
+      engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, o->path, o->attempt,
+                   json_pack("{s:s,s:s}", "outcome", "cancelled", "error",
+                             "cancelled: a sibling branch failed"));
+      task_after_cancel(o);
+    }
+  }
+}
+
+void engine__cursor_cancel(struct engine__rt *rt, struct engine__cursor *cx)
+{
+  struct engine__sx *sx = cx->cur;
+  struct engine__cursor *prev = rt->cx;
+
+  if (cx->cancelled)
+    return;
+  cx->cancelled = 1;
+  rt->cx = cx;
+  if (sx == NULL || sx->st->kind == ENGINE_WAIT || sx->open == 0) {
+    /* nothing runs in it: it ends now */
+    if (cx->wait_timer)
+      uv_timer_stop(cx->wait_timer);
+    engine__cursor_stop(rt, cx);
+  } else {
+    cancel_tasks(rt, sx, NULL);
+  }
+  rt->cx = prev;
+}
+
+void engine__stop_calls(struct engine__sx *sx)
+{
+  for (size_t i = 0; sx && i < sx->ntasks; i++) {
+    struct engine__task *t = &sx->tasks[i];
+    if (t->phase == ENGINE__TASK_RUNNING && t->inst)
+      engine__stop_calls(t->inst->cur);
+    else if (t->phase == ENGINE__TASK_RUNNING && t->call)
+      t->call->desc->cancel(t->call);
+  }
+}
+
 void engine__task_done(struct engine__task *t, int ok, int cancelled,
                        const char *error)
 {
   struct engine__sx *sx = t->sx;
   struct engine__rt *rt = t->rt;
+  struct engine__cursor *prev = rt->cx;
 
   if (t->phase == ENGINE__TASK_DONE)
     return;
@@ -851,49 +984,22 @@ void engine__task_done(struct engine__task *t, int ok, int cancelled,
   if (error && !ok && error != t->error)
     snprintf(t->error, sizeof t->error, "%s", error);
   sx->open--;
+  rt->cx = sx->cx;
 
   if (!ok && !cancelled && !sx->failed) {
     sx->failed = 1;
     snprintf(sx->failed_path, sizeof sx->failed_path, "%s", t->path);
     snprintf(sx->error, sizeof sx->error, "%s", t->error);
     /* A failed branch stops its siblings. */
-    for (size_t i = 0; i < sx->ntasks; i++) {
-      struct engine__task *o = &sx->tasks[i];
-      if (o == t)
-        continue;
-      if (o->phase == ENGINE__TASK_RUNNING && o->call)
-        o->call->desc->cancel(o->call);
-      else if (o->phase == ENGINE__TASK_QUEUED) {
-        /* Its attempt is journaled but not started yet: it never will
-         * be. Cancelled like a running sibling, in a run as in a
-         * simulation. */
-        spawn_unlink(rt, o);
-        if (o->probing) {
-          o->probing = o->cancel_probe = 0;
-          engine__task_done(o, 0, 1, "cancelled");
-        } else {
-          engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, o->path, o->attempt,
-                       json_pack("{s:s,s:s}", "outcome", "cancelled",
-                                 "error",
-                                 "cancelled: a sibling branch failed"));
-          task_after_cancel(o);
-        }
-      } else if (o->phase == ENGINE__TASK_RETRY_WAIT) {
-        uv_timer_stop(o->retry_timer);
-        engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, o->path, o->attempt,
-                     json_pack("{s:s,s:s}", "outcome", "cancelled", "error",
-                               "cancelled: a sibling branch failed"));
-        task_after_cancel(o);
-      }
-    }
+    cancel_tasks(rt, sx, t);
   }
   if (sx->st->kind == ENGINE_MAP && !sx->is_undo) {
     /* the next instance, or none once one failed; done when all are */
     engine__map_more(rt, sx);
-    return;
-  }
-  if (sx->open == 0)
+  } else if (sx->open == 0) {
     engine__state_done(rt, sx);
+  }
+  rt->cx = prev;
 }
 
 /* ---- states and transitions ---- */
@@ -939,9 +1045,17 @@ void engine__transition(struct engine__rt *rt, const char *from,
                         const char *to, const char *reason,
                         const char *status, const char *error)
 {
-  engine__emit(rt, JOURNAL_EV_TRANSITION, from, 0,
-               json_pack("{s:s,s:s,s:s}", "from", from ? from : "", "to",
-                         to ? to : "", "reason", reason));
+  char jfrom[320], jto[320];
+
+  /* inside an instance, both are the instance's paths */
+  engine__jpath(rt, from, jfrom, sizeof jfrom);
+  if (to != NULL && strcmp(to, JOURNAL_ROLLBACK) != 0)
+    engine__jpath(rt, to, jto, sizeof jto);
+  else
+    snprintf(jto, sizeof jto, "%s", to ? to : "");
+  engine__emit(rt, JOURNAL_EV_TRANSITION, jfrom, 0,
+               json_pack("{s:s,s:s,s:s}", "from", jfrom, "to", jto, "reason",
+                         reason));
   if (to == NULL) {
     engine__end_run(rt, status, from, error, NULL);
     return;
@@ -962,14 +1076,39 @@ static void wait_cb(uv_timer_t *h)
   engine__state_done(rt, sx);
 }
 
+/* The wait of an instance's cursor is over. */
+static void cx_wait_cb(uv_timer_t *h)
+{
+  struct engine__cursor *cx = h->data;
+  struct engine__sx *sx = cx->cur;
+  if (sx == NULL || sx->st->kind != ENGINE_WAIT)
+    return;
+  engine__state_done(cx->owner->rt, sx);
+}
+
 /* Starts waiting in a wait state until until_ms (journaled on entry). */
 void engine__start_wait(struct engine__rt *rt, int64_t until_ms)
 {
+  struct engine__cursor *cx = rt->cx;
   int64_t left = until_ms - journal_now_ms();
+  uint64_t ms;
+
   if (rt->opt->sim)
     left = 0; /* a simulation journals the wait and goes on */
-  uv_timer_start(&rt->wait_timer, wait_cb, (uint64_t)(left > 0 ? left : 0),
-                 0);
+  ms = (uint64_t)(left > 0 ? left : 0);
+  if (cx == NULL || cx->owner == NULL) {
+    uv_timer_start(&rt->wait_timer, wait_cb, ms, 0);
+    return;
+  }
+  if (cx->wait_timer == NULL) {
+    if ((cx->wait_timer = malloc(sizeof *cx->wait_timer)) == NULL) {
+      rt->fatal = CAIRN_E_NOMEM;
+      return;
+    }
+    uv_timer_init(&rt->loop, cx->wait_timer);
+    cx->wait_timer->data = cx;
+  }
+  uv_timer_start(cx->wait_timer, cx_wait_cb, ms, 0);
 }
 
 /* A choice that cannot decide ends the run failed; in a used workflow it
@@ -1026,10 +1165,17 @@ static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
 void engine__enter(struct engine__rt *rt, const char *name)
 {
   const struct engine_state *st = engine_workflow_state(rt->wf, name);
+  struct engine__sx **slot = engine__slot(rt, rt->cx);
   struct engine__sx *sx;
 
-  engine__sx_retire(rt, rt->cur);
-  rt->cur = NULL;
+  engine__sx_retire(rt, *slot);
+  *slot = NULL;
+  if (rt->cx != NULL && rt->cx->owner != NULL &&
+      (rt->interrupted || rt->cx->cancelled)) {
+    /* an instance starts nothing new either; resume enters it */
+    engine__cursor_stop(rt, rt->cx);
+    return;
+  }
   if (st == NULL) {
     char msg[600];
     snprintf(msg, sizeof msg, "state '%s' does not exist", name);
@@ -1046,13 +1192,13 @@ void engine__enter(struct engine__rt *rt, const char *name)
     rt->fatal = CAIRN_E_NOMEM;
     return;
   }
-  rt->cur = sx;
+  *slot = sx;
 
   switch (st->kind) {
   case ENGINE_DO:
   case ENGINE_PARALLEL:
     if (st->kind == ENGINE_PARALLEL)
-      engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0,
+      engine__emit(rt, JOURNAL_EV_STATE_ENTERED, sx->path, 0,
                    json_pack("{s:s}", "kind", "parallel"));
     for (size_t i = 0; i < sx->ntasks; i++) {
       struct engine__task *t = &sx->tasks[i];
@@ -1063,7 +1209,7 @@ void engine__enter(struct engine__rt *rt, const char *name)
       json_t *p = json_pack("{s:s}", "kind",
                             st->kind == ENGINE_DO ? "do" : "branch");
       if (engine__task_entered(t, p, rc, &err, 1) != 0) {
-        if (rt->cur != sx)
+        if (*slot != sx)
           return;
         continue;
       }
@@ -1071,25 +1217,25 @@ void engine__enter(struct engine__rt *rt, const char *name)
         engine__task_attempt(t);
       else
         engine__task_done(t, 0, 1, "cancelled");
-      if (rt->cur != sx)
+      if (*slot != sx)
         return;
     }
     break;
   case ENGINE_CHOICE:
-    engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0,
+    engine__emit(rt, JOURNAL_EV_STATE_ENTERED, sx->path, 0,
                  json_pack("{s:s}", "kind", "choice"));
     choice_decide(rt, st);
     break;
   case ENGINE_WAIT: {
     int64_t until = journal_now_ms() + st->wait_ms;
-    engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0,
+    engine__emit(rt, JOURNAL_EV_STATE_ENTERED, sx->path, 0,
                  json_pack("{s:s,s:I}", "kind", "wait", "wait_until_ms",
                            (json_int_t)until));
     engine__start_wait(rt, until);
     break;
   }
   case ENGINE_APPROVAL:
-    engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0,
+    engine__emit(rt, JOURNAL_EV_STATE_ENTERED, sx->path, 0,
                  json_pack("{s:s}", "kind", "approval"));
     engine__approval_decide(rt, st);
     break;
@@ -1100,7 +1246,7 @@ void engine__enter(struct engine__rt *rt, const char *name)
     engine__map_enter(rt, sx);
     break;
   case ENGINE_SUCCEED:
-    engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0,
+    engine__emit(rt, JOURNAL_EV_STATE_ENTERED, sx->path, 0,
                  json_pack("{s:s}", "kind", "succeed"));
     if (st->frame >= 0)
       engine__frame_succeed(rt, st);
@@ -1109,7 +1255,7 @@ void engine__enter(struct engine__rt *rt, const char *name)
     break;
   case ENGINE_FAIL: {
     char msg[1200];
-    engine__emit(rt, JOURNAL_EV_STATE_ENTERED, st->name, 0,
+    engine__emit(rt, JOURNAL_EV_STATE_ENTERED, sx->path, 0,
                  json_pack("{s:s}", "kind", "fail"));
     snprintf(msg, sizeof msg, "reached fail state '%s'%s%s", st->name,
              st->message ? ": " : "", st->message ? st->message : "");
@@ -1127,6 +1273,11 @@ void engine__state_failed(struct engine__rt *rt, struct engine__sx *sx)
   char msg[1400];
   const char *log = NULL;
 
+  if (sx->st->kind == ENGINE_MAP && sx->st->use_frame >= 0) {
+    /* an instance's message names the state of it that failed */
+    engine__fail_state(rt, sx->st, sx->error);
+    return;
+  }
   for (size_t i = 0; i < sx->ntasks; i++)
     if (strcmp(sx->tasks[i].path, sx->failed_path) == 0)
       log = sx->tasks[i].log_path;
@@ -1138,54 +1289,85 @@ void engine__state_failed(struct engine__rt *rt, struct engine__sx *sx)
 void engine__state_done(struct engine__rt *rt, struct engine__sx *sx)
 {
   const struct engine_state *st = sx->st;
+  struct engine__cursor *prev = rt->cx;
+  struct engine__cursor *cx = sx->cx && sx->cx->owner ? sx->cx : NULL;
 
-  if (rt->cur != sx)
+  if (!live(rt, sx))
     return;
+  rt->cx = sx->cx;
   if (sx->is_undo) {
     engine__undo_done(rt, sx);
-    return;
-  }
-  if (sx->failed && !rt->interrupted) {
+  } else if (cx && (cx->cancelled || rt->interrupted)) {
+    /* an instance cancelled, or interrupted (resume carries it on) */
+    engine__cursor_stop(rt, cx);
+  } else if (sx->failed && !rt->interrupted) {
     engine__state_failed(rt, sx);
-    return;
-  }
-  if (rt->interrupted) {
+  } else if (rt->interrupted && cx == NULL) {
     /* Finished actions are journaled; the transition waits for resume. */
     engine__finish_interrupted(rt);
-    return;
+  } else {
+    if (st->kind == ENGINE_DO) {
+      engine__record_outputs(rt, st->name, sx->tasks[0].outputs);
+    } else if (st->kind == ENGINE_PARALLEL || st->kind == ENGINE_MAP) {
+      json_t *o = json_object();
+      for (size_t i = 0; i < sx->ntasks; i++)
+        json_object_set_new(o, sx->tasks[i].path + strlen(sx->path) + 1,
+                            sx->tasks[i].outputs
+                                ? json_incref(sx->tasks[i].outputs)
+                                : json_object());
+      engine__record_outputs(rt, st->name, o);
+      json_decref(o);
+    }
+    engine__transition(rt, st->name, st->next, "next", NULL, NULL);
   }
-  if (st->kind == ENGINE_DO) {
-    engine__record_outputs(rt, st->name, sx->tasks[0].outputs);
-  } else if (st->kind == ENGINE_PARALLEL || st->kind == ENGINE_MAP) {
-    json_t *o = json_object();
-    for (size_t i = 0; i < sx->ntasks; i++)
-      json_object_set_new(o, sx->tasks[i].path + strlen(st->name) + 1,
-                          sx->tasks[i].outputs
-                              ? json_incref(sx->tasks[i].outputs)
-                              : json_object());
-    engine__record_outputs(rt, st->name, o);
-    json_decref(o);
-  }
-  engine__transition(rt, st->name, st->next, "next", NULL, NULL);
+  rt->cx = prev;
 }
 
 /* ---- signals, ticks, lifecycle ---- */
 
 static void stop_running(struct engine__rt *rt)
 {
-  struct engine__sx *sx = rt->cur;
-  if (sx == NULL)
-    return;
-  for (size_t i = 0; i < sx->ntasks; i++) {
-    struct engine__task *t = &sx->tasks[i];
-    if (t->phase == ENGINE__TASK_RUNNING && t->call)
-      t->call->desc->cancel(t->call);
-  }
+  engine__stop_calls(rt->cur);
 }
 
 static void grace_cb(uv_timer_t *h)
 {
   stop_running(h->data);
+}
+
+/* The first signal reaches sx (and the instances under it): retries
+ * waiting end, map instances never started never will, an instance
+ * waiting ends; returns how many calls still run. */
+static int interrupt_sx(struct engine__rt *rt, struct engine__sx *sx)
+{
+  int running = 0;
+
+  if (sx == NULL)
+    return 0;
+  for (size_t i = 0; i < sx->ntasks; i++) {
+    struct engine__task *t = &sx->tasks[i];
+    if (t->phase == ENGINE__TASK_RUNNING && t->inst) {
+      struct engine__cursor *cx = t->inst;
+      int n = interrupt_sx(rt, cx->cur);
+      if (n == 0 && cx->cur && cx->cur->st->kind == ENGINE_WAIT) {
+        if (cx->wait_timer)
+          uv_timer_stop(cx->wait_timer);
+        engine__cursor_stop(rt, cx);
+      }
+      running += n;
+    } else if (t->phase == ENGINE__TASK_RUNNING) {
+      running++;
+    } else if (t->phase == ENGINE__TASK_IDLE &&
+               sx->st->kind == ENGINE_MAP && !sx->is_undo) {
+      t->phase = ENGINE__TASK_DONE; /* a map instance never started */
+      sx->open--;
+    } else if (t->phase == ENGINE__TASK_RETRY_WAIT) {
+      engine__task_done(t, 0, 1, "interrupted");
+    }
+    if (!live(rt, sx))
+      return running;
+  }
+  return running;
 }
 
 static void signal_cb(uv_signal_t *h, int signum)
@@ -1196,6 +1378,7 @@ static void signal_cb(uv_signal_t *h, int signum)
 
   if (rt->finished)
     return;
+  rt->cx = NULL;
   if (rt->interrupted) {
     /* A second signal: stop now. */
     stop_running(rt);
@@ -1203,21 +1386,15 @@ static void signal_cb(uv_signal_t *h, int signum)
   }
   rt->interrupted = signum;
   if (sx) {
-    for (size_t i = 0; i < sx->ntasks; i++) {
-      struct engine__task *t = &sx->tasks[i];
-      if (t->phase == ENGINE__TASK_RUNNING)
-        running++;
-      else if (t->phase == ENGINE__TASK_IDLE && sx->st->kind == ENGINE_MAP &&
-               !sx->is_undo) {
-        t->phase = ENGINE__TASK_DONE; /* a map instance never started */
-        sx->open--;
-      } else if (t->phase == ENGINE__TASK_RETRY_WAIT)
-        engine__task_done(t, 0, 1, "interrupted");
-      if (rt->cur != sx)
-        return;
-    }
+    running = interrupt_sx(rt, sx);
+    if (rt->cur != sx)
+      return;
     if (sx->st->kind == ENGINE_WAIT)
       uv_timer_stop(&rt->wait_timer);
+    if (sx->st->kind == ENGINE_MAP && sx->open == 0 && !rt->finished) {
+      engine__state_done(rt, sx);
+      return;
+    }
   }
   if (running == 0) {
     engine__finish_interrupted(rt);
@@ -1330,6 +1507,7 @@ int engine__rt_init(struct engine__rt *rt, struct journal *j,
   rt->scope = json_pack("{s:{},s:o,s:{},s:{},s:{}}", "params", "vars",
                         env_vars(wf, opt->env), "secrets", "states", "run");
   rt->frames = json_array();
+  rt->inst = json_object();
   for (size_t i = 0; rt->frames && i < wf->nframes; i++)
     json_array_append_new(rt->frames, json_null());
   /* Room for a value of each declared secret from the environment and
@@ -1342,7 +1520,7 @@ int engine__rt_init(struct engine__rt *rt, struct journal *j,
     for (size_t i = 0; i < wf->frames[f].nparams; i++)
       rt->capredact += (size_t)wf->frames[f].params[i].secret;
   rt->redact = calloc(rt->capredact + 1, sizeof *rt->redact);
-  if (rt->scope == NULL || rt->redact == NULL)
+  if (rt->scope == NULL || rt->redact == NULL || rt->inst == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   /* Secrets come from the environment; their values are never journaled
    * or printed. */
@@ -1461,6 +1639,7 @@ void engine__rt_release(struct engine__rt *rt)
   json_decref(rt->direct);
   json_decref(rt->scope);
   json_decref(rt->frames);
+  json_decref(rt->inst);
   if (rt->redact)
     for (char **r = rt->redact; *r; r++)
       free(*r);

@@ -17,6 +17,25 @@ enum engine__task_phase {
   ENGINE__TASK_DONE,
 };
 
+struct engine__sx;
+
+/* One line of execution besides the run's own (rt->cur): an instance
+ * "M/KEY" of a map state M over a used workflow runs the states of its
+ * frame as its own cursor, concurrently with the other instances. The
+ * state M/S of the frame runs as the path M/KEY/S; the instance's params
+ * and states live in `frames`. A view (owner NULL) only lends its frames
+ * to an undo of a path inside an instance. */
+struct engine__cursor {
+  struct engine__sx *cur;         /* its state being carried out */
+  char pfx[320];                  /* "M/KEY/" */
+  json_t *frames;                 /* per wf->frames, this instance's
+                                     {params, states} or null (owned) */
+  struct engine__task *owner;     /* the instance (a task of M's sx) */
+  struct engine__cursor *up;      /* the cursor M runs in; NULL: main */
+  int cancelled;                  /* the map failed: end, go on no more */
+  uv_timer_t *wait_timer;         /* heap, freed in its close callback */
+};
+
 /* One action being carried out: a `do` state, or one parallel branch. */
 struct engine__task {
   struct engine__rt *rt;
@@ -49,6 +68,8 @@ struct engine__task {
   json_t *item;                   /* a map instance's item (owned), or
                                      NULL */
   int index;                      /* a map instance's index in the items */
+  struct engine__cursor *inst;    /* an instance of a map over a used
+                                     workflow: its cursor (owned) */
 };
 
 /* The state being carried out. */
@@ -65,6 +86,10 @@ struct engine__sx {
                                      re-entry) */
   int limit;                      /* a map's max_concurrency; 0: none */
   size_t step;
+  struct engine__cursor *cx;      /* the cursor it runs in; NULL: the
+                                     run's own */
+  int cx_owned;                   /* cx is a view made for this undo */
+  char path[320];                 /* its journal path ("M/KEY/S") */
   struct engine__sx *next_dead;   /* freed at the next flush, never
                                      inside a callback that may still
                                      walk its tasks */
@@ -95,6 +120,11 @@ struct engine__rt {
   json_t *scope;                  /* params, vars, secrets, states, run */
   json_t *frames;                 /* per wf->frames: {params, states} once
                                      its use state was entered, else null */
+  json_t *inst;                   /* "M/KEY" -> the frames of that instance
+                                     of a map over a used workflow */
+  struct engine__cursor *cx;      /* the cursor being worked on (NULL: the
+                                     run's own); set by each entry point
+                                     from the sx or task it works on */
   char **redact;                  /* secret values, NULL-terminated; its
                                      capacity is fixed (calls hold it) */
   size_t capredact;
@@ -321,6 +351,29 @@ int engine__map_rebuild(struct engine__rt *rt, struct engine__sx *sx,
 int engine__rebuild_frames(struct engine__rt *rt,
                            const struct journal_replay *rp,
                            struct cairn_error *err);
+
+/* Where the state execution of cursor cx is kept (cx NULL or a view:
+ * rt->cur). */
+struct engine__sx **engine__slot(struct engine__rt *rt,
+                                 struct engine__cursor *cx);
+/* The journal path of state `name` in the cursor rt->cx ("M/S" ->
+ * "M/KEY/S"; name itself in the run's own). */
+void engine__jpath(struct engine__rt *rt, const char *name, char *out,
+                   size_t n);
+/* Frees a cursor (its state execution, timer and frames). */
+void engine__cursor_free(struct engine__cursor *cx);
+/* Cancels the instance cx: its running actions are stopped (journaled
+ * cancelled, the probe rule included), then it ends cancelled. */
+void engine__cursor_cancel(struct engine__rt *rt, struct engine__cursor *cx);
+/* Ends the instance cx without going on (cancelled, or interrupted: then
+ * nothing is journaled and resume carries it on). */
+void engine__cursor_stop(struct engine__rt *rt, struct engine__cursor *cx);
+/* A view cursor lending undo step `path` the frames of its instance, or
+ * NULL when the path is in none (or they are unknown). */
+struct engine__cursor *engine__undo_view(struct engine__rt *rt,
+                                         const char *path);
+/* Stops (cancels) every running call under sx, instances included. */
+void engine__stop_calls(struct engine__sx *sx);
 
 /* ---- approval states (engine/approval.c) ---- */
 

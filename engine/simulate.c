@@ -34,6 +34,28 @@ static int listed(const char *const *list, size_t n, const char *s)
   return 0;
 }
 
+/* Is path (or, inside an instance "M/KEY" of a map over a used
+ * workflow, the same path without KEY: "M/S" names that state in every
+ * instance) or path:attempt (attempt > 0) in list? */
+static int listed_path(const struct engine_workflow *wf,
+                       const char *const *list, size_t n, const char *path,
+                       int attempt)
+{
+  char key[400], gen[320];
+  const char *k = NULL;
+  const struct engine_state *st;
+
+  snprintf(key, sizeof key, "%s:%d", path, attempt);
+  if (listed(list, n, path) || (attempt > 0 && listed(list, n, key)))
+    return 1;
+  if (engine_workflow_instance_len(wf, path) == 0 ||
+      (st = engine_workflow_path_state(wf, path, &k)) == NULL)
+    return 0;
+  snprintf(gen, sizeof gen, "%s%s%s", st->name, k ? "/" : "", k ? k : "");
+  snprintf(key, sizeof key, "%s:%d", gen, attempt);
+  return listed(list, n, gen) || (attempt > 0 && listed(list, n, key));
+}
+
 /* Does the script make this attempt of t fail? */
 static int scripted_failure(const struct engine__task *t,
                             const struct engine_sim *sim)
@@ -46,11 +68,10 @@ static int scripted_failure(const struct engine__task *t,
     /* "undo:P" or "undo:P#N" undoes P */
     const char *p = t->path + strlen(JOURNAL_UNDO_PREFIX);
     snprintf(key, sizeof key, "%.*s", (int)strcspn(p, "#"), p);
-    return listed(sim->fail_undo, sim->nfail_undo, key);
+    return listed_path(t->rt->wf, sim->fail_undo, sim->nfail_undo, key, 0);
   }
-  snprintf(key, sizeof key, "%s:%d", t->path, t->attempt);
-  return listed(sim->fail_at, sim->nfail_at, t->path) ||
-         listed(sim->fail_at, sim->nfail_at, key);
+  return listed_path(t->rt->wf, sim->fail_at, sim->nfail_at, t->path,
+                     t->attempt);
 }
 
 /* An output of each declared name with the empty value of its type, so
@@ -178,7 +199,8 @@ static void action_paths(const struct engine_workflow *wf, int with_undo,
     if (st->kind == ENGINE_DO && (!with_undo || st->action.undo))
       len += (size_t)snprintf(out + len, len < n ? n - len : 0, "%s%s",
                               len ? ", " : "", st->name);
-    if (st->kind == ENGINE_MAP && (!with_undo || st->action.undo))
+    if (st->kind == ENGINE_MAP && st->use_frame < 0 &&
+        (!with_undo || st->action.undo))
       len += (size_t)snprintf(out + len, len < n ? n - len : 0, "%s%s/KEY",
                               len ? ", " : "", st->name);
     for (size_t b = 0; st->kind == ENGINE_PARALLEL && b < st->nbranches; b++)

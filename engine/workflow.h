@@ -231,12 +231,20 @@ int engine_param_value(const struct engine_param *p, json_t *value,
                        json_t **out, struct cairn_error *err);
 
 /* The state a journal path belongs to: the state of that name (a used
- * workflow's states hold '/'), else the state before the path's last '/',
- * of which it is a branch or map instance. *key (may be NULL) gets what
+ * workflow's states hold '/'), else, inside an instance "M/KEY" of a map
+ * over a used workflow, the state of "M/..." without the KEY, else the
+ * state before the path's last '/', of which it is a branch or map
+ * instance. *key (may be NULL) gets what
  * follows that '/' (pointing into path), NULL for a state's own path or a
  * path without '/'. NULL when no state matches. Borrowed from wf. */
 const struct engine_state *engine_workflow_path_state(
     const struct engine_workflow *wf, const char *path, const char **key);
+
+/* The length of the outermost instance of a map over a used workflow
+ * that path lies in ("M/KEY" of "M/KEY/db/start", or of "M/KEY" itself),
+ * 0 when it lies in none. */
+size_t engine_workflow_instance_len(const struct engine_workflow *wf,
+                                    const char *path);
 
 /* The frame of state st, or NULL for the top workflow (borrowed). */
 const struct engine_frame *engine_workflow_frame(

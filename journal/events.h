@@ -14,9 +14,13 @@
  * Paths: a top-level state is its name ("migrate"); a branch of a
  * parallel state is "state/branch" ("infra/redis"); an instance of a map
  * state "state/key" ("health/auth"); a state of a workflow used by a use
- * state "use/state" ("db/start", nested: "a/db/start"), so a path names a
- * state when the workflow has a state of that name, else the part before
- * its last '/' is a parallel or map state. A state's
+ * state "use/state" ("db/start", nested: "a/db/start"); a state S of the
+ * workflow a map state M runs per item, in instance KEY, "M/KEY/S" (its
+ * transitions too, so `current` can be such a path while the map runs).
+ * So a path names a state when the workflow has a state of that name,
+ * else, without the KEY after a map over a used workflow, one of its
+ * states, else the part before its last '/' is a parallel or map state.
+ * A state's
  * state.entered comes before those of its branches. The undo of a path P
  * runs as the path "undo:P" (state names cannot hold ':'), or "undo:P#N"
  * for the Nth undo of P in one plan (a state completed N times through a
@@ -98,9 +102,12 @@
  * action.retrying {delay_ms, next_attempt}
  * probe.finished  {outcome: succeeded|failed, exit_code?, tail?}
  * decision.assumed {outcome: succeeded|failed, actor}
- * state.finished  {outcome: succeeded|failed, outputs?, error?}  a use
- *                  state, when its used workflow reached succeed (outputs:
- *                  the workflow's `outputs`, redacted) or failed
+ * state.finished  {outcome: succeeded|failed, outputs?, error?,
+ *                  cancelled?}  a use state or a map instance running a
+ *                  used workflow, when that workflow reached succeed
+ *                  (outputs: the workflow's `outputs`, redacted) or failed
+ *                  (cancelled: true for an instance stopped because
+ *                  another failed)
  * state.entered of a use state: {kind: use, inputs: its params}; of a map
  *                  state: {kind: map, inputs: {items, keys}}; of a map
  *                  instance: {kind: instance, inputs, item, index}

@@ -15,25 +15,7 @@ fi
 
 # ---- helpers -----------------------------------------------------------------
 
-# in_dir DIR: makes DIR (under $TRASH), goes there and gives it its own
-# journal, DIR/jnl/journal.db (the run logs go beside it).
-in_dir() {
-	mkdir -p "$TRASH/$1/jnl" && cd "$TRASH/$1" &&
-	CAIRN_JOURNAL=$TRASH/$1/jnl/journal.db && export CAIRN_JOURNAL
-}
-
-# j SQL: a query on this test's journal.
-j() { sqlite3 "$CAIRN_JOURNAL" "$@"; }
-
-# lr: the id of the newest run of this test's journal.
-lr() { last_run "$CAIRN_JOURNAL"; }
-
-# entered [LIKE]: the paths of the last run's state.entered events, in
-# journal order (only those matching LIKE when given).
-entered() {
-	j "SELECT state FROM events WHERE run_id = '$(lr)' AND
-	   kind = 'state.entered' AND state LIKE '${1:-%}' ORDER BY seq"
-}
+# in_dir, j, lr, entered, once_case and kill_everywhere: see lib.sh.
 
 # payload KIND STATE: the payloads of the last run's KIND events of STATE.
 payload() {
@@ -936,71 +918,6 @@ EOF
 SECRET=zz-s3cret-4711
 export API_TOKEN=$SECRET
 
-# once_case K WORKFLOW CODE STATUS: in a fresh folder w, runs WORKFLOW
-# (a path from w) killed after journal commit K, resumes it when it was
-# left running (the resume must exit CODE), and checks the ledger (every
-# effect exactly once: ../expect, sorted; or none when the run never
-# started) and that the secret is nowhere in the journal's folder. STATUS
-# is the status of an uninterrupted run. Returns 0, 1 on a failure (said
-# why), 2 when the run was not killed (it ended: K is past its last
-# commit).
-once_case() {
-	local k=$1 wf=$2 code=$3 final=$4 st=0 rs=0 status
-	rm -rf w && mkdir -p w/jnl && cd w || return 1
-	CAIRN_JOURNAL=$PWD/jnl/journal.db
-	export CAIRN_JOURNAL
-	CAIRN_TEST_KILL_AFTER_COMMIT=$k "$CAIRN_BIN" run "$wf" >run.out 2>&1 || st=$?
-	if [ "$st" -ne 137 ]; then
-		[ "$st" -eq "$code" ] || { echo "kill after $k: the run exited $st"; return 1; }
-		sort ledger >got && test_cmp ../expect got || return 1
-		cd ..
-		return 2
-	fi
-	status=$(j "SELECT status FROM runs" 2>/dev/null) || status=
-	case $status in
-	"")
-		test_path_is_missing ledger || return 1 ;;
-	running)
-		RESUMED=$((RESUMED + 1))
-		"$CAIRN_BIN" resume >res.out 2>&1 || rs=$?
-		if [ "$rs" -ne "$code" ]; then
-			echo "kill after $k: resume exited $rs"
-			cat res.out
-			return 1
-		fi
-		sort ledger >got
-		test_cmp ../expect got || { echo "kill after $k"; return 1; }
-		"$CAIRN_BIN" verify >/dev/null || { echo "kill after $k: verify"; return 1; } ;;
-	"$final")
-		sort ledger >got && test_cmp ../expect got || return 1 ;;
-	*)
-		echo "kill after $k: status $status"
-		return 1 ;;
-	esac
-	if grep -rqF "$SECRET" jnl; then
-		echo "kill after $k: the secret is in the journal folder"
-		return 1
-	fi
-	cd ..
-}
-
-# kill_everywhere WORKFLOW CODE STATUS: once_case at every journal commit
-# of the run, from the first until the run is no longer killed; at least
-# 5 of the runs must have been left running and resumed (a cairn built
-# without -Dtest_hooks=true is never killed).
-kill_everywhere() {
-	local k=1 rc=0
-	RESUMED=0
-	while [ $k -le 200 ]; do
-		once_case $k "$@" || rc=$?
-		if [ $rc -eq 2 ]; then break; fi
-		if [ $rc -ne 0 ]; then return 1; fi
-		k=$((k + 1))
-	done
-	echo "$RESUMED runs resumed, the run ended after commit $k"
-	[ $rc -eq 2 ] && [ "$RESUMED" -ge 5 ]
-}
-
 test_expect_success 'kill at every journal commit in a map and a used workflow: resume, each effect exactly once' '
 	cd once &&
 	cat >expect <<-EOF &&
@@ -1527,9 +1444,9 @@ test_expect_success 'validate: a workflow that uses itself, directly or through 
 	validate_error cyc1.yaml
 '
 
-test_expect_success 'validate: use inside map, item outside map or in items, map without items' '
+test_expect_success 'validate: use inside map (checked as a use: t0028), item outside map or in items, map without items' '
 	cd bad &&
-	echo "usemap.yaml:8:12: error: '\''use'\'' inside '\''map'\'' in state '\''m'\'' is not supported (hint: map over one action, with ready: and undo:, or write one use state per item)" >expect &&
+	echo "usemap.yaml:8:7: error: state '\''m'\'' does not give param '\''port'\'' of '\''$PWD/lib/sub.yaml'\'', which has no default (hint: add '\''port: VALUE'\'' to its '\''with'\'')" >expect &&
 	validate_error usemap.yaml &&
 	echo "item.yaml:7:30: error: use of '\''item'\'' outside a map state in state '\''a'\'' (hint: item is only available inside map states)" >expect &&
 	validate_error item.yaml &&

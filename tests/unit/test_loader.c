@@ -1634,17 +1634,18 @@ static void test_map_errors(void **state)
 {
   (void)state;
 
-  /* use inside map: at its value ("      use: " is 11 characters) */
+  /* use and do in one map: at the action's key */
   expect_error(HEAD
                "  a:\n"
                "    map:\n"
                "      items: [x, y]\n"
                "      use: sub.yaml\n"
+               "      do: exec\n"
                "    next: b\n"
                "  b: { succeed: true }\n",
-               "wf.yaml:8:12: error: 'use' inside 'map' in state 'a' is not "
-               "supported (hint: map over one action, with ready: and undo:, "
-               "or write one use state per item)");
+               "wf.yaml:9:7: error: the map of state 'a' has both 'use' and "
+               "'do' (hint: a map runs either one action (do, with, retry, "
+               "...) or a used workflow (use, with) per item)");
   /* item outside a map: "  a: { do: exec, with: { argv: [echo, \"{{ " is
    * 42 characters */
   expect_error(HEAD "  a: { do: exec, with: { argv: [echo, \"{{ item }}\"] }, "
