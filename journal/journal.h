@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/buf.h"
 #include "common/error.h"
 
 #define JOURNAL_SCHEMA_VERSION 2
@@ -194,6 +195,17 @@ int journal_event_hash_keyed(const struct journal_event *ev,
  * any value, not only objects. Returns a malloc'd string the caller frees
  * with free(), or NULL on failure (value NULL included). */
 char *journal_canonical_json(const json_t *value);
+
+/* The same text appended to b (borrowed; its bytes stay the caller's), so
+ * that a buffer can be reused from one event to the next. Returns 0, or -1
+ * (value NULL, a string that is not valid UTF-8, out of memory) with b as
+ * it was before the call. */
+int journal_canonical_add(struct cairn_buf *b, const json_t *value);
+
+/* One JSON string of n bytes of s (UTF-8, may hold NUL), quoted and
+ * escaped as the canonical JSON writes it, appended to b. Returns 0, or
+ * -1 (not valid UTF-8, out of memory; b may then hold part of it). */
+int journal_canonical_string(struct cairn_buf *b, const char *s, size_t n);
 
 /* ---- keys: an HMAC-keyed chain ----
  *

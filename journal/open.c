@@ -125,11 +125,20 @@ static void after_commit(void)
 }
 #endif
 
+void journal__cache_drop(struct journal *j)
+{
+  j->tail_known = 0;
+  j->key_known = 0;
+}
+
 int journal__tx_begin(struct journal *j, struct cairn_error *err)
 {
   if (j->flags & JOURNAL_READONLY)
     return cairn_error_set(err, CAIRN_E_JOURNAL,
                            "journal '%s' is open read-only", j->path);
+  /* Another process may have written since our last transaction. */
+  if (!j->memory)
+    journal__cache_drop(j);
   return exec_cached(j, JOURNAL__ST_BEGIN, "BEGIN IMMEDIATE",
                      "cannot start a transaction on", err);
 }
@@ -151,6 +160,7 @@ void journal__tx_rollback(struct journal *j)
 {
   sqlite3_stmt *st;
 
+  journal__cache_drop(j); /* what we appended is gone */
   /* A failed COMMIT or statement may already have ended it. */
   if (sqlite3_get_autocommit(j->db))
     return;
@@ -394,6 +404,7 @@ int journal_open(struct journal **out, const char *path, unsigned flags,
     goto out;
   }
   j->flags = flags;
+  j->memory = memory;
 
   /* Before anything may write to it: is the file ours? */
   if (!memory) {
@@ -445,6 +456,8 @@ void journal_close(struct journal *j)
     sqlite3_close_v2(j->db);
   }
   journal__key_release(j);
+  cairn_buf_release(&j->text);
+  cairn_buf_release(&j->hashed);
   free(j->path);
   free(j);
 }
