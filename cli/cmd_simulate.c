@@ -84,6 +84,8 @@ static void trace_line(void *ud, const struct journal_event *ev)
   if (ctx->json) {
     if (trace_json(&trace_buf, ev) == 0) {
       fwrite(trace_buf.p, 1, trace_buf.len, stdout);
+      if (trace_buf.cap > 64 * 1024) /* not as large as the largest line */
+        cairn_buf_release(&trace_buf);
       return;
     }
     /* As run --json, less what differs from one simulation to the next

@@ -318,16 +318,21 @@ int journal_append(struct journal *j, const char *run_id, const char *kind,
     goto out;
   }
 
-  journal__hex32(prev, prev_hex);
-  if (hash_input(&j->hashed, j->mac != NULL, seq, run_id, kind, state,
-                 attempt, time_ms, text->p, text->len, prev) != 0) {
-    rc = cairn_error_set(err, CAIRN_E_NOMEM,
-                         "cannot compute an event hash: out of memory");
-    goto out;
+  if (j->flags & JOURNAL_UNCHAINED) {
+    prev_hex[0] = hash[0] = '\0';
+    memset(raw, 0, sizeof raw);
+  } else {
+    journal__hex32(prev, prev_hex);
+    if (hash_input(&j->hashed, j->mac != NULL, seq, run_id, kind, state,
+                   attempt, time_ms, text->p, text->len, prev) != 0) {
+      rc = cairn_error_set(err, CAIRN_E_NOMEM,
+                           "cannot compute an event hash: out of memory");
+      goto out;
+    }
+    rc = digest(j->mac, &j->hashed, raw, hash, err);
+    if (rc != 0)
+      goto out;
   }
-  rc = digest(j->mac, &j->hashed, raw, hash, err);
-  if (rc != 0)
-    goto out;
 
   rc = journal__stmt(j, JOURNAL__ST_EVENT_INSERT,
                      "INSERT INTO events (" EVENT_COLUMNS ") "
@@ -342,8 +347,8 @@ int journal_append(struct journal *j, const char *run_id, const char *kind,
   sqlite3_bind_int(ins, 5, attempt);
   sqlite3_bind_int64(ins, 6, time_ms);
   sqlite3_bind_text(ins, 7, text->p, -1, SQLITE_STATIC);
-  sqlite3_bind_text(ins, 8, prev_hex, 64, SQLITE_STATIC);
-  sqlite3_bind_text(ins, 9, hash, 64, SQLITE_STATIC);
+  sqlite3_bind_text(ins, 8, prev_hex, -1, SQLITE_STATIC);
+  sqlite3_bind_text(ins, 9, hash, -1, SQLITE_STATIC);
   if (sqlite3_step(ins) != SQLITE_DONE) {
     if (sqlite3_extended_errcode(j->db) == SQLITE_CONSTRAINT_FOREIGNKEY)
       rc = cairn_error_set(err, CAIRN_E_NORUN,
@@ -360,6 +365,11 @@ int journal_append(struct journal *j, const char *run_id, const char *kind,
 out:
   if (rc != 0)
     j->tail_known = 0;
+  /* Keep a buffer for the next event, not one as large as the largest. */
+  if (text->cap > JOURNAL__BUF_KEEP)
+    cairn_buf_release(text);
+  if (j->hashed.cap > JOURNAL__BUF_KEEP)
+    cairn_buf_release(&j->hashed);
   journal__stmt_done(j, JOURNAL__ST_EVENT_LAST, last);
   journal__stmt_done(j, JOURNAL__ST_EVENT_INSERT, ins);
   rc = journal__write_end(j, own, rc, err);

@@ -22,6 +22,9 @@
 
 #define JOURNAL__BUSY_TIMEOUT_MS 5000
 
+/* journal_append keeps its buffers between events up to this size. */
+#define JOURNAL__BUF_KEEP (64 * 1024)
+
 /* One slot per statement the journal prepares; each is prepared once per
  * connection (SQLITE_PREPARE_PERSISTENT) and reset after every use. */
 enum journal__stmt_id {

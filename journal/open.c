@@ -397,6 +397,11 @@ int journal_open(struct journal **out, const char *path, unsigned flags,
   memory = strcmp(path, ":memory:") == 0;
   if (memory)
     flags &= ~(unsigned)JOURNAL_READONLY; /* an empty journal to write */
+  else if (flags & JOURNAL_UNCHAINED)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "journal '%s': only an in-memory journal can do "
+                           "without a hash chain",
+                           path);
 
   j = calloc(1, sizeof *j);
   if (j == NULL || (j->path = strdup(path)) == NULL) {

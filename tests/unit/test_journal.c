@@ -1059,6 +1059,41 @@ static void test_append_tail_cache(void **state)
   journal_close(m);
 }
 
+/* A simulation's journal: events without a chain, refused by verify,
+ * only in memory. */
+static void test_unchained(void **state)
+{
+  struct fx *fx = *state;
+  struct cairn_error err = {0, ""};
+  struct journal *j = NULL;
+  struct journal_verify_result vr;
+  struct evlist l;
+  unsigned char key[32] = {1};
+
+  assert_int_equal(journal_open(&j, fx->path,
+                                JOURNAL_CREATE | JOURNAL_UNCHAINED, &err),
+                   CAIRN_E_INVAL);
+  assert_null(j);
+  assert_int_equal(access(fx->path, F_OK), -1);
+  assert_int_equal(
+      journal_open(&j, ":memory:", JOURNAL_CREATE | JOURNAL_UNCHAINED, &err),
+      0);
+  assert_int_equal(journal_set_key(j, key, sizeof key, &err), CAIRN_E_INVAL);
+  insert_run(j, RUN_A, "w", "", NULL, 0);
+  assert_int_equal(app(j, RUN_A, "run.started", "", 0, NULL), 1);
+  assert_int_equal(app(j, RUN_A, "state.entered", "s", 0, "{\"b\": 1, "
+                                                          "\"a\": [2]}"),
+                   2);
+  memset(&l, 0, sizeof l);
+  assert_int_equal(journal_event_foreach(j, RUN_A, 0, collect, &l, &err), 0);
+  assert_int_equal(l.n, 2);
+  assert_string_equal(l.ev[1].payload, "{\"a\":[2],\"b\":1}");
+  assert_string_equal(l.ev[0].hash, "");
+  assert_string_equal(l.ev[1].prev, "");
+  assert_int_equal(journal_verify(j, &vr, &err), CAIRN_E_INVAL);
+  journal_close(j);
+}
+
 static void test_transactions(void **state)
 {
   struct cairn_error err = {0, ""};
@@ -2475,6 +2510,7 @@ int main(void)
       T(test_canonical_cases),
       T(test_canonical_edges),
       T(test_append_tail_cache),
+      T(test_unchained),
       T(test_transactions),
       T(test_events_append_only),
       T(test_reentrant_callbacks),
