@@ -30,6 +30,7 @@
 #include "journal/journal.h"
 
 #define RUN_A "01HZXTESTRUN00000000000001"
+#define RUN_B "01HZXTESTRUN00000000000002"
 #define ZEROS "0000000000000000000000000000000000000000000000000000000000000000"
 
 struct fx {
@@ -1019,6 +1020,17 @@ static void test_canonical_edges(void **state)
   cairn_buf_release(&b);
 }
 
+/* j's chain verifies, with n events. */
+static void assert_chain_intact(struct journal *j, int64_t n)
+{
+  struct cairn_error err = {0, ""};
+  struct journal_verify_result vr;
+
+  assert_int_equal(journal_verify(j, &vr, &err), 0);
+  assert_int_equal(vr.events, n);
+  assert_int_equal(vr.first_bad_seq, 0);
+}
+
 /* journal_append remembers the chain's end within a transaction (and for
  * an in-memory journal beyond it): another connection appending between
  * two transactions, or a rollback, must not break the chain. */
@@ -1027,7 +1039,6 @@ static void test_append_tail_cache(void **state)
   struct fx *fx = *state;
   struct cairn_error err = {0, ""};
   struct journal *a = open_new(fx->path), *b = open_new(fx->path), *m = NULL;
-  struct journal_verify_result vr;
 
   insert_run(a, RUN_A, "w", "", NULL, 0);
   assert_int_equal(app(a, RUN_A, "one", "", 0, NULL), 1);
@@ -1039,9 +1050,7 @@ static void test_append_tail_cache(void **state)
   journal_rollback(a);
   assert_int_equal(app(b, RUN_A, "four", "", 0, "{\"by\": \"b\"}"), 4);
   assert_int_equal(app(a, RUN_A, "five", "", 0, NULL), 5);
-  assert_int_equal(journal_verify(b, &vr, &err), 0);
-  assert_int_equal(vr.events, 5);
-  assert_int_equal(vr.first_bad_seq, 0);
+  assert_chain_intact(b, 5);
   journal_close(a);
   journal_close(b);
 
@@ -1053,9 +1062,7 @@ static void test_append_tail_cache(void **state)
   journal_rollback(m);
   assert_int_equal(app(m, RUN_A, "two", "", 0, "{\"again\": true}"), 2);
   assert_int_equal(app(m, RUN_A, "three", "", 0, NULL), 3);
-  assert_int_equal(journal_verify(m, &vr, &err), 0);
-  assert_int_equal(vr.events, 3);
-  assert_int_equal(vr.first_bad_seq, 0);
+  assert_chain_intact(m, 3);
   journal_close(m);
 }
 
@@ -1081,12 +1088,17 @@ static void test_unchained(void **state)
   assert_int_equal(journal_set_key(j, key, sizeof key, &err), CAIRN_E_INVAL);
   insert_run(j, RUN_A, "w", "", NULL, 0);
   assert_int_equal(app(j, RUN_A, "run.started", "", 0, NULL), 1);
+  insert_run(j, RUN_B, "w", "", NULL, 0);
+  assert_int_equal(app(j, RUN_B, "run.started", "", 0, NULL), 2);
   assert_int_equal(app(j, RUN_A, "state.entered", "s", 0, "{\"b\": 1, "
                                                           "\"a\": [2]}"),
-                   2);
+                   3);
+  /* Without the index of events by run: the same events, in order. */
   memset(&l, 0, sizeof l);
   assert_int_equal(journal_event_foreach(j, RUN_A, 0, collect, &l, &err), 0);
   assert_int_equal(l.n, 2);
+  assert_int_equal(l.ev[0].seq, 1);
+  assert_int_equal(l.ev[1].seq, 3);
   assert_string_equal(l.ev[1].payload, "{\"a\":[2],\"b\":1}");
   assert_string_equal(l.ev[0].hash, "");
   assert_string_equal(l.ev[1].prev, "");
