@@ -12,6 +12,14 @@
  * that contains itself) rather than risk the stack. */
 #define CANON_MAX_DEPTH 512
 
+/* A key's length: keys may hold NUL from jansson 2.14 on (json_object_setn);
+ * before, they are C strings. */
+#if JANSSON_VERSION_HEX >= 0x020e00
+#define KEY_LEN(it, key) json_object_iter_key_len(it)
+#else
+#define KEY_LEN(it, key) strlen(key)
+#endif
+
 /* Objects with at most this many keys sort on the stack. */
 #define CANON_SMALL 32
 
@@ -152,7 +160,7 @@ static int canon_object(struct cairn_buf *b, const json_t *v, int depth)
   for (void *it = json_object_iter((json_t *)v); it != NULL && i < n;
        it = json_object_iter_next((json_t *)v, it), i++) {
     keys[i].key = json_object_iter_key(it);
-    keys[i].len = json_object_iter_key_len(it);
+    keys[i].len = KEY_LEN(it, keys[i].key);
     keys[i].value = json_object_iter_value(it);
   }
   n = i;

@@ -955,11 +955,14 @@ static void test_canonical_edges(void **state)
   json_t *v, *inner, *bad;
 
   (void)state;
-  /* NUL inside a string and a key, which json_loads cannot make. */
+  /* NUL inside a string and (jansson 2.14 on) a key, which json_loads
+   * cannot make. */
   v = json_object();
   json_object_set_new(v, "s", json_stringn("a\0b", 3));
+#if JANSSON_VERSION_HEX >= 0x020e00
   json_object_setn_new(v, "k\0z", 3, json_integer(1));
   json_object_setn_new(v, "k", 1, json_integer(2));
+#endif
   assert_same_as_jansson(v);
   json_decref(v);
 
