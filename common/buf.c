@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cairn_buf_add(struct cairn_buf *b, const char *p, size_t n)
+void cairn_buf__add_grow(struct cairn_buf *b, const char *p, size_t n)
 {
   if (b->failed || n == 0)
     return;
@@ -27,6 +27,28 @@ void cairn_buf_add(struct cairn_buf *b, const char *p, size_t n)
   memcpy(b->p + b->len, p, n);
   b->len += n;
   b->p[b->len] = '\0';
+}
+
+void cairn_buf_add_i64(struct cairn_buf *b, int64_t v)
+{
+  char d[24], *e = d + sizeof d, *q = e;
+  /* In unsigned arithmetic, so that INT64_MIN negates. */
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+  do
+    *--q = (char)('0' + u % 10);
+  while ((u /= 10) != 0);
+  if (v < 0)
+    *--q = '-';
+  cairn_buf_add(b, q, (size_t)(e - q));
+}
+
+void cairn_buf_reset(struct cairn_buf *b)
+{
+  b->len = 0;
+  b->failed = 0;
+  if (b->p != NULL)
+    b->p[0] = '\0';
 }
 
 void cairn_buf_emit(void *ud, const char *p, size_t n)

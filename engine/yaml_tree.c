@@ -2,9 +2,9 @@
  * (engine/yaml_tree.h), built from libyaml's event API, and the YAML 1.2
  * core schema for plain scalars.
  *
- * Collections are attached to their parent when they open, so a tree
- * under construction is always reachable from its root and one
- * engine__ynode_free undoes everything on error. Anchors are registered
+ * Collections are attached to their parent when they open; every node,
+ * text and kid array comes from one arena, which is freed at once, on
+ * error or with the root. Anchors are registered
  * when their node is complete; an alias copies the node (its own position
  * becomes the alias's, the inside keeps the anchor's), after checking
  * the node-count and depth limits, so expansion cannot blow up. */
@@ -14,6 +14,7 @@
 #include <locale.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,41 +66,95 @@ static int nomem(const struct yctx *L)
 
 /* ---- the tree ----------------------------------------------------------- */
 
-void engine__ynode_free(ynode *n)
+/* The memory of one tree: nodes, texts and kid arrays carved from large
+ * blocks and freed together. A workflow of 10,000 states is some 155,000
+ * nodes; a malloc and a free for each, and for each text, cost more than
+ * libyaml's parsing. */
+struct yblock {
+  struct yblock *next;
+  size_t used, size;
+  max_align_t data[];
+};
+
+struct engine__yarena {
+  struct yblock *head; /* the block being carved; the rest are full */
+};
+
+#define YA_BLOCK (64 * 1024)
+
+static void ya_free(struct engine__yarena *a)
 {
-  if (n == NULL)
+  if (a == NULL)
     return;
-  for (size_t i = 0; i < n->n; i++)
-    engine__ynode_free(n->kids[i]);
-  free(n->kids);
-  free(n->text);
-  free(n);
+  for (struct yblock *k = a->head, *next; k != NULL; k = next) {
+    next = k->next;
+    free(k);
+  }
+  free(a);
 }
 
-static ynode *ynode_copy(const ynode *n)
+/* What the tree holds needs no more alignment than a pointer. */
+#define YA_ALIGN _Alignof(ynode)
+
+/* n bytes aligned for a node, a pointer or text, or NULL when out of
+ * memory. */
+static void *ya_alloc(struct engine__yarena *a, size_t n)
 {
-  ynode *c = malloc(sizeof *c);
+  struct yblock *k = a->head;
+  size_t at = 0, size;
+
+  n = (n + YA_ALIGN - 1) & ~(YA_ALIGN - 1);
+  if (k != NULL && n <= k->size - k->used) {
+    at = k->used;
+    k->used += n;
+    return (char *)k->data + at;
+  }
+  size = n > YA_BLOCK / 4 ? n : YA_BLOCK; /* large: a block of its own */
+  if ((k = malloc(sizeof *k + size)) == NULL)
+    return NULL;
+  k->size = size;
+  k->used = n;
+  if (size != YA_BLOCK && a->head != NULL) {
+    /* a large one of its own, behind the block being carved */
+    k->next = a->head->next;
+    a->head->next = k;
+  } else {
+    k->next = a->head;
+    a->head = k;
+  }
+  return k->data;
+}
+
+void engine__ynode_free(ynode *n)
+{
+  if (n != NULL)
+    ya_free(n->arena);
+}
+
+static ynode *ynode_copy(struct engine__yarena *a, const ynode *n)
+{
+  ynode *c = ya_alloc(a, sizeof *c);
 
   if (c == NULL)
     return NULL;
   *c = *n;
-  c->text = NULL;
   c->kids = NULL;
   c->n = c->cap = 0;
-  if (n->text != NULL && (c->text = strdup(n->text)) == NULL)
-    goto fail;
+  if (n->text != NULL) {
+    size_t len = strlen(n->text) + 1;
+    if ((c->text = ya_alloc(a, len)) == NULL)
+      return NULL;
+    memcpy(c->text, n->text, len);
+  }
   if (n->n > 0) {
-    if ((c->kids = calloc(n->n, sizeof *c->kids)) == NULL)
-      goto fail;
+    if ((c->kids = ya_alloc(a, n->n * sizeof *c->kids)) == NULL)
+      return NULL;
     c->cap = n->n;
     for (; c->n < n->n; c->n++)
-      if ((c->kids[c->n] = ynode_copy(n->kids[c->n])) == NULL)
-        goto fail;
+      if ((c->kids[c->n] = ynode_copy(a, n->kids[c->n])) == NULL)
+        return NULL;
   }
   return c;
-fail:
-  engine__ynode_free(c);
-  return NULL;
 }
 
 /* p grown to hold need elements of size bytes; NULL (p untouched) when
@@ -119,6 +174,27 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size)
   return q;
 }
 
+/* A node's kids grown to hold need, in the arena (the old array is left
+ * there: at most as much again). */
+static int grow_kids(struct engine__yarena *a, ynode *p, size_t need)
+{
+  size_t nc;
+  ynode **q;
+
+  if (need <= p->cap)
+    return 0;
+  nc = p->cap ? p->cap * 2 : 4;
+  while (nc < need)
+    nc *= 2;
+  if ((q = ya_alloc(a, nc * sizeof *q)) == NULL)
+    return -1;
+  if (p->n > 0)
+    memcpy(q, p->kids, p->n * sizeof *q);
+  p->kids = q;
+  p->cap = nc;
+  return 0;
+}
+
 struct yanchor {
   char *name;
   const ynode *node; /* borrowed from the tree */
@@ -133,8 +209,10 @@ struct yframe {
 
 struct ybuild {
   const struct yctx *L;
+  struct engine__yarena *arena;
   struct yframe *stack;
   size_t depth, scap;
+  size_t sinit;  /* frames of stack initialised (their slots kept) */
   struct yanchor *anchors;
   size_t nanchors, acap;
   size_t nnodes;
@@ -177,8 +255,6 @@ static int yb_anchor(struct ybuild *b, char *name, const ynode *node)
   return 0;
 }
 
-/* Hands node to the tree (as the root, a sequence item, a key or a
- * value); frees it on error. */
 /* The slot of key text in f's table: where it is, or the empty slot
  * where it would go. The table is never full. */
 static size_t key_slot(const struct yframe *f, const char *text)
@@ -216,11 +292,11 @@ static int key_add(struct ybuild *b, struct yframe *f, size_t k)
 }
 
 /* Hands node to the tree (as the root, a sequence item, a key or a
- * value); frees it on error. */
+ * value). */
 static int yb_attach(struct ybuild *b, ynode *node)
 {
   struct yframe *f;
-  ynode *p, **kids;
+  ynode *p;
   int is_key;
 
   if (b->depth == 0) {
@@ -243,17 +319,12 @@ static int yb_attach(struct ybuild *b, ynode *node)
              f->slots[slot = key_slot(f, node->text)] != 0)
       rc = lerr(b->L, node, "duplicate key '%s' (hint: first defined on "
                 "line %d)", node->text, p->kids[f->slots[slot] - 1]->line);
-    if (rc) {
-      engine__ynode_free(node);
+    if (rc)
       return rc;
-    }
   }
-  if ((kids = grow(p->kids, &p->cap, p->n + 1, sizeof *kids)) == NULL) {
-    engine__ynode_free(node);
+  if (grow_kids(b->arena, p, p->n + 1) != 0)
     return nomem(b->L);
-  }
-  p->kids = kids;
-  kids[p->n++] = node;
+  p->kids[p->n++] = node;
   return is_key ? key_add(b, f, p->n - 1) : 0;
 }
 
@@ -264,10 +335,11 @@ static ynode *yb_new(struct ybuild *b, enum engine__ytype t,
 
   if ((*rc = yb_count(b, 1, m)) != 0)
     return NULL;
-  if ((n = calloc(1, sizeof *n)) == NULL) {
+  if ((n = ya_alloc(b->arena, sizeof *n)) == NULL) {
     *rc = nomem(b->L);
     return NULL;
   }
+  memset(n, 0, sizeof *n);
   n->type = t;
   n->line = (int)m->line + 1;
   n->col = (int)m->column + 1;
@@ -309,10 +381,8 @@ static int yb_scalar(struct ybuild *b, const yaml_event_t *ev)
                     "remove the \\0 escape)");
   if ((n = yb_new(b, Y_SCALAR, &ev->start_mark, &rc)) == NULL)
     return rc;
-  if ((n->text = malloc(len + 1)) == NULL) {
-    free(n);
+  if ((n->text = ya_alloc(b->arena, len + 1)) == NULL)
     return nomem(b->L);
-  }
   memcpy(n->text, val, len);
   n->text[len] = '\0';
   n->plain = style == YAML_PLAIN_SCALAR_STYLE && tag == NULL;
@@ -358,7 +428,13 @@ static int yb_open(struct ybuild *b, const yaml_event_t *ev)
     return rc;
   if ((rc = yb_attach(b, n)) != 0)
     return rc;
-  st[b->depth] = (struct yframe){.node = n};
+  if (b->depth == b->sinit) {
+    st[b->depth] = (struct yframe){.node = n};
+    b->sinit++;
+  } else { /* keeps the key table the last mapping at this depth left */
+    st[b->depth].node = n;
+    st[b->depth].anchor = NULL;
+  }
   b->depth++;
   if (anchor != NULL && (st[b->depth - 1].anchor = strdup(anchor)) == NULL)
     return nomem(b->L);
@@ -371,8 +447,10 @@ static int yb_close(struct ybuild *b)
   ynode *n = f->node;
   char *anchor = f->anchor;
 
-  free(f->slots);
-  f->slots = NULL;
+  /* The key table is left empty for the next mapping at this depth. */
+  if (f->used > 0)
+    memset(f->slots, 0, f->nslots * sizeof *f->slots);
+  f->used = 0;
   for (size_t i = 0; i < n->n; i++) {
     n->size += n->kids[i]->size;
     if (n->kids[i]->height + 1 > n->height)
@@ -415,7 +493,7 @@ static int yb_alias(struct ybuild *b, const yaml_event_t *ev)
   }
   if ((rc = yb_count(b, a->size, &ev->start_mark)) != 0)
     return rc;
-  if ((c = ynode_copy(a)) == NULL)
+  if ((c = ynode_copy(b->arena, a)) == NULL)
     return nomem(b->L);
   /* The copy stands where the alias is; what is inside keeps its own
    * place (template offsets are not added to an aliased scalar). */
@@ -490,8 +568,12 @@ int engine__yaml_parse(const char *fname, const char *buf, size_t len,
   yaml_event_t ev;
   int rc = 0, done = 0;
 
-  if (!yaml_parser_initialize(&p))
+  if ((b.arena = calloc(1, sizeof *b.arena)) == NULL)
     return nomem(L);
+  if (!yaml_parser_initialize(&p)) {
+    free(b.arena);
+    return nomem(L);
+  }
   yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
   while (!done && rc == 0) {
     if (!yaml_parser_parse(&p, &ev)) {
@@ -502,18 +584,21 @@ int engine__yaml_parse(const char *fname, const char *buf, size_t len,
     yaml_event_delete(&ev);
   }
   yaml_parser_delete(&p);
-  for (size_t i = 0; i < b.depth; i++) {
+  for (size_t i = 0; i < b.depth; i++)
     free(b.stack[i].anchor);
+  for (size_t i = 0; i < b.sinit; i++)
     free(b.stack[i].slots);
-  }
   for (size_t i = 0; i < b.nanchors; i++)
     free(b.anchors[i].name);
   free(b.stack);
   free(b.anchors);
-  if (rc != 0) {
-    engine__ynode_free(b.root);
+  if (rc != 0 || b.root == NULL) {
+    ya_free(b.arena);
+    if (rc == 0)
+      *out = NULL; /* no document */
     return rc;
   }
+  b.root->arena = b.arena;
   *out = b.root;
   return 0;
 }

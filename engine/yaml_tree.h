@@ -10,8 +10,9 @@
  * aliases, nesting deeper than 128 and more than 1,000,000 nodes (an
  * alias becomes, and counts as, a copy of its anchored node).
  *
- * Memory: the tree owns its nodes and strings; engine__ynode_free frees a
- * whole tree. Nothing points into the parsed buffer. */
+ * Memory: the tree owns its nodes and strings, all carved from blocks
+ * that engine__ynode_free(root) frees at once (a node that is not a root
+ * frees nothing). Nothing points into the parsed buffer. */
 #ifndef CAIRN_ENGINE_YAML_TREE_H
 #define CAIRN_ENGINE_YAML_TREE_H
 
@@ -31,19 +32,22 @@ enum engine__ystype {
   ENGINE__YNULL, ENGINE__YBOOL, ENGINE__YINT, ENGINE__YFLOAT, ENGINE__YSTR,
 };
 
+struct engine__yarena;
+
 struct engine__ynode {
   enum engine__ytype type;
   int line, col;       /* 1-based, where the node starts */
-  int plain;           /* scalar: plain and untagged, typed by the schema */
-  int quoted;          /* scalar: single- or double-quoted */
-  int one_line;        /* scalar: its source is one line, from col on, so
-                          col + quoted + a byte offset points into it
-                          (0 for an alias: it points at the alias) */
   int height;          /* 0 for a scalar, else 1 + the deepest child's */
+  unsigned char plain; /* scalar: plain and untagged, typed by the schema */
+  unsigned char quoted; /* scalar: single- or double-quoted */
+  unsigned char one_line; /* scalar: its source is one line, from col on,
+                          so col + quoted + a byte offset points into it
+                          (0 for an alias: it points at the alias) */
   size_t size;         /* nodes in this subtree, itself included */
   char *text;          /* scalar, NUL-terminated (NUL is refused inside) */
   struct engine__ynode **kids; /* seq: items; map: key, value, key, ... */
   size_t n, cap;
+  struct engine__yarena *arena; /* the root's: the whole tree's memory */
 };
 
 /* *out: the tree of the one document in buf[0..len), or NULL for a file

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,74 +63,91 @@ int journal__unhex32(const char *hex, unsigned char out[32])
 
 /* ---- the hash ---- */
 
-/* One of SHA-256 (md) or HMAC-SHA-256 (mac) fed the same bytes. */
-struct hasher {
-  EVP_MD_CTX *md;
-  EVP_MAC_CTX *mac;
-};
+/* SHA-256 fetched once: EVP_sha256() in EVP_DigestInit_ex fetches the
+ * implementation again at every call, which cost more than the digest. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
 
-static int put(struct hasher *h, const void *p, size_t n)
+static void sha256_fetch(void)
 {
-  return h->mac != NULL ? EVP_MAC_update(h->mac, p, n)
-                        : EVP_DigestUpdate(h->md, p, n);
+  sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
 }
 
-static int put_u32(struct hasher *h, size_t n)
+static void put_u32(struct cairn_buf *b, size_t n)
 {
-  unsigned char b[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16),
-                        (unsigned char)(n >> 8), (unsigned char)n};
+  char c[4] = {(char)(n >> 24), (char)(n >> 16), (char)(n >> 8), (char)n};
 
-  return put(h, b, sizeof b);
+  cairn_buf_add(b, c, sizeof c);
 }
 
-static int put_field(struct hasher *h, const char *s, size_t n)
+static void put_field(struct cairn_buf *b, const char *s, size_t n)
 {
-  if (n > UINT32_MAX)
-    return 0;
-  return put_u32(h, n) && put(h, s, n);
+  put_u32(b, n);
+  cairn_buf_add(b, s, n);
 }
 
-int journal__hash_fields(EVP_MAC_CTX *mac, int64_t seq, const char *run_id,
-                         const char *kind, const char *state, int attempt,
-                         int64_t time_ms, const char *payload,
-                         size_t payload_len, const unsigned char prev[32],
-                         char out[JOURNAL_HASH_HEX], struct cairn_error *err)
+/* A decimal field: its length, then its digits. */
+static void put_number(struct cairn_buf *b, int64_t v)
 {
-  unsigned char head[9], md[EVP_MAX_MD_SIZE];
+  size_t at = b->len;
+
+  put_u32(b, 0); /* the length, once known */
+  cairn_buf_add_i64(b, v);
+  if (!b->failed) {
+    size_t n = b->len - at - 4;
+    b->p[at + 3] = (char)n; /* at most 20 digits */
+  }
+}
+
+/* The bytes journal_event_hash describes, in b (emptied first): hashed
+ * in one update rather than fourteen. */
+static int hash_input(struct cairn_buf *b, int keyed, int64_t seq,
+                      const char *run_id, const char *kind, const char *state,
+                      int attempt, int64_t time_ms, const char *payload,
+                      size_t payload_len, const unsigned char prev[32])
+{
+  char head[9];
+  uint64_t useq = (uint64_t)seq;
+
+  if (payload_len > UINT32_MAX)
+    return -1;
+  /* Domain: a journal event, unkeyed (1) or keyed (2). */
+  head[0] = keyed ? 0x02 : 0x01;
+  for (int i = 0; i < 8; i++)
+    head[1 + i] = (char)(useq >> (56 - 8 * i));
+  cairn_buf_reset(b);
+  cairn_buf_add(b, head, sizeof head);
+  put_field(b, run_id, strlen(run_id));
+  put_field(b, kind, strlen(kind));
+  put_field(b, state, strlen(state));
+  put_number(b, attempt);
+  put_number(b, time_ms);
+  put_field(b, payload, payload_len);
+  cairn_buf_add(b, (const char *)prev, 32);
+  return b->failed ? -1 : 0;
+}
+
+/* The digest of b's bytes (HMAC with a copy of mac, or SHA-256) in hex,
+ * and raw into raw[32] unless raw is NULL. */
+static int digest(EVP_MAC_CTX *mac, const struct cairn_buf *b,
+                  unsigned char *raw, char out[JOURNAL_HASH_HEX],
+                  struct cairn_error *err)
+{
+  unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int mdlen = 0;
   size_t maclen = 0;
-  char num_attempt[16], num_time[24];
-  struct hasher h = {NULL, NULL};
-  uint64_t useq = (uint64_t)seq;
   int ok;
 
-  /* Domain: a journal event, unkeyed (1) or keyed (2). */
-  head[0] = mac != NULL ? 0x02 : 0x01;
-  for (int i = 0; i < 8; i++)
-    head[1 + i] = (unsigned char)(useq >> (56 - 8 * i));
-  snprintf(num_attempt, sizeof num_attempt, "%d", attempt);
-  snprintf(num_time, sizeof num_time, "%" PRId64, time_ms);
-
   if (mac != NULL) {
-    h.mac = EVP_MAC_CTX_dup(mac);
-    ok = h.mac != NULL;
+    EVP_MAC_CTX *h = EVP_MAC_CTX_dup(mac);
+
+    ok = h != NULL && EVP_MAC_update(h, (const unsigned char *)b->p, b->len) &&
+         EVP_MAC_final(h, md, &maclen, sizeof md) && maclen == 32;
+    EVP_MAC_CTX_free(h);
   } else {
-    h.md = EVP_MD_CTX_new();
-    ok = h.md != NULL && EVP_DigestInit_ex(h.md, EVP_sha256(), NULL);
+    ok = pthread_once(&sha256_once, sha256_fetch) == 0 && sha256_md != NULL &&
+         EVP_Digest(b->p, b->len, md, &mdlen, sha256_md, NULL) && mdlen == 32;
   }
-  ok = ok && put(&h, head, sizeof head) &&
-       put_field(&h, run_id, strlen(run_id)) &&
-       put_field(&h, kind, strlen(kind)) &&
-       put_field(&h, state, strlen(state)) &&
-       put_field(&h, num_attempt, strlen(num_attempt)) &&
-       put_field(&h, num_time, strlen(num_time)) &&
-       put_field(&h, payload, payload_len) && put(&h, prev, 32);
-  if (ok && mac != NULL)
-    ok = EVP_MAC_final(h.mac, md, &maclen, sizeof md) && maclen == 32;
-  else if (ok)
-    ok = EVP_DigestFinal_ex(h.md, md, &mdlen) && mdlen == 32;
-  EVP_MD_CTX_free(h.md);
-  EVP_MAC_CTX_free(h.mac);
   if (!ok) {
     char detail[256];
 
@@ -138,31 +156,28 @@ int journal__hash_fields(EVP_MAC_CTX *mac, int64_t seq, const char *run_id,
                            "cannot compute an event hash: %s", detail);
   }
   journal__hex32(md, out);
+  if (raw != NULL)
+    memcpy(raw, md, 32);
   return 0;
 }
 
-/* ---- canonical JSON ---- */
-
-char *journal_canonical_json(const json_t *value)
+int journal__hash_fields(EVP_MAC_CTX *mac, int64_t seq, const char *run_id,
+                         const char *kind, const char *state, int attempt,
+                         int64_t time_ms, const char *payload,
+                         size_t payload_len, const unsigned char prev[32],
+                         char out[JOURNAL_HASH_HEX], struct cairn_error *err)
 {
-  json_malloc_t jmalloc;
-  json_free_t jfree;
-  char *s, *copy;
-  size_t n;
+  struct cairn_buf b = {0};
+  int rc;
 
-  if (value == NULL)
-    return NULL;
-  s = json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-  if (s == NULL)
-    return NULL;
-  /* The caller frees with free(); jansson may have its own allocator. */
-  n = strlen(s) + 1;
-  copy = malloc(n);
-  if (copy != NULL)
-    memcpy(copy, s, n);
-  json_get_alloc_funcs(&jmalloc, &jfree);
-  jfree(s);
-  return copy;
+  if (hash_input(&b, mac != NULL, seq, run_id, kind, state, attempt, time_ms,
+                 payload, payload_len, prev) != 0)
+    rc = cairn_error_set(err, CAIRN_E_NOMEM,
+                         "cannot compute an event hash: out of memory");
+  else
+    rc = digest(mac, &b, NULL, out, err);
+  cairn_buf_release(&b);
+  return rc;
 }
 
 int journal_event_hash(const struct journal_event *ev,
@@ -213,9 +228,9 @@ int journal_append(struct journal *j, const char *run_id, const char *kind,
                    json_t *payload, int64_t *seq_out, struct cairn_error *err)
 {
   sqlite3_stmt *last = NULL, *ins = NULL;
-  unsigned char prev[32];
+  unsigned char prev[32], raw[32];
   char prev_hex[JOURNAL_HASH_HEX], hash[JOURNAL_HASH_HEX];
-  char *text = NULL;
+  struct cairn_buf *text = &j->text;
   int64_t seq = 1;
   int own = 0, rc;
 
@@ -235,8 +250,9 @@ int journal_append(struct journal *j, const char *run_id, const char *kind,
     state = "";
   if (time_ms == 0)
     time_ms = journal_now_ms();
-  text = payload != NULL ? journal_canonical_json(payload) : strdup("{}");
-  if (text == NULL)
+  cairn_buf_reset(text);
+  if (payload != NULL ? journal_canonical_add(text, payload) != 0
+                      : (cairn_buf_add(text, "{}", 2), text->failed))
     return cairn_error_set(err, CAIRN_E_NOMEM,
                            "cannot serialise the payload of event '%s'", kind);
 
@@ -244,40 +260,47 @@ int journal_append(struct journal *j, const char *run_id, const char *kind,
   if (rc != 0)
     goto out;
 
-  /* The chain's end, read inside the write transaction. */
-  rc = journal__stmt(j, JOURNAL__ST_EVENT_LAST,
-                     "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
-                     &last, err);
-  if (rc != 0)
-    goto out;
-  switch (sqlite3_step(last)) {
-  case SQLITE_ROW:
-    seq = sqlite3_column_int64(last, 0) + 1;
-    if (journal__unhex32(journal__column_text(last, 1), prev) != 0) {
-      rc = cairn_error_set(err, CAIRN_E_CHAIN,
-                           "journal '%s' has a malformed hash at event %" PRId64,
-                           j->path, seq - 1);
+  /* The chain's end, read inside the write transaction unless this
+   * connection wrote it last in the same one (see struct journal). */
+  if (j->tail_known) {
+    seq = j->tail_seq + 1;
+    memcpy(prev, j->tail_hash, sizeof prev);
+  } else {
+    rc = journal__stmt(j, JOURNAL__ST_EVENT_LAST,
+                       "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+                       &last, err);
+    if (rc != 0)
+      goto out;
+    switch (sqlite3_step(last)) {
+    case SQLITE_ROW:
+      seq = sqlite3_column_int64(last, 0) + 1;
+      if (journal__unhex32(journal__column_text(last, 1), prev) != 0) {
+        rc = cairn_error_set(err, CAIRN_E_CHAIN,
+                             "journal '%s' has a malformed hash at event %" PRId64,
+                             j->path, seq - 1);
+        goto out;
+      }
+      break;
+    case SQLITE_DONE:
+      memset(prev, 0, sizeof prev);
+      break;
+    default:
+      rc = journal__sqlite_error(j, err, "cannot read journal");
       goto out;
     }
-    break;
-  case SQLITE_DONE:
-    memset(prev, 0, sizeof prev);
-    break;
-  default:
-    rc = journal__sqlite_error(j, err, "cannot read journal");
-    goto out;
+    journal__stmt_done(j, JOURNAL__ST_EVENT_LAST, last);
+    last = NULL;
   }
-  journal__stmt_done(j, JOURNAL__ST_EVENT_LAST, last);
-  last = NULL;
 
   /* Never mix keyed and unkeyed hashes. Without a key, look again inside
    * this transaction: another process may have keyed an empty journal
    * since we opened it (with a key, the record cannot change: meta rows
    * are never updated or deleted). */
-  if (j->key == NULL) {
+  if (j->key == NULL && !j->key_known) {
     rc = journal__key_load_recorded(j, err);
     if (rc != 0)
       goto out;
+    j->key_known = 1;
   }
   if (j->recorded_key_id[0] != '\0' &&
       (j->key == NULL || strcmp(j->key_id, j->recorded_key_id) != 0)) {
@@ -295,11 +318,21 @@ int journal_append(struct journal *j, const char *run_id, const char *kind,
     goto out;
   }
 
-  journal__hex32(prev, prev_hex);
-  rc = journal__hash_fields(j->mac, seq, run_id, kind, state, attempt, time_ms, text,
-                            strlen(text), prev, hash, err);
-  if (rc != 0)
-    goto out;
+  if (j->flags & JOURNAL_UNCHAINED) {
+    prev_hex[0] = hash[0] = '\0';
+    memset(raw, 0, sizeof raw);
+  } else {
+    journal__hex32(prev, prev_hex);
+    if (hash_input(&j->hashed, j->mac != NULL, seq, run_id, kind, state,
+                   attempt, time_ms, text->p, text->len, prev) != 0) {
+      rc = cairn_error_set(err, CAIRN_E_NOMEM,
+                           "cannot compute an event hash: out of memory");
+      goto out;
+    }
+    rc = digest(j->mac, &j->hashed, raw, hash, err);
+    if (rc != 0)
+      goto out;
+  }
 
   rc = journal__stmt(j, JOURNAL__ST_EVENT_INSERT,
                      "INSERT INTO events (" EVENT_COLUMNS ") "
@@ -313,7 +346,7 @@ int journal_append(struct journal *j, const char *run_id, const char *kind,
   sqlite3_bind_text(ins, 4, state, -1, SQLITE_STATIC);
   sqlite3_bind_int(ins, 5, attempt);
   sqlite3_bind_int64(ins, 6, time_ms);
-  sqlite3_bind_text(ins, 7, text, -1, SQLITE_STATIC);
+  sqlite3_bind_text(ins, 7, text->p, -1, SQLITE_STATIC);
   sqlite3_bind_text(ins, 8, prev_hex, -1, SQLITE_STATIC);
   sqlite3_bind_text(ins, 9, hash, -1, SQLITE_STATIC);
   if (sqlite3_step(ins) != SQLITE_DONE) {
@@ -326,13 +359,22 @@ int journal_append(struct journal *j, const char *run_id, const char *kind,
       rc = journal__sqlite_error(j, err, "cannot append to journal");
     goto out;
   }
+  j->tail_seq = seq;
+  memcpy(j->tail_hash, raw, sizeof raw);
+  j->tail_known = 1;
 out:
+  if (rc != 0)
+    j->tail_known = 0;
+  /* Keep a buffer for the next event, not one as large as the largest. */
+  if (text->cap > JOURNAL__BUF_KEEP)
+    cairn_buf_release(text);
+  if (j->hashed.cap > JOURNAL__BUF_KEEP)
+    cairn_buf_release(&j->hashed);
   journal__stmt_done(j, JOURNAL__ST_EVENT_LAST, last);
   journal__stmt_done(j, JOURNAL__ST_EVENT_INSERT, ins);
   rc = journal__write_end(j, own, rc, err);
   if (rc == 0 && seq_out != NULL)
     *seq_out = seq;
-  free(text);
   return rc;
 }
 
@@ -350,6 +392,19 @@ void journal_event_release(struct journal_event *ev)
   ev->payload = NULL;
 }
 
+/* Column col of st into out[n], cut short to fit (a snprintf without
+ * the format parsing, which cost more than the copy on a long read-back). */
+static void column_copy(sqlite3_stmt *st, int col, char *out, size_t n)
+{
+  const char *s = journal__column_text(st, col);
+  size_t len = (size_t)sqlite3_column_bytes(st, col);
+
+  if (len >= n)
+    len = n - 1;
+  memcpy(out, s, len);
+  out[len] = '\0';
+}
+
 /* Fills ev from a row of EVENT_COLUMNS; ev owns what it gets. */
 static int event_from_row(struct journal *j, sqlite3_stmt *st,
                           struct journal_event *ev, struct cairn_error *err)
@@ -358,19 +413,23 @@ static int event_from_row(struct journal *j, sqlite3_stmt *st,
 
   memset(ev, 0, sizeof *ev);
   ev->seq = sqlite3_column_int64(st, 0);
-  snprintf(ev->run_id, sizeof ev->run_id, "%s", journal__column_text(st, 1));
+  column_copy(st, 1, ev->run_id, sizeof ev->run_id);
   ev->kind = strdup(journal__column_text(st, 2));
   ev->state = strdup(journal__column_text(st, 3));
   ev->attempt = sqlite3_column_int(st, 4);
   ev->time_ms = sqlite3_column_int64(st, 5);
-  snprintf(ev->prev_hash, sizeof ev->prev_hash, "%s",
-           journal__column_text(st, 7));
-  snprintf(ev->hash, sizeof ev->hash, "%s", journal__column_text(st, 8));
+  column_copy(st, 7, ev->prev_hash, sizeof ev->prev_hash);
+  column_copy(st, 8, ev->hash, sizeof ev->hash);
   if (ev->kind == NULL || ev->state == NULL) {
     journal_event_release(ev);
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   }
-  ev->payload = json_loads(journal__column_text(st, 6), 0, &jerr);
+  {
+    const char *text = journal__column_text(st, 6);
+
+    ev->payload = json_loadb(text, (size_t)sqlite3_column_bytes(st, 6), 0,
+                             &jerr);
+  }
   if (ev->payload == NULL || !json_is_object(ev->payload)) {
     int64_t seq = ev->seq;
 

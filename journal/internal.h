@@ -22,6 +22,9 @@
 
 #define JOURNAL__BUSY_TIMEOUT_MS 5000
 
+/* journal_append keeps its buffers between events up to this size. */
+#define JOURNAL__BUF_KEEP (64 * 1024)
+
 /* One slot per statement the journal prepares; each is prepared once per
  * connection (SQLITE_PREPARE_PERSISTENT) and reset after every use. */
 enum journal__stmt_id {
@@ -69,6 +72,19 @@ struct journal {
   char key_id[JOURNAL_KEY_ID_HEX];
   EVP_MAC_CTX *mac;
   char recorded_key_id[JOURNAL_KEY_ID_HEX];
+  /* What journal_append would otherwise read again for every event: the
+   * chain's end as this connection last wrote it (tail_*) and whether
+   * recorded_key_id is current (key_known). Valid until the write
+   * transaction ends, as no other connection can write meanwhile; for an
+   * in-memory journal, no other connection can ever see it, so they stay
+   * valid until a rollback. journal__cache_drop() forgets them. */
+  int memory;
+  int tail_known, key_known;
+  int64_t tail_seq;
+  unsigned char tail_hash[32];
+  /* Reused from one append to the next: the payload's canonical text and
+   * the bytes hashed. */
+  struct cairn_buf text, hashed;
 };
 
 /* ---- open.c ---- */
@@ -100,6 +116,10 @@ int journal__write_end(struct journal *j, int own, int rc,
  * explicit-transaction bookkeeping. Every successful COMMIT goes through
  * journal__tx_commit and counts for the crash hook. */
 int journal__tx_begin(struct journal *j, struct cairn_error *err);
+/* Forgets the chain's end and the key record journal_append keeps (see
+ * struct journal): at the start of every write transaction of a file
+ * journal, at every rollback, and when the key record changes. */
+void journal__cache_drop(struct journal *j);
 int journal__tx_commit(struct journal *j, struct cairn_error *err);
 void journal__tx_rollback(struct journal *j);
 

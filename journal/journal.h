@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/buf.h"
 #include "common/error.h"
 
 #define JOURNAL_SCHEMA_VERSION 2
@@ -28,6 +29,12 @@ struct journal;
 enum journal_open_flags {
   JOURNAL_CREATE = 1 << 0,   /* create the file (and its folder, 0700) */
   JOURNAL_READONLY = 1 << 1, /* never write, never migrate */
+  /* In memory only: no hash chain (hash and prev_hash are stored as ""),
+   * and journal_verify refuses it; no index of events by run either
+   * (reads by run scan in seq order). For a journal of one run thrown
+   * away unread, as a simulation's: a chain there proves nothing and
+   * costs a digest and 128 bytes an event, the index another insert. */
+  JOURNAL_UNCHAINED = 1 << 2,
 };
 
 /* Opens (and with JOURNAL_CREATE creates) the journal at path; ":memory:"
@@ -194,6 +201,17 @@ int journal_event_hash_keyed(const struct journal_event *ev,
  * any value, not only objects. Returns a malloc'd string the caller frees
  * with free(), or NULL on failure (value NULL included). */
 char *journal_canonical_json(const json_t *value);
+
+/* The same text appended to b (borrowed; its bytes stay the caller's), so
+ * that a buffer can be reused from one event to the next. Returns 0, or -1
+ * (value NULL, a string that is not valid UTF-8, out of memory) with b as
+ * it was before the call. */
+int journal_canonical_add(struct cairn_buf *b, const json_t *value);
+
+/* One JSON string of n bytes of s (UTF-8, may hold NUL), quoted and
+ * escaped as the canonical JSON writes it, appended to b. Returns 0, or
+ * -1 (not valid UTF-8, out of memory; b may then hold part of it). */
+int journal_canonical_string(struct cairn_buf *b, const char *s, size_t n);
 
 /* ---- keys: an HMAC-keyed chain ----
  *

@@ -252,6 +252,11 @@ int journal_set_key(struct journal *j, const unsigned char *key, size_t len,
   char id[JOURNAL_KEY_ID_HEX] = "";
   int own = 0, rc;
 
+  journal__cache_drop(j); /* the key record may change */
+  if (key != NULL && (j->flags & JOURNAL_UNCHAINED))
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "journal '%s' keeps no hash chain: it takes no key",
+                           j->path);
   if (key != NULL) {
     if (len < JOURNAL_KEY_MIN || len > JOURNAL_KEY_MAX)
       return cairn_error_set(err, CAIRN_E_KEY,

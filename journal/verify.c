@@ -48,6 +48,11 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
 
   memset(res, 0, sizeof *res);
   memcpy(last, zeros, sizeof last);
+  if (j->flags & JOURNAL_UNCHAINED)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "journal '%s' keeps no hash chain (it was opened "
+                           "for a simulation): there is nothing to verify",
+                           j->path);
   rc = journal__key_load_recorded(j, err);
   if (rc != 0)
     return rc;

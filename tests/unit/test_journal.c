@@ -23,12 +23,14 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "canonical_cases.h"
 #include "common/proc.h"
 #include "journal/events.h"
 #include "journal/internal.h"
 #include "journal/journal.h"
 
 #define RUN_A "01HZXTESTRUN00000000000001"
+#define RUN_B "01HZXTESTRUN00000000000002"
 #define ZEROS "0000000000000000000000000000000000000000000000000000000000000000"
 
 struct fx {
@@ -864,6 +866,246 @@ static void test_hash_known_event(void **state)
   snprintf(ev.prev_hash, sizeof ev.prev_hash, "xyz");
   assert_int_equal(journal_event_hash(&ev, got, &err), CAIRN_E_INVAL);
   json_decref(p);
+  journal_close(j);
+}
+
+/* jansson's own text, the reference the canonical JSON must equal. */
+static char *jansson_text(const json_t *v)
+{
+  return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+}
+
+static void assert_same_as_jansson(const json_t *v)
+{
+  char *want = jansson_text(v), *got = journal_canonical_json(v);
+
+  assert_non_null(want);
+  assert_non_null(got);
+  assert_string_equal(got, want);
+  free(got);
+  free(want);
+}
+
+/* The hashes of canonical_cases.h as main's journal wrote them before the
+ * canonical JSON and the hash input were written without json_dumps. */
+static const char *const canonical_case_hashes[] = {
+  "c153cc30e71eb739d860416e42dad4596cb11d0788d098f6949439718a028a4f",
+  "5a0c3ac397c0b9845708a210dc47ce4a39b4ce9d383a132024ed0299db020bd8",
+  "717ceedcb8f13e66d3fb48a706490104f7f9cdc5b9f5da5ec6181d58c88616fb",
+  "cfa5c9fb1fc46494a508d09552c5e6238ff357cf2c2520472247057d4411cbf8",
+  "4bec771c92ddff7a9c7622e1ceebbafe564d2e2491f0d25560505d49a30ff105",
+  "5e7c3c91ce4f7796d54eec000a654fc4fe54ca877d03c192ede1ea0716e7a9e9",
+  "69257cc9040d340c8ddd0ac5d20e35976dc2e2a15bb46984968a6df420568834",
+  "0a8805e6db176682140c6f1f31ffbe66c9dd643428fec92c6342940af4128ab6",
+  "fe96a46f2df8d285813a489680c77e0195b8d2971e979add53720918659fe780",
+  "002a766e63ed67edfa7af5f8424d769ee196e4df314280f68898022eb90f4837",
+  "1a603026af862f0b236ca2186b87c9251eb12992e7f270faaf9382bae87021e8",
+  "e30638c661911945d86b008eb19837ddb5a22dd821fdd50f280d492df131e463",
+};
+
+struct hashes {
+  size_t n;
+  char hash[CANONICAL_NCASES][JOURNAL_HASH_HEX];
+};
+
+static int collect_hash(const struct journal_event *ev, void *ud)
+{
+  struct hashes *h = ud;
+
+  assert_true(h->n < CANONICAL_NCASES);
+  memcpy(h->hash[h->n++], ev->hash, JOURNAL_HASH_HEX);
+  return 0;
+}
+
+static void test_canonical_cases(void **state)
+{
+  struct cairn_error err = {0, ""};
+  struct journal *j = NULL;
+  struct hashes h = {0, {{0}}};
+
+  (void)state;
+  assert_int_equal(CANONICAL_NCASES, sizeof canonical_case_hashes /
+                                         sizeof canonical_case_hashes[0]);
+  assert_int_equal(journal_open(&j, ":memory:", 0, NULL), 0);
+  insert_run(j, RUN_A, "w", "", NULL, 0);
+  for (size_t i = 0; i < CANONICAL_NCASES; i++) {
+    json_error_t jerr;
+    json_t *p = json_loads(canonical_cases[i], 0, &jerr);
+
+    if (p == NULL)
+      fail_msg("case %zu: %s", i, jerr.text);
+    assert_same_as_jansson(p);
+    assert_int_equal(journal_append(j, RUN_A, "k", "s/\xc3\xa9", (int)i,
+                                    1700000000000 + (int64_t)i, p, NULL,
+                                    &err),
+                     0);
+    json_decref(p);
+  }
+  assert_int_equal(journal_event_foreach(j, RUN_A, 0, collect_hash, &h, &err),
+                   0);
+  assert_int_equal(h.n, CANONICAL_NCASES);
+  for (size_t i = 0; i < CANONICAL_NCASES; i++)
+    assert_string_equal(h.hash[i], canonical_case_hashes[i]);
+  journal_close(j);
+}
+
+static void test_canonical_edges(void **state)
+{
+  struct cairn_buf b = {0};
+  json_t *v, *inner, *bad;
+
+  (void)state;
+  /* NUL inside a string and (jansson 2.14 on) a key, which json_loads
+   * cannot make. */
+  v = json_object();
+  json_object_set_new(v, "s", json_stringn("a\0b", 3));
+#if JANSSON_VERSION_HEX >= 0x020e00
+  json_object_setn_new(v, "k\0z", 3, json_integer(1));
+  json_object_setn_new(v, "k", 1, json_integer(2));
+#endif
+  assert_same_as_jansson(v);
+  json_decref(v);
+
+  /* Any value, not only objects; reals are jansson's to write. */
+  v = json_pack("[s,i,f,b,n,[],{}]", "x", -42, 0.1, 1);
+  assert_same_as_jansson(v);
+  json_decref(v);
+  v = json_string("\xe2\x82\xac\"");
+  assert_same_as_jansson(v);
+  json_decref(v);
+  v = json_real(-2.5e-300);
+  assert_same_as_jansson(v);
+  json_decref(v);
+
+  /* Deeper than the walk goes itself: jansson writes the rest. */
+  v = json_string("leaf");
+  for (int i = 0; i < 700; i++) {
+    json_t *o = json_object();
+    json_object_set_new(o, i % 2 ? "a" : "b", v);
+    v = i % 3 ? o : json_pack("[o]", o);
+  }
+  assert_same_as_jansson(v);
+  json_decref(v);
+
+  /* Not UTF-8: no text at all, as from json_dumps; the buffer is kept. */
+  bad = json_stringn_nocheck("\xc3(", 2);
+  v = json_pack("{s:o}", "x", bad);
+  assert_null(jansson_text(v));
+  assert_null(journal_canonical_json(v));
+  cairn_buf_add(&b, "kept", 4);
+  assert_int_equal(journal_canonical_add(&b, v), -1);
+  assert_int_equal(b.len, 4);
+  assert_string_equal(b.p, "kept");
+  assert_int_equal(b.failed, 0);
+  json_decref(v);
+  const char *invalid[] = {"\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+                           "\xe0\x80\xaf", "\x80", "\xf8\x88\x80\x80\x80",
+                           "\xe2\x82"};
+  for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+    v = json_stringn_nocheck(invalid[i], strlen(invalid[i]));
+    assert_null(jansson_text(v));
+    assert_null(journal_canonical_json(v));
+    json_decref(v);
+  }
+
+  /* A value that holds itself: refused, as by jansson. */
+  v = json_object();
+  inner = json_array();
+  json_object_set_new(v, "a", inner);
+  json_array_append(inner, v);
+  assert_null(jansson_text(v));
+  assert_null(journal_canonical_json(v));
+  json_array_clear(inner);
+  json_decref(v);
+
+  assert_null(journal_canonical_json(NULL));
+  assert_int_equal(journal_canonical_add(&b, NULL), -1);
+  cairn_buf_release(&b);
+}
+
+/* j's chain verifies, with n events. */
+static void assert_chain_intact(struct journal *j, int64_t n)
+{
+  struct cairn_error err = {0, ""};
+  struct journal_verify_result vr;
+
+  assert_int_equal(journal_verify(j, &vr, &err), 0);
+  assert_int_equal(vr.events, n);
+  assert_int_equal(vr.first_bad_seq, 0);
+}
+
+/* journal_append remembers the chain's end within a transaction (and for
+ * an in-memory journal beyond it): another connection appending between
+ * two transactions, or a rollback, must not break the chain. */
+static void test_append_tail_cache(void **state)
+{
+  struct fx *fx = *state;
+  struct cairn_error err = {0, ""};
+  struct journal *a = open_new(fx->path), *b = open_new(fx->path), *m = NULL;
+
+  insert_run(a, RUN_A, "w", "", NULL, 0);
+  assert_int_equal(app(a, RUN_A, "one", "", 0, NULL), 1);
+  assert_int_equal(app(b, RUN_A, "two", "", 0, NULL), 2);
+  assert_int_equal(app(a, RUN_A, "three", "", 0, NULL), 3);
+  assert_int_equal(journal_begin(a, &err), 0);
+  assert_int_equal(app(a, RUN_A, "four", "", 0, NULL), 4);
+  assert_int_equal(app(a, RUN_A, "five", "", 0, NULL), 5);
+  journal_rollback(a);
+  assert_int_equal(app(b, RUN_A, "four", "", 0, "{\"by\": \"b\"}"), 4);
+  assert_int_equal(app(a, RUN_A, "five", "", 0, NULL), 5);
+  assert_chain_intact(b, 5);
+  journal_close(a);
+  journal_close(b);
+
+  assert_int_equal(journal_open(&m, ":memory:", 0, NULL), 0);
+  insert_run(m, RUN_A, "w", "", NULL, 0);
+  assert_int_equal(app(m, RUN_A, "one", "", 0, NULL), 1);
+  assert_int_equal(journal_begin(m, &err), 0);
+  assert_int_equal(app(m, RUN_A, "two", "", 0, NULL), 2);
+  journal_rollback(m);
+  assert_int_equal(app(m, RUN_A, "two", "", 0, "{\"again\": true}"), 2);
+  assert_int_equal(app(m, RUN_A, "three", "", 0, NULL), 3);
+  assert_chain_intact(m, 3);
+  journal_close(m);
+}
+
+/* A simulation's journal: events without a chain, refused by verify,
+ * only in memory. */
+static void test_unchained(void **state)
+{
+  struct fx *fx = *state;
+  struct cairn_error err = {0, ""};
+  struct journal *j = NULL;
+  struct journal_verify_result vr;
+  struct evlist l;
+  unsigned char key[32] = {1};
+
+  assert_int_equal(journal_open(&j, fx->path,
+                                JOURNAL_CREATE | JOURNAL_UNCHAINED, &err),
+                   CAIRN_E_INVAL);
+  assert_null(j);
+  assert_int_equal(access(fx->path, F_OK), -1);
+  assert_int_equal(
+      journal_open(&j, ":memory:", JOURNAL_CREATE | JOURNAL_UNCHAINED, &err),
+      0);
+  assert_int_equal(journal_set_key(j, key, sizeof key, &err), CAIRN_E_INVAL);
+  insert_run(j, RUN_A, "w", "", NULL, 0);
+  assert_int_equal(app(j, RUN_A, "run.started", "", 0, NULL), 1);
+  insert_run(j, RUN_B, "w", "", NULL, 0);
+  assert_int_equal(app(j, RUN_B, "run.started", "", 0, NULL), 2);
+  assert_int_equal(app(j, RUN_A, "state.entered", "s", 0, "{\"b\": 1, "
+                                                          "\"a\": [2]}"),
+                   3);
+  /* Without the index of events by run: the same events, in order. */
+  memset(&l, 0, sizeof l);
+  assert_int_equal(journal_event_foreach(j, RUN_A, 0, collect, &l, &err), 0);
+  assert_int_equal(l.n, 2);
+  assert_int_equal(l.ev[0].seq, 1);
+  assert_int_equal(l.ev[1].seq, 3);
+  assert_string_equal(l.ev[1].payload, "{\"a\":[2],\"b\":1}");
+  assert_string_equal(l.ev[0].hash, "");
+  assert_string_equal(l.ev[1].prev, "");
+  assert_int_equal(journal_verify(j, &vr, &err), CAIRN_E_INVAL);
   journal_close(j);
 }
 
@@ -2280,6 +2522,10 @@ int main(void)
       T(test_append_chain),
       T(test_append_time_and_errors),
       T(test_hash_known_event),
+      T(test_canonical_cases),
+      T(test_canonical_edges),
+      T(test_append_tail_cache),
+      T(test_unchained),
       T(test_transactions),
       T(test_events_append_only),
       T(test_reentrant_callbacks),
