@@ -617,10 +617,9 @@ static void watch_exit(struct exec_run *r)
 /* The read end of a pipe becomes the stream's; its EOF closes it. */
 static void read_pipe(struct exec_run *r, struct exec_stream *s, int fd)
 {
-  int fl = fcntl(fd, F_GETFL);
-
-  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
-      uv_pipe_open(&s->pipe, fd) < 0) {
+  /* uv_pipe_open makes fd non-blocking itself (only our end: the child's
+   * end of the pipe stays blocking) */
+  if (uv_pipe_open(&s->pipe, fd) < 0) {
     close(fd);
     stream_close(r, s);
     return;

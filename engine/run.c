@@ -27,7 +27,11 @@ static void idle_noop(uv_idle_t *h)
   (void)h;
 }
 
-#define LAZY_MS 50
+/* How long a child's pid may wait for a commit to ride on. Most steps
+ * finish within it (their pid goes with their action.finished: one
+ * durable commit a step); a crash before it is journaled loses nothing,
+ * as resume finds the child by its environment's markers. */
+#define LAZY_MS 1000
 
 static void lazy_cb(uv_timer_t *h)
 {
