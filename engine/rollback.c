@@ -510,14 +510,22 @@ void engine__undo_done(struct engine__rt *rt, struct engine__sx *sx)
   list_paths(rt->plan, 0, sx->step, undone, sizeof undone);
   /* left: what is still to undo, the failed step first */
   list_paths(rt->plan, sx->step, n, left, sizeof left);
-  snprintf(msg, sizeof msg,
-           "undo of '%s' failed: %s (log: %s); undone: %s; left: %s; fix the "
-           "cause, then 'cairn resume %s' retries the rest",
-           json_string_value(json_object_get(json_array_get(rt->plan,
-                                                            sx->step),
-                                             "path")),
-           t->error, t->log_path, undone[0] ? undone : "nothing",
-           left[0] ? left : "nothing", rt->run_id);
+  if (rt->opt->sim) /* no log, no run to resume: the same text each time */
+    snprintf(msg, sizeof msg, "undo of '%s' failed: %s; undone: %s; left: %s",
+             json_string_value(json_object_get(json_array_get(rt->plan,
+                                                              sx->step),
+                                               "path")),
+             t->error, undone[0] ? undone : "nothing",
+             left[0] ? left : "nothing");
+  else
+    snprintf(msg, sizeof msg,
+             "undo of '%s' failed: %s (log: %s); undone: %s; left: %s; fix "
+             "the cause, then 'cairn resume %s' retries the rest",
+             json_string_value(json_object_get(json_array_get(rt->plan,
+                                                              sx->step),
+                                               "path")),
+             t->error, t->log_path, undone[0] ? undone : "nothing",
+             left[0] ? left : "nothing", rt->run_id);
   json_t *extra = json_pack("{s:o,s:O,s:o}", "undone",
                             paths_array(rt->plan, 0, sx->step), "failed",
                             json_object_get(json_array_get(rt->plan,

@@ -1282,7 +1282,8 @@ void engine__state_failed(struct engine__rt *rt, struct engine__sx *sx)
     engine__fail_state(rt, sx->st, sx->error);
     return;
   }
-  for (size_t i = 0; i < sx->ntasks; i++)
+  for (size_t i = 0; i < sx->ntasks && !rt->opt->sim; i++) /* a
+                                        simulation writes no log */
     if (strcmp(sx->tasks[i].path, sx->failed_path) == 0)
       log = sx->tasks[i].log_path;
   snprintf(msg, sizeof msg, "state '%s' failed: %s%s%s%s", sx->failed_path,

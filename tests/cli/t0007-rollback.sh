@@ -337,7 +337,12 @@ test_expect_success 'simulate prints the same trace every time and touches nothi
 	test_path_is_missing .cairn &&
 	test_path_is_missing fwd.txt &&
 	test_grep "^↶ rollback plan: undo:infra/b, undo:infra/a, undo:prep$" one &&
-	test_grep "^result: rollback_failed; a real run would exit 6$" one
+	test_grep "^result: rollback_failed; a real run would exit 6$" one &&
+	cairn simulate rb.yaml --fail-at last --fail-undo infra/a --json >one.json &&
+	cairn simulate rb.yaml --fail-at last --fail-undo infra/a --json >two.json &&
+	test_cmp one.json two.json &&
+	test_grep ! -e "(log: " -e "cairn resume" one.json &&
+	jq -e "select(.kind == \"result\") | .message == \"undo of '\''infra/a'\'' failed: simulated failure; undone: infra/b; left: infra/a, prep\"" one.json
 '
 
 test_expect_success 'undo on a choice state is refused with its line and column' '
