@@ -427,8 +427,10 @@ static int event_from_row(struct journal *j, sqlite3_stmt *st,
   {
     const char *text = journal__column_text(st, 6);
 
-    ev->payload = json_loadb(text, (size_t)sqlite3_column_bytes(st, 6), 0,
-                             &jerr);
+    /* a string the engine journaled may hold a NUL ("\u0000"): read
+     * back what was written */
+    ev->payload = json_loadb(text, (size_t)sqlite3_column_bytes(st, 6),
+                             JSON_ALLOW_NUL, &jerr);
   }
   if (ev->payload == NULL || !json_is_object(ev->payload)) {
     int64_t seq = ev->seq;

@@ -756,6 +756,31 @@ static void test_append_chain(void **state)
   journal_close(j);
 }
 
+/* A payload string holding a NUL is read back whole and its chain
+ * verifies (it used to be refused as "not a json object"). */
+static void test_append_nul_in_string(void **state)
+{
+  struct fx *fx = *state;
+  struct cairn_error err = {0, ""};
+  struct journal *j = open_new(fx->path);
+  struct evlist l;
+  json_t *p = json_pack("{s:o}", "out", json_stringn("a\0b", 3));
+  struct journal_verify_result vr;
+
+  insert_run(j, RUN_A, "w", "", NULL, 0);
+  assert_int_equal(journal_append(j, RUN_A, "action.finished", "s", 1, 0, p,
+                                  NULL, &err), 0);
+  json_decref(p);
+  memset(&l, 0, sizeof l);
+  assert_int_equal(journal_event_foreach(j, RUN_A, 0, collect, &l, &err), 0);
+  assert_int_equal(l.n, 1);
+  assert_string_equal(l.ev[0].payload, "{\"out\":\"a\\u0000b\"}");
+  assert_string_equal(l.ev[0].rehash, l.ev[0].hash);
+  assert_int_equal(journal_verify(j, &vr, &err), 0);
+  assert_int_equal(vr.first_bad_seq, 0);
+  journal_close(j);
+}
+
 static int check_time(const struct journal_event *ev, void *ud)
 {
   int64_t *t = ud;
@@ -2520,6 +2545,7 @@ int main(void)
       T(test_find_path),
       T(test_canonical_json),
       T(test_append_chain),
+      T(test_append_nul_in_string),
       T(test_append_time_and_errors),
       T(test_hash_known_event),
       T(test_canonical_cases),
