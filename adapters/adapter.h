@@ -77,6 +77,11 @@ struct adapter_desc {
   const struct adapter_input *inputs;   /* ends with a {NULL} entry */
   const struct adapter_output *outputs; /* ends with a {NULL} entry */
   int idempotent;
+  /* 1: the child a call starts outlives the call on purpose (a service),
+   * and starting the same thing again adopts it when it is alive: resume
+   * leaves such a child of an unfinished step running for the re-run to
+   * adopt instead of stopping it. */
+  int adopts;
   /* The undo a state gets when it writes none (NULL: none): an adapter
    * name and its `with` as JSON text, where templates may use
    * self.input.K and self.output.K (the forward call's inputs and

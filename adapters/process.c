@@ -741,6 +741,7 @@ const struct adapter_desc adapter_process_start = {
   .inputs = start_inputs,
   .outputs = start_outputs_desc,
   .idempotent = 1,
+  .adopts = 1,
   .undo_adapter = "process.stop",
   .undo_with = "{\"pid_file\": \"{{ self.output.pid_file }}\"}",
   .check = start_check_with,

@@ -93,7 +93,7 @@ static int environ_has(const char *pid, const char *a, const char *b)
  * find the child by the markers every action's environment carries
  * (CAIRN_RUN_ID, CAIRN_STATE) and stop its group. */
 static void stop_marked(const char *run_id, const char *path,
-                        int64_t grace_ms)
+                        int64_t grace_ms, int keep_pgid)
 {
   char a[128], b[400];
   DIR *d = opendir("/proc");
@@ -111,7 +111,7 @@ static void stop_marked(const char *run_id, const char *path,
     int pid = atoi(de->d_name);
     int64_t start = 0;
     pid_t pgid = getpgid(pid);
-    if (pid == getpid() || pgid <= 0 ||
+    if (pid == getpid() || pgid <= 0 || pgid == keep_pgid ||
         cairn_proc_start_time(pid, &start) != 0)
       continue;
     cairn_proc_stop_group((int)pgid, pid, start, grace_ms);
@@ -119,15 +119,16 @@ static void stop_marked(const char *run_id, const char *path,
   closedir(d);
 }
 
-/* Makes sure the process group an unfinished attempt started is gone. */
+/* Makes sure the process group an unfinished attempt started is gone,
+ * but for keep_pgid (> 0: a service the re-run adopts). */
 static void stop_stale(const char *run_id, const struct journal_step *step,
-                       int64_t grace_ms)
+                       int64_t grace_ms, int keep_pgid)
 {
   char boot[40];
   json_t *sp = step->spawn;
   /* The journaled pid may be an earlier attempt's when the engine died
    * before journaling the last spawn: the markers find that one too. */
-  stop_marked(run_id, step->path, grace_ms);
+  stop_marked(run_id, step->path, grace_ms, keep_pgid);
   if (sp == NULL)
     return;
   cairn_proc_boot_id(boot);
@@ -137,7 +138,7 @@ static void stop_stale(const char *run_id, const struct journal_step *step,
   int pid = (int)json_integer_value(json_object_get(sp, "pid"));
   int pgid = (int)json_integer_value(json_object_get(sp, "pgid"));
   int64_t start = json_integer_value(json_object_get(sp, "proc_start"));
-  if (pid > 0 && pgid > 0)
+  if (pid > 0 && pgid > 0 && pgid != keep_pgid)
     cairn_proc_stop_group(pgid, pid, start, grace_ms);
 }
 
@@ -306,16 +307,42 @@ static int decide(struct engine__rt *rt, const struct journal_replay *rp,
 /* Makes sure nothing of sp from the dead engine still runs before
  * anything is started again (pid and start time checked: a reused pid is
  * never signalled). */
+/* The group of the child that unfinished step s of task t started, when
+ * that child is meant to outlive the step (a service), is alive as
+ * journaled, and t runs again: the re-run adopts it (its pid file names
+ * it) rather than a stop and a restart. 0 otherwise: a child whose pid
+ * was never journaled is stopped as any other. */
+static int adoptable(const struct engine__task *t,
+                     const struct journal_step *s, enum plan plan)
+{
+  char boot[40];
+  const char *b;
+  int pgid;
+
+  if (plan != PLAN_NEXT || t->desc == NULL || !t->desc->adopts ||
+      s->spawn == NULL)
+    return 0;
+  cairn_proc_boot_id(boot);
+  b = json_string_value(json_object_get(s->spawn, "boot_id"));
+  pgid = (int)json_integer_value(json_object_get(s->spawn, "pgid"));
+  if (b == NULL || strcmp(b, boot) != 0 || pgid <= 0 ||
+      !cairn_proc_alive(
+          (int)json_integer_value(json_object_get(s->spawn, "pid")),
+          json_integer_value(json_object_get(s->spawn, "proc_start"))))
+    return 0;
+  return pgid;
+}
+
 static void stop_spot(const struct journal_replay *rp, const struct spot *sp,
                       const char *run_id, int64_t grace_ms)
 {
   for (size_t i = 0; sp->sx && i < sp->sx->ntasks; i++) {
-    const struct journal_step *s = journal_replay_step(rp,
-                                                       sp->sx->tasks[i].path);
-    if (sp->sx->tasks[i].inst == NULL && s &&
+    const struct engine__task *t = &sp->sx->tasks[i];
+    const struct journal_step *s = journal_replay_step(rp, t->path);
+    if (t->inst == NULL && s &&
         (s->phase == JOURNAL_PHASE_STARTED ||
          s->phase == JOURNAL_PHASE_INTERRUPTED))
-      stop_stale(run_id, s, grace_ms);
+      stop_stale(run_id, s, grace_ms, adoptable(t, s, sp->plans[i]));
   }
 }
 

@@ -288,4 +288,39 @@ test_expect_success 'file.write gives no hash of a content that holds a secret' 
   ! grep -c "$(sha256sum db.conf | cut -d" " -f1)" .cairn/journal.db
 '
 
+# Resume after a kill while a service's ready check runs: the service the
+# dead engine started is adopted (same pid, no second process), and the
+# ready check's own child is stopped.
+write_workflow adopt.yaml <<\EOF
+cairn: 1
+name: adopt
+start: svc
+states:
+  svc:
+    do: process.start
+    with: { argv: [sleep, "300"], pid_file: "adopt.pid", log: "adopt.log" }
+    ready: { do: exec, with: { shell: "echo waiting; while [ ! -e go ]; do sleep 0.05; done" } }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'resume adopts a service whose ready check the kill interrupted' '
+  rm -rf .cairn go &&
+  { cairn run adopt.yaml >out 2>&1 & cpid=$!; } &&
+  n=0 &&
+  until [ "$(q "SELECT count(*) FROM events WHERE kind = '\''action.spawned'\'' AND state = '\''svc'\''" 2>/dev/null)" = 1 ]; do
+    n=$((n + 1)) && [ $n -lt 100 ] && sleep 0.1 || return 1
+  done &&
+  pid=$(pidfile_pid adopt.pid) && echo "$pid" >>"$PIDS" &&
+  kill -9 "$cpid" && { wait "$cpid" || :; } &&
+  proc_alive "$pid" &&
+  touch go &&
+  cairn resume >out 2>&1 &&
+  test "$(pidfile_pid adopt.pid)" = "$pid" &&
+  proc_alive "$pid" &&
+  test "$(pgrep -c -f "^sleep 300$" -s "$pid")" = 1 &&
+  test "$(q "SELECT status FROM runs")" = succeeded &&
+  kill "$pid"
+'
+
 test_done
