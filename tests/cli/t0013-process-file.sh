@@ -306,7 +306,7 @@ EOF
 
 test_expect_success 'resume adopts a service whose ready check the kill interrupted' '
   rm -rf .cairn go &&
-  { cairn run adopt.yaml >out 2>&1 & cpid=$!; } &&
+  { "$CAIRN_BIN" run adopt.yaml >out 2>&1 & cpid=$!; } &&
   n=0 &&
   until [ "$(q "SELECT count(*) FROM events WHERE kind = '\''action.spawned'\'' AND state = '\''svc'\''" 2>/dev/null)" = 1 ]; do
     n=$((n + 1)) && [ $n -lt 100 ] && sleep 0.1 || return 1

@@ -1056,6 +1056,7 @@ static void test_unwritable_log(void **state)
   assert_int_equal(t.outcome, ADAPTER_FAILED);
   assert_string_equal(t.error, "exited with status 1");
   t_reset(&t);
+  end_loop(f);
 }
 
 static void test_daemon_does_not_hang(void **state)
