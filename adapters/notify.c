@@ -74,9 +74,11 @@ static void complete(void *ud)
     res.outcome = ADAPTER_FAILED; /* not a success without its outputs */
     snprintf(r->error, sizeof r->error, "POST %s: out of memory", r->url);
   }
-  if (!r->delivered && res.outcome == ADAPTER_SUCCEEDED)
-    adapter_log_write(call, r->log.p); /* a loss goes to the log: a
-                                          warning someone should read */
+  /* a loss goes to the log, a warning someone should read (a long
+   * text is logged by adapter_finish_text itself) */
+  if (!r->delivered && res.outcome == ADAPTER_SUCCEEDED &&
+      (r->log.p == NULL || strlen(r->log.p) <= ADAPTER_TAIL_MAX))
+    adapter_log_write(call, r->log.p);
   adapter_finish_text(call, r->error, r->log.p, &res);
   call->priv = NULL;
   call->on_done(call, &res); /* may free call */

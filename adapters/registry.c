@@ -809,8 +809,8 @@ void adapter_log_write(const struct adapter_call *call, const char *text)
 }
 
 /* res->error and res->tail from error and log (see adapter_finish_text). */
-static char *adapter_result_text(const struct adapter_call *call, const char *error,
-                          const char *log, struct adapter_result *res)
+static char *result_text(const struct adapter_call *call, const char *error,
+                         const char *log, struct adapter_result *res)
 {
   char *e, *all;
   size_t len, cut = 0;
@@ -842,6 +842,6 @@ char *adapter_finish_text(const struct adapter_call *call, const char *error,
   if (res->outcome != ADAPTER_SUCCEEDED ||
       (log != NULL && strlen(log) > ADAPTER_TAIL_MAX))
     adapter_log_write(call, log ? log : "");
-  return adapter_result_text(call, error, log, res);
+  return result_text(call, error, log, res);
 }
 
