@@ -401,6 +401,22 @@ static int map_items(struct engine__rt *rt, const struct engine_state *st,
                            i, key, MAP_KEY_MAX);
       break;
     }
+    if (st->use_frame >= 0) {
+      /* The used workflow's state S runs as M/KEY/S and is named M/S:
+       * a KEY that is also an S would make the journal path M/KEY name
+       * both the instance and that state (resume, rollback, show). */
+      char sn[320];
+      snprintf(sn, sizeof sn, "%s/%s", st->name, key);
+      if (engine_workflow_state(rt->wf, sn) != NULL) {
+        rc = cairn_error_set(err, CAIRN_E_INVAL, "item %zu has the key "
+                             "'%s', also the name of a state of '%s' "
+                             "(hint: give the map a 'key' that differs "
+                             "from the used workflow's state names, e.g. "
+                             "\"svc-{{ item.name }}\")",
+                             i, key, rt->wf->frames[st->use_frame].file);
+        break;
+      }
+    }
     if (json_object_get(seen, key) != NULL) {
       rc = cairn_error_set(err, CAIRN_E_INVAL, "items %d and %zu have the "
                            "same key '%s' (hint: give the map a 'key' that "

@@ -286,6 +286,33 @@ test_expect_success 'SIGINT while instances run: run.interrupted, resume finishe
 	stop_served
 '
 
+# A key that is also a state of the used workflow: M/KEY would name both
+# the instance and the state M/KEY (resume could not rebuild the instance).
+write_workflow clash/top.yaml <<\EOF
+cairn: 1
+name: clash
+start: svc
+states:
+  svc:
+    map:
+      items: [{name: a, port: 8001}, {name: up, port: 8002}]
+      key: "{{ item.name }}"
+      use: lib/svc.yaml
+      with: { name: "{{ item.name }}", port: "{{ item.port }}" }
+    on_failure: fail
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a key that is also a state of the used workflow: the map fails on entry, nothing starts' '
+	in_dir clash && cp -r ../lib . &&
+	test_must_fail_with 1 cairn run top.yaml >out 2>err &&
+	grep -F "item 1 has the key '"'"'up'"'"', also the name of a state of" out &&
+	test "$(entered "svc/%" | wc -l)" = 0 &&
+	cairn simulate top.yaml >sim &&
+	grep -x "result: failed; a real run would exit 1" sim
+'
+
 # ---- inside an instance -------------------------------------------------------
 
 write_workflow rich/lib/rich.yaml <<\EOF
