@@ -286,6 +286,17 @@ test_expect_success 'SIGINT while instances run: run.interrupted, resume finishe
 	stop_served
 '
 
+test_expect_success 'kill -9 inside instances: the decision asked names the instance'"'"'s next state' '
+	in_dir ask && cp -r ../lib ../top.yaml . &&
+	echo 1 >sleep.a && echo 1 >sleep.b &&
+	{ "$CAIRN_BIN" run top.yaml >out 2>&1 & pid=$!; } &&
+	wait_for_file down.b.pid 10 &&
+	kill -9 $pid && { wait $pid || :; } &&
+	test_must_fail_with 3 cairn resume >rout 2>&1 &&
+	grep -E "state '"'"'svc/[ab]/down'"'"' was running .* go on to svc/[ab]/done," rout &&
+	stop_served
+'
+
 # A key that is also a state of the used workflow: M/KEY would name both
 # the instance and the state M/KEY (resume could not rebuild the instance).
 write_workflow clash/top.yaml <<\EOF
