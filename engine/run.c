@@ -1126,6 +1126,9 @@ static void choice_failed(struct engine__rt *rt, const struct engine_state *st,
 static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
 {
   json_t *scope = engine__scope_for(rt, st, NULL);
+  char path[320]; /* messages name it as journaled (M/KEY/S) */
+
+  engine__jpath(rt, st->name, path, sizeof path);
   for (size_t i = 0; i < st->nwhens; i++) {
     struct cairn_error err = {0};
     int truth = 0;
@@ -1139,7 +1142,7 @@ static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
     } else if (rc != 0) {
       json_decref(scope);
       char msg[1200];
-      snprintf(msg, sizeof msg, "choice '%s': %s", st->name, err.msg);
+      snprintf(msg, sizeof msg, "choice '%s': %s", path, err.msg);
       choice_failed(rt, st, msg);
       return;
     }
@@ -1158,7 +1161,7 @@ static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
   }
   char msg[600];
   snprintf(msg, sizeof msg, "no branch of choice '%s' matched and it has no "
-                            "default", st->name);
+                            "default", path);
   choice_failed(rt, st, msg);
 }
 
@@ -1257,7 +1260,7 @@ void engine__enter(struct engine__rt *rt, const char *name)
     char msg[1200];
     engine__emit(rt, JOURNAL_EV_STATE_ENTERED, sx->path, 0,
                  json_pack("{s:s}", "kind", "fail"));
-    snprintf(msg, sizeof msg, "reached fail state '%s'%s%s", st->name,
+    snprintf(msg, sizeof msg, "reached fail state '%s'%s%s", sx->path,
              st->message ? ": " : "", st->message ? st->message : "");
     if (st->frame >= 0)
       engine__fail_state(rt, st, msg); /* the use state fails */

@@ -297,6 +297,47 @@ test_expect_success 'kill -9 inside instances: the decision asked names the inst
 	stop_served
 '
 
+# A choice that cannot decide, and a fail state, inside instances: the
+# error names the path the state ran as (M/KEY/S).
+write_workflow undecided/lib/pick.yaml <<\EOF
+cairn: 1
+name: pick
+params:
+  name: {}
+start: pick
+states:
+  pick:
+    choice:
+      - when: "{{ params.name == 'b' }}"
+        next: bad
+  bad: { fail: true, message: "b is bad" }
+EOF
+
+write_workflow undecided/top.yaml <<\EOF
+cairn: 1
+name: undecided
+params:
+  names: { type: list, default: [a] }
+start: m
+states:
+  m:
+    map:
+      items: "{{ params.names }}"
+      use: lib/pick.yaml
+      with: { name: "{{ item }}" }
+    on_failure: fail
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a choice that cannot decide, a fail state, in an instance: the error names M/KEY/S' '
+	in_dir undecided &&
+	test_must_fail_with 1 cairn run top.yaml >out 2>err &&
+	grep -F "no branch of choice '"'"'m/a/pick'"'"' matched" out &&
+	test_must_fail_with 1 cairn run top.yaml --set names=b >out 2>err &&
+	grep -F "reached fail state '"'"'m/b/bad'"'"': b is bad" out
+'
+
 # A key that is also a state of the used workflow: M/KEY would name both
 # the instance and the state M/KEY (resume could not rebuild the instance).
 write_workflow clash/top.yaml <<\EOF
