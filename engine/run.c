@@ -962,10 +962,17 @@ void engine__stop_calls(struct engine__sx *sx)
 {
   for (size_t i = 0; sx && i < sx->ntasks; i++) {
     struct engine__task *t = &sx->tasks[i];
-    if (t->phase == ENGINE__TASK_RUNNING && t->inst)
+    if (t->phase == ENGINE__TASK_RUNNING && t->inst) {
+      /* an instance waiting, while another's commit failed, would keep
+       * the loop (and the process) alive for the rest of its wait */
+      if (t->inst->wait_timer)
+        uv_timer_stop(t->inst->wait_timer);
       engine__stop_calls(t->inst->cur);
-    else if (t->phase == ENGINE__TASK_RUNNING && t->call)
+    } else if (t->phase == ENGINE__TASK_RUNNING && t->call) {
       t->call->desc->cancel(t->call);
+    } else if (t->phase == ENGINE__TASK_RETRY_WAIT) {
+      uv_timer_stop(t->retry_timer); /* no attempt starts any more */
+    }
   }
 }
 

@@ -372,7 +372,9 @@ void engine__cursor_stop(struct engine__rt *rt, struct engine__cursor *cx);
  * NULL when the path is in none (or they are unknown). */
 struct engine__cursor *engine__undo_view(struct engine__rt *rt,
                                          const char *path);
-/* Stops (cancels) every running call under sx, instances included. */
+/* Stops (cancels) every running call under sx, instances included, and
+ * the timers that would start more (retry delays, instances' waits):
+ * for a second signal and a journal that cannot be written. */
 void engine__stop_calls(struct engine__sx *sx);
 
 /* ---- approval states (engine/approval.c) ---- */

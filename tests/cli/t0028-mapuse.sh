@@ -338,6 +338,61 @@ test_expect_success 'a choice that cannot decide, a fail state, in an instance: 
 	grep -F "reached fail state '"'"'m/b/bad'"'"': b is bad" out
 '
 
+# The journal cannot be written (a trigger refuses one instance's event)
+# while another instance waits: the run stops at once, not after the wait.
+write_workflow fatal/lib/slow.yaml <<\EOF
+cairn: 1
+name: slow
+params:
+  name: {}
+start: s1
+states:
+  s1:
+    do: exec
+    with: { argv: [sh, -c, "test {{ params.name }} = x || sleep 0.5"] }
+    idempotent: true
+    next: pick
+  pick:
+    choice:
+      - when: "{{ params.name == 'x' }}"
+        next: pause
+    default: done
+  pause: { wait: 60s, next: done }
+  done: { succeed: true }
+EOF
+
+write_workflow fatal/top.yaml <<\EOF
+cairn: 1
+name: fatal
+start: m
+states:
+  m:
+    map:
+      items: [x, y]
+      use: lib/slow.yaml
+      with: { name: "{{ item }}" }
+    next: done
+  done: { succeed: true }
+EOF
+
+write_workflow fatal/one.yaml <<\EOF
+cairn: 1
+name: one
+start: done
+states:
+  done: { succeed: true }
+EOF
+
+test_expect_success 'the journal fails while an instance waits: the run ends at once' '
+	in_dir fatal &&
+	cairn run one.yaml >/dev/null &&
+	j "CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.state = '"'"'m/y/s1'"'"'
+	   AND NEW.kind = '"'"'action.finished'"'"' BEGIN SELECT RAISE(ABORT, '"'"'boom'"'"'); END" &&
+	rc=0 && { timeout 30 "$CAIRN_BIN" run top.yaml >out 2>err || rc=$?; } &&
+	test "$rc" = 1 &&
+	grep -F "boom" err
+'
+
 # A key that is also a state of the used workflow: M/KEY would name both
 # the instance and the state M/KEY (resume could not rebuild the instance).
 write_workflow clash/top.yaml <<\EOF
