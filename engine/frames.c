@@ -600,6 +600,11 @@ void engine__map_more(struct engine__rt *rt, struct engine__sx *sx)
       use_instance_start(rt, t);
     else
       instance_start(rt, t);
+    /* An instance with no action on its way (a choice straight to
+     * succeed) ends inside its start, while this loop holds `starting`:
+     * its slot is free now, or the map would wait for it forever. */
+    if (t->phase == ENGINE__TASK_DONE)
+      running--;
   }
   sx->starting = 0;
   if (*slot == sx && sx->open == 0)

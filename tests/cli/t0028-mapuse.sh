@@ -393,6 +393,53 @@ test_expect_success 'the journal fails while an instance waits: the run ends at 
 	grep -F "boom" err
 '
 
+# Instances with no action on their way end as they start: with a limit,
+# the next ones must still start (the map once waited for them forever).
+write_workflow quick/lib/skip.yaml <<\EOF
+cairn: 1
+name: skip
+params:
+  name: {}
+outputs:
+  got: "{{ params.name }}"
+start: pick
+states:
+  pick:
+    choice:
+      - when: "{{ params.name == 'never' }}"
+        next: done
+    default: done
+  done: { succeed: true }
+EOF
+
+write_workflow quick/top.yaml <<\EOF
+cairn: 1
+name: quick
+start: m
+states:
+  m:
+    map:
+      items: [x, y, z]
+      max_concurrency: 1
+      use: lib/skip.yaml
+      with: { name: "{{ item }}" }
+    next: last
+  last:
+    do: exec
+    with: { argv: [sh, -c, "echo {{ states.m.output.z.got }} >last"] }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'instances that end as they start, with max_concurrency: every one runs' '
+	in_dir quick &&
+	timeout 60 "$CAIRN_BIN" run top.yaml >out 2>err &&
+	echo z >expect && test_cmp expect last &&
+	timeout 60 "$CAIRN_BIN" simulate top.yaml >sim &&
+	grep -x "enter m/z/done (succeed)" sim &&
+	grep -x "result: succeeded; a real run would exit 0" sim
+'
+
 # A key that is also a state of the used workflow: M/KEY would name both
 # the instance and the state M/KEY (resume could not rebuild the instance).
 write_workflow clash/top.yaml <<\EOF
