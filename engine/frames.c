@@ -240,7 +240,6 @@ void engine__frame_succeed(struct engine__rt *rt,
   json_t *scope = engine__scope_for(rt, st, NULL), *outs = NULL;
   int rc = scope ? render(rt, f->outputs, scope, &outs, &err)
                  : CAIRN_E_NOMEM;
-
   char upath[320];
 
   json_decref(scope);
