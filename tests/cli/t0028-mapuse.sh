@@ -655,7 +655,7 @@ test_expect_success 'simulate --fail-at M/KEY/S fails one instance; M/S every on
 
 # ---- loader ------------------------------------------------------------------
 
-test_expect_success 'loader: an unknown with key, use with do, a missing required param' '
+test_expect_success 'loader: an unknown with key, use with do, a missing required param, an approval inside' '
 	in_dir load && cp -r ../lib . &&
 	write_workflow badkey.yaml <<-\EOF &&
 	cairn: 1
@@ -724,7 +724,37 @@ test_expect_success 'loader: an unknown with key, use with do, a missing require
 	  done: { succeed: true }
 	EOF
 	test_must_fail_with 2 cairn validate nested.yaml 2>err &&
-	grep "nested.yaml:6:29: error: .*inner.yaml., used by the map of state .m., has a map over a used workflow itself (.m.)" err
+	grep "nested.yaml:6:29: error: .*inner.yaml., used by the map of state .m., has a map over a used workflow itself (.m.)" err &&
+	# an approval, even in a workflow the used one uses, cannot stop an
+	# instance
+	write_workflow lib/gate.yaml <<-\EOF &&
+	cairn: 1
+	name: gate
+	start: ok
+	states:
+	  ok: { approval: {}, next: done }
+	  done: { succeed: true }
+	EOF
+	write_workflow lib/gated.yaml <<-\EOF &&
+	cairn: 1
+	name: gated
+	start: g
+	states:
+	  g: { use: gate.yaml, next: done }
+	  done: { succeed: true }
+	EOF
+	write_workflow approval.yaml <<-\EOF &&
+	cairn: 1
+	name: approval
+	start: m
+	states:
+	  m:
+	    map: { items: [x], use: lib/gated.yaml }
+	    next: done
+	  done: { succeed: true }
+	EOF
+	test_must_fail_with 2 cairn validate approval.yaml 2>err &&
+	grep "approval.yaml:6:29: error: .*gated.yaml., used by the map of state .m., has approval state .g/ok. (hint: " err
 '
 
 # ---- presentation ------------------------------------------------------------
