@@ -240,7 +240,6 @@ void engine__frame_succeed(struct engine__rt *rt,
   json_t *scope = engine__scope_for(rt, st, NULL), *outs = NULL;
   int rc = scope ? render(rt, f->outputs, scope, &outs, &err)
                  : CAIRN_E_NOMEM;
-
   char upath[320];
 
   json_decref(scope);
@@ -400,6 +399,22 @@ static int map_items(struct engine__rt *rt, const struct engine_state *st,
                            "'-' (hint: give the map a 'key' that makes one)",
                            i, key, MAP_KEY_MAX);
       break;
+    }
+    if (st->use_frame >= 0) {
+      /* The used workflow's state S runs as M/KEY/S and is named M/S:
+       * a KEY that is also an S would make the journal path M/KEY name
+       * both the instance and that state (resume, rollback, show). */
+      char sn[320];
+      snprintf(sn, sizeof sn, "%s/%s", st->name, key);
+      if (engine_workflow_state(rt->wf, sn) != NULL) {
+        rc = cairn_error_set(err, CAIRN_E_INVAL, "item %zu has the key "
+                             "'%s', also the name of a state of '%s' "
+                             "(hint: give the map a 'key' that differs "
+                             "from the used workflow's state names, e.g. "
+                             "\"svc-{{ item.name }}\")",
+                             i, key, rt->wf->frames[st->use_frame].file);
+        break;
+      }
     }
     if (json_object_get(seen, key) != NULL) {
       rc = cairn_error_set(err, CAIRN_E_INVAL, "items %d and %zu have the "
@@ -584,6 +599,11 @@ void engine__map_more(struct engine__rt *rt, struct engine__sx *sx)
       use_instance_start(rt, t);
     else
       instance_start(rt, t);
+    /* An instance with no action on its way (a choice straight to
+     * succeed) ends inside its start, while this loop holds `starting`:
+     * its slot is free now, or the map would wait for it forever. */
+    if (t->phase == ENGINE__TASK_DONE)
+      running--;
   }
   sx->starting = 0;
   if (*slot == sx && sx->open == 0)

@@ -285,6 +285,10 @@ static int decide(struct engine__rt *rt, const struct journal_replay *rp,
       } else {
         sp->plans[i] = PLAN_ASK;
         if (ask[0] == '\0') {
+          char next[320] = "";
+          /* inside an instance (rt->cx), its next is M/KEY/S, not M/S */
+          if (!undoing && st->next)
+            engine__jpath(rt, st->next, next, sizeof next);
           snprintf(rt->res->state, sizeof rt->res->state, "%s", t->path);
           snprintf(ask, nask,
                    "state '%s' was running (attempt %d) when the run stopped; "
@@ -293,9 +297,8 @@ static int decide(struct engine__rt *rt, const struct journal_replay *rp,
                    "resume %s --assume succeeded' to count it as done and go "
                    "on%s%s, or '--assume failed' to treat the attempt as "
                    "failed (retry or on_failure)",
-                   t->path, s->attempt, rt->run_id,
-                   !undoing && st->next ? " to " : "",
-                   !undoing && st->next ? st->next : "");
+                   t->path, s->attempt, rt->run_id, next[0] ? " to " : "",
+                   next);
         }
       }
       break;

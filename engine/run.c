@@ -966,10 +966,17 @@ void engine__stop_calls(struct engine__sx *sx)
 {
   for (size_t i = 0; sx && i < sx->ntasks; i++) {
     struct engine__task *t = &sx->tasks[i];
-    if (t->phase == ENGINE__TASK_RUNNING && t->inst)
+    if (t->phase == ENGINE__TASK_RUNNING && t->inst) {
+      /* an instance waiting, while another's commit failed, would keep
+       * the loop (and the process) alive for the rest of its wait */
+      if (t->inst->wait_timer)
+        uv_timer_stop(t->inst->wait_timer);
       engine__stop_calls(t->inst->cur);
-    else if (t->phase == ENGINE__TASK_RUNNING && t->call)
+    } else if (t->phase == ENGINE__TASK_RUNNING && t->call) {
       t->call->desc->cancel(t->call);
+    } else if (t->phase == ENGINE__TASK_RETRY_WAIT) {
+      uv_timer_stop(t->retry_timer); /* no attempt starts any more */
+    }
   }
 }
 
@@ -1130,6 +1137,9 @@ static void choice_failed(struct engine__rt *rt, const struct engine_state *st,
 static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
 {
   json_t *scope = engine__scope_for(rt, st, NULL);
+  char path[320]; /* messages name it as journaled (M/KEY/S) */
+
+  engine__jpath(rt, st->name, path, sizeof path);
   for (size_t i = 0; i < st->nwhens; i++) {
     struct cairn_error err = {0};
     int truth = 0;
@@ -1143,7 +1153,7 @@ static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
     } else if (rc != 0) {
       json_decref(scope);
       char msg[1200];
-      snprintf(msg, sizeof msg, "choice '%s': %s", st->name, err.msg);
+      snprintf(msg, sizeof msg, "choice '%s': %s", path, err.msg);
       choice_failed(rt, st, msg);
       return;
     }
@@ -1162,7 +1172,7 @@ static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
   }
   char msg[600];
   snprintf(msg, sizeof msg, "no branch of choice '%s' matched and it has no "
-                            "default", st->name);
+                            "default", path);
   choice_failed(rt, st, msg);
 }
 
@@ -1261,7 +1271,7 @@ void engine__enter(struct engine__rt *rt, const char *name)
     char msg[1200];
     engine__emit(rt, JOURNAL_EV_STATE_ENTERED, sx->path, 0,
                  json_pack("{s:s}", "kind", "fail"));
-    snprintf(msg, sizeof msg, "reached fail state '%s'%s%s", st->name,
+    snprintf(msg, sizeof msg, "reached fail state '%s'%s%s", sx->path,
              st->message ? ": " : "", st->message ? st->message : "");
     if (st->frame >= 0)
       engine__fail_state(rt, st, msg); /* the use state fails */

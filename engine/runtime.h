@@ -26,12 +26,18 @@ struct engine__sx;
  * and states live in `frames`. A view (owner NULL) only lends its frames
  * to an undo of a path inside an instance. */
 struct engine__cursor {
-  struct engine__sx *cur;         /* its state being carried out */
+  struct engine__sx *cur;         /* its state being carried out (owned:
+                                     retired when it moves on, destroyed
+                                     with the cursor) */
   char pfx[320];                  /* "M/KEY/" */
   json_t *frames;                 /* per wf->frames, this instance's
-                                     {params, states} or null (owned) */
-  struct engine__task *owner;     /* the instance (a task of M's sx) */
-  struct engine__cursor *up;      /* the cursor M runs in; NULL: main */
+                                     {params, states} or null (owned;
+                                     rt->inst holds another reference) */
+  struct engine__task *owner;     /* the instance (a task of M's sx;
+                                     borrowed: the task owns the cursor),
+                                     NULL for a view */
+  struct engine__cursor *up;      /* the cursor M runs in (borrowed);
+                                     NULL: main */
   int cancelled;                  /* the map failed: end, go on no more */
   uv_timer_t *wait_timer;         /* heap, freed in its close callback */
 };
@@ -121,7 +127,9 @@ struct engine__rt {
   json_t *frames;                 /* per wf->frames: {params, states} once
                                      its use state was entered, else null */
   json_t *inst;                   /* "M/KEY" -> the frames of that instance
-                                     of a map over a used workflow */
+                                     of a map over a used workflow (owned;
+                                     kept after the instance ends, for
+                                     its undos) */
   struct engine__cursor *cx;      /* the cursor being worked on (NULL: the
                                      run's own); set by each entry point
                                      from the sx or task it works on */
@@ -372,7 +380,9 @@ void engine__cursor_stop(struct engine__rt *rt, struct engine__cursor *cx);
  * NULL when the path is in none (or they are unknown). */
 struct engine__cursor *engine__undo_view(struct engine__rt *rt,
                                          const char *path);
-/* Stops (cancels) every running call under sx, instances included. */
+/* Stops (cancels) every running call under sx, instances included, and
+ * the timers that would start more (retry delays, instances' waits):
+ * for a second signal and a journal that cannot be written. */
 void engine__stop_calls(struct engine__sx *sx);
 
 /* ---- approval states (engine/approval.c) ---- */

@@ -286,6 +286,187 @@ test_expect_success 'SIGINT while instances run: run.interrupted, resume finishe
 	stop_served
 '
 
+test_expect_success 'kill -9 inside instances: the decision asked names the instance'"'"'s next state' '
+	in_dir ask && cp -r ../lib ../top.yaml . &&
+	echo 1 >sleep.a && echo 1 >sleep.b &&
+	{ "$CAIRN_BIN" run top.yaml >out 2>&1 & pid=$!; } &&
+	wait_for_file down.b.pid 10 &&
+	kill -9 $pid && { wait $pid || :; } &&
+	test_must_fail_with 3 cairn resume >rout 2>&1 &&
+	grep -E "state '"'"'svc/[ab]/down'"'"' was running .* go on to svc/[ab]/done," rout &&
+	stop_served
+'
+
+# A choice that cannot decide, and a fail state, inside instances: the
+# error names the path the state ran as (M/KEY/S).
+write_workflow undecided/lib/pick.yaml <<\EOF
+cairn: 1
+name: pick
+params:
+  name: {}
+start: pick
+states:
+  pick:
+    choice:
+      - when: "{{ params.name == 'b' }}"
+        next: bad
+  bad: { fail: true, message: "b is bad" }
+EOF
+
+write_workflow undecided/top.yaml <<\EOF
+cairn: 1
+name: undecided
+params:
+  names: { type: list, default: [a] }
+start: m
+states:
+  m:
+    map:
+      items: "{{ params.names }}"
+      use: lib/pick.yaml
+      with: { name: "{{ item }}" }
+    on_failure: fail
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a choice that cannot decide, a fail state, in an instance: the error names M/KEY/S' '
+	in_dir undecided &&
+	test_must_fail_with 1 cairn run top.yaml >out 2>err &&
+	grep -F "no branch of choice '"'"'m/a/pick'"'"' matched" out &&
+	test_must_fail_with 1 cairn run top.yaml --set names=b >out 2>err &&
+	grep -F "reached fail state '"'"'m/b/bad'"'"': b is bad" out
+'
+
+# The journal cannot be written (a trigger refuses one instance's event)
+# while another instance waits: the run stops at once, not after the wait.
+write_workflow fatal/lib/slow.yaml <<\EOF
+cairn: 1
+name: slow
+params:
+  name: {}
+start: s1
+states:
+  s1:
+    do: exec
+    with: { argv: [sh, -c, "test {{ params.name }} = x || sleep 0.5"] }
+    idempotent: true
+    next: pick
+  pick:
+    choice:
+      - when: "{{ params.name == 'x' }}"
+        next: pause
+    default: done
+  pause: { wait: 60s, next: done }
+  done: { succeed: true }
+EOF
+
+write_workflow fatal/top.yaml <<\EOF
+cairn: 1
+name: fatal
+start: m
+states:
+  m:
+    map:
+      items: [x, y]
+      use: lib/slow.yaml
+      with: { name: "{{ item }}" }
+    next: done
+  done: { succeed: true }
+EOF
+
+write_workflow fatal/one.yaml <<\EOF
+cairn: 1
+name: one
+start: done
+states:
+  done: { succeed: true }
+EOF
+
+test_expect_success 'the journal fails while an instance waits: the run ends at once' '
+	in_dir fatal &&
+	cairn run one.yaml >/dev/null &&
+	j "CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.state = '"'"'m/y/s1'"'"'
+	   AND NEW.kind = '"'"'action.finished'"'"' BEGIN SELECT RAISE(ABORT, '"'"'boom'"'"'); END" &&
+	rc=0 && { timeout 30 "$CAIRN_BIN" run top.yaml >out 2>err || rc=$?; } &&
+	test "$rc" = 1 &&
+	grep -F "boom" err
+'
+
+# Instances with no action on their way end as they start: with a limit,
+# the next ones must still start (the map once waited for them forever).
+write_workflow quick/lib/skip.yaml <<\EOF
+cairn: 1
+name: skip
+params:
+  name: {}
+outputs:
+  got: "{{ params.name }}"
+start: pick
+states:
+  pick:
+    choice:
+      - when: "{{ params.name == 'never' }}"
+        next: done
+    default: done
+  done: { succeed: true }
+EOF
+
+write_workflow quick/top.yaml <<\EOF
+cairn: 1
+name: quick
+start: m
+states:
+  m:
+    map:
+      items: [x, y, z]
+      max_concurrency: 1
+      use: lib/skip.yaml
+      with: { name: "{{ item }}" }
+    next: last
+  last:
+    do: exec
+    with: { argv: [sh, -c, "echo {{ states.m.output.z.got }} >last"] }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'instances that end as they start, with max_concurrency: every one runs' '
+	in_dir quick &&
+	timeout 60 "$CAIRN_BIN" run top.yaml >out 2>err &&
+	echo z >expect && test_cmp expect last &&
+	timeout 60 "$CAIRN_BIN" simulate top.yaml >sim &&
+	grep -x "enter m/z/done (succeed)" sim &&
+	grep -x "result: succeeded; a real run would exit 0" sim
+'
+
+# A key that is also a state of the used workflow: M/KEY would name both
+# the instance and the state M/KEY (resume could not rebuild the instance).
+write_workflow clash/top.yaml <<\EOF
+cairn: 1
+name: clash
+start: svc
+states:
+  svc:
+    map:
+      items: [{name: a, port: 8001}, {name: up, port: 8002}]
+      key: "{{ item.name }}"
+      use: lib/svc.yaml
+      with: { name: "{{ item.name }}", port: "{{ item.port }}" }
+    on_failure: fail
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a key that is also a state of the used workflow: the map fails on entry, nothing starts' '
+	in_dir clash && cp -r ../lib . &&
+	test_must_fail_with 1 cairn run top.yaml >out 2>err &&
+	grep -F "item 1 has the key '"'"'up'"'"', also the name of a state of" out &&
+	test "$(entered "svc/%" | wc -l)" = 0 &&
+	cairn simulate top.yaml >sim &&
+	grep -x "result: failed; a real run would exit 1" sim
+'
+
 # ---- inside an instance -------------------------------------------------------
 
 write_workflow rich/lib/rich.yaml <<\EOF
@@ -474,7 +655,7 @@ test_expect_success 'simulate --fail-at M/KEY/S fails one instance; M/S every on
 
 # ---- loader ------------------------------------------------------------------
 
-test_expect_success 'loader: an unknown with key, use with do, a missing required param' '
+test_expect_success 'loader: an unknown with key, use with do, a missing required param, an approval inside' '
 	in_dir load && cp -r ../lib . &&
 	write_workflow badkey.yaml <<-\EOF &&
 	cairn: 1
@@ -543,7 +724,37 @@ test_expect_success 'loader: an unknown with key, use with do, a missing require
 	  done: { succeed: true }
 	EOF
 	test_must_fail_with 2 cairn validate nested.yaml 2>err &&
-	grep "nested.yaml:6:29: error: .*inner.yaml., used by the map of state .m., has a map over a used workflow itself (.m.)" err
+	grep "nested.yaml:6:29: error: .*inner.yaml., used by the map of state .m., has a map over a used workflow itself (.m.)" err &&
+	# an approval, even in a workflow the used one uses, cannot stop an
+	# instance
+	write_workflow lib/gate.yaml <<-\EOF &&
+	cairn: 1
+	name: gate
+	start: ok
+	states:
+	  ok: { approval: {}, next: done }
+	  done: { succeed: true }
+	EOF
+	write_workflow lib/gated.yaml <<-\EOF &&
+	cairn: 1
+	name: gated
+	start: g
+	states:
+	  g: { use: gate.yaml, next: done }
+	  done: { succeed: true }
+	EOF
+	write_workflow approval.yaml <<-\EOF &&
+	cairn: 1
+	name: approval
+	start: m
+	states:
+	  m:
+	    map: { items: [x], use: lib/gated.yaml }
+	    next: done
+	  done: { succeed: true }
+	EOF
+	test_must_fail_with 2 cairn validate approval.yaml 2>err &&
+	grep "approval.yaml:6:29: error: .*gated.yaml., used by the map of state .m., has approval state .g/ok. (hint: " err
 '
 
 # ---- presentation ------------------------------------------------------------
