@@ -258,6 +258,44 @@ static int planner_event_cb(const struct journal_event *ev, void *ud)
   return 0;
 }
 
+/* The same fold, kept by a running engine as it commits each event, so
+ * that a failure late in a long run does not read the run back. */
+struct engine__planner {
+  struct planner p;
+};
+
+struct engine__planner *engine__planner_new(const struct engine_workflow *wf)
+{
+  struct engine__planner *pl = calloc(1, sizeof *pl);
+  if (pl == NULL)
+    return NULL;
+  pl->p = (struct planner){wf, json_object(), json_object(), json_array(),
+                           json_object(), 0, 0};
+  if (pl->p.inputs == NULL || pl->p.items == NULL || pl->p.done == NULL ||
+      pl->p.sub == NULL) {
+    engine__planner_free(pl);
+    return NULL;
+  }
+  return pl;
+}
+
+void engine__planner_feed(struct engine__planner *pl, const char *kind,
+                          const char *state, json_t *payload)
+{
+  planner_feed(&pl->p, kind, state, payload);
+}
+
+void engine__planner_free(struct engine__planner *pl)
+{
+  if (pl == NULL)
+    return;
+  json_decref(pl->p.inputs);
+  json_decref(pl->p.items);
+  json_decref(pl->p.done);
+  json_decref(pl->p.sub);
+  free(pl);
+}
+
 /* Folds the committed events of run_id (and, when rt is given, the
  * events it has queued but not yet committed) into *steps. */
 static int plan_compute(struct journal *j, const struct engine_workflow *wf,
@@ -287,6 +325,31 @@ out:
   json_decref(p.sub);
   return rc;
 }
+
+#ifdef CAIRN_TEST_HOOKS
+/* With CAIRN_TEST_PLAN_CHECK set, the incremental plan is checked against
+ * the one read back from the journal; a difference aborts the run (the
+ * CLI tests set it, so every rollback they make is checked). */
+static void plan_check(struct engine__rt *rt, json_t *steps)
+{
+  struct cairn_error err = {0};
+  json_t *want = NULL;
+  const char *e = getenv("CAIRN_TEST_PLAN_CHECK");
+
+  if (e == NULL || *e == '\0' || steps == NULL)
+    return;
+  if (plan_compute(rt->j, rt->wf, rt->run_id, rt, &want, &err) != 0 ||
+      !json_equal(want, steps)) {
+    char *a = json_dumps(steps, JSON_SORT_KEYS | JSON_COMPACT);
+    char *b = want ? json_dumps(want, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+    fprintf(stderr, "cairn: test hook: the incremental undo plan differs "
+            "from the journal's (%s)\nkept:    %s\njournal: %s\n", err.msg,
+            a ? a : "?", b ? b : "?");
+    abort();
+  }
+  json_decref(want);
+}
+#endif
 
 /* ---- carrying out the plan ---- */
 
@@ -321,7 +384,23 @@ void engine__rollback_begin(struct engine__rt *rt, const char *from,
   rt->rb_requested = from == NULL;
   if (from)
     snprintf(rt->res->state, sizeof rt->res->state, "%s", from);
-  if (plan_compute(rt->j, rt->wf, rt->run_id, rt, &steps, &err) != 0) {
+  if (rt->planner != NULL) {
+    /* kept as events committed: add those still queued, and done */
+    for (size_t i = 0; i < rt->nqueue; i++)
+      planner_feed(&rt->planner->p, rt->queue[i].kind, rt->queue[i].state,
+                   rt->queue[i].payload);
+    steps = planner_steps(&rt->planner->p);
+    engine__planner_free(rt->planner);
+    rt->planner = NULL;
+    if (steps == NULL)
+      cairn_error_set(&err, CAIRN_E_NOMEM, "out of memory");
+#ifdef CAIRN_TEST_HOOKS
+    plan_check(rt, steps);
+#endif
+  } else {
+    plan_compute(rt->j, rt->wf, rt->run_id, rt, &steps, &err);
+  }
+  if (steps == NULL) {
     /* The journal cannot be read: nothing is undone, say why. */
     char msg[2200];
     snprintf(msg, sizeof msg, "%s; cannot plan the rollback: %s",

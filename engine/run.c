@@ -174,6 +174,8 @@ static int commit_queue(struct engine__rt *rt)
       ev.payload = it->payload;
       rt->opt->observe(rt->opt->ud, &ev);
     }
+    if (rt->planner)
+      engine__planner_feed(rt->planner, it->kind, it->state, it->payload);
     free(it->state);
     json_decref(it->payload);
   }
@@ -1636,6 +1638,7 @@ void engine__rt_release(struct engine__rt *rt)
   free(rt->queue);
   free(rt->simq);
   json_decref(rt->plan);
+  engine__planner_free(rt->planner);
   json_decref(rt->direct);
   json_decref(rt->scope);
   json_decref(rt->frames);
@@ -1743,6 +1746,9 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
   }
   engine__notify_direct(&rt);
 
+  /* A new run: its undo plan can be kept as it goes (the direct events
+   * above add nothing to it). Without memory, it is read back instead. */
+  rt.planner = engine__planner_new(wf);
   engine__enter(&rt, wf->start);
   rc = engine__rt_loop(&rt);
   engine__rt_release(&rt);

@@ -148,6 +148,10 @@ struct engine__rt {
 
   /* rollback: the journaled plan's steps and the next one to undo */
   json_t *plan;
+  struct engine__planner *planner; /* the plan so far, kept as events
+                                      commit by a run started here (NULL
+                                      on resume: the plan is then read
+                                      from the journal) */
   size_t plan_next;
   char rb_error[1400];            /* why the rollback started */
   int rb_requested;               /* cairn rollback, not a failure */
@@ -281,8 +285,18 @@ const struct engine_action *engine__action_at(
     const struct engine_workflow *wf, const char *path,
     const struct engine_state **st_out, int *branch);
 
+/* The undo planner's fold over a run's events, kept incrementally: fed
+ * each event as it commits, in order (payload borrowed; what it keeps it
+ * references, so payloads must not change after their commit). */
+struct engine__planner;
+struct engine__planner *engine__planner_new(const struct engine_workflow *wf);
+void engine__planner_feed(struct engine__planner *pl, const char *kind,
+                          const char *state, json_t *payload);
+void engine__planner_free(struct engine__planner *pl);
+
 /* Computes the undo plan from the run's committed events and those still
- * queued (so it is what the journal will say), journals it with
+ * queued (so it is what the journal will say; kept by rt->planner when
+ * there is one, else read back from the journal), journals it with
  * rollback.planned and starts the first undo. from: the failed state, or
  * NULL for a rollback on request; error: why. */
 void engine__rollback_begin(struct engine__rt *rt, const char *from,
