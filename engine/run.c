@@ -1637,6 +1637,7 @@ void engine__rt_release(struct engine__rt *rt)
   }
   free(rt->queue);
   free(rt->simq);
+  json_decref(rt->sim_outputs);
   json_decref(rt->plan);
   engine__planner_free(rt->planner);
   json_decref(rt->direct);

@@ -161,6 +161,9 @@ struct engine__rt {
   struct adapter_call **simq;
   size_t nsimq, capsimq;
   uv_idle_t sim_idle;
+  json_t *sim_outputs;            /* adapter name -> its placeholder
+                                     outputs, one shared object each (no
+                                     one changes outputs in place) */
 
   int interrupted;                /* signal number, 0 when none */
   int finished;                   /* run.finished or run.interrupted queued */
