@@ -407,6 +407,8 @@ static void task_release(struct engine__task *t)
   json_decref(t->pending);
   json_decref(t->item);
   t->inputs = t->outputs = t->call_inputs = t->pending = t->item = NULL;
+  free(t->log_path);
+  t->log_path = NULL;
   for (size_t i = 0; i < sizeof t->env_extra / sizeof t->env_extra[0]; i++) {
     free(t->env_extra[i]);
     t->env_extra[i] = NULL;
@@ -508,9 +510,12 @@ int engine__task_init(struct engine__rt *rt, struct engine__sx *sx,
   char *name = path_to_log_name(path);
   snprintf(t->name, sizeof t->name, "%s", name ? name : "state");
   free(name);
-  int w = snprintf(t->log_path, sizeof t->log_path, "%s/%s.log", rt->run_dir,
-                   t->name);
-  if (w < 0 || (size_t)w >= sizeof t->log_path)
+  int w = asprintf(&t->log_path, "%s/%s.log", rt->run_dir, t->name);
+  if (w < 0) {
+    t->log_path = NULL;
+    return CAIRN_E_NOMEM;
+  }
+  if (w >= ENGINE__LOG_PATH_MAX)
     return CAIRN_E_INVAL;
   if (asprintf(&t->env_extra[0], "CAIRN_RUN_ID=%s", rt->run_id) < 0 ||
       asprintf(&t->env_extra[1], "CAIRN_STATE=%s", path) < 0 ||

@@ -58,7 +58,9 @@ struct engine__task {
   enum engine__task_phase phase;
   json_t *outputs;                /* owned, when succeeded */
   char error[512];
-  char log_path[4200];
+  char *log_path;                 /* run_dir/name.log (owned): on the
+                                     heap, as the 4 KiB a path may take
+                                     made most of a task's size */
   char log_header[64];            /* "--- action attempt N ---\n" */
   struct adapter_call *call;      /* while RUNNING (freed in on_done) */
   json_t *call_inputs;            /* inputs of the running call (owned) */
@@ -103,6 +105,8 @@ struct engine__qitem {
 };
 
 #define ENGINE__REDACT_SPARE 32
+/* The longest log path a task takes (as before it moved to the heap). */
+#define ENGINE__LOG_PATH_MAX 4200
 
 /* One run being carried out by this process. */
 struct engine__rt {
