@@ -517,8 +517,18 @@ int engine__task_init(struct engine__rt *rt, struct engine__sx *sx,
   }
   if (w >= ENGINE__LOG_PATH_MAX)
     return CAIRN_E_INVAL;
+  return 0;
+}
+
+/* The CAIRN_* variables of t's calls, made at its first call (a
+ * simulation's calls run nothing and take none). */
+static int task_env(struct engine__task *t)
+{
+  struct engine__rt *rt = t->rt;
+  if (t->env_extra[0] != NULL || rt->opt->sim)
+    return 0;
   if (asprintf(&t->env_extra[0], "CAIRN_RUN_ID=%s", rt->run_id) < 0 ||
-      asprintf(&t->env_extra[1], "CAIRN_STATE=%s", path) < 0 ||
+      asprintf(&t->env_extra[1], "CAIRN_STATE=%s", t->path) < 0 ||
       asprintf(&t->env_extra[2], "CAIRN_RUN_DIR=%s", rt->run_dir) < 0)
     return CAIRN_E_NOMEM;
   t->env_extra[3] = NULL;
@@ -863,7 +873,8 @@ static void task_start_now(struct engine__task *t)
   }
 
   call = calloc(1, sizeof *call);
-  if (call == NULL) {
+  if (call == NULL || task_env(t) != 0) {
+    free(call);
     json_decref(inputs);
     rt->fatal = CAIRN_E_NOMEM;
     return;

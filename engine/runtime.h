@@ -65,7 +65,8 @@ struct engine__task {
   struct adapter_call *call;      /* while RUNNING (freed in on_done) */
   json_t *call_inputs;            /* inputs of the running call (owned) */
   uv_timer_t *retry_timer;        /* heap, freed in its close callback */
-  char *env_extra[4];
+  char *env_extra[4];             /* CAIRN_* of its calls, NULL-ended;
+                                     made at the first call (task_env) */
   struct engine__task *next_queued;
   json_t *item;                   /* a map instance's item (owned), or
                                      NULL */
