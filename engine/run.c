@@ -127,6 +127,14 @@ static int is_final_kind(const char *kind)
          strcmp(kind, JOURNAL_EV_APPROVAL_WAITING) == 0;
 }
 
+/* A simulation's journal is in memory and read by no one but the engine
+ * (which reads inside the open transaction): its events are committed
+ * in transactions of this many events or more, the last at the run's
+ * end, instead of one per loop turn. A failed write ends a simulation
+ * like a run, with what the observer heard since the last commit lost
+ * with the journal. */
+#define SIM_TX_EVENTS 4096
+
 /* Commits every queued event in one transaction and tells the observer.
  * Returns 0 or the journal's error. */
 static int commit_queue(struct engine__rt *rt)
@@ -134,14 +142,18 @@ static int commit_queue(struct engine__rt *rt)
   size_t n = rt->nqueue;
   int64_t *seqs = calloc(n, sizeof *seqs);
   int64_t now = journal_now_ms();
-  int rc = seqs ? journal_begin(rt->j, rt->err) : CAIRN_E_NOMEM;
+  int rc = seqs ? 0 : CAIRN_E_NOMEM;
+  int final = 0;
 
+  if (rc == 0 && !rt->tx_open)
+    rc = journal_begin(rt->j, rt->err);
   uv_timer_stop(&rt->lazy_timer);
   for (size_t i = 0; rc == 0 && i < n; i++) {
     struct engine__qitem *it = &rt->queue[i];
     rc = journal_append(rt->j, rt->run_id, it->kind, it->state, it->attempt,
                         now, it->payload, &seqs[i], rt->err);
     if (rc == 0 && is_final_kind(it->kind)) {
+      final = 1;
       const char *status = json_string_value(
           json_object_get(it->payload, "status"));
       if (strcmp(it->kind, JOURNAL_EV_APPROVAL_WAITING) == 0)
@@ -154,9 +166,15 @@ static int commit_queue(struct engine__rt *rt)
                                   rt->run_id, rt->err);
     }
   }
-  if (rc == 0)
+  rt->tx_events += n;
+  rt->tx_open = rc == 0 && rt->opt->sim && !final &&
+                rt->tx_events < SIM_TX_EVENTS;
+  if (rc == 0 && !rt->tx_open) {
+    rt->tx_events = 0;
     rc = journal_commit(rt->j, rt->err);
+  }
   if (rc != 0) {
+    rt->tx_open = 0;
     journal_rollback(rt->j);
     free(seqs);
     return rc;
@@ -1647,6 +1665,9 @@ void engine__rt_abort(struct engine__rt *rt)
 
 void engine__rt_release(struct engine__rt *rt)
 {
+  if (rt->tx_open) /* a simulation that ended without a final event */
+    journal_commit(rt->j, &(struct cairn_error){0});
+  rt->tx_open = 0;
   for (size_t i = 0; i < rt->nqueue; i++) {
     free(rt->queue[i].state);
     json_decref(rt->queue[i].payload);

@@ -136,6 +136,9 @@ struct engine__rt {
 
   struct engine__qitem *queue;
   size_t nqueue, capqueue;
+  int tx_open;                    /* a simulation's transaction spans
+                                     flushes (commit_queue) */
+  size_t tx_events;               /* events appended in it */
   size_t urgent;                  /* queued events that must be committed
                                      this loop turn (all but spawns) */
   uv_timer_t lazy_timer;          /* commits lazy events within 50 ms */
