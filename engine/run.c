@@ -39,6 +39,13 @@ static void task_start_now(struct engine__task *t);
 
 /* ---- the event queue and group commit ---- */
 
+static void qitem_release(struct engine__qitem *it)
+{
+  free(it->state);
+  free(it->text);
+  json_decref(it->payload);
+}
+
 void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
                   int attempt, json_t *payload)
 {
@@ -54,6 +61,8 @@ void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
     rt->capqueue = cap;
   }
   struct engine__qitem *it = &rt->queue[rt->nqueue++];
+  it->text = NULL;
+  it->text_len = 0;
   it->kind = kind;
   it->state = strdup(state ? state : "");
   it->attempt = attempt;
@@ -152,6 +161,16 @@ static int commit_queue(struct engine__rt *rt)
     struct engine__qitem *it = &rt->queue[i];
     rc = journal_append(rt->j, rt->run_id, it->kind, it->state, it->attempt,
                         now, it->payload, &seqs[i], rt->err);
+    if (rc == 0 && rt->opt->observe) {
+      /* the payload's text, so an observer printing it need not make it
+       * again (best effort: without it, it does) */
+      size_t len;
+      const char *text = journal_last_payload(rt->j, &len);
+      if (text != NULL && (it->text = malloc(len ? len : 1)) != NULL) {
+        memcpy(it->text, text, len);
+        it->text_len = len;
+      }
+    }
     if (rc == 0 && is_final_kind(it->kind)) {
       final = 1;
       const char *status = json_string_value(
@@ -190,12 +209,13 @@ static int commit_queue(struct engine__rt *rt)
       ev.attempt = it->attempt;
       ev.time_ms = now;
       ev.payload = it->payload;
+      ev.payload_text = it->text;
+      ev.payload_len = it->text_len;
       rt->opt->observe(rt->opt->ud, &ev);
     }
     if (rt->planner)
       engine__planner_feed(rt->planner, it->kind, it->state, it->payload);
-    free(it->state);
-    json_decref(it->payload);
+    qitem_release(it);
   }
   free(seqs);
   /* Events queued meanwhile (none today) stay for the next round. */
@@ -241,8 +261,7 @@ static void flush(struct engine__rt *rt)
     /* The journal cannot be written: stop everything, record nothing
      * more. What was committed is consistent; resume picks it up. */
     for (size_t i = 0; i < rt->nqueue; i++) {
-      free(rt->queue[i].state);
-      json_decref(rt->queue[i].payload);
+      qitem_release(&rt->queue[i]);
     }
     rt->nqueue = 0;
     rt->urgent = 0;
@@ -1669,8 +1688,7 @@ void engine__rt_release(struct engine__rt *rt)
     journal_commit(rt->j, &(struct cairn_error){0});
   rt->tx_open = 0;
   for (size_t i = 0; i < rt->nqueue; i++) {
-    free(rt->queue[i].state);
-    json_decref(rt->queue[i].payload);
+    qitem_release(&rt->queue[i]);
   }
   free(rt->queue);
   free(rt->simq);

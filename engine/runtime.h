@@ -103,6 +103,10 @@ struct engine__qitem {
   char *state;
   int attempt;
   json_t *payload;                /* owned */
+  char *text;                     /* its canonical JSON once journaled,
+                                     for the observer (owned, may be
+                                     NULL); text_len bytes */
+  size_t text_len;
 };
 
 #define ENGINE__REDACT_SPARE 32
