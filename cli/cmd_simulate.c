@@ -60,7 +60,9 @@ static int trace_json(struct cairn_buf *b, const struct journal_event *ev)
   if (journal_canonical_string(b, ev->kind, strlen(ev->kind)) != 0)
     return -1;
   cairn_buf_add(b, ",\"payload\":", 11);
-  if (journal_canonical_add(b, ev->payload) != 0)
+  if (ev->payload_text != NULL) /* the same bytes, as the journal wrote */
+    cairn_buf_add(b, ev->payload_text, ev->payload_len);
+  else if (journal_canonical_add(b, ev->payload) != 0)
     return -1;
   cairn_buf_add(b, ",\"seq\":", 7);
   cairn_buf_add_i64(b, ev->seq);

@@ -26,16 +26,58 @@
 
 /* ---- the planner: a fold over a run's events ---- */
 
+/* A completed action with an undo: a plan step to be. */
+struct completion {
+  char *path;                     /* owned */
+  const char *state, *adapter;    /* the workflow's */
+  int branch, entry, outer, sub, cancelled;
+  size_t i;                       /* its place in journal order */
+  json_t *inputs, *outputs;       /* owned references */
+  json_t *item, *index;           /* a map instance's, owned; else NULL */
+};
+
 struct planner {
   const struct engine_workflow *wf;
-  json_t *inputs;     /* path -> inputs of its latest state.entered */
+  json_t *inputs;     /* path -> inputs of its latest state.entered (paths
+                         whose action has an undo: no other is read) */
   json_t *items;      /* map instance path -> [index, item] */
-  json_t *done;       /* completions, in journal order */
+  struct completion *done; /* completions, in journal order */
+  size_t ndone, capdone;
   json_t *sub;        /* instance "M/KEY" of a map over a used workflow ->
                          entries of its states so far */
   int entry;          /* counts entries of top-level states */
   int planned;        /* a rollback.planned was seen: nothing more to add */
+  int nomem;          /* a completion could not be kept */
 };
+
+static void completion_release(struct completion *c)
+{
+  free(c->path);
+  json_decref(c->inputs);
+  json_decref(c->outputs);
+  json_decref(c->item);
+  json_decref(c->index);
+}
+
+static int planner_init(struct planner *p, const struct engine_workflow *wf)
+{
+  memset(p, 0, sizeof *p);
+  p->wf = wf;
+  p->inputs = json_object();
+  p->items = json_object();
+  p->sub = json_object();
+  return p->inputs && p->items && p->sub ? 0 : CAIRN_E_NOMEM;
+}
+
+static void planner_release(struct planner *p)
+{
+  json_decref(p->inputs);
+  json_decref(p->items);
+  json_decref(p->sub);
+  for (size_t i = 0; i < p->ndone; i++)
+    completion_release(&p->done[i]);
+  free(p->done);
+}
 
 static int is_undo_path(const char *path)
 {
@@ -88,35 +130,43 @@ static void planner_add(struct planner *p, const char *path, json_t *outputs,
         json_object_get(p->items, ip), 0));
     sub = (int)json_integer_value(json_object_get(p->sub, ip));
   }
-  json_t *c = json_pack("{s:s,s:s,s:s,s:i,s:i,s:o,s:o}", "path", path,
-                        "state", st->name, "adapter", a->undo->adapter,
-                        "branch", branch, "entry", p->entry, "inputs",
-                        inputs ? json_incref(inputs) : json_object(),
-                        "outputs",
-                        outputs ? json_incref(outputs) : json_object());
-  if (c && cancelled)
-    json_object_set_new(c, "cancelled", json_true());
-  if (c) {
-    json_object_set_new(c, "outer", json_integer(outer));
-    json_object_set_new(c, "sub", json_integer(sub));
+  struct completion c = {
+      strdup(path), st->name, a->undo->adapter, branch, p->entry, outer, sub,
+      cancelled, 0, inputs ? json_incref(inputs) : json_object(),
+      outputs ? json_incref(outputs) : json_object(), NULL, NULL};
+  if (inst != NULL && json_array_get(inst, 1) != NULL) {
+    c.item = json_incref(json_array_get(inst, 1));
+    c.index = json_incref(json_array_get(inst, 0));
   }
-  if (c && inst != NULL) {
-    json_object_set(c, "item", json_array_get(inst, 1));
-    json_object_set(c, "index", json_array_get(inst, 0));
+  if (c.path == NULL || c.inputs == NULL || c.outputs == NULL) {
+    completion_release(&c);
+    p->nomem = 1;
+    return;
   }
   /* One undo per entry of a path: a later attempt of the same entry (it
    * succeeded after one that only failed its ready check) replaces it. */
-  for (size_t i = json_array_size(p->done); i-- > 0;) {
-    json_t *o = json_array_get(p->done, i);
-    if (json_integer_value(json_object_get(o, "entry")) != p->entry)
+  for (size_t i = p->ndone; i-- > 0;) {
+    struct completion *o = &p->done[i];
+    if (o->entry != p->entry)
       break;
-    if (strcmp(json_string_value(json_object_get(o, "path")), path) == 0 &&
-        json_integer_value(json_object_get(o, "sub")) == sub) {
-      json_array_set_new(p->done, i, c);
+    if (strcmp(o->path, path) == 0 && o->sub == sub) {
+      completion_release(o);
+      *o = c;
       return;
     }
   }
-  json_array_append_new(p->done, c);
+  if (p->ndone == p->capdone) {
+    size_t cap = p->capdone ? p->capdone * 2 : 64;
+    struct completion *d = realloc(p->done, cap * sizeof *d);
+    if (d == NULL) {
+      completion_release(&c);
+      p->nomem = 1;
+      return;
+    }
+    p->done = d;
+    p->capdone = cap;
+  }
+  p->done[p->ndone++] = c;
 }
 
 static void planner_feed(struct planner *p, const char *kind,
@@ -145,8 +195,13 @@ static void planner_feed(struct planner *p, const char *kind,
       json_object_set_new(p->sub, ip, json_integer(
           json_integer_value(json_object_get(p->sub, ip)) + 1));
     }
+    const struct engine_state *st;
+    int branch;
+    const struct engine_action *a = engine__action_at(p->wf, path, &st,
+                                                      &branch);
     json_t *in = json_object_get(payload, "inputs");
-    json_object_set(p->inputs, path, in ? in : json_null());
+    if (a != NULL && a->undo != NULL)
+      json_object_set(p->inputs, path, in ? in : json_null());
     json_t *item = json_object_get(payload, "item");
     if (item != NULL)
       json_object_set_new(p->items, path,
@@ -177,53 +232,45 @@ static void planner_feed(struct planner *p, const char *kind,
 
 static int cmp_completion(const void *a, const void *b)
 {
-  json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-  json_int_t ex = json_integer_value(json_object_get(x, "entry"));
-  json_int_t ey = json_integer_value(json_object_get(y, "entry"));
-  json_int_t bx = json_integer_value(json_object_get(x, "branch"));
-  json_int_t by = json_integer_value(json_object_get(y, "branch"));
-  json_int_t ix = json_integer_value(json_object_get(x, "_i"));
-  json_int_t iy = json_integer_value(json_object_get(y, "_i"));
-  json_int_t ox = json_integer_value(json_object_get(x, "outer"));
-  json_int_t oy = json_integer_value(json_object_get(y, "outer"));
-  json_int_t sx = json_integer_value(json_object_get(x, "sub"));
-  json_int_t sy = json_integer_value(json_object_get(y, "sub"));
+  const struct completion *x = *(const struct completion *const *)a;
+  const struct completion *y = *(const struct completion *const *)b;
 
   /* later entries first; within one, later instances of a map over a
    * used workflow first, and in one of them its later entries; then
    * later-declared branches first */
-  if (ex != ey)
-    return ex > ey ? -1 : 1;
-  if (ox != oy)
-    return ox > oy ? -1 : 1;
-  if (sx != sy)
-    return sx > sy ? -1 : 1;
-  if (bx != by)
-    return bx > by ? -1 : 1;
-  return ix > iy ? -1 : ix < iy;
+  if (x->entry != y->entry)
+    return x->entry > y->entry ? -1 : 1;
+  if (x->outer != y->outer)
+    return x->outer > y->outer ? -1 : 1;
+  if (x->sub != y->sub)
+    return x->sub > y->sub ? -1 : 1;
+  if (x->branch != y->branch)
+    return x->branch > y->branch ? -1 : 1;
+  return x->i > y->i ? -1 : x->i < y->i;
 }
 
-/* The plan's steps, in the order they run (a new array). */
+/* The plan's steps, in the order they run (a new array; NULL when out of
+ * memory). */
 static json_t *planner_steps(struct planner *p)
 {
-  size_t n = json_array_size(p->done);
-  json_t **v = calloc(n ? n : 1, sizeof *v);
+  size_t n = p->ndone;
+  struct completion **v = calloc(n ? n : 1, sizeof *v);
   json_t *steps = json_array();
   json_t *seen = json_object();
 
-  if (v == NULL || steps == NULL || seen == NULL) {
+  if (p->nomem || v == NULL || steps == NULL || seen == NULL) {
     free(v);
     json_decref(steps);
     json_decref(seen);
     return NULL;
   }
   for (size_t i = 0; i < n; i++) {
-    v[i] = json_array_get(p->done, i);
-    json_object_set_new(v[i], "_i", json_integer((json_int_t)i));
+    v[i] = &p->done[i];
+    v[i]->i = i;
   }
   qsort(v, n, sizeof *v, cmp_completion);
   for (size_t i = 0; i < n; i++) {
-    const char *path = json_string_value(json_object_get(v[i], "path"));
+    const char *path = v[i]->path;
     json_int_t k = json_integer_value(json_object_get(seen, path)) + 1;
     char undo_path[400];
 
@@ -233,17 +280,21 @@ static json_t *planner_steps(struct planner *p)
     else
       snprintf(undo_path, sizeof undo_path, JOURNAL_UNDO_PREFIX "%s#%d",
                path, (int)k);
-    json_t *s = json_pack("{s:s,s:s,s:O,s:O,s:O,s:O}", "path", path,
-                          "undo_path", undo_path, "state",
-                          json_object_get(v[i], "state"), "adapter",
-                          json_object_get(v[i], "adapter"), "inputs",
-                          json_object_get(v[i], "inputs"), "outputs",
-                          json_object_get(v[i], "outputs"));
-    if (json_is_true(json_object_get(v[i], "cancelled")))
+    json_t *s = json_pack("{s:s,s:s,s:s,s:s,s:O,s:O}", "path", path,
+                          "undo_path", undo_path, "state", v[i]->state,
+                          "adapter", v[i]->adapter, "inputs", v[i]->inputs,
+                          "outputs", v[i]->outputs);
+    if (s == NULL) {
+      free(v);
+      json_decref(steps);
+      json_decref(seen);
+      return NULL;
+    }
+    if (v[i]->cancelled)
       json_object_set_new(s, "cancelled", json_true());
-    if (json_object_get(v[i], "item") != NULL) {
-      json_object_set(s, "item", json_object_get(v[i], "item"));
-      json_object_set(s, "index", json_object_get(v[i], "index"));
+    if (v[i]->item != NULL) {
+      json_object_set(s, "item", v[i]->item);
+      json_object_set(s, "index", v[i]->index);
     }
     json_array_append_new(steps, s);
   }
@@ -258,19 +309,49 @@ static int planner_event_cb(const struct journal_event *ev, void *ud)
   return 0;
 }
 
+/* The same fold, kept by a running engine as it commits each event, so
+ * that a failure late in a long run does not read the run back. */
+struct engine__planner {
+  struct planner p;
+};
+
+struct engine__planner *engine__planner_new(const struct engine_workflow *wf)
+{
+  struct engine__planner *pl = calloc(1, sizeof *pl);
+  if (pl == NULL)
+    return NULL;
+  if (planner_init(&pl->p, wf) != 0) {
+    engine__planner_free(pl);
+    return NULL;
+  }
+  return pl;
+}
+
+void engine__planner_feed(struct engine__planner *pl, const char *kind,
+                          const char *state, json_t *payload)
+{
+  planner_feed(&pl->p, kind, state, payload);
+}
+
+void engine__planner_free(struct engine__planner *pl)
+{
+  if (pl == NULL)
+    return;
+  planner_release(&pl->p);
+  free(pl);
+}
+
 /* Folds the committed events of run_id (and, when rt is given, the
  * events it has queued but not yet committed) into *steps. */
 static int plan_compute(struct journal *j, const struct engine_workflow *wf,
                         const char *run_id, struct engine__rt *rt,
                         json_t **steps, struct cairn_error *err)
 {
-  struct planner p = {wf, json_object(), json_object(), json_array(),
-                      json_object(), 0, 0};
+  struct planner p;
   int rc = 0;
 
   *steps = NULL;
-  if (p.inputs == NULL || p.items == NULL || p.done == NULL ||
-      p.sub == NULL) {
+  if (planner_init(&p, wf) != 0) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     goto out;
   }
@@ -281,12 +362,34 @@ static int plan_compute(struct journal *j, const struct engine_workflow *wf,
   if (rc == 0 && (*steps = planner_steps(&p)) == NULL)
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
 out:
-  json_decref(p.inputs);
-  json_decref(p.items);
-  json_decref(p.done);
-  json_decref(p.sub);
+  planner_release(&p);
   return rc;
 }
+
+#ifdef CAIRN_TEST_HOOKS
+/* With CAIRN_TEST_PLAN_CHECK set, the incremental plan is checked against
+ * the one read back from the journal; a difference aborts the run (the
+ * CLI tests set it, so every rollback they make is checked). */
+static void plan_check(struct engine__rt *rt, json_t *steps)
+{
+  struct cairn_error err = {0};
+  json_t *want = NULL;
+  const char *e = getenv("CAIRN_TEST_PLAN_CHECK");
+
+  if (e == NULL || *e == '\0' || steps == NULL)
+    return;
+  if (plan_compute(rt->j, rt->wf, rt->run_id, rt, &want, &err) != 0 ||
+      !json_equal(want, steps)) {
+    char *a = json_dumps(steps, JSON_SORT_KEYS | JSON_COMPACT);
+    char *b = want ? json_dumps(want, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+    fprintf(stderr, "cairn: test hook: the incremental undo plan differs "
+            "from the journal's (%s)\nkept:    %s\njournal: %s\n", err.msg,
+            a ? a : "?", b ? b : "?");
+    abort();
+  }
+  json_decref(want);
+}
+#endif
 
 /* ---- carrying out the plan ---- */
 
@@ -321,7 +424,23 @@ void engine__rollback_begin(struct engine__rt *rt, const char *from,
   rt->rb_requested = from == NULL;
   if (from)
     snprintf(rt->res->state, sizeof rt->res->state, "%s", from);
-  if (plan_compute(rt->j, rt->wf, rt->run_id, rt, &steps, &err) != 0) {
+  if (rt->planner != NULL) {
+    /* kept as events committed: add those still queued, and done */
+    for (size_t i = 0; i < rt->nqueue; i++)
+      planner_feed(&rt->planner->p, rt->queue[i].kind, rt->queue[i].state,
+                   rt->queue[i].payload);
+    steps = planner_steps(&rt->planner->p);
+    engine__planner_free(rt->planner);
+    rt->planner = NULL;
+    if (steps == NULL)
+      cairn_error_set(&err, CAIRN_E_NOMEM, "out of memory");
+#ifdef CAIRN_TEST_HOOKS
+    plan_check(rt, steps);
+#endif
+  } else {
+    plan_compute(rt->j, rt->wf, rt->run_id, rt, &steps, &err);
+  }
+  if (steps == NULL) {
     /* The journal cannot be read: nothing is undone, say why. */
     char msg[2200];
     snprintf(msg, sizeof msg, "%s; cannot plan the rollback: %s",

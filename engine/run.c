@@ -43,6 +43,13 @@ static void task_start_now(struct engine__task *t);
 
 /* ---- the event queue and group commit ---- */
 
+static void qitem_release(struct engine__qitem *it)
+{
+  free(it->state);
+  free(it->text);
+  json_decref(it->payload);
+}
+
 void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
                   int attempt, json_t *payload)
 {
@@ -58,6 +65,8 @@ void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
     rt->capqueue = cap;
   }
   struct engine__qitem *it = &rt->queue[rt->nqueue++];
+  it->text = NULL;
+  it->text_len = 0;
   it->kind = kind;
   it->state = strdup(state ? state : "");
   it->attempt = attempt;
@@ -131,6 +140,14 @@ static int is_final_kind(const char *kind)
          strcmp(kind, JOURNAL_EV_APPROVAL_WAITING) == 0;
 }
 
+/* A simulation's journal is in memory and read by no one but the engine
+ * (which reads inside the open transaction): its events are committed
+ * in transactions of this many events or more, the last at the run's
+ * end, instead of one per loop turn. A failed write ends a simulation
+ * like a run, with what the observer heard since the last commit lost
+ * with the journal. */
+#define SIM_TX_EVENTS 4096
+
 /* Commits every queued event in one transaction and tells the observer.
  * Returns 0 or the journal's error. */
 static int commit_queue(struct engine__rt *rt)
@@ -138,14 +155,28 @@ static int commit_queue(struct engine__rt *rt)
   size_t n = rt->nqueue;
   int64_t *seqs = calloc(n, sizeof *seqs);
   int64_t now = journal_now_ms();
-  int rc = seqs ? journal_begin(rt->j, rt->err) : CAIRN_E_NOMEM;
+  int rc = seqs ? 0 : CAIRN_E_NOMEM;
+  int final = 0;
 
+  if (rc == 0 && !rt->tx_open)
+    rc = journal_begin(rt->j, rt->err);
   uv_timer_stop(&rt->lazy_timer);
   for (size_t i = 0; rc == 0 && i < n; i++) {
     struct engine__qitem *it = &rt->queue[i];
     rc = journal_append(rt->j, rt->run_id, it->kind, it->state, it->attempt,
                         now, it->payload, &seqs[i], rt->err);
+    if (rc == 0 && rt->opt->observe) {
+      /* the payload's text, so an observer printing it need not make it
+       * again (best effort: without it, it does) */
+      size_t len;
+      const char *text = journal_last_payload(rt->j, &len);
+      if (text != NULL && (it->text = malloc(len ? len : 1)) != NULL) {
+        memcpy(it->text, text, len);
+        it->text_len = len;
+      }
+    }
     if (rc == 0 && is_final_kind(it->kind)) {
+      final = 1;
       const char *status = json_string_value(
           json_object_get(it->payload, "status"));
       if (strcmp(it->kind, JOURNAL_EV_APPROVAL_WAITING) == 0)
@@ -158,9 +189,15 @@ static int commit_queue(struct engine__rt *rt)
                                   rt->run_id, rt->err);
     }
   }
-  if (rc == 0)
+  rt->tx_events += n;
+  rt->tx_open = rc == 0 && rt->opt->sim && !final &&
+                rt->tx_events < SIM_TX_EVENTS;
+  if (rc == 0 && !rt->tx_open) {
+    rt->tx_events = 0;
     rc = journal_commit(rt->j, rt->err);
+  }
   if (rc != 0) {
+    rt->tx_open = 0;
     journal_rollback(rt->j);
     free(seqs);
     return rc;
@@ -176,10 +213,13 @@ static int commit_queue(struct engine__rt *rt)
       ev.attempt = it->attempt;
       ev.time_ms = now;
       ev.payload = it->payload;
+      ev.payload_text = it->text;
+      ev.payload_len = it->text_len;
       rt->opt->observe(rt->opt->ud, &ev);
     }
-    free(it->state);
-    json_decref(it->payload);
+    if (rt->planner)
+      engine__planner_feed(rt->planner, it->kind, it->state, it->payload);
+    qitem_release(it);
   }
   free(seqs);
   /* Events queued meanwhile (none today) stay for the next round. */
@@ -225,8 +265,7 @@ static void flush(struct engine__rt *rt)
     /* The journal cannot be written: stop everything, record nothing
      * more. What was committed is consistent; resume picks it up. */
     for (size_t i = 0; i < rt->nqueue; i++) {
-      free(rt->queue[i].state);
-      json_decref(rt->queue[i].payload);
+      qitem_release(&rt->queue[i]);
     }
     rt->nqueue = 0;
     rt->urgent = 0;
@@ -409,6 +448,8 @@ static void task_release(struct engine__task *t)
   json_decref(t->pending);
   json_decref(t->item);
   t->inputs = t->outputs = t->call_inputs = t->pending = t->item = NULL;
+  free(t->log_path);
+  t->log_path = NULL;
   for (size_t i = 0; i < sizeof t->env_extra / sizeof t->env_extra[0]; i++) {
     free(t->env_extra[i]);
     t->env_extra[i] = NULL;
@@ -510,12 +551,25 @@ int engine__task_init(struct engine__rt *rt, struct engine__sx *sx,
   char *name = path_to_log_name(path);
   snprintf(t->name, sizeof t->name, "%s", name ? name : "state");
   free(name);
-  int w = snprintf(t->log_path, sizeof t->log_path, "%s/%s.log", rt->run_dir,
-                   t->name);
-  if (w < 0 || (size_t)w >= sizeof t->log_path)
+  int w = asprintf(&t->log_path, "%s/%s.log", rt->run_dir, t->name);
+  if (w < 0) {
+    t->log_path = NULL;
+    return CAIRN_E_NOMEM;
+  }
+  if (w >= ENGINE__LOG_PATH_MAX)
     return CAIRN_E_INVAL;
+  return 0;
+}
+
+/* The CAIRN_* variables of t's calls, made at its first call (a
+ * simulation's calls run nothing and take none). */
+static int task_env(struct engine__task *t)
+{
+  struct engine__rt *rt = t->rt;
+  if (t->env_extra[0] != NULL || rt->opt->sim)
+    return 0;
   if (asprintf(&t->env_extra[0], "CAIRN_RUN_ID=%s", rt->run_id) < 0 ||
-      asprintf(&t->env_extra[1], "CAIRN_STATE=%s", path) < 0 ||
+      asprintf(&t->env_extra[1], "CAIRN_STATE=%s", t->path) < 0 ||
       asprintf(&t->env_extra[2], "CAIRN_RUN_DIR=%s", rt->run_dir) < 0)
     return CAIRN_E_NOMEM;
   t->env_extra[3] = NULL;
@@ -860,7 +914,8 @@ static void task_start_now(struct engine__task *t)
   }
 
   call = calloc(1, sizeof *call);
-  if (call == NULL) {
+  if (call == NULL || task_env(t) != 0) {
+    free(call);
     json_decref(inputs);
     rt->fatal = CAIRN_E_NOMEM;
     return;
@@ -1644,13 +1699,17 @@ void engine__rt_abort(struct engine__rt *rt)
 
 void engine__rt_release(struct engine__rt *rt)
 {
+  if (rt->tx_open) /* a simulation that ended without a final event */
+    journal_commit(rt->j, &(struct cairn_error){0});
+  rt->tx_open = 0;
   for (size_t i = 0; i < rt->nqueue; i++) {
-    free(rt->queue[i].state);
-    json_decref(rt->queue[i].payload);
+    qitem_release(&rt->queue[i]);
   }
   free(rt->queue);
   free(rt->simq);
+  json_decref(rt->sim_outputs);
   json_decref(rt->plan);
+  engine__planner_free(rt->planner);
   json_decref(rt->direct);
   json_decref(rt->scope);
   json_decref(rt->frames);
@@ -1758,6 +1817,9 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
   }
   engine__notify_direct(&rt);
 
+  /* A new run: its undo plan can be kept as it goes (the direct events
+   * above add nothing to it). Without memory, it is read back instead. */
+  rt.planner = engine__planner_new(wf);
   engine__enter(&rt, wf->start);
   rc = engine__rt_loop(&rt);
   engine__rt_release(&rt);

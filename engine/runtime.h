@@ -64,12 +64,15 @@ struct engine__task {
   enum engine__task_phase phase;
   json_t *outputs;                /* owned, when succeeded */
   char error[512];
-  char log_path[4200];
+  char *log_path;                 /* run_dir/name.log (owned): on the
+                                     heap, as the 4 KiB a path may take
+                                     made most of a task's size */
   char log_header[64];            /* "--- action attempt N ---\n" */
   struct adapter_call *call;      /* while RUNNING (freed in on_done) */
   json_t *call_inputs;            /* inputs of the running call (owned) */
   uv_timer_t *retry_timer;        /* heap, freed in its close callback */
-  char *env_extra[4];
+  char *env_extra[4];             /* CAIRN_* of its calls, NULL-ended;
+                                     made at the first call (task_env) */
   struct engine__task *next_queued;
   json_t *item;                   /* a map instance's item (owned), or
                                      NULL */
@@ -106,9 +109,15 @@ struct engine__qitem {
   char *state;
   int attempt;
   json_t *payload;                /* owned */
+  char *text;                     /* its canonical JSON once journaled,
+                                     for the observer (owned, may be
+                                     NULL); text_len bytes */
+  size_t text_len;
 };
 
 #define ENGINE__REDACT_SPARE 32
+/* The longest log path a task takes (as before it moved to the heap). */
+#define ENGINE__LOG_PATH_MAX 4200
 
 /* One run being carried out by this process. */
 struct engine__rt {
@@ -139,6 +148,9 @@ struct engine__rt {
 
   struct engine__qitem *queue;
   size_t nqueue, capqueue;
+  int tx_open;                    /* a simulation's transaction spans
+                                     flushes (commit_queue) */
+  size_t tx_events;               /* events appended in it */
   size_t urgent;                  /* queued events that must be committed
                                      this loop turn (all but spawns) */
   uv_timer_t lazy_timer;          /* commits lazy events within 50 ms */
@@ -156,6 +168,10 @@ struct engine__rt {
 
   /* rollback: the journaled plan's steps and the next one to undo */
   json_t *plan;
+  struct engine__planner *planner; /* the plan so far, kept as events
+                                      commit by a run started here (NULL
+                                      on resume: the plan is then read
+                                      from the journal) */
   size_t plan_next;
   char rb_error[1400];            /* why the rollback started */
   int rb_requested;               /* cairn rollback, not a failure */
@@ -165,6 +181,9 @@ struct engine__rt {
   struct adapter_call **simq;
   size_t nsimq, capsimq;
   uv_idle_t sim_idle;
+  json_t *sim_outputs;            /* adapter name -> its placeholder
+                                     outputs, one shared object each (no
+                                     one changes outputs in place) */
 
   int interrupted;                /* signal number, 0 when none */
   int finished;                   /* run.finished or run.interrupted queued */
@@ -289,8 +308,18 @@ const struct engine_action *engine__action_at(
     const struct engine_workflow *wf, const char *path,
     const struct engine_state **st_out, int *branch);
 
+/* The undo planner's fold over a run's events, kept incrementally: fed
+ * each event as it commits, in order (payload borrowed; what it keeps it
+ * references, so payloads must not change after their commit). */
+struct engine__planner;
+struct engine__planner *engine__planner_new(const struct engine_workflow *wf);
+void engine__planner_feed(struct engine__planner *pl, const char *kind,
+                          const char *state, json_t *payload);
+void engine__planner_free(struct engine__planner *pl);
+
 /* Computes the undo plan from the run's committed events and those still
- * queued (so it is what the journal will say), journals it with
+ * queued (so it is what the journal will say; kept by rt->planner when
+ * there is one, else read back from the journal), journals it with
  * rollback.planned and starts the first undo. from: the failed state, or
  * NULL for a rollback on request; error: why. */
 void engine__rollback_begin(struct engine__rt *rt, const char *from,

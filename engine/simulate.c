@@ -75,10 +75,17 @@ static int scripted_failure(const struct engine__task *t,
 }
 
 /* An output of each declared name with the empty value of its type, so
- * that templates reading them resolve. */
-static json_t *placeholder_outputs(const struct adapter_desc *desc)
+ * that templates reading them resolve. A new reference to the one object
+ * kept per adapter for the run (NULL when out of memory). */
+static json_t *placeholder_outputs(struct engine__rt *rt,
+                                   const struct adapter_desc *desc)
 {
-  json_t *o = json_object();
+  json_t *o = json_object_get(rt->sim_outputs, desc->name);
+  if (o != NULL)
+    return json_incref(o);
+  if (rt->sim_outputs == NULL && (rt->sim_outputs = json_object()) == NULL)
+    return NULL;
+  o = json_object();
   for (const struct adapter_output *out = desc->outputs; out && out->name;
        out++) {
     json_t *v;
@@ -96,6 +103,7 @@ static json_t *placeholder_outputs(const struct adapter_desc *desc)
       v = json_string("");
     json_object_set_new(o, out->name, v);
   }
+  json_object_set(rt->sim_outputs, desc->name, o);
   return o;
 }
 
@@ -133,7 +141,7 @@ static void sim_idle_cb(uv_idle_t *h)
   } else {
     res.outcome = ADAPTER_SUCCEEDED;
     res.exit_code = 0;
-    res.outputs = placeholder_outputs(t->desc);
+    res.outputs = placeholder_outputs(rt, t->desc);
   }
   free(priv);
   call->priv = NULL;

@@ -652,11 +652,12 @@ static int is_float(const char *s)
   return *s == '\0';
 }
 
-enum engine__ystype engine__ynode_stype(const ynode *n)
+/* The type of scalar n's text by the schema (engine__ynode_stype). */
+static enum engine__ystype scalar_type(const ynode *n)
 {
   const char *s = n->text;
 
-  if (n->type != Y_SCALAR || !n->plain)
+  if (!n->plain)
     return S_STR;
   if (!*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
       !strcmp(s, "NULL"))
@@ -669,6 +670,15 @@ enum engine__ystype engine__ynode_stype(const ynode *n)
   if (is_float(s))
     return S_FLOAT;
   return S_STR;
+}
+
+enum engine__ystype engine__ynode_stype(const ynode *n)
+{
+  if (n->type != Y_SCALAR)
+    return S_STR;
+  if (n->stype == 0) /* a memo: the tree's nodes are never const objects */
+    ((ynode *)n)->stype = (unsigned char)(1 + scalar_type(n));
+  return (enum engine__ystype)(n->stype - 1);
 }
 
 static int is_true(const ynode *n)

@@ -43,6 +43,8 @@ struct engine__ynode {
   unsigned char one_line; /* scalar: its source is one line, from col on,
                           so col + quoted + a byte offset points into it
                           (0 for an alias: it points at the alias) */
+  unsigned char stype; /* scalar: 1 + its enum engine__ystype once asked
+                          for (the loader asks ~80 times a state), else 0 */
   size_t size;         /* nodes in this subtree, itself included */
   char *text;          /* scalar, NUL-terminated (NUL is refused inside) */
   struct engine__ynode **kids; /* seq: items; map: key, value, key, ... */

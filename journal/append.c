@@ -250,6 +250,7 @@ int journal_append(struct journal *j, const char *run_id, const char *kind,
     state = "";
   if (time_ms == 0)
     time_ms = journal_now_ms();
+  j->text_ok = 0;
   cairn_buf_reset(text);
   if (payload != NULL ? journal_canonical_add(text, payload) != 0
                       : (cairn_buf_add(text, "{}", 2), text->failed))
@@ -362,12 +363,15 @@ int journal_append(struct journal *j, const char *run_id, const char *kind,
   j->tail_seq = seq;
   memcpy(j->tail_hash, raw, sizeof raw);
   j->tail_known = 1;
+  j->text_ok = 1;
 out:
   if (rc != 0)
     j->tail_known = 0;
   /* Keep a buffer for the next event, not one as large as the largest. */
-  if (text->cap > JOURNAL__BUF_KEEP)
+  if (text->cap > JOURNAL__BUF_KEEP) {
     cairn_buf_release(text);
+    j->text_ok = 0;
+  }
   if (j->hashed.cap > JOURNAL__BUF_KEEP)
     cairn_buf_release(&j->hashed);
   journal__stmt_done(j, JOURNAL__ST_EVENT_LAST, last);
@@ -379,6 +383,13 @@ out:
 }
 
 /* ---- reading ---- */
+
+const char *journal_last_payload(const struct journal *j, size_t *len)
+{
+  *len = j->text.len;
+  return j->text_ok && j->text.p != NULL && !j->text.failed ? j->text.p
+                                                             : NULL;
+}
 
 void journal_event_release(struct journal_event *ev)
 {

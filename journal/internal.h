@@ -85,6 +85,7 @@ struct journal {
   /* Reused from one append to the next: the payload's canonical text and
    * the bytes hashed. */
   struct cairn_buf text, hashed;
+  int text_ok;          /* text is the last successful append's payload */
 };
 
 /* ---- open.c ---- */

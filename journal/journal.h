@@ -157,6 +157,10 @@ struct journal_event {
   json_t *payload;      /* object (never NULL when loaded) */
   char prev_hash[JOURNAL_HASH_HEX];
   char hash[JOURNAL_HASH_HEX];
+  const char *payload_text; /* the payload's canonical JSON, payload_len
+                               bytes, when its writer has it at hand (a
+                               run's observer); else NULL. Borrowed */
+  size_t payload_len;
 };
 void journal_event_release(struct journal_event *ev);
 
@@ -169,6 +173,10 @@ void journal_event_release(struct journal_event *ev);
 int journal_append(struct journal *j, const char *run_id, const char *kind,
                    const char *state, int attempt, int64_t time_ms,
                    json_t *payload, int64_t *seq_out, struct cairn_error *err);
+/* The canonical JSON of the payload the last successful journal_append
+ * on j wrote (*len bytes, not NUL-terminated; j's, valid until its next
+ * append), or NULL when it no longer has it. */
+const char *journal_last_payload(const struct journal *j, size_t *len);
 
 /* Calls cb for each event of run_id in sequence order (run_id NULL: every
  * event of the journal). The event is released after cb; a non-zero

@@ -428,6 +428,9 @@ int journal_open(struct journal **out, const char *path, unsigned flags,
 
   oflags = (flags & JOURNAL_READONLY) ? SQLITE_OPEN_READONLY
                                       : SQLITE_OPEN_READWRITE;
+  /* One thread uses a journal (the loop's; worker threads open their own
+   * connections): no lock around every call on the connection. */
+  oflags |= SQLITE_OPEN_NOMUTEX;
   if (memory)
     oflags |= SQLITE_OPEN_CREATE | SQLITE_OPEN_MEMORY;
   if (sqlite3_open_v2(path, &j->db, oflags, NULL) != SQLITE_OK) {

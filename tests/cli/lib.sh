@@ -36,6 +36,10 @@ export CAIRN_BIN CAIRN_SRCDIR
 # discovery of .cairn/journal.db (set it in a test that wants it).
 unset CAIRN_JOURNAL CAIRN_TEST_KILL_AFTER_COMMIT
 export LC_ALL=C LANG=C TZ=UTC NO_COLOR=1
+# Every rollback a test makes checks the undo plan the engine kept as it
+# went against the one read back from the journal (a test-hooks build
+# aborts on a difference; engine/rollback.c).
+export CAIRN_TEST_PLAN_CHECK=1
 
 test_count=0
 test_failed=0

@@ -728,9 +728,24 @@ static void test_append_chain(void **state)
                                   p, &seq, &err),
                    0);
   assert_int_equal(seq, 2);
+  /* the payload's text as written, for an observer */
+  size_t len = 0;
+  const char *text = journal_last_payload(j, &len);
+  assert_non_null(text);
+  assert_int_equal(len, strlen("{\"kind\":\"do\",\"n\":1}"));
+  assert_memory_equal(text, "{\"kind\":\"do\",\"n\":1}", len);
   assert_int_equal(journal_append(j, RUN_A, "action.started", "migrate", 1,
                                   42, NULL, NULL, &err),
                    0);
+  text = journal_last_payload(j, &len);
+  assert_non_null(text);
+  assert_int_equal(len, 2);
+  assert_memory_equal(text, "{}", 2);
+  /* a failed append leaves none */
+  assert_int_not_equal(journal_append(j, "NO-SUCH-RUN", "x", "", 0, 0, p,
+                                      NULL, &err),
+                       0);
+  assert_null(journal_last_payload(j, &len));
   json_decref(p);
 
   memset(&l, 0, sizeof l);
