@@ -2217,6 +2217,21 @@ static int load(struct engine_workflow **out, const char *msgname,
     if (json_object_set_new(L.wf->by_name, L.wf->states[i].name,
                             json_integer((json_int_t)i)) != 0)
       rc = nomem(&L);
+  /* and a branch by its path: the undo planner looks up every completion
+   * (a scan of a 1,000-branch state's names was quadratic) */
+  if (rc == 0 && (L.wf->branch_at = json_object()) == NULL)
+    rc = nomem(&L);
+  for (size_t i = 0; rc == 0 && i < L.wf->nstates; i++) {
+    const struct engine_state *st = &L.wf->states[i];
+    for (size_t b = 0; rc == 0 && st->kind == ENGINE_PARALLEL &&
+                       b < st->nbranches; b++) {
+      char path[640];
+      snprintf(path, sizeof path, "%s/%s", st->name, st->branches[b].name);
+      if (json_object_set_new(L.wf->branch_at, path,
+                              json_integer((json_int_t)b)) != 0)
+        rc = nomem(&L);
+    }
+  }
 out:
   engine__ynode_free(root);
   for (size_t i = 0; i < L.nsubs; i++)
@@ -2339,6 +2354,7 @@ void engine_workflow_destroy(struct engine_workflow *wf)
   if (wf == NULL)
     return;
   json_decref(wf->by_name);
+  json_decref(wf->branch_at);
   params_release(wf->params, wf->nparams);
   for (size_t i = 0; i < wf->nsecrets; i++)
     free(wf->secrets[i]);

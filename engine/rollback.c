@@ -99,7 +99,18 @@ const struct engine_action *engine__action_at(
     return st->kind == ENGINE_DO ? &st->action : NULL;
   if (st->kind == ENGINE_MAP)
     return &st->action;
-  for (size_t i = 0; st->kind == ENGINE_PARALLEL && i < st->nbranches; i++)
+  if (st->kind != ENGINE_PARALLEL)
+    return NULL;
+  if (wf->branch_at != NULL) {
+    char bp[640];
+    json_t *i;
+    snprintf(bp, sizeof bp, "%s/%s", st->name, key);
+    if ((i = json_object_get(wf->branch_at, bp)) == NULL)
+      return NULL;
+    *branch = (int)json_integer_value(i);
+    return &st->branches[*branch].action;
+  }
+  for (size_t i = 0; i < st->nbranches; i++) /* still loading */
     if (strcmp(st->branches[i].name, key) == 0) {
       *branch = (int)i;
       return &st->branches[i].action;

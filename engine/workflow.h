@@ -180,6 +180,8 @@ struct engine_workflow {
   struct engine_state *states; /* in file order */
   size_t nstates;
   json_t *by_name;       /* state name -> index into states (lookups) */
+  json_t *branch_at;     /* "STATE/BRANCH" -> index of the branch in its
+                            parallel state (lookups) */
   json_t *outputs;       /* `outputs:` name -> template; object */
   struct engine_frame *frames; /* used workflows, inlined (see above) */
   size_t nframes;
