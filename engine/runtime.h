@@ -115,7 +115,11 @@ struct engine__qitem {
   size_t text_len;
 };
 
-#define ENGINE__REDACT_SPARE 32
+/* Room in the redaction list for secret values nothing declares up
+ * front: generated secrets, and a secret param's value given to each
+ * instance of a map over a used workflow (which may differ per item).
+ * Pointers only: a large margin costs a few KiB. */
+#define ENGINE__REDACT_SPARE 1024
 /* The longest log path a task takes (as before it moved to the heap). */
 #define ENGINE__LOG_PATH_MAX 4200
 

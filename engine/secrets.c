@@ -15,9 +15,9 @@ int engine__learn_value(struct engine__rt *rt, const char *s)
   for (; rt->redact[n]; n++)
     if (strcmp(rt->redact[n], s) == 0)
       return 0;
-  /* The array is full only with more than ENGINE__REDACT_SPARE secrets
-   * nothing declares (see engine__rt_init); only their redaction is lost
-   * then, and a step's output could show them. */
+  /* The array is full only with more than ENGINE__REDACT_SPARE distinct
+   * secret values nothing declares (see engine__rt_init); only their
+   * redaction is lost then, and a step's output could show them. */
   if (n >= rt->capredact)
     return 0;
   if ((rt->redact[n] = strdup(s)) == NULL) /* rt->redact[n + 1] is NULL */
