@@ -26,6 +26,18 @@ static json_t *frame_obj(struct engine__rt *rt, int f)
   return json_array_get(rt->frames, (size_t)f);
 }
 
+json_t *engine__scope_in(struct engine__rt *rt, struct engine__cursor *cx,
+                         const struct engine_state *st, json_t *item)
+{
+  struct engine__cursor *prev = rt->cx;
+  json_t *scope;
+
+  rt->cx = cx;
+  scope = engine__scope_for(rt, st, item);
+  rt->cx = prev;
+  return scope;
+}
+
 json_t *engine__scope_for(struct engine__rt *rt,
                           const struct engine_state *st, json_t *item)
 {
@@ -731,7 +743,7 @@ static int rebuild_instances(struct engine__rt *rt,
     const struct journal_step *s = &rp->steps[i];
     const struct engine_state *st;
     const char *key;
-    struct engine__cursor *view, *prev = rt->cx;
+    struct engine__cursor *view;
     json_t *scope, *outs = NULL, *mo;
     char mp[320];
     if (s->phase != JOURNAL_PHASE_SUCCEEDED || s->outputs == NULL ||
@@ -740,11 +752,9 @@ static int rebuild_instances(struct engine__rt *rt,
         (st = engine_workflow_path_state(wf, s->path, &key)) == NULL ||
         key == NULL || (view = engine__undo_view(rt, s->path)) == NULL)
       continue;
-    rt->cx = view;
-    scope = engine__scope_for(rt, engine_workflow_state(
-                                      wf, wf->frames[st->use_frame].start),
-                              NULL);
-    rt->cx = prev;
+    scope = engine__scope_in(rt, view, engine_workflow_state(
+                                           wf, wf->frames[st->use_frame].start),
+                             NULL);
     snprintf(mp, sizeof mp, "%.*s", (int)(key - 1 - s->path), s->path);
     mo = json_object_get(json_object_get(json_object_get(rt->scope,
                                                          "states"), mp),

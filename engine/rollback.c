@@ -547,10 +547,7 @@ int engine__undo_resolve(struct engine__rt *rt, struct engine__task *t,
    * action. They are journaled redacted like any input. */
   if (a && engine__has_redaction(input)) {
     json_t *rendered = NULL, *full = NULL;
-    struct engine__cursor *prev = rt->cx;
-    rt->cx = t->sx->cx;
-    json_t *scope = engine__scope_for(rt, st, t->item);
-    rt->cx = prev;
+    json_t *scope = engine__scope_in(rt, t->sx->cx, st, t->item);
     if (scope && engine_template_render(a->with, scope, &rendered, NULL) == 0 &&
         adapter_apply_defaults(adapter_find(a->adapter), rendered, &full,
                                NULL) == 0) {

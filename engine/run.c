@@ -366,13 +366,9 @@ static json_t *redacted_copy(json_t *v, char **redact)
 int engine__task_resolve(struct engine__task *t, struct cairn_error *err)
 {
   json_t *rendered = NULL;
-  struct engine__cursor *prev = t->rt->cx;
-  json_t *scope;
+  json_t *scope = engine__scope_in(t->rt, t->sx->cx, t->sx->st, t->item);
   int rc;
 
-  t->rt->cx = t->sx->cx;
-  scope = engine__scope_for(t->rt, t->sx->st, t->item);
-  t->rt->cx = prev;
   rc = scope ? engine_template_render(t->action->with, scope, &rendered, err)
              : cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   json_decref(scope);
@@ -877,10 +873,7 @@ static void task_start_now(struct engine__task *t)
                                   t->readying && t->pending
                                       ? json_incref(t->pending)
                                       : json_object()));
-    struct engine__cursor *prev = rt->cx;
-    rt->cx = t->sx->cx;
-    json_t *scope = engine__scope_for(rt, t->sx->st, t->item);
-    rt->cx = prev;
+    json_t *scope = engine__scope_in(rt, t->sx->cx, t->sx->st, t->item);
     rc = scope ? engine_template_render(a->with, scope, &rendered, &err)
                : cairn_error_set(&err, CAIRN_E_NOMEM, "out of memory");
     json_decref(scope);

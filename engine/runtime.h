@@ -352,6 +352,10 @@ void engine__undo_done(struct engine__rt *rt, struct engine__sx *sx);
  * reference. */
 json_t *engine__scope_for(struct engine__rt *rt,
                           const struct engine_state *st, json_t *item);
+/* engine__scope_for as seen from cursor cx (an instance's, or NULL for
+ * the run's own) rather than the current one. A new reference. */
+json_t *engine__scope_in(struct engine__rt *rt, struct engine__cursor *cx,
+                         const struct engine_state *st, json_t *item);
 /* Records the outputs of a state of a used workflow in its frame too
  * (called by engine__record_outputs). */
 void engine__frame_record(struct engine__rt *rt,
