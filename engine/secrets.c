@@ -1,6 +1,7 @@
 /* Secrets a run learns while it runs (secrets.generate, secret params)
  * and gets back on resume: into {{ secrets.NAME }} or params and the
  * redaction list, never into the journal. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,52 +59,46 @@ int engine__run_params(struct engine__rt *rt, const struct journal_replay *rp,
 {
   const struct engine_workflow *wf = rt->wf;
   json_t *params = json_deep_copy(json_object_get(rp->started, "params"));
-  int rc = params ? 0 : cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  json_t *given = json_object(); /* NAME -> the text of its --set */
+  int rc = params && given ? 0
+                           : cairn_error_set(err, CAIRN_E_NOMEM,
+                                             "out of memory");
 
   /* --set here only gives a secret param again: the others are the
    * journaled ones, and a run does not change its params halfway. */
   for (size_t i = 0; rc == 0 && i < rt->opt->nsets; i++) {
     const char *set = rt->opt->sets[i], *eq = strchr(set, '=');
     int len = eq ? (int)(eq - set) : (int)strlen(set);
-    const struct engine_param *p = NULL;
-    for (size_t k = 0; k < wf->nparams; k++)
-      if ((int)strlen(wf->params[k].name) == len &&
-          strncmp(wf->params[k].name, set, (size_t)len) == 0)
-        p = &wf->params[k];
-    if (eq == NULL || p == NULL || !p->secret)
+    char name[256];
+    const struct engine_param *p;
+    snprintf(name, sizeof name, "%.*s", len, set);
+    p = eq ? engine_workflow_param(wf, name) : NULL;
+    if (p == NULL || !p->secret)
       rc = cairn_error_set(err, CAIRN_E_INVAL, "--set %.*s: only a secret "
                            "param can be given to run %s again (hint: its "
                            "other params are the journaled ones)", len, set,
                            rt->run_id);
+    else if (json_object_set_new(given, p->name, json_string(eq + 1)) != 0)
+      rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   }
   for (size_t i = 0; rc == 0 && i < wf->nparams; i++) {
     const struct engine_param *p = &wf->params[i];
-    const char *given = NULL;
-    json_t *v = NULL, *s;
-    size_t len = strlen(p->name);
+    json_t *v = NULL, *s = json_object_get(given, p->name);
     if (!p->secret || !engine__has_redaction(json_object_get(params, p->name)))
       continue;
-    for (size_t k = 0; k < rt->opt->nsets; k++)
-      if (strncmp(rt->opt->sets[k], p->name, len) == 0 &&
-          rt->opt->sets[k][len] == '=')
-        given = rt->opt->sets[k] + len + 1;
-    if (given == NULL) {
+    if (s == NULL)
       rc = cairn_error_set(err, CAIRN_E_INVAL, "run %s has the secret param "
                            "'%s', which the journal does not keep (hint: "
                            "give it again with --set %s=VALUE)", rt->run_id,
                            p->name, p->name);
-      break;
-    }
-    if ((s = json_string(given)) == NULL)
-      rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     else if ((rc = engine_param_value(p, s, &v, err)) == 0)
       json_object_set_new(params, p->name, v);
-    json_decref(s);
   }
   if (rc == 0) {
     engine__learn_params(rt, wf->params, wf->nparams, params);
     json_object_set(rt->scope, "params", params);
   }
+  json_decref(given);
   json_decref(params);
   return rc;
 }
