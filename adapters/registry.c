@@ -798,13 +798,16 @@ char *adapter_log_line(const struct adapter_call *call, const char *fmt, ...)
 
 void adapter_log_write(const struct adapter_call *call, const char *text)
 {
-  char *red;
+  char *red, *all = NULL;
 
   if (call->log_path == NULL || text == NULL)
     return;
-  adapter_log_append(call->log_path, call->log_header);
   red = adapter_redact(strdup(text), call->redact);
-  adapter_log_append(call->log_path, red);
+  /* the header and the text in one write: one open of the file */
+  if (red != NULL && asprintf(&all, "%s%s", call->log_header ?
+                              call->log_header : "", red) >= 0)
+    adapter_log_append(call->log_path, all);
+  free(all);
   free(red);
 }
 
