@@ -35,6 +35,7 @@ int cli_simulate(const struct engine_workflow *wf, const char *env,
   o.actor = "simulation";
   o.sim = sim;
   o.observe = observe;
+  o.observe_text = 1; /* the trace prints payloads as journaled */
   o.ud = ud;
   return engine_simulate(wf, &o, res, err);
 }

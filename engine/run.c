@@ -165,9 +165,10 @@ static int commit_queue(struct engine__rt *rt)
     struct engine__qitem *it = &rt->queue[i];
     rc = journal_append(rt->j, rt->run_id, it->kind, it->state, it->attempt,
                         now, it->payload, &seqs[i], rt->err);
-    if (rc == 0 && rt->opt->observe) {
+    if (rc == 0 && rt->opt->observe && rt->opt->observe_text) {
       /* the payload's text, so an observer printing it need not make it
-       * again (best effort: without it, it does) */
+       * again (best effort: without it, it does); a copy an event, so
+       * only for an observer that prints payloads */
       size_t len;
       const char *text = journal_last_payload(rt->j, &len);
       if (text != NULL && (it->text = malloc(len ? len : 1)) != NULL) {

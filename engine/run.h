@@ -67,6 +67,9 @@ struct engine_options {
                                       stopped; 0 means 10 s */
   int64_t kill_grace_ms;           /* SIGTERM to SIGKILL; 0 means 5 s */
   engine_observe_cb observe;
+  int observe_text;                /* the observer prints payloads: give
+                                      it each one's journaled text
+                                      (journal_event.payload_text) */
   engine_tick_cb tick;
   int64_t tick_ms;
   void *ud;

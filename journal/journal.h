@@ -159,7 +159,9 @@ struct journal_event {
   char hash[JOURNAL_HASH_HEX];
   const char *payload_text; /* the payload's canonical JSON, payload_len
                                bytes, when its writer has it at hand (a
-                               run's observer); else NULL. Borrowed */
+                               run's observer that asked for it:
+                               engine_options.observe_text); else NULL.
+                               Borrowed */
   size_t payload_len;
 };
 void journal_event_release(struct journal_event *ev);
