@@ -12,7 +12,13 @@
  * request's own timeout runs from when it was added, as in curl: it gets
  * what is left of it when it goes in, and one whose time ran out while
  * waiting ends CURLE_OPERATION_TIMEDOUT without being sent (a sweep timer
- * looks every CURLM_SWEEP_MS while anything waits). */
+ * looks every CURLM_SWEEP_MS while anything waits).
+ *
+ * A request gets its easy handle only when it goes into the multi, from
+ * a pool of handles earlier requests gave back (curl_easy_reset keeps
+ * what curl allocated for them): 1,000 checks of one host make about
+ * CURLM_HOST_MAX handles, not 1,000, and curl_easy_init was the largest
+ * single cost of such a fan-out. */
 #include "adapters/curl_uv.h"
 #include "adapters/adapter.h"
 
@@ -33,6 +39,7 @@ struct curl_xfer;
 struct curl_host {
   struct curl_host *next;
   int inflight;
+  int repump; /* a place was freed while dispatching */
   struct curl_xfer *head, *tail;
   char key[];
 };
@@ -54,9 +61,12 @@ struct adapter__curlm {
   struct curl_xfer *due_head, *due_tail; /* to end from the sweep */
   int users;
   int dispatching;   /* inside drain() or sweep: a teardown must wait */
+  int repump;        /* places freed while dispatching: see xfer_remove */
   int teardown;      /* the last user left during drain() */
   int open;          /* handles closing, their callbacks not run yet */
   struct curl_sock *socks;
+  CURL **idle;       /* handles given back, reset: see easy_take */
+  size_t nidle, idle_cap;
   void (*released)(void *ud);
   void *released_ud;
   struct adapter__curlm *next;
@@ -69,11 +79,13 @@ enum xfer_state {
   XFER_DUE,     /* in the due list: ends from the sweep with due_rc */
 };
 
-/* What CURLOPT_PRIVATE points at; made by adapter__curl_setup. */
+/* One request (struct adapter__http's): what it asks for, and where it
+ * is. CURLOPT_PRIVATE of its handle, while it has one, points here. */
 struct curl_xfer {
+  struct adapter__curl_req q;   /* its strings are the owner's */
   adapter__curl_done_fn *done;
   void *ud;
-  CURL *easy;
+  CURL *easy;                   /* from the pool when it first went in */
   enum xfer_state state;
   struct curl_host *host;       /* while WAITING or IN */
   struct curl_xfer *prev, *next; /* its queue, or the due list */
@@ -99,6 +111,7 @@ static void curlm_unlink(struct adapter__curlm *m)
 
 static void drain(struct adapter__curlm *m);
 static void teardown(struct adapter__curlm *m);
+static void pump_freed(struct adapter__curlm *m);
 
 static void on_sock_close(uv_handle_t *h)
 {
@@ -229,6 +242,7 @@ static void drain(struct adapter__curlm *m)
       done(easy, rc, x->ud);
     }
   }
+  pump_freed(m);
   if (--m->dispatching == 0 && m->teardown && m->multi)
     teardown(m);
 }
@@ -260,6 +274,10 @@ static void teardown(struct adapter__curlm *m)
     uv_poll_stop(&m->socks->poll);
     sock_close(m->socks);
   }
+  while (m->nidle > 0)
+    curl_easy_cleanup(m->idle[--m->nidle]);
+  free(m->idle);
+  m->idle = NULL;
   while (m->hosts) { /* empty: every user removed its requests */
     struct curl_host *h = m->hosts;
     m->hosts = h->next;
@@ -332,6 +350,81 @@ void adapter__curlm_release(struct adapter__curlm *m,
     teardown(m);
 }
 
+/* ---- handles ---------------------------------------------------------------- */
+
+/* A handle for a request going in: one given back, else a new one.
+ * NULL when out of memory. */
+static CURL *easy_take(struct adapter__curlm *m)
+{
+  return m->nidle > 0 ? m->idle[--m->nidle] : curl_easy_init();
+}
+
+/* Back to the pool with its options reset (a later request sets its own;
+ * the connections are the multi's and stay), or freed when the pool
+ * cannot grow. */
+static void easy_give(struct adapter__curlm *m, CURL *easy)
+{
+  if (m->nidle == m->idle_cap) {
+    size_t cap = m->idle_cap ? 2 * m->idle_cap : 16;
+    CURL **p = realloc(m->idle, cap * sizeof *p);
+    if (p == NULL) {
+      curl_easy_cleanup(easy);
+      return;
+    }
+    m->idle = p;
+    m->idle_cap = cap;
+  }
+  curl_easy_reset(easy);
+  m->idle[m->nidle++] = easy;
+}
+
+/* Sets a handle up for x's request. Returns CURLE_OK or the failing
+ * option's code (a CA bundle curl cannot take). */
+static CURLcode easy_setup(CURL *easy, struct curl_xfer *x)
+{
+  const struct adapter__curl_req *q = &x->q;
+  CURLcode rc;
+
+  curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
+  curl_easy_setopt(easy, CURLOPT_URL, q->url);
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+  curl_easy_setopt(easy, CURLOPT_PROTOCOLS, CURLPROTO_HTTP | CURLPROTO_HTTPS);
+#endif
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, q->headers);
+  curl_easy_setopt(easy, CURLOPT_USERAGENT, "cairn/" CAIRN_VERSION);
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, q->errbuf);
+  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, q->insecure ? 0L : 1L);
+  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, q->insecure ? 0L : 2L);
+  if (q->forbid_reuse)
+    curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
+  if (q->ca && (rc = curl_easy_setopt(easy, CURLOPT_CAINFO, q->ca)) !=
+                   CURLE_OK)
+    return rc;
+  if (q->body) {
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, q->body);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                     (curl_off_t)q->body_len);
+  }
+  if (strcmp(q->method, "GET") == 0 && !q->body)
+    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+  else if (strcmp(q->method, "HEAD") == 0)
+    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+  else if (strcmp(q->method, "POST") != 0 || !q->body)
+    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, q->method);
+  if (q->on_body) {
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, q->on_body);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, q->ud);
+  }
+  if (q->on_header) {
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, q->on_header);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, q->ud);
+  }
+  return CURLE_OK;
+}
+
 /* ---- the queues ------------------------------------------------------------ */
 
 static void list_push(struct curl_xfer **head, struct curl_xfer **tail,
@@ -397,36 +490,62 @@ static void make_due(struct adapter__curlm *m, struct curl_xfer *x,
   sweep_arm(m, 0);
 }
 
-/* Into the multi, with what is left of its timeout. */
-static CURLMcode xfer_in(struct adapter__curlm *m, struct curl_xfer *x)
+/* Into the multi, with what is left of its timeout, on a handle from the
+ * pool when it has none yet. Returns CURLE_OK or why it cannot go in. */
+static CURLcode xfer_in(struct adapter__curlm *m, struct curl_xfer *x)
 {
   long t = 0;
-  CURLMcode mc;
+  CURLcode rc;
 
+  if (x->easy == NULL) {
+    if ((x->easy = easy_take(m)) == NULL)
+      return CURLE_OUT_OF_MEMORY;
+    if ((rc = easy_setup(x->easy, x)) != CURLE_OK) {
+      easy_give(m, x->easy);
+      x->easy = NULL;
+      return rc;
+    }
+  }
   if (x->timeout_ms > 0) {
     uint64_t waited = uv_now(m->loop) - x->added;
     t = waited < (uint64_t)x->timeout_ms ? x->timeout_ms - (long)waited : 1;
   }
   curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, t);
-  if ((mc = curl_multi_add_handle(m->multi, x->easy)) != CURLM_OK)
-    return mc;
+  if (curl_multi_add_handle(m->multi, x->easy) != CURLM_OK)
+    return CURLE_OUT_OF_MEMORY; /* curl's only failure for a good handle */
   x->state = XFER_IN;
   x->host->inflight++;
-  return CURLM_OK;
+  return CURLE_OK;
 }
 
 /* Lets the host's waiting requests in while there is room. */
 static void pump(struct adapter__curlm *m, struct curl_host *h)
 {
+  CURLcode rc;
+
   while (m->multi && h->head && h->inflight < CURLM_HOST_MAX) {
     struct curl_xfer *x = h->head;
     list_unlink(&h->head, &h->tail, x);
     if (x->timeout_ms > 0 &&
         uv_now(m->loop) - x->added >= (uint64_t)x->timeout_ms)
       make_due(m, x, CURLE_OPERATION_TIMEDOUT);
-    else if (xfer_in(m, x) != CURLM_OK)
-      make_due(m, x, CURLE_OUT_OF_MEMORY);
+    else if ((rc = xfer_in(m, x)) != CURLE_OK)
+      make_due(m, x, rc);
   }
+}
+
+/* Lets waiting requests into the places freed during a dispatch, now
+ * that the requests which ended in it have given their handles back. */
+static void pump_freed(struct adapter__curlm *m)
+{
+  if (!m->repump)
+    return;
+  m->repump = 0;
+  for (struct curl_host *h = m->hosts; h; h = h->next)
+    if (h->repump) {
+      h->repump = 0;
+      pump(m, h);
+    }
 }
 
 /* Ends the waiting requests whose time ran out, and those made due. */
@@ -456,6 +575,7 @@ static void on_sweep(uv_timer_t *t)
     if (done)
       done(x->easy, x->due_rc, x->ud);
   }
+  pump_freed(m);
   /* the callbacks may have queued more: look again */
   for (struct curl_host *h = m->hosts; h && !waiting; h = h->next)
     waiting = h->head != NULL;
@@ -467,25 +587,20 @@ static void on_sweep(uv_timer_t *t)
     teardown(m);
 }
 
-int adapter__curlm_add(struct adapter__curlm *m, CURL *easy, long timeout_ms,
-                       adapter__curl_done_fn *done, void *ud,
-                       struct cairn_error *err)
+/* Starts x, or queues it behind the others in flight to its host, with
+ * timeout_ms (0: none) counted from now. done(easy, rc, ud) follows
+ * exactly once unless x is removed first. */
+static int xfer_add(struct adapter__curlm *m, struct curl_xfer *x,
+                    long timeout_ms, adapter__curl_done_fn *done, void *ud,
+                    struct cairn_error *err)
 {
-  struct curl_xfer *x = NULL;
-  CURLMcode mc;
+  CURLcode rc;
 
-  curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
-  if (x == NULL) { /* set up without adapter__curl_setup: no host key */
-    if ((x = calloc(1, sizeof *x)) == NULL)
-      return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
-    curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
-  }
   if (x->state != XFER_IDLE)
     return cairn_error_set(err, CAIRN_E_INVAL, "a request is already "
                            "started on this handle");
   if ((x->host = host_get(m, x->key)) == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
-  x->easy = easy;
   x->timeout_ms = timeout_ms;
   x->added = uv_now(m->loop);
   if (x->host->inflight >= CURLM_HOST_MAX) {
@@ -496,36 +611,33 @@ int adapter__curlm_add(struct adapter__curlm *m, CURL *easy, long timeout_ms,
     sweep_arm(m, CURLM_SWEEP_MS);
     return 0;
   }
-  if ((mc = xfer_in(m, x)) != CURLM_OK) {
+  if ((rc = xfer_in(m, x)) != CURLE_OK) {
     x->host = NULL;
     return cairn_error_set(err, CAIRN_E_IO, "cannot start a request: %s",
-                           curl_multi_strerror(mc));
+                           curl_easy_strerror(rc));
   }
   x->done = done;
   x->ud = ud;
   return 0;
 }
 
-void adapter__curlm_remove(struct adapter__curlm *m, CURL *easy)
+/* Stops x, in flight or waiting (done is not called); harmless when it
+ * already ended. Its handle stays with it. The place it frees goes to
+ * the next request waiting: at once, or, inside a dispatch, once the
+ * callbacks are over and the requests that ended have given their
+ * handles back for the next ones to reuse. */
+static void xfer_remove(struct adapter__curlm *m, struct curl_xfer *x)
 {
-  struct curl_xfer *x = NULL;
-  struct curl_host *h;
+  struct curl_host *h = x->host;
 
-  curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
-  if (x == NULL) {
-    if (m && m->multi)
-      curl_multi_remove_handle(m->multi, easy);
-    return;
-  }
   x->done = NULL;
-  h = x->host;
   switch (x->state) {
   case XFER_WAITING:
     list_unlink(&h->head, &h->tail, x);
     break;
   case XFER_IN:
     if (m && m->multi)
-      curl_multi_remove_handle(m->multi, easy);
+      curl_multi_remove_handle(m->multi, x->easy);
     h->inflight--;
     break;
   case XFER_DUE:
@@ -536,8 +648,13 @@ void adapter__curlm_remove(struct adapter__curlm *m, CURL *easy)
   }
   x->state = XFER_IDLE;
   x->host = NULL;
-  if (h && m)
-    pump(m, h);
+  if (h == NULL || m == NULL)
+    return;
+  if (m->dispatching) { /* after the callbacks: see pump_freed */
+    h->repump = m->repump = 1;
+    return;
+  }
+  pump(m, h);
 }
 
 /* ---- requests ------------------------------------------------------------- */
@@ -598,69 +715,6 @@ static void host_key(const char *url, char *key, size_t n)
   snprintf(key, n, "%.*s", (int)(auth + alen - url), url);
 }
 
-int adapter__curl_setup(CURL *easy, const struct adapter__curl_req *q,
-                        struct cairn_error *err)
-{
-  struct curl_xfer *x = NULL;
-
-  curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
-  if (x == NULL) {
-    if ((x = calloc(1, sizeof *x)) == NULL)
-      return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
-    curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
-  }
-  host_key(q->url, x->key, sizeof x->key);
-  curl_easy_setopt(easy, CURLOPT_URL, q->url);
-  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-  curl_easy_setopt(easy, CURLOPT_PROTOCOLS, CURLPROTO_HTTP | CURLPROTO_HTTPS);
-#endif
-  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, q->timeout_ms);
-  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, q->headers);
-  curl_easy_setopt(easy, CURLOPT_USERAGENT, "cairn/" CAIRN_VERSION);
-  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, q->errbuf);
-  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, q->insecure ? 0L : 1L);
-  curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, q->insecure ? 0L : 2L);
-  if (q->ca && curl_easy_setopt(easy, CURLOPT_CAINFO, q->ca) != CURLE_OK)
-    return cairn_error_set(err, CAIRN_E_INVAL, "cannot use CA bundle '%s'",
-                           q->ca);
-  if (q->body) {
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, q->body);
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
-                     (curl_off_t)q->body_len);
-  }
-  if (strcmp(q->method, "GET") == 0 && !q->body)
-    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
-  else if (strcmp(q->method, "HEAD") == 0)
-    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
-  else if (strcmp(q->method, "POST") != 0 || !q->body)
-    curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, q->method);
-  if (q->on_body) {
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, q->on_body);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, q->ud);
-  }
-  if (q->on_header) {
-    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, q->on_header);
-    curl_easy_setopt(easy, CURLOPT_HEADERDATA, q->ud);
-  }
-  return 0;
-}
-
-/* Frees what adapter__curlm_add hung on the handle; call before
- * curl_easy_cleanup. */
-void adapter__curl_free(CURL *easy)
-{
-  struct curl_xfer *x = NULL;
-
-  if (easy == NULL)
-    return;
-  curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
-  free(x);
-  curl_easy_cleanup(easy);
-}
-
 int adapter__curl_headers(json_t *map, const char *extra,
                           struct curl_slist **out, struct cairn_error *err)
 {
@@ -704,19 +758,20 @@ nomem:
 
 int adapter__http_init(struct adapter__http *h, uv_loop_t *loop,
                        json_t *headers, const char *extra,
-                       struct adapter__curl_req *q, struct cairn_error *err)
+                       const struct adapter__curl_req *q,
+                       struct cairn_error *err)
 {
   int rc;
 
   memset(h, 0, sizeof *h);
-  if ((h->easy = curl_easy_init()) == NULL)
+  if ((h->x = calloc(1, sizeof *h->x)) == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   if ((rc = adapter__curl_headers(headers, extra, &h->hdrs, err)) < 0)
     return rc;
-  q->headers = h->hdrs;
-  q->errbuf = h->errbuf;
-  if ((rc = adapter__curl_setup(h->easy, q, err)) < 0)
-    return rc;
+  h->x->q = *q;
+  h->x->q.headers = h->hdrs;
+  h->x->q.errbuf = h->errbuf;
+  host_key(q->url, h->x->key, sizeof h->x->key);
   if ((h->m = adapter__curlm_acquire(loop, err)) == NULL)
     return err && err->code ? err->code : CAIRN_E_IO;
   uv_timer_init(loop, &h->timer); /* cannot fail on Unix */
@@ -730,8 +785,7 @@ int adapter__http_send(struct adapter__http *h, long timeout_ms,
   int rc;
 
   h->errbuf[0] = '\0';
-  if ((rc = adapter__curlm_add(h->m, h->easy, timeout_ms, done, ud, err)) <
-      0)
+  if ((rc = xfer_add(h->m, h->x, timeout_ms, done, ud, err)) < 0)
     return rc;
   h->in_multi = 1;
   return 0;
@@ -739,7 +793,7 @@ int adapter__http_send(struct adapter__http *h, long timeout_ms,
 
 void adapter__http_sent(struct adapter__http *h)
 {
-  adapter__curlm_remove(h->m, h->easy);
+  xfer_remove(h->m, h->x);
   h->in_multi = 0;
 }
 
@@ -762,13 +816,21 @@ void adapter__http_end(struct adapter__http *h, void (*complete)(void *ud),
   h->ud = ud;
   if (h->in_multi)
     adapter__http_sent(h);
+  if (h->x->easy) { /* for the next request to reuse */
+    easy_give(h->m, h->x->easy);
+    h->x->easy = NULL;
+  }
   uv_close((uv_handle_t *)&h->timer, http_timer_closed);
 }
 
 void adapter__http_release(struct adapter__http *h)
 {
-  adapter__curl_free(h->easy);
-  h->easy = NULL;
+  if (h->x) {
+    if (h->x->easy) /* a request that never came to adapter__http_end */
+      curl_easy_cleanup(h->x->easy);
+    free(h->x);
+    h->x = NULL;
+  }
   curl_slist_free_all(h->hdrs);
   h->hdrs = NULL;
 }

@@ -5,8 +5,8 @@
  * share connections and one timer.
  *
  * Single-threaded: a loop's users must all run on that loop's thread (as
- * cairn's engine does). Memory: the shared state belongs to this module;
- * users own their easy handles and must remove them before releasing. */
+ * cairn's engine does). Memory: the shared state and the easy handles
+ * belong to this module; a user's struct adapter__http is the user's. */
 #ifndef CAIRN_ADAPTERS_CURL_UV_H
 #define CAIRN_ADAPTERS_CURL_UV_H
 
@@ -18,12 +18,11 @@
 
 struct adapter__curlm;
 
-/* Called once per transfer added with adapter__curlm_add, when it ends
- * (rc is its CURLcode; CURLE_OPERATION_TIMEDOUT also for one whose time
- * ran out while it waited for its turn, unsent), from the loop. The
- * callback must remove it (adapter__curlm_remove) before the handle is
- * added again or freed; it may also release its user of the shared
- * state. */
+/* Called once per try started with adapter__http_send, when it ends (rc
+ * is its CURLcode; CURLE_OPERATION_TIMEDOUT also for one whose time ran
+ * out while it waited for its turn, unsent, and then easy is NULL), from
+ * the loop. easy is for curl_easy_getinfo until the callback returns or
+ * calls adapter__http_end, which gives it back for another request. */
 typedef void adapter__curl_done_fn(CURL *easy, CURLcode rc, void *ud);
 
 /* The loop's shared multi handle, created on first use; adds one user.
@@ -38,30 +37,18 @@ struct adapter__curlm *adapter__curlm_acquire(uv_loop_t *loop,
 void adapter__curlm_release(struct adapter__curlm *m,
                             void (*released)(void *ud), void *ud);
 
-/* Starts a transfer, or queues it behind the others in flight to its
- * host (see curl_uv.c), with timeout_ms (0: none) counted from now: this
- * sets CURLOPT_TIMEOUT_MS. done(easy, rc, ud) follows exactly once,
- * unless the handle is removed first. CURLOPT_PRIVATE is this module's:
- * set the handle up with adapter__curl_setup first. */
-int adapter__curlm_add(struct adapter__curlm *m, CURL *easy, long timeout_ms,
-                       adapter__curl_done_fn *done, void *ud,
-                       struct cairn_error *err);
-
-/* Stops a transfer, in flight or waiting (done is not called); harmless
- * when it already ended. */
-void adapter__curlm_remove(struct adapter__curlm *m, CURL *easy);
-
 /* A one-line description of a failed transfer: "connection refused",
  * "no response within 10s", the TLS verification failure, else curl's
  * own words (errbuf, CURL_ERROR_SIZE, may be ""). */
 void adapter__curl_describe(CURL *easy, CURLcode rc, const char *errbuf,
                             long timeout_ms, char *out, size_t n);
 
-/* Options every request shares: method, url, headers (a list the caller
- * owns and frees after the transfer), body (may be NULL; copied by curl
- * only when the caller keeps it alive: it must outlive the transfer),
- * timeout, TLS (insecure, ca may be NULL), errbuf, body and header sinks
- * (may be NULL). Returns 0 or CAIRN_E_INVAL naming the bad option. */
+/* What a request asks for: method, url, body (may be NULL; body_len
+ * bytes), timeout, TLS (insecure, ca may be NULL), a fresh connection
+ * (forbid_reuse), body and header sinks (may be NULL) with their ud.
+ * The strings are the caller's and must outlive the request: curl reads
+ * them when the request goes in, which may be later than it is sent.
+ * headers and errbuf are adapter__http's own. */
 struct adapter__curl_req {
   const char *method;
   const char *url;
@@ -70,14 +57,13 @@ struct adapter__curl_req {
   size_t body_len;
   long timeout_ms;
   int insecure;
+  int forbid_reuse;
   const char *ca;
   char *errbuf;
   size_t (*on_body)(char *p, size_t size, size_t n, void *ud);
   size_t (*on_header)(char *p, size_t size, size_t n, void *ud);
   void *ud;
 };
-int adapter__curl_setup(CURL *easy, const struct adapter__curl_req *q,
-                        struct cairn_error *err);
 
 /* The `headers` input (a map of strings, may be NULL) as a curl list,
  * plus extra ("Name: value", may be NULL). *out is owned by the caller
@@ -85,19 +71,17 @@ int adapter__curl_setup(CURL *easy, const struct adapter__curl_req *q,
 int adapter__curl_headers(json_t *map, const char *extra,
                           struct curl_slist **out, struct cairn_error *err);
 
-/* Frees what adapter__curlm_add hung on easy, then the handle itself
- * (NULL does nothing). Call after removing it from the multi. */
-void adapter__curl_free(CURL *easy);
-
 /* One request's life on the loop, as http.check, notify.webhook and
- * switch.blue-green's confirmation share it: an easy handle set up once
- * and added to the loop's shared multi for each try, a timer of the
+ * switch.blue-green's confirmation share it: the request, given an easy
+ * handle from the multi's pool when its first try goes in and kept for
+ * the next tries, then given back at the end; a timer of the
  * adapter's own (its state timeout, the pause between tries), and one
  * end: the transfer in flight removed, the timer closed, the shared multi
  * released, then complete(ud). Embedded in the adapter's run struct. */
+struct curl_xfer;
 struct adapter__http {
   struct adapter__curlm *m;
-  CURL *easy;
+  struct curl_xfer *x;
   struct curl_slist *hdrs;
   uv_timer_t timer; /* the adapter's; timer.data is the adapter's too */
   int in_multi;     /* a transfer is in flight */
@@ -107,13 +91,15 @@ struct adapter__http {
   void *ud;
 };
 
-/* Sets h up for q: the request headers are the `headers` input (may be
- * NULL) plus extra (may be NULL) and errbuf is h's, whatever q says; the
- * loop's multi is acquired and the timer initialised. On error nothing is
- * left open and adapter__http_release frees what there is. */
+/* Sets h up for q (copied; its strings must outlive h): the request
+ * headers are the `headers` input (may be NULL) plus extra (may be NULL)
+ * and errbuf is h's, whatever q says; the loop's multi is acquired and
+ * the timer initialised. On error nothing is left open and
+ * adapter__http_release frees what there is. */
 int adapter__http_init(struct adapter__http *h, uv_loop_t *loop,
                        json_t *headers, const char *extra,
-                       struct adapter__curl_req *q, struct cairn_error *err);
+                       const struct adapter__curl_req *q,
+                       struct cairn_error *err);
 
 /* Starts a try, limited to timeout_ms (0: none); done(easy, rc, ud)
  * follows once, on the loop (it calls adapter__http_sent first). */
@@ -125,13 +111,15 @@ int adapter__http_send(struct adapter__http *h, long timeout_ms,
 void adapter__http_sent(struct adapter__http *h);
 
 /* The end (once; later calls do nothing): removes a transfer in flight
- * (its done never comes), closes the timer, releases the multi, then
- * complete(ud) from the loop once nothing of h is open. */
+ * (its done never comes), gives the easy handle back, closes the timer,
+ * releases the multi, then complete(ud) from the loop once nothing of h
+ * is open. */
 void adapter__http_end(struct adapter__http *h, void (*complete)(void *ud),
                        void *ud);
 
-/* Frees the easy handle and the header list: in complete, or after a
- * failed init. */
+/* Frees the request and the header list (and the easy handle, if it was
+ * not given back by adapter__http_end): in complete, or after a failed
+ * init. */
 void adapter__http_release(struct adapter__http *h);
 
 #endif

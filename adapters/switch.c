@@ -407,6 +407,8 @@ static void confirm_start(struct nginx_run *x)
   q.method = "GET";
   q.url = x->url;
   q.timeout_ms = SWITCH_TRY_MS;
+  q.forbid_reuse = 1; /* a fresh connection each time: a kept one may
+                         reach an old worker */
   q.on_body = on_body;
   q.ud = x;
   x->phase = NGINX_CONFIRM;
@@ -420,8 +422,6 @@ static void confirm_start(struct nginx_run *x)
   }
   x->h_live = 1;
   x->h.timer.data = x;
-  /* a fresh connection each time: a kept one may reach an old worker */
-  curl_easy_setopt(x->h.easy, CURLOPT_FORBID_REUSE, 1L);
   uv_update_time(loop);
   x->confirm_deadline = uv_now(loop) + (uint64_t)json_integer_value(
       adapter__input_given(j->call->inputs, "confirm_within"));

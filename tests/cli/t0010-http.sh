@@ -41,6 +41,24 @@ nginx_start "$NG" "
   }" || { cat "$NG/logs/error.log"; exit 1; }
 U=http://127.0.0.1:$PORT
 
+# fan NAME: NAME.yaml, one parallel state whose branches are the lines on
+# stdin ("c001: { do: http.check, ... }").
+fan() {
+	{
+		printf 'cairn: 1\nname: %s\nstart: fan\nstates:\n' "$1"
+		printf '  fan:\n    parallel:\n'
+		sed 's/^/      /'
+		printf '    next: done\n  done: { succeed: true }\n'
+	} >"$1.yaml"
+}
+
+# succeeded: how many actions of the last run succeeded.
+succeeded() {
+	q "SELECT count(*) FROM events WHERE run_id = '$(last_run)'
+	   AND kind = 'action.finished'
+	   AND json_extract(payload, '\$.outcome') = 'succeeded'"
+}
+
 # check NAME WITH: a one-state workflow NAME.yaml running http.check.
 check() {
 	write_workflow "$1.yaml" <<-EOF
@@ -124,17 +142,26 @@ test_expect_success 'a body that is not JSON fails a json expectation' '
 
 test_expect_success 'a parallel state of 150 checks of one server: all pass (64 in flight, the rest wait their turn)' '
 	awk -v u="$U" '\''BEGIN {
-	  print "cairn: 1"; print "name: fan"; print "start: fan"; print "states:"
-	  print "  fan:"; print "    parallel:"
 	  for (i = 1; i <= 150; i++)
-	    printf "      c%03d: { do: http.check, with: { url: \"%s/health.json\", expect: { json: { status: healthy } } } }\n", i, u
-	  print "    next: done"; print "  done: { succeed: true }"
-	}'\'' >fan.yaml &&
+	    printf "c%03d: { do: http.check, with: { url: \"%s/health.json\", expect: { json: { status: healthy } } } }\n", i, u
+	}'\'' | fan fan &&
 	cairn run fan.yaml >out 2>err &&
-	n=$(q "SELECT count(*) FROM events WHERE run_id = '\''$(last_run)'\''
-	       AND kind = '\''action.finished'\''
-	       AND json_extract(payload, '\''\$.outcome'\'') = '\''succeeded'\''") &&
-	test "$n" = 150
+	test "$(succeeded)" = 150
+'
+
+# Past the first 64, each request goes in on a handle an earlier one gave
+# back: a POST's method and body must not stick to a later GET (nginx
+# answers a POST of a static file with 405).
+test_expect_success 'checks that reuse handles keep nothing of the request before: POSTs and GETs mixed' '
+	awk -v u="$U" '\''BEGIN {
+	  for (i = 1; i <= 200; i++)
+	    if (i % 2)
+	      printf "p%03d: { do: http.check, with: { url: \"%s/hook\", method: POST, body: \"{}\", expect: { status: 204 } } }\n", i, u
+	    else
+	      printf "g%03d: { do: http.check, with: { url: \"%s/health.json\", expect: { json: { status: healthy } } } }\n", i, u
+	}'\'' | fan mix &&
+	cairn run mix.yaml >out 2>err &&
+	test "$(succeeded)" = 200
 '
 
 test_expect_success 'polling: fails while starting, passes once the file says healthy' '
@@ -180,6 +207,25 @@ test_expect_success 'a server that accepts and never answers: the request times 
 	test $(( (end - start) / 1000000 )) -lt 5000
 '
 
+# 64 checks of a silent server hold the host's places for 30s: three more
+# wait their turn until their 300ms are up and end without a request.
+test_expect_success 'a check whose time runs out while it waits for its turn ends unsent, as timed out' '
+	listen_silent "$SILENT" &&
+	wait_listening "$SILENT" &&
+	awk -v u="http://127.0.0.1:$SILENT/" '\''BEGIN {
+	  for (i = 1; i <= 64; i++)
+	    printf "h%03d: { do: http.check, with: { url: \"%s\", timeout: 30s } }\n", i, u
+	  for (i = 1; i <= 3; i++)
+	    printf "w%03d: { do: http.check, with: { url: \"%s\", timeout: 300ms } }\n", i, u
+	}'\'' | fan turn &&
+	start=$(date +%s%N) &&
+	test_must_fail_with 1 cairn run turn.yaml >out 2>err &&
+	end=$(date +%s%N) &&
+	net_stop "$LISTEN_PID" &&
+	test_grep "w00[1-3].*GET http://127.0.0.1:$SILENT/: no response within 300ms" out &&
+	test $(( (end - start) / 1000000 )) -lt 10000
+'
+
 test_expect_success 'the state timeout ends a hanging check as timed out' '
 	listen_silent "$SILENT" &&
 	wait_listening "$SILENT" &&
@@ -211,6 +257,19 @@ test_expect_success 'TLS: accepted with ca: pointing at the certificate' '
 	cairn run tlsca.yaml >out 2>err &&
 	cairn show $(last_run) >shown &&
 	test_grep ! "TLS not verified" shown
+'
+
+# The last check goes in on a handle one of the first 100 gave back: the
+# CA bundle they trusted must not stay with it.
+test_expect_success 'TLS: a check without ca: on a reused handle still refuses the certificate' '
+	awk -v u="https://127.0.0.1:$TLS_PORT/health.json" -v ca="$NG/cert.pem" '\''BEGIN {
+	  for (i = 1; i <= 100; i++)
+	    printf "a%03d: { do: http.check, with: { url: \"%s\", ca: \"%s\" } }\n", i, u, ca
+	  printf "z: { do: http.check, with: { url: \"%s\" } }\n", u
+	}'\'' | fan reuse &&
+	test_must_fail_with 1 cairn run reuse.yaml >out 2>err &&
+	test_grep "GET https://127.0.0.1:$TLS_PORT/health.json: TLS certificate not trusted" out &&
+	test "$(succeeded)" = 100
 '
 
 test_expect_success 'TLS: accepted with insecure: true, which the journal and show say' '
