@@ -106,6 +106,7 @@ struct cli_progress *cli_progress_create(struct cli_ctx *ctx);
 void cli_progress_destroy(struct cli_progress *p);
 /* Engine callbacks; ud is the struct cli_progress. */
 void cli_progress_observe(void *ud, const struct journal_event *ev);
+void cli_progress_observed(void *ud); /* draws the live view, flushes */
 void cli_progress_tick(void *ud);
 /* Prints the end of a run/resume and returns its exit code. */
 int cli_progress_result(struct cli_progress *p, const struct engine_result *r,

@@ -16,6 +16,7 @@ int cli_run_options(struct engine_options *o, const char *grace,
     return CLI_EXIT_USAGE;
   }
   o->observe = cli_progress_observe;
+  o->observed = cli_progress_observed;
   o->tick = cli_progress_tick;
   o->tick_ms = ctx->tty && !ctx->json ? 200 : 0;
   o->ud = p;

@@ -145,7 +145,9 @@ static void observe_json(const struct journal_event *ev)
                         ev->kind, "state", ev->state, "attempt", ev->attempt,
                         "time_ms", (json_int_t)ev->time_ms, "payload",
                         ev->payload);
-  cli_print_json(v);
+  /* no flush: cli_progress_observed writes a commit's lines at once */
+  json_dumpf(v, stdout, JSON_COMPACT | JSON_SORT_KEYS);
+  fputc('\n', stdout);
   json_decref(v);
 }
 
@@ -243,9 +245,16 @@ void cli_progress_observe(void *ud, const struct journal_event *ev)
     printf("! the workflow file changed since the run started "
            "(--allow-changed)\n");
   }
-  fflush(stdout);
-  if (p->ctx->tty)
-    draw_live(p);
+}
+
+void cli_progress_observed(void *ud)
+{
+  struct cli_progress *p = ud;
+
+  if (p->ctx->tty && !p->ctx->json)
+    draw_live(p); /* flushes */
+  else
+    fflush(stdout);
 }
 
 void cli_print_plan_line(json_t *planned)

@@ -128,6 +128,8 @@ void engine__notify_direct(struct engine__rt *rt)
       ev.payload = json_array_get(e, 2);
       rt->opt->observe(rt->opt->ud, &ev);
     }
+    if (rt->opt->observed)
+      rt->opt->observed(rt->opt->ud);
   }
   json_decref(rt->direct);
   rt->direct = NULL;
@@ -222,6 +224,8 @@ static int commit_queue(struct engine__rt *rt)
       engine__planner_feed(rt->planner, it->kind, it->state, it->payload);
     qitem_release(it);
   }
+  if (n > 0 && rt->opt->observe && rt->opt->observed)
+    rt->opt->observed(rt->opt->ud);
   free(seqs);
   /* Events queued meanwhile (none today) stay for the next round. */
   memmove(rt->queue, rt->queue + n, (rt->nqueue - n) * sizeof *rt->queue);

@@ -51,6 +51,10 @@ struct engine_sim {
 
 /* Called after each event is committed (so what it reports is durable). */
 typedef void (*engine_observe_cb)(void *ud, const struct journal_event *ev);
+/* Called once the events of one commit have all been observed: where an
+ * observer that buffers its output writes it out (one write a commit, not
+ * one an event: a fan-out of 1,000 checks commits their ends together). */
+typedef void (*engine_observed_cb)(void *ud);
 /* Called every tick_ms while the loop runs (live progress). */
 typedef void (*engine_tick_cb)(void *ud);
 
@@ -67,6 +71,7 @@ struct engine_options {
                                       stopped; 0 means 10 s */
   int64_t kill_grace_ms;           /* SIGTERM to SIGKILL; 0 means 5 s */
   engine_observe_cb observe;
+  engine_observed_cb observed;     /* may be NULL */
   int observe_text;                /* the observer prints payloads: give
                                       it each one's journaled text
                                       (journal_event.payload_text) */
