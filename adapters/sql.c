@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <curl/curl.h>
 #include <sqlite3.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -238,38 +239,6 @@ static int sql_check(json_t *with, struct cairn_error *err)
   return 0;
 }
 
-static int hexval(char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
-/* Percent-decodes n bytes of s into a new string, or NULL. */
-static char *pct_decode(const char *s, size_t n)
-{
-  char *out = malloc(n + 1), *o = out;
-
-  if (out == NULL)
-    return NULL;
-  for (size_t i = 0; i < n; i++) {
-    int hi, lo;
-    if (s[i] == '%' && i + 2 < n &&
-        (hi = hexval(s[i + 1])) >= 0 && (lo = hexval(s[i + 2])) >= 0) {
-      *o++ = (char)(hi * 16 + lo);
-      i += 2;
-    } else {
-      *o++ = s[i];
-    }
-  }
-  *o = '\0';
-  return out;
-}
-
 /* Splits a postgres URL into the URL without a password (*url) and the
  * password (*pw, NULL when the URL has none). Both new strings. */
 static int split_url(const char *in, char **url, char **pw,
@@ -278,6 +247,7 @@ static int split_url(const char *in, char **url, char **pw,
   const char *auth = strstr(in, "://") + 3;
   size_t alen = strcspn(auth, "/?#");
   const char *at = NULL, *colon;
+  char *dec;
 
   *url = NULL;
   *pw = NULL;
@@ -293,7 +263,10 @@ static int split_url(const char *in, char **url, char **pw,
       return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     return 0;
   }
-  *pw = pct_decode(colon + 1, (size_t)(at - colon - 1));
+  /* percent-decoded by curl; copied so that the caller frees it with free */
+  dec = curl_easy_unescape(NULL, colon + 1, (int)(at - colon - 1), NULL);
+  *pw = dec ? strdup(dec) : NULL;
+  curl_free(dec);
   *url = malloc(strlen(in) + 1);
   if (*pw == NULL || *url == NULL) {
     free(*pw);

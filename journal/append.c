@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -32,17 +33,6 @@ void journal__hex32(const unsigned char raw[32], char out[JOURNAL_HASH_HEX])
   out[64] = '\0';
 }
 
-static int hexval(char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 int journal__unhex32(const char *hex, unsigned char out[32])
 {
   if (hex == NULL || *hex == '\0') {
@@ -52,7 +42,8 @@ int journal__unhex32(const char *hex, unsigned char out[32])
   if (strlen(hex) != 64)
     return -1;
   for (int i = 0; i < 32; i++) {
-    int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+    int hi = OPENSSL_hexchar2int((unsigned char)hex[2 * i]);
+    int lo = OPENSSL_hexchar2int((unsigned char)hex[2 * i + 1]);
 
     if (hi < 0 || lo < 0)
       return -1;

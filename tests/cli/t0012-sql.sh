@@ -242,6 +242,16 @@ test_expect_success 'a password in the URL goes to PGPASSWORD; to: migrates down
 	test_cmp expect actual
 '
 
+# A URL's password is percent-encoded where it holds a reserved character
+# (libpq's rule too): cairn decodes it before it goes to PGPASSWORD.
+test_expect_success 'a password in the URL is percent-decoded: p@ss:w/rd%x written p%40ss%3Aw%2Frd%25x' '
+	pg -c "CREATE ROLE odd LOGIN SUPERUSER PASSWORD '\''p@ss:w/rd%x'\''" &&
+	sed "s|postgresql://cairn:|postgresql://odd:|" inurl.yaml >odd.yaml &&
+	POSTGRES_PASSWORD="p%40ss%3Aw%2Frd%25x" cairn run odd.yaml >out 2>&1 &&
+	POSTGRES_PASSWORD="p@ss:w/rd%x" test_must_fail_with 1 cairn run odd.yaml >out 2>&1 &&
+	! grep -a -F "p@ss:w/rd%x" .cairn/journal.db* .cairn/runs/*/*.log
+'
+
 test_expect_success 'TLS is required unless the URL says sslmode: this server has none' '
 	sed "s|/app?sslmode=disable\"|/app\"|" migrate.yaml >notls.yaml &&
 	test_must_fail_with 1 run_migrate notls.yaml >out 2>&1 &&
