@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,11 +111,12 @@ struct exec_run {
   struct cairn_buf sout;      /* raw stdout, from its first '{' */
   int sout_state;            /* 0: only blanks yet, 1: keeping, 2: no json */
 
-  char tail[2 * ADAPTER_TAIL_MAX];
   size_t tail_len;
-  char tail_out[ADAPTER_TAIL_MAX + 1];
   json_t *outputs;
   char error[512];
+  /* Last, and not zeroed when the run is made (28 KiB a step): */
+  char tail[2 * ADAPTER_TAIL_MAX];     /* tail_len bytes used */
+  char tail_out[ADAPTER_TAIL_MAX + 1]; /* written whole at the end */
   char rbuf[16384]; /* read buffer shared by both pipes */
 };
 
@@ -654,8 +656,9 @@ int adapter__exec_start(struct adapter_call *call,
   tov = adapter__input(in, "timeout");
   cwd = cwdv ? json_string_value(cwdv) : NULL;
 
-  if ((r = calloc(1, sizeof *r)) == NULL)
+  if ((r = malloc(sizeof *r)) == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  memset(r, 0, offsetof(struct exec_run, tail));
   r->call = call;
   r->log_fd = -1;
   if (hooks)
