@@ -179,7 +179,9 @@ struct engine_workflow {
   char *start;
   struct engine_state *states; /* in file order */
   size_t nstates;
-  json_t *by_name;       /* state name -> index into states (lookups) */
+  size_t *name_slots;    /* state name -> 1 + index into states: open
+                            addressing, 0 empty (engine_workflow_state) */
+  size_t nname_slots;    /* a power of two above twice nstates */
   json_t *branch_at;     /* "STATE/BRANCH" -> index of the branch in its
                             parallel state (lookups) */
   json_t *outputs;       /* `outputs:` name -> template; object */

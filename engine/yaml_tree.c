@@ -2,9 +2,11 @@
  * (engine/yaml_tree.h), built from libyaml's event API, and the YAML 1.2
  * core schema for plain scalars.
  *
- * Collections are attached to their parent when they open; every node,
- * text and kid array comes from one arena, which is freed at once, on
- * error or with the root. Anchors are registered
+ * Collections are attached to their parent when they open; their kids
+ * gather on one stack while they are open and get an array of the exact
+ * size when they close. Every node, text and kid array comes from one
+ * arena, which is freed at once, on error or with the root. Anchors are
+ * registered
  * when their node is complete; an alias copies the node (its own position
  * becomes the alias's, the inside keeps the anchor's), after checking
  * the node-count and depth limits, so expansion cannot blow up. */
@@ -139,7 +141,7 @@ static ynode *ynode_copy(struct engine__yarena *a, const ynode *n)
     return NULL;
   *c = *n;
   c->kids = NULL;
-  c->n = c->cap = 0;
+  c->n = 0;
   if (n->text != NULL) {
     size_t len = strlen(n->text) + 1;
     if ((c->text = ya_alloc(a, len)) == NULL)
@@ -149,7 +151,6 @@ static ynode *ynode_copy(struct engine__yarena *a, const ynode *n)
   if (n->n > 0) {
     if ((c->kids = ya_alloc(a, n->n * sizeof *c->kids)) == NULL)
       return NULL;
-    c->cap = n->n;
     for (; c->n < n->n; c->n++)
       if ((c->kids[c->n] = ynode_copy(a, n->kids[c->n])) == NULL)
         return NULL;
@@ -174,27 +175,6 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size)
   return q;
 }
 
-/* A node's kids grown to hold need, in the arena (the old array is left
- * there: at most as much again). */
-static int grow_kids(struct engine__yarena *a, ynode *p, size_t need)
-{
-  size_t nc;
-  ynode **q;
-
-  if (need <= p->cap)
-    return 0;
-  nc = p->cap ? p->cap * 2 : 4;
-  while (nc < need)
-    nc *= 2;
-  if ((q = ya_alloc(a, nc * sizeof *q)) == NULL)
-    return -1;
-  if (p->n > 0)
-    memcpy(q, p->kids, p->n * sizeof *q);
-  p->kids = q;
-  p->cap = nc;
-  return 0;
-}
-
 struct yanchor {
   char *name;
   const ynode *node; /* borrowed from the tree */
@@ -203,6 +183,7 @@ struct yanchor {
 struct yframe {
   ynode *node;
   char *anchor;  /* registered when the node is complete */
+  size_t base;   /* where its kids start on the kid stack */
   size_t *slots; /* a mapping's keys: open addressing, kid index + 1 */
   size_t nslots, used;
 };
@@ -213,6 +194,8 @@ struct ybuild {
   struct yframe *stack;
   size_t depth, scap;
   size_t sinit;  /* frames of stack initialised (their slots kept) */
+  ynode **kids;  /* the kids of the open collections, innermost last */
+  size_t nkids, capkids;
   struct yanchor *anchors;
   size_t nanchors, acap;
   size_t nnodes;
@@ -255,9 +238,16 @@ static int yb_anchor(struct ybuild *b, char *name, const ynode *node)
   return 0;
 }
 
+/* Kid k of f's collection, while it is open. */
+static ynode *kid_of(const struct ybuild *b, const struct yframe *f, size_t k)
+{
+  return b->kids[f->base + k];
+}
+
 /* The slot of key text in f's table: where it is, or the empty slot
  * where it would go. The table is never full. */
-static size_t key_slot(const struct yframe *f, const char *text)
+static size_t key_slot(const struct ybuild *b, const struct yframe *f,
+                       const char *text)
 {
   uint64_t h = 1469598103934665603u; /* FNV-1a */
   size_t i;
@@ -266,7 +256,7 @@ static size_t key_slot(const struct yframe *f, const char *text)
     h = (h ^ *p) * 1099511628211u;
   for (i = (size_t)h & (f->nslots - 1); f->slots[i] != 0;
        i = (i + 1) & (f->nslots - 1))
-    if (strcmp(f->node->kids[f->slots[i] - 1]->text, text) == 0)
+    if (strcmp(kid_of(b, f, f->slots[i] - 1)->text, text) == 0)
       break;
   return i;
 }
@@ -284,9 +274,9 @@ static int key_add(struct ybuild *b, struct yframe *f, size_t k)
     f->nslots = n;
     free(old);
     for (size_t i = 0; i < k; i += 2)
-      f->slots[key_slot(f, f->node->kids[i]->text)] = i + 1;
+      f->slots[key_slot(b, f, kid_of(b, f, i)->text)] = i + 1;
   }
-  f->slots[key_slot(f, f->node->kids[k]->text)] = k + 1;
+  f->slots[key_slot(b, f, kid_of(b, f, k)->text)] = k + 1;
   f->used++;
   return 0;
 }
@@ -316,15 +306,21 @@ static int yb_attach(struct ybuild *b, ynode *node)
       rc = lerr(b->L, node, "merge keys ('<<') are not supported (hint: "
                 "repeat the keys, or alias the whole mapping with '*name')");
     else if (f->nslots > 0 &&
-             f->slots[slot = key_slot(f, node->text)] != 0)
+             f->slots[slot = key_slot(b, f, node->text)] != 0)
       rc = lerr(b->L, node, "duplicate key '%s' (hint: first defined on "
-                "line %d)", node->text, p->kids[f->slots[slot] - 1]->line);
+                "line %d)", node->text,
+                kid_of(b, f, f->slots[slot] - 1)->line);
     if (rc)
       return rc;
   }
-  if (grow_kids(b->arena, p, p->n + 1) != 0)
-    return nomem(b->L);
-  p->kids[p->n++] = node;
+  if (b->nkids == b->capkids) {
+    ynode **k = grow(b->kids, &b->capkids, b->nkids + 1, sizeof *k);
+    if (k == NULL)
+      return nomem(b->L);
+    b->kids = k;
+  }
+  b->kids[b->nkids++] = node;
+  p->n++;
   return is_key ? key_add(b, f, p->n - 1) : 0;
 }
 
@@ -435,6 +431,7 @@ static int yb_open(struct ybuild *b, const yaml_event_t *ev)
     st[b->depth].node = n;
     st[b->depth].anchor = NULL;
   }
+  st[b->depth].base = b->nkids;
   b->depth++;
   if (anchor != NULL && (st[b->depth - 1].anchor = strdup(anchor)) == NULL)
     return nomem(b->L);
@@ -451,10 +448,19 @@ static int yb_close(struct ybuild *b)
   if (f->used > 0)
     memset(f->slots, 0, f->nslots * sizeof *f->slots);
   f->used = 0;
+  if (n->n > 0) {
+    if ((n->kids = ya_alloc(b->arena, n->n * sizeof *n->kids)) == NULL) {
+      free(anchor);
+      f->anchor = NULL;
+      return nomem(b->L);
+    }
+    memcpy(n->kids, b->kids + f->base, n->n * sizeof *n->kids);
+    b->nkids = f->base;
+  }
   for (size_t i = 0; i < n->n; i++) {
     n->size += n->kids[i]->size;
     if (n->kids[i]->height + 1 > n->height)
-      n->height = n->kids[i]->height + 1;
+      n->height = (unsigned char)(n->kids[i]->height + 1);
   }
   if (n->height == 0)
     n->height = 1;
@@ -591,6 +597,7 @@ int engine__yaml_parse(const char *fname, const char *buf, size_t len,
   for (size_t i = 0; i < b.nanchors; i++)
     free(b.anchors[i].name);
   free(b.stack);
+  free(b.kids);
   free(b.anchors);
   if (rc != 0 || b.root == NULL) {
     ya_free(b.arena);
@@ -658,6 +665,10 @@ static enum engine__ystype scalar_type(const ynode *n)
   const char *s = n->text;
 
   if (!n->plain)
+    return S_STR;
+  /* Most plain scalars are names and words: nothing below can match
+   * one that does not start with one of these. */
+  if (*s && !strchr("~nNtTfF0123456789+-.", *s))
     return S_STR;
   if (!*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
       !strcmp(s, "NULL"))

@@ -35,9 +35,7 @@ enum engine__ystype {
 struct engine__yarena;
 
 struct engine__ynode {
-  enum engine__ytype type;
-  int line, col;       /* 1-based, where the node starts */
-  int height;          /* 0 for a scalar, else 1 + the deepest child's */
+  unsigned char type;  /* enum engine__ytype */
   unsigned char plain; /* scalar: plain and untagged, typed by the schema */
   unsigned char quoted; /* scalar: single- or double-quoted */
   unsigned char one_line; /* scalar: its source is one line, from col on,
@@ -45,10 +43,15 @@ struct engine__ynode {
                           (0 for an alias: it points at the alias) */
   unsigned char stype; /* scalar: 1 + its enum engine__ystype once asked
                           for (the loader asks ~80 times a state), else 0 */
-  size_t size;         /* nodes in this subtree, itself included */
+  unsigned char height; /* 0 for a scalar, else 1 + the deepest child's
+                          (at most the nesting limit, 128) */
+  int line, col;       /* 1-based, where the node starts */
+  unsigned size;       /* nodes in this subtree, itself included (at most
+                          the node limit, 1,000,000) */
+  unsigned n;          /* kids */
   char *text;          /* scalar, NUL-terminated (NUL is refused inside) */
-  struct engine__ynode **kids; /* seq: items; map: key, value, key, ... */
-  size_t n, cap;
+  struct engine__ynode **kids; /* seq: items; map: key, value, key, ...
+                                  (exactly n) */
   struct engine__yarena *arena; /* the root's: the whole tree's memory */
 };
 
