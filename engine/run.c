@@ -290,15 +290,6 @@ static void check_cb(uv_check_t *h)
 
 /* ---- scope and helpers ---- */
 
-static char *path_to_log_name(const char *path)
-{
-  char *s = strdup(path);
-  for (char *p = s; p && *p; p++)
-    if (*p == '/')
-      *p = '.';
-  return s;
-}
-
 void engine__record_outputs(struct engine__rt *rt, const char *state,
                             json_t *outputs)
 {
@@ -309,10 +300,12 @@ void engine__record_outputs(struct engine__rt *rt, const char *state,
     engine__frame_record(rt, engine_workflow_state(rt->wf, state), outputs);
     return;
   }
-  json_object_set_new(states, state,
-                      json_pack("{s:o}", "output",
-                                outputs ? json_incref(outputs)
-                                        : json_object()));
+  json_t *o = json_object();
+
+  if (o != NULL)
+    json_object_set_new_nocheck(o, "output", outputs ? json_incref(outputs)
+                                                     : json_object());
+  json_object_set_new(states, state, o);
   engine__frame_record(rt, engine_workflow_state(rt->wf, state), outputs);
 }
 
@@ -482,6 +475,18 @@ static int live(struct engine__rt *rt, struct engine__sx *sx)
   return *engine__slot(rt, sx->cx) == sx;
 }
 
+void engine__copy(char *out, size_t n, const char *src)
+{
+  size_t len = strlen(src);
+
+  if (n == 0)
+    return;
+  if (len >= n)
+    len = n - 1;
+  memcpy(out, src, len);
+  out[len] = '\0';
+}
+
 void engine__jpath(struct engine__rt *rt, const char *name, char *out,
                    size_t n)
 {
@@ -490,7 +495,7 @@ void engine__jpath(struct engine__rt *rt, const char *name, char *out,
   size_t ml;
 
   if (cx == NULL || cx->owner == NULL || name == NULL) {
-    snprintf(out, n, "%s", name ? name : "");
+    engine__copy(out, n, name ? name : "");
     return;
   }
   m = cx->owner->sx->st->name;
@@ -539,15 +544,19 @@ int engine__task_init(struct engine__rt *rt, struct engine__sx *sx,
   memset(t, 0, sizeof *t);
   t->rt = rt;
   t->sx = sx;
-  snprintf(t->path, sizeof t->path, "%s", path);
+  engine__copy(t->path, sizeof t->path, path);
   t->action = action;
   /* an instance of a map over a used workflow runs no action itself */
   t->desc = action->adapter ? adapter_find(action->adapter) : NULL;
   if (t->desc == NULL && action->adapter != NULL)
     return CAIRN_E_WORKFLOW;
-  char *name = path_to_log_name(path);
-  snprintf(t->name, sizeof t->name, "%s", name ? name : "state");
-  free(name);
+  /* the path as a file name: "infra/db" logs to infra.db.log */
+  engine__copy(t->name, sizeof t->name, path);
+  for (char *p = t->name; *p; p++)
+    if (*p == '/')
+      *p = '.';
+  if (rt->opt->sim)
+    return 0; /* a simulation writes no log */
   int w = asprintf(&t->log_path, "%s/%s.log", rt->run_dir, t->name);
   if (w < 0) {
     t->log_path = NULL;
@@ -598,7 +607,7 @@ struct engine__sx *engine__sx_new(struct engine__rt *rt,
     char path[320];
     const struct engine_action *a;
     if (st->kind == ENGINE_DO) {
-      snprintf(path, sizeof path, "%s", sx->path);
+      engine__copy(path, sizeof path, sx->path);
       a = &st->action;
     } else {
       snprintf(path, sizeof path, "%s/%s", sx->path, st->branches[i].name);
@@ -647,11 +656,16 @@ static void queue_spawn(struct engine__task *t)
 
 void engine__task_attempt(struct engine__task *t)
 {
+  json_t *p = json_object();
+
   t->attempt++;
   t->probing = 0;
-  engine__emit(t->rt, JOURNAL_EV_ACTION_STARTED, t->path, t->attempt,
-               json_pack("{s:s,s:i}", "adapter", t->desc->name, "attempt",
-                         t->attempt));
+  /* built directly: json_pack's format cost more than the object */
+  if (p != NULL) {
+    json_object_set_new_nocheck(p, "adapter", json_string(t->desc->name));
+    json_object_set_new_nocheck(p, "attempt", json_integer(t->attempt));
+  }
+  engine__emit(t->rt, JOURNAL_EV_ACTION_STARTED, t->path, t->attempt, p);
   queue_spawn(t);
 }
 
@@ -698,8 +712,13 @@ static void retry_timer_cb(uv_timer_t *h)
 static json_t *finished_payload(const struct adapter_result *res,
                                 const char *outcome)
 {
-  json_t *p = json_pack("{s:s,s:I}", "outcome", outcome, "duration_ms",
-                        (json_int_t)res->duration_ms);
+  json_t *p = json_object();
+
+  if (p == NULL)
+    return NULL;
+  json_object_set_new_nocheck(p, "outcome", json_string(outcome));
+  json_object_set_new_nocheck(p, "duration_ms",
+                              json_integer((json_int_t)res->duration_ms));
   if (res->exit_code >= 0)
     json_object_set_new(p, "exit_code", json_integer(res->exit_code));
   if (res->term_signal)
@@ -1112,10 +1131,14 @@ void engine__transition(struct engine__rt *rt, const char *from,
   if (to != NULL && strcmp(to, JOURNAL_ROLLBACK) != 0)
     engine__jpath(rt, to, jto, sizeof jto);
   else
-    snprintf(jto, sizeof jto, "%s", to ? to : "");
-  engine__emit(rt, JOURNAL_EV_TRANSITION, jfrom, 0,
-               json_pack("{s:s,s:s,s:s}", "from", jfrom, "to", jto, "reason",
-                         reason));
+    engine__copy(jto, sizeof jto, to ? to : "");
+  json_t *p = json_object();
+  if (p != NULL) {
+    json_object_set_new_nocheck(p, "from", json_string(jfrom));
+    json_object_set_new_nocheck(p, "to", json_string(jto));
+    json_object_set_new_nocheck(p, "reason", json_string(reason));
+  }
+  engine__emit(rt, JOURNAL_EV_TRANSITION, jfrom, 0, p);
   if (to == NULL) {
     engine__end_run(rt, status, from, error, NULL);
     return;
@@ -1269,8 +1292,10 @@ void engine__enter(struct engine__rt *rt, const char *name)
       int rc = engine__task_resolve(t, &err);
       /* A do state's entry and a branch's entry carry the inputs that
        * were resolved now, once, for every attempt and for resume. */
-      json_t *p = json_pack("{s:s}", "kind",
-                            st->kind == ENGINE_DO ? "do" : "branch");
+      json_t *p = json_object();
+      if (p != NULL)
+        json_object_set_new_nocheck(
+            p, "kind", json_string(st->kind == ENGINE_DO ? "do" : "branch"));
       if (engine__task_entered(t, p, rc, &err, 1) != 0) {
         if (*slot != sx)
           return;

@@ -401,6 +401,10 @@ int engine__rebuild_frames(struct engine__rt *rt,
  * rt->cur). */
 struct engine__sx **engine__slot(struct engine__rt *rt,
                                  struct engine__cursor *cx);
+/* src copied into out[n], cut short as snprintf(out, n, "%s", src)
+ * would, without its format (the runtime copies names and paths for
+ * every state). */
+void engine__copy(char *out, size_t n, const char *src);
 /* The journal path of state `name` in the cursor rt->cx ("M/S" ->
  * "M/KEY/S"; name itself in the run's own). */
 void engine__jpath(struct engine__rt *rt, const char *name, char *out,
