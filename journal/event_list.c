@@ -10,8 +10,13 @@
 #include <string.h>
 
 /* Strings are carved from blocks that never move, so an event's kind,
- * state and payload stay where they were written. */
-#define ELIST_BLOCK (256 * 1024)
+ * state and payload stay where they were written; events are kept in
+ * chunks (no copy as the list grows). Both small enough for malloc to
+ * carve them from memory the process has used before (a simulation's
+ * loading freed a large YAML tree) rather than map fresh pages, each of
+ * which costs a page fault on first use. */
+#define ELIST_BLOCK (60 * 1024)
+#define ELIST_CHUNK 1024 /* events */
 
 struct eblock {
   struct eblock *prev;
@@ -34,15 +39,24 @@ struct elist_run {
   int checked;
 };
 
+/* Kinds an event list keeps once (there are a few dozen). */
+#define ELIST_KINDS 64
+
 struct journal__elist {
-  struct elist_event *ev;             /* seq i + 1 is ev[i] */
-  size_t n, cap;
+  struct elist_event **chunk;         /* seq i + 1 is chunk[i / ELIST_CHUNK]
+                                         [i % ELIST_CHUNK] */
+  size_t n, nchunks, capchunks;
   struct elist_run *runs;
   size_t nruns;
   struct eblock *block;               /* the one being carved; ->prev older */
   size_t mark;                        /* n when the transaction began */
   struct eblock *mark_block;
   size_t mark_used;
+  /* Strings kept once rather than once an event: the kinds, and the state
+   * of the last event (a state's events come one after the other). */
+  const char *kinds[ELIST_KINDS];
+  size_t nkinds;
+  const char *last_state;
 };
 
 int journal__elist_new(struct journal__elist **out)
@@ -59,7 +73,9 @@ void journal__elist_free(struct journal__elist *l)
     prev = b->prev;
     free(b);
   }
-  free(l->ev);
+  for (size_t i = 0; i < l->nchunks; i++)
+    free(l->chunk[i]);
+  free(l->chunk);
   free(l->runs);
   free(l);
 }
@@ -81,6 +97,9 @@ void journal__elist_undo(struct journal__elist *l)
   if (l->block != NULL)
     l->block->used = l->mark_used;
   l->n = l->mark;
+  /* what was kept once may be in what was undone */
+  l->nkinds = 0;
+  l->last_state = NULL;
   /* the run may have been inserted in the transaction undone */
   for (size_t i = 0; i < l->nruns; i++)
     l->runs[i].checked = 0;
@@ -105,6 +124,19 @@ static const char *put(struct journal__elist *l, const char *s, size_t n)
   memcpy(p, s, n);
   p[n] = '\0';
   b->used += n + 1;
+  return p;
+}
+
+/* kind in the blocks, once. */
+static const char *put_kind(struct journal__elist *l, const char *kind)
+{
+  const char *p;
+
+  for (size_t i = 0; i < l->nkinds; i++)
+    if (strcmp(l->kinds[i], kind) == 0)
+      return l->kinds[i];
+  if ((p = put(l, kind, strlen(kind))) != NULL && l->nkinds < ELIST_KINDS)
+    l->kinds[l->nkinds++] = p;
   return p;
 }
 
@@ -158,6 +190,12 @@ static int run_index(struct journal *j, const char *run_id, unsigned *at,
   return 0;
 }
 
+/* Event i (i < n). */
+static struct elist_event *ev_at(const struct journal__elist *l, size_t i)
+{
+  return &l->chunk[i / ELIST_CHUNK][i % ELIST_CHUNK];
+}
+
 int journal__elist_append(struct journal *j, const char *run_id,
                           const char *kind, const char *state, int attempt,
                           int64_t time_ms, const char *payload, size_t len,
@@ -170,21 +208,30 @@ int journal__elist_append(struct journal *j, const char *run_id,
 
   if (rc != 0)
     return rc;
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 1024;
-    struct elist_event *v = realloc(l->ev, cap * sizeof *v);
-    if (v == NULL)
+  if (l->n == l->nchunks * ELIST_CHUNK) { /* chunks stay after an undo */
+    struct elist_event *c;
+    if (l->nchunks == l->capchunks) {
+      size_t cap = l->capchunks ? l->capchunks * 2 : 16;
+      struct elist_event **v = realloc(l->chunk, cap * sizeof *v);
+      if (v == NULL)
+        return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+      l->chunk = v;
+      l->capchunks = cap;
+    }
+    if ((c = malloc(ELIST_CHUNK * sizeof *c)) == NULL)
       return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
-    l->ev = v;
-    l->cap = cap;
+    l->chunk[l->nchunks++] = c;
   }
-  e = &l->ev[l->n];
+  e = ev_at(l, l->n);
   e->time_ms = time_ms;
   e->attempt = attempt;
   e->run = run;
   e->payload_len = len;
-  if ((e->kind = put(l, kind, strlen(kind))) == NULL ||
-      (e->state = put(l, state, strlen(state))) == NULL ||
+  if (l->last_state != NULL && strcmp(l->last_state, state) == 0)
+    e->state = l->last_state;
+  else
+    e->state = l->last_state = put(l, state, strlen(state));
+  if ((e->kind = put_kind(l, kind)) == NULL || e->state == NULL ||
       (e->payload = put(l, payload, len)) == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   *seq = (int64_t)++l->n;
@@ -195,7 +242,7 @@ int journal__elist_append(struct journal *j, const char *run_id,
 static int event_at(struct journal *j, size_t i, struct journal_event *ev,
                     struct cairn_error *err)
 {
-  const struct elist_event *e = &j->elist->ev[i];
+  const struct elist_event *e = ev_at(j->elist, i);
   json_error_t jerr;
 
   memset(ev, 0, sizeof *ev);
@@ -233,7 +280,7 @@ int journal__elist_foreach(struct journal *j, const char *run_id,
   }
   for (size_t i = after_seq > 0 ? (size_t)after_seq : 0;
        rc == 0 && i < n && i < l->n; i++) {
-    if (run != SIZE_MAX && l->ev[i].run != run)
+    if (run != SIZE_MAX && ev_at(l, i)->run != run)
       continue;
     if ((rc = event_at(j, i, &ev, err)) != 0)
       break;
