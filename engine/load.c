@@ -488,14 +488,25 @@ static int want_map(struct loader *L, const ynode *v, const char *key,
               tname(v));
 }
 
-/* *out: a copy of the string value v of key. */
-static int get_str(struct loader *L, const ynode *v, const char *key,
-                   const char *subj, char **out)
+/* 0 when v, the value of key, is a string. */
+static int want_str(struct loader *L, const ynode *v, const char *key,
+                    const char *subj)
 {
   if (!is_str(v))
     return lerr(L, v, "'%s' in %s must be a string, got %s%s", key, subj,
                 tname(v), v->type == Y_SCALAR && stype_of(v) != S_NULL
                               ? " (hint: quote it to make it a string)" : "");
+  return 0;
+}
+
+/* *out: a copy of the string value v of key. */
+static int get_str(struct loader *L, const ynode *v, const char *key,
+                   const char *subj, char **out)
+{
+  int rc = want_str(L, v, key, subj);
+
+  if (rc != 0)
+    return rc;
   free(*out);
   if ((*out = strdup(v->text)) == NULL)
     return nomem(L);
@@ -809,15 +820,14 @@ static int default_undo(struct loader *L, struct engine_action *a,
 {
   json_error_t je;
   struct engine_action *u = calloc(1, sizeof *u);
+  const struct adapter_desc *ud = adapter_find(desc->undo_adapter);
 
-  if (u == NULL || (u->adapter = strdup(desc->undo_adapter)) == NULL) {
-    free(u);
+  if (u == NULL)
     return nomem(L);
-  }
+  u->adapter = ud != NULL ? ud->name : NULL;
   u->with = desc->undo_with ? json_loads(desc->undo_with, 0, &je)
                             : json_object();
-  if (u->with == NULL || adapter_find(u->adapter) == NULL) {
-    free(u->adapter);
+  if (u->with == NULL || u->adapter == NULL) {
     json_decref(u->with);
     free(u);
     return cairn_error_set(L->err, CAIRN_E_WORKFLOW,
@@ -887,10 +897,11 @@ static int parse_action(struct loader *L, const ynode *m,
     return lerr(L, m, "missing key 'do' in %s (hint: name an adapter, e.g. "
                 "'do: exec')", subj);
   a->pos = (struct engine_pos){k->line, k->col};
-  if ((rc = get_str(L, v, "do", subj, &a->adapter)) != 0)
+  if ((rc = want_str(L, v, "do", subj)) != 0)
     return rc;
-  if ((desc = adapter_find(a->adapter)) == NULL)
+  if ((desc = adapter_find(v->text)) == NULL)
     return unknown_adapter(L, v, subj);
+  a->adapter = desc->name;
   if ((w = map_get(m, "with", NULL)) != NULL) {
     if ((rc = want_map(L, w, "with", subj)) != 0 ||
         (rc = node_json(L, w, &a->with)) != 0)
@@ -1342,6 +1353,10 @@ out:
   return rc;
 }
 
+/* The on_failure of every state that names none: one string, not a copy
+ * a state (engine_workflow_destroy does not free it). */
+static char on_failure_default[] = "rollback";
+
 static const char *const kind_keys[] = {"do", "parallel", "choice", "wait",
                                         "succeed", "fail", "approval", "use",
                                         "map", NULL};
@@ -1430,8 +1445,7 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
   if ((v = map_get(m, "description", NULL)) != NULL &&
       (rc = get_str(L, v, "description", subj, &s->description)) != 0)
     return rc;
-  if ((s->on_failure = strdup("rollback")) == NULL)
-    return nomem(L);
+  s->on_failure = on_failure_default;
   s->on_failure_pos = s->pos;
 
   v = map_get(m, kind_names[kind], NULL);
@@ -1482,9 +1496,12 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
       return rc;
   }
   if ((v = map_get(m, "on_failure", NULL)) != NULL) {
+    char *of = NULL;
     s->on_failure_pos = (struct engine_pos){v->line, v->col};
-    if ((rc = get_str(L, v, "on_failure", subj, &s->on_failure)) != 0 ||
-        (rc = check_target(L, v, s->on_failure, "'on_failure' of ", subj,
+    if ((rc = get_str(L, v, "on_failure", subj, &of)) != 0)
+      return rc;
+    s->on_failure = of;
+    if ((rc = check_target(L, v, s->on_failure, "'on_failure' of ", subj,
                            1)) != 0)
       return rc;
   }
@@ -2400,7 +2417,6 @@ out:
 
 static void action_release(struct engine_action *a)
 {
-  free(a->adapter);
   json_decref(a->with);
   if (a->probe != NULL)
     action_release(a->probe);
@@ -2458,7 +2474,8 @@ void engine_workflow_destroy(struct engine_workflow *wf)
     free(s->whens);
     free(s->default_next);
     free(s->next);
-    free(s->on_failure);
+    if (s->on_failure != on_failure_default)
+      free(s->on_failure);
     free(s->message);
     for (size_t j = 0; j < s->napprovers; j++)
       free(s->approvers[j]);

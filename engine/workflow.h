@@ -41,7 +41,8 @@ struct engine_retry {
 /* One action: an adapter name and its inputs, with the policies around it.
  * `with` keeps template strings unrendered. */
 struct engine_action {
-  char *adapter;             /* "exec" */
+  const char *adapter;       /* "exec": the registry's own name (static,
+                                never freed) */
   json_t *with;              /* object, never NULL */
   struct engine_retry retry;
   int64_t timeout_ms;        /* 0: none */
@@ -92,7 +93,9 @@ struct engine_state {
   size_t napprovers;
 
   char *next;                  /* NULL for terminals and choice */
-  char *on_failure;            /* "rollback" (default), "fail" or a state */
+  char *on_failure;            /* "rollback" (default), "fail" or a state;
+                                  the default is one string all states
+                                  share (engine_workflow_destroy knows) */
   struct engine_pos on_failure_pos;
   char *message;               /* ENGINE_FAIL: optional message */
 
