@@ -363,7 +363,10 @@ int engine__task_resolve(struct engine__task *t, struct cairn_error *err)
   json_t *scope = engine__scope_in(t->rt, t->sx->cx, t->sx->st, t->item);
   int rc;
 
-  rc = scope ? engine_template_render(t->action->with, scope, &rendered, err)
+  /* only read, by adapter_apply_defaults: what holds no template is
+   * shared, not copied */
+  rc = scope ? engine_template_render_shared(t->action->with, scope,
+                                             &rendered, err)
              : cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   json_decref(scope);
   if (rc != 0 && t->rt->opt->sim) {
