@@ -183,8 +183,13 @@ static void planner_add(struct planner *p, const char *path, json_t *outputs,
 static void planner_feed(struct planner *p, const char *kind,
                          const char *path, json_t *payload)
 {
-  const char *outcome = json_string_value(json_object_get(payload,
-                                                          "outcome"));
+  const char *outcome = NULL;
+
+  /* only how an action or a probe ended has an outcome that counts */
+  if (strcmp(kind, JOURNAL_EV_ACTION_FINISHED) == 0 ||
+      strcmp(kind, JOURNAL_EV_PROBE_FINISHED) == 0 ||
+      strcmp(kind, JOURNAL_EV_DECISION_ASSUMED) == 0)
+    outcome = json_string_value(json_object_get(payload, "outcome"));
   if (p->planned || path == NULL || is_undo_path(path)) {
     if (strcmp(kind, JOURNAL_EV_ROLLBACK_PLANNED) == 0)
       p->planned = 1;

@@ -46,7 +46,6 @@ static void task_start_now(struct engine__task *t);
 static void qitem_release(struct engine__qitem *it)
 {
   free(it->state);
-  free(it->text);
   json_decref(it->payload);
 }
 
@@ -65,8 +64,7 @@ void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
     rt->capqueue = cap;
   }
   struct engine__qitem *it = &rt->queue[rt->nqueue++];
-  it->text = NULL;
-  it->text_len = 0;
+  it->has_text = 0;
   it->kind = kind;
   it->state = strdup(state ? state : "");
   it->attempt = attempt;
@@ -153,27 +151,29 @@ static int is_final_kind(const char *kind)
 static int commit_queue(struct engine__rt *rt)
 {
   size_t n = rt->nqueue;
-  int64_t *seqs = calloc(n, sizeof *seqs);
   int64_t now = journal_now_ms();
-  int rc = seqs ? 0 : CAIRN_E_NOMEM;
+  int rc = 0;
   int final = 0;
 
-  if (rc == 0 && !rt->tx_open)
+  cairn_buf_reset(&rt->texts);
+  if (!rt->tx_open)
     rc = journal_begin(rt->j, rt->err);
   uv_timer_stop(&rt->lazy_timer);
   for (size_t i = 0; rc == 0 && i < n; i++) {
     struct engine__qitem *it = &rt->queue[i];
     rc = journal_append(rt->j, rt->run_id, it->kind, it->state, it->attempt,
-                        now, it->payload, &seqs[i], rt->err);
+                        now, it->payload, &it->seq, rt->err);
     if (rc == 0 && rt->opt->observe && rt->opt->observe_text) {
       /* the payload's text, so an observer printing it need not make it
-       * again (best effort: without it, it does); a copy an event, so
-       * only for an observer that prints payloads */
+       * again (best effort: without it, it does); kept only for an
+       * observer that prints payloads */
       size_t len;
       const char *text = journal_last_payload(rt->j, &len);
-      if (text != NULL && (it->text = malloc(len ? len : 1)) != NULL) {
-        memcpy(it->text, text, len);
+      if (text != NULL) {
+        it->text_off = rt->texts.len;
         it->text_len = len;
+        cairn_buf_add(&rt->texts, text, len);
+        it->has_text = !rt->texts.failed;
       }
     }
     if (rc == 0 && is_final_kind(it->kind)) {
@@ -200,29 +200,31 @@ static int commit_queue(struct engine__rt *rt)
   if (rc != 0) {
     rt->tx_open = 0;
     journal_rollback(rt->j);
-    free(seqs);
     return rc;
   }
   for (size_t i = 0; i < n; i++) {
     struct engine__qitem *it = &rt->queue[i];
     if (rt->opt->observe) {
       struct journal_event ev = {0};
-      ev.seq = seqs[i];
+      ev.seq = it->seq;
       memcpy(ev.run_id, rt->run_id, sizeof ev.run_id);
       ev.kind = (char *)it->kind;
       ev.state = it->state;
       ev.attempt = it->attempt;
       ev.time_ms = now;
       ev.payload = it->payload;
-      ev.payload_text = it->text;
-      ev.payload_len = it->text_len;
+      if (it->has_text && !rt->texts.failed) {
+        ev.payload_text = rt->texts.p + it->text_off;
+        ev.payload_len = it->text_len;
+      }
       rt->opt->observe(rt->opt->ud, &ev);
     }
     if (rt->planner)
       engine__planner_feed(rt->planner, it->kind, it->state, it->payload);
     qitem_release(it);
   }
-  free(seqs);
+  if (rt->texts.cap > 64 * 1024) /* not as large as the largest flush */
+    cairn_buf_release(&rt->texts);
   /* Events queued meanwhile (none today) stay for the next round. */
   memmove(rt->queue, rt->queue + n, (rt->nqueue - n) * sizeof *rt->queue);
   rt->nqueue -= n;
@@ -723,15 +725,15 @@ static json_t *finished_payload(const struct adapter_result *res,
   json_object_set_new_nocheck(p, "duration_ms",
                               json_integer((json_int_t)res->duration_ms));
   if (res->exit_code >= 0)
-    json_object_set_new(p, "exit_code", json_integer(res->exit_code));
+    json_object_set_new_nocheck(p, "exit_code", json_integer(res->exit_code));
   if (res->term_signal)
-    json_object_set_new(p, "signal", json_integer(res->term_signal));
+    json_object_set_new_nocheck(p, "signal", json_integer(res->term_signal));
   if (res->outputs && json_object_size(res->outputs))
-    json_object_set(p, "outputs", res->outputs);
+    json_object_set_nocheck(p, "outputs", res->outputs);
   if (res->tail && res->tail[0])
-    json_object_set_new(p, "tail", json_string(res->tail));
+    json_object_set_new_nocheck(p, "tail", json_string(res->tail));
   if (res->error[0])
-    json_object_set_new(p, "error", json_string(res->error));
+    json_object_set_new_nocheck(p, "error", json_string(res->error));
   return p;
 }
 
@@ -953,11 +955,14 @@ static void task_start_now(struct engine__task *t)
   t->call_inputs = inputs;
   t->phase = ENGINE__TASK_RUNNING;
 
-  /* A header per attempt keeps one log readable across retries. */
-  snprintf(t->log_header, sizeof t->log_header, "--- %s attempt %d ---\n",
-           t->probing ? "probe" : t->readying ? "ready check" : "action",
-           t->attempt);
-  call->log_header = t->log_header;
+  /* A header per attempt keeps one log readable across retries (a
+   * simulation writes no log). */
+  if (!rt->opt->sim) {
+    snprintf(t->log_header, sizeof t->log_header, "--- %s attempt %d ---\n",
+             t->probing ? "probe" : t->readying ? "ready check" : "action",
+             t->attempt);
+    call->log_header = t->log_header;
+  }
   rc = desc->start(call, &err);
   if (rc != 0) {
     /* Nothing runs and on_done will not come: a failed attempt like any
@@ -1728,6 +1733,7 @@ void engine__rt_release(struct engine__rt *rt)
     qitem_release(&rt->queue[i]);
   }
   free(rt->queue);
+  cairn_buf_release(&rt->texts);
   free(rt->simq);
   json_decref(rt->sim_outputs);
   json_decref(rt->plan);

@@ -109,10 +109,11 @@ struct engine__qitem {
   char *state;
   int attempt;
   json_t *payload;                /* owned */
-  char *text;                     /* its canonical JSON once journaled,
-                                     for the observer (owned, may be
-                                     NULL); text_len bytes */
-  size_t text_len;
+  int64_t seq;                    /* once journaled */
+  int has_text;                   /* its canonical JSON once journaled,
+                                     for the observer: text_len bytes at
+                                     text_off of rt->texts */
+  size_t text_off, text_len;
 };
 
 /* Room in the redaction list for secret values nothing declares up
@@ -152,6 +153,9 @@ struct engine__rt {
 
   struct engine__qitem *queue;
   size_t nqueue, capqueue;
+  struct cairn_buf texts;         /* the texts of the events being
+                                     committed (one buffer, not a copy an
+                                     event) */
   int tx_open;                    /* a simulation's transaction spans
                                      flushes (commit_queue) */
   size_t tx_events;               /* events appended in it */
