@@ -182,6 +182,8 @@ struct engine_workflow {
   char *start;
   struct engine_state *states; /* in file order */
   size_t nstates;
+  size_t states_mapped;  /* bytes of the huge pages states is in (a large
+                            workflow's), 0: it is calloc'd */
   size_t *name_slots;    /* state name -> 1 + index into states: open
                             addressing, 0 empty (engine_workflow_state) */
   size_t nname_slots;    /* a power of two above twice nstates */

@@ -24,6 +24,8 @@
 
 #include <yaml.h>
 
+#include "common/huge.h"
+
 #define YT_MAX_NODES 1000000 /* after alias expansion */
 #define YT_MAX_DEPTH 128     /* nesting, after alias expansion */
 
@@ -71,18 +73,23 @@ static int nomem(const struct yctx *L)
 /* The memory of one tree: nodes, texts and kid arrays carved from large
  * blocks and freed together. A workflow of 10,000 states is some 155,000
  * nodes; a malloc and a free for each, and for each text, cost more than
- * libyaml's parsing. */
+ * libyaml's parsing. Past YA_HUGE_AFTER bytes (a large workflow's tree
+ * takes some 10 MB), the blocks are huge pages where the kernel gives
+ * them (common/huge.h): a page fault per 2 MiB instead of per 4 KiB. */
 struct yblock {
   struct yblock *next;
-  size_t used, size;
+  size_t used, size;   /* size: bytes of data */
+  int huge;            /* from cairn_huge_alloc, else malloc's */
   max_align_t data[];
 };
 
 struct engine__yarena {
   struct yblock *head; /* the block being carved; the rest are full */
+  size_t total;        /* bytes of all blocks */
 };
 
 #define YA_BLOCK (64 * 1024)
+#define YA_HUGE_AFTER ((size_t)1 << 20)
 
 static void ya_free(struct engine__yarena *a)
 {
@@ -90,7 +97,10 @@ static void ya_free(struct engine__yarena *a)
     return;
   for (struct yblock *k = a->head, *next; k != NULL; k = next) {
     next = k->next;
-    free(k);
+    if (k->huge)
+      cairn_huge_free(k, CAIRN_HUGE);
+    else
+      free(k);
   }
   free(a);
 }
@@ -103,7 +113,8 @@ static void ya_free(struct engine__yarena *a)
 static void *ya_alloc(struct engine__yarena *a, size_t n)
 {
   struct yblock *k = a->head;
-  size_t at = 0, size;
+  size_t at = 0;
+  int own;
 
   n = (n + YA_ALIGN - 1) & ~(YA_ALIGN - 1);
   if (k != NULL && n <= k->size - k->used) {
@@ -111,12 +122,22 @@ static void *ya_alloc(struct engine__yarena *a, size_t n)
     k->used += n;
     return (char *)k->data + at;
   }
-  size = n > YA_BLOCK / 4 ? n : YA_BLOCK; /* large: a block of its own */
-  if ((k = malloc(sizeof *k + size)) == NULL)
-    return NULL;
-  k->size = size;
+  own = n > YA_BLOCK / 4; /* large: a block of its own */
+  k = !own && a->total >= YA_HUGE_AFTER ? cairn_huge_alloc(CAIRN_HUGE, 0)
+                                        : NULL;
+  if (k != NULL) {
+    k->huge = 1;
+    k->size = CAIRN_HUGE - sizeof *k;
+  } else {
+    size_t size = own ? n : YA_BLOCK;
+    if ((k = malloc(sizeof *k + size)) == NULL)
+      return NULL;
+    k->huge = 0;
+    k->size = size;
+  }
+  a->total += k->size;
   k->used = n;
-  if (size != YA_BLOCK && a->head != NULL) {
+  if (own && a->head != NULL) {
     /* a large one of its own, behind the block being carved */
     k->next = a->head->next;
     a->head->next = k;

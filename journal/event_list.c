@@ -9,18 +9,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/huge.h"
+
 /* Strings are carved from blocks that never move, so an event's kind,
  * state and payload stay where they were written; events are kept in
- * chunks (no copy as the list grows). Both small enough for malloc to
- * carve them from memory the process has used before (a simulation's
- * loading freed a large YAML tree) rather than map fresh pages, each of
- * which costs a page fault on first use. */
+ * chunks (no copy as the list grows). A page the process touches for the
+ * first time costs a page fault: where the kernel gives transparent huge
+ * pages, blocks and chunks are huge pages (common/huge.h: the blocks a
+ * simulation's loading freed, used again); else they are small enough
+ * for malloc to carve them from memory the process has used before
+ * rather than map fresh pages. */
 #define ELIST_BLOCK (60 * 1024)
-#define ELIST_CHUNK 1024 /* events */
+#define ELIST_SHIFT 10        /* 1,024 events a chunk from malloc */
+#define ELIST_HUGE_SHIFT 15   /* 32,768 (1.5 MiB) in a huge page */
 
 struct eblock {
   struct eblock *prev;
   size_t used, size;
+  int huge;                           /* from cairn_huge_alloc */
   char data[];
 };
 
@@ -43,9 +49,11 @@ struct elist_run {
 #define ELIST_KINDS 64
 
 struct journal__elist {
-  struct elist_event **chunk;         /* seq i + 1 is chunk[i / ELIST_CHUNK]
-                                         [i % ELIST_CHUNK] */
+  struct elist_event **chunk;         /* seq i + 1 is chunk[i >> shift]
+                                         [i & (1 << shift) - 1] */
   size_t n, nchunks, capchunks;
+  int huge;                           /* chunks and blocks in huge pages */
+  unsigned shift;
   struct elist_run *runs;
   size_t nruns;
   struct eblock *block;               /* the one being carved; ->prev older */
@@ -61,8 +69,19 @@ struct journal__elist {
 
 int journal__elist_new(struct journal__elist **out)
 {
-  *out = calloc(1, sizeof **out);
-  return *out != NULL ? 0 : -1;
+  if ((*out = calloc(1, sizeof **out)) == NULL)
+    return -1;
+  (*out)->huge = cairn_huge_available();
+  (*out)->shift = (*out)->huge ? ELIST_HUGE_SHIFT : ELIST_SHIFT;
+  return 0;
+}
+
+static void block_free(struct eblock *b)
+{
+  if (b->huge)
+    cairn_huge_free(b, CAIRN_HUGE);
+  else
+    free(b);
 }
 
 void journal__elist_free(struct journal__elist *l)
@@ -71,10 +90,13 @@ void journal__elist_free(struct journal__elist *l)
     return;
   for (struct eblock *b = l->block, *prev; b != NULL; b = prev) {
     prev = b->prev;
-    free(b);
+    block_free(b);
   }
   for (size_t i = 0; i < l->nchunks; i++)
-    free(l->chunk[i]);
+    if (l->huge)
+      cairn_huge_free(l->chunk[i], CAIRN_HUGE);
+    else
+      free(l->chunk[i]);
   free(l->chunk);
   free(l->runs);
   free(l);
@@ -92,7 +114,7 @@ void journal__elist_undo(struct journal__elist *l)
   while (l->block != l->mark_block) {
     struct eblock *b = l->block;
     l->block = b->prev;
-    free(b);
+    block_free(b);
   }
   if (l->block != NULL)
     l->block->used = l->mark_used;
@@ -113,8 +135,16 @@ static const char *put(struct journal__elist *l, const char *s, size_t n)
 
   if (b == NULL || b->size - b->used < n + 1) {
     size_t size = n + 1 > ELIST_BLOCK ? n + 1 : ELIST_BLOCK;
-    if ((b = malloc(sizeof *b + size)) == NULL)
+    b = l->huge && sizeof *b + n + 1 <= CAIRN_HUGE
+            ? cairn_huge_alloc(CAIRN_HUGE, 0) : NULL;
+    if (b != NULL) {
+      b->huge = 1;
+      size = CAIRN_HUGE - sizeof *b;
+    } else if ((b = malloc(sizeof *b + size)) != NULL) {
+      b->huge = 0;
+    } else {
       return NULL;
+    }
     b->prev = l->block;
     b->used = 0;
     b->size = size;
@@ -193,7 +223,7 @@ static int run_index(struct journal *j, const char *run_id, unsigned *at,
 /* Event i (i < n). */
 static struct elist_event *ev_at(const struct journal__elist *l, size_t i)
 {
-  return &l->chunk[i / ELIST_CHUNK][i % ELIST_CHUNK];
+  return &l->chunk[i >> l->shift][i & (((size_t)1 << l->shift) - 1)];
 }
 
 int journal__elist_append(struct journal *j, const char *run_id,
@@ -208,7 +238,7 @@ int journal__elist_append(struct journal *j, const char *run_id,
 
   if (rc != 0)
     return rc;
-  if (l->n == l->nchunks * ELIST_CHUNK) { /* chunks stay after an undo */
+  if (l->n == l->nchunks << l->shift) { /* chunks stay after an undo */
     struct elist_event *c;
     if (l->nchunks == l->capchunks) {
       size_t cap = l->capchunks ? l->capchunks * 2 : 16;
@@ -218,7 +248,9 @@ int journal__elist_append(struct journal *j, const char *run_id,
       l->chunk = v;
       l->capchunks = cap;
     }
-    if ((c = malloc(ELIST_CHUNK * sizeof *c)) == NULL)
+    c = l->huge ? cairn_huge_alloc(sizeof *c << l->shift, 0)
+                : malloc(sizeof *c << l->shift);
+    if (c == NULL)
       return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     l->chunk[l->nchunks++] = c;
   }
