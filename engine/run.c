@@ -302,11 +302,23 @@ void engine__record_outputs(struct engine__rt *rt, const char *state,
     engine__frame_record(rt, engine_workflow_state(rt->wf, state), outputs);
     return;
   }
-  json_t *o = json_object();
+  json_t *o;
 
-  if (o != NULL)
+  if (rt->opt->sim && outputs != NULL && outputs == rt->sim_outputs_last) {
+    /* A simulated action's outputs are its adapter's one placeholder
+     * object: the states that have them share one record of them, not
+     * an object each (nothing changes a record once made). */
+    o = json_incref(rt->sim_record_last);
+  } else if ((o = json_object()) != NULL) {
     json_object_set_new_nocheck(o, "output", outputs ? json_incref(outputs)
                                                      : json_object());
+    if (rt->opt->sim && outputs != NULL) {
+      json_decref(rt->sim_outputs_last);
+      json_decref(rt->sim_record_last);
+      rt->sim_outputs_last = json_incref(outputs);
+      rt->sim_record_last = json_incref(o);
+    }
+  }
   json_object_set_new(states, state, o);
   engine__frame_record(rt, engine_workflow_state(rt->wf, state), outputs);
 }
@@ -1736,6 +1748,8 @@ void engine__rt_release(struct engine__rt *rt)
   cairn_buf_release(&rt->texts);
   free(rt->simq);
   json_decref(rt->sim_outputs);
+  json_decref(rt->sim_outputs_last);
+  json_decref(rt->sim_record_last);
   json_decref(rt->plan);
   engine__planner_free(rt->planner);
   json_decref(rt->direct);

@@ -192,6 +192,11 @@ struct engine__rt {
   json_t *sim_outputs;            /* adapter name -> its placeholder
                                      outputs, one shared object each (no
                                      one changes outputs in place) */
+  json_t *sim_outputs_last;       /* the outputs last recorded in the
+                                     scope, and their record ({output}),
+                                     shared by the next state with the
+                                     same outputs (engine__record_outputs) */
+  json_t *sim_record_last;
 
   int interrupted;                /* signal number, 0 when none */
   int finished;                   /* run.finished or run.interrupted queued */
