@@ -134,6 +134,7 @@ struct loader {
   int *kinds;              /* per state, from the first look; -1: none */
   struct nindex params, secrets, envs;
   json_t *vars;            /* every var name of every environment */
+  struct engine__ystrings *strings; /* the JSON's strings, one a text */
 };
 
 /* Errors read "FILE:LINE:COL: error: WHAT (hint: HOW)". */
@@ -148,7 +149,7 @@ static int nomem(struct loader *L)
 
 static int node_json(struct loader *L, const ynode *n, json_t **out)
 {
-  return engine__ynode_json(L->fname, n, out, L->err);
+  return engine__ynode_json(L->fname, n, L->strings, out, L->err);
 }
 
 /* snprintf for message parts, where a long name may be cut short. */
@@ -2332,7 +2333,9 @@ static int load(struct engine_workflow **out, const char *msgname,
   }
   for (unsigned i = 0; i < mdlen; i++)
     snprintf(L.wf->sha256 + 2 * i, 3, "%02x", md[i]);
-  if ((rc = engine__yaml_parse(msgname, buf, len, &root, err)) == 0)
+  if ((L.strings = engine__ystrings_new()) == NULL)
+    rc = nomem(&L);
+  else if ((rc = engine__yaml_parse(msgname, buf, len, &root, err)) == 0)
     rc = parse_workflow(&L, root);
   if (rc == 0)
     rc = inline_uses(&L);
@@ -2366,6 +2369,7 @@ out:
   free(L.secrets.v);
   free(L.envs.v);
   json_decref(L.vars);
+  engine__ystrings_free(L.strings);
   if (rc != 0) {
     engine_workflow_destroy(L.wf);
     return rc;

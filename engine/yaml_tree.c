@@ -767,8 +767,80 @@ const char *engine__ynode_tname(const ynode *n)
   return names[engine__ynode_stype(n)];
 }
 
+/* The strings of the JSON made from one tree, one json_t a text: values
+ * repeat (commands, hosts, ports), and a string's object and copy cost
+ * more than the lookup. Sharing is safe because nothing changes a
+ * scalar in place (json_string_set is never called). Open addressing
+ * over the strings, each holding a reference. */
+struct engine__ystrings {
+  json_t **slot;
+  size_t nslots, used;
+};
+
+struct engine__ystrings *engine__ystrings_new(void)
+{
+  return calloc(1, sizeof(struct engine__ystrings));
+}
+
+void engine__ystrings_free(struct engine__ystrings *t)
+{
+  if (t == NULL)
+    return;
+  for (size_t i = 0; i < t->nslots; i++)
+    json_decref(t->slot[i]);
+  free(t->slot);
+  free(t);
+}
+
+static size_t text_hash(const char *s)
+{
+  uint64_t h = 1469598103934665603u; /* FNV-1a */
+
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+    h = (h ^ *p) * 1099511628211u;
+  return (size_t)h;
+}
+
+/* The slot of text in t: where it is, or the empty one where it goes. */
+static size_t text_slot(const struct engine__ystrings *t, const char *text)
+{
+  size_t mask = t->nslots - 1, i = text_hash(text) & mask;
+
+  while (t->slot[i] != NULL && strcmp(json_string_value(t->slot[i]), text))
+    i = (i + 1) & mask;
+  return i;
+}
+
+/* A new reference to the string text (UTF-8, no NUL), or NULL. */
+static json_t *shared_string(struct engine__ystrings *t, const char *text)
+{
+  size_t i;
+
+  if (t == NULL)
+    return json_string(text);
+  if ((t->used + 1) * 2 > t->nslots) {
+    size_t n = t->nslots ? t->nslots * 2 : 256;
+    struct engine__ystrings g = {calloc(n, sizeof *g.slot), n, t->used};
+    if (g.slot == NULL)
+      return NULL;
+    for (size_t k = 0; k < t->nslots; k++)
+      if (t->slot[k] != NULL)
+        g.slot[text_slot(&g, json_string_value(t->slot[k]))] = t->slot[k];
+    free(t->slot);
+    *t = g;
+  }
+  i = text_slot(t, text);
+  if (t->slot[i] == NULL) {
+    if ((t->slot[i] = json_string(text)) == NULL)
+      return NULL;
+    t->used++;
+  }
+  return json_incref(t->slot[i]);
+}
+
 /* *out: a new json value for the node. */
-static int node_json(const struct yctx *L, const ynode *n, json_t **out)
+static int node_json(const struct yctx *L, struct engine__ystrings *strings,
+                     const ynode *n, json_t **out)
 {
   json_t *j = NULL, *kid = NULL;
   int rc = 0;
@@ -797,7 +869,7 @@ static int node_json(const struct yctx *L, const ynode *n, json_t **out)
       j = json_real(d);
       break;
     case S_STR: /* libyaml only yields UTF-8 (and NUL is refused) */
-      j = json_string(n->text);
+      j = shared_string(strings, n->text);
       break;
     }
     if (j == NULL)
@@ -808,7 +880,7 @@ static int node_json(const struct yctx *L, const ynode *n, json_t **out)
   if ((j = n->type == Y_MAP ? json_object() : json_array()) == NULL)
     return nomem(L);
   for (size_t i = n->type == Y_MAP; i < n->n; i += n->type == Y_MAP ? 2 : 1) {
-    if ((rc = node_json(L, n->kids[i], &kid)) != 0)
+    if ((rc = node_json(L, strings, n->kids[i], &kid)) != 0)
       break;
     if (n->type == Y_MAP ? json_object_set_new(j, n->kids[i - 1]->text, kid)
                          : json_array_append_new(j, kid)) {
@@ -824,9 +896,10 @@ static int node_json(const struct yctx *L, const ynode *n, json_t **out)
   return 0;
 }
 
-int engine__ynode_json(const char *fname, const ynode *n, json_t **out,
+int engine__ynode_json(const char *fname, const ynode *n,
+                       struct engine__ystrings *strings, json_t **out,
                        struct cairn_error *err)
 {
   const struct yctx ctx = {fname, err};
-  return node_json(&ctx, n, out);
+  return node_json(&ctx, strings, n, out);
 }

@@ -73,11 +73,22 @@ double engine__ynode_num(const struct engine__ynode *n);
 /* "a string", "an integer", "a number", "a boolean", "null", "a list",
  * "a mapping". */
 const char *engine__ynode_tname(const struct engine__ynode *n);
-/* *out: a new json value for n (mappings keep their key order). An
- * integer out of range, a float that is not finite or a string that is
- * not UTF-8 is CAIRN_E_WORKFLOW at the node. */
+/* One string object a text for the JSON made from a tree (a json_t each
+ * time the same value is written costs memory and time); strings shared
+ * this way must never be changed in place. engine__ystrings_free drops
+ * the table's references (the JSON keeps its own). new gives NULL when
+ * out of memory; free(NULL) does nothing. */
+struct engine__ystrings;
+struct engine__ystrings *engine__ystrings_new(void);
+void engine__ystrings_free(struct engine__ystrings *strings);
+
+/* *out: a new json value for n (mappings keep their key order), its
+ * strings taken from strings (may be NULL: new ones). An integer out of
+ * range, a float that is not finite or a string that is not UTF-8 is
+ * CAIRN_E_WORKFLOW at the node. */
 int engine__ynode_json(const char *fname, const struct engine__ynode *n,
-                       json_t **out, struct cairn_error *err);
+                       struct engine__ystrings *strings, json_t **out,
+                       struct cairn_error *err);
 
 /* Fills err with "FNAME:LINE:COL: error: WHAT" (CAIRN_E_WORKFLOW) and
  * returns that code: the one form of every loader error. */
