@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -1918,16 +1919,16 @@ static int parse_envs(struct loader *L, const ynode *m)
 /* ---- the states array ---------------------------------------------------- */
 
 /* A zeroed array of n states; *mapped gets the bytes of the huge pages
- * it is in, or 0 when it is calloc'd. A 10,000-state workflow's array is
- * 3 MB, which costs some 740 page faults in 4 KiB pages and two in huge
- * ones (common/huge.h). */
+ * it is in (from 256 KiB up), or 0 when it is calloc'd. A 10,000-state
+ * workflow's array is 3 MB, which costs some 740 page faults in 4 KiB
+ * pages and two in huge ones (common/huge.h). */
 static struct engine_state *states_new(size_t n, size_t *mapped)
 {
   size_t bytes = n * sizeof(struct engine_state);
   struct engine_state *s = NULL;
 
   *mapped = 0;
-  if (bytes / sizeof(struct engine_state) == n && bytes >= CAIRN_HUGE / 2 &&
+  if (bytes / sizeof(struct engine_state) == n && bytes >= CAIRN_HUGE / 8 &&
       (s = cairn_huge_alloc(bytes, 1)) != NULL) {
     *mapped = bytes;
     return s;
@@ -2400,7 +2401,8 @@ static int load_file(struct engine_workflow **out, const char *path,
                      const struct use_stack *stack, struct cairn_error *err)
 {
   char *buf = NULL, *abs = NULL, eb[128];
-  size_t n = 0, cap = 0;
+  size_t n = 0, cap = 0, first = 65536, mapped = 0;
+  struct stat sb;
   int fd, rc;
 
   if (out == NULL || path == NULL)
@@ -2409,10 +2411,17 @@ static int load_file(struct engine_workflow **out, const char *path,
   if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
     return cairn_error_set(err, CAIRN_E_IO, "cannot read '%s': %s", path,
                            strerror_r(errno, eb, sizeof eb));
+  /* Room for the whole file and the read that finds its end; a large
+   * one in huge pages (common/huge.h), given back for the next user. */
+  if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+      (uint64_t)sb.st_size < LOAD_MAX_BYTES)
+    first = (size_t)sb.st_size + 1 > first ? (size_t)sb.st_size + 1 : first;
+  if (first >= CAIRN_HUGE / 8 && (buf = cairn_huge_alloc(first, 0)) != NULL)
+    cap = mapped = first;
   for (;;) {
     ssize_t r;
     if (n == cap) {
-      size_t nc = cap ? cap * 2 : 65536;
+      size_t nc = cap ? cap * 2 : first;
       char *q;
       if (cap > LOAD_MAX_BYTES) {
         rc = cairn_error_set(err, CAIRN_E_WORKFLOW, "%s: error: the file is "
@@ -2421,9 +2430,14 @@ static int load_file(struct engine_workflow **out, const char *path,
       }
       if (nc > LOAD_MAX_BYTES + 1)
         nc = LOAD_MAX_BYTES + 1;
-      if ((q = realloc(buf, nc)) == NULL) {
+      if ((q = realloc(mapped ? NULL : buf, nc)) == NULL) {
         rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
         goto out;
+      }
+      if (mapped) { /* it grew as it was read */
+        memcpy(q, buf, n);
+        cairn_huge_free(buf, mapped);
+        mapped = 0;
       }
       buf = q;
       cap = nc;
@@ -2443,7 +2457,10 @@ static int load_file(struct engine_workflow **out, const char *path,
   rc = load(out, path, abs != NULL ? abs : path, buf, n, stack, err);
 out:
   close(fd);
-  free(buf);
+  if (mapped)
+    cairn_huge_free(buf, mapped);
+  else
+    free(buf);
   free(abs);
   return rc;
 }
