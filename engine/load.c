@@ -266,20 +266,11 @@ static int nindex_find(const struct nindex *ix, const char *name)
 
 /* The name index of wf's states (wf->name_slots): the runtime looks a
  * state up at every transition and the loader at every reference, so
- * neither scans nor sorts 10,000 names. */
-static size_t name_hash(const char *s)
-{
-  uint64_t h = 1469598103934665603u; /* FNV-1a */
-
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-    h = (h ^ *p) * 1099511628211u;
-  return (size_t)h;
-}
-
-/* The slot of name: where it is, or the empty slot where it would go. */
+ * neither scans nor sorts 10,000 names. The slot of name: where it is,
+ * or the empty slot where it would go. */
 static size_t name_slot(const struct engine_workflow *wf, const char *name)
 {
-  size_t mask = wf->nname_slots - 1, i = name_hash(name) & mask;
+  size_t mask = wf->nname_slots - 1, i = engine__hash(name) & mask;
 
   while (wf->name_slots[i] != 0 &&
          strcmp(wf->states[wf->name_slots[i] - 1].name, name) != 0)
@@ -1952,10 +1943,26 @@ static void states_release(struct engine_state *s, size_t mapped)
  * choice without default). The edges (next, on_failure, default, then
  * each choice; none for the end of the run) are looked up once, into
  * `to`, in CSR form by source state (`at`). */
+/* A breadth-first search from the tail states in queue (marked): marks
+ * every state reachable over the edges edge[at[i] .. at[i + 1]) of each
+ * state i. queue has room for every state. */
+static void spread(size_t *queue, size_t tail, const size_t *at,
+                   const size_t *edge, char *mark)
+{
+  for (size_t head = 0; head < tail;) {
+    size_t i = queue[head++];
+    for (size_t k = at[i]; k < at[i + 1]; k++)
+      if (!mark[edge[k]]) {
+        mark[edge[k]] = 1;
+        queue[tail++] = edge[k];
+      }
+  }
+}
+
 static int check_graph(struct loader *L)
 {
   const struct engine_workflow *wf = L->wf;
-  size_t n = wf->nstates, head = 0, tail = 0, nedges = 0;
+  size_t n = wf->nstates, tail = 0, nedges = 0;
   size_t *queue = malloc(n * sizeof *queue);
   size_t *at = calloc(n + 1, sizeof *at), *first = calloc(n + 1, sizeof *first);
   size_t *fill = malloc(n * sizeof *fill), *from = NULL, *to = NULL;
@@ -1989,16 +1996,9 @@ static int check_graph(struct loader *L)
   }
   at[n] = nedges;
 
-  queue[tail++] = (size_t)state_index(wf, wf->start);
+  queue[0] = (size_t)state_index(wf, wf->start);
   seen[queue[0]] = 1;
-  while (head < tail) {
-    size_t i = queue[head++];
-    for (size_t k = at[i]; k < at[i + 1]; k++)
-      if (!seen[to[k]]) {
-        seen[to[k]] = 1;
-        queue[tail++] = to[k];
-      }
-  }
+  spread(queue, 1, at, to, seen);
   for (size_t i = 0; i < n; i++)
     if (!seen[i]) {
       rc = lerr_at(L, wf->states[i].pos.line, wf->states[i].pos.col,
@@ -2016,7 +2016,6 @@ static int check_graph(struct loader *L)
     rc = nomem(L);
     goto out;
   }
-  head = tail = 0;
   for (size_t i = 0; i < n; i++) {
     const struct engine_state *s = &wf->states[i];
     for (size_t k = at[i]; k < at[i + 1]; k++)
@@ -2031,14 +2030,7 @@ static int check_graph(struct loader *L)
       queue[tail++] = i;
     }
   }
-  while (head < tail) {
-    size_t t = queue[head++];
-    for (size_t k = first[t]; k < first[t + 1]; k++)
-      if (!ends[from[k]]) {
-        ends[from[k]] = 1;
-        queue[tail++] = from[k];
-      }
-  }
+  spread(queue, tail, first, from, ends);
   for (size_t i = 0; i < n; i++)
     if (!ends[i]) {
       rc = lerr_at(L, wf->states[i].pos.line, wf->states[i].pos.col,

@@ -68,6 +68,15 @@ static int nomem(const struct yctx *L)
   return cairn_error_set(L->err, CAIRN_E_NOMEM, "out of memory");
 }
 
+size_t engine__hash(const char *s)
+{
+  uint64_t h = 1469598103934665603u; /* FNV-1a */
+
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+    h = (h ^ *p) * 1099511628211u;
+  return (size_t)h;
+}
+
 /* ---- the tree ----------------------------------------------------------- */
 
 /* The memory of one tree: nodes, texts and kid arrays carved from large
@@ -270,12 +279,9 @@ static ynode *kid_of(const struct ybuild *b, const struct yframe *f, size_t k)
 static size_t key_slot(const struct ybuild *b, const struct yframe *f,
                        const char *text)
 {
-  uint64_t h = 1469598103934665603u; /* FNV-1a */
   size_t i;
 
-  for (const unsigned char *p = (const unsigned char *)text; *p; p++)
-    h = (h ^ *p) * 1099511628211u;
-  for (i = (size_t)h & (f->nslots - 1); f->slots[i] != 0;
+  for (i = engine__hash(text) & (f->nslots - 1); f->slots[i] != 0;
        i = (i + 1) & (f->nslots - 1))
     if (strcmp(kid_of(b, f, f->slots[i] - 1)->text, text) == 0)
       break;
@@ -792,19 +798,10 @@ void engine__ystrings_free(struct engine__ystrings *t)
   free(t);
 }
 
-static size_t text_hash(const char *s)
-{
-  uint64_t h = 1469598103934665603u; /* FNV-1a */
-
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-    h = (h ^ *p) * 1099511628211u;
-  return (size_t)h;
-}
-
 /* The slot of text in t: where it is, or the empty one where it goes. */
 static size_t text_slot(const struct engine__ystrings *t, const char *text)
 {
-  size_t mask = t->nslots - 1, i = text_hash(text) & mask;
+  size_t mask = t->nslots - 1, i = engine__hash(text) & mask;
 
   while (t->slot[i] != NULL && strcmp(json_string_value(t->slot[i]), text))
     i = (i + 1) & mask;

@@ -90,6 +90,9 @@ int engine__ynode_json(const char *fname, const struct engine__ynode *n,
                        struct engine__ystrings *strings, json_t **out,
                        struct cairn_error *err);
 
+/* A hash of the text s (FNV-1a), for the loader's tables of names. */
+size_t engine__hash(const char *s);
+
 /* Fills err with "FNAME:LINE:COL: error: WHAT" (CAIRN_E_WORKFLOW) and
  * returns that code: the one form of every loader error. */
 int engine__yerror(struct cairn_error *err, const char *fname, int line,
