@@ -38,6 +38,9 @@ struct elist_event {
   unsigned run;                       /* index into runs */
 };
 
+_Static_assert((sizeof(struct elist_event) << ELIST_HUGE_SHIFT) <= CAIRN_HUGE,
+               "a chunk of events fits a huge page");
+
 /* A run id events were appended for; checked against the runs table (the
  * foreign key) once per transaction that appends for it. */
 struct elist_run {
