@@ -551,8 +551,10 @@ int adapter_check_with(const struct adapter_desc *desc, json_t *with,
     }
   }
   for (const struct adapter_input *in = desc->inputs; in && in->name; in++) {
+    if (!in->required)
+      continue;
     v = json_object_get(with, in->name);
-    if (in->required && (v == NULL || json_is_null(v)))
+    if (v == NULL || json_is_null(v))
       return cairn_error_set(err, CAIRN_E_INVAL,
                              "missing required input '%s' for %s", in->name,
                              desc->name);

@@ -32,6 +32,12 @@ void cairn_buf__add_grow(struct cairn_buf *b, const char *p, size_t n)
 void cairn_buf_add_i64(struct cairn_buf *b, int64_t v)
 {
   char d[24], *e = d + sizeof d, *q = e;
+
+  if (v >= 0 && v < 10) { /* attempts, exit codes: most are one digit */
+    d[0] = (char)('0' + v);
+    cairn_buf_add(b, d, 1);
+    return;
+  }
   /* In unsigned arithmetic, so that INT64_MIN negates. */
   uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
 

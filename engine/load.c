@@ -26,14 +26,17 @@
 #include <math.h>
 #include <regex.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
 
 #include "adapters/adapter.h"
+#include "common/huge.h"
 #include "engine/duration.h"
 #include "engine/template.h"
 #include "engine/yaml_tree.h"
@@ -130,8 +133,9 @@ struct loader {
   struct cairn_error *err;
   struct engine_workflow *wf;
   int *kinds;              /* per state, from the first look; -1: none */
-  struct nindex states, params, secrets, envs;
+  struct nindex params, secrets, envs;
   json_t *vars;            /* every var name of every environment */
+  struct engine__ystrings *strings; /* the JSON's strings, one a text */
 };
 
 /* Errors read "FILE:LINE:COL: error: WHAT (hint: HOW)". */
@@ -146,7 +150,7 @@ static int nomem(struct loader *L)
 
 static int node_json(struct loader *L, const ynode *n, json_t **out)
 {
-  return engine__ynode_json(L->fname, n, out, L->err);
+  return engine__ynode_json(L->fname, n, L->strings, out, L->err);
 }
 
 /* snprintf for message parts, where a long name may be cut short. */
@@ -158,6 +162,26 @@ static void fmt(char *buf, size_t size, const char *f, ...)
   va_start(ap, f);
   vsnprintf(buf, size, f, ap);
   va_end(ap);
+}
+
+/* The strings given, up to a NULL, one after the other in buf (cut short
+ * as snprintf would): the subjects of messages, made for every state
+ * though a message needs them only on error, cost a format each. */
+static void cat(char *buf, size_t size, ...)
+{
+  va_list ap;
+  size_t used = 0;
+
+  va_start(ap, size);
+  for (const char *s; (s = va_arg(ap, const char *)) != NULL;) {
+    size_t n = strlen(s);
+    if (n > size - 1 - used)
+      n = size - 1 - used;
+    memcpy(buf + used, s, n);
+    used += n;
+  }
+  va_end(ap);
+  buf[used] = '\0';
 }
 
 /* ---- names, suggestions, small helpers ---------------------------------- */
@@ -189,11 +213,14 @@ static struct names state_names(const struct engine_workflow *wf)
                         sizeof *wf->states, wf->nstates};
 }
 
-static int in_names(struct names nl, const char *s)
+/* The index of s in a NULL-ended list of names, or -1. The loader asks
+ * for every key of every state: a first byte tells most of them apart
+ * without a call. */
+static int in_list(const char *const *list, const char *s)
 {
-  for (size_t i = 0; i < nl.n; i++)
-    if (strcmp(name_at(nl, i), s) == 0)
-      return (int)i;
+  for (int i = 0; list[i] != NULL; i++)
+    if (list[i][0] == s[0] && strcmp(list[i], s) == 0)
+      return i;
   return -1;
 }
 
@@ -235,6 +262,53 @@ static int nindex_find(const struct nindex *ix, const char *name)
   }
   return lo < ix->n && strcmp(ix->v[lo].name, name) == 0 ? (int)ix->v[lo].i
                                                          : -1;
+}
+
+/* The name index of wf's states (wf->name_slots): the runtime looks a
+ * state up at every transition and the loader at every reference, so
+ * neither scans nor sorts 10,000 names. The slot of name: where it is,
+ * or the empty slot where it would go. */
+static size_t name_slot(const struct engine_workflow *wf, const char *name)
+{
+  size_t mask = wf->nname_slots - 1, i = engine__hash(name) & mask;
+
+  while (wf->name_slots[i] != 0 &&
+         strcmp(wf->states[wf->name_slots[i] - 1].name, name) != 0)
+    i = (i + 1) & mask;
+  return i;
+}
+
+/* (Re)builds wf->name_slots over wf->states; the first of equal names
+ * wins (they are distinct: YAML keys, then prefixed). 0 or -1. */
+static int names_index(struct engine_workflow *wf)
+{
+  size_t n = 16;
+
+  while (n < 2 * wf->nstates + 1)
+    n *= 2;
+  free(wf->name_slots);
+  if ((wf->name_slots = calloc(n, sizeof *wf->name_slots)) == NULL) {
+    wf->nname_slots = 0;
+    return -1;
+  }
+  wf->nname_slots = n;
+  for (size_t i = 0; i < wf->nstates; i++) {
+    size_t at = name_slot(wf, wf->states[i].name);
+    if (wf->name_slots[at] == 0)
+      wf->name_slots[at] = i + 1;
+  }
+  return 0;
+}
+
+/* The index of the state named name, or -1 (name NULL too). */
+static int state_index(const struct engine_workflow *wf, const char *name)
+{
+  size_t at;
+
+  if (name == NULL || wf->name_slots == NULL)
+    return -1;
+  at = name_slot(wf, name);
+  return wf->name_slots[at] ? (int)(wf->name_slots[at] - 1) : -1;
 }
 
 /* Edit distance with transpositions (optimal string alignment); 99 when
@@ -345,24 +419,22 @@ enum name_rule { N_WORKFLOW, N_STATE, N_SECRET, N_PARAM };
 
 static int name_ok(const char *s, enum name_rule r)
 {
-  static const char lower[] = "abcdefghijklmnopqrstuvwxyz";
-  static const char upper[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-  char set[80];
-
+#define LOWER "abcdefghijklmnopqrstuvwxyz"
+#define UPPER "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
   switch (r) {
   case N_WORKFLOW:
-    snprintf(set, sizeof set, "%s%s_.-", lower, DIGITS);
-    return *s && (strchr(lower, *s) || strchr(DIGITS, *s)) && all_of(s, set);
+    return *s && (strchr(LOWER, *s) || strchr(DIGITS, *s)) &&
+           all_of(s, LOWER DIGITS "_.-");
   case N_STATE:
-    snprintf(set, sizeof set, "%s%s%s_-", lower, upper, DIGITS);
-    return all_of(s, set);
+    return all_of(s, LOWER UPPER DIGITS "_-");
   case N_SECRET:
-    snprintf(set, sizeof set, "%s%s_", upper, DIGITS);
-    return *s && (strchr(upper, *s) || *s == '_') && all_of(s, set);
+    return *s && (strchr(UPPER, *s) || *s == '_') &&
+           all_of(s, UPPER DIGITS "_");
   case N_PARAM:
-    snprintf(set, sizeof set, "%s%s%s_", lower, upper, DIGITS);
-    return *s && !strchr(DIGITS, *s) && all_of(s, set);
+    return *s && !strchr(DIGITS, *s) && all_of(s, LOWER UPPER DIGITS "_");
   }
+#undef LOWER
+#undef UPPER
   return 0;
 }
 
@@ -370,7 +442,7 @@ static const ynode *map_get(const ynode *m, const char *key,
                             const ynode **k)
 {
   for (size_t i = 0; i + 1 < m->n; i += 2)
-    if (strcmp(m->kids[i]->text, key) == 0) {
+    if (m->kids[i]->text[0] == key[0] && strcmp(m->kids[i]->text, key) == 0) {
       if (k != NULL)
         *k = m->kids[i];
       return m->kids[i + 1];
@@ -396,7 +468,7 @@ static int check_keys(struct loader *L, const ynode *m,
                       const char *const *allowed, const char *subj)
 {
   for (size_t i = 0; i < m->n; i += 2)
-    if (in_names(list_names(allowed), m->kids[i]->text) < 0)
+    if (in_list(allowed, m->kids[i]->text) < 0)
       return unknown_key(L, m->kids[i], allowed, subj);
   return 0;
 }
@@ -410,14 +482,25 @@ static int want_map(struct loader *L, const ynode *v, const char *key,
               tname(v));
 }
 
-/* *out: a copy of the string value v of key. */
-static int get_str(struct loader *L, const ynode *v, const char *key,
-                   const char *subj, char **out)
+/* 0 when v, the value of key, is a string. */
+static int want_str(struct loader *L, const ynode *v, const char *key,
+                    const char *subj)
 {
   if (!is_str(v))
     return lerr(L, v, "'%s' in %s must be a string, got %s%s", key, subj,
                 tname(v), v->type == Y_SCALAR && stype_of(v) != S_NULL
                               ? " (hint: quote it to make it a string)" : "");
+  return 0;
+}
+
+/* *out: a copy of the string value v of key. */
+static int get_str(struct loader *L, const ynode *v, const char *key,
+                   const char *subj, char **out)
+{
+  int rc = want_str(L, v, key, subj);
+
+  if (rc != 0)
+    return rc;
   free(*out);
   if ((*out = strdup(v->text)) == NULL)
     return nomem(L);
@@ -524,7 +607,7 @@ static int ref_check(struct tctx *t, const char *const *path, size_t n)
     if (name == NULL)
       return tfail(t, "'states' without a state name (hint: write "
                    "states.NAME.output.KEY)");
-    if ((j = nindex_find(&t->L->states, name)) < 0) {
+    if ((j = state_index(wf, name)) < 0) {
       name_hint(hint, sizeof hint, name, state_names(wf), "states are");
       return tfail(t, "reference to unknown state '%s' (hint: %s)", name,
                    hint);
@@ -619,16 +702,17 @@ static int check_tree(struct tctx *t, const ynode *n, const char *subj)
 
 /* ---- states and actions ------------------------------------------------- */
 
-static int check_target(struct loader *L, const ynode *v,
-                        const char *name, const char *what, int on_failure)
+/* what + subj name the transition in the message (made only then). */
+static int check_target(struct loader *L, const ynode *v, const char *name,
+                        const char *what, const char *subj, int on_failure)
 {
   static const char *const ends[] = {"rollback", "fail", NULL};
   const char *s;
   char hint[640], list[512];
 
-  if (on_failure && in_names(list_names(ends), name) >= 0)
+  if (on_failure && in_list(ends, name) >= 0)
     return 0;
-  if (nindex_find(&L->states, name) >= 0)
+  if (state_index(L->wf, name) >= 0)
     return 0;
   s = suggest(name, state_names(L->wf));
   if (s == NULL && on_failure)
@@ -640,7 +724,8 @@ static int check_target(struct loader *L, const ynode *v,
     snprintf(hint, sizeof hint, "use rollback, fail or a state: %s", list);
   else
     snprintf(hint, sizeof hint, "states are %s", list);
-  return lerr(L, v, "unknown state '%s' in %s (hint: %s)", name, what, hint);
+  return lerr(L, v, "unknown state '%s' in %s%s (hint: %s)", name, what,
+              subj, hint);
 }
 
 static const char *const retry_keys[] = {"attempts", "delay", "backoff",
@@ -729,15 +814,14 @@ static int default_undo(struct loader *L, struct engine_action *a,
 {
   json_error_t je;
   struct engine_action *u = calloc(1, sizeof *u);
+  const struct adapter_desc *ud = adapter_find(desc->undo_adapter);
 
-  if (u == NULL || (u->adapter = strdup(desc->undo_adapter)) == NULL) {
-    free(u);
+  if (u == NULL)
     return nomem(L);
-  }
+  u->adapter = ud != NULL ? ud->name : NULL;
   u->with = desc->undo_with ? json_loads(desc->undo_with, 0, &je)
                             : json_object();
-  if (u->with == NULL || adapter_find(u->adapter) == NULL) {
-    free(u->adapter);
+  if (u->with == NULL || u->adapter == NULL) {
     json_decref(u->with);
     free(u);
     return cairn_error_set(L->err, CAIRN_E_WORKFLOW,
@@ -760,7 +844,7 @@ static int parse_sub(struct loader *L, const ynode *m,
                                                                 : "undo";
   char subj[300];
 
-  fmt(subj, sizeof subj, "the %s of %s", key, owner);
+  cat(subj, sizeof subj, "the ", key, " of ", owner, (char *)NULL);
   if (m->type != Y_MAP)
     return lerr(L, m, "'%s' in %s must be a mapping, got %s (hint: write "
                 "'%s: { do: ADAPTER, with: {...} }')", key, owner, tname(m),
@@ -788,8 +872,8 @@ static int parse_action(struct loader *L, const ynode *m,
   if (role == R_PROBE || role == R_UNDO || role == R_READY) {
     const char *const *keys = role == R_UNDO ? undo_keys : sub_keys;
     for (size_t i = 0; i < m->n; i += 2)
-      if (in_names(list_names(keys), m->kids[i]->text) < 0 &&
-          in_names(list_names(branch_keys), m->kids[i]->text) >= 0)
+      if (in_list(keys, m->kids[i]->text) < 0 &&
+          in_list(branch_keys, m->kids[i]->text) >= 0)
         return lerr(L, m->kids[i], "key '%s' is not allowed in %s (hint: %s)",
                     m->kids[i]->text, subj,
                     role == R_UNDO ? "an undo takes do, with, timeout, retry, "
@@ -807,10 +891,11 @@ static int parse_action(struct loader *L, const ynode *m,
     return lerr(L, m, "missing key 'do' in %s (hint: name an adapter, e.g. "
                 "'do: exec')", subj);
   a->pos = (struct engine_pos){k->line, k->col};
-  if ((rc = get_str(L, v, "do", subj, &a->adapter)) != 0)
+  if ((rc = want_str(L, v, "do", subj)) != 0)
     return rc;
-  if ((desc = adapter_find(a->adapter)) == NULL)
+  if ((desc = adapter_find(v->text)) == NULL)
     return unknown_adapter(L, v, subj);
+  a->adapter = desc->name;
   if ((w = map_get(m, "with", NULL)) != NULL) {
     if ((rc = want_map(L, w, "with", subj)) != 0 ||
         (rc = node_json(L, w, &a->with)) != 0)
@@ -930,7 +1015,7 @@ static int parse_choice(struct loader *L, struct engine_state *s,
                         const ynode *m, const char *subj, size_t state)
 {
   struct tctx t = {.L = L, .state = state};
-  char csubj[300], what[340];
+  char csubj[300];
   int rc;
 
   if (m->type != Y_SEQ)
@@ -970,8 +1055,7 @@ static int parse_choice(struct loader *L, struct engine_state *s,
     if ((rc = check_text(&t, wv, w->expr, b, 1, csubj)) != 0 ||
         (rc = get_str(L, nv, "next", csubj, &w->next)) != 0)
       return rc;
-    fmt(what, sizeof what, "'next' of %s", csubj);
-    if ((rc = check_target(L, nv, w->next, what, 0)) != 0)
+    if ((rc = check_target(L, nv, w->next, "'next' of ", csubj, 0)) != 0)
       return rc;
   }
   return 0;
@@ -1263,6 +1347,10 @@ out:
   return rc;
 }
 
+/* The on_failure of every state that names none: one string, not a copy
+ * a state (engine_workflow_destroy does not free it). */
+static char on_failure_default[] = "rollback";
+
 static const char *const kind_keys[] = {"do", "parallel", "choice", "wait",
                                         "succeed", "fail", "approval", "use",
                                         "map", NULL};
@@ -1291,7 +1379,7 @@ static int kind_of(const ynode *m, const ynode **kk)
   if (m->type != Y_MAP)
     return -1;
   for (size_t i = 0; i < m->n; i += 2) {
-    int k = in_names(list_names(kind_keys), m->kids[i]->text);
+    int k = in_list(kind_keys, m->kids[i]->text);
     if (k >= 0) {
       if (kk != NULL)
         *kk = m->kids[i];
@@ -1306,12 +1394,12 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
 {
   struct engine_state *s = &L->wf->states[idx];
   const ynode *v, *kk = NULL;
-  char subj[300], what[340], list[512];
+  char subj[300], list[512];
   int kind, rc = 0;
 
   s->pos = (struct engine_pos){k->line, k->col};
   s->frame = s->use_frame = -1;
-  fmt(subj, sizeof subj, "state '%s'", s->name);
+  cat(subj, sizeof subj, "state '", s->name, "'", (char *)NULL);
   if (!strcmp(s->name, "rollback") || !strcmp(s->name, "fail"))
     return lerr(L, k, "'%s' cannot be a state name (hint: it is reserved for "
                 "on_failure; rename the state)", s->name);
@@ -1325,18 +1413,18 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
   for (size_t i = 0; i < m->n; i += 2) {
     const ynode *key = m->kids[i];
     if (kind >= 0 && key != kk &&
-        in_names(list_names(kind_keys), key->text) >= 0)
+        in_list(kind_keys, key->text) >= 0)
       return lerr(L, key, "state '%s' has both '%s' and '%s' (hint: a state "
                   "has exactly one of do, parallel, choice, wait, succeed, "
                   "fail, approval, use, map)", s->name, kk->text, key->text);
   }
   for (size_t i = 0; i < m->n; i += 2) {
     const ynode *key = m->kids[i];
-    if (kind < 0 && in_names(list_names(state_keys), key->text) < 0)
+    if (kind < 0 && in_list(state_keys, key->text) < 0)
       return unknown_key(L, key, state_keys, subj);
-    if (kind < 0 || in_names(list_names(keys_by_kind[kind]), key->text) >= 0)
+    if (kind < 0 || in_list(keys_by_kind[kind], key->text) >= 0)
       continue;
-    if (in_names(list_names(state_keys), key->text) < 0)
+    if (in_list(state_keys, key->text) < 0)
       return unknown_key(L, key, keys_by_kind[kind], subj);
     join(list, sizeof list, list_names(keys_by_kind[kind]), SIZE_MAX);
     return lerr(L, key, "key '%s' is not allowed in %s state '%s' (hint: a "
@@ -1351,8 +1439,7 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
   if ((v = map_get(m, "description", NULL)) != NULL &&
       (rc = get_str(L, v, "description", subj, &s->description)) != 0)
     return rc;
-  if ((s->on_failure = strdup("rollback")) == NULL)
-    return nomem(L);
+  s->on_failure = on_failure_default;
   s->on_failure_pos = s->pos;
 
   v = map_get(m, kind_names[kind], NULL);
@@ -1366,10 +1453,8 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
   case ENGINE_CHOICE:
     rc = parse_choice(L, s, v, subj, idx);
     if (rc == 0 && (v = map_get(m, "default", NULL)) != NULL &&
-        (rc = get_str(L, v, "default", subj, &s->default_next)) == 0) {
-      fmt(what, sizeof what, "'default' of %s", subj);
-      rc = check_target(L, v, s->default_next, what, 0);
-    }
+        (rc = get_str(L, v, "default", subj, &s->default_next)) == 0)
+      rc = check_target(L, v, s->default_next, "'default' of ", subj, 0);
     break;
   case ENGINE_WAIT:
     rc = get_duration(L, v, "wait", subj, &s->wait_ms);
@@ -1400,16 +1485,18 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
     if ((v = map_get(m, "next", NULL)) == NULL)
       return lerr(L, k, "missing key 'next' in %s (hint: name the state that "
                   "comes after it)", subj);
-    fmt(what, sizeof what, "'next' of %s", subj);
     if ((rc = get_str(L, v, "next", subj, &s->next)) != 0 ||
-        (rc = check_target(L, v, s->next, what, 0)) != 0)
+        (rc = check_target(L, v, s->next, "'next' of ", subj, 0)) != 0)
       return rc;
   }
   if ((v = map_get(m, "on_failure", NULL)) != NULL) {
+    char *of = NULL;
     s->on_failure_pos = (struct engine_pos){v->line, v->col};
-    fmt(what, sizeof what, "'on_failure' of %s", subj);
-    if ((rc = get_str(L, v, "on_failure", subj, &s->on_failure)) != 0 ||
-        (rc = check_target(L, v, s->on_failure, what, 1)) != 0)
+    if ((rc = get_str(L, v, "on_failure", subj, &of)) != 0)
+      return rc;
+    s->on_failure = of;
+    if ((rc = check_target(L, v, s->on_failure, "'on_failure' of ", subj,
+                           1)) != 0)
       return rc;
   }
   return 0;
@@ -1557,7 +1644,7 @@ static int parse_param(struct loader *L, struct engine_param *p,
     int ti;
     if ((rc = get_str(L, tv, "type", subj, &t)) != 0)
       return rc;
-    ti = in_names(list_names(type_names), t);
+    ti = in_list(type_names, t);
     free(t);
     if (ti < 0) {
       const char *s = suggest(tv->text, list_names(type_names));
@@ -1820,49 +1907,98 @@ static int parse_envs(struct loader *L, const ynode *m)
   return 0;
 }
 
-/* ---- the graph ---------------------------------------------------------- */
+/* ---- the states array ---------------------------------------------------- */
 
-/* Index of the j-th transition target of s (next, on_failure, default,
- * then each choice), or -1 for none or the end of the run. */
-static int target(const struct loader *L, const struct engine_state *s,
-                  size_t j)
+/* A zeroed array of n states; *mapped gets the bytes of the huge pages
+ * it is in (from 256 KiB up), or 0 when it is calloc'd. A 10,000-state
+ * workflow's array is 3 MB, which costs some 740 page faults in 4 KiB
+ * pages and two in huge ones (common/huge.h). */
+static struct engine_state *states_new(size_t n, size_t *mapped)
 {
-  const char *name = j == 0 ? s->next : j == 1 ? s->on_failure
-                     : j == 2 ? s->default_next : s->whens[j - 3].next;
-  return nindex_find(&L->states, name);
+  size_t bytes = n * sizeof(struct engine_state);
+  struct engine_state *s = NULL;
+
+  *mapped = 0;
+  if (bytes / sizeof(struct engine_state) == n && bytes >= CAIRN_HUGE / 8 &&
+      (s = cairn_huge_alloc(bytes, 1)) != NULL) {
+    *mapped = bytes;
+    return s;
+  }
+  return calloc(n ? n : 1, sizeof *s);
 }
+
+static void states_release(struct engine_state *s, size_t mapped)
+{
+  if (mapped)
+    cairn_huge_free(s, mapped);
+  else
+    free(s);
+}
+
+/* ---- the graph ---------------------------------------------------------- */
 
 /* Every state reachable from start (a search forwards), and every state
  * able to end the run (a search backwards from the states that can: the
  * terminals, a do or parallel state whose on_failure ends the run, a
- * choice without default). */
+ * choice without default). The edges (next, on_failure, default, then
+ * each choice; none for the end of the run) are looked up once, into
+ * `to`, in CSR form by source state (`at`). */
+/* A breadth-first search from the tail states in queue (marked): marks
+ * every state reachable over the edges edge[at[i] .. at[i + 1]) of each
+ * state i. queue has room for every state. */
+static void spread(size_t *queue, size_t tail, const size_t *at,
+                   const size_t *edge, char *mark)
+{
+  for (size_t head = 0; head < tail;) {
+    size_t i = queue[head++];
+    for (size_t k = at[i]; k < at[i + 1]; k++)
+      if (!mark[edge[k]]) {
+        mark[edge[k]] = 1;
+        queue[tail++] = edge[k];
+      }
+  }
+}
+
 static int check_graph(struct loader *L)
 {
   const struct engine_workflow *wf = L->wf;
-  size_t n = wf->nstates, head = 0, tail = 0, nedges = 0;
+  size_t n = wf->nstates, tail = 0, nedges = 0;
   size_t *queue = malloc(n * sizeof *queue);
-  size_t *first = calloc(n + 1, sizeof *first); /* reverse edges, CSR */
-  size_t *fill = malloc(n * sizeof *fill), *from = NULL;
+  size_t *at = calloc(n + 1, sizeof *at), *first = calloc(n + 1, sizeof *first);
+  size_t *fill = malloc(n * sizeof *fill), *from = NULL, *to = NULL;
   char *seen = calloc(n, 1), *ends = calloc(n, 1);
   int rc = 0;
 
-  if (queue == NULL || first == NULL || fill == NULL || seen == NULL ||
-      ends == NULL) {
+  if (queue == NULL || at == NULL || first == NULL || fill == NULL ||
+      seen == NULL || ends == NULL) {
     rc = nomem(L);
     goto out;
   }
-  queue[tail++] = (size_t)nindex_find(&L->states, wf->start);
-  seen[queue[0]] = 1;
-  while (head < tail) {
-    const struct engine_state *s = &wf->states[queue[head++]];
+  for (size_t i = 0; i < n; i++)
+    nedges += 3 + wf->states[i].nwhens;
+  if ((to = malloc(nedges * sizeof *to)) == NULL) {
+    rc = nomem(L);
+    goto out;
+  }
+  nedges = 0;
+  for (size_t i = 0; i < n; i++) {
+    const struct engine_state *s = &wf->states[i];
+    at[i] = nedges;
     for (size_t j = 0; j < 3 + s->nwhens; j++) {
-      int t = target(L, s, j);
-      if (t >= 0 && !seen[t]) {
-        seen[t] = 1;
-        queue[tail++] = (size_t)t;
+      const char *name = j == 0 ? s->next : j == 1 ? s->on_failure
+                         : j == 2 ? s->default_next : s->whens[j - 3].next;
+      int t = state_index(wf, name);
+      if (t >= 0) {
+        to[nedges++] = (size_t)t;
+        first[t + 1]++;
       }
     }
   }
+  at[n] = nedges;
+
+  queue[0] = (size_t)state_index(wf, wf->start);
+  seen[queue[0]] = 1;
+  spread(queue, 1, at, to, seen);
   for (size_t i = 0; i < n; i++)
     if (!seen[i]) {
       rc = lerr_at(L, wf->states[i].pos.line, wf->states[i].pos.col,
@@ -1872,14 +2008,6 @@ static int check_graph(struct loader *L)
       goto out;
     }
 
-  for (size_t i = 0; i < n; i++)
-    for (size_t j = 0; j < 3 + wf->states[i].nwhens; j++) {
-      int t = target(L, &wf->states[i], j);
-      if (t >= 0) {
-        first[t + 1]++;
-        nedges++;
-      }
-    }
   for (size_t t = 0; t < n; t++) {
     first[t + 1] += first[t];
     fill[t] = first[t];
@@ -1888,14 +2016,10 @@ static int check_graph(struct loader *L)
     rc = nomem(L);
     goto out;
   }
-  head = tail = 0;
   for (size_t i = 0; i < n; i++) {
     const struct engine_state *s = &wf->states[i];
-    for (size_t j = 0; j < 3 + s->nwhens; j++) {
-      int t = target(L, s, j);
-      if (t >= 0)
-        from[fill[t]++] = i;
-    }
+    for (size_t k = at[i]; k < at[i + 1]; k++)
+      from[fill[to[k]]++] = i;
     if (s->kind == ENGINE_SUCCEED || s->kind == ENGINE_FAIL ||
         (s->kind == ENGINE_CHOICE && s->default_next == NULL) ||
         ((s->kind == ENGINE_DO || s->kind == ENGINE_PARALLEL ||
@@ -1906,14 +2030,7 @@ static int check_graph(struct loader *L)
       queue[tail++] = i;
     }
   }
-  while (head < tail) {
-    size_t t = queue[head++];
-    for (size_t k = first[t]; k < first[t + 1]; k++)
-      if (!ends[from[k]]) {
-        ends[from[k]] = 1;
-        queue[tail++] = from[k];
-      }
-  }
+  spread(queue, tail, first, from, ends);
   for (size_t i = 0; i < n; i++)
     if (!ends[i]) {
       rc = lerr_at(L, wf->states[i].pos.line, wf->states[i].pos.col,
@@ -1924,9 +2041,11 @@ static int check_graph(struct loader *L)
     }
 out:
   free(queue);
+  free(at);
   free(first);
   free(fill);
   free(from);
+  free(to);
   free(seen);
   free(ends);
   return rc;
@@ -1952,7 +2071,7 @@ static int parse_states_and_start(struct loader *L, const ynode *r)
   if (m->n == 0)
     return lerr(L, m, "'states' in the workflow is empty (hint: add at least "
                 "one state)");
-  if ((wf->states = calloc(m->n / 2, sizeof *wf->states)) == NULL ||
+  if ((wf->states = states_new(m->n / 2, &wf->states_mapped)) == NULL ||
       (L->kinds = calloc(m->n / 2, sizeof *L->kinds)) == NULL ||
       (L->subs = calloc(m->n / 2, sizeof *L->subs)) == NULL)
     return nomem(L);
@@ -1963,13 +2082,13 @@ static int parse_states_and_start(struct loader *L, const ynode *r)
       return nomem(L);
     L->kinds[i] = kind_of(m->kids[2 * i + 1], NULL);
   }
-  if ((rc = nindex_build(L, &L->states, state_names(wf))) != 0)
-    return rc;
+  if (names_index(wf) != 0)
+    return nomem(L);
   if ((v = map_get(r, "start", NULL)) == NULL)
     return lerr(L, r, "missing key 'start' in the workflow (hint: add 'start: "
                 "%s')", wf->states[0].name);
   if ((rc = get_str(L, v, "start", "the workflow", &wf->start)) != 0 ||
-      (rc = check_target(L, v, wf->start, "'start'", 0)) != 0)
+      (rc = check_target(L, v, wf->start, "'start'", "", 0)) != 0)
     return rc;
   for (size_t i = 0; i < wf->nstates; i++)
     if ((rc = parse_state(L, i, m->kids[2 * i], m->kids[2 * i + 1])) != 0)
@@ -2116,7 +2235,8 @@ static int inline_one(struct loader *L, struct engine_state *states,
   sub->start = NULL;
   if (prefixed(&fr->start, prefix, 0) != 0)
     return nomem(L);
-  free(sub->states);
+  states_release(sub->states, sub->states_mapped);
+  sub->states_mapped = 0;
   sub->states = NULL;
   sub->nstates = 0;
   return 0;
@@ -2127,7 +2247,7 @@ static int inline_one(struct loader *L, struct engine_state *states,
 static int inline_uses(struct loader *L)
 {
   struct engine_workflow *wf = L->wf;
-  size_t total = 0, ftotal = 0, ns = 0, nf = 0;
+  size_t total = 0, ftotal = 0, ns = 0, nf = 0, mapped = 0;
   struct engine_state *states;
   struct engine_frame *frames;
   int rc = 0;
@@ -2141,10 +2261,10 @@ static int inline_uses(struct loader *L)
   }
   if (ftotal == 0)
     return 0;
-  states = calloc(total, sizeof *states);
+  states = states_new(total, &mapped);
   frames = calloc(ftotal, sizeof *frames);
   if (states == NULL || frames == NULL) {
-    free(states);
+    states_release(states, mapped);
     free(frames);
     return nomem(L);
   }
@@ -2153,8 +2273,9 @@ static int inline_uses(struct loader *L)
     if (L->subs[i] && rc == 0)
       rc = inline_one(L, states, &ns, frames, &nf, ns - 1, L->subs[i]);
   }
-  free(wf->states);
+  states_release(wf->states, wf->states_mapped);
   wf->states = states;
+  wf->states_mapped = mapped;
   wf->nstates = ns;
   wf->frames = frames;
   wf->nframes = nf;
@@ -2205,18 +2326,17 @@ static int load(struct engine_workflow **out, const char *msgname,
   }
   for (unsigned i = 0; i < mdlen; i++)
     snprintf(L.wf->sha256 + 2 * i, 3, "%02x", md[i]);
-  if ((rc = engine__yaml_parse(msgname, buf, len, &root, err)) == 0)
+  if ((L.strings = engine__ystrings_new()) == NULL)
+    rc = nomem(&L);
+  else if ((rc = engine__yaml_parse(msgname, buf, len, &root, err)) == 0)
     rc = parse_workflow(&L, root);
   if (rc == 0)
     rc = inline_uses(&L);
   /* The runtime looks a state up at every transition: by name, not by a
-   * scan, so a 10,000-state workflow is not quadratic. */
-  if (rc == 0 && (L.wf->by_name = json_object()) == NULL)
+   * scan, so a 10,000-state workflow is not quadratic (the index the
+   * loader used, again when used workflows were inlined). */
+  if (rc == 0 && L.wf->nframes > 0 && names_index(L.wf) != 0)
     rc = nomem(&L);
-  for (size_t i = 0; rc == 0 && i < L.wf->nstates; i++)
-    if (json_object_set_new(L.wf->by_name, L.wf->states[i].name,
-                            json_integer((json_int_t)i)) != 0)
-      rc = nomem(&L);
   /* and a branch by its path: the undo planner looks up every completion
    * (a scan of a 1,000-branch state's names was quadratic) */
   if (rc == 0 && (L.wf->branch_at = json_object()) == NULL)
@@ -2238,11 +2358,11 @@ out:
     engine_workflow_destroy(L.subs[i]);
   free(L.subs);
   free(L.kinds);
-  free(L.states.v);
   free(L.params.v);
   free(L.secrets.v);
   free(L.envs.v);
   json_decref(L.vars);
+  engine__ystrings_free(L.strings);
   if (rc != 0) {
     engine_workflow_destroy(L.wf);
     return rc;
@@ -2273,7 +2393,8 @@ static int load_file(struct engine_workflow **out, const char *path,
                      const struct use_stack *stack, struct cairn_error *err)
 {
   char *buf = NULL, *abs = NULL, eb[128];
-  size_t n = 0, cap = 0;
+  size_t n = 0, cap = 0, first = 65536, mapped = 0;
+  struct stat sb;
   int fd, rc;
 
   if (out == NULL || path == NULL)
@@ -2282,10 +2403,17 @@ static int load_file(struct engine_workflow **out, const char *path,
   if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
     return cairn_error_set(err, CAIRN_E_IO, "cannot read '%s': %s", path,
                            strerror_r(errno, eb, sizeof eb));
+  /* Room for the whole file and the read that finds its end; a large
+   * one in huge pages (common/huge.h), given back for the next user. */
+  if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+      (uint64_t)sb.st_size < LOAD_MAX_BYTES)
+    first = (size_t)sb.st_size + 1 > first ? (size_t)sb.st_size + 1 : first;
+  if (first >= CAIRN_HUGE / 8 && (buf = cairn_huge_alloc(first, 0)) != NULL)
+    cap = mapped = first;
   for (;;) {
     ssize_t r;
     if (n == cap) {
-      size_t nc = cap ? cap * 2 : 65536;
+      size_t nc = cap ? cap * 2 : first;
       char *q;
       if (cap > LOAD_MAX_BYTES) {
         rc = cairn_error_set(err, CAIRN_E_WORKFLOW, "%s: error: the file is "
@@ -2294,9 +2422,14 @@ static int load_file(struct engine_workflow **out, const char *path,
       }
       if (nc > LOAD_MAX_BYTES + 1)
         nc = LOAD_MAX_BYTES + 1;
-      if ((q = realloc(buf, nc)) == NULL) {
+      if ((q = realloc(mapped ? NULL : buf, nc)) == NULL) {
         rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
         goto out;
+      }
+      if (mapped) { /* it grew as it was read */
+        memcpy(q, buf, n);
+        cairn_huge_free(buf, mapped);
+        mapped = 0;
       }
       buf = q;
       cap = nc;
@@ -2316,7 +2449,10 @@ static int load_file(struct engine_workflow **out, const char *path,
   rc = load(out, path, abs != NULL ? abs : path, buf, n, stack, err);
 out:
   close(fd);
-  free(buf);
+  if (mapped)
+    cairn_huge_free(buf, mapped);
+  else
+    free(buf);
   free(abs);
   return rc;
 }
@@ -2325,7 +2461,6 @@ out:
 
 static void action_release(struct engine_action *a)
 {
-  free(a->adapter);
   json_decref(a->with);
   if (a->probe != NULL)
     action_release(a->probe);
@@ -2353,7 +2488,7 @@ void engine_workflow_destroy(struct engine_workflow *wf)
 {
   if (wf == NULL)
     return;
-  json_decref(wf->by_name);
+  free(wf->name_slots);
   json_decref(wf->branch_at);
   params_release(wf->params, wf->nparams);
   for (size_t i = 0; i < wf->nsecrets; i++)
@@ -2383,7 +2518,8 @@ void engine_workflow_destroy(struct engine_workflow *wf)
     free(s->whens);
     free(s->default_next);
     free(s->next);
-    free(s->on_failure);
+    if (s->on_failure != on_failure_default)
+      free(s->on_failure);
     free(s->message);
     for (size_t j = 0; j < s->napprovers; j++)
       free(s->approvers[j]);
@@ -2409,19 +2545,19 @@ void engine_workflow_destroy(struct engine_workflow *wf)
   free(wf->secrets);
   free(wf->envs);
   free(wf->start);
-  free(wf->states);
+  states_release(wf->states, wf->states_mapped);
   free(wf);
 }
 
 const struct engine_state *engine_workflow_state(
     const struct engine_workflow *wf, const char *name)
 {
-  json_t *i;
+  int i;
   if (wf == NULL || name == NULL)
     return NULL;
-  if (wf->by_name != NULL) {
-    i = json_object_get(wf->by_name, name);
-    return i ? &wf->states[json_integer_value(i)] : NULL;
+  if (wf->name_slots != NULL) {
+    i = state_index(wf, name);
+    return i >= 0 ? &wf->states[i] : NULL;
   }
   for (size_t k = 0; k < wf->nstates; k++) /* still loading */
     if (strcmp(wf->states[k].name, name) == 0)

@@ -39,7 +39,9 @@ struct completion {
 struct planner {
   const struct engine_workflow *wf;
   json_t *inputs;     /* path -> inputs of its latest state.entered (paths
-                         whose action has an undo: no other is read) */
+                         whose action has an undo: no other is read), as
+                         kept_inputs keeps them */
+  struct cairn_buf text; /* reused by kept_inputs */
   json_t *items;      /* map instance path -> [index, item] */
   struct completion *done; /* completions, in journal order */
   size_t ndone, capdone;
@@ -71,12 +73,42 @@ static int planner_init(struct planner *p, const struct engine_workflow *wf)
 
 static void planner_release(struct planner *p)
 {
+  cairn_buf_release(&p->text);
   json_decref(p->inputs);
   json_decref(p->items);
   json_decref(p->sub);
   for (size_t i = 0; i < p->ndone; i++)
     completion_release(&p->done[i]);
   free(p->done);
+}
+
+/* An entry's inputs as the planner keeps them until a plan is made: an
+ * object as its canonical text in a string (a 10,000-state run kept
+ * some 2 MB of objects for its 5,000 undos, which only a rollback
+ * reads), none as null, anything else in a one-item array. NULL when out
+ * of memory. */
+static json_t *kept_inputs(struct planner *p, json_t *in)
+{
+  if (in == NULL)
+    return json_null();
+  if (!json_is_object(in))
+    return json_pack("[O]", in);
+  cairn_buf_reset(&p->text);
+  if (journal_canonical_add(&p->text, in) != 0)
+    return NULL;
+  return json_stringn_nocheck(p->text.p, p->text.len);
+}
+
+/* The inputs of a plan step from what kept_inputs kept (a new
+ * reference; NULL when out of memory). */
+static json_t *step_inputs(json_t *kept)
+{
+  if (json_is_array(kept))
+    return json_incref(json_array_get(kept, 0));
+  if (!json_is_string(kept))
+    return json_incref(kept);
+  return json_loadb(json_string_value(kept), json_string_length(kept),
+                    JSON_ALLOW_NUL, NULL);
 }
 
 static int is_undo_path(const char *path)
@@ -183,8 +215,13 @@ static void planner_add(struct planner *p, const char *path, json_t *outputs,
 static void planner_feed(struct planner *p, const char *kind,
                          const char *path, json_t *payload)
 {
-  const char *outcome = json_string_value(json_object_get(payload,
-                                                          "outcome"));
+  const char *outcome = NULL;
+
+  /* only how an action or a probe ended has an outcome that counts */
+  if (strcmp(kind, JOURNAL_EV_ACTION_FINISHED) == 0 ||
+      strcmp(kind, JOURNAL_EV_PROBE_FINISHED) == 0 ||
+      strcmp(kind, JOURNAL_EV_DECISION_ASSUMED) == 0)
+    outcome = json_string_value(json_object_get(payload, "outcome"));
   if (p->planned || path == NULL || is_undo_path(path)) {
     if (strcmp(kind, JOURNAL_EV_ROLLBACK_PLANNED) == 0)
       p->planned = 1;
@@ -211,8 +248,9 @@ static void planner_feed(struct planner *p, const char *kind,
     const struct engine_action *a = engine__action_at(p->wf, path, &st,
                                                       &branch);
     json_t *in = json_object_get(payload, "inputs");
-    if (a != NULL && a->undo != NULL)
-      json_object_set(p->inputs, path, in ? in : json_null());
+    if (a != NULL && a->undo != NULL &&
+        json_object_set_new(p->inputs, path, kept_inputs(p, in)) != 0)
+      p->nomem = 1;
     json_t *item = json_object_get(payload, "item");
     if (item != NULL)
       json_object_set_new(p->items, path,
@@ -291,10 +329,11 @@ static json_t *planner_steps(struct planner *p)
     else
       snprintf(undo_path, sizeof undo_path, JOURNAL_UNDO_PREFIX "%s#%d",
                path, (int)k);
-    json_t *s = json_pack("{s:s,s:s,s:s,s:s,s:O,s:O}", "path", path,
+    json_t *s = json_pack("{s:s,s:s,s:s,s:s,s:o,s:O}", "path", path,
                           "undo_path", undo_path, "state", v[i]->state,
-                          "adapter", v[i]->adapter, "inputs", v[i]->inputs,
-                          "outputs", v[i]->outputs);
+                          "adapter", v[i]->adapter, "inputs",
+                          step_inputs(v[i]->inputs), "outputs",
+                          v[i]->outputs);
     if (s == NULL) {
       free(v);
       json_decref(steps);

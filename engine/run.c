@@ -46,7 +46,6 @@ static void task_start_now(struct engine__task *t);
 static void qitem_release(struct engine__qitem *it)
 {
   free(it->state);
-  free(it->text);
   json_decref(it->payload);
 }
 
@@ -65,8 +64,7 @@ void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
     rt->capqueue = cap;
   }
   struct engine__qitem *it = &rt->queue[rt->nqueue++];
-  it->text = NULL;
-  it->text_len = 0;
+  it->has_text = 0;
   it->kind = kind;
   it->state = strdup(state ? state : "");
   it->attempt = attempt;
@@ -155,27 +153,29 @@ static int is_final_kind(const char *kind)
 static int commit_queue(struct engine__rt *rt)
 {
   size_t n = rt->nqueue;
-  int64_t *seqs = calloc(n, sizeof *seqs);
   int64_t now = journal_now_ms();
-  int rc = seqs ? 0 : CAIRN_E_NOMEM;
+  int rc = 0;
   int final = 0;
 
-  if (rc == 0 && !rt->tx_open)
+  cairn_buf_reset(&rt->texts);
+  if (!rt->tx_open)
     rc = journal_begin(rt->j, rt->err);
   uv_timer_stop(&rt->lazy_timer);
   for (size_t i = 0; rc == 0 && i < n; i++) {
     struct engine__qitem *it = &rt->queue[i];
     rc = journal_append(rt->j, rt->run_id, it->kind, it->state, it->attempt,
-                        now, it->payload, &seqs[i], rt->err);
+                        now, it->payload, &it->seq, rt->err);
     if (rc == 0 && rt->opt->observe && rt->opt->observe_text) {
       /* the payload's text, so an observer printing it need not make it
-       * again (best effort: without it, it does); a copy an event, so
-       * only for an observer that prints payloads */
+       * again (best effort: without it, it does); kept only for an
+       * observer that prints payloads */
       size_t len;
       const char *text = journal_last_payload(rt->j, &len);
-      if (text != NULL && (it->text = malloc(len ? len : 1)) != NULL) {
-        memcpy(it->text, text, len);
+      if (text != NULL) {
+        it->text_off = rt->texts.len;
         it->text_len = len;
+        cairn_buf_add(&rt->texts, text, len);
+        it->has_text = !rt->texts.failed;
       }
     }
     if (rc == 0 && is_final_kind(it->kind)) {
@@ -202,22 +202,23 @@ static int commit_queue(struct engine__rt *rt)
   if (rc != 0) {
     rt->tx_open = 0;
     journal_rollback(rt->j);
-    free(seqs);
     return rc;
   }
   for (size_t i = 0; i < n; i++) {
     struct engine__qitem *it = &rt->queue[i];
     if (rt->opt->observe) {
       struct journal_event ev = {0};
-      ev.seq = seqs[i];
+      ev.seq = it->seq;
       memcpy(ev.run_id, rt->run_id, sizeof ev.run_id);
       ev.kind = (char *)it->kind;
       ev.state = it->state;
       ev.attempt = it->attempt;
       ev.time_ms = now;
       ev.payload = it->payload;
-      ev.payload_text = it->text;
-      ev.payload_len = it->text_len;
+      if (it->has_text && !rt->texts.failed) {
+        ev.payload_text = rt->texts.p + it->text_off;
+        ev.payload_len = it->text_len;
+      }
       rt->opt->observe(rt->opt->ud, &ev);
     }
     if (rt->planner)
@@ -226,7 +227,8 @@ static int commit_queue(struct engine__rt *rt)
   }
   if (n > 0 && rt->opt->observe && rt->opt->observed)
     rt->opt->observed(rt->opt->ud);
-  free(seqs);
+  if (rt->texts.cap > 64 * 1024) /* not as large as the largest flush */
+    cairn_buf_release(&rt->texts);
   /* Events queued meanwhile (none today) stay for the next round. */
   memmove(rt->queue, rt->queue + n, (rt->nqueue - n) * sizeof *rt->queue);
   rt->nqueue -= n;
@@ -294,15 +296,6 @@ static void check_cb(uv_check_t *h)
 
 /* ---- scope and helpers ---- */
 
-static char *path_to_log_name(const char *path)
-{
-  char *s = strdup(path);
-  for (char *p = s; p && *p; p++)
-    if (*p == '/')
-      *p = '.';
-  return s;
-}
-
 void engine__record_outputs(struct engine__rt *rt, const char *state,
                             json_t *outputs)
 {
@@ -313,10 +306,24 @@ void engine__record_outputs(struct engine__rt *rt, const char *state,
     engine__frame_record(rt, engine_workflow_state(rt->wf, state), outputs);
     return;
   }
-  json_object_set_new(states, state,
-                      json_pack("{s:o}", "output",
-                                outputs ? json_incref(outputs)
-                                        : json_object()));
+  json_t *o;
+
+  if (rt->opt->sim && outputs != NULL && outputs == rt->sim_outputs_last) {
+    /* A simulated action's outputs are its adapter's one placeholder
+     * object: the states that have them share one record of them, not
+     * an object each (nothing changes a record once made). */
+    o = json_incref(rt->sim_record_last);
+  } else if ((o = json_object()) != NULL) {
+    json_object_set_new_nocheck(o, "output", outputs ? json_incref(outputs)
+                                                     : json_object());
+    if (rt->opt->sim && outputs != NULL) {
+      json_decref(rt->sim_outputs_last);
+      json_decref(rt->sim_record_last);
+      rt->sim_outputs_last = json_incref(outputs);
+      rt->sim_record_last = json_incref(o);
+    }
+  }
+  json_object_set_new(states, state, o);
   engine__frame_record(rt, engine_workflow_state(rt->wf, state), outputs);
 }
 
@@ -374,7 +381,10 @@ int engine__task_resolve(struct engine__task *t, struct cairn_error *err)
   json_t *scope = engine__scope_in(t->rt, t->sx->cx, t->sx->st, t->item);
   int rc;
 
-  rc = scope ? engine_template_render(t->action->with, scope, &rendered, err)
+  /* only read, by adapter_apply_defaults: what holds no template is
+   * shared, not copied */
+  rc = scope ? engine_template_render_shared(t->action->with, scope,
+                                             &rendered, err)
              : cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   json_decref(scope);
   if (rc != 0 && t->rt->opt->sim) {
@@ -486,6 +496,18 @@ static int live(struct engine__rt *rt, struct engine__sx *sx)
   return *engine__slot(rt, sx->cx) == sx;
 }
 
+void engine__copy(char *out, size_t n, const char *src)
+{
+  size_t len = strlen(src);
+
+  if (n == 0)
+    return;
+  if (len >= n)
+    len = n - 1;
+  memcpy(out, src, len);
+  out[len] = '\0';
+}
+
 void engine__jpath(struct engine__rt *rt, const char *name, char *out,
                    size_t n)
 {
@@ -494,7 +516,7 @@ void engine__jpath(struct engine__rt *rt, const char *name, char *out,
   size_t ml;
 
   if (cx == NULL || cx->owner == NULL || name == NULL) {
-    snprintf(out, n, "%s", name ? name : "");
+    engine__copy(out, n, name ? name : "");
     return;
   }
   m = cx->owner->sx->st->name;
@@ -543,15 +565,19 @@ int engine__task_init(struct engine__rt *rt, struct engine__sx *sx,
   memset(t, 0, sizeof *t);
   t->rt = rt;
   t->sx = sx;
-  snprintf(t->path, sizeof t->path, "%s", path);
+  engine__copy(t->path, sizeof t->path, path);
   t->action = action;
   /* an instance of a map over a used workflow runs no action itself */
   t->desc = action->adapter ? adapter_find(action->adapter) : NULL;
   if (t->desc == NULL && action->adapter != NULL)
     return CAIRN_E_WORKFLOW;
-  char *name = path_to_log_name(path);
-  snprintf(t->name, sizeof t->name, "%s", name ? name : "state");
-  free(name);
+  /* the path as a file name: "infra/db" logs to infra.db.log */
+  engine__copy(t->name, sizeof t->name, path);
+  for (char *p = t->name; *p; p++)
+    if (*p == '/')
+      *p = '.';
+  if (rt->opt->sim)
+    return 0; /* a simulation writes no log */
   int w = asprintf(&t->log_path, "%s/%s.log", rt->run_dir, t->name);
   if (w < 0) {
     t->log_path = NULL;
@@ -602,7 +628,7 @@ struct engine__sx *engine__sx_new(struct engine__rt *rt,
     char path[320];
     const struct engine_action *a;
     if (st->kind == ENGINE_DO) {
-      snprintf(path, sizeof path, "%s", sx->path);
+      engine__copy(path, sizeof path, sx->path);
       a = &st->action;
     } else {
       snprintf(path, sizeof path, "%s/%s", sx->path, st->branches[i].name);
@@ -651,11 +677,16 @@ static void queue_spawn(struct engine__task *t)
 
 void engine__task_attempt(struct engine__task *t)
 {
+  json_t *p = json_object();
+
   t->attempt++;
   t->probing = 0;
-  engine__emit(t->rt, JOURNAL_EV_ACTION_STARTED, t->path, t->attempt,
-               json_pack("{s:s,s:i}", "adapter", t->desc->name, "attempt",
-                         t->attempt));
+  /* built directly: json_pack's format cost more than the object */
+  if (p != NULL) {
+    json_object_set_new_nocheck(p, "adapter", json_string(t->desc->name));
+    json_object_set_new_nocheck(p, "attempt", json_integer(t->attempt));
+  }
+  engine__emit(t->rt, JOURNAL_EV_ACTION_STARTED, t->path, t->attempt, p);
   queue_spawn(t);
 }
 
@@ -702,18 +733,23 @@ static void retry_timer_cb(uv_timer_t *h)
 static json_t *finished_payload(const struct adapter_result *res,
                                 const char *outcome)
 {
-  json_t *p = json_pack("{s:s,s:I}", "outcome", outcome, "duration_ms",
-                        (json_int_t)res->duration_ms);
+  json_t *p = json_object();
+
+  if (p == NULL)
+    return NULL;
+  json_object_set_new_nocheck(p, "outcome", json_string(outcome));
+  json_object_set_new_nocheck(p, "duration_ms",
+                              json_integer((json_int_t)res->duration_ms));
   if (res->exit_code >= 0)
-    json_object_set_new(p, "exit_code", json_integer(res->exit_code));
+    json_object_set_new_nocheck(p, "exit_code", json_integer(res->exit_code));
   if (res->term_signal)
-    json_object_set_new(p, "signal", json_integer(res->term_signal));
+    json_object_set_new_nocheck(p, "signal", json_integer(res->term_signal));
   if (res->outputs && json_object_size(res->outputs))
-    json_object_set(p, "outputs", res->outputs);
+    json_object_set_nocheck(p, "outputs", res->outputs);
   if (res->tail && res->tail[0])
-    json_object_set_new(p, "tail", json_string(res->tail));
+    json_object_set_new_nocheck(p, "tail", json_string(res->tail));
   if (res->error[0])
-    json_object_set_new(p, "error", json_string(res->error));
+    json_object_set_new_nocheck(p, "error", json_string(res->error));
   return p;
 }
 
@@ -935,11 +971,14 @@ static void task_start_now(struct engine__task *t)
   t->call_inputs = inputs;
   t->phase = ENGINE__TASK_RUNNING;
 
-  /* A header per attempt keeps one log readable across retries. */
-  snprintf(t->log_header, sizeof t->log_header, "--- %s attempt %d ---\n",
-           t->probing ? "probe" : t->readying ? "ready check" : "action",
-           t->attempt);
-  call->log_header = t->log_header;
+  /* A header per attempt keeps one log readable across retries (a
+   * simulation writes no log). */
+  if (!rt->opt->sim) {
+    snprintf(t->log_header, sizeof t->log_header, "--- %s attempt %d ---\n",
+             t->probing ? "probe" : t->readying ? "ready check" : "action",
+             t->attempt);
+    call->log_header = t->log_header;
+  }
   rc = desc->start(call, &err);
   if (rc != 0) {
     /* Nothing runs and on_done will not come: a failed attempt like any
@@ -1116,10 +1155,14 @@ void engine__transition(struct engine__rt *rt, const char *from,
   if (to != NULL && strcmp(to, JOURNAL_ROLLBACK) != 0)
     engine__jpath(rt, to, jto, sizeof jto);
   else
-    snprintf(jto, sizeof jto, "%s", to ? to : "");
-  engine__emit(rt, JOURNAL_EV_TRANSITION, jfrom, 0,
-               json_pack("{s:s,s:s,s:s}", "from", jfrom, "to", jto, "reason",
-                         reason));
+    engine__copy(jto, sizeof jto, to ? to : "");
+  json_t *p = json_object();
+  if (p != NULL) {
+    json_object_set_new_nocheck(p, "from", json_string(jfrom));
+    json_object_set_new_nocheck(p, "to", json_string(jto));
+    json_object_set_new_nocheck(p, "reason", json_string(reason));
+  }
+  engine__emit(rt, JOURNAL_EV_TRANSITION, jfrom, 0, p);
   if (to == NULL) {
     engine__end_run(rt, status, from, error, NULL);
     return;
@@ -1273,8 +1316,10 @@ void engine__enter(struct engine__rt *rt, const char *name)
       int rc = engine__task_resolve(t, &err);
       /* A do state's entry and a branch's entry carry the inputs that
        * were resolved now, once, for every attempt and for resume. */
-      json_t *p = json_pack("{s:s}", "kind",
-                            st->kind == ENGINE_DO ? "do" : "branch");
+      json_t *p = json_object();
+      if (p != NULL)
+        json_object_set_new_nocheck(
+            p, "kind", json_string(st->kind == ENGINE_DO ? "do" : "branch"));
       if (engine__task_entered(t, p, rc, &err, 1) != 0) {
         if (*slot != sx)
           return;
@@ -1704,8 +1749,11 @@ void engine__rt_release(struct engine__rt *rt)
     qitem_release(&rt->queue[i]);
   }
   free(rt->queue);
+  cairn_buf_release(&rt->texts);
   free(rt->simq);
   json_decref(rt->sim_outputs);
+  json_decref(rt->sim_outputs_last);
+  json_decref(rt->sim_record_last);
   json_decref(rt->plan);
   engine__planner_free(rt->planner);
   json_decref(rt->direct);

@@ -109,10 +109,11 @@ struct engine__qitem {
   char *state;
   int attempt;
   json_t *payload;                /* owned */
-  char *text;                     /* its canonical JSON once journaled,
-                                     for the observer (owned, may be
-                                     NULL); text_len bytes */
-  size_t text_len;
+  int64_t seq;                    /* once journaled */
+  int has_text;                   /* its canonical JSON once journaled,
+                                     for the observer: text_len bytes at
+                                     text_off of rt->texts */
+  size_t text_off, text_len;
 };
 
 /* Room in the redaction list for secret values nothing declares up
@@ -152,6 +153,9 @@ struct engine__rt {
 
   struct engine__qitem *queue;
   size_t nqueue, capqueue;
+  struct cairn_buf texts;         /* the texts of the events being
+                                     committed (one buffer, not a copy an
+                                     event) */
   int tx_open;                    /* a simulation's transaction spans
                                      flushes (commit_queue) */
   size_t tx_events;               /* events appended in it */
@@ -188,6 +192,11 @@ struct engine__rt {
   json_t *sim_outputs;            /* adapter name -> its placeholder
                                      outputs, one shared object each (no
                                      one changes outputs in place) */
+  json_t *sim_outputs_last;       /* the outputs last recorded in the
+                                     scope, and their record ({output}),
+                                     shared by the next state with the
+                                     same outputs (engine__record_outputs) */
+  json_t *sim_record_last;
 
   int interrupted;                /* signal number, 0 when none */
   int finished;                   /* run.finished or run.interrupted queued */
@@ -401,6 +410,10 @@ int engine__rebuild_frames(struct engine__rt *rt,
  * rt->cur). */
 struct engine__sx **engine__slot(struct engine__rt *rt,
                                  struct engine__cursor *cx);
+/* src copied into out[n], cut short as snprintf(out, n, "%s", src)
+ * would, without its format (the runtime copies names and paths for
+ * every state). */
+void engine__copy(char *out, size_t n, const char *src);
 /* The journal path of state `name` in the cursor rt->cx ("M/S" ->
  * "M/KEY/S"; name itself in the run's own). */
 void engine__jpath(struct engine__rt *rt, const char *name, char *out,

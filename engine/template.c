@@ -1552,6 +1552,93 @@ fail:
   return rc;
 }
 
+/* The kids of one object or array rendered by render_shared, on the
+ * stack up to this many. */
+#define SHARED_KIDS 16
+
+static int render_shared(json_t *value, json_t *scope, json_t **out,
+                         struct cairn_error *err)
+{
+  json_t *small[SHARED_KIDS], **kid = small, *copy = NULL, *v;
+  size_t n = 0, i = 0;
+  int changed = 0, rc = 0;
+  const char *key;
+
+  switch (json_typeof(value)) {
+  case JSON_STRING:
+    if (find_open(json_string_value(value), json_string_length(value), 0) ==
+        NOT_FOUND) {
+      *out = json_incref(value);
+      return 0;
+    }
+    return render_n(json_string_value(value), json_string_length(value),
+                    scope, out, err);
+  case JSON_OBJECT:
+    n = json_object_size(value);
+    break;
+  case JSON_ARRAY:
+    n = json_array_size(value);
+    break;
+  default:
+    *out = json_incref(value);
+    return 0;
+  }
+  if (n > SHARED_KIDS && (kid = malloc(n * sizeof *kid)) == NULL)
+    return nomem(err);
+  if (json_is_object(value)) {
+    json_object_foreach(value, key, v) {
+      if (i == n || (rc = render_shared(v, scope, &kid[i], err)) != 0)
+        break;
+      changed |= kid[i++] != v;
+    }
+  } else {
+    for (; i < n; i++) {
+      v = json_array_get(value, i);
+      if ((rc = render_shared(v, scope, &kid[i], err)) != 0)
+        break;
+      changed |= kid[i] != v;
+    }
+  }
+  if (rc == 0 && !changed) {
+    *out = json_incref(value);
+  } else if (rc == 0) {
+    size_t k = 0;
+    copy = json_is_object(value) ? json_object() : json_array();
+    if (copy == NULL)
+      rc = nomem(err);
+    else if (json_is_object(value)) {
+      json_object_foreach(value, key, v) {
+        if (k == i || json_object_set(copy, key, kid[k++]) != 0) {
+          rc = k == i ? 0 : nomem(err);
+          break;
+        }
+      }
+    } else {
+      for (; k < i && rc == 0; k++)
+        if (json_array_append(copy, kid[k]) != 0)
+          rc = nomem(err);
+    }
+    if (rc == 0)
+      *out = copy;
+    else
+      json_decref(copy);
+  }
+  while (i-- > 0)
+    json_decref(kid[i]);
+  if (kid != small)
+    free(kid);
+  return rc;
+}
+
+int engine_template_render_shared(json_t *value, json_t *scope, json_t **out,
+                                  struct cairn_error *err)
+{
+  if (value == NULL || out == NULL)
+    return cairn_error_set(err, CAIRN_E_INVAL, "no value to render");
+  *out = NULL;
+  return render_shared(value, scope, out, err);
+}
+
 int engine_template_eval_bool(const char *expr, json_t *scope, int *out,
                               struct cairn_error *err)
 {

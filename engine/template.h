@@ -51,6 +51,12 @@ int engine_template_render_string(const char *s, json_t *scope, json_t **out,
  * untouched) into a new value. */
 int engine_template_render(json_t *value, json_t *scope, json_t **out,
                            struct cairn_error *err);
+/* The same, sharing what holds no template: *out (a new reference) is
+ * value itself, or has value's own parts, where no string in them holds
+ * "{{". For a result only read (as a state's `with`, to resolve its
+ * inputs): neither *out nor value may be changed while both are kept. */
+int engine_template_render_shared(json_t *value, json_t *scope, json_t **out,
+                                  struct cairn_error *err);
 /* Evaluates a bare expression; *out gets its truth (false, null, 0, ""
  * and empty containers are false). */
 int engine_template_eval_bool(const char *expr, json_t *scope, int *out,

@@ -41,7 +41,8 @@ struct engine_retry {
 /* One action: an adapter name and its inputs, with the policies around it.
  * `with` keeps template strings unrendered. */
 struct engine_action {
-  char *adapter;             /* "exec" */
+  const char *adapter;       /* "exec": the registry's own name (static,
+                                never freed) */
   json_t *with;              /* object, never NULL */
   struct engine_retry retry;
   int64_t timeout_ms;        /* 0: none */
@@ -92,7 +93,9 @@ struct engine_state {
   size_t napprovers;
 
   char *next;                  /* NULL for terminals and choice */
-  char *on_failure;            /* "rollback" (default), "fail" or a state */
+  char *on_failure;            /* "rollback" (default), "fail" or a state;
+                                  the default is one string all states
+                                  share (engine_workflow_destroy knows) */
   struct engine_pos on_failure_pos;
   char *message;               /* ENGINE_FAIL: optional message */
 
@@ -179,7 +182,11 @@ struct engine_workflow {
   char *start;
   struct engine_state *states; /* in file order */
   size_t nstates;
-  json_t *by_name;       /* state name -> index into states (lookups) */
+  size_t states_mapped;  /* bytes of the huge pages states is in (a large
+                            workflow's), 0: it is calloc'd */
+  size_t *name_slots;    /* state name -> 1 + index into states: open
+                            addressing, 0 empty (engine_workflow_state) */
+  size_t nname_slots;    /* a power of two above twice nstates */
   json_t *branch_at;     /* "STATE/BRANCH" -> index of the branch in its
                             parallel state (lookups) */
   json_t *outputs;       /* `outputs:` name -> template; object */

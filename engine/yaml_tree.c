@@ -2,9 +2,11 @@
  * (engine/yaml_tree.h), built from libyaml's event API, and the YAML 1.2
  * core schema for plain scalars.
  *
- * Collections are attached to their parent when they open; every node,
- * text and kid array comes from one arena, which is freed at once, on
- * error or with the root. Anchors are registered
+ * Collections are attached to their parent when they open; their kids
+ * gather on one stack while they are open and get an array of the exact
+ * size when they close. Every node, text and kid array comes from one
+ * arena, which is freed at once, on error or with the root. Anchors are
+ * registered
  * when their node is complete; an alias copies the node (its own position
  * becomes the alias's, the inside keeps the anchor's), after checking
  * the node-count and depth limits, so expansion cannot blow up. */
@@ -21,6 +23,8 @@
 #include <string.h>
 
 #include <yaml.h>
+
+#include "common/huge.h"
 
 #define YT_MAX_NODES 1000000 /* after alias expansion */
 #define YT_MAX_DEPTH 128     /* nesting, after alias expansion */
@@ -64,23 +68,37 @@ static int nomem(const struct yctx *L)
   return cairn_error_set(L->err, CAIRN_E_NOMEM, "out of memory");
 }
 
+size_t engine__hash(const char *s)
+{
+  uint64_t h = 1469598103934665603u; /* FNV-1a */
+
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+    h = (h ^ *p) * 1099511628211u;
+  return (size_t)h;
+}
+
 /* ---- the tree ----------------------------------------------------------- */
 
 /* The memory of one tree: nodes, texts and kid arrays carved from large
  * blocks and freed together. A workflow of 10,000 states is some 155,000
  * nodes; a malloc and a free for each, and for each text, cost more than
- * libyaml's parsing. */
+ * libyaml's parsing. Past YA_HUGE_AFTER bytes (a large workflow's tree
+ * takes some 10 MB), the blocks are huge pages where the kernel gives
+ * them (common/huge.h): a page fault per 2 MiB instead of per 4 KiB. */
 struct yblock {
   struct yblock *next;
-  size_t used, size;
+  size_t used, size;   /* size: bytes of data */
+  int huge;            /* from cairn_huge_alloc, else malloc's */
   max_align_t data[];
 };
 
 struct engine__yarena {
   struct yblock *head; /* the block being carved; the rest are full */
+  size_t total;        /* bytes of all blocks */
 };
 
 #define YA_BLOCK (64 * 1024)
+#define YA_HUGE_AFTER ((size_t)1 << 20)
 
 static void ya_free(struct engine__yarena *a)
 {
@@ -88,7 +106,10 @@ static void ya_free(struct engine__yarena *a)
     return;
   for (struct yblock *k = a->head, *next; k != NULL; k = next) {
     next = k->next;
-    free(k);
+    if (k->huge)
+      cairn_huge_free(k, CAIRN_HUGE);
+    else
+      free(k);
   }
   free(a);
 }
@@ -101,7 +122,8 @@ static void ya_free(struct engine__yarena *a)
 static void *ya_alloc(struct engine__yarena *a, size_t n)
 {
   struct yblock *k = a->head;
-  size_t at = 0, size;
+  size_t at = 0;
+  int own;
 
   n = (n + YA_ALIGN - 1) & ~(YA_ALIGN - 1);
   if (k != NULL && n <= k->size - k->used) {
@@ -109,12 +131,22 @@ static void *ya_alloc(struct engine__yarena *a, size_t n)
     k->used += n;
     return (char *)k->data + at;
   }
-  size = n > YA_BLOCK / 4 ? n : YA_BLOCK; /* large: a block of its own */
-  if ((k = malloc(sizeof *k + size)) == NULL)
-    return NULL;
-  k->size = size;
+  own = n > YA_BLOCK / 4; /* large: a block of its own */
+  k = !own && a->total >= YA_HUGE_AFTER ? cairn_huge_alloc(CAIRN_HUGE, 0)
+                                        : NULL;
+  if (k != NULL) {
+    k->huge = 1;
+    k->size = CAIRN_HUGE - sizeof *k;
+  } else {
+    size_t size = own ? n : YA_BLOCK;
+    if ((k = malloc(sizeof *k + size)) == NULL)
+      return NULL;
+    k->huge = 0;
+    k->size = size;
+  }
+  a->total += k->size;
   k->used = n;
-  if (size != YA_BLOCK && a->head != NULL) {
+  if (own && a->head != NULL) {
     /* a large one of its own, behind the block being carved */
     k->next = a->head->next;
     a->head->next = k;
@@ -139,7 +171,7 @@ static ynode *ynode_copy(struct engine__yarena *a, const ynode *n)
     return NULL;
   *c = *n;
   c->kids = NULL;
-  c->n = c->cap = 0;
+  c->n = 0;
   if (n->text != NULL) {
     size_t len = strlen(n->text) + 1;
     if ((c->text = ya_alloc(a, len)) == NULL)
@@ -149,7 +181,6 @@ static ynode *ynode_copy(struct engine__yarena *a, const ynode *n)
   if (n->n > 0) {
     if ((c->kids = ya_alloc(a, n->n * sizeof *c->kids)) == NULL)
       return NULL;
-    c->cap = n->n;
     for (; c->n < n->n; c->n++)
       if ((c->kids[c->n] = ynode_copy(a, n->kids[c->n])) == NULL)
         return NULL;
@@ -174,27 +205,6 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size)
   return q;
 }
 
-/* A node's kids grown to hold need, in the arena (the old array is left
- * there: at most as much again). */
-static int grow_kids(struct engine__yarena *a, ynode *p, size_t need)
-{
-  size_t nc;
-  ynode **q;
-
-  if (need <= p->cap)
-    return 0;
-  nc = p->cap ? p->cap * 2 : 4;
-  while (nc < need)
-    nc *= 2;
-  if ((q = ya_alloc(a, nc * sizeof *q)) == NULL)
-    return -1;
-  if (p->n > 0)
-    memcpy(q, p->kids, p->n * sizeof *q);
-  p->kids = q;
-  p->cap = nc;
-  return 0;
-}
-
 struct yanchor {
   char *name;
   const ynode *node; /* borrowed from the tree */
@@ -203,6 +213,7 @@ struct yanchor {
 struct yframe {
   ynode *node;
   char *anchor;  /* registered when the node is complete */
+  size_t base;   /* where its kids start on the kid stack */
   size_t *slots; /* a mapping's keys: open addressing, kid index + 1 */
   size_t nslots, used;
 };
@@ -213,6 +224,8 @@ struct ybuild {
   struct yframe *stack;
   size_t depth, scap;
   size_t sinit;  /* frames of stack initialised (their slots kept) */
+  ynode **kids;  /* the kids of the open collections, innermost last */
+  size_t nkids, capkids;
   struct yanchor *anchors;
   size_t nanchors, acap;
   size_t nnodes;
@@ -255,18 +268,22 @@ static int yb_anchor(struct ybuild *b, char *name, const ynode *node)
   return 0;
 }
 
+/* Kid k of f's collection, while it is open. */
+static ynode *kid_of(const struct ybuild *b, const struct yframe *f, size_t k)
+{
+  return b->kids[f->base + k];
+}
+
 /* The slot of key text in f's table: where it is, or the empty slot
  * where it would go. The table is never full. */
-static size_t key_slot(const struct yframe *f, const char *text)
+static size_t key_slot(const struct ybuild *b, const struct yframe *f,
+                       const char *text)
 {
-  uint64_t h = 1469598103934665603u; /* FNV-1a */
   size_t i;
 
-  for (const unsigned char *p = (const unsigned char *)text; *p; p++)
-    h = (h ^ *p) * 1099511628211u;
-  for (i = (size_t)h & (f->nslots - 1); f->slots[i] != 0;
+  for (i = engine__hash(text) & (f->nslots - 1); f->slots[i] != 0;
        i = (i + 1) & (f->nslots - 1))
-    if (strcmp(f->node->kids[f->slots[i] - 1]->text, text) == 0)
+    if (strcmp(kid_of(b, f, f->slots[i] - 1)->text, text) == 0)
       break;
   return i;
 }
@@ -284,9 +301,9 @@ static int key_add(struct ybuild *b, struct yframe *f, size_t k)
     f->nslots = n;
     free(old);
     for (size_t i = 0; i < k; i += 2)
-      f->slots[key_slot(f, f->node->kids[i]->text)] = i + 1;
+      f->slots[key_slot(b, f, kid_of(b, f, i)->text)] = i + 1;
   }
-  f->slots[key_slot(f, f->node->kids[k]->text)] = k + 1;
+  f->slots[key_slot(b, f, kid_of(b, f, k)->text)] = k + 1;
   f->used++;
   return 0;
 }
@@ -316,15 +333,21 @@ static int yb_attach(struct ybuild *b, ynode *node)
       rc = lerr(b->L, node, "merge keys ('<<') are not supported (hint: "
                 "repeat the keys, or alias the whole mapping with '*name')");
     else if (f->nslots > 0 &&
-             f->slots[slot = key_slot(f, node->text)] != 0)
+             f->slots[slot = key_slot(b, f, node->text)] != 0)
       rc = lerr(b->L, node, "duplicate key '%s' (hint: first defined on "
-                "line %d)", node->text, p->kids[f->slots[slot] - 1]->line);
+                "line %d)", node->text,
+                kid_of(b, f, f->slots[slot] - 1)->line);
     if (rc)
       return rc;
   }
-  if (grow_kids(b->arena, p, p->n + 1) != 0)
-    return nomem(b->L);
-  p->kids[p->n++] = node;
+  if (b->nkids == b->capkids) {
+    ynode **k = grow(b->kids, &b->capkids, b->nkids + 1, sizeof *k);
+    if (k == NULL)
+      return nomem(b->L);
+    b->kids = k;
+  }
+  b->kids[b->nkids++] = node;
+  p->n++;
   return is_key ? key_add(b, f, p->n - 1) : 0;
 }
 
@@ -435,6 +458,7 @@ static int yb_open(struct ybuild *b, const yaml_event_t *ev)
     st[b->depth].node = n;
     st[b->depth].anchor = NULL;
   }
+  st[b->depth].base = b->nkids;
   b->depth++;
   if (anchor != NULL && (st[b->depth - 1].anchor = strdup(anchor)) == NULL)
     return nomem(b->L);
@@ -451,10 +475,19 @@ static int yb_close(struct ybuild *b)
   if (f->used > 0)
     memset(f->slots, 0, f->nslots * sizeof *f->slots);
   f->used = 0;
+  if (n->n > 0) {
+    if ((n->kids = ya_alloc(b->arena, n->n * sizeof *n->kids)) == NULL) {
+      free(anchor);
+      f->anchor = NULL;
+      return nomem(b->L);
+    }
+    memcpy(n->kids, b->kids + f->base, n->n * sizeof *n->kids);
+    b->nkids = f->base;
+  }
   for (size_t i = 0; i < n->n; i++) {
     n->size += n->kids[i]->size;
     if (n->kids[i]->height + 1 > n->height)
-      n->height = n->kids[i]->height + 1;
+      n->height = (unsigned char)(n->kids[i]->height + 1);
   }
   if (n->height == 0)
     n->height = 1;
@@ -591,6 +624,7 @@ int engine__yaml_parse(const char *fname, const char *buf, size_t len,
   for (size_t i = 0; i < b.nanchors; i++)
     free(b.anchors[i].name);
   free(b.stack);
+  free(b.kids);
   free(b.anchors);
   if (rc != 0 || b.root == NULL) {
     ya_free(b.arena);
@@ -658,6 +692,10 @@ static enum engine__ystype scalar_type(const ynode *n)
   const char *s = n->text;
 
   if (!n->plain)
+    return S_STR;
+  /* Most plain scalars are names and words: nothing below can match
+   * one that does not start with one of these. */
+  if (*s && !strchr("~nNtTfF0123456789+-.", *s))
     return S_STR;
   if (!*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
       !strcmp(s, "NULL"))
@@ -735,8 +773,71 @@ const char *engine__ynode_tname(const ynode *n)
   return names[engine__ynode_stype(n)];
 }
 
+/* The strings of the JSON made from one tree, one json_t a text: values
+ * repeat (commands, hosts, ports), and a string's object and copy cost
+ * more than the lookup. Sharing is safe because nothing changes a
+ * scalar in place (json_string_set is never called). Open addressing
+ * over the strings, each holding a reference. */
+struct engine__ystrings {
+  json_t **slot;
+  size_t nslots, used;
+};
+
+struct engine__ystrings *engine__ystrings_new(void)
+{
+  return calloc(1, sizeof(struct engine__ystrings));
+}
+
+void engine__ystrings_free(struct engine__ystrings *t)
+{
+  if (t == NULL)
+    return;
+  for (size_t i = 0; i < t->nslots; i++)
+    json_decref(t->slot[i]);
+  free(t->slot);
+  free(t);
+}
+
+/* The slot of text in t: where it is, or the empty one where it goes. */
+static size_t text_slot(const struct engine__ystrings *t, const char *text)
+{
+  size_t mask = t->nslots - 1, i = engine__hash(text) & mask;
+
+  while (t->slot[i] != NULL && strcmp(json_string_value(t->slot[i]), text))
+    i = (i + 1) & mask;
+  return i;
+}
+
+/* A new reference to the string text (UTF-8, no NUL), or NULL. */
+static json_t *shared_string(struct engine__ystrings *t, const char *text)
+{
+  size_t i;
+
+  if (t == NULL)
+    return json_string(text);
+  if ((t->used + 1) * 2 > t->nslots) {
+    size_t n = t->nslots ? t->nslots * 2 : 256;
+    struct engine__ystrings g = {calloc(n, sizeof *g.slot), n, t->used};
+    if (g.slot == NULL)
+      return NULL;
+    for (size_t k = 0; k < t->nslots; k++)
+      if (t->slot[k] != NULL)
+        g.slot[text_slot(&g, json_string_value(t->slot[k]))] = t->slot[k];
+    free(t->slot);
+    *t = g;
+  }
+  i = text_slot(t, text);
+  if (t->slot[i] == NULL) {
+    if ((t->slot[i] = json_string(text)) == NULL)
+      return NULL;
+    t->used++;
+  }
+  return json_incref(t->slot[i]);
+}
+
 /* *out: a new json value for the node. */
-static int node_json(const struct yctx *L, const ynode *n, json_t **out)
+static int node_json(const struct yctx *L, struct engine__ystrings *strings,
+                     const ynode *n, json_t **out)
 {
   json_t *j = NULL, *kid = NULL;
   int rc = 0;
@@ -765,7 +866,7 @@ static int node_json(const struct yctx *L, const ynode *n, json_t **out)
       j = json_real(d);
       break;
     case S_STR: /* libyaml only yields UTF-8 (and NUL is refused) */
-      j = json_string(n->text);
+      j = shared_string(strings, n->text);
       break;
     }
     if (j == NULL)
@@ -776,7 +877,7 @@ static int node_json(const struct yctx *L, const ynode *n, json_t **out)
   if ((j = n->type == Y_MAP ? json_object() : json_array()) == NULL)
     return nomem(L);
   for (size_t i = n->type == Y_MAP; i < n->n; i += n->type == Y_MAP ? 2 : 1) {
-    if ((rc = node_json(L, n->kids[i], &kid)) != 0)
+    if ((rc = node_json(L, strings, n->kids[i], &kid)) != 0)
       break;
     if (n->type == Y_MAP ? json_object_set_new(j, n->kids[i - 1]->text, kid)
                          : json_array_append_new(j, kid)) {
@@ -792,9 +893,10 @@ static int node_json(const struct yctx *L, const ynode *n, json_t **out)
   return 0;
 }
 
-int engine__ynode_json(const char *fname, const ynode *n, json_t **out,
+int engine__ynode_json(const char *fname, const ynode *n,
+                       struct engine__ystrings *strings, json_t **out,
                        struct cairn_error *err)
 {
   const struct yctx ctx = {fname, err};
-  return node_json(&ctx, n, out);
+  return node_json(&ctx, strings, n, out);
 }

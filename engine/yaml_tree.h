@@ -35,9 +35,7 @@ enum engine__ystype {
 struct engine__yarena;
 
 struct engine__ynode {
-  enum engine__ytype type;
-  int line, col;       /* 1-based, where the node starts */
-  int height;          /* 0 for a scalar, else 1 + the deepest child's */
+  unsigned char type;  /* enum engine__ytype */
   unsigned char plain; /* scalar: plain and untagged, typed by the schema */
   unsigned char quoted; /* scalar: single- or double-quoted */
   unsigned char one_line; /* scalar: its source is one line, from col on,
@@ -45,10 +43,15 @@ struct engine__ynode {
                           (0 for an alias: it points at the alias) */
   unsigned char stype; /* scalar: 1 + its enum engine__ystype once asked
                           for (the loader asks ~80 times a state), else 0 */
-  size_t size;         /* nodes in this subtree, itself included */
+  unsigned char height; /* 0 for a scalar, else 1 + the deepest child's
+                          (at most the nesting limit, 128) */
+  int line, col;       /* 1-based, where the node starts */
+  unsigned size;       /* nodes in this subtree, itself included (at most
+                          the node limit, 1,000,000) */
+  unsigned n;          /* kids */
   char *text;          /* scalar, NUL-terminated (NUL is refused inside) */
-  struct engine__ynode **kids; /* seq: items; map: key, value, key, ... */
-  size_t n, cap;
+  struct engine__ynode **kids; /* seq: items; map: key, value, key, ...
+                                  (exactly n) */
   struct engine__yarena *arena; /* the root's: the whole tree's memory */
 };
 
@@ -70,11 +73,25 @@ double engine__ynode_num(const struct engine__ynode *n);
 /* "a string", "an integer", "a number", "a boolean", "null", "a list",
  * "a mapping". */
 const char *engine__ynode_tname(const struct engine__ynode *n);
-/* *out: a new json value for n (mappings keep their key order). An
- * integer out of range, a float that is not finite or a string that is
- * not UTF-8 is CAIRN_E_WORKFLOW at the node. */
+/* One string object a text for the JSON made from a tree (a json_t each
+ * time the same value is written costs memory and time); strings shared
+ * this way must never be changed in place. engine__ystrings_free drops
+ * the table's references (the JSON keeps its own). new gives NULL when
+ * out of memory; free(NULL) does nothing. */
+struct engine__ystrings;
+struct engine__ystrings *engine__ystrings_new(void);
+void engine__ystrings_free(struct engine__ystrings *strings);
+
+/* *out: a new json value for n (mappings keep their key order), its
+ * strings taken from strings (may be NULL: new ones). An integer out of
+ * range, a float that is not finite or a string that is not UTF-8 is
+ * CAIRN_E_WORKFLOW at the node. */
 int engine__ynode_json(const char *fname, const struct engine__ynode *n,
-                       json_t **out, struct cairn_error *err);
+                       struct engine__ystrings *strings, json_t **out,
+                       struct cairn_error *err);
+
+/* A hash of the text s (FNV-1a), for the loader's tables of names. */
+size_t engine__hash(const char *s);
 
 /* Fills err with "FNAME:LINE:COL: error: WHAT" (CAIRN_E_WORKFLOW) and
  * returns that code: the one form of every loader error. */

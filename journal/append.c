@@ -251,6 +251,12 @@ int journal_append(struct journal *j, const char *run_id, const char *kind,
   rc = journal__write_begin(j, &own, err);
   if (rc != 0)
     goto out;
+  if (j->elist != NULL) {
+    rc = journal__elist_append(j, run_id, kind, state, attempt, time_ms,
+                               text->p, text->len, &seq, err);
+    j->text_ok = rc == 0;
+    goto out;
+  }
 
   /* The chain's end, read inside the write transaction unless this
    * connection wrote it last in the same one (see struct journal). */
@@ -310,21 +316,16 @@ int journal_append(struct journal *j, const char *run_id, const char *kind,
     goto out;
   }
 
-  if (j->flags & JOURNAL_UNCHAINED) {
-    prev_hex[0] = hash[0] = '\0';
-    memset(raw, 0, sizeof raw);
-  } else {
-    journal__hex32(prev, prev_hex);
-    if (hash_input(&j->hashed, j->mac != NULL, seq, run_id, kind, state,
-                   attempt, time_ms, text->p, text->len, prev) != 0) {
-      rc = cairn_error_set(err, CAIRN_E_NOMEM,
-                           "cannot compute an event hash: out of memory");
-      goto out;
-    }
-    rc = digest(j->mac, &j->hashed, raw, hash, err);
-    if (rc != 0)
-      goto out;
+  journal__hex32(prev, prev_hex);
+  if (hash_input(&j->hashed, j->mac != NULL, seq, run_id, kind, state,
+                 attempt, time_ms, text->p, text->len, prev) != 0) {
+    rc = cairn_error_set(err, CAIRN_E_NOMEM,
+                         "cannot compute an event hash: out of memory");
+    goto out;
   }
+  rc = digest(j->mac, &j->hashed, raw, hash, err);
+  if (rc != 0)
+    goto out;
 
   rc = journal__stmt(j, JOURNAL__ST_EVENT_INSERT,
                      "INSERT INTO events (" EVENT_COLUMNS ") "
@@ -462,6 +463,8 @@ int journal_event_foreach(struct journal *j, const char *run_id,
   struct journal_event ev;
   int rc, step;
 
+  if (j->elist != NULL)
+    return journal__elist_foreach(j, run_id, after_seq, cb, ud, err);
   rc = journal__stmt(j, id, sql, &st, err);
   if (rc != 0)
     return rc;
@@ -491,6 +494,8 @@ int journal_event_get(struct journal *j, int64_t seq, struct journal_event *out,
   int rc;
 
   memset(out, 0, sizeof *out);
+  if (j->elist != NULL)
+    return journal__elist_get(j, seq, out, err);
   rc = journal__stmt(j, JOURNAL__ST_EVENT_GET,
                      "SELECT " EVENT_COLUMNS " FROM events WHERE seq = ?1",
                      &st, err);

@@ -83,12 +83,31 @@ static size_t utf8_len(const unsigned char *s, size_t n)
   return size;
 }
 
+/* The bytes written as they are: printable ASCII but '"' and '\\'. */
+#define P16 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+static const unsigned char plain[256] = {
+  [0x20] = 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x22 '"' */
+  [0x30] = P16, P16,
+  [0x50] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x5c '\\' */
+  [0x60] = P16, P16,
+};
+#undef P16
+
 int journal_canonical_string(struct cairn_buf *b, const char *str, size_t n)
 {
   const unsigned char *s = (const unsigned char *)str;
   size_t run = 0, i = 0;
 
+  /* Most strings (names, kinds, paths) need no escape: one scan, one
+   * copy. */
+  while (i < n && plain[s[i]])
+    i++;
   cairn_buf_add(b, "\"", 1);
+  if (i == n) {
+    cairn_buf_add(b, str, n);
+    cairn_buf_add(b, "\"", 1);
+    return b->failed ? -1 : 0;
+  }
   while (i < n) {
     unsigned char c = s[i];
     const char *esc = NULL;

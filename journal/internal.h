@@ -50,6 +50,7 @@ enum journal__stmt_id {
   JOURNAL__ST_META_KEY_GET,
   JOURNAL__ST_META_KEY_SET,
   JOURNAL__ST_EVENT_GET,
+  JOURNAL__ST_RUN_EXISTS,
   JOURNAL__ST_COUNT
 };
 
@@ -86,6 +87,9 @@ struct journal {
    * the bytes hashed. */
   struct cairn_buf text, hashed;
   int text_ok;          /* text is the last successful append's payload */
+  /* JOURNAL_UNCHAINED: the events, in a list (journal/event_list.c); the
+   * events table stays empty. NULL otherwise. */
+  struct journal__elist *elist;
 };
 
 /* ---- open.c ---- */
@@ -127,17 +131,6 @@ void journal__tx_rollback(struct journal *j);
 #ifdef CAIRN_TEST_HOOKS
 /* Commits this process has made so far (the crash hook's counter). */
 long journal__test_commits(void);
-/* ---- key.c ---- */
-
-/* An HMAC-SHA-256 context initialised with key; *out is owned by the
- * caller (EVP_MAC_CTX_free). */
-int journal__mac_new(const unsigned char *key, size_t len, EVP_MAC_CTX **out,
-                     struct cairn_error *err);
-/* Reads the recorded key id into j->recorded_key_id ("" when none). */
-int journal__key_load_recorded(struct journal *j, struct cairn_error *err);
-/* Wipes and frees what journal_set_key kept. */
-void journal__key_release(struct journal *j);
-
 #endif
 
 /* ---- schema.c ---- */
@@ -171,6 +164,33 @@ int journal__hash_fields(EVP_MAC_CTX *mac, int64_t seq, const char *run_id, cons
 /* The text of column col, "" for NULL (borrowed from st until its next
  * step or reset). */
 const char *journal__column_text(sqlite3_stmt *st, int col);
+
+/* ---- event_list.c ---- */
+
+/* The events of an unchained journal, kept in memory in seq order (seq
+ * 1..n, no gaps). Created with the journal (0, or -1 out of memory) and
+ * freed with it. */
+struct journal__elist;
+int journal__elist_new(struct journal__elist **out);
+void journal__elist_free(struct journal__elist *l);
+/* Where a write transaction begins or commits: journal__elist_undo, at a
+ * rollback, drops every event appended since. */
+void journal__elist_mark(struct journal__elist *l);
+void journal__elist_undo(struct journal__elist *l);
+/* journal_append, journal_event_foreach and journal_event_get on j's
+ * list, after journal_append has checked its arguments and made the
+ * payload's text (payload, len bytes; copied). The run must exist in the
+ * runs table (CAIRN_E_NORUN). Events read back carry "" hashes. */
+int journal__elist_append(struct journal *j, const char *run_id,
+                          const char *kind, const char *state, int attempt,
+                          int64_t time_ms, const char *payload, size_t len,
+                          int64_t *seq, struct cairn_error *err);
+int journal__elist_foreach(struct journal *j, const char *run_id,
+                           int64_t after_seq,
+                           int (*cb)(const struct journal_event *ev, void *ud),
+                           void *ud, struct cairn_error *err);
+int journal__elist_get(struct journal *j, int64_t seq,
+                       struct journal_event *out, struct cairn_error *err);
 
 /* ---- key.c ---- */
 

@@ -29,11 +29,13 @@ struct journal;
 enum journal_open_flags {
   JOURNAL_CREATE = 1 << 0,   /* create the file (and its folder, 0700) */
   JOURNAL_READONLY = 1 << 1, /* never write, never migrate */
-  /* In memory only: no hash chain (hash and prev_hash are stored as ""),
-   * and journal_verify refuses it; no index of events by run either
-   * (reads by run scan in seq order). For a journal of one run thrown
-   * away unread, as a simulation's: a chain there proves nothing and
-   * costs a digest and 128 bytes an event, the index another insert. */
+  /* In memory only: no hash chain (hash and prev_hash read back as ""),
+   * and journal_verify refuses it; its events are kept in a plain list
+   * rather than in SQLite (runs and locks stay in the in-memory database,
+   * and transactions cover both). For a journal of one run thrown away
+   * unread, as a simulation's: a chain there proves nothing and costs a
+   * digest and 128 bytes an event, and an SQLite insert cost more than
+   * everything else the engine does for an event. */
   JOURNAL_UNCHAINED = 1 << 2,
 };
 

@@ -139,6 +139,8 @@ int journal__tx_begin(struct journal *j, struct cairn_error *err)
   /* Another process may have written since our last transaction. */
   if (!j->memory)
     journal__cache_drop(j);
+  if (j->elist != NULL)
+    journal__elist_mark(j->elist);
   return exec_cached(j, JOURNAL__ST_BEGIN, "BEGIN IMMEDIATE",
                      "cannot start a transaction on", err);
 }
@@ -152,6 +154,8 @@ int journal__tx_commit(struct journal *j, struct cairn_error *err)
     journal__tx_rollback(j);
     return rc;
   }
+  if (j->elist != NULL)
+    journal__elist_mark(j->elist); /* a rollback now has nothing to undo */
   after_commit();
   return 0;
 }
@@ -161,6 +165,8 @@ void journal__tx_rollback(struct journal *j)
   sqlite3_stmt *st;
 
   journal__cache_drop(j); /* what we appended is gone */
+  if (j->elist != NULL)
+    journal__elist_undo(j->elist);
   /* A failed COMMIT or statement may already have ended it. */
   if (sqlite3_get_autocommit(j->db))
     return;
@@ -442,13 +448,10 @@ int journal_open(struct journal **out, const char *path, unsigned flags,
   rc = configure(j, memory, err);
   if (rc == 0)
     rc = journal__schema_migrate(j, err);
-  /* A simulation's journal holds one run: the index of events by run
-   * would only double every insert (a scan in seq order finds the same
-   * rows in the same order). */
+  /* A simulation's events go to a list, not to the events table. */
   if (rc == 0 && (flags & JOURNAL_UNCHAINED) &&
-      sqlite3_exec(j->db, "DROP INDEX events_by_run", NULL, NULL, NULL) !=
-          SQLITE_OK)
-    rc = journal__sqlite_error(j, err, "cannot set up journal");
+      journal__elist_new(&j->elist) != 0)
+    rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   if (rc == 0)
     rc = journal__key_load_recorded(j, err);
   if (rc != 0)
@@ -471,6 +474,7 @@ void journal_close(struct journal *j)
     sqlite3_close_v2(j->db);
   }
   journal__key_release(j);
+  journal__elist_free(j->elist);
   cairn_buf_release(&j->text);
   cairn_buf_release(&j->hashed);
   free(j->path);

@@ -31,6 +31,7 @@
 
 #define RUN_A "01HZXTESTRUN00000000000001"
 #define RUN_B "01HZXTESTRUN00000000000002"
+#define RUN_C "01HZXTESTRUN00000000000003"
 #define ZEROS "0000000000000000000000000000000000000000000000000000000000000000"
 
 struct fx {
@@ -1118,6 +1119,9 @@ static void test_unchained(void **state)
   struct journal *j = NULL;
   struct journal_verify_result vr;
   struct evlist l;
+  struct journal_event ev;
+  int64_t seq = 0;
+  json_t *p;
   unsigned char key[32] = {1};
 
   assert_int_equal(journal_open(&j, fx->path,
@@ -1146,6 +1150,41 @@ static void test_unchained(void **state)
   assert_string_equal(l.ev[0].hash, "");
   assert_string_equal(l.ev[1].prev, "");
   assert_int_equal(journal_verify(j, &vr, &err), CAIRN_E_INVAL);
+
+  /* The events are a list beside the database: a rollback undoes both
+   * (the run inserted in it and the events appended), a commit keeps
+   * both, and the foreign key on runs holds for the list too. */
+  assert_int_equal(journal_begin(j, &err), 0);
+  insert_run(j, RUN_C, "w", "", NULL, 0);
+  assert_int_equal(app(j, RUN_C, "run.started", "", 0, NULL), 4);
+  assert_int_equal(app(j, RUN_A, "state.entered", "t", 1, NULL), 5);
+  journal_rollback(j);
+  assert_int_equal(journal_event_get(j, 4, &ev, &err), CAIRN_E_NOTFOUND);
+  assert_int_equal(journal_append(j, RUN_C, "run.started", "", 0, 0, NULL,
+                                  &seq, &err),
+                   CAIRN_E_NORUN);
+  assert_int_equal(journal_begin(j, &err), 0);
+  p = json_pack("{s:s#}", "s", "a\0b", (size_t)3); /* a NUL read back */
+  assert_int_equal(journal_append(j, RUN_A, "state.entered", "t", 1, 0, p,
+                                  &seq, &err),
+                   0);
+  json_decref(p);
+  assert_int_equal(seq, 4);
+  assert_int_equal(journal_commit(j, &err), 0);
+  journal_rollback(j); /* none open: nothing to undo */
+  assert_int_equal(journal_event_get(j, 4, &ev, &err), 0);
+  assert_int_equal(ev.seq, 4);
+  assert_string_equal(ev.run_id, RUN_A);
+  assert_string_equal(ev.kind, "state.entered");
+  assert_string_equal(ev.state, "t");
+  assert_int_equal(ev.attempt, 1);
+  assert_int_equal(json_string_length(json_object_get(ev.payload, "s")), 3);
+  journal_event_release(&ev);
+  memset(&l, 0, sizeof l);
+  assert_int_equal(journal_event_foreach(j, NULL, 1, collect, &l, &err), 0);
+  assert_int_equal(l.n, 3);
+  assert_int_equal(l.ev[0].seq, 2);
+  assert_int_equal(l.ev[2].seq, 4);
   journal_close(j);
 }
 

@@ -382,6 +382,29 @@ static void test_aliases(void **state)
   engine_workflow_destroy(wf);
 }
 
+/* A string value written again is the same json_t (scalars are never
+ * changed in place); objects and arrays stay the state's own. */
+static void test_shared_strings(void **state)
+{
+  struct engine_workflow *wf = load_ok(
+    HEAD
+    "  a: { do: exec, with: { argv: [make, all] }, next: b }\n"
+    "  b: { do: exec, with: { argv: [make, test] }, next: c }\n"
+    "  c: { succeed: true }\n");
+  json_t *x, *y;
+  (void)state;
+
+  x = json_object_get(wf->states[0].action.with, "argv");
+  y = json_object_get(wf->states[1].action.with, "argv");
+  assert_ptr_not_equal(x, y);
+  assert_ptr_equal(json_array_get(x, 0), json_array_get(y, 0));
+  assert_string_equal(json_string_value(json_array_get(y, 0)), "make");
+  assert_ptr_not_equal(json_array_get(x, 1), json_array_get(y, 1));
+  assert_string_equal(json_string_value(json_array_get(x, 1)), "all");
+  assert_string_equal(json_string_value(json_array_get(y, 1)), "test");
+  engine_workflow_destroy(wf);
+}
+
 static void test_yaml_errors(void **state)
 {
   (void)state;
@@ -1767,6 +1790,7 @@ int main(void)
     cmocka_unit_test(test_missing_file),
     cmocka_unit_test(test_yaml12_typing),
     cmocka_unit_test(test_aliases),
+    cmocka_unit_test(test_shared_strings),
     cmocka_unit_test(test_yaml_errors),
     cmocka_unit_test(test_duplicate_keys),
     cmocka_unit_test(test_duplicate_in_big_mapping),

@@ -478,6 +478,52 @@ static void test_deep_render(void **state)
   json_decref(before);
 }
 
+/* The shared rendering: what holds no template is the input's own,
+ * what does is new, and the result equals the copying rendering's. */
+static void test_shared_render(void **state)
+{
+  struct cairn_error err = { 0 };
+  json_t *in = json_loads(
+      "{\"argv\": [\"/bin/echo\", \"{{ params.release }}\"],"
+      " \"env\": {\"A\": \"x\", \"B\": [1, 2]},"
+      " \"n\": 3, \"url\": \"http://{{ vars.host }}\"}", 0, NULL);
+  json_t *before = json_deep_copy(in), *got = NULL, *want = NULL;
+  json_t *plain = json_loads("{\"argv\": [\"/bin/true\"], \"n\": 1}", 0,
+                             NULL);
+
+  (void)state;
+  assert_non_null(in);
+  assert_int_equal(engine_template_render_shared(in, scope, &got, &err), 0);
+  assert_int_equal(engine_template_render(in, scope, &want, &err), 0);
+  assert_true(json_equal(got, want));
+  assert_true(got != in);
+  assert_true(json_equal(in, before));
+  /* the parts without a template are the input's own */
+  assert_ptr_equal(json_object_get(got, "env"), json_object_get(in, "env"));
+  assert_ptr_equal(json_array_get(json_object_get(got, "argv"), 0),
+                   json_array_get(json_object_get(in, "argv"), 0));
+  assert_true(json_object_get(got, "argv") != json_object_get(in, "argv"));
+  json_decref(got);
+  json_decref(want);
+
+  /* nothing to render: the value itself */
+  assert_int_equal(engine_template_render_shared(plain, scope, &got, &err), 0);
+  assert_ptr_equal(got, plain);
+  json_decref(got);
+
+  /* an error anywhere inside is the whole result */
+  assert_int_equal(json_array_append_new(json_object_get(plain, "argv"),
+                                         json_string("{{ states.x.output.y }}")),
+                   0);
+  got = (json_t *)0x1;
+  assert_int_equal(engine_template_render_shared(plain, scope, &got, &err),
+                   CAIRN_E_TEMPLATE);
+  assert_null(got);
+  json_decref(plain);
+  json_decref(in);
+  json_decref(before);
+}
+
 static void test_roots(void **state)
 {
   (void)state;
@@ -791,6 +837,7 @@ int main(void)
     cmocka_unit_test(test_typed_render),
     cmocka_unit_test(test_interpolation),
     cmocka_unit_test(test_deep_render),
+    cmocka_unit_test(test_shared_render),
     cmocka_unit_test(test_roots),
     cmocka_unit_test(test_names_with_dashes),
     cmocka_unit_test(test_env),
