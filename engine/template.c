@@ -704,7 +704,7 @@ static int parse_ref(struct parser *p, struct node **out)
       if (rc == 0)
         rc = lex(p);
     } else if (p->tok.kind == T_LBRACK) {
-      json_int_t v;
+      json_int_t v = 0;
       char text[32];
 
       rc = lex(p);
@@ -776,7 +776,7 @@ static int parse_atom(struct parser *p, struct node **out)
 {
   struct token t = p->tok;
   json_t *v = NULL;
-  json_int_t i;
+  json_int_t i = 0;
   double d;
   int rc, no_mem;
 
@@ -1393,14 +1393,14 @@ int engine_template_check(const char *s, engine_template_ref_cb cb, void *ud,
                           size_t *offset, struct cairn_error *err)
 {
   struct parser p;
-  size_t len, i = 0, open, end;
+  size_t len, i = 0, open, end = 0;
 
   if (s == NULL)
     return cairn_error_set(err, CAIRN_E_INVAL, "no template");
   len = strlen(s);
   parser_init(&p, s, len, cb, ud, err);
   while ((open = find_open(s, len, i)) != NOT_FOUND) {
-    struct node *n;
+    struct node *n = NULL;
     int rc = parse_region(&p, open, &n, &end);
 
     if (rc != 0) {
@@ -1419,7 +1419,7 @@ int engine_template_check_expr(const char *expr, engine_template_ref_cb cb,
                                struct cairn_error *err)
 {
   struct parser p;
-  struct node *n;
+  struct node *n = NULL;
   int rc;
 
   if (expr == NULL)
@@ -1442,7 +1442,7 @@ static int render_n(const char *s, size_t len, json_t *scope, json_t **out,
   struct parser p;
   struct eval e = { scope, err };
   struct buf b = { 0 };
-  size_t i = 0, end, open = find_open(s, len, 0);
+  size_t i = 0, end = 0, open = find_open(s, len, 0);
   int rc = 0;
 
   if (open == NOT_FOUND) {
@@ -1454,7 +1454,7 @@ static int render_n(const char *s, size_t len, json_t *scope, json_t **out,
   }
   parser_init(&p, s, len, NULL, NULL, err);
   while (open != NOT_FOUND) {
-    struct node *n;
+    struct node *n = NULL;
     json_t *v;
 
     rc = parse_region(&p, open, &n, &end);
@@ -1644,7 +1644,7 @@ int engine_template_eval_bool(const char *expr, json_t *scope, int *out,
 {
   struct parser p;
   struct eval e = { scope, err };
-  struct node *n;
+  struct node *n = NULL;
   json_t *v;
   int rc;
 
