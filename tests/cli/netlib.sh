@@ -7,11 +7,23 @@
 
 net_pids=()
 
-# free_port: prints a port nothing listens on (probes 127.0.0.1).
+# free_port: prints a port nothing listens on (probes 127.0.0.1), outside
+# the kernel's ephemeral range: a port from inside it may be taken as the
+# local end of some client's connection (another test's fan-out of
+# checks) between this probe and the server's bind; and from 20000 up:
+# the example's dev stack listens on 18000 and above.
 free_port() {
-	local p i
+	local p i lo=32768 hi=60999 base=20000 span
+	read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+	if [ "$lo" -gt $((base + 1000)) ]; then
+		span=$((lo - base))
+	elif [ "$hi" -lt 64535 ]; then
+		base=$((hi + 1)) span=$((65535 - hi))
+	else
+		base=20000 span=40000 # the range is everything: nothing better
+	fi
 	for i in $(seq 1 200); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((base + RANDOM % span))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return 0
