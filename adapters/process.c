@@ -19,6 +19,7 @@
 #include "adapters/input.h"
 #include "adapters/job.h"
 #include "adapters/spawn.h"
+#include "common/file.h"
 #include "common/proc.h"
 
 #include <errno.h>
@@ -156,6 +157,14 @@ struct pidinfo {
   json_t *doc; /* the whole file (owned), or NULL */
 };
 
+/* 1 when p[0..n) is empty or only NUL bytes. */
+static int all_zero(const char *p, size_t n)
+{
+  while (n > 0 && p[n - 1] == '\0')
+    n--;
+  return n == 0;
+}
+
 /* 1 with *pi filled when path holds a pid file of this boot, 0 when there
  * is none (or it is from another boot: every process of it is gone),
  * -1 with why when it cannot be read or parsed. */
@@ -175,6 +184,12 @@ static int pidfile_read(const char *path, struct pidinfo *pi, char *why,
       return 0;
     snprintf(why, n, "cannot read pid file '%s': %s", path, uv_strerror(rc));
     return -1;
+  }
+  /* Pid files are written without fsync (see start_write_pidfile): a crash
+   * of the machine may leave one empty or of zeros, which names nothing. */
+  if (all_zero(text, len)) {
+    free(text);
+    return 0;
   }
   doc = json_loadb(text, len, 0, NULL);
   free(text);
@@ -359,8 +374,8 @@ static int start_already(struct proc_run *r, json_t *argv)
 
 static int start_write_pidfile(struct proc_run *r, json_t *argv)
 {
+  struct cairn_error err = {0};
   char boot[40];
-  char why[512];
   char *text;
   int rc;
   json_t *doc;
@@ -375,11 +390,13 @@ static int start_write_pidfile(struct proc_run *r, json_t *argv)
     snprintf(r->error, sizeof r->error, "out of memory");
     return CAIRN_E_NOMEM;
   }
-  rc = adapter__write_atomic(r->pid_file, text, strlen(text), 0600, why,
-                             sizeof why);
+  /* Atomic for readers but not fsynced: the file records the boot it
+   * belongs to, so after a crash of the machine it names nothing anyway,
+   * and two fsyncs were most of the CPU a start cost cairn. */
+  rc = cairn_write_replace(r->pid_file, text, strlen(text), 0600, &err);
   free(text);
   if (rc < 0)
-    snprintf(r->error, sizeof r->error, "%s", why);
+    snprintf(r->error, sizeof r->error, "%s", err.msg);
   return rc;
 }
 

@@ -1,4 +1,5 @@
-/* The atomic write: temporary file, fsync, rename, fsync of the folder. */
+/* The atomic write: temporary file, fsync, rename, fsync of the folder;
+ * and its variant without the fsyncs for files a crash makes stale. */
 #include "common/file.h"
 
 #include <errno.h>
@@ -34,8 +35,8 @@ static int write_error(const char *path, int e, struct cairn_error *err)
                          e == ENOENT ? " (hint: does its folder exist?)" : "");
 }
 
-int cairn_write_atomic(const char *path, const void *data, size_t n,
-                       unsigned mode, struct cairn_error *err)
+static int write_renamed(const char *path, const void *data, size_t n,
+                         unsigned mode, int durable, struct cairn_error *err)
 {
   size_t plen = strlen(path);
   char *tmp = malloc(plen + 16);
@@ -65,14 +66,15 @@ int cairn_write_atomic(const char *path, const void *data, size_t n,
     p += w;
     n -= (size_t)w;
   }
-  if (fchmod(fd, (mode_t)mode) < 0 || fsync(fd) < 0)
+  if (fchmod(fd, (mode_t)mode) < 0 || (durable && fsync(fd) < 0))
     goto fail;
   e = close(fd);
   fd = -1;
   if (e < 0 || rename(tmp, path) < 0)
     goto fail;
   free(tmp);
-  cairn_fsync_dir(path);
+  if (durable)
+    cairn_fsync_dir(path);
   return 0;
 
 fail:
@@ -82,4 +84,16 @@ fail:
   unlink(tmp);
   free(tmp);
   return write_error(path, e, err);
+}
+
+int cairn_write_atomic(const char *path, const void *data, size_t n,
+                       unsigned mode, struct cairn_error *err)
+{
+  return write_renamed(path, data, n, mode, 1, err);
+}
+
+int cairn_write_replace(const char *path, const void *data, size_t n,
+                        unsigned mode, struct cairn_error *err)
+{
+  return write_renamed(path, data, n, mode, 0, err);
 }

@@ -1,5 +1,6 @@
-/* Files written whole or not at all: the one atomic write every part of
- * cairn uses (pid files, backups, env files of secrets, reports). */
+/* Files written whole or not at all: the atomic write every part of cairn
+ * uses (backups, env files of secrets, reports), and its variant without
+ * fsync for pid files. */
 #ifndef CAIRN_COMMON_FILE_H
 #define CAIRN_COMMON_FILE_H
 
@@ -15,6 +16,15 @@
  * hint when the folder does not exist. data is borrowed. */
 int cairn_write_atomic(const char *path, const void *data, size_t n,
                        unsigned mode, struct cairn_error *err);
+
+/* cairn_write_atomic without either fsync: readers still see the old
+ * content or the new, never a part, but after a crash of the machine the
+ * file may hold either or be empty. For files whose content a reboot makes
+ * stale anyway (a pid file, which records the boot it belongs to), where
+ * two fsyncs a write are the larger part of starting a service. Same
+ * errors and ownership as cairn_write_atomic. */
+int cairn_write_replace(const char *path, const void *data, size_t n,
+                        unsigned mode, struct cairn_error *err);
 
 /* fsync of the folder holding path, so a rename or unlink in it survives
  * a crash. Returns 0 or -errno. */

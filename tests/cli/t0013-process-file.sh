@@ -111,6 +111,22 @@ test_expect_success 'process.stop of a gone service succeeds (already stopped)' 
   test_grep "already stopped (pid $dead is gone)" .cairn/runs/$(last_run)/stop.log
 '
 
+# Pid files are written without fsync: a crash of the machine may leave
+# one empty or zero-filled, which must read as "no pid file", while any
+# other content that is not a pid file is still refused.
+test_expect_success 'an empty or zeroed pid file names nothing; garbage is refused' '
+  : >svc.pid &&
+  cairn run stop.yaml &&
+  test_grep "already stopped (no pid file" .cairn/runs/$(last_run)/stop.log &&
+  head -c 96 /dev/zero >svc.pid &&
+  cairn run stop.yaml &&
+  test_grep "already stopped (no pid file" .cairn/runs/$(last_run)/stop.log &&
+  echo "not json" >svc.pid &&
+  test_must_fail_with 1 cairn run stop.yaml >out.txt 2>&1 &&
+  test_grep "is not one process.start wrote" out.txt &&
+  rm -f svc.pid
+'
+
 test_expect_success 'process.stop never signals a reused pid (start time differs)' '
   { setsid sleep 300 & } &&
   other=$! && echo $other >>"$PIDS" &&
