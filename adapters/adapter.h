@@ -134,6 +134,12 @@ struct adapter_call {
   void *priv;                /* the adapter's */
 };
 
+/* Frees what the adapters keep on loop between actions (the shared curl
+ * multi handle, its pool and idle connections). Call it once no action
+ * runs on the loop, then run the loop again so the close callbacks
+ * complete, before uv_loop_close. Without anything kept, does nothing. */
+void adapter_loop_done(uv_loop_t *loop);
+
 /* Sets up what the adapters share process-wide (libcurl's global state)
  * before any thread runs; the engine calls it when a run starts (not
  * every command: it costs start-up time). Returns 0 or CAIRN_E_NOMEM. */

@@ -18,7 +18,19 @@
  * a pool of handles earlier requests gave back (curl_easy_reset keeps
  * what curl allocated for them): 1,000 checks of one host make about
  * CURLM_HOST_MAX handles, not 1,000, and curl_easy_init was the largest
- * single cost of such a fan-out. */
+ * single cost of such a fan-out.
+ *
+ * A socket's poll handle lives as long as the socket, not as long as one
+ * transfer on it: curl forgets a kept-alive connection's socket between
+ * transfers (CURL_POLL_REMOVE) and asks for it again for the next one, and
+ * a new uv_poll_t each time cost more syscalls than the request itself.
+ * The handle is stopped then, and closed when curl closes the socket
+ * (CURLOPT_CLOSESOCKETFUNCTION, which runs before the fd can be reused).
+ *
+ * When its last user leaves, the multi rests instead of going away: its
+ * handles no longer keep the loop alive, and the next request on the loop
+ * (a deploy checks its services one state after another) finds the pool
+ * and the connections of the last ones. adapter_loop_done frees it. */
 #include "adapters/curl_uv.h"
 #include "adapters/adapter.h"
 
@@ -28,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CURLM_HOST_MAX 64 /* requests in flight to one host */
 #define CURLM_SWEEP_MS 50 /* how often waiting requests' timeouts are seen */
@@ -62,13 +75,11 @@ struct adapter__curlm {
   int users;
   int dispatching;   /* inside drain() or sweep: a teardown must wait */
   int repump;        /* places freed while dispatching: see xfer_remove */
-  int teardown;      /* the last user left during drain() */
+  int teardown;      /* adapter_loop_done came during drain() */
   int open;          /* handles closing, their callbacks not run yet */
   struct curl_sock *socks;
   CURL **idle;       /* handles given back, reset: see easy_take */
   size_t nidle, idle_cap;
-  void (*released)(void *ud);
-  void *released_ud;
   struct adapter__curlm *next;
 };
 
@@ -119,13 +130,8 @@ static void on_sock_close(uv_handle_t *h)
   struct adapter__curlm *m = s->m;
 
   free(s);
-  if (--m->open == 0 && m->teardown) {
-    void (*released)(void *) = m->released;
-    void *ud = m->released_ud;
+  if (--m->open == 0 && m->teardown)
     free(m);
-    if (released)
-      released(ud);
-  }
 }
 
 static void sock_close(struct curl_sock *s)
@@ -181,6 +187,50 @@ static int on_curl_timer(CURLM *multi, long ms, void *ud)
   return 0;
 }
 
+static struct curl_sock *sock_find(struct adapter__curlm *m, curl_socket_t fd)
+{
+  struct curl_sock *s;
+
+  for (s = m->socks; s && s->fd != fd; s = s->next)
+    ;
+  return s;
+}
+
+/* A poll handle for fd, in m->socks; NULL when out of memory. */
+static struct curl_sock *sock_new(struct adapter__curlm *m, curl_socket_t fd)
+{
+  struct curl_sock *s = calloc(1, sizeof *s);
+
+  if (s == NULL)
+    return NULL;
+  if (uv_poll_init_socket(m->loop, &s->poll, fd) != 0) {
+    free(s);
+    return NULL;
+  }
+  s->fd = fd;
+  s->m = m;
+  s->poll.data = s;
+  s->next = m->socks;
+  if (m->socks)
+    m->socks->prev = s;
+  m->socks = s;
+  return s;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION (a connection keeps the one of the handle
+ * that opened it): the socket's poll handle goes first, so no handle is
+ * left on an fd number that something else may get next. */
+static int on_curl_close(void *ud, curl_socket_t fd)
+{
+  struct curl_sock *s = sock_find(ud, fd);
+
+  if (s) {
+    uv_poll_stop(&s->poll);
+    sock_close(s);
+  }
+  return close(fd);
+}
+
 /* CURLMOPT_SOCKETFUNCTION: watch, change or forget a socket. */
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *ud,
                           void *sockp)
@@ -191,27 +241,16 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *ud,
 
   (void)easy;
   if (what == CURL_POLL_REMOVE) {
-    if (s) {
+    if (s) { /* kept until the socket closes: see the top */
       uv_poll_stop(&s->poll);
       curl_multi_assign(m->multi, fd, NULL);
-      sock_close(s);
     }
     return 0;
   }
   if (s == NULL) {
-    if ((s = calloc(1, sizeof *s)) == NULL)
+    s = sock_find(m, fd); /* a kept-alive connection's, back in use */
+    if (s == NULL && (s = sock_new(m, fd)) == NULL)
       return -1;
-    if (uv_poll_init_socket(m->loop, &s->poll, fd) != 0) {
-      free(s);
-      return -1;
-    }
-    s->fd = fd;
-    s->m = m;
-    s->poll.data = s;
-    s->next = m->socks;
-    if (m->socks)
-      m->socks->prev = s;
-    m->socks = s;
     curl_multi_assign(m->multi, fd, s);
   }
   if (what & CURL_POLL_IN)
@@ -253,13 +292,8 @@ static void on_timer_close(uv_handle_t *h)
 {
   struct adapter__curlm *m = h->data;
 
-  if (--m->open == 0) {
-    void (*released)(void *) = m->released;
-    void *ud = m->released_ud;
+  if (--m->open == 0)
     free(m);
-    if (released)
-      released(ud);
-  }
 }
 
 /* Cleans the multi up while the loop runs (its connections close and
@@ -287,6 +321,16 @@ static void teardown(struct adapter__curlm *m)
   uv_close((uv_handle_t *)&m->sweep, on_timer_close);
 }
 
+/* uv_ref or uv_unref of every handle of m: whether it keeps the loop
+ * alive. */
+static void curlm_ref(struct adapter__curlm *m, void (*ref)(uv_handle_t *))
+{
+  ref((uv_handle_t *)&m->timer);
+  ref((uv_handle_t *)&m->sweep);
+  for (struct curl_sock *s = m->socks; s; s = s->next)
+    ref((uv_handle_t *)&s->poll);
+}
+
 struct adapter__curlm *adapter__curlm_acquire(uv_loop_t *loop,
                                               struct cairn_error *err)
 {
@@ -295,7 +339,8 @@ struct adapter__curlm *adapter__curlm_acquire(uv_loop_t *loop,
 
   for (m = curlm_list; m; m = m->next)
     if (m->loop == loop) {
-      m->users++;
+      if (m->users++ == 0)
+        curlm_ref(m, uv_ref);
       return m;
     }
   if (!global_done) {
@@ -337,15 +382,22 @@ void adapter__curlm_release(struct adapter__curlm *m,
 {
   if (m == NULL)
     return;
-  if (--m->users > 0) {
-    if (released)
-      released(ud);
+  if (--m->users == 0)
+    curlm_ref(m, uv_unref); /* rests: see the top */
+  if (released)
+    released(ud);
+}
+
+void adapter_loop_done(uv_loop_t *loop)
+{
+  struct adapter__curlm *m;
+
+  for (m = curlm_list; m && m->loop != loop; m = m->next)
+    ;
+  if (m == NULL)
     return;
-  }
   curlm_unlink(m); /* a new user from now on gets a new one */
   m->teardown = 1;
-  m->released = released;
-  m->released_ud = ud;
   if (m->dispatching == 0)
     teardown(m);
 }
@@ -378,9 +430,10 @@ static void easy_give(struct adapter__curlm *m, CURL *easy)
   m->idle[m->nidle++] = easy;
 }
 
-/* Sets a handle up for x's request. Returns CURLE_OK or the failing
+/* Sets a handle of m up for x's request. Returns CURLE_OK or the failing
  * option's code (a CA bundle curl cannot take). */
-static CURLcode easy_setup(CURL *easy, struct curl_xfer *x)
+static CURLcode easy_setup(struct adapter__curlm *m, CURL *easy,
+                           struct curl_xfer *x)
 {
   const struct adapter__curl_req *q = &x->q;
   CURLcode rc;
@@ -396,6 +449,8 @@ static CURLcode easy_setup(CURL *easy, struct curl_xfer *x)
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER, q->headers);
   curl_easy_setopt(easy, CURLOPT_USERAGENT, "cairn/" CAIRN_VERSION);
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, q->errbuf);
+  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_curl_close);
+  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, m);
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, q->insecure ? 0L : 1L);
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, q->insecure ? 0L : 2L);
   if (q->forbid_reuse)
@@ -500,7 +555,7 @@ static CURLcode xfer_in(struct adapter__curlm *m, struct curl_xfer *x)
   if (x->easy == NULL) {
     if ((x->easy = easy_take(m)) == NULL)
       return CURLE_OUT_OF_MEMORY;
-    if ((rc = easy_setup(x->easy, x)) != CURLE_OK) {
+    if ((rc = easy_setup(m, x->easy, x)) != CURLE_OK) {
       easy_give(m, x->easy);
       x->easy = NULL;
       return rc;

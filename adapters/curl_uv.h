@@ -1,8 +1,9 @@
 /* libcurl's multi interface driven by a libuv loop, shared by the HTTP
  * adapters (http.check, notify.webhook, switch.blue-green's confirmation):
- * one CURLM per loop, created when the first user acquires it and cleaned
- * up when the last one releases it, so many checks in flight on one loop
- * share connections and one timer.
+ * one CURLM per loop, created when the first user acquires it and kept,
+ * resting, while no one uses it, until adapter_loop_done (adapter.h), so
+ * checks on one loop, at once or one after another, share connections,
+ * easy handles and one timer.
  *
  * Single-threaded: a loop's users must all run on that loop's thread (as
  * cairn's engine does). Memory: the shared state and the easy handles
@@ -30,10 +31,9 @@ typedef void adapter__curl_done_fn(CURL *easy, CURLcode rc, void *ud);
 struct adapter__curlm *adapter__curlm_acquire(uv_loop_t *loop,
                                               struct cairn_error *err);
 
-/* Drops one user. The last one tears the shared state down (multi
- * cleanup, then its libuv handles are closed); released(ud) is called
- * once nothing of it is left open on the loop: at once when others still
- * use it, else from a close callback. released may be NULL. */
+/* Drops one user and calls released(ud) (may be NULL) before it returns.
+ * With no user left the shared state rests: its handles stay open but no
+ * longer keep the loop alive. */
 void adapter__curlm_release(struct adapter__curlm *m,
                             void (*released)(void *ud), void *ud);
 

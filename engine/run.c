@@ -1724,6 +1724,8 @@ int engine__rt_loop(struct engine__rt *rt)
     uv_run(&rt->loop, UV_RUN_DEFAULT);
   }
   rt->res->duration_ms = journal_now_ms() - rt->start_ms;
+  adapter_loop_done(&rt->loop);
+  uv_run(&rt->loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&rt->loop) != 0) {
     uv_walk(&rt->loop, NULL, NULL);
   }
@@ -1736,6 +1738,7 @@ void engine__rt_abort(struct engine__rt *rt)
   if (rt->loop.data != rt)
     return;
   rt_close_all(rt);
+  adapter_loop_done(&rt->loop);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   uv_loop_close(&rt->loop);
 }

@@ -32,6 +32,7 @@ nginx_start "$NG" "
     location = /hook { if (\$request_method != POST) { return 405; } return 204; }
     location = /hook-broken { return 503; }
     location = /echo-auth { return 200 '{\"auth\":\"\$http_authorization\"}'; }
+    location = /conn { return 200 '{\"connection\":\$connection,\"requests\":\$connection_requests}'; }
   }
   server {
     listen 127.0.0.1:$TLS_PORT ssl;
@@ -322,6 +323,26 @@ test_expect_success '20 checks in one parallel state share one loop' '
 	cairn run many.yaml >out 2>err &&
 	test "$(grep -c "^✓ p/c" out)" = 20 &&
 	test "$(grep -c "GET /health.json" "$NG/logs/access.log")" -ge 20
+'
+
+# The multi handle rests between states instead of going away: checks one
+# after another (with a step between, so no two are in flight at once)
+# find the connection the one before left open. nginx names it.
+test_expect_success 'checks one state after another reuse the connection' '
+	write_workflow seq.yaml <<-EOF &&
+	cairn: 1
+	name: seq
+	start: a
+	states:
+	  a: { do: http.check, with: { url: "$U/conn" }, next: between }
+	  between: { do: exec, with: { argv: ["true"] }, next: b }
+	  b: { do: http.check, with: { url: "$U/conn" }, next: done }
+	  done: { succeed: true }
+	EOF
+	cairn run seq.yaml >out 2>err &&
+	a=$(out json.connection a) && b=$(out json.connection b) &&
+	test -n "$a" && test "$a" = "$b" &&
+	test "$(out json.requests b)" = 2
 '
 
 # ---- notify.webhook --------------------------------------------------------------

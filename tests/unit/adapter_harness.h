@@ -59,6 +59,7 @@ static int h_teardown(void **state)
 {
   struct h_fix *f = *state;
 
+  adapter_loop_done(&f->loop); /* the resting curl multi, if any */
   assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
   assert_int_equal(uv_loop_close(&f->loop), 0);
   nftw(f->dir, h_rm, 16, FTW_DEPTH | FTW_PHYS);

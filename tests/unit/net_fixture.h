@@ -102,6 +102,7 @@ static int net_teardown(void **state)
     uv_close((uv_handle_t *)&f->peers[i], NULL);
   uv_close((uv_handle_t *)&f->server, NULL);
   uv_close((uv_handle_t *)&f->watchdog, NULL);
+  adapter_loop_done(&f->loop); /* the resting curl multi, if any */
   assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
   assert_int_equal(uv_loop_close(&f->loop), 0);
   free(f);
