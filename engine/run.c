@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -461,6 +462,10 @@ static void task_release(struct engine__task *t)
   t->inputs = t->outputs = t->call_inputs = t->pending = t->item = NULL;
   free(t->log_path);
   t->log_path = NULL;
+  free(t->path); /* and name */
+  t->path = t->name = NULL;
+  free(t->error);
+  t->error = NULL;
   for (size_t i = 0; i < sizeof t->env_extra / sizeof t->env_extra[0]; i++) {
     free(t->env_extra[i]);
     t->env_extra[i] = NULL;
@@ -558,24 +563,44 @@ static void free_dead(struct engine__rt *rt)
   }
 }
 
+void engine__task_set_error(struct engine__task *t, const char *fmt, ...)
+{
+  va_list ap;
+
+  if (t->error == NULL && (t->error = malloc(512)) == NULL)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(t->error, 512, fmt, ap);
+  va_end(ap);
+}
+
+const char *engine__task_error(const struct engine__task *t)
+{
+  return t->error ? t->error : "";
+}
+
 int engine__task_init(struct engine__rt *rt, struct engine__sx *sx,
                       struct engine__task *t, const char *path,
                       const struct engine_action *action)
 {
+  size_t n = strnlen(path, 319); /* the journal's longest path */
+
   memset(t, 0, sizeof *t);
   t->rt = rt;
   t->sx = sx;
-  engine__copy(t->path, sizeof t->path, path);
+  if ((t->path = malloc(2 * (n + 1))) == NULL)
+    return CAIRN_E_NOMEM;
+  memcpy(t->path, path, n);
+  t->path[n] = '\0';
+  t->name = t->path + n + 1;
   t->action = action;
   /* an instance of a map over a used workflow runs no action itself */
   t->desc = action->adapter ? adapter_find(action->adapter) : NULL;
   if (t->desc == NULL && action->adapter != NULL)
     return CAIRN_E_WORKFLOW;
   /* the path as a file name: "infra/db" logs to infra.db.log */
-  engine__copy(t->name, sizeof t->name, path);
-  for (char *p = t->name; *p; p++)
-    if (*p == '/')
-      *p = '.';
+  for (size_t i = 0; i <= n; i++)
+    t->name[i] = t->path[i] == '/' ? '.' : t->path[i];
   if (rt->opt->sim)
     return 0; /* a simulation writes no log */
   int w = asprintf(&t->log_path, "%s/%s.log", rt->run_dir, t->name);
@@ -860,7 +885,7 @@ static void task_finished(struct engine__task *t,
     return;
   }
   t->failures++;
-  snprintf(t->error, sizeof t->error, "%s", res->error);
+  engine__task_set_error(t, "%s", res->error);
   if (t->failures < t->action->retry.attempts && !rt->interrupted &&
       !t->sx->failed) {
     int64_t delay = retry_delay(&t->action->retry, t->failures);
@@ -1085,14 +1110,14 @@ void engine__task_done(struct engine__task *t, int ok, int cancelled,
     uv_timer_stop(t->retry_timer);
   t->phase = ENGINE__TASK_DONE;
   if (error && !ok && error != t->error)
-    snprintf(t->error, sizeof t->error, "%s", error);
+    engine__task_set_error(t, "%s", error);
   sx->open--;
   rt->cx = sx->cx;
 
   if (!ok && !cancelled && !sx->failed) {
     sx->failed = 1;
     snprintf(sx->failed_path, sizeof sx->failed_path, "%s", t->path);
-    snprintf(sx->error, sizeof sx->error, "%s", t->error);
+    snprintf(sx->error, sizeof sx->error, "%s", engine__task_error(t));
     /* A failed branch stops its siblings. */
     cancel_tasks(rt, sx, t);
   }

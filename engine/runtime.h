@@ -46,8 +46,9 @@ struct engine__cursor {
 struct engine__task {
   struct engine__rt *rt;
   struct engine__sx *sx;
-  char path[320];                 /* "build" or "infra/db" */
-  char name[320];                 /* path as a file name: "infra.db" */
+  char *path;                     /* "build" or "infra/db" (owned; name
+                                     shares its allocation) */
+  char *name;                     /* path as a file name: "infra.db" */
   const struct engine_action *action;
   const struct adapter_desc *desc;
   json_t *inputs;                 /* resolved, defaults applied (owned) */
@@ -63,7 +64,10 @@ struct engine__task {
                                      effect (and its undo joins a plan) */
   enum engine__task_phase phase;
   json_t *outputs;                /* owned, when succeeded */
-  char error[512];
+  char *error;                    /* why it last failed (owned), NULL
+                                     until then: most tasks never fail,
+                                     and 512 bytes each made a fan-out of
+                                     1,000 touch 125 more pages */
   char *log_path;                 /* run_dir/name.log (owned): on the
                                      heap, as the 4 KiB a path may take
                                      made most of a task's size */
@@ -249,6 +253,11 @@ struct engine__sx *engine__sx_new(struct engine__rt *rt,
 void engine__task_attempt(struct engine__task *t);
 /* Runs t's probe (resume). */
 void engine__task_probe(struct engine__task *t);
+/* Sets t's error (printf-style, at most 511 bytes); on no memory it
+ * stays as it was. t->error or "" when none: engine__task_error. */
+void engine__task_set_error(struct engine__task *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+const char *engine__task_error(const struct engine__task *t);
 /* Marks t done (ok or not) and moves the state on when all are done. */
 void engine__task_done(struct engine__task *t, int ok, int cancelled,
                        const char *error);
