@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -112,20 +113,29 @@ int cairn_proc_alive(int pid, int64_t start_ticks)
   return start_ticks == 0 || f.start == start_ticks;
 }
 
-void cairn_proc_boot_id(char out[40])
+static char boot_id[40];
+
+static void boot_id_read(void)
 {
   FILE *fp = fopen("/proc/sys/kernel/random/boot_id", "re");
   size_t n;
 
-  out[0] = '\0';
   if (fp == NULL)
     return;
-  if (fgets(out, 40, fp) == NULL)
-    out[0] = '\0';
+  if (fgets(boot_id, sizeof boot_id, fp) == NULL)
+    boot_id[0] = '\0';
   fclose(fp);
-  n = strlen(out);
-  while (n > 0 && isspace((unsigned char)out[n - 1]))
-    out[--n] = '\0';
+  n = strlen(boot_id);
+  while (n > 0 && isspace((unsigned char)boot_id[n - 1]))
+    boot_id[--n] = '\0';
+}
+
+void cairn_proc_boot_id(char out[40])
+{
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+  pthread_once(&once, boot_id_read); /* it cannot change while we run */
+  memcpy(out, boot_id, sizeof boot_id);
 }
 
 int cairn_proc_group_alive(int pgid)

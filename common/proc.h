@@ -14,7 +14,8 @@ int cairn_proc_start_time(int pid, int64_t *ticks);
 int cairn_proc_alive(int pid, int64_t start_ticks);
 
 /* This boot's id (/proc/sys/kernel/random/boot_id), 36 characters and a
- * NUL; "" when unreadable. Pids from another boot are never signalled. */
+ * NUL; "" when unreadable. Pids from another boot are never signalled.
+ * Read once a process (thread-safe). */
 void cairn_proc_boot_id(char out[40]);
 
 /* Stops process group pgid whose leader was pid started at start_ticks:
