@@ -626,11 +626,15 @@ states:
   done: { succeed: true }
 EOF
 
+# How many commits the run makes depends on timing: completions of a and
+# b that land in one loop turn share one (group commit). So the number of
+# kills that leave a run to resume is not fixed; kill_everywhere requires
+# at least 5, the fewest this workflow can make before its last (a and b's
+# starts, their ones, their twos with c's start, c's one, c's two).
 test_expect_success 'kill -9 after every commit of a map over use, then resume: each effect exactly once' '
 	cd once &&
 	printf "%s\n" "last-a-done-c-done $SECRET" one-a one-b one-c two-a two-b two-c >expect &&
-	kill_everywhere ../top.yaml 0 succeeded &&
-	test "$RESUMED" -ge 8
+	kill_everywhere ../top.yaml 0 succeeded
 '
 
 # ---- simulate ----------------------------------------------------------------
