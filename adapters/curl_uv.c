@@ -377,15 +377,10 @@ struct adapter__curlm *adapter__curlm_acquire(uv_loop_t *loop,
   return m;
 }
 
-void adapter__curlm_release(struct adapter__curlm *m,
-                            void (*released)(void *ud), void *ud)
+void adapter__curlm_release(struct adapter__curlm *m)
 {
-  if (m == NULL)
-    return;
-  if (--m->users == 0)
+  if (m && --m->users == 0)
     curlm_ref(m, uv_unref); /* rests: see the top */
-  if (released)
-    released(ud);
 }
 
 void adapter_loop_done(uv_loop_t *loop)
@@ -858,7 +853,9 @@ static void http_timer_closed(uv_handle_t *t)
       (struct adapter__http *)((char *)t - offsetof(struct adapter__http,
                                                      timer));
 
-  adapter__curlm_release(h->m, h->complete, h->ud);
+  adapter__curlm_release(h->m);
+  if (h->complete)
+    h->complete(h->ud);
 }
 
 void adapter__http_end(struct adapter__http *h, void (*complete)(void *ud),

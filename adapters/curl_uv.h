@@ -31,11 +31,10 @@ typedef void adapter__curl_done_fn(CURL *easy, CURLcode rc, void *ud);
 struct adapter__curlm *adapter__curlm_acquire(uv_loop_t *loop,
                                               struct cairn_error *err);
 
-/* Drops one user and calls released(ud) (may be NULL) before it returns.
- * With no user left the shared state rests: its handles stay open but no
- * longer keep the loop alive. */
-void adapter__curlm_release(struct adapter__curlm *m,
-                            void (*released)(void *ud), void *ud);
+/* Drops one user. With none left the shared state rests: its handles
+ * stay open but no longer keep the loop alive (adapter_loop_done frees
+ * it). */
+void adapter__curlm_release(struct adapter__curlm *m);
 
 /* A one-line description of a failed transfer: "connection refused",
  * "no response within 10s", the TLS verification failure, else curl's
