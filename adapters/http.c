@@ -42,35 +42,14 @@ struct http_run {
   json_t *json;    /* the last body, when it is JSON */
   json_t *outputs; /* made at the start, filled at the end */
   /* Why the last attempt did not pass, and the error the check ends
-   * with: made when first needed (msg_set), as most checks pass and two
-   * 512-byte buffers each made a fan-out of 1,000 touch 250 more pages. */
+   * with: made when first needed (cairn_msg_set), as most checks pass
+   * and two 512-byte buffers each made a fan-out of 1,000 touch 250 more
+   * pages. */
   char *why;
   enum adapter_outcome outcome;
   char *error;
   struct cairn_buf log;
 };
-
-#define HTTP_MSG_MAX 512
-
-/* Formats into *slot (HTTP_MSG_MAX bytes, allocated at first use; left
- * as it was when out of memory). */
-static void msg_set(char **slot, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void msg_set(char **slot, const char *fmt, ...)
-{
-  va_list ap;
-
-  if (*slot == NULL && (*slot = malloc(HTTP_MSG_MAX)) == NULL)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(*slot, HTTP_MSG_MAX, fmt, ap);
-  va_end(ap);
-}
-
-static const char *msg(const char *m)
-{
-  return m ? m : "";
-}
 
 /* ---- expectations --------------------------------------------------------
  * An expectation is a plain value (equality) or a map of comparisons, all
@@ -324,7 +303,7 @@ static int evaluate(struct http_run *r)
   json_t *js = json_object_get(r->expect, "json");
   const char *key;
   json_t *e;
-  char what[300], why[HTTP_MSG_MAX];
+  char what[300], why[CAIRN_MSG_MAX];
   int ok = 0;
 
   if (st == NULL || json_is_null(st)) {
@@ -346,8 +325,8 @@ static int evaluate(struct http_run *r)
     else
       snprintf(te, sizeof te, "%" JSON_INTEGER_FORMAT,
                json_integer_value(st));
-    msg_set(&r->why, "status %ld, expected %s%s", r->status,
-            json_is_array(st) ? "one of " : "", te);
+    cairn_msg_set(&r->why, "status %ld, expected %s%s", r->status,
+                  json_is_array(st) ? "one of " : "", te);
     return 0;
   }
   json_object_foreach(hs, key, e) {
@@ -359,19 +338,19 @@ static int evaluate(struct http_run *r)
     snprintf(what, sizeof what, "header '%s'", key);
     if (!meets(what, json_object_get(r->headers, lower), e, why,
                sizeof why)) {
-      msg_set(&r->why, "%s", why);
+      cairn_msg_set(&r->why, "%s", why);
       return 0;
     }
   }
   if (json_object_size(js) > 0 && r->json == NULL) {
-    msg_set(&r->why, "the body is not JSON%s",
-            r->body_truncated ? " (or larger than 4 MiB)" : "");
+    cairn_msg_set(&r->why, "the body is not JSON%s",
+                  r->body_truncated ? " (or larger than 4 MiB)" : "");
     return 0;
   }
   json_object_foreach(js, key, e) {
     snprintf(what, sizeof what, "json '%s'", key);
     if (!meets(what, at_path(r->json, key), e, why, sizeof why)) {
-      msg_set(&r->why, "%s", why);
+      cairn_msg_set(&r->why, "%s", why);
       return 0;
     }
   }
@@ -497,7 +476,7 @@ static void complete(void *ud)
   res.outputs = r->outputs; /* made at the start: never NULL */
   if (bad) {
     res.outcome = ADAPTER_FAILED; /* not a success without its outputs */
-    msg_set(&r->error, "%s %s: out of memory", r->method, r->url);
+    cairn_msg_set(&r->error, "%s %s: out of memory", r->method, r->url);
   }
   if (r->log.failed)
     log_line(r, "(log cut)");
@@ -524,20 +503,21 @@ static void fail(struct http_run *r, enum adapter_outcome o)
   char d[32], after[96] = "";
 
   if (o == ADAPTER_CANCELLED) {
-    msg_set(&r->error, "%s %s: cancelled", r->method, r->url);
+    cairn_msg_set(&r->error, "%s %s: cancelled", r->method, r->url);
   } else if (o == ADAPTER_TIMED_OUT) {
+    const char *why = cairn_msg(r->why);
     adapter_format_duration(r->call->timeout_ms, d, sizeof d);
-    msg_set(&r->error, "%s %s: timed out after %s%s%s%s", r->method, r->url,
-            d, msg(r->why)[0] ? " (last: " : "", msg(r->why),
-            msg(r->why)[0] ? ")" : "");
+    cairn_msg_set(&r->error, "%s %s: timed out after %s%s%s%s", r->method,
+                  r->url, d, why[0] ? " (last: " : "", why,
+                  why[0] ? ")" : "");
   } else {
     if (r->within_ms > 0) {
       adapter_format_duration(r->within_ms, d, sizeof d);
       snprintf(after, sizeof after, " (after %d attempt%s in %s)",
                r->attempts, r->attempts == 1 ? "" : "s", d);
     }
-    msg_set(&r->error, "%s %s: %s%s", r->method, r->url, msg(r->why),
-            after);
+    cairn_msg_set(&r->error, "%s %s: %s%s", r->method, r->url,
+                  cairn_msg(r->why), after);
   }
   finish(r, o);
 }
@@ -558,10 +538,10 @@ static void on_xfer_done(CURL *easy, CURLcode rc, void *ud)
   r->latency_ms = (int64_t)(total / 1000);
   if (rc != CURLE_OK) {
     r->status = 0;
-    char why[HTTP_MSG_MAX];
+    char why[CAIRN_MSG_MAX];
     adapter__curl_describe(easy, rc, r->h.errbuf, r->timeout_ms, why,
                            sizeof why);
-    msg_set(&r->why, "%s", why);
+    cairn_msg_set(&r->why, "%s", why);
     log_line(r, "%s %s: %s", r->method, r->url, why);
   } else {
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r->status);
@@ -579,7 +559,7 @@ static void on_xfer_done(CURL *easy, CURLcode rc, void *ud)
       finish(r, ADAPTER_SUCCEEDED);
       return;
     }
-    log_line(r, "%s %s: %s", r->method, r->url, msg(r->why));
+    log_line(r, "%s %s: %s", r->method, r->url, cairn_msg(r->why));
   }
   if (r->deadline && now + (uint64_t)r->interval_ms < r->deadline) {
     uint64_t wait = (uint64_t)r->interval_ms;
@@ -623,7 +603,7 @@ static void attempt(struct http_run *r)
     uv_timer_start(&r->h.timer, on_timer,
                    r->hard_deadline > now ? r->hard_deadline - now : 0, 0);
   if (adapter__http_send(&r->h, (long)t, on_xfer_done, r, &err) < 0) {
-    msg_set(&r->why, "%s", err.msg);
+    cairn_msg_set(&r->why, "%s", err.msg);
     fail(r, ADAPTER_FAILED);
   }
 }

@@ -1,7 +1,9 @@
 /* The error table and the helpers that fill struct cairn_error. */
 #include "common/error.h"
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
@@ -89,4 +91,20 @@ const char *cairn_errname(int code)
   default:
     return "errno";
   }
+}
+
+void cairn_msg_set(char **slot, const char *fmt, ...)
+{
+  va_list ap;
+
+  if (*slot == NULL && (*slot = malloc(CAIRN_MSG_MAX)) == NULL)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(*slot, CAIRN_MSG_MAX, fmt, ap);
+  va_end(ap);
+}
+
+const char *cairn_msg(const char *s)
+{
+  return s ? s : "";
 }

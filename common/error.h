@@ -54,6 +54,15 @@ void cairn_error_prefix(struct cairn_error *err, const char *fmt, ...)
 
 void cairn_error_clear(struct cairn_error *err);
 
+/* A message made only when first needed, for what most objects never have
+ * (why a task or a check failed): formats into *slot, CAIRN_MSG_MAX
+ * bytes malloc'd at the first call and owned by the caller, who frees it.
+ * On no memory *slot stays as it was. cairn_msg(s) is s, or "" for NULL. */
+#define CAIRN_MSG_MAX 512
+void cairn_msg_set(char **slot, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+const char *cairn_msg(const char *s);
+
 /* Static text for a cairn code, a -errno or a libuv code. Never NULL. */
 const char *cairn_strerror(int code);
 /* "E_LOCKED"-style name of a cairn code, or "errno" for anything else. */

@@ -442,8 +442,8 @@ static void carry_on(struct engine__rt *rt, const struct journal_replay *rp,
         const char *e = s && s->finished
             ? json_string_value(json_object_get(s->finished, "error"))
             : NULL;
-        engine__task_set_error(t, "%s", e ? e : "failed");
-        engine__task_done(t, 0, 0, engine__task_error(t));
+        cairn_msg_set(&t->error, "%s", e ? e : "failed");
+        engine__task_done(t, 0, 0, cairn_msg(t->error));
         break;
       }
       case PLAN_ASSUME_OK:
@@ -511,11 +511,11 @@ static void carry_on(struct engine__rt *rt, const struct journal_replay *rp,
                      json_pack("{s:s,s:s}", "outcome", "failed", "actor",
                                actor));
         t->failures++;
-        engine__task_set_error(t, "assumed failed after an interruption");
+        cairn_msg_set(&t->error, "assumed failed after an interruption");
         if (t->failures < t->action->retry.attempts)
           engine__task_attempt(t);
         else
-          engine__task_done(t, 0, 0, engine__task_error(t));
+          engine__task_done(t, 0, 0, cairn_msg(t->error));
         break;
       default:
         break;

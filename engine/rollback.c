@@ -681,7 +681,7 @@ void engine__undo_done(struct engine__rt *rt, struct engine__sx *sx)
              json_string_value(json_object_get(json_array_get(rt->plan,
                                                               sx->step),
                                                "path")),
-             engine__task_error(t), undone[0] ? undone : "nothing",
+             cairn_msg(t->error), undone[0] ? undone : "nothing",
              left[0] ? left : "nothing");
   else
     snprintf(msg, sizeof msg,
@@ -690,7 +690,7 @@ void engine__undo_done(struct engine__rt *rt, struct engine__sx *sx)
              json_string_value(json_object_get(json_array_get(rt->plan,
                                                               sx->step),
                                                "path")),
-             engine__task_error(t), t->log_path,
+             cairn_msg(t->error), t->log_path,
              undone[0] ? undone : "nothing",
              left[0] ? left : "nothing", rt->run_id);
   json_t *extra = json_pack("{s:o,s:O,s:o}", "undone",

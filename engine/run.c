@@ -10,7 +10,6 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -563,22 +562,6 @@ static void free_dead(struct engine__rt *rt)
   }
 }
 
-void engine__task_set_error(struct engine__task *t, const char *fmt, ...)
-{
-  va_list ap;
-
-  if (t->error == NULL && (t->error = malloc(512)) == NULL)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(t->error, 512, fmt, ap);
-  va_end(ap);
-}
-
-const char *engine__task_error(const struct engine__task *t)
-{
-  return t->error ? t->error : "";
-}
-
 int engine__task_init(struct engine__rt *rt, struct engine__sx *sx,
                       struct engine__task *t, const char *path,
                       const struct engine_action *action)
@@ -885,7 +868,7 @@ static void task_finished(struct engine__task *t,
     return;
   }
   t->failures++;
-  engine__task_set_error(t, "%s", res->error);
+  cairn_msg_set(&t->error, "%s", res->error);
   if (t->failures < t->action->retry.attempts && !rt->interrupted &&
       !t->sx->failed) {
     int64_t delay = retry_delay(&t->action->retry, t->failures);
@@ -1110,14 +1093,14 @@ void engine__task_done(struct engine__task *t, int ok, int cancelled,
     uv_timer_stop(t->retry_timer);
   t->phase = ENGINE__TASK_DONE;
   if (error && !ok && error != t->error)
-    engine__task_set_error(t, "%s", error);
+    cairn_msg_set(&t->error, "%s", error);
   sx->open--;
   rt->cx = sx->cx;
 
   if (!ok && !cancelled && !sx->failed) {
     sx->failed = 1;
     snprintf(sx->failed_path, sizeof sx->failed_path, "%s", t->path);
-    snprintf(sx->error, sizeof sx->error, "%s", engine__task_error(t));
+    snprintf(sx->error, sizeof sx->error, "%s", cairn_msg(t->error));
     /* A failed branch stops its siblings. */
     cancel_tasks(rt, sx, t);
   }

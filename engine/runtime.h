@@ -253,11 +253,6 @@ struct engine__sx *engine__sx_new(struct engine__rt *rt,
 void engine__task_attempt(struct engine__task *t);
 /* Runs t's probe (resume). */
 void engine__task_probe(struct engine__task *t);
-/* Sets t's error (printf-style, at most 511 bytes); on no memory it
- * stays as it was. t->error or "" when none: engine__task_error. */
-void engine__task_set_error(struct engine__task *t, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-const char *engine__task_error(const struct engine__task *t);
 /* Marks t done (ok or not) and moves the state on when all are done. */
 void engine__task_done(struct engine__task *t, int ok, int cancelled,
                        const char *error);
