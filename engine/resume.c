@@ -59,13 +59,6 @@ static int count_failures(const struct journal_event *ev, void *ud)
   return 0;
 }
 
-static int is_idempotent(const struct engine__task *t)
-{
-  if (t->action->idempotent >= 0)
-    return t->action->idempotent;
-  return t->desc->idempotent;
-}
-
 /* Does /proc/PID/environ hold both NUL-terminated entries? */
 static int environ_has(const char *pid, const char *a, const char *b)
 {
@@ -278,7 +271,7 @@ static int decide(struct engine__rt *rt, const struct journal_replay *rp,
         sp->plans[i] = PLAN_ASSUME_OK;
       } else if (opt->assume && strcmp(opt->assume, "failed") == 0) {
         sp->plans[i] = PLAN_ASSUME_BAD;
-      } else if (is_idempotent(t)) {
+      } else if (engine__task_idempotent(t)) {
         sp->plans[i] = PLAN_NEXT;
       } else if (t->action->probe) {
         sp->plans[i] = PLAN_PROBE;

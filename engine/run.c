@@ -27,11 +27,17 @@ static void idle_noop(uv_idle_t *h)
   (void)h;
 }
 
-/* How long a child's pid may wait for a commit to ride on. Most steps
- * finish within it (their pid goes with their action.finished: one
- * durable commit a step); a crash before it is journaled loses nothing,
- * as resume finds the child by its environment's markers. */
-#define LAZY_MS 1000
+/* How long a lazy event may wait for a commit to ride on. A child's pid:
+ * most steps finish within it (their pid goes with their action.finished:
+ * one durable commit a step); a crash before it is journaled loses
+ * nothing, as resume finds the child by its environment's markers. */
+#define LAZY_SPAWNED_MS 1000
+/* An idempotent action's success that starts nothing (a branch whose
+ * siblings still run): the successes of a fan-out of checks share one
+ * commit instead of one each, and a crash before it makes resume run the
+ * action again, as it may. Short, as the observer (the terminal) hears
+ * of an event only once it is committed. */
+#define LAZY_SUCCESS_MS 200
 
 static void lazy_cb(uv_timer_t *h)
 {
@@ -49,8 +55,9 @@ static void qitem_release(struct engine__qitem *it)
   json_decref(it->payload);
 }
 
-void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
-                  int attempt, json_t *payload)
+/* Queues an event; 0, or -1 (the run is then fatal) when out of memory. */
+static int enqueue(struct engine__rt *rt, const char *kind, const char *state,
+                   int attempt, json_t *payload)
 {
   if (rt->nqueue == rt->capqueue) {
     size_t cap = rt->capqueue ? rt->capqueue * 2 : 16;
@@ -58,7 +65,7 @@ void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
     if (q == NULL) {
       json_decref(payload);
       rt->fatal = CAIRN_E_NOMEM;
-      return;
+      return -1;
     }
     rt->queue = q;
     rt->capqueue = cap;
@@ -69,18 +76,37 @@ void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
   it->state = strdup(state ? state : "");
   it->attempt = attempt;
   it->payload = payload ? payload : json_object();
-  if (strcmp(kind, JOURNAL_EV_ACTION_SPAWNED) == 0) {
-    /* A child's pid is journaled with the next commit (usually its
-     * action.finished), at most LAZY_MS later: one commit per short step
-     * instead of two. Until then resume finds the child by the markers
-     * in its environment. */
-    if (!uv_is_active((uv_handle_t *)&rt->lazy_timer))
-      uv_timer_start(&rt->lazy_timer, lazy_cb, LAZY_MS, 0);
+  it->time_ms = journal_now_ms();
+  return 0;
+}
+
+void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
+                  int attempt, json_t *payload)
+{
+  if (enqueue(rt, kind, state, attempt, payload) != 0)
     return;
-  }
   rt->urgent++;
   /* Keep the loop from blocking in poll until the flush has run. */
   uv_idle_start(&rt->idle, idle_noop);
+}
+
+void engine__emit_lazy(struct engine__rt *rt, const char *kind,
+                       const char *state, int attempt, json_t *payload,
+                       uint64_t within_ms)
+{
+  uv_timer_t *tm = &rt->lazy_timer;
+
+  if (enqueue(rt, kind, state, attempt, payload) != 0)
+    return;
+#ifdef CAIRN_TEST_HOOKS
+  /* The crash tests stretch the wait to see what a crash loses. */
+  const char *hook = getenv("CAIRN_TEST_LAZY_MS");
+  if (hook != NULL && *hook != '\0')
+    within_ms = strtoull(hook, NULL, 10);
+#endif
+  /* the earliest deadline of the events waiting wins */
+  if (!uv_is_active((uv_handle_t *)tm) || uv_timer_get_due_in(tm) > within_ms)
+    uv_timer_start(tm, lazy_cb, within_ms, 0);
 }
 
 int engine__append_direct(struct engine__rt *rt, const char *kind,
@@ -164,7 +190,7 @@ static int commit_queue(struct engine__rt *rt)
   for (size_t i = 0; rc == 0 && i < n; i++) {
     struct engine__qitem *it = &rt->queue[i];
     rc = journal_append(rt->j, rt->run_id, it->kind, it->state, it->attempt,
-                        now, it->payload, &it->seq, rt->err);
+                        it->time_ms, it->payload, &it->seq, rt->err);
     if (rc == 0 && rt->opt->observe && rt->opt->observe_text) {
       /* the payload's text, so an observer printing it need not make it
        * again (best effort: without it, it does); kept only for an
@@ -213,7 +239,7 @@ static int commit_queue(struct engine__rt *rt)
       ev.kind = (char *)it->kind;
       ev.state = it->state;
       ev.attempt = it->attempt;
-      ev.time_ms = now;
+      ev.time_ms = it->time_ms;
       ev.payload = it->payload;
       if (it->has_text && !rt->texts.failed) {
         ev.payload_text = rt->texts.p + it->text_off;
@@ -710,10 +736,11 @@ static void on_spawned(struct adapter_call *call, int pid, int pgid,
   struct engine__task *t = call->data;
   if (t->probing || t->readying)
     return;
-  engine__emit(t->rt, JOURNAL_EV_ACTION_SPAWNED, t->path, t->attempt,
-               json_pack("{s:i,s:i,s:I,s:s}", "pid", pid, "pgid", pgid,
-                         "proc_start", (json_int_t)proc_start, "boot_id",
-                         t->rt->boot_id));
+  engine__emit_lazy(t->rt, JOURNAL_EV_ACTION_SPAWNED, t->path, t->attempt,
+                    json_pack("{s:i,s:i,s:I,s:s}", "pid", pid, "pgid", pgid,
+                              "proc_start", (json_int_t)proc_start,
+                              "boot_id", t->rt->boot_id),
+                    LAZY_SPAWNED_MS);
 }
 
 static int64_t retry_delay(const struct engine_retry *r, int failures)
@@ -790,6 +817,13 @@ static void on_done(struct adapter_call *call, const struct adapter_result *res)
   task_finished(t, res);
 }
 
+int engine__task_idempotent(const struct engine__task *t)
+{
+  if (t->action->idempotent >= 0)
+    return t->action->idempotent;
+  return t->desc->idempotent;
+}
+
 /* Journals how an attempt (or probe) ended and decides what follows:
  * done, a retry after its delay, or the state's failure. */
 static void task_finished(struct engine__task *t,
@@ -854,7 +888,11 @@ static void task_finished(struct engine__task *t,
   json_t *fp = finished_payload(res, outcome);
   if (not_ready) /* the action ran: a rollback must undo it */
     json_object_set_new(fp, "took_effect", json_true());
-  engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, t->path, t->attempt, fp);
+  if (ok && !rt->opt->sim && engine__task_idempotent(t))
+    engine__emit_lazy(rt, JOURNAL_EV_ACTION_FINISHED, t->path, t->attempt, fp,
+                      LAZY_SUCCESS_MS);
+  else
+    engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, t->path, t->attempt, fp);
   if (ok) {
     t->outputs = json_incref(res->outputs);
     engine__task_done(t, 1, 0, NULL);

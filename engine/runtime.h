@@ -113,6 +113,8 @@ struct engine__qitem {
   char *state;
   int attempt;
   json_t *payload;                /* owned */
+  int64_t time_ms;                /* when it happened (queued), which a
+                                     lazy event's commit may follow */
   int64_t seq;                    /* once journaled */
   int has_text;                   /* its canonical JSON once journaled,
                                      for the observer: text_len bytes at
@@ -164,8 +166,9 @@ struct engine__rt {
                                      flushes (commit_queue) */
   size_t tx_events;               /* events appended in it */
   size_t urgent;                  /* queued events that must be committed
-                                     this loop turn (all but spawns) */
-  uv_timer_t lazy_timer;          /* commits lazy events within 50 ms */
+                                     this loop turn (all but lazy ones) */
+  uv_timer_t lazy_timer;          /* commits lazy events in time
+                                     (engine__emit_lazy) */
   uv_timer_t heartbeat_timer;     /* refreshes the lock's heartbeat */
   json_t *direct;                 /* [[kind, seq, payload]...] appended
                                      directly, not yet observed */
@@ -235,9 +238,20 @@ int engine__append_takeover(struct engine__rt *rt,
                             const struct journal_lock_holder *h);
 /* Who is acting: opt->actor, else $CAIRN_ACTOR, else user@host. */
 void engine__actor(const struct engine_options *opt, char *out, size_t n);
-/* Queues an event (payload stolen, may be NULL). */
+/* Queues an event (payload stolen, may be NULL), committed this loop
+ * turn, before anything waiting for it starts. */
 void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
                   int attempt, json_t *payload);
+/* Queues an event that need not be durable at once: it rides on the next
+ * commit, made at the latest within_ms from now. Only for what a crash may
+ * lose because resume makes up for it (a child's pid: the markers in its
+ * environment; an idempotent action's success: resume runs it again). */
+void engine__emit_lazy(struct engine__rt *rt, const char *kind,
+                       const char *state, int attempt, json_t *payload,
+                       uint64_t within_ms);
+/* Whether running t's action again is safe: the state's `idempotent`,
+ * else its adapter's. */
+int engine__task_idempotent(const struct engine__task *t);
 /* Enters a state: journals state.entered and starts what it does. */
 void engine__enter(struct engine__rt *rt, const char *name);
 /* The one place a run moves on: journals the transition from `from` to

@@ -350,17 +350,24 @@ journal_snapshot() {
   done
 }
 
-# wait_for_file FILE SECONDS: polls every 0.1s; fails after SECONDS.
-wait_for_file() {
-  local file=$1 tries=$(($2 * 10))
-  while [ ! -e "$file" ]; do
+# wait_until SECONDS WHY CMD...: runs CMD every 0.1s until it succeeds;
+# after SECONDS fails with "WHY within SECONDSs".
+wait_until() {
+  local secs=$1 why=$2 tries=$(($1 * 10))
+  shift 2
+  until "$@"; do
     if [ "$tries" -le 0 ]; then
-      echo "wait_for_file: $file did not appear within $2s"
+      echo "$why within ${secs}s"
       return 1
     fi
     tries=$((tries - 1))
     sleep 0.1
   done
+}
+
+# wait_for_file FILE SECONDS: polls every 0.1s; fails after SECONDS.
+wait_for_file() {
+  wait_until "$2" "wait_for_file: $1 did not appear" test -e "$1"
 }
 
 # ---- journal and process helpers shared by the scripts ----------------------
