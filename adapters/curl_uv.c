@@ -372,6 +372,10 @@ struct adapter__curlm *adapter__curlm_acquire(uv_loop_t *loop,
   /* many checks of one service reuse a few connections, not one each */
   curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
                     (long)CURLM_HOST_MAX);
+  /* Idle connections kept for later checks: curl's default keeps four
+   * times the transfers running, so a layer's ready checks had closed
+   * the connections the validation after it would have used. */
+  curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, (long)CURLM_HOST_MAX);
   m->next = curlm_list;
   curlm_list = m;
   return m;

@@ -345,6 +345,38 @@ test_expect_success 'checks one state after another reuse the connection' '
 	test "$(out json.requests b)" = 2
 '
 
+# Connections left idle stay for later checks: eight checks at once open
+# eight, and the eight of the next state find them all (curl's default
+# keeps four times the transfers running, which had closed most).
+test_expect_success 'a fan-out of checks after another reuses all its connections' '
+	{
+	  printf "cairn: 1\nname: fan\nstart: one\nstates:\n" &&
+	  for s in one two; do
+	    printf "  %s:\n    parallel:\n" "$s" &&
+	    for i in 1 2 3 4 5 6 7 8; do
+	      printf "      c%d: { do: http.check, with: { url: \"%s/conn\" } }\n" "$i" "$U"
+	    done &&
+	    if test $s = one; then
+	      printf "    next: between\n  between: { do: exec, with: { argv: [\"true\"] }, next: two }\n"
+	    else
+	      printf "    next: done\n"
+	    fi
+	  done &&
+	  printf "  done: { succeed: true }\n"
+	} >fan.yaml &&
+	cairn run fan.yaml >out 2>err &&
+	conns() {
+		q "SELECT DISTINCT json_extract(payload, '\''$.outputs.json.connection'\'')
+		   FROM events WHERE run_id = '\''$(last_run)'\'' AND kind = '\''action.finished'\''
+		   AND state LIKE '\''$1/%'\'' ORDER BY 1"
+	} &&
+	conns one >first && conns two >second &&
+	echo "first: $(wc -l <first) connections, second: $(wc -l <second)" &&
+	test "$(wc -l <first)" -ge 5 &&
+	comm -13 first second >new &&
+	test_cmp /dev/null new
+'
+
 # ---- notify.webhook --------------------------------------------------------------
 
 notify() {
