@@ -127,6 +127,33 @@ test_expect_success 'an empty or zeroed pid file names nothing; garbage is refus
   rm -f svc.pid
 '
 
+# A pid file that exists (here a stale one, naming a process that is
+# gone) is replaced by a rename, never rewritten where it is, so a reader
+# sees the old content or the new; it is 0600 and leaves no temporary file.
+test_expect_success 'a pid file is made 0600; a stale one is replaced by rename' '
+  rm -f svc.pid &&
+  cairn run svc.yaml &&
+  pid=$(pidfile_pid svc.pid) && echo "$pid" >>"$PIDS" &&
+  test "$(stat -c %a svc.pid)" = 600 &&
+  cairn run stop.yaml &&
+  { sleep 300 & } &&
+  dead=$! && echo $dead >>"$PIDS" &&
+  start=$(cut -d")" -f2 /proc/$dead/stat | cut -d" " -f21) &&
+  kill $dead && { wait $dead || true; } &&
+  printf "{\"pid\":%d,\"pgid\":%d,\"proc_start\":%s}" $dead $dead $start >svc.pid &&
+  chmod 644 svc.pid &&
+  stale=$(stat -c %i svc.pid) &&
+  cairn run svc.yaml &&
+  pid=$(pidfile_pid svc.pid) && echo "$pid" >>"$PIDS" &&
+  test "$pid" != "$dead" &&
+  proc_alive "$pid" &&
+  test "$(stat -c %i svc.pid)" != "$stale" &&
+  test "$(stat -c %a svc.pid)" = 600 &&
+  test -z "$(find . -maxdepth 1 -name ".svc.pid.*")" &&
+  cairn run stop.yaml &&
+  ! proc_alive "$pid"
+'
+
 test_expect_success 'process.stop never signals a reused pid (start time differs)' '
   { setsid sleep 300 & } &&
   other=$! && echo $other >>"$PIDS" &&
