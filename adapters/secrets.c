@@ -234,31 +234,6 @@ static void buf_scrub(struct cairn_buf *b)
   cairn_buf_release(b);
 }
 
-/* mkdir -p, each created folder 0700. */
-static int make_dirs(const char *dir, struct cairn_error *err)
-{
-  char path[PATH_MAX];
-  size_t n = strlen(dir);
-
-  if (n == 0 || n >= sizeof path)
-    return 0;
-  memcpy(path, dir, n + 1);
-  for (char *p = path + 1;; p++) {
-    if (*p == '/' || *p == '\0') {
-      char c = *p;
-      *p = '\0';
-      if (mkdir(path, 0700) < 0 && errno != EEXIST)
-        return cairn_error_set(err, CAIRN_E_IO,
-                               "cannot create folder '%s': %s", path,
-                               strerror(errno));
-      *p = c;
-      if (c == '\0')
-        break;
-    }
-  }
-  return 0;
-}
-
 /* Replaces path by text (mode 0600), its folder made 0700 if missing. */
 static int write_atomic(const char *path, const char *text, size_t len,
                         struct cairn_error *err)
@@ -273,7 +248,7 @@ static int write_atomic(const char *path, const char *text, size_t len,
     snprintf(dir, sizeof dir, "/");
   else
     snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-  if ((rc = make_dirs(dir, err)) < 0)
+  if ((rc = cairn_mkdirs(dir, err)) < 0)
     return rc;
   return cairn_write_atomic(path, text, len, 0600, err);
 }

@@ -1,5 +1,6 @@
 /* The atomic write: temporary file, fsync, rename, fsync of the folder;
- * and its variant without the fsyncs for files a crash makes stale. */
+ * its variant without the fsyncs for files a crash makes stale; mkdir -p
+ * of private folders. */
 #include "common/file.h"
 
 #include <errno.h>
@@ -96,4 +97,60 @@ int cairn_write_replace(const char *path, const void *data, size_t n,
                         unsigned mode, struct cairn_error *err)
 {
   return write_renamed(path, data, n, mode, 0, err);
+}
+
+int cairn_mkdirs(const char *dir, struct cairn_error *err)
+{
+  char *d = strdup(dir);
+  int rc = 0;
+
+  if (d == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  /* the usual cases in one call: it exists, or only it is missing */
+  int made = mkdir(d, 0700) == 0;
+  if (made || errno == EEXIST) {
+    if (made && chmod(d, 0700) != 0)
+      rc = cairn_error_set(err, CAIRN_E_IO, "cannot chmod '%s': %s", d,
+                           strerror(errno));
+    free(d);
+    return rc;
+  }
+  for (char *p = d + 1;; p++) {
+    int last = (*p == '\0');
+
+    if (*p != '/' && !last)
+      continue;
+    *p = '\0';
+    if (mkdir(d, 0700) == 0) {
+      if (chmod(d, 0700) != 0) {
+        rc = cairn_error_set(err, CAIRN_E_IO, "cannot chmod '%s': %s", d,
+                             strerror(errno));
+        break;
+      }
+    } else if (errno != EEXIST) {
+      rc = cairn_error_set(err, CAIRN_E_IO, "cannot create folder '%s': %s",
+                           d, strerror(errno));
+      break;
+    }
+    if (last)
+      break;
+    *p = '/';
+  }
+  free(d);
+  return rc;
+}
+
+int cairn_mkdir_parent(const char *path, struct cairn_error *err)
+{
+  const char *slash = strrchr(path, '/');
+  char *dir;
+  int rc;
+
+  if (slash == NULL || slash == path)
+    return 0; /* the working directory, or / */
+  if ((dir = strndup(path, (size_t)(slash - path))) == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  rc = cairn_mkdirs(dir, err);
+  free(dir);
+  return rc;
 }

@@ -1,6 +1,6 @@
 /* Files written whole or not at all: the atomic write every part of cairn
  * uses (backups, env files of secrets, reports), and its variant without
- * fsync for pid files. */
+ * fsync for pid files; and the private folders they go in. */
 #ifndef CAIRN_COMMON_FILE_H
 #define CAIRN_COMMON_FILE_H
 
@@ -29,5 +29,15 @@ int cairn_write_replace(const char *path, const void *data, size_t n,
 /* fsync of the folder holding path, so a rename or unlink in it survives
  * a crash. Returns 0 or -errno. */
 int cairn_fsync_dir(const char *path);
+
+/* mkdir -p: dir and every missing folder above it, each made 0700 (chmod
+ * after mkdir, so the umask cannot widen or narrow it); folders that exist
+ * are left as they are. 0, or CAIRN_E_IO with "cannot create folder 'D':
+ * WHY" (CAIRN_E_NOMEM). dir is borrowed. */
+int cairn_mkdirs(const char *dir, struct cairn_error *err);
+
+/* cairn_mkdirs of the folder holding path (nothing when path names no
+ * folder: a bare name, or one right under /). */
+int cairn_mkdir_parent(const char *path, struct cairn_error *err);
 
 #endif

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/file.h"
 #include "common/proc.h"
 #include "engine/template.h"
 
@@ -1624,23 +1625,6 @@ int engine_run_dir(const struct journal *j, const char *run_id, char *out,
   return 0;
 }
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-  char buf[4096];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/')
-      continue;
-    *p = '\0';
-    if (mkdir(buf, mode) != 0 && errno != EEXIST)
-      return -errno;
-    *p = '/';
-  }
-  if (mkdir(buf, mode) != 0 && errno != EEXIST)
-    return -errno;
-  return 0;
-}
-
 static json_t *env_vars(const struct engine_workflow *wf, const char *env)
 {
   const struct engine_environment *e = env ? engine_workflow_env(wf, env) : NULL;
@@ -1744,12 +1728,7 @@ static int rt_set_run(struct engine__rt *rt, const char *run_id)
   json_object_set_new(json_object_get(rt->scope, "run"), "dir",
                       json_string(rt->run_dir));
   /* A simulation touches nothing outside the process. */
-  rc = rt->opt->sim ? 0 : mkdir_p(rt->run_dir, 0700);
-  if (rc != 0)
-    return cairn_error_set(rt->err, CAIRN_E_IO,
-                           "cannot create run folder '%s': %s", rt->run_dir,
-                           strerror(-rc));
-  return 0;
+  return rt->opt->sim ? 0 : cairn_mkdirs(rt->run_dir, rt->err);
 }
 
 int engine__rt_loop(struct engine__rt *rt)

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/file.h"
+
 #define JOURNAL__DEFAULT_REL ".cairn/journal.db"
 
 int64_t journal_now_ms(void)
@@ -234,46 +236,6 @@ void journal_rollback(struct journal *j)
 
 /* ---- the file and its folder ---- */
 
-/* Creates every missing folder above path with mode 0700 (chmod after
- * mkdir, so the umask cannot widen or narrow it). */
-static int make_parent_dirs(const char *path, struct cairn_error *err)
-{
-  char *dir = strdup(path);
-  char *slash;
-  int rc = 0;
-
-  if (dir == NULL)
-    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
-  slash = strrchr(dir, '/');
-  if (slash == NULL || slash == dir)
-    goto out; /* the working directory or / */
-  *slash = '\0';
-  for (char *p = dir + 1;; p++) {
-    int last = (*p == '\0');
-
-    if (*p != '/' && !last)
-      continue;
-    *p = '\0';
-    if (mkdir(dir, 0700) == 0) {
-      if (chmod(dir, 0700) != 0) {
-        rc = cairn_error_set(err, CAIRN_E_IO, "cannot chmod '%s': %s", dir,
-                             strerror(errno));
-        goto out;
-      }
-    } else if (errno != EEXIST) {
-      rc = cairn_error_set(err, CAIRN_E_IO, "cannot create folder '%s': %s",
-                           dir, strerror(errno));
-      goto out;
-    }
-    if (last)
-      break;
-    *p = '/';
-  }
-out:
-  free(dir);
-  return rc;
-}
-
 /* Makes sure path is a regular file we may open: creates it (0600) and
  * its folders with JOURNAL_CREATE, then probes it without writing.
  * *version gets its schema version. */
@@ -290,7 +252,7 @@ static int prepare_file(const char *path, unsigned flags, int *version,
     if (!(flags & JOURNAL_CREATE))
       return cairn_error_set(err, CAIRN_E_NOTFOUND, "no journal at '%s'",
                              path);
-    rc = make_parent_dirs(path, err);
+    rc = cairn_mkdir_parent(path, err);
     if (rc != 0)
       return rc;
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
