@@ -414,6 +414,7 @@ static int start_start(struct adapter_call *call, struct cairn_error *err)
   size_t i;
   int fd = -1, rc;
   pid_t pid;
+  struct cairn_error ferr = {0};
 
   if (!json_is_array(argv) || json_array_size(argv) == 0)
     return cairn_error_set(err, CAIRN_E_INVAL,
@@ -460,6 +461,12 @@ static int start_start(struct adapter_call *call, struct cairn_error *err)
   }
   json_array_foreach(argv, i, item) {
     args[i] = json_string_value(item);
+  }
+  /* their folders, made 0700 when missing (no mkdir step needed) */
+  if (cairn_mkdir_parent(r->log, &ferr) < 0 ||
+      cairn_mkdir_parent(r->pid_file, &ferr) < 0) {
+    snprintf(r->error, sizeof r->error, "%s", ferr.msg);
+    goto failed;
   }
   fd = open(r->log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   if (fd >= 0 && fd <= 2) { /* adapter__spawn wants it above stdio */
@@ -734,9 +741,10 @@ static const struct adapter_input start_inputs[] = {
     "variables added to the inherited environment" },
   { "log", ADAPTER_T_STRING, 0, NULL,
     "file its stdout and stderr are appended to (default "
-    "RUN_DIR/STATE.service.log)" },
+    "RUN_DIR/STATE.service.log; its folder made 0700 if missing)" },
   { "pid_file", ADAPTER_T_STRING, 0, NULL,
-    "where its pid and start time are kept (default RUN_DIR/STATE.pid)" },
+    "where its pid and start time are kept (default RUN_DIR/STATE.pid; its "
+    "folder made 0700 if missing)" },
   { "wait", ADAPTER_T_DURATION, 0, NULL,
     "fail if the service is not alive after this long" },
   { NULL, 0, 0, NULL, NULL },

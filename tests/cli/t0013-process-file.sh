@@ -154,6 +154,34 @@ test_expect_success 'a pid file is made 0600; a stale one is replaced by rename'
   ! proc_alive "$pid"
 '
 
+# The folders of the pid file and the log are made, 0700, when missing:
+# a workflow needs no mkdir step before a start.
+write_workflow deep.yaml <<\EOF
+cairn: 1
+name: deep
+start: svc
+states:
+  svc:
+    do: process.start
+    with: { argv: [nc, -lk, 127.0.0.1, "0"], pid_file: "run/a/b/svc.pid", log: "logs/x/svc.log", wait: 200ms }
+    next: stop
+  stop:
+    do: process.stop
+    with: { pid_file: "run/a/b/svc.pid", grace: 2s }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'process.start makes the missing folders of its pid file and log (0700)' '
+  (umask 022 && cairn run deep.yaml) &&
+  for d in run run/a run/a/b logs logs/x; do
+    test "$(stat -c %a $d)" = 700 || { echo "$d is $(stat -c %a $d)"; exit 1; }
+  done &&
+  test_path_is_file logs/x/svc.log &&
+  test_path_is_missing run/a/b/svc.pid &&
+  rm -rf run logs
+'
+
 test_expect_success 'process.stop never signals a reused pid (start time differs)' '
   { setsid sleep 300 & } &&
   other=$! && echo $other >>"$PIDS" &&
