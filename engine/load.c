@@ -1701,7 +1701,11 @@ static int parse_param(struct loader *L, struct engine_param *p,
     }
     rerr = dv != NULL && dv->type == Y_SCALAR
                ? regexec(&re, dv->text, 0, NULL, 0) : 0;
-    regfree(&re);
+    /* kept: every value given to the param is matched against it */
+    if (rerr == 0 && (p->re = malloc(sizeof *p->re)) != NULL)
+      *p->re = re;
+    else
+      regfree(&re);
     if (rerr != 0)
       return lerr(L, dv, "'default' in %s must match '%s', got '%s' (hint: "
                   "change the default or the pattern)", subj, p->pattern,
@@ -2479,6 +2483,10 @@ static void params_release(struct engine_param *p, size_t n)
     free(p[i].name);
     json_decref(p[i].default_value);
     free(p[i].pattern);
+    if (p[i].re != NULL) {
+      regfree(p[i].re);
+      free(p[i].re);
+    }
     free(p[i].description);
   }
   free(p);

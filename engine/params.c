@@ -141,8 +141,11 @@ static int convert(const struct engine_param *p, const char *value,
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   if (p->pattern != NULL) {
     regex_t re;
-    int rc = regcomp(&re, p->pattern, REG_EXTENDED | REG_NOSUB);
-    if (rc == 0) {
+    int rc;
+    if (p->re != NULL) { /* compiled by the loader */
+      rc = regexec(p->re, value, 0, NULL, 0);
+    } else if ((rc = regcomp(&re, p->pattern, REG_EXTENDED | REG_NOSUB)) ==
+               0) {
       rc = regexec(&re, value, 0, NULL, 0);
       regfree(&re);
     }

@@ -7,6 +7,7 @@
 #define CAIRN_ENGINE_WORKFLOW_H
 
 #include <jansson.h>
+#include <regex.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -152,6 +153,7 @@ struct engine_param {
   enum engine_param_type type;
   json_t *default_value; /* NULL: the param is required */
   char *pattern;         /* POSIX extended regex, or NULL */
+  regex_t *re;           /* pattern compiled once (owned), or NULL */
   char *description;
   int secret;            /* its value is redacted everywhere, never
                             journaled (a string) */
