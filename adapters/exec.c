@@ -23,7 +23,7 @@
  * A failed spawn goes straight to FINISHING and is reported through
  * on_done as a failed attempt, like any command that fails.
  *
- * The child comes from posix_spawn (glibc's is vfork-like: no copy of our
+ * The child comes from vfork and execve (adapter__spawn: no copy of our
  * page tables, unlike libuv's fork), its output through two pipes read on
  * the loop; the leader's exit through its pidfd, polled on the loop, then
  * waitpid (or, on a kernel without pidfds, waitpid every

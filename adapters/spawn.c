@@ -1,17 +1,18 @@
 /* Starting a child process for an adapter (see adapters/spawn.h): the
- * posix_spawn setup exec and process.start share, and small helpers. */
+ * vfork and execve exec and process.start share, and small helpers. */
 #include "adapters/spawn.h"
 #include "adapters/adapter.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -182,85 +183,97 @@ void adapter__spawn_error(char *out, size_t n, int rc, const char *file,
 
 /* ---- spawning ----------------------------------------------------------- */
 
-/* posix_spawn (vfork-like, no copy of our page tables) as libuv's execvp
- * child did it: argv[0] without a '/' is looked up in the PATH of the
- * child's environment, and a file the kernel cannot execute (ENOEXEC: a
- * script without "#!") runs through /bin/sh, as execvp does. */
+/* What the child does between vfork and execve, prepared by the parent:
+ * it may not allocate (it shares our memory, and another thread may hold
+ * malloc's lock). */
 struct spawn_req {
-  const posix_spawn_file_actions_t *fa;
-  const posix_spawnattr_t *attr;
+  char *const *cands;  /* the paths to try, NULL-terminated */
+  char **sh;           /* "/bin/sh", a slot for the path, args[1..], NULL */
   char *const *args;
   char *const *envp;
+  const char *cwd;     /* may be NULL */
+  int out_w, err_w;    /* above 2 */
 };
 
-static int spawn_file(pid_t *pid, const char *path,
-                      const struct spawn_req *q)
+/* The child: default signal dispositions and an empty mask, its own
+ * session, stdin /dev/null, stdout and stderr the pipes, then execve of
+ * each candidate as execvp does (a file the kernel cannot execute,
+ * ENOEXEC, runs through /bin/sh). Only system calls: why it failed goes to
+ * *err, then _exit. */
+static void child_exec(const struct spawn_req *q, volatile int *err)
+    __attribute__((noreturn));
+static void child_exec(const struct spawn_req *q, volatile int *err)
 {
-  size_t n = 0;
-  char **sh;
-  int rc;
+  struct sigaction dfl;
+  sigset_t none;
+  int fd, e = ENOENT, eacces = 0;
 
-  rc = posix_spawn(pid, path, q->fa, q->attr, q->args, q->envp);
-  if (rc != ENOEXEC)
-    return rc;
-  while (q->args[n])
-    n++;
-  if ((sh = calloc(n + 2, sizeof *sh)) == NULL)
-    return ENOMEM;
-  sh[0] = (char *)"/bin/sh";
-  sh[1] = (char *)path;
-  for (size_t i = 1; i < n; i++)
-    sh[i + 1] = q->args[i];
-  rc = posix_spawn(pid, "/bin/sh", q->fa, q->attr, sh, q->envp);
-  free(sh);
-  return rc;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP)
+      (void)sigaction(sig, &dfl, NULL); /* glibc's own two say EINVAL */
+  if (setsid() < 0)
+    goto fail;
+  if ((fd = open("/dev/null", O_RDONLY)) < 0)
+    goto fail;
+  if (fd != 0 && (dup2(fd, 0) < 0 || close(fd) < 0))
+    goto fail;
+  if (dup2(q->out_w, 1) < 0 || dup2(q->err_w, 2) < 0)
+    goto fail;
+  if (q->cwd && chdir(q->cwd) < 0)
+    goto fail;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  for (char *const *c = q->cands; *c; c++) {
+    execve(*c, q->args, q->envp);
+    e = errno;
+    if (e == ENOEXEC) {
+      q->sh[1] = *c;
+      execve("/bin/sh", q->sh, q->envp);
+      goto fail;
+    }
+    if (e == EACCES)
+      eacces = 1;
+    else if (e != ENOENT && e != ENOTDIR && e != ESTALE && e != ENODEV &&
+             e != ETIMEDOUT)
+      goto fail; /* errno is e: no other candidate is tried */
+  }
+  *err = eacces ? EACCES : e;
+  _exit(127);
+fail:
+  *err = errno;
+  _exit(127);
 }
 
-/* execvp's search, one spawn per candidate (a missing cwd fails each one
- * with ENOENT: spawn_error tells it apart). */
-static int spawn_search(pid_t *pid, const char *file, const char *path,
-                        const struct spawn_req *q)
+/* vfork: the child runs on our stack until execve, with no page table of
+ * its own, like glibc's posix_spawn, which also maps and unmaps a stack
+ * for it each time (page table changes are, on a virtual machine, much
+ * of what a spawn costs). Every signal stays blocked meanwhile, so no
+ * handler of ours runs in the child. Returns 0, or the errno of the step
+ * that failed (the child then already exited, and is reaped). */
+static int vspawn(pid_t *pid, const struct spawn_req *q)
 {
-  size_t flen = strlen(file);
-  int eacces = 0, rc = ENOENT;
-  char *buf;
+  volatile int err = 0;
+  sigset_t all, old;
+  pid_t p;
 
-  if (path == NULL)
-    path = "/bin:/usr/bin"; /* glibc's default, as execvp's */
-  if ((buf = malloc(strlen(path) + flen + 2)) == NULL)
-    return ENOMEM;
-  for (const char *p = path;; p++) {
-    const char *end = strchr(p, ':');
-    size_t dlen = end ? (size_t)(end - p) : strlen(p);
-
-    if (dlen > 0) { /* an empty element is the current directory */
-      memcpy(buf, p, dlen);
-      buf[dlen] = '/';
-      memcpy(buf + dlen + 1, file, flen + 1);
-    } else {
-      memcpy(buf, file, flen + 1);
-    }
-    rc = spawn_file(pid, buf, q);
-    switch (rc) {
-    case EACCES:
-      eacces = 1;
-      break;
-    case ENOENT:
-    case ENOTDIR:
-    case ESTALE:
-    case ENODEV:
-    case ETIMEDOUT:
-      break;
-    default:
-      free(buf);
-      return rc; /* 0 too */
-    }
-    if (end == NULL)
-      break;
-    p = end;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  p = vfork();
+  if (p == 0)
+    child_exec(q, &err);
+  int e = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (p < 0)
+    return e;
+  if (err != 0) {
+    while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+      ;
+    return err;
   }
-  free(buf);
-  return eacces ? EACCES : rc;
+  *pid = p;
+  return 0;
 }
 
 static const char *path_of(char *const *env)
@@ -271,28 +284,49 @@ static const char *path_of(char *const *env)
   return NULL;
 }
 
-static int spawn_argv(pid_t *pid, char *const *args, char **envp,
-                      const struct spawn_req *q)
+/* execvp's candidates for file: itself when it holds a '/', else each
+ * element of path (glibc's default when NULL; an empty element is the
+ * current directory) joined with it. One allocation: free the array. */
+static char **candidates(const char *file, const char *path)
 {
-  const char *file = args[0];
-  const char *ours, *theirs;
+  size_t flen = strlen(file), n = 2, size;
+  char **c, *w;
 
-  if (file[0] == '\0')
-    return ENOENT;
   if (strchr(file, '/') != NULL)
-    return spawn_file(pid, file, q);
-  ours = getenv("PATH");
-  theirs = envp ? path_of(envp) : ours;
-  if ((ours == NULL) != (theirs == NULL) ||
-      (ours != NULL && strcmp(ours, theirs) != 0))
-    return spawn_search(pid, file, theirs, q);
-  /* posix_spawnp searches our PATH: the same */
-  {
-    int rc = posix_spawnp(pid, file, q->fa, q->attr, args, q->envp);
-    if (rc == ENOEXEC) /* needs /bin/sh with the full name */
-      rc = spawn_search(pid, file, theirs, q);
-    return rc;
+    path = NULL, n = 1;
+  else if (path == NULL)
+    path = "/bin:/usr/bin";
+  for (const char *p = path; p && *p; p++)
+    n += *p == ':';
+  size = (n + 1) * sizeof *c + (path ? strlen(path) : 0) + n * (flen + 2);
+  if ((c = malloc(size)) == NULL)
+    return NULL;
+  w = (char *)(c + n + 1);
+  if (path == NULL) {
+    memcpy(w, file, flen + 1);
+    c[0] = w;
+    c[1] = NULL;
+    return c;
   }
+  n = 0;
+  for (const char *p = path;; p++) {
+    const char *end = strchr(p, ':');
+    size_t dlen = end ? (size_t)(end - p) : strlen(p);
+
+    c[n++] = w;
+    if (dlen > 0) {
+      memcpy(w, p, dlen);
+      w[dlen] = '/';
+      w += dlen + 1;
+    }
+    memcpy(w, file, flen + 1);
+    w += flen + 1;
+    if (end == NULL)
+      break;
+    p = end;
+  }
+  c[n] = NULL;
+  return c;
 }
 
 /* A descriptor above 2, so that the child's dup2s and /dev/null cannot
@@ -330,43 +364,38 @@ int adapter__pipe(int fds[2])
 }
 
 /* Runs the child: its own session, default signal dispositions and an
- * empty mask, stdin /dev/null, stdout and stderr the pipes' write ends. */
+ * empty mask, stdin /dev/null, stdout and stderr the pipes' write ends.
+ * argv[0] without a '/' is looked up in the PATH of the child's
+ * environment, as libuv's execvp child did. */
 int adapter__spawn(pid_t *pid, char *const *args, char **envp,
                    const char *cwd, int out_w, int err_w)
 {
-  posix_spawnattr_t attr;
-  posix_spawn_file_actions_t fa;
   struct spawn_req q;
-  sigset_t all, none;
+  size_t n = 0;
   int rc;
 
-  if ((rc = posix_spawnattr_init(&attr)) != 0)
-    return rc;
-  if ((rc = posix_spawn_file_actions_init(&fa)) != 0) {
-    posix_spawnattr_destroy(&attr);
-    return rc;
-  }
-  sigfillset(&all);
-  sigemptyset(&none);
-  if ((rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID |
-                                                POSIX_SPAWN_SETSIGDEF |
-                                                POSIX_SPAWN_SETSIGMASK)) ||
-      (rc = posix_spawnattr_setsigdefault(&attr, &all)) ||
-      (rc = posix_spawnattr_setsigmask(&attr, &none)) ||
-      (rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
-                                             0)) ||
-      (rc = posix_spawn_file_actions_adddup2(&fa, out_w, 1)) ||
-      (rc = posix_spawn_file_actions_adddup2(&fa, err_w, 2)) ||
-      (cwd && (rc = posix_spawn_file_actions_addchdir_np(&fa, cwd))))
-    goto out;
-  q.fa = &fa;
-  q.attr = &attr;
+  if (args[0][0] == '\0')
+    return ENOENT;
+  while (args[n])
+    n++;
   q.args = args;
   q.envp = envp ? envp : environ;
-  rc = spawn_argv(pid, args, envp, &q);
+  q.cwd = cwd;
+  q.out_w = out_w;
+  q.err_w = err_w;
+  q.cands = candidates(args[0], path_of(q.envp));
+  q.sh = calloc(n + 2, sizeof *q.sh);
+  if (q.cands == NULL || q.sh == NULL) {
+    rc = ENOMEM;
+    goto out;
+  }
+  q.sh[0] = (char *)"/bin/sh";
+  for (size_t i = 1; i < n; i++)
+    q.sh[i + 1] = args[i];
+  rc = vspawn(pid, &q);
 out:
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  free((void *)q.cands);
+  free(q.sh);
   return rc;
 }
 

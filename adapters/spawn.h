@@ -1,7 +1,7 @@
 /* Internal to adapters/: starting a child process the way every adapter
- * that runs one does (posix_spawn, its own session, argv without a shell,
- * no descriptor but 0-2 inherited), and the few helpers those adapters
- * share. Not part of the adapter interface (adapter.h). */
+ * that runs one does (vfork and execve, its own session, argv without a
+ * shell, no descriptor but 0-2 inherited), and the few helpers those
+ * adapters share. Not part of the adapter interface (adapter.h). */
 #ifndef CAIRN_ADAPTERS_SPAWN_H
 #define CAIRN_ADAPTERS_SPAWN_H
 

@@ -1013,6 +1013,58 @@ static void test_spawn_failure(void **state)
   end_loop(f);
 }
 
+/* argv[0] is looked up as execvp does, in the PATH of the child's own
+ * environment: a file without "#!" runs through /bin/sh, and a directory
+ * where it is not executable is passed over for the next one. */
+static void test_path_lookup(void **state)
+{
+  struct fixture *f = *state;
+  struct t_call t = { 0 };
+  char a[PATH_MAX + 32], b[PATH_MAX + 32], prog[PATH_MAX + 64];
+  char path[2 * PATH_MAX + 80];
+  FILE *fp;
+
+  snprintf(a, sizeof a, "%s/a", f->dir);
+  snprintf(b, sizeof b, "%s/b", f->dir);
+  assert_int_equal(mkdir(a, 0700), 0);
+  assert_int_equal(mkdir(b, 0700), 0);
+  /* in a: not executable (root passes over it too: no x bit at all) */
+  snprintf(prog, sizeof prog, "%s/cairn-t-prog", a);
+  assert_non_null(fp = fopen(prog, "w"));
+  fputs("echo wrong one\n", fp);
+  fclose(fp);
+  assert_int_equal(chmod(prog, 0600), 0);
+  /* in b: a script without "#!" that says its arguments */
+  snprintf(prog, sizeof prog, "%s/cairn-t-prog", b);
+  assert_non_null(fp = fopen(prog, "w"));
+  fputs("echo \"script: $1 $2\"\n", fp);
+  fclose(fp);
+  assert_int_equal(chmod(prog, 0700), 0);
+  snprintf(path, sizeof path, "%s::%s", a, b);
+
+  run_exec(f, &t, json_pack("{s:[s,s,s], s:{s:s}}", "argv", "cairn-t-prog",
+                            "one", "two", "env", "PATH", path));
+  assert_int_equal(t.outcome, ADAPTER_SUCCEEDED);
+  assert_log(f, "script: one two\n");
+  t_reset(&t);
+
+  /* our own PATH does not have it: the child's decides */
+  run_exec(f, &t, json_pack("{s:[s]}", "argv", "cairn-t-prog"));
+  assert_int_equal(t.outcome, ADAPTER_FAILED);
+  assert_string_equal(t.error, "cannot run 'cairn-t-prog': no such file or "
+                               "directory");
+  t_reset(&t);
+
+  /* only the one that may not run: permission denied, not "not found" */
+  snprintf(path, sizeof path, "%s", a);
+  run_exec(f, &t, json_pack("{s:[s], s:{s:s}}", "argv", "cairn-t-prog", "env",
+                            "PATH", path));
+  assert_int_equal(t.outcome, ADAPTER_FAILED);
+  assert_string_equal(t.error, "cannot run 'cairn-t-prog': permission denied");
+  t_reset(&t);
+  end_loop(f);
+}
+
 static void test_start_errors(void **state)
 {
   struct fixture *f = *state;
@@ -1535,6 +1587,7 @@ int main(void)
     cmocka_unit_test(test_finish_text_redacts_before_cut),
     cmocka_unit_test_setup_teardown(test_no_inherited_fds, setup, teardown),
     cmocka_unit_test_setup_teardown(test_spawn_failure, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_path_lookup, setup, teardown),
     cmocka_unit_test_setup_teardown(test_start_errors, setup, teardown),
     cmocka_unit_test_setup_teardown(test_unwritable_log, setup, teardown),
     cmocka_unit_test_setup_teardown(test_daemon_does_not_hang, setup,
