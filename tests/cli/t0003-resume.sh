@@ -684,14 +684,15 @@ states:
     parallel:
       quick:
         do: exec
-        with: { argv: [sh, -c, "while [ ! -e q ]; do sleep 0.05; done; echo quick >>trace.txt"] }
+        with: { argv: [sh, -c, "i=0; while [ ! -e q ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done; echo quick >>trace.txt"] }
         idempotent: true
       strict:
         do: exec
         with: { argv: [sh, -c, "echo strict >>trace.txt"] }
       slow:
         do: exec
-        with: { argv: [sh, -c, "echo slow >>trace.txt; touch slow.started; while [ ! -e go ]; do sleep 0.05; done"] }
+        # at most a minute: a failed test must leave nothing polling behind
+        with: { argv: [sh, -c, "echo slow >>trace.txt; touch slow.started; i=0; while [ ! -e go ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done"] }
         idempotent: true
     next: done
   done: { succeed: true }
