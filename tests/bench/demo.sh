@@ -3,9 +3,10 @@
 # how much of it is cairn itself.
 #
 # Deploys examples/pyairtable-local to dev (a fresh stack each time, in one
-# journal in a temporary folder), then prints, from the journal, the wall time of each
-# top-level phase (stack, env, postgres, redis, migrate, nginx, the four
-# rollout layers, validate, bluegreen), and cairn's own share of the run:
+# journal in a temporary folder), then prints, from the journal, the wall
+# time of each top-level phase (stack, env, postgres, redis, migrate,
+# nginx, the four rollout layers, validate, bluegreen), and cairn's own
+# share of the run:
 # the CPU time of the cairn process alone (utime + stime from
 # /proc/PID/stat, sampled until it exits; its children's CPU is not in
 # it) over the run's wall time. The rest is waiting: on children, on
