@@ -99,43 +99,42 @@ int cairn_write_replace(const char *path, const void *data, size_t n,
   return write_renamed(path, data, n, mode, 0, err);
 }
 
+/* The folder itself first: usually it exists or only it is missing, so one
+ * mkdir does. Only ENOENT walks up, once per missing parent; parent_made
+ * stops a second walk if someone removes the parent meanwhile. d is
+ * modified and restored. */
+static int mkdirs_at(char *d, int parent_made, struct cairn_error *err)
+{
+  char *slash;
+  int rc;
+
+  if (mkdir(d, 0700) == 0) {
+    if (chmod(d, 0700) == 0)
+      return 0;
+    return cairn_error_set(err, CAIRN_E_IO, "cannot chmod '%s': %s", d,
+                           strerror(errno));
+  }
+  if (errno == EEXIST)
+    return 0;
+  rc = errno;
+  slash = strrchr(d, '/');
+  if (rc != ENOENT || parent_made || slash == NULL || slash == d)
+    return cairn_error_set(err, CAIRN_E_IO, "cannot create folder '%s': %s",
+                           d, strerror(rc));
+  *slash = '\0';
+  rc = mkdirs_at(d, 0, err);
+  *slash = '/';
+  return rc != 0 ? rc : mkdirs_at(d, 1, err);
+}
+
 int cairn_mkdirs(const char *dir, struct cairn_error *err)
 {
   char *d = strdup(dir);
-  int rc = 0;
+  int rc;
 
   if (d == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
-  /* the usual cases in one call: it exists, or only it is missing */
-  int made = mkdir(d, 0700) == 0;
-  if (made || errno == EEXIST) {
-    if (made && chmod(d, 0700) != 0)
-      rc = cairn_error_set(err, CAIRN_E_IO, "cannot chmod '%s': %s", d,
-                           strerror(errno));
-    free(d);
-    return rc;
-  }
-  for (char *p = d + 1;; p++) {
-    int last = (*p == '\0');
-
-    if (*p != '/' && !last)
-      continue;
-    *p = '\0';
-    if (mkdir(d, 0700) == 0) {
-      if (chmod(d, 0700) != 0) {
-        rc = cairn_error_set(err, CAIRN_E_IO, "cannot chmod '%s': %s", d,
-                             strerror(errno));
-        break;
-      }
-    } else if (errno != EEXIST) {
-      rc = cairn_error_set(err, CAIRN_E_IO, "cannot create folder '%s': %s",
-                           d, strerror(errno));
-      break;
-    }
-    if (last)
-      break;
-    *p = '/';
-  }
+  rc = mkdirs_at(d, 0, err);
   free(d);
   return rc;
 }

@@ -1,7 +1,9 @@
 /* file.write and file.remove on a real loop with real files: atomic
  * write with its mode, the backup and the undo restoring byte for byte or
- * removing a new file, idempotency, file.remove of a missing file. */
+ * removing a new file, idempotency, file.remove of a missing file; and
+ * cairn_mkdirs, which the journal, secrets and process.start rely on. */
 #include "adapter_harness.h"
+#include "common/file.h"
 
 static void put_file(const char *path, const char *data, size_t n,
                      mode_t mode)
@@ -144,6 +146,51 @@ static void test_error_redacted(void **state)
   h_release(&r);
 }
 
+/* mkdir -p: every missing folder 0700 whatever the umask, existing ones
+ * left alone, a trailing slash, and a file in the way named in the error. */
+static void test_mkdirs(void **state)
+{
+  struct h_fix *f = *state;
+  struct cairn_error err = { 0 };
+  char p[PATH_MAX + 64];
+  struct stat st;
+  mode_t old = umask(0222); /* would make 0500 without the chmod */
+
+  snprintf(p, sizeof p, "%s/keep", f->dir);
+  assert_int_equal(mkdir(p, 0755), 0);
+  assert_int_equal(chmod(p, 0755), 0);
+  snprintf(p, sizeof p, "%s/keep/a/b/c", f->dir);
+  assert_int_equal(cairn_mkdirs(p, &err), 0);
+  assert_int_equal(stat(p, &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0700);
+  snprintf(p, sizeof p, "%s/keep/a", f->dir);
+  assert_int_equal(stat(p, &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0700);
+  snprintf(p, sizeof p, "%s/keep", f->dir);
+  assert_int_equal(stat(p, &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0755);
+
+  snprintf(p, sizeof p, "%s/keep/a/b/c", f->dir);
+  assert_int_equal(cairn_mkdirs(p, &err), 0);
+  snprintf(p, sizeof p, "%s/keep/a/d/", f->dir);
+  assert_int_equal(cairn_mkdirs(p, &err), 0);
+  snprintf(p, sizeof p, "%s/keep/a/d", f->dir);
+  assert_int_equal(stat(p, &st), 0);
+  assert_true(S_ISDIR(st.st_mode));
+
+  snprintf(p, sizeof p, "%s/plain", f->dir);
+  put_file(p, "x", 1, 0600);
+  snprintf(p, sizeof p, "%s/plain/e/f", f->dir);
+  assert_int_equal(cairn_mkdirs(p, &err), CAIRN_E_IO);
+  snprintf(p, sizeof p, "cannot create folder '%s/plain/e/f': Not a directory",
+           f->dir);
+  assert_string_equal(err.msg, p);
+
+  snprintf(p, sizeof p, "%s/keep/a/b/c/run.pid", f->dir);
+  assert_int_equal(cairn_mkdir_parent(p, &err), 0);
+  umask(old);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -152,6 +199,7 @@ int main(void)
                                     h_teardown),
     cmocka_unit_test_setup_teardown(test_errors, h_setup, h_teardown),
     cmocka_unit_test_setup_teardown(test_error_redacted, h_setup, h_teardown),
+    cmocka_unit_test_setup_teardown(test_mkdirs, h_setup, h_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
