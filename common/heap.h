@@ -1,0 +1,18 @@
+/* Making the heap a run will use resident in one system call, rather than
+ * one page fault per page as it first grows. */
+#ifndef CAIRN_HEAP_H
+#define CAIRN_HEAP_H
+
+#include <stddef.h>
+
+/* Grows the heap by about bytes, makes those pages resident with
+ * madvise(MADV_POPULATE_WRITE), and hands them back to malloc, which then
+ * keeps them: allocations below 2 * bytes come from the heap (not from
+ * mmap) and up to 4 * bytes of free memory at its top is not returned to
+ * the system. Later allocations use those pages without faulting.
+ * Returns 0, -ENOSYS when the C library's malloc cannot be tuned so, or
+ * -errno from malloc or madvise (EINVAL before Linux 5.14); malloc stays
+ * usable whatever the result. */
+int cairn_heap_prefault(size_t bytes);
+
+#endif
