@@ -135,9 +135,10 @@ long journal__test_commits(void);
 
 /* ---- schema.c ---- */
 
-/* Looks at an existing file through a read-only connection that is closed
- * again, without writing anything: CAIRN_E_NOTJOURNAL, CAIRN_E_SCHEMA, or
- * 0 with *version set (0 for an empty database). */
+/* Looks at an existing file without writing anything: its header, and
+ * unless that alone shows a journal of ours, a read-only connection that
+ * is closed again. CAIRN_E_NOTJOURNAL, CAIRN_E_SCHEMA, or 0 with *version
+ * set (0 for an empty database). */
 int journal__schema_probe(const char *path, int *version,
                           struct cairn_error *err);
 /* Brings the open connection's schema to JOURNAL_SCHEMA_VERSION in one

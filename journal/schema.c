@@ -237,12 +237,6 @@ static int classify(const char *path, const struct facts *f,
   return 0;
 }
 
-/* The first bytes of a non-empty SQLite file. Refuses the file when its
- * 100-byte header alone shows it is not for us: another
- * application's id, or a newer schema. Deciding from the header means a
- * refused file never gets SQLite's -wal and -shm side files. The header
- * is what was last committed to the file; when a -wal exists it may be
- * newer, so then only the magic is checked here. */
 /* Is there a rollback journal beside path (SQLite's magic at its start)?
  * A cairn killed while SQLite created the file leaves one, with the file
  * perhaps not yet holding its header. */
@@ -264,7 +258,23 @@ static int hot_journal(const char *path)
   return ok;
 }
 
-static int looks_like_sqlite(const char *path, struct cairn_error *err)
+/* The first bytes of a non-empty SQLite file. Refuses the file when its
+ * 100-byte header alone shows it is not for us: another
+ * application's id, or a newer schema. Deciding from the header means a
+ * refused file never gets SQLite's -wal and -shm side files. The header
+ * is what was last committed to the file; when a -wal exists it may be
+ * newer, so then only the magic is checked here.
+ *
+ * *known is set to the header's schema version when the header alone
+ * shows a journal of ours (our application id, version 1 to this cairn's)
+ * with nothing beside it (no -wal, no interrupted transaction), else to
+ * -1. Such a file needs no probe: it is what the last cairn to close it
+ * left, and the writer looks at the version again before it writes. With
+ * a -wal the probe stays: a newer cairn killed before its checkpoint
+ * leaves a newer version there, and only a read-only connection can look
+ * without checkpointing it into the file on close. */
+static int looks_like_sqlite(const char *path, int *known,
+                             struct cairn_error *err)
 {
   static const char magic[16] = "SQLite format 3";
   unsigned char head[100];
@@ -273,6 +283,7 @@ static int looks_like_sqlite(const char *path, struct cairn_error *err)
   ssize_t got;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
 
+  *known = -1;
   if (fd < 0)
     return cairn_error_set(err, CAIRN_E_IO, "cannot open '%s': %s", path,
                            strerror(errno));
@@ -291,14 +302,19 @@ static int looks_like_sqlite(const char *path, struct cairn_error *err)
                            "'%s' is not a cairn journal (file is not a "
                            "database)",
                            path);
-  snprintf(wal, sizeof wal, "%s-wal", path);
-  if (access(wal, F_OK) == 0)
-    return 0;
   /* Big-endian: user_version at offset 60, application_id at 68. */
   f.version = (int)((uint32_t)head[60] << 24 | (uint32_t)head[61] << 16 |
                     (uint32_t)head[62] << 8 | head[63]);
   f.app_id = (int)((uint32_t)head[68] << 24 | (uint32_t)head[69] << 16 |
                    (uint32_t)head[70] << 8 | head[71]);
+  snprintf(wal, sizeof wal, "%s-wal", path);
+  if (access(wal, F_OK) == 0)
+    return 0;
+  if (f.app_id == JOURNAL__APPLICATION_ID && f.version >= 1 &&
+      f.version <= JOURNAL_SCHEMA_VERSION && !hot_journal(path)) {
+    *known = f.version;
+    return 0;
+  }
   if (f.version > JOURNAL_SCHEMA_VERSION || f.version < 0 ||
       (f.app_id != 0 && f.app_id != JOURNAL__APPLICATION_ID)) {
     if (f.app_id != 0 && f.app_id != JOURNAL__APPLICATION_ID)
@@ -315,12 +331,16 @@ int journal__schema_probe(const char *path, int *version,
 {
   sqlite3 *db = NULL;
   struct facts f = {0, 0, 0};
-  int rc, src;
+  int rc, src, known;
 
   *version = 0;
-  rc = looks_like_sqlite(path, err);
+  rc = looks_like_sqlite(path, &known, err);
   if (rc != 0)
     return rc;
+  if (known >= 1) {
+    *version = known;
+    return 0;
+  }
   src = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
   if (src == SQLITE_OK) {
     sqlite3_extended_result_codes(db, 1);

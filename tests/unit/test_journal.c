@@ -478,6 +478,46 @@ static void test_newer_schema_refused(void **state)
   assert_int_equal(journal_open(&j, fx->path, 0, &err), CAIRN_E_SCHEMA);
   assert_untouched(fx->path, before, n);
   free(before);
+
+  /* Newer only in the -wal: a newer cairn killed before any checkpoint.
+   * The header says ours and current; refused all the same, and the file
+   * left as it is (not checkpointed by a connection's close). */
+  {
+    char wal[1100];
+    pid_t pid;
+    int status;
+    sqlite3 *db = NULL;
+
+    assert_int_equal(raw_exec(fx->path, "PRAGMA user_version = 2;"),
+                     SQLITE_OK);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+      if (sqlite3_open_v2(fx->path, &db, SQLITE_OPEN_READWRITE, NULL) !=
+              SQLITE_OK ||
+          sqlite3_exec(db, "PRAGMA wal_autocheckpoint = 0;"
+                           "PRAGMA user_version = 3;",
+                       NULL, NULL, NULL) != SQLITE_OK)
+        _exit(1);
+      _exit(0); /* no close: no checkpoint */
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    snprintf(wal, sizeof wal, "%s-wal", fx->path);
+    assert_int_equal(access(wal, F_OK), 0);
+    before = slurp(fx->path, &n);
+    assert_int_equal((unsigned char)before[63], 2); /* the header's version */
+    assert_int_equal(journal_open(&j, fx->path, 0, &err), CAIRN_E_SCHEMA);
+    assert_int_equal(journal_open(&j, fx->path, JOURNAL_READONLY, &err),
+                     CAIRN_E_SCHEMA);
+    assert_null(j);
+    assert_untouched(fx->path, before, n);
+    free(before);
+    assert_int_equal(sqlite3_open_v2(fx->path, &db, SQLITE_OPEN_READONLY,
+                                     NULL), SQLITE_OK);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
+    sqlite3_close(db);
+  }
 }
 
 static void test_foreign_sqlite_refused(void **state)
