@@ -1555,6 +1555,49 @@ static void test_apply_defaults(void **state)
   assert_string_equal(msg, "either 'argv' or 'shell' is required");
 }
 
+/* The registry's defaults are parsed once (registry.c): each call must
+ * still get values of its own, converted as the slow path converts. */
+static void test_registry_defaults_are_copies(void **state)
+{
+  const struct adapter_desc *http = adapter_find("http.check");
+  const struct adapter_desc *kubectl = adapter_find("kubectl");
+  char msg[CAIRN_ERRMSG_MAX];
+  json_t *a, *b;
+
+  (void)state;
+  assert_non_null(http);
+  assert_non_null(kubectl);
+  a = apply(http, json_pack("{s:s}", "url", "http://x"), msg);
+  assert_string_equal(json_string_value(json_object_get(a, "method")), "GET");
+  assert_int_equal(json_integer_value(json_object_get(a, "within")), 0);
+  assert_int_equal(json_integer_value(json_object_get(a, "interval")), 1000);
+  assert_int_equal(json_integer_value(json_object_get(a, "timeout")), 10000);
+  assert_true(json_is_false(json_object_get(a, "insecure")));
+  assert_null(json_object_get(a, "headers")); /* no default, not given */
+  /* what one state's inputs do to their values stays theirs */
+  json_integer_set(json_object_get(a, "timeout"), 1);
+  json_string_set(json_object_get(a, "method"), "POST");
+  b = apply(http, json_pack("{s:s, s:n}", "url", "http://y", "timeout"),
+            msg);
+  assert_string_equal(json_string_value(json_object_get(b, "method")), "GET");
+  assert_int_equal(json_integer_value(json_object_get(b, "timeout")), 10000);
+  json_decref(a);
+  json_decref(b);
+
+  /* a container default, too */
+  a = apply(kubectl, json_pack("{s:s}", "file", "k.yaml"), msg);
+  assert_true(json_is_array(json_object_get(a, "resources")));
+  assert_int_equal(json_array_size(json_object_get(a, "resources")), 0);
+  assert_int_equal(json_integer_value(json_object_get(a, "rollout_timeout")),
+                   300000);
+  json_array_append_new(json_object_get(a, "resources"),
+                        json_string("deployment/x"));
+  b = apply(kubectl, json_pack("{s:s}", "file", "k.yaml"), msg);
+  assert_int_equal(json_array_size(json_object_get(b, "resources")), 0);
+  json_decref(a);
+  json_decref(b);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -1600,6 +1643,7 @@ int main(void)
     cmocka_unit_test(test_registry),
     cmocka_unit_test(test_check_with),
     cmocka_unit_test(test_apply_defaults),
+    cmocka_unit_test(test_registry_defaults_are_copies),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
