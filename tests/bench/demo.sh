@@ -7,14 +7,16 @@
 # time of each top-level phase (stack, env, postgres, redis, migrate,
 # nginx, the four rollout layers, validate, bluegreen), and cairn's own
 # share of the run:
-# the CPU time of the cairn process alone (utime + stime from
-# /proc/PID/stat, sampled until it exits; its children's CPU is not in
-# it) over the run's wall time. The rest is waiting: on children, on
+# the CPU time of the cairn process alone (user + system, all its threads,
+# read by getrusage as it exits, through the LD_PRELOADed meter
+# cpu_at_exit.c; its children's CPU is not in it) over the run's wall
+# time. The rest is waiting: on children, on
 # PostgreSQL starting, on health polls. Target: under 2%. Tears the stack
 # down after. A benchmark, never a test: it asserts no timing.
 #
 # Environment: CAIRN_BIN (default build-bench/cli/cairn), PYAIRTABLE_SERVICE_BIN
 # (default build-bench/examples/pyairtable-local/service/pyairtable-service),
+# CAIRN_BENCH_METER (default build-bench/tests/bench/libcpu_at_exit.so),
 # CAIRN_BENCH_RUNS (deploys measured, default 3).
 set -euo pipefail
 shopt -s inherit_errexit
@@ -28,18 +30,8 @@ svc=${PYAIRTABLE_SERVICE_BIN:-$root/build-bench/examples/pyairtable-local/servic
 [ -x "$svc" ] || die "no example service at $svc (./dev bench builds it)"
 command -v jq >/dev/null 2>&1 || die "jq is not installed"
 ex=$root/examples/pyairtable-local
-tick=$(getconf CLK_TCK)
-
-# cpu_ticks PID: utime + stime of PID alone (fields 14 and 15 after the
-# command name, which may hold spaces: cut at the last ')').
-cpu_ticks() {
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  s=${s##*) }
-  # shellcheck disable=SC2086 # split the fields
-  set -- $s
-  echo $((${12} + ${13}))
-}
+meter=${CAIRN_BENCH_METER:-$root/build-bench/tests/bench/libcpu_at_exit.so}
+[ -f "$meter" ] || die "no CPU meter at $meter (./dev bench builds it)"
 
 teardown() {
   (cd "$tmp" && "$bin" run "$ex/teardown.yaml" --env dev >/dev/null 2>&1) || true
@@ -60,18 +52,18 @@ for r in $(seq 1 "$runs"); do
   if [ -e "$tmp/.cairn/pyairtable-dev" ]; then
     mv "$tmp/.cairn/pyairtable-dev" "$tmp/previous-stack.$r"
   fi
+  rm -f "$tmp/cpu"
   start=$(date +%s%N)
-  (cd "$tmp" && exec "$bin" run "$ex/deploy.yaml" --env dev \
+  (cd "$tmp" && CAIRN_BENCH_CPU_OUT="$tmp/cpu" LD_PRELOAD="$meter" \
+     exec "$bin" run "$ex/deploy.yaml" --env dev \
      --set "example_dir=$ex" --set "service_bin=$svc" >"$tmp/deploy.out" 2>&1) &
   pid=$!
-  ticks=0
-  while t=$(cpu_ticks "$pid"); do
-    ticks=$t
-    sleep 0.05
-  done
   wait "$pid" || { cat "$tmp/deploy.out" >&2; die "deploy $r failed"; }
   wall_ms=$(( ($(date +%s%N) - start) / 1000000 ))
-  cpu_ms=$(( ticks * 1000 / tick ))
+  # "PID USER_US SYSTEM_US MINOR_FAULTS", written by the meter at exit
+  cpu_ms=$(awk -v pid="$pid" '$1 == pid { printf "%.1f", ($2 + $3) / 1000 }' \
+    "$tmp/cpu" 2>/dev/null || true)
+  [ -n "$cpu_ms" ] || die "the CPU meter wrote nothing for deploy $r ($meter)"
   shares+=("$(awk -v c="$cpu_ms" -v w="$wall_ms" 'BEGIN { printf "%.2f", 100 * c / w }')")
   run=$(cd "$tmp" && "$bin" history --json --limit 1 | jq -r 'if type == "array" then .[0].id else .id end')
   # phases: each top-level state.entered (a path without '/') to the next,
