@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#ifdef __GLIBC__
+#if defined(__GLIBC__) && defined(__linux__)
 #include <malloc.h>
 #endif
 
@@ -21,13 +21,15 @@
 
 int cairn_heap_prefault(size_t bytes)
 {
-#ifdef __GLIBC__
+  if (bytes == 0 || bytes > INT_MAX / 4)
+    return -EINVAL;
+#if defined(__GLIBC__) && defined(__linux__)
   long page = sysconf(_SC_PAGESIZE);
   uintptr_t lo, hi;
   char *p;
   int rc = 0;
 
-  if (page <= 0 || bytes == 0 || bytes > INT_MAX / 4)
+  if (page <= 0)
     return -EINVAL;
   /* Fixed thresholds: the block below must come from the heap, not from
    * its own mapping, and must stay in the heap once freed. */
@@ -44,7 +46,6 @@ int cairn_heap_prefault(size_t bytes)
   free(p);
   return rc;
 #else
-  (void)bytes;
   return -ENOSYS;
 #endif
 }

@@ -10,9 +10,13 @@
  * keeps them: allocations below 2 * bytes come from the heap (not from
  * mmap) and up to 4 * bytes of free memory at its top is not returned to
  * the system. Later allocations use those pages without faulting.
- * Returns 0, -ENOSYS when the C library's malloc cannot be tuned so, or
- * -errno from malloc or madvise (EINVAL before Linux 5.14); malloc stays
- * usable whatever the result. */
+ * For the rest of the process: glibc's sliding mmap threshold is off and
+ * both thresholds override GLIBC_TUNABLES; meant for a command's process
+ * (cairn run and the like), not for a library's host.
+ * Returns 0; -EINVAL when bytes is 0 or above INT_MAX / 4; -ENOSYS when
+ * the C library's malloc cannot be tuned so (not glibc on Linux, or a
+ * sanitizer's); else -errno from malloc or madvise (EINVAL before Linux
+ * 5.14). malloc stays usable whatever the result. */
 int cairn_heap_prefault(size_t bytes);
 
 #endif
