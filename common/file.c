@@ -109,14 +109,27 @@ static int mkdirs_at(char *d, int parent_made, struct cairn_error *err)
   int rc;
 
   if (mkdir(d, 0700) == 0) {
-    if (chmod(d, 0700) == 0)
+    /* by descriptor: the name may be swapped for a link meanwhile */
+    int fd = open(d, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0 && fchmod(fd, 0700) == 0) {
+      close(fd);
       return 0;
+    }
+    rc = errno;
+    if (fd >= 0)
+      close(fd);
     return cairn_error_set(err, CAIRN_E_IO, "cannot chmod '%s': %s", d,
-                           strerror(errno));
+                           strerror(rc));
   }
-  if (errno == EEXIST)
-    return 0;
   rc = errno;
+  if (rc == EEXIST) {
+    struct stat sb;
+    /* a folder, or a link to one, as mkdir -p accepts */
+    if (stat(d, &sb) == 0 && S_ISDIR(sb.st_mode))
+      return 0;
+    return cairn_error_set(err, CAIRN_E_IO, "cannot create folder '%s': %s",
+                           d, "a file of that name is in the way");
+  }
   slash = strrchr(d, '/');
   if (rc != ENOENT || parent_made || slash == NULL || slash == d)
     return cairn_error_set(err, CAIRN_E_IO, "cannot create folder '%s': %s",

@@ -32,8 +32,9 @@ int cairn_fsync_dir(const char *path);
 
 /* mkdir -p: dir and every missing folder above it, each made 0700 (chmod
  * after mkdir, so the umask cannot widen or narrow it); folders that exist
- * are left as they are. 0, or CAIRN_E_IO with "cannot create folder 'D':
- * WHY" (CAIRN_E_NOMEM). dir is borrowed. */
+ * (or links to folders) are left as they are. 0, or CAIRN_E_IO with
+ * "cannot create folder 'D': WHY" (a file of that name in the way, too)
+ * or "cannot chmod 'D': WHY" (CAIRN_E_NOMEM). dir is borrowed. */
 int cairn_mkdirs(const char *dir, struct cairn_error *err);
 
 /* cairn_mkdirs of the folder holding path (nothing when path names no

@@ -148,13 +148,27 @@ static void test_error_redacted(void **state)
 
 /* mkdir -p: every missing folder 0700 whatever the umask, existing ones
  * left alone, a trailing slash, and a file in the way named in the error. */
+static mode_t saved_umask;
+
+/* test_mkdirs changes the umask: put it back even when an assert fails */
+static int mkdirs_setup(void **state)
+{
+  saved_umask = umask(0222); /* would make 0500 without the chmod */
+  return h_setup(state);
+}
+
+static int mkdirs_teardown(void **state)
+{
+  umask(saved_umask);
+  return h_teardown(state);
+}
+
 static void test_mkdirs(void **state)
 {
   struct h_fix *f = *state;
   struct cairn_error err = { 0 };
-  char p[PATH_MAX + 64];
+  char p[PATH_MAX + 64], q[PATH_MAX + 64];
   struct stat st;
-  mode_t old = umask(0222); /* would make 0500 without the chmod */
 
   snprintf(p, sizeof p, "%s/keep", f->dir);
   assert_int_equal(mkdir(p, 0755), 0);
@@ -186,9 +200,24 @@ static void test_mkdirs(void **state)
            f->dir);
   assert_string_equal(err.msg, p);
 
+  /* the folder itself a file: refused, not taken for a folder */
+  snprintf(p, sizeof p, "%s/plain", f->dir);
+  assert_int_equal(cairn_mkdirs(p, &err), CAIRN_E_IO);
+  snprintf(q, sizeof q, "cannot create folder '%s': a file of that name is "
+           "in the way", p);
+  assert_string_equal(err.msg, q);
+  /* a link to a folder is a folder, as for mkdir -p; a dangling one not */
+  snprintf(p, sizeof p, "%s/keep/a", f->dir);
+  snprintf(q, sizeof q, "%s/to-a", f->dir);
+  assert_int_equal(symlink(p, q), 0);
+  assert_int_equal(cairn_mkdirs(q, &err), 0);
+  snprintf(p, sizeof p, "%s/nowhere", f->dir);
+  snprintf(q, sizeof q, "%s/dangling", f->dir);
+  assert_int_equal(symlink(p, q), 0);
+  assert_int_equal(cairn_mkdirs(q, &err), CAIRN_E_IO);
+
   snprintf(p, sizeof p, "%s/keep/a/b/c/run.pid", f->dir);
   assert_int_equal(cairn_mkdir_parent(p, &err), 0);
-  umask(old);
 }
 
 int main(void)
@@ -199,7 +228,8 @@ int main(void)
                                     h_teardown),
     cmocka_unit_test_setup_teardown(test_errors, h_setup, h_teardown),
     cmocka_unit_test_setup_teardown(test_error_redacted, h_setup, h_teardown),
-    cmocka_unit_test_setup_teardown(test_mkdirs, h_setup, h_teardown),
+    cmocka_unit_test_setup_teardown(test_mkdirs, mkdirs_setup,
+                                    mkdirs_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
