@@ -135,6 +135,12 @@ long journal__test_commits(void);
 
 /* ---- schema.c ---- */
 
+/* Sets err to the refusal of a journal whose header is ours but whose
+ * pages SQLite finds corrupt (why: SQLite's words) and returns
+ * CAIRN_E_NOTJOURNAL. */
+int journal__damaged(const char *path, const char *why,
+                     struct cairn_error *err);
+
 /* Looks at an existing file without writing anything: its header, and
  * unless that alone shows a journal of ours, a read-only connection that
  * is closed again. CAIRN_E_NOTJOURNAL, CAIRN_E_SCHEMA, or 0 with *version

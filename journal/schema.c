@@ -7,7 +7,9 @@
  *   PRAGMA application_id = JOURNAL__APPLICATION_ID ("crn1"), and
  *   PRAGMA user_version   = the schema version (1 .. JOURNAL_SCHEMA_VERSION).
  * A file is recognised, before anything writes to it, as follows
- * (journal__schema_probe, through a read-only connection):
+ * (journal__schema_probe: from its 100-byte header alone when that shows
+ * a journal of ours that this cairn knows with nothing beside it, else
+ * through a read-only connection):
  *   - not an SQLite file                          -> CAIRN_E_NOTJOURNAL
  *   - user_version > JOURNAL_SCHEMA_VERSION       -> CAIRN_E_SCHEMA (unless
  *     another application's id is set: then CAIRN_E_NOTJOURNAL)
@@ -15,6 +17,8 @@
  *                                                 -> ours, migrate from 0
  *   - user_version 0 with tables, or 1.. without our application_id
  *                                                 -> CAIRN_E_NOTJOURNAL
+ *   - our application_id, but SQLite finds the pages corrupt
+ *                                   -> CAIRN_E_NOTJOURNAL, "is damaged"
  * In every refused case the file is left byte-for-byte as it was.
  *
  * ---- The tables (version 1) ----
@@ -272,8 +276,9 @@ static int hot_journal(const char *path)
  * left, and the writer looks at the version again before it writes. With
  * a -wal the probe stays: a newer cairn killed before its checkpoint
  * leaves a newer version there, and only a read-only connection can look
- * without checkpointing it into the file on close. */
-static int looks_like_sqlite(const char *path, int *known,
+ * without checkpointing it into the file on close. *ours is set when the
+ * header carries our application id. */
+static int looks_like_sqlite(const char *path, int *known, int *ours,
                              struct cairn_error *err)
 {
   static const char magic[16] = "SQLite format 3";
@@ -284,6 +289,7 @@ static int looks_like_sqlite(const char *path, int *known,
   int fd = open(path, O_RDONLY | O_CLOEXEC);
 
   *known = -1;
+  *ours = 0;
   if (fd < 0)
     return cairn_error_set(err, CAIRN_E_IO, "cannot open '%s': %s", path,
                            strerror(errno));
@@ -307,6 +313,7 @@ static int looks_like_sqlite(const char *path, int *known,
                     (uint32_t)head[62] << 8 | head[63]);
   f.app_id = (int)((uint32_t)head[68] << 24 | (uint32_t)head[69] << 16 |
                    (uint32_t)head[70] << 8 | head[71]);
+  *ours = f.app_id == JOURNAL__APPLICATION_ID;
   snprintf(wal, sizeof wal, "%s-wal", path);
   if (access(wal, F_OK) == 0)
     return 0;
@@ -326,15 +333,24 @@ static int looks_like_sqlite(const char *path, int *known,
   return 0;
 }
 
+int journal__damaged(const char *path, const char *why,
+                     struct cairn_error *err)
+{
+  return cairn_error_set(err, CAIRN_E_NOTJOURNAL,
+                         "journal '%s' is damaged (%s; hint: restore it from "
+                         "a backup)",
+                         path, why);
+}
+
 int journal__schema_probe(const char *path, int *version,
                           struct cairn_error *err)
 {
   sqlite3 *db = NULL;
   struct facts f = {0, 0, 0};
-  int rc, src, known;
+  int rc, src, known, ours;
 
   *version = 0;
-  rc = looks_like_sqlite(path, &known, err);
+  rc = looks_like_sqlite(path, &known, &ours, err);
   if (rc != 0)
     return rc;
   if (known >= 1) {
@@ -360,7 +376,9 @@ int journal__schema_probe(const char *path, int *version,
       src = read_facts(db, &f);
     }
   }
-  if (src == SQLITE_NOTADB || src == SQLITE_CORRUPT)
+  if (src == SQLITE_CORRUPT && ours)
+    rc = journal__damaged(path, sqlite3_errmsg(db), err);
+  else if (src == SQLITE_NOTADB || src == SQLITE_CORRUPT)
     rc = cairn_error_set(err, CAIRN_E_NOTJOURNAL,
                          "'%s' is not a cairn journal (%s)", path,
                          sqlite3_errmsg(db));

@@ -275,6 +275,28 @@ test_expect_success 'another application'\''s SQLite file: exit 2, unchanged' '
 	test_cmp before after
 '
 
+test_expect_success 'a journal whose pages are damaged: exit 2, says so, unchanged' '
+	cd main &&
+	cp .cairn/journal.db bad.db &&
+	# the schema records at the end of page 1 (4096 bytes): the header,
+	# and so the application id, stays intact
+	head -c 1000 /dev/zero | tr "\0" "\027" |
+		dd of=bad.db bs=1 seek=3000 conv=notrunc 2>/dev/null &&
+	sha256sum bad.db >before &&
+	echo "cairn: journal '\''bad.db'\'' is damaged (database disk image is malformed; hint: restore it from a backup)" >expect &&
+	for cmd in history verify "run ok.yaml"; do
+		rm -f bad.db-wal bad.db-shm &&
+		test_must_fail_with 2 cairn $cmd --journal bad.db 2>err || exit 1
+		test_cmp expect err || exit 1
+	done &&
+	# beside the -wal a reader leaves, the read-only probe says the same
+	test_must_fail_with 2 cairn history --journal bad.db 2>/dev/null &&
+	test_must_fail_with 2 cairn run ok.yaml --journal bad.db 2>err &&
+	test_cmp expect err &&
+	sha256sum bad.db >after &&
+	test_cmp before after
+'
+
 test_expect_success 'a journal with a newer schema (user_version 99): exit 2, unchanged' '
 	cd main &&
 	cp .cairn/journal.db v99.db &&
