@@ -82,6 +82,10 @@ struct adapter_desc {
    * leaves such a child of an unfinished step running for the re-run to
    * adopt instead of stopping it. */
   int adopts;
+  /* About how many bytes of heap one call holds while it runs (0: the
+   * engine's default), for the room a fan-out makes before its branches
+   * start (cairn_heap_reserve). Measured, not a limit. */
+  size_t heap_hint;
   /* The undo a state gets when it writes none (NULL: none): an adapter
    * name and its `with` as JSON text, where templates may use
    * self.input.K and self.output.K (the forward call's inputs and

@@ -904,6 +904,8 @@ const struct adapter_desc adapter_exec = {
   .inputs = exec_inputs,
   .outputs = exec_outputs,
   .idempotent = 0,
+  .heap_hint = 36 << 10, /* its output tails, pipes and log: 1,000 /bin/true
+                          * branches grew the heap by 31 MiB */
   .check = exec_check,
   .start = exec_start,
   .cancel = exec_cancel,

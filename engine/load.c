@@ -2557,6 +2557,20 @@ void engine_workflow_destroy(struct engine_workflow *wf)
   free(wf);
 }
 
+size_t engine_state_branches_heap(const struct engine_state *st)
+{
+  size_t bytes = 0;
+
+  if (st == NULL || st->kind != ENGINE_PARALLEL ||
+      st->nbranches < ENGINE_RESERVE_BRANCHES)
+    return 0;
+  for (size_t i = 0; i < st->nbranches; i++) {
+    const struct adapter_desc *d = adapter_find(st->branches[i].action.adapter);
+    bytes += d != NULL && d->heap_hint ? d->heap_hint : ENGINE_BRANCH_HEAP;
+  }
+  return bytes;
+}
+
 const struct engine_state *engine_workflow_state(
     const struct engine_workflow *wf, const char *name)
 {

@@ -217,6 +217,18 @@ int engine_workflow_load_buffer(struct engine_workflow **out, const char *name,
                                 struct cairn_error *err);
 void engine_workflow_destroy(struct engine_workflow *wf);
 
+/* The heap a branch holds while it runs when its adapter gives no
+ * heap_hint (http.check: 7.3 KiB a branch, measured). */
+#define ENGINE_BRANCH_HEAP ((size_t)8 << 10)
+/* Fan-outs narrower than this fit in the heap made resident at start. */
+#define ENGINE_RESERVE_BRANCHES 32
+
+/* About the heap the branches of parallel state st hold while they run
+ * (their adapters' heap_hint, else ENGINE_BRANCH_HEAP, each): what the
+ * engine makes room for before it starts them. 0 for any other state and
+ * for fewer than ENGINE_RESERVE_BRANCHES branches. */
+size_t engine_state_branches_heap(const struct engine_state *st);
+
 const struct engine_state *engine_workflow_state(
     const struct engine_workflow *wf, const char *name);
 const struct engine_environment *engine_workflow_env(

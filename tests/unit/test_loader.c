@@ -1606,6 +1606,61 @@ static void test_use_nested_frames(void **state)
   engine_workflow_destroy(wf);
 }
 
+/* A parallel state of n branches: the first `exec`s of them exec, the
+ * rest http.check. */
+static struct engine_workflow *fan_out(size_t n, size_t execs)
+{
+  size_t cap = 200 + n * 120, len;
+  char *y = malloc(cap);
+  struct engine_workflow *wf;
+
+  assert_non_null(y);
+  len = (size_t)snprintf(y, cap, HEAD "  a:\n    parallel:\n");
+  for (size_t i = 0; i < n; i++)
+    len += (size_t)snprintf(y + len, cap - len,
+                            i < execs
+                                ? "      b%zu: { do: exec, with: { argv: "
+                                  "[\"true\"] } }\n"
+                                : "      b%zu: { do: http.check, with: { url: "
+                                  "\"http://127.0.0.1:1/\" } }\n",
+                            i);
+  snprintf(y + len, cap - len, "    next: z\n  z: { succeed: true }\n");
+  wf = load_ok(y);
+  free(y);
+  return wf;
+}
+
+/* What the engine makes room for before a fan-out starts: each branch's
+ * adapter's heap_hint, else the default, and nothing for a narrow one. */
+static void test_branches_heap(void **state)
+{
+  const struct adapter_desc *ex = adapter_find("exec");
+  struct engine_workflow *wf;
+
+  (void)state;
+  assert_true(ex->heap_hint > ENGINE_BRANCH_HEAP);
+  assert_int_equal(adapter_find("http.check")->heap_hint, 0);
+
+  wf = fan_out(ENGINE_RESERVE_BRANCHES - 1, 0);
+  assert_int_equal(engine_state_branches_heap(engine_workflow_state(wf, "a")),
+                   0);
+  engine_workflow_destroy(wf);
+
+  wf = fan_out(100, 0);
+  assert_int_equal(engine_state_branches_heap(engine_workflow_state(wf, "a")),
+                   100 * ENGINE_BRANCH_HEAP);
+  assert_int_equal(engine_state_branches_heap(engine_workflow_state(wf, "z")),
+                   0);
+  engine_workflow_destroy(wf);
+
+  wf = fan_out(ENGINE_RESERVE_BRANCHES, 10);
+  assert_int_equal(engine_state_branches_heap(engine_workflow_state(wf, "a")),
+                   10 * ex->heap_hint +
+                       (ENGINE_RESERVE_BRANCHES - 10) * ENGINE_BRANCH_HEAP);
+  engine_workflow_destroy(wf);
+  assert_int_equal(engine_state_branches_heap(NULL), 0);
+}
+
 static void test_map(void **state)
 {
   struct engine_workflow *wf;
@@ -1817,6 +1872,7 @@ int main(void)
     cmocka_unit_test(test_use_errors),
     cmocka_unit_test(test_use_missing_file_position),
     cmocka_unit_test(test_use_nested_frames),
+    cmocka_unit_test(test_branches_heap),
     cmocka_unit_test(test_map),
     cmocka_unit_test(test_map_errors),
   };
