@@ -24,9 +24,10 @@ int cairn_heap_prefault(size_t bytes);
 
 /* Before a burst of allocations of about bytes in all (capped at
  * CAIRN_HEAP_RESERVE_MAX), in a process whose heap cairn_heap_prefault
- * set up: unless that much is free in the heap already, grows it by the
- * difference in blocks the heap serves, makes them resident and frees
- * them, and raises the trim threshold so they stay. Returns 0, -ENOSYS
+ * set up: unless that much is free in the heap already, takes that much
+ * in blocks the heap serves (what is free first, then new room at its
+ * top), makes them resident, frees them, and raises the trim threshold
+ * so they stay. Returns 0, -ENOSYS
  * without a successful cairn_heap_prefault (nothing done), -ENOMEM, or
  * -errno from madvise. Only a speed-up: the burst works whatever the
  * result. Not thread-safe: the loop thread's. */

@@ -289,8 +289,9 @@ test_expect_success 'a journal whose pages are damaged: exit 2, says so, unchang
 		test_must_fail_with 2 cairn $cmd --journal bad.db 2>err || exit 1
 		test_cmp expect err || exit 1
 	done &&
-	# beside the -wal a reader leaves, the read-only probe says the same
-	test_must_fail_with 2 cairn history --journal bad.db 2>/dev/null &&
+	# beside a -wal (a reader leaves an empty one), the read-only probe
+	# looks and says the same
+	: >bad.db-wal &&
 	test_must_fail_with 2 cairn run ok.yaml --journal bad.db 2>err &&
 	test_cmp expect err &&
 	sha256sum bad.db >after &&
