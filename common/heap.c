@@ -52,13 +52,14 @@ int cairn_heap_prefault(size_t bytes)
   if (bytes == 0 || bytes > INT_MAX / 4)
     return -EINVAL;
 #if HEAP_TUNABLE
+  size_t trim = bytes * 4;
   char *p;
   int rc;
 
   /* Fixed thresholds: the block below must come from the heap, not from
    * its own mapping, and must stay in the heap once freed. */
   if (mallopt(M_MMAP_THRESHOLD, (int)bytes * 2) != 1 ||
-      mallopt(M_TRIM_THRESHOLD, (int)bytes * 4) != 1)
+      mallopt(M_TRIM_THRESHOLD, (int)trim) != 1)
     return -ENOSYS;
   p = malloc(bytes);
   if (p == NULL)
@@ -67,7 +68,7 @@ int cairn_heap_prefault(size_t bytes)
   free(p);
   if (rc == 0) {
     block_max = bytes;
-    trim_now = bytes * 4;
+    trim_now = trim;
   }
   return rc;
 #else
