@@ -1,6 +1,7 @@
 /* cpu_at_exit: the CPU meter of tests/bench/demo.sh. LD_PRELOADed into
- * one process, it appends "PID USER_US SYSTEM_US MINOR_FAULTS" for that
- * process (all its threads, none of its children) to the file named by
+ * one process, it appends "PID USER_US SYSTEM_US MINOR_FAULTS SWITCHES"
+ * for that process (all its threads, none of its children; SWITCHES counts
+ * voluntary and involuntary context switches) to the file named by
  * CAIRN_BENCH_CPU_OUT as the process exits. Exact where sampling
  * /proc/PID/stat is not: that counts whole clock ticks and misses what
  * the process does after the last sample (closing the journal).
@@ -34,15 +35,15 @@ __attribute__((constructor)) static void meter_start(void)
 __attribute__((destructor)) static void meter_report(void)
 {
   struct rusage ru;
-  char line[128];
+  char line[160];
   int fd, n;
 
   if (out_path[0] == '\0' || getrusage(RUSAGE_SELF, &ru) != 0)
     return;
-  n = snprintf(line, sizeof line, "%ld %lld %lld %ld\n", (long)getpid(),
+  n = snprintf(line, sizeof line, "%ld %lld %lld %ld %ld\n", (long)getpid(),
                (long long)ru.ru_utime.tv_sec * 1000000 + ru.ru_utime.tv_usec,
                (long long)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec,
-               ru.ru_minflt);
+               ru.ru_minflt, ru.ru_nvcsw + ru.ru_nivcsw);
   fd = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0)
     return;

@@ -14,9 +14,16 @@
 # PostgreSQL starting, on health polls. Target: under 2%. Tears the stack
 # down after. A benchmark, never a test: it asserts no timing.
 #
+# Then what that CPU time is made of on this host: what host_costs.c
+# measures a page fault, a system call, a spawn and a context switch to
+# cost here, the CPU time of starting the process (`cairn --version`, which
+# loads the same libraries) and its page faults, and the median deploy's
+# context switches (counted by the meter) times their cost.
+#
 # Environment: CAIRN_BIN (default build-bench/cli/cairn), PYAIRTABLE_SERVICE_BIN
 # (default build-bench/examples/pyairtable-local/service/pyairtable-service),
 # CAIRN_BENCH_METER (default build-bench/tests/bench/libcpu_at_exit.so),
+# CAIRN_BENCH_HOST_COSTS (default build-bench/tests/bench/host_costs),
 # CAIRN_BENCH_RUNS (deploys measured, default 3).
 set -euo pipefail
 shopt -s inherit_errexit
@@ -32,6 +39,19 @@ command -v jq >/dev/null 2>&1 || die "jq is not installed"
 ex=$root/examples/pyairtable-local
 meter=${CAIRN_BENCH_METER:-$root/build-bench/tests/bench/libcpu_at_exit.so}
 [ -f "$meter" ] || die "no CPU meter at $meter (./dev bench builds it)"
+costs_bin=${CAIRN_BENCH_HOST_COSTS:-$root/build-bench/tests/bench/host_costs}
+[ -x "$costs_bin" ] || die "no host_costs at $costs_bin (./dev bench builds it)"
+
+# "FAULT_US SYSCALL_US SPAWN_US SWITCH_US" on this host, before the deploys
+read -r fault_us syscall_us spawn_us switch_us <<<"$("$costs_bin")"
+# starting the process: the median CPU time and faults of `cairn --version`
+starts=()
+for _ in 1 2 3 4 5; do
+  rm -f "$tmp/cpu"
+  CAIRN_BENCH_CPU_OUT="$tmp/cpu" LD_PRELOAD="$meter" "$bin" --version >/dev/null
+  starts+=("$(awk '{ printf "%.1f %d\n", ($2 + $3) / 1000, $4 }' "$tmp/cpu")")
+done
+read -r start_ms start_faults <<<"$(printf '%s\n' "${starts[@]}" | sort -g | sed -n 3p)"
 
 teardown() {
   (cd "$tmp" && "$bin" run "$ex/teardown.yaml" --env dev >/dev/null 2>&1) || true
@@ -60,10 +80,10 @@ for r in $(seq 1 "$runs"); do
   pid=$!
   wait "$pid" || { cat "$tmp/deploy.out" >&2; die "deploy $r failed"; }
   wall_ms=$(( ($(date +%s%N) - start) / 1000000 ))
-  # "PID USER_US SYSTEM_US MINOR_FAULTS", written by the meter at exit
-  cpu_ms=$(awk -v pid="$pid" '$1 == pid { printf "%.1f", ($2 + $3) / 1000 }' \
-    "$tmp/cpu" 2>/dev/null || true)
-  [ -n "$cpu_ms" ] || die "the CPU meter wrote nothing for deploy $r ($meter)"
+  # "PID USER_US SYSTEM_US MINOR_FAULTS SWITCHES", written by the meter at exit
+  read -r cpu_ms faults switches <<<"$(awk -v pid="$pid" '$1 == pid {
+    printf "%.1f %d %d", ($2 + $3) / 1000, $4, $5 }' "$tmp/cpu" 2>/dev/null || true)"
+  [ -n "${switches:-}" ] || die "the CPU meter wrote nothing for deploy $r ($meter)"
   shares+=("$(awk -v c="$cpu_ms" -v w="$wall_ms" 'BEGIN { printf "%.2f", 100 * c / w }')")
   run=$(cd "$tmp" && "$bin" history --json --limit 1 | jq -r 'if type == "array" then .[0].id else .id end')
   # phases: each top-level state.entered (a path without '/') to the next,
@@ -74,13 +94,13 @@ for r in $(seq 1 "$runs"); do
      | {s: .state, t: .time_ms, k: .kind}] as $e
     | [range(0; ($e | length) - 1) | select($e[.].k == "state.entered")
        | "\($e[.].s)=\($e[. + 1].t - $e[.].t)"] | join(" ")')
-  rows+=("$r $wall_ms $cpu_ms $phases")
+  rows+=("$r $wall_ms $cpu_ms $faults $switches $phases")
   note "deploy $r: ${wall_ms} ms wall, cairn ${cpu_ms} ms CPU (${shares[-1]}%)"
 done
 
 # the median run by wall time
 median=$(printf '%s\n' "${rows[@]}" | sort -k2,2n | sed -n "$(( (runs + 1) / 2 ))p")
-read -r _ wall cpu phases <<<"$median"
+read -r _ wall cpu faults switches phases <<<"$median"
 printf '\n| phase | wall (ms) |\n|---|---|\n'
 for p in $phases; do
   printf '| %s | %s |\n' "${p%%=*}" "${p#*=}"
@@ -88,3 +108,17 @@ done
 printf '| **whole deploy** | %s |\n\n' "$wall"
 printf 'cairn itself: %s ms CPU of %s ms wall in the median deploy; shares over %d deploys: %s%% (target under 2%%)\n' \
   "$cpu" "$wall" "$runs" "$(IFS=/; echo "${shares[*]}")"
+
+# What the median deploy's CPU time is made of, at this host's prices.
+# (The meter's fault count is not used: it includes the pages the engine
+# makes resident in one madvise at start, which take no fault trap.)
+awk -v cpu="$cpu" -v f="$fault_us" -v sc="$syscall_us" -v sp="$spawn_us" \
+    -v sw="$switch_us" -v st="$start_ms" -v sf="$start_faults" \
+    -v ns="$switches" 'BEGIN {
+  printf "\nthis host: a page fault costs %.2f us of CPU, a system call %.2f us, a spawn %.0f us, a context switch %.2f us (host_costs)\n", f, sc, sp, sw
+  printf "| part of cairn'"'"'s CPU in the median deploy | ms | share |\n|---|---:|---:|\n"
+  printf "| starting the process (`cairn --version`), of which %d page faults x %.2f us = %.1f ms | %.1f | %.0f%% |\n", sf, f, sf * f / 1000, st, 100 * st / cpu
+  printf "| the rest: loading the workflow, running it, journaling | %.1f | %.0f%% |\n", cpu - st, 100 * (cpu - st) / cpu
+  printf "| ... of which %d context switches x %.2f us | %.1f | %.0f%% |\n", ns, sw, ns * sw / 1000, 100 * ns * sw / 1000 / cpu
+  printf "| whole deploy | %.1f | 100%% |\n", cpu
+}'
