@@ -110,14 +110,20 @@ static int mkdirs_at(char *d, int parent_made, struct cairn_error *err)
 
   if (mkdir(d, 0700) == 0) {
     /* by descriptor: the name may be swapped for a link meanwhile */
-    int fd = open(d, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd >= 0 && fchmod(fd, 0700) == 0) {
+    int fd = open(d, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), ok;
+    if (fd >= 0) {
+      ok = fchmod(fd, 0700) == 0;
+      rc = errno;
       close(fd);
-      return 0;
+    } else {
+      /* a umask without the owner's read bit (0477) made a folder we
+       * cannot open to read: by name then, still refusing a link */
+      ok = errno == EACCES &&
+           fchmodat(AT_FDCWD, d, 0700, AT_SYMLINK_NOFOLLOW) == 0;
+      rc = errno;
     }
-    rc = errno;
-    if (fd >= 0)
-      close(fd);
+    if (ok)
+      return 0;
     return cairn_error_set(err, CAIRN_E_IO, "cannot chmod '%s': %s", d,
                            strerror(rc));
   }

@@ -5,6 +5,9 @@
 #include "adapter_harness.h"
 #include "common/file.h"
 
+#include <grp.h>
+#include <sys/wait.h>
+
 static void put_file(const char *path, const char *data, size_t n,
                      mode_t mode)
 {
@@ -220,6 +223,56 @@ static void test_mkdirs(void **state)
   assert_int_equal(cairn_mkdir_parent(p, &err), 0);
 }
 
+/* A umask without the owner's read bit (0477) makes mkdir's folder 0300,
+ * which cannot be opened to read: cairn_mkdirs must still leave 0700 at
+ * every level it makes. Root reads anything, so the work runs in a child
+ * that is unprivileged (nobody, when the test runs as root). */
+static void test_mkdirs_unreadable_umask(void **state)
+{
+  struct h_fix *f = *state;
+  char base[PATH_MAX + 64];
+  pid_t pid;
+  int status;
+
+  snprintf(base, sizeof base, "%s/u", f->dir);
+  assert_int_equal(mkdir(base, 0700), 0);
+  if (geteuid() == 0) {
+    assert_int_equal(chmod(f->dir, 0711), 0); /* nobody passes through */
+    assert_int_equal(chown(base, 65534, 65534), 0);
+  }
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    struct cairn_error err = { 0 };
+    char p[PATH_MAX + 64];
+    struct stat st;
+    int bad = 0;
+
+    if (geteuid() == 0 &&
+        (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0))
+      _exit(2);
+    umask(0477);
+    snprintf(p, sizeof p, "%s/a/b", base);
+    if (cairn_mkdirs(p, &err) != 0) {
+      fprintf(stderr, "cairn_mkdirs: %s\n", err.msg);
+      bad = 3;
+    } else if (stat(p, &st) != 0 || (st.st_mode & 07777) != 0700) {
+      bad = 4;
+    } else {
+      snprintf(p, sizeof p, "%s/a", base);
+      if (stat(p, &st) != 0 || (st.st_mode & 07777) != 0700)
+        bad = 5;
+    }
+    /* what a failure left at 0300 must not stop the teardown */
+    snprintf(p, sizeof p, "%s/a", base);
+    chmod(p, 0700);
+    _exit(bad);
+  }
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -230,6 +283,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_error_redacted, h_setup, h_teardown),
     cmocka_unit_test_setup_teardown(test_mkdirs, mkdirs_setup,
                                     mkdirs_teardown),
+    cmocka_unit_test_setup_teardown(test_mkdirs_unreadable_umask, h_setup,
+                                    h_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
