@@ -376,9 +376,10 @@ int journal__schema_probe(const char *path, int *version,
       src = read_facts(db, &f);
     }
   }
-  if (src == SQLITE_CORRUPT && ours)
+  /* extended codes are on: SQLITE_CORRUPT_INDEX is damage too */
+  if ((src & 0xff) == SQLITE_CORRUPT && ours)
     rc = journal__damaged(path, sqlite3_errmsg(db), err);
-  else if (src == SQLITE_NOTADB || src == SQLITE_CORRUPT)
+  else if ((src & 0xff) == SQLITE_NOTADB || (src & 0xff) == SQLITE_CORRUPT)
     rc = cairn_error_set(err, CAIRN_E_NOTJOURNAL,
                          "'%s' is not a cairn journal (%s)", path,
                          sqlite3_errmsg(db));
@@ -431,6 +432,11 @@ int journal__schema_migrate(struct journal *j, struct cairn_error *err)
   }
 out:
   if (rc != 0) {
+    int primary = sqlite3_extended_errcode(j->db) & 0xff;
+    /* damage found on the way (a page the migration needs): said as
+     * such now, as the rollback resets the connection's error code */
+    if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB)
+      rc = journal__damaged(j->path, sqlite3_errmsg(j->db), err);
     journal__tx_rollback(j);
     return rc;
   }

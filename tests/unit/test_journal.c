@@ -618,6 +618,48 @@ static void test_v0_empty_migrates(void **state)
   journal_close(j);
 }
 
+/* A journal of ours at schema 1 whose damage shows only when the
+ * migration to 2 needs a page: its free-list pointer names a page past
+ * the end. Refused as damaged (exit 2), as a damaged page found by the
+ * probe is, and left byte for byte as it was. */
+static void test_damaged_found_by_migration(void **state)
+{
+  struct fx *fx = *state;
+  struct journal *j = open_new(fx->path);
+  struct cairn_error err = {0, ""};
+  char msg[2048];
+  char *bytes;
+  size_t n;
+  FILE *fp;
+
+  journal_close(j);
+  j = NULL;
+  /* back to schema 1 (meta came with 2), its pages now on the free list */
+  assert_int_equal(raw_exec(fx->path, "DROP TABLE meta;"
+                                      "PRAGMA user_version = 1;"),
+                   SQLITE_OK);
+  bytes = slurp(fx->path, &n);
+  assert_true(n >= 100);
+  assert_true(bytes[36] != 0 || bytes[37] != 0 || bytes[38] != 0 ||
+              bytes[39] != 0); /* free-list pages */
+  free(bytes);
+  /* the first free-list trunk page (header offset 32): far past the end */
+  fp = fopen(fx->path, "r+b");
+  assert_non_null(fp);
+  assert_int_equal(fseek(fp, 32, SEEK_SET), 0);
+  assert_int_equal(fwrite("\x00\xff\xff\xff", 1, 4, fp), 4);
+  assert_int_equal(fclose(fp), 0);
+
+  bytes = slurp(fx->path, &n);
+  assert_int_equal(journal_open(&j, fx->path, 0, &err), CAIRN_E_NOTJOURNAL);
+  assert_null(j);
+  snprintf(msg, sizeof msg, "journal '%s' is damaged (database disk image "
+           "is malformed; hint: restore it from a backup)", fx->path);
+  assert_string_equal(err.msg, msg);
+  assert_untouched(fx->path, bytes, n);
+  free(bytes);
+}
+
 /* A first run killed while SQLite was writing the new file in its
  * default rollback mode, before the switch to WAL, leaves a hot journal
  * beside it. A read-only open (cairn verify, history) must not fail with
@@ -2635,6 +2677,7 @@ int main(void)
       T(test_newer_schema_refused),
       T(test_foreign_sqlite_refused),
       T(test_v0_empty_migrates),
+      T(test_damaged_found_by_migration),
       T(test_hot_rollback_journal),
       T(test_find_path),
       T(test_canonical_json),
