@@ -97,8 +97,9 @@ int cairn_heap_reserve(size_t bytes)
   arena = mi.arena + nblocks * block_max;
   /* Freed, the blocks join the heap's top: it must not be trimmed. */
   if (arena + block_max > trim_now) {
-    if (arena + block_max > INT_MAX ||
-        mallopt(M_TRIM_THRESHOLD, (int)(arena + block_max)) != 1)
+    if (arena + block_max > INT_MAX)
+      return -ERANGE; /* mallopt takes an int */
+    if (mallopt(M_TRIM_THRESHOLD, (int)(arena + block_max)) != 1)
       return -ENOSYS;
     trim_now = arena + block_max;
   }

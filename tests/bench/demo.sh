@@ -43,7 +43,9 @@ costs_bin=${CAIRN_BENCH_HOST_COSTS:-$root/build-bench/tests/bench/host_costs}
 [ -x "$costs_bin" ] || die "no host_costs at $costs_bin (./dev bench builds it)"
 
 # "FAULT_US SYSCALL_US SPAWN_US SWITCH_US" on this host, before the deploys
-read -r fault_us syscall_us spawn_us switch_us <<<"$("$costs_bin")"
+costs=$("$costs_bin") || die "host_costs failed ($costs_bin)"
+read -r fault_us syscall_us spawn_us switch_us <<<"$costs"
+[ -n "$switch_us" ] || die "host_costs printed '$costs', not four numbers"
 # starting the process: the median CPU time and faults of `cairn --version`
 starts=()
 for _ in 1 2 3 4 5; do
@@ -56,7 +58,13 @@ read -r start_ms start_faults <<<"$(printf '%s\n' "${starts[@]}" | sort -g | sed
 teardown() {
   (cd "$tmp" && "$bin" run "$ex/teardown.yaml" --env dev >/dev/null 2>&1) || true
 }
-trap 'teardown; bench_cleanup $?' EXIT
+# the script's status, not teardown's: the files stay when a deploy failed
+on_exit() {
+  local rc=$?
+  teardown
+  bench_cleanup "$rc"
+}
+trap on_exit EXIT
 
 rows=()
 shares=()

@@ -6,7 +6,8 @@
  *   host_costs    prints "FAULT_US SYSCALL_US SPAWN_US SWITCH_US"
  *
  * Each is the median of 5 rounds of getrusage(RUSAGE_SELF) deltas:
- *   FAULT_US    first write to a page of fresh anonymous memory
+ *   FAULT_US    first write to a page of fresh anonymous memory (huge
+ *               pages refused, the CPU time divided by the faults taken)
  *   SYSCALL_US  getppid(), the cheapest system call
  *   SPAWN_US    posix_spawn of /bin/true and waitpid for it (the parent's
  *               part only: the child's CPU is not in RUSAGE_SELF)
@@ -26,14 +27,24 @@ extern char **environ;
 
 #define ROUNDS 5
 
-static double cpu_us(void)
+/* CPU time so far, and the minor faults taken when faults is not NULL */
+static double cpu_us_faults(long *faults)
 {
   struct rusage ru;
 
+  if (faults != NULL)
+    *faults = 0;
   if (getrusage(RUSAGE_SELF, &ru) != 0)
     return 0;
+  if (faults != NULL)
+    *faults = ru.ru_minflt;
   return (double)ru.ru_utime.tv_sec * 1e6 + (double)ru.ru_utime.tv_usec +
          (double)ru.ru_stime.tv_sec * 1e6 + (double)ru.ru_stime.tv_usec;
+}
+
+static double cpu_us(void)
+{
+  return cpu_us_faults(NULL);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -59,14 +70,20 @@ static double fault_us(void)
   for (int r = 0; r < ROUNDS; r++) {
     char *p = mmap(NULL, pages * page, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    long f0, f1;
     double t;
     if (p == MAP_FAILED)
       return -1;
-    t = cpu_us();
+    /* with transparent huge pages, one fault could fill 512 pages */
+    madvise(p, pages * page, MADV_NOHUGEPAGE);
+    t = cpu_us_faults(&f0);
     for (size_t i = 0; i < pages; i++)
       ((volatile char *)p)[i * page] = 1;
-    v[r] = (cpu_us() - t) / (double)pages;
+    t = cpu_us_faults(&f1) - t;
     munmap(p, pages * page);
+    if (f1 <= f0)
+      return -1;
+    v[r] = t / (double)(f1 - f0);
   }
   return median(v);
 }
