@@ -27,11 +27,11 @@ int cairn_heap_prefault(size_t bytes);
  * set up: unless that much is free in the heap already, takes that much
  * in blocks the heap serves (what is free first, then new room at its
  * top), makes them resident, frees them, and raises the trim threshold
- * so they stay. Returns 0, -ENOSYS
- * without a successful cairn_heap_prefault (nothing done), -ERANGE when
- * the heap would grow past INT_MAX bytes (the trim threshold is an int;
- * nothing done), -ENOMEM, or -errno from madvise. Only a speed-up: the burst works whatever the
- * result. Not thread-safe: the loop thread's. */
+ * so they stay. Returns 0, -ENOSYS without a successful
+ * cairn_heap_prefault (nothing done), -ERANGE when the heap would grow
+ * past INT_MAX bytes (the trim threshold is an int; nothing done),
+ * -ENOMEM, or -errno from madvise. Only a speed-up: the burst works
+ * whatever the result. Not thread-safe: the loop thread's. */
 int cairn_heap_reserve(size_t bytes);
 
 #endif
