@@ -123,7 +123,8 @@ int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx)
   const char *target = to ? to : through;
   const struct engine_environment *e = engine_workflow_env(wf, target);
   if (e == NULL) {
-    cli_error("workflow '%s' has no environment '%s'", wf->name, target);
+    engine_workflow_env_check(wf, target, &err);
+    cli_error("%s", err.msg);
     code = CLI_EXIT_USAGE;
     goto out;
   }

@@ -65,15 +65,8 @@ int cli_cmd_run(int argc, char **argv, struct cli_ctx *ctx)
     code = CLI_EXIT_USAGE;
     goto out;
   }
-  if (wf->nenvs > 0 && env == NULL) {
-    cli_error("workflow '%s' declares environments: choose one with --env "
-              "(%s%s)", wf->name, wf->envs[0].name,
-              wf->nenvs > 1 ? ", ..." : "");
-    code = CLI_EXIT_USAGE;
-    goto out;
-  }
-  if (env && engine_workflow_env(wf, env) == NULL) {
-    cli_error("workflow '%s' has no environment '%s'", wf->name, env);
+  if (engine_workflow_env_check(wf, env, &err) != 0) {
+    cli_error("%s", err.msg);
     code = CLI_EXIT_USAGE;
     goto out;
   }

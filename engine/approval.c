@@ -395,9 +395,7 @@ int engine_promotion_check(struct journal *j, const struct engine_workflow *wf,
 
   memset(g, 0, sizeof *g);
   if (e == NULL)
-    return cairn_error_set(err, CAIRN_E_INVAL,
-                           "workflow '%s' has no environment '%s'", wf->name,
-                           env);
+    return engine_workflow_env_check(wf, env != NULL ? env : "", err);
   if (release == NULL && e->after) {
     struct journal_run live;
     rc = engine_live_run(j, wf->name, e->after, &live, err);

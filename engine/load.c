@@ -2664,6 +2664,47 @@ const struct engine_environment *engine_workflow_env(
   return NULL;
 }
 
+/* wf's environment names, ", " between them, "..." when out is full */
+static void env_names(const struct engine_workflow *wf, char *out, size_t n)
+{
+  size_t used = 0;
+
+  out[0] = '\0';
+  for (size_t i = 0; i < wf->nenvs; i++) {
+    int w = snprintf(out + used, n - used, "%s%s", i ? ", " : "",
+                     wf->envs[i].name);
+    if (w < 0 || (size_t)w >= n - used) {
+      if (n >= 4)
+        memcpy(out + n - 4, "...", 4);
+      return;
+    }
+    used += (size_t)w;
+  }
+}
+
+int engine_workflow_env_check(const struct engine_workflow *wf,
+                              const char *env, struct cairn_error *err)
+{
+  char names[512];
+
+  if (env != NULL && engine_workflow_env(wf, env) != NULL)
+    return 0;
+  if (env == NULL && wf->nenvs == 0)
+    return 0;
+  env_names(wf, names, sizeof names);
+  if (env == NULL)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "workflow '%s' declares environments: choose one "
+                           "with --env (%s)", wf->name, names);
+  if (wf->nenvs == 0)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "workflow '%s' has no environment '%s' (hint: it "
+                           "declares none: leave out --env)", wf->name, env);
+  return cairn_error_set(err, CAIRN_E_INVAL,
+                         "workflow '%s' has no environment '%s' (hint: its "
+                         "environments are %s)", wf->name, env, names);
+}
+
 const struct engine_param *engine_param_find(const struct engine_param *params,
                                              size_t n, const char *name)
 {

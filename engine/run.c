@@ -1830,14 +1830,8 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
   int rc;
 
   memset(res, 0, sizeof *res);
-  if (wf->nenvs > 0 && opt->env == NULL)
-    return cairn_error_set(err, CAIRN_E_INVAL,
-                           "workflow '%s' declares environments: choose one "
-                           "with --env", wf->name);
-  if (opt->env && engine_workflow_env(wf, opt->env) == NULL)
-    return cairn_error_set(err, CAIRN_E_INVAL,
-                           "workflow '%s' has no environment '%s'", wf->name,
-                           opt->env);
+  if ((rc = engine_workflow_env_check(wf, opt->env, err)) != 0)
+    return rc;
   rc = engine_workflow_params(wf, opt->sets, opt->nsets, &params, err);
   if (rc != 0)
     return rc;

@@ -233,6 +233,14 @@ const struct engine_state *engine_workflow_state(
     const struct engine_workflow *wf, const char *name);
 const struct engine_environment *engine_workflow_env(
     const struct engine_workflow *wf, const char *name);
+/* Whether env (NULL: none given) is an environment a run of wf can use:
+ * 0, or CAIRN_E_INVAL with a message that names the environments wf
+ * declares ("workflow 'W' has no environment 'X' (hint: its environments
+ * are dev, staging, prod)"; "declares environments: choose one with
+ * --env (dev, staging, prod)"; or, for a workflow that declares none,
+ * "leave out --env"). env may be NULL only when none is needed. */
+int engine_workflow_env_check(const struct engine_workflow *wf,
+                              const char *env, struct cairn_error *err);
 const struct engine_param *engine_workflow_param(
     const struct engine_workflow *wf, const char *name);
 /* The param called name among params[0..n) (a frame's), or NULL. */

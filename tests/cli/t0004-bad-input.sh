@@ -206,8 +206,34 @@ test_expect_success 'a bad --grace: exit 2, no journal created' '
 test_expect_success 'an environment the workflow does not have: exit 2, no journal' '
 	cd fresh &&
 	test_must_fail_with 2 cairn run ../main/ok.yaml --env prod 2>err &&
-	echo "cairn: workflow '\''ok'\'' has no environment '\''prod'\''" >expect &&
+	echo "cairn: workflow '\''ok'\'' has no environment '\''prod'\'' (hint: it declares none: leave out --env)" >expect &&
 	test_cmp expect err &&
+	test_path_is_missing .cairn
+'
+
+test_expect_success 'a wrong or missing --env names the environments there are' '
+	cd fresh &&
+	cat >envs.yaml <<-\EOF &&
+	cairn: 1
+	name: envs
+	environments:
+	  dev: {}
+	  staging: {}
+	  prod: {}
+	start: a
+	states:
+	  a: { succeed: true }
+	EOF
+	test_must_fail_with 2 cairn run envs.yaml --env qa 2>err &&
+	echo "cairn: workflow '\''envs'\'' has no environment '\''qa'\'' (hint: its environments are dev, staging, prod)" >expect &&
+	test_cmp expect err &&
+	test_must_fail_with 2 cairn run envs.yaml 2>err &&
+	echo "cairn: workflow '\''envs'\'' declares environments: choose one with --env (dev, staging, prod)" >expect &&
+	test_cmp expect err &&
+	test_must_fail_with 2 cairn simulate envs.yaml --env qa 2>err &&
+	test_grep "its environments are dev, staging, prod" err &&
+	test_must_fail_with 2 cairn promote envs.yaml --to qa 2>err &&
+	test_grep "its environments are dev, staging, prod" err &&
 	test_path_is_missing .cairn
 '
 
