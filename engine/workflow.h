@@ -237,8 +237,8 @@ const struct engine_environment *engine_workflow_env(
  * 0, or CAIRN_E_INVAL with a message that names the environments wf
  * declares ("workflow 'W' has no environment 'X' (hint: its environments
  * are dev, staging, prod)"; "declares environments: choose one with
- * --env (dev, staging, prod)"; or, for a workflow that declares none,
- * "leave out --env"). env may be NULL only when none is needed. */
+ * --env (dev, staging, prod)" when env is NULL; or, for a workflow that
+ * declares none, "leave out --env"). wf and env are borrowed. */
 int engine_workflow_env_check(const struct engine_workflow *wf,
                               const char *env, struct cairn_error *err);
 const struct engine_param *engine_workflow_param(
