@@ -135,11 +135,13 @@ long journal__test_commits(void);
 
 /* ---- schema.c ---- */
 
-/* Sets err to the refusal of a journal whose header is ours but whose
- * pages SQLite finds corrupt (why: SQLite's words) and returns
- * CAIRN_E_NOTJOURNAL. */
-int journal__damaged(const char *path, const char *why,
-                     struct cairn_error *err);
+/* rc, unless db's last error is SQLite finding the pages of path (a file
+ * whose header said journal of ours) corrupt or not a database: then err
+ * says the journal is damaged, with SQLite's words, and the result is
+ * CAIRN_E_NOTJOURNAL. Call it before anything (a rollback) resets db's
+ * error code. db is borrowed. */
+int journal__if_damaged(const char *path, sqlite3 *db, int rc,
+                        struct cairn_error *err);
 
 /* Looks at an existing file without writing anything: its header, and
  * unless that alone shows a journal of ours, a read-only connection that

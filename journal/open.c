@@ -416,13 +416,10 @@ int journal_open(struct journal **out, const char *path, unsigned flags,
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   if (rc == 0)
     rc = journal__key_load_recorded(j, err);
-  if (rc != 0 && j->db != NULL) {
-    int primary = sqlite3_extended_errcode(j->db) & 0xff;
-    /* Its header said cairn journal (journal__schema_probe), its pages
-     * do not: say so, and refuse it as a file that is not a journal. */
-    if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB)
-      rc = journal__damaged(path, sqlite3_errmsg(j->db), err);
-  }
+  /* Its header said cairn journal (journal__schema_probe), its pages
+   * may not: say so, and refuse it as a file that is not a journal. */
+  if (rc != 0 && j->db != NULL)
+    rc = journal__if_damaged(path, j->db, rc, err);
   if (rc != 0)
     goto out;
   *out = j;

@@ -333,8 +333,8 @@ static int looks_like_sqlite(const char *path, int *known, int *ours,
   return 0;
 }
 
-int journal__damaged(const char *path, const char *why,
-                     struct cairn_error *err)
+static int damaged(const char *path, const char *why,
+                   struct cairn_error *err)
 {
   return cairn_error_set(err, CAIRN_E_NOTJOURNAL,
                          "journal '%s' is damaged (%s; hint: restore it from "
@@ -342,12 +342,22 @@ int journal__damaged(const char *path, const char *why,
                          path, why);
 }
 
+int journal__if_damaged(const char *path, sqlite3 *db, int rc,
+                        struct cairn_error *err)
+{
+  int primary = sqlite3_extended_errcode(db) & 0xff;
+
+  if (rc != 0 && (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB))
+    return damaged(path, sqlite3_errmsg(db), err);
+  return rc;
+}
+
 int journal__schema_probe(const char *path, int *version,
                           struct cairn_error *err)
 {
   sqlite3 *db = NULL;
   struct facts f = {0, 0, 0};
-  int rc, src, known, ours;
+  int rc, src, primary, known, ours;
 
   *version = 0;
   rc = looks_like_sqlite(path, &known, &ours, err);
@@ -377,9 +387,10 @@ int journal__schema_probe(const char *path, int *version,
     }
   }
   /* extended codes are on: SQLITE_CORRUPT_INDEX is damage too */
-  if ((src & 0xff) == SQLITE_CORRUPT && ours)
-    rc = journal__damaged(path, sqlite3_errmsg(db), err);
-  else if ((src & 0xff) == SQLITE_NOTADB || (src & 0xff) == SQLITE_CORRUPT)
+  primary = src & 0xff;
+  if (primary == SQLITE_CORRUPT && ours)
+    rc = damaged(path, sqlite3_errmsg(db), err);
+  else if (primary == SQLITE_NOTADB || primary == SQLITE_CORRUPT)
     rc = cairn_error_set(err, CAIRN_E_NOTJOURNAL,
                          "'%s' is not a cairn journal (%s)", path,
                          sqlite3_errmsg(db));
@@ -432,11 +443,9 @@ int journal__schema_migrate(struct journal *j, struct cairn_error *err)
   }
 out:
   if (rc != 0) {
-    int primary = sqlite3_extended_errcode(j->db) & 0xff;
-    /* damage found on the way (a page the migration needs): said as
-     * such now, as the rollback resets the connection's error code */
-    if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB)
-      rc = journal__damaged(j->path, sqlite3_errmsg(j->db), err);
+    /* damage found on the way (a page the migration needs): said now,
+     * as the rollback resets the connection's error code */
+    rc = journal__if_damaged(j->path, j->db, rc, err);
     journal__tx_rollback(j);
     return rc;
   }
