@@ -644,6 +644,7 @@ int adapter__exec_start(struct adapter_call *call,
   char **spawn_args;
   int out_p[2] = { -1, -1 }, err_p[2] = { -1, -1 };
   pid_t pid = -1;
+  int64_t pstart = 0;
   int64_t t;
   int rc;
 
@@ -726,7 +727,8 @@ int adapter__exec_start(struct adapter_call *call,
   spawn_args = (char **)(args ? args : sh_args);
   adapter__cloexec_fds();
   if ((rc = adapter__pipe(out_p)) == 0 && (rc = adapter__pipe(err_p)) == 0)
-    rc = adapter__spawn(&pid, spawn_args, envp, cwd, out_p[1], err_p[1]);
+    rc = adapter__spawn(&pid, &pstart, spawn_args, envp, cwd, out_p[1],
+                        err_p[1]);
   if (out_p[1] >= 0)
     close(out_p[1]);
   if (err_p[1] >= 0)
@@ -759,12 +761,8 @@ int adapter__exec_start(struct adapter_call *call,
     uv_timer_start(&r->timer, on_timer, (uint64_t)r->timeout_ms, 0);
   }
 
-  if (call->on_spawned) { /* last: it may cancel */
-    int64_t ticks = 0;
-    if (cairn_proc_start_time(r->pid, &ticks) < 0)
-      ticks = 0;
-    call->on_spawned(call, r->pid, r->pid, ticks);
-  }
+  if (call->on_spawned) /* last: it may cancel */
+    call->on_spawned(call, r->pid, r->pid, pstart);
   return 0;
 
 fail:

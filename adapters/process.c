@@ -480,7 +480,8 @@ static int start_start(struct adapter_call *call, struct cairn_error *err)
     goto failed;
   }
   adapter__cloexec_fds();
-  rc = adapter__spawn(&pid, (char *const *)args, envp, cwd, fd, fd);
+  rc = adapter__spawn(&pid, &r->proc_start, (char *const *)args, envp, cwd,
+                      fd, fd);
   close(fd);
   fd = -1;
   if (rc != 0) {
@@ -488,8 +489,6 @@ static int start_start(struct adapter_call *call, struct cairn_error *err)
     goto failed;
   }
   r->pid = r->pgid = (int)pid;
-  if (cairn_proc_start_time(r->pid, &r->proc_start) < 0)
-    r->proc_start = 0; /* gone already: start_check will say so */
   if (start_write_pidfile(r, argv) < 0) {
     kill(-r->pgid, SIGKILL);
     reap(r->pid);

@@ -2,6 +2,7 @@
  * vfork and execve exec and process.start share, and small helpers. */
 #include "adapters/spawn.h"
 #include "adapters/adapter.h"
+#include "common/proc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -252,18 +254,22 @@ fail:
  * of what a spawn costs). Every signal stays blocked meanwhile, so no
  * handler of ours runs in the child. Returns 0, or the errno of the step
  * that failed (the child then already exited, and is reaped). */
-static int vspawn(pid_t *pid, const struct spawn_req *q)
+static int vspawn(pid_t *pid, int64_t *start, const struct spawn_req *q)
 {
   volatile int err = 0;
   sigset_t all, old;
+  struct timespec before, after;
   pid_t p;
 
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
+  /* the child's start time lies between these two (proc.h) */
+  clock_gettime(CLOCK_BOOTTIME, &before);
   p = vfork();
   if (p == 0)
     child_exec(q, &err);
   int e = errno;
+  clock_gettime(CLOCK_BOOTTIME, &after);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (p < 0)
     return e;
@@ -273,6 +279,10 @@ static int vspawn(pid_t *pid, const struct spawn_req *q)
     return err;
   }
   *pid = p;
+  /* Unreaped, the pid is still this child's: /proc cannot show another. */
+  if (cairn_proc_start_between(&before, &after, start) != 0 &&
+      cairn_proc_start_time((int)p, start) != 0)
+    *start = 0;
   return 0;
 }
 
@@ -367,8 +377,8 @@ int adapter__pipe(int fds[2])
  * empty mask, stdin /dev/null, stdout and stderr the pipes' write ends.
  * argv[0] without a '/' is looked up in the PATH of the child's
  * environment, as libuv's execvp child did. */
-int adapter__spawn(pid_t *pid, char *const *args, char **envp,
-                   const char *cwd, int out_w, int err_w)
+int adapter__spawn(pid_t *pid, int64_t *start, char *const *args,
+                   char **envp, const char *cwd, int out_w, int err_w)
 {
   struct spawn_req q;
   size_t n = 0;
@@ -392,7 +402,7 @@ int adapter__spawn(pid_t *pid, char *const *args, char **envp,
   q.sh[0] = (char *)"/bin/sh";
   for (size_t i = 1; i < n; i++)
     q.sh[i + 1] = args[i];
-  rc = vspawn(pid, &q);
+  rc = vspawn(pid, start, &q);
 out:
   free((void *)q.cands);
   free(q.sh);

@@ -25,10 +25,12 @@ char **adapter__build_env(const char *const *extra, json_t *env);
  * file without "#!" runs through /bin/sh) as the leader of a new session
  * and process group, default signal dispositions, an empty mask, stdin
  * /dev/null, stdout out_fd and stderr err_fd (both above 2), in cwd (NULL:
- * ours), with envp (NULL: ours). Returns 0 or a positive errno; nothing
- * is borrowed past the call. */
-int adapter__spawn(pid_t *pid, char *const *args, char **envp,
-                   const char *cwd, int out_fd, int err_fd);
+ * ours), with envp (NULL: ours). Sets *pid and *start, the child's start
+ * time in clock ticks as /proc/PID/stat shows it (0 only if that could not
+ * be read), which with the pid names it even after the pid is reused.
+ * Returns 0 or a positive errno; nothing is borrowed past the call. */
+int adapter__spawn(pid_t *pid, int64_t *start, char *const *args,
+                   char **envp, const char *cwd, int out_fd, int err_fd);
 
 /* A pipe, both ends close-on-exec and above 2. Returns 0 or an errno. */
 int adapter__pipe(int fds[2]);

@@ -102,6 +102,24 @@ int cairn_proc_start_time(int pid, int64_t *ticks)
   return rc;
 }
 
+int cairn_proc_start_between(const struct timespec *before,
+                             const struct timespec *after, int64_t *ticks)
+{
+  long hz = sysconf(_SC_CLK_TCK); /* USER_HZ, from the auxiliary vector */
+  int64_t a, b, per_tick;
+
+  /* the kernel divides by NSEC_PER_SEC / USER_HZ only when that is whole */
+  if (hz <= 0 || 1000000000L % hz != 0)
+    return -1;
+  per_tick = 1000000000L / hz;
+  a = ((int64_t)before->tv_sec * 1000000000L + before->tv_nsec) / per_tick;
+  b = ((int64_t)after->tv_sec * 1000000000L + after->tv_nsec) / per_tick;
+  if (a != b)
+    return -1;
+  *ticks = a;
+  return 0;
+}
+
 int cairn_proc_alive(int pid, int64_t start_ticks)
 {
   struct stat_fields f;

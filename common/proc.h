@@ -4,10 +4,22 @@
 #define CAIRN_PROC_H
 
 #include <stdint.h>
+#include <time.h>
 
 /* Start time of pid in clock ticks since boot (/proc/PID/stat field 22).
  * Returns 0, or -ESRCH when there is no such process. */
 int cairn_proc_start_time(int pid, int64_t *ticks);
+
+/* The start time /proc/PID/stat would show for a child forked between
+ * two readings of CLOCK_BOOTTIME, before and after the fork, without
+ * reading /proc (dear on a virtual machine: some 80 us a read, a twentieth
+ * of a spawn): the kernel stamps a new process with CLOCK_BOOTTIME inside
+ * fork and shows it truncated to clock ticks, so when both readings fall
+ * in the same tick, that tick is the start. Returns 0 and sets *ticks
+ * then; -1 when the readings straddle a tick (or the tick is not a whole
+ * number of nanoseconds), and the caller reads /proc. */
+int cairn_proc_start_between(const struct timespec *before,
+                             const struct timespec *after, int64_t *ticks);
 
 /* 1 when pid exists and started at start_ticks (so it is the same process,
  * not a reuse of the pid), 0 otherwise. start_ticks 0 skips that check. */

@@ -14,11 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <dirent.h>
 #include <ftw.h>
 
 #include "adapters/adapter.h"
+#include "adapters/spawn.h"
+#include "common/proc.h"
 
 #define WATCHDOG_MS 20000
 
@@ -38,6 +42,7 @@ struct t_call {
   int real_pgid; /* getpgid(pid) as seen in on_spawned */
   int real_sid;
   int64_t pstart;
+  int64_t real_pstart; /* /proc/PID/stat's, read in on_spawned */
   enum adapter_outcome outcome;
   int exit_code;
   int term_signal;
@@ -137,6 +142,8 @@ static void t_on_spawned(struct adapter_call *call, int pid, int pgid,
   t->pstart = proc_start;
   t->real_pgid = getpgid(pid);
   t->real_sid = getsid(pid);
+  if (cairn_proc_start_time(pid, &t->real_pstart) != 0)
+    t->real_pstart = -1;
   if (t->cancel_in_spawned)
     adapter_exec.cancel(call);
 }
@@ -343,6 +350,7 @@ static void test_argv_success(void **state)
   assert_true(t.pid > 0);
   assert_int_equal(t.pgid, t.pid);
   assert_true(t.pstart > 0);
+  assert_int_equal(t.pstart, t.real_pstart);
 
   /* the log is appended to, never truncated */
   t_reset(&t);
@@ -350,6 +358,79 @@ static void test_argv_success(void **state)
   assert_log(f, "hello world\nagain\n");
   t_reset(&t);
   end_loop(f);
+}
+
+/* The start time a spawn reports without reading /proc: from two readings
+ * of CLOCK_BOOTTIME around the fork, exact when both are in one tick. */
+static void test_start_between_arithmetic(void **state)
+{
+  long hz = sysconf(_SC_CLK_TCK);
+  int64_t per = 1000000000L / hz, ticks = -7;
+  struct timespec a, b;
+
+  (void)state;
+  assert_true(hz > 0 && 1000000000L % hz == 0);
+  /* both in tick 501 (at USER_HZ 100: 5.01 s to 5.02 s) */
+  a = (struct timespec){5, (long)per};
+  b = (struct timespec){5, (long)(2 * per - 1)};
+  assert_int_equal(cairn_proc_start_between(&a, &b, &ticks), 0);
+  assert_int_equal(ticks, 5 * hz + 1);
+  /* across a tick, or a second: unknown, and *ticks untouched */
+  ticks = -7;
+  b = (struct timespec){5, (long)(2 * per)};
+  assert_int_equal(cairn_proc_start_between(&a, &b, &ticks), -1);
+  a = (struct timespec){5, 999999999};
+  b = (struct timespec){6, 0};
+  assert_int_equal(cairn_proc_start_between(&a, &b, &ticks), -1);
+  assert_int_equal(ticks, -7);
+}
+
+/* Against what the kernel shows, on real children: each forked between
+ * two readings, compared with /proc/PID/stat while still unreaped; then
+ * adapter__spawn's own, whichever way it got it. */
+static void test_start_time_is_the_kernels(void **state)
+{
+  int known = 0, null_fd;
+
+  (void)state;
+  for (int i = 0; i < 200; i++) {
+    struct timespec a, b;
+    int64_t guess = 0, real = 0;
+    pid_t p;
+
+    clock_gettime(CLOCK_BOOTTIME, &a);
+    p = fork();
+    if (p == 0)
+      _exit(0);
+    clock_gettime(CLOCK_BOOTTIME, &b);
+    assert_true(p > 0);
+    assert_int_equal(cairn_proc_start_time(p, &real), 0); /* a zombie */
+    if (cairn_proc_start_between(&a, &b, &guess) == 0) {
+      known++;
+      assert_int_equal(guess, real);
+    }
+    assert_int_equal(waitpid(p, NULL, 0), p);
+  }
+  /* a fork takes well under a tick, so most readings share one */
+  assert_true(known > 0);
+
+  int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  assert_true(fd >= 0);
+  null_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3); /* adapter__spawn wants > 2 */
+  close(fd);
+  assert_true(null_fd > 2);
+  for (int i = 0; i < 50; i++) {
+    char *argv[] = {(char *)"/bin/true", NULL};
+    pid_t p = -1;
+    int64_t start = -1, real = 0;
+
+    assert_int_equal(adapter__spawn(&p, &start, argv, NULL, NULL, null_fd,
+                                    null_fd), 0);
+    assert_int_equal(cairn_proc_start_time(p, &real), 0);
+    assert_int_equal(start, real);
+    assert_int_equal(waitpid(p, NULL, 0), p);
+  }
+  close(null_fd);
 }
 
 static void test_own_session_and_group(void **state)
@@ -1602,6 +1683,8 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_argv_success, setup, teardown),
+    cmocka_unit_test(test_start_between_arithmetic),
+    cmocka_unit_test(test_start_time_is_the_kernels),
     cmocka_unit_test_setup_teardown(test_own_session_and_group, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_exit_status, setup, teardown),
