@@ -11,13 +11,12 @@
 #include "adapters/secrets.h"
 #include "common/buf.h"
 #include "common/file.h"
+#include "common/random.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,17 +50,6 @@ size_t adapter__secret_chars(const char *alphabet, size_t length)
   return 0;
 }
 
-static int rand_fill(unsigned char *p, size_t n, struct cairn_error *err)
-{
-  if (RAND_bytes(p, (int)n) != 1) {
-    char why[256];
-    ERR_error_string_n(ERR_get_error(), why, sizeof why);
-    return cairn_error_set(err, CAIRN_E_IO,
-                           "cannot draw random bytes: %s", why);
-  }
-  return 0;
-}
-
 int adapter__secret_value(const char *alphabet, size_t length, char **out,
                           struct cairn_error *err)
 {
@@ -85,14 +73,14 @@ int adapter__secret_value(const char *alphabet, size_t length, char **out,
     /* Rejection sampling: a byte below 248 = 4 * 62 maps to one of 62
      * characters with equal chance; the 8 others are drawn again. */
     while (o < nchars) {
-      if ((rc = rand_fill(raw, length, err)) < 0)
+      if ((rc = cairn_random_bytes(raw, length, err)) < 0)
         goto out;
       for (size_t i = 0; i < length && o < nchars; i++)
         if (raw[i] < 248)
           s[o++] = alnum[raw[i] % 62];
     }
   } else {
-    if ((rc = rand_fill(raw, length, err)) < 0)
+    if ((rc = cairn_random_bytes(raw, length, err)) < 0)
       goto out;
     if (alphabet[0] == 'h') {
       for (size_t i = 0; i < length; i++) {

@@ -2,10 +2,9 @@
  * listing newest first. */
 #include "journal/internal.h"
 #include "journal/events.h"
+#include "common/random.h"
 
 #include <inttypes.h>
-#include <openssl/err.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,13 +21,9 @@ int journal_new_run_id(char out[JOURNAL_RUN_ID_LEN], struct cairn_error *err)
   unsigned char rnd[10];
   uint64_t t = (uint64_t)journal_now_ms() & UINT64_C(0xFFFFFFFFFFFF);
 
-  if (RAND_bytes(rnd, sizeof rnd) != 1) {
-    char detail[256];
-
-    ERR_error_string_n(ERR_get_error(), detail, sizeof detail);
-    return cairn_error_set(err, CAIRN_E_IO, "cannot get random bytes: %s",
-                           detail);
-  }
+  int rc = cairn_random_bytes(rnd, sizeof rnd, err);
+  if (rc != 0)
+    return rc;
   /* 48 bits of time in 10 characters (the top 2 bits are zero). */
   for (int i = 9; i >= 0; i--) {
     out[i] = crockford[t & 31];

@@ -10,6 +10,9 @@
 #include <ftw.h>
 #include <limits.h>
 #include <math.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,7 @@
 
 #include "adapters/adapter.h"
 #include "adapters/secrets.h"
+#include "common/random.h"
 
 struct fixture {
   char dir[PATH_MAX];
@@ -139,6 +143,31 @@ static void all_in(const char *s, const char *alphabet)
   for (; *s; s++)
     if (strchr(alphabet, *s) == NULL)
       fail_msg("character '%c' is not in the alphabet", *s);
+}
+
+/* First in this process: the DRBG cairn_random_bytes sets up is the hash
+ * DRBG on SHA-256, and it gives different bytes each time. */
+static void test_drbg_choice(void **state)
+{
+  unsigned char a[32], b[32];
+  struct cairn_error err = {0};
+  char digest[64] = "";
+  OSSL_PARAM params[2];
+  EVP_RAND_CTX *pub;
+
+  (void)state;
+  assert_int_equal(cairn_random_bytes(a, sizeof a, &err), 0);
+  assert_int_equal(cairn_random_bytes(b, sizeof b, &err), 0);
+  assert_memory_not_equal(a, b, sizeof a);
+  pub = RAND_get0_public(NULL);
+  assert_non_null(pub);
+  assert_string_equal(EVP_RAND_get0_name(EVP_RAND_CTX_get0_rand(pub)),
+                      "HASH-DRBG");
+  params[0] = OSSL_PARAM_construct_utf8_string(OSSL_DRBG_PARAM_DIGEST, digest,
+                                               sizeof digest);
+  params[1] = OSSL_PARAM_construct_end();
+  assert_int_equal(EVP_RAND_CTX_get_params(pub, params), 1);
+  assert_non_null(strstr(digest, "256"));
 }
 
 static void test_lengths_and_alphabets(void **state)
@@ -404,6 +433,7 @@ static void test_secrets_of(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_drbg_choice), /* first: before any other draw */
     cmocka_unit_test(test_lengths_and_alphabets),
     cmocka_unit_test(test_alnum_uniform),
     cmocka_unit_test_setup_teardown(test_new_file, setup, teardown),
