@@ -12,12 +12,12 @@ int cairn_proc_start_time(int pid, int64_t *ticks);
 
 /* The start time /proc/PID/stat would show for a child forked between
  * two readings of CLOCK_BOOTTIME, before and after the fork, without
- * reading /proc (dear on a virtual machine: some 80 us a read, a twentieth
- * of a spawn): the kernel stamps a new process with CLOCK_BOOTTIME inside
- * fork and shows it truncated to clock ticks, so when both readings fall
- * in the same tick, that tick is the start. Returns 0 and sets *ticks
- * then; -1 when the readings straddle a tick (or the tick is not a whole
- * number of nanoseconds), and the caller reads /proc. */
+ * reading /proc (dear on a virtual machine: some 80 us a read, more than
+ * half what the spawn itself costs). The kernel stamps a new process
+ * with CLOCK_BOOTTIME inside fork and shows it truncated to clock ticks,
+ * so when both readings fall in the same tick, that tick is the start.
+ * Returns 0 and sets *ticks then; -1 when the readings straddle a tick
+ * (or a tick is not a whole number of nanoseconds): read /proc then. */
 int cairn_proc_start_between(const struct timespec *before,
                              const struct timespec *after, int64_t *ticks);
 

@@ -13,7 +13,8 @@
  * seeded by the operating system, but the default makes OpenSSL build its
  * table of ciphers (about 1 ms of CPU) in a process that uses SHA-256 for
  * its journal anyway and no cipher. When something in the process drew
- * random bytes before, the DRBG it made stays. Returns 0, or
+ * random bytes before, the DRBG it made stays; when the providers
+ * configured have no hash DRBG, OpenSSL's default is used. Returns 0, or
  * CAIRN_E_IO with OpenSSL's reason in err. */
 int cairn_random_bytes(unsigned char *p, size_t n, struct cairn_error *err);
 
