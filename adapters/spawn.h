@@ -32,6 +32,12 @@ char **adapter__build_env(const char *const *extra, json_t *env);
 int adapter__spawn(pid_t *pid, int64_t *start, char *const *args,
                    char **envp, const char *cwd, int out_fd, int err_fd);
 
+#ifdef CAIRN_TEST_HOOKS
+/* How many spawns so far read the start time from /proc, the clock
+ * readings around them straddling a tick (test_exec). */
+long adapter__spawn_proc_reads(void);
+#endif
+
 /* A pipe, both ends close-on-exec and above 2. Returns 0 or an errno. */
 int adapter__pipe(int fds[2]);
 

@@ -431,6 +431,47 @@ static void test_start_time_is_the_kernels(void **state)
     assert_int_equal(waitpid(p, NULL, 0), p);
   }
   close(null_fd);
+#ifdef CAIRN_TEST_HOOKS
+  long reads;
+  /* The window is closed by the child's first reading, before its exec:
+   * a child that spends some 40 ms failing execve down a PATH of 20,000
+   * missing folders must not widen it past a tick (it did when the
+   * parent read the clock after vfork returned: every one read /proc). */
+  {
+    size_t n = 20000, len = strlen("PATH=") + n * 4 + strlen("/bin") + 1;
+    char *path = malloc(len), *w = path;
+    char *argv[] = {(char *)"true", NULL};
+    char *envp[] = {path, NULL};
+
+    assert_non_null(path);
+    w += sprintf(w, "PATH=");
+    for (size_t i = 0; i < n; i++)
+      w += sprintf(w, "/nx:");
+    sprintf(w, "/bin");
+    fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    null_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    close(fd);
+    assert_true(null_fd > 2);
+    reads = adapter__spawn_proc_reads();
+    for (int i = 0; i < 10; i++) {
+      pid_t p = -1;
+      int64_t start = -1, real = 0;
+      int status = -1;
+
+      assert_int_equal(adapter__spawn(&p, &start, argv, envp, NULL, null_fd,
+                                      null_fd), 0);
+      assert_int_equal(cairn_proc_start_time(p, &real), 0);
+      assert_int_equal(start, real);
+      assert_int_equal(waitpid(p, &status, 0), p);
+      assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    reads = adapter__spawn_proc_reads() - reads;
+    print_message("%ld of 10 slow spawns read /proc\n", reads);
+    assert_true(reads <= 5);
+    close(null_fd);
+    free(path);
+  }
+#endif
 }
 
 static void test_own_session_and_group(void **state)
