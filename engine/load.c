@@ -1138,6 +1138,7 @@ static int use_path(const char *from_file, const char *ref, char *out,
 {
   const char *dirs[3], *env = getenv("CAIRN_WORKFLOWS");
   size_t nd = 0;
+  struct stat sb;
   int w;
 
   if (strncmp(ref, "cairn:", 6) == 0) {
@@ -1184,10 +1185,20 @@ static int use_path(const char *from_file, const char *ref, char *out,
     snprintf(hint, nhint, "use a shorter path");
     return -1;
   }
-  if (access(out, R_OK) != 0) {
+  if (access(out, R_OK) != 0 || stat(out, &sb) != 0) {
     snprintf(why, nwhy, "cannot read '%s': %s", out, strerror(errno));
-    snprintf(hint, nhint, "the path is relative to the folder of the file "
-             "that says 'use'");
+    snprintf(hint, nhint, "%s", ref[0] == '/'
+             ? "check the path and its permissions"
+             : "the path is relative to the folder of the file that says "
+               "'use'");
+    return -1;
+  }
+  /* A folder fails only when read, a device or a FIFO may never end:
+   * refused here, where the error can point at the `use`. */
+  if (!S_ISREG(sb.st_mode)) {
+    snprintf(why, nwhy, "'%s' is not a file (%s)", out,
+             S_ISDIR(sb.st_mode) ? "a folder" : "a device, FIFO or socket");
+    snprintf(hint, nhint, "'use' names a workflow's .yaml file");
     return -1;
   }
   return 0;

@@ -1302,7 +1302,7 @@ static const char use_sub[] =
 static const char *const use_files[] = {
   "sub.yaml", "ok.yaml", "unknown.yaml", "missing.yaml", "nosecret.yaml",
   "nofile.yaml", "self.yaml", "c1.yaml", "c2.yaml", "b.yaml", "nested.yaml",
-  "std.yaml", "hello.yaml", NULL,
+  "std.yaml", "hello.yaml", "notfile.yaml", NULL,
 };
 
 static void test_use_inlined(void **state)
@@ -1462,6 +1462,24 @@ static void test_use_errors(void **state)
            "state 'u' uses itself through 'use' (hint: a workflow cannot use "
            "a workflow that uses it)", d.path);
   expect_file_error(&d, "self.yaml", CAIRN_E_WORKFLOW, want);
+
+  /* a folder or a device: refused at the `use`, before any read (a
+   * device such as /dev/zero would be read until the size limit) */
+  {
+    static const char *const notfile[][2] = {
+      {"/tmp", "a folder"}, {"/dev/zero", "a device, FIFO or socket"}};
+    for (size_t i = 0; i < sizeof notfile / sizeof notfile[0]; i++) {
+      char text[256];
+      snprintf(text, sizeof text, "cairn: 1\nname: t\nstart: u\nstates:\n"
+               "  u:\n    use: %s\n    next: done\n"
+               "  done: { succeed: true }\n", notfile[i][0]);
+      tdir_write(&d, "notfile.yaml", text);
+      snprintf(want, sizeof want, "%s/notfile.yaml:6:10: error: '%s' is not "
+               "a file (%s) in state 'u' (hint: 'use' names a workflow's "
+               ".yaml file)", d.path, notfile[i][0], notfile[i][1]);
+      expect_file_error(&d, "notfile.yaml", CAIRN_E_WORKFLOW, want);
+    }
+  }
 
   /* through another: the error is in the file whose use closes the
    * cycle, named as the loader reached it */
