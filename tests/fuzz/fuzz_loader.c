@@ -5,21 +5,9 @@
  * message, a message on more than one line or without its "FILE:LINE:COL:
  * error: " head, and a loaded workflow that breaks the model's invariants
  * (every transition names a state, on_failure is never NULL, lookups find
- * what the arrays hold).
+ * what the arrays hold, a used workflow's states carry its frame's prefix).
  *
- * Build from the top of the source tree (clang with its fuzzer runtime,
- * e.g. Debian's libclang-rt-14-dev):
- *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined \
- *     -fno-sanitize-recover=undefined -D_GNU_SOURCE -I. \
- *     $(pkg-config --cflags yaml-0.1 jansson openssl libuv) \
- *     common/error.c common/proc.c engine/load.c engine/yaml_tree.c \
- *     engine/params.c engine/duration.c engine/template.c \
- *     adapters/registry.c adapters/exec.c tests/fuzz/fuzz_loader.c \
- *     $(pkg-config --libs yaml-0.1 jansson openssl libuv) -lm \
- *     -o /tmp/fuzz_loader
- *   mkdir -p /tmp/corpus && cp examples/quickstart/deploy.yaml /tmp/corpus/
- *   /tmp/fuzz_loader -max_len=4096 /tmp/corpus
+ * Build and run: ./dev fuzz loader (tests/fuzz/README.md).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -88,9 +76,41 @@ static void check_model(const struct engine_workflow *wf)
     case ENGINE_FAIL:
       check(s->next == NULL);
       break;
+    case ENGINE_APPROVAL:
+      check(s->approvals >= 0 && is_state(wf, s->next));
+      break;
+    case ENGINE_USE:
+      check(s->use_frame >= 0 && json_is_object(s->use_with));
+      check(is_state(wf, s->next));
+      break;
+    case ENGINE_MAP:
+      check(json_is_array(s->map_items) || json_is_string(s->map_items));
+      check(s->max_concurrency >= 0 && is_state(wf, s->next));
+      if (s->use_frame < 0)
+        check_action(&s->action);
+      break;
     default:
       check(0);
     }
+    /* a used workflow's frame: its use state is this one, its first
+     * state is one of its own */
+    if (s->use_frame >= 0) {
+      check((size_t)s->use_frame < wf->nframes);
+      const struct engine_frame *f = &wf->frames[s->use_frame];
+      check(f->use_state == i && is_state(wf, f->start));
+      check(engine_workflow_state(wf, f->start)->frame == s->use_frame);
+    }
+    /* a state of a frame carries its prefix */
+    check(s->frame >= -1 && s->frame < (int)wf->nframes);
+    if (s->frame >= 0) {
+      const char *prefix = wf->frames[s->frame].prefix;
+      check(strncmp(s->name, prefix, strlen(prefix)) == 0);
+    }
+  }
+  for (size_t i = 0; i < wf->nframes; i++) {
+    const struct engine_frame *f = &wf->frames[i];
+    check(f->parent >= -1 && f->parent < (int)wf->nframes);
+    check(f->use_state < wf->nstates && json_is_object(f->outputs));
   }
   for (size_t i = 0; i < wf->nparams; i++)
     check(engine_workflow_param(wf, wf->params[i].name) == &wf->params[i]);
