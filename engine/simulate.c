@@ -250,10 +250,15 @@ int engine_sim_check(const struct engine_workflow *wf,
                              "KEY of an item)", spec, path, path);
     if (a == NULL) {
       action_paths(wf, 0, list, sizeof list);
+      if (list[0] == '\0')
+        return cairn_error_set(err, CAIRN_E_INVAL,
+                               "--fail-at '%s': workflow '%s' has no action "
+                               "states, so nothing in it can fail (hint: "
+                               "leave out --fail-at)", spec, wf->name);
       return cairn_error_set(err, CAIRN_E_INVAL,
                              "--fail-at '%s': workflow '%s' has no action "
                              "state '%s' (hint: action states are %s)", spec,
-                             wf->name, path, list[0] ? list : "none");
+                             wf->name, path, list);
     }
     if (attempt > a->retry.attempts)
       return cairn_error_set(err, CAIRN_E_INVAL,

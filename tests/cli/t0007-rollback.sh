@@ -322,6 +322,19 @@ test_expect_success 'simulate --fail-at a state that does not exist: exit 2, a h
 	test_path_is_missing .cairn
 '
 
+test_expect_success 'simulate --fail-at in a workflow without actions: exit 2, says nothing can fail' '
+	cat >noaction.yaml <<-\EOF &&
+	cairn: 1
+	name: noaction
+	start: done
+	states:
+	  done: { succeed: true }
+	EOF
+	test_must_fail_with 2 cairn simulate noaction.yaml --fail-at done 2>err &&
+	echo "cairn: --fail-at '\''done'\'': workflow '\''noaction'\'' has no action states, so nothing in it can fail (hint: leave out --fail-at)" >expect &&
+	test_cmp expect err
+'
+
 test_expect_success 'simulate --fail-undo of a state without an undo: exit 2' '
 	test_must_fail_with 2 cairn simulate rb.yaml --fail-at last --fail-undo noundo 2>err &&
 	test_grep -F "states with an undo are prep, infra/a, infra/b, last" err &&
