@@ -5,8 +5,8 @@
 # workflows/ and examples/ for the loader, tests/fuzz/corpus/TARGET/ for
 # the others. The corpus it grows is thrown away; a finding (crash, leak,
 # sanitizer report, timeout) is kept in FINDINGS (default: findings/ beside
-# the target) and fails the run. ./dev fuzz and the fuzz suite of
-# `./dev test` call it.
+# the target) and fails the run (exit 1; 130 when interrupted). ./dev fuzz
+# and the fuzz suite of `./dev test` call it.
 #
 # Environment: CAIRN_FUZZ_BIN (default build-fuzz/tests/fuzz/fuzz_TARGET),
 # CAIRN_FUZZ_FINDINGS, CAIRN_FUZZ_SECONDS.
@@ -31,34 +31,51 @@ findings=$(cd "$findings" && pwd -P)
 work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/corpus"
+cwd=$work/cwd
+max_len=8192
 if [ "$target" = loader ]; then
   # one name per seed: several examples have a deploy.yaml
   while IFS= read -r f; do
     rel=${f#"$src"/}
     cp "$f" "$work/corpus/${rel//\//_}"
   done < <(find "$src/workflows" "$src/examples" -name '*.yaml' | sort)
-  # The target loads each input as "fuzz.yaml" in the working folder:
-  # the seeds' relative `use:` files must be found there.
-  mkdir "$work/nginx"
-  cp "$src/examples/pyairtable-local/nginx/nginx.yaml" "$work/nginx/"
-  cp "$src/examples/pyairtable-k8s/layer.yaml" "$work/"
+  # whole seeds: the example's deploy.yaml is 20 KB
+  max_len=32768
+  # The target loads each input as fuzz.yaml in its working folder, which
+  # holds the files the seeds' relative `use:` name and nothing else (a
+  # `use:` of any other file there would be a false finding). It stays
+  # beside the target, to replay a finding in.
+  cwd=$(dirname "$bin")/loader-cwd
+  rm -rf "$cwd"
+  mkdir -p "$cwd/nginx"
+  cp "$src/examples/pyairtable-local/nginx/nginx.yaml" "$cwd/nginx/"
+  cp "$src/examples/pyairtable-k8s/layer.yaml" "$cwd/"
 else
+  mkdir "$cwd"
   cp "$src/tests/fuzz/corpus/$target"/* "$work/corpus/"
 fi
 dict=()
 [ -f "$src/tests/fuzz/$target.dict" ] && dict=("-dict=$src/tests/fuzz/$target.dict")
 
 echo "fuzz_$target: ${secs}s from $(find "$work/corpus" -type f | wc -l) seeds; findings go to $findings"
-cd "$work"
+touch "$work/start"
+cd "$cwd"
 set +e
-"$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
-  -print_final_stats=1 -artifact_prefix="$findings/$target-" "${dict[@]}" \
-  corpus 2>"$work/log"
+"$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+  -max_len="$max_len" -print_final_stats=1 -artifact_prefix="$findings/$target-" \
+  "${dict[@]}" "$work/corpus" 2>"$work/log"
 rc=$?
 set -e
 grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss_mb)' "$work/log" || true
+if [ "$rc" -eq 72 ]; then
+  # libFuzzer's exit on SIGINT or SIGTERM: stopped, not a finding
+  echo "run.sh: fuzz_$target interrupted" >&2
+  exit 130
+fi
 if [ "$rc" -ne 0 ]; then
   cat "$work/log" >&2
-  echo "run.sh: fuzz_$target found a problem (exit $rc); the input is in $findings/$target-* (replay it: $bin FILE)" >&2
+  new=$(find "$findings" -maxdepth 1 -name "$target-*" -newer "$work/start" | sort)
+  echo "run.sh: fuzz_$target found a problem (exit $rc); the input: ${new:-(none written)}" >&2
+  echo "run.sh: replay it with: (cd $cwd && $bin FILE)" >&2
   exit 1
 fi
