@@ -77,6 +77,10 @@ if [ "$rc" -ne 0 ]; then
   cat "$work/log" >&2
   new=$(find "$findings" -maxdepth 1 -name "$target-*" -newer "$work/start" | sort)
   echo "run.sh: fuzz_$target found a problem (exit $rc); the input: ${new:-(none written)}" >&2
-  echo "run.sh: replay it with: (cd $cwd && $bin FILE)" >&2
+  if [ "$target" = loader ]; then
+    echo "run.sh: replay it with: (cd $cwd && $bin FILE)" >&2
+  else
+    echo "run.sh: replay it with: $bin FILE" >&2
+  fi
   exit 1
 fi
