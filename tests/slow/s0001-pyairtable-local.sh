@@ -93,7 +93,8 @@ cleanup_stacks() {
     "$CAIRN_BIN" run "$EX/teardown.yaml" --env "$e" >/dev/null 2>&1 || true
   done
 }
-trap cleanup_stacks EXIT
+# lib.sh's own exit (the trash folder, the test_done check) after ours
+trap 'cleanup_stacks; _cairn_test_exit' EXIT
 
 test_expect_success 'the example and the standard workflows validate' '
   cairn validate "$EX/deploy.yaml" &&
