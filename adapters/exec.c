@@ -739,7 +739,8 @@ int adapter__exec_start(struct adapter_call *call,
     if (err_p[0] >= 0)
       close(err_p[0]);
     r->nopen = 3;
-    adapter__spawn_error(r->error, sizeof r->error, -rc, spawn_args[0], cwd);
+    adapter__spawn_error(r->error, sizeof r->error, -rc, spawn_args[0], cwd,
+                         r->redact);
     free(args);
     free(envp);
     finish(r);

@@ -159,10 +159,13 @@ bad_status:
                          "integers");
 }
 
-/* v as compact JSON, cut to fit (for messages). */
-static void text_of(json_t *v, char *out, size_t n)
+/* v as compact JSON for a message: its secrets redacted (redact may be
+ * NULL), then cut to fit out's n bytes, so no part of a secret shows. */
+static void text_of(json_t *v, const char *const *redact, char *out,
+                    size_t n)
 {
-  char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+  char *s = adapter_redact(json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT),
+                           redact);
 
   snprintf(out, n, "%s", s ? s : "?");
   if (s && strlen(s) >= n && n > 4)
@@ -170,38 +173,38 @@ static void text_of(json_t *v, char *out, size_t n)
   free(s);
 }
 
-/* The text a string or scalar compares as: a string's value, else JSON. */
-static void scalar_text(json_t *v, char *out, size_t n)
+/* The text a string or scalar compares as: a string's value, else JSON.
+ * malloc'd (the caller frees it); NULL when out of memory. */
+static char *scalar_text(json_t *v)
 {
   if (json_is_string(v))
-    snprintf(out, n, "%s", json_string_value(v));
-  else
-    text_of(v, out, n);
+    return strdup(json_string_value(v));
+  return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 }
 
 /* Equality, lenient where YAML and templates make types drift: numbers
  * compare by value, and a string equals a scalar with the same text. */
 static int values_equal(json_t *a, json_t *b)
 {
-  char ta[256], tb[256];
-
   if (json_equal(a, b))
     return 1;
   if (json_is_number(a) && json_is_number(b))
     return json_number_value(a) == json_number_value(b);
   if ((json_is_string(a) || json_is_string(b)) && !json_is_object(a) &&
       !json_is_object(b) && !json_is_array(a) && !json_is_array(b)) {
-    scalar_text(a, ta, sizeof ta);
-    scalar_text(b, tb, sizeof tb);
-    return strcmp(ta, tb) == 0;
+    char *ta = scalar_text(a), *tb = scalar_text(b);
+    int same = ta && tb && strcmp(ta, tb) == 0;
+    free(ta);
+    free(tb);
+    return same;
   }
   return 0;
 }
 
 /* 1 when actual meets exp; else 0 with why ("json 'a' is 3, expected >
  * 5"). what names the subject ("json 'a'", "header 'x'"). */
-static int meets(const char *what, json_t *actual, json_t *exp, char *why,
-                 size_t n)
+static int meets(const char *what, json_t *actual, json_t *exp,
+                 const char *const *redact, char *why, size_t n)
 {
   char ta[160], te[160];
   const char *op;
@@ -211,11 +214,11 @@ static int meets(const char *what, json_t *actual, json_t *exp, char *why,
     snprintf(why, n, "%s is missing", what);
     return 0;
   }
-  text_of(actual, ta, sizeof ta);
+  text_of(actual, redact, ta, sizeof ta);
   if (!json_is_object(exp)) {
     if (values_equal(actual, exp))
       return 1;
-    text_of(exp, te, sizeof te);
+    text_of(exp, redact, te, sizeof te);
     snprintf(why, n, "%s is %s, expected %s", what, ta, te);
     return 0;
   }
@@ -223,21 +226,21 @@ static int meets(const char *what, json_t *actual, json_t *exp, char *why,
     if (strcmp(op, "equals") == 0) {
       if (values_equal(actual, v))
         continue;
-      text_of(v, te, sizeof te);
+      text_of(v, redact, te, sizeof te);
       snprintf(why, n, "%s is %s, expected %s", what, ta, te);
       return 0;
     }
     if (strcmp(op, "regex") == 0) {
       regex_t re;
-      char subject[4096];
       int ok;
       if (json_is_object(actual) || json_is_array(actual) ||
           !json_is_string(v) ||
           regcomp(&re, json_string_value(v), REG_EXTENDED | REG_NOSUB) != 0) {
         ok = 0;
       } else {
-        scalar_text(actual, subject, sizeof subject);
-        ok = regexec(&re, subject, 0, NULL, 0) == 0;
+        char *subject = scalar_text(actual);
+        ok = subject && regexec(&re, subject, 0, NULL, 0) == 0;
+        free(subject);
         regfree(&re);
       }
       if (ok)
@@ -257,7 +260,7 @@ static int meets(const char *what, json_t *actual, json_t *exp, char *why,
                               : (sym[1] ? a <= b : a < b));
       if (ok)
         continue;
-      text_of(v, te, sizeof te);
+      text_of(v, redact, te, sizeof te);
       if (json_is_number(actual))
         snprintf(why, n, "%s is %s, expected %s %s", what, ta, sym, te);
       else
@@ -321,7 +324,7 @@ static int evaluate(struct http_run *r)
     if (st == NULL || json_is_null(st))
       snprintf(te, sizeof te, "200");
     else if (json_is_array(st))
-      text_of(st, te, sizeof te);
+      text_of(st, r->call->redact, te, sizeof te);
     else
       snprintf(te, sizeof te, "%" JSON_INTEGER_FORMAT,
                json_integer_value(st));
@@ -336,8 +339,8 @@ static int evaluate(struct http_run *r)
       lower[i] = (char)tolower((unsigned char)key[i]);
     lower[i] = '\0';
     snprintf(what, sizeof what, "header '%s'", key);
-    if (!meets(what, json_object_get(r->headers, lower), e, why,
-               sizeof why)) {
+    if (!meets(what, json_object_get(r->headers, lower), e, r->call->redact,
+               why, sizeof why)) {
       cairn_msg_set(&r->why, "%s", why);
       return 0;
     }
@@ -349,7 +352,8 @@ static int evaluate(struct http_run *r)
   }
   json_object_foreach(js, key, e) {
     snprintf(what, sizeof what, "json '%s'", key);
-    if (!meets(what, at_path(r->json, key), e, why, sizeof why)) {
+    if (!meets(what, at_path(r->json, key), e, r->call->redact, why,
+               sizeof why)) {
       cairn_msg_set(&r->why, "%s", why);
       return 0;
     }

@@ -485,7 +485,8 @@ static int start_start(struct adapter_call *call, struct cairn_error *err)
   close(fd);
   fd = -1;
   if (rc != 0) {
-    adapter__spawn_error(r->error, sizeof r->error, -rc, args[0], cwd);
+    adapter__spawn_error(r->error, sizeof r->error, -rc, args[0], cwd,
+                         r->call->redact);
     goto failed;
   }
   r->pid = r->pgid = (int)pid;

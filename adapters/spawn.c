@@ -160,27 +160,27 @@ char **adapter__build_env(const char *const *extra, json_t *env)
 
 /* Why the spawn failed, as a user reads it. */
 void adapter__spawn_error(char *out, size_t n, int rc, const char *file,
-                          const char *cwd)
+                          const char *cwd, const char *const *redact)
 {
   struct stat st;
+  int e = 0;
 
   if (cwd != NULL) {
-    int e = 0;
     if (stat(cwd, &st) < 0)
       e = errno;
     else if (!S_ISDIR(st.st_mode))
       e = ENOTDIR;
     else if (access(cwd, X_OK) < 0)
       e = errno;
-    if (e) {
-      snprintf(out, n,
-               "cannot change to directory '%s': %s", cwd,
-               uv_strerror(-e));
-      return;
-    }
   }
-  snprintf(out, n, "cannot run '%s': %s", file,
-           uv_strerror(rc));
+  char *shown = adapter_redact(strdup(e ? cwd : file), redact);
+  if (e)
+    snprintf(out, n, "cannot change to directory '%s': %s",
+             shown ? shown : "?", uv_strerror(-e));
+  else
+    snprintf(out, n, "cannot run '%s': %s", shown ? shown : "?",
+             uv_strerror(rc));
+  free(shown);
 }
 
 /* ---- spawning ----------------------------------------------------------- */

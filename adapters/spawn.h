@@ -42,9 +42,11 @@ long adapter__spawn_proc_reads(void);
 int adapter__pipe(int fds[2]);
 
 /* Why a spawn failed (rc: a negative errno), as a user reads it:
- * "cannot change to directory 'x': ..." or "cannot run 'x': ...". */
+ * "cannot change to directory 'x': ..." or "cannot run 'x': ...", into
+ * out (n bytes). The path is redacted (redact: NULL-terminated, may be
+ * NULL) before the message is cut to fit, so no part of a secret shows. */
 void adapter__spawn_error(char *out, size_t n, int rc, const char *file,
-                          const char *cwd);
+                          const char *cwd, const char *const *redact);
 
 /* "SIGTERM"; digits into buf for a signal without a name here. */
 const char *adapter__signal_name(int sig, char *buf, size_t n);

@@ -351,8 +351,10 @@ static int tcp_start(struct adapter_call *call, struct cairn_error *err)
   if ((rc = tcp_check(in, err)) < 0)
     return rc;
   if (strlen(host) >= sizeof r->host)
-    return cairn_error_set(err, CAIRN_E_INVAL, "host '%.40s...' is too long",
-                           host);
+    /* not quoted: a cut secret would pass redaction */
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "host is too long (%zu bytes; at most %zu)",
+                           strlen(host), sizeof r->host - 1);
   if ((r = calloc(1, sizeof *r)) == NULL ||
       (r->outputs = json_object()) == NULL) {
     free(r);

@@ -7,23 +7,53 @@
 
 #include "engine/runtime.h"
 
-int engine__learn_value(struct engine__rt *rt, const char *s)
+/* Adds s (borrowed) to the list unless it is there. 0, or an error (also
+ * set as rt->fatal) when out of memory or the list is full. */
+static int add_form(struct engine__rt *rt, const char *s)
 {
   size_t n = 0;
 
-  if (s == NULL || *s == '\0')
-    return 0;
   for (; rt->redact[n]; n++)
     if (strcmp(rt->redact[n], s) == 0)
       return 0;
-  /* The array is full only with more than ENGINE__REDACT_SPARE distinct
-   * secret values nothing declares (see engine__rt_init); only their
-   * redaction is lost then, and a step's output could show them. */
-  if (n >= rt->capredact)
-    return 0;
+  /* The list has room for every declared secret and ENGINE__REDACT_SPARE
+   * values more, and running calls hold it, so it cannot grow. A run
+   * that learns more stops rather than show one unredacted. */
+  if (n >= rt->capredact) {
+    if (!rt->fatal)
+      rt->fatal = cairn_error_set(
+          rt->err, CAIRN_E_STATE,
+          "run %s learned more distinct secret values than it can "
+          "redact (%zu); cairn stops rather than show one (hint: give a "
+          "map's instances one secret, not one each)",
+          rt->run_id, rt->capredact);
+    return rt->fatal;
+  }
   if ((rt->redact[n] = strdup(s)) == NULL) /* rt->redact[n + 1] is NULL */
     return rt->fatal = CAIRN_E_NOMEM;
   return 0;
+}
+
+int engine__learn_value(struct engine__rt *rt, const char *s)
+{
+  if (s == NULL || *s == '\0')
+    return 0;
+  int rc = add_form(rt, s);
+  /* Also the form s takes inside JSON text (a quote, a backslash or a
+   * control character escaped), as when an object holding it is
+   * rendered into a string or a message quotes it as JSON. */
+  json_t *j = rc == 0 ? json_string(s) : NULL;
+  char *dump = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+  size_t len = dump ? strlen(dump) : 0;
+  if (len >= 2 && len - 2 != strlen(s)) {
+    dump[len - 1] = '\0';
+    rc = add_form(rt, dump + 1);
+  } else if (rc == 0 && j != NULL && dump == NULL) {
+    rc = rt->fatal = CAIRN_E_NOMEM;
+  } /* j is NULL for text that is not UTF-8: JSON cannot hold it */
+  free(dump);
+  json_decref(j);
+  return rc;
 }
 
 void engine__learn_secrets(struct engine__rt *rt, json_t *secrets)

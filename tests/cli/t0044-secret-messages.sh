@@ -1,0 +1,189 @@
+#!/bin/bash
+# t0044-secret-messages: a secret quoted by an error message is redacted
+# like inputs and outputs are: on the terminal, in the journal and in the
+# step's log. That holds for messages the engine makes (a used workflow's
+# param that fails its pattern), for a spawn that fails (the folder or the
+# program names it), for http.check's "is X, expected Y" (the secret as
+# JSON escapes it, and one too long to quote whole, which is cut only
+# after redaction), and for an object rendered into text. A run that
+# learns more secret values than its redaction list holds stops instead
+# of showing one.
+. "$(dirname "$0")/lib.sh"
+. "$CAIRN_TEST_LIB_DIR/netlib.sh"
+
+# json_escape S: S as it is inside a JSON string.
+json_escape() { jq -n --arg v "$1" '$v' | sed 's/^"//; s/"$//'; }
+
+# leaks VALUE OUT: VALUE is in OUT (the terminal), the journal, its -wal
+# or a file of the run folders, plain or as JSON escapes it once or
+# twice (JSON text inside a JSON string); prints where.
+leaks() {
+	local v=$1 out=$2 esc esc2 found=1
+	esc=$(json_escape "$v")
+	esc2=$(json_escape "$esc")
+	sqlite3 .cairn/journal.db .dump >dump
+	for f in "$out" dump .cairn/journal.db .cairn/journal.db-wal \
+		$(find .cairn/runs -type f 2>/dev/null); do
+		[ -e "$f" ] || continue
+		if grep -a -q -F -e "$v" -e "$esc" -e "$esc2" "$f"; then
+			echo "the secret is in $f"
+			found=0
+		fi
+	done
+	return $found
+}
+
+write_workflow child.yaml <<\EOF
+cairn: 1
+name: child
+params:
+  x: { pattern: "^[a-z]+$" }
+start: a
+states:
+  a: { do: exec, with: { argv: ["true", "{{ params.x }}"] }, next: done }
+  done: { succeed: true }
+EOF
+write_workflow parent.yaml <<\EOF
+cairn: 1
+name: parent
+secrets: [TOKEN]
+start: u
+states:
+  u:
+    use: child.yaml
+    with: { x: "{{ secrets.TOKEN }}" }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a used param that fails its pattern does not quote the secret' '
+	TOKEN=UsedSecret42 test_must_fail_with 1 cairn run parent.yaml >out 2>&1 &&
+	test_grep "param '\''x'\'' must match .*, got '\''\*\*\*'\''" out &&
+	! leaks UsedSecret42 out
+'
+
+write_workflow spawn.yaml <<\EOF
+cairn: 1
+name: spawn
+secrets: [TOKEN]
+start: cwd
+states:
+  cwd:
+    do: exec
+    with: { argv: ["true"], cwd: "/nonexistent/{{ secrets.TOKEN }}" }
+    next: done
+    on_failure: prog
+  prog:
+    do: exec
+    with: { argv: ["/nonexistent/{{ secrets.TOKEN }}"] }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a spawn that fails names the folder and the program redacted' '
+	rm -rf .cairn &&
+	TOKEN=SpawnSecret77 test_must_fail_with 1 cairn run spawn.yaml >out 2>&1 &&
+	test_grep "cannot change to directory '\''/nonexistent/\*\*\*'\''" out &&
+	test_grep "cannot run '\''/nonexistent/\*\*\*'\''" out &&
+	test_grep "cannot run '\''/nonexistent/\*\*\*'\''" .cairn/runs/*/prog.log &&
+	! leaks SpawnSecret77 out
+'
+
+write_workflow render.yaml <<\EOF
+cairn: 1
+name: render
+secrets: [TOKEN]
+start: a
+states:
+  a:
+    do: exec
+    with: { argv: ["true", "all: {{ secrets }}"] }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a secret with a quote and a backslash, rendered inside JSON text' '
+	rm -rf .cairn &&
+	TOKEN="q\"uo\\te9" cairn run render.yaml --json >out 2>&1 &&
+	test_grep -F "all: {\\\"TOKEN\\\":\\\"***\\\"}" out &&
+	! leaks "q\"uo\\te9" out
+'
+
+test_expect_success 'a run that learns more secret values than it can redact stops' '
+	rm -rf .cairn &&
+	write_workflow holder.yaml <<-\EOF &&
+	cairn: 1
+	name: holder
+	params:
+	  pw: { secret: true }
+	start: a
+	states:
+	  a: { do: exec, with: { argv: ["true", "{{ params.pw }}"] }, next: done }
+	  done: { succeed: true }
+	EOF
+	write_workflow many.yaml <<-\EOF &&
+	cairn: 1
+	name: many
+	start: m
+	states:
+	  m:
+	    map:
+	      items: [aa1, bb2, cc3, dd4, ee5, ff6, gg7, hh8]
+	      max_concurrency: 1
+	      use: holder.yaml
+	      with: { pw: "{{ item }}" }
+	    next: done
+	  done: { succeed: true }
+	EOF
+	CAIRN_TEST_REDACT_SPARE=2 test_must_fail_with 2 cairn run many.yaml >out 2>&1 &&
+	test_grep "learned more distinct secret values than it can redact (6); cairn stops rather than show one" out &&
+	test_grep ! "succeeded" out
+'
+
+if ! net_need_nginx; then
+	test_skip_all "nginx is not installed"
+fi
+NG=$PWD/ng
+mkdir -p "$NG/www"
+PORT=$(free_port)
+nginx_start "$NG" "server { listen 127.0.0.1:$PORT; root $NG/www; }" ||
+	test_skip_all "nginx does not start here"
+trap 'net_stop_all; _cairn_test_exit' EXIT
+
+# A PEM-like key: newlines and a quote, which JSON escapes.
+KEY=$(printf -- '-----BEGIN TEST KEY-----\nMIIBsecretbody"quoted\n-----END TEST KEY-----')
+LONG=$(head -c 150 /dev/urandom | base64 -w0 | tr '+/' '-_')
+jq -n --arg k "$KEY" --arg l "$LONG" '{body: $k, long: $l}' >"$NG/www/s.json"
+
+write_workflow check.yaml <<EOF
+cairn: 1
+name: check
+secrets: [KEY, LONG]
+start: body
+states:
+  body:
+    do: http.check
+    with: { url: "http://127.0.0.1:$PORT/s.json", expect: { json: { body: ok } } }
+    next: long
+    on_failure: long
+  long:
+    do: http.check
+    with: { url: "http://127.0.0.1:$PORT/s.json", expect: { json: { long: "x{{ secrets.LONG }}" } } }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'http.check quotes a multi-line secret only redacted' '
+	rm -rf .cairn &&
+	KEY=$KEY LONG=$LONG test_must_fail_with 1 cairn run check.yaml >out 2>&1 &&
+	test_grep "json '\''body'\'' is \"\*\*\*\", expected \"ok\"" out &&
+	! leaks "$KEY" out &&
+	! leaks "MIIBsecretbody" out
+'
+
+test_expect_success 'http.check cuts a long value only after redacting it' '
+	test_grep "json '\''long'\'' is \"\*\*\*\", expected \"x\*\*\*\"" out &&
+	! leaks "${LONG:0:24}" out
+'
+
+test_done
