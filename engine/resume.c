@@ -713,21 +713,22 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
     ask[0] = '\0';
     res->state[0] = '\0';
   }
+  /* Make sure nothing from the dead engine still runs before anything is
+   * started again, or before the operator is asked whether a step took
+   * effect: a step that goes on while they check would make the answer
+   * wrong. */
+  {
+    int64_t grace = opt.kill_grace_ms > 0 ? opt.kill_grace_ms : 5000;
+    stop_spot(&rp, &main_sp, run_id, grace);
+    for (size_t k = 0; k < nisp; k++)
+      stop_spot(&rp, &isp[k], run_id, grace);
+  }
   if (ask[0]) {
     /* Nothing is written: the run stays as it was. */
     res->outcome = ENGINE_WAITING;
     snprintf(res->message, sizeof res->message, "%s", ask);
     rc = 0;
     goto out_rt;
-  }
-
-  /* Make sure nothing from the dead engine still runs before anything is
-   * started again. */
-  {
-    int64_t grace = opt.kill_grace_ms > 0 ? opt.kill_grace_ms : 5000;
-    stop_spot(&rp, &main_sp, run_id, grace);
-    for (size_t k = 0; k < nisp; k++)
-      stop_spot(&rp, &isp[k], run_id, grace);
   }
 
   rc = journal_lock_acquire(j, wf->name, env ? env : "", run_id, &holder,

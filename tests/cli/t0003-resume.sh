@@ -398,6 +398,48 @@ test_expect_success 'the same without a run id, and with --json' '
 	test_cmp before after
 '
 
+# The dead engine's step must not go on while the operator checks: it is
+# stopped before the question, as before a re-run.
+write_workflow ask9.yaml <<\EOF
+cairn: 1
+name: ask9
+start: deploy
+states:
+  deploy:
+    do: exec
+    with: { argv: [sh, -c, 'echo $$ >>pids; sleep 30 & echo $! >>pids; wait; touch late.done'] }
+    on_failure: done
+    next: done
+  done: { succeed: true }
+EOF
+
+# two_pids: the step wrote its shell's and its child's pid.
+two_pids() { [ -f pids ] && [ "$(wc -l <pids)" -ge 2 ]; }
+
+test_expect_success 'after kill -9, resume stops the step before it asks' '
+	mkdir k && cp ask9.yaml k/ &&
+	cd k
+	start_run run ask9.yaml
+	wait_until 10 "the step did not start" two_pids &&
+	kill -9 "$BGPID" &&
+	wait_run 137 &&
+	for p in $(cat pids); do
+		proc_alive "$p" || { echo "$p is gone before the resume"; exit 1; }
+	done &&
+	RUN=$(last_run) &&
+	test_must_fail_with 3 cairn resume "$RUN" >out &&
+	test_grep "needs a decision: state '\''deploy'\'' was running" out &&
+	for p in $(cat pids); do
+		if proc_alive "$p"; then
+			echo "$p still runs while cairn asks"
+			kill -9 "$p"
+			exit 1
+		fi
+	done &&
+	cairn resume "$RUN" --assume failed >out &&
+	test_path_is_missing late.done
+'
+
 test_expect_success 'resume --assume succeeded goes on; decision.assumed is journaled' '
 	cd d &&
 	RUN=$(last_run) &&
