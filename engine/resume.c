@@ -82,21 +82,23 @@ static int environ_has(const char *pid, const char *a, const char *b)
   return found_a && found_b;
 }
 
-/* The engine died after spawning a child but before journaling its pid:
- * find the child by the markers every action's environment carries
- * (CAIRN_RUN_ID, CAIRN_STATE) and stop its group. */
-static void stop_marked(const char *run_id, const char *path,
-                        int64_t grace_ms, int keep_pgid)
+/* Calls fn for each live process but this one whose environment carries
+ * the markers every action's environment has (CAIRN_RUN_ID, CAIRN_STATE)
+ * for path of run_id, until fn returns nonzero; returns that, or 0. */
+static int each_marked(const char *run_id, const char *path,
+                       int (*fn)(int pid, int pgid, int64_t start, void *ud),
+                       void *ud)
 {
   char a[128], b[400];
   DIR *d = opendir("/proc");
   struct dirent *de;
+  int rc = 0;
 
   if (d == NULL)
-    return;
+    return 0;
   snprintf(a, sizeof a, "CAIRN_RUN_ID=%s", run_id);
   snprintf(b, sizeof b, "CAIRN_STATE=%s", path);
-  while ((de = readdir(d)) != NULL) {
+  while (rc == 0 && (de = readdir(d)) != NULL) {
     if (de->d_name[0] < '1' || de->d_name[0] > '9')
       continue;
     if (!environ_has(de->d_name, a, b))
@@ -104,12 +106,90 @@ static void stop_marked(const char *run_id, const char *path,
     int pid = atoi(de->d_name);
     int64_t start = 0;
     pid_t pgid = getpgid(pid);
-    if (pid == getpid() || pgid <= 0 || pgid == keep_pgid ||
+    if (pid == getpid() || pgid <= 0 ||
         cairn_proc_start_time(pid, &start) != 0)
       continue;
-    cairn_proc_stop_group((int)pgid, pid, start, grace_ms);
+    rc = fn(pid, (int)pgid, start, ud);
   }
   closedir(d);
+  return rc;
+}
+
+struct stop_ctx {
+  int64_t grace_ms;
+  int keep_pgid;
+};
+
+static int stop_one(int pid, int pgid, int64_t start, void *ud)
+{
+  const struct stop_ctx *c = ud;
+  if (pgid != c->keep_pgid)
+    cairn_proc_stop_group(pgid, pid, start, c->grace_ms);
+  return 0;
+}
+
+static int first_pid(int pid, int pgid, int64_t start, void *ud)
+{
+  (void)pgid;
+  (void)start;
+  (void)ud;
+  return pid;
+}
+
+/* The engine died after spawning a child but before journaling its pid:
+ * find the child by its markers and stop its group. */
+static void stop_marked(const char *run_id, const char *path,
+                        int64_t grace_ms, int keep_pgid)
+{
+  struct stop_ctx c = {grace_ms, keep_pgid};
+  each_marked(run_id, path, stop_one, &c);
+}
+
+/* A live process of the unfinished step s of run_id (by its journaled
+ * pid, else by its markers), or 0. */
+static int step_pid(const char *run_id, const struct journal_step *s)
+{
+  char boot[40];
+  json_t *sp = s->spawn;
+  const char *b = json_string_value(json_object_get(sp, "boot_id"));
+  int pid = (int)json_integer_value(json_object_get(sp, "pid"));
+
+  cairn_proc_boot_id(boot);
+  if (pid > 0 && b && strcmp(b, boot) == 0 &&
+      cairn_proc_alive(pid, json_integer_value(
+                                json_object_get(sp, "proc_start"))))
+    return pid;
+  return each_marked(run_id, s->path, first_pid, NULL);
+}
+
+int engine__lock_orphans(struct journal *j, const char *workflow,
+                         const char *env, const char *run_id,
+                         struct cairn_error *err)
+{
+  struct journal_lock_holder h;
+  struct journal_replay rp;
+  int alive = 0, rc = 0;
+
+  if (journal_lock_get(j, workflow, env, &h, &alive, NULL) != 0 || alive ||
+      strcmp(h.run_id, run_id) == 0 ||
+      journal_replay(j, h.run_id, &rp, NULL) != 0)
+    return 0; /* free, held by a live engine (the lock says so), or ours */
+  for (size_t i = 0; rc == 0 && i < rp.nsteps; i++) {
+    const struct journal_step *s = &rp.steps[i];
+    int pid;
+    if ((s->phase == JOURNAL_PHASE_STARTED ||
+         s->phase == JOURNAL_PHASE_INTERRUPTED) &&
+        (pid = step_pid(h.run_id, s)) > 0)
+      rc = cairn_error_set(
+          err, CAIRN_E_LOCKED,
+          "workflow '%s'%s%s is locked by run %s, whose engine is gone but "
+          "whose step '%s' still runs (pid %d) (hint: 'cairn resume %s' "
+          "stops it and carries that run on; or wait until it ends)",
+          workflow, *env ? " env " : "", env, h.run_id, s->path, pid,
+          h.run_id);
+  }
+  journal_replay_release(&rp);
+  return rc;
 }
 
 /* Makes sure the process group an unfinished attempt started is gone,
@@ -587,6 +667,9 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
                          holder.host);
     goto out_rp;
   }
+  if ((rc = engine__lock_orphans(j, wf->name, env ? env : "", run_id,
+                                 err)) != 0)
+    goto out_rp;
 
   fails.count = json_object();
   fails.pos = json_object();

@@ -904,6 +904,8 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
   if (rc == 0)
     rc = engine_run_dir(j, run_id, rt.run_dir, sizeof rt.run_dir, err);
   if (rc == 0)
+    rc = engine__lock_orphans(j, wf->name, env ? env : "", run_id, err);
+  if (rc == 0)
     rc = journal_lock_acquire(j, wf->name, env ? env : "", run_id, &holder,
                               &taken_over, err);
   if (rc != 0) {

@@ -1871,8 +1871,10 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
     goto out_rt;
   json_object_set(rt.scope, "params", params);
   engine__learn_params(&rt, wf->params, wf->nparams, params);
-  rc = journal_lock_acquire(j, wf->name, rt.env_name, run_id, &holder,
-                            &taken_over, err);
+  rc = engine__lock_orphans(j, wf->name, rt.env_name, run_id, err);
+  if (rc == 0)
+    rc = journal_lock_acquire(j, wf->name, rt.env_name, run_id, &holder,
+                              &taken_over, err);
   if (rc != 0)
     goto out_rt;
   /* Only a run that holds the lock gets a folder. */

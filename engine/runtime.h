@@ -276,6 +276,13 @@ int engine__task_resolve(struct engine__task *t, struct cairn_error *err);
  * when it holds none), and whether it holds one. */
 json_t *engine__redact(struct engine__rt *rt, json_t *v);
 int engine__holds_secret(struct engine__rt *rt, json_t *v);
+/* Before a run takes over the lock of (workflow, env) from a dead engine
+ * of another run: CAIRN_E_LOCKED (err says which step and pid) when a
+ * step that run left unfinished still has a live process, which would
+ * run alongside the new one; else 0. */
+int engine__lock_orphans(struct journal *j, const char *workflow,
+                         const char *env, const char *run_id,
+                         struct cairn_error *err);
 /* Does any string in v contain "***" (journaled with a secret redacted)? */
 int engine__has_redaction(json_t *v);
 /* Adds secrets a call made (NAME -> value) to the scope and the

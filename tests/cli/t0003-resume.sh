@@ -572,7 +572,22 @@ test_expect_success 'a second run of a workflow while one runs: exit 4 naming th
 	wait_run 137
 '
 
-test_expect_success 'after kill -9, a new run takes the dead lock over (lock.taken_over)' '
+# Its step still runs: taking the lock over would run the new run
+# beside it.
+test_expect_success 'after kill -9, a new run waits while the dead run'\''s step runs' '
+	cd f &&
+	OLD=$(last_run) &&
+	q "SELECT count(*) FROM runs" >before &&
+	test_must_fail_with 4 cairn run simple.yaml >out 2>err &&
+	test_grep "^cairn: workflow '\''simple'\'' is locked by run $OLD, whose engine is gone but whose step '\''long'\'' still runs (pid [0-9]*) (hint: '\''cairn resume $OLD'\'' stops it" err &&
+	q "SELECT count(*) FROM runs" >after &&
+	test_cmp before after &&
+	pid=$(sed -n "s/.* still runs (pid \([0-9]*\)).*/\1/p" err) &&
+	kill -9 -- "-$(ps -o pgid= -p "$pid" | tr -d " ")" &&
+	wait_until 10 "the step did not stop" eval "! proc_alive $pid"
+'
+
+test_expect_success 'once it has ended, a new run takes the dead lock over (lock.taken_over)' '
 	cd f &&
 	OLD=$(last_run) &&
 	touch go &&
