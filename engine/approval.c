@@ -14,7 +14,17 @@ struct count {
   char *const *approvers;
   size_t n;
   json_t *counted, *ignored; /* arrays of distinct actors */
+  /* a record's event must name these (NULL: an approval inside a run):
+   * the runs row that led to it is outside the hash chain */
+  const char *workflow, *env, *release;
 };
+
+/* Does payload's field name say want? */
+static int names(json_t *payload, const char *name, const char *want)
+{
+  const char *v = json_string_value(json_object_get(payload, name));
+  return v != NULL && strcmp(v, want) == 0;
+}
 
 static int has_str(json_t *a, const char *s)
 {
@@ -44,6 +54,10 @@ static int count_event(const struct journal_event *ev, void *ud)
   if (strcmp(ev->kind, JOURNAL_EV_APPROVAL_GRANTED) != 0 || actor == NULL ||
       (c->state && strcmp(ev->state, c->state) != 0))
     return 0;
+  if (c->workflow && (!names(ev->payload, "workflow", c->workflow) ||
+                      !names(ev->payload, "env", c->env) ||
+                      !names(ev->payload, "release", c->release)))
+    return 0;
   count_actor(c, actor);
   return 0;
 }
@@ -60,7 +74,8 @@ int engine_approvals(struct journal *j, const char *run_id, const char *state,
                      json_t **counted, json_t **ignored,
                      struct cairn_error *err)
 {
-  struct count c = {state, approvers, n, json_array(), json_array()};
+  struct count c = {state, approvers, n, json_array(), json_array(),
+                    NULL, NULL, NULL};
   struct journal_run_filter f = {workflow, env ? env : "",
                                  release ? release : "",
                                  JOURNAL_STATUS_APPROVED, 0, 0};
@@ -78,6 +93,9 @@ int engine_approvals(struct journal *j, const char *run_id, const char *state,
     rc = journal_run_foreach(j, &f, collect_id, ids, err);
   /* Oldest first, so actors come in the order they approved. */
   c.state = NULL;
+  c.workflow = workflow;
+  c.env = env ? env : "";
+  c.release = release ? release : "";
   for (size_t i = json_array_size(ids); rc == 0 && i > 0; i--)
     rc = journal_event_foreach(j, json_string_value(json_array_get(ids, i - 1)),
                                0, count_event, &c, err);
@@ -268,8 +286,19 @@ static int newest(struct journal *j, const char *workflow, const char *env,
   struct journal_run_filter f = {workflow, env, release, status, 0, 0};
   memset(out, 0, sizeof *out);
   int rc = journal_run_foreach(j, &f, first_run, out, err);
-  if (rc == 1)
+  if (rc == 1) {
+    /* A gate trusts the row only as far as its events, which the hash
+     * chain covers, agree with it. */
+    struct cairn_error why = {0};
+    rc = journal_run_confirm(j, out->id, out->status, out->workflow,
+                             out->env, out->release, NULL, &why);
+    if (rc != 0) {
+      journal_run_release(out);
+      return cairn_error_set(err, rc, "%s (hint: 'cairn verify' checks the "
+                             "whole journal)", why.msg);
+    }
     return 0;
+  }
   if (rc == 0)
     return CAIRN_E_NOTFOUND;
   return rc;

@@ -272,16 +272,33 @@ struct journal_verify_result {
   int64_t last_seq;      /* seq of the newest event, 0 when none */
   char key_id[JOURNAL_KEY_ID_HEX]; /* the journal's recorded key id or "" */
 };
-/* Recomputes the whole chain. Returns 0 with first_bad_seq == 0 when it
- * holds; CAIRN_E_CHAIN with first_bad_seq and reason set when an event
- * was edited (hash mismatch), deleted (gap in seq or prev_hash mismatch)
- * or swapped (prev_hash mismatch); other codes for I/O errors.
+/* Recomputes the whole chain, then confirms every row of the runs table
+ * against its events (journal_run_confirm). Returns 0 with
+ * first_bad_seq == 0 when both hold; CAIRN_E_CHAIN with first_bad_seq and
+ * reason set when an event was edited (hash mismatch), deleted (gap in
+ * seq or prev_hash mismatch) or swapped (prev_hash mismatch), or a run's
+ * row disagrees with its events (first_bad_seq: the event it disagrees
+ * with, or the seq after the last for a row without events); other codes
+ * for I/O errors.
  * Keys: the hashes are recomputed with the key given by journal_set_key.
  * A keyed journal without a key gives CAIRN_E_KEY (nothing to check
  * with); a wrong key fails at event 1; a key on a journal that records
  * none fails at event 1 too (its key record may have been removed). */
 int journal_verify(struct journal *j, struct journal_verify_result *res,
                    struct cairn_error *err);
+
+/* Whether the row of run_id in the runs table (status, workflow, env,
+ * release: what status, history and the promotion gates read) agrees with
+ * its events, which the hash chain covers: the status is the one its last
+ * run.started, run.resumed, rollback.requested, run.finished,
+ * run.interrupted or approval.waiting gives (a record: approved or
+ * refused), and workflow, env and release are its first event's. 0, or
+ * CAIRN_E_CHAIN with err saying what differs and *seq (may be NULL) the
+ * event it differs from (0 when the run has no events). */
+int journal_run_confirm(struct journal *j, const char *run_id,
+                        const char *status, const char *workflow,
+                        const char *env, const char *release, int64_t *seq,
+                        struct cairn_error *err);
 
 /* Loads the event numbered seq: 0 and *out filled (owned by the caller,
  * journal_event_release), or CAIRN_E_NOTFOUND. */

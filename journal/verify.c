@@ -11,8 +11,12 @@
  * (an anchor, kept outside the journal, catches that).
  * A keyed journal is checked with the key given by journal_set_key: an
  * attacker who edits an event and recomputes every hash after it cannot
- * do so without the key. */
+ * do so without the key.
+ * The runs table is outside the chain but is what status, history and
+ * the promotion gates read: each row is then confirmed against its
+ * events, so an edited row is found like an edited event. */
 #include "journal/internal.h"
+#include "journal/events.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -33,6 +37,124 @@ static void mark(struct journal_verify_result *res, int64_t seq,
   va_start(ap, fmt);
   vsnprintf(res->reason, sizeof res->reason, fmt, ap);
   va_end(ap);
+}
+
+/* The status a run's event gives it: kind and payload of the last of its
+ * events that sets one. */
+static const char *status_of(const char *kind, json_t *payload)
+{
+  if (strcmp(kind, JOURNAL_EV_RUN_FINISHED) == 0) {
+    const char *s = json_string_value(json_object_get(payload, "status"));
+    return s ? s : "";
+  }
+  if (strcmp(kind, JOURNAL_EV_RUN_INTERRUPTED) == 0)
+    return JOURNAL_STATUS_INTERRUPTED;
+  if (strcmp(kind, JOURNAL_EV_APPROVAL_WAITING) == 0)
+    return JOURNAL_STATUS_WAITING;
+  if (strcmp(kind, JOURNAL_EV_APPROVAL_GRANTED) == 0)
+    return JOURNAL_STATUS_APPROVED; /* a record's (state "") */
+  if (strcmp(kind, JOURNAL_EV_PROMOTION_REFUSED) == 0)
+    return JOURNAL_STATUS_REFUSED;
+  return JOURNAL_STATUS_RUNNING; /* started, resumed, rollback requested */
+}
+
+int journal_run_confirm(struct journal *j, const char *run_id,
+                        const char *status, const char *workflow,
+                        const char *env, const char *release, int64_t *seq,
+                        struct cairn_error *err)
+{
+  sqlite3_stmt *st = NULL;
+  int64_t at = 0;
+  int rc = journal__stmt(
+      j, JOURNAL__ST_RUN_CONFIRM,
+      "SELECT f.seq, f.payload, s.seq, s.kind, s.payload FROM "
+      "(SELECT seq, payload FROM events WHERE run_id = ?1 "
+      " ORDER BY seq LIMIT 1) f, "
+      "(SELECT seq, kind, payload FROM events WHERE run_id = ?1 AND "
+      " (kind IN ('" JOURNAL_EV_RUN_STARTED "', '" JOURNAL_EV_RUN_RESUMED
+      "', '" JOURNAL_EV_ROLLBACK_REQUESTED "', '" JOURNAL_EV_RUN_FINISHED
+      "', '" JOURNAL_EV_RUN_INTERRUPTED "', '" JOURNAL_EV_APPROVAL_WAITING
+      "', '" JOURNAL_EV_PROMOTION_REFUSED "') OR (kind = '"
+      JOURNAL_EV_APPROVAL_GRANTED "' AND state = '')) "
+      " ORDER BY seq DESC LIMIT 1) s",
+      &st, err);
+  if (rc != 0)
+    return rc;
+  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+  int step = sqlite3_step(st);
+  if (step == SQLITE_ROW) {
+    json_t *first = json_loads(journal__column_text(st, 1), 0, NULL);
+    json_t *last = json_loads(journal__column_text(st, 4), 0, NULL);
+    const char *had = status_of(journal__column_text(st, 3), last);
+    const char *names[] = {"workflow", "env", "release"};
+    const char *row[] = {workflow, env, release};
+    at = sqlite3_column_int64(st, 2);
+    if (strcmp(had, status) != 0)
+      rc = cairn_error_set(err, CAIRN_E_CHAIN,
+                           "run %s's row says status '%s' but its event %"
+                           PRId64 " says '%s' (the runs table was edited, "
+                           "or events were removed)",
+                           run_id, status, at, had);
+    for (size_t i = 0; rc == 0 && i < 3; i++) {
+      const char *v = json_string_value(json_object_get(first, names[i]));
+      if (strcmp(v ? v : "", row[i]) != 0) {
+        at = sqlite3_column_int64(st, 0);
+        rc = cairn_error_set(err, CAIRN_E_CHAIN,
+                             "run %s's row says %s '%.40s' but its event %"
+                             PRId64 " says '%.40s' (the runs table was "
+                             "edited)", run_id, names[i], row[i], at,
+                             v ? v : "");
+      }
+    }
+    json_decref(first);
+    json_decref(last);
+  } else if (step == SQLITE_DONE) {
+    rc = cairn_error_set(err, CAIRN_E_CHAIN,
+                         "run %s has a row but no events (its events were "
+                         "removed)", run_id);
+  } else {
+    rc = journal__sqlite_error(j, err, "cannot read journal");
+  }
+  journal__stmt_done(j, JOURNAL__ST_RUN_CONFIRM, st);
+  if (seq)
+    *seq = at;
+  return rc;
+}
+
+/* Every row of the runs table against its events; the first that
+ * disagrees marks res. */
+static int confirm_rows(struct journal *j, struct journal_verify_result *res,
+                        struct cairn_error *err)
+{
+  sqlite3_stmt *st = NULL;
+  struct cairn_error why = {0};
+  int step, rc = journal__stmt(j, JOURNAL__ST_RUN_ROWS,
+                               "SELECT id, status, workflow, env, release "
+                               "FROM runs ORDER BY created_ms, id",
+                               &st, err);
+  if (rc != 0)
+    return rc;
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    int64_t at = 0;
+    rc = journal_run_confirm(j, journal__column_text(st, 0),
+                             journal__column_text(st, 1),
+                             journal__column_text(st, 2),
+                             journal__column_text(st, 3),
+                             journal__column_text(st, 4), &at, &why);
+    if (rc == CAIRN_E_CHAIN) {
+      mark(res, at ? at : res->last_seq + 1, "%s", why.msg);
+      rc = 0;
+      break;
+    }
+    if (rc != 0) {
+      *err = why;
+      break;
+    }
+  }
+  if (rc == 0 && step != SQLITE_ROW && step != SQLITE_DONE)
+    rc = journal__sqlite_error(j, err, "cannot read journal");
+  journal__stmt_done(j, JOURNAL__ST_RUN_ROWS, st);
+  return rc;
 }
 
 int journal_verify(struct journal *j, struct journal_verify_result *res,
@@ -128,11 +250,16 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
   memcpy(res->last_hash, last, sizeof res->last_hash);
   if (res->events == 0)
     res->last_hash[0] = '\0';
+  journal__stmt_done(j, JOURNAL__ST_VERIFY, st);
+  st = NULL;
+  if (res->first_bad_seq == 0 && (rc = confirm_rows(j, res, err)) != 0)
+    goto out;
   if (res->first_bad_seq != 0)
     rc = cairn_error_set(err, CAIRN_E_CHAIN,
                          "journal '%s' is broken at event %" PRId64 ": %s",
                          j->path, res->first_bad_seq, res->reason);
 out:
-  journal__stmt_done(j, JOURNAL__ST_VERIFY, st);
+  if (st != NULL)
+    journal__stmt_done(j, JOURNAL__ST_VERIFY, st);
   return rc;
 }

@@ -110,14 +110,37 @@ for j in plain keyed; do
 		broken_at 4 cairn verify --journal swap-$j.db $K
 	'
 
-	test_expect_success "$j: the newest events deleted: missed alone, caught with an anchor" '
+	# The last run's run.finished goes with them: its row says succeeded.
+	test_expect_success "$j: the newest events deleted: the runs row says what is gone" '
+		n=$(cat count) &&
+		tampered cut-$j $j.db "DELETE FROM events WHERE seq > $n - 4" &&
+		test_must_fail_with 1 cairn verify --journal cut-$j.db $K >out &&
+		test_grep "chain broken at event [0-9]*: run [0-9A-Z]*'\''s row says status '\''succeeded'\'' but its event [0-9]* says '\''running'\'' (the runs table was edited, or events were removed)" out
+	'
+
+	# With the row made to match, only an anchor kept elsewhere shows it.
+	test_expect_success "$j: the newest events deleted, the row fixed: missed alone, caught with an anchor" '
 		cairn verify --journal $j.db $K --write-anchor $j.anchor >/dev/null &&
 		n=$(cat count) &&
-		tampered trunc-$j $j.db "DELETE FROM events WHERE seq > $n - 4" &&
+		tampered trunc-$j $j.db "DELETE FROM events WHERE seq > $n - 4;
+			UPDATE runs SET status = '\''running'\'' WHERE status = '\''succeeded'\''
+			AND id = (SELECT run_id FROM events ORDER BY seq DESC LIMIT 1)" &&
 		cairn verify --journal trunc-$j.db $K >out &&
 		test_grep "chain ok" out &&
 		broken_at $((n - 3)) cairn verify --journal trunc-$j.db $K --anchor $j.anchor &&
 		test_grep "the journal ends at seq $((n - 4)) but the anchor from 20[0-9-]*T[0-9:]*Z says seq $n had hash [0-9a-f]\{64\}" out
+	'
+
+	test_expect_success "$j: a run's status edited in its row is caught" '
+		tampered row-$j $j.db "UPDATE runs SET status = '\''failed'\'' WHERE rowid = 2" &&
+		test_must_fail_with 1 cairn verify --journal row-$j.db $K >out &&
+		test_grep "row says status '\''failed'\'' but its event [0-9]* says '\''succeeded'\'' (the runs table was edited" out
+	'
+
+	test_expect_success "$j: a run's release edited is caught" '
+		tampered rel-$j $j.db "UPDATE runs SET release = '\''6.6.6'\''" &&
+		test_must_fail_with 1 cairn verify --journal rel-$j.db $K >out &&
+		test_grep "row says release '\''6.6.6'\'' but its event [0-9]* says" out
 	'
 done
 
@@ -220,6 +243,52 @@ test_expect_success 'a key file too short, or missing: refused, no journal creat
 	test_must_fail_with 2 cairn run deploy.yaml --journal new.db --key-file nosuch.key >out 2>err &&
 	test_grep "^cairn: cannot open key file '\''nosuch.key'\'': No such file or directory$" err &&
 	test_path_is_missing new.db
+'
+
+# ---- the promotion gates read the runs table only as far as the events agree
+
+write_workflow envs.yaml <<\EOF
+cairn: 1
+name: envs
+params:
+  release: { default: "1.0.0" }
+  fail: { default: "no" }
+environments:
+  dev: { vars: { name: dev } }
+  staging: { vars: { name: staging }, after: dev }
+  prod: { vars: { name: prod }, after: staging, approvals: 1 }
+start: deploy
+states:
+  deploy:
+    do: exec
+    with: { argv: [sh, -c, "test {{ params.fail }} = no && echo {{ params.release }} >out-{{ vars.name }}"] }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a failed run made succeeded in its row does not open the after gate' '
+	test_must_fail_with 1 cairn run envs.yaml --journal gate.db --env dev --set fail=yes >out &&
+	test_grep "state '\''deploy'\'' failed: exited with status 1" out &&
+	sqlite3 gate.db "UPDATE runs SET status = '\''succeeded'\'' WHERE env = '\''dev'\''" &&
+	dump gate.db >before &&
+	test_must_fail_with 1 cairn promote envs.yaml --journal gate.db --to staging --release 1.0.0 >out 2>err &&
+	test_grep "^cairn: run [0-9A-Z]*'\''s row says status '\''succeeded'\'' but its event [0-9]* says '\''failed'\'' (the runs table was edited, or events were removed) (hint: '\''cairn verify'\'' checks the whole journal)$" err &&
+	test_path_is_missing out-staging &&
+	dump gate.db >after &&
+	test_cmp before after
+'
+
+test_expect_success 'an approval moved to another release in its row does not count' '
+	rm -f gate.db* &&
+	for r in 1.0.0 6.6.6; do
+		cairn run envs.yaml --journal gate.db --env dev --set release=$r >/dev/null &&
+		cairn promote envs.yaml --journal gate.db --to staging --release $r >/dev/null || exit 1
+	done &&
+	CAIRN_ACTOR=alice cairn approve prod --journal gate.db --workflow envs --release 1.0.0 >/dev/null &&
+	sqlite3 gate.db "UPDATE runs SET release = '\''6.6.6'\'' WHERE status = '\''approved'\''" &&
+	test_must_fail_with 5 cairn promote envs.yaml --journal gate.db --to prod --release 6.6.6 >out 2>err &&
+	test_grep "needs 1 approval from distinct actors for prod, has 0" err &&
+	test_path_is_missing out-prod
 '
 
 test_done

@@ -866,14 +866,15 @@ static void test_append_nul_in_string(void **state)
   struct journal_verify_result vr;
 
   insert_run(j, RUN_A, "w", "", NULL, 0);
+  app(j, RUN_A, "run.started", "", 0, "{\"workflow\":\"w\"}");
   assert_int_equal(journal_append(j, RUN_A, "action.finished", "s", 1, 0, p,
                                   NULL, &err), 0);
   json_decref(p);
   memset(&l, 0, sizeof l);
   assert_int_equal(journal_event_foreach(j, RUN_A, 0, collect, &l, &err), 0);
-  assert_int_equal(l.n, 1);
-  assert_string_equal(l.ev[0].payload, "{\"out\":\"a\\u0000b\"}");
-  assert_string_equal(l.ev[0].rehash, l.ev[0].hash);
+  assert_int_equal(l.n, 2);
+  assert_string_equal(l.ev[1].payload, "{\"out\":\"a\\u0000b\"}");
+  assert_string_equal(l.ev[1].rehash, l.ev[1].hash);
   assert_int_equal(journal_verify(j, &vr, &err), 0);
   assert_int_equal(vr.first_bad_seq, 0);
   journal_close(j);
@@ -1167,7 +1168,8 @@ static void test_append_tail_cache(void **state)
   struct journal *a = open_new(fx->path), *b = open_new(fx->path), *m = NULL;
 
   insert_run(a, RUN_A, "w", "", NULL, 0);
-  assert_int_equal(app(a, RUN_A, "one", "", 0, NULL), 1);
+  assert_int_equal(app(a, RUN_A, "run.started", "", 0, "{\"workflow\":\"w\"}"),
+                   1);
   assert_int_equal(app(b, RUN_A, "two", "", 0, NULL), 2);
   assert_int_equal(app(a, RUN_A, "three", "", 0, NULL), 3);
   assert_int_equal(journal_begin(a, &err), 0);
@@ -1182,7 +1184,8 @@ static void test_append_tail_cache(void **state)
 
   assert_int_equal(journal_open(&m, ":memory:", 0, NULL), 0);
   insert_run(m, RUN_A, "w", "", NULL, 0);
-  assert_int_equal(app(m, RUN_A, "one", "", 0, NULL), 1);
+  assert_int_equal(app(m, RUN_A, "run.started", "", 0, "{\"workflow\":\"w\"}"),
+                   1);
   assert_int_equal(journal_begin(m, &err), 0);
   assert_int_equal(app(m, RUN_A, "two", "", 0, NULL), 2);
   journal_rollback(m);
@@ -1384,7 +1387,8 @@ static void build_six(const char *path, char hashes[6][JOURNAL_HASH_HEX])
   insert_run(j, RUN_A, "w", "", NULL, 0);
   insert_run(j, "01HZXTESTRUN00000000000002", "w", "dev", NULL, 0);
   app(j, RUN_A, "run.started", "", 0, "{\"workflow\":\"w\"}");
-  app(j, "01HZXTESTRUN00000000000002", "run.started", "", 0, NULL);
+  app(j, "01HZXTESTRUN00000000000002", "run.started", "", 0,
+      "{\"workflow\":\"w\",\"env\":\"dev\"}");
   app(j, RUN_A, "state.entered", "a", 0, "{\"kind\":\"do\"}");
   app(j, RUN_A, "action.started", "a", 1, "{\"attempt\":1}");
   app(j, RUN_A, "action.finished", "a", 1, "{\"outcome\":\"succeeded\"}");
@@ -2379,7 +2383,8 @@ static void test_crash_hook(void **state)
       _exit(3);
     snprintf(n, sizeof n, "%ld", journal__test_commits() + 2);
     setenv("CAIRN_TEST_KILL_AFTER_COMMIT", n, 1);
-    journal_append(cj, RUN_A, "e1", "", 0, 0, NULL, NULL, NULL);
+    journal_append(cj, RUN_A, "run.started", "", 0, 0,
+                   json_pack("{s:s}", "workflow", "w"), NULL, NULL);
     journal_append(cj, RUN_A, "e2", "", 0, 0, NULL, NULL, NULL);
     journal_append(cj, RUN_A, "e3", "", 0, 0, NULL, NULL, NULL);
     _exit(0);
@@ -2610,6 +2615,7 @@ static void test_keyed_chain(void **state)
   char plain[JOURNAL_HASH_HEX], keyed[JOURNAL_HASH_HEX], again[JOURNAL_HASH_HEX];
   char id[JOURNAL_KEY_ID_HEX];
   struct journal *j;
+  json_t *p;
 
   memset(key, 7, sizeof key);
   memset(other, 9, sizeof other);
@@ -2628,9 +2634,13 @@ static void test_keyed_chain(void **state)
   assert_int_equal(journal_set_key(j, key, sizeof key, &err), 0);
   journal_key_id(key, sizeof key, id);
   assert_string_equal(journal_recorded_key_id(j), id);
-  insert_run(j, RUN_A, "wf", "", "running", 0);
-  assert_int_equal(journal_append(j, RUN_A, "run.started", "", 0, 1, NULL, NULL, &err), 0);
-  assert_int_equal(journal_append(j, RUN_A, "run.finished", "", 0, 2, NULL, NULL, &err), 0);
+  insert_run(j, RUN_A, "wf", "", "succeeded", 0);
+  p = json_pack("{s:s}", "workflow", "wf");
+  assert_int_equal(journal_append(j, RUN_A, "run.started", "", 0, 1, p, NULL, &err), 0);
+  json_decref(p);
+  p = json_pack("{s:s}", "status", "succeeded");
+  assert_int_equal(journal_append(j, RUN_A, "run.finished", "", 0, 2, p, NULL, &err), 0);
+  json_decref(p);
   assert_int_equal(journal_verify(j, &vr, &err), 0);
   assert_int_equal(vr.last_seq, 2);
   assert_string_equal(vr.key_id, id);
