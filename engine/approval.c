@@ -175,6 +175,30 @@ void engine__approval_decide(struct engine__rt *rt,
 
 /* ---- cairn approve ---- */
 
+/* Journals a record (an approval or a refusal: a runs row that never
+ * runs) with its one event of kind, in one transaction. A record takes no
+ * time: created, updated and finished are one reading of the clock, taken
+ * once the write lock is held (two readings could make finished_ms come
+ * before created_ms, and history show a negative duration). payload is
+ * borrowed. */
+static int record_insert(struct journal *j, struct journal_run *r,
+                         const char *kind, json_t *payload,
+                         struct cairn_error *err)
+{
+  int rc = journal_begin(j, err);
+  if (rc != 0)
+    return rc;
+  r->created_ms = r->updated_ms = r->finished_ms = journal_now_ms();
+  rc = journal_run_insert(j, r, err);
+  if (rc == 0)
+    rc = journal_append(j, r->id, kind, "", 0, 0, payload, NULL, err);
+  if (rc == 0)
+    rc = journal_commit(j, err);
+  else
+    journal_rollback(j);
+  return rc;
+}
+
 int engine_approve_run(struct journal *j, const char *run_id,
                        const char *actor, const char *comment, char *state,
                        size_t n, struct cairn_error *err)
@@ -218,21 +242,11 @@ int engine_approve_release(struct journal *j, const char *workflow,
   r.release = (char *)release;
   r.status = JOURNAL_STATUS_APPROVED;
   r.actor = (char *)actor;
-  r.finished_ms = journal_now_ms();
   json_t *p = json_pack("{s:s,s:s,s:s,s:s}", "actor", actor, "workflow",
                         workflow, "env", env, "release", release);
   if (comment && *comment)
     json_object_set_new(p, "comment", json_string(comment));
-  rc = journal_begin(j, err);
-  if (rc == 0)
-    rc = journal_run_insert(j, &r, err);
-  if (rc == 0)
-    rc = journal_append(j, record_id, JOURNAL_EV_APPROVAL_GRANTED, "", 0, 0, p,
-                        NULL, err);
-  if (rc == 0)
-    rc = journal_commit(j, err);
-  else
-    journal_rollback(j);
+  rc = record_insert(j, &r, JOURNAL_EV_APPROVAL_GRANTED, p, err);
   json_decref(p);
   return rc;
 }
@@ -444,20 +458,10 @@ int engine_promotion_refuse(struct journal *j, const struct engine_workflow *wf,
   r.release = (char *)g->release;
   r.status = JOURNAL_STATUS_REFUSED;
   r.actor = (char *)actor;
-  r.finished_ms = journal_now_ms();
   json_t *p = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "workflow", wf->name,
                         "env", env, "release", g->release, "gate", g->gate,
                         "reason", g->reason, "actor", actor);
-  rc = journal_begin(j, err);
-  if (rc == 0)
-    rc = journal_run_insert(j, &r, err);
-  if (rc == 0)
-    rc = journal_append(j, r.id, JOURNAL_EV_PROMOTION_REFUSED, "", 0, 0, p,
-                        NULL, err);
-  if (rc == 0)
-    rc = journal_commit(j, err);
-  else
-    journal_rollback(j);
+  rc = record_insert(j, &r, JOURNAL_EV_PROMOTION_REFUSED, p, err);
   json_decref(p);
   return rc;
 }
