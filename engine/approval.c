@@ -257,8 +257,7 @@ static int first_run(const struct journal_run *r, void *ud)
 {
   struct journal_run *out = ud;
   /* Records (approvals, refusals) are not runs. */
-  if (strcmp(r->status, JOURNAL_STATUS_APPROVED) == 0 ||
-      strcmp(r->status, JOURNAL_STATUS_REFUSED) == 0)
+  if (journal_run_is_record(r))
     return 0;
   *out = *r;
   /* Keep the strings: take them over from the row the caller releases. */

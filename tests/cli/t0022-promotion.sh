@@ -218,4 +218,14 @@ test_expect_success 'approval and refusal records take no time (finished = creat
 	test_cmp expect took
 '
 
+test_expect_success 'report draws the newest run, not a newer record, and counts them apart' '
+	CAIRN_ACTOR=erin cairn approve prod --workflow app --release 9.9.10 &&
+	run=$(q "SELECT id FROM runs WHERE status NOT IN (\"approved\",\"refused\") ORDER BY created_ms DESC, id DESC LIMIT 1") &&
+	nrec=$(q "SELECT count(*) FROM runs WHERE status IN (\"approved\",\"refused\")") &&
+	cairn report -o r.html &&
+	test_grep "^<h2>Run $run</h2>$" r.html &&
+	test_grep "<tr class=\"chosen\"><td class=\"id\"><a href=\"#run\">$run<" r.html &&
+	test_grep " · $(runs) runs and $nrec promotion records (approvals, refusals) · " r.html
+'
+
 test_done
