@@ -1,6 +1,7 @@
 /* Approvals and promotion gates: counting `cairn approve` from the
  * journal, the approval state kind, and the checks `cairn promote` makes
  * before it starts a run. Everything is decided from the journal alone. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,6 +317,35 @@ static int find_failed(const struct journal_event *ev, void *ud)
   return 0;
 }
 
+void engine_gate_release(struct engine_gate *g)
+{
+  free(g->reason);
+  free(g->release);
+  g->reason = g->release = NULL;
+}
+
+/* Appends to g->reason (printf's format), growing it. */
+static int gate_say(struct engine_gate *g, struct cairn_error *err,
+                    const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int gate_say(struct engine_gate *g, struct cairn_error *err,
+                    const char *fmt, ...)
+{
+  size_t used = g->reason ? strlen(g->reason) : 0;
+  va_list ap;
+  va_start(ap, fmt);
+  int w = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  char *r = w < 0 ? NULL : realloc(g->reason, used + (size_t)w + 1);
+  if (r == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  g->reason = r;
+  va_start(ap, fmt);
+  vsnprintf(r + used, (size_t)w + 1, fmt, ap);
+  va_end(ap);
+  return 0;
+}
+
 static int check_after(struct journal *j, const struct engine_workflow *wf,
                        const struct engine_environment *e,
                        struct engine_gate *g, struct cairn_error *err)
@@ -333,12 +363,10 @@ static int check_after(struct journal *j, const struct engine_workflow *wf,
   g->refused = 1;
   snprintf(g->gate, sizeof g->gate, "after");
   rc = newest(j, wf->name, e->after, g->release, NULL, &last, err);
-  if (rc == CAIRN_E_NOTFOUND) {
-    snprintf(g->reason, sizeof g->reason,
-             "release %s has no succeeded run in %s; it never ran there",
-             g->release, e->after);
-    return 0;
-  }
+  if (rc == CAIRN_E_NOTFOUND)
+    return gate_say(g, err,
+                    "release %s has no succeeded run in %s; it never ran "
+                    "there", g->release, e->after);
   if (rc != 0)
     return rc;
   struct failed_at fa = {""};
@@ -346,13 +374,13 @@ static int check_after(struct journal *j, const struct engine_workflow *wf,
       strcmp(last.status, JOURNAL_STATUS_ROLLBACK_FAILED) == 0)
     rc = journal_event_foreach(j, last.id, 0, find_failed, &fa, err);
   if (rc == 0 && fa.state[0])
-    snprintf(g->reason, sizeof g->reason,
-             "release %s has no succeeded run in %s; last attempt %s failed "
-             "at %s", g->release, e->after, last.id, fa.state);
+    rc = gate_say(g, err,
+                  "release %s has no succeeded run in %s; last attempt %s "
+                  "failed at %s", g->release, e->after, last.id, fa.state);
   else if (rc == 0)
-    snprintf(g->reason, sizeof g->reason,
-             "release %s has no succeeded run in %s; last attempt %s is %s",
-             g->release, e->after, last.id, last.status);
+    rc = gate_say(g, err,
+                  "release %s has no succeeded run in %s; last attempt %s "
+                  "is %s", g->release, e->after, last.id, last.status);
   journal_run_release(&last);
   return rc;
 }
@@ -376,27 +404,26 @@ static int check_approvals(struct journal *j, const struct engine_workflow *wf,
     g->refused = 1;
     snprintf(g->gate, sizeof g->gate, "approvals");
     json_t *al = names_json(approvers, n);
-    int w = snprintf(g->reason, sizeof g->reason,
-                     "release %s needs %d approval%s from distinct actors "
-                     "for %s, has %zu%s%s%s", g->release, need,
-                     need == 1 ? "" : "s", e->name, json_array_size(have),
-                     json_array_size(have) ? " (" : "",
-                     join_names(have, a, sizeof a),
-                     json_array_size(have) ? ")" : "");
-    if (json_array_size(ignored) && w > 0 && (size_t)w < sizeof g->reason)
-      w += snprintf(g->reason + w, sizeof g->reason - (size_t)w,
-                    "; not counted, not approvers (%s): %s",
+    rc = gate_say(g, err,
+                  "release %s needs %d approval%s from distinct actors for "
+                  "%s, has %zu%s%s%s", g->release, need, need == 1 ? "" : "s",
+                  e->name, json_array_size(have),
+                  json_array_size(have) ? " (" : "",
+                  join_names(have, a, sizeof a),
+                  json_array_size(have) ? ")" : "");
+    if (rc == 0 && json_array_size(ignored))
+      rc = gate_say(g, err, "; not counted, not approvers (%s): %s",
                     join_names(al, b, sizeof b),
                     join_names(ignored, c, sizeof c));
-    if (w > 0 && (size_t)w < sizeof g->reason)
-      snprintf(g->reason + w, sizeof g->reason - (size_t)w,
-               " (hint: cairn approve %s --workflow %s --release %s)",
-               e->name, wf->name, g->release);
+    if (rc == 0)
+      rc = gate_say(g, err,
+                    " (hint: cairn approve %s --workflow %s --release %s)",
+                    e->name, wf->name, g->release);
     json_decref(al);
   }
   json_decref(have);
   json_decref(ignored);
-  return 0;
+  return rc;
 }
 
 int engine_promotion_check(struct journal *j, const struct engine_workflow *wf,
@@ -419,7 +446,7 @@ int engine_promotion_check(struct journal *j, const struct engine_workflow *wf,
                              env);
     if (rc != 0)
       return rc;
-    snprintf(g->release, sizeof g->release, "%s", live.release);
+    g->release = strdup(live.release);
     journal_run_release(&live);
   } else if (release == NULL) {
     /* The root of the chain: the release param's value as a run would
@@ -429,11 +456,13 @@ int engine_promotion_check(struct journal *j, const struct engine_workflow *wf,
     if (rc != 0)
       return rc;
     const char *r = json_string_value(json_object_get(params, "release"));
-    snprintf(g->release, sizeof g->release, "%s", r ? r : "");
+    g->release = strdup(r ? r : "");
     json_decref(params);
   } else {
-    snprintf(g->release, sizeof g->release, "%s", release);
+    g->release = strdup(release);
   }
+  if (g->release == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   if (e->after && (rc = check_after(j, wf, e, g, err)) != 0)
     return rc;
   if (!g->refused && e->approvals > 0 &&
