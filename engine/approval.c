@@ -415,10 +415,12 @@ static int check_approvals(struct journal *j, const struct engine_workflow *wf,
       rc = gate_say(g, err, "; not counted, not approvers (%s): %s",
                     join_names(al, b, sizeof b),
                     join_names(ignored, c, sizeof c));
+    /* A workflow without a release param promotes release "": its
+     * approvals are given with --release '' (said so, to be copied). */
     if (rc == 0)
       rc = gate_say(g, err,
                     " (hint: cairn approve %s --workflow %s --release %s)",
-                    e->name, wf->name, g->release);
+                    e->name, wf->name, *g->release ? g->release : "''");
     json_decref(al);
   }
   json_decref(have);

@@ -116,4 +116,36 @@ test_expect_success 'a refused release of 301 bytes is journaled and said whole'
 	test "$(q "SELECT length(release) FROM runs WHERE status = \"refused\" AND workflow = \"free\"")" = 301
 '
 
+# No release param: every run's release is "", and so is the one its
+# promotions are gated and approved for.
+write_workflow norel.yaml <<\EOF
+cairn: 1
+name: norel
+environments:
+  dev: {}
+  prod: { after: dev, approvals: 1 }
+start: a
+states:
+  a: { do: exec, with: { argv: [true] }, next: done }
+  done: { succeed: true }
+EOF
+
+test_expect_success 'no release param: the approvals hint says --release '\'''\'', which then counts' '
+	cairn promote norel.yaml --to dev &&
+	test_must_fail_with 5 cairn promote norel.yaml --to prod 2>err &&
+	echo "cairn: promotion to prod refused: release  needs 1 approval from distinct actors for prod, has 0 (hint: cairn approve prod --workflow norel --release '\'''\'')" >expect &&
+	test_cmp expect err &&
+	CAIRN_ACTOR=alice cairn approve prod --workflow norel --release "" &&
+	cairn promote norel.yaml --to prod
+'
+
+test_expect_success 'approve refuses an empty workflow name (exit 2) and journals nothing' '
+	journal_snapshot >before &&
+	test_must_fail_with 2 cairn approve prod --workflow "" --release 1.0.0 2>err &&
+	echo "cairn: approve ENV needs a workflow name, not '\'''\'' (hint: the '\''name'\'' of the workflow file)" >expect &&
+	test_cmp expect err &&
+	journal_snapshot >after &&
+	test_cmp before after
+'
+
 test_done
