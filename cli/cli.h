@@ -86,9 +86,17 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_workflow_error(const struct cairn_error *err);
 /* Maps a negative error code to an exit code. */
 int cli_exit_for(int code);
+/* cli_open_journal's create, when the journal is missing. */
+enum cli_journal_missing {
+  CLI_JOURNAL_MUST_EXIST = 0, /* an error (exit 2) */
+  CLI_JOURNAL_CREATE = 1,     /* create it */
+  CLI_JOURNAL_IF_ANY = 2,     /* return 0 with *out NULL, printing nothing:
+                                 for a command that reads before it knows
+                                 whether it will write */
+};
 /* Opens the journal of this working directory (or --journal /
- * CAIRN_JOURNAL). create: create it when missing. On failure prints the
- * error and returns the exit code to use; 0 on success. *out is owned by
+ * CAIRN_JOURNAL). create: see enum cli_journal_missing. On failure prints
+ * the error and returns the exit code to use; 0 on success. *out is owned by
  * the caller (journal_close). The key of --key-file (else $CAIRN_KEY_FILE)
  * is read before the journal is opened and given to it (journal_set_key):
  * opened for writing, a keyed journal refuses to open without its key. */

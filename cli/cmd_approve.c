@@ -51,6 +51,14 @@ int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx)
     cli_error("approve ENV needs both --workflow and --release");
     return CLI_EXIT_USAGE;
   }
+  /* No workflow is named '' (the loader refuses it): such a record would
+   * never count. An empty release does: it is the release of a workflow
+   * without a release param. */
+  if (workflow && *workflow == '\0') {
+    cli_error("approve ENV needs a workflow name, not '' (hint: the 'name' "
+              "of the workflow file)");
+    return CLI_EXIT_USAGE;
+  }
   cli_actor(actor, sizeof actor);
   code = cli_open_journal(ctx, 0, 0, &j);
   if (code != 0)

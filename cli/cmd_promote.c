@@ -7,30 +7,116 @@
 
 #include "cli/cli.h"
 
-/* One environment: the gates, then the run. Returns an exit code; *rel
- * gets the release promoted (for the next environment of a chain). */
-static int promote_one(struct cli_ctx *ctx, struct journal *j,
-                       const struct engine_workflow *wf, const char *env,
-                       const char *release, const struct cli_list *sets,
-                       struct cli_progress *p, char *rel, size_t nrel)
+/* The --set list a promotion runs with: the user's, then release=R when
+ * the workflow has a release param (the release the gates passed is the
+ * one that runs), checked as a run checks it: a release its param refuses
+ * (a pattern) is an input error, said before anything is journaled. On 0,
+ * *all (borrowing the user's strings and *relset) and *relset are the
+ * caller's to free; otherwise an exit code, the error printed. */
+static int promotion_sets(const struct engine_workflow *wf,
+                          const struct cli_list *sets, const char *release,
+                          const char ***all, size_t *n, char **relset)
 {
   struct cairn_error err = {0};
-  struct engine_gate g;
-  struct engine_options o;
-  struct engine_result res;
-  char actor[300], relset[300];
-  int rc = engine_promotion_check(j, wf, env, release, &g, &err);
+  json_t *params = NULL;
+
+  *relset = NULL;
+  *n = sets->n;
+  if ((*all = calloc(sets->n + 1, sizeof **all)) == NULL)
+    goto nomem;
+  for (size_t i = 0; i < sets->n; i++)
+    (*all)[i] = sets->items[i];
+  if (engine_workflow_param(wf, "release")) {
+    size_t len = strlen("release=") + strlen(release) + 1;
+    if ((*relset = malloc(len)) == NULL)
+      goto nomem;
+    snprintf(*relset, len, "release=%s", release);
+    (*all)[(*n)++] = *relset;
+  }
+  int rc = engine_workflow_params(wf, *all, *n, &params, &err);
+  json_decref(params);
+  if (rc == 0)
+    return 0;
+  cli_error("%s", err.msg);
+  free(*all);
+  free(*relset);
+  *all = NULL;
+  *relset = NULL;
+  return cli_exit_for(rc);
+nomem:
+  free(*all);
+  *all = NULL;
+  cli_error("out of memory");
+  return CLI_EXIT_FAILED;
+}
+
+/* The gates of env for release (NULL: the one live before), into *g, and
+ * the sets to run with (promotion_sets). Journals nothing. Returns 0 or an
+ * exit code, the error printed. */
+static int promotion_gates(struct journal *j, const struct engine_workflow *wf,
+                           const char *env, const char *release,
+                           const struct cli_list *sets, struct engine_gate *g,
+                           const char ***all, size_t *n, char **relset)
+{
+  struct cairn_error err = {0};
+  int rc = engine_promotion_check(j, wf, env, release, g, &err);
   if (rc != 0) {
     cli_error("%s", err.msg);
     return cli_exit_for(rc);
   }
-  snprintf(rel, nrel, "%s", g.release);
+  return promotion_sets(wf, sets, g->release, all, n, relset);
+}
+
+/* One environment: the gates, then the run. Returns an exit code; *rel
+ * gets the release promoted (for the next environment of a chain; the
+ * caller frees it). *j is a stand-in (an empty journal in memory) while
+ * *standin: the journal is created only once there is something to
+ * journal, a refusal or a run, so an input error leaves none behind. */
+static int promote_one(struct cli_ctx *ctx, struct journal **j, int *standin,
+                       const struct engine_workflow *wf, const char *env,
+                       const char *release, const struct cli_list *sets,
+                       struct cli_progress *p, char **rel)
+{
+  struct cairn_error err = {0};
+  struct engine_gate g = {0};
+  struct engine_options o;
+  struct engine_result res;
+  const char **all = NULL;
+  char *relset = NULL, actor[300];
+  size_t n = 0;
+  int rc, code = promotion_gates(*j, wf, env, release, sets, &g, &all, &n,
+                                 &relset);
+  if (code == 0 && *standin) {
+    /* Something will be journaled: create the journal and check again
+     * there, so the gates decide on the journal that is written to. */
+    journal_close(*j);
+    *j = NULL;
+    *standin = 0;
+    free(all);
+    free(relset);
+    engine_gate_release(&g);
+    all = NULL;
+    relset = NULL;
+    code = cli_open_journal(ctx, CLI_JOURNAL_CREATE, 0, j);
+    if (code == 0)
+      code = promotion_gates(*j, wf, env, release, sets, &g, &all, &n,
+                             &relset);
+  }
+  if (code != 0)
+    goto out;
+  free(*rel);
+  if ((*rel = strdup(g.release)) == NULL) {
+    cli_error("out of memory");
+    code = CLI_EXIT_FAILED;
+    goto out;
+  }
   cli_actor(actor, sizeof actor);
   if (g.refused) {
-    rc = engine_promotion_refuse(j, wf, env, &g, actor, &err);
+    rc = engine_promotion_refuse(*j, wf, env, &g, actor, &err);
     if (rc != 0) {
       cli_error("%s", err.msg);
-      return cli_exit_for(rc);
+      code = cli_exit_for(rc);
+      goto out;
     }
     if (ctx->json) {
       json_t *v = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i}", "kind",
@@ -41,24 +127,12 @@ static int promote_one(struct cli_ctx *ctx, struct journal *j,
       json_decref(v);
     }
     cli_error("promotion to %s refused: %s", env, g.reason);
-    return CLI_EXIT_GATE;
+    code = CLI_EXIT_GATE;
+    goto out;
   }
-  int code = cli_run_options(&o, NULL, p, ctx);
+  code = cli_run_options(&o, NULL, p, ctx);
   if (code != 0)
-    return code;
-  const char **all = calloc(sets->n + 1, sizeof *all);
-  if (all == NULL) {
-    cli_error("out of memory");
-    return CLI_EXIT_FAILED;
-  }
-  for (size_t i = 0; i < sets->n; i++)
-    all[i] = sets->items[i];
-  size_t n = sets->n;
-  if (engine_workflow_param(wf, "release")) {
-    /* The release the gates passed is the one that runs. */
-    snprintf(relset, sizeof relset, "release=%s", g.release);
-    all[n++] = relset;
-  }
+    goto out;
   o.env = env;
   o.sets = all;
   o.nsets = n;
@@ -66,13 +140,18 @@ static int promote_one(struct cli_ctx *ctx, struct journal *j,
   if (!ctx->json)
     printf("promoting release %s to %s%s%s\n", g.release, env,
            g.parent[0] ? " from run " : "", g.parent);
-  rc = engine_run(j, wf, &o, &res, &err);
-  free(all);
+  rc = engine_run(*j, wf, &o, &res, &err);
   if (rc != 0) {
     cli_error("%s", err.msg);
-    return cli_exit_for(rc);
+    code = cli_exit_for(rc);
+    goto out;
   }
-  return cli_progress_result(p, &res, journal_path(j));
+  code = cli_progress_result(p, &res, journal_path(*j));
+out:
+  free(all);
+  free(relset);
+  engine_gate_release(&g);
+  return code;
 }
 
 int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx)
@@ -93,8 +172,9 @@ int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx)
   struct cli_progress *p = NULL;
   struct cairn_error err = {0};
   const char *chain[64];
+  char *rel = NULL;
   size_t nchain = 0;
-  int npos = 0, code;
+  int npos = 0, code, rc;
 
   code = cli_parse(argc, argv, ctx, opts,
                    "cairn promote FILE (--to ENV | --through ENV) "
@@ -115,6 +195,15 @@ int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx)
     code = CLI_EXIT_USAGE;
     goto out;
   }
+  for (size_t i = 0; i < sets.n; i++)
+    if (strncmp(sets.items[i], "release=", 8) == 0) {
+      /* The release that runs is the one the gates checked. */
+      cli_error("cannot --set release in promote: the release is the one "
+                "the gates check (hint: use --release %s)",
+                sets.items[i] + 8);
+      code = CLI_EXIT_USAGE;
+      goto out;
+    }
   if (engine_workflow_load(&wf, argv[1], &err) != 0) {
     cli_workflow_error(&err);
     code = CLI_EXIT_USAGE;
@@ -150,14 +239,23 @@ int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx)
     code = CLI_EXIT_FAILED;
     goto out;
   }
-  code = cli_open_journal(ctx, 1, 0, &j);
+  /* Without a journal the gates are checked on an empty one in memory:
+   * promote_one creates the real one only to write to it. */
+  code = cli_open_journal(ctx, CLI_JOURNAL_IF_ANY, 0, &j);
   if (code != 0)
     goto out;
-  char rel[256] = "";
+  int standin = j == NULL;
+  if (standin && (rc = journal_open(&j, ":memory:", JOURNAL_CREATE |
+                                    JOURNAL_UNCHAINED, &err)) != 0) {
+    cli_error("%s", err.msg);
+    code = cli_exit_for(rc);
+    goto out;
+  }
   for (size_t i = 0; i < nchain && code == 0; i++)
-    code = promote_one(ctx, j, wf, chain[i], i == 0 ? release : rel, &sets,
-                       p, rel, sizeof rel);
+    code = promote_one(ctx, &j, &standin, wf, chain[i],
+                       i == 0 ? release : rel, &sets, p, &rel);
 out:
+  free(rel);
   cli_progress_destroy(p);
   journal_close(j);
   engine_workflow_destroy(wf);

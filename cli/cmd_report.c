@@ -117,11 +117,24 @@ static void write_style(FILE *f)
 
 /* ---- the history ------------------------------------------------------- */
 
+/* What the history holds: runs and promotion records (approvals,
+ * refusals: rows that never ran, so they have no timeline), newest
+ * first. */
+struct collected {
+  struct journal *j;
+  json_t *rows;                     /* every row, as cli_run_json */
+  size_t records;                   /* how many of rows are records */
+  char newest[JOURNAL_RUN_ID_LEN];  /* the newest real run, or "" */
+};
+
 static int collect_run(const struct journal_run *run, void *ud)
 {
-  struct journal *j = ((void **)ud)[0];
-  json_t *runs = ((void **)ud)[1];
-  return json_array_append_new(runs, cli_run_json(j, run)) == 0
+  struct collected *c = ud;
+  if (journal_run_is_record(run))
+    c->records++;
+  else if (c->newest[0] == '\0')
+    memcpy(c->newest, run->id, sizeof c->newest);
+  return json_array_append_new(c->rows, cli_run_json(c->j, run)) == 0
              ? 0
              : CAIRN_E_NOMEM;
 }
@@ -262,8 +275,8 @@ int cli_cmd_report(int argc, char **argv, struct cli_ctx *ctx)
 
   runs = json_array();
   struct journal_run_filter filter = {NULL, env, NULL, NULL, 0, 0};
-  void *ud[2] = {j, runs};
-  int rc = journal_run_foreach(j, &filter, collect_run, ud, &err);
+  struct collected c = {j, runs, 0, ""};
+  int rc = journal_run_foreach(j, &filter, collect_run, &c, &err);
   if (rc != 0) {
     cli_error("%s", err.msg);
     code = cli_exit_for(rc);
@@ -275,10 +288,9 @@ int cli_cmd_report(int argc, char **argv, struct cli_ctx *ctx)
     code = CLI_EXIT_USAGE;
     goto out;
   }
-  if (run_id || json_array_size(runs) > 0) {
-    code = cli_get_run(j, run_id ? run_id
-                                 : str(json_array_get(runs, 0), "id"),
-                       &run);
+  /* The newest run, not a record: a record has no timeline to draw. */
+  if (run_id || c.newest[0]) {
+    code = cli_get_run(j, run_id ? run_id : c.newest, &run);
     if (code != 0)
       goto out;
     have_run = 1;
@@ -307,8 +319,11 @@ int cli_cmd_report(int argc, char **argv, struct cli_ctx *ctx)
   fputs("</head>\n<body>\n<h1>cairn report</h1>\n<p class=\"meta\">journal ",
         f);
   cli_report_escape(f, journal_path(j));
-  fprintf(f, " · %zu run%s", json_array_size(runs),
-          json_array_size(runs) == 1 ? "" : "s");
+  size_t nruns = json_array_size(runs) - c.records;
+  fprintf(f, " · %zu run%s", nruns, nruns == 1 ? "" : "s");
+  if (c.records)
+    fprintf(f, " and %zu promotion record%s (approvals, refusals)",
+            c.records, c.records == 1 ? "" : "s");
   if (env) {
     fprintf(f, " in ");
     cli_report_escape(f, env);

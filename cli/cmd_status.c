@@ -11,12 +11,6 @@ struct sctx {
   json_t *order; /* keys, newest activity first */
 };
 
-static int is_record(const struct journal_run *r)
-{
-  return strcmp(r->status, JOURNAL_STATUS_APPROVED) == 0 ||
-         strcmp(r->status, JOURNAL_STATUS_REFUSED) == 0;
-}
-
 /* Runs come newest first: the first succeeded one of a (workflow, env)
  * is what is live there (rolled back runs have status rolled_back; a
  * failed run leaves the previous one live); a running one with a live
@@ -25,7 +19,7 @@ static int status_row(const struct journal_run *r, void *ud)
 {
   struct sctx *s = ud;
   char key[600];
-  if (is_record(r))
+  if (journal_run_is_record(r))
     return 0;
   snprintf(key, sizeof key, "%s\n%s", r->workflow, r->env);
   json_t *row = json_object_get(s->rows, key);

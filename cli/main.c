@@ -99,6 +99,8 @@ int cli_open_journal(struct cli_ctx *ctx, int create, int readonly,
     snprintf(path, sizeof path, "%s", ctx->journal_opt);
   } else {
     rc = journal_find_path(path, sizeof path, NULL, &err);
+    if (rc == CAIRN_E_NOTFOUND && create == CLI_JOURNAL_IF_ANY)
+      return 0;
     if (rc == CAIRN_E_NOTFOUND && !create) {
       cli_error("no cairn journal here (looked for .cairn/journal.db in "
                 "this folder and above; hint: run a workflow first, or "
@@ -110,7 +112,9 @@ int cli_open_journal(struct cli_ctx *ctx, int create, int readonly,
       return cli_exit_for(rc);
     }
   }
-  if (!create && access(path, F_OK) != 0) {
+  if (create != CLI_JOURNAL_CREATE && access(path, F_OK) != 0) {
+    if (create == CLI_JOURNAL_IF_ANY && errno == ENOENT)
+      return 0;
     cli_error("no journal at '%s': %s", path, strerror(errno));
     return CLI_EXIT_USAGE;
   }
@@ -126,7 +130,7 @@ int cli_open_journal(struct cli_ctx *ctx, int create, int readonly,
     cli_error("%s", err.msg);
     return cli_exit_for(rc);
   }
-  unsigned flags = (create ? JOURNAL_CREATE : 0) |
+  unsigned flags = (create == CLI_JOURNAL_CREATE ? JOURNAL_CREATE : 0) |
                    (readonly ? JOURNAL_READONLY : 0);
   rc = journal_open(out, path, flags, &err);
   if (rc == 0)

@@ -1,6 +1,7 @@
 /* Approvals and promotion gates: counting `cairn approve` from the
  * journal, the approval state kind, and the checks `cairn promote` makes
  * before it starts a run. Everything is decided from the journal alone. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +194,30 @@ void engine__approval_decide(struct engine__rt *rt,
 
 /* ---- cairn approve ---- */
 
+/* Journals a record (an approval or a refusal: a runs row that never
+ * runs) with its one event of kind, in one transaction. A record takes no
+ * time: created, updated and finished are one reading of the clock, taken
+ * once the write lock is held (two readings could make finished_ms come
+ * before created_ms, and history show a negative duration). payload is
+ * borrowed. */
+static int record_insert(struct journal *j, struct journal_run *r,
+                         const char *kind, json_t *payload,
+                         struct cairn_error *err)
+{
+  int rc = journal_begin(j, err);
+  if (rc != 0)
+    return rc;
+  r->created_ms = r->updated_ms = r->finished_ms = journal_now_ms();
+  rc = journal_run_insert(j, r, err);
+  if (rc == 0)
+    rc = journal_append(j, r->id, kind, "", 0, 0, payload, NULL, err);
+  if (rc == 0)
+    rc = journal_commit(j, err);
+  else
+    journal_rollback(j);
+  return rc;
+}
+
 int engine_approve_run(struct journal *j, const char *run_id,
                        const char *actor, const char *comment, char *state,
                        size_t n, struct cairn_error *err)
@@ -236,21 +261,11 @@ int engine_approve_release(struct journal *j, const char *workflow,
   r.release = (char *)release;
   r.status = JOURNAL_STATUS_APPROVED;
   r.actor = (char *)actor;
-  r.finished_ms = journal_now_ms();
   json_t *p = json_pack("{s:s,s:s,s:s,s:s}", "actor", actor, "workflow",
                         workflow, "env", env, "release", release);
   if (comment && *comment)
     json_object_set_new(p, "comment", json_string(comment));
-  rc = journal_begin(j, err);
-  if (rc == 0)
-    rc = journal_run_insert(j, &r, err);
-  if (rc == 0)
-    rc = journal_append(j, record_id, JOURNAL_EV_APPROVAL_GRANTED, "", 0, 0, p,
-                        NULL, err);
-  if (rc == 0)
-    rc = journal_commit(j, err);
-  else
-    journal_rollback(j);
+  rc = record_insert(j, &r, JOURNAL_EV_APPROVAL_GRANTED, p, err);
   json_decref(p);
   return rc;
 }
@@ -261,8 +276,7 @@ static int first_run(const struct journal_run *r, void *ud)
 {
   struct journal_run *out = ud;
   /* Records (approvals, refusals) are not runs. */
-  if (strcmp(r->status, JOURNAL_STATUS_APPROVED) == 0 ||
-      strcmp(r->status, JOURNAL_STATUS_REFUSED) == 0)
+  if (journal_run_is_record(r))
     return 0;
   *out = *r;
   /* Keep the strings: take them over from the row the caller releases. */
@@ -284,24 +298,29 @@ static int newest(struct journal *j, const char *workflow, const char *env,
                   struct journal_run *out, struct cairn_error *err)
 {
   struct journal_run_filter f = {workflow, env, release, status, 0, 0};
-  memset(out, 0, sizeof *out);
-  int rc = journal_run_foreach(j, &f, first_run, out, err);
-  if (rc == 1) {
-    /* A gate trusts the row only as far as its events, which the hash
-     * chain covers, agree with it. */
-    struct cairn_error why = {0};
+  struct cairn_error why = {0};
+  int rc = 0;
+
+  /* A gate trusts the row only as far as its events, which the hash chain
+   * covers, agree with it. The row and the events are two reads: a run
+   * that finishes between them disagrees once, an edited row every time. */
+  for (int tries = 0; tries < 3; tries++) {
+    memset(out, 0, sizeof *out);
+    rc = journal_run_foreach(j, &f, first_run, out, err);
+    if (rc == 0)
+      return CAIRN_E_NOTFOUND;
+    if (rc != 1)
+      return rc;
     rc = journal_run_confirm(j, out->id, out->status, out->workflow,
                              out->env, out->release, NULL, &why);
-    if (rc != 0) {
-      journal_run_release(out);
-      return cairn_error_set(err, rc, "%s (hint: 'cairn verify' checks the "
-                             "whole journal)", why.msg);
-    }
-    return 0;
+    if (rc == 0)
+      return 0;
+    journal_run_release(out);
+    if (rc != CAIRN_E_CHAIN)
+      break;
   }
-  if (rc == 0)
-    return CAIRN_E_NOTFOUND;
-  return rc;
+  return cairn_error_set(err, rc, "%s (hint: 'cairn verify' checks the "
+                         "whole journal)", why.msg);
 }
 
 int engine_live_run(struct journal *j, const char *workflow, const char *env,
@@ -332,6 +351,35 @@ static int find_failed(const struct journal_event *ev, void *ud)
   return 0;
 }
 
+void engine_gate_release(struct engine_gate *g)
+{
+  free(g->reason);
+  free(g->release);
+  g->reason = g->release = NULL;
+}
+
+/* Appends to g->reason (printf's format), growing it. */
+static int gate_say(struct engine_gate *g, struct cairn_error *err,
+                    const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int gate_say(struct engine_gate *g, struct cairn_error *err,
+                    const char *fmt, ...)
+{
+  size_t used = g->reason ? strlen(g->reason) : 0;
+  va_list ap;
+  va_start(ap, fmt);
+  int w = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  char *r = w < 0 ? NULL : realloc(g->reason, used + (size_t)w + 1);
+  if (r == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  g->reason = r;
+  va_start(ap, fmt);
+  vsnprintf(r + used, (size_t)w + 1, fmt, ap);
+  va_end(ap);
+  return 0;
+}
+
 static int check_after(struct journal *j, const struct engine_workflow *wf,
                        const struct engine_environment *e,
                        struct engine_gate *g, struct cairn_error *err)
@@ -349,12 +397,10 @@ static int check_after(struct journal *j, const struct engine_workflow *wf,
   g->refused = 1;
   snprintf(g->gate, sizeof g->gate, "after");
   rc = newest(j, wf->name, e->after, g->release, NULL, &last, err);
-  if (rc == CAIRN_E_NOTFOUND) {
-    snprintf(g->reason, sizeof g->reason,
-             "release %s has no succeeded run in %s; it never ran there",
-             g->release, e->after);
-    return 0;
-  }
+  if (rc == CAIRN_E_NOTFOUND)
+    return gate_say(g, err,
+                    "release %s has no succeeded run in %s; it never ran "
+                    "there", g->release, e->after);
   if (rc != 0)
     return rc;
   struct failed_at fa = {""};
@@ -362,13 +408,13 @@ static int check_after(struct journal *j, const struct engine_workflow *wf,
       strcmp(last.status, JOURNAL_STATUS_ROLLBACK_FAILED) == 0)
     rc = journal_event_foreach(j, last.id, 0, find_failed, &fa, err);
   if (rc == 0 && fa.state[0])
-    snprintf(g->reason, sizeof g->reason,
-             "release %s has no succeeded run in %s; last attempt %s failed "
-             "at %s", g->release, e->after, last.id, fa.state);
+    rc = gate_say(g, err,
+                  "release %s has no succeeded run in %s; last attempt %s "
+                  "failed at %s", g->release, e->after, last.id, fa.state);
   else if (rc == 0)
-    snprintf(g->reason, sizeof g->reason,
-             "release %s has no succeeded run in %s; last attempt %s is %s",
-             g->release, e->after, last.id, last.status);
+    rc = gate_say(g, err,
+                  "release %s has no succeeded run in %s; last attempt %s "
+                  "is %s", g->release, e->after, last.id, last.status);
   journal_run_release(&last);
   return rc;
 }
@@ -392,27 +438,28 @@ static int check_approvals(struct journal *j, const struct engine_workflow *wf,
     g->refused = 1;
     snprintf(g->gate, sizeof g->gate, "approvals");
     json_t *al = names_json(approvers, n);
-    int w = snprintf(g->reason, sizeof g->reason,
-                     "release %s needs %d approval%s from distinct actors "
-                     "for %s, has %zu%s%s%s", g->release, need,
-                     need == 1 ? "" : "s", e->name, json_array_size(have),
-                     json_array_size(have) ? " (" : "",
-                     join_names(have, a, sizeof a),
-                     json_array_size(have) ? ")" : "");
-    if (json_array_size(ignored) && w > 0 && (size_t)w < sizeof g->reason)
-      w += snprintf(g->reason + w, sizeof g->reason - (size_t)w,
-                    "; not counted, not approvers (%s): %s",
+    rc = gate_say(g, err,
+                  "release %s needs %d approval%s from distinct actors for "
+                  "%s, has %zu%s%s%s", g->release, need, need == 1 ? "" : "s",
+                  e->name, json_array_size(have),
+                  json_array_size(have) ? " (" : "",
+                  join_names(have, a, sizeof a),
+                  json_array_size(have) ? ")" : "");
+    if (rc == 0 && json_array_size(ignored))
+      rc = gate_say(g, err, "; not counted, not approvers (%s): %s",
                     join_names(al, b, sizeof b),
                     join_names(ignored, c, sizeof c));
-    if (w > 0 && (size_t)w < sizeof g->reason)
-      snprintf(g->reason + w, sizeof g->reason - (size_t)w,
-               " (hint: cairn approve %s --workflow %s --release %s)",
-               e->name, wf->name, g->release);
+    /* A workflow without a release param promotes release "": its
+     * approvals are given with --release '' (said so, to be copied). */
+    if (rc == 0)
+      rc = gate_say(g, err,
+                    " (hint: cairn approve %s --workflow %s --release %s)",
+                    e->name, wf->name, *g->release ? g->release : "''");
     json_decref(al);
   }
   json_decref(have);
   json_decref(ignored);
-  return 0;
+  return rc;
 }
 
 int engine_promotion_check(struct journal *j, const struct engine_workflow *wf,
@@ -435,7 +482,7 @@ int engine_promotion_check(struct journal *j, const struct engine_workflow *wf,
                              env);
     if (rc != 0)
       return rc;
-    snprintf(g->release, sizeof g->release, "%s", live.release);
+    g->release = strdup(live.release);
     journal_run_release(&live);
   } else if (release == NULL) {
     /* The root of the chain: the release param's value as a run would
@@ -445,11 +492,13 @@ int engine_promotion_check(struct journal *j, const struct engine_workflow *wf,
     if (rc != 0)
       return rc;
     const char *r = json_string_value(json_object_get(params, "release"));
-    snprintf(g->release, sizeof g->release, "%s", r ? r : "");
+    g->release = strdup(r ? r : "");
     json_decref(params);
   } else {
-    snprintf(g->release, sizeof g->release, "%s", release);
+    g->release = strdup(release);
   }
+  if (g->release == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   if (e->after && (rc = check_after(j, wf, e, g, err)) != 0)
     return rc;
   if (!g->refused && e->approvals > 0 &&
@@ -473,20 +522,10 @@ int engine_promotion_refuse(struct journal *j, const struct engine_workflow *wf,
   r.release = (char *)g->release;
   r.status = JOURNAL_STATUS_REFUSED;
   r.actor = (char *)actor;
-  r.finished_ms = journal_now_ms();
   json_t *p = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "workflow", wf->name,
                         "env", env, "release", g->release, "gate", g->gate,
                         "reason", g->reason, "actor", actor);
-  rc = journal_begin(j, err);
-  if (rc == 0)
-    rc = journal_run_insert(j, &r, err);
-  if (rc == 0)
-    rc = journal_append(j, r.id, JOURNAL_EV_PROMOTION_REFUSED, "", 0, 0, p,
-                        NULL, err);
-  if (rc == 0)
-    rc = journal_commit(j, err);
-  else
-    journal_rollback(j);
+  rc = record_insert(j, &r, JOURNAL_EV_PROMOTION_REFUSED, p, err);
   json_decref(p);
   return rc;
 }

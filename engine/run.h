@@ -171,14 +171,19 @@ int engine_approve_release(struct journal *j, const char *workflow,
                            char record_id[JOURNAL_RUN_ID_LEN],
                            struct cairn_error *err);
 
-/* What the gates of an environment say about a release. */
+/* What the gates of an environment say about a release. The strings are
+ * owned by the gate, of any length (a release is as long as `--set
+ * release=` made it): engine_gate_release frees them. */
 struct engine_gate {
   int refused;                     /* 1: a gate refused (see gate, reason) */
   char gate[16];                   /* "after" or "approvals" */
-  char reason[1024];               /* one line: which gate and why */
-  char release[256];               /* the release checked */
+  char *reason;                    /* one line: which gate and why; NULL
+                                      unless refused */
+  char *release;                   /* the release checked */
   char parent[JOURNAL_RUN_ID_LEN]; /* the succeeded run in `after`, or "" */
 };
+/* Frees a gate's strings; the gate may then be checked again. */
+void engine_gate_release(struct engine_gate *g);
 
 /* The release live in (workflow, env): the newest succeeded run (a run
  * rolled back on request has status rolled_back; a failed one never
@@ -189,7 +194,8 @@ int engine_live_run(struct journal *j, const char *workflow, const char *env,
 /* Checks every gate of env for release (NULL: the release live in the
  * environment env comes after; none there is CAIRN_E_INVAL). Returns 0
  * with *g filled (g->refused says whether a gate refused); a negative
- * code for a bad env or a journal error. Journals nothing. */
+ * code for a bad env or a journal error. Journals nothing. *g is the
+ * caller's to release (engine_gate_release), whatever the return. */
 int engine_promotion_check(struct journal *j, const struct engine_workflow *wf,
                            const char *env, const char *release,
                            struct engine_gate *g, struct cairn_error *err);

@@ -102,6 +102,9 @@ struct journal_run {
   int64_t finished_ms; /* 0 while unfinished */
 };
 void journal_run_release(struct journal_run *run);
+/* 1 when run is a record, not a run: a promotion approval (status
+ * approved) or refusal (refused), which never starts; 0 otherwise. */
+int journal_run_is_record(const struct journal_run *run);
 
 /* Makes a new time-sortable run id (ULID: 48-bit ms time, 80 random bits
  * from RAND_bytes, Crockford base32). */

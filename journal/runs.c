@@ -127,6 +127,12 @@ out:
   return rc;
 }
 
+int journal_run_is_record(const struct journal_run *run)
+{
+  return strcmp(run->status, JOURNAL_STATUS_APPROVED) == 0 ||
+         strcmp(run->status, JOURNAL_STATUS_REFUSED) == 0;
+}
+
 int journal_run_set_status(struct journal *j, const char *run_id,
                            const char *status, int64_t finished_ms,
                            struct cairn_error *err)

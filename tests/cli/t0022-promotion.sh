@@ -203,4 +203,29 @@ test_expect_success 'the loader checks approvers and approval states' '
 	test_grep "bad3.yaml:4:17: error: environment .dev. comes after itself" e
 '
 
+# Each wall-clock read 1 ms after the last (tests/helpers/clock_step.c), so
+# that two reads in one command never fall in the same millisecond.
+: "${CAIRN_CLOCK_STEP:=$CAIRN_SRCDIR/build/tests/clock_step.so}"
+
+test_expect_success 'approval and refusal records take no time (finished = created)' '
+	test_path_is_file "$CAIRN_CLOCK_STEP" &&
+	LD_PRELOAD=$CAIRN_CLOCK_STEP CAIRN_ACTOR=erin \
+		cairn approve prod --workflow app --release 9.9.9 &&
+	LD_PRELOAD=$CAIRN_CLOCK_STEP \
+		test_must_fail_with 5 cairn promote app.yaml --to staging --release 9.9.9 &&
+	q "SELECT status, finished_ms - created_ms FROM runs WHERE release = \"9.9.9\" ORDER BY created_ms" >took &&
+	printf "approved|0\nrefused|0\n" >expect &&
+	test_cmp expect took
+'
+
+test_expect_success 'report draws the newest run, not a newer record, and counts them apart' '
+	CAIRN_ACTOR=erin cairn approve prod --workflow app --release 9.9.10 &&
+	run=$(q "SELECT id FROM runs WHERE status NOT IN (\"approved\",\"refused\") ORDER BY created_ms DESC, id DESC LIMIT 1") &&
+	nrec=$(q "SELECT count(*) FROM runs WHERE status IN (\"approved\",\"refused\")") &&
+	cairn report -o r.html &&
+	test_grep "^<h2>Run $run</h2>$" r.html &&
+	test_grep "<tr class=\"chosen\"><td class=\"id\"><a href=\"#run\">$run<" r.html &&
+	test_grep " · $(runs) runs and $nrec promotion records (approvals, refusals) · " r.html
+'
+
 test_done
