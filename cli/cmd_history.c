@@ -29,6 +29,31 @@ json_t *cli_run_json(struct journal *j, const struct journal_run *r)
                    (json_int_t)r->finished_ms);
 }
 
+/* What --status may name: the statuses of journal/events.h a run can be
+ * shown with, then the promotion records history lists with the runs. */
+static const char *const statuses[] = {
+  JOURNAL_STATUS_SUCCEEDED,   JOURNAL_STATUS_FAILED,
+  JOURNAL_STATUS_INTERRUPTED, JOURNAL_STATUS_RUNNING,
+  JOURNAL_STATUS_WAITING,     JOURNAL_STATUS_ROLLED_BACK,
+  JOURNAL_STATUS_ROLLBACK_FAILED, JOURNAL_STATUS_REFUSED,
+  JOURNAL_STATUS_APPROVED,
+};
+#define NSTATUSES (sizeof statuses / sizeof statuses[0])
+
+/* 1 when s is one of statuses[], else 0 after printing the error. */
+static int status_known(const char *s)
+{
+  char list[256] = "";
+  for (size_t i = 0; i < NSTATUSES; i++) {
+    if (strcmp(s, statuses[i]) == 0)
+      return 1;
+    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+             i ? ", " : "", statuses[i]);
+  }
+  cli_error("--status: unknown status '%s' (hint: one of %s)", s, list);
+  return 0;
+}
+
 struct hctx {
   struct cli_ctx *ctx;
   struct journal *j;
@@ -100,7 +125,8 @@ int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
     {"release", CLI_OPT_STRING, &release, "RELEASE", "only this release"},
     {"status", CLI_OPT_STRING, &status, "STATUS",
      "only runs with this status (succeeded, failed, interrupted, running, "
-     "waiting, rolled_back; refused and approved list promotion records)"},
+     "waiting, rolled_back, rollback_failed; refused and approved list "
+     "promotion records)"},
     {"since", CLI_OPT_STRING, &since, "DATE",
      "only runs started at or after DATE (YYYY-MM-DD[ HH:MM[:SS]], local)"},
     {"limit", CLI_OPT_INT, &limit, "N", "at most N runs"},
@@ -120,6 +146,8 @@ int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
               "run)");
     return CLI_EXIT_USAGE;
   }
+  if (status && !status_known(status))
+    return CLI_EXIT_USAGE;
   if (since && parse_since(since, &since_ms) != 0) {
     cli_error("--since: '%s' is not a date (hint: YYYY-MM-DD or "
               "'YYYY-MM-DD HH:MM:SS', local time)", since);

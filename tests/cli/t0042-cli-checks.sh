@@ -47,4 +47,27 @@ test_expect_success 'verify --write-anchor to a good path still writes it (exit 
 	test_grep "anchor ok" out
 '
 
+# ---- history --status ----------------------------------------------------------
+
+test_expect_success 'history --status with an unknown status: exit 2, naming the valid ones' '
+	test_must_fail_with 2 cairn history --status bogus >out 2>err &&
+	test_cmp /dev/null out &&
+	echo "cairn: --status: unknown status '\''bogus'\'' (hint: one of succeeded, failed, interrupted, running, waiting, rolled_back, rollback_failed, refused, approved)" >expect &&
+	test_cmp expect err
+'
+
+test_expect_success 'history --status takes every status the journal uses' '
+	for s in succeeded failed interrupted running waiting rolled_back \
+		rollback_failed refused approved; do
+		cairn history --status "$s" >out || exit 1
+	done &&
+	cairn history --status succeeded >out &&
+	test_grep "^[0-9A-Z]\{26\}  one " out
+'
+
+test_expect_success 'history --help lists rollback_failed' '
+	cairn history --help >out &&
+	test_grep "rollback_failed" out
+'
+
 test_done
