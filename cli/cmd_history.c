@@ -1,10 +1,9 @@
 /* cairn history: every run, newest first, one line each. */
-#define _XOPEN_SOURCE 700 /* strptime */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cli.h"
+#include "cli/since.h"
 
 const char *cli_run_status(struct journal *j, const struct journal_run *run)
 {
@@ -91,28 +90,6 @@ static int print_run(const struct journal_run *r, void *ud)
   return 0;
 }
 
-/* --since: "YYYY-MM-DD" or "YYYY-MM-DD HH:MM[:SS]" (local time, as history
- * prints it) or "YYYY-MM-DDTHH:MM[:SS]". 0 and *ms, or -1. */
-static int parse_since(const char *s, int64_t *ms)
-{
-  static const char *const fmts[] = {"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S",
-                                     "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M",
-                                     "%Y-%m-%d"};
-  for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
-    struct tm tm = {0};
-    const char *end = strptime(s, fmts[i], &tm);
-    if (end == NULL || *end != '\0')
-      continue;
-    tm.tm_isdst = -1;
-    time_t t = mktime(&tm);
-    if (t == (time_t)-1)
-      return -1;
-    *ms = (int64_t)t * 1000;
-    return 0;
-  }
-  return -1;
-}
-
 int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
 {
   const char *workflow = NULL, *env = NULL, *status = NULL, *release = NULL;
@@ -127,8 +104,9 @@ int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
      "only runs with this status (succeeded, failed, interrupted, running, "
      "waiting, rolled_back, rollback_failed; refused and approved list "
      "promotion records)"},
-    {"since", CLI_OPT_STRING, &since, "DATE",
-     "only runs started at or after DATE (YYYY-MM-DD[ HH:MM[:SS]], local)"},
+    {"since", CLI_OPT_STRING, &since, "DATE|DURATION",
+     "only runs started at or after DATE (YYYY-MM-DD[ HH:MM[:SS]], local "
+     "time) or DURATION ago (7d, 12h)"},
     {"limit", CLI_OPT_INT, &limit, "N", "at most N runs"},
     {NULL, 0, NULL, NULL, NULL},
   };
@@ -137,7 +115,8 @@ int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
   int npos = 0;
   int code = cli_parse(argc, argv, ctx, opts,
                        "cairn history [--workflow W] [--env E] [--release R] "
-                       "[--status S] [--since DATE] [--limit N] [--json]",
+                       "[--status S] [--since DATE|DURATION] [--limit N] "
+                       "[--json]",
                        "Lists runs, newest first.", &npos);
   if (code != 0)
     return code == 1 ? CLI_EXIT_OK : code;
@@ -148,11 +127,8 @@ int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
   }
   if (status && !status_known(status))
     return CLI_EXIT_USAGE;
-  if (since && parse_since(since, &since_ms) != 0) {
-    cli_error("--since: '%s' is not a date (hint: YYYY-MM-DD or "
-              "'YYYY-MM-DD HH:MM:SS', local time)", since);
+  if (since && cli_since_parse(since, CLI_SINCE_LOCAL, &since_ms) != 0)
     return CLI_EXIT_USAGE;
-  }
   code = cli_open_journal(ctx, 0, 1, &j);
   if (code != 0)
     return code;

@@ -10,7 +10,7 @@ cat >usage-lines <<\EOF
 run|usage: cairn run FILE [--env NAME] [--set NAME=VALUE]... [--json]
 resume|usage: cairn resume [RUN] [--assume succeeded|failed] [--allow-changed] [--set NAME=VALUE]... [--json]
 status|usage: cairn status [RUN] [--json]
-history|usage: cairn history [--workflow W] [--env E] [--release R] [--status S] [--since DATE] [--limit N] [--json]
+history|usage: cairn history [--workflow W] [--env E] [--release R] [--status S] [--since DATE|DURATION] [--limit N] [--json]
 show|usage: cairn show RUN [--events] [--logs] [--json]
 rollback|usage: cairn rollback RUN [--dry-run] [--allow-changed] [--set NAME=VALUE]... [--json]
 validate|usage: cairn validate FILE [--json]

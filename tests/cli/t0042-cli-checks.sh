@@ -70,4 +70,54 @@ test_expect_success 'history --help lists rollback_failed' '
 	test_grep "rollback_failed" out
 '
 
+# ---- --since (history and export share one parser) ----------------------------
+
+test_expect_success 'history --since a day the calendar has not: exit 2, one line' '
+	test_must_fail_with 2 cairn history --since 2026-02-31 >out 2>err &&
+	test_cmp /dev/null out &&
+	echo "cairn: --since: '\''2026-02-31'\'' is not a real date or time (hint: YYYY-MM-DD or '\''YYYY-MM-DD HH:MM[:SS]'\'' in local time, or a duration ago such as 7d or 12h)" >expect &&
+	test_cmp expect err
+'
+
+test_expect_success 'export --since a day the calendar has not: exit 2, one line' '
+	test_must_fail_with 2 cairn export --since 2026-02-30 >out 2>err &&
+	test_cmp /dev/null out &&
+	echo "cairn: --since: '\''2026-02-30'\'' is not a real date or time (hint: YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][Z] in UTC, or a duration ago such as 7d or 12h)" >expect &&
+	test_cmp expect err
+'
+
+test_expect_success 'export and history --since a bare number (no unit): exit 2' '
+	test_must_fail_with 2 cairn export --since 2026 >out 2>err &&
+	test_cmp /dev/null out &&
+	test_grep "^cairn: --since: '\''2026'\'' is a number without a unit (hint: " err &&
+	test_must_fail_with 2 cairn history --since 2026 >out 2>err &&
+	test_cmp /dev/null out &&
+	test_grep "^cairn: --since: '\''2026'\'' is a number without a unit (hint: " err
+'
+
+test_expect_success '--since refuses what only looks like a date (exit 2 each)' '
+	for s in " 2026-01-01" "2026-01-01 " "2026-1-5" "2026-11-22 24:00" \
+		"2026-11-22T10:60" "2026-02-28T23:59:60" "2026-11-22Z" "" "1.5"; do
+		test_must_fail_with 2 cairn export --since "$s" >out 2>err || exit 1
+		test_cmp /dev/null out || exit 1
+		test "$(wc -l <err)" -eq 1 || exit 1
+		test_must_fail_with 2 cairn history --since "$s" >out 2>err || exit 1
+		test "$(wc -l <err)" -eq 1 || exit 1
+	done
+'
+
+test_expect_success '--since takes every documented form, in both commands' '
+	for s in 2000-02-29 "2000-01-01 10:00" "2000-01-01 10:00:05" \
+		2000-01-01T10:00 2000-01-01T10:00:05 2000-01-01T10:00:05Z \
+		7d 12h 30m 1h30m; do
+		cairn export --since "$s" >exp || exit 1
+		test_grep "\"type\":\"run\"" exp || exit 1
+		cairn history --since "$s" >hist || exit 1
+		test_grep " one " hist || exit 1
+	done &&
+	cairn history --since 2999-01-01 >hist &&
+	echo "no runs" >expect &&
+	test_cmp expect hist
+'
+
 test_done
