@@ -113,6 +113,14 @@ void cli_progress_tick(void *ud);
 int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
                         const char *journal_path);
 
+/* s as it may go to a terminal: s itself when it holds no control
+ * character, else a copy in buf (n bytes, NUL included; cut short when it
+ * does not fit) with each byte below 0x20, 0x7f and each C1 control
+ * (U+0080 to U+009F, two bytes in UTF-8) written as \xHH, so a value
+ * from a workflow, a param or a step's output cannot move the cursor or
+ * clear the screen. For the human tables, not for JSON (which escapes its
+ * own). s is borrowed; the result lives as long as s and buf. */
+const char *cli_safe(const char *s, char *buf, size_t n);
 /* "1.2s" etc. into buf. */
 const char *cli_duration(int64_t ms, char *buf, size_t n);
 /* "2026-11-22 19:57:01" (local time) into buf. */

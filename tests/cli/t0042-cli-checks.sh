@@ -120,4 +120,63 @@ test_expect_success '--since takes every documented form, in both commands' '
 	test_cmp expect hist
 '
 
+# ---- control characters in the human tables ------------------------------------
+
+write_workflow noisy.yaml <<\EOF
+cairn: 1
+name: noisy
+params:
+  release: { default: "1.0" }
+start: talk
+states:
+  talk:
+    do: exec
+    with: { argv: [sh, -c, "printf 'out\\033[2J\\tx\\n'; exit 3"] }
+    on_failure: fail
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'setup: a run whose release, actor and output hold control characters' '
+	in_dir ctl &&
+	CAIRN_ACTOR=$(printf "ev\007il") &&
+	export CAIRN_ACTOR &&
+	cairn run ../one.yaml --set "release=$(printf "1.0\033[2J")" >out &&
+	test_must_fail_with 1 cairn run ../noisy.yaml --set "release=$(printf "1.0\033[2J")" >out &&
+	lr >../ctl.run
+'
+
+test_expect_success 'history escapes them (\xHH), --json keeps the value' '
+	in_dir ctl &&
+	cairn history >out &&
+	test_grep ! "[[:cntrl:]]" out &&
+	test_grep -F " 1.0\x1b[2J " out &&
+	test_grep -F " ev\x07il" out &&
+	cairn history --json >json &&
+	jq -r .release json | sort -u >got &&
+	printf "1.0\033[2J\n" >expect &&
+	test_cmp expect got
+'
+
+test_expect_success 'status escapes them, of all runs and of one' '
+	in_dir ctl &&
+	cairn status >out &&
+	test_grep ! "[[:cntrl:]]" out &&
+	test_grep -F " 1.0\x1b[2J " out &&
+	test_grep -F " ev\x07il " out &&
+	cairn status "$(cat ../ctl.run)" >out &&
+	test_grep ! "[[:cntrl:]]" out
+'
+
+test_expect_success 'show escapes them: header, params, states, events and log lines' '
+	in_dir ctl &&
+	cairn show --events --logs "$(cat ../ctl.run)" >out &&
+	test_grep ! "[[:cntrl:]]" out &&
+	test_grep -F "release   1.0\x1b[2J" out &&
+	test_grep -F "actor     ev\x07il" out &&
+	test_grep -F "| out\x1b[2J\x09x" out &&
+	cairn show --json "$(cat ../ctl.run)" >json &&
+	test "$(jq -r .run.actor json)" = "$(printf "ev\007il")"
+'
+
 test_done
