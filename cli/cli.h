@@ -20,8 +20,12 @@ enum cli_exit {
   CLI_EXIT_ROLLBACK = 6,    /* rollback failed */
 };
 
+struct cli_command;
+
 struct cli_ctx {
   const char *prog;         /* "cairn" */
+  const struct cli_command *cmd; /* the command running (its flags say
+                                    whether --help lists --json) */
   const char *journal_opt;  /* --journal, or NULL */
   const char *key_file;     /* --key-file, or NULL ($CAIRN_KEY_FILE) */
   int json;                 /* --json */
@@ -67,7 +71,8 @@ struct cli_option {
 };
 
 /* Parses argv (argv[0] is the command name) against opts; --help, --json
- * and --journal are always understood. Positional arguments are moved to
+ * and --journal are always understood (--help lists --json only when
+ * ctx->cmd has CLI_JSON: a command without it refuses --json itself). Positional arguments are moved to
  * the front of argv+1 and counted in *npos. Returns 0 to go on, 1 when
  * --help was printed (exit 0), or CLI_EXIT_USAGE after printing a
  * one-line error and the usage line. usage is "cairn run FILE [options]";

@@ -179,4 +179,51 @@ test_expect_success 'show escapes them: header, params, states, events and log l
 	test "$(jq -r .run.actor json)" = "$(printf "ev\007il")"
 '
 
+# ---- help texts ------------------------------------------------------------------
+
+test_expect_success 'graph, export and report --help do not list --json; the others do' '
+	for c in graph export report; do
+		cairn "$c" --help >out || exit 1
+		test_grep ! -e "--json" out || exit 1
+		cairn help "$c" >out || exit 1
+		test_grep ! -e "--json" out || exit 1
+	done &&
+	for c in run resume status history show rollback promote approve \
+		validate plan simulate verify adapters version; do
+		cairn "$c" --help >out || exit 1
+		test_grep -E "^  --json +print JSON lines" out || exit 1
+	done
+'
+
+test_expect_success 'run, resume and rollback: --grace is in the usage line' '
+	for c in run resume rollback; do
+		cairn "$c" --help >out || exit 1
+		head -n 1 out >first &&
+		test_grep -e "\[--grace DURATION\]" first || exit 1
+		test_grep -E "^  --grace DURATION " out || exit 1
+	done
+'
+
+test_expect_success 'every option a --help lists is in its usage line' '
+	for c in run resume status history show rollback promote approve \
+		validate graph plan simulate report verify export adapters version; do
+		cairn "$c" --help >out || exit 1
+		sed -n "1,2p" out >usage &&
+		sed -n "s/^  \(--[a-z-]*\).*/\1/p" out |
+			grep -v -x -e --journal -e --key-file -e --help -e --json -e --output >opts || :
+		while read -r o; do
+			test_grep -e "$o" usage || exit 1
+		done <opts
+	done
+'
+
+test_expect_success 'cairn help help lists the commands (exit 0), as cairn help does' '
+	cairn help >expect &&
+	cairn help help >out 2>err &&
+	test_cmp /dev/null err &&
+	test_cmp expect out &&
+	cairn help --help >out &&
+	test_cmp expect out
+'
+
 test_done
