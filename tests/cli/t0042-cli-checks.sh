@@ -226,4 +226,33 @@ test_expect_success 'cairn help help lists the commands (exit 0), as cairn help 
 	test_cmp expect out
 '
 
+# ---- cairn(1) -------------------------------------------------------------------
+
+# shellcheck disable=SC2034 # read by the test bodies (eval)
+MAN=$CAIRN_SRCDIR/docs/cairn.1
+
+if command -v nroff >/dev/null && command -v col >/dev/null; then
+test_expect_success 'cairn(1) SYNOPSIS is the usage lines of every command' '
+	cairn --help >help &&
+	sed -n "/^commands:/,/^$/s/^  \([a-z]*\) .*/\1/p" help >commands &&
+	test "$(wc -l <commands)" -ge 17 &&
+	while read -r c; do
+		cairn "$c" --help >out || exit 1
+		sed -n "1,2{s/^usage: //p;s/^   or: //p;}" out || exit 1
+	done <commands >expect &&
+	nroff -man -rLL=400n "$MAN" | col -b >man.txt &&
+	sed -n "/^SYNOPSIS/,/^DESCRIPTION/{/^ /s/^ *//p;}" man.txt >synopsis &&
+	test_cmp expect synopsis
+'
+else
+test_skip 'cairn(1) SYNOPSIS is the usage lines of every command' 'no nroff or col'
+fi
+
+test_expect_success 'cairn(1) names --key-file, the commands without --json and exit 3 at an approval' '
+	test_grep -F ".BI \\-\\-key\\-file \" FILE\"" "$MAN" &&
+	test_grep "which print their own formats and refuse" "$MAN" &&
+	sed -n "/^\.SH EXIT STATUS/,/^\.SH ENVIRONMENT/p" "$MAN" >exit &&
+	test_grep "waits at an approval state" exit
+'
+
 test_done
