@@ -10,7 +10,7 @@
 #define MAX_OPTS 32
 
 static void print_help(const struct cli_option *opts, const char *usage,
-                       const char *description, unsigned flags_json)
+                       const char *description, int json)
 {
   printf("usage: %s\n", usage);
   if (description)
@@ -22,7 +22,7 @@ static void print_help(const struct cli_option *opts, const char *usage,
              o->name, o->arg ? " " : "", o->arg ? o->arg : "");
     printf("  %-24s %s\n", left, o->help);
   }
-  if (flags_json)
+  if (json)
     printf("  %-24s %s\n", "--json", "print JSON lines for scripts");
   printf("  %-24s %s\n", "--journal PATH",
          "the journal (default: .cairn/journal.db found upwards, or "
@@ -135,7 +135,8 @@ int cli_parse(int argc, char **argv, struct cli_ctx *ctx,
     }
   }
   if (help) {
-    print_help(opts, usage, description, 1);
+    print_help(opts, usage, description,
+               ctx->cmd == NULL || (ctx->cmd->flags & CLI_JSON));
     return 1;
   }
   if (json)

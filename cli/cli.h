@@ -20,8 +20,12 @@ enum cli_exit {
   CLI_EXIT_ROLLBACK = 6,    /* rollback failed */
 };
 
+struct cli_command;
+
 struct cli_ctx {
   const char *prog;         /* "cairn" */
+  const struct cli_command *cmd; /* the command running (its flags say
+                                    whether --help lists --json) */
   const char *journal_opt;  /* --journal, or NULL */
   const char *key_file;     /* --key-file, or NULL ($CAIRN_KEY_FILE) */
   int json;                 /* --json */
@@ -67,7 +71,8 @@ struct cli_option {
 };
 
 /* Parses argv (argv[0] is the command name) against opts; --help, --json
- * and --journal are always understood. Positional arguments are moved to
+ * and --journal are always understood (--help lists --json only when
+ * ctx->cmd has CLI_JSON: a command without it refuses --json itself). Positional arguments are moved to
  * the front of argv+1 and counted in *npos. Returns 0 to go on, 1 when
  * --help was printed (exit 0), or CLI_EXIT_USAGE after printing a
  * one-line error and the usage line. usage is "cairn run FILE [options]";
@@ -121,6 +126,14 @@ void cli_progress_tick(void *ud);
 int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
                         const char *journal_path);
 
+/* s as it may go to a terminal: s itself when it holds no control
+ * character, else a copy in buf (n bytes, NUL included; cut short when it
+ * does not fit) with each byte below 0x20, 0x7f and each C1 control
+ * (U+0080 to U+009F, two bytes in UTF-8) written as \xHH, so a value
+ * from a workflow, a param or a step's output cannot move the cursor or
+ * clear the screen. For the human tables, not for JSON (which escapes its
+ * own). s is borrowed; the result lives as long as s and buf. */
+const char *cli_safe(const char *s, char *buf, size_t n);
 /* "1.2s" etc. into buf. */
 const char *cli_duration(int64_t ms, char *buf, size_t n);
 /* "2026-11-22 19:57:01" (local time) into buf. */

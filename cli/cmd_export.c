@@ -8,11 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "engine/duration.h"
+#include "cli/since.h"
 
 /* The CSV columns: the event's first, then the run's. A run row fills
  * "run" with its id and the run columns; an event row the event columns. */
@@ -31,47 +30,6 @@ struct export {
   json_t *runs; /* array, newest first as the journal lists them */
   int64_t nruns, nevents;
 };
-
-/* Parses --since: a duration ago ("7d", "12h") or a UTC date or time
- * ("2026-11-22", "2026-11-22T10:00", "2026-11-22T10:00:05Z"). */
-static int parse_since(const char *s, int64_t *out)
-{
-  struct cairn_error err = {0};
-  int64_t ms;
-  struct tm tm;
-  int y, mo, d, h = 0, mi = 0, sec = 0, used = 0, n;
-
-  if (engine_duration_parse(s, &ms, &err) == 0) {
-    *out = journal_now_ms() - ms;
-    return 0;
-  }
-  n = sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &used);
-  if (n == 3 && (s[used] == 'T' || s[used] == ' ')) {
-    int more = 0;
-
-    if (sscanf(s + used + 1, "%2d:%2d%n", &h, &mi, &more) == 2) {
-      used += 1 + more;
-      if (s[used] == ':' && sscanf(s + used + 1, "%2d%n", &sec, &more) == 1)
-        used += 1 + more;
-    } else {
-      n = 0;
-    }
-  }
-  if (n == 3 && s[used] == 'Z')
-    used++;
-  if (n != 3 || s[used] != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 ||
-      h > 23 || mi > 59 || sec > 60)
-    return -1;
-  memset(&tm, 0, sizeof tm);
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = sec;
-  *out = (int64_t)timegm(&tm) * 1000;
-  return 0;
-}
 
 /* One CSV field, quoted when it holds a comma, a quote or a line break. */
 static void csv_field(FILE *f, const char *s, int last)
@@ -173,7 +131,7 @@ int cli_cmd_export(int argc, char **argv, struct cli_ctx *ctx)
   const struct cli_option opts[] = {
     {"since", CLI_OPT_STRING, &since, "DATE|DURATION",
      "only runs created and events since then (2026-11-22, "
-     "2026-11-22T10:00Z in UTC, or 7d ago)"},
+     "2026-11-22T10:00[:05][Z] in UTC, or 7d ago)"},
     {"format", CLI_OPT_STRING, &format, "jsonl|csv",
      "JSON lines (default) or CSV with a header line"},
     {"o", CLI_OPT_STRING, &output, "FILE",
@@ -207,11 +165,9 @@ int cli_cmd_export(int argc, char **argv, struct cli_ctx *ctx)
     return CLI_EXIT_USAGE;
   }
   e.csv = strcmp(format, "csv") == 0;
-  if (since != NULL && parse_since(since, &e.since_ms) != 0) {
-    cli_error("--since '%s' is neither a date (2026-11-22, "
-              "2026-11-22T10:00Z) nor a duration (7d, 12h)", since);
+  if (since != NULL &&
+      cli_since_parse(since, CLI_SINCE_UTC, &e.since_ms) != 0)
     return CLI_EXIT_USAGE;
-  }
   code = cli_open_journal(ctx, 0, 1, &j);
   if (code != 0)
     return code;

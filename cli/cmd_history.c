@@ -1,10 +1,9 @@
 /* cairn history: every run, newest first, one line each. */
-#define _XOPEN_SOURCE 700 /* strptime */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cli.h"
+#include "cli/since.h"
 
 const char *cli_run_status(struct journal *j, const struct journal_run *run)
 {
@@ -29,6 +28,31 @@ json_t *cli_run_json(struct journal *j, const struct journal_run *r)
                    (json_int_t)r->finished_ms);
 }
 
+/* What --status may name: the statuses of journal/events.h a run can be
+ * shown with, then the promotion records history lists with the runs. */
+static const char *const statuses[] = {
+  JOURNAL_STATUS_SUCCEEDED,   JOURNAL_STATUS_FAILED,
+  JOURNAL_STATUS_INTERRUPTED, JOURNAL_STATUS_RUNNING,
+  JOURNAL_STATUS_WAITING,     JOURNAL_STATUS_ROLLED_BACK,
+  JOURNAL_STATUS_ROLLBACK_FAILED, JOURNAL_STATUS_REFUSED,
+  JOURNAL_STATUS_APPROVED,
+};
+#define NSTATUSES (sizeof statuses / sizeof statuses[0])
+
+/* 1 when s is one of statuses[], else 0 after printing the error. */
+static int status_known(const char *s)
+{
+  char list[256] = "";
+  for (size_t i = 0; i < NSTATUSES; i++) {
+    if (strcmp(s, statuses[i]) == 0)
+      return 1;
+    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+             i ? ", " : "", statuses[i]);
+  }
+  cli_error("--status: unknown status '%s' (hint: one of %s)", s, list);
+  return 0;
+}
+
 struct hctx {
   struct cli_ctx *ctx;
   struct journal *j;
@@ -40,7 +64,7 @@ struct hctx {
 static int print_run(const struct journal_run *r, void *ud)
 {
   struct hctx *h = ud;
-  char t[32], d[32];
+  char t[32], d[32], wf[256], env[256], rel[256], actor[256];
   if (h->status && strcmp(cli_run_status(h->j, r), h->status) != 0)
     return 0;
   if (h->limit > 0 && h->n >= h->limit)
@@ -55,37 +79,17 @@ static int print_run(const struct journal_run *r, void *ud)
              "WORKFLOW", "ENV", "RELEASE", "STATUS", "STARTED", "TOOK",
              "ACTOR");
     printf("%-26s  %-20s %-8s %-10s %-11s %-19s %8s  %s\n", r->id,
-           r->workflow, *r->env ? r->env : "-", *r->release ? r->release : "-",
+           cli_safe(r->workflow, wf, sizeof wf),
+           *r->env ? cli_safe(r->env, env, sizeof env) : "-",
+           *r->release ? cli_safe(r->release, rel, sizeof rel) : "-",
            cli_run_status(h->j, r), cli_time(r->created_ms, t, sizeof t),
            r->finished_ms ? cli_duration(r->finished_ms - r->created_ms, d,
                                          sizeof d)
                           : "-",
-           r->actor);
+           cli_safe(r->actor, actor, sizeof actor));
   }
   h->n++;
   return 0;
-}
-
-/* --since: "YYYY-MM-DD" or "YYYY-MM-DD HH:MM[:SS]" (local time, as history
- * prints it) or "YYYY-MM-DDTHH:MM[:SS]". 0 and *ms, or -1. */
-static int parse_since(const char *s, int64_t *ms)
-{
-  static const char *const fmts[] = {"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S",
-                                     "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M",
-                                     "%Y-%m-%d"};
-  for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
-    struct tm tm = {0};
-    const char *end = strptime(s, fmts[i], &tm);
-    if (end == NULL || *end != '\0')
-      continue;
-    tm.tm_isdst = -1;
-    time_t t = mktime(&tm);
-    if (t == (time_t)-1)
-      return -1;
-    *ms = (int64_t)t * 1000;
-    return 0;
-  }
-  return -1;
 }
 
 int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
@@ -100,9 +104,11 @@ int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
     {"release", CLI_OPT_STRING, &release, "RELEASE", "only this release"},
     {"status", CLI_OPT_STRING, &status, "STATUS",
      "only runs with this status (succeeded, failed, interrupted, running, "
-     "waiting, rolled_back; refused and approved list promotion records)"},
-    {"since", CLI_OPT_STRING, &since, "DATE",
-     "only runs started at or after DATE (YYYY-MM-DD[ HH:MM[:SS]], local)"},
+     "waiting, rolled_back, rollback_failed; refused and approved list "
+     "promotion records)"},
+    {"since", CLI_OPT_STRING, &since, "DATE|DURATION",
+     "only runs started at or after DATE (YYYY-MM-DD[ HH:MM[:SS]], local "
+     "time) or DURATION ago (7d, 12h)"},
     {"limit", CLI_OPT_INT, &limit, "N", "at most N runs"},
     {NULL, 0, NULL, NULL, NULL},
   };
@@ -111,7 +117,8 @@ int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
   int npos = 0;
   int code = cli_parse(argc, argv, ctx, opts,
                        "cairn history [--workflow W] [--env E] [--release R] "
-                       "[--status S] [--since DATE] [--limit N] [--json]",
+                       "[--status S] [--since DATE|DURATION] [--limit N] "
+                       "[--json]",
                        "Lists runs, newest first.", &npos);
   if (code != 0)
     return code == 1 ? CLI_EXIT_OK : code;
@@ -120,11 +127,10 @@ int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
               "run)");
     return CLI_EXIT_USAGE;
   }
-  if (since && parse_since(since, &since_ms) != 0) {
-    cli_error("--since: '%s' is not a date (hint: YYYY-MM-DD or "
-              "'YYYY-MM-DD HH:MM:SS', local time)", since);
+  if (status && !status_known(status))
     return CLI_EXIT_USAGE;
-  }
+  if (since && cli_since_parse(since, CLI_SINCE_LOCAL, &since_ms) != 0)
+    return CLI_EXIT_USAGE;
   code = cli_open_journal(ctx, 0, 1, &j);
   if (code != 0)
     return code;

@@ -57,7 +57,8 @@ int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
 
   code = cli_parse(argc, argv, ctx, opts,
                    "cairn resume [RUN] [--assume succeeded|failed] "
-                   "[--allow-changed] [--set NAME=VALUE]... [--json]",
+                   "[--allow-changed] [--set NAME=VALUE]... "
+                   "[--grace DURATION] [--json]",
                    "Carries on an interrupted run from where its journal says "
                    "it stopped.\nWithout RUN, the one unfinished run of this "
                    "journal.", &npos);

@@ -74,7 +74,7 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
 
   code = cli_parse(argc, argv, ctx, opts,
                    "cairn rollback RUN [--dry-run] [--allow-changed] "
-                   "[--set NAME=VALUE]... [--json]",
+                   "[--set NAME=VALUE]... [--grace DURATION] [--json]",
                    "Undoes a succeeded run: the undo of every finished state, "
                    "in reverse order of\ncompletion (parallel branches in "
                    "reverse order of declaration), planned from the\njournal "

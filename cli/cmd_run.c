@@ -44,7 +44,8 @@ int cli_cmd_run(int argc, char **argv, struct cli_ctx *ctx)
   int npos = 0, code;
 
   code = cli_parse(argc, argv, ctx, opts,
-                   "cairn run FILE [--env NAME] [--set NAME=VALUE]... [--json]",
+                   "cairn run FILE [--env NAME] [--set NAME=VALUE]... "
+                   "[--grace DURATION] [--json]",
                    "Runs the workflow in FILE to its end, journaling every "
                    "step before it acts.\nInterrupt it with Ctrl-C and carry "
                    "on with 'cairn resume'.", &npos);

@@ -122,7 +122,7 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
   struct cairn_error err = {0};
   json_t *evs = NULL;
   int npos = 0, have_run = 0, have_rp = 0;
-  char t[32], d[32];
+  char t[32], d[32], b1[2048], b2[256];
   int code = cli_parse(argc, argv, ctx, opts, "cairn show RUN [--events] "
                        "[--logs] [--json]",
                        "Shows one run (by id or a unique prefix of it): who "
@@ -184,18 +184,21 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
   }
 
   printf("run       %s\n", run.id);
-  printf("workflow  %s (%s, sha256 %.12s)\n", run.workflow, run.file,
-         run.file_sha256);
+  /* Every string a user or a step wrote goes through cli_safe. */
+  printf("workflow  %s (%s, sha256 %.12s)\n",
+         cli_safe(run.workflow, b2, sizeof b2),
+         cli_safe(run.file, b1, sizeof b1), run.file_sha256);
   if (*run.env)
-    printf("env       %s\n", run.env);
+    printf("env       %s\n", cli_safe(run.env, b2, sizeof b2));
   if (*run.release)
-    printf("release   %s\n", run.release);
+    printf("release   %s\n", cli_safe(run.release, b2, sizeof b2));
   {
     char *ps = json_dumps(run.params, JSON_COMPACT | JSON_SORT_KEYS);
-    printf("params    %s\n", ps ? ps : "{}");
+    /* JSON escapes the C0 controls but neither DEL nor C1 */
+    printf("params    %s\n", ps ? cli_safe(ps, b1, sizeof b1) : "{}");
     free(ps);
   }
-  printf("actor     %s\n", run.actor);
+  printf("actor     %s\n", cli_safe(run.actor, b2, sizeof b2));
   if (*run.parent)
     printf("parent    %s\n", run.parent);
   printf("status    %s\n", cli_run_status(j, &run));
@@ -247,20 +250,22 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
     /* branches, map instances and the states of a used workflow (and
      * their undo steps) indented under their state */
     snprintf(path, sizeof path, "%*s%s", 2 * cli_path_depth(s->path), "",
-             s->path);
+             cli_safe(s->path, b2, sizeof b2));
     printf("%-28s %-10s %-12s %8s %8s  %s\n", path,
-           s->kind ? s->kind : "", outcome, start, took, detail);
+           s->kind ? s->kind : "", outcome, start, took,
+           cli_safe(detail, b1, sizeof b1));
     /* Turning TLS verification off must not pass unnoticed in review. */
     if (json_is_true(json_object_get(s->inputs, "insecure")))
       printf("%-28s ! TLS not verified (insecure: true)\n", "");
     char *tail = logs ? log_tail(j, run.id, s) : NULL;
     for (char *l = tail, *nl; l && *l; l = nl) {
+      char line[4 * 2048 + 1]; /* a tail is at most 2 KiB */
       nl = strchr(l, '\n');
       if (nl)
         *nl++ = '\0';
       else
         nl = l + strlen(l);
-      printf("%-28s | %s\n", "", l);
+      printf("%-28s | %s\n", "", cli_safe(l, line, sizeof line));
     }
     free(tail);
   }
@@ -276,7 +281,9 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
       printf("%6lld %-16s %-24s %.160s\n",
              (long long)json_integer_value(json_object_get(ev, "seq")),
              json_string_value(json_object_get(ev, "kind")),
-             json_string_value(json_object_get(ev, "state")), pl ? pl : "");
+             cli_safe(json_string_value(json_object_get(ev, "state")), b2,
+                      sizeof b2),
+             pl ? cli_safe(pl, b1, sizeof b1) : "");
       free(pl);
     }
   }

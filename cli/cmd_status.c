@@ -53,7 +53,7 @@ static void print_rows(struct sctx *s)
 {
   size_t i;
   json_t *k;
-  char t[32];
+  char t[32], wf[256], env_s[256], rel_s[256], actor[256];
   if (!s->ctx->json && json_array_size(s->order))
     printf("%-20s %-8s %-10s %-26s %-19s %-16s %s\n", "WORKFLOW", "ENV",
            "RELEASE", "RUN", "DEPLOYED", "BY", "IN PROGRESS");
@@ -70,13 +70,18 @@ static void print_rows(struct sctx *s)
     const char *run = json_string_value(json_object_get(row, "running_run"));
     const char *rel = json_string_value(json_object_get(live, "release"));
     printf("%-20s %-8s %-10s %-26s %-19s %-16s %s\n",
-           json_string_value(json_object_get(row, "workflow")),
-           *env ? env : "-", live ? (rel && *rel ? rel : "-") : "(none)",
+           cli_safe(json_string_value(json_object_get(row, "workflow")), wf,
+                    sizeof wf),
+           *env ? cli_safe(env, env_s, sizeof env_s) : "-",
+           live ? (rel && *rel ? cli_safe(rel, rel_s, sizeof rel_s) : "-")
+                : "(none)",
            live ? json_string_value(json_object_get(live, "run")) : "-",
            live ? cli_time(json_integer_value(json_object_get(
                                live, "finished_ms")), t, sizeof t)
                 : "-",
-           live ? json_string_value(json_object_get(live, "actor")) : "-",
+           live ? cli_safe(json_string_value(json_object_get(live, "actor")),
+                           actor, sizeof actor)
+                : "-",
            run ? run : "no");
   }
 }
@@ -139,12 +144,14 @@ int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx)
     cli_print_json(v);
     json_decref(v);
   } else {
-    printf("run %s (%s%s%s): %s", run.id, run.workflow, *run.env ? ", " : "",
-           run.env, st);
+    char wf[256], env[256], cur[256];
+    printf("run %s (%s%s%s): %s", run.id,
+           cli_safe(run.workflow, wf, sizeof wf), *run.env ? ", " : "",
+           cli_safe(run.env, env, sizeof env), st);
     if (rp.current && strcmp(rp.current, JOURNAL_ROLLBACK) == 0)
       printf(", rolling back");
     else if (rp.current && *rp.current)
-      printf(", in state '%s'", rp.current);
+      printf(", in state '%s'", cli_safe(rp.current, cur, sizeof cur));
     printf("\n");
     if (strcmp(st, JOURNAL_STATUS_INTERRUPTED) == 0 ||
         strcmp(st, JOURNAL_STATUS_WAITING) == 0)

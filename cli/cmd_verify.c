@@ -63,7 +63,9 @@ out:
 }
 
 /* Writes the anchor of vr to path (0600, atomically: a reader sees the
- * old anchor or the new one). */
+ * old anchor or the new one). Returns 0, or prints the error and returns
+ * an exit code: 2 for a path that cannot be written (bad input, not a
+ * broken chain, which is 1). */
 static int anchor_write(const char *path, struct journal *j,
                         const struct journal_verify_result *vr)
 {
@@ -73,7 +75,7 @@ static int anchor_write(const char *path, struct journal *j,
   struct tm tm;
   json_t *v;
   char *text = NULL;
-  int code = CLI_EXIT_FAILED;
+  int rc;
 
   gmtime_r(&now, &tm);
   strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -97,12 +99,11 @@ static int anchor_write(const char *path, struct journal *j,
   }
   line[n] = '\n';
   line[n + 1] = '\0';
-  if (cairn_write_atomic(path, line, n + 1, 0600, &err) != 0)
+  rc = cairn_write_atomic(path, line, n + 1, 0600, &err);
+  if (rc != 0)
     cli_error("anchor: %s", err.msg);
-  else
-    code = 0;
   free(line);
-  return code;
+  return cli_exit_for(rc);
 }
 
 /* Checks the journal against anchor a: the event a->seq still exists with

@@ -193,12 +193,17 @@ int main(int argc, char **argv)
       char *aargv[] = {argv[2], argc > 3 ? argv[3] : NULL, NULL};
       return cli_cmd_adapters(argc > 3 ? 2 : 1, aargv, &ctx);
     }
-    if (argc > 2 && strcmp(name, "help") == 0) {
-      /* "cairn help run" is "cairn run --help". */
+    if (argc > 2 && strcmp(name, "help") == 0 &&
+        strcmp(argv[2], "help") != 0 && strcmp(argv[2], "--help") != 0 &&
+        strcmp(argv[2], "-h") != 0) {
+      /* "cairn help run" is "cairn run --help"; "cairn help help" is
+       * this usage. */
       char *hargv[] = {argv[2], "--help", NULL};
       for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(commands[i].name, argv[2]) == 0)
+        if (strcmp(commands[i].name, argv[2]) == 0) {
+          ctx.cmd = &commands[i];
           return commands[i].fn(2, hargv, &ctx);
+        }
       cli_error("unknown command '%s' (hint: 'cairn help' lists them)",
                 argv[2]);
       return CLI_EXIT_USAGE;
@@ -210,6 +215,7 @@ int main(int argc, char **argv)
     name = "version";
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (strcmp(commands[i].name, name) == 0) {
+      ctx.cmd = &commands[i];
       if (commands[i].flags & CLI_ENGINE)
         (void)cairn_heap_prefault(CLI_ENGINE_HEAP); /* only a speed-up */
       return commands[i].fn(argc - 1, argv + 1, &ctx);

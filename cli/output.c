@@ -26,6 +26,42 @@ struct cli_progress {
   char last_status[32];
 };
 
+/* The length of the control character at p (a C1 control is two bytes
+ * in UTF-8), or 0 when there is none there. */
+static size_t control_len(const unsigned char *p)
+{
+  if (*p < 0x20 || *p == 0x7f)
+    return 1;
+  if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+    return 2;
+  return 0;
+}
+
+const char *cli_safe(const char *s, char *buf, size_t n)
+{
+  const unsigned char *p = (const unsigned char *)s;
+  size_t k = 0, c;
+
+  while (*p && control_len(p) == 0)
+    p++;
+  if (*p == '\0')
+    return s;
+  if (n == 0)
+    return "";
+  for (p = (const unsigned char *)s; *p; p += c ? c : 1) {
+    c = control_len(p);
+    if (c == 0 && k + 1 < n)
+      buf[k++] = (char)*p;
+    else if (c != 0 && k + 4 * c < n)
+      for (size_t i = 0; i < c; i++)
+        k += (size_t)snprintf(buf + k, n - k, "\\x%02x", p[i]);
+    else
+      break;
+  }
+  buf[k] = '\0';
+  return buf;
+}
+
 const char *cli_duration(int64_t ms, char *buf, size_t n)
 {
   return engine_duration_format(ms, buf, n);

@@ -7,12 +7,12 @@ QUICKSTART=$CAIRN_SRCDIR/examples/quickstart/deploy.yaml
 
 # Every command of cli/main.c with the usage line its cli_parse call gives.
 cat >usage-lines <<\EOF
-run|usage: cairn run FILE [--env NAME] [--set NAME=VALUE]... [--json]
-resume|usage: cairn resume [RUN] [--assume succeeded|failed] [--allow-changed] [--set NAME=VALUE]... [--json]
+run|usage: cairn run FILE [--env NAME] [--set NAME=VALUE]... [--grace DURATION] [--json]
+resume|usage: cairn resume [RUN] [--assume succeeded|failed] [--allow-changed] [--set NAME=VALUE]... [--grace DURATION] [--json]
 status|usage: cairn status [RUN] [--json]
-history|usage: cairn history [--workflow W] [--env E] [--release R] [--status S] [--since DATE] [--limit N] [--json]
+history|usage: cairn history [--workflow W] [--env E] [--release R] [--status S] [--since DATE|DURATION] [--limit N] [--json]
 show|usage: cairn show RUN [--events] [--logs] [--json]
-rollback|usage: cairn rollback RUN [--dry-run] [--allow-changed] [--set NAME=VALUE]... [--json]
+rollback|usage: cairn rollback RUN [--dry-run] [--allow-changed] [--set NAME=VALUE]... [--grace DURATION] [--json]
 validate|usage: cairn validate FILE [--json]
 plan|usage: cairn plan FILE [--env NAME] [--set NAME=VALUE]... [--json]
 simulate|usage: cairn simulate FILE [--env NAME] [--set NAME=VALUE]... [--fail-at STATE[:ATTEMPT]]... [--fail-undo STATE]... [--json]

@@ -112,7 +112,7 @@ test_expect_success 'a bad --format or --since: one line, exit 2' '
 	test_cmp expect err &&
 	test_cmp /dev/null out &&
 	test_must_fail_with 2 cairn export --since yesterday >out 2>err &&
-	echo "cairn: --since '\''yesterday'\'' is neither a date (2026-11-22, 2026-11-22T10:00Z) nor a duration (7d, 12h)" >expect &&
+	echo "cairn: --since: '\''yesterday'\'' is not a date or a duration (hint: YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][Z] in UTC, or a duration ago such as 7d or 12h)" >expect &&
 	test_cmp expect err &&
 	test_must_fail_with 2 cairn export --since 2026-13-01 >out 2>err &&
 	test $(wc -l <err) = 1 &&
