@@ -277,7 +277,7 @@ out:
  * reads the journal test guesses against it. */
 static int holds_secret(const char *s, const char *const *redact)
 {
-  for (; redact && *redact; redact++)
+  for (; s && redact && *redact; redact++)
     if (**redact && strstr(s, *redact) != NULL)
       return 1;
   return 0;
@@ -289,7 +289,10 @@ static void write_work(struct adapter__job *j)
   const char *path = adapter__input_str(in, "path");
   json_t *content = adapter__input(in, "content");
   const char *from = adapter__input_str(in, "restore_from");
-  long mode = parse_mode(adapter__input_str(in, "mode"));
+  const char *given = adapter__input_str(in, "mode");
+  int secret = holds_secret(json_string_value(content), j->call->redact);
+  /* Without a mode, a file that holds a secret's value is private. */
+  long mode = given ? parse_mode(given) : secret ? 0600 : 0644;
   char backup[4300], sum[65];
   int previous = 0;
 
@@ -302,7 +305,7 @@ static void write_work(struct adapter__job *j)
   if (put(j, path, json_string_value(content), json_string_length(content),
           (unsigned)mode) < 0)
     return;
-  if (holds_secret(json_string_value(content), j->call->redact))
+  if (secret)
     sum[0] = '\0';
   else
     adapter__sha256_hex(json_string_value(content),
@@ -389,7 +392,9 @@ static const struct adapter_input write_inputs[] = {
   { "path", ADAPTER_T_STRING, 1, NULL, "the file to write" },
   { "content", ADAPTER_T_STRING, 0, NULL,
     "what to write (templates in it are rendered by the engine)" },
-  { "mode", ADAPTER_T_STRING, 0, "\"0644\"", "permissions, an octal string" },
+  { "mode", ADAPTER_T_STRING, 0, NULL,
+    "permissions, an octal string (default \"0644\", \"0600\" when the "
+    "content holds a secret's value)" },
   { "restore_from", ADAPTER_T_STRING, 0, NULL,
     "instead of content: a backup file.write kept (its output 'backup'); "
     "\"\" removes path (there was no file before)" },

@@ -140,6 +140,27 @@ test_expect_success 'a run that learns more secret values than it can redact sto
 	test_grep ! "succeeded" out
 '
 
+write_workflow files.yaml <<\EOF
+cairn: 1
+name: files
+secrets: [TOKEN]
+start: plain
+states:
+  plain: { do: file.write, with: { path: plain.conf, content: "port=1\n" }, next: secret }
+  secret: { do: file.write, with: { path: secret.conf, content: "token={{ secrets.TOKEN }}\n" }, next: asked }
+  asked: { do: file.write, with: { path: asked.conf, content: "token={{ secrets.TOKEN }}\n", mode: "0640" }, next: done }
+  done: { succeed: true }
+EOF
+
+test_expect_success 'file.write without a mode: 0600 when the content holds a secret, else 0644' '
+	rm -rf .cairn &&
+	(umask 022 && TOKEN=FileSecret31 cairn run files.yaml >out) &&
+	test "$(stat -c %a plain.conf)" = 644 &&
+	test "$(stat -c %a secret.conf)" = 600 &&
+	test "$(stat -c %a asked.conf)" = 640 &&
+	test_grep -x "token=FileSecret31" secret.conf
+'
+
 if ! net_need_nginx; then
 	test_skip_all "nginx is not installed"
 fi
