@@ -95,6 +95,18 @@ test_expect_success 'the passwords are in no journal, log or argv' '
 	done
 '
 
+# redis.conf reads "\x41" in a quoted value as "A": the password would not
+# be the one given.
+test_expect_success 'redis.yaml refuses a password with a backslash or a quote' '
+	for pw in "pw\\x41end" "pw\"q" "end\\"; do
+		test_must_fail_with 1 cairn run "$WF/redis.yaml" --set dir="$TRASH/redis-bad" \
+			--set port="$(free_port)" --set password="$pw" >out 2>&1 &&
+		test_grep "folder failed: exited with status 2" out &&
+		test_grep "holds a quote, a backslash or a newline" ".cairn/runs/$(last_run)/folder.log" &&
+		test_path_is_missing "$TRASH/redis-bad/redis.conf" || exit 1
+	done
+'
+
 test_expect_success 'redis.yaml alone: the password from --set is redacted; rollback asks for it again' '
 	P=$(free_port) && PW=alone-$(rand) &&
 	cairn run "$WF/redis.yaml" --set dir="$TRASH/redis-alone" --set port=$P \
