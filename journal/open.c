@@ -384,7 +384,21 @@ int journal_open(struct journal **out, const char *path, unsigned flags,
     rc = prepare_file(path, flags, &version, err);
     if (rc != 0)
       goto out;
-    if ((flags & JOURNAL_READONLY) && version < JOURNAL_SCHEMA_VERSION) {
+    if ((flags & JOURNAL_READONLY) && version == 0) {
+      /* An empty file (a first run killed before its schema commit, or a
+       * file made by hand) holds nothing yet: read it as the empty
+       * journal it is, and write nothing to it; the next run makes it. */
+      memory = 1;
+      flags &= ~(unsigned)JOURNAL_READONLY;
+      j->flags = flags;
+      j->memory = memory;
+    } else if (version == 0 && chmod(path, 0600) != 0 && errno != EPERM) {
+      /* cairn makes this journal now: private, as one it creates */
+      rc = cairn_error_set(err, CAIRN_E_IO, "cannot chmod '%s': %s", path,
+                           strerror(errno));
+      goto out;
+    } else if ((flags & JOURNAL_READONLY) &&
+               version < JOURNAL_SCHEMA_VERSION) {
       /* An older schema, or a journal whose creation was cut short (a
        * first run killed before its schema commit leaves an empty
        * version-0 file): the probe accepted it as ours, so finish the job
@@ -401,7 +415,8 @@ int journal_open(struct journal **out, const char *path, unsigned flags,
   oflags |= SQLITE_OPEN_NOMUTEX;
   if (memory)
     oflags |= SQLITE_OPEN_CREATE | SQLITE_OPEN_MEMORY;
-  if (sqlite3_open_v2(path, &j->db, oflags, NULL) != SQLITE_OK) {
+  if (sqlite3_open_v2(memory ? ":memory:" : path, &j->db, oflags, NULL) !=
+      SQLITE_OK) {
     rc = j->db != NULL
              ? journal__sqlite_error(j, err, "cannot open journal")
              : cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");

@@ -352,4 +352,19 @@ test_expect_success 'the real journal still verifies' '
 	test_grep ": chain ok, " out
 '
 
+# An empty file: a first run killed before its schema commit, or one made
+# by hand. Reading it writes nothing; a run makes it a private journal.
+test_expect_success 'read commands leave an empty journal file as it was' '
+	: >empty.db && chmod 644 empty.db &&
+	for c in history status verify export; do
+		cairn $c --journal empty.db >out || { echo "$c failed"; exit 1; }
+	done &&
+	test "$(stat -c %s.%a empty.db)" = 0.644 &&
+	test_path_is_missing empty.db-wal &&
+	cairn run deploy.yaml --journal empty.db >/dev/null &&
+	test "$(stat -c %a empty.db)" = 600 &&
+	cairn history --journal empty.db --json >out &&
+	test "$(jq -s length out)" = 1
+'
+
 test_done
