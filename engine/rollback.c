@@ -875,12 +875,15 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
     goto out;
   }
   if (strcmp(rp.status, JOURNAL_STATUS_SUCCEEDED) != 0) {
+    /* "running" with no live engine (checked above): as status says */
+    const char *shown = strcmp(rp.status, JOURNAL_STATUS_RUNNING) == 0
+                            ? JOURNAL_STATUS_INTERRUPTED
+                            : rp.status;
     rc = cairn_error_set(err, CAIRN_E_STATE,
                          "run %s is %s, not succeeded: only a succeeded run "
                          "is rolled back on request (hint: a failed run "
                          "rolls back by itself; an interrupted one goes on "
-                         "with 'cairn resume %s')", run_id, rp.status,
-                         run_id);
+                         "with 'cairn resume %s')", run_id, shown, run_id);
     goto out;
   }
   if (strcmp(wf->sha256, rp.file_sha256 ? rp.file_sha256 : "") != 0 &&

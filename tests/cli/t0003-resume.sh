@@ -325,6 +325,16 @@ test_expect_success 'after kill -9, history shows the run interrupted' '
 	test_cmp expect actual
 '
 
+test_expect_success 'after kill -9, rollback refuses the run as interrupted, as status says' '
+	cd c &&
+	RUN=$(last_run) &&
+	journal_state >before &&
+	test_must_fail_with 2 cairn rollback "$RUN" >out 2>err &&
+	test_grep "^cairn: run $RUN is interrupted, not succeeded" err &&
+	journal_state >after &&
+	test_cmp before after
+'
+
 # history shows cli_run_status() (a "running" run whose engine is gone is
 # "interrupted") but --status filters on the stored runs.status.
 test_expect_success 'history --status interrupted lists the run whose engine died' '
