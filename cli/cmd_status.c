@@ -30,11 +30,16 @@ static int status_row(const struct journal_run *r, void *ud)
     json_array_append_new(s->order, json_string(key));
   }
   const char *st = cli_run_status(s->j, r);
+  /* Unfinished: running, or waiting for someone (an approval, a resume
+   * after an interruption, a retry of an undo that failed). */
   if ((strcmp(st, JOURNAL_STATUS_RUNNING) == 0 ||
-       strcmp(st, JOURNAL_STATUS_WAITING) == 0) &&
+       strcmp(st, JOURNAL_STATUS_WAITING) == 0 ||
+       strcmp(st, JOURNAL_STATUS_INTERRUPTED) == 0 ||
+       strcmp(st, JOURNAL_STATUS_ROLLBACK_FAILED) == 0) &&
       !json_is_true(json_object_get(row, "in_progress"))) {
     json_object_set_new(row, "in_progress", json_true());
     json_object_set_new(row, "running_run", json_string(r->id));
+    json_object_set_new(row, "running_status", json_string(st));
   }
   if (strcmp(st, JOURNAL_STATUS_SUCCEEDED) == 0 &&
       json_is_null(json_object_get(row, "live")))
@@ -68,6 +73,13 @@ static void print_rows(struct sctx *s)
     }
     const char *env = json_string_value(json_object_get(row, "env"));
     const char *run = json_string_value(json_object_get(row, "running_run"));
+    const char *how =
+        json_string_value(json_object_get(row, "running_status"));
+    char unfinished[80];
+    if (run && how && strcmp(how, JOURNAL_STATUS_RUNNING) != 0) {
+      snprintf(unfinished, sizeof unfinished, "%s (%s)", run, how);
+      run = unfinished;
+    }
     const char *rel = json_string_value(json_object_get(live, "release"));
     printf("%-20s %-8s %-10s %-26s %-19s %-16s %s\n",
            cli_safe(json_string_value(json_object_get(row, "workflow")), wf,

@@ -192,7 +192,11 @@ test_expect_success 'an undo that fails after its retries: exit 6, what is done 
 	test_cmp expect actual &&
 	cairn status $RUN >st &&
 	test_grep "^run $RUN (rb): rollback_failed$" st &&
-	test_grep -F "then '\''cairn resume $RUN'\'' retries it and the rest" st
+	test_grep -F "then '\''cairn resume $RUN'\'' retries it and the rest" st &&
+	cairn status >all &&
+	test_grep "^rb .* $RUN (rollback_failed)$" all &&
+	cairn status --json >all.json &&
+	jq -e --arg r "$RUN" "select(.workflow == \"rb\") | .in_progress and .running_run == \$r and .running_status == \"rollback_failed\"" all.json
 '
 
 test_expect_success 'a rollback_failed run resumes with a fixed environment' '
