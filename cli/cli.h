@@ -89,6 +89,11 @@ void cli_list_release(struct cli_list *l);
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints a workflow loader error on stderr, one line. */
 void cli_workflow_error(const struct cairn_error *err);
+/* With --json, the last line of a run, resume or rollback that ended
+ * before it had a result (bad input, a lock, a refusal): {"kind":
+ * "result", "status": "error", "exit_code": code, "message": the last
+ * error said}. Nothing for code 0 or without --json. */
+void cli_error_result(const struct cli_ctx *ctx, int code);
 /* Maps a negative error code to an exit code. */
 int cli_exit_for(int code);
 /* cli_open_journal's create, when the journal is missing. */

@@ -53,7 +53,7 @@ int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
   struct cairn_error err = {0};
   struct engine_options o;
   struct engine_result res;
-  int npos = 0, code, have_run = 0;
+  int npos = 0, code, have_run = 0, reported = 0;
 
   code = cli_parse(argc, argv, ctx, opts,
                    "cairn resume [RUN] [--assume succeeded|failed] "
@@ -134,7 +134,10 @@ int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
     goto out;
   }
   code = cli_progress_result(p, &res, journal_path(j));
+  reported = 1;
 out:
+  if (!reported)
+    cli_error_result(ctx, code);
   if (have_run)
     journal_run_release(&run);
   cli_progress_destroy(p);

@@ -70,7 +70,7 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
   struct engine_options o;
   struct engine_result res;
   json_t *steps = NULL;
-  int npos = 0, code, have_run = 0, journaled = 0;
+  int npos = 0, code, have_run = 0, journaled = 0, reported = 0;
 
   code = cli_parse(argc, argv, ctx, opts,
                    "cairn rollback RUN [--dry-run] [--allow-changed] "
@@ -136,7 +136,10 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
     goto out;
   }
   code = cli_progress_result(p, &res, journal_path(j));
+  reported = 1;
 out:
+  if (!reported)
+    cli_error_result(ctx, code);
   json_decref(steps);
   if (have_run)
     journal_run_release(&run);

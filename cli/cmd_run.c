@@ -41,7 +41,7 @@ int cli_cmd_run(int argc, char **argv, struct cli_ctx *ctx)
   struct engine_options o;
   struct engine_result res;
   json_t *params = NULL;
-  int npos = 0, code;
+  int npos = 0, code, reported = 0;
 
   code = cli_parse(argc, argv, ctx, opts,
                    "cairn run FILE [--env NAME] [--set NAME=VALUE]... "
@@ -99,7 +99,10 @@ int cli_cmd_run(int argc, char **argv, struct cli_ctx *ctx)
     goto out;
   }
   code = cli_progress_result(p, &res, journal_path(j));
+  reported = 1;
 out:
+  if (!reported)
+    cli_error_result(ctx, code);
   json_decref(params);
   cli_progress_destroy(p);
   journal_close(j);

@@ -42,24 +42,38 @@ static const struct cli_command commands[] = {
   {"version", cli_cmd_version, CLI_JSON, "print the version"},
 };
 
+/* The last error said, for the result line of --json (cli_error_result). */
+static char last_error[CAIRN_ERRMSG_MAX + 256];
+
 void cli_error(const char *fmt, ...)
 {
   va_list ap;
-  fputs("cairn: ", stderr);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  vsnprintf(last_error, sizeof last_error, fmt, ap);
   va_end(ap);
-  fputc('\n', stderr);
+  fprintf(stderr, "cairn: %s\n", last_error);
 }
 
 void cli_workflow_error(const struct cairn_error *err)
 {
   /* A loader error already reads "FILE:LINE:COL: error: ..."; a file that
    * cannot be read at all gets the program's prefix like any error. */
-  if (err->code == CAIRN_E_IO)
+  if (err->code == CAIRN_E_IO) {
     cli_error("%s", err->msg);
-  else
+  } else {
+    snprintf(last_error, sizeof last_error, "%s", err->msg);
     fprintf(stderr, "%s\n", err->msg);
+  }
+}
+
+void cli_error_result(const struct cli_ctx *ctx, int code)
+{
+  if (!ctx->json || code == CLI_EXIT_OK)
+    return;
+  json_t *v = json_pack("{s:s,s:s,s:i,s:s}", "kind", "result", "status",
+                        "error", "exit_code", code, "message", last_error);
+  cli_print_json(v);
+  json_decref(v);
 }
 
 int cli_exit_for(int code)

@@ -618,6 +618,22 @@ test_expect_success '--json: the kinds start with run.started' '
 	jq -e ".kind == \"run.started\"" first
 '
 
+test_expect_success '--json: a run that cannot start still ends with a result line' '
+	printf "cairn: 1\nname: bad\nstart: nowhere\nstates:\n  a: { succeed: true }\n" >bad.yaml &&
+	test_must_fail_with 2 cairn run --json bad.yaml >out.json 2>err &&
+	test $(wc -l <out.json) = 1 &&
+	jq -e ".kind == \"result\" and .status == \"error\" and .exit_code == 2 and
+		(.message | startswith(\"bad.yaml:3:8: error: \"))" out.json &&
+	test_grep "^bad.yaml:3:8: error: " err &&
+	test_must_fail_with 2 cairn resume --json NOSUCHRUN >out.json 2>err &&
+	jq -e ".kind == \"result\" and .exit_code == 2 and (.message | test(\"NOSUCHRUN\"))" out.json &&
+	test_must_fail_with 2 cairn rollback --json NOSUCHRUN >out.json 2>err &&
+	jq -e ".kind == \"result\" and .exit_code == 2" out.json &&
+	cairn run seq.yaml >out.txt &&
+	test_must_fail_with 2 cairn run bad.yaml >out.txt 2>err &&
+	test_cmp /dev/null out.txt
+'
+
 test_expect_success '--json of a failing run: the result has exit_code 1 and the message' '
 	rm -f fail.txt &&
 	test_must_fail_with 1 cairn run --json fail.yaml >out.json &&
