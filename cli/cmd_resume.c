@@ -108,6 +108,12 @@ int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
       goto out;
   }
   have_run = 1;
+  /* before the file: a record has none, a finished run needs none */
+  if (engine_resume_status(run.id, run.status, 1, &err) != 0) {
+    cli_error("%s", err.msg);
+    code = CLI_EXIT_USAGE;
+    goto out;
+  }
   if (engine_workflow_load(&wf, run.file, &err) != 0) {
     cli_workflow_error(&err);
     cli_error("cannot resume run %s: its workflow file does not load",

@@ -97,6 +97,12 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
   if (code != 0)
     goto out;
   have_run = 1;
+  if (journal_run_is_record(&run)) { /* it has no file to load */
+    engine_resume_status(run.id, run.status, 1, &err);
+    cli_error("%s", err.msg);
+    code = CLI_EXIT_USAGE;
+    goto out;
+  }
   if (engine_workflow_load(&wf, run.file, &err) != 0) {
     cli_workflow_error(&err);
     cli_error("cannot roll back run %s: its workflow file does not load",

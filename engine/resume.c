@@ -162,6 +162,25 @@ static int step_pid(const char *run_id, const struct journal_step *s)
   return each_marked(run_id, s->path, first_pid, NULL);
 }
 
+int engine_resume_status(const char *run_id, const char *status, int planned,
+                         struct cairn_error *err)
+{
+  if (strcmp(status, JOURNAL_STATUS_APPROVED) == 0 ||
+      strcmp(status, JOURNAL_STATUS_REFUSED) == 0)
+    return cairn_error_set(err, CAIRN_E_STATE,
+                           "%s is a promotion record (%s), not a run: there "
+                           "is nothing to resume or roll back", run_id,
+                           status);
+  if (strcmp(status, JOURNAL_STATUS_SUCCEEDED) == 0 ||
+      strcmp(status, JOURNAL_STATUS_FAILED) == 0 ||
+      strcmp(status, JOURNAL_STATUS_ROLLED_BACK) == 0 ||
+      (strcmp(status, JOURNAL_STATUS_ROLLBACK_FAILED) == 0 && !planned))
+    return cairn_error_set(err, CAIRN_E_STATE,
+                           "run %s already finished (%s): nothing to resume",
+                           run_id, status);
+  return 0;
+}
+
 int engine__lock_orphans(struct journal *j, const char *workflow,
                          const char *env, const char *run_id,
                          struct cairn_error *err)
@@ -636,16 +655,9 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
     return rc;
   snprintf(res->run_id, sizeof res->run_id, "%s", run_id);
 
-  if (strcmp(rp.status, JOURNAL_STATUS_SUCCEEDED) == 0 ||
-      strcmp(rp.status, JOURNAL_STATUS_FAILED) == 0 ||
-      strcmp(rp.status, JOURNAL_STATUS_ROLLED_BACK) == 0 ||
-      (strcmp(rp.status, JOURNAL_STATUS_ROLLBACK_FAILED) == 0 &&
-       rp.rollback == NULL)) {
-    rc = cairn_error_set(err, CAIRN_E_STATE,
-                         "run %s already finished (%s): nothing to resume",
-                         run_id, rp.status);
+  if ((rc = engine_resume_status(run_id, rp.status, rp.rollback != NULL,
+                                 err)) != 0)
     goto out_rp;
-  }
   if (strcmp(wf->sha256, rp.file_sha256 ? rp.file_sha256 : "") != 0 &&
       !opt.allow_changed) {
     rc = cairn_error_set(err, CAIRN_E_CHANGED,

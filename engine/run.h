@@ -94,6 +94,14 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
                const struct engine_options *opt, struct engine_result *res,
                struct cairn_error *err);
 
+/* Whether a run with this status (from its row, or its replay) has
+ * anything left to resume: CAIRN_E_STATE with err saying why not (a
+ * record, or a run that finished; rollback_failed counts as finished
+ * only when planned is 0, no rollback was planned), else 0. Before the
+ * workflow is loaded, pass planned 1. */
+int engine_resume_status(const char *run_id, const char *status, int planned,
+                         struct cairn_error *err);
+
 /* Resumes run_id (a full id) of wf, which must be the workflow the run was
  * started from (same sha256 unless opt->allow_changed). Rebuilds the run
  * from its events only. Returns 0 with *res filled, or a negative code

@@ -561,6 +561,27 @@ test_expect_success 'resume of a finished run: exit 2' '
 	test_cmp before after
 '
 
+test_expect_success 'resume of a finished run whose file is gone, or of a record: exit 2, says why' '
+	cd e &&
+	RUN=$(last_run) &&
+	mkdir -p gone && cp simple.yaml gone/ &&
+	cairn run gone/simple.yaml >/dev/null &&
+	GONE=$(last_run) &&
+	rm gone/simple.yaml &&
+	REC=$(cairn approve prod --workflow simple --release 1.0.0 --json | jq -r .record) &&
+	journal_state >before &&
+	test_must_fail_with 2 cairn resume "$GONE" >out 2>err &&
+	echo "cairn: run $GONE already finished (succeeded): nothing to resume" >expect &&
+	test_cmp expect err &&
+	test_must_fail_with 2 cairn resume "$REC" >out 2>err &&
+	echo "cairn: $REC is a promotion record (approved), not a run: there is nothing to resume or roll back" >expect &&
+	test_cmp expect err &&
+	test_must_fail_with 2 cairn rollback "$REC" >out 2>err &&
+	test_cmp expect err &&
+	journal_state >after &&
+	test_cmp before after
+'
+
 # ---- locks -----------------------------------------------------------------------------
 
 test_expect_success 'a second run of a workflow while one runs: exit 4 naming the holder' '
