@@ -428,6 +428,23 @@ static int adoptable(const struct engine__task *t,
   return pgid;
 }
 
+/* Did --assume decide an action of sp? */
+static int assumed(const struct spot *sp)
+{
+  for (size_t i = 0; sp->sx && i < sp->sx->ntasks; i++)
+    if (sp->plans[i] == PLAN_ASSUME_OK || sp->plans[i] == PLAN_ASSUME_BAD)
+      return 1;
+  return 0;
+}
+
+static int any_assumed(const struct spot *isp, size_t n)
+{
+  for (size_t k = 0; k < n; k++)
+    if (assumed(&isp[k]))
+      return 1;
+  return 0;
+}
+
 static void stop_spot(const struct journal_replay *rp, const struct spot *sp,
                       const char *run_id, int64_t grace_ms)
 {
@@ -807,6 +824,16 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   if (settled) {
     ask[0] = '\0';
     res->state[0] = '\0';
+  }
+  /* --assume answers a question; refused (nothing journaled) when there
+   * is none, rather than journaled as a decision nothing needed. */
+  if (opt.assume && !assumed(&main_sp) && !any_assumed(isp, nisp)) {
+    rc = cairn_error_set(err, CAIRN_E_INVAL,
+                         "run %s has no interrupted step to decide about: "
+                         "--assume %s would decide nothing (hint: 'cairn "
+                         "resume %s' without it)", run_id, opt.assume,
+                         run_id);
+    goto out_rt;
   }
   /* Make sure nothing from the dead engine still runs before anything is
    * started again, or before the operator is asked whether a step took

@@ -487,6 +487,36 @@ test_expect_success 'resume --assume failed takes the failure path' '
 	test_cmp expect actual
 '
 
+write_workflow waits.yaml <<\EOF
+cairn: 1
+name: waits
+start: a
+states:
+  a: { do: exec, with: { argv: ["true"] }, next: w }
+  w: { wait: 30s, next: b }
+  b: { do: exec, with: { argv: [sh, -c, "echo b >>trace.txt"] }, next: done }
+  done: { succeed: true }
+EOF
+
+# in_wait: the run has entered its wait state.
+in_wait() { [ "$(q "SELECT count(*) FROM events WHERE kind = 'state.entered' AND state = 'w'" 2>/dev/null)" = 1 ]; }
+
+test_expect_success '--assume where nothing needs deciding: exit 2, nothing journaled' '
+	mkdir -p n && cp waits.yaml n/ &&
+	cd n
+	start_run run waits.yaml
+	wait_until 10 "the run did not reach its wait" in_wait &&
+	kill -INT "$BGPID" &&
+	wait_run 3 &&
+	RUN=$(last_run) &&
+	journal_state >before &&
+	test_must_fail_with 2 cairn resume "$RUN" --assume failed >out 2>err &&
+	echo "cairn: run $RUN has no interrupted step to decide about: --assume failed would decide nothing (hint: '\''cairn resume $RUN'\'' without it)" >expect &&
+	test_cmp expect err &&
+	journal_state >after &&
+	test_cmp before after
+'
+
 test_expect_success '--assume takes only succeeded or failed' '
 	cd d2 &&
 	test_must_fail_with 2 cairn resume --assume maybe 2>err &&
