@@ -584,6 +584,11 @@ static int yaml_syntax_error(const struct yctx *L, const yaml_parser_t *p,
   }
   line = (int)p->problem_mark.line + 1;
   col = (int)p->problem_mark.column + 1;
+  /* libyaml only says the character "cannot start any token" */
+  if (p->problem_mark.index < len && buf[p->problem_mark.index] == '\t')
+    return lerr_at(L, line, col, "malformed YAML: a tab where YAML wants "
+                   "spaces (hint: indent with spaces; a tab may only stand "
+                   "inside a quoted string)");
   if (p->context != NULL)
     return lerr_at(L, line, col, "malformed YAML: %s %s started on line %d "
                    "(hint: check the indentation and quoting)", problem,

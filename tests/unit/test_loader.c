@@ -419,6 +419,11 @@ static void test_yaml_errors(void **state)
                "wf.yaml:3:1: error: malformed YAML: did not find expected "
                "',' or '}' while parsing a flow mapping started on line 2 "
                "(hint: check the indentation and quoting)");
+  /* a tab indenting a key: libyaml says only "cannot start any token" */
+  expect_error("cairn: 1\nname: t\nstart: a\nstates:\n\ta: { succeed: true }\n",
+               "wf.yaml:5:1: error: malformed YAML: a tab where YAML wants "
+               "spaces (hint: indent with spaces; a tab may only stand "
+               "inside a quoted string)");
   expect_error("", "wf.yaml:1:1: error: the file is empty (hint: a workflow "
                    "starts with 'cairn: 1')");
   expect_error("# only a comment\n",
