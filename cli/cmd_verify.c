@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,21 @@ struct anchor {
   char hash[JOURNAL_HASH_HEX];
   char key_id[JOURNAL_KEY_ID_HEX];
   char written[40]; /* ISO time it was written, for the messages */
+  char journal[4096]; /* the journal it was written for, as it said */
 };
+
+/* Does the anchor name another journal than path? Compared as the files
+ * they resolve to; as written when the anchor's is gone. */
+static int other_journal(const struct anchor *a, const char *path)
+{
+  char x[PATH_MAX], y[PATH_MAX];
+
+  if (a->journal[0] == '\0')
+    return 0;
+  if (realpath(a->journal, x) == NULL || realpath(path, y) == NULL)
+    return strcmp(a->journal, path) != 0;
+  return strcmp(x, y) != 0;
+}
 
 /* Reads path into *a; prints the error and returns an exit code on bad
  * input. */
@@ -28,7 +43,7 @@ static int anchor_read(const char *path, struct anchor *a)
 {
   json_error_t jerr;
   json_t *v = json_load_file(path, 0, &jerr);
-  json_t *seq, *hash, *key_id, *written;
+  json_t *seq, *hash, *key_id, *written, *journal;
   int code = CLI_EXIT_USAGE;
 
   memset(a, 0, sizeof *a);
@@ -40,6 +55,7 @@ static int anchor_read(const char *path, struct anchor *a)
   hash = json_object_get(v, "hash");
   key_id = json_object_get(v, "key_id");
   written = json_object_get(v, "written");
+  journal = json_object_get(v, "journal");
   if (!json_is_integer(seq) || json_integer_value(seq) < 0 ||
       !json_is_string(hash) ||
       strlen(json_string_value(hash)) != (json_integer_value(seq) ? 64 : 0) ||
@@ -56,6 +72,8 @@ static int anchor_read(const char *path, struct anchor *a)
     snprintf(a->key_id, sizeof a->key_id, "%s", json_string_value(key_id));
   snprintf(a->written, sizeof a->written, "%s",
            json_is_string(written) ? json_string_value(written) : "?");
+  if (json_is_string(journal))
+    snprintf(a->journal, sizeof a->journal, "%s", json_string_value(journal));
   code = 0;
 out:
   json_decref(v);
@@ -206,6 +224,13 @@ int cli_cmd_verify(int argc, char **argv, struct cli_ctx *ctx)
       journal_close(j);
       return code;
     }
+    /* a mismatch may only mean the wrong anchor: say so */
+    size_t used = strlen(reason);
+    if (code == 1 && other_journal(&a, journal_path(j)) &&
+        used < sizeof reason)
+      snprintf(reason + used, sizeof reason - used,
+               " (the anchor was written for journal '%s', not this one)",
+               a.journal);
   }
   ok = bad_seq == 0;
   if (ok && anchor_out != NULL &&

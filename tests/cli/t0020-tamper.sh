@@ -144,6 +144,14 @@ for j in plain keyed; do
 	'
 done
 
+test_expect_success 'an anchor of another journal: the mismatch says whose anchor it is' '
+	cairn run deploy.yaml --journal other.db >/dev/null &&
+	test_must_fail_with 1 cairn verify --journal other.db --anchor plain.anchor >out &&
+	test_grep "(the anchor was written for journal '\''plain.db'\'', not this one)$" out &&
+	cairn verify --journal plain.db --anchor plain.anchor >out &&
+	test_grep "anchor ok" out
+'
+
 test_expect_success 'plain: an edit with the chain recomputed passes (the limit of no key)' '
 	tampered rehash-plain plain.db "UPDATE events SET payload = '\''{\"x\":1}'\'' WHERE seq = 5" &&
 	"$CAIRN_REHASH" rehash-plain.db 5 &&
