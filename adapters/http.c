@@ -245,8 +245,12 @@ static int meets(const char *what, json_t *actual, json_t *exp,
       }
       if (ok)
         continue;
+      char *rx = json_is_string(v) ? adapter_redact(
+                                         strdup(json_string_value(v)), redact)
+                                   : NULL;
       snprintf(why, n, "%s is %s, expected to match regex '%s'", what, ta,
-               json_is_string(v) ? json_string_value(v) : "?");
+               rx ? rx : "?");
+      free(rx);
       return 0;
     }
     {
@@ -505,24 +509,28 @@ static void finish(struct http_run *r, enum adapter_outcome o)
 static void fail(struct http_run *r, enum adapter_outcome o)
 {
   char d[32], after[96] = "";
+  /* The message is cut to CAIRN_MSG_MAX: redact the parts before, or a
+   * cut secret in the URL (a token in its query) would pass redaction. */
+  char *url = adapter_redact(strdup(r->url), r->call->redact);
+  char *why = adapter_redact(strdup(cairn_msg(r->why)), r->call->redact);
+  const char *u = url ? url : "?", *w = why ? why : "";
 
   if (o == ADAPTER_CANCELLED) {
-    cairn_msg_set(&r->error, "%s %s: cancelled", r->method, r->url);
+    cairn_msg_set(&r->error, "%s %s: cancelled", r->method, u);
   } else if (o == ADAPTER_TIMED_OUT) {
-    const char *why = cairn_msg(r->why);
     adapter_format_duration(r->call->timeout_ms, d, sizeof d);
     cairn_msg_set(&r->error, "%s %s: timed out after %s%s%s%s", r->method,
-                  r->url, d, why[0] ? " (last: " : "", why,
-                  why[0] ? ")" : "");
+                  u, d, w[0] ? " (last: " : "", w, w[0] ? ")" : "");
   } else {
     if (r->within_ms > 0) {
       adapter_format_duration(r->within_ms, d, sizeof d);
       snprintf(after, sizeof after, " (after %d attempt%s in %s)",
                r->attempts, r->attempts == 1 ? "" : "s", d);
     }
-    cairn_msg_set(&r->error, "%s %s: %s%s", r->method, r->url,
-                  cairn_msg(r->why), after);
+    cairn_msg_set(&r->error, "%s %s: %s%s", r->method, u, w, after);
   }
+  free(url);
+  free(why);
   finish(r, o);
 }
 

@@ -190,6 +190,11 @@ states:
   long:
     do: http.check
     with: { url: "http://127.0.0.1:$PORT/s.json", expect: { json: { long: "x{{ secrets.LONG }}" } } }
+    next: url
+    on_failure: url
+  url:
+    do: http.check
+    with: { url: "http://127.0.0.1:$PORT/nope.json?a={{ secrets.LONG }}&b={{ secrets.LONG }}&c={{ secrets.LONG }}" }
     next: done
   done: { succeed: true }
 EOF
@@ -204,6 +209,11 @@ test_expect_success 'http.check quotes a multi-line secret only redacted' '
 
 test_expect_success 'http.check cuts a long value only after redacting it' '
 	test_grep "json '\''long'\'' is \"\*\*\*\", expected \"x\*\*\*\"" out &&
+	! leaks "${LONG:0:24}" out
+'
+
+test_expect_success 'a URL longer than a message quotes its secrets redacted' '
+	test_grep "GET http://127.0.0.1:$PORT/nope.json?a=\*\*\*&b=\*\*\*&c=\*\*\*: status 404" out &&
 	! leaks "${LONG:0:24}" out
 '
 
