@@ -30,16 +30,21 @@ static int status_row(const struct journal_run *r, void *ud)
     json_array_append_new(s->order, json_string(key));
   }
   const char *st = cli_run_status(s->j, r);
-  /* Unfinished: running, or waiting for someone (an approval, a resume
-   * after an interruption, a retry of an undo that failed). */
   if ((strcmp(st, JOURNAL_STATUS_RUNNING) == 0 ||
-       strcmp(st, JOURNAL_STATUS_WAITING) == 0 ||
-       strcmp(st, JOURNAL_STATUS_INTERRUPTED) == 0 ||
-       strcmp(st, JOURNAL_STATUS_ROLLBACK_FAILED) == 0) &&
+       strcmp(st, JOURNAL_STATUS_WAITING) == 0) &&
       !json_is_true(json_object_get(row, "in_progress"))) {
     json_object_set_new(row, "in_progress", json_true());
     json_object_set_new(row, "running_run", json_string(r->id));
-    json_object_set_new(row, "running_status", json_string(st));
+  }
+  /* Left unfinished and newer than what is live: someone has to resume it
+   * (killed, interrupted) or fix an undo (rollback_failed). An older one
+   * was superseded by the live run. */
+  if ((strcmp(st, JOURNAL_STATUS_INTERRUPTED) == 0 ||
+       strcmp(st, JOURNAL_STATUS_ROLLBACK_FAILED) == 0) &&
+      json_is_null(json_object_get(row, "live")) &&
+      json_object_get(row, "unfinished_run") == NULL) {
+    json_object_set_new(row, "unfinished_run", json_string(r->id));
+    json_object_set_new(row, "unfinished_status", json_string(st));
   }
   if (strcmp(st, JOURNAL_STATUS_SUCCEEDED) == 0 &&
       json_is_null(json_object_get(row, "live")))
@@ -73,11 +78,12 @@ static void print_rows(struct sctx *s)
     }
     const char *env = json_string_value(json_object_get(row, "env"));
     const char *run = json_string_value(json_object_get(row, "running_run"));
-    const char *how =
-        json_string_value(json_object_get(row, "running_status"));
+    const char *left =
+        json_string_value(json_object_get(row, "unfinished_run"));
     char unfinished[80];
-    if (run && how && strcmp(how, JOURNAL_STATUS_RUNNING) != 0) {
-      snprintf(unfinished, sizeof unfinished, "%s (%s)", run, how);
+    if (run == NULL && left != NULL) {
+      snprintf(unfinished, sizeof unfinished, "%s (%s)", left,
+               json_string_value(json_object_get(row, "unfinished_status")));
       run = unfinished;
     }
     const char *rel = json_string_value(json_object_get(live, "release"));

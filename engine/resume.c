@@ -203,7 +203,8 @@ int engine__lock_orphans(struct journal *j, const char *workflow,
           err, CAIRN_E_LOCKED,
           "workflow '%s'%s%s is locked by run %s, whose engine is gone but "
           "whose step '%s' still runs (pid %d) (hint: 'cairn resume %s' "
-          "stops it and carries that run on; or wait until it ends)",
+          "carries that run on, stopping or adopting it; or wait until it "
+          "ends)",
           workflow, *env ? " env " : "", env, h.run_id, s->path, pid,
           h.run_id);
   }

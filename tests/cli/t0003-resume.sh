@@ -446,8 +446,7 @@ test_expect_success 'after kill -9, resume stops the step before it asks' '
 			exit 1
 		fi
 	done &&
-	cairn resume "$RUN" --assume failed >out &&
-	test_path_is_missing late.done
+	cairn resume "$RUN" --assume failed >out
 '
 
 test_expect_success 'resume --assume succeeded goes on; decision.assumed is journaled' '
@@ -639,8 +638,10 @@ test_expect_success 'after kill -9, a new run waits while the dead run'\''s step
 	cd f &&
 	OLD=$(last_run) &&
 	q "SELECT count(*) FROM runs" >before &&
+	cairn status >st &&
+	test_grep "^simple .* $OLD (interrupted)$" st &&
 	test_must_fail_with 4 cairn run simple.yaml >out 2>err &&
-	test_grep "^cairn: workflow '\''simple'\'' is locked by run $OLD, whose engine is gone but whose step '\''long'\'' still runs (pid [0-9]*) (hint: '\''cairn resume $OLD'\'' stops it" err &&
+	test_grep "^cairn: workflow '\''simple'\'' is locked by run $OLD, whose engine is gone but whose step '\''long'\'' still runs (pid [0-9]*) (hint: '\''cairn resume $OLD'\'' carries that run on, stopping or adopting it; or wait until it ends)$" err &&
 	q "SELECT count(*) FROM runs" >after &&
 	test_cmp before after &&
 	pid=$(sed -n "s/.* still runs (pid \([0-9]*\)).*/\1/p" err) &&
@@ -659,6 +660,13 @@ test_expect_success 'once it has ended, a new run takes the dead lock over (lock
 	   FROM events WHERE kind = '\''lock.taken_over'\'' AND run_id = '\''$NEW'\''" >actual &&
 	echo "$OLD $(cat holder.pid)" >expect &&
 	test_cmp expect actual
+'
+
+test_expect_success 'status: a killed run older than the live one is not shown unfinished' '
+	cd f &&
+	OLD=$(sqlite3 .cairn/journal.db "SELECT id FROM runs ORDER BY created_ms LIMIT 1") &&
+	cairn status --json >st.json &&
+	jq -e "select(.workflow == \"simple\") | (.live.run != \"$OLD\") and (has(\"unfinished_run\") | not) and (.in_progress | not)" st.json
 '
 
 test_expect_success 'the take-over is shown on the terminal' '

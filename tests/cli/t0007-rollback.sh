@@ -196,7 +196,7 @@ test_expect_success 'an undo that fails after its retries: exit 6, what is done 
 	cairn status >all &&
 	test_grep "^rb .* $RUN (rollback_failed)$" all &&
 	cairn status --json >all.json &&
-	jq -e --arg r "$RUN" "select(.workflow == \"rb\") | .in_progress and .running_run == \$r and .running_status == \"rollback_failed\"" all.json
+	jq -e --arg r "$RUN" "select(.workflow == \"rb\") | (.in_progress | not) and .unfinished_run == \$r and .unfinished_status == \"rollback_failed\"" all.json
 '
 
 test_expect_success 'a rollback_failed run resumes with a fixed environment' '
