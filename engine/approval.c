@@ -319,6 +319,8 @@ static int newest(struct journal *j, const char *workflow, const char *env,
     if (rc != CAIRN_E_CHAIN)
       break;
   }
+  if (rc != CAIRN_E_CHAIN)
+    return cairn_error_set(err, rc, "%s", why.msg);
   return cairn_error_set(err, rc, "%s (hint: 'cairn verify' checks the "
                          "whole journal)", why.msg);
 }

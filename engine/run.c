@@ -66,8 +66,11 @@ static void redact_error(struct engine__rt *rt, json_t *payload)
 {
   json_t *e = json_object_get(payload, "error");
 
-  if (json_is_string(e) && engine__holds_secret(rt, e))
-    json_object_set_new(payload, "error", engine__redact(rt, e));
+  if (json_is_string(e) && engine__holds_secret(rt, e)) {
+    json_t *r = engine__redact(rt, e);
+    /* out of memory: the whole message goes, not the secret */
+    json_object_set_new(payload, "error", r ? r : json_string("***"));
+  }
 }
 
 /* Queues an event; 0, or -1 (the run is then fatal) when out of memory. */

@@ -563,6 +563,22 @@ static int yb_event(struct ybuild *b, const yaml_event_t *ev, int *done)
   }
 }
 
+/* The byte that starts character column (0-based, in characters as
+ * libyaml counts them) of line (0-based) in buf, or -1 past the end. */
+static int char_at(const char *buf, size_t len, size_t line, size_t column)
+{
+  size_t i = 0;
+
+  for (; line > 0 && i < len; i++)
+    if (buf[i] == '\n')
+      line--;
+  for (; column > 0 && i < len; column--)
+    do /* past one UTF-8 character: its lead byte, then continuations */
+      i++;
+    while (i < len && ((unsigned char)buf[i] & 0xc0) == 0x80);
+  return i < len ? (unsigned char)buf[i] : -1;
+}
+
 static int yaml_syntax_error(const struct yctx *L, const yaml_parser_t *p,
                              const char *buf, size_t len)
 {
@@ -585,7 +601,7 @@ static int yaml_syntax_error(const struct yctx *L, const yaml_parser_t *p,
   line = (int)p->problem_mark.line + 1;
   col = (int)p->problem_mark.column + 1;
   /* libyaml only says the character "cannot start any token" */
-  if (p->problem_mark.index < len && buf[p->problem_mark.index] == '\t')
+  if (char_at(buf, len, p->problem_mark.line, p->problem_mark.column) == '\t')
     return lerr_at(L, line, col, "malformed YAML: a tab where YAML wants "
                    "spaces (hint: indent with spaces; a tab may only stand "
                    "inside a quoted string)");

@@ -424,6 +424,12 @@ static void test_yaml_errors(void **state)
                "wf.yaml:5:1: error: malformed YAML: a tab where YAML wants "
                "spaces (hint: indent with spaces; a tab may only stand "
                "inside a quoted string)");
+  /* libyaml counts columns in characters: the same after UTF-8 text */
+  expect_error("cairn: 1\nname: t\ndescription: \"d\xc3\xa9j\xc3\xa0 \xe2\x80\x94\"\n"
+               "start: a\nstates:\n\ta: { succeed: true }\n",
+               "wf.yaml:6:1: error: malformed YAML: a tab where YAML wants "
+               "spaces (hint: indent with spaces; a tab may only stand "
+               "inside a quoted string)");
   expect_error("", "wf.yaml:1:1: error: the file is empty (hint: a workflow "
                    "starts with 'cairn: 1')");
   expect_error("# only a comment\n",
