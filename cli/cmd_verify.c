@@ -95,9 +95,13 @@ static int anchor_write(const char *path, struct journal *j,
   char *text = NULL;
   int rc;
 
+  char abs[PATH_MAX];
+  /* the file itself, so a check from another folder can compare it */
+  const char *jp = realpath(journal_path(j), abs) ? abs : journal_path(j);
+
   gmtime_r(&now, &tm);
   strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  v = json_pack("{s:s,s:I,s:s,s:s}", "journal", journal_path(j), "seq",
+  v = json_pack("{s:s,s:I,s:s,s:s}", "journal", jp, "seq",
                 (json_int_t)vr->last_seq, "hash", vr->last_hash, "written",
                 when);
   if (v != NULL && vr->key_id[0] != '\0')

@@ -198,8 +198,8 @@ void engine__approval_decide(struct engine__rt *rt,
  * runs) with its one event of kind, in one transaction. A record takes no
  * time: created, updated and finished are one reading of the clock, taken
  * once the write lock is held (two readings could make finished_ms come
- * before created_ms, and history show a negative duration). payload is
- * borrowed. */
+ * before created_ms, and history show a negative duration): it sets r's
+ * created, updated and finished times. r and payload are borrowed. */
 static int record_insert(struct journal *j, struct journal_run *r,
                          const char *kind, json_t *payload,
                          struct cairn_error *err)

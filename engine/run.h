@@ -98,7 +98,7 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
  * anything left to resume: CAIRN_E_STATE with err saying why not (a
  * record, or a run that finished; rollback_failed counts as finished
  * only when planned is 0, no rollback was planned), else 0. Before the
- * workflow is loaded, pass planned 1. */
+ * workflow is loaded, pass planned 1. run_id and status are borrowed. */
 int engine_resume_status(const char *run_id, const char *status, int planned,
                          struct cairn_error *err);
 
@@ -203,7 +203,8 @@ int engine_live_run(struct journal *j, const char *workflow, const char *env,
  * environment env comes after; none there is CAIRN_E_INVAL). Returns 0
  * with *g filled (g->refused says whether a gate refused); a negative
  * code for a bad env or a journal error. Journals nothing. *g is the
- * caller's to release (engine_gate_release), whatever the return. */
+ * caller's to release (engine_gate_release), whatever the return, and
+ * before it is checked again (the check starts from a cleared gate). */
 int engine_promotion_check(struct journal *j, const struct engine_workflow *wf,
                            const char *env, const char *release,
                            struct engine_gate *g, struct cairn_error *err);

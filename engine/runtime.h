@@ -279,7 +279,8 @@ int engine__holds_secret(struct engine__rt *rt, json_t *v);
 /* Before a run takes over the lock of (workflow, env) from a dead engine
  * of another run: CAIRN_E_LOCKED (err says which step and pid) when a
  * step that run left unfinished still has a live process, which would
- * run alongside the new one; else 0. */
+ * run alongside the new one; else 0. The strings are borrowed; run_id is
+ * the run that wants the lock (its own dead holder is resume's case). */
 int engine__lock_orphans(struct journal *j, const char *workflow,
                          const char *env, const char *run_id,
                          struct cairn_error *err);
@@ -289,7 +290,9 @@ int engine__has_redaction(json_t *v);
  * redaction list. */
 void engine__learn_secrets(struct engine__rt *rt, json_t *secrets);
 /* Adds the value s (borrowed; NULL and "" ignored) to the redaction list
- * once. 0, or CAIRN_E_NOMEM (also set as rt->fatal). */
+ * once, as it is and as JSON escapes it. 0, or CAIRN_E_NOMEM or, when the
+ * list is full, CAIRN_E_STATE with rt->err saying so (either also set as
+ * rt->fatal: the run stops). */
 int engine__learn_value(struct engine__rt *rt, const char *s);
 /* Adds the values in `values` (borrowed) of the params among params[0..n)
  * declared `secret` to the redaction list. */

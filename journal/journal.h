@@ -297,7 +297,8 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
  * run.interrupted or approval.waiting gives (a record: approved or
  * refused), and workflow, env and release are its first event's. 0, or
  * CAIRN_E_CHAIN with err saying what differs and *seq (may be NULL) the
- * event it differs from (0 when the run has no events). */
+ * event it differs from (0 when the run has no events). The strings are
+ * borrowed. */
 int journal_run_confirm(struct journal *j, const char *run_id,
                         const char *status, const char *workflow,
                         const char *env, const char *release, int64_t *seq,

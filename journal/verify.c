@@ -67,9 +67,12 @@ int journal_run_confirm(struct journal *j, const char *run_id,
   int64_t at = 0;
   int rc = journal__stmt(
       j, JOURNAL__ST_RUN_CONFIRM,
+      /* one row always: the first event, then the last that sets a
+       * status (NULLs when there is none) */
       "SELECT f.seq, f.payload, s.seq, s.kind, s.payload FROM "
+      "(SELECT 1) LEFT JOIN "
       "(SELECT seq, payload FROM events WHERE run_id = ?1 "
-      " ORDER BY seq LIMIT 1) f, "
+      " ORDER BY seq LIMIT 1) f LEFT JOIN "
       "(SELECT seq, kind, payload FROM events WHERE run_id = ?1 AND "
       " (kind IN ('" JOURNAL_EV_RUN_STARTED "', '" JOURNAL_EV_RUN_RESUMED
       "', '" JOURNAL_EV_ROLLBACK_REQUESTED "', '" JOURNAL_EV_RUN_FINISHED
@@ -82,7 +85,17 @@ int journal_run_confirm(struct journal *j, const char *run_id,
     return rc;
   sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
   int step = sqlite3_step(st);
-  if (step == SQLITE_ROW) {
+  if (step == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_NULL) {
+    rc = cairn_error_set(err, CAIRN_E_CHAIN,
+                         "run %s has a row but no events (its events were "
+                         "removed)", run_id);
+  } else if (step == SQLITE_ROW && sqlite3_column_type(st, 2) == SQLITE_NULL) {
+    at = sqlite3_column_int64(st, 0);
+    rc = cairn_error_set(err, CAIRN_E_CHAIN,
+                         "run %s has no event that gives it a status (its "
+                         "first is event %" PRId64 "; events were removed or "
+                         "replaced)", run_id, at);
+  } else if (step == SQLITE_ROW) {
     json_t *first = json_loads(journal__column_text(st, 1), 0, NULL);
     json_t *last = json_loads(journal__column_text(st, 4), 0, NULL);
     const char *had = status_of(journal__column_text(st, 3), last);
@@ -108,10 +121,6 @@ int journal_run_confirm(struct journal *j, const char *run_id,
     }
     json_decref(first);
     json_decref(last);
-  } else if (step == SQLITE_DONE) {
-    rc = cairn_error_set(err, CAIRN_E_CHAIN,
-                         "run %s has a row but no events (its events were "
-                         "removed)", run_id);
   } else {
     rc = journal__sqlite_error(j, err, "cannot read journal");
   }

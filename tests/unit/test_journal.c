@@ -1446,6 +1446,31 @@ static void test_verify_intact(void **state)
   journal_close(j);
 }
 
+/* A run's row is checked against its events: no status event, or no
+ * events at all, is reported at a seq the result names. */
+static void test_verify_rows(void **state)
+{
+  struct fx *fx = *state;
+  struct cairn_error err = {0, ""};
+  struct journal_verify_result res;
+  struct journal *j = open_new(fx->path);
+
+  insert_run(j, RUN_A, "w", "", NULL, 0);
+  app(j, RUN_A, "state.entered", "a", 0, "{\"kind\":\"do\"}");
+  assert_int_equal(journal_verify(j, &res, &err), CAIRN_E_CHAIN);
+  assert_int_equal(res.first_bad_seq, 1);
+  assert_non_null(strstr(res.reason, "has no event that gives it a status "
+                                     "(its first is event 1;"));
+  journal_close(j);
+
+  assert_int_equal(journal_open(&j, ":memory:", 0, &err), 0);
+  insert_run(j, RUN_A, "w", "", NULL, 0);
+  assert_int_equal(journal_verify(j, &res, &err), CAIRN_E_CHAIN);
+  assert_int_equal(res.first_bad_seq, 1); /* the seq after the last */
+  assert_non_null(strstr(res.reason, "has a row but no events"));
+  journal_close(j);
+}
+
 static void test_verify_edited(void **state)
 {
   struct fx *fx = *state;
@@ -2708,6 +2733,7 @@ int main(void)
       T(test_events_append_only),
       T(test_reentrant_callbacks),
       T(test_verify_intact),
+      T(test_verify_rows),
       T(test_verify_edited),
       T(test_verify_edited_attempt),
       T(test_verify_edited_rehashed),
