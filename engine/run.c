@@ -226,12 +226,8 @@ static int commit_queue(struct engine__rt *rt)
     }
     if (rc == 0 && is_final_kind(it->kind)) {
       final = 1;
-      const char *status = json_string_value(
-          json_object_get(it->payload, "status"));
-      if (strcmp(it->kind, JOURNAL_EV_APPROVAL_WAITING) == 0)
-        status = JOURNAL_STATUS_WAITING;
-      else if (status == NULL)
-        status = JOURNAL_STATUS_INTERRUPTED;
+      /* as replay and verify read it back */
+      const char *status = journal_event_status(it->kind, it->payload, 0);
       rc = journal_run_set_status(rt->j, rt->run_id, status, now, rt->err);
       if (rc == 0)
         rc = journal_lock_release(rt->j, rt->wf->name, rt->env_name,
@@ -1692,13 +1688,14 @@ int engine__rt_init(struct engine__rt *rt, struct journal *j,
   /* Room for a value of each declared secret from the environment and
    * one generated, and some more: running calls hold this array, so it
    * never moves (see engine__learn_secrets). */
-  rt->capredact = 2 * wf->nsecrets + ENGINE__REDACT_SPARE;
+  size_t spare = ENGINE__REDACT_SPARE;
 #ifdef CAIRN_TEST_HOOKS
   /* t0044 fills the list without a thousand map instances */
-  const char *spare = getenv("CAIRN_TEST_REDACT_SPARE");
-  if (spare != NULL && *spare != '\0')
-    rt->capredact = 2 * wf->nsecrets + strtoull(spare, NULL, 10);
+  const char *hook = getenv("CAIRN_TEST_REDACT_SPARE");
+  if (hook != NULL && *hook != '\0')
+    spare = strtoull(hook, NULL, 10);
 #endif
+  rt->capredact = 2 * wf->nsecrets + spare;
   for (size_t i = 0; i < wf->nparams; i++)
     rt->capredact += (size_t)wf->params[i].secret;
   for (size_t f = 0; f < wf->nframes; f++)

@@ -176,6 +176,18 @@
 #define JOURNAL_STATUS_APPROVED "approved"
 #define JOURNAL_STATUS_REFUSED "refused"
 
+/* The status an event of kind gives its run, or NULL when it gives none:
+ * running for run.started, run.resumed and rollback.requested;
+ * interrupted for run.interrupted; waiting for approval.waiting; the
+ * payload's status for run.finished ("" when it has none); refused for
+ * promotion.refused, and approved for approval.granted when record says
+ * the run is a record (one that never started: an approval given inside a
+ * run gives none). One mapping for the engine that sets runs.status, the
+ * replay and verify, which check it. payload is borrowed; the result is a
+ * constant or a string of payload. */
+const char *journal_event_status(const char *kind, json_t *payload,
+                                 int record);
+
 enum journal_phase {
   JOURNAL_PHASE_ENTERED,     /* state.entered, no attempt running: none
                                 started yet (attempt 0), or a probe said

@@ -399,10 +399,8 @@ int journal_open(struct journal **out, const char *path, unsigned flags,
       goto out;
     } else if ((flags & JOURNAL_READONLY) &&
                version < JOURNAL_SCHEMA_VERSION) {
-      /* An older schema, or a journal whose creation was cut short (a
-       * first run killed before its schema commit leaves an empty
-       * version-0 file): the probe accepted it as ours, so finish the job
-       * the next run would do rather than refuse to read it. */
+      /* An older schema: the probe accepted it as ours, so finish the
+       * job the next run would do rather than refuse to read it. */
       flags &= ~(unsigned)JOURNAL_READONLY;
       j->flags = flags;
     }

@@ -284,45 +284,48 @@ static int on_step_event(struct fold *f, const struct journal_event *ev)
   return bad(f, ev, msg);
 }
 
+const char *journal_event_status(const char *kind, json_t *payload,
+                                 int record)
+{
+  if (strcmp(kind, JOURNAL_EV_RUN_STARTED) == 0 ||
+      strcmp(kind, JOURNAL_EV_RUN_RESUMED) == 0 ||
+      strcmp(kind, JOURNAL_EV_ROLLBACK_REQUESTED) == 0)
+    return JOURNAL_STATUS_RUNNING;
+  if (strcmp(kind, JOURNAL_EV_RUN_INTERRUPTED) == 0)
+    return JOURNAL_STATUS_INTERRUPTED;
+  if (strcmp(kind, JOURNAL_EV_APPROVAL_WAITING) == 0)
+    return JOURNAL_STATUS_WAITING;
+  if (strcmp(kind, JOURNAL_EV_PROMOTION_REFUSED) == 0)
+    return JOURNAL_STATUS_REFUSED;
+  if (strcmp(kind, JOURNAL_EV_APPROVAL_GRANTED) == 0)
+    return record ? JOURNAL_STATUS_APPROVED : NULL;
+  if (strcmp(kind, JOURNAL_EV_RUN_FINISHED) == 0) {
+    const char *s = jstr(payload, "status");
+    return s ? s : "";
+  }
+  return NULL;
+}
+
 static int fold_event(const struct journal_event *ev, void *ud)
 {
   struct fold *f = ud;
   struct journal_replay *r = f->r;
   const char *kind = ev->kind;
-  const char *s;
+  /* a record (events.h) never started */
+  const char *s = journal_event_status(kind, ev->payload, r->started == NULL);
 
   r->events++;
   r->last_seq = ev->seq;
 
+  if (s != NULL && *s == '\0')
+    return bad(f, ev, "run.finished without a status");
+  if (s != NULL && set_str(&r->status, s) != 0)
+    return nomem(f);
   if (strcmp(kind, JOURNAL_EV_RUN_STARTED) == 0) {
     set_json(&r->started, ev->payload);
-    if (set_str(&r->file_sha256, jstr(ev->payload, "file_sha256")) != 0 ||
-        set_str(&r->status, JOURNAL_STATUS_RUNNING) != 0)
-      return nomem(f);
-  } else if (strcmp(kind, JOURNAL_EV_RUN_RESUMED) == 0 ||
-             strcmp(kind, JOURNAL_EV_ROLLBACK_REQUESTED) == 0) {
-    if (set_str(&r->status, JOURNAL_STATUS_RUNNING) != 0)
-      return nomem(f);
-  } else if (strcmp(kind, JOURNAL_EV_RUN_INTERRUPTED) == 0) {
-    if (set_str(&r->status, JOURNAL_STATUS_INTERRUPTED) != 0)
-      return nomem(f);
-  } else if (strcmp(kind, JOURNAL_EV_APPROVAL_WAITING) == 0) {
-    if (set_str(&r->status, JOURNAL_STATUS_WAITING) != 0)
-      return nomem(f);
-  } else if (strcmp(kind, JOURNAL_EV_PROMOTION_REFUSED) == 0 ||
-             (strcmp(kind, JOURNAL_EV_APPROVAL_GRANTED) == 0 &&
-              r->started == NULL)) {
-    /* A record, not a run (events.h): it never started. */
-    if (set_str(&r->status, strcmp(kind, JOURNAL_EV_PROMOTION_REFUSED) == 0
-                                ? JOURNAL_STATUS_REFUSED
-                                : JOURNAL_STATUS_APPROVED) != 0)
+    if (set_str(&r->file_sha256, jstr(ev->payload, "file_sha256")) != 0)
       return nomem(f);
   } else if (strcmp(kind, JOURNAL_EV_RUN_FINISHED) == 0) {
-    s = jstr(ev->payload, "status");
-    if (s == NULL || *s == '\0')
-      return bad(f, ev, "run.finished without a status");
-    if (set_str(&r->status, s) != 0)
-      return nomem(f);
     set_str(&r->current, NULL);
   } else if (strcmp(kind, JOURNAL_EV_ROLLBACK_PLANNED) == 0) {
     if (!json_is_array(json_object_get(ev->payload, "steps")))

@@ -39,25 +39,6 @@ static void mark(struct journal_verify_result *res, int64_t seq,
   va_end(ap);
 }
 
-/* The status a run's event gives it: kind and payload of the last of its
- * events that sets one. */
-static const char *status_of(const char *kind, json_t *payload)
-{
-  if (strcmp(kind, JOURNAL_EV_RUN_FINISHED) == 0) {
-    const char *s = json_string_value(json_object_get(payload, "status"));
-    return s ? s : "";
-  }
-  if (strcmp(kind, JOURNAL_EV_RUN_INTERRUPTED) == 0)
-    return JOURNAL_STATUS_INTERRUPTED;
-  if (strcmp(kind, JOURNAL_EV_APPROVAL_WAITING) == 0)
-    return JOURNAL_STATUS_WAITING;
-  if (strcmp(kind, JOURNAL_EV_APPROVAL_GRANTED) == 0)
-    return JOURNAL_STATUS_APPROVED; /* a record's (state "") */
-  if (strcmp(kind, JOURNAL_EV_PROMOTION_REFUSED) == 0)
-    return JOURNAL_STATUS_REFUSED;
-  return JOURNAL_STATUS_RUNNING; /* started, resumed, rollback requested */
-}
-
 int journal_run_confirm(struct journal *j, const char *run_id,
                         const char *status, const char *workflow,
                         const char *env, const char *release, int64_t *seq,
@@ -68,7 +49,8 @@ int journal_run_confirm(struct journal *j, const char *run_id,
   int rc = journal__stmt(
       j, JOURNAL__ST_RUN_CONFIRM,
       /* one row always: the first event, then the last that sets a
-       * status (NULLs when there is none) */
+       * status (NULLs when there is none): the kinds that
+       * journal_event_status maps, a record's approval.granted only */
       "SELECT f.seq, f.payload, s.seq, s.kind, s.payload FROM "
       "(SELECT 1) LEFT JOIN "
       "(SELECT seq, payload FROM events WHERE run_id = ?1 "
@@ -98,7 +80,9 @@ int journal_run_confirm(struct journal *j, const char *run_id,
   } else if (step == SQLITE_ROW) {
     json_t *first = json_loads(journal__column_text(st, 1), 0, NULL);
     json_t *last = json_loads(journal__column_text(st, 4), 0, NULL);
-    const char *had = status_of(journal__column_text(st, 3), last);
+    /* the query's approval.granted are a record's (state '') */
+    const char *had = journal_event_status(journal__column_text(st, 3), last,
+                                           1);
     const char *names[] = {"workflow", "env", "release"};
     const char *row[] = {workflow, env, release};
     at = sqlite3_column_int64(st, 2);
