@@ -107,7 +107,8 @@ struct adapter_desc {
    * be called. */
   int (*start)(struct adapter_call *call, struct cairn_error *err);
   /* Asks a running action to stop (process group: SIGTERM, grace,
-   * SIGKILL); on_done follows with ADAPTER_CANCELLED. */
+   * SIGKILL); on_done follows with ADAPTER_CANCELLED. A second cancel
+   * while it is still stopping skips the rest of the grace (SIGKILL). */
   void (*cancel)(struct adapter_call *call);
 };
 

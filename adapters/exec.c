@@ -9,7 +9,8 @@
  *              holds the timeout, if any.
  *   STOPPING   timed out or cancelled: SIGTERM (and SIGCONT) went to the
  *              whole group; the timer holds the grace.
- *   KILLED     the grace ran out: SIGKILL went to the group.
+ *   KILLED     the grace ran out, or a second cancel came: SIGKILL went to
+ *              the group.
  *   REAPING    the leader exited while stopping but its group still has
  *              live members: poll until it is empty, SIGKILL it at the end
  *              of the grace.
@@ -793,8 +794,18 @@ static void exec_cancel(struct adapter_call *call)
   case EXEC_DRAINING:
     finish(r); /* it already exited: its own outcome stands */
     break;
+  case EXEC_STOPPING:
+    /* Cancelled again while in its grace (a further Ctrl-C): no more
+     * waiting, as on_timer would at the end of the grace. */
+    uv_timer_stop(&r->timer);
+    kill(-r->pid, SIGKILL);
+    r->phase = EXEC_KILLED;
+    break;
+  case EXEC_REAPING:
+    r->grace_deadline = 0; /* the next poll kills what is left */
+    break;
   default:
-    break; /* already stopping, or done */
+    break; /* killed, or done */
   }
 }
 

@@ -702,8 +702,14 @@ static void proc_cancel(struct adapter_call *call)
 {
   struct proc_run *r = call ? call->priv : NULL;
 
-  if (r == NULL || r->cancelled || r->phase == FINISHING)
+  if (r == NULL || r->phase == FINISHING)
     return;
+  if (r->cancelled) {
+    /* cancelled again while stopping (a further Ctrl-C): no more grace */
+    if (r->phase == STOPPING)
+      r->deadline = 0;
+    return;
+  }
   r->cancelled = 1;
   snprintf(r->error, sizeof r->error, "cancelled");
   if (r->phase == START_WAIT) {

@@ -1573,7 +1573,10 @@ static void signal_cb(uv_signal_t *h, int signum)
     return;
   rt->cx = NULL;
   if (rt->interrupted) {
-    /* A second signal: stop now. */
+    /* A second signal: no more grace, the steps get SIGTERM now. One
+     * after that (or after the grace ran out) is a second cancel: their
+     * groups get SIGKILL now. */
+    uv_timer_stop(&rt->grace_timer);
     stop_running(rt);
     return;
   }

@@ -794,6 +794,69 @@ test_expect_success 'a second SIGINT stops running steps without waiting out the
 	test "$(q "SELECT json_extract(payload, '\''$.outcome'\'') FROM events WHERE kind = '\''action.finished'\''")" = interrupted
 '
 
+# A third Ctrl-C kills what the second one asked to stop: a step whose
+# group ignores SIGTERM would otherwise hold the engine for the 5 s kill
+# grace. Both adapters that stop process groups: exec, and process.start
+# stopping a service it started (in its `wait`).
+write_workflow thrice/w.yaml <<\EOF
+cairn: 1
+name: thrice
+start: long
+states:
+  long:
+    do: exec
+    with: { argv: [sh, -c, "trap '' TERM; echo $$ >pid; touch started; sleep 30 & wait"] }
+    idempotent: true
+    next: done
+  done: { succeed: true }
+EOF
+write_workflow thrice/s.yaml <<\EOF
+cairn: 1
+name: thrice-service
+start: svc
+states:
+  svc:
+    do: process.start
+    with:
+      argv: [sh, -c, "trap '' TERM; echo $$ >pid; touch started; sleep 30 & wait"]
+      wait: 30s
+    next: done
+  done: { succeed: true }
+EOF
+
+# third_sigint FILE: runs FILE, sends SIGINT three times and checks that
+# the run ended within 3 s of the third (the kill grace is 5 s) and that
+# the step's shell is gone.
+third_sigint() {
+	start_run run "$1" --grace 20s &&
+	wait_for_file started 10 &&
+	kill -INT $BGPID &&
+	sleep 0.3 &&
+	kill -INT $BGPID &&
+	sleep 0.5 &&
+	kill -0 "$(cat pid)" &&
+	kill -INT $BGPID &&
+	t0=$(date +%s%N) &&
+	wait_run 3 &&
+	t1=$(date +%s%N) &&
+	echo "$(( (t1 - t0) / 1000000 )) ms after the third SIGINT" &&
+	test $(( (t1 - t0) / 1000000 )) -lt 3000 &&
+	! kill -0 "$(cat pid)" 2>/dev/null
+}
+
+test_expect_success 'a third SIGINT kills a step that ignores SIGTERM at once' '
+	cd thrice &&
+	third_sigint w.yaml &&
+	test "$(q "SELECT json_extract(payload, '\''$.outcome'\'') FROM events WHERE kind = '\''action.finished'\''")" = interrupted
+'
+
+test_expect_success 'a third SIGINT kills a service that ignores SIGTERM in its wait' '
+	cd thrice &&
+	rm -f started pid &&
+	third_sigint s.yaml &&
+	test "$(q "SELECT json_extract(payload, '\''$.outcome'\'') FROM events WHERE kind = '\''action.finished'\'' AND state = '\''svc'\''")" = interrupted
+'
+
 # ---- lazy successes ----------------------------------------------------------
 #
 # An idempotent action's success that starts nothing rides on the next
