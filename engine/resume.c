@@ -3,6 +3,7 @@
  * before journaling anything, so a refused resume leaves no trace. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,11 +60,16 @@ static int count_failures(const struct journal_event *ev, void *ud)
   return 0;
 }
 
-/* Does /proc/PID/environ hold both NUL-terminated entries? */
-static int environ_has(const char *pid, const char *a, const char *b)
+/* Does /proc/PID/environ hold both NUL-terminated entries, and no
+ * CAIRN_ENTRY_SEQ but entry (if any: a child of an older cairn has none)?
+ * A loop enters a state again under the same path: the entry tells this
+ * visit's child from one an earlier visit left behind (a daemon). */
+static int environ_has(const char *pid, const char *a, const char *b,
+                       const char *entry)
 {
+  static const char seq[] = "CAIRN_ENTRY_SEQ=";
   char path[64], buf[65536];
-  int fd, found_a = 0, found_b = 0;
+  int fd, found_a = 0, found_b = 0, other = 0;
   ssize_t n;
 
   snprintf(path, sizeof path, "/proc/%s/environ", pid);
@@ -78,18 +84,22 @@ static int environ_has(const char *pid, const char *a, const char *b)
   for (char *p = buf; p < buf + n; p += strlen(p) + 1) {
     found_a |= strcmp(p, a) == 0;
     found_b |= strcmp(p, b) == 0;
+    other |= entry != NULL && strncmp(p, seq, sizeof seq - 1) == 0 &&
+             strcmp(p, entry) != 0;
   }
-  return found_a && found_b;
+  return found_a && found_b && !other;
 }
 
 /* Calls fn for each live process but this one whose environment carries
  * the markers every action's environment has (CAIRN_RUN_ID, CAIRN_STATE)
- * for path of run_id, until fn returns nonzero; returns that, or 0. */
+ * for the visit of path of run_id that entry_seq entered (0: any), until
+ * fn returns nonzero; returns that, or 0. */
 static int each_marked(const char *run_id, const char *path,
+                       int64_t entry_seq,
                        int (*fn)(int pid, int pgid, int64_t start, void *ud),
                        void *ud)
 {
-  char a[128], b[400];
+  char a[128], b[400], c[64];
   DIR *d = opendir("/proc");
   struct dirent *de;
   int rc = 0;
@@ -98,10 +108,11 @@ static int each_marked(const char *run_id, const char *path,
     return 0;
   snprintf(a, sizeof a, "CAIRN_RUN_ID=%s", run_id);
   snprintf(b, sizeof b, "CAIRN_STATE=%s", path);
+  snprintf(c, sizeof c, "CAIRN_ENTRY_SEQ=%" PRId64, entry_seq);
   while (rc == 0 && (de = readdir(d)) != NULL) {
     if (de->d_name[0] < '1' || de->d_name[0] > '9')
       continue;
-    if (!environ_has(de->d_name, a, b))
+    if (!environ_has(de->d_name, a, b, entry_seq > 0 ? c : NULL))
       continue;
     int pid = atoi(de->d_name);
     int64_t start = 0;
@@ -138,11 +149,11 @@ static int first_pid(int pid, int pgid, int64_t start, void *ud)
 
 /* The engine died after spawning a child but before journaling its pid:
  * find the child by its markers and stop its group. */
-static void stop_marked(const char *run_id, const char *path,
+static void stop_marked(const char *run_id, const struct journal_step *s,
                         int64_t grace_ms, int keep_pgid)
 {
   struct stop_ctx c = {grace_ms, keep_pgid};
-  each_marked(run_id, path, stop_one, &c);
+  each_marked(run_id, s->path, s->entered_seq, stop_one, &c);
 }
 
 /* A live process of the unfinished step s of run_id (by its journaled
@@ -159,7 +170,7 @@ static int step_pid(const char *run_id, const struct journal_step *s)
       cairn_proc_alive(pid, json_integer_value(
                                 json_object_get(sp, "proc_start"))))
     return pid;
-  return each_marked(run_id, s->path, first_pid, NULL);
+  return each_marked(run_id, s->path, s->entered_seq, first_pid, NULL);
 }
 
 int engine_resume_status(const char *run_id, const char *status, int planned,
@@ -221,7 +232,7 @@ static void stop_stale(const char *run_id, const struct journal_step *step,
   json_t *sp = step->spawn;
   /* The journaled pid may be an earlier attempt's when the engine died
    * before journaling the last spawn: the markers find that one too. */
-  stop_marked(run_id, step->path, grace_ms, keep_pgid);
+  stop_marked(run_id, step, grace_ms, keep_pgid);
   if (sp == NULL)
     return;
   cairn_proc_boot_id(boot);
@@ -719,6 +730,13 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   if (rc != 0)
     goto out_rt;
   snprintf(res->run_dir, sizeof res->run_dir, "%s", rt.run_dir);
+  /* the steps it carries on keep the visit the dead engine entered */
+  for (size_t i = 0; rc == 0 && i < rp.nsteps; i++)
+    if (json_object_set_new(rt.entered, rp.steps[i].path,
+                            json_integer(rp.steps[i].entered_seq)) != 0)
+      rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  if (rc != 0)
+    goto out_rt;
   json_object_set_new(json_object_get(rt.scope, "run"), "id",
                       json_string(run_id));
   json_object_set_new(json_object_get(rt.scope, "run"), "dir",

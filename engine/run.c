@@ -265,6 +265,10 @@ static int commit_queue(struct engine__rt *rt)
     }
     if (rt->planner)
       engine__planner_feed(rt->planner, it->kind, it->state, it->payload);
+    if (rt->entered && strcmp(it->kind, JOURNAL_EV_STATE_ENTERED) == 0 &&
+        json_object_set_new(rt->entered, it->state,
+                            json_integer(it->seq)) != 0)
+      rt->fatal = CAIRN_E_NOMEM;
     qitem_release(it);
   }
   if (n > 0 && rt->opt->observe && rt->opt->observed)
@@ -639,17 +643,23 @@ int engine__task_init(struct engine__rt *rt, struct engine__sx *sx,
 }
 
 /* The CAIRN_* variables of t's calls, made at its first call (a
- * simulation's calls run nothing and take none). */
+ * simulation's calls run nothing and take none). Its state.entered is
+ * committed by then: CAIRN_ENTRY_SEQ tells this visit's children from
+ * those an earlier visit of the same state left running (resume.c). */
 static int task_env(struct engine__task *t)
 {
   struct engine__rt *rt = t->rt;
+  json_t *seq = json_object_get(rt->entered, t->path);
+
   if (t->env_extra[0] != NULL || rt->opt->sim)
     return 0;
   if (asprintf(&t->env_extra[0], "CAIRN_RUN_ID=%s", rt->run_id) < 0 ||
       asprintf(&t->env_extra[1], "CAIRN_STATE=%s", t->path) < 0 ||
-      asprintf(&t->env_extra[2], "CAIRN_RUN_DIR=%s", rt->run_dir) < 0)
+      asprintf(&t->env_extra[2], "CAIRN_RUN_DIR=%s", rt->run_dir) < 0 ||
+      (seq != NULL &&
+       asprintf(&t->env_extra[3], "CAIRN_ENTRY_SEQ=%" JSON_INTEGER_FORMAT,
+                json_integer_value(seq)) < 0))
     return CAIRN_E_NOMEM;
-  t->env_extra[3] = NULL;
   return 0;
 }
 
@@ -1686,6 +1696,7 @@ int engine__rt_init(struct engine__rt *rt, struct journal *j,
                         env_vars(wf, opt->env), "secrets", "states", "run");
   rt->frames = json_array();
   rt->inst = json_object();
+  rt->entered = opt->sim ? NULL : json_object();
   for (size_t i = 0; rt->frames && i < wf->nframes; i++)
     json_array_append_new(rt->frames, json_null());
   /* Room for a value of each declared secret from the environment and
@@ -1706,7 +1717,8 @@ int engine__rt_init(struct engine__rt *rt, struct journal *j,
       rt->capredact += (size_t)wf->frames[f].params[i].secret;
   rt->capredact *= 2; /* each value as it is and as JSON escapes it */
   rt->redact = calloc(rt->capredact + 1, sizeof *rt->redact);
-  if (rt->scope == NULL || rt->redact == NULL || rt->inst == NULL)
+  if (rt->scope == NULL || rt->redact == NULL || rt->inst == NULL ||
+      (rt->entered == NULL && !opt->sim))
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   /* Secrets come from the environment; their values are never journaled
    * or printed. */
@@ -1831,6 +1843,7 @@ void engine__rt_release(struct engine__rt *rt)
   json_decref(rt->scope);
   json_decref(rt->frames);
   json_decref(rt->inst);
+  json_decref(rt->entered);
   if (rt->redact)
     for (char **r = rt->redact; *r; r++)
       free(*r);

@@ -75,7 +75,7 @@ struct engine__task {
   struct adapter_call *call;      /* while RUNNING (freed in on_done) */
   json_t *call_inputs;            /* inputs of the running call (owned) */
   uv_timer_t *retry_timer;        /* heap, freed in its close callback */
-  char *env_extra[4];             /* CAIRN_* of its calls, NULL-ended;
+  char *env_extra[5];             /* CAIRN_* of its calls, NULL-ended;
                                      made at the first call (task_env) */
   struct engine__task *next_queued;
   json_t *item;                   /* a map instance's item (owned), or
@@ -146,6 +146,11 @@ struct engine__rt {
   json_t *scope;                  /* params, vars, secrets, states, run */
   json_t *frames;                 /* per wf->frames: {params, states} once
                                      its use state was entered, else null */
+  json_t *entered;                /* path -> seq of the state.entered of
+                                     its latest visit (a loop enters a
+                                     state again), which its children's
+                                     CAIRN_ENTRY_SEQ names; NULL in a
+                                     simulation */
   json_t *inst;                   /* "M/KEY" -> the frames of that instance
                                      of a map over a used workflow (owned;
                                      kept after the instance ends, for

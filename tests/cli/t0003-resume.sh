@@ -684,6 +684,81 @@ test_expect_success 'resume of the killed run stops its orphan and finishes it' 
 	test_cmp expect actual
 '
 
+# A loop enters a state again under the same path. Its first visit here
+# leaves a daemon behind on purpose (with the state's markers in its
+# environment); the second visit is the step a kill -9 interrupts. The
+# daemon is not that step: it must neither hold the lock nor be stopped
+# by resume.
+write_workflow looped/loop.yaml <<\EOF
+cairn: 1
+name: looped
+start: work
+states:
+  work:
+    do: exec
+    with:
+      argv:
+        - sh
+        - -c
+        - |
+          if [ -e visited ]; then
+            echo $$ >second.pid; touch second.started
+            i=0; while [ ! -e go ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+            echo '{"again": false}'
+          else
+            touch visited
+            sleep 120 >/dev/null 2>&1 </dev/null & echo $! >daemon.pid
+            echo '{"again": true}'
+          fi
+    idempotent: true
+    next: again
+  again:
+    choice:
+      - when: "states.work.output.json.again"
+        next: work
+    default: done
+  done: { succeed: true }
+EOF
+
+# loop_killed: runs loop.yaml until its second visit of 'work' runs, then
+# kill -9s the engine.
+loop_killed() {
+	rm -f visited go second.started &&
+	start_run run loop.yaml &&
+	wait_for_file second.started 10 &&
+	proc_alive "$(cat daemon.pid)" &&
+	kill -9 "$BGPID" &&
+	wait_run 137
+}
+
+test_expect_success 'a daemon an earlier visit of a looped state left does not hold its lock' '
+	cd looped &&
+	loop_killed &&
+	pid=$(cat second.pid) &&
+	kill -9 -- "-$(ps -o pgid= -p "$pid" | tr -d " ")" &&
+	wait_until 10 "the step did not stop" eval "! proc_alive $pid" &&
+	touch go &&
+	cairn run loop.yaml >out &&
+	test_grep "^! took over the lock of run " out &&
+	proc_alive "$(cat daemon.pid)"
+'
+
+test_expect_success 'resume stops the looped state'\''s unfinished visit, not the daemon' '
+	cd looped &&
+	kill "$(cat daemon.pid)" &&
+	loop_killed &&
+	pid=$(cat second.pid) &&
+	RUN=$(last_run) &&
+	touch go &&
+	cairn resume "$RUN" >out &&
+	q "SELECT status FROM runs WHERE id = '\''$RUN'\''" >actual &&
+	echo succeeded >expect &&
+	test_cmp expect actual &&
+	! proc_alive "$pid" &&
+	proc_alive "$(cat daemon.pid)" &&
+	kill "$(cat daemon.pid)"
+'
+
 # A parallel state whose branch failed for good is settled: after a crash
 # between that failure and the cancellation of its sibling, resume must
 # cancel the sibling and fail the run, never ask for a decision about it.
