@@ -170,10 +170,23 @@ int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx)
   out = json_pack("{s:s,s:s,s:O,s:s,s:i,s:[]}", "workflow", wf->name, "file",
                   argv[1], "happy_path", happy.path, "status", res.status,
                   "exit_code", cli_sim_exit_code(&res), "failures");
+  if (happy.undo)
+    json_object_set(out, "rollback", happy.undo);
   if (!ctx->json) {
+    char undo[1200] = "";
     join_path(happy.path, " → ", line, sizeof line);
+    if (happy.undo) {
+      /* the happy path itself fails (an input no value makes valid) */
+      size_t n = (size_t)snprintf(undo, sizeof undo, " → rollback");
+      if (json_array_size(happy.undo) == 0)
+        snprintf(undo + n, sizeof undo - n, ", nothing to undo");
+      else if (n < sizeof undo - 2) {
+        snprintf(undo + n, sizeof undo - n, ": ");
+        join_path(happy.undo, ", ", undo + n + 2, sizeof undo - n - 2);
+      }
+    }
     printf("%s (%s): valid, %zu states\n", wf->name, argv[1], wf->nstates);
-    printf("happy path: %s → %s (exit %d)\n", line, res.status,
+    printf("happy path: %s%s → %s (exit %d)\n", line, undo, res.status,
            cli_sim_exit_code(&res));
     printf("when an action fails (after its retries):\n");
   }
@@ -251,6 +264,7 @@ done:
   json_decref(paths);
   json_decref(happy.path);
   json_decref(happy.instances);
+  json_decref(happy.undo); /* a happy path that rolls back has one */
   engine_workflow_destroy(wf);
   cli_list_release(&sets);
   return code;

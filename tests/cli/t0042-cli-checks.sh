@@ -255,4 +255,32 @@ test_expect_success 'cairn(1) names --key-file, the commands without --json and 
 	test_grep "waits at an approval state" exit
 '
 
+# The simulation of the happy path itself fails here: no value of u can
+# hold the colour. Its rollback was kept and never freed (ASan's leak
+# check failed the command) and the line did not show it.
+test_expect_success 'plan: a happy path that rolls back says so, and frees it' '
+	write_workflow happyrb.yaml <<-\EOF &&
+	cairn: 1
+	name: happyrb
+	params:
+	  u: { type: object, default: {} }
+	start: a
+	states:
+	  a:
+	    do: exec
+	    with: { argv: ["true"] }
+	    undo: { do: exec, with: { argv: ["true"] } }
+	    next: b
+	  b:
+	    do: switch.blue-green
+	    with: { mode: nginx, include: x.conf, upstreams: "{{ params.u }}", to: blue }
+	    next: done
+	  done: { succeed: true }
+	EOF
+	cairn plan happyrb.yaml >out &&
+	test_grep -F "happy path: a → b → rollback: undo:a → failed (exit 1)" out &&
+	cairn plan --json happyrb.yaml >out.json &&
+	jq -e ".rollback == [\"undo:a\"] and .status == \"failed\"" out.json
+'
+
 test_done
