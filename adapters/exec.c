@@ -51,6 +51,7 @@
 #define EXEC_STDOUT_MAX (1024 * 1024) /* stdout kept for the json output */
 #define EXEC_DRAIN_MS 100
 #define EXEC_REAP_POLL_MS 20
+#define EXEC_WHY_MAX 200 /* bytes of output quoted in a failure */
 #define EXEC_GRACE_MS 5000            /* when call->kill_grace_ms is 0 */
 #define EXEC_WAIT_POLL_MS 10          /* waitpid polling, without pidfds */
 
@@ -112,6 +113,7 @@ struct exec_run {
   struct cairn_buf sout;      /* raw stdout, from its first '{' */
   int sout_state;            /* 0: only blanks yet, 1: keeping, 2: no json */
 
+  int is_child; /* a command of another adapter (adapter__child_start) */
   size_t tail_len;
   json_t *outputs;
   char error[512];
@@ -283,6 +285,34 @@ static void run_free(struct exec_run *r)
   free(r);
 }
 
+/* Appends ": LINE" to msg[n], LINE the last non-empty line of the
+ * (redacted, valid UTF-8) tail cut to EXEC_WHY_MAX bytes on a character
+ * boundary: what a failed command said last is most often why. */
+static void add_last_line(char *msg, size_t n, const char *tail)
+{
+  const char *end = tail + strlen(tail), *line;
+  size_t len, used = strlen(msg);
+
+  while (end > tail && (end[-1] == '\n' || end[-1] == '\r' ||
+                        end[-1] == ' ' || end[-1] == '\t'))
+    end--;
+  line = end;
+  while (line > tail && line[-1] != '\n')
+    line--;
+  while (line < end && (*line == ' ' || *line == '\t' || *line == '\r'))
+    line++;
+  len = (size_t)(end - line);
+  if (len == 0 || used + 3 >= n)
+    return;
+  if (len > EXEC_WHY_MAX) {
+    len = EXEC_WHY_MAX;
+    while (len > 0 && ((unsigned char)line[len] & 0xC0) == 0x80)
+      len--; /* not inside a character */
+  }
+  snprintf(msg + used, n - used, ": %.*s%s", (int)len, line,
+           len < (size_t)(end - line) ? "..." : "");
+}
+
 static void complete(struct exec_run *r)
 {
   struct adapter_call *call = r->call;
@@ -329,6 +359,9 @@ static void complete(struct exec_run *r)
   add_json_output(r);
   res.outputs = r->outputs;
   res.tail = (char *)adapter__tail_text(r->tail, r->tail_len, r->tail_out);
+  if (res.outcome == ADAPTER_FAILED && r->spawned && !r->stopped &&
+      !r->is_child) /* a parent adapter words its own failures */
+    add_last_line(res.error, sizeof res.error, res.tail);
 
   call->priv = NULL;
   call->on_done(call, &res); /* may free call */
@@ -871,6 +904,8 @@ int adapter__child_start(struct adapter__child *c,
   c->running = 1;
   if ((rc = adapter__exec_start(call, spec->hooks, err)) < 0)
     c->running = 0;
+  else if (call->priv != NULL) /* it ends in a later callback */
+    ((struct exec_run *)call->priv)->is_child = 1;
   return rc;
 }
 

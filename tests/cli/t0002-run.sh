@@ -422,10 +422,10 @@ test_expect_success 'a failing command: exit 1, later states never run' '
 
 test_expect_success 'the failure message names the state and its log' '
 	RUN=$(last_run) &&
-	test_grep -F "✗ boom failed: exited with status 3 after " out &&
+	test_grep -F "✗ boom failed: exited with status 3: going down after " out &&
 	tail -n 1 out >last &&
 	test_grep -E "^run $RUN failed in [0-9.]+m?s: " last &&
-	test_grep -F ": state '\''boom'\'' failed: exited with status 3 (log: $TRASH/.cairn/runs/$RUN/boom.log)" last &&
+	test_grep -F ": state '\''boom'\'' failed: exited with status 3: going down (log: $TRASH/.cairn/runs/$RUN/boom.log)" last &&
 	test_grep "going down" .cairn/runs/$RUN/boom.log &&
 	q "SELECT status FROM runs WHERE id = '\''$RUN'\''" >actual &&
 	echo failed >expect &&
@@ -642,7 +642,7 @@ test_expect_success '--json of a failing run: the result has exit_code 1 and the
 	RUN=$(last_run) &&
 	jq -e --arg log "$TRASH/.cairn/runs/$RUN/boom.log" ".kind == \"result\" and .exit_code == 1 and
 		.status == \"failed\" and .state == \"boom\" and
-		(.message | endswith(\"state '\''boom'\'' failed: exited with status 3 (log: \" + \$log + \"); rolled back: nothing to undo\"))" result
+		(.message | endswith(\"state '\''boom'\'' failed: exited with status 3: going down (log: \" + \$log + \"); rolled back: nothing to undo\"))" result
 '
 
 # ---- where the journal is -------------------------------------------------------------

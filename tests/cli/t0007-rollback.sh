@@ -186,7 +186,7 @@ test_expect_success 'an undo that fails after its retries: exit 6, what is done 
 	test_cmp expect undo.txt &&
 	tail -n 1 out >last &&
 	test_grep -F "run $RUN rollback failed in " last &&
-	test_grep -F "undo of '\''infra/b'\'' failed: exited with status 1 (log: $TRASH/.cairn/runs/$RUN/undo:infra.b.log); undone: nothing; left: infra/b, infra/a, prep" last &&
+	test_grep -F "undo of '\''infra/b'\'' failed: exited with status 1: undo b (log: $TRASH/.cairn/runs/$RUN/undo:infra.b.log); undone: nothing; left: infra/b, infra/a, prep" last &&
 	q "SELECT status FROM runs WHERE id = '\''$RUN'\''" >actual &&
 	echo rollback_failed >expect &&
 	test_cmp expect actual &&

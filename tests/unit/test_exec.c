@@ -494,7 +494,8 @@ static void test_exit_status(void **state)
   assert_int_equal(t.outcome, ADAPTER_FAILED);
   assert_int_equal(t.exit_code, 3);
   assert_int_equal(out_int(&t, "exit_code"), 3);
-  assert_string_equal(t.error, "exited with status 3");
+  /* what it said last, most often why */
+  assert_string_equal(t.error, "exited with status 3: err");
   log = slurp(f->log, NULL);
   assert_non_null(strstr(log, "out\n"));
   assert_non_null(strstr(log, "err\n"));
@@ -959,6 +960,44 @@ static void test_redaction_in_log_and_tail(void **state)
   assert_int_equal(json_integer_value(json_object_get(j, "***")), 1);
   assert_null(json_object_get(j, "secret"));
   assert_log(f, "{\"token\":\"my-***\",\"***\":1}");
+  t_reset(&t);
+  end_loop(f);
+}
+
+/* A failure quotes the last line said: trimmed, redacted, cut on a
+ * character boundary; none when nothing was said or the step was
+ * stopped. */
+static void test_failure_quotes_last_line(void **state)
+{
+  struct fixture *f = *state;
+  struct t_call t = { 0 };
+  static const char *const secrets[] = { "hunter2", NULL };
+  char want[300];
+
+  t.call.redact = secrets;
+  run_prepared(f, &t, shell("echo first; echo '  bad password hunter2 ' >&2; "
+                            "printf '\\n\\n'; exit 4"));
+  assert_string_equal(t.error, "exited with status 4: bad password ***");
+  t_reset(&t);
+
+  run_prepared(f, &t, shell("exit 5"));
+  assert_string_equal(t.error, "exited with status 5");
+  t_reset(&t);
+
+  /* 199 x then a 2-byte character that would straddle the cut at 200 */
+  run_prepared(f, &t, shell("printf '%0199d\\303\\251tail\\n' 0; exit 1"));
+  snprintf(want, sizeof want, "exited with status 1: %0199d...", 0);
+  assert_string_equal(t.error, want);
+  t_reset(&t);
+
+  run_prepared(f, &t, shell("echo dying >&2; kill -9 $$"));
+  assert_string_equal(t.error, "killed by signal SIGKILL: dying");
+  t_reset(&t);
+
+  t.call.timeout_ms = 300;
+  run_prepared(f, &t, shell("echo waiting; sleep 5"));
+  assert_int_equal(t.outcome, ADAPTER_TIMED_OUT);
+  assert_string_equal(t.error, "timed out after 300ms");
   t_reset(&t);
   end_loop(f);
 }
@@ -1724,6 +1763,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_own_session_and_group, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_exit_status, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_failure_quotes_last_line, setup,
+                                    teardown),
     cmocka_unit_test_setup_teardown(test_killed_by_signal, setup, teardown),
     cmocka_unit_test_setup_teardown(test_shell_and_no_shell, setup, teardown),
     cmocka_unit_test_setup_teardown(test_stdin_is_dev_null, setup, teardown),
