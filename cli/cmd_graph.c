@@ -301,6 +301,8 @@ static void put_state_label(FILE *f, enum graph_format fmt,
     snprintf(n, sizeof n, "\nmax_concurrency: %d", s->max_concurrency);
     put_text(f, fmt, n);
   }
+  if (s->kind == ENGINE_MAP && s->map_fail_late)
+    put_text(f, fmt, "\nfail_fast: false");
 }
 
 /* A used workflow's label: "db: use postgres.yaml" (the use state's path

@@ -598,7 +598,8 @@ void engine__map_more(struct engine__rt *rt, struct engine__sx *sx)
     struct engine__task *t = &sx->tasks[i];
     if (t->phase != ENGINE__TASK_IDLE)
       continue;
-    if (sx->failed || rt->interrupted || (sx->cx && sx->cx->cancelled)) {
+    if ((sx->failed && !engine__fail_late(sx)) || rt->interrupted ||
+        (sx->cx && sx->cx->cancelled)) {
       /* never started: nothing to journal, nothing to undo */
       t->phase = ENGINE__TASK_DONE;
       sx->open--;

@@ -1278,7 +1278,7 @@ static int parse_use(struct loader *L, struct engine_state *s,
 }
 
 static const char *const map_keys[] = {"items", "key", "max_concurrency",
-                                       "do", "with", "retry", "timeout",
+                                       "fail_fast", "do", "with", "retry", "timeout",
                                        "idempotent", "probe", "undo", "ready",
                                        "use", NULL};
 
@@ -1321,6 +1321,14 @@ static int parse_map(struct loader *L, struct engine_state *s,
                              &s->max_concurrency)) != 0) {
       goto out;
     }
+  }
+  if ((v = map_get(m, "fail_fast", NULL)) != NULL) {
+    if (v->type != Y_SCALAR || stype_of(v) != S_BOOL) {
+      rc = lerr(L, v, "'fail_fast' in the map of %s must be a boolean, got "
+                "%s", subj, tname(v));
+      goto out;
+    }
+    s->map_fail_late = !is_true(v);
   }
   if ((v = map_get(m, "use", NULL)) != NULL) {
     /* each instance runs the used workflow; `with` gives its params */

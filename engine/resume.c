@@ -583,7 +583,8 @@ static void carry_on(struct engine__rt *rt, const struct journal_replay *rp,
       struct engine__task *t = &x->tasks[i];
       if (t->phase == ENGINE__TASK_DONE || t->inst)
         continue;
-      if (x->failed || (sp->cx && sp->cx->cancelled)) {
+      if ((x->failed && !engine__fail_late(x)) ||
+          (sp->cx && sp->cx->cancelled)) {
         const struct journal_step *s = journal_replay_step(rp, t->path);
         if (use_map)
           continue; /* an instance never started: engine__map_more */
@@ -833,11 +834,13 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
                             &opt, ask, sizeof ask, err)) != 0)
       goto out_rt;
   /* A branch that failed for good decides the state: its siblings are
-   * cancelled (their groups stopped below), never asked about. */
+   * cancelled (their groups stopped below), never asked about; not in a
+   * map that runs every instance (fail_fast: false). */
   int settled = 0;
-  for (size_t i = 0; sx && i < sx->ntasks; i++)
+  int late = sx && engine__fail_late(sx);
+  for (size_t i = 0; sx && !late && i < sx->ntasks; i++)
     settled |= plans[i] == PLAN_FAILED;
-  for (size_t k = 0; k < nisp; k++)
+  for (size_t k = 0; k < nisp && !late; k++)
     for (size_t i = 0; isp[k].sx && i < isp[k].sx->ntasks; i++)
       settled |= isp[k].plans[i] == PLAN_FAILED;
   if (settled) {
@@ -924,9 +927,10 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
     rt.cur = x;
     x->starting = 1;
     /* once one failed, the others are cancelled (as in a run: their
-     * running actions journaled cancelled, the probe rule applied) */
+     * running actions journaled cancelled, the probe rule applied),
+     * unless the map runs them all */
     for (size_t k = 0; k < nisp; k++) {
-      isp[k].cx->cancelled = failed;
+      isp[k].cx->cancelled = failed && !engine__fail_late(x);
       if (rt.cur == x && isp[k].cx->owner->phase != ENGINE__TASK_DONE)
         carry_on(&rt, &rp, &isp[k], actor);
     }

@@ -1173,15 +1173,22 @@ void engine__task_done(struct engine__task *t, int ok, int cancelled,
   sx->open--;
   rt->cx = sx->cx;
 
+  if (!ok && !cancelled) {
+    t->failed = 1;
+    sx->nfailed++;
+  }
   if (!ok && !cancelled && !sx->failed) {
     sx->failed = 1;
     snprintf(sx->failed_path, sizeof sx->failed_path, "%s", t->path);
     snprintf(sx->error, sizeof sx->error, "%s", cairn_msg(t->error));
-    /* A failed branch stops its siblings. */
-    cancel_tasks(rt, sx, t);
+    /* A failed branch stops its siblings, unless the map runs them all
+     * (fail_fast: false). */
+    if (!engine__fail_late(sx))
+      cancel_tasks(rt, sx, t);
   }
   if (sx->st->kind == ENGINE_MAP && !sx->is_undo) {
-    /* the next instance, or none once one failed; done when all are */
+    /* the next instance, or none once one failed (unless fail_fast:
+     * false); done when all are */
     engine__map_more(rt, sx);
   } else if (sx->open == 0) {
     engine__state_done(rt, sx);
@@ -1470,22 +1477,50 @@ void engine__enter(struct engine__rt *rt, const char *name)
   }
 }
 
+int engine__fail_late(const struct engine__sx *sx)
+{
+  return sx->st->kind == ENGINE_MAP && sx->st->map_fail_late && !sx->is_undo;
+}
+
+/* "; 2 more instances failed: health/a, health/b" after the first
+ * failure's message, when a map ran on past it (fail_fast: false). */
+static void more_failed(const struct engine__sx *sx, char *out, size_t n)
+{
+  size_t len;
+
+  out[0] = '\0';
+  if (sx->nfailed < 2)
+    return;
+  len = (size_t)snprintf(out, n, "; %zu more instance%s failed:",
+                         sx->nfailed - 1, sx->nfailed > 2 ? "s" : "");
+  for (size_t i = 0, k = 0; i < sx->ntasks && len < n; i++) {
+    if (!sx->tasks[i].failed ||
+        strcmp(sx->tasks[i].path, sx->failed_path) == 0)
+      continue;
+    len += (size_t)snprintf(out + len, n - len, "%s %s", k++ ? "," : "",
+                            sx->tasks[i].path);
+  }
+}
+
 void engine__state_failed(struct engine__rt *rt, struct engine__sx *sx)
 {
-  char msg[1400];
+  char msg[1400], more[600];
   const char *log = NULL;
 
+  more_failed(sx, more, sizeof more);
   if (sx->st->kind == ENGINE_MAP && sx->st->use_frame >= 0) {
     /* an instance's message names the state of it that failed */
-    engine__fail_state(rt, sx->st, sx->error);
+    snprintf(msg, sizeof msg, "%s%s", sx->error, more);
+    engine__fail_state(rt, sx->st, msg);
     return;
   }
   for (size_t i = 0; i < sx->ntasks && !rt->opt->sim; i++) /* a
                                         simulation writes no log */
     if (strcmp(sx->tasks[i].path, sx->failed_path) == 0)
       log = sx->tasks[i].log_path;
-  snprintf(msg, sizeof msg, "state '%s' failed: %s%s%s%s", sx->failed_path,
-           sx->error, log ? " (log: " : "", log ? log : "", log ? ")" : "");
+  snprintf(msg, sizeof msg, "state '%s' failed: %s%s%s%s%s", sx->failed_path,
+           sx->error, log ? " (log: " : "", log ? log : "", log ? ")" : "",
+           more);
   engine__fail_state(rt, sx->st, msg);
 }
 

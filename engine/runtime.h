@@ -63,6 +63,7 @@ struct engine__task {
                                      decides whether the branch took
                                      effect (and its undo joins a plan) */
   enum engine__task_phase phase;
+  int failed;                     /* ended failed (not cancelled) */
   json_t *outputs;                /* owned, when succeeded */
   char *error;                    /* why it last failed (owned), NULL
                                      until then: most tasks never fail,
@@ -92,7 +93,9 @@ struct engine__sx {
   size_t ntasks;
   size_t open;                    /* tasks not DONE */
   int failed;
-  char error[600];
+  size_t nfailed;                 /* tasks failed: more than one only in
+                                     a map with fail_fast: false */
+  char error[600];                /* the first failure's */
   char failed_path[320];
   int is_undo;                    /* an undo of rt->plan[step] */
   int starting;                   /* a map starting instances (no
@@ -286,6 +289,10 @@ int engine__holds_secret(struct engine__rt *rt, json_t *v);
  * step that run left unfinished still has a live process, which would
  * run alongside the new one; else 0. The strings are borrowed; run_id is
  * the run that wants the lock (its own dead holder is resume's case). */
+/* Whether a failed task of sx leaves its siblings running (a map with
+ * fail_fast: false; never an undo). */
+int engine__fail_late(const struct engine__sx *sx);
+
 int engine__lock_orphans(struct journal *j, const char *workflow,
                          const char *env, const char *run_id,
                          struct cairn_error *err);

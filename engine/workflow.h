@@ -113,6 +113,9 @@ struct engine_state {
   int max_concurrency;
   char *map_concurrency;       /* or a template giving it, rendered on
                                   entry; NULL when written as a number */
+  int map_fail_late;           /* fail_fast: false: a failed instance
+                                  stops none of the others; the map fails
+                                  once every instance has ended */
 
   int frame;                   /* the frame the state belongs to; -1: the
                                   top workflow */

@@ -1813,7 +1813,7 @@ static void test_map_errors(void **state)
   expect_error(HEAD "  a:\n    map: { items: [x], do: exec, with: { argv: "
                "[echo] }, next: b }\n    next: b\n  b: { succeed: true }\n",
                "wf.yaml:6:58: error: unknown key 'next' in state 'a' (hint: "
-               "allowed keys are items, key, max_concurrency, do, with, retry, "
+               "allowed keys are items, key, max_concurrency, fail_fast, do, with, retry, "
                "timeout, idempotent, probe, undo, ready, use)");
   /* a map state needs next */
   expect_error(HEAD "  a:\n    map: { items: [x], do: exec, with: { argv: "
