@@ -101,6 +101,28 @@ static json_t *action_paths(const struct engine_workflow *wf,
   return a;
 }
 
+/* The plan's label of an action whose ready check fails. */
+#define NOT_READY " (not ready)"
+
+/* 1 when the action at path (a do state, a branch, a map instance or a
+ * state of a used workflow) has a ready check. */
+static int has_ready(const struct engine_workflow *wf, const char *path)
+{
+  const char *key = NULL;
+  const struct engine_state *st = engine_workflow_path_state(wf, path, &key);
+
+  if (st == NULL)
+    return 0;
+  if (st->kind == ENGINE_PARALLEL) {
+    for (size_t b = 0; key && b < st->nbranches; b++)
+      if (strcmp(st->branches[b].name, key) == 0)
+        return st->branches[b].action.ready != NULL;
+    return 0;
+  }
+  return (st->kind == ENGINE_DO || st->kind == ENGINE_MAP) &&
+         st->action.ready != NULL;
+}
+
 /* Where a failure of st goes, by its on_failure or, in a used workflow,
  * by that of the use state it fails: that on_failure, and the use states
  * failed on the way (*through: a new array, innermost first). */
@@ -194,18 +216,28 @@ int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx)
   paths = action_paths(wf, happy.instances);
   size_t i, width = 0;
   json_t *v;
-  json_array_foreach(paths, i, v)
-    if (strlen(json_string_value(v)) > width)
-      width = strlen(json_string_value(v));
   json_array_foreach(paths, i, v) {
+    size_t w = strlen(json_string_value(v)) +
+               (has_ready(wf, json_string_value(v)) ? strlen(NOT_READY) : 0);
+    if (w > width)
+      width = w;
+  }
+  json_array_foreach(paths, i, v)
+  for (int ready = 0; ready <= has_ready(wf, json_string_value(v)); ready++) {
     const char *path = json_string_value(v);
     const char *fail[1] = {path};
-    struct engine_sim s1 = {fail, 1, NULL, 0};
+    /* the action fails, or (ready) it took effect and its check fails */
+    struct engine_sim s1 = {.fail_at = ready ? NULL : fail,
+                            .nfail_at = ready ? 0 : 1,
+                            .fail_ready = ready ? fail : NULL,
+                            .nfail_ready = ready ? 1 : 0};
     struct sim_seen seen = {wf, path, json_array(), NULL, 0, "", NULL};
     const struct engine_state *st = engine_workflow_path_state(wf, path, NULL);
     json_t *through = NULL;
     const char *on_failure = failure_of(wf, st, &through);
+    char label[400];
 
+    snprintf(label, sizeof label, "%s%s", path, ready ? NOT_READY : "");
     rc = cli_simulate(wf, env, &sets, &s1, seen_event, &seen, &res, &err);
     if (rc != 0) {
       json_decref(seen.path);
@@ -217,6 +249,8 @@ int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx)
     }
     json_t *f = json_pack("{s:s,s:b,s:s}", "path", path, "reached",
                           seen.reached, "on_failure", on_failure);
+    if (ready)
+      json_object_set_new(f, "ready", json_true());
     if (json_array_size(through) > 0)
       json_object_set(f, "through", through);
     if (seen.reached) {
@@ -236,20 +270,20 @@ int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx)
         snprintf(fails, sizeof fails, "→ fails %s →", line);
       if (!seen.reached) {
         printf("  %-*s  not reached on the happy path (on_failure: %s%s%s)"
-               "\n", (int)width, path, on_failure, *line ? ", through " : "",
+               "\n", (int)width, label, on_failure, *line ? ", through " : "",
                line);
       } else if (seen.undo) {
         join_path(seen.undo, ", ", line, sizeof line);
-        printf("  %-*s  %s rollback%s%s → %s (exit %d)\n", (int)width, path,
-               fails,
+        printf("  %-*s  %s rollback%s%s → %s (exit %d)\n", (int)width,
+               label, fails,
                json_array_size(seen.undo) ? ": " : ", nothing to undo",
                json_array_size(seen.undo) ? line : "", res.status, ex);
       } else if (strcmp(seen.to, "fail") == 0) {
         printf("  %-*s  %s fail, nothing undone → %s (exit %d)\n",
-               (int)width, path, fails, res.status, ex);
+               (int)width, label, fails, res.status, ex);
       } else {
         printf("  %-*s  %s %s (on_failure) → %s (exit %d)\n", (int)width,
-               path, fails, seen.to, res.status, ex);
+               label, fails, seen.to, res.status, ex);
       }
     }
     json_decref(seen.path);

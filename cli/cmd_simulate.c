@@ -140,7 +140,8 @@ static void trace_line(void *ud, const struct journal_event *ev)
 int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx)
 {
   const char *env = NULL;
-  struct cli_list sets = {0}, fail_at = {0}, fail_undo = {0};
+  struct cli_list sets = {0}, fail_at = {0}, fail_undo = {0},
+                  fail_ready = {0};
   const struct cli_option opts[] = {
     {"env", CLI_OPT_STRING, &env, "NAME", "the environment to simulate"},
     {"set", CLI_OPT_LIST, &sets, "NAME=VALUE", "set a param (repeatable)"},
@@ -148,21 +149,24 @@ int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx)
      "make this action fail: every attempt, or only ATTEMPT (repeatable)"},
     {"fail-undo", CLI_OPT_LIST, &fail_undo, "STATE",
      "make the undo of this action fail (repeatable)"},
+    {"fail-ready", CLI_OPT_LIST, &fail_ready, "STATE",
+     "make the ready check of this action fail, after the action took "
+     "effect (repeatable)"},
     {NULL, 0, NULL, NULL, NULL},
   };
   struct engine_workflow *wf = NULL;
   struct cairn_error err = {0};
   struct engine_result res;
-  struct engine_sim sim;
+  struct engine_sim sim = {0};
   int npos = 0, code;
 
   code = cli_parse(argc, argv, ctx, opts,
                    "cairn simulate FILE [--env NAME] [--set NAME=VALUE]... "
                    "[--fail-at STATE[:ATTEMPT]]... [--fail-undo STATE]... "
-                   "[--json]",
+                   "[--fail-ready STATE]... [--json]",
                    "Runs the real engine on an in-memory journal with every "
                    "action replaced by a scripted\noutcome (success unless "
-                   "named by --fail-at) and prints its trace: states "
+                   "named by --fail-at or --fail-ready) and prints its trace: states "
                    "entered,\ntransitions and why, retries, the rollback plan "
                    "and each undo, and the status and\nexit code a real run "
                    "would end with. Nothing runs and no journal is written.\n"
@@ -187,6 +191,8 @@ int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx)
   sim.nfail_at = fail_at.n;
   sim.fail_undo = fail_undo.items;
   sim.nfail_undo = fail_undo.n;
+  sim.fail_ready = fail_ready.items;
+  sim.nfail_ready = fail_ready.n;
   if (engine_sim_check(wf, &sim, &err) != 0) {
     cli_error("%s", err.msg);
     code = CLI_EXIT_USAGE;
@@ -216,5 +222,6 @@ out:
   cli_list_release(&sets);
   cli_list_release(&fail_at);
   cli_list_release(&fail_undo);
+  cli_list_release(&fail_ready);
   return code;
 }

@@ -47,6 +47,10 @@ struct engine_sim {
   size_t nfail_at;
   const char *const *fail_undo; /* "PATH": the undo of PATH fails */
   size_t nfail_undo;
+  const char *const *fail_ready; /* "PATH": the ready check of PATH fails
+                                    (its action succeeded: its undo joins
+                                    a rollback) */
+  size_t nfail_ready;
 };
 
 /* Called after each event is committed (so what it reports is durable). */

@@ -65,6 +65,9 @@ static int scripted_failure(const struct engine__task *t,
 
   if (t->probing)
     return 0; /* a probe finds that the action took effect */
+  if (t->readying) /* every attempt of the check, so its retries too */
+    return listed_path(t->rt->wf, sim->fail_ready, sim->nfail_ready, t->path,
+                       0);
   if (strncmp(t->path, JOURNAL_UNDO_PREFIX, strlen(JOURNAL_UNDO_PREFIX)) == 0) {
     /* "undo:P" or "undo:P#N" undoes P */
     const char *p = t->path + strlen(JOURNAL_UNDO_PREFIX);
@@ -194,23 +197,33 @@ static const struct engine_action *action_at(const struct engine_workflow *wf,
   return engine__action_at(wf, path, &st, &branch);
 }
 
-/* "a, b, c/d" of every action path, for a hint. */
-static void action_paths(const struct engine_workflow *wf, int with_undo,
-                         char *out, size_t n)
+/* Which actions a hint lists: all, or those with an undo or a ready
+ * check. */
+enum paths_of { PATHS_ALL, PATHS_UNDO, PATHS_READY };
+
+static int has(const struct engine_action *a, enum paths_of which)
+{
+  return which == PATHS_ALL || (which == PATHS_UNDO && a->undo) ||
+         (which == PATHS_READY && a->ready);
+}
+
+/* "a, b, c/d" of those action paths, for a hint. */
+static void action_paths(const struct engine_workflow *wf,
+                         enum paths_of which, char *out, size_t n)
 {
   size_t len = 0;
   out[0] = '\0';
   for (size_t i = 0; i < wf->nstates; i++) {
     const struct engine_state *st = &wf->states[i];
-    if (st->kind == ENGINE_DO && (!with_undo || st->action.undo))
+    if (st->kind == ENGINE_DO && has(&st->action, which))
       len += (size_t)snprintf(out + len, len < n ? n - len : 0, "%s%s",
                               len ? ", " : "", st->name);
     if (st->kind == ENGINE_MAP && st->use_frame < 0 &&
-        (!with_undo || st->action.undo))
+        has(&st->action, which))
       len += (size_t)snprintf(out + len, len < n ? n - len : 0, "%s%s/KEY",
                               len ? ", " : "", st->name);
     for (size_t b = 0; st->kind == ENGINE_PARALLEL && b < st->nbranches; b++)
-      if (!with_undo || st->branches[b].action.undo)
+      if (has(&st->branches[b].action, which))
         len += (size_t)snprintf(out + len, len < n ? n - len : 0, "%s%s/%s",
                                 len ? ", " : "", st->name,
                                 st->branches[b].name);
@@ -249,7 +262,7 @@ int engine_sim_check(const struct engine_workflow *wf,
                              "of its instances (hint: --fail-at %s/KEY, the "
                              "KEY of an item)", spec, path, path);
     if (a == NULL) {
-      action_paths(wf, 0, list, sizeof list);
+      action_paths(wf, PATHS_ALL, list, sizeof list);
       if (list[0] == '\0')
         return cairn_error_set(err, CAIRN_E_INVAL,
                                "--fail-at '%s': workflow '%s' has no action "
@@ -270,12 +283,23 @@ int engine_sim_check(const struct engine_workflow *wf,
   for (size_t i = 0; i < sim->nfail_undo; i++) {
     const struct engine_action *a = action_at(wf, sim->fail_undo[i]);
     if (a == NULL || a->undo == NULL) {
-      action_paths(wf, 1, list, sizeof list);
+      action_paths(wf, PATHS_UNDO, list, sizeof list);
       return cairn_error_set(err, CAIRN_E_INVAL,
                              "--fail-undo '%s': workflow '%s' has no action "
                              "state '%s' with an undo (hint: states with an "
                              "undo are %s)", sim->fail_undo[i], wf->name,
                              sim->fail_undo[i], list[0] ? list : "none");
+    }
+  }
+  for (size_t i = 0; i < sim->nfail_ready; i++) {
+    const struct engine_action *a = action_at(wf, sim->fail_ready[i]);
+    if (a == NULL || a->ready == NULL) {
+      action_paths(wf, PATHS_READY, list, sizeof list);
+      return cairn_error_set(err, CAIRN_E_INVAL,
+                             "--fail-ready '%s': workflow '%s' has no action "
+                             "state '%s' with a ready check (hint: states "
+                             "with one are %s)", sim->fail_ready[i], wf->name,
+                             sim->fail_ready[i], list[0] ? list : "none");
     }
   }
   return 0;

@@ -1,7 +1,7 @@
 #!/bin/bash
 # t0009-simulate-truth: proof that simulation tells the truth. For a
 # failure at every action of a reference workflow (do states and parallel
-# branches), a failing undo, an action that fails only its first attempt
+# branches), a failing ready check, a failing undo, an action that fails only its first attempt
 # and the happy path, a real run (real commands, its own journal) and
 # `cairn simulate` with the same failure scripted journal the same states,
 # outcomes, retries, transitions, undo plan and final status, and the real
@@ -98,12 +98,13 @@ effects() {
 
 # ---- the reference workflow ----------------------------------------------------
 
-test_expect_success 'the reference workflow: 10 actions, 3 branches, a choice, retries, undos' '
+test_expect_success 'the reference workflow: 10 actions, 3 branches, a ready check, a choice, retries, undos' '
 	cairn plan "$WF" --json >plan.json &&
-	jq -r ".failures[].path" plan.json >actual &&
+	jq -r ".failures[] | .path + if .ready then \" (not ready)\" else \"\" end" plan.json >actual &&
 	cat >expect <<-\EOF &&
 	prepare
 	create_db
+	create_db (not ready)
 	fanout/cache
 	fanout/db
 	fanout/web
@@ -221,6 +222,25 @@ test_expect_success 'a retried undo fails every attempt: rollback_failed in both
 	undo:migrate
 	EOF
 	test_cmp expect undo.runs
+'
+
+# ---- a ready check that fails -------------------------------------------------------
+
+test_expect_success 'a ready check fails (--fail-ready): its action is undone, in both' '
+	both not-ready --set fail_ready=create_db -- --fail-ready create_db &&
+	echo "failed exit 1 in create_db" >expect &&
+	test_cmp expect real.result &&
+	effects &&
+	jq -r "select(.kind == \"rollback.planned\") | [.payload.steps[].undo_path] | join(\" \")" \
+		real.json >actual &&
+	echo "undo:create_db undo:prepare" >expect &&
+	test_cmp expect actual
+'
+
+test_expect_success '--fail-ready names an action with a ready check' '
+	test_must_fail_with 2 cairn simulate "$WF" --fail-ready prepare 2>err &&
+	echo "cairn: --fail-ready '\''prepare'\'': workflow '\''simulate-reference'\'' has no action state '\''prepare'\'' with a ready check (hint: states with one are create_db)" >expect &&
+	test_cmp expect err
 '
 
 # ---- a failure of the first attempt only ----------------------------------------
