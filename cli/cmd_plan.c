@@ -28,16 +28,25 @@ static void seen_event(void *ud, const struct journal_event *ev)
 
   if (strcmp(k, JOURNAL_EV_STATE_ENTERED) == 0) {
     const struct engine_state *st;
+    const char *key = NULL;
     if (engine_workflow_state(s->wf, ev->state) != NULL) {
       json_array_append_new(s->path, json_string(ev->state));
     } else if (s->instances != NULL &&
-               (st = engine_workflow_path_state(s->wf, ev->state, NULL)) !=
+               (st = engine_workflow_path_state(s->wf, ev->state, &key)) !=
                    NULL &&
-               st->kind == ENGINE_MAP) {
-      json_t *a = json_object_get(s->instances, st->name);
+               st->kind == ENGINE_MAP && key != NULL) {
+      /* an instance, by its state's own path: inside the instances of a
+       * map over a used workflow, "M/S/KEY" (failing in every one) */
+      char gen[700];
+      size_t i;
+      json_t *a = json_object_get(s->instances, st->name), *v;
+      snprintf(gen, sizeof gen, "%s/%s", st->name, key);
       if (a == NULL)
         json_object_set_new(s->instances, st->name, a = json_array());
-      json_array_append_new(a, json_string(ev->state));
+      json_array_foreach(a, i, v)
+        if (strcmp(json_string_value(v), gen) == 0)
+          return;
+      json_array_append_new(a, json_string(gen));
     }
   } else if (strcmp(k, JOURNAL_EV_TRANSITION) == 0 && s->fail_path &&
              strcmp(json_string_value(json_object_get(ev->payload,

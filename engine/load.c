@@ -2659,8 +2659,19 @@ size_t engine_workflow_instance_len(const struct engine_workflow *wf,
     name[n] = '\0';
     st = engine_workflow_state(wf, name);
     if (st != NULL && st->kind == ENGINE_MAP && st->use_frame >= 0 &&
-        p[1] != '\0')
-      return n + 1 + strcspn(p + 1, "/");
+        p[1] != '\0') {
+      size_t kl = strcspn(p + 1, "/");
+      /* "M/S/..." with S a state of the used workflow is that state's
+       * path in every instance ("M/par/p", a branch of "M/par"), not an
+       * instance: a key may not name one of its states */
+      if (n + 1 + kl < sizeof name) {
+        memcpy(name, path, n + 1 + kl);
+        name[n + 1 + kl] = '\0';
+        if (engine_workflow_state(wf, name) != NULL)
+          return 0;
+      }
+      return n + 1 + kl;
+    }
   }
   return 0;
 }

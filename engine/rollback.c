@@ -129,8 +129,9 @@ const struct engine_action *engine__action_at(
     return NULL;
   if (key == NULL)
     return st->kind == ENGINE_DO ? &st->action : NULL;
-  if (st->kind == ENGINE_MAP)
-    return &st->action;
+  if (st->kind == ENGINE_MAP) /* an instance; one over a used workflow
+                                 runs states, not an action */
+    return st->use_frame < 0 ? &st->action : NULL;
   if (st->kind != ENGINE_PARALLEL)
     return NULL;
   if (wf->branch_at != NULL) {
