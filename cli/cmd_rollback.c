@@ -1,5 +1,5 @@
-/* cairn rollback RUN [--dry-run]: undo a succeeded run on request, or
- * print the plan its journal implies. */
+/* cairn rollback RUN [--dry-run]: undo a succeeded run (or a failed one
+ * that undid nothing) on request, or print the plan its journal implies. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,8 +75,9 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
   code = cli_parse(argc, argv, ctx, opts,
                    "cairn rollback RUN [--dry-run] [--allow-changed] "
                    "[--set NAME=VALUE]... [--grace DURATION] [--json]",
-                   "Undoes a succeeded run: the undo of every finished state, "
-                   "in reverse order of\ncompletion (parallel branches in "
+                   "Undoes a succeeded run, or a failed one that undid nothing "
+                   "(on_failure: fail, a\nfail state): the undo of every "
+                   "finished state, in reverse order of\ncompletion (parallel branches in "
                    "reverse order of declaration), planned from the\njournal "
                    "alone and journaled before the first undo runs. With "
                    "--dry-run, prints that\nplan and changes nothing.", &npos);

@@ -875,16 +875,26 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
                          run_id);
     goto out;
   }
-  if (strcmp(rp.status, JOURNAL_STATUS_SUCCEEDED) != 0) {
+  if (strcmp(rp.status, JOURNAL_STATUS_FAILED) == 0 && rp.rollback) {
+    rc = cairn_error_set(err, CAIRN_E_STATE,
+                         "run %s failed and rolled back by itself: nothing "
+                         "is left to undo (hint: 'cairn show %s' lists what "
+                         "its rollback undid)", run_id, run_id);
+    goto out;
+  }
+  /* A failed run that undid nothing (on_failure: fail, a fail state, a
+   * choice that matched nothing) is undone on request like a succeeded
+   * one: what it finished is still in place. */
+  if (strcmp(rp.status, JOURNAL_STATUS_SUCCEEDED) != 0 &&
+      strcmp(rp.status, JOURNAL_STATUS_FAILED) != 0) {
     /* "running" with no live engine (checked above): as status says */
     const char *shown = strcmp(rp.status, JOURNAL_STATUS_RUNNING) == 0
                             ? JOURNAL_STATUS_INTERRUPTED
                             : rp.status;
     rc = cairn_error_set(err, CAIRN_E_STATE,
-                         "run %s is %s, not succeeded: only a succeeded run "
-                         "is rolled back on request (hint: a failed run "
-                         "rolls back by itself; an interrupted one goes on "
-                         "with 'cairn resume %s')", run_id, shown, run_id);
+                         "run %s is %s: only a finished run is rolled back on "
+                         "request (hint: an interrupted run goes on with "
+                         "'cairn resume %s')", run_id, shown, run_id);
     goto out;
   }
   if (strcmp(wf->sha256, rp.file_sha256 ? rp.file_sha256 : "") != 0 &&

@@ -330,7 +330,7 @@ test_expect_success 'after kill -9, rollback refuses the run as interrupted, as 
 	RUN=$(last_run) &&
 	journal_state >before &&
 	test_must_fail_with 2 cairn rollback "$RUN" >out 2>err &&
-	test_grep "^cairn: run $RUN is interrupted, not succeeded" err &&
+	test_grep "^cairn: run $RUN is interrupted: only a finished run is rolled back on request" err &&
 	journal_state >after &&
 	test_cmp before after
 '

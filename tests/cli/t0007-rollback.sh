@@ -287,7 +287,7 @@ test_expect_success 'a second rollback is refused, one line, nothing written' '
 	test_grep "was already rolled back" err
 '
 
-test_expect_success 'a failed run is not rolled back on request' '
+test_expect_success 'a failed run that rolled back by itself is not rolled back again' '
 	reset &&
 	test_must_fail_with 1 cairn run rb.yaml --set fail=last >/dev/null &&
 	RUN=$(last_run) &&
@@ -295,10 +295,59 @@ test_expect_success 'a failed run is not rolled back on request' '
 	test_must_fail_with 2 cairn rollback $RUN 2>err &&
 	journal_snapshot >after &&
 	test_cmp before after &&
-	test_grep "is failed, not succeeded" err &&
+	echo "cairn: run $RUN failed and rolled back by itself: nothing is left to undo (hint: '\''cairn show $RUN'\'' lists what its rollback undid)" >expect &&
+	test_cmp expect err &&
 	cairn rollback $RUN --dry-run >out &&
 	test_grep "the journaled rollback plan" out
 '
+
+# A run that failed and undid nothing: its finished actions are still in
+# place, and the user may undo them later, as the dry run shows.
+write_workflow undone-nothing.yaml <<\EOF
+cairn: 1
+name: undone-nothing
+params:
+  how: { default: choice }
+start: a
+states:
+  a:
+    do: exec
+    with: { shell: "echo a >>ledger" }
+    undo: { do: exec, with: { shell: "echo undo a >>ledger" } }
+    next: route
+  route:
+    choice:
+      - when: "params.how == 'fail_state'"
+        next: broken
+      - when: "params.how == 'on_failure'"
+        next: b
+  b:
+    do: exec
+    with: { shell: "exit 1" }
+    on_failure: fail
+    next: done
+  broken: { fail: true, message: "broken on purpose" }
+  done: { succeed: true }
+EOF
+
+for how in choice fail_state on_failure; do
+	test_expect_success "a run failed with nothing undone ($how) is rolled back on request" "
+		rm -rf .cairn ledger &&
+		test_must_fail_with 1 cairn run undone-nothing.yaml --set how=$how >out &&
+		RUN=\$(last_run) &&
+		echo a >expect &&
+		test_cmp expect ledger &&
+		cairn rollback \$RUN --dry-run >plan &&
+		test_grep '^  1. a: exec$' plan &&
+		cairn rollback \$RUN >out &&
+		printf 'a\nundo a\n' >expect &&
+		test_cmp expect ledger &&
+		test \"\$(q \"SELECT status FROM runs WHERE id = '\$RUN'\")\" = rolled_back &&
+		cairn verify >/dev/null &&
+		test_must_fail_with 2 cairn rollback \$RUN 2>err &&
+		test_grep 'was already rolled back' err
+	"
+done
 
 test_expect_success 'a run that is still running is not rolled back (exit 4)' '
 	reset &&

@@ -66,6 +66,7 @@ states:
   done: { succeed: true }
 EOF
 
+# shellcheck disable=SC2034 # read by the test bodies
 PLAN='undo:m/b/inner/y, undo:m/b/inner/x, undo:m/b/par/q, undo:m/b/par/p, undo:m/b/s1, undo:m/a/inner/y, undo:m/a/inner/x, undo:m/a/par/q, undo:m/a/par/p, undo:m/a/s1'
 
 test_expect_success 'a rollback undoes the branches and map instances inside each instance' '
