@@ -8,20 +8,20 @@
 
 /* Prints the plan: one numbered line per undo, with its inputs. */
 static void print_plan(struct cli_ctx *ctx, const struct journal_run *run,
-                       json_t *steps, int journaled)
+                       const char *status, json_t *steps, int journaled)
 {
   size_t i;
   json_t *st;
 
   if (ctx->json) {
     json_t *v = json_pack("{s:s,s:s,s:b,s:O}", "run", run->id, "status",
-                          run->status, "journaled", journaled, "steps",
+                          status, "journaled", journaled, "steps",
                           steps);
     cli_print_json(v);
     json_decref(v);
     return;
   }
-  printf("run %s (%s, %s): %s\n", run->id, run->workflow, run->status,
+  printf("run %s (%s, %s): %s\n", run->id, run->workflow, status,
          journaled ? "the journaled rollback plan"
                    : "a rollback would undo, in this order");
   if (json_array_size(steps) == 0)
@@ -121,7 +121,8 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
     if (strcmp(wf->sha256, run.file_sha256) != 0 && !ctx->json)
       printf("note: workflow file '%s' changed since the run started; the "
              "plan uses the undo steps it has now\n", wf->file);
-    print_plan(ctx, &run, steps, journaled);
+    /* as status shows it: a killed engine's run is interrupted */
+    print_plan(ctx, &run, cli_run_status(j, &run), steps, journaled);
     code = CLI_EXIT_OK;
     goto out;
   }

@@ -325,12 +325,14 @@ test_expect_success 'after kill -9, history shows the run interrupted' '
 	test_cmp expect actual
 '
 
-test_expect_success 'after kill -9, rollback refuses the run as interrupted, as status says' '
+test_expect_success 'after kill -9, rollback refuses the run as interrupted, as status says, and --dry-run says so' '
 	cd c &&
 	RUN=$(last_run) &&
 	journal_state >before &&
 	test_must_fail_with 2 cairn rollback "$RUN" >out 2>err &&
 	test_grep "^cairn: run $RUN is interrupted: only a finished run is rolled back on request" err &&
+	cairn rollback "$RUN" --dry-run >plan &&
+	test_grep "^run $RUN ([a-z0-9-]*, interrupted): " plan &&
 	journal_state >after &&
 	test_cmp before after
 '
