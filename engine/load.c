@@ -1204,6 +1204,48 @@ static int use_path(const char *from_file, const char *ref, char *out,
   return 0;
 }
 
+/* Does the tree hold a template ("{{")? Its value is known only when the
+ * state is entered. */
+static int node_templated(const ynode *n)
+{
+  if (n->type == Y_SCALAR)
+    return n->text != NULL && strstr(n->text, "{{") != NULL;
+  for (size_t i = 0; i < n->n; i++)
+    if (node_templated(n->kids[i]))
+      return 1;
+  return 0;
+}
+
+/* A value written as it is in a use state's `with` is checked now against
+ * the used workflow's param (type, pattern), as it would be on entry, so
+ * that `cairn validate` names its line instead of a run failing on it. */
+static int check_literal_param(struct loader *L,
+                               const struct engine_workflow *sub,
+                               const ynode *key, const ynode *v,
+                               const char *subj)
+{
+  const struct engine_param *p = engine_workflow_param(sub, key->text);
+  struct cairn_error e = {0};
+  json_t *val = NULL, *out = NULL;
+  int rc;
+
+  if (p == NULL || node_templated(v))
+    return 0;
+  if ((rc = node_json(L, v, &val)) != 0)
+    return rc;
+  rc = engine_param_value(p, val, &out, &e);
+  json_decref(val);
+  json_decref(out);
+  if (rc == 0)
+    return 0;
+  if (p->secret) /* its pattern's message would quote the value */
+    return lerr(L, v, "the value of secret param '%s' of '%s' in the 'with' "
+                "of %s is not valid for it (hint: see its type and pattern "
+                "in '%s')", key->text, sub->file, subj, sub->file);
+  return lerr(L, v, "%s, in the 'with' of %s (hint: see param '%s' in '%s')",
+              e.msg, subj, key->text, sub->file);
+}
+
 static int parse_use(struct loader *L, struct engine_state *s,
                      const ynode *m, const char *subj, size_t idx)
 {
@@ -1259,6 +1301,8 @@ static int parse_use(struct loader *L, struct engine_state *s,
                     "(hint: %s)", key->text, sub->file, subj,
                     sub->nparams ? names_hint : "it declares no params");
       }
+      if ((rc = check_literal_param(L, sub, key, w->kids[i + 1], subj)) != 0)
+        return rc;
     }
   } else if ((s->use_with = json_object()) == NULL) {
     return nomem(L);

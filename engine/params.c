@@ -177,6 +177,16 @@ int engine_param_value(const struct engine_param *p, json_t *value,
   case ENGINE_PARAM_LIST: ok = json_is_array(value); break;
   case ENGINE_PARAM_OBJECT: ok = json_is_object(value); break;
   }
+  /* A number or a boolean given to a string param is its text, as it
+   * would be from --set (`port: 8080` in a use state's with). */
+  if (p->type == ENGINE_PARAM_STRING &&
+      (json_is_number(value) || json_is_boolean(value))) {
+    char *text = json_dumps(value, JSON_ENCODE_ANY);
+    int rc = text ? convert(p, text, out, err)
+                  : cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    free(text);
+    return rc;
+  }
   /* A string is converted as --set would ("{{ x }}" inside a longer
    * string renders to text), and checked against the pattern. */
   if (json_is_string(value) && (!ok || p->pattern != NULL)) {

@@ -1412,6 +1412,63 @@ test_expect_success 'validate: an unknown key in a use state'\''s with' '
 	validate_error unknown.yaml
 '
 
+# A value written as it is in a use state's with is checked at load
+# against the used workflow's param, as it would be on entry.
+write_workflow bad/lib/typed.yaml <<\EOF
+cairn: 1
+name: typed
+params:
+  port: { type: integer }
+  user: { pattern: "^[a-z]+$", default: app }
+  key: { secret: true, pattern: "^k-", default: k-1 }
+  label: { default: x }
+start: show
+states:
+  show:
+    do: exec
+    with: { argv: [sh, -c, "echo {{ params.label }} {{ params.user }} >label.txt"] }
+    next: done
+  done: { succeed: true }
+EOF
+write_workflow bad/typed-port.yaml <<\EOF
+cairn: 1
+name: t
+start: u
+states:
+  u:
+    use: lib/typed.yaml
+    with: { port: not-a-port }
+    next: done
+  done: { succeed: true }
+EOF
+sed 's/with: { port: not-a-port }/with: { port: 80, user: Shop }/' bad/typed-port.yaml >bad/typed-user.yaml
+sed 's/with: { port: not-a-port }/with: { port: 80, key: hunter2 }/' bad/typed-port.yaml >bad/typed-key.yaml
+sed 's/with: { port: not-a-port }/with: { port: "{{ 80 }}", user: "{{ '"'"'Shop'"'"' }}" }/' bad/typed-port.yaml >bad/typed-late.yaml
+
+test_expect_success 'validate: a literal of the wrong type or pattern in a use state'\''s with' '
+	cd bad &&
+	echo "typed-port.yaml:7:19: error: param '\''port'\'' must be an integer, got a string, in the '\''with'\'' of state '\''u'\'' (hint: see param '\''port'\'' in '\''$PWD/lib/typed.yaml'\'')" >expect &&
+	validate_error typed-port.yaml &&
+	echo "typed-user.yaml:7:29: error: param '\''user'\'' must match '\''^[a-z]+\$'\'', got '\''Shop'\'', in the '\''with'\'' of state '\''u'\'' (hint: see param '\''user'\'' in '\''$PWD/lib/typed.yaml'\'')" >expect &&
+	validate_error typed-user.yaml &&
+	test_must_fail_with 2 cairn validate typed-key.yaml 2>err &&
+	test_grep "typed-key.yaml:7:28: error: the value of secret param '\''key'\''" err &&
+	test_grep ! hunter2 err &&
+	cairn validate typed-late.yaml
+'
+
+test_expect_success 'a number or boolean given to a string param is its text' '
+	cd bad &&
+	sed "s/with: { port: not-a-port }/with: { port: 80, label: 1.5 }/" typed-port.yaml >typed-text.yaml &&
+	cairn validate typed-text.yaml &&
+	CAIRN_JOURNAL=$PWD/text.db cairn run typed-text.yaml >out &&
+	echo "1.5 app" >expect &&
+	test_cmp expect label.txt &&
+	sed "s/with: { port: not-a-port }/with: { port: 80, user: 12 }/" typed-port.yaml >typed-bool.yaml &&
+	test_must_fail_with 2 cairn validate typed-bool.yaml 2>err &&
+	test_grep -F "param '\''user'\'' must match '\''^[a-z]+\$'\'', got '\''12'\''" err
+'
+
 test_expect_success 'validate: a required param of the used workflow not given' '
 	cd bad &&
 	echo "missing.yaml:7:5: error: state '\''u'\'' does not give param '\''port'\'' of '\''$PWD/lib/sub.yaml'\'', which has no default (hint: add '\''port: VALUE'\'' to its '\''with'\'')" >expect &&
