@@ -122,6 +122,15 @@ struct adapter_call {
                                 backups); may be NULL in a simulation */
   const char *name;          /* the state path as a file name
                                 ("infra.db"), to name such files */
+  int64_t entry;             /* which visit of the state this call is
+                                part of (the journal seq of its
+                                state.entered): the same for every
+                                attempt of a visit, a retry and a resumed
+                                run's re-run included; another for a later
+                                visit (a loop). So a note an adapter keeps
+                                under run_dir at a visit's first attempt
+                                is told from an earlier visit's. 0 when
+                                unknown (a simulation) */
   const char *log_header;    /* written to the log before the output (a
                                 line, with its newline); may be NULL */
   int64_t timeout_ms;        /* 0: none; on expiry the outcome is
@@ -254,13 +263,19 @@ extern const struct adapter_desc adapter_exec;
  * changed file fails the call, naming it. `db` is a SQLite file
  * (`sqlite:PATH` too; the sqlite3 library, on a libuv worker thread) or a
  * postgres:// URL (psql children through adapter_exec, the password only as
- * PGPASSWORD in their environment). Outputs from_version, to_version (also
- * after a failure: the version the database stayed at) and applied (file
- * names); after a stop that killed psql the history table is read again
- * (once no transaction writes it), so they are the database's even when
- * the server committed after psql died. Folder, file and database problems are ADAPTER_FAILED through
- * on_done; start() fails only for bad inputs (CAIRN_E_INVAL) or an
- * unopenable log (CAIRN_E_IO). */
+ * PGPASSWORD in their environment).
+ * Outputs from_version (the version before the state's first attempt of
+ * this visit: kept in a note under run_dir, so a retry or a resumed run
+ * reports it too), to_version (also after a failure: the version the
+ * database stayed at) and applied (file names, down files included); after
+ * a stop that killed psql the history table is read again (once no
+ * transaction writes it), so they are the database's even when the server
+ * committed after psql died. A migration file that fails going up is
+ * followed by the down files back to from_version before the call fails
+ * (its error says how that went); a timeout or cancel reverts nothing.
+ * Folder, file and database problems are ADAPTER_FAILED through on_done;
+ * start() fails only for bad inputs (CAIRN_E_INVAL) or an unopenable log
+ * (CAIRN_E_IO). */
 extern const struct adapter_desc adapter_sql_migrate;
 /* process.start: starts `argv` detached (its own session and process
  * group, stdin /dev/null, stdout and stderr appended to `log`, no

@@ -4,12 +4,15 @@
  *
  * Life of one call (struct sql_run, hung on call->priv):
  *
- *   SCANNING   a worker thread (uv_queue_work) reads the folder and hashes
- *              every up file; for SQLite it then does all the work itself:
- *              history, checksum checks, plan, one transaction per file.
+ *   SCANNING   a worker thread (uv_queue_work) reads the folder, hashes
+ *              every up file and reads the state's note (below); for
+ *              SQLite it then does all the work itself: history, checksum
+ *              checks, plan, the note, one transaction per file, and the
+ *              revert after a failed file.
  *   PG_HISTORY PostgreSQL: a psql child creates the history table if
  *              needed and prints it as one JSON object (through the exec
  *              adapter, which owns process groups, logs and redaction).
+ *   PG_NOTE    the note, in the thread pool (it fsyncs).
  *   PG_STEP    one psql child per migration: the file and its history
  *              row in one --single-transaction.
  *   PG_RECHECK after a stop that killed psql: the server may still commit
@@ -19,6 +22,19 @@
  *              again: the versions reported are the database's.
  *   FINISHING  the timeout timer is closing; its close callback calls
  *              on_done, then frees the run.
+ *
+ * from_version is the version before the state's first attempt, not
+ * this one's: a retried attempt, or the re-run after a resume, finds what
+ * the attempts before it applied. So the first attempt that has files to
+ * run keeps the version it found in a note (adapters/note.h) before the
+ * first file runs, and every later attempt of the same visit reports
+ * that. And a failed state is not in the rollback plan, so nothing would
+ * undo what it applied: after a migration file fails going up, the down
+ * files run back to from_version (the history is read again and planned
+ * down, as a `to` would be: PG_HISTORY and PG_STEP again, `reverting`)
+ * before the failure is reported, with where the revert left the
+ * database. A timeout or cancel reverts nothing: it stops at once, and
+ * says the version it left.
  *
  * Timeout and cancel: SQLite work is interrupted with sqlite3_interrupt
  * (the transaction in flight rolls back) and no further file starts; a
@@ -32,6 +48,7 @@
 #include "adapters/input.h"
 #include "adapters/exec.h"
 #include "adapters/job.h"
+#include "adapters/note.h"
 #include "adapters/spawn.h"
 #include "common/buf.h"
 
@@ -58,6 +75,7 @@ enum sql_kind { SQL_SQLITE, SQL_POSTGRES };
 enum sql_phase {
   SQL_SCANNING,
   SQL_PG_HISTORY,
+  SQL_PG_NOTE,
   SQL_PG_STEP,
   SQL_PG_RECHECK,
   SQL_FINISHING,
@@ -97,7 +115,11 @@ struct sql_run {
   size_t next;   /* steps[next] runs next */
   int down;
 
-  int64_t from_version;
+  int64_t from_version; /* reported: the version before the state's first
+                           attempt (its note), else before this one */
+  int64_t start_version; /* the version this attempt found */
+  int has_note;          /* an earlier attempt's note gave from_version */
+  int64_t note_version;  /* its from_version */
   int64_t version; /* the database's version now */
   int version_known; /* the history was read: version is the database's */
   json_t *outputs;   /* made at the start, filled at the end */
@@ -120,6 +142,13 @@ struct sql_run {
   int log_fd;
   int failed;
   char error[512];
+  /* After a failed up step: the files this visit of the state applied
+   * are reverted, down to from_version, before the failure is reported
+   * (a failed state is not in the rollback plan: nothing else would). */
+  int step_failed; /* the failure was a migration file's */
+  int reverting;
+  int revert_failed;
+  char revert_error[512];
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -180,17 +209,26 @@ static void set_error(struct sql_run *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void set_error(struct sql_run *r, const char *fmt, ...)
 {
+  /* a failure of the revert is told apart from the one that caused it */
+  int *failed = r->reverting ? &r->revert_failed : &r->failed;
+  char *buf = r->reverting ? r->revert_error : r->error;
   va_list ap;
 
-  if (r->failed)
+  if (*failed)
     return; /* the first error is the one that matters */
-  r->failed = 1;
+  *failed = 1;
   va_start(ap, fmt);
-  vsnprintf(r->error, sizeof r->error, fmt, ap);
+  vsnprintf(buf, sizeof r->error, fmt, ap);
   va_end(ap);
-  for (char *p = r->error; *p; p++)
+  for (char *p = buf; *p; p++)
     if (*p == '\n' || *p == '\r')
       *p = ' ';
+}
+
+/* The error of the phase running: the forward one's, or the revert's. */
+static const char *cur_error(struct sql_run *r)
+{
+  return r->reverting ? r->revert_error : r->error;
 }
 
 /* ---- inputs ------------------------------------------------------------- */
@@ -309,14 +347,29 @@ static void run_free(struct sql_run *r)
   free(r);
 }
 
+/* "HEAD; TAIL" into out, HEAD cut (with "...") so that TAIL, which says
+ * where the database was left, always fits. */
+static void join_error(char *out, size_t n, const char *head,
+                       const char *tail)
+{
+  size_t tl = strlen(tail), hl = strlen(head);
+
+  if (tl > n / 2)
+    tl = n / 2; /* a long revert error must leave room for the cause */
+  if (hl + 2 + tl + 1 > n)
+    snprintf(out, n, "%.*s...; %.*s", (int)(n - tl - 6), head, (int)tl,
+             tail);
+  else
+    snprintf(out, n, "%s; %.*s", head, (int)tl, tail);
+}
+
 static void on_timer_close(uv_handle_t *h)
 {
   struct sql_run *r = h->data;
   struct adapter_call *call = r->call;
   struct adapter_result res;
-  char where[400], d[32];
+  char where[400], d[32], tail_msg[900];
   char *tail;
-
   memset(&res, 0, sizeof res);
   res.exit_code = r->failed || r->stop ? -1 : 0;
   res.duration_ms = (int64_t)((uv_hrtime() - r->start_ns) / 1000000);
@@ -331,14 +384,32 @@ static void on_timer_close(uv_handle_t *h)
   if (r->stop) {
     res.outcome = (enum adapter_outcome)r->stop;
     adapter_format_duration(r->timeout_ms, d, sizeof d);
-    if (r->stop == ADAPTER_TIMED_OUT)
+    if (r->reverting) { /* the cause first: it is why the revert ran */
+      snprintf(tail_msg, sizeof tail_msg, "migrating back to version %"
+               PRId64 " %s (%s)", r->from_version,
+               r->stop == ADAPTER_TIMED_OUT ? "timed out" : "was cancelled",
+               where);
+      join_error(res.error, sizeof res.error, r->error, tail_msg);
+    } else if (r->stop == ADAPTER_TIMED_OUT) {
       snprintf(res.error, sizeof res.error, "timed out after %s (%s)", d,
                where);
-    else
+    } else {
       snprintf(res.error, sizeof res.error, "cancelled (%s)", where);
+    }
   } else if (r->failed) {
     res.outcome = ADAPTER_FAILED;
-    snprintf(res.error, sizeof res.error, "%s", r->error);
+    if (!r->reverting) {
+      snprintf(res.error, sizeof res.error, "%s", r->error);
+    } else {
+      if (r->revert_failed)
+        snprintf(tail_msg, sizeof tail_msg, "migrating back to version %"
+                 PRId64 " failed: %s (%s)", r->from_version, r->revert_error,
+                 where);
+      else
+        snprintf(tail_msg, sizeof tail_msg, "migrated back to version %"
+                 PRId64, r->version);
+      join_error(res.error, sizeof res.error, r->error, tail_msg);
+    }
   } else {
     res.outcome = ADAPTER_SUCCEEDED;
   }
@@ -559,8 +630,13 @@ static int plan(struct sql_run *r)
   for (size_t i = 0; i < r->nhist; i++)
     if (r->hist[i].version > current)
       current = r->hist[i].version;
-  r->from_version = r->version = current; /* outputs, even on failure */
+  r->version = current; /* outputs, even on failure */
   r->version_known = 1;
+  if (!r->reverting) {
+    r->start_version = current;
+    if (!r->has_note)
+      r->from_version = current;
+  }
   for (size_t i = 0; i < r->nhist; i++) {
     struct sql_hist *h = &r->hist[i];
     struct sql_mig *m = mig_find(r, h->version);
@@ -632,6 +708,105 @@ static void step_done(struct sql_run *r)
   r->next++;
 }
 
+/* ---- the note of the state's first attempt (adapters/note.h) ------------ */
+
+/* What the note is about: the database and its history table. */
+static void note_key(struct sql_run *r, char *out, size_t n)
+{
+  snprintf(out, n, "sql.migrate\n%s\n%s", r->target, r->table);
+}
+
+/* (worker) An earlier attempt of this visit of the state (a retry, or
+ * the run before a resume) noted the version it found before it applied
+ * anything: that is from_version, whatever this attempt finds. */
+static int note_load(struct sql_run *r)
+{
+  struct cairn_error err = { 0 };
+  char key[PATH_MAX + 128];
+  json_t *data = NULL, *v;
+
+  note_key(r, key, sizeof key);
+  if (adapter__note_read(r->call, key, &data, &err) < 0) {
+    set_error(r, "%s", err.msg);
+    return -1;
+  }
+  if (data == NULL)
+    return 0;
+  v = json_object_get(data, "from_version");
+  if (!json_is_integer(v) || json_integer_value(v) < 0) {
+    json_decref(data);
+    set_error(r, "the note of an earlier attempt in '%s/notes' has no "
+              "from_version", r->call->run_dir);
+    return -1;
+  }
+  r->has_note = 1;
+  r->note_version = r->from_version = json_integer_value(v);
+  json_decref(data);
+  log_line(r, "sql.migrate: the state's first attempt found the database "
+           "at version %" PRId64 ": from_version stays %" PRId64,
+           r->note_version, r->note_version);
+  return 0;
+}
+
+/* (worker) Before the first file runs: from_version, kept for every later
+ * attempt of this visit. An attempt with nothing to do changes nothing
+ * and keeps no note. */
+static int note_keep(struct sql_run *r)
+{
+  struct cairn_error err = { 0 };
+  char key[PATH_MAX + 128];
+  json_t *data;
+  int rc;
+
+  if (r->has_note || r->nsteps == 0)
+    return 0;
+  note_key(r, key, sizeof key);
+  if ((data = json_pack("{s:I}", "from_version",
+                        (json_int_t)r->from_version)) == NULL) {
+    set_error(r, "out of memory");
+    return -1;
+  }
+  rc = adapter__note_write(r->call, key, data, &err);
+  json_decref(data);
+  if (rc < 0) {
+    set_error(r, "cannot keep the version before the migration for a "
+              "retry: %s", err.msg);
+    return -1;
+  }
+  r->has_note = 1;
+  r->note_version = r->from_version;
+  return 0;
+}
+
+/* After a failure: whether the files this visit of the state applied are
+ * to be reverted. Only after a migration file failed going up (a down
+ * that fails stays where it is: its retry goes on down), not after a stop
+ * (a timeout or cancel stops at once). */
+static int revert_wanted(struct sql_run *r)
+{
+  return r->failed && r->step_failed && !r->down && !r->reverting &&
+         !stopped(r) && r->version_known && r->version > r->from_version;
+}
+
+/* The revert plans anew from the history, read again: the down files of
+ * what is applied above from_version. */
+static void revert_begin(struct sql_run *r)
+{
+  r->reverting = 1;
+  free(r->hist);
+  r->hist = NULL;
+  r->nhist = 0;
+  free(r->steps);
+  r->steps = NULL;
+  r->nsteps = r->next = 0;
+  r->has_to = 1;
+  r->to = r->from_version;
+  log_line(r, "sql.migrate: migrating back to version %" PRId64 ", where "
+           "%s found the database", r->from_version,
+           r->from_version != r->start_version ? "the state's first attempt"
+                                               : "this attempt");
+}
+
 /* ---- SQLite (on the worker thread) -------------------------------------- */
 
 static int sqlite_fail(struct sql_run *r, const char *what)
@@ -694,6 +869,7 @@ static int sqlite_step(struct sql_run *r, struct sql_mig *m)
   snprintf(path, sizeof path, "%s/%s", r->dir, file);
   if ((rc = adapter__read_file(path, SQL_FILE_MAX, &text, &len)) < 0) {
     set_error(r, "cannot read '%s': %s", path, strerror(-rc));
+    r->step_failed = 1;
     return -1;
   }
   log_line(r, "sql.migrate: %s %s", r->down ? "reverting" : "applying",
@@ -730,7 +906,8 @@ static int sqlite_step(struct sql_run *r, struct sql_mig *m)
 failed:
   set_error(r, "%s failed: %s", path,
             errmsg ? errmsg : sqlite3_errmsg(r->db));
-  log_line(r, "sql.migrate: %s", r->error);
+  r->step_failed = 1;
+  log_line(r, "sql.migrate: %s", cur_error(r));
   sqlite3_free(errmsg);
   sqlite3_finalize(st);
   /* an interrupted or failed statement may have ended the transaction */
@@ -759,13 +936,20 @@ static void sqlite_migrate(struct sql_run *r)
     sqlite3_interrupt(db);
   uv_mutex_unlock(&r->mu);
 
-  if (sqlite_history(r) == 0 && plan(r) == 0) {
+  if (sqlite_history(r) == 0 && plan(r) == 0 && note_keep(r) == 0) {
     if (r->nsteps == 0)
       log_line(r, "sql.migrate: '%s' is at version %" PRId64 ": nothing to "
                "do", r->target, r->version);
     while (r->next < r->nsteps && !stopped(r) &&
            sqlite_step(r, &r->migs[r->steps[r->next]]) == 0)
       step_done(r);
+    if (revert_wanted(r)) {
+      revert_begin(r);
+      if (sqlite_history(r) == 0 && plan(r) == 0)
+        while (r->next < r->nsteps && !stopped(r) &&
+               sqlite_step(r, &r->migs[r->steps[r->next]]) == 0)
+          step_done(r);
+    }
   }
   uv_mutex_lock(&r->mu);
   r->db = NULL;
@@ -777,7 +961,7 @@ static void on_work(uv_work_t *w)
 {
   struct sql_run *r = w->data;
 
-  if (scan(r) < 0 || stopped(r))
+  if (scan(r) < 0 || stopped(r) || note_load(r) < 0)
     return;
   if (r->kind == SQL_SQLITE)
     sqlite_migrate(r);
@@ -786,6 +970,7 @@ static void on_work(uv_work_t *w)
 /* ---- PostgreSQL (psql children through the exec adapter) ---------------- */
 
 static void pg_next(struct sql_run *r);
+static void pg_note(struct sql_run *r);
 
 /* The line of psql's output that says what went wrong. */
 static void pg_message(const char *tail, char *out, size_t n)
@@ -935,8 +1120,11 @@ static void pg_rechecked(struct sql_run *r, const struct adapter_result *res)
       r->next++;
     }
   }
-  if (!r->from_known) /* stopped while the history was first read */
-    r->from_version = v;
+  if (!r->from_known) { /* stopped while the history was first read */
+    r->start_version = v;
+    if (!r->has_note)
+      r->from_version = v;
+  }
   r->version = v;
   r->version_known = 1;
   log_line(r, "sql.migrate: after the stop, the history table says version "
@@ -976,6 +1164,13 @@ static void pg_on_done(struct adapter__child *child,
       struct sql_mig *m = &r->migs[r->steps[r->next]];
       set_error(r, "%s/%s failed: %s", r->dir, r->down ? m->down : m->up,
                 msg);
+      r->step_failed = 1;
+    }
+    if (revert_wanted(r)) {
+      revert_begin(r);
+      r->phase = SQL_PG_HISTORY;
+      pg_next(r);
+      return;
     }
     finish(r);
     return;
@@ -988,11 +1183,47 @@ static void pg_on_done(struct adapter__child *child,
     if (r->nsteps == 0)
       log_line(r, "sql.migrate: the database is at version %" PRId64
                ": nothing to do", r->version);
+    if (!r->has_note && r->nsteps > 0) {
+      pg_note(r); /* then the steps */
+      return;
+    }
     r->phase = SQL_PG_STEP;
   } else {
     step_done(r);
   }
   pg_next(r);
+}
+
+static void on_note_work(uv_work_t *w)
+{
+  (void)note_keep(w->data);
+}
+
+static void on_note_done(uv_work_t *w, int status)
+{
+  struct sql_run *r = w->data;
+
+  (void)status; /* never cancelled */
+  if (r->failed || r->stop) { /* nothing was applied */
+    finish(r);
+    return;
+  }
+  r->phase = SQL_PG_STEP;
+  pg_next(r);
+}
+
+/* The note goes to the thread pool (it fsyncs); the steps follow. */
+static void pg_note(struct sql_run *r)
+{
+  int rc;
+
+  r->phase = SQL_PG_NOTE;
+  if ((rc = uv_queue_work(r->call->loop, &r->work, on_note_work,
+                          on_note_done)) < 0) {
+    set_error(r, "cannot queue the note of the version before: %s",
+              uv_strerror(rc));
+    finish(r);
+  }
 }
 
 /* Runs psql with argv (NULL-terminated) as a child of the exec adapter;

@@ -121,6 +121,18 @@ static void put_three(void)
   put("003_orders.down.sql", "DROP TABLE orders;\n");
 }
 
+/* A migration that never ends (an infinite recursive query). */
+static void put_slow(void)
+{
+  put("001_init.up.sql", "CREATE TABLE accounts (id INTEGER PRIMARY KEY);\n");
+  put("001_init.down.sql", "DROP TABLE accounts;\n");
+  put("002_slow.up.sql",
+      "CREATE TABLE slow (x);\n"
+      "INSERT INTO slow WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT "
+      "x + 1 FROM c) SELECT max(x) FROM c;\n");
+  put("002_slow.down.sql", "DROP TABLE slow;\n");
+}
+
 static void t_on_done(struct adapter_call *call,
                       const struct adapter_result *res)
 {
@@ -170,6 +182,9 @@ static void migrate(struct fixture *f, struct t_call *t, json_t *with)
   memset(t, 0, sizeof *t);
   t->call.timeout_ms = keep.timeout_ms;
   t->call.redact = keep.redact;
+  t->call.run_dir = keep.run_dir; /* a note's place and visit */
+  t->call.name = keep.name;
+  t->call.entry = keep.entry;
   t->call.loop = &f->loop;
   t->call.desc = &adapter_sql_migrate;
   t->call.inputs = inputs;
@@ -347,24 +362,131 @@ static void test_changed_checksum_refused(void **state)
   end_loop(f);
 }
 
-static void test_failing_migration_keeps_previous_version(void **state)
+/* A failed file rolls back alone; what the call applied before it is
+ * migrated back down before it fails: a failed state is not in the
+ * rollback plan, so nothing else would. */
+static void test_failing_migration_reverts_the_attempt(void **state)
 {
   struct fixture *f = *state;
   struct t_call t = { 0 };
 
   put_three();
   /* its first statement works: the rollback must undo it */
-  put("002_users.up.sql", "CREATE TABLE users (id INTEGER PRIMARY KEY);\n"
-                          "INSERT INTO nope VALUES (1);\n");
+  put("003_orders.up.sql", "CREATE TABLE orders (id INTEGER PRIMARY KEY);\n"
+                           "INSERT INTO nope VALUES (1);\n");
   migrate(f, &t, with_db(NULL));
   assert_int_equal(t.outcome, ADAPTER_FAILED);
   assert_string_equal(t.error,
+                      "migrations/003_orders.up.sql failed: no such table: "
+                      "nope; migrated back to version 0");
+  assert_versions(&t, 0, 0);
+  assert_string_equal(applied(&t), "001_init.up.sql,002_users.up.sql,"
+                                   "002_users.down.sql,001_init.down.sql");
+  assert_string_equal(tables(), "cairn_migrations");
+  assert_string_equal(query("SELECT count(*) FROM cairn_migrations"), "0");
+
+  /* from a version of its own: back to that one, not below */
+  migrate(f, &t, with_db("{\"to\": 1}"));
+  assert_int_equal(t.outcome, ADAPTER_SUCCEEDED);
+  migrate(f, &t, with_db(NULL));
+  assert_int_equal(t.outcome, ADAPTER_FAILED);
+  assert_versions(&t, 1, 1);
+  assert_string_equal(applied(&t), "002_users.up.sql,002_users.down.sql");
+  assert_string_equal(history(), "1:001_init");
+
+  /* the first file fails: nothing to revert, nothing said of it */
+  put("002_users.up.sql", "INSERT INTO nope VALUES (1);\n");
+  migrate(f, &t, with_db(NULL));
+  assert_string_equal(t.error,
                       "migrations/002_users.up.sql failed: no such table: "
                       "nope");
+  assert_versions(&t, 1, 1);
+  assert_string_equal(applied(&t), "");
+  json_decref(t.outputs);
+  end_loop(f);
+}
+
+/* A revert that fails too says where it left the database. */
+static void test_failing_revert_says_where(void **state)
+{
+  struct fixture *f = *state;
+  struct t_call t = { 0 };
+
+  put_three();
+  put("001_init.down.sql", "DROP TABLE accounts; DROP TABLE nope;\n");
+  put("003_orders.up.sql", "INSERT INTO nope VALUES (1);\n");
+  migrate(f, &t, with_db(NULL));
+  assert_int_equal(t.outcome, ADAPTER_FAILED);
+  assert_string_equal(t.error,
+                      "migrations/003_orders.up.sql failed: no such table: "
+                      "nope; migrating back to version 0 failed: "
+                      "migrations/001_init.down.sql failed: no such table: "
+                      "nope (the database is at version 1)");
   assert_versions(&t, 0, 1);
-  assert_string_equal(applied(&t), "001_init.up.sql");
-  assert_string_equal(tables(), "accounts,cairn_migrations");
+  assert_string_equal(applied(&t), "001_init.up.sql,002_users.up.sql,"
+                                   "002_users.down.sql");
   assert_string_equal(history(), "1:001_init");
+  json_decref(t.outputs);
+  end_loop(f);
+}
+
+/* Every attempt of one visit of a state reports the version before the
+ * first: a retry, or the re-run of a resumed run, finds what an earlier
+ * attempt applied (here one cancelled half-way, as a kill -9 of cairn
+ * leaves it), and the default undo goes back to from_version. */
+static void test_from_version_is_the_first_attempts(void **state)
+{
+  struct fixture *f = *state;
+  struct t_call t = { 0 };
+  char note[PATH_MAX + 64];
+  struct stat st;
+
+  put_slow();
+  t.call.run_dir = f->dir;
+  t.call.name = "db.migrate";
+  t.call.entry = 7;
+  t.call.priv = (void *)1; /* migrate(): cancel after 200 ms, in 002 */
+  migrate(f, &t, with_db(NULL));
+  assert_int_equal(t.outcome, ADAPTER_CANCELLED);
+  assert_versions(&t, 0, 1);
+  snprintf(note, sizeof note, "%s/notes/db.migrate.json", f->dir);
+  assert_int_equal(stat(note, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0600);
+
+  /* the next attempt: 002 passes now, 003 fails: back to 0, past what
+   * the first attempt applied */
+  put("002_slow.up.sql", "CREATE TABLE slow (x);\n");
+  put("003_orders.up.sql", "INSERT INTO nope VALUES (1);\n");
+  put("003_orders.down.sql", "DROP TABLE orders;\n");
+  migrate(f, &t, with_db(NULL));
+  assert_int_equal(t.outcome, ADAPTER_FAILED);
+  assert_string_equal(t.error,
+                      "migrations/003_orders.up.sql failed: no such table: "
+                      "nope; migrated back to version 0");
+  assert_versions(&t, 0, 0);
+  assert_string_equal(applied(&t), "002_slow.up.sql,002_slow.down.sql,"
+                                   "001_init.down.sql");
+  assert_string_equal(query("SELECT count(*) FROM cairn_migrations"), "0");
+
+  /* stopped in 002 once more, then it passes: still from 0 */
+  put_slow();
+  t.call.priv = (void *)1;
+  migrate(f, &t, with_db(NULL));
+  assert_int_equal(t.outcome, ADAPTER_CANCELLED);
+  assert_versions(&t, 0, 1);
+  t.call.priv = NULL;
+  put("002_slow.up.sql", "CREATE TABLE slow (x);\n");
+  put("003_orders.up.sql", "CREATE TABLE orders (id INTEGER PRIMARY KEY);\n");
+  migrate(f, &t, with_db(NULL));
+  assert_int_equal(t.outcome, ADAPTER_SUCCEEDED);
+  assert_versions(&t, 0, 3);
+  assert_string_equal(applied(&t), "002_slow.up.sql,003_orders.up.sql");
+
+  /* a later visit of the state (a loop) has a from_version of its own */
+  t.call.entry = 9;
+  migrate(f, &t, with_db("{\"to\": 2}"));
+  assert_int_equal(t.outcome, ADAPTER_SUCCEEDED);
+  assert_versions(&t, 3, 2);
   json_decref(t.outputs);
   end_loop(f);
 }
@@ -518,18 +640,6 @@ static void test_check_rejects_bad_with(void **state)
                          "\"to\": \"{{ self.output.from_version }}\""));
 }
 
-/* A migration that never ends (an infinite recursive query). */
-static void put_slow(void)
-{
-  put("001_init.up.sql", "CREATE TABLE accounts (id INTEGER PRIMARY KEY);\n");
-  put("001_init.down.sql", "DROP TABLE accounts;\n");
-  put("002_slow.up.sql",
-      "CREATE TABLE slow (x);\n"
-      "INSERT INTO slow WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT "
-      "x + 1 FROM c) SELECT max(x) FROM c;\n");
-  put("002_slow.down.sql", "DROP TABLE slow;\n");
-}
-
 static void test_timeout_interrupts(void **state)
 {
   struct fixture *f = *state;
@@ -643,7 +753,11 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_changed_checksum_refused, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(
-        test_failing_migration_keeps_previous_version, setup, teardown),
+        test_failing_migration_reverts_the_attempt, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_failing_revert_says_where, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_from_version_is_the_first_attempts,
+                                    setup, teardown),
     cmocka_unit_test_setup_teardown(test_failing_down_keeps_version, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_bad_folders, setup, teardown),
