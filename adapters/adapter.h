@@ -263,7 +263,8 @@ extern const struct adapter_desc adapter_exec;
  * changed file fails the call, naming it. `db` is a SQLite file
  * (`sqlite:PATH` too; the sqlite3 library, on a libuv worker thread) or a
  * postgres:// URL (psql children through adapter_exec, the password only as
- * PGPASSWORD in their environment).
+ * PGPASSWORD in their environment; while the server refuses connections
+ * or starts up, the first psql is tried again for `connect_within`).
  * Outputs from_version (the version before the state's first attempt of
  * this visit: kept in a note under run_dir, so a retry or a resumed run
  * reports it too), to_version (also after a failure: the version the

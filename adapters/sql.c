@@ -12,6 +12,8 @@
  *   PG_HISTORY PostgreSQL: a psql child creates the history table if
  *              needed and prints it as one JSON object (through the exec
  *              adapter, which owns process groups, logs and redaction).
+ *              While the server refuses connections or starts up, it is
+ *              tried again every SQL_CONNECT_PAUSE_MS for connect_within.
  *   PG_NOTE    the note, in the thread pool (it fsyncs).
  *   PG_STEP    one psql child per migration: the file and its history
  *              row in one --single-transaction.
@@ -20,8 +22,8 @@
  *              last psql waits for the history table's lock (any
  *              transaction still writing it ends first) and reads it
  *              again: the versions reported are the database's.
- *   FINISHING  the timeout timer is closing; its close callback calls
- *              on_done, then frees the run.
+ *   FINISHING  the timeout timer and the pause timer are closing; the
+ *              last close callback calls on_done, then frees the run.
  *
  * from_version is the version before the state's first attempt, not
  * this one's: a retried attempt, or the re-run after a resume, finds what
@@ -69,6 +71,7 @@
 #define SQL_BUSY_MS 10000               /* SQLite busy timeout */
 #define SQL_TABLE_MAX 63                /* PostgreSQL's identifier limit */
 #define SQL_RECHECK_MS 30000            /* the history read after a stop */
+#define SQL_CONNECT_PAUSE_MS 500        /* between tries to connect */
 
 enum sql_kind { SQL_SQLITE, SQL_POSTGRES };
 
@@ -137,6 +140,11 @@ struct sql_run {
   char child_header[PATH_MAX + 64];
 
   uv_timer_t timer;
+  uv_timer_t pause;  /* between tries to connect (connect_within) */
+  int pausing;       /* the pause runs: no psql does */
+  int closing;       /* handles still to close before on_done */
+  int64_t connect_ms;
+  int tries;         /* to connect */
   int64_t timeout_ms;
   uint64_t start_ns;
   int log_fd;
@@ -370,6 +378,9 @@ static void on_timer_close(uv_handle_t *h)
   struct adapter_result res;
   char where[400], d[32], tail_msg[900];
   char *tail;
+
+  if (--r->closing > 0)
+    return; /* the other timer's close callback comes */
   memset(&res, 0, sizeof res);
   res.exit_code = r->failed || r->stop ? -1 : 0;
   res.duration_ms = (int64_t)((uv_hrtime() - r->start_ns) / 1000000);
@@ -437,7 +448,9 @@ static void finish(struct sql_run *r)
   if (r->phase == SQL_FINISHING)
     return;
   r->phase = SQL_FINISHING;
-  uv_timer_stop(&r->timer);
+  r->pausing = 0;
+  r->closing = 2;
+  uv_close((uv_handle_t *)&r->pause, on_timer_close);
   uv_close((uv_handle_t *)&r->timer, on_timer_close);
 }
 
@@ -975,8 +988,9 @@ static void pg_note(struct sql_run *r);
 /* The line of psql's output that says what went wrong. */
 static void pg_message(const char *tail, char *out, size_t n)
 {
-  const char *best = NULL, *last = NULL, *p = tail;
-  size_t best_len = 0, last_len = 0;
+  static const char psql_error[] = "psql: error: ";
+  const char *best = NULL, *last = NULL, *own = NULL, *p = tail;
+  size_t best_len = 0, last_len = 0, own_len = 0;
 
   while (*p) {
     size_t len = strcspn(p, "\n");
@@ -988,6 +1002,12 @@ static void pg_message(const char *tail, char *out, size_t n)
       best = e;
       best_len = len - (size_t)(e - p);
     }
+    /* psql's own ("connection to server ... failed: Connection
+     * refused"), before the hint line that follows it */
+    if (own == NULL && starts_with(p, psql_error)) {
+      own = p + strlen(psql_error);
+      own_len = len - strlen(psql_error);
+    }
     if (len > 0) {
       last = p;
       last_len = len;
@@ -995,8 +1015,8 @@ static void pg_message(const char *tail, char *out, size_t n)
     p += len + (p[len] == '\n');
   }
   if (best == NULL) {
-    best = last;
-    best_len = last_len;
+    best = own ? own : last;
+    best_len = own ? own_len : last_len;
   }
   if (best == NULL)
     snprintf(out, n, "psql printed nothing");
@@ -1131,6 +1151,67 @@ static void pg_rechecked(struct sql_run *r, const struct adapter_result *res)
            "%" PRId64, v);
 }
 
+/* Whether psql's output says the server is not there yet, or not
+ * accepting connections yet: what waiting may cure. A refused password,
+ * a missing database or a TLS mismatch are not (psql exits 2 for all of
+ * them: the message decides). */
+static int pg_not_ready(const struct adapter_result *res)
+{
+  static const char *const transient[] = {
+    "Connection refused",
+    "No such file or directory", /* the server's socket is not there */
+    "the database system is starting up",
+    "the database system is not yet accepting connections",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "too many clients already",
+    "server closed the connection unexpectedly",
+    "timeout expired",
+    "Connection timed out",
+    "No route to host",
+    "Network is unreachable",
+    NULL,
+  };
+
+  if (res->exit_code != 2 || res->tail == NULL)
+    return 0;
+  for (size_t i = 0; transient[i]; i++)
+    if (strstr(res->tail, transient[i]) != NULL)
+      return 1;
+  return 0;
+}
+
+static void on_pause(uv_timer_t *t)
+{
+  struct sql_run *r = t->data;
+
+  r->pausing = 0;
+  pg_next(r); /* the history, again */
+}
+
+/* The first psql could not connect for a reason waiting may cure: tries
+ * again after a pause while connect_within lasts. 1 when it will. */
+static int pg_connect_again(struct sql_run *r,
+                            const struct adapter_result *res,
+                            const char *msg)
+{
+  uint64_t spent_ms = (uv_hrtime() - r->start_ns) / 1000000;
+  char pause[32], within[32];
+
+  if (r->phase != SQL_PG_HISTORY || r->reverting || !pg_not_ready(res) ||
+      spent_ms + SQL_CONNECT_PAUSE_MS > (uint64_t)r->connect_ms)
+    return 0;
+  adapter_format_duration(SQL_CONNECT_PAUSE_MS, pause, sizeof pause);
+  adapter_format_duration(r->connect_ms, within, sizeof within);
+  if (r->tries++ == 0)
+    log_line(r, "sql.migrate: the server does not accept connections yet "
+             "(%s); trying again every %s for up to %s", msg, pause,
+             within);
+  r->pausing = 1;
+  uv_timer_start(&r->pause, on_pause, SQL_CONNECT_PAUSE_MS, 0);
+  return 1;
+}
+
 static void pg_on_done(struct adapter__child *child,
                        const struct adapter_result *res)
 {
@@ -1157,9 +1238,16 @@ static void pg_on_done(struct adapter__child *child,
     pg_message(res->tail, msg, sizeof msg);
     if (res->exit_code < 0 && res->error[0])
       snprintf(msg, sizeof msg, "psql: %s", res->error);
+    if (pg_connect_again(r, res, msg))
+      return;
     if (r->phase == SQL_PG_HISTORY) {
-      set_error(r, "cannot read the history table '%s' in '%s': %s",
-                r->table, r->target, msg);
+      char tried[64] = "";
+      if (r->tries > 0)
+        snprintf(tried, sizeof tried, " (tried %d times in %" PRIu64 "s)",
+                 r->tries + 1,
+                 (uint64_t)((uv_hrtime() - r->start_ns) / 1000000000));
+      set_error(r, "cannot read the history table '%s' in '%s': %s%s",
+                r->table, r->target, msg, tried);
     } else {
       struct sql_mig *m = &r->migs[r->steps[r->next]];
       set_error(r, "%s/%s failed: %s", r->dir, r->down ? m->down : m->up,
@@ -1330,6 +1418,11 @@ static void stop(struct sql_run *r, enum adapter_outcome why)
   if (r->db)
     sqlite3_interrupt(r->db); /* thread-safe, by SQLite's contract */
   uv_mutex_unlock(&r->mu);
+  if (r->pausing) { /* no psql runs: nothing to wait for */
+    uv_timer_stop(&r->pause);
+    finish(r);
+    return;
+  }
   if (r->phase != SQL_PG_RECHECK) /* that one bounds itself */
     adapter__child_cancel(&r->child);
 }
@@ -1408,6 +1501,7 @@ static int sql_start(struct adapter_call *call, struct cairn_error *err)
   r->outputs = json_object();
   r->has_to = to != NULL;
   r->to = to ? (int64_t)json_integer_value(to) : 0;
+  r->connect_ms = json_integer_value(adapter__input(in, "connect_within"));
   if (r->dir == NULL || r->table == NULL || r->applied == NULL ||
       r->outputs == NULL) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
@@ -1471,6 +1565,8 @@ static int sql_start(struct adapter_call *call, struct cairn_error *err)
   /* from here nothing fails (uv_timer_init cannot on Unix) */
   uv_timer_init(call->loop, &r->timer);
   r->timer.data = r;
+  uv_timer_init(call->loop, &r->pause);
+  r->pause.data = r;
   if (r->timeout_ms > 0) {
     uv_update_time(call->loop);
     uv_timer_start(&r->timer, on_timeout, (uint64_t)r->timeout_ms, 0);
@@ -1495,6 +1591,9 @@ static const struct adapter_input sql_inputs[] = {
     "the history table in the target database" },
   { "password", ADAPTER_T_STRING, 0, "\"\"",
     "PostgreSQL password, passed as PGPASSWORD (never on a command line)" },
+  { "connect_within", ADAPTER_T_DURATION, 0, "\"0s\"",
+    "PostgreSQL: how long to keep trying while the server refuses "
+    "connections or is starting up (a SQL error fails at once)" },
   { NULL, 0, 0, NULL, NULL },
 };
 

@@ -417,6 +417,38 @@ test_expect_success 'after kill -9 in a migration and a resume, the rollback goe
 	test_cmp expect actual
 '
 
+test_expect_success 'migrate.yaml: a SQL error fails at once, one attempt, migrated back' '
+	pgu -c "ALTER SEQUENCE fail_once RESTART" &&
+	PGPASSWORD=$PW test_must_fail_with 1 cairn run "$CAIRN_SRCDIR/workflows/migrate.yaml" \
+		--set dir=undomig \
+		--set "db=postgres://cairn@127.0.0.1:$PGPORT_T/undo?sslmode=disable" >out 2>&1 &&
+	test_grep -F "division by zero; migrated back to version 0" out &&
+	q "SELECT count(*) FROM events WHERE run_id = '\''$(last_run)'\''
+	   AND kind = '\''action.started'\'' AND state = '\''migrate'\''" >actual &&
+	echo 1 >expect &&
+	test_cmp expect actual &&
+	echo none >expect &&
+	undo_history >actual &&
+	test_cmp expect actual
+'
+
+# The server stops; it starts again 2 s after the run began: the first
+# psql is refused (then told the server is starting up) and tried again.
+test_expect_success 'migrate.yaml waits for a server that is not up yet (connect_within)' '
+	pg_stop "$PGROOT" &&
+	{ { sleep 2; pg_ctl_start "$PGROOT" "$PGPORT_T"; } >/dev/null 2>&1 & } &&
+	starter=$! &&
+	PGPASSWORD=$PW cairn run "$CAIRN_SRCDIR/workflows/migrate.yaml" \
+		--set dir=undomig \
+		--set "db=postgres://cairn@127.0.0.1:$PGPORT_T/undo?sslmode=disable" >out 2>&1 &&
+	wait "$starter" &&
+	cat .cairn/runs/$(last_run)/migrate.log &&
+	test_grep "the server does not accept connections yet" .cairn/runs/$(last_run)/migrate.log &&
+	echo 1,2,3 >expect &&
+	undo_history >actual &&
+	test_cmp expect actual
+'
+
 test_expect_success 'the password is nowhere in the journal, its -wal or the logs' '
 	sqlite3 .cairn/journal.db .dump >dump &&
 	test_grep ! -F "$PW" dump &&

@@ -744,6 +744,132 @@ static void test_psql_argv_has_no_password(void **state)
   end_loop(f);
 }
 
+/* A FAKE psql again, for connect_within: it fails, the way the real one
+ * does, while the file "refusals" still holds a count above 0 (exit 2 and
+ * psql's message: ERR), then reads an empty history and applies. */
+static void fake_psql_refusing(struct fixture *f, const char *err_line,
+                               int refusals)
+{
+  FILE *fp;
+
+  mkdir("bin", 0700);
+  assert_non_null(fp = fopen("bin/psql", "w"));
+  fprintf(fp, "#!/bin/sh\n"
+              "echo x >>%s/tries\n"
+              "n=$(cat %s/refusals)\n"
+              "if [ \"$n\" -gt 0 ]; then\n"
+              "  echo $((n - 1)) >%s/refusals\n"
+              "  echo '%s' >&2\n"
+              "  exit 2\n"
+              "fi\n"
+              "case \"$*\" in *json_build_object*) "
+              "echo '{\"rows\": []}';; esac\n",
+              f->dir, f->dir, f->dir, err_line);
+  fclose(fp);
+  chmod("bin/psql", 0700);
+  assert_non_null(fp = fopen("refusals", "w"));
+  fprintf(fp, "%d\n", refusals);
+  fclose(fp);
+  unlink("tries");
+}
+
+/* How many times the fake psql ran. */
+static int psql_tries(void)
+{
+  FILE *fp = fopen("tries", "r");
+  int n = 0, c;
+
+  if (fp == NULL)
+    return 0;
+  while ((c = fgetc(fp)) != EOF)
+    n += c == '\n';
+  fclose(fp);
+  return n;
+}
+
+static void test_connect_within(void **state)
+{
+  struct fixture *f = *state;
+  struct t_call t = { 0 };
+  char path[PATH_MAX * 2], *old_path = getenv("PATH"), *saved;
+  const char *refused = "psql: error: connection to server at "
+                        "\"127.0.0.1\", port 5 failed: Connection refused\n"
+                        "\tIs the server running on that host and "
+                        "accepting TCP/IP connections?";
+  const char *starting = "psql: error: connection to server at "
+                         "\"127.0.0.1\", port 5 failed: FATAL:  the database "
+                         "system is starting up";
+  const char *password = "psql: error: connection to server at "
+                         "\"127.0.0.1\", port 5 failed: FATAL:  password "
+                         "authentication failed for user \"cairn\"";
+  const char *url = "postgres://cairn@127.0.0.1:5/app?sslmode=disable";
+  uint64_t t0;
+
+  saved = strdup(old_path ? old_path : "/usr/bin:/bin");
+  snprintf(path, sizeof path, "%s/bin:%s", f->dir, saved);
+  setenv("PATH", path, 1);
+  put("001_init.up.sql", "CREATE TABLE a (id int);\n");
+  put("001_init.down.sql", "DROP TABLE a;\n");
+
+  /* refused twice, then starting up once: tried again, every 500 ms */
+  fake_psql_refusing(f, refused, 2);
+  t0 = uv_hrtime();
+  migrate(f, &t, json_pack("{s:s,s:s,s:s}", "dir", "migrations", "db", url,
+                           "connect_within", "10s"));
+  assert_int_equal(t.outcome, ADAPTER_SUCCEEDED);
+  assert_int_equal(psql_tries(), 4); /* 2 refused, the history, 001 */
+  assert_true(uv_hrtime() - t0 >= 1000 * 1000000ULL);
+  fake_psql_refusing(f, starting, 1);
+  migrate(f, &t, json_pack("{s:s,s:s,s:s}", "dir", "migrations", "db", url,
+                           "connect_within", "10s"));
+  assert_int_equal(t.outcome, ADAPTER_SUCCEEDED);
+  assert_int_equal(psql_tries(), 3);
+
+  /* by default, and for what waiting cannot cure, one try */
+  fake_psql_refusing(f, refused, 1);
+  migrate(f, &t, json_pack("{s:s,s:s}", "dir", "migrations", "db", url));
+  assert_int_equal(t.outcome, ADAPTER_FAILED);
+  assert_int_equal(psql_tries(), 1);
+  fake_psql_refusing(f, password, 1);
+  migrate(f, &t, json_pack("{s:s,s:s,s:s}", "dir", "migrations", "db", url,
+                           "connect_within", "10s"));
+  assert_int_equal(t.outcome, ADAPTER_FAILED);
+  assert_int_equal(psql_tries(), 1);
+  assert_string_equal(t.error, "cannot read the history table "
+                               "'cairn_migrations' in 'postgres://cairn@127."
+                               "0.0.1:5/app?sslmode=disable': FATAL:  "
+                               "password authentication failed for user "
+                               "\"cairn\"");
+
+  /* connect_within runs out: the error says how long it tried */
+  fake_psql_refusing(f, refused, 100);
+  migrate(f, &t, json_pack("{s:s,s:s,s:s}", "dir", "migrations", "db", url,
+                           "connect_within", "2s"));
+  assert_int_equal(t.outcome, ADAPTER_FAILED);
+  assert_true(psql_tries() >= 2 && psql_tries() <= 5);
+  assert_non_null(strstr(t.error, "cannot read the history table "
+                                  "'cairn_migrations' in 'postgres://cairn@"
+                                  "127.0.0.1:5/app?sslmode=disable': "
+                                  "connection to server at \"127.0.0.1\", "
+                                  "port 5 failed: Connection refused (tried "));
+
+  /* the state's timeout ends the wait at once */
+  fake_psql_refusing(f, refused, 100);
+  t.call.timeout_ms = 300;
+  t0 = uv_hrtime();
+  migrate(f, &t, json_pack("{s:s,s:s,s:s}", "dir", "migrations", "db", url,
+                           "connect_within", "10s"));
+  assert_int_equal(t.outcome, ADAPTER_TIMED_OUT);
+  assert_string_equal(t.error, "timed out after 300ms (before the "
+                               "database's version was read)");
+  assert_true(uv_hrtime() - t0 < 2000 * 1000000ULL);
+
+  setenv("PATH", saved, 1);
+  free(saved);
+  json_decref(t.outputs);
+  end_loop(f);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -768,6 +894,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_cancel_interrupts, setup, teardown),
     cmocka_unit_test_setup_teardown(test_psql_argv_has_no_password, setup,
                                     teardown),
+    cmocka_unit_test_setup_teardown(test_connect_within, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
