@@ -312,11 +312,14 @@ extern const struct adapter_desc adapter_file_remove;
  * nginx's message when it fails), reloads nginx, then polls confirm_url
  * (through the loop's shared curl multi) until its body holds
  * confirm_expect. File steps run in the thread pool, nginx as a child of
- * the exec adapter. Outputs from (the colour before, "" when none) and
- * to. The state's timeout and cancel end every wait at once: a running
- * nginx has its group stopped (SIGTERM, grace, SIGKILL), the request in
- * flight is dropped, and the outcome is ADAPTER_TIMED_OUT or
- * ADAPTER_CANCELLED. Default undo: the same switch back to `from`. */
+ * the exec adapter. Outputs from (the colour before the state's first
+ * attempt of this visit, "" when none: kept in a note under run_dir, so a
+ * retry or a resumed run reports it too, and a failed confirmation puts
+ * that include back) and to. The state's timeout and cancel end every
+ * wait at once: a running nginx has its group stopped (SIGTERM, grace,
+ * SIGKILL), the request in flight is dropped, and the outcome is
+ * ADAPTER_TIMED_OUT or ADAPTER_CANCELLED. Default undo: the same switch
+ * back to `from`. */
 extern const struct adapter_desc adapter_switch_blue_green;
 /* secrets.generate: for each of `names`, a value of `length` random bytes
  * (RAND_bytes) written in `alphabet`, kept in the env `file` (0600, its
