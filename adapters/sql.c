@@ -1271,7 +1271,7 @@ static void pg_on_done(struct adapter__child *child,
     if (r->nsteps == 0)
       log_line(r, "sql.migrate: the database is at version %" PRId64
                ": nothing to do", r->version);
-    if (!r->has_note && r->nsteps > 0) {
+    if (!r->has_note && !r->reverting && r->nsteps > 0) {
       pg_note(r); /* then the steps */
       return;
     }

@@ -4,7 +4,10 @@
 # through real workflows: migrate up, a rerun that does nothing, a failing
 # migration that leaves the previous version, a later failure whose
 # rollback runs the default undo back to from_version, a password in the
-# URL, and the password nowhere in the journal, its -wal or the logs.
+# URL; a failure half-way migrated back, from_version across a retry and
+# across kill -9 and resume, migrate.yaml failing a SQL error at once and
+# waiting for a server that starts late; and the password nowhere in the
+# journal, its -wal or the logs.
 # SQLite and psql's argv are covered by tests/unit/test_sql.c.
 . "$(dirname "$0")/lib.sh"
 
