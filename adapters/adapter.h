@@ -122,6 +122,15 @@ struct adapter_call {
                                 backups); may be NULL in a simulation */
   const char *name;          /* the state path as a file name
                                 ("infra.db"), to name such files */
+  int64_t entry;             /* which visit of the state this call is
+                                part of (the journal seq of its
+                                state.entered): the same for every
+                                attempt of a visit, a retry and a resumed
+                                run's re-run included; another for a later
+                                visit (a loop). So a note an adapter keeps
+                                under run_dir at a visit's first attempt
+                                is told from an earlier visit's. 0 when
+                                unknown (a simulation) */
   const char *log_header;    /* written to the log before the output (a
                                 line, with its newline); may be NULL */
   int64_t timeout_ms;        /* 0: none; on expiry the outcome is
@@ -254,13 +263,20 @@ extern const struct adapter_desc adapter_exec;
  * changed file fails the call, naming it. `db` is a SQLite file
  * (`sqlite:PATH` too; the sqlite3 library, on a libuv worker thread) or a
  * postgres:// URL (psql children through adapter_exec, the password only as
- * PGPASSWORD in their environment). Outputs from_version, to_version (also
- * after a failure: the version the database stayed at) and applied (file
- * names); after a stop that killed psql the history table is read again
- * (once no transaction writes it), so they are the database's even when
- * the server committed after psql died. Folder, file and database problems are ADAPTER_FAILED through
- * on_done; start() fails only for bad inputs (CAIRN_E_INVAL) or an
- * unopenable log (CAIRN_E_IO). */
+ * PGPASSWORD in their environment; while the server refuses connections
+ * or starts up, the first psql is tried again for `connect_within`).
+ * Outputs from_version (the version before the state's first attempt of
+ * this visit: kept in a note under run_dir, so a retry or a resumed run
+ * reports it too), to_version (also after a failure: the version the
+ * database stayed at) and applied (file names, down files included); after
+ * a stop that killed psql the history table is read again (once no
+ * transaction writes it), so they are the database's even when the server
+ * committed after psql died. A migration file that fails going up is
+ * followed by the down files back to from_version before the call fails
+ * (its error says how that went); a timeout or cancel reverts nothing.
+ * Folder, file and database problems are ADAPTER_FAILED through on_done;
+ * start() fails only for bad inputs (CAIRN_E_INVAL) or an unopenable log
+ * (CAIRN_E_IO). */
 extern const struct adapter_desc adapter_sql_migrate;
 /* process.start: starts `argv` detached (its own session and process
  * group, stdin /dev/null, stdout and stderr appended to `log`, no
@@ -296,11 +312,14 @@ extern const struct adapter_desc adapter_file_remove;
  * nginx's message when it fails), reloads nginx, then polls confirm_url
  * (through the loop's shared curl multi) until its body holds
  * confirm_expect. File steps run in the thread pool, nginx as a child of
- * the exec adapter. Outputs from (the colour before, "" when none) and
- * to. The state's timeout and cancel end every wait at once: a running
- * nginx has its group stopped (SIGTERM, grace, SIGKILL), the request in
- * flight is dropped, and the outcome is ADAPTER_TIMED_OUT or
- * ADAPTER_CANCELLED. Default undo: the same switch back to `from`. */
+ * the exec adapter. Outputs from (the colour before the state's first
+ * attempt of this visit, "" when none: kept in a note under run_dir, so a
+ * retry or a resumed run reports it too, and a failed confirmation puts
+ * that include back) and to. The state's timeout and cancel end every
+ * wait at once: a running nginx has its group stopped (SIGTERM, grace,
+ * SIGKILL), the request in flight is dropped, and the outcome is
+ * ADAPTER_TIMED_OUT or ADAPTER_CANCELLED. Default undo: the same switch
+ * back to `from`. */
 extern const struct adapter_desc adapter_switch_blue_green;
 /* secrets.generate: for each of `names`, a value of `length` random bytes
  * (RAND_bytes) written in `alphabet`, kept in the env `file` (0600, its

@@ -4,12 +4,17 @@
  *
  * Life of one call (struct sql_run, hung on call->priv):
  *
- *   SCANNING   a worker thread (uv_queue_work) reads the folder and hashes
- *              every up file; for SQLite it then does all the work itself:
- *              history, checksum checks, plan, one transaction per file.
+ *   SCANNING   a worker thread (uv_queue_work) reads the folder, hashes
+ *              every up file and reads the state's note (below); for
+ *              SQLite it then does all the work itself: history, checksum
+ *              checks, plan, the note, one transaction per file, and the
+ *              revert after a failed file.
  *   PG_HISTORY PostgreSQL: a psql child creates the history table if
  *              needed and prints it as one JSON object (through the exec
  *              adapter, which owns process groups, logs and redaction).
+ *              While the server refuses connections or starts up, it is
+ *              tried again every SQL_CONNECT_PAUSE_MS for connect_within.
+ *   PG_NOTE    the note, in the thread pool (it fsyncs).
  *   PG_STEP    one psql child per migration: the file and its history
  *              row in one --single-transaction.
  *   PG_RECHECK after a stop that killed psql: the server may still commit
@@ -17,8 +22,21 @@
  *              last psql waits for the history table's lock (any
  *              transaction still writing it ends first) and reads it
  *              again: the versions reported are the database's.
- *   FINISHING  the timeout timer is closing; its close callback calls
- *              on_done, then frees the run.
+ *   FINISHING  the timeout timer and the pause timer are closing; the
+ *              last close callback calls on_done, then frees the run.
+ *
+ * from_version is the version before the state's first attempt, not
+ * this one's: a retried attempt, or the re-run after a resume, finds what
+ * the attempts before it applied. So the first attempt that has files to
+ * run keeps the version it found in a note (adapters/note.h) before the
+ * first file runs, and every later attempt of the same visit reports
+ * that. And a failed state is not in the rollback plan, so nothing would
+ * undo what it applied: after a migration file fails going up, the down
+ * files run back to from_version (the history is read again and planned
+ * down, as a `to` would be: PG_HISTORY and PG_STEP again, `reverting`)
+ * before the failure is reported, with where the revert left the
+ * database. A timeout or cancel reverts nothing: it stops at once, and
+ * says the version it left.
  *
  * Timeout and cancel: SQLite work is interrupted with sqlite3_interrupt
  * (the transaction in flight rolls back) and no further file starts; a
@@ -32,6 +50,7 @@
 #include "adapters/input.h"
 #include "adapters/exec.h"
 #include "adapters/job.h"
+#include "adapters/note.h"
 #include "adapters/spawn.h"
 #include "common/buf.h"
 
@@ -52,12 +71,14 @@
 #define SQL_BUSY_MS 10000               /* SQLite busy timeout */
 #define SQL_TABLE_MAX 63                /* PostgreSQL's identifier limit */
 #define SQL_RECHECK_MS 30000            /* the history read after a stop */
+#define SQL_CONNECT_PAUSE_MS 500        /* between tries to connect */
 
 enum sql_kind { SQL_SQLITE, SQL_POSTGRES };
 
 enum sql_phase {
   SQL_SCANNING,
   SQL_PG_HISTORY,
+  SQL_PG_NOTE,
   SQL_PG_STEP,
   SQL_PG_RECHECK,
   SQL_FINISHING,
@@ -97,7 +118,11 @@ struct sql_run {
   size_t next;   /* steps[next] runs next */
   int down;
 
-  int64_t from_version;
+  int64_t from_version; /* reported: the version before the state's first
+                           attempt (its note), else before this one */
+  int64_t start_version; /* the version this attempt found */
+  int has_note;          /* an earlier attempt's note gave from_version */
+  int64_t note_version;  /* its from_version */
   int64_t version; /* the database's version now */
   int version_known; /* the history was read: version is the database's */
   json_t *outputs;   /* made at the start, filled at the end */
@@ -115,11 +140,23 @@ struct sql_run {
   char child_header[PATH_MAX + 64];
 
   uv_timer_t timer;
+  uv_timer_t pause;  /* between tries to connect (connect_within) */
+  int pausing;       /* the pause runs: no psql does */
+  int closing;       /* handles still to close before on_done */
+  int64_t connect_ms;
+  int tries;         /* to connect */
   int64_t timeout_ms;
   uint64_t start_ns;
   int log_fd;
   int failed;
   char error[512];
+  /* After a failed up step: the files this visit of the state applied
+   * are reverted, down to from_version, before the failure is reported
+   * (a failed state is not in the rollback plan: nothing else would). */
+  int step_failed; /* the failure was a migration file's */
+  int reverting;
+  int revert_failed;
+  char revert_error[512];
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -180,17 +217,26 @@ static void set_error(struct sql_run *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void set_error(struct sql_run *r, const char *fmt, ...)
 {
+  /* a failure of the revert is told apart from the one that caused it */
+  int *failed = r->reverting ? &r->revert_failed : &r->failed;
+  char *buf = r->reverting ? r->revert_error : r->error;
   va_list ap;
 
-  if (r->failed)
+  if (*failed)
     return; /* the first error is the one that matters */
-  r->failed = 1;
+  *failed = 1;
   va_start(ap, fmt);
-  vsnprintf(r->error, sizeof r->error, fmt, ap);
+  vsnprintf(buf, sizeof r->error, fmt, ap);
   va_end(ap);
-  for (char *p = r->error; *p; p++)
+  for (char *p = buf; *p; p++)
     if (*p == '\n' || *p == '\r')
       *p = ' ';
+}
+
+/* The error of the phase running: the forward one's, or the revert's. */
+static const char *cur_error(struct sql_run *r)
+{
+  return r->reverting ? r->revert_error : r->error;
 }
 
 /* ---- inputs ------------------------------------------------------------- */
@@ -309,14 +355,32 @@ static void run_free(struct sql_run *r)
   free(r);
 }
 
+/* "HEAD; TAIL" into out, HEAD cut (with "...") so that TAIL, which says
+ * where the database was left, always fits. */
+static void join_error(char *out, size_t n, const char *head,
+                       const char *tail)
+{
+  size_t tl = strlen(tail), hl = strlen(head);
+
+  if (tl > n / 2)
+    tl = n / 2; /* a long revert error must leave room for the cause */
+  if (hl + 2 + tl + 1 > n)
+    snprintf(out, n, "%.*s...; %.*s", (int)(n - tl - 6), head, (int)tl,
+             tail);
+  else
+    snprintf(out, n, "%s; %.*s", head, (int)tl, tail);
+}
+
 static void on_timer_close(uv_handle_t *h)
 {
   struct sql_run *r = h->data;
   struct adapter_call *call = r->call;
   struct adapter_result res;
-  char where[400], d[32];
+  char where[400], d[32], tail_msg[900];
   char *tail;
 
+  if (--r->closing > 0)
+    return; /* the other timer's close callback comes */
   memset(&res, 0, sizeof res);
   res.exit_code = r->failed || r->stop ? -1 : 0;
   res.duration_ms = (int64_t)((uv_hrtime() - r->start_ns) / 1000000);
@@ -331,14 +395,32 @@ static void on_timer_close(uv_handle_t *h)
   if (r->stop) {
     res.outcome = (enum adapter_outcome)r->stop;
     adapter_format_duration(r->timeout_ms, d, sizeof d);
-    if (r->stop == ADAPTER_TIMED_OUT)
+    if (r->reverting) { /* the cause first: it is why the revert ran */
+      snprintf(tail_msg, sizeof tail_msg, "migrating back to version %"
+               PRId64 " %s (%s)", r->from_version,
+               r->stop == ADAPTER_TIMED_OUT ? "timed out" : "was cancelled",
+               where);
+      join_error(res.error, sizeof res.error, r->error, tail_msg);
+    } else if (r->stop == ADAPTER_TIMED_OUT) {
       snprintf(res.error, sizeof res.error, "timed out after %s (%s)", d,
                where);
-    else
+    } else {
       snprintf(res.error, sizeof res.error, "cancelled (%s)", where);
+    }
   } else if (r->failed) {
     res.outcome = ADAPTER_FAILED;
-    snprintf(res.error, sizeof res.error, "%s", r->error);
+    if (!r->reverting) {
+      snprintf(res.error, sizeof res.error, "%s", r->error);
+    } else {
+      if (r->revert_failed)
+        snprintf(tail_msg, sizeof tail_msg, "migrating back to version %"
+                 PRId64 " failed: %s (%s)", r->from_version, r->revert_error,
+                 where);
+      else
+        snprintf(tail_msg, sizeof tail_msg, "migrated back to version %"
+                 PRId64, r->version);
+      join_error(res.error, sizeof res.error, r->error, tail_msg);
+    }
   } else {
     res.outcome = ADAPTER_SUCCEEDED;
   }
@@ -366,7 +448,9 @@ static void finish(struct sql_run *r)
   if (r->phase == SQL_FINISHING)
     return;
   r->phase = SQL_FINISHING;
-  uv_timer_stop(&r->timer);
+  r->pausing = 0;
+  r->closing = 2;
+  uv_close((uv_handle_t *)&r->pause, on_timer_close);
   uv_close((uv_handle_t *)&r->timer, on_timer_close);
 }
 
@@ -559,8 +643,13 @@ static int plan(struct sql_run *r)
   for (size_t i = 0; i < r->nhist; i++)
     if (r->hist[i].version > current)
       current = r->hist[i].version;
-  r->from_version = r->version = current; /* outputs, even on failure */
+  r->version = current; /* outputs, even on failure */
   r->version_known = 1;
+  if (!r->reverting) {
+    r->start_version = current;
+    if (!r->has_note)
+      r->from_version = current;
+  }
   for (size_t i = 0; i < r->nhist; i++) {
     struct sql_hist *h = &r->hist[i];
     struct sql_mig *m = mig_find(r, h->version);
@@ -632,6 +721,105 @@ static void step_done(struct sql_run *r)
   r->next++;
 }
 
+/* ---- the note of the state's first attempt (adapters/note.h) ------------ */
+
+/* What the note is about: the database and its history table. */
+static void note_key(struct sql_run *r, char *out, size_t n)
+{
+  snprintf(out, n, "sql.migrate\n%s\n%s", r->target, r->table);
+}
+
+/* (worker) An earlier attempt of this visit of the state (a retry, or
+ * the run before a resume) noted the version it found before it applied
+ * anything: that is from_version, whatever this attempt finds. */
+static int note_load(struct sql_run *r)
+{
+  struct cairn_error err = { 0 };
+  char key[PATH_MAX + 128];
+  json_t *data = NULL, *v;
+
+  note_key(r, key, sizeof key);
+  if (adapter__note_read(r->call, key, &data, &err) < 0) {
+    set_error(r, "%s", err.msg);
+    return -1;
+  }
+  if (data == NULL)
+    return 0;
+  v = json_object_get(data, "from_version");
+  if (!json_is_integer(v) || json_integer_value(v) < 0) {
+    json_decref(data);
+    set_error(r, "the note of an earlier attempt in '%s/notes' has no "
+              "from_version", r->call->run_dir);
+    return -1;
+  }
+  r->has_note = 1;
+  r->note_version = r->from_version = json_integer_value(v);
+  json_decref(data);
+  log_line(r, "sql.migrate: the state's first attempt found the database "
+           "at version %" PRId64 ": from_version stays %" PRId64,
+           r->note_version, r->note_version);
+  return 0;
+}
+
+/* (worker) Before the first file runs: from_version, kept for every later
+ * attempt of this visit. An attempt with nothing to do changes nothing
+ * and keeps no note. */
+static int note_keep(struct sql_run *r)
+{
+  struct cairn_error err = { 0 };
+  char key[PATH_MAX + 128];
+  json_t *data;
+  int rc;
+
+  if (r->has_note || r->nsteps == 0)
+    return 0;
+  note_key(r, key, sizeof key);
+  if ((data = json_pack("{s:I}", "from_version",
+                        (json_int_t)r->from_version)) == NULL) {
+    set_error(r, "out of memory");
+    return -1;
+  }
+  rc = adapter__note_write(r->call, key, data, &err);
+  json_decref(data);
+  if (rc < 0) {
+    set_error(r, "cannot keep the version before the migration for a "
+              "retry: %s", err.msg);
+    return -1;
+  }
+  r->has_note = 1;
+  r->note_version = r->from_version;
+  return 0;
+}
+
+/* After a failure: whether the files this visit of the state applied are
+ * to be reverted. Only after a migration file failed going up (a down
+ * that fails stays where it is: its retry goes on down), not after a stop
+ * (a timeout or cancel stops at once). */
+static int revert_wanted(struct sql_run *r)
+{
+  return r->failed && r->step_failed && !r->down && !r->reverting &&
+         !stopped(r) && r->version_known && r->version > r->from_version;
+}
+
+/* The revert plans anew from the history, read again: the down files of
+ * what is applied above from_version. */
+static void revert_begin(struct sql_run *r)
+{
+  r->reverting = 1;
+  free(r->hist);
+  r->hist = NULL;
+  r->nhist = 0;
+  free(r->steps);
+  r->steps = NULL;
+  r->nsteps = r->next = 0;
+  r->has_to = 1;
+  r->to = r->from_version;
+  log_line(r, "sql.migrate: migrating back to version %" PRId64 ", where "
+           "%s found the database", r->from_version,
+           r->from_version != r->start_version ? "the state's first attempt"
+                                               : "this attempt");
+}
+
 /* ---- SQLite (on the worker thread) -------------------------------------- */
 
 static int sqlite_fail(struct sql_run *r, const char *what)
@@ -694,6 +882,7 @@ static int sqlite_step(struct sql_run *r, struct sql_mig *m)
   snprintf(path, sizeof path, "%s/%s", r->dir, file);
   if ((rc = adapter__read_file(path, SQL_FILE_MAX, &text, &len)) < 0) {
     set_error(r, "cannot read '%s': %s", path, strerror(-rc));
+    r->step_failed = 1;
     return -1;
   }
   log_line(r, "sql.migrate: %s %s", r->down ? "reverting" : "applying",
@@ -730,7 +919,8 @@ static int sqlite_step(struct sql_run *r, struct sql_mig *m)
 failed:
   set_error(r, "%s failed: %s", path,
             errmsg ? errmsg : sqlite3_errmsg(r->db));
-  log_line(r, "sql.migrate: %s", r->error);
+  r->step_failed = 1;
+  log_line(r, "sql.migrate: %s", cur_error(r));
   sqlite3_free(errmsg);
   sqlite3_finalize(st);
   /* an interrupted or failed statement may have ended the transaction */
@@ -759,13 +949,20 @@ static void sqlite_migrate(struct sql_run *r)
     sqlite3_interrupt(db);
   uv_mutex_unlock(&r->mu);
 
-  if (sqlite_history(r) == 0 && plan(r) == 0) {
+  if (sqlite_history(r) == 0 && plan(r) == 0 && note_keep(r) == 0) {
     if (r->nsteps == 0)
       log_line(r, "sql.migrate: '%s' is at version %" PRId64 ": nothing to "
                "do", r->target, r->version);
     while (r->next < r->nsteps && !stopped(r) &&
            sqlite_step(r, &r->migs[r->steps[r->next]]) == 0)
       step_done(r);
+    if (revert_wanted(r)) {
+      revert_begin(r);
+      if (sqlite_history(r) == 0 && plan(r) == 0)
+        while (r->next < r->nsteps && !stopped(r) &&
+               sqlite_step(r, &r->migs[r->steps[r->next]]) == 0)
+          step_done(r);
+    }
   }
   uv_mutex_lock(&r->mu);
   r->db = NULL;
@@ -777,7 +974,7 @@ static void on_work(uv_work_t *w)
 {
   struct sql_run *r = w->data;
 
-  if (scan(r) < 0 || stopped(r))
+  if (scan(r) < 0 || stopped(r) || note_load(r) < 0)
     return;
   if (r->kind == SQL_SQLITE)
     sqlite_migrate(r);
@@ -786,12 +983,14 @@ static void on_work(uv_work_t *w)
 /* ---- PostgreSQL (psql children through the exec adapter) ---------------- */
 
 static void pg_next(struct sql_run *r);
+static void pg_note(struct sql_run *r);
 
 /* The line of psql's output that says what went wrong. */
 static void pg_message(const char *tail, char *out, size_t n)
 {
-  const char *best = NULL, *last = NULL, *p = tail;
-  size_t best_len = 0, last_len = 0;
+  static const char psql_error[] = "psql: error: ";
+  const char *best = NULL, *last = NULL, *own = NULL, *p = tail;
+  size_t best_len = 0, last_len = 0, own_len = 0;
 
   while (*p) {
     size_t len = strcspn(p, "\n");
@@ -803,6 +1002,12 @@ static void pg_message(const char *tail, char *out, size_t n)
       best = e;
       best_len = len - (size_t)(e - p);
     }
+    /* psql's own ("connection to server ... failed: Connection
+     * refused"), before the hint line that follows it */
+    if (own == NULL && starts_with(p, psql_error)) {
+      own = p + strlen(psql_error);
+      own_len = len - strlen(psql_error);
+    }
     if (len > 0) {
       last = p;
       last_len = len;
@@ -810,8 +1015,8 @@ static void pg_message(const char *tail, char *out, size_t n)
     p += len + (p[len] == '\n');
   }
   if (best == NULL) {
-    best = last;
-    best_len = last_len;
+    best = own ? own : last;
+    best_len = own ? own_len : last_len;
   }
   if (best == NULL)
     snprintf(out, n, "psql printed nothing");
@@ -935,12 +1140,76 @@ static void pg_rechecked(struct sql_run *r, const struct adapter_result *res)
       r->next++;
     }
   }
-  if (!r->from_known) /* stopped while the history was first read */
-    r->from_version = v;
+  if (!r->from_known) { /* stopped while the history was first read */
+    r->start_version = v;
+    if (!r->has_note)
+      r->from_version = v;
+  }
   r->version = v;
   r->version_known = 1;
   log_line(r, "sql.migrate: after the stop, the history table says version "
            "%" PRId64, v);
+}
+
+/* Whether psql's output says the server is not there yet, or not
+ * accepting connections yet: what waiting may cure. A refused password,
+ * a missing database or a TLS mismatch are not (psql exits 2 for all of
+ * them: the message decides). */
+static int pg_not_ready(const struct adapter_result *res)
+{
+  static const char *const transient[] = {
+    "Connection refused",
+    "No such file or directory", /* the server's socket is not there */
+    "the database system is starting up",
+    "the database system is not yet accepting connections",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "too many clients already",
+    "server closed the connection unexpectedly",
+    "timeout expired",
+    "Connection timed out",
+    "No route to host",
+    "Network is unreachable",
+    NULL,
+  };
+
+  if (res->exit_code != 2 || res->tail == NULL)
+    return 0;
+  for (size_t i = 0; transient[i]; i++)
+    if (strstr(res->tail, transient[i]) != NULL)
+      return 1;
+  return 0;
+}
+
+static void on_pause(uv_timer_t *t)
+{
+  struct sql_run *r = t->data;
+
+  r->pausing = 0;
+  pg_next(r); /* the history, again */
+}
+
+/* The first psql could not connect for a reason waiting may cure: tries
+ * again after a pause while connect_within lasts. 1 when it will. */
+static int pg_connect_again(struct sql_run *r,
+                            const struct adapter_result *res,
+                            const char *msg)
+{
+  uint64_t spent_ms = (uv_hrtime() - r->start_ns) / 1000000;
+  char pause[32], within[32];
+
+  if (r->phase != SQL_PG_HISTORY || r->reverting || !pg_not_ready(res) ||
+      spent_ms + SQL_CONNECT_PAUSE_MS > (uint64_t)r->connect_ms)
+    return 0;
+  adapter_format_duration(SQL_CONNECT_PAUSE_MS, pause, sizeof pause);
+  adapter_format_duration(r->connect_ms, within, sizeof within);
+  if (r->tries++ == 0)
+    log_line(r, "sql.migrate: the server does not accept connections yet "
+             "(%s); trying again every %s for up to %s", msg, pause,
+             within);
+  r->pausing = 1;
+  uv_timer_start(&r->pause, on_pause, SQL_CONNECT_PAUSE_MS, 0);
+  return 1;
 }
 
 static void pg_on_done(struct adapter__child *child,
@@ -969,13 +1238,27 @@ static void pg_on_done(struct adapter__child *child,
     pg_message(res->tail, msg, sizeof msg);
     if (res->exit_code < 0 && res->error[0])
       snprintf(msg, sizeof msg, "psql: %s", res->error);
+    if (pg_connect_again(r, res, msg))
+      return;
     if (r->phase == SQL_PG_HISTORY) {
-      set_error(r, "cannot read the history table '%s' in '%s': %s",
-                r->table, r->target, msg);
+      char tried[64] = "";
+      if (r->tries > 0)
+        snprintf(tried, sizeof tried, " (tried %d times in %" PRIu64 "s)",
+                 r->tries + 1,
+                 (uint64_t)((uv_hrtime() - r->start_ns) / 1000000000));
+      set_error(r, "cannot read the history table '%s' in '%s': %s%s",
+                r->table, r->target, msg, tried);
     } else {
       struct sql_mig *m = &r->migs[r->steps[r->next]];
       set_error(r, "%s/%s failed: %s", r->dir, r->down ? m->down : m->up,
                 msg);
+      r->step_failed = 1;
+    }
+    if (revert_wanted(r)) {
+      revert_begin(r);
+      r->phase = SQL_PG_HISTORY;
+      pg_next(r);
+      return;
     }
     finish(r);
     return;
@@ -988,11 +1271,47 @@ static void pg_on_done(struct adapter__child *child,
     if (r->nsteps == 0)
       log_line(r, "sql.migrate: the database is at version %" PRId64
                ": nothing to do", r->version);
+    if (!r->has_note && !r->reverting && r->nsteps > 0) {
+      pg_note(r); /* then the steps */
+      return;
+    }
     r->phase = SQL_PG_STEP;
   } else {
     step_done(r);
   }
   pg_next(r);
+}
+
+static void on_note_work(uv_work_t *w)
+{
+  (void)note_keep(w->data);
+}
+
+static void on_note_done(uv_work_t *w, int status)
+{
+  struct sql_run *r = w->data;
+
+  (void)status; /* never cancelled */
+  if (r->failed || r->stop) { /* nothing was applied */
+    finish(r);
+    return;
+  }
+  r->phase = SQL_PG_STEP;
+  pg_next(r);
+}
+
+/* The note goes to the thread pool (it fsyncs); the steps follow. */
+static void pg_note(struct sql_run *r)
+{
+  int rc;
+
+  r->phase = SQL_PG_NOTE;
+  if ((rc = uv_queue_work(r->call->loop, &r->work, on_note_work,
+                          on_note_done)) < 0) {
+    set_error(r, "cannot queue the note of the version before: %s",
+              uv_strerror(rc));
+    finish(r);
+  }
 }
 
 /* Runs psql with argv (NULL-terminated) as a child of the exec adapter;
@@ -1099,6 +1418,11 @@ static void stop(struct sql_run *r, enum adapter_outcome why)
   if (r->db)
     sqlite3_interrupt(r->db); /* thread-safe, by SQLite's contract */
   uv_mutex_unlock(&r->mu);
+  if (r->pausing) { /* no psql runs: nothing to wait for */
+    uv_timer_stop(&r->pause);
+    finish(r);
+    return;
+  }
   if (r->phase != SQL_PG_RECHECK) /* that one bounds itself */
     adapter__child_cancel(&r->child);
 }
@@ -1177,6 +1501,7 @@ static int sql_start(struct adapter_call *call, struct cairn_error *err)
   r->outputs = json_object();
   r->has_to = to != NULL;
   r->to = to ? (int64_t)json_integer_value(to) : 0;
+  r->connect_ms = json_integer_value(adapter__input(in, "connect_within"));
   if (r->dir == NULL || r->table == NULL || r->applied == NULL ||
       r->outputs == NULL) {
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
@@ -1240,6 +1565,8 @@ static int sql_start(struct adapter_call *call, struct cairn_error *err)
   /* from here nothing fails (uv_timer_init cannot on Unix) */
   uv_timer_init(call->loop, &r->timer);
   r->timer.data = r;
+  uv_timer_init(call->loop, &r->pause);
+  r->pause.data = r;
   if (r->timeout_ms > 0) {
     uv_update_time(call->loop);
     uv_timer_start(&r->timer, on_timeout, (uint64_t)r->timeout_ms, 0);
@@ -1264,6 +1591,9 @@ static const struct adapter_input sql_inputs[] = {
     "the history table in the target database" },
   { "password", ADAPTER_T_STRING, 0, "\"\"",
     "PostgreSQL password, passed as PGPASSWORD (never on a command line)" },
+  { "connect_within", ADAPTER_T_DURATION, 0, "\"0s\"",
+    "PostgreSQL: how long to keep trying while the server refuses "
+    "connections or is starting up (a SQL error fails at once)" },
   { NULL, 0, 0, NULL, NULL },
 };
 

@@ -21,12 +21,21 @@
  *            colour), the call fails
  *
  * The include starts with a marker line, "# cairn switch.blue-green:
- * COLOUR", so the next switch knows which colour was live (its `from`). */
+ * COLOUR", so the next switch knows which colour was live (its `from`).
+ *
+ * A retried attempt, or the re-run of a resumed run, finds what an
+ * earlier attempt switched to live already: its `from` would be the new
+ * colour, and the default undo would "switch back" to it. So the first
+ * attempt of a state notes the colour live before it (and in nginx mode
+ * the include), before it changes anything (adapters/note.h), and every
+ * later attempt of the visit reports that `from`; when its confirmation
+ * fails, it puts that include back, not the one it found. */
 #include "adapters/adapter.h"
 #include "adapters/curl_uv.h"
 #include "adapters/exec.h"
 #include "adapters/input.h"
 #include "adapters/job.h"
+#include "adapters/note.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -48,6 +57,76 @@
 static const char *given_str(json_t *in, const char *name)
 {
   return json_string_value(adapter__input_given(in, name));
+}
+
+/* ---- the note of the state's first attempt ------------------------------ */
+
+/* (pool) What was live before the state's first attempt, about `path`
+ * (the link or the include): from an earlier attempt's note when there
+ * is one, which replaces what this attempt found in from (n bytes) and,
+ * in nginx mode (first not NULL), gives the include of then in *first
+ * (malloc'd, NULL when there was none; *has_first says whether the note
+ * had it); else this attempt's view (from, and old[0..old_len) in nginx
+ * mode) is noted now, before anything changes. 0, or -1 after
+ * adapter__job_fail. */
+static int note_first(struct adapter__job *j, const char *path, char *from,
+                      size_t n, const char *old, size_t old_len,
+                      char **first, size_t *first_len, int *has_first)
+{
+  struct cairn_error err = { 0 };
+  char key[PATH_MAX + 64];
+  json_t *data = NULL, *v;
+
+  snprintf(key, sizeof key, "switch.blue-green\n%s\n%s",
+           first ? "nginx" : "symlink", path);
+  if (adapter__note_read(j->call, key, &data, &err) < 0) {
+    adapter__job_fail(j, "%s", err.msg);
+    return -1;
+  }
+  if (data != NULL) {
+    if (!json_is_string(v = json_object_get(data, "from"))) {
+      json_decref(data);
+      adapter__job_fail(j, "the note of an earlier attempt in '%s/notes' "
+                        "has no colour", j->call->run_dir);
+      return -1;
+    }
+    snprintf(from, n, "%s", json_string_value(v));
+    v = json_object_get(data, "include");
+    if (first && (json_is_string(v) || json_is_null(v))) {
+      *has_first = 1;
+      *first_len = json_string_length(v);
+      if (json_is_string(v) &&
+          (*first = malloc(*first_len + 1)) != NULL)
+        memcpy(*first, json_string_value(v), *first_len + 1);
+      if (json_is_string(v) && *first == NULL) {
+        json_decref(data);
+        adapter__job_fail(j, "out of memory");
+        return -1;
+      }
+    }
+    json_decref(data);
+    adapter__job_note(j, "switch.blue-green: the state's first attempt "
+                      "found %s live: from stays %s", from[0] ? from : "none",
+                      from[0] ? from : "\"\"");
+    return 0;
+  }
+  if ((data = json_pack("{s:s}", "from", from)) == NULL) {
+    adapter__job_fail(j, "out of memory");
+    return -1;
+  }
+  /* an include that is not UTF-8 has no JSON string: the colour only, and
+   * a later attempt puts back what it finds */
+  if (first)
+    json_object_set_new(data, "include",
+                        old ? json_stringn(old, old_len) : json_null());
+  if (adapter__note_write(j->call, key, data, &err) < 0) {
+    json_decref(data);
+    adapter__job_fail(j, "cannot keep the colour live before the switch "
+                      "for a retry: %s", err.msg);
+    return -1;
+  }
+  json_decref(data);
+  return 0;
 }
 
 /* ---- symlink mode ------------------------------------------------------- */
@@ -93,11 +172,14 @@ static void symlink_switch(struct adapter__job *j, const char *to)
   json_t *in = j->call->inputs;
   const char *link = given_str(in, "link");
   json_t *targets = adapter__input_given(in, "targets");
-  const char *from = link_colour(link, targets);
+  const char *now = link_colour(link, targets); /* borrowed from targets */
   const char *target;
-  char *tmp;
+  char from[256], *tmp;
   size_t len = strlen(link) + 32;
 
+  snprintf(from, sizeof from, "%s", now);
+  if (note_first(j, link, from, sizeof from, NULL, 0, NULL, NULL, NULL) < 0)
+    return;
   json_object_set_new(j->outputs, "from", json_string(from));
   json_object_set_new(j->outputs, "to", json_string(to));
   if (to[0] == '\0') { /* the undo of a first switch: nothing was live */
@@ -109,7 +191,7 @@ static void symlink_switch(struct adapter__job *j, const char *to)
     return;
   }
   target = json_string_value(json_object_get(targets, to));
-  if (strcmp(from, to) == 0) {
+  if (strcmp(now, to) == 0) {
     adapter__job_note(j, "switch.blue-green: '%s' already points at %s",
                       link, to);
     return;
@@ -131,7 +213,7 @@ static void symlink_switch(struct adapter__job *j, const char *to)
                       e == EISDIR ? " (it is a directory, not a link)" : "");
   } else {
     adapter__job_note(j, "switch.blue-green: '%s' -> '%s' (%s, was %s)",
-                      link, target, to, from[0] ? from : "none");
+                      link, target, to, now[0] ? now : "none");
   }
   free(tmp);
 }
@@ -153,9 +235,15 @@ struct nginx_run {
   struct adapter__job *j;
   enum nginx_phase phase;
   const char *to, *path, *url, *expect; /* borrowed from the inputs */
-  char from[128];
+  char from[128];   /* live before the state's first attempt */
+  char now[128];    /* live when this attempt began (its include's) */
   char *old;        /* the include before (NULL: there was none) */
   size_t old_len;
+  char *first;      /* the include before the state's first attempt, from
+                       its note (has_first; NULL: there was none), put
+                       back when the confirmation fails */
+  size_t first_len;
+  int has_first;
   int wrote;        /* the new include is in place */
 
   struct adapter__child child; /* nginx */
@@ -279,20 +367,26 @@ static void nginx_end(struct nginx_run *x)
   x->phase = NGINX_DONE;
   adapter__child_release(&x->child);
   free(x->old);
+  free(x->first);
   free(x);
   j->data = NULL;
   adapter__job_end(j);
 }
 
-/* (pool) The old include back, or none when there was none. */
+/* (pool) The old include back, or none when there was none. After nginx
+ * -t or the reload failed (RESTORE), the one this attempt found: nginx
+ * was not reloaded, it still serves that. After the confirmation failed
+ * (UNDO, a reload follows), the one before the state's first attempt. */
 static void restore_work(struct adapter__job *j)
 {
   struct nginx_run *x = j->data;
+  int first = x->phase == NGINX_UNDO && x->has_first;
+  const char *text = first ? x->first : x->old;
+  size_t len = first ? x->first_len : x->old_len;
   char why[256];
 
-  if (x->old)
-    adapter__write_atomic(x->path, x->old, x->old_len, 0644, why,
-                          sizeof why);
+  if (text)
+    adapter__write_atomic(x->path, text, len, 0644, why, sizeof why);
   else
     unlink(x->path);
 }
@@ -483,7 +577,7 @@ static void nginx_done(struct adapter__child *c,
   }
   /* NGINX_RELOAD */
   adapter__job_note(j, "switch.blue-green: nginx reloaded with '%s' -> %s "
-                    "(was %s)", x->path, x->to, x->from[0] ? x->from : "none");
+                    "(was %s)", x->path, x->to, x->now[0] ? x->now : "none");
   if (x->url == NULL) {
     nginx_end(x);
     return;
@@ -509,7 +603,11 @@ static void prepare_work(struct adapter__job *j)
                       uv_strerror(rc));
     return;
   }
-  include_colour(x->old, x->from, sizeof x->from);
+  include_colour(x->old, x->now, sizeof x->now);
+  snprintf(x->from, sizeof x->from, "%s", x->now);
+  if (note_first(j, x->path, x->from, sizeof x->from, x->old, x->old_len,
+                 &x->first, &x->first_len, &x->has_first) < 0)
+    return;
   json_object_set_new(j->outputs, "from", json_string(x->from));
   json_object_set_new(j->outputs, "to", json_string(x->to));
   if (x->to[0] == '\0') {

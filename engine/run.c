@@ -1044,6 +1044,7 @@ static void task_start_now(struct engine__task *t)
   call->log_path = t->log_path;
   call->run_dir = rt->run_dir;
   call->name = t->name;
+  call->entry = json_integer_value(json_object_get(rt->entered, t->path));
   call->timeout_ms = a->timeout_ms;
   call->kill_grace_ms = rt->opt->kill_grace_ms;
   call->env_extra = (const char *const *)t->env_extra;

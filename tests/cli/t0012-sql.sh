@@ -4,7 +4,10 @@
 # through real workflows: migrate up, a rerun that does nothing, a failing
 # migration that leaves the previous version, a later failure whose
 # rollback runs the default undo back to from_version, a password in the
-# URL, and the password nowhere in the journal, its -wal or the logs.
+# URL; a failure half-way migrated back, from_version across a retry and
+# across kill -9 and resume, migrate.yaml failing a SQL error at once and
+# waiting for a server that starts late; and the password nowhere in the
+# journal, its -wal or the logs.
 # SQLite and psql's argv are covered by tests/unit/test_sql.c.
 . "$(dirname "$0")/lib.sh"
 
@@ -308,6 +311,145 @@ test_expect_success 'a COMMIT that completes after the timeout killed psql: the 
 	jq -e ".outputs.from_version == 0 and .outputs.to_version == 1 and
 	       .outputs.applied == [\"001_slow.up.sql\"]" fin &&
 	test_grep "after the stop, the history table says version 1" .cairn/runs/$RUN/migrate.log
+'
+
+# ---- undo after a failure half-way, a retry, a resume -------------------------
+# A database of their own, undo: 001 passes; 002 sleeps while the table
+# sleep_here exists (to kill cairn in it); 003 divides by zero when
+# nextval of the sequence fail_once is 1 (a sequence is not
+# transactional: the next attempt gets 2 and passes).
+pg -c "CREATE DATABASE undo" >/dev/null ||
+  _cairn_test_bail "cannot create the database undo"
+pgu() {
+  PGPASSWORD=$PW psql -X -q -At -h 127.0.0.1 -p "$PGPORT_T" -U cairn -d undo "$@"
+}
+undo_history() {
+  pgu -c "SELECT coalesce(string_agg(version::text, ',' ORDER BY version), 'none')
+          FROM cairn_migrations"
+}
+sleepers() {
+  pgu -c "SELECT count(*) FROM pg_stat_activity
+          WHERE query LIKE '%pg_sleep(CASE%' AND pid <> pg_backend_pid()"
+}
+mkdir undomig
+echo "CREATE TABLE u1 (id int);" >undomig/001_u1.up.sql
+echo "DROP TABLE u1;" >undomig/001_u1.down.sql
+cat >undomig/002_u2.up.sql <<\EOF
+SELECT pg_sleep(CASE WHEN to_regclass('public.sleep_here') IS NULL THEN 0 ELSE 60 END);
+CREATE TABLE u2 (id int);
+EOF
+echo "DROP TABLE u2;" >undomig/002_u2.down.sql
+cat >undomig/003_u3.up.sql <<\EOF
+CREATE TABLE u3 (id int);
+SELECT 1 / (nextval('fail_once') - 1);
+EOF
+echo "DROP TABLE u3;" >undomig/003_u3.down.sql
+# migrate-env.yaml on the database undo and the folder undomig; undo.yaml
+# retries the migration once.
+sed -e "s/^name: migrate-env/name: undo/" -e "s/dir: migrations/dir: undomig/" \
+  -e "s|/app?sslmode|/undo?sslmode|" migrate-env.yaml >undo-once.yaml
+sed "0,/^    next: check/s//    retry: { attempts: 2, delay: 100ms }\n&/" \
+  undo-once.yaml >undo.yaml
+
+# fin_of ATTEMPT: the payload of migrate's action.finished of that attempt
+# in the last run.
+fin_of() {
+  q "SELECT payload FROM events WHERE run_id = '$(last_run)' AND
+     kind = 'action.finished' AND state = 'migrate' AND attempt = $1"
+}
+
+test_expect_success 'a failure half-way migrates back what the state applied: the rollback has nothing to undo' '
+	pgu -c "CREATE SEQUENCE fail_once" &&
+	PGPASSWORD=$PW test_must_fail_with 1 cairn run undo-once.yaml >out 2>&1 &&
+	test_grep -F "undomig/003_u3.up.sql failed: ERROR:  division by zero; migrated back to version 0" out &&
+	test_grep -F "rolled back: nothing to undo" out &&
+	echo none >expect &&
+	undo_history >actual &&
+	test_cmp expect actual &&
+	test "$(pgu -c "SELECT count(*) FROM pg_tables WHERE tablename LIKE '\''u_'\''")" = 0 &&
+	fin_of 1 >fin &&
+	jq -e ".outputs.from_version == 0 and .outputs.to_version == 0 and
+	       .outputs.applied == [\"001_u1.up.sql\", \"002_u2.up.sql\",
+	                            \"002_u2.down.sql\", \"001_u1.down.sql\"]" fin
+'
+
+test_expect_success 'a retry that passes reports the version before the first attempt: the rollback goes back to it' '
+	pgu -c "ALTER SEQUENCE fail_once RESTART" &&
+	touch fail-after &&
+	PGPASSWORD=$PW test_must_fail_with 1 cairn run undo.yaml >out 2>&1 &&
+	rm fail-after &&
+	test_grep -F "rolled back: migrate" out &&
+	fin_of 1 >fin1 &&
+	jq -e ".outcome == \"failed\" and .outputs.to_version == 0" fin1 &&
+	fin_of 2 >fin2 &&
+	jq -e ".outcome == \"succeeded\" and .outputs.from_version == 0 and
+	       .outputs.to_version == 3" fin2 &&
+	echo none >expect &&
+	undo_history >actual &&
+	test_cmp expect actual
+'
+
+# kill -9 of cairn while psql runs 002 (in pg_sleep): 001 is applied.
+# The resumed run applies 002 and 003 from version 1, then a later state
+# fails: the rollback goes back to 0, not 1.
+test_expect_success 'after kill -9 in a migration and a resume, the rollback goes back to the version before the first attempt' '
+	pgu -c "CREATE TABLE sleep_here ()" &&
+	touch fail-after &&
+	{ PGPASSWORD=$PW "$CAIRN_BIN" run undo.yaml >bg.out 2>&1 & } &&
+	bg=$! &&
+	wait_until 20 "002 did not start sleeping" eval "test \"\$(sleepers)\" = 1" &&
+	kill -9 "$bg" &&
+	{ wait "$bg" || :; } &&
+	pgu -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+	        WHERE query LIKE '\''%pg_sleep(CASE%'\'' AND pid <> pg_backend_pid()" >/dev/null &&
+	wait_until 10 "the sleeping backend did not end" eval "test \"\$(sleepers)\" = 0" &&
+	pgu -c "DROP TABLE sleep_here" &&
+	echo 1 >expect &&
+	undo_history >actual &&
+	test_cmp expect actual &&
+	PGPASSWORD=$PW test_must_fail_with 1 cairn resume >out 2>&1 &&
+	rm fail-after &&
+	test_grep -F "rolled back: migrate" out &&
+	q "SELECT json_extract(payload, '\''$.outputs.from_version'\'') FROM events
+	   WHERE run_id = '\''$(last_run)'\'' AND kind = '\''action.finished'\''
+	   AND state = '\''migrate'\''" >actual &&
+	echo 0 >expect &&
+	test_cmp expect actual &&
+	echo none >expect &&
+	undo_history >actual &&
+	test_cmp expect actual
+'
+
+test_expect_success 'migrate.yaml: a SQL error fails at once, one attempt, migrated back' '
+	pgu -c "ALTER SEQUENCE fail_once RESTART" &&
+	PGPASSWORD=$PW test_must_fail_with 1 cairn run "$CAIRN_SRCDIR/workflows/migrate.yaml" \
+		--set dir=undomig \
+		--set "db=postgres://cairn@127.0.0.1:$PGPORT_T/undo?sslmode=disable" >out 2>&1 &&
+	test_grep -F "division by zero; migrated back to version 0" out &&
+	q "SELECT count(*) FROM events WHERE run_id = '\''$(last_run)'\''
+	   AND kind = '\''action.started'\'' AND state = '\''migrate'\''" >actual &&
+	echo 1 >expect &&
+	test_cmp expect actual &&
+	echo none >expect &&
+	undo_history >actual &&
+	test_cmp expect actual
+'
+
+# The server stops; it starts again 2 s after the run began: the first
+# psql is refused (then told the server is starting up) and tried again.
+test_expect_success 'migrate.yaml waits for a server that is not up yet (connect_within)' '
+	pg_stop "$PGROOT" &&
+	{ { sleep 2; pg_ctl_start "$PGROOT" "$PGPORT_T"; } >/dev/null 2>&1 & } &&
+	starter=$! &&
+	PGPASSWORD=$PW cairn run "$CAIRN_SRCDIR/workflows/migrate.yaml" \
+		--set dir=undomig \
+		--set "db=postgres://cairn@127.0.0.1:$PGPORT_T/undo?sslmode=disable" >out 2>&1 &&
+	wait "$starter" &&
+	cat .cairn/runs/$(last_run)/migrate.log &&
+	test_grep "the server does not accept connections yet" .cairn/runs/$(last_run)/migrate.log &&
+	echo 1,2,3 >expect &&
+	undo_history >actual &&
+	test_cmp expect actual
 '
 
 test_expect_success 'the password is nowhere in the journal, its -wal or the logs' '

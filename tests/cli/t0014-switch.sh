@@ -4,7 +4,8 @@
 # 127.0.0.1 (its own prefix, config, pid and logs in the trash folder, on
 # free ports) serving a blue and a green backend: switch with an HTTP
 # confirm through nginx, a broken include rejected by nginx -t and
-# restored, and the rollback switching back. nginx is stopped at the end.
+# restored, the rollback switching back, also after kill -9 of cairn
+# during the switch and a resume. nginx is stopped at the end.
 . "$(dirname "$0")/lib.sh"
 
 # ---- symlink mode ------------------------------------------------------------
@@ -267,6 +268,46 @@ test_expect_success 'nginx: a colour that never answers fails and switches back'
   sed "s/confirm_within: 5s/confirm_within: 1s/" nx.yaml >nx2.yaml &&
   test_must_fail_with 1 cairn run nx2.yaml --set green=127.0.0.1:$P_BLUE >out.txt 2>&1 &&
   test_grep "did not answer with .green." out.txt &&
+  live_is blue &&
+  test_grep "# cairn switch.blue-green: blue" "$NX/live.conf"
+'
+
+# nginx, but its reload waits while the file hold exists: cairn is killed
+# there, after the include says green; then the reload goes on, as if
+# cairn had died right after it.
+cat >nginx-hold <<EOF
+#!/bin/sh
+case "\$*" in *"-s reload"*)
+  if [ -e "$TRASH/hold" ]; then
+    echo \$\$ >"$TRASH/held.pid"
+    while [ -e "$TRASH/hold" ]; do sleep 0.1; done
+    # cairn is gone: its end of the pipes too
+    exec "$NGINX" "\$@" >>"$TRASH/held.log" 2>&1
+  fi ;;
+esac
+exec "$NGINX" "\$@"
+EOF
+chmod +x nginx-hold
+sed "s|nginx: $NGINX\$|nginx: $TRASH/nginx-hold|" nx.yaml >nx-hold.yaml
+
+test_expect_success 'nginx: kill -9 during the switch, resume, a later failure: the rollback switches back to blue' '
+  live_is blue &&
+  touch hold &&
+  { "$CAIRN_BIN" run nx-hold.yaml --set fail=yes >bg.out 2>&1 & } &&
+  bg=$! &&
+  wait_for_file held.pid 20 &&
+  test_grep "# cairn switch.blue-green: green" "$NX/live.conf" &&
+  kill -9 "$bg" &&
+  { wait "$bg" || :; } &&
+  held=$(cat held.pid) &&
+  rm hold &&
+  wait_until 10 "the held reload did not end" eval "! proc_alive $held" &&
+  live_is green &&
+  test_must_fail_with 1 cairn resume >out.txt 2>&1 &&
+  test_grep "rolled back: switch" out.txt &&
+  test "$(q "SELECT json_extract(payload, '\''$.outputs.from'\'') FROM events
+             WHERE run_id = '\''$(last_run)'\'' AND kind = '\''action.finished'\''
+             AND state = '\''switch'\''")" = blue &&
   live_is blue &&
   test_grep "# cairn switch.blue-green: blue" "$NX/live.conf"
 '

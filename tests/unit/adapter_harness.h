@@ -91,8 +91,10 @@ static void h_release(struct h_res *r)
 
 /* The values h_run's calls redact (call->redact; NULL: none). */
 static const char *const *h_redact;
-/* h_run's call->timeout_ms and kill_grace_ms (0: none, the default). */
-static int64_t h_timeout_ms, h_grace_ms;
+/* h_run's call->timeout_ms and kill_grace_ms (0: none, the default), and
+ * call->entry (the visit of the state: a note of its first attempt is
+ * this visit's). */
+static int64_t h_timeout_ms, h_grace_ms, h_entry;
 /* When set, polled every 10 ms while h_run's call runs: the call is
  * cancelled the first time it returns 1. */
 static int (*h_cancel_when)(struct h_fix *f);
@@ -142,6 +144,7 @@ static void h_run(struct h_fix *f, const struct adapter_desc *desc,
   call.redact = h_redact;
   call.timeout_ms = h_timeout_ms;
   call.kill_grace_ms = h_grace_ms;
+  call.entry = h_entry;
   call.on_done = h_on_done;
   call.data = r;
   if (desc->start(&call, &err) != 0)

@@ -121,6 +121,18 @@ static void put_three(void)
   put("003_orders.down.sql", "DROP TABLE orders;\n");
 }
 
+/* A migration that never ends (an infinite recursive query). */
+static void put_slow(void)
+{
+  put("001_init.up.sql", "CREATE TABLE accounts (id INTEGER PRIMARY KEY);\n");
+  put("001_init.down.sql", "DROP TABLE accounts;\n");
+  put("002_slow.up.sql",
+      "CREATE TABLE slow (x);\n"
+      "INSERT INTO slow WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT "
+      "x + 1 FROM c) SELECT max(x) FROM c;\n");
+  put("002_slow.down.sql", "DROP TABLE slow;\n");
+}
+
 static void t_on_done(struct adapter_call *call,
                       const struct adapter_result *res)
 {
@@ -170,6 +182,9 @@ static void migrate(struct fixture *f, struct t_call *t, json_t *with)
   memset(t, 0, sizeof *t);
   t->call.timeout_ms = keep.timeout_ms;
   t->call.redact = keep.redact;
+  t->call.run_dir = keep.run_dir; /* a note's place and visit */
+  t->call.name = keep.name;
+  t->call.entry = keep.entry;
   t->call.loop = &f->loop;
   t->call.desc = &adapter_sql_migrate;
   t->call.inputs = inputs;
@@ -347,24 +362,131 @@ static void test_changed_checksum_refused(void **state)
   end_loop(f);
 }
 
-static void test_failing_migration_keeps_previous_version(void **state)
+/* A failed file rolls back alone; what the call applied before it is
+ * migrated back down before it fails: a failed state is not in the
+ * rollback plan, so nothing else would. */
+static void test_failing_migration_reverts_the_attempt(void **state)
 {
   struct fixture *f = *state;
   struct t_call t = { 0 };
 
   put_three();
   /* its first statement works: the rollback must undo it */
-  put("002_users.up.sql", "CREATE TABLE users (id INTEGER PRIMARY KEY);\n"
-                          "INSERT INTO nope VALUES (1);\n");
+  put("003_orders.up.sql", "CREATE TABLE orders (id INTEGER PRIMARY KEY);\n"
+                           "INSERT INTO nope VALUES (1);\n");
   migrate(f, &t, with_db(NULL));
   assert_int_equal(t.outcome, ADAPTER_FAILED);
   assert_string_equal(t.error,
+                      "migrations/003_orders.up.sql failed: no such table: "
+                      "nope; migrated back to version 0");
+  assert_versions(&t, 0, 0);
+  assert_string_equal(applied(&t), "001_init.up.sql,002_users.up.sql,"
+                                   "002_users.down.sql,001_init.down.sql");
+  assert_string_equal(tables(), "cairn_migrations");
+  assert_string_equal(query("SELECT count(*) FROM cairn_migrations"), "0");
+
+  /* from a version of its own: back to that one, not below */
+  migrate(f, &t, with_db("{\"to\": 1}"));
+  assert_int_equal(t.outcome, ADAPTER_SUCCEEDED);
+  migrate(f, &t, with_db(NULL));
+  assert_int_equal(t.outcome, ADAPTER_FAILED);
+  assert_versions(&t, 1, 1);
+  assert_string_equal(applied(&t), "002_users.up.sql,002_users.down.sql");
+  assert_string_equal(history(), "1:001_init");
+
+  /* the first file fails: nothing to revert, nothing said of it */
+  put("002_users.up.sql", "INSERT INTO nope VALUES (1);\n");
+  migrate(f, &t, with_db(NULL));
+  assert_string_equal(t.error,
                       "migrations/002_users.up.sql failed: no such table: "
                       "nope");
+  assert_versions(&t, 1, 1);
+  assert_string_equal(applied(&t), "");
+  json_decref(t.outputs);
+  end_loop(f);
+}
+
+/* A revert that fails too says where it left the database. */
+static void test_failing_revert_says_where(void **state)
+{
+  struct fixture *f = *state;
+  struct t_call t = { 0 };
+
+  put_three();
+  put("001_init.down.sql", "DROP TABLE accounts; DROP TABLE nope;\n");
+  put("003_orders.up.sql", "INSERT INTO nope VALUES (1);\n");
+  migrate(f, &t, with_db(NULL));
+  assert_int_equal(t.outcome, ADAPTER_FAILED);
+  assert_string_equal(t.error,
+                      "migrations/003_orders.up.sql failed: no such table: "
+                      "nope; migrating back to version 0 failed: "
+                      "migrations/001_init.down.sql failed: no such table: "
+                      "nope (the database is at version 1)");
   assert_versions(&t, 0, 1);
-  assert_string_equal(applied(&t), "001_init.up.sql");
-  assert_string_equal(tables(), "accounts,cairn_migrations");
+  assert_string_equal(applied(&t), "001_init.up.sql,002_users.up.sql,"
+                                   "002_users.down.sql");
   assert_string_equal(history(), "1:001_init");
+  json_decref(t.outputs);
+  end_loop(f);
+}
+
+/* Every attempt of one visit of a state reports the version before the
+ * first: a retry, or the re-run of a resumed run, finds what an earlier
+ * attempt applied (here one cancelled half-way, as a kill -9 of cairn
+ * leaves it), and the default undo goes back to from_version. */
+static void test_from_version_is_the_first_attempts(void **state)
+{
+  struct fixture *f = *state;
+  struct t_call t = { 0 };
+  char note[PATH_MAX + 64];
+  struct stat st;
+
+  put_slow();
+  t.call.run_dir = f->dir;
+  t.call.name = "db.migrate";
+  t.call.entry = 7;
+  t.call.priv = (void *)1; /* migrate(): cancel after 200 ms, in 002 */
+  migrate(f, &t, with_db(NULL));
+  assert_int_equal(t.outcome, ADAPTER_CANCELLED);
+  assert_versions(&t, 0, 1);
+  snprintf(note, sizeof note, "%s/notes/db.migrate.json", f->dir);
+  assert_int_equal(stat(note, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0600);
+
+  /* the next attempt: 002 passes now, 003 fails: back to 0, past what
+   * the first attempt applied */
+  put("002_slow.up.sql", "CREATE TABLE slow (x);\n");
+  put("003_orders.up.sql", "INSERT INTO nope VALUES (1);\n");
+  put("003_orders.down.sql", "DROP TABLE orders;\n");
+  migrate(f, &t, with_db(NULL));
+  assert_int_equal(t.outcome, ADAPTER_FAILED);
+  assert_string_equal(t.error,
+                      "migrations/003_orders.up.sql failed: no such table: "
+                      "nope; migrated back to version 0");
+  assert_versions(&t, 0, 0);
+  assert_string_equal(applied(&t), "002_slow.up.sql,002_slow.down.sql,"
+                                   "001_init.down.sql");
+  assert_string_equal(query("SELECT count(*) FROM cairn_migrations"), "0");
+
+  /* stopped in 002 once more, then it passes: still from 0 */
+  put_slow();
+  t.call.priv = (void *)1;
+  migrate(f, &t, with_db(NULL));
+  assert_int_equal(t.outcome, ADAPTER_CANCELLED);
+  assert_versions(&t, 0, 1);
+  t.call.priv = NULL;
+  put("002_slow.up.sql", "CREATE TABLE slow (x);\n");
+  put("003_orders.up.sql", "CREATE TABLE orders (id INTEGER PRIMARY KEY);\n");
+  migrate(f, &t, with_db(NULL));
+  assert_int_equal(t.outcome, ADAPTER_SUCCEEDED);
+  assert_versions(&t, 0, 3);
+  assert_string_equal(applied(&t), "002_slow.up.sql,003_orders.up.sql");
+
+  /* a later visit of the state (a loop) has a from_version of its own */
+  t.call.entry = 9;
+  migrate(f, &t, with_db("{\"to\": 2}"));
+  assert_int_equal(t.outcome, ADAPTER_SUCCEEDED);
+  assert_versions(&t, 3, 2);
   json_decref(t.outputs);
   end_loop(f);
 }
@@ -518,18 +640,6 @@ static void test_check_rejects_bad_with(void **state)
                          "\"to\": \"{{ self.output.from_version }}\""));
 }
 
-/* A migration that never ends (an infinite recursive query). */
-static void put_slow(void)
-{
-  put("001_init.up.sql", "CREATE TABLE accounts (id INTEGER PRIMARY KEY);\n");
-  put("001_init.down.sql", "DROP TABLE accounts;\n");
-  put("002_slow.up.sql",
-      "CREATE TABLE slow (x);\n"
-      "INSERT INTO slow WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT "
-      "x + 1 FROM c) SELECT max(x) FROM c;\n");
-  put("002_slow.down.sql", "DROP TABLE slow;\n");
-}
-
 static void test_timeout_interrupts(void **state)
 {
   struct fixture *f = *state;
@@ -634,6 +744,132 @@ static void test_psql_argv_has_no_password(void **state)
   end_loop(f);
 }
 
+/* A FAKE psql again, for connect_within: it fails, the way the real one
+ * does, while the file "refusals" still holds a count above 0 (exit 2 and
+ * psql's message: ERR), then reads an empty history and applies. */
+static void fake_psql_refusing(struct fixture *f, const char *err_line,
+                               int refusals)
+{
+  FILE *fp;
+
+  mkdir("bin", 0700);
+  assert_non_null(fp = fopen("bin/psql", "w"));
+  fprintf(fp, "#!/bin/sh\n"
+              "echo x >>%s/tries\n"
+              "n=$(cat %s/refusals)\n"
+              "if [ \"$n\" -gt 0 ]; then\n"
+              "  echo $((n - 1)) >%s/refusals\n"
+              "  echo '%s' >&2\n"
+              "  exit 2\n"
+              "fi\n"
+              "case \"$*\" in *json_build_object*) "
+              "echo '{\"rows\": []}';; esac\n",
+              f->dir, f->dir, f->dir, err_line);
+  fclose(fp);
+  chmod("bin/psql", 0700);
+  assert_non_null(fp = fopen("refusals", "w"));
+  fprintf(fp, "%d\n", refusals);
+  fclose(fp);
+  unlink("tries");
+}
+
+/* How many times the fake psql ran. */
+static int psql_tries(void)
+{
+  FILE *fp = fopen("tries", "r");
+  int n = 0, c;
+
+  if (fp == NULL)
+    return 0;
+  while ((c = fgetc(fp)) != EOF)
+    n += c == '\n';
+  fclose(fp);
+  return n;
+}
+
+static void test_connect_within(void **state)
+{
+  struct fixture *f = *state;
+  struct t_call t = { 0 };
+  char path[PATH_MAX * 2], *old_path = getenv("PATH"), *saved;
+  const char *refused = "psql: error: connection to server at "
+                        "\"127.0.0.1\", port 5 failed: Connection refused\n"
+                        "\tIs the server running on that host and "
+                        "accepting TCP/IP connections?";
+  const char *starting = "psql: error: connection to server at "
+                         "\"127.0.0.1\", port 5 failed: FATAL:  the database "
+                         "system is starting up";
+  const char *password = "psql: error: connection to server at "
+                         "\"127.0.0.1\", port 5 failed: FATAL:  password "
+                         "authentication failed for user \"cairn\"";
+  const char *url = "postgres://cairn@127.0.0.1:5/app?sslmode=disable";
+  uint64_t t0;
+
+  saved = strdup(old_path ? old_path : "/usr/bin:/bin");
+  snprintf(path, sizeof path, "%s/bin:%s", f->dir, saved);
+  setenv("PATH", path, 1);
+  put("001_init.up.sql", "CREATE TABLE a (id int);\n");
+  put("001_init.down.sql", "DROP TABLE a;\n");
+
+  /* refused twice, then starting up once: tried again, every 500 ms */
+  fake_psql_refusing(f, refused, 2);
+  t0 = uv_hrtime();
+  migrate(f, &t, json_pack("{s:s,s:s,s:s}", "dir", "migrations", "db", url,
+                           "connect_within", "10s"));
+  assert_int_equal(t.outcome, ADAPTER_SUCCEEDED);
+  assert_int_equal(psql_tries(), 4); /* 2 refused, the history, 001 */
+  assert_true(uv_hrtime() - t0 >= 1000 * 1000000ULL);
+  fake_psql_refusing(f, starting, 1);
+  migrate(f, &t, json_pack("{s:s,s:s,s:s}", "dir", "migrations", "db", url,
+                           "connect_within", "10s"));
+  assert_int_equal(t.outcome, ADAPTER_SUCCEEDED);
+  assert_int_equal(psql_tries(), 3);
+
+  /* by default, and for what waiting cannot cure, one try */
+  fake_psql_refusing(f, refused, 1);
+  migrate(f, &t, json_pack("{s:s,s:s}", "dir", "migrations", "db", url));
+  assert_int_equal(t.outcome, ADAPTER_FAILED);
+  assert_int_equal(psql_tries(), 1);
+  fake_psql_refusing(f, password, 1);
+  migrate(f, &t, json_pack("{s:s,s:s,s:s}", "dir", "migrations", "db", url,
+                           "connect_within", "10s"));
+  assert_int_equal(t.outcome, ADAPTER_FAILED);
+  assert_int_equal(psql_tries(), 1);
+  assert_string_equal(t.error, "cannot read the history table "
+                               "'cairn_migrations' in 'postgres://cairn@127."
+                               "0.0.1:5/app?sslmode=disable': FATAL:  "
+                               "password authentication failed for user "
+                               "\"cairn\"");
+
+  /* connect_within runs out: the error says how long it tried */
+  fake_psql_refusing(f, refused, 100);
+  migrate(f, &t, json_pack("{s:s,s:s,s:s}", "dir", "migrations", "db", url,
+                           "connect_within", "2s"));
+  assert_int_equal(t.outcome, ADAPTER_FAILED);
+  assert_true(psql_tries() >= 2 && psql_tries() <= 5);
+  assert_non_null(strstr(t.error, "cannot read the history table "
+                                  "'cairn_migrations' in 'postgres://cairn@"
+                                  "127.0.0.1:5/app?sslmode=disable': "
+                                  "connection to server at \"127.0.0.1\", "
+                                  "port 5 failed: Connection refused (tried "));
+
+  /* the state's timeout ends the wait at once */
+  fake_psql_refusing(f, refused, 100);
+  t.call.timeout_ms = 300;
+  t0 = uv_hrtime();
+  migrate(f, &t, json_pack("{s:s,s:s,s:s}", "dir", "migrations", "db", url,
+                           "connect_within", "10s"));
+  assert_int_equal(t.outcome, ADAPTER_TIMED_OUT);
+  assert_string_equal(t.error, "timed out after 300ms (before the "
+                               "database's version was read)");
+  assert_true(uv_hrtime() - t0 < 2000 * 1000000ULL);
+
+  setenv("PATH", saved, 1);
+  free(saved);
+  json_decref(t.outputs);
+  end_loop(f);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -643,7 +879,11 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_changed_checksum_refused, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(
-        test_failing_migration_keeps_previous_version, setup, teardown),
+        test_failing_migration_reverts_the_attempt, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_failing_revert_says_where, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_from_version_is_the_first_attempts,
+                                    setup, teardown),
     cmocka_unit_test_setup_teardown(test_failing_down_keeps_version, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_bad_folders, setup, teardown),
@@ -654,6 +894,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_cancel_interrupts, setup, teardown),
     cmocka_unit_test_setup_teardown(test_psql_argv_has_no_password, setup,
                                     teardown),
+    cmocka_unit_test_setup_teardown(test_connect_within, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

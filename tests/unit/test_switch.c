@@ -4,7 +4,9 @@
  * answers, so the confirmation hangs: a cancel must end the switch at
  * once (the include restored, nginx reloaded back), not after the
  * request in flight gives up; a cancel while nginx -t hangs stops its
- * group. tests/cli/t0014-switch.sh runs a real nginx. */
+ * group. A second attempt of the same visit of a state (a retry, a
+ * resumed run) reports as `from` the colour live before the first, in
+ * both modes. tests/cli/t0014-switch.sh runs a real nginx. */
 #include "adapter_harness.h"
 
 #include <netinet/in.h>
@@ -62,6 +64,7 @@ static int switch_teardown(void **state)
   close(silent_fd);
   h_cancel_when = NULL;
   h_grace_ms = 0;
+  h_entry = 0;
   return h_teardown(state);
 }
 
@@ -145,12 +148,118 @@ static void test_cancel_during_nginx_test(void **state)
   h_release(&r);
 }
 
+static const char blue_inc[] = "# cairn switch.blue-green: blue\n"
+                                "server 127.0.0.1:1;\n";
+static const char green_inc[] = "# cairn switch.blue-green: green\n"
+                                "server 127.0.0.1:2;\n";
+
+/* A switch that ran, then cairn died before it was journaled: the
+ * resumed run switches again (a retry too), and finds green live. Its
+ * `from` is still blue, what the first attempt found, so the default
+ * undo switches back to blue. A later visit of the state (a loop) is
+ * told apart by its entry. */
+static void test_from_is_the_first_attempts(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char with[2 * PATH_MAX + 512], *inc, *calls;
+
+  snprintf(with, sizeof with,
+           "{\"to\": \"green\", \"mode\": \"nginx\", \"include\": "
+           "\"%s/live.inc\", \"upstreams\": {\"blue\": \"127.0.0.1:1\", "
+           "\"green\": \"127.0.0.1:2\"}, \"nginx\": \"%s/nginx\"}",
+           f->dir, f->dir);
+  h_entry = 41;
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_string_equal(h_str(&r, "from"), "blue");
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_string_equal(h_str(&r, "from"), "blue");
+  assert_string_equal(h_str(&r, "to"), "green");
+  assert_non_null(strstr(r.tail, "the state's first attempt found blue "
+                                 "live: from stays blue"));
+  inc = h_read(f, "live.inc");
+  assert_string_equal(inc, green_inc);
+  free(inc);
+
+  /* and when its confirmation fails, it puts blue's include back, not
+   * the green one it found */
+  switch_with(f, with, sizeof with);
+  h_cancel_when = after_300ms;
+  started_ns = uv_hrtime();
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_CANCELLED);
+  assert_non_null(strstr(r.error, "switched back to blue"));
+  assert_string_equal(h_str(&r, "from"), "blue");
+  inc = h_read(f, "live.inc");
+  assert_string_equal(inc, blue_inc);
+  free(inc);
+  h_cancel_when = NULL;
+
+  /* a later visit: what it finds */
+  h_write(f, "live.inc", green_inc, 0644);
+  h_entry = 57;
+  snprintf(with, sizeof with,
+           "{\"to\": \"blue\", \"mode\": \"nginx\", \"include\": "
+           "\"%s/live.inc\", \"upstreams\": {\"blue\": \"127.0.0.1:1\", "
+           "\"green\": \"127.0.0.1:2\"}, \"nginx\": \"%s/nginx\"}",
+           f->dir, f->dir);
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_string_equal(h_str(&r, "from"), "green");
+  calls = h_read(f, "calls");
+  assert_string_equal(calls, "-t\n-s reload\n-t\n-s reload\n-t\n-s reload\n"
+                             "-s reload\n-t\n-s reload\n");
+  free(calls);
+  h_release(&r);
+}
+
+/* The same in symlink mode. */
+static void test_symlink_from_is_the_first_attempts(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char with[4 * PATH_MAX], link[PATH_MAX + 16], blue[PATH_MAX + 16],
+      green[PATH_MAX + 16], target[PATH_MAX];
+  ssize_t n;
+
+  snprintf(link, sizeof link, "%s/live", f->dir);
+  snprintf(blue, sizeof blue, "%s/blue", f->dir);
+  snprintf(green, sizeof green, "%s/green", f->dir);
+  assert_int_equal(mkdir(blue, 0700), 0);
+  assert_int_equal(mkdir(green, 0700), 0);
+  assert_int_equal(symlink(blue, link), 0);
+  snprintf(with, sizeof with,
+           "{\"to\": \"green\", \"link\": \"%s\", \"targets\": "
+           "{\"blue\": \"%s\", \"green\": \"%s\"}}", link, blue, green);
+  h_entry = 3;
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  assert_string_equal(h_str(&r, "from"), "blue");
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_string_equal(h_str(&r, "from"), "blue");
+  assert_non_null(strstr(r.tail, "already points at green"));
+  n = readlink(link, target, sizeof target - 1);
+  assert_true(n > 0);
+  target[n] = '\0';
+  assert_string_equal(target, green);
+  h_entry = 4;
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  assert_string_equal(h_str(&r, "from"), "green");
+  h_release(&r);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_cancel_during_confirm, switch_setup,
                                     switch_teardown),
     cmocka_unit_test_setup_teardown(test_cancel_during_nginx_test,
+                                    switch_setup, switch_teardown),
+    cmocka_unit_test_setup_teardown(test_from_is_the_first_attempts,
+                                    switch_setup, switch_teardown),
+    cmocka_unit_test_setup_teardown(test_symlink_from_is_the_first_attempts,
                                     switch_setup, switch_teardown),
   };
 
