@@ -268,9 +268,11 @@ extern const struct adapter_desc adapter_sql_migrate;
  * plus `env`) and writes a pid file (pid, pgid, start time, argv, log,
  * boot id). A pid file naming a live process with the same start time and
  * argv makes it a no-op with the same outputs; one naming a live process
- * with another argv fails. With `wait` it fails, with the service log's
- * last lines as tail, when the service is not alive after that long.
- * Default undo: process.stop of its pid_file.
+ * with another argv fails. With `port` it fails before starting anything
+ * when a socket listens on that TCP port already (common/listen.h; a
+ * service it adopts is not checked). With `wait` it fails, with the
+ * service log's last lines as tail, when the service is not alive after
+ * that long. Default undo: process.stop of its pid_file.
  * process.stop: SIGTERM (and SIGCONT) to the group, polls on the loop for
  * up to `grace`, then SIGKILL; a gone process, or a pid now owned by a
  * process with another start time (never signalled), is success with

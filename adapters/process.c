@@ -20,6 +20,7 @@
 #include "adapters/job.h"
 #include "adapters/spawn.h"
 #include "common/file.h"
+#include "common/listen.h"
 #include "common/proc.h"
 
 #include <errno.h>
@@ -406,6 +407,7 @@ static int start_start(struct adapter_call *call, struct cairn_error *err)
   json_t *argv = adapter__input(in, "argv");
   json_t *env = adapter__input(in, "env");
   json_t *waitv = adapter__input(in, "wait");
+  json_t *portv;
   const char *cwd = adapter__input_str(in, "cwd");
   struct proc_run *r;
   const char **args = NULL;
@@ -425,6 +427,8 @@ static int start_start(struct adapter_call *call, struct cairn_error *err)
                              "input 'argv' must be a non-empty list of "
                              "strings");
   }
+  if ((rc = adapter__check_port(in, err)) < 0)
+    return rc;
   if ((r = run_create(call, 1)) == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   if ((rc = path_or_default(r->pid_file, sizeof r->pid_file,
@@ -446,6 +450,25 @@ static int start_start(struct adapter_call *call, struct cairn_error *err)
     start_outputs(r);
     finish(r, ADAPTER_SUCCEEDED);
     return 0;
+  }
+
+  /* Only for a process about to start, never one adopted above: a
+   * service on its port that dies at once ("address already in use")
+   * after `wait`, while a ready check gets its answers from the old one,
+   * would pass for started. */
+  if ((portv = adapter__input(in, "port")) != NULL) {
+    int port = (int)json_integer_value(portv), taken = 0;
+    if (cairn_tcp_listening(port, &taken, &ferr) < 0) {
+      snprintf(r->error, sizeof r->error, "%s", ferr.msg);
+      goto failed;
+    }
+    if (taken) {
+      snprintf(r->error, sizeof r->error,
+               "port %d is already taken (something listens on it); stop "
+               "what holds it or choose another port",
+               port);
+      goto failed;
+    }
   }
 
   args = calloc(json_array_size(argv) + 1, sizeof *args);
@@ -724,7 +747,9 @@ static void proc_cancel(struct adapter_call *call)
 
 static int start_check_with(json_t *with, struct cairn_error *err)
 {
-  return adapter__check_env_names(adapter__input(with, "env"), err);
+  int rc = adapter__check_env_names(adapter__input(with, "env"), err);
+
+  return rc < 0 ? rc : adapter__check_port(with, err);
 }
 
 static int stop_check_with(json_t *with, struct cairn_error *err)
@@ -753,6 +778,9 @@ static const struct adapter_input start_inputs[] = {
     "folder made 0700 if missing)" },
   { "wait", ADAPTER_T_DURATION, 0, NULL,
     "fail if the service is not alive after this long" },
+  { "port", ADAPTER_T_INTEGER, 0, NULL,
+    "the TCP port it will listen on: fail, before starting it, when "
+    "something listens there already (not when adopting it)" },
   { NULL, 0, 0, NULL, NULL },
 };
 
