@@ -1,0 +1,123 @@
+#!/bin/bash
+# t0045-stdlib-services: rollout.yaml and blue-green.yaml with the example
+# service and a real nginx from Debian on free loopback ports. A release
+# whose port an older process holds (and which would die of "address
+# already in use" only after its wait, while the checks got their answers
+# from the old process) is refused before it starts, and the old process
+# is left as it was.
+. "$(dirname "$0")/lib.sh"
+. "$CAIRN_TEST_LIB_DIR/netlib.sh"
+
+: "${PYAIRTABLE_SERVICE_BIN:=${CAIRN_BUILDDIR:-$CAIRN_SRCDIR/build}/examples/pyairtable-local/service/pyairtable-service}"
+[ -x "$PYAIRTABLE_SERVICE_BIN" ] ||
+  _cairn_test_bail "no pyairtable-service at $PYAIRTABLE_SERVICE_BIN (build first)"
+command -v curl >/dev/null || test_skip_all "curl is not installed"
+net_need_nginx || test_skip_all "nginx is not installed (apt-get install nginx)"
+export CAIRN_WORKFLOWS=$CAIRN_SRCDIR/workflows
+WF=$CAIRN_SRCDIR/workflows
+SVC=$PYAIRTABLE_SERVICE_BIN
+export JWT_SECRET=jwt-test
+
+P_NGINX=$(free_port) && P_BLUE=$(free_port) && P_GREEN=$(free_port) ||
+  _cairn_test_bail "no free port"
+while [ "$P_BLUE" = "$P_NGINX" ]; do P_BLUE=$(free_port); done
+while [ "$P_GREEN" = "$P_NGINX" ] || [ "$P_GREEN" = "$P_BLUE" ]; do P_GREEN=$(free_port); done
+NX=$TRASH/nginx
+BG=$TRASH/bg
+
+pid_of() { jq -r .pid "$1"; }
+
+# Everything a test started: the services by their pid files (cairn's and
+# the tests' own), then nginx and the rest of netlib's.
+stop_all() { # keeps $? for _cairn_test_exit
+  local st=$? f
+  for f in "$BG"/*.pid "$TRASH"/svc/*.pid "$TRASH"/*.pid; do
+    [ -e "$f" ] && net_stop "$(pid_of "$f" 2>/dev/null || cat "$f")"
+  done
+  net_stop_all
+  return $st
+}
+trap 'stop_all; _cairn_test_exit' EXIT
+
+# An older process of the service on PORT, started by hand (no pid file
+# of cairn's): answers /health as NAME, release 0.9.0. Its pid in
+# ID.pid.
+old_process() { # ID NAME PORT
+  "$SVC" --name "$2" --port "$3" --release 0.9.0 </dev/null >"$1.out" 2>&1 &
+  echo $! >"$1.pid"
+  net_pids+=("$!")
+  wait_listening "$3"
+}
+
+# The argv of a release that dies of a taken port 0.6 s after it started,
+# after process.start's wait: as a service that sets itself up first does.
+slow_argv() { # NAME PORT RELEASE
+  printf '["sh","-c","sleep 0.6; exec \\"$0\\" \\"$@\\"","%s","--name","%s","--port","%s","--release","%s"]' \
+    "$SVC" "$1" "$2" "$3"
+}
+argv() { # NAME PORT RELEASE
+  printf '["%s","--name","%s","--port","%s","--release","%s"]' "$SVC" "$1" "$2" "$3"
+}
+
+# served: what nginx serves, "NAME RELEASE", within 5 s of a change (after
+# a reload the old workers may take a request or two).
+served_is() { # NAME RELEASE
+  local got=
+  for _ in $(seq 50); do
+    got=$(curl -fsS --max-time 2 "http://127.0.0.1:$P_NGINX/health" 2>/dev/null |
+          jq -r '.service + " " + .version' 2>/dev/null) || got=
+    [ "$got" = "$1 $2" ] && return 0
+    sleep 0.1
+  done
+  echo "nginx serves '${got:-nothing}', not '$1 $2'"
+  return 1
+}
+
+# bg COLOUR RELEASE [ARGV-JSON] [cairn run args...]: blue-green.yaml for
+# api-COLOUR behind nginx.
+bg() {
+  local c=$1 rel=$2 p=$P_BLUE a
+  shift 2
+  [ "$c" = green ] && p=$P_GREEN
+  a=$(argv "api-$c" "$p" "$rel")
+  case ${1:-} in '['*) a=$1; shift ;; esac
+  cairn run "$WF/blue-green.yaml" --set colour="$c" --set name="api-$c" \
+    --set port="$p" --set argv="$a" --set env="{\"JWT_SECRET\":\"$JWT_SECRET\"}" \
+    --set dir="$BG" --set within=5s \
+    --set upstreams="{\"blue\":\"127.0.0.1:$P_BLUE\",\"green\":\"127.0.0.1:$P_GREEN\"}" \
+    --set include="$NX/live.conf" --set nginx_conf="$NX/nginx.conf" \
+    --set nginx_prefix="$NX" --set router_url="http://127.0.0.1:$P_NGINX/health" "$@"
+}
+
+test_expect_success 'nginx up; the first blue-green deploy makes blue 1.0.0 live' '
+  nginx_start "$NX" "
+  upstream app { server 127.0.0.1:9 down; include $NX/[l]ive.conf; }
+  server { listen 127.0.0.1:$P_NGINX; location / { proxy_pass http://app; } }" &&
+  bg blue 1.0.0 >out 2>&1 &&
+  served_is api-blue 1.0.0 &&
+  test_grep "# cairn switch.blue-green: blue" "$NX/live.conf"
+'
+
+test_expect_success 'blue-green: an old process on the new colour'\''s port: refused, nothing started' '
+  old_process oldgreen api-green "$P_GREEN" &&
+  test_must_fail_with 1 bg green 1.1.0 "$(slow_argv api-green "$P_GREEN" 1.1.0)" >out 2>&1 &&
+  test_grep -F "state '\''start'\'' failed: port $P_GREEN is already taken (something listens on it); stop what holds it or choose another port" out &&
+  test_path_is_missing "$BG/api-green.pid" &&
+  served_is api-blue 1.0.0 &&
+  proc_alive "$(cat oldgreen.pid)" &&
+  net_stop "$(cat oldgreen.pid)" && rm oldgreen.pid
+'
+
+test_expect_success 'rollout: an old process on a service'\''s port: refused, the layer rolled back' '
+  P1=$(free_port) && P2=$(free_port) &&
+  old_process oldweb web "$P2" &&
+  test_must_fail_with 1 cairn run "$WF/rollout.yaml" --set dir="$TRASH/svc" \
+    --set services="[{\"name\":\"api\",\"port\":$P1,\"argv\":$(argv api "$P1" 1.1.0)},{\"name\":\"web\",\"port\":$P2,\"argv\":$(slow_argv web "$P2" 1.1.0)}]" >out 2>&1 &&
+  test_grep -F "state '\''start/web'\'' failed: port $P2 is already taken (something listens on it); stop what holds it or choose another port" out &&
+  test_path_is_missing svc/web.pid && test_path_is_missing svc/api.pid &&
+  proc_alive "$(cat oldweb.pid)" &&
+  curl -fsS "http://127.0.0.1:$P2/health" | jq -e ".version == \"0.9.0\"" &&
+  net_stop "$(cat oldweb.pid)" && rm oldweb.pid
+'
+
+test_done
