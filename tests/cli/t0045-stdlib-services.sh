@@ -120,4 +120,111 @@ test_expect_success 'rollout: an old process on a service'\''s port: refused, th
   net_stop "$(cat oldweb.pid)" && rm oldweb.pid
 '
 
+# blue-green.yaml used by a deploy whose later step fails (fail=yes): the
+# rollback undoes what blue-green did.
+write_workflow outer.yaml <<EOF
+cairn: 1
+name: outer
+params:
+  colour: {}
+  port: { type: integer }
+  release: {}
+  fail: { default: "" }
+start: bg
+states:
+  bg:
+    use: cairn:blue-green.yaml
+    with:
+      colour: "{{ params.colour }}"
+      name: "api-{{ params.colour }}"
+      port: "{{ params.port }}"
+      argv: ["$SVC", --name, "api-{{ params.colour }}", --port, "{{ '' + params.port }}",
+             --release, "{{ params.release }}"]
+      env: { JWT_SECRET: "$JWT_SECRET" }
+      dir: "$BG"
+      within: 5s
+      upstreams: { blue: "127.0.0.1:$P_BLUE", green: "127.0.0.1:$P_GREEN" }
+      include: "$NX/live.conf"
+      nginx_conf: "$NX/nginx.conf"
+      nginx_prefix: "$NX"
+      router_url: "http://127.0.0.1:$P_NGINX/health"
+    next: after
+  after:
+    do: exec
+    with: { shell: "test '{{ params.fail }}' != yes" }
+    next: done
+  done: { succeed: true }
+EOF
+
+# started: the states of the last run that started an action
+started() {
+  q "SELECT DISTINCT state FROM events WHERE run_id = '$(last_run)'
+     AND kind = 'action.started' ORDER BY seq"
+}
+
+# Deploying the live colour again: its start adopted the live process,
+# the switch went blue to blue, and the rollback of a later failure
+# stopped what served (nginx 502).
+test_expect_success 'blue-green refuses the live colour, before starting anything' '
+  blue=$(pid_of "$BG/api-blue.pid") &&
+  test_must_fail_with 1 cairn run outer.yaml --set colour=blue --set port="$P_BLUE" \
+    --set release=1.0.0 --set fail=yes >out 2>&1 &&
+  test_grep -F "reached fail state '\''bg/colour_is_live'\'': colour '\''blue'\'' is the live one (the include '\''$NX/live.conf'\'' names it): deploying it would stop what serves; deploy the idle colour (green) instead; rolled back: nothing to undo" out &&
+  started >actual && echo bg/live >expect && test_cmp expect actual &&
+  test "$(pid_of "$BG/api-blue.pid")" = "$blue" && proc_alive "$blue" &&
+  served_is api-blue 1.0.0 &&
+  # alone, with another release: the same
+  test_must_fail_with 1 bg blue 2.0.0 >out 2>&1 &&
+  test_grep -F "reached fail state '\''colour_is_live'\'': colour '\''blue'\'' is the live one" out &&
+  test "$(pid_of "$BG/api-blue.pid")" = "$blue" && proc_alive "$blue" &&
+  served_is api-blue 1.0.0
+'
+
+# blue_live: blue 1.0.0 (the first test's) is what nginx serves, green
+# runs nothing
+blue_live() {
+  if [ -e "$BG/api-green.pid" ]; then
+    net_stop "$(pid_of "$BG/api-green.pid")" && rm -f "$BG/api-green.pid"
+  fi
+  printf '# cairn switch.blue-green: blue\nserver 127.0.0.1:%s;\n' "$P_BLUE" >"$NX/live.conf" &&
+  nginx -p "$NX" -c "$NX/nginx.conf" -s reload 2>/dev/null &&
+  served_is api-blue 1.0.0
+}
+
+# After its switch the new colour is live: the refusal must not stop a
+# resumed run there (it is checked once, as the run enters the workflow).
+test_expect_success 'a run killed after any commit resumes to the new colour, the old one untouched' '
+  blue=$(pid_of "$BG/api-blue.pid") && k=1 && resumed=0 && switched=0 &&
+  while :; do
+    blue_live && n0=$(q "SELECT count(*) FROM runs") &&
+    st=0 && CAIRN_TEST_KILL_AFTER_COMMIT=$k bg green 1.2.0 >run.out 2>&1 || st=$? &&
+    if [ "$st" -ne 137 ]; then
+      test "$st" -eq 0 || { echo "kill after $k: the run exited $st"; cat run.out; return 1; }
+      break
+    fi &&
+    if [ "$(q "SELECT count(*) FROM runs")" = "$n0" ]; then
+      k=$((k + 1)) && continue # killed before the run began
+    fi &&
+    run=$(last_run) &&
+    case $(q "SELECT status FROM runs WHERE id = '\''$run'\''") in
+    running)
+      q "SELECT '\''kill after '\'' || $k || '\'': '\'' || group_concat(state, '\'' '\'')
+         FROM events WHERE run_id = '\''$run'\'' AND kind = '\''action.finished'\''" &&
+      switched=$((switched + $(q "SELECT count(*) FROM events WHERE run_id = '\''$run'\''
+                                  AND kind = '\''action.finished'\'' AND state = '\''switch'\''"))) &&
+      cairn resume "$run" >res.out 2>&1 ||
+        { echo "kill after $k: resume failed"; cat res.out; return 1; }
+      resumed=$((resumed + 1)) ;;
+    succeeded) ;;
+    *) echo "kill after $k: run $run is $(q "SELECT status FROM runs WHERE id = '\''$run'\''")"
+       return 1 ;;
+    esac &&
+    served_is api-green 1.2.0 &&
+    test "$(pid_of "$BG/api-blue.pid")" = "$blue" && proc_alive "$blue" &&
+    k=$((k + 1)) || return 1
+  done &&
+  echo "$resumed runs resumed ($switched after the switch); the run ended after commit $k" &&
+  test "$resumed" -ge 5 && test "$switched" -ge 1
+'
+
 test_done
