@@ -278,7 +278,9 @@ extern const struct adapter_desc adapter_sql_migrate;
  * process with another start time (never signalled), is success with
  * stopped false. A live pid whose start time is unknown (no proc_start)
  * is never signalled: that fails; so does a pgid that is not the pid's
- * own group, is 1 or is cairn's. Removes the pid file. */
+ * own group, is 1 or is cairn's. Removes the pid file. With keep_argv
+ * (and pid_file), a live process running exactly that argv is left
+ * running, its pid file too: success, stopped false, kept true. */
 extern const struct adapter_desc adapter_process_start;
 extern const struct adapter_desc adapter_process_stop;
 

@@ -551,6 +551,7 @@ fail:
 static void stop_done(struct proc_run *r)
 {
   json_object_set_new(r->outputs, "stopped", json_boolean(r->stopped));
+  json_object_set_new(r->outputs, "kept", json_false());
   json_object_set_new(r->outputs, "signal", json_string(r->signal));
   json_object_set_new(r->outputs, "pid", json_integer(r->pid));
   if (!r->is_start && r->pid_file[0]) {
@@ -653,6 +654,7 @@ static int stop_start(struct adapter_call *call, struct cairn_error *err)
   json_t *in = call->inputs;
   const char *pf = adapter__input_str(in, "pid_file");
   json_t *gv = adapter__input(in, "grace");
+  json_t *keep = adapter__input(in, "keep_argv");
   struct proc_run *r;
   int64_t now_start = 0;
   int rc;
@@ -679,6 +681,20 @@ static int stop_start(struct adapter_call *call, struct cairn_error *err)
     r->pid = pi.pid;
     r->pgid = pi.pgid;
     r->proc_start = pi.proc_start;
+    if (keep != NULL && cairn_proc_alive(pi.pid, pi.proc_start) &&
+        json_equal(json_object_get(pi.doc, "argv"), keep)) {
+      /* what the caller is about to start runs already: process.start
+       * adopts it, no restart */
+      json_decref(pi.doc);
+      step_note(r, "process.stop: left running: pid %d runs keep_argv",
+                r->pid);
+      json_object_set_new(r->outputs, "stopped", json_false());
+      json_object_set_new(r->outputs, "kept", json_true());
+      json_object_set_new(r->outputs, "signal", json_string(""));
+      json_object_set_new(r->outputs, "pid", json_integer(r->pid));
+      finish(r, ADAPTER_SUCCEEDED);
+      return 0;
+    }
     json_decref(pi.doc);
   } else {
     r->pid = r->pgid = (int)json_integer_value(adapter__input(in, "pid"));
@@ -761,6 +777,10 @@ static int stop_check_with(json_t *with, struct cairn_error *err)
   if (adapter__input(with, "pid_file") && adapter__input(with, "pid"))
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "'pid_file' and 'pid' cannot be used together");
+  if (adapter__input(with, "keep_argv") && adapter__input(with, "pid"))
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "'keep_argv' needs 'pid_file' (the argv is read "
+                           "from it), not 'pid'");
   return 0;
 }
 
@@ -818,11 +838,15 @@ static const struct adapter_input stop_inputs[] = {
     "reused and nothing is signalled" },
   { "grace", ADAPTER_T_DURATION, 0, "\"10s\"",
     "how long after SIGTERM to send SIGKILL" },
+  { "keep_argv", ADAPTER_T_ARGV, 0, NULL,
+    "with pid_file: leave the process running when it runs this very argv "
+    "(a process.start of it that follows adopts it)" },
   { NULL, 0, 0, NULL, NULL },
 };
 
 static const struct adapter_output stop_outputs[] = {
-  { "stopped", "boolean", "false when it was already gone" },
+  { "stopped", "boolean", "false when it was already gone (or kept)" },
+  { "kept", "boolean", "true when left running: it runs keep_argv" },
   { "signal", "string", "SIGTERM, SIGKILL, or \"\" when nothing was sent" },
   { "pid", "integer", "the pid it stopped (or found gone)" },
   { NULL, NULL, NULL },

@@ -4,7 +4,13 @@
 # whose port an older process holds (and which would die of "address
 # already in use" only after its wait, while the checks got their answers
 # from the old process) is refused before it starts, and the old process
-# is left as it was.
+# is left as it was. blue-green.yaml refuses the live colour before it
+# starts or stops anything (a later failure's rollback used to stop what
+# served); a run killed after any of its commits resumes to the new colour
+# live, the refusal notwithstanding; a deploy stops the older release
+# left in the idle colour (it used to fail on its pid file) but keeps the
+# very release an earlier step started there; the rollback of such a
+# deploy leaves the live colour serving.
 . "$(dirname "$0")/lib.sh"
 . "$CAIRN_TEST_LIB_DIR/netlib.sh"
 
@@ -225,6 +231,53 @@ test_expect_success 'a run killed after any commit resumes to the new colour, th
   done &&
   echo "$resumed runs resumed ($switched after the switch); the run ended after commit $k" &&
   test "$resumed" -ge 5 && test "$switched" -ge 1
+'
+
+# The idle colour still runs the release an older deploy left there:
+# deploying blue 1.0.0, green, then blue 2.0.0 failed on blue's pid file.
+test_expect_success 'a deploy stops what an older deploy left in the idle colour' '
+  blue=$(pid_of "$BG/api-blue.pid") && green=$(pid_of "$BG/api-green.pid") &&
+  served_is api-green 1.2.0 &&
+  bg blue 2.0.0 >out 2>&1 && last_run >blue2.run &&
+  served_is api-blue 2.0.0 &&
+  ! proc_alive "$blue" && test "$(pid_of "$BG/api-blue.pid")" != "$blue" &&
+  proc_alive "$green" && test "$(pid_of "$BG/api-green.pid")" = "$green" &&
+  q "SELECT json_extract(payload, '\''$.outputs.stopped'\'') FROM events
+     WHERE run_id = '\''$(last_run)'\'' AND kind = '\''action.finished'\''
+     AND state = '\''retire'\''" >actual &&
+  echo 1 >expect && test_cmp expect actual
+'
+
+# What retire stopped cannot be started again: after the rollback the
+# live colour serves on and the idle one runs nothing.
+test_expect_success 'the rollback of such a deploy: the live colour serves on, the idle one runs nothing' '
+  blue=$(pid_of "$BG/api-blue.pid") && green=$(pid_of "$BG/api-green.pid") &&
+  test_must_fail_with 1 cairn run outer.yaml --set colour=green --set port="$P_GREEN" \
+    --set release=3.0.0 --set fail=yes >out 2>&1 &&
+  test_grep "rolled back: bg/switch, bg/start$" out &&
+  served_is api-blue 2.0.0 &&
+  proc_alive "$blue" && test "$(pid_of "$BG/api-blue.pid")" = "$blue" &&
+  ! proc_alive "$green" && test_path_is_missing "$BG/api-green.pid" &&
+  # undoing the deploy that made blue live would switch back to green,
+  # where nothing answers: the switch puts nginx back and fails
+  test_must_fail_with 6 cairn rollback "$(cat blue2.run)" >out 2>&1 &&
+  test_grep "rollback failed" out &&
+  served_is api-blue 2.0.0 && proc_alive "$blue"
+'
+
+# As in the example: an earlier step of the deploy started the idle
+# colour's release already (rollout.yaml, same pid file and argv).
+test_expect_success 'the release an earlier step started in the idle colour is kept, not restarted' '
+  cairn run "$WF/rollout.yaml" --set dir="$BG" --set env="{\"JWT_SECRET\":\"$JWT_SECRET\"}" \
+    --set services="[{\"name\":\"api-green\",\"port\":$P_GREEN,\"argv\":$(argv api-green "$P_GREEN" 3.0.0)}]" >out 2>&1 &&
+  green=$(pid_of "$BG/api-green.pid") &&
+  bg green 3.0.0 >out 2>&1 &&
+  served_is api-green 3.0.0 &&
+  test "$(pid_of "$BG/api-green.pid")" = "$green" && proc_alive "$green" &&
+  q "SELECT json_extract(payload, '\''$.outputs.kept'\'') FROM events
+     WHERE run_id = '\''$(last_run)'\'' AND kind = '\''action.finished'\''
+     AND state = '\''retire'\''" >actual &&
+  echo 1 >expect && test_cmp expect actual
 '
 
 test_done

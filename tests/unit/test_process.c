@@ -1,8 +1,9 @@
 /* process.start and process.stop on a real loop with real processes: a
  * detached start, an idempotent second start, a stop by SIGTERM and by
  * SIGKILL after the grace, a gone process, a reused pid that must not be
- * signalled, a service that dies at once, and a port something listens
- * on already (refused, unless the service is adopted). */
+ * signalled, a service that dies at once, a port something listens on
+ * already (refused, unless the service is adopted), and a stop that keeps
+ * the argv about to be started. */
 #include "adapter_harness.h"
 
 #include <arpa/inet.h>
@@ -330,6 +331,42 @@ static void test_port_taken(void **state)
   h_release(&r);
 }
 
+static void test_stop_keep_argv(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char with[PATH_MAX + 96], pf[PATH_MAX + 16];
+  int pid;
+
+  h_run(f, &adapter_process_start, "svc", "{\"argv\": [\"sleep\", \"300\"]}",
+        &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  pid = (int)h_int(&r, "pid");
+  snprintf(pf, sizeof pf, "%s/svc.pid", f->dir);
+
+  /* the argv about to be started: left running, pid file and all */
+  snprintf(with, sizeof with,
+           "{\"pid_file\": \"%s\", \"keep_argv\": [\"sleep\", \"300\"]}", pf);
+  h_run(f, &adapter_process_stop, "stop", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_true(json_is_true(json_object_get(r.outputs, "kept")));
+  assert_false(json_is_true(json_object_get(r.outputs, "stopped")));
+  assert_int_equal(h_int(&r, "pid"), pid);
+  assert_true(alive(pid));
+  assert_int_equal(access(pf, F_OK), 0);
+
+  /* an older release: stopped */
+  snprintf(with, sizeof with,
+           "{\"pid_file\": \"%s\", \"keep_argv\": [\"sleep\", \"301\"]}", pf);
+  h_run(f, &adapter_process_stop, "stop", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_false(json_is_true(json_object_get(r.outputs, "kept")));
+  assert_true(json_is_true(json_object_get(r.outputs, "stopped")));
+  assert_false(alive(pid));
+  assert_int_equal(access(pf, F_OK), -1);
+  h_release(&r);
+}
+
 static void test_inputs(void **state)
 {
   struct cairn_error err = { 0 };
@@ -346,6 +383,12 @@ static void test_inputs(void **state)
                    CAIRN_E_INVAL);
   assert_string_equal(err.msg,
                       "input 'port' must be between 1 and 65535, not 70000");
+  json_decref(w);
+  w = json_loads("{\"pid\": 5, \"keep_argv\": [\"x\"]}", 0, NULL);
+  assert_int_equal(adapter_check_with(&adapter_process_stop, w, &bad, &err),
+                   CAIRN_E_INVAL);
+  assert_string_equal(err.msg, "'keep_argv' needs 'pid_file' (the argv is "
+                               "read from it), not 'pid'");
   json_decref(w);
   assert_string_equal(adapter_process_start.undo_adapter, "process.stop");
   assert_ptr_equal(adapter_find("process.start"), &adapter_process_start);
@@ -365,6 +408,7 @@ int main(void)
                                     h_teardown),
     cmocka_unit_test_setup_teardown(test_dies_at_once, h_setup, h_teardown),
     cmocka_unit_test_setup_teardown(test_port_taken, h_setup, h_teardown),
+    cmocka_unit_test_setup_teardown(test_stop_keep_argv, h_setup, h_teardown),
     cmocka_unit_test(test_inputs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
