@@ -19,7 +19,6 @@ PIDS=$TRASH/pids.txt
 cleanup_pids() { # keeps $? for _cairn_test_exit
   local st=$?
   while read -r p; do kill -9 "$p" 2>/dev/null; done <"$PIDS"
-  net_stop_all
   return $st
 }
 trap 'cleanup_pids; _cairn_test_exit' EXIT
@@ -260,7 +259,7 @@ EOF
 
 test_expect_success 'process.start with port: refused while something listens there' '
   P=$(free_port) && touch go &&
-  listen_silent "$P" && wait_listening "$P" &&
+  listen_silent "$P" && echo "$LISTEN_PID" >>"$PIDS" && wait_listening "$P" &&
   test_must_fail_with 1 cairn run port.yaml --set port="$P" >out.txt 2>&1 &&
   test_grep -F "state '\''svc'\'' failed: port $P is already taken (something listens on it); stop what holds it or choose another port" out.txt &&
   test_path_is_missing port.pid &&

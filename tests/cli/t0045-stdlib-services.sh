@@ -33,14 +33,14 @@ BG=$TRASH/bg
 
 pid_of() { jq -r .pid "$1"; }
 
-# Everything a test started: the services by their pid files (cairn's and
-# the tests' own), then nginx and the rest of netlib's.
+# Everything a test started, by its pid file: the services (cairn's pid
+# files and the tests' own) and nginx. Tests run in subshells: netlib's
+# list of pids does not reach this one.
 stop_all() { # keeps $? for _cairn_test_exit
   local st=$? f
-  for f in "$BG"/*.pid "$TRASH"/svc/*.pid "$TRASH"/*.pid; do
-    [ -e "$f" ] && net_stop "$(pid_of "$f" 2>/dev/null || cat "$f")"
+  for f in "$BG"/*.pid "$TRASH"/svc/*.pid "$TRASH"/*.pid "$NX/nginx.pid"; do
+    [ -s "$f" ] && net_stop "$(jq -r 'if type == "object" then .pid else . end' "$f")"
   done
-  net_stop_all
   return $st
 }
 trap 'stop_all; _cairn_test_exit' EXIT
@@ -51,7 +51,6 @@ trap 'stop_all; _cairn_test_exit' EXIT
 old_process() { # ID NAME PORT
   "$SVC" --name "$2" --port "$3" --release 0.9.0 </dev/null >"$1.out" 2>&1 &
   echo $! >"$1.pid"
-  net_pids+=("$!")
   wait_listening "$3"
 }
 
