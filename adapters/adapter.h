@@ -284,15 +284,19 @@ extern const struct adapter_desc adapter_sql_migrate;
  * plus `env`) and writes a pid file (pid, pgid, start time, argv, log,
  * boot id). A pid file naming a live process with the same start time and
  * argv makes it a no-op with the same outputs; one naming a live process
- * with another argv fails. With `wait` it fails, with the service log's
- * last lines as tail, when the service is not alive after that long.
- * Default undo: process.stop of its pid_file.
+ * with another argv fails. With `port` it fails before starting anything
+ * when a socket listens on that TCP port already (common/listen.h; a
+ * service it adopts is not checked). With `wait` it fails, with the
+ * service log's last lines as tail, when the service is not alive after
+ * that long. Default undo: process.stop of its pid_file.
  * process.stop: SIGTERM (and SIGCONT) to the group, polls on the loop for
  * up to `grace`, then SIGKILL; a gone process, or a pid now owned by a
  * process with another start time (never signalled), is success with
  * stopped false. A live pid whose start time is unknown (no proc_start)
  * is never signalled: that fails; so does a pgid that is not the pid's
- * own group, is 1 or is cairn's. Removes the pid file. */
+ * own group, is 1 or is cairn's. Removes the pid file. With keep_argv
+ * (and pid_file), a live process running exactly that argv is left
+ * running, its pid file too: success, stopped false, kept true. */
 extern const struct adapter_desc adapter_process_start;
 extern const struct adapter_desc adapter_process_stop;
 

@@ -22,4 +22,9 @@ json_t *adapter__input_given(json_t *in, const char *name);
  * holding '='. Returns 0 or CAIRN_E_INVAL. */
 int adapter__check_env_names(json_t *env, struct cairn_error *err);
 
+/* Checks input `port` of in (a state's raw `with`, or rendered inputs):
+ * when it is an integer, 1 to 65535 (a template passes). Returns 0 or
+ * CAIRN_E_INVAL. */
+int adapter__check_port(json_t *in, struct cairn_error *err);
+
 #endif

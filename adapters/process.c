@@ -20,6 +20,7 @@
 #include "adapters/job.h"
 #include "adapters/spawn.h"
 #include "common/file.h"
+#include "common/listen.h"
 #include "common/proc.h"
 
 #include <errno.h>
@@ -406,6 +407,7 @@ static int start_start(struct adapter_call *call, struct cairn_error *err)
   json_t *argv = adapter__input(in, "argv");
   json_t *env = adapter__input(in, "env");
   json_t *waitv = adapter__input(in, "wait");
+  json_t *portv;
   const char *cwd = adapter__input_str(in, "cwd");
   struct proc_run *r;
   const char **args = NULL;
@@ -425,6 +427,8 @@ static int start_start(struct adapter_call *call, struct cairn_error *err)
                              "input 'argv' must be a non-empty list of "
                              "strings");
   }
+  if ((rc = adapter__check_port(in, err)) < 0)
+    return rc;
   if ((r = run_create(call, 1)) == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   if ((rc = path_or_default(r->pid_file, sizeof r->pid_file,
@@ -446,6 +450,25 @@ static int start_start(struct adapter_call *call, struct cairn_error *err)
     start_outputs(r);
     finish(r, ADAPTER_SUCCEEDED);
     return 0;
+  }
+
+  /* Only for a process about to start, never one adopted above: a
+   * service on its port that dies at once ("address already in use")
+   * after `wait`, while a ready check gets its answers from the old one,
+   * would pass for started. */
+  if ((portv = adapter__input(in, "port")) != NULL) {
+    int port = (int)json_integer_value(portv), taken = 0;
+    if (cairn_tcp_listening(port, &taken, &ferr) < 0) {
+      snprintf(r->error, sizeof r->error, "%s", ferr.msg);
+      goto failed;
+    }
+    if (taken) {
+      snprintf(r->error, sizeof r->error,
+               "port %d is already taken (something listens on it); stop "
+               "what holds it or choose another port",
+               port);
+      goto failed;
+    }
   }
 
   args = calloc(json_array_size(argv) + 1, sizeof *args);
@@ -528,6 +551,7 @@ fail:
 static void stop_done(struct proc_run *r)
 {
   json_object_set_new(r->outputs, "stopped", json_boolean(r->stopped));
+  json_object_set_new(r->outputs, "kept", json_false());
   json_object_set_new(r->outputs, "signal", json_string(r->signal));
   json_object_set_new(r->outputs, "pid", json_integer(r->pid));
   if (!r->is_start && r->pid_file[0]) {
@@ -630,6 +654,7 @@ static int stop_start(struct adapter_call *call, struct cairn_error *err)
   json_t *in = call->inputs;
   const char *pf = adapter__input_str(in, "pid_file");
   json_t *gv = adapter__input(in, "grace");
+  json_t *keep = adapter__input(in, "keep_argv");
   struct proc_run *r;
   int64_t now_start = 0;
   int rc;
@@ -656,6 +681,20 @@ static int stop_start(struct adapter_call *call, struct cairn_error *err)
     r->pid = pi.pid;
     r->pgid = pi.pgid;
     r->proc_start = pi.proc_start;
+    if (keep != NULL && cairn_proc_alive(pi.pid, pi.proc_start) &&
+        json_equal(json_object_get(pi.doc, "argv"), keep)) {
+      /* what the caller is about to start runs already: process.start
+       * adopts it, no restart */
+      json_decref(pi.doc);
+      step_note(r, "process.stop: left running: pid %d runs keep_argv",
+                r->pid);
+      json_object_set_new(r->outputs, "stopped", json_false());
+      json_object_set_new(r->outputs, "kept", json_true());
+      json_object_set_new(r->outputs, "signal", json_string(""));
+      json_object_set_new(r->outputs, "pid", json_integer(r->pid));
+      finish(r, ADAPTER_SUCCEEDED);
+      return 0;
+    }
     json_decref(pi.doc);
   } else {
     r->pid = r->pgid = (int)json_integer_value(adapter__input(in, "pid"));
@@ -724,7 +763,9 @@ static void proc_cancel(struct adapter_call *call)
 
 static int start_check_with(json_t *with, struct cairn_error *err)
 {
-  return adapter__check_env_names(adapter__input(with, "env"), err);
+  int rc = adapter__check_env_names(adapter__input(with, "env"), err);
+
+  return rc < 0 ? rc : adapter__check_port(with, err);
 }
 
 static int stop_check_with(json_t *with, struct cairn_error *err)
@@ -736,6 +777,10 @@ static int stop_check_with(json_t *with, struct cairn_error *err)
   if (adapter__input(with, "pid_file") && adapter__input(with, "pid"))
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "'pid_file' and 'pid' cannot be used together");
+  if (adapter__input(with, "keep_argv") && adapter__input(with, "pid"))
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "'keep_argv' needs 'pid_file' (the argv is read "
+                           "from it), not 'pid'");
   return 0;
 }
 
@@ -753,6 +798,9 @@ static const struct adapter_input start_inputs[] = {
     "folder made 0700 if missing)" },
   { "wait", ADAPTER_T_DURATION, 0, NULL,
     "fail if the service is not alive after this long" },
+  { "port", ADAPTER_T_INTEGER, 0, NULL,
+    "the TCP port it will listen on: fail, before starting it, when "
+    "something listens there already (not when adopting it)" },
   { NULL, 0, 0, NULL, NULL },
 };
 
@@ -790,11 +838,15 @@ static const struct adapter_input stop_inputs[] = {
     "reused and nothing is signalled" },
   { "grace", ADAPTER_T_DURATION, 0, "\"10s\"",
     "how long after SIGTERM to send SIGKILL" },
+  { "keep_argv", ADAPTER_T_ARGV, 0, NULL,
+    "with pid_file: leave the process running when it runs this very argv "
+    "(a process.start of it that follows adopts it)" },
   { NULL, 0, 0, NULL, NULL },
 };
 
 static const struct adapter_output stop_outputs[] = {
-  { "stopped", "boolean", "false when it was already gone" },
+  { "stopped", "boolean", "false when it was already gone (or kept)" },
+  { "kept", "boolean", "true when left running: it runs keep_argv" },
   { "signal", "string", "SIGTERM, SIGKILL, or \"\" when nothing was sent" },
   { "pid", "integer", "the pid it stopped (or found gone)" },
   { NULL, NULL, NULL },

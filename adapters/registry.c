@@ -296,6 +296,19 @@ int adapter__check_env_names(json_t *env, struct cairn_error *err)
   return 0;
 }
 
+int adapter__check_port(json_t *in, struct cairn_error *err)
+{
+  json_t *port = adapter__input(in, "port");
+
+  if (json_is_integer(port) &&
+      (json_integer_value(port) < 1 || json_integer_value(port) > 65535))
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "input 'port' must be between 1 and 65535, not "
+                           "%" JSON_INTEGER_FORMAT,
+                           json_integer_value(port));
+  return 0;
+}
+
 json_t *adapter__input_given(json_t *in, const char *name)
 {
   json_t *v = adapter__input(in, name);

@@ -10,6 +10,7 @@
  * fresh uv_tcp_t: the next one starts only after the previous handle's
  * close callback. */
 #include "adapters/adapter.h"
+#include "adapters/input.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -322,15 +323,7 @@ static void on_timer(uv_timer_t *t)
 
 static int tcp_check(json_t *with, struct cairn_error *err)
 {
-  json_t *port = json_object_get(with, "port");
-
-  if (json_is_integer(port) &&
-      (json_integer_value(port) < 1 || json_integer_value(port) > 65535))
-    return cairn_error_set(err, CAIRN_E_INVAL,
-                           "input 'port' must be between 1 and 65535, not "
-                           "%" JSON_INTEGER_FORMAT,
-                           json_integer_value(port));
-  return 0;
+  return adapter__check_port(with, err);
 }
 
 static int tcp_start(struct adapter_call *call, struct cairn_error *err)

@@ -1537,8 +1537,12 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
       return lerr(L, v, "'%s' in %s must be true, got %s", kind_names[kind],
                   subj, v->type == Y_SCALAR && stype_of(v) == S_BOOL
                             ? "false" : tname(v));
-    if ((v = map_get(m, "message", NULL)) != NULL)
-      rc = get_str(L, v, "message", subj, &s->message);
+    if ((v = map_get(m, "message", NULL)) != NULL &&
+        (rc = get_str(L, v, "message", subj, &s->message)) == 0) {
+      /* rendered when the run reaches the state (engine/run.c) */
+      struct tctx t = {.L = L, .state = idx};
+      rc = check_text(&t, v, s->message, 0, 0, subj);
+    }
     break;
   }
   if (rc != 0)

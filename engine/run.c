@@ -1328,6 +1328,31 @@ static void choice_failed(struct engine__rt *rt, const struct engine_state *st,
                        msg);
 }
 
+/* A fail state's message, rendered in the state's scope and redacted
+ * (malloc'd; NULL when it has none, or out of memory). One that cannot be
+ * rendered (a simulation's placeholder outputs; an output this path of
+ * the run never made) is said as written: the run fails either way. */
+static char *fail_message(struct engine__rt *rt, const struct engine_state *st)
+{
+  struct cairn_error err = {0};
+  json_t *scope, *out = NULL;
+  char *s = NULL;
+
+  if (st->message == NULL)
+    return NULL;
+  if (strstr(st->message, "{{") != NULL &&
+      (scope = engine__scope_for(rt, st, NULL)) != NULL) {
+    if (engine_template_render_string(st->message, scope, &out, &err) == 0)
+      s = json_is_string(out) ? strdup(json_string_value(out))
+                              : json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(out);
+    json_decref(scope);
+  }
+  if (s == NULL)
+    s = strdup(st->message);
+  return adapter_redact(s, (const char *const *)rt->redact);
+}
+
 static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
 {
   json_t *scope = engine__scope_for(rt, st, NULL);
@@ -1465,10 +1490,12 @@ void engine__enter(struct engine__rt *rt, const char *name)
     break;
   case ENGINE_FAIL: {
     char msg[1200];
+    char *said = fail_message(rt, st);
     engine__emit(rt, JOURNAL_EV_STATE_ENTERED, sx->path, 0,
                  json_pack("{s:s}", "kind", "fail"));
     snprintf(msg, sizeof msg, "reached fail state '%s'%s%s", sx->path,
-             st->message ? ": " : "", st->message ? st->message : "");
+             said ? ": " : "", said ? said : "");
+    free(said);
     if (st->frame >= 0)
       engine__fail_state(rt, st, msg); /* the use state fails */
     else

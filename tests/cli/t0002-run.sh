@@ -1,8 +1,8 @@
 #!/bin/bash
 # t0002-run: cairn run end to end with real commands: order of side
 # effects, failures, on_failure, retries, timeouts, parallel branches,
-# choice, wait, outputs, params, --json, logs, journal discovery and
-# overrides, file modes, inherited descriptors and secrets.
+# choice, fail messages, wait, outputs, params, --json, logs, journal
+# discovery and overrides, file modes, inherited descriptors and secrets.
 . "$(dirname "$0")/lib.sh"
 
 # ---- fixtures ----------------------------------------------------------------
@@ -544,6 +544,50 @@ test_expect_success 'choice takes the branch whose when holds, from --set' '
 	   FROM events WHERE run_id = '\''$RUN'\'' AND kind = '\''transition'\'' AND state = '\''pick'\''" >actual &&
 	echo "blue when: params.color == '\''blue'\''" >expect &&
 	test_cmp expect actual
+'
+
+test_expect_success 'a fail state'\''s message is rendered: params, outputs, secrets as ***' '
+	write_workflow failmsg.yaml <<-\EOF &&
+	cairn: 1
+	name: failmsg
+	params:
+	  colour: { default: blue }
+	secrets: [TOKEN]
+	start: look
+	states:
+	  look:
+	    do: exec
+	    with: { argv: [sh, -c, "echo {\\\"live\\\": \\\"blue\\\"}"] }
+	    next: pick
+	  pick:
+	    choice:
+	      - when: states.look.output.json.live == params.colour
+	        next: refuse
+	    default: done
+	  refuse:
+	    fail: true
+	    message: "colour {{ params.colour }} is live ({{ states.look.output.json.live }}); token {{ secrets.TOKEN }}"
+	  done: { succeed: true }
+	EOF
+	TOKEN=tok-s3cret test_must_fail_with 1 cairn run failmsg.yaml >out 2>&1 &&
+	test_grep -F "reached fail state '\''refuse'\'': colour blue is live (blue); token ***" out &&
+	{ grep -rF tok-s3cret .cairn out; test $? -eq 1; } &&
+	# an output the run never made: the message as written
+	sed "s/token {{ secrets.TOKEN }}/{{ states.look.output.json.nothing }}/" failmsg.yaml >failmsg2.yaml &&
+	TOKEN=zz-unused test_must_fail_with 1 cairn run failmsg2.yaml >out 2>&1 &&
+	test_grep -F "reached fail state '\''refuse'\'': colour {{ params.colour }} is live ({{ states.look.output.json.live }}); {{ states.look.output.json.nothing }}" out
+'
+
+test_expect_success 'a fail state'\''s message must hold valid references' '
+	write_workflow failref.yaml <<-\EOF &&
+	cairn: 1
+	name: failref
+	start: refuse
+	states:
+	  refuse: { fail: true, message: "colour {{ params.colour }}" }
+	EOF
+	test_must_fail_with 2 cairn validate failref.yaml >out 2>&1 &&
+	test_grep "failref.yaml:5:.*unknown param .colour." out
 '
 
 test_expect_success 'a wait state waits its time before going on' '

@@ -5,9 +5,13 @@
 # with its log; stop of a gone process and of a reused pid (a live
 # unrelated process that must not be signalled); a failed run whose
 # rollback stops the service (no orphan) and restores a file byte for
-# byte or removes a new one (all by the adapters' default undos). Every pid the tests record is checked gone at
-# the end.
+# byte or removes a new one (all by the adapters' default undos); a start
+# with `port` refused while something listens there (IPv4 or IPv6, the
+# listener never contacted), and not when it adopts its own service, on a
+# re-run or a resume. Every pid the tests record is checked gone at the
+# end.
 . "$(dirname "$0")/lib.sh"
+. "$CAIRN_TEST_LIB_DIR/netlib.sh"
 
 # Every pid a test saw; the last test proves none is left.
 PIDS=$TRASH/pids.txt
@@ -229,6 +233,79 @@ test_expect_success 'a failed run rolls back: the undo stops the service, no orp
   test -n "$pid" &&
   ! proc_alive "$pid" &&
   test_path_is_missing svc.pid
+'
+
+# A service on a port an older process holds would die at once ("address
+# already in use") while checks got their answers from the old one.
+write_workflow port.yaml <<\EOF
+cairn: 1
+name: port
+params:
+  port: { type: integer }
+start: svc
+states:
+  svc:
+    do: process.start
+    with:
+      argv: [nc, -lk, 127.0.0.1, "{{ '' + params.port }}"]
+      pid_file: port.pid
+      log: port.log
+      wait: 200ms
+      port: "{{ params.port }}"
+    ready: { do: exec, with: { shell: "while [ ! -e go ]; do sleep 0.05; done" } }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'process.start with port: refused while something listens there' '
+  P=$(free_port) && touch go &&
+  listen_silent "$P" && echo "$LISTEN_PID" >>"$PIDS" && wait_listening "$P" &&
+  test_must_fail_with 1 cairn run port.yaml --set port="$P" >out.txt 2>&1 &&
+  test_grep -F "state '\''svc'\'' failed: port $P is already taken (something listens on it); stop what holds it or choose another port" out.txt &&
+  test_path_is_missing port.pid &&
+  # nc -l (no -k) ends after one connection: nothing connected to it
+  proc_alive "$LISTEN_PID" && net_stop "$LISTEN_PID"
+'
+
+test_expect_success 'process.start with port: an IPv6 listener counts too' '
+  test -e /proc/net/tcp6 || { echo "no IPv6 here"; return 0; } &&
+  P=$(free_port) &&
+  { nc -6 -l ::1 "$P" </dev/null >/dev/null 2>&1 & n6=$!; } &&
+  echo "$n6" >>"$PIDS" &&
+  wait_until 5 "nc did not listen on [::1]:$P" sh -c "ss -Hltn \"sport = :$P\" | grep -q ." &&
+  test_must_fail_with 1 cairn run port.yaml --set port="$P" >out.txt 2>&1 &&
+  test_grep -F "port $P is already taken" out.txt &&
+  proc_alive "$n6" && kill "$n6"
+'
+
+test_expect_success 'process.start with port: started when free; a re-run adopts it, port and all' '
+  P=$(free_port) &&
+  cairn run port.yaml --set port="$P" >out.txt 2>&1 &&
+  pid=$(pidfile_pid port.pid) && echo "$pid" >>"$PIDS" &&
+  wait_listening "$P" &&
+  cairn run port.yaml --set port="$P" >out.txt 2>&1 &&
+  test "$(pidfile_pid port.pid)" = "$pid" &&
+  test_grep "already running as pid $pid" ".cairn/runs/$(last_run)/svc.log" &&
+  kill "$pid"
+'
+
+# The service the dead engine started holds its port: the resumed run
+# adopts it rather than finding the port taken.
+test_expect_success 'resume adopts a service with port whose ready check the kill interrupted' '
+  rm -rf .cairn go port.pid && P=$(free_port) &&
+  { "$CAIRN_BIN" run port.yaml --set port="$P" >out 2>&1 & cpid=$!; } &&
+  n=0 &&
+  until [ "$(q "SELECT count(*) FROM events WHERE kind = '\''action.spawned'\'' AND state = '\''svc'\''" 2>/dev/null)" = 1 ]; do
+    n=$((n + 1)) && [ $n -lt 100 ] && sleep 0.1 || return 1
+  done &&
+  pid=$(pidfile_pid port.pid) && echo "$pid" >>"$PIDS" &&
+  kill -9 "$cpid" && { wait "$cpid" || :; } &&
+  wait_listening "$P" &&
+  touch go &&
+  cairn resume >out 2>&1 &&
+  test "$(pidfile_pid port.pid)" = "$pid" &&
+  test "$(q "SELECT status FROM runs")" = succeeded &&
+  kill "$pid"
 '
 
 write_workflow fw.yaml <<\EOF

@@ -1,12 +1,18 @@
 /* process.start and process.stop on a real loop with real processes: a
  * detached start, an idempotent second start, a stop by SIGTERM and by
  * SIGKILL after the grace, a gone process, a reused pid that must not be
- * signalled, and a service that dies at once. */
+ * signalled, a service that dies at once, a port something listens on
+ * already (refused, unless the service is adopted), and a stop that keeps
+ * the argv about to be started. */
 #include "adapter_harness.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
+#include "common/listen.h"
 #include "common/proc.h"
 
 static int alive(int pid)
@@ -235,6 +241,132 @@ static void test_dies_at_once(void **state)
   h_release(&r);
 }
 
+/* A socket listening on a free loopback port of family (AF_INET or
+ * AF_INET6), its port into *port; -1 when there is none (no IPv6). */
+static int listener(int family, int *port)
+{
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+  memset(&ss, 0, sizeof ss);
+  if (family == AF_INET) {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    a->sin_family = AF_INET;
+    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  } else {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_addr = in6addr_loopback;
+  }
+  if (fd < 0 || bind(fd, (struct sockaddr *)&ss, family == AF_INET
+                         ? sizeof(struct sockaddr_in)
+                         : sizeof(struct sockaddr_in6)) != 0 ||
+      listen(fd, 1) != 0 || getsockname(fd, (struct sockaddr *)&ss, &len)) {
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  *port = ntohs(family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                  : ((struct sockaddr_in6 *)&ss)->sin6_port);
+  return fd;
+}
+
+static void test_port_taken(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  struct cairn_error err = { 0 };
+  char with[256], expect[160], pf[PATH_MAX + 16];
+  int port, fd, listening = -1, pid;
+
+  fd = listener(AF_INET, &port);
+  assert_true(fd >= 0);
+  assert_int_equal(cairn_tcp_listening(port, &listening, &err), 0);
+  assert_int_equal(listening, 1);
+
+  /* taken: nothing starts */
+  snprintf(with, sizeof with,
+           "{\"argv\": [\"sleep\", \"300\"], \"port\": %d}", port);
+  h_run(f, &adapter_process_start, "svc", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_FAILED);
+  snprintf(expect, sizeof expect,
+           "port %d is already taken (something listens on it); stop what "
+           "holds it or choose another port", port);
+  assert_string_equal(r.error, expect);
+  snprintf(pf, sizeof pf, "%s/svc.pid", f->dir);
+  assert_int_equal(access(pf, F_OK), -1);
+
+  /* free: it starts */
+  close(fd);
+  assert_int_equal(cairn_tcp_listening(port, &listening, &err), 0);
+  assert_int_equal(listening, 0);
+  h_run(f, &adapter_process_start, "svc", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  pid = (int)h_int(&r, "pid");
+
+  /* the service the pid file names is adopted, whatever holds the port
+   * (itself, in real life): a resume must find it */
+  fd = listener(AF_INET, &port);
+  assert_true(fd >= 0);
+  snprintf(with, sizeof with,
+           "{\"argv\": [\"sleep\", \"300\"], \"port\": %d}", port);
+  h_run(f, &adapter_process_start, "svc", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_int_equal(h_int(&r, "pid"), pid);
+  close(fd);
+
+  /* IPv6 counts too, where there is IPv6 */
+  if ((fd = listener(AF_INET6, &port)) >= 0) {
+    assert_int_equal(cairn_tcp_listening(port, &listening, &err), 0);
+    assert_int_equal(listening, 1);
+    close(fd);
+  }
+  assert_int_equal(cairn_tcp_listening(0, &listening, &err), CAIRN_E_INVAL);
+
+  snprintf(with, sizeof with, "{\"pid_file\": \"%s\"}", pf);
+  h_run(f, &adapter_process_stop, "stop", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_false(alive(pid));
+  h_release(&r);
+}
+
+static void test_stop_keep_argv(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char with[PATH_MAX + 96], pf[PATH_MAX + 16];
+  int pid;
+
+  h_run(f, &adapter_process_start, "svc", "{\"argv\": [\"sleep\", \"300\"]}",
+        &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  pid = (int)h_int(&r, "pid");
+  snprintf(pf, sizeof pf, "%s/svc.pid", f->dir);
+
+  /* the argv about to be started: left running, pid file and all */
+  snprintf(with, sizeof with,
+           "{\"pid_file\": \"%s\", \"keep_argv\": [\"sleep\", \"300\"]}", pf);
+  h_run(f, &adapter_process_stop, "stop", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_true(json_is_true(json_object_get(r.outputs, "kept")));
+  assert_false(json_is_true(json_object_get(r.outputs, "stopped")));
+  assert_int_equal(h_int(&r, "pid"), pid);
+  assert_true(alive(pid));
+  assert_int_equal(access(pf, F_OK), 0);
+
+  /* an older release: stopped */
+  snprintf(with, sizeof with,
+           "{\"pid_file\": \"%s\", \"keep_argv\": [\"sleep\", \"301\"]}", pf);
+  h_run(f, &adapter_process_stop, "stop", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_false(json_is_true(json_object_get(r.outputs, "kept")));
+  assert_true(json_is_true(json_object_get(r.outputs, "stopped")));
+  assert_false(alive(pid));
+  assert_int_equal(access(pf, F_OK), -1);
+  h_release(&r);
+}
+
 static void test_inputs(void **state)
 {
   struct cairn_error err = { 0 };
@@ -245,6 +377,18 @@ static void test_inputs(void **state)
   assert_int_equal(adapter_check_with(&adapter_process_stop, w, &bad, &err),
                    CAIRN_E_INVAL);
   assert_string_equal(err.msg, "process.stop needs 'pid_file' or 'pid'");
+  json_decref(w);
+  w = json_loads("{\"argv\": [\"x\"], \"port\": 70000}", 0, NULL);
+  assert_int_equal(adapter_check_with(&adapter_process_start, w, &bad, &err),
+                   CAIRN_E_INVAL);
+  assert_string_equal(err.msg,
+                      "input 'port' must be between 1 and 65535, not 70000");
+  json_decref(w);
+  w = json_loads("{\"pid\": 5, \"keep_argv\": [\"x\"]}", 0, NULL);
+  assert_int_equal(adapter_check_with(&adapter_process_stop, w, &bad, &err),
+                   CAIRN_E_INVAL);
+  assert_string_equal(err.msg, "'keep_argv' needs 'pid_file' (the argv is "
+                               "read from it), not 'pid'");
   json_decref(w);
   assert_string_equal(adapter_process_start.undo_adapter, "process.stop");
   assert_ptr_equal(adapter_find("process.start"), &adapter_process_start);
@@ -263,6 +407,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_stop_checks_pgid, h_setup,
                                     h_teardown),
     cmocka_unit_test_setup_teardown(test_dies_at_once, h_setup, h_teardown),
+    cmocka_unit_test_setup_teardown(test_port_taken, h_setup, h_teardown),
+    cmocka_unit_test_setup_teardown(test_stop_keep_argv, h_setup, h_teardown),
     cmocka_unit_test(test_inputs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
