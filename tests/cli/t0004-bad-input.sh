@@ -389,20 +389,23 @@ test_expect_success 'show and status take one run id at most' '
 
 # ---- a held lock ----------------------------------------------------------------------------
 
+# spawned_of RUN: how many action.spawned events RUN has.
+spawned_of() {
+	q "SELECT count(*) FROM events WHERE kind = 'action.spawned' AND run_id = '$1'"
+}
+
 test_expect_success 'a held lock: exit 4, one line naming the holder, nothing written' '
 	cd main
 	"$CAIRN_BIN" run --grace 1s hold.yaml >hold.out 2>&1 &
 	pid=$!
 	trap "kill -9 $pid 2>/dev/null" EXIT
 	ok=0
-	# the step runs; its action.spawned rides a commit up to 50 ms later:
-	# wait for it, or it would land between the two snapshots
+	# the step runs; its action.spawned rides a commit up to 1 s later
+	# (LAZY_SPAWNED_MS): wait for the one of this run, or it would land between
+	# the two snapshots (earlier runs in this journal have their own)
 	wait_for_file hold.pid 10 &&
-	for i in $(seq 100); do
-		test "$(q "SELECT count(*) FROM events WHERE kind = '\''action.spawned'\''")" -ge 1 && break
-		sleep 0.1
-	done &&
 	HOLDER=$(q "SELECT id FROM runs ORDER BY created_ms DESC LIMIT 1") &&
+	wait_until 10 "no action.spawned of run $HOLDER" eval "test \$(spawned_of $HOLDER) -ge 1" &&
 	q "SELECT count(*) FROM events" >before &&
 	sqlite3 .cairn/journal.db .dump >>before &&
 	ls .cairn/runs >dirs.before &&
