@@ -136,6 +136,19 @@ test_expect_success 'a second run leaves the running servers as they are' '
 	test_cmp expect actual
 '
 
+test_expect_success 'redis.yaml: a running server that refuses the password fails at once' '
+	test_must_fail_with 1 cairn run "$WF/redis.yaml" --set dir="$TRASH/redis" \
+		--set port=$REDIS_PORT --set password=wrong-$(rand) >out 2>&1 &&
+	RUN=$(last_run) &&
+	test_grep -F "the redis server on port $REDIS_PORT refused the password: " out &&
+	test_grep "refused the password: .*WRONGPASS" out &&
+	q "SELECT count(*) FROM events WHERE run_id = '\''$RUN'\''
+	   AND kind = '\''action.started'\'' AND state = '\''ping'\''" >actual &&
+	echo 1 >expect &&
+	test_cmp expect actual &&
+	test "$(REDISCLI_AUTH=$REDIS_PW redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --no-auth-warning ping)" = PONG
+'
+
 test_expect_success 'a rollback of the second run stops nothing' '
 	cairn rollback "$(cat run2)" >out 2>&1 &&
 	proc_alive "$(pid_of "$TRASH/pg/postgres.pid")" &&

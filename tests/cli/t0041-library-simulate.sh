@@ -166,4 +166,10 @@ test_expect_success 'the checks catch a trace that does not hold together' '
   ! check_trace a bad2.json
 '
 
+test_expect_success 'validate.yaml refuses a health_path without its leading /' '
+  test_must_fail_with 2 cairn simulate "$CAIRN_SRCDIR/workflows/validate.yaml" \
+    --set health_path=health 2>err &&
+  test_grep -F "param '\''health_path'\'' must match '\''^/'\'', got '\''health'\''" err
+'
+
 test_done
