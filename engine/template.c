@@ -1096,6 +1096,16 @@ static int ref_missing(struct eval *e, const struct node *r, size_t i,
   char full[400], head[400];
 
   ref_text(r, r->n, full, sizeof full);
+  if (cur == NULL && r->n == 2 && strcmp(r->path[0], "secrets") == 0)
+    /* a declared secret comes from the environment at the start, or from
+     * a state that generates it: only a template rendered after that
+     * state can read a generated one */
+    return cairn_error_set(e->err, CAIRN_E_TEMPLATE,
+                           "%s is not set (hint: export %s before the run, "
+                           "or generate it in a state that finishes before "
+                           "this one; a use state's 'with' is rendered when "
+                           "it is entered, before the used workflow's own "
+                           "states run)", full, r->path[1]);
   if (cur == NULL)
     return cairn_error_set(e->err, CAIRN_E_TEMPLATE, "%s is not set", full);
   ref_text(r, i, head, sizeof head);

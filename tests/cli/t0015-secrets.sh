@@ -175,4 +175,24 @@ test_expect_success 'a later state still gets the generated value' '
 	test_cmp expect later.sha
 '
 
+# A secret read before anything set it: the error says where one comes
+# from, and that a use state's with is rendered on entry (so it cannot
+# read a secret its used workflow generates).
+test_expect_success 'a secret that is not set: the error says how to set it' '
+	write_workflow early.yaml <<-\EOF &&
+	cairn: 1
+	name: early
+	secrets: [API_TOKEN]
+	start: a
+	states:
+	  a:
+	    do: exec
+	    with: { argv: [echo, "{{ secrets.API_TOKEN }}"] }
+	    next: done
+	  done: { succeed: true }
+	EOF
+	test_must_fail_with 1 env -u API_TOKEN "$CAIRN_BIN" run early.yaml >out 2>&1 &&
+	test_grep -F "secrets.API_TOKEN is not set (hint: export API_TOKEN before the run, or generate it in a state that finishes before this one;" out
+'
+
 test_done
