@@ -116,6 +116,17 @@ void engine__sim_src(struct engine__rt *rt, struct engine__cursor *cx,
   rt->cx = prev;
 }
 
+/* The names of object o (a new array), or NULL when it has none. */
+static json_t *names_of(json_t *o)
+{
+  json_t *a = json_object_size(o) ? json_array() : NULL;
+  const char *k;
+  json_t *v;
+
+  json_object_foreach(o, k, v)
+    json_array_append_new(a, json_string(k));
+  return a;
+}
 
 void engine__frame_record(struct engine__rt *rt,
                           const struct engine_state *st, json_t *outputs)
@@ -221,15 +232,19 @@ static int use_params(struct engine__rt *rt, const struct engine_state *st,
 
 /* Journals the entry at path of a used workflow (a use state, or an
  * instance of a map over one): payload p (stolen) with its params (rc 0,
- * secrets redacted) or why they cannot be resolved (err). */
+ * secrets redacted; in a simulation, those that came from placeholders
+ * named: ph, borrowed, may be NULL) or why they cannot be resolved
+ * (err). */
 static void entered_with_params(struct engine__rt *rt, const char *path,
                                 json_t *p, int rc, json_t *params,
-                                const struct cairn_error *err)
+                                json_t *ph, const struct cairn_error *err)
 {
   if (rc == 0) {
     json_object_set_new(p, "inputs", engine__redact(rt, params));
     if (engine__holds_secret(rt, params))
       json_object_set_new(p, "redacted", json_true());
+    if (ph != NULL)
+      json_object_set_new(p, "placeholders", names_of(ph));
   } else {
     json_object_set_new(p, "error", json_string(err->msg));
   }
@@ -261,7 +276,7 @@ void engine__use_enter(struct engine__rt *rt, struct engine__sx *sx)
 
   entered_with_params(rt, sx->path, json_pack("{s:s,s:s}", "kind", "use",
                                               "file", f->file),
-                      rc, params, &err);
+                      rc, params, ph, &err);
   if (rc != 0) {
     char msg[1200];
     snprintf(msg, sizeof msg, "state '%s' failed: cannot resolve the params "
@@ -275,28 +290,33 @@ void engine__use_enter(struct engine__rt *rt, struct engine__sx *sx)
 
 /* The instance of cursor cx ends: journaled (not when interrupted:
  * resume carries it on), its cursor's state retired, then its map hears
- * of it (in the map's own cursor). outputs: stolen, NULL unless ok. */
+ * of it (in the map's own cursor). outputs: stolen, NULL unless ok; ph
+ * (stolen, may be NULL): in a simulation, those from placeholders. */
 static void instance_end(struct engine__rt *rt, struct engine__cursor *cx,
                          int ok, int cancelled, const char *msg,
-                         json_t *outputs)
+                         json_t *outputs, json_t *ph)
 {
   struct engine__task *t = cx->owner;
   struct engine__cursor *prev = rt->cx;
 
   if (t->phase == ENGINE__TASK_DONE) {
     json_decref(outputs);
+    json_decref(ph);
     return;
   }
-  if (ok)
-    engine__emit(rt, JOURNAL_EV_STATE_FINISHED, t->path, 0,
-                 json_pack("{s:s,s:o}", "outcome", "succeeded", "outputs",
-                           engine__redact(rt, outputs)));
-  else if (!rt->interrupted || !cancelled)
+  if (ok) {
+    json_t *p = json_pack("{s:s,s:o}", "outcome", "succeeded", "outputs",
+                          engine__redact(rt, outputs));
+    if (p != NULL && ph != NULL)
+      json_object_set(p, "placeholders", ph);
+    engine__emit(rt, JOURNAL_EV_STATE_FINISHED, t->path, 0, p);
+  } else if (!rt->interrupted || !cancelled)
     /* a cancelled instance did not succeed: "failed", marked cancelled
      * (the map's failure is another instance's) */
     engine__emit(rt, JOURNAL_EV_STATE_FINISHED, t->path, 0,
                  json_pack("{s:s,s:s,s:b}", "outcome", "failed", "error",
                            msg, "cancelled", cancelled));
+  json_decref(ph);
   json_decref(t->outputs);
   t->outputs = outputs;
   engine__sx_retire(rt, cx->cur);
@@ -309,7 +329,7 @@ static void instance_end(struct engine__rt *rt, struct engine__cursor *cx,
 void engine__cursor_stop(struct engine__rt *rt, struct engine__cursor *cx)
 {
   instance_end(rt, cx, 0, 1, cx->cancelled ? "cancelled: another instance "
-               "failed" : "interrupted", NULL);
+               "failed" : "interrupted", NULL, NULL);
 }
 
 /* The use state u fails with msg: journaled, then its on_failure; for a
@@ -320,7 +340,7 @@ static void fail_use(struct engine__rt *rt, const struct engine_state *u,
   char path[320];
 
   if (u->kind == ENGINE_MAP) {
-    instance_end(rt, rt->cx, 0, 0, msg, NULL);
+    instance_end(rt, rt->cx, 0, 0, msg, NULL, NULL);
     return;
   }
   engine__jpath(rt, u->name, path, sizeof path);
@@ -364,7 +384,7 @@ void engine__frame_succeed(struct engine__rt *rt,
   engine__sim_src(rt, rt->cx, st, 0, &src);
   rc = scope ? render(rt, f->outputs, scope, &src, &outs, &err)
              : CAIRN_E_NOMEM;
-  if (rc == 0 && rt->opt->sim) /* which outputs are placeholders */
+  if (rc == 0 && rt->opt->sim) /* they say which outputs are placeholders */
     ph = engine__sim_keys(rt, f->outputs, scope, &src);
   json_decref(scope);
   engine__jpath(rt, u->name, upath, sizeof upath);
@@ -377,17 +397,19 @@ void engine__frame_succeed(struct engine__rt *rt,
   }
   if (u->kind == ENGINE_MAP) {
     /* an instance reached succeed: its outputs are the map's for it */
-    json_decref(ph);
-    instance_end(rt, rt->cx, 1, 0, NULL, outs);
+    instance_end(rt, rt->cx, 1, 0, NULL, outs, ph);
     return;
   }
   engine__record_outputs(rt, u->name, outs);
   if (rt->opt->sim)
     sim_mark_record(rt, u, ph);
-  json_decref(ph);
-  engine__emit(rt, JOURNAL_EV_STATE_FINISHED, upath, 0,
-               json_pack("{s:s,s:o}", "outcome", "succeeded", "outputs",
-                         engine__redact(rt, outs)));
+  json_t *p = json_pack("{s:s,s:o}", "outcome", "succeeded", "outputs",
+                        engine__redact(rt, outs));
+  if (p != NULL && ph != NULL)
+    json_object_set_new(p, "placeholders", ph);
+  else
+    json_decref(ph);
+  engine__emit(rt, JOURNAL_EV_STATE_FINISHED, upath, 0, p);
   json_decref(outs);
   engine__transition(rt, u->name, u->next, "next", NULL, NULL);
 }
@@ -427,16 +449,17 @@ static int key_ok(const char *k)
 
 /* The max_concurrency of map state st: its number, or its template
  * rendered (an integer >= 1). In a simulation, one rendered from
- * placeholder outputs that gives none is no limit. */
+ * placeholder outputs that gives none is no limit (*ph set). */
 static int map_limit(struct engine__rt *rt, const struct engine_state *st,
-                     int *out, struct cairn_error *err)
+                     int *out, int *ph, struct cairn_error *err)
 {
   json_t *scope, *v = NULL, *tpl = NULL;
   struct engine__sim_src src;
   json_int_t n = 0;
-  int rc, ph = 0;
+  int rc;
 
   *out = st->max_concurrency;
+  *ph = 0;
   if (st->map_concurrency == NULL)
     return 0;
   if ((scope = engine__scope_for(rt, st, NULL)) == NULL)
@@ -449,9 +472,9 @@ static int map_limit(struct engine__rt *rt, const struct engine_state *st,
     else if (rc != 0)
       rc = engine__sim_tolerates(rt, tpl, NULL, scope, &src, err);
     else
-      ph = engine__sim_reads(rt, tpl, NULL, scope, &src);
+      *ph = engine__sim_reads(rt, tpl, NULL, scope, &src);
     if (rc == 0 && v == NULL) /* tolerated */
-      ph = 1;
+      *ph = 1;
   }
   json_decref(tpl);
   json_decref(scope);
@@ -462,7 +485,7 @@ static int map_limit(struct engine__rt *rt, const struct engine_state *st,
   else if (json_is_string(v))
     n = strtoll(json_string_value(v), NULL, 10);
   json_decref(v);
-  if ((n < 1 || n > 1000000) && ph) {
+  if ((n < 1 || n > 1000000) && *ph) {
     *out = 0;
     return 0;
   }
@@ -516,11 +539,11 @@ static int map_key(struct engine__rt *rt, const struct engine_state *st,
 }
 
 /* The items of map state st and the key of each (new references). In a
- * simulation, items that come from placeholder outputs, and that a real
- * run's may make a list of distinct keys, are made one (one item, index
- * keys). */
+ * simulation, *ph (may be NULL) says whether the items come from
+ * placeholder outputs: then what a real run's may make a list of
+ * distinct keys is made one (one item, index keys). */
 static int map_items(struct engine__rt *rt, const struct engine_state *st,
-                     json_t **items_out, json_t **keys_out,
+                     json_t **items_out, json_t **keys_out, int *ph_out,
                      struct cairn_error *err)
 {
   json_t *scope = engine__scope_for(rt, st, NULL), *items = NULL, *item;
@@ -623,6 +646,8 @@ static int map_items(struct engine__rt *rt, const struct engine_state *st,
   }
   *items_out = items;
   *keys_out = keys;
+  if (ph_out != NULL)
+    *ph_out = ph;
   return 0;
 }
 
@@ -632,7 +657,7 @@ json_t *engine__map_item(struct engine__rt *rt, const struct engine_state *st,
   struct cairn_error err = {0};
   json_t *items = NULL, *keys = NULL, *item = NULL;
 
-  if (map_items(rt, st, &items, &keys, &err) == 0)
+  if (map_items(rt, st, &items, &keys, NULL, &err) == 0)
     item = json_incref(json_array_get(items, index));
   json_decref(items);
   json_decref(keys);
@@ -667,17 +692,25 @@ void engine__map_enter(struct engine__rt *rt, struct engine__sx *sx)
   const struct engine_state *st = sx->st;
   struct cairn_error err = {0};
   json_t *items = NULL, *keys = NULL;
-  int rc = map_limit(rt, st, &sx->limit, &err);
+  int limit_ph = 0, items_ph = 0;
+  int rc = map_limit(rt, st, &sx->limit, &limit_ph, &err);
   json_t *p = json_pack("{s:s}", "kind", "map");
 
   if (rc == 0)
-    rc = map_items(rt, st, &items, &keys, &err);
+    rc = map_items(rt, st, &items, &keys, &items_ph, &err);
   if (rc == 0)
     json_object_set_new(p, "inputs",
                         json_pack("{s:o,s:O,s:i}", "items",
                                   engine__redact(rt, items), "keys", keys,
                                   "max_concurrency", sx->limit));
-  else
+  if (rc == 0 && (items_ph || limit_ph)) /* a simulation's */
+    json_object_set_new(p, "placeholders",
+                        items_ph && limit_ph
+                            ? json_pack("[s,s,s]", "items", "keys",
+                                        "max_concurrency")
+                        : items_ph ? json_pack("[s,s]", "items", "keys")
+                                   : json_pack("[s]", "max_concurrency"));
+  else if (rc != 0)
     json_object_set_new(p, "error", json_string(err.msg));
   engine__emit(rt, JOURNAL_EV_STATE_ENTERED, sx->path, 0, p);
   if (rc == 0 && engine__map_setup(rt, sx, items, keys) != 0)
@@ -739,13 +772,13 @@ static void use_instance_start(struct engine__rt *rt, struct engine__task *t)
                                 "file", f->file, "item",
                                 engine__redact(rt, t->item), "index",
                                 t->index),
-                      rc, params, &err);
+                      rc, params, ph, &err);
   rt->cx = cx;
   if (rc != 0) {
     char msg[1200];
     snprintf(msg, sizeof msg, "state '%s' failed: cannot resolve the params "
              "of '%s': %s", t->path, f->file, err.msg);
-    instance_end(rt, cx, 0, 0, msg, NULL);
+    instance_end(rt, cx, 0, 0, msg, NULL, NULL);
   } else {
     set_frame(rt, st->use_frame, params, ph);
     json_object_set(rt->inst, t->path, cx->frames);
@@ -1008,13 +1041,13 @@ int engine__map_rebuild(struct engine__rt *rt, struct engine__sx *sx,
 
   if (json_is_integer(limit))
     sx->limit = (int)json_integer_value(limit);
-  else if ((rc = map_limit(rt, sx->st, &sx->limit, err)) != 0)
+  else if ((rc = map_limit(rt, sx->st, &sx->limit, &(int){0}, err)) != 0)
     return rc;
 
   if (items && keys && !engine__has_redaction(items)) {
     json_incref(items);
     json_incref(keys);
-  } else if ((rc = map_items(rt, sx->st, &items, &keys, err)) != 0) {
+  } else if ((rc = map_items(rt, sx->st, &items, &keys, NULL, err)) != 0) {
     return rc;
   }
   if (json_array_size(items) != json_array_size(keys))

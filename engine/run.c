@@ -512,10 +512,14 @@ int engine__holds_secret(struct engine__rt *rt, json_t *v)
 int engine__task_entered(struct engine__task *t, json_t *p, int rc,
                          const struct cairn_error *err, int say_inputs)
 {
+  json_t *ph = json_object_get(t->rt->sim_marks, t->path);
+
   if (rc == 0)
     json_object_set_new(p, "inputs", engine__journal_inputs(t));
   else
     json_object_set_new(p, "error", json_string(err->msg));
+  if (rc == 0 && ph != NULL) /* a simulation's inputs from placeholders */
+    json_object_set(p, "placeholders", ph);
   if (t->redacted)
     json_object_set_new(p, "redacted", json_true());
   engine__emit(t->rt, JOURNAL_EV_STATE_ENTERED, t->path, 0, p);
@@ -873,6 +877,16 @@ static json_t *finished_payload(const struct adapter_result *res,
   return p;
 }
 
+/* p (returned) says that res's outputs are placeholders, when they are:
+ * in a simulation, those of a success (a failure's are empty). */
+static json_t *sim_marked(struct engine__rt *rt, json_t *p,
+                          const struct adapter_result *res)
+{
+  if (p != NULL && rt->opt->sim && json_object_size(res->outputs) > 0)
+    json_object_set_new_nocheck(p, "placeholders", json_true());
+  return p;
+}
+
 static void task_finished(struct engine__task *t,
                           const struct adapter_result *res);
 
@@ -921,7 +935,9 @@ static void task_finished(struct engine__task *t,
   if (t->probing) {
     t->probing = 0;
     engine__emit(rt, JOURNAL_EV_PROBE_FINISHED, t->path, t->attempt,
-                 finished_payload(res, ok ? "succeeded" : "failed"));
+                 sim_marked(rt, finished_payload(res, ok ? "succeeded"
+                                                         : "failed"),
+                            res));
     if (t->cancel_probe) {
       /* A cancelled branch: the probe only says whether it took effect
        * (then it counts as done and its undo joins the plan). */
@@ -970,7 +986,7 @@ static void task_finished(struct engine__task *t,
   const char *outcome = adapter_outcome_name(res->outcome);
   if (stopped && rt->interrupted)
     outcome = "interrupted";
-  json_t *fp = finished_payload(res, outcome);
+  json_t *fp = sim_marked(rt, finished_payload(res, outcome), res);
   if (not_ready) /* the action ran: a rollback must undo it */
     json_object_set_new(fp, "took_effect", json_true());
   if (ok && !rt->opt->sim && engine__task_idempotent(t))
@@ -1321,7 +1337,10 @@ void engine__transition(struct engine__rt *rt, const char *from,
     json_object_set_new_nocheck(p, "from", json_string(jfrom));
     json_object_set_new_nocheck(p, "to", json_string(jto));
     json_object_set_new_nocheck(p, "reason", json_string(reason));
+    if (rt->sim_decided) /* a simulated choice read placeholders */
+      json_object_set_new_nocheck(p, "placeholders", json_true());
   }
+  rt->sim_decided = 0;
   engine__emit(rt, JOURNAL_EV_TRANSITION, jfrom, 0, p);
   if (to == NULL) {
     engine__end_run(rt, status, from, error, NULL);
@@ -1403,6 +1422,11 @@ static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
     int truth = 0;
     int rc = engine_template_eval_bool(st->whens[i].expr, scope, &truth,
                                        &err);
+    if (rt->opt->sim && scope != NULL &&
+        engine__sim_reads(rt, NULL, st->whens[i].expr, scope, &src)) {
+      /* decided on placeholder outputs: its transition says so */
+      rt->sim_decided = 1;
+    }
     if (rc != 0 && rt->opt->sim &&
         (rc = engine__sim_tolerates(rt, NULL, st->whens[i].expr, scope, &src,
                                     &err)) == 0) {
@@ -1413,6 +1437,7 @@ static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
     } else if (rc != 0) {
       json_decref(scope);
       char msg[1200];
+      rt->sim_decided = 0; /* it failed, as it would for real */
       snprintf(msg, sizeof msg, "choice '%s': %s", path, err.msg);
       choice_failed(rt, st, msg);
       return;

@@ -215,6 +215,8 @@ struct engine__rt {
   json_t *sim_marks;              /* task path -> the keys of the inputs
                                      its latest entry took from
                                      placeholders (only paths with some) */
+  int sim_decided;                /* the choice being decided read a
+                                     placeholder: its transition says so */
 
   int interrupted;                /* signal number, 0 when none */
   int finished;                   /* run.finished or run.interrupted queued */

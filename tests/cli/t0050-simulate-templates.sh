@@ -286,4 +286,86 @@ test_expect_success 'an adapter check fails only on a value that is not a placeh
 	test_cmp expect actual
 '
 
+# ---- what comes from placeholders is marked --------------------------------------
+
+# w's outputs are placeholders; e reads one of them, its undo all it
+# needs (file.write's default undo reads self.output.path and .backup);
+# c decides on one, d on a param; u's port comes from one.
+write_workflow marks.yaml <<\EOF
+cairn: 1
+name: marks
+params: { go: { default: true } }
+start: w
+states:
+  w: { do: file.write, with: { path: f, content: x }, next: e }
+  e: { do: exec, with: { argv: [echo, "{{ states.w.output.path }}", "{{ params.go }}"] }, next: c }
+  c:
+    choice:
+      - when: "states.w.output.previous"
+        next: done
+    default: d
+  d:
+    choice:
+      - when: "params.go"
+        next: u
+    default: done
+  u: { use: sub/port.yaml, with: { port: "{{ states.w.output.sha256 }}" }, next: fails }
+  fails: { do: exec, with: { argv: ["true"] }, next: done }
+  done: { succeed: true }
+EOF
+
+test_expect_success 'the trace marks inputs and decisions made of placeholders' '
+	cairn simulate marks.yaml --fail-at fails >out &&
+	cat >expect <<-\EOF &&
+	enter w
+	  ✓ w (attempt 1)
+	→ e (next)
+	enter e [placeholders: argv]
+	  ✓ e (attempt 1)
+	→ c (next)
+	enter c (choice)
+	→ d (default) [decided on placeholders]
+	enter d (choice)
+	→ u (when: params.go)
+	enter u (use) [placeholders: port]
+	→ u/p (use)
+	enter u/p [placeholders: argv]
+	  ✓ u/p (attempt 1)
+	→ u/done (next)
+	enter u/done (succeed)
+	→ fails (next)
+	enter fails
+	  ✗ fails (attempt 1): failed
+	→ rollback (on_failure)
+	↶ rollback plan: undo:w
+	enter undo:w [placeholders: path, restore_from]
+	  ✓ undo:w (attempt 1)
+	■ failed
+	result: failed; a real run would exit 1
+	EOF
+	test_cmp expect out
+'
+
+# (A real run fails at u: a SHA-256 is no port. Its events are checked
+# only for what they lack.)
+test_expect_success '--json marks them with a placeholders member, which a real run'\''s events lack' '
+	cairn simulate marks.yaml --fail-at fails --json >sim.json &&
+	jq -c "select(.payload.placeholders) | [.kind, .state, .payload.placeholders]" \
+		sim.json >actual &&
+	cat >expect <<-\EOF &&
+	["action.finished","w",true]
+	["state.entered","e",["argv"]]
+	["action.finished","e",true]
+	["transition","c",true]
+	["state.entered","u",["port"]]
+	["state.entered","u/p",["argv"]]
+	["action.finished","u/p",true]
+	["state.entered","undo:w",["path","restore_from"]]
+	["action.finished","undo:w",true]
+	EOF
+	test_cmp expect actual &&
+	test_must_fail_with 1 cairn run marks.yaml --json >real.json &&
+	test_grep ! placeholders real.json
+'
+
 test_done
