@@ -164,6 +164,10 @@ static void trace_line(void *ud, const struct journal_event *ev)
     cli_print_plan_line(ev->payload);
   } else if (strcmp(k, JOURNAL_EV_RUN_FINISHED) == 0) {
     printf("■ %s\n", pstr(ev, "status"));
+  } else if (strcmp(k, JOURNAL_EV_RUN_INTERRUPTED) == 0) {
+    /* why goes to stderr, as the command's error */
+    printf("■ %s\n", json_object_get(ev->payload, "error") ? "stopped"
+                                                           : "interrupted");
   }
 }
 
@@ -202,7 +206,9 @@ int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx)
                    "would end with. Nothing runs and no journal is written.\n"
                    "Outputs are placeholders (each declared output's empty "
                    "value); the trace marks in\nbrackets what came from them. "
-                   "Exits 0 when the simulation ran, whatever it predicts.",
+                   "Exits 0 when the simulation ran, whatever it predicts;\n"
+                   "3 when it did not reach an end (a loop, stopped after "
+                   "100,000 state entries;\nSIGINT, SIGTERM).",
                    &npos);
   if (code != 0) {
     code = code == 1 ? CLI_EXIT_OK : code;
@@ -236,6 +242,14 @@ int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx)
     code = cli_exit_for(rc);
     goto out;
   }
+  if (res.outcome == ENGINE_INTERRUPTED) {
+    /* no prediction: a signal stopped it, or a loop it could not leave
+     * (only an interruption ends a simulation so) */
+    cli_error("simulation %s", res.message);
+    code = CLI_EXIT_INTERRUPTED;
+    cli_error_result(ctx, code);
+    goto out;
+  }
   int would = cli_sim_exit_code(&res);
   if (ctx->json) {
     json_t *v = json_pack("{s:s,s:s,s:i,s:s,s:s}", "kind", "result",
@@ -244,8 +258,7 @@ int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx)
     cli_print_json(v);
     json_decref(v);
   } else {
-    printf("result: %s; a real run would exit %d\n",
-           res.status[0] ? res.status : "interrupted", would);
+    printf("result: %s; a real run would exit %d\n", res.status, would);
   }
   code = CLI_EXIT_OK;
 out:

@@ -1281,13 +1281,19 @@ void engine__finish_interrupted(struct engine__rt *rt)
 {
   if (rt->finished)
     return;
+  rt->res->outcome = ENGINE_INTERRUPTED;
+  rt->finished = 1;
+  if (rt->interrupted == ENGINE__SIM_STOPPED) {
+    /* a simulation in a loop: res->message says which */
+    engine__emit(rt, JOURNAL_EV_RUN_INTERRUPTED, NULL, 0,
+                 json_pack("{s:s}", "error", rt->res->message));
+    return;
+  }
   engine__emit(rt, JOURNAL_EV_RUN_INTERRUPTED, NULL, 0,
                json_pack("{s:i}", "signal", rt->interrupted));
-  rt->res->outcome = ENGINE_INTERRUPTED;
   snprintf(rt->res->message, sizeof rt->res->message,
            "interrupted by %s", rt->interrupted == SIGTERM ? "SIGTERM"
                                                            : "SIGINT");
-  rt->finished = 1;
 }
 
 void engine__end_run(struct engine__rt *rt, const char *status,
@@ -1424,8 +1430,11 @@ static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
                                        &err);
     if (rt->opt->sim && scope != NULL &&
         engine__sim_reads(rt, NULL, st->whens[i].expr, scope, &src)) {
-      /* decided on placeholder outputs: its transition says so */
+      /* Decided on placeholder outputs: its transition says so, and a
+       * loop it keeps going names it (engine__sim_enter). */
       rt->sim_decided = 1;
+      if (rt->sim_loop != NULL)
+        engine__copy(rt->sim_loop_choice, sizeof rt->sim_loop_choice, path);
     }
     if (rc != 0 && rt->opt->sim &&
         (rc = engine__sim_tolerates(rt, NULL, st->whens[i].expr, scope, &src,
@@ -1469,6 +1478,8 @@ void engine__enter(struct engine__rt *rt, const char *name)
 
   engine__sx_retire(rt, *slot);
   *slot = NULL;
+  if (rt->opt->sim && st != NULL && !rt->interrupted)
+    engine__sim_enter(rt, st); /* past its limit, a loop stops it */
   if (rt->cx != NULL && rt->cx->owner != NULL &&
       (rt->interrupted || rt->cx->cancelled)) {
     /* an instance starts nothing new either; resume enters it */
@@ -1965,6 +1976,7 @@ void engine__rt_release(struct engine__rt *rt)
   json_decref(rt->sim_outputs_last);
   json_decref(rt->sim_record_last);
   json_decref(rt->sim_marks);
+  json_decref(rt->sim_loop);
   json_decref(rt->plan);
   engine__planner_free(rt->planner);
   json_decref(rt->direct);

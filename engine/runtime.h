@@ -217,8 +217,16 @@ struct engine__rt {
                                      placeholders (only paths with some) */
   int sim_decided;                /* the choice being decided read a
                                      placeholder: its transition says so */
+  size_t sim_entries;             /* states entered (engine__sim_enter) */
+  json_t *sim_loop;               /* past the limit: the paths entered
+                                     since, to name the loop */
+  char sim_loop_choice[320];      /* a choice in it that decided on a
+                                     placeholder, or "" */
+  char sim_loop_failed[320];      /* an action in it that failed as
+                                     scripted, or "" */
 
-  int interrupted;                /* signal number, 0 when none */
+  int interrupted;                /* signal number, 0 when none, or
+                                     ENGINE__SIM_STOPPED */
   int finished;                   /* run.finished or run.interrupted queued */
   int closing;
   int fatal;                      /* a journal write failed */
@@ -494,6 +502,17 @@ void engine__approval_decide(struct engine__rt *rt,
 /* The adapter every action is replaced by in a simulation. */
 extern const struct adapter_desc engine__sim_adapter;
 
+/* rt->interrupted of a simulation that stopped itself (a loop); its
+ * message is in rt->res->message. */
+#define ENGINE__SIM_STOPPED (-1)
+/* A simulation stops after this many states entered (engine__enter:
+ * the run's own, and those of used workflows and of each instance of a
+ * map over one; not branches or map instances of a `do`). A map of
+ * 1,000 instances of a 13-state workflow (postgres.yaml, the largest of
+ * the standard library) enters about 13,000: only a loop gets this
+ * far. */
+#define ENGINE__SIM_MAX_ENTRIES 100000
+
 /* What in a simulation's scope comes from placeholder outputs, besides
  * states.S of a state that has them (a state that failed, was cancelled
  * or never ran has none) and secrets a secrets.generate would have
@@ -545,6 +564,12 @@ json_t *engine__sim_keys(struct engine__rt *rt, json_t *v, json_t *scope,
 int engine__sim_checks(const struct adapter_desc *desc, json_t *with,
                        json_t *rendered, json_t *keys, json_t **out,
                        struct cairn_error *err);
+/* Counts the state st entered in the cursor rt->cx. Past
+ * ENGINE__SIM_MAX_ENTRIES it follows the states entered until one comes
+ * again, then stops the simulation (rt->interrupted set to
+ * ENGINE__SIM_STOPPED, rt->res->message naming the loop and why it
+ * goes on). */
+void engine__sim_enter(struct engine__rt *rt, const struct engine_state *st);
 
 /* Applies a state's failure path (on_failure). */
 void engine__state_failed(struct engine__rt *rt, struct engine__sx *sx);

@@ -143,6 +143,8 @@ static void sim_idle_cb(uv_idle_t *h)
     res.exit_code = 1;
     snprintf(res.error, sizeof res.error, "simulated failure");
     res.outputs = json_object();
+    if (rt->sim_loop != NULL) /* past the limit: a loop, this may be why */
+      engine__copy(rt->sim_loop_failed, sizeof rt->sim_loop_failed, t->path);
   } else {
     res.outcome = ADAPTER_SUCCEEDED;
     res.exit_code = 0;
@@ -495,6 +497,77 @@ int engine__sim_checks(const struct adapter_desc *desc, json_t *with,
   if ((*out = json_deep_copy(rendered)) == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   return 0;
+}
+
+/* ---- a loop ---- */
+
+/* How many paths past the limit are followed to find the loop's. */
+#define LOOP_WINDOW 1000
+
+static size_t max_entries(void)
+{
+#ifdef CAIRN_TEST_HOOKS
+  /* tests/cli reach the limit without 100,000 entries */
+  const char *hook = getenv("CAIRN_TEST_SIM_MAX_ENTRIES");
+  if (hook != NULL && *hook != '\0')
+    return (size_t)strtoull(hook, NULL, 10);
+#endif
+  return ENGINE__SIM_MAX_ENTRIES;
+}
+
+void engine__sim_enter(struct engine__rt *rt, const struct engine_state *st)
+{
+  char path[320], loop[700], why[400];
+  size_t len = 0, n, i;
+
+  if (++rt->sim_entries <= max_entries())
+    return;
+  engine__jpath(rt, st->name, path, sizeof path);
+  /* Go on until the first path past the limit comes again: the paths
+   * between are the loop. */
+  n = json_array_size(rt->sim_loop);
+  if (rt->sim_loop == NULL && (rt->sim_loop = json_array()) == NULL) {
+    rt->fatal = CAIRN_E_NOMEM;
+    return;
+  }
+  if (n == 0 || (strcmp(json_string_value(json_array_get(rt->sim_loop, 0)),
+                        path) != 0 &&
+                 n < LOOP_WINDOW)) {
+    json_array_append_new(rt->sim_loop, json_string(path));
+    return;
+  }
+  json_array_append_new(rt->sim_loop, json_string(path));
+  /* "a → b → a", or the first 8 and the last of a long one (or of as
+   * many as were followed, when none came again) */
+  n = json_array_size(rt->sim_loop);
+  loop[0] = '\0';
+  for (i = 0; i < n && len < sizeof loop; i++) {
+    if (i == 8 && n > 10) {
+      len += (size_t)snprintf(loop + len, sizeof loop - len, " → … (%zu "
+                              "more)", n - 9);
+      i = n - 1;
+      if (len >= sizeof loop)
+        break;
+    }
+    len += (size_t)snprintf(loop + len, sizeof loop - len, "%s%s",
+                            i ? " → " : "",
+                            json_string_value(json_array_get(rt->sim_loop,
+                                                             i)));
+  }
+  if (rt->sim_loop_choice[0])
+    snprintf(why, sizeof why, "choice '%s' decides on placeholder outputs, "
+             "which keep it going (a real run's outputs may end it)",
+             rt->sim_loop_choice);
+  else if (rt->sim_loop_failed[0])
+    snprintf(why, sizeof why, "'%s' fails at every entry, as scripted "
+             "(a real run's may not)", rt->sim_loop_failed);
+  else
+    snprintf(why, sizeof why, "nothing in it depends on placeholder "
+             "outputs: a real run would loop the same way");
+  snprintf(rt->res->message, sizeof rt->res->message,
+           "stopped after %zu state entries, in the loop %s: %s",
+           max_entries(), loop, why);
+  rt->interrupted = ENGINE__SIM_STOPPED;
 }
 
 /* ---- checking a script against the workflow ---- */
