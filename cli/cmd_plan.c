@@ -147,6 +147,15 @@ static const char *failure_of(const struct engine_workflow *wf,
   return owner->on_failure;
 }
 
+/* A simulation did not reach an end (a signal, or a loop: only an
+ * interruption ends one so): plan stops there, as the next would loop
+ * again or be interrupted too. Returns the exit code. */
+static int stopped(const char *what, const struct engine_result *res)
+{
+  cli_error("simulation of %s %s", what, res->message);
+  return CLI_EXIT_INTERRUPTED;
+}
+
 int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx)
 {
   const char *env = NULL;
@@ -173,7 +182,9 @@ int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx)
                    "failure (after its retries) leads: a state, the end of "
                    "the\nrun, or a rollback with its undo steps. Each line "
                    "comes from a simulation of the\nreal engine (see cairn "
-                   "simulate); nothing runs.", &npos);
+                   "simulate); nothing runs. A simulation that does not reach "
+                   "an\nend (a loop, SIGINT, SIGTERM) stops plan: exit 3.",
+                   &npos);
   if (code != 0) {
     code = code == 1 ? CLI_EXIT_OK : code;
     goto done;
@@ -196,6 +207,10 @@ int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx)
   if (rc != 0) {
     cli_error("%s", err.msg);
     code = cli_exit_for(rc);
+    goto done;
+  }
+  if (res.outcome == ENGINE_INTERRUPTED) {
+    code = stopped("the happy path", &res);
     goto done;
   }
   out = json_pack("{s:s,s:s,s:O,s:s,s:i,s:[]}", "workflow", wf->name, "file",
@@ -248,12 +263,19 @@ int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx)
 
     snprintf(label, sizeof label, "%s%s", path, ready ? NOT_READY : "");
     rc = cli_simulate(wf, env, &sets, &s1, seen_event, &seen, &res, &err);
-    if (rc != 0) {
+    if (rc != 0 || res.outcome == ENGINE_INTERRUPTED) {
       json_decref(seen.path);
       json_decref(seen.undo);
       json_decref(through);
-      cli_error("%s", err.msg);
-      code = cli_exit_for(rc);
+      if (rc != 0) {
+        cli_error("%s", err.msg);
+        code = cli_exit_for(rc);
+      } else {
+        char what[480];
+        snprintf(what, sizeof what, "a failure %s '%s'",
+                 ready ? "of the ready check of" : "at", path);
+        code = stopped(what, &res);
+      }
       goto done;
     }
     json_t *f = json_pack("{s:s,s:b,s:s}", "path", path, "reached",

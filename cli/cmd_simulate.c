@@ -77,8 +77,33 @@ static int trace_json(struct cairn_buf *b, const struct journal_event *ev)
 /* The buffer of trace_json, reused from line to line. */
 static struct cairn_buf trace_buf;
 
+/* " [placeholders: a, b]" when the payload names inputs a simulation
+ * took from placeholder outputs (as the journal writes them), else "". */
+static const char *placeholders(const struct journal_event *ev, char *out,
+                                size_t n)
+{
+  json_t *ph = json_object_get(ev->payload, "placeholders");
+  size_t len, i;
+  json_t *k;
+
+  out[0] = '\0';
+  if (json_array_size(ph) == 0)
+    return out;
+  len = (size_t)snprintf(out, n, " [placeholders:");
+  json_array_foreach(ph, i, k) {
+    if (len >= n)
+      break;
+    len += (size_t)snprintf(out + len, n - len, "%s %s", i ? "," : "",
+                            json_string_value(k));
+  }
+  if (len < n)
+    snprintf(out + len, n - len, "]");
+  return out;
+}
+
 /* One line per event that says what the engine decided; the rest
- * (action.started, lock and run bookkeeping) is left out. */
+ * (action.started, lock and run bookkeeping) is left out. Where a value
+ * it shows came from placeholder outputs, a mark in brackets says so. */
 static void trace_line(void *ud, const struct journal_event *ev)
 {
   struct cli_ctx *ctx = ud;
@@ -106,11 +131,13 @@ static void trace_line(void *ud, const struct journal_event *ev)
   }
   if (strcmp(k, JOURNAL_EV_STATE_ENTERED) == 0) {
     const char *kind = pstr(ev, "kind");
+    char ph[400];
+    placeholders(ev, ph, sizeof ph);
     if (strcmp(kind, "do") == 0 || strcmp(kind, "branch") == 0 ||
         strcmp(kind, "undo") == 0)
-      printf("enter %s\n", ev->state);
+      printf("enter %s%s\n", ev->state, ph);
     else
-      printf("enter %s (%s)\n", ev->state, kind);
+      printf("enter %s (%s)%s\n", ev->state, kind, ph);
   } else if (strcmp(k, JOURNAL_EV_ACTION_FINISHED) == 0) {
     const char *o = pstr(ev, "outcome");
     if (strcmp(o, "succeeded") == 0)
@@ -129,11 +156,18 @@ static void trace_line(void *ud, const struct journal_event *ev)
                         d, sizeof d));
   } else if (strcmp(k, JOURNAL_EV_TRANSITION) == 0) {
     const char *to = pstr(ev, "to");
-    printf("→ %s (%s)\n", *to ? to : "end", pstr(ev, "reason"));
+    printf("→ %s (%s)%s\n", *to ? to : "end", pstr(ev, "reason"),
+           json_is_true(json_object_get(ev->payload, "placeholders"))
+               ? " [decided on placeholders]"
+               : "");
   } else if (strcmp(k, JOURNAL_EV_ROLLBACK_PLANNED) == 0) {
     cli_print_plan_line(ev->payload);
   } else if (strcmp(k, JOURNAL_EV_RUN_FINISHED) == 0) {
     printf("■ %s\n", pstr(ev, "status"));
+  } else if (strcmp(k, JOURNAL_EV_RUN_INTERRUPTED) == 0) {
+    /* why goes to stderr, as the command's error */
+    printf("■ %s\n", json_object_get(ev->payload, "error") ? "stopped"
+                                                           : "interrupted");
   }
 }
 
@@ -170,7 +204,11 @@ int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx)
                    "entered,\ntransitions and why, retries, the rollback plan "
                    "and each undo, and the status and\nexit code a real run "
                    "would end with. Nothing runs and no journal is written.\n"
-                   "Exits 0 when the simulation ran, whatever it predicts.",
+                   "Outputs are placeholders (each declared output's empty "
+                   "value); the trace marks in\nbrackets what came from them. "
+                   "Exits 0 when the simulation ran, whatever it predicts;\n"
+                   "3 when it did not reach an end (a loop, stopped after "
+                   "100,000 state entries;\nSIGINT, SIGTERM).",
                    &npos);
   if (code != 0) {
     code = code == 1 ? CLI_EXIT_OK : code;
@@ -204,6 +242,14 @@ int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx)
     code = cli_exit_for(rc);
     goto out;
   }
+  if (res.outcome == ENGINE_INTERRUPTED) {
+    /* no prediction: a signal stopped it, or a loop it could not leave
+     * (only an interruption ends a simulation so) */
+    cli_error("simulation %s", res.message);
+    code = CLI_EXIT_INTERRUPTED;
+    cli_error_result(ctx, code);
+    goto out;
+  }
   int would = cli_sim_exit_code(&res);
   if (ctx->json) {
     json_t *v = json_pack("{s:s,s:s,s:i,s:s,s:s}", "kind", "result",
@@ -212,8 +258,7 @@ int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx)
     cli_print_json(v);
     json_decref(v);
   } else {
-    printf("result: %s; a real run would exit %d\n",
-           res.status[0] ? res.status : "interrupted", would);
+    printf("result: %s; a real run would exit %d\n", res.status, would);
   }
   code = CLI_EXIT_OK;
 out:

@@ -63,20 +63,69 @@ json_t *engine__scope_for(struct engine__rt *rt,
 }
 
 /* Renders v (a template string or a value holding some) in scope. In a
- * simulation, whose outputs are placeholders, what does not resolve is
- * kept as written. *out: a new reference. */
+ * simulation, whose outputs are placeholders, what does not resolve
+ * because of them (src says what comes from them) is kept as written (in
+ * an object, key by key); any other failure is a real run's too. *out: a
+ * new reference. */
 static int render(struct engine__rt *rt, json_t *v, json_t *scope,
-                  json_t **out, struct cairn_error *err)
+                  const struct engine__sim_src *src, json_t **out,
+                  struct cairn_error *err)
 {
   int rc = json_is_string(v)
                ? engine_template_render_string(json_string_value(v), scope,
                                                out, err)
                : engine_template_render(v, scope, out, err);
-  if (rc != 0 && rt->opt->sim) {
-    *out = json_deep_copy(v);
+  if (rc != 0 && rt->opt->sim &&
+      (rc = engine__sim_tolerates(rt, v, NULL, scope, src, err)) == 0) {
+    *out = engine__sim_render_keys(v, scope);
     return *out ? 0 : CAIRN_E_NOMEM;
   }
   return rc;
+}
+
+/* Does map state st (in the cursor rt->cx) render its items from
+ * placeholders? params: its frame's params that came from them. */
+static int items_placeholder(struct engine__rt *rt,
+                             const struct engine_state *st, json_t *params)
+{
+  struct engine__sim_src src = {0, NULL, 0, params};
+  json_t *scope;
+  int reads;
+
+  if (!json_is_string(st->map_items) && !json_is_array(st->map_items))
+    return 0;
+  scope = engine__scope_for(rt, st, NULL);
+  reads = engine__sim_reads(rt, st->map_items, NULL, scope, &src);
+  json_decref(scope);
+  return reads;
+}
+
+void engine__sim_src(struct engine__rt *rt, struct engine__cursor *cx,
+                     const struct engine_state *st, int item,
+                     struct engine__sim_src *src)
+{
+  struct engine__cursor *prev = rt->cx;
+
+  memset(src, 0, sizeof *src);
+  if (!rt->opt->sim || st == NULL)
+    return;
+  rt->cx = cx;
+  src->params = json_object_get(frame_obj(rt, st->frame), "sim_params");
+  if (item && st->kind == ENGINE_MAP)
+    src->item = items_placeholder(rt, st, src->params);
+  rt->cx = prev;
+}
+
+/* The names of object o (a new array), or NULL when it has none. */
+static json_t *names_of(json_t *o)
+{
+  json_t *a = json_object_size(o) ? json_array() : NULL;
+  const char *k;
+  json_t *v;
+
+  json_object_foreach(o, k, v)
+    json_array_append_new(a, json_string(k));
+  return a;
 }
 
 void engine__frame_record(struct engine__rt *rt,
@@ -95,20 +144,55 @@ void engine__frame_record(struct engine__rt *rt,
 
 /* ---- use ---- */
 
+/* Renders a use state's `with` (in a simulation, each param on its own:
+ * one that reads placeholder outputs is kept as written, or rendered
+ * from them, and named in *ph, an object created then). */
+static int use_with(struct engine__rt *rt, const struct engine_state *st,
+                    json_t *scope, const struct engine__sim_src *src,
+                    json_t **with, json_t **ph, struct cairn_error *err)
+{
+  const char *k;
+  json_t *v;
+  int rc = 0;
+
+  if (!rt->opt->sim || !json_is_object(st->use_with))
+    return render(rt, st->use_with, scope, src, with, err);
+  if ((*with = json_object()) == NULL)
+    return CAIRN_E_NOMEM;
+  json_object_foreach(st->use_with, k, v) {
+    json_t *r = NULL;
+    if ((rc = render(rt, v, scope, src, &r, err)) != 0)
+      break;
+    json_object_set_new(*with, k, r);
+    if (engine__sim_reads(rt, v, NULL, scope, src)) {
+      if (*ph == NULL && (*ph = json_object()) == NULL)
+        return CAIRN_E_NOMEM;
+      json_object_set_new(*ph, k, json_true());
+    }
+  }
+  return rc;
+}
+
 /* The params a use state gives its workflow: the declared defaults, then
  * its `with` rendered in the using state's scope and checked against the
- * declarations. *out: a new reference. */
+ * declarations. *out: a new reference. In a simulation, *ph (may be NULL
+ * when not wanted; a new object, or NULL) names those that came from
+ * placeholder outputs: one of them that fails its check is kept as it
+ * is, as a real run's value may pass. */
 static int use_params(struct engine__rt *rt, const struct engine_state *st,
-                      json_t *item, json_t **out, struct cairn_error *err)
+                      json_t *item, json_t **out, json_t **ph,
+                      struct cairn_error *err)
 {
   const struct engine_frame *f = &rt->wf->frames[st->use_frame];
   json_t *scope = engine__scope_for(rt, st, item), *with = NULL, *v;
-  json_t *params = json_object();
+  json_t *params = json_object(), *unknown = NULL;
+  struct engine__sim_src src;
   const char *k;
   int rc = scope && params ? 0 : CAIRN_E_NOMEM;
 
+  engine__sim_src(rt, rt->cx, st, item != NULL, &src);
   if (rc == 0)
-    rc = render(rt, st->use_with, scope, &with, err);
+    rc = use_with(rt, st, scope, &src, &with, &unknown, err);
   for (size_t i = 0; rc == 0 && i < f->nparams; i++)
     if (f->params[i].default_value != NULL)
       json_object_set_new(params, f->params[i].name,
@@ -121,7 +205,7 @@ static int use_params(struct engine__rt *rt, const struct engine_state *st,
       if (p == NULL) /* the loader refuses it; a changed file on resume */
         continue;
       if (engine_param_value(p, v, &cv, err) != 0) {
-        if (!rt->opt->sim) {
+        if (json_object_get(unknown, k) == NULL) {
           rc = err->code;
           break;
         }
@@ -133,36 +217,53 @@ static int use_params(struct engine__rt *rt, const struct engine_state *st,
   json_decref(with);
   if (rc != 0) {
     json_decref(params);
+    json_decref(unknown);
     return rc;
   }
   /* a value given to a secret param is a secret, whatever gave it */
   engine__learn_params(rt, f->params, f->nparams, params);
   *out = params;
+  if (ph != NULL)
+    *ph = unknown;
+  else
+    json_decref(unknown);
   return 0;
 }
 
 /* Journals the entry at path of a used workflow (a use state, or an
  * instance of a map over one): payload p (stolen) with its params (rc 0,
- * secrets redacted) or why they cannot be resolved (err). */
+ * secrets redacted; in a simulation, those that came from placeholders
+ * named: ph, borrowed, may be NULL) or why they cannot be resolved
+ * (err). */
 static void entered_with_params(struct engine__rt *rt, const char *path,
                                 json_t *p, int rc, json_t *params,
-                                const struct cairn_error *err)
+                                json_t *ph, const struct cairn_error *err)
 {
   if (rc == 0) {
     json_object_set_new(p, "inputs", engine__redact(rt, params));
     if (engine__holds_secret(rt, params))
       json_object_set_new(p, "redacted", json_true());
+    if (ph != NULL)
+      json_object_set_new(p, "placeholders", names_of(ph));
   } else {
     json_object_set_new(p, "error", json_string(err->msg));
   }
   engine__emit(rt, JOURNAL_EV_STATE_ENTERED, path, 0, p);
 }
 
-static void set_frame(struct engine__rt *rt, int f, json_t *params)
+/* Frame f gets params (stolen) and, in a simulation, ph (stolen, may be
+ * NULL): its params that came from placeholders (engine__sim_src). */
+static void set_frame(struct engine__rt *rt, int f, json_t *params,
+                      json_t *ph)
 {
+  json_t *fr = json_pack("{s:o,s:{}}", "params", params, "states");
+
+  if (fr != NULL && ph != NULL)
+    json_object_set_new(fr, "sim_params", ph);
+  else
+    json_decref(ph);
   json_array_set_new(rt->cx && rt->cx->owner ? rt->cx->frames : rt->frames,
-                     (size_t)f,
-                     json_pack("{s:o,s:{}}", "params", params, "states"));
+                     (size_t)f, fr);
 }
 
 void engine__use_enter(struct engine__rt *rt, struct engine__sx *sx)
@@ -170,12 +271,12 @@ void engine__use_enter(struct engine__rt *rt, struct engine__sx *sx)
   const struct engine_state *st = sx->st;
   const struct engine_frame *f = &rt->wf->frames[st->use_frame];
   struct cairn_error err = {0};
-  json_t *params = NULL;
-  int rc = use_params(rt, st, NULL, &params, &err);
+  json_t *params = NULL, *ph = NULL;
+  int rc = use_params(rt, st, NULL, &params, &ph, &err);
 
   entered_with_params(rt, sx->path, json_pack("{s:s,s:s}", "kind", "use",
                                               "file", f->file),
-                      rc, params, &err);
+                      rc, params, ph, &err);
   if (rc != 0) {
     char msg[1200];
     snprintf(msg, sizeof msg, "state '%s' failed: cannot resolve the params "
@@ -183,34 +284,39 @@ void engine__use_enter(struct engine__rt *rt, struct engine__sx *sx)
     engine__fail_state(rt, st, msg);
     return;
   }
-  set_frame(rt, st->use_frame, params);
+  set_frame(rt, st->use_frame, params, ph);
   engine__transition(rt, st->name, f->start, "use", NULL, NULL);
 }
 
 /* The instance of cursor cx ends: journaled (not when interrupted:
  * resume carries it on), its cursor's state retired, then its map hears
- * of it (in the map's own cursor). outputs: stolen, NULL unless ok. */
+ * of it (in the map's own cursor). outputs: stolen, NULL unless ok; ph
+ * (stolen, may be NULL): in a simulation, those from placeholders. */
 static void instance_end(struct engine__rt *rt, struct engine__cursor *cx,
                          int ok, int cancelled, const char *msg,
-                         json_t *outputs)
+                         json_t *outputs, json_t *ph)
 {
   struct engine__task *t = cx->owner;
   struct engine__cursor *prev = rt->cx;
 
   if (t->phase == ENGINE__TASK_DONE) {
     json_decref(outputs);
+    json_decref(ph);
     return;
   }
-  if (ok)
-    engine__emit(rt, JOURNAL_EV_STATE_FINISHED, t->path, 0,
-                 json_pack("{s:s,s:o}", "outcome", "succeeded", "outputs",
-                           engine__redact(rt, outputs)));
-  else if (!rt->interrupted || !cancelled)
+  if (ok) {
+    json_t *p = json_pack("{s:s,s:o}", "outcome", "succeeded", "outputs",
+                          engine__redact(rt, outputs));
+    if (p != NULL && ph != NULL)
+      json_object_set(p, "placeholders", ph);
+    engine__emit(rt, JOURNAL_EV_STATE_FINISHED, t->path, 0, p);
+  } else if (!rt->interrupted || !cancelled)
     /* a cancelled instance did not succeed: "failed", marked cancelled
      * (the map's failure is another instance's) */
     engine__emit(rt, JOURNAL_EV_STATE_FINISHED, t->path, 0,
                  json_pack("{s:s,s:s,s:b}", "outcome", "failed", "error",
                            msg, "cancelled", cancelled));
+  json_decref(ph);
   json_decref(t->outputs);
   t->outputs = outputs;
   engine__sx_retire(rt, cx->cur);
@@ -223,7 +329,7 @@ static void instance_end(struct engine__rt *rt, struct engine__cursor *cx,
 void engine__cursor_stop(struct engine__rt *rt, struct engine__cursor *cx)
 {
   instance_end(rt, cx, 0, 1, cx->cancelled ? "cancelled: another instance "
-               "failed" : "interrupted", NULL);
+               "failed" : "interrupted", NULL, NULL);
 }
 
 /* The use state u fails with msg: journaled, then its on_failure; for a
@@ -234,7 +340,7 @@ static void fail_use(struct engine__rt *rt, const struct engine_state *u,
   char path[320];
 
   if (u->kind == ENGINE_MAP) {
-    instance_end(rt, rt->cx, 0, 0, msg, NULL);
+    instance_end(rt, rt->cx, 0, 0, msg, NULL, NULL);
     return;
   }
   engine__jpath(rt, u->name, path, sizeof path);
@@ -243,17 +349,43 @@ static void fail_use(struct engine__rt *rt, const struct engine_state *u,
   engine__fail_state(rt, u, msg);
 }
 
+/* The records of use state u's outputs (states.U, in the scope it runs
+ * in) say which came from placeholder outputs (ph, borrowed, may be
+ * NULL: none): the others its workflow made of params are real
+ * (engine__sim_src). */
+static void sim_mark_record(struct engine__rt *rt,
+                            const struct engine_state *u, json_t *ph)
+{
+  json_t *list = ph ? json_incref(ph) : json_array(), *rec, *fr;
+
+  if ((rt->cx == NULL || rt->cx->owner == NULL) &&
+      (rec = json_object_get(json_object_get(rt->scope, "states"),
+                             u->name)) != NULL)
+    json_object_set(rec, "placeholders", list);
+  if (u->frame >= 0 && (fr = frame_obj(rt, u->frame)) != NULL &&
+      (rec = json_object_get(json_object_get(fr, "states"),
+                             u->name + strlen(rt->wf->frames[u->frame]
+                                                  .prefix))) != NULL)
+    json_object_set(rec, "placeholders", list);
+  json_decref(list);
+}
+
 void engine__frame_succeed(struct engine__rt *rt,
                            const struct engine_state *st)
 {
   const struct engine_frame *f = &rt->wf->frames[st->frame];
   const struct engine_state *u = &rt->wf->states[f->use_state];
   struct cairn_error err = {0};
-  json_t *scope = engine__scope_for(rt, st, NULL), *outs = NULL;
-  int rc = scope ? render(rt, f->outputs, scope, &outs, &err)
-                 : CAIRN_E_NOMEM;
+  json_t *scope = engine__scope_for(rt, st, NULL), *outs = NULL, *ph = NULL;
+  struct engine__sim_src src;
+  int rc;
   char upath[320];
 
+  engine__sim_src(rt, rt->cx, st, 0, &src);
+  rc = scope ? render(rt, f->outputs, scope, &src, &outs, &err)
+             : CAIRN_E_NOMEM;
+  if (rc == 0 && rt->opt->sim) /* they say which outputs are placeholders */
+    ph = engine__sim_keys(rt, f->outputs, scope, &src);
   json_decref(scope);
   engine__jpath(rt, u->name, upath, sizeof upath);
   if (rc != 0) {
@@ -265,13 +397,19 @@ void engine__frame_succeed(struct engine__rt *rt,
   }
   if (u->kind == ENGINE_MAP) {
     /* an instance reached succeed: its outputs are the map's for it */
-    instance_end(rt, rt->cx, 1, 0, NULL, outs);
+    instance_end(rt, rt->cx, 1, 0, NULL, outs, ph);
     return;
   }
   engine__record_outputs(rt, u->name, outs);
-  engine__emit(rt, JOURNAL_EV_STATE_FINISHED, upath, 0,
-               json_pack("{s:s,s:o}", "outcome", "succeeded", "outputs",
-                         engine__redact(rt, outs)));
+  if (rt->opt->sim)
+    sim_mark_record(rt, u, ph);
+  json_t *p = json_pack("{s:s,s:o}", "outcome", "succeeded", "outputs",
+                        engine__redact(rt, outs));
+  if (p != NULL && ph != NULL)
+    json_object_set_new(p, "placeholders", ph);
+  else
+    json_decref(ph);
+  engine__emit(rt, JOURNAL_EV_STATE_FINISHED, upath, 0, p);
   json_decref(outs);
   engine__transition(rt, u->name, u->next, "next", NULL, NULL);
 }
@@ -310,25 +448,36 @@ static int key_ok(const char *k)
 }
 
 /* The max_concurrency of map state st: its number, or its template
- * rendered (an integer >= 1). */
+ * rendered (an integer >= 1). In a simulation, one rendered from
+ * placeholder outputs that gives none is no limit (*ph set). */
 static int map_limit(struct engine__rt *rt, const struct engine_state *st,
-                     int *out, struct cairn_error *err)
+                     int *out, int *ph, struct cairn_error *err)
 {
-  json_t *scope, *v = NULL;
+  json_t *scope, *v = NULL, *tpl = NULL;
+  struct engine__sim_src src;
   json_int_t n = 0;
   int rc;
 
   *out = st->max_concurrency;
+  *ph = 0;
   if (st->map_concurrency == NULL)
     return 0;
   if ((scope = engine__scope_for(rt, st, NULL)) == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   rc = engine_template_render_string(st->map_concurrency, scope, &v, err);
-  json_decref(scope);
-  if (rc != 0 && rt->opt->sim) {
-    *out = 0;
-    return 0;
+  if (rt->opt->sim) {
+    engine__sim_src(rt, rt->cx, st, 0, &src);
+    if ((tpl = json_string(st->map_concurrency)) == NULL)
+      rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    else if (rc != 0)
+      rc = engine__sim_tolerates(rt, tpl, NULL, scope, &src, err);
+    else
+      *ph = engine__sim_reads(rt, tpl, NULL, scope, &src);
+    if (rc == 0 && v == NULL) /* tolerated */
+      *ph = 1;
   }
+  json_decref(tpl);
+  json_decref(scope);
   if (rc != 0)
     return rc;
   if (json_is_integer(v))
@@ -336,6 +485,10 @@ static int map_limit(struct engine__rt *rt, const struct engine_state *st,
   else if (json_is_string(v))
     n = strtoll(json_string_value(v), NULL, 10);
   json_decref(v);
+  if ((n < 1 || n > 1000000) && *ph) {
+    *out = 0;
+    return 0;
+  }
   if (n < 1 || n > 1000000)
     return cairn_error_set(err, CAIRN_E_INVAL, "'max_concurrency' must give "
                            "an integer of at least 1");
@@ -343,20 +496,71 @@ static int map_limit(struct engine__rt *rt, const struct engine_state *st,
   return 0;
 }
 
-/* The items of map state st and the key of each (new references). */
+/* Does the key of item (of map st) come from placeholder outputs: its
+ * items do (ph), or its key template reads them? */
+static int key_placeholder(struct engine__rt *rt,
+                           const struct engine_state *st, json_t *item,
+                           const struct engine__sim_src *src, int ph)
+{
+  json_t *scope, *tpl;
+  int reads;
+
+  if (ph || st->map_key == NULL)
+    return ph;
+  scope = engine__scope_for(rt, st, item);
+  tpl = json_string(st->map_key);
+  reads = engine__sim_reads(rt, tpl, NULL, scope, src);
+  json_decref(tpl);
+  json_decref(scope);
+  return reads;
+}
+
+/* The key of item i of map st: its `key` rendered with it. In a
+ * simulation, a key that does not render because of placeholder outputs
+ * is the index. *kv: a new reference. */
+static int map_key(struct engine__rt *rt, const struct engine_state *st,
+                   json_t *item, size_t i, const struct engine__sim_src *src,
+                   json_t **kv, struct cairn_error *err)
+{
+  json_t *scope = engine__scope_for(rt, st, item), *tpl = NULL;
+  int rc = scope ? engine_template_render_string(st->map_key, scope, kv, err)
+                 : CAIRN_E_NOMEM;
+
+  if (rc != 0 && rc != CAIRN_E_NOMEM && rt->opt->sim) {
+    rc = (tpl = json_string(st->map_key)) != NULL
+             ? engine__sim_tolerates(rt, tpl, NULL, scope, src, err)
+             : CAIRN_E_NOMEM;
+    if (rc == 0 && (*kv = json_integer((json_int_t)i)) == NULL)
+      rc = CAIRN_E_NOMEM;
+  }
+  json_decref(tpl);
+  json_decref(scope);
+  return rc;
+}
+
+/* The items of map state st and the key of each (new references). In a
+ * simulation, *ph (may be NULL) says whether the items come from
+ * placeholder outputs: then what a real run's may make a list of
+ * distinct keys is made one (one item, index keys). */
 static int map_items(struct engine__rt *rt, const struct engine_state *st,
-                     json_t **items_out, json_t **keys_out,
+                     json_t **items_out, json_t **keys_out, int *ph_out,
                      struct cairn_error *err)
 {
   json_t *scope = engine__scope_for(rt, st, NULL), *items = NULL, *item;
   json_t *keys = json_array(), *seen = json_object();
+  struct engine__sim_src src;
   size_t i;
   int rc = scope && keys && seen ? 0 : CAIRN_E_NOMEM;
+  int ph = 0;
 
+  engine__sim_src(rt, rt->cx, st, 0, &src);
   if (rc == 0)
-    rc = render(rt, st->map_items, scope, &items, err);
+    rc = render(rt, st->map_items, scope, &src, &items, err);
+  if (rc == 0 && rt->opt->sim)
+    ph = engine__sim_reads(rt, st->map_items, NULL, scope, &src);
+  src.item = ph; /* what the key sees */
   if (rc == 0 && !json_is_array(items)) {
-    if (rt->opt->sim) {
+    if (ph) {
       /* a placeholder: one instance shows what each would do */
       json_t *one = json_pack("[O]", items);
       json_decref(items);
@@ -372,15 +576,7 @@ static int map_items(struct engine__rt *rt, const struct engine_state *st,
     char key[128];
     json_t *kv = NULL;
     if (st->map_key != NULL) {
-      json_t *s2 = engine__scope_for(rt, st, item);
-      rc = s2 ? engine_template_render_string(st->map_key, s2, &kv, err)
-              : CAIRN_E_NOMEM;
-      json_decref(s2);
-      if (rc != 0 && rt->opt->sim) {
-        kv = json_integer((json_int_t)i);
-        rc = 0;
-      }
-      if (rc != 0)
+      if ((rc = map_key(rt, st, item, i, &src, &kv, err)) != 0)
         break;
     } else {
       kv = json_incref(item);
@@ -395,7 +591,8 @@ static int map_items(struct engine__rt *rt, const struct engine_state *st,
     else
       key[0] = '\0';
     json_decref(kv);
-    if (rt->opt->sim && (!key_ok(key) || json_object_get(seen, key)))
+    if (rt->opt->sim && (!key_ok(key) || json_object_get(seen, key)) &&
+        key_placeholder(rt, st, item, &src, ph))
       snprintf(key, sizeof key, "%zu", i); /* a placeholder item */
     {
       /* a key is a path, a log name and a line on the terminal: one that
@@ -449,6 +646,8 @@ static int map_items(struct engine__rt *rt, const struct engine_state *st,
   }
   *items_out = items;
   *keys_out = keys;
+  if (ph_out != NULL)
+    *ph_out = ph;
   return 0;
 }
 
@@ -458,7 +657,7 @@ json_t *engine__map_item(struct engine__rt *rt, const struct engine_state *st,
   struct cairn_error err = {0};
   json_t *items = NULL, *keys = NULL, *item = NULL;
 
-  if (map_items(rt, st, &items, &keys, &err) == 0)
+  if (map_items(rt, st, &items, &keys, NULL, &err) == 0)
     item = json_incref(json_array_get(items, index));
   json_decref(items);
   json_decref(keys);
@@ -493,17 +692,25 @@ void engine__map_enter(struct engine__rt *rt, struct engine__sx *sx)
   const struct engine_state *st = sx->st;
   struct cairn_error err = {0};
   json_t *items = NULL, *keys = NULL;
-  int rc = map_limit(rt, st, &sx->limit, &err);
+  int limit_ph = 0, items_ph = 0;
+  int rc = map_limit(rt, st, &sx->limit, &limit_ph, &err);
   json_t *p = json_pack("{s:s}", "kind", "map");
 
   if (rc == 0)
-    rc = map_items(rt, st, &items, &keys, &err);
+    rc = map_items(rt, st, &items, &keys, &items_ph, &err);
   if (rc == 0)
     json_object_set_new(p, "inputs",
                         json_pack("{s:o,s:O,s:i}", "items",
                                   engine__redact(rt, items), "keys", keys,
                                   "max_concurrency", sx->limit));
-  else
+  if (rc == 0 && (items_ph || limit_ph)) /* a simulation's */
+    json_object_set_new(p, "placeholders",
+                        items_ph && limit_ph
+                            ? json_pack("[s,s,s]", "items", "keys",
+                                        "max_concurrency")
+                        : items_ph ? json_pack("[s,s]", "items", "keys")
+                                   : json_pack("[s]", "max_concurrency"));
+  else if (rc != 0)
     json_object_set_new(p, "error", json_string(err.msg));
   engine__emit(rt, JOURNAL_EV_STATE_ENTERED, sx->path, 0, p);
   if (rc == 0 && engine__map_setup(rt, sx, items, keys) != 0)
@@ -544,7 +751,7 @@ static void use_instance_start(struct engine__rt *rt, struct engine__task *t)
   const struct engine_frame *f = &rt->wf->frames[st->use_frame];
   struct cairn_error err = {0};
   struct engine__cursor *cx = calloc(1, sizeof *cx), *prev = rt->cx;
-  json_t *params = NULL;
+  json_t *params = NULL, *ph = NULL;
   int rc;
 
   if (cx == NULL || (cx->frames = json_array()) == NULL) {
@@ -559,21 +766,21 @@ static void use_instance_start(struct engine__rt *rt, struct engine__task *t)
   snprintf(cx->pfx, sizeof cx->pfx, "%s/", t->path);
   t->inst = cx;
   t->phase = ENGINE__TASK_RUNNING;
-  rc = use_params(rt, st, t->item, &params, &err);
+  rc = use_params(rt, st, t->item, &params, &ph, &err);
   entered_with_params(rt, t->path,
                       json_pack("{s:s,s:s,s:o,s:i}", "kind", "instance",
                                 "file", f->file, "item",
                                 engine__redact(rt, t->item), "index",
                                 t->index),
-                      rc, params, &err);
+                      rc, params, ph, &err);
   rt->cx = cx;
   if (rc != 0) {
     char msg[1200];
     snprintf(msg, sizeof msg, "state '%s' failed: cannot resolve the params "
              "of '%s': %s", t->path, f->file, err.msg);
-    instance_end(rt, cx, 0, 0, msg, NULL);
+    instance_end(rt, cx, 0, 0, msg, NULL, NULL);
   } else {
-    set_frame(rt, st->use_frame, params);
+    set_frame(rt, st->use_frame, params, ph);
     json_object_set(rt->inst, t->path, cx->frames);
     engine__transition(rt, st->name, f->start, "use", NULL, NULL);
   }
@@ -696,7 +903,7 @@ static int rebuild_instances(struct engine__rt *rt,
         int idx = instance_index(rp, s->path);
         json_t *item = idx >= 0 ? engine__map_item(rt, st, (size_t)idx)
                                 : NULL;
-        int rc = item ? use_params(rt, st, item, &params, err)
+        int rc = item ? use_params(rt, st, item, &params, NULL, err)
                       : cairn_error_set(err, CAIRN_E_JOURNAL, "cannot "
                                         "render the params of instance "
                                         "'%s' again", s->path);
@@ -761,7 +968,8 @@ static int rebuild_instances(struct engine__rt *rt,
                                                          "states"), mp),
                          "output");
     if (scope && json_is_object(mo) &&
-        render(rt, wf->frames[st->use_frame].outputs, scope, &outs, err) == 0)
+        render(rt, wf->frames[st->use_frame].outputs, scope, NULL, &outs,
+               err) == 0)
       json_object_set_new(mo, key, outs);
     json_decref(scope);
     engine__cursor_free(view);
@@ -789,9 +997,9 @@ int engine__rebuild_frames(struct engine__rt *rt,
       continue;
     if (!engine__has_redaction(s->inputs))
       params = json_incref(s->inputs);
-    else if (use_params(rt, st, NULL, &params, err) != 0)
+    else if (use_params(rt, st, NULL, &params, NULL, err) != 0)
       return err->code;
-    set_frame(rt, st->use_frame, params);
+    set_frame(rt, st->use_frame, params, NULL);
   }
   json_object_foreach(json_object_get(rt->scope, "states"), k, v)
     engine__frame_record(rt, engine_workflow_state(wf, k),
@@ -814,7 +1022,7 @@ int engine__rebuild_frames(struct engine__rt *rt,
     f = &wf->frames[st->use_frame];
     any = engine_workflow_state(wf, f->start);
     scope = engine__scope_for(rt, any, NULL);
-    if (scope && render(rt, f->outputs, scope, &outs, err) == 0)
+    if (scope && render(rt, f->outputs, scope, NULL, &outs, err) == 0)
       engine__record_outputs(rt, st->name, outs);
     json_decref(outs);
     json_decref(scope);
@@ -833,13 +1041,13 @@ int engine__map_rebuild(struct engine__rt *rt, struct engine__sx *sx,
 
   if (json_is_integer(limit))
     sx->limit = (int)json_integer_value(limit);
-  else if ((rc = map_limit(rt, sx->st, &sx->limit, err)) != 0)
+  else if ((rc = map_limit(rt, sx->st, &sx->limit, &(int){0}, err)) != 0)
     return rc;
 
   if (items && keys && !engine__has_redaction(items)) {
     json_incref(items);
     json_incref(keys);
-  } else if ((rc = map_items(rt, sx->st, &items, &keys, err)) != 0) {
+  } else if ((rc = map_items(rt, sx->st, &items, &keys, NULL, err)) != 0) {
     return rc;
   }
   if (json_array_size(items) != json_array_size(keys))

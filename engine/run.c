@@ -421,10 +421,46 @@ static json_t *redacted_copy(json_t *v, char **redact)
   return json_incref(v);
 }
 
+/* What in the scope of task t's templates comes from placeholder outputs
+ * (a simulation's): for an undo, the outputs of a step that finished (a
+ * cancelled one has none) and the inputs its entry took from them. */
+static void task_sim_src(struct engine__task *t, struct engine__sim_src *src)
+{
+  struct engine__rt *rt = t->rt;
+
+  engine__sim_src(rt, t->sx->cx, t->sx->st, t->item != NULL, src);
+  if (t->sx->is_undo) {
+    json_t *step = json_array_get(rt->plan, t->sx->step);
+    src->self_output = !json_is_true(json_object_get(step, "cancelled"));
+    src->self_input = json_object_get(
+        rt->sim_marks, json_string_value(json_object_get(step, "path")));
+  }
+}
+
+/* A simulation notes which inputs of task t come from placeholders (for
+ * its state.entered, engine__task_entered). */
+static void task_sim_mark(struct engine__task *t, json_t *scope,
+                          const struct engine__sim_src *src)
+{
+  struct engine__rt *rt = t->rt;
+  json_t *keys = engine__sim_keys(rt, t->action->with, scope, src);
+
+  if (keys == NULL) {
+    json_object_del(rt->sim_marks, t->path);
+    return;
+  }
+  if (rt->sim_marks == NULL && (rt->sim_marks = json_object()) == NULL) {
+    json_decref(keys);
+    return;
+  }
+  json_object_set_new(rt->sim_marks, t->path, keys);
+}
+
 int engine__task_resolve(struct engine__task *t, struct cairn_error *err)
 {
   json_t *rendered = NULL;
   json_t *scope = engine__scope_in(t->rt, t->sx->cx, t->sx->st, t->item);
+  struct engine__sim_src src;
   int rc;
 
   /* only read, by adapter_apply_defaults: what holds no template is
@@ -432,19 +468,30 @@ int engine__task_resolve(struct engine__task *t, struct cairn_error *err)
   rc = scope ? engine_template_render_shared(t->action->with, scope,
                                              &rendered, err)
              : cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
-  json_decref(scope);
-  if (rc != 0 && t->rt->opt->sim) {
+  if (t->rt->opt->sim && scope != NULL) {
+    task_sim_src(t, &src);
     /* A simulated action's outputs are placeholders, so a template that
-     * reads them may not resolve: show it as written. */
-    json_decref(t->inputs);
-    t->inputs = json_deep_copy(t->action->with);
-    return 0;
+     * reads them may not resolve: such an input is shown as written. Any
+     * other failure is a real run's too. */
+    if (rc != 0)
+      rc = engine__sim_tolerates(t->rt, t->action->with, NULL, scope, &src,
+                                 err);
+    if (rc == 0)
+      task_sim_mark(t, scope, &src);
+    if (rc == 0 && rendered == NULL &&
+        (rendered = engine__sim_render_keys(t->action->with, scope)) == NULL)
+      rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   }
+  json_decref(scope);
   if (rc != 0)
     return rc;
   json_decref(t->inputs);
   t->inputs = NULL;
   rc = adapter_apply_defaults(t->desc, rendered, &t->inputs, err);
+  if (rc != 0 && t->rt->opt->sim) /* a placeholder may fail a check */
+    rc = engine__sim_checks(t->desc, t->action->with, rendered,
+                            json_object_get(t->rt->sim_marks, t->path),
+                            &t->inputs, err);
   json_decref(rendered);
   if (rc == 0)
     t->redacted = holds_secret(t->inputs, t->rt->redact);
@@ -465,10 +512,14 @@ int engine__holds_secret(struct engine__rt *rt, json_t *v)
 int engine__task_entered(struct engine__task *t, json_t *p, int rc,
                          const struct cairn_error *err, int say_inputs)
 {
+  json_t *ph = json_object_get(t->rt->sim_marks, t->path);
+
   if (rc == 0)
     json_object_set_new(p, "inputs", engine__journal_inputs(t));
   else
     json_object_set_new(p, "error", json_string(err->msg));
+  if (rc == 0 && ph != NULL) /* a simulation's inputs from placeholders */
+    json_object_set(p, "placeholders", ph);
   if (t->redacted)
     json_object_set_new(p, "redacted", json_true());
   engine__emit(t->rt, JOURNAL_EV_STATE_ENTERED, t->path, 0, p);
@@ -826,6 +877,16 @@ static json_t *finished_payload(const struct adapter_result *res,
   return p;
 }
 
+/* p (returned) says that res's outputs are placeholders, when they are:
+ * in a simulation, those of a success (a failure's are empty). */
+static json_t *sim_marked(struct engine__rt *rt, json_t *p,
+                          const struct adapter_result *res)
+{
+  if (p != NULL && rt->opt->sim && json_object_size(res->outputs) > 0)
+    json_object_set_new_nocheck(p, "placeholders", json_true());
+  return p;
+}
+
 static void task_finished(struct engine__task *t,
                           const struct adapter_result *res);
 
@@ -874,7 +935,9 @@ static void task_finished(struct engine__task *t,
   if (t->probing) {
     t->probing = 0;
     engine__emit(rt, JOURNAL_EV_PROBE_FINISHED, t->path, t->attempt,
-                 finished_payload(res, ok ? "succeeded" : "failed"));
+                 sim_marked(rt, finished_payload(res, ok ? "succeeded"
+                                                         : "failed"),
+                            res));
     if (t->cancel_probe) {
       /* A cancelled branch: the probe only says whether it took effect
        * (then it counts as done and its undo joins the plan). */
@@ -923,7 +986,7 @@ static void task_finished(struct engine__task *t,
   const char *outcome = adapter_outcome_name(res->outcome);
   if (stopped && rt->interrupted)
     outcome = "interrupted";
-  json_t *fp = finished_payload(res, outcome);
+  json_t *fp = sim_marked(rt, finished_payload(res, outcome), res);
   if (not_ready) /* the action ran: a rollback must undo it */
     json_object_set_new(fp, "took_effect", json_true());
   if (ok && !rt->opt->sim && engine__task_idempotent(t))
@@ -1001,16 +1064,32 @@ static void task_start_now(struct engine__task *t)
     json_t *scope = engine__scope_in(rt, t->sx->cx, t->sx->st, t->item);
     rc = scope ? engine_template_render(a->with, scope, &rendered, &err)
                : cairn_error_set(&err, CAIRN_E_NOMEM, "out of memory");
-    json_decref(scope);
-    json_object_del(rt->scope, "self");
-    if (rc == 0)
+    struct engine__sim_src src;
+    if (rt->opt->sim) {
+      task_sim_src(t, &src);
+      src.self_output = t->readying;
+    }
+    if (rc != 0 && rt->opt->sim && scope != NULL) {
+      /* what does not render only because of placeholder outputs is
+       * shown as written */
+      if ((rc = engine__sim_tolerates(rt, a->with, NULL, scope, &src,
+                                      &err)) == 0 &&
+          (rendered = engine__sim_render_keys(a->with, scope)) == NULL)
+        rc = cairn_error_set(&err, CAIRN_E_NOMEM, "out of memory");
+    }
+    if (rc == 0) {
       rc = adapter_apply_defaults(adapter_find(a->adapter), rendered, &inputs,
                                   &err);
-    json_decref(rendered);
-    if (rc != 0 && rt->opt->sim) {
-      inputs = json_deep_copy(a->with);
-      rc = 0;
+      if (rc != 0 && rt->opt->sim) { /* a placeholder may fail a check */
+        json_t *keys = engine__sim_keys(rt, a->with, scope, &src);
+        rc = engine__sim_checks(adapter_find(a->adapter), a->with, rendered,
+                                keys, &inputs, &err);
+        json_decref(keys);
+      }
     }
+    json_decref(scope);
+    json_object_del(rt->scope, "self");
+    json_decref(rendered);
     if (rc != 0 && t->readying) {
       struct adapter_result res = {0};
       res.outcome = ADAPTER_FAILED;
@@ -1203,13 +1282,19 @@ void engine__finish_interrupted(struct engine__rt *rt)
 {
   if (rt->finished)
     return;
+  rt->res->outcome = ENGINE_INTERRUPTED;
+  rt->finished = 1;
+  if (rt->interrupted == ENGINE__SIM_STOPPED) {
+    /* a simulation in a loop: res->message says which */
+    engine__emit(rt, JOURNAL_EV_RUN_INTERRUPTED, NULL, 0,
+                 json_pack("{s:s}", "error", rt->res->message));
+    return;
+  }
   engine__emit(rt, JOURNAL_EV_RUN_INTERRUPTED, NULL, 0,
                json_pack("{s:i}", "signal", rt->interrupted));
-  rt->res->outcome = ENGINE_INTERRUPTED;
   snprintf(rt->res->message, sizeof rt->res->message,
            "interrupted by %s", rt->interrupted == SIGTERM ? "SIGTERM"
                                                            : "SIGINT");
-  rt->finished = 1;
 }
 
 void engine__end_run(struct engine__rt *rt, const char *status,
@@ -1259,7 +1344,10 @@ void engine__transition(struct engine__rt *rt, const char *from,
     json_object_set_new_nocheck(p, "from", json_string(jfrom));
     json_object_set_new_nocheck(p, "to", json_string(jto));
     json_object_set_new_nocheck(p, "reason", json_string(reason));
+    if (rt->sim_decided) /* a simulated choice read placeholders */
+      json_object_set_new_nocheck(p, "placeholders", json_true());
   }
+  rt->sim_decided = 0;
   engine__emit(rt, JOURNAL_EV_TRANSITION, jfrom, 0, p);
   if (to == NULL) {
     engine__end_run(rt, status, from, error, NULL);
@@ -1357,21 +1445,34 @@ static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
 {
   json_t *scope = engine__scope_for(rt, st, NULL);
   char path[320]; /* messages name it as journaled (M/KEY/S) */
+  struct engine__sim_src src;
 
   engine__jpath(rt, st->name, path, sizeof path);
+  engine__sim_src(rt, rt->cx, st, 0, &src);
   for (size_t i = 0; i < st->nwhens; i++) {
     struct cairn_error err = {0};
     int truth = 0;
     int rc = engine_template_eval_bool(st->whens[i].expr, scope, &truth,
                                        &err);
-    if (rc != 0 && rt->opt->sim) {
-      /* A simulated action's outputs are placeholders: a `when` that
-       * reads them cannot be decided, so it counts as false (the trace
-       * shows which way the simulation went). */
+    if (rt->opt->sim && scope != NULL &&
+        engine__sim_reads(rt, NULL, st->whens[i].expr, scope, &src)) {
+      /* Decided on placeholder outputs: its transition says so, and a
+       * loop it keeps going names it (engine__sim_enter). */
+      rt->sim_decided = 1;
+      if (rt->sim_loop != NULL)
+        engine__copy(rt->sim_loop_choice, sizeof rt->sim_loop_choice, path);
+    }
+    if (rc != 0 && rt->opt->sim &&
+        (rc = engine__sim_tolerates(rt, NULL, st->whens[i].expr, scope, &src,
+                                    &err)) == 0) {
+      /* A `when` that reads placeholders and cannot be decided counts as
+       * false (the trace shows which way the simulation went). Any other
+       * failure is a real run's too. */
       truth = 0;
     } else if (rc != 0) {
       json_decref(scope);
       char msg[1200];
+      rt->sim_decided = 0; /* it failed, as it would for real */
       snprintf(msg, sizeof msg, "choice '%s': %s", path, err.msg);
       choice_failed(rt, st, msg);
       return;
@@ -1403,6 +1504,8 @@ void engine__enter(struct engine__rt *rt, const char *name)
 
   engine__sx_retire(rt, *slot);
   *slot = NULL;
+  if (rt->opt->sim && st != NULL && !rt->interrupted)
+    engine__sim_enter(rt, st); /* past its limit, a loop stops it */
   if (rt->cx != NULL && rt->cx->owner != NULL &&
       (rt->interrupted || rt->cx->cancelled)) {
     /* an instance starts nothing new either; resume enters it */
@@ -1900,6 +2003,8 @@ void engine__rt_release(struct engine__rt *rt)
   json_decref(rt->sim_outputs);
   json_decref(rt->sim_outputs_last);
   json_decref(rt->sim_record_last);
+  json_decref(rt->sim_marks);
+  json_decref(rt->sim_loop);
   json_decref(rt->plan);
   engine__planner_free(rt->planner);
   json_decref(rt->direct);

@@ -212,8 +212,21 @@ struct engine__rt {
                                      shared by the next state with the
                                      same outputs (engine__record_outputs) */
   json_t *sim_record_last;
+  json_t *sim_marks;              /* task path -> the keys of the inputs
+                                     its latest entry took from
+                                     placeholders (only paths with some) */
+  int sim_decided;                /* the choice being decided read a
+                                     placeholder: its transition says so */
+  size_t sim_entries;             /* states entered (engine__sim_enter) */
+  json_t *sim_loop;               /* past the limit: the paths entered
+                                     since, to name the loop */
+  char sim_loop_choice[320];      /* a choice in it that decided on a
+                                     placeholder, or "" */
+  char sim_loop_failed[320];      /* an action in it that failed as
+                                     scripted, or "" */
 
-  int interrupted;                /* signal number, 0 when none */
+  int interrupted;                /* signal number, 0 when none, or
+                                     ENGINE__SIM_STOPPED */
   int finished;                   /* run.finished or run.interrupted queued */
   int closing;
   int fatal;                      /* a journal write failed */
@@ -488,7 +501,75 @@ void engine__approval_decide(struct engine__rt *rt,
 
 /* The adapter every action is replaced by in a simulation. */
 extern const struct adapter_desc engine__sim_adapter;
-int engine__sim_init(struct engine__rt *rt);
+
+/* rt->interrupted of a simulation that stopped itself (a loop); its
+ * message is in rt->res->message. */
+#define ENGINE__SIM_STOPPED (-1)
+/* A simulation stops after this many states entered (engine__enter:
+ * the run's own, and those of used workflows and of each instance of a
+ * map over one; not branches or map instances of a `do`). A map of
+ * 1,000 instances of a 13-state workflow (postgres.yaml, the largest of
+ * the standard library) enters about 13,000: only a loop gets this
+ * far. */
+#define ENGINE__SIM_MAX_ENTRIES 100000
+
+/* What in a simulation's scope comes from placeholder outputs, besides
+ * states.S of a state that has them (a state that failed, was cancelled
+ * or never ran has none) and secrets a secrets.generate would have
+ * made. */
+struct engine__sim_src {
+  int self_output;     /* self.output: the outputs of a simulated success
+                          (a ready check's, an undo's of a step that
+                          finished; not of one cancelled) */
+  json_t *self_input;  /* names of self.input's keys that were (borrowed,
+                          may be NULL) */
+  int item;            /* item: a map's items rendered from them */
+  json_t *params;      /* names of the params of a used workflow given
+                          one (an object name -> true; borrowed, may be
+                          NULL) */
+};
+
+/* Fills src for the templates of state st (in cursor cx; item: they see
+ * an item of st, a map state) (engine/frames.c). */
+void engine__sim_src(struct engine__rt *rt, struct engine__cursor *cx,
+                     const struct engine_state *st, int item,
+                     struct engine__sim_src *src);
+/* The rendering of v (templates in strings, walked as
+ * engine_template_render walks them) or, when v is NULL, of the bare
+ * expression expr, failed in scope with err. 0 when each template that
+ * fails reads a placeholder and every reference in it that reads none
+ * resolves: a real run's outputs may make it render. Otherwise the code
+ * of the failure a real run would have too, with err saying what it
+ * says. */
+int engine__sim_tolerates(struct engine__rt *rt, json_t *v, const char *expr,
+                          json_t *scope, const struct engine__sim_src *src,
+                          struct cairn_error *err);
+/* v (an object) rendered in scope key by key, after engine__sim_tolerates
+ * said 0: each key that does not render is kept as written. A new
+ * reference (a copy of v when no object), NULL when out of memory. */
+json_t *engine__sim_render_keys(json_t *v, json_t *scope);
+/* Whether v (or, v NULL, expr) reads a placeholder in scope. */
+int engine__sim_reads(struct engine__rt *rt, json_t *v, const char *expr,
+                      json_t *scope, const struct engine__sim_src *src);
+/* The keys of object v whose values read a placeholder: a new array, or
+ * NULL when none does (or v is no object). */
+json_t *engine__sim_keys(struct engine__rt *rt, json_t *v, json_t *scope,
+                         const struct engine__sim_src *src);
+/* The adapter desc's checks of inputs rendered in a simulation
+ * (rendered, from `with` as written) failed with err. When they pass
+ * with the keys that came from placeholders (keys, an array; may be
+ * NULL) as written, the failure is the placeholders' doing: 0, with
+ * *out a copy of rendered. Otherwise the code of the failure a real run
+ * has too, err saying what it says. */
+int engine__sim_checks(const struct adapter_desc *desc, json_t *with,
+                       json_t *rendered, json_t *keys, json_t **out,
+                       struct cairn_error *err);
+/* Counts the state st entered in the cursor rt->cx. Past
+ * ENGINE__SIM_MAX_ENTRIES it follows the states entered until one comes
+ * again, then stops the simulation (rt->interrupted set to
+ * ENGINE__SIM_STOPPED, rt->res->message naming the loop and why it
+ * goes on). */
+void engine__sim_enter(struct engine__rt *rt, const struct engine_state *st);
 
 /* Applies a state's failure path (on_failure). */
 void engine__state_failed(struct engine__rt *rt, struct engine__sx *sx);

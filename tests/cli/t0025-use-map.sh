@@ -1236,7 +1236,7 @@ test_expect_success 'simulate --fail-at a used state and a map instance: the rol
 	cairn simulate top.yaml --set broken=false --fail-at m/y >out &&
 	test_grep "^  ✗ m/y (attempt 1): failed$" out &&
 	test_grep "^↶ rollback plan: undo:m/x, undo:u/two, undo:u/one, undo:pre$" out &&
-	test_grep "^enter undo:u/two$" out
+	test_grep "^enter undo:u/two \[placeholders: argv\]$" out
 '
 
 test_expect_success 'simulate --fail-at MAP names the map'\''s instances in its hint' '
