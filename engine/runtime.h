@@ -559,8 +559,9 @@ json_t *engine__sim_keys(struct engine__rt *rt, json_t *v, json_t *scope,
  * (rendered, from `with` as written) failed with err. When they pass
  * with the keys that came from placeholders (keys, an array; may be
  * NULL) as written, the failure is the placeholders' doing: 0, with
- * *out a copy of rendered. Otherwise the code of the failure a real run
- * has too, err saying what it says. */
+ * *out a copy of rendered (a new reference). Otherwise the code of the
+ * failure a real run has too, err saying what it says. The rest is
+ * borrowed. */
 int engine__sim_checks(const struct adapter_desc *desc, json_t *with,
                        json_t *rendered, json_t *keys, json_t **out,
                        struct cairn_error *err);
