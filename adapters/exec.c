@@ -35,6 +35,7 @@
 #include "adapters/spawn.h"
 #include "common/buf.h"
 #include "common/proc.h"
+#include "common/utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -290,27 +291,14 @@ static void run_free(struct exec_run *r)
  * boundary: what a failed command said last is most often why. */
 static void add_last_line(char *msg, size_t n, const char *tail)
 {
-  const char *end = tail + strlen(tail), *line;
-  size_t len, used = strlen(msg);
+  size_t full, len, used = strlen(msg);
+  const char *line = cairn_last_line(tail, strlen(tail), &full);
 
-  while (end > tail && (end[-1] == '\n' || end[-1] == '\r' ||
-                        end[-1] == ' ' || end[-1] == '\t'))
-    end--;
-  line = end;
-  while (line > tail && line[-1] != '\n')
-    line--;
-  while (line < end && (*line == ' ' || *line == '\t' || *line == '\r'))
-    line++;
-  len = (size_t)(end - line);
-  if (len == 0 || used + 3 >= n)
+  if (full == 0 || used + 3 >= n)
     return;
-  if (len > EXEC_WHY_MAX) {
-    len = EXEC_WHY_MAX;
-    while (len > 0 && ((unsigned char)line[len] & 0xC0) == 0x80)
-      len--; /* not inside a character */
-  }
+  len = full > EXEC_WHY_MAX ? cairn_utf8_cut(line, EXEC_WHY_MAX) : full;
   snprintf(msg + used, n - used, ": %.*s%s", (int)len, line,
-           len < (size_t)(end - line) ? "..." : "");
+           len < full ? "..." : "");
 }
 
 static void complete(struct exec_run *r)

@@ -22,6 +22,7 @@
 #include "common/file.h"
 #include "common/listen.h"
 #include "common/proc.h"
+#include "common/utf8.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -258,7 +259,9 @@ static void log_tail(struct proc_run *r, char *last, size_t n)
   ssize_t got;
   off_t size;
   int fd = open(r->log, O_RDONLY | O_CLOEXEC);
-  char *p, *end, *line;
+  const char *line;
+  char *p;
+  size_t len;
 
   last[0] = '\0';
   if (fd < 0)
@@ -273,9 +276,7 @@ static void log_tail(struct proc_run *r, char *last, size_t n)
   if (got <= 0)
     return;
   buf[got] = '\0';
-  for (ssize_t i = 0; i < got; i++)
-    if (buf[i] == '\0' || (unsigned char)buf[i] >= 0x80)
-      buf[i] = '?'; /* the tail goes into JSON: keep it plain text */
+  cairn_utf8_scrub(buf, (size_t)got); /* the tail goes into JSON */
   p = buf;
   if (size > PROC_TAIL_MAX && (p = strchr(buf, '\n')) != NULL)
     p++;
@@ -285,13 +286,10 @@ static void log_tail(struct proc_run *r, char *last, size_t n)
   r->tail = adapter_redact(strdup(p), r->call->redact);
   if (r->tail == NULL)
     return;
-  end = r->tail + strlen(r->tail);
-  while (end > r->tail && (end[-1] == '\n' || end[-1] == '\r'))
-    end--;
-  line = end;
-  while (line > r->tail && line[-1] != '\n')
-    line--;
-  snprintf(last, n, "%.*s", (int)(end - line), line);
+  line = cairn_last_line(r->tail, strlen(r->tail), &len);
+  if (len >= n)
+    len = cairn_utf8_cut(line, n - 1);
+  snprintf(last, n, "%.*s", (int)len, line);
 }
 
 static void start_check(struct proc_run *r)

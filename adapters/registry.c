@@ -5,6 +5,7 @@
 #include "adapters/input.h"
 #include "adapters/spawn.h"
 #include "common/buf.h"
+#include "common/utf8.h"
 
 #include <curl/curl.h>
 
@@ -886,6 +887,8 @@ static char *result_text(const struct adapter_call *call, const char *error,
   if (error && error[0] && (e = adapter_redact(strdup(error), call->redact))) {
     snprintf(res->error, sizeof res->error, "%s", e);
     free(e);
+    /* a server's or a tool's words, maybe cut mid-character */
+    cairn_utf8_scrub(res->error, strlen(res->error));
   }
   /* redact the whole text, then cut: a cut first could split a secret
    * and leave its end in the tail */
@@ -897,7 +900,9 @@ static char *result_text(const struct adapter_call *call, const char *error,
     while (((unsigned char)all[cut] & 0xC0) == 0x80) /* not mid-character */
       cut++;
     memmove(all, all + cut, len - cut + 1);
+    len -= cut;
   }
+  cairn_utf8_scrub(all, len);
   return res->tail = all;
 }
 

@@ -3,6 +3,7 @@
 #include "adapters/spawn.h"
 #include "adapters/adapter.h"
 #include "common/proc.h"
+#include "common/utf8.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -458,55 +459,18 @@ void adapter__tail_add(char *buf, size_t *len, const char *p, size_t n)
 
 const char *adapter__tail_text(const char *buf, size_t len, char *out)
 {
-  const unsigned char *p = (const unsigned char *)buf;
-  size_t start = 0, o = 0;
+  size_t start = 0;
 
   if (len > ADAPTER_TAIL_MAX) {
     start = len - ADAPTER_TAIL_MAX;
-    for (int k = 0; k < 3 && start < len && (p[start] & 0xC0) == 0x80; k++)
+    /* from a character's start: at most 3 continuation bytes */
+    for (int k = 0; k < 3 && start < len &&
+                    ((unsigned char)buf[start] & 0xC0) == 0x80; k++)
       start++;
   }
-  for (size_t i = start; i < len;) {
-    unsigned char c = p[i];
-    size_t need = 0;
-    unsigned char lo = 0x80, hi = 0xBF;
-
-    if (c >= 0x01 && c <= 0x7F) {
-      out[o++] = (char)c;
-      i++;
-      continue;
-    }
-    if (c >= 0xC2 && c <= 0xDF) {
-      need = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      need = 2;
-      if (c == 0xE0)
-        lo = 0xA0;
-      else if (c == 0xED)
-        hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      need = 3;
-      if (c == 0xF0)
-        lo = 0x90;
-      else if (c == 0xF4)
-        hi = 0x8F;
-    }
-    if (need && i + need < len) {
-      size_t k;
-      int ok = p[i + 1] >= lo && p[i + 1] <= hi;
-      for (k = 2; ok && k <= need; k++)
-        ok = (p[i + k] & 0xC0) == 0x80;
-      if (ok) {
-        memcpy(out + o, p + i, need + 1);
-        o += need + 1;
-        i += need + 1;
-        continue;
-      }
-    }
-    out[o++] = '?';
-    i++;
-  }
-  out[o] = '\0';
+  memcpy(out, buf + start, len - start);
+  out[len - start] = '\0';
+  cairn_utf8_scrub(out, len - start);
   return out;
 }
 

@@ -22,6 +22,7 @@
 #include "adapters/exec.h"
 #include "adapters/spawn.h"
 #include "common/buf.h"
+#include "common/utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -167,18 +168,18 @@ static void on_stdout_raw(void *ud, const char *p, size_t n)
     j->sout.failed = 1;
 }
 
-/* The last non-empty line of the command's stderr, redacted. */
+/* The last non-empty line of the command's stderr, redacted and valid
+ * UTF-8 (it goes into the journal). */
 static const char *last_err_line(struct tool_job *j, char *buf, size_t n)
 {
-  size_t end = j->errtail_len, start;
+  size_t len;
+  const char *line = cairn_last_line(j->errtail, j->errtail_len, &len);
 
-  while (end > 0 && (j->errtail[end - 1] == '\n' || j->errtail[end - 1] == '\r'
-                     || j->errtail[end - 1] == ' '))
-    end--;
-  start = end;
-  while (start > 0 && j->errtail[start - 1] != '\n')
-    start--;
-  snprintf(buf, n, "%.*s", (int)(end - start), j->errtail + start);
+  if (len >= n)
+    len = cairn_utf8_cut(line, n - 1);
+  memcpy(buf, line, len);
+  buf[len] = '\0';
+  cairn_utf8_scrub(buf, len);
   return buf;
 }
 

@@ -113,23 +113,11 @@ static json_t *action_paths(const struct engine_workflow *wf,
 /* The plan's label of an action whose ready check fails. */
 #define NOT_READY " (not ready)"
 
-/* 1 when the action at path (a do state, a branch, a map instance or a
- * state of a used workflow) has a ready check. */
+/* 1 when the action at path has a ready check. */
 static int has_ready(const struct engine_workflow *wf, const char *path)
 {
-  const char *key = NULL;
-  const struct engine_state *st = engine_workflow_path_state(wf, path, &key);
-
-  if (st == NULL)
-    return 0;
-  if (st->kind == ENGINE_PARALLEL) {
-    for (size_t b = 0; key && b < st->nbranches; b++)
-      if (strcmp(st->branches[b].name, key) == 0)
-        return st->branches[b].action.ready != NULL;
-    return 0;
-  }
-  return (st->kind == ENGINE_DO || st->kind == ENGINE_MAP) &&
-         st->action.ready != NULL;
+  const struct engine_action *a = engine_workflow_action_at(wf, path);
+  return a != NULL && a->ready != NULL;
 }
 
 /* Where a failure of st goes, by its on_failure or, in a used workflow,

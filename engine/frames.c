@@ -246,7 +246,7 @@ static void entered_with_params(struct engine__rt *rt, const char *path,
     if (ph != NULL)
       json_object_set_new(p, "placeholders", names_of(ph));
   } else {
-    json_object_set_new(p, "error", json_string(err->msg));
+    json_object_set_new(p, "error", engine__text(err->msg));
   }
   engine__emit(rt, JOURNAL_EV_STATE_ENTERED, path, 0, p);
 }
@@ -314,8 +314,8 @@ static void instance_end(struct engine__rt *rt, struct engine__cursor *cx,
     /* a cancelled instance did not succeed: "failed", marked cancelled
      * (the map's failure is another instance's) */
     engine__emit(rt, JOURNAL_EV_STATE_FINISHED, t->path, 0,
-                 json_pack("{s:s,s:s,s:b}", "outcome", "failed", "error",
-                           msg, "cancelled", cancelled));
+                 json_pack("{s:s,s:o,s:b}", "outcome", "failed", "error",
+                           engine__text(msg), "cancelled", cancelled));
   json_decref(ph);
   json_decref(t->outputs);
   t->outputs = outputs;
@@ -345,7 +345,8 @@ static void fail_use(struct engine__rt *rt, const struct engine_state *u,
   }
   engine__jpath(rt, u->name, path, sizeof path);
   engine__emit(rt, JOURNAL_EV_STATE_FINISHED, path, 0,
-               json_pack("{s:s,s:s}", "outcome", "failed", "error", msg));
+               json_pack("{s:s,s:o}", "outcome", "failed", "error",
+                         engine__text(msg)));
   engine__fail_state(rt, u, msg);
 }
 
@@ -711,7 +712,7 @@ void engine__map_enter(struct engine__rt *rt, struct engine__sx *sx)
                         : items_ph ? json_pack("[s,s]", "items", "keys")
                                    : json_pack("[s]", "max_concurrency"));
   else if (rc != 0)
-    json_object_set_new(p, "error", json_string(err.msg));
+    json_object_set_new(p, "error", engine__text(err.msg));
   engine__emit(rt, JOURNAL_EV_STATE_ENTERED, sx->path, 0, p);
   if (rc == 0 && engine__map_setup(rt, sx, items, keys) != 0)
     rc = CAIRN_E_NOMEM;

@@ -151,6 +151,14 @@ const struct engine_action *engine__action_at(
   return NULL;
 }
 
+const struct engine_action *engine_workflow_action_at(
+    const struct engine_workflow *wf, const char *path)
+{
+  const struct engine_state *st;
+  int branch;
+  return engine__action_at(wf, path, &st, &branch);
+}
+
 static void planner_add(struct planner *p, const char *path, json_t *outputs,
                         int cancelled)
 {
@@ -505,7 +513,7 @@ void engine__rollback_begin(struct engine__rt *rt, const char *from,
   if (from)
     json_object_set_new(p, "state", json_string(from));
   if (error && *error)
-    json_object_set_new(p, "error", json_string(error));
+    json_object_set_new(p, "error", engine__text(error));
   engine__emit(rt, JOURNAL_EV_ROLLBACK_PLANNED, from, 0, p);
   json_decref(rt->plan);
   rt->plan = steps;
@@ -802,7 +810,7 @@ static void preview_undo_inputs(struct journal *j,
     if (rc == 0)
       json_object_set_new(st, "undo_inputs", inputs);
     else
-      json_object_set_new(st, "undo_error", json_string(err.msg));
+      json_object_set_new(st, "undo_error", engine__text(err.msg));
     json_decref(rendered);
   }
   json_decref(scope);

@@ -19,6 +19,7 @@
 #include "common/file.h"
 #include "common/heap.h"
 #include "common/proc.h"
+#include "common/utf8.h"
 #include "engine/template.h"
 
 static void flush(struct engine__rt *rt);
@@ -55,6 +56,19 @@ static void qitem_release(struct engine__qitem *it)
 {
   free(it->state);
   json_decref(it->payload);
+}
+
+json_t *engine__text(const char *s)
+{
+  json_t *j = json_string(s);
+  char *copy;
+
+  if (j != NULL || s == NULL || (copy = strdup(s)) == NULL)
+    return j;
+  cairn_utf8_scrub(copy, strlen(copy));
+  j = json_string(copy);
+  free(copy);
+  return j;
 }
 
 /* An event's error message, redacted where it is journaled: it may quote
@@ -517,7 +531,7 @@ int engine__task_entered(struct engine__task *t, json_t *p, int rc,
   if (rc == 0)
     json_object_set_new(p, "inputs", engine__journal_inputs(t));
   else
-    json_object_set_new(p, "error", json_string(err->msg));
+    json_object_set_new(p, "error", engine__text(err->msg));
   if (rc == 0 && ph != NULL) /* a simulation's inputs from placeholders */
     json_object_set(p, "placeholders", ph);
   if (t->redacted)
@@ -871,9 +885,9 @@ static json_t *finished_payload(const struct adapter_result *res,
   if (res->outputs && json_object_size(res->outputs))
     json_object_set_nocheck(p, "outputs", res->outputs);
   if (res->tail && res->tail[0])
-    json_object_set_new_nocheck(p, "tail", json_string(res->tail));
+    json_object_set_new_nocheck(p, "tail", engine__text(res->tail));
   if (res->error[0])
-    json_object_set_new_nocheck(p, "error", json_string(res->error));
+    json_object_set_new_nocheck(p, "error", engine__text(res->error));
   return p;
 }
 
@@ -1100,8 +1114,8 @@ static void task_start_now(struct engine__task *t)
     }
     if (rc != 0) {
       engine__emit(rt, JOURNAL_EV_PROBE_FINISHED, t->path, t->attempt,
-                   json_pack("{s:s,s:s}", "outcome", "failed", "error",
-                             err.msg));
+                   json_pack("{s:s,s:o}", "outcome", "failed", "error",
+                             engine__text(err.msg)));
       t->probing = 0;
       engine__task_attempt(t);
       return;
@@ -1302,7 +1316,7 @@ void engine__end_run(struct engine__rt *rt, const char *status,
 {
   json_t *p = json_pack("{s:s}", "status", status);
   if (error && *error)
-    json_object_set_new(p, "error", json_string(error));
+    json_object_set_new(p, "error", engine__text(error));
   if (extra)
     json_object_update(p, extra);
   json_decref(extra);

@@ -293,6 +293,11 @@ void engine__task_done(struct engine__task *t, int ok, int cancelled,
                        const char *error);
 /* Resolves t's inputs from the scope (templates, defaults). */
 int engine__task_resolve(struct engine__task *t, struct cairn_error *err);
+/* A new JSON string of s (the caller's), which may come from outside: a
+ * byte that is not valid UTF-8 becomes '?' rather than jansson refusing
+ * the whole string and the event losing the field. NULL only when out of
+ * memory. */
+json_t *engine__text(const char *s);
 /* v with every secret value replaced by *** (a new reference; v itself
  * when it holds none), and whether it holds one. */
 json_t *engine__redact(struct engine__rt *rt, json_t *v);

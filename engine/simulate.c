@@ -572,14 +572,6 @@ void engine__sim_enter(struct engine__rt *rt, const struct engine_state *st)
 
 /* ---- checking a script against the workflow ---- */
 
-static const struct engine_action *action_at(const struct engine_workflow *wf,
-                                             const char *path)
-{
-  const struct engine_state *st;
-  int branch;
-  return engine__action_at(wf, path, &st, &branch);
-}
-
 /* Which actions a hint lists: all, or those with an undo or a ready
  * check. */
 enum paths_of { PATHS_ALL, PATHS_UNDO, PATHS_READY };
@@ -637,7 +629,7 @@ int engine_sim_check(const struct engine_workflow *wf,
                                "number from 1 (hint: --fail-at STATE:2 fails "
                                "the second attempt)", spec);
     }
-    const struct engine_action *a = action_at(wf, path);
+    const struct engine_action *a = engine_workflow_action_at(wf, path);
     const struct engine_state *ms = engine_workflow_state(wf, path);
     if (ms != NULL && ms->kind == ENGINE_MAP)
       return cairn_error_set(err, CAIRN_E_INVAL,
@@ -663,28 +655,32 @@ int engine_sim_check(const struct engine_workflow *wf,
                              path, a->retry.attempts,
                              a->retry.attempts == 1 ? "" : "s", attempt);
   }
-  for (size_t i = 0; i < sim->nfail_undo; i++) {
-    const struct engine_action *a = action_at(wf, sim->fail_undo[i]);
-    if (a == NULL || a->undo == NULL) {
-      action_paths(wf, PATHS_UNDO, list, sizeof list);
-      return cairn_error_set(err, CAIRN_E_INVAL,
-                             "--fail-undo '%s': workflow '%s' has no action "
-                             "state '%s' with an undo (hint: states with an "
-                             "undo are %s)", sim->fail_undo[i], wf->name,
-                             sim->fail_undo[i], list[0] ? list : "none");
+  /* --fail-undo and --fail-ready: each path an action with that part */
+  const struct {
+    const char *const *paths;
+    size_t n;
+    enum paths_of which;
+    const char *option, *with;
+  } parts[] = {
+    {sim->fail_undo, sim->nfail_undo, PATHS_UNDO, "--fail-undo",
+     "an undo"},
+    {sim->fail_ready, sim->nfail_ready, PATHS_READY, "--fail-ready",
+     "a ready check"},
+  };
+  for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
+    for (size_t i = 0; i < parts[k].n; i++) {
+      const char *path = parts[k].paths[i];
+      const struct engine_action *a = engine_workflow_action_at(wf, path);
+      if (a == NULL || !has(a, parts[k].which)) {
+        action_paths(wf, parts[k].which, list, sizeof list);
+        return cairn_error_set(err, CAIRN_E_INVAL,
+                               "%s '%s': workflow '%s' has no action state "
+                               "'%s' with %s (hint: states with %s are %s)",
+                               parts[k].option, path, wf->name, path,
+                               parts[k].with, parts[k].with,
+                               list[0] ? list : "none");
+      }
     }
-  }
-  for (size_t i = 0; i < sim->nfail_ready; i++) {
-    const struct engine_action *a = action_at(wf, sim->fail_ready[i]);
-    if (a == NULL || a->ready == NULL) {
-      action_paths(wf, PATHS_READY, list, sizeof list);
-      return cairn_error_set(err, CAIRN_E_INVAL,
-                             "--fail-ready '%s': workflow '%s' has no action "
-                             "state '%s' with a ready check (hint: states "
-                             "with one are %s)", sim->fail_ready[i], wf->name,
-                             sim->fail_ready[i], list[0] ? list : "none");
-    }
-  }
   return 0;
 }
 

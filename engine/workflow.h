@@ -274,6 +274,13 @@ int engine_param_value(const struct engine_param *p, json_t *value,
 const struct engine_state *engine_workflow_path_state(
     const struct engine_workflow *wf, const char *path, const char **key);
 
+/* The action a journal path runs: a do state's ("S"), a branch's ("S/B"),
+ * a map instance's ("M/KEY", not over a used workflow), also inside used
+ * workflows; NULL when the path runs none (a choice, a use state, a
+ * path of no state). Borrowed from wf. */
+const struct engine_action *engine_workflow_action_at(
+    const struct engine_workflow *wf, const char *path);
+
 /* The length of the outermost instance of a map over a used workflow
  * that path lies in ("M/KEY" of "M/KEY/db/start", or of "M/KEY" itself),
  * 0 when it lies in none. */

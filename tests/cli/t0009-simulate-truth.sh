@@ -239,7 +239,7 @@ test_expect_success 'a ready check fails (--fail-ready): its action is undone, i
 
 test_expect_success '--fail-ready names an action with a ready check' '
 	test_must_fail_with 2 cairn simulate "$WF" --fail-ready prepare 2>err &&
-	echo "cairn: --fail-ready '\''prepare'\'': workflow '\''simulate-reference'\'' has no action state '\''prepare'\'' with a ready check (hint: states with one are create_db)" >expect &&
+	echo "cairn: --fail-ready '\''prepare'\'': workflow '\''simulate-reference'\'' has no action state '\''prepare'\'' with a ready check (hint: states with a ready check are create_db)" >expect &&
 	test_cmp expect err
 '
 

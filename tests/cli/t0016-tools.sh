@@ -117,6 +117,25 @@ test_expect_success 'helm: a failing upgrade names the command, status and stder
 	test_grep "'"'"'helm upgrade'"'"' exited with status 3: reason: boom" out
 '
 
+# jansson refuses a string that is not UTF-8: the error and the tail were
+# left out of the journal, and the run ended with no reason recorded.
+test_expect_success 'helm: stderr that is not UTF-8 still reaches the journal' '
+	fresh &&
+	test_must_fail_with 1 env FAKE_FAIL="helm upgrade" \
+		FAKE_FAIL_BYTES="caf\\351 \\342\\202" "$CAIRN_BIN" run helm.yaml >out 2>&1 &&
+	cairn show "$(last_run)" --json >show.json &&
+	jq -r ".events[] | select(.kind == \"action.finished\" and .state == \"up\")
+		| .payload.error" show.json >actual &&
+	echo "'"'"'helm upgrade'"'"' exited with status 3: caf? ??" >expect &&
+	test_cmp expect actual &&
+	jq -r ".events[] | select(.kind == \"action.finished\" and .state == \"up\")
+		| .payload.tail" show.json >tail &&
+	test_grep "^caf? ??$" tail &&
+	jq -r ".events[] | select(.kind == \"run.finished\") | .payload.error" \
+		show.json >run-error &&
+	test_grep "state .up. failed: .helm upgrade. exited with status 3: caf? ??" run-error
+'
+
 test_expect_success 'helm: a missing tool says so' '
 	fresh &&
 	test_must_fail_with 1 env PATH=/usr/bin:/bin "$CAIRN_BIN" run helm.yaml >out 2>&1 &&
