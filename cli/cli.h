@@ -35,7 +35,8 @@ struct cli_ctx {
 
 enum cli_cmd_flags {
   CLI_JSON = 1 << 0,   /* accepts --json */
-  CLI_ENGINE = 1 << 1, /* runs the engine: main pre-faults its heap */
+  CLI_ENGINE = 1 << 1, /* runs the engine: main pre-faults its heap and
+                          ignores SIGPIPE */
 };
 
 struct cli_command {

@@ -23,6 +23,32 @@ int cli_run_options(struct engine_options *o, const char *grace,
   return 0;
 }
 
+/* An environment with gates (after, approvals) takes releases only
+ * through `cairn promote`, which checks them and records the run they
+ * came from: a plain run there would skip both, and then count as the
+ * gate's evidence for the environment after it. 0, or CLI_EXIT_GATE with
+ * the error printed. */
+static int gated(const struct engine_workflow *wf, const char *env,
+                 const char *file)
+{
+  const struct engine_environment *e = env ? engine_workflow_env(wf, env)
+                                           : NULL;
+  char gates[300];
+  int n;
+
+  if (e == NULL || (e->after == NULL && e->approvals <= 0))
+    return 0;
+  n = snprintf(gates, sizeof gates, "%s%s", e->after ? "after " : "",
+               e->after ? e->after : "");
+  if (e->approvals > 0 && n >= 0 && (size_t)n < sizeof gates)
+    snprintf(gates + n, sizeof gates - (size_t)n, "%s%d approval%s",
+             n ? ", " : "", e->approvals, e->approvals == 1 ? "" : "s");
+  cli_error("environment '%s' is gated (%s): a release goes there only "
+            "through promote, which checks the gates (hint: cairn promote "
+            "%s --to %s [--release R])", env, gates, file, env);
+  return CLI_EXIT_GATE;
+}
+
 int cli_cmd_run(int argc, char **argv, struct cli_ctx *ctx)
 {
   const char *env = NULL, *grace = NULL;
@@ -71,6 +97,9 @@ int cli_cmd_run(int argc, char **argv, struct cli_ctx *ctx)
     code = CLI_EXIT_USAGE;
     goto out;
   }
+  code = gated(wf, env, argv[1]);
+  if (code != 0)
+    goto out;
   if (engine_workflow_params(wf, sets.items, sets.n, &params, &err) != 0) {
     cli_error("%s", err.msg);
     code = CLI_EXIT_USAGE;

@@ -2,6 +2,7 @@
  * shared helpers every command uses, and the map from errors to exit
  * codes. */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,8 +231,14 @@ int main(int argc, char **argv)
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (strcmp(commands[i].name, name) == 0) {
       ctx.cmd = &commands[i];
-      if (commands[i].flags & CLI_ENGINE)
+      if (commands[i].flags & CLI_ENGINE) {
         (void)cairn_heap_prefault(CLI_ENGINE_HEAP); /* only a speed-up */
+        /* A reader that goes away (`| head`, a closed ssh session) must
+         * not kill a deploy between a journaled start and its step: its
+         * lines are lost (EPIPE), the run goes on. Children get every
+         * signal's default back (adapters/spawn.c). */
+        signal(SIGPIPE, SIG_IGN);
+      }
       return commands[i].fn(argc - 1, argv + 1, &ctx);
     }
   cli_error("unknown command '%s' (hint: 'cairn help' lists them)", name);

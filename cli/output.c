@@ -259,7 +259,11 @@ void cli_progress_observe(void *ud, const struct journal_event *ev)
       printf("→ %s (%s)\n", to, reason);
   } else if (strcmp(k, JOURNAL_EV_STATE_ENTERED) == 0) {
     const char *kind = pstr(ev, "kind");
-    if (strcmp(kind, "wait") == 0) {
+    const char *e = pstr(ev, "error");
+    if (*e) /* its inputs could not be made: no action started */
+      printf("%s✗%s %s failed: %s\n", c_on(p, "\033[31m"), c_off(p),
+             ev->state, e);
+    else if (strcmp(kind, "wait") == 0) {
       json_int_t until = json_integer_value(json_object_get(ev->payload,
                                                             "wait_until_ms"));
       printf("… %s: waiting %s\n", ev->state,

@@ -1790,6 +1790,24 @@ static int parse_param(struct loader *L, struct engine_param *p,
       return lerr(L, v, "'secret' in %s only applies to strings (hint: "
                   "remove it, or declare 'type: string')", subj);
   }
+  /* The release is the label the journal records for the run, shows in
+   * `history` and matches in promotion gates: a text, never a secret. */
+  if (strcmp(p->name, "release") == 0 && p->type != ENGINE_PARAM_STRING) {
+    if (tv != NULL)
+      snprintf(hint, sizeof hint, "declare it 'type: string'%s",
+               dv ? " and quote its default" : "");
+    else
+      snprintf(hint, sizeof hint, "quote its default: 'default: \"%.40s\"'",
+               dv->type == Y_SCALAR ? dv->text : "1.0.0");
+    return lerr(L, tv ? tv : dv, "param 'release' must be a string, not %s: "
+                "it is the label cairn records, shows and promotes (hint: "
+                "%s)", type_a[p->type], hint);
+  }
+  if (strcmp(p->name, "release") == 0 && p->secret)
+    return lerr(L, map_get(m, "secret", NULL), "param 'release' cannot be "
+                "secret: cairn records the release in the clear, in the "
+                "journal and in 'cairn history' (hint: remove 'secret: "
+                "true', and pass secrets as other params or 'secrets')");
   return 0;
 }
 
@@ -1959,6 +1977,11 @@ static int parse_envs(struct loader *L, const ynode *m)
         (rc = get_names(L, x, "approvers", subj, &e->approvers,
                         &e->napprovers)) != 0)
       return rc;
+    /* as for an approval state: a gate no set of approvers can pass */
+    if (e->approvers && (size_t)e->approvals > e->napprovers)
+      return lerr(L, map_get(v, "approvals", NULL), "%s needs %d approvals "
+                  "but lists only %zu approvers (hint: lower 'approvals' or "
+                  "add approvers)", subj, e->approvals, e->napprovers);
   }
   if ((rc = nindex_build(L, &L->envs,
                          (struct names){&wf->envs[0].name, sizeof *wf->envs,

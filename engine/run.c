@@ -977,6 +977,8 @@ static void task_finished(struct engine__task *t,
     /* The ready check decides the attempt; the action's outputs stand. */
     merged = *res;
     t->readying = 0;
+    /* the step took the action's time and its check's, as `show` says */
+    merged.duration_ms = t->pending_ms + res->duration_ms;
     if (ok) {
       merged.outputs = t->pending;
     } else if (!stopped) {
@@ -993,6 +995,7 @@ static void task_finished(struct engine__task *t,
      * journaled (it changes nothing, so nothing is announced). */
     json_decref(t->pending);
     t->pending = json_incref(res->outputs);
+    t->pending_ms = res->duration_ms;
     t->readying = 1;
     task_start_now(t);
     return;
@@ -1663,6 +1666,8 @@ void engine__state_failed(struct engine__rt *rt, struct engine__sx *sx)
                                         simulation writes no log */
     if (strcmp(sx->tasks[i].path, sx->failed_path) == 0)
       log = sx->tasks[i].log_path;
+  if (log != NULL && access(log, F_OK) != 0)
+    log = NULL; /* it failed before anything wrote one (its inputs) */
   snprintf(msg, sizeof msg, "state '%s' failed: %s%s%s%s%s", sx->failed_path,
            sx->error, log ? " (log: " : "", log ? log : "", log ? ")" : "",
            more);

@@ -59,6 +59,7 @@ struct engine__task {
   int readying;                   /* the running call is the ready check */
   json_t *pending;                /* the action's outputs while its ready
                                      check runs (owned) */
+  int64_t pending_ms;             /* and how long the action took */
   int cancel_probe;               /* that probe follows a cancellation: it
                                      decides whether the branch took
                                      effect (and its undo joins a plan) */

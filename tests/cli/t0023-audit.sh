@@ -99,7 +99,7 @@ test_expect_success 'two runs on one workflow and env: one runs, the other exits
 	holder=$(q "SELECT run_id FROM locks") &&
 	test_must_fail_with 4 cairn run app.yaml --env dev 2>second &&
 	test_grep "locked by run $holder" second &&
-	cairn run app.yaml --env staging --set release=1.0.0 &&
+	cairn promote app.yaml --to staging --release 1.0.0 &&
 	wait &&
 	test "$(cat first.rc)" = 0
 '

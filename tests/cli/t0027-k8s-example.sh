@@ -146,6 +146,16 @@ fake_run() {
 	) >run.out 2>&1 && echo 0 >rc || echo $? >rc
 }
 
+# fake_promote ENV: as fake_run, through cairn promote (staging and prod
+# are gated: cairn run refuses them).
+fake_promote() {
+	(
+		cd k8s &&
+		PATH=$TRASH/bin:$PATH FAKE_DIR=$TRASH "$CAIRN_BIN" promote deploy.yaml \
+			--to "$1" --set "ingress=http://127.0.0.1:$GW_PORT"
+	) >run.out 2>&1 && echo 0 >rc || echo $? >rc
+}
+
 # ---- validate, graph --------------------------------------------------------
 
 test_expect_success 'the workflow and its layer validate' '
@@ -396,7 +406,7 @@ test_expect_success 'fake run: a re-deploy failing in the second layer rolls bac
 
 test_expect_success 'fake run: a first deploy failing at its migration deletes its namespace last' '
 	rm -rf calls &&
-	FAKE_FAIL="helm upgrade pyairtable-migrations" fake_run --env staging &&
+	FAKE_FAIL="helm upgrade pyairtable-migrations" fake_promote staging &&
 	echo 1 >expect && test_cmp expect rc &&
 	calls >actual &&
 	{
