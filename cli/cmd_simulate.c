@@ -171,6 +171,24 @@ static void trace_line(void *ud, const struct journal_event *ev)
   }
 }
 
+/* The items of a --fail-* option that made nothing fail, as a JSON
+ * array appended to into; on a terminal, one line each. */
+static void not_fired(const char *option, const struct cli_list *l,
+                      const unsigned char *fired, json_t *into, int json)
+{
+  for (size_t i = 0; i < l->n; i++) {
+    if (fired[i])
+      continue;
+    if (json)
+      json_array_append_new(into, json_pack("{s:s,s:s}", "option", option,
+                                            "value", l->items[i]));
+    else
+      printf("! %s %s did not fire: the simulation never ran that (a "
+             "branch not taken, an instance KEY no item has; 'cairn plan' "
+             "lists what can fail)\n", option, l->items[i]);
+  }
+}
+
 int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx)
 {
   const char *env = NULL;
@@ -192,6 +210,7 @@ int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx)
   struct cairn_error err = {0};
   struct engine_result res;
   struct engine_sim sim = {0};
+  unsigned char *fired = NULL;
   int npos = 0, code;
 
   code = cli_parse(argc, argv, ctx, opts,
@@ -231,6 +250,16 @@ int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx)
   sim.nfail_undo = fail_undo.n;
   sim.fail_ready = fail_ready.items;
   sim.nfail_ready = fail_ready.n;
+  /* one calloc for the three lists' marks; 1 byte more: never NULL */
+  fired = calloc(fail_at.n + fail_undo.n + fail_ready.n + 1, 1);
+  if (fired == NULL) {
+    cli_error("out of memory");
+    code = CLI_EXIT_FAILED;
+    goto out;
+  }
+  sim.fired_at = fired;
+  sim.fired_undo = fired + fail_at.n;
+  sim.fired_ready = fired + fail_at.n + fail_undo.n;
   if (engine_sim_check(wf, &sim, &err) != 0) {
     cli_error("%s", err.msg);
     code = CLI_EXIT_USAGE;
@@ -251,17 +280,26 @@ int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx)
     goto out;
   }
   int would = cli_sim_exit_code(&res);
+  json_t *unfired = json_array();
+  not_fired("--fail-at", &fail_at, sim.fired_at, unfired, ctx->json);
+  not_fired("--fail-undo", &fail_undo, sim.fired_undo, unfired, ctx->json);
+  not_fired("--fail-ready", &fail_ready, sim.fired_ready, unfired,
+            ctx->json);
   if (ctx->json) {
     json_t *v = json_pack("{s:s,s:s,s:i,s:s,s:s}", "kind", "result",
                           "status", res.status, "exit_code", would, "state",
                           res.state, "message", res.message);
+    if (json_array_size(unfired) > 0)
+      json_object_set(v, "not_fired", unfired);
     cli_print_json(v);
     json_decref(v);
   } else {
     printf("result: %s; a real run would exit %d\n", res.status, would);
   }
+  json_decref(unfired);
   code = CLI_EXIT_OK;
 out:
+  free(fired);
   engine_workflow_destroy(wf);
   cairn_buf_release(&trace_buf);
   cli_list_release(&sets);

@@ -51,6 +51,11 @@ struct engine_sim {
                                     (its action succeeded: its undo joins
                                     a rollback) */
   size_t nfail_ready;
+  /* Optional (NULL: not kept), the caller's, one byte per item of the
+   * list above, zeroed by the caller: set to 1 when that item made
+   * something fail. An item left 0 named nothing the simulation ran (a
+   * branch not taken, an instance KEY no item has). */
+  unsigned char *fired_at, *fired_undo, *fired_ready;
 };
 
 /* Called after each event is committed (so what it reports is durable). */

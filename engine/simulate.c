@@ -26,57 +26,66 @@ static int sim_push(struct engine__rt *rt, struct adapter_call *call)
   return 0;
 }
 
-static int listed(const char *const *list, size_t n, const char *s)
+/* 1 + the index of s in list, or 0. */
+static size_t listed(const char *const *list, size_t n, const char *s)
 {
   for (size_t i = 0; i < n; i++)
     if (strcmp(list[i], s) == 0)
-      return 1;
+      return i + 1;
   return 0;
 }
 
 /* Is path (or, inside an instance "M/KEY" of a map over a used
  * workflow, the same path without KEY: "M/S" names that state in every
- * instance) or path:attempt (attempt > 0) in list? */
-static int listed_path(const struct engine_workflow *wf,
-                       const char *const *list, size_t n, const char *path,
-                       int attempt)
+ * instance) or path:attempt (attempt > 0) in list? 1 + its index, or 0;
+ * the item is marked in fired (may be NULL) as having fired. */
+static size_t listed_path(const struct engine_workflow *wf,
+                          const char *const *list, size_t n,
+                          unsigned char *fired, const char *path, int attempt)
 {
   char key[400], gen[320];
   const char *k = NULL;
   const struct engine_state *st;
+  size_t i;
 
   if (n == 0)
     return 0; /* the common case: nothing is scripted to fail */
   snprintf(key, sizeof key, "%s:%d", path, attempt);
-  if (listed(list, n, path) || (attempt > 0 && listed(list, n, key)))
-    return 1;
-  if (engine_workflow_instance_len(wf, path) == 0 ||
-      (st = engine_workflow_path_state(wf, path, &k)) == NULL)
-    return 0;
-  snprintf(gen, sizeof gen, "%s%s%s", st->name, k ? "/" : "", k ? k : "");
-  snprintf(key, sizeof key, "%s:%d", gen, attempt);
-  return listed(list, n, gen) || (attempt > 0 && listed(list, n, key));
+  if ((i = listed(list, n, path)) == 0 && attempt > 0)
+    i = listed(list, n, key);
+  if (i == 0 && engine_workflow_instance_len(wf, path) > 0 &&
+      (st = engine_workflow_path_state(wf, path, &k)) != NULL) {
+    snprintf(gen, sizeof gen, "%s%s%s", st->name, k ? "/" : "", k ? k : "");
+    snprintf(key, sizeof key, "%s:%d", gen, attempt);
+    if ((i = listed(list, n, gen)) == 0 && attempt > 0)
+      i = listed(list, n, key);
+  }
+  if (i > 0 && fired != NULL)
+    fired[i - 1] = 1;
+  return i;
 }
 
 /* Does the script make this attempt of t fail? */
 static int scripted_failure(const struct engine__task *t,
                             const struct engine_sim *sim)
 {
+  const struct engine_workflow *wf = t->rt->wf;
   char key[400];
 
   if (t->probing)
     return 0; /* a probe finds that the action took effect */
   if (t->readying) /* every attempt of the check, so its retries too */
-    return listed_path(t->rt->wf, sim->fail_ready, sim->nfail_ready, t->path,
-                       0);
+    return listed_path(wf, sim->fail_ready, sim->nfail_ready,
+                       sim->fired_ready, t->path, 0) > 0;
   if (strncmp(t->path, JOURNAL_UNDO_PREFIX, strlen(JOURNAL_UNDO_PREFIX)) == 0) {
     /* "undo:P" or "undo:P#N" undoes P */
     const char *p = t->path + strlen(JOURNAL_UNDO_PREFIX);
     snprintf(key, sizeof key, "%.*s", (int)strcspn(p, "#"), p);
-    return listed_path(t->rt->wf, sim->fail_undo, sim->nfail_undo, key, 0);
+    return listed_path(wf, sim->fail_undo, sim->nfail_undo, sim->fired_undo,
+                       key, 0) > 0;
   }
-  return listed_path(t->rt->wf, sim->fail_at, sim->nfail_at, t->path,
-                     t->attempt);
+  return listed_path(wf, sim->fail_at, sim->nfail_at, sim->fired_at, t->path,
+                     t->attempt) > 0;
 }
 
 /* An output of each declared name with the empty value of its type, so

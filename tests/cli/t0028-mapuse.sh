@@ -654,7 +654,25 @@ test_expect_success 'simulate --fail-at M/KEY/S fails one instance; M/S every on
 	grep "✗ svc/b/up (attempt 1): cancelled" all.1 &&
 	test_grep ! "svc/c" all.1 &&
 	cairn simulate top.yaml >ok.out &&
-	grep "result: succeeded" ok.out
+	grep "result: succeeded" ok.out &&
+	test_grep ! "did not fire" one.1 all.1 ok.out
+'
+
+# An instance KEY no item has names nothing the simulation runs: accepted
+# (the items may come from outputs), but said, not silently a success.
+test_expect_success 'simulate: a --fail-at or --fail-undo that fires nowhere is said' '
+	cd sim &&
+	cairn simulate top.yaml --fail-at svc/zz/down --fail-at svc/b/down \
+		--fail-undo svc/zz/up >out &&
+	echo "! --fail-at svc/zz/down did not fire: the simulation never ran that (a branch not taken, an instance KEY no item has; '\''cairn plan'\'' lists what can fail)" >expect &&
+	echo "! --fail-undo svc/zz/up did not fire: the simulation never ran that (a branch not taken, an instance KEY no item has; '\''cairn plan'\'' lists what can fail)" >>expect &&
+	grep "^!" out >actual &&
+	test_cmp expect actual &&
+	grep "✗ svc/b/down (attempt 1): failed" out &&
+	cairn simulate top.yaml --fail-at svc/zz/down --json >out.json &&
+	jq -c "select(.kind == \"result\") | .not_fired" out.json >actual &&
+	echo "[{\"option\":\"--fail-at\",\"value\":\"svc/zz/down\"}]" >expect &&
+	test_cmp expect actual
 '
 
 # ---- loader ------------------------------------------------------------------
