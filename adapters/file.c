@@ -3,11 +3,12 @@
  * file.remove; plus the atomic write and bounded read the other adapters
  * use for their own files (adapters/job.h).
  *
- * Backups: the first file.write of a state keeps what was at `path`
- * before it in RUN_DIR/backups/STATE (0600) and a note in
- * RUN_DIR/backups/STATE.json ({"path", "previous", "mode"}). A retried or
- * resumed attempt finds the note and keeps it: what it would see at
- * `path` is already its own content. The undo is file.write with
+ * Backups: the first attempt of each visit of a file.write state keeps
+ * what was at `path` before it in RUN_DIR/backups/STATE.N (0600; N the
+ * visit's state.entered) and a note in RUN_DIR/backups/STATE.N.json
+ * ({"path", "previous", "mode"}). A retried or resumed attempt finds the
+ * note and keeps it: what it would see at `path` is already its own
+ * content. The undo is file.write with
  * restore_from set to the backup ("" when there was no file: the undo
  * removes it). The work runs in the thread pool (fsync blocks). */
 #include "adapters/adapter.h"
@@ -117,8 +118,8 @@ static int mkdir_0700(const char *dir)
 /* ---- file.write --------------------------------------------------------- */
 
 /* Keeps what is at path (or that nothing is) under the run folder, once
- * per state. *backup gets the backup's path ("" when there was no file);
- * *previous whether there was one. */
+ * per visit of the state. *backup gets the backup's path ("" when there
+ * was no file); *previous whether there was one. */
 static int keep_previous(struct adapter__job *j, const char *path,
                          char *backup, size_t bn, int *previous)
 {
@@ -136,7 +137,9 @@ static int keep_previous(struct adapter__job *j, const char *path,
     return -1;
   }
   snprintf(dir, sizeof dir, "%s/backups", call->run_dir);
-  snprintf(backup, bn, "%s/%s", dir, call->name);
+  /* one backup a visit (call->entry): a loop's next visit may write
+   * another path, and each visit's undo restores what it replaced */
+  snprintf(backup, bn, "%s/%s.%lld", dir, call->name, (long long)call->entry);
   snprintf(meta, sizeof meta, "%s.json", backup);
   if (adapter__read_file(meta, 65536, &text, &tn) == 0) {
     note = json_loadb(text, tn, 0, NULL);

@@ -346,9 +346,52 @@ test_expect_success 'file.write writes atomically with its mode; outputs say wha
      FROM events WHERE kind = \"action.finished\" AND state = \"old\"" >out.txt &&
   test "$(cat out.txt)" = "1 $(sha256sum old.txt | cut -d" " -f1)" &&
   run=$(last_run) &&
-  cmp old.orig .cairn/runs/$run/backups/old &&
-  test "$(stat -c %a .cairn/runs/$run/backups/old)" = 600 &&
-  test_path_is_missing .cairn/runs/$run/backups/fresh
+  backup=$(q "SELECT json_extract(payload, \"$.outputs.backup\") FROM events
+              WHERE kind = \"action.finished\" AND state = \"old\"") &&
+  entry=$(q "SELECT seq FROM events WHERE run_id = \"$run\"
+             AND kind = \"state.entered\" AND state = \"old\"") &&
+  test "$backup" = "$PWD/.cairn/runs/$run/backups/old.$entry" &&
+  cmp old.orig "$backup" &&
+  test "$(stat -c %a "$backup")" = 600 &&
+  fentry=$(q "SELECT seq FROM events WHERE run_id = \"$run\"
+              AND kind = \"state.entered\" AND state = \"fresh\"") &&
+  test_path_is_file .cairn/runs/$run/backups/fresh.$fentry.json &&
+  test_path_is_missing .cairn/runs/$run/backups/fresh.$fentry
+'
+
+# A loop writes another path on each visit. Each visit keeps a backup of
+# its own: before, the second overwrote the first, and the rollback put
+# the second file old content into the first file.
+write_workflow fw-loop.yaml <<\EOF
+cairn: 1
+name: fw-loop
+start: count
+states:
+  count:
+    do: exec
+    with: { argv: [sh, -c, "n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n >n; echo \"{\\\"n\\\":$n}\""] }
+    idempotent: true
+    next: write
+  write:
+    do: file.write
+    with: { path: "loop{{ states.count.output.json.n }}.txt", content: "new {{ states.count.output.json.n }}\n" }
+    next: again
+  again:
+    choice:
+      - when: "states.count.output.json.n < 3"
+        next: count
+    default: stop
+  stop: { fail: true, message: "stop here" }
+EOF
+
+test_expect_success 'file.write in a loop: the rollback restores what each visit replaced' '
+  echo orig1 >loop1.txt && echo orig2 >loop2.txt && rm -f n loop3.txt &&
+  test_must_fail_with 1 cairn run fw-loop.yaml >out &&
+  echo "new 1" >want && test_cmp want loop1.txt &&
+  cairn rollback "$(last_run)" >out &&
+  echo orig1 >want && test_cmp want loop1.txt &&
+  echo orig2 >want && test_cmp want loop2.txt &&
+  test_path_is_missing loop3.txt
 '
 
 test_expect_success 'file.write again with the same content changes nothing' '
