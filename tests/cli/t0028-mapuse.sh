@@ -288,7 +288,9 @@ test_expect_success 'SIGINT while instances run: run.interrupted, resume finishe
 
 test_expect_success 'kill -9 inside instances: the decision asked names the instance'"'"'s next state' '
 	in_dir ask && cp -r ../lib ../top.yaml . &&
-	echo 1 >sleep.a && echo 1 >sleep.b &&
+	# long enough that a loaded machine still kills them mid-step (with
+	# 1 s, both had once ended before the kill); resume stops them
+	echo 10 >sleep.a && echo 10 >sleep.b &&
 	{ "$CAIRN_BIN" run top.yaml >out 2>&1 & pid=$!; } &&
 	wait_for_file down.b.pid 10 &&
 	kill -9 $pid && { wait $pid || :; } &&
