@@ -122,6 +122,17 @@ test_expect_success 'redis.yaml alone: the password from --set is redacted; roll
 	! redis-cli -p $P -a "$PW" --no-auth-warning ping 2>/dev/null
 '
 
+test_expect_success 'postgres.yaml refuses a data folder with files but no cluster, unchanged' '
+	mkdir -p notpg/data && echo mine >notpg/data/keep.txt && chmod 0755 notpg/data &&
+	owner=$(stat -c %U notpg/data) &&
+	test_must_fail_with 1 cairn run "$WF/postgres.yaml" --set dir="$TRASH/notpg" \
+		--set port="$(free_port)" --set password=notpg-pw-1 --set os_user="$OS_USER" >out 2>&1 &&
+	test_grep "state .prepare. failed: exited with status 2: .*notpg/data. holds files but no cluster (no PG_VERSION): empty it, or give another dir" out &&
+	test "$(stat -c %U notpg/data)" = "$owner" &&
+	test "$(stat -c %a notpg/data)" = 755 &&
+	echo mine >expect && test_cmp expect notpg/data/keep.txt
+'
+
 test_expect_success 'a second run leaves the running servers as they are' '
 	PG_PID=$(pid_of "$TRASH/pg/postgres.pid") &&
 	REDIS_PID=$(pid_of "$TRASH/redis/redis.pid") &&
