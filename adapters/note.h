@@ -11,9 +11,9 @@
  * "data": ...}. KEY says what the note is about (the database and its
  * history table, the include), so a note about something else is never
  * taken for this call's; it is kept hashed because it may name a
- * database, and data holds nothing secret either. file.write keeps its own backups the same way,
- * per visit (RUN_DIR/backups/STATE.N). Both functions block (file I/O, fsync): call them
- * from libuv's thread pool. */
+ * database, and data holds nothing secret either. file.write keeps its
+ * own backups the same way, per visit (RUN_DIR/backups/STATE.N). Both
+ * functions block (file I/O, fsync): call them from libuv's thread pool. */
 #ifndef CAIRN_ADAPTERS_NOTE_H
 #define CAIRN_ADAPTERS_NOTE_H
 
