@@ -640,7 +640,7 @@ static int ref_check(struct tctx *t, const char *const *path, size_t n)
                                     "write env.NAME)");
   if (strcmp(root, "self") == 0)
     return t->in_undo || t->in_probe
-               ? 0 : tfail(t, "use of 'self' outside undo and probe (hint: "
+               ? 0 : tfail(t, "use of 'self' outside undo, probe and ready (hint: "
                            "use states.NAME.output)");
   if (strcmp(root, "item") == 0)
     return t->L->in_map ? 0 : tfail(t, "use of 'item' outside a map state (hint: item is only "

@@ -998,7 +998,7 @@ static void test_templates(void **state)
                "reference 'run.user' in state 'a' (hint: use run.id or "
                "run.dir)");
   expect_error(ONE("{{ self.x }}"), "wf.yaml:8:37: error: use of 'self' "
-               "outside undo and probe in state 'a' (hint: use "
+               "outside undo, probe and ready in state 'a' (hint: use "
                "states.NAME.output)");
   expect_error(ONE("{{ item.x }}"), "wf.yaml:8:37: error: use of 'item' "
                "outside a map state in state 'a' (hint: item is only "
