@@ -65,4 +65,19 @@ test_expect_success 'full spellings still work, with = or a separate value' '
 	test_grep one out
 '
 
+# ---- the live lines --------------------------------------------------------
+
+test_expect_success 'a timed-out step: its outcome word, the duration once in brackets' '
+	write_workflow slow.yaml <<-\EOF &&
+	cairn: 1
+	name: slow
+	start: b
+	states:
+	  b: { do: exec, with: { argv: [sleep, "5"] }, timeout: 300ms, next: d }
+	  d: { succeed: true }
+	EOF
+	test_must_fail_with 1 cairn run slow.yaml >out &&
+	test_grep -E "^✗ b timed_out: timed out after 300ms \([0-9]+ms\)$" out
+'
+
 test_done
