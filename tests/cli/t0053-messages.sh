@@ -224,4 +224,10 @@ test_expect_success 'validate of one state says 1 state' '
 	test_cmp expect.single out
 '
 
+test_expect_success 'plan of a workflow without an action prints no empty heading' '
+	cairn plan single.yaml >out &&
+	test_grep "^happy path: a → succeeded (exit 0)$" out &&
+	test_grep ! "when an action fails" out
+'
+
 test_done
