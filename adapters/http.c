@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define HTTP_BODY_MAX (4 * 1024 * 1024) /* kept for the json output */
 #define HTTP_LOG_MAX (64 * 1024)
@@ -92,9 +93,12 @@ static int check_expectation(const char *what, json_t *exp,
           != 0) {
         char msg[128];
         regerror(rc, &re, msg, sizeof msg);
+        /* what and the regex are the user's, and may hold " (": they
+         * go in the hint, after where the loader puts the state */
         return cairn_error_set(err, CAIRN_E_INVAL,
-                               "expect %s: bad regex '%s': %s", what,
-                               json_string_value(v), msg);
+                               "input 'expect' has a bad regex (hint: %s: "
+                               "'%s' is not a POSIX extended regex: %s)",
+                               what, json_string_value(v), msg);
       }
       regfree(&re);
     } else if (k >= 2 && !json_is_number(v)) {
@@ -620,11 +624,39 @@ static void attempt(struct http_run *r)
   }
 }
 
+/* Whether url (a string, maybe a template) can be an http:// or https://
+ * URL: its text before the first "{{" starts with one of the two schemes,
+ * or is the start of one, or is empty (the template gives the scheme).
+ * curl itself is limited to the two (adapters/curl_uv.c); this says so at
+ * validate, where the file:line:column points at the url. */
+static int url_scheme_ok(const char *url)
+{
+  static const char *const schemes[] = {"http://", "https://"};
+  const char *open = strstr(url, "{{");
+  size_t lit = open ? (size_t)(open - url) : strlen(url);
+
+  if (lit == 0)
+    return 1;
+  for (size_t i = 0; i < 2; i++) {
+    size_t n = strlen(schemes[i]);
+    if (strncasecmp(url, schemes[i], lit < n ? lit : n) == 0 &&
+        (lit >= n || open != NULL))
+      return 1;
+  }
+  return 0;
+}
+
 static int http_check_with(json_t *with, struct cairn_error *err)
 {
   json_t *m = json_object_get(with, "method");
+  json_t *url = json_object_get(with, "url");
   int rc;
 
+  if (json_is_string(url) && !url_scheme_ok(json_string_value(url)))
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "input 'url' must be an http:// or https:// URL "
+                           "(hint: write http://HOST[:PORT]/PATH or "
+                           "https://...)");
   if ((rc = check_expect(json_object_get(with, "expect"), err)) < 0)
     return rc;
   if (json_is_string(m) && !adapter_is_template(m)) {

@@ -304,8 +304,9 @@ int adapter__check_port(json_t *in, struct cairn_error *err)
   if (json_is_integer(port) &&
       (json_integer_value(port) < 1 || json_integer_value(port) > 65535))
     return cairn_error_set(err, CAIRN_E_INVAL,
-                           "input 'port' must be between 1 and 65535, not "
-                           "%" JSON_INTEGER_FORMAT,
+                           "value %" JSON_INTEGER_FORMAT " is out of range "
+                           "for input 'port' (hint: use a TCP port from 1 "
+                           "to 65535)",
                            json_integer_value(port));
   return 0;
 }
@@ -536,6 +537,24 @@ static int unknown_input(const struct adapter_desc *desc, const char *key,
                          desc->name);
 }
 
+/* The input an adapter's own check blames: the first "input 'NAME'" its
+ * message names, when with has it (the key is with's, borrowed), so the
+ * loader's file:line:column points at that input, not at 'with'. */
+static const char *blamed_input(json_t *with, const char *msg)
+{
+  const char *at = strstr(msg, "input '");
+  const char *end;
+  char name[128];
+  void *it;
+
+  if (at == NULL || (end = strchr(at + 7, '\'')) == NULL ||
+      (size_t)(end - at - 7) >= sizeof name)
+    return NULL;
+  snprintf(name, sizeof name, "%.*s", (int)(end - at - 7), at + 7);
+  it = json_object_iter_at(with, name);
+  return it ? json_object_iter_key(it) : NULL;
+}
+
 int adapter_check_with(const struct adapter_desc *desc, json_t *with,
                        const char **bad_key, struct cairn_error *err)
 {
@@ -574,8 +593,11 @@ int adapter_check_with(const struct adapter_desc *desc, json_t *with,
                              "missing required input '%s' for %s", in->name,
                              desc->name);
   }
-  if (desc->check)
-    return desc->check(with, err);
+  if (desc->check && (rc = desc->check(with, err)) < 0) {
+    if (bad_key)
+      *bad_key = blamed_input(with, err->msg);
+    return rc;
+  }
   return 0;
 }
 

@@ -9,6 +9,48 @@
 
 #define MAX_OPTS 32
 
+/* The commands whose --json output ends with a result line even when they
+ * cannot start (docs/cli.md, "cairn run"): options they cannot parse end
+ * it with one too. */
+static const char *const result_commands[] = {"run", "resume", "rollback"};
+
+/* Whether --json is among the arguments, read or not yet (an error stops
+ * getopt before the ones that follow it). */
+static int wants_json(int argc, char **argv, int json)
+{
+  for (int i = 1; i < argc && !json; i++) {
+    if (strcmp(argv[i], "--") == 0)
+      break;
+    json = strcmp(argv[i], "--json") == 0;
+  }
+  return json;
+}
+
+/* A usage error of cli_parse: msg (through cli_error, so a result line
+ * can repeat it), then, with --json, a command's result line. */
+static int usage_error(struct cli_ctx *ctx, int argc, char **argv, int json,
+                       const char *msg)
+{
+  cli_error("%s", msg);
+  if (ctx->cmd && wants_json(argc, argv, json))
+    for (size_t i = 0; i < sizeof result_commands / sizeof *result_commands;
+         i++)
+      if (strcmp(ctx->cmd->name, result_commands[i]) == 0) {
+        ctx->json = 1;
+        cli_error_result(ctx, CLI_EXIT_USAGE);
+      }
+  return CLI_EXIT_USAGE;
+}
+
+/* The spelling of the long option getopt_long just returned (argv borrowed):
+ * its own element, or the one before when its value was the next. */
+static const char *long_spelling(char **argv)
+{
+  if (optarg && optind >= 2 && optarg == argv[optind - 1])
+    return argv[optind - 2];
+  return argv[optind - 1];
+}
+
 static void print_help(const struct cli_option *opts, const char *usage,
                        const char *description, int json)
 {
@@ -42,6 +84,7 @@ int cli_parse(int argc, char **argv, struct cli_ctx *ctx,
   size_t ns = 2;
   size_t n = 0;
   int help = 0, json = 0;
+  char msg[512];
 
   for (const struct cli_option *o = opts; o && o->name && n < MAX_OPTS; o++) {
     lo[n].name = o->name;
@@ -72,6 +115,18 @@ int cli_parse(int argc, char **argv, struct cli_ctx *ctx,
     int c = getopt_long(argc, argv, shorts, lo, &idx);
     if (c == -1)
       break;
+    if (idx >= 0) {
+      /* getopt_long takes any unambiguous prefix ("--dry" for --dry-run):
+       * cairn does not, so that adding an option never breaks a script
+       * that spelt another one short. */
+      const char *sp = long_spelling(argv);
+      size_t len = strncmp(sp, "--", 2) == 0 ? strcspn(sp + 2, "=") : 0;
+      if (len != strlen(lo[idx].name)) {
+        snprintf(msg, sizeof msg, "unknown option '%.*s' (hint: write it "
+                 "in full: '--%s')", (int)(len + 2), sp, lo[idx].name);
+        return usage_error(ctx, argc, argv, json, msg);
+      }
+    }
     for (size_t k = 0; k < nopts && c > 0 && c < 256 && c != 'h'; k++)
       if (opts[k].name[0] == c && !opts[k].name[1])
         c = 1000 + (int)k; /* "-x": the option named "x" */
@@ -97,10 +152,10 @@ int cli_parse(int argc, char **argv, struct cli_ctx *ctx,
       char shortopt[3] = {'-', (char)optopt, '\0'};
       const char *what = optopt > 0 && optopt < 256 ? shortopt
                                                     : argv[optind - 1];
-      fprintf(stderr, "%s: %s '%s' (hint: see '%s %s --help')\n",
-              ctx->prog, c == ':' ? "missing value for" : "unknown option",
-              what, ctx->prog, argv[0]);
-      return CLI_EXIT_USAGE;
+      snprintf(msg, sizeof msg, "%s '%s' (hint: see '%s %s --help')",
+               c == ':' ? "missing value for" : "unknown option", what,
+               ctx->prog, argv[0]);
+      return usage_error(ctx, argc, argv, json, msg);
     }
     const struct cli_option *o = &opts[c - 1000];
     switch (o->type) {
@@ -125,9 +180,9 @@ int cli_parse(int argc, char **argv, struct cli_ctx *ctx,
       char *end;
       long v = strtol(optarg, &end, 10);
       if (*optarg == '\0' || *end != '\0' || v < 0) {
-        fprintf(stderr, "%s: option '--%s' needs a non-negative integer, "
-                        "got '%s'\n", ctx->prog, o->name, optarg);
-        return CLI_EXIT_USAGE;
+        snprintf(msg, sizeof msg, "option '--%s' needs a non-negative "
+                 "integer, got '%s'", o->name, optarg);
+        return usage_error(ctx, argc, argv, json, msg);
       }
       *(long *)o->value = v;
       break;

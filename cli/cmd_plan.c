@@ -222,10 +222,11 @@ int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx)
     printf("%s (%s): valid, %zu states\n", wf->name, argv[1], wf->nstates);
     printf("happy path: %s%s → %s (exit %d)\n", line, undo, res.status,
            cli_sim_exit_code(&res));
-    printf("when an action fails (after its retries):\n");
   }
 
   paths = action_paths(wf, happy.instances);
+  if (!ctx->json && json_array_size(paths) > 0) /* no action: no heading */
+    printf("when an action fails (after its retries):\n");
   size_t i, width = 0;
   json_t *v;
   json_array_foreach(paths, i, v) {

@@ -32,8 +32,8 @@ int cli_cmd_validate(int argc, char **argv, struct cli_ctx *ctx)
     cli_print_json(v);
     json_decref(v);
   } else if (rc == 0) {
-    printf("%s: ok (workflow '%s', %zu states)\n", argv[1], wf->name,
-           wf->nstates);
+    printf("%s: ok (workflow '%s', %zu state%s)\n", argv[1], wf->name,
+           wf->nstates, wf->nstates == 1 ? "" : "s");
   } else {
     cli_workflow_error(&err);
   }

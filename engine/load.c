@@ -640,7 +640,7 @@ static int ref_check(struct tctx *t, const char *const *path, size_t n)
                                     "write env.NAME)");
   if (strcmp(root, "self") == 0)
     return t->in_undo || t->in_probe
-               ? 0 : tfail(t, "use of 'self' outside undo and probe (hint: "
+               ? 0 : tfail(t, "use of 'self' outside undo, probe and ready (hint: "
                            "use states.NAME.output)");
   if (strcmp(root, "item") == 0)
     return t->L->in_map ? 0 : tfail(t, "use of 'item' outside a map state (hint: item is only "
@@ -918,7 +918,7 @@ static int parse_action(struct loader *L, const ynode *m,
     return rc;
   if ((v = map_get(m, "idempotent", NULL)) != NULL) {
     if (v->type != Y_SCALAR || stype_of(v) != S_BOOL)
-      return lerr(L, v, "'idempotent' in %s must be a boolean, got %s", subj,
+      return lerr(L, v, "'idempotent' in %s must be a boolean, got %s (hint: write true or false, without quotes)", subj,
                   tname(v));
     a->idempotent = is_true(v);
   }
@@ -1361,7 +1361,8 @@ static int parse_map(struct loader *L, struct engine_state *s,
                         &s->map_concurrency)) != 0 ||
           (rc = check_text(&t, v, s->map_concurrency, 0, 0, subj)) != 0)
         goto out;
-    } else if ((rc = get_int(L, v, "max_concurrency", subj, 1, "",
+    } else if ((rc = get_int(L, v, "max_concurrency", subj, 1,
+                             " (hint: 1 runs one instance at a time)",
                              &s->max_concurrency)) != 0) {
       goto out;
     }
@@ -1369,7 +1370,8 @@ static int parse_map(struct loader *L, struct engine_state *s,
   if ((v = map_get(m, "fail_fast", NULL)) != NULL) {
     if (v->type != Y_SCALAR || stype_of(v) != S_BOOL) {
       rc = lerr(L, v, "'fail_fast' in the map of %s must be a boolean, got "
-                "%s", subj, tname(v));
+                "%s (hint: write true or false, without quotes)", subj,
+                tname(v));
       goto out;
     }
     s->map_fail_late = !is_true(v);
@@ -1490,8 +1492,8 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
     if (in_list(state_keys, key->text) < 0)
       return unknown_key(L, key, keys_by_kind[kind], subj);
     join(list, sizeof list, list_names(keys_by_kind[kind]), SIZE_MAX);
-    return lerr(L, key, "key '%s' is not allowed in %s state '%s' (hint: a "
-                "%s state takes %s)", key->text, kind_names[kind], s->name,
+    return lerr(L, key, "key '%s' is not allowed in %s state '%s' (hint: "
+                "%s states take %s)", key->text, kind_names[kind], s->name,
                 kind_names[kind], list);
   }
   if (kind < 0)
@@ -1534,9 +1536,14 @@ static int parse_state(struct loader *L, size_t idx, const ynode *k,
   case ENGINE_SUCCEED:
   case ENGINE_FAIL:
     if (!is_true(v))
-      return lerr(L, v, "'%s' in %s must be true, got %s", kind_names[kind],
-                  subj, v->type == Y_SCALAR && stype_of(v) == S_BOOL
-                            ? "false" : tname(v));
+      return lerr(L, v, "'%s' in %s must be true, got %s (hint: %s)",
+                  kind_names[kind], subj, v->type == Y_SCALAR &&
+                  stype_of(v) == S_BOOL ? "false" : tname(v),
+                  kind == ENGINE_SUCCEED
+                      ? "write 'succeed: true', or 'fail: true' to end the "
+                        "run as failed"
+                      : "write 'fail: true', or 'succeed: true' to end the "
+                        "run as succeeded");
     if ((v = map_get(m, "message", NULL)) != NULL &&
         (rc = get_str(L, v, "message", subj, &s->message)) == 0) {
       /* rendered when the run reaches the state (engine/run.c) */
@@ -1783,7 +1790,7 @@ static int parse_param(struct loader *L, struct engine_param *p,
     return rc;
   if ((v = map_get(m, "secret", NULL)) != NULL) {
     if (v->type != Y_SCALAR || stype_of(v) != S_BOOL)
-      return lerr(L, v, "'secret' in %s must be a boolean, got %s", subj,
+      return lerr(L, v, "'secret' in %s must be a boolean, got %s (hint: write true or false, without quotes)", subj,
                   tname(v));
     p->secret = is_true(v);
     if (p->secret && p->type != ENGINE_PARAM_STRING)

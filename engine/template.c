@@ -344,11 +344,13 @@ static int pnomem(struct parser *p, size_t off)
   return nomem(p->err);
 }
 
+#define TPL_UNTERMINATED "unterminated '{{' (hint: end it with '}}')"
+
 /* Reaching the end of the string inside "{{" means the "}}" is missing,
  * whatever else was expected there. */
 #define SYNTAX(p, off, ...)                                                  \
   ((p)->in_template && (off) >= (p)->len                                     \
-       ? perr((p), (p)->open_off, "unterminated '{{'")                       \
+       ? perr((p), (p)->open_off, TPL_UNTERMINATED)                       \
        : perr((p), (off), __VA_ARGS__))
 
 static int show_len(size_t len) { return len > TPL_SHOW ? TPL_SHOW : (int)len; }
@@ -763,9 +765,10 @@ static int value_error(struct parser *p)
   const struct token *t = &p->tok;
 
   if (t->kind == T_EOF && p->in_template)
-    return perr(p, p->open_off, "unterminated '{{'");
+    return perr(p, p->open_off, TPL_UNTERMINATED);
   if (is_operator(p->prev.kind))
-    return perr(p, t->off, "expected a value after '%.*s'",
+    return perr(p, t->off, "expected a value after '%.*s' (hint: write "
+                "a literal or a reference after it, or remove it)",
                 (int)p->prev.len, p->src + p->prev.off);
   if (p->prev.kind == T_NONE && (t->kind == T_END || t->kind == T_EOF))
     return perr(p, p->in_template ? p->open_off : 0, "empty expression");

@@ -238,6 +238,13 @@ static int mark_err(struct ybuild *b, const yaml_mark_t *m, const char *what)
   return lerr_at(b->L, (int)m->line + 1, (int)m->column + 1, "%s", what);
 }
 
+static int too_deep(struct ybuild *b, const yaml_mark_t *m)
+{
+  return lerr_at(b->L, (int)m->line + 1, (int)m->column + 1,
+                 "nesting is deeper than %d levels (hint: flatten the data, "
+                 "or keep it in a file the step reads)", YT_MAX_DEPTH);
+}
+
 /* Makes room for `more` nodes under the limit. */
 static int yb_count(struct ybuild *b, size_t more, const yaml_mark_t *m)
 {
@@ -433,17 +440,13 @@ static int yb_open(struct ybuild *b, const yaml_event_t *ev)
                                              : ev->data.sequence_start.anchor);
   struct yframe *st;
   ynode *n;
-  char what[80];
   int rc;
 
   if (tag != NULL && (rc = yb_tag(b, &ev->start_mark, tag,
                                   is_map ? "map" : "seq")) != 0)
     return rc;
-  if (b->depth >= YT_MAX_DEPTH) {
-    snprintf(what, sizeof what, "nesting is deeper than %d levels",
-             YT_MAX_DEPTH);
-    return mark_err(b, &ev->start_mark, what);
-  }
+  if (b->depth >= YT_MAX_DEPTH)
+    return too_deep(b, &ev->start_mark);
   if ((st = grow(b->stack, &b->scap, b->depth + 1, sizeof *st)) == NULL)
     return nomem(b->L);
   b->stack = st;
@@ -519,11 +522,8 @@ static int yb_alias(struct ybuild *b, const yaml_event_t *ev)
                "'&%.200s' before using it)", name, name);
     return mark_err(b, &ev->start_mark, what);
   }
-  if (b->depth + (size_t)a->height > YT_MAX_DEPTH) {
-    snprintf(what, sizeof what, "nesting is deeper than %d levels",
-             YT_MAX_DEPTH);
-    return mark_err(b, &ev->start_mark, what);
-  }
+  if (b->depth + (size_t)a->height > YT_MAX_DEPTH)
+    return too_deep(b, &ev->start_mark);
   if ((rc = yb_count(b, a->size, &ev->start_mark)) != 0)
     return rc;
   if ((c = ynode_copy(b->arena, a)) == NULL)

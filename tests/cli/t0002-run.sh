@@ -422,7 +422,7 @@ test_expect_success 'a failing command: exit 1, later states never run' '
 
 test_expect_success 'the failure message names the state and its log' '
 	RUN=$(last_run) &&
-	test_grep -F "✗ boom failed: exited with status 3: going down after " out &&
+	test_grep -F "✗ boom failed: exited with status 3: going down (" out &&
 	tail -n 1 out >last &&
 	test_grep -E "^run $RUN failed in [0-9.]+m?s: " last &&
 	test_grep -F ": state '\''boom'\'' failed: exited with status 3: going down (log: $TRASH/.cairn/runs/$RUN/boom.log)" last &&

@@ -108,7 +108,7 @@ test_expect_success 'the state timeout ends the wait as timed out' '
 test_expect_success 'validate: a port out of range, a missing port' '
 	wait_wf big "{ port: 70000 }" &&
 	test_must_fail_with 2 cairn validate big.yaml >out 2>err &&
-	test_grep "port.*between 1 and 65535" err &&
+	test_grep "^big.yaml:7:13: error: value 70000 is out of range for input .port. in state .w. (hint: use a TCP port from 1 to 65535)" err &&
 	wait_wf noport "{ host: 127.0.0.1 }" &&
 	test_must_fail_with 2 cairn validate noport.yaml >out 2>err &&
 	test_grep "missing required input '\''port'\''" err

@@ -575,7 +575,7 @@ static void test_unknown_keys(void **state)
   expect_error(HEAD "  a: { wait: 5s, next: b, retry: { attempts: 2 } }\n"
                "  b: { succeed: true }\n",
                "wf.yaml:5:27: error: key 'retry' is not allowed in wait "
-               "state 'a' (hint: a wait state takes description, wait, "
+               "state 'a' (hint: wait states take description, wait, "
                "next)");
   /* "  a: { do: exec, with: { argv: [x] }, retry: { " is 47 */
   expect_error(HEAD "  a: { do: exec, with: { argv: [x] }, retry: { attemps: "
@@ -596,7 +596,7 @@ static void test_undo_placement(void **state)
   /* "  a: { succeed: true, " is 22 characters */
   expect_error(HEAD "  a: { succeed: true, undo: { do: exec } }\n",
                "wf.yaml:5:23: error: key 'undo' is not allowed in succeed "
-               "state 'a' (hint: a succeed state takes description, "
+               "state 'a' (hint: succeed states take description, "
                "succeed)");
   expect_error(HEAD
                "  a:\n"
@@ -604,7 +604,7 @@ static void test_undo_placement(void **state)
                "    undo: { do: exec }\n" /* 7 */
                "  b: { succeed: true }\n",
                "wf.yaml:7:5: error: key 'undo' is not allowed in choice "
-               "state 'a' (hint: a choice state takes description, choice, "
+               "state 'a' (hint: choice states take description, choice, "
                "default)");
   /* "    undo: { do: exec, with: { argv: [y] }, " is 43 characters */
   expect_error(HEAD
@@ -649,10 +649,12 @@ static void test_wrong_types(void **state)
   expect_error(HEAD "  a: { do: exec, with: { argv: [x] }, idempotent: yes, "
                "next: a }\n",
                "wf.yaml:5:51: error: 'idempotent' in state 'a' must be a "
-               "boolean, got a string");
+               "boolean, got a string (hint: write true or false, without "
+               "quotes)");
   expect_error(HEAD "  a: { succeed: false }\n",
                "wf.yaml:5:17: error: 'succeed' in state 'a' must be true, "
-               "got false");
+               "got false (hint: write 'succeed: true', or 'fail: true' to "
+               "end the run as failed)");
   expect_error(HEAD "  a: [succeed]\n",
                "wf.yaml:5:6: error: state 'a' must be a mapping, got a list "
                "(hint: give it a kind, e.g. 'do: exec')");
@@ -974,7 +976,8 @@ static void test_templates(void **state)
 
   /* "}}" at offset 7 of "{{ 1 + }}": 34 + 7 */
   expect_error(ONE("{{ 1 + }}"), "wf.yaml:8:41: error: expected a value "
-               "after '+' in state 'a'");
+               "after '+' in state 'a' (hint: write a literal or a reference "
+               "after it, or remove it)");
   /* every reference starts at offset 3: 34 + 3 */
   expect_error(ONE("{{ params.relese }}"), "wf.yaml:8:37: error: unknown "
                "param 'relese' in state 'a' (hint: did you mean 'release'?)");
@@ -998,7 +1001,7 @@ static void test_templates(void **state)
                "reference 'run.user' in state 'a' (hint: use run.id or "
                "run.dir)");
   expect_error(ONE("{{ self.x }}"), "wf.yaml:8:37: error: use of 'self' "
-               "outside undo and probe in state 'a' (hint: use "
+               "outside undo, probe and ready in state 'a' (hint: use "
                "states.NAME.output)");
   expect_error(ONE("{{ item.x }}"), "wf.yaml:8:37: error: use of 'item' "
                "outside a map state in state 'a' (hint: item is only "
@@ -1802,7 +1805,7 @@ static void test_map_errors(void **state)
                "exec, with: { argv: [echo] } }\n    next: b\n"
                "  b: { succeed: true }\n",
                "wf.yaml:6:41: error: 'max_concurrency' in state 'a' must be at "
-               "least 1, got 0");
+               "least 1, got 0 (hint: 1 runs one instance at a time)");
   /* no action ("    map" at column 5 holds it: at the map's mapping) */
   expect_error(HEAD "  a:\n    map: { items: [x], with: { argv: [echo] } }\n"
                "    next: b\n  b: { succeed: true }\n",
@@ -1861,7 +1864,8 @@ static void test_limits(void **state)
   assert_non_null(nest);
   memset(nest, '[', 200);
   expect_error(nest, "wf.yaml:1:129: error: nesting is deeper than 128 "
-               "levels");
+               "levels (hint: flatten the data, or keep it in a file the "
+               "step reads)");
   free(nest);
 }
 

@@ -382,7 +382,8 @@ static void test_inputs(void **state)
   assert_int_equal(adapter_check_with(&adapter_process_start, w, &bad, &err),
                    CAIRN_E_INVAL);
   assert_string_equal(err.msg,
-                      "input 'port' must be between 1 and 65535, not 70000");
+                      "value 70000 is out of range for input 'port' (hint: "
+                      "use a TCP port from 1 to 65535)");
   json_decref(w);
   w = json_loads("{\"pid\": 5, \"keep_argv\": [\"x\"]}", 0, NULL);
   assert_int_equal(adapter_check_with(&adapter_process_stop, w, &bad, &err),

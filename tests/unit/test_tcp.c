@@ -130,7 +130,8 @@ static void bad_port_is_refused_by_check(void **state)
   assert_int_equal(adapter_check_with(&adapter_tcp_wait, w, &bad, &err),
                    CAIRN_E_INVAL);
   assert_string_equal(err.msg,
-                      "input 'port' must be between 1 and 65535, not 0");
+                      "value 0 is out of range for input 'port' (hint: use a "
+                      "TCP port from 1 to 65535)");
   json_decref(w);
 }
 

@@ -83,6 +83,11 @@ static void renders(json_t *sc, const char *tpl, const char *want, int line)
 }
 
 /* Rendering tpl fails with CAIRN_E_TEMPLATE and exactly msg. */
+/* The hints of two syntax errors, as engine/template.c words them. */
+#define AFTER_HINT " (hint: write a literal or a reference after it, or " \
+                   "remove it)"
+#define UNTERMINATED "unterminated '{{' (hint: end it with '}}')"
+
 #define RENDER_FAILS(tpl, msg) render_fails(scope, (tpl), (msg), __LINE__)
 static void render_fails(json_t *sc, const char *tpl, const char *msg,
                          int line)
@@ -602,18 +607,18 @@ static void test_syntax_errors(void **state)
   size_t n = 0;
 
   (void)state;
-  CHECK_FAILS("{{ params.x + }}", 14, "expected a value after '+'");
-  CHECK_FAILS("{{ params.x * }}", 14, "expected a value after '*'");
-  CHECK_FAILS("{{ params.x == }}", 15, "expected a value after '=='");
-  CHECK_FAILS("{{ params.x and }}", 16, "expected a value after 'and'");
-  CHECK_FAILS("{{ - }}", 5, "expected a value after '-'");
-  CHECK_FAILS("{{ not }}", 7, "expected a value after 'not'");
-  CHECK_FAILS("{{ ( }}", 5, "expected a value after '('");
-  CHECK_FAILS("abc {{ params.x", 4, "unterminated '{{'");
-  CHECK_FAILS("{{ params.x + ", 0, "unterminated '{{'");
-  CHECK_FAILS("{{ params.", 0, "unterminated '{{'");
-  CHECK_FAILS("{{ (1", 0, "unterminated '{{'");
-  CHECK_FAILS("{{", 0, "unterminated '{{'");
+  CHECK_FAILS("{{ params.x + }}", 14, "expected a value after \'+\'" AFTER_HINT);
+  CHECK_FAILS("{{ params.x * }}", 14, "expected a value after \'*\'" AFTER_HINT);
+  CHECK_FAILS("{{ params.x == }}", 15, "expected a value after \'==\'" AFTER_HINT);
+  CHECK_FAILS("{{ params.x and }}", 16, "expected a value after \'and\'" AFTER_HINT);
+  CHECK_FAILS("{{ - }}", 5, "expected a value after \'-\'" AFTER_HINT);
+  CHECK_FAILS("{{ not }}", 7, "expected a value after \'not\'" AFTER_HINT);
+  CHECK_FAILS("{{ ( }}", 5, "expected a value after \'(\'" AFTER_HINT);
+  CHECK_FAILS("abc {{ params.x", 4, UNTERMINATED);
+  CHECK_FAILS("{{ params.x + ", 0, UNTERMINATED);
+  CHECK_FAILS("{{ params.", 0, UNTERMINATED);
+  CHECK_FAILS("{{ (1", 0, UNTERMINATED);
+  CHECK_FAILS("{{", 0, UNTERMINATED);
   CHECK_FAILS("ok {{ 1 }} {{ 2 }", 16, "unexpected '}'");
   CHECK_FAILS("{{ }}", 0, "empty expression");
   CHECK_FAILS("x {{}}", 2, "empty expression");
@@ -648,7 +653,7 @@ static void test_syntax_errors(void **state)
   CHECK_FAILS("{{ env.A.b }}", 3, "expected env.NAME");
   CHECK_FAILS("{{ env[0] }}", 3, "expected env.NAME");
   CHECK_FAILS("{{ 'caf\xc3' }}", 3, "string is not valid UTF-8");
-  CHECK_FAILS("{{ 1 }} and {{ 2 + }}", 19, "expected a value after '+'");
+  CHECK_FAILS("{{ 1 }} and {{ 2 + }}", 19, "expected a value after \'+\'" AFTER_HINT);
 
   /* too deep: an error, not a crashed stack */
   for (int i = 0; i < 300; i++)
@@ -662,11 +667,11 @@ static void test_syntax_errors(void **state)
   }
 
   /* rendering reports the same errors */
-  RENDER_FAILS("{{ 1 + }}", "expected a value after '+'");
+  RENDER_FAILS("{{ 1 + }}", "expected a value after \'+\'" AFTER_HINT);
   RENDER_FAILS("a {{ 1 }} b {{ foo }}",
                "unknown name 'foo' (hint: use params.foo, vars.foo, env.FOO, "
                "secrets.FOO, states.NAME.output.KEY, run.id or run.dir)");
-  RENDER_FAILS("{{ 1", "unterminated '{{'");
+  RENDER_FAILS("{{ 1", UNTERMINATED);
 
   /* text outside the braces is never parsed */
   {
@@ -681,7 +686,7 @@ static void test_syntax_errors(void **state)
     /* offset may be NULL on error too */
     assert_int_equal(engine_template_check("{{", NULL, NULL, NULL, &err),
                      CAIRN_E_TEMPLATE);
-    assert_string_equal(err.msg, "unterminated '{{'");
+    assert_string_equal(err.msg, UNTERMINATED);
   }
 }
 
@@ -690,7 +695,7 @@ static void test_check_expr(void **state)
   struct cairn_error err = { 0 };
 
   (void)state;
-  EXPR_FAILS("params.x +", 10, "expected a value after '+'");
+  EXPR_FAILS("params.x +", 10, "expected a value after \'+\'" AFTER_HINT);
   EXPR_FAILS("", 0, "empty expression");
   EXPR_FAILS("   ", 0, "empty expression");
   EXPR_FAILS("params.x )", 9, "unexpected ')'");
@@ -806,7 +811,7 @@ static void test_eval_bool(void **state)
   assert_int_equal(out, -1);
   assert_int_equal(engine_template_eval_bool("1 +", scope, &out, &err),
                    CAIRN_E_TEMPLATE);
-  assert_string_equal(err.msg, "expected a value after '+'");
+  assert_string_equal(err.msg, "expected a value after \'+\'" AFTER_HINT);
   assert_int_equal(engine_template_eval_bool("{{ true }}", scope, &out, &err),
                    CAIRN_E_TEMPLATE);
   assert_string_equal(err.msg, "unexpected character '{'");
