@@ -301,11 +301,12 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
  * and the promotion gates read) agrees with its events, which the hash
  * chain covers: the status is the one its last run.started, run.resumed,
  * rollback.requested, run.finished, run.interrupted or approval.waiting
- * gives (a record: approved or refused); workflow, env, release, actor,
- * parent, file, file_sha256 and params are its first event's (a run's
- * run.started names them all, parent only when it has one, params with
- * secrets redacted as the row has them; a record's event is held only to
- * the fields it names); created_ms is within 2 s of that event's time_ms.
+ * gives (a record: approved or refused); workflow, env and release are its
+ * first event's, and so are actor, file, file_sha256 and params where that
+ * event names them (cairn's run.started names them all, params with
+ * secrets redacted as the row has them; a record's event names some), and
+ * parent (a run.started without one: ""); created_ms is within 2 s of that
+ * event's time_ms.
  * 0, or CAIRN_E_CHAIN with err saying what differs and *seq (may be NULL)
  * the event it differs from (0 when the run has no events). row is
  * borrowed (row->params NULL: not compared). */

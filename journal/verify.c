@@ -202,14 +202,16 @@ int journal_run_check(struct journal *j, const char *run_id, int64_t *seq,
 #define CREATED_SLACK_MS 2000
 
 /* Does the row's field name (text) agree with the first event's payload?
- * A run's run.started names every field (parent only when there is one);
- * a record's event names some (actor always), and only those are held
- * to it. */
-static int field_differs(json_t *first, int started, const char *name,
+ * A field the event names is held to it (the chain covers the event, so
+ * no name can be taken out of it unseen); one it leaves out is not,
+ * except where leaving out has a meaning: must (workflow, env and
+ * release, which every first event names) and a run.started's parent
+ * (written only when there is one). */
+static int field_differs(json_t *first, int must, const char *name,
                          const char *row, const char **had)
 {
   json_t *v = json_object_get(first, name);
-  if (v == NULL && !started)
+  if (v == NULL && !must)
     return 0;
   *had = v ? json_string_value(v) : "";
   if (*had == NULL)
@@ -277,7 +279,8 @@ int journal_run_confirm(struct journal *j, const struct journal_run *row,
     for (size_t i = 0; rc == 0 && i < sizeof names / sizeof names[0]; i++) {
       /* workflow, env and release: every first event names them */
       const char *v = "";
-      if (field_differs(first, started || i < 3, names[i], rows[i], &v)) {
+      int must = i < 3 || (started && strcmp(names[i], "parent") == 0);
+      if (field_differs(first, must, names[i], rows[i], &v)) {
         at = sqlite3_column_int64(st, 0);
         rc = cairn_error_set(err, CAIRN_E_CHAIN,
                              "run %s's row says %s '%.40s' but its event %"
@@ -291,7 +294,7 @@ int journal_run_confirm(struct journal *j, const struct journal_run *row,
     json_t *params = json_object_get(first, "params"), *none = json_object();
     int same = json_equal(params ? params : none, row->params);
     json_decref(none);
-    if (rc == 0 && started && row->params && !same) {
+    if (rc == 0 && started && params && row->params && !same) {
       at = sqlite3_column_int64(st, 0);
       rc = cairn_error_set(err, CAIRN_E_CHAIN,
                            "run %s's row has params other than its event %"
