@@ -29,7 +29,7 @@ int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx)
   };
   struct journal *j = NULL;
   struct cairn_error err = {0};
-  char actor[300], state[256] = "", id[JOURNAL_RUN_ID_LEN];
+  char actor[300], user[300], state[256] = "", id[JOURNAL_RUN_ID_LEN];
   int npos = 0, rc;
   int code = cli_parse(argc, argv, ctx, opts,
                        "cairn approve RUN [--comment TEXT]\n"
@@ -59,13 +59,16 @@ int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx)
               "of the workflow file)");
     return CLI_EXIT_USAGE;
   }
+  /* CAIRN_ACTOR is whatever the caller says: the account that typed the
+   * command is journaled beside it when the two differ. */
   cli_actor(actor, sizeof actor);
+  cairn_proc_actor(user, sizeof user);
   code = cli_open_journal(ctx, 0, 0, &j);
   if (code != 0)
     return code;
   if (workflow) {
-    rc = engine_approve_release(j, workflow, argv[1], release, actor, comment,
-                                id, &err);
+    rc = engine_approve_release(j, workflow, argv[1], release, actor, user,
+                                comment, id, &err);
     if (rc == 0 && ctx->json) {
       json_t *v = json_pack("{s:s,s:s,s:s,s:s,s:s}", "record", id, "workflow",
                             workflow, "env", argv[1], "release", release,
@@ -83,8 +86,8 @@ int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx)
       journal_close(j);
       return code;
     }
-    rc = engine_approve_run(j, run.id, actor, comment, state, sizeof state,
-                            &err);
+    rc = engine_approve_run(j, run.id, actor, user, comment, state,
+                            sizeof state, &err);
     if (rc == 0 && ctx->json) {
       json_t *v = json_pack("{s:s,s:s,s:s}", "run", run.id, "state", state,
                             "actor", actor);

@@ -130,9 +130,25 @@ static int promote_one(struct cli_ctx *ctx, struct journal **j, int *standin,
     code = CLI_EXIT_GATE;
     goto out;
   }
+  /* Every event of the run will chain from the newest one: a damaged
+   * end fails here, before anything says it is promoting. */
+  rc = journal_tail_check(*j, &err);
+  if (rc != 0) {
+    cli_error("%s", err.msg);
+    code = cli_exit_for(rc);
+    goto out;
+  }
   code = cli_run_options(&o, NULL, p, ctx);
   if (code != 0)
     goto out;
+  if (g.note && ctx->json) {
+    json_t *v = json_pack("{s:s,s:s,s:s}", "kind", "note", "env", env,
+                          "message", g.note);
+    cli_print_json(v);
+    json_decref(v);
+  } else if (g.note) {
+    printf("note: %s\n", g.note);
+  }
   o.env = env;
   o.sets = all;
   o.nsets = n;

@@ -77,6 +77,7 @@ static void write_style(FILE *f)
         "h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px}"
         "h3{font-size:15px;margin:18px 0 6px}\n"
         ".meta{color:#666;margin:0}\n"
+        ".untrusted{color:#a00;font-weight:bold}\n"
         "table{border-collapse:collapse;margin:4px 0 12px}\n"
         "th,td{text-align:left;padding:3px 10px;border-bottom:1px solid #e3e3e3;"
         "vertical-align:top}\n"
@@ -330,6 +331,26 @@ int cli_cmd_report(int argc, char **argv, struct cli_ctx *ctx)
   }
   fprintf(f, " · written %s</p>\n",
           cli_time(journal_now_ms(), t, sizeof t));
+  /* The page shows the runs table and the events as they are: say when
+   * they fail verify, as a reader takes a report for the audit trail.
+   * A whole pass over the journal, which report (unlike status, history
+   * and show, used all the time) can afford. */
+  struct journal_verify_result vr;
+  struct cairn_error why = {0};
+  rc = journal_verify(j, &vr, &why);
+  if (rc != 0) {
+    const char *what = rc == CAIRN_E_KEY
+                           ? "journal not verified: it is keyed and no key "
+                             "was given (--key-file)"
+                           : "journal fails verification: ";
+    fprintf(f, "<p class=\"untrusted\">");
+    cli_report_escape(f, what);
+    if (rc != CAIRN_E_KEY)
+      cli_report_escape(f, why.msg);
+    fprintf(f, " (cairn verify)</p>\n");
+    fprintf(stderr, "cairn: warning: %s%s\n", what,
+            rc == CAIRN_E_KEY ? "" : why.msg);
+  }
   if (have_run) {
     rc = cli_report_run(f, j, &run, &err);
     if (rc != 0) {

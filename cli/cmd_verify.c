@@ -208,26 +208,26 @@ int cli_cmd_verify(int argc, char **argv, struct cli_ctx *ctx)
     cli_error("verify takes no arguments");
     return CLI_EXIT_USAGE;
   }
+  /* From here every error ends, with --json, in a result line a script
+   * can parse, as run's do. */
   if (anchor_in != NULL && (code = anchor_read(anchor_in, &a)) != 0)
-    return code;
+    goto fail;
   code = cli_open_journal(ctx, 0, 1, &j);
   if (code != 0)
-    return code;
+    goto fail;
   int rc = journal_verify(j, &vr, &err);
   if (rc != 0 && rc != CAIRN_E_CHAIN) {
     cli_error("%s", err.msg);
-    journal_close(j);
-    return cli_exit_for(rc);
+    code = cli_exit_for(rc);
+    goto fail;
   }
   if (rc == CAIRN_E_CHAIN) {
     bad_seq = vr.first_bad_seq;
     snprintf(reason, sizeof reason, "%s", vr.reason);
   } else if (anchor_in != NULL) {
     code = anchor_check(j, &a, &vr, reason, sizeof reason, &bad_seq);
-    if (code > 1) {
-      journal_close(j);
-      return code;
-    }
+    if (code > 1)
+      goto fail;
     /* a mismatch may only mean the wrong anchor: say so */
     size_t used = strlen(reason);
     if (code == 1 && other_journal(&a, journal_path(j)) &&
@@ -236,12 +236,10 @@ int cli_cmd_verify(int argc, char **argv, struct cli_ctx *ctx)
                " (the anchor was written for journal '%s', not this one)",
                a.journal);
   }
-  ok = bad_seq == 0;
+  ok = bad_seq == 0 && !vr.altered;
   if (ok && anchor_out != NULL &&
-      (code = anchor_write(anchor_out, j, &vr)) != 0) {
-    journal_close(j);
-    return code;
-  }
+      (code = anchor_write(anchor_out, j, &vr)) != 0)
+    goto fail;
   if (ctx->json) {
     json_t *v = json_pack("{s:s,s:b,s:I,s:I,s:s,s:b}", "journal",
                           journal_path(j), "ok", ok, "events",
@@ -249,7 +247,8 @@ int cli_cmd_verify(int argc, char **argv, struct cli_ctx *ctx)
                           (json_int_t)vr.last_seq, "last_hash", vr.last_hash,
                           "keyed", vr.key_id[0] != '\0');
     if (!ok) {
-      json_object_set_new(v, "first_bad_seq", json_integer(bad_seq));
+      if (bad_seq != 0)
+        json_object_set_new(v, "first_bad_seq", json_integer(bad_seq));
       json_object_set_new(v, "reason", json_string(reason));
     }
     cli_print_json(v);
@@ -259,10 +258,16 @@ int cli_cmd_verify(int argc, char **argv, struct cli_ctx *ctx)
            journal_path(j), vr.key_id[0] ? " (keyed)" : "",
            (long long)vr.events, vr.last_hash,
            anchor_in != NULL ? ", anchor ok" : "");
+  } else if (bad_seq == 0) {
+    printf("journal %s: chain ok but altered: %s\n", journal_path(j), reason);
   } else {
     printf("journal %s: chain broken at event %lld: %s\n", journal_path(j),
            (long long)bad_seq, reason);
   }
   journal_close(j);
   return ok ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+fail:
+  cli_error_result(ctx, code);
+  journal_close(j);
+  return code;
 }

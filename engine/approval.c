@@ -52,6 +52,14 @@ static int count_event(const struct journal_event *ev, void *ud)
   struct count *c = ud;
   const char *actor = json_string_value(json_object_get(ev->payload,
                                                         "actor"));
+  /* A visit of an approval state ends with its transition out: a loop
+   * back into it needs approvals anew, not those of the earlier visit. */
+  if (c->state && strcmp(ev->kind, JOURNAL_EV_TRANSITION) == 0 &&
+      strcmp(ev->state, c->state) == 0) {
+    json_array_clear(c->counted);
+    json_array_clear(c->ignored);
+    return 0;
+  }
   if (strcmp(ev->kind, JOURNAL_EV_APPROVAL_GRANTED) != 0 || actor == NULL ||
       (c->state && strcmp(ev->state, c->state) != 0))
     return 0;
@@ -72,7 +80,7 @@ static int collect_id(const struct journal_run *r, void *ud)
 int engine_approvals(struct journal *j, const char *run_id, const char *state,
                      const char *workflow, const char *env,
                      const char *release, char *const *approvers, size_t n,
-                     json_t **counted, json_t **ignored,
+                     json_t **counted, json_t **ignored, json_t **unchecked,
                      struct cairn_error *err)
 {
   struct count c = {state, approvers, n, json_array(), json_array(),
@@ -80,12 +88,14 @@ int engine_approvals(struct journal *j, const char *run_id, const char *state,
   struct journal_run_filter f = {workflow, env ? env : "",
                                  release ? release : "",
                                  JOURNAL_STATUS_APPROVED, 0, 0};
-  json_t *ids = json_array();
+  json_t *ids = json_array(), *bad = json_array();
   int rc = 0;
 
   *counted = NULL;
   if (ignored)
     *ignored = NULL;
+  if (unchecked)
+    *unchecked = NULL;
   if (run_id)
     rc = journal_event_foreach(j, run_id, 0, count_event, &c, err);
   /* Records first collected, then read: a callback of run_foreach must
@@ -97,15 +107,38 @@ int engine_approvals(struct journal *j, const char *run_id, const char *state,
   c.workflow = workflow;
   c.env = env ? env : "";
   c.release = release ? release : "";
-  for (size_t i = json_array_size(ids); rc == 0 && i > 0; i--)
-    rc = journal_event_foreach(j, json_string_value(json_array_get(ids, i - 1)),
-                               0, count_event, &c, err);
+  for (size_t i = json_array_size(ids); rc == 0 && i > 0; i--) {
+    const char *id = json_string_value(json_array_get(ids, i - 1));
+    struct cairn_error why = {0};
+    int64_t at = 0;
+    /* A record is a runs row and one event anyone with write access to
+     * the file can insert: it counts only when its event authenticates
+     * (on a keyed journal, only the key's holder can make one that does). */
+    rc = journal_run_check(j, id, &at, &why);
+    if (rc == CAIRN_E_CHAIN) {
+      char what[80];
+      snprintf(what, sizeof what, "%s (event %lld)", id, (long long)at);
+      rc = json_array_append_new(bad, json_string(what)) == 0 ? 0
+                                                               : CAIRN_E_NOMEM;
+      continue;
+    }
+    if (rc != 0) {
+      *err = why;
+      break;
+    }
+    rc = journal_event_foreach(j, id, 0, count_event, &c, err);
+  }
   json_decref(ids);
   if (rc != 0) {
     json_decref(c.counted);
     json_decref(c.ignored);
+    json_decref(bad);
     return rc;
   }
+  if (unchecked)
+    *unchecked = bad;
+  else
+    json_decref(bad);
   *counted = c.counted;
   if (ignored)
     *ignored = c.ignored;
@@ -161,7 +194,7 @@ void engine__approval_decide(struct engine__rt *rt,
       json_object_get(rt->scope, "params"), "release"));
   if (engine_approvals(rt->j, rt->run_id, st->name, rt->wf->name,
                        rt->env_name, release ? release : "", approvers, n,
-                       &have, NULL, &err) != 0) {
+                       &have, NULL, NULL, &err) != 0) {
     engine__transition(rt, st->name, NULL, "failed", JOURNAL_STATUS_FAILED,
                        err.msg);
     return;
@@ -218,9 +251,17 @@ static int record_insert(struct journal *j, struct journal_run *r,
   return rc;
 }
 
+/* Who typed it, beside who they say they are, when the two differ. */
+static void add_user(json_t *p, const char *actor, const char *user)
+{
+  if (user && *user && strcmp(user, actor) != 0)
+    json_object_set_new(p, "user", json_string(user));
+}
+
 int engine_approve_run(struct journal *j, const char *run_id,
-                       const char *actor, const char *comment, char *state,
-                       size_t n, struct cairn_error *err)
+                       const char *actor, const char *user,
+                       const char *comment, char *state, size_t n,
+                       struct cairn_error *err)
 {
   struct journal_replay rp;
   int rc = journal_replay(j, run_id, &rp, err);
@@ -235,6 +276,7 @@ int engine_approve_run(struct journal *j, const char *run_id,
   }
   snprintf(state, n, "%s", rp.current);
   json_t *p = json_pack("{s:s}", "actor", actor);
+  add_user(p, actor, user);
   if (comment && *comment)
     json_object_set_new(p, "comment", json_string(comment));
   rc = journal_append(j, run_id, JOURNAL_EV_APPROVAL_GRANTED, rp.current, 0,
@@ -247,7 +289,8 @@ out:
 
 int engine_approve_release(struct journal *j, const char *workflow,
                            const char *env, const char *release,
-                           const char *actor, const char *comment,
+                           const char *actor, const char *user,
+                           const char *comment,
                            char record_id[JOURNAL_RUN_ID_LEN],
                            struct cairn_error *err)
 {
@@ -263,6 +306,7 @@ int engine_approve_release(struct journal *j, const char *workflow,
   r.actor = (char *)actor;
   json_t *p = json_pack("{s:s,s:s,s:s,s:s}", "actor", actor, "workflow",
                         workflow, "env", env, "release", release);
+  add_user(p, actor, user);
   if (comment && *comment)
     json_object_set_new(p, "comment", json_string(comment));
   rc = record_insert(j, &r, JOURNAL_EV_APPROVAL_GRANTED, p, err);
@@ -311,8 +355,7 @@ static int newest(struct journal *j, const char *workflow, const char *env,
       return CAIRN_E_NOTFOUND;
     if (rc != 1)
       return rc;
-    rc = journal_run_confirm(j, out->id, out->status, out->workflow,
-                             out->env, out->release, NULL, &why);
+    rc = journal_run_confirm(j, out, NULL, &why);
     if (rc == 0)
       return 0;
     journal_run_release(out);
@@ -357,7 +400,29 @@ void engine_gate_release(struct engine_gate *g)
 {
   free(g->reason);
   free(g->release);
-  g->reason = g->release = NULL;
+  free(g->note);
+  g->reason = g->release = g->note = NULL;
+}
+
+/* Appends a sentence to g->note ("; " between two). */
+static int gate_note(struct engine_gate *g, struct cairn_error *err,
+                     const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int gate_note(struct engine_gate *g, struct cairn_error *err,
+                     const char *fmt, ...)
+{
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  size_t used = g->note ? strlen(g->note) : 0;
+  char *r = realloc(g->note, used + strlen(line) + 3);
+  if (r == NULL)
+    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  snprintf(r + used, strlen(line) + 3, "%s%s", used ? "; " : "", line);
+  g->note = r;
+  return 0;
 }
 
 /* Appends to g->reason (printf's format), growing it. */
@@ -390,9 +455,23 @@ static int check_after(struct journal *j, const struct engine_workflow *wf,
   int rc = newest(j, wf->name, e->after, g->release, JOURNAL_STATUS_SUCCEEDED,
                   &ok, err);
   if (rc == 0) {
-    memcpy(g->parent, ok.id, sizeof g->parent);
+    /* The gate stands on this run's events: authenticated (hashes and
+     * links, HMAC on a keyed journal), not only agreeing with its row. */
+    rc = journal_run_check(j, ok.id, NULL, err);
+    if (rc == CAIRN_E_CHAIN)
+      cairn_error_prefix(err, "the after gate of %s relies on a run in %s",
+                         e->name, e->after);
+    /* The gate matches workflows by name: a run of another file of that
+     * name passes it, and is said (the runs keep each file's sha256). */
+    if (rc == 0 && strcmp(ok.file_sha256, wf->sha256) != 0)
+      rc = gate_note(g, err, "run %s in %s ran another workflow file (%s, "
+                     "sha256 %.12s), not %s (sha256 %.12s)", ok.id,
+                     e->after, ok.file, ok.file_sha256, wf->file,
+                     wf->sha256);
+    if (rc == 0)
+      memcpy(g->parent, ok.id, sizeof g->parent);
     journal_run_release(&ok);
-    return 0;
+    return rc;
   }
   if (rc != CAIRN_E_NOTFOUND)
     return rc;
@@ -428,14 +507,18 @@ static int check_approvals(struct journal *j, const struct engine_workflow *wf,
   char *const *approvers;
   size_t n;
   int need;
-  json_t *have = NULL, *ignored = NULL;
+  json_t *have = NULL, *ignored = NULL, *bad = NULL;
   char a[600], b[600], c[600];
 
   engine_approval_rule(wf, NULL, e->name, &need, &approvers, &n);
   int rc = engine_approvals(j, NULL, NULL, wf->name, e->name, g->release,
-                            approvers, n, &have, &ignored, err);
+                            approvers, n, &have, &ignored, &bad, err);
   if (rc != 0)
     return rc;
+  if ((int)json_array_size(have) >= need && json_array_size(bad))
+    rc = gate_note(g, err, "not counted, approval records whose events do "
+                   "not check out (hint: run 'cairn verify'): %s",
+                   join_names(bad, c, sizeof c));
   if ((int)json_array_size(have) < need) {
     g->refused = 1;
     snprintf(g->gate, sizeof g->gate, "approvals");
@@ -451,6 +534,10 @@ static int check_approvals(struct journal *j, const struct engine_workflow *wf,
       rc = gate_say(g, err, "; not counted, not approvers (%s): %s",
                     join_names(al, b, sizeof b),
                     join_names(ignored, c, sizeof c));
+    if (rc == 0 && json_array_size(bad))
+      rc = gate_say(g, err, "; not counted, approval records whose events "
+                    "do not check out (hint: run 'cairn verify'): %s",
+                    join_names(bad, c, sizeof c));
     /* A workflow without a release param promotes release "": its
      * approvals are given with --release '' (said so, to be copied). */
     if (rc == 0)
@@ -461,6 +548,7 @@ static int check_approvals(struct journal *j, const struct engine_workflow *wf,
   }
   json_decref(have);
   json_decref(ignored);
+  json_decref(bad);
   return rc;
 }
 
@@ -524,9 +612,12 @@ int engine_promotion_refuse(struct journal *j, const struct engine_workflow *wf,
   r.release = (char *)g->release;
   r.status = JOURNAL_STATUS_REFUSED;
   r.actor = (char *)actor;
-  json_t *p = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "workflow", wf->name,
-                        "env", env, "release", g->release, "gate", g->gate,
-                        "reason", g->reason, "actor", actor);
+  /* file and file_sha256 as the row has them, so verify can hold the
+   * row to the event */
+  json_t *p = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "workflow",
+                        wf->name, "env", env, "release", g->release, "gate",
+                        g->gate, "reason", g->reason, "actor", actor, "file",
+                        wf->file, "file_sha256", wf->sha256);
   rc = record_insert(j, &r, JOURNAL_EV_PROMOTION_REFUSED, p, err);
   json_decref(p);
   return rc;

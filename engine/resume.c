@@ -680,7 +680,12 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   int rc;
 
   memset(res, 0, sizeof *res);
-  rc = journal_replay(j, run_id, &rp, err);
+  /* A run's state is rebuilt only from its events: they are what acts
+   * here, so they are authenticated first (a tampered event would pick
+   * what to run). */
+  rc = journal_run_check(j, run_id, NULL, err);
+  if (rc == 0)
+    rc = journal_replay(j, run_id, &rp, err);
   if (rc != 0)
     return rc;
   snprintf(res->run_id, sizeof res->run_id, "%s", run_id);

@@ -821,10 +821,15 @@ int engine_rollback_plan(struct journal *j, const struct engine_workflow *wf,
                          struct cairn_error *err)
 {
   struct journal_replay rp;
-  int rc = journal_replay(j, run_id, &rp, err);
+  int rc;
 
   *steps = NULL;
   *journaled = 0;
+  /* The plan is rendered from the run's events: authenticated first, so
+   * a dry run shows what the real one would refuse. */
+  rc = journal_run_check(j, run_id, NULL, err);
+  if (rc == 0)
+    rc = journal_replay(j, run_id, &rp, err);
   if (rc != 0)
     return rc;
   if (rp.rollback) {
@@ -852,7 +857,11 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
   int rc;
 
   memset(res, 0, sizeof *res);
-  rc = journal_replay(j, run_id, &rp, err);
+  /* The undo plan and its inputs come from the run's events: a tampered
+   * event would pick what to undo, so they are authenticated first. */
+  rc = journal_run_check(j, run_id, NULL, err);
+  if (rc == 0)
+    rc = journal_replay(j, run_id, &rp, err);
   if (rc != 0)
     return rc;
   snprintf(res->run_id, sizeof res->run_id, "%s", run_id);

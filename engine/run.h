@@ -113,9 +113,11 @@ int engine_resume_status(const char *run_id, const char *status, int planned,
 
 /* Resumes run_id (a full id) of wf, which must be the workflow the run was
  * started from (same sha256 unless opt->allow_changed). Rebuilds the run
- * from its events only. Returns 0 with *res filled, or a negative code
+ * from its events only, after authenticating them (journal_run_check:
+ * CAIRN_E_CHAIN naming the first bad event, CAIRN_E_KEY for a keyed
+ * journal without its key). Returns 0 with *res filled, or a negative code
  * (CAIRN_E_STATE when the run already finished, CAIRN_E_CHANGED,
- * CAIRN_E_LOCKED; a needed decision is not an error but the
+ * CAIRN_E_LOCKED, CAIRN_E_CHAIN; a needed decision is not an error but the
  * ENGINE_WAITING outcome) with nothing journaled. */
 int engine_resume(struct journal *j, const struct engine_workflow *wf,
                   const char *run_id, const struct engine_options *opt,
@@ -128,7 +130,8 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
  * journaled: CAIRN_E_LOCKED when the run (or another of its workflow and
  * environment) is running; CAIRN_E_STATE when the run did not succeed or
  * was already rolled back; CAIRN_E_CHANGED when wf is not the file the
- * run used (unless opt->allow_changed). */
+ * run used (unless opt->allow_changed); CAIRN_E_CHAIN when the run's
+ * events do not authenticate (journal_run_check, checked first). */
 int engine_rollback(struct journal *j, const struct engine_workflow *wf,
                     const char *run_id, const struct engine_options *opt,
                     struct engine_result *res, struct cairn_error *err);
@@ -139,7 +142,8 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
  * {path, undo_path, state, adapter, cancelled?, inputs, outputs} (the
  * forward action's journaled inputs and outputs), each with the undo's
  * inputs as they would render now (undo_inputs, secrets as ***) or why
- * they do not (undo_error). */
+ * they do not (undo_error). The run's events are authenticated first
+ * (journal_run_check: CAIRN_E_CHAIN or CAIRN_E_KEY). */
 int engine_rollback_plan(struct journal *j, const struct engine_workflow *wf,
                          const char *run_id, json_t **steps, int *journaled,
                          struct cairn_error *err);
@@ -163,28 +167,38 @@ int engine_simulate(const struct engine_workflow *wf,
 /* ---- approvals and promotion (engine/approval.c) ---- */
 
 /* The distinct actors whose approval.granted counts: those on run_id at
- * state (run_id NULL: none) and those of the promotion approval records
- * of (workflow, env, release), in order of first approval. With
- * approvers (n > 0) only those count; the others go to *ignored. Both
- * arrays (of strings) are owned by the caller; ignored may be NULL. */
+ * state given since the run last left state (run_id NULL: none; a loop
+ * back into an approval state needs approvals anew) and those of the
+ * promotion approval records of (workflow, env, release), in order of
+ * first approval. A record counts only when its event authenticates
+ * (journal_run_check); the others go to *unchecked as "ID (event N)".
+ * With approvers (n > 0) only those count; the others go to *ignored. The
+ * arrays (of strings) are owned by the caller; ignored and unchecked may
+ * be NULL. */
 int engine_approvals(struct journal *j, const char *run_id, const char *state,
                      const char *workflow, const char *env,
                      const char *release, char *const *approvers, size_t n,
-                     json_t **counted, json_t **ignored,
+                     json_t **counted, json_t **ignored, json_t **unchecked,
                      struct cairn_error *err);
 
-/* cairn approve RUN: journals approval.granted {actor, comment} on run_id
- * (a full id), which must be waiting at an approval state (CAIRN_E_STATE
- * otherwise, nothing journaled). *state (size n) gets that state. */
+/* cairn approve RUN: journals approval.granted {actor, user?, comment?}
+ * on run_id (a full id), which must be waiting at an approval state
+ * (CAIRN_E_STATE otherwise, nothing journaled). *state (size n) gets that
+ * state. actor is who the approver says they are (CAIRN_ACTOR: nothing
+ * checks it); user, the account that ran the command (user@host), is
+ * journaled beside it when it differs (NULL: not known). */
 int engine_approve_run(struct journal *j, const char *run_id,
-                       const char *actor, const char *comment, char *state,
-                       size_t n, struct cairn_error *err);
+                       const char *actor, const char *user,
+                       const char *comment, char *state, size_t n,
+                       struct cairn_error *err);
 
 /* cairn approve ENV --workflow W --release R: journals a promotion
- * approval record (events.h) and fills record_id. */
+ * approval record (events.h) and fills record_id; actor and user as for
+ * engine_approve_run. */
 int engine_approve_release(struct journal *j, const char *workflow,
                            const char *env, const char *release,
-                           const char *actor, const char *comment,
+                           const char *actor, const char *user,
+                           const char *comment,
                            char record_id[JOURNAL_RUN_ID_LEN],
                            struct cairn_error *err);
 
@@ -198,6 +212,11 @@ struct engine_gate {
                                       unless refused */
   char *release;                   /* the release checked */
   char parent[JOURNAL_RUN_ID_LEN]; /* the succeeded run in `after`, or "" */
+  char *note;                      /* one line to show before running, or
+                                      NULL: the after run ran another file
+                                      of the same name; approval records
+                                      not counted as their events do not
+                                      authenticate */
 };
 /* Frees a gate's strings; the gate may then be checked again. */
 void engine_gate_release(struct engine_gate *g);
@@ -211,7 +230,9 @@ int engine_live_run(struct journal *j, const char *workflow, const char *env,
 /* Checks every gate of env for release (NULL: the release live in the
  * environment env comes after; none there is CAIRN_E_INVAL). Returns 0
  * with *g filled (g->refused says whether a gate refused); a negative
- * code for a bad env or a journal error. Journals nothing. *g is the
+ * code for a bad env or a journal error, CAIRN_E_CHAIN when the run the
+ * after gate would rely on does not agree with its row or its events do
+ * not authenticate (journal_run_check). Journals nothing. *g is the
  * caller's to release (engine_gate_release), whatever the return, and
  * before it is checked again (the check starts from a cleared gate). */
 int engine_promotion_check(struct journal *j, const struct engine_workflow *wf,

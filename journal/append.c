@@ -274,7 +274,9 @@ int journal_append(struct journal *j, const char *run_id, const char *kind,
       seq = sqlite3_column_int64(last, 0) + 1;
       if (journal__unhex32(journal__column_text(last, 1), prev) != 0) {
         rc = cairn_error_set(err, CAIRN_E_CHAIN,
-                             "journal '%s' has a malformed hash at event %" PRId64,
+                             "journal '%s' has a malformed hash at event %"
+                             PRId64 ": nothing can be chained after it "
+                             "(hint: 'cairn verify' says what is wrong)",
                              j->path, seq - 1);
         goto out;
       }

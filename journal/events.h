@@ -123,11 +123,18 @@
  *                  approval state (ev->state) has too few approvals: the
  *                  run stops with status waiting and releases its lock;
  *                  resume enters the state again
- * approval.granted {actor, comment?}  cairn approve: on a run waiting at
- *                  an approval state (ev->state = that state), or as the
- *                  only event of a promotion approval record (below)
+ * approval.granted {actor, user?, comment?}  cairn approve: on a run
+ *                  waiting at an approval state (ev->state = that state),
+ *                  or as the only event of a promotion approval record
+ *                  (below, which adds {workflow, env, release}). actor:
+ *                  CAIRN_ACTOR or user@host, unchecked; user: the user@host
+ *                  that ran the command, when it differs from actor. An
+ *                  approval state counts those given since the run last
+ *                  left that state (a transition from it)
  * promotion.refused {workflow, env, release, gate: after|approvals|release,
- *                  reason, actor}  the only event of a refusal record
+ *                  reason, actor, file?, file_sha256?}  the only event of a
+ *                  refusal record (file and file_sha256 since they are
+ *                  held to the row)
  *
  * Records: a promotion approval (cairn approve ENV --workflow W --release
  * R) and a promotion refusal are journal-level facts, not runs. Each is a

@@ -274,15 +274,22 @@ struct journal_verify_result {
                                        when there is none */
   int64_t last_seq;      /* seq of the newest event, 0 when none */
   char key_id[JOURNAL_KEY_ID_HEX]; /* the journal's recorded key id or "" */
+  int altered;           /* 1: the chain and rows hold, but a table or an
+                            append-only trigger is missing (reason says
+                            which); first_bad_seq stays 0 */
 };
 /* Recomputes the whole chain, then confirms every row of the runs table
- * against its events (journal_run_confirm). Returns 0 with
- * first_bad_seq == 0 when both hold; CAIRN_E_CHAIN with first_bad_seq and
- * reason set when an event was edited (hash mismatch), deleted (gap in
- * seq or prev_hash mismatch) or swapped (prev_hash mismatch), or a run's
- * row disagrees with its events (first_bad_seq: the event it disagrees
- * with, or the seq after the last for a row without events); other codes
- * for I/O errors.
+ * against its events (journal_run_confirm), that every event's run has a
+ * row, and that the tables and append-only triggers of the schema are
+ * there. Returns 0 with first_bad_seq == 0 and altered == 0 when all hold;
+ * CAIRN_E_CHAIN with first_bad_seq and reason set when an event was edited
+ * (hash mismatch), deleted (gap in seq or prev_hash mismatch), renumbered
+ * (a gap after which the chain goes on) or swapped (prev_hash mismatch), a
+ * run's row disagrees with its events (first_bad_seq: the event it
+ * disagrees with, or the seq after the last for a row without events), or
+ * an event's run has no row (that event); CAIRN_E_CHAIN with altered and
+ * reason set (first_bad_seq 0) when only a table or trigger is missing;
+ * other codes for I/O errors.
  * Keys: the hashes are recomputed with the key given by journal_set_key.
  * A keyed journal without a key gives CAIRN_E_KEY (nothing to check
  * with); a wrong key fails at event 1; a key on a journal that records
@@ -290,19 +297,43 @@ struct journal_verify_result {
 int journal_verify(struct journal *j, struct journal_verify_result *res,
                    struct cairn_error *err);
 
-/* Whether the row of run_id in the runs table (status, workflow, env,
- * release: what status, history and the promotion gates read) agrees with
- * its events, which the hash chain covers: the status is the one its last
- * run.started, run.resumed, rollback.requested, run.finished,
- * run.interrupted or approval.waiting gives (a record: approved or
- * refused), and workflow, env and release are its first event's. 0, or
- * CAIRN_E_CHAIN with err saying what differs and *seq (may be NULL) the
- * event it differs from (0 when the run has no events). The strings are
- * borrowed. */
-int journal_run_confirm(struct journal *j, const char *run_id,
-                        const char *status, const char *workflow,
-                        const char *env, const char *release, int64_t *seq,
-                        struct cairn_error *err);
+/* Whether a run's row in the runs table (what status, history, show, report
+ * and the promotion gates read) agrees with its events, which the hash
+ * chain covers: the status is the one its last run.started, run.resumed,
+ * rollback.requested, run.finished, run.interrupted or approval.waiting
+ * gives (a record: approved or refused); workflow, env and release are its
+ * first event's, and so are actor, file, file_sha256 and params where that
+ * event names them (cairn's run.started names them all, params with
+ * secrets redacted as the row has them; a record's event names some), and
+ * parent (a run.started without one: ""); created_ms is within 2 s of that
+ * event's time_ms.
+ * 0, or CAIRN_E_CHAIN with err saying what differs and *seq (may be NULL)
+ * the event it differs from (0 when the run has no events). row is
+ * borrowed (row->params NULL: not compared). */
+int journal_run_confirm(struct journal *j, const struct journal_run *row,
+                        int64_t *seq, struct cairn_error *err);
+
+/* Authenticates the events of one run, which is what resume, rollback
+ * and the promotion gates act on: for each event of run_id, in seq order,
+ * its prev_hash must be the stored hash of the event numbered seq - 1 (64
+ * zeros for seq 1), and its hash, recomputed from its stored fields (with
+ * the key of journal_set_key on a keyed journal), its stored hash. The
+ * cost is the run's events, read through the (run_id, seq) index, and one
+ * lookup by seq each; never the whole journal. 0 when all hold (a
+ * simulation's unchained journal: always); CAIRN_E_CHAIN with err naming
+ * the run and the first bad event (*seq, may be NULL) and the hint to run
+ * cairn verify, also for a run without events; CAIRN_E_KEY for a keyed
+ * journal without its key. What it cannot see: on an unkeyed journal,
+ * events forged with hashes recomputed (journal_verify cannot either),
+ * and events of other runs. run_id is borrowed. */
+int journal_run_check(struct journal *j, const char *run_id, int64_t *seq,
+                      struct cairn_error *err);
+
+/* The same check of the newest event of the journal alone (one lookup),
+ * the one every new event would chain from: what promote checks before it
+ * says it is promoting. 0 also for an empty journal; CAIRN_E_CHAIN naming
+ * the event with the hint to run cairn verify; CAIRN_E_KEY. */
+int journal_tail_check(struct journal *j, struct cairn_error *err);
 
 /* Loads the event numbered seq: 0 and *out filled (owned by the caller,
  * journal_event_release), or CAIRN_E_NOTFOUND. */

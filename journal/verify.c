@@ -39,21 +39,200 @@ static void mark(struct journal_verify_result *res, int64_t seq,
   va_end(ap);
 }
 
-int journal_run_confirm(struct journal *j, const char *run_id,
-                        const char *status, const char *workflow,
-                        const char *env, const char *release, int64_t *seq,
-                        struct cairn_error *err)
+static const char zeros[JOURNAL_HASH_HEX] =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+/* Why an event's recomputed hash is not its stored one, as far as the key
+ * tells: the wrong key, a key the journal does not record, or an edit. */
+static void hash_mismatch(const struct journal *j, char *out, size_t n)
+{
+  if (j->key != NULL && j->recorded_key_id[0] == '\0')
+    snprintf(out, n, "hash is not keyed with the given key, and the journal "
+             "records no key (created without one, or its key record was "
+             "removed)");
+  else if (j->key != NULL && strcmp(j->key_id, j->recorded_key_id) != 0)
+    snprintf(out, n, "hash does not match: the key given (id %s) is not the "
+             "journal's (id %s)", j->key_id, j->recorded_key_id);
+  else
+    snprintf(out, n, "hash does not match the event's contents (the event "
+             "was edited)");
+}
+
+/* Checks the event in st's current row (the columns of RUN_CHECK's
+ * query: the event's, then the stored hash of the event before it): sets
+ * *bad to its seq and why when it does not hold. 0, or an error from
+ * hashing. */
+static int check_row(struct journal *j, sqlite3_stmt *st, int64_t *bad,
+                     char *why, size_t n, struct cairn_error *err)
+{
+  char computed[JOURNAL_HASH_HEX];
+  unsigned char prev[32];
+  int64_t s = sqlite3_column_int64(st, 0);
+  const char *prev_hash = journal__column_text(st, 7);
+  const char *before = s == 1 ? zeros : journal__column_text(st, 9);
+
+  if (s > 1 && sqlite3_column_type(st, 9) == SQLITE_NULL) {
+    *bad = s;
+    snprintf(why, n, "event %" PRId64 " before it is missing", s - 1);
+    return 0;
+  }
+  if (strcmp(prev_hash, before) != 0 ||
+      journal__unhex32(prev_hash, prev) != 0) {
+    *bad = s;
+    snprintf(why, n, "its prev_hash is not the hash of event %" PRId64
+             " (an event was removed, inserted or moved)", s - 1);
+    return 0;
+  }
+  int rc = journal__hash_fields(j->mac, s, journal__column_text(st, 1),
+                                journal__column_text(st, 2),
+                                journal__column_text(st, 3),
+                                sqlite3_column_int(st, 4),
+                                sqlite3_column_int64(st, 5),
+                                journal__column_text(st, 6),
+                                (size_t)sqlite3_column_bytes(st, 6), prev,
+                                computed, err);
+  if (rc == 0 && strcmp(computed, journal__column_text(st, 8)) != 0) {
+    *bad = s;
+    hash_mismatch(j, why, n);
+  }
+  return rc;
+}
+
+/* A keyed journal cannot be checked without its key. */
+static int need_key(struct journal *j, struct cairn_error *err)
+{
+  int rc = journal__key_load_recorded(j, err);
+  if (rc == 0 && j->recorded_key_id[0] != '\0' && j->key == NULL)
+    rc = cairn_error_set(err, CAIRN_E_KEY,
+                         "journal '%s' is keyed (key id %s): pass its key "
+                         "with --key-file FILE or CAIRN_KEY_FILE",
+                         j->path, j->recorded_key_id);
+  return rc;
+}
+
+#define CHECK_COLUMNS                                                        \
+  "SELECT e.seq, e.run_id, e.kind, e.state, e.attempt, e.time_ms, "         \
+  "e.payload, e.prev_hash, e.hash, p.hash "                                 \
+  "FROM events e LEFT JOIN events p ON p.seq = e.seq - 1 "
+
+int journal_tail_check(struct journal *j, struct cairn_error *err)
+{
+  sqlite3_stmt *st = NULL;
+  char why[256] = "";
+  int64_t bad = 0;
+  int rc;
+
+  if (j->flags & JOURNAL_UNCHAINED)
+    return 0;
+  if ((rc = need_key(j, err)) != 0)
+    return rc;
+  rc = journal__stmt(j, JOURNAL__ST_TAIL_CHECK,
+                     CHECK_COLUMNS "WHERE e.seq = "
+                     "(SELECT max(seq) FROM events)", &st, err);
+  if (rc != 0)
+    return rc;
+  int step = sqlite3_step(st);
+  if (step == SQLITE_ROW)
+    rc = check_row(j, st, &bad, why, sizeof why, err);
+  else if (step != SQLITE_DONE)
+    rc = journal__sqlite_error(j, err, "cannot read journal");
+  journal__stmt_done(j, JOURNAL__ST_TAIL_CHECK, st);
+  if (rc == 0 && bad != 0)
+    rc = cairn_error_set(err, CAIRN_E_CHAIN,
+                         "journal '%s' does not check out at its newest "
+                         "event %" PRId64 ": %s (hint: 'cairn verify' says "
+                         "what is wrong)", j->path, bad, why);
+  return rc;
+}
+
+int journal_run_check(struct journal *j, const char *run_id, int64_t *seq,
+                      struct cairn_error *err)
+{
+  sqlite3_stmt *st = NULL;
+  char why[256] = "";
+  int64_t bad = 0, n = 0;
+  int rc, step = SQLITE_DONE;
+
+  if (seq)
+    *seq = 0;
+  /* A simulation's journal keeps no chain: nothing to check against. */
+  if (j->flags & JOURNAL_UNCHAINED)
+    return 0;
+  if ((rc = need_key(j, err)) != 0)
+    return rc;
+  /* The run's events through events_by_run, each with the stored hash of
+   * the event before it (whatever its run) through the primary key: the
+   * cost is the run's events, not the journal's. */
+  rc = journal__stmt(j, JOURNAL__ST_RUN_CHECK,
+                     CHECK_COLUMNS "WHERE e.run_id = ?1 ORDER BY e.seq",
+                     &st, err);
+  if (rc != 0)
+    return rc;
+  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+  while (bad == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    n++;
+    rc = check_row(j, st, &bad, why, sizeof why, err);
+    if (rc != 0)
+      break;
+  }
+  if (rc == 0 && bad == 0 && step != SQLITE_DONE)
+    rc = journal__sqlite_error(j, err, "cannot read journal");
+  journal__stmt_done(j, JOURNAL__ST_RUN_CHECK, st);
+  if (rc != 0)
+    return rc;
+  if (bad == 0 && n == 0)
+    return cairn_error_set(err, CAIRN_E_CHAIN,
+                           "run %s has no events in journal '%s' (hint: "
+                           "'cairn verify' checks the whole journal)",
+                           run_id, j->path);
+  if (bad == 0)
+    return 0;
+  if (seq)
+    *seq = bad;
+  return cairn_error_set(err, CAIRN_E_CHAIN,
+                         "run %s does not check out at event %" PRId64
+                         ": %s (hint: 'cairn verify' checks the whole "
+                         "journal)", run_id, bad, why);
+}
+
+/* How far a row's created_ms may be from its first event's time_ms: both
+ * are read from the clock within one transaction, the row just before
+ * the event, so a larger gap is an edit (one that reorders runs, which
+ * history, status and promote's default release go by). */
+#define CREATED_SLACK_MS 2000
+
+/* Does the row's field name (text) agree with the first event's payload?
+ * A field the event names is held to it (the chain covers the event, so
+ * no name can be taken out of it unseen); one it leaves out is not,
+ * except where leaving out has a meaning: must (workflow, env and
+ * release, which every first event names) and a run.started's parent
+ * (written only when there is one). */
+static int field_differs(json_t *first, int must, const char *name,
+                         const char *row, const char **had)
+{
+  json_t *v = json_object_get(first, name);
+  if (v == NULL && !must)
+    return 0;
+  *had = v ? json_string_value(v) : "";
+  if (*had == NULL)
+    *had = "";
+  return strcmp(*had, row ? row : "") != 0;
+}
+
+int journal_run_confirm(struct journal *j, const struct journal_run *row,
+                        int64_t *seq, struct cairn_error *err)
 {
   sqlite3_stmt *st = NULL;
   int64_t at = 0;
+  const char *run_id = row->id;
   int rc = journal__stmt(
       j, JOURNAL__ST_RUN_CONFIRM,
       /* one row always: the first event, then the last that sets a
        * status (NULLs when there is none): the kinds that
        * journal_event_status maps, a record's approval.granted only */
-      "SELECT f.seq, f.payload, s.seq, s.kind, s.payload FROM "
-      "(SELECT 1) LEFT JOIN "
-      "(SELECT seq, payload FROM events WHERE run_id = ?1 "
+      "SELECT f.seq, f.payload, s.seq, s.kind, s.payload, f.kind, f.time_ms "
+      "FROM (SELECT 1) LEFT JOIN "
+      "(SELECT seq, payload, kind, time_ms FROM events WHERE run_id = ?1 "
       " ORDER BY seq LIMIT 1) f LEFT JOIN "
       "(SELECT seq, kind, payload FROM events WHERE run_id = ?1 AND "
       " (kind IN ('" JOURNAL_EV_RUN_STARTED "', '" JOURNAL_EV_RUN_RESUMED
@@ -83,25 +262,53 @@ int journal_run_confirm(struct journal *j, const char *run_id,
     /* the query's approval.granted are a record's (state '') */
     const char *had = journal_event_status(journal__column_text(st, 3), last,
                                            1);
-    const char *names[] = {"workflow", "env", "release"};
-    const char *row[] = {workflow, env, release};
+    int started = strcmp(journal__column_text(st, 5),
+                         JOURNAL_EV_RUN_STARTED) == 0;
+    const char *names[] = {"workflow", "env", "release", "actor", "parent",
+                           "file", "file_sha256"};
+    const char *rows[] = {row->workflow, row->env, row->release, row->actor,
+                          row->parent, row->file, row->file_sha256};
+    int64_t first_ms = sqlite3_column_int64(st, 6);
     at = sqlite3_column_int64(st, 2);
-    if (strcmp(had, status) != 0)
+    if (strcmp(had, row->status ? row->status : "") != 0)
       rc = cairn_error_set(err, CAIRN_E_CHAIN,
                            "run %s's row says status '%s' but its event %"
                            PRId64 " says '%s' (the runs table was edited, "
                            "or events were removed)",
-                           run_id, status, at, had);
-    for (size_t i = 0; rc == 0 && i < 3; i++) {
-      const char *v = json_string_value(json_object_get(first, names[i]));
-      if (strcmp(v ? v : "", row[i]) != 0) {
+                           run_id, row->status, at, had);
+    for (size_t i = 0; rc == 0 && i < sizeof names / sizeof names[0]; i++) {
+      /* workflow, env and release: every first event names them */
+      const char *v = "";
+      int must = i < 3 || (started && strcmp(names[i], "parent") == 0);
+      if (field_differs(first, must, names[i], rows[i], &v)) {
         at = sqlite3_column_int64(st, 0);
         rc = cairn_error_set(err, CAIRN_E_CHAIN,
                              "run %s's row says %s '%.40s' but its event %"
                              PRId64 " says '%.40s' (the runs table was "
-                             "edited)", run_id, names[i], row[i], at,
-                             v ? v : "");
+                             "edited)", run_id, names[i],
+                             rows[i] ? rows[i] : "", at, v);
       }
+    }
+    /* The params: run.started holds them as the row does (secrets
+     * redacted in both); a record has none. */
+    json_t *params = json_object_get(first, "params"), *none = json_object();
+    int same = json_equal(params ? params : none, row->params);
+    json_decref(none);
+    if (rc == 0 && started && params && row->params && !same) {
+      at = sqlite3_column_int64(st, 0);
+      rc = cairn_error_set(err, CAIRN_E_CHAIN,
+                           "run %s's row has params other than its event %"
+                           PRId64 " (the runs table was edited)", run_id,
+                           at);
+    }
+    if (rc == 0 && (row->created_ms > first_ms + CREATED_SLACK_MS ||
+                    row->created_ms < first_ms - CREATED_SLACK_MS)) {
+      at = sqlite3_column_int64(st, 0);
+      rc = cairn_error_set(err, CAIRN_E_CHAIN,
+                           "run %s's row says created_ms %" PRId64
+                           " but its event %" PRId64 " has time_ms %" PRId64
+                           " (the runs table was edited)", run_id,
+                           row->created_ms, at, first_ms);
     }
     json_decref(first);
     json_decref(last);
@@ -122,18 +329,33 @@ static int confirm_rows(struct journal *j, struct journal_verify_result *res,
   sqlite3_stmt *st = NULL;
   struct cairn_error why = {0};
   int step, rc = journal__stmt(j, JOURNAL__ST_RUN_ROWS,
-                               "SELECT id, status, workflow, env, release "
-                               "FROM runs ORDER BY created_ms, id",
+                               "SELECT id, status, workflow, env, release, "
+                               "actor, parent, file, file_sha256, params, "
+                               "created_ms FROM runs ORDER BY created_ms, id",
                                &st, err);
   if (rc != 0)
     return rc;
   while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    struct journal_run row = {0};
     int64_t at = 0;
-    rc = journal_run_confirm(j, journal__column_text(st, 0),
-                             journal__column_text(st, 1),
-                             journal__column_text(st, 2),
-                             journal__column_text(st, 3),
-                             journal__column_text(st, 4), &at, &why);
+    /* the row's strings are borrowed from st for the one call */
+    snprintf(row.id, sizeof row.id, "%s", journal__column_text(st, 0));
+    row.status = (char *)journal__column_text(st, 1);
+    row.workflow = (char *)journal__column_text(st, 2);
+    row.env = (char *)journal__column_text(st, 3);
+    row.release = (char *)journal__column_text(st, 4);
+    row.actor = (char *)journal__column_text(st, 5);
+    row.parent = (char *)journal__column_text(st, 6);
+    row.file = (char *)journal__column_text(st, 7);
+    row.file_sha256 = (char *)journal__column_text(st, 8);
+    row.params = json_loads(journal__column_text(st, 9), 0, NULL);
+    row.created_ms = sqlite3_column_int64(st, 10);
+    if (row.params == NULL || !json_is_object(row.params)) {
+      json_decref(row.params);
+      row.params = json_null(); /* equal to no object: always differs */
+    }
+    rc = journal_run_confirm(j, &row, &at, &why);
+    json_decref(row.params);
     if (rc == CAIRN_E_CHAIN) {
       mark(res, at ? at : res->last_seq + 1, "%s", why.msg);
       rc = 0;
@@ -147,14 +369,69 @@ static int confirm_rows(struct journal *j, struct journal_verify_result *res,
   if (rc == 0 && step != SQLITE_ROW && step != SQLITE_DONE)
     rc = journal__sqlite_error(j, err, "cannot read journal");
   journal__stmt_done(j, JOURNAL__ST_RUN_ROWS, st);
+  if (rc != 0 || res->first_bad_seq != 0)
+    return rc;
+  /* Events whose run has no row: the row was deleted to hide the run
+   * from history, show and the gates. */
+  rc = journal__stmt(j, JOURNAL__ST_ORPHANS,
+                     "SELECT e.seq, e.run_id FROM events e WHERE NOT EXISTS "
+                     "(SELECT 1 FROM runs r WHERE r.id = e.run_id) "
+                     "ORDER BY e.seq LIMIT 1", &st, err);
+  if (rc != 0)
+    return rc;
+  step = sqlite3_step(st);
+  if (step == SQLITE_ROW)
+    mark(res, sqlite3_column_int64(st, 0),
+         "event %lld belongs to run %s, which has no row in the runs table "
+         "(the row was deleted)", (long long)sqlite3_column_int64(st, 0),
+         journal__column_text(st, 1));
+  else if (step != SQLITE_DONE)
+    rc = journal__sqlite_error(j, err, "cannot read journal");
+  journal__stmt_done(j, JOURNAL__ST_ORPHANS, st);
+  return rc;
+}
+
+/* The tables and the append-only triggers every journal has (schema.c):
+ * one that is gone was dropped by hand, the first step of editing events
+ * or meta. Marks res (altered) with the first that is missing. */
+static int check_schema(struct journal *j, struct journal_verify_result *res,
+                        struct cairn_error *err)
+{
+  static const char *const want[][2] = {
+    {"table", "runs"},    {"table", "events"},  {"table", "locks"},
+    {"table", "meta"},    {"trigger", "events_no_update"},
+    {"trigger", "events_no_delete"}, {"trigger", "meta_no_update"},
+    {"trigger", "meta_no_delete"},
+  };
+  sqlite3_stmt *st = NULL;
+  int rc = 0;
+
+  for (size_t i = 0; rc == 0 && i < sizeof want / sizeof want[0]; i++) {
+    rc = journal__stmt(j, JOURNAL__ST_SCHEMA_OBJECTS,
+                       "SELECT count(*) FROM sqlite_master WHERE type = ?1 "
+                       "AND name = ?2", &st, err);
+    if (rc != 0)
+      break;
+    sqlite3_bind_text(st, 1, want[i][0], -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, want[i][1], -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW)
+      rc = journal__sqlite_error(j, err, "cannot read journal");
+    else if (sqlite3_column_int(st, 0) == 0 && !res->altered) {
+      res->altered = 1;
+      snprintf(res->reason, sizeof res->reason,
+               "its %s '%s' is missing (%s)", want[i][0], want[i][1],
+               want[i][0][1] == 'r' ? "an append-only trigger was dropped, "
+               "as one does to edit what it guards"
+                                     : "a table was dropped");
+    }
+    journal__stmt_done(j, JOURNAL__ST_SCHEMA_OBJECTS, st);
+  }
   return rc;
 }
 
 int journal_verify(struct journal *j, struct journal_verify_result *res,
                    struct cairn_error *err)
 {
-  static const char zeros[JOURNAL_HASH_HEX] =
-      "0000000000000000000000000000000000000000000000000000000000000000";
   sqlite3_stmt *st = NULL;
   char last[JOURNAL_HASH_HEX], computed[JOURNAL_HASH_HEX];
   unsigned char prev[32];
@@ -190,7 +467,13 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
     const char *hash = journal__column_text(st, 8);
 
     res->events++;
-    if (seq != expected) {
+    if (seq != expected && strcmp(prev_hash, last) == 0 && expected > 1) {
+      /* It chains on from the event before the gap: nothing is missing,
+       * its seq was changed (the seq is hashed: its hash says so too). */
+      mark(res, seq, "event %" PRId64 " comes right after event %" PRId64
+           " in the chain (its prev_hash is that event's hash): its seq was "
+           "changed from %" PRId64, seq, expected - 1, expected);
+    } else if (seq != expected) {
       if (expected + 1 == seq)
         mark(res, expected, "event %" PRId64 " is missing", expected);
       else
@@ -216,21 +499,11 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
                                 computed, err);
       if (rc != 0)
         goto out;
-      if (strcmp(computed, hash) != 0 && j->key != NULL &&
-          j->recorded_key_id[0] == '\0')
-        mark(res, seq,
-             "hash is not keyed with the given key, and the journal records "
-             "no key (created without one, or its key record was removed)");
-      else if (strcmp(computed, hash) != 0 && j->key != NULL &&
-               strcmp(j->key_id, j->recorded_key_id) != 0)
-        mark(res, seq,
-             "hash does not match: the key given (id %s) is not the "
-             "journal's (id %s)",
-             j->key_id, j->recorded_key_id);
-      else if (strcmp(computed, hash) != 0)
-        mark(res, seq,
-             "hash does not match the event's contents (the event was "
-             "edited)");
+      if (strcmp(computed, hash) != 0) {
+        char why[256];
+        hash_mismatch(j, why, sizeof why);
+        mark(res, seq, "%s", why);
+      }
     }
     snprintf(last, sizeof last, "%s", hash);
     expected = seq + 1;
@@ -247,10 +520,15 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
   st = NULL;
   if (res->first_bad_seq == 0 && (rc = confirm_rows(j, res, err)) != 0)
     goto out;
+  if (res->first_bad_seq == 0 && (rc = check_schema(j, res, err)) != 0)
+    goto out;
   if (res->first_bad_seq != 0)
     rc = cairn_error_set(err, CAIRN_E_CHAIN,
                          "journal '%s' is broken at event %" PRId64 ": %s",
                          j->path, res->first_bad_seq, res->reason);
+  else if (res->altered)
+    rc = cairn_error_set(err, CAIRN_E_CHAIN, "journal '%s' was altered: %s",
+                         j->path, res->reason);
 out:
   if (st != NULL)
     journal__stmt_done(j, JOURNAL__ST_VERIFY, st);

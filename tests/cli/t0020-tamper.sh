@@ -29,6 +29,15 @@ broken_at() {
 	test_grep "chain broken at event $seq: " out
 }
 
+# retrigger JOURNAL: the append-only triggers put back after an edit, as a
+# careful attacker would (verify reports them missing).
+retrigger() {
+	sqlite3 "$1" "CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+		BEGIN SELECT RAISE(ABORT, 'journal events are append-only'); END;
+		CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+		BEGIN SELECT RAISE(ABORT, 'journal events are append-only'); END;"
+}
+
 # dump JOURNAL: the journal's contents, to prove a refused command wrote
 # nothing (a logical dump, indifferent to WAL checkpoints).
 dump() { sqlite3 "$1" .dump; }
@@ -125,6 +134,7 @@ for j in plain keyed; do
 		tampered trunc-$j $j.db "DELETE FROM events WHERE seq > $n - 4;
 			UPDATE runs SET status = '\''running'\'' WHERE status = '\''succeeded'\''
 			AND id = (SELECT run_id FROM events ORDER BY seq DESC LIMIT 1)" &&
+		retrigger trunc-$j.db &&
 		cairn verify --journal trunc-$j.db $K >out &&
 		test_grep "chain ok" out &&
 		broken_at $((n - 3)) cairn verify --journal trunc-$j.db $K --anchor $j.anchor &&
@@ -144,6 +154,59 @@ for j in plain keyed; do
 	'
 done
 
+# What history, show, status and report print comes from the runs row:
+# every field the row shares with run.started is held to it.
+for f in "actor = 'bob@elsewhere'" "parent = '01ABCDEFGHJKMNPQRSTVWXYZ00'" \
+	"params = '{\"note\":\"x\"}'" "file = '/etc/other.yaml'" \
+	"file_sha256 = 'deadbeef'" "created_ms = created_ms + 100000"; do
+	name=${f%% =*}
+	test_expect_success "a run's $name edited in its row is caught" '
+		tampered field-$name plain.db "UPDATE runs SET $f WHERE rowid = 2" &&
+		test_must_fail_with 1 cairn verify --journal field-$name.db >out &&
+		test_grep "chain broken at event [0-9]*: run [0-9A-Z]*'\''s row \(says $name\|has $name\)" out
+	'
+done
+
+test_expect_success 'a run row deleted: its events, left without a row, are caught' '
+	tampered norow plain.db "DELETE FROM runs WHERE rowid = 2" &&
+	first=$(sqlite3 plain.db "SELECT min(seq) FROM events WHERE run_id = (SELECT id FROM runs WHERE rowid = 2)") &&
+	id=$(sqlite3 plain.db "SELECT id FROM runs WHERE rowid = 2") &&
+	broken_at $first cairn verify --journal norow.db &&
+	test_grep "event $first belongs to run $id, which has no row in the runs table (the row was deleted)" out
+'
+
+test_expect_success 'the newest event renumbered: named as renumbered, not as missing events' '
+	n=$(cat count) &&
+	tampered renum plain.db "UPDATE events SET seq = seq + 1000 WHERE seq = $n" &&
+	broken_at $((n + 1000)) cairn verify --journal renum.db &&
+	test_grep "event $((n + 1000)) comes right after event $((n - 1)) in the chain (its prev_hash is that event.s hash): its seq was changed from $n$" out
+'
+
+test_expect_success 'append-only triggers dropped, or a table gone: verify says so, exit 1' '
+	cp plain.db notrig.db &&
+	sqlite3 notrig.db "DROP TRIGGER events_no_update" &&
+	test_must_fail_with 1 cairn verify --journal notrig.db >out &&
+	test_grep "^journal notrig.db: chain ok but altered: its trigger .events_no_update. is missing (an append-only trigger was dropped, as one does to edit what it guards)$" out &&
+	test_must_fail_with 1 cairn verify --json --journal notrig.db >out.json &&
+	test "$(jq -r .ok out.json)" = false &&
+	test "$(jq -r .first_bad_seq out.json)" = null &&
+	cp plain.db nolocks.db &&
+	sqlite3 nolocks.db "DROP TABLE locks" &&
+	test_must_fail_with 1 cairn verify --journal nolocks.db >out &&
+	test_grep "its table .locks. is missing (a table was dropped)" out
+'
+
+test_expect_success 'verify --json ends its errors with a result line, as run does' '
+	test_must_fail_with 2 cairn verify --json --journal keyed.db >out 2>err &&
+	test "$(jq -r .kind out)" = result &&
+	test "$(jq -r .status out)" = error &&
+	test "$(jq -r .exit_code out)" = 2 &&
+	test_grep "is keyed" out &&
+	echo junk >notajournal.db &&
+	test_must_fail_with 2 cairn verify --json --journal notajournal.db >out 2>err &&
+	test "$(jq -r .exit_code out)" = 2
+'
+
 test_expect_success 'an anchor of another journal: the mismatch says whose anchor it is' '
 	cairn run deploy.yaml --journal other.db >/dev/null &&
 	test_must_fail_with 1 cairn verify --journal other.db --anchor plain.anchor >out &&
@@ -155,6 +218,7 @@ test_expect_success 'an anchor of another journal: the mismatch says whose ancho
 test_expect_success 'plain: an edit with the chain recomputed passes (the limit of no key)' '
 	tampered rehash-plain plain.db "UPDATE events SET payload = '\''{\"x\":1}'\'' WHERE seq = 5" &&
 	"$CAIRN_REHASH" rehash-plain.db 5 &&
+	retrigger rehash-plain.db &&
 	cairn verify --journal rehash-plain.db >out &&
 	test_grep "chain ok" out
 '

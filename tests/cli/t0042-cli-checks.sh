@@ -33,9 +33,11 @@ test_expect_success 'verify --write-anchor to a missing folder: exit 2, one line
 	test_path_is_missing nowhere
 '
 
-test_expect_success 'verify --json --write-anchor to a missing folder: exit 2 too' '
+test_expect_success 'verify --json --write-anchor to a missing folder: exit 2 too, with a result line' '
 	test_must_fail_with 2 cairn verify --json --write-anchor nowhere/a.json >out 2>err &&
-	test_cmp /dev/null out &&
+	test "$(wc -l <out)" -eq 1 &&
+	test "$(jq -r .kind out) $(jq -r .status out) $(jq -r .exit_code out)" = "result error 2" &&
+	test_grep "nowhere/a.json" out &&
 	test "$(wc -l <err)" -eq 1 &&
 	test_grep "nowhere/a.json" err
 '
