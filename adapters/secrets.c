@@ -150,9 +150,10 @@ static int secrets_check(json_t *with, struct cairn_error *err)
   if (json_is_integer(len) && (json_integer_value(len) < 1 ||
                                json_integer_value(len) > SECRETS_LENGTH_MAX))
     return cairn_error_set(err, CAIRN_E_INVAL,
-                           "input 'length' must be from 1 to %d bytes, not "
-                           "%" JSON_INTEGER_FORMAT,
-                           SECRETS_LENGTH_MAX, json_integer_value(len));
+                           "value %" JSON_INTEGER_FORMAT " is out of range "
+                           "for input 'length' (hint: bytes of randomness, "
+                           "from 1 to %d; 32 is the default)",
+                           json_integer_value(len), SECRETS_LENGTH_MAX);
   if (json_is_string(alpha) && !adapter_is_template(alpha) &&
       adapter__secret_chars(json_string_value(alpha), 1) == 0)
     return cairn_error_set(err, CAIRN_E_INVAL,

@@ -32,9 +32,9 @@ int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx)
   char actor[300], user[300], state[256] = "", id[JOURNAL_RUN_ID_LEN];
   int npos = 0, rc;
   int code = cli_parse(argc, argv, ctx, opts,
-                       "cairn approve RUN [--comment TEXT]\n"
+                       "cairn approve RUN [--comment TEXT] [--json]\n"
                        "   or: cairn approve ENV --workflow NAME --release R "
-                       "[--comment TEXT]",
+                       "[--comment TEXT] [--json]",
                        "Journals an approval by you (CAIRN_ACTOR, else "
                        "user@host): of a run waiting at an\napproval state "
                        "(then 'cairn resume RUN' goes on), or of promoting "
@@ -76,8 +76,10 @@ int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx)
       cli_print_json(v);
       json_decref(v);
     } else if (rc == 0) {
-      printf("approved release %s of %s for %s by %s (%s)\n", release,
-             workflow, argv[1], actor, id);
+      /* "" is a release too: that of a workflow without a release param */
+      printf("approved release %s%s%s of %s for %s by %s (%s)\n",
+             *release ? "" : "\"", release, *release ? "" : "\"", workflow,
+             argv[1], actor, id);
     }
   } else {
     struct journal_run run = {0};

@@ -81,7 +81,7 @@ int cli_cmd_run(int argc, char **argv, struct cli_ctx *ctx)
   }
   if (npos != 1) {
     cli_error("run needs one workflow file (usage: cairn run FILE "
-              "[--env NAME] [--set NAME=VALUE]...)");
+              "[--env NAME] [--set NAME=VALUE]... [--grace DURATION])");
     code = CLI_EXIT_USAGE;
     goto out;
   }

@@ -63,7 +63,8 @@ int engine_duration_parse(const char *s, int64_t *out_ms,
 
     if (!is_digit(*p)) {
       if (p == s)
-        return cairn_error_set(err, CAIRN_E_INVAL, "invalid duration '%s'", s);
+        return cairn_error_set(err, CAIRN_E_INVAL, "invalid duration '%s' "
+                               "(hint: write it as 500ms, 10s or 1m30s)", s);
       return cairn_error_set(err, CAIRN_E_INVAL, "unexpected '%c' in '%s'",
                              *p, s);
     }

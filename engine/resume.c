@@ -709,9 +709,11 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
       alive && !(holder.pid == (int)getpid())) {
     rc = cairn_error_set(err, CAIRN_E_LOCKED,
                          "workflow '%s'%s%s is locked by run %s (pid %d on "
-                         "%s)", wf->name, opt.env ? " env " : "",
+                         "%s) (hint: wait for it to end, or stop it with "
+                         "Ctrl-C or kill %d; 'cairn status' shows it)",
+                         wf->name, opt.env ? " env " : "",
                          opt.env ? opt.env : "", holder.run_id, holder.pid,
-                         holder.host);
+                         holder.host, holder.pid);
     goto out_rp;
   }
   if ((rc = engine__lock_orphans(j, wf->name, env ? env : "", run_id,

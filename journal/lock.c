@@ -139,9 +139,11 @@ static int locked_error(struct cairn_error *err, const char *workflow,
 {
   return cairn_error_set(err, CAIRN_E_LOCKED,
                          "workflow '%s'%s%s%s is locked by run %s (pid %d on "
-                         "%s)",
+                         "%s) (hint: wait for it to end, or stop it with "
+                         "Ctrl-C or kill %d; 'cairn status' shows it)",
                          workflow, *env ? " env '" : "", env,
-                         *env ? "'" : "", h->run_id, h->pid, h->host);
+                         *env ? "'" : "", h->run_id, h->pid, h->host,
+                         h->pid);
 }
 
 int journal_lock_acquire(struct journal *j, const char *workflow,

@@ -261,8 +261,13 @@ int journal_run_get(struct journal *j, const char *id_or_prefix,
     step = sqlite3_step(st);
   }
   if (step == SQLITE_DONE) {
-    rc = cairn_error_set(err, CAIRN_E_NORUN, "no run '%s' in journal '%s'",
-                         id_or_prefix, j->path);
+    rc = cairn_error_set(err, CAIRN_E_NORUN,
+                         "no run '%s' in journal '%s' (hint: %s)",
+                         id_or_prefix, j->path,
+                         strlen(id_or_prefix) < 4
+                             ? "a prefix of a run id needs 4 characters at "
+                               "least"
+                             : "'cairn history' lists the runs");
     goto out;
   }
   if (step != SQLITE_ROW) {

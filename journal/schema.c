@@ -231,7 +231,8 @@ static int classify(const char *path, const struct facts *f,
                              path);
     return cairn_error_set(err, CAIRN_E_SCHEMA,
                            "'%s' has journal schema version %d, newer than "
-                           "this cairn's %d",
+                           "this cairn's %d (hint: use the newer cairn that "
+                           "wrote it)",
                            path, f->version, JOURNAL_SCHEMA_VERSION);
   }
   if (f->version == 0 ? f->objects != 0 : !ours)
@@ -306,7 +307,8 @@ static int looks_like_sqlite(const char *path, int *known, int *ours,
   if ((size_t)got < sizeof head || memcmp(head, magic, sizeof magic) != 0)
     return cairn_error_set(err, CAIRN_E_NOTJOURNAL,
                            "'%s' is not a cairn journal (file is not a "
-                           "database)",
+                           "database; hint: give --journal or CAIRN_JOURNAL "
+                           "a journal's path, or move the file away)",
                            path);
   /* Big-endian: user_version at offset 60, application_id at 68. */
   f.version = (int)((uint32_t)head[60] << 24 | (uint32_t)head[61] << 16 |

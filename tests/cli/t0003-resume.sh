@@ -624,7 +624,7 @@ test_expect_success 'a second run of a workflow while one runs: exit 4 naming th
 	HOLDER=$(last_run) &&
 	q "SELECT count(*) FROM runs" >before &&
 	test_must_fail_with 4 cairn run simple.yaml >out 2>err &&
-	echo "cairn: workflow '\''simple'\'' is locked by run $HOLDER (pid $BGPID on $(uname -n))" >expect &&
+	echo "cairn: workflow '\''simple'\'' is locked by run $HOLDER (pid $BGPID on $(uname -n)) (hint: wait for it to end, or stop it with Ctrl-C or kill $BGPID; '\''cairn status'\'' shows it)" >expect &&
 	test_cmp expect err &&
 	q "SELECT count(*) FROM runs" >after &&
 	test_cmp before after &&

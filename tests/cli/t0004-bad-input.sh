@@ -191,7 +191,7 @@ test_expect_success 'bad workflows in a fresh folder create no journal' '
 
 test_expect_success 'run needs exactly one file' '
 	cd main &&
-	check_refused 2 "^cairn: run needs one workflow file \(usage: cairn run FILE \[--env NAME\] \[--set NAME=VALUE\]\.\.\.\)$" cairn run &&
+	check_refused 2 "^cairn: run needs one workflow file \(usage: cairn run FILE \[--env NAME\] \[--set NAME=VALUE\]\.\.\. \[--grace DURATION\]\)$" cairn run &&
 	check_refused 2 "^cairn: run needs one workflow file " cairn run ok.yaml ok.yaml
 '
 
@@ -261,7 +261,7 @@ test_expect_success '--journal naming a missing file: exit 2, not created' '
 test_expect_success '--journal naming a text file: exit 2, the file unchanged' '
 	cd main &&
 	sha256sum notes.txt >before &&
-	echo "cairn: '\''notes.txt'\'' is not a cairn journal (file is not a database)" >expect &&
+	echo "cairn: '\''notes.txt'\'' is not a cairn journal (file is not a database; hint: give --journal or CAIRN_JOURNAL a journal'\''s path, or move the file away)" >expect &&
 	for cmd in history verify "show X" "status X" resume "run ok.yaml"; do
 		test_must_fail_with 2 cairn $cmd --journal notes.txt >out 2>err || exit 1
 		test_cmp expect err || exit 1
@@ -275,7 +275,7 @@ test_expect_success '--journal naming a text file: exit 2, the file unchanged' '
 test_expect_success 'CAIRN_JOURNAL naming a text file: the same' '
 	cd main &&
 	test_must_fail_with 2 env CAIRN_JOURNAL=notes.txt "$CAIRN_BIN" run ok.yaml 2>err &&
-	echo "cairn: '\''notes.txt'\'' is not a cairn journal (file is not a database)" >expect &&
+	echo "cairn: '\''notes.txt'\'' is not a cairn journal (file is not a database; hint: give --journal or CAIRN_JOURNAL a journal'\''s path, or move the file away)" >expect &&
 	test_cmp expect err &&
 	echo "these are notes, not a journal" >expect &&
 	test_cmp expect notes.txt
@@ -329,7 +329,7 @@ test_expect_success 'a journal with a newer schema (user_version 99): exit 2, un
 	cp .cairn/journal.db v99.db &&
 	sqlite3 v99.db "PRAGMA user_version = 99" &&
 	journal_snapshot v99.db >before &&
-	echo "cairn: '\''v99.db'\'' has journal schema version 99, newer than this cairn'\''s 2" >expect &&
+	echo "cairn: '\''v99.db'\'' has journal schema version 99, newer than this cairn'\''s 2 (hint: use the newer cairn that wrote it)" >expect &&
 	for cmd in history verify "status X" resume "run ok.yaml"; do
 		test_must_fail_with 2 cairn $cmd --journal v99.db 2>err || exit 1
 		test_cmp expect err || exit 1
@@ -343,7 +343,7 @@ test_expect_success 'a journal with a newer schema (user_version 99): exit 2, un
 
 test_expect_success 'an unknown run id for show, status and resume: exit 2' '
 	cd main &&
-	echo "cairn: no run '\''01NOSUCHRUN'\'' in journal '\''$TRASH/main/.cairn/journal.db'\''" >expect &&
+	echo "cairn: no run '\''01NOSUCHRUN'\'' in journal '\''$TRASH/main/.cairn/journal.db'\'' (hint: '\''cairn history'\'' lists the runs)" >expect &&
 	for cmd in show status resume; do
 		check_refused 2 "" cairn $cmd 01NOSUCHRUN || exit 1
 		test_cmp expect err || exit 1
@@ -355,7 +355,7 @@ test_expect_success 'a prefix shorter than 4 characters is not looked up' '
 	RUN=$(q "SELECT id FROM runs LIMIT 1") &&
 	P=$(printf %s "$RUN" | cut -c1-3) &&
 	check_refused 2 "" cairn show "$P" &&
-	echo "cairn: no run '\''$P'\'' in journal '\''$TRASH/main/.cairn/journal.db'\''" >expect &&
+	echo "cairn: no run '\''$P'\'' in journal '\''$TRASH/main/.cairn/journal.db'\'' (hint: a prefix of a run id needs 4 characters at least)" >expect &&
 	test_cmp expect err
 '
 
@@ -411,7 +411,7 @@ test_expect_success 'a held lock: exit 4, one line naming the holder, nothing wr
 	ls .cairn/runs >dirs.before &&
 	test_must_fail_with 4 cairn run hold.yaml >out 2>err &&
 	test_cmp /dev/null out &&
-	echo "cairn: workflow '\''hold'\'' is locked by run $HOLDER (pid $pid on $(uname -n))" >expect &&
+	echo "cairn: workflow '\''hold'\'' is locked by run $HOLDER (pid $pid on $(uname -n)) (hint: wait for it to end, or stop it with Ctrl-C or kill $pid; '\''cairn status'\'' shows it)" >expect &&
 	test_cmp expect err &&
 	q "SELECT count(*) FROM events" >after &&
 	sqlite3 .cairn/journal.db .dump >>after &&

@@ -194,7 +194,7 @@ test_expect_success '--limit N keeps N runs per environment and says so' '
 test_expect_success 'errors: one line, exit 2, nothing written' '
 	journal_snapshot >before &&
 	test_must_fail_with 2 cairn report -o x.html --run 01ZZZZZZZZZZZZZZZZZZZZZZZZ 2>err &&
-	echo "cairn: no run '\''01ZZZZZZZZZZZZZZZZZZZZZZZZ'\'' in journal '\''$TRASH/.cairn/journal.db'\''" >expect &&
+	echo "cairn: no run '\''01ZZZZZZZZZZZZZZZZZZZZZZZZ'\'' in journal '\''$TRASH/.cairn/journal.db'\'' (hint: '\''cairn history'\'' lists the runs)" >expect &&
 	test_cmp expect err &&
 	test_must_fail_with 2 cairn report -o nodir/x.html 2>err &&
 	echo "cairn: cannot write '\''nodir/x.html'\'': No such file or directory (hint: does its folder exist?)" >expect &&

@@ -135,7 +135,8 @@ test_expect_success 'no release param: the approvals hint says --release '\'''\'
 	test_must_fail_with 5 cairn promote norel.yaml --to prod 2>err &&
 	echo "cairn: promotion to prod refused: release  needs 1 approval from distinct actors for prod, has 0 (hint: cairn approve prod --workflow norel --release '\'''\'')" >expect &&
 	test_cmp expect err &&
-	CAIRN_ACTOR=alice cairn approve prod --workflow norel --release "" &&
+	CAIRN_ACTOR=alice cairn approve prod --workflow norel --release "" >out &&
+	test_grep "^approved release \"\" of norel for prod by alice (" out &&
 	cairn promote norel.yaml --to prod
 '
 

@@ -75,9 +75,9 @@ static void test_invalid(void **state)
   expect_bad("1s500ms1m", "units out of order in '1s500ms1m'");
   expect_bad("5s5s", "unit 's' repeated in '5s5s'");
   expect_bad("1.s", "invalid number '1.' in '1.s'");
-  expect_bad(".5s", "invalid duration '.5s'");
-  expect_bad("abc", "invalid duration 'abc'");
-  expect_bad("+5s", "invalid duration '+5s'");
+  expect_bad(".5s", "invalid duration '.5s' (hint: write it as 500ms, 10s or 1m30s)");
+  expect_bad("abc", "invalid duration 'abc' (hint: write it as 500ms, 10s or 1m30s)");
+  expect_bad("+5s", "invalid duration '+5s' (hint: write it as 500ms, 10s or 1m30s)");
   expect_bad("5s 3m", "unexpected ' ' in '5s 3m'");
   expect_bad("5 s", "unexpected ' ' in '5 s'");
   expect_bad("9223372036854775808ms",

@@ -423,7 +423,9 @@ static void test_text_file_refused(void **state)
   write_file(path, text, sizeof text - 1);
   before = slurp(path, &n);
   snprintf(msg, sizeof msg,
-           "'%s' is not a cairn journal (file is not a database)", path);
+           "'%s' is not a cairn journal (file is not a database; hint: "
+           "give --journal or CAIRN_JOURNAL a journal's path, or move the "
+           "file away)", path);
 
   assert_int_equal(journal_open(&j, path, 0, &err), CAIRN_E_NOTJOURNAL);
   assert_string_equal(err.msg, msg);
@@ -459,7 +461,8 @@ static void test_newer_schema_refused(void **state)
   before = slurp(path, &n);
   assert_int_equal(journal_open(&j, path, 0, &err), CAIRN_E_SCHEMA);
   snprintf(msg, sizeof msg,
-           "'%s' has journal schema version 99, newer than this cairn's 2",
+           "'%s' has journal schema version 99, newer than this cairn's 2 "
+           "(hint: use the newer cairn that wrote it)",
            path);
   assert_string_equal(err.msg, msg);
   assert_int_equal(journal_open(&j, path, JOURNAL_CREATE, &err),
@@ -2223,8 +2226,9 @@ static void test_locks(void **state)
 
     snprintf(msg, sizeof msg,
              "workflow 'deploy' env 'prod' is locked by run " RA
-             " (pid %d on %s)",
-             (int)getpid(), host);
+             " (pid %d on %s) (hint: wait for it to end, or stop it with "
+             "Ctrl-C or kill %d; 'cairn status' shows it)",
+             (int)getpid(), host, (int)getpid());
     assert_string_equal(err.msg, msg);
   }
   /* Other keys are independent; the same run again is fine. */

@@ -395,7 +395,8 @@ static void test_bad_names(void **state)
     { "{\"file\": \"x\", \"names\": []}",
       "input 'names' must be a non-empty list of strings, not a list" },
     { "{\"file\": \"x\", \"names\": [\"A\"], \"length\": 0}",
-      "input 'length' must be from 1 to 4096 bytes, not 0" },
+      "value 0 is out of range for input 'length' (hint: bytes of "
+      "randomness, from 1 to 4096; 32 is the default)" },
     { "{\"file\": \"x\", \"names\": [\"A\"], \"alphabet\": \"base32\"}",
       "unknown alphabet 'base32' (use base64url, hex or alnum)" },
     { "{\"names\": [\"A\"]}",
