@@ -1087,6 +1087,19 @@ static int get_names(struct loader *L, const ynode *v, const char *key,
   return 0;
 }
 
+/* An approval state's or an environment's (m, what) approvals against
+ * the approvers it lists (listed: it lists some): more approvals than
+ * approvers is a gate nobody can pass. */
+static int check_approvers(struct loader *L, const ynode *m, const char *what,
+                           int approvals, size_t napprovers, int listed)
+{
+  if (listed && approvals > 0 && (size_t)approvals > napprovers)
+    return lerr(L, map_get(m, "approvals", NULL), "%s needs %d approvals but "
+                "lists only %zu approvers (hint: lower 'approvals' or add "
+                "approvers)", what, approvals, napprovers);
+  return 0;
+}
+
 static const char *const approval_keys[] = {"approvals", "approvers", NULL};
 
 /* approval: {} (the environment's approvals and approvers) or
@@ -1116,11 +1129,8 @@ static int parse_approval(struct loader *L, struct engine_state *s,
       (rc = get_names(L, x, "approvers", what, &s->approvers,
                       &s->napprovers)) != 0)
     return rc;
-  if (s->approvals > 0 && s->approvers && (size_t)s->approvals > s->napprovers)
-    return lerr(L, map_get(v, "approvals", NULL), "%s needs %d approvals but "
-                "lists only %zu approvers (hint: lower 'approvals' or add "
-                "approvers)", what, s->approvals, s->napprovers);
-  return 0;
+  return check_approvers(L, v, what, s->approvals, s->napprovers,
+                         s->approvers != NULL);
 }
 
 /* ---- use and map ------------------------------------------------------- */
@@ -1984,11 +1994,9 @@ static int parse_envs(struct loader *L, const ynode *m)
         (rc = get_names(L, x, "approvers", subj, &e->approvers,
                         &e->napprovers)) != 0)
       return rc;
-    /* as for an approval state: a gate no set of approvers can pass */
-    if (e->approvers && (size_t)e->approvals > e->napprovers)
-      return lerr(L, map_get(v, "approvals", NULL), "%s needs %d approvals "
-                  "but lists only %zu approvers (hint: lower 'approvals' or "
-                  "add approvers)", subj, e->approvals, e->napprovers);
+    if ((rc = check_approvers(L, v, subj, e->approvals, e->napprovers,
+                              e->approvers != NULL)) != 0)
+      return rc;
   }
   if ((rc = nindex_build(L, &L->envs,
                          (struct names){&wf->envs[0].name, sizeof *wf->envs,
