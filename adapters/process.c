@@ -563,7 +563,11 @@ static void stop_done(struct proc_run *r)
     json_decref(pi.doc);
   }
   if (r->is_start) {
+    /* the undo of a cancelled start is planned (it may have done part of
+     * its work): it needs the pid file's path, now gone, to find nothing
+     * left to stop */
     unlink(r->pid_file);
+    start_outputs(r);
     finish(r, ADAPTER_CANCELLED);
   } else {
     finish(r, r->cancelled ? ADAPTER_CANCELLED : ADAPTER_SUCCEEDED);

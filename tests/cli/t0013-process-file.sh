@@ -8,7 +8,8 @@
 # byte or removes a new one (all by the adapters' default undos); a start
 # with `port` refused while something listens there (IPv4 or IPv6, the
 # listener never contacted), and not when it adopts its own service, on a
-# re-run or a resume. Every pid the tests record is checked gone at the
+# re-run or a resume; a start cancelled by a failing sibling, whose undo
+# finds nothing left. Every pid the tests record is checked gone at the
 # end.
 . "$(dirname "$0")/lib.sh"
 . "$CAIRN_TEST_LIB_DIR/netlib.sh"
@@ -233,6 +234,45 @@ test_expect_success 'a failed run rolls back: the undo stops the service, no orp
   test -n "$pid" &&
   ! proc_alive "$pid" &&
   test_path_is_missing svc.pid
+'
+
+# A start still in its wait when a parallel sibling fails is cancelled:
+# it stops its service itself, and its undo (planned: a cancelled step
+# may have done part of its work) must find nothing left, not fail to
+# render for want of the pid file it reports.
+write_workflow cancelled.yaml <<\EOF
+cairn: 1
+name: cancelled
+start: both
+states:
+  both:
+    parallel:
+      svc:
+        do: process.start
+        with: { argv: [nc, -lk, 127.0.0.1, "0"], pid_file: "cancelled.pid", wait: 5s }
+      bad:
+        do: exec
+        with: { shell: "sleep 0.3; exit 1" }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a start cancelled by a failing sibling: stopped, and its undo finds nothing' '
+  test_must_fail_with 1 cairn run cancelled.yaml >out.txt 2>&1 &&
+  test_grep "both/svc cancelled" out.txt &&
+  test_grep "rolled back: both/svc" out.txt &&
+  run=$(last_run) &&
+  test "$(q "SELECT status FROM runs WHERE id = \"$run\"")" = failed &&
+  pid=$(q "SELECT json_extract(payload, \"$.outputs.pid\") FROM events
+           WHERE kind = \"action.finished\" AND state = \"both/svc\"
+           AND run_id = \"$run\"") &&
+  echo "$pid" >>"$PIDS" &&
+  test -n "$pid" &&
+  ! proc_alive "$pid" &&
+  test_path_is_missing cancelled.pid &&
+  test "$(q "SELECT json_extract(payload, \"$.outcome\") FROM events
+            WHERE kind = \"action.finished\" AND state = \"undo:both/svc\"
+            AND run_id = \"$run\"")" = succeeded
 '
 
 # A service on a port an older process holds would die at once ("address
