@@ -62,7 +62,10 @@ static void print_help(const struct cli_option *opts, const char *usage,
     char left[64];
     snprintf(left, sizeof left, "%s%s%s%s", o->name[1] ? "--" : "-",
              o->name, o->arg ? " " : "", o->arg ? o->arg : "");
-    printf("  %-24s %s\n", left, o->help);
+    if (strlen(left) > 24) /* its own line: the help keeps its column */
+      printf("  %s\n  %-24s %s\n", left, "", o->help);
+    else
+      printf("  %-24s %s\n", left, o->help);
   }
   if (json)
     printf("  %-24s %s\n", "--json", "print JSON lines for scripts");

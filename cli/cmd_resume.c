@@ -1,5 +1,6 @@
 /* cairn resume [RUN]: carry on an interrupted run from its journal. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -30,14 +31,55 @@ static int collect_unfinished(const struct journal_run *run, void *ud)
   return 0;
 }
 
+static int is_answer(const char *v)
+{
+  return strcmp(v, "succeeded") == 0 || strcmp(v, "failed") == 0;
+}
+
+/* Splits the --assume answers: one plain ANSWER (for every step resume
+ * asks about) at most, and PATH=ANSWER ones, each path once. *plain is
+ * borrowed from l; CLI_EXIT_USAGE with the error printed. */
+static int check_assume(const struct cli_list *l, const char **plain)
+{
+  *plain = NULL;
+  for (size_t i = 0; i < l->n; i++) {
+    const char *a = l->items[i], *eq = strrchr(a, '=');
+    if (eq == NULL && is_answer(a)) {
+      if (*plain) {
+        cli_error("--assume %s and --assume %s: give one plain answer "
+                  "(hint: '--assume PATH=ANSWER' decides one step)", *plain,
+                  a);
+        return CLI_EXIT_USAGE;
+      }
+      *plain = a;
+      continue;
+    }
+    if (eq == NULL || eq == a || !is_answer(eq + 1)) {
+      cli_error("--assume takes 'succeeded', 'failed' or "
+                "'PATH=succeeded|failed', not '%s'", a);
+      return CLI_EXIT_USAGE;
+    }
+    for (size_t k = 0; k < i; k++)
+      if (strncmp(l->items[k], a, (size_t)(eq - a) + 1) == 0) {
+        cli_error("--assume decides step '%.*s' twice ('%s' and '%s')",
+                  (int)(eq - a), a, l->items[k], a);
+        return CLI_EXIT_USAGE;
+      }
+  }
+  return 0;
+}
+
 int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
 {
   const char *assume = NULL, *grace = NULL;
   int allow_changed = 0;
-  struct cli_list sets = {0};
+  struct cli_list sets = {0}, assumes = {0};
+  const char **steps = NULL;
+  size_t nsteps = 0;
   const struct cli_option opts[] = {
-    {"assume", CLI_OPT_STRING, &assume, "succeeded|failed",
-     "decide an interrupted step that cannot be re-run or probed"},
+    {"assume", CLI_OPT_LIST, &assumes, "[PATH=]succeeded|failed",
+     "decide the interrupted steps that cannot be re-run or probed "
+     "(PATH=: that step alone; repeatable)"},
     {"allow-changed", CLI_OPT_FLAG, &allow_changed, NULL,
      "accept a workflow file changed since the run started (journaled)"},
     {"set", CLI_OPT_LIST, &sets, "NAME=VALUE",
@@ -56,7 +98,7 @@ int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
   int npos = 0, code, have_run = 0, reported = 0;
 
   code = cli_parse(argc, argv, ctx, opts,
-                   "cairn resume [RUN] [--assume succeeded|failed] "
+                   "cairn resume [RUN] [--assume [PATH=]succeeded|failed]... "
                    "[--allow-changed] [--set NAME=VALUE]... "
                    "[--grace DURATION] [--json]",
                    "Carries on an interrupted run from where its journal says "
@@ -64,6 +106,7 @@ int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
                    "journal.", &npos);
   if (code != 0) {
     cli_list_release(&sets);
+    cli_list_release(&assumes);
     return code == 1 ? CLI_EXIT_OK : code;
   }
   if (npos > 1) {
@@ -71,12 +114,17 @@ int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
     code = CLI_EXIT_USAGE;
     goto out;
   }
-  if (assume && strcmp(assume, "succeeded") != 0 &&
-      strcmp(assume, "failed") != 0) {
-    cli_error("--assume takes 'succeeded' or 'failed', not '%s'", assume);
-    code = CLI_EXIT_USAGE;
+  if ((code = check_assume(&assumes, &assume)) != 0)
+    goto out;
+  steps = calloc(assumes.n + 1, sizeof *steps);
+  if (steps == NULL) {
+    cli_error("out of memory");
+    code = CLI_EXIT_FAILED;
     goto out;
   }
+  for (size_t i = 0; i < assumes.n; i++)
+    if (assumes.items[i] != assume)
+      steps[nsteps++] = assumes.items[i];
   code = cli_open_journal(ctx, 0, 0, &j);
   if (code != 0)
     goto out;
@@ -130,6 +178,8 @@ int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
   if (code != 0)
     goto out;
   o.assume = assume;
+  o.assume_steps = steps;
+  o.nassume_steps = nsteps;
   o.allow_changed = allow_changed;
   o.sets = sets.items;
   o.nsets = sets.n;
@@ -150,5 +200,7 @@ out:
   engine_workflow_destroy(wf);
   journal_close(j);
   cli_list_release(&sets);
+  cli_list_release(&assumes);
+  free(steps);
   return code;
 }

@@ -303,13 +303,104 @@ struct spot {
   struct engine__cursor *cx;      /* NULL: the run's own */
 };
 
+/* The steps resume cannot decide alone (neither idempotent nor probed),
+ * asked about in one question, and which of the operator's --assume
+ * answers decided something. */
+struct question {
+  int n;                  /* steps to ask about */
+  char first[256];        /* the first one's path, */
+  int first_attempt;      /* its attempt */
+  char first_next[320];   /* and where it goes on to ("" at an end) */
+  char list[1000];        /* "'P' (attempt N, then Q)", ... the first few */
+  int list_full;          /* list stopped short */
+  const struct engine_options *opt;
+  unsigned char *used;    /* per opt->assume_steps[i]: it decided a step */
+  int generic_used;       /* opt->assume decided a step */
+};
+
+/* The answer --assume gives for step path: a PATH=VALUE of its own (any
+ * interrupted step; *own set), else the plain one (only for a step that
+ * needs asking), else NULL. */
+static const char *answer_for(struct question *q, const char *path,
+                              int *own)
+{
+  size_t n = strlen(path);
+  *own = 0;
+  for (size_t i = 0; i < q->opt->nassume_steps; i++) {
+    const char *a = q->opt->assume_steps[i];
+    if (strncmp(a, path, n) == 0 && a[n] == '=') {
+      q->used[i] = 1;
+      *own = 1;
+      return a + n + 1;
+    }
+  }
+  return q->opt->assume;
+}
+
+/* Notes that step path (attempt, going on to next, "" at an end) needs a
+ * person's decision (res->state the first one's path). */
+static void question_add(struct question *q, struct engine__rt *rt,
+                         const char *path, int attempt, const char *next)
+{
+  size_t len = strlen(q->list);
+  if (q->n++ == 0) {
+    snprintf(rt->res->state, sizeof rt->res->state, "%s", path);
+    snprintf(q->first, sizeof q->first, "%s", path);
+    snprintf(q->first_next, sizeof q->first_next, "%s", next);
+    q->first_attempt = attempt;
+  }
+  if (q->list_full)
+    return;
+  if (len + strlen(path) + strlen(next) + 40 >= sizeof q->list) {
+    q->list_full = 1;
+    return;
+  }
+  snprintf(q->list + len, sizeof q->list - len, "%s'%s' (attempt %d%s%s)",
+           len ? ", " : "", path, attempt, next[0] ? ", then " : "", next);
+}
+
+/* The question, said in ask: the first step alone when it is the only
+ * one; else every step (the first few), and that a plain --assume
+ * answers for all of them. The command it suggests repeats the
+ * PATH=ANSWER decisions already given: nothing was journaled. */
+static void question_say(const struct question *q, const char *run_id,
+                         char *ask, size_t nask)
+{
+  char cmd[700];
+  size_t len;
+
+  len = (size_t)snprintf(cmd, sizeof cmd, "cairn resume %s", run_id);
+  for (size_t i = 0; i < q->opt->nassume_steps && len < sizeof cmd; i++)
+    len += (size_t)snprintf(cmd + len, sizeof cmd - len, " --assume %s",
+                            q->opt->assume_steps[i]);
+  if (q->n == 1) {
+    snprintf(ask, nask,
+             "state '%s' was running (attempt %d) when the run stopped; "
+             "it is not idempotent and has no probe, so cairn cannot "
+             "tell whether it took effect: check, then run '%s --assume "
+             "succeeded' to count it as done and go on%s%s, or '--assume "
+             "failed' to treat the attempt as failed (retry or on_failure)",
+             q->first, q->first_attempt, cmd, q->first_next[0] ? " to " : "",
+             q->first_next);
+    return;
+  }
+  snprintf(ask, nask,
+           "%d steps were running when the run stopped, none of them "
+           "idempotent or with a probe, so cairn cannot tell whether they "
+           "took effect: %s%s. Check each, then run '%s --assume "
+           "succeeded' to count them all as done, '--assume failed' to "
+           "treat each attempt as failed (retry or on_failure), or decide "
+           "them one by one with '--assume PATH=succeeded' or '--assume "
+           "PATH=failed' (repeatable)",
+           q->n, q->list, q->list_full ? ", and more" : "", cmd);
+}
+
 /* Decides what resume does with each task of sp->sx (sp->plans), its
- * inputs and attempts restored from the journal; the first action that
- * needs a person's decision is said in ask (res->state its path). */
+ * inputs and attempts restored from the journal; each action that needs
+ * a person's decision is added to q. */
 static int decide(struct engine__rt *rt, const struct journal_replay *rp,
                   const struct failures *fails, struct spot *sp, int undoing,
-                  const struct engine_options *opt, char *ask, size_t nask,
-                  struct cairn_error *err)
+                  struct question *q, struct cairn_error *err)
 {
   struct engine__sx *sx = sp->sx;
   const struct engine_state *st = sp->st;
@@ -375,37 +466,33 @@ static int decide(struct engine__rt *rt, const struct journal_replay *rp,
       break;
     case JOURNAL_PHASE_STARTED:
     case JOURNAL_PHASE_INTERRUPTED:
-    case JOURNAL_PHASE_CANCELLED:
+    case JOURNAL_PHASE_CANCELLED: {
+      int own = 0;
+      const char *a = s->attempt ? answer_for(q, t->path, &own) : NULL;
+      int needs = s->attempt && !engine__task_idempotent(t) &&
+                  t->action->probe == NULL;
       if (s->attempt == 0) {
         sp->plans[i] = PLAN_NEXT;
-      } else if (opt->assume && strcmp(opt->assume, "succeeded") == 0) {
-        sp->plans[i] = PLAN_ASSUME_OK;
-      } else if (opt->assume && strcmp(opt->assume, "failed") == 0) {
-        sp->plans[i] = PLAN_ASSUME_BAD;
+      } else if (a && (own || needs)) {
+        /* a plain --assume answers only the question asked; a step's
+         * own PATH=VALUE decides it whatever it is */
+        sp->plans[i] = strcmp(a, "succeeded") == 0 ? PLAN_ASSUME_OK
+                                                    : PLAN_ASSUME_BAD;
+        q->generic_used |= !own;
       } else if (engine__task_idempotent(t)) {
         sp->plans[i] = PLAN_NEXT;
       } else if (t->action->probe) {
         sp->plans[i] = PLAN_PROBE;
       } else {
+        char next[320] = "";
+        /* inside an instance (rt->cx), its next is M/KEY/S, not M/S */
+        if (!undoing && st->next)
+          engine__jpath(rt, st->next, next, sizeof next);
         sp->plans[i] = PLAN_ASK;
-        if (ask[0] == '\0') {
-          char next[320] = "";
-          /* inside an instance (rt->cx), its next is M/KEY/S, not M/S */
-          if (!undoing && st->next)
-            engine__jpath(rt, st->next, next, sizeof next);
-          snprintf(rt->res->state, sizeof rt->res->state, "%s", t->path);
-          snprintf(ask, nask,
-                   "state '%s' was running (attempt %d) when the run stopped; "
-                   "it is not idempotent and has no probe, so cairn cannot "
-                   "tell whether it took effect: check, then run 'cairn "
-                   "resume %s --assume succeeded' to count it as done and go "
-                   "on%s%s, or '--assume failed' to treat the attempt as "
-                   "failed (retry or on_failure)",
-                   t->path, s->attempt, rt->run_id, next[0] ? " to " : "",
-                   next);
-        }
+        question_add(q, rt, t->path, s->attempt, next);
       }
       break;
+    }
     }
   }
   return 0;
@@ -440,23 +527,6 @@ static int adoptable(const struct engine__task *t,
   return pgid;
 }
 
-/* Did --assume decide an action of sp? */
-static int assumed(const struct spot *sp)
-{
-  for (size_t i = 0; sp->sx && i < sp->sx->ntasks; i++)
-    if (sp->plans[i] == PLAN_ASSUME_OK || sp->plans[i] == PLAN_ASSUME_BAD)
-      return 1;
-  return 0;
-}
-
-static int any_assumed(const struct spot *isp, size_t n)
-{
-  for (size_t k = 0; k < n; k++)
-    if (assumed(&isp[k]))
-      return 1;
-  return 0;
-}
-
 static void stop_spot(const struct journal_replay *rp, const struct spot *sp,
                       const char *run_id, int64_t grace_ms)
 {
@@ -476,8 +546,8 @@ static void stop_spot(const struct journal_replay *rp, const struct spot *sp,
 static int instance_spot(struct engine__rt *rt,
                          const struct journal_replay *rp,
                          const struct failures *fails, struct engine__task *t,
-                         struct spot *sp, const struct engine_options *opt,
-                         char *ask, size_t nask, struct cairn_error *err)
+                         struct spot *sp, struct question *q,
+                         struct cairn_error *err)
 {
   const struct engine_state *m = t->sx->st;
   const struct engine_frame *f = &rt->wf->frames[m->use_frame];
@@ -519,7 +589,7 @@ static int instance_spot(struct engine__rt *rt,
                                      sizeof *sp->plans)) == NULL)
     rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   if (rc == 0)
-    rc = decide(rt, rp, fails, sp, 0, opt, ask, nask, err);
+    rc = decide(rt, rp, fails, sp, 0, q, err);
   rt->cx = NULL;
   return rc;
 }
@@ -676,6 +746,7 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   int taken_over = 0, alive = 0, rt_ready = 0;
   struct spot *isp = NULL; /* the instances resumed in their cursors */
   size_t nisp = 0;
+  struct question q = {0};
   char actor[300];
   int rc;
 
@@ -830,15 +901,19 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
     goto out_rt;
   }
   main_sp = (struct spot){st, sx, top, plans, NULL};
-  char ask[1500] = "";
-  if ((rc = decide(&rt, &rp, &fails, &main_sp, undoing, &opt, ask,
-                   sizeof ask, err)) != 0)
+  q.opt = &opt;
+  q.used = calloc(opt.nassume_steps + 1, 1);
+  if (q.used == NULL) {
+    rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    goto out_rt;
+  }
+  if ((rc = decide(&rt, &rp, &fails, &main_sp, undoing, &q, err)) != 0)
     goto out_rt;
   /* Each instance started and unfinished resumes where it is. */
   for (size_t i = 0; sx && i < sx->ntasks; i++)
     if (plans[i] == PLAN_RESUME &&
         (rc = instance_spot(&rt, &rp, &fails, &sx->tasks[i], &isp[nisp++],
-                            &opt, ask, sizeof ask, err)) != 0)
+                            &q, err)) != 0)
       goto out_rt;
   /* A branch that failed for good decides the state: its siblings are
    * cancelled (their groups stopped below), never asked about; not in a
@@ -851,17 +926,28 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
     for (size_t i = 0; isp[k].sx && i < isp[k].sx->ntasks; i++)
       settled |= isp[k].plans[i] == PLAN_FAILED;
   if (settled) {
-    ask[0] = '\0';
+    q.n = 0;
     res->state[0] = '\0';
   }
   /* --assume answers a question; refused (nothing journaled) when there
    * is none, rather than journaled as a decision nothing needed. */
-  if (opt.assume && !assumed(&main_sp) && !any_assumed(isp, nisp)) {
+  if (opt.assume && !q.generic_used) {
     rc = cairn_error_set(err, CAIRN_E_INVAL,
                          "run %s has no interrupted step to decide about: "
                          "--assume %s would decide nothing (hint: 'cairn "
                          "resume %s' without it)", run_id, opt.assume,
                          run_id);
+    goto out_rt;
+  }
+  for (size_t i = 0; i < opt.nassume_steps; i++) {
+    if (q.used[i])
+      continue;
+    rc = cairn_error_set(err, CAIRN_E_INVAL,
+                         "run %s has no interrupted step '%.*s': --assume "
+                         "%s would decide nothing (hint: 'cairn resume %s' "
+                         "without it names the steps to decide)", run_id,
+                         (int)strcspn(opt.assume_steps[i], "="),
+                         opt.assume_steps[i], opt.assume_steps[i], run_id);
     goto out_rt;
   }
   /* Make sure nothing from the dead engine still runs before anything is
@@ -874,10 +960,10 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
     for (size_t k = 0; k < nisp; k++)
       stop_spot(&rp, &isp[k], run_id, grace);
   }
-  if (ask[0]) {
+  if (q.n > 0) {
     /* Nothing is written: the run stays as it was. */
     res->outcome = ENGINE_WAITING;
-    snprintf(res->message, sizeof res->message, "%s", ask);
+    question_say(&q, run_id, res->message, sizeof res->message);
     rc = 0;
     goto out_rt;
   }
@@ -897,12 +983,17 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
                                          actor));
   if (rc == 0 && taken_over && strcmp(holder.run_id, run_id) != 0)
     rc = engine__append_takeover(&rt, &holder);
-  if (rc == 0)
-    rc = engine__append_direct(&rt, JOURNAL_EV_RUN_RESUMED,
-                               json_pack("{s:s,s:b,s:s,s:s?}", "actor", actor,
-                                         "allow_changed", opt.allow_changed,
-                                         "file_sha256", wf->sha256, "assume",
-                                         opt.assume));
+  if (rc == 0) {
+    json_t *ev = json_pack("{s:s,s:b,s:s,s:s?}", "actor", actor,
+                           "allow_changed", opt.allow_changed, "file_sha256",
+                           wf->sha256, "assume", opt.assume);
+    json_t *steps = opt.nassume_steps ? json_array() : NULL;
+    for (size_t i = 0; steps && i < opt.nassume_steps; i++)
+      json_array_append_new(steps, json_string(opt.assume_steps[i]));
+    if (ev && steps)
+      json_object_set_new(ev, "assume_steps", steps);
+    rc = engine__append_direct(&rt, JOURNAL_EV_RUN_RESUMED, ev);
+  }
   if (rc == 0)
     rc = journal_run_set_status(j, run_id, JOURNAL_STATUS_RUNNING, 0, err);
   if (rc == 0)
@@ -959,6 +1050,7 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   }
   free(isp);
   free(plans);
+  free(q.used);
   json_decref(fails.count);
   json_decref(fails.pos);
   journal_replay_release(&rp);
@@ -976,6 +1068,7 @@ out_rt:
     engine__rt_release(&rt);
   }
   free(plans);
+  free(q.used);
 out_rp:
   json_decref(fails.count);
   json_decref(fails.pos);

@@ -90,7 +90,14 @@ struct engine_options {
   const struct engine_sim *sim;    /* non-NULL: simulate (see
                                       engine_simulate) */
   /* resume only */
-  const char *assume;              /* "succeeded", "failed" or NULL */
+  const char *assume;              /* "succeeded", "failed" or NULL: the
+                                      answer for every step resume
+                                      cannot decide alone */
+  const char *const *assume_steps; /* "PATH=succeeded|failed" each, for
+                                      that interrupted step, whatever it
+                                      is (borrowed; VALUE checked by the
+                                      caller) */
+  size_t nassume_steps;
   int allow_changed;
 };
 

@@ -8,7 +8,7 @@ QUICKSTART=$CAIRN_SRCDIR/examples/quickstart/deploy.yaml
 # Every command of cli/main.c with the usage line its cli_parse call gives.
 cat >usage-lines <<\EOF
 run|usage: cairn run FILE [--env NAME] [--set NAME=VALUE]... [--grace DURATION] [--json]
-resume|usage: cairn resume [RUN] [--assume succeeded|failed] [--allow-changed] [--set NAME=VALUE]... [--grace DURATION] [--json]
+resume|usage: cairn resume [RUN] [--assume [PATH=]succeeded|failed]... [--allow-changed] [--set NAME=VALUE]... [--grace DURATION] [--json]
 status|usage: cairn status [RUN] [--json]
 history|usage: cairn history [--workflow W] [--env E] [--release R] [--status S] [--since DATE|DURATION] [--limit N] [--json]
 show|usage: cairn show RUN [--events] [--logs] [--json]

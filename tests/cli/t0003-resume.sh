@@ -488,6 +488,90 @@ test_expect_success 'resume --assume failed takes the failure path' '
 	test_cmp expect actual
 '
 
+# Two branches interrupted at once: one that needs a decision, one that
+# is idempotent (re-run, never decided by a plain --assume).
+write_workflow two.yaml <<\EOF
+cairn: 1
+name: two
+start: both
+states:
+  both:
+    parallel:
+      ask:
+        do: exec
+        with: { argv: [sh, ../long.sh, ask] }
+      idem:
+        do: exec
+        with: { argv: [sh, ../long.sh, idem] }
+        idempotent: true
+    on_failure: recover
+    next: after
+  after:
+    do: exec
+    with: { argv: [sh, -c, "echo after >>trace.txt"] }
+    next: done
+  recover:
+    do: exec
+    with: { argv: [sh, -c, "echo recover >>trace.txt"] }
+    next: done
+  done: { succeed: true }
+EOF
+
+# kill_two DIR: in a fresh DIR, a run of two.yaml killed (-9) while both
+# branches run.
+kill_two() {
+	mkdir "$1" && cp two.yaml "$1"/ && cd "$1" &&
+	start_run run two.yaml &&
+	wait_for_file ask.started 10 && wait_for_file idem.started 10 &&
+	kill -9 "$BGPID" &&
+	wait_run 137
+}
+
+test_expect_success 'two branches interrupted: only the one that needs it is asked about; a plain --assume leaves the idempotent one to re-run' '
+	kill_two m1 &&
+	RUN=$(last_run) &&
+	journal_state >before &&
+	test_must_fail_with 3 cairn resume >out &&
+	test_grep "needs a decision: state .both/ask. was running (attempt 1)" out &&
+	test_grep ! "both/idem" out &&
+	journal_state >after &&
+	test_cmp before after &&
+	touch go &&
+	cairn resume --assume succeeded >out &&
+	grep -c "^idem$" trace.txt >n && echo 2 >expect && test_cmp expect n &&
+	grep -c "^ask$" trace.txt >n && echo 1 >expect && test_cmp expect n &&
+	test "$(tail -n 1 trace.txt)" = after &&
+	q "SELECT state || '\'' '\'' || json_extract(payload, '\''$.outcome'\'')
+	   FROM events WHERE kind = '\''decision.assumed'\''" >actual &&
+	echo "both/ask succeeded" >expect &&
+	test_cmp expect actual
+'
+
+test_expect_success '--assume PATH=ANSWER decides that step, even an idempotent one; a path that decides nothing is refused' '
+	kill_two m2 &&
+	RUN=$(last_run) &&
+	journal_state >before &&
+	test_must_fail_with 2 cairn resume --assume both/ask=failed --assume both/zz=failed >out 2>err &&
+	echo "cairn: run $RUN has no interrupted step '\''both/zz'\'': --assume both/zz=failed would decide nothing (hint: '\''cairn resume $RUN'\'' without it names the steps to decide)" >expect &&
+	test_cmp expect err &&
+	test_must_fail_with 2 cairn resume --assume both/ask=failed --assume failed 2>err &&
+	test_grep "no interrupted step to decide about: --assume failed would decide nothing" err &&
+	journal_state >after &&
+	test_cmp before after &&
+	touch go &&
+	cairn resume --assume both/idem=succeeded --assume both/ask=failed >out &&
+	grep -c "^idem$" trace.txt >n && echo 1 >expect && test_cmp expect n &&
+	test "$(tail -n 1 trace.txt)" = recover &&
+	q "SELECT state || '\'' '\'' || json_extract(payload, '\''$.outcome'\'')
+	   FROM events WHERE kind = '\''decision.assumed'\'' ORDER BY state" >actual &&
+	printf "both/ask failed\nboth/idem succeeded\n" >expect &&
+	test_cmp expect actual &&
+	q "SELECT json_extract(payload, '\''$.assume_steps'\'') FROM events
+	   WHERE kind = '\''run.resumed'\''" >actual &&
+	echo "[\"both/idem=succeeded\",\"both/ask=failed\"]" >expect &&
+	test_cmp expect actual
+'
+
 write_workflow waits.yaml <<\EOF
 cairn: 1
 name: waits
@@ -518,11 +602,19 @@ test_expect_success '--assume where nothing needs deciding: exit 2, nothing jour
 	test_cmp before after
 '
 
-test_expect_success '--assume takes only succeeded or failed' '
+test_expect_success '--assume takes succeeded, failed or PATH=one of them, one plain answer, each path once' '
 	cd d2 &&
 	test_must_fail_with 2 cairn resume --assume maybe 2>err &&
-	echo "cairn: --assume takes '\''succeeded'\'' or '\''failed'\'', not '\''maybe'\''" >expect &&
-	test_cmp expect err
+	echo "cairn: --assume takes '\''succeeded'\'', '\''failed'\'' or '\''PATH=succeeded|failed'\'', not '\''maybe'\''" >expect &&
+	test_cmp expect err &&
+	test_must_fail_with 2 cairn resume --assume deploy=maybe 2>err &&
+	test_grep "not .deploy=maybe." err &&
+	test_must_fail_with 2 cairn resume --assume =failed 2>err &&
+	test_grep "not .=failed." err &&
+	test_must_fail_with 2 cairn resume --assume failed --assume succeeded 2>err &&
+	test_grep "give one plain answer" err &&
+	test_must_fail_with 2 cairn resume --assume deploy=failed --assume deploy=succeeded 2>err &&
+	test_grep "decides step .deploy. twice" err
 '
 
 # ---- a changed workflow file ---------------------------------------------------------

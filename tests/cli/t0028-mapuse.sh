@@ -286,16 +286,42 @@ test_expect_success 'SIGINT while instances run: run.interrupted, resume finishe
 	stop_served
 '
 
-test_expect_success 'kill -9 inside instances: the decision asked names the instance'"'"'s next state' '
+test_expect_success 'kill -9 inside instances: one question names each instance'"'"'s step and next state; nothing journaled' '
 	in_dir ask && cp -r ../lib ../top.yaml . &&
-	# long enough that a loaded machine still kills them mid-step (with
-	# 1 s, both had once ended before the kill); resume stops them
+	# both instances in their down step when the kill comes (a loaded
+	# machine once had a still in up when b was in down)
 	echo 10 >sleep.a && echo 10 >sleep.b &&
 	{ "$CAIRN_BIN" run top.yaml >out 2>&1 & pid=$!; } &&
-	wait_for_file down.b.pid 10 &&
+	wait_for_file down.a.pid 10 && wait_for_file down.b.pid 10 &&
 	kill -9 $pid && { wait $pid || :; } &&
+	j "SELECT count(*) FROM events" >before &&
 	test_must_fail_with 3 cairn resume >rout 2>&1 &&
-	grep -E "state '"'"'svc/[ab]/down'"'"' was running .* go on to svc/[ab]/done," rout &&
+	grep -F "2 steps were running when the run stopped" rout &&
+	grep -F "'"'"'svc/a/down'"'"' (attempt 1, then svc/a/done), '"'"'svc/b/down'"'"' (attempt 1, then svc/b/done)" rout &&
+	j "SELECT count(*) FROM events" >after &&
+	test_cmp before after
+'
+
+test_expect_success 'deciding one instance'"'"'s step: the other is asked about, the command given repeats the first decision' '
+	in_dir ask &&
+	test_must_fail_with 3 cairn resume --assume svc/a/down=succeeded >rout 2>&1 &&
+	grep -F "state '"'"'svc/b/down'"'"' was running (attempt 1)" rout &&
+	grep -F -- "--assume svc/a/down=succeeded --assume succeeded'"'"' to count it as done and go on to svc/b/done" rout &&
+	test_must_fail_with 2 cairn resume --assume svc/c/down=failed --assume svc/a/down=succeeded 2>err &&
+	grep -F "has no interrupted step '"'"'svc/c/down'"'"'" err &&
+	j "SELECT count(*) FROM events" >after &&
+	test_cmp before after
+'
+
+test_expect_success 'both decided, one failed: the map fails and rolls back; each decision journaled' '
+	in_dir ask &&
+	test_must_fail_with 1 cairn resume --assume svc/a/down=succeeded --assume svc/b/down=failed >rout 2>&1 &&
+	test "$(j "SELECT status FROM runs")" = failed &&
+	j "SELECT state || '"'"' '"'"'|| json_extract(payload, '"'"'$.outcome'"'"') FROM events
+	   WHERE kind = '"'"'decision.assumed'"'"' ORDER BY state" >actual &&
+	printf "svc/a/down succeeded\nsvc/b/down failed\n" >expect &&
+	test_cmp expect actual &&
+	grep -x "undo-up a" ledger && grep -x "undo-up b" ledger &&
 	stop_served
 '
 
