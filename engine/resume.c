@@ -212,12 +212,12 @@ int engine__lock_orphans(struct journal *j, const char *workflow,
         (pid = step_pid(h.run_id, s)) > 0)
       rc = cairn_error_set(
           err, CAIRN_E_LOCKED,
-          "workflow '%s'%s%s is locked by run %s, whose engine is gone but "
-          "whose step '%s' still runs (pid %d) (hint: 'cairn resume %s' "
+          "workflow '%s'%s%s%s is locked by run %s, whose engine is gone "
+          "but whose step '%s' still runs (pid %d) (hint: 'cairn resume %s' "
           "carries that run on, stopping or adopting it; or wait until it "
           "ends)",
-          workflow, *env ? " env " : "", env, h.run_id, s->path, pid,
-          h.run_id);
+          workflow, *env ? " env '" : "", env, *env ? "'" : "", h.run_id,
+          s->path, pid, h.run_id);
   }
   journal_replay_release(&rp);
   return rc;
@@ -778,13 +778,7 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   /* A live holder (another resume of this run, or another run) wins. */
   if (journal_lock_get(j, wf->name, env ? env : "", &holder, &alive, NULL) == 0 &&
       alive && !(holder.pid == (int)getpid())) {
-    rc = cairn_error_set(err, CAIRN_E_LOCKED,
-                         "workflow '%s'%s%s is locked by run %s (pid %d on "
-                         "%s) (hint: wait for it to end, or stop it with "
-                         "Ctrl-C or kill %d; 'cairn status' shows it)",
-                         wf->name, opt.env ? " env " : "",
-                         opt.env ? opt.env : "", holder.run_id, holder.pid,
-                         holder.host, holder.pid);
+    rc = journal_lock_error(err, wf->name, env ? env : "", &holder);
     goto out_rp;
   }
   if ((rc = engine__lock_orphans(j, wf->name, env ? env : "", run_id,

@@ -385,6 +385,13 @@ int journal_lock_get(struct journal *j, const char *workflow, const char *env,
                      struct journal_lock_holder *holder, int *alive,
                      struct cairn_error *err);
 
+/* Fills err with CAIRN_E_LOCKED and what to do: "workflow 'W' env 'E' is
+ * locked by run R (pid P on H) (hint: ...)" (no env part when env is "").
+ * Returns CAIRN_E_LOCKED. Every argument is borrowed. */
+int journal_lock_error(struct cairn_error *err, const char *workflow,
+                       const char *env,
+                       const struct journal_lock_holder *holder);
+
 /* Unix time in milliseconds. */
 int64_t journal_now_ms(void);
 

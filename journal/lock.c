@@ -133,9 +133,8 @@ static int lock_write(struct journal *j, int insert, const char *workflow,
   return rc;
 }
 
-static int locked_error(struct cairn_error *err, const char *workflow,
-                        const char *env,
-                        const struct journal_lock_holder *h)
+int journal_lock_error(struct cairn_error *err, const char *workflow,
+                       const char *env, const struct journal_lock_holder *h)
 {
   return cairn_error_set(err, CAIRN_E_LOCKED,
                          "workflow '%s'%s%s%s is locked by run %s (pid %d on "
@@ -182,7 +181,7 @@ int journal_lock_acquire(struct journal *j, const char *workflow,
   if (holder != NULL)
     *holder = cur;
   if (!is_me(&cur, &me) && holder_alive(&cur, boot, &me)) {
-    rc = locked_error(err, workflow, env, &cur);
+    rc = journal_lock_error(err, workflow, env, &cur);
     goto out;
   }
   if (strcmp(cur.run_id, run_id) == 0) {
@@ -192,7 +191,7 @@ int journal_lock_acquire(struct journal *j, const char *workflow,
   }
   if (is_me(&cur, &me)) {
     /* This process holds it for another run: it is alive. */
-    rc = locked_error(err, workflow, env, &cur);
+    rc = journal_lock_error(err, workflow, env, &cur);
     goto out;
   }
   rc = lock_write(j, 0, workflow, env, run_id, journal_now_ms(), &me, err);

@@ -722,8 +722,35 @@ test_expect_success 'a second run of a workflow while one runs: exit 4 naming th
 	test_cmp before after &&
 	cairn status "$HOLDER" >status &&
 	test_grep "^run $HOLDER (simple): running, in state '\''long'\''$" status
+	rc=$?
 	kill -9 "$BGPID"
-	wait_run 137
+	wait_run 137 && test "$rc" = 0
+'
+
+test_expect_success 'resume and run say the lock of an environment in the same words' '
+	mkdir fe && sed "s/^name: simple$/name: envd\nenvironments: { dev: {} }/" simple.yaml >fe/envd.yaml &&
+	cd fe
+	start_run run --grace 1s envd.yaml --env dev
+	wait_for_file long.started 10
+	kill -INT "$BGPID"
+	wait_run 3 &&
+	OLD=$(last_run) &&
+	rm long.started &&
+	start_run run --grace 1s envd.yaml --env dev
+	wait_for_file long.started 10
+	HOLDER=$(last_run) &&
+	test "$HOLDER" != "$OLD" &&
+	journal_state >before &&
+	test_must_fail_with 4 cairn resume "$OLD" 2>err.resume &&
+	test_must_fail_with 4 cairn run envd.yaml --env dev 2>err.run &&
+	echo "cairn: workflow '\''envd'\'' env '\''dev'\'' is locked by run $HOLDER (pid $BGPID on $(uname -n)) (hint: wait for it to end, or stop it with Ctrl-C or kill $BGPID; '\''cairn status'\'' shows it)" >expect &&
+	test_cmp expect err.resume &&
+	test_cmp expect err.run &&
+	journal_state >after &&
+	test_cmp before after
+	rc=$?
+	kill -INT "$BGPID"
+	wait_run 3 && test "$rc" = 0
 '
 
 # Its step still runs: taking the lock over would run the new run
