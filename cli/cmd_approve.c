@@ -77,9 +77,8 @@ int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx)
       json_decref(v);
     } else if (rc == 0) {
       /* "" is a release too: that of a workflow without a release param */
-      printf("approved release %s%s%s of %s for %s by %s (%s)\n",
-             *release ? "" : "\"", release, *release ? "" : "\"", workflow,
-             argv[1], actor, id);
+      printf("approved release %s of %s for %s by %s (%s)\n",
+             engine_release_shown(release), workflow, argv[1], actor, id);
     }
   } else {
     struct journal_run run = {0};

@@ -154,7 +154,8 @@ static int promote_one(struct cli_ctx *ctx, struct journal **j, int *standin,
   o.nsets = n;
   o.parent = g.parent[0] ? g.parent : NULL;
   if (!ctx->json)
-    printf("promoting release %s to %s%s%s\n", g.release, env,
+    printf("promoting release %s to %s%s%s\n",
+           engine_release_shown(g.release), env,
            g.parent[0] ? " from run " : "", g.parent);
   rc = engine_run(*j, wf, &o, &res, &err);
   if (rc != 0) {

@@ -481,7 +481,7 @@ static int check_after(struct journal *j, const struct engine_workflow *wf,
   if (rc == CAIRN_E_NOTFOUND)
     return gate_say(g, err,
                     "release %s has no succeeded run in %s; it never ran "
-                    "there", g->release, e->after);
+                    "there", engine_release_shown(g->release), e->after);
   if (rc != 0)
     return rc;
   struct failed_at fa = {""};
@@ -491,11 +491,13 @@ static int check_after(struct journal *j, const struct engine_workflow *wf,
   if (rc == 0 && fa.state[0])
     rc = gate_say(g, err,
                   "release %s has no succeeded run in %s; last attempt %s "
-                  "failed at %s", g->release, e->after, last.id, fa.state);
+                  "failed at %s", engine_release_shown(g->release), e->after,
+                  last.id, fa.state);
   else if (rc == 0)
     rc = gate_say(g, err,
                   "release %s has no succeeded run in %s; last attempt %s "
-                  "is %s", g->release, e->after, last.id, last.status);
+                  "is %s", engine_release_shown(g->release), e->after,
+                  last.id, last.status);
   journal_run_release(&last);
   return rc;
 }
@@ -525,8 +527,8 @@ static int check_approvals(struct journal *j, const struct engine_workflow *wf,
     json_t *al = names_json(approvers, n);
     rc = gate_say(g, err,
                   "release %s needs %d approval%s from distinct actors for "
-                  "%s, has %zu%s%s%s", g->release, need, need == 1 ? "" : "s",
-                  e->name, json_array_size(have),
+                  "%s, has %zu%s%s%s", engine_release_shown(g->release), need,
+                  need == 1 ? "" : "s", e->name, json_array_size(have),
                   json_array_size(have) ? " (" : "",
                   join_names(have, a, sizeof a),
                   json_array_size(have) ? ")" : "");
@@ -539,17 +541,22 @@ static int check_approvals(struct journal *j, const struct engine_workflow *wf,
                     "do not check out (hint: run 'cairn verify'): %s",
                     join_names(bad, c, sizeof c));
     /* A workflow without a release param promotes release "": its
-     * approvals are given with --release '' (said so, to be copied). */
+     * approvals are given with --release "" (said so, to be copied). */
     if (rc == 0)
       rc = gate_say(g, err,
                     " (hint: cairn approve %s --workflow %s --release %s)",
-                    e->name, wf->name, *g->release ? g->release : "''");
+                    e->name, wf->name, engine_release_shown(g->release));
     json_decref(al);
   }
   json_decref(have);
   json_decref(ignored);
   json_decref(bad);
   return rc;
+}
+
+const char *engine_release_shown(const char *release)
+{
+  return release && *release ? release : "\"\"";
 }
 
 int engine_promotion_check(struct journal *j, const struct engine_workflow *wf,
@@ -568,8 +575,9 @@ int engine_promotion_check(struct journal *j, const struct engine_workflow *wf,
     if (rc == CAIRN_E_NOTFOUND)
       return cairn_error_set(err, CAIRN_E_INVAL,
                              "no release of '%s' is live in %s to promote to "
-                             "%s (hint: pass --release)", wf->name, e->after,
-                             env);
+                             "%s (hint: promote one to %s first, or name one "
+                             "with --release)", wf->name, e->after, env,
+                             e->after);
     if (rc != 0)
       return rc;
     g->release = strdup(live.release);

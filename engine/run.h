@@ -246,6 +246,11 @@ int engine_promotion_check(struct journal *j, const struct engine_workflow *wf,
                            const char *env, const char *release,
                            struct engine_gate *g, struct cairn_error *err);
 
+/* A release as promotion says it: "" (quoted) for the empty release of a
+ * workflow without a release param, as --release "" gives it; else the
+ * release itself. Borrowed; static storage for "". */
+const char *engine_release_shown(const char *release);
+
 /* Journals a refusal record with one promotion.refused event. */
 int engine_promotion_refuse(struct journal *j, const struct engine_workflow *wf,
                             const char *env, const struct engine_gate *g,

@@ -49,7 +49,7 @@ pattern_error() {
 
 test_expect_success 'no journal: an input error (exit 2) creates none' '
 	test_must_fail_with 2 cairn promote envs.yaml --to staging 2>err &&
-	echo "cairn: no release of '\''envs'\'' is live in dev to promote to staging (hint: pass --release)" >expect &&
+	echo "cairn: no release of '\''envs'\'' is live in dev to promote to staging (hint: promote one to dev first, or name one with --release)" >expect &&
 	test_cmp expect err &&
 	test_must_fail_with 2 cairn promote envs.yaml --to dev --release bad 2>err &&
 	test_must_fail_with 2 cairn promote envs.yaml --through prod --release bad 2>err &&
@@ -130,10 +130,13 @@ states:
   done: { succeed: true }
 EOF
 
-test_expect_success 'no release param: the approvals hint says --release '\'''\'', which then counts' '
-	cairn promote norel.yaml --to dev &&
+test_expect_success 'no release param: the gates say release "", the hint --release "", which then counts' '
+	test_must_fail_with 5 cairn promote norel.yaml --to prod --release "" 2>err &&
+	test_grep "refused: release \"\" has no succeeded run in dev; it never ran there" err &&
+	cairn promote norel.yaml --to dev >out &&
+	test_grep "^promoting release \"\" to dev$" out &&
 	test_must_fail_with 5 cairn promote norel.yaml --to prod 2>err &&
-	echo "cairn: promotion to prod refused: release  needs 1 approval from distinct actors for prod, has 0 (hint: cairn approve prod --workflow norel --release '\'''\'')" >expect &&
+	echo "cairn: promotion to prod refused: release \"\" needs 1 approval from distinct actors for prod, has 0 (hint: cairn approve prod --workflow norel --release \"\")" >expect &&
 	test_cmp expect err &&
 	CAIRN_ACTOR=alice cairn approve prod --workflow norel --release "" >out &&
 	test_grep "^approved release \"\" of norel for prod by alice (" out &&
