@@ -117,7 +117,9 @@ test_expect_success 'validate: a port out of range, a missing port' '
 test_expect_success 'no listener started by this script is left running' '
 	pids="${net_pids[*]}" &&
 	net_stop_all &&
-	for p in $pids; do ! proc_alive "$p"; done
+	for p in $pids; do
+		! proc_alive "$p" || { echo "listener $p still runs"; exit 1; }
+	done
 '
 
 test_done

@@ -32,10 +32,10 @@ runs() { q "SELECT count(*) FROM runs WHERE status NOT IN ('approved','refused')
 # exactly one promotion.refused (and nothing else).
 refused() {
 	local before ev_before
-	before=$(runs) && ev_before=$(q "SELECT count(*) FROM events")
-	test_must_fail_with 5 cairn promote app.yaml "$@" 2>err
-	test "$(runs)" = "$before"
-	test "$(q "SELECT count(*) FROM events")" = $((ev_before + 1))
+	before=$(runs) && ev_before=$(q "SELECT count(*) FROM events") &&
+	test_must_fail_with 5 cairn promote app.yaml "$@" 2>err &&
+	test "$(runs)" = "$before" &&
+	test "$(q "SELECT count(*) FROM events")" = $((ev_before + 1)) &&
 	test "$(q "SELECT kind FROM events ORDER BY seq DESC LIMIT 1")" = promotion.refused
 }
 

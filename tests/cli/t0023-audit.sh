@@ -107,12 +107,15 @@ test_expect_success 'two runs on one workflow and env: one runs, the other exits
 test_expect_success 'status and history never fail or block while a run writes' '
 	(cairn run app.yaml --env dev --set hold=2 >/dev/null 2>&1; echo $? >w.rc) &
 	for i in $(seq 20); do
-		timeout 5 "$CAIRN_BIN" status >>s.out 2>>s.err
-		timeout 5 "$CAIRN_BIN" history --limit 5 >>h.out 2>>h.err
+		timeout 5 "$CAIRN_BIN" status >>s.out 2>>s.err ||
+			echo "status exited $?" >>exits
+		timeout 5 "$CAIRN_BIN" history --limit 5 >>h.out 2>>h.err ||
+			echo "history exited $?" >>exits
 		sleep 0.1
 	done &&
 	wait &&
 	test "$(cat w.rc)" = 0 &&
+	test_must_be_empty_file exits &&
 	test_must_be_empty_file s.err && test_must_be_empty_file h.err &&
 	test_grep "IN PROGRESS" s.out
 '
