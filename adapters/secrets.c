@@ -24,6 +24,8 @@
 #include <unistd.h>
 
 #define SECRETS_LENGTH_MAX 4096        /* bytes of randomness per value */
+#define SECRETS_LENGTH_MIN 8           /* 64 bits; and never a value under
+                                          ENGINE_SECRET_MIN characters */
 #define SECRETS_FILE_MAX (1024 * 1024) /* an env file larger is refused */
 
 static const char b64url[] =
@@ -147,13 +149,15 @@ static int secrets_check(json_t *with, struct cairn_error *err)
                                  "secret name '%s' is listed twice", s);
     }
   }
-  if (json_is_integer(len) && (json_integer_value(len) < 1 ||
-                               json_integer_value(len) > SECRETS_LENGTH_MAX))
+  if (json_is_integer(len) &&
+      (json_integer_value(len) < SECRETS_LENGTH_MIN ||
+       json_integer_value(len) > SECRETS_LENGTH_MAX))
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "value %" JSON_INTEGER_FORMAT " is out of range "
                            "for input 'length' (hint: bytes of randomness, "
-                           "from 1 to %d; 32 is the default)",
-                           json_integer_value(len), SECRETS_LENGTH_MAX);
+                           "from %d to %d; 32 is the default)",
+                           json_integer_value(len), SECRETS_LENGTH_MIN,
+                           SECRETS_LENGTH_MAX);
   if (json_is_string(alpha) && !adapter_is_template(alpha) &&
       adapter__secret_chars(json_string_value(alpha), 1) == 0)
     return cairn_error_set(err, CAIRN_E_INVAL,
@@ -548,7 +552,7 @@ static const struct adapter_input secrets_inputs[] = {
   { "names", ADAPTER_T_ARGV, 1, NULL,
     "the secret names, [A-Z_][A-Z0-9_]*" },
   { "length", ADAPTER_T_INTEGER, 0, "32",
-    "bytes of randomness per value (1 to 4096)" },
+    "bytes of randomness per value (8 to 4096)" },
   { "alphabet", ADAPTER_T_STRING, 0, "\"base64url\"",
     "how values are written: base64url (unpadded), hex or alnum" },
   { NULL, 0, 0, NULL, NULL },

@@ -221,7 +221,12 @@ static int use_params(struct engine__rt *rt, const struct engine_state *st,
     return rc;
   }
   /* a value given to a secret param is a secret, whatever gave it */
-  engine__learn_params(rt, f->params, f->nparams, params);
+  rc = engine__learn_params(rt, f->params, f->nparams, params, err);
+  if (rc != 0) {
+    json_decref(params);
+    json_decref(unknown);
+    return rc;
+  }
   *out = params;
   if (ph != NULL)
     *ph = unknown;

@@ -1911,10 +1911,14 @@ int engine__rt_init(struct engine__rt *rt, struct journal *j,
     const char *v = getenv(wf->secrets[i]);
     if (v == NULL)
       continue;
+    char what[300];
     json_object_set_new(json_object_get(rt->scope, "secrets"),
                         wf->secrets[i], json_string(v));
-    if (engine__learn_value(rt, v) != 0)
-      return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    snprintf(what, sizeof what, "secret %s (from the environment)",
+             wf->secrets[i]);
+    int rc = engine__learn_value(rt, v, what, err);
+    if (rc != 0)
+      return rc;
   }
 
   int rc = adapter_global_init(err);
@@ -2073,8 +2077,9 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
   if (rc != 0)
     goto out_rt;
   json_object_set(rt.scope, "params", params);
-  engine__learn_params(&rt, wf->params, wf->nparams, params);
-  rc = engine__lock_orphans(j, wf->name, rt.env_name, run_id, err);
+  rc = engine__learn_params(&rt, wf->params, wf->nparams, params, err);
+  if (rc == 0)
+    rc = engine__lock_orphans(j, wf->name, rt.env_name, run_id, err);
   if (rc == 0)
     rc = journal_lock_acquire(j, wf->name, rt.env_name, run_id, &holder,
                               &taken_over, err);

@@ -321,15 +321,19 @@ int engine__has_redaction(json_t *v);
  * redaction list. */
 void engine__learn_secrets(struct engine__rt *rt, json_t *secrets);
 /* Adds the value s (borrowed; NULL and "" ignored) to the redaction list
- * once, as it is and as JSON escapes it. 0, or CAIRN_E_NOMEM or, when the
- * list is full, CAIRN_E_STATE with rt->err saying so (either also set as
- * rt->fatal: the run stops). */
-int engine__learn_value(struct engine__rt *rt, const char *s);
+ * once, as it is and as JSON escapes it. 0; CAIRN_E_INVAL with err saying
+ * that `what` (say "secret DB_PASSWORD") is too short, under
+ * ENGINE_SECRET_MIN characters (not in a simulation); CAIRN_E_NOMEM or,
+ * when the list is full, CAIRN_E_STATE with rt->err saying so (either of
+ * these also set as rt->fatal: the run stops). */
+int engine__learn_value(struct engine__rt *rt, const char *s,
+                        const char *what, struct cairn_error *err);
 /* Adds the values in `values` (borrowed) of the params among params[0..n)
- * declared `secret` to the redaction list. */
-void engine__learn_params(struct engine__rt *rt,
-                          const struct engine_param *params, size_t n,
-                          json_t *values);
+ * declared `secret` to the redaction list: 0, or the first error of
+ * engine__learn_value (in err). */
+int engine__learn_params(struct engine__rt *rt,
+                         const struct engine_param *params, size_t n,
+                         json_t *values, struct cairn_error *err);
 /* Gives a resumed or rolled-back run its params: the journaled ones, and
  * each secret param (journaled redacted) again from rt->opt->sets, where
  * nothing else may be set. CAIRN_E_INVAL with a hint when one is

@@ -34,10 +34,21 @@ static int add_form(struct engine__rt *rt, const char *s)
   return 0;
 }
 
-int engine__learn_value(struct engine__rt *rt, const char *s)
+int engine__learn_value(struct engine__rt *rt, const char *s,
+                        const char *what, struct cairn_error *err)
 {
   if (s == NULL || *s == '\0')
     return 0;
+  /* Masked wherever it occurs, a value this short would garble the
+   * output, and where the *** fall would show it. */
+  size_t chars = strlen(s);
+  if (chars < ENGINE_SECRET_MIN && !rt->opt->sim)
+    return cairn_error_set(err, CAIRN_E_INVAL,
+                           "%s is %zu character%s long: too short to keep out "
+                           "of the output (hint: give it at least %d "
+                           "characters; cairn masks a secret wherever it "
+                           "occurs)", what, chars, chars == 1 ? "" : "s",
+                           ENGINE_SECRET_MIN);
   int rc = add_form(rt, s);
   /* Also the form s takes inside JSON text (a quote, a backslash or a
    * control character escaped), as when an object holding it is
@@ -63,25 +74,39 @@ void engine__learn_secrets(struct engine__rt *rt, json_t *secrets)
 
   json_object_foreach(secrets, name, v) {
     const char *s = json_string_value(v);
+    char what[300];
+    int rc;
     if (s == NULL)
       continue;
     /* A copy: the adapter may wipe its own strings once on_done returns,
      * and later states render from this one. */
     json_object_set_new(json_object_get(rt->scope, "secrets"), name,
                         json_string(s));
-    if (engine__learn_value(rt, s) != 0)
+    snprintf(what, sizeof what, "secret %s", name);
+    /* too short (an env file edited by hand): the run stops before a
+     * state could show it */
+    if ((rc = engine__learn_value(rt, s, what, rt->err)) != 0) {
+      if (!rt->fatal)
+        rt->fatal = rc;
       return;
+    }
   }
 }
 
-void engine__learn_params(struct engine__rt *rt,
-                          const struct engine_param *params, size_t n,
-                          json_t *values)
+int engine__learn_params(struct engine__rt *rt,
+                         const struct engine_param *params, size_t n,
+                         json_t *values, struct cairn_error *err)
 {
-  for (size_t i = 0; i < n; i++)
-    if (params[i].secret)
-      engine__learn_value(rt, json_string_value(json_object_get(
-                                  values, params[i].name)));
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < n; i++)
+    if (params[i].secret) {
+      char what[300];
+      snprintf(what, sizeof what, "secret param '%s'", params[i].name);
+      rc = engine__learn_value(rt, json_string_value(json_object_get(
+                                       values, params[i].name)),
+                               what, err);
+    }
+  return rc;
 }
 
 int engine__run_params(struct engine__rt *rt, const struct journal_replay *rp,
@@ -124,10 +149,10 @@ int engine__run_params(struct engine__rt *rt, const struct journal_replay *rp,
     else if ((rc = engine_param_value(p, s, &v, err)) == 0)
       json_object_set_new(params, p->name, v);
   }
-  if (rc == 0) {
-    engine__learn_params(rt, wf->params, wf->nparams, params);
+  if (rc == 0)
+    rc = engine__learn_params(rt, wf->params, wf->nparams, params, err);
+  if (rc == 0)
     json_object_set(rt->scope, "params", params);
-  }
   json_decref(given);
   json_decref(params);
   return rc;

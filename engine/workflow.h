@@ -151,6 +151,12 @@ enum engine_param_type {
   ENGINE_PARAM_OBJECT,
 };
 
+/* The fewest characters of a secret value (a secret, a secret param's
+ * value or default) cairn takes: it masks a secret wherever it occurs,
+ * and a shorter one occurs everywhere, garbling the output and showing
+ * itself where the *** fall. */
+#define ENGINE_SECRET_MIN 4
+
 struct engine_param {
   char *name;
   enum engine_param_type type;

@@ -1420,7 +1420,7 @@ name: typed
 params:
   port: { type: integer }
   user: { pattern: "^[a-z]+$", default: app }
-  key: { secret: true, pattern: "^k-", default: k-1 }
+  key: { secret: true, pattern: "^k-", default: k-123 }
   label: { default: x }
 start: show
 states:

@@ -7,7 +7,8 @@
 # JSON escapes it, and one too long to quote whole, which is cut only
 # after redaction), and for an object rendered into text. A run that
 # learns more secret values than its redaction list holds stops instead
-# of showing one.
+# of showing one. A secret value under 4 characters is refused: run,
+# resume, validate (a default, a with literal), a map instance.
 . "$(dirname "$0")/lib.sh"
 . "$CAIRN_TEST_LIB_DIR/netlib.sh"
 
@@ -128,7 +129,7 @@ test_expect_success 'a run that learns more secret values than it can redact sto
 	states:
 	  m:
 	    map:
-	      items: [aa1, bb2, cc3, dd4, ee5, ff6, gg7, hh8]
+	      items: [aaa1, bbb2, ccc3, ddd4, eee5, fff6, ggg7, hhh8]
 	      max_concurrency: 1
 	      use: holder.yaml
 	      with: { pw: "{{ item }}" }
@@ -215,6 +216,83 @@ test_expect_success 'http.check cuts a long value only after redacting it' '
 test_expect_success 'a URL longer than a message quotes its secrets redacted' '
 	test_grep "GET http://127.0.0.1:$PORT/nope.json?a=\*\*\*&b=\*\*\*&c=\*\*\*: status 404" out &&
 	! leaks "${LONG:0:24}" out
+'
+
+# A secret of 1 to 3 characters would be masked wherever its characters
+# occur: the output garbled, and the value shown where the *** fall.
+write_workflow short.yaml <<\EOF
+cairn: 1
+name: short
+secrets: [TOKEN]
+params:
+  pw: { secret: true, default: "" }
+start: a
+states:
+  a: { do: exec, with: { argv: [sh, -c, "echo abcdefgh >>short.out"] }, next: done }
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a secret or secret param under 4 characters is refused, nothing journaled; 4 and empty are taken' '
+	rm -rf .cairn short.out &&
+	TOKEN=ab test_must_fail_with 2 cairn run short.yaml >out 2>&1 &&
+	echo "cairn: secret TOKEN (from the environment) is 2 characters long: too short to keep out of the output (hint: give it at least 4 characters; cairn masks a secret wherever it occurs)" >expect &&
+	test_cmp expect out &&
+	TOKEN=c test_must_fail_with 2 cairn run short.yaml 2>err &&
+	test_grep "secret TOKEN (from the environment) is 1 character long" err &&
+	TOKEN=abcd test_must_fail_with 2 cairn run short.yaml --set pw=xyz 2>err &&
+	test_grep "^cairn: secret param .pw. is 3 characters long: too short" err &&
+	test_grep ! xyz err &&
+	test_path_is_missing short.out &&
+	test "$(q "SELECT count(*) FROM runs")" = 0 &&
+	TOKEN=abcd cairn run short.yaml --set pw=wxyz >out &&
+	TOKEN= cairn run short.yaml >out &&
+	printf "abcdefgh\nabcdefgh\n" >expect &&
+	test_cmp expect short.out
+'
+
+test_expect_success 'resume refuses a short secret param again given; a short default or with literal fails validate' '
+	rm -rf .cairn &&
+	write_workflow waitpw.yaml <<-\EOF &&
+	cairn: 1
+	name: waitpw
+	params:
+	  pw: { secret: true }
+	start: a
+	states:
+	  a: { do: exec, with: { shell: "touch a.started; i=0; while [ ! -e go ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done" }, idempotent: true, next: done }
+	  done: { succeed: true }
+	EOF
+	{ "$CAIRN_BIN" run waitpw.yaml --set pw=long-enough >bg.out 2>&1 & pid=$!; } &&
+	wait_for_file a.started 10 &&
+	kill -9 "$pid" && { wait "$pid" || :; } &&
+	q "SELECT count(*) FROM events" >before &&
+	test_must_fail_with 2 cairn resume --set pw=xy 2>err &&
+	test_grep "secret param .pw. is 2 characters long: too short" err &&
+	q "SELECT count(*) FROM events" >after &&
+	test_cmp before after &&
+	touch go &&
+	sed "s/  pw: { secret: true }/  pw: { secret: true, default: abc }/" waitpw.yaml >shortdef.yaml &&
+	test_must_fail_with 2 cairn validate shortdef.yaml 2>err &&
+	test_grep "shortdef.yaml:4:32: error: the default of secret param .pw. is 3 characters long" err &&
+	write_workflow usepw.yaml <<-\EOF &&
+	cairn: 1
+	name: usepw
+	start: u
+	states:
+	  u: { use: holder.yaml, with: { pw: "ab" }, next: done }
+	  done: { succeed: true }
+	EOF
+	test_must_fail_with 2 cairn validate usepw.yaml 2>err &&
+	test_grep "usepw.yaml:5:38: error: the value of secret param .pw. of .* is 2 characters long" err &&
+	test_grep ! "\"ab\"" err
+'
+
+test_expect_success 'a map item given to a secret param under 4 characters fails its instance, not the run' '
+	rm -rf .cairn &&
+	sed "s/      items: \[.*\]/      items: [abcd, xy]/" many.yaml >mshort.yaml &&
+	test_must_fail_with 1 cairn run mshort.yaml >out 2>&1 &&
+	test_grep "m/xy failed: secret param .pw. is 2 characters long: too short" out &&
+	test "$(q "SELECT status FROM runs")" = failed
 '
 
 test_done

@@ -396,7 +396,10 @@ static void test_bad_names(void **state)
       "input 'names' must be a non-empty list of strings, not a list" },
     { "{\"file\": \"x\", \"names\": [\"A\"], \"length\": 0}",
       "value 0 is out of range for input 'length' (hint: bytes of "
-      "randomness, from 1 to 4096; 32 is the default)" },
+      "randomness, from 8 to 4096; 32 is the default)" },
+    { "{\"file\": \"x\", \"names\": [\"A\"], \"length\": 7}",
+      "value 7 is out of range for input 'length' (hint: bytes of "
+      "randomness, from 8 to 4096; 32 is the default)" },
     { "{\"file\": \"x\", \"names\": [\"A\"], \"alphabet\": \"base32\"}",
       "unknown alphabet 'base32' (use base64url, hex or alnum)" },
     { "{\"names\": [\"A\"]}",
