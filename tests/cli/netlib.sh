@@ -75,7 +75,7 @@ EOF
 	for i in $(seq 1 50); do
 		if [ -s "$dir/nginx.pid" ]; then
 			NGINX_PID=$(cat "$dir/nginx.pid")
-			net_pids+=("$NGINX_PID")
+			net_track "$NGINX_PID"
 			return 0
 		fi
 		sleep 0.1
@@ -95,9 +95,36 @@ net_stop() {
 	kill -9 "$pid" 2>/dev/null
 }
 
+# net_started PID: the start time of PID (clock ticks since boot), or
+# nothing when it is gone.
+net_started() {
+	sed -n 's/^.*) [^ ]* \(.*\)$/\1/p' "/proc/$1/stat" 2>/dev/null | cut -d" " -f19
+}
+
+# net_track PID: net_stop_all stops it, also when a test body (a subshell,
+# whose net_pids the script never sees) started it: the pid and its start
+# time go to $TRASH/net-pids too, so that a pid reused since is left alone.
+net_track() {
+	net_pids+=("$1")
+	if [ -n "${TRASH:-}" ]; then
+		echo "$1 $(net_started "$1")" >>"$TRASH/net-pids"
+	fi
+}
+
+# net_tracked: the pids net_track recorded that still run as recorded.
+net_tracked() {
+	local pid start
+	[ -n "${TRASH:-}" ] && [ -f "$TRASH/net-pids" ] || return 0
+	while read -r pid start; do
+		if [ -n "$start" ] && [ "$(net_started "$pid")" = "$start" ]; then
+			echo "$pid"
+		fi
+	done <"$TRASH/net-pids"
+}
+
 net_stop_all() {
 	local p
-	for p in "${net_pids[@]}"; do
+	for p in "${net_pids[@]}" $(net_tracked); do
 		net_stop "$p"
 	done
 	net_pids=()
@@ -114,7 +141,7 @@ listen_silent() {
 			</dev/null >/dev/null 2>&1 &
 	fi
 	LISTEN_PID=$!
-	net_pids+=("$LISTEN_PID")
+	net_track "$LISTEN_PID"
 }
 
 # wait_listening PORT: up to 5s for a listening socket on 127.0.0.1:PORT
@@ -222,7 +249,7 @@ EOF
 			kill -0 "$REDIS_PID" 2>/dev/null || break
 			if [ "$(REDISCLI_AUTH=$2 redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]; then
 				REDIS_PORT=$port
-				net_pids+=("$REDIS_PID")
+				net_track "$REDIS_PID"
 				return 0
 			fi
 			sleep 0.1

@@ -115,11 +115,10 @@ test_expect_success 'validate: a port out of range, a missing port' '
 '
 
 test_expect_success 'no listener started by this script is left running' '
-	pids="${net_pids[*]}" &&
+	test -s "$TRASH/net-pids" &&
 	net_stop_all &&
-	for p in $pids; do
-		! proc_alive "$p" || { echo "listener $p still runs"; exit 1; }
-	done
+	left=$(net_tracked) &&
+	test -z "$left" || { echo "listeners still running: $left"; exit 1; }
 '
 
 test_done
