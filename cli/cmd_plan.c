@@ -219,7 +219,8 @@ int cli_cmd_plan(int argc, char **argv, struct cli_ctx *ctx)
         join_path(happy.undo, ", ", undo + n + 2, sizeof undo - n - 2);
       }
     }
-    printf("%s (%s): valid, %zu states\n", wf->name, argv[1], wf->nstates);
+    printf("%s (%s): valid, %zu state%s\n", wf->name, argv[1], wf->nstates,
+           wf->nstates == 1 ? "" : "s");
     printf("happy path: %s%s → %s (exit %d)\n", line, undo, res.status,
            cli_sim_exit_code(&res));
   }

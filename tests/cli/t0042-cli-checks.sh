@@ -285,4 +285,18 @@ test_expect_success 'plan: a happy path that rolls back says so, and frees it' '
 	jq -e ".rollback == [\"undo:a\"] and .status == \"failed\"" out.json
 '
 
+test_expect_success 'plan and validate count one state as one state' '
+	write_workflow one.yaml <<-\EOF &&
+	cairn: 1
+	name: one
+	start: d
+	states:
+	  d: { succeed: true }
+	EOF
+	cairn plan one.yaml >out &&
+	test_grep "^one (one.yaml): valid, 1 state$" out &&
+	cairn validate one.yaml >out &&
+	test_grep "^one.yaml: ok (workflow .one., 1 state)$" out
+'
+
 test_done
