@@ -5,6 +5,7 @@
 
 #include "adapters/adapter.h"
 #include "cli/cli.h"
+#include "cli/table.h"
 
 static json_t *desc_json(const struct adapter_desc *d)
 {
@@ -35,24 +36,39 @@ static json_t *desc_json(const struct adapter_desc *d)
   return v;
 }
 
-static void print_desc(const struct adapter_desc *d)
+/* Prints d; returns 0 or the exit code of a table that failed. Its inputs
+ * and outputs are one table, so that their columns line up. */
+static int print_desc(const struct adapter_desc *d)
 {
+  char name[128], doc[1024], need[1024];
+  struct cli_table *t = cli_table_create(3, 0);
+
   printf("%s: %s\n", d->name, d->summary ? d->summary : "");
   printf("  idempotent: %s\n", d->idempotent ? "yes" : "no");
   if (d->undo_adapter)
     printf("  default undo: %s with %s\n", d->undo_adapter,
            d->undo_with ? d->undo_with : "{}");
-  printf("  inputs:\n");
+  cli_table_add(t, 1, (const char *[]){"  inputs:"});
   for (const struct adapter_input *i = d->inputs; i && i->name; i++) {
-    printf("    %-14s %-16s %s", i->name, adapter_type_name(i->type),
-           i->required ? "required" : "optional");
-    if (i->default_json)
-      printf(", default %s", i->default_json);
-    printf("\n      %s\n", i->doc ? i->doc : "");
+    snprintf(name, sizeof name, "    %s", i->name);
+    snprintf(need, sizeof need, "%s%s%s",
+             i->required ? "required" : "optional",
+             i->default_json ? ", default " : "",
+             i->default_json ? i->default_json : "");
+    cli_table_add(t, 3, (const char *[]){name, adapter_type_name(i->type),
+                                         need});
+    snprintf(doc, sizeof doc, "      %s", i->doc ? i->doc : "");
+    cli_table_add(t, 1, (const char *[]){doc});
   }
-  printf("  outputs:\n");
-  for (const struct adapter_output *o = d->outputs; o && o->name; o++)
-    printf("    %-14s %-16s %s\n", o->name, o->type, o->doc ? o->doc : "");
+  cli_table_add(t, 1, (const char *[]){"  outputs:"});
+  for (const struct adapter_output *o = d->outputs; o && o->name; o++) {
+    snprintf(name, sizeof name, "    %s", o->name);
+    cli_table_add(t, 3, (const char *[]){name, o->type,
+                                         o->doc ? o->doc : ""});
+  }
+  int code = cli_table_print(t);
+  cli_table_destroy(t);
+  return code;
 }
 
 int cli_cmd_adapters(int argc, char **argv, struct cli_ctx *ctx)
@@ -82,7 +98,8 @@ int cli_cmd_adapters(int argc, char **argv, struct cli_ctx *ctx)
     } else {
       if (found > 1)
         printf("\n");
-      print_desc(d);
+      if ((rc = print_desc(d)) != CLI_EXIT_OK)
+        return rc;
     }
   }
   if (npos == 1 && found == 0) {

@@ -4,6 +4,7 @@
 
 #include "cli/cli.h"
 #include "cli/since.h"
+#include "cli/table.h"
 
 const char *cli_run_status(struct journal *j, const struct journal_run *run)
 {
@@ -59,7 +60,11 @@ struct hctx {
   const char *status; /* as shown: a dead engine's run is interrupted */
   long limit;
   int n;
+  struct cli_table *table; /* without --json: the rows, printed at the end */
 };
+
+#define HISTORY_COLS 8
+#define HISTORY_RIGHT (1u << 6) /* TOOK */
 
 static int print_run(const struct journal_run *r, void *ud)
 {
@@ -74,19 +79,19 @@ static int print_run(const struct journal_run *r, void *ud)
     cli_print_json(v);
     json_decref(v);
   } else {
-    if (h->n == 0)
-      printf("%-26s  %-20s %-8s %-10s %-11s %-19s %8s  %s\n", "RUN",
-             "WORKFLOW", "ENV", "RELEASE", "STATUS", "STARTED", "TOOK",
-             "ACTOR");
-    printf("%-26s  %-20s %-8s %-10s %-11s %-19s %8s  %s\n", r->id,
-           cli_safe(r->workflow, wf, sizeof wf),
-           *r->env ? cli_safe(r->env, env, sizeof env) : "-",
-           *r->release ? cli_safe(r->release, rel, sizeof rel) : "-",
-           cli_run_status(h->j, r), cli_time(r->created_ms, t, sizeof t),
-           r->finished_ms ? cli_duration(r->finished_ms - r->created_ms, d,
-                                         sizeof d)
-                          : "-",
-           cli_safe(r->actor, actor, sizeof actor));
+    const char *row[HISTORY_COLS] = {
+      r->id,
+      cli_safe(r->workflow, wf, sizeof wf),
+      *r->env ? cli_safe(r->env, env, sizeof env) : "-",
+      *r->release ? cli_safe(r->release, rel, sizeof rel) : "-",
+      cli_run_status(h->j, r),
+      cli_time(r->created_ms, t, sizeof t),
+      r->finished_ms ? cli_duration(r->finished_ms - r->created_ms, d,
+                                    sizeof d)
+                     : "-",
+      cli_safe(r->actor, actor, sizeof actor),
+    };
+    cli_table_add(h->table, HISTORY_COLS, row);
   }
   h->n++;
   return 0;
@@ -138,7 +143,14 @@ int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
    * as running whose engine is gone is shown (and found) as
    * interrupted. */
   struct journal_run_filter f = {workflow, env, release, NULL, since_ms, 0};
-  struct hctx h = {ctx, j, status, limit, 0};
+  struct hctx h = {ctx, j, status, limit, 0, NULL};
+  if (!ctx->json) {
+    static const char *const head[HISTORY_COLS] = {
+      "RUN", "WORKFLOW", "ENV", "RELEASE", "STATUS", "STARTED", "TOOK",
+      "ACTOR"};
+    h.table = cli_table_create(HISTORY_COLS, HISTORY_RIGHT);
+    cli_table_add(h.table, HISTORY_COLS, head);
+  }
   int rc = journal_run_foreach(j, &f, print_run, &h, &err);
   if (rc == 1)
     rc = 0;
@@ -147,7 +159,10 @@ int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
     code = cli_exit_for(rc);
   } else if (h.n == 0 && !ctx->json) {
     printf("no runs\n");
+  } else if (!ctx->json) {
+    code = cli_table_print(h.table);
   }
+  cli_table_destroy(h.table);
   journal_close(j);
   return code;
 }

@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/table.h"
+#include "common/utf8.h"
 
 static const char *phase_name(enum journal_phase p)
 {
@@ -95,6 +97,12 @@ static void step_outcome(const struct journal_replay *rp, size_t i,
       snprintf(out, n, "failed");
 }
 
+#define STATE_COLS 6
+#define STATE_RIGHT (1u << 3 | 1u << 4) /* START, TOOK */
+#define EVENT_COLS 4
+#define EVENT_RIGHT (1u << 0)           /* SEQ */
+#define PAYLOAD_MAX 160                 /* bytes of a payload shown */
+
 static int collect_event(const struct journal_event *ev, void *ud)
 {
   json_t *a = ud;
@@ -121,6 +129,7 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
   struct journal_replay rp = {0};
   struct cairn_error err = {0};
   json_t *evs = NULL;
+  struct cli_table *table = NULL;
   int npos = 0, have_run = 0, have_rp = 0;
   char t[32], d[32], b1[2048], b2[256];
   int code = cli_parse(argc, argv, ctx, opts, "cairn show RUN [--events] "
@@ -206,8 +215,6 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
   if (run.finished_ms)
     printf("took      %s\n",
            cli_duration(run.finished_ms - run.created_ms, d, sizeof d));
-  printf("\n%-28s %-10s %-12s %8s %8s  %s\n", "STATE", "KIND", "OUTCOME",
-         "START", "TOOK", "DETAIL");
   /* The states of an instance of a map over a used workflow come right
    * after it, not interleaved with those of the other instances. */
   size_t *order = calloc(rp.nsteps + 1, sizeof *order), norder = 0;
@@ -228,6 +235,10 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
         put[k] = 1;
       }
   }
+  static const char *const state_head[STATE_COLS] = {
+    "STATE", "KIND", "OUTCOME", "START", "TOOK", "DETAIL"};
+  table = cli_table_create(STATE_COLS, STATE_RIGHT);
+  cli_table_add(table, STATE_COLS, state_head);
   for (size_t oi = 0; oi < norder; oi++) {
     size_t i = order[oi];
     const struct journal_step *s = &rp.steps[i];
@@ -251,43 +262,67 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
      * their undo steps) indented under their state */
     snprintf(path, sizeof path, "%*s%s", 2 * cli_path_depth(s->path), "",
              cli_safe(s->path, b2, sizeof b2));
-    printf("%-28s %-10s %-12s %8s %8s  %s\n", path,
-           s->kind ? s->kind : "", outcome, start, took,
-           cli_safe(detail, b1, sizeof b1));
-    /* Turning TLS verification off must not pass unnoticed in review. */
+    const char *row[STATE_COLS] = {path, s->kind ? s->kind : "", outcome,
+                                   start, took,
+                                   cli_safe(detail, b1, sizeof b1)};
+    cli_table_add(table, STATE_COLS, row);
+    /* The note and the log lines under a state begin in its KIND column.
+     * Turning TLS verification off must not pass unnoticed in review. */
     if (json_is_true(json_object_get(s->inputs, "insecure")))
-      printf("%-28s ! TLS not verified (insecure: true)\n", "");
+      cli_table_add(table, 2, (const char *[]){"", "! TLS not verified "
+                                                   "(insecure: true)"});
     char *tail = logs ? log_tail(j, run.id, s) : NULL;
     for (char *l = tail, *nl; l && *l; l = nl) {
-      char line[4 * 2048 + 1]; /* a tail is at most 2 KiB */
+      char line[4 * 2048 + 1], bar[4 * 2048 + 3]; /* a tail is 2 KiB */
       nl = strchr(l, '\n');
       if (nl)
         *nl++ = '\0';
       else
         nl = l + strlen(l);
-      printf("%-28s | %s\n", "", cli_safe(l, line, sizeof line));
+      snprintf(bar, sizeof bar, "| %s", cli_safe(l, line, sizeof line));
+      cli_table_add(table, 2, (const char *[]){"", bar});
     }
     free(tail);
   }
   free(order);
   free(put);
-  if (events) {
-    printf("\n%6s %-16s %-24s %s\n", "SEQ", "KIND", "STATE", "PAYLOAD");
+  printf("\n");
+  code = cli_table_print(table);
+  if (events && code == CLI_EXIT_OK) {
+    static const char *const event_head[EVENT_COLS] = {"SEQ", "KIND",
+                                                       "STATE", "PAYLOAD"};
+    cli_table_destroy(table);
+    table = cli_table_create(EVENT_COLS, EVENT_RIGHT);
+    cli_table_add(table, EVENT_COLS, event_head);
     size_t i;
     json_t *ev;
     json_array_foreach(evs, i, ev) {
       char *pl = json_dumps(json_object_get(ev, "payload"),
                             JSON_COMPACT | JSON_SORT_KEYS);
-      printf("%6lld %-16s %-24s %.160s\n",
-             (long long)json_integer_value(json_object_get(ev, "seq")),
-             json_string_value(json_object_get(ev, "kind")),
-             cli_safe(json_string_value(json_object_get(ev, "state")), b2,
-                      sizeof b2),
-             pl ? cli_safe(pl, b1, sizeof b1) : "");
+      char seq[24], cut[PAYLOAD_MAX + 1];
+      const char *p = pl ? cli_safe(pl, b1, sizeof b1) : "";
+      snprintf(seq, sizeof seq, "%lld",
+               (long long)json_integer_value(json_object_get(ev, "seq")));
+      /* cut as before, at PAYLOAD_MAX bytes, but not inside a character */
+      if (strlen(p) > PAYLOAD_MAX) {
+        size_t keep = cairn_utf8_cut(p, PAYLOAD_MAX);
+        memcpy(cut, p, keep);
+        cut[keep] = '\0';
+        p = cut;
+      }
+      const char *row[EVENT_COLS] = {
+        seq, json_string_value(json_object_get(ev, "kind")),
+        cli_safe(json_string_value(json_object_get(ev, "state")), b2,
+                 sizeof b2),
+        p};
+      cli_table_add(table, EVENT_COLS, row);
       free(pl);
     }
+    printf("\n");
+    code = cli_table_print(table);
   }
 out:
+  cli_table_destroy(table);
   json_decref(evs);
   if (have_rp)
     journal_replay_release(&rp);

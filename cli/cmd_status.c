@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/table.h"
 
 struct sctx {
   struct cli_ctx *ctx;
@@ -59,14 +60,23 @@ static int status_row(const struct journal_run *r, void *ud)
   return 0;
 }
 
-static void print_rows(struct sctx *s)
+#define STATUS_COLS 7
+
+/* Prints the rows; returns 0 or the exit code of a table that failed. */
+static int print_rows(struct sctx *s)
 {
   size_t i;
   json_t *k;
   char t[32], wf[256], env_s[256], rel_s[256], actor[256];
-  if (!s->ctx->json && json_array_size(s->order))
-    printf("%-20s %-8s %-10s %-26s %-19s %-16s %s\n", "WORKFLOW", "ENV",
-           "RELEASE", "RUN", "DEPLOYED", "BY", "IN PROGRESS");
+  static const char *const head[STATUS_COLS] = {
+    "WORKFLOW", "ENV", "RELEASE", "RUN", "DEPLOYED", "BY", "IN PROGRESS"};
+  struct cli_table *table = NULL;
+  int code = CLI_EXIT_OK;
+
+  if (!s->ctx->json) {
+    table = cli_table_create(STATUS_COLS, 0);
+    cli_table_add(table, STATUS_COLS, head);
+  }
   json_array_foreach(s->order, i, k) {
     json_t *row = json_object_get(s->rows, json_string_value(k));
     json_t *live = json_object_get(row, "live");
@@ -87,21 +97,28 @@ static void print_rows(struct sctx *s)
       run = unfinished;
     }
     const char *rel = json_string_value(json_object_get(live, "release"));
-    printf("%-20s %-8s %-10s %-26s %-19s %-16s %s\n",
-           cli_safe(json_string_value(json_object_get(row, "workflow")), wf,
-                    sizeof wf),
-           *env ? cli_safe(env, env_s, sizeof env_s) : "-",
-           live ? (rel && *rel ? cli_safe(rel, rel_s, sizeof rel_s) : "-")
-                : "(none)",
-           live ? json_string_value(json_object_get(live, "run")) : "-",
-           live ? cli_time(json_integer_value(json_object_get(
-                               live, "finished_ms")), t, sizeof t)
-                : "-",
-           live ? cli_safe(json_string_value(json_object_get(live, "actor")),
-                           actor, sizeof actor)
-                : "-",
-           run ? run : "no");
+    const char *cells[STATUS_COLS] = {
+      cli_safe(json_string_value(json_object_get(row, "workflow")), wf,
+               sizeof wf),
+      *env ? cli_safe(env, env_s, sizeof env_s) : "-",
+      live ? (rel && *rel ? cli_safe(rel, rel_s, sizeof rel_s) : "-")
+           : "(none)",
+      live ? json_string_value(json_object_get(live, "run")) : "-",
+      live ? cli_time(json_integer_value(json_object_get(live,
+                                                         "finished_ms")),
+                      t, sizeof t)
+           : "-",
+      live ? cli_safe(json_string_value(json_object_get(live, "actor")),
+                      actor, sizeof actor)
+           : "-",
+      run ? run : "no",
+    };
+    cli_table_add(table, STATUS_COLS, cells);
   }
+  if (!s->ctx->json)
+    code = cli_table_print(table);
+  cli_table_destroy(table);
+  return code;
 }
 
 int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx)
@@ -133,7 +150,7 @@ int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx)
     } else if (json_array_size(s.order) == 0 && !ctx->json) {
       printf("no runs\n");
     } else {
-      print_rows(&s);
+      code = print_rows(&s);
     }
     json_decref(s.rows);
     json_decref(s.order);

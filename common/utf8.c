@@ -1,6 +1,9 @@
 /* UTF-8 checks for text that goes into JSON: jansson refuses a string that
- * is not valid UTF-8, and a field it refuses would be left out silently. */
+ * is not valid UTF-8, and a field it refuses would be left out silently.
+ * Also the length in characters the CLI's tables align columns by. */
 #include "common/utf8.h"
+
+#include <string.h>
 
 size_t cairn_utf8_char_len(const unsigned char *s, size_t len)
 {
@@ -56,6 +59,18 @@ size_t cairn_utf8_cut(const char *s, size_t n)
   /* at most 3 continuation bytes follow a character's first */
   for (int k = 0; k < 3 && n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80; k++)
     n--;
+  return n;
+}
+
+size_t cairn_utf8_chars(const char *s)
+{
+  const unsigned char *p = (const unsigned char *)s;
+  size_t len = strlen(s), n = 0;
+
+  for (size_t i = 0; i < len; n++) {
+    size_t c = cairn_utf8_char_len(p + i, len - i);
+    i += c ? c : 1;
+  }
   return n;
 }
 

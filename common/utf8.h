@@ -1,5 +1,6 @@
 /* Text for JSON from bytes that may not be UTF-8: a child's output, a
- * server's message, a message cut at a fixed size. */
+ * server's message, a message cut at a fixed size; and how many
+ * characters such text takes in a column. */
 #ifndef CAIRN_UTF8_H
 #define CAIRN_UTF8_H
 
@@ -19,6 +20,12 @@ size_t cairn_utf8_char_len(const unsigned char *s, size_t len);
  * two: n, or less when s[n] continues a character. s has more than n
  * bytes. */
 size_t cairn_utf8_cut(const char *s, size_t n);
+
+/* How many characters the NUL-terminated s holds: one for each valid
+ * UTF-8 character and one for each byte that begins none (a terminal
+ * shows it as one replacement character). Not display columns: a wide
+ * (CJK) character counts one, a combining mark one. */
+size_t cairn_utf8_chars(const char *s);
 
 /* The last line of s[0..len) that holds more than blanks, trimmed of
  * blanks and '\r' on both sides: its start (in s) and *n its length; s

@@ -187,7 +187,7 @@ test_expect_success 'show of the failed run: the failed state and why' '
 
 test_expect_success 'show --events lists every event of the run' '
 	cairn show --events "$R1" >out &&
-	sed -n "/^   SEQ KIND/,\$p" out | sed 1d >events &&
+	sed -n "/^ *SEQ  KIND /,\$p" out | sed 1d >events &&
 	awk "{print \$1, \$2}" events >actual &&
 	q "SELECT seq, kind FROM events WHERE run_id = '\''$R1'\'' ORDER BY seq" | tr "|" " " >expect &&
 	test_cmp expect actual

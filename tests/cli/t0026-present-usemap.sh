@@ -339,10 +339,14 @@ test_expect_success 'plan: a map the happy path never enters has one line, STATE
 # ---- show and report ------------------------------------------------------------
 
 # table RUN: the state, kind and outcome columns of cairn show's table, the
-# indentation kept (the columns after them hold timings).
+# indentation and padding kept, cut after the outcome (the columns after
+# it hold timings).
 table() {
 	cairn show "$1" >shown &&
-	sed -n "/^STATE /,/^\$/p" shown | sed 1d | cut -c1-52 | sed "s/ *\$//"
+	sed -n "/^STATE /,/^\$/p" shown |
+	awk 'NR == 1 { at = index($0, "OUTCOME"); next }
+	     NF { o = substr($0, at); sub(/ .*/, "", o)
+	          print substr($0, 1, at - 1) o }'
 }
 
 test_expect_success 'run it three ways: it succeeds; a map instance fails and rolls back; the check in db fails db' '
@@ -357,24 +361,24 @@ test_expect_success 'run it three ways: it succeeds; a map instance fails and ro
 test_expect_success 'show: states of used workflows and map instances are indented under their state' '
 	table "$(cat ok.id)" >actual &&
 	cat >expect <<-\EOF &&
-	prep                         do         succeeded
-	db                           use        succeeded
-	  db/start                   do         succeeded
-	  db/core                    use        succeeded
-	    db/core/boot             do         succeeded
-	    db/core/ok               succeed    passed
-	  db/ping                    map        passed
-	    db/ping/x                instance   succeeded
-	    db/ping/y                instance   succeeded
-	  db/check                   do         succeeded
-	  db/done                    succeed    passed
-	health                       map        passed
-	  health/auth                instance   succeeded
-	  health/api                 instance   succeeded
-	cache                        use        succeeded
-	  cache/boot                 do         succeeded
-	  cache/ok                   succeed    passed
-	done                         succeed    passed
+	prep              do        succeeded
+	db                use       succeeded
+	  db/start        do        succeeded
+	  db/core         use       succeeded
+	    db/core/boot  do        succeeded
+	    db/core/ok    succeed   passed
+	  db/ping         map       passed
+	    db/ping/x     instance  succeeded
+	    db/ping/y     instance  succeeded
+	  db/check        do        succeeded
+	  db/done         succeed   passed
+	health            map       passed
+	  health/auth     instance  succeeded
+	  health/api      instance  succeeded
+	cache             use       succeeded
+	  cache/boot      do        succeeded
+	  cache/ok        succeed   passed
+	done              succeed   passed
 	EOF
 	test_cmp expect actual &&
 	test_grep -E "^db  +use +succeeded .*\{\"url\":\"db://127.0.0.1:6000\"\}$" shown
@@ -383,14 +387,14 @@ test_expect_success 'show: states of used workflows and map instances are indent
 test_expect_success 'show: a map with a failed instance failed, and undo paths are as deep as what they undo' '
 	table "$(cat rb.id)" | sed -n "/^health /,\$p" >actual &&
 	cat >expect <<-\EOF &&
-	health                       map        failed
-	  health/auth                instance   succeeded
-	  health/api                 instance   failed
-	  undo:health/auth           undo       succeeded
-	    undo:db/ping/y           undo       succeeded
-	    undo:db/ping/x           undo       succeeded
-	    undo:db/core/boot        undo       succeeded
-	  undo:db/start              undo       succeeded
+	health                 map       failed
+	  health/auth          instance  succeeded
+	  health/api           instance  failed
+	  undo:health/auth     undo      succeeded
+	    undo:db/ping/y     undo      succeeded
+	    undo:db/ping/x     undo      succeeded
+	    undo:db/core/boot  undo      succeeded
+	  undo:db/start        undo      succeeded
 	EOF
 	test_cmp expect actual
 '
@@ -398,20 +402,20 @@ test_expect_success 'show: a map with a failed instance failed, and undo paths a
 test_expect_success 'show: a use state whose workflow failed failed' '
 	table "$(cat usefail.id)" >actual &&
 	cat >expect <<-\EOF &&
-	prep                         do         succeeded
-	db                           use        failed
-	  db/start                   do         succeeded
-	  db/core                    use        succeeded
-	    db/core/boot             do         succeeded
-	    db/core/ok               succeed    passed
-	  db/ping                    map        passed
-	    db/ping/x                instance   succeeded
-	    db/ping/y                instance   succeeded
-	  db/check                   do         failed
-	  db/repair                  do         succeeded
-	  db/broken                  fail       passed
-	cleanup                      do         succeeded
-	failed                       fail       passed
+	prep              do        succeeded
+	db                use       failed
+	  db/start        do        succeeded
+	  db/core         use       succeeded
+	    db/core/boot  do        succeeded
+	    db/core/ok    succeed   passed
+	  db/ping         map       passed
+	    db/ping/x     instance  succeeded
+	    db/ping/y     instance  succeeded
+	  db/check        do        failed
+	  db/repair       do        succeeded
+	  db/broken       fail      passed
+	cleanup           do        succeeded
+	failed            fail      passed
 	EOF
 	test_cmp expect actual
 '

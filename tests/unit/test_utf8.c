@@ -1,5 +1,5 @@
-/* common/utf8.c: text from outside made fit for JSON, and the last line
- * of a command's output. */
+/* common/utf8.c: text from outside made fit for JSON, how many
+ * characters it holds, and the last line of a command's output. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -73,6 +73,22 @@ static void test_cut(void **state)
   assert_int_equal(cairn_utf8_cut(s, 5), 5);  /* after € */
 }
 
+static void test_chars(void **state)
+{
+  (void)state;
+  assert_int_equal(cairn_utf8_chars(""), 0);
+  assert_int_equal(cairn_utf8_chars("1.0.0"), 5);
+  /* é, €, 😀: one each, whatever their bytes */
+  assert_int_equal(cairn_utf8_chars("caf\xc3\xa9"), 4);
+  assert_int_equal(cairn_utf8_chars("\xe2\x82\xac 5"), 3);
+  assert_int_equal(cairn_utf8_chars("\xf0\x9f\x98\x80!"), 2);
+  /* a byte that begins no character is one, and does not swallow the
+   * valid character after it; a character cut at the end, a byte each */
+  assert_int_equal(cairn_utf8_chars("caf\xe9!"), 5);
+  assert_int_equal(cairn_utf8_chars("\xe2\xc3\xa9"), 2);
+  assert_int_equal(cairn_utf8_chars("ok\xe2\x82"), 4);
+}
+
 static void expect_last(const char *s, const char *want)
 {
   size_t n = 12345;
@@ -103,6 +119,7 @@ int main(void)
     cmocka_unit_test(test_scrub_replaces_each_bad_byte),
     cmocka_unit_test(test_char_len),
     cmocka_unit_test(test_cut),
+    cmocka_unit_test(test_chars),
     cmocka_unit_test(test_last_line),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
