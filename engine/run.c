@@ -922,7 +922,7 @@ static void on_done(struct adapter_call *call, const struct adapter_result *res)
   struct engine__task *t = call->data;
 
   if (res->secrets && !t->probing)
-    engine__learn_secrets(t->rt, res->secrets);
+    engine__learn_secrets(t->rt, res->secrets, t->path);
   free(call);
   t->call = NULL;
   json_decref(t->call_inputs);

@@ -318,8 +318,11 @@ int engine__lock_orphans(struct journal *j, const char *workflow,
 /* Does any string in v contain "***" (journaled with a secret redacted)? */
 int engine__has_redaction(json_t *v);
 /* Adds secrets a call made (NAME -> value) to the scope and the
- * redaction list. */
-void engine__learn_secrets(struct engine__rt *rt, json_t *secrets);
+ * redaction list; from (borrowed) is the path of the step that gave them.
+ * A value under ENGINE_SECRET_MIN characters stops the run (rt->fatal,
+ * rt->err naming the secret and the step). */
+void engine__learn_secrets(struct engine__rt *rt, json_t *secrets,
+                           const char *from);
 /* Adds the value s (borrowed; NULL and "" ignored) to the redaction list
  * once, as it is and as JSON escapes it. 0; CAIRN_E_INVAL with err saying
  * that `what` (say "secret DB_PASSWORD") is too short, under

@@ -67,7 +67,8 @@ int engine__learn_value(struct engine__rt *rt, const char *s,
   return rc;
 }
 
-void engine__learn_secrets(struct engine__rt *rt, json_t *secrets)
+void engine__learn_secrets(struct engine__rt *rt, json_t *secrets,
+                           const char *from)
 {
   const char *name;
   json_t *v;
@@ -82,9 +83,10 @@ void engine__learn_secrets(struct engine__rt *rt, json_t *secrets)
      * and later states render from this one. */
     json_object_set_new(json_object_get(rt->scope, "secrets"), name,
                         json_string(s));
-    snprintf(what, sizeof what, "secret %s", name);
+    snprintf(what, sizeof what, "secret %s (from state '%s')", name, from);
     /* too short (an env file edited by hand): the run stops before a
-     * state could show it */
+     * state could show it; once the value is fixed, resume runs the step
+     * again */
     if ((rc = engine__learn_value(rt, s, what, rt->err)) != 0) {
       if (!rt->fatal)
         rt->fatal = rc;
@@ -184,7 +186,7 @@ int engine__restore_secrets(struct engine__rt *rt,
                          "run %s", s->path, rt->run_id);
       return rc;
     }
-    engine__learn_secrets(rt, secrets);
+    engine__learn_secrets(rt, secrets, s->path);
     json_decref(secrets);
   }
   return 0;

@@ -8,7 +8,8 @@
 # after redaction), and for an object rendered into text. A run that
 # learns more secret values than its redaction list holds stops instead
 # of showing one. A secret value under 4 characters is refused: run,
-# resume, validate (a default, a with literal), a map instance.
+# resume, validate (a default, a with literal), a map instance, a value
+# secrets.generate read back from an edited file.
 . "$(dirname "$0")/lib.sh"
 . "$CAIRN_TEST_LIB_DIR/netlib.sh"
 
@@ -293,6 +294,30 @@ test_expect_success 'a map item given to a secret param under 4 characters fails
 	test_must_fail_with 1 cairn run mshort.yaml >out 2>&1 &&
 	test_grep "m/xy failed: secret param .pw. is 2 characters long: too short" out &&
 	test "$(q "SELECT status FROM runs")" = failed
+'
+
+test_expect_success 'a generated secret an edited file made too short stops the run; fixed, resume carries on' '
+	rm -rf .cairn &&
+	write_workflow gen.yaml <<-\EOF &&
+	cairn: 1
+	name: gen
+	secrets: [GTOKEN]
+	start: g
+	states:
+	  g: { do: secrets.generate, with: { file: gen.env, names: [GTOKEN] }, next: use }
+	  use: { do: exec, with: { argv: [sh, -c, "echo {{ secrets.GTOKEN }} >gen.used"] }, next: done }
+	  done: { succeed: true }
+	EOF
+	(umask 077 && printf "GTOKEN=ab\n" >gen.env) &&
+	test_must_fail_with 2 cairn run gen.yaml >out 2>&1 &&
+	test_grep "^cairn: secret GTOKEN (from state .g.) is 2 characters long: too short" out &&
+	test_path_is_missing gen.used &&
+	test "$(q "SELECT status FROM runs")" = running &&
+	(umask 077 && printf "GTOKEN=long-enough-1\n" >gen.env) &&
+	cairn resume >out &&
+	echo long-enough-1 >expect &&
+	test_cmp expect gen.used &&
+	test "$(q "SELECT status FROM runs")" = succeeded
 '
 
 test_done
