@@ -360,6 +360,17 @@ int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
                           "run", r->run_id, "status", status, "exit_code",
                           code, "state", r->state, "message", r->message,
                           "duration_ms", (json_int_t)r->duration_ms);
+    if (v && r->outcome == ENGINE_WAITING) {
+      /* the steps to decide, for a script's --assume PATH=... */
+      json_t *steps = json_array();
+      for (const char *l = r->decide, *nl; steps && *l; l = nl + 1) {
+        nl = strchr(l, '\n');
+        if (nl == NULL)
+          break;
+        json_array_append_new(steps, json_stringn(l, (size_t)(nl - l)));
+      }
+      json_object_set_new(v, "decide", steps);
+    }
     cli_print_json(v);
     json_decref(v);
     return code;

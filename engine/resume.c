@@ -342,7 +342,11 @@ static const char *answer_for(struct question *q, const char *path,
 static void question_add(struct question *q, struct engine__rt *rt,
                          const char *path, int attempt, const char *next)
 {
-  size_t len = strlen(q->list);
+  size_t len = strlen(q->list), dlen = strlen(rt->res->decide);
+  /* whole paths only: a script decides each one by name */
+  if (dlen + strlen(path) + 2 <= sizeof rt->res->decide)
+    snprintf(rt->res->decide + dlen, sizeof rt->res->decide - dlen, "%s\n",
+             path);
   if (q->n++ == 0) {
     snprintf(rt->res->state, sizeof rt->res->state, "%s", path);
     snprintf(q->first, sizeof q->first, "%s", path);
@@ -922,6 +926,7 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   if (settled) {
     q.n = 0;
     res->state[0] = '\0';
+    res->decide[0] = '\0';
   }
   /* --assume answers a question; refused (nothing journaled) when there
    * is none, rather than journaled as a decision nothing needed. */

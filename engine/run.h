@@ -36,6 +36,8 @@ struct engine_result {
                            "rolled_back", "rollback_failed"), or "" */
   char state[256];      /* the failed/undecided state, "" otherwise */
   char message[2048];   /* why it failed / what decision is needed */
+  char decide[2048];    /* ENGINE_WAITING: each step to decide (--assume
+                           PATH=...), one path a line; as many as fit */
   int64_t duration_ms;
 };
 

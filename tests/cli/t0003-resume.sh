@@ -534,6 +534,8 @@ test_expect_success 'two branches interrupted: only the one that needs it is ask
 	test_must_fail_with 3 cairn resume >out &&
 	test_grep "needs a decision: state .both/ask. was running (attempt 1)" out &&
 	test_grep ! "both/idem" out &&
+	test_must_fail_with 3 cairn resume --json >out.json &&
+	tail -n 1 out.json | jq -e ".decide == [\"both/ask\"]" &&
 	journal_state >after &&
 	test_cmp before after &&
 	touch go &&

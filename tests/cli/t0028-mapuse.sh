@@ -298,6 +298,8 @@ test_expect_success 'kill -9 inside instances: one question names each instance'
 	test_must_fail_with 3 cairn resume >rout 2>&1 &&
 	grep -F "2 steps were running when the run stopped" rout &&
 	grep -F "'"'"'svc/a/down'"'"' (attempt 1, then svc/a/done), '"'"'svc/b/down'"'"' (attempt 1, then svc/b/done)" rout &&
+	test_must_fail_with 3 cairn resume --json >rj &&
+	tail -n 1 rj | jq -e ".kind == \"result\" and .status == \"waiting\" and .state == \"svc/a/down\" and .decide == [\"svc/a/down\", \"svc/b/down\"]" &&
 	j "SELECT count(*) FROM events" >after &&
 	test_cmp before after
 '
