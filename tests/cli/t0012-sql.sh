@@ -268,14 +268,16 @@ test_expect_success 'a wrong password fails with the server message, not the pas
 '
 
 # A COMMIT that outlives psql: a deferred trigger on the history table
-# sleeps 2s at COMMIT; the state's timeout (1s) kills psql meanwhile, but
+# sleeps 6s at COMMIT; the state's timeout (3s) kills psql meanwhile, but
 # the server finishes the COMMIT. What the state reports must be what the
-# database holds: version 1, 001_slow applied.
+# database holds: version 1, 001_slow applied. (With 2s and 1s, a loaded
+# machine could kill psql before it had sent the COMMIT: the server then
+# rolled the migration back, and the test saw version 0.)
 mkdir slowmig
 cat >slowmig/001_slow.up.sql <<\EOF
 CREATE TABLE slow_t (id int);
 CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql
-  AS $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$;
+  AS $$ BEGIN PERFORM pg_sleep(6); RETURN NULL; END $$;
 CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON slow_migrations
   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();
 EOF
@@ -295,14 +297,14 @@ states:
       dir: slowmig
       table: slow_migrations
       db: "postgres://cairn@127.0.0.1:{{ env.PGPORT_T }}/app?sslmode=disable"
-    timeout: 1s
+    timeout: 3s
     next: done
   done: { succeed: true }
 EOF
 
 test_expect_success 'a COMMIT that completes after the timeout killed psql: the outputs say so' '
 	PGPASSWORD=$PW test_must_fail_with 1 cairn run slow.yaml >out 2>&1 &&
-	test_grep "timed out after 1s (the database is at version 1)" out &&
+	test_grep "timed out after 3s (the database is at version 1)" out &&
 	pg -c "SELECT version FROM slow_migrations ORDER BY version" >actual &&
 	echo 1 >expect &&
 	test_cmp expect actual &&
