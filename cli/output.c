@@ -370,6 +370,8 @@ int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
         json_array_append_new(steps, json_stringn(l, (size_t)(nl - l)));
       }
       json_object_set_new(v, "decide", steps);
+      json_object_set_new(v, "decide_complete",
+                          json_boolean(!r->decide_more));
     }
     cli_print_json(v);
     json_decref(v);

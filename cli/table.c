@@ -31,7 +31,7 @@ struct cli_table *cli_table_create(size_t ncols, unsigned right)
 {
   struct cli_table *t;
 
-  if (ncols == 0)
+  if (ncols == 0 || ncols > 8 * sizeof right) /* a bit of right each */
     return NULL;
   t = calloc(1, sizeof *t + ncols * sizeof t->width[0]);
   if (t) {

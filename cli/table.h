@@ -12,7 +12,7 @@
 
 struct cli_table;
 
-/* A table of ncols columns (at least 1); right has a bit (1u << i) for
+/* A table of ncols columns (1 to 32); right has a bit (1u << i) for
  * each column i aligned to the right (a sequence number, a duration).
  * NULL when out of memory, which cli_table_add and cli_table_print take
  * as a table that failed. Owned by the caller: cli_table_destroy. */

@@ -37,6 +37,7 @@
 
 #include "adapters/adapter.h"
 #include "common/huge.h"
+#include "common/utf8.h"
 #include "engine/duration.h"
 #include "engine/template.h"
 #include "engine/yaml_tree.h"
@@ -1241,13 +1242,12 @@ static int check_literal_param(struct loader *L,
 
   if (p == NULL || node_templated(v))
     return 0;
-  if (p->secret && v->type == Y_SCALAR && v->text[0] != '\0' &&
-      strlen(v->text) < ENGINE_SECRET_MIN)
+  size_t vn = v->type == Y_SCALAR ? cairn_utf8_chars(v->text) : 0;
+  if (p->secret && vn > 0 && vn < ENGINE_SECRET_MIN)
     return lerr(L, v, "the value of secret param '%s' of '%s' in the 'with' "
                 "of %s is %zu character%s long: too short to keep out of the "
                 "output (hint: give it at least %d characters)", key->text,
-                sub->file, subj, strlen(v->text),
-                strlen(v->text) == 1 ? "" : "s", ENGINE_SECRET_MIN);
+                sub->file, subj, vn, vn == 1 ? "" : "s", ENGINE_SECRET_MIN);
   if ((rc = node_json(L, v, &val)) != 0)
     return rc;
   rc = engine_param_value(p, val, &out, &e);
@@ -1813,13 +1813,13 @@ static int parse_param(struct loader *L, struct engine_param *p,
     if (p->secret && p->type != ENGINE_PARAM_STRING)
       return lerr(L, v, "'secret' in %s only applies to strings (hint: "
                   "remove it, or declare 'type: string')", subj);
-    if (p->secret && dv != NULL && dv->type == Y_SCALAR &&
-        dv->text[0] != '\0' && strlen(dv->text) < ENGINE_SECRET_MIN)
+    size_t dn = dv != NULL && dv->type == Y_SCALAR
+                    ? cairn_utf8_chars(dv->text) : 0;
+    if (p->secret && dn > 0 && dn < ENGINE_SECRET_MIN)
       return lerr(L, dv, "the default of secret param '%s' is %zu "
                   "character%s long: too short to keep out of the output "
                   "(hint: give it at least %d characters, or no default)",
-                  p->name, strlen(dv->text), strlen(dv->text) == 1 ? "" : "s",
-                  ENGINE_SECRET_MIN);
+                  p->name, dn, dn == 1 ? "" : "s", ENGINE_SECRET_MIN);
   }
   /* The release is the label the journal records for the run, shows in
    * `history` and matches in promotion gates: a text, never a secret. */

@@ -311,11 +311,14 @@ struct question {
   char first[256];        /* the first one's path, */
   int first_attempt;      /* its attempt */
   char first_next[320];   /* and where it goes on to ("" at an end) */
-  char list[1000];        /* "'P' (attempt N, then Q)", ... the first few */
+  char list[900];         /* "'P' (attempt N, then Q)", ... the first few
+                             (with the command, within res->message) */
   int list_full;          /* list stopped short */
   const struct engine_options *opt;
   unsigned char *used;    /* per opt->assume_steps[i]: it decided a step */
   int generic_used;       /* opt->assume decided a step */
+  int own_asked;          /* steps that needed asking, each decided by
+                             its own PATH=ANSWER */
 };
 
 /* The answer --assume gives for step path: a PATH=VALUE of its own (any
@@ -344,9 +347,12 @@ static void question_add(struct question *q, struct engine__rt *rt,
 {
   size_t len = strlen(q->list), dlen = strlen(rt->res->decide);
   /* whole paths only: a script decides each one by name */
-  if (dlen + strlen(path) + 2 <= sizeof rt->res->decide)
+  if (!rt->res->decide_more &&
+      dlen + strlen(path) + 2 <= sizeof rt->res->decide)
     snprintf(rt->res->decide + dlen, sizeof rt->res->decide - dlen, "%s\n",
              path);
+  else
+    rt->res->decide_more = 1;
   if (q->n++ == 0) {
     snprintf(rt->res->state, sizeof rt->res->state, "%s", path);
     snprintf(q->first, sizeof q->first, "%s", path);
@@ -371,12 +377,31 @@ static void question_say(const struct question *q, const char *run_id,
                          char *ask, size_t nask)
 {
   char cmd[700];
-  size_t len;
+  size_t len = (size_t)snprintf(cmd, sizeof cmd, "cairn resume %s", run_id);
 
-  len = (size_t)snprintf(cmd, sizeof cmd, "cairn resume %s", run_id);
-  for (size_t i = 0; i < q->opt->nassume_steps && len < sizeof cmd; i++)
+  for (size_t i = 0; i < q->opt->nassume_steps; i++) {
+    size_t more = strlen(" --assume ") + strlen(q->opt->assume_steps[i]);
+    if (len + more + 1 > sizeof cmd) {
+      /* never half an answer: a command copied must parse */
+      snprintf(cmd, sizeof cmd, "cairn resume %s [your --assume PATH=... "
+               "answers]", run_id);
+      break;
+    }
     len += (size_t)snprintf(cmd + len, sizeof cmd - len, " --assume %s",
                             q->opt->assume_steps[i]);
+  }
+  if (q->n == 1 && strncmp(q->first, JOURNAL_UNDO_PREFIX,
+                           strlen(JOURNAL_UNDO_PREFIX)) == 0) {
+    snprintf(ask, nask,
+             "undo step '%s' was running (attempt %d) when the run stopped; "
+             "it is not idempotent and has no probe, so cairn cannot tell "
+             "whether it took effect: check, then run '%s --assume "
+             "succeeded' to count it as done and go on with the rollback, "
+             "or '--assume failed' to end the rollback as rollback_failed "
+             "(a later 'cairn resume' runs the undo again)",
+             q->first, q->first_attempt, cmd);
+    return;
+  }
   if (q->n == 1) {
     snprintf(ask, nask,
              "state '%s' was running (attempt %d) when the run stopped; "
@@ -483,6 +508,7 @@ static int decide(struct engine__rt *rt, const struct journal_replay *rp,
         sp->plans[i] = strcmp(a, "succeeded") == 0 ? PLAN_ASSUME_OK
                                                     : PLAN_ASSUME_BAD;
         q->generic_used |= !own;
+        q->own_asked += own && needs;
       } else if (engine__task_idempotent(t)) {
         sp->plans[i] = PLAN_NEXT;
       } else if (t->action->probe) {
@@ -598,10 +624,36 @@ static int instance_spot(struct engine__rt *rt,
   return rc;
 }
 
+/* Journals every --assume decision of the spots (main, then the
+ * instances) before any is carried on: a failure carried on first would
+ * cancel its siblings, or end a map before its later instances are
+ * carried on, and an answer the operator gave must be journaled as given
+ * (its undo planned when it said succeeded). */
+static void journal_decisions(struct engine__rt *rt, struct spot *sp,
+                              struct spot *isp, size_t nisp,
+                              const char *actor)
+{
+  for (size_t k = 0; k <= nisp; k++) {
+    struct spot *p = k == 0 ? sp : &isp[k - 1];
+    for (size_t i = 0; p->sx && i < p->sx->ntasks; i++) {
+      struct engine__task *t = &p->sx->tasks[i];
+      if (p->plans[i] != PLAN_ASSUME_OK && p->plans[i] != PLAN_ASSUME_BAD)
+        continue;
+      rt->cx = p->cx;
+      engine__emit(rt, JOURNAL_EV_DECISION_ASSUMED, t->path, t->attempt,
+                   json_pack("{s:s,s:s}", "outcome",
+                             p->plans[i] == PLAN_ASSUME_OK ? "succeeded"
+                                                           : "failed",
+                             "actor", actor));
+    }
+  }
+  rt->cx = NULL;
+}
+
 /* Carries sp on: settles the tasks decided, starts the others (a map
  * what never started, within its limit), or enters its state again. */
 static void carry_on(struct engine__rt *rt, const struct journal_replay *rp,
-                     struct spot *sp, const char *actor)
+                     struct spot *sp)
 {
   const struct engine_state *st = sp->st;
   const struct journal_step *top = sp->top;
@@ -641,10 +693,7 @@ static void carry_on(struct engine__rt *rt, const struct journal_replay *rp,
         engine__task_done(t, 0, 0, cairn_msg(t->error));
         break;
       }
-      case PLAN_ASSUME_OK:
-        engine__emit(rt, JOURNAL_EV_DECISION_ASSUMED, t->path, t->attempt,
-                     json_pack("{s:s,s:s}", "outcome", "succeeded", "actor",
-                               actor));
+      case PLAN_ASSUME_OK: /* journaled by journal_decisions */
         t->outputs = json_object();
         engine__task_done(t, 1, 0, NULL);
         break;
@@ -662,6 +711,13 @@ static void carry_on(struct engine__rt *rt, const struct journal_replay *rp,
         const struct journal_step *s = journal_replay_step(rp, t->path);
         if (use_map)
           continue; /* an instance never started: engine__map_more */
+        if (plans[i] == PLAN_ASSUME_BAD) {
+          /* the operator said it took no effect: failed, not cancelled
+           * (a cancelled branch's undo would join the plan) */
+          engine__task_done(t, 0, 0, "assumed failed after an interruption");
+          rt->cx = sp->cx;
+          continue;
+        }
         if (s == NULL || s->phase != JOURNAL_PHASE_CANCELLED)
           engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, t->path, t->attempt,
                        json_pack("{s:s,s:s}", "outcome", "cancelled", "error",
@@ -702,10 +758,7 @@ static void carry_on(struct engine__rt *rt, const struct journal_replay *rp,
       case PLAN_PROBE:
         engine__task_probe(t);
         break;
-      case PLAN_ASSUME_BAD:
-        engine__emit(rt, JOURNAL_EV_DECISION_ASSUMED, t->path, t->attempt,
-                     json_pack("{s:s,s:s}", "outcome", "failed", "actor",
-                               actor));
+      case PLAN_ASSUME_BAD: /* journaled by journal_decisions */
         t->failures++;
         cairn_msg_set(&t->error, "assumed failed after an interruption");
         if (t->failures < t->action->retry.attempts)
@@ -927,9 +980,17 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
     q.n = 0;
     res->state[0] = '\0';
     res->decide[0] = '\0';
+    res->decide_more = 0;
   }
   /* --assume answers a question; refused (nothing journaled) when there
    * is none, rather than journaled as a decision nothing needed. */
+  if (opt.assume && !q.generic_used && q.own_asked) {
+    rc = cairn_error_set(err, CAIRN_E_INVAL,
+                         "run %s: every step to decide has its own --assume "
+                         "PATH=...: the plain --assume %s would decide "
+                         "nothing (hint: leave it out)", run_id, opt.assume);
+    goto out_rt;
+  }
   if (opt.assume && !q.generic_used) {
     rc = cairn_error_set(err, CAIRN_E_INVAL,
                          "run %s has no interrupted step to decide about: "
@@ -1003,6 +1064,7 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
     goto out_rt;
   }
   engine__notify_direct(&rt);
+  journal_decisions(&rt, &main_sp, isp, nisp, actor);
 
   /* Carry on. */
   sx = NULL;
@@ -1011,7 +1073,7 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
     main_sp.sx = NULL;
     engine__undo_next(&rt); /* the next undo afresh, or the plan's end */
   } else if (undoing) {
-    carry_on(&rt, &rp, &main_sp, actor);
+    carry_on(&rt, &rp, &main_sp);
   } else if (st->kind == ENGINE_MAP && st->use_frame >= 0 && top &&
              top->inputs) {
     /* A map over a used workflow: the instances that ended are settled,
@@ -1029,16 +1091,16 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
     for (size_t k = 0; k < nisp; k++) {
       isp[k].cx->cancelled = failed && !engine__fail_late(x);
       if (rt.cur == x && isp[k].cx->owner->phase != ENGINE__TASK_DONE)
-        carry_on(&rt, &rp, &isp[k], actor);
+        carry_on(&rt, &rp, &isp[k]);
     }
     if (rt.cur == x)
-      carry_on(&rt, &rp, &main_sp, actor);
+      carry_on(&rt, &rp, &main_sp);
     if (rt.cur == x) {
       x->starting = 0;
       engine__map_more(&rt, x);
     }
   } else {
-    carry_on(&rt, &rp, &main_sp, actor);
+    carry_on(&rt, &rp, &main_sp);
   }
 
   rc = engine__rt_loop(&rt);

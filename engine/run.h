@@ -38,6 +38,7 @@ struct engine_result {
   char message[2048];   /* why it failed / what decision is needed */
   char decide[2048];    /* ENGINE_WAITING: each step to decide (--assume
                            PATH=...), one path a line; as many as fit */
+  int decide_more;      /* decide left some out */
   int64_t duration_ms;
 };
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "engine/runtime.h"
 
 /* Adds s (borrowed) to the list unless it is there. 0, or an error (also
@@ -41,7 +42,7 @@ int engine__learn_value(struct engine__rt *rt, const char *s,
     return 0;
   /* Masked wherever it occurs, a value this short would garble the
    * output, and where the *** fall would show it. */
-  size_t chars = strlen(s);
+  size_t chars = cairn_utf8_chars(s);
   if (chars < ENGINE_SECRET_MIN && !rt->opt->sim)
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "%s is %zu character%s long: too short to keep out "
@@ -188,6 +189,10 @@ int engine__restore_secrets(struct engine__rt *rt,
     }
     engine__learn_secrets(rt, secrets, s->path);
     json_decref(secrets);
+    /* too short (its file edited since): refused before resume asks or
+     * writes anything */
+    if (rt->fatal)
+      return rt->fatal;
   }
   return 0;
 }

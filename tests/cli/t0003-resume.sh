@@ -557,7 +557,8 @@ test_expect_success '--assume PATH=ANSWER decides that step, even an idempotent 
 	echo "cairn: run $RUN has no interrupted step '\''both/zz'\'': --assume both/zz=failed would decide nothing (hint: '\''cairn resume $RUN'\'' without it names the steps to decide)" >expect &&
 	test_cmp expect err &&
 	test_must_fail_with 2 cairn resume --assume both/ask=failed --assume failed 2>err &&
-	test_grep "no interrupted step to decide about: --assume failed would decide nothing" err &&
+	echo "cairn: run $RUN: every step to decide has its own --assume PATH=...: the plain --assume failed would decide nothing (hint: leave it out)" >expect &&
+	test_cmp expect err &&
 	journal_state >after &&
 	test_cmp before after &&
 	touch go &&
@@ -572,6 +573,43 @@ test_expect_success '--assume PATH=ANSWER decides that step, even an idempotent 
 	   WHERE kind = '\''run.resumed'\''" >actual &&
 	echo "[\"both/idem=succeeded\",\"both/ask=failed\"]" >expect &&
 	test_cmp expect actual
+'
+
+# Two branches that both need a decision, each with an undo.
+write_workflow twoask.yaml <<\EOF
+cairn: 1
+name: twoask
+start: both
+states:
+  both:
+    parallel:
+      a:
+        do: exec
+        with: { argv: [sh, ../long.sh, a] }
+        undo: { do: exec, with: { argv: [sh, -c, "echo undo-a >>trace.txt"] } }
+      b:
+        do: exec
+        with: { argv: [sh, ../long.sh, b] }
+        undo: { do: exec, with: { argv: [sh, -c, "echo undo-b >>trace.txt"] } }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'both branches answered failed: each journaled as decided, neither cancelled nor undone' '
+	mkdir m3 && cp twoask.yaml m3/ && cd m3 &&
+	start_run run twoask.yaml &&
+	wait_for_file a.started 10 && wait_for_file b.started 10 &&
+	kill -9 "$BGPID" &&
+	wait_run 137 &&
+	touch go &&
+	test_must_fail_with 1 cairn resume --assume both/a=failed --assume both/b=failed >out &&
+	q "SELECT state || '\'' '\'' || json_extract(payload, '\''$.outcome'\'')
+	   FROM events WHERE kind = '\''decision.assumed'\'' ORDER BY state" >actual &&
+	printf "both/a failed\nboth/b failed\n" >expect &&
+	test_cmp expect actual &&
+	test "$(q "SELECT count(*) FROM events WHERE kind = '\''action.finished'\''
+	           AND json_extract(payload, '\''$.outcome'\'') = '\''cancelled'\''")" = 0 &&
+	test_grep ! "undo-" trace.txt
 '
 
 write_workflow waits.yaml <<\EOF

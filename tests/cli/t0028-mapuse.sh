@@ -299,7 +299,7 @@ test_expect_success 'kill -9 inside instances: one question names each instance'
 	grep -F "2 steps were running when the run stopped" rout &&
 	grep -F "'"'"'svc/a/down'"'"' (attempt 1, then svc/a/done), '"'"'svc/b/down'"'"' (attempt 1, then svc/b/done)" rout &&
 	test_must_fail_with 3 cairn resume --json >rj &&
-	tail -n 1 rj | jq -e ".kind == \"result\" and .status == \"waiting\" and .state == \"svc/a/down\" and .decide == [\"svc/a/down\", \"svc/b/down\"]" &&
+	tail -n 1 rj | jq -e ".kind == \"result\" and .status == \"waiting\" and .state == \"svc/a/down\" and .decide == [\"svc/a/down\", \"svc/b/down\"] and .decide_complete" &&
 	j "SELECT count(*) FROM events" >after &&
 	test_cmp before after
 '
@@ -315,13 +315,13 @@ test_expect_success 'deciding one instance'"'"'s step: the other is asked about,
 	test_cmp before after
 '
 
-test_expect_success 'both decided, one failed: the map fails and rolls back; each decision journaled' '
+test_expect_success 'both decided, the first instance failed: the map rolls back; each decision journaled' '
 	in_dir ask &&
-	test_must_fail_with 1 cairn resume --assume svc/a/down=succeeded --assume svc/b/down=failed >rout 2>&1 &&
+	test_must_fail_with 1 cairn resume --assume svc/a/down=failed --assume svc/b/down=succeeded >rout 2>&1 &&
 	test "$(j "SELECT status FROM runs")" = failed &&
 	j "SELECT state || '"'"' '"'"'|| json_extract(payload, '"'"'$.outcome'"'"') FROM events
 	   WHERE kind = '"'"'decision.assumed'"'"' ORDER BY state" >actual &&
-	printf "svc/a/down succeeded\nsvc/b/down failed\n" >expect &&
+	printf "svc/a/down failed\nsvc/b/down succeeded\n" >expect &&
 	test_cmp expect actual &&
 	grep -x "undo-up a" ledger && grep -x "undo-up b" ledger &&
 	stop_served

@@ -240,6 +240,8 @@ test_expect_success 'a secret or secret param under 4 characters is refused, not
 	test_cmp expect out &&
 	TOKEN=c test_must_fail_with 2 cairn run short.yaml 2>err &&
 	test_grep "secret TOKEN (from the environment) is 1 character long" err &&
+	TOKEN=ééé test_must_fail_with 2 cairn run short.yaml 2>err &&
+	test_grep "secret TOKEN (from the environment) is 3 characters long" err &&
 	TOKEN=abcd test_must_fail_with 2 cairn run short.yaml --set pw=xyz 2>err &&
 	test_grep "^cairn: secret param .pw. is 3 characters long: too short" err &&
 	test_grep ! xyz err &&
@@ -318,6 +320,32 @@ test_expect_success 'a generated secret an edited file made too short stops the 
 	echo long-enough-1 >expect &&
 	test_cmp expect gen.used &&
 	test "$(q "SELECT status FROM runs")" = succeeded
+'
+
+test_expect_success 'resume refuses a generated secret its file made too short before it asks or writes anything' '
+	rm -rf .cairn gen.used &&
+	write_workflow gen2.yaml <<-\EOF &&
+	cairn: 1
+	name: gen2
+	secrets: [GTOKEN]
+	start: g
+	states:
+	  g: { do: secrets.generate, with: { file: gen2.env, names: [GTOKEN] }, next: slow }
+	  slow: { do: exec, with: { shell: "touch slow.started; i=0; while [ ! -e go2 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done" }, next: done }
+	  done: { succeed: true }
+	EOF
+	rm -f gen2.env slow.started go2 &&
+	{ "$CAIRN_BIN" run gen2.yaml >bg.out 2>&1 & pid=$!; } &&
+	wait_for_file slow.started 10 &&
+	kill -9 "$pid" && { wait "$pid" || :; } &&
+	touch go2 &&
+	(umask 077 && printf "GTOKEN=ab\n" >gen2.env) &&
+	q "SELECT count(*) FROM events" >before &&
+	test_must_fail_with 2 cairn resume >out 2>&1 &&
+	test_grep "^cairn: secret GTOKEN (from state .g.) is 2 characters long: too short" out &&
+	test_grep ! "needs a decision" out &&
+	q "SELECT count(*) FROM events" >after &&
+	test_cmp before after
 '
 
 test_done
