@@ -37,7 +37,6 @@
 
 #include "adapters/adapter.h"
 #include "common/huge.h"
-#include "common/utf8.h"
 #include "engine/duration.h"
 #include "engine/template.h"
 #include "engine/yaml_tree.h"
@@ -1242,8 +1241,8 @@ static int check_literal_param(struct loader *L,
 
   if (p == NULL || node_templated(v))
     return 0;
-  size_t vn = v->type == Y_SCALAR ? cairn_utf8_chars(v->text) : 0;
-  if (p->secret && vn > 0 && vn < ENGINE_SECRET_MIN)
+  size_t vn = v->type == Y_SCALAR ? engine_secret_too_short(v->text) : 0;
+  if (p->secret && vn > 0)
     return lerr(L, v, "the value of secret param '%s' of '%s' in the 'with' "
                 "of %s is %zu character%s long: too short to keep out of the "
                 "output (hint: give it at least %d characters)", key->text,
@@ -1814,8 +1813,8 @@ static int parse_param(struct loader *L, struct engine_param *p,
       return lerr(L, v, "'secret' in %s only applies to strings (hint: "
                   "remove it, or declare 'type: string')", subj);
     size_t dn = dv != NULL && dv->type == Y_SCALAR
-                    ? cairn_utf8_chars(dv->text) : 0;
-    if (p->secret && dn > 0 && dn < ENGINE_SECRET_MIN)
+                    ? engine_secret_too_short(dv->text) : 0;
+    if (p->secret && dn > 0)
       return lerr(L, dv, "the default of secret param '%s' is %zu "
                   "character%s long: too short to keep out of the output "
                   "(hint: give it at least %d characters, or no default)",

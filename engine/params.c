@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
+
 static int conv_integer(const char *v, json_t **out)
 {
   char *end;
@@ -161,6 +163,13 @@ static int convert(const struct engine_param *p, const char *value,
     }
   }
   return 0;
+}
+
+size_t engine_secret_too_short(const char *s)
+{
+  size_t n = cairn_utf8_chars(s);
+
+  return n < ENGINE_SECRET_MIN ? n : 0;
 }
 
 int engine_param_value(const struct engine_param *p, json_t *value,

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/utf8.h"
 #include "engine/runtime.h"
 
 /* Adds s (borrowed) to the list unless it is there. 0, or an error (also
@@ -42,8 +41,8 @@ int engine__learn_value(struct engine__rt *rt, const char *s,
     return 0;
   /* Masked wherever it occurs, a value this short would garble the
    * output, and where the *** fall would show it. */
-  size_t chars = cairn_utf8_chars(s);
-  if (chars < ENGINE_SECRET_MIN && !rt->opt->sim)
+  size_t chars = engine_secret_too_short(s);
+  if (chars > 0 && !rt->opt->sim)
     return cairn_error_set(err, CAIRN_E_INVAL,
                            "%s is %zu character%s long: too short to keep out "
                            "of the output (hint: give it at least %d "

@@ -157,6 +157,11 @@ enum engine_param_type {
  * itself where the *** fall. */
 #define ENGINE_SECRET_MIN 4
 
+/* The length in characters of secret value s (borrowed) when it is too
+ * short to take (1 to ENGINE_SECRET_MIN - 1 characters), else 0 (an
+ * empty value has nothing to mask). */
+size_t engine_secret_too_short(const char *s);
+
 struct engine_param {
   char *name;
   enum engine_param_type type;
