@@ -657,6 +657,7 @@ static int stop_start(struct adapter_call *call, struct cairn_error *err)
   const char *pf = adapter__input_str(in, "pid_file");
   json_t *gv = adapter__input(in, "grace");
   json_t *keep = adapter__input(in, "keep_argv");
+  json_t *want = adapter__input(in, "proc_start");
   struct proc_run *r;
   int64_t now_start = 0;
   int rc;
@@ -677,6 +678,18 @@ static int stop_start(struct adapter_call *call, struct cairn_error *err)
     }
     if (rc == 0) {
       step_log(r, "process.stop: already stopped (no pid file '%s')", pf);
+      stop_done(r);
+      return 0;
+    }
+    if (want != NULL && json_integer_value(want) != 0 &&
+        json_integer_value(want) != pi.proc_start) {
+      /* The file names another process now (a later start reused it):
+       * what this stop was for is gone, and the newer one is not ours. */
+      step_log(r, "process.stop: already stopped (pid file '%s' now names "
+               "pid %d, another process than the one started at %lld)",
+               pf, pi.pid, (long long)json_integer_value(want));
+      json_decref(pi.doc);
+      r->proc_start = json_integer_value(want);
       stop_done(r);
       return 0;
     }
@@ -824,7 +837,10 @@ const struct adapter_desc adapter_process_start = {
   .idempotent = 1,
   .adopts = 1,
   .undo_adapter = "process.stop",
-  .undo_with = "{\"pid_file\": \"{{ self.output.pid_file }}\"}",
+  /* the process this start ran, not whatever the pid file names when
+   * the undo runs */
+  .undo_with = "{\"pid_file\": \"{{ self.output.pid_file }}\", "
+               "\"proc_start\": \"{{ self.output.proc_start }}\"}",
   .check = start_check_with,
   .start = start_start,
   .cancel = proc_cancel,
@@ -836,8 +852,10 @@ static const struct adapter_input stop_inputs[] = {
   { "pid", ADAPTER_T_INTEGER, 0, NULL,
     "the leader of the process group to stop (this or pid_file)" },
   { "proc_start", ADAPTER_T_INTEGER, 0, NULL,
-    "with pid: its start time; another start time means the pid was "
-    "reused and nothing is signalled" },
+    "its start time (clock ticks since boot). With pid: another start "
+    "time means the pid was reused and nothing is signalled. With "
+    "pid_file: only the process started then is stopped; a pid file that "
+    "names another one now is left as it is (0: any)" },
   { "grace", ADAPTER_T_DURATION, 0, "\"10s\"",
     "how long after SIGTERM to send SIGKILL" },
   { "keep_argv", ADAPTER_T_ARGV, 0, NULL,

@@ -236,6 +236,56 @@ test_expect_success 'a failed run rolls back: the undo stops the service, no orp
   test_path_is_missing svc.pid
 '
 
+# The default undo of a start stops the process that start ran, not
+# whatever its pid file names by then: here a later state replaced the
+# service under the same pid file, and the rollback must leave the newer
+# one running.
+write_workflow replaced.yaml <<\EOF
+cairn: 1
+name: replaced
+start: first
+states:
+  first:
+    do: process.start
+    with: { argv: [nc, -lk, 127.0.0.1, "0"], pid_file: "replaced.pid", wait: 200ms }
+    next: clear
+  clear:
+    do: process.stop
+    with: { pid_file: "replaced.pid", grace: 2s }
+    next: second
+  second:
+    do: process.start
+    with: { argv: [nc, -lk, 127.0.0.1, "0", "-v"], pid_file: "replaced.pid", wait: 200ms }
+    undo: false
+    next: last
+  last:
+    do: exec
+    with: { argv: ["false"] }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'the undo of a start leaves a newer process of its pid file alone' '
+  test_must_fail_with 1 cairn run replaced.yaml >out.txt 2>&1 &&
+  test_grep "rolled back" out.txt &&
+  run=$(last_run) &&
+  first=$(q "SELECT json_extract(payload, \"$.outputs.pid\") FROM events
+             WHERE kind = \"action.finished\" AND state = \"first\"
+             AND run_id = \"$run\"") &&
+  newer=$(pidfile_pid replaced.pid) &&
+  echo "$first $newer" | tr " " "\n" >>"$PIDS" &&
+  test -n "$first" && test "$first" != "$newer" &&
+  ! proc_alive "$first" &&
+  proc_alive "$newer" &&
+  test_grep "now names pid $newer, another process" \
+    .cairn/runs/$run/undo:first.log &&
+  q "SELECT json_extract(payload, \"$.outputs.stopped\") FROM events
+     WHERE kind = \"action.finished\" AND state = \"undo:first\"
+     AND run_id = \"$run\"" >out.txt &&
+  test "$(cat out.txt)" = 0 &&
+  kill "$newer"
+'
+
 # A start still in its wait when a parallel sibling fails is cancelled:
 # it stops its service itself, and its undo (planned: a cancelled step
 # may have done part of its work) must find nothing left, not fail to
