@@ -5,6 +5,7 @@
 #include "adapters/input.h"
 #include "adapters/spawn.h"
 #include "common/buf.h"
+#include "common/duration.h"
 #include "common/utf8.h"
 
 #include <curl/curl.h>
@@ -94,143 +95,21 @@ const char *adapter_outcome_name(enum adapter_outcome o)
   return outcome_names[o];
 }
 
-/* ---- durations ----------------------------------------------------------
- * The same language as engine/duration.h (adapters must not depend on the
- * engine): "250ms", "5s", "1m30s", "1.5s", "2h", "1d"; parts in decreasing
- * order, each unit once; a bare integer (JSON or digits) is seconds. */
-
-static int is_digit(char c)
+/* A JSON duration in ms: a string in the language of common/duration.h,
+ * or a number of seconds (an integer or not). */
+static int duration_value(json_t *v, int64_t *ms, struct cairn_error *err)
 {
-  return c >= '0' && c <= '9';
-}
-
-/* Parses s into *out_ms; on error writes why into why[n] and returns -1. */
-static int duration_parse(const char *s, int64_t *out_ms, char *why, size_t n)
-{
-  static const struct {
-    const char *unit;
-    int64_t ms;
-  } units[] = {
-    { "d", 86400000 }, { "h", 3600000 }, { "m", 60000 }, { "s", 1000 },
-    { "ms", 1 },
-  };
-  const char *p = s;
-  int64_t total = 0;
-  int last = -1;
-
-  if (*p == '\0') {
-    snprintf(why, n, "empty");
-    return -1;
-  }
-  while (*p) {
-    int64_t ip = 0;
-    int64_t v;
-    int64_t scale;
-    const char *frac = NULL;
-    const char *u0;
-    int u = -1;
-
-    if (!is_digit(*p)) {
-      snprintf(why, n, "a number was expected at '%s'", p);
-      return -1;
-    }
-    while (is_digit(*p)) {
-      int d = *p++ - '0';
-      if (ip > (INT64_MAX - d) / 10)
-        goto too_large;
-      ip = ip * 10 + d;
-    }
-    if (*p == '.') {
-      frac = ++p;
-      if (!is_digit(*p)) {
-        snprintf(why, n, "a digit was expected after '.'");
-        return -1;
-      }
-      while (is_digit(*p))
-        p++;
-    }
-    if (*p == '\0' && p == s + strspn(s, "0123456789") && frac == NULL) {
-      u = 3; /* a bare integer: seconds */
-    } else {
-      u0 = p;
-      while (*p && !is_digit(*p) && *p != '.')
-        p++;
-      for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-        if ((size_t)(p - u0) == strlen(units[i].unit) &&
-            memcmp(u0, units[i].unit, (size_t)(p - u0)) == 0)
-          u = (int)i;
-      if (p == u0) {
-        snprintf(why, n, "a unit (ms, s, m, h, d) was expected after the "
-                 "number");
-        return -1;
-      }
-      if (u < 0) {
-        snprintf(why, n, "unknown unit '%.*s'", (int)(p - u0), u0);
-        return -1;
-      }
-    }
-    if (u <= last) {
-      snprintf(why, n, "units must be in decreasing order, each once");
-      return -1;
-    }
-    last = u;
-    if (ip > INT64_MAX / units[u].ms)
-      goto too_large;
-    v = ip * units[u].ms;
-    scale = units[u].ms;
-    for (const char *f = frac; f != NULL && is_digit(*f); f++) {
-      int64_t add;
-      scale /= 10;
-      add = (*f - '0') * scale;
-      if (v > INT64_MAX - add)
-        goto too_large;
-      v += add;
-    }
-    if (total > INT64_MAX - v)
-      goto too_large;
-    total += v;
-  }
-  *out_ms = total;
-  return 0;
-
-too_large:
-  snprintf(why, n, "too large");
-  return -1;
-}
-
-/* A JSON duration (string, integer seconds or number of seconds) in ms. */
-static int duration_value(json_t *v, int64_t *ms, char *why, size_t n)
-{
-  if (json_is_integer(v)) {
-    json_int_t x = json_integer_value(v);
-    if (x < 0) {
-      snprintf(why, n, "negative");
-      return -1;
-    }
-    if (x > INT64_MAX / 1000) {
-      snprintf(why, n, "too large");
-      return -1;
-    }
-    *ms = (int64_t)x * 1000;
-    return 0;
-  }
-  if (json_is_real(v)) {
-    double x = json_real_value(v);
-    if (!(x >= 0)) {
-      snprintf(why, n, "negative");
-      return -1;
-    }
-    if (x > 9.0e15) {
-      snprintf(why, n, "too large");
-      return -1;
-    }
-    *ms = (int64_t)(x * 1000 + 0.5);
-    return 0;
-  }
   if (json_is_string(v))
-    return duration_parse(json_string_value(v), ms, why, n);
-  snprintf(why, n, "not a duration");
-  return -1;
+    return cairn_duration_parse(json_string_value(v), ms, err);
+  double x = json_number_value(v);
+  if (!(x >= 0))
+    return cairn_error_set(err, CAIRN_E_INVAL, "negative duration %g", x);
+  if (x > 9.0e15)
+    return cairn_error_set(err, CAIRN_E_INVAL, "duration %g is too large",
+                           x);
+  *ms = json_is_integer(v) ? (int64_t)json_integer_value(v) * 1000
+                           : (int64_t)(x * 1000 + 0.5);
+  return 0;
 }
 
 /* "250ms", "2s", "1.5s", "1m30s", "2h" */
@@ -368,7 +247,6 @@ static json_t *scalar_string(json_t *v)
 static int check_value(const struct adapter_input *in, json_t *v,
                        int templates, json_t **out, struct cairn_error *err)
 {
-  char why[160];
   int ok = 0;
 
   if (out)
@@ -394,17 +272,13 @@ static int check_value(const struct adapter_input *in, json_t *v,
     break;
   case ADAPTER_T_DURATION: {
     int64_t ms;
+    struct cairn_error de = {0};
     if (!json_is_string(v) && !json_is_number(v))
       break;
-    if (duration_value(v, &ms, why, sizeof why) < 0) {
-      if (json_is_string(v))
-        return cairn_error_set(err, CAIRN_E_INVAL,
-                               "bad duration '%s' for input '%s': %s",
-                               json_string_value(v), in->name, why);
+    if (duration_value(v, &ms, &de) < 0)
       return cairn_error_set(err, CAIRN_E_INVAL,
-                             "bad duration for input '%s': %s", in->name,
-                             why);
-    }
+                             "invalid input '%s': %s (hint: "
+                             CAIRN_DURATION_HINT ")", in->name, de.msg);
     if (out && (*out = json_integer(ms)) == NULL)
       return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     return 0;

@@ -233,7 +233,7 @@ static void put_items(FILE *f, enum graph_format fmt, const json_t *items)
 }
 
 /* A wait's duration as a workflow would write it: "30s", "1m30s",
- * "250ms" (engine_duration_format rounds, for people reading timings). */
+ * "250ms" (cairn_duration_format rounds, for people reading timings). */
 static void put_wait(FILE *f, int64_t ms)
 {
   static const struct { const char *unit; int64_t ms; } units[] = {

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "engine/duration.h"
+#include "common/duration.h"
 
 /* Shared by run and resume: the engine options every run takes. */
 int cli_run_options(struct engine_options *o, const char *grace,
@@ -11,7 +11,7 @@ int cli_run_options(struct engine_options *o, const char *grace,
 {
   struct cairn_error err = {0};
   memset(o, 0, sizeof *o);
-  if (grace && engine_duration_parse(grace, &o->grace_ms, &err) != 0) {
+  if (grace && cairn_duration_parse(grace, &o->grace_ms, &err) != 0) {
     cli_error("--grace: %s", err.msg);
     return CLI_EXIT_USAGE;
   }

@@ -7,7 +7,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
-#include "engine/duration.h"
+#include "common/duration.h"
 
 #define LIVE_MAX 64
 
@@ -64,7 +64,7 @@ const char *cli_safe(const char *s, char *buf, size_t n)
 
 const char *cli_duration(int64_t ms, char *buf, size_t n)
 {
-  return engine_duration_format(ms, buf, n);
+  return cairn_duration_format(ms, buf, n);
 }
 
 const char *cli_time(int64_t ms, char *buf, size_t n)

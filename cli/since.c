@@ -5,7 +5,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
-#include "engine/duration.h"
+#include "common/duration.h"
 
 /* The n digits at s as a number into *out: 0, or -1 when one of them is
  * not a digit (the end of the string included, so s is never read past
@@ -71,7 +71,7 @@ int cli_since_parse(const char *s, enum cli_since_zone zone, int64_t *ms)
               hint);
     return CLI_EXIT_USAGE;
   }
-  if (engine_duration_parse(s, &ago, &err) == 0) {
+  if (cairn_duration_parse(s, &ago, &err) == 0) {
     *ms = journal_now_ms() - ago;
     return 0;
   }

@@ -17,7 +17,7 @@ enum cli_since_zone {
  *   YYYY-MM-DD HH:MM[:SS]            'T' may stand for the space; a
  *                                    trailing 'Z' makes it UTC
  *   a duration with its units        "7d", "12h", "1h30m": that long ago
- *                                    (engine/duration.h; a bare number,
+ *                                    (common/duration.h; a bare number,
  *                                    which a workflow reads as seconds,
  *                                    is refused: "2026" is not a date)
  * a date or time in zone unless it ends in 'Z'. Nothing else: no space

@@ -36,8 +36,8 @@
 #include <openssl/evp.h>
 
 #include "adapters/adapter.h"
+#include "common/duration.h"
 #include "common/huge.h"
-#include "engine/duration.h"
 #include "engine/template.h"
 #include "engine/yaml_tree.h"
 
@@ -528,8 +528,6 @@ static int get_int(struct loader *L, const ynode *v, const char *key,
   return 0;
 }
 
-#define DURATION_HINT "durations look like 250ms, 5s, 1m30s, 2h or 1d"
-
 static int get_duration(struct loader *L, const ynode *v,
                         const char *key, const char *subj, int64_t *ms)
 {
@@ -538,10 +536,10 @@ static int get_duration(struct loader *L, const ynode *v,
 
   if (v->type != Y_SCALAR || t == S_NULL || t == S_BOOL)
     return lerr(L, v, "'%s' in %s must be a duration, got %s (hint: "
-                DURATION_HINT ")", key, subj, tname(v));
-  if (engine_duration_parse(v->text, ms, &e) != 0)
-    return lerr(L, v, "invalid '%s' in %s: %s (hint: " DURATION_HINT ")", key,
-                subj, e.msg);
+                CAIRN_DURATION_HINT ")", key, subj, tname(v));
+  if (cairn_duration_parse(v->text, ms, &e) != 0)
+    return lerr(L, v, "invalid '%s' in %s: %s (hint: " CAIRN_DURATION_HINT
+                ")", key, subj, e.msg);
   return 0;
 }
 

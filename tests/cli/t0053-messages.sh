@@ -230,4 +230,51 @@ test_expect_success 'plan of a workflow without an action prints no empty headin
 	test_grep ! "when an action fails" out
 '
 
+# One parser reads every duration (common/duration.c): a state's own key
+# and an adapter's input say what is wrong the same way, with one hint,
+# and a fraction rounds to the nearest millisecond in both.
+write_workflow dur.yaml <<\EOF2
+cairn: 1
+name: dur
+start: w
+states:
+  w:
+    do: tcp.wait
+    with: { port: 1, within: 1s }
+    timeout: .5s
+    next: done
+  done: { succeed: true }
+EOF2
+
+test_expect_success 'a bad duration gets one hint, in a key and in an input alike' '
+	test_must_fail_with 2 cairn validate dur.yaml 2>err &&
+	echo "dur.yaml:8:14: error: invalid '\''timeout'\'' in state '\''w'\'': invalid duration '\''.5s'\'': it must start with a digit (hint: durations look like 250ms, 5s, 1m30s, 2h or 1d)" >expect &&
+	test_cmp expect err &&
+	sed "/timeout:/d; s/within: 1s/within: abc/" dur.yaml >dur2.yaml &&
+	test_must_fail_with 2 cairn validate dur2.yaml 2>err &&
+	echo "dur2.yaml:7:22: error: invalid input '\''within'\'': invalid duration '\''abc'\'': it must start with a digit in state '\''w'\'' (hint: durations look like 250ms, 5s, 1m30s, 2h or 1d)" >expect &&
+	test_cmp expect err
+'
+
+test_expect_success 'an input rendered from a template rounds a fraction of a millisecond' '
+	write_workflow round.yaml <<-\EOF2 &&
+	cairn: 1
+	name: round
+	params:
+	  d: { default: "5.0006s" }
+	start: w
+	states:
+	  w:
+	    do: exec
+	    with: { argv: [/bin/true], timeout: "{{ params.d }}" }
+	    next: done
+	  done: { succeed: true }
+	EOF2
+	cairn run round.yaml --json >out 2>&1 &&
+	q "SELECT json_extract(payload, \"$.inputs.timeout\") FROM events
+	   WHERE kind = \"state.entered\" AND state = \"w\"" >got &&
+	echo 5001 >expect &&
+	test_cmp expect got
+'
+
 test_done

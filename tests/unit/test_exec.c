@@ -1516,8 +1516,9 @@ static void test_check_with(void **state)
                                    "5x"),
                          msg, &bad), CAIRN_E_INVAL);
   assert_string_equal(bad, "timeout");
-  assert_string_equal(msg, "bad duration '5x' for input 'timeout': unknown "
-                           "unit 'x'");
+  assert_string_equal(msg, "invalid input 'timeout': unknown unit 'x' in '5x'"
+                           " (hint: durations look like 250ms, 5s, 1m30s, 2h "
+                           "or 1d)");
 
   assert_int_equal(check(&adapter_exec,
                          json_pack("{s:[s], s:{s:[]}}", "argv", "x", "env",
@@ -1644,6 +1645,9 @@ static void test_apply_defaults(void **state)
   assert_int_equal(duration_ms(json_string("5s"), msg), 5000);
   assert_int_equal(duration_ms(json_string("1m30s"), msg), 90000);
   assert_int_equal(duration_ms(json_string("1.5s"), msg), 1500);
+  /* rounded to the nearest millisecond, as the workflow's own keys are */
+  assert_int_equal(duration_ms(json_string("1.0005s"), msg), 1001);
+  assert_int_equal(duration_ms(json_string("1.0004s"), msg), 1000);
   assert_int_equal(duration_ms(json_string("2h"), msg), 7200000);
   assert_int_equal(duration_ms(json_string("1d2h3m4s5ms"), msg),
                    86400000 + 7200000 + 180000 + 4000 + 5);
@@ -1652,11 +1656,13 @@ static void test_apply_defaults(void **state)
   assert_int_equal(duration_ms(json_integer(0), msg), 0);
   assert_int_equal(duration_ms(json_real(0.5), msg), 500);
   assert_int_equal(duration_ms(json_string("5x"), msg), -1);
-  assert_string_equal(msg, "bad duration '5x' for input 'delay': unknown "
-                           "unit 'x'");
+  assert_string_equal(msg, "invalid input 'delay': unknown unit 'x' in '5x' "
+                           "(hint: durations look like 250ms, 5s, 1m30s, 2h "
+                           "or 1d)");
   assert_int_equal(duration_ms(json_string("1s1m"), msg), -1);
-  assert_string_equal(msg, "bad duration '1s1m' for input 'delay': units "
-                           "must be in decreasing order, each once");
+  assert_string_equal(msg, "invalid input 'delay': units out of order in "
+                           "'1s1m' (hint: durations look like 250ms, 5s, "
+                           "1m30s, 2h or 1d)");
   assert_int_equal(duration_ms(json_string("1s1s"), msg), -1);
   assert_int_equal(duration_ms(json_string("1m30"), msg), -1);
   assert_int_equal(duration_ms(json_string(""), msg), -1);
@@ -1665,11 +1671,14 @@ static void test_apply_defaults(void **state)
   assert_int_equal(duration_ms(json_string("1.s"), msg), -1);
   assert_int_equal(duration_ms(json_string("99999999999999999999s"), msg),
                    -1);
-  assert_string_equal(msg, "bad duration '99999999999999999999s' for input "
-                           "'delay': too large");
+  assert_string_equal(msg, "invalid input 'delay': duration "
+                           "'99999999999999999999s' is too large (hint: "
+                           "durations look like 250ms, 5s, 1m30s, 2h or 1d)");
   assert_int_equal(duration_ms(json_string("9999999999999999d"), msg), -1);
   assert_int_equal(duration_ms(json_integer(-1), msg), -1);
-  assert_string_equal(msg, "bad duration for input 'delay': negative");
+  assert_string_equal(msg, "invalid input 'delay': negative duration -1 "
+                           "(hint: durations look like 250ms, 5s, 1m30s, 2h "
+                           "or 1d)");
   assert_int_equal(duration_ms(json_true(), msg), -1);
   assert_string_equal(msg, "input 'delay' must be a duration, not a boolean");
 

@@ -6,7 +6,7 @@
  * optional fraction. A bare integer means seconds. The value is computed
  * in integer milliseconds (a fraction finer than a millisecond is rounded
  * to the nearest one); overflow of int64_t is an error, never a wrap. */
-#include "engine/duration.h"
+#include "common/duration.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -32,7 +32,7 @@ static int64_t add_ms(int64_t acc, int64_t v)
   return v > INT64_MAX - acc ? -1 : acc + v;
 }
 
-int engine_duration_parse(const char *s, int64_t *out_ms,
+int cairn_duration_parse(const char *s, int64_t *out_ms,
                           struct cairn_error *err)
 {
   const char *p = s;
@@ -63,8 +63,8 @@ int engine_duration_parse(const char *s, int64_t *out_ms,
 
     if (!is_digit(*p)) {
       if (p == s)
-        return cairn_error_set(err, CAIRN_E_INVAL, "invalid duration '%s' "
-                               "(hint: write it as 500ms, 10s or 1m30s)", s);
+        return cairn_error_set(err, CAIRN_E_INVAL, "invalid duration '%s': "
+                               "it must start with a digit", s);
       return cairn_error_set(err, CAIRN_E_INVAL, "unexpected '%c' in '%s'",
                              *p, s);
     }
@@ -128,7 +128,7 @@ int engine_duration_parse(const char *s, int64_t *out_ms,
   return 0;
 }
 
-char *engine_duration_format(int64_t ms, char *out, size_t n)
+char *cairn_duration_format(int64_t ms, char *out, size_t n)
 {
   const char *sign = "";
   uint64_t v;
