@@ -311,8 +311,9 @@ struct question {
   char first[256];        /* the first one's path, */
   int first_attempt;      /* its attempt */
   char first_next[320];   /* and where it goes on to ("" at an end) */
-  char list[900];         /* "'P' (attempt N, then Q)", ... the first few
-                             (with the command, within res->message) */
+  char list[600];         /* "'P' (attempt N, then Q)", ... the first few
+                             (with the command twice, within
+                             res->message) */
   int list_full;          /* list stopped short */
   const struct engine_options *opt;
   unsigned char *used;    /* per opt->assume_steps[i]: it decided a step */
@@ -371,12 +372,12 @@ static void question_add(struct question *q, struct engine__rt *rt,
 
 /* The question, said in ask: the first step alone when it is the only
  * one; else every step (the first few), and that a plain --assume
- * answers for all of them. The command it suggests repeats the
+ * answers for all of them. Both commands it suggests repeat the
  * PATH=ANSWER decisions already given: nothing was journaled. */
 static void question_say(const struct question *q, const char *run_id,
                          char *ask, size_t nask)
 {
-  char cmd[700];
+  char cmd[500];
   size_t len = (size_t)snprintf(cmd, sizeof cmd, "cairn resume %s", run_id);
 
   for (size_t i = 0; i < q->opt->nassume_steps; i++) {
@@ -397,9 +398,9 @@ static void question_say(const struct question *q, const char *run_id,
              "it is not idempotent and has no probe, so cairn cannot tell "
              "whether it took effect: check, then run '%s --assume "
              "succeeded' to count it as done and go on with the rollback, "
-             "or '--assume failed' to end the rollback as rollback_failed "
-             "(a later 'cairn resume' runs the undo again)",
-             q->first, q->first_attempt, cmd);
+             "or '%s --assume failed' to end the rollback as "
+             "rollback_failed (a later 'cairn resume' runs the undo again)",
+             q->first, q->first_attempt, cmd, cmd);
     return;
   }
   if (q->n == 1) {
@@ -407,21 +408,22 @@ static void question_say(const struct question *q, const char *run_id,
              "state '%s' was running (attempt %d) when the run stopped; "
              "it is not idempotent and has no probe, so cairn cannot "
              "tell whether it took effect: check, then run '%s --assume "
-             "succeeded' to count it as done and go on%s%s, or '--assume "
-             "failed' to treat the attempt as failed (retry or on_failure)",
+             "succeeded' to count it as done and go on%s%s, or '%s "
+             "--assume failed' to treat the attempt as failed (retry or "
+             "on_failure)",
              q->first, q->first_attempt, cmd, q->first_next[0] ? " to " : "",
-             q->first_next);
+             q->first_next, cmd);
     return;
   }
   snprintf(ask, nask,
            "%d steps were running when the run stopped, none of them "
            "idempotent or with a probe, so cairn cannot tell whether they "
            "took effect: %s%s. Check each, then run '%s --assume "
-           "succeeded' to count them all as done, '--assume failed' to "
+           "succeeded' to count them all as done, '%s --assume failed' to "
            "treat each attempt as failed (retry or on_failure), or decide "
            "them one by one with '--assume PATH=succeeded' or '--assume "
            "PATH=failed' (repeatable)",
-           q->n, q->list, q->list_full ? ", and more" : "", cmd);
+           q->n, q->list, q->list_full ? ", and more" : "", cmd, cmd);
 }
 
 /* Decides what resume does with each task of sp->sx (sp->plans), its

@@ -388,7 +388,7 @@ test_expect_success 'resume refuses to guess: exit 3, says what --assume would d
 	test_must_fail_with 3 cairn resume "$RUN" >out 2>err &&
 	test_cmp /dev/null err &&
 	cat >expect <<-EOF &&
-	run $RUN needs a decision: state '\''deploy'\'' was running (attempt 1) when the run stopped; it is not idempotent and has no probe, so cairn cannot tell whether it took effect: check, then run '\''cairn resume $RUN --assume succeeded'\'' to count it as done and go on to after, or '\''--assume failed'\'' to treat the attempt as failed (retry or on_failure)
+	run $RUN needs a decision: state '\''deploy'\'' was running (attempt 1) when the run stopped; it is not idempotent and has no probe, so cairn cannot tell whether it took effect: check, then run '\''cairn resume $RUN --assume succeeded'\'' to count it as done and go on to after, or '\''cairn resume $RUN --assume failed'\'' to treat the attempt as failed (retry or on_failure)
 	EOF
 	test_cmp expect out &&
 	journal_state >after &&

@@ -304,11 +304,12 @@ test_expect_success 'kill -9 inside instances: one question names each instance'
 	test_cmp before after
 '
 
-test_expect_success 'deciding one instance'"'"'s step: the other is asked about, the command given repeats the first decision' '
+test_expect_success 'deciding one instance'"'"'s step: the other is asked about, both commands given repeat the first decision' '
 	in_dir ask &&
 	test_must_fail_with 3 cairn resume --assume svc/a/down=succeeded >rout 2>&1 &&
 	grep -F "state '"'"'svc/b/down'"'"' was running (attempt 1)" rout &&
 	grep -F -- "--assume svc/a/down=succeeded --assume succeeded'"'"' to count it as done and go on to svc/b/done" rout &&
+	grep -F -- "--assume svc/a/down=succeeded --assume failed'"'"' to treat the attempt as failed" rout &&
 	test_must_fail_with 2 cairn resume --assume svc/c/down=failed --assume svc/a/down=succeeded 2>err &&
 	grep -F "has no interrupted step '"'"'svc/c/down'"'"'" err &&
 	j "SELECT count(*) FROM events" >after &&
