@@ -29,10 +29,14 @@ static json_t *desc_json(const struct adapter_desc *d)
   json_t *v = json_pack("{s:s,s:s,s:b,s:o,s:o}", "name", d->name, "summary",
                         d->summary ? d->summary : "", "idempotent",
                         d->idempotent, "inputs", in, "outputs", out);
-  if (d->undo_adapter)
+  if (d->undo_adapter) {
+    /* an object, as a workflow's undo writes it (the registry keeps it
+     * as JSON text) */
+    json_t *with = d->undo_with ? json_loads(d->undo_with, 0, NULL) : NULL;
     json_object_set_new(v, "undo",
-                        json_pack("{s:s,s:s}", "do", d->undo_adapter, "with",
-                                  d->undo_with ? d->undo_with : "{}"));
+                        json_pack("{s:s,s:o}", "do", d->undo_adapter, "with",
+                                  with ? with : json_object()));
+  }
   return v;
 }
 

@@ -11,7 +11,10 @@ test_expect_success 'adapters --json: one line per adapter with inputs and outpu
 	jq -e -s "length >= 1 and all(.[]; (.name | type == \"string\") and (.inputs | type == \"array\") and (.outputs | type == \"array\"))" out.json &&
 	jq -e -s "map(select(.name == \"exec\"))[0] | .idempotent == false and
 		([.inputs[].name] == [\"argv\", \"shell\", \"cwd\", \"env\", \"timeout\"]) and
-		([.outputs[].name] == [\"exit_code\", \"json\"])" out.json
+		([.outputs[].name] == [\"exit_code\", \"json\"])" out.json &&
+	jq -e -s "[.[] | select(.undo) | .undo.with | type] | length > 3 and all(. == \"object\")" out.json &&
+	jq -e -s "map(select(.name == \"process.start\"))[0].undo == {\"do\": \"process.stop\",
+		\"with\": {\"pid_file\": \"{{ self.output.pid_file }}\", \"proc_start\": \"{{ self.output.proc_start }}\"}}" out.json
 '
 
 test_expect_success 'every adapter, input and output is documented in docs/adapters.md' '
