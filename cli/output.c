@@ -241,11 +241,11 @@ void cli_progress_observe(void *ud, const struct journal_event *ev)
              ev->state, probe ? " (probe: it took effect)" : "",
              c_on(p, "\033[2m"), cli_duration(ms, d, sizeof d), c_off(p));
     else
-      /* the duration in brackets: an error may end "after 1s" itself */
-      printf("%s✗%s %s%s %s%s%s%s%s%s\n", c_on(p, "\033[31m"), c_off(p),
+      /* the duration in brackets: an error may end "after 1s" itself;
+       * 0ms too (a program that cannot run), as a success says it */
+      printf("%s✗%s %s%s %s%s%s (%s)\n", c_on(p, "\033[31m"), c_off(p),
              ev->state, probe ? " (probe: it did not take effect)" : "", o,
-             *e ? ": " : "", e, ms ? " (" : "",
-             ms ? cli_duration(ms, d, sizeof d) : "", ms ? ")" : "");
+             *e ? ": " : "", e, cli_duration(ms, d, sizeof d));
   } else if (strcmp(k, JOURNAL_EV_ACTION_RETRYING) == 0) {
     json_int_t ms = json_integer_value(json_object_get(ev->payload,
                                                        "delay_ms"));

@@ -414,6 +414,22 @@ test_expect_success 'the log of a state holds its output (stdout and stderr)' '
 
 # ---- failures ------------------------------------------------------------------
 
+test_expect_success 'a program that cannot run: its line has a duration like any other' '
+	write_workflow norun.yaml <<-\EOF &&
+	cairn: 1
+	name: norun
+	start: e
+	states:
+	  e:
+	    do: exec
+	    with: { argv: [./no-such-program] }
+	    next: done
+	  done: { succeed: true }
+	EOF
+	test_must_fail_with 1 cairn run norun.yaml >out 2>&1 &&
+	test_grep -E "^✗ e failed: cannot run .\./no-such-program.: no such file or directory \([0-9]+ms\)$" out
+'
+
 test_expect_success 'a failing command: exit 1, later states never run' '
 	test_must_fail_with 1 cairn run fail.yaml >out 2>err &&
 	printf "prepare\nboom\n" >expect &&
