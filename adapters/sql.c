@@ -1196,11 +1196,15 @@ static int pg_connect_again(struct sql_run *r,
                             const char *msg)
 {
   uint64_t spent_ms = (uv_hrtime() - r->start_ns) / 1000000;
+  uint64_t wait_ms = SQL_CONNECT_PAUSE_MS;
   char pause[32], within[32];
 
   if (r->phase != SQL_PG_HISTORY || r->reverting || !pg_not_ready(res) ||
-      spent_ms + SQL_CONNECT_PAUSE_MS > (uint64_t)r->connect_ms)
+      spent_ms >= (uint64_t)r->connect_ms)
     return 0;
+  /* the last try comes when the window ends, not a pause before it */
+  if (spent_ms + wait_ms > (uint64_t)r->connect_ms)
+    wait_ms = (uint64_t)r->connect_ms - spent_ms;
   adapter_format_duration(SQL_CONNECT_PAUSE_MS, pause, sizeof pause);
   adapter_format_duration(r->connect_ms, within, sizeof within);
   if (r->tries++ == 0)
@@ -1208,7 +1212,7 @@ static int pg_connect_again(struct sql_run *r,
              "(%s); trying again every %s for up to %s", msg, pause,
              within);
   r->pausing = 1;
-  uv_timer_start(&r->pause, on_pause, SQL_CONNECT_PAUSE_MS, 0);
+  uv_timer_start(&r->pause, on_pause, wait_ms, 0);
   return 1;
 }
 
@@ -1241,11 +1245,15 @@ static void pg_on_done(struct adapter__child *child,
     if (pg_connect_again(r, res, msg))
       return;
     if (r->phase == SQL_PG_HISTORY) {
-      char tried[64] = "";
-      if (r->tries > 0)
-        snprintf(tried, sizeof tried, " (tried %d times in %" PRIu64 "s)",
-                 r->tries + 1,
-                 (uint64_t)((uv_hrtime() - r->start_ns) / 1000000000));
+      char tried[64] = "", spent[32];
+      if (r->tries > 0) {
+        /* to the 100 ms: the window given was spent, not a second less */
+        adapter_format_duration(
+            (int64_t)((uv_hrtime() - r->start_ns) / 100000000) * 100, spent,
+            sizeof spent);
+        snprintf(tried, sizeof tried, " (tried %d times in %s)",
+                 r->tries + 1, spent);
+      }
       set_error(r, "cannot read the history table '%s' in '%s': %s%s",
                 r->table, r->target, msg, tried);
     } else {

@@ -454,6 +454,25 @@ test_expect_success 'migrate.yaml waits for a server that is not up yet (connect
 	test_cmp expect actual
 '
 
+# Nothing ever listens: the tries go on to the end of the window given,
+# and the message says how long they took, not a second less.
+test_expect_success 'connect_within runs out: the tries fill the window' '
+	mkdir -p nomig &&
+	write_workflow never.yaml <<-\EOF &&
+	cairn: 1
+	name: never
+	start: m
+	states:
+	  m:
+	    do: sql.migrate
+	    with: { db: "postgres://cairn@127.0.0.1:1/none?sslmode=disable", dir: nomig, connect_within: 2s }
+	    next: done
+	  done: { succeed: true }
+	EOF
+	test_must_fail_with 1 cairn run never.yaml >out 2>&1 &&
+	test_grep -E "Connection refused \(tried [0-9]+ times in 2(\.[0-9])?s\)" out
+'
+
 test_expect_success 'the password is nowhere in the journal, its -wal or the logs' '
 	sqlite3 .cairn/journal.db .dump >dump &&
 	test_grep ! -F "$PW" dump &&
