@@ -429,6 +429,30 @@ static int check_schema(struct journal *j, struct journal_verify_result *res,
   return rc;
 }
 
+/* The seq of an event other than seq that chains on from the event whose
+ * hash is prev_hash (prev_hash's successor renumbered), or 0. Read only
+ * where the chain has a gap: prev_hash has no index. */
+static int64_t moved_successor(struct journal *j, const char *prev_hash,
+                               int64_t seq)
+{
+  sqlite3_stmt *st = NULL;
+  struct cairn_error e = {0};
+  int64_t found = 0;
+
+  if (journal__stmt(j, JOURNAL__ST_VERIFY_MOVED,
+                    "SELECT seq FROM events WHERE prev_hash = ?1 AND "
+                    "seq <> ?2 ORDER BY seq LIMIT 1",
+                    &st, &e) != 0)
+    return 0; /* then it is named as missing: still broken */
+  if (sqlite3_bind_text(st, 1, prev_hash, -1, SQLITE_STATIC) ==
+          SQLITE_OK &&
+      sqlite3_bind_int64(st, 2, seq) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    found = sqlite3_column_int64(st, 0);
+  journal__stmt_done(j, JOURNAL__ST_VERIFY_MOVED, st);
+  return found;
+}
+
 int journal_verify(struct journal *j, struct journal_verify_result *res,
                    struct cairn_error *err)
 {
@@ -474,7 +498,15 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
            " in the chain (its prev_hash is that event's hash): its seq was "
            "changed from %" PRId64, seq, expected - 1, expected);
     } else if (seq != expected) {
-      if (expected + 1 == seq)
+      int64_t moved = expected > 1 && res->first_bad_seq == 0
+                          ? moved_successor(j, last, seq)
+                          : 0;
+      if (moved != 0)
+        /* the same, for an event moved past others: found by its link */
+        mark(res, moved, "event %" PRId64 " comes right after event %" PRId64
+             " in the chain (its prev_hash is that event's hash): its seq "
+             "was changed from %" PRId64, moved, expected - 1, expected);
+      else if (expected + 1 == seq)
         mark(res, expected, "event %" PRId64 " is missing", expected);
       else
         mark(res, expected,

@@ -182,6 +182,20 @@ test_expect_success 'the newest event renumbered: named as renumbered, not as mi
 	test_grep "event $((n + 1000)) comes right after event $((n - 1)) in the chain (its prev_hash is that event.s hash): its seq was changed from $n$" out
 '
 
+test_expect_success 'an event in the middle renumbered: named as renumbered too' '
+	m=$(( $(cat count) / 2 )) &&
+	tampered renum-mid plain.db "UPDATE events SET seq = seq + 1000 WHERE seq = $m" &&
+	broken_at $((m + 1000)) cairn verify --journal renum-mid.db &&
+	test_grep "event $((m + 1000)) comes right after event $((m - 1)) in the chain (its prev_hash is that event.s hash): its seq was changed from $m$" out
+'
+
+test_expect_success 'an event deleted in the middle is still named as missing' '
+	m=$(( $(cat count) / 2 )) &&
+	tampered gone-mid plain.db "DELETE FROM events WHERE seq = $m" &&
+	broken_at $m cairn verify --journal gone-mid.db &&
+	test_grep "event $m is missing$" out
+'
+
 test_expect_success 'append-only triggers dropped, or a table gone: verify says so, exit 1' '
 	cp plain.db notrig.db &&
 	sqlite3 notrig.db "DROP TRIGGER events_no_update" &&
