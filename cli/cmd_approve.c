@@ -6,14 +6,11 @@
 
 #include "cli/cli.h"
 #include "common/proc.h"
+#include "common/utf8.h"
 
 void cli_actor(char *out, size_t n)
 {
-  const char *a = getenv("CAIRN_ACTOR");
-  if (a && *a)
-    snprintf(out, n, "%s", a);
-  else
-    cairn_proc_actor(out, n);
+  cairn_actor(NULL, out, n);
 }
 
 int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx)
@@ -58,6 +55,17 @@ int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx)
     cli_error("approve ENV needs a workflow name, not '' (hint: the 'name' "
               "of the workflow file)");
     return CLI_EXIT_USAGE;
+  }
+  /* journaled as JSON text, which cannot hold other bytes */
+  {
+    const char *text[][2] = {{"--workflow", workflow}, {"--release", release},
+                             {"--comment", comment}, {"RUN or ENV", argv[1]}};
+    for (size_t i = 0; i < sizeof text / sizeof text[0]; i++)
+      if (text[i][1] != NULL && !cairn_utf8_valid(text[i][1])) {
+        cli_error("approve: %s is not UTF-8 text, which the journal needs",
+                  text[i][0]);
+        return CLI_EXIT_USAGE;
+      }
   }
   /* CAIRN_ACTOR is whatever the caller says: the account that typed the
    * command is journaled beside it when the two differ. */

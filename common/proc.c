@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/utf8.h"
+
 #define POLL_MS 10
 #define KILL_WAIT_MS 5000 /* after SIGKILL, how long the group may linger */
 
@@ -259,4 +261,23 @@ void cairn_proc_actor(char *out, unsigned long n)
     snprintf(host, sizeof host, "localhost");
   host[sizeof host - 1] = '\0';
   snprintf(out, n, "%s@%s", user, host);
+}
+
+void cairn_actor(const char *given, char *out, size_t n)
+{
+  const char *a = given && *given ? given : getenv("CAIRN_ACTOR");
+  size_t len;
+
+  if (out == NULL || n == 0)
+    return;
+  if (a == NULL || *a == '\0') {
+    cairn_proc_actor(out, n);
+    a = out;
+  }
+  len = strlen(a);
+  if (len >= n)
+    len = cairn_utf8_cut(a, n - 1);
+  memmove(out, a, len);
+  out[len] = '\0';
+  cairn_utf8_scrub(out, len);
 }

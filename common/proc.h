@@ -44,4 +44,10 @@ int cairn_proc_group_alive(int pgid);
 /* "user@host" of this process, into out of size n. */
 void cairn_proc_actor(char *out, unsigned long n);
 
+/* Who is acting, as the journal records it, into out of size n: given
+ * (the caller's; NULL or "" for none), else $CAIRN_ACTOR, else user@host.
+ * Cut at a character, never inside one, and any byte that is not UTF-8
+ * made '?': the journal's JSON holds only UTF-8. given is borrowed. */
+void cairn_actor(const char *given, char *out, size_t n);
+
 #endif

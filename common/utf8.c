@@ -62,6 +62,20 @@ size_t cairn_utf8_cut(const char *s, size_t n)
   return n;
 }
 
+int cairn_utf8_valid(const char *s)
+{
+  const unsigned char *p = (const unsigned char *)s;
+  size_t len = strlen(s);
+
+  for (size_t i = 0; i < len;) {
+    size_t c = cairn_utf8_char_len(p + i, len - i);
+    if (c == 0)
+      return 0;
+    i += c;
+  }
+  return 1;
+}
+
 size_t cairn_utf8_chars(const char *s)
 {
   const unsigned char *p = (const unsigned char *)s;

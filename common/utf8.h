@@ -21,6 +21,10 @@ size_t cairn_utf8_char_len(const unsigned char *s, size_t len);
  * bytes. */
 size_t cairn_utf8_cut(const char *s, size_t n);
 
+/* 1 when the NUL-terminated s is valid UTF-8 throughout (JSON can hold
+ * it), else 0. */
+int cairn_utf8_valid(const char *s);
+
 /* How many characters the NUL-terminated s holds: one for each valid
  * UTF-8 character and one for each byte that begins none (a terminal
  * shows it as one replacement character). Not display columns: a wide

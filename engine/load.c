@@ -38,6 +38,7 @@
 #include "adapters/adapter.h"
 #include "common/duration.h"
 #include "common/huge.h"
+#include "common/utf8.h"
 #include "engine/template.h"
 #include "engine/yaml_tree.h"
 
@@ -2566,6 +2567,14 @@ static int load_file(struct engine_workflow **out, const char *path,
     n += (size_t)r;
   }
   abs = realpath(path, NULL);
+  if (!cairn_utf8_valid(abs != NULL ? abs : path)) {
+    /* the journal keeps the path as JSON text: it could not say it */
+    rc = cairn_error_set(err, CAIRN_E_WORKFLOW,
+                         "%s: its path is not UTF-8 text, which the journal "
+                         "needs (hint: rename the file, or the folder it is "
+                         "in)", path);
+    goto out;
+  }
   rc = load(out, path, abs != NULL ? abs : path, buf, n, stack, err);
 out:
   close(fd);

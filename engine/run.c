@@ -147,7 +147,10 @@ int engine__append_direct(struct engine__rt *rt, const char *kind,
 {
   int64_t seq = 0;
   if (payload == NULL)
-    payload = json_object();
+    /* never an empty {} in its place: what it should have said is lost */
+    return cairn_error_set(rt->err, CAIRN_E_NOMEM,
+                           "cannot make the %s event (out of memory, or "
+                           "text that is not UTF-8)", kind);
   redact_error(rt, payload);
   int rc = journal_append(rt->j, rt->run_id, kind, "", 0, 0, payload, &seq,
                           rt->err);
@@ -2043,11 +2046,7 @@ void engine__rt_release(struct engine__rt *rt)
 
 void engine__actor(const struct engine_options *opt, char *out, size_t n)
 {
-  const char *a = opt->actor ? opt->actor : getenv("CAIRN_ACTOR");
-  if (a && *a)
-    snprintf(out, n, "%s", a);
-  else
-    cairn_proc_actor(out, n);
+  cairn_actor(opt->actor, out, n);
 }
 
 int engine_run(struct journal *j, const struct engine_workflow *wf,

@@ -120,4 +120,42 @@ test_expect_success 'status and history never fail or block while a run writes' 
 	test_grep "IN PROGRESS" s.out
 '
 
+# The journal holds JSON, which holds only UTF-8: an actor that is not
+# is kept with '?' for each bad byte (never an empty event), one too long
+# is cut at a character; a workflow path or an approval that is not UTF-8
+# is refused, with nothing journaled.
+write_workflow utf.yaml <<\EOF
+cairn: 1
+name: utf
+environments:
+  dev: {}
+  prod: { approvals: 1 }
+start: a
+states:
+  a: { do: exec, with: { argv: ["true"] }, next: done }
+  done: { succeed: true }
+EOF
+
+test_expect_success 'an actor that is not UTF-8 is journaled with ? for its bad bytes' '
+	CAIRN_ACTOR=$(printf "bob\377") cairn run utf.yaml --env dev >out &&
+	cairn show "$(last_run)" --json >s.json &&
+	jq -e ".run.actor == \"bob?\" and (.events[0].payload.workflow == \"utf\")" s.json &&
+	long=$(printf "x%.0s" $(seq 1 298))é &&
+	CAIRN_ACTOR=$long cairn run utf.yaml --env dev >out &&
+	cairn show "$(last_run)" --json >s.json &&
+	jq -e ".events[0].payload.actor | length == 298" s.json &&
+	cairn verify >out
+'
+
+test_expect_success 'a workflow path or an approval that is not UTF-8: exit 2, nothing journaled' '
+	q "SELECT count(*) FROM events" >before &&
+	cp utf.yaml "$(printf "w\377.yaml")" &&
+	test_must_fail_with 2 cairn run "$(printf "w\377.yaml")" --env dev 2>err &&
+	test_grep "its path is not UTF-8 text" err &&
+	test_must_fail_with 2 cairn approve prod --workflow utf --release "$(printf "1\377")" 2>err &&
+	test_grep "approve: --release is not UTF-8 text" err &&
+	q "SELECT count(*) FROM events" >after &&
+	test_cmp before after
+'
+
 test_done
