@@ -45,8 +45,24 @@ static int write_renamed(const char *path, const void *data, size_t n,
   const char *p = data;
   int fd, e;
 
+  struct stat st;
+
   if (tmp == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+  /* The rename would replace what is there, not write to it: a device
+   * (as root, /dev/null itself), a FIFO, or the link of a symlink. */
+  if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    free(tmp);
+    return cairn_error_set(err, CAIRN_E_IO,
+                           "cannot write '%s': it is a %s, and cairn "
+                           "replaces only regular files (hint: give the "
+                           "path of a file)",
+                           path, S_ISLNK(st.st_mode)    ? "symlink"
+                                 : S_ISDIR(st.st_mode)  ? "folder"
+                                 : S_ISFIFO(st.st_mode) ? "FIFO"
+                                 : S_ISSOCK(st.st_mode) ? "socket"
+                                                        : "device");
+  }
   /* ".NAME.XXXXXX" beside it: hidden, and on the same file system */
   if (slash)
     snprintf(tmp, plen + 16, "%.*s.%s.XXXXXX", (int)(slash - path + 1), path,

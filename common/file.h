@@ -13,7 +13,9 @@
  * then fsync of the folder (best effort: the rename is done). On error
  * path is untouched, no temporary file is left, and the result is
  * CAIRN_E_IO (CAIRN_E_NOMEM) with err "cannot write 'PATH': WHY" plus a
- * hint when the folder does not exist. data is borrowed. */
+ * hint when the folder does not exist. A path that holds anything but a
+ * regular file (a symlink, a device, a FIFO, a folder) is refused, since
+ * the rename would replace it. data is borrowed. */
 int cairn_write_atomic(const char *path, const void *data, size_t n,
                        unsigned mode, struct cairn_error *err);
 

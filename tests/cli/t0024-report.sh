@@ -90,6 +90,19 @@ test_expect_success 'report -o writes the page 0644, atomically, reading only' '
 	test_grep ! "\.report\.html\.\|\.old\.html\." files
 '
 
+test_expect_success 'report -o and --write-anchor replace only files: a FIFO or a symlink is refused' '
+	mkfifo fifo.html &&
+	ln -s target.html link.html &&
+	test_must_fail_with 2 cairn report -o fifo.html 2>err &&
+	test_grep "cannot write .fifo.html.: it is a FIFO, and cairn replaces only regular files" err &&
+	test_must_fail_with 2 cairn report -o link.html 2>err &&
+	test_grep "it is a symlink" err &&
+	test_must_fail_with 2 cairn verify --write-anchor fifo.html 2>err &&
+	test_grep "anchor: cannot write .fifo.html.: it is a FIFO" err &&
+	test -p fifo.html && test -L link.html && test_path_is_missing target.html &&
+	rm fifo.html link.html
+'
+
 test_expect_success 'the page is well-formed (XML nesting, HTML parser)' '
 	xmllint --noout report.html &&
 	{ xmllint --html --noout report.html 2>errors || :; } &&
