@@ -275,8 +275,9 @@ struct journal_verify_result {
   int64_t last_seq;      /* seq of the newest event, 0 when none */
   char key_id[JOURNAL_KEY_ID_HEX]; /* the journal's recorded key id or "" */
   int altered;           /* 1: the chain and rows hold, but a table or an
-                            append-only trigger is missing (reason says
-                            which); first_bad_seq stays 0 */
+                            append-only trigger is missing, or SQLite's
+                            integrity_check finds the file damaged (reason
+                            says which); first_bad_seq stays 0 */
 };
 /* Recomputes the whole chain, then confirms every row of the runs table
  * against its events (journal_run_confirm), that every event's run has a
@@ -288,7 +289,8 @@ struct journal_verify_result {
  * run's row disagrees with its events (first_bad_seq: the event it
  * disagrees with, or the seq after the last for a row without events), or
  * an event's run has no row (that event); CAIRN_E_CHAIN with altered and
- * reason set (first_bad_seq 0) when only a table or trigger is missing;
+ * reason set (first_bad_seq 0) when only a table or trigger is missing
+ * or the file is damaged (PRAGMA integrity_check);
  * other codes for I/O errors.
  * Keys: the hashes are recomputed with the key given by journal_set_key.
  * A keyed journal without a key gives CAIRN_E_KEY (nothing to check

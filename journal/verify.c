@@ -429,6 +429,32 @@ static int check_schema(struct journal *j, struct journal_verify_result *res,
   return rc;
 }
 
+/* SQLite's own check of the file (PRAGMA integrity_check): an index that
+ * disagrees with its table reads differently by index than by seq, so
+ * the chain can hold while show or rollback see another journal. Marks
+ * res (altered) with SQLite's first complaint. */
+static void check_integrity(struct journal *j,
+                            struct journal_verify_result *res)
+{
+  sqlite3_stmt *st = NULL;
+  const char *said = NULL;
+  int step = SQLITE_ERROR;
+
+  if (sqlite3_prepare_v2(j->db, "PRAGMA integrity_check(1)", -1, &st,
+                         NULL) == SQLITE_OK)
+    step = sqlite3_step(st);
+  if (step == SQLITE_ROW)
+    said = (const char *)sqlite3_column_text(st, 0);
+  if (step != SQLITE_ROW || said == NULL || strcmp(said, "ok") != 0) {
+    res->altered = 1;
+    snprintf(res->reason, sizeof res->reason,
+             "its SQLite file is damaged: %s (PRAGMA integrity_check; "
+             "hint: restore the journal from a copy)",
+             said != NULL ? said : sqlite3_errmsg(j->db));
+  }
+  sqlite3_finalize(st);
+}
+
 /* The seq of an event other than seq that chains on from the event whose
  * hash is prev_hash (prev_hash's successor renumbered), or 0. Read only
  * where the chain has a gap: prev_hash has no index. */
@@ -554,6 +580,8 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
     goto out;
   if (res->first_bad_seq == 0 && (rc = check_schema(j, res, err)) != 0)
     goto out;
+  if (res->first_bad_seq == 0 && !res->altered)
+    check_integrity(j, res);
   if (res->first_bad_seq != 0)
     rc = cairn_error_set(err, CAIRN_E_CHAIN,
                          "journal '%s' is broken at event %" PRId64 ": %s",

@@ -196,6 +196,38 @@ test_expect_success 'an event deleted in the middle is still named as missing' '
 	test_grep "event $m is missing$" out
 '
 
+# One bit flipped inside an index entry (runs_by_workflow, which status
+# and history --workflow read): every event still hashes and chains, and
+# every run row matches its events, but SQLite reads the file otherwise
+# through that index. verify asks SQLite too.
+test_expect_success 'a damaged index, chain intact: verify says the file is damaged, exit 1' '
+	write_workflow small.yaml <<-\EOF &&
+	cairn: 1
+	name: small
+	start: a
+	states:
+	  a: { do: exec, with: { argv: ["true"] }, next: done }
+	  done: { succeed: true }
+	EOF
+	for i in 1 2 3; do cairn run small.yaml --journal damaged.db >/dev/null || exit 1; done &&
+	cp damaged.db whole.db &&
+	page=$(sqlite3 damaged.db "SELECT rootpage FROM sqlite_master WHERE name = '\''runs_by_workflow'\''") &&
+	python3 - damaged.db "$page" <<-\PY &&
+	import sys
+	path, page = sys.argv[1], int(sys.argv[2])
+	d = bytearray(open(path, "rb").read())
+	size = int.from_bytes(d[16:18], "big") or 65536
+	at = (page - 1) * size
+	hit = d.find(b"small", at, at + size)
+	assert hit >= 0, "no entry of the workflow in the index page"
+	d[hit + 4] ^= 1
+	open(path, "wb").write(d)
+	PY
+	test_must_fail_with 1 cairn verify --journal damaged.db >out 2>err &&
+	test_grep "chain ok but altered: its SQLite file is damaged: " out &&
+	cairn verify --journal whole.db >out
+'
+
 test_expect_success 'append-only triggers dropped, or a table gone: verify says so, exit 1' '
 	cp plain.db notrig.db &&
 	sqlite3 notrig.db "DROP TRIGGER events_no_update" &&
