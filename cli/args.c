@@ -51,6 +51,15 @@ static const char *long_spelling(char **argv)
   return argv[optind - 1];
 }
 
+/* 1 when name[0..len) is the whole name of one of the long options lo. */
+static int known_long(const struct option *lo, const char *name, size_t len)
+{
+  for (; lo->name != NULL; lo++)
+    if (strlen(lo->name) == len && strncmp(lo->name, name, len) == 0)
+      return 1;
+  return 0;
+}
+
 static void print_help(const struct cli_option *opts, const char *usage,
                        const char *description, int json)
 {
@@ -153,11 +162,24 @@ int cli_parse(int argc, char **argv, struct cli_ctx *ctx,
       /* Inside a cluster (-xy) getopt does not move optind: name the
        * letter itself. */
       char shortopt[3] = {'-', (char)optopt, '\0'};
-      const char *what = optopt > 0 && optopt < 256 ? shortopt
-                                                    : argv[optind - 1];
-      snprintf(msg, sizeof msg, "%s '%s' (hint: see '%s %s --help')",
-               c == ':' ? "missing value for" : "unknown option", what,
-               ctx->prog, argv[0]);
+      const char *last = argv[optind - 1];
+      const char *what = optopt > 0 && optopt < 256 ? shortopt : last;
+      size_t wlen;
+      int valued = 0;
+      if (strncmp(last, "--", 2) == 0) {
+        /* a long option: as typed, never the letter cairn keeps it by
+         * ("-J" for --journal) */
+        what = last;
+        valued = c == '?' && strchr(last, '=') != NULL;
+      }
+      wlen = valued ? (size_t)(strchr(what, '=') - what) : strlen(what);
+      if (valued && known_long(lo, what + 2, wlen - 2))
+        snprintf(msg, sizeof msg, "option '%.*s' takes no value (hint: see "
+                 "'%s %s --help')", (int)wlen, what, ctx->prog, argv[0]);
+      else
+        snprintf(msg, sizeof msg, "%s '%s' (hint: see '%s %s --help')",
+                 c == ':' ? "missing value for" : "unknown option", what,
+                 ctx->prog, argv[0]);
       return usage_error(ctx, argc, argv, json, msg);
     }
     const struct cli_option *o = &opts[c - 1000];

@@ -37,6 +37,17 @@ test_expect_success 'the result line comes when --json follows the bad option to
 	test_grep "\"message\":\"missing value for .--grace." out
 '
 
+test_expect_success 'an error about a long option names it as typed, never a letter' '
+	test_must_fail_with 2 cairn run one.yaml --journal 2>err &&
+	test_grep "^cairn: missing value for .--journal. " err &&
+	test_must_fail_with 2 cairn status --key-file 2>err &&
+	test_grep "^cairn: missing value for .--key-file. " err &&
+	test_must_fail_with 2 cairn status --json=1 2>err &&
+	test_grep "^cairn: option .--json. takes no value " err &&
+	test_must_fail_with 2 cairn status --bogus=3 2>err &&
+	test_grep "^cairn: unknown option .--bogus=3. " err
+'
+
 test_expect_success 'a command without a result line prints nothing on stdout' '
 	test_must_fail_with 2 cairn history --json --bogus >out 2>err &&
 	test_cmp /dev/null out &&
