@@ -229,8 +229,15 @@ int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx)
   const char *target = to ? to : through;
   const struct engine_environment *e = engine_workflow_env(wf, target);
   if (e == NULL) {
-    engine_workflow_env_check(wf, target, &err);
-    cli_error("%s", err.msg);
+    if (wf->nenvs == 0)
+      /* the check's hint (leave out --env) is for run, not promote */
+      cli_error("workflow '%s' declares no environments, so there is "
+                "nothing to promote to (hint: cairn run %s)", wf->name,
+                argv[1]);
+    else {
+      engine_workflow_env_check(wf, target, &err);
+      cli_error("%s", err.msg);
+    }
     code = CLI_EXIT_USAGE;
     goto out;
   }

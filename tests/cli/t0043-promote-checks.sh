@@ -152,4 +152,18 @@ test_expect_success 'approve refuses an empty workflow name (exit 2) and journal
 	test_cmp before after
 '
 
+test_expect_success 'promote of a workflow without environments says there is nowhere to promote' '
+	write_workflow noenv.yaml <<-\EOF &&
+	cairn: 1
+	name: noenv
+	start: a
+	states:
+	  a: { do: exec, with: { argv: ["true"] }, next: done }
+	  done: { succeed: true }
+	EOF
+	test_must_fail_with 2 cairn promote noenv.yaml --to dev 2>err &&
+	echo "cairn: workflow '\''noenv'\'' declares no environments, so there is nothing to promote to (hint: cairn run noenv.yaml)" >expect &&
+	test_cmp expect err
+'
+
 test_done
