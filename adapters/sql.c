@@ -552,7 +552,8 @@ static int scan(struct sql_run *r)
       goto nomem;
     nnames++;
   }
-  qsort(names, nnames, sizeof *names, cmp_str); /* stable messages */
+  if (nnames > 1) /* names is NULL for an empty folder: qsort wants none */
+    qsort(names, nnames, sizeof *names, cmp_str); /* stable messages */
   if ((r->migs = calloc(nnames ? nnames : 1, sizeof *r->migs)) == NULL)
     goto nomem;
 
