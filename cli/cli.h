@@ -190,9 +190,6 @@ int cli_cmd_adapters(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_report(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx);
-/* Who is acting: $CAIRN_ACTOR, else user@host, as cairn_actor makes it
- * fit the journal (cli/cmd_approve.c). */
-void cli_actor(char *out, size_t n);
 int cli_cmd_export(int argc, char **argv, struct cli_ctx *ctx);
 
 /* ---- simulation (cli/cmd_simulate.c), shared with plan ---- */

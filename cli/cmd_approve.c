@@ -8,11 +8,6 @@
 #include "common/proc.h"
 #include "common/utf8.h"
 
-void cli_actor(char *out, size_t n)
-{
-  cairn_actor(NULL, out, n);
-}
-
 int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx)
 {
   const char *workflow = NULL, *release = NULL, *comment = NULL;
@@ -69,7 +64,7 @@ int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx)
   }
   /* CAIRN_ACTOR is whatever the caller says: the account that typed the
    * command is journaled beside it when the two differ. */
-  cli_actor(actor, sizeof actor);
+  cairn_actor(NULL, actor, sizeof actor);
   cairn_proc_actor(user, sizeof user);
   code = cli_open_journal(ctx, 0, 0, &j);
   if (code != 0)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "common/proc.h"
 
 /* The --set list a promotion runs with: the user's, then release=R when
  * the workflow has a release param (the release the gates passed is the
@@ -110,7 +111,7 @@ static int promote_one(struct cli_ctx *ctx, struct journal **j, int *standin,
     code = CLI_EXIT_FAILED;
     goto out;
   }
-  cli_actor(actor, sizeof actor);
+  cairn_actor(NULL, actor, sizeof actor);
   if (g.refused) {
     rc = engine_promotion_refuse(*j, wf, env, &g, actor, &err);
     if (rc != 0) {

@@ -1035,7 +1035,7 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   if (rc != 0)
     goto out_rt;
 
-  engine__actor(&opt, actor, sizeof actor);
+  cairn_actor(opt.actor, actor, sizeof actor);
   rc = journal_begin(j, err);
   if (rc == 0 && strcmp(wf->sha256, rp.file_sha256 ? rp.file_sha256 : "") != 0)
     rc = engine__append_direct(&rt, JOURNAL_EV_WORKFLOW_CHANGED,

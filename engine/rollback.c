@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/proc.h"
 #include "engine/runtime.h"
 #include "engine/template.h"
 
@@ -960,7 +961,7 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
     goto out;
   }
 
-  engine__actor(&opt, actor, sizeof actor);
+  cairn_actor(opt.actor, actor, sizeof actor);
   rc = journal_begin(j, err);
   if (rc == 0 && taken_over && strcmp(holder.run_id, run_id) != 0)
     rc = engine__append_takeover(&rt, &holder);

@@ -2044,11 +2044,6 @@ void engine__rt_release(struct engine__rt *rt)
   free(rt->redact);
 }
 
-void engine__actor(const struct engine_options *opt, char *out, size_t n)
-{
-  cairn_actor(opt->actor, out, n);
-}
-
 int engine_run(struct journal *j, const struct engine_workflow *wf,
                const struct engine_options *opt, struct engine_result *res,
                struct cairn_error *err)
@@ -2091,7 +2086,7 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
     goto out_rt;
   }
 
-  engine__actor(opt, actor, sizeof actor);
+  cairn_actor(opt->actor, actor, sizeof actor);
   memcpy(run.id, run_id, sizeof run.id);
   run.workflow = wf->name;
   run.file = wf->file;

@@ -258,9 +258,6 @@ void engine__notify_direct(struct engine__rt *rt);
 /* Appends lock.taken_over naming the previous holder (direct). */
 int engine__append_takeover(struct engine__rt *rt,
                             const struct journal_lock_holder *h);
-/* Who is acting: opt->actor, else $CAIRN_ACTOR, else user@host, as
- * cairn_actor makes it fit the journal. */
-void engine__actor(const struct engine_options *opt, char *out, size_t n);
 /* Queues an event (payload stolen, may be NULL), committed this loop
  * turn, before anything waiting for it starts. */
 void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
