@@ -33,7 +33,7 @@ static int64_t add_ms(int64_t acc, int64_t v)
 }
 
 int cairn_duration_parse(const char *s, int64_t *out_ms,
-                          struct cairn_error *err)
+                         struct cairn_error *err)
 {
   const char *p = s;
   int64_t total = 0;

@@ -18,7 +18,7 @@
  * '5x'", no hint: the caller adds CAIRN_DURATION_HINT where it fits) on
  * bad input, negative values, overflow or an empty string. */
 int cairn_duration_parse(const char *s, int64_t *out_ms,
-                          struct cairn_error *err);
+                         struct cairn_error *err);
 
 /* Formats ms for people: "850ms", "12.3s", "4m05s", "1h02m". Writes at
  * most n bytes into out (NUL included) and returns out. */
