@@ -142,6 +142,13 @@ long journal__test_commits(void);
 
 /* ---- schema.c ---- */
 
+/* rc, unless db's last error is SQLite unable to open or write the
+ * journal or the files WAL mode keeps beside it (-shm, -wal; a reader
+ * needs -shm too): then err says so with what to do, CAIRN_E_IO. writing
+ * says whether the connection was to write. db is borrowed. */
+int journal__if_cannot_share(const char *path, int writing, sqlite3 *db,
+                             int rc, struct cairn_error *err);
+
 /* rc, unless db's last error is SQLite finding the pages of path (a file
  * whose header said journal of ours) corrupt or not a database: then err
  * says the journal is damaged, with SQLite's words, and the result is

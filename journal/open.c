@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -280,6 +281,49 @@ static int prepare_file(const char *path, unsigned flags, int *version,
 
 /* ---- the connection ---- */
 
+/* Whether path is on a read-only file system with no WAL content beside
+ * it: an archived or mounted copy that nothing can be writing. SQLite
+ * cannot make the -shm file there that WAL mode needs even to read, so
+ * such a journal is opened as immutable (no locks, no -shm), which is
+ * exact when every page is in the file itself. */
+static int frozen_copy(const char *path)
+{
+  char wal[PATH_MAX + 8];
+  struct statvfs vs;
+  struct stat sb;
+
+  if (statvfs(path, &vs) != 0 || !(vs.f_flag & ST_RDONLY))
+    return 0;
+  snprintf(wal, sizeof wal, "%s-wal", path);
+  return stat(wal, &sb) != 0 ? errno == ENOENT : sb.st_size == 0;
+}
+
+/* "file:PATH?immutable=1", PATH percent-encoded as RFC 3986 asks; NULL
+ * when out of memory. The caller frees it. */
+static char *immutable_uri(const char *path)
+{
+  static const char hex[] = "0123456789ABCDEF";
+  size_t n = strlen(path);
+  char *uri = malloc(sizeof "file:?immutable=1" + 3 * n);
+  char *w = uri;
+
+  if (uri == NULL)
+    return NULL;
+  w += sprintf(w, "file:");
+  for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+        (*p >= '0' && *p <= '9') || strchr("/-._~", *p) != NULL) {
+      *w++ = (char)*p;
+    } else {
+      *w++ = '%';
+      *w++ = hex[*p >> 4];
+      *w++ = hex[*p & 15];
+    }
+  }
+  strcpy(w, "?immutable=1");
+  return uri;
+}
+
 /* The first column of the first row of a pragma, as text into buf. */
 static int pragma_text(struct journal *j, const char *sql, char *buf,
                        size_t n, struct cairn_error *err)
@@ -353,6 +397,7 @@ int journal_open(struct journal **out, const char *path, unsigned flags,
                  struct cairn_error *err)
 {
   struct journal *j = NULL;
+  char *uri = NULL;
   int memory, version = 0, oflags, rc;
 
   if (out == NULL || path == NULL || *path == '\0')
@@ -413,14 +458,25 @@ int journal_open(struct journal **out, const char *path, unsigned flags,
   oflags |= SQLITE_OPEN_NOMUTEX;
   if (memory)
     oflags |= SQLITE_OPEN_CREATE | SQLITE_OPEN_MEMORY;
-  if (sqlite3_open_v2(memory ? ":memory:" : path, &j->db, oflags, NULL) !=
-      SQLITE_OK) {
+  if (!memory && (flags & JOURNAL_READONLY) && frozen_copy(path)) {
+    uri = immutable_uri(path);
+    if (uri == NULL) {
+      rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+      goto out;
+    }
+    oflags |= SQLITE_OPEN_URI;
+  }
+  if (sqlite3_open_v2(uri != NULL ? uri : memory ? ":memory:" : path, &j->db,
+                      oflags, NULL) != SQLITE_OK) {
     rc = j->db != NULL
              ? journal__sqlite_error(j, err, "cannot open journal")
              : cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
     goto out;
   }
   rc = configure(j, memory, err);
+  if (rc != 0)
+    rc = journal__if_cannot_share(path, !(flags & JOURNAL_READONLY), j->db,
+                                  rc, err);
   if (rc == 0)
     rc = journal__schema_migrate(j, err);
   /* A simulation's events go to a list, not to the events table. */
@@ -438,6 +494,7 @@ int journal_open(struct journal **out, const char *path, unsigned flags,
   *out = j;
   j = NULL;
 out:
+  free(uri);
   journal_close(j);
   return rc;
 }

@@ -354,6 +354,29 @@ int journal__if_damaged(const char *path, sqlite3 *db, int rc,
   return rc;
 }
 
+int journal__if_cannot_share(const char *path, int writing, sqlite3 *db,
+                             int rc, struct cairn_error *err)
+{
+  int primary = sqlite3_extended_errcode(db) & 0xff;
+
+  if (primary != SQLITE_CANTOPEN && primary != SQLITE_READONLY)
+    return rc;
+  if (writing)
+    return cairn_error_set(
+        err, CAIRN_E_IO,
+        "cannot write journal '%s' or the files SQLite keeps beside it (%s) "
+        "(hint: run cairn as the journal's owner on a writable file system; "
+        "status, history, show, export, report and verify only read it)",
+        path, sqlite3_errmsg(db));
+  return cairn_error_set(
+      err, CAIRN_E_IO,
+      "cannot read journal '%s': SQLite must write '%s-shm' beside it "
+      "even to read it, and cannot (hint: run cairn as the journal's "
+      "owner, or copy the journal to a folder you can write and pass "
+      "--journal)",
+      path, path);
+}
+
 int journal__schema_probe(const char *path, int *version,
                           struct cairn_error *err)
 {
@@ -396,10 +419,14 @@ int journal__schema_probe(const char *path, int *version,
     rc = cairn_error_set(err, CAIRN_E_NOTJOURNAL,
                          "'%s' is not a cairn journal (%s)", path,
                          sqlite3_errmsg(db));
+  else if (src != SQLITE_OK && db == NULL)
+    rc = cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   else if (src != SQLITE_OK)
-    rc = cairn_error_set(err, CAIRN_E_JOURNAL, "cannot read journal '%s': %s",
-                         path, db != NULL ? sqlite3_errmsg(db)
-                                          : sqlite3_errstr(src));
+    rc = journal__if_cannot_share(
+        path, 0, db,
+        cairn_error_set(err, CAIRN_E_JOURNAL, "cannot read journal '%s': %s",
+                        path, sqlite3_errmsg(db)),
+        err);
   else
     rc = classify(path, &f, err);
   sqlite3_close_v2(db);
