@@ -326,6 +326,7 @@ static void flush(struct engine__rt *rt)
       int rc = commit_queue(rt);
       if (rc != 0) {
         rt->fatal = rc;
+        rt->unjournaled = 1;
         break;
       }
     }
@@ -2000,6 +2001,18 @@ int engine__rt_loop(struct engine__rt *rt)
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&rt->loop) != 0) {
     uv_walk(&rt->loop, NULL, NULL);
+  }
+  if (rt->unjournaled) {
+    /* Write-ahead: what was not journaled was not done, and an undo
+     * could not be journaled either. The journal holds a run that
+     * stopped, as after a crash, so it ends as interrupted. */
+    rt->res->outcome = ENGINE_INTERRUPTED;
+    snprintf(rt->res->message, sizeof rt->res->message,
+             "stopped: its next step could not be journaled (%s), and %s",
+             rt->err->msg,
+             rt->plan != NULL ? "its rollback stopped there"
+                              : "nothing was undone");
+    return 0;
   }
   return rt->fatal;
 }

@@ -230,7 +230,11 @@ struct engine__rt {
                                      ENGINE__SIM_STOPPED */
   int finished;                   /* run.finished or run.interrupted queued */
   int closing;
-  int fatal;                      /* a journal write failed */
+  int fatal;                      /* the run must stop: out of memory,
+                                     or a journal write failed */
+  int unjournaled;                /* fatal is a commit that failed: the
+                                     run stops as interrupted, undoing
+                                     nothing (resume continues it) */
   int64_t start_ms;
 };
 

@@ -36,6 +36,12 @@ const char *journal_path(const struct journal *j)
 int journal__sqlite_error(struct journal *j, struct cairn_error *err,
                           const char *what)
 {
+  if ((sqlite3_errcode(j->db) & 0xff) == SQLITE_BUSY)
+    return cairn_error_set(err, CAIRN_E_JOURNAL,
+                           "%s '%s': %s (another process held it for more "
+                           "than %d s)",
+                           what, j->path, sqlite3_errmsg(j->db),
+                           JOURNAL__BUSY_TIMEOUT_MS / 1000);
   return cairn_error_set(err, CAIRN_E_JOURNAL, "%s '%s': %s", what, j->path,
                          sqlite3_errmsg(j->db));
 }

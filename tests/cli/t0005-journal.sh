@@ -367,4 +367,56 @@ test_expect_success 'read commands leave an empty journal file as it was' '
 	test "$(jq -s length out)" = 1
 '
 
+# Another process holds the journal's write lock longer than the busy
+# timeout (5 s) while a step runs: its end cannot be journaled. Write-ahead
+# means the run stops there as interrupted, undoing nothing (an undo could
+# not be journaled either); resume picks it up once the journal is free.
+write_workflow busy.yaml <<\EOF
+cairn: 1
+name: busy
+start: hold
+states:
+  hold:
+    do: exec
+    with:
+      argv:
+        - sh
+        - -c
+        - |
+          { printf "BEGIN IMMEDIATE;\n.system touch locked\n"; sleep 6
+            printf "COMMIT;\n.system touch released\n"; } |
+            sqlite3 "$CAIRN_JOURNAL" >/dev/null 2>&1 &
+          i=0; until [ -e locked ] || [ $i -ge 200 ]; do sleep 0.05; i=$((i+1)); done
+    undo: { do: exec, with: { argv: [touch, undone] } }
+    next: after
+  after:
+    do: exec
+    with: { argv: [touch, after] }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a journal locked by another process for over 5 s: the run stops as interrupted, exit 3' '
+	rm -rf busyrun && mkdir busyrun && cd busyrun &&
+	CAIRN_JOURNAL=$PWD/journal.db && export CAIRN_JOURNAL &&
+	test_must_fail_with 3 cairn run ../busy.yaml >out 2>err &&
+	run=$(sed -n "s/^run \([0-9A-Z]*\): busy$/\1/p" out) &&
+	test -n "$run" &&
+	test_grep "^run $run stopped: its next step could not be journaled (cannot start a transaction on .*journal.db.: database is locked (another process held it for more than 5 s)), and nothing was undone; continue it with .cairn resume $run.$" out &&
+	test_cmp /dev/null err &&
+	test_path_is_missing undone &&
+	test_path_is_missing after &&
+	i=0 && until [ -e released ] || [ $i -ge 100 ]; do sleep 0.1; i=$((i+1)); done &&
+	test_path_is_file released &&
+	cairn history --json --limit 1 >h &&
+	jq -e ".status == \"interrupted\"" h &&
+	test_must_fail_with 3 cairn resume "$run" >out &&
+	test_grep "state .hold. was running (attempt 1) when the run stopped" out &&
+	cairn resume "$run" --assume succeeded >out &&
+	test_path_is_file after &&
+	test_path_is_missing undone &&
+	cairn verify >out &&
+	test_grep ": chain ok, " out
+'
+
 test_done
