@@ -140,6 +140,10 @@ int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
  * clear the screen. For the human tables, not for JSON (which escapes its
  * own). s is borrowed; the result lives as long as s and buf. */
 const char *cli_safe(const char *s, char *buf, size_t n);
+/* The length of the control character at p (below 0x20, 0x7f, or a C1
+ * control, two bytes in UTF-8), or 0 when there is none there. p points
+ * into a NUL-terminated string. */
+size_t cli_control_len(const unsigned char *p);
 /* "1.2s" etc. into buf. */
 const char *cli_duration(int64_t ms, char *buf, size_t n);
 /* "2026-11-22 19:57:01" (local time) into buf. */

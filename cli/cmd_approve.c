@@ -79,9 +79,14 @@ int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx)
       cli_print_json(v);
       json_decref(v);
     } else if (rc == 0) {
-      /* "" is a release too: that of a workflow without a release param */
+      /* "" is a release too: that of a workflow without a release param.
+       * What the caller typed is shown, not obeyed, by the terminal. */
+      char b1[1024], b2[1024], b3[1024], b4[1024];
       printf("approved release %s of %s for %s by %s (%s)\n",
-             engine_release_shown(release), workflow, argv[1], actor, id);
+             cli_safe(engine_release_shown(release), b1, sizeof b1),
+             cli_safe(workflow, b2, sizeof b2),
+             cli_safe(argv[1], b3, sizeof b3), cli_safe(actor, b4, sizeof b4),
+             id);
     }
   } else {
     struct journal_run run = {0};
@@ -98,8 +103,9 @@ int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx)
       cli_print_json(v);
       json_decref(v);
     } else if (rc == 0) {
+      char b1[1024];
       printf("approved run %s at state '%s' by %s; go on with 'cairn resume "
-             "%s'\n", run.id, state, actor, run.id);
+             "%s'\n", run.id, state, cli_safe(actor, b1, sizeof b1), run.id);
     }
     journal_run_release(&run);
   }

@@ -39,11 +39,24 @@ void cli_report_escape_max(FILE *f, const char *s, size_t max)
   if (s == NULL)
     return;
   for (const char *p = s; *p; p++, n++) {
+    const unsigned char *u = (const unsigned char *)p;
+    size_t c = cli_control_len(u);
+
     /* cut before a character, never inside one (continuation bytes are
      * 10xxxxxx) */
-    if (n >= max && ((unsigned char)*p & 0xC0) != 0x80) {
+    if (n >= max && (*u & 0xC0) != 0x80) {
       fputs("…", f);
       return;
+    }
+    /* XML cannot hold most controls even as &#27;, and HTML calls them
+     * errors: shown as \xHH, as on the terminal. Tabs and line ends
+     * stay (a log tail keeps its lines). */
+    if (c != 0 && *p != '\t' && *p != '\n' && *p != '\r') {
+      for (size_t i = 0; i < c; i++)
+        fprintf(f, "\\x%02x", u[i]);
+      p += c - 1;
+      n += c - 1;
+      continue;
     }
     switch (*p) {
     case '&': fputs("&amp;", f); break;

@@ -26,9 +26,7 @@ struct cli_progress {
   char last_status[32];
 };
 
-/* The length of the control character at p (a C1 control is two bytes
- * in UTF-8), or 0 when there is none there. */
-static size_t control_len(const unsigned char *p)
+size_t cli_control_len(const unsigned char *p)
 {
   if (*p < 0x20 || *p == 0x7f)
     return 1;
@@ -42,14 +40,14 @@ const char *cli_safe(const char *s, char *buf, size_t n)
   const unsigned char *p = (const unsigned char *)s;
   size_t k = 0, c;
 
-  while (*p && control_len(p) == 0)
+  while (*p && cli_control_len(p) == 0)
     p++;
   if (*p == '\0')
     return s;
   if (n == 0)
     return "";
   for (p = (const unsigned char *)s; *p; p += c ? c : 1) {
-    c = control_len(p);
+    c = cli_control_len(p);
     if (c == 0 && k + 1 < n)
       buf[k++] = (char)*p;
     else if (c != 0 && k + 4 * c < n)
@@ -60,6 +58,16 @@ const char *cli_safe(const char *s, char *buf, size_t n)
   }
   buf[k] = '\0';
   return buf;
+}
+
+/* cli_safe into one buffer of this file, for the run's lines: an error
+ * holds what a step printed, escape sequences included, and they would
+ * act on the terminal. Valid until the next call. */
+static const char *safe_text(const char *s)
+{
+  static char buf[4 * 4096 + 1];
+
+  return cli_safe(s, buf, sizeof buf);
 }
 
 const char *cli_duration(int64_t ms, char *buf, size_t n)
@@ -245,7 +253,7 @@ void cli_progress_observe(void *ud, const struct journal_event *ev)
        * 0ms too (a program that cannot run), as a success says it */
       printf("%s✗%s %s%s %s%s%s (%s)\n", c_on(p, "\033[31m"), c_off(p),
              ev->state, probe ? " (probe: it did not take effect)" : "", o,
-             *e ? ": " : "", e, cli_duration(ms, d, sizeof d));
+             *e ? ": " : "", safe_text(e), cli_duration(ms, d, sizeof d));
   } else if (strcmp(k, JOURNAL_EV_ACTION_RETRYING) == 0) {
     json_int_t ms = json_integer_value(json_object_get(ev->payload,
                                                        "delay_ms"));
@@ -263,7 +271,7 @@ void cli_progress_observe(void *ud, const struct journal_event *ev)
     const char *e = pstr(ev, "error");
     if (*e) /* its inputs could not be made: no action started */
       printf("%s✗%s %s failed: %s\n", c_on(p, "\033[31m"), c_off(p),
-             ev->state, e);
+             ev->state, safe_text(e));
     else if (strcmp(kind, "wait") == 0) {
       json_int_t until = json_integer_value(json_object_get(ev->payload,
                                                             "wait_until_ms"));
@@ -272,12 +280,12 @@ void cli_progress_observe(void *ud, const struct journal_event *ev)
     }
   } else if (strcmp(k, JOURNAL_EV_ROLLBACK_REQUESTED) == 0) {
     printf("run %s: rollback requested by %s\n", ev->run_id,
-           pstr(ev, "actor"));
+           safe_text(pstr(ev, "actor")));
   } else if (strcmp(k, JOURNAL_EV_ROLLBACK_PLANNED) == 0) {
     cli_print_plan_line(ev->payload);
   } else if (strcmp(k, JOURNAL_EV_DECISION_ASSUMED) == 0) {
     printf("! %s: assumed %s (by %s)\n", ev->state, pstr(ev, "outcome"),
-           pstr(ev, "actor"));
+           safe_text(pstr(ev, "actor")));
   } else if (strcmp(k, JOURNAL_EV_LOCK_TAKEN_OVER) == 0) {
     printf("! took over the lock of run %s (pid %d is gone)\n",
            pstr(ev, "run_id"),
@@ -386,27 +394,27 @@ int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
     break;
   case ENGINE_FAILED:
     printf("run %s %sfailed%s in %s: %s\n", r->run_id, c_on(p, "\033[31m"),
-           c_off(p), cli_duration(r->duration_ms, d, sizeof d), r->message);
+           c_off(p), cli_duration(r->duration_ms, d, sizeof d), safe_text(r->message));
     break;
   case ENGINE_ROLLED_BACK:
     printf("run %s %srolled back%s in %s: %s\n", r->run_id,
            c_on(p, "\033[32m"), c_off(p),
-           cli_duration(r->duration_ms, d, sizeof d), r->message);
+           cli_duration(r->duration_ms, d, sizeof d), safe_text(r->message));
     break;
   case ENGINE_ROLLBACK_FAILED:
     printf("run %s %srollback failed%s in %s: %s\n", r->run_id,
            c_on(p, "\033[31m"), c_off(p),
-           cli_duration(r->duration_ms, d, sizeof d), r->message);
+           cli_duration(r->duration_ms, d, sizeof d), safe_text(r->message));
     break;
   case ENGINE_WAITING:
-    printf("run %s needs a decision: %s\n", r->run_id, r->message);
+    printf("run %s needs a decision: %s\n", r->run_id, safe_text(r->message));
     break;
   case ENGINE_AWAITING_APPROVAL:
-    printf("%s\n", r->message);
+    printf("%s\n", safe_text(r->message));
     break;
   case ENGINE_INTERRUPTED:
     printf("run %s %s; continue it with 'cairn resume %s'\n", r->run_id,
-           r->message, r->run_id);
+           safe_text(r->message), r->run_id);
     break;
   }
   (void)journal_path;

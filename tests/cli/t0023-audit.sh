@@ -158,4 +158,12 @@ test_expect_success 'a workflow path or an approval that is not UTF-8: exit 2, n
 	test_cmp before after
 '
 
+test_expect_success 'approve shows a release or actor with control characters as \xHH, journals them as given' '
+	CAIRN_ACTOR=$(printf "eve\033[2J") cairn approve prod --workflow utf --release "$(printf "2\033]0;T\007")" >out &&
+	! grep -q "$(printf "[\001-\037]")" out &&
+	test_grep "^approved release 2\\\\x1b\]0;T\\\\x07 of utf for prod by eve\\\\x1b\[2J (" out &&
+	q "SELECT payload FROM events ORDER BY seq DESC LIMIT 1" >p.json &&
+	jq -e ".release == \"2\u001b]0;T\u0007\" and (.actor | startswith(\"eve\u001b[2J\"))" p.json
+'
+
 test_done

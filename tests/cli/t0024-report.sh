@@ -243,6 +243,34 @@ test_expect_success 'errors: no journal here, or none at --journal' '
 	test_path_is_missing x.html
 '
 
+# A step whose error holds escape sequences and other controls (an OSC
+# that sets the window title, a screen clear, a bell, SOH): the run's
+# lines show them as \xHH instead of sending them to the terminal, and
+# the report, which XML could not hold them in even as &#27;, too.
+write_workflow ctl.yaml <<\EOF
+cairn: 1
+name: ctl
+start: noisy
+states:
+  noisy:
+    do: exec
+    with: { argv: [sh, -c, 'printf "bad\033]0;TITLE\007 \033[2J\001 end\n" >&2; exit 1'] }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'control characters a step printed: shown as \xHH by run and in the report' '
+	mkdir -p ctl && cd ctl &&
+	test_must_fail_with 1 cairn run ../ctl.yaml >out 2>err &&
+	! grep -q "$(printf "[\001-\010\016-\037\177]")" out err &&
+	test_grep "^✗ noisy failed: exited with status 1: bad\\\\x1b\]0;TITLE\\\\x07 \\\\x1b\[2J\\\\x01 end (" out &&
+	test_grep "^run [0-9A-Z]* failed in .*: state .noisy. failed: exited with status 1: bad\\\\x1b\]0;TITLE\\\\x07 \\\\x1b\[2J\\\\x01 end (log: " out &&
+	cairn report -o ctl.html >/dev/null &&
+	! grep -q "$(printf "[\001-\010\016-\037\177]")" ctl.html &&
+	test_grep "bad\\\\x1b\]0;TITLE\\\\x07 \\\\x1b\[2J\\\\x01 end" ctl.html &&
+	xmllint --noout ctl.html
+'
+
 # ---- rendered by a browser ---------------------------------------------------------
 
 # chromium FILE ARGS...: headless Chromium on file://FILE, with a profile
