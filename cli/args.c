@@ -1,6 +1,8 @@
 /* Option parsing for every command: one table per command (git's
  * parse-options shape), on top of getopt_long. */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,10 +205,16 @@ int cli_parse(int argc, char **argv, struct cli_ctx *ctx,
     }
     case CLI_OPT_INT: {
       char *end;
+      errno = 0;
       long v = strtol(optarg, &end, 10);
       if (*optarg == '\0' || *end != '\0' || v < 0) {
         snprintf(msg, sizeof msg, "option '--%s' needs a non-negative "
                  "integer, got '%s'", o->name, optarg);
+        return usage_error(ctx, argc, argv, json, msg);
+      }
+      if (errno == ERANGE) {
+        snprintf(msg, sizeof msg, "option '--%s' takes at most %ld, got '%s'",
+                 o->name, LONG_MAX, optarg);
         return usage_error(ctx, argc, argv, json, msg);
       }
       *(long *)o->value = v;

@@ -142,7 +142,14 @@ test_expect_success 'an option without its value: exit 2, one line' '
 test_expect_success 'a bad integer value: exit 2, one line' '
 	test_must_fail_with 2 cairn history --limit -3 2>err &&
 	echo "cairn: option '\''--limit'\'' needs a non-negative integer, got '\''-3'\''" >expect &&
-	test_cmp expect err
+	test_cmp expect err &&
+	# past what a long holds: refused, not read as the largest one
+	test_must_fail_with 2 cairn history --limit 99999999999999999999 2>err &&
+	echo "cairn: option '\''--limit'\'' takes at most 9223372036854775807, got '\''99999999999999999999'\''" >expect &&
+	test_cmp expect err &&
+	test_must_fail_with 2 cairn report --limit 99999999999999999999 -o r.html 2>err &&
+	test_cmp expect err &&
+	test_path_is_missing r.html
 '
 
 test_expect_success 'cairn version prints the version of meson.build' '
