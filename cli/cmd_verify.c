@@ -66,6 +66,14 @@ static int anchor_read(const char *path, struct anchor *a)
               "write one with 'cairn verify --write-anchor FILE')", path);
     goto out;
   }
+  if (json_integer_value(seq) == 0) {
+    /* an empty journal is a prefix of every journal */
+    cli_error("anchor '%s' is of an empty journal and vouches for no event "
+              "(hint: write one with 'cairn verify --write-anchor FILE' "
+              "once the journal holds a run)",
+              path);
+    goto out;
+  }
   a->seq = json_integer_value(seq);
   snprintf(a->hash, sizeof a->hash, "%s", json_string_value(hash));
   if (key_id != NULL)
@@ -94,6 +102,13 @@ static int anchor_write(const char *path, struct journal *j,
   json_t *v;
   char *text = NULL;
   int rc;
+
+  if (vr->last_seq == 0) {
+    cli_error("anchor: the journal '%s' is empty, and an anchor of it would "
+              "vouch for no event (hint: write one once it holds a run)",
+              journal_path(j));
+    return CLI_EXIT_USAGE;
+  }
 
   char abs[PATH_MAX];
   /* the file itself, so a check from another folder can compare it */
@@ -146,8 +161,6 @@ static int anchor_check(struct journal *j, const struct anchor *a,
              vr->key_id);
     return 1;
   }
-  if (a->seq == 0)
-    return 0;
   if (vr->last_seq < a->seq) {
     *bad_seq = vr->last_seq + 1;
     snprintf(reason, n, "the journal ends at seq %" PRId64 " but the anchor "

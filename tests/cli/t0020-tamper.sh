@@ -306,6 +306,22 @@ test_expect_success 'a missing or malformed anchor: one line, exit 2' '
 	test $(wc -l <err) = 1
 '
 
+# An empty journal is a prefix of every journal: an anchor of one would
+# pass against any journal and vouch for nothing.
+test_expect_success 'an anchor of an empty journal is neither written nor accepted: exit 2' '
+	: >empty.db &&
+	test_must_fail_with 2 cairn verify --journal empty.db --write-anchor empty.anchor >out 2>err &&
+	test_cmp /dev/null out &&
+	echo "cairn: anchor: the journal '\''empty.db'\'' is empty, and an anchor of it would vouch for no event (hint: write one once it holds a run)" >expect &&
+	test_cmp expect err &&
+	test_path_is_missing empty.anchor &&
+	echo "{\"seq\": 0, \"hash\": \"\"}" >zero.anchor &&
+	test_must_fail_with 2 cairn verify --journal plain.db --anchor zero.anchor >out 2>err &&
+	test_cmp /dev/null out &&
+	echo "cairn: anchor '\''zero.anchor'\'' is of an empty journal and vouches for no event (hint: write one with '\''cairn verify --write-anchor FILE'\'' once the journal holds a run)" >expect &&
+	test_cmp expect err
+'
+
 test_expect_success 'a keyed journal verified without its key: exit 2, says what to do' '
 	test_must_fail_with 2 cairn verify --journal keyed.db >out 2>err &&
 	echo "cairn: journal '\''keyed.db'\'' is keyed (key id $(sha256sum key | cut -c1-16)): verify it with its key (--key-file FILE or CAIRN_KEY_FILE)" >expect &&
