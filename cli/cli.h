@@ -88,8 +88,9 @@ void cli_list_release(struct cli_list *l);
 /* Prints "cairn: MESSAGE" (and "hint" lines are part of message) to
  * stderr, one line. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Prints a workflow loader error on stderr, one line. */
-void cli_workflow_error(const struct cairn_error *err);
+/* Prints a workflow loader error on stderr, one line; then (NULL for
+ * none) is added after "; " to say what the error stops. */
+void cli_workflow_error(const struct cairn_error *err, const char *then);
 /* With --json, the last line of a run, resume or rollback that ended
  * before it had a result (bad input, a lock, a refusal): {"kind":
  * "result", "status": "error", "exit_code": code, "message": the last

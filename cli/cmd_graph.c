@@ -817,7 +817,7 @@ int cli_cmd_graph(int argc, char **argv, struct cli_ctx *ctx)
   }
   int rc = engine_workflow_load(&wf, argv[1], &err);
   if (rc != 0) {
-    cli_workflow_error(&err);
+    cli_workflow_error(&err, NULL);
     return cli_exit_for(rc);
   }
   rc = fmt == GRAPH_DOT ? graph_dot(stdout, wf) : graph_mermaid(stdout, wf);

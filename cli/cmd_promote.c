@@ -223,7 +223,7 @@ int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx)
       goto out;
     }
   if (engine_workflow_load(&wf, argv[1], &err) != 0) {
-    cli_workflow_error(&err);
+    cli_workflow_error(&err, NULL);
     code = CLI_EXIT_USAGE;
     goto out;
   }

@@ -105,9 +105,10 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
     goto out;
   }
   if (engine_workflow_load(&wf, run.file, &err) != 0) {
-    cli_workflow_error(&err);
-    cli_error("cannot roll back run %s: its workflow file does not load",
-              run.id);
+    char then[128];
+    snprintf(then, sizeof then, "run %s cannot be rolled back until its workflow file loads",
+             run.id);
+    cli_workflow_error(&err, then);
     code = CLI_EXIT_USAGE;
     goto out;
   }

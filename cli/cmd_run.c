@@ -88,7 +88,7 @@ int cli_cmd_run(int argc, char **argv, struct cli_ctx *ctx)
   /* Everything about the input is checked before the journal is opened,
    * so bad input never touches it. */
   if (engine_workflow_load(&wf, argv[1], &err) != 0) {
-    cli_workflow_error(&err);
+    cli_workflow_error(&err, NULL);
     code = CLI_EXIT_USAGE;
     goto out;
   }

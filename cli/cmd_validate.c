@@ -35,7 +35,7 @@ int cli_cmd_validate(int argc, char **argv, struct cli_ctx *ctx)
     printf("%s: ok (workflow '%s', %zu state%s)\n", argv[1], wf->name,
            wf->nstates, wf->nstates == 1 ? "" : "s");
   } else {
-    cli_workflow_error(&err);
+    cli_workflow_error(&err, NULL);
   }
   engine_workflow_destroy(wf);
   return rc == 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;

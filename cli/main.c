@@ -55,15 +55,19 @@ void cli_error(const char *fmt, ...)
   fprintf(stderr, "cairn: %s\n", last_error);
 }
 
-void cli_workflow_error(const struct cairn_error *err)
+void cli_workflow_error(const struct cairn_error *err, const char *then)
 {
+  const char *sep = then != NULL ? "; " : "";
+
+  if (then == NULL)
+    then = "";
   /* A loader error already reads "FILE:LINE:COL: error: ..."; a file that
    * cannot be read at all gets the program's prefix like any error. */
   if (err->code == CAIRN_E_IO) {
-    cli_error("%s", err->msg);
+    cli_error("%s%s%s", err->msg, sep, then);
   } else {
-    snprintf(last_error, sizeof last_error, "%s", err->msg);
-    fprintf(stderr, "%s\n", err->msg);
+    snprintf(last_error, sizeof last_error, "%s%s%s", err->msg, sep, then);
+    fprintf(stderr, "%s\n", last_error);
   }
 }
 

@@ -682,6 +682,28 @@ test_expect_success 'resume refuses a changed workflow file: exit 2, nothing wri
 	test_cmp before after
 '
 
+test_expect_success 'resume or rollback when the workflow file no longer loads: one line, exit 2' '
+	cd e &&
+	RUN=$(last_run) &&
+	cp simple.yaml keep.yaml &&
+	printf "broken: [\n" >>simple.yaml &&
+	journal_state >before &&
+	test_must_fail_with 2 cairn resume "$RUN" >out 2>err &&
+	test_cmp /dev/null out &&
+	test "$(wc -l <err)" = 1 &&
+	test_grep "^$TRASH/e/simple.yaml:[0-9]*:[0-9]*: error: malformed YAML: .*; run $RUN cannot resume until its workflow file loads$" err &&
+	test_must_fail_with 2 cairn rollback "$RUN" >out 2>err &&
+	test "$(wc -l <err)" = 1 &&
+	test_grep "; run $RUN cannot be rolled back until its workflow file loads$" err &&
+	mv simple.yaml broken.yaml &&
+	test_must_fail_with 2 cairn resume "$RUN" >out 2>err &&
+	echo "cairn: cannot read '\''$TRASH/e/simple.yaml'\'': No such file or directory; run $RUN cannot resume until its workflow file loads" >expect &&
+	test_cmp expect err &&
+	journal_state >after &&
+	test_cmp before after &&
+	mv keep.yaml simple.yaml
+'
+
 test_expect_success 'resume --allow-changed goes on and journals workflow.changed' '
 	cd e &&
 	RUN=$(last_run) &&
