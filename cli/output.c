@@ -394,7 +394,8 @@ int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
     break;
   case ENGINE_FAILED:
     printf("run %s %sfailed%s in %s: %s\n", r->run_id, c_on(p, "\033[31m"),
-           c_off(p), cli_duration(r->duration_ms, d, sizeof d), safe_text(r->message));
+           c_off(p), cli_duration(r->duration_ms, d, sizeof d),
+           safe_text(r->message));
     break;
   case ENGINE_ROLLED_BACK:
     printf("run %s %srolled back%s in %s: %s\n", r->run_id,
