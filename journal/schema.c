@@ -224,6 +224,11 @@ static int classify(const char *path, const struct facts *f,
 {
   int ours = f->app_id == JOURNAL__APPLICATION_ID;
 
+  if (f->version < 0 && ours)
+    return cairn_error_set(err, CAIRN_E_NOTJOURNAL,
+                           "'%s' has journal schema version %d, which no "
+                           "cairn writes: the file was altered",
+                           path, f->version);
   if (f->version > JOURNAL_SCHEMA_VERSION || f->version < 0) {
     if (!ours && f->app_id != 0)
       return cairn_error_set(err, CAIRN_E_NOTJOURNAL,
@@ -467,6 +472,15 @@ int journal__schema_migrate(struct journal *j, struct cairn_error *err)
             SQLITE_OK ||
         sqlite3_exec(j->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
       rc = journal__sqlite_error(j, err, "cannot migrate journal");
+      /* Not the disk: the tables are not those of the version the file
+       * records (a table of a later version already there). */
+      if (sqlite3_errcode(j->db) == SQLITE_ERROR)
+        rc = cairn_error_set(err, CAIRN_E_NOTJOURNAL,
+                             "cannot migrate journal '%s' from schema "
+                             "version %d: %s; its tables are not those of "
+                             "the version it records, so the file was "
+                             "altered (it is left as it was)",
+                             j->path, f.version, sqlite3_errmsg(j->db));
       goto out;
     }
   }

@@ -339,6 +339,30 @@ test_expect_success 'a journal with a newer schema (user_version 99): exit 2, un
 	same_journal before after
 '
 
+test_expect_success 'a schema version no cairn writes, or one its tables belie: exit 2, unchanged' '
+	cd main &&
+	cp .cairn/journal.db vneg.db &&
+	sqlite3 vneg.db "PRAGMA user_version = -1" &&
+	cp .cairn/journal.db v1.db &&
+	sqlite3 v1.db "PRAGMA user_version = 1" &&
+	journal_snapshot vneg.db >before &&
+	journal_snapshot v1.db >before1 &&
+	echo "cairn: '\''vneg.db'\'' has journal schema version -1, which no cairn writes: the file was altered" >expect &&
+	echo "cairn: cannot migrate journal '\''v1.db'\'' from schema version 1: table meta already exists; its tables are not those of the version it records, so the file was altered (it is left as it was)" >expect1 &&
+	for cmd in history verify "status X" resume "run ok.yaml"; do
+		test_must_fail_with 2 cairn $cmd --journal vneg.db 2>err || exit 1
+		test_cmp expect err || exit 1
+		test_must_fail_with 2 cairn $cmd --journal v1.db 2>err || exit 1
+		test_cmp expect1 err || exit 1
+	done &&
+	journal_snapshot vneg.db >after &&
+	journal_snapshot v1.db >after1 &&
+	CMD="vneg.db" &&
+	same_journal before after &&
+	CMD="v1.db" &&
+	same_journal before1 after1
+'
+
 # ---- run ids -------------------------------------------------------------------------------
 
 test_expect_success 'an unknown run id for show, status and resume: exit 2' '
