@@ -193,9 +193,6 @@ size_t adapter_redact_feed(const char *in, size_t n,
                            void (*emit)(void *ud, const char *p, size_t n),
                            void *ud);
 
-/* ms as a person reads a duration: "250ms", "2s", "1.5s", "1m30s", "2h"
- * (into out of size n). */
-void adapter_format_duration(int64_t ms, char *out, size_t n);
 
 /* A copy of v with every string and key redacted (a new reference, owned
  * by the caller; NULL when out of memory). */

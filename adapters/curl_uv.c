@@ -33,6 +33,7 @@
  * and the connections of the last ones. adapter_loop_done frees it. */
 #include "adapters/curl_uv.h"
 #include "adapters/adapter.h"
+#include "common/duration.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -729,7 +730,7 @@ void adapter__curl_describe(CURL *easy, CURLcode rc, const char *errbuf,
     }
     break;
   case CURLE_OPERATION_TIMEDOUT:
-    adapter_format_duration(timeout_ms, d, sizeof d);
+    cairn_duration_exact(timeout_ms, d, sizeof d);
     snprintf(out, n, "no response within %s", d);
     return;
   case CURLE_PEER_FAILED_VERIFICATION:

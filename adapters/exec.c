@@ -30,6 +30,7 @@
  * waitpid (or, on a kernel without pidfds, waitpid every
  * EXEC_WAIT_POLL_MS). There is no SIGCHLD handler. */
 #include "adapters/adapter.h"
+#include "common/duration.h"
 #include "adapters/input.h"
 #include "adapters/exec.h"
 #include "adapters/spawn.h"
@@ -426,7 +427,7 @@ static void terminate(struct exec_run *r, enum adapter_outcome why)
   r->stopped = 1;
   r->stop_outcome = why;
   if (why == ADAPTER_TIMED_OUT) {
-    adapter_format_duration(r->timeout_ms, d, sizeof d);
+    cairn_duration_exact(r->timeout_ms, d, sizeof d);
     snprintf(r->error, sizeof r->error, "timed out after %s", d);
   } else {
     snprintf(r->error, sizeof r->error, "cancelled");

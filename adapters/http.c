@@ -8,6 +8,7 @@
  * (between attempts; the timer holds the interval), FINISHING (the timer
  * is closing, then the shared multi is released; on_done after both). */
 #include "adapters/adapter.h"
+#include "common/duration.h"
 #include "adapters/curl_uv.h"
 #include "common/buf.h"
 
@@ -522,12 +523,12 @@ static void fail(struct http_run *r, enum adapter_outcome o)
   if (o == ADAPTER_CANCELLED) {
     cairn_msg_set(&r->error, "%s %s: cancelled", r->method, u);
   } else if (o == ADAPTER_TIMED_OUT) {
-    adapter_format_duration(r->call->timeout_ms, d, sizeof d);
+    cairn_duration_exact(r->call->timeout_ms, d, sizeof d);
     cairn_msg_set(&r->error, "%s %s: timed out after %s%s%s%s", r->method,
                   u, d, w[0] ? " (last: " : "", w, w[0] ? ")" : "");
   } else {
     if (r->within_ms > 0) {
-      adapter_format_duration(r->within_ms, d, sizeof d);
+      cairn_duration_exact(r->within_ms, d, sizeof d);
       snprintf(after, sizeof after, " (after %d attempt%s in %s)",
                r->attempts, r->attempts == 1 ? "" : "s", d);
     }

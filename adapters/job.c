@@ -2,6 +2,7 @@
  * adapters/job.h). */
 #include "adapters/job.h"
 #include "adapters/spawn.h"
+#include "common/duration.h"
 
 #include <fcntl.h>
 #include <stdarg.h>
@@ -28,7 +29,7 @@ static void job_done(struct adapter__job *j)
   res.outcome = j->outcome;
   res.exit_code = -1;
   if (j->outcome != ADAPTER_SUCCEEDED && atomic_load(&j->timed_out)) {
-    adapter_format_duration(call->timeout_ms, took, sizeof took);
+    cairn_duration_exact(call->timeout_ms, took, sizeof took);
     res.outcome = ADAPTER_TIMED_OUT;
     if (j->error[0] == '\0' || strcmp(j->error, "cancelled") == 0)
       snprintf(res.error, sizeof res.error, "timed out after %s", took);

@@ -4,6 +4,7 @@
  * notification that could not be delivered is logged and reported as
  * delivered: false. */
 #include "adapters/adapter.h"
+#include "common/duration.h"
 #include "adapters/curl_uv.h"
 #include "common/buf.h"
 
@@ -107,7 +108,7 @@ static void on_timer(uv_timer_t *t)
 
   if (r->deadline && uv_now(r->call->loop) >= r->deadline) {
     char d[32];
-    adapter_format_duration(r->call->timeout_ms, d, sizeof d);
+    cairn_duration_exact(r->call->timeout_ms, d, sizeof d);
     snprintf(r->error, sizeof r->error, "POST %s: timed out after %s",
              r->url, d);
     finish(r, ADAPTER_TIMED_OUT);

@@ -112,35 +112,6 @@ static int duration_value(json_t *v, int64_t *ms, struct cairn_error *err)
   return 0;
 }
 
-/* "250ms", "2s", "1.5s", "1m30s", "2h" */
-void adapter_format_duration(int64_t ms, char *out, size_t n)
-{
-  long long h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60;
-  long long frac = ms % 1000;
-  size_t len = 0;
-
-  if (ms < 1000) {
-    snprintf(out, n, "%lldms", (long long)ms);
-    return;
-  }
-  out[0] = '\0';
-  if (h)
-    len += (size_t)snprintf(out + len, n - len, "%lldh", h);
-  if (m && len < n)
-    len += (size_t)snprintf(out + len, n - len, "%lldm", m);
-  if ((s || frac) && len < n) {
-    if (frac) {
-      char f[8];
-      snprintf(f, sizeof f, "%03lld", frac);
-      for (int i = 2; i > 0 && f[i] == '0'; i--)
-        f[i] = '\0';
-      snprintf(out + len, n - len, "%lld.%ss", s, f);
-    } else {
-      snprintf(out + len, n - len, "%llds", s);
-    }
-  }
-}
-
 /* ---- checking and converting inputs ------------------------------------- */
 
 int adapter_is_template(json_t *v)

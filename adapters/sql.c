@@ -47,6 +47,7 @@
  * passed as PGPASSWORD in the child's environment only, and is redacted
  * from everything logged. */
 #include "adapters/adapter.h"
+#include "common/duration.h"
 #include "adapters/input.h"
 #include "adapters/exec.h"
 #include "adapters/job.h"
@@ -394,7 +395,7 @@ static void on_timer_close(uv_handle_t *h)
     snprintf(where, sizeof where, "before the database's version was read");
   if (r->stop) {
     res.outcome = (enum adapter_outcome)r->stop;
-    adapter_format_duration(r->timeout_ms, d, sizeof d);
+    cairn_duration_exact(r->timeout_ms, d, sizeof d);
     if (r->reverting) { /* the cause first: it is why the revert ran */
       snprintf(tail_msg, sizeof tail_msg, "migrating back to version %"
                PRId64 " %s (%s)", r->from_version,
@@ -1206,8 +1207,8 @@ static int pg_connect_again(struct sql_run *r,
   /* the last try comes when the window ends, not a pause before it */
   if (spent_ms + wait_ms > (uint64_t)r->connect_ms)
     wait_ms = (uint64_t)r->connect_ms - spent_ms;
-  adapter_format_duration(SQL_CONNECT_PAUSE_MS, pause, sizeof pause);
-  adapter_format_duration(r->connect_ms, within, sizeof within);
+  cairn_duration_exact(SQL_CONNECT_PAUSE_MS, pause, sizeof pause);
+  cairn_duration_exact(r->connect_ms, within, sizeof within);
   if (r->tries++ == 0)
     log_line(r, "sql.migrate: the server does not accept connections yet "
              "(%s); trying again every %s for up to %s", msg, pause,
@@ -1249,7 +1250,7 @@ static void pg_on_done(struct adapter__child *child,
       char tried[64] = "", spent[32];
       if (r->tries > 0) {
         /* to the 100 ms: the window given was spent, not a second less */
-        adapter_format_duration(
+        cairn_duration_exact(
             (int64_t)((uv_hrtime() - r->start_ns) / 100000000) * 100, spent,
             sizeof spent);
         snprintf(tried, sizeof tried, " (tried %d times in %s)",

@@ -10,6 +10,7 @@
  * fresh uv_tcp_t: the next one starts only after the previous handle's
  * close callback. */
 #include "adapters/adapter.h"
+#include "common/duration.h"
 #include "adapters/input.h"
 
 #include <stdio.h>
@@ -131,11 +132,11 @@ static void fail(struct tcp_run *r, enum adapter_outcome o)
   if (o == ADAPTER_CANCELLED) {
     snprintf(r->error, sizeof r->error, "cancelled");
   } else if (o == ADAPTER_TIMED_OUT) {
-    adapter_format_duration(r->call->timeout_ms, d, sizeof d);
+    cairn_duration_exact(r->call->timeout_ms, d, sizeof d);
     snprintf(r->error, sizeof r->error, "%s: timed out after %s (last: %s)",
              r->subject, d, r->last[0] ? r->last : "no answer");
   } else if (r->within_ms > 0) {
-    adapter_format_duration(r->within_ms, d, sizeof d);
+    cairn_duration_exact(r->within_ms, d, sizeof d);
     snprintf(r->error, sizeof r->error,
              "%s did not accept a connection within %s (last: %s)",
              r->subject, d, r->last[0] ? r->last : "no answer");

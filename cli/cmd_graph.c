@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "common/duration.h"
 
 enum graph_format { GRAPH_DOT, GRAPH_MERMAID };
 
@@ -236,19 +237,10 @@ static void put_items(FILE *f, enum graph_format fmt, const json_t *items)
  * "250ms" (cairn_duration_format rounds, for people reading timings). */
 static void put_wait(FILE *f, int64_t ms)
 {
-  static const struct { const char *unit; int64_t ms; } units[] = {
-    {"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1},
-  };
+  char d[64];
+
   fputs(WAIT_MARK, f);
-  if (ms <= 0) {
-    fputs("0s", f);
-    return;
-  }
-  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-    if (ms >= units[i].ms)
-      fprintf(f, "%lld%s", (long long)(ms / units[i].ms), units[i].unit);
-    ms %= units[i].ms;
-  }
+  fputs(cairn_duration_exact(ms, d, sizeof d), f);
 }
 
 /* The label of a state or a branch, without its quotes: the name, then

@@ -157,3 +157,44 @@ char *cairn_duration_format(int64_t ms, char *out, size_t n)
              v / 3600000 % 24);
   return out;
 }
+
+char *cairn_duration_exact(int64_t ms, char *out, size_t n)
+{
+  static const struct {
+    const char *unit;
+    int64_t ms;
+  } whole[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000}};
+  size_t len = 0;
+
+  if (out == NULL || n == 0)
+    return out;
+  if (ms <= 0) {
+    snprintf(out, n, "0s");
+    return out;
+  }
+  if (ms < 1000) {
+    snprintf(out, n, "%" PRId64 "ms", ms);
+    return out;
+  }
+  out[0] = '\0';
+  for (size_t i = 0; i < sizeof whole / sizeof whole[0]; i++) {
+    if (ms >= whole[i].ms && len < n)
+      len += (size_t)snprintf(out + len, n - len, "%" PRId64 "%s",
+                              ms / whole[i].ms, whole[i].unit);
+    ms %= whole[i].ms;
+  }
+  if (ms == 0 || len >= n)
+    return out;
+  if (ms % 1000 == 0) {
+    snprintf(out + len, n - len, "%" PRId64 "s", ms / 1000);
+  } else {
+    char frac[4];
+    int digits = 3;
+    snprintf(frac, sizeof frac, "%03d", (int)(ms % 1000));
+    while (frac[digits - 1] == '0')
+      digits--;
+    snprintf(out + len, n - len, "%" PRId64 ".%.*ss", ms / 1000, digits,
+             frac);
+  }
+  return out;
+}

@@ -20,8 +20,15 @@
 int cairn_duration_parse(const char *s, int64_t *out_ms,
                          struct cairn_error *err);
 
-/* Formats ms for people: "850ms", "12.3s", "4m05s", "1h02m". Writes at
+/* Formats ms for people: "850ms", "12.3s", "4m05s", "1h02m" (rounded
+ * down to what a person reads at a glance: for elapsed times). Writes at
  * most n bytes into out (NUL included) and returns out. */
 char *cairn_duration_format(int64_t ms, char *out, size_t n);
+
+/* Formats ms exactly, in the language cairn_duration_parse reads back:
+ * "250ms", "2s", "1.5s", "1m30s", "1d2h" (each unit once, a fraction of a
+ * second as decimals of s; 0 or less: "0s"). For a duration a workflow
+ * gave (a timeout, a wait), said back as written. out as above. */
+char *cairn_duration_exact(int64_t ms, char *out, size_t n);
 
 #endif

@@ -344,4 +344,25 @@ test_expect_success 'graph --help: exit 0, its usage line and --format' '
 	test_grep -E "^  graph +print the state machine as Graphviz dot or Mermaid$" all
 '
 
+# A wait is labelled with its duration as a workflow writes it, exactly:
+# the same text a timeout has in an adapter's error, which the parser
+# reads back (not the rounded "1.5s"/"1d02h" of elapsed times).
+write_workflow waits.yaml <<\EOF
+cairn: 1
+name: waits
+start: short
+states:
+  short: { wait: 1500ms, next: odd }
+  odd: { wait: 1m0.25s, next: long }
+  long: { wait: 26h3m, next: done }
+  done: { succeed: true }
+EOF
+
+test_expect_success 'wait labels: 1.5s, 1m0.25s, 1d2h3m' '
+	cairn graph waits.yaml >w.dot &&
+	test_grep -F "label=\"short\\n◷ 1.5s\"" w.dot &&
+	test_grep -F "label=\"odd\\n◷ 1m0.25s\"" w.dot &&
+	test_grep -F "label=\"long\\n◷ 1d2h3m\"" w.dot
+'
+
 test_done

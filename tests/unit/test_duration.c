@@ -130,12 +130,54 @@ static void test_format(void **state)
   assert_null(cairn_duration_format(1, NULL, 0));
 }
 
+static void expect_exact(int64_t ms, const char *want)
+{
+  struct cairn_error err = {0};
+  char buf[48];
+  int64_t back = -1;
+
+  memset(buf, 'x', sizeof buf);
+  assert_ptr_equal(cairn_duration_exact(ms, buf, sizeof buf), buf);
+  assert_string_equal(buf, want);
+  /* what it writes, the parser reads back to the same value */
+  assert_int_equal(cairn_duration_parse(buf, &back, &err), 0);
+  assert_int_equal(back, ms > 0 ? ms : 0);
+}
+
+static void test_exact(void **state)
+{
+  char small[4];
+  (void)state;
+
+  expect_exact(0, "0s");
+  expect_exact(-5, "0s");
+  expect_exact(1, "1ms");
+  expect_exact(250, "250ms");
+  expect_exact(1000, "1s");
+  expect_exact(1500, "1.5s");
+  expect_exact(1250, "1.25s");
+  expect_exact(1001, "1.001s");
+  expect_exact(60000, "1m");
+  expect_exact(60500, "1m0.5s");
+  expect_exact(90000, "1m30s");
+  expect_exact(3600000, "1h");
+  expect_exact(3630000, "1h30s");
+  expect_exact(86400000, "1d");
+  expect_exact(93784005, "1d2h3m4.005s");
+  expect_exact(INT64_MAX, "106751991167d7h12m55.807s");
+
+  assert_ptr_equal(cairn_duration_exact(90000, small, sizeof small), small);
+  assert_string_equal(small, "1m3");
+  assert_null(cairn_duration_exact(1, NULL, 0));
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_valid),
     cmocka_unit_test(test_invalid),
     cmocka_unit_test(test_format),
+    cmocka_unit_test(test_exact),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
