@@ -196,11 +196,13 @@ struct spawn_req {
   char *const *envp;
   const char *cwd;     /* may be NULL */
   int out_w, err_w;    /* above 2 */
+  const struct rlimit *nofile; /* the open-files limit to restore, or NULL */
 };
 
 /* The child: first the time it runs at (into *born: CLOCK_BOOTTIME, in
  * ns), then default signal dispositions and an empty mask, its own
- * session, stdin /dev/null, stdout and stderr the pipes, then execve of
+ * session, stdin /dev/null, stdout and stderr the pipes, the open-files
+ * limit cairn was started with, then execve of
  * each candidate as execvp does (a file the kernel cannot execute,
  * ENOEXEC, runs through /bin/sh). Only system calls: why it failed goes to
  * *err, then _exit. */
@@ -231,6 +233,9 @@ static void child_exec(const struct spawn_req *q, volatile int *err,
   if (dup2(q->out_w, 1) < 0 || dup2(q->err_w, 2) < 0)
     goto fail;
   if (q->cwd && chdir(q->cwd) < 0)
+    goto fail;
+  /* the limit cairn was started with, not the one it raised itself to */
+  if (q->nofile && setrlimit(RLIMIT_NOFILE, q->nofile) < 0)
     goto fail;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
@@ -423,6 +428,7 @@ int adapter__spawn(pid_t *pid, int64_t *start, char *const *args,
   q.cwd = cwd;
   q.out_w = out_w;
   q.err_w = err_w;
+  q.nofile = cairn_nofile_found();
   q.cands = candidates(args[0], path_of(q.envp));
   q.sh = calloc(n + 2, sizeof *q.sh);
   if (q.cands == NULL || q.sh == NULL) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/proc.h"
 #include "common/heap.h"
 
 /* About what a deploy's engine process touches of its heap (a PyAirtable
@@ -237,11 +238,14 @@ int main(int argc, char **argv)
       ctx.cmd = &commands[i];
       if (commands[i].flags & CLI_ENGINE) {
         (void)cairn_heap_prefault(CLI_ENGINE_HEAP); /* only a speed-up */
-        /* A reader that goes away (`| head`, a closed ssh session) must
-         * not kill a deploy between a journaled start and its step: its
-         * lines are lost (EPIPE), the run goes on. Children get every
-         * signal's default back (adapters/spawn.c). */
+        /* A reader that goes away (`| head`, a closed terminal or ssh
+         * session: SIGPIPE, SIGHUP) must not kill a deploy between a
+         * journaled start and its step: its lines are lost (EPIPE, EIO),
+         * the run goes on. Children get every signal's default and the
+         * open-files limit back (adapters/spawn.c). */
         signal(SIGPIPE, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        cairn_nofile_raise();
       }
       return commands[i].fn(argc - 1, argv + 1, &ctx);
     }

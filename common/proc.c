@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -280,4 +281,29 @@ void cairn_actor(const char *given, char *out, size_t n)
   memmove(out, a, len);
   out[len] = '\0';
   cairn_utf8_scrub(out, len);
+}
+
+/* The limit found, once raised; read by spawned children before exec. */
+static struct rlimit nofile_found;
+static int nofile_raised;
+
+void cairn_nofile_raise(void)
+{
+  struct rlimit now, want;
+
+  if (nofile_raised || getrlimit(RLIMIT_NOFILE, &now) != 0)
+    return;
+  want = now;
+  want.rlim_cur = now.rlim_max;
+  if (want.rlim_cur == RLIM_INFINITY || want.rlim_cur > 1048576)
+    want.rlim_cur = 1048576; /* the kernel's default nr_open */
+  if (want.rlim_cur <= now.rlim_cur || setrlimit(RLIMIT_NOFILE, &want) != 0)
+    return;
+  nofile_found = now;
+  nofile_raised = 1;
+}
+
+const struct rlimit *cairn_nofile_found(void)
+{
+  return nofile_raised ? &nofile_found : NULL;
 }

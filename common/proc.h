@@ -3,7 +3,9 @@
 #ifndef CAIRN_PROC_H
 #define CAIRN_PROC_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <time.h>
 
 /* Start time of pid in clock ticks since boot (/proc/PID/stat field 22).
@@ -49,5 +51,17 @@ void cairn_proc_actor(char *out, unsigned long n);
  * Cut at a character, never inside one, and any byte that is not UTF-8
  * made '?': the journal's JSON holds only UTF-8. given is borrowed. */
 void cairn_actor(const char *given, char *out, size_t n);
+
+/* Raises this process's soft limit on open files to its hard limit (at
+ * most 1,048,576): a run holds two pipes for each running step and a
+ * socket for each check, and a fan-out that hit a soft limit of 1,024
+ * failed real steps and rolled back deployed work. Remembers the limit it
+ * found, for children (cairn_nofile_found). Best effort: a limit that
+ * cannot be raised stays as it was. */
+void cairn_nofile_raise(void);
+/* The soft limit on open files this process started with, when
+ * cairn_nofile_raise changed it; else NULL. A child gets it back before
+ * exec: programs that use select() break on descriptors above 1,023. */
+const struct rlimit *cairn_nofile_found(void);
 
 #endif

@@ -2,9 +2,11 @@
 # t0048-run-guards: what a plain run may not do or lose. A gated
 # environment (after, approvals) takes releases only through promote; the
 # release param is a plain string label; a reader that goes away (a
-# closed pipe) does not kill a deploy mid-step; a step with a ready check
-# reports the time of the whole step; a step whose inputs cannot be made
-# says so on its own line and names no log that was never written.
+# closed pipe, a closed terminal's SIGHUP) does not kill a deploy
+# mid-step; a fan-out is not held to the soft open-files limit; a step
+# with a ready check reports the time of the whole step; a step whose
+# inputs cannot be made says so on its own line and names no log that was
+# never written.
 # shellcheck disable=SC2016 # SQL and jq programs in single quotes
 . "$(dirname "$0")/lib.sh"
 
@@ -109,6 +111,58 @@ test_expect_success 'a closed stdout does not stop the run; children keep SIGPIP
 	echo 0 >expect && test_cmp expect rc &&
 	test "$(q "SELECT status FROM runs WHERE id = \"$(last_run)\"")" = succeeded &&
 	echo 141 >expect && test_cmp expect yes.status
+'
+
+# A closed terminal or ssh session sends SIGHUP: the run goes on, as for
+# a closed pipe. Before, cairn died at once (exit 129) and left its step
+# running under init, without its reader.
+write_workflow hup.yaml <<\EOF
+cairn: 1
+name: hup
+start: first
+states:
+  first:
+    do: exec
+    with: { argv: [sh, -c, "touch hup.started; until [ -e hup.go ]; do sleep 0.05; done"] }
+    next: second
+  second:
+    do: exec
+    with: { argv: [touch, hup.second] }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'SIGHUP (a closed terminal) does not stop the run' '
+	"$CAIRN_BIN" run hup.yaml >hup.out 2>&1 &
+	pid=$! &&
+	wait_for_file hup.started 10 &&
+	kill -HUP "$pid" &&
+	sleep 0.2 &&
+	kill -0 "$pid" &&
+	touch hup.go &&
+	{ wait "$pid"; echo $? >rc; } &&
+	echo 0 >expect && test_cmp expect rc &&
+	test_path_is_file hup.second &&
+	test "$(q "SELECT status FROM runs WHERE id = \"$(last_run)\"")" = succeeded
+'
+
+# A fan-out holds two pipes for each running step: cairn raises its soft
+# limit on open files to the hard one, and gives its steps the limit it
+# was started with (programs using select() break past 1,023).
+test_expect_success 'a fan-out wider than the soft open-files limit allows; steps keep that limit' '
+	{
+		printf "cairn: 1\nname: fan\nstart: p\nstates:\n  p:\n    parallel:\n" &&
+		for i in $(seq 1 20); do
+			printf "      b%d: { do: exec, with: { argv: [sh, -c, \"sleep 0.3; ulimit -Sn >lim.%d\"] } }\n" "$i" "$i"
+		done &&
+		printf "    next: done\n  done: { succeed: true }\n"
+	} >fan.yaml &&
+	test "$(ulimit -Hn)" = unlimited || test "$(ulimit -Hn)" -ge 200 &&
+	(ulimit -Sn 40 && exec "$CAIRN_BIN" run fan.yaml) >fan.out 2>&1 &&
+	test_grep "^run [0-9A-Z]* succeeded" fan.out &&
+	for i in $(seq 1 20); do
+		echo 40 >expect && test_cmp expect "lim.$i" || exit 1
+	done
 '
 
 write_workflow ready.yaml <<\EOF
