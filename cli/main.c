@@ -101,6 +101,9 @@ int cli_exit_for(int code)
   case CAIRN_E_NOTFOUND:
   case CAIRN_E_IO:
   case CAIRN_E_KEY:
+  /* the journal could not be read or written (a full disk, a lock held
+   * too long): nothing journaled, nothing failed */
+  case CAIRN_E_JOURNAL:
     return CLI_EXIT_USAGE;
   default:
     return CLI_EXIT_FAILED;

@@ -2138,6 +2138,9 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
   if (rc != 0) {
     journal_rollback(j);
     journal_lock_release(j, wf->name, rt.env_name, run_id, NULL);
+    /* no run.started: the journal knows no such run, so no folder */
+    if (!opt->sim)
+      (void)rmdir(rt.run_dir);
     goto out_rt;
   }
   engine__notify_direct(&rt);

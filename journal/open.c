@@ -36,7 +36,14 @@ const char *journal_path(const struct journal *j)
 int journal__sqlite_error(struct journal *j, struct cairn_error *err,
                           const char *what)
 {
-  if ((sqlite3_errcode(j->db) & 0xff) == SQLITE_BUSY)
+  int primary = sqlite3_errcode(j->db) & 0xff;
+  int sys = sqlite3_system_errno(j->db);
+
+  /* "disk I/O error" alone does not say a full disk from a bad one */
+  if ((primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN) && sys != 0)
+    return cairn_error_set(err, CAIRN_E_JOURNAL, "%s '%s': %s (%s)", what,
+                           j->path, sqlite3_errmsg(j->db), strerror(sys));
+  if (primary == SQLITE_BUSY)
     return cairn_error_set(err, CAIRN_E_JOURNAL,
                            "%s '%s': %s (another process held it for more "
                            "than %d s)",

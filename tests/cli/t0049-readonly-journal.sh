@@ -2,7 +2,8 @@
 # t0049-readonly-journal: a journal cairn cannot write. A copy on a
 # read-only file system (an archive, a snapshot) is read by the commands
 # that only read, verify included; the commands that write say why they
-# cannot, and so does a reader that SQLite cannot give its -shm file.
+# cannot, and so does a reader that SQLite cannot give its -shm file; a
+# full disk stops a run where the journal stops, to be resumed.
 # Needs root: it mounts a tmpfs read-only and runs cairn as nobody.
 . "$(dirname "$0")/lib.sh"
 
@@ -12,7 +13,7 @@ mkdir "$TRASH/ro"
 mount -t tmpfs -o size=8m,mode=0755 cairn-test "$TRASH/ro" 2>/dev/null ||
 	test_skip_all 'cannot mount a tmpfs here'
 # the mount goes before the library removes the trash, whatever happens
-trap '_rc=$?; umount -l "$TRASH/ro" 2>/dev/null; (exit $_rc); _cairn_test_exit' EXIT
+trap '_rc=$?; umount -l "$TRASH/ro" "$TRASH/full" 2>/dev/null; (exit $_rc); _cairn_test_exit' EXIT
 
 # ro_copy [SQL]: ro/ holds a fresh read-only mount with a copy of the
 # journal, edited by SQL first when given; "before" gets its sha256.
@@ -104,6 +105,53 @@ test_expect_success 'a reader SQLite cannot give its -shm: exit 2, one line with
 	test_cmp /dev/null out &&
 	test "$(wc -l <err)" = 1 &&
 	grep -q "^cairn: cannot read journal .*shared/journal.db.: SQLite must write .*shared/journal.db-shm. beside it even to read it, and cannot (hint: run cairn as the journal.s owner, or copy the journal to a folder you can write and pass --journal)$" err
+'
+
+# A journal whose disk is full. Before a run starts (its lock, its
+# run.started): exit 2, nothing journaled, no run folder left behind.
+# While a step runs (the step itself fills the disk): its end cannot be
+# journaled, so the run stops as interrupted, exit 3, and resume goes on
+# once there is room.
+write_workflow fill.yaml <<\EOF
+cairn: 1
+name: fill
+start: fill
+states:
+  fill:
+    do: exec
+    with: { argv: [sh, -c, "dd if=/dev/zero of=filler bs=64k 2>/dev/null; touch filled"] }
+    next: after
+  after:
+    do: exec
+    with: { argv: [touch, after] }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a full disk: a run that cannot start exits 2; one whose step filled it stops, exit 3, and resumes' '
+	mkdir full &&
+	mount -t tmpfs -o size=2m cairn-test "$TRASH/full" &&
+	cairn run app.yaml --journal full/j.db >out &&
+	runs_before=$(ls full/runs | wc -l) &&
+	{ dd if=/dev/zero of=full/filler bs=64k 2>/dev/null || :; } &&
+	test_must_fail_with 2 cairn run app.yaml --journal full/j.db >out 2>err &&
+	test_grep "database or disk is full\|No space left on device" err &&
+	test "$(wc -l <err)" = 1 &&
+	test "$(ls full/runs | wc -l)" = "$runs_before" &&
+	rm full/filler &&
+	cd full &&
+	test_must_fail_with 3 "$CAIRN_BIN" run ../fill.yaml --journal j.db >out 2>err &&
+	test_path_is_file filled &&
+	test_path_is_missing after &&
+	test_grep "^run [0-9A-Z]* stopped: its next step could not be journaled (.*database or disk is full.*), and nothing was undone; continue it with .cairn resume [0-9A-Z]*.$" out &&
+	run=$(sed -n "s/^run \([0-9A-Z]*\) stopped: .*/\1/p" out) &&
+	rm filler &&
+	"$CAIRN_BIN" verify --journal j.db >out &&
+	test_must_fail_with 3 "$CAIRN_BIN" resume "$run" --journal j.db >out &&
+	"$CAIRN_BIN" resume "$run" --journal j.db --assume succeeded >out &&
+	test_path_is_file after &&
+	cd .. &&
+	umount "$TRASH/full"
 '
 
 test_done
