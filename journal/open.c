@@ -19,6 +19,8 @@
 #include "common/file.h"
 
 #define JOURNAL__DEFAULT_REL ".cairn/journal.db"
+/* SQLite unix VFS's 512-byte path, less its "-journal" */
+#define JOURNAL__MAX_PATH 504
 
 int64_t journal_now_ms(void)
 {
@@ -437,6 +439,23 @@ int journal_open(struct journal **out, const char *path, unsigned flags,
   j->flags = flags;
   j->memory = memory;
 
+  /* SQLite's unix files take paths of at most 512 bytes, its own
+   * suffixes ("-journal") included: refuse a longer one before making
+   * anything, rather than fail to open it later. */
+  if (!memory) {
+    char cwd[PATH_MAX];
+    size_t len = strlen(path);
+    if (path[0] != '/' && getcwd(cwd, sizeof cwd) != NULL)
+      len += strlen(cwd) + 1;
+    if (len > JOURNAL__MAX_PATH) {
+      rc = cairn_error_set(err, CAIRN_E_INVAL,
+                           "journal path '%.48s…' is %zu bytes long, and "
+                           "SQLite takes at most %d (hint: keep the journal "
+                           "in a folder with a shorter path)",
+                           path, len, JOURNAL__MAX_PATH);
+      goto out;
+    }
+  }
   /* Before anything may write to it: is the file ours? */
   if (!memory) {
     rc = prepare_file(path, flags, &version, err);

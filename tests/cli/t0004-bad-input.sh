@@ -363,6 +363,18 @@ test_expect_success 'a schema version no cairn writes, or one its tables belie: 
 	same_journal before1 after1
 '
 
+test_expect_success 'a journal path longer than SQLite takes (504 bytes): exit 2, one line, nothing made' '
+	cd main &&
+	long=$PWD && c=$(printf "d%.0s" $(seq 1 100)) &&
+	for i in 1 2 3 4 5; do long=$long/$c; done &&
+	mkdir -p "$long" &&
+	test_must_fail_with 2 cairn run ok.yaml --journal "$long/journal.db" >out 2>err &&
+	test "$(wc -l <err)" = 1 &&
+	test_grep "^cairn: journal path .* is [0-9]* bytes long, and SQLite takes at most 504 (hint: keep the journal in a folder with a shorter path)$" err &&
+	test_cmp /dev/null out &&
+	test -z "$(ls -A "$long")"
+'
+
 # ---- run ids -------------------------------------------------------------------------------
 
 test_expect_success 'an unknown run id for show, status and resume: exit 2' '
