@@ -311,6 +311,25 @@ static void start_spawns(struct engine__rt *rt)
   }
 }
 
+/* Remembers, when a commit failed, a step's end that it carried: the
+ * step ran, resume will ask how it went, and the user should know. Not
+ * the ends that stopping the run queues after (never tried). */
+static void note_lost_end(struct engine__rt *rt,
+                          const struct engine__qitem *it)
+{
+  size_t len = strlen(rt->lost_ends);
+  const char *o;
+
+  if (strcmp(it->kind, JOURNAL_EV_ACTION_FINISHED) != 0 || it->state == NULL)
+    return;
+  o = json_string_value(json_object_get(it->payload, "outcome"));
+  if (len == 0)
+    snprintf(rt->res->state, sizeof rt->res->state, "%s", it->state);
+  if (len + 1 < sizeof rt->lost_ends)
+    snprintf(rt->lost_ends + len, sizeof rt->lost_ends - len, "%s%s %s",
+             len ? ", " : "", it->state, o ? o : "ended");
+}
+
 /* Group commit: everything queued this loop turn in one transaction, then
  * the actions waiting for it; again while that queued urgent events (a
  * spawn that failed at once) or more spawns (a probe that failed). */
@@ -327,6 +346,9 @@ static void flush(struct engine__rt *rt)
       if (rc != 0) {
         rt->fatal = rc;
         rt->unjournaled = 1;
+        /* the ends of steps this commit carried: they ran */
+        for (size_t i = 0; i < rt->nqueue; i++)
+          note_lost_end(rt, &rt->queue[i]);
         break;
       }
     }
@@ -2006,12 +2028,18 @@ int engine__rt_loop(struct engine__rt *rt)
     /* Write-ahead: what was not journaled was not done, and an undo
      * could not be journaled either. The journal holds a run that
      * stopped, as after a crash, so it ends as interrupted. */
+    const char *then = rt->plan != NULL ? "its rollback stopped there"
+                                        : "nothing was undone";
     rt->res->outcome = ENGINE_INTERRUPTED;
-    snprintf(rt->res->message, sizeof rt->res->message,
-             "stopped: its next step could not be journaled (%s), and %s",
-             rt->err->msg,
-             rt->plan != NULL ? "its rollback stopped there"
-                              : "nothing was undone");
+    if (rt->lost_ends[0] != '\0')
+      snprintf(rt->res->message, sizeof rt->res->message,
+               "stopped: the journal could not record that %s (%s), and %s; "
+               "resume will ask about it",
+               rt->lost_ends, rt->err->msg, then);
+    else
+      snprintf(rt->res->message, sizeof rt->res->message,
+               "stopped: its next step could not be journaled (%s), and %s",
+               rt->err->msg, then);
     return 0;
   }
   return rt->fatal;

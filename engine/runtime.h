@@ -235,6 +235,10 @@ struct engine__rt {
   int unjournaled;                /* fatal is a commit that failed: the
                                      run stops as interrupted, undoing
                                      nothing (resume continues it) */
+  char lost_ends[512];            /* "a succeeded, b failed": the ends of
+                                     steps that commit would have
+                                     journaled, which resume will ask
+                                     about */
   int64_t start_ms;
 };
 

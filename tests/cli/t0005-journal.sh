@@ -402,7 +402,7 @@ test_expect_success 'a journal locked by another process for over 5 s: the run s
 	test_must_fail_with 3 cairn run ../busy.yaml >out 2>err &&
 	run=$(sed -n "s/^run \([0-9A-Z]*\): busy$/\1/p" out) &&
 	test -n "$run" &&
-	test_grep "^run $run stopped: its next step could not be journaled (cannot start a transaction on .*journal.db.: database is locked (another process held it for more than 5 s)), and nothing was undone; continue it with .cairn resume $run.$" out &&
+	test_grep "^run $run stopped: the journal could not record that hold succeeded (cannot start a transaction on .*journal.db.: database is locked (another process held it for more than 5 s)), and nothing was undone; resume will ask about it; continue it with .cairn resume $run.$" out &&
 	test_cmp /dev/null err &&
 	test_path_is_missing undone &&
 	test_path_is_missing after &&

@@ -423,7 +423,7 @@ test_expect_success 'the journal fails while an instance waits: the run ends at 
 	   AND NEW.kind = '"'"'action.finished'"'"' BEGIN SELECT RAISE(ABORT, '"'"'boom'"'"'); END" &&
 	rc=0 && { timeout 30 "$CAIRN_BIN" run top.yaml >out 2>err || rc=$?; } &&
 	test "$rc" = 3 &&
-	grep "^run [0-9A-Z]* stopped: its next step could not be journaled (.*boom.*), and nothing was undone; continue it with " out
+	grep "^run [0-9A-Z]* stopped: the journal could not record that m/y/s1 [a-z_]* (.*boom.*), and nothing was undone; resume will ask about it; continue it with " out
 '
 
 # Instances with no action on their way end as they start: with a limit,

@@ -143,7 +143,7 @@ test_expect_success 'a full disk: a run that cannot start exits 2; one whose ste
 	test_must_fail_with 3 "$CAIRN_BIN" run ../fill.yaml --journal j.db >out 2>err &&
 	test_path_is_file filled &&
 	test_path_is_missing after &&
-	test_grep "^run [0-9A-Z]* stopped: its next step could not be journaled (.*database or disk is full.*), and nothing was undone; continue it with .cairn resume [0-9A-Z]*.$" out &&
+	test_grep "^run [0-9A-Z]* stopped: the journal could not record that fill succeeded (.*database or disk is full.*), and nothing was undone; resume will ask about it; continue it with .cairn resume [0-9A-Z]*.$" out &&
 	run=$(sed -n "s/^run \([0-9A-Z]*\) stopped: .*/\1/p" out) &&
 	rm filler &&
 	"$CAIRN_BIN" verify --journal j.db >out &&
