@@ -1657,16 +1657,19 @@ int engine__fail_late(const struct engine__sx *sx)
 }
 
 /* "; 2 more instances failed: health/a, health/b" after the first
- * failure's message, when a map ran on past it (fail_fast: false). */
+ * failure's message, when a map ran on past it (fail_fast: false), or
+ * "branches" of a parallel state that failed together. */
 static void more_failed(const struct engine__sx *sx, char *out, size_t n)
 {
+  const char *what = sx->st->kind == ENGINE_PARALLEL ? "branch" : "instance";
   size_t len;
 
   out[0] = '\0';
   if (sx->nfailed < 2)
     return;
-  len = (size_t)snprintf(out, n, "; %zu more instance%s failed:",
-                         sx->nfailed - 1, sx->nfailed > 2 ? "s" : "");
+  len = (size_t)snprintf(out, n, "; %zu more %s%s failed:", sx->nfailed - 1,
+                         what,
+                         sx->nfailed > 2 ? (*what == 'b' ? "es" : "s") : "");
   for (size_t i = 0, k = 0; i < sx->ntasks && len < n; i++) {
     if (!sx->tasks[i].failed ||
         strcmp(sx->tasks[i].path, sx->failed_path) == 0)

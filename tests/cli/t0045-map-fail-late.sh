@@ -236,4 +236,26 @@ test_expect_success 'resume after kill -9 carries a used workflow'\''s instances
 	test_grep -F "b answers 503" err
 '
 
+# A parallel state whose branches fail together says "branches", not the
+# instances of a map.
+write_workflow par.yaml <<\EOF
+cairn: 1
+name: par
+start: p
+states:
+  p:
+    parallel:
+      a: { do: exec, with: { argv: [/nonexistent/a] } }
+      b: { do: exec, with: { argv: [/nonexistent/b] } }
+      c: { do: exec, with: { argv: [/nonexistent/c] } }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'branches of a parallel state that fail together are called branches' '
+	test_must_fail_with 1 cairn run par.yaml >out 2>err &&
+	test_grep "^run [0-9A-Z]* failed in .*: state .p/[abc]. failed: cannot run ./nonexistent/[abc].: no such file or directory (log: .*); 2 more branches failed: p/[abc], p/[abc]; rolled back: nothing to undo$" out &&
+	test_grep ! "instance" out
+'
+
 test_done
