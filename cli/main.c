@@ -16,6 +16,8 @@
 /* About what a deploy's engine process touches of its heap (a PyAirtable
  * deploy: 2.1 MiB); made resident in one call (common/heap.h). */
 #define CLI_ENGINE_HEAP ((size_t)2 << 20)
+/* The fewest open files any command is started with (see main). */
+#define CLI_NOFILE_MIN 64
 
 static const struct cli_command commands[] = {
   {"run", cli_cmd_run, CLI_JSON | CLI_ENGINE, "run a workflow"},
@@ -248,7 +250,18 @@ int main(int argc, char **argv)
          * open-files limit back (adapters/spawn.c). */
         signal(SIGPIPE, SIG_IGN);
         signal(SIGHUP, SIG_IGN);
-        cairn_nofile_raise();
+      }
+      /* Under a few dozen open files, SQLite, libuv and a step's pipes
+       * fail wherever the limit falls: a step "fails" and is rolled back,
+       * a reader blames the journal, or libuv aborts. Said once, first. */
+      long long nofile = cairn_nofile_raise();
+      if (strcmp(name, "version") != 0 && nofile >= 0 &&
+          nofile < CLI_NOFILE_MIN) {
+        cli_error("the open-files limit is %lld and its hard limit allows "
+                  "no more; cairn needs at least %d: raise it (ulimit -n "
+                  "1024, or LimitNOFILE= for a service)",
+                  nofile, CLI_NOFILE_MIN);
+        return CLI_EXIT_USAGE;
       }
       return commands[i].fn(argc - 1, argv + 1, &ctx);
     }

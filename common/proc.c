@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -287,20 +288,29 @@ void cairn_actor(const char *given, char *out, size_t n)
 static struct rlimit nofile_found;
 static int nofile_raised;
 
-void cairn_nofile_raise(void)
+static long long nofile_value(rlim_t v)
+{
+  return v == RLIM_INFINITY || v > (rlim_t)LLONG_MAX ? LLONG_MAX
+                                                     : (long long)v;
+}
+
+long long cairn_nofile_raise(void)
 {
   struct rlimit now, want;
 
-  if (nofile_raised || getrlimit(RLIMIT_NOFILE, &now) != 0)
-    return;
+  if (getrlimit(RLIMIT_NOFILE, &now) != 0)
+    return -1;
+  if (nofile_raised)
+    return nofile_value(now.rlim_cur);
   want = now;
   want.rlim_cur = now.rlim_max;
   if (want.rlim_cur == RLIM_INFINITY || want.rlim_cur > 1048576)
     want.rlim_cur = 1048576; /* the kernel's default nr_open */
   if (want.rlim_cur <= now.rlim_cur || setrlimit(RLIMIT_NOFILE, &want) != 0)
-    return;
+    return nofile_value(now.rlim_cur);
   nofile_found = now;
   nofile_raised = 1;
+  return nofile_value(want.rlim_cur);
 }
 
 const struct rlimit *cairn_nofile_found(void)

@@ -57,8 +57,9 @@ void cairn_actor(const char *given, char *out, size_t n);
  * socket for each check, and a fan-out that hit a soft limit of 1,024
  * failed real steps and rolled back deployed work. Remembers the limit it
  * found, for children (cairn_nofile_found). Best effort: a limit that
- * cannot be raised stays as it was. */
-void cairn_nofile_raise(void);
+ * cannot be raised stays as it was. Returns the soft limit in effect
+ * after (LLONG_MAX for none), or -1 when it cannot be read. */
+long long cairn_nofile_raise(void);
 /* The soft limit on open files this process started with, when
  * cairn_nofile_raise changed it; else NULL. A child gets it back before
  * exec: programs that use select() break on descriptors above 1,023. */

@@ -3,7 +3,8 @@
 # environment (after, approvals) takes releases only through promote; the
 # release param is a plain string label; a reader that goes away (a
 # closed pipe, a closed terminal's SIGHUP) does not kill a deploy
-# mid-step; a fan-out is not held to the soft open-files limit; a step
+# mid-step; a fan-out is not held to the soft open-files limit, and a
+# hard limit too low for any command is refused first; a step
 # with a ready check reports the time of the whole step; a step whose
 # inputs cannot be made says so on its own line and names no log that was
 # never written.
@@ -163,6 +164,31 @@ test_expect_success 'a fan-out wider than the soft open-files limit allows; step
 	for i in $(seq 1 20); do
 		echo 40 >expect && test_cmp expect "lim.$i" || exit 1
 	done
+'
+
+# Under a few dozen open files SQLite, libuv and the pipes fail wherever
+# the limit falls (a step failed and rolled back at 14-16, libuv aborted
+# at 8, a reader blamed the journal at 5): every command says so first.
+test_expect_success 'a hard open-files limit under 64 is refused first, by every command' '
+	n=$(q "SELECT count(*) FROM events") &&
+	for lim in 8 12 63; do
+		(ulimit -n "$lim" && exec "$CAIRN_BIN" run app.yaml --env dev) >out 2>err
+		test $? = 2 || exit 1
+		echo "cairn: the open-files limit is $lim and its hard limit allows no more; cairn needs at least 64: raise it (ulimit -n 1024, or LimitNOFILE= for a service)" >expect &&
+		test_cmp expect err &&
+		! test -s out || exit 1
+	done &&
+	for cmd in status history verify "resume $(last_run)"; do
+		# shellcheck disable=SC2086 # cmd holds the words of a command
+		(ulimit -n 12 && exec "$CAIRN_BIN" $cmd) >out 2>err
+		test $? = 2 && test_grep "open-files limit is 12" err || exit 1
+	done &&
+	test "$(q "SELECT count(*) FROM events")" = "$n" &&
+	(ulimit -n 12 && exec "$CAIRN_BIN" --version) >out &&
+	test_grep "^cairn " out &&
+	(ulimit -n 64 && exec "$CAIRN_BIN" run app.yaml --env dev) >out 2>&1 &&
+	test_grep "^run [0-9A-Z]* succeeded" out &&
+	(ulimit -Sn 10 && ulimit -Hn 64 && exec "$CAIRN_BIN" status) >out 2>&1
 '
 
 write_workflow ready.yaml <<\EOF
