@@ -117,6 +117,11 @@ struct adapter_call {
   const struct adapter_desc *desc;
   json_t *inputs;            /* resolved, defaults applied (borrowed) */
   const char *log_path;      /* output appended here, redacted; 0600 */
+  int *log_errno;            /* may be NULL; else the errno of the first
+                                write to log_path that failed (a full disk,
+                                a folder that cannot be written) goes here,
+                                so the log can be called incomplete: a log
+                                never fails the action */
   const char *run_dir;       /* the run's private folder (0700), where an
                                 adapter keeps what it needs (pid files,
                                 backups); may be NULL in a simulation */
@@ -199,20 +204,32 @@ size_t adapter_redact_feed(const char *in, size_t n,
 json_t *adapter_redact_json(json_t *v, const char *const *redact);
 
 /* Appends text (borrowed; written as it is) to the log at path, created
- * 0600. Best effort: nothing when path or text is NULL or the file cannot
- * be written. */
-void adapter_log_append(const char *path, const char *text);
+ * 0600. Best effort: nothing when path or text is NULL; when the file
+ * cannot be written, the errno goes to *log_errno (when log_errno is not
+ * NULL and *log_errno is still 0). */
+void adapter_log_append(const char *path, const char *text, int *log_errno);
+
+/* Records e, the errno of a failed write to a log, in *log_errno unless
+ * log_errno is NULL or an earlier one is there already. */
+void adapter_log_failed(int *log_errno, int e);
+
+/* Opens call->log_path to append (created 0600) and writes
+ * call->log_header (if any) to it. Returns the descriptor (the caller
+ * closes it), or -1 when log_path is NULL or the file cannot be opened.
+ * Best effort: a failure only goes to *call->log_errno. */
+int adapter_log_open(const struct adapter_call *call);
 
 /* Formats one line (no newline in fmt), redacts it with call->redact and
  * appends it and a newline to call->log_path (none when NULL; best
- * effort). Returns the redacted line (malloc'd, the caller frees it), or
+ * effort, a failure in *call->log_errno). Returns the redacted line (malloc'd, the caller frees it), or
  * NULL when out of memory. */
 char *adapter_log_line(const struct adapter_call *call, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* Appends call->log_header (if any) and text, redacted, to call->log_path
  * (created 0600; nothing when log_path is NULL). Best effort: a log that
- * cannot be written never fails the action. text is borrowed. */
+ * cannot be written never fails the action (its errno goes to
+ * *call->log_errno). text is borrowed. */
 void adapter_log_write(const struct adapter_call *call, const char *text);
 
 #define ADAPTER_TAIL_MAX 4096 /* bytes of result.tail */

@@ -141,16 +141,8 @@ static int log_ready(struct exec_run *r)
     return 1;
   if (call->log_path == NULL || r->log_failed)
     return 0;
-  r->log_fd = open(call->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-                   0600);
-  if (r->log_fd < 0) {
-    r->log_failed = 1;
-    return 0;
-  }
-  if (call->log_header &&
-      adapter__write_all(r->log_fd, call->log_header,
-                         strlen(call->log_header)) < 0)
-    r->log_failed = 1;
+  if ((r->log_fd = adapter_log_open(call)) < 0)
+    r->log_failed = 1; /* said in *call->log_errno */
   return !r->log_failed;
 }
 
@@ -160,8 +152,10 @@ static void sink(struct exec_run *r, struct exec_stream *s, const char *p,
 {
   if (n == 0)
     return;
-  if (log_ready(r) && adapter__write_all(r->log_fd, p, n) < 0)
+  if (log_ready(r) && adapter__write_all(r->log_fd, p, n) < 0) {
     r->log_failed = 1; /* a full disk must not fail the deploy */
+    adapter_log_failed(r->call->log_errno, errno);
+  }
   adapter__tail_add(r->tail, &r->tail_len, p, n);
   if (r->hooks.on_output)
     r->hooks.on_output(r->hooks.ud, s->is_stdout, p, n);
@@ -338,7 +332,8 @@ static void complete(struct exec_run *r)
     char line[600];
     snprintf(line, sizeof line, "(no output; %s)\n",
              res.error[0] ? res.error : "failed");
-    (void)adapter__write_all(r->log_fd, line, strlen(line));
+    if (adapter__write_all(r->log_fd, line, strlen(line)) < 0)
+      adapter_log_failed(r->call->log_errno, errno);
   }
   if (r->log_fd >= 0) {
     close(r->log_fd);
@@ -879,7 +874,8 @@ int adapter__child_start(struct adapter__child *c,
   call->log_path = spec->log_path;
   /* A parent's log names every command it runs, output or not (a state's
    * own exec writes its header only with a first output). */
-  adapter_log_append(spec->log_path, spec->log_header);
+  adapter_log_append(spec->log_path, spec->log_header, p->log_errno);
+  call->log_errno = p->log_errno;
   call->log_header = NULL;
   call->run_dir = p->run_dir;
   call->name = p->name;

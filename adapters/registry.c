@@ -697,16 +697,42 @@ json_t *adapter_redact_json(json_t *v, const char *const *redact)
 
 /* ---- logs --------------------------------------------------------------- */
 
-void adapter_log_append(const char *path, const char *text)
+void adapter_log_failed(int *log_errno, int e)
+{
+  if (log_errno != NULL && *log_errno == 0)
+    *log_errno = e ? e : EIO;
+}
+
+int adapter_log_open(const struct adapter_call *call)
+{
+  int fd;
+
+  if (call->log_path == NULL)
+    return -1;
+  fd = open(call->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    adapter_log_failed(call->log_errno, errno);
+  else if (call->log_header &&
+           adapter__write_all(fd, call->log_header,
+                              strlen(call->log_header)) < 0)
+    adapter_log_failed(call->log_errno, errno);
+  return fd;
+}
+
+void adapter_log_append(const char *path, const char *text, int *log_errno)
 {
   int fd;
 
   if (path == NULL || text == NULL || text[0] == '\0')
     return;
+  /* best effort: a full disk must not fail the deploy, but is told */
   fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return; /* best effort: a full disk must not fail the deploy */
-  (void)adapter__write_all(fd, text, strlen(text));
+  if (fd < 0) {
+    adapter_log_failed(log_errno, errno);
+    return;
+  }
+  if (adapter__write_all(fd, text, strlen(text)) < 0)
+    adapter_log_failed(log_errno, errno);
   close(fd);
 }
 
@@ -722,7 +748,7 @@ char *adapter_log_line(const struct adapter_call *call, const char *fmt, ...)
   if (n < 0 || (line = adapter_redact(line, call->redact)) == NULL)
     return NULL;
   if (call->log_path && asprintf(&nl, "%s\n", line) >= 0) {
-    adapter_log_append(call->log_path, nl);
+    adapter_log_append(call->log_path, nl, call->log_errno);
     free(nl);
   }
   return line;
@@ -738,7 +764,7 @@ void adapter_log_write(const struct adapter_call *call, const char *text)
   /* the header and the text in one write: one open of the file */
   if (red != NULL && asprintf(&all, "%s%s", call->log_header ?
                               call->log_header : "", red) >= 0)
-    adapter_log_append(call->log_path, all);
+    adapter_log_append(call->log_path, all, call->log_errno);
   free(all);
   free(red);
 }

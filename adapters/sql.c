@@ -209,8 +209,8 @@ static void log_line(struct sql_run *r, const char *fmt, ...)
   s[n] = '\n';
   s[n + 1] = '\0';
   s = adapter_redact(s, (const char *const *)r->redact);
-  if (s != NULL)
-    (void)adapter__write_all(r->log_fd, s, strlen(s));
+  if (s != NULL && adapter__write_all(r->log_fd, s, strlen(s)) < 0)
+    adapter_log_failed(r->call->log_errno, errno);
   free(s);
 }
 
@@ -1551,17 +1551,8 @@ static int sql_start(struct adapter_call *call, struct cairn_error *err)
   }
   r->url_pw = url_pw; /* in the redact list: freed with the run */
   url_pw = NULL;
-  if (call->log_path) {
-    r->log_fd = open(call->log_path,
-                     O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (r->log_fd < 0) {
-      rc = cairn_error_set(err, CAIRN_E_IO, "cannot open log '%s': %s",
-                           call->log_path, uv_strerror(-errno));
-      goto fail;
-    }
-    if (call->log_header)
-      (void)adapter__write_all(r->log_fd, call->log_header, strlen(call->log_header));
-  }
+  /* best effort, as every step's log: a full disk fails no migration */
+  r->log_fd = adapter_log_open(call);
 
   r->timeout_ms = call->timeout_ms > 0 ? call->timeout_ms : 0;
   r->start_ns = uv_hrtime();

@@ -412,18 +412,8 @@ static int tool_start(struct adapter_call *call, const struct tool_kind *kind,
     job_free(j);
     return rc;
   }
-  if (call->log_path) {
-    j->log_fd = open(call->log_path,
-                     O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (j->log_fd < 0) {
-      rc = cairn_error_set(err, CAIRN_E_IO, "cannot open log '%s': %s",
-                           call->log_path, uv_strerror(-errno));
-      job_free(j);
-      return rc;
-    }
-    if (call->log_header)
-      (void)adapter__write_all(j->log_fd, call->log_header, strlen(call->log_header));
-  }
+  /* best effort, as every step's log: a full disk fails no release */
+  j->log_fd = adapter_log_open(call);
   j->start_ns = uv_hrtime();
   uv_timer_init(call->loop, &j->timer);
   j->timer.data = j;
@@ -431,8 +421,9 @@ static int tool_start(struct adapter_call *call, const struct tool_kind *kind,
   if (first == TOOL_DONE) {
     /* nothing to do (a rollout undo without deployments): success, with
      * on_done from the loop as always */
-    if (j->log_fd >= 0)
-      (void)adapter__write_all(j->log_fd, "nothing to run\n", 15);
+    if (j->log_fd >= 0 && adapter__write_all(j->log_fd, "nothing to run\n",
+                                             15) < 0)
+      adapter_log_failed(call->log_errno, errno);
     finish(j);
     return 0;
   }

@@ -34,22 +34,22 @@ static char *whole_lines(const char *text, int cut)
 
 /* The last lines (at most 2 KiB) of step s's log, .cairn/runs/RUN/P.log
  * (written redacted by the engine), or, for a step that made none (a
- * success whose words the journal keeps), of its journaled tail; NULL
- * when there is neither. Caller frees. */
+ * success whose words the journal keeps) or whose log is incomplete (a
+ * write to it failed: log_error), of its journaled tail; NULL when there
+ * is neither. Caller frees. */
 static char *log_tail(struct journal *j, const char *run_id,
                       const struct journal_step *s)
 {
-  char dir[4096], file[4400], buf[2049];
+  char dir[4096], name[ENGINE_STEP_FILE_MAX], file[4400], buf[2049];
   const char *tail = json_string_value(json_object_get(s->finished, "tail"));
   FILE *f = NULL;
 
-  if (engine_run_dir(j, run_id, dir, sizeof dir, NULL) == 0) {
-    int w = snprintf(file, sizeof file, "%s/%s.log", dir, s->path);
-    for (char *c = file + strlen(dir) + 1; w > 0 && *c; c++)
-      if (*c == '/')
-        *c = '.';
+  if (json_object_get(s->finished, "log_error") == NULL &&
+      engine_run_dir(j, run_id, dir, sizeof dir, NULL) == 0 &&
+      engine_step_file(s->path, name, sizeof name) == 0 &&
+      snprintf(file, sizeof file, "%s/%s.log", dir, name) <
+          (int)sizeof file)
     f = fopen(file, "r");
-  }
   if (f == NULL) {
     size_t n = tail ? strlen(tail) : 0;
     return n ? whole_lines(n > 2048 ? tail + n - 2048 : tail, n > 2048)
@@ -179,6 +179,9 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
         json_object_set(o, "inputs", s->inputs);
       if (s->finished && json_object_get(s->finished, "error"))
         json_object_set(o, "error", json_object_get(s->finished, "error"));
+      if (s->finished && json_object_get(s->finished, "log_error"))
+        json_object_set(o, "log_error",
+                        json_object_get(s->finished, "log_error"));
       char *tail = logs ? log_tail(j, run.id, s) : NULL;
       if (tail)
         json_object_set_new(o, "log_tail", json_string(tail));
@@ -271,6 +274,14 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
     if (json_is_true(json_object_get(s->inputs, "insecure")))
       cli_table_add(table, 2, (const char *[]){"", "! TLS not verified "
                                                    "(insecure: true)"});
+    const char *log_error = json_string_value(json_object_get(s->finished,
+                                                              "log_error"));
+    if (logs && log_error) {
+      char why[600], note[700];
+      snprintf(note, sizeof note, "! log incomplete (%s): its last lines, "
+               "from the journal", cli_safe(log_error, why, sizeof why));
+      cli_table_add(table, 2, (const char *[]){"", note});
+    }
     char *tail = logs ? log_tail(j, run.id, s) : NULL;
     for (char *l = tail, *nl; l && *l; l = nl) {
       char line[4 * 2048 + 1], bar[4 * 2048 + 3]; /* a tail is 2 KiB */

@@ -240,20 +240,25 @@ void cli_progress_observe(void *ud, const struct journal_event *ev)
              strcmp(k, JOURNAL_EV_PROBE_FINISHED) == 0) {
     const char *o = pstr(ev, "outcome");
     const char *e = pstr(ev, "error");
+    const char *le = pstr(ev, "log_error");
     int probe = strcmp(k, JOURNAL_EV_PROBE_FINISHED) == 0;
     json_int_t ms = json_integer_value(json_object_get(ev->payload,
                                                        "duration_ms"));
     live_remove(p, ev->state);
     if (strcmp(o, "succeeded") == 0)
-      printf("%s✓%s %s%s %s%s%s\n", c_on(p, "\033[32m"), c_off(p),
+      printf("%s✓%s %s%s %s%s%s", c_on(p, "\033[32m"), c_off(p),
              ev->state, probe ? " (probe: it took effect)" : "",
              c_on(p, "\033[2m"), cli_duration(ms, d, sizeof d), c_off(p));
     else
       /* the duration in brackets: an error may end "after 1s" itself;
        * 0ms too (a program that cannot run), as a success says it */
-      printf("%s✗%s %s%s %s%s%s (%s)\n", c_on(p, "\033[31m"), c_off(p),
+      printf("%s✗%s %s%s %s%s%s (%s)", c_on(p, "\033[31m"), c_off(p),
              ev->state, probe ? " (probe: it did not take effect)" : "", o,
              *e ? ": " : "", safe_text(e), cli_duration(ms, d, sizeof d));
+    /* a log that could not be written is said where it happened */
+    if (*le)
+      printf(" (log incomplete: %s)", safe_text(le));
+    putchar('\n');
   } else if (strcmp(k, JOURNAL_EV_ACTION_RETRYING) == 0) {
     json_int_t ms = json_integer_value(json_object_get(ev->payload,
                                                        "delay_ms"));

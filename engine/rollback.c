@@ -693,16 +693,18 @@ void engine__undo_done(struct engine__rt *rt, struct engine__sx *sx)
                                                "path")),
              cairn_msg(t->error), undone[0] ? undone : "nothing",
              left[0] ? left : "nothing");
-  else
+  else {
+    char log[ENGINE__LOG_PATH_MAX + 80];
+    engine__log_note(t, log, sizeof log);
     snprintf(msg, sizeof msg,
-             "undo of '%s' failed: %s (log: %s); undone: %s; left: %s; fix "
+             "undo of '%s' failed: %s%s; undone: %s; left: %s; fix "
              "the cause, then 'cairn resume %s' retries the rest",
              json_string_value(json_object_get(json_array_get(rt->plan,
                                                               sx->step),
                                                "path")),
-             cairn_msg(t->error), t->log_path,
-             undone[0] ? undone : "nothing",
+             cairn_msg(t->error), log, undone[0] ? undone : "nothing",
              left[0] ? left : "nothing", rt->run_id);
+  }
   json_t *extra = json_pack("{s:o,s:O,s:o}", "undone",
                             paths_array(rt->plan, 0, sx->step), "failed",
                             json_object_get(json_array_get(rt->plan,

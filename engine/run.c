@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "common/file.h"
 #include "common/heap.h"
 #include "common/proc.h"
@@ -699,6 +701,31 @@ static void free_dead(struct engine__rt *rt)
   }
 }
 
+int engine_step_file(const char *path, char *out, size_t n)
+{
+  size_t len = strlen(path), keep = len;
+  unsigned char md[32];
+
+  if (len >= ENGINE_STEP_FILE_MAX) {
+    /* a prefix (paths are ASCII: names and keys), then 16 hex digits of
+     * the whole */
+    keep = ENGINE_STEP_FILE_MAX - 18;
+    if (EVP_Digest(path, len, md, NULL, EVP_sha256(), NULL) != 1)
+      return CAIRN_E_NOMEM;
+  }
+  if (keep + (keep < len ? 17 : 0) + 1 > n)
+    return CAIRN_E_INVAL;
+  for (size_t i = 0; i < keep; i++)
+    out[i] = path[i] == '/' ? '.' : path[i];
+  out[keep] = '\0';
+  if (keep < len) {
+    out[keep] = '~';
+    for (int i = 0; i < 8; i++)
+      snprintf(out + keep + 1 + 2 * i, 3, "%02x", md[i]);
+  }
+  return 0;
+}
+
 int engine__task_init(struct engine__rt *rt, struct engine__sx *sx,
                       struct engine__task *t, const char *path,
                       const struct engine_action *action)
@@ -708,7 +735,8 @@ int engine__task_init(struct engine__rt *rt, struct engine__sx *sx,
   memset(t, 0, sizeof *t);
   t->rt = rt;
   t->sx = sx;
-  if ((t->path = malloc(2 * (n + 1))) == NULL)
+  /* the path, then the name its files take (engine_step_file) */
+  if ((t->path = malloc(n + 1 + ENGINE_STEP_FILE_MAX)) == NULL)
     return CAIRN_E_NOMEM;
   memcpy(t->path, path, n);
   t->path[n] = '\0';
@@ -718,9 +746,9 @@ int engine__task_init(struct engine__rt *rt, struct engine__sx *sx,
   t->desc = action->adapter ? adapter_find(action->adapter) : NULL;
   if (t->desc == NULL && action->adapter != NULL)
     return CAIRN_E_WORKFLOW;
-  /* the path as a file name: "infra/db" logs to infra.db.log */
-  for (size_t i = 0; i <= n; i++)
-    t->name[i] = t->path[i] == '/' ? '.' : t->path[i];
+  int rc = engine_step_file(t->path, t->name, ENGINE_STEP_FILE_MAX);
+  if (rc < 0)
+    return rc;
   if (rt->opt->sim)
     return 0; /* a simulation writes no log */
   int w = asprintf(&t->log_path, "%s/%s.log", rt->run_dir, t->name);
@@ -894,8 +922,9 @@ static void retry_timer_cb(uv_timer_t *h)
   engine__task_attempt(t);
 }
 
+/* log_errno: the task's first failed write to its log, 0 if none. */
 static json_t *finished_payload(const struct adapter_result *res,
-                                const char *outcome)
+                                const char *outcome, int log_errno)
 {
   json_t *p = json_object();
 
@@ -914,6 +943,9 @@ static json_t *finished_payload(const struct adapter_result *res,
     json_object_set_new_nocheck(p, "tail", engine__text(res->tail));
   if (res->error[0])
     json_object_set_new_nocheck(p, "error", engine__text(res->error));
+  if (log_errno) /* show --logs and the step's line say so */
+    json_object_set_new_nocheck(p, "log_error",
+                                json_string(strerror(log_errno)));
   return p;
 }
 
@@ -976,7 +1008,8 @@ static void task_finished(struct engine__task *t,
     t->probing = 0;
     engine__emit(rt, JOURNAL_EV_PROBE_FINISHED, t->path, t->attempt,
                  sim_marked(rt, finished_payload(res, ok ? "succeeded"
-                                                         : "failed"),
+                                                         : "failed",
+                                                  t->log_errno),
                             res));
     if (t->cancel_probe) {
       /* A cancelled branch: the probe only says whether it took effect
@@ -1029,7 +1062,8 @@ static void task_finished(struct engine__task *t,
   const char *outcome = adapter_outcome_name(res->outcome);
   if (stopped && rt->interrupted)
     outcome = "interrupted";
-  json_t *fp = sim_marked(rt, finished_payload(res, outcome), res);
+  json_t *fp = sim_marked(rt, finished_payload(res, outcome,
+                                                    t->log_errno), res);
   if (not_ready) /* the action ran: a rollback must undo it */
     json_object_set_new(fp, "took_effect", json_true());
   if (ok && !rt->opt->sim && engine__task_idempotent(t))
@@ -1164,6 +1198,7 @@ static void task_start_now(struct engine__task *t)
   call->desc = desc;
   call->inputs = inputs;
   call->log_path = t->log_path;
+  call->log_errno = &t->log_errno;
   call->run_dir = rt->run_dir;
   call->name = t->name;
   call->entry = json_integer_value(json_object_get(rt->entered, t->path));
@@ -1679,10 +1714,24 @@ static void more_failed(const struct engine__sx *sx, char *out, size_t n)
   }
 }
 
+void engine__log_note(const struct engine__task *t, char *out, size_t n)
+{
+  int exists = t->log_path != NULL && access(t->log_path, F_OK) == 0;
+
+  if (exists && t->log_errno)
+    snprintf(out, n, " (log: %s, incomplete: %s)", t->log_path,
+             strerror(t->log_errno));
+  else if (exists)
+    snprintf(out, n, " (log: %s)", t->log_path);
+  else if (t->log_path != NULL && t->log_errno)
+    snprintf(out, n, " (no log: %s)", strerror(t->log_errno));
+  else
+    snprintf(out, n, "%s", ""); /* a simulation, or nothing to say yet */
+}
+
 void engine__state_failed(struct engine__rt *rt, struct engine__sx *sx)
 {
-  char msg[1400], more[600];
-  const char *log = NULL;
+  char msg[1400], more[600], log[ENGINE__LOG_PATH_MAX + 80] = "";
 
   more_failed(sx, more, sizeof more);
   if (sx->st->kind == ENGINE_MAP && sx->st->use_frame >= 0) {
@@ -1691,15 +1740,13 @@ void engine__state_failed(struct engine__rt *rt, struct engine__sx *sx)
     engine__fail_state(rt, sx->st, msg);
     return;
   }
+  /* none when it failed before anything wrote one (its inputs) */
   for (size_t i = 0; i < sx->ntasks && !rt->opt->sim; i++) /* a
                                         simulation writes no log */
     if (strcmp(sx->tasks[i].path, sx->failed_path) == 0)
-      log = sx->tasks[i].log_path;
-  if (log != NULL && access(log, F_OK) != 0)
-    log = NULL; /* it failed before anything wrote one (its inputs) */
-  snprintf(msg, sizeof msg, "state '%s' failed: %s%s%s%s%s", sx->failed_path,
-           sx->error, log ? " (log: " : "", log ? log : "", log ? ")" : "",
-           more);
+      engine__log_note(&sx->tasks[i], log, sizeof log);
+  snprintf(msg, sizeof msg, "state '%s' failed: %s%s%s", sx->failed_path,
+           sx->error, log, more);
   engine__fail_state(rt, sx->st, msg);
 }
 

@@ -259,6 +259,19 @@ int engine_promotion_refuse(struct journal *j, const struct engine_workflow *wf,
                             const char *env, const struct engine_gate *g,
                             const char *actor, struct cairn_error *err);
 
+/* The longest name (with its NUL) of a step's files in its run folder,
+ * before their suffixes (".log", ".service.log", ".pid", ...): under
+ * NAME_MAX with room for those. */
+#define ENGINE_STEP_FILE_MAX 201
+
+/* The name a step's files take in its run folder, from its state path
+ * (borrowed): the path with '/' as '.' ("infra/db" logs to infra.db.log),
+ * or, for a path of ENGINE_STEP_FILE_MAX bytes or more, its first 183
+ * bytes then '~' and 16 hex digits of its SHA-256,
+ * so a long name still makes files, each its own. Into out (n bytes).
+ * Returns 0, or CAIRN_E_INVAL when out is too small. */
+int engine_step_file(const char *path, char *out, size_t n);
+
 /* The folder of a run's logs: "<journal dir>/runs/<run id>" (out of size
  * n). */
 int engine_run_dir(const struct journal *j, const char *run_id, char *out,

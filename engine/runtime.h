@@ -74,6 +74,9 @@ struct engine__task {
                                      heap, as the 4 KiB a path may take
                                      made most of a task's size */
   char log_header[64];            /* "--- action attempt N ---\n" */
+  int log_errno;                  /* the first failed write to the log
+                                     (adapter_call.log_errno), 0 if none:
+                                     the log is incomplete or missing */
   struct adapter_call *call;      /* while RUNNING (freed in on_done) */
   json_t *call_inputs;            /* inputs of the running call (owned) */
   uv_timer_t *retry_timer;        /* heap, freed in its close callback */
@@ -593,6 +596,11 @@ void engine__sim_enter(struct engine__rt *rt, const struct engine_state *st);
 
 /* Applies a state's failure path (on_failure). */
 void engine__state_failed(struct engine__rt *rt, struct engine__sx *sx);
+/* What a failure message says of t's log, into out (n bytes): " (log:
+ * PATH)", " (log: PATH, incomplete: WHY)" when a write to it failed, " (no
+ * log: WHY)" when none could be made, or "" (a simulation, or a step that
+ * failed before anything was written). */
+void engine__log_note(const struct engine__task *t, char *out, size_t n);
 /* Called when every task of sx is done. */
 void engine__state_done(struct engine__rt *rt, struct engine__sx *sx);
 

@@ -95,8 +95,10 @@
  * action.started  {adapter, attempt}
  * action.spawned  {pid, pgid, proc_start, boot_id}
  * action.finished {outcome, exit_code?, signal?, outputs?, tail?, error?,
- *                  duration_ms, took_effect?}  took_effect: failed, but
- *                  only its ready check did (the action ran)
+ *                  duration_ms, took_effect?, log_error?}  took_effect:
+ *                  failed, but only its ready check did (the action
+ *                  ran); log_error: why a write to the step's log failed
+ *                  (strerror), so the log is incomplete or missing
  *                  outcome: succeeded | failed | timed_out | cancelled |
  *                  interrupted
  * action.retrying {delay_ms, next_attempt}
