@@ -91,10 +91,10 @@ for r in $(seq 1 "$runs"); do
   pid=$!
   wait "$pid" || { cat "$tmp/deploy.out" >&2; die "deploy $r failed"; }
   wall_ms=$(( ($(date +%s%N) - start) / 1000000 ))
-  # "PID USER_US SYSTEM_US MINOR_FAULTS SWITCHES IDLE_US POOL_US UNTIMED",
-  # written by the meter at exit
-  read -r cpu_ms faults switches idle_ms pool_ms untimed <<<"$(awk -v pid="$pid" '$1 == pid {
-    printf "%.1f %d %d %.1f %.1f %d", ($2 + $3) / 1000, $4, $5, $6 / 1000, $7 / 1000, $8 }' \
+  # "PID USER_US SYSTEM_US MINOR_FAULTS SWITCHES IDLE_US POOL_US UNTIMED
+  # SYNC_US", written by the meter at exit
+  read -r cpu_ms faults switches idle_ms pool_ms untimed sync_ms <<<"$(awk -v pid="$pid" '$1 == pid {
+    printf "%.1f %d %d %.1f %.1f %d %.1f", ($2 + $3) / 1000, $4, $5, $6 / 1000, $7 / 1000, $8, $9 / 1000 }' \
     "$tmp/cpu" 2>/dev/null || true)"
   [ -n "${untimed:-}" ] || die "the CPU meter wrote nothing for deploy $r ($meter)"
   [ "$untimed" -eq 0 ] || die "the meter could not time $untimed thread-pool jobs of deploy $r"
@@ -112,20 +112,20 @@ for r in $(seq 1 "$runs"); do
      | {s: .state, t: .time_ms, k: .kind}] as $e
     | [range(0; ($e | length) - 1) | select($e[.].k == "state.entered")
        | "\($e[.].s)=\($e[. + 1].t - $e[.].t)"] | join(" ")')
-  rows+=("$r $wall_ms $cpu_ms $faults $switches $idle_ms $pool_ms $own_ms $phases")
-  note "deploy $r: ${wall_ms} ms wall; cairn not waiting ${own_ms} ms (${own_shares[-1]}%): loop idle ${idle_ms} ms, thread pool ${pool_ms} ms; cairn's CPU ${cpu_ms} ms (${shares[-1]}%)"
+  rows+=("$r $wall_ms $cpu_ms $faults $switches $idle_ms $pool_ms $own_ms $sync_ms $phases")
+  note "deploy $r: ${wall_ms} ms wall; cairn not waiting ${own_ms} ms (${own_shares[-1]}%): loop idle ${idle_ms} ms, thread pool ${pool_ms} ms, journal syncs ${sync_ms} ms; cairn's CPU ${cpu_ms} ms (${shares[-1]}%)"
 done
 
 # the median run by wall time
 median=$(printf '%s\n' "${rows[@]}" | sort -k2,2n | sed -n "$(( (runs + 1) / 2 ))p")
-read -r _ wall cpu faults switches idle pool own phases <<<"$median"
+read -r _ wall cpu faults switches idle pool own sync phases <<<"$median"
 printf '\n| phase | wall (ms) |\n|---|---|\n'
 for p in $phases; do
   printf '| %s | %s |\n' "${p%%=*}" "${p#*=}"
 done
 printf '| **whole deploy** | %s |\n\n' "$wall"
-printf 'cairn itself, the time it does not wait: %s ms of %s ms wall in the median deploy (loop idle %s ms, thread pool %s ms); shares over %d deploys: %s%% (target under 2%%)\n' \
-  "$own" "$wall" "$idle" "$pool" "$runs" "$(IFS=/; echo "${own_shares[*]}")"
+printf 'cairn itself, the time it does not wait: %s ms of %s ms wall in the median deploy (loop idle %s ms, thread pool %s ms; the loop blocked in the journal'"'"'s syncs %s ms; cairn'"'"'s CPU %s ms, some of it in those syncs; the rest is other blocking calls, most of it vfork waiting for each child to exec); shares over %d deploys: %s%% (target under 2%%)\n' \
+  "$own" "$wall" "$idle" "$pool" "$sync" "$cpu" "$runs" "$(IFS=/; echo "${own_shares[*]}")"
 printf 'cairn'"'"'s CPU time: %s ms in the median deploy; shares of the wall time over %d deploys: %s%%\n' \
   "$cpu" "$runs" "$(IFS=/; echo "${shares[*]}")"
 
