@@ -221,8 +221,8 @@ int adapter_log_open(const struct adapter_call *call);
 
 /* Formats one line (no newline in fmt), redacts it with call->redact and
  * appends it and a newline to call->log_path (none when NULL; best
- * effort, a failure in *call->log_errno). Returns the redacted line (malloc'd, the caller frees it), or
- * NULL when out of memory. */
+ * effort, a failure in *call->log_errno). Returns the redacted line
+ * (malloc'd, the caller frees it), or NULL when out of memory. */
 char *adapter_log_line(const struct adapter_call *call, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
