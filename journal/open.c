@@ -377,7 +377,16 @@ static int configure(struct journal *j, int memory, struct cairn_error *err)
   if (!(j->flags & JOURNAL_READONLY) || memory) {
     const char *want = memory ? "memory" : "wal";
 
-    rc = pragma_text(j, "PRAGMA journal_mode=WAL", val, sizeof val, err);
+    /* Switching a new file to WAL needs it alone, and SQLite tries that
+     * once, without the busy handler: two first runs on a new journal
+     * made one fail at once. So the wait is ours, as long as SQLite's. */
+    for (int waited = 0;; waited += 10) {
+      rc = pragma_text(j, "PRAGMA journal_mode=WAL", val, sizeof val, err);
+      if (rc == 0 || (sqlite3_errcode(j->db) & 0xff) != SQLITE_BUSY ||
+          waited >= JOURNAL__BUSY_TIMEOUT_MS)
+        break;
+      sqlite3_sleep(10);
+    }
     if (rc != 0)
       return rc;
     if (strcmp(val, want) != 0)

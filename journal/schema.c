@@ -184,37 +184,31 @@ struct facts {
   int objects;     /* tables, indexes, views, triggers (not sqlite_*) */
 };
 
-static int read_int(sqlite3 *db, const char *sql, int *out)
+/* Reads the facts in one statement, so from one snapshot: another
+ * process creating the journal meanwhile must not show its tables with
+ * the version from before (which reads as another program's file).
+ * Returns an SQLite result code (errmsg on db). */
+static int read_facts(sqlite3 *db, struct facts *f)
 {
   sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  int rc = sqlite3_prepare_v2(
+      db,
+      "SELECT (SELECT user_version FROM pragma_user_version), "
+      "(SELECT application_id FROM pragma_application_id), "
+      "(SELECT count(*) FROM sqlite_master "
+      "WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\')",
+      -1, &st, NULL);
 
   if (rc == SQLITE_OK) {
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-      *out = sqlite3_column_int(st, 0);
-      rc = SQLITE_OK;
-    } else if (rc == SQLITE_DONE) {
-      *out = 0;
+      f->version = sqlite3_column_int(st, 0);
+      f->app_id = sqlite3_column_int(st, 1);
+      f->objects = sqlite3_column_int(st, 2);
       rc = SQLITE_OK;
     }
   }
   sqlite3_finalize(st);
-  return rc;
-}
-
-/* Reads the facts; returns an SQLite result code (errmsg on db). */
-static int read_facts(sqlite3 *db, struct facts *f)
-{
-  int rc = read_int(db, "PRAGMA user_version", &f->version);
-
-  if (rc == SQLITE_OK)
-    rc = read_int(db, "PRAGMA application_id", &f->app_id);
-  if (rc == SQLITE_OK)
-    rc = read_int(db,
-                  "SELECT count(*) FROM sqlite_master "
-                  "WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
-                  &f->objects);
   return rc;
 }
 
