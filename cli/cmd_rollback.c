@@ -30,20 +30,22 @@ static void print_plan(struct cli_ctx *ctx, const struct journal_run *run,
     json_t *undo = json_object_get(st, "undo_inputs");
     char *in = undo ? json_dumps(undo, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     const char *e = json_string_value(json_object_get(st, "undo_error"));
-    printf("  %zu. %s: %s%s\n", i + 1,
+    const char *progress = json_string_value(json_object_get(st, "progress"));
+    printf("  %zu. %s: %s%s%s%s%s\n", i + 1,
            json_string_value(json_object_get(st, "path")),
            json_string_value(json_object_get(st, "adapter")),
            json_is_true(json_object_get(st, "cancelled"))
                ? " (its step was cancelled; undone to be safe)"
-               : "");
+               : "",
+           progress ? " [" : "", progress ? progress : "",
+           progress ? "]" : "");
     if (in)
       printf("     with %s\n", in);
     else if (e)
       printf("     (its inputs do not resolve now: %s)\n", e);
     free(in);
   }
-  if (!journaled)
-    printf("nothing was changed (dry run)\n");
+  printf("nothing was changed (dry run)\n");
 }
 
 int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
@@ -80,7 +82,8 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
                    "finished state, in reverse order of\ncompletion (parallel branches in "
                    "reverse order of declaration), planned from the\njournal "
                    "alone and journaled before the first undo runs. With "
-                   "--dry-run, prints that\nplan and changes nothing.", &npos);
+                   "--dry-run, prints that\nplan and changes nothing, and "
+                   "exits as the rollback would (refused: 2 or 4).", &npos);
   if (code != 0) {
     cli_list_release(&sets);
     return code == 1 ? CLI_EXIT_OK : code;
@@ -114,7 +117,10 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
     goto out;
   }
   if (dry_run) {
-    int rc = engine_rollback_plan(j, wf, run.id, &steps, &journaled, &err);
+    struct cairn_error why = {0};
+    int refused = 0;
+    int rc = engine_rollback_plan(j, wf, run.id, &steps, &journaled,
+                                  &refused, &why, &err);
     if (rc != 0) {
       cli_error("%s", err.msg);
       code = cli_exit_for(rc);
@@ -126,6 +132,11 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
     /* as status shows it: a killed engine's run is interrupted */
     print_plan(ctx, &run, cli_run_status(j, &run), steps, journaled);
     code = CLI_EXIT_OK;
+    if (refused != 0) {
+      /* what the real rollback would say now, and its exit code */
+      cli_error("%s", why.msg);
+      code = cli_exit_for(refused);
+    }
     goto out;
   }
   p = cli_progress_create(ctx);

@@ -819,15 +819,100 @@ static void preview_undo_inputs(struct journal *j,
   json_decref(scope);
 }
 
+/* Why a rollback of run_id (replayed as rp) on request is refused now, as
+ * an error in err and its code (CAIRN_E_LOCKED: it still runs;
+ * CAIRN_E_STATE: it is unfinished, rolled back, or being rolled back),
+ * or 0 when it may go on. Shared by the rollback and its dry run, so a dry
+ * run says what the real one would do. */
+static int rollback_refusal(struct journal *j,
+                            const struct engine_workflow *wf,
+                            const char *run_id,
+                            const struct journal_replay *rp,
+                            struct cairn_error *err)
+{
+  const char *env = json_string_value(json_object_get(rp->started, "env"));
+  const char *status = rp->status;
+  struct journal_lock_holder holder;
+  int alive = 0;
+
+  if (strcmp(status, JOURNAL_STATUS_RUNNING) == 0 &&
+      journal_lock_get(j, wf->name, env ? env : "", &holder, &alive, NULL) ==
+          0 &&
+      alive && strcmp(holder.run_id, run_id) == 0)
+    return cairn_error_set(err, CAIRN_E_LOCKED,
+                           "run %s is still running (pid %d on %s): wait for "
+                           "it to end, or interrupt it first", run_id,
+                           holder.pid, holder.host);
+  if (strcmp(status, JOURNAL_STATUS_ROLLED_BACK) == 0)
+    return cairn_error_set(err, CAIRN_E_STATE,
+                           "run %s was already rolled back: nothing to undo",
+                           run_id);
+  if (strcmp(status, JOURNAL_STATUS_FAILED) != 0 &&
+      (rp->rollback || strcmp(status, JOURNAL_STATUS_ROLLBACK_FAILED) == 0))
+    return cairn_error_set(err, CAIRN_E_STATE,
+                           "run %s is being rolled back already (hint: "
+                           "'cairn resume %s' carries on its rollback)",
+                           run_id, run_id);
+  if (strcmp(status, JOURNAL_STATUS_FAILED) == 0 && rp->rollback)
+    return cairn_error_set(err, CAIRN_E_STATE,
+                           "run %s failed and rolled back by itself: nothing "
+                           "is left to undo (hint: 'cairn show %s' lists what "
+                           "its rollback undid)", run_id, run_id);
+  /* A failed run that undid nothing (on_failure: fail, a fail state, a
+   * choice that matched nothing) is undone on request like a succeeded
+   * one: what it finished is still in place. */
+  if (strcmp(status, JOURNAL_STATUS_SUCCEEDED) == 0 ||
+      strcmp(status, JOURNAL_STATUS_FAILED) == 0)
+    return 0;
+  if (strcmp(status, JOURNAL_STATUS_WAITING) == 0)
+    return cairn_error_set(err, CAIRN_E_STATE,
+                           "run %s is waiting: only a finished run is rolled "
+                           "back on request (hint: a waiting run goes on "
+                           "with 'cairn approve %s', then 'cairn resume %s')",
+                           run_id, run_id, run_id);
+  /* "running" with no live engine (checked above): as status says */
+  return cairn_error_set(err, CAIRN_E_STATE,
+                         "run %s is %s: only a finished run is rolled back on "
+                         "request (hint: an interrupted run goes on with "
+                         "'cairn resume %s')", run_id,
+                         strcmp(status, JOURNAL_STATUS_RUNNING) == 0
+                             ? JOURNAL_STATUS_INTERRUPTED
+                             : status,
+                         run_id);
+}
+
+/* How far a journaled plan's undo of step st got: "done", "failed",
+ * "unfinished" (started, not ended: resume decides it) or "pending". */
+static const char *undo_progress(const struct journal_replay *rp, json_t *st)
+{
+  const char *up = json_string_value(json_object_get(st, "undo_path"));
+  const struct journal_step *u = up ? journal_replay_step(rp, up) : NULL;
+
+  if (u == NULL)
+    return "pending";
+  switch (u->phase) {
+  case JOURNAL_PHASE_SUCCEEDED:
+    return "done";
+  case JOURNAL_PHASE_FAILED:
+    return "failed";
+  default:
+    return "unfinished";
+  }
+}
+
 int engine_rollback_plan(struct journal *j, const struct engine_workflow *wf,
                          const char *run_id, json_t **steps, int *journaled,
+                         int *refused, struct cairn_error *why,
                          struct cairn_error *err)
 {
   struct journal_replay rp;
+  size_t i;
+  json_t *st;
   int rc;
 
   *steps = NULL;
   *journaled = 0;
+  *refused = 0;
   /* The plan is rendered from the run's events: authenticated first, so
    * a dry run shows what the real one would refuse. */
   rc = journal_run_check(j, run_id, NULL, err);
@@ -838,11 +923,16 @@ int engine_rollback_plan(struct journal *j, const struct engine_workflow *wf,
   if (rp.rollback) {
     *steps = json_deep_copy(json_object_get(rp.rollback, "steps"));
     *journaled = 1;
+    json_array_foreach(*steps, i, st)
+      json_object_set_new(st, "progress",
+                          json_string(undo_progress(&rp, st)));
   } else {
     rc = plan_compute(j, wf, run_id, NULL, steps, err);
   }
-  if (rc == 0)
+  if (rc == 0) {
     preview_undo_inputs(j, wf, &rp, *steps);
+    *refused = rollback_refusal(j, wf, run_id, &rp, why);
+  }
   journal_replay_release(&rp);
   return rc;
 }
@@ -855,7 +945,7 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
   struct engine_options opt = *opt_in;
   struct engine__rt rt;
   struct journal_lock_holder holder;
-  int taken_over = 0, alive = 0;
+  int taken_over = 0;
   char actor[300];
   int rc;
 
@@ -871,52 +961,9 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
   const char *env = json_string_value(json_object_get(rp.started, "env"));
   opt.env = env && *env ? env : NULL;
 
-  if (strcmp(rp.status, JOURNAL_STATUS_RUNNING) == 0 &&
-      journal_lock_get(j, wf->name, env ? env : "", &holder, &alive, NULL) ==
-          0 &&
-      alive && strcmp(holder.run_id, run_id) == 0) {
-    rc = cairn_error_set(err, CAIRN_E_LOCKED,
-                         "run %s is still running (pid %d on %s): wait for "
-                         "it to end, or interrupt it first", run_id,
-                         holder.pid, holder.host);
+  rc = rollback_refusal(j, wf, run_id, &rp, err);
+  if (rc != 0)
     goto out;
-  }
-  if (strcmp(rp.status, JOURNAL_STATUS_ROLLED_BACK) == 0) {
-    rc = cairn_error_set(err, CAIRN_E_STATE,
-                         "run %s was already rolled back: nothing to undo",
-                         run_id);
-    goto out;
-  }
-  if (strcmp(rp.status, JOURNAL_STATUS_FAILED) != 0 &&
-      (rp.rollback || strcmp(rp.status, JOURNAL_STATUS_ROLLBACK_FAILED) == 0)) {
-    rc = cairn_error_set(err, CAIRN_E_STATE,
-                         "run %s is being rolled back already (hint: 'cairn "
-                         "resume %s' carries on its rollback)", run_id,
-                         run_id);
-    goto out;
-  }
-  if (strcmp(rp.status, JOURNAL_STATUS_FAILED) == 0 && rp.rollback) {
-    rc = cairn_error_set(err, CAIRN_E_STATE,
-                         "run %s failed and rolled back by itself: nothing "
-                         "is left to undo (hint: 'cairn show %s' lists what "
-                         "its rollback undid)", run_id, run_id);
-    goto out;
-  }
-  /* A failed run that undid nothing (on_failure: fail, a fail state, a
-   * choice that matched nothing) is undone on request like a succeeded
-   * one: what it finished is still in place. */
-  if (strcmp(rp.status, JOURNAL_STATUS_SUCCEEDED) != 0 &&
-      strcmp(rp.status, JOURNAL_STATUS_FAILED) != 0) {
-    /* "running" with no live engine (checked above): as status says */
-    const char *shown = strcmp(rp.status, JOURNAL_STATUS_RUNNING) == 0
-                            ? JOURNAL_STATUS_INTERRUPTED
-                            : rp.status;
-    rc = cairn_error_set(err, CAIRN_E_STATE,
-                         "run %s is %s: only a finished run is rolled back on "
-                         "request (hint: an interrupted run goes on with "
-                         "'cairn resume %s')", run_id, shown, run_id);
-    goto out;
-  }
   if (strcmp(wf->sha256, rp.file_sha256 ? rp.file_sha256 : "") != 0 &&
       !opt.allow_changed) {
     rc = cairn_error_set(err, CAIRN_E_CHANGED,

@@ -147,15 +147,21 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
                     struct engine_result *res, struct cairn_error *err);
 
 /* The undo plan of run_id as the journal implies it: the journaled plan
- * when a rollback was planned (*journaled = 1), else the plan a rollback
- * would journal now. *steps (owned by the caller) is an array of
- * {path, undo_path, state, adapter, cancelled?, inputs, outputs} (the
- * forward action's journaled inputs and outputs), each with the undo's
- * inputs as they would render now (undo_inputs, secrets as ***) or why
- * they do not (undo_error). The run's events are authenticated first
- * (journal_run_check: CAIRN_E_CHAIN or CAIRN_E_KEY). */
+ * when a rollback was planned (*journaled = 1; each step then says how
+ * far its undo got: progress "done", "failed", "unfinished" or
+ * "pending"), else the plan a rollback would journal now. *steps (owned
+ * by the caller) is an array of {path, undo_path, state, adapter,
+ * cancelled?, inputs, outputs} (the forward action's journaled inputs and
+ * outputs), each with the undo's inputs as they would render now
+ * (undo_inputs, secrets as ***) or why they do not (undo_error).
+ * *refused is 0 when engine_rollback would go on now, else the error code
+ * it would return, with its message in *why (a dry run says what the real
+ * one would do; a changed workflow file is left to the caller). The run's
+ * events are authenticated first (journal_run_check: CAIRN_E_CHAIN or
+ * CAIRN_E_KEY). */
 int engine_rollback_plan(struct journal *j, const struct engine_workflow *wf,
                          const char *run_id, json_t **steps, int *journaled,
+                         int *refused, struct cairn_error *why,
                          struct cairn_error *err);
 
 /* Checks sim against wf: every fail_at names an action path (a do state

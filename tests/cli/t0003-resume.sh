@@ -331,8 +331,10 @@ test_expect_success 'after kill -9, rollback refuses the run as interrupted, as 
 	journal_state >before &&
 	test_must_fail_with 2 cairn rollback "$RUN" >out 2>err &&
 	test_grep "^cairn: run $RUN is interrupted: only a finished run is rolled back on request" err &&
-	cairn rollback "$RUN" --dry-run >plan &&
+	test_must_fail_with 2 cairn rollback "$RUN" --dry-run >plan 2>err2 &&
 	test_grep "^run $RUN ([a-z0-9-]*, interrupted): " plan &&
+	test_grep "^nothing was changed (dry run)$" plan &&
+	test_cmp err err2 &&
 	journal_state >after &&
 	test_cmp before after
 '

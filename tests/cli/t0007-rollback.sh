@@ -199,6 +199,59 @@ test_expect_success 'an undo that fails after its retries: exit 6, what is done 
 	jq -e --arg r "$RUN" "select(.workflow == \"rb\") | (.in_progress | not) and .unfinished_run == \$r and .unfinished_status == \"rollback_failed\"" all.json
 '
 
+# A dry run says what the real command would do: how far a journaled plan
+# got, and the real rollback's refusal with its exit code.
+test_expect_success 'rollback --dry-run of a rollback_failed run: each undo done, failed or pending, and the refusal' '
+	RUN=$(last_run) &&
+	n=$(q "SELECT count(*) FROM events") &&
+	test_must_fail_with 2 cairn rollback $RUN 2>err &&
+	test_must_fail_with 2 cairn rollback $RUN --dry-run >plan 2>err2 &&
+	test_cmp err err2 &&
+	test_grep "^cairn: run $RUN is being rolled back already (hint: .cairn resume $RUN. carries on its rollback)$" err2 &&
+	grep "^  [0-9]" plan >steps &&
+	cat >expect <<-\EOF &&
+	  1. infra/b: exec [failed]
+	  2. infra/a: exec [pending]
+	  3. prep: exec [pending]
+	EOF
+	test_cmp expect steps &&
+	test_grep "^nothing was changed (dry run)$" plan &&
+	test_must_fail_with 2 cairn rollback $RUN --dry-run --json >plan.json 2>/dev/null &&
+	head -n 1 plan.json | jq -r ".steps[].progress" | paste -sd, >actual &&
+	echo failed,pending,pending >expect &&
+	test_cmp expect actual &&
+	tail -n 1 plan.json | jq -e ".kind == \"result\" and .exit_code == 2" &&
+	test "$(q "SELECT count(*) FROM events")" = "$n"
+'
+
+write_workflow gated.yaml <<\EOF
+cairn: 1
+name: gated
+start: a
+states:
+  a:
+    do: exec
+    with: { shell: "echo a >>fwd.txt" }
+    undo: { do: exec, with: { shell: "echo undo a >>undo.txt" } }
+    next: gate
+  gate: { approval: { approvals: 1 }, next: done }
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a run waiting at an approval: rollback and its dry run refuse it alike, and say what goes on' '
+	reset &&
+	test_must_fail_with 3 cairn run gated.yaml >out &&
+	RUN=$(last_run) &&
+	test_must_fail_with 2 cairn rollback $RUN 2>err &&
+	echo "cairn: run $RUN is waiting: only a finished run is rolled back on request (hint: a waiting run goes on with '\''cairn approve $RUN'\'', then '\''cairn resume $RUN'\'')" >expect &&
+	test_cmp expect err &&
+	test_must_fail_with 2 cairn rollback $RUN --dry-run >plan 2>err2 &&
+	test_cmp expect err2 &&
+	test_grep "^run $RUN (gated, waiting): a rollback would undo, in this order$" plan &&
+	test_grep "^  1. a: exec$" plan &&
+	test_path_is_missing undo.txt
+'
+
 test_expect_success 'a rollback_failed run resumes with a fixed environment' '
 	reset &&
 	write_workflow fixable.yaml <<-\EOF &&
@@ -297,8 +350,10 @@ test_expect_success 'a failed run that rolled back by itself is not rolled back 
 	test_cmp before after &&
 	echo "cairn: run $RUN failed and rolled back by itself: nothing is left to undo (hint: '\''cairn show $RUN'\'' lists what its rollback undid)" >expect &&
 	test_cmp expect err &&
-	cairn rollback $RUN --dry-run >out &&
-	test_grep "the journaled rollback plan" out
+	test_must_fail_with 2 cairn rollback $RUN --dry-run >out 2>err2 &&
+	test_grep "the journaled rollback plan" out &&
+	test_cmp expect err2 &&
+	! grep -v "^nothing was changed" out | grep "^  [0-9]" | grep -v "\[done\]$"
 '
 
 # A run that failed and undid nothing: its finished actions are still in
@@ -349,13 +404,16 @@ for how in choice fail_state on_failure; do
 	"
 done
 
-test_expect_success 'a run that is still running is not rolled back (exit 4)' '
+test_expect_success 'a run that is still running is not rolled back (exit 4), nor by its dry run' '
 	reset &&
 	{ cairn run slow.yaml --grace 100ms >slow.out 2>&1 & pid=$!; } &&
 	wait_for_file started 10 &&
 	RUN=$(last_run) &&
 	test_must_fail_with 4 cairn rollback $RUN 2>err &&
 	test_grep "is still running" err &&
+	test_must_fail_with 4 cairn rollback $RUN --dry-run >plan 2>err2 &&
+	test_cmp err err2 &&
+	test_grep "^nothing was changed (dry run)$" plan &&
 	kill -TERM $pid &&
 	{ wait $pid || true; }
 '
