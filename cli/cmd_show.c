@@ -67,15 +67,20 @@ static char *log_tail(struct journal *j, const char *run_id,
 /* The outcome column of step i: its phase and attempts; "passed" for a
  * state that runs no action of its own (parallel, map, choice, wait, the
  * terminals), or "failed" when a branch or instance of it failed. A use
- * state has the outcome of its used workflow. */
-static void step_outcome(const struct journal_replay *rp, size_t i,
+ * state has the outcome of its used workflow. A step started and not
+ * ended is "running" only while the run's engine lives (live), else
+ * "unfinished": what became of it is for resume to find out. */
+static void step_outcome(const struct journal_replay *rp, size_t i, int live,
                          char *out, size_t n)
 {
   const struct journal_step *s = &rp->steps[i];
   size_t len = strlen(s->path);
+  const char *phase = s->phase == JOURNAL_PHASE_STARTED && !live
+                          ? "unfinished"
+                          : phase_name(s->phase);
 
   if (s->attempt > 1) {
-    snprintf(out, n, "%s x%d", phase_name(s->phase), s->attempt);
+    snprintf(out, n, "%s x%d", phase, s->attempt);
     return;
   }
   if (json_is_true(json_object_get(s->finished, "cancelled"))) {
@@ -86,7 +91,7 @@ static void step_outcome(const struct journal_replay *rp, size_t i,
   if (s->kind == NULL || strcmp(s->kind, "do") == 0 ||
       strcmp(s->kind, "branch") == 0 || strcmp(s->kind, "instance") == 0 ||
       s->attempt > 0 || s->phase != JOURNAL_PHASE_ENTERED) {
-    snprintf(out, n, "%s", phase_name(s->phase));
+    snprintf(out, n, "%s", phase);
     return;
   }
   snprintf(out, n, "passed");
@@ -213,7 +218,9 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
   printf("actor     %s\n", cli_safe(run.actor, b2, sizeof b2));
   if (*run.parent)
     printf("parent    %s\n", run.parent);
-  printf("status    %s\n", cli_run_status(j, &run));
+  const char *shown_status = cli_run_status(j, &run);
+  int live = strcmp(shown_status, JOURNAL_STATUS_RUNNING) == 0;
+  printf("status    %s\n", shown_status);
   printf("started   %s\n", cli_time(run.created_ms, t, sizeof t));
   if (run.finished_ms)
     printf("took      %s\n",
@@ -260,7 +267,7 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
       free(o);
     }
     char outcome[48], path[400];
-    step_outcome(&rp, i, outcome, sizeof outcome);
+    step_outcome(&rp, i, live, outcome, sizeof outcome);
     /* branches, map instances and the states of a used workflow (and
      * their undo steps) indented under their state */
     snprintf(path, sizeof path, "%*s%s", 2 * cli_path_depth(s->path), "",

@@ -325,6 +325,15 @@ test_expect_success 'after kill -9, history shows the run interrupted' '
 	test_cmp expect actual
 '
 
+test_expect_success 'after kill -9, show calls the step unfinished, not running' '
+	cd c &&
+	RUN=$(last_run) &&
+	cairn show "$RUN" >out &&
+	test_grep "^status    interrupted$" out &&
+	test_grep "^step  *do  *unfinished " out &&
+	! grep -q " running " out
+'
+
 test_expect_success 'after kill -9, rollback refuses the run as interrupted, as status says, and --dry-run says so' '
 	cd c &&
 	RUN=$(last_run) &&
