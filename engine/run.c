@@ -731,24 +731,28 @@ int engine__task_init(struct engine__rt *rt, struct engine__sx *sx,
                       const struct engine_action *action)
 {
   size_t n = strnlen(path, 319); /* the journal's longest path */
+  char cut[320], name[ENGINE_STEP_FILE_MAX];
+  int rc;
 
   memset(t, 0, sizeof *t);
   t->rt = rt;
   t->sx = sx;
-  /* the path, then the name its files take (engine_step_file) */
-  if ((t->path = malloc(n + 1 + ENGINE_STEP_FILE_MAX)) == NULL)
+  memcpy(cut, path, n);
+  cut[n] = '\0';
+  if ((rc = engine_step_file(cut, name, sizeof name)) < 0)
+    return rc;
+  /* the path, then the name its files take, in one allocation (a wide
+   * fan-out makes a task per branch) */
+  size_t nl = strlen(name);
+  if ((t->path = malloc(n + 1 + nl + 1)) == NULL)
     return CAIRN_E_NOMEM;
-  memcpy(t->path, path, n);
-  t->path[n] = '\0';
-  t->name = t->path + n + 1;
+  memcpy(t->path, cut, n + 1);
+  t->name = memcpy(t->path + n + 1, name, nl + 1);
   t->action = action;
   /* an instance of a map over a used workflow runs no action itself */
   t->desc = action->adapter ? adapter_find(action->adapter) : NULL;
   if (t->desc == NULL && action->adapter != NULL)
     return CAIRN_E_WORKFLOW;
-  int rc = engine_step_file(t->path, t->name, ENGINE_STEP_FILE_MAX);
-  if (rc < 0)
-    return rc;
   if (rt->opt->sim)
     return 0; /* a simulation writes no log */
   int w = asprintf(&t->log_path, "%s/%s.log", rt->run_dir, t->name);
