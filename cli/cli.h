@@ -117,6 +117,12 @@ int cli_open_journal(struct cli_ctx *ctx, int create, int readonly,
 /* Loads a run by id or prefix, printing an error when none. Returns 0 or
  * an exit code. */
 int cli_get_run(struct journal *j, const char *id, struct journal_run *out);
+/* Loads the workflow file run was started from into *wf (the caller's, to
+ * destroy), or prints the loader's error and that the run cannot do what
+ * cannot says ("resume", "be rolled back") until it loads. Returns 0 or
+ * CLI_EXIT_USAGE. run is borrowed. */
+int cli_run_workflow(const struct journal_run *run, const char *cannot,
+                     struct engine_workflow **wf);
 
 /* ---- output (cli/output.c) ---- */
 
@@ -130,6 +136,9 @@ void cli_progress_observe(void *ud, const struct journal_event *ev);
 void cli_progress_observed(void *ud); /* draws the live view, flushes */
 void cli_progress_tick(void *ud);
 /* Prints the end of a run/resume and returns its exit code. */
+/* The run goes on from its rejection (cairn reject): its failure is what
+ * was asked, and the result's exit code 0. */
+void cli_progress_rejecting(struct cli_progress *p);
 int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
                         const char *journal_path);
 
@@ -194,6 +203,7 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_adapters(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_report(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx);
+int cli_cmd_reject(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_export(int argc, char **argv, struct cli_ctx *ctx);
 

@@ -162,14 +162,8 @@ int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
     code = CLI_EXIT_USAGE;
     goto out;
   }
-  if (engine_workflow_load(&wf, run.file, &err) != 0) {
-    char then[128];
-    snprintf(then, sizeof then,
-             "run %s cannot resume until its workflow file loads", run.id);
-    cli_workflow_error(&err, then);
-    code = CLI_EXIT_USAGE;
+  if ((code = cli_run_workflow(&run, "resume", &wf)) != 0)
     goto out;
-  }
   p = cli_progress_create(ctx);
   if (p == NULL) {
     code = CLI_EXIT_FAILED;

@@ -107,15 +107,8 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
     code = CLI_EXIT_USAGE;
     goto out;
   }
-  if (engine_workflow_load(&wf, run.file, &err) != 0) {
-    char then[128];
-    snprintf(then, sizeof then,
-             "run %s cannot be rolled back until its workflow file loads",
-             run.id);
-    cli_workflow_error(&err, then);
-    code = CLI_EXIT_USAGE;
+  if ((code = cli_run_workflow(&run, "be rolled back", &wf)) != 0)
     goto out;
-  }
   if (dry_run) {
     struct cairn_error why = {0};
     int refused = 0;

@@ -66,7 +66,9 @@ static char *log_tail(struct journal *j, const char *run_id,
 
 /* The outcome column of step i: its phase and attempts; "passed" for a
  * state that runs no action of its own (parallel, map, choice, wait, the
- * terminals), or "failed" when a branch or instance of it failed. A use
+ * terminals), or "failed" when a branch or instance of it failed; an
+ * approval state the run waits at is "waiting", a rejected one
+ * "rejected". A use
  * state has the outcome of its used workflow. A step started and not
  * ended is "running" only while the run's engine lives (live), else
  * "unfinished": what became of it is for resume to find out. */
@@ -81,6 +83,18 @@ static void step_outcome(const struct journal_replay *rp, size_t i, int live,
 
   if (s->attempt > 1) {
     snprintf(out, n, "%s x%d", phase, s->attempt);
+    return;
+  }
+  if (json_object_get(s->finished, "rejected_by") != NULL) {
+    /* an approval state that cairn reject failed */
+    snprintf(out, n, "rejected");
+    return;
+  }
+  if (s->kind && strcmp(s->kind, "approval") == 0 &&
+      s->phase == JOURNAL_PHASE_ENTERED &&
+      strcmp(rp->status, JOURNAL_STATUS_WAITING) == 0 && rp->current &&
+      strcmp(rp->current, s->path) == 0) {
+    snprintf(out, n, "waiting");
     return;
   }
   if (json_is_true(json_object_get(s->finished, "cancelled"))) {

@@ -31,6 +31,8 @@ static const struct cli_command commands[] = {
    "run in an environment once its gates pass (exit 5 when refused)"},
   {"approve", cli_cmd_approve, CLI_JSON,
    "approve a waiting run, or a release for an environment"},
+  {"reject", cli_cmd_reject, CLI_JSON | CLI_ENGINE,
+   "reject a waiting run: it fails at its approval and undoes what it did"},
   {"validate", cli_cmd_validate, CLI_JSON, "check a workflow file"},
   {"graph", cli_cmd_graph, 0, "print the state machine as Graphviz dot or Mermaid"},
   {"plan", cli_cmd_plan, CLI_JSON,
@@ -179,6 +181,19 @@ int cli_get_run(struct journal *j, const char *id, struct journal_run *out)
     return cli_exit_for(rc);
   }
   return 0;
+}
+
+int cli_run_workflow(const struct journal_run *run, const char *cannot,
+                     struct engine_workflow **wf)
+{
+  struct cairn_error err = {0};
+  char then[128];
+  if (engine_workflow_load(wf, run->file, &err) == 0)
+    return 0;
+  snprintf(then, sizeof then, "run %s cannot %s until its workflow file loads",
+           run->id, cannot);
+  cli_workflow_error(&err, then);
+  return CLI_EXIT_USAGE;
 }
 
 static void usage(FILE *f)

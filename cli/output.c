@@ -24,6 +24,7 @@ struct cli_progress {
   size_t nlive;
   size_t drawn; /* live lines currently on screen */
   char last_status[32];
+  int rejecting; /* cli_progress_rejecting */
 };
 
 size_t cli_control_len(const unsigned char *p)
@@ -288,6 +289,12 @@ void cli_progress_observe(void *ud, const struct journal_event *ev)
            safe_text(pstr(ev, "actor")));
   } else if (strcmp(k, JOURNAL_EV_ROLLBACK_PLANNED) == 0) {
     cli_print_plan_line(ev->payload);
+  } else if (strcmp(k, JOURNAL_EV_APPROVAL_REJECTED) == 0) {
+    const char *c = pstr(ev, "comment");
+    char who[1024];
+    printf("%s✗%s %s rejected by %s%s%s\n", c_on(p, "\033[31m"), c_off(p),
+           ev->state, cli_safe(pstr(ev, "actor"), who, sizeof who),
+           *c ? ": " : "", safe_text(c));
   } else if (strcmp(k, JOURNAL_EV_DECISION_ASSUMED) == 0) {
     printf("! %s: assumed %s (by %s)\n", ev->state, pstr(ev, "outcome"),
            safe_text(pstr(ev, "actor")));
@@ -334,6 +341,11 @@ void cli_progress_tick(void *ud)
   draw_live(p);
 }
 
+void cli_progress_rejecting(struct cli_progress *p)
+{
+  p->rejecting = 1;
+}
+
 int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
                         const char *journal_path)
 {
@@ -347,7 +359,8 @@ int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
     status = "succeeded";
     break;
   case ENGINE_FAILED:
-    code = CLI_EXIT_FAILED;
+    /* a rejected run failing is what its rejection asked for */
+    code = p->rejecting ? CLI_EXIT_OK : CLI_EXIT_FAILED;
     status = r->status[0] ? r->status : "failed";
     break;
   case ENGINE_ROLLBACK_FAILED:

@@ -173,6 +173,48 @@ static json_t *names_json(char *const *names, size_t n)
 
 /* ---- the approval state ---- */
 
+struct rejection {
+  const char *state;
+  json_t *found; /* the first approval.rejected of this visit */
+};
+
+static int find_rejection(const struct journal_event *ev, void *ud)
+{
+  struct rejection *r = ud;
+  if (strcmp(ev->state, r->state) != 0)
+    return 0;
+  /* as for approvals: a visit ends with the transition out of the state */
+  if (strcmp(ev->kind, JOURNAL_EV_TRANSITION) == 0) {
+    json_decref(r->found);
+    r->found = NULL;
+  } else if (strcmp(ev->kind, JOURNAL_EV_APPROVAL_REJECTED) == 0 &&
+             r->found == NULL) {
+    r->found = json_incref(ev->payload);
+  }
+  return 0;
+}
+
+/* The approval state st was rejected (cairn reject): it fails, and the
+ * run takes the failure path an action's failure would (approval has no
+ * on_failure: a rollback, or in a used workflow the use state's). */
+static void rejected(struct engine__rt *rt, const struct engine_state *st,
+                     json_t *why)
+{
+  const char *actor = json_string_value(json_object_get(why, "actor"));
+  const char *comment = json_string_value(json_object_get(why, "comment"));
+  char msg[1200];
+
+  snprintf(msg, sizeof msg, "rejected by %s%s%s", actor ? actor : "?",
+           comment && *comment ? ": " : "", comment ? comment : "");
+  engine__emit(rt, JOURNAL_EV_STATE_FINISHED, st->name, 0,
+               json_pack("{s:s,s:s,s:s}", "outcome", "failed", "error", msg,
+                         "rejected_by", actor ? actor : ""));
+  if (st->frame >= 0)
+    engine__fail_state(rt, st, msg);
+  else
+    engine__transition(rt, st->name, JOURNAL_ROLLBACK, "rejected", NULL, msg);
+}
+
 void engine__approval_decide(struct engine__rt *rt,
                              const struct engine_state *st)
 {
@@ -181,12 +223,26 @@ void engine__approval_decide(struct engine__rt *rt,
   int need;
   json_t *have = NULL;
   struct cairn_error err = {0};
+  struct rejection rej = {st->name, NULL};
 
   if (rt->opt->sim) {
     /* A simulation touches no journal but its own: the approval is
      * taken as given, and the trace says so. */
     engine__transition(rt, st->name, st->next, "approval (simulated: passes)",
                        NULL, NULL);
+    return;
+  }
+  /* A rejection wins over any number of approvals. */
+  if (journal_event_foreach(rt->j, rt->run_id, 0, find_rejection, &rej,
+                            &err) != 0) {
+    json_decref(rej.found);
+    engine__transition(rt, st->name, NULL, "failed", JOURNAL_STATUS_FAILED,
+                       err.msg);
+    return;
+  }
+  if (rej.found != NULL) {
+    rejected(rt, st, rej.found);
+    json_decref(rej.found);
     return;
   }
   engine_approval_rule(rt->wf, st, rt->env_name, &need, &approvers, &n);
@@ -285,6 +341,63 @@ int engine_approve_run(struct journal *j, const char *run_id,
 out:
   journal_replay_release(&rp);
   return rc;
+}
+
+int engine_reject_status(const char *run_id, const char *status,
+                         struct cairn_error *err)
+{
+  char h[200] = ""; /* a run that ended has nothing left to say no to */
+
+  if (strcmp(status, JOURNAL_STATUS_WAITING) == 0)
+    return 0;
+  if (strcmp(status, JOURNAL_STATUS_RUNNING) == 0 ||
+      strcmp(status, JOURNAL_STATUS_INTERRUPTED) == 0)
+    snprintf(h, sizeof h, " (hint: an unfinished run goes on with 'cairn "
+             "resume %s')", run_id);
+  else if (strcmp(status, JOURNAL_STATUS_SUCCEEDED) == 0)
+    snprintf(h, sizeof h, " (hint: 'cairn rollback %s' undoes a succeeded "
+             "run)", run_id);
+  else if (strcmp(status, JOURNAL_STATUS_APPROVED) == 0 ||
+           strcmp(status, JOURNAL_STATUS_REFUSED) == 0)
+    snprintf(h, sizeof h, " (hint: it is a promotion record, not a run)");
+  return cairn_error_set(err, CAIRN_E_STATE,
+                         "run %s is not waiting for an approval (it is %s): "
+                         "only a waiting run can be rejected%s", run_id,
+                         status, h);
+}
+
+int engine__reject_check(const struct engine_workflow *wf,
+                         const struct journal_replay *rp, const char *env,
+                         const char *actor, struct cairn_error *err)
+{
+  const struct engine_state *st =
+      rp->current ? engine_workflow_state(wf, rp->current) : NULL;
+  char *const *approvers;
+  size_t n;
+  int need;
+  int rc = engine_reject_status(rp->run_id, rp->status, err);
+
+  if (rc != 0)
+    return rc;
+  if (st == NULL || st->kind != ENGINE_APPROVAL)
+    return cairn_error_set(err, CAIRN_E_CHANGED,
+                           "run %s waits at state '%s', which the workflow "
+                           "file '%s' no longer has as an approval state",
+                           rp->run_id, rp->current, wf->file);
+  engine_approval_rule(wf, st, env, &need, &approvers, &n);
+  if (n == 0)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(approvers[i], actor) == 0)
+      return 0;
+  char list[600];
+  json_t *a = names_json(approvers, n);
+  join_names(a, list, sizeof list);
+  json_decref(a);
+  return cairn_error_set(err, CAIRN_E_INVAL,
+                         "%s may not reject run %s: only the approvers of "
+                         "state '%s' may (%s) (hint: CAIRN_ACTOR says who "
+                         "you are)", actor, rp->run_id, rp->current, list);
 }
 
 int engine_approve_release(struct journal *j, const char *workflow,

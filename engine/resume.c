@@ -833,6 +833,10 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   }
   const char *env = json_string_value(json_object_get(rp.started, "env"));
   opt.env = env && *env ? env : NULL;
+  cairn_actor(opt.actor, actor, sizeof actor);
+  if (opt.reject != NULL &&
+      (rc = engine__reject_check(wf, &rp, env, actor, err)) != 0)
+    goto out_rp;
 
   /* A live holder (another resume of this run, or another run) wins. */
   if (journal_lock_get(j, wf->name, env ? env : "", &holder, &alive, NULL) == 0 &&
@@ -1035,8 +1039,18 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   if (rc != 0)
     goto out_rt;
 
-  cairn_actor(opt.actor, actor, sizeof actor);
   rc = journal_begin(j, err);
+  if (rc == 0 && opt.reject != NULL) {
+    /* the decision first, then the resume it makes */
+    json_t *p = json_pack("{s:s}", "actor", actor);
+    if (p && opt.reject->user && *opt.reject->user &&
+        strcmp(opt.reject->user, actor) != 0)
+      json_object_set_new(p, "user", json_string(opt.reject->user));
+    if (p && opt.reject->comment && *opt.reject->comment)
+      json_object_set_new(p, "comment", json_string(opt.reject->comment));
+    rc = engine__append_direct_at(&rt, JOURNAL_EV_APPROVAL_REJECTED,
+                                  rp.current, p);
+  }
   if (rc == 0 && strcmp(wf->sha256, rp.file_sha256 ? rp.file_sha256 : "") != 0)
     rc = engine__append_direct(&rt, JOURNAL_EV_WORKFLOW_CHANGED,
                                json_pack("{s:s,s:s,s:s}", "old_sha256",

@@ -868,8 +868,9 @@ static int rollback_refusal(struct journal *j,
     return cairn_error_set(err, CAIRN_E_STATE,
                            "run %s is waiting: only a finished run is rolled "
                            "back on request (hint: a waiting run goes on "
-                           "with 'cairn approve %s', then 'cairn resume %s')",
-                           run_id, run_id, run_id);
+                           "with 'cairn approve %s', then 'cairn resume %s', "
+                           "or ends with 'cairn reject %s', which undoes "
+                           "what it did)", run_id, run_id, run_id, run_id);
   /* "running" with no live engine (checked above): as status says */
   return cairn_error_set(err, CAIRN_E_STATE,
                          "run %s is %s: only a finished run is rolled back on "

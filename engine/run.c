@@ -147,6 +147,12 @@ void engine__emit_lazy(struct engine__rt *rt, const char *kind,
 int engine__append_direct(struct engine__rt *rt, const char *kind,
                           json_t *payload)
 {
+  return engine__append_direct_at(rt, kind, "", payload);
+}
+
+int engine__append_direct_at(struct engine__rt *rt, const char *kind,
+                             const char *state, json_t *payload)
+{
   int64_t seq = 0;
   if (payload == NULL)
     /* never an empty {} in its place: what it should have said is lost */
@@ -154,13 +160,14 @@ int engine__append_direct(struct engine__rt *rt, const char *kind,
                            "cannot make the %s event (out of memory, or "
                            "text that is not UTF-8)", kind);
   redact_error(rt, payload);
-  int rc = journal_append(rt->j, rt->run_id, kind, "", 0, 0, payload, &seq,
+  int rc = journal_append(rt->j, rt->run_id, kind, state, 0, 0, payload, &seq,
                           rt->err);
   if (rc == 0) {
     if (rt->direct == NULL)
       rt->direct = json_array();
-    json_array_append_new(rt->direct, json_pack("[s,I,O]", kind,
-                                                (json_int_t)seq, payload));
+    json_array_append_new(rt->direct, json_pack("[s,I,O,s]", kind,
+                                                (json_int_t)seq, payload,
+                                                state));
   }
   json_decref(payload);
   return rc;
@@ -186,7 +193,7 @@ void engine__notify_direct(struct engine__rt *rt)
       ev.seq = json_integer_value(json_array_get(e, 1));
       memcpy(ev.run_id, rt->run_id, sizeof ev.run_id);
       ev.kind = (char *)json_string_value(json_array_get(e, 0));
-      ev.state = "";
+      ev.state = (char *)json_string_value(json_array_get(e, 3));
       ev.time_ms = journal_now_ms();
       ev.payload = json_array_get(e, 2);
       rt->opt->observe(rt->opt->ud, &ev);

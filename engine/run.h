@@ -70,6 +70,12 @@ typedef void (*engine_observed_cb)(void *ud);
 /* Called every tick_ms while the loop runs (live progress). */
 typedef void (*engine_tick_cb)(void *ud);
 
+/* A rejection (engine_options.reject); every string borrowed. */
+struct engine_reject {
+  const char *user;    /* who typed it (user@host) when not actor; NULL */
+  const char *comment; /* why; NULL or "": none */
+};
+
 struct engine_options {
   const char *env;                 /* NULL: none */
   const char *const *sets;         /* "name=value" overrides */
@@ -102,7 +108,12 @@ struct engine_options {
                                       caller) */
   size_t nassume_steps;
   int allow_changed;
+  /* cairn reject: the run must wait at an approval state; its rejection
+   * (approval.rejected by actor) is journaled with run.resumed, and the
+   * state fails at once. NULL: none */
+  const struct engine_reject *reject;
 };
+
 
 /* Starts a new run of wf and runs it to its end (or an interruption).
  * Returns 0 with *res filled for every outcome; a negative code when the
@@ -128,7 +139,10 @@ int engine_resume_status(const char *run_id, const char *status, int planned,
  * journal without its key). Returns 0 with *res filled, or a negative code
  * (CAIRN_E_STATE when the run already finished, CAIRN_E_CHANGED,
  * CAIRN_E_LOCKED, CAIRN_E_CHAIN; a needed decision is not an error but the
- * ENGINE_WAITING outcome) with nothing journaled. */
+ * ENGINE_WAITING outcome) with nothing journaled. With opt->reject (cairn
+ * reject), the run must wait at an approval state and the actor be one
+ * of its approvers when it lists some (CAIRN_E_STATE, CAIRN_E_INVAL, with
+ * nothing journaled); the rejection is journaled with run.resumed. */
 int engine_resume(struct journal *j, const struct engine_workflow *wf,
                   const char *run_id, const struct engine_options *opt,
                   struct engine_result *res, struct cairn_error *err);
@@ -207,6 +221,12 @@ int engine_approve_run(struct journal *j, const char *run_id,
                        const char *actor, const char *user,
                        const char *comment, char *state, size_t n,
                        struct cairn_error *err);
+
+/* Whether a run of this status can be rejected (cairn reject): only a
+ * waiting one. 0, or CAIRN_E_STATE with err saying why not and what to do
+ * instead. run_id and status are borrowed. */
+int engine_reject_status(const char *run_id, const char *status,
+                         struct cairn_error *err);
 
 /* cairn approve ENV --workflow W --release R: journals a promotion
  * approval record (events.h) and fills record_id; actor and user as for

@@ -265,7 +265,18 @@ void engine__start_wait(struct engine__rt *rt, int64_t until_ms);
  * before the loop runs (run.started, run.resumed, ...). */
 int engine__append_direct(struct engine__rt *rt, const char *kind,
                           json_t *payload);
+/* The same, for an event about a state (state borrowed). */
+int engine__append_direct_at(struct engine__rt *rt, const char *kind,
+                             const char *state, json_t *payload);
 void engine__notify_direct(struct engine__rt *rt);
+/* Whether actor may reject run rp (cairn reject): it must wait at an
+ * approval state, and actor be one of that state's approvers when it
+ * names some (the others' approvals do not count, so neither would their
+ * no). 0, or CAIRN_E_STATE / CAIRN_E_CHANGED / CAIRN_E_INVAL with err
+ * set. Everything borrowed. */
+int engine__reject_check(const struct engine_workflow *wf,
+                         const struct journal_replay *rp, const char *env,
+                         const char *actor, struct cairn_error *err);
 /* Appends lock.taken_over naming the previous holder (direct). */
 int engine__append_takeover(struct engine__rt *rt,
                             const struct journal_lock_holder *h);

@@ -109,13 +109,14 @@
  *                  used workflow, when that workflow reached succeed
  *                  (outputs: the workflow's `outputs`, redacted) or failed
  *                  (cancelled: true for an instance stopped because
- *                  another failed)
+ *                  another failed); also an approval state that was
+ *                  rejected ({outcome: failed, error, rejected_by})
  * state.entered of a use state: {kind: use, inputs: its params}; of a map
  *                  state: {kind: map, inputs: {items, keys}}; of a map
  *                  instance: {kind: instance, inputs, item, index}
  * transition      {from, to, reason}  to: a state, "" when the run ends,
  *                  or "rollback"; reason: next | on_failure | when:<expr> |
- *                  default | succeed | fail
+ *                  default | succeed | fail | approved | rejected
  * rollback.requested {actor}                        (cairn rollback RUN)
  * rollback.planned {reason: failure|request, state?, error?,
  *                   steps: [{path, undo_path, state, adapter, cancelled?,
@@ -133,6 +134,13 @@
  *                  that ran the command, when it differs from actor. An
  *                  approval state counts those given since the run last
  *                  left that state (a transition from it)
+ * approval.rejected {actor, user?, comment?}  cairn reject: on a run
+ *                  waiting at an approval state (ev->state), journaled with
+ *                  the run.resumed that goes on at once; actor and user as
+ *                  for approval.granted. The state then fails (state.finished
+ *                  {outcome: failed, error, rejected_by}) and the run takes
+ *                  the failure path, whatever approvals it has. It counts
+ *                  until the run leaves the state, as approvals do
  * promotion.refused {workflow, env, release, gate: after|approvals|release,
  *                  reason, actor, file?, file_sha256?}  the only event of a
  *                  refusal record (file and file_sha256 since they are
@@ -166,6 +174,7 @@
 #define JOURNAL_EV_ROLLBACK_PLANNED "rollback.planned"
 #define JOURNAL_EV_APPROVAL_WAITING "approval.waiting"
 #define JOURNAL_EV_APPROVAL_GRANTED "approval.granted"
+#define JOURNAL_EV_APPROVAL_REJECTED "approval.rejected"
 #define JOURNAL_EV_PROMOTION_REFUSED "promotion.refused"
 
 /* The prefix of an undo's path, and the `to` of a transition into a

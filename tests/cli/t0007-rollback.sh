@@ -243,7 +243,7 @@ test_expect_success 'a run waiting at an approval: rollback and its dry run refu
 	test_must_fail_with 3 cairn run gated.yaml >out &&
 	RUN=$(last_run) &&
 	test_must_fail_with 2 cairn rollback $RUN 2>err &&
-	echo "cairn: run $RUN is waiting: only a finished run is rolled back on request (hint: a waiting run goes on with '\''cairn approve $RUN'\'', then '\''cairn resume $RUN'\'')" >expect &&
+	echo "cairn: run $RUN is waiting: only a finished run is rolled back on request (hint: a waiting run goes on with '\''cairn approve $RUN'\'', then '\''cairn resume $RUN'\'', or ends with '\''cairn reject $RUN'\'', which undoes what it did)" >expect &&
 	test_cmp expect err &&
 	test_must_fail_with 2 cairn rollback $RUN --dry-run >plan 2>err2 &&
 	test_cmp expect err2 &&
