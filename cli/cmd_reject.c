@@ -12,12 +12,15 @@
 int cli_cmd_reject(int argc, char **argv, struct cli_ctx *ctx)
 {
   const char *comment = NULL, *grace = NULL;
-  int allow_changed = 0;
+  int allow_changed = 0, allow_superseded = 0;
   struct cli_list sets = {0};
   const struct cli_option opts[] = {
     {"comment", CLI_OPT_STRING, &comment, "TEXT", "why (journaled)"},
     {"allow-changed", CLI_OPT_FLAG, &allow_changed, NULL,
      "accept a workflow file changed since the run started (journaled)"},
+    {"allow-superseded", CLI_OPT_FLAG, &allow_superseded, NULL,
+     "go on although a newer run of the workflow and environment has "
+     "succeeded since (journaled)"},
     {"set", CLI_OPT_LIST, &sets, "NAME=VALUE",
      "give a secret param again (the journal never kept it; repeatable)"},
     {"grace", CLI_OPT_STRING, &grace, "DURATION",
@@ -37,7 +40,8 @@ int cli_cmd_reject(int argc, char **argv, struct cli_ctx *ctx)
 
   code = cli_parse(argc, argv, ctx, opts,
                    "cairn reject RUN [--comment TEXT] [--allow-changed] "
-                   "[--set NAME=VALUE]... [--grace DURATION] [--json]",
+                   "[--allow-superseded] [--set NAME=VALUE]... "
+                   "[--grace DURATION] [--json]",
                    "Rejects a run waiting at an approval state, as you "
                    "(CAIRN_ACTOR, else user@host;\none of the state's "
                    "approvers when it lists some). The rejection is "
@@ -93,6 +97,7 @@ int cli_cmd_reject(int argc, char **argv, struct cli_ctx *ctx)
   rej.comment = comment;
   o.reject = &rej;
   o.allow_changed = allow_changed;
+  o.allow_superseded = allow_superseded;
   o.sets = sets.items;
   o.nsets = sets.n;
   int rc = engine_resume(j, wf, run.id, &o, &res, &err);

@@ -72,7 +72,7 @@ static int check_assume(const struct cli_list *l, const char **plain)
 int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
 {
   const char *assume = NULL, *grace = NULL;
-  int allow_changed = 0;
+  int allow_changed = 0, allow_superseded = 0;
   struct cli_list sets = {0}, assumes = {0};
   const char **steps = NULL;
   size_t nsteps = 0;
@@ -82,6 +82,9 @@ int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
      "(PATH=: that step alone; repeatable)"},
     {"allow-changed", CLI_OPT_FLAG, &allow_changed, NULL,
      "accept a workflow file changed since the run started (journaled)"},
+    {"allow-superseded", CLI_OPT_FLAG, &allow_superseded, NULL,
+     "go on although a newer run of the workflow and environment has "
+     "succeeded since (journaled)"},
     {"set", CLI_OPT_LIST, &sets, "NAME=VALUE",
      "give a secret param again (the journal never kept it; repeatable)"},
     {"grace", CLI_OPT_STRING, &grace, "DURATION",
@@ -99,8 +102,8 @@ int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
 
   code = cli_parse(argc, argv, ctx, opts,
                    "cairn resume [RUN] [--assume [PATH=]succeeded|failed]... "
-                   "[--allow-changed] [--set NAME=VALUE]... "
-                   "[--grace DURATION] [--json]",
+                   "[--allow-changed] [--allow-superseded] "
+                   "[--set NAME=VALUE]... [--grace DURATION] [--json]",
                    "Carries on an interrupted run from where its journal says "
                    "it stopped.\nWithout RUN, the one unfinished run of this "
                    "journal.", &npos);
@@ -176,6 +179,7 @@ int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
   o.assume_steps = steps;
   o.nassume_steps = nsteps;
   o.allow_changed = allow_changed;
+  o.allow_superseded = allow_superseded;
   o.sets = sets.items;
   o.nsets = sets.n;
   int rc = engine_resume(j, wf, run.id, &o, &res, &err);

@@ -51,13 +51,16 @@ static void print_plan(struct cli_ctx *ctx, const struct journal_run *run,
 int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
 {
   const char *grace = NULL;
-  int dry_run = 0, allow_changed = 0;
+  int dry_run = 0, allow_changed = 0, allow_superseded = 0;
   struct cli_list sets = {0};
   const struct cli_option opts[] = {
     {"dry-run", CLI_OPT_FLAG, &dry_run, NULL,
      "print the plan the journal implies; change nothing"},
     {"allow-changed", CLI_OPT_FLAG, &allow_changed, NULL,
      "accept a workflow file changed since the run started"},
+    {"allow-superseded", CLI_OPT_FLAG, &allow_superseded, NULL,
+     "go on although a newer run of the workflow and environment has "
+     "succeeded since (journaled)"},
     {"set", CLI_OPT_LIST, &sets, "NAME=VALUE",
      "give a secret param again (the journal never kept it; repeatable)"},
     {"grace", CLI_OPT_STRING, &grace, "DURATION",
@@ -76,7 +79,8 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
 
   code = cli_parse(argc, argv, ctx, opts,
                    "cairn rollback RUN [--dry-run] [--allow-changed] "
-                   "[--set NAME=VALUE]... [--grace DURATION] [--json]",
+                   "[--allow-superseded] [--set NAME=VALUE]... "
+                   "[--grace DURATION] [--json]",
                    "Undoes a succeeded run, or a failed one that undid nothing "
                    "(on_failure: fail, a\nfail state): the undo of every "
                    "finished state, in reverse order of\ncompletion (parallel branches in "
@@ -112,7 +116,8 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
   if (dry_run) {
     struct cairn_error why = {0};
     int refused = 0;
-    int rc = engine_rollback_plan(j, wf, run.id, &steps, &journaled,
+    int rc = engine_rollback_plan(j, wf, run.id, allow_superseded, &steps,
+                                  &journaled,
                                   &refused, &why, &err);
     if (rc != 0) {
       cli_error("%s", err.msg);
@@ -141,6 +146,7 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
   if (code != 0)
     goto out;
   o.allow_changed = allow_changed;
+  o.allow_superseded = allow_superseded;
   o.sets = sets.items;
   o.nsets = sets.n;
   int rc = engine_rollback(j, wf, run.id, &o, &res, &err);

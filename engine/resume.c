@@ -192,6 +192,57 @@ int engine_resume_status(const char *run_id, const char *status, int planned,
   return 0;
 }
 
+/* ---- a run that newer runs replaced ---- */
+
+struct newer {
+  const struct journal_run *run;
+  char id[JOURNAL_RUN_ID_LEN];
+  char release[256];
+};
+
+static int find_newer(const struct journal_run *r, void *ud)
+{
+  struct newer *n = ud;
+  /* newest first: the first one started after the run is the live one */
+  if (r->created_ms < n->run->created_ms ||
+      (r->created_ms == n->run->created_ms &&
+       strcmp(r->id, n->run->id) <= 0))
+    return 1;
+  memcpy(n->id, r->id, sizeof n->id);
+  snprintf(n->release, sizeof n->release, "%s", r->release);
+  return 1;
+}
+
+int engine__superseded(struct journal *j, const char *run_id,
+                       const char *doing, int allow,
+                       char newer[JOURNAL_RUN_ID_LEN], struct cairn_error *err)
+{
+  struct journal_run run;
+  int rc = journal_run_get(j, run_id, &run, err);
+  newer[0] = '\0';
+  if (rc != 0)
+    return rc;
+  struct newer n = {&run, "", ""};
+  struct journal_run_filter f = {run.workflow, run.env, NULL,
+                                 JOURNAL_STATUS_SUCCEEDED, run.created_ms, 1};
+  rc = journal_run_foreach(j, &f, find_newer, &n, err);
+  if (rc == 1)
+    rc = 0;
+  if (rc == 0)
+    memcpy(newer, n.id, sizeof n.id);
+  if (rc == 0 && n.id[0] != '\0' && !allow)
+    rc = cairn_error_set(
+        err, CAIRN_E_STATE,
+        "run %s was replaced: run %s of '%s'%s%s, started after it, has "
+        "succeeded%s%s%s, and %s (hint: 'cairn status' shows what is live; "
+        "--allow-superseded if that is what you want)", run_id, n.id,
+        run.workflow, *run.env ? " in " : "", run.env,
+        *n.release ? " (release " : "", n.release, *n.release ? ")" : "",
+        doing);
+  journal_run_release(&run);
+  return rc;
+}
+
 int engine__lock_orphans(struct journal *j, const char *workflow,
                          const char *env, const char *run_id,
                          struct cairn_error *err)
@@ -806,7 +857,7 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   struct spot *isp = NULL; /* the instances resumed in their cursors */
   size_t nisp = 0;
   struct question q = {0};
-  char actor[300];
+  char actor[300], newer[JOURNAL_RUN_ID_LEN];
   int rc;
 
   memset(res, 0, sizeof *res);
@@ -836,6 +887,16 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   cairn_actor(opt.actor, actor, sizeof actor);
   if (opt.reject != NULL &&
       (rc = engine__reject_check(wf, &rp, env, actor, err)) != 0)
+    goto out_rp;
+  rc = engine__superseded(
+      j, run_id,
+      opt.reject ? "rejecting it would run its undo steps under that deploy"
+      : rp.rollback ? "carrying on its rollback would run its undo steps "
+                      "under that deploy"
+                    : "resuming it would carry on an older deploy over that "
+                      "one",
+      opt.allow_superseded, newer, err);
+  if (rc != 0)
     goto out_rp;
 
   /* A live holder (another resume of this run, or another run) wins. */
@@ -1063,6 +1124,8 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
     json_t *ev = json_pack("{s:s,s:b,s:s,s:s?}", "actor", actor,
                            "allow_changed", opt.allow_changed, "file_sha256",
                            wf->sha256, "assume", opt.assume);
+    if (ev && newer[0] != '\0') /* --allow-superseded: on whose deploy */
+      json_object_set_new(ev, "superseded_by", json_string(newer));
     json_t *steps = opt.nassume_steps ? json_array() : NULL;
     for (size_t i = 0; steps && i < opt.nassume_steps; i++)
       json_array_append_new(steps, json_string(opt.assume_steps[i]));

@@ -828,6 +828,8 @@ static int rollback_refusal(struct journal *j,
                             const struct engine_workflow *wf,
                             const char *run_id,
                             const struct journal_replay *rp,
+                            int allow_superseded,
+                            char newer[JOURNAL_RUN_ID_LEN],
                             struct cairn_error *err)
 {
   const char *env = json_string_value(json_object_get(rp->started, "env"));
@@ -863,7 +865,10 @@ static int rollback_refusal(struct journal *j,
    * one: what it finished is still in place. */
   if (strcmp(status, JOURNAL_STATUS_SUCCEEDED) == 0 ||
       strcmp(status, JOURNAL_STATUS_FAILED) == 0)
-    return 0;
+    return engine__superseded(j, run_id,
+                              "rolling it back would run its undo steps "
+                              "under that deploy", allow_superseded, newer,
+                              err);
   if (strcmp(status, JOURNAL_STATUS_WAITING) == 0)
     return cairn_error_set(err, CAIRN_E_STATE,
                            "run %s is waiting: only a finished run is rolled "
@@ -902,9 +907,9 @@ static const char *undo_progress(const struct journal_replay *rp, json_t *st)
 }
 
 int engine_rollback_plan(struct journal *j, const struct engine_workflow *wf,
-                         const char *run_id, json_t **steps, int *journaled,
-                         int *refused, struct cairn_error *why,
-                         struct cairn_error *err)
+                         const char *run_id, int allow_superseded,
+                         json_t **steps, int *journaled, int *refused,
+                         struct cairn_error *why, struct cairn_error *err)
 {
   struct journal_replay rp;
   size_t i;
@@ -932,7 +937,9 @@ int engine_rollback_plan(struct journal *j, const struct engine_workflow *wf,
   }
   if (rc == 0) {
     preview_undo_inputs(j, wf, &rp, *steps);
-    *refused = rollback_refusal(j, wf, run_id, &rp, why);
+    char newer[JOURNAL_RUN_ID_LEN];
+    *refused = rollback_refusal(j, wf, run_id, &rp, allow_superseded, newer,
+                                why);
   }
   journal_replay_release(&rp);
   return rc;
@@ -947,7 +954,7 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
   struct engine__rt rt;
   struct journal_lock_holder holder;
   int taken_over = 0;
-  char actor[300];
+  char actor[300], newer[JOURNAL_RUN_ID_LEN] = "";
   int rc;
 
   memset(res, 0, sizeof *res);
@@ -962,7 +969,8 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
   const char *env = json_string_value(json_object_get(rp.started, "env"));
   opt.env = env && *env ? env : NULL;
 
-  rc = rollback_refusal(j, wf, run_id, &rp, err);
+  rc = rollback_refusal(j, wf, run_id, &rp, opt.allow_superseded, newer,
+                        err);
   if (rc != 0)
     goto out;
   if (strcmp(wf->sha256, rp.file_sha256 ? rp.file_sha256 : "") != 0 &&
@@ -1016,8 +1024,11 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
   if (rc == 0 && taken_over && strcmp(holder.run_id, run_id) != 0)
     rc = engine__append_takeover(&rt, &holder);
   if (rc == 0)
-    rc = engine__append_direct(&rt, JOURNAL_EV_ROLLBACK_REQUESTED,
-                               json_pack("{s:s}", "actor", actor));
+    rc = engine__append_direct(
+        &rt, JOURNAL_EV_ROLLBACK_REQUESTED,
+        newer[0] ? json_pack("{s:s,s:s}", "actor", actor, "superseded_by",
+                             newer)
+                 : json_pack("{s:s}", "actor", actor));
   if (rc == 0)
     rc = journal_run_set_status(j, run_id, JOURNAL_STATUS_RUNNING, 0, err);
   if (rc == 0)

@@ -108,6 +108,9 @@ struct engine_options {
                                       caller) */
   size_t nassume_steps;
   int allow_changed;
+  /* resume and rollback: go on with a run that a newer run of its
+   * workflow and environment replaced (journaled as superseded_by) */
+  int allow_superseded;
   /* cairn reject: the run must wait at an approval state; its rejection
    * (approval.rejected by actor) is journaled with run.resumed, and the
    * state fails at once. NULL: none */
@@ -170,13 +173,13 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
  * (undo_inputs, secrets as ***) or why they do not (undo_error).
  * *refused is 0 when engine_rollback would go on now, else the error code
  * it would return, with its message in *why (a dry run says what the real
- * one would do; a changed workflow file is left to the caller). The run's
- * events are authenticated first (journal_run_check: CAIRN_E_CHAIN or
- * CAIRN_E_KEY). */
+ * one would do, allow_superseded as its opt->allow_superseded; a changed
+ * workflow file is left to the caller). The run's events are
+ * authenticated first (journal_run_check: CAIRN_E_CHAIN or CAIRN_E_KEY). */
 int engine_rollback_plan(struct journal *j, const struct engine_workflow *wf,
-                         const char *run_id, json_t **steps, int *journaled,
-                         int *refused, struct cairn_error *why,
-                         struct cairn_error *err);
+                         const char *run_id, int allow_superseded,
+                         json_t **steps, int *journaled, int *refused,
+                         struct cairn_error *why, struct cairn_error *err);
 
 /* Checks sim against wf: every fail_at names an action path (a do state
  * or a branch "STATE/BRANCH") and an attempt it can reach; every

@@ -8,11 +8,11 @@ QUICKSTART=$CAIRN_SRCDIR/examples/quickstart/deploy.yaml
 # Every command of cli/main.c with the usage line its cli_parse call gives.
 cat >usage-lines <<\EOF
 run|usage: cairn run FILE [--env NAME] [--set NAME=VALUE]... [--grace DURATION] [--json]
-resume|usage: cairn resume [RUN] [--assume [PATH=]succeeded|failed]... [--allow-changed] [--set NAME=VALUE]... [--grace DURATION] [--json]
+resume|usage: cairn resume [RUN] [--assume [PATH=]succeeded|failed]... [--allow-changed] [--allow-superseded] [--set NAME=VALUE]... [--grace DURATION] [--json]
 status|usage: cairn status [RUN] [--json]
 history|usage: cairn history [--workflow W] [--env E] [--release R] [--status S] [--since DATE|DURATION] [--limit N] [--json]
 show|usage: cairn show RUN [--events] [--logs] [--json]
-rollback|usage: cairn rollback RUN [--dry-run] [--allow-changed] [--set NAME=VALUE]... [--grace DURATION] [--json]
+rollback|usage: cairn rollback RUN [--dry-run] [--allow-changed] [--allow-superseded] [--set NAME=VALUE]... [--grace DURATION] [--json]
 validate|usage: cairn validate FILE [--json]
 plan|usage: cairn plan FILE [--env NAME] [--set NAME=VALUE]... [--json]
 simulate|usage: cairn simulate FILE [--env NAME] [--set NAME=VALUE]... [--fail-at STATE[:ATTEMPT]]... [--fail-undo STATE]... [--fail-ready STATE]... [--json]
@@ -22,6 +22,7 @@ export|usage: cairn export [--since DATE|DURATION] [--format jsonl|csv] [-o FILE
 adapters|usage: cairn adapters [NAME] [--json]
 promote|usage: cairn promote FILE (--to ENV | --through ENV) [--release R] [--set NAME=VALUE]... [--json]
 approve|usage: cairn approve RUN [--comment TEXT] [--json]
+reject|usage: cairn reject RUN [--comment TEXT] [--allow-changed] [--allow-superseded] [--set NAME=VALUE]... [--grace DURATION] [--json]
 version|usage: cairn version [--json]
 EOF
 

@@ -869,10 +869,12 @@ test_expect_success 'the take-over is shown on the terminal' '
 	test_grep "^! took over the lock of run $OLD (pid $(cat holder.pid) is gone)$" out
 '
 
-test_expect_success 'resume of the killed run stops its orphan and finishes it' '
+test_expect_success 'resume of the killed run, which the new run replaced, needs --allow-superseded; then stops its orphan and finishes it' '
 	cd f &&
 	OLD=$(sqlite3 .cairn/journal.db "SELECT id FROM runs ORDER BY created_ms LIMIT 1") &&
-	cairn resume "$OLD" >out &&
+	test_must_fail_with 2 cairn resume "$OLD" 2>err &&
+	test_grep "run $OLD was replaced: run $(last_run) of .simple., started after it, has succeeded" err &&
+	cairn resume "$OLD" --allow-superseded >out &&
 	q "SELECT status FROM runs WHERE id = '\''$OLD'\''" >actual &&
 	echo succeeded >expect &&
 	test_cmp expect actual
