@@ -81,13 +81,15 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
                    "cairn rollback RUN [--dry-run] [--allow-changed] "
                    "[--allow-superseded] [--set NAME=VALUE]... "
                    "[--grace DURATION] [--json]",
-                   "Undoes a succeeded run, or a failed one that undid nothing "
-                   "(on_failure: fail, a\nfail state): the undo of every "
-                   "finished state, in reverse order of\ncompletion (parallel branches in "
-                   "reverse order of declaration), planned from the\njournal "
-                   "alone and journaled before the first undo runs. With "
-                   "--dry-run, prints that\nplan and changes nothing, and "
-                   "exits as the rollback would (refused: 2 or 4).", &npos);
+                   "Undoes a succeeded run, a failed one that undid nothing "
+                   "(on_failure: fail, a\nfail state), or an interrupted one "
+                   "that no step was cut short in: the undo of\nevery "
+                   "finished state, in reverse order of completion (parallel "
+                   "branches in\nreverse order of declaration), planned from "
+                   "the journal alone and journaled\nbefore the first undo "
+                   "runs. With --dry-run, prints that plan and changes "
+                   "nothing,\nand exits as the rollback would (refused: 2 or "
+                   "4).", &npos);
   if (code != 0) {
     cli_list_release(&sets);
     return code == 1 ? CLI_EXIT_OK : code;

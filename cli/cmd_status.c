@@ -188,11 +188,17 @@ int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx)
     else if (rp.current && *rp.current)
       printf(", in state '%s'", cli_safe(rp.current, cur, sizeof cur));
     printf("\n");
-    if (strcmp(st, JOURNAL_STATUS_INTERRUPTED) == 0 ||
-        strcmp(st, JOURNAL_STATUS_WAITING) == 0)
-      printf("continue it with 'cairn resume %s'%s\n", run.id,
-             strcmp(st, JOURNAL_STATUS_WAITING) == 0
-                 ? " once it is approved ('cairn approve RUN')" : "");
+    if (strcmp(st, JOURNAL_STATUS_WAITING) == 0)
+      printf("continue it with 'cairn resume %s' once it is approved "
+             "('cairn approve RUN'), or end it with 'cairn reject %s'\n",
+             run.id, run.id);
+    else if (strcmp(st, JOURNAL_STATUS_INTERRUPTED) == 0 && !rp.rollback &&
+             engine_cut_short(&rp) == NULL)
+      /* nothing was cut short: what it did is known, and can be undone */
+      printf("continue it with 'cairn resume %s', or undo what it did with "
+             "'cairn rollback %s'\n", run.id, run.id);
+    else if (strcmp(st, JOURNAL_STATUS_INTERRUPTED) == 0)
+      printf("continue it with 'cairn resume %s'\n", run.id);
     else if (strcmp(st, JOURNAL_STATUS_ROLLBACK_FAILED) == 0)
       printf("an undo failed (see 'cairn show %s'); fix the cause, then "
              "'cairn resume %s' retries it and the rest\n", run.id, run.id);

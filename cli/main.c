@@ -26,7 +26,7 @@ static const struct cli_command commands[] = {
   {"history", cli_cmd_history, CLI_JSON, "list runs, newest first"},
   {"show", cli_cmd_show, CLI_JSON, "show one run: its states and events"},
   {"rollback", cli_cmd_rollback, CLI_JSON | CLI_ENGINE,
-   "undo a succeeded run, or print its plan (--dry-run)"},
+   "undo a finished or interrupted run, or print its plan (--dry-run)"},
   {"promote", cli_cmd_promote, CLI_JSON | CLI_ENGINE,
    "run in an environment once its gates pass (exit 5 when refused)"},
   {"approve", cli_cmd_approve, CLI_JSON,

@@ -824,6 +824,15 @@ static void preview_undo_inputs(struct journal *j,
  * CAIRN_E_STATE: it is unfinished, rolled back, or being rolled back),
  * or 0 when it may go on. Shared by the rollback and its dry run, so a dry
  * run says what the real one would do. */
+const struct journal_step *engine_cut_short(const struct journal_replay *rp)
+{
+  for (size_t i = 0; i < rp->nsteps; i++)
+    if (rp->steps[i].phase == JOURNAL_PHASE_STARTED ||
+        rp->steps[i].phase == JOURNAL_PHASE_INTERRUPTED)
+      return &rp->steps[i];
+  return NULL;
+}
+
 static int rollback_refusal(struct journal *j,
                             const struct engine_workflow *wf,
                             const char *run_id,
@@ -876,15 +885,21 @@ static int rollback_refusal(struct journal *j,
                            "with 'cairn approve %s', then 'cairn resume %s', "
                            "or ends with 'cairn reject %s', which undoes "
                            "what it did)", run_id, run_id, run_id, run_id);
-  /* "running" with no live engine (checked above): as status says */
-  return cairn_error_set(err, CAIRN_E_STATE,
-                         "run %s is %s: only a finished run is rolled back on "
-                         "request (hint: an interrupted run goes on with "
-                         "'cairn resume %s')", run_id,
-                         strcmp(status, JOURNAL_STATUS_RUNNING) == 0
-                             ? JOURNAL_STATUS_INTERRUPTED
-                             : status,
-                         run_id);
+  /* Interrupted ("running" with no live engine, checked above, is too):
+   * undone on request like a failed run when no step of it was cut
+   * short, so that what it did is known; a step that was is for resume
+   * to settle first (it re-runs it, probes it or asks). */
+  const struct journal_step *s = engine_cut_short(rp);
+  if (s != NULL)
+    return cairn_error_set(
+        err, CAIRN_E_STATE,
+        "run %s is interrupted, and its step '%s' was cut short: whether it "
+        "took effect is for resume to settle before anything is undone "
+        "(hint: 'cairn resume %s' settles it, by a re-run, its probe or "
+        "your --assume, and goes on)", run_id, s->path, run_id);
+  return engine__superseded(j, run_id,
+                            "rolling it back would run its undo steps under "
+                            "that deploy", allow_superseded, newer, err);
 }
 
 /* How far a journaled plan's undo of step st got: "done", "failed",

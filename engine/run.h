@@ -159,6 +159,11 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
  * was already rolled back; CAIRN_E_CHANGED when wf is not the file the
  * run used (unless opt->allow_changed); CAIRN_E_CHAIN when the run's
  * events do not authenticate (journal_run_check, checked first). */
+/* The first step of run rp that an interruption cut short (started, not
+ * ended, or ended "interrupted": whether it took effect is for resume to
+ * settle), or NULL. Borrowed from rp. */
+const struct journal_step *engine_cut_short(const struct journal_replay *rp);
+
 int engine_rollback(struct journal *j, const struct engine_workflow *wf,
                     const char *run_id, const struct engine_options *opt,
                     struct engine_result *res, struct cairn_error *err);

@@ -334,12 +334,13 @@ test_expect_success 'after kill -9, show calls the step unfinished, not running'
 	! grep -q " running " out
 '
 
-test_expect_success 'after kill -9, rollback refuses the run as interrupted, as status says, and --dry-run says so' '
+test_expect_success 'after kill -9, rollback refuses the run, whose step was cut short, and --dry-run says so' '
 	cd c &&
 	RUN=$(last_run) &&
 	journal_state >before &&
 	test_must_fail_with 2 cairn rollback "$RUN" >out 2>err &&
-	test_grep "^cairn: run $RUN is interrupted: only a finished run is rolled back on request" err &&
+	echo "cairn: run $RUN is interrupted, and its step '\''step'\'' was cut short: whether it took effect is for resume to settle before anything is undone (hint: '\''cairn resume $RUN'\'' settles it, by a re-run, its probe or your --assume, and goes on)" >expect &&
+	test_cmp expect err &&
 	test_must_fail_with 2 cairn rollback "$RUN" --dry-run >plan 2>err2 &&
 	test_grep "^run $RUN ([a-z0-9-]*, interrupted): " plan &&
 	test_grep "^nothing was changed (dry run)$" plan &&
@@ -1233,6 +1234,39 @@ test_expect_success 'an event keeps the time it happened, not the time of its co
 	        - (SELECT time_ms FROM events WHERE kind = '\''action.finished'\'' AND state = '\''both/quick'\'')" >gap &&
 	echo "quick ended $(cat gap) ms before slow" &&
 	test "$(cat gap)" -ge 800
+'
+
+# ---- an interrupted run that nothing was cut short in: undone on request ----
+
+test_expect_success 'SIGINT in a wait: status offers rollback, which undoes what the run did' '
+	mkdir iw && cd iw &&
+	export CAIRN_JOURNAL=$PWD/.cairn/journal.db &&
+	write_workflow w.yaml <<-\EOF &&
+	cairn: 1
+	name: w
+	start: a
+	states:
+	  a: { do: exec, with: { argv: [touch, a] }, undo: { do: exec, with: { argv: [rm, -f, a] } }, next: settle }
+	  settle: { wait: 1h, next: b }
+	  b: { do: exec, with: { argv: [touch, b] }, next: done }
+	  done: { succeed: true }
+	EOF
+	start_run run w.yaml &&
+	wait_until 10 "the run did not reach its wait" eval "test \"\$(q \"SELECT count(*) FROM events WHERE kind = '\''state.entered'\'' AND state = '\''settle'\''\")\" = 1" &&
+	kill -INT "$BGPID" &&
+	wait_run 3 &&
+	RUN=$(last_run) &&
+	cairn status "$RUN" >out &&
+	test_grep "^continue it with .cairn resume $RUN., or undo what it did with .cairn rollback $RUN.$" out &&
+	cairn rollback "$RUN" --dry-run >plan &&
+	test_grep "^  1. a: exec$" plan &&
+	test_path_is_file a &&
+	cairn rollback "$RUN" >out &&
+	test_grep "^run $RUN rolled back in .*: rolled back: a$" out &&
+	test_path_is_missing a &&
+	test_path_is_missing b &&
+	test "$(q "SELECT status FROM runs WHERE id = \"$RUN\"")" = rolled_back &&
+	test_must_fail_with 2 cairn resume "$RUN" 2>/dev/null
 '
 
 test_done
