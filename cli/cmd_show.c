@@ -64,6 +64,30 @@ static char *log_tail(struct journal *j, const char *run_id,
   return whole_lines(buf, from > 0);
 }
 
+/* Whether approval state s has a rejection (evs: the run's events) that
+ * its visit has not acted on yet. */
+static int rejection_pending(json_t *evs, const struct journal_step *s)
+{
+  size_t i;
+  json_t *ev;
+  int pending = 0;
+
+  if (s->kind == NULL || strcmp(s->kind, "approval") != 0 ||
+      s->phase != JOURNAL_PHASE_ENTERED)
+    return 0;
+  json_array_foreach(evs, i, ev) {
+    const char *kind = json_string_value(json_object_get(ev, "kind"));
+    if (strcmp(json_string_value(json_object_get(ev, "state")), s->path) != 0)
+      continue;
+    if (strcmp(kind, JOURNAL_EV_APPROVAL_REJECTED) == 0)
+      pending = 1;
+    else if (strcmp(kind, JOURNAL_EV_TRANSITION) == 0 ||
+             strcmp(kind, JOURNAL_EV_STATE_FINISHED) == 0)
+      pending = 0; /* as the engine counts it */
+  }
+  return pending;
+}
+
 /* The outcome column of step i: its phase and attempts; "passed" for a
  * state that runs no action of its own (parallel, map, choice, wait, the
  * terminals), or "failed" when a branch or instance of it failed; an
@@ -72,8 +96,8 @@ static char *log_tail(struct journal *j, const char *run_id,
  * state has the outcome of its used workflow. A step started and not
  * ended is "running" only while the run's engine lives (live), else
  * "unfinished": what became of it is for resume to find out. */
-static void step_outcome(const struct journal_replay *rp, size_t i, int live,
-                         char *out, size_t n)
+static void step_outcome(const struct journal_replay *rp, json_t *evs,
+                         size_t i, int live, char *out, size_t n)
 {
   const struct journal_step *s = &rp->steps[i];
   size_t len = strlen(s->path);
@@ -85,8 +109,10 @@ static void step_outcome(const struct journal_replay *rp, size_t i, int live,
     snprintf(out, n, "%s x%d", phase, s->attempt);
     return;
   }
-  if (json_object_get(s->finished, "rejected_by") != NULL) {
-    /* an approval state that cairn reject failed */
+  if (json_object_get(s->finished, "rejected_by") != NULL ||
+      rejection_pending(evs, s)) {
+    /* an approval state that cairn reject failed, or (the engine died in
+     * between) was to fail */
     snprintf(out, n, "rejected");
     return;
   }
@@ -198,6 +224,9 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
         json_object_set(o, "inputs", s->inputs);
       if (s->finished && json_object_get(s->finished, "error"))
         json_object_set(o, "error", json_object_get(s->finished, "error"));
+      if (s->finished && json_object_get(s->finished, "rejected_by"))
+        json_object_set(o, "rejected_by",
+                        json_object_get(s->finished, "rejected_by"));
       if (s->finished && json_object_get(s->finished, "log_error"))
         json_object_set(o, "log_error",
                         json_object_get(s->finished, "log_error"));
@@ -281,7 +310,7 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
       free(o);
     }
     char outcome[48], path[400];
-    step_outcome(&rp, i, live, outcome, sizeof outcome);
+    step_outcome(&rp, evs, i, live, outcome, sizeof outcome);
     /* branches, map instances and the states of a used workflow (and
      * their undo steps) indented under their state */
     snprintf(path, sizeof path, "%*s%s", 2 * cli_path_depth(s->path), "",

@@ -188,7 +188,19 @@ int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx)
     else if (rp.current && *rp.current)
       printf(", in state '%s'", cli_safe(rp.current, cur, sizeof cur));
     printf("\n");
-    if (strcmp(st, JOURNAL_STATUS_WAITING) == 0)
+    char newer[JOURNAL_RUN_ID_LEN] = "";
+    if ((strcmp(st, JOURNAL_STATUS_WAITING) == 0 ||
+         strcmp(st, JOURNAL_STATUS_INTERRUPTED) == 0 ||
+         strcmp(st, JOURNAL_STATUS_ROLLBACK_FAILED) == 0) &&
+        engine_superseded(j, run.id, "", 1, newer, &err) != 0)
+      newer[0] = '\0'; /* a hint less, not a failure of status */
+    if (newer[0] != '\0')
+      /* what resume, rollback and reject would refuse */
+      printf("run %s, started after it, has succeeded: going on with this "
+             "one, or undoing it, would act under that deploy (add "
+             "--allow-superseded to resume, rollback or reject if you mean "
+             "it)\n", newer);
+    else if (strcmp(st, JOURNAL_STATUS_WAITING) == 0)
       printf("continue it with 'cairn resume %s' once it is approved "
              "('cairn approve RUN'), or end it with 'cairn reject %s'\n",
              run.id, run.id);

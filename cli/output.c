@@ -360,7 +360,9 @@ int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
     break;
   case ENGINE_FAILED:
     /* a rejected run failing is what its rejection asked for */
-    code = p->rejecting ? CLI_EXIT_OK : CLI_EXIT_FAILED;
+    code = p->rejecting && strncmp(r->message, "rejected by ", 12) == 0
+               ? CLI_EXIT_OK  /* not when its failure path failed too */
+               : CLI_EXIT_FAILED;
     status = r->status[0] ? r->status : "failed";
     break;
   case ENGINE_ROLLBACK_FAILED:

@@ -183,8 +183,12 @@ static int find_rejection(const struct journal_event *ev, void *ud)
   struct rejection *r = ud;
   if (strcmp(ev->state, r->state) != 0)
     return 0;
-  /* as for approvals: a visit ends with the transition out of the state */
-  if (strcmp(ev->kind, JOURNAL_EV_TRANSITION) == 0) {
+  /* as for approvals, a visit ends with the transition out of the state;
+   * a rejection is spent once the state has failed for it (in a used
+   * workflow no transition leaves the state: a loop back into it must
+   * wait anew, not fail again) */
+  if (strcmp(ev->kind, JOURNAL_EV_TRANSITION) == 0 ||
+      strcmp(ev->kind, JOURNAL_EV_STATE_FINISHED) == 0) {
     json_decref(r->found);
     r->found = NULL;
   } else if (strcmp(ev->kind, JOURNAL_EV_APPROVAL_REJECTED) == 0 &&
@@ -202,17 +206,33 @@ static void rejected(struct engine__rt *rt, const struct engine_state *st,
 {
   const char *actor = json_string_value(json_object_get(why, "actor"));
   const char *comment = json_string_value(json_object_get(why, "comment"));
-  char msg[1200];
+  struct cairn_buf msg = {0};
 
-  snprintf(msg, sizeof msg, "rejected by %s%s%s", actor ? actor : "?",
-           comment && *comment ? ": " : "", comment ? comment : "");
+  if (actor == NULL)
+    actor = "?";
+  /* whole: a comment is as long as its author made it */
+  cairn_buf_add(&msg, "rejected by ", 12);
+  cairn_buf_add(&msg, actor, strlen(actor));
+  if (comment && *comment) {
+    cairn_buf_add(&msg, ": ", 2);
+    cairn_buf_add(&msg, comment, strlen(comment));
+  }
+  cairn_buf_add(&msg, "", 1);
+  if (msg.failed) {
+    cairn_buf_release(&msg);
+    rt->fatal = CAIRN_E_NOMEM;
+    return;
+  }
   engine__emit(rt, JOURNAL_EV_STATE_FINISHED, st->name, 0,
-               json_pack("{s:s,s:s,s:s}", "outcome", "failed", "error", msg,
-                         "rejected_by", actor ? actor : ""));
+               json_pack("{s:s,s:o,s:o}", "outcome", "failed", "error",
+                         engine__text(msg.p), "rejected_by",
+                         engine__text(actor)));
   if (st->frame >= 0)
-    engine__fail_state(rt, st, msg);
+    engine__fail_state(rt, st, msg.p);
   else
-    engine__transition(rt, st->name, JOURNAL_ROLLBACK, "rejected", NULL, msg);
+    engine__transition(rt, st->name, JOURNAL_ROLLBACK, "rejected", NULL,
+                       msg.p);
+  cairn_buf_release(&msg);
 }
 
 void engine__approval_decide(struct engine__rt *rt,
@@ -350,9 +370,11 @@ int engine_reject_status(const char *run_id, const char *status,
 
   if (strcmp(status, JOURNAL_STATUS_WAITING) == 0)
     return 0;
-  if (strcmp(status, JOURNAL_STATUS_RUNNING) == 0 ||
-      strcmp(status, JOURNAL_STATUS_INTERRUPTED) == 0)
-    snprintf(h, sizeof h, " (hint: an unfinished run goes on with 'cairn "
+  if (strcmp(status, JOURNAL_STATUS_RUNNING) == 0)
+    snprintf(h, sizeof h, " (hint: it runs now; it can be rejected once it "
+             "waits at an approval)");
+  else if (strcmp(status, JOURNAL_STATUS_INTERRUPTED) == 0)
+    snprintf(h, sizeof h, " (hint: an interrupted run goes on with 'cairn "
              "resume %s')", run_id);
   else if (strcmp(status, JOURNAL_STATUS_SUCCEEDED) == 0)
     snprintf(h, sizeof h, " (hint: 'cairn rollback %s' undoes a succeeded "
@@ -395,7 +417,7 @@ int engine__reject_check(const struct engine_workflow *wf,
   join_names(a, list, sizeof list);
   json_decref(a);
   return cairn_error_set(err, CAIRN_E_INVAL,
-                         "%s may not reject run %s: only the approvers of "
+                         "'%s' may not reject run %s: only the approvers of "
                          "state '%s' may (%s) (hint: CAIRN_ACTOR says who "
                          "you are)", actor, rp->run_id, rp->current, list);
 }

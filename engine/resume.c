@@ -213,7 +213,7 @@ static int find_newer(const struct journal_run *r, void *ud)
   return 1;
 }
 
-int engine__superseded(struct journal *j, const char *run_id,
+int engine_superseded(struct journal *j, const char *run_id,
                        const char *doing, int allow,
                        char newer[JOURNAL_RUN_ID_LEN], struct cairn_error *err)
 {
@@ -874,12 +874,19 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   if ((rc = engine_resume_status(run_id, rp.status, rp.rollback != NULL,
                                  err)) != 0)
     goto out_rp;
+  if (rp.rollback_requested && opt.reject == NULL) {
+    /* cairn rollback died before it planned: what was asked is that
+     * rollback, not the run going on (a second request is journaled) */
+    journal_replay_release(&rp);
+    return engine_rollback(j, wf, run_id, opt_in, res, err);
+  }
   if (strcmp(wf->sha256, rp.file_sha256 ? rp.file_sha256 : "") != 0 &&
       !opt.allow_changed) {
     rc = cairn_error_set(err, CAIRN_E_CHANGED,
                          "workflow file '%s' changed since run %s started "
-                         "(hint: review the change, then resume with "
-                         "--allow-changed)", wf->file, run_id);
+                         "(hint: review the change, then %s with "
+                         "--allow-changed)", wf->file, run_id,
+                         opt.reject ? "reject" : "resume");
     goto out_rp;
   }
   const char *env = json_string_value(json_object_get(rp.started, "env"));
@@ -888,7 +895,7 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   if (opt.reject != NULL &&
       (rc = engine__reject_check(wf, &rp, env, actor, err)) != 0)
     goto out_rp;
-  rc = engine__superseded(
+  rc = engine_superseded(
       j, run_id,
       opt.reject ? "rejecting it would run its undo steps under that deploy"
       : rp.rollback ? "carrying on its rollback would run its undo steps "

@@ -858,6 +858,12 @@ static int rollback_refusal(struct journal *j,
     return cairn_error_set(err, CAIRN_E_STATE,
                            "run %s was already rolled back: nothing to undo",
                            run_id);
+  /* another live run of this workflow and environment: the real one
+   * would wait for no lock, and a dry run says so first */
+  if (journal_lock_get(j, wf->name, env ? env : "", &holder, &alive, NULL) ==
+          0 &&
+      alive && strcmp(holder.run_id, run_id) != 0)
+    return journal_lock_error(err, wf->name, env ? env : "", &holder);
   if (strcmp(status, JOURNAL_STATUS_FAILED) != 0 &&
       (rp->rollback || strcmp(status, JOURNAL_STATUS_ROLLBACK_FAILED) == 0))
     return cairn_error_set(err, CAIRN_E_STATE,
@@ -874,7 +880,7 @@ static int rollback_refusal(struct journal *j,
    * one: what it finished is still in place. */
   if (strcmp(status, JOURNAL_STATUS_SUCCEEDED) == 0 ||
       strcmp(status, JOURNAL_STATUS_FAILED) == 0)
-    return engine__superseded(j, run_id,
+    return engine_superseded(j, run_id,
                               "rolling it back would run its undo steps "
                               "under that deploy", allow_superseded, newer,
                               err);
@@ -897,7 +903,7 @@ static int rollback_refusal(struct journal *j,
         "took effect is for resume to settle before anything is undone "
         "(hint: 'cairn resume %s' settles it, by a re-run, its probe or "
         "your --assume, and goes on)", run_id, s->path, run_id);
-  return engine__superseded(j, run_id,
+  return engine_superseded(j, run_id,
                             "rolling it back would run its undo steps under "
                             "that deploy", allow_superseded, newer, err);
 }

@@ -93,6 +93,17 @@ static void redact_error(struct engine__rt *rt, json_t *payload)
 static int enqueue(struct engine__rt *rt, const char *kind, const char *state,
                    int attempt, json_t *payload)
 {
+  if (payload == NULL) {
+    /* never an empty {} in its place: replay could not read the event,
+     * and what it should have said is lost. The run stops here, as when
+     * the journal cannot be written; resume goes on from what is. */
+    if (!rt->fatal)
+      rt->fatal = cairn_error_set(rt->err, CAIRN_E_NOMEM,
+                                  "cannot make the %s event of '%s' (out of "
+                                  "memory, or text that is not UTF-8)", kind,
+                                  state ? state : "");
+    return -1;
+  }
   if (rt->nqueue == rt->capqueue) {
     size_t cap = rt->capqueue ? rt->capqueue * 2 : 16;
     struct engine__qitem *q = realloc(rt->queue, cap * sizeof *q);
@@ -109,7 +120,7 @@ static int enqueue(struct engine__rt *rt, const char *kind, const char *state,
   it->kind = kind;
   it->state = strdup(state ? state : "");
   it->attempt = attempt;
-  it->payload = payload ? payload : json_object();
+  it->payload = payload;
   redact_error(rt, it->payload);
   it->time_ms = journal_now_ms();
   return 0;
@@ -118,7 +129,9 @@ static int enqueue(struct engine__rt *rt, const char *kind, const char *state,
 void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
                   int attempt, json_t *payload)
 {
-  if (enqueue(rt, kind, state, attempt, payload) != 0)
+  /* an event that could not be queued (fatal) stops the run at the next
+   * flush, which must come soon */
+  if (enqueue(rt, kind, state, attempt, payload) != 0 && !rt->fatal)
     return;
   rt->urgent++;
   /* Keep the loop from blocking in poll until the flush has run. */
@@ -131,8 +144,13 @@ void engine__emit_lazy(struct engine__rt *rt, const char *kind,
 {
   uv_timer_t *tm = &rt->lazy_timer;
 
-  if (enqueue(rt, kind, state, attempt, payload) != 0)
+  if (enqueue(rt, kind, state, attempt, payload) != 0) {
+    if (rt->fatal) { /* stop at the next flush, soon */
+      rt->urgent++;
+      uv_idle_start(&rt->idle, idle_noop);
+    }
     return;
+  }
 #ifdef CAIRN_TEST_HOOKS
   /* The crash tests stretch the wait to see what a crash loses. */
   const char *hook = getenv("CAIRN_TEST_LAZY_MS");

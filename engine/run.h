@@ -159,6 +159,15 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
  * was already rolled back; CAIRN_E_CHANGED when wf is not the file the
  * run used (unless opt->allow_changed); CAIRN_E_CHAIN when the run's
  * events do not authenticate (journal_run_check, checked first). */
+/* Whether a newer run of run_id's workflow and environment (started
+ * after it) has succeeded: then a resume or rollback of run_id would act
+ * under that deploy. newer gets its id ("" when none). When there is one
+ * and allow is 0: CAIRN_E_STATE, err saying which and that doing ("resuming
+ * it would ...") is what would happen. 0 otherwise, or a journal error. */
+int engine_superseded(struct journal *j, const char *run_id,
+                       const char *doing, int allow,
+                       char newer[JOURNAL_RUN_ID_LEN], struct cairn_error *err);
+
 /* The first step of run rp that an interruption cut short (started, not
  * ended, or ended "interrupted": whether it took effect is for resume to
  * settle), or NULL. Borrowed from rp. */

@@ -277,14 +277,6 @@ void engine__notify_direct(struct engine__rt *rt);
 int engine__reject_check(const struct engine_workflow *wf,
                          const struct journal_replay *rp, const char *env,
                          const char *actor, struct cairn_error *err);
-/* Whether a newer run of run_id's workflow and environment (started
- * after it) has succeeded: then a resume or rollback of run_id would act
- * under that deploy. newer gets its id ("" when none). When there is one
- * and allow is 0: CAIRN_E_STATE, err saying which and that doing ("resuming
- * it would ...") is what would happen. 0 otherwise, or a journal error. */
-int engine__superseded(struct journal *j, const char *run_id,
-                       const char *doing, int allow,
-                       char newer[JOURNAL_RUN_ID_LEN], struct cairn_error *err);
 /* Appends lock.taken_over naming the previous holder (direct). */
 int engine__append_takeover(struct engine__rt *rt,
                             const struct journal_lock_holder *h);

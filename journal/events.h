@@ -140,7 +140,8 @@
  *                  for approval.granted. The state then fails (state.finished
  *                  {outcome: failed, error, rejected_by}) and the run takes
  *                  the failure path, whatever approvals it has. It counts
- *                  until the run leaves the state, as approvals do
+ *                  until the run leaves the state (a transition from it)
+ *                  or the state has failed for it (state.finished)
  * promotion.refused {workflow, env, release, gate: after|approvals|release,
  *                  reason, actor, file?, file_sha256?}  the only event of a
  *                  refusal record (file and file_sha256 since they are
@@ -253,6 +254,9 @@ struct journal_replay {
   char *file_sha256;     /* latest accepted sha (run.started, or the new
                             one of workflow.changed) */
   json_t *rollback;      /* the last rollback.planned payload, or NULL */
+  int rollback_requested; /* its last rollback.requested has no
+                             rollback.planned after it (the engine died
+                             between the two commits) */
   struct journal_step *steps; /* in order of first entry */
   size_t nsteps;
   int64_t last_seq;

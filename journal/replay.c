@@ -327,10 +327,16 @@ static int fold_event(const struct journal_event *ev, void *ud)
       return nomem(f);
   } else if (strcmp(kind, JOURNAL_EV_RUN_FINISHED) == 0) {
     set_str(&r->current, NULL);
+    r->rollback_requested = 0;
+  } else if (strcmp(kind, JOURNAL_EV_RUN_RESUMED) == 0) {
+    r->rollback_requested = 0; /* a resume of old went on without it */
+  } else if (strcmp(kind, JOURNAL_EV_ROLLBACK_REQUESTED) == 0) {
+    r->rollback_requested = 1;
   } else if (strcmp(kind, JOURNAL_EV_ROLLBACK_PLANNED) == 0) {
     if (!json_is_array(json_object_get(ev->payload, "steps")))
       return bad(f, ev, "rollback.planned without steps");
     set_json(&r->rollback, ev->payload);
+    r->rollback_requested = 0;
   } else if (strcmp(kind, JOURNAL_EV_WORKFLOW_CHANGED) == 0) {
     s = jstr(ev->payload, "new_sha256");
     if (s != NULL && set_str(&r->file_sha256, s) != 0)

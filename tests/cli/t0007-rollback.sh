@@ -418,6 +418,59 @@ test_expect_success 'a run that is still running is not rolled back (exit 4), no
 	{ wait $pid || true; }
 '
 
+write_workflow lull.yaml <<\EOF
+cairn: 1
+name: lull
+params:
+  nap: { default: "0" }
+start: a
+states:
+  a:
+    do: exec
+    with: { argv: [sh, -c, "echo a >>ledger; touch started; sleep {{ params.nap }}"] }
+    undo: { do: exec, with: { argv: [sh, -c, "echo undo a >>ledger"] } }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'another live run of the workflow holds its lock: rollback and its dry run exit 4' '
+	reset && rm -f ledger &&
+	cairn run lull.yaml >/dev/null &&
+	OLD=$(last_run) &&
+	rm -f started &&
+	{ cairn run lull.yaml --set nap=30 --grace 100ms >lull.out 2>&1 & pid=$!; } &&
+	wait_for_file started 10 &&
+	test_must_fail_with 4 cairn rollback $OLD --allow-superseded 2>err &&
+	test_grep "locked" err &&
+	test_must_fail_with 4 cairn rollback $OLD --dry-run --allow-superseded >plan 2>err2 &&
+	test_cmp err err2 &&
+	kill -TERM $pid &&
+	{ wait $pid || true; }
+'
+
+test_expect_success 'killed between the rollback request and its plan: resume carries out the rollback' '
+	hits=0 &&
+	for k in 1 2 3 4; do
+		reset && rm -f ledger &&
+		cairn run lull.yaml >/dev/null &&
+		RUN=$(last_run) &&
+		{ CAIRN_TEST_KILL_AFTER_COMMIT=$k "$CAIRN_BIN" rollback $RUN >/dev/null 2>&1 || true; } &&
+		req=$(q "SELECT count(*) FROM events WHERE run_id = \"$RUN\" AND kind = \"rollback.requested\"") &&
+		plan=$(q "SELECT count(*) FROM events WHERE run_id = \"$RUN\" AND kind = \"rollback.planned\"") &&
+		if test "$req" = 1 && test "$plan" = 0; then
+			hits=$((hits + 1)) &&
+			cairn status $RUN >st &&
+			test_grep "cairn rollback $RUN" st &&
+			cairn resume $RUN >out &&
+			test_grep "rolled back" out &&
+			test "$(q "SELECT status FROM runs WHERE id = \"$RUN\"")" = rolled_back &&
+			test "$(tail -n 1 ledger)" = "undo a" &&
+			test "$(q "SELECT count(*) FROM events WHERE run_id = \"$RUN\" AND kind = \"run.finished\"")" = 2 || return 1
+		fi || return 1
+	done &&
+	test $hits -gt 0
+'
+
 test_expect_success 'rollback of an unknown run: exit 2, one line' '
 	test_must_fail_with 2 cairn rollback 01ZZZZZZZZZZZZZZZZZZZZZZZZ 2>err &&
 	test $(wc -l <err) = 1

@@ -41,7 +41,7 @@ test_expect_success 'reject by someone not among the approvers: exit 2, nothing 
 	RUN=$(last_run) &&
 	journal_snapshot >before &&
 	CAIRN_ACTOR=dave test_must_fail_with 2 cairn reject $RUN 2>err &&
-	echo "cairn: dave may not reject run $RUN: only the approvers of state '\''gate'\'' may (alice, bob) (hint: CAIRN_ACTOR says who you are)" >expect &&
+	echo "cairn: '\''dave'\'' may not reject run $RUN: only the approvers of state '\''gate'\'' may (alice, bob) (hint: CAIRN_ACTOR says who you are)" >expect &&
 	test_cmp expect err &&
 	journal_snapshot >after &&
 	test_cmp before after &&
@@ -225,6 +225,8 @@ test_expect_success 'killed at each commit of reject: the run is still waiting, 
 		elif test "$(status $RUN)" != failed; then
 			test "$st" = 137 &&
 			after=$((after + 1)) &&
+			cairn show $RUN >show &&
+			test_grep "^gate  *approval  *rejected " show &&
 			test_must_fail_with 1 cairn resume $RUN >/dev/null || return 1
 		fi &&
 		test "$(status $RUN)" = failed &&
@@ -235,6 +237,59 @@ test_expect_success 'killed at each commit of reject: the run is still waiting, 
 	# both cases happened: killed before the rejection was journaled, and
 	# between it and the end of the run
 	test $before -gt 0 && test $after -gt 0 &&
+	cairn verify >/dev/null
+'
+
+write_workflow loop.yaml <<\EOF
+cairn: 1
+name: loop
+start: sub
+states:
+  sub: { use: inner.yaml, next: done, on_failure: again }
+  again: { wait: 0s, next: sub }
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a rejection is spent once the state failed: a loop back into it waits anew' '
+	mkdir loop && cd loop && cp ../loop.yaml ../inner.yaml . &&
+	export CAIRN_JOURNAL=$PWD/.cairn/journal.db &&
+	test_must_fail_with 3 cairn run loop.yaml >/dev/null &&
+	RUN=$(last_run) &&
+	test_must_fail_with 3 timeout 20 "$CAIRN_BIN" reject $RUN >out &&
+	test_grep "waits for 1 more approval at state .sub/gate." out &&
+	test "$(status $RUN)" = waiting &&
+	test "$(q "SELECT count(*) FROM events WHERE run_id = \"$RUN\" AND kind = \"approval.waiting\"")" = 2 &&
+	test "$(q "SELECT count(*) FROM events WHERE run_id = \"$RUN\" AND kind = \"state.finished\" AND state = \"sub/gate\"")" = 1
+'
+
+write_workflow cleanup.yaml <<\EOF
+cairn: 1
+name: cleanup
+start: sub
+states:
+  sub: { use: inner.yaml, next: done, on_failure: tidy }
+  tidy: { do: exec, with: { argv: [sh, -c, "exit 7"] }, next: done, on_failure: fail }
+  done: { succeed: true }
+EOF
+
+test_expect_success 'reject exits 1 when the failure path it starts fails itself' '
+	mkdir tidy && cd tidy && cp ../cleanup.yaml ../inner.yaml . &&
+	export CAIRN_JOURNAL=$PWD/.cairn/journal.db &&
+	test_must_fail_with 3 cairn run cleanup.yaml >/dev/null &&
+	RUN=$(last_run) &&
+	test_must_fail_with 1 cairn reject $RUN --json >out &&
+	tail -n 1 out | jq -e ".exit_code == 1 and (.message | test(\"tidy\"))"
+'
+
+test_expect_success 'a long comment that ends in a multibyte character: journaled whole, readable' '
+	mkdir long && cd long && cp ../gated.yaml . &&
+	export CAIRN_JOURNAL=$PWD/.cairn/journal.db &&
+	test_must_fail_with 3 cairn run gated.yaml >/dev/null &&
+	RUN=$(last_run) &&
+	c=$(printf "%01181d\303\251" 0) &&
+	CAIRN_ACTOR=alice cairn reject $RUN --comment "$c" >/dev/null &&
+	cairn show $RUN --json >show.json &&
+	jq -e --arg c "$c" ".states[] | select(.path == \"gate\") | .rejected_by == \"alice\" and .error == \"rejected by alice: \" + \$c" show.json &&
 	cairn verify >/dev/null
 '
 

@@ -56,7 +56,10 @@ test_expect_success 'resume of a run that a newer succeeded run replaced: exit 2
 	echo "cairn: run $A was replaced: run $B of '\''app'\'' in dev, started after it, has succeeded (release 1.1.0), and resuming it would carry on an older deploy over that one (hint: '\''cairn status'\'' shows what is live; --allow-superseded if that is what you want)" >expect &&
 	test_cmp expect err &&
 	journal_snapshot >after &&
-	test_cmp before after
+	test_cmp before after &&
+	cairn status $A >st &&
+	test_grep "^run $B, started after it, has succeeded: going on with this one, or undoing it, would act under that deploy (add --allow-superseded to resume, rollback or reject if you mean it)$" st &&
+	test_grep ! "continue it with" st
 '
 
 test_expect_success 'resume --allow-superseded goes on and journals which run it went over' '
