@@ -136,8 +136,9 @@ void cli_progress_observe(void *ud, const struct journal_event *ev);
 void cli_progress_observed(void *ud); /* draws the live view, flushes */
 void cli_progress_tick(void *ud);
 /* Prints the end of a run/resume and returns its exit code. */
-/* The run goes on from its rejection (cairn reject): its failure is what
- * was asked, and the result's exit code 0. */
+/* The run goes on from its rejection (cairn reject): its failure for the
+ * rejection is what was asked, and the result's exit code 0 (1 when its
+ * failure path failed too). */
 void cli_progress_rejecting(struct cli_progress *p);
 int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
                         const char *journal_path);

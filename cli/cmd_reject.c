@@ -47,7 +47,8 @@ int cli_cmd_reject(int argc, char **argv, struct cli_ctx *ctx)
                    "approvers when it lists some). The rejection is "
                    "journaled and\nthe state fails at once: the run takes "
                    "its failure path, which undoes what it\ndid (exit 0 once "
-                   "it has ended; 6 when an undo failed: resume it).",
+                   "it has ended for the rejection; 1 when its failure path "
+                   "failed\ntoo; 6 when an undo failed: resume it).",
                    &npos);
   if (code != 0) {
     cli_list_release(&sets);

@@ -220,7 +220,7 @@ static void rejected(struct engine__rt *rt, const struct engine_state *st,
   cairn_buf_add(&msg, "", 1);
   if (msg.failed) {
     cairn_buf_release(&msg);
-    rt->fatal = CAIRN_E_NOMEM;
+    rt->fatal = cairn_error_set(rt->err, CAIRN_E_NOMEM, "out of memory");
     return;
   }
   engine__emit(rt, JOURNAL_EV_STATE_FINISHED, st->name, 0,
