@@ -71,6 +71,16 @@ struct cli_option {
   const char *help;
 };
 
+/* Option rows that resume, rollback and reject share: each goes on with
+ * a run already journaled. */
+#define CLI_OPTION_ALLOW_SUPERSEDED(flag)                                    \
+  {"allow-superseded", CLI_OPT_FLAG, &(flag), NULL,                          \
+   "go on although a newer run of the workflow and environment has "        \
+   "succeeded since (journaled)"}
+#define CLI_OPTION_SECRET_SETS(list)                                         \
+  {"set", CLI_OPT_LIST, &(list), "NAME=VALUE",                               \
+   "give a secret param again (the journal never kept it; repeatable)"}
+
 /* Parses argv (argv[0] is the command name) against opts; --help, --json
  * and --journal are always understood (--help lists --json only when
  * ctx->cmd has CLI_JSON: a command without it refuses --json itself). Positional arguments are moved to

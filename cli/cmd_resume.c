@@ -82,11 +82,8 @@ int cli_cmd_resume(int argc, char **argv, struct cli_ctx *ctx)
      "(PATH=: that step alone; repeatable)"},
     {"allow-changed", CLI_OPT_FLAG, &allow_changed, NULL,
      "accept a workflow file changed since the run started (journaled)"},
-    {"allow-superseded", CLI_OPT_FLAG, &allow_superseded, NULL,
-     "go on although a newer run of the workflow and environment has "
-     "succeeded since (journaled)"},
-    {"set", CLI_OPT_LIST, &sets, "NAME=VALUE",
-     "give a secret param again (the journal never kept it; repeatable)"},
+    CLI_OPTION_ALLOW_SUPERSEDED(allow_superseded),
+    CLI_OPTION_SECRET_SETS(sets),
     {"grace", CLI_OPT_STRING, &grace, "DURATION",
      "after Ctrl-C, how long running steps may finish (default 10s)"},
     {NULL, 0, NULL, NULL, NULL},

@@ -58,11 +58,8 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
      "print the plan the journal implies; change nothing"},
     {"allow-changed", CLI_OPT_FLAG, &allow_changed, NULL,
      "accept a workflow file changed since the run started"},
-    {"allow-superseded", CLI_OPT_FLAG, &allow_superseded, NULL,
-     "go on although a newer run of the workflow and environment has "
-     "succeeded since (journaled)"},
-    {"set", CLI_OPT_LIST, &sets, "NAME=VALUE",
-     "give a secret param again (the journal never kept it; repeatable)"},
+    CLI_OPTION_ALLOW_SUPERSEDED(allow_superseded),
+    CLI_OPTION_SECRET_SETS(sets),
     {"grace", CLI_OPT_STRING, &grace, "DURATION",
      "after Ctrl-C, how long running undo steps may finish (default 10s)"},
     {NULL, 0, NULL, NULL, NULL},

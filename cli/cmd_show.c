@@ -64,28 +64,20 @@ static char *log_tail(struct journal *j, const char *run_id,
   return whole_lines(buf, from > 0);
 }
 
-/* Whether approval state s has a rejection (evs: the run's events) that
- * its visit has not acted on yet. */
-static int rejection_pending(json_t *evs, const struct journal_step *s)
+/* Whether approval state s, entered and not left, has a rejection its
+ * visit has not acted on yet (the engine died in between), as the engine
+ * would find it. */
+static int rejection_pending(struct journal *j, const char *run_id,
+                             const struct journal_step *s)
 {
-  size_t i;
-  json_t *ev;
-  int pending = 0;
+  json_t *found = NULL;
 
   if (s->kind == NULL || strcmp(s->kind, "approval") != 0 ||
-      s->phase != JOURNAL_PHASE_ENTERED)
+      s->phase != JOURNAL_PHASE_ENTERED ||
+      engine_rejection(j, run_id, s->path, &found, NULL) != 0)
     return 0;
-  json_array_foreach(evs, i, ev) {
-    const char *kind = json_string_value(json_object_get(ev, "kind"));
-    if (strcmp(json_string_value(json_object_get(ev, "state")), s->path) != 0)
-      continue;
-    if (strcmp(kind, JOURNAL_EV_APPROVAL_REJECTED) == 0)
-      pending = 1;
-    else if (strcmp(kind, JOURNAL_EV_TRANSITION) == 0 ||
-             strcmp(kind, JOURNAL_EV_STATE_FINISHED) == 0)
-      pending = 0; /* as the engine counts it */
-  }
-  return pending;
+  json_decref(found);
+  return found != NULL;
 }
 
 /* The outcome column of step i: its phase and attempts; "passed" for a
@@ -96,7 +88,7 @@ static int rejection_pending(json_t *evs, const struct journal_step *s)
  * state has the outcome of its used workflow. A step started and not
  * ended is "running" only while the run's engine lives (live), else
  * "unfinished": what became of it is for resume to find out. */
-static void step_outcome(const struct journal_replay *rp, json_t *evs,
+static void step_outcome(struct journal *j, const struct journal_replay *rp,
                          size_t i, int live, char *out, size_t n)
 {
   const struct journal_step *s = &rp->steps[i];
@@ -110,7 +102,7 @@ static void step_outcome(const struct journal_replay *rp, json_t *evs,
     return;
   }
   if (json_object_get(s->finished, "rejected_by") != NULL ||
-      rejection_pending(evs, s)) {
+      rejection_pending(j, rp->run_id, s)) {
     /* an approval state that cairn reject failed, or (the engine died in
      * between) was to fail */
     snprintf(out, n, "rejected");
@@ -310,7 +302,7 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
       free(o);
     }
     char outcome[48], path[400];
-    step_outcome(&rp, evs, i, live, outcome, sizeof outcome);
+    step_outcome(j, &rp, i, live, outcome, sizeof outcome);
     /* branches, map instances and the states of a used workflow (and
      * their undo steps) indented under their state */
     snprintf(path, sizeof path, "%*s%s", 2 * cli_path_depth(s->path), "",

@@ -198,6 +198,20 @@ static int find_rejection(const struct journal_event *ev, void *ud)
   return 0;
 }
 
+int engine_rejection(struct journal *j, const char *run_id, const char *state,
+                     json_t **found, struct cairn_error *err)
+{
+  struct rejection r = {state, NULL};
+  int rc = journal_event_foreach(j, run_id, 0, find_rejection, &r, err);
+
+  if (rc != 0) {
+    json_decref(r.found);
+    r.found = NULL;
+  }
+  *found = r.found;
+  return rc;
+}
+
 /* The approval state st was rejected (cairn reject): it fails, and the
  * run takes the failure path an action's failure would (approval has no
  * on_failure: a rollback, or in a used workflow the use state's). */
@@ -243,7 +257,7 @@ void engine__approval_decide(struct engine__rt *rt,
   int need;
   json_t *have = NULL;
   struct cairn_error err = {0};
-  struct rejection rej = {st->name, NULL};
+  json_t *rej = NULL;
 
   if (rt->opt->sim) {
     /* A simulation touches no journal but its own: the approval is
@@ -253,16 +267,14 @@ void engine__approval_decide(struct engine__rt *rt,
     return;
   }
   /* A rejection wins over any number of approvals. */
-  if (journal_event_foreach(rt->j, rt->run_id, 0, find_rejection, &rej,
-                            &err) != 0) {
-    json_decref(rej.found);
+  if (engine_rejection(rt->j, rt->run_id, st->name, &rej, &err) != 0) {
     engine__transition(rt, st->name, NULL, "failed", JOURNAL_STATUS_FAILED,
                        err.msg);
     return;
   }
-  if (rej.found != NULL) {
-    rejected(rt, st, rej.found);
-    json_decref(rej.found);
+  if (rej != NULL) {
+    rejected(rt, st, rej);
+    json_decref(rej);
     return;
   }
   engine_approval_rule(rt->wf, st, rt->env_name, &need, &approvers, &n);
@@ -327,11 +339,16 @@ static int record_insert(struct journal *j, struct journal_run *r,
   return rc;
 }
 
-/* Who typed it, beside who they say they are, when the two differ. */
-static void add_user(json_t *p, const char *actor, const char *user)
+json_t *engine__decision(const char *actor, const char *user,
+                         const char *comment)
 {
-  if (user && *user && strcmp(user, actor) != 0)
+  json_t *p = json_pack("{s:s}", "actor", actor);
+  /* who typed it, beside who they say they are, when the two differ */
+  if (p && user && *user && strcmp(user, actor) != 0)
     json_object_set_new(p, "user", json_string(user));
+  if (p && comment && *comment)
+    json_object_set_new(p, "comment", json_string(comment));
+  return p;
 }
 
 int engine_approve_run(struct journal *j, const char *run_id,
@@ -351,10 +368,7 @@ int engine_approve_run(struct journal *j, const char *run_id,
     goto out;
   }
   snprintf(state, n, "%s", rp.current);
-  json_t *p = json_pack("{s:s}", "actor", actor);
-  add_user(p, actor, user);
-  if (comment && *comment)
-    json_object_set_new(p, "comment", json_string(comment));
+  json_t *p = engine__decision(actor, user, comment);
   rc = journal_append(j, run_id, JOURNAL_EV_APPROVAL_GRANTED, rp.current, 0,
                       0, p, NULL, err);
   json_decref(p);
@@ -439,11 +453,11 @@ int engine_approve_release(struct journal *j, const char *workflow,
   r.release = (char *)release;
   r.status = JOURNAL_STATUS_APPROVED;
   r.actor = (char *)actor;
-  json_t *p = json_pack("{s:s,s:s,s:s,s:s}", "actor", actor, "workflow",
-                        workflow, "env", env, "release", release);
-  add_user(p, actor, user);
-  if (comment && *comment)
-    json_object_set_new(p, "comment", json_string(comment));
+  json_t *p = engine__decision(actor, user, comment);
+  if (p)
+    json_object_update_new(p, json_pack("{s:s,s:s,s:s}", "workflow",
+                                        workflow, "env", env, "release",
+                                        release));
   rc = record_insert(j, &r, JOURNAL_EV_APPROVAL_GRANTED, p, err);
   json_decref(p);
   return rc;

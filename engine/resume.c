@@ -1110,14 +1110,9 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   rc = journal_begin(j, err);
   if (rc == 0 && opt.reject != NULL) {
     /* the decision first, then the resume it makes */
-    json_t *p = json_pack("{s:s}", "actor", actor);
-    if (p && opt.reject->user && *opt.reject->user &&
-        strcmp(opt.reject->user, actor) != 0)
-      json_object_set_new(p, "user", json_string(opt.reject->user));
-    if (p && opt.reject->comment && *opt.reject->comment)
-      json_object_set_new(p, "comment", json_string(opt.reject->comment));
-    rc = engine__append_direct_at(&rt, JOURNAL_EV_APPROVAL_REJECTED,
-                                  rp.current, p);
+    rc = engine__append_direct_at(
+        &rt, JOURNAL_EV_APPROVAL_REJECTED, rp.current,
+        engine__decision(actor, opt.reject->user, opt.reject->comment));
   }
   if (rc == 0 && strcmp(wf->sha256, rp.file_sha256 ? rp.file_sha256 : "") != 0)
     rc = engine__append_direct(&rt, JOURNAL_EV_WORKFLOW_CHANGED,

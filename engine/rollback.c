@@ -819,11 +819,6 @@ static void preview_undo_inputs(struct journal *j,
   json_decref(scope);
 }
 
-/* Why a rollback of run_id (replayed as rp) on request is refused now, as
- * an error in err and its code (CAIRN_E_LOCKED: it still runs;
- * CAIRN_E_STATE: it is unfinished, rolled back, or being rolled back),
- * or 0 when it may go on. Shared by the rollback and its dry run, so a dry
- * run says what the real one would do. */
 const struct journal_step *engine_cut_short(const struct journal_replay *rp)
 {
   for (size_t i = 0; i < rp->nsteps; i++)
@@ -833,6 +828,13 @@ const struct journal_step *engine_cut_short(const struct journal_replay *rp)
   return NULL;
 }
 
+/* Why a rollback of run_id (replayed as rp) on request is refused now, as
+ * an error in err and its code (CAIRN_E_LOCKED: it or another run of its
+ * workflow and environment still runs; CAIRN_E_STATE: it waits, was cut
+ * short, is rolled back or being rolled back, or a newer run replaced
+ * it), or 0 when it may go on. newer gets the run that replaced it, as
+ * engine_superseded says. Shared by the rollback and its dry run, so a
+ * dry run says what the real one would do. */
 static int rollback_refusal(struct journal *j,
                             const struct engine_workflow *wf,
                             const char *run_id,
@@ -846,10 +848,11 @@ static int rollback_refusal(struct journal *j,
   struct journal_lock_holder holder;
   int alive = 0;
 
-  if (strcmp(status, JOURNAL_STATUS_RUNNING) == 0 &&
-      journal_lock_get(j, wf->name, env ? env : "", &holder, &alive, NULL) ==
-          0 &&
-      alive && strcmp(holder.run_id, run_id) == 0)
+  if (journal_lock_get(j, wf->name, env ? env : "", &holder, &alive, NULL) !=
+      0)
+    alive = 0; /* free, or not readable: the rollback's own take says */
+  int ours = alive && strcmp(holder.run_id, run_id) == 0;
+  if (ours && strcmp(status, JOURNAL_STATUS_RUNNING) == 0)
     return cairn_error_set(err, CAIRN_E_LOCKED,
                            "run %s is still running (pid %d on %s): wait for "
                            "it to end, or interrupt it first", run_id,
@@ -860,9 +863,7 @@ static int rollback_refusal(struct journal *j,
                            run_id);
   /* another live run of this workflow and environment: the real one
    * would wait for no lock, and a dry run says so first */
-  if (journal_lock_get(j, wf->name, env ? env : "", &holder, &alive, NULL) ==
-          0 &&
-      alive && strcmp(holder.run_id, run_id) != 0)
+  if (alive && !ours)
     return journal_lock_error(err, wf->name, env ? env : "", &holder);
   if (strcmp(status, JOURNAL_STATUS_FAILED) != 0 &&
       (rp->rollback || strcmp(status, JOURNAL_STATUS_ROLLBACK_FAILED) == 0))
@@ -875,15 +876,6 @@ static int rollback_refusal(struct journal *j,
                            "run %s failed and rolled back by itself: nothing "
                            "is left to undo (hint: 'cairn show %s' lists what "
                            "its rollback undid)", run_id, run_id);
-  /* A failed run that undid nothing (on_failure: fail, a fail state, a
-   * choice that matched nothing) is undone on request like a succeeded
-   * one: what it finished is still in place. */
-  if (strcmp(status, JOURNAL_STATUS_SUCCEEDED) == 0 ||
-      strcmp(status, JOURNAL_STATUS_FAILED) == 0)
-    return engine_superseded(j, run_id,
-                              "rolling it back would run its undo steps "
-                              "under that deploy", allow_superseded, newer,
-                              err);
   if (strcmp(status, JOURNAL_STATUS_WAITING) == 0)
     return cairn_error_set(err, CAIRN_E_STATE,
                            "run %s is waiting: only a finished run is rolled "
@@ -891,11 +883,17 @@ static int rollback_refusal(struct journal *j,
                            "with 'cairn approve %s', then 'cairn resume %s', "
                            "or ends with 'cairn reject %s', which undoes "
                            "what it did)", run_id, run_id, run_id, run_id);
-  /* Interrupted ("running" with no live engine, checked above, is too):
-   * undone on request like a failed run when no step of it was cut
-   * short, so that what it did is known; a step that was is for resume
-   * to settle first (it re-runs it, probes it or asks). */
-  const struct journal_step *s = engine_cut_short(rp);
+  /* A failed run that undid nothing (on_failure: fail, a fail state, a
+   * choice that matched nothing) is undone on request like a succeeded
+   * one: what it finished is still in place. So is an interrupted one (a
+   * "running" one with no live engine, checked above, too) when no step
+   * of it was cut short, so that what it did is known; a step that was
+   * is for resume to settle first (it re-runs it, probes it or asks). */
+  const struct journal_step *s =
+      strcmp(status, JOURNAL_STATUS_SUCCEEDED) != 0 &&
+              strcmp(status, JOURNAL_STATUS_FAILED) != 0
+          ? engine_cut_short(rp)
+          : NULL;
   if (s != NULL)
     return cairn_error_set(
         err, CAIRN_E_STATE,

@@ -90,27 +90,36 @@ static void redact_error(struct engine__rt *rt, json_t *payload)
 }
 
 /* Queues an event; 0, or -1 (the run is then fatal) when out of memory. */
+/* An event could not be queued: the run stops at the next flush (as when
+ * the journal cannot be written; resume goes on from what is), which
+ * must come soon. Returns -1 for enqueue. */
+static int queue_failed(struct engine__rt *rt, int code)
+{
+  if (!rt->fatal)
+    rt->fatal = code;
+  rt->urgent++;
+  uv_idle_start(&rt->idle, idle_noop);
+  return -1;
+}
+
 static int enqueue(struct engine__rt *rt, const char *kind, const char *state,
                    int attempt, json_t *payload)
 {
-  if (payload == NULL) {
+  if (payload == NULL)
     /* never an empty {} in its place: replay could not read the event,
-     * and what it should have said is lost. The run stops here, as when
-     * the journal cannot be written; resume goes on from what is. */
-    if (!rt->fatal)
-      rt->fatal = cairn_error_set(rt->err, CAIRN_E_NOMEM,
-                                  "cannot make the %s event of '%s' (out of "
-                                  "memory, or text that is not UTF-8)", kind,
-                                  state ? state : "");
-    return -1;
-  }
+     * and what it should have said is lost */
+    return queue_failed(rt, rt->fatal ? rt->fatal
+                            : cairn_error_set(rt->err, CAIRN_E_NOMEM,
+                                              "cannot make the %s event of "
+                                              "'%s' (out of memory, or text "
+                                              "that is not UTF-8)", kind,
+                                              state ? state : ""));
   if (rt->nqueue == rt->capqueue) {
     size_t cap = rt->capqueue ? rt->capqueue * 2 : 16;
     struct engine__qitem *q = realloc(rt->queue, cap * sizeof *q);
     if (q == NULL) {
       json_decref(payload);
-      rt->fatal = CAIRN_E_NOMEM;
-      return -1;
+      return queue_failed(rt, CAIRN_E_NOMEM);
     }
     rt->queue = q;
     rt->capqueue = cap;
@@ -129,9 +138,7 @@ static int enqueue(struct engine__rt *rt, const char *kind, const char *state,
 void engine__emit(struct engine__rt *rt, const char *kind, const char *state,
                   int attempt, json_t *payload)
 {
-  /* an event that could not be queued (fatal) stops the run at the next
-   * flush, which must come soon */
-  if (enqueue(rt, kind, state, attempt, payload) != 0 && !rt->fatal)
+  if (enqueue(rt, kind, state, attempt, payload) != 0)
     return;
   rt->urgent++;
   /* Keep the loop from blocking in poll until the flush has run. */
@@ -144,13 +151,8 @@ void engine__emit_lazy(struct engine__rt *rt, const char *kind,
 {
   uv_timer_t *tm = &rt->lazy_timer;
 
-  if (enqueue(rt, kind, state, attempt, payload) != 0) {
-    if (rt->fatal) { /* stop at the next flush, soon */
-      rt->urgent++;
-      uv_idle_start(&rt->idle, idle_noop);
-    }
+  if (enqueue(rt, kind, state, attempt, payload) != 0)
     return;
-  }
 #ifdef CAIRN_TEST_HOOKS
   /* The crash tests stretch the wait to see what a crash loses. */
   const char *hook = getenv("CAIRN_TEST_LAZY_MS");

@@ -117,7 +117,6 @@ struct engine_options {
   const struct engine_reject *reject;
 };
 
-
 /* Starts a new run of wf and runs it to its end (or an interruption).
  * Returns 0 with *res filled for every outcome; a negative code when the
  * run could not start (bad params: CAIRN_E_INVAL; lock held:
@@ -238,6 +237,14 @@ int engine_approve_run(struct journal *j, const char *run_id,
                        const char *actor, const char *user,
                        const char *comment, char *state, size_t n,
                        struct cairn_error *err);
+
+/* The rejection (approval.rejected payload, a new reference) that the
+ * current visit of approval state state of run_id has not acted on yet:
+ * one journaled since the run last left the state (a transition from it)
+ * or the state last failed for one (state.finished). *found is NULL when
+ * there is none. 0, or a journal error. */
+int engine_rejection(struct journal *j, const char *run_id, const char *state,
+                     json_t **found, struct cairn_error *err);
 
 /* Whether a run of this status can be rejected (cairn reject): only a
  * waiting one. 0, or CAIRN_E_STATE with err saying why not and what to do

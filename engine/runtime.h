@@ -269,6 +269,12 @@ int engine__append_direct(struct engine__rt *rt, const char *kind,
 int engine__append_direct_at(struct engine__rt *rt, const char *kind,
                              const char *state, json_t *payload);
 void engine__notify_direct(struct engine__rt *rt);
+/* The payload of a decision on an approval (approval.granted,
+ * approval.rejected): {actor, user?, comment?}, user only when it is not
+ * actor, comment only when not empty. A new reference, NULL when out of
+ * memory or not UTF-8. */
+json_t *engine__decision(const char *actor, const char *user,
+                         const char *comment);
 /* Whether actor may reject run rp (cairn reject): it must wait at an
  * approval state, and actor be one of that state's approvers when it
  * names some (the others' approvals do not count, so neither would their
