@@ -215,6 +215,7 @@ int cli_cmd_adapters(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_report(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_reject(int argc, char **argv, struct cli_ctx *ctx);
+int cli_cmd_abandon(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx);
 int cli_cmd_export(int argc, char **argv, struct cli_ctx *ctx);
 

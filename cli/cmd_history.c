@@ -35,8 +35,8 @@ static const char *const statuses[] = {
   JOURNAL_STATUS_SUCCEEDED,   JOURNAL_STATUS_FAILED,
   JOURNAL_STATUS_INTERRUPTED, JOURNAL_STATUS_RUNNING,
   JOURNAL_STATUS_WAITING,     JOURNAL_STATUS_ROLLED_BACK,
-  JOURNAL_STATUS_ROLLBACK_FAILED, JOURNAL_STATUS_REFUSED,
-  JOURNAL_STATUS_APPROVED,
+  JOURNAL_STATUS_ROLLBACK_FAILED, JOURNAL_STATUS_ABANDONED,
+  JOURNAL_STATUS_REFUSED,     JOURNAL_STATUS_APPROVED,
 };
 #define NSTATUSES (sizeof statuses / sizeof statuses[0])
 
@@ -109,7 +109,8 @@ int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
     {"release", CLI_OPT_STRING, &release, "RELEASE", "only this release"},
     {"status", CLI_OPT_STRING, &status, "STATUS",
      "only runs with this status (succeeded, failed, interrupted, running, "
-     "waiting, rolled_back, rollback_failed; refused and approved list "
+     "waiting, rolled_back, rollback_failed, abandoned; refused and "
+     "approved list "
      "promotion records)"},
     {"since", CLI_OPT_STRING, &since, "DATE|DURATION",
      "only runs started at or after DATE (YYYY-MM-DD[ HH:MM[:SS]], local "

@@ -31,6 +31,7 @@ static const struct {
   {"undo", "#6a1b9a"},
   {"rolled_back", "#ad1457"},
   {"rollback_failed", "#7f0000"},
+  {"abandoned", "#757575"},
 };
 
 void cli_report_escape_max(FILE *f, const char *s, size_t max)

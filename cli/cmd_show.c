@@ -84,12 +84,13 @@ static int rejection_pending(struct journal *j, const char *run_id,
  * state that runs no action of its own (parallel, map, choice, wait, the
  * terminals), or "failed" when a branch or instance of it failed; an
  * approval state the run waits at is "waiting", a rejected one
- * "rejected". A use
+ * "rejected", the one it stood at when abandoned "abandoned". A use
  * state has the outcome of its used workflow. A step started and not
  * ended is "running" only while the run's engine lives (live), else
  * "unfinished": what became of it is for resume to find out. */
 static void step_outcome(struct journal *j, const struct journal_replay *rp,
-                         size_t i, int live, char *out, size_t n)
+                         size_t i, int live, const char *abandoned_at,
+                         char *out, size_t n)
 {
   const struct journal_step *s = &rp->steps[i];
   size_t len = strlen(s->path);
@@ -113,6 +114,12 @@ static void step_outcome(struct journal *j, const struct journal_replay *rp,
       strcmp(rp->status, JOURNAL_STATUS_WAITING) == 0 && rp->current &&
       strcmp(rp->current, s->path) == 0) {
     snprintf(out, n, "waiting");
+    return;
+  }
+  if (abandoned_at && strcmp(abandoned_at, s->path) == 0 &&
+      s->phase == JOURNAL_PHASE_ENTERED) {
+    /* the state the run stood at, waiting, when cairn abandon ended it */
+    snprintf(out, n, "abandoned");
     return;
   }
   if (json_is_true(json_object_get(s->finished, "cancelled"))) {
@@ -150,6 +157,20 @@ static int collect_event(const struct journal_event *ev, void *ud)
                                      (json_int_t)ev->time_ms, "payload",
                                      ev->payload, "hash", ev->hash));
   return 0;
+}
+
+/* The run.abandoned event among evs (rows of collect_event), or NULL:
+ * who ended the run where it stood, and where. Borrowed from evs. */
+static json_t *abandonment(json_t *evs)
+{
+  size_t i;
+  json_t *e;
+  json_array_foreach(evs, i, e) {
+    const char *k = json_string_value(json_object_get(e, "kind"));
+    if (k && strcmp(k, JOURNAL_EV_RUN_ABANDONED) == 0)
+      return e;
+  }
+  return NULL;
 }
 
 int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
@@ -256,6 +277,21 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
   const char *shown_status = cli_run_status(j, &run);
   int live = strcmp(shown_status, JOURNAL_STATUS_RUNNING) == 0;
   printf("status    %s\n", shown_status);
+  json_t *ab = abandonment(evs);
+  const char *abandoned_at = NULL;
+  if (ab) {
+    json_t *p = json_object_get(ab, "payload");
+    const char *c = json_string_value(json_object_get(p, "comment"));
+    const char *was = json_string_value(json_object_get(p, "was"));
+    const char *who = json_string_value(json_object_get(p, "actor"));
+    abandoned_at = json_string_value(json_object_get(ab, "state"));
+    if (abandoned_at && *abandoned_at == '\0')
+      abandoned_at = NULL;
+    printf("          abandoned by %s%s%s (it was %s; nothing was undone)\n",
+           cli_safe(who ? who : "?", b2, sizeof b2),
+           c ? ": " : "", c ? cli_safe(c, b1, sizeof b1) : "",
+           was ? was : "?");
+  }
   printf("started   %s\n", cli_time(run.created_ms, t, sizeof t));
   if (run.finished_ms)
     printf("took      %s\n",
@@ -302,7 +338,7 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
       free(o);
     }
     char outcome[48], path[400];
-    step_outcome(j, &rp, i, live, outcome, sizeof outcome);
+    step_outcome(j, &rp, i, live, abandoned_at, outcome, sizeof outcome);
     /* branches, map instances and the states of a used workflow (and
      * their undo steps) indented under their state */
     snprintf(path, sizeof path, "%*s%s", 2 * cli_path_depth(s->path), "",

@@ -199,7 +199,8 @@ int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx)
       printf("run %s, started after it, has succeeded: going on with this "
              "one, or undoing it, would act under that deploy (add "
              "--allow-superseded to resume, rollback or reject if you mean "
-             "it)\n", newer);
+             "it); 'cairn abandon %s' ends it where it stands\n", newer,
+             run.id);
     else if (strcmp(st, JOURNAL_STATUS_WAITING) == 0)
       printf("continue it with 'cairn resume %s' once it is approved "
              "('cairn approve RUN'), or end it with 'cairn reject %s'\n",
@@ -213,7 +214,9 @@ int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx)
       printf("continue it with 'cairn resume %s'\n", run.id);
     else if (strcmp(st, JOURNAL_STATUS_ROLLBACK_FAILED) == 0)
       printf("an undo failed (see 'cairn show %s'); fix the cause, then "
-             "'cairn resume %s' retries it and the rest\n", run.id, run.id);
+             "'cairn resume %s' retries it and the rest (or, once what is "
+             "left is dealt with by hand, 'cairn abandon %s' closes it)\n",
+             run.id, run.id, run.id);
   }
   journal_replay_release(&rp);
   journal_run_release(&run);

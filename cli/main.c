@@ -33,6 +33,8 @@ static const struct cli_command commands[] = {
    "approve a waiting run, or a release for an environment"},
   {"reject", cli_cmd_reject, CLI_JSON | CLI_ENGINE,
    "reject a waiting run: it fails at its approval and undoes what it did"},
+  {"abandon", cli_cmd_abandon, CLI_JSON,
+   "end a waiting or interrupted run where it stands, undoing nothing"},
   {"validate", cli_cmd_validate, CLI_JSON, "check a workflow file"},
   {"graph", cli_cmd_graph, 0, "print the state machine as Graphviz dot or Mermaid"},
   {"plan", cli_cmd_plan, CLI_JSON,

@@ -150,7 +150,9 @@ static struct bar *make_bars(const struct journal_replay *rp,
           r->end = rp->steps[k].entered_ms;
           break;
         }
-      if (!running && rp->current == NULL && i + 1 == rp->nsteps)
+      /* (an abandoned run stood there until it was abandoned) */
+      if (!running && rp->current == NULL && i + 1 == rp->nsteps &&
+          strcmp(rp->status, JOURNAL_STATUS_ABANDONED) != 0)
         r->end = s->entered_ms;
     }
     if (r->outcome == NULL) {
@@ -164,6 +166,10 @@ static struct bar *make_bars(const struct journal_replay *rp,
         r->outcome = "cancelled";
       else if (running && rp->current && strcmp(rp->current, s->path) == 0)
         r->outcome = "running"; /* waiting there: wait, approval */
+      else if (strcmp(rp->status, JOURNAL_STATUS_ABANDONED) == 0 &&
+               s->kind && strcmp(s->kind, "approval") == 0 &&
+               i + 1 == rp->nsteps)
+        r->outcome = "abandoned"; /* it waited there: cairn abandon */
       else
         r->outcome = children ? "succeeded" : "passed";
     }
@@ -287,6 +293,7 @@ static void write_legend(FILE *f)
     {"cancelled", "cancelled"},
     {"running", "running or waiting"},
     {"interrupted", "interrupted"},
+    {"abandoned", "abandoned while waiting"},
     {"undo", "undo step (after the rollback marker)"},
   };
   fprintf(f, "<ul class=\"legend\">");

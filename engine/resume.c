@@ -173,6 +173,20 @@ static int step_pid(const char *run_id, const struct journal_step *s)
   return each_marked(run_id, s->path, s->entered_seq, first_pid, NULL);
 }
 
+const struct journal_step *engine__live_step(const struct journal_replay *rp,
+                                             int *pid)
+{
+  for (size_t i = 0; i < rp->nsteps; i++) {
+    const struct journal_step *s = &rp->steps[i];
+    if ((s->phase == JOURNAL_PHASE_STARTED ||
+         s->phase == JOURNAL_PHASE_INTERRUPTED) &&
+        (*pid = step_pid(rp->run_id, s)) > 0)
+      return s;
+  }
+  *pid = 0;
+  return NULL;
+}
+
 int engine_resume_status(const char *run_id, const char *status, int planned,
                          struct cairn_error *err)
 {
@@ -185,6 +199,7 @@ int engine_resume_status(const char *run_id, const char *status, int planned,
   if (strcmp(status, JOURNAL_STATUS_SUCCEEDED) == 0 ||
       strcmp(status, JOURNAL_STATUS_FAILED) == 0 ||
       strcmp(status, JOURNAL_STATUS_ROLLED_BACK) == 0 ||
+      strcmp(status, JOURNAL_STATUS_ABANDONED) == 0 ||
       (strcmp(status, JOURNAL_STATUS_ROLLBACK_FAILED) == 0 && !planned))
     return cairn_error_set(err, CAIRN_E_STATE,
                            "run %s already finished (%s): nothing to resume",
@@ -230,15 +245,19 @@ int engine_superseded(struct journal *j, const char *run_id,
     rc = 0;
   if (rc == 0)
     memcpy(newer, n.id, sizeof n.id);
+  /* one left unfinished can be closed instead; a finished one is closed */
+  int open = strcmp(run.status, JOURNAL_STATUS_SUCCEEDED) != 0 &&
+             strcmp(run.status, JOURNAL_STATUS_FAILED) != 0;
   if (rc == 0 && n.id[0] != '\0' && !allow)
     rc = cairn_error_set(
         err, CAIRN_E_STATE,
         "run %s was replaced: run %s of '%s'%s%s, started after it, has "
         "succeeded%s%s%s, and %s (hint: 'cairn status' shows what is live; "
-        "--allow-superseded if that is what you want)", run_id, n.id,
+        "--allow-superseded if that is what you want%s%s%s)", run_id, n.id,
         run.workflow, *run.env ? " in " : "", run.env,
         *n.release ? " (release " : "", n.release, *n.release ? ")" : "",
-        doing);
+        doing, open ? ", or 'cairn abandon " : "", open ? run.id : "",
+        open ? "' ends it where it stands" : "");
   journal_run_release(&run);
   return rc;
 }
@@ -255,21 +274,17 @@ int engine__lock_orphans(struct journal *j, const char *workflow,
       strcmp(h.run_id, run_id) == 0 ||
       journal_replay(j, h.run_id, &rp, NULL) != 0)
     return 0; /* free, held by a live engine (the lock says so), or ours */
-  for (size_t i = 0; rc == 0 && i < rp.nsteps; i++) {
-    const struct journal_step *s = &rp.steps[i];
-    int pid;
-    if ((s->phase == JOURNAL_PHASE_STARTED ||
-         s->phase == JOURNAL_PHASE_INTERRUPTED) &&
-        (pid = step_pid(h.run_id, s)) > 0)
-      rc = cairn_error_set(
-          err, CAIRN_E_LOCKED,
-          "workflow '%s'%s%s%s is locked by run %s, whose engine is gone "
-          "but whose step '%s' still runs (pid %d) (hint: 'cairn resume %s' "
-          "carries that run on, stopping or adopting it; or wait until it "
-          "ends)",
-          workflow, *env ? " env '" : "", env, *env ? "'" : "", h.run_id,
-          s->path, pid, h.run_id);
-  }
+  int pid = 0;
+  const struct journal_step *s = engine__live_step(&rp, &pid);
+  if (s != NULL)
+    rc = cairn_error_set(
+        err, CAIRN_E_LOCKED,
+        "workflow '%s'%s%s%s is locked by run %s, whose engine is gone "
+        "but whose step '%s' still runs (pid %d) (hint: 'cairn resume %s' "
+        "carries that run on, stopping or adopting it; or wait until it "
+        "ends)",
+        workflow, *env ? " env '" : "", env, *env ? "'" : "", h.run_id,
+        s->path, pid, h.run_id);
   journal_replay_release(&rp);
   return rc;
 }

@@ -861,6 +861,11 @@ static int rollback_refusal(struct journal *j,
     return cairn_error_set(err, CAIRN_E_STATE,
                            "run %s was already rolled back: nothing to undo",
                            run_id);
+  if (strcmp(status, JOURNAL_STATUS_ABANDONED) == 0)
+    return cairn_error_set(err, CAIRN_E_STATE,
+                           "run %s was abandoned: it ended where it stood, "
+                           "and is not undone on request (hint: 'cairn show "
+                           "%s' lists what it did)", run_id, run_id);
   /* another live run of this workflow and environment: the real one
    * would wait for no lock, and a dry run says so first */
   if (alive && !ours)

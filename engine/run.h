@@ -252,6 +252,33 @@ int engine_rejection(struct journal *j, const char *run_id, const char *state,
 int engine_reject_status(const char *run_id, const char *status,
                          struct cairn_error *err);
 
+/* cairn abandon RUN: who closes it, and why (comment may be NULL); user
+ * is journaled beside actor when the two differ, as for an approval. */
+struct engine_abandon {
+  const char *actor;
+  const char *user;
+  const char *comment;
+};
+/* What the run was when abandoned. */
+struct engine_abandoned {
+  char was[32];                   /* waiting, interrupted, rollback_failed */
+  char state[256];                /* where it stood; "" when rolling back */
+  char newer[JOURNAL_RUN_ID_LEN]; /* a newer succeeded run, or "" */
+};
+/* Ends run_id (a full id or a unique prefix) where it stands, undoing
+ * nothing: a run that waits at an approval, was interrupted (or whose
+ * engine died) or whose rollback failed. In one transaction: the run's
+ * lock (so no resume of it can cross), run.abandoned, run.finished
+ * {status: abandoned}, the row's status, the lock's release. Refused with
+ * nothing journaled: CAIRN_E_STATE for a run that finished or a record;
+ * CAIRN_E_LOCKED when its engine still runs, a step it left unfinished
+ * still has a live process, or another live run holds its workflow and
+ * environment. Needs no workflow file: nothing of it runs. a is
+ * borrowed; *out is filled on success. */
+int engine_abandon(struct journal *j, const char *run_id,
+                   const struct engine_abandon *a,
+                   struct engine_abandoned *out, struct cairn_error *err);
+
 /* cairn approve ENV --workflow W --release R: journals a promotion
  * approval record (events.h) and fills record_id; actor and user as for
  * engine_approve_run. */

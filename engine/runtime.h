@@ -338,6 +338,14 @@ int engine__holds_secret(struct engine__rt *rt, json_t *v);
  * fail_fast: false; never an undo). */
 int engine__fail_late(const struct engine__sx *sx);
 
+/* The first step of rp that was cut short (started and not ended, or
+ * ended "interrupted") and still has a live process, by its journaled pid
+ * or else its markers, with that pid in *pid; NULL (and *pid 0) when
+ * none. Borrowed from rp. */
+const struct journal_step *engine__live_step(const struct journal_replay *rp,
+                                             int *pid);
+/* CAIRN_E_LOCKED when the lock of (workflow, env) is held by another run
+ * whose engine is gone but one of whose steps still runs; 0 otherwise. */
 int engine__lock_orphans(struct journal *j, const char *workflow,
                          const char *env, const char *run_id,
                          struct cairn_error *err);

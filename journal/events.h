@@ -42,6 +42,7 @@
  *   run.interrupted   status "interrupted"
  *   approval.waiting  status "waiting"
  *   approval.granted  (on a run) nothing; on a record: status "approved"
+ *   run.abandoned     nothing (its run.finished sets the status)
  *   promotion.refused status "refused"
  *   run.finished      status = payload.status (required); current = NULL
  *   workflow.changed  file_sha256 = new_sha256
@@ -142,6 +143,14 @@
  *                  the failure path, whatever approvals it has. It counts
  *                  until the run leaves the state (a transition from it)
  *                  or the state has failed for it (state.finished)
+ * run.abandoned   {actor, user?, comment?, was, superseded_by?}  cairn
+ *                  abandon: a run that waited, was interrupted or whose
+ *                  rollback failed ends where it stands, undoing nothing.
+ *                  ev->state: the state it stood at (NULL when none);
+ *                  was: its status before; superseded_by: a newer
+ *                  succeeded run of its workflow and environment. The
+ *                  same transaction appends run.finished {status:
+ *                  abandoned} and releases the run's lock
  * promotion.refused {workflow, env, release, gate: after|approvals|release,
  *                  reason, actor, file?, file_sha256?}  the only event of a
  *                  refusal record (file and file_sha256 since they are
@@ -177,6 +186,7 @@
 #define JOURNAL_EV_APPROVAL_GRANTED "approval.granted"
 #define JOURNAL_EV_APPROVAL_REJECTED "approval.rejected"
 #define JOURNAL_EV_PROMOTION_REFUSED "promotion.refused"
+#define JOURNAL_EV_RUN_ABANDONED "run.abandoned"
 
 /* The prefix of an undo's path, and the `to` of a transition into a
  * rollback. */
@@ -191,6 +201,8 @@
 #define JOURNAL_STATUS_ROLLED_BACK "rolled_back"
 #define JOURNAL_STATUS_ROLLBACK_FAILED "rollback_failed"
 #define JOURNAL_STATUS_WAITING "waiting"   /* at an approval state */
+/* closed by cairn abandon: it ended where it stood, nothing undone */
+#define JOURNAL_STATUS_ABANDONED "abandoned"
 /* Records, not runs (see above): they never start. */
 #define JOURNAL_STATUS_APPROVED "approved"
 #define JOURNAL_STATUS_REFUSED "refused"

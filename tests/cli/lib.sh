@@ -378,6 +378,35 @@ last_run() {
 		"SELECT id FROM runs ORDER BY created_ms DESC, id DESC LIMIT 1"
 }
 
+# journal_state: what a refused command must leave as it was (the events,
+# the runs and the locks, as sqlite3 dumps them; unlike journal_snapshot,
+# not the -wal and -shm files, which come and go with the last connection).
+journal_state() {
+	q "SELECT count(*) FROM events" &&
+	sqlite3 .cairn/journal.db .dump
+}
+
+# start_run ARGS...: starts "cairn ARGS" in the background (output in
+# bg.out and bg.err); its pid is $BGPID. If the test body ends before
+# wait_run, the engine is killed.
+start_run() {
+	"$CAIRN_BIN" "$@" >bg.out 2>bg.err &
+	BGPID=$!
+	trap 'if [ -n "${BGPID:-}" ]; then kill -9 "$BGPID" 2>/dev/null; fi' EXIT
+}
+
+# wait_run CODE: the background cairn must exit with CODE.
+wait_run() {
+	local rc=0
+	wait "$BGPID" || rc=$?
+	BGPID=
+	if [ "$rc" -ne "$1" ]; then
+		echo "background cairn exited with $rc, expected $1"
+		cat bg.out bg.err
+		return 1
+	fi
+}
+
 # q SQL: a query on .cairn/journal.db.
 q() { sqlite3 .cairn/journal.db "$@"; }
 

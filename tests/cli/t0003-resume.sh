@@ -3,36 +3,6 @@
 # with cairn resume: probes, --assume, changed workflow files, locks.
 . "$(dirname "$0")/lib.sh"
 
-# ---- helpers -----------------------------------------------------------------
-
-# start_run ARGS...: starts "cairn ARGS" in the background (output in
-# bg.out and bg.err); its pid is $BGPID. If the test body ends before
-# wait_run, the engine is killed.
-start_run() {
-	"$CAIRN_BIN" "$@" >bg.out 2>bg.err &
-	BGPID=$!
-	trap 'if [ -n "${BGPID:-}" ]; then kill -9 "$BGPID" 2>/dev/null; fi' EXIT
-}
-
-# wait_run CODE: the background cairn must exit with CODE.
-wait_run() {
-	local rc=0
-	wait "$BGPID" || rc=$?
-	BGPID=
-	if [ "$rc" -ne "$1" ]; then
-		echo "background cairn exited with $rc, expected $1"
-		cat bg.out bg.err
-		return 1
-	fi
-}
-
-# journal_state: what a refused command must leave as it was (the events,
-# the runs and the locks, as sqlite3 dumps them).
-journal_state() {
-	q "SELECT count(*) FROM events" &&
-	sqlite3 .cairn/journal.db .dump
-}
-
 # ---- fixtures ----------------------------------------------------------------
 
 # long.sh NAME: a long step; it returns at once when the file "go" exists.

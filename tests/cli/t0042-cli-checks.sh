@@ -54,7 +54,7 @@ test_expect_success 'verify --write-anchor to a good path still writes it (exit 
 test_expect_success 'history --status with an unknown status: exit 2, naming the valid ones' '
 	test_must_fail_with 2 cairn history --status bogus >out 2>err &&
 	test_cmp /dev/null out &&
-	echo "cairn: --status: unknown status '\''bogus'\'' (hint: one of succeeded, failed, interrupted, running, waiting, rolled_back, rollback_failed, refused, approved)" >expect &&
+	echo "cairn: --status: unknown status '\''bogus'\'' (hint: one of succeeded, failed, interrupted, running, waiting, rolled_back, rollback_failed, abandoned, refused, approved)" >expect &&
 	test_cmp expect err
 '
 

@@ -53,12 +53,12 @@ test_expect_success 'resume of a run that a newer succeeded run replaced: exit 2
 	test "$(status $B)" = succeeded &&
 	journal_snapshot >before &&
 	test_must_fail_with 2 cairn resume $A 2>err &&
-	echo "cairn: run $A was replaced: run $B of '\''app'\'' in dev, started after it, has succeeded (release 1.1.0), and resuming it would carry on an older deploy over that one (hint: '\''cairn status'\'' shows what is live; --allow-superseded if that is what you want)" >expect &&
+	echo "cairn: run $A was replaced: run $B of '\''app'\'' in dev, started after it, has succeeded (release 1.1.0), and resuming it would carry on an older deploy over that one (hint: '\''cairn status'\'' shows what is live; --allow-superseded if that is what you want, or '\''cairn abandon $A'\'' ends it where it stands)" >expect &&
 	test_cmp expect err &&
 	journal_snapshot >after &&
 	test_cmp before after &&
 	cairn status $A >st &&
-	test_grep "^run $B, started after it, has succeeded: going on with this one, or undoing it, would act under that deploy (add --allow-superseded to resume, rollback or reject if you mean it)$" st &&
+	test_grep "^run $B, started after it, has succeeded: going on with this one, or undoing it, would act under that deploy (add --allow-superseded to resume, rollback or reject if you mean it); .cairn abandon $A. ends it where it stands$" st &&
 	test_grep ! "continue it with" st
 '
 
@@ -81,6 +81,7 @@ test_expect_success 'rollback of a run that a newer one replaced: refused, and i
 	q "SELECT count(*), max(seq) FROM events" >before &&
 	test_must_fail_with 2 cairn rollback $A 2>err &&
 	test_grep "run $A was replaced: run $B .*, and rolling it back would run its undo steps under that deploy" err &&
+	test_grep ! "cairn abandon" err &&
 	test_must_fail_with 2 cairn rollback $A --dry-run >plan 2>err2 &&
 	test_grep "^  1. a: exec$" plan &&
 	test_cmp err err2 &&
