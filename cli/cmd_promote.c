@@ -127,7 +127,11 @@ static int promote_one(struct cli_ctx *ctx, struct journal **j, int *standin,
       cli_print_json(v);
       json_decref(v);
     }
-    cli_error("promotion to %s refused: %s", env, g.reason);
+    {
+      char b1[8192]; /* the reason names releases and actors */
+      cli_error("promotion to %s refused: %s", env,
+                cli_safe(g.reason, b1, sizeof b1));
+    }
     code = CLI_EXIT_GATE;
     goto out;
   }
@@ -148,16 +152,19 @@ static int promote_one(struct cli_ctx *ctx, struct journal **j, int *standin,
     cli_print_json(v);
     json_decref(v);
   } else if (g.note) {
-    printf("note: %s\n", g.note);
+    char b1[4096];
+    printf("note: %s\n", cli_safe(g.note, b1, sizeof b1));
   }
   o.env = env;
   o.sets = all;
   o.nsets = n;
   o.parent = g.parent[0] ? g.parent : NULL;
-  if (!ctx->json)
+  if (!ctx->json) {
+    char b1[1024];
     printf("promoting release %s to %s%s%s\n",
-           engine_release_shown(g.release), env,
+           cli_safe(engine_release_shown(g.release), b1, sizeof b1), env,
            g.parent[0] ? " from run " : "", g.parent);
+  }
   rc = engine_run(*j, wf, &o, &res, &err);
   if (rc != 0) {
     cli_error("%s", err.msg);
@@ -189,7 +196,7 @@ int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx)
   struct journal *j = NULL;
   struct cli_progress *p = NULL;
   struct cairn_error err = {0};
-  const char *chain[64];
+  const char **chain = NULL;
   char *rel = NULL;
   size_t nchain = 0;
   int npos = 0, code, rc;
@@ -242,8 +249,26 @@ int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx)
     code = CLI_EXIT_USAGE;
     goto out;
   }
-  /* The chain, root first (the loader refuses cycles). */
-  for (; e && nchain < sizeof chain / sizeof chain[0];
+  /* A workflow without a release param runs release "" whatever
+   * --release says: gating R and running "" would journal another
+   * release than the one the gates passed. */
+  if (release && *release && engine_workflow_param(wf, "release") == NULL) {
+    char b1[1024];
+    cli_error("workflow '%s' has no 'release' param, so each of its runs is "
+              "release \"\": --release %s would check the gates of one "
+              "release and run another (hint: leave out --release, or "
+              "declare a 'release' param)", wf->name,
+              cli_safe(release, b1, sizeof b1));
+    code = CLI_EXIT_USAGE;
+    goto out;
+  }
+  /* The chain, root first (the loader refuses cycles, so it ends). */
+  if ((chain = calloc(wf->nenvs, sizeof *chain)) == NULL) {
+    cli_error("out of memory");
+    code = CLI_EXIT_FAILED;
+    goto out;
+  }
+  for (; e && nchain < wf->nenvs;
        e = to ? NULL : engine_workflow_env(wf, e->after))
     chain[nchain++] = e->name;
   for (size_t i = 0; i < nchain / 2; i++) {
@@ -280,6 +305,7 @@ int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx)
     code = promote_one(ctx, &j, &standin, wf, chain[i],
                        i == 0 ? release : rel, &sets, p, &rel);
 out:
+  free(chain);
   free(rel);
   cli_progress_destroy(p);
   journal_close(j);

@@ -203,8 +203,8 @@ int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx)
              run.id);
     else if (strcmp(st, JOURNAL_STATUS_WAITING) == 0)
       printf("continue it with 'cairn resume %s' once it is approved "
-             "('cairn approve RUN'), or end it with 'cairn reject %s'\n",
-             run.id, run.id);
+             "('cairn approve %s'), or end it with 'cairn reject %s'\n",
+             run.id, run.id, run.id);
     else if (strcmp(st, JOURNAL_STATUS_INTERRUPTED) == 0 && !rp.rollback &&
              engine_cut_short(&rp) == NULL)
       /* nothing was cut short: what it did is known, and can be undone */

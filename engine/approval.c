@@ -18,6 +18,9 @@ struct count {
   /* a record's event must name these (NULL: an approval inside a run):
    * the runs row that led to it is outside the hash chain */
   const char *workflow, *env, *release;
+  /* the seq of the run's last transition out of the state: a record
+   * journaled before it was spent on that visit */
+  int64_t left_seq;
 };
 
 /* Does payload's field name say want? */
@@ -58,8 +61,11 @@ static int count_event(const struct journal_event *ev, void *ud)
       strcmp(ev->state, c->state) == 0) {
     json_array_clear(c->counted);
     json_array_clear(c->ignored);
+    c->left_seq = ev->seq;
     return 0;
   }
+  if (c->workflow && ev->seq <= c->left_seq)
+    return 0; /* a promotion record counts once per visit, as the rest */
   if (strcmp(ev->kind, JOURNAL_EV_APPROVAL_GRANTED) != 0 || actor == NULL ||
       (c->state && strcmp(ev->state, c->state) != 0))
     return 0;
@@ -84,7 +90,7 @@ int engine_approvals(struct journal *j, const char *run_id, const char *state,
                      struct cairn_error *err)
 {
   struct count c = {state, approvers, n, json_array(), json_array(),
-                    NULL, NULL, NULL};
+                    NULL, NULL, NULL, 0};
   struct journal_run_filter f = {workflow, env ? env : "",
                                  release ? release : "",
                                  JOURNAL_STATUS_APPROVED, 0, 0};

@@ -2363,6 +2363,47 @@ static int inline_one(struct loader *L, struct engine_state *states,
   return 0;
 }
 
+/* An approval state takes its approvals and approvers from itself or
+ * else the run's environment (engine_approval_rule): each is checked
+ * alone as it is parsed, but a mix of the two (a state listing two
+ * approvers in an environment that needs three approvals) can need more
+ * approvals than it has approvers, a gate nobody can pass. Said at the
+ * state, or for a state of a used workflow at the top use state. */
+static int check_approval_envs(struct loader *L)
+{
+  const struct engine_workflow *wf = L->wf;
+
+  for (size_t i = 0; i < wf->nstates; i++) {
+    const struct engine_state *st = &wf->states[i];
+    if (st->kind != ENGINE_APPROVAL)
+      continue;
+    for (size_t k = 0; k < wf->nenvs; k++) {
+      const struct engine_environment *e = &wf->envs[k];
+      char *const *approvers;
+      size_t n;
+      int need;
+      engine_approval_rule(wf, st, e->name, &need, &approvers, &n);
+      if (n == 0 || (size_t)need <= n)
+        continue;
+      struct engine_pos at = st->pos;
+      int f = st->frame;
+      while (f >= 0 && wf->frames[f].parent >= 0)
+        f = wf->frames[f].parent;
+      if (f >= 0)
+        at = wf->states[wf->frames[f].use_state].pos;
+      return lerr_at(L, at.line, at.col,
+                     "approval state '%s' can never pass in environment "
+                     "'%s': it needs %d approvals (%s) but only %zu "
+                     "approver%s count (%s) (hint: lower 'approvals' or "
+                     "list more approvers)", st->name, e->name, need,
+                     st->approvals > 0 ? "its own" : "the environment's",
+                     n, n == 1 ? "" : "s",
+                     st->approvers ? "its own" : "the environment's");
+    }
+  }
+  return 0;
+}
+
 /* Replaces each use state's file by its states, inlined (see struct
  * engine_frame), and makes the workflow's hash cover the used files. */
 static int inline_uses(struct loader *L)
@@ -2453,6 +2494,8 @@ static int load(struct engine_workflow **out, const char *msgname,
     rc = parse_workflow(&L, root);
   if (rc == 0)
     rc = inline_uses(&L);
+  if (rc == 0)
+    rc = check_approval_envs(&L);
   /* The runtime looks a state up at every transition: by name, not by a
    * scan, so a 10,000-state workflow is not quadratic (the index the
    * loader used, again when used workflows were inlined). */
