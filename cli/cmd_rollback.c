@@ -123,6 +123,11 @@ int cli_cmd_rollback(int argc, char **argv, struct cli_ctx *ctx)
       code = cli_exit_for(rc);
       goto out;
     }
+    /* the real rollback refuses a changed file without --allow-changed */
+    if (refused == 0 && !allow_changed &&
+        engine_changed(wf, run.id, run.file_sha256, ENGINE_ROLLBACK_CHANGED,
+                       "roll back", &why) != 0)
+      refused = CAIRN_E_CHANGED;
     if (strcmp(wf->sha256, run.file_sha256) != 0 && !ctx->json)
       printf("note: workflow file '%s' changed since the run started; the "
              "plan uses the undo steps it has now\n", wf->file);

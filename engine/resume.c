@@ -187,6 +187,21 @@ const struct journal_step *engine__live_step(const struct journal_replay *rp,
   return NULL;
 }
 
+int engine_changed(const struct engine_workflow *wf, const char *run_id,
+                   const char *run_sha256, const char *why, const char *then,
+                   struct cairn_error *err)
+{
+  if (strcmp(wf->sha256, run_sha256 ? run_sha256 : "") == 0)
+    return 0;
+  /* the run's hash covers the used files too, and only as one */
+  return cairn_error_set(err, CAIRN_E_CHANGED,
+                         "workflow file '%s'%s changed since run %s "
+                         "started%s (hint: review the change, then %s with "
+                         "--allow-changed)", wf->file,
+                         wf->nframes ? " (or a workflow file it uses)" : "",
+                         run_id, why, then);
+}
+
 int engine_resume_status(const char *run_id, const char *status, int planned,
                          struct cairn_error *err)
 {
@@ -895,15 +910,10 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
     journal_replay_release(&rp);
     return engine_rollback(j, wf, run_id, opt_in, res, err);
   }
-  if (strcmp(wf->sha256, rp.file_sha256 ? rp.file_sha256 : "") != 0 &&
-      !opt.allow_changed) {
-    rc = cairn_error_set(err, CAIRN_E_CHANGED,
-                         "workflow file '%s' changed since run %s started "
-                         "(hint: review the change, then %s with "
-                         "--allow-changed)", wf->file, run_id,
-                         opt.reject ? "reject" : "resume");
+  if (!opt.allow_changed &&
+      (rc = engine_changed(wf, run_id, rp.file_sha256, "",
+                           opt.reject ? "reject" : "resume", err)) != 0)
     goto out_rp;
-  }
   const char *env = json_string_value(json_object_get(rp.started, "env"));
   opt.env = env && *env ? env : NULL;
   cairn_actor(opt.actor, actor, sizeof actor);

@@ -997,15 +997,10 @@ int engine_rollback(struct journal *j, const struct engine_workflow *wf,
                         err);
   if (rc != 0)
     goto out;
-  if (strcmp(wf->sha256, rp.file_sha256 ? rp.file_sha256 : "") != 0 &&
-      !opt.allow_changed) {
-    rc = cairn_error_set(err, CAIRN_E_CHANGED,
-                         "workflow file '%s' changed since run %s started, "
-                         "and its undo steps come from it (hint: review the "
-                         "change, then roll back with --allow-changed)",
-                         wf->file, run_id);
+  if (!opt.allow_changed &&
+      (rc = engine_changed(wf, run_id, rp.file_sha256, ENGINE_ROLLBACK_CHANGED,
+                           "roll back", err)) != 0)
     goto out;
-  }
 
   rc = engine__rt_init(&rt, j, wf, &opt, res, err);
   if (rc != 0) {

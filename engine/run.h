@@ -134,6 +134,16 @@ int engine_run(struct journal *j, const struct engine_workflow *wf,
 int engine_resume_status(const char *run_id, const char *status, int planned,
                          struct cairn_error *err);
 
+/* Whether wf is the workflow run_id ran (run_sha256: its file_sha256,
+ * which covers the files it uses): 0, or CAIRN_E_CHANGED with err saying
+ * "workflow file F changed since run R started" + why (", and ...", may
+ * be "") and to THEN with --allow-changed after a review. Borrows all. */
+int engine_changed(const struct engine_workflow *wf, const char *run_id,
+                   const char *run_sha256, const char *why, const char *then,
+                   struct cairn_error *err);
+/* What a rollback adds to engine_changed's message. */
+#define ENGINE_ROLLBACK_CHANGED ", and its undo steps come from it"
+
 /* Resumes run_id (a full id) of wf, which must be the workflow the run was
  * started from (same sha256 unless opt->allow_changed). Rebuilds the run
  * from its events only, after authenticating them (journal_run_check:

@@ -547,4 +547,40 @@ test_expect_success 'plan prints the happy path and where each failure leads' '
 	test_grep -E "^  two +→ fail, nothing undone → failed \(exit 1\)$" out
 '
 
+# A dry run refuses what the real rollback refuses: a workflow file, or a
+# file it uses, changed since the run (the real one is exit 2 without
+# --allow-changed; its dry run said exit 0).
+test_expect_success 'rollback --dry-run of a run whose workflow changed: the refusal of the real one, exit 2' '
+	mkdir changed && cd changed &&
+	export CAIRN_JOURNAL=$PWD/.cairn/journal.db &&
+	mkdir lib &&
+	write_workflow lib/part.yaml <<-\EOF &&
+	cairn: 1
+	name: part
+	start: a
+	states:
+	  a: { do: exec, with: { argv: ["true"] }, undo: { do: exec, with: { argv: ["true"] } }, next: done }
+	  done: { succeed: true }
+	EOF
+	write_workflow top.yaml <<-\EOF &&
+	cairn: 1
+	name: top
+	start: one
+	states:
+	  one: { use: lib/part.yaml, next: done }
+	  done: { succeed: true }
+	EOF
+	cairn run top.yaml >/dev/null &&
+	R=$(last_run) &&
+	echo "# changed" >>lib/part.yaml &&
+	test_must_fail_with 2 cairn rollback $R 2>real &&
+	echo "cairn: workflow file '\''$PWD/top.yaml'\'' (or a workflow file it uses) changed since run $R started, and its undo steps come from it (hint: review the change, then roll back with --allow-changed)" >expect &&
+	test_cmp expect real &&
+	test_must_fail_with 2 cairn rollback $R --dry-run >plan 2>dry &&
+	test_cmp real dry &&
+	test_grep "^  1. one/a: exec$" plan &&
+	cairn rollback $R --dry-run --allow-changed >/dev/null &&
+	test "$(q "SELECT status FROM runs WHERE id = '\''$R'\''")" = succeeded
+'
+
 test_done
