@@ -583,7 +583,7 @@ static int decide(struct engine__rt *rt, const struct journal_replay *rp,
       const char *a = s->attempt ? answer_for(q, t->path, &own) : NULL;
       int needs = s->attempt && !engine__task_idempotent(t) &&
                   t->action->probe == NULL;
-      if (s->attempt == 0) {
+      if (s->attempt == 0 || engine_not_started(s)) {
         sp->plans[i] = PLAN_NEXT;
       } else if (a && (own || needs)) {
         /* a plain --assume answers only the question asked; a step's

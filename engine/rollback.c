@@ -819,11 +819,18 @@ static void preview_undo_inputs(struct journal *j,
   json_decref(scope);
 }
 
+int engine_not_started(const struct journal_step *s)
+{
+  return s->phase == JOURNAL_PHASE_INTERRUPTED && s->finished &&
+         json_is_false(json_object_get(s->finished, "started"));
+}
+
 const struct journal_step *engine_cut_short(const struct journal_replay *rp)
 {
   for (size_t i = 0; i < rp->nsteps; i++)
-    if (rp->steps[i].phase == JOURNAL_PHASE_STARTED ||
-        rp->steps[i].phase == JOURNAL_PHASE_INTERRUPTED)
+    if ((rp->steps[i].phase == JOURNAL_PHASE_STARTED ||
+         rp->steps[i].phase == JOURNAL_PHASE_INTERRUPTED) &&
+        !engine_not_started(&rp->steps[i]))
       return &rp->steps[i];
   return NULL;
 }

@@ -1858,6 +1858,19 @@ static int interrupt_sx(struct engine__rt *rt, struct engine__sx *sx)
       sx->open--;
     } else if (t->phase == ENGINE__TASK_RETRY_WAIT) {
       engine__task_done(t, 0, 1, "interrupted");
+    } else if (t->phase == ENGINE__TASK_QUEUED) {
+      /* Its attempt is journaled and waits for that commit to start: it
+       * never will, and the journal says so, so that resume runs it
+       * rather than asks whether it took effect. (A queued probe is
+       * not journaled yet: resume probes again.) */
+      spawn_unlink(rt, t);
+      if (!t->probing)
+        engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, t->path, t->attempt,
+                     json_pack("{s:s,s:s,s:b}", "outcome", "interrupted",
+                               "error", "interrupted before it started",
+                               "started", 0));
+      t->probing = 0;
+      engine__task_done(t, 0, 1, "interrupted");
     }
     if (!live(rt, sx))
       return running;

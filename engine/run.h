@@ -181,6 +181,10 @@ int engine_superseded(struct journal *j, const char *run_id,
  * ended, or ended "interrupted": whether it took effect is for resume to
  * settle), or NULL. Borrowed from rp. */
 const struct journal_step *engine_cut_short(const struct journal_replay *rp);
+/* Whether step s was interrupted before its attempt started (journaled
+ * {outcome: interrupted, started: false}): nothing of it ran, so resume
+ * runs it again without a question and it was not cut short. */
+int engine_not_started(const struct journal_step *s);
 
 int engine_rollback(struct journal *j, const struct engine_workflow *wf,
                     const char *run_id, const struct engine_options *opt,

@@ -96,7 +96,10 @@
  * action.started  {adapter, attempt}
  * action.spawned  {pid, pgid, proc_start, boot_id}
  * action.finished {outcome, exit_code?, signal?, outputs?, tail?, error?,
- *                  duration_ms, took_effect?, log_error?}  took_effect:
+ *                  duration_ms, took_effect?, log_error?, started?}
+ *                  started: false when an interrupt came between the
+ *                  attempt's action.started and its spawn (it never ran;
+ *                  outcome interrupted); took_effect:
  *                  failed, but only its ready check did (the action
  *                  ran); log_error: why a write to the step's log failed
  *                  (strerror), so the log is incomplete or missing

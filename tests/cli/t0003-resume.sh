@@ -1239,4 +1239,45 @@ test_expect_success 'SIGINT in a wait: status offers rollback, which undoes what
 	test_must_fail_with 2 cairn resume "$RUN" 2>/dev/null
 '
 
+# SIGTERM can come between an attempt's action.started and its spawn (a
+# wide map starts attempts in waves, each spawned once its start is
+# committed): such an attempt never ran. It is journaled as interrupted
+# with started: false, and resume runs it without asking whether it took
+# effect (it used to ask, exit 3, about steps that never ran). The timing
+# is the signal's, so several tries; each must end with every item run
+# exactly once and no question.
+test_expect_success 'SIGTERM between an attempt start and its spawn: resume runs it again, no question, each item once' '
+	mkdir fan && cd fan &&
+	export CAIRN_JOURNAL=$PWD/.cairn/journal.db &&
+	write_workflow fan.yaml <<-\EOF &&
+	cairn: 1
+	name: fan
+	params: { items: { default: [] } }
+	start: fan
+	states:
+	  fan:
+	    map: { items: "{{ params.items }}", max_concurrency: 8, do: exec,
+	           with: { argv: [sh, -c, "echo {{ item }} >> ledger"] } }
+	    next: done
+	  done: { succeed: true }
+	EOF
+	items="[$(seq -s, 200)]" &&
+	seq 200 >expect &&
+	seen=0 &&
+	for i in $(seq 20); do
+		rm -rf .cairn ledger &&
+		start_run run fan.yaml --set "items=$items" &&
+		sleep 0.$((1 + i % 5)) &&
+		kill -TERM "$BGPID" &&
+		{ wait "$BGPID" || :; } && BGPID= &&
+		cairn resume >out 2>&1 || { cat out; exit 1; }
+		sort -n ledger >got &&
+		test_cmp expect got || exit 1
+		n=$(q "SELECT count(*) FROM events WHERE kind = '\''action.finished'\'' AND json_extract(payload, '\''\$.started'\'') = 0") &&
+		if [ "$n" -gt 0 ]; then seen=$((seen + 1)); fi
+		[ $seen -ge 2 ] && break
+	done &&
+	echo "# interrupted before their spawn in $seen of $i tries"
+'
+
 test_done
