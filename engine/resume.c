@@ -685,6 +685,14 @@ static int instance_spot(struct engine__rt *rt,
   sp->cx = cx;
   sp->st = pos ? engine_workflow_path_state(rt->wf, pos, NULL)
                : engine_workflow_state(rt->wf, f->start);
+  /* one of the used workflow's states (or of one it uses): a state that
+   * --allow-changed removed can resolve to the map itself by its path,
+   * and the instance would spin there */
+  int fr = sp->st ? sp->st->frame : -1;
+  while (fr >= 0 && fr != m->use_frame)
+    fr = rt->wf->frames[fr].parent;
+  if (fr < 0)
+    sp->st = NULL;
   if (sp->st == NULL)
     return cairn_error_set(err, CAIRN_E_CHANGED, "instance '%s' of run %s "
                            "is in state '%s', which the workflow no longer "

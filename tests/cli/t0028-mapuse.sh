@@ -828,4 +828,50 @@ test_expect_success 'graph (dot renders), plan: the map leads into its used work
 	test_grep ! "^  svc/a" plan.out
 '
 
+# An instance stood in a state that the changed used workflow no longer
+# has: resume --allow-changed must refuse, as for a use state. Its path
+# (M/KEY/S) resolved to the map itself, and the resume spun for ever.
+test_expect_success 'resume --allow-changed of an instance in a state the used workflow lost: exit 2, nothing journaled' '
+	mkdir lost && cd lost &&
+	export CAIRN_JOURNAL=$PWD/.cairn/journal.db &&
+	mkdir lib &&
+	write_workflow lib/svc.yaml <<-\EOF &&
+	cairn: 1
+	name: svc
+	start: a
+	states:
+	  a: { do: exec, with: { argv: ["true"] }, next: w }
+	  w: { wait: 1h, next: b }
+	  b: { do: exec, with: { argv: ["true"] }, next: done }
+	  done: { succeed: true }
+	EOF
+	write_workflow top.yaml <<-\EOF &&
+	cairn: 1
+	name: top
+	start: many
+	states:
+	  many: { map: { items: [x], use: lib/svc.yaml }, next: done }
+	  done: { succeed: true }
+	EOF
+	start_run run top.yaml &&
+	wait_until 10 "the instance did not reach its wait" eval "test \"\$(q \"SELECT count(*) FROM events WHERE kind = '\''state.entered'\'' AND state = '\''many/x/w'\''\")\" = 1" &&
+	kill -9 "$BGPID" &&
+	{ wait "$BGPID" || :; } && BGPID= &&
+	R=$(last_run) &&
+	write_workflow lib/svc.yaml <<-\EOF &&
+	cairn: 1
+	name: svc
+	start: b
+	states:
+	  b: { do: exec, with: { argv: ["true"] }, next: done }
+	  done: { succeed: true }
+	EOF
+	journal_state >before &&
+	test_must_fail_with 2 timeout 20 "$CAIRN_BIN" resume $R --allow-changed 2>err &&
+	echo "cairn: instance '\''many/x'\'' of run $R is in state '\''many/x/w'\'', which the workflow no longer has" >expect &&
+	test_cmp expect err &&
+	journal_state >after &&
+	test_cmp before after
+'
+
 test_done
