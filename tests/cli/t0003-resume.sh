@@ -1275,7 +1275,7 @@ test_expect_success 'SIGTERM between an attempt start and its spawn: resume runs
 		test_cmp expect got || exit 1
 		n=$(q "SELECT count(*) FROM events WHERE kind = '\''action.finished'\'' AND json_extract(payload, '\''\$.started'\'') = 0") &&
 		if [ "$n" -gt 0 ]; then seen=$((seen + 1)); fi
-		[ $seen -ge 2 ] && break
+		if [ $seen -ge 2 ]; then break; fi
 	done &&
 	echo "# interrupted before their spawn in $seen of $i tries"
 '
