@@ -49,15 +49,14 @@ static int abandon_refusal(const char *run_id, const struct journal_replay *rp,
   if (strcmp(st, JOURNAL_STATUS_WAITING) != 0 &&
       strcmp(st, JOURNAL_STATUS_INTERRUPTED) != 0 &&
       strcmp(st, JOURNAL_STATUS_ROLLBACK_FAILED) != 0 &&
-      strcmp(st, JOURNAL_STATUS_RUNNING) != 0) /* running: its engine died */
+      strcmp(st, JOURNAL_STATUS_RUNNING) != 0) { /* running: engine died */
+    int live = strcmp(st, JOURNAL_STATUS_SUCCEEDED) == 0;
     return cairn_error_set(
         err, CAIRN_E_STATE,
         "run %s already finished (%s): there is nothing to abandon%s%s%s",
-        run_id, st,
-        strcmp(st, JOURNAL_STATUS_SUCCEEDED) == 0 ? " (hint: 'cairn rollback "
-                                                    : "",
-        strcmp(st, JOURNAL_STATUS_SUCCEEDED) == 0 ? run_id : "",
-        strcmp(st, JOURNAL_STATUS_SUCCEEDED) == 0 ? "' undoes it)" : "");
+        run_id, st, live ? " (hint: 'cairn rollback " : "",
+        live ? run_id : "", live ? "' undoes it)" : "");
+  }
   /* A step the run left unfinished whose process still runs would go on
    * unrecorded: it is for resume to settle, or for its end. */
   if ((s = engine__live_step(rp, &pid)) != NULL)
@@ -135,9 +134,7 @@ int engine_abandon(struct journal *j, const char *run_id,
   if (rc == 0)
     rc = engine_superseded(j, run.id, "", 1, newer, err);
   if (rc == 0 && taken_over && strcmp(holder.run_id, run.id) != 0) {
-    json_t *p = json_pack("{s:s,s:i,s:s,s:I}", "run_id", holder.run_id,
-                          "pid", holder.pid, "host", holder.host,
-                          "proc_start", (json_int_t)holder.proc_start);
+    json_t *p = engine__takeover_payload(&holder);
     rc = p ? journal_append(j, run.id, JOURNAL_EV_LOCK_TAKEN_OVER, NULL, 0, 0,
                             p, NULL, err)
            : cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");

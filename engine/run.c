@@ -193,14 +193,17 @@ int engine__append_direct_at(struct engine__rt *rt, const char *kind,
   return rc;
 }
 
+json_t *engine__takeover_payload(const struct journal_lock_holder *h)
+{
+  return json_pack("{s:s,s:i,s:s,s:I}", "run_id", h->run_id, "pid", h->pid,
+                   "host", h->host, "proc_start", (json_int_t)h->proc_start);
+}
+
 int engine__append_takeover(struct engine__rt *rt,
                             const struct journal_lock_holder *h)
 {
   return engine__append_direct(rt, JOURNAL_EV_LOCK_TAKEN_OVER,
-                               json_pack("{s:s,s:i,s:s,s:I}", "run_id",
-                                         h->run_id, "pid", h->pid, "host",
-                                         h->host, "proc_start",
-                                         (json_int_t)h->proc_start));
+                               engine__takeover_payload(h));
 }
 
 void engine__notify_direct(struct engine__rt *rt)

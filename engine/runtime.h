@@ -283,6 +283,9 @@ json_t *engine__decision(const char *actor, const char *user,
 int engine__reject_check(const struct engine_workflow *wf,
                          const struct journal_replay *rp, const char *env,
                          const char *actor, struct cairn_error *err);
+/* The payload of lock.taken_over naming the previous holder h: a new
+ * reference, NULL when out of memory. */
+json_t *engine__takeover_payload(const struct journal_lock_holder *h);
 /* Appends lock.taken_over naming the previous holder (direct). */
 int engine__append_takeover(struct engine__rt *rt,
                             const struct journal_lock_holder *h);
