@@ -11,27 +11,37 @@
 int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx)
 {
   const char *workflow = NULL, *release = NULL, *comment = NULL;
+  int allow_changed = 0, allow_superseded = 0;
   const struct cli_option opts[] = {
     {"workflow", CLI_OPT_STRING, &workflow, "NAME",
      "a promotion approval: the workflow's name"},
     {"release", CLI_OPT_STRING, &release, "RELEASE",
      "a promotion approval: the release approved"},
     {"comment", CLI_OPT_STRING, &comment, "TEXT", "why (journaled)"},
+    {"allow-changed", CLI_OPT_FLAG, &allow_changed, NULL,
+     "a run: approve although its workflow file changed since it started "
+     "(resume will need it too)"},
+    {"allow-superseded", CLI_OPT_FLAG, &allow_superseded, NULL,
+     "a run: approve although a newer run of its workflow and environment "
+     "has succeeded since (resume will need it too)"},
     {NULL, 0, NULL, NULL, NULL},
   };
   struct journal *j = NULL;
   struct cairn_error err = {0};
-  char actor[300], user[300], state[256] = "", id[JOURNAL_RUN_ID_LEN];
+  char actor[300], user[300], id[JOURNAL_RUN_ID_LEN];
   int npos = 0, rc;
   int code = cli_parse(argc, argv, ctx, opts,
-                       "cairn approve RUN [--comment TEXT] [--json]\n"
+                       "cairn approve RUN [--comment TEXT] [--allow-changed] "
+                       "[--allow-superseded] [--json]\n"
                        "   or: cairn approve ENV --workflow NAME --release R "
                        "[--comment TEXT] [--json]",
                        "Journals an approval by you (CAIRN_ACTOR, else "
                        "user@host): of a run waiting at an\napproval state "
-                       "(then 'cairn resume RUN' goes on), or of promoting "
-                       "release R of\nworkflow NAME to ENV (counted by "
-                       "'cairn promote' and approval states).", &npos);
+                       "(one of its approvers, when it lists some; once it "
+                       "has enough,\n'cairn resume RUN' goes on), or of "
+                       "promoting release R of workflow NAME to ENV\n"
+                       "(counted by 'cairn promote' and approval states).",
+                       &npos);
   if (code != 0)
     return code == 1 ? CLI_EXIT_OK : code;
   if (npos != 1) {
@@ -41,6 +51,11 @@ int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx)
   }
   if ((workflow == NULL) != (release == NULL)) {
     cli_error("approve ENV needs both --workflow and --release");
+    return CLI_EXIT_USAGE;
+  }
+  if (workflow && (allow_changed || allow_superseded)) {
+    cli_error("approve ENV takes no --allow-changed or --allow-superseded: "
+              "they are for approving a run");
     return CLI_EXIT_USAGE;
   }
   /* No workflow is named '' (the loader refuses it): such a record would
@@ -90,24 +105,51 @@ int cli_cmd_approve(int argc, char **argv, struct cli_ctx *ctx)
     }
   } else {
     struct journal_run run = {0};
+    struct engine_workflow *wf = NULL;
+    struct engine_approved got;
+    const struct engine_approve a = {actor, user, comment, allow_changed,
+                                     allow_superseded};
     code = cli_get_run(j, argv[1], &run);
+    /* before the file: a record has none, and a run that does not wait
+     * needs none to be told so */
+    if (code == 0 &&
+        (rc = engine_approve_status(run.id, cli_run_status(j, &run),
+                                    &err)) != 0) {
+      cli_error("%s", err.msg);
+      code = cli_exit_for(rc);
+    }
+    if (code == 0)
+      code = cli_run_workflow(&run, "be approved", &wf);
     if (code != 0) {
+      journal_run_release(&run);
       journal_close(j);
       return code;
     }
-    rc = engine_approve_run(j, run.id, actor, user, comment, state,
-                            sizeof state, &err);
+    rc = engine_approve_run(j, wf, run.id, &a, &got, &err);
     if (rc == 0 && ctx->json) {
-      json_t *v = json_pack("{s:s,s:s,s:s}", "run", run.id, "state", state,
-                            "actor", actor);
+      json_t *v = json_pack("{s:s,s:s,s:s,s:i,s:i,s:b}", "run", run.id,
+                            "state", got.state, "actor", actor, "have",
+                            got.have, "need", got.need, "again", got.again);
       cli_print_json(v);
       json_decref(v);
     } else if (rc == 0) {
-      char b1[1024];
-      printf("approved run %s at state '%s' by %s; go on with 'cairn resume "
-             "%s'\n", run.id, state, cli_safe(actor, b1, sizeof b1), run.id);
+      char b1[1024], b2[1024], then[300];
+      int left = got.need - got.have;
+      if (left <= 0)
+        snprintf(then, sizeof then, "go on with 'cairn resume %s%s%s'",
+                 run.id, allow_changed ? " --allow-changed" : "",
+                 allow_superseded ? " --allow-superseded" : "");
+      else
+        snprintf(then, sizeof then, "it waits for %d more approval%s", left,
+                 left == 1 ? "" : "s");
+      printf("approved run %s at state '%s' by %s%s (%d of %d); %s\n",
+             run.id, cli_safe(got.state, b1, sizeof b1),
+             cli_safe(actor, b2, sizeof b2),
+             got.again ? " again: an actor counts once" : "", got.have,
+             got.need, then);
     }
     journal_run_release(&run);
+    engine_workflow_destroy(wf);
   }
   if (rc != 0) {
     cli_error("%s", err.msg);

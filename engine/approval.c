@@ -357,29 +357,89 @@ json_t *engine__decision(const char *actor, const char *user,
   return p;
 }
 
-int engine_approve_run(struct journal *j, const char *run_id,
-                       const char *actor, const char *user,
-                       const char *comment, char *state, size_t n,
-                       struct cairn_error *err)
+int engine_approve_status(const char *run_id, const char *status,
+                          struct cairn_error *err)
 {
-  struct journal_replay rp;
-  int rc = journal_replay(j, run_id, &rp, err);
-  if (rc != 0)
-    return rc;
-  if (strcmp(rp.status, JOURNAL_STATUS_WAITING) != 0 || rp.current == NULL) {
-    rc = cairn_error_set(err, CAIRN_E_STATE,
+  if (strcmp(status, JOURNAL_STATUS_WAITING) == 0)
+    return 0;
+  return cairn_error_set(err, CAIRN_E_STATE,
                          "run %s is not waiting for an approval (it is %s; "
                          "hint: 'cairn approve ENV --workflow W --release R' "
-                         "approves a promotion)", run_id, rp.status);
-    goto out;
+                         "approves a promotion)", run_id, status);
+}
+
+/* How many distinct actors count at the state rp waits at now, and how
+ * many it needs; *had says whether actor was among them. */
+static int approval_tally(struct journal *j, const struct engine_workflow *wf,
+                          const struct journal_replay *rp, const char *env,
+                          const char *release, const char *actor, int *have,
+                          int *need, int *had, struct cairn_error *err)
+{
+  const struct engine_state *st = engine_workflow_state(wf, rp->current);
+  char *const *approvers;
+  size_t n;
+  json_t *counted = NULL;
+
+  engine_approval_rule(wf, st, env, need, &approvers, &n);
+  int rc = engine_approvals(j, rp->run_id, rp->current, wf->name, env,
+                            release, approvers, n, &counted, NULL, NULL, err);
+  if (rc != 0)
+    return rc;
+  *have = (int)json_array_size(counted);
+  *had = has_str(counted, actor);
+  json_decref(counted);
+  return 0;
+}
+
+int engine_approve_run(struct journal *j, const struct engine_workflow *wf,
+                       const char *run_id, const struct engine_approve *a,
+                       struct engine_approved *out, struct cairn_error *err)
+{
+  struct journal_replay rp;
+  struct journal_run run = {0};
+  char newer[JOURNAL_RUN_ID_LEN];
+  int had = 0;
+
+  memset(out, 0, sizeof *out);
+  int rc = journal_run_get(j, run_id, &run, err);
+  if (rc != 0)
+    return rc;
+  rc = journal_replay(j, run.id, &rp, err);
+  if (rc != 0) {
+    journal_run_release(&run);
+    return rc;
   }
-  snprintf(state, n, "%s", rp.current);
-  json_t *p = engine__decision(actor, user, comment);
-  rc = journal_append(j, run_id, JOURNAL_EV_APPROVAL_GRANTED, rp.current, 0,
+  /* Each check refuses with nothing journaled: an approval that could
+   * not count, or that resume would refuse to act on, is a mistake to
+   * say now rather than at the resume. */
+  if ((rc = engine_approve_status(run.id, rp.status, err)) != 0)
+    goto out;
+  if (!a->allow_changed &&
+      (rc = engine_changed(wf, run.id, rp.file_sha256, "", "approve",
+                           err)) != 0)
+    goto out;
+  if ((rc = engine__decider_check(wf, &rp, run.env, a->actor, "approve",
+                                  err)) != 0)
+    goto out;
+  if ((rc = engine_superseded(j, run.id,
+                              "approving it would let 'cairn resume' carry "
+                              "on an older deploy over that one",
+                              a->allow_superseded, newer, err)) != 0)
+    goto out;
+  snprintf(out->state, sizeof out->state, "%s", rp.current);
+  if ((rc = approval_tally(j, wf, &rp, run.env, run.release, a->actor,
+                           &out->have, &out->need, &had, err)) != 0)
+    goto out;
+  out->again = had;
+  json_t *p = engine__decision(a->actor, a->user, a->comment);
+  rc = journal_append(j, run.id, JOURNAL_EV_APPROVAL_GRANTED, rp.current, 0,
                       0, p, NULL, err);
   json_decref(p);
+  if (rc == 0 && !had)
+    out->have++;
 out:
   journal_replay_release(&rp);
+  journal_run_release(&run);
   return rc;
 }
 
@@ -408,24 +468,23 @@ int engine_reject_status(const char *run_id, const char *status,
                          status, h);
 }
 
-int engine__reject_check(const struct engine_workflow *wf,
-                         const struct journal_replay *rp, const char *env,
-                         const char *actor, struct cairn_error *err)
+int engine__decider_check(const struct engine_workflow *wf,
+                          const struct journal_replay *rp, const char *env,
+                          const char *actor, const char *verb,
+                          struct cairn_error *err)
 {
   const struct engine_state *st =
       rp->current ? engine_workflow_state(wf, rp->current) : NULL;
   char *const *approvers;
   size_t n;
   int need;
-  int rc = engine_reject_status(rp->run_id, rp->status, err);
 
-  if (rc != 0)
-    return rc;
   if (st == NULL || st->kind != ENGINE_APPROVAL)
     return cairn_error_set(err, CAIRN_E_CHANGED,
                            "run %s waits at state '%s', which the workflow "
                            "file '%s' no longer has as an approval state",
-                           rp->run_id, rp->current, wf->file);
+                           rp->run_id, rp->current ? rp->current : "",
+                           wf->file);
   engine_approval_rule(wf, st, env, &need, &approvers, &n);
   if (n == 0)
     return 0;
@@ -437,9 +496,10 @@ int engine__reject_check(const struct engine_workflow *wf,
   join_names(a, list, sizeof list);
   json_decref(a);
   return cairn_error_set(err, CAIRN_E_INVAL,
-                         "'%s' may not reject run %s: only the approvers of "
+                         "'%s' may not %s run %s: only the approvers of "
                          "state '%s' may (%s) (hint: CAIRN_ACTOR says who "
-                         "you are)", actor, rp->run_id, rp->current, list);
+                         "you are)", actor, verb, rp->run_id, rp->current,
+                         list);
 }
 
 int engine_approve_release(struct journal *j, const char *workflow,

@@ -926,7 +926,8 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   opt.env = env && *env ? env : NULL;
   cairn_actor(opt.actor, actor, sizeof actor);
   if (opt.reject != NULL &&
-      (rc = engine__reject_check(wf, &rp, env, actor, err)) != 0)
+      ((rc = engine_reject_status(run_id, rp.status, err)) != 0 ||
+       (rc = engine__decider_check(wf, &rp, env, actor, "reject", err)) != 0))
     goto out_rp;
   rc = engine_superseded(
       j, run_id,

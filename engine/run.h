@@ -241,16 +241,43 @@ int engine_approvals(struct journal *j, const char *run_id, const char *state,
                      json_t **counted, json_t **ignored, json_t **unchecked,
                      struct cairn_error *err);
 
-/* cairn approve RUN: journals approval.granted {actor, user?, comment?}
- * on run_id (a full id), which must be waiting at an approval state
- * (CAIRN_E_STATE otherwise, nothing journaled). *state (size n) gets that
- * state. actor is who the approver says they are (CAIRN_ACTOR: nothing
- * checks it); user, the account that ran the command (user@host), is
- * journaled beside it when it differs (NULL: not known). */
-int engine_approve_run(struct journal *j, const char *run_id,
-                       const char *actor, const char *user,
-                       const char *comment, char *state, size_t n,
-                       struct cairn_error *err);
+/* Whether a run of this status can be approved (cairn approve RUN): only
+ * a waiting one. 0, or CAIRN_E_STATE with err saying why not. run_id and
+ * status are borrowed. */
+int engine_approve_status(const char *run_id, const char *status,
+                          struct cairn_error *err);
+
+/* cairn approve RUN: who approves (actor is who the approver says they
+ * are, CAIRN_ACTOR: nothing checks it; user, the account that ran the
+ * command, is journaled beside it when it differs, NULL: not known), why
+ * (comment may be NULL), and what resume's flags of the same name would
+ * accept. */
+struct engine_approve {
+  const char *actor;
+  const char *user;
+  const char *comment;
+  int allow_changed;
+  int allow_superseded;
+};
+/* Where the approval went and what it made of the state. */
+struct engine_approved {
+  char state[256]; /* the approval state the run waits at */
+  int have;        /* distinct actors that count there now */
+  int need;        /* approvals the state needs */
+  int again;       /* 1: the actor had approved this visit already */
+};
+/* Journals approval.granted {actor, user?, comment?} on run_id (a full
+ * id or a unique prefix) at the approval state it waits at, and fills
+ * *out. Refused with nothing journaled: CAIRN_E_STATE when the run does
+ * not wait (engine_approve_status) or a newer run replaced it (unless
+ * a->allow_superseded); CAIRN_E_CHANGED when wf, the run's workflow file
+ * as it is now, changed since the run started (unless a->allow_changed)
+ * or no longer has that approval state; CAIRN_E_INVAL when the state
+ * lists approvers and a->actor is not one (their approval would not
+ * count). wf and a are borrowed. */
+int engine_approve_run(struct journal *j, const struct engine_workflow *wf,
+                       const char *run_id, const struct engine_approve *a,
+                       struct engine_approved *out, struct cairn_error *err);
 
 /* The rejection (approval.rejected payload, a new reference) that the
  * current visit of approval state state of run_id has not acted on yet:

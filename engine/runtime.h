@@ -275,14 +275,15 @@ void engine__notify_direct(struct engine__rt *rt);
  * memory or not UTF-8. */
 json_t *engine__decision(const char *actor, const char *user,
                          const char *comment);
-/* Whether actor may reject run rp (cairn reject): it must wait at an
- * approval state, and actor be one of that state's approvers when it
- * names some (the others' approvals do not count, so neither would their
- * no). 0, or CAIRN_E_STATE / CAIRN_E_CHANGED / CAIRN_E_INVAL with err
- * set. Everything borrowed. */
-int engine__reject_check(const struct engine_workflow *wf,
-                         const struct journal_replay *rp, const char *env,
-                         const char *actor, struct cairn_error *err);
+/* Whether actor may approve or reject (verb) run rp, which waits: the
+ * state it waits at must be an approval state of wf, and actor one of
+ * its approvers when it names some (the others' approvals do not count,
+ * so neither would their no). 0, or CAIRN_E_CHANGED / CAIRN_E_INVAL with
+ * err set. Everything borrowed. */
+int engine__decider_check(const struct engine_workflow *wf,
+                          const struct journal_replay *rp, const char *env,
+                          const char *actor, const char *verb,
+                          struct cairn_error *err);
 /* The payload of lock.taken_over naming the previous holder h: a new
  * reference, NULL when out of memory. */
 json_t *engine__takeover_payload(const struct journal_lock_holder *h);

@@ -21,7 +21,7 @@ verify|usage: cairn verify [--key-file FILE] [--anchor FILE] [--write-anchor FIL
 export|usage: cairn export [--since DATE|DURATION] [--format jsonl|csv] [-o FILE]
 adapters|usage: cairn adapters [NAME] [--json]
 promote|usage: cairn promote FILE (--to ENV | --through ENV) [--release R] [--set NAME=VALUE]... [--json]
-approve|usage: cairn approve RUN [--comment TEXT] [--json]
+approve|usage: cairn approve RUN [--comment TEXT] [--allow-changed] [--allow-superseded] [--json]
 reject|usage: cairn reject RUN [--comment TEXT] [--allow-changed] [--allow-superseded] [--set NAME=VALUE]... [--grace DURATION] [--json]
 version|usage: cairn version [--json]
 EOF

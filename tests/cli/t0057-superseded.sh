@@ -68,7 +68,13 @@ test_expect_success 'resume --allow-superseded goes on and journals which run it
 	test_must_fail_with 3 cairn resume $A --allow-superseded >out &&
 	test "$(status $A)" = waiting &&
 	test "$(q "SELECT json_extract(payload, \"\$.superseded_by\") FROM events WHERE run_id = \"$A\" AND kind = \"run.resumed\"")" = "$B" &&
-	cairn approve $A >/dev/null &&
+	q "SELECT count(*) FROM events" >before &&
+	test_must_fail_with 2 cairn approve $A 2>err0 &&
+	test_grep "run $A was replaced: run $B .*, and approving it would let .cairn resume. carry on an older deploy" err0 &&
+	q "SELECT count(*) FROM events" >after &&
+	test_cmp before after &&
+	cairn approve $A --allow-superseded >out &&
+	test_grep "; go on with .cairn resume $A --allow-superseded.$" out &&
 	test_must_fail_with 2 cairn resume $A 2>err &&
 	test_grep "run $A was replaced: run $B" err &&
 	cairn resume $A --allow-superseded >/dev/null &&
@@ -129,7 +135,7 @@ test_expect_success 'reject, and approve then resume, of a waiting run that a ne
 	finish $N &&
 	test_must_fail_with 2 cairn reject $W 2>err &&
 	test_grep "run $W was replaced: run $N .*, and rejecting it would run its undo steps under that deploy" err &&
-	cairn approve $W >/dev/null &&
+	cairn approve $W --allow-superseded >/dev/null &&
 	test_must_fail_with 2 cairn resume $W 2>err2 &&
 	test_grep "resuming it would carry on an older deploy over that one" err2 &&
 	test "$(status $W)" = waiting &&
