@@ -68,7 +68,8 @@ static int promotion_gates(struct journal *j, const struct engine_workflow *wf,
   return promotion_sets(wf, sets, g->release, all, n, relset);
 }
 
-/* One environment: the gates, then the run. Returns an exit code; *rel
+/* One environment: the gates, then the run. Returns an exit code, and
+ * sets *reported once it printed its --json result line; *rel
  * gets the release promoted (for the next environment of a chain; the
  * caller frees it). *j is a stand-in (an empty journal in memory) while
  * *standin: the journal is created only once there is something to
@@ -76,7 +77,7 @@ static int promotion_gates(struct journal *j, const struct engine_workflow *wf,
 static int promote_one(struct cli_ctx *ctx, struct journal **j, int *standin,
                        const struct engine_workflow *wf, const char *env,
                        const char *release, const struct cli_list *sets,
-                       struct cli_progress *p, char **rel)
+                       struct cli_progress *p, char **rel, int *reported)
 {
   struct cairn_error err = {0};
   struct engine_gate g = {0};
@@ -113,27 +114,44 @@ static int promote_one(struct cli_ctx *ctx, struct journal **j, int *standin,
   }
   cairn_actor(NULL, actor, sizeof actor);
   if (g.refused) {
-    rc = engine_promotion_refuse(*j, wf, env, &g, actor, &err);
+    char record[JOURNAL_RUN_ID_LEN];
+    rc = engine_promotion_refuse(*j, wf, env, &g, actor, record, &err);
     if (rc != 0) {
       cli_error("%s", err.msg);
       code = cli_exit_for(rc);
       goto out;
-    }
-    if (ctx->json) {
-      json_t *v = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i}", "kind",
-                            "refused", "workflow", wf->name, "env", env,
-                            "release", g.release, "gate", g.gate, "reason",
-                            g.reason, "exit_code", CLI_EXIT_GATE);
-      cli_print_json(v);
-      json_decref(v);
     }
     {
       char b1[8192]; /* the reason names releases and actors */
       cli_error("promotion to %s refused: %s", env,
                 cli_safe(g.reason, b1, sizeof b1));
     }
+    if (ctx->json) {
+      /* the result line every --json command ends with */
+      json_t *v = json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:s,s:s,s:s}", "kind",
+                            "result", "status", "refused", "exit_code",
+                            CLI_EXIT_GATE, "record", record, "workflow",
+                            wf->name, "env", env, "release", g.release,
+                            "gate", g.gate, "reason", g.reason);
+      cli_print_json(v);
+      json_decref(v);
+      *reported = 1;
+    }
     code = CLI_EXIT_GATE;
     goto out;
+  }
+  /* Said before "promoting": the run would stop at the lock anyway
+   * (engine_run takes it; a holder that appears in between is said
+   * there, after the line). */
+  {
+    struct journal_lock_holder h;
+    int alive = 0;
+    if (journal_lock_get(*j, wf->name, env, &h, &alive, NULL) == 0 && alive) {
+      rc = journal_lock_error(&err, wf->name, env, &h);
+      cli_error("%s", err.msg);
+      code = cli_exit_for(rc);
+      goto out;
+    }
   }
   /* Every event of the run will chain from the newest one: a damaged
    * end fails here, before anything says it is promoting. */
@@ -172,6 +190,7 @@ static int promote_one(struct cli_ctx *ctx, struct journal **j, int *standin,
     goto out;
   }
   code = cli_progress_result(p, &res, journal_path(*j));
+  *reported = 1;
 out:
   free(all);
   free(relset);
@@ -199,7 +218,7 @@ int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx)
   const char **chain = NULL;
   char *rel = NULL;
   size_t nchain = 0;
-  int npos = 0, code, rc;
+  int npos = 0, code, rc, reported = 0;
 
   code = cli_parse(argc, argv, ctx, opts,
                    "cairn promote FILE (--to ENV | --through ENV) "
@@ -301,10 +320,14 @@ int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx)
     code = cli_exit_for(rc);
     goto out;
   }
-  for (size_t i = 0; i < nchain && code == 0; i++)
+  for (size_t i = 0; i < nchain && code == 0; i++) {
+    reported = 0;
     code = promote_one(ctx, &j, &standin, wf, chain[i],
-                       i == 0 ? release : rel, &sets, p, &rel);
+                       i == 0 ? release : rel, &sets, p, &rel, &reported);
+  }
 out:
+  if (!reported)
+    cli_error_result(ctx, code);
   free(chain);
   free(rel);
   cli_progress_destroy(p);

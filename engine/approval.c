@@ -822,12 +822,15 @@ int engine_promotion_check(struct journal *j, const struct engine_workflow *wf,
 
 int engine_promotion_refuse(struct journal *j, const struct engine_workflow *wf,
                             const char *env, const struct engine_gate *g,
-                            const char *actor, struct cairn_error *err)
+                            const char *actor,
+                            char record_id[JOURNAL_RUN_ID_LEN],
+                            struct cairn_error *err)
 {
   struct journal_run r = {0};
   int rc = journal_new_run_id(r.id, err);
   if (rc != 0)
     return rc;
+  memcpy(record_id, r.id, sizeof r.id);
   r.workflow = wf->name;
   r.file = wf->file;
   r.file_sha256 = (char *)wf->sha256;

@@ -372,10 +372,13 @@ int engine_promotion_check(struct journal *j, const struct engine_workflow *wf,
  * release itself. Borrowed; static storage for "". */
 const char *engine_release_shown(const char *release);
 
-/* Journals a refusal record with one promotion.refused event. */
+/* Journals a refusal record with one promotion.refused event, and fills
+ * record_id with its id. Everything else is borrowed. */
 int engine_promotion_refuse(struct journal *j, const struct engine_workflow *wf,
                             const char *env, const struct engine_gate *g,
-                            const char *actor, struct cairn_error *err);
+                            const char *actor,
+                            char record_id[JOURNAL_RUN_ID_LEN],
+                            struct cairn_error *err);
 
 /* The longest name (with its NUL) of a step's files in its run folder,
  * before their suffixes (".log", ".service.log", ".pid", ...): under

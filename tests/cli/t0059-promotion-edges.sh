@@ -178,4 +178,51 @@ test_expect_success 'status RUN of a waiting run names the command to approve it
 	test_grep "once it is approved (.cairn approve $R.), or end it with .cairn reject $R.$" st
 '
 
+write_workflow held.yaml <<\EOF
+cairn: 1
+name: held
+params: { release: { default: "1.0" } }
+environments:
+  dev: {}
+  prod: { after: dev }
+start: deploy
+states:
+  deploy:
+    do: exec
+    with: { argv: [sh, -c, "touch holding; while [ ! -e go ]; do sleep 0.1; done"] }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'promote --json ends with a result line: on a refusal, and on an input error' '
+	mkdir pj && cd pj && cp ../held.yaml . &&
+	export CAIRN_JOURNAL=$PWD/.cairn/journal.db &&
+	test_must_fail_with 5 cairn promote held.yaml --to prod --release 2.0 --json >out 2>err &&
+	test "$(wc -l <out)" = 1 &&
+	REC=$(q "SELECT id FROM runs WHERE status = '\''refused'\''") &&
+	jq -e --arg rec "$REC" ".kind == \"result\" and .status == \"refused\" and .exit_code == 5 and .record == \$rec and .env == \"prod\" and .release == \"2.0\" and .gate == \"after\" and (.reason | test(\"no succeeded run in dev\"))" out >/dev/null &&
+	test_grep "^cairn: promotion to prod refused: " err &&
+	test_must_fail_with 2 cairn promote held.yaml --to nowhere --json >out 2>err &&
+	test "$(wc -l <out)" = 1 &&
+	jq -e ".kind == \"result\" and .status == \"error\" and .exit_code == 2 and (.message | test(\"nowhere\"))" out >/dev/null
+'
+
+test_expect_success 'promote while another run holds the lock: exit 4 before any "promoting" line' '
+	cd pj &&
+	export CAIRN_JOURNAL=$PWD/.cairn/journal.db &&
+	touch go && cairn run held.yaml --env dev >/dev/null && rm go holding &&
+	start_run promote held.yaml --to prod &&
+	wait_for_file holding 10 &&
+	q "SELECT count(*) FROM events" >before &&
+	test_must_fail_with 4 cairn promote held.yaml --to prod >out 2>err &&
+	test_cmp /dev/null out &&
+	test_grep "^cairn: workflow .held. env .prod. is locked by run " err &&
+	test_must_fail_with 4 cairn promote held.yaml --to prod --json >out 2>err &&
+	jq -e ".kind == \"result\" and .exit_code == 4" out >/dev/null &&
+	q "SELECT count(*) FROM events" >after &&
+	test_cmp before after &&
+	touch go &&
+	wait_run 0
+'
+
 test_done
