@@ -2160,6 +2160,53 @@ static int check_graph(struct loader *L)
                    "leads to a terminal)", wf->states[i].name);
       goto out;
     }
+
+  /* A loop of choices alone runs nothing between its decisions, so
+   * nothing changes what they decide: once taken it never ends. Found
+   * by a depth-first walk of the choices (seen: 1 on the walk's path, 2
+   * done; queue the path, fill each one's next edge). */
+  memset(seen, 0, n);
+  for (size_t r = 0; r < n && rc == 0; r++) {
+    size_t depth = 0;
+    if (wf->states[r].kind != ENGINE_CHOICE || seen[r])
+      continue;
+    queue[depth] = r;
+    fill[depth++] = at[r];
+    seen[r] = 1;
+    while (depth > 0) {
+      size_t i = queue[depth - 1];
+      if (fill[depth - 1] == at[i + 1]) {
+        seen[i] = 2;
+        depth--;
+        continue;
+      }
+      size_t t = to[fill[depth - 1]++];
+      if (wf->states[t].kind != ENGINE_CHOICE || seen[t] == 2)
+        continue;
+      if (seen[t] == 0) {
+        seen[t] = 1;
+        queue[depth] = t;
+        fill[depth++] = at[t];
+        continue;
+      }
+      /* t is on the path: the path from t back to it is the loop */
+      char loop[600];
+      size_t len = 0, k = depth;
+      while (k > 0 && queue[k - 1] != t)
+        k--;
+      for (size_t m = k - 1; m < depth && len < sizeof loop; m++)
+        len += (size_t)snprintf(loop + len, sizeof loop - len, "%s → ",
+                                wf->states[queue[m]].name);
+      if (len < sizeof loop)
+        snprintf(loop + len, sizeof loop - len, "%s", wf->states[t].name);
+      rc = lerr_at(L, wf->states[t].pos.line, wf->states[t].pos.col,
+                   "the choices %s form a loop that runs nothing between "
+                   "its decisions, so nothing can change them and once "
+                   "taken it never ends (hint: put an action or a wait "
+                   "state in the loop, or lead the branch elsewhere)", loop);
+      break;
+    }
+  }
 out:
   free(queue);
   free(at);

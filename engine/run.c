@@ -650,6 +650,13 @@ void engine__cursor_free(struct engine__cursor *cx)
 {
   if (cx == NULL)
     return;
+  if (cx->owner != NULL) {
+    /* an entry left for the outermost engine__enter dies with it */
+    struct engine__rt *rt = cx->owner->rt;
+    for (size_t i = 0; i < rt->npend; i++)
+      if (rt->pend[i].cx == cx)
+        rt->pend[i].to[0] = '\0';
+  }
   engine__sx_destroy(cx->cur);
   if (cx->wait_timer)
     uv_close((uv_handle_t *)cx->wait_timer, timer_free_cb);
@@ -904,6 +911,7 @@ void engine__task_attempt(struct engine__task *t)
 {
   json_t *p = json_object();
 
+  t->rt->progress++;
   t->attempt++;
   t->probing = 0;
   /* built directly: json_pack's format cost more than the object */
@@ -1498,6 +1506,7 @@ void engine__start_wait(struct engine__rt *rt, int64_t until_ms)
   int64_t left = until_ms - journal_now_ms();
   uint64_t ms;
 
+  rt->progress++;
   if (rt->opt->sim)
     left = 0; /* a simulation journals the wait and goes on */
   ms = (uint64_t)(left > 0 ? left : 0);
@@ -1608,7 +1617,76 @@ static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
   choice_failed(rt, st, msg);
 }
 
+/* Whether the cursor rt->cx has gone past ENGINE__IDLE_MAX entries in a
+ * row with nothing started anywhere in the run: then state st fails
+ * where it is entered, as a choice that cannot decide does. */
+static int idle_loop(struct engine__rt *rt, const struct engine_state *st)
+{
+  struct engine__idle *idle =
+      rt->cx != NULL && rt->cx->owner != NULL ? &rt->cx->idle : &rt->main_idle;
+  char path[320], msg[800];
+
+  if (rt->opt->sim)
+    return 0;
+  if (idle->at != rt->progress) {
+    idle->at = rt->progress;
+    idle->n = 0;
+  }
+  if (++idle->n <= ENGINE__IDLE_MAX)
+    return 0;
+  engine__jpath(rt, st->name, path, sizeof path);
+  snprintf(msg, sizeof msg, "state '%s' entered after %d states in a row "
+           "that started no action and waited for nothing: a loop that "
+           "would never end (hint: 'cairn simulate' names the loop; give "
+           "it a way out, or a wait state)", path, ENGINE__IDLE_MAX);
+  idle->n = 0; /* a failure path that loops again is caught again */
+  choice_failed(rt, st, msg);
+  return 1;
+}
+
+static void enter_state(struct engine__rt *rt, const char *name);
+
 void engine__enter(struct engine__rt *rt, const char *name)
+{
+  if (rt->enter_depth >= ENGINE__ENTER_DEPTH) {
+    if (rt->npend == rt->cappend) {
+      size_t cap = rt->cappend ? rt->cappend * 2 : 4;
+      struct engine__pending *p = realloc(rt->pend, cap * sizeof *p);
+      if (p == NULL) {
+        rt->fatal = CAIRN_E_NOMEM;
+        return;
+      }
+      rt->pend = p;
+      rt->cappend = cap;
+    }
+    struct engine__pending *e = &rt->pend[rt->npend++];
+    e->cx = rt->cx != NULL && rt->cx->owner != NULL ? rt->cx : NULL;
+    engine__copy(e->to, sizeof e->to, name);
+    return;
+  }
+  rt->enter_depth++;
+  enter_state(rt, name);
+  rt->enter_depth--;
+  if (rt->enter_depth > 0)
+    return;
+  /* the outermost: the entries left for it, oldest first, each in its
+   * own cursor */
+  struct engine__cursor *prev = rt->cx;
+  for (size_t i = 0; i < rt->npend; i++) {
+    char to[320];
+    if (rt->pend[i].to[0] == '\0')
+      continue; /* its cursor is gone */
+    engine__copy(to, sizeof to, rt->pend[i].to);
+    rt->cx = rt->pend[i].cx;
+    rt->enter_depth++;
+    enter_state(rt, to);
+    rt->enter_depth--;
+  }
+  rt->npend = 0;
+  rt->cx = prev;
+}
+
+static void enter_state(struct engine__rt *rt, const char *name)
 {
   const struct engine_state *st = engine_workflow_state(rt->wf, name);
   struct engine__sx **slot = engine__slot(rt, rt->cx);
@@ -1641,6 +1719,8 @@ void engine__enter(struct engine__rt *rt, const char *name)
     return;
   }
   *slot = sx;
+  if (idle_loop(rt, st))
+    return;
 
   switch (st->kind) {
   case ENGINE_DO:
@@ -2164,6 +2244,7 @@ void engine__rt_release(struct engine__rt *rt)
   free(rt->queue);
   cairn_buf_release(&rt->texts);
   free(rt->simq);
+  free(rt->pend);
   json_decref(rt->sim_outputs);
   json_decref(rt->sim_outputs_last);
   json_decref(rt->sim_record_last);

@@ -19,6 +19,14 @@ enum engine__task_phase {
 
 struct engine__sx;
 
+/* States a cursor entered since anything in the run last started an
+ * action or a wait (rt->progress was `at`): only a loop of states that
+ * do nothing gets far (ENGINE__IDLE_MAX). */
+struct engine__idle {
+  size_t n;
+  size_t at;
+};
+
 /* One line of execution besides the run's own (rt->cur): an instance
  * "M/KEY" of a map state M over a used workflow runs the states of its
  * frame as its own cursor, concurrently with the other instances. The
@@ -40,6 +48,8 @@ struct engine__cursor {
                                      NULL: main */
   int cancelled;                  /* the map failed: end, go on no more */
   uv_timer_t *wait_timer;         /* heap, freed in its close callback */
+  struct engine__idle idle;       /* states entered in a row without any
+                                     action or wait */
 };
 
 /* One action being carried out: a `do` state, or one parallel branch. */
@@ -192,6 +202,19 @@ struct engine__rt {
 
   struct engine__sx *cur;
   struct engine__sx *dead;
+
+  /* Entering a state can enter the next at once (a choice, a succeed
+   * that ends a used workflow, a map over nothing): past
+   * ENGINE__ENTER_DEPTH nested entries, the next waits in pend for the
+   * outermost engine__enter, so a long chain does not grow the stack. */
+  int enter_depth;
+  struct engine__pending {
+    struct engine__cursor *cx;    /* NULL: main; gone when to is "" */
+    char to[320];
+  } *pend;
+  size_t npend, cappend;
+  size_t progress;                /* actions and waits started */
+  struct engine__idle main_idle;  /* the main cursor's */
 
   /* rollback: the journaled plan's steps and the next one to undo */
   json_t *plan;
@@ -563,6 +586,13 @@ extern const struct adapter_desc engine__sim_adapter;
  * the standard library) enters about 13,000: only a loop gets this
  * far. */
 #define ENGINE__SIM_MAX_ENTRIES 100000
+/* Nested state entries before the next is left to the outermost. */
+#define ENGINE__ENTER_DEPTH 64
+/* A real run: states one cursor may enter in a row while nothing in the
+ * run starts an action or a wait. Each entry is journaled, so a loop of
+ * choices would otherwise grow the journal (and the memory) for ever; a
+ * simulation has its own limit, which names the loop. */
+#define ENGINE__IDLE_MAX 10000
 
 /* What in a simulation's scope comes from placeholder outputs, besides
  * states.S of a state that has them (a state that failed, was cancelled
