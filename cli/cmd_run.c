@@ -11,6 +11,7 @@ int cli_run_options(struct engine_options *o, const char *grace,
 {
   struct cairn_error err = {0};
   memset(o, 0, sizeof *o);
+  o->grace_ms = -1; /* the default; --grace 0 is none */
   if (grace && cairn_duration_parse(grace, &o->grace_ms, &err) != 0) {
     cli_error("--grace: %s", err.msg);
     return CLI_EXIT_USAGE;

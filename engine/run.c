@@ -1996,7 +1996,8 @@ static void signal_cb(uv_signal_t *h, int signum)
     return;
   }
   uv_timer_start(&rt->grace_timer, grace_cb,
-                 (uint64_t)(rt->opt->grace_ms > 0 ? rt->opt->grace_ms : 10000),
+                 (uint64_t)(rt->opt->grace_ms >= 0 ? rt->opt->grace_ms
+                                                   : 10000),
                  0);
 }
 

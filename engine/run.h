@@ -86,7 +86,8 @@ struct engine_options {
                                       parent); NULL: none */
   int64_t grace_ms;                /* after SIGINT/SIGTERM, how long running
                                       actions may finish before they are
-                                      stopped; 0 means 10 s */
+                                      stopped: 0 not at all (SIGTERM at
+                                      once), negative means 10 s */
   int64_t kill_grace_ms;           /* SIGTERM to SIGKILL; 0 means 5 s */
   engine_observe_cb observe;
   engine_observed_cb observed;     /* may be NULL */

@@ -243,6 +243,19 @@ test_expect_success 'a probe that finds the step took effect: it is not run agai
 	test_cmp expect actual
 '
 
+test_expect_success '--grace 0 gives running steps none: they are stopped at once' '
+	mkdir g0 && cp short.yaml g0/ &&
+	cd g0
+	start_run run --grace 0 short.yaml
+	wait_for_file brief.started 10
+	kill -INT "$BGPID"
+	wait_run 3
+	test_path_is_missing trace.txt &&
+	q "SELECT json_extract(payload, '\''$.outcome'\'') FROM events
+	   WHERE kind = '\''action.finished'\'' AND state = '\''brief'\''" >actual &&
+	test "$(cat actual)" != succeeded
+'
+
 test_expect_success 'a step that ends within the grace keeps its success; resume goes on' '
 	mkdir g && cp short.yaml g/ &&
 	cd g
