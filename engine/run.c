@@ -2104,7 +2104,8 @@ int engine__rt_init(struct engine__rt *rt, struct journal *j,
   for (size_t f = 0; f < wf->nframes; f++)
     for (size_t i = 0; i < wf->frames[f].nparams; i++)
       rt->capredact += (size_t)wf->frames[f].params[i].secret;
-  rt->capredact *= 2; /* each value as it is and as JSON escapes it */
+  rt->capredact *= 7; /* each value as it is and in up to six forms JSON
+                        escapes it (engine__learn_value) */
   rt->redact = calloc(rt->capredact + 1, sizeof *rt->redact);
   if (rt->scope == NULL || rt->redact == NULL || rt->inst == NULL ||
       (rt->entered == NULL && !opt->sim))

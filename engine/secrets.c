@@ -50,19 +50,36 @@ int engine__learn_value(struct engine__rt *rt, const char *s,
                            "occurs)", what, chars, chars == 1 ? "" : "s",
                            ENGINE_SECRET_MIN);
   int rc = add_form(rt, s);
-  /* Also the form s takes inside JSON text (a quote, a backslash or a
-   * control character escaped), as when an object holding it is
-   * rendered into a string or a message quotes it as JSON. */
+  /* Also the forms s takes inside JSON text, as when an object holding it
+   * is rendered into a string, a message quotes it as JSON, or a step
+   * prints JSON: a quote, a backslash or a control character escaped;
+   * '/' as "\/" (PHP's default); other than ASCII as "\u00e4"
+   * (Python's default, lower case) or "\u00E4" (jansson's). */
+  static const size_t flags[] = {0, JSON_ESCAPE_SLASH, JSON_ENSURE_ASCII,
+                                 JSON_ENSURE_ASCII | JSON_ESCAPE_SLASH};
   json_t *j = rc == 0 ? json_string(s) : NULL;
-  char *dump = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-  size_t len = dump ? strlen(dump) : 0;
-  if (len >= 2 && len - 2 != strlen(s)) {
+  for (size_t f = 0; j != NULL && rc == 0 && f < 4; f++) {
+    char *dump = json_dumps(j, JSON_ENCODE_ANY | flags[f]);
+    size_t len = dump ? strlen(dump) : 0;
+    if (dump == NULL) {
+      rc = rt->fatal = CAIRN_E_NOMEM;
+      break;
+    }
     dump[len - 1] = '\0';
-    rc = add_form(rt, dump + 1);
-  } else if (rc == 0 && j != NULL && dump == NULL) {
-    rc = rt->fatal = CAIRN_E_NOMEM;
+    if (strcmp(dump + 1, s) != 0)
+      rc = add_form(rt, dump + 1);
+    int upper = 0;
+    for (char *u = strstr(dump + 1, "\\u"); u != NULL && u[1] != '\0';
+         u = strstr(u + 2, "\\u"))
+      for (int k = 2; k < 6 && u[k]; k++)
+        if (u[k] >= 'A' && u[k] <= 'F') {
+          u[k] = (char)(u[k] - 'A' + 'a');
+          upper = 1;
+        }
+    if (rc == 0 && upper)
+      rc = add_form(rt, dump + 1);
+    free(dump);
   } /* j is NULL for text that is not UTF-8: JSON cannot hold it */
-  free(dump);
   json_decref(j);
   return rc;
 }
