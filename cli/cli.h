@@ -162,8 +162,9 @@ int cli_progress_result(struct cli_progress *p, const struct engine_result *r,
  * own). s is borrowed; the result lives as long as s and buf. */
 const char *cli_safe(const char *s, char *buf, size_t n);
 /* The length of the control character at p (below 0x20, 0x7f, or a C1
- * control, two bytes in UTF-8), or 0 when there is none there. p points
- * into a NUL-terminated string. */
+ * control, two bytes in UTF-8), 1 for a byte that starts no UTF-8
+ * character, or 0 when there is neither there. p points into a
+ * NUL-terminated string. */
 size_t cli_control_len(const unsigned char *p);
 /* "1.2s" etc. into buf. */
 const char *cli_duration(int64_t ms, char *buf, size_t n);

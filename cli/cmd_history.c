@@ -69,7 +69,7 @@ struct hctx {
 static int print_run(const struct journal_run *r, void *ud)
 {
   struct hctx *h = ud;
-  char t[32], d[32], wf[256], env[256], rel[256], actor[256];
+  char t[32], d[32], wf[256], env[256], rel[256], actor[256], st[256];
   if (h->status && strcmp(cli_run_status(h->j, r), h->status) != 0)
     return 0;
   if (h->limit > 0 && h->n >= h->limit)
@@ -84,7 +84,7 @@ static int print_run(const struct journal_run *r, void *ud)
       cli_safe(r->workflow, wf, sizeof wf),
       *r->env ? cli_safe(r->env, env, sizeof env) : "-",
       *r->release ? cli_safe(r->release, rel, sizeof rel) : "-",
-      cli_run_status(h->j, r),
+      cli_safe(cli_run_status(h->j, r), st, sizeof st),
       cli_time(r->created_ms, t, sizeof t),
       r->finished_ms ? cli_duration(r->finished_ms - r->created_ms, d,
                                     sizeof d)

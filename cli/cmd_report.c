@@ -12,6 +12,7 @@
 
 #include "cli/report.h"
 #include "common/file.h"
+#include "common/utf8.h"
 
 #define REPORT_MODE 0644 /* the journal it reads is redacted; see cli.md */
 
@@ -55,6 +56,13 @@ void cli_report_escape_max(FILE *f, const char *s, size_t max)
     if (c != 0 && *p != '\t' && *p != '\n' && *p != '\r') {
       for (size_t i = 0; i < c; i++)
         fprintf(f, "\\x%02x", u[i]);
+      p += c - 1;
+      n += c - 1;
+      continue;
+    }
+    if (*u >= 0x80) { /* a whole character: cli_control_len let it by */
+      c = cairn_utf8_char_len(u, 4);
+      fwrite(p, 1, c, f);
       p += c - 1;
       n += c - 1;
       continue;

@@ -276,7 +276,7 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
     printf("parent    %s\n", run.parent);
   const char *shown_status = cli_run_status(j, &run);
   int live = strcmp(shown_status, JOURNAL_STATUS_RUNNING) == 0;
-  printf("status    %s\n", shown_status);
+  printf("status    %s\n", cli_safe(shown_status, b1, sizeof b1));
   json_t *ab = abandonment(evs);
   const char *abandoned_at = NULL;
   if (ab) {
@@ -388,19 +388,23 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
     json_array_foreach(evs, i, ev) {
       char *pl = json_dumps(json_object_get(ev, "payload"),
                             JSON_COMPACT | JSON_SORT_KEYS);
-      char seq[24], cut[PAYLOAD_MAX + 1];
-      const char *p = pl ? cli_safe(pl, b1, sizeof b1) : "";
+      char seq[24], cut[PAYLOAD_MAX + sizeof "…"], kind[256];
+      const char *p = pl ? pl : "";
       snprintf(seq, sizeof seq, "%lld",
                (long long)json_integer_value(json_object_get(ev, "seq")));
-      /* cut as before, at PAYLOAD_MAX bytes, but not inside a character */
+      /* cut at PAYLOAD_MAX bytes, not inside a character, and said so;
+       * escaped after the cut, so no \xHH is cut in two */
       if (strlen(p) > PAYLOAD_MAX) {
         size_t keep = cairn_utf8_cut(p, PAYLOAD_MAX);
         memcpy(cut, p, keep);
-        cut[keep] = '\0';
+        memcpy(cut + keep, "…", sizeof "…");
         p = cut;
       }
+      p = cli_safe(p, b1, sizeof b1);
       const char *row[EVENT_COLS] = {
-        seq, json_string_value(json_object_get(ev, "kind")),
+        seq,
+        cli_safe(json_string_value(json_object_get(ev, "kind")), kind,
+                 sizeof kind),
         cli_safe(json_string_value(json_object_get(ev, "state")), b2,
                  sizeof b2),
         p};

@@ -156,7 +156,9 @@ static void trace_line(void *ud, const struct journal_event *ev)
                         d, sizeof d));
   } else if (strcmp(k, JOURNAL_EV_TRANSITION) == 0) {
     const char *to = pstr(ev, "to");
-    printf("→ %s (%s)%s\n", *to ? to : "end", pstr(ev, "reason"),
+    char b1[4096]; /* a when: quotes the workflow's text */
+    printf("→ %s (%s)%s\n", *to ? to : "end",
+           cli_safe(pstr(ev, "reason"), b1, sizeof b1),
            json_is_true(json_object_get(ev->payload, "placeholders"))
                ? " [decided on placeholders]"
                : "");

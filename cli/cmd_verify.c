@@ -271,11 +271,17 @@ int cli_cmd_verify(int argc, char **argv, struct cli_ctx *ctx)
            journal_path(j), vr.key_id[0] ? " (keyed)" : "",
            (long long)vr.events, vr.last_hash,
            anchor_in != NULL ? ", anchor ok" : "");
-  } else if (bad_seq == 0) {
-    printf("journal %s: chain ok but altered: %s\n", journal_path(j), reason);
   } else {
-    printf("journal %s: chain broken at event %lld: %s\n", journal_path(j),
-           (long long)bad_seq, reason);
+    /* the reason quotes what it found in the file, which anyone who
+     * altered it chose: written so no byte of it acts on the terminal */
+    char said[4 * sizeof reason];
+    if (bad_seq == 0)
+      printf("journal %s: chain ok but altered: %s\n", journal_path(j),
+             cli_safe(reason, said, sizeof said));
+    else
+      printf("journal %s: chain broken at event %lld: %s\n",
+             journal_path(j), (long long)bad_seq,
+             cli_safe(reason, said, sizeof said));
   }
   journal_close(j);
   return ok ? CLI_EXIT_OK : CLI_EXIT_FAILED;

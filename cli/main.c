@@ -53,13 +53,22 @@ static const struct cli_command commands[] = {
 /* The last error said, for the result line of --json (cli_error_result). */
 static char last_error[CAIRN_ERRMSG_MAX + 256];
 
+/* An error quotes what it is about (a name from a workflow file, a
+ * journal's row, a step's output): its control characters are written
+ * as \xHH, so none acts on the terminal. --json keeps it as it is. */
+static void say_error(const char *prefix, const char *msg)
+{
+  static char buf[4 * sizeof last_error];
+  fprintf(stderr, "%s%s\n", prefix, cli_safe(msg, buf, sizeof buf));
+}
+
 void cli_error(const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(last_error, sizeof last_error, fmt, ap);
   va_end(ap);
-  fprintf(stderr, "cairn: %s\n", last_error);
+  say_error("cairn: ", last_error);
 }
 
 void cli_workflow_error(const struct cairn_error *err, const char *then)
@@ -74,7 +83,7 @@ void cli_workflow_error(const struct cairn_error *err, const char *then)
     cli_error("%s%s%s", err->msg, sep, then);
   } else {
     snprintf(last_error, sizeof last_error, "%s%s%s", err->msg, sep, then);
-    fprintf(stderr, "%s\n", last_error);
+    say_error("", last_error);
   }
 }
 

@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "common/duration.h"
+#include "common/utf8.h"
 
 #define LIVE_MAX 64
 
@@ -33,7 +34,21 @@ size_t cli_control_len(const unsigned char *p)
     return 1;
   if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
     return 2;
+  /* a byte that starts no UTF-8 character: a terminal in an 8-bit mode
+   * reads a lone 0x9b as CSI (a NUL ends the string before any byte
+   * past it is read) */
+  if (*p >= 0x80 && cairn_utf8_char_len(p, 4) == 0)
+    return 1;
   return 0;
+}
+
+/* The length of the character at p that cli_control_len let through: a
+ * whole UTF-8 sequence, so its continuation bytes are not taken for bytes
+ * that start none. */
+static size_t char_len(const unsigned char *p)
+{
+  size_t c = *p < 0x80 ? 1 : cairn_utf8_char_len(p, 4);
+  return c ? c : 1;
 }
 
 const char *cli_safe(const char *s, char *buf, size_t n)
@@ -42,16 +57,20 @@ const char *cli_safe(const char *s, char *buf, size_t n)
   size_t k = 0, c;
 
   while (*p && cli_control_len(p) == 0)
-    p++;
+    p += char_len(p);
   if (*p == '\0')
     return s;
   if (n == 0)
     return "";
-  for (p = (const unsigned char *)s; *p; p += c ? c : 1) {
+  for (p = (const unsigned char *)s; *p; p += c) {
     c = cli_control_len(p);
-    if (c == 0 && k + 1 < n)
-      buf[k++] = (char)*p;
-    else if (c != 0 && k + 4 * c < n)
+    if (c == 0) {
+      c = char_len(p);
+      if (k + c >= n)
+        break;
+      memcpy(buf + k, p, c);
+      k += c;
+    } else if (k + 4 * c < n)
       for (size_t i = 0; i < c; i++)
         k += (size_t)snprintf(buf + k, n - k, "\\x%02x", p[i]);
     else
@@ -271,7 +290,7 @@ void cli_progress_observe(void *ud, const struct journal_event *ev)
     const char *reason = pstr(ev, "reason");
     const char *to = pstr(ev, "to");
     if (*to && strcmp(reason, "next") != 0)
-      printf("→ %s (%s)\n", to, reason);
+      printf("→ %s (%s)\n", to, safe_text(reason));
   } else if (strcmp(k, JOURNAL_EV_STATE_ENTERED) == 0) {
     const char *kind = pstr(ev, "kind");
     const char *e = pstr(ev, "error");
