@@ -296,7 +296,9 @@ int cli_cmd_promote(int argc, char **argv, struct cli_ctx *ctx)
     chain[nchain - 1 - i] = t;
   }
   json_t *params = NULL;
-  if (engine_workflow_params(wf, sets.items, sets.n, &params, &err) != 0) {
+  if (engine_workflow_params(wf, sets.items, sets.n, &params, &err) != 0 ||
+      engine_secrets_check(wf, params, &err) != 0) {
+    json_decref(params);
     cli_error("%s", err.msg);
     code = CLI_EXIT_USAGE;
     goto out;

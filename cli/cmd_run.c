@@ -101,7 +101,8 @@ int cli_cmd_run(int argc, char **argv, struct cli_ctx *ctx)
   code = gated(wf, env, argv[1]);
   if (code != 0)
     goto out;
-  if (engine_workflow_params(wf, sets.items, sets.n, &params, &err) != 0) {
+  if (engine_workflow_params(wf, sets.items, sets.n, &params, &err) != 0 ||
+      engine_secrets_check(wf, params, &err) != 0) {
     cli_error("%s", err.msg);
     code = CLI_EXIT_USAGE;
     goto out;

@@ -6,6 +6,7 @@
 #include <locale.h>
 #include <math.h>
 #include <regex.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,6 +171,43 @@ size_t engine_secret_too_short(const char *s)
   size_t n = cairn_utf8_chars(s);
 
   return n < ENGINE_SECRET_MIN ? n : 0;
+}
+
+int engine_secret_length_check(const char *s, const char *what,
+                               struct cairn_error *err)
+{
+  /* Masked wherever it occurs, a value this short would garble the
+   * output, and where the *** fall would show it. */
+  size_t chars = s ? engine_secret_too_short(s) : 0;
+  if (chars == 0)
+    return 0;
+  return cairn_error_set(err, CAIRN_E_INVAL,
+                         "%s is %zu character%s long: too short to keep out "
+                         "of the output (hint: give it at least %d "
+                         "characters; cairn masks a secret wherever it "
+                         "occurs)", what, chars, chars == 1 ? "" : "s",
+                         ENGINE_SECRET_MIN);
+}
+
+int engine_secrets_check(const struct engine_workflow *wf,
+                         const json_t *params, struct cairn_error *err)
+{
+  char what[300];
+  int rc = 0;
+
+  for (size_t i = 0; rc == 0 && i < wf->nsecrets; i++) {
+    snprintf(what, sizeof what, "secret %s (from the environment)",
+             wf->secrets[i]);
+    rc = engine_secret_length_check(getenv(wf->secrets[i]), what, err);
+  }
+  for (size_t i = 0; rc == 0 && i < wf->nparams; i++)
+    if (wf->params[i].secret) {
+      snprintf(what, sizeof what, "secret param '%s'", wf->params[i].name);
+      rc = engine_secret_length_check(
+          json_string_value(json_object_get(params, wf->params[i].name)),
+          what, err);
+    }
+  return rc;
 }
 
 int engine_param_value(const struct engine_param *p, json_t *value,

@@ -39,17 +39,10 @@ int engine__learn_value(struct engine__rt *rt, const char *s,
 {
   if (s == NULL || *s == '\0')
     return 0;
-  /* Masked wherever it occurs, a value this short would garble the
-   * output, and where the *** fall would show it. */
-  size_t chars = engine_secret_too_short(s);
-  if (chars > 0 && !rt->opt->sim)
-    return cairn_error_set(err, CAIRN_E_INVAL,
-                           "%s is %zu character%s long: too short to keep out "
-                           "of the output (hint: give it at least %d "
-                           "characters; cairn masks a secret wherever it "
-                           "occurs)", what, chars, chars == 1 ? "" : "s",
-                           ENGINE_SECRET_MIN);
-  int rc = add_form(rt, s);
+  int rc = rt->opt->sim ? 0 : engine_secret_length_check(s, what, err);
+  if (rc != 0)
+    return rc;
+  rc = add_form(rt, s);
   /* Also the forms s takes inside JSON text, as when an object holding it
    * is rendered into a string, a message quotes it as JSON, or a step
    * prints JSON: a quote, a backslash or a control character escaped;

@@ -162,6 +162,12 @@ enum engine_param_type {
  * empty value has nothing to mask). */
 size_t engine_secret_too_short(const char *s);
 
+/* CAIRN_E_INVAL naming what (say "secret TOK (from the environment)") when
+ * s is too short to take (engine_secret_too_short), else 0. Both
+ * borrowed. */
+int engine_secret_length_check(const char *s, const char *what,
+                               struct cairn_error *err);
+
 struct engine_param {
   char *name;
   enum engine_param_type type;
@@ -301,6 +307,13 @@ size_t engine_workflow_instance_len(const struct engine_workflow *wf,
 /* The frame of state st, or NULL for the top workflow (borrowed). */
 const struct engine_frame *engine_workflow_frame(
     const struct engine_workflow *wf, const struct engine_state *st);
+
+/* The secrets a run of wf would start with, checked before anything is
+ * journaled: each declared secret set in the environment, and each
+ * secret param of params (engine_workflow_params' object), must not be
+ * too short (engine_secret_length_check). 0, or CAIRN_E_INVAL. */
+int engine_secrets_check(const struct engine_workflow *wf,
+                         const json_t *params, struct cairn_error *err);
 
 /* Builds the params object for a run: defaults, then each "name=value" of
  * sets (converted to the declared type, checked against the pattern).

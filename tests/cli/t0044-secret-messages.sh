@@ -273,7 +273,21 @@ test_expect_success 'a secret or secret param under 4 characters is refused, not
 	test_grep "^cairn: secret param .pw. is 3 characters long: too short" err &&
 	test_grep ! xyz err &&
 	test_path_is_missing short.out &&
-	test "$(q "SELECT count(*) FROM runs")" = 0 &&
+	test_path_is_missing .cairn/journal.db &&
+	write_workflow promoted.yaml <<-\EOF &&
+	cairn: 1
+	name: promoted
+	secrets: [TOKEN]
+	environments: { dev: {} }
+	start: a
+	states:
+	  a: { do: exec, with: { argv: ["true"] }, next: done }
+	  done: { succeed: true }
+	EOF
+	TOKEN=ab test_must_fail_with 2 cairn promote promoted.yaml --to dev >out 2>err &&
+	test_cmp /dev/null out &&
+	test_grep "^cairn: secret TOKEN (from the environment) is 2 characters long" err &&
+	test_path_is_missing .cairn/journal.db &&
 	TOKEN=abcd cairn run short.yaml --set pw=wxyz >out &&
 	TOKEN= cairn run short.yaml >out &&
 	printf "abcdefgh\nabcdefgh\n" >expect &&
