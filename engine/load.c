@@ -2611,9 +2611,20 @@ static int load_file(struct engine_workflow **out, const char *path,
   if (out == NULL || path == NULL)
     return cairn_error_set(err, CAIRN_E_INVAL, "invalid argument");
   *out = NULL;
-  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+  /* O_NONBLOCK: a FIFO without a writer would block the open for ever;
+   * it is refused below, as a device or a folder is (a run reads its
+   * file again on resume). A regular file ignores the flag. */
+  if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0)
     return cairn_error_set(err, CAIRN_E_IO, "cannot read '%s': %s", path,
                            strerror_r(errno, eb, sizeof eb));
+  if (fstat(fd, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+    close(fd);
+    return cairn_error_set(err, CAIRN_E_IO, "cannot read '%s': it is not a "
+                           "file (%s) (hint: a workflow is a .yaml file, "
+                           "which resume reads again)", path,
+                           S_ISDIR(sb.st_mode) ? "a folder"
+                                               : "a device, FIFO or socket");
+  }
   /* Room for the whole file and the read that finds its end; a large
    * one in huge pages (common/huge.h), given back for the next user. */
   if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&

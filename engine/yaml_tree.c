@@ -333,7 +333,12 @@ static int yb_attach(struct ybuild *b, ynode *node)
   if (is_key) {
     int rc = 0;
     size_t slot;
-    if (node->type != Y_SCALAR)
+    if (node->type == Y_MAP && p->n == 0)
+      /* `x: {{ params.a }}` reads as a mapping whose first key is one */
+      rc = lerr(b->L, node, "mapping keys must be scalars (hint: a value "
+                "that starts with '{{' is a template: quote it, as in "
+                "\"{{ params.name }}\")");
+    else if (node->type != Y_SCALAR)
       rc = lerr(b->L, node, "mapping keys must be scalars (hint: use a "
                 "plain name as the key)");
     else if (node->plain && strcmp(node->text, "<<") == 0)

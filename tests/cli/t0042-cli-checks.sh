@@ -299,4 +299,15 @@ test_expect_success 'plan and validate count one state as one state' '
 	test_grep "^one.yaml: ok (workflow .one., 1 state)$" out
 '
 
+test_expect_success 'a FIFO or a folder as the workflow file: exit 2 at once, not a hang' '
+	mkfifo fifo.yaml &&
+	test_must_fail_with 2 timeout 10 "$CAIRN_BIN" validate fifo.yaml 2>err &&
+	test_grep "^cairn: cannot read .fifo.yaml.: it is not a file (a device, FIFO or socket)" err &&
+	test_must_fail_with 2 timeout 10 "$CAIRN_BIN" run fifo.yaml 2>err &&
+	test_grep "it is not a file" err &&
+	mkdir folder.yaml &&
+	test_must_fail_with 2 cairn validate folder.yaml 2>err &&
+	test_grep "it is not a file (a folder)" err
+'
+
 test_done

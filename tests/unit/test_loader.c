@@ -322,7 +322,9 @@ static void test_missing_file(void **state)
   assert_string_equal(err.msg, "cannot read '/nonexistent/x.yaml': No such "
                                "file or directory");
   assert_int_equal(engine_workflow_load(&wf, "/", &err), CAIRN_E_IO);
-  assert_string_equal(err.msg, "cannot read '/': Is a directory");
+  assert_string_equal(err.msg, "cannot read '/': it is not a file (a "
+                               "folder) (hint: a workflow is a .yaml file, "
+                               "which resume reads again)");
 }
 
 /* ---- YAML ------------------------------------------------------------- */
@@ -456,6 +458,11 @@ static void test_yaml_errors(void **state)
   expect_error(HEAD "  ? [a]\n  : { succeed: true }\n",
                "wf.yaml:5:5: error: mapping keys must be scalars (hint: use "
                "a plain name as the key)");
+  /* "  a: { do: exec, with: { shell: " is 32 characters */
+  expect_error(HEAD "  a: { do: exec, with: { shell: {{ params.r }} } }\n",
+               "wf.yaml:5:34: error: mapping keys must be scalars (hint: a "
+               "value that starts with '{{' is a template: quote it, as in "
+               "\"{{ params.name }}\")");
 }
 
 static void test_duplicate_keys(void **state)
