@@ -209,16 +209,18 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
   if (code != 0)
     goto out;
   have_run = 1;
-  if (journal_replay(j, run.id, &rp, &err) != 0) {
+  int rc = journal_replay(j, run.id, &rp, &err);
+  if (rc != 0) {
     cli_error("%s", err.msg);
-    code = CLI_EXIT_FAILED;
+    code = cli_exit_for(rc);
     goto out;
   }
   have_rp = 1;
   evs = json_array();
-  if (journal_event_foreach(j, run.id, 0, collect_event, evs, &err) != 0) {
+  rc = journal_event_foreach(j, run.id, 0, collect_event, evs, &err);
+  if (rc != 0) {
     cli_error("%s", err.msg);
-    code = CLI_EXIT_FAILED;
+    code = cli_exit_for(rc);
     goto out;
   }
 
@@ -258,9 +260,12 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
 
   printf("run       %s\n", run.id);
   /* Every string a user or a step wrote goes through cli_safe. */
-  printf("workflow  %s (%s, sha256 %.12s)\n",
-         cli_safe(run.workflow, b2, sizeof b2),
-         cli_safe(run.file, b1, sizeof b1), run.file_sha256);
+  if (*run.file)
+    printf("workflow  %s (%s, sha256 %.12s)\n",
+           cli_safe(run.workflow, b2, sizeof b2),
+           cli_safe(run.file, b1, sizeof b1), run.file_sha256);
+  else /* an approval record names a workflow, not a file */
+    printf("workflow  %s\n", cli_safe(run.workflow, b2, sizeof b2));
   if (*run.env)
     printf("env       %s\n", cli_safe(run.env, b2, sizeof b2));
   if (*run.release)
@@ -375,8 +380,14 @@ int cli_cmd_show(int argc, char **argv, struct cli_ctx *ctx)
   }
   free(order);
   free(put);
-  printf("\n");
-  code = cli_table_print(table);
+  if (journal_run_is_record(&run)) {
+    /* a record never ran: no states to list */
+    printf("\na promotion record (%s): it holds one event, which "
+           "'--events' shows\n", run.status);
+  } else {
+    printf("\n");
+    code = cli_table_print(table);
+  }
   if (events && code == CLI_EXIT_OK) {
     static const char *const event_head[EVENT_COLS] = {"SEQ", "KIND",
                                                        "STATE", "PAYLOAD"};

@@ -144,9 +144,10 @@ int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx)
     return code;
   if (npos == 0) {
     struct sctx s = {ctx, j, json_object(), json_array()};
-    if (journal_run_foreach_current(j, status_row, &s, &err) != 0) {
+    int rc = journal_run_foreach_current(j, status_row, &s, &err);
+    if (rc != 0) {
       cli_error("%s", err.msg);
-      code = CLI_EXIT_FAILED;
+      code = cli_exit_for(rc);
     } else if (json_array_size(s.order) == 0 && !ctx->json) {
       printf("no runs\n");
     } else {
@@ -165,11 +166,12 @@ int cli_cmd_status(int argc, char **argv, struct cli_ctx *ctx)
     journal_close(j);
     return code;
   }
-  if (journal_replay(j, run.id, &rp, &err) != 0) {
+  int rc = journal_replay(j, run.id, &rp, &err);
+  if (rc != 0) {
     cli_error("%s", err.msg);
     journal_run_release(&run);
     journal_close(j);
-    return CLI_EXIT_FAILED;
+    return cli_exit_for(rc);
   }
   const char *st = cli_run_status(j, &run);
   if (ctx->json) {

@@ -66,6 +66,10 @@ test_expect_success 'a run that does not wait, or a record: exit 2, with what to
 	REC=$(last_run) &&
 	test_must_fail_with 2 cairn approve $REC 2>err &&
 	test_grep "it is approved" err &&
+	cairn show $REC >show &&
+	test_grep "^workflow  gated$" show &&
+	test_grep "^a promotion record (approved): it holds one event" show &&
+	test_grep ! "^STATE" show &&
 	test_must_fail_with 2 cairn approve dev --workflow gated --release 1 --allow-changed 2>err &&
 	test_grep "^cairn: approve ENV takes no --allow-changed or --allow-superseded" err
 '
