@@ -115,7 +115,7 @@ int cli_cmd_history(int argc, char **argv, struct cli_ctx *ctx)
     {"since", CLI_OPT_STRING, &since, "DATE|DURATION",
      "only runs started at or after DATE (YYYY-MM-DD[ HH:MM[:SS]], local "
      "time) or DURATION ago (7d, 12h)"},
-    {"limit", CLI_OPT_INT, &limit, "N", "at most N runs"},
+    {"limit", CLI_OPT_INT, &limit, "N", "at most N runs (0, the default: all)"},
     {NULL, 0, NULL, NULL, NULL},
   };
   struct journal *j = NULL;

@@ -240,9 +240,9 @@ int main(int argc, char **argv)
       strcmp(name, "help") == 0) {
     if (argc > 2 && strcmp(name, "help") == 0 &&
         strcmp(argv[2], "adapters") == 0) {
-      /* The reference of the actions, like git help's guides. */
-      char *aargv[] = {argv[2], argc > 3 ? argv[3] : NULL, NULL};
-      return cli_cmd_adapters(argc > 3 ? 2 : 1, aargv, &ctx);
+      /* The reference of the actions, like git help's guides: the
+       * same command, with whatever follows (a name, --json). */
+      return cli_cmd_adapters(argc - 2, argv + 2, &ctx);
     }
     if (argc > 2 && strcmp(name, "help") == 0 &&
         strcmp(argv[2], "help") != 0 && strcmp(argv[2], "--help") != 0 &&

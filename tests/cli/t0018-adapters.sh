@@ -35,7 +35,11 @@ test_expect_success 'cairn help adapters lists them; adapters NAME shows one' '
 	test_grep "^exec: run a command$" out &&
 	cairn adapters exec >one &&
 	test_grep "^  inputs:$" one &&
-	test_grep "^    argv  *list of strings  *optional$" one
+	test_grep "^    argv  *list of strings  *optional$" one &&
+	cairn help adapters exec --json >j &&
+	cairn adapters exec --json >j2 &&
+	test_cmp j2 j &&
+	jq -e ".name == \"exec\"" j >/dev/null
 '
 
 test_expect_success 'an unknown adapter name: exit 2, one line with the list' '
