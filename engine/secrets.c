@@ -140,7 +140,15 @@ int engine__run_params(struct engine__rt *rt, const struct journal_replay *rp,
     const struct engine_param *p;
     snprintf(name, sizeof name, "%.*s", len, set);
     p = eq ? engine_workflow_param(wf, name) : NULL;
-    if (p == NULL || !p->secret)
+    if (eq == NULL)
+      rc = cairn_error_set(err, CAIRN_E_INVAL, "--set %s: expected "
+                           "NAME=VALUE", set);
+    else if (p == NULL)
+      rc = cairn_error_set(err, CAIRN_E_INVAL, "--set %.*s: workflow '%s' "
+                           "has no param '%.*s' (hint: only a secret param "
+                           "is given again, by its name)", len, set,
+                           wf->name, len, set);
+    else if (!p->secret)
       rc = cairn_error_set(err, CAIRN_E_INVAL, "--set %.*s: only a secret "
                            "param can be given to run %s again (hint: its "
                            "other params are the journaled ones)", len, set,

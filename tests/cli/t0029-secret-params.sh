@@ -86,6 +86,10 @@ test_expect_success 'resume after a kill: refused without the secret, then finis
 	test_grep -F "run $RUN has the secret param '\''token'\'', which the journal does not keep (hint: give it again with --set token=VALUE)" out &&
 	test_must_fail_with 2 cairn resume "$RUN" --set token="$TOKEN" --set region=us >out 2>&1 &&
 	test_grep "only a secret param can be given to run $RUN again" out &&
+	test_must_fail_with 2 cairn resume "$RUN" --set token="$TOKEN" --set tokn=x >out 2>&1 &&
+	test_grep "^cairn: --set tokn: workflow .app. has no param .tokn. (hint: only a secret param is given again, by its name)$" out &&
+	test_must_fail_with 2 cairn resume "$RUN" --set token >out 2>&1 &&
+	test_grep "^cairn: --set token: expected NAME=VALUE$" out &&
 	cairn resume "$RUN" --set token="$TOKEN" >out 2>&1 &&
 	test "$(q "SELECT status FROM runs WHERE id = '\''$RUN'\''")" = succeeded &&
 	echo "$TOKEN" >expect &&
