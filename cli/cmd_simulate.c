@@ -241,6 +241,26 @@ int cli_cmd_simulate(int argc, char **argv, struct cli_ctx *ctx)
     code = CLI_EXIT_USAGE;
     goto out;
   }
+  {
+    /* each item fires on its own: a second of the same would be said
+     * not to have fired */
+    const struct {
+      const char *opt;
+      const struct cli_list *l;
+    } lists[] = {{"--fail-at", &fail_at}, {"--fail-undo", &fail_undo},
+                 {"--fail-ready", &fail_ready}};
+    for (size_t k = 0; k < sizeof lists / sizeof lists[0]; k++)
+      for (size_t i = 0; i < lists[k].l->n; i++)
+        for (size_t m = 0; m < i; m++)
+          if (strcmp(lists[k].l->items[i], lists[k].l->items[m]) == 0) {
+            char b1[1024];
+            cli_error("%s %s is given twice (hint: once is enough)",
+                      lists[k].opt,
+                      cli_safe(lists[k].l->items[i], b1, sizeof b1));
+            code = CLI_EXIT_USAGE;
+            goto out;
+          }
+  }
   if (engine_workflow_load(&wf, argv[1], &err) != 0) {
     cli_workflow_error(&err, NULL);
     code = CLI_EXIT_USAGE;

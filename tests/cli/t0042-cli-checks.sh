@@ -310,4 +310,20 @@ test_expect_success 'a FIFO or a folder as the workflow file: exit 2 at once, no
 	test_grep "it is not a file (a folder)" err
 '
 
+test_expect_success 'simulate --fail-at X twice: exit 2, not a line saying the second did not fire' '
+	write_workflow twice.yaml <<-\EOF &&
+	cairn: 1
+	name: twice
+	start: a
+	states:
+	  a: { do: exec, with: { argv: ["true"] }, retry: { attempts: 3 }, next: done }
+	  done: { succeed: true }
+	EOF
+	test_must_fail_with 2 cairn simulate twice.yaml --fail-at a --fail-at a >out 2>err &&
+	echo "cairn: --fail-at a is given twice (hint: once is enough)" >expect &&
+	test_cmp expect err &&
+	cairn simulate twice.yaml --fail-at a:1 --fail-at a:2 >out &&
+	test_grep ! "did not fire" out
+'
+
 test_done
