@@ -166,6 +166,10 @@ const char *cli_safe(const char *s, char *buf, size_t n);
  * character, or 0 when there is neither there. p points into a
  * NUL-terminated string. */
 size_t cli_control_len(const unsigned char *p);
+/* s (borrowed; NULL reads as "") as a new JSON string, with each byte
+ * that is not UTF-8 replaced by '?' (jansson refuses such text, and a
+ * field it refused would vanish); NULL only when out of memory. */
+json_t *cli_text(const char *s);
 /* "1.2s" etc. into buf. */
 const char *cli_duration(int64_t ms, char *buf, size_t n);
 /* "2026-11-22 19:57:01" (local time) into buf. */

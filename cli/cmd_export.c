@@ -91,12 +91,16 @@ static void emit(struct export *e, json_t *v)
 static int collect_run(const struct journal_run *r, void *ud)
 {
   struct export *e = ud;
+  /* cli_text: an edited row's bytes that are not UTF-8 as '?', so a
+   * journal that fails verify can still be exported whole */
   json_t *v = json_pack(
-      "{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:O,s:s,s:s,s:s,s:I,s:I,s:I}", "type",
-      "run", "id", r->id, "workflow", r->workflow, "file", r->file,
-      "file_sha256", r->file_sha256, "env", r->env, "release", r->release,
+      "{s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:O,s:o,s:o,s:o,s:I,s:I,s:I}", "type",
+      "run", "id", cli_text(r->id), "workflow", cli_text(r->workflow),
+      "file", cli_text(r->file), "file_sha256", cli_text(r->file_sha256),
+      "env", cli_text(r->env), "release", cli_text(r->release),
       "params", r->params != NULL ? r->params : json_null(), "status",
-      r->status, "actor", r->actor, "parent", r->parent, "created_ms",
+      cli_text(r->status), "actor", cli_text(r->actor), "parent",
+      cli_text(r->parent), "created_ms",
       (json_int_t)r->created_ms, "updated_ms", (json_int_t)r->updated_ms,
       "finished_ms", (json_int_t)r->finished_ms);
 
@@ -112,11 +116,13 @@ static int emit_event(const struct journal_event *ev, void *ud)
 
   if (ev->time_ms < e->since_ms)
     return 0;
-  v = json_pack("{s:s,s:I,s:s,s:s,s:s,s:i,s:I,s:O,s:s,s:s}", "type", "event",
-                "seq", (json_int_t)ev->seq, "run", ev->run_id, "kind",
-                ev->kind, "state", ev->state, "attempt", ev->attempt,
-                "time_ms", (json_int_t)ev->time_ms, "payload", ev->payload,
-                "prev_hash", ev->prev_hash, "hash", ev->hash);
+  v = json_pack("{s:s,s:I,s:o,s:o,s:o,s:i,s:I,s:O,s:o,s:o}", "type", "event",
+                "seq", (json_int_t)ev->seq, "run", cli_text(ev->run_id),
+                "kind", cli_text(ev->kind), "state", cli_text(ev->state),
+                "attempt", ev->attempt, "time_ms", (json_int_t)ev->time_ms,
+                "payload", ev->payload ? ev->payload : json_null(),
+                "prev_hash", cli_text(ev->prev_hash), "hash",
+                cli_text(ev->hash));
   if (v == NULL)
     return CAIRN_E_NOMEM;
   emit(e, v);

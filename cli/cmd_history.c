@@ -20,11 +20,16 @@ const char *cli_run_status(struct journal *j, const struct journal_run *run)
 
 json_t *cli_run_json(struct journal *j, const struct journal_run *r)
 {
-  return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:O,s:I,s:I}",
-                   "id", r->id, "workflow", r->workflow, "env", r->env,
-                   "release", r->release, "status", cli_run_status(j, r),
-                   "actor", r->actor, "parent", r->parent, "file", r->file,
-                   "file_sha256", r->file_sha256, "params", r->params,
+  /* the row's text as cli_text gives it: an edited row may hold bytes
+   * that are not UTF-8, and its run must not vanish from the output */
+  return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:O,s:I,s:I}",
+                   "id", cli_text(r->id), "workflow", cli_text(r->workflow),
+                   "env", cli_text(r->env), "release", cli_text(r->release),
+                   "status", cli_text(cli_run_status(j, r)), "actor",
+                   cli_text(r->actor), "parent", cli_text(r->parent), "file",
+                   cli_text(r->file), "file_sha256",
+                   cli_text(r->file_sha256), "params",
+                   r->params ? r->params : json_null(),
                    "created_ms", (json_int_t)r->created_ms, "finished_ms",
                    (json_int_t)r->finished_ms);
 }

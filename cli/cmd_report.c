@@ -370,15 +370,29 @@ int cli_cmd_report(int argc, char **argv, struct cli_ctx *ctx)
     if (rc != CAIRN_E_KEY)
       cli_report_escape(f, why.msg);
     fprintf(f, " (cairn verify)</p>\n");
+    char said[4 * CAIRN_ERRMSG_MAX];
     fprintf(stderr, "cairn: warning: %s%s\n", what,
-            rc == CAIRN_E_KEY ? "" : why.msg);
+            rc == CAIRN_E_KEY ? "" : cli_safe(why.msg, said, sizeof said));
   }
   if (have_run) {
     rc = cli_report_run(f, j, &run, &err);
-    if (rc != 0) {
+    if (rc == CAIRN_E_NOMEM) {
       cli_error("%s", err.msg);
       code = cli_exit_for(rc);
       goto out;
+    }
+    if (rc != 0) {
+      /* events that cannot be read (an edited journal): the page is
+       * still written, saying so where the timeline would be */
+      char said[4 * CAIRN_ERRMSG_MAX];
+      fprintf(f, "<section id=\"run\">\n<h2>Run ");
+      cli_report_escape(f, run.id);
+      fprintf(f, "</h2>\n<p class=\"untrusted\">its timeline cannot be "
+                 "shown: ");
+      cli_report_escape(f, err.msg);
+      fprintf(f, " (cairn verify)</p>\n</section>\n");
+      fprintf(stderr, "cairn: warning: the timeline of run %s cannot be "
+              "shown: %s\n", run.id, cli_safe(err.msg, said, sizeof said));
     }
   }
   fprintf(f, "<section id=\"history\">\n<h2>History</h2>\n");

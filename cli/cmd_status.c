@@ -25,8 +25,8 @@ static int status_row(const struct journal_run *r, void *ud)
   snprintf(key, sizeof key, "%s\n%s", r->workflow, r->env);
   json_t *row = json_object_get(s->rows, key);
   if (row == NULL) {
-    row = json_pack("{s:s,s:s,s:n,s:b}", "workflow", r->workflow, "env",
-                    r->env, "live", "in_progress", 0);
+    row = json_pack("{s:o,s:o,s:n,s:b}", "workflow", cli_text(r->workflow),
+                    "env", cli_text(r->env), "live", "in_progress", 0);
     json_object_set_new(s->rows, key, row);
     json_array_append_new(s->order, json_string(key));
   }
@@ -50,8 +50,9 @@ static int status_row(const struct journal_run *r, void *ud)
   if (strcmp(st, JOURNAL_STATUS_SUCCEEDED) == 0 &&
       json_is_null(json_object_get(row, "live")))
     json_object_set_new(row, "live",
-                        json_pack("{s:s,s:s,s:s,s:I,s:s}", "run", r->id,
-                                  "release", r->release, "actor", r->actor,
+                        json_pack("{s:s,s:o,s:o,s:I,s:s}", "run", r->id,
+                                  "release", cli_text(r->release), "actor",
+                                  cli_text(r->actor),
                                   "finished_ms",
                                   (json_int_t)(r->finished_ms
                                                    ? r->finished_ms

@@ -80,6 +80,22 @@ const char *cli_safe(const char *s, char *buf, size_t n)
   return buf;
 }
 
+json_t *cli_text(const char *s)
+{
+  json_t *v = json_string(s ? s : "");
+  if (v != NULL)
+    return v;
+  /* not UTF-8 (an edited row: cairn writes none such), which JSON cannot
+   * hold: shown with '?' for each bad byte rather than dropped */
+  char *copy = strdup(s);
+  if (copy == NULL)
+    return NULL;
+  cairn_utf8_scrub(copy, strlen(copy));
+  v = json_string(copy);
+  free(copy);
+  return v;
+}
+
 /* cli_safe into one buffer of this file, for the run's lines: an error
  * holds what a step printed, escape sequences included, and they would
  * act on the terminal. Valid until the next call. */
