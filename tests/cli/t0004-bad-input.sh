@@ -155,8 +155,8 @@ fi
 
 test_expect_success 'a directory given as FILE: exit 2, one line naming it' '
 	cd main &&
-	check_refused 2 "'\''adir'\'': Is a directory$" cairn run adir &&
-	check_refused 2 "'\''adir'\'': Is a directory$" cairn validate adir
+	check_refused 2 "'\''adir'\'': it is not a file \(a folder\) \(hint: a workflow is a .yaml file, which resume reads again\)$" cairn run adir &&
+	check_refused 2 "'\''adir'\'': it is not a file \(a folder\)" cairn validate adir
 '
 
 test_expect_success 'malformed YAML: exit 2, FILE:LINE:COL: error:' '

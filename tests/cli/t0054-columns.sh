@@ -142,13 +142,13 @@ test_expect_success 'show --events: a long state path keeps PAYLOAD in line' '
 	test_grep ! " \$" out
 '
 
-test_expect_success 'show --events: a payload is cut at 160 bytes as before, not inside a character' '
+test_expect_success 'show --events: a payload is cut at 160 bytes as before, not inside a character, and ends in …' '
 	cairn show --events "$(cat short.id)" >out &&
 	grep "  state.entered  *go  " out | grep -o "{\"inputs\".*" >payload &&
 	test "$(wc -l <payload)" = 1 &&
-	test "$(wc -c <payload)" = 160 &&
+	test "$(wc -c <payload)" = 163 &&
 	iconv -f UTF-8 -t UTF-8 payload >/dev/null &&
-	test_grep "ééé\$" payload
+	test_grep "ééé…\$" payload
 '
 
 test_expect_success 'adapters: a long input name keeps the type and the rest in line' '
