@@ -1341,6 +1341,50 @@ static const char *const map_keys[] = {"items", "key", "max_concurrency",
                                        "idempotent", "probe", "undo", "ready",
                                        "use", NULL};
 
+
+/* items: "{{ params.NAME }}" alone, of a param declared as another type
+ * than a list: every run would fail at the map, so validate says so. */
+static int check_items_param(struct loader *L, const ynode *v,
+                             const char *subj)
+{
+  const char *p = v->text, *name;
+  size_t len = 0;
+
+  if (!is_str(v))
+    return 0;
+  while (*p == ' ')
+    p++;
+  if (strncmp(p, "{{", 2) != 0)
+    return 0;
+  for (p += 2; *p == ' '; p++)
+    ;
+  if (strncmp(p, "params.", 7) != 0)
+    return 0;
+  name = p += 7;
+  while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+         (*p >= '0' && *p <= '9') || *p == '_' || *p == '-')
+    p++, len++;
+  while (*p == ' ')
+    p++;
+  if (len == 0 || strncmp(p, "}}", 2) != 0)
+    return 0;
+  for (p += 2; *p == ' '; p++)
+    ;
+  if (*p != '\0')
+    return 0;
+  static const char *const what[] = {"a string", "an integer", "a number",
+                                      "a boolean", "a list", "an object"};
+  for (size_t i = 0; i < L->wf->nparams; i++) {
+    const struct engine_param *pm = &L->wf->params[i];
+    if (strlen(pm->name) == len && strncmp(pm->name, name, len) == 0 &&
+        pm->type != ENGINE_PARAM_LIST)
+      return lerr(L, v, "'items' in %s reads param '%s', which is %s, not "
+                  "a list (hint: declare it 'type: list')", subj, pm->name,
+                  what[pm->type]);
+  }
+  return 0;
+}
+
 static int parse_map(struct loader *L, struct engine_state *s,
                      const ynode *m, const char *subj, size_t idx)
 {
@@ -1362,7 +1406,8 @@ static int parse_map(struct loader *L, struct engine_state *s,
     return lerr(L, v, "'items' in %s must be a list or a template string, "
                 "got %s", subj, tname(v));
   if ((rc = node_json(L, v, &s->map_items)) != 0 ||
-      (rc = check_tree(&t, v, subj)) != 0)
+      (rc = check_tree(&t, v, subj)) != 0 ||
+      (rc = check_items_param(L, v, subj)) != 0)
     return rc;
   L->in_map = 1; /* from here on, templates may read `item` */
   if ((v = map_get(m, "key", NULL)) != NULL &&

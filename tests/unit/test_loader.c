@@ -1807,6 +1807,20 @@ static void test_map_errors(void **state)
                "argv: [echo] } }\n    next: b\n  b: { succeed: true }\n",
                "wf.yaml:6:19: error: 'items' in state 'a' must be a list or a "
                "template string, got a mapping");
+  /* items naming a param of another type than list: every run would
+   * fail there ("    map: { items: " is 18) */
+  expect_error("cairn: 1\nname: t\nparams: { s: { default: abc }, n: { "
+               "type: list, default: [] } }\nstart: a\nstates:\n"
+               "  a:\n    map: { items: \"{{ params.s }}\", do: exec, with: "
+               "{ argv: [echo] } }\n    next: b\n  b: { succeed: true }\n",
+               "wf.yaml:7:19: error: 'items' in state 'a' reads param 's', "
+               "which is a string, not a list (hint: declare it 'type: "
+               "list')");
+  engine_workflow_destroy(
+      load_ok("cairn: 1\nname: t\nparams: { n: { type: list, default: [] "
+              "} }\nstart: a\nstates:\n  a:\n    map: { items: \"{{ "
+              "params.n }}\", do: exec, with: { argv: [echo] } }\n    "
+              "next: b\n  b: { succeed: true }\n"));
   /* max_concurrency 0 ("    map: { items: [x], max_concurrency: " is 40) */
   expect_error(HEAD "  a:\n    map: { items: [x], max_concurrency: 0, do: "
                "exec, with: { argv: [echo] } }\n    next: b\n"
