@@ -812,7 +812,7 @@ static void carry_on(struct engine__rt *rt, const struct journal_replay *rp,
         if (s == NULL || s->phase != JOURNAL_PHASE_CANCELLED)
           engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, t->path, t->attempt,
                        json_pack("{s:s,s:s}", "outcome", "cancelled", "error",
-                                 "cancelled: a sibling branch failed"));
+                                 engine__cancel_why(x)));
         /* As in a run: a cancelled branch's probe says whether it took
          * effect (and so whether its undo joins the plan). */
         if (t->action->probe && s && s->attempt > 0) {

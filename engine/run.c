@@ -1279,6 +1279,14 @@ static void task_start_now(struct engine__task *t)
   }
 }
 
+const char *engine__cancel_why(const struct engine__sx *sx)
+{
+  if (sx->st->kind == ENGINE_PARALLEL)
+    return "cancelled: a sibling branch failed";
+  /* a map's instance, or a step inside one: another instance failed */
+  return "cancelled: another instance of the map failed";
+}
+
 /* Cancels the tasks of sx but `except` (a sibling failed): running calls
  * stopped, instances cancelled, attempts journaled but not started and
  * retries waiting journaled cancelled. */
@@ -1304,15 +1312,14 @@ static void cancel_tasks(struct engine__rt *rt, struct engine__sx *sx,
       } else {
         engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, o->path, o->attempt,
                      json_pack("{s:s,s:s}", "outcome", "cancelled",
-                               "error",
-                               "cancelled: a sibling branch failed"));
+                               "error", engine__cancel_why(sx)));
         task_after_cancel(o);
       }
     } else if (o->phase == ENGINE__TASK_RETRY_WAIT) {
       uv_timer_stop(o->retry_timer);
       engine__emit(rt, JOURNAL_EV_ACTION_FINISHED, o->path, o->attempt,
                    json_pack("{s:s,s:s}", "outcome", "cancelled", "error",
-                             "cancelled: a sibling branch failed"));
+                             engine__cancel_why(sx)));
       task_after_cancel(o);
     }
   }

@@ -307,6 +307,10 @@ int engine__decider_check(const struct engine_workflow *wf,
                           const struct journal_replay *rp, const char *env,
                           const char *actor, const char *verb,
                           struct cairn_error *err);
+/* Why a task of sx that a failure elsewhere stopped was cancelled: a
+ * sibling branch of a parallel state failed, or another instance of a
+ * map (sx is the map, or a state inside one of its instances). Static. */
+const char *engine__cancel_why(const struct engine__sx *sx);
 /* The payload of lock.taken_over naming the previous holder h: a new
  * reference, NULL when out of memory. */
 json_t *engine__takeover_payload(const struct journal_lock_holder *h);

@@ -777,6 +777,50 @@ test_expect_success 'map: a failed instance cancels the running ones, starts no 
 	test_cmp expect actual
 '
 
+# Instance b fails at once and waits 30 s for its retry; a fails for good
+# after 0.3 s. b, cancelled in its retry wait, says why as a map's
+# instance.
+write_workflow mwhy/inst.yaml <<\EOF
+cairn: 1
+name: inst
+params: { item: {} }
+start: pick
+states:
+  pick:
+    choice:
+      - when: "params.item == 'a'"
+        next: slow
+    default: again
+  slow: { do: exec, with: { shell: "sleep 0.3; exit 1" }, next: done }
+  again:
+    do: exec
+    with: { argv: ["false"] }
+    retry: { attempts: 2, delay: 30s }
+    next: done
+  done: { succeed: true }
+EOF
+
+write_workflow mwhy/f.yaml <<\EOF
+cairn: 1
+name: mwhy
+start: m
+states:
+  m:
+    map: { items: [a, b], use: inst.yaml, with: { item: "{{ item }}" } }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'map: an instance cancelled in its retry wait says another instance failed, not a branch' '
+	in_dir mwhy &&
+	test_must_fail_with 1 timeout 20 "$CAIRN_BIN" run f.yaml >out &&
+	j "SELECT json_extract(payload, '\''$.error'\'') FROM events
+	   WHERE run_id = '\''$(lr)'\'' AND kind = '\''action.finished'\'' AND state = '\''m/b/again'\''
+	   AND json_extract(payload, '\''$.outcome'\'') = '\''cancelled'\''" >actual &&
+	echo "cancelled: another instance of the map failed" >expect &&
+	test_cmp expect actual
+'
+
 # ---- kill -9 and resume ------------------------------------------------------------
 
 # idempotent instances; c and d wait for ./go when block.c/block.d exist.
