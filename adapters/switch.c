@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SWITCH_MARKER "# cairn switch.blue-green: "
@@ -131,40 +132,202 @@ static int note_first(struct adapter__job *j, const char *path, char *from,
 
 /* ---- symlink mode ------------------------------------------------------- */
 
-/* The colour whose target the link points at, or "" (no link, or a
- * target no colour names). */
-static const char *link_colour(const char *link, json_t *targets)
+/* A relative target is from the working directory, as every path input
+ * (`link` too): `targets: {green: combo/green}` with `link: combo/live`
+ * names ./combo/green. A link's own text is from the link's folder, so
+ * what is written is the way from there (the tree can move as one), or
+ * the absolute path when that way would lead elsewhere (the link's folder
+ * reached through a symlink). With the link in the working directory the
+ * text is the target as written. */
+
+/* path (absolute) with "", "." and ".." components folded away, as text:
+ * no lookup, so a ".." after a symlink is not what the kernel would make
+ * of it (link_text checks the result). */
+static void lexical_clean(char *path)
 {
-  char cur[PATH_MAX], a[PATH_MAX], b[PATH_MAX];
-  ssize_t n = readlink(link, cur, sizeof cur - 1);
+  char *w = path, *r = path;
+
+  while (*r) {
+    while (*r == '/')
+      r++;
+    size_t len = strcspn(r, "/");
+    if (len == 0)
+      break;
+    if (len == 1 && r[0] == '.') {
+      /* nothing */
+    } else if (len == 2 && r[0] == '.' && r[1] == '.') {
+      while (w > path && *--w != '/')
+        ;
+    } else {
+      *w++ = '/';
+      memmove(w, r, len);
+      w += len;
+    }
+    r += len;
+  }
+  if (w == path)
+    *w++ = '/';
+  *w = '\0';
+}
+
+/* dst (n bytes): a, made absolute from the working directory and cleaned.
+ * -1 when it does not fit or the working directory is gone. */
+static int abs_clean(const char *a, char *dst, size_t n)
+{
+  char cwd[PATH_MAX];
+
+  if (a[0] == '/') {
+    if ((size_t)snprintf(dst, n, "%s", a) >= n)
+      return -1;
+  } else if (getcwd(cwd, sizeof cwd) == NULL ||
+             (size_t)snprintf(dst, n, "%s/%s", cwd, a) >= n) {
+    return -1;
+  }
+  lexical_clean(dst);
+  return 0;
+}
+
+/* dst (n bytes): the real path of the folder holding link. -1 when it
+ * cannot be reached. */
+static int link_dir(const char *link, char *dst)
+{
+  char *copy = strdup(link);
+  int rc = copy && realpath(dirname(copy), dst) != NULL ? 0 : -1;
+
+  free(copy);
+  return rc;
+}
+
+/* rel (n bytes): the way from folder dir to to, both absolute and
+ * cleaned, as text. -1 when it does not fit. */
+static int rel_path(const char *dir, const char *to, char *rel, size_t n)
+{
+  size_t i = 0, common = 0, len = 0;
+  const char *c;
+
+  /* the longest shared part that ends where a component ends in both */
+  for (;;) {
+    if ((dir[i] == '/' || dir[i] == '\0') && (to[i] == '/' || to[i] == '\0'))
+      common = i;
+    if (dir[i] == '\0' || dir[i] != to[i])
+      break;
+    i++;
+  }
+  rel[0] = '\0';
+  for (c = dir + common; *c; c++)
+    if (*c == '/' && c[1] != '\0' && c[1] != '/')
+      len += (size_t)snprintf(rel + len, len < n ? n - len : 0, "../");
+  c = to + common;
+  while (*c == '/')
+    c++;
+  if (*c)
+    len += (size_t)snprintf(rel + len, len < n ? n - len : 0, "%s", c);
+  else if (len > 0)
+    rel[--len] = '\0'; /* "../.." */
+  else
+    len = (size_t)snprintf(rel, n, ".");
+  return len < n ? 0 : -1;
+}
+
+/* (pool) out (n bytes): the text that makes link lead to target t, which
+ * exists (see above). 0, or -1 when a path is too long. */
+static int link_text(const char *link, const char *t, char *out, size_t n)
+{
+  char dir[PATH_MAX], to[PATH_MAX], rel[PATH_MAX], check[2 * PATH_MAX + 2],
+      cwd[PATH_MAX];
+  struct stat a, b;
+
+  if (t[0] == '/')
+    return (size_t)snprintf(out, n, "%s", t) < n ? 0 : -1;
+  /* the kernel reads it from the link's folder: it must lead to the
+   * target, which a ".." in t after a symlink could change */
+  if (link_dir(link, dir) == 0 && abs_clean(t, to, sizeof to) == 0 &&
+      rel_path(dir, to, rel, sizeof rel) == 0 &&
+      (size_t)snprintf(check, sizeof check, "%s/%s", dir, rel) <
+          sizeof check &&
+      stat(check, &a) == 0 && stat(t, &b) == 0 && a.st_dev == b.st_dev &&
+      a.st_ino == b.st_ino)
+    return (size_t)snprintf(out, n, "%s", rel) < n ? 0 : -1;
+  /* the working directory's real path and t as written: the same lookup
+   * as t from the working directory */
+  if (getcwd(cwd, sizeof cwd) == NULL)
+    return -1;
+  return (size_t)snprintf(out, n, "%s/%s", cwd, t) < n ? 0 : -1;
+}
+
+/* (pool) The colour whose target the link leads to, or "": cur is the
+ * link's text (NULL: no link). Where the link and a target are both
+ * there, by where they lead; else (either not made yet) by their paths,
+ * each from its own folder, cleaned. Borrowed from targets. */
+static const char *link_colour(const char *link, const char *cur,
+                               json_t *targets)
+{
+  char a[PATH_MAX], b[PATH_MAX], dir[PATH_MAX], joined[2 * PATH_MAX + 2];
+  int leads, lexical = 0;
   const char *key;
   json_t *v;
 
-  if (n < 0)
+  if (cur == NULL)
     return "";
-  cur[n] = '\0';
+  leads = realpath(link, a) != NULL;
   json_object_foreach(targets, key, v) {
-    if (strcmp(json_string_value(v), cur) == 0)
-      return key;
+    if (leads && realpath(json_string_value(v), b) != NULL) {
+      if (strcmp(a, b) == 0)
+        return key;
+    } else {
+      lexical = 1;
+    }
   }
-  /* the same folder written another way: compare where they lead */
-  if (realpath(link, a) == NULL)
+  if (!lexical)
+    return "";
+  if (cur[0] == '/')
+    snprintf(joined, sizeof joined, "%s", cur);
+  else if (link_dir(link, dir) == 0)
+    snprintf(joined, sizeof joined, "%s/%s", dir, cur);
+  else
+    return "";
+  if (abs_clean(joined, a, sizeof a) < 0)
     return "";
   json_object_foreach(targets, key, v) {
-    const char *t = json_string_value(v);
-    char *dcopy = strdup(link);
-    char joined[PATH_MAX * 2];
-    if (dcopy == NULL)
-      return "";
-    if (t[0] == '/')
-      snprintf(joined, sizeof joined, "%s", t);
-    else
-      snprintf(joined, sizeof joined, "%s/%s", dirname(dcopy), t);
-    free(dcopy);
-    if (realpath(joined, b) != NULL && strcmp(a, b) == 0)
+    if (leads && realpath(json_string_value(v), b) != NULL)
+      continue; /* told apart by where they lead */
+    if (abs_clean(json_string_value(v), b, sizeof b) == 0 &&
+        strcmp(a, b) == 0)
       return key;
   }
   return "";
+}
+
+/* (pool) link made to read text: a new link beside it renamed over it
+ * (atomic: the live path always leads somewhere). what names the target
+ * in an error. 0, or -1 after adapter__job_fail. */
+static int link_swap(struct adapter__job *j, const char *link,
+                     const char *text, const char *what)
+{
+  size_t len = strlen(link) + 32;
+  char *tmp = malloc(len);
+  int rc = -1;
+
+  if (tmp == NULL) {
+    adapter__job_fail(j, "out of memory");
+    return -1;
+  }
+  snprintf(tmp, len, "%s.cairn-%ld", link, (long)getpid());
+  unlink(tmp);
+  if (symlink(text, tmp) < 0) {
+    adapter__job_fail(j, "cannot create link '%s': %s", tmp,
+                      uv_strerror(-errno));
+  } else if (rename(tmp, link) < 0) {
+    int e = errno;
+    unlink(tmp);
+    adapter__job_fail(j, "cannot replace '%s' with a link to '%s': %s%s",
+                      link, what, uv_strerror(-e),
+                      e == EISDIR ? " (it is a directory, not a link)" : "");
+  } else {
+    rc = 0;
+  }
+  free(tmp);
+  return rc;
 }
 
 static void symlink_switch(struct adapter__job *j, const char *to)
@@ -172,11 +335,48 @@ static void symlink_switch(struct adapter__job *j, const char *to)
   json_t *in = j->call->inputs;
   const char *link = given_str(in, "link");
   json_t *targets = adapter__input_given(in, "targets");
-  const char *now = link_colour(link, targets); /* borrowed from targets */
-  const char *target;
-  char from[256], *tmp;
-  size_t len = strlen(link) + 32;
+  const char *now, *target = NULL;
+  char from[256], text[PATH_MAX], cur_buf[PATH_MAX];
+  const char *cur = NULL; /* the link's text, NULL: no link */
+  ssize_t n = readlink(link, cur_buf, sizeof cur_buf - 1);
+  struct stat st;
 
+  if (n >= 0) {
+    cur_buf[n] = '\0';
+    cur = cur_buf;
+  }
+  now = link_colour(link, cur, targets); /* borrowed from targets */
+  if (to[0] != '\0') {
+    /* a target not there would be a dangling live link: refused before
+     * anything is noted or changed */
+    target = json_string_value(json_object_get(targets, to));
+    if (target == NULL) {
+      adapter__job_fail(j, "colour '%s' is not in input 'targets'", to);
+      return;
+    }
+    if (stat(target, &st) < 0) {
+      char cwd[PATH_MAX];
+      if (errno == ENOENT && target[0] != '/' &&
+          getcwd(cwd, sizeof cwd) != NULL)
+        adapter__job_fail(j, "target '%s' of colour '%s' (input 'targets') "
+                          "does not exist (a relative target is from the "
+                          "working directory, '%s'); create it or correct "
+                          "the path", target, to, cwd);
+      else if (errno == ENOENT)
+        adapter__job_fail(j, "target '%s' of colour '%s' (input 'targets') "
+                          "does not exist; create it or correct the path",
+                          target, to);
+      else
+        adapter__job_fail(j, "cannot reach target '%s' of colour '%s': %s",
+                          target, to, uv_strerror(-errno));
+      return;
+    }
+    if (link_text(link, target, text, sizeof text) < 0) {
+      adapter__job_fail(j, "the path of target '%s' of colour '%s' is too "
+                        "long", target, to);
+      return;
+    }
+  }
   snprintf(from, sizeof from, "%s", now);
   if (note_first(j, link, from, sizeof from, NULL, 0, NULL, NULL, NULL) < 0)
     return;
@@ -190,32 +390,14 @@ static void symlink_switch(struct adapter__job *j, const char *to)
       adapter__job_note(j, "switch.blue-green: removed link '%s'", link);
     return;
   }
-  target = json_string_value(json_object_get(targets, to));
   if (strcmp(now, to) == 0) {
     adapter__job_note(j, "switch.blue-green: '%s' already points at %s",
                       link, to);
     return;
   }
-  if ((tmp = malloc(len)) == NULL) {
-    adapter__job_fail(j, "out of memory");
-    return;
-  }
-  snprintf(tmp, len, "%s.cairn-%ld", link, (long)getpid());
-  unlink(tmp);
-  if (symlink(target, tmp) < 0) {
-    adapter__job_fail(j, "cannot create link '%s': %s", tmp,
-                      uv_strerror(-errno));
-  } else if (rename(tmp, link) < 0) {
-    int e = errno;
-    unlink(tmp);
-    adapter__job_fail(j, "cannot replace '%s' with a link to '%s': %s%s",
-                      link, target, uv_strerror(-e),
-                      e == EISDIR ? " (it is a directory, not a link)" : "");
-  } else {
+  if (link_swap(j, link, text, target) == 0)
     adapter__job_note(j, "switch.blue-green: '%s' -> '%s' (%s, was %s)",
-                      link, target, to, now[0] ? now : "none");
-  }
-  free(tmp);
+                      link, text, to, now[0] ? now : cur ? cur : "none");
 }
 
 /* ---- nginx mode --------------------------------------------------------- */

@@ -81,6 +81,47 @@ test_expect_success 'symlink: mode "" is symlink mode, at check and at run' '
   test "$(readlink live)" = releases/green
 '
 
+# A link in a folder of its own, relative targets (from the working
+# directory, as every path input), and the default undo.
+mkdir -p combo/blue combo/green combo/releases/1.3
+echo blue >combo/blue/colour
+echo green >combo/green/colour
+write_workflow cl.yaml <<\EOF
+cairn: 1
+name: cl
+params:
+  to: { default: green }
+  green: { default: combo/green }
+  fail: { default: "" }
+start: switch
+states:
+  switch:
+    do: switch.blue-green
+    with: { to: "{{ params.to }}", link: combo/live,
+            targets: { blue: combo/blue, green: "{{ params.green }}" } }
+    next: last
+  last:
+    do: exec
+    with: { shell: "test '{{ params.fail }}' != yes" }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'symlink: a relative target is from the working directory; a relative link is told' '
+  ln -s blue combo/live &&
+  cairn run cl.yaml &&
+  test "$(readlink combo/live)" = green &&
+  test "$(cat combo/live/colour)" = green &&
+  test "$(out_of switch from)" = blue &&
+  test "$(out_of switch to)" = green
+'
+
+test_expect_success 'symlink: a target that does not exist is refused, the link untouched' '
+  test_must_fail_with 1 cairn run cl.yaml --set to=green --set green=combo/gren >out.txt 2>&1 &&
+  test_grep -F "state '\''switch'\'' failed: target '\''combo/gren'\'' of colour '\''green'\'' (input '\''targets'\'') does not exist (a relative target is from the working directory, '\''$TRASH'\''); create it or correct the path" out.txt &&
+  test "$(readlink combo/live)" = green
+'
+
 test_expect_success 'validate: a colour not in targets, a missing link' '
   sed "s/{{ params.to }}/red/" sl.yaml >bad.yaml &&
   test_must_fail_with 2 cairn validate bad.yaml >out.txt 2>&1 &&

@@ -250,6 +250,71 @@ static void test_symlink_from_is_the_first_attempts(void **state)
   h_release(&r);
 }
 
+/* readlink of f->dir/name into out (n bytes); "" when it is no link. */
+static const char *h_link(struct h_fix *f, const char *name, char *out,
+                          size_t n)
+{
+  char path[PATH_MAX + 64];
+  ssize_t len;
+
+  snprintf(path, sizeof path, "%s/%s", f->dir, name);
+  len = readlink(path, out, n - 1);
+  out[len < 0 ? 0 : len] = '\0';
+  return out;
+}
+
+/* The link's text leads where the target does from the working
+ * directory: the way from the link's real folder, or the absolute path
+ * when a ".." after a symlink in the target makes that way wrong. */
+static void test_symlink_link_text(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char with[2 * PATH_MAX], cwd[PATH_MAX], buf[PATH_MAX], want[PATH_MAX * 2];
+
+  assert_non_null(getcwd(cwd, sizeof cwd));
+  assert_int_equal(chdir(f->dir), 0);
+  assert_int_equal(mkdir("real", 0700), 0);
+  assert_int_equal(mkdir("real/sub", 0700), 0);
+  assert_int_equal(mkdir("real/green", 0700), 0);
+  assert_int_equal(mkdir("green", 0700), 0);
+  assert_int_equal(symlink("real/sub", "alias"), 0);
+  /* the link's folder through a symlink: the way from its real folder */
+  h_run(f, &adapter_switch_blue_green, "switch",
+        "{\"to\": \"green\", \"link\": \"alias/live\", \"targets\": "
+        "{\"green\": \"./green/\"}}", &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_string_equal(h_link(f, "real/sub/live", buf, sizeof buf),
+                      "../../green");
+  /* alias/.. is real/, not the working directory: the way a lexical
+   * ".." gives would lead to ./green */
+  snprintf(with, sizeof with,
+           "{\"to\": \"green\", \"link\": \"live\", \"targets\": "
+           "{\"green\": \"alias/../green\"}}");
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  snprintf(want, sizeof want, "%s/alias/../green", f->dir);
+  assert_string_equal(h_link(f, "live", buf, sizeof buf), want);
+  /* an absolute target as it is; a missing one refused, nothing changed */
+  snprintf(with, sizeof with,
+           "{\"to\": \"blue\", \"link\": \"live\", \"targets\": "
+           "{\"blue\": \"%s/green\"}}", f->dir);
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  snprintf(want, sizeof want, "%s/green", f->dir);
+  assert_string_equal(h_link(f, "live", buf, sizeof buf), want);
+  h_run(f, &adapter_switch_blue_green, "switch",
+        "{\"to\": \"green\", \"link\": \"live\", \"targets\": "
+        "{\"green\": \"/nonexistent/green\"}}", &r);
+  assert_int_equal(r.outcome, ADAPTER_FAILED);
+  assert_string_equal(r.error, "target '/nonexistent/green' of colour "
+                               "'green' (input 'targets') does not exist; "
+                               "create it or correct the path");
+  assert_string_equal(h_link(f, "live", buf, sizeof buf), want);
+  assert_int_equal(chdir(cwd), 0);
+  h_release(&r);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -261,6 +326,8 @@ int main(void)
                                     switch_setup, switch_teardown),
     cmocka_unit_test_setup_teardown(test_symlink_from_is_the_first_attempts,
                                     switch_setup, switch_teardown),
+    cmocka_unit_test_setup_teardown(test_symlink_link_text, switch_setup,
+                                    switch_teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
