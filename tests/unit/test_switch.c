@@ -263,6 +263,61 @@ static const char *h_link(struct h_fix *f, const char *name, char *out,
   return out;
 }
 
+static const char sl_with[] =
+    "{\"to\": \"green\", \"link\": \"combo/live\", \"targets\": "
+    "{\"blue\": \"combo/blue\", \"green\": \"combo/green\"}}";
+
+/* A link to no colour's target: the first attempt keeps it (a link with
+ * the same text) before it switches, a retry reports the same backup,
+ * and the undo (restore_from) makes it live again as it was; a second
+ * undo changes nothing. Relative targets are from the working directory
+ * and written from the link's folder. */
+static void test_symlink_undo_puts_back_what_was_live(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char with[2 * PATH_MAX], cwd[PATH_MAX], buf[PATH_MAX], backup[PATH_MAX];
+
+  assert_non_null(getcwd(cwd, sizeof cwd));
+  assert_int_equal(chdir(f->dir), 0);
+  assert_int_equal(mkdir("combo", 0700), 0);
+  assert_int_equal(mkdir("combo/blue", 0700), 0);
+  assert_int_equal(mkdir("combo/green", 0700), 0);
+  assert_int_equal(symlink("releases/1.3", "combo/live"), 0);
+  h_entry = 7;
+  h_run(f, &adapter_switch_blue_green, "switch", sl_with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_string_equal(h_str(&r, "from"), "");
+  assert_string_equal(h_link(f, "combo/live", buf, sizeof buf), "green");
+  snprintf(backup, sizeof backup, "%s/backups/switch.7", f->dir);
+  assert_string_equal(h_str(&r, "backup"), backup);
+  assert_string_equal(h_link(f, "backups/switch.7", buf, sizeof buf),
+                      "releases/1.3");
+  /* a retry finds green live: the backup stays the first attempt's */
+  h_run(f, &adapter_switch_blue_green, "switch", sl_with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_string_equal(h_str(&r, "backup"), backup);
+  assert_string_equal(h_link(f, "backups/switch.7", buf, sizeof buf),
+                      "releases/1.3");
+
+  snprintf(with, sizeof with,
+           "{\"to\": \"\", \"link\": \"combo/live\", \"targets\": "
+           "{\"blue\": \"combo/blue\", \"green\": \"combo/green\"}, "
+           "\"restore_from\": \"%s\"}", backup);
+  h_entry = 9;
+  h_run(f, &adapter_switch_blue_green, "undo:switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_string_equal(h_str(&r, "from"), "green");
+  assert_string_equal(h_str(&r, "backup"), "");
+  assert_string_equal(h_link(f, "combo/live", buf, sizeof buf),
+                      "releases/1.3");
+  h_run(f, &adapter_switch_blue_green, "undo:switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_non_null(strstr(r.tail, "already points at 'releases/1.3'"));
+  assert_int_equal(chdir(cwd), 0);
+  h_release(&r);
+}
+
 /* The link's text leads where the target does from the working
  * directory: the way from the link's real folder, or the absolute path
  * when a ".." after a symlink in the target makes that way wrong. */
@@ -325,6 +380,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_from_is_the_first_attempts,
                                     switch_setup, switch_teardown),
     cmocka_unit_test_setup_teardown(test_symlink_from_is_the_first_attempts,
+                                    switch_setup, switch_teardown),
+    cmocka_unit_test_setup_teardown(test_symlink_undo_puts_back_what_was_live,
                                     switch_setup, switch_teardown),
     cmocka_unit_test_setup_teardown(test_symlink_link_text, switch_setup,
                                     switch_teardown),
