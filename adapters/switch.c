@@ -21,7 +21,8 @@
  *            colour), the call fails
  *
  * The include starts with a marker line, "# cairn switch.blue-green:
- * COLOUR", so the next switch knows which colour was live (its `from`).
+ * COLOUR", so the next switch knows which colour was live (its `from`);
+ * an include written by hand is told by its server lines.
  *
  * A retried attempt, or the re-run of a resumed run, finds what an
  * earlier attempt switched to live already: its `from` would be the new
@@ -554,18 +555,63 @@ struct nginx_run {
   char last[160];              /* what the last try got */
 };
 
-/* The colour the include names (its marker line), or "". */
-static void include_colour(const char *text, char *out, size_t n)
+/* The colour live by the include text (NULL: none): its marker line, in
+ * an include cairn wrote; else, in one written by hand before cairn's
+ * first switch, the colour of ups (borrowed) whose HOST:PORT every
+ * `server` directive names, those marked backup or down aside (they take
+ * no traffic); "" when neither. */
+static void include_colour(const char *text, json_t *ups, char *out,
+                           size_t n)
 {
   const char *m = text ? strstr(text, SWITCH_MARKER) : NULL;
+  const char *found = NULL, *key;
+  char *copy, *stmt, *save, *c;
+  json_t *v;
   size_t len;
 
   out[0] = '\0';
-  if (m == NULL)
+  if (m != NULL) {
+    m += strlen(SWITCH_MARKER);
+    len = strcspn(m, "\r\n");
+    snprintf(out, n, "%.*s", (int)len, m);
     return;
-  m += strlen(SWITCH_MARKER);
-  len = strcspn(m, "\r\n");
-  snprintf(out, n, "%.*s", (int)len, m);
+  }
+  if (text == NULL || (copy = strdup(text)) == NULL)
+    return;
+  for (c = copy; (c = strchr(c, '#')) != NULL;) /* comments out */
+    while (*c && *c != '\n')
+      *c++ = ' ';
+  for (stmt = strtok_r(copy, ";", &save); stmt;
+       stmt = strtok_r(NULL, ";", &save)) {
+    const char *ws = " \t\r\n";
+    char *save2, *word = strtok_r(stmt, ws, &save2), *addr, *arg;
+    const char *colour = NULL;
+    int live = 1;
+
+    if (word == NULL || strcmp(word, "server") != 0)
+      continue;
+    if ((addr = strtok_r(NULL, ws, &save2)) == NULL)
+      continue;
+    while ((arg = strtok_r(NULL, ws, &save2)) != NULL)
+      if (strcmp(arg, "backup") == 0 || strcmp(arg, "down") == 0)
+        live = 0;
+    if (!live)
+      continue;
+    json_object_foreach(ups, key, v) {
+      if (json_is_string(v) && strcmp(json_string_value(v), addr) == 0) {
+        colour = key;
+        break;
+      }
+    }
+    if (colour == NULL || (found && strcmp(found, colour) != 0)) {
+      found = NULL; /* a server no colour names, or two colours */
+      break;
+    }
+    found = colour;
+  }
+  if (found)
+    snprintf(out, n, "%s", found);
+  free(copy);
 }
 
 /* The lines of nginx's output that say why, joined on one line: the
@@ -914,7 +960,7 @@ static void prepare_work(struct adapter__job *j)
                       uv_strerror(rc));
     return;
   }
-  include_colour(x->old, x->now, sizeof x->now);
+  include_colour(x->old, ups, x->now, sizeof x->now);
   snprintf(x->from, sizeof x->from, "%s", x->now);
   if (note_first(j, x->path, x->from, sizeof x->from, x->old, x->old_len,
                  x->restore == NULL, x->backup, sizeof x->backup, &x->first,

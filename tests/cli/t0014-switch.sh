@@ -414,6 +414,17 @@ hand_blue() {
   cp "$NX/live.conf" before.conf
 }
 
+test_expect_success 'nginx: an include without a marker: its server line tells blue, the rollback puts it back byte for byte' '
+  hand_blue &&
+  test_must_fail_with 1 cairn run nxd.yaml --set fail=yes >out.txt 2>&1 &&
+  test_grep "rolled back: switch" out.txt &&
+  test "$(out_of switch from)" = blue &&
+  test_grep "answers with .green." .cairn/runs/$(last_run)/switch.log &&
+  test_grep "answers with .blue." .cairn/runs/$(last_run)/undo:switch.log &&
+  cmp before.conf "$NX/live.conf" &&
+  live_is blue
+'
+
 test_expect_success 'nginx: an include that names no colour: the rollback still puts it back' '
   hand_blue &&
   test_must_fail_with 1 cairn run nxd.yaml --set fail=yes --set blue=127.0.0.1:1 >out.txt 2>&1 &&

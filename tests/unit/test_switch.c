@@ -370,6 +370,89 @@ static void test_symlink_link_text(void **state)
   h_release(&r);
 }
 
+/* An include cairn never wrote (no marker line): its colour is the one
+ * whose upstream all its live servers name; the undo writes it back byte
+ * for byte, and without a colour to expect does not confirm. */
+static void test_nginx_include_by_hand(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char with[3 * PATH_MAX + 512], backup[PATH_MAX];
+  static const char hand[] = "# mine\nserver 127.0.0.1:1 weight=2;\n"
+                             "server 127.0.0.1:2 backup;\n";
+  char *inc, *calls;
+
+  h_write(f, "live.inc", hand, 0644);
+  h_entry = 11;
+  snprintf(with, sizeof with,
+           "{\"to\": \"green\", \"mode\": \"nginx\", \"include\": "
+           "\"%s/live.inc\", \"upstreams\": {\"blue\": \"127.0.0.1:1\", "
+           "\"green\": \"127.0.0.1:2\"}, \"nginx\": \"%s/nginx\"}",
+           f->dir, f->dir);
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_string_equal(h_str(&r, "from"), "blue");
+  snprintf(backup, sizeof backup, "%s/backups/switch.11", f->dir);
+  assert_string_equal(h_str(&r, "backup"), backup);
+  inc = h_read(f, "live.inc");
+  assert_string_equal(inc, green_inc);
+  free(inc);
+  inc = h_read(f, "backups/switch.11");
+  assert_string_equal(inc, hand);
+  free(inc);
+
+  /* the default undo: to is from, restore_from the backup */
+  snprintf(with, sizeof with,
+           "{\"to\": \"blue\", \"mode\": \"nginx\", \"include\": "
+           "\"%s/live.inc\", \"upstreams\": {\"blue\": \"127.0.0.1:1\", "
+           "\"green\": \"127.0.0.1:2\"}, \"nginx\": \"%s/nginx\", "
+           "\"restore_from\": \"%s\"}", f->dir, f->dir, backup);
+  h_entry = 12;
+  h_run(f, &adapter_switch_blue_green, "undo:switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_string_equal(h_str(&r, "from"), "green");
+  assert_string_equal(h_str(&r, "backup"), "");
+  inc = h_read(f, "live.inc");
+  assert_string_equal(inc, hand);
+  free(inc);
+  calls = h_read(f, "calls");
+  assert_string_equal(calls, "-t\n-s reload\n-t\n-s reload\n");
+  free(calls);
+
+  /* servers of two colours, or of none: no colour; the undo to ""
+   * restores all the same, and confirms nothing */
+  h_write(f, "live.inc", "server 127.0.0.1:1;\nserver 127.0.0.1:2;\n",
+          0644);
+  h_entry = 13;
+  snprintf(with, sizeof with,
+           "{\"to\": \"green\", \"mode\": \"nginx\", \"include\": "
+           "\"%s/live.inc\", \"upstreams\": {\"blue\": \"127.0.0.1:1\", "
+           "\"green\": \"127.0.0.1:2\"}, \"nginx\": \"%s/nginx\"}",
+           f->dir, f->dir);
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  assert_string_equal(h_str(&r, "from"), "");
+  h_write(f, "live.inc", "server 127.0.0.1:3; # no newline", 0644);
+  h_entry = 14;
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  assert_string_equal(h_str(&r, "from"), "");
+  snprintf(backup, sizeof backup, "%s/backups/switch.14", f->dir);
+  snprintf(with, sizeof with,
+           "{\"to\": \"\", \"mode\": \"nginx\", \"include\": "
+           "\"%s/live.inc\", \"upstreams\": {\"blue\": \"127.0.0.1:1\", "
+           "\"green\": \"127.0.0.1:2\"}, \"nginx\": \"%s/nginx\", "
+           "\"confirm_url\": \"http://127.0.0.1:%d/\", \"restore_from\": "
+           "\"%s\"}", f->dir, f->dir, silent_port, backup);
+  h_entry = 15;
+  h_run(f, &adapter_switch_blue_green, "undo:switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_non_null(strstr(r.tail, "not confirmed: the include of before "
+                                 "the switch names no colour"));
+  inc = h_read(f, "live.inc");
+  assert_string_equal(inc, "server 127.0.0.1:3; # no newline");
+  free(inc);
+  h_release(&r);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -384,6 +467,8 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_symlink_undo_puts_back_what_was_live,
                                     switch_setup, switch_teardown),
     cmocka_unit_test_setup_teardown(test_symlink_link_text, switch_setup,
+                                    switch_teardown),
+    cmocka_unit_test_setup_teardown(test_nginx_include_by_hand, switch_setup,
                                     switch_teardown),
   };
 
