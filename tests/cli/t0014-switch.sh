@@ -81,6 +81,69 @@ test_expect_success 'symlink: mode "" is symlink mode, at check and at run' '
   test "$(readlink live)" = releases/green
 '
 
+# A link in a folder of its own, relative targets (from the working
+# directory, as every path input), and the default undo.
+mkdir -p combo/blue combo/green combo/releases/1.3
+echo blue >combo/blue/colour
+echo green >combo/green/colour
+write_workflow cl.yaml <<\EOF
+cairn: 1
+name: cl
+params:
+  to: { default: green }
+  green: { default: combo/green }
+  fail: { default: "" }
+start: switch
+states:
+  switch:
+    do: switch.blue-green
+    with: { to: "{{ params.to }}", link: combo/live,
+            targets: { blue: combo/blue, green: "{{ params.green }}" } }
+    next: last
+  last:
+    do: exec
+    with: { shell: "test '{{ params.fail }}' != yes" }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'symlink: a relative target is from the working directory; a relative link is told' '
+  ln -s blue combo/live &&
+  cairn run cl.yaml &&
+  test "$(readlink combo/live)" = green &&
+  test "$(cat combo/live/colour)" = green &&
+  test "$(out_of switch from)" = blue &&
+  test "$(out_of switch to)" = green
+'
+
+test_expect_success 'symlink: a target that does not exist is refused, the link untouched' '
+  test_must_fail_with 1 cairn run cl.yaml --set to=green --set green=combo/gren >out.txt 2>&1 &&
+  test_grep -F "state '\''switch'\'' failed: target '\''combo/gren'\'' of colour '\''green'\'' (input '\''targets'\'') does not exist (a relative target is from the working directory, '\''$TRASH'\''); create it or correct the path" out.txt &&
+  test "$(readlink combo/live)" = green
+'
+
+test_expect_success 'symlink: the rollback puts back a link that named no colour, as it was' '
+  ln -sfn releases/1.3 combo/live &&
+  test_must_fail_with 1 cairn run cl.yaml --set fail=yes >out.txt 2>&1 &&
+  test_grep "rolled back: switch" out.txt &&
+  test "$(out_of switch from)" = "" &&
+  test "$(readlink combo/live)" = releases/1.3
+'
+
+test_expect_success 'symlink: the rollback puts back a relative link the user made, as it was' '
+  ln -sfn blue combo/live &&
+  test_must_fail_with 1 cairn run cl.yaml --set fail=yes >out.txt 2>&1 &&
+  test "$(out_of switch from)" = blue &&
+  test "$(readlink combo/live)" = blue
+'
+
+test_expect_success 'symlink: the rollback of the first switch removes the link it made' '
+  rm combo/live &&
+  test_must_fail_with 1 cairn run cl.yaml --set fail=yes >out.txt 2>&1 &&
+  test "$(out_of switch from)" = "" &&
+  ! test -L combo/live && test_path_is_missing combo/live
+'
+
 test_expect_success 'validate: a colour not in targets, a missing link' '
   sed "s/{{ params.to }}/red/" sl.yaml >bad.yaml &&
   test_must_fail_with 2 cairn validate bad.yaml >out.txt 2>&1 &&
@@ -310,6 +373,98 @@ test_expect_success 'nginx: kill -9 during the switch, resume, a later failure: 
              AND state = '\''switch'\''")" = blue &&
   live_is blue &&
   test_grep "# cairn switch.blue-green: blue" "$NX/live.conf"
+'
+
+# An nginx cairn never switched: its include has no marker line. The
+# default undo (the state writes none) puts back what was live.
+write_workflow nxd.yaml <<EOF
+cairn: 1
+name: nxd
+params:
+  blue: { default: "127.0.0.1:$P_BLUE" }
+  fail: { default: "" }
+  nginx: { default: "$NGINX" }
+start: switch
+states:
+  switch:
+    do: switch.blue-green
+    with:
+      to: green
+      mode: nginx
+      include: $NX/live.conf
+      upstreams: { blue: "{{ params.blue }}", green: "127.0.0.1:$P_GREEN" }
+      nginx: "{{ params.nginx }}"
+      nginx_conf: $NX/nginx.conf
+      nginx_prefix: $NX
+      confirm_url: "http://127.0.0.1:$P_LIVE/"
+      confirm_within: 5s
+    next: last
+  last:
+    do: exec
+    with: { shell: "test '{{ params.fail }}' != yes" }
+    next: done
+  done: { succeed: true }
+EOF
+
+# hand_blue: live.conf as written by hand, serving blue, nginx reloaded.
+hand_blue() {
+  printf "# written by hand\nserver 127.0.0.1:$P_BLUE;\n" >"$NX/live.conf" &&
+  "$NGINX" -p "$NX" -c "$NX/nginx.conf" -s reload &&
+  live_is blue &&
+  cp "$NX/live.conf" before.conf
+}
+
+test_expect_success 'nginx: an include without a marker: its server line tells blue, the rollback puts it back byte for byte' '
+  hand_blue &&
+  test_must_fail_with 1 cairn run nxd.yaml --set fail=yes >out.txt 2>&1 &&
+  test_grep "rolled back: switch" out.txt &&
+  test "$(out_of switch from)" = blue &&
+  test_grep "answers with .green." .cairn/runs/$(last_run)/switch.log &&
+  test_grep "answers with .blue." .cairn/runs/$(last_run)/undo:switch.log &&
+  cmp before.conf "$NX/live.conf" &&
+  live_is blue
+'
+
+test_expect_success 'nginx: an include that names no colour: the rollback still puts it back' '
+  hand_blue &&
+  test_must_fail_with 1 cairn run nxd.yaml --set fail=yes --set blue=127.0.0.1:1 >out.txt 2>&1 &&
+  test_grep "rolled back: switch" out.txt &&
+  test "$(out_of switch from)" = "" &&
+  cmp before.conf "$NX/live.conf" &&
+  live_is blue
+'
+
+# nginx whose reload waits while the file hold exists, but only once the
+# include no longer says green: in the rollback's undo.
+cat >nginx-hold-undo <<EOF
+#!/bin/sh
+case "\$*" in *"-s reload"*)
+  if [ -e "$TRASH/hold" ] && ! grep -q "switch.blue-green: green" "$NX/live.conf"; then
+    echo \$\$ >"$TRASH/held.pid"
+    while [ -e "$TRASH/hold" ]; do sleep 0.1; done
+    exec "$NGINX" "\$@" >>"$TRASH/held.log" 2>&1
+  fi ;;
+esac
+exec "$NGINX" "\$@"
+EOF
+chmod +x nginx-hold-undo
+
+test_expect_success 'nginx: kill -9 during the undo, resume: the include of before is back' '
+  hand_blue &&
+  rm -f held.pid && touch hold &&
+  { "$CAIRN_BIN" run nxd.yaml --set fail=yes --set nginx="$TRASH/nginx-hold-undo" >bg.out 2>&1 & } &&
+  bg=$! &&
+  wait_for_file held.pid 20 &&
+  cmp before.conf "$NX/live.conf" &&
+  kill -9 "$bg" &&
+  { wait "$bg" || :; } &&
+  held=$(cat held.pid) &&
+  rm hold &&
+  wait_until 10 "the held reload did not end" eval "! proc_alive $held" &&
+  test_must_fail_with 1 cairn resume >out.txt 2>&1 &&
+  test_grep "rolled back: switch" out.txt &&
+  cmp before.conf "$NX/live.conf" &&
+  live_is blue
 '
 
 test_expect_success 'nginx stops and nothing of it is left' '

@@ -250,6 +250,209 @@ static void test_symlink_from_is_the_first_attempts(void **state)
   h_release(&r);
 }
 
+/* readlink of f->dir/name into out (n bytes); "" when it is no link. */
+static const char *h_link(struct h_fix *f, const char *name, char *out,
+                          size_t n)
+{
+  char path[PATH_MAX + 64];
+  ssize_t len;
+
+  snprintf(path, sizeof path, "%s/%s", f->dir, name);
+  len = readlink(path, out, n - 1);
+  out[len < 0 ? 0 : len] = '\0';
+  return out;
+}
+
+static const char sl_with[] =
+    "{\"to\": \"green\", \"link\": \"combo/live\", \"targets\": "
+    "{\"blue\": \"combo/blue\", \"green\": \"combo/green\"}}";
+
+/* A link to no colour's target: the first attempt keeps it (a link with
+ * the same text) before it switches, a retry reports the same backup,
+ * and the undo (restore_from) makes it live again as it was; a second
+ * undo changes nothing. Relative targets are from the working directory
+ * and written from the link's folder. */
+static void test_symlink_undo_puts_back_what_was_live(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char with[2 * PATH_MAX], cwd[PATH_MAX], buf[PATH_MAX], backup[PATH_MAX];
+
+  assert_non_null(getcwd(cwd, sizeof cwd));
+  assert_int_equal(chdir(f->dir), 0);
+  assert_int_equal(mkdir("combo", 0700), 0);
+  assert_int_equal(mkdir("combo/blue", 0700), 0);
+  assert_int_equal(mkdir("combo/green", 0700), 0);
+  assert_int_equal(symlink("releases/1.3", "combo/live"), 0);
+  h_entry = 7;
+  h_run(f, &adapter_switch_blue_green, "switch", sl_with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_string_equal(h_str(&r, "from"), "");
+  assert_string_equal(h_link(f, "combo/live", buf, sizeof buf), "green");
+  snprintf(backup, sizeof backup, "%s/backups/switch.7", f->dir);
+  assert_string_equal(h_str(&r, "backup"), backup);
+  assert_string_equal(h_link(f, "backups/switch.7", buf, sizeof buf),
+                      "releases/1.3");
+  /* a retry finds green live: the backup stays the first attempt's */
+  h_run(f, &adapter_switch_blue_green, "switch", sl_with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_string_equal(h_str(&r, "backup"), backup);
+  assert_string_equal(h_link(f, "backups/switch.7", buf, sizeof buf),
+                      "releases/1.3");
+
+  snprintf(with, sizeof with,
+           "{\"to\": \"\", \"link\": \"combo/live\", \"targets\": "
+           "{\"blue\": \"combo/blue\", \"green\": \"combo/green\"}, "
+           "\"restore_from\": \"%s\"}", backup);
+  h_entry = 9;
+  h_run(f, &adapter_switch_blue_green, "undo:switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_string_equal(h_str(&r, "from"), "green");
+  assert_string_equal(h_str(&r, "backup"), "");
+  assert_string_equal(h_link(f, "combo/live", buf, sizeof buf),
+                      "releases/1.3");
+  h_run(f, &adapter_switch_blue_green, "undo:switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_non_null(strstr(r.tail, "already points at 'releases/1.3'"));
+  assert_int_equal(chdir(cwd), 0);
+  h_release(&r);
+}
+
+/* The link's text leads where the target does from the working
+ * directory: the way from the link's real folder, or the absolute path
+ * when a ".." after a symlink in the target makes that way wrong. */
+static void test_symlink_link_text(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char with[2 * PATH_MAX], cwd[PATH_MAX], buf[PATH_MAX], want[PATH_MAX * 2];
+
+  assert_non_null(getcwd(cwd, sizeof cwd));
+  assert_int_equal(chdir(f->dir), 0);
+  assert_int_equal(mkdir("real", 0700), 0);
+  assert_int_equal(mkdir("real/sub", 0700), 0);
+  assert_int_equal(mkdir("real/green", 0700), 0);
+  assert_int_equal(mkdir("green", 0700), 0);
+  assert_int_equal(symlink("real/sub", "alias"), 0);
+  /* the link's folder through a symlink: the way from its real folder */
+  h_run(f, &adapter_switch_blue_green, "switch",
+        "{\"to\": \"green\", \"link\": \"alias/live\", \"targets\": "
+        "{\"green\": \"./green/\"}}", &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_string_equal(h_link(f, "real/sub/live", buf, sizeof buf),
+                      "../../green");
+  /* alias/.. is real/, not the working directory: the way a lexical
+   * ".." gives would lead to ./green */
+  snprintf(with, sizeof with,
+           "{\"to\": \"green\", \"link\": \"live\", \"targets\": "
+           "{\"green\": \"alias/../green\"}}");
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  snprintf(want, sizeof want, "%s/alias/../green", f->dir);
+  assert_string_equal(h_link(f, "live", buf, sizeof buf), want);
+  /* an absolute target as it is; a missing one refused, nothing changed */
+  snprintf(with, sizeof with,
+           "{\"to\": \"blue\", \"link\": \"live\", \"targets\": "
+           "{\"blue\": \"%s/green\"}}", f->dir);
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  snprintf(want, sizeof want, "%s/green", f->dir);
+  assert_string_equal(h_link(f, "live", buf, sizeof buf), want);
+  h_run(f, &adapter_switch_blue_green, "switch",
+        "{\"to\": \"green\", \"link\": \"live\", \"targets\": "
+        "{\"green\": \"/nonexistent/green\"}}", &r);
+  assert_int_equal(r.outcome, ADAPTER_FAILED);
+  assert_string_equal(r.error, "target '/nonexistent/green' of colour "
+                               "'green' (input 'targets') does not exist; "
+                               "create it or correct the path");
+  assert_string_equal(h_link(f, "live", buf, sizeof buf), want);
+  assert_int_equal(chdir(cwd), 0);
+  h_release(&r);
+}
+
+/* An include cairn never wrote (no marker line): its colour is the one
+ * whose upstream all its live servers name; the undo writes it back byte
+ * for byte, and without a colour to expect does not confirm. */
+static void test_nginx_include_by_hand(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char with[3 * PATH_MAX + 512], backup[PATH_MAX];
+  static const char hand[] = "# mine\nserver 127.0.0.1:1 weight=2;\n"
+                             "server 127.0.0.1:2 backup;\n";
+  char *inc, *calls;
+
+  h_write(f, "live.inc", hand, 0644);
+  h_entry = 11;
+  snprintf(with, sizeof with,
+           "{\"to\": \"green\", \"mode\": \"nginx\", \"include\": "
+           "\"%s/live.inc\", \"upstreams\": {\"blue\": \"127.0.0.1:1\", "
+           "\"green\": \"127.0.0.1:2\"}, \"nginx\": \"%s/nginx\"}",
+           f->dir, f->dir);
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_string_equal(h_str(&r, "from"), "blue");
+  snprintf(backup, sizeof backup, "%s/backups/switch.11", f->dir);
+  assert_string_equal(h_str(&r, "backup"), backup);
+  inc = h_read(f, "live.inc");
+  assert_string_equal(inc, green_inc);
+  free(inc);
+  inc = h_read(f, "backups/switch.11");
+  assert_string_equal(inc, hand);
+  free(inc);
+
+  /* the default undo: to is from, restore_from the backup */
+  snprintf(with, sizeof with,
+           "{\"to\": \"blue\", \"mode\": \"nginx\", \"include\": "
+           "\"%s/live.inc\", \"upstreams\": {\"blue\": \"127.0.0.1:1\", "
+           "\"green\": \"127.0.0.1:2\"}, \"nginx\": \"%s/nginx\", "
+           "\"restore_from\": \"%s\"}", f->dir, f->dir, backup);
+  h_entry = 12;
+  h_run(f, &adapter_switch_blue_green, "undo:switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_string_equal(h_str(&r, "from"), "green");
+  assert_string_equal(h_str(&r, "backup"), "");
+  inc = h_read(f, "live.inc");
+  assert_string_equal(inc, hand);
+  free(inc);
+  calls = h_read(f, "calls");
+  assert_string_equal(calls, "-t\n-s reload\n-t\n-s reload\n");
+  free(calls);
+
+  /* servers of two colours, or of none: no colour; the undo to ""
+   * restores all the same, and confirms nothing */
+  h_write(f, "live.inc", "server 127.0.0.1:1;\nserver 127.0.0.1:2;\n",
+          0644);
+  h_entry = 13;
+  snprintf(with, sizeof with,
+           "{\"to\": \"green\", \"mode\": \"nginx\", \"include\": "
+           "\"%s/live.inc\", \"upstreams\": {\"blue\": \"127.0.0.1:1\", "
+           "\"green\": \"127.0.0.1:2\"}, \"nginx\": \"%s/nginx\"}",
+           f->dir, f->dir);
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  assert_string_equal(h_str(&r, "from"), "");
+  h_write(f, "live.inc", "server 127.0.0.1:3; # no newline", 0644);
+  h_entry = 14;
+  h_run(f, &adapter_switch_blue_green, "switch", with, &r);
+  assert_string_equal(h_str(&r, "from"), "");
+  snprintf(backup, sizeof backup, "%s/backups/switch.14", f->dir);
+  snprintf(with, sizeof with,
+           "{\"to\": \"\", \"mode\": \"nginx\", \"include\": "
+           "\"%s/live.inc\", \"upstreams\": {\"blue\": \"127.0.0.1:1\", "
+           "\"green\": \"127.0.0.1:2\"}, \"nginx\": \"%s/nginx\", "
+           "\"confirm_url\": \"http://127.0.0.1:%d/\", \"restore_from\": "
+           "\"%s\"}", f->dir, f->dir, silent_port, backup);
+  h_entry = 15;
+  h_run(f, &adapter_switch_blue_green, "undo:switch", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_non_null(strstr(r.tail, "not confirmed: the include of before "
+                                 "the switch names no colour"));
+  inc = h_read(f, "live.inc");
+  assert_string_equal(inc, "server 127.0.0.1:3; # no newline");
+  free(inc);
+  h_release(&r);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -261,6 +464,12 @@ int main(void)
                                     switch_setup, switch_teardown),
     cmocka_unit_test_setup_teardown(test_symlink_from_is_the_first_attempts,
                                     switch_setup, switch_teardown),
+    cmocka_unit_test_setup_teardown(test_symlink_undo_puts_back_what_was_live,
+                                    switch_setup, switch_teardown),
+    cmocka_unit_test_setup_teardown(test_symlink_link_text, switch_setup,
+                                    switch_teardown),
+    cmocka_unit_test_setup_teardown(test_nginx_include_by_hand, switch_setup,
+                                    switch_teardown),
   };
 
   return cmocka_run_group_tests(tests, NULL, NULL);
