@@ -640,11 +640,32 @@ int engine_sim_check(const struct engine_workflow *wf,
     }
     const struct engine_action *a = engine_workflow_action_at(wf, path);
     const struct engine_state *ms = engine_workflow_state(wf, path);
+    if (ms != NULL && ms->kind == ENGINE_MAP && ms->use_frame >= 0)
+      return cairn_error_set(err, CAIRN_E_INVAL,
+                             "--fail-at '%s': '%s' is a map over a used "
+                             "workflow; name a state of it (hint: --fail-at "
+                             "%s/S fails state S in every instance, %s/KEY/S "
+                             "in one)", spec, path, path, path);
     if (ms != NULL && ms->kind == ENGINE_MAP)
       return cairn_error_set(err, CAIRN_E_INVAL,
                              "--fail-at '%s': '%s' is a map state; name one "
                              "of its instances (hint: --fail-at %s/KEY, the "
                              "KEY of an item)", spec, path, path);
+    const char *slash = a == NULL ? strrchr(path, '/') : NULL;
+    if (slash != NULL) {
+      /* M/KEY of a map over a used workflow: an instance is a workflow,
+       * not one action */
+      char m[320];
+      snprintf(m, sizeof m, "%.*s", (int)(slash - path), path);
+      const struct engine_state *mm = engine_workflow_state(wf, m);
+      if (mm != NULL && mm->kind == ENGINE_MAP && mm->use_frame >= 0)
+        return cairn_error_set(err, CAIRN_E_INVAL,
+                               "--fail-at '%s': '%s' is an instance of map "
+                               "'%s' over a used workflow; name a state of "
+                               "it (hint: --fail-at %s/S fails its state S, "
+                               "%s/S that state in every instance)", spec,
+                               path, m, path, m);
+    }
     if (a == NULL) {
       action_paths(wf, PATHS_ALL, list, sizeof list);
       if (list[0] == '\0')

@@ -1290,6 +1290,16 @@ test_expect_success 'simulate --fail-at MAP names the map'\''s instances in its 
 	test_grep "is a map state; name one of its instances (hint: --fail-at m/KEY" err
 '
 
+test_expect_success 'simulate --fail-at of a map over a used workflow, or one instance of it: name a state of it' '
+	in_dir mwhy &&
+	test_must_fail_with 2 cairn simulate f.yaml --fail-at m 2>err &&
+	test_grep "^cairn: --fail-at .m.: .m. is a map over a used workflow; name a state of it (hint: --fail-at m/S fails state S in every instance, m/KEY/S in one)$" err &&
+	test_must_fail_with 2 cairn simulate f.yaml --fail-at m/b 2>err &&
+	test_grep "^cairn: --fail-at .m/b.: .m/b. is an instance of map .m. over a used workflow; name a state of it (hint: --fail-at m/b/S fails its state S, m/S that state in every instance)$" err &&
+	cairn simulate f.yaml --fail-at m/b/again >out &&
+	test_grep "✗ m/b/again (attempt 1): failed" out
+'
+
 # ---- the loader -----------------------------------------------------------------------
 
 write_workflow bad/lib/sub.yaml <<\EOF
