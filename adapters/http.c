@@ -33,6 +33,8 @@ struct http_run {
   const char *method, *url; /* borrowed from call->inputs */
   json_t *expect;           /* borrowed; may be NULL */
   int64_t within_ms, interval_ms, timeout_ms;
+  int64_t sent_timeout_ms; /* the last request's: timeout_ms, or what was
+                              left of within */
   uint64_t start, deadline, hard_deadline; /* uv_now(); 0: none */
 
   int attempts;
@@ -556,7 +558,7 @@ static void on_xfer_done(CURL *easy, CURLcode rc, void *ud)
   if (rc != CURLE_OK) {
     r->status = 0;
     char why[CAIRN_MSG_MAX];
-    adapter__curl_describe(easy, rc, r->h.errbuf, r->timeout_ms, why,
+    adapter__curl_describe(easy, rc, r->h.errbuf, r->sent_timeout_ms, why,
                            sizeof why);
     cairn_msg_set(&r->why, "%s", why);
     log_line(r, "%s %s: %s", r->method, r->url, why);
@@ -616,6 +618,7 @@ static void attempt(struct http_run *r)
   if (r->deadline && r->deadline > now &&
       (t == 0 || (int64_t)(r->deadline - now) < t))
     t = (int64_t)(r->deadline - now);
+  r->sent_timeout_ms = t;
   if (r->hard_deadline)
     uv_timer_start(&r->h.timer, on_timer,
                    r->hard_deadline > now ? r->hard_deadline - now : 0, 0);

@@ -208,6 +208,16 @@ test_expect_success 'a server that accepts and never answers: the request times 
 	test $(( (end - start) / 1000000 )) -lt 5000
 '
 
+test_expect_success 'a request cut short by within says the time it had, not its timeout' '
+	listen_silent "$SILENT" &&
+	wait_listening "$SILENT" &&
+	check cut "{ url: \"http://127.0.0.1:$SILENT/\", within: 600ms, interval: 1s }" &&
+	test_must_fail_with 1 cairn run cut.yaml >out 2>err &&
+	net_stop "$LISTEN_PID" &&
+	test_grep "GET http://127.0.0.1:$SILENT/: no response within 600ms" out &&
+	test_grep ! "no response within 10s" out
+'
+
 # 64 checks of a silent server hold the host's places for 30s: three more
 # wait their turn until their 300ms are up and end without a request.
 test_expect_success 'a check whose time runs out while it waits for its turn ends unsent, as timed out' '
