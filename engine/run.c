@@ -1072,14 +1072,13 @@ static void task_finished(struct engine__task *t,
     t->readying = 0;
     /* the step took the action's time and its check's, as `show` says */
     merged.duration_ms = t->pending_ms + res->duration_ms;
-    if (ok) {
-      merged.outputs = t->pending;
-    } else if (!stopped) {
+    /* the action ran: its outputs are what its undo needs, also when a
+     * stop cut its check short (a cancelled branch is undone with them) */
+    merged.outputs = t->pending;
+    if (!ok && !stopped) {
       snprintf(merged.error, sizeof merged.error, "not ready: %s",
                res->error);
       merged.outcome = ADAPTER_FAILED;
-      /* the action ran: its outputs are what its undo needs */
-      merged.outputs = t->pending;
       not_ready = 1;
     }
     res = &merged;
