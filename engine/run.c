@@ -1234,6 +1234,7 @@ static void task_start_now(struct engine__task *t)
   call->log_errno = &t->log_errno;
   call->run_dir = rt->run_dir;
   call->name = t->name;
+  call->run_id = rt->run_id;
   call->entry = json_integer_value(json_object_get(rt->entered, t->path));
   call->timeout_ms = a->timeout_ms;
   call->kill_grace_ms = rt->opt->kill_grace_ms;

@@ -5,7 +5,9 @@
 # with its log; stop of a gone process and of a reused pid (a live
 # unrelated process that must not be signalled); a failed run whose
 # rollback stops the service (no orphan) and restores a file byte for
-# byte or removes a new one (all by the adapters' default undos); a start
+# byte or removes a new one (all by the adapters' default undos), but
+# leaves running a service an earlier run started and this one only
+# adopted, while a resumed run's own service is still stopped; a start
 # with `port` refused while something listens there (IPv4 or IPv6, the
 # listener never contacted), and not when it adopts its own service, on a
 # re-run or a resume; a start cancelled by a failing sibling, whose undo
@@ -234,6 +236,76 @@ test_expect_success 'a failed run rolls back: the undo stops the service, no orp
   test -n "$pid" &&
   ! proc_alive "$pid" &&
   test_path_is_missing svc.pid
+'
+
+# A service an earlier run started is only adopted by the next run's
+# start: rolling that run back must leave it as the run found it,
+# running under its pid file, not leave less than there was before.
+test_expect_success 'a rollback leaves running the service an earlier run started (adopted)' '
+  cairn run svc.yaml &&
+  first=$(last_run) &&
+  pid=$(pidfile_pid svc.pid) && echo "$pid" >>"$PIDS" &&
+  test "$(jq -r .run_id svc.pid)" = "$first" &&
+  cp svc.pid svc.pid.before &&
+  test_must_fail_with 1 cairn run svc.yaml --set fail=yes >out.txt 2>&1 &&
+  test_grep "rolled back: svc" out.txt &&
+  run=$(last_run) &&
+  proc_alive "$pid" &&
+  cmp svc.pid.before svc.pid &&
+  test_grep "already running as pid $pid (pid file .*), started by another run or state: adopted" \
+    .cairn/runs/$run/svc.log &&
+  q "SELECT json_extract(payload, \"$.outputs.adopted\") FROM events
+     WHERE kind = \"action.finished\" AND state = \"svc\"
+     AND run_id IN (\"$first\", \"$run\") ORDER BY seq" >out.txt &&
+  printf "0\n1\n" >want && test_cmp want out.txt &&
+  q "SELECT json_extract(payload, \"$.outputs.stopped\") || \" \" ||
+            json_extract(payload, \"$.outputs.kept\") FROM events
+     WHERE kind = \"action.finished\" AND state = \"undo:svc\"
+     AND run_id = \"$run\"" >out.txt &&
+  test "$(cat out.txt)" = "0 1" &&
+  cairn run stop.yaml &&
+  ! proc_alive "$pid"
+'
+
+# The same run's own service, found running again after its engine died
+# (the resumed run re-runs the start, which adopts it), is still the
+# run's: a rollback of the resumed run stops it.
+write_workflow own.yaml <<\EOF
+cairn: 1
+name: own
+start: svc
+states:
+  svc:
+    do: process.start
+    with: { argv: [nc, -lk, 127.0.0.1, "0"], pid_file: "own.pid", log: "own.log" }
+    ready: { do: exec, with: { shell: "while [ ! -e go ]; do sleep 0.05; done" } }
+    next: last
+  last:
+    do: exec
+    with: { shell: "test ! -e fail" }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a resumed run that finds its own service again stops it in a rollback' '
+  rm -rf .cairn go fail own.pid &&
+  { "$CAIRN_BIN" run own.yaml >out 2>&1 & cpid=$!; } &&
+  n=0 &&
+  until [ "$(q "SELECT count(*) FROM events WHERE kind = '\''action.spawned'\'' AND state = '\''svc'\''" 2>/dev/null)" = 1 ]; do
+    n=$((n + 1)) && [ $n -lt 100 ] && sleep 0.1 || return 1
+  done &&
+  pid=$(pidfile_pid own.pid) && echo "$pid" >>"$PIDS" &&
+  kill -9 "$cpid" && { wait "$cpid" || :; } &&
+  proc_alive "$pid" &&
+  touch go fail &&
+  test_must_fail_with 1 cairn resume >out.txt 2>&1 &&
+  run=$(last_run) &&
+  test_grep "already running as pid $pid (pid file .*), started by an earlier attempt of this step: its undo stops it" \
+    .cairn/runs/$run/svc.log &&
+  test_grep "rolled back: svc" out.txt &&
+  ! proc_alive "$pid" &&
+  test_path_is_missing own.pid &&
+  rm -f go fail
 '
 
 # The default undo of a start stops the process that start ran, not
