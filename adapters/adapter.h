@@ -82,6 +82,11 @@ struct adapter_desc {
    * leaves such a child of an unfinished step running for the re-run to
    * adopt instead of stopping it. */
   int adopts;
+  /* 1: a cancelled call still reports every output (process.start stops
+   * the service it started and says which), so the undo a rollback plans
+   * for a cancelled step can read them; `cairn simulate` gives such a
+   * call placeholders for them, as it does a call that succeeded. */
+  int outputs_when_cancelled;
   /* About how many bytes of heap one call holds while it runs (0: the
    * engine's default), for the room a fan-out makes before its branches
    * start (cairn_heap_reserve). Measured, not a limit. */

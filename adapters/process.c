@@ -893,6 +893,7 @@ const struct adapter_desc adapter_process_start = {
   .outputs = start_outputs_desc,
   .idempotent = 1,
   .adopts = 1,
+  .outputs_when_cancelled = 1, /* stop_done */
   .undo_adapter = "process.stop",
   /* the process this start ran, not whatever the pid file names when
    * the undo runs; nothing when it only adopted one another run or
