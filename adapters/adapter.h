@@ -328,9 +328,11 @@ extern const struct adapter_desc adapter_process_start;
 extern const struct adapter_desc adapter_process_stop;
 
 /* file.write: writes `content` to `path` atomically (temporary file,
- * fsync, rename) with `mode`, keeping what was there under
- * run_dir/backups/NAME; its default undo (file.write with restore_from)
- * puts that back byte for byte, or removes a file that did not exist.
+ * fsync, rename) with `mode`, a file replaced keeping its owner and group
+ * (as far as cairn's user may give it away: the log says when not), and
+ * keeps what was there under run_dir/backups/NAME; its default undo
+ * (file.write with restore_from) puts that back byte for byte, with its
+ * mode, owner and group, or removes a file that did not exist.
  * file.remove: removes a file; a missing one is success. Both run in the
  * thread pool. */
 extern const struct adapter_desc adapter_file_write;
