@@ -82,6 +82,11 @@ struct adapter_desc {
    * leaves such a child of an unfinished step running for the re-run to
    * adopt instead of stopping it. */
   int adopts;
+  /* 1: a cancelled call still reports every output (process.start stops
+   * the service it started and says which), so the undo a rollback plans
+   * for a cancelled step can read them; `cairn simulate` gives such a
+   * call placeholders for them, as it does a call that succeeded. */
+  int outputs_when_cancelled;
   /* About how many bytes of heap one call holds while it runs (0: the
    * engine's default), for the room a fan-out makes before its branches
    * start (cairn_heap_reserve). Measured, not a limit. */
@@ -127,6 +132,10 @@ struct adapter_call {
                                 backups); may be NULL in a simulation */
   const char *name;          /* the state path as a file name
                                 ("infra.db"), to name such files */
+  const char *run_id;        /* the run this call is part of, for what an
+                                adapter leaves behind to say which run
+                                made it (process.start's pid file); may
+                                be NULL (a test) */
   int64_t entry;             /* which visit of the state this call is
                                 part of (the journal seq of its
                                 state.entered): the same for every
@@ -296,13 +305,16 @@ extern const struct adapter_desc adapter_sql_migrate;
  * group, stdin /dev/null, stdout and stderr appended to `log`, no
  * descriptor but 0-2 inherited, the inherited environment plus env_extra
  * plus `env`) and writes a pid file (pid, pgid, start time, argv, log,
- * boot id). A pid file naming a live process with the same start time and
- * argv makes it a no-op with the same outputs; one naming a live process
- * with another argv fails. With `port` it fails before starting anything
- * when a socket listens on that TCP port already (common/listen.h; a
- * service it adopts is not checked). With `wait` it fails, with the
+ * boot id, and call->run_id and call->entry: who started it). A pid file
+ * naming a live process with the same start time and argv makes it a
+ * no-op with the same outputs, and output adopted true unless the pid
+ * file names this run and visit (then an earlier attempt started it); one
+ * naming a live process with another argv fails. With `port` it fails
+ * before starting anything when a socket listens on that TCP port already
+ * (common/listen.h; a service it adopts is not checked). With `wait` it fails, with the
  * service log's last lines as tail, when the service is not alive after
- * that long. Default undo: process.stop of its pid_file.
+ * that long. Default undo: process.stop of its pid_file and start time,
+ * passing adopted (true: it stops nothing).
  * process.stop: SIGTERM (and SIGCONT) to the group, polls on the loop for
  * up to `grace`, then SIGKILL; a gone process, or a pid now owned by a
  * process with another start time (never signalled), is success with
@@ -310,14 +322,17 @@ extern const struct adapter_desc adapter_sql_migrate;
  * is never signalled: that fails; so does a pgid that is not the pid's
  * own group, is 1 or is cairn's. Removes the pid file. With keep_argv
  * (and pid_file), a live process running exactly that argv is left
- * running, its pid file too: success, stopped false, kept true. */
+ * running, its pid file too: success, stopped false, kept true; with
+ * adopted true, nothing is looked at: success, kept true, pid 0. */
 extern const struct adapter_desc adapter_process_start;
 extern const struct adapter_desc adapter_process_stop;
 
 /* file.write: writes `content` to `path` atomically (temporary file,
- * fsync, rename) with `mode`, keeping what was there under
- * run_dir/backups/NAME; its default undo (file.write with restore_from)
- * puts that back byte for byte, or removes a file that did not exist.
+ * fsync, rename) with `mode`, a file replaced keeping its owner and group
+ * (as far as cairn's user may give it away: the log says when not), and
+ * keeps what was there under run_dir/backups/NAME; its default undo
+ * (file.write with restore_from) puts that back byte for byte, with its
+ * mode, owner and group, or removes a file that did not exist.
  * file.remove: removes a file; a missing one is success. Both run in the
  * thread pool. */
 extern const struct adapter_desc adapter_file_write;

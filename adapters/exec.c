@@ -879,6 +879,7 @@ int adapter__child_start(struct adapter__child *c,
   call->log_header = NULL;
   call->run_dir = p->run_dir;
   call->name = p->name;
+  call->run_id = p->run_id;
   call->timeout_ms = spec->timeout_ms;
   call->kill_grace_ms = p->kill_grace_ms;
   call->env_extra = p->env_extra;

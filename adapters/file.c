@@ -6,11 +6,17 @@
  * Backups: the first attempt of each visit of a file.write state keeps
  * what was at `path` before it in RUN_DIR/backups/STATE.N (0600; N the
  * visit's state.entered) and a note in RUN_DIR/backups/STATE.N.json
- * ({"path", "previous", "mode"}). A retried or resumed attempt finds the
- * note and keeps it: what it would see at `path` is already its own
- * content. The undo is file.write with
+ * ({"path", "previous", "mode", "uid", "gid"}). A retried or resumed
+ * attempt finds the note and keeps it: what it would see at `path` is
+ * already its own content. The undo is file.write with
  * restore_from set to the backup ("" when there was no file: the undo
- * removes it). The work runs in the thread pool (fsync blocks). */
+ * removes it), which puts back content, mode, owner and group.
+ *
+ * A file replaced keeps its owner and group (a configuration root:www-data
+ * 0640 must stay readable by the group its service runs as): they are set
+ * on the temporary file before the rename, as far as cairn's user may
+ * (cairn_write_atomic_owned; the step's log says when it could not). The
+ * work runs in the thread pool (fsync blocks). */
 #include "adapters/adapter.h"
 #include "adapters/input.h"
 #include "adapters/job.h"
@@ -18,6 +24,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <libgen.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -186,6 +193,13 @@ static int keep_previous(struct adapter__job *j, const char *path,
   }
   note = json_pack("{s:s, s:b, s:i}", "path", path, "previous", *previous,
                    "mode", *previous ? (int)(st.st_mode & 07777) : 0);
+  /* whose it was, for the undo to give it back */
+  if (note && *previous &&
+      (json_object_set_new(note, "uid", json_integer(st.st_uid)) < 0 ||
+       json_object_set_new(note, "gid", json_integer(st.st_gid)) < 0)) {
+    json_decref(note);
+    note = NULL;
+  }
   text = note ? json_dumps(note, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
   json_decref(note);
   if (text == NULL) {
@@ -203,18 +217,21 @@ static int keep_previous(struct adapter__job *j, const char *path,
   return 0;
 }
 
-/* Writes content with mode unless path already holds exactly that. */
+/* Writes content with mode, owner uid and group gid ((uid_t)-1 and
+ * (gid_t)-1: the writer's) unless path already holds exactly that. */
 static int put(struct adapter__job *j, const char *path, const char *content,
-               size_t n, unsigned mode)
+               size_t n, unsigned mode, uid_t uid, gid_t gid)
 {
+  struct cairn_error err = {0};
   char *old = NULL;
   size_t on = 0;
   struct stat st;
-  char why[512];
-  int same = 0;
+  int same = 0, owned = 1;
 
   if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
       (st.st_mode & 07777) == mode &&
+      (uid == (uid_t)-1 || st.st_uid == uid) &&
+      (gid == (gid_t)-1 || st.st_gid == gid) &&
       adapter__read_file(path, FILE_MAX, &old, &on) == 0)
     same = on == n && memcmp(old, content, n) == 0;
   free(old);
@@ -222,13 +239,33 @@ static int put(struct adapter__job *j, const char *path, const char *content,
     adapter__job_note(j, "file.write: '%s' already has this content", path);
     return 0;
   }
-  if (adapter__write_atomic(path, content, n, mode, why, sizeof why) < 0) {
-    adapter__job_fail(j, "%s", why);
+  if (cairn_write_atomic_owned(path, content, n, mode, uid, gid, &owned,
+                               &err) < 0) {
+    adapter__job_fail(j, "%s", err.msg);
     return -1;
   }
   adapter__job_note(j, "file.write: wrote '%s' (%zu bytes, mode %04o)", path,
                     n, mode);
+  /* not a failure: without privilege the file becomes cairn's user's, as
+   * any file it writes; the log says whose it was meant to be */
+  if (!owned && stat(path, &st) == 0)
+    adapter__job_note(j, "file.write: '%s' is owned by uid %ju gid %ju, not "
+                      "uid %ju gid %ju: only root may give a file away",
+                      path, (uintmax_t)st.st_uid, (uintmax_t)st.st_gid,
+                      (uintmax_t)uid, (uintmax_t)gid);
   return 0;
+}
+
+/* An owner or group id kept in a backup note, or (id_t)-1 when there is
+ * none (a note of an older cairn) or it is not one. */
+static id_t note_id(json_t *note, const char *key)
+{
+  json_t *v = json_object_get(note, key);
+
+  if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+      json_integer_value(v) >= (json_int_t)UINT32_MAX)
+    return (id_t)-1;
+  return (id_t)json_integer_value(v);
 }
 
 /* The undo: put the kept content (and mode) back, or remove the file. */
@@ -240,6 +277,8 @@ static void restore(struct adapter__job *j, const char *path,
   size_t tn = 0, dn = 0;
   json_t *note = NULL;
   unsigned mode = 0644;
+  uid_t uid = (uid_t)-1;
+  gid_t gid = (gid_t)-1;
   char sum[65] = "";
   int rc, existed = access(path, F_OK) == 0;
 
@@ -260,12 +299,18 @@ static void restore(struct adapter__job *j, const char *path,
   }
   snprintf(meta, sizeof meta, "%s.json", from);
   if (adapter__read_file(meta, 65536, &text, &tn) == 0 &&
-      (note = json_loadb(text, tn, 0, NULL)) != NULL &&
-      json_integer_value(json_object_get(note, "mode")) > 0)
-    mode = (unsigned)json_integer_value(json_object_get(note, "mode"));
+      (note = json_loadb(text, tn, 0, NULL)) != NULL) {
+    json_t *m = json_object_get(note, "mode");
+    /* the mode it had, 0000 too: a file nobody may read stays so */
+    if (json_is_integer(m) && json_integer_value(m) >= 0 &&
+        json_integer_value(m) <= 07777)
+      mode = (unsigned)json_integer_value(m);
+    uid = (uid_t)note_id(note, "uid");
+    gid = (gid_t)note_id(note, "gid");
+  }
   free(text);
   json_decref(note);
-  if (put(j, path, data, dn, mode) == 0)
+  if (put(j, path, data, dn, mode, uid, gid) == 0)
     adapter__sha256_hex(data, dn, sum);
   free(data);
 out:
@@ -298,6 +343,9 @@ static void write_work(struct adapter__job *j)
   long mode = given ? parse_mode(given) : secret ? 0600 : 0644;
   char backup[4300], sum[65];
   int previous = 0;
+  uid_t uid = (uid_t)-1;
+  gid_t gid = (gid_t)-1;
+  struct stat st;
 
   if (from) {
     restore(j, path, from);
@@ -305,8 +353,13 @@ static void write_work(struct adapter__job *j)
   }
   if (keep_previous(j, path, backup, sizeof backup, &previous) < 0)
     return;
+  /* a file replaced stays whose it was; a new one is the writer's */
+  if (lstat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+    uid = st.st_uid;
+    gid = st.st_gid;
+  }
   if (put(j, path, json_string_value(content), json_string_length(content),
-          (unsigned)mode) < 0)
+          (unsigned)mode, uid, gid) < 0)
     return;
   if (secret)
     sum[0] = '\0';

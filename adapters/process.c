@@ -2,9 +2,14 @@
  * (its own session, a log file, a pid file), process.stop stops it.
  *
  * The pid file is JSON: {"pid", "pgid", "proc_start", "argv", "log",
- * "boot_id"}. proc_start (clock ticks since boot, /proc/PID/stat) tells a
- * live service from a later process that got the same pid: a pid whose
- * start time differs is never signalled.
+ * "boot_id", "run_id", "entry"}. proc_start (clock ticks since boot,
+ * /proc/PID/stat) tells a live service from a later process that got the
+ * same pid: a pid whose start time differs is never signalled. run_id and
+ * entry name the run and the visit of the state that started it: a start
+ * that finds the service running is its own only when they are its own
+ * (an attempt before a retry, or before the engine died and the run was
+ * resumed); otherwise it adopted what another run or state started, and
+ * its undo leaves that running (output `adopted`).
  *
  * One struct proc_run per call, with one timer:
  *   START_WAIT  process.start: the service runs; the timer ends the
@@ -52,6 +57,8 @@ struct proc_run {
   uint64_t deadline;       /* uv_now() value */
   const char *signal;      /* the last one sent, "" when none */
   int stopped;             /* process.stop: it was running and we stopped it */
+  int adopted;             /* process.start: found running, started by
+                              another run, state or visit */
   int cancelled;
   enum adapter_outcome outcome;
   char error[512];
@@ -248,6 +255,7 @@ static void start_outputs(struct proc_run *r)
   json_object_set_new(r->outputs, "proc_start", json_integer(r->proc_start));
   json_object_set_new(r->outputs, "pid_file", json_string(r->pid_file));
   json_object_set_new(r->outputs, "log", json_string(r->log));
+  json_object_set_new(r->outputs, "adopted", json_boolean(r->adopted));
 }
 
 /* The last lines of the service's log (at most PROC_TAIL_MAX bytes, from
@@ -339,9 +347,24 @@ static void on_timer(uv_timer_t *t)
     stop_poll(r);
 }
 
+/* 1 when the pid file names the run and the visit of the state that
+ * call is part of. Only those tell a service this visit started (before a
+ * retry, or before its engine died) from one another run or state did: a
+ * pid file without them (an older cairn's, a test's) is not ours. */
+static int started_here(const struct adapter_call *call, json_t *doc)
+{
+  const char *run = json_string_value(json_object_get(doc, "run_id"));
+  json_t *entry = json_object_get(doc, "entry");
+
+  return call->run_id != NULL && run != NULL &&
+         strcmp(run, call->run_id) == 0 && call->entry > 0 &&
+         json_is_integer(entry) && json_integer_value(entry) == call->entry;
+}
+
 /* 1 when the pid file at r->pid_file names this very service, alive, with
- * the same argv: r's pid fields are filled. -1 with r->error when it names
- * a live process with another argv (or cannot be read). */
+ * the same argv: r's pid fields are filled, and r->adopted says whether
+ * another run or state started it. -1 with r->error when it names a live
+ * process with another argv (or cannot be read). */
 static int start_already(struct proc_run *r, json_t *argv)
 {
   struct pidinfo pi;
@@ -365,6 +388,7 @@ static int start_already(struct proc_run *r, json_t *argv)
   r->pid = pi.pid;
   r->pgid = pi.pgid;
   r->proc_start = pi.proc_start;
+  r->adopted = !started_here(r->call, pi.doc);
   if ((log = json_object_get(pi.doc, "log")) && json_is_string(log))
     snprintf(r->log, sizeof r->log, "%s", json_string_value(log));
   json_decref(pi.doc);
@@ -383,6 +407,15 @@ static int start_write_pidfile(struct proc_run *r, json_t *argv)
   doc = json_pack("{s:i, s:i, s:I, s:O, s:s, s:s}", "pid", r->pid, "pgid",
                   r->pgid, "proc_start", (json_int_t)r->proc_start, "argv",
                   argv, "log", r->log, "boot_id", boot);
+  /* who started it: a later start that finds it running tells its own
+   * (a retry, a resumed run's re-run) from another run's */
+  if (doc && r->call->run_id &&
+      (json_object_set_new(doc, "run_id", json_string(r->call->run_id)) < 0 ||
+       json_object_set_new(doc, "entry",
+                           json_integer((json_int_t)r->call->entry)) < 0)) {
+    json_decref(doc);
+    doc = NULL;
+  }
   text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
   json_decref(doc);
   if (text == NULL) {
@@ -443,8 +476,12 @@ static int start_start(struct adapter_call *call, struct cairn_error *err)
     return 0;
   }
   if (rc > 0) {
-    step_log(r, "process.start: already running as pid %d (pid file '%s')",
-             r->pid, r->pid_file);
+    step_log(r, "process.start: already running as pid %d (pid file '%s'), "
+             "%s", r->pid, r->pid_file,
+             r->adopted ? "started by another run or state: adopted, its "
+                          "undo leaves it running"
+                        : "started by an earlier attempt of this step: its "
+                          "undo stops it");
     start_outputs(r);
     finish(r, ADAPTER_SUCCEEDED);
     return 0;
@@ -651,6 +688,17 @@ static void stop_poll(struct proc_run *r)
 
 /* ---- process.stop ------------------------------------------------------- */
 
+/* Success with the process left running (r->pid: the one left, 0 when
+ * none was looked at). */
+static void stop_kept(struct proc_run *r)
+{
+  json_object_set_new(r->outputs, "stopped", json_false());
+  json_object_set_new(r->outputs, "kept", json_true());
+  json_object_set_new(r->outputs, "signal", json_string(""));
+  json_object_set_new(r->outputs, "pid", json_integer(r->pid));
+  finish(r, ADAPTER_SUCCEEDED);
+}
+
 static int stop_start(struct adapter_call *call, struct cairn_error *err)
 {
   json_t *in = call->inputs;
@@ -668,6 +716,16 @@ static int stop_start(struct adapter_call *call, struct cairn_error *err)
   if ((r = run_create(call, 0)) == NULL)
     return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
   r->grace_ms = gv ? (int64_t)json_integer_value(gv) : 10000;
+  if (json_is_true(adapter__input(in, "adopted"))) {
+    /* The undo of a start that found the service running, started by
+     * another run or state: undoing that start stops nothing, and the
+     * pid file is not even read (an undo that changes nothing must not
+     * fail either). */
+    step_note(r, "process.stop: left running: the start this undoes "
+              "adopted it (another run or state started it)");
+    stop_kept(r);
+    return 0;
+  }
   if (pf) {
     struct pidinfo pi;
     snprintf(r->pid_file, sizeof r->pid_file, "%s", pf);
@@ -703,11 +761,7 @@ static int stop_start(struct adapter_call *call, struct cairn_error *err)
       json_decref(pi.doc);
       step_note(r, "process.stop: left running: pid %d runs keep_argv",
                 r->pid);
-      json_object_set_new(r->outputs, "stopped", json_false());
-      json_object_set_new(r->outputs, "kept", json_true());
-      json_object_set_new(r->outputs, "signal", json_string(""));
-      json_object_set_new(r->outputs, "pid", json_integer(r->pid));
-      finish(r, ADAPTER_SUCCEEDED);
+      stop_kept(r);
       return 0;
     }
     json_decref(pi.doc);
@@ -826,6 +880,9 @@ static const struct adapter_output start_outputs_desc[] = {
   { "proc_start", "integer", "its start time, clock ticks since boot" },
   { "pid_file", "string", "the pid file" },
   { "log", "string", "the service's log file" },
+  { "adopted", "boolean", "true when it was running already, started by "
+    "another run or state (its undo leaves it running); false when this "
+    "step started it (before a retry or a resume, too)" },
   { NULL, NULL, NULL },
 };
 
@@ -836,11 +893,14 @@ const struct adapter_desc adapter_process_start = {
   .outputs = start_outputs_desc,
   .idempotent = 1,
   .adopts = 1,
+  .outputs_when_cancelled = 1, /* stop_done */
   .undo_adapter = "process.stop",
   /* the process this start ran, not whatever the pid file names when
-   * the undo runs */
+   * the undo runs; nothing when it only adopted one another run or
+   * state started */
   .undo_with = "{\"pid_file\": \"{{ self.output.pid_file }}\", "
-               "\"proc_start\": \"{{ self.output.proc_start }}\"}",
+               "\"proc_start\": \"{{ self.output.proc_start }}\", "
+               "\"adopted\": \"{{ self.output.adopted }}\"}",
   .check = start_check_with,
   .start = start_start,
   .cancel = proc_cancel,
@@ -861,14 +921,19 @@ static const struct adapter_input stop_inputs[] = {
   { "keep_argv", ADAPTER_T_ARGV, 0, NULL,
     "with pid_file: leave the process running when it runs this very argv "
     "(a process.start of it that follows adopts it)" },
+  { "adopted", ADAPTER_T_BOOLEAN, 0, "false",
+    "the adopted output of the process.start this stop undoes: true leaves "
+    "the process running, since that start did not start it" },
   { NULL, 0, 0, NULL, NULL },
 };
 
 static const struct adapter_output stop_outputs[] = {
   { "stopped", "boolean", "false when it was already gone (or kept)" },
-  { "kept", "boolean", "true when left running: it runs keep_argv" },
+  { "kept", "boolean", "true when left running: it runs keep_argv, or "
+    "adopted was true" },
   { "signal", "string", "SIGTERM, SIGKILL, or \"\" when nothing was sent" },
-  { "pid", "integer", "the pid it stopped (or found gone)" },
+  { "pid", "integer", "the pid it stopped (or found gone, or kept; 0 with "
+    "adopted true: nothing is looked at)" },
   { NULL, NULL, NULL },
 };
 

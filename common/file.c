@@ -36,14 +36,32 @@ static int write_error(const char *path, int e, struct cairn_error *err)
                          e == ENOENT ? " (hint: does its folder exist?)" : "");
 }
 
+/* fchown(fd, uid, gid) as far as the writer may: 0 with *owned 0 when the
+ * kernel refused to give the file away (only root may), after setting the
+ * group alone if it allows that; -1 with errno on any other failure. */
+static int give_file(int fd, uid_t uid, gid_t gid, int *owned)
+{
+  *owned = 1;
+  if ((uid == (uid_t)-1 && gid == (gid_t)-1) || fchown(fd, uid, gid) == 0)
+    return 0;
+  if (errno != EPERM && errno != EINVAL)
+    return -1;
+  *owned = 0;
+  if (gid != (gid_t)-1 && fchown(fd, (uid_t)-1, gid) < 0 && errno != EPERM &&
+      errno != EINVAL)
+    return -1;
+  return 0;
+}
+
 static int write_renamed(const char *path, const void *data, size_t n,
-                         unsigned mode, int durable, struct cairn_error *err)
+                         unsigned mode, uid_t uid, gid_t gid, int *owned,
+                         int durable, struct cairn_error *err)
 {
   size_t plen = strlen(path);
   char *tmp = malloc(plen + 16);
   const char *slash = strrchr(path, '/');
   const char *p = data;
-  int fd, e;
+  int fd, e, given;
 
   struct stat st;
 
@@ -83,7 +101,9 @@ static int write_renamed(const char *path, const void *data, size_t n,
     p += w;
     n -= (size_t)w;
   }
-  if (fchmod(fd, (mode_t)mode) < 0 || (durable && fsync(fd) < 0))
+  /* the owner first: a chown may clear the set-id bits of the mode */
+  if (give_file(fd, uid, gid, &given) < 0 || fchmod(fd, (mode_t)mode) < 0 ||
+      (durable && fsync(fd) < 0))
     goto fail;
   e = close(fd);
   fd = -1;
@@ -92,6 +112,8 @@ static int write_renamed(const char *path, const void *data, size_t n,
   free(tmp);
   if (durable)
     cairn_fsync_dir(path);
+  if (owned)
+    *owned = given;
   return 0;
 
 fail:
@@ -106,13 +128,22 @@ fail:
 int cairn_write_atomic(const char *path, const void *data, size_t n,
                        unsigned mode, struct cairn_error *err)
 {
-  return write_renamed(path, data, n, mode, 1, err);
+  return write_renamed(path, data, n, mode, (uid_t)-1, (gid_t)-1, NULL, 1,
+                       err);
+}
+
+int cairn_write_atomic_owned(const char *path, const void *data, size_t n,
+                             unsigned mode, uid_t uid, gid_t gid, int *owned,
+                             struct cairn_error *err)
+{
+  return write_renamed(path, data, n, mode, uid, gid, owned, 1, err);
 }
 
 int cairn_write_replace(const char *path, const void *data, size_t n,
                         unsigned mode, struct cairn_error *err)
 {
-  return write_renamed(path, data, n, mode, 0, err);
+  return write_renamed(path, data, n, mode, (uid_t)-1, (gid_t)-1, NULL, 0,
+                       err);
 }
 
 /* The folder itself first: usually it exists or only it is missing, so one

@@ -5,6 +5,7 @@
 #define CAIRN_COMMON_FILE_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "common/error.h"
 
@@ -18,6 +19,20 @@
  * the rename would replace it. data is borrowed. */
 int cairn_write_atomic(const char *path, const void *data, size_t n,
                        unsigned mode, struct cairn_error *err);
+
+/* cairn_write_atomic whose new file gets owner uid and group gid before
+ * it is renamed into place (fchown before fchmod, so that mode stands
+ * whole); (uid_t)-1 and (gid_t)-1 leave either the writer's, as
+ * cairn_write_atomic does. For replacing a file that is not cairn's own
+ * (file.write) without changing its hands. Only root may give a file
+ * away: a change the kernel refuses (EPERM, or EINVAL for an id outside
+ * the user namespace) is not an error. Then the group alone is set when
+ * the writer may (it belongs to it), else neither, and *owned (may be
+ * NULL) is 0; it is 1 when the file got both as asked. Same errors and
+ * ownership as cairn_write_atomic. */
+int cairn_write_atomic_owned(const char *path, const void *data, size_t n,
+                             unsigned mode, uid_t uid, gid_t gid, int *owned,
+                             struct cairn_error *err);
 
 /* cairn_write_atomic without either fsync: readers still see the old
  * content or the new, never a part, but after a crash of the machine the

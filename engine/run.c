@@ -1080,14 +1080,13 @@ static void task_finished(struct engine__task *t,
     t->readying = 0;
     /* the step took the action's time and its check's, as `show` says */
     merged.duration_ms = t->pending_ms + res->duration_ms;
-    if (ok) {
-      merged.outputs = t->pending;
-    } else if (!stopped) {
+    /* the action ran: its outputs are what its undo needs, also when a
+     * stop cut its check short (a cancelled branch is undone with them) */
+    merged.outputs = t->pending;
+    if (!ok && !stopped) {
       snprintf(merged.error, sizeof merged.error, "not ready: %s",
                res->error);
       merged.outcome = ADAPTER_FAILED;
-      /* the action ran: its outputs are what its undo needs */
-      merged.outputs = t->pending;
       not_ready = 1;
     }
     res = &merged;
@@ -1243,6 +1242,7 @@ static void task_start_now(struct engine__task *t)
   call->log_errno = &t->log_errno;
   call->run_dir = rt->run_dir;
   call->name = t->name;
+  call->run_id = rt->run_id;
   call->entry = json_integer_value(json_object_get(rt->entered, t->path));
   call->timeout_ms = a->timeout_ms;
   call->kill_grace_ms = rt->opt->kill_grace_ms;

@@ -146,7 +146,12 @@ static void sim_idle_cb(uv_idle_t *h)
     res.exit_code = -1;
     res.term_signal = 15;
     snprintf(res.error, sizeof res.error, "cancelled");
-    res.outputs = json_object();
+    /* what a real call reports when cancelled: the undo of the cancelled
+     * step renders from it */
+    res.outputs = !t->probing && !t->readying &&
+                          t->desc->outputs_when_cancelled
+                      ? placeholder_outputs(rt, t->desc)
+                      : json_object();
   } else if (scripted_failure(t, rt->opt->sim)) {
     res.outcome = ADAPTER_FAILED;
     res.exit_code = 1;

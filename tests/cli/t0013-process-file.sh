@@ -5,12 +5,16 @@
 # with its log; stop of a gone process and of a reused pid (a live
 # unrelated process that must not be signalled); a failed run whose
 # rollback stops the service (no orphan) and restores a file byte for
-# byte or removes a new one (all by the adapters' default undos); a start
+# byte or removes a new one (all by the adapters' default undos), but
+# leaves running a service an earlier run started and this one only
+# adopted, while a resumed run's own service is still stopped; a start
 # with `port` refused while something listens there (IPv4 or IPv6, the
 # listener never contacted), and not when it adopts its own service, on a
 # re-run or a resume; a start cancelled by a failing sibling, whose undo
-# finds nothing left. Every pid the tests record is checked gone at the
-# end.
+# finds nothing left; file.write keeping the owner and group of the file
+# it replaces (the writer's when not root, which the log says) and its
+# undo restoring them with the mode, 0000 included. Every pid the tests
+# record is checked gone at the end.
 . "$(dirname "$0")/lib.sh"
 . "$CAIRN_TEST_LIB_DIR/netlib.sh"
 
@@ -234,6 +238,76 @@ test_expect_success 'a failed run rolls back: the undo stops the service, no orp
   test -n "$pid" &&
   ! proc_alive "$pid" &&
   test_path_is_missing svc.pid
+'
+
+# A service an earlier run started is only adopted by the next run's
+# start: rolling that run back must leave it as the run found it,
+# running under its pid file, not leave less than there was before.
+test_expect_success 'a rollback leaves running the service an earlier run started (adopted)' '
+  cairn run svc.yaml &&
+  first=$(last_run) &&
+  pid=$(pidfile_pid svc.pid) && echo "$pid" >>"$PIDS" &&
+  test "$(jq -r .run_id svc.pid)" = "$first" &&
+  cp svc.pid svc.pid.before &&
+  test_must_fail_with 1 cairn run svc.yaml --set fail=yes >out.txt 2>&1 &&
+  test_grep "rolled back: svc" out.txt &&
+  run=$(last_run) &&
+  proc_alive "$pid" &&
+  cmp svc.pid.before svc.pid &&
+  test_grep "already running as pid $pid (pid file .*), started by another run or state: adopted" \
+    .cairn/runs/$run/svc.log &&
+  q "SELECT json_extract(payload, \"$.outputs.adopted\") FROM events
+     WHERE kind = \"action.finished\" AND state = \"svc\"
+     AND run_id IN (\"$first\", \"$run\") ORDER BY seq" >out.txt &&
+  printf "0\n1\n" >want && test_cmp want out.txt &&
+  q "SELECT json_extract(payload, \"$.outputs.stopped\") || \" \" ||
+            json_extract(payload, \"$.outputs.kept\") FROM events
+     WHERE kind = \"action.finished\" AND state = \"undo:svc\"
+     AND run_id = \"$run\"" >out.txt &&
+  test "$(cat out.txt)" = "0 1" &&
+  cairn run stop.yaml &&
+  ! proc_alive "$pid"
+'
+
+# The same run's own service, found running again after its engine died
+# (the resumed run re-runs the start, which adopts it), is still the
+# run's: a rollback of the resumed run stops it.
+write_workflow own.yaml <<\EOF
+cairn: 1
+name: own
+start: svc
+states:
+  svc:
+    do: process.start
+    with: { argv: [nc, -lk, 127.0.0.1, "0"], pid_file: "own.pid", log: "own.log" }
+    ready: { do: exec, with: { shell: "while [ ! -e go ]; do sleep 0.05; done" } }
+    next: last
+  last:
+    do: exec
+    with: { shell: "test ! -e fail" }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a resumed run that finds its own service again stops it in a rollback' '
+  rm -rf .cairn go fail own.pid &&
+  { "$CAIRN_BIN" run own.yaml >out 2>&1 & cpid=$!; } &&
+  n=0 &&
+  until [ "$(q "SELECT count(*) FROM events WHERE kind = '\''action.spawned'\'' AND state = '\''svc'\''" 2>/dev/null)" = 1 ]; do
+    n=$((n + 1)) && [ $n -lt 100 ] && sleep 0.1 || return 1
+  done &&
+  pid=$(pidfile_pid own.pid) && echo "$pid" >>"$PIDS" &&
+  kill -9 "$cpid" && { wait "$cpid" || :; } &&
+  proc_alive "$pid" &&
+  touch go fail &&
+  test_must_fail_with 1 cairn resume >out.txt 2>&1 &&
+  run=$(last_run) &&
+  test_grep "already running as pid $pid (pid file .*), started by an earlier attempt of this step: its undo stops it" \
+    .cairn/runs/$run/svc.log &&
+  test_grep "rolled back: svc" out.txt &&
+  ! proc_alive "$pid" &&
+  test_path_is_missing own.pid &&
+  rm -f go fail
 '
 
 # The default undo of a start stops the process that start ran, not
@@ -497,6 +571,66 @@ test_expect_success 'rollback restores a file byte for byte and removes a new on
   cmp old.orig old.txt &&
   test "$(stat -c %a old.txt)" = 640 &&
   test_path_is_missing fresh.txt
+'
+
+# A configuration root:www-data 0640 rewritten by root must stay
+# readable by the service's group; a file nobody may read (0000) stays
+# so after a rollback, with its owner. Giving files away takes root.
+write_workflow fw-own.yaml <<\EOF
+cairn: 1
+name: fw-own
+params:
+  fail: { default: "" }
+start: own
+states:
+  own:
+    do: file.write
+    with: { path: "own.conf", content: "port=2\n", mode: "0640" }
+    next: closed
+  closed:
+    do: file.write
+    with: { path: "closed.conf", content: "open now\n" }
+    next: last
+  last:
+    do: exec
+    with: { shell: "test '{{ params.fail }}' != yes" }
+    next: done
+  done: { succeed: true }
+EOF
+
+owner() { stat -c "%u:%g %a" "$1"; }
+
+test_expect_success 'file.write keeps the owner and group; the rollback restores them and mode 0000' '
+  if [ "$(id -u)" != 0 ]; then echo "not root: cannot give files away"; return 0; fi &&
+  printf "port=1\n" >own.conf && chown 1234:33 own.conf && chmod 0640 own.conf &&
+  printf "secret\n" >closed.conf && chown 65534:65534 closed.conf && chmod 0 closed.conf &&
+  cp own.conf own.orig && cp closed.conf closed.orig &&
+  test_must_fail_with 1 cairn run fw-own.yaml --set fail=yes &&
+  cmp own.orig own.conf && test "$(owner own.conf)" = "1234:33 640" &&
+  cmp closed.orig closed.conf && test "$(owner closed.conf)" = "65534:65534 0" &&
+  cairn run fw-own.yaml &&
+  printf "port=2\n" >want && test_cmp want own.conf &&
+  test "$(owner own.conf)" = "1234:33 640" &&
+  test "$(owner closed.conf)" = "65534:65534 644"
+'
+
+# Not root, cairn cannot keep another user's ownership: the file is
+# written all the same, becomes the writer's, and the step's log says so.
+test_expect_success 'file.write not as root: the file becomes the writer'\''s, the log says whose it was' '
+  if [ "$(id -u)" != 0 ] || ! command -v setpriv >/dev/null; then
+    echo "needs root and setpriv to run cairn as nobody"; return 0
+  fi &&
+  mkdir nb && cp fw-own.yaml nb/ && printf "port=1\n" >nb/own.conf &&
+  printf "x\n" >nb/closed.conf && chown -R 65534:65534 nb &&
+  chown 0:0 nb/own.conf && chmod 0644 nb/own.conf &&
+  chmod o+x "$CAIRN_TEST_BASE" "$TRASH" && # nobody passes through
+  (cd nb && HOME=$PWD setpriv --reuid=65534 --regid=65534 --clear-groups \
+    "$CAIRN_BIN" run fw-own.yaml >out 2>&1) &&
+  printf "port=2\n" >want && test_cmp want nb/own.conf &&
+  test "$(owner nb/own.conf)" = "65534:65534 640" &&
+  test_grep "file.write: .own.conf. is owned by uid 65534 gid 65534, not uid 0 gid 0: only root may give a file away" \
+    nb/.cairn/runs/*/own.log &&
+  rm -rf nb
 '
 
 test_expect_success 'file.remove removes a file; a missing one is success' '

@@ -1,7 +1,8 @@
 #!/bin/bash
 # t0017-ready: the `ready:` check of an action (run after it succeeds, sees
 # its outputs as self.output, decides the attempt; a state that ran but
-# never got ready is undone by a rollback, once), and `undo: false`.
+# never got ready is undone by a rollback, once, with its action's
+# outputs, also when a stop cut the check short), and `undo: false`.
 . "$(dirname "$0")/lib.sh"
 
 write_workflow ready.yaml <<\EOF
@@ -52,6 +53,42 @@ test_expect_success 'the state that ran but was never ready is undone once' '
 	echo 2 >expect &&
 	test_cmp expect actual &&
 	test_grep "^↶ rollback plan: undo:svc$" out
+'
+
+# A branch cancelled while its ready check runs (a sibling failed) did
+# run its action: the rollback plans its undo, which must see the
+# action's outputs, not those of the check the stop cut short.
+write_workflow cancelled.yaml <<\EOF
+cairn: 1
+name: cancelled
+start: both
+states:
+  both:
+    parallel:
+      svc:
+        do: exec
+        with: { shell: "echo started >>log.txt; echo '{\"port\": 4711}'" }
+        ready: { do: exec, with: { shell: "sleep 30" } }
+        undo: { do: exec, with: { shell: "echo 'stopped {{ self.output.json.port }}' >>log.txt" } }
+      bad:
+        do: exec
+        with: { shell: "sleep 0.3; exit 1" }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a branch cancelled in its ready check is undone with its action outputs' '
+	rm -rf .cairn log.txt &&
+	test_must_fail_with 1 cairn run cancelled.yaml >out &&
+	test_grep "✗ both/svc cancelled" out &&
+	test_grep "^↶ rollback plan: undo:both/svc$" out &&
+	printf "started\nstopped 4711\n" >expect &&
+	test_cmp expect log.txt &&
+	RUN=$(last_run) &&
+	q "SELECT json_extract(payload, '\''$.outputs.json.port'\'') FROM events
+	   WHERE run_id = '\''$RUN'\'' AND kind = '\''action.finished'\'' AND state = '\''both/svc'\''" >actual &&
+	echo 4711 >expect &&
+	test_cmp expect actual
 '
 
 test_expect_success 'a ready check is not allowed to have a probe' '

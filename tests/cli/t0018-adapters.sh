@@ -14,7 +14,8 @@ test_expect_success 'adapters --json: one line per adapter with inputs and outpu
 		([.outputs[].name] == [\"exit_code\", \"json\"])" out.json &&
 	jq -e -s "[.[] | select(.undo) | .undo.with | type] | length > 3 and all(. == \"object\")" out.json &&
 	jq -e -s "map(select(.name == \"process.start\"))[0].undo == {\"do\": \"process.stop\",
-		\"with\": {\"pid_file\": \"{{ self.output.pid_file }}\", \"proc_start\": \"{{ self.output.proc_start }}\"}}" out.json
+		\"with\": {\"pid_file\": \"{{ self.output.pid_file }}\", \"proc_start\": \"{{ self.output.proc_start }}\",
+		          \"adopted\": \"{{ self.output.adopted }}\"}}" out.json
 '
 
 test_expect_success 'every adapter, input and output is documented in docs/adapters.md' '

@@ -10,7 +10,9 @@
 # live, the refusal notwithstanding; a deploy stops the older release
 # left in the idle colour (it used to fail on its pid file) but keeps the
 # very release an earlier step started there; the rollback of such a
-# deploy leaves the live colour serving.
+# deploy leaves the live colour serving, and leaves running the release
+# an older deploy left in the idle colour when the deploy adopted it, as
+# rollout.yaml leaves the services an earlier run started.
 . "$(dirname "$0")/lib.sh"
 . "$CAIRN_TEST_LIB_DIR/netlib.sh"
 
@@ -277,6 +279,47 @@ test_expect_success 'the release an earlier step started in the idle colour is k
      WHERE run_id = '\''$(last_run)'\'' AND kind = '\''action.finished'\''
      AND state = '\''retire'\''" >actual &&
   echo 1 >expect && test_cmp expect actual
+'
+
+# The idle colour runs, from an older deploy, the very release deployed
+# again: retire keeps it, start adopts it. A rollback of that deploy
+# must leave it as the deploy found it, running (it used to stop it).
+test_expect_success 'the rollback of a deploy that adopted what an older deploy left running leaves it' '
+  blue=$(pid_of "$BG/api-blue.pid") && green=$(pid_of "$BG/api-green.pid") &&
+  served_is api-green 3.0.0 && proc_alive "$blue" &&
+  cp "$BG/api-blue.pid" blue.pid.before &&
+  test_must_fail_with 1 cairn run outer.yaml --set colour=blue --set port="$P_BLUE" \
+    --set release=2.0.0 --set fail=yes >out 2>&1 &&
+  test_grep "rolled back: bg/switch, bg/start$" out &&
+  served_is api-green 3.0.0 &&
+  proc_alive "$blue" && cmp blue.pid.before "$BG/api-blue.pid" &&
+  proc_alive "$green" &&
+  q "SELECT json_extract(payload, '\''$.outputs.adopted'\'') FROM events
+     WHERE run_id = '\''$(last_run)'\'' AND kind = '\''action.finished'\''
+     AND state = '\''bg/start'\''" >actual &&
+  echo 1 >expect && test_cmp expect actual
+'
+
+# rollout.yaml run again over a layer an earlier run started: the
+# services that run already are adopted, and when another one of the
+# layer never gets healthy, the rollback stops only what this run started.
+test_expect_success 'rollout: a failed layer leaves running what an earlier run started' '
+  P1=$(free_port) && P2=$(free_port) &&
+  api="{\"name\":\"api\",\"port\":$P1,\"argv\":$(argv api "$P1" 1.0.0)}" &&
+  cairn run "$WF/rollout.yaml" --set dir="$TRASH/svc" --set services="[$api]" \
+    --set env="{\"JWT_SECRET\":\"$JWT_SECRET\"}" >out 2>&1 &&
+  pid=$(pid_of svc/api.pid) && proc_alive "$pid" &&
+  test_must_fail_with 1 cairn run "$WF/rollout.yaml" --set dir="$TRASH/svc" --set within=1s \
+    --set services="[$api,{\"name\":\"web\",\"port\":$P2,\"argv\":[\"sleep\",\"300\"]}]" \
+    --set env="{\"JWT_SECRET\":\"$JWT_SECRET\"}" >out 2>&1 &&
+  test_grep "rolled back: " out &&
+  web=$(q "SELECT json_extract(payload, '\''$.outputs.pid'\'') FROM events
+           WHERE run_id = '\''$(last_run)'\'' AND kind = '\''action.finished'\''
+           AND state = '\''start/web'\''") &&
+  test -n "$web" && ! proc_alive "$web" && test_path_is_missing svc/web.pid &&
+  proc_alive "$pid" && test "$(pid_of svc/api.pid)" = "$pid" &&
+  curl -fsS "http://127.0.0.1:$P1/health" | jq -e ".version == \"1.0.0\"" &&
+  net_stop "$pid" && rm svc/api.pid
 '
 
 test_done

@@ -174,6 +174,34 @@ test_expect_success 'the undo of a cancelled branch that reads its outputs: roll
 	test_cmp expect sim.msg
 '
 
+# process.start reports its outputs when cancelled (it stops its service
+# and says which): its default undo renders from them, in a real run as
+# in the simulation.
+write_workflow cancelled-start.yaml <<\EOF
+cairn: 1
+name: cancelled-start
+start: par
+states:
+  par:
+    parallel:
+      a: { do: exec, with: { argv: [sh, -c, "sleep 0.2; exit 1"] } }
+      svc:
+        do: process.start
+        with: { argv: [sleep, "300"], pid_file: svc.pid, wait: 5s }
+    next: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'the default undo of a cancelled process.start: undone in both' '
+	agree cancelled-start cancelled-start.yaml --fail-at par/a &&
+	echo "failed exit 1 in par" >expect &&
+	test_cmp expect sim.result &&
+	test_grep -F "rolled back: par/svc" sim.msg &&
+	jq -s -e "map(select(.kind == \"action.finished\" and .state == \"par/svc\")) |
+		map(.payload.outcome) == [\"cancelled\"]" sim.json &&
+	test_path_is_missing svc.pid
+'
+
 # The same branch with a probe that finds it took effect: the probe's
 # outputs (exec's: an exit_code, no json) are what its undo sees, in both.
 test_expect_success 'a cancelled branch its probe finds took effect: undone with the probe'\''s outputs in both' '

@@ -95,6 +95,8 @@ static const char *const *h_redact;
  * call->entry (the visit of the state: a note of its first attempt is
  * this visit's). */
 static int64_t h_timeout_ms, h_grace_ms, h_entry;
+/* h_run's call->run_id (NULL: none, as outside a run). */
+static const char *h_run_id;
 /* When set, polled every 10 ms while h_run's call runs: the call is
  * cancelled the first time it returns 1. */
 static int (*h_cancel_when)(struct h_fix *f);
@@ -145,6 +147,7 @@ static void h_run(struct h_fix *f, const struct adapter_desc *desc,
   call.timeout_ms = h_timeout_ms;
   call.kill_grace_ms = h_grace_ms;
   call.entry = h_entry;
+  call.run_id = h_run_id;
   call.on_done = h_on_done;
   call.data = r;
   if (desc->start(&call, &err) != 0)

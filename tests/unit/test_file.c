@@ -1,6 +1,8 @@
 /* file.write and file.remove on a real loop with real files: atomic
  * write with its mode, the backup and the undo restoring byte for byte or
- * removing a new file, idempotency, file.remove of a missing file; and
+ * removing a new file, owner, group and mode (0000 too) kept and restored
+ * (as far as the writer may), idempotency, file.remove of a missing file;
+ * and
  * cairn_mkdirs, which the journal, secrets and process.start rely on. */
 #include "adapter_harness.h"
 #include "common/file.h"
@@ -71,6 +73,102 @@ static void test_write_and_undo(void **state)
   assert_int_equal(st.st_mode & 07777, 0640);
   free(backup);
   h_release(&r);
+}
+
+/* A file replaced stays whose it was, and its undo gives it back with
+ * its owner, group and mode, 0000 included. Giving files away takes
+ * root. */
+static void test_owner_and_mode_kept(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char path[PATH_MAX + 16], with[PATH_MAX * 2 + 64], buf[64];
+  struct stat st;
+  char *backup;
+
+  if (geteuid() != 0)
+    skip();
+  snprintf(path, sizeof path, "%s/own.conf", f->dir);
+  put_file(path, "old\n", 4, 0);
+  assert_int_equal(chown(path, 1234, 2345), 0);
+  assert_int_equal(chmod(path, 0), 0);
+  snprintf(with, sizeof with,
+           "{\"path\": \"%s\", \"content\": \"new\\n\", \"mode\": \"6750\"}",
+           path);
+  h_run(f, &adapter_file_write, "own", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_uid, 1234);
+  assert_int_equal(st.st_gid, 2345);
+  /* set before the owner, the set-id bits would be gone */
+  assert_int_equal(st.st_mode & 07777, 06750);
+  backup = strdup(h_str(&r, "backup"));
+
+  /* the undo, over a file of another owner and mode by now */
+  assert_int_equal(chown(path, 0, 0), 0);
+  assert_int_equal(chmod(path, 0644), 0);
+  snprintf(with, sizeof with, "{\"path\": \"%s\", \"restore_from\": \"%s\"}",
+           path, backup);
+  h_run(f, &adapter_file_write, "undo", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_int_equal(get_file(path, buf, sizeof buf), 4);
+  assert_memory_equal(buf, "old\n", 4);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_uid, 1234);
+  assert_int_equal(st.st_gid, 2345);
+  assert_int_equal(st.st_mode & 07777, 0);
+  free(backup);
+  h_release(&r);
+}
+
+/* Without privilege a file cannot be given away: the write still happens,
+ * the file is the writer's, the group is kept when the writer may set it,
+ * and *owned says so. Run in a child that is nobody when the test is
+ * root. */
+static void test_owner_unprivileged(void **state)
+{
+  struct h_fix *f = *state;
+  char path[PATH_MAX + 16];
+  pid_t pid;
+  int status;
+
+  if (geteuid() != 0)
+    skip();
+  snprintf(path, sizeof path, "%s/theirs.conf", f->dir);
+  put_file(path, "old\n", 4, 0644);
+  assert_int_equal(chmod(f->dir, 0777), 0);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    struct cairn_error err = { 0 };
+    struct stat st;
+    int owned = 1;
+
+    if (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0)
+      _exit(2);
+    /* root's file: neither owner nor group may be kept */
+    if (cairn_write_atomic_owned(path, "new\n", 4, 0640, 0, 0, &owned,
+                                 &err) != 0)
+      _exit(3);
+    if (owned != 0 || stat(path, &st) != 0 || st.st_uid != 65534 ||
+        st.st_gid != 65534 || (st.st_mode & 07777) != 0640)
+      _exit(4);
+    /* its own group: kept, the owner is still the writer */
+    owned = 1;
+    if (cairn_write_atomic_owned(path, "new\n", 4, 0640, 0, 65534, &owned,
+                                 &err) != 0 || owned != 0 ||
+        stat(path, &st) != 0 || st.st_gid != 65534)
+      _exit(5);
+    /* all its own: as asked */
+    if (cairn_write_atomic_owned(path, "new\n", 4, 0640, 65534, 65534,
+                                 &owned, &err) != 0 || owned != 1)
+      _exit(6);
+    _exit(0);
+  }
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  assert_int_equal(chmod(f->dir, 0700), 0);
 }
 
 static void test_new_file_undo_removes(void **state)
@@ -277,6 +375,10 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_write_and_undo, h_setup, h_teardown),
+    cmocka_unit_test_setup_teardown(test_owner_and_mode_kept, h_setup,
+                                    h_teardown),
+    cmocka_unit_test_setup_teardown(test_owner_unprivileged, h_setup,
+                                    h_teardown),
     cmocka_unit_test_setup_teardown(test_new_file_undo_removes, h_setup,
                                     h_teardown),
     cmocka_unit_test_setup_teardown(test_errors, h_setup, h_teardown),

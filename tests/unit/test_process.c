@@ -2,8 +2,9 @@
  * detached start, an idempotent second start, a stop by SIGTERM and by
  * SIGKILL after the grace, a gone process, a reused pid that must not be
  * signalled, a service that dies at once, a port something listens on
- * already (refused, unless the service is adopted), and a stop that keeps
- * the argv about to be started. */
+ * already (refused, unless the service is adopted), a stop that keeps
+ * the argv about to be started, and an adopted service that the undo of
+ * its start leaves running. */
 #include "adapter_harness.h"
 
 #include <arpa/inet.h>
@@ -367,6 +368,85 @@ static void test_stop_keep_argv(void **state)
   h_release(&r);
 }
 
+/* A start that finds its service running adopted it unless the pid file
+ * names its own run and visit; the undo of an adopted start stops
+ * nothing. */
+static void test_adopted(void **state)
+{
+  struct h_fix *f = *state;
+  struct h_res r = { 0 };
+  char with[PATH_MAX + 96], pf[PATH_MAX + 16], *text;
+  json_t *doc;
+  int pid;
+
+  h_run_id = "run-a";
+  h_entry = 5;
+  h_run(f, &adapter_process_start, "svc", "{\"argv\": [\"sleep\", \"300\"]}",
+        &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_false(json_is_true(json_object_get(r.outputs, "adopted")));
+  pid = (int)h_int(&r, "pid");
+  text = h_read(f, "svc.pid");
+  doc = json_loads(text, 0, NULL);
+  free(text);
+  assert_string_equal(json_string_value(json_object_get(doc, "run_id")),
+                      "run-a");
+  assert_int_equal(json_integer_value(json_object_get(doc, "entry")), 5);
+  json_decref(doc);
+
+  /* the same run and visit (a retry, a resumed run's re-run): its own */
+  h_run(f, &adapter_process_start, "svc", "{\"argv\": [\"sleep\", \"300\"]}",
+        &r);
+  assert_int_equal(h_int(&r, "pid"), pid);
+  assert_false(json_is_true(json_object_get(r.outputs, "adopted")));
+
+  /* another visit, another run, no run at all: adopted */
+  h_entry = 6;
+  h_run(f, &adapter_process_start, "svc", "{\"argv\": [\"sleep\", \"300\"]}",
+        &r);
+  assert_int_equal(h_int(&r, "pid"), pid);
+  assert_true(json_is_true(json_object_get(r.outputs, "adopted")));
+  h_entry = 5;
+  h_run_id = "run-b";
+  h_run(f, &adapter_process_start, "svc", "{\"argv\": [\"sleep\", \"300\"]}",
+        &r);
+  assert_true(json_is_true(json_object_get(r.outputs, "adopted")));
+  h_run_id = NULL;
+  h_run(f, &adapter_process_start, "svc", "{\"argv\": [\"sleep\", \"300\"]}",
+        &r);
+  assert_true(json_is_true(json_object_get(r.outputs, "adopted")));
+
+  /* adoption never rewrites the pid file: it still names run-a */
+  text = h_read(f, "svc.pid");
+  doc = json_loads(text, 0, NULL);
+  free(text);
+  assert_string_equal(json_string_value(json_object_get(doc, "run_id")),
+                      "run-a");
+  json_decref(doc);
+
+  /* the undo of an adopted start: left running, pid file and all */
+  snprintf(pf, sizeof pf, "%s/svc.pid", f->dir);
+  snprintf(with, sizeof with, "{\"pid_file\": \"%s\", \"adopted\": true}",
+           pf);
+  h_run(f, &adapter_process_stop, "stop", with, &r);
+  assert_int_equal(r.outcome, ADAPTER_SUCCEEDED);
+  assert_true(json_is_true(json_object_get(r.outputs, "kept")));
+  assert_false(json_is_true(json_object_get(r.outputs, "stopped")));
+  assert_int_equal(h_int(&r, "pid"), 0);
+  assert_true(alive(pid));
+  assert_int_equal(access(pf, F_OK), 0);
+
+  /* not adopted: stopped */
+  snprintf(with, sizeof with, "{\"pid_file\": \"%s\", \"adopted\": false}",
+           pf);
+  h_run(f, &adapter_process_stop, "stop", with, &r);
+  assert_true(json_is_true(json_object_get(r.outputs, "stopped")));
+  assert_false(alive(pid));
+  assert_int_equal(access(pf, F_OK), -1);
+  h_entry = 0;
+  h_release(&r);
+}
+
 static void test_inputs(void **state)
 {
   struct cairn_error err = { 0 };
@@ -392,6 +472,8 @@ static void test_inputs(void **state)
                                "read from it), not 'pid'");
   json_decref(w);
   assert_string_equal(adapter_process_start.undo_adapter, "process.stop");
+  assert_non_null(strstr(adapter_process_start.undo_with,
+                         "\"adopted\": \"{{ self.output.adopted }}\""));
   assert_ptr_equal(adapter_find("process.start"), &adapter_process_start);
 }
 
@@ -410,6 +492,7 @@ int main(void)
     cmocka_unit_test_setup_teardown(test_dies_at_once, h_setup, h_teardown),
     cmocka_unit_test_setup_teardown(test_port_taken, h_setup, h_teardown),
     cmocka_unit_test_setup_teardown(test_stop_keep_argv, h_setup, h_teardown),
+    cmocka_unit_test_setup_teardown(test_adopted, h_setup, h_teardown),
     cmocka_unit_test(test_inputs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
