@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/file.h"
 #include "cli/since.h"
 
 /* The CSV columns: the event's first, then the run's. A run row fills
@@ -148,7 +149,8 @@ int cli_cmd_export(int argc, char **argv, struct cli_ctx *ctx)
   struct journal *j = NULL;
   struct journal_run_filter f = {0};
   struct cairn_error err = {0};
-  int npos = 0, fd, rc = 0;
+  struct cairn_out out = {0};
+  int npos = 0, rc = 0;
   int code = cli_parse(argc, argv, ctx, opts,
                        "cairn export [--since DATE|DURATION] "
                        "[--format jsonl|csv] [-o FILE]",
@@ -178,16 +180,15 @@ int cli_cmd_export(int argc, char **argv, struct cli_ctx *ctx)
   if (code != 0)
     return code;
   e.out = stdout;
+  /* -o: written beside FILE and renamed over it once whole, so an export
+   * that fails half way leaves FILE as it was, not cut short */
   if (output != NULL) {
-    fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || fchmod(fd, 0600) != 0 ||
-        (e.out = fdopen(fd, "w")) == NULL) {
-      cli_error("cannot write '%s': %s", output, strerror(errno));
-      if (fd >= 0)
-        close(fd);
+    if (cairn_out_begin(&out, output, &err) != 0) {
+      cli_error("%s", err.msg);
       journal_close(j);
       return CLI_EXIT_USAGE;
     }
+    e.out = out.f;
   }
   e.runs = json_array();
   f.since_ms = e.since_ms;
@@ -207,13 +208,16 @@ int cli_cmd_export(int argc, char **argv, struct cli_ctx *ctx)
               rc == CAIRN_E_IO ? strerror(errno) : "out of memory");
   else if (rc != 0)
     cli_error("%s", err.msg);
-  if (fflush(e.out) != 0 && rc == 0) {
-    cli_error("cannot write '%s': %s", output ? output : "standard output",
-              strerror(errno));
+  if (output == NULL && fflush(e.out) != 0 && rc == 0) {
+    cli_error("cannot write 'standard output': %s", strerror(errno));
     rc = CAIRN_E_IO;
   }
-  if (output != NULL)
-    fclose(e.out);
+  if (output != NULL && rc != 0) {
+    cairn_out_abort(&out);
+  } else if (output != NULL &&
+             (rc = cairn_out_commit(&out, 0600, &err)) != 0) {
+    cli_error("%s", err.msg);
+  }
   json_decref(e.runs);
   journal_close(j);
   return rc == 0 ? CLI_EXIT_OK : cli_exit_for(rc);

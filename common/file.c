@@ -53,54 +53,59 @@ static int give_file(int fd, uid_t uid, gid_t gid, int *owned)
   return 0;
 }
 
-static int write_renamed(const char *path, const void *data, size_t n,
-                         unsigned mode, uid_t uid, gid_t gid, int *owned,
-                         int durable, struct cairn_error *err)
+/* The temporary file a replacement of path is written to: ".NAME.XXXXXX"
+ * beside it (hidden, and on the same file system, so the rename is
+ * atomic), created 0600. Refused when path holds anything but a regular
+ * file: the rename would replace it, not write to it (a device, as root
+ * /dev/null itself; a FIFO; the link of a symlink). The fd, *tmp set
+ * (malloc'd), or -1 with err set. */
+static int tmp_open(const char *path, char **tmp, struct cairn_error *err)
 {
   size_t plen = strlen(path);
-  char *tmp = malloc(plen + 16);
   const char *slash = strrchr(path, '/');
-  const char *p = data;
-  int fd, e, given;
-
   struct stat st;
+  int fd, e;
 
-  if (tmp == NULL)
-    return cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
-  /* The rename would replace what is there, not write to it: a device
-   * (as root, /dev/null itself), a FIFO, or the link of a symlink. */
+  *tmp = NULL;
   if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-    free(tmp);
-    return cairn_error_set(err, CAIRN_E_IO,
-                           "cannot write '%s': it is a %s, and cairn "
-                           "replaces only regular files (hint: give the "
-                           "path of a file)",
-                           path, S_ISLNK(st.st_mode)    ? "symlink"
-                                 : S_ISDIR(st.st_mode)  ? "folder"
-                                 : S_ISFIFO(st.st_mode) ? "FIFO"
-                                 : S_ISSOCK(st.st_mode) ? "socket"
-                                                        : "device");
+    cairn_error_set(err, CAIRN_E_IO,
+                    "cannot write '%s': it is a %s, and cairn replaces only "
+                    "regular files (hint: give the path of a file)",
+                    path, S_ISLNK(st.st_mode)    ? "symlink"
+                          : S_ISDIR(st.st_mode)  ? "folder"
+                          : S_ISFIFO(st.st_mode) ? "FIFO"
+                          : S_ISSOCK(st.st_mode) ? "socket"
+                                                 : "device");
+    return -1;
   }
-  /* ".NAME.XXXXXX" beside it: hidden, and on the same file system */
+  if ((*tmp = malloc(plen + 16)) == NULL) {
+    cairn_error_set(err, CAIRN_E_NOMEM, "out of memory");
+    return -1;
+  }
   if (slash)
-    snprintf(tmp, plen + 16, "%.*s.%s.XXXXXX", (int)(slash - path + 1), path,
-             slash + 1);
+    snprintf(*tmp, plen + 16, "%.*s.%s.XXXXXX", (int)(slash - path + 1),
+             path, slash + 1);
   else
-    snprintf(tmp, plen + 16, ".%s.XXXXXX", path);
-  if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0) { /* created 0600 */
+    snprintf(*tmp, plen + 16, ".%s.XXXXXX", path);
+  if ((fd = mkostemp(*tmp, O_CLOEXEC)) < 0) {
     e = errno;
-    free(tmp);
-    return write_error(path, e, err);
+    free(*tmp);
+    *tmp = NULL;
+    write_error(path, e, err);
+    return -1;
   }
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0)
-      goto fail;
-    p += w;
-    n -= (size_t)w;
-  }
+  return fd;
+}
+
+/* Puts the written tmp (fd, closed here) in place of path: owner, mode,
+ * fsync when durable, rename, then the folder's fsync. On failure tmp is
+ * removed. tmp is freed either way. 0, or CAIRN_E_IO with err set. */
+static int put_in_place(int fd, char *tmp, const char *path, unsigned mode,
+                        uid_t uid, gid_t gid, int *owned, int durable,
+                        struct cairn_error *err)
+{
+  int e, given;
+
   /* the owner first: a chown may clear the set-id bits of the mode */
   if (give_file(fd, uid, gid, &given) < 0 || fchmod(fd, (mode_t)mode) < 0 ||
       (durable && fsync(fd) < 0))
@@ -123,6 +128,82 @@ fail:
   unlink(tmp);
   free(tmp);
   return write_error(path, e, err);
+}
+
+static int write_renamed(const char *path, const void *data, size_t n,
+                         unsigned mode, uid_t uid, gid_t gid, int *owned,
+                         int durable, struct cairn_error *err)
+{
+  const char *p = data;
+  char *tmp;
+  int fd = tmp_open(path, &tmp, err), e;
+
+  if (fd < 0)
+    return err->code;
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0) {
+      e = errno;
+      close(fd);
+      unlink(tmp);
+      free(tmp);
+      return write_error(path, e, err);
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return put_in_place(fd, tmp, path, mode, uid, gid, owned, durable, err);
+}
+
+int cairn_out_begin(struct cairn_out *o, const char *path,
+                    struct cairn_error *err)
+{
+  int fd;
+
+  memset(o, 0, sizeof *o);
+  if ((fd = tmp_open(path, &o->tmp, err)) < 0)
+    return err->code;
+  if ((o->f = fdopen(fd, "w")) == NULL) {
+    int e = errno;
+    close(fd);
+    unlink(o->tmp);
+    free(o->tmp);
+    o->tmp = NULL;
+    return write_error(path, e, err);
+  }
+  o->path = path;
+  return 0;
+}
+
+int cairn_out_commit(struct cairn_out *o, unsigned mode,
+                     struct cairn_error *err)
+{
+  int fd, e;
+
+  if (fflush(o->f) != 0 || ferror(o->f) || (fd = dup(fileno(o->f))) < 0) {
+    e = errno ? errno : EIO;
+    cairn_out_abort(o);
+    return write_error(o->path, e, err);
+  }
+  fclose(o->f); /* flushed above: its fd's copy goes on */
+  o->f = NULL;
+  e = put_in_place(fd, o->tmp, o->path, mode, (uid_t)-1, (gid_t)-1, NULL, 1,
+                   err);
+  o->tmp = NULL;
+  return e;
+}
+
+void cairn_out_abort(struct cairn_out *o)
+{
+  if (o->f != NULL)
+    fclose(o->f);
+  if (o->tmp != NULL) {
+    unlink(o->tmp);
+    free(o->tmp);
+  }
+  memset(o, 0, sizeof *o);
 }
 
 int cairn_write_atomic(const char *path, const void *data, size_t n,

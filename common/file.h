@@ -5,6 +5,7 @@
 #define CAIRN_COMMON_FILE_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "common/error.h"
@@ -42,6 +43,26 @@ int cairn_write_atomic_owned(const char *path, const void *data, size_t n,
  * errors and ownership as cairn_write_atomic. */
 int cairn_write_replace(const char *path, const void *data, size_t n,
                         unsigned mode, struct cairn_error *err);
+
+/* A file written in pieces and then put in place as cairn_write_atomic
+ * puts one (a temporary file beside it, renamed over it), or not at all:
+ * for output too large to hold in memory first (cairn export -o). */
+struct cairn_out {
+  FILE *f;          /* write here (owned) */
+  char *tmp;        /* the temporary file's path (owned) */
+  const char *path; /* borrowed from cairn_out_begin's caller */
+};
+/* Opens o for path (borrowed: it must outlive o), with cairn_write_atomic's
+ * refusals. 0, or CAIRN_E_IO / CAIRN_E_NOMEM with err set and o empty. */
+int cairn_out_begin(struct cairn_out *o, const char *path,
+                    struct cairn_error *err);
+/* Flushes, sets mode, fsyncs and renames the file into place, then
+ * fsyncs the folder. On error (a write that failed on the way included)
+ * path is untouched and the temporary file gone. o is empty after. */
+int cairn_out_commit(struct cairn_out *o, unsigned mode,
+                     struct cairn_error *err);
+/* Drops what was written: path is untouched. o is empty after. */
+void cairn_out_abort(struct cairn_out *o);
 
 /* fsync of the folder holding path, so a rename or unlink in it survives
  * a crash. Returns 0 or -errno. */

@@ -59,4 +59,20 @@ test_expect_success 'report writes its page when a run.s events cannot be read, 
 	test_must_fail_with 2 cairn status $A --journal ev.db 2>err
 '
 
+test_expect_success 'export -o that fails half way leaves the file as it was; a symlink is refused' '
+	echo "the last export" >keep.jsonl &&
+	test_must_fail_with 2 cairn export --journal ev.db -o keep.jsonl 2>err &&
+	test_grep "payload that is not a json object" err &&
+	echo "the last export" >expect &&
+	test_cmp expect keep.jsonl &&
+	test "$(ls -a | grep -c "^\.keep\.jsonl\.")" = 0 &&
+	ln -s keep.jsonl link.jsonl &&
+	test_must_fail_with 2 cairn export -o link.jsonl 2>err &&
+	test_grep "cannot write .link.jsonl.: it is a symlink" err &&
+	test_cmp expect keep.jsonl &&
+	cairn export -o keep.jsonl &&
+	test "$(stat -c %a keep.jsonl)" = 600 &&
+	test "$(grep -c "\"type\":\"run\"" keep.jsonl)" = 2
+'
+
 test_done
