@@ -56,6 +56,7 @@ enum journal__stmt_id {
   JOURNAL__ST_RUN_CONFIRM_STATUS,
   JOURNAL__ST_RUN_ROWS,
   JOURNAL__ST_RUN_CHECK,
+  JOURNAL__ST_RUN_CHECK_HIDDEN,
   JOURNAL__ST_TAIL_CHECK,
   JOURNAL__ST_ORPHANS,
   JOURNAL__ST_SCHEMA_OBJECTS,
@@ -188,6 +189,33 @@ int journal__hash_fields(EVP_MAC_CTX *mac, int64_t seq, const char *run_id, cons
 /* The text of column col, "" for NULL (borrowed from st until its next
  * step or reset). */
 const char *journal__column_text(sqlite3_stmt *st, int col);
+
+/* Whether column col of st's row is stored otherwise than cairn writes
+ * it: in another storage class than type (SQLITE_TEXT or SQLITE_INTEGER),
+ * or, for text, with a NUL byte in it. What cairn hashes and compares in
+ * C is a text up to its first NUL, whatever its class; what SQL compares
+ * is the whole value with its class: a kind stored as a blob, or a run_id
+ * with bytes after a NUL, reads as the value that was hashed and is
+ * another value to every query. 0 when stored as cairn writes it; 1 with
+ * how it differs in why ("is stored as a blob, not as text", "holds a NUL
+ * byte at byte 13 of 14"). Call it before anything converts the column
+ * (sqlite3_column_text of an integer). */
+int journal__misstored(sqlite3_stmt *st, int col, int type, char *why,
+                       size_t n);
+
+/* ---- runs.c ---- */
+
+/* The columns of a runs row, in the order every read of one lists them. */
+#define JOURNAL__RUN_COLUMNS                                                \
+  "id, workflow, file, file_sha256, env, release, params, status, actor, " \
+  "parent, created_ms, updated_ms, finished_ms"
+
+/* Whether the runs row in st (its JOURNAL__RUN_COLUMNS, from column 0) is
+ * stored otherwise than journal_run_insert and journal_run_set_status
+ * write it (journal__misstored of each column; an id as long as
+ * JOURNAL_RUN_ID_LEN or longer, which no run has): 0, or 1 with why
+ * ("its status is stored as a blob, not as text"). */
+int journal__run_misstored(sqlite3_stmt *st, char *why, size_t n);
 
 /* ---- event_list.c ---- */
 

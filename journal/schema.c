@@ -77,6 +77,16 @@
  * key's SHA-256, 16 hex digits) of a keyed journal; absent when unkeyed.
  * The key itself is never stored.
  *
+ * ---- How rows are stored ----
+ *
+ * Each column is stored in the class its type names (TEXT: text, INTEGER:
+ * integer), and no text holds a NUL byte. The hash (journal_event_hash)
+ * covers a text up to its first NUL and a number as C reads it, while
+ * SQL compares the whole stored value with its class: a kind cast to a
+ * blob hashes as the kind and matches no query. journal_verify (events
+ * and runs rows) and journal_run_check (a run's events) refuse any other
+ * form; journal_run_confirm refuses a row read in one.
+ *
  * ---- Invariants between and within tables ----
  *
  *  1. events.seq runs 1..N without gaps; events[seq].prev_hash equals
