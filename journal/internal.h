@@ -50,6 +50,7 @@ enum journal__stmt_id {
   JOURNAL__ST_LOCK_HEARTBEAT,
   JOURNAL__ST_META_KEY_GET,
   JOURNAL__ST_META_KEY_SET,
+  JOURNAL__ST_KEY_FIRST_EVENT,
   JOURNAL__ST_EVENT_GET,
   JOURNAL__ST_RUN_EXISTS,
   JOURNAL__ST_RUN_CONFIRM,
@@ -252,6 +253,19 @@ int journal__mac_new(const unsigned char *key, size_t len, EVP_MAC_CTX **out,
                      struct cairn_error *err);
 /* Reads the recorded key id into j->recorded_key_id ("" when none). */
 int journal__key_load_recorded(struct journal *j, struct cairn_error *err);
+/* On a journal that records a key id: whether its first event is hashed
+ * without a key (plain SHA-256, domain byte 0x01), as no keyed journal's
+ * is. The key record is written only while events is empty (schema.c,
+ * invariant 7), so then it was added to an unkeyed journal afterwards: 1
+ * with *seq the first event's seq. 0 when not so (or no event, or no key
+ * record); a negative code on a read error. */
+int journal__key_added(struct journal *j, int64_t *seq,
+                       struct cairn_error *err);
+/* CAIRN_E_CHAIN with err saying that the journal records key id
+ * j->recorded_key_id but its event seq is hashed without a key, with the
+ * hint to run cairn verify. */
+int journal__key_added_error(struct journal *j, int64_t seq,
+                             struct cairn_error *err);
 /* Wipes and frees what journal_set_key kept. */
 void journal__key_release(struct journal *j);
 

@@ -256,6 +256,9 @@ const char *journal_recorded_key_id(const struct journal *j);
 
 /* Gives the journal the key to hash with (copied; key NULL: none). On a
  * journal open for writing it also decides whether writing may go on:
+ *   a key id recorded over a first event hashed without a key (the record
+ *   was added afterwards: tampering), with or without a key
+ *                                         -> CAIRN_E_CHAIN
  *   keyed journal, no key                 -> CAIRN_E_KEY
  *   keyed journal, another key (id)       -> CAIRN_E_KEY
  *   unkeyed journal with events, a key    -> CAIRN_E_KEY
@@ -295,15 +298,17 @@ struct journal_verify_result {
  * or swapped (prev_hash mismatch), a run's row disagrees with its events
  * or is stored otherwise (first_bad_seq: the event it disagrees with, its
  * run's first for a misstored row, or the seq after the last for a row
- * without events), or an event's run has no row (that event);
- * CAIRN_E_CHAIN with altered and reason set (first_bad_seq 0) when only
- * a table or trigger is missing or the file is damaged (PRAGMA
- * integrity_check);
+ * without events), an event's run has no row (that event), or the
+ * journal records a key id but its first event is hashed without a key
+ * (that event: the key record was added); CAIRN_E_CHAIN with altered and
+ * reason set (first_bad_seq 0) when only a table or trigger is missing
+ * or the file is damaged (PRAGMA integrity_check);
  * other codes for I/O errors.
  * Keys: the hashes are recomputed with the key given by journal_set_key.
  * A keyed journal without a key gives CAIRN_E_KEY (nothing to check
  * with); a wrong key fails at event 1; a key on a journal that records
- * none fails at event 1 too (its key record may have been removed). */
+ * none fails at event 1 too (its key record may have been removed); a
+ * key record over plain hashes fails at the first event, key or not. */
 int journal_verify(struct journal *j, struct journal_verify_result *res,
                    struct cairn_error *err);
 
@@ -337,8 +342,9 @@ int journal_run_confirm(struct journal *j, const struct journal_run *row,
  * range searches of that index; never the whole journal. 0 when all hold (a
  * simulation's unchained journal: always); CAIRN_E_CHAIN with err naming
  * the run and the first bad event (*seq, may be NULL) and the hint to run
- * cairn verify, also for a run without events; CAIRN_E_KEY for a keyed
- * journal without its key. What it cannot see: on an unkeyed journal,
+ * cairn verify, also for a run without events, or for a journal whose key
+ * record was added over plain hashes; CAIRN_E_KEY for a keyed journal
+ * without its key. What it cannot see: on an unkeyed journal,
  * events forged with hashes recomputed (journal_verify cannot either),
  * and events of other runs. run_id is borrowed. */
 int journal_run_check(struct journal *j, const char *run_id, int64_t *seq,

@@ -161,16 +161,24 @@ static int check_row(struct journal *j, sqlite3_stmt *st, int64_t *bad,
   return rc;
 }
 
-/* A keyed journal cannot be checked without its key. */
+/* A keyed journal cannot be checked without its key; one whose key
+ * record was added to plain hashes is no keyed journal (a key would not
+ * help): CAIRN_E_CHAIN. */
 static int need_key(struct journal *j, struct cairn_error *err)
 {
+  int64_t at = 0;
   int rc = journal__key_load_recorded(j, err);
-  if (rc == 0 && j->recorded_key_id[0] != '\0' && j->key == NULL)
-    rc = cairn_error_set(err, CAIRN_E_KEY,
+  if (rc != 0 || j->recorded_key_id[0] == '\0' || j->key != NULL)
+    return rc;
+  rc = journal__key_added(j, &at, err);
+  if (rc < 0)
+    return rc;
+  if (rc > 0)
+    return journal__key_added_error(j, at, err);
+  return cairn_error_set(err, CAIRN_E_KEY,
                          "journal '%s' is keyed (key id %s): pass its key "
                          "with --key-file FILE or CAIRN_KEY_FILE",
                          j->path, j->recorded_key_id);
-  return rc;
 }
 
 #define CHECK_COLUMNS                                                        \
@@ -615,7 +623,8 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
   sqlite3_stmt *st = NULL;
   char last[JOURNAL_HASH_HEX], computed[JOURNAL_HASH_HEX];
   unsigned char prev[32];
-  int64_t expected = 1;
+  int64_t expected = 1, added = 0;
+  EVP_MAC_CTX *mac = j->mac;
   int rc, step;
 
   memset(res, 0, sizeof *res);
@@ -629,11 +638,25 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
   if (rc != 0)
     return rc;
   memcpy(res->key_id, j->recorded_key_id, sizeof res->key_id);
-  if (j->recorded_key_id[0] != '\0' && j->key == NULL)
+  /* A key record over plain hashes was added after the events (it is
+   * written only into a journal without any): that is the first thing
+   * wrong, with or without a key; the chain is then walked as the plain
+   * one it is, to count and check the rest. */
+  rc = journal__key_added(j, &added, err);
+  if (rc < 0)
+    return rc;
+  if (rc > 0) {
+    mac = NULL;
+    mark(res, added, "its hash is plain SHA-256, but the journal records "
+         "key id %s: a key record was added to a journal whose events "
+         "are not keyed (or its events were rehashed without the key)",
+         j->recorded_key_id);
+  } else if (j->recorded_key_id[0] != '\0' && j->key == NULL) {
     return cairn_error_set(err, CAIRN_E_KEY,
                            "journal '%s' is keyed (key id %s): verify it with "
                            "its key (--key-file FILE or CAIRN_KEY_FILE)",
                            j->path, j->recorded_key_id);
+  }
   rc = journal__stmt(j, JOURNAL__ST_VERIFY,
                      "SELECT seq, run_id, kind, state, attempt, time_ms, "
                      "payload, prev_hash, hash FROM events ORDER BY seq",
@@ -683,7 +706,7 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
              " (an event was removed, inserted or moved)",
              seq - 1);
     } else {
-      rc = journal__hash_fields(j->mac, seq, journal__column_text(st, 1),
+      rc = journal__hash_fields(mac, seq, journal__column_text(st, 1),
                                 journal__column_text(st, 2),
                                 journal__column_text(st, 3),
                                 sqlite3_column_int(st, 4),

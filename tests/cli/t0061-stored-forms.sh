@@ -6,7 +6,8 @@
 # with bytes after a NUL or an attempt past 2^32 reads as the value that
 # was hashed and is another value to every query (a run's status, its
 # events for resume). verify and the per-run check of resume, rollback
-# and promote refuse such a form.
+# and promote refuse such a form. And a key record INSERTed into an
+# unkeyed journal (no trigger to drop) is tampering, not a keyed journal.
 . "$(dirname "$0")/lib.sh"
 
 # tamper NAME JOURNAL SQL: a copy of JOURNAL as NAME.db, changed by SQL
@@ -189,6 +190,50 @@ test_expect_success 'the after gate does not rely on a row stored otherwise' '
 	echo "cairn: run $id'\''s row: its created_ms is stored as text, not as an integer (the runs table was edited) (hint: '\''cairn verify'\'' checks the whole journal)" >expect &&
 	test_cmp expect err &&
 	test_path_is_missing out-staging
+'
+
+# ---- a key record INSERTed into an unkeyed journal
+
+test_expect_success 'a key record inserted: verify exit 1 at event 1, with or without a key' '
+	rm -f added.db* && cp plain.db added.db &&
+	db added.db "INSERT INTO meta VALUES ('\''hmac_key_id'\'', '\''0123456789abcdef'\'')" &&
+	echo "journal added.db: chain broken at event 1: its hash is plain SHA-256, but the journal records key id 0123456789abcdef: a key record was added to a journal whose events are not keyed (or its events were rehashed without the key)" >expect &&
+	broken_at 1 cairn verify --journal added.db &&
+	test_cmp expect out &&
+	broken_at 1 cairn verify --journal added.db --key-file key &&
+	test_cmp expect out &&
+	test_must_fail_with 1 cairn verify --json --journal added.db >out.json &&
+	test "$(jq -r .first_bad_seq out.json)" = 1
+'
+
+test_expect_success 'a key record inserted: run, resume and rollback refuse with exit 1, nothing written' '
+	sqlite3 added.db .dump >before &&
+	cp steps.log steps.before &&
+	echo "cairn: journal '\''added.db'\'' records key id 0123456789abcdef, but its event 1 is hashed without a key: the key record was added to an unkeyed journal (hint: '\''cairn verify'\'' says what is wrong)" >expect &&
+	F=$(db added.db "SELECT id FROM runs WHERE release = '\''1.1.0'\''") &&
+	for cmd in "run app.yaml" "run app.yaml --key-file key" "resume $F" "rollback $F --dry-run"; do
+		test_must_fail_with 1 cairn $cmd --journal added.db >out 2>err || exit 1
+		test_cmp expect err || exit 1
+	done &&
+	test_cmp steps.before steps.log &&
+	sqlite3 added.db .dump >after &&
+	test_cmp before after
+'
+
+test_expect_success 'the real key id inserted: a keyed run is refused, not mixed in' '
+	rm -f real.db* && cp plain.db real.db &&
+	db real.db "INSERT INTO meta VALUES ('\''hmac_key_id'\'', '\''$(sha256sum key | cut -c1-16)'\'')" &&
+	n=$(db real.db "SELECT count(*) FROM events") &&
+	test_must_fail_with 1 cairn run app.yaml --journal real.db --key-file key >out 2>err &&
+	test_grep "^cairn: journal '\''real.db'\'' records key id [0-9a-f]*, but its event 1 is hashed without a key" err &&
+	test "$(db real.db "SELECT count(*) FROM events")" = "$n"
+'
+
+test_expect_success 'a keyed journal is still keyed: exit 2 without its key, ok with it' '
+	test_must_fail_with 2 cairn verify --journal keyed.db >out 2>err &&
+	test_grep "is keyed (key id" err &&
+	cairn verify --journal keyed.db --key-file key >out &&
+	test_grep "chain ok (keyed)" out
 '
 
 test_done
