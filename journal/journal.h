@@ -17,7 +17,7 @@
 #include "common/buf.h"
 #include "common/error.h"
 
-#define JOURNAL_SCHEMA_VERSION 2
+#define JOURNAL_SCHEMA_VERSION 3
 #define JOURNAL_HASH_HEX 65 /* 64 hex digits and a NUL */
 #define JOURNAL_RUN_ID_LEN 27 /* 26-character ULID and a NUL */
 #define JOURNAL_KEY_MIN 32    /* bytes of random data a key file must hold */

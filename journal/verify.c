@@ -539,7 +539,7 @@ static int check_schema(struct journal *j, struct journal_verify_result *res,
     {"table", "runs"},    {"table", "events"},  {"table", "locks"},
     {"table", "meta"},    {"trigger", "events_no_update"},
     {"trigger", "events_no_delete"}, {"trigger", "meta_no_update"},
-    {"trigger", "meta_no_delete"},
+    {"trigger", "meta_no_delete"}, {"trigger", "meta_no_insert"},
   };
   sqlite3_stmt *st = NULL;
   int rc = 0;

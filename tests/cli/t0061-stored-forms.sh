@@ -194,8 +194,12 @@ test_expect_success 'the after gate does not rely on a row stored otherwise' '
 
 # ---- a key record INSERTed into an unkeyed journal
 
-test_expect_success 'a key record inserted: verify exit 1 at event 1, with or without a key' '
-	rm -f added.db* && cp plain.db added.db &&
+# v2 JOURNAL: JOURNAL made a journal of schema version 2, which had no
+# meta_no_insert trigger (a journal written before it came).
+v2() { db "$1" "DROP TRIGGER IF EXISTS meta_no_insert; PRAGMA user_version = 2"; }
+
+test_expect_success 'schema 2, a key record inserted: verify exit 1 at event 1, with or without a key' '
+	rm -f added.db* && cp plain.db added.db && v2 added.db &&
 	db added.db "INSERT INTO meta VALUES ('\''hmac_key_id'\'', '\''0123456789abcdef'\'')" &&
 	echo "journal added.db: chain broken at event 1: its hash is plain SHA-256, but the journal records key id 0123456789abcdef: a key record was added to a journal whose events are not keyed (or its events were rehashed without the key)" >expect &&
 	broken_at 1 cairn verify --journal added.db &&
@@ -206,7 +210,7 @@ test_expect_success 'a key record inserted: verify exit 1 at event 1, with or wi
 	test "$(jq -r .first_bad_seq out.json)" = 1
 '
 
-test_expect_success 'a key record inserted: run, resume and rollback refuse with exit 1, nothing written' '
+test_expect_success 'schema 2, a key record inserted: run, resume and rollback refuse with exit 1, nothing written' '
 	sqlite3 added.db .dump >before &&
 	cp steps.log steps.before &&
 	echo "cairn: journal '\''added.db'\'' records key id 0123456789abcdef, but its event 1 is hashed without a key: the key record was added to an unkeyed journal (hint: '\''cairn verify'\'' says what is wrong)" >expect &&
@@ -220,8 +224,8 @@ test_expect_success 'a key record inserted: run, resume and rollback refuse with
 	test_cmp before after
 '
 
-test_expect_success 'the real key id inserted: a keyed run is refused, not mixed in' '
-	rm -f real.db* && cp plain.db real.db &&
+test_expect_success 'schema 2, the real key id inserted: a keyed run is refused, not mixed in' '
+	rm -f real.db* && cp plain.db real.db && v2 real.db &&
 	db real.db "INSERT INTO meta VALUES ('\''hmac_key_id'\'', '\''$(sha256sum key | cut -c1-16)'\'')" &&
 	n=$(db real.db "SELECT count(*) FROM events") &&
 	test_must_fail_with 1 cairn run app.yaml --journal real.db --key-file key >out 2>err &&
@@ -234,6 +238,27 @@ test_expect_success 'a keyed journal is still keyed: exit 2 without its key, ok 
 	test_grep "is keyed (key id" err &&
 	cairn verify --journal keyed.db --key-file key >out &&
 	test_grep "chain ok (keyed)" out
+'
+
+# ---- the guard: since schema 3 the file refuses a meta row after an event
+
+test_expect_success 'a new journal refuses a meta row once it has events' '
+	rm -f ins.db* && cp plain.db ins.db &&
+	if sqlite3 ins.db "INSERT INTO meta VALUES ('\''hmac_key_id'\'', '\''0123456789abcdef'\'')" 2>err; then exit 1; fi &&
+	test_grep "journal meta is written only before the first event" err &&
+	test "$(db ins.db "SELECT count(*) FROM meta")" = 0
+'
+
+test_expect_success 'a journal of schema 2 gets the guard when opened; dropped, verify says so' '
+	rm -f old.db* && cp plain.db old.db && v2 old.db &&
+	cairn verify --journal old.db >out &&
+	test_grep "chain ok, " out &&
+	test "$(db old.db "PRAGMA user_version")" = 3 &&
+	test "$(db old.db "SELECT count(*) FROM sqlite_master WHERE name = '\''meta_no_insert'\''")" = 1 &&
+	db old.db "DROP TRIGGER meta_no_insert" &&
+	test_must_fail_with 1 cairn verify --journal old.db >out &&
+	echo "journal old.db: chain ok but altered: its trigger '\''meta_no_insert'\'' is missing (an append-only trigger was dropped, as one does to edit what it guards)" >expect &&
+	test_cmp expect out
 '
 
 test_done
