@@ -24,6 +24,34 @@ const char *journal__column_text(sqlite3_stmt *st, int col)
   return s != NULL ? (const char *)s : "";
 }
 
+int journal__misstored(sqlite3_stmt *st, int col, int type, char *why,
+                       size_t n)
+{
+  /* by storage class: SQLITE_INTEGER (1) to SQLITE_NULL (5) */
+  static const char *const classes[] = {"?",    "an integer", "a real",
+                                        "text", "a blob",     "null"};
+  int got = sqlite3_column_type(st, col);
+
+  if (got != type) {
+    snprintf(why, n, "is stored as %s, not as %s",
+             classes[got >= 1 && got <= 5 ? got : 0],
+             classes[type >= 1 && type <= 5 ? type : 0]);
+    return 1;
+  }
+  if (type == SQLITE_TEXT) {
+    const unsigned char *s = sqlite3_column_text(st, col);
+    size_t len = (size_t)sqlite3_column_bytes(st, col);
+    const unsigned char *nul = s != NULL ? memchr(s, 0, len) : NULL;
+
+    if (nul != NULL) {
+      snprintf(why, n, "holds a NUL byte at byte %zu of %zu",
+               (size_t)(nul - s) + 1, len);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 void journal__hex32(const unsigned char raw[32], char out[JOURNAL_HASH_HEX])
 {
   for (int i = 0; i < 32; i++) {

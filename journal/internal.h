@@ -50,12 +50,14 @@ enum journal__stmt_id {
   JOURNAL__ST_LOCK_HEARTBEAT,
   JOURNAL__ST_META_KEY_GET,
   JOURNAL__ST_META_KEY_SET,
+  JOURNAL__ST_KEY_FIRST_EVENT,
   JOURNAL__ST_EVENT_GET,
   JOURNAL__ST_RUN_EXISTS,
   JOURNAL__ST_RUN_CONFIRM,
   JOURNAL__ST_RUN_CONFIRM_STATUS,
   JOURNAL__ST_RUN_ROWS,
   JOURNAL__ST_RUN_CHECK,
+  JOURNAL__ST_RUN_CHECK_HIDDEN,
   JOURNAL__ST_TAIL_CHECK,
   JOURNAL__ST_ORPHANS,
   JOURNAL__ST_SCHEMA_OBJECTS,
@@ -189,6 +191,33 @@ int journal__hash_fields(EVP_MAC_CTX *mac, int64_t seq, const char *run_id, cons
  * step or reset). */
 const char *journal__column_text(sqlite3_stmt *st, int col);
 
+/* Whether column col of st's row is stored otherwise than cairn writes
+ * it: in another storage class than type (SQLITE_TEXT or SQLITE_INTEGER),
+ * or, for text, with a NUL byte in it. What cairn hashes and compares in
+ * C is a text up to its first NUL, whatever its class; what SQL compares
+ * is the whole value with its class: a kind stored as a blob, or a run_id
+ * with bytes after a NUL, reads as the value that was hashed and is
+ * another value to every query. 0 when stored as cairn writes it; 1 with
+ * how it differs in why ("is stored as a blob, not as text", "holds a NUL
+ * byte at byte 13 of 14"). Call it before anything converts the column
+ * (sqlite3_column_text of an integer). */
+int journal__misstored(sqlite3_stmt *st, int col, int type, char *why,
+                       size_t n);
+
+/* ---- runs.c ---- */
+
+/* The columns of a runs row, in the order every read of one lists them. */
+#define JOURNAL__RUN_COLUMNS                                                \
+  "id, workflow, file, file_sha256, env, release, params, status, actor, " \
+  "parent, created_ms, updated_ms, finished_ms"
+
+/* Whether the runs row in st (its JOURNAL__RUN_COLUMNS, from column 0) is
+ * stored otherwise than journal_run_insert and journal_run_set_status
+ * write it (journal__misstored of each column; an id as long as
+ * JOURNAL_RUN_ID_LEN or longer, which no run has): 0, or 1 with why
+ * ("its status is stored as a blob, not as text"). */
+int journal__run_misstored(sqlite3_stmt *st, char *why, size_t n);
+
 /* ---- event_list.c ---- */
 
 /* The events of an unchained journal, kept in memory in seq order (seq
@@ -224,6 +253,19 @@ int journal__mac_new(const unsigned char *key, size_t len, EVP_MAC_CTX **out,
                      struct cairn_error *err);
 /* Reads the recorded key id into j->recorded_key_id ("" when none). */
 int journal__key_load_recorded(struct journal *j, struct cairn_error *err);
+/* On a journal that records a key id: whether its first event is hashed
+ * without a key (plain SHA-256, domain byte 0x01), as no keyed journal's
+ * is. The key record is written only while events is empty (schema.c,
+ * invariant 7), so then it was added to an unkeyed journal afterwards: 1
+ * with *seq the first event's seq. 0 when not so (or no event, or no key
+ * record); a negative code on a read error. */
+int journal__key_added(struct journal *j, int64_t *seq,
+                       struct cairn_error *err);
+/* CAIRN_E_CHAIN with err saying that the journal records key id
+ * j->recorded_key_id but its event seq is hashed without a key, with the
+ * hint to run cairn verify. */
+int journal__key_added_error(struct journal *j, int64_t seq,
+                             struct cairn_error *err);
 /* Wipes and frees what journal_set_key kept. */
 void journal__key_release(struct journal *j);
 

@@ -17,7 +17,7 @@
 #include "common/buf.h"
 #include "common/error.h"
 
-#define JOURNAL_SCHEMA_VERSION 2
+#define JOURNAL_SCHEMA_VERSION 3
 #define JOURNAL_HASH_HEX 65 /* 64 hex digits and a NUL */
 #define JOURNAL_RUN_ID_LEN 27 /* 26-character ULID and a NUL */
 #define JOURNAL_KEY_MIN 32    /* bytes of random data a key file must hold */
@@ -100,6 +100,10 @@ struct journal_run {
   int64_t created_ms;  /* unix ms */
   int64_t updated_ms;
   int64_t finished_ms; /* 0 while unfinished */
+  /* As read from the journal: "" when the row is stored as cairn writes
+   * it; else which column is not and how ("its status is stored as a
+   * blob, not as text"), and journal_run_confirm refuses the row. */
+  char misstored[96];
 };
 void journal_run_release(struct journal_run *run);
 /* 1 when run is a record, not a run: a promotion approval (status
@@ -252,6 +256,9 @@ const char *journal_recorded_key_id(const struct journal *j);
 
 /* Gives the journal the key to hash with (copied; key NULL: none). On a
  * journal open for writing it also decides whether writing may go on:
+ *   a key id recorded over a first event hashed without a key (the record
+ *   was added afterwards: tampering), with or without a key
+ *                                         -> CAIRN_E_CHAIN
  *   keyed journal, no key                 -> CAIRN_E_KEY
  *   keyed journal, another key (id)       -> CAIRN_E_KEY
  *   unkeyed journal with events, a key    -> CAIRN_E_KEY
@@ -284,18 +291,24 @@ struct journal_verify_result {
  * row, and that the tables and append-only triggers of the schema are
  * there. Returns 0 with first_bad_seq == 0 and altered == 0 when all hold;
  * CAIRN_E_CHAIN with first_bad_seq and reason set when an event was edited
- * (hash mismatch), deleted (gap in seq or prev_hash mismatch), renumbered
- * (a gap after which the chain goes on) or swapped (prev_hash mismatch), a
- * run's row disagrees with its events (first_bad_seq: the event it
- * disagrees with, or the seq after the last for a row without events), or
- * an event's run has no row (that event); CAIRN_E_CHAIN with altered and
+ * (hash mismatch, or a column stored otherwise than journal_append writes
+ * it: another storage class, a NUL byte in a text, an attempt past an
+ * int, which the hash does not see and SQL does), deleted (gap in seq or
+ * prev_hash mismatch), renumbered (a gap after which the chain goes on)
+ * or swapped (prev_hash mismatch), a run's row disagrees with its events
+ * or is stored otherwise (first_bad_seq: the event it disagrees with, its
+ * run's first for a misstored row, or the seq after the last for a row
+ * without events), an event's run has no row (that event), or the
+ * journal records a key id but its first event is hashed without a key
+ * (that event: the key record was added); CAIRN_E_CHAIN with altered and
  * reason set (first_bad_seq 0) when only a table or trigger is missing
  * or the file is damaged (PRAGMA integrity_check);
  * other codes for I/O errors.
  * Keys: the hashes are recomputed with the key given by journal_set_key.
  * A keyed journal without a key gives CAIRN_E_KEY (nothing to check
  * with); a wrong key fails at event 1; a key on a journal that records
- * none fails at event 1 too (its key record may have been removed). */
+ * none fails at event 1 too (its key record may have been removed); a
+ * key record over plain hashes fails at the first event, key or not. */
 int journal_verify(struct journal *j, struct journal_verify_result *res,
                    struct cairn_error *err);
 
@@ -308,7 +321,8 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
  * event names them (cairn's run.started names them all, params with
  * secrets redacted as the row has them; a record's event names some), and
  * parent (a run.started without one: ""); created_ms is within 2 s of that
- * event's time_ms.
+ * event's time_ms; and the row was read stored as cairn writes it
+ * (row->misstored is "").
  * 0, or CAIRN_E_CHAIN with err saying what differs and *seq (may be NULL)
  * the event it differs from (0 when the run has no events). row is
  * borrowed (row->params NULL: not compared). */
@@ -317,15 +331,20 @@ int journal_run_confirm(struct journal *j, const struct journal_run *row,
 
 /* Authenticates the events of one run, which is what resume, rollback
  * and the promotion gates act on: for each event of run_id, in seq order,
- * its prev_hash must be the stored hash of the event numbered seq - 1 (64
- * zeros for seq 1), and its hash, recomputed from its stored fields (with
- * the key of journal_set_key on a keyed journal), its stored hash. The
- * cost is the run's events, read through the (run_id, seq) index, and one
- * lookup by seq each; never the whole journal. 0 when all hold (a
+ * it must be stored as journal_append writes it (as journal_verify
+ * checks), its prev_hash must be the stored hash of the event numbered
+ * seq - 1 (64 zeros for seq 1), and its hash, recomputed from its stored
+ * fields (with the key of journal_set_key on a keyed journal), its stored
+ * hash; and no event may have a run_id that hashes as run_id but is
+ * stored as another value (a blob, bytes after a NUL), which the query by
+ * run_id, and so replay, would leave out. The cost is the run's events,
+ * read through the (run_id, seq) index, one lookup by seq each, and two
+ * range searches of that index; never the whole journal. 0 when all hold (a
  * simulation's unchained journal: always); CAIRN_E_CHAIN with err naming
  * the run and the first bad event (*seq, may be NULL) and the hint to run
- * cairn verify, also for a run without events; CAIRN_E_KEY for a keyed
- * journal without its key. What it cannot see: on an unkeyed journal,
+ * cairn verify, also for a run without events, or for a journal whose key
+ * record was added over plain hashes; CAIRN_E_KEY for a keyed journal
+ * without its key. What it cannot see: on an unkeyed journal,
  * events forged with hashes recomputed (journal_verify cannot either),
  * and events of other runs. run_id is borrowed. */
 int journal_run_check(struct journal *j, const char *run_id, int64_t *seq,

@@ -168,6 +168,65 @@ int journal__key_load_recorded(struct journal *j, struct cairn_error *err)
   return rc;
 }
 
+int journal__key_added(struct journal *j, int64_t *seq,
+                       struct cairn_error *err)
+{
+  sqlite3_stmt *st = NULL;
+  char computed[JOURNAL_HASH_HEX];
+  unsigned char prev[32];
+  int rc;
+
+  *seq = 0;
+  if (j->recorded_key_id[0] == '\0' || j->elist != NULL)
+    return 0;
+  /* one event, one digest: cheap enough for every writer of a keyed
+   * journal to look */
+  rc = journal__stmt(j, JOURNAL__ST_KEY_FIRST_EVENT,
+                     "SELECT seq, run_id, kind, state, attempt, time_ms, "
+                     "payload, prev_hash, hash FROM events ORDER BY seq "
+                     "LIMIT 1",
+                     &st, err);
+  if (rc != 0)
+    return rc;
+  switch (sqlite3_step(st)) {
+  case SQLITE_ROW:
+    if (journal__unhex32(journal__column_text(st, 7), prev) != 0)
+      break; /* not a hash either way: verify says what is wrong */
+    rc = journal__hash_fields(NULL, sqlite3_column_int64(st, 0),
+                              journal__column_text(st, 1),
+                              journal__column_text(st, 2),
+                              journal__column_text(st, 3),
+                              sqlite3_column_int(st, 4),
+                              sqlite3_column_int64(st, 5),
+                              journal__column_text(st, 6),
+                              (size_t)sqlite3_column_bytes(st, 6), prev,
+                              computed, err);
+    if (rc == 0 && strcmp(computed, journal__column_text(st, 8)) == 0) {
+      *seq = sqlite3_column_int64(st, 0);
+      rc = 1;
+    }
+    break;
+  case SQLITE_DONE:
+    break;
+  default:
+    rc = journal__sqlite_error(j, err, "cannot read journal");
+    break;
+  }
+  journal__stmt_done(j, JOURNAL__ST_KEY_FIRST_EVENT, st);
+  return rc;
+}
+
+int journal__key_added_error(struct journal *j, int64_t seq,
+                             struct cairn_error *err)
+{
+  return cairn_error_set(err, CAIRN_E_CHAIN,
+                         "journal '%s' records key id %s, but its event %"
+                         PRId64 " is hashed without a key: the key record "
+                         "was added to an unkeyed journal (hint: 'cairn "
+                         "verify' says what is wrong)",
+                         j->path, j->recorded_key_id, seq);
+}
+
 void journal__key_release(struct journal *j)
 {
   journal_key_free(j->key, j->key_len);
@@ -206,6 +265,14 @@ static int check_writable(struct journal *j, const unsigned char *key,
   if (rc != 0)
     return rc;
   if (j->recorded_key_id[0] != '\0') {
+    int64_t at = 0;
+    /* a key record put into a journal of plain hashes: no key is its
+     * key, and its history was edited */
+    rc = journal__key_added(j, &at, err);
+    if (rc < 0)
+      return rc;
+    if (rc > 0)
+      return journal__key_added_error(j, at, err);
     if (key == NULL)
       return cairn_error_set(err, CAIRN_E_KEY,
                              "journal '%s' is keyed (key id %s): pass its "

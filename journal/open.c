@@ -422,6 +422,7 @@ int journal_open(struct journal **out, const char *path, unsigned flags,
 {
   struct journal *j = NULL;
   char *uri = NULL;
+  unsigned asked = flags;
   int memory, version = 0, oflags, rc;
 
   if (out == NULL || path == NULL || *path == '\0')
@@ -520,6 +521,10 @@ int journal_open(struct journal **out, const char *path, unsigned flags,
                                   rc, err);
   if (rc == 0)
     rc = journal__schema_migrate(j, err);
+  /* Migrated for a reader: from here it is the read-only journal that
+   * was asked for (journal_set_key only keeps its key, nothing writes). */
+  if (rc == 0 && !memory && (asked & JOURNAL_READONLY))
+    j->flags |= JOURNAL_READONLY;
   /* A simulation's events go to a list, not to the events table. */
   if (rc == 0 && (flags & JOURNAL_UNCHAINED) &&
       journal__elist_new(&j->elist) != 0)

@@ -9,10 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RUN_COLUMNS                                                         \
-  "id, workflow, file, file_sha256, env, release, params, status, actor, " \
-  "parent, created_ms, updated_ms, finished_ms"
-
 /* Crockford's base32: no I, L, O, U. */
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -92,7 +88,7 @@ int journal_run_insert(struct journal *j, const struct journal_run *run,
   if (rc != 0)
     goto out;
   rc = journal__stmt(j, JOURNAL__ST_RUN_INSERT,
-                     "INSERT INTO runs (" RUN_COLUMNS ") VALUES "
+                     "INSERT INTO runs (" JOURNAL__RUN_COLUMNS ") VALUES "
                      "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                      &st, err);
   if (rc != 0)
@@ -168,7 +164,41 @@ out:
   return journal__write_end(j, own, rc, err);
 }
 
-/* Fills out from a row of RUN_COLUMNS; out owns what it gets. */
+/* How journal_run_insert stores each of JOURNAL__RUN_COLUMNS. */
+static const struct {
+  const char *name;
+  int type;
+} run_columns[] = {
+  {"id", SQLITE_TEXT},             {"workflow", SQLITE_TEXT},
+  {"file", SQLITE_TEXT},           {"file_sha256", SQLITE_TEXT},
+  {"env", SQLITE_TEXT},            {"release", SQLITE_TEXT},
+  {"params", SQLITE_TEXT},         {"status", SQLITE_TEXT},
+  {"actor", SQLITE_TEXT},          {"parent", SQLITE_TEXT},
+  {"created_ms", SQLITE_INTEGER},  {"updated_ms", SQLITE_INTEGER},
+  {"finished_ms", SQLITE_INTEGER},
+};
+
+int journal__run_misstored(sqlite3_stmt *st, char *why, size_t n)
+{
+  char how[64];
+
+  for (int i = 0; i < (int)(sizeof run_columns / sizeof run_columns[0]);
+       i++) {
+    if (journal__misstored(st, i, run_columns[i].type, how, sizeof how)) {
+      snprintf(why, n, "its %s %s", run_columns[i].name, how);
+      return 1;
+    }
+  }
+  /* longer ids would be cut short to another run's id when read */
+  if (sqlite3_column_bytes(st, 0) >= JOURNAL_RUN_ID_LEN) {
+    snprintf(why, n, "its id is %d bytes long, longer than any run id",
+             sqlite3_column_bytes(st, 0));
+    return 1;
+  }
+  return 0;
+}
+
+/* Fills out from a row of JOURNAL__RUN_COLUMNS; out owns what it gets. */
 static int run_from_row(struct journal *j, sqlite3_stmt *st,
                         struct journal_run *out, struct cairn_error *err)
 {
@@ -178,6 +208,8 @@ static int run_from_row(struct journal *j, sqlite3_stmt *st,
   json_error_t jerr;
 
   memset(out, 0, sizeof *out);
+  /* first, before any read converts a column */
+  journal__run_misstored(st, out->misstored, sizeof out->misstored);
   snprintf(out->id, sizeof out->id, "%s", journal__column_text(st, 0));
   for (int i = 0; i < 9; i++) {
     if (texts[i] == NULL)
@@ -236,8 +268,8 @@ int journal_run_get(struct journal *j, const char *id_or_prefix,
   if (id_or_prefix == NULL || *id_or_prefix == '\0')
     return cairn_error_set(err, CAIRN_E_NORUN, "no run id given");
   rc = journal__stmt(j, id,
-                     "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?1", &st,
-                     err);
+                     "SELECT " JOURNAL__RUN_COLUMNS " FROM runs WHERE id = ?1",
+                     &st, err);
   if (rc != 0)
     return rc;
   sqlite3_bind_text(st, 1, id_or_prefix, -1, SQLITE_STATIC);
@@ -252,7 +284,7 @@ int journal_run_get(struct journal *j, const char *id_or_prefix,
       goto out;
     }
     rc = journal__stmt(j, id,
-                       "SELECT " RUN_COLUMNS " FROM runs "
+                       "SELECT " JOURNAL__RUN_COLUMNS " FROM runs "
                        "WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT 2",
                        &st, err);
     if (rc != 0)
@@ -307,7 +339,7 @@ int journal_run_foreach(struct journal *j, const struct journal_run_filter *f,
   if (f == NULL)
     f = &none;
   rc = journal__stmt(j, JOURNAL__ST_RUN_LIST,
-                     "SELECT " RUN_COLUMNS " FROM runs "
+                     "SELECT " JOURNAL__RUN_COLUMNS " FROM runs "
                      "WHERE (?1 IS NULL OR workflow = ?1) "
                      "AND (?2 IS NULL OR env = ?2) "
                      "AND (?3 IS NULL OR release = ?3) "
@@ -355,7 +387,7 @@ int journal_run_foreach_current(struct journal *j,
   /* The pairs come from the index alone (DISTINCT over its prefix); each
    * pair's newest succeeded run is one index lookup. */
   rc = journal__stmt(j, JOURNAL__ST_RUN_CURRENT,
-                     "SELECT " RUN_COLUMNS " FROM runs WHERE rowid IN ("
+                     "SELECT " JOURNAL__RUN_COLUMNS " FROM runs WHERE rowid IN ("
                      "SELECT (SELECT r.rowid FROM runs r "
                      "WHERE r.workflow = p.workflow AND r.env = p.env "
                      "AND r.status = 'succeeded' "

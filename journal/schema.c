@@ -77,6 +77,26 @@
  * key's SHA-256, 16 hex digits) of a keyed journal; absent when unkeyed.
  * The key itself is never stored.
  *
+ * ---- Version 3 ----
+ *
+ * meta_no_insert: a trigger that refuses any insert into meta once events
+ * holds an event, so that invariant 7 holds in the file itself: one
+ * INSERT of a key record into an unkeyed journal would otherwise make
+ * every cairn take it for a keyed one. A journal migrated from version 2
+ * gets it then; a record added before that is found by journal_verify,
+ * which checks the first event's hash against the record (and so does
+ * every writer: journal__key_added).
+ *
+ * ---- How rows are stored ----
+ *
+ * Each column is stored in the class its type names (TEXT: text, INTEGER:
+ * integer), and no text holds a NUL byte. The hash (journal_event_hash)
+ * covers a text up to its first NUL and a number as C reads it, while
+ * SQL compares the whole stored value with its class: a kind cast to a
+ * blob hashes as the kind and matches no query. journal_verify (events
+ * and runs rows) and journal_run_check (a run's events) refuse any other
+ * form; journal_run_confirm refuses a row read in one.
+ *
  * ---- Invariants between and within tables ----
  *
  *  1. events.seq runs 1..N without gaps; events[seq].prev_hash equals
@@ -97,7 +117,8 @@
  *  7. With a meta 'hmac_key_id' row, every events.hash is the keyed hash
  *     (HMAC-SHA-256, domain byte 0x02); without one, every hash is the
  *     plain SHA-256 (domain byte 0x01). The row is only ever written while
- *     events is empty, so one journal never mixes the two.
+ *     events is empty (since version 3 the trigger meta_no_insert refuses
+ *     it otherwise), so one journal never mixes the two.
  */
 #include "journal/internal.h"
 
@@ -170,6 +191,11 @@ static const struct migration migrations[] = {
    "BEGIN SELECT RAISE(ABORT, 'journal meta is write-once'); END;\n"
    "CREATE TRIGGER meta_no_delete BEFORE DELETE ON meta\n"
    "BEGIN SELECT RAISE(ABORT, 'journal meta is write-once'); END;\n"},
+  {3,
+   "CREATE TRIGGER meta_no_insert BEFORE INSERT ON meta\n"
+   "WHEN EXISTS (SELECT 1 FROM events)\n"
+   "BEGIN SELECT RAISE(ABORT, 'journal meta is written only before the "
+   "first event'); END;\n"},
 };
 
 _Static_assert(JOURNAL__APPLICATION_ID == 1668443697,

@@ -12,6 +12,9 @@
  * A keyed journal is checked with the key given by journal_set_key: an
  * attacker who edits an event and recomputes every hash after it cannot
  * do so without the key.
+ * Before its links and hash, each event's stored form is checked
+ * (event_misstored): the hash covers the values as C reads them, SQL
+ * compares them as stored, and the two must be the same values.
  * The runs table is outside the chain but is what status, history and
  * the promotion gates read: each row is then confirmed against its
  * events, so an edited row is found like an edited event. */
@@ -19,6 +22,7 @@
 #include "journal/events.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -58,6 +62,56 @@ static void hash_mismatch(const struct journal *j, char *out, size_t n)
              "was edited)");
 }
 
+/* How journal_append stores each column of an event, in the order of
+ * CHECK_COLUMNS and of journal_verify's query. */
+static const struct {
+  const char *name;
+  int type;
+} event_columns[] = {
+  {"seq", SQLITE_INTEGER},     {"run_id", SQLITE_TEXT},
+  {"kind", SQLITE_TEXT},       {"state", SQLITE_TEXT},
+  {"attempt", SQLITE_INTEGER}, {"time_ms", SQLITE_INTEGER},
+  {"payload", SQLITE_TEXT},    {"prev_hash", SQLITE_TEXT},
+  {"hash", SQLITE_TEXT},
+};
+#define EVENT_PAYLOAD 6 /* its index there */
+
+/* Is the event in st's row stored otherwise than journal_append writes
+ * it? The hash covers run_id, kind and state up to their first NUL byte
+ * and each number as sqlite3_column_int64 reads it, whatever the storage
+ * class; SQL, which picks a run's events and its status by run_id and
+ * kind, compares whole values with their class. So a kind cast to a
+ * blob, or a run_id with bytes after a NUL, passes the hash and is
+ * another value to every query. Each column must have the class cairn
+ * gives it, no text a NUL byte (the payload is hashed whole, and
+ * canonical JSON escapes NUL: only its class is checked), and the
+ * attempt must be the int it is hashed as. 0, or 1 with why set.
+ * Called before anything reads the row's columns. */
+static int event_misstored(sqlite3_stmt *st, char *why, size_t n)
+{
+  char how[64];
+  int64_t attempt;
+
+  for (int i = 0; i < (int)(sizeof event_columns / sizeof event_columns[0]);
+       i++) {
+    /* the payload is hashed whole: its class alone can differ */
+    if (i == EVENT_PAYLOAD && sqlite3_column_type(st, i) == SQLITE_TEXT)
+      continue;
+    if (journal__misstored(st, i, event_columns[i].type, how, sizeof how)) {
+      snprintf(why, n, "its %s %s (the event was edited)",
+               event_columns[i].name, how);
+      return 1;
+    }
+  }
+  attempt = sqlite3_column_int64(st, 4);
+  if (attempt < 0 || attempt > INT_MAX) {
+    snprintf(why, n, "its attempt %" PRId64 " is out of range (the event "
+             "was edited)", attempt);
+    return 1;
+  }
+  return 0;
+}
+
 /* Checks the event in st's current row (the columns of RUN_CHECK's
  * query: the event's, then the stored hash of the event before it): sets
  * *bad to its seq and why when it does not hold. 0, or an error from
@@ -68,15 +122,24 @@ static int check_row(struct journal *j, sqlite3_stmt *st, int64_t *bad,
   char computed[JOURNAL_HASH_HEX];
   unsigned char prev[32];
   int64_t s = sqlite3_column_int64(st, 0);
-  const char *prev_hash = journal__column_text(st, 7);
-  const char *before = s == 1 ? zeros : journal__column_text(st, 9);
+  int before_type = sqlite3_column_type(st, 9);
 
-  if (s > 1 && sqlite3_column_type(st, 9) == SQLITE_NULL) {
+  if (event_misstored(st, why, n)) {
+    *bad = s;
+    return 0;
+  }
+  if (s > 1 && before_type == SQLITE_NULL) {
     *bad = s;
     snprintf(why, n, "event %" PRId64 " before it is missing", s - 1);
     return 0;
   }
+
+  const char *prev_hash = journal__column_text(st, 7);
+  const char *before = s == 1 ? zeros : journal__column_text(st, 9);
+  /* the link is to the stored hash as it is, every byte of it */
   if (strcmp(prev_hash, before) != 0 ||
+      (s > 1 && (before_type != SQLITE_TEXT ||
+                 sqlite3_column_bytes(st, 9) != JOURNAL_HASH_HEX - 1)) ||
       journal__unhex32(prev_hash, prev) != 0) {
     *bad = s;
     snprintf(why, n, "its prev_hash is not the hash of event %" PRId64
@@ -98,16 +161,24 @@ static int check_row(struct journal *j, sqlite3_stmt *st, int64_t *bad,
   return rc;
 }
 
-/* A keyed journal cannot be checked without its key. */
+/* A keyed journal cannot be checked without its key; one whose key
+ * record was added to plain hashes is no keyed journal (a key would not
+ * help): CAIRN_E_CHAIN. */
 static int need_key(struct journal *j, struct cairn_error *err)
 {
+  int64_t at = 0;
   int rc = journal__key_load_recorded(j, err);
-  if (rc == 0 && j->recorded_key_id[0] != '\0' && j->key == NULL)
-    rc = cairn_error_set(err, CAIRN_E_KEY,
+  if (rc != 0 || j->recorded_key_id[0] == '\0' || j->key != NULL)
+    return rc;
+  rc = journal__key_added(j, &at, err);
+  if (rc < 0)
+    return rc;
+  if (rc > 0)
+    return journal__key_added_error(j, at, err);
+  return cairn_error_set(err, CAIRN_E_KEY,
                          "journal '%s' is keyed (key id %s): pass its key "
                          "with --key-file FILE or CAIRN_KEY_FILE",
                          j->path, j->recorded_key_id);
-  return rc;
 }
 
 #define CHECK_COLUMNS                                                        \
@@ -145,6 +216,48 @@ int journal_tail_check(struct journal *j, struct cairn_error *err)
   return rc;
 }
 
+/* The first event whose run_id hashes as run_id but is stored as
+ * another value, which `run_id = ?` does not find: a blob of its bytes,
+ * or a text with a NUL byte and more after them (event_misstored). Replay
+ * reads a run's events by that query, so such an event (a run's failure,
+ * its rollback) would be left out unseen. Both forms sort right after
+ * run_id in events_by_run (text after its prefix, a blob after every
+ * text): two range searches of that index, not a scan. Sets *bad and why
+ * when there is one; 0, or an error. */
+static int hidden_events(struct journal *j, const char *run_id,
+                         int64_t *bad, char *why, size_t n,
+                         struct cairn_error *err)
+{
+  sqlite3_stmt *st = NULL;
+  int rc = journal__stmt(
+      j, JOURNAL__ST_RUN_CHECK_HIDDEN,
+      CHECK_COLUMNS "WHERE (e.run_id > ?1 AND e.run_id < ?1 || char(1)) "
+      "OR (e.run_id >= CAST(?1 AS BLOB) AND "
+      "e.run_id < CAST(?1 || char(1) AS BLOB)) ORDER BY e.seq LIMIT 1",
+      &st, err);
+
+  if (rc != 0)
+    return rc;
+  sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+  switch (sqlite3_step(st)) {
+  case SQLITE_ROW:
+    rc = check_row(j, st, bad, why, n, err);
+    if (rc == 0 && *bad == 0) { /* not reached: its run_id is misstored */
+      *bad = sqlite3_column_int64(st, 0);
+      snprintf(why, n, "its run_id is not stored as text (the event was "
+               "edited)");
+    }
+    break;
+  case SQLITE_DONE:
+    break;
+  default:
+    rc = journal__sqlite_error(j, err, "cannot read journal");
+    break;
+  }
+  journal__stmt_done(j, JOURNAL__ST_RUN_CHECK_HIDDEN, st);
+  return rc;
+}
+
 int journal_run_check(struct journal *j, const char *run_id, int64_t *seq,
                       struct cairn_error *err)
 {
@@ -178,6 +291,8 @@ int journal_run_check(struct journal *j, const char *run_id, int64_t *seq,
   if (rc == 0 && bad == 0 && step != SQLITE_DONE)
     rc = journal__sqlite_error(j, err, "cannot read journal");
   journal__stmt_done(j, JOURNAL__ST_RUN_CHECK, st);
+  if (rc == 0 && bad == 0)
+    rc = hidden_events(j, run_id, &bad, why, sizeof why, err);
   if (rc != 0)
     return rc;
   if (bad == 0 && n == 0)
@@ -267,6 +382,14 @@ int journal_run_confirm(struct journal *j, const struct journal_run *row,
                          "run %s has no event that gives it a status (its "
                          "first is event %" PRId64 "; events were removed or "
                          "replaced)", run_id, at);
+  } else if (step == SQLITE_ROW && row->misstored[0] != '\0') {
+    /* a value SQL tells apart from what it says (a status with bytes
+     * after a NUL, a created_ms stored as text that sorts after every
+     * number), whatever it reads as here */
+    at = sqlite3_column_int64(st, 0);
+    rc = cairn_error_set(err, CAIRN_E_CHAIN,
+                         "run %s's row: %s (the runs table was edited)",
+                         run_id, row->misstored);
   } else if (step == SQLITE_ROW) {
     json_t *first = json_loads(journal__column_text(st, 1), 0, NULL);
     json_t *last = json_loads(journal__column_text(ss, 2), 0, NULL);
@@ -341,27 +464,30 @@ static int confirm_rows(struct journal *j, struct journal_verify_result *res,
   sqlite3_stmt *st = NULL;
   struct cairn_error why = {0};
   int step, rc = journal__stmt(j, JOURNAL__ST_RUN_ROWS,
-                               "SELECT id, status, workflow, env, release, "
-                               "actor, parent, file, file_sha256, params, "
-                               "created_ms FROM runs ORDER BY created_ms, id",
+                               "SELECT " JOURNAL__RUN_COLUMNS " FROM runs "
+                               "ORDER BY created_ms, id",
                                &st, err);
   if (rc != 0)
     return rc;
   while ((step = sqlite3_step(st)) == SQLITE_ROW) {
     struct journal_run row = {0};
     int64_t at = 0;
+    /* first, before the reads below convert a column */
+    journal__run_misstored(st, row.misstored, sizeof row.misstored);
     /* the row's strings are borrowed from st for the one call */
     snprintf(row.id, sizeof row.id, "%s", journal__column_text(st, 0));
-    row.status = (char *)journal__column_text(st, 1);
-    row.workflow = (char *)journal__column_text(st, 2);
-    row.env = (char *)journal__column_text(st, 3);
-    row.release = (char *)journal__column_text(st, 4);
-    row.actor = (char *)journal__column_text(st, 5);
-    row.parent = (char *)journal__column_text(st, 6);
-    row.file = (char *)journal__column_text(st, 7);
-    row.file_sha256 = (char *)journal__column_text(st, 8);
-    row.params = json_loads(journal__column_text(st, 9), 0, NULL);
+    row.workflow = (char *)journal__column_text(st, 1);
+    row.file = (char *)journal__column_text(st, 2);
+    row.file_sha256 = (char *)journal__column_text(st, 3);
+    row.env = (char *)journal__column_text(st, 4);
+    row.release = (char *)journal__column_text(st, 5);
+    row.params = json_loads(journal__column_text(st, 6), 0, NULL);
+    row.status = (char *)journal__column_text(st, 7);
+    row.actor = (char *)journal__column_text(st, 8);
+    row.parent = (char *)journal__column_text(st, 9);
     row.created_ms = sqlite3_column_int64(st, 10);
+    row.updated_ms = sqlite3_column_int64(st, 11);
+    row.finished_ms = sqlite3_column_int64(st, 12);
     if (row.params == NULL || !json_is_object(row.params)) {
       json_decref(row.params);
       row.params = json_null(); /* equal to no object: always differs */
@@ -413,7 +539,7 @@ static int check_schema(struct journal *j, struct journal_verify_result *res,
     {"table", "runs"},    {"table", "events"},  {"table", "locks"},
     {"table", "meta"},    {"trigger", "events_no_update"},
     {"trigger", "events_no_delete"}, {"trigger", "meta_no_update"},
-    {"trigger", "meta_no_delete"},
+    {"trigger", "meta_no_delete"}, {"trigger", "meta_no_insert"},
   };
   sqlite3_stmt *st = NULL;
   int rc = 0;
@@ -497,7 +623,8 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
   sqlite3_stmt *st = NULL;
   char last[JOURNAL_HASH_HEX], computed[JOURNAL_HASH_HEX];
   unsigned char prev[32];
-  int64_t expected = 1;
+  int64_t expected = 1, added = 0;
+  EVP_MAC_CTX *mac = j->mac;
   int rc, step;
 
   memset(res, 0, sizeof *res);
@@ -511,11 +638,25 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
   if (rc != 0)
     return rc;
   memcpy(res->key_id, j->recorded_key_id, sizeof res->key_id);
-  if (j->recorded_key_id[0] != '\0' && j->key == NULL)
+  /* A key record over plain hashes was added after the events (it is
+   * written only into a journal without any): that is the first thing
+   * wrong, with or without a key; the chain is then walked as the plain
+   * one it is, to count and check the rest. */
+  rc = journal__key_added(j, &added, err);
+  if (rc < 0)
+    return rc;
+  if (rc > 0) {
+    mac = NULL;
+    mark(res, added, "its hash is plain SHA-256, but the journal records "
+         "key id %s: a key record was added to a journal whose events "
+         "are not keyed (or its events were rehashed without the key)",
+         j->recorded_key_id);
+  } else if (j->recorded_key_id[0] != '\0' && j->key == NULL) {
     return cairn_error_set(err, CAIRN_E_KEY,
                            "journal '%s' is keyed (key id %s): verify it with "
                            "its key (--key-file FILE or CAIRN_KEY_FILE)",
                            j->path, j->recorded_key_id);
+  }
   rc = journal__stmt(j, JOURNAL__ST_VERIFY,
                      "SELECT seq, run_id, kind, state, attempt, time_ms, "
                      "payload, prev_hash, hash FROM events ORDER BY seq",
@@ -524,6 +665,9 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
     return rc;
   while ((step = sqlite3_step(st)) == SQLITE_ROW) {
     int64_t seq = sqlite3_column_int64(st, 0);
+    char why[256];
+    /* first: the columns must not be converted before it looks */
+    int misstored = event_misstored(st, why, sizeof why);
     const char *payload = journal__column_text(st, 6);
     const char *prev_hash = journal__column_text(st, 7);
     const char *hash = journal__column_text(st, 8);
@@ -550,6 +694,8 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
         mark(res, expected,
              "events %" PRId64 " to %" PRId64 " are missing", expected,
              seq - 1);
+    } else if (misstored) {
+      mark(res, seq, "%s", why);
     } else if (strcmp(prev_hash, last) != 0 ||
                journal__unhex32(prev_hash, prev) != 0) {
       if (seq == 1)
@@ -560,7 +706,7 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
              " (an event was removed, inserted or moved)",
              seq - 1);
     } else {
-      rc = journal__hash_fields(j->mac, seq, journal__column_text(st, 1),
+      rc = journal__hash_fields(mac, seq, journal__column_text(st, 1),
                                 journal__column_text(st, 2),
                                 journal__column_text(st, 3),
                                 sqlite3_column_int(st, 4),
@@ -570,7 +716,6 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
       if (rc != 0)
         goto out;
       if (strcmp(computed, hash) != 0) {
-        char why[256];
         hash_mismatch(j, why, sizeof why);
         mark(res, seq, "%s", why);
       }

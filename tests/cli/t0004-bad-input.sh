@@ -329,7 +329,7 @@ test_expect_success 'a journal with a newer schema (user_version 99): exit 2, un
 	cp .cairn/journal.db v99.db &&
 	sqlite3 v99.db "PRAGMA user_version = 99" &&
 	journal_snapshot v99.db >before &&
-	echo "cairn: '\''v99.db'\'' has journal schema version 99, newer than this cairn'\''s 2 (hint: use the newer cairn that wrote it)" >expect &&
+	echo "cairn: '\''v99.db'\'' has journal schema version 99, newer than this cairn'\''s 3 (hint: use the newer cairn that wrote it)" >expect &&
 	for cmd in history verify "status X" resume "run ok.yaml"; do
 		test_must_fail_with 2 cairn $cmd --journal v99.db 2>err || exit 1
 		test_cmp expect err || exit 1

@@ -450,7 +450,7 @@ static void test_newer_schema_refused(void **state)
   struct fx *fx = *state;
   struct cairn_error err = {0, ""};
   struct journal *j = NULL;
-  char path[1024], msg[2048];
+  char path[1024], msg[2048], sql[64];
   char *before;
   size_t n;
 
@@ -461,9 +461,9 @@ static void test_newer_schema_refused(void **state)
   before = slurp(path, &n);
   assert_int_equal(journal_open(&j, path, 0, &err), CAIRN_E_SCHEMA);
   snprintf(msg, sizeof msg,
-           "'%s' has journal schema version 99, newer than this cairn's 2 "
+           "'%s' has journal schema version 99, newer than this cairn's %d "
            "(hint: use the newer cairn that wrote it)",
-           path);
+           path, JOURNAL_SCHEMA_VERSION);
   assert_string_equal(err.msg, msg);
   assert_int_equal(journal_open(&j, path, JOURNAL_CREATE, &err),
                    CAIRN_E_SCHEMA);
@@ -476,7 +476,9 @@ static void test_newer_schema_refused(void **state)
   /* A newer journal of ours (in WAL mode, with our application id). */
   j = open_new(fx->path);
   journal_close(j);
-  assert_int_equal(raw_exec(fx->path, "PRAGMA user_version = 3;"), SQLITE_OK);
+  snprintf(sql, sizeof sql, "PRAGMA user_version = %d;",
+           JOURNAL_SCHEMA_VERSION + 1);
+  assert_int_equal(raw_exec(fx->path, sql), SQLITE_OK);
   before = slurp(fx->path, &n);
   assert_int_equal(journal_open(&j, fx->path, 0, &err), CAIRN_E_SCHEMA);
   assert_untouched(fx->path, before, n);
@@ -491,16 +493,19 @@ static void test_newer_schema_refused(void **state)
     int status;
     sqlite3 *db = NULL;
 
-    assert_int_equal(raw_exec(fx->path, "PRAGMA user_version = 2;"),
-                     SQLITE_OK);
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d;",
+             JOURNAL_SCHEMA_VERSION);
+    assert_int_equal(raw_exec(fx->path, sql), SQLITE_OK);
     pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
       if (sqlite3_open_v2(fx->path, &db, SQLITE_OPEN_READWRITE, NULL) !=
               SQLITE_OK ||
-          sqlite3_exec(db, "PRAGMA wal_autocheckpoint = 0;"
-                           "PRAGMA user_version = 3;",
-                       NULL, NULL, NULL) != SQLITE_OK)
+          sqlite3_exec(db, "PRAGMA wal_autocheckpoint = 0;", NULL, NULL,
+                       NULL) != SQLITE_OK ||
+          (snprintf(sql, sizeof sql, "PRAGMA user_version = %d;",
+                    JOURNAL_SCHEMA_VERSION + 1),
+           sqlite3_exec(db, sql, NULL, NULL, NULL)) != SQLITE_OK)
         _exit(1);
       _exit(0); /* no close: no checkpoint */
     }
@@ -509,7 +514,8 @@ static void test_newer_schema_refused(void **state)
     snprintf(wal, sizeof wal, "%s-wal", fx->path);
     assert_int_equal(access(wal, F_OK), 0);
     before = slurp(fx->path, &n);
-    assert_int_equal((unsigned char)before[63], 2); /* the header's version */
+    assert_int_equal((unsigned char)before[63],
+                     JOURNAL_SCHEMA_VERSION); /* the header's version */
     assert_int_equal(journal_open(&j, fx->path, 0, &err), CAIRN_E_SCHEMA);
     assert_int_equal(journal_open(&j, fx->path, JOURNAL_READONLY, &err),
                      CAIRN_E_SCHEMA);
@@ -518,7 +524,8 @@ static void test_newer_schema_refused(void **state)
     free(before);
     assert_int_equal(sqlite3_open_v2(fx->path, &db, SQLITE_OPEN_READONLY,
                                      NULL), SQLITE_OK);
-    assert_int_equal(raw_int(db, "PRAGMA user_version"), 3);
+    assert_int_equal(raw_int(db, "PRAGMA user_version"),
+                     JOURNAL_SCHEMA_VERSION + 1);
     sqlite3_close(db);
   }
 }
