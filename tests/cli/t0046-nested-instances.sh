@@ -133,7 +133,7 @@ test_expect_success 'a path that names no action inside the instances is refused
 	test_must_fail_with 2 cairn simulate wf.yaml --fail-at m/a/zz 2>err &&
 	test_grep -F "cairn: --fail-at '\''m/a/zz'\'': workflow '\''nest'\'' has no action state '\''m/a/zz'\''" err &&
 	test_must_fail_with 2 cairn simulate wf.yaml --fail-at m 2>err &&
-	test_grep -F "'\''m'\'' is a map state" err
+	test_grep -F "'\''m'\'' is a map over a used workflow; name a state of it" err
 '
 
 test_expect_success 'plan names each action inside the instances once' '
