@@ -46,6 +46,14 @@ struct adapter_output {
   const char *doc;
 };
 
+/* An output added after steps were journaled without it, and the value
+ * (JSON text) such a step is taken to have had: its default undo reads
+ * it, and a run started by an older cairn must still roll back. */
+struct adapter_absent {
+  const char *name;
+  const char *json;
+};
+
 enum adapter_outcome {
   ADAPTER_SUCCEEDED,
   ADAPTER_FAILED,
@@ -76,6 +84,7 @@ struct adapter_desc {
   const char *summary;
   const struct adapter_input *inputs;   /* ends with a {NULL} entry */
   const struct adapter_output *outputs; /* ends with a {NULL} entry */
+  const struct adapter_absent *absent;  /* NULL, or ends with {NULL} */
   int idempotent;
   /* 1: the child a call starts outlives the call on purpose (a service),
    * and starting the same thing again adopts it when it is alive: resume

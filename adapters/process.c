@@ -891,6 +891,10 @@ const struct adapter_desc adapter_process_start = {
   .summary = "start a long-running service, detached",
   .inputs = start_inputs,
   .outputs = start_outputs_desc,
+  /* a start journaled before `adopted` existed: its undo stopped what it
+   * found, as it does now for one this step started */
+  .absent = (const struct adapter_absent[]){{"adopted", "false"},
+                                            {NULL, NULL}},
   .idempotent = 1,
   .adopts = 1,
   .outputs_when_cancelled = 1, /* stop_done */

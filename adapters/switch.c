@@ -1194,6 +1194,10 @@ const struct adapter_desc adapter_switch_blue_green = {
   .summary = "point live traffic at a colour (symlink or nginx upstream)",
   .inputs = switch_inputs,
   .outputs = switch_outputs,
+  /* a switch journaled before `backup` existed: no restore_from, so its
+   * undo switches back to `from`, as it did then */
+  .absent = (const struct adapter_absent[]){{"backup", "\"\""},
+                                            {NULL, NULL}},
   .idempotent = 1,
   .undo_adapter = "switch.blue-green",
   .undo_with =

@@ -581,6 +581,24 @@ struct engine__sx *engine__undo_sx(struct engine__rt *rt, size_t i,
   return sx;
 }
 
+
+/* The outputs a forward step journaled, as its undo reads them: with the
+ * value each output a newer adapter added takes for a step an older cairn
+ * journaled without it (adapter_desc.absent), so a run started before
+ * still rolls back. A new reference (an empty object when none). */
+static json_t *outputs_then(const struct engine_action *a, json_t *outputs)
+{
+  const struct adapter_desc *d = a ? adapter_find(a->adapter) : NULL;
+  json_t *o = json_is_object(outputs) ? json_copy(outputs) : json_object();
+
+  for (size_t i = 0; o && d && d->absent && d->absent[i].name; i++)
+    if (json_object_get(o, d->absent[i].name) == NULL)
+      json_object_set_new(o, d->absent[i].name,
+                          json_loads(d->absent[i].json, JSON_DECODE_ANY,
+                                     NULL));
+  return o;
+}
+
 int engine__undo_resolve(struct engine__rt *rt, struct engine__task *t,
                          json_t *step, struct cairn_error *err)
 {
@@ -607,8 +625,9 @@ int engine__undo_resolve(struct engine__rt *rt, struct engine__task *t,
     json_decref(scope);
   }
   json_object_set_new(rt->scope, "self",
-                      json_pack("{s:o,s:O}", "input", input, "output",
-                                json_object_get(step, "outputs")));
+                      json_pack("{s:o,s:o}", "input", input, "output",
+                                outputs_then(a, json_object_get(step,
+                                                                "outputs"))));
   int rc = engine__task_resolve(t, err);
   json_object_del(rt->scope, "self");
   return rc;
@@ -795,9 +814,10 @@ static void preview_undo_inputs(struct journal *j,
     if (a == NULL || a->undo == NULL)
       continue;
     json_object_set_new(scope, "self",
-                        json_pack("{s:O,s:O}", "input",
+                        json_pack("{s:O,s:o}", "input",
                                   json_object_get(st, "inputs"), "output",
-                                  json_object_get(st, "outputs")));
+                                  outputs_then(a, json_object_get(st,
+                                                                  "outputs"))));
     if (json_object_get(st, "item") != NULL)
       json_object_set(scope, "item", json_object_get(st, "item"));
     else
