@@ -1669,6 +1669,11 @@ void engine__enter(struct engine__rt *rt, const char *name)
     struct engine__pending *e = &rt->pend[rt->npend++];
     e->cx = rt->cx != NULL && rt->cx->owner != NULL ? rt->cx : NULL;
     engine__copy(e->to, sizeof e->to, name);
+    /* the state it leaves is left now, as entering would leave it: what
+     * unwinds from here must not take it for the cursor's current one */
+    struct engine__sx **slot = engine__slot(rt, rt->cx);
+    engine__sx_retire(rt, *slot);
+    *slot = NULL;
     return;
   }
   rt->enter_depth++;
@@ -1877,8 +1882,12 @@ void engine__state_done(struct engine__rt *rt, struct engine__sx *sx)
   struct engine__cursor *prev = rt->cx;
   struct engine__cursor *cx = sx->cx && sx->cx->owner ? sx->cx : NULL;
 
-  if (!live(rt, sx))
+  /* Once: the last task ending can be a sibling that a failing task
+   * stopped, and that one's end comes back here after it (a map's
+   * on_failure would be taken twice) */
+  if (!live(rt, sx) || sx->ended)
     return;
+  sx->ended = 1;
   rt->cx = sx->cx;
   if (sx->is_undo) {
     engine__undo_done(rt, sx);

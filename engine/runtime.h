@@ -112,6 +112,9 @@ struct engine__sx {
   char error[600];                /* the first failure's */
   char failed_path[320];
   int is_undo;                    /* an undo of rt->plan[step] */
+  int ended;                      /* engine__state_done acted on it: a
+                                     failure that stops its siblings
+                                     ends it from inside its own end */
   int starting;                   /* a map starting instances (no
                                      re-entry) */
   int limit;                      /* a map's max_concurrency; 0: none */

@@ -100,4 +100,127 @@ test_expect_success 'a map over nothing in a loop: the run fails the same way' '
 	test_grep "entered after 10000 states in a row" out
 '
 
+# Instance b waits; instance a fails, which stops b at once, and b's end
+# ends the map from inside a's: the map's on_failure must be taken once.
+# With a's failure 64 entries deep (63 choices), the entry the failure
+# leads to waits for the outermost engine__enter, and the map's state must
+# not look current meanwhile.
+cat >deep-inner.yaml <<\EOF
+cairn: 1
+name: inner
+params: { item: {} }
+start: pick
+states:
+  pick:
+    choice:
+      - when: "params.item == 'a'"
+        next: go
+    default: hold
+  hold: { wait: 30s, next: done }
+  go: { do: exec, with: { argv: ["true"] }, next: c0 }
+  c0: { choice: [ { when: "true", next: c1 } ], default: done }
+  c1: { choice: [ { when: "true", next: c2 } ], default: done }
+  c2: { choice: [ { when: "true", next: c3 } ], default: done }
+  c3: { choice: [ { when: "true", next: c4 } ], default: done }
+  c4: { choice: [ { when: "true", next: c5 } ], default: done }
+  c5: { choice: [ { when: "true", next: c6 } ], default: done }
+  c6: { choice: [ { when: "true", next: c7 } ], default: done }
+  c7: { choice: [ { when: "true", next: c8 } ], default: done }
+  c8: { choice: [ { when: "true", next: c9 } ], default: done }
+  c9: { choice: [ { when: "true", next: c10 } ], default: done }
+  c10: { choice: [ { when: "true", next: c11 } ], default: done }
+  c11: { choice: [ { when: "true", next: c12 } ], default: done }
+  c12: { choice: [ { when: "true", next: c13 } ], default: done }
+  c13: { choice: [ { when: "true", next: c14 } ], default: done }
+  c14: { choice: [ { when: "true", next: c15 } ], default: done }
+  c15: { choice: [ { when: "true", next: c16 } ], default: done }
+  c16: { choice: [ { when: "true", next: c17 } ], default: done }
+  c17: { choice: [ { when: "true", next: c18 } ], default: done }
+  c18: { choice: [ { when: "true", next: c19 } ], default: done }
+  c19: { choice: [ { when: "true", next: c20 } ], default: done }
+  c20: { choice: [ { when: "true", next: c21 } ], default: done }
+  c21: { choice: [ { when: "true", next: c22 } ], default: done }
+  c22: { choice: [ { when: "true", next: c23 } ], default: done }
+  c23: { choice: [ { when: "true", next: c24 } ], default: done }
+  c24: { choice: [ { when: "true", next: c25 } ], default: done }
+  c25: { choice: [ { when: "true", next: c26 } ], default: done }
+  c26: { choice: [ { when: "true", next: c27 } ], default: done }
+  c27: { choice: [ { when: "true", next: c28 } ], default: done }
+  c28: { choice: [ { when: "true", next: c29 } ], default: done }
+  c29: { choice: [ { when: "true", next: c30 } ], default: done }
+  c30: { choice: [ { when: "true", next: c31 } ], default: done }
+  c31: { choice: [ { when: "true", next: c32 } ], default: done }
+  c32: { choice: [ { when: "true", next: c33 } ], default: done }
+  c33: { choice: [ { when: "true", next: c34 } ], default: done }
+  c34: { choice: [ { when: "true", next: c35 } ], default: done }
+  c35: { choice: [ { when: "true", next: c36 } ], default: done }
+  c36: { choice: [ { when: "true", next: c37 } ], default: done }
+  c37: { choice: [ { when: "true", next: c38 } ], default: done }
+  c38: { choice: [ { when: "true", next: c39 } ], default: done }
+  c39: { choice: [ { when: "true", next: c40 } ], default: done }
+  c40: { choice: [ { when: "true", next: c41 } ], default: done }
+  c41: { choice: [ { when: "true", next: c42 } ], default: done }
+  c42: { choice: [ { when: "true", next: c43 } ], default: done }
+  c43: { choice: [ { when: "true", next: c44 } ], default: done }
+  c44: { choice: [ { when: "true", next: c45 } ], default: done }
+  c45: { choice: [ { when: "true", next: c46 } ], default: done }
+  c46: { choice: [ { when: "true", next: c47 } ], default: done }
+  c47: { choice: [ { when: "true", next: c48 } ], default: done }
+  c48: { choice: [ { when: "true", next: c49 } ], default: done }
+  c49: { choice: [ { when: "true", next: c50 } ], default: done }
+  c50: { choice: [ { when: "true", next: c51 } ], default: done }
+  c51: { choice: [ { when: "true", next: c52 } ], default: done }
+  c52: { choice: [ { when: "true", next: c53 } ], default: done }
+  c53: { choice: [ { when: "true", next: c54 } ], default: done }
+  c54: { choice: [ { when: "true", next: c55 } ], default: done }
+  c55: { choice: [ { when: "true", next: c56 } ], default: done }
+  c56: { choice: [ { when: "true", next: c57 } ], default: done }
+  c57: { choice: [ { when: "true", next: c58 } ], default: done }
+  c58: { choice: [ { when: "true", next: c59 } ], default: done }
+  c59: { choice: [ { when: "true", next: c60 } ], default: done }
+  c60: { choice: [ { when: "true", next: c61 } ], default: done }
+  c61: { choice: [ { when: "true", next: c62 } ], default: done }
+  c62: { choice: [ { when: "true", next: bad } ], default: done }
+  bad: { fail: true }
+  done: { succeed: true }
+EOF
+
+write_workflow deep.yaml <<\EOF
+cairn: 1
+name: deep
+start: m
+states:
+  m:
+    map: { items: [b, a], use: deep-inner.yaml, with: { item: "{{ item }}" } }
+    next: done
+    on_failure: recover
+  recover: { do: exec, with: { shell: "echo recovered >>trace" }, next: done }
+  done: { succeed: true }
+EOF
+
+write_workflow shallow.yaml <<\EOF
+cairn: 1
+name: shallow
+start: m
+states:
+  m:
+    map: { items: [b, a], use: deep-inner.yaml, with: { item: "{{ item }}" } }
+    next: done
+    on_failure: fail
+  done: { succeed: true }
+EOF
+
+test_expect_success 'a map whose failing instance stops a waiting one takes its on_failure once, however deep' '
+	timeout 60 "$CAIRN_BIN" run deep.yaml >out &&
+	echo recovered >expect &&
+	test_cmp expect trace &&
+	RUN=$(last_run) &&
+	test "$(q "SELECT count(*) FROM events WHERE run_id = '\''$RUN'\'' AND kind = '\''transition'\'' AND state = '\''m'\''")" = 1 &&
+	test_must_fail_with 1 timeout 60 "$CAIRN_BIN" run shallow.yaml >out &&
+	RUN=$(last_run) &&
+	test "$(q "SELECT count(*) FROM events WHERE run_id = '\''$RUN'\'' AND kind = '\''run.finished'\''")" = 1 &&
+	test "$(q "SELECT count(*) FROM events WHERE run_id = '\''$RUN'\'' AND kind = '\''transition'\'' AND state = '\''m'\''")" = 1 &&
+	cairn verify >/dev/null
+'
+
 test_done
