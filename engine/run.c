@@ -1454,11 +1454,51 @@ void engine__end_run(struct engine__rt *rt, const char *status,
   rt->finished = 1;
 }
 
+/* Counts a transition of the cursor rt->cx into a state: whether it has
+ * gone past ENGINE__IDLE_MAX in a row with nothing started anywhere in
+ * the run meanwhile (then the count starts again, so a failure path that
+ * loops too is caught too). */
+static int idle_loop(struct engine__rt *rt)
+{
+  struct engine__idle *idle = rt->cx != NULL && rt->cx->owner != NULL
+                                  ? &rt->cx->idle
+                                  : &rt->main_idle;
+
+  if (rt->opt->sim)
+    return 0;
+  if (idle->at != rt->progress) {
+    idle->at = rt->progress;
+    idle->n = 0;
+  }
+  if (++idle->n <= ENGINE__IDLE_MAX)
+    return 0;
+  idle->n = 0;
+  return 1;
+}
+
 void engine__transition(struct engine__rt *rt, const char *from,
                         const char *to, const char *reason,
                         const char *status, const char *error)
 {
   char jfrom[320], jto[320];
+
+  if (to != NULL && strcmp(to, JOURNAL_ROLLBACK) != 0 && idle_loop(rt)) {
+    /* State `from` fails instead of going on: in a used workflow its use
+     * state's on_failure applies; at the top, the run rolls back. */
+    const struct engine_state *st = engine_workflow_state(rt->wf, from);
+    char path[320], msg[800];
+    engine__jpath(rt, from, path, sizeof path);
+    snprintf(msg, sizeof msg, "state '%s' failed after %d states in a row "
+             "that started no action and waited for nothing: a loop that "
+             "would never end (hint: 'cairn simulate' names the loop; give "
+             "it a way out, or a wait state)", path, ENGINE__IDLE_MAX);
+    if (st != NULL && st->frame >= 0)
+      engine__fail_state(rt, st, msg);
+    else
+      engine__transition(rt, from, JOURNAL_ROLLBACK, "a loop that never ends",
+                         NULL, msg);
+    return;
+  }
 
   /* inside an instance, both are the instance's paths */
   engine__jpath(rt, from, jfrom, sizeof jfrom);
@@ -1624,33 +1664,6 @@ static void choice_decide(struct engine__rt *rt, const struct engine_state *st)
   choice_failed(rt, st, msg);
 }
 
-/* Whether the cursor rt->cx has gone past ENGINE__IDLE_MAX entries in a
- * row with nothing started anywhere in the run: then state st fails
- * where it is entered, as a choice that cannot decide does. */
-static int idle_loop(struct engine__rt *rt, const struct engine_state *st)
-{
-  struct engine__idle *idle =
-      rt->cx != NULL && rt->cx->owner != NULL ? &rt->cx->idle : &rt->main_idle;
-  char path[320], msg[800];
-
-  if (rt->opt->sim)
-    return 0;
-  if (idle->at != rt->progress) {
-    idle->at = rt->progress;
-    idle->n = 0;
-  }
-  if (++idle->n <= ENGINE__IDLE_MAX)
-    return 0;
-  engine__jpath(rt, st->name, path, sizeof path);
-  snprintf(msg, sizeof msg, "state '%s' entered after %d states in a row "
-           "that started no action and waited for nothing: a loop that "
-           "would never end (hint: 'cairn simulate' names the loop; give "
-           "it a way out, or a wait state)", path, ENGINE__IDLE_MAX);
-  idle->n = 0; /* a failure path that loops again is caught again */
-  choice_failed(rt, st, msg);
-  return 1;
-}
-
 static void enter_state(struct engine__rt *rt, const char *name);
 
 void engine__enter(struct engine__rt *rt, const char *name)
@@ -1731,8 +1744,6 @@ static void enter_state(struct engine__rt *rt, const char *name)
     return;
   }
   *slot = sx;
-  if (idle_loop(rt, st))
-    return;
 
   switch (st->kind) {
   case ENGINE_DO:

@@ -2,7 +2,8 @@
 # t0065-idle-loops: loops of states that run nothing. A loop of choices
 # is refused by the loader; one the loader cannot see (through a used
 # workflow that only succeeds) fails the run once a cursor has entered
-# ENGINE__IDLE_MAX (10,000) states in a row with nothing started, and a
+# ENGINE__IDLE_MAX (10,000) states in a row with nothing started (the
+# state it would leave fails, so its failure path applies), and a
 # simulation stops at its own limit. Each used to overflow the stack:
 # entering a state entered the next from inside it.
 . "$(dirname "$0")/lib.sh"
@@ -66,11 +67,47 @@ test_expect_success 'a loop the loader cannot see: the run fails at 10,000 idle 
 	test_must_fail_with 1 cairn run again.yaml >out 2>err &&
 	RUN=$(last_run) &&
 	test "$(q "SELECT status FROM runs WHERE id = '\''$RUN'\''")" = failed &&
-	test_grep "state .* entered after 10000 states in a row that started no action and waited for nothing: a loop that would never end" out &&
-	test "$(q "SELECT count(*) FROM events WHERE run_id = '\''$RUN'\'' AND kind = '\''state.entered'\''")" -gt 10000 &&
-	test "$(q "SELECT count(*) FROM events WHERE run_id = '\''$RUN'\'' AND kind = '\''state.entered'\''")" -lt 10010 &&
+	test_grep "state .* failed after 10000 states in a row that started no action and waited for nothing: a loop that would never end" out &&
+	test "$(q "SELECT count(*) FROM events WHERE run_id = '\''$RUN'\'' AND kind = '\''transition'\''")" -gt 10000 &&
+	test "$(q "SELECT count(*) FROM events WHERE run_id = '\''$RUN'\'' AND kind = '\''transition'\''")" -lt 10010 &&
 	test_path_is_missing built &&
 	cairn verify >/dev/null
+'
+
+# The same loop with one more choice in it: whichever state the count
+# ends at (a top-level one here), the run's failure path runs, and what
+# build did is undone.
+write_workflow again2.yaml <<\EOF
+cairn: 1
+name: again2
+start: build
+states:
+  build:
+    do: exec
+    with: { argv: [touch, built] }
+    undo: { do: exec, with: { argv: [rm, -f, built] } }
+    next: step
+  step: { use: nothing.yaml, next: check }
+  check:
+    choice:
+      - when: "states.build.output.exit_code == 0"
+        next: check2
+    default: done
+  check2:
+    choice:
+      - when: "true"
+        next: step
+    default: done
+  done: { succeed: true }
+EOF
+
+test_expect_success 'wherever the count ends, the failure path runs: what the run did is undone' '
+	test_must_fail_with 1 cairn run again2.yaml >out 2>err &&
+	test_grep "failed after 10000 states in a row" out &&
+	test_grep "rolled back: build" out &&
+	test_path_is_missing built &&
+	RUN=$(last_run) &&
+	test "$(q "SELECT count(*) FROM events e WHERE run_id = '\''$RUN'\'' AND kind = '\''transition'\'' AND NOT EXISTS (SELECT 1 FROM events s WHERE s.run_id = e.run_id AND s.kind = '\''state.entered'\'' AND s.state = e.state AND s.seq < e.seq)")" = 0
 '
 
 test_expect_success 'its simulation stops at its limit and names the loop (exit 3)' '
@@ -97,7 +134,7 @@ EOF
 
 test_expect_success 'a map over nothing in a loop: the run fails the same way' '
 	test_must_fail_with 1 cairn run mapped.yaml >out 2>err &&
-	test_grep "entered after 10000 states in a row" out
+	test_grep "failed after 10000 states in a row" out
 '
 
 # Instance b waits; instance a fails, which stops b at once, and b's end
