@@ -128,11 +128,12 @@ static int promote_one(struct cli_ctx *ctx, struct journal **j, int *standin,
     }
     if (ctx->json) {
       /* the result line every --json command ends with */
-      json_t *v = json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:s,s:s,s:s}", "kind",
+      json_t *v = json_pack("{s:s,s:s,s:i,s:s,s:s,s:o,s:o,s:s,s:o}", "kind",
                             "result", "status", "refused", "exit_code",
                             CLI_EXIT_GATE, "record", record, "workflow",
-                            wf->name, "env", env, "release", g.release,
-                            "gate", g.gate, "reason", g.reason);
+                            wf->name, "env", cli_text(env), "release",
+                            cli_text(g.release), "gate", g.gate, "reason",
+                            cli_text(g.reason));
       cli_print_json(v);
       json_decref(v);
       *reported = 1;

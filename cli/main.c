@@ -91,8 +91,11 @@ void cli_error_result(const struct cli_ctx *ctx, int code)
 {
   if (!ctx->json || code == CLI_EXIT_OK)
     return;
-  json_t *v = json_pack("{s:s,s:s,s:i,s:s}", "kind", "result", "status",
-                        "error", "exit_code", code, "message", last_error);
+  /* cli_text: a message quoting bytes that are not UTF-8 (a file name,
+   * an edited journal row) must not lose the line */
+  json_t *v = json_pack("{s:s,s:s,s:i,s:o}", "kind", "result", "status",
+                        "error", "exit_code", code, "message",
+                        cli_text(last_error));
   cli_print_json(v);
   json_decref(v);
 }

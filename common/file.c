@@ -182,10 +182,15 @@ int cairn_out_commit(struct cairn_out *o, unsigned mode,
 {
   int fd, e;
 
-  if (fflush(o->f) != 0 || ferror(o->f) || (fd = dup(fileno(o->f))) < 0) {
-    e = errno ? errno : EIO;
+  if (fflush(o->f) != 0 || (fd = dup(fileno(o->f))) < 0) {
+    e = errno;
     cairn_out_abort(o);
     return write_error(o->path, e, err);
+  }
+  if (ferror(o->f)) { /* a write on the way failed; its errno is gone */
+    close(fd);
+    cairn_out_abort(o);
+    return write_error(o->path, EIO, err);
   }
   fclose(o->f); /* flushed above: its fd's copy goes on */
   o->f = NULL;

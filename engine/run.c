@@ -2131,7 +2131,7 @@ int engine__rt_init(struct engine__rt *rt, struct journal *j,
   for (size_t f = 0; f < wf->nframes; f++)
     for (size_t i = 0; i < wf->frames[f].nparams; i++)
       rt->capredact += (size_t)wf->frames[f].params[i].secret;
-  rt->capredact *= 7; /* each value as it is and in up to six forms JSON
+  rt->capredact *= 9; /* each value as it is and in up to eight forms JSON
                         escapes it (engine__learn_value) */
   rt->redact = calloc(rt->capredact + 1, sizeof *rt->redact);
   if (rt->scope == NULL || rt->redact == NULL || rt->inst == NULL ||

@@ -26,7 +26,7 @@ static int add_form(struct engine__rt *rt, const char *s)
           "run %s learned more distinct secret values than it can "
           "redact (%zu); cairn stops rather than show one (hint: give a "
           "map's instances one secret, not one each)",
-          rt->run_id, rt->capredact);
+          *rt->run_id ? rt->run_id : "(not started yet)", rt->capredact);
     return rt->fatal;
   }
   if ((rt->redact[n] = strdup(s)) == NULL) /* rt->redact[n + 1] is NULL */

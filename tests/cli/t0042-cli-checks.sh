@@ -326,4 +326,10 @@ test_expect_success 'simulate --fail-at X twice: exit 2, not a line saying the s
 	test_grep ! "did not fire" out
 '
 
+test_expect_success 'an error quoting bytes that are not UTF-8 still ends --json with its result line' '
+	test_must_fail_with 2 cairn run --json "$(printf "x\377.yaml")" >out 2>err &&
+	jq -e ".kind == \"result\" and .exit_code == 2 and (.message | test(\"x.\\\\.yaml\"))" out >/dev/null &&
+	test_grep -F "x\xff.yaml" err
+'
+
 test_done

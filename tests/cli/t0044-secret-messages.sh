@@ -157,7 +157,7 @@ test_expect_success 'a run that learns more secret values than it can redact sto
 	states:
 	  m:
 	    map:
-	      items: [aaa1, bbb2, ccc3, ddd4, eee5, fff6, ggg7, hhh8]
+	      items: [aaa1, bbb2, ccc3, ddd4, eee5, fff6, ggg7, hhh8, iii9, jjj0]
 	      max_concurrency: 1
 	      use: holder.yaml
 	      with: { pw: "{{ item }}" }
@@ -165,7 +165,7 @@ test_expect_success 'a run that learns more secret values than it can redact sto
 	  done: { succeed: true }
 	EOF
 	CAIRN_TEST_REDACT_SPARE=0 test_must_fail_with 2 cairn run many.yaml >out 2>&1 &&
-	test_grep "learned more distinct secret values than it can redact (7); cairn stops rather than show one" out &&
+	test_grep "learned more distinct secret values than it can redact (9); cairn stops rather than show one" out &&
 	test_grep ! "succeeded" out
 '
 
