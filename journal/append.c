@@ -24,6 +24,21 @@ const char *journal__column_text(sqlite3_stmt *st, int col)
   return s != NULL ? (const char *)s : "";
 }
 
+int journal__hash_row(EVP_MAC_CTX *mac, sqlite3_stmt *st,
+                      const unsigned char prev[32],
+                      char out[JOURNAL_HASH_HEX], struct cairn_error *err)
+{
+  return journal__hash_fields(mac, sqlite3_column_int64(st, 0),
+                              journal__column_text(st, 1),
+                              journal__column_text(st, 2),
+                              journal__column_text(st, 3),
+                              sqlite3_column_int(st, 4),
+                              sqlite3_column_int64(st, 5),
+                              journal__column_text(st, 6),
+                              (size_t)sqlite3_column_bytes(st, 6), prev, out,
+                              err);
+}
+
 int journal__misstored(sqlite3_stmt *st, int col, int type, char *why,
                        size_t n)
 {

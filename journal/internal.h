@@ -191,6 +191,14 @@ int journal__hash_fields(EVP_MAC_CTX *mac, int64_t seq, const char *run_id, cons
  * step or reset). */
 const char *journal__column_text(sqlite3_stmt *st, int col);
 
+/* journal__hash_fields of the event in st's row, whose first columns are
+ * seq, run_id, kind, state, attempt, time_ms, payload (the order every
+ * reader of a whole event selects them in): what its hash should be,
+ * after prev. mac as for journal__hash_fields. */
+int journal__hash_row(EVP_MAC_CTX *mac, sqlite3_stmt *st,
+                      const unsigned char prev[32],
+                      char out[JOURNAL_HASH_HEX], struct cairn_error *err);
+
 /* Whether column col of st's row is stored otherwise than cairn writes
  * it: in another storage class than type (SQLITE_TEXT or SQLITE_INTEGER),
  * or, for text, with a NUL byte in it. What cairn hashes and compares in

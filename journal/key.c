@@ -192,15 +192,7 @@ int journal__key_added(struct journal *j, int64_t *seq,
   case SQLITE_ROW:
     if (journal__unhex32(journal__column_text(st, 7), prev) != 0)
       break; /* not a hash either way: verify says what is wrong */
-    rc = journal__hash_fields(NULL, sqlite3_column_int64(st, 0),
-                              journal__column_text(st, 1),
-                              journal__column_text(st, 2),
-                              journal__column_text(st, 3),
-                              sqlite3_column_int(st, 4),
-                              sqlite3_column_int64(st, 5),
-                              journal__column_text(st, 6),
-                              (size_t)sqlite3_column_bytes(st, 6), prev,
-                              computed, err);
+    rc = journal__hash_row(NULL, st, prev, computed, err);
     if (rc == 0 && strcmp(computed, journal__column_text(st, 8)) == 0) {
       *seq = sqlite3_column_int64(st, 0);
       rc = 1;

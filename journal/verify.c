@@ -146,14 +146,7 @@ static int check_row(struct journal *j, sqlite3_stmt *st, int64_t *bad,
              " (an event was removed, inserted or moved)", s - 1);
     return 0;
   }
-  int rc = journal__hash_fields(j->mac, s, journal__column_text(st, 1),
-                                journal__column_text(st, 2),
-                                journal__column_text(st, 3),
-                                sqlite3_column_int(st, 4),
-                                sqlite3_column_int64(st, 5),
-                                journal__column_text(st, 6),
-                                (size_t)sqlite3_column_bytes(st, 6), prev,
-                                computed, err);
+  int rc = journal__hash_row(j->mac, st, prev, computed, err);
   if (rc == 0 && strcmp(computed, journal__column_text(st, 8)) != 0) {
     *bad = s;
     hash_mismatch(j, why, n);
@@ -668,7 +661,6 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
     char why[256];
     /* first: the columns must not be converted before it looks */
     int misstored = event_misstored(st, why, sizeof why);
-    const char *payload = journal__column_text(st, 6);
     const char *prev_hash = journal__column_text(st, 7);
     const char *hash = journal__column_text(st, 8);
 
@@ -706,13 +698,7 @@ int journal_verify(struct journal *j, struct journal_verify_result *res,
              " (an event was removed, inserted or moved)",
              seq - 1);
     } else {
-      rc = journal__hash_fields(mac, seq, journal__column_text(st, 1),
-                                journal__column_text(st, 2),
-                                journal__column_text(st, 3),
-                                sqlite3_column_int(st, 4),
-                                sqlite3_column_int64(st, 5), payload,
-                                (size_t)sqlite3_column_bytes(st, 6), prev,
-                                computed, err);
+      rc = journal__hash_row(mac, st, prev, computed, err);
       if (rc != 0)
         goto out;
       if (strcmp(computed, hash) != 0) {
