@@ -97,6 +97,18 @@ static int tmp_open(const char *path, char **tmp, struct cairn_error *err)
   return fd;
 }
 
+/* A replacement of path given up after error e: fd (when >= 0) closed,
+ * tmp removed and freed. Returns write_error's code. */
+static int tmp_fail(int fd, char *tmp, const char *path, int e,
+                    struct cairn_error *err)
+{
+  if (fd >= 0)
+    close(fd);
+  unlink(tmp);
+  free(tmp);
+  return write_error(path, e, err);
+}
+
 /* Puts the written tmp (fd, closed here) in place of path: owner, mode,
  * fsync when durable, rename, then the folder's fsync. On failure tmp is
  * removed. tmp is freed either way. 0, or CAIRN_E_IO with err set. */
@@ -122,12 +134,7 @@ static int put_in_place(int fd, char *tmp, const char *path, unsigned mode,
   return 0;
 
 fail:
-  e = errno;
-  if (fd >= 0)
-    close(fd);
-  unlink(tmp);
-  free(tmp);
-  return write_error(path, e, err);
+  return tmp_fail(fd, tmp, path, errno, err);
 }
 
 static int write_renamed(const char *path, const void *data, size_t n,
@@ -136,7 +143,7 @@ static int write_renamed(const char *path, const void *data, size_t n,
 {
   const char *p = data;
   char *tmp;
-  int fd = tmp_open(path, &tmp, err), e;
+  int fd = tmp_open(path, &tmp, err);
 
   if (fd < 0)
     return err->code;
@@ -144,13 +151,8 @@ static int write_renamed(const char *path, const void *data, size_t n,
     ssize_t w = write(fd, p, n);
     if (w < 0 && errno == EINTR)
       continue;
-    if (w < 0) {
-      e = errno;
-      close(fd);
-      unlink(tmp);
-      free(tmp);
-      return write_error(path, e, err);
-    }
+    if (w < 0)
+      return tmp_fail(fd, tmp, path, errno, err);
     p += w;
     n -= (size_t)w;
   }
@@ -166,12 +168,9 @@ int cairn_out_begin(struct cairn_out *o, const char *path,
   if ((fd = tmp_open(path, &o->tmp, err)) < 0)
     return err->code;
   if ((o->f = fdopen(fd, "w")) == NULL) {
-    int e = errno;
-    close(fd);
-    unlink(o->tmp);
-    free(o->tmp);
+    int rc = tmp_fail(fd, o->tmp, path, errno, err);
     o->tmp = NULL;
-    return write_error(path, e, err);
+    return rc;
   }
   o->path = path;
   return 0;
