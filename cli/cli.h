@@ -170,6 +170,10 @@ size_t cli_control_len(const unsigned char *p);
  * that is not UTF-8 replaced by '?' (jansson refuses such text, and a
  * field it refused would vanish); NULL only when out of memory. */
 json_t *cli_text(const char *s);
+/* The length of the character at p that cli_control_len let through (0
+ * there): a whole UTF-8 sequence, 1 for ASCII, so a scan that goes by it
+ * never takes a continuation byte for a byte that starts none. */
+size_t cli_char_len(const unsigned char *p);
 /* "1.2s" etc. into buf. */
 const char *cli_duration(int64_t ms, char *buf, size_t n);
 /* "2026-11-22 19:57:01" (local time) into buf. */

@@ -12,7 +12,6 @@
 
 #include "cli/report.h"
 #include "common/file.h"
-#include "common/utf8.h"
 
 #define REPORT_MODE 0644 /* the journal it reads is redacted; see cli.md */
 
@@ -61,7 +60,7 @@ void cli_report_escape_max(FILE *f, const char *s, size_t max)
       continue;
     }
     if (*u >= 0x80) { /* a whole character: cli_control_len let it by */
-      c = cairn_utf8_char_len(u, 4);
+      c = cli_char_len(u);
       fwrite(p, 1, c, f);
       p += c - 1;
       n += c - 1;

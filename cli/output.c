@@ -42,10 +42,7 @@ size_t cli_control_len(const unsigned char *p)
   return 0;
 }
 
-/* The length of the character at p that cli_control_len let through: a
- * whole UTF-8 sequence, so its continuation bytes are not taken for bytes
- * that start none. */
-static size_t char_len(const unsigned char *p)
+size_t cli_char_len(const unsigned char *p)
 {
   size_t c = *p < 0x80 ? 1 : cairn_utf8_char_len(p, 4);
   return c ? c : 1;
@@ -57,7 +54,7 @@ const char *cli_safe(const char *s, char *buf, size_t n)
   size_t k = 0, c;
 
   while (*p && cli_control_len(p) == 0)
-    p += char_len(p);
+    p += cli_char_len(p);
   if (*p == '\0')
     return s;
   if (n == 0)
@@ -65,7 +62,7 @@ const char *cli_safe(const char *s, char *buf, size_t n)
   for (p = (const unsigned char *)s; *p; p += c) {
     c = cli_control_len(p);
     if (c == 0) {
-      c = char_len(p);
+      c = cli_char_len(p);
       if (k + c >= n)
         break;
       memcpy(buf + k, p, c);
