@@ -144,15 +144,10 @@ static int promote_one(struct cli_ctx *ctx, struct journal **j, int *standin,
   /* Said before "promoting": the run would stop at the lock anyway
    * (engine_run takes it; a holder that appears in between is said
    * there, after the line). */
-  {
-    struct journal_lock_holder h;
-    int alive = 0;
-    if (journal_lock_get(*j, wf->name, env, &h, &alive, NULL) == 0 && alive) {
-      rc = journal_lock_error(&err, wf->name, env, &h);
-      cli_error("%s", err.msg);
-      code = cli_exit_for(rc);
-      goto out;
-    }
+  if ((rc = journal_lock_check(*j, wf->name, env, &err)) != 0) {
+    cli_error("%s", err.msg);
+    code = cli_exit_for(rc);
+    goto out;
   }
   /* Every event of the run will chain from the newest one: a damaged
    * end fails here, before anything says it is promoting. */

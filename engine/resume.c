@@ -891,7 +891,7 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
   const struct engine_state *st = NULL;
   struct engine__sx *sx = NULL;
   struct journal_lock_holder holder;
-  int taken_over = 0, alive = 0, rt_ready = 0;
+  int taken_over = 0, rt_ready = 0;
   struct spot *isp = NULL; /* the instances resumed in their cursors */
   size_t nisp = 0;
   struct question q = {0};
@@ -941,11 +941,8 @@ int engine_resume(struct journal *j, const struct engine_workflow *wf,
     goto out_rp;
 
   /* A live holder (another resume of this run, or another run) wins. */
-  if (journal_lock_get(j, wf->name, env ? env : "", &holder, &alive, NULL) == 0 &&
-      alive && !(holder.pid == (int)getpid())) {
-    rc = journal_lock_error(err, wf->name, env ? env : "", &holder);
+  if ((rc = journal_lock_check(j, wf->name, env, err)) != 0)
     goto out_rp;
-  }
   if ((rc = engine__lock_orphans(j, wf->name, env ? env : "", run_id,
                                  err)) != 0)
     goto out_rp;

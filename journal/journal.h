@@ -406,6 +406,15 @@ int journal_lock_get(struct journal *j, const char *workflow, const char *env,
                      struct journal_lock_holder *holder, int *alive,
                      struct cairn_error *err);
 
+/* Whether another live process holds (workflow, env) (env NULL: ""):
+ * CAIRN_E_LOCKED with journal_lock_error's message, else 0 (free, held
+ * by this process, or by one that is gone: taking it over is the
+ * acquirer's business; a lock row that cannot be read is the acquirer's
+ * to say too). Said before acting, so a refusal comes before
+ * anything is printed or journaled; journal_lock_acquire still decides. */
+int journal_lock_check(struct journal *j, const char *workflow,
+                       const char *env, struct cairn_error *err);
+
 /* Fills err with CAIRN_E_LOCKED and what to do: "workflow 'W' env 'E' is
  * locked by run R (pid P on H) (hint: ...)" (no env part when env is "").
  * Returns CAIRN_E_LOCKED. Every argument is borrowed. */

@@ -263,6 +263,25 @@ out:
   return journal__write_end(j, own, rc, err);
 }
 
+int journal_lock_check(struct journal *j, const char *workflow,
+                       const char *env, struct cairn_error *err)
+{
+  struct journal_lock_holder cur;
+  struct me me;
+  char boot[40];
+
+  if (env == NULL)
+    env = "";
+  /* a lock that cannot be read refuses nothing here: the acquire that
+   * follows reads it again and says why */
+  if (lock_read(j, workflow, env, &cur, boot, NULL) <= 0)
+    return 0;
+  who_am_i(&me);
+  if (!is_me(&cur, &me) && holder_alive(&cur, boot, &me))
+    return journal_lock_error(err, workflow, env, &cur);
+  return 0;
+}
+
 int journal_lock_get(struct journal *j, const char *workflow, const char *env,
                      struct journal_lock_holder *holder, int *alive,
                      struct cairn_error *err)
