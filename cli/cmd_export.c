@@ -2,17 +2,14 @@
  * another system, as JSON lines or CSV (RFC 4180). Read-only; secrets are
  * already redacted in the journal and export adds nothing to it. */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
-#include "common/file.h"
 #include "cli/since.h"
+#include "common/file.h"
 
 /* The CSV columns: the event's first, then the run's. A run row fills
  * "run" with its id and the run columns; an event row the event columns. */
